@@ -1,0 +1,69 @@
+// Package remoting implements the RocketMQ 4.x "remoting" wire protocol that
+// Ferry's broker, name server and SDK share: the frame codec, both header
+// serializations, the catalogue of request and response codes, the JSON body
+// types, and connection handling (Server, Client, Conn, Mux).
+//
+// # Frame
+//
+// Every message in both directions is one frame. All integers are big-endian.
+//
+//	+----------------+---------------------------+-------------------------+-------------+
+//	| int32 length   | int32 headerWord          | header (headerLen bytes)| body (rest) |
+//	+----------------+---------------------------+-------------------------+-------------+
+//	length     = 4 + headerLen + bodyLen          (does not count itself)
+//	headerWord = serializeType<<24 | headerLen    (headerLen < 2^24)
+//	serializeType: 0 = JSON, 1 = ROCKETMQ (binary)
+//
+// A frame whose length exceeds the configured maximum (16 MiB by default) or
+// is shorter than 4 is rejected with ErrFrameTooLarge / ErrMalformedFrame.
+//
+// # JSON header (serializeType 0)
+//
+//	{"code":105,"language":"GO","version":317,"opaque":1,"flag":0,"remark":"","extFields":{"topic":"T"}}
+//
+// code and version are JSON numbers (int16 range), opaque and flag int32,
+// extFields a string→string object. Values in extFields are always encoded as
+// JSON strings (the Go client rejects anything else); on input numbers and
+// booleans are tolerated and kept as their literal text.
+//
+// # ROCKETMQ binary header (serializeType 1)
+//
+//	+-------+--------+-----------------------------------------------+
+//	| off   | size   | field                                         |
+//	+-------+--------+-----------------------------------------------+
+//	| 0     | 2      | int16 code                                    |
+//	| 2     | 1      | int8  language (JAVA=0 ... GO=9)              |
+//	| 3     | 2      | int16 version                                 |
+//	| 5     | 4      | int32 opaque                                  |
+//	| 9     | 4      | int32 flag                                    |
+//	| 13    | 4      | int32 remarkLen, then remarkLen bytes UTF-8   |
+//	| 17+R  | 4      | int32 extLen, then extLen bytes of entries:   |
+//	|       |        |   int16 keyLen | key | int32 valLen | value   |
+//	+-------+--------+-----------------------------------------------+
+//	fixed part (both length words included) = 21 bytes
+//
+// # Flags and matching
+//
+// flag bit0 (1) marks a response, bit1 (2) a oneway request. A response
+// copies the request's opaque and is written in the request's serialize
+// type. Requests of one connection are served concurrently and answers may
+// leave out of order; the peer matches them by opaque only.
+//
+// # Errors on the wire
+//
+// A frame that cannot be delimited (bad length) or whose header cannot be
+// decoded closes the connection, as the Java NettyDecoder does: without a
+// decoded header there is no opaque to answer to. Unknown request codes are
+// answered with RespRequestCodeNotSupported by Mux.
+//
+// # Concurrency
+//
+// Each Conn owns two goroutines: the read loop (decodes frames, dispatches
+// requests on their own goroutine, routes responses to waiting Invoke calls)
+// and the writer (drains a mutex-guarded queue of frames in batches with one
+// writev, woken by a 1-slot doorbell channel). Conn.mu guards the write
+// queue, the pending-invoke table and the close state; it is never held while
+// doing I/O. Server.mu guards the connection set; lock order is Server.mu
+// before Conn.mu (Server never holds its lock while calling into a Conn that
+// could call back).
+package remoting

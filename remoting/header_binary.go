@@ -1,0 +1,104 @@
+package remoting
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+)
+
+// AppendBinaryHeader appends c's header in the ROCKETMQ binary
+// serialization (see the package doc). extFields are written in sorted key
+// order. A key longer than 32767 bytes is an error.
+func AppendBinaryHeader(dst []byte, c *Command) ([]byte, error) {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(c.Code))
+	dst = append(dst, byte(c.Language))
+	dst = binary.BigEndian.AppendUint16(dst, uint16(c.Version))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(c.Opaque))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(c.Flag))
+	if len(c.Remark) > maxHeaderLen {
+		return dst, fmt.Errorf("%w: remark of %d bytes", ErrHeaderTooLarge, len(c.Remark))
+	}
+	dst = binary.BigEndian.AppendUint32(dst, uint32(len(c.Remark)))
+	dst = append(dst, c.Remark...)
+	lenAt := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	for _, k := range sortedKeys(c.ExtFields) {
+		v := c.ExtFields[k]
+		if len(k) > math.MaxInt16 {
+			return dst, fmt.Errorf("%w: extFields key of %d bytes", ErrHeaderTooLarge, len(k))
+		}
+		if len(v) > maxHeaderLen {
+			return dst, fmt.Errorf("%w: extFields value of %d bytes", ErrHeaderTooLarge, len(v))
+		}
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(k)))
+		dst = append(dst, k...)
+		dst = binary.BigEndian.AppendUint32(dst, uint32(len(v)))
+		dst = append(dst, v...)
+	}
+	extLen := len(dst) - lenAt - 4
+	if extLen > maxHeaderLen {
+		return dst, fmt.Errorf("%w: extFields of %d bytes", ErrHeaderTooLarge, extLen)
+	}
+	binary.BigEndian.PutUint32(dst[lenAt:], uint32(extLen))
+	return dst, nil
+}
+
+// DecodeBinaryHeader decodes a ROCKETMQ binary header into a Command
+// (without body). Bytes after the extFields block are ignored, as Java does.
+func DecodeBinaryHeader(b []byte) (*Command, error) {
+	if len(b) < binaryFixedLen {
+		return nil, fmt.Errorf("%w: binary header of %d bytes, need at least %d", ErrMalformedHeader, len(b), binaryFixedLen)
+	}
+	c := &Command{
+		Code:          int16(binary.BigEndian.Uint16(b[0:])),
+		Language:      LanguageCode(b[2]).normalize(),
+		Version:       int16(binary.BigEndian.Uint16(b[3:])),
+		Opaque:        int32(binary.BigEndian.Uint32(b[5:])),
+		Flag:          int32(binary.BigEndian.Uint32(b[9:])),
+		SerializeType: SerializeRocketMQ,
+	}
+	p := b[13:]
+	remark, p, err := takeLen32(p, "remark")
+	if err != nil {
+		return nil, err
+	}
+	c.Remark = string(remark)
+	ext, _, err := takeLen32(p, "extFields")
+	if err != nil {
+		return nil, err
+	}
+	if len(ext) > 0 {
+		c.ExtFields = make(map[string]string)
+	}
+	for len(ext) > 0 {
+		if len(ext) < 2 {
+			return nil, fmt.Errorf("%w: truncated extFields key length", ErrMalformedHeader)
+		}
+		kl := int16(binary.BigEndian.Uint16(ext))
+		ext = ext[2:]
+		if kl < 0 || int(kl) > len(ext) {
+			return nil, fmt.Errorf("%w: extFields key length %d", ErrMalformedHeader, kl)
+		}
+		key := string(ext[:kl])
+		var val []byte
+		val, ext, err = takeLen32(ext[kl:], "extFields value")
+		if err != nil {
+			return nil, err
+		}
+		c.ExtFields[key] = string(val)
+	}
+	return c, nil
+}
+
+// takeLen32 splits an int32-length-prefixed field off p.
+func takeLen32(p []byte, what string) (field, rest []byte, err error) {
+	if len(p) < 4 {
+		return nil, nil, fmt.Errorf("%w: truncated %s length", ErrMalformedHeader, what)
+	}
+	n := int32(binary.BigEndian.Uint32(p))
+	p = p[4:]
+	if n < 0 || int64(n) > int64(len(p)) {
+		return nil, nil, fmt.Errorf("%w: %s length %d with %d bytes left", ErrMalformedHeader, what, n, len(p))
+	}
+	return p[:n], p[n:], nil
+}
