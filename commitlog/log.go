@@ -1,0 +1,607 @@
+package commitlog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
+)
+
+// FlushMode says when an append is acknowledged.
+type FlushMode int
+
+const (
+	// FlushAsync acknowledges once the bytes are in the page cache; a
+	// flusher syncs them in the background. Survives a killed process.
+	FlushAsync FlushMode = iota
+	// FlushSync acknowledges after the group commit's fdatasync that covers
+	// the record. Survives power loss.
+	FlushSync
+)
+
+func (m FlushMode) String() string {
+	if m == FlushSync {
+		return "sync"
+	}
+	return "async"
+}
+
+// ParseFlushMode parses "async" or "sync".
+func ParseFlushMode(s string) (FlushMode, error) {
+	switch s {
+	case "async", "ASYNC_FLUSH":
+		return FlushAsync, nil
+	case "sync", "SYNC_FLUSH":
+		return FlushSync, nil
+	}
+	return 0, fmt.Errorf("commitlog: flush mode %q: want async or sync", s)
+}
+
+// Defaults for Options.
+const (
+	DefaultSegmentSize        = 1 << 30
+	DefaultFlushInterval      = 500 * time.Millisecond
+	DefaultFlushDirtyBytes    = 16 << 20
+	DefaultSyncTimeout        = 5 * time.Second
+	DefaultCheckpointInterval = time.Second
+	DefaultMaxMessageSize     = 4 << 20
+)
+
+// Options configures a Log. The zero value of every field but Dir means its
+// default.
+type Options struct {
+	FS                 vfs.FS // default vfs.Default
+	Dir                string // holds the segments, the checkpoint and the lock file
+	SegmentSize        int64
+	Flush              FlushMode
+	FlushInterval      time.Duration // async: longest time a write stays unsynced
+	FlushDirtyBytes    int64         // async: sync early once this much is waiting
+	SyncTimeout        time.Duration // sync: an append waits this long, then ErrFlushTimeout
+	CheckpointInterval time.Duration
+	MaxMessageSize     int  // largest body accepted
+	NoPreallocate      bool // do not fallocate new segments
+	Logger             zerolog.Logger
+	Now                func() time.Time
+}
+
+// Validate fills in defaults and explains any value it cannot accept.
+func (o *Options) Validate() error {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.Dir == "" {
+		return errors.New("commitlog: Options.Dir is required")
+	}
+	if o.SegmentSize == 0 {
+		o.SegmentSize = DefaultSegmentSize
+	}
+	if o.MaxMessageSize == 0 {
+		o.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if o.SegmentSize < 4096 {
+		return fmt.Errorf("commitlog: segment size %d is below the minimum of 4096 bytes", o.SegmentSize)
+	}
+	if int64(o.MaxMessageSize)+fixedHeaderIPv4+MaxTopicLen+MaxPropertiesLen+40+BlankMarkerSize > o.SegmentSize {
+		// Every acceptable message must fit in an empty segment.
+		return fmt.Errorf("commitlog: segment size %d cannot hold a message of the maximum size %d plus headers", o.SegmentSize, o.MaxMessageSize)
+	}
+	if o.Flush != FlushAsync && o.Flush != FlushSync {
+		return fmt.Errorf("commitlog: unknown flush mode %d", o.Flush)
+	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = DefaultFlushInterval
+	}
+	if o.FlushDirtyBytes == 0 {
+		o.FlushDirtyBytes = DefaultFlushDirtyBytes
+	}
+	if o.SyncTimeout == 0 {
+		o.SyncTimeout = DefaultSyncTimeout
+	}
+	if o.CheckpointInterval == 0 {
+		o.CheckpointInterval = DefaultCheckpointInterval
+	}
+	if o.FlushInterval < 0 || o.FlushDirtyBytes < 0 || o.SyncTimeout < 0 || o.CheckpointInterval < 0 || o.MaxMessageSize < 0 {
+		return errors.New("commitlog: intervals, sizes and timeouts must not be negative")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return nil
+}
+
+// Sentinel errors.
+var (
+	ErrClosed       = errors.New("commitlog: log closed")
+	ErrReadOnly     = errors.New("commitlog: log is read-only after a write or sync error")
+	ErrFlushTimeout = errors.New("commitlog: flush timed out (the message is written and may still become durable)")
+	ErrOutOfRange   = errors.New("commitlog: offset out of range")
+	ErrLocked       = errors.New("commitlog: directory is in use by another process")
+)
+
+type queueKey struct {
+	topic string
+	queue int32
+}
+
+type segment struct {
+	base int64
+	name string
+	file vfs.File
+}
+
+// Log is the shared commitlog. Append, the read methods and the offset
+// accessors are safe for concurrent use.
+//
+// Concurrency: mu is the append lock. One flusher goroutine (owned by the
+// Log, stopped by Close) syncs and checkpoints. Readers never take mu: they
+// read below written, which only grows, from the segment list published in
+// segs.
+type Log struct {
+	opts Options
+	fs   vfs.FS
+	log  zerolog.Logger
+	lock io.Closer
+
+	segs atomic.Pointer[[]*segment] // sorted by base, copy-on-write
+
+	mu          sync.Mutex
+	writePos    int64 // guarded by mu; equal to written
+	queues      map[queueKey]int64
+	lastStoreTs int64
+	err         error         // sticky write/sync error
+	round       chan struct{} // closed when the flush round covering the writes so far ends
+	closed      bool
+	minOffset   int64
+
+	written atomic.Int64 // end of the last complete record
+	flushed atomic.Int64 // end of the synced prefix
+	sticky  atomic.Pointer[error]
+
+	flushBell chan struct{} // 1-slot doorbell for the flusher
+	watchers  atomic.Pointer[[]chan struct{}]
+	watchMu   sync.Mutex
+
+	stop chan struct{}
+	done chan struct{}
+
+	lastCheckpoint     time.Time
+	checkpointedOffset int64
+	bufPool            sync.Pool
+}
+
+// Open opens or creates the log in opts.Dir, recovering it if it was not
+// closed cleanly, and starts its flusher.
+func Open(opts Options) (*Log, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	l := &Log{
+		opts:      opts,
+		fs:        opts.FS,
+		log:       opts.Logger,
+		queues:    make(map[queueKey]int64),
+		round:     make(chan struct{}),
+		flushBell: make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+	}
+	if err := l.fs.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("commitlog: create %s: %w", opts.Dir, err)
+	}
+	lock, err := l.fs.Lock(l.fs.PathJoin(opts.Dir, "LOCK"))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrLocked, opts.Dir, err)
+	}
+	l.lock = lock
+	if err := l.recover(); err != nil {
+		l.closeFiles()
+		lock.Close()
+		return nil, err
+	}
+	go l.flusher()
+	return l, nil
+}
+
+// Options returns the options in force (defaults filled in).
+func (l *Log) Options() Options { return l.opts }
+
+// WrittenOffset is the end of the last complete record: every byte below
+// it can be read.
+func (l *Log) WrittenOffset() int64 { return l.written.Load() }
+
+// FlushedOffset is the end of the synced prefix of the log.
+func (l *Log) FlushedOffset() int64 { return l.flushed.Load() }
+
+// VisibleOffset is how far consumers may see: the flushed offset in sync
+// mode (a crash cannot take it back), the written offset in async mode.
+func (l *Log) VisibleOffset() int64 {
+	if l.opts.Flush == FlushSync {
+		return l.flushed.Load()
+	}
+	return l.written.Load()
+}
+
+// MinOffset is the offset of the first segment still kept.
+func (l *Log) MinOffset() int64 {
+	s := *l.segs.Load()
+	if len(s) == 0 {
+		return 0
+	}
+	return s[0].base
+}
+
+// Err returns the sticky error that made the log read-only, if any.
+func (l *Log) Err() error {
+	if e := l.sticky.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
+
+// NextQueueOffset returns the offset the next message appended to (topic,
+// queue) will get.
+func (l *Log) NextQueueOffset(topic string, queue int32) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.queues[queueKey{topic, queue}]
+}
+
+// QueueOffsets returns a copy of the next queue offset of every (topic,
+// queue) that has ever been appended to, keyed by topic then queue.
+func (l *Log) QueueOffsets() map[string]map[int32]int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]map[int32]int64)
+	for k, v := range l.queues {
+		m := out[k.topic]
+		if m == nil {
+			m = make(map[int32]int64)
+			out[k.topic] = m
+		}
+		m[k.queue] = v
+	}
+	return out
+}
+
+// RaiseQueueOffset makes the next offset of (topic, queue) at least next.
+// The broker uses it when a consume queue knows of more entries than the
+// log's checkpoint (after old segments were deleted and the table rebuilt).
+func (l *Log) RaiseQueueOffset(topic string, queue int32, next int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	k := queueKey{topic, queue}
+	if l.queues[k] < next {
+		l.queues[k] = next
+	}
+}
+
+// DeleteQueue forgets the offsets of every queue of topic (the topic was
+// deleted). Its records stay in the log until their segments expire.
+func (l *Log) DeleteQueue(topic string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k := range l.queues {
+		if k.topic == topic {
+			delete(l.queues, k)
+		}
+	}
+}
+
+// Watch returns a 1-slot channel that receives a signal whenever
+// VisibleOffset advances (signals coalesce), and a function to stop.
+func (l *Log) Watch() (<-chan struct{}, func()) {
+	ch := make(chan struct{}, 1)
+	l.watchMu.Lock()
+	old := l.watchers.Load()
+	var next []chan struct{}
+	if old != nil {
+		next = append(next, *old...)
+	}
+	next = append(next, ch)
+	l.watchers.Store(&next)
+	l.watchMu.Unlock()
+	return ch, func() {
+		l.watchMu.Lock()
+		defer l.watchMu.Unlock()
+		cur := *l.watchers.Load()
+		next := make([]chan struct{}, 0, len(cur))
+		for _, c := range cur {
+			if c != ch {
+				next = append(next, c)
+			}
+		}
+		l.watchers.Store(&next)
+	}
+}
+
+func (l *Log) ringWatchers() {
+	w := l.watchers.Load()
+	if w == nil {
+		return
+	}
+	for _, c := range *w {
+		select {
+		case c <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (l *Log) setStickyLocked(err error) error {
+	if l.err == nil {
+		l.err = fmt.Errorf("%w: %w", ErrReadOnly, err)
+		e := l.err
+		l.sticky.Store(&e)
+		l.log.Error().Err(err).Msg("commitlog: write failed; the log is read-only until restart")
+	}
+	return l.err
+}
+
+func (l *Log) getBuf() *[]byte {
+	if b, ok := l.bufPool.Get().(*[]byte); ok {
+		*b = (*b)[:0]
+		return b
+	}
+	b := make([]byte, 0, 64<<10)
+	return &b
+}
+
+func (l *Log) putBuf(b *[]byte) {
+	if cap(*b) <= 8<<20 {
+		l.bufPool.Put(b)
+	}
+}
+
+// batchQueue accumulates the queue offsets a batch takes, written back to
+// the table only when the batch is stored.
+type batchQueue struct {
+	key  queueKey
+	next int64
+}
+
+// Append stores msgs, in order, under one acquisition of the append lock,
+// and returns where each went (appended to res[:0]). In sync mode it
+// returns after the group commit covering them; on ErrFlushTimeout the
+// results are valid and the messages are written but not yet known durable.
+// Validation errors reject the whole batch before anything is written.
+func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error) {
+	res = res[:0]
+	if len(msgs) == 0 {
+		return res, nil
+	}
+	bufp := l.getBuf()
+	defer l.putBuf(bufp)
+	buf := *bufp
+	for i := range msgs {
+		size, err := msgs[i].EncodedSize(l.opts.MaxMessageSize)
+		if err != nil {
+			return res, fmt.Errorf("message %d: %w", i, err)
+		}
+		buf = appendRecord(buf, &msgs[i], size)
+	}
+	*bufp = buf
+
+	var accs [4]batchQueue
+	qs := accs[:0]
+
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return res, ErrClosed
+	}
+	if l.err != nil {
+		err := l.err
+		l.mu.Unlock()
+		return res, err
+	}
+	storeTs := l.opts.Now().UnixMilli()
+	if storeTs < l.lastStoreTs {
+		storeTs = l.lastStoreTs
+	}
+	segSize := l.opts.SegmentSize
+	pos := l.writePos
+	chunkStart, chunkPos := 0, pos
+	p := 0
+	var err error
+	for i := range msgs {
+		size := int(RecordSize(buf[p:]))
+		if room := segSize - pos%segSize; int64(size+BlankMarkerSize) > room {
+			if err = l.writeLocked(buf[chunkStart:p], chunkPos); err != nil {
+				break
+			}
+			if pos, err = l.rollLocked(pos); err != nil {
+				break
+			}
+			chunkStart, chunkPos = p, pos
+		}
+		k := queueKey{msgs[i].Topic, msgs[i].QueueID}
+		j := 0
+		for j < len(qs) && qs[j].key != k {
+			j++
+		}
+		if j == len(qs) {
+			qs = append(qs, batchQueue{k, l.queues[k]})
+		}
+		qo := qs[j].next
+		qs[j].next++
+		sealRecord(buf[p:p+size], qo, pos, storeTs)
+		res = append(res, AppendResult{Offset: pos, Size: int32(size), QueueOffset: qo, StoreTimestamp: storeTs})
+		pos += int64(size)
+		p += size
+	}
+	if err == nil {
+		err = l.writeLocked(buf[chunkStart:p], chunkPos)
+	}
+	if err != nil {
+		// Records before a roll that succeeded are durable parts of the log;
+		// keep what was written so positions stay consistent, but the log
+		// is read-only now and the caller gets the error for the batch.
+		l.mu.Unlock()
+		return res[:0], err
+	}
+	for _, q := range qs {
+		l.queues[q.key] = q.next
+	}
+	l.writePos = pos
+	l.lastStoreTs = storeTs
+	l.written.Store(pos)
+	round := l.round
+	l.mu.Unlock()
+
+	if l.opts.Flush == FlushSync {
+		l.ringFlusher()
+		return res, l.waitRound(round, pos)
+	}
+	if pos-l.flushed.Load() >= l.opts.FlushDirtyBytes {
+		l.ringFlusher()
+	}
+	l.ringWatchers()
+	return res, nil
+}
+
+func (l *Log) ringFlusher() {
+	select {
+	case l.flushBell <- struct{}{}:
+	default:
+	}
+}
+
+var timerPool = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
+func (l *Log) waitRound(round chan struct{}, end int64) error {
+	t := timerPool.Get().(*time.Timer)
+	t.Reset(l.opts.SyncTimeout)
+	defer func() {
+		t.Stop()
+		timerPool.Put(t)
+	}()
+	select {
+	case <-round:
+	case <-t.C:
+		return ErrFlushTimeout
+	}
+	if l.flushed.Load() >= end {
+		return nil
+	}
+	if err := l.Err(); err != nil {
+		return err
+	}
+	return ErrClosed
+}
+
+// writeLocked writes b at global offset pos in the active segment.
+func (l *Log) writeLocked(b []byte, pos int64) error {
+	if len(b) == 0 {
+		return nil
+	}
+	segs := *l.segs.Load()
+	s := segs[len(segs)-1]
+	if _, err := s.file.WriteAt(b, pos-s.base); err != nil {
+		return l.setStickyLocked(fmt.Errorf("write %s at %d: %w", s.name, pos-s.base, err))
+	}
+	return nil
+}
+
+// rollLocked ends the active segment with a blank marker at pos and opens
+// the next one. It returns the new write position.
+func (l *Log) rollLocked(pos int64) (int64, error) {
+	segSize := l.opts.SegmentSize
+	next := (pos/segSize + 1) * segSize
+	var marker [BlankMarkerSize]byte
+	putBlank(marker[:], next-pos)
+	if err := l.writeLocked(marker[:], pos); err != nil {
+		return pos, err
+	}
+	if _, err := l.createSegmentLocked(next); err != nil {
+		return pos, l.setStickyLocked(err)
+	}
+	return next, nil
+}
+
+func putBlank(b []byte, size int64) {
+	binary.BigEndian.PutUint32(b, uint32(size))
+	binary.BigEndian.PutUint32(b[4:], BlankMagic)
+}
+
+func segmentName(base int64) string { return fmt.Sprintf("%020d", base) }
+
+// createSegmentLocked creates the segment starting at base, makes its
+// directory entry durable and publishes it.
+func (l *Log) createSegmentLocked(base int64) (*segment, error) {
+	name := l.fs.PathJoin(l.opts.Dir, segmentName(base))
+	f, err := l.fs.Create(name, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return nil, fmt.Errorf("commitlog: create segment %s: %w", name, err)
+	}
+	if !l.opts.NoPreallocate {
+		if err := f.Preallocate(0, l.opts.SegmentSize); err != nil {
+			l.log.Warn().Err(err).Str("segment", name).Msg("commitlog: preallocate failed")
+		}
+	}
+	if err := syncDir(l.fs, l.opts.Dir); err != nil {
+		f.Close()
+		return nil, err
+	}
+	s := &segment{base: base, name: name, file: f}
+	l.publishSegment(s)
+	return s, nil
+}
+
+func (l *Log) publishSegment(s *segment) {
+	var next []*segment
+	if old := l.segs.Load(); old != nil {
+		next = append(next, *old...)
+	}
+	next = append(next, s)
+	l.segs.Store(&next)
+}
+
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return fmt.Errorf("commitlog: open dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("commitlog: sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Close stops the flusher after a last sync and checkpoint, and closes the
+// files. Appends after Close fail with ErrClosed.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	l.closed = true
+	l.mu.Unlock()
+	close(l.stop)
+	<-l.done
+	err := l.Err()
+	l.closeFiles()
+	if cerr := l.lock.Close(); err == nil && cerr != nil {
+		err = cerr
+	}
+	return err
+}
+
+func (l *Log) closeFiles() {
+	if s := l.segs.Load(); s != nil {
+		for _, seg := range *s {
+			seg.file.Close()
+		}
+	}
+}

@@ -1,0 +1,253 @@
+package commitlog
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// recover opens the segments, finds the end of the valid log and cuts what
+// follows it. It runs before the flusher starts, so it owns the Log.
+func (l *Log) recover() error {
+	started := time.Now()
+	names, err := l.fs.List(l.opts.Dir)
+	if err != nil {
+		return fmt.Errorf("commitlog: list %s: %w", l.opts.Dir, err)
+	}
+	var bases []int64
+	for _, n := range names {
+		if len(n) != 20 {
+			continue
+		}
+		b, err := strconv.ParseInt(n, 10, 64)
+		if err != nil {
+			continue
+		}
+		bases = append(bases, b)
+	}
+	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+	size := l.opts.SegmentSize
+	for i, b := range bases {
+		if b%size != 0 {
+			return fmt.Errorf("commitlog: segment %s does not start at a multiple of the segment size %d (was the segment size changed?)", segmentName(b), size)
+		}
+		if i > 0 && b != bases[i-1]+size {
+			return fmt.Errorf("commitlog: segments %s and %s are not contiguous", segmentName(bases[i-1]), segmentName(b))
+		}
+	}
+	empty := []*segment{}
+	l.segs.Store(&empty)
+	for _, b := range bases {
+		name := l.fs.PathJoin(l.opts.Dir, segmentName(b))
+		f, err := l.fs.OpenReadWrite(name, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			return fmt.Errorf("commitlog: open segment %s: %w", name, err)
+		}
+		l.publishSegment(&segment{base: b, name: name, file: f})
+	}
+	if len(bases) == 0 {
+		if _, err := l.createSegmentLocked(0); err != nil {
+			return err
+		}
+		return l.finishRecovery(0, map[queueKey]int64{}, 0, started, 0)
+	}
+
+	start := bases[0]
+	table := map[queueKey]int64{}
+	var lastTs int64
+	ck, err := readCheckpoint(l.fs, l.opts.Dir)
+	switch {
+	case err == nil && ck.offset >= bases[0] && ck.offset <= bases[len(bases)-1]+size:
+		start, table, lastTs = ck.offset, ck.queues, ck.lastStoreTs
+	case err == nil:
+		l.log.Warn().Int64("checkpoint", ck.offset).Msg("commitlog: checkpoint outside the log; scanning all of it")
+	case errors.Is(err, errBadCheckpoint):
+		l.log.Warn().Err(err).Msg("commitlog: scanning the whole log")
+	default:
+		if len(bases) > 1 || bases[0] != 0 {
+			l.log.Warn().Err(err).Msg("commitlog: no checkpoint; scanning the whole log")
+		}
+	}
+	end, err := l.scanValid(start, table, &lastTs)
+	if err != nil {
+		return err
+	}
+	return l.finishRecovery(end, table, lastTs, started, end-start)
+}
+
+// scanValid walks records from start, updating table and lastTs, and
+// returns the end of the last valid record.
+func (l *Log) scanValid(start int64, table map[queueKey]int64, lastTs *int64) (int64, error) {
+	size := l.opts.SegmentSize
+	buf := make([]byte, 4<<20)
+	pos := start
+	for {
+		s := l.segmentAt(pos)
+		if s == nil {
+			return pos, nil // at a boundary past the last segment
+		}
+		fi, err := s.file.Stat()
+		if err != nil {
+			return 0, fmt.Errorf("commitlog: stat %s: %w", s.name, err)
+		}
+		fileEnd := s.base + min(fi.Size(), size)
+		next, crossed, err := l.scanSegment(s, pos, fileEnd, &buf, table, lastTs)
+		if err != nil {
+			return 0, err
+		}
+		if !crossed {
+			return next, nil
+		}
+		pos = s.base + size
+	}
+}
+
+// scanSegment scans s from pos to fileEnd. crossed reports a blank marker
+// (the log continues in the next segment).
+func (l *Log) scanSegment(s *segment, pos, fileEnd int64, bufp *[]byte, table map[queueKey]int64, lastTs *int64) (int64, bool, error) {
+	segEnd := s.base + l.opts.SegmentSize
+	for pos < fileEnd {
+		buf := *bufp
+		n := int(min(int64(len(buf)), fileEnd-pos))
+		if _, err := s.file.ReadAt(buf[:n], pos-s.base); err != nil && !errors.Is(err, io.EOF) {
+			return 0, false, fmt.Errorf("commitlog: read %s: %w", s.name, err)
+		}
+		chunk := buf[:n]
+		p := 0
+		for {
+			rest := chunk[p:]
+			if len(rest) < BlankMarkerSize {
+				break
+			}
+			sz := int64(RecordSize(rest))
+			if sz == 0 {
+				return pos + int64(p), false, nil // zeros: the end of what was written
+			}
+			rec, err := Decode(rest)
+			if errors.Is(err, ErrBlank) {
+				if sz != segEnd-(pos+int64(p)) {
+					return pos + int64(p), false, nil // a blank marker of the wrong size is corruption
+				}
+				return segEnd, true, nil
+			}
+			if err != nil {
+				if sz > int64(len(rest)) && pos+int64(p)+sz <= fileEnd && sz < l.opts.SegmentSize {
+					break // the record continues past this chunk: read on
+				}
+				l.log.Warn().Err(err).Int64("offset", pos+int64(p)).Msg("commitlog: cutting the log at an invalid record")
+				return pos + int64(p), false, nil
+			}
+			if rec.PhysicalOffset != pos+int64(p) {
+				l.log.Warn().Int64("offset", pos+int64(p)).Int64("recorded", rec.PhysicalOffset).Msg("commitlog: cutting the log at a misplaced record")
+				return pos + int64(p), false, nil
+			}
+			k := queueKey{string(rec.Topic), rec.QueueID}
+			if table[k] <= rec.QueueOffset {
+				table[k] = rec.QueueOffset + 1
+			}
+			if rec.StoreTimestamp > *lastTs {
+				*lastTs = rec.StoreTimestamp
+			}
+			p += int(rec.Size)
+		}
+		if p == 0 {
+			// Not even one record fits the buffer: grow it to the record.
+			need := int(RecordSize(chunk))
+			if need <= len(buf) || need > int(l.opts.SegmentSize) {
+				return pos, false, nil
+			}
+			*bufp = make([]byte, need)
+			continue
+		}
+		pos += int64(p)
+	}
+	return pos, false, nil
+}
+
+// finishRecovery cuts everything after end, publishes the positions and
+// writes a fresh checkpoint.
+func (l *Log) finishRecovery(end int64, table map[queueKey]int64, lastTs int64, started time.Time, scanned int64) error {
+	size := l.opts.SegmentSize
+	segs := *l.segs.Load()
+	// Segments wholly after end were written after a gap: set them aside.
+	keep := segs[:0:0]
+	for _, s := range segs {
+		if s.base > end {
+			l.log.Warn().Str("segment", s.name).Msg("commitlog: segment follows a cut; renamed to .cut")
+			s.file.Close()
+			if err := l.fs.Rename(s.name, s.name+".cut"); err != nil {
+				return fmt.Errorf("commitlog: set aside %s: %w", s.name, err)
+			}
+			continue
+		}
+		keep = append(keep, s)
+	}
+	l.segs.Store(&keep)
+	if last := keep[len(keep)-1]; end == last.base+size {
+		if _, err := l.createSegmentLocked(end); err != nil {
+			return err
+		}
+	} else if err := cutTail(last, end-last.base); err != nil {
+		return fmt.Errorf("commitlog: cut %s at %d: %w", last.name, end-last.base, err)
+	}
+	if err := syncDir(l.fs, l.opts.Dir); err != nil {
+		return err
+	}
+	l.writePos = end
+	l.written.Store(end)
+	l.flushed.Store(end)
+	l.queues = table
+	l.lastStoreTs = lastTs
+	l.minOffset = keep[0].base
+	if err := writeCheckpoint(l.fs, l.opts.Dir, checkpoint{offset: end, lastStoreTs: lastTs, queues: table}); err != nil {
+		return fmt.Errorf("commitlog: write checkpoint: %w", err)
+	}
+	l.checkpointedOffset = end
+	l.lastCheckpoint = l.opts.Now()
+	l.log.Info().Int64("end", end).Int64("scanned_bytes", scanned).Int("queues", len(table)).
+		Dur("took", time.Since(started)).Msg("commitlog: recovered")
+	return nil
+}
+
+type truncater interface{ Truncate(size int64) error }
+
+// cutTail removes everything from off to the end of the segment file and
+// syncs it. Files that cannot be truncated get the tail overwritten with
+// zeros, which recovery reads as the end of the log.
+func cutTail(s *segment, off int64) error {
+	fi, err := s.file.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() > off {
+		if t, ok := s.file.(truncater); ok {
+			if err := t.Truncate(off); err != nil {
+				return err
+			}
+		} else {
+			zeros := make([]byte, 64<<10)
+			for p := off; p < fi.Size(); p += int64(len(zeros)) {
+				n := min(int64(len(zeros)), fi.Size()-p)
+				if _, err := s.file.WriteAt(zeros[:n], p); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return s.file.Sync()
+}
+
+// segmentAt returns the segment holding off, or nil.
+func (l *Log) segmentAt(off int64) *segment {
+	segs := *l.segs.Load()
+	i := sort.Search(len(segs), func(i int) bool { return segs[i].base > off }) - 1
+	if i < 0 || off >= segs[i].base+l.opts.SegmentSize {
+		return nil
+	}
+	return segs[i]
+}
