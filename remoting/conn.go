@@ -1,0 +1,490 @@
+package remoting
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+const (
+	readBufferSize = 64 << 10
+	// pooledHeadMax is the largest frame-head buffer returned to headPool.
+	pooledHeadMax = 64 << 10
+	// closeFlushTimeout bounds the final flush of queued frames on Close.
+	closeFlushTimeout = 2 * time.Second
+)
+
+// connIDs hands out process-unique connection ids.
+var connIDs atomic.Uint64
+
+var headPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 512)
+	return &b
+}}
+
+func putHead(hp *[]byte) {
+	if cap(*hp) <= pooledHeadMax {
+		*hp = (*hp)[:0]
+		headPool.Put(hp)
+	}
+}
+
+// endpoint is what a Server or a Client shares with its connections.
+type endpoint struct {
+	handler      Handler
+	log          zerolog.Logger
+	maxFrame     int
+	maxInflight  int
+	writeTimeout time.Duration
+	connClosed   func(*Conn)
+
+	// busy counts handler goroutines running plus requests not yet answered
+	// (non-oneway); idle is rung whenever it drops to zero.
+	busy atomic.Int64
+	idle chan struct{}
+	// draining makes read loops answer new requests with
+	// RespServiceNotAvailable instead of dispatching them.
+	draining atomic.Bool
+}
+
+func newEndpoint(h Handler, log zerolog.Logger, maxFrame, maxInflight int, writeTimeout time.Duration) *endpoint {
+	if h == nil {
+		h = NewMux()
+	}
+	if maxFrame <= 0 {
+		maxFrame = DefaultMaxFrameSize
+	}
+	if maxInflight <= 0 {
+		maxInflight = DefaultMaxInflightPerConn
+	}
+	if writeTimeout <= 0 {
+		writeTimeout = DefaultWriteTimeout
+	}
+	return &endpoint{
+		handler: h, log: log, maxFrame: maxFrame, maxInflight: maxInflight,
+		writeTimeout: writeTimeout, idle: make(chan struct{}, 1),
+	}
+}
+
+func (e *endpoint) addBusy(n int64) {
+	if e.busy.Add(n) == 0 {
+		select {
+		case e.idle <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// waitIdle waits until busy is zero or ctx ends.
+func (e *endpoint) waitIdle(ctx context.Context) error {
+	for e.busy.Load() != 0 {
+		select {
+		case <-e.idle:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Conn is one remoting connection, on the server or the client side.
+//
+// Goroutines: readLoop (owns the reader, dispatches requests, delivers
+// responses) and writeLoop (owns writes). Both end after Close; teardown
+// (failing waiting Invokes, OnClose callbacks) runs on readLoop's way out.
+type Conn struct {
+	id     uint64
+	nc     net.Conn
+	remote string
+	ep     *endpoint
+	log    zerolog.Logger
+
+	nextOpaque atomic.Int32
+	// unanswered counts requests dispatched to the handler and not yet
+	// answered; teardown gives them back to ep.busy.
+	unanswered atomic.Int64
+
+	doorbell   chan struct{} // 1 slot: frames are queued
+	done       chan struct{} // closed by Close
+	writerDone chan struct{} // closed when writeLoop ends
+	closed     chan struct{} // closed when teardown finished
+	slots      chan struct{} // in-flight request slots
+
+	mu       sync.Mutex
+	wq       net.Buffers // frame heads and bodies waiting for the writer
+	wheads   []*[]byte   // pooled heads referenced by wq
+	closing  bool        // no more frames accepted
+	err      error       // first error: why the connection closed
+	pending  map[int32]chan *Command
+	onClose  []func()
+	tornDown bool
+}
+
+func newConn(nc net.Conn, ep *endpoint) *Conn {
+	c := &Conn{
+		id:         connIDs.Add(1),
+		nc:         nc,
+		remote:     nc.RemoteAddr().String(),
+		ep:         ep,
+		doorbell:   make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+		closed:     make(chan struct{}),
+		slots:      make(chan struct{}, ep.maxInflight),
+		pending:    make(map[int32]chan *Command),
+	}
+	c.log = ep.log.With().Uint64("conn_id", c.id).Str("remote", c.remote).Logger()
+	return c
+}
+
+func (c *Conn) start() {
+	go c.writeLoop()
+	go c.readLoop()
+}
+
+// ID returns a process-unique id of the connection.
+func (c *Conn) ID() uint64 { return c.id }
+
+// RemoteAddr returns the peer's address as "ip:port".
+func (c *Conn) RemoteAddr() string { return c.remote }
+
+// LocalAddr returns the local address as "ip:port".
+func (c *Conn) LocalAddr() string { return c.nc.LocalAddr().String() }
+
+// Done is closed when the connection starts closing.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Closed is closed when the connection is fully closed and its OnClose
+// callbacks have run.
+func (c *Conn) Closed() <-chan struct{} { return c.closed }
+
+// Err returns why the connection closed, or nil while it is open.
+func (c *Conn) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// OnClose registers fn to run once when the connection closes (on the
+// connection's read goroutine, after waiting Invokes have failed). If the
+// connection is already closed fn runs now, on the caller's goroutine.
+func (c *Conn) OnClose(fn func()) {
+	c.mu.Lock()
+	if c.tornDown {
+		c.mu.Unlock()
+		fn()
+		return
+	}
+	c.onClose = append(c.onClose, fn)
+	c.mu.Unlock()
+}
+
+// Close stops accepting frames, flushes those already queued (for at most
+// a couple of seconds) and closes the socket. It does not wait; see Closed.
+func (c *Conn) Close() error {
+	c.closeWith(ErrConnClosed)
+	return nil
+}
+
+func (c *Conn) closeWith(err error) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.closing = true
+	c.err = err
+	c.mu.Unlock()
+	close(c.done)
+}
+
+// closedErr wraps the reason the connection closed in ErrConnClosed.
+func (c *Conn) closedErrLocked() error {
+	if c.err == nil || errors.Is(c.err, ErrConnClosed) {
+		return ErrConnClosed
+	}
+	return fmt.Errorf("%w: %w", ErrConnClosed, c.err)
+}
+
+// Reply sends resp, the answer to a request received on c. Answers to
+// oneway requests (built with NewResponse) are dropped. Safe from any
+// goroutine. resp.Body is written without being copied: it must not change
+// until written.
+func (c *Conn) Reply(resp *Command) error {
+	if !resp.IsResponse() {
+		return fmt.Errorf("remoting: Reply with a request (flag %d); use SendOneway or Invoke", resp.Flag)
+	}
+	if resp.noReply {
+		return nil
+	}
+	err := c.enqueue(resp)
+	c.answered()
+	return err
+}
+
+// answered gives one unanswered request back to the endpoint's busy count.
+func (c *Conn) answered() {
+	for {
+		n := c.unanswered.Load()
+		if n <= 0 {
+			return
+		}
+		if c.unanswered.CompareAndSwap(n, n-1) {
+			c.ep.addBusy(-1)
+			return
+		}
+	}
+}
+
+// SendOneway sends req as a oneway request (flag bit1 set; a fresh opaque is
+// assigned). The peer sends no answer.
+func (c *Conn) SendOneway(req *Command) error {
+	req.Opaque = c.nextOpaque.Add(1)
+	req.Flag = (req.Flag | FlagOneway) &^ FlagResponse
+	return c.enqueue(req)
+}
+
+// Invoke sends req (a fresh opaque is assigned, flag bits cleared) and waits
+// for the peer's answer, until ctx ends or the connection closes. A non-zero
+// response code is not an error here; see Command.Err.
+func (c *Conn) Invoke(ctx context.Context, req *Command) (*Command, error) {
+	req.Opaque = c.nextOpaque.Add(1)
+	req.Flag &^= FlagResponse | FlagOneway
+	ch := make(chan *Command, 1)
+	c.mu.Lock()
+	if c.closing {
+		err := c.closedErrLocked()
+		c.mu.Unlock()
+		return nil, err
+	}
+	c.pending[req.Opaque] = ch
+	c.mu.Unlock()
+	if err := c.enqueue(req); err != nil {
+		c.dropPending(req.Opaque)
+		return nil, err
+	}
+	select {
+	case resp, ok := <-ch:
+		if !ok {
+			c.mu.Lock()
+			err := c.closedErrLocked()
+			c.mu.Unlock()
+			return nil, err
+		}
+		return resp, nil
+	case <-ctx.Done():
+		c.dropPending(req.Opaque)
+		return nil, fmt.Errorf("remoting: %s to %s (opaque %d): %w", RequestName(req.Code), c.remote, req.Opaque, ctx.Err())
+	}
+}
+
+func (c *Conn) dropPending(opaque int32) {
+	c.mu.Lock()
+	delete(c.pending, opaque)
+	c.mu.Unlock()
+}
+
+// enqueue encodes cmd's frame head and queues head and body for the writer.
+func (c *Conn) enqueue(cmd *Command) error {
+	hp := headPool.Get().(*[]byte)
+	head, err := AppendFrameHead((*hp)[:0], cmd)
+	if err != nil {
+		putHead(hp)
+		return err
+	}
+	*hp = head
+	c.mu.Lock()
+	if c.closing {
+		err := c.closedErrLocked()
+		c.mu.Unlock()
+		putHead(hp)
+		return err
+	}
+	c.wq = append(c.wq, head)
+	if len(cmd.Body) > 0 {
+		c.wq = append(c.wq, cmd.Body)
+	}
+	c.wheads = append(c.wheads, hp)
+	c.mu.Unlock()
+	select {
+	case c.doorbell <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// writeLoop drains the queue a batch at a time with one writev per batch.
+// On Close it flushes what is queued, then closes the socket.
+func (c *Conn) writeLoop() {
+	defer close(c.writerDone)
+	var batch net.Buffers
+	var heads []*[]byte
+	for {
+		final := false
+		select {
+		case <-c.doorbell:
+		case <-c.done:
+			final = true
+		}
+		c.mu.Lock()
+		batch, c.wq = c.wq, batch[:0]
+		heads, c.wheads = c.wheads, heads[:0]
+		c.mu.Unlock()
+		if len(batch) > 0 {
+			timeout := c.ep.writeTimeout
+			if final {
+				timeout = closeFlushTimeout
+			}
+			_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+			bufs := batch // WriteTo consumes its receiver; keep batch's backing array
+			if _, err := bufs.WriteTo(c.nc); err != nil && !final {
+				c.log.Debug().Err(err).Msg("remoting: write failed, closing connection")
+				c.closeWith(fmt.Errorf("write: %w", err))
+				final = true
+			}
+			for i := range batch {
+				batch[i] = nil
+			}
+			for _, hp := range heads {
+				putHead(hp)
+			}
+			for i := range heads {
+				heads[i] = nil
+			}
+		}
+		if final {
+			_ = c.nc.Close()
+			return
+		}
+	}
+}
+
+// readLoop reads frames until the connection fails or closes, then tears
+// the connection down.
+func (c *Conn) readLoop() {
+	defer c.teardown()
+	br := bufio.NewReaderSize(c.nc, readBufferSize)
+	for {
+		p, err := ReadFrame(br, c.ep.maxFrame)
+		if err != nil {
+			c.readFailed(err)
+			return
+		}
+		cmd, err := DecodePayload(p)
+		if err != nil {
+			// Without a decoded header there is no opaque to answer to;
+			// close the connection as the Java decoder does.
+			c.log.Warn().Err(err).Msg("remoting: undecodable frame, closing connection")
+			c.closeWith(err)
+			return
+		}
+		if cmd.IsResponse() {
+			c.deliver(cmd)
+			continue
+		}
+		if !c.dispatch(cmd) {
+			return
+		}
+	}
+}
+
+func (c *Conn) readFailed(err error) {
+	select {
+	case <-c.done: // closed locally; the read error is a consequence
+		return
+	default:
+	}
+	if errors.Is(err, io.EOF) {
+		c.closeWith(io.EOF)
+		return
+	}
+	if errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrMalformedFrame) {
+		c.log.Warn().Err(err).Msg("remoting: bad frame, closing connection")
+	} else {
+		c.log.Debug().Err(err).Msg("remoting: read failed, closing connection")
+	}
+	c.closeWith(err)
+}
+
+// deliver hands a response to the Invoke waiting for its opaque.
+func (c *Conn) deliver(resp *Command) {
+	c.mu.Lock()
+	ch := c.pending[resp.Opaque]
+	delete(c.pending, resp.Opaque)
+	c.mu.Unlock()
+	if ch == nil {
+		c.log.Debug().Int32("opaque", resp.Opaque).Int16("code", resp.Code).Msg("remoting: response for no waiting request, dropped")
+		return
+	}
+	ch <- resp
+}
+
+// dispatch runs the handler for req on its own goroutine once an in-flight
+// slot is free. It returns false if the connection closed while waiting.
+func (c *Conn) dispatch(req *Command) bool {
+	if c.ep.draining.Load() {
+		if !req.IsOneway() {
+			// enqueue, not Reply: this request was never counted as unanswered.
+			_ = c.enqueue(NewResponse(req, RespServiceNotAvailable, "remoting: server is shutting down"))
+		}
+		return true
+	}
+	select {
+	case c.slots <- struct{}{}:
+	case <-c.done:
+		return false
+	}
+	c.ep.addBusy(1)
+	if !req.IsOneway() {
+		c.unanswered.Add(1)
+		c.ep.addBusy(1)
+	}
+	go c.serve(req)
+	return true
+}
+
+func (c *Conn) serve(req *Command) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error().Interface("panic", r).Str("code", RequestName(req.Code)).Msg("remoting: handler panicked")
+			_ = c.Reply(NewResponse(req, RespSystemError, fmt.Sprintf("remoting: handler panicked: %v", r)))
+		}
+		<-c.slots
+		c.ep.addBusy(-1)
+	}()
+	c.ep.handler.ServeRemoting(c, req)
+}
+
+// teardown runs once, on readLoop's way out.
+func (c *Conn) teardown() {
+	c.closeWith(ErrConnClosed)
+	<-c.writerDone
+	c.mu.Lock()
+	pending := c.pending
+	c.pending = map[int32]chan *Command{}
+	callbacks := c.onClose
+	c.onClose = nil
+	c.tornDown = true
+	c.mu.Unlock()
+	for _, ch := range pending {
+		close(ch)
+	}
+	if n := c.unanswered.Swap(0); n > 0 {
+		c.ep.addBusy(-n)
+	}
+	for _, fn := range callbacks {
+		fn()
+	}
+	if c.ep.connClosed != nil {
+		c.ep.connClosed(c)
+	}
+	close(c.closed)
+}
