@@ -1,6 +1,7 @@
 package commitlog
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -84,8 +85,15 @@ func hostLen(a netip.AddrPort) int {
 // userProps returns the properties without any checksum property, and
 // whether a separator must be added before the checksum.
 func userProps(p []byte) (props []byte, needSep bool) {
-	if i := propertyIndex(p, CRCProperty); i >= 0 {
-		// Cut the checksum item out; it is normally the last one.
+	cut := false
+	for {
+		i := propertyIndex(p, CRCProperty)
+		if i < 0 {
+			break
+		}
+		// Cut the checksum item out; it is normally the last one, but an
+		// input may carry more than one and a stored record must end up
+		// with exactly one.
 		end := i
 		for end < len(p) && p[end] != PropertySep {
 			end++
@@ -93,10 +101,11 @@ func userProps(p []byte) (props []byte, needSep bool) {
 		if end < len(p) {
 			end++
 		}
-		cut := make([]byte, 0, len(p)-(end-i))
-		cut = append(cut, p[:i]...)
-		cut = append(cut, p[end:]...)
-		p = cut
+		if !cut {
+			p = bytes.Clone(p) // never modify the caller's bytes
+			cut = true
+		}
+		p = append(p[:i], p[end:]...)
 	}
 	return p, len(p) > 0 && p[len(p)-1] != PropertySep
 }
