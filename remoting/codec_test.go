@@ -325,3 +325,35 @@ func TestAccessors(t *testing.T) {
 		t.Fatal("perm")
 	}
 }
+
+func TestJSONFastPathAgreesWithEncodingJSON(t *testing.T) {
+	inputs := []string{
+		`{"code":10,"extFields":{"p":"TAGS\u0001A\u0002","q":"\"\\\/\b\f\n\r\t"}}`,
+		`{"remark":"\ud83d\ude00 \ud800 \ud800\u0041 \udc00x \u00e9","extFields":{}}`,
+		`{"code":-32768,"version":32767,"opaque":-2147483648,"flag":3,"language":"PYTHON","remark":null,"extFields":null}`,
+		"\t{ \"code\" : 1 ,\n\"extFields\" : { \"k\" : \"v\" , \"k\" : \"w\" } }\r\n",
+	}
+	for _, h := range capturedHeaders {
+		inputs = append(inputs, h.json)
+	}
+	for _, in := range inputs {
+		fast, ok := decodeJSONHeaderFast([]byte(in))
+		if !ok {
+			t.Errorf("fast path declined %s", in)
+			continue
+		}
+		slow, err := decodeJSONHeaderSlow([]byte(in))
+		if err != nil {
+			t.Fatalf("slow path: %v", err)
+		}
+		if !reflect.DeepEqual(fast, slow) {
+			t.Errorf("differ on %s:\n%+v\n%+v", in, fast, slow)
+		}
+	}
+	// Shapes the fast path leaves to encoding/json.
+	for _, in := range []string{`{"Code":1}`, `{"code":1.0}`, `{"code":01}`, `{"extFields":{"a":1}}`, "{\"remark\":\"\xff\"}", `{"x":{}}`} {
+		if _, ok := decodeJSONHeaderFast([]byte(in)); ok {
+			t.Errorf("fast path accepted %s", in)
+		}
+	}
+}

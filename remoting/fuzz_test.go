@@ -53,7 +53,21 @@ func FuzzDecodeJSONHeader(f *testing.F) {
 	}
 	f.Add([]byte(`{"code":1,"extFields":{"a":1,"b":true,"c":null,"d":"\u0000\ud800"},"remark":"\xff"}`))
 	f.Add([]byte(`{"language":9}`))
+	f.Add([]byte(` { "code" : -1 , "flag":2147483647,"extFields" : { "a" : "é" , "a":"b"} , "serializeTypeCurrentRPC":"JSON" } `))
+	f.Add([]byte(`{"code":01}`))
+	f.Add([]byte(`{"remark":"\ud83d\ude00 \ud800 \ud800\u0041 \udc00x","extFields":{"p":"a\u0001b\u0002"}}`))
+	f.Add([]byte(`{"code":1.0,"extFields":{}}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
+		// The fast path, where it succeeds, agrees with encoding/json.
+		if fast, ok := decodeJSONHeaderFast(b); ok {
+			slow, err := decodeJSONHeaderSlow(b)
+			if err != nil {
+				t.Fatalf("fast path accepted what encoding/json rejects (%v): %q", err, b)
+			}
+			if !reflect.DeepEqual(fast, slow) {
+				t.Fatalf("fast and slow paths differ on %q:\n%+v\n%+v", b, fast, slow)
+			}
+		}
 		c, err := DecodeJSONHeader(b)
 		if err != nil {
 			return

@@ -115,6 +115,14 @@ type jsonHeader struct {
 // range; extFields values may be strings (the norm), numbers or booleans
 // (kept as their literal text); null values are dropped.
 func DecodeJSONHeader(b []byte) (*Command, error) {
+	if c, ok := decodeJSONHeaderFast(b); ok {
+		return c, nil
+	}
+	return decodeJSONHeaderSlow(b)
+}
+
+// decodeJSONHeaderSlow is the authoritative decoder, built on encoding/json.
+func decodeJSONHeaderSlow(b []byte) (*Command, error) {
 	trimmed := bytes.TrimLeft(b, " \t\r\n")
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, fmt.Errorf("%w: JSON header is not an object", ErrMalformedHeader)

@@ -521,7 +521,7 @@ func TestShutdownDrainsInflight(t *testing.T) {
 func TestManyConcurrentInvokes(t *testing.T) {
 	mux := NewMux()
 	mux.HandleFunc(ReqHeartBeat, echo)
-	_, addr := startServer(t, mux, ServerConfig{})
+	srv, addr := startServer(t, mux, ServerConfig{})
 	cl := newClient(t, ClientConfig{})
 	var wg sync.WaitGroup
 	for g := 0; g < 32; g++ {
@@ -543,6 +543,9 @@ func TestManyConcurrentInvokes(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	if n := srv.ConnCount(); n != 1 {
+		t.Fatalf("%d connections for one address, want 1 (concurrent first use shares one dial)", n)
+	}
 }
 
 func TestHandlerPanicAnswersSystemError(t *testing.T) {
