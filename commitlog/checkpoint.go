@@ -69,8 +69,11 @@ func decodeCheckpoint(b []byte) (checkpoint, error) {
 	c.offset = int64(be.Uint64(b[12:]))
 	c.lastStoreTs = int64(be.Uint64(b[20:]))
 	n := int(be.Uint32(b[28:]))
-	c.queues = make(map[queueKey]int64, n)
 	p, end := 32, len(b)-4
+	if n > (end-p)/13 { // an entry takes at least 1+0+4+8 bytes
+		return c, fmt.Errorf("%w: %d queues cannot fit in %d bytes", errBadCheckpoint, n, end-p)
+	}
+	c.queues = make(map[queueKey]int64, n)
 	for i := 0; i < n; i++ {
 		if p >= end {
 			return c, fmt.Errorf("%w: truncated", errBadCheckpoint)
