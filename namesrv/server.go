@@ -61,9 +61,6 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// ErrNotStarted is returned by Addr-dependent calls before Start.
-var ErrNotStarted = errors.New("namesrv: not started")
-
 // Server is a name server: a Registry served over remoting.
 //
 // Goroutines: the remoting accept loop and the expiry scanner, both started
