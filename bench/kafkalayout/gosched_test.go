@@ -1,0 +1,5 @@
+package kafkalayout
+
+import "runtime"
+
+func runtimeGosched() { runtime.Gosched() }
