@@ -1,0 +1,509 @@
+package consumequeue
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/ferrymq/ferry/commitlog"
+)
+
+// errBatchFull stops a Scan at the end of a batch.
+var errBatchFull = errors.New("consumequeue: batch full")
+
+// run is the dispatcher goroutine, owned by the Store and stopped by Close.
+func (s *Store) run() {
+	defer close(s.done)
+	ticker := time.NewTicker(s.opts.FlushInterval)
+	defer ticker.Stop()
+	for {
+		tick := false
+		select {
+		case <-s.stop:
+			s.writeMu.Lock()
+			if s.werr == nil {
+				if err := s.drainLocked(); err == nil {
+					s.flushLocked(true)
+				}
+			}
+			s.writeMu.Unlock()
+			return
+		case <-s.watch:
+		case <-ticker.C:
+			tick = true
+		}
+		s.step(tick)
+	}
+}
+
+// step dispatches until the queues reach the log's visible end and the
+// listeners reach the queues, releasing writeMu between batches. Listeners
+// whose last call failed are retried only on a tick.
+func (s *Store) step(tick bool) {
+	for {
+		s.writeMu.Lock()
+		if s.werr != nil {
+			s.writeMu.Unlock()
+			return
+		}
+		more := false
+		if visible := s.src.VisibleOffset(); s.pos < visible {
+			done, err := s.dispatchLocked(visible)
+			if err != nil {
+				s.writeMu.Unlock()
+				return
+			}
+			more = !done
+		}
+		for _, l := range s.listeners {
+			if l.pos < s.pos && (!l.failed || tick) && s.feedOnceLocked(l) && l.pos < s.pos {
+				more = true
+			}
+		}
+		if tick || time.Since(s.lastFlush) >= s.opts.FlushInterval {
+			s.flushLocked(false)
+			tick = false
+		}
+		s.writeMu.Unlock()
+		if !more {
+			return
+		}
+		select {
+		case <-s.stop:
+			return
+		default:
+		}
+	}
+}
+
+// drainLocked dispatches up to the visible end of the log and feeds the
+// listeners up to the queues (until one fails).
+func (s *Store) drainLocked() error {
+	for {
+		done, err := s.dispatchLocked(s.src.VisibleOffset())
+		if err != nil {
+			return err
+		}
+		if done {
+			break
+		}
+	}
+	for _, l := range s.listeners {
+		for l.pos < s.pos && s.feedOnceLocked(l) {
+		}
+	}
+	return nil
+}
+
+// dispatchLocked dispatches one batch of records from s.pos, below limit,
+// into the queues and to the listeners that are up to date. It reports
+// whether it reached limit.
+func (s *Store) dispatchLocked(limit int64) (bool, error) {
+	if s.werr != nil {
+		return false, s.werr
+	}
+	if m := s.src.MinOffset(); s.pos < m {
+		s.log.Warn().Int64("offset", s.pos).Int64("min_offset", m).Msg("consumequeue: log records were deleted before they were dispatched")
+		s.pos = m
+		s.dispatched.Store(m)
+	}
+	if s.pos >= limit {
+		return true, nil
+	}
+	upToDate := false
+	for _, l := range s.listeners {
+		upToDate = upToDate || l.pos == s.pos
+	}
+	from := s.pos
+	next, err := s.scanLocked(from, limit, true, upToDate)
+	if err != nil {
+		return false, s.failLocked(err)
+	}
+	if next == from {
+		// Scan found no whole record below limit.
+		return true, nil
+	}
+	s.pos = next
+	s.dispatched.Store(next)
+	s.wakeProgress()
+	for _, l := range s.listeners {
+		if l.pos != from {
+			continue
+		}
+		if err := l.l.Dispatch(s.recs); err != nil {
+			s.log.Error().Err(err).Int64("offset", from).Msg("consumequeue: listener failed; retrying later")
+			l.failed = true
+			continue
+		}
+		l.pos, l.failed = next, false
+	}
+	return next >= limit, nil
+}
+
+// feedOnceLocked feeds a lagging listener one batch of records between its
+// position and the queues' position. It reports success.
+func (s *Store) feedOnceLocked(l *listenerState) bool {
+	if m := s.src.MinOffset(); l.pos < m {
+		s.log.Warn().Int64("offset", l.pos).Int64("min_offset", m).Msg("consumequeue: log records were deleted before a listener saw them")
+		l.pos = min(m, s.pos)
+	}
+	if l.pos >= s.pos {
+		return true
+	}
+	next, err := s.scanLocked(l.pos, s.pos, false, true)
+	if err == nil && next == l.pos {
+		err = fmt.Errorf("consumequeue: no record at offset %d", l.pos)
+	}
+	if err == nil {
+		err = l.l.Dispatch(s.recs)
+	}
+	if err != nil {
+		s.log.Error().Err(err).Int64("offset", l.pos).Msg("consumequeue: listener failed; retrying later")
+		l.failed = true
+		return false
+	}
+	l.pos, l.failed = next, false
+	return true
+}
+
+// scanLocked reads one batch of records from from, below limit. With cq it
+// stages and commits their queue entries; with recs it fills s.recs for
+// the listeners. It returns the offset after the batch.
+func (s *Store) scanLocked(from, limit int64, cq, recs bool) (int64, error) {
+	s.recs = s.recs[:0]
+	s.arena = s.arena[:0]
+	count := 0
+	next, err := s.src.Scan(from, limit, &s.buf, func(off int64, b []byte) error {
+		if count >= batchRecords || off-from >= batchBytes {
+			return errBatchFull
+		}
+		count++
+		r, err := commitlog.Decode(b)
+		if err != nil || r.QueueOffset < 0 {
+			s.log.Error().Err(err).Int64("offset", off).Int64("queue_offset", r.QueueOffset).
+				Msg("consumequeue: skipping a record that does not decode")
+			return nil
+		}
+		tags, _ := commitlog.Property(r.Properties, commitlog.PropTags)
+		e := Entry{QueueOffset: r.QueueOffset, Offset: off, Size: r.Size, TagsCode: TagsCode(tags)}
+		if cq {
+			q, err := s.queueForLocked(r.Topic, r.QueueID, r.QueueOffset)
+			if err != nil {
+				return err
+			}
+			if err := s.stageLocked(q, &e); err != nil {
+				return err
+			}
+		}
+		if recs {
+			t := len(s.arena)
+			s.arena = append(s.arena, r.Topic...)
+			p := len(s.arena)
+			s.arena = append(s.arena, r.Properties...)
+			s.recs = append(s.recs, Record{
+				Entry: e, Topic: s.arena[t:p:p], QueueID: r.QueueID,
+				StoreTimestamp: r.StoreTimestamp, Properties: s.arena[p:len(s.arena):len(s.arena)],
+			})
+		}
+		return nil
+	})
+	if errors.Is(err, errBatchFull) {
+		err = nil
+	}
+	if cq {
+		if cerr := s.commitTouchedLocked(); err == nil {
+			err = cerr
+		}
+	}
+	return next, err
+}
+
+// queueForLocked returns the queue (topic, id), creating it (first entry
+// first) if needed.
+func (s *Store) queueForLocked(topicName []byte, id int32, first int64) (*queue, error) {
+	if q := s.last; q != nil && q.id == id && q.topic == string(topicName) {
+		return q, nil
+	}
+	t := s.topics[string(topicName)]
+	var q *queue
+	if t != nil {
+		q = t.queues[id]
+	}
+	if q == nil {
+		name := string(topicName)
+		newTopic := t == nil
+		if newTopic {
+			t = &topic{name: name, dir: s.fs.PathJoin(s.opts.Dir, topicDirName(name)), queues: make(map[int32]*queue)}
+		}
+		dir := s.fs.PathJoin(t.dir, strconv.FormatInt(int64(id), 10))
+		if err := s.fs.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("consumequeue: create %s: %w", dir, err)
+		}
+		s.dirtyDirs[s.opts.Dir] = struct{}{}
+		s.dirtyDirs[t.dir] = struct{}{}
+		q = &queue{topic: name, id: id, dir: dir, epf: s.epf, low: first, max: first, fileEnd: first, dirtyFrom: -1}
+		s.mu.Lock()
+		if newTopic {
+			s.topics[name] = t
+		}
+		t.queues[id] = q
+		k := queueKey{name, id}
+		if ch, ok := s.waiting[k]; ok {
+			q.notify = ch
+			delete(s.waiting, k)
+		}
+		s.mu.Unlock()
+	}
+	s.last = q
+	return q, nil
+}
+
+// stageLocked adds e to q's staged entries.
+func (s *Store) stageLocked(q *queue, e *Entry) error {
+	if len(q.stage) > 0 && (e.QueueOffset != q.stageFrom+int64(len(q.stage)/EntrySize) || len(q.stage) >= stageLimit) {
+		if err := s.commitStageLocked(q); err != nil {
+			return err
+		}
+	}
+	if len(q.stage) == 0 {
+		q.stageFrom = e.QueueOffset
+	}
+	if !q.touched {
+		q.touched = true
+		s.touched = append(s.touched, q)
+	}
+	q.stage = appendEntry(q.stage, e)
+	return nil
+}
+
+func (s *Store) commitTouchedLocked() error {
+	var first error
+	for i, q := range s.touched {
+		if err := s.commitStageLocked(q); err != nil && first == nil {
+			first = err
+		}
+		q.touched = false
+		s.touched[i] = nil
+	}
+	s.touched = s.touched[:0]
+	return first
+}
+
+// commitStageLocked makes q's staged entries visible: entries already in
+// the queue are rewritten in place (re-dispatch after a restart), new ones
+// are appended to the tail, waking q's waiters once.
+func (s *Store) commitStageLocked(q *queue) error {
+	b, at := q.stage, q.stageFrom
+	if len(b) == 0 {
+		return nil
+	}
+	q.stage = q.stage[:0]
+	logOff := decodeEntry(b, at).Offset
+	if at < q.fileEnd {
+		n := min(int64(len(b)/EntrySize), q.fileEnd-at)
+		if err := s.writeAtLocked(q, b[:n*EntrySize], at); err != nil {
+			return err
+		}
+		s.markDirtyLocked(q, logOff, int(n*EntrySize))
+		b, at = b[n*EntrySize:], at+n
+	}
+	if len(b) > 0 && at < q.max {
+		n := min(int64(len(b)/EntrySize), q.max-at)
+		q.mu.Lock()
+		copy(q.tail[(at-q.fileEnd)*EntrySize:], b[:n*EntrySize])
+		q.mu.Unlock()
+		s.markDirtyLocked(q, logOff, int(n*EntrySize))
+		b, at = b[n*EntrySize:], at+n
+	}
+	if len(b) == 0 {
+		return nil
+	}
+	if at > q.max {
+		// A gap: the entries in between were never written (the log lost
+		// them, or they expired before a rebuild). They read as holes.
+		if err := s.writeTailLocked(q); err != nil {
+			return err
+		}
+		q.mu.Lock()
+		if q.max == q.low {
+			q.low = at
+		}
+		q.max, q.fileEnd = at, at
+		q.mu.Unlock()
+	}
+	q.mu.Lock()
+	q.tail = append(q.tail, b...)
+	q.max += int64(len(b) / EntrySize)
+	ch := q.notify
+	q.notify = nil
+	q.mu.Unlock()
+	if ch != nil {
+		close(ch)
+	}
+	s.markDirtyLocked(q, decodeEntry(b, at).Offset, len(b))
+	if len(q.tail) >= tailFlushBytes {
+		return s.writeTailLocked(q)
+	}
+	return nil
+}
+
+func (s *Store) markDirtyLocked(q *queue, logOff int64, n int) {
+	q.unsynced += n
+	if !q.inDirty {
+		q.inDirty = true
+		q.dirtyFrom = logOff
+		q.dirtySince = time.Now()
+		s.dirty = append(s.dirty, q)
+	} else if logOff < q.dirtyFrom {
+		q.dirtyFrom = logOff
+	}
+}
+
+// writeTailLocked writes q's tail to its files.
+func (s *Store) writeTailLocked(q *queue) error {
+	if len(q.tail) == 0 {
+		return nil
+	}
+	if err := s.writeAtLocked(q, q.tail, q.fileEnd); err != nil {
+		return err
+	}
+	q.mu.Lock()
+	q.fileEnd += int64(len(q.tail) / EntrySize)
+	q.tail = q.tail[:0]
+	q.mu.Unlock()
+	return nil
+}
+
+// writeAtLocked writes the entries b at entry number at, one write per file.
+func (s *Store) writeAtLocked(q *queue, b []byte, at int64) error {
+	for len(b) > 0 {
+		f, err := s.fileForLocked(q, at)
+		if err != nil {
+			return err
+		}
+		rel := at - f.first
+		n := min(len(b), int((s.epf-rel)*EntrySize))
+		if _, err := f.f.WriteAt(b[:n], rel*EntrySize); err != nil {
+			return fmt.Errorf("consumequeue: write %s: %w", f.name, err)
+		}
+		if !f.dirty {
+			f.dirty = true
+			q.dirtyFiles = append(q.dirtyFiles, f)
+		}
+		b, at = b[n:], at+int64(n/EntrySize)
+	}
+	return nil
+}
+
+// fileForLocked returns the file holding entry number at, creating it.
+func (s *Store) fileForLocked(q *queue, at int64) (*qfile, error) {
+	first := at - at%s.epf
+	i := sort.Search(len(q.files), func(i int) bool { return q.files[i].first >= first })
+	if i < len(q.files) && q.files[i].first == first {
+		return q.files[i], nil
+	}
+	name := s.fs.PathJoin(q.dir, fileName(first))
+	f, err := s.fs.OpenReadWrite(name, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return nil, fmt.Errorf("consumequeue: create %s: %w", name, err)
+	}
+	s.dirtyDirs[q.dir] = struct{}{}
+	qf := &qfile{first: first, name: name, f: f}
+	q.mu.Lock()
+	q.files = append(q.files, nil)
+	copy(q.files[i+1:], q.files[i:])
+	q.files[i] = qf
+	q.mu.Unlock()
+	return qf, nil
+}
+
+// syncQueueLocked writes q's tail and syncs the files it wrote.
+func (s *Store) syncQueueLocked(q *queue) error {
+	if err := s.writeTailLocked(q); err != nil {
+		return err
+	}
+	for i, f := range q.dirtyFiles {
+		if err := f.f.SyncData(); err != nil {
+			return fmt.Errorf("consumequeue: sync %s: %w", f.name, err)
+		}
+		f.dirty = false
+		q.dirtyFiles[i] = nil
+	}
+	q.dirtyFiles = q.dirtyFiles[:0]
+	q.unsynced, q.inDirty, q.dirtyFrom = 0, false, -1
+	return nil
+}
+
+// flushLocked syncs the queues that have enough unsynced entries or have
+// waited long enough (all of them if final), syncs new directories, and
+// writes the checkpoint: the lowest log offset whose entry may be unsynced.
+func (s *Store) flushLocked(final bool) error {
+	if s.werr != nil {
+		return s.werr
+	}
+	now := time.Now()
+	s.lastFlush = now
+	ckq := s.pos
+	keep := s.dirty[:0]
+	for _, q := range s.dirty {
+		if q.gone {
+			continue
+		}
+		if final || q.unsynced >= s.opts.SyncBytes || now.Sub(q.dirtySince) >= s.opts.MaxSyncDelay {
+			if err := s.syncQueueLocked(q); err != nil {
+				return s.failLocked(err)
+			}
+			continue
+		}
+		keep = append(keep, q)
+		ckq = min(ckq, q.dirtyFrom)
+	}
+	clear(s.dirty[len(keep):])
+	s.dirty = keep
+	for dir := range s.dirtyDirs {
+		if err := syncDir(s.fs, dir); err != nil {
+			return s.failLocked(err)
+		}
+		delete(s.dirtyDirs, dir)
+	}
+	ck := checkpoint{queues: ckq, listeners: ckq}
+	for _, l := range s.listeners {
+		ck.listeners = min(ck.listeners, l.pos)
+	}
+	if ck == s.saved {
+		return nil
+	}
+	if err := commitlog.WriteFileAtomic(s.fs, s.opts.Dir, checkpointName, encodeCheckpoint(ck)); err != nil {
+		// The queues are still correct; a restart re-dispatches more.
+		s.log.Warn().Err(err).Msg("consumequeue: checkpoint failed")
+		return nil
+	}
+	s.saved = ck
+	return nil
+}
+
+// failLocked makes err sticky: the dispatcher stops; reads go on.
+func (s *Store) failLocked(err error) error {
+	if s.werr == nil {
+		s.werr = fmt.Errorf("%w: %w", ErrFailed, err)
+		e := s.werr
+		s.failed.Store(&e)
+		s.log.Error().Err(err).Int64("offset", s.pos).Msg("consumequeue: dispatch failed; the queues stop growing until restart")
+		s.wakeProgress()
+	}
+	return s.werr
+}
+
+// wakeProgress wakes WaitDispatched callers.
+func (s *Store) wakeProgress() {
+	s.progMu.Lock()
+	ch := s.progCh
+	s.progCh = nil
+	s.progMu.Unlock()
+	if ch != nil {
+		close(ch)
+	}
+}

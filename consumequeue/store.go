@@ -1,0 +1,552 @@
+package consumequeue
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/ferrymq/ferry/commitlog"
+	"github.com/rs/zerolog"
+)
+
+// Source is what the store needs from the commitlog; *commitlog.Log
+// satisfies it.
+type Source interface {
+	// Scan calls fn for every record in [from, limit); see commitlog.Log.Scan.
+	Scan(from, limit int64, bufp *[]byte, fn func(off int64, rec []byte) error) (int64, error)
+	// ReadAt reads len(p) bytes of one record at off.
+	ReadAt(p []byte, off int64) error
+	// VisibleOffset is how far the dispatcher may go.
+	VisibleOffset() int64
+	// WrittenOffset is the end of the readable log.
+	WrittenOffset() int64
+	// MinOffset is the first offset still kept.
+	MinOffset() int64
+	// Watch signals (coalesced) when VisibleOffset advances.
+	Watch() (<-chan struct{}, func())
+}
+
+var _ Source = (*commitlog.Log)(nil)
+
+// Record is one dispatched commitlog record as listeners see it. Topic and
+// Properties (wire form, checksum property included) are valid only during
+// the Listener.Dispatch call.
+type Record struct {
+	Entry
+	Topic          []byte
+	QueueID        int32
+	StoreTimestamp int64
+	Properties     []byte
+}
+
+// Listener is another index derived from the commitlog (the key index, the
+// timer index). The dispatcher calls it once per batch, in log order, after
+// the batch's entries are visible in the queues. On an error the listener
+// stays at its position and is fed the same records again later (at the
+// next flush tick), so nothing is lost; delivery is at least once (records
+// after a restart may come again), so listeners must be idempotent.
+type Listener interface {
+	Dispatch(batch []Record) error
+}
+
+// Defaults for Options.
+const (
+	DefaultFlushInterval = time.Second
+	DefaultSyncBytes     = 8 << 10
+	DefaultMaxSyncDelay  = 10 * time.Second
+)
+
+// Options configures a Store. The zero value of every field but Dir and
+// Source means its default.
+type Options struct {
+	FS             vfs.FS // default vfs.Default
+	Dir            string // holds <topic>/<queueId>/<files> and the checkpoint
+	Source         Source
+	EntriesPerFile int // default DefaultEntriesPerFile; part of the on-disk layout
+	// FlushInterval is how often the dispatcher writes buffered entries,
+	// syncs queue files and writes its checkpoint.
+	FlushInterval time.Duration
+	// SyncBytes: at a flush, a queue with at least this many bytes of
+	// unsynced entries is synced; a quieter queue waits, up to
+	// MaxSyncDelay, so thousands of idle queues do not cost thousands of
+	// fsyncs a second. The checkpoint cannot pass an unsynced entry, so
+	// MaxSyncDelay bounds how much of the log a restart re-dispatches.
+	SyncBytes    int
+	MaxSyncDelay time.Duration
+	Logger       zerolog.Logger
+	Listeners    []Listener
+}
+
+// Validate fills in defaults and explains any value it cannot accept.
+func (o *Options) Validate() error {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.Dir == "" {
+		return fmt.Errorf("%w: Dir is required", ErrOptions)
+	}
+	if o.Source == nil {
+		return fmt.Errorf("%w: Source is required", ErrOptions)
+	}
+	if o.EntriesPerFile == 0 {
+		o.EntriesPerFile = DefaultEntriesPerFile
+	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = DefaultFlushInterval
+	}
+	if o.SyncBytes == 0 {
+		o.SyncBytes = DefaultSyncBytes
+	}
+	if o.MaxSyncDelay == 0 {
+		o.MaxSyncDelay = max(DefaultMaxSyncDelay, o.FlushInterval)
+	}
+	if o.EntriesPerFile < 1 || int64(o.EntriesPerFile)*EntrySize > 1<<30 {
+		return fmt.Errorf("%w: EntriesPerFile %d must be between 1 and %d (a file of at most 1 GiB)", ErrOptions, o.EntriesPerFile, (1<<30)/EntrySize)
+	}
+	if o.FlushInterval < 0 || o.SyncBytes < 0 || o.MaxSyncDelay < 0 {
+		return fmt.Errorf("%w: intervals and sizes must not be negative", ErrOptions)
+	}
+	return nil
+}
+
+// Sentinel errors.
+var (
+	ErrOptions       = errors.New("consumequeue: invalid options")
+	ErrClosed        = errors.New("consumequeue: store closed")
+	ErrOutOfRange    = errors.New("consumequeue: offset out of range")
+	ErrCorrupt       = errors.New("consumequeue: corrupt queue directory")
+	ErrBadCheckpoint = errors.New("consumequeue: checkpoint unreadable")
+	ErrFailed        = errors.New("consumequeue: dispatcher stopped after a write error")
+)
+
+// Tuning; not part of the format.
+const (
+	batchRecords   = 4096    // records per dispatch batch
+	batchBytes     = 4 << 20 // log bytes per dispatch batch
+	stageLimit     = 32 << 10
+	tailFlushBytes = 4 << 10 // write a queue's tail to its file once it holds this much
+	scanBufSize    = 1 << 20
+)
+
+type queueKey struct {
+	topic string
+	queue int32
+}
+
+// topic is the set of queues of one topic.
+type topic struct {
+	name   string
+	dir    string
+	queues map[int32]*queue
+}
+
+// qfile is one queue file. f is closed only with the queue's mu held for
+// writing, so readers holding it for reading may use f.
+type qfile struct {
+	first int64 // entry number of its first entry
+	name  string
+	f     vfs.File
+	dirty bool // written since the last sync; owned by the writer
+}
+
+// queue is one (topic, queue id). Entries [low, fileEnd) are in files,
+// [fileEnd, max) in tail.
+type queue struct {
+	topic string
+	id    int32
+	dir   string
+	epf   int64
+
+	// Owned by the holder of Store.writeMu.
+	stage      []byte // entries not yet committed, contiguous from stageFrom
+	stageFrom  int64
+	touched    bool // in Store.touched
+	inDirty    bool // in Store.dirty
+	dirtyFrom  int64
+	dirtySince time.Time
+	unsynced   int
+	dirtyFiles []*qfile
+
+	mu       sync.RWMutex
+	files    []*qfile // sorted by first
+	low      int64    // no entry below it exists
+	max      int64    // exclusive: entries ever written
+	fileEnd  int64
+	tail     []byte
+	notify   chan struct{} // closed at the next append; nil unless asked for
+	gone     bool          // deleted or closed, files closed; set with writeMu held too
+	minCache atomic.Pointer[minCache]
+}
+
+type minCache struct{ srcMin, low, val int64 }
+
+type listenerState struct {
+	l      Listener
+	pos    int64 // every record below it was accepted
+	failed bool  // the last call failed: retry at the next tick
+}
+
+// Store is the set of consume queues of one commitlog and the dispatcher
+// that builds them. All methods are safe for concurrent use.
+type Store struct {
+	opts Options
+	fs   vfs.FS
+	src  Source
+	log  zerolog.Logger
+	epf  int64
+
+	// writeMu serialises everything that changes queue files or the queue
+	// set: dispatch batches, flushes, DeleteTopic, TrimBefore, Close. The
+	// fields up to mu are owned by its holder.
+	writeMu   sync.Mutex
+	pos       int64 // the queues hold every record below it
+	listeners []*listenerState
+	buf       []byte
+	recs      []Record
+	arena     []byte
+	touched   []*queue
+	dirty     []*queue // queues with unsynced entries
+	dirtyDirs map[string]struct{}
+	saved     checkpoint // last checkpoint written
+	lastFlush time.Time
+	last      *queue // the queue of the previous record
+	werr      error  // sticky write error
+
+	// mu guards the queue set. Changes hold writeMu too, so the writer
+	// reads it holding writeMu alone.
+	mu      sync.RWMutex
+	topics  map[string]*topic
+	waiting map[queueKey]chan struct{} // Notify on queues not created yet
+	closed  bool
+
+	dispatched atomic.Int64
+	failed     atomic.Pointer[error]
+
+	progMu sync.Mutex
+	progCh chan struct{} // closed when dispatched advances; nil unless waited on
+
+	unwatch func()
+	watch   <-chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+// Open loads the queues in opts.Dir, drops entries that point past the
+// log's written end, dispatches everything from the checkpoint up to the
+// log's visible end, and starts the dispatcher.
+func Open(opts Options) (*Store, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Store{
+		opts:      opts,
+		fs:        opts.FS,
+		src:       opts.Source,
+		log:       opts.Logger,
+		epf:       int64(opts.EntriesPerFile),
+		buf:       make([]byte, scanBufSize),
+		dirtyDirs: make(map[string]struct{}),
+		topics:    make(map[string]*topic),
+		waiting:   make(map[queueKey]chan struct{}),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		lastFlush: time.Now(),
+	}
+	if err := s.fs.MkdirAll(opts.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("consumequeue: create %s: %w", opts.Dir, err)
+	}
+	started := time.Now()
+	if err := s.load(); err != nil {
+		s.closeFiles()
+		return nil, err
+	}
+	ck := s.readCheckpoint()
+	s.pos, s.saved = ck.queues, ck
+	for _, l := range opts.Listeners {
+		s.listeners = append(s.listeners, &listenerState{l: l, pos: ck.listeners})
+	}
+	s.dispatched.Store(s.pos)
+	s.watch, s.unwatch = s.src.Watch()
+
+	s.writeMu.Lock()
+	from := s.pos
+	err := s.drainLocked()
+	if err == nil {
+		err = s.flushLocked(false)
+	}
+	s.writeMu.Unlock()
+	if err != nil {
+		s.unwatch()
+		s.closeFiles()
+		return nil, err
+	}
+	s.log.Info().Int64("from", from).Int64("to", s.pos).Int("topics", len(s.topics)).
+		Dur("took", time.Since(started)).Msg("consumequeue: opened")
+	go s.run()
+	return s, nil
+}
+
+// readCheckpoint returns the checkpoint clamped to the log's range; the
+// whole log without one.
+func (s *Store) readCheckpoint() checkpoint {
+	lo, hi := s.src.MinOffset(), s.src.WrittenOffset()
+	var ck checkpoint
+	b, err := commitlog.ReadFile(s.fs, s.fs.PathJoin(s.opts.Dir, checkpointName))
+	if err == nil {
+		ck, err = decodeCheckpoint(b)
+	}
+	if err != nil {
+		if len(s.topics) > 0 {
+			s.log.Warn().Err(err).Msg("consumequeue: no usable checkpoint; dispatching the whole log")
+		}
+		return checkpoint{queues: lo, listeners: lo}
+	}
+	clamp := func(v int64) int64 { return min(max(v, lo), hi) }
+	if ck.queues > hi {
+		s.log.Warn().Int64("checkpoint", ck.queues).Int64("log_end", hi).Msg("consumequeue: checkpoint past the log's end")
+	}
+	return checkpoint{queues: clamp(ck.queues), listeners: clamp(ck.listeners)}
+}
+
+// load opens every queue file under Dir and cuts each queue after its
+// last valid entry.
+func (s *Store) load() error {
+	names, err := s.fs.List(s.opts.Dir)
+	if err != nil {
+		return fmt.Errorf("consumequeue: list %s: %w", s.opts.Dir, err)
+	}
+	sort.Strings(names)
+	written := s.src.WrittenOffset()
+	for _, name := range names {
+		tname, ok := parseTopicDirName(name)
+		if !ok {
+			continue
+		}
+		tdir := s.fs.PathJoin(s.opts.Dir, name)
+		if st, err := s.fs.Stat(tdir); err != nil || !st.IsDir() {
+			continue
+		}
+		qnames, err := s.fs.List(tdir)
+		if err != nil {
+			return fmt.Errorf("consumequeue: list %s: %w", tdir, err)
+		}
+		for _, qn := range qnames {
+			id, err := strconv.ParseInt(qn, 10, 32)
+			if err != nil || strconv.FormatInt(id, 10) != qn {
+				continue
+			}
+			q, err := s.loadQueue(tname, s.fs.PathJoin(tdir, qn), int32(id), written)
+			if err != nil {
+				return err
+			}
+			if q == nil {
+				continue
+			}
+			t := s.topics[tname]
+			if t == nil {
+				t = &topic{name: tname, dir: tdir, queues: make(map[int32]*queue)}
+				s.topics[tname] = t
+			}
+			t.queues[q.id] = q
+		}
+	}
+	return nil
+}
+
+func (s *Store) loadQueue(tname, dir string, id int32, written int64) (*queue, error) {
+	names, err := s.fs.List(dir)
+	if err != nil {
+		return nil, fmt.Errorf("consumequeue: list %s: %w", dir, err)
+	}
+	q := &queue{topic: tname, id: id, dir: dir, epf: s.epf, dirtyFrom: -1}
+	fileBytes := s.epf * EntrySize
+	for _, n := range names {
+		off, ok := parseFileName(n)
+		if !ok {
+			continue
+		}
+		if off%fileBytes != 0 {
+			return nil, fmt.Errorf("%w: %s: file %s does not start at a multiple of %d bytes (was EntriesPerFile changed?)", ErrCorrupt, dir, n, fileBytes)
+		}
+		path := s.fs.PathJoin(dir, n)
+		f, err := s.fs.OpenReadWrite(path, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			q.closeFiles()
+			return nil, fmt.Errorf("consumequeue: open %s: %w", path, err)
+		}
+		q.files = append(q.files, &qfile{first: off / EntrySize, name: path, f: f})
+	}
+	if len(q.files) == 0 {
+		return nil, nil
+	}
+	sort.Slice(q.files, func(i, j int) bool { return q.files[i].first < q.files[j].first })
+	last := q.files[len(q.files)-1]
+	st, err := last.f.Stat()
+	if err != nil {
+		q.closeFiles()
+		return nil, fmt.Errorf("consumequeue: stat %s: %w", last.name, err)
+	}
+	q.low = q.files[0].first
+	q.max = last.first + min(st.Size()/EntrySize, s.epf)
+	q.fileEnd = q.max
+	end, err := q.validEnd(written)
+	if err != nil {
+		q.closeFiles()
+		return nil, err
+	}
+	if end < q.max {
+		s.log.Warn().Str("topic", tname).Int32("queue_id", id).Int64("offset", end).Int64("dropped", q.max-end).
+			Msg("consumequeue: dropping entries past the log's end")
+		if err := s.cutQueue(q, end); err != nil {
+			q.closeFiles()
+			return nil, err
+		}
+	}
+	return q, nil
+}
+
+// validEnd scans back from max for the last entry that points at a whole
+// record below written, and returns the number just after it.
+func (q *queue) validEnd(written int64) (int64, error) {
+	const chunk = 256
+	buf := make([]byte, chunk*EntrySize)
+	end := q.max
+	for end > q.low {
+		from := max(q.low, end-chunk)
+		b := buf[:(end-from)*EntrySize]
+		if err := q.readRLocked(b, from); err != nil {
+			return 0, err
+		}
+		for i := end - 1; i >= from; i-- {
+			e := decodeEntry(b[(i-from)*EntrySize:], i)
+			if e.Size > 0 && e.Offset >= 0 && e.Offset+int64(e.Size) <= written {
+				return i + 1, nil
+			}
+		}
+		end = from
+	}
+	return end, nil
+}
+
+type truncater interface{ Truncate(size int64) error }
+
+// cutQueue removes every entry from end on, durably. It runs before the
+// queue is shared.
+func (s *Store) cutQueue(q *queue, end int64) error {
+	keep := q.files[:0]
+	removed := false
+	for i, f := range q.files {
+		if i > 0 && f.first >= end {
+			f.f.Close()
+			if err := s.fs.Remove(f.name); err != nil {
+				return fmt.Errorf("consumequeue: remove %s: %w", f.name, err)
+			}
+			removed = true
+			continue
+		}
+		keep = append(keep, f)
+	}
+	q.files = keep
+	f := keep[len(keep)-1]
+	cut := max(end-f.first, 0) * EntrySize
+	st, err := f.f.Stat()
+	if err != nil {
+		return fmt.Errorf("consumequeue: stat %s: %w", f.name, err)
+	}
+	if st.Size() > cut {
+		if t, ok := f.f.(truncater); ok {
+			err = t.Truncate(cut)
+		} else {
+			// Zero entries read as the end of the queue.
+			_, err = f.f.WriteAt(make([]byte, st.Size()-cut), cut)
+		}
+		if err == nil {
+			err = f.f.Sync()
+		}
+		if err != nil {
+			return fmt.Errorf("consumequeue: cut %s at %d: %w", f.name, cut, err)
+		}
+	}
+	if removed {
+		if err := syncDir(s.fs, q.dir); err != nil {
+			return err
+		}
+	}
+	q.max, q.fileEnd = end, end
+	return nil
+}
+
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
+	if err != nil {
+		return fmt.Errorf("consumequeue: open dir %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("consumequeue: sync dir %s: %w", dir, err)
+	}
+	return nil
+}
+
+func (q *queue) closeFiles() {
+	for _, f := range q.files {
+		f.f.Close()
+	}
+}
+
+// closeFiles closes every queue's files and wakes every waiter.
+func (s *Store) closeFiles() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, t := range s.topics {
+		for _, q := range t.queues {
+			q.mu.Lock()
+			q.closeFiles()
+			q.files, q.tail, q.gone = nil, nil, true
+			if q.notify != nil {
+				close(q.notify)
+				q.notify = nil
+			}
+			q.mu.Unlock()
+		}
+	}
+	for k, ch := range s.waiting {
+		close(ch)
+		delete(s.waiting, k)
+	}
+}
+
+// Close stops the dispatcher after it has dispatched what is visible,
+// written and synced every entry and written the checkpoint; then it
+// closes the files. Queries after Close fail with ErrClosed.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	s.closed = true
+	s.mu.Unlock()
+	close(s.stop)
+	<-s.done
+	s.unwatch()
+	s.writeMu.Lock()
+	err := s.werr
+	s.closeFiles()
+	s.writeMu.Unlock()
+	s.wakeProgress()
+	return err
+}
+
+// Err returns the write error that stopped the dispatcher, if any.
+func (s *Store) Err() error {
+	if e := s.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
+}
