@@ -1,0 +1,364 @@
+package broker
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Admin request codes beyond the client's set (Java RequestCode numbers).
+const (
+	ReqGetAllTopicConfig       int16 = 21
+	ReqGetBrokerRuntimeInfo    int16 = 28
+	ReqUpdateAndCreateGroup    int16 = 200
+	ReqGetTopicStatsInfo       int16 = 202
+	ReqGetConsumerConnList     int16 = 203
+	ReqDeleteSubscriptionGroup int16 = 207
+	ReqGetConsumeStats         int16 = 208
+)
+
+func (b *Broker) adminRoutes(timed func(int16, func(*remoting.Conn, *remoting.Command))) {
+	timed(remoting.ReqUpdateAndCreateTopic, b.handleCreateTopic)
+	timed(remoting.ReqDeleteTopicInBroker, b.handleDeleteTopic)
+	timed(ReqGetAllTopicConfig, b.handleAllTopics)
+	timed(remoting.ReqGetAllSubscriptionGroupConfig, b.handleAllGroups)
+	timed(ReqUpdateAndCreateGroup, b.handleCreateGroup)
+	timed(ReqDeleteSubscriptionGroup, b.handleDeleteGroup)
+	timed(ReqGetBrokerRuntimeInfo, b.handleRuntimeInfo)
+	timed(ReqGetTopicStatsInfo, b.handleTopicStats)
+	timed(ReqGetConsumeStats, b.handleConsumeStats)
+	timed(ReqGetConsumerConnList, b.handleConsumerConns)
+}
+
+func (b *Broker) replyJSON(c *remoting.Conn, req *remoting.Command, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		b.reply(c, req, remoting.RespSystemError, err.Error())
+		return
+	}
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.Body = body
+	_ = c.Reply(resp)
+}
+
+func (b *Broker) replyErr(c *remoting.Conn, req *remoting.Command, err error) {
+	code := int16(remoting.RespSystemError)
+	switch {
+	case errors.Is(err, ErrTopicNotFound):
+		code = remoting.RespTopicNotExist
+	case errors.Is(err, ErrGroupNotFound):
+		code = remoting.RespSubscriptionGroupNotExist
+	case errors.Is(err, ErrTopicSystem), errors.Is(err, errNoPermission):
+		code = remoting.RespNoPermission
+	}
+	b.reply(c, req, code, err.Error())
+}
+
+// CreateTopic creates or updates a topic.
+func (b *Broker) CreateTopic(tc TopicConfig) error {
+	if err := ValidateTopic(tc.TopicName); err != nil {
+		return err
+	}
+	if IsSystemTopic(tc.TopicName) {
+		return errors.Join(ErrTopicSystem, errors.New("the topic["+tc.TopicName+"] is conflict with system topic"))
+	}
+	if tc.Perm == 0 {
+		tc.Perm = remoting.PermRead | remoting.PermWrite
+	}
+	return b.topics.put(tc)
+}
+
+// DeleteTopic deletes a topic, its consume queues and its offsets. Its
+// records stay in the commitlog until their segments expire.
+func (b *Broker) DeleteTopic(name string) error {
+	if IsSystemTopic(name) {
+		return errors.Join(ErrTopicSystem, errors.New("the topic["+name+"] is a system topic"))
+	}
+	if err := b.topics.delete(name); err != nil {
+		return err
+	}
+	if err := b.cq.DeleteTopic(name); err != nil {
+		return err
+	}
+	b.clog.DeleteQueue(name)
+	return b.offsets.deleteWhere(func(_, topic string) bool { return topic == name })
+}
+
+func (b *Broker) handleCreateTopic(c *remoting.Conn, req *remoting.Command) {
+	var tc TopicConfig
+	var err error
+	if tc.TopicName, err = req.String("topic"); err != nil {
+		b.replyErr(c, req, err)
+		return
+	}
+	if tc.ReadQueueNums, err = req.Int32Or("readQueueNums", 8); err == nil {
+		if tc.WriteQueueNums, err = req.Int32Or("writeQueueNums", 8); err == nil {
+			if tc.Perm, err = req.Int32Or("perm", 6); err == nil {
+				tc.TopicSysFlag, err = req.Int32Or("topicSysFlag", 0)
+			}
+		}
+	}
+	if err != nil {
+		b.replyErr(c, req, err)
+		return
+	}
+	tc.TopicFilterType = req.StringOr("topicFilterType", remoting.TopicFilterSingleTag)
+	tc.Order = req.StringOr("order", "false") == "true"
+	if err := b.CreateTopic(tc); err != nil {
+		b.replyErr(c, req, err)
+		return
+	}
+	b.reply(c, req, remoting.RespSuccess, "")
+}
+
+func (b *Broker) handleDeleteTopic(c *remoting.Conn, req *remoting.Command) {
+	name, err := req.String("topic")
+	if err == nil {
+		err = b.DeleteTopic(name)
+	}
+	if err != nil {
+		b.replyErr(c, req, err)
+		return
+	}
+	b.reply(c, req, remoting.RespSuccess, "")
+}
+
+func (b *Broker) handleAllTopics(c *remoting.Conn, req *remoting.Command) {
+	m, v := b.topics.snapshot()
+	b.replyJSON(c, req, remoting.TopicConfigSerializeWrapper{TopicConfigTable: m, DataVersion: v})
+}
+
+func (b *Broker) handleAllGroups(c *remoting.Conn, req *remoting.Command) {
+	table := map[string]GroupConfig{}
+	for _, g := range b.groups.all() {
+		table[g.GroupName] = g
+	}
+	b.replyJSON(c, req, map[string]any{"subscriptionGroupTable": table, "dataVersion": remoting.DataVersion{Timestamp: time.Now().UnixMilli()}})
+}
+
+func (b *Broker) handleCreateGroup(c *remoting.Conn, req *remoting.Command) {
+	var gc GroupConfig
+	if err := json.Unmarshal(req.Body, &gc); err != nil {
+		b.reply(c, req, remoting.RespSystemError, "malformed group config: "+err.Error())
+		return
+	}
+	if err := b.groups.put(gc); err != nil {
+		b.replyErr(c, req, err)
+		return
+	}
+	b.reply(c, req, remoting.RespSuccess, "")
+}
+
+// DeleteGroup deletes a group's config and offsets.
+func (b *Broker) DeleteGroup(name string) error {
+	if err := b.groups.delete(name); err != nil {
+		return err
+	}
+	return b.offsets.deleteWhere(func(group, _ string) bool { return group == name })
+}
+
+func (b *Broker) handleDeleteGroup(c *remoting.Conn, req *remoting.Command) {
+	name, err := req.String("groupName")
+	if err == nil {
+		err = b.DeleteGroup(name)
+	}
+	if err != nil {
+		b.replyErr(c, req, err)
+		return
+	}
+	b.reply(c, req, remoting.RespSuccess, "")
+}
+
+// RuntimeInfo is the broker's status for admin tools.
+type RuntimeInfo struct {
+	BrokerName     string  `json:"broker_name"`
+	ClusterName    string  `json:"cluster_name"`
+	BrokerID       int64   `json:"broker_id"`
+	Addr           string  `json:"addr"`
+	Version        string  `json:"version"`
+	Flush          string  `json:"flush"`
+	Writable       bool    `json:"writable"`
+	NotWritableWhy string  `json:"not_writable_reason,omitempty"`
+	UptimeSeconds  float64 `json:"uptime_seconds"`
+	CommitlogMin   int64   `json:"commitlog_min_offset"`
+	CommitlogMax   int64   `json:"commitlog_max_offset"`
+	FlushedOffset  int64   `json:"commitlog_flushed_offset"`
+	Dispatched     int64   `json:"dispatched_offset"`
+	DiskUsedRatio  float64 `json:"disk_used_ratio"`
+	Topics         int     `json:"topics"`
+	Groups         int     `json:"groups"`
+	Producers      int     `json:"producers"`
+	Consumers      int     `json:"consumers"`
+	MsgInTotal     float64 `json:"msg_in_total"`
+	MsgOutTotal    float64 `json:"msg_out_total"`
+}
+
+// Version is the Ferry version reported to admin tools.
+var Version = "0.1.0"
+
+// Runtime returns the broker's status.
+func (b *Broker) Runtime() RuntimeInfo {
+	why := b.writable()
+	p, c := b.clients.counts()
+	ri := RuntimeInfo{
+		BrokerName: b.cfg.BrokerName, ClusterName: b.cfg.ClusterName, BrokerID: b.cfg.BrokerID, Addr: b.addr,
+		Version: Version, Flush: b.cfg.Flush, Writable: why == "", NotWritableWhy: why,
+		UptimeSeconds: time.Since(b.startedAt).Seconds(), CommitlogMin: b.clog.MinOffset(),
+		CommitlogMax: b.clog.WrittenOffset(), FlushedOffset: b.clog.FlushedOffset(),
+		Dispatched: b.cq.DispatchedOffset(), Topics: b.topics.count(), Groups: len(b.groups.all()),
+		Producers: p, Consumers: c, MsgInTotal: b.metrics.inTotal(), MsgOutTotal: b.metrics.outTotal(),
+	}
+	if u, err := b.fs.GetDiskUsage(b.cfg.DataDir); err == nil && u.TotalBytes > 0 {
+		ri.DiskUsedRatio = float64(u.UsedBytes) / float64(u.TotalBytes)
+	}
+	return ri
+}
+
+func (b *Broker) handleRuntimeInfo(c *remoting.Conn, req *remoting.Command) {
+	b.replyJSON(c, req, b.Runtime())
+}
+
+// QueueStat is one queue's offsets.
+type QueueStat struct {
+	QueueID        int32 `json:"queue_id"`
+	MinOffset      int64 `json:"min_offset"`
+	MaxOffset      int64 `json:"max_offset"`
+	LastStoreMilli int64 `json:"last_store_ms,omitempty"`
+}
+
+// TopicStats returns per-queue offsets of a topic.
+func (b *Broker) TopicStats(topic string) ([]QueueStat, error) {
+	tc, ok := b.topics.get(topic)
+	if !ok {
+		return nil, errors.Join(ErrTopicNotFound, errors.New("topic "+topic))
+	}
+	n := max(tc.ReadQueueNums, tc.WriteQueueNums)
+	out := make([]QueueStat, n)
+	for q := int32(0); q < n; q++ {
+		s := QueueStat{QueueID: q, MinOffset: b.minOffset(topic, q), MaxOffset: b.cq.MaxOffset(topic, q)}
+		if s.MaxOffset > 0 {
+			if es, err := b.cq.Get(topic, q, s.MaxOffset-1, 1, nil); err == nil && len(es) == 1 {
+				if rec, _, err := b.clog.ReadRecord(es[0].Offset, nil); err == nil {
+					s.LastStoreMilli = rec.StoreTimestamp
+				}
+			}
+		}
+		out[q] = s
+	}
+	return out, nil
+}
+
+func (b *Broker) handleTopicStats(c *remoting.Conn, req *remoting.Command) {
+	topic, err := req.String("topic")
+	if err != nil {
+		b.replyErr(c, req, err)
+		return
+	}
+	st, err := b.TopicStats(topic)
+	if err != nil {
+		b.replyErr(c, req, err)
+		return
+	}
+	b.replyJSON(c, req, map[string]any{"topic": topic, "queues": st})
+}
+
+// GroupLag is one queue's consumption by a group.
+type GroupLag struct {
+	Topic          string `json:"topic"`
+	QueueID        int32  `json:"queue_id"`
+	BrokerOffset   int64  `json:"broker_offset"`
+	ConsumerOffset int64  `json:"consumer_offset"`
+	Lag            int64  `json:"lag"`
+}
+
+// ConsumeStats returns a group's offsets and lag on every queue of the
+// topics it subscribes to or has committed offsets on.
+func (b *Broker) ConsumeStats(group string) []GroupLag {
+	topics := map[string]bool{}
+	for t := range b.clients.groupSubscriptions(group) {
+		topics[t] = true
+	}
+	committed := b.offsets.forGroup(group)
+	for t := range committed {
+		topics[t] = true
+	}
+	var out []GroupLag
+	for _, t := range sortedKeys(topics) {
+		tc, ok := b.topics.get(t)
+		if !ok {
+			continue
+		}
+		for q := int32(0); q < tc.ReadQueueNums; q++ {
+			maxOff := b.cq.MaxOffset(t, q)
+			co, ok := committed[t][q]
+			if !ok {
+				co = 0
+			}
+			out = append(out, GroupLag{Topic: t, QueueID: q, BrokerOffset: maxOff, ConsumerOffset: co, Lag: max(0, maxOff-co)})
+		}
+	}
+	return out
+}
+
+func (b *Broker) handleConsumeStats(c *remoting.Conn, req *remoting.Command) {
+	group, err := req.String("consumerGroup")
+	if err != nil {
+		b.replyErr(c, req, err)
+		return
+	}
+	b.replyJSON(c, req, map[string]any{"group": group, "queues": b.ConsumeStats(group)})
+}
+
+func (b *Broker) handleConsumerConns(c *remoting.Conn, req *remoting.Command) {
+	group, err := req.String("consumerGroup")
+	if err != nil {
+		b.replyErr(c, req, err)
+		return
+	}
+	b.replyJSON(c, req, map[string]any{"group": group, "clients": b.clients.clients(group), "subscriptions": b.clients.groupSubscriptions(group)})
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var (
+	hotOnce sync.Once
+	hot     int64
+)
+
+// hotBytes is how far back from the log's end data counts as in memory:
+// 40% of physical memory, as RocketMQ's accessMessageInMemoryMaxRatio.
+func hotBytes() int64 {
+	hotOnce.Do(func() {
+		hot = 4 << 30
+		f, err := os.Open("/proc/meminfo")
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) >= 2 && fields[0] == "MemTotal:" {
+				if kb, err := strconv.ParseInt(fields[1], 10, 64); err == nil {
+					hot = kb * 1024 * 4 / 10
+				}
+			}
+		}
+	})
+	return hot
+}

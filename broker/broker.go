@@ -1,0 +1,350 @@
+// Package broker is Ferry's message broker: it serves the RocketMQ 4.x
+// remoting protocol and an HTTP API over the shared commitlog and its
+// consume queues, keeps topic, group and offset metadata in pebble, tracks
+// producers and consumers, holds long-polling pulls, and registers itself
+// with the name servers.
+//
+// # Data directory
+//
+//	<data_dir>/commitlog/      segments, checkpoint, LOCK (package commitlog)
+//	<data_dir>/consumequeue/   per-queue index files (package consumequeue)
+//	<data_dir>/meta/           pebble: topics, groups, consumer offsets
+//
+// # Goroutines
+//
+// Owned by the Broker and stopped by Shutdown: the remoting accept loop
+// (and the server's per-connection goroutines), the HTTP server, the name
+// server registration loop, the housekeeping loop (client expiry, offset
+// flush, retention), and one goroutine per held pull. The commitlog's
+// flusher and the consume queue's dispatcher are owned by those stores.
+//
+// # Lock order
+//
+// No broker lock is held while calling into another component's lock,
+// except topicTable.mu → metaStore (pebble) and offsetTable.mu → pebble.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rs/zerolog"
+
+	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Broker is one Ferry broker.
+type Broker struct {
+	cfg       Config
+	log       zerolog.Logger
+	fs        vfs.FS
+	startedAt time.Time
+	delays    []time.Duration
+
+	clog    *commitlog.Log
+	cq      *consumequeue.Store
+	meta    *metaStore
+	topics  *topicTable
+	groups  *groupTable
+	offsets *offsetTable
+	clients *clientRegistry
+	locks   *lockTable
+	metrics *metrics
+
+	mux      *remoting.Mux
+	server   *remoting.Server
+	ln       net.Listener
+	nsClient *remoting.Client
+	http     *httpServer
+
+	storeHost netip.AddrPort // advertised ip:port, also STOREHOST of records
+	addr      string         // storeHost as text
+
+	accepting atomic.Bool // sends accepted (false while draining)
+	ready     atomic.Bool
+	diskFull  atomic.Bool
+
+	registerNow chan struct{} // 1-slot: re-register with the name servers soon
+	stop        chan struct{}
+	wg          sync.WaitGroup
+	shutdown    sync.Once
+	shutdownErr error
+}
+
+// Option adjusts a Broker at construction.
+type Option func(*Broker)
+
+// WithLogger sets the logger (default: disabled).
+func WithLogger(l zerolog.Logger) Option { return func(b *Broker) { b.log = l } }
+
+// WithFS sets the filesystem (tests use pebble's in-memory FS).
+func WithFS(fs vfs.FS) Option { return func(b *Broker) { b.fs = fs } }
+
+// New validates cfg and opens the broker's stores, recovering them if the
+// last stop was unclean. Start begins serving.
+func New(cfg Config, opts ...Option) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	b := &Broker{
+		cfg:         cfg,
+		log:         zerolog.Nop(),
+		fs:          vfs.Default,
+		startedAt:   time.Now(),
+		clients:     newClientRegistry(),
+		locks:       newLockTable(),
+		registerNow: make(chan struct{}, 1),
+		stop:        make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(b)
+	}
+	b.delays, _ = ParseDelayLevels(cfg.DelayLevels)
+	b.metrics = newMetrics(b)
+	if err := b.openStores(); err != nil {
+		b.closeStores()
+		return nil, err
+	}
+	b.mux = remoting.NewMux()
+	b.routes()
+	return b, nil
+}
+
+func (b *Broker) openStores() error {
+	flush, _ := commitlog.ParseFlushMode(b.cfg.Flush)
+	if err := b.fs.MkdirAll(b.cfg.DataDir, 0o755); err != nil {
+		return fmt.Errorf("broker: create data dir %s: %w", b.cfg.DataDir, err)
+	}
+	var err error
+	b.clog, err = commitlog.Open(commitlog.Options{
+		FS:             b.fs,
+		Dir:            b.fs.PathJoin(b.cfg.DataDir, "commitlog"),
+		SegmentSize:    b.cfg.SegmentSize,
+		Flush:          flush,
+		FlushInterval:  b.cfg.FlushInterval.D(),
+		SyncTimeout:    b.cfg.SyncTimeout.D(),
+		MaxMessageSize: b.cfg.MaxMessageSize,
+		Logger:         b.log,
+	})
+	if err != nil {
+		return err
+	}
+	if b.meta, err = openMeta(b.fs, b.fs.PathJoin(b.cfg.DataDir, "meta"), b.log); err != nil {
+		return err
+	}
+	if b.topics, err = loadTopics(b.meta, time.Now().UnixMilli()); err != nil {
+		return err
+	}
+	if b.groups, err = loadGroups(b.meta); err != nil {
+		return err
+	}
+	if b.offsets, err = loadOffsets(b.meta); err != nil {
+		return err
+	}
+	b.cq, err = consumequeue.Open(consumequeue.Options{
+		FS:     b.fs,
+		Dir:    b.fs.PathJoin(b.cfg.DataDir, "consumequeue"),
+		Source: b.clog,
+		Logger: b.log,
+	})
+	if err != nil {
+		return err
+	}
+	// A consume queue may know of more entries than the log's offset table
+	// (its checkpoint predates deleted segments): never reuse an offset.
+	for _, topic := range b.cq.Topics() {
+		for _, q := range b.cq.Queues(topic) {
+			b.clog.RaiseQueueOffset(topic, q, b.cq.MaxOffset(topic, q))
+		}
+	}
+	if err := b.ensureSystemTopics(); err != nil {
+		return err
+	}
+	b.topics.changed = b.triggerRegister
+	return nil
+}
+
+func (b *Broker) ensureSystemTopics() error {
+	perm := int32(remoting.PermRead | remoting.PermWrite)
+	if _, err := b.topics.ensure(TopicConfig{TopicName: AutoCreateTopicTemplate, ReadQueueNums: b.cfg.DefaultTopicQueueNums,
+		WriteQueueNums: b.cfg.DefaultTopicQueueNums, Perm: perm | remoting.PermInherit}); err != nil {
+		return err
+	}
+	n := int32(len(b.delays))
+	_, err := b.topics.ensure(TopicConfig{TopicName: ScheduleTopic, ReadQueueNums: n, WriteQueueNums: n, Perm: perm})
+	return err
+}
+
+func (b *Broker) closeStores() {
+	if b.cq != nil {
+		if err := b.cq.Close(); err != nil {
+			b.log.Error().Err(err).Msg("close consume queues")
+		}
+	}
+	if b.offsets != nil {
+		if err := b.offsets.flush(); err != nil {
+			b.log.Error().Err(err).Msg("flush consumer offsets")
+		}
+	}
+	if b.meta != nil {
+		if err := b.meta.close(); err != nil {
+			b.log.Error().Err(err).Msg("close metadata store")
+		}
+	}
+	if b.clog != nil {
+		if err := b.clog.Close(); err != nil && !errors.Is(err, commitlog.ErrClosed) {
+			b.log.Error().Err(err).Msg("close commitlog")
+		}
+	}
+}
+
+// Start listens on the configured ports and starts serving, registering
+// with the name servers and housekeeping.
+func (b *Broker) Start() error {
+	ln, err := net.Listen("tcp", net.JoinHostPort(b.cfg.ListenHost, strconv.Itoa(b.cfg.Port)))
+	if err != nil {
+		return fmt.Errorf("broker: listen: %w", err)
+	}
+	b.ln = ln
+	port := ln.Addr().(*net.TCPAddr).Port
+	b.storeHost = netip.AddrPortFrom(advertiseAddr(b.cfg.AdvertiseHost), uint16(port))
+	b.addr = b.storeHost.String()
+	b.server = remoting.NewServer(b.mux, remoting.ServerConfig{Logger: b.log, MaxFrameSize: b.cfg.MaxMessageSize + 1<<20})
+	b.nsClient = remoting.NewClient(remoting.ClientConfig{Logger: b.log})
+	if b.cfg.HTTPPort >= 0 {
+		if b.http, err = b.startHTTP(); err != nil {
+			ln.Close()
+			return err
+		}
+	}
+	b.accepting.Store(true)
+	b.wg.Add(3)
+	go func() {
+		defer b.wg.Done()
+		if err := b.server.Serve(ln); err != nil && !errors.Is(err, remoting.ErrServerClosed) {
+			b.log.Error().Err(err).Msg("remoting server stopped")
+		}
+	}()
+	go b.registerLoop()
+	go b.housekeeping()
+	b.ready.Store(true)
+	ev := b.log.Info().Str("addr", b.addr).Str("listen", ln.Addr().String()).Str("flush", b.cfg.Flush).
+		Str("data_dir", b.cfg.DataDir).Dur("startup", time.Since(b.startedAt))
+	if b.http != nil {
+		ev = ev.Str("http", b.http.addr)
+	}
+	ev.Msg("broker ready")
+	return nil
+}
+
+// Addr is the advertised address clients use ("ip:port").
+func (b *Broker) Addr() string { return b.addr }
+
+// HTTPAddr is the bound HTTP address, or "" when HTTP is off.
+func (b *Broker) HTTPAddr() string {
+	if b.http == nil {
+		return ""
+	}
+	return b.http.addr
+}
+
+// Config returns the configuration in force.
+func (b *Broker) Config() Config { return b.cfg }
+
+// Shutdown stops gracefully: stop accepting sends, let in-flight requests
+// answer, unregister from the name servers, flush the log, persist
+// offsets and close the stores. ctx bounds the graceful part.
+func (b *Broker) Shutdown(ctx context.Context) error {
+	b.shutdown.Do(func() {
+		b.accepting.Store(false)
+		b.ready.Store(false)
+		close(b.stop)
+		if b.server != nil {
+			if err := b.server.Shutdown(ctx); err != nil {
+				b.log.Warn().Err(err).Msg("remoting server did not drain in time")
+			}
+		}
+		b.unregister(ctx)
+		if b.http != nil {
+			b.http.shutdown()
+		}
+		b.wg.Wait()
+		if b.nsClient != nil {
+			b.nsClient.Close()
+		}
+		if b.clog != nil {
+			if err := b.clog.Sync(); err != nil && !errors.Is(err, commitlog.ErrClosed) {
+				b.shutdownErr = err
+			}
+		}
+		b.closeStores()
+		b.log.Info().Msg("broker stopped")
+	})
+	return b.shutdownErr
+}
+
+// housekeeping expires silent clients, flushes consumer offsets and
+// deletes expired segments.
+func (b *Broker) housekeeping() {
+	defer b.wg.Done()
+	offsetTick := time.NewTicker(b.cfg.OffsetFlushInterval.D())
+	defer offsetTick.Stop()
+	scan := time.NewTicker(10 * time.Second)
+	defer scan.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-offsetTick.C:
+			if err := b.offsets.flush(); err != nil {
+				b.log.Error().Err(err).Msg("flush consumer offsets")
+			}
+		case now := <-scan.C:
+			for _, g := range b.clients.expire(now.Add(-b.cfg.ClientExpiry.D())) {
+				b.notifyGroupChanged(g)
+			}
+			b.checkDisk()
+		}
+	}
+}
+
+// checkDisk refuses sends while the data disk is fuller than allowed.
+func (b *Broker) checkDisk() {
+	u, err := b.fs.GetDiskUsage(b.cfg.DataDir)
+	if err != nil || u.TotalBytes == 0 {
+		return
+	}
+	ratio := float64(u.UsedBytes) / float64(u.TotalBytes)
+	full := ratio > b.cfg.DiskMaxUsedRatio
+	if full != b.diskFull.Load() {
+		b.diskFull.Store(full)
+		if full {
+			b.log.Error().Float64("used_ratio", ratio).Msg("data disk is full: refusing sends")
+		} else {
+			b.log.Info().Float64("used_ratio", ratio).Msg("data disk has room again: accepting sends")
+		}
+	}
+}
+
+// writable says why sends are refused, or "" when they are accepted.
+func (b *Broker) writable() string {
+	switch {
+	case !b.accepting.Load():
+		return "broker is shutting down or drained"
+	case b.diskFull.Load():
+		return "data disk is full"
+	case b.clog.Err() != nil:
+		return b.clog.Err().Error()
+	}
+	return ""
+}

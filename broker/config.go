@@ -1,0 +1,266 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/ferrymq/ferry/commitlog"
+)
+
+// Config is the broker's configuration. Field tags are the TOML keys of the
+// [broker] table; Duration fields take Go durations ("30s", "500ms").
+type Config struct {
+	DataDir     string `toml:"data_dir"`
+	BrokerName  string `toml:"broker_name"`
+	ClusterName string `toml:"cluster_name"`
+	BrokerID    int64  `toml:"broker_id"`
+
+	// ListenHost and Port are where the remoting protocol is served; port 0
+	// picks a free port.
+	ListenHost string `toml:"listen_host"`
+	Port       int    `toml:"port"`
+	// AdvertiseHost is the IP clients reach this broker at: it is
+	// registered with the name servers and stored as STOREHOST. Empty means
+	// the first non-loopback IPv4 address, else 127.0.0.1.
+	AdvertiseHost string `toml:"advertise_host"`
+	// HTTPHost and HTTPPort serve /livez, /readyz, /metrics and the HTTP
+	// API; HTTPPort -1 disables HTTP.
+	HTTPHost string `toml:"http_host"`
+	HTTPPort int    `toml:"http_port"`
+
+	// NamesrvAddrs are the name servers to register with ("ip:port").
+	NamesrvAddrs     []string `toml:"namesrv_addrs"`
+	RegisterInterval Duration `toml:"register_interval"`
+
+	Flush          string   `toml:"flush"` // "async" or "sync"
+	FlushInterval  Duration `toml:"flush_interval"`
+	SyncTimeout    Duration `toml:"sync_timeout"`
+	SegmentSize    int64    `toml:"segment_size"`
+	MaxMessageSize int      `toml:"max_message_size"`
+	// FileReservedTime is how long commitlog segments are kept after their
+	// last write; 0 keeps them forever.
+	FileReservedTime Duration `toml:"file_reserved_time"`
+	// DiskMaxUsedRatio stops accepting sends when the data disk is fuller
+	// than this (0 to 1; 0 means 0.95).
+	DiskMaxUsedRatio float64 `toml:"disk_max_used_ratio"`
+
+	AutoCreateTopic       bool  `toml:"auto_create_topic"`
+	AutoCreateGroup       bool  `toml:"auto_create_group"`
+	DefaultTopicQueueNums int32 `toml:"default_topic_queue_nums"`
+
+	// PullMaxMessages and PullMaxBytes cap one pull's answer.
+	PullMaxMessages int `toml:"pull_max_messages"`
+	PullMaxBytes    int `toml:"pull_max_bytes"`
+	// LongPollMax caps how long a pull is held when nothing is there.
+	LongPollMax Duration `toml:"long_poll_max"`
+
+	// DelayLevels is the delay level table, space separated ("1s 5s ...").
+	DelayLevels   string `toml:"delay_levels"`
+	RetryMaxTimes int32  `toml:"retry_max_times"`
+
+	// ClientExpiry drops producers and consumers silent this long.
+	ClientExpiry Duration `toml:"client_expiry"`
+	// QueueLockExpiry frees an orderly consumer's queue lock not renewed
+	// this long.
+	QueueLockExpiry Duration `toml:"queue_lock_expiry"`
+	// OffsetFlushInterval is how often committed consumer offsets are
+	// synced to the metadata store (and on shutdown).
+	OffsetFlushInterval Duration `toml:"offset_flush_interval"`
+	// ShutdownTimeout bounds the graceful part of a shutdown.
+	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+}
+
+// DefaultDelayLevels is RocketMQ's delay level table.
+const DefaultDelayLevels = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
+
+// DefaultConfig returns the defaults: a broker that works with no
+// configuration, storing under ./data.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:               "data",
+		BrokerName:            "broker-a",
+		ClusterName:           "DefaultCluster",
+		ListenHost:            "0.0.0.0",
+		Port:                  10911,
+		HTTPHost:              "0.0.0.0",
+		HTTPPort:              8080,
+		RegisterInterval:      Duration(30 * time.Second),
+		Flush:                 "async",
+		FlushInterval:         Duration(commitlog.DefaultFlushInterval),
+		SyncTimeout:           Duration(commitlog.DefaultSyncTimeout),
+		SegmentSize:           commitlog.DefaultSegmentSize,
+		MaxMessageSize:        commitlog.DefaultMaxMessageSize,
+		FileReservedTime:      Duration(72 * time.Hour),
+		DiskMaxUsedRatio:      0.95,
+		AutoCreateTopic:       true,
+		AutoCreateGroup:       true,
+		DefaultTopicQueueNums: 8,
+		PullMaxMessages:       64,
+		PullMaxBytes:          1 << 20,
+		LongPollMax:           Duration(30 * time.Second),
+		DelayLevels:           DefaultDelayLevels,
+		RetryMaxTimes:         16,
+		ClientExpiry:          Duration(120 * time.Second),
+		QueueLockExpiry:       Duration(60 * time.Second),
+		OffsetFlushInterval:   Duration(time.Second),
+		ShutdownTimeout:       Duration(10 * time.Second),
+	}
+}
+
+// Validate checks every field and explains the first it cannot accept.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if c.DataDir == "" {
+		bad("data_dir must be set")
+	}
+	if !validName(c.BrokerName) {
+		bad("broker_name %q: use letters, digits, '-' and '_' (1 to 127 characters)", c.BrokerName)
+	}
+	if !validName(c.ClusterName) {
+		bad("cluster_name %q: use letters, digits, '-' and '_' (1 to 127 characters)", c.ClusterName)
+	}
+	if c.BrokerID < 0 {
+		bad("broker_id %d must not be negative", c.BrokerID)
+	}
+	if c.Port < 0 || c.Port > 65535 {
+		bad("port %d is not a TCP port (0 picks a free one)", c.Port)
+	}
+	if c.HTTPPort < -1 || c.HTTPPort > 65535 {
+		bad("http_port %d is not a TCP port (0 picks a free one, -1 disables HTTP)", c.HTTPPort)
+	}
+	if c.AdvertiseHost != "" {
+		if _, err := netip.ParseAddr(c.AdvertiseHost); err != nil {
+			bad("advertise_host %q must be an IP address (clients dial it as given)", c.AdvertiseHost)
+		}
+	}
+	for _, a := range c.NamesrvAddrs {
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			bad("namesrv address %q must be ip:port (RocketMQ clients accept IP literals only)", a)
+		}
+	}
+	if _, err := commitlog.ParseFlushMode(c.Flush); err != nil {
+		bad("flush %q must be async or sync", c.Flush)
+	}
+	if c.SegmentSize < 1<<20 {
+		bad("segment_size %d must be at least 1 MiB", c.SegmentSize)
+	}
+	if c.MaxMessageSize < 1024 || int64(c.MaxMessageSize) > c.SegmentSize/2 {
+		bad("max_message_size %d must be between 1 KiB and half the segment size", c.MaxMessageSize)
+	}
+	if c.DiskMaxUsedRatio < 0 || c.DiskMaxUsedRatio > 1 {
+		bad("disk_max_used_ratio %v must be between 0 and 1", c.DiskMaxUsedRatio)
+	}
+	if c.DefaultTopicQueueNums < 1 || c.DefaultTopicQueueNums > 1024 {
+		bad("default_topic_queue_nums %d must be 1 to 1024", c.DefaultTopicQueueNums)
+	}
+	if c.PullMaxMessages < 1 || c.PullMaxBytes < 1024 {
+		bad("pull_max_messages must be ≥ 1 and pull_max_bytes ≥ 1024")
+	}
+	if _, err := ParseDelayLevels(c.DelayLevels); err != nil {
+		bad("delay_levels: %v", err)
+	}
+	if c.RetryMaxTimes < 0 || c.RetryMaxTimes > 1000 {
+		bad("retry_max_times %d must be 0 to 1000", c.RetryMaxTimes)
+	}
+	for name, d := range map[string]Duration{
+		"register_interval": c.RegisterInterval, "flush_interval": c.FlushInterval, "sync_timeout": c.SyncTimeout,
+		"long_poll_max": c.LongPollMax, "client_expiry": c.ClientExpiry, "queue_lock_expiry": c.QueueLockExpiry,
+		"offset_flush_interval": c.OffsetFlushInterval, "shutdown_timeout": c.ShutdownTimeout,
+	} {
+		if d <= 0 {
+			bad("%s must be a positive duration", name)
+		}
+	}
+	if c.FileReservedTime < 0 {
+		bad("file_reserved_time must not be negative (0 keeps segments forever)")
+	}
+	if len(errs) > 0 {
+		return errors.New("broker config: " + strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// ParseDelayLevels parses a space-separated list of durations ("1s 5s
+// 100ms"); 1 to 64 levels, each positive and at most 40 days.
+func ParseDelayLevels(s string) ([]time.Duration, error) {
+	fields := strings.Fields(s)
+	if len(fields) == 0 || len(fields) > 64 {
+		return nil, fmt.Errorf("want 1 to 64 space-separated durations, got %d", len(fields))
+	}
+	out := make([]time.Duration, len(fields))
+	for i, f := range fields {
+		d, err := parseDuration(f)
+		if err != nil || d <= 0 || d > 40*24*time.Hour {
+			return nil, fmt.Errorf("level %d %q: want a positive duration up to 40 days such as 500ms, 10s, 2h or 1d", i+1, f)
+		}
+		out[i] = d
+	}
+	return out, nil
+}
+
+// parseDuration accepts Go durations and a "d" suffix for days.
+func parseDuration(s string) (time.Duration, error) {
+	if strings.HasSuffix(s, "d") {
+		d, err := time.ParseDuration(strings.TrimSuffix(s, "d") + "h")
+		return d * 24, err
+	}
+	return time.ParseDuration(s)
+}
+
+// Duration is a time.Duration that reads and writes as text ("30s").
+type Duration time.Duration
+
+// UnmarshalText parses a duration such as "30s" or "2d".
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := parseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", b, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration as Go formats it.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+func validName(s string) bool {
+	if len(s) == 0 || len(s) > 127 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// advertiseAddr picks the IP clients reach this broker at.
+func advertiseAddr(host string) netip.Addr {
+	if host != "" {
+		return netip.MustParseAddr(host)
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok {
+				if ip, ok := netip.AddrFromSlice(n.IP); ok {
+					ip = ip.Unmap()
+					if ip.Is4() && !ip.IsLoopback() && !ip.IsLinkLocalUnicast() {
+						return ip
+					}
+				}
+			}
+		}
+	}
+	return netip.MustParseAddr("127.0.0.1")
+}

@@ -1,0 +1,370 @@
+package broker
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// routes registers every request the broker serves.
+func (b *Broker) routes() {
+	m := b.mux
+	timed := func(code int16, f func(c *remoting.Conn, req *remoting.Command)) {
+		m.Handle(code, b.metrics.instrument(code, f))
+	}
+	timed(remoting.ReqSendMessage, b.handleSend)
+	timed(remoting.ReqSendMessageV2, b.handleSend)
+	timed(remoting.ReqSendBatchMessage, b.handleSend)
+	timed(remoting.ReqPullMessage, b.handlePull)
+	timed(remoting.ReqHeartBeat, b.handleHeartbeat)
+	timed(remoting.ReqUnregisterClient, b.handleUnregisterClient)
+	timed(remoting.ReqGetConsumerListByGroup, b.handleConsumerList)
+	timed(remoting.ReqQueryConsumerOffset, b.handleQueryOffset)
+	timed(remoting.ReqUpdateConsumerOffset, b.handleUpdateOffset)
+	timed(remoting.ReqGetMaxOffset, b.handleMaxOffset)
+	timed(remoting.ReqGetMinOffset, b.handleMinOffset)
+	timed(remoting.ReqSearchOffsetByTimestamp, b.handleSearchOffset)
+	timed(remoting.ReqLockBatchMQ, b.handleLock)
+	timed(remoting.ReqUnlockBatchMQ, b.handleUnlock)
+	timed(remoting.ReqConsumerSendMsgBack, b.handleSendBack)
+	b.adminRoutes(timed)
+}
+
+func (b *Broker) handleHeartbeat(c *remoting.Conn, req *remoting.Command) {
+	var hb remoting.HeartbeatData
+	if err := remoting.DecodeBody(req.Body, &hb); err != nil {
+		b.reply(c, req, remoting.RespSystemError, "malformed heartbeat body: "+err.Error())
+		return
+	}
+	if hb.ClientID == "" {
+		b.reply(c, req, remoting.RespSystemError, "heartbeat without clientID")
+		return
+	}
+	now := time.Now()
+	info := clientConn{id: hb.ClientID, language: req.Language.String(), version: req.Version}
+	hook := false
+	for _, cd := range hb.ConsumerDataSet {
+		if err := ValidateGroup(cd.GroupName); err != nil {
+			b.reply(c, req, remoting.RespSystemError, err.Error())
+			return
+		}
+		gc, ok := b.groups.get(cd.GroupName)
+		if !ok && b.cfg.AutoCreateGroup {
+			gc = DefaultGroupConfig(cd.GroupName, b.cfg.RetryMaxTimes)
+			if err := b.groups.put(gc); err != nil {
+				b.reply(c, req, remoting.RespSystemError, err.Error())
+				return
+			}
+		}
+		if cd.MessageModel != remoting.MessageModelBroadcast {
+			if _, err := b.ensureGroupTopic(RetryTopic(cd.GroupName)); err != nil {
+				b.reply(c, req, remoting.RespSystemError, err.Error())
+				return
+			}
+		}
+		changed, newConn := b.clients.registerConsumer(c, info, cd, now)
+		hook = hook || newConn
+		if changed {
+			b.log.Info().Str("group", cd.GroupName).Str("client_id", hb.ClientID).Str("remote", c.RemoteAddr()).Msg("consumer joined")
+			b.notifyGroupChanged(cd.GroupName)
+		}
+	}
+	for _, pd := range hb.ProducerDataSet {
+		if b.clients.registerProducer(c, info, pd.GroupName, now) {
+			hook = true
+		}
+	}
+	if hook {
+		c.OnClose(func() { b.connClosed(c, hb.ClientID) })
+	}
+	b.reply(c, req, remoting.RespSuccess, "")
+}
+
+// connClosed removes a departed connection's clients and tells the rest of
+// their groups.
+func (b *Broker) connClosed(c *remoting.Conn, clientID string) {
+	groups := b.clients.removeConn(c)
+	b.locks.releaseClient(clientID)
+	for _, g := range groups {
+		b.log.Info().Str("group", g).Str("client_id", clientID).Msg("consumer left")
+		b.notifyGroupChanged(g)
+	}
+}
+
+// notifyGroupChanged sends NOTIFY_CONSUMER_IDS_CHANGED (oneway) to every
+// client of the group, so they rebalance at once.
+func (b *Broker) notifyGroupChanged(group string) {
+	if gc, ok := b.groups.get(group); ok && !gc.NotifyConsumerIDs {
+		return
+	}
+	for _, conn := range b.clients.consumerConns(group) {
+		n := remoting.NewRequest(remoting.ReqNotifyConsumerIDsChanged, map[string]string{"consumerGroup": group}, nil)
+		if err := conn.SendOneway(n); err != nil {
+			b.log.Debug().Err(err).Str("group", group).Msg("notify consumer ids changed")
+		}
+	}
+}
+
+func (b *Broker) handleUnregisterClient(c *remoting.Conn, req *remoting.Command) {
+	id := req.StringOr("clientID", "")
+	cg := req.StringOr("consumerGroup", "")
+	if b.clients.unregister(id, req.StringOr("producerGroup", ""), cg) {
+		b.notifyGroupChanged(cg)
+	}
+	b.reply(c, req, remoting.RespSuccess, "")
+}
+
+func (b *Broker) handleConsumerList(c *remoting.Conn, req *remoting.Command) {
+	group, err := req.String("consumerGroup")
+	if err != nil {
+		b.reply(c, req, remoting.RespSystemError, err.Error())
+		return
+	}
+	ids := b.clients.consumerIDs(group)
+	body, _ := (&remoting.ConsumerListBody{ConsumerIDList: ids}).Encode()
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	if len(ids) == 0 {
+		resp.Code, resp.Remark = remoting.RespSystemError, "no consumer for this group, "+group
+	}
+	resp.Body = body
+	_ = c.Reply(resp)
+}
+
+func (b *Broker) topicQueue(req *remoting.Command) (string, int32, error) {
+	topic, err := req.String("topic")
+	if err != nil {
+		return "", 0, err
+	}
+	q, err := req.Int32("queueId")
+	return topic, q, err
+}
+
+func (b *Broker) handleQueryOffset(c *remoting.Conn, req *remoting.Command) {
+	group, err := req.String("consumerGroup")
+	if err != nil {
+		b.reply(c, req, remoting.RespSystemError, err.Error())
+		return
+	}
+	topic, q, err := b.topicQueue(req)
+	if err != nil {
+		b.reply(c, req, remoting.RespSystemError, err.Error())
+		return
+	}
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	if off, ok := b.offsets.get(group, topic, q); ok {
+		resp.Set("offset", strconv.FormatInt(off, 10))
+	} else if b.youngQueue(topic, q) {
+		// Like RocketMQ: a new group on a queue whose first message is
+		// still hot starts from the beginning whatever its policy says.
+		resp.Set("offset", "0")
+	} else {
+		resp.Code, resp.Remark = remoting.RespQueryNotFound, "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first"
+	}
+	_ = c.Reply(resp)
+}
+
+// youngQueue reports a queue whose first entry is still at 0 and recent
+// enough to be in memory (within hotBytes of the log's end).
+func (b *Broker) youngQueue(topic string, q int32) bool {
+	if b.minOffset(topic, q) > 0 {
+		return false
+	}
+	if b.cq.MaxOffset(topic, q) == 0 {
+		return true
+	}
+	es, err := b.cq.Get(topic, q, 0, 1, nil)
+	if err != nil || len(es) == 0 {
+		return false
+	}
+	return b.clog.WrittenOffset()-es[0].Offset < hotBytes()
+}
+
+func (b *Broker) handleUpdateOffset(c *remoting.Conn, req *remoting.Command) {
+	group, err := req.String("consumerGroup")
+	if err != nil {
+		b.reply(c, req, remoting.RespSystemError, err.Error())
+		return
+	}
+	topic, q, err := b.topicQueue(req)
+	if err != nil {
+		b.reply(c, req, remoting.RespSystemError, err.Error())
+		return
+	}
+	off, err := req.Int64("commitOffset")
+	if err != nil || off < 0 {
+		b.reply(c, req, remoting.RespSystemError, "commitOffset must be a non-negative integer")
+		return
+	}
+	b.offsets.set(group, topic, q, off)
+	b.reply(c, req, remoting.RespSuccess, "")
+}
+
+func (b *Broker) handleMaxOffset(c *remoting.Conn, req *remoting.Command) {
+	b.answerOffset(c, req, func(topic string, q int32) (int64, error) { return b.cq.MaxOffset(topic, q), nil })
+}
+
+func (b *Broker) handleMinOffset(c *remoting.Conn, req *remoting.Command) {
+	b.answerOffset(c, req, b.cq.MinOffset)
+}
+
+// minOffset is the queue's first offset still backed by the log; an index
+// read error is logged and counts as 0.
+func (b *Broker) minOffset(topic string, q int32) int64 {
+	off, err := b.cq.MinOffset(topic, q)
+	if err != nil {
+		b.log.Error().Err(err).Str("topic", topic).Int32("queue_id", q).Msg("min offset")
+	}
+	return off
+}
+
+func (b *Broker) handleSearchOffset(c *remoting.Conn, req *remoting.Command) {
+	ts, err := req.Int64("timestamp")
+	if err != nil {
+		b.reply(c, req, remoting.RespSystemError, err.Error())
+		return
+	}
+	b.answerOffset(c, req, func(topic string, q int32) (int64, error) { return b.cq.OffsetByTime(topic, q, ts) })
+}
+
+func (b *Broker) answerOffset(c *remoting.Conn, req *remoting.Command, f func(string, int32) (int64, error)) {
+	topic, q, err := b.topicQueue(req)
+	if err != nil {
+		b.reply(c, req, remoting.RespSystemError, err.Error())
+		return
+	}
+	off, err := f(topic, q)
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	if err != nil {
+		resp.Code, resp.Remark = remoting.RespSystemError, err.Error()
+	}
+	resp.Set("offset", strconv.FormatInt(off, 10))
+	_ = c.Reply(resp)
+}
+
+func (b *Broker) handleLock(c *remoting.Conn, req *remoting.Command) {
+	var body remoting.LockBatchRequestBody
+	if err := remoting.DecodeBody(req.Body, &body); err != nil {
+		b.reply(c, req, remoting.RespSystemError, "malformed lock body: "+err.Error())
+		return
+	}
+	got := b.locks.lock(body.ConsumerGroup, body.ClientID, body.MQSet, time.Now(), b.cfg.QueueLockExpiry.D())
+	out, _ := (&remoting.LockBatchResponseBody{LockOKMQSet: got}).Encode()
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp.Body = out
+	_ = c.Reply(resp)
+}
+
+func (b *Broker) handleUnlock(c *remoting.Conn, req *remoting.Command) {
+	var body remoting.LockBatchRequestBody
+	if err := remoting.DecodeBody(req.Body, &body); err != nil {
+		b.reply(c, req, remoting.RespSystemError, "malformed unlock body: "+err.Error())
+		return
+	}
+	b.locks.unlock(body.ConsumerGroup, body.ClientID, body.MQSet)
+	b.reply(c, req, remoting.RespSuccess, "")
+}
+
+// handleSendBack implements CONSUMER_SEND_MSG_BACK: the failed message goes
+// to the group's retry topic at delay level 3 + reconsumeTimes with
+// reconsumeTimes + 1, or to the group's DLQ past the retry limit.
+func (b *Broker) handleSendBack(c *remoting.Conn, req *remoting.Command) {
+	if why := b.writable(); why != "" {
+		b.reply(c, req, remoting.RespServiceNotAvailable, "service not available now: "+why)
+		return
+	}
+	group, err := req.String("group")
+	if err != nil {
+		b.reply(c, req, remoting.RespSystemError, err.Error())
+		return
+	}
+	off, err := req.Int64("offset")
+	if err != nil {
+		b.reply(c, req, remoting.RespSystemError, err.Error())
+		return
+	}
+	delayLevel, _ := req.Int32Or("delayLevel", 0)
+	maxTimes, _ := req.Int32Or("maxReconsumeTimes", -1)
+	gc, ok := b.groups.get(group)
+	if !ok {
+		if !b.cfg.AutoCreateGroup {
+			b.reply(c, req, remoting.RespSubscriptionGroupNotExist, "subscription group not exist, "+group)
+			return
+		}
+		gc = DefaultGroupConfig(group, b.cfg.RetryMaxTimes)
+		if err := b.groups.put(gc); err != nil {
+			b.reply(c, req, remoting.RespSystemError, err.Error())
+			return
+		}
+	}
+	rec, _, err := b.clog.ReadRecord(off, nil)
+	if err != nil {
+		b.reply(c, req, remoting.RespSystemError, "look message by offset failed, "+strconv.FormatInt(off, 10)+": "+err.Error())
+		return
+	}
+	m, err := b.sendBackMessage(rec, group, gc, req.StringOr("originMsgId", ""), delayLevel, maxTimes)
+	if err != nil {
+		code, remark := sendError(err)
+		b.reply(c, req, code, remark)
+		return
+	}
+	_ = c.Reply(b.store(req, []commitlog.Message{m}))
+}
+
+// sendBackMessage builds the retry (or dead-letter) copy of a consumed
+// record for group.
+func (b *Broker) sendBackMessage(rec commitlog.Record, group string, gc GroupConfig, originMsgID string, delayLevel, maxTimes int32) (commitlog.Message, error) {
+	limit := gc.RetryMaxTimes
+	if maxTimes >= 0 {
+		limit = maxTimes
+	}
+	p := commitlog.ParseProperties(rec.Properties)
+	topic := string(rec.Topic)
+	if _, ok := p[commitlog.PropRetryTopic]; !ok {
+		p[commitlog.PropRetryTopic] = topic
+	}
+	if _, ok := p[commitlog.PropOriginMessageID]; !ok {
+		if originMsgID == "" {
+			originMsgID = commitlog.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset)
+		}
+		p[commitlog.PropOriginMessageID] = originMsgID
+	}
+	delete(p, commitlog.PropRealTopic)
+	delete(p, commitlog.PropRealQueueID)
+	delete(p, commitlog.PropTimerDeliverMS)
+	delete(p, commitlog.PropTimerDelayMS)
+	delete(p, commitlog.PropTimerDelaySec)
+	m := commitlog.Message{
+		Flag: rec.Flag, SysFlag: rec.SysFlag, Body: rec.Body, BornTimestamp: rec.BornTimestamp,
+		BornHost: rec.BornHost, StoreHost: b.storeHost, ReconsumeTimes: rec.ReconsumeTimes + 1,
+	}
+	if rec.ReconsumeTimes >= limit || delayLevel < 0 {
+		delete(p, commitlog.PropDelayLevel)
+		dlq := DLQTopic(group)
+		if _, err := b.ensureGroupTopic(dlq); err != nil {
+			return m, err
+		}
+		m.Topic, m.QueueID = dlq, 0
+		m.Properties = commitlog.EncodeProperties(p)
+		b.log.Info().Str("group", group).Str("topic", topic).Int32("reconsume_times", rec.ReconsumeTimes).Msg("message moved to the dead-letter queue")
+		return m, nil
+	}
+	retry := RetryTopic(group)
+	if _, err := b.ensureGroupTopic(retry); err != nil {
+		return m, err
+	}
+	level := delayLevel
+	if level == 0 {
+		level = 3 + rec.ReconsumeTimes
+	}
+	level = min(level, int32(len(b.delays)))
+	p[commitlog.PropDelayLevel] = strconv.Itoa(int(level))
+	// Stored straight into the schedule topic, due back on the retry topic.
+	p[commitlog.PropRealTopic] = retry
+	p[commitlog.PropRealQueueID] = "0"
+	m.Topic, m.QueueID = ScheduleTopic, level-1
+	m.Properties = commitlog.EncodeProperties(p)
+	return m, nil
+}
+

@@ -1,0 +1,302 @@
+package broker
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Pull request sysFlag bits (Java PullSysFlag).
+const (
+	pullCommitOffset = 1
+	pullSuspend      = 2
+	pullSubscription = 4
+)
+
+type pullRequest struct {
+	group         string
+	topic         string
+	queueID       int32
+	offset        int64
+	maxMsgs       int
+	sysFlag       int32
+	commitOffset  int64
+	suspend       time.Duration
+	subscription  string
+	expressionTyp string
+}
+
+func parsePull(req *remoting.Command) (pullRequest, error) {
+	var p pullRequest
+	var err error
+	if p.group, err = req.String("consumerGroup"); err != nil {
+		return p, err
+	}
+	if p.topic, err = req.String("topic"); err != nil {
+		return p, err
+	}
+	if p.queueID, err = req.Int32("queueId"); err != nil {
+		return p, err
+	}
+	if p.offset, err = req.Int64("queueOffset"); err != nil {
+		return p, err
+	}
+	n, err := req.Int32Or("maxMsgNums", 0)
+	if err != nil {
+		return p, err
+	}
+	p.maxMsgs = int(n)
+	if p.sysFlag, err = req.Int32Or("sysFlag", 0); err != nil {
+		return p, err
+	}
+	if p.commitOffset, err = req.Int64Or("commitOffset", 0); err != nil {
+		return p, err
+	}
+	ms, err := req.Int64Or("suspendTimeoutMillis", 0)
+	if err != nil {
+		return p, err
+	}
+	p.suspend = time.Duration(ms) * time.Millisecond
+	p.subscription = req.StringOr("subscription", "")
+	p.expressionTyp = req.StringOr("expressionType", remoting.ExpressionTypeTag)
+	return p, nil
+}
+
+// tagFilter decides which consume-queue entries a pull returns.
+type tagFilter struct {
+	all   bool
+	codes map[int64]bool
+}
+
+func (f tagFilter) match(code int64) bool { return f.all || f.codes[code] }
+
+func filterOf(s *subscription) tagFilter {
+	if s == nil || s.all {
+		return tagFilter{all: true}
+	}
+	return tagFilter{codes: s.codes}
+}
+
+// splitTags parses a TAG expression "A || B".
+func splitTags(expr string) []string {
+	var out []string
+	for _, t := range strings.Split(expr, "||") {
+		if t = strings.TrimSpace(t); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func tagsCode(tag string) int64 { return consumequeue.TagsCode(tag) }
+
+func (b *Broker) handlePull(c *remoting.Conn, req *remoting.Command) {
+	p, err := parsePull(req)
+	if err != nil {
+		b.reply(c, req, remoting.RespSystemError, err.Error())
+		return
+	}
+	resp, filter, hold := b.pullPrepare(&p, req)
+	if resp != nil {
+		_ = c.Reply(resp)
+		return
+	}
+	resp, empty := b.pullOnce(req, &p, filter)
+	if !empty || !hold {
+		_ = c.Reply(resp)
+		return
+	}
+	// Nothing there: hold the request until the dispatcher appends to this
+	// queue or the suspend time ends (long polling).
+	b.wg.Add(1)
+	go b.holdPull(c, req, p, filter)
+}
+
+// pullPrepare validates a pull. It returns an immediate response for an
+// error, or the tag filter and whether the request may be held.
+func (b *Broker) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.Command, tagFilter, bool) {
+	fail := func(code int16, format string, args ...any) (*remoting.Command, tagFilter, bool) {
+		return remoting.NewResponse(req, code, fmt.Sprintf(format, args...)), tagFilter{}, false
+	}
+	gc, ok := b.groups.get(p.group)
+	if !ok {
+		if !b.cfg.AutoCreateGroup {
+			return fail(remoting.RespSubscriptionGroupNotExist, "subscription group [%s] does not exist", p.group)
+		}
+		gc = DefaultGroupConfig(p.group, b.cfg.RetryMaxTimes)
+		if err := b.groups.put(gc); err != nil {
+			return fail(remoting.RespSystemError, "%v", err)
+		}
+	}
+	if !gc.ConsumeEnable {
+		return fail(remoting.RespNoPermission, "subscription group no permission, %s", p.group)
+	}
+	tc, ok := b.topics.get(p.topic)
+	if !ok {
+		return fail(remoting.RespTopicNotExist, "topic[%s] not exist, apply first please!", p.topic)
+	}
+	if !remoting.PermReadable(tc.Perm) {
+		return fail(remoting.RespNoPermission, "the topic[%s] pulling message is forbidden", p.topic)
+	}
+	if p.queueID < 0 || p.queueID >= tc.ReadQueueNums {
+		return fail(remoting.RespSystemError, "queueId[%d] is illegal, topic:[%s] topicConfig.readQueueNums:[%d]", p.queueID, p.topic, tc.ReadQueueNums)
+	}
+	var filter tagFilter
+	if p.sysFlag&pullSubscription != 0 {
+		if p.expressionTyp != "" && p.expressionTyp != remoting.ExpressionTypeTag {
+			return fail(remoting.RespSubscriptionParseFailed, "expression type %s is not supported; use TAG", p.expressionTyp)
+		}
+		filter = filterOf(newSubscription(remoting.SubscriptionData{Topic: p.topic, SubString: p.subscription}, time.Now()))
+	} else {
+		sub, model := b.clients.subscriptionOf(p.group, p.topic)
+		if sub == nil {
+			return fail(remoting.RespSubscriptionNotExist, "the consumer's subscription not exist, group: %s topic: %s", p.group, p.topic)
+		}
+		if sub.data.ExpressionType != "" && sub.data.ExpressionType != remoting.ExpressionTypeTag {
+			return fail(remoting.RespSubscriptionParseFailed, "expression type %s is not supported; use TAG", sub.data.ExpressionType)
+		}
+		if model == remoting.MessageModelBroadcast && !gc.ConsumeBroadcastEnable {
+			return fail(remoting.RespNoPermission, "the consumer group[%s] can not consume by broadcast way", p.group)
+		}
+		filter = filterOf(sub)
+	}
+	if p.sysFlag&pullCommitOffset != 0 && p.commitOffset >= 0 {
+		b.offsets.set(p.group, p.topic, p.queueID, p.commitOffset)
+	}
+	return nil, filter, p.sysFlag&pullSuspend != 0 && p.suspend > 0
+}
+
+var entryPool = sync.Pool{New: func() any { s := make([]consumequeue.Entry, 0, 64); return &s }}
+
+// pullOnce answers a pull from what is there now. empty reports an answer
+// that found nothing new at the end of the queue (PULL_NOT_FOUND), which a
+// suspending request may wait on.
+func (b *Broker) pullOnce(req *remoting.Command, p *pullRequest, filter tagFilter) (*remoting.Command, bool) {
+	minOff := b.minOffset(p.topic, p.queueID)
+	maxOff := b.cq.MaxOffset(p.topic, p.queueID)
+	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	next := p.offset
+	code := int16(remoting.RespSuccess)
+	empty := false
+	switch {
+	case maxOff == 0:
+		if p.offset != 0 {
+			code, next = remoting.RespPullOffsetMoved, 0
+		} else {
+			code, empty = remoting.RespPullNotFound, true
+		}
+	case p.offset < minOff:
+		code, next = remoting.RespPullOffsetMoved, minOff
+	case p.offset == maxOff:
+		code, empty = remoting.RespPullNotFound, true
+	case p.offset > maxOff:
+		code, next = remoting.RespPullOffsetMoved, maxOff
+	default:
+		var body []byte
+		var n int
+		var err error
+		body, n, next, err = b.readMessages(p, filter, maxOff)
+		switch {
+		case err != nil:
+			code = remoting.RespSystemError
+			resp.Remark = err.Error()
+			b.log.Error().Err(err).Str("topic", p.topic).Int32("queue_id", p.queueID).Int64("offset", p.offset).Msg("pull failed")
+		case n == 0:
+			code = remoting.RespPullRetryImmediately
+		default:
+			resp.Body = body
+			b.metrics.messagesOut(p.topic, p.group, n, len(body))
+		}
+	}
+	resp.Code = code
+	resp.Set("nextBeginOffset", strconv.FormatInt(next, 10))
+	resp.Set("minOffset", strconv.FormatInt(minOff, 10))
+	resp.Set("maxOffset", strconv.FormatInt(maxOff, 10))
+	resp.Set("suggestWhichBrokerId", "0")
+	return resp, empty
+}
+
+// readMessages reads up to the pull's limits of matching messages from
+// p.offset, returning the body, the count and the next offset to pull.
+func (b *Broker) readMessages(p *pullRequest, filter tagFilter, maxOff int64) ([]byte, int, int64, error) {
+	want := p.maxMsgs
+	if want <= 0 {
+		want = 1 // a Java store returns one message for maxMsgNums 0
+	}
+	want = min(want, b.cfg.PullMaxMessages)
+	ep := entryPool.Get().(*[]consumequeue.Entry)
+	defer entryPool.Put(ep)
+	var body []byte
+	n := 0
+	next := p.offset
+	scanned := 0
+	// Scan at most a bounded window of entries per pull so a selective tag
+	// filter cannot make one pull read a whole queue.
+	const scanLimit = 16384
+	for n < want && next < maxOff && scanned < scanLimit {
+		entries, err := b.cq.Get(p.topic, p.queueID, next, min(want*4, 512), (*ep)[:0])
+		if err != nil {
+			return nil, 0, p.offset, err
+		}
+		*ep = entries
+		if len(entries) == 0 {
+			break
+		}
+		for _, e := range entries {
+			if n >= want || (n > 0 && len(body)+int(e.Size) > b.cfg.PullMaxBytes) {
+				return body, n, next, nil
+			}
+			scanned++
+			if !filter.match(e.TagsCode) {
+				next++
+				continue
+			}
+			start := len(body)
+			body = append(body, make([]byte, e.Size)...)
+			if err := b.clog.ReadAt(body[start:], e.Offset); err != nil {
+				if n > 0 {
+					return body[:start], n, next, nil
+				}
+				return nil, 0, p.offset, fmt.Errorf("read message at commitlog offset %d: %w", e.Offset, err)
+			}
+			n++
+			next++
+		}
+	}
+	return body, n, next, nil
+}
+
+// holdPull parks a pull until the queue grows, the suspend time ends or the
+// broker stops, then answers it.
+func (b *Broker) holdPull(c *remoting.Conn, req *remoting.Command, p pullRequest, filter tagFilter) {
+	defer b.wg.Done()
+	wait := min(p.suspend, b.cfg.LongPollMax.D())
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		ch := b.cq.Notify(p.topic, p.queueID)
+		if b.cq.MaxOffset(p.topic, p.queueID) > p.offset {
+			resp, empty := b.pullOnce(req, &p, filter)
+			if !empty {
+				_ = c.Reply(resp)
+				return
+			}
+		}
+		select {
+		case <-ch:
+			continue
+		case <-timer.C:
+		case <-c.Closed():
+			return
+		case <-b.stop:
+		}
+		resp, _ := b.pullOnce(req, &p, filter)
+		_ = c.Reply(resp)
+		return
+	}
+}

@@ -1,0 +1,350 @@
+package broker
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// sendHeader is a send request's header, from either the V1 (long names)
+// or the V2 (one-letter names) form.
+type sendHeader struct {
+	producerGroup     string
+	topic             string
+	defaultTopic      string
+	defaultQueueNums  int32
+	queueID           int32
+	sysFlag           int32
+	bornTimestamp     int64
+	flag              int32
+	properties        string
+	reconsumeTimes    int32
+	maxReconsumeTimes int32
+	hasMaxReconsume   bool
+	batch             bool
+}
+
+// v2Names maps V2 keys to V1 names.
+var v2Names = [...]struct{ v2, v1 string }{
+	{"a", "producerGroup"}, {"b", "topic"}, {"c", "defaultTopic"}, {"d", "defaultTopicQueueNums"},
+	{"e", "queueId"}, {"f", "sysFlag"}, {"g", "bornTimestamp"}, {"h", "flag"}, {"i", "properties"},
+	{"j", "reconsumeTimes"}, {"k", "unitMode"}, {"l", "maxReconsumeTimes"}, {"m", "batch"},
+}
+
+func parseSendHeader(req *remoting.Command) (sendHeader, error) {
+	var h sendHeader
+	get := func(v1 string) (string, bool) {
+		if req.Code == remoting.ReqSendMessageV2 || req.Code == remoting.ReqSendBatchMessage {
+			for _, n := range v2Names {
+				if n.v1 == v1 {
+					v, ok := req.ExtFields[n.v2]
+					return v, ok
+				}
+			}
+		}
+		v, ok := req.ExtFields[v1]
+		return v, ok
+	}
+	num := func(name string, bits int, required bool) (int64, error) {
+		s, ok := get(name)
+		if !ok || s == "" {
+			if required {
+				return 0, fmt.Errorf("%w: missing %s", ErrInvalidRequest, name)
+			}
+			return 0, nil
+		}
+		v, err := strconv.ParseInt(s, 10, bits)
+		if err != nil {
+			return 0, fmt.Errorf("%w: %s %q is not an integer", ErrInvalidRequest, name, s)
+		}
+		return v, nil
+	}
+	var ok bool
+	var err error
+	var v int64
+	if h.topic, ok = get("topic"); !ok || h.topic == "" {
+		return h, fmt.Errorf("%w: missing topic", ErrInvalidRequest)
+	}
+	h.producerGroup, _ = get("producerGroup")
+	h.defaultTopic, _ = get("defaultTopic")
+	if v, err = num("defaultTopicQueueNums", 32, false); err != nil {
+		return h, err
+	}
+	h.defaultQueueNums = int32(v)
+	if v, err = num("queueId", 32, true); err != nil {
+		return h, err
+	}
+	h.queueID = int32(v)
+	if v, err = num("sysFlag", 32, false); err != nil {
+		return h, err
+	}
+	h.sysFlag = int32(v)
+	if h.bornTimestamp, err = num("bornTimestamp", 64, false); err != nil {
+		return h, err
+	}
+	if v, err = num("flag", 32, false); err != nil {
+		return h, err
+	}
+	h.flag = int32(v)
+	h.properties, _ = get("properties")
+	if v, err = num("reconsumeTimes", 32, false); err != nil {
+		return h, err
+	}
+	h.reconsumeTimes = int32(v)
+	if s, ok := get("maxReconsumeTimes"); ok && s != "" {
+		if v, err = num("maxReconsumeTimes", 32, false); err != nil {
+			return h, err
+		}
+		h.maxReconsumeTimes, h.hasMaxReconsume = int32(v), true
+	}
+	if s, ok := get("batch"); ok {
+		h.batch = s == "true"
+	}
+	return h, nil
+}
+
+// sendError maps an error to a response code and remark.
+func sendError(err error) (int16, string) {
+	switch {
+	case errors.Is(err, commitlog.ErrMessageTooLarge), errors.Is(err, commitlog.ErrPropertiesTooLarge),
+		errors.Is(err, commitlog.ErrTopicInvalid), errors.Is(err, ErrTopicInvalid), errors.Is(err, ErrInvalidRequest),
+		errors.Is(err, ErrDelayInvalid):
+		return remoting.RespMessageIllegal, err.Error()
+	case errors.Is(err, ErrTopicNotFound):
+		return remoting.RespTopicNotExist, err.Error()
+	case errors.Is(err, errNoPermission):
+		return remoting.RespNoPermission, err.Error()
+	case errors.Is(err, commitlog.ErrReadOnly), errors.Is(err, commitlog.ErrClosed), errors.Is(err, errNotWritable):
+		return remoting.RespServiceNotAvailable, err.Error()
+	}
+	return remoting.RespSystemError, err.Error()
+}
+
+var (
+	errNoPermission = errors.New("broker: no permission")
+	errNotWritable  = errors.New("broker: not accepting messages")
+)
+
+// resolveSendTopic finds the topic a send goes to, creating it when
+// auto-creation allows, and checks the queue id.
+func (b *Broker) resolveSendTopic(h *sendHeader) (TopicConfig, error) {
+	if err := ValidateTopic(h.topic); err != nil {
+		return TopicConfig{}, err
+	}
+	tc, ok := b.topics.get(h.topic)
+	if !ok {
+		var err error
+		switch {
+		case strings.HasPrefix(h.topic, RetryGroupTopicPrefix):
+			tc, err = b.ensureGroupTopic(h.topic)
+		case strings.HasPrefix(h.topic, DLQGroupTopicPrefix):
+			tc, err = b.ensureGroupTopic(h.topic)
+		case b.cfg.AutoCreateTopic && !IsSystemTopic(h.topic):
+			tpl, ok := b.topics.get(orDefault(h.defaultTopic, AutoCreateTopicTemplate))
+			if !ok || !remoting.PermInheritable(tpl.Perm) {
+				tpl, _ = b.topics.get(AutoCreateTopicTemplate)
+			}
+			n := tpl.WriteQueueNums
+			if h.defaultQueueNums > 0 && h.defaultQueueNums < n {
+				n = h.defaultQueueNums
+			}
+			tc, err = b.topics.ensure(TopicConfig{TopicName: h.topic, ReadQueueNums: n, WriteQueueNums: n,
+				Perm: int32(remoting.PermRead | remoting.PermWrite)})
+			if err == nil {
+				b.log.Info().Str("topic", h.topic).Int32("queues", n).Msg("topic auto-created")
+			}
+		default:
+			return TopicConfig{}, fmt.Errorf("%w: topic[%s] not exist, apply first please", ErrTopicNotFound, h.topic)
+		}
+		if err != nil {
+			return TopicConfig{}, err
+		}
+	}
+	if !remoting.PermWritable(tc.Perm) {
+		return tc, fmt.Errorf("%w: the topic[%s] sending is forbidden", errNoPermission, h.topic)
+	}
+	nq := max(tc.WriteQueueNums, tc.ReadQueueNums)
+	if h.queueID < 0 {
+		h.queueID = rand.Int32N(tc.WriteQueueNums)
+	} else if h.queueID >= nq {
+		return tc, fmt.Errorf("%w: request queueId[%d] is illegal, topic %s has %d queues", ErrInvalidRequest, h.queueID, h.topic, nq)
+	}
+	return tc, nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// ensureGroupTopic creates a %RETRY% or %DLQ% topic (one queue) on demand.
+func (b *Broker) ensureGroupTopic(topic string) (TopicConfig, error) {
+	return b.topics.ensure(TopicConfig{TopicName: topic, ReadQueueNums: 1, WriteQueueNums: 1,
+		Perm: int32(remoting.PermRead | remoting.PermWrite)})
+}
+
+var msgPool = sync.Pool{New: func() any { s := make([]commitlog.Message, 0, 64); return &s }}
+var resPool = sync.Pool{New: func() any { s := make([]commitlog.AppendResult, 0, 64); return &s }}
+
+func (b *Broker) handleSend(c *remoting.Conn, req *remoting.Command) {
+	if why := b.writable(); why != "" {
+		b.reply(c, req, remoting.RespServiceNotAvailable, "service not available now: "+why)
+		return
+	}
+	h, err := parseSendHeader(req)
+	if err != nil {
+		b.reply(c, req, remoting.RespMessageIllegal, err.Error())
+		return
+	}
+	if _, err := b.resolveSendTopic(&h); err != nil {
+		code, remark := sendError(err)
+		b.reply(c, req, code, remark)
+		return
+	}
+	born := parseAddrPort(c.RemoteAddr())
+	msgsp := msgPool.Get().(*[]commitlog.Message)
+	defer func() { *msgsp = (*msgsp)[:0]; msgPool.Put(msgsp) }()
+	msgs := *msgsp
+	if req.Code == remoting.ReqSendBatchMessage || h.batch {
+		if h.properties != "" {
+			if _, ok := commitlog.Property([]byte(h.properties), commitlog.PropDelayLevel); ok {
+				b.reply(c, req, remoting.RespMessageIllegal, "a batch message may not carry a delay level")
+				return
+			}
+		}
+		msgs, err = decodeBatch(req.Body, msgs, &h, born, b.storeHost)
+		if err != nil {
+			b.reply(c, req, remoting.RespMessageIllegal, err.Error())
+			return
+		}
+	} else {
+		msgs = append(msgs, commitlog.Message{
+			Topic: h.topic, QueueID: h.queueID, Flag: h.flag, SysFlag: h.sysFlag, Body: req.Body,
+			Properties: []byte(h.properties), BornTimestamp: h.bornTimestamp, BornHost: born,
+			StoreHost: b.storeHost, ReconsumeTimes: h.reconsumeTimes,
+		})
+	}
+	for i := range msgs {
+		if err := b.routeSpecial(&msgs[i], &h); err != nil {
+			code, remark := sendError(err)
+			b.reply(c, req, code, remark)
+			return
+		}
+	}
+	*msgsp = msgs
+	resp := b.store(req, msgs)
+	_ = c.Reply(resp)
+}
+
+// store appends msgs and builds the send response.
+func (b *Broker) store(req *remoting.Command, msgs []commitlog.Message) *remoting.Command {
+	resp := resPool.Get().(*[]commitlog.AppendResult)
+	defer resPool.Put(resp)
+	res, err := b.clog.Append(msgs, (*resp)[:0])
+	*resp = res
+	code := int16(remoting.RespSuccess)
+	remark := ""
+	if err != nil {
+		if errors.Is(err, commitlog.ErrFlushTimeout) && len(res) == len(msgs) {
+			code, remark = remoting.RespFlushDiskTimeout, err.Error()
+		} else {
+			code, remark = sendError(err)
+			b.log.Warn().Err(err).Str("topic", msgs[0].Topic).Msg("send failed")
+			return remoting.NewResponse(req, code, remark)
+		}
+	}
+	out := remoting.NewResponse(req, code, remark)
+	var ids strings.Builder
+	for i, r := range res {
+		if i > 0 {
+			ids.WriteByte(',')
+		}
+		ids.WriteString(commitlog.OffsetMsgID(b.storeHost, r.Offset))
+	}
+	out.Set("msgId", ids.String())
+	out.Set("queueId", strconv.Itoa(int(msgs[0].QueueID)))
+	out.Set("queueOffset", strconv.FormatInt(res[0].QueueOffset, 10))
+	out.Set("MSG_REGION", "DefaultRegion")
+	out.Set("TRACE_ON", "true")
+	var bytes int
+	for i := range msgs {
+		bytes += len(msgs[i].Body)
+	}
+	b.metrics.messagesIn(msgs[0].Topic, len(msgs), bytes)
+	return out
+}
+
+// decodeBatch decodes a batch body (the concatenated inner messages of
+// SEND_BATCH_MESSAGE) into msgs.
+func decodeBatch(body []byte, msgs []commitlog.Message, h *sendHeader, born, store netip.AddrPort) ([]commitlog.Message, error) {
+	be := binary.BigEndian
+	for p := 0; p < len(body); {
+		if len(body)-p < 22 {
+			return nil, fmt.Errorf("%w: batch body truncated at byte %d", ErrInvalidRequest, p)
+		}
+		total := int(int32(be.Uint32(body[p:])))
+		if total < 22 || total > len(body)-p {
+			return nil, fmt.Errorf("%w: batch message at byte %d has size %d", ErrInvalidRequest, p, total)
+		}
+		m := body[p : p+total]
+		flag := int32(be.Uint32(m[12:]))
+		bodyLen := int(int32(be.Uint32(m[16:])))
+		if bodyLen < 0 || 20+bodyLen+2 > total {
+			return nil, fmt.Errorf("%w: batch message at byte %d has body length %d", ErrInvalidRequest, p, bodyLen)
+		}
+		propLen := int(int16(be.Uint16(m[20+bodyLen:])))
+		if propLen < 0 || 22+bodyLen+propLen != total {
+			return nil, fmt.Errorf("%w: batch message at byte %d has properties length %d", ErrInvalidRequest, p, propLen)
+		}
+		msgs = append(msgs, commitlog.Message{
+			Topic: h.topic, QueueID: h.queueID, Flag: flag, SysFlag: h.sysFlag, Body: m[20 : 20+bodyLen],
+			Properties: m[22+bodyLen : total], BornTimestamp: h.bornTimestamp, BornHost: born,
+			StoreHost: store, ReconsumeTimes: h.reconsumeTimes,
+		})
+		p += total
+	}
+	if len(msgs) == 0 {
+		return nil, fmt.Errorf("%w: empty batch", ErrInvalidRequest)
+	}
+	return msgs, nil
+}
+
+// EncodeBatch encodes messages as a SEND_BATCH_MESSAGE body (the client
+// side of decodeBatch).
+func EncodeBatch(dst []byte, flag []int32, bodies [][]byte, props [][]byte) []byte {
+	be := binary.BigEndian
+	for i := range bodies {
+		total := 22 + len(bodies[i]) + len(props[i])
+		dst = be.AppendUint32(dst, uint32(total))
+		dst = be.AppendUint32(dst, 0)
+		dst = be.AppendUint32(dst, 0)
+		dst = be.AppendUint32(dst, uint32(flag[i]))
+		dst = be.AppendUint32(dst, uint32(len(bodies[i])))
+		dst = append(dst, bodies[i]...)
+		dst = be.AppendUint16(dst, uint16(len(props[i])))
+		dst = append(dst, props[i]...)
+	}
+	return dst
+}
+
+func parseAddrPort(s string) netip.AddrPort {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.AddrPort{}
+	}
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+func (b *Broker) reply(c *remoting.Conn, req *remoting.Command, code int16, remark string) {
+	_ = c.Reply(remoting.NewResponse(req, code, remark))
+}

@@ -1,0 +1,147 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ferrymq/ferry/commitlog"
+)
+
+// TimerTopic holds messages with an arbitrary delivery time until due.
+const TimerTopic = "FERRY_SYS_TIMER"
+
+// Limits of arbitrary delivery times.
+const (
+	MinTimerDelay = time.Second
+	MaxTimerDelay = 40 * 24 * time.Hour
+)
+
+// ErrDelayInvalid rejects a delay level or delivery time out of range.
+var ErrDelayInvalid = errors.New("broker: invalid delay")
+
+// routeSpecial rewrites a message bound for later or for the dead-letter
+// queue: a send to a retry topic past the group's retry limit goes to the
+// group's DLQ; a DELAY level goes to the schedule topic (queue level-1);
+// a TIMER_* delivery time goes to the timer topic. The real topic and
+// queue are kept in REAL_TOPIC / REAL_QID.
+func (b *Broker) routeSpecial(m *commitlog.Message, h *sendHeader) error {
+	if len(m.Properties) == 0 && !strings.HasPrefix(m.Topic, RetryGroupTopicPrefix) {
+		return nil
+	}
+	if strings.HasPrefix(m.Topic, RetryGroupTopicPrefix) {
+		group := strings.TrimPrefix(m.Topic, RetryGroupTopicPrefix)
+		limit := b.cfg.RetryMaxTimes
+		if gc, ok := b.groups.get(group); ok {
+			limit = gc.RetryMaxTimes
+		}
+		if h.hasMaxReconsume && h.maxReconsumeTimes > 0 {
+			limit = h.maxReconsumeTimes
+		}
+		if m.ReconsumeTimes >= limit {
+			return b.toDLQ(m, group)
+		}
+	}
+	if m.Topic == ScheduleTopic || m.Topic == TimerTopic {
+		return nil // already scheduled (a redelivery re-put by the broker itself)
+	}
+	props := m.Properties
+	if v, ok := commitlog.Property(props, commitlog.PropDelayLevel); ok && v != "" && v != "0" {
+		level, err := strconv.Atoi(v)
+		if err != nil || level < 0 {
+			return fmt.Errorf("%w: DELAY %q is not a level 1 to %d", ErrDelayInvalid, v, len(b.delays))
+		}
+		if level > len(b.delays) {
+			level = len(b.delays)
+		}
+		return b.schedule(m, ScheduleTopic, int32(level-1), map[string]string{commitlog.PropDelayLevel: strconv.Itoa(level)})
+	}
+	deliverAt, ok, err := timerDeliverTime(props, time.Now())
+	if err != nil {
+		return err
+	}
+	if ok {
+		return b.schedule(m, TimerTopic, 0, map[string]string{commitlog.PropTimerDeliverMS: strconv.FormatInt(deliverAt, 10)})
+	}
+	return nil
+}
+
+// timerDeliverTime reads TIMER_DELIVER_MS, TIMER_DELAY_SEC or
+// TIMER_DELAY_MS and returns the absolute delivery time in ms.
+func timerDeliverTime(props []byte, now time.Time) (int64, bool, error) {
+	var at int64
+	switch {
+	case has(props, commitlog.PropTimerDeliverMS):
+		v, _ := commitlog.Property(props, commitlog.PropTimerDeliverMS)
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, false, fmt.Errorf("%w: %s %q is not a time in ms", ErrDelayInvalid, commitlog.PropTimerDeliverMS, v)
+		}
+		at = ms
+	case has(props, commitlog.PropTimerDelaySec):
+		v, _ := commitlog.Property(props, commitlog.PropTimerDelaySec)
+		s, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || s < 0 || s > int64(MaxTimerDelay/time.Second) {
+			return 0, false, fmt.Errorf("%w: %s %q must be 1 to %d seconds", ErrDelayInvalid, commitlog.PropTimerDelaySec, v, int64(MaxTimerDelay/time.Second))
+		}
+		at = now.UnixMilli() + s*1000
+	case has(props, commitlog.PropTimerDelayMS):
+		v, _ := commitlog.Property(props, commitlog.PropTimerDelayMS)
+		ms, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || ms < 0 || ms > MaxTimerDelay.Milliseconds() {
+			return 0, false, fmt.Errorf("%w: %s %q must be 1000 to %d ms", ErrDelayInvalid, commitlog.PropTimerDelayMS, v, MaxTimerDelay.Milliseconds())
+		}
+		at = now.UnixMilli() + ms
+	default:
+		return 0, false, nil
+	}
+	d := time.Duration(at-now.UnixMilli()) * time.Millisecond
+	if d > MaxTimerDelay {
+		return 0, false, fmt.Errorf("%w: delivery time %d is %s away; the limit is %s", ErrDelayInvalid, at, d.Round(time.Second), MaxTimerDelay)
+	}
+	if d < MinTimerDelay {
+		// Due now or in the past: deliver at once, as RocketMQ does.
+		return 0, false, nil
+	}
+	return at, true, nil
+}
+
+func has(props []byte, key string) bool {
+	_, ok := commitlog.Property(props, key)
+	return ok
+}
+
+// schedule moves m to a scheduling topic, keeping its real destination.
+func (b *Broker) schedule(m *commitlog.Message, topic string, queue int32, set map[string]string) error {
+	p := commitlog.ParseProperties(m.Properties)
+	for k, v := range set {
+		p[k] = v
+	}
+	p[commitlog.PropRealTopic] = m.Topic
+	p[commitlog.PropRealQueueID] = strconv.Itoa(int(m.QueueID))
+	m.Properties = commitlog.EncodeProperties(p)
+	m.Topic, m.QueueID = topic, queue
+	return nil
+}
+
+// toDLQ moves m to the group's dead-letter queue, delay cleared.
+func (b *Broker) toDLQ(m *commitlog.Message, group string) error {
+	dlq := DLQTopic(group)
+	if _, err := b.ensureGroupTopic(dlq); err != nil {
+		return err
+	}
+	p := commitlog.ParseProperties(m.Properties)
+	delete(p, commitlog.PropDelayLevel)
+	delete(p, commitlog.PropTimerDeliverMS)
+	delete(p, commitlog.PropTimerDelaySec)
+	delete(p, commitlog.PropTimerDelayMS)
+	if _, ok := p[commitlog.PropRetryTopic]; !ok && strings.HasPrefix(m.Topic, RetryGroupTopicPrefix) {
+		p[commitlog.PropRetryTopic] = m.Topic
+	}
+	m.Properties = commitlog.EncodeProperties(p)
+	m.Topic, m.QueueID = dlq, 0
+	b.log.Info().Str("group", group).Int32("reconsume_times", m.ReconsumeTimes).Msg("message moved to the dead-letter queue")
+	return nil
+}

@@ -1,0 +1,202 @@
+package broker
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Names RocketMQ reserves.
+const (
+	AutoCreateTopicTemplate = "TBW102"
+	ScheduleTopic           = "SCHEDULE_TOPIC_XXXX"
+	RetryGroupTopicPrefix   = "%RETRY%"
+	DLQGroupTopicPrefix     = "%DLQ%"
+	maxTopicLen             = 127
+	maxGroupLen             = 255
+)
+
+// TopicConfig is a topic as the broker keeps it.
+type TopicConfig = remoting.TopicConfig
+
+// Errors of topic and group management.
+var (
+	ErrTopicNotFound  = errors.New("broker: topic does not exist")
+	ErrTopicInvalid   = errors.New("broker: invalid topic name")
+	ErrTopicSystem    = errors.New("broker: system topic")
+	ErrGroupNotFound  = errors.New("broker: consumer group does not exist")
+	ErrGroupInvalid   = errors.New("broker: invalid group name")
+	ErrInvalidRequest = errors.New("broker: invalid request")
+)
+
+// ValidateTopic checks a topic name as RocketMQ does: ^[%|a-zA-Z0-9_-]+$,
+// at most 127 bytes (the stored record has one byte of topic length).
+func ValidateTopic(t string) error {
+	if t == "" || len(t) > maxTopicLen {
+		return fmt.Errorf("%w: %q must be 1 to %d characters", ErrTopicInvalid, t, maxTopicLen)
+	}
+	if !validChars(t) {
+		return fmt.Errorf("%w: %q may contain only letters, digits, '%%', '|', '-' and '_'", ErrTopicInvalid, t)
+	}
+	return nil
+}
+
+// ValidateGroup checks a group name (same characters, at most 255).
+func ValidateGroup(g string) error {
+	if g == "" || len(g) > maxGroupLen {
+		return fmt.Errorf("%w: %q must be 1 to %d characters", ErrGroupInvalid, g, maxGroupLen)
+	}
+	if !validChars(g) {
+		return fmt.Errorf("%w: %q may contain only letters, digits, '%%', '|', '-' and '_'", ErrGroupInvalid, g)
+	}
+	return nil
+}
+
+func validChars(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '%' || c == '|') {
+			return false
+		}
+	}
+	return true
+}
+
+// RetryTopic and DLQTopic name a group's retry and dead-letter topics.
+func RetryTopic(group string) string { return RetryGroupTopicPrefix + group }
+func DLQTopic(group string) string   { return DLQGroupTopicPrefix + group }
+
+// IsSystemTopic reports topics users may not create or delete by hand.
+func IsSystemTopic(t string) bool {
+	return t == AutoCreateTopicTemplate || t == ScheduleTopic
+}
+
+// topicTable is the topic configs, persisted in the metadata store.
+type topicTable struct {
+	meta *metaStore
+
+	mu      sync.RWMutex
+	topics  map[string]TopicConfig
+	version remoting.DataVersion
+	changed func() // called after a change (outside mu): re-register with the name servers
+}
+
+func loadTopics(meta *metaStore, now int64) (*topicTable, error) {
+	t := &topicTable{meta: meta, topics: make(map[string]TopicConfig), version: remoting.DataVersion{Timestamp: now}}
+	err := meta.scan(prefixTopic, func(k, v []byte) error {
+		var c TopicConfig
+		if err := json.Unmarshal(v, &c); err != nil {
+			return fmt.Errorf("broker: topic %q config: %w", k[len(prefixTopic):], err)
+		}
+		t.topics[c.TopicName] = c
+		return nil
+	})
+	return t, err
+}
+
+func (t *topicTable) get(name string) (TopicConfig, bool) {
+	t.mu.RLock()
+	c, ok := t.topics[name]
+	t.mu.RUnlock()
+	return c, ok
+}
+
+// put creates or replaces a topic.
+func (t *topicTable) put(c TopicConfig) error {
+	if c.TopicFilterType == "" {
+		c.TopicFilterType = remoting.TopicFilterSingleTag
+	}
+	if c.ReadQueueNums < 1 || c.WriteQueueNums < 1 || c.ReadQueueNums > 1024 || c.WriteQueueNums > 1024 {
+		return fmt.Errorf("%w: queue counts must be 1 to 1024 (read %d, write %d)", ErrInvalidRequest, c.ReadQueueNums, c.WriteQueueNums)
+	}
+	if c.Perm&^(remoting.PermRead|remoting.PermWrite|remoting.PermInherit|remoting.PermPriority) != 0 {
+		return fmt.Errorf("%w: perm %d has unknown bits", ErrInvalidRequest, c.Perm)
+	}
+	t.mu.Lock()
+	old, existed := t.topics[c.TopicName]
+	if existed && old == c {
+		t.mu.Unlock()
+		return nil
+	}
+	if err := t.meta.putJSON(prefixTopic+c.TopicName, c); err != nil {
+		t.mu.Unlock()
+		return fmt.Errorf("broker: store topic %q: %w", c.TopicName, err)
+	}
+	t.topics[c.TopicName] = c
+	t.version.Counter++
+	t.mu.Unlock()
+	if t.changed != nil {
+		t.changed()
+	}
+	return nil
+}
+
+// ensure creates the topic with c if it does not exist and returns the
+// config in force.
+func (t *topicTable) ensure(c TopicConfig) (TopicConfig, error) {
+	if cur, ok := t.get(c.TopicName); ok {
+		return cur, nil
+	}
+	if err := t.put(c); err != nil {
+		return TopicConfig{}, err
+	}
+	cur, _ := t.get(c.TopicName)
+	return cur, nil
+}
+
+func (t *topicTable) delete(name string) error {
+	t.mu.Lock()
+	if _, ok := t.topics[name]; !ok {
+		t.mu.Unlock()
+		return fmt.Errorf("%w: %q", ErrTopicNotFound, name)
+	}
+	if err := t.meta.delete(prefixTopic + name); err != nil {
+		t.mu.Unlock()
+		return err
+	}
+	delete(t.topics, name)
+	t.version.Counter++
+	t.mu.Unlock()
+	if t.changed != nil {
+		t.changed()
+	}
+	return nil
+}
+
+// snapshot returns every topic config and the table's version.
+func (t *topicTable) snapshot() (map[string]TopicConfig, remoting.DataVersion) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	m := make(map[string]TopicConfig, len(t.topics))
+	for k, v := range t.topics {
+		m[k] = v
+	}
+	return m, t.version
+}
+
+func (t *topicTable) names() []string {
+	t.mu.RLock()
+	out := make([]string, 0, len(t.topics))
+	for k := range t.topics {
+		out = append(out, k)
+	}
+	t.mu.RUnlock()
+	sort.Strings(out)
+	return out
+}
+
+func (t *topicTable) count() int {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.topics)
+}
+
+// isRetryOrDLQ reports the group topics the broker manages itself.
+func isRetryOrDLQ(topic string) bool {
+	return strings.HasPrefix(topic, RetryGroupTopicPrefix) || strings.HasPrefix(topic, DLQGroupTopicPrefix)
+}

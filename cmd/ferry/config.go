@@ -1,0 +1,167 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"github.com/ferrymq/ferry/broker"
+)
+
+// fileConfig is the TOML file: one table per component.
+//
+//	[namesrv]
+//	port = 9876
+//
+//	[broker]
+//	data_dir = "data"
+//	flush = "async"
+//
+//	[log]
+//	level = "info"
+//	format = "json"   # or "console"
+type fileConfig struct {
+	Namesrv namesrvConfig `toml:"namesrv"`
+	Broker  broker.Config `toml:"broker"`
+	Log     logConfig     `toml:"log"`
+}
+
+type namesrvConfig struct {
+	Host         string          `toml:"host"`
+	Port         int             `toml:"port"`
+	BrokerExpiry broker.Duration `toml:"broker_expiry"`
+}
+
+type logConfig struct {
+	Level  string `toml:"level"`
+	Format string `toml:"format"`
+}
+
+func defaultFileConfig() fileConfig {
+	return fileConfig{
+		Namesrv: namesrvConfig{Host: "0.0.0.0", Port: 9876, BrokerExpiry: broker.Duration(120 * time.Second)},
+		Broker:  broker.DefaultConfig(),
+		Log:     logConfig{Level: "info"},
+	}
+}
+
+// Flags shared by server, broker and namesrv. Each has a FERRY_* variable.
+var (
+	flagConfig      = &cli.StringFlag{Name: "config", Usage: "TOML configuration file", EnvVars: []string{"FERRY_CONFIG"}}
+	flagPrintConfig = &cli.BoolFlag{Name: "print-config", Usage: "print the configuration in force (TOML) and exit"}
+	flagDataDir     = &cli.StringFlag{Name: "data-dir", Usage: "where the broker stores its data (default ./data)", EnvVars: []string{"FERRY_DATA_DIR"}}
+	flagNamesrvPort = &cli.IntFlag{Name: "namesrv-port", Usage: "name server port, 0 picks a free one (default 9876)", EnvVars: []string{"FERRY_NAMESRV_PORT"}}
+	flagBrokerPort  = &cli.IntFlag{Name: "broker-port", Usage: "broker (remoting protocol) port, 0 picks a free one (default 10911)", EnvVars: []string{"FERRY_BROKER_PORT"}}
+	flagHTTPPort    = &cli.IntFlag{Name: "http-port", Usage: "HTTP API, health and metrics port, 0 picks a free one, -1 disables (default 8080)", EnvVars: []string{"FERRY_HTTP_PORT"}}
+	flagFlush       = &cli.StringFlag{Name: "flush", Usage: "async (ack after the page cache) or sync (ack after fdatasync)", EnvVars: []string{"FERRY_FLUSH"}}
+	flagHost        = &cli.StringFlag{Name: "host", Usage: "interface to listen on (default all)", EnvVars: []string{"FERRY_HOST"}}
+	flagAdvertise   = &cli.StringFlag{Name: "advertise-host", Usage: "IP clients reach the broker at (default: first non-loopback IPv4)", EnvVars: []string{"FERRY_ADVERTISE_HOST"}}
+	flagBrokerName  = &cli.StringFlag{Name: "broker-name", Usage: "broker name in routes (default broker-a)", EnvVars: []string{"FERRY_BROKER_NAME"}}
+	flagCluster     = &cli.StringFlag{Name: "cluster", Usage: "cluster name (default DefaultCluster)", EnvVars: []string{"FERRY_CLUSTER"}}
+	flagNamesrvAddr = &cli.StringSliceFlag{Name: "namesrv", Usage: "name server ip:port to register with (repeat or comma-separate)", EnvVars: []string{"FERRY_NAMESRV", "NAMESRV_ADDR"}}
+	flagDelayLevels = &cli.StringFlag{Name: "delay-levels", Usage: `delay level table, e.g. "1s 5s 10s"`, EnvVars: []string{"FERRY_DELAY_LEVELS"}}
+	flagSegment     = &cli.Int64Flag{Name: "segment-size", Usage: "commitlog segment size in bytes (default 1 GiB)", EnvVars: []string{"FERRY_SEGMENT_SIZE"}}
+	flagAutoCreate  = &cli.BoolFlag{Name: "auto-create-topic", Usage: "create unknown topics on first send (default true)", EnvVars: []string{"FERRY_AUTO_CREATE_TOPIC"}}
+	flagLogLevel    = &cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"FERRY_LOG_LEVEL"}}
+	flagLogFormat   = &cli.StringFlag{Name: "log-format", Usage: "json or console (default: console on a terminal, else json)", EnvVars: []string{"FERRY_LOG_FORMAT"}}
+)
+
+func serverFlags(namesrv, brokerFlags bool) []cli.Flag {
+	fs := []cli.Flag{flagConfig, flagPrintConfig, flagHost, flagLogLevel, flagLogFormat}
+	if namesrv {
+		fs = append(fs, flagNamesrvPort)
+	}
+	if brokerFlags {
+		fs = append(fs, flagDataDir, flagBrokerPort, flagHTTPPort, flagFlush, flagAdvertise, flagBrokerName,
+			flagCluster, flagDelayLevels, flagSegment, flagAutoCreate)
+		if !namesrv {
+			fs = append(fs, flagNamesrvAddr)
+		}
+	}
+	return fs
+}
+
+// loadConfig builds the configuration: defaults, then the file, then
+// environment variables and flags (urfave/cli has merged those two, flags
+// winning).
+func loadConfig(c *cli.Context) (fileConfig, error) {
+	cfg := defaultFileConfig()
+	if path := c.String("config"); path != "" {
+		md, err := toml.DecodeFile(path, &cfg)
+		if err != nil {
+			return cfg, fmt.Errorf("config %s: %w", path, err)
+		}
+		if und := md.Undecoded(); len(und) > 0 {
+			keys := make([]string, len(und))
+			for i, k := range und {
+				keys[i] = k.String()
+			}
+			return cfg, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+		}
+	}
+	set := func(name string, apply func()) {
+		if c.IsSet(name) {
+			apply()
+		}
+	}
+	b := &cfg.Broker
+	set("data-dir", func() { b.DataDir = c.String("data-dir") })
+	set("broker-port", func() { b.Port = c.Int("broker-port") })
+	set("http-port", func() { b.HTTPPort = c.Int("http-port") })
+	set("flush", func() { b.Flush = c.String("flush") })
+	set("host", func() { b.ListenHost, b.HTTPHost, cfg.Namesrv.Host = c.String("host"), c.String("host"), c.String("host") })
+	set("advertise-host", func() { b.AdvertiseHost = c.String("advertise-host") })
+	set("broker-name", func() { b.BrokerName = c.String("broker-name") })
+	set("cluster", func() { b.ClusterName = c.String("cluster") })
+	set("namesrv", func() {
+		b.NamesrvAddrs = nil
+		for _, v := range c.StringSlice("namesrv") {
+			for _, a := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ';' || r == ' ' }) {
+				b.NamesrvAddrs = append(b.NamesrvAddrs, strings.TrimPrefix(a, "http://"))
+			}
+		}
+	})
+	set("delay-levels", func() { b.DelayLevels = c.String("delay-levels") })
+	set("segment-size", func() { b.SegmentSize = c.Int64("segment-size") })
+	set("auto-create-topic", func() { b.AutoCreateTopic = c.Bool("auto-create-topic") })
+	set("namesrv-port", func() { cfg.Namesrv.Port = c.Int("namesrv-port") })
+	set("log-level", func() { cfg.Log.Level = c.String("log-level") })
+	set("log-format", func() { cfg.Log.Format = c.String("log-format") })
+	if cfg.Namesrv.Port < 0 || cfg.Namesrv.Port > 65535 {
+		return cfg, fmt.Errorf("namesrv port %d is not a TCP port (0 picks a free one)", cfg.Namesrv.Port)
+	}
+	if _, err := zerolog.ParseLevel(cfg.Log.Level); err != nil || cfg.Log.Level == "" {
+		return cfg, fmt.Errorf("log level %q: want debug, info, warn or error", cfg.Log.Level)
+	}
+	if f := cfg.Log.Format; f != "" && f != "json" && f != "console" {
+		return cfg, fmt.Errorf("log format %q: want json or console", f)
+	}
+	return cfg, nil
+}
+
+func printConfig(w io.Writer, cfg fileConfig) error {
+	return toml.NewEncoder(w).Encode(cfg)
+}
+
+// newLogger logs JSON to stderr, or for people on a terminal, console text.
+func newLogger(cfg logConfig) zerolog.Logger {
+	level, _ := zerolog.ParseLevel(cfg.Level)
+	var w io.Writer = os.Stderr
+	format := cfg.Format
+	if format == "" {
+		format = "json"
+		if fi, err := os.Stderr.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			format = "console"
+		}
+	}
+	if format == "console" {
+		w = zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339}
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}

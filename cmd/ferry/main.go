@@ -1,0 +1,144 @@
+// Command ferry is the one Ferry binary: `ferry server` runs a name server
+// and a broker in one process; `ferry namesrv` and `ferry broker` run them
+// apart; the other commands are operator tools.
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ferrymq/ferry/broker"
+	"github.com/ferrymq/ferry/namesrv"
+)
+
+func main() {
+	os.Exit(run(os.Args))
+}
+
+func run(args []string) int {
+	app := &cli.App{
+		Name:    "ferry",
+		Usage:   "a RocketMQ-compatible message broker",
+		Version: broker.Version,
+		Commands: []*cli.Command{
+			{
+				Name:   "server",
+				Usage:  "run a name server and a broker in one process (data in ./data by default)",
+				Flags:  serverFlags(true, true),
+				Action: func(c *cli.Context) error { return serve(c, true, true) },
+			},
+			{
+				Name:   "namesrv",
+				Usage:  "run a name server",
+				Flags:  serverFlags(true, false),
+				Action: func(c *cli.Context) error { return serve(c, true, false) },
+			},
+			{
+				Name:   "broker",
+				Usage:  "run a broker that registers with the name servers given by --namesrv",
+				Flags:  serverFlags(false, true),
+				Action: func(c *cli.Context) error { return serve(c, false, true) },
+			},
+		},
+		ExitErrHandler: func(*cli.Context, error) {},
+	}
+	app.Commands = append(app.Commands, extraCommands()...)
+	if err := app.Run(args); err != nil {
+		fmt.Fprintln(os.Stderr, "ferry:", err)
+		if ec, ok := err.(cli.ExitCoder); ok {
+			return ec.ExitCode()
+		}
+		return 1
+	}
+	return 0
+}
+
+// extraCommands is where operator tools plug in.
+var extraCommands = func() []*cli.Command { return nil }
+
+// serve runs the name server and/or the broker until SIGTERM or SIGINT; a
+// second signal exits at once.
+func serve(c *cli.Context, withNamesrv, withBroker bool) error {
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
+	if c.Bool("print-config") {
+		return printConfig(os.Stdout, cfg)
+	}
+	log := newLogger(cfg.Log)
+
+	var ns *namesrv.Server
+	if withNamesrv {
+		ns, err = namesrv.New(namesrv.Config{
+			ListenAddr:   net.JoinHostPort(cfg.Namesrv.Host, strconv.Itoa(cfg.Namesrv.Port)),
+			BrokerExpiry: cfg.Namesrv.BrokerExpiry.D(),
+			Logger:       log.With().Str("component", "namesrv").Logger(),
+		})
+		if err == nil {
+			err = ns.Start()
+		}
+		if err != nil {
+			return cli.Exit("name server: "+err.Error(), 1)
+		}
+		_, port, _ := net.SplitHostPort(ns.Addr())
+		log.Info().Str("component", "namesrv").Str("addr", ns.Addr()).Str("port", port).Msg("name server ready")
+		if withBroker {
+			cfg.Broker.NamesrvAddrs = append([]string{"127.0.0.1:" + port}, cfg.Broker.NamesrvAddrs...)
+		}
+	}
+	var br *broker.Broker
+	if withBroker {
+		br, err = broker.New(cfg.Broker, broker.WithLogger(log.With().Str("component", "broker").Logger()))
+		if err == nil {
+			err = br.Start()
+		}
+		if err != nil {
+			if ns != nil {
+				_ = ns.Shutdown(context.Background())
+			}
+			if br != nil {
+				_ = br.Shutdown(context.Background())
+			}
+			return cli.Exit("broker: "+err.Error(), 1)
+		}
+	}
+
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	s := <-sig
+	log.Info().Str("signal", s.String()).Msg("shutting down (a second signal exits at once)")
+	go func() {
+		<-sig
+		log.Warn().Msg("second signal: exiting now")
+		os.Exit(1)
+	}()
+	timeout := cfg.Broker.ShutdownTimeout.D()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var failed bool
+	if br != nil {
+		if err := br.Shutdown(ctx); err != nil {
+			log.Error().Err(err).Msg("broker shutdown")
+			failed = true
+		}
+	}
+	if ns != nil {
+		if err := ns.Shutdown(ctx); err != nil {
+			log.Error().Err(err).Msg("name server shutdown")
+		}
+	}
+	log.Info().Msg("stopped")
+	if failed {
+		return cli.Exit("", 1)
+	}
+	return nil
+}
+
