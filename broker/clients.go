@@ -30,10 +30,10 @@ type consumerGroupInfo struct {
 // subscription is a parsed subscription of a group to a topic.
 type subscription struct {
 	data  remoting.SubscriptionData
-	all   bool             // "*" or empty
-	tags  map[string]bool  // tagsSet
-	codes map[int64]bool   // hash codes of tagsSet
-	since time.Time        // when it was last registered
+	all   bool            // "*" or empty
+	tags  map[string]bool // tagsSet
+	codes map[int64]bool  // hash codes of tagsSet
+	since time.Time       // when it was last registered
 }
 
 func newSubscription(d remoting.SubscriptionData, now time.Time) *subscription {
@@ -69,7 +69,7 @@ type ClientInfo struct {
 // them when their connection closes or they fall silent.
 type clientRegistry struct {
 	mu        sync.Mutex
-	consumers map[string]*consumerGroupInfo      // by group
+	consumers map[string]*consumerGroupInfo     // by group
 	producers map[string]map[string]*clientConn // group → clientID
 	// connGroups remembers which groups a connection joined, to clean up
 	// when it closes.

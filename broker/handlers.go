@@ -367,4 +367,3 @@ func (b *Broker) sendBackMessage(rec commitlog.Record, group string, gc GroupCon
 	m.Properties = commitlog.EncodeProperties(p)
 	return m, nil
 }
-

@@ -115,7 +115,9 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	set("broker-port", func() { b.Port = c.Int("broker-port") })
 	set("http-port", func() { b.HTTPPort = c.Int("http-port") })
 	set("flush", func() { b.Flush = c.String("flush") })
-	set("host", func() { b.ListenHost, b.HTTPHost, cfg.Namesrv.Host = c.String("host"), c.String("host"), c.String("host") })
+	set("host", func() {
+		b.ListenHost, b.HTTPHost, cfg.Namesrv.Host = c.String("host"), c.String("host"), c.String("host")
+	})
 	set("advertise-host", func() { b.AdvertiseHost = c.String("advertise-host") })
 	set("broker-name", func() { b.BrokerName = c.String("broker-name") })
 	set("cluster", func() { b.ClusterName = c.String("cluster") })

@@ -141,4 +141,3 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 	}
 	return nil
 }
-
