@@ -259,7 +259,14 @@ func readHost(b []byte, v6 bool) (netip.AddrPort, int, error) {
 		return netip.AddrPort{}, 0, corrupt("short host")
 	}
 	ad, _ := netip.AddrFromSlice(b[:n])
-	return netip.AddrPortFrom(ad, uint16(binary.BigEndian.Uint32(b[n:]))), n + 4, nil
+	if v6 && ad.Is4In6() {
+		return netip.AddrPort{}, 0, corrupt("IPv4-mapped address %v in a 16-byte host field", ad)
+	}
+	port := binary.BigEndian.Uint32(b[n:])
+	if port > 0xFFFF {
+		return netip.AddrPort{}, 0, corrupt("port %d", port)
+	}
+	return netip.AddrPortFrom(ad, uint16(port)), n + 4, nil
 }
 
 // Decode decodes the record at the start of b and checks its structure and
@@ -345,6 +352,14 @@ func Decode(b []byte) (Record, error) {
 	want, ok := parseDecimal10(tail[len(CRCProperty)+1 : crcPropLen-1])
 	if !ok || crc32.ChecksumIEEE(rec[:len(rec)-1-crcDigits]) != want {
 		return r, corrupt("record checksum mismatch")
+	}
+	// The encoder writes exactly one checksum item, as an item of its own.
+	user := r.Properties[:len(r.Properties)-crcPropLen]
+	if len(user) > 0 && user[len(user)-1] != PropertySep {
+		return r, corrupt("checksum property is not an item of its own")
+	}
+	if propertyIndex(user, CRCProperty) >= 0 {
+		return r, corrupt("more than one checksum property")
 	}
 	return r, nil
 }
