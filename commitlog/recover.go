@@ -156,6 +156,9 @@ func (l *Log) scanSegment(s *segment, pos, fileEnd int64, bufp *[]byte, table ma
 			p += int(rec.Size)
 		}
 		if p == 0 {
+			if len(chunk) < BlankMarkerSize {
+				return pos, false, nil // a torn tail too short for a header
+			}
 			// Not even one record fits the buffer: grow it to the record.
 			need := int(RecordSize(chunk))
 			if need <= len(buf) || need > int(l.opts.SegmentSize) {
