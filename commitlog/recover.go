@@ -62,7 +62,7 @@ func (l *Log) recover() error {
 	var lastTs int64
 	ck, err := readCheckpoint(l.fs, l.opts.Dir)
 	switch {
-	case err == nil && ck.offset >= bases[0] && ck.offset <= bases[len(bases)-1]+size:
+	case err == nil && ck.offset >= bases[0] && ck.offset <= bases[len(bases)-1]+size && l.withinFile(ck.offset):
 		start, table, lastTs = ck.offset, ck.queues, ck.lastStoreTs
 	case err == nil:
 		l.log.Warn().Int64("checkpoint", ck.offset).Msg("commitlog: checkpoint outside the log; scanning all of it")
@@ -78,6 +78,18 @@ func (l *Log) recover() error {
 		return err
 	}
 	return l.finishRecovery(end, table, lastTs, started, end-start)
+}
+
+// withinFile reports whether off lies in a segment file, at most at its
+// end. A checkpoint past the end of what is in the files would make
+// recovery resume after a gap.
+func (l *Log) withinFile(off int64) bool {
+	s := l.segmentAt(off)
+	if s == nil {
+		return false
+	}
+	fi, err := s.file.Stat()
+	return err == nil && off-s.base <= fi.Size()
 }
 
 // scanValid walks records from start, updating table and lastTs, and
