@@ -40,6 +40,7 @@ import (
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/delay"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -60,6 +61,9 @@ type Broker struct {
 	clients *clientRegistry
 	locks   *lockTable
 	metrics *metrics
+
+	timerIdx *delay.TimerIndex
+	delaySvc *delay.Service
 
 	mux      *remoting.Mux
 	server   *remoting.Server
@@ -151,11 +155,13 @@ func (b *Broker) openStores() error {
 	if b.offsets, err = loadOffsets(b.meta); err != nil {
 		return err
 	}
+	b.timerIdx = delay.NewTimerIndex(b.meta.db, TimerTopic)
 	b.cq, err = consumequeue.Open(consumequeue.Options{
-		FS:     b.fs,
-		Dir:    b.fs.PathJoin(b.cfg.DataDir, "consumequeue"),
-		Source: b.clog,
-		Logger: b.log,
+		FS:        b.fs,
+		Dir:       b.fs.PathJoin(b.cfg.DataDir, "consumequeue"),
+		Source:    b.clog,
+		Logger:    b.log,
+		Listeners: []consumequeue.Listener{b.timerIdx},
 	})
 	if err != nil {
 		return err
@@ -181,7 +187,17 @@ func (b *Broker) ensureSystemTopics() error {
 		return err
 	}
 	n := int32(len(b.delays))
-	_, err := b.topics.ensure(TopicConfig{TopicName: ScheduleTopic, ReadQueueNums: n, WriteQueueNums: n, Perm: perm})
+	if tc, ok := b.topics.get(ScheduleTopic); ok && tc.ReadQueueNums < n {
+		// The delay table grew: give the new levels their queues.
+		tc.ReadQueueNums, tc.WriteQueueNums = n, n
+		if err := b.topics.put(tc); err != nil {
+			return err
+		}
+	}
+	if _, err := b.topics.ensure(TopicConfig{TopicName: ScheduleTopic, ReadQueueNums: n, WriteQueueNums: n, Perm: perm}); err != nil {
+		return err
+	}
+	_, err := b.topics.ensure(TopicConfig{TopicName: TimerTopic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm})
 	return err
 }
 
@@ -226,6 +242,13 @@ func (b *Broker) Start() error {
 			ln.Close()
 			return err
 		}
+	}
+	if err := b.startDelay(); err != nil {
+		ln.Close()
+		if b.http != nil {
+			b.http.shutdown()
+		}
+		return err
 	}
 	b.accepting.Store(true)
 	b.wg.Add(3)
@@ -279,6 +302,11 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			b.http.shutdown()
 		}
 		b.wg.Wait()
+		if b.delaySvc != nil {
+			if err := b.delaySvc.Close(); err != nil {
+				b.log.Error().Err(err).Msg("save delay progress")
+			}
+		}
 		if b.nsClient != nil {
 			b.nsClient.Close()
 		}

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/dlq"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -339,13 +340,14 @@ func (b *Broker) sendBackMessage(rec commitlog.Record, group string, gc GroupCon
 		Flag: rec.Flag, SysFlag: rec.SysFlag, Body: rec.Body, BornTimestamp: rec.BornTimestamp,
 		BornHost: rec.BornHost, StoreHost: b.storeHost, ReconsumeTimes: rec.ReconsumeTimes + 1,
 	}
-	if rec.ReconsumeTimes >= limit || delayLevel < 0 {
+	d := dlq.Decide(rec.ReconsumeTimes, limit, delayLevel, len(b.delays))
+	if d.DLQ {
 		delete(p, commitlog.PropDelayLevel)
-		dlq := DLQTopic(group)
-		if _, err := b.ensureGroupTopic(dlq); err != nil {
+		dlqTopic := DLQTopic(group)
+		if _, err := b.ensureGroupTopic(dlqTopic); err != nil {
 			return m, err
 		}
-		m.Topic, m.QueueID = dlq, 0
+		m.Topic, m.QueueID = dlqTopic, 0
 		m.Properties = commitlog.EncodeProperties(p)
 		b.log.Info().Str("group", group).Str("topic", topic).Int32("reconsume_times", rec.ReconsumeTimes).Msg("message moved to the dead-letter queue")
 		return m, nil
@@ -354,11 +356,7 @@ func (b *Broker) sendBackMessage(rec commitlog.Record, group string, gc GroupCon
 	if _, err := b.ensureGroupTopic(retry); err != nil {
 		return m, err
 	}
-	level := delayLevel
-	if level == 0 {
-		level = 3 + rec.ReconsumeTimes
-	}
-	level = min(level, int32(len(b.delays)))
+	level := d.Level
 	p[commitlog.PropDelayLevel] = strconv.Itoa(int(level))
 	// Stored straight into the schedule topic, due back on the retry topic.
 	p[commitlog.PropRealTopic] = retry

@@ -131,6 +131,9 @@ func sendError(err error) (int16, string) {
 var (
 	errNoPermission = errors.New("broker: no permission")
 	errNotWritable  = errors.New("broker: not accepting messages")
+	// errQueueIllegal is answered SYSTEM_ERROR as RocketMQ does, which makes
+	// the client retry on another queue.
+	errQueueIllegal = errors.New("broker: illegal queue")
 )
 
 // resolveSendTopic finds the topic a send goes to, creating it when
@@ -175,7 +178,7 @@ func (b *Broker) resolveSendTopic(h *sendHeader) (TopicConfig, error) {
 	if h.queueID < 0 {
 		h.queueID = rand.Int32N(tc.WriteQueueNums)
 	} else if h.queueID >= nq {
-		return tc, fmt.Errorf("%w: request queueId[%d] is illegal, topic %s has %d queues", ErrInvalidRequest, h.queueID, h.topic, nq)
+		return tc, fmt.Errorf("%w: request queueId[%d] is illegal, topic %s has %d queues", errQueueIllegal, h.queueID, h.topic, nq)
 	}
 	return tc, nil
 }

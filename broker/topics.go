@@ -73,7 +73,7 @@ func DLQTopic(group string) string   { return DLQGroupTopicPrefix + group }
 
 // IsSystemTopic reports topics users may not create or delete by hand.
 func IsSystemTopic(t string) bool {
-	return t == AutoCreateTopicTemplate || t == ScheduleTopic
+	return t == AutoCreateTopicTemplate || t == ScheduleTopic || t == TimerTopic
 }
 
 // topicTable is the topic configs, persisted in the metadata store.

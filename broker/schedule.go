@@ -1,0 +1,139 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strings"
+
+	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/delay"
+	"github.com/ferrymq/ferry/dlq"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// PutDue stores scheduled messages that became due on their real topic
+// (delay.Putter). A message whose topic no longer exists is dropped with a
+// log line unless it is a group topic or auto-creation is on.
+func (b *Broker) PutDue(msgs []commitlog.Message) error {
+	keep := msgs[:0]
+	for _, m := range msgs {
+		if _, ok := b.topics.get(m.Topic); !ok {
+			var err error
+			switch {
+			case isRetryOrDLQ(m.Topic):
+				_, err = b.ensureGroupTopic(m.Topic)
+			case b.cfg.AutoCreateTopic:
+				h := sendHeader{topic: m.Topic, queueID: m.QueueID}
+				_, err = b.resolveSendTopic(&h)
+			default:
+				err = fmt.Errorf("%w: %s", ErrTopicNotFound, m.Topic)
+			}
+			if err != nil {
+				b.log.Warn().Err(err).Str("topic", m.Topic).Msg("dropping a due scheduled message")
+				continue
+			}
+		}
+		keep = append(keep, m)
+	}
+	if len(keep) == 0 {
+		return nil
+	}
+	res, err := b.clog.Append(keep, nil)
+	if err != nil && !errors.Is(err, commitlog.ErrFlushTimeout) {
+		return err
+	}
+	_ = res
+	for i := range keep {
+		b.metrics.messagesIn(keep[i].Topic, 1, len(keep[i].Body))
+	}
+	return nil
+}
+
+func (b *Broker) startDelay() error {
+	svc, err := delay.New(delay.Config{
+		Levels: b.delays, ScheduleTopic: ScheduleTopic, TimerTopic: TimerTopic, DB: b.meta.db,
+		Queues: b.cq, Log: b.clog, Put: b, Logger: b.log,
+	}, b.timerIdx)
+	if err != nil {
+		return err
+	}
+	b.delaySvc = svc
+	svc.Start()
+	return nil
+}
+
+// DLQList lists up to max dead letters of group from queue offset from.
+func (b *Broker) DLQList(group string, from int64, max int) ([]dlq.DeadLetter, int64, error) {
+	if _, ok := b.topics.get(DLQTopic(group)); !ok {
+		return nil, 0, nil
+	}
+	return dlq.List(b.cq, b.clog, group, from, max)
+}
+
+// DLQResend resends the dead letters of group at the given DLQ queue
+// offsets (all of them when offsets is nil) and returns how many went.
+func (b *Broker) DLQResend(group string, offsets []int64, target dlq.Target) (int, error) {
+	topic := DLQTopic(group)
+	if _, ok := b.topics.get(topic); !ok {
+		return 0, fmt.Errorf("%w: group %s has no dead letters", ErrTopicNotFound, group)
+	}
+	if offsets == nil {
+		lo := b.minOffset(topic, 0)
+		for o := lo; o < b.cq.MaxOffset(topic, 0); o++ {
+			offsets = append(offsets, o)
+		}
+	}
+	sent := 0
+	var batch []commitlog.Message
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		if _, err := b.clog.Append(batch, nil); err != nil && !errors.Is(err, commitlog.ErrFlushTimeout) {
+			return err
+		}
+		sent += len(batch)
+		batch = batch[:0]
+		return nil
+	}
+	var buf []byte
+	for _, qo := range offsets {
+		es, err := b.cq.Get(topic, 0, qo, 1, nil)
+		if err != nil || len(es) == 0 || es[0].Size == 0 {
+			return sent, fmt.Errorf("%w: no dead letter at offset %d of %s", ErrInvalidRequest, qo, topic)
+		}
+		var rec commitlog.Record
+		rec, buf, err = b.clog.ReadRecord(es[0].Offset, buf)
+		if err != nil {
+			return sent, err
+		}
+		dest := dlq.OriginalTopic(rec)
+		var queue int32
+		if target == dlq.ToOriginalTopic {
+			tc, ok := b.topics.get(dest)
+			if !ok || strings.HasPrefix(dest, DLQGroupTopicPrefix) {
+				return sent, fmt.Errorf("%w: original topic %s of dead letter %d does not exist", ErrTopicNotFound, dest, qo)
+			}
+			if !remoting.PermWritable(tc.Perm) {
+				return sent, fmt.Errorf("%w: topic %s is not writable", errNoPermission, dest)
+			}
+			queue = rand.Int32N(tc.WriteQueueNums)
+		} else if _, err := b.ensureGroupTopic(RetryTopic(group)); err != nil {
+			return sent, err
+		}
+		m := dlq.ResendMessage(rec, group, target, queue)
+		m.StoreHost = b.storeHost
+		batch = append(batch, m)
+		if len(batch) >= 256 {
+			if err := flush(); err != nil {
+				return sent, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return sent, err
+	}
+	b.log.Info().Str("group", group).Int("count", sent).Msg("dead letters resent")
+	return sent, nil
+}

@@ -1,0 +1,420 @@
+// Package delay redelivers scheduled messages to their real topic when due.
+//
+// Two kinds of schedule, both stored in the shared commitlog like any other
+// message, with their destination kept in the REAL_TOPIC and REAL_QID
+// properties:
+//
+//   - Delay levels (RocketMQ's 18 levels, 1 s … 2 h, configurable). A
+//     message with DELAY=n is stored in queue n-1 of the schedule topic.
+//     Within one level queue the due time (store time + level delay) only
+//     grows, so one goroutine per level waits for the head entry and walks
+//     forward; its position is the level's progress.
+//   - Arbitrary delivery times (TIMER_DELIVER_MS, TIMER_DELAY_SEC,
+//     TIMER_DELAY_MS; 1 s to 40 days). Such a message is stored in the
+//     timer topic, and the consume-queue dispatcher feeds TimerIndex, which
+//     keeps a pebble index keyed by (due time, commitlog offset). One
+//     goroutine scans the index up to now and delivers; its cursor is the
+//     timer's progress.
+//
+// Progress is saved in pebble every second and on Close, after the
+// messages it covers were put, so a restart redelivers at most about a
+// second of messages and loses none. The timer index is derived state: it
+// is rebuilt when the consume queues are rebuilt from the log.
+//
+// Index keys in the pebble database (part of the format):
+//
+//	w/<due ms, uint64 BE><commitlog offset, uint64 BE> → record size, uint32 BE
+//	d/level/<n>                                        → next schedule-queue offset, int64 BE
+//	d/timer                                            → cursor: due ms ‖ offset, 16 bytes
+package delay
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/rs/zerolog"
+
+	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/consumequeue"
+)
+
+// Queues is what the scheduler reads the schedule topic's queues through.
+type Queues interface {
+	Get(topic string, queueID int32, offset int64, max int, dst []consumequeue.Entry) ([]consumequeue.Entry, error)
+	MaxOffset(topic string, queueID int32) int64
+	Notify(topic string, queueID int32) <-chan struct{}
+}
+
+// Log reads stored records by commitlog offset.
+type Log interface {
+	ReadRecord(off int64, buf []byte) (commitlog.Record, []byte, error)
+}
+
+// Putter stores messages that became due (the broker's append path, which
+// does not reschedule them).
+type Putter interface {
+	PutDue(msgs []commitlog.Message) error
+}
+
+// Config configures the Service.
+type Config struct {
+	Levels        []time.Duration // level n is Levels[n-1]
+	ScheduleTopic string
+	TimerTopic    string
+	DB            *pebble.DB
+	Queues        Queues
+	Log           Log
+	Put           Putter
+	Logger        zerolog.Logger
+	Now           func() time.Time // default time.Now
+	SaveInterval  time.Duration    // default 1 s
+}
+
+// Service runs the level and timer deliverers. Start launches one
+// goroutine per level and one for the timer index; Close stops them and
+// saves progress.
+type Service struct {
+	cfg   Config
+	log   zerolog.Logger
+	timer *TimerIndex
+
+	mu       sync.Mutex
+	levelPos []int64 // next offset per level queue
+	cursor   timerKey
+	dirty    bool
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+var (
+	keyTimerCursor = []byte("d/timer")
+	levelPrefix    = "d/level/"
+)
+
+// New loads progress. timer must be the index the dispatcher feeds.
+func New(cfg Config, timer *TimerIndex) (*Service, error) {
+	if len(cfg.Levels) == 0 || cfg.DB == nil || cfg.Queues == nil || cfg.Log == nil || cfg.Put == nil {
+		return nil, errors.New("delay: Levels, DB, Queues, Log and Put are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.SaveInterval <= 0 {
+		cfg.SaveInterval = time.Second
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, timer: timer, levelPos: make([]int64, len(cfg.Levels)), stop: make(chan struct{})}
+	for i := range s.levelPos {
+		v, ok, err := getInt64(cfg.DB, []byte(levelPrefix+strconv.Itoa(i+1)))
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			s.levelPos[i] = v
+		}
+	}
+	v, closer, err := cfg.DB.Get(keyTimerCursor)
+	switch {
+	case err == nil:
+		if len(v) == 16 {
+			s.cursor = timerKey{due: int64(binary.BigEndian.Uint64(v)), off: int64(binary.BigEndian.Uint64(v[8:]))}
+		}
+		closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
+		return nil, fmt.Errorf("delay: read timer cursor: %w", err)
+	}
+	return s, nil
+}
+
+func getInt64(db *pebble.DB, k []byte) (int64, bool, error) {
+	v, closer, err := db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("delay: read %s: %w", k, err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, false, fmt.Errorf("delay: %s: malformed value", k)
+	}
+	return int64(binary.BigEndian.Uint64(v)), true, nil
+}
+
+// Start launches the deliverers.
+func (s *Service) Start() {
+	for i := range s.cfg.Levels {
+		s.wg.Add(1)
+		go s.runLevel(i + 1)
+	}
+	s.wg.Add(2)
+	go s.runTimer()
+	go s.runSaver()
+}
+
+// Close stops the deliverers and saves progress.
+func (s *Service) Close() error {
+	close(s.stop)
+	s.wg.Wait()
+	return s.save()
+}
+
+// Pending returns, per level, how many messages wait, and the timer
+// index's size is not counted (it would need a scan).
+func (s *Service) Pending() map[int]int64 {
+	out := map[int]int64{}
+	s.mu.Lock()
+	pos := append([]int64(nil), s.levelPos...)
+	s.mu.Unlock()
+	for i, p := range pos {
+		if n := s.cfg.Queues.MaxOffset(s.cfg.ScheduleTopic, int32(i)) - p; n > 0 {
+			out[i+1] = n
+		}
+	}
+	return out
+}
+
+func (s *Service) runSaver() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.SaveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if err := s.save(); err != nil {
+				s.log.Error().Err(err).Msg("delay: save progress")
+			}
+		}
+	}
+}
+
+func (s *Service) save() error {
+	s.mu.Lock()
+	if !s.dirty {
+		s.mu.Unlock()
+		return nil
+	}
+	b := s.cfg.DB.NewBatch()
+	defer b.Close()
+	for i, p := range s.levelPos {
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], uint64(p))
+		if err := b.Set([]byte(levelPrefix+strconv.Itoa(i+1)), v[:], nil); err != nil {
+			s.mu.Unlock()
+			return err
+		}
+	}
+	var c [16]byte
+	binary.BigEndian.PutUint64(c[:], uint64(s.cursor.due))
+	binary.BigEndian.PutUint64(c[8:], uint64(s.cursor.off))
+	if err := b.Set(keyTimerCursor, c[:], nil); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	s.dirty = false
+	s.mu.Unlock()
+	return s.cfg.DB.Apply(b, pebble.Sync)
+}
+
+// sleep waits d or until ch fires or the service stops; false on stop.
+func (s *Service) sleep(d time.Duration, ch <-chan struct{}) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-s.stop:
+		return false
+	case <-t.C:
+	case <-ch:
+	}
+	return true
+}
+
+// runLevel delivers level n's queue in order as its head becomes due.
+func (s *Service) runLevel(n int) {
+	defer s.wg.Done()
+	q := int32(n - 1)
+	delay := s.cfg.Levels[n-1]
+	var entries []consumequeue.Entry
+	var buf []byte
+	var due []commitlog.Message
+	for {
+		s.mu.Lock()
+		pos := s.levelPos[n-1]
+		s.mu.Unlock()
+		notify := s.cfg.Queues.Notify(s.cfg.ScheduleTopic, q)
+		var err error
+		entries, err = s.cfg.Queues.Get(s.cfg.ScheduleTopic, q, pos, 256, entries[:0])
+		if err != nil {
+			s.log.Error().Err(err).Int("level", n).Msg("delay: read schedule queue")
+			if !s.sleep(time.Second, nil) {
+				return
+			}
+			continue
+		}
+		if len(entries) == 0 {
+			if !s.sleep(time.Hour, notify) {
+				return
+			}
+			continue
+		}
+		now := s.cfg.Now()
+		due = due[:0]
+		next := pos
+		var wait time.Duration
+		for _, e := range entries {
+			if e.Size == 0 {
+				next = e.QueueOffset + 1 // a hole: nothing to deliver
+				continue
+			}
+			var rec commitlog.Record
+			rec, buf, err = s.cfg.Log.ReadRecord(e.Offset, buf)
+			if err != nil {
+				s.log.Error().Err(err).Int("level", n).Int64("offset", e.Offset).Msg("delay: skipping unreadable scheduled message")
+				next = e.QueueOffset + 1
+				continue
+			}
+			at := time.UnixMilli(rec.StoreTimestamp).Add(delay)
+			if at.After(now) {
+				wait = at.Sub(now)
+				break
+			}
+			m, err := dueMessage(rec)
+			if err != nil {
+				s.log.Error().Err(err).Int64("offset", e.Offset).Msg("delay: dropping scheduled message without a destination")
+				next = e.QueueOffset + 1
+				continue
+			}
+			due = append(due, m)
+			next = e.QueueOffset + 1
+		}
+		if len(due) > 0 {
+			if err := s.cfg.Put.PutDue(due); err != nil {
+				s.log.Error().Err(err).Int("level", n).Msg("delay: redelivery failed; retrying")
+				if !s.sleep(time.Second, nil) {
+					return
+				}
+				continue
+			}
+		}
+		if next != pos {
+			s.mu.Lock()
+			s.levelPos[n-1] = next
+			s.dirty = true
+			s.mu.Unlock()
+		}
+		if wait > 0 {
+			if !s.sleep(wait, nil) {
+				return
+			}
+		}
+	}
+}
+
+// dueMessage rebuilds the message to deliver from a scheduled record:
+// same body, flags, born info, reconsume count and properties (the msgId
+// in UNIQ_KEY included), minus the scheduling properties, to REAL_TOPIC /
+// REAL_QID.
+func dueMessage(rec commitlog.Record) (commitlog.Message, error) {
+	p := commitlog.ParseProperties(rec.Properties)
+	topic := p[commitlog.PropRealTopic]
+	qid, err := strconv.Atoi(p[commitlog.PropRealQueueID])
+	if topic == "" || err != nil || qid < 0 {
+		return commitlog.Message{}, fmt.Errorf("delay: record at %d has no REAL_TOPIC/REAL_QID", rec.PhysicalOffset)
+	}
+	delete(p, commitlog.PropDelayLevel)
+	delete(p, commitlog.PropTimerDeliverMS)
+	delete(p, commitlog.PropTimerDelaySec)
+	delete(p, commitlog.PropTimerDelayMS)
+	return commitlog.Message{
+		Topic: topic, QueueID: int32(qid), Flag: rec.Flag, SysFlag: rec.SysFlag,
+		Body: append([]byte(nil), rec.Body...), Properties: commitlog.EncodeProperties(p),
+		BornTimestamp: rec.BornTimestamp, BornHost: rec.BornHost, StoreHost: rec.StoreHost,
+		ReconsumeTimes: rec.ReconsumeTimes,
+	}, nil
+}
+
+// runTimer delivers the timer index in due order.
+func (s *Service) runTimer() {
+	defer s.wg.Done()
+	var buf []byte
+	for {
+		s.mu.Lock()
+		cur := s.cursor
+		s.mu.Unlock()
+		bell := s.timer.bell()
+		now := s.cfg.Now().UnixMilli()
+		keys, next, err := s.timer.scan(cur, now, 512)
+		if err != nil {
+			s.log.Error().Err(err).Msg("delay: scan timer index")
+			if !s.sleep(time.Second, nil) {
+				return
+			}
+			continue
+		}
+		if len(keys) == 0 {
+			wait := time.Hour
+			if next.due > 0 {
+				wait = time.Duration(next.due-now) * time.Millisecond
+			}
+			if !s.sleep(max(wait, time.Millisecond), bell) {
+				return
+			}
+			continue
+		}
+		var due []commitlog.Message
+		for _, k := range keys {
+			var rec commitlog.Record
+			rec, buf, err = s.cfg.Log.ReadRecord(k.off, buf)
+			if err != nil {
+				s.log.Error().Err(err).Int64("offset", k.off).Msg("delay: skipping unreadable timer message")
+				continue
+			}
+			m, err := dueMessage(rec)
+			if err != nil {
+				s.log.Error().Err(err).Msg("delay: dropping timer message without a destination")
+				continue
+			}
+			due = append(due, m)
+		}
+		if len(due) > 0 {
+			if err := s.cfg.Put.PutDue(due); err != nil {
+				s.log.Error().Err(err).Msg("delay: timer redelivery failed; retrying")
+				if !s.sleep(time.Second, nil) {
+					return
+				}
+				continue
+			}
+		}
+		last := keys[len(keys)-1]
+		s.mu.Lock()
+		s.cursor = timerKey{due: last.due, off: last.off + 1}
+		s.dirty = true
+		s.mu.Unlock()
+		if err := s.timer.deleteThrough(last); err != nil {
+			s.log.Warn().Err(err).Msg("delay: trim delivered timer entries")
+		}
+	}
+}
+
+// WaitIdle is for tests: it returns when no level queue has undelivered
+// entries that are due, or ctx ends.
+func (s *Service) WaitIdle(ctx context.Context) error {
+	for {
+		if len(s.Pending()) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}

@@ -1,0 +1,153 @@
+package delay
+
+import (
+	"bytes"
+	"encoding/binary"
+	"strconv"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/consumequeue"
+)
+
+type timerKey struct {
+	due int64 // ms
+	off int64 // commitlog offset
+}
+
+var timerPrefix = []byte("w/")
+
+func (k timerKey) bytes() []byte {
+	b := make([]byte, 0, 18)
+	b = append(b, timerPrefix...)
+	b = binary.BigEndian.AppendUint64(b, uint64(k.due))
+	return binary.BigEndian.AppendUint64(b, uint64(k.off))
+}
+
+func parseTimerKey(b []byte) (timerKey, bool) {
+	if len(b) != 18 || !bytes.HasPrefix(b, timerPrefix) {
+		return timerKey{}, false
+	}
+	return timerKey{due: int64(binary.BigEndian.Uint64(b[2:])), off: int64(binary.BigEndian.Uint64(b[10:]))}, true
+}
+
+// TimerIndex is the index of messages with an arbitrary delivery time,
+// fed by the consume-queue dispatcher (it is a consumequeue.Listener).
+type TimerIndex struct {
+	db    *pebble.DB
+	topic string
+
+	// mu orders inserts against the deliverer's scans: an entry whose due
+	// time is at or below floor (already scanned past) is moved just above
+	// it, so a lagging dispatcher never hides a message behind the cursor.
+	mu    sync.Mutex
+	floor int64
+	ring  chan struct{}
+}
+
+// NewTimerIndex returns the index for records of topic, kept in db.
+func NewTimerIndex(db *pebble.DB, topic string) *TimerIndex {
+	return &TimerIndex{db: db, topic: topic, ring: make(chan struct{}, 1)}
+}
+
+var _ consumequeue.Listener = (*TimerIndex)(nil)
+
+// Dispatch indexes the timer messages of a batch (synced: the consume
+// queue's checkpoint may pass them).
+func (t *TimerIndex) Dispatch(batch []consumequeue.Record) error {
+	var b *pebble.Batch
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for i := range batch {
+		r := &batch[i]
+		if string(r.Topic) != t.topic {
+			continue
+		}
+		v, ok := commitlog.Property(r.Properties, commitlog.PropTimerDeliverMS)
+		if !ok {
+			continue
+		}
+		due, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			continue // the broker validated it; an unparsable one is not deliverable
+		}
+		if due <= t.floor {
+			due = t.floor + 1
+		}
+		if b == nil {
+			b = t.db.NewBatch()
+		}
+		var sz [4]byte
+		binary.BigEndian.PutUint32(sz[:], uint32(r.Size))
+		if err := b.Set(timerKey{due: due, off: r.Offset}.bytes(), sz[:], nil); err != nil {
+			b.Close()
+			return err
+		}
+	}
+	if b == nil {
+		return nil
+	}
+	defer b.Close()
+	if err := t.db.Apply(b, pebble.Sync); err != nil {
+		return err
+	}
+	select {
+	case t.ring <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+func (t *TimerIndex) bell() <-chan struct{} { return t.ring }
+
+// scan returns up to max keys from cur with due ≤ now, and the first key
+// after them (zero when none). It raises the floor to the last key taken.
+func (t *TimerIndex) scan(cur timerKey, now int64, limit int) ([]timerKey, timerKey, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	it, err := t.db.NewIter(&pebble.IterOptions{LowerBound: cur.bytes(), UpperBound: []byte("w0")})
+	if err != nil {
+		return nil, timerKey{}, err
+	}
+	defer it.Close()
+	var keys []timerKey
+	var next timerKey
+	for ok := it.First(); ok; ok = it.Next() {
+		k, valid := parseTimerKey(it.Key())
+		if !valid {
+			continue
+		}
+		if k.due > now || len(keys) >= limit {
+			next = k
+			break
+		}
+		keys = append(keys, k)
+	}
+	if len(keys) > 0 {
+		t.floor = max(t.floor, keys[len(keys)-1].due)
+	}
+	return keys, next, it.Error()
+}
+
+// deleteThrough removes delivered entries up to and including k.
+func (t *TimerIndex) deleteThrough(k timerKey) error {
+	end := timerKey{due: k.due, off: k.off + 1}.bytes()
+	return t.db.DeleteRange(timerPrefix, end, pebble.NoSync)
+}
+
+// Count returns the number of pending timer entries (a full scan: for
+// tests and admin views).
+func (t *TimerIndex) Count() (int, error) {
+	it, err := t.db.NewIter(&pebble.IterOptions{LowerBound: timerPrefix, UpperBound: []byte("w0")})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		n++
+	}
+	return n, it.Error()
+}
