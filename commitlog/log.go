@@ -191,7 +191,7 @@ func Open(opts Options) (*Log, error) {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
-	if err := l.fs.MkdirAll(opts.Dir, 0o755); err != nil {
+	if err := mkdirAllDurable(l.fs, opts.Dir); err != nil {
 		return nil, fmt.Errorf("commitlog: create %s: %w", opts.Dir, err)
 	}
 	lock, err := l.fs.Lock(l.fs.PathJoin(opts.Dir, "LOCK"))
@@ -564,6 +564,32 @@ func (l *Log) publishSegment(s *segment) {
 	}
 	next = append(next, s)
 	l.segs.Store(&next)
+}
+
+// mkdirAllDurable creates dir and any missing parents, and syncs the
+// parent of every directory it created so the new entries survive a crash.
+func mkdirAllDurable(fs vfs.FS, dir string) error {
+	var created []string
+	for d := dir; ; {
+		if _, err := fs.Stat(d); err == nil {
+			break
+		}
+		created = append(created, d)
+		parent := fs.PathDir(d)
+		if parent == d {
+			break
+		}
+		d = parent
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range created {
+		if err := syncDir(fs, fs.PathDir(d)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func syncDir(fs vfs.FS, dir string) error {
