@@ -64,6 +64,12 @@ type Broker struct {
 
 	timerIdx *delay.TimerIndex
 	delaySvc *delay.Service
+	keys     *keyIndex
+
+	// dyn is the configuration in force: cfg plus run-time changes
+	// (SetConfig, serialised by cfgMu). Read it with c().
+	dyn   atomic.Pointer[Config]
+	cfgMu sync.Mutex
 
 	mux      *remoting.Mux
 	server   *remoting.Server
@@ -74,7 +80,8 @@ type Broker struct {
 	storeHost netip.AddrPort // advertised ip:port, also STOREHOST of records
 	addr      string         // storeHost as text
 
-	accepting atomic.Bool // sends accepted (false while draining)
+	accepting atomic.Bool // sends accepted (false while shutting down)
+	drained   atomic.Bool // an operator drained the broker
 	ready     atomic.Bool
 	diskFull  atomic.Bool
 
@@ -113,6 +120,7 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 	for _, o := range opts {
 		o(b)
 	}
+	b.dyn.Store(&cfg)
 	b.delays, _ = ParseDelayLevels(cfg.DelayLevels)
 	b.metrics = newMetrics(b)
 	if err := b.openStores(); err != nil {
@@ -156,12 +164,13 @@ func (b *Broker) openStores() error {
 		return err
 	}
 	b.timerIdx = delay.NewTimerIndex(b.meta.db, TimerTopic)
+	b.keys = &keyIndex{db: b.meta.db}
 	b.cq, err = consumequeue.Open(consumequeue.Options{
 		FS:        b.fs,
 		Dir:       b.fs.PathJoin(b.cfg.DataDir, "consumequeue"),
 		Source:    b.clog,
 		Logger:    b.log,
-		Listeners: []consumequeue.Listener{b.timerIdx},
+		Listeners: []consumequeue.Listener{b.timerIdx, b.keys},
 	})
 	if err != nil {
 		return err
@@ -282,7 +291,10 @@ func (b *Broker) HTTPAddr() string {
 }
 
 // Config returns the configuration in force.
-func (b *Broker) Config() Config { return b.cfg }
+func (b *Broker) Config() Config { return *b.c() }
+
+// c returns the configuration in force (run-time changes included).
+func (b *Broker) c() *Config { return b.dyn.Load() }
 
 // Shutdown stops gracefully: stop accepting sends, let in-flight requests
 // answer, unregister from the name servers, flush the log, persist
@@ -353,7 +365,7 @@ func (b *Broker) checkDisk() {
 		return
 	}
 	ratio := float64(u.UsedBytes) / float64(u.TotalBytes)
-	full := ratio > b.cfg.DiskMaxUsedRatio
+	full := ratio > b.c().DiskMaxUsedRatio
 	if full != b.diskFull.Load() {
 		b.diskFull.Store(full)
 		if full {
@@ -368,7 +380,9 @@ func (b *Broker) checkDisk() {
 func (b *Broker) writable() string {
 	switch {
 	case !b.accepting.Load():
-		return "broker is shutting down or drained"
+		return "broker is shutting down"
+	case b.drained.Load():
+		return "broker is drained by an operator"
 	case b.diskFull.Load():
 		return "data disk is full"
 	case b.clog.Err() != nil:

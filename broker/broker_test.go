@@ -363,3 +363,53 @@ func TestSucceedOnThirdTry(t *testing.T) {
 		t.Fatalf("dead letters: %+v", dead)
 	}
 }
+
+func TestLookupAndOperatorOps(t *testing.T) {
+	b := testBroker(t, t.TempDir(), nil)
+	c := newClient(t, b)
+	r := c.send("shop", 0, "order-1", map[string]string{"KEYS": "k1 k2", "UNIQ_KEY": "UQ1"})
+	mustOK(t, r)
+	mustOK(t, c.send("shop", 0, "order-2", map[string]string{"KEYS": "k2"}))
+	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("shop", 0) == 2 })
+	for _, id := range []string{r.StringOr("msgId", ""), "UQ1"} {
+		raw, err := b.MessageByID(id)
+		if err != nil {
+			t.Fatalf("by id %s: %v", id, err)
+		}
+		if rec, _ := commitlog.Decode(raw); string(rec.Body) != "order-1" {
+			t.Fatalf("by id %s: %q", id, rec.Body)
+		}
+	}
+	if _, err := b.MessageByID("NOPE"); err == nil {
+		t.Fatal("unknown id found")
+	}
+	got, err := b.MessagesByKey("shop", "k2", 0, 0, 10)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("by key: %d %v", len(got), err)
+	}
+	// Drain refuses sends with a clear error; undrain accepts again.
+	b.Drain(true)
+	if r := c.send("shop", 0, "x", nil); r.Code != remoting.RespServiceNotAvailable || !strings.Contains(r.Remark, "drained") {
+		t.Fatalf("drained send: %d %s", r.Code, r.Remark)
+	}
+	b.Drain(false)
+	mustOK(t, c.send("shop", 0, "x", nil))
+	// Run-time config.
+	if err := b.SetConfig("retry_max_times", "3"); err != nil || b.Config().RetryMaxTimes != 3 {
+		t.Fatalf("set: %v", err)
+	}
+	if err := b.SetConfig("data_dir", "/elsewhere"); err == nil {
+		t.Fatal("static key changed at run time")
+	}
+	if err := b.SetConfig("retry_max_times", "-5"); err == nil {
+		t.Fatal("invalid value accepted")
+	}
+	// Offset reset of an idle group.
+	res, err := b.ResetOffset("g", "shop", func(q int32) (int64, error) { return b.QueueOffsetAt("shop", q, "latest", 0) })
+	if err != nil || res[0] != 3 {
+		t.Fatalf("reset: %v %v", res, err)
+	}
+	if off, ok := b.offsets.get("g", "shop", 0); !ok || off != 3 {
+		t.Fatalf("offset after reset %d %v", off, ok)
+	}
+}

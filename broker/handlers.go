@@ -31,6 +31,7 @@ func (b *Broker) routes() {
 	timed(remoting.ReqUnlockBatchMQ, b.handleUnlock)
 	timed(remoting.ReqConsumerSendMsgBack, b.handleSendBack)
 	b.adminRoutes(timed)
+	b.opsRoutes(timed)
 }
 
 func (b *Broker) handleHeartbeat(c *remoting.Conn, req *remoting.Command) {
@@ -52,8 +53,8 @@ func (b *Broker) handleHeartbeat(c *remoting.Conn, req *remoting.Command) {
 			return
 		}
 		gc, ok := b.groups.get(cd.GroupName)
-		if !ok && b.cfg.AutoCreateGroup {
-			gc = DefaultGroupConfig(cd.GroupName, b.cfg.RetryMaxTimes)
+		if !ok && b.c().AutoCreateGroup {
+			gc = DefaultGroupConfig(cd.GroupName, b.c().RetryMaxTimes)
 			if err := b.groups.put(gc); err != nil {
 				b.reply(c, req, remoting.RespSystemError, err.Error())
 				return
@@ -289,11 +290,11 @@ func (b *Broker) handleSendBack(c *remoting.Conn, req *remoting.Command) {
 	maxTimes, _ := req.Int32Or("maxReconsumeTimes", -1)
 	gc, ok := b.groups.get(group)
 	if !ok {
-		if !b.cfg.AutoCreateGroup {
+		if !b.c().AutoCreateGroup {
 			b.reply(c, req, remoting.RespSubscriptionGroupNotExist, "subscription group not exist, "+group)
 			return
 		}
-		gc = DefaultGroupConfig(group, b.cfg.RetryMaxTimes)
+		gc = DefaultGroupConfig(group, b.c().RetryMaxTimes)
 		if err := b.groups.put(gc); err != nil {
 			b.reply(c, req, remoting.RespSystemError, err.Error())
 			return

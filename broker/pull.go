@@ -125,10 +125,10 @@ func (b *Broker) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.C
 	}
 	gc, ok := b.groups.get(p.group)
 	if !ok {
-		if !b.cfg.AutoCreateGroup {
+		if !b.c().AutoCreateGroup {
 			return fail(remoting.RespSubscriptionGroupNotExist, "subscription group [%s] does not exist", p.group)
 		}
-		gc = DefaultGroupConfig(p.group, b.cfg.RetryMaxTimes)
+		gc = DefaultGroupConfig(p.group, b.c().RetryMaxTimes)
 		if err := b.groups.put(gc); err != nil {
 			return fail(remoting.RespSystemError, "%v", err)
 		}
@@ -228,7 +228,7 @@ func (b *Broker) readMessages(p *pullRequest, filter tagFilter, maxOff int64) ([
 	if want <= 0 {
 		want = 1 // a Java store returns one message for maxMsgNums 0
 	}
-	want = min(want, b.cfg.PullMaxMessages)
+	want = min(want, b.c().PullMaxMessages)
 	ep := entryPool.Get().(*[]consumequeue.Entry)
 	defer entryPool.Put(ep)
 	var body []byte
@@ -248,7 +248,7 @@ func (b *Broker) readMessages(p *pullRequest, filter tagFilter, maxOff int64) ([
 			break
 		}
 		for _, e := range entries {
-			if n >= want || (n > 0 && len(body)+int(e.Size) > b.cfg.PullMaxBytes) {
+			if n >= want || (n > 0 && len(body)+int(e.Size) > b.c().PullMaxBytes) {
 				return body, n, next, nil
 			}
 			scanned++
@@ -275,7 +275,7 @@ func (b *Broker) readMessages(p *pullRequest, filter tagFilter, maxOff int64) ([
 // broker stops, then answers it.
 func (b *Broker) holdPull(c *remoting.Conn, req *remoting.Command, p pullRequest, filter tagFilter) {
 	defer b.wg.Done()
-	wait := min(p.suspend, b.cfg.LongPollMax.D())
+	wait := min(p.suspend, b.c().LongPollMax.D())
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {

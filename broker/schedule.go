@@ -23,7 +23,7 @@ func (b *Broker) PutDue(msgs []commitlog.Message) error {
 			switch {
 			case isRetryOrDLQ(m.Topic):
 				_, err = b.ensureGroupTopic(m.Topic)
-			case b.cfg.AutoCreateTopic:
+			case b.c().AutoCreateTopic:
 				h := sendHeader{topic: m.Topic, queueID: m.QueueID}
 				_, err = b.resolveSendTopic(&h)
 			default:

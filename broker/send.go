@@ -150,7 +150,7 @@ func (b *Broker) resolveSendTopic(h *sendHeader) (TopicConfig, error) {
 			tc, err = b.ensureGroupTopic(h.topic)
 		case strings.HasPrefix(h.topic, DLQGroupTopicPrefix):
 			tc, err = b.ensureGroupTopic(h.topic)
-		case b.cfg.AutoCreateTopic && !IsSystemTopic(h.topic):
+		case b.c().AutoCreateTopic && !IsSystemTopic(h.topic):
 			tpl, ok := b.topics.get(orDefault(h.defaultTopic, AutoCreateTopicTemplate))
 			if !ok || !remoting.PermInheritable(tpl.Perm) {
 				tpl, _ = b.topics.get(AutoCreateTopicTemplate)

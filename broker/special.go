@@ -33,7 +33,7 @@ func (b *Broker) routeSpecial(m *commitlog.Message, h *sendHeader) error {
 	}
 	if strings.HasPrefix(m.Topic, RetryGroupTopicPrefix) {
 		group := strings.TrimPrefix(m.Topic, RetryGroupTopicPrefix)
-		limit := b.cfg.RetryMaxTimes
+		limit := b.c().RetryMaxTimes
 		if gc, ok := b.groups.get(group); ok {
 			limit = gc.RetryMaxTimes
 		}
