@@ -302,6 +302,12 @@ func (s *Store) commitStageLocked(q *queue) error {
 	}
 	q.stage = q.stage[:0]
 	logOff := decodeEntry(b, at).Offset
+	if at < q.low {
+		// Re-dispatch after a crash that lost the queue's first files.
+		q.mu.Lock()
+		q.low = at
+		q.mu.Unlock()
+	}
 	if at < q.fileEnd {
 		n := min(int64(len(b)/EntrySize), q.fileEnd-at)
 		if err := s.writeAtLocked(q, b[:n*EntrySize], at); err != nil {

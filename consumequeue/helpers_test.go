@@ -124,7 +124,16 @@ func checkAgainstLog(t testing.TB, s *Store, l *commitlog.Log) {
 			}
 		}
 		if got, want := s.MaxOffset(k.topic, k.queue), next[k.topic][k.queue]; got != want {
-			t.Fatalf("%v: max offset %d, log's next queue offset %d", k, got, want)
+			var buf []byte
+			var seen []string
+			l.Scan(l.MinOffset(), l.WrittenOffset(), &buf, func(off int64, b []byte) error {
+				r, _ := commitlog.Decode(b)
+				if string(r.Topic) == k.topic && r.QueueID == k.queue {
+					seen = append(seen, fmt.Sprintf("#%d@%d", r.QueueOffset, off))
+				}
+				return nil
+			})
+			t.Fatalf("%v: max offset %d, log's next queue offset %d; log end %d, records %v", k, got, want, l.WrittenOffset(), seen)
 		}
 	}
 	for topic, qs := range next {

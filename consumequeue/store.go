@@ -260,6 +260,11 @@ func Open(opts Options) (*Store, error) {
 	if err := s.fs.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("consumequeue: create %s: %w", opts.Dir, err)
 	}
+	// Make Dir's own directory entry durable: the checkpoint is useless if
+	// Dir can vanish.
+	if err := syncDir(s.fs, s.fs.PathDir(opts.Dir)); err != nil {
+		return nil, err
+	}
 	started := time.Now()
 	if err := s.load(); err != nil {
 		s.closeFiles()
@@ -398,6 +403,20 @@ func (s *Store) loadQueue(tname, dir string, id int32, written int64) (*queue, e
 	if err != nil {
 		q.closeFiles()
 		return nil, err
+	}
+	if end == q.low {
+		// Not one valid entry: the queue's records are past the log's end,
+		// or its files were never synced. Drop it; dispatch recreates what
+		// the log holds.
+		s.log.Warn().Str("topic", tname).Int32("queue_id", id).Int64("offset", q.low).Int64("dropped", q.max-q.low).
+			Msg("consumequeue: dropping a queue with no valid entry")
+		q.closeFiles()
+		for _, f := range q.files {
+			if err := s.fs.Remove(f.name); err != nil {
+				return nil, fmt.Errorf("consumequeue: remove %s: %w", f.name, err)
+			}
+		}
+		return nil, syncDir(s.fs, dir)
 	}
 	if end < q.max {
 		s.log.Warn().Str("topic", tname).Int32("queue_id", id).Int64("offset", end).Int64("dropped", q.max-end).

@@ -462,14 +462,25 @@ func TestTruncateBeyondLog(t *testing.T) {
 			mustAppend(t, short, m)
 		}
 	}
+	// B's records are all past the short log's end, and its first file
+	// is lost too (as a crash can lose an unsynced directory entry).
+	for i := 0; i < 6; i++ {
+		mustAppend(t, long, testMsg("B", 0, fmt.Sprint(i), ""))
+	}
 	waitDispatched(t, s, long.WrittenOffset())
 	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fs.Remove("cq/B/0/" + fileName(0)); err != nil {
 		t.Fatal(err)
 	}
 	s = openStore(t, fs, short, func(o *Options) { o.EntriesPerFile = 4 })
 	defer s.Close()
 	if got := s.MaxOffset("A", 0); got != 6 {
 		t.Fatalf("max %d after the log lost entries 6..9", got)
+	}
+	if got := s.MaxOffset("B", 0); got != 0 || len(s.Topics()) != 1 {
+		t.Fatalf("B/0 max %d, topics %v, after the log lost all of B", got, s.Topics())
 	}
 	mustAppend(t, short, testMsg("A", 0, "new", ""))
 	waitDispatched(t, s, short.WrittenOffset())
