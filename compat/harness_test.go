@@ -1,0 +1,591 @@
+package compat
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	rocketmq "github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/admin"
+	"github.com/apache/rocketmq-client-go/v2/consumer"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
+	"github.com/apache/rocketmq-client-go/v2/rlog"
+
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Timeouts are generous: CI machines are small and busy, and a rebalance
+// of the official client can take up to its 20 s period.
+const (
+	startTimeout   = 60 * time.Second
+	stopTimeout    = 20 * time.Second
+	receiveTimeout = 90 * time.Second
+)
+
+// ferryBin is the binary built from this checkout by TestMain.
+var ferryBin string
+
+func TestMain(m *testing.M) { os.Exit(runTests(m)) }
+
+func runTests(m *testing.M) int {
+	// The client logs through logrus at info level by default; only
+	// errors are worth seeing next to test output.
+	rlog.SetLogLevel("error")
+
+	dir, err := os.MkdirTemp("", "ferry-compat-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "compat:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	ferryBin = filepath.Join(dir, "ferry")
+	build := exec.Command(goTool(), "build", "-o", ferryBin, "./cmd/ferry")
+	build.Dir = ".." // the main module, so the binary is built with its own go.mod
+	build.Env = append(os.Environ(), "GOWORK=off")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "compat: building ferry:", err)
+		return 1
+	}
+	return m.Run()
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+// waitFor polls cond until it holds or timeout passes, then fails the
+// test with the message.
+func waitFor(t testing.TB, timeout time.Duration, cond func() bool, format string, args ...any) {
+	t.Helper()
+	if !poll(timeout, cond) {
+		t.Fatalf("timed out after %v: "+format, append([]any{timeout}, args...)...)
+	}
+}
+
+// poll reports whether cond became true within timeout.
+func poll(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		<-tick.C
+	}
+}
+
+// ---------------------------------------------------------------------------
+// ferry processes
+
+// proc is one running ferry process. Its stderr (JSON log lines) is read
+// continuously; the last lines are printed if the test fails.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+
+	mu      sync.Mutex
+	lines   []map[string]any
+	raw     []string      // the last rawKeep lines, for failure reports
+	changed chan struct{} // closed and replaced when a line arrives
+
+	exited chan struct{} // closed once the process is gone and reaped
+}
+
+const rawKeep = 60
+
+func startProc(t *testing.T, name string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(ferryBin, args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout = io.Discard
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, changed: make(chan struct{}), exited: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			p.addLine(sc.Text())
+		}
+		_ = cmd.Wait()
+		close(p.exited)
+		p.addLine(fmt.Sprintf("(process exited: %v)", cmd.ProcessState))
+	}()
+	t.Cleanup(func() {
+		p.kill(t)
+		if t.Failed() {
+			p.mu.Lock()
+			t.Logf("last log lines of %s (pid %d):\n%s", name, cmd.Process.Pid, strings.Join(p.raw, "\n"))
+			p.mu.Unlock()
+		}
+	})
+	return p
+}
+
+func (p *proc) addLine(s string) {
+	var m map[string]any
+	_ = json.Unmarshal([]byte(s), &m)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m != nil {
+		p.lines = append(p.lines, m)
+	}
+	p.raw = append(p.raw, s)
+	if len(p.raw) > rawKeep {
+		p.raw = p.raw[len(p.raw)-rawKeep:]
+	}
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// waitLog returns the fields of the first log line whose message is msg.
+func (p *proc) waitLog(t *testing.T, msg string, timeout time.Duration) map[string]any {
+	t.Helper()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		p.mu.Lock()
+		for _, l := range p.lines {
+			// zerolog names the field "message"; accept "msg" too.
+			if l["message"] == msg || l["msg"] == msg {
+				p.mu.Unlock()
+				return l
+			}
+		}
+		ch := p.changed
+		p.mu.Unlock()
+		select {
+		case <-ch:
+		case <-p.exited:
+			p.mu.Lock()
+			exitedBefore := true
+			for _, l := range p.lines {
+				if l["message"] == msg || l["msg"] == msg {
+					exitedBefore = false
+				}
+			}
+			p.mu.Unlock()
+			if exitedBefore {
+				t.Fatalf("%s exited before logging %q", p.name, msg)
+			}
+		case <-timer.C:
+			t.Fatalf("%s did not log %q within %v", p.name, msg, timeout)
+		}
+	}
+}
+
+// stop sends SIGTERM and waits; after stopTimeout it kills the process.
+// It reports whether the process exited on its own.
+func (p *proc) stop(t *testing.T) bool {
+	t.Helper()
+	select {
+	case <-p.exited:
+		return true
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+		return true
+	case <-time.After(stopTimeout):
+		t.Errorf("%s did not stop within %v of SIGTERM; killing it", p.name, stopTimeout)
+		p.kill(t)
+		return false
+	}
+}
+
+// kill sends SIGKILL and waits until the process is reaped.
+func (p *proc) kill(t *testing.T) {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.exited
+}
+
+func fieldString(t *testing.T, fields map[string]any, key string) string {
+	t.Helper()
+	s, ok := fields[key].(string)
+	if !ok || s == "" {
+		t.Fatalf("log line %v has no string field %q", fields, key)
+	}
+	return s
+}
+
+func portOf(t *testing.T, addr string) int {
+	t.Helper()
+	i := strings.LastIndexByte(addr, ':')
+	p, err := strconv.Atoi(addr[i+1:])
+	if i < 0 || err != nil {
+		t.Fatalf("address %q has no port", addr)
+	}
+	return p
+}
+
+// waitHTTPReady polls /readyz until it answers 200.
+func waitHTTPReady(t *testing.T, httpAddr string) {
+	t.Helper()
+	cl := &http.Client{Timeout: 2 * time.Second}
+	waitFor(t, startTimeout, func() bool {
+		resp, err := cl.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "%s/readyz never answered 200", httpAddr)
+}
+
+// server is `ferry server`: a name server and a broker in one process. It
+// can be stopped, killed and started again on the same data directory and
+// ports.
+type server struct {
+	name    string
+	dataDir string
+	flush   string
+
+	nsPort, brokerPort, httpPort int // 0 until the first start picked them
+
+	p       *proc
+	NameSrv string // 127.0.0.1:port, what clients are given
+	Broker  string // the broker's advertised address
+}
+
+func startServer(t *testing.T, flush string) *server {
+	t.Helper()
+	s := &server{name: "ferry server", dataDir: t.TempDir(), flush: flush}
+	s.start(t)
+	return s
+}
+
+func (s *server) start(t *testing.T) {
+	t.Helper()
+	s.p = startProc(t, s.name, "server",
+		"--data-dir", s.dataDir,
+		"--namesrv-port", strconv.Itoa(s.nsPort),
+		"--broker-port", strconv.Itoa(s.brokerPort),
+		"--http-port", strconv.Itoa(s.httpPort),
+		"--host", "127.0.0.1",
+		"--advertise-host", "127.0.0.1",
+		"--flush", s.flush,
+		"--log-format", "json")
+	ns := s.p.waitLog(t, "name server ready", startTimeout)
+	br := s.p.waitLog(t, "broker ready", startTimeout)
+	nsPort, err := strconv.Atoi(fieldString(t, ns, "port"))
+	if err != nil {
+		t.Fatalf("name server port: %v", err)
+	}
+	s.nsPort = nsPort
+	s.NameSrv = "127.0.0.1:" + strconv.Itoa(nsPort)
+	s.Broker = fieldString(t, br, "addr")
+	s.brokerPort = portOf(t, s.Broker)
+	httpAddr := fieldString(t, br, "http")
+	s.httpPort = portOf(t, httpAddr)
+	waitHTTPReady(t, httpAddr)
+}
+
+// restart stops the server gracefully and starts it again.
+func (s *server) restart(t *testing.T) {
+	t.Helper()
+	if !s.p.stop(t) {
+		t.Fatalf("%s did not stop on SIGTERM", s.name)
+	}
+	s.start(t)
+}
+
+// kill9 kills the server with SIGKILL and starts it again.
+func (s *server) kill9AndRestart(t *testing.T) {
+	t.Helper()
+	s.p.kill(t)
+	s.start(t)
+}
+
+// ---------------------------------------------------------------------------
+// topics and routes
+
+// createTopic creates topic on the broker at brokerAddr through the
+// client's admin API and waits until the name server routes it to
+// brokers distinct brokers.
+func createTopic(t *testing.T, nameSrv string, brokerAddrs []string, topic string, queues int) {
+	t.Helper()
+	adm, err := admin.NewAdmin(admin.WithResolver(primitive.NewPassthroughResolver([]string{nameSrv})))
+	if err != nil {
+		t.Fatalf("admin: %v", err)
+	}
+	defer adm.Close()
+	for _, addr := range brokerAddrs {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := adm.CreateTopic(ctx, admin.WithTopicCreate(topic), admin.WithBrokerAddrCreate(addr),
+			admin.WithReadQueueNums(queues), admin.WithWriteQueueNums(queues))
+		cancel()
+		if err != nil {
+			t.Fatalf("create topic %s on %s: %v", topic, addr, err)
+		}
+	}
+	waitRoute(t, nameSrv, topic, len(brokerAddrs))
+}
+
+// waitRoute polls the name server until topic has writable queues on
+// brokers brokers.
+func waitRoute(t *testing.T, nameSrv, topic string, brokers int) *remoting.TopicRouteData {
+	t.Helper()
+	cl := remoting.NewClient(remoting.ClientConfig{})
+	defer cl.Close()
+	var route *remoting.TopicRouteData
+	waitFor(t, startTimeout, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		r, err := remoting.GetRouteInfo(ctx, cl, nameSrv, topic)
+		if err != nil {
+			return false
+		}
+		n := 0
+		for _, q := range r.QueueDatas {
+			if remoting.PermWritable(q.Perm) && q.WriteQueueNums > 0 {
+				n++
+			}
+		}
+		route = r
+		return n >= brokers
+	}, "name server %s has no route for %s on %d brokers", nameSrv, topic, brokers)
+	return route
+}
+
+// queryOffset asks a broker for a group's committed offset of one queue
+// (QUERY_CONSUMER_OFFSET); -1 if it has none.
+func queryOffset(t *testing.T, cl *remoting.Client, brokerAddr, group, topic string, queue int) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	resp, err := cl.Invoke(ctx, brokerAddr, remoting.NewRequest(remoting.ReqQueryConsumerOffset, map[string]string{
+		"consumerGroup": group, "topic": topic, "queueId": strconv.Itoa(queue)}, nil))
+	if err != nil {
+		t.Fatalf("query offset: %v", err)
+	}
+	if resp.Code != remoting.RespSuccess {
+		return -1
+	}
+	off, err := strconv.ParseInt(resp.ExtFields["offset"], 10, 64)
+	if err != nil {
+		t.Fatalf("query offset: bad offset %q", resp.ExtFields["offset"])
+	}
+	return off
+}
+
+// ---------------------------------------------------------------------------
+// clients
+
+var instanceSeq atomic.Int64
+
+// unique returns a name no other client in this process uses: clients
+// that share an instance name share one connection and one clientID.
+func unique(prefix string) string {
+	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), instanceSeq.Add(1))
+}
+
+func newProducer(t *testing.T, nameSrv string, opts ...producer.Option) rocketmq.Producer {
+	t.Helper()
+	all := append([]producer.Option{
+		producer.WithNameServer([]string{nameSrv}),
+		producer.WithGroupName(unique("pg")),
+		producer.WithInstanceName(unique("p")),
+		producer.WithRetry(2),
+	}, opts...)
+	p, err := rocketmq.NewProducer(all...)
+	if err != nil {
+		t.Fatalf("new producer: %v", err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatalf("start producer: %v", err)
+	}
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { _ = p.Shutdown() }) })
+	return p
+}
+
+// recorder is a push consumer's handler that keeps what arrived.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []*primitive.MessageExt
+}
+
+func (r *recorder) handle(_ context.Context, msgs ...*primitive.MessageExt) (consumer.ConsumeResult, error) {
+	r.mu.Lock()
+	r.msgs = append(r.msgs, msgs...)
+	r.mu.Unlock()
+	return consumer.ConsumeSuccess, nil
+}
+
+func (r *recorder) all() []*primitive.MessageExt {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]*primitive.MessageExt(nil), r.msgs...)
+}
+
+func (r *recorder) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.msgs)
+}
+
+// bodies counts deliveries per body.
+func (r *recorder) bodies() map[string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	m := make(map[string]int, len(r.msgs))
+	for _, msg := range r.msgs {
+		m[string(msg.Body)]++
+	}
+	return m
+}
+
+// hasAll reports whether every body in want has arrived at least once.
+func (r *recorder) hasAll(want []string) bool {
+	got := r.bodies()
+	for _, b := range want {
+		if got[b] == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// missing lists the bodies of want that have not arrived.
+func (r *recorder) missing(want []string) []string {
+	got := r.bodies()
+	var out []string
+	for _, b := range want {
+		if got[b] == 0 {
+			out = append(out, b)
+		}
+	}
+	if len(out) > 10 {
+		out = append(out[:10], fmt.Sprintf("... (%d in all)", len(out)))
+	}
+	return out
+}
+
+// pushConsumer is a started push consumer that can be shut down once,
+// by the test or at cleanup.
+type pushConsumer struct {
+	rocketmq.PushConsumer
+	once sync.Once
+}
+
+func (c *pushConsumer) stop() { c.once.Do(func() { _ = c.Shutdown() }) }
+
+// startPushConsumer starts a clustering push consumer of group on topic
+// that reads from the first offset of new queues.
+func startPushConsumer(t *testing.T, nameSrv, group, topic, expr string,
+	handler func(context.Context, ...*primitive.MessageExt) (consumer.ConsumeResult, error),
+	opts ...consumer.Option) *pushConsumer {
+	t.Helper()
+	all := append([]consumer.Option{
+		consumer.WithNameServer([]string{nameSrv}),
+		consumer.WithGroupName(group),
+		consumer.WithInstance(unique("c")),
+		consumer.WithConsumerModel(consumer.Clustering),
+		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
+	}, opts...)
+	c, err := rocketmq.NewPushConsumer(all...)
+	if err != nil {
+		t.Fatalf("new push consumer: %v", err)
+	}
+	if err := c.Subscribe(topic, consumer.MessageSelector{Type: consumer.TAG, Expression: expr}, handler); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatalf("start push consumer: %v", err)
+	}
+	pc := &pushConsumer{PushConsumer: c}
+	t.Cleanup(pc.stop)
+	return pc
+}
+
+// sendSync sends one message and requires SendOK.
+func sendSync(t *testing.T, p rocketmq.Producer, msg *primitive.Message) *primitive.SendResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	res, err := p.SendSync(ctx, msg)
+	if err != nil {
+		t.Fatalf("send %q: %v", msg.Body, err)
+	}
+	if res.Status != primitive.SendOK {
+		t.Fatalf("send %q: status %v", msg.Body, res.Status)
+	}
+	return res
+}
+
+// bodiesOf formats n message bodies prefix-0 … prefix-(n-1).
+func bodiesOf(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%d", prefix, i)
+	}
+	return out
+}
+
+// newRemotingClient is a raw protocol client (from the main module) for
+// checks the official client has no API for.
+func newRemotingClient(t *testing.T) *remoting.Client {
+	cl := remoting.NewClient(remoting.ClientConfig{})
+	t.Cleanup(func() { _ = cl.Close() })
+	return cl
+}
+
+// startPullConsumer starts a clustering pull consumer of group on topic in
+// subscribe mode, reading new queues from their first offset.
+func startPullConsumer(t *testing.T, nameSrv, group, topic string, opts ...consumer.Option) rocketmq.PullConsumer {
+	t.Helper()
+	all := append([]consumer.Option{
+		consumer.WithNameServer([]string{nameSrv}),
+		consumer.WithGroupName(group),
+		consumer.WithInstance(unique("pull")),
+		consumer.WithConsumerModel(consumer.Clustering),
+		consumer.WithConsumeFromWhere(consumer.ConsumeFromFirstOffset),
+	}, opts...)
+	c, err := rocketmq.NewPullConsumer(all...)
+	if err != nil {
+		t.Fatalf("new pull consumer: %v", err)
+	}
+	if err := c.Subscribe(topic, consumer.MessageSelector{Type: consumer.TAG, Expression: "*"}); err != nil {
+		t.Fatalf("subscribe: %v", err)
+	}
+	if err := c.Start(); err != nil {
+		t.Fatalf("start pull consumer: %v", err)
+	}
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { _ = c.Shutdown() }) })
+	return c
+}

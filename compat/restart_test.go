@@ -1,0 +1,229 @@
+package compat
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
+)
+
+// redeliveryTolerance is how many already-consumed messages a restarted
+// consumer may see again. Delivery is at least once, and the client has
+// an offset-store quirk that can hold a commit back; anything beyond a
+// couple means offsets were lost.
+const redeliveryTolerance = 2
+
+// TestOffsetsSurviveRestarts consumes with a group, restarts the consumer
+// and then the broker, and checks each time that the group resumes where
+// it stopped: nothing lost, (almost) nothing redelivered.
+func TestOffsetsSurviveRestarts(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "async")
+	const topic, group, queues, n = "Offsets", "cg-offsets", 4, 20
+	createTopic(t, s.NameSrv, []string{s.Broker}, topic, queues)
+	cl := newRemotingClient(t)
+	committed := func() int64 {
+		var sum int64
+		for q := range queues {
+			if off := queryOffset(t, cl, s.Broker, group, topic, q); off > 0 {
+				sum += off
+			}
+		}
+		return sum
+	}
+
+	// phase runs one consumer of the group until it has every message of
+	// want, shuts it down, and returns how many earlier messages it saw.
+	var consumed []string
+	phase := func(name string, want []string) {
+		t.Helper()
+		rec := &recorder{}
+		c := startPushConsumer(t, s.NameSrv, group, topic, "*", rec.handle)
+		waitFor(t, receiveTimeout, func() bool { return rec.hasAll(want) }, "%s: missing %v", name, rec.missing(want))
+		c.stop()
+		got := rec.bodies()
+		redelivered := 0
+		for _, b := range consumed {
+			redelivered += got[b]
+		}
+		if redelivered > redeliveryTolerance {
+			t.Errorf("%s: %d messages consumed before were delivered again (tolerance %d)", name, redelivered, redeliveryTolerance)
+		}
+		t.Logf("%s: %d deliveries, %d of them redeliveries", name, rec.count(), redelivered)
+		consumed = append(consumed, want...)
+		// Shutdown commits the offsets; all of them must have reached the
+		// broker.
+		waitFor(t, 30*time.Second, func() bool { return committed() == int64(len(consumed)) },
+			"%s: committed offsets sum to %d after shutdown, want %d", name, committed(), len(consumed))
+	}
+	send := func(prefix string) []string {
+		p := newProducer(t, s.NameSrv)
+		defer p.Shutdown()
+		bodies := bodiesOf(prefix, n)
+		for _, b := range bodies {
+			sendSync(t, p, primitive.NewMessage(topic, []byte(b)))
+		}
+		return bodies
+	}
+
+	phase("first consumer", send("first"))
+	phase("consumer restart", send("second"))
+
+	s.restart(t)
+	if got := committed(); got != int64(len(consumed)) {
+		t.Fatalf("after the broker restart the committed offsets sum to %d, want %d", got, len(consumed))
+	}
+	phase("broker restart", send("third"))
+}
+
+// TestKill9SyncFlush kills a --flush sync broker with SIGKILL while
+// producers send synchronously, restarts it on the same data directory,
+// and checks that every send that returned SendOK can be consumed.
+func TestKill9SyncFlush(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "sync")
+	const topic, cycles, senders, perCycle = "Crash", 3, 3, 40
+	createTopic(t, s.NameSrv, []string{s.Broker}, topic, 4)
+
+	var (
+		mu    sync.Mutex
+		acked []string
+	)
+	ackedCount := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(acked)
+	}
+	for cycle := range cycles {
+		p := newProducer(t, s.NameSrv, producer.WithSendMsgTimeout(3*time.Second), producer.WithRetry(0))
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		before := ackedCount()
+		for g := range senders {
+			wg.Go(func() {
+				for i := 0; ; i++ {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					body := fmt.Sprintf("c%d-g%d-%d", cycle, g, i)
+					m := primitive.NewMessage(topic, []byte(body))
+					m.WithKeys([]string{body})
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					res, err := p.SendSync(ctx, m)
+					cancel()
+					if err == nil && res.Status == primitive.SendOK {
+						mu.Lock()
+						acked = append(acked, body)
+						mu.Unlock()
+					}
+				}
+			})
+		}
+		waitFor(t, receiveTimeout, func() bool { return ackedCount()-before >= perCycle },
+			"cycle %d: only %d sends acknowledged", cycle, ackedCount()-before)
+		// Kill while the senders are still sending.
+		s.p.kill(t)
+		close(stop)
+		wg.Wait()
+		_ = p.Shutdown()
+		t.Logf("cycle %d: %d sends acknowledged before SIGKILL", cycle, ackedCount()-before)
+		s.start(t)
+		waitRoute(t, s.NameSrv, topic, 1)
+	}
+
+	mu.Lock()
+	want := append([]string(nil), acked...)
+	mu.Unlock()
+	rec := &recorder{}
+	startPushConsumer(t, s.NameSrv, "cg-crash", topic, "*", rec.handle)
+	ok := poll(receiveTimeout, func() bool { return rec.hasAll(want) })
+	if !ok {
+		t.Fatalf("%d of %d acknowledged messages are gone after SIGKILL: %v", len(rec.missing(want)), len(want), rec.missing(want))
+	}
+	for _, m := range rec.all() {
+		if m.GetKeys() != string(m.Body) {
+			t.Errorf("message %q has keys %q", m.Body, m.GetKeys())
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// two brokers
+
+// startNamesrv runs `ferry namesrv` and returns its address.
+func startNamesrv(t *testing.T) string {
+	t.Helper()
+	p := startProc(t, "ferry namesrv", "namesrv", "--namesrv-port", "0", "--host", "127.0.0.1", "--log-format", "json")
+	ns := p.waitLog(t, "name server ready", startTimeout)
+	return "127.0.0.1:" + fieldString(t, ns, "port")
+}
+
+// startBroker runs `ferry broker` registering with nameSrv and returns its
+// advertised address.
+func startBroker(t *testing.T, nameSrv, name string) string {
+	t.Helper()
+	p := startProc(t, "ferry broker "+name, "broker",
+		"--namesrv", nameSrv, "--broker-name", name,
+		"--data-dir", t.TempDir(),
+		"--broker-port", "0", "--http-port", "0",
+		"--host", "127.0.0.1", "--advertise-host", "127.0.0.1",
+		"--log-format", "json")
+	br := p.waitLog(t, "broker ready", startTimeout)
+	waitHTTPReady(t, fieldString(t, br, "http"))
+	return fieldString(t, br, "addr")
+}
+
+// TestTwoBrokers runs a name server and two brokers as separate
+// processes: a topic created on both gets sends on both, and one consumer
+// receives everything.
+func TestTwoBrokers(t *testing.T) {
+	t.Parallel()
+	ns := startNamesrv(t)
+	brokers := map[string]string{} // name → address
+	var addrs []string
+	for _, name := range []string{"broker-a", "broker-b"} {
+		addr := startBroker(t, ns, name)
+		brokers[name] = addr
+		addrs = append(addrs, addr)
+	}
+	const topic, n = "TwoBrokers", 40
+	createTopic(t, ns, addrs, topic, 4)
+	route := waitRoute(t, ns, topic, 2)
+	for _, bd := range route.BrokerDatas {
+		if brokers[bd.BrokerName] != bd.BrokerAddrs[0] {
+			t.Errorf("route names %s at %v, started at %s", bd.BrokerName, bd.BrokerAddrs, brokers[bd.BrokerName])
+		}
+	}
+
+	p := newProducer(t, ns)
+	perBroker := map[string]int{}
+	want := bodiesOf("two", n)
+	for _, b := range want {
+		res := sendSync(t, p, primitive.NewMessage(topic, []byte(b)))
+		perBroker[res.MessageQueue.BrokerName]++
+		checkOffsetMsgID(t, b, res.OffsetMsgID, brokers[res.MessageQueue.BrokerName])
+	}
+	if perBroker["broker-a"] == 0 || perBroker["broker-b"] == 0 {
+		t.Errorf("sends were not spread over both brokers: %v", perBroker)
+	}
+
+	rec := &recorder{}
+	startPushConsumer(t, ns, "cg-two", topic, "*", rec.handle)
+	waitFor(t, receiveTimeout, func() bool { return rec.hasAll(want) }, "missing %v", rec.missing(want))
+	stores := map[string]int{}
+	for _, m := range rec.all() {
+		stores[m.Queue.BrokerName]++
+		if brokers[m.Queue.BrokerName] != m.StoreHost {
+			t.Errorf("%s pulled from %s but stored at %s", m.Body, m.Queue.BrokerName, m.StoreHost)
+		}
+	}
+	if stores["broker-a"] != perBroker["broker-a"] || stores["broker-b"] != perBroker["broker-b"] {
+		t.Errorf("consumed per broker %v, sent %v", stores, perBroker)
+	}
+}
