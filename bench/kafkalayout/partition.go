@@ -416,8 +416,7 @@ func (p *partition) scanActive(seg *segment) error {
 	buf := make([]byte, 1<<20)
 	var pos, since int64
 	next := seg.base
-scan:
-	for pos < fileSize {
+	for done := false; pos < fileSize && !done; {
 		n := int(min(int64(len(buf)), fileSize-pos))
 		got, err := seg.log.ReadAt(buf[:n], pos)
 		if got < n && err != nil && !errors.Is(err, io.EOF) {
@@ -428,21 +427,21 @@ scan:
 		for len(chunk)-q >= 8 {
 			size := int(commitlog.RecordSize(chunk[q:]))
 			if size < minRecordSize || int64(size) > p.s.opts.SegmentSize {
-				break scan
+				done = true
+				break
 			}
 			if size > len(chunk)-q {
-				if q == 0 {
-					if pos+int64(size) > fileSize {
-						break scan
-					}
-					buf = make([]byte, size)
-					continue scan
+				if q == 0 && pos+int64(size) <= fileSize {
+					buf = make([]byte, size) // one record larger than the buffer
+				} else if q == 0 {
+					done = true // a torn record at the end of the file
 				}
 				break
 			}
 			rec, err := commitlog.Decode(chunk[q : q+size])
 			if err != nil || rec.QueueOffset != next || rec.PhysicalOffset != pos+int64(q) {
-				break scan
+				done = true
+				break
 			}
 			if since >= interval {
 				seg.index = append(seg.index, indexEntry{uint32(next - seg.base), uint32(pos + int64(q))})
@@ -455,8 +454,8 @@ scan:
 			next++
 			q += size
 		}
-		if q == 0 {
-			break
+		if q == 0 && len(chunk)-q < 8 {
+			done = true
 		}
 		pos += int64(q)
 	}
