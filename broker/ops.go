@@ -37,8 +37,14 @@ func (b *Broker) opsRoutes(timed func(int16, func(*remoting.Conn, *remoting.Comm
 	timed(ReqResetOffset, b.handleResetOffset)
 	timed(ReqFerryDLQList, b.handleDLQList)
 	timed(ReqFerryDLQResend, b.handleDLQResend)
-	timed(ReqFerryDrain, func(c *remoting.Conn, req *remoting.Command) { b.Drain(true); b.reply(c, req, remoting.RespSuccess, "") })
-	timed(ReqFerryUndrain, func(c *remoting.Conn, req *remoting.Command) { b.Drain(false); b.reply(c, req, remoting.RespSuccess, "") })
+	timed(ReqFerryDrain, func(c *remoting.Conn, req *remoting.Command) {
+		b.Drain(true)
+		b.reply(c, req, remoting.RespSuccess, "")
+	})
+	timed(ReqFerryUndrain, func(c *remoting.Conn, req *remoting.Command) {
+		b.Drain(false)
+		b.reply(c, req, remoting.RespSuccess, "")
+	})
 	timed(ReqFerryGroupList, func(c *remoting.Conn, req *remoting.Command) { b.replyJSON(c, req, b.Groups()) })
 }
 
