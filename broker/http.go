@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
+	"github.com/valyala/fasthttp/pprofhandler"
 )
 
 // httpServer serves the health endpoints, metrics and the HTTP API.
@@ -50,6 +52,10 @@ func (b *Broker) startHTTP() (*httpServer, error) {
 			case "/metrics":
 				metricsHandler(ctx)
 			default:
+				if strings.HasPrefix(string(ctx.Path()), "/debug/pprof/") {
+					pprofhandler.PprofHandler(ctx)
+					return
+				}
 				b.serveAPI(ctx)
 			}
 		},

@@ -49,6 +49,7 @@ func run(args []string) int {
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
 	}
+	app.Commands = append(app.Commands, benchCommand())
 	app.Commands = append(app.Commands, extraCommands()...)
 	if err := app.Run(args); err != nil {
 		fmt.Fprintln(os.Stderr, "ferry:", err)

@@ -1,0 +1,480 @@
+// Package load is Ferry's load generator (`ferry bench produce|consume`).
+//
+// It speaks the remoting protocol directly, so it measures the broker and
+// not an SDK: N producer goroutines over M connections send single
+// messages (SEND_MESSAGE) or batches (SEND_BATCH_MESSAGE) flat out or at a
+// fixed total rate, and report throughput and HDR latency percentiles of
+// the send round trip. The consume mode long-polls every queue of the
+// topic and reports end-to-end latency, born (the producer's clock,
+// written as nanoseconds in the first 8 bytes of each body) to delivered.
+// Producer and consumer run in one process so the two clocks are one.
+package load
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Config is one load run.
+type Config struct {
+	Namesrv     string        // name server ip:port (routes)
+	Topic       string        // base topic name
+	Topics      int           // topics (Topic-0 … Topic-N-1 when > 1)
+	Queues      int           // queues per topic, created if missing
+	Producers   int           // sending goroutines
+	Conns       int           // connections they share
+	Size        int           // body bytes
+	Batch       int           // messages per send (1 = SEND_MESSAGE)
+	Rate        int           // total msg/s, 0 = flat out
+	Duration    time.Duration // measured time
+	Warmup      time.Duration // unmeasured time first
+	Consume     bool          // also consume and measure end to end
+	Progress    io.Writer     // one line a second (nil: none)
+	SendTimeout time.Duration
+}
+
+// Result is what a run measured.
+type Result struct {
+	Sent          int64
+	Errors        int64
+	Seconds       float64
+	MsgPerSec     float64
+	MiBPerSec     float64
+	SendP50       time.Duration
+	SendP99       time.Duration
+	SendP999      time.Duration
+	Consumed      int64
+	ConsumePerSec float64
+	E2EP50        time.Duration
+	E2EP99        time.Duration
+	E2EP999       time.Duration
+	FirstError    string
+}
+
+func (c *Config) defaults() error {
+	if c.Namesrv == "" {
+		c.Namesrv = "127.0.0.1:9876"
+	}
+	if c.Topic == "" {
+		c.Topic = "BenchTopic"
+	}
+	if c.Topics <= 0 {
+		c.Topics = 1
+	}
+	if c.Queues <= 0 {
+		c.Queues = 8
+	}
+	if c.Producers <= 0 {
+		c.Producers = 4
+	}
+	if c.Conns <= 0 {
+		c.Conns = min(c.Producers, 4)
+	}
+	if c.Size < 8 {
+		c.Size = 1024
+	}
+	if c.Batch <= 0 {
+		c.Batch = 1
+	}
+	if c.Duration <= 0 {
+		c.Duration = 15 * time.Second
+	}
+	if c.SendTimeout <= 0 {
+		c.SendTimeout = 10 * time.Second
+	}
+	if c.Rate < 0 {
+		return errors.New("load: rate must not be negative")
+	}
+	return nil
+}
+
+type target struct {
+	topic  string
+	queue  int
+	broker string
+}
+
+// Run performs one load run.
+func Run(ctx context.Context, cfg Config) (Result, error) {
+	if err := cfg.defaults(); err != nil {
+		return Result{}, err
+	}
+	ns := remoting.NewClient(remoting.ClientConfig{})
+	defer ns.Close()
+	var targets []target
+	var topics []string
+	for i := 0; i < cfg.Topics; i++ {
+		t := cfg.Topic
+		if cfg.Topics > 1 {
+			t = fmt.Sprintf("%s-%d", cfg.Topic, i)
+		}
+		topics = append(topics, t)
+		ts, err := ensureTopic(ctx, ns, cfg.Namesrv, t, cfg.Queues)
+		if err != nil {
+			return Result{}, err
+		}
+		targets = append(targets, ts...)
+	}
+	conns := make([]*remoting.Client, cfg.Conns)
+	for i := range conns {
+		conns[i] = remoting.NewClient(remoting.ClientConfig{})
+		defer conns[i].Close()
+	}
+
+	var (
+		sent, errs atomic.Int64
+		measuring  atomic.Bool
+		firstErr   atomic.Pointer[string]
+		histMu     sync.Mutex
+		sendHist   = hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
+		e2eHist    = hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
+		consumed   atomic.Int64
+	)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+
+	if cfg.Consume {
+		cons := remoting.NewClient(remoting.ClientConfig{})
+		defer cons.Close()
+		for _, tg := range targets {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				consumeQueue(runCtx, cons, tg, func(born int64) {
+					if !measuring.Load() {
+						return
+					}
+					consumed.Add(1)
+					us := (time.Now().UnixNano() - born) / 1000
+					histMu.Lock()
+					_ = e2eHist.RecordValue(max(us, 1))
+					histMu.Unlock()
+				})
+			}()
+		}
+	}
+
+	// Pacing: each producer sends at Rate/Producers messages a second.
+	var interval time.Duration
+	if cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(cfg.Producers*cfg.Batch) / float64(cfg.Rate))
+	}
+	for p := 0; p < cfg.Producers; p++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := conns[p%len(conns)]
+			body := make([]byte, cfg.Size)
+			for i := range body {
+				body[i] = byte('a' + rand.IntN(26))
+			}
+			n := p
+			next := time.Now()
+			local := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
+			defer func() {
+				histMu.Lock()
+				sendHist.Merge(local)
+				histMu.Unlock()
+			}()
+			var batchBody []byte
+			for runCtx.Err() == nil {
+				if interval > 0 {
+					next = next.Add(interval)
+					if d := time.Until(next); d > 0 {
+						select {
+						case <-runCtx.Done():
+							return
+						case <-time.After(d):
+						}
+					}
+				}
+				tg := targets[n%len(targets)]
+				n++
+				start := time.Now()
+				var req *remoting.Command
+				if cfg.Batch == 1 {
+					binary.BigEndian.PutUint64(body, uint64(start.UnixNano()))
+					req = sendRequest(tg, body, fmt.Sprintf("UNIQ_KEY\x01%016X%016X", start.UnixNano(), n))
+				} else {
+					batchBody = batchBody[:0]
+					for i := 0; i < cfg.Batch; i++ {
+						binary.BigEndian.PutUint64(body, uint64(start.UnixNano()))
+						batchBody = appendBatchMessage(batchBody, body)
+					}
+					req = batchRequest(tg, batchBody)
+				}
+				sctx, scancel := context.WithTimeout(runCtx, cfg.SendTimeout)
+				resp, err := cl.Invoke(sctx, tg.broker, req)
+				scancel()
+				if runCtx.Err() != nil {
+					return
+				}
+				if err == nil && resp.Code != remoting.RespSuccess {
+					err = fmt.Errorf("code %d: %s", resp.Code, resp.Remark)
+				}
+				if !measuring.Load() {
+					continue
+				}
+				if err != nil {
+					errs.Add(1)
+					s := err.Error()
+					firstErr.CompareAndSwap(nil, &s)
+					continue
+				}
+				sent.Add(int64(cfg.Batch))
+				_ = local.RecordValue(max(time.Since(start).Microseconds(), 1))
+			}
+		}()
+	}
+
+	if cfg.Warmup > 0 {
+		select {
+		case <-ctx.Done():
+		case <-time.After(cfg.Warmup):
+		}
+	}
+	measuring.Store(true)
+	start := time.Now()
+	tick := time.NewTicker(time.Second)
+	var last int64
+	deadline := time.After(cfg.Duration)
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case <-deadline:
+			break loop
+		case <-tick.C:
+			if cfg.Progress != nil {
+				cur := sent.Load()
+				fmt.Fprintf(cfg.Progress, "%5.0fs  %9d msg/s  sent %d  errors %d  consumed %d\n",
+					time.Since(start).Seconds(), cur-last, cur, errs.Load(), consumed.Load())
+				last = cur
+			}
+		}
+	}
+	tick.Stop()
+	elapsed := time.Since(start).Seconds()
+	measuring.Store(false)
+	cancel()
+	wg.Wait()
+
+	r := Result{Sent: sent.Load(), Errors: errs.Load(), Seconds: elapsed, Consumed: consumed.Load()}
+	r.MsgPerSec = float64(r.Sent) / elapsed
+	r.MiBPerSec = r.MsgPerSec * float64(cfg.Size) / (1 << 20)
+	r.ConsumePerSec = float64(r.Consumed) / elapsed
+	us := func(h *hdrhistogram.Histogram, q float64) time.Duration {
+		return time.Duration(h.ValueAtQuantile(q)) * time.Microsecond
+	}
+	r.SendP50, r.SendP99, r.SendP999 = us(sendHist, 50), us(sendHist, 99), us(sendHist, 99.9)
+	r.E2EP50, r.E2EP99, r.E2EP999 = us(e2eHist, 50), us(e2eHist, 99), us(e2eHist, 99.9)
+	if p := firstErr.Load(); p != nil {
+		r.FirstError = *p
+	}
+	return r, nil
+}
+
+// ensureTopic creates topic with queues on every broker of the cluster if
+// the name server has no route, and returns its queues.
+func ensureTopic(ctx context.Context, ns *remoting.Client, nsAddr, topic string, queues int) ([]target, error) {
+	route, err := remoting.GetRouteInfo(ctx, ns, nsAddr, topic)
+	if err != nil {
+		var re *remoting.ResponseError
+		if !errors.As(err, &re) || re.Code != remoting.RespTopicNotExist {
+			return nil, fmt.Errorf("load: route of %s from %s: %w", topic, nsAddr, err)
+		}
+		resp, err := ns.Invoke(ctx, nsAddr, remoting.NewRequest(remoting.ReqGetBrokerClusterInfo, nil, nil))
+		if err != nil {
+			return nil, fmt.Errorf("load: cluster info: %w", err)
+		}
+		var ci remoting.ClusterInfo
+		if err := remoting.DecodeBody(resp.Body, &ci); err != nil {
+			return nil, err
+		}
+		if len(ci.BrokerAddrTable) == 0 {
+			return nil, fmt.Errorf("load: no broker registered with %s", nsAddr)
+		}
+		for _, bd := range ci.BrokerAddrTable {
+			addr := bd.BrokerAddrs[0]
+			q := strconv.Itoa(queues)
+			resp, err := ns.Invoke(ctx, addr, remoting.NewRequest(remoting.ReqUpdateAndCreateTopic, map[string]string{
+				"topic": topic, "readQueueNums": q, "writeQueueNums": q, "perm": "6"}, nil))
+			if err == nil {
+				err = resp.Err()
+			}
+			if err != nil {
+				return nil, fmt.Errorf("load: create %s on %s: %w", topic, addr, err)
+			}
+		}
+		// The broker re-registers at once; wait for the route.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			if route, err = remoting.GetRouteInfo(ctx, ns, nsAddr, topic); err == nil || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("load: route of new topic %s: %w", topic, err)
+		}
+	}
+	addrs := map[string]string{}
+	for _, bd := range route.BrokerDatas {
+		addrs[bd.BrokerName] = bd.BrokerAddrs[0]
+	}
+	var out []target
+	for _, qd := range route.QueueDatas {
+		for q := 0; q < int(qd.WriteQueueNums); q++ {
+			out = append(out, target{topic: topic, queue: q, broker: addrs[qd.BrokerName]})
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("load: topic %s has no writable queue", topic)
+	}
+	return out, nil
+}
+
+func sendRequest(tg target, body []byte, props string) *remoting.Command {
+	return remoting.NewRequest(remoting.ReqSendMessage, map[string]string{
+		"producerGroup": "ferry-bench", "topic": tg.topic, "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
+		"queueId": strconv.Itoa(tg.queue), "sysFlag": "0", "bornTimestamp": strconv.FormatInt(time.Now().UnixMilli(), 10),
+		"flag": "0", "properties": props, "reconsumeTimes": "0", "unitMode": "false", "batch": "false",
+	}, append([]byte(nil), body...))
+}
+
+func batchRequest(tg target, body []byte) *remoting.Command {
+	return remoting.NewRequest(remoting.ReqSendBatchMessage, map[string]string{
+		"a": "ferry-bench", "b": tg.topic, "c": "TBW102", "d": "4", "e": strconv.Itoa(tg.queue), "f": "0",
+		"g": strconv.FormatInt(time.Now().UnixMilli(), 10), "h": "0", "i": "", "j": "0", "k": "false", "l": "0", "m": "true",
+	}, append([]byte(nil), body...))
+}
+
+// appendBatchMessage encodes one member of a SEND_BATCH_MESSAGE body.
+func appendBatchMessage(dst, body []byte) []byte {
+	be := binary.BigEndian
+	dst = be.AppendUint32(dst, uint32(22+len(body)))
+	dst = be.AppendUint32(dst, 0)
+	dst = be.AppendUint32(dst, 0)
+	dst = be.AppendUint32(dst, 0)
+	dst = be.AppendUint32(dst, uint32(len(body)))
+	dst = append(dst, body...)
+	return be.AppendUint16(dst, 0)
+}
+
+// consumeQueue long-polls one queue from its current end, calling seen
+// with the born time of every message.
+func consumeQueue(ctx context.Context, cl *remoting.Client, tg target, seen func(born int64)) {
+	off := int64(-1)
+	for ctx.Err() == nil {
+		if off < 0 {
+			resp, err := cl.Invoke(ctx, tg.broker, remoting.NewRequest(remoting.ReqGetMaxOffset,
+				map[string]string{"topic": tg.topic, "queueId": strconv.Itoa(tg.queue)}, nil))
+			if err != nil {
+				return
+			}
+			off, _ = resp.Int64("offset")
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		resp, err := cl.Invoke(pctx, tg.broker, remoting.NewRequest(remoting.ReqPullMessage, map[string]string{
+			"consumerGroup": "ferry-bench", "topic": tg.topic, "queueId": strconv.Itoa(tg.queue),
+			"queueOffset": strconv.FormatInt(off, 10), "maxMsgNums": "64", "sysFlag": "6", "commitOffset": "0",
+			"suspendTimeoutMillis": "15000", "subscription": "*", "subVersion": "0", "expressionType": "TAG",
+		}, nil))
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		if n, err := resp.Int64("nextBeginOffset"); err == nil {
+			off = n
+		}
+		for b := resp.Body; len(b) > 0; {
+			rec, err := commitlog.Decode(b)
+			if err != nil {
+				break
+			}
+			if len(rec.Body) >= 8 {
+				seen(int64(binary.BigEndian.Uint64(rec.Body)))
+			}
+			b = b[rec.Size:]
+		}
+	}
+}
+
+// Main runs `ferry bench produce|consume` with its own flags and prints
+// the result; it returns the exit code.
+func Main(mode string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ferry bench "+mode, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg Config
+	fs.StringVar(&cfg.Namesrv, "namesrv", "127.0.0.1:9876", "name server ip:port")
+	fs.StringVar(&cfg.Topic, "topic", "BenchTopic", "topic (with --topics N: topic-0 … topic-N-1)")
+	fs.IntVar(&cfg.Topics, "topics", 1, "number of topics")
+	fs.IntVar(&cfg.Queues, "queues", 8, "queues per topic when creating it")
+	fs.IntVar(&cfg.Producers, "producers", 4, "concurrent producers")
+	fs.IntVar(&cfg.Conns, "conns", 0, "connections the producers share (default min(producers, 4))")
+	fs.IntVar(&cfg.Size, "size", 1024, "message body bytes")
+	fs.IntVar(&cfg.Batch, "batch", 1, "messages per send (1: single sends)")
+	fs.IntVar(&cfg.Rate, "rate", 0, "total messages per second (0: flat out)")
+	fs.DurationVar(&cfg.Duration, "duration", 15*time.Second, "measured time")
+	fs.DurationVar(&cfg.Warmup, "warmup", 3*time.Second, "unmeasured warm-up")
+	quiet := fs.Bool("quiet", false, "no progress lines")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg.Consume = mode == "consume"
+	if err := cfg.defaults(); err != nil {
+		fmt.Fprintln(stderr, "ferry bench:", err)
+		return 2
+	}
+	if !*quiet {
+		cfg.Progress = stderr
+	}
+	r, err := Run(context.Background(), cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "ferry bench:", err)
+		return 1
+	}
+	fmt.Fprint(stdout, Format(cfg, r))
+	if r.Sent == 0 {
+		return 1
+	}
+	return 0
+}
+
+// Format renders a result as a few aligned lines.
+func Format(cfg Config, r Result) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "producers=%d conns=%d size=%d batch=%d topics=%d queues=%d rate=%d\n",
+		cfg.Producers, cfg.Conns, cfg.Size, cfg.Batch, cfg.Topics, cfg.Queues, cfg.Rate)
+	fmt.Fprintf(&b, "produced   %d msgs in %.1fs: %.0f msg/s, %.1f MiB/s, errors %d\n", r.Sent, r.Seconds, r.MsgPerSec, r.MiBPerSec, r.Errors)
+	fmt.Fprintf(&b, "send rtt   p50 %v  p99 %v  p99.9 %v\n", r.SendP50, r.SendP99, r.SendP999)
+	if cfg.Consume {
+		fmt.Fprintf(&b, "consumed   %d msgs: %.0f msg/s\n", r.Consumed, r.ConsumePerSec)
+		fmt.Fprintf(&b, "end to end p50 %v  p99 %v  p99.9 %v\n", r.E2EP50, r.E2EP99, r.E2EP999)
+	}
+	if r.FirstError != "" {
+		fmt.Fprintf(&b, "first error: %s\n", r.FirstError)
+	}
+	return b.String()
+}
