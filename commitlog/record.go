@@ -82,9 +82,16 @@ func hostLen(a netip.AddrPort) int {
 	return 20
 }
 
+var crcItemPrefix = []byte(CRCProperty + "\x01")
+
 // userProps returns the properties without any checksum property, and
 // whether a separator must be added before the checksum.
 func userProps(p []byte) (props []byte, needSep bool) {
+	if !bytes.Contains(p, crcItemPrefix) {
+		// The common case, found in one pass: no item can be named
+		// CRCProperty if its name and separator never occur.
+		return p, len(p) > 0 && p[len(p)-1] != PropertySep
+	}
 	cut := false
 	for {
 		i := propertyIndex(p, CRCProperty)
