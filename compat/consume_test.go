@@ -311,7 +311,7 @@ func committedOffsets(t *testing.T, cl *remoting.Client, broker, group, topic st
 func TestOrderlyPerShardingKey(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "async")
-	const topic, keys, perKey = "Orderly", 5, 12
+	const topic, keys, perKey = "Orderly", 6, 25
 	createTopic(t, s.NameSrv, []string{s.Broker}, topic, 4)
 	p := newProducer(t, s.NameSrv, producer.WithQueueSelector(producer.NewHashQueueSelector()))
 	for i := range perKey {
@@ -380,7 +380,7 @@ func TestOrderlyPerShardingKey(t *testing.T) {
 func TestPullConsumer(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "async")
-	const topic, n = "Pull", 20
+	const topic, n = "Pull", 60
 	createTopic(t, s.NameSrv, []string{s.Broker}, topic, 4)
 	p := newProducer(t, s.NameSrv)
 	want := bodiesOf("pull", n)

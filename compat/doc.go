@@ -8,6 +8,9 @@
 //
 //	cd compat && go test ./...
 //
+// TestMain builds the binary from the checkout (../cmd/ferry); set
+// FERRY_BIN to test a prebuilt binary instead.
+//
 // Every test starts its own broker (or cluster) on ports the kernel picks,
 // so independent tests run in parallel. Nothing waits with a fixed sleep:
 // conditions are polled with a deadline.

@@ -47,6 +47,11 @@ func runTests(m *testing.M) int {
 	// errors are worth seeing next to test output.
 	rlog.SetLogLevel("error")
 
+	if bin := os.Getenv("FERRY_BIN"); bin != "" {
+		// A prebuilt binary, e.g. of a release or of a known-good tree.
+		ferryBin = bin
+		return m.Run()
+	}
 	dir, err := os.MkdirTemp("", "ferry-compat-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "compat:", err)
@@ -140,6 +145,7 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 	}()
 	t.Cleanup(func() {
 		p.kill(t)
+		p.logProblems(t)
 		if t.Failed() {
 			p.mu.Lock()
 			t.Logf("last log lines of %s (pid %d):\n%s", name, cmd.Process.Pid, strings.Join(p.raw, "\n"))
@@ -163,6 +169,25 @@ func (p *proc) addLine(s string) {
 	}
 	close(p.changed)
 	p.changed = make(chan struct{})
+}
+
+// logProblems logs (for -v and failures) the warnings and errors the
+// process logged.
+func (p *proc) logProblems(t *testing.T) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, l := range p.lines {
+		if l["level"] != "warn" && l["level"] != "error" {
+			continue
+		}
+		if n++; n <= 20 {
+			t.Logf("%s logged: %v", p.name, l)
+		}
+	}
+	if n > 20 {
+		t.Logf("%s logged %d warnings and errors in all", p.name, n)
+	}
 }
 
 // waitLog returns the fields of the first log line whose message is msg.

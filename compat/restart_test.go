@@ -3,6 +3,7 @@ package compat
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -23,7 +24,7 @@ const redeliveryTolerance = 2
 func TestOffsetsSurviveRestarts(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "async")
-	const topic, group, queues, n = "Offsets", "cg-offsets", 4, 20
+	const topic, group, queues, n = "Offsets", "cg-offsets", 4, 40
 	createTopic(t, s.NameSrv, []string{s.Broker}, topic, queues)
 	cl := newRemotingClient(t)
 	committed := func() int64 {
@@ -74,10 +75,43 @@ func TestOffsetsSurviveRestarts(t *testing.T) {
 	phase("consumer restart", send("second"))
 
 	s.restart(t)
+	// "broker ready" comes before the first registration with the name
+	// server; clients need the route.
+	waitRoute(t, s.NameSrv, topic, 1)
 	if got := committed(); got != int64(len(consumed)) {
 		t.Fatalf("after the broker restart the committed offsets sum to %d, want %d", got, len(consumed))
 	}
 	phase("broker restart", send("third"))
+
+	// A consumer that stays up while the broker restarts under it picks up
+	// where it was: it reconnects, heart-beats again (the consumer registry
+	// is not persisted, so this can take one 30 s heartbeat period) and
+	// receives what is sent afterwards.
+	rec := &recorder{}
+	c := startPushConsumer(t, s.NameSrv, group, topic, "*", rec.handle)
+	before := send("fourth")
+	waitFor(t, receiveTimeout, func() bool { return rec.hasAll(before) }, "running consumer: missing %v", rec.missing(before))
+	s.restart(t)
+	waitRoute(t, s.NameSrv, topic, 1)
+	after := send("fifth")
+	waitFor(t, 2*receiveTimeout, func() bool { return rec.hasAll(after) }, "consumer across the restart: missing %v", rec.missing(after))
+	c.stop()
+	got := rec.bodies()
+	redelivered := 0
+	for _, b := range append(consumed, before...) {
+		redelivered += got[b] - boolInt(slices.Contains(before, b))
+	}
+	t.Logf("consumer across the restart: %d deliveries, %d of them redeliveries", rec.count(), redelivered)
+	if redelivered > redeliveryTolerance {
+		t.Errorf("consumer across the restart: %d redeliveries (tolerance %d)", redelivered, redeliveryTolerance)
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // TestKill9SyncFlush kills a --flush sync broker with SIGKILL while
@@ -192,7 +226,7 @@ func TestTwoBrokers(t *testing.T) {
 		brokers[name] = addr
 		addrs = append(addrs, addr)
 	}
-	const topic, n = "TwoBrokers", 40
+	const topic, n = "TwoBrokers", 60
 	createTopic(t, ns, addrs, topic, 4)
 	route := waitRoute(t, ns, topic, 2)
 	for _, bd := range route.BrokerDatas {

@@ -27,7 +27,7 @@ func TestSendModes(t *testing.T) {
 	const topic = "SendModes"
 	createTopic(t, s.NameSrv, []string{s.Broker}, topic, 4)
 	p := newProducer(t, s.NameSrv)
-	const n = 8
+	const n = 25
 
 	where := map[string]sentAt{} // body → acknowledged position
 	checkResult := func(body string, res *primitive.SendResult) {
