@@ -76,6 +76,7 @@ type Broker struct {
 	ln       net.Listener
 	nsClient *remoting.Client
 	http     *httpServer
+	api      apiState // HTTP API state: receive leases, held long polls (api_consume.go)
 
 	storeHost netip.AddrPort // advertised ip:port, also STOREHOST of records
 	addr      string         // storeHost as text

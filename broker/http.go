@@ -31,6 +31,7 @@ func (b *Broker) startHTTP() (*httpServer, error) {
 	h.srv = &fasthttp.Server{
 		Name:               "ferry",
 		MaxRequestBodySize: b.cfg.MaxMessageSize*4 + 1<<20,
+		ErrorHandler:       apiReadError,
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			switch string(ctx.Path()) {
 			case "/livez":

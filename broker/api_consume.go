@@ -1,0 +1,652 @@
+package broker
+
+// Receive / ack / nack: queue-style consumption over HTTP for clients that
+// keep no state. The broker keeps, per (group, topic, queue), the next
+// queue offset to hand out and the in-flight offsets with their visibility
+// deadlines, all in memory:
+//
+//   - receive hands out messages from next on (the topic's read queues and
+//     the group's %RETRY% queue), each under a lease with a receipt handle;
+//   - ack ends a lease; the group's committed offset of the queue becomes
+//     the smallest in-flight offset, or next when none is in flight;
+//   - nack, or a lease whose visibility deadline passes, sends the message
+//     down the retry path (exactly as CONSUMER_SEND_MSG_BACK: %RETRY% at
+//     delay level 3 + reconsume times, the DLQ after the group's retry
+//     limit) and then ends the lease as an ack does.
+//
+// Delivery is at least once: leases are not persisted, so after a broker
+// restart consumption resumes from the committed offset and messages that
+// were in flight are delivered again. A queue whose committed offset is
+// changed by anyone else (an offset reset, a remoting consumer of the same
+// group) restarts from the new offset and forgets its leases. Messages the
+// tag filter rejects count as consumed. The retry queue is shared by every
+// topic the group consumes, so a receive on one topic also returns retried
+// messages of the group's other topics (each shows its own topic).
+//
+// Concurrency: leaseTable.mu guards the map of groups; groupLeases.mu
+// guards one group's queues and is held across a receive scan, an ack and
+// a nack (including the commitlog append of the retry copy). Lock order:
+// leaseTable.mu → groupLeases.mu → offsetTable.mu; commitlog and consume
+// queue calls are made under groupLeases.mu only. The expiry sweeper is a
+// goroutine owned by the Broker (b.wg), started by the first receive and
+// stopped by Shutdown (b.stop); each receive also expires its group's
+// leases itself first.
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// apiState is the HTTP API's in-memory state, the Broker's api field.
+type apiState struct {
+	waiters atomic.Int64 // long-polling requests held now
+	leases  leaseTable
+}
+
+// Receive limits.
+const (
+	defaultReceiveMax   = 16
+	maxReceiveMax       = 1000
+	defaultVisibility   = 30 * time.Second
+	minVisibility       = 100 * time.Millisecond
+	maxVisibility       = 12 * time.Hour
+	leaseSweepInterval  = 100 * time.Millisecond
+	receiveRescanPeriod = 500 * time.Millisecond
+	expiryRetryDelay    = time.Second
+)
+
+type leaseTable struct {
+	mu      sync.Mutex
+	groups  map[string]*groupLeases
+	epoch   atomic.Uint64 // last lease epoch handed out
+	seeded  sync.Once
+	sweeper sync.Once
+}
+
+type groupLeases struct {
+	mu     sync.Mutex
+	queues map[topicQueue]*leaseQueue
+	rr     int // round-robin start among the queues
+}
+
+type topicQueue struct {
+	topic string
+	queue int32
+}
+
+type leaseQueue struct {
+	next      int64            // next queue offset to hand out
+	committed int64            // last offset committed from here; -1 none
+	inflight  map[int64]*lease // by queue offset
+}
+
+type lease struct {
+	epoch    uint64
+	deadline time.Time
+	clogOff  int64
+}
+
+func (t *leaseTable) group(name string, create bool) *groupLeases {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	g := t.groups[name]
+	if g == nil && create {
+		if t.groups == nil {
+			t.groups = make(map[string]*groupLeases)
+		}
+		g = &groupLeases{queues: make(map[topicQueue]*leaseQueue)}
+		t.groups[name] = g
+	}
+	return g
+}
+
+func (t *leaseTable) all() map[string]*groupLeases {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]*groupLeases, len(t.groups))
+	for k, v := range t.groups {
+		out[k] = v
+	}
+	return out
+}
+
+func (t *leaseTable) forgetGroup(name string) {
+	t.mu.Lock()
+	delete(t.groups, name)
+	t.mu.Unlock()
+}
+
+func (t *leaseTable) forgetTopic(topic string) {
+	for _, g := range t.all() {
+		g.mu.Lock()
+		for tq := range g.queues {
+			if tq.topic == topic {
+				delete(g.queues, tq)
+			}
+		}
+		g.mu.Unlock()
+	}
+}
+
+// nextEpoch returns a lease epoch unique across broker runs (seeded from
+// the clock), so a receipt handle from before a restart never matches.
+func (t *leaseTable) nextEpoch() uint64 {
+	t.seeded.Do(func() { t.epoch.Store(uint64(time.Now().UnixNano())) })
+	return t.epoch.Add(1)
+}
+
+// inflight counts a group's leases by queue.
+func (t *leaseTable) inflight(group string) map[topicQueue]int {
+	out := map[topicQueue]int{}
+	g := t.group(group, false)
+	if g == nil {
+		return out
+	}
+	g.mu.Lock()
+	for tq, lq := range g.queues {
+		if len(lq.inflight) > 0 {
+			out[tq] = len(lq.inflight)
+		}
+	}
+	g.mu.Unlock()
+	return out
+}
+
+// queueLocked returns the lease state of (group, tq), creating it at the
+// committed offset (the queue's first kept offset when none is committed),
+// or recreating it when the committed offset moved underneath.
+func (b *Broker) queueLocked(g *groupLeases, group string, tq topicQueue, create bool) *leaseQueue {
+	cur, ok := b.offsets.get(group, tq.topic, tq.queue)
+	lq := g.queues[tq]
+	if lq != nil && ((ok && cur == lq.committed) || (!ok && lq.committed < 0)) {
+		return lq
+	}
+	if lq == nil && !create {
+		return nil
+	}
+	lq = &leaseQueue{committed: -1, inflight: make(map[int64]*lease)}
+	if ok {
+		lq.next, lq.committed = cur, cur
+	} else {
+		lq.next = b.minOffset(tq.topic, tq.queue)
+	}
+	g.queues[tq] = lq
+	return lq
+}
+
+// commitLocked commits min(in flight) or next as the group's offset.
+func (b *Broker) commitLocked(group string, tq topicQueue, lq *leaseQueue) {
+	c := lq.next
+	for qo := range lq.inflight {
+		c = min(c, qo)
+	}
+	if c != lq.committed {
+		b.offsets.set(group, tq.topic, tq.queue, c)
+		lq.committed = c
+	}
+}
+
+// receipt is what a receipt handle encodes.
+type receipt struct {
+	topic   string
+	queue   int32
+	qoff    int64
+	clogOff int64
+	epoch   uint64
+}
+
+const receiptVersion = 1
+
+// encode: version 1 | epoch uint64 BE | uvarint queue offset | uvarint
+// commitlog offset | uvarint queue | topic, base64url without padding.
+func (r receipt) encode() string {
+	b := make([]byte, 0, 9+3*binary.MaxVarintLen64+len(r.topic))
+	b = append(b, receiptVersion)
+	b = binary.BigEndian.AppendUint64(b, r.epoch)
+	b = binary.AppendUvarint(b, uint64(r.qoff))
+	b = binary.AppendUvarint(b, uint64(r.clogOff))
+	b = binary.AppendUvarint(b, uint64(r.queue))
+	b = append(b, r.topic...)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeReceipt(s string) (receipt, error) {
+	var r receipt
+	bad := fmt.Errorf("%w: %q", errReceiptInvalid, s)
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil || len(b) < 10 || b[0] != receiptVersion {
+		return r, bad
+	}
+	r.epoch = binary.BigEndian.Uint64(b[1:])
+	b = b[9:]
+	var vals [3]uint64
+	for i := range vals {
+		v, n := binary.Uvarint(b)
+		if n <= 0 {
+			return r, bad
+		}
+		vals[i], b = v, b[n:]
+	}
+	if vals[0] > 1<<62 || vals[1] > 1<<62 || vals[2] > 1<<30 || ValidateTopic(string(b)) != nil {
+		return r, bad
+	}
+	r.qoff, r.clogOff, r.queue, r.topic = int64(vals[0]), int64(vals[1]), int32(vals[2]), string(b)
+	return r, nil
+}
+
+// consumerGroup returns group's config, creating it when auto-creation is
+// on, and refuses a group that may not consume.
+func (b *Broker) consumerGroup(group string) (GroupConfig, error) {
+	gc, ok := b.groups.get(group)
+	if !ok {
+		if !b.c().AutoCreateGroup {
+			return gc, fmt.Errorf("%w: %s", ErrGroupNotFound, group)
+		}
+		gc = DefaultGroupConfig(group, b.c().RetryMaxTimes)
+		if err := b.groups.put(gc); err != nil {
+			return gc, err
+		}
+	}
+	if !gc.ConsumeEnable {
+		return gc, fmt.Errorf("%w: consumer group %s may not consume (consume_enable is false)", errNoPermission, group)
+	}
+	return gc, nil
+}
+
+type apiReceiveRequest struct {
+	Topic        string `json:"topic"`
+	Max          int    `json:"max"`
+	VisibilityMs int64  `json:"visibility_ms"`
+	WaitMs       int64  `json:"wait_ms"`
+	Tag          string `json:"tag"`
+}
+
+func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
+	group := p.get("group")
+	var in apiReceiveRequest
+	if err := decodeBody(ctx, &in); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	if in.Max == 0 {
+		in.Max = defaultReceiveMax
+	}
+	vis := time.Duration(in.VisibilityMs) * time.Millisecond
+	if in.VisibilityMs == 0 {
+		vis = defaultVisibility
+	}
+	switch {
+	case in.Topic == "":
+		writeProblem(ctx, fmt.Errorf("%w: topic is required", errBadInput))
+		return
+	case in.Max < 1 || in.Max > maxReceiveMax:
+		writeProblem(ctx, fmt.Errorf("%w: max %d must be 1 to %d", errBadInput, in.Max, maxReceiveMax))
+		return
+	case vis < minVisibility || vis > maxVisibility:
+		writeProblem(ctx, fmt.Errorf("%w: visibility_ms %d must be %d to %d", errBadInput, in.VisibilityMs, minVisibility.Milliseconds(), maxVisibility.Milliseconds()))
+		return
+	case in.WaitMs < 0:
+		writeProblem(ctx, fmt.Errorf("%w: wait_ms %d must not be negative", errBadInput, in.WaitMs))
+		return
+	}
+	if err := ValidateGroup(group); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	gc, err := b.consumerGroup(group)
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	tc, ok := b.topics.get(in.Topic)
+	if !ok {
+		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, in.Topic))
+		return
+	}
+	if !remoting.PermReadable(tc.Perm) {
+		writeProblem(ctx, fmt.Errorf("%w: topic %s is not readable", errNoPermission, in.Topic))
+		return
+	}
+	b.startLeaseSweeper()
+	filter, tags := apiTagFilter(in.Tag)
+	g := b.api.leases.group(group, true)
+	wait := min(time.Duration(in.WaitMs)*time.Millisecond, b.c().LongPollMax.D())
+	deadline := time.Now().Add(wait)
+	waiting := false
+	defer func() {
+		if waiting {
+			b.apiWaitEnd()
+		}
+	}()
+	for {
+		queues := b.receiveQueues(group, in.Topic)
+		notify := make([]<-chan struct{}, len(queues))
+		for i, tq := range queues {
+			notify[i] = b.cq.Notify(tq.topic, tq.queue)
+		}
+		msgs, err := b.receiveOnce(g, group, gc, queues, in.Max, vis, filter, tags)
+		if err != nil {
+			writeProblem(ctx, err)
+			return
+		}
+		left := time.Until(deadline)
+		if len(msgs) > 0 || left <= 0 {
+			writeJSON(ctx, fasthttp.StatusOK, map[string]any{"messages": msgs})
+			return
+		}
+		if !waiting {
+			if !b.apiWaitBegin() {
+				writeProblem(ctx, fmt.Errorf("%w: too many long-polling requests held", errBusy))
+				return
+			}
+			waiting = true
+		}
+		// Wake on an append to any of the queues, the deadline, or a
+		// rescan period (the retry topic may appear, leases may expire).
+		timer := time.NewTimer(min(left, receiveRescanPeriod))
+		cases := make([]reflect.SelectCase, 0, len(notify)+2)
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)},
+			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(b.stop)})
+		for _, ch := range notify {
+			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+		}
+		chosen, _, _ := reflect.Select(cases)
+		timer.Stop()
+		if chosen == 1 {
+			deadline = time.Now() // stopping: answer with what is there
+		}
+	}
+}
+
+// receiveQueues lists the queues a receive of topic by group reads: the
+// topic's read queues, then the group's retry queues.
+func (b *Broker) receiveQueues(group, topic string) []topicQueue {
+	var out []topicQueue
+	if tc, ok := b.topics.get(topic); ok {
+		for q := int32(0); q < tc.ReadQueueNums; q++ {
+			out = append(out, topicQueue{topic, q})
+		}
+	}
+	retry := RetryTopic(group)
+	if tc, ok := b.topics.get(retry); ok && retry != topic {
+		for q := int32(0); q < tc.ReadQueueNums; q++ {
+			out = append(out, topicQueue{retry, q})
+		}
+	}
+	return out
+}
+
+// receiveOnce leases up to max messages from queues, first expiring the
+// group's overdue leases.
+func (b *Broker) receiveOnce(g *groupLeases, group string, gc GroupConfig, queues []topicQueue, want int, vis time.Duration, filter tagFilter, tags map[string]bool) ([]apiMessage, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	now := time.Now()
+	b.expireLocked(g, group, gc, now)
+	out := []apiMessage{}
+	if len(queues) == 0 {
+		return out, nil
+	}
+	start := g.rr % len(queues)
+	g.rr++
+	var entries []consumequeue.Entry
+	var buf []byte
+	var bytesOut int
+	for i := 0; i < len(queues) && len(out) < want; i++ {
+		tq := queues[(start+i)%len(queues)]
+		lq := b.queueLocked(g, group, tq, true)
+		minOff, maxOff := b.minOffset(tq.topic, tq.queue), b.cq.MaxOffset(tq.topic, tq.queue)
+		lq.next = min(max(lq.next, minOff), maxOff)
+	scan:
+		for len(out) < want && lq.next < maxOff {
+			var err error
+			entries, err = b.cq.Get(tq.topic, tq.queue, lq.next, min(2*(want-len(out)), 256), entries[:0])
+			if err != nil || len(entries) == 0 {
+				if err != nil {
+					b.log.Warn().Err(err).Str("group", group).Str("topic", tq.topic).Int32("queue_id", tq.queue).Msg("HTTP receive: read consume queue")
+				}
+				break
+			}
+			for _, e := range entries {
+				if len(out) >= want {
+					break scan
+				}
+				if e.Size == 0 || !filter.match(e.TagsCode) {
+					lq.next = e.QueueOffset + 1
+					continue
+				}
+				var rec commitlog.Record
+				rec, buf, err = b.clog.ReadRecord(e.Offset, buf)
+				if err != nil {
+					b.log.Warn().Err(err).Str("group", group).Str("topic", tq.topic).Int64("offset", e.QueueOffset).Msg("HTTP receive: read message")
+					break scan
+				}
+				lq.next = e.QueueOffset + 1
+				if tags != nil {
+					if t, _ := rec.Property(commitlog.PropTags); !tags[t] {
+						continue // a tag hash collision
+					}
+				}
+				l := &lease{epoch: b.api.leases.nextEpoch(), deadline: now.Add(vis), clogOff: e.Offset}
+				lq.inflight[e.QueueOffset] = l
+				m := b.messageOut(rec)
+				if strings.HasPrefix(tq.topic, RetryGroupTopicPrefix) {
+					m.StoredTopic = tq.topic
+					if t, ok := rec.Property(commitlog.PropRetryTopic); ok && t != "" && !strings.HasPrefix(t, RetryGroupTopicPrefix) {
+						m.Topic = t
+					}
+				}
+				m.ReceiptHandle = receipt{topic: tq.topic, queue: tq.queue, qoff: e.QueueOffset, clogOff: e.Offset, epoch: l.epoch}.encode()
+				bytesOut += len(rec.Body)
+				out = append(out, m)
+			}
+		}
+		b.commitLocked(group, tq, lq)
+	}
+	if len(out) > 0 {
+		b.metrics.messagesOut(queues[0].topic, group, len(out), bytesOut)
+	}
+	return out, nil
+}
+
+// retryLocked sends the leased message at clogOff down the retry path:
+// %RETRY%<group> at the next delay level, or the DLQ past the limit.
+func (b *Broker) retryLocked(group string, gc GroupConfig, clogOff int64) error {
+	rec, _, err := b.clog.ReadRecord(clogOff, nil)
+	if err != nil {
+		return err
+	}
+	origin, _ := rec.Property(commitlog.PropUniqKey)
+	m, err := b.sendBackMessage(rec, group, gc, origin, 0, -1)
+	if err != nil {
+		return err
+	}
+	if _, err := b.clog.Append([]commitlog.Message{m}, nil); err != nil && !isFlushTimeout(err) {
+		return err
+	}
+	b.metrics.messagesIn(m.Topic, 1, len(m.Body))
+	return nil
+}
+
+// expireLocked nacks the group's leases past their deadline. A failed
+// retry is tried again a little later.
+func (b *Broker) expireLocked(g *groupLeases, group string, gc GroupConfig, now time.Time) {
+	for tq, lq := range g.queues {
+		touched := false
+		for qo, l := range lq.inflight {
+			if l.deadline.After(now) {
+				continue
+			}
+			if err := b.retryLocked(group, gc, l.clogOff); err != nil {
+				b.log.Warn().Err(err).Str("group", group).Str("topic", tq.topic).Int64("offset", qo).Msg("HTTP lease expired; retry failed")
+				l.deadline = now.Add(expiryRetryDelay)
+				continue
+			}
+			delete(lq.inflight, qo)
+			touched = true
+		}
+		if touched {
+			b.commitLocked(group, tq, lq)
+		}
+	}
+}
+
+// startLeaseSweeper starts the goroutine that expires leases of every
+// group, once; it stops with the broker.
+func (b *Broker) startLeaseSweeper() {
+	b.api.leases.sweeper.Do(func() {
+		select {
+		case <-b.stop:
+			return
+		default:
+		}
+		b.wg.Add(1)
+		go b.sweepLeases()
+	})
+}
+
+func (b *Broker) sweepLeases() {
+	defer b.wg.Done()
+	t := time.NewTicker(leaseSweepInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case now := <-t.C:
+			for name, g := range b.api.leases.all() {
+				gc, ok := b.groups.get(name)
+				if !ok {
+					b.api.leases.forgetGroup(name)
+					continue
+				}
+				if b.writable() != "" {
+					continue // the retry copies could not be stored
+				}
+				g.mu.Lock()
+				b.expireLocked(g, name, gc, now)
+				g.mu.Unlock()
+			}
+		}
+	}
+}
+
+type apiHandlesRequest struct {
+	ReceiptHandles []string `json:"receipt_handles"`
+}
+
+type apiHandleFailure struct {
+	ReceiptHandle string  `json:"receipt_handle"`
+	Error         problem `json:"error"`
+}
+
+// settle runs fn on the lease of each handle under the group's lock;
+// fn returns false with an error to keep the lease.
+func (b *Broker) settle(ctx *fasthttp.RequestCtx, p apiParams, verb string, fn func(group string, gc GroupConfig, l *lease) error) {
+	group := p.get("group")
+	var in apiHandlesRequest
+	if err := decodeBody(ctx, &in); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	if len(in.ReceiptHandles) == 0 {
+		writeProblem(ctx, fmt.Errorf("%w: receipt_handles is empty", errBadInput))
+		return
+	}
+	if len(in.ReceiptHandles) > maxReceiveMax {
+		writeProblem(ctx, fmt.Errorf("%w: %d receipt handles; at most %d per request", errBadInput, len(in.ReceiptHandles), maxReceiveMax))
+		return
+	}
+	gc, ok := b.groups.get(group)
+	if !ok {
+		writeProblem(ctx, fmt.Errorf("%w: %s", ErrGroupNotFound, group))
+		return
+	}
+	failed := []apiHandleFailure{}
+	fail := func(h string, err error) {
+		failed = append(failed, apiHandleFailure{ReceiptHandle: h, Error: problemOf(err)})
+	}
+	done := 0
+	g := b.api.leases.group(group, false)
+	if g != nil {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+	}
+	touched := map[topicQueue]*leaseQueue{}
+	for _, h := range in.ReceiptHandles {
+		r, err := decodeReceipt(h)
+		if err != nil {
+			fail(h, err)
+			continue
+		}
+		tq := topicQueue{r.topic, r.queue}
+		var lq *leaseQueue
+		if g != nil {
+			lq = b.queueLocked(g, group, tq, false)
+		}
+		var l *lease
+		if lq != nil {
+			l = lq.inflight[r.qoff]
+		}
+		if l == nil || l.epoch != r.epoch {
+			fail(h, fmt.Errorf("%w: the lease ended (acked, nacked, or its visibility timeout passed and the message went to retry)", errReceiptExpired))
+			continue
+		}
+		if err := fn(group, gc, l); err != nil {
+			fail(h, err)
+			continue
+		}
+		delete(lq.inflight, r.qoff)
+		touched[tq] = lq
+		done++
+	}
+	for tq, lq := range touched {
+		b.commitLocked(group, tq, lq)
+	}
+	writeJSON(ctx, fasthttp.StatusOK, map[string]any{verb: done, "failed": failed})
+}
+
+// apiAck ends leases: the messages are consumed.
+func (b *Broker) apiAck(ctx *fasthttp.RequestCtx, p apiParams) {
+	b.settle(ctx, p, "acked", func(string, GroupConfig, *lease) error { return nil })
+}
+
+// apiNack sends the leased messages down the retry path.
+func (b *Broker) apiNack(ctx *fasthttp.RequestCtx, p apiParams) {
+	if err := b.checkWritable(); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	b.settle(ctx, p, "nacked", func(group string, gc GroupConfig, l *lease) error {
+		return b.retryLocked(group, gc, l.clogOff)
+	})
+}
+
+func isFlushTimeout(err error) bool { return errors.Is(err, commitlog.ErrFlushTimeout) }
+
+func (t *leaseTable) forgetGroupTopic(group, topic string) {
+	g := t.group(group, false)
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	for tq := range g.queues {
+		if tq.topic == topic {
+			delete(g.queues, tq)
+		}
+	}
+	g.mu.Unlock()
+}

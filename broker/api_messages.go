@@ -1,0 +1,575 @@
+package broker
+
+import (
+	"bytes"
+	"compress/zlib"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// apiMessage is a stored message as the HTTP API shows it.
+type apiMessage struct {
+	Topic string `json:"topic"`
+	// StoredTopic is set by receive when the message was read from the
+	// group's retry topic (Topic is then the topic it was first sent to).
+	StoredTopic      string            `json:"stored_topic,omitempty"`
+	QueueID          int32             `json:"queue_id"`
+	QueueOffset      int64             `json:"queue_offset"`
+	CommitlogOffset  int64             `json:"commitlog_offset"`
+	MsgID            string            `json:"msg_id"`
+	OffsetMsgID      string            `json:"offset_msg_id"`
+	Tags             string            `json:"tags"`
+	Keys             []string          `json:"keys"`
+	Properties       map[string]string `json:"properties"`
+	SystemProperties map[string]string `json:"system_properties,omitempty"`
+	Body             string            `json:"body"`
+	BodyEncoding     string            `json:"body_encoding"`
+	BornAtMs         int64             `json:"born_at_ms"`
+	StoredAtMs       int64             `json:"stored_at_ms"`
+	ReconsumeTimes   int32             `json:"reconsume_times"`
+	ReceiptHandle    string            `json:"receipt_handle,omitempty"`
+}
+
+// systemProps are the property names RocketMQ and Ferry reserve
+// (MessageConst): shown under system_properties, not properties.
+var systemProps = map[string]bool{
+	commitlog.PropTags: true, commitlog.PropKeys: true, commitlog.PropUniqKey: true,
+	commitlog.PropDelayLevel: true, commitlog.PropTimerDeliverMS: true, commitlog.PropTimerDelaySec: true,
+	commitlog.PropTimerDelayMS: true, commitlog.PropRealTopic: true, commitlog.PropRealQueueID: true,
+	commitlog.PropRetryTopic: true, commitlog.PropOriginMessageID: true, commitlog.PropCluster: true,
+	commitlog.PropWait: true, commitlog.PropMaxReconsume: true, commitlog.PropShardingKey: true,
+	"TRACE_ON": true, "MSG_REGION": true, "TRAN_MSG": true, "PGROUP": true, "MIN_OFFSET": true,
+	"MAX_OFFSET": true, "BUYER_ID": true, "TRANSFER_FLAG": true, "CORRECTION_FLAG": true, "MQ2_FLAG": true,
+	"RECONSUME_TIME": true, "CONSUME_START_TIME": true, "TRAN_PREPARED_QUEUE_OFFSET": true,
+	"TRANSACTION_CHECK_TIMES": true, "CHECK_IMMUNITY_TIME_IN_SECONDS": true, "INSTANCE_ID": true,
+	"__STARTDELIVERTIME": true, "TIMER_OUT_MS": true, "TIMER_ENQUEUE_MS": true, "TIMER_DEQUEUE_MS": true,
+	"POP_CK": true, "1ST_POP_TIME": true, "DELAY_TIME_LEVEL": true, commitlog.CRCProperty: true,
+}
+
+// maxInflatedBody bounds the decompression of a compressed body.
+const maxInflatedBody = 64 << 20
+
+// messageOut converts a stored record.
+func (b *Broker) messageOut(rec commitlog.Record) apiMessage {
+	m := apiMessage{
+		Topic: string(rec.Topic), QueueID: rec.QueueID, QueueOffset: rec.QueueOffset,
+		CommitlogOffset: rec.PhysicalOffset, OffsetMsgID: commitlog.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
+		Keys: []string{}, Properties: map[string]string{}, BornAtMs: rec.BornTimestamp,
+		StoredAtMs: rec.StoreTimestamp, ReconsumeTimes: rec.ReconsumeTimes,
+	}
+	for k, v := range commitlog.ParseProperties(rec.Properties) {
+		switch {
+		case k == commitlog.PropTags:
+			m.Tags = v
+		case k == commitlog.PropKeys:
+			m.Keys = append(m.Keys, strings.Fields(v)...)
+		case k == commitlog.PropUniqKey:
+			m.MsgID = v
+		}
+		if systemProps[k] {
+			if m.SystemProperties == nil {
+				m.SystemProperties = map[string]string{}
+			}
+			m.SystemProperties[k] = v
+		} else {
+			m.Properties[k] = v
+		}
+	}
+	if m.MsgID == "" {
+		m.MsgID = m.OffsetMsgID
+	}
+	body := rec.Body
+	if rec.SysFlag&commitlog.SysFlagCompressed != 0 {
+		if zr, err := zlib.NewReader(bytes.NewReader(body)); err == nil {
+			if out, err := io.ReadAll(io.LimitReader(zr, maxInflatedBody)); err == nil {
+				body = out
+			}
+		}
+	}
+	if utf8.Valid(body) {
+		m.Body, m.BodyEncoding = string(body), "utf8"
+	} else {
+		m.Body, m.BodyEncoding = base64.StdEncoding.EncodeToString(body), "base64"
+	}
+	return m
+}
+
+// --- produce ---
+
+// maxProduceBatch caps the messages of one produce request.
+const maxProduceBatch = 1000
+
+type apiProduceMsg struct {
+	Body         string            `json:"body"`
+	BodyEncoding string            `json:"body_encoding"`
+	Tags         string            `json:"tags"`
+	Keys         []string          `json:"keys"`
+	Properties   map[string]string `json:"properties"`
+	QueueID      *int32            `json:"queue_id"`
+	DelayLevel   int32             `json:"delay_level"`
+	DeliverAtMs  int64             `json:"deliver_at_ms"`
+}
+
+type apiProduceRequest struct {
+	Messages []apiProduceMsg `json:"messages"`
+}
+
+// apiProduceResult is one message's outcome: where it went, or Error.
+type apiProduceResult struct {
+	MsgID       string   `json:"msg_id,omitempty"`
+	OffsetMsgID string   `json:"offset_msg_id,omitempty"`
+	QueueID     *int32   `json:"queue_id,omitempty"`
+	QueueOffset *int64   `json:"queue_offset,omitempty"`
+	Scheduled   bool     `json:"scheduled,omitempty"`    // stored for later delivery (delay level or delivery time)
+	FlushStatus string   `json:"flush_status,omitempty"` // "flush_disk_timeout": written, durability unconfirmed
+	Error       *problem `json:"error,omitempty"`
+}
+
+// uniqKeys generates UNIQ_KEY message ids: 8 random bytes drawn at start
+// and an 8-byte counter, as 32 upper-case hex digits.
+var uniqKeys = func() (g struct {
+	prefix [8]byte
+	n      atomic.Uint64
+}) {
+	_, _ = rand.Read(g.prefix[:])
+	return
+}()
+
+func newUniqKey() string {
+	var raw [16]byte
+	copy(raw[:], uniqKeys.prefix[:])
+	binary.BigEndian.PutUint64(raw[8:], uniqKeys.n.Add(1))
+	var out [32]byte
+	hex.Encode(out[:], raw[:])
+	return strings.ToUpper(string(out[:]))
+}
+
+// apiProduce stores one or many messages: a JSON batch or one raw body.
+// Messages without a queue_id all go to one queue picked at random per
+// request (keeping their order); all valid messages of a request are
+// appended to the commitlog in one call.
+func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
+	if err := b.checkWritable(); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	topic := p.get("topic")
+	var in []apiProduceMsg
+	var raw [][]byte // bodies of a raw request (aliases the request body)
+	ct := string(ctx.Request.Header.ContentType())
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	switch ct = strings.TrimSpace(strings.ToLower(ct)); {
+	case ct == "application/octet-stream":
+		m, err := produceFromQuery(ctx)
+		if err != nil {
+			writeProblem(ctx, err)
+			return
+		}
+		in = []apiProduceMsg{m}
+		raw = [][]byte{ctx.PostBody()}
+	case ct == "" || ct == "application/json" || strings.HasSuffix(ct, "+json"):
+		var req apiProduceRequest
+		if err := decodeBody(ctx, &req); err != nil {
+			writeProblem(ctx, err)
+			return
+		}
+		in = req.Messages
+	default:
+		writeProblem(ctx, fmt.Errorf("%w: %q: send application/json or application/octet-stream", errUnsupportedMedia, ct))
+		return
+	}
+	if len(in) == 0 {
+		writeProblem(ctx, fmt.Errorf("%w: no messages", errBadInput))
+		return
+	}
+	if len(in) > maxProduceBatch {
+		writeProblem(ctx, fmt.Errorf("%w: %d messages; at most %d per request", errBadInput, len(in), maxProduceBatch))
+		return
+	}
+	h := sendHeader{topic: topic, queueID: -1}
+	tc, err := b.resolveSendTopic(&h)
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	nq := max(tc.WriteQueueNums, tc.ReadQueueNums)
+	born := remoteAddrPort(ctx.RemoteAddr())
+	now := time.Now().UnixMilli()
+	maxBody := b.c().MaxMessageSize
+
+	results := make([]apiProduceResult, len(in))
+	msgs := make([]commitlog.Message, 0, len(in))
+	idx := make([]int, 0, len(in)) // results index of msgs[i]
+	realQ := make([]int32, 0, len(in))
+	uniq := make([]string, 0, len(in))
+	var bytesIn int
+	for i := range in {
+		var body []byte
+		if raw != nil {
+			body = raw[i]
+		}
+		m, id, err := b.buildMessage(&in[i], body, topic, h.queueID, nq, born, now, maxBody)
+		if err != nil {
+			pr := problemOf(err)
+			results[i].Error = &pr
+			continue
+		}
+		q := m.QueueID
+		if err := b.routeSpecial(&m, &h); err != nil {
+			pr := problemOf(err)
+			results[i].Error = &pr
+			continue
+		}
+		msgs = append(msgs, m)
+		idx = append(idx, i)
+		realQ = append(realQ, q)
+		uniq = append(uniq, id)
+		bytesIn += len(m.Body)
+	}
+	if len(msgs) > 0 {
+		res, err := b.clog.Append(msgs, nil)
+		flushTimeout := errors.Is(err, commitlog.ErrFlushTimeout) && len(res) == len(msgs)
+		if err != nil && !flushTimeout {
+			b.log.Warn().Err(err).Str("topic", topic).Msg("HTTP produce failed")
+			writeProblem(ctx, err)
+			return
+		}
+		for j, r := range res {
+			out := &results[idx[j]]
+			q, off := realQ[j], r.QueueOffset
+			out.MsgID, out.OffsetMsgID = uniq[j], commitlog.OffsetMsgID(b.storeHost, r.Offset)
+			out.QueueID, out.QueueOffset = &q, &off
+			out.Scheduled = msgs[j].Topic == ScheduleTopic || msgs[j].Topic == TimerTopic
+			if flushTimeout {
+				out.FlushStatus = "flush_disk_timeout"
+			}
+		}
+		b.metrics.messagesIn(topic, len(msgs), bytesIn)
+	}
+	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"results": results})
+}
+
+// produceFromQuery reads a raw produce request's message attributes from
+// its query parameters.
+func produceFromQuery(ctx *fasthttp.RequestCtx) (apiProduceMsg, error) {
+	var m apiProduceMsg
+	args := ctx.QueryArgs()
+	m.Tags = string(args.Peek("tags"))
+	if k := string(args.Peek("keys")); k != "" {
+		m.Keys = strings.Split(k, ",")
+	}
+	if args.Has("queue_id") {
+		q, err := queryIntIn(ctx, "queue_id", 0, 0, 1<<31-1)
+		if err != nil {
+			return m, err
+		}
+		q32 := int32(q)
+		m.QueueID = &q32
+	}
+	dl, err := queryIntIn(ctx, "delay_level", 0, 0, 1<<31-1)
+	if err != nil {
+		return m, err
+	}
+	m.DelayLevel = int32(dl)
+	if m.DeliverAtMs, err = queryInt(ctx, "deliver_at_ms", 0); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// buildMessage validates one produce message and builds what is stored.
+// rawBody, when non-nil, is the body of a raw request.
+func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, defQueue, nq int32, born netip.AddrPort, now int64, maxBody int) (commitlog.Message, string, error) {
+	body := rawBody
+	if body == nil {
+		switch in.BodyEncoding {
+		case "", "utf8", "utf-8":
+			body = []byte(in.Body)
+		case "base64":
+			var err error
+			if body, err = base64.StdEncoding.DecodeString(in.Body); err != nil {
+				return commitlog.Message{}, "", fmt.Errorf("%w: body is not valid base64: %v", errMessageIllegal, err)
+			}
+		default:
+			return commitlog.Message{}, "", fmt.Errorf("%w: body_encoding %q: want utf8 or base64", errMessageIllegal, in.BodyEncoding)
+		}
+	}
+	if len(body) > maxBody {
+		return commitlog.Message{}, "", fmt.Errorf("%w: body is %d bytes, the limit is %d", commitlog.ErrMessageTooLarge, len(body), maxBody)
+	}
+	q := defQueue
+	if in.QueueID != nil {
+		if *in.QueueID < 0 || *in.QueueID >= nq {
+			return commitlog.Message{}, "", fmt.Errorf("%w: queue_id %d: topic %s has queues 0 to %d", errQueueIllegal, *in.QueueID, topic, nq-1)
+		}
+		q = *in.QueueID
+	}
+	props := make(map[string]string, len(in.Properties)+4)
+	for k, v := range in.Properties {
+		if k == "" || !commitlog.ValidPropertyText(k) || !commitlog.ValidPropertyText(v) {
+			return commitlog.Message{}, "", fmt.Errorf("%w: property %q: names must be non-empty and neither may contain \\x01 or \\x02", errMessageIllegal, k)
+		}
+		props[k] = v
+	}
+	if in.Tags != "" {
+		if !commitlog.ValidPropertyText(in.Tags) {
+			return commitlog.Message{}, "", fmt.Errorf("%w: tags may not contain \\x01 or \\x02", errMessageIllegal)
+		}
+		props[commitlog.PropTags] = in.Tags
+	}
+	if len(in.Keys) > 0 {
+		for _, k := range in.Keys {
+			if k == "" || strings.ContainsAny(k, " \x01\x02") {
+				return commitlog.Message{}, "", fmt.Errorf("%w: key %q: keys must be non-empty and contain no spaces", errMessageIllegal, k)
+			}
+		}
+		props[commitlog.PropKeys] = strings.Join(in.Keys, " ")
+	}
+	switch {
+	case in.DelayLevel < 0:
+		return commitlog.Message{}, "", fmt.Errorf("%w: delay_level %d must be 1 or more", ErrDelayInvalid, in.DelayLevel)
+	case in.DeliverAtMs < 0:
+		return commitlog.Message{}, "", fmt.Errorf("%w: deliver_at_ms %d must be a time in ms", ErrDelayInvalid, in.DeliverAtMs)
+	case in.DelayLevel > 0 && in.DeliverAtMs > 0:
+		return commitlog.Message{}, "", fmt.Errorf("%w: give delay_level or deliver_at_ms, not both", ErrDelayInvalid)
+	case in.DelayLevel > 0:
+		props[commitlog.PropDelayLevel] = strconv.Itoa(int(in.DelayLevel))
+	case in.DeliverAtMs > 0:
+		props[commitlog.PropTimerDeliverMS] = strconv.FormatInt(in.DeliverAtMs, 10)
+	}
+	id := props[commitlog.PropUniqKey]
+	if id == "" {
+		id = newUniqKey()
+		props[commitlog.PropUniqKey] = id
+	}
+	m := commitlog.Message{
+		Topic: topic, QueueID: q, Body: body, Properties: commitlog.EncodeProperties(props),
+		BornTimestamp: now, BornHost: born, StoreHost: b.storeHost,
+	}
+	if _, err := m.EncodedSize(maxBody); err != nil {
+		return commitlog.Message{}, "", err
+	}
+	return m, id, nil
+}
+
+func remoteAddrPort(a net.Addr) netip.AddrPort {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort()
+	}
+	return parseAddrPort(a.String())
+}
+
+// --- reads ---
+
+func (b *Broker) apiMessageByID(ctx *fasthttp.RequestCtx, p apiParams) {
+	raw, err := b.MessageByID(p.get("msgId"))
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	rec, err := commitlog.Decode(raw)
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, b.messageOut(rec))
+}
+
+func (b *Broker) apiMessagesByKey(ctx *fasthttp.RequestCtx, p apiParams) {
+	topic := p.get("topic")
+	if _, ok := b.topics.get(topic); !ok {
+		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, topic))
+		return
+	}
+	key := string(ctx.QueryArgs().Peek("key"))
+	if key == "" {
+		writeProblem(ctx, fmt.Errorf("%w: query parameter key is required", errBadInput))
+		return
+	}
+	begin, err := queryInt(ctx, "begin_ms", 0)
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	end, err := queryInt(ctx, "end_ms", 0)
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	n, err := queryIntIn(ctx, "max", 32, 1, 1000)
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	raws, err := b.MessagesByKey(topic, key, begin, end, int(n))
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	out := make([]apiMessage, 0, len(raws))
+	for _, r := range raws {
+		if rec, err := commitlog.Decode(r); err == nil {
+			out = append(out, b.messageOut(rec))
+		}
+	}
+	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"messages": out})
+}
+
+// maxHTTPWaiters caps the long-polling HTTP requests held at once; past
+// it a request that would wait is answered 429.
+const maxHTTPWaiters = 8192
+
+// apiWaitBegin counts a long-polling request in; false when too many are
+// held already.
+func (b *Broker) apiWaitBegin() bool {
+	if b.api.waiters.Add(1) > maxHTTPWaiters {
+		b.api.waiters.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (b *Broker) apiWaitEnd() { b.api.waiters.Add(-1) }
+
+// apiReadQueue reads a queue from an offset, without any group state: the
+// caller keeps the offset (next_offset). An offset below the queue's first
+// kept message reads from there; one past the end answers no messages and
+// next_offset = max_offset.
+func (b *Broker) apiReadQueue(ctx *fasthttp.RequestCtx, p apiParams) {
+	topic := p.get("topic")
+	tc, ok := b.topics.get(topic)
+	if !ok {
+		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, topic))
+		return
+	}
+	if !remoting.PermReadable(tc.Perm) {
+		writeProblem(ctx, fmt.Errorf("%w: topic %s is not readable", errNoPermission, topic))
+		return
+	}
+	q64, err := strconv.ParseInt(p.get("queue"), 10, 32)
+	if err != nil || q64 < 0 || q64 >= int64(max(tc.ReadQueueNums, tc.WriteQueueNums)) {
+		writeProblem(ctx, fmt.Errorf("%w: queue %q of topic %s (queues 0 to %d)", errQueueInvalid, p.get("queue"), topic, max(tc.ReadQueueNums, tc.WriteQueueNums)-1))
+		return
+	}
+	q := int32(q64)
+	offset, err := queryIntIn(ctx, "offset", 0, 0, 1<<62)
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	n, err := queryIntIn(ctx, "max", 32, 1, 1000)
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	waitMs, err := queryIntIn(ctx, "wait_ms", 0, 0, 1<<40)
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	filter, tags := apiTagFilter(string(ctx.QueryArgs().Peek("tag")))
+	wait := min(time.Duration(waitMs)*time.Millisecond, b.c().LongPollMax.D())
+	var timer *time.Timer
+	waiting := false
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+		if waiting {
+			b.apiWaitEnd()
+		}
+	}()
+	for {
+		notify := b.cq.Notify(topic, q)
+		minOff, maxOff := b.minOffset(topic, q), b.cq.MaxOffset(topic, q)
+		offset = max(offset, minOff)
+		if offset > maxOff {
+			offset = maxOff
+		}
+		var msgs []apiMessage
+		if offset < maxOff {
+			msgs, offset, err = b.readQueueOnce(topic, q, offset, int(n), filter, tags, maxOff)
+			if err != nil {
+				writeProblem(ctx, err)
+				return
+			}
+		}
+		if len(msgs) > 0 || wait <= 0 {
+			if msgs == nil {
+				msgs = []apiMessage{}
+			}
+			writeJSON(ctx, fasthttp.StatusOK, map[string]any{"messages": msgs, "next_offset": offset, "min_offset": minOff, "max_offset": maxOff})
+			return
+		}
+		if timer == nil {
+			if !b.apiWaitBegin() {
+				writeProblem(ctx, fmt.Errorf("%w: too many long-polling requests held", errBusy))
+				return
+			}
+			waiting = true
+			timer = time.NewTimer(wait)
+		}
+		select {
+		case <-notify:
+			continue
+		case <-timer.C:
+		case <-b.stop:
+		}
+		wait = 0 // answer with what is there now
+	}
+}
+
+// readQueueOnce reads up to n messages of (topic, q) from offset that pass
+// the tag filter, returning them and the next offset.
+func (b *Broker) readQueueOnce(topic string, q int32, offset int64, n int, filter tagFilter, tags map[string]bool, maxOff int64) ([]apiMessage, int64, error) {
+	pr := pullRequest{topic: topic, queueID: q, offset: offset, maxMsgs: n}
+	body, _, next, err := b.readMessages(&pr, filter, maxOff)
+	if err != nil {
+		return nil, offset, err
+	}
+	var out []apiMessage
+	for len(body) > 0 {
+		rec, err := commitlog.Decode(body)
+		if err != nil {
+			return out, next, err
+		}
+		body = body[rec.Size:]
+		if tags != nil {
+			if t, _ := rec.Property(commitlog.PropTags); !tags[t] {
+				continue // a tag hash collision
+			}
+		}
+		out = append(out, b.messageOut(rec))
+	}
+	return out, next, nil
+}
+
+// apiTagFilter parses a tag expression ("", "*", "A", "A || B") into the
+// hash filter and the exact tag set (nil: every tag).
+func apiTagFilter(expr string) (tagFilter, map[string]bool) {
+	expr = strings.TrimSpace(expr)
+	if expr == "" || expr == remoting.SubscribeAll {
+		return tagFilter{all: true}, nil
+	}
+	s := newSubscription(remoting.SubscriptionData{SubString: expr}, time.Time{})
+	return filterOf(s), s.tags
+}

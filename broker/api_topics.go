@@ -1,0 +1,194 @@
+package broker
+
+import (
+	"fmt"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// apiTopic is a topic's config as the HTTP API shows it.
+type apiTopic struct {
+	Name        string `json:"name"`
+	ReadQueues  int32  `json:"read_queues"`
+	WriteQueues int32  `json:"write_queues"`
+	Perm        string `json:"perm"` // "rw", "r", "w" or "-"
+	Order       bool   `json:"order"`
+}
+
+// apiTopicDetail adds the queues' offsets.
+type apiTopicDetail struct {
+	apiTopic
+	Queues []apiQueueStat `json:"queues"`
+}
+
+type apiQueueStat struct {
+	QueueID     int32 `json:"queue_id"`
+	MinOffset   int64 `json:"min_offset"`
+	MaxOffset   int64 `json:"max_offset"`
+	LastStoreMs int64 `json:"last_store_ms"`
+}
+
+// apiTopicInput is the body of POST /v1/topics and PUT /v1/topics/{topic}.
+// Absent fields keep their current (or default) value.
+type apiTopicInput struct {
+	Name        string  `json:"name"`
+	ReadQueues  *int32  `json:"read_queues"`
+	WriteQueues *int32  `json:"write_queues"`
+	Perm        *string `json:"perm"`
+	Order       *bool   `json:"order"`
+}
+
+func topicOut(tc TopicConfig) apiTopic {
+	return apiTopic{Name: tc.TopicName, ReadQueues: tc.ReadQueueNums, WriteQueues: tc.WriteQueueNums,
+		Perm: permText(tc.Perm), Order: tc.Order}
+}
+
+func permText(p int32) string {
+	s := ""
+	if remoting.PermReadable(p) {
+		s += "r"
+	}
+	if remoting.PermWritable(p) {
+		s += "w"
+	}
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// parsePerm turns "rw", "r", "w" into perm bits, keeping the other bits of
+// old (inherit, priority).
+func parsePerm(s string, old int32) (int32, error) {
+	base := old &^ (remoting.PermRead | remoting.PermWrite)
+	switch s {
+	case "rw", "wr":
+		return base | remoting.PermRead | remoting.PermWrite, nil
+	case "r":
+		return base | remoting.PermRead, nil
+	case "w":
+		return base | remoting.PermWrite, nil
+	}
+	return 0, fmt.Errorf("%w: perm %q: want rw, r or w", errBadInput, s)
+}
+
+// apply merges the input into tc.
+func (in *apiTopicInput) apply(tc *TopicConfig) error {
+	if in.ReadQueues != nil {
+		tc.ReadQueueNums = *in.ReadQueues
+	}
+	if in.WriteQueues != nil {
+		tc.WriteQueueNums = *in.WriteQueues
+	}
+	if in.Perm != nil {
+		p, err := parsePerm(*in.Perm, tc.Perm)
+		if err != nil {
+			return err
+		}
+		tc.Perm = p
+	}
+	if in.Order != nil {
+		tc.Order = *in.Order
+	}
+	return nil
+}
+
+func (b *Broker) apiListTopics(ctx *fasthttp.RequestCtx, _ apiParams) {
+	out := []apiTopic{}
+	for _, name := range b.topics.names() {
+		if tc, ok := b.topics.get(name); ok {
+			out = append(out, topicOut(tc))
+		}
+	}
+	writeJSON(ctx, fasthttp.StatusOK, out)
+}
+
+func (b *Broker) apiCreateTopic(ctx *fasthttp.RequestCtx, _ apiParams) {
+	var in apiTopicInput
+	if err := decodeBody(ctx, &in); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	if err := ValidateTopic(in.Name); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	if _, ok := b.topics.get(in.Name); ok {
+		writeProblem(ctx, fmt.Errorf("%w: %s", errTopicExists, in.Name))
+		return
+	}
+	n := b.c().DefaultTopicQueueNums
+	tc := TopicConfig{TopicName: in.Name, ReadQueueNums: n, WriteQueueNums: n,
+		Perm: remoting.PermRead | remoting.PermWrite, TopicFilterType: remoting.TopicFilterSingleTag}
+	if err := in.apply(&tc); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	if err := b.CreateTopic(tc); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	b.log.Info().Str("topic", tc.TopicName).Int32("queues", tc.WriteQueueNums).Msg("topic created over HTTP")
+	cur, _ := b.topics.get(tc.TopicName)
+	writeJSON(ctx, fasthttp.StatusCreated, topicOut(cur))
+}
+
+func (b *Broker) apiGetTopic(ctx *fasthttp.RequestCtx, p apiParams) {
+	name := p.get("topic")
+	tc, ok := b.topics.get(name)
+	if !ok {
+		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, name))
+		return
+	}
+	st, err := b.TopicStats(name)
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	out := apiTopicDetail{apiTopic: topicOut(tc), Queues: make([]apiQueueStat, len(st))}
+	for i, s := range st {
+		out.Queues[i] = apiQueueStat{QueueID: s.QueueID, MinOffset: s.MinOffset, MaxOffset: s.MaxOffset, LastStoreMs: s.LastStoreMilli}
+	}
+	writeJSON(ctx, fasthttp.StatusOK, out)
+}
+
+func (b *Broker) apiUpdateTopic(ctx *fasthttp.RequestCtx, p apiParams) {
+	name := p.get("topic")
+	var in apiTopicInput
+	if err := decodeBody(ctx, &in); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	if in.Name != "" && in.Name != name {
+		writeProblem(ctx, fmt.Errorf("%w: body names topic %q, the path %q (topics cannot be renamed)", errBadInput, in.Name, name))
+		return
+	}
+	tc, ok := b.topics.get(name)
+	if !ok {
+		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, name))
+		return
+	}
+	if err := in.apply(&tc); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	if err := b.CreateTopic(tc); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	cur, _ := b.topics.get(name)
+	writeJSON(ctx, fasthttp.StatusOK, topicOut(cur))
+}
+
+func (b *Broker) apiDeleteTopic(ctx *fasthttp.RequestCtx, p apiParams) {
+	name := p.get("topic")
+	if err := b.DeleteTopic(name); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	b.api.leases.forgetTopic(name)
+	b.log.Info().Str("topic", name).Msg("topic deleted over HTTP")
+	ctx.SetStatusCode(fasthttp.StatusNoContent)
+}
