@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"golang.org/x/sys/unix"
+
 	"github.com/ferrymq/ferry/commitlog"
 )
 
@@ -431,16 +433,60 @@ func (s *Store) syncQueueLocked(q *queue) error {
 	if err := s.writeTailLocked(q); err != nil {
 		return err
 	}
-	for i, f := range q.dirtyFiles {
+	for _, f := range q.dirtyFiles {
 		if err := f.f.SyncData(); err != nil {
 			return fmt.Errorf("consumequeue: sync %s: %w", f.name, err)
 		}
+	}
+	markSyncedLocked(q)
+	return nil
+}
+
+// syncfsThreshold is how many queues must be due before one syncfs(2)
+// replaces their fsyncs: thousands of queue files synced one by one cost
+// one journal commit each, and compete with the commitlog's group commit.
+const syncfsThreshold = 16
+
+// syncQueuesLocked makes the queues' entries durable: their tails are
+// written, then either each file is fdatasynced or, for many queues on a
+// real file system, the whole file system is synced once.
+func (s *Store) syncQueuesLocked(qs []*queue) error {
+	fd := vfs.InvalidFd
+	if len(qs) >= syncfsThreshold {
+		for _, q := range qs {
+			if err := s.writeTailLocked(q); err != nil {
+				return err
+			}
+			if fd == vfs.InvalidFd && len(q.dirtyFiles) > 0 {
+				fd = q.dirtyFiles[0].f.Fd()
+			}
+		}
+	}
+	if fd != vfs.InvalidFd {
+		if err := unix.Syncfs(int(fd)); err != nil {
+			return fmt.Errorf("consumequeue: syncfs: %w", err)
+		}
+		for _, q := range qs {
+			markSyncedLocked(q)
+		}
+		return nil
+	}
+	for _, q := range qs {
+		if err := s.syncQueueLocked(q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// markSyncedLocked records that q's written entries are durable.
+func markSyncedLocked(q *queue) {
+	for i, f := range q.dirtyFiles {
 		f.dirty = false
 		q.dirtyFiles[i] = nil
 	}
 	q.dirtyFiles = q.dirtyFiles[:0]
 	q.unsynced, q.inDirty, q.dirtyFrom = 0, false, -1
-	return nil
 }
 
 // flushLocked syncs the queues that have enough unsynced entries or have
@@ -454,14 +500,13 @@ func (s *Store) flushLocked(final bool) error {
 	s.lastFlush = now
 	ckq := s.pos
 	keep := s.dirty[:0]
+	var due []*queue
 	for _, q := range s.dirty {
 		if q.gone {
 			continue
 		}
 		if final || q.unsynced >= s.opts.SyncBytes || now.Sub(q.dirtySince) >= s.opts.MaxSyncDelay {
-			if err := s.syncQueueLocked(q); err != nil {
-				return s.failLocked(err)
-			}
+			due = append(due, q)
 			continue
 		}
 		keep = append(keep, q)
@@ -469,6 +514,9 @@ func (s *Store) flushLocked(final bool) error {
 	}
 	clear(s.dirty[len(keep):])
 	s.dirty = keep
+	if err := s.syncQueuesLocked(due); err != nil {
+		return s.failLocked(err)
+	}
 	for dir := range s.dirtyDirs {
 		if err := syncDir(s.fs, dir); err != nil {
 			return s.failLocked(err)
