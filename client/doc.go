@@ -1,0 +1,38 @@
+// Package client is Ferry's Go SDK: a Producer, a PushConsumer and a
+// PullConsumer that speak either the RocketMQ remoting protocol (through
+// the name servers) or a broker's HTTP API, chosen by the endpoint:
+//
+//	"127.0.0.1:9876"                  one name server, remoting transport
+//	"127.0.0.1:9876;127.0.0.1:9877"   several name servers
+//	"http://127.0.0.1:8080"           one broker's HTTP API
+//
+// Every client is configured with functional options (WithGroup,
+// WithLinger, WithOrderly, ...), validated in one place when the client is
+// built; the caller's values are copied, never modified. Logging goes to an
+// injected Logger (WithLogger); by default nothing is logged.
+//
+// # Goroutines
+//
+// Each client owns its goroutines and stops them in Close, which returns
+// only when they are gone:
+//
+//	Producer      route refresh (remoting), the linger flusher (WithLinger),
+//	              one goroutine per in-flight async or batched send
+//	PushConsumer  route refresh + heartbeat, rebalance, offset commit,
+//	              one pull loop per owned queue, the consume workers
+//	PullConsumer  route refresh (remoting)
+//
+// On the remoting transport a consumer uses two connections per broker:
+// one for long polls (PULL_MESSAGE suspended up to 20 s) and one for
+// everything else, so a parked pull never delays a heartbeat, an offset
+// commit or a send-back.
+//
+// # Offsets and retries (PushConsumer)
+//
+// A queue's committed offset is the smallest offset still being consumed
+// (or one past the last pulled message when nothing is in flight), so a
+// crash redelivers but never skips. A message whose handler fails is sent
+// back to the broker (CONSUMER_SEND_MSG_BACK), which redelivers it through
+// %RETRY%<group> at delay level 3+reconsumeTimes; if the broker refuses,
+// the consumer sends it to the retry topic itself.
+package client

@@ -1,0 +1,408 @@
+package client
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Opt configures a Producer, PushConsumer or PullConsumer. Options a
+// client does not use are accepted and ignored, so one slice of options
+// can configure several clients.
+type Opt interface{ apply(*config) }
+
+type optFunc func(*config)
+
+func (f optFunc) apply(c *config) { f(c) }
+
+// ConsumeFrom says where a consumer group with no committed offset on a
+// queue starts.
+type ConsumeFrom int8
+
+// Start positions. As in RocketMQ, the broker may answer a young queue
+// (its first message still hot) with offset 0 whatever the policy.
+const (
+	ConsumeFromLastOffset ConsumeFrom = iota
+	ConsumeFromFirstOffset
+	ConsumeFromTimestamp
+)
+
+// Defaults of the options.
+const (
+	DefaultSendTimeout         = 3 * time.Second
+	DefaultRetries             = 2
+	DefaultBatchSize           = 256
+	DefaultMaxBatchBytes       = 1 << 20
+	DefaultMaxBufferedBytes    = 32 << 20
+	DefaultMaxMessageSize      = 4 << 20
+	DefaultPullBatchSize       = 32
+	DefaultMaxCachedMessages   = 1024
+	DefaultMaxCachedBytes      = 64 << 20
+	DefaultConsumeGoroutines   = 16
+	DefaultMaxReconsumeTimes   = 16
+	DefaultLongPollTimeout     = 20 * time.Second
+	DefaultHeartbeatInterval   = 30 * time.Second
+	DefaultRebalanceInterval   = 20 * time.Second
+	DefaultRouteRefresh        = 30 * time.Second
+	DefaultCommitInterval      = 5 * time.Second
+	DefaultSuspendInterval     = time.Second
+	DefaultVisibilityTimeout   = 30 * time.Second
+	defaultGroup               = "DEFAULT_PRODUCER"
+	maxGroupLen                = 255
+	maxTopicLen                = 127
+	retryTopicPrefix           = "%RETRY%"
+	dlqTopicPrefix             = "%DLQ%"
+	autoCreateTopicTemplate    = "TBW102"
+	innerProducerGroup         = "CLIENT_INNER_PRODUCER"
+	defaultAutoCreateQueueNums = 8
+)
+
+// config is the validated form of the options. Clients copy it and never
+// change it after construction.
+type config struct {
+	// endpoint
+	namesrvAddrs []string // remoting transport
+	httpBase     string   // HTTP transport ("http://host:port", no trailing slash)
+
+	group      string
+	logger     Logger
+	instance   string
+	httpClient *http.Client
+
+	// producer
+	sendTimeout      time.Duration
+	retries          int
+	linger           time.Duration
+	batchSize        int
+	maxBatchBytes    int
+	maxBufferedBytes int
+	maxMessageSize   int
+	selector         QueueSelector
+
+	// consumers
+	consumeFrom          ConsumeFrom
+	consumeTimestamp     time.Time
+	maxCachedMessages    int
+	maxCachedBytes       int
+	orderly              bool
+	broadcast            bool
+	consumeGoroutines    int
+	consumeBatchSize     int
+	maxReconsumeTimes    int
+	pullBatchSize        int
+	longPoll             time.Duration
+	suspendInterval      time.Duration
+	visibility           time.Duration
+	heartbeatInterval    time.Duration
+	rebalanceInterval    time.Duration
+	routeRefreshInterval time.Duration
+	commitInterval       time.Duration
+
+	errs []string
+}
+
+func (c *config) bad(format string, args ...any) { c.errs = append(c.errs, fmt.Sprintf(format, args...)) }
+
+// WithGroup sets the producer or consumer group. Consumers require one.
+func WithGroup(group string) Opt { return optFunc(func(c *config) { c.group = group }) }
+
+// WithLogger injects the logger (default: none).
+func WithLogger(l Logger) Opt {
+	return optFunc(func(c *config) {
+		if l == nil {
+			c.bad("WithLogger: nil logger")
+			return
+		}
+		c.logger = l
+	})
+}
+
+// WithInstanceName sets the instance part of the client id; clients of one
+// process get distinct ids by default.
+func WithInstanceName(name string) Opt { return optFunc(func(c *config) { c.instance = name }) }
+
+// WithHTTPClient sets the http.Client of the HTTP transport.
+func WithHTTPClient(hc *http.Client) Opt { return optFunc(func(c *config) { c.httpClient = hc }) }
+
+// WithSendTimeout bounds one send attempt (default 3 s).
+func WithSendTimeout(d time.Duration) Opt { return optFunc(func(c *config) { c.sendTimeout = d }) }
+
+// WithRetries sets how many more attempts a send gets after a retriable
+// failure, each on another broker when there is one (default 2).
+func WithRetries(n int) Opt { return optFunc(func(c *config) { c.retries = n }) }
+
+// WithLinger turns on automatic batching: Send and SendAsync wait up to d
+// for more messages to the same queue and send them in one request. 0 (the
+// default) sends each message on its own.
+func WithLinger(d time.Duration) Opt { return optFunc(func(c *config) { c.linger = d }) }
+
+// WithBatchSize caps the messages in one automatic batch (default 256); a
+// full batch is sent without waiting for the linger time.
+func WithBatchSize(n int) Opt { return optFunc(func(c *config) { c.batchSize = n }) }
+
+// WithMaxBatchBytes caps the body bytes of one automatic batch (default
+// 1 MiB).
+func WithMaxBatchBytes(n int) Opt { return optFunc(func(c *config) { c.maxBatchBytes = n }) }
+
+// WithMaxBufferedBytes bounds the bytes of messages waiting in automatic
+// batches or in flight (default 32 MiB). A Send that finds the buffer full
+// waits for room until its context ends (back-pressure).
+func WithMaxBufferedBytes(n int) Opt { return optFunc(func(c *config) { c.maxBufferedBytes = n }) }
+
+// WithMaxMessageSize rejects bodies larger than n before sending (default
+// 4 MiB; the broker has its own limit).
+func WithMaxMessageSize(n int) Opt { return optFunc(func(c *config) { c.maxMessageSize = n }) }
+
+// WithQueueSelector sets how the producer picks a queue (default
+// RoundRobin; see HashSelector for ordered messages).
+func WithQueueSelector(s QueueSelector) Opt {
+	return optFunc(func(c *config) {
+		if s == nil {
+			c.bad("WithQueueSelector: nil selector")
+			return
+		}
+		c.selector = s
+	})
+}
+
+// WithConsumeFromWhere sets where a group with no committed offset starts
+// (default ConsumeFromLastOffset). For ConsumeFromTimestamp also use
+// WithConsumeTimestamp.
+func WithConsumeFromWhere(w ConsumeFrom) Opt { return optFunc(func(c *config) { c.consumeFrom = w }) }
+
+// WithConsumeTimestamp sets the start time of ConsumeFromTimestamp.
+func WithConsumeTimestamp(t time.Time) Opt {
+	return optFunc(func(c *config) { c.consumeTimestamp = t })
+}
+
+// WithMaxCachedMessagesPerQueue pauses pulling a queue while this many of
+// its messages are pulled but not yet consumed (default 1024).
+func WithMaxCachedMessagesPerQueue(n int) Opt {
+	return optFunc(func(c *config) { c.maxCachedMessages = n })
+}
+
+// WithMaxCachedBytesPerQueue pauses pulling a queue while this many body
+// bytes are pulled but not yet consumed (default 64 MiB).
+func WithMaxCachedBytesPerQueue(n int) Opt { return optFunc(func(c *config) { c.maxCachedBytes = n }) }
+
+// WithOrderly consumes each queue strictly in order, one message at a time,
+// holding the queue's lock on the broker.
+func WithOrderly(on bool) Opt { return optFunc(func(c *config) { c.orderly = on }) }
+
+// WithBroadcast makes every member of the group consume every queue;
+// offsets are kept in memory and failed messages are not retried.
+func WithBroadcast(on bool) Opt { return optFunc(func(c *config) { c.broadcast = on }) }
+
+// WithConsumeGoroutines sets how many handler calls run at once in
+// concurrent consumption (default 16).
+func WithConsumeGoroutines(n int) Opt { return optFunc(func(c *config) { c.consumeGoroutines = n }) }
+
+// WithConsumeBatchSize sets how many messages one handler call gets
+// (default 1).
+func WithConsumeBatchSize(n int) Opt { return optFunc(func(c *config) { c.consumeBatchSize = n }) }
+
+// WithMaxReconsumeTimes sets how often a failed message is redelivered
+// before it goes to the dead-letter queue (default 16).
+func WithMaxReconsumeTimes(n int) Opt { return optFunc(func(c *config) { c.maxReconsumeTimes = n }) }
+
+// WithPullBatchSize sets the messages asked for per pull (default 32).
+func WithPullBatchSize(n int) Opt { return optFunc(func(c *config) { c.pullBatchSize = n }) }
+
+// WithLongPollTimeout sets how long the broker may hold an empty pull or
+// receive (default 20 s).
+func WithLongPollTimeout(d time.Duration) Opt { return optFunc(func(c *config) { c.longPoll = d }) }
+
+// WithSuspendInterval sets how long an orderly consumer waits before
+// re-consuming a message whose handler failed (default 1 s).
+func WithSuspendInterval(d time.Duration) Opt {
+	return optFunc(func(c *config) { c.suspendInterval = d })
+}
+
+// WithVisibilityTimeout sets how long a message received over HTTP stays
+// hidden from other consumers before it is redelivered (default 30 s).
+func WithVisibilityTimeout(d time.Duration) Opt { return optFunc(func(c *config) { c.visibility = d }) }
+
+// WithHeartbeatInterval sets the heartbeat period (default 30 s).
+func WithHeartbeatInterval(d time.Duration) Opt {
+	return optFunc(func(c *config) { c.heartbeatInterval = d })
+}
+
+// WithRebalanceInterval sets the rebalance period (default 20 s); brokers
+// also trigger one when the group's membership changes.
+func WithRebalanceInterval(d time.Duration) Opt {
+	return optFunc(func(c *config) { c.rebalanceInterval = d })
+}
+
+// WithRouteRefreshInterval sets how often topic routes are re-read from the
+// name servers (default 30 s).
+func WithRouteRefreshInterval(d time.Duration) Opt {
+	return optFunc(func(c *config) { c.routeRefreshInterval = d })
+}
+
+// WithCommitInterval sets how often consumed offsets are committed (default
+// 5 s; they also ride on pulls).
+func WithCommitInterval(d time.Duration) Opt { return optFunc(func(c *config) { c.commitInterval = d }) }
+
+var nameRE = regexp.MustCompile(`^[%|a-zA-Z0-9_-]+$`)
+
+// clientKind selects the checks newConfig applies.
+type clientKind int8
+
+const (
+	kindProducer clientKind = iota
+	kindPushConsumer
+	kindPullConsumer
+)
+
+// newConfig applies opts over the defaults and validates the result: the
+// one place options are checked.
+func newConfig(kind clientKind, endpoint string, opts []Opt) (*config, error) {
+	c := &config{
+		logger:               nopLogger{},
+		sendTimeout:          DefaultSendTimeout,
+		retries:              DefaultRetries,
+		batchSize:            DefaultBatchSize,
+		maxBatchBytes:        DefaultMaxBatchBytes,
+		maxBufferedBytes:     DefaultMaxBufferedBytes,
+		maxMessageSize:       DefaultMaxMessageSize,
+		selector:             RoundRobin(),
+		maxCachedMessages:    DefaultMaxCachedMessages,
+		maxCachedBytes:       DefaultMaxCachedBytes,
+		consumeGoroutines:    DefaultConsumeGoroutines,
+		consumeBatchSize:     1,
+		maxReconsumeTimes:    DefaultMaxReconsumeTimes,
+		pullBatchSize:        DefaultPullBatchSize,
+		longPoll:             DefaultLongPollTimeout,
+		suspendInterval:      DefaultSuspendInterval,
+		visibility:           DefaultVisibilityTimeout,
+		heartbeatInterval:    DefaultHeartbeatInterval,
+		rebalanceInterval:    DefaultRebalanceInterval,
+		routeRefreshInterval: DefaultRouteRefresh,
+		commitInterval:       DefaultCommitInterval,
+		httpClient:           http.DefaultClient,
+	}
+	c.parseEndpoint(endpoint)
+	for _, o := range opts {
+		if o == nil {
+			c.bad("nil option")
+			continue
+		}
+		o.apply(c)
+	}
+	if c.group == "" && kind == kindProducer {
+		c.group = defaultGroup
+	}
+	switch {
+	case c.group == "":
+		c.bad("a consumer needs WithGroup")
+	case len(c.group) > maxGroupLen || !nameRE.MatchString(c.group):
+		c.bad("group %q: use letters, digits, '%%', '|', '-' and '_' (at most %d)", c.group, maxGroupLen)
+	case kind != kindProducer && c.group == "DEFAULT_CONSUMER":
+		c.bad("group DEFAULT_CONSUMER is reserved; pick a name for the group")
+	}
+	if c.instance != "" && strings.ContainsAny(c.instance, "@ ") {
+		c.bad("instance name %q must not contain '@' or spaces", c.instance)
+	}
+	positive := func(name string, d time.Duration) {
+		if d <= 0 {
+			c.bad("%s must be positive, got %v", name, d)
+		}
+	}
+	positive("send timeout", c.sendTimeout)
+	positive("heartbeat interval", c.heartbeatInterval)
+	positive("rebalance interval", c.rebalanceInterval)
+	positive("route refresh interval", c.routeRefreshInterval)
+	positive("commit interval", c.commitInterval)
+	positive("suspend interval", c.suspendInterval)
+	positive("visibility timeout", c.visibility)
+	if c.longPoll < 0 || c.longPoll > 5*time.Minute {
+		c.bad("long-poll timeout %v must be between 0 and 5m", c.longPoll)
+	}
+	if c.linger < 0 || c.linger > time.Minute {
+		c.bad("linger %v must be between 0 (off) and 1m", c.linger)
+	}
+	if c.retries < 0 || c.retries > 16 {
+		c.bad("retries %d must be 0 to 16", c.retries)
+	}
+	if c.batchSize < 1 || c.batchSize > 4096 {
+		c.bad("batch size %d must be 1 to 4096 messages", c.batchSize)
+	}
+	if c.maxMessageSize < 1 {
+		c.bad("max message size %d must be positive", c.maxMessageSize)
+	}
+	if c.maxBatchBytes < 1024 {
+		c.bad("max batch bytes %d must be at least 1 KiB", c.maxBatchBytes)
+	}
+	if c.maxBufferedBytes < c.maxMessageSize {
+		c.bad("max buffered bytes %d must hold at least one message of the max size %d", c.maxBufferedBytes, c.maxMessageSize)
+	}
+	if c.maxCachedMessages < 1 || c.maxCachedBytes < 1 {
+		c.bad("max cached messages and bytes per queue must be positive")
+	}
+	if c.consumeGoroutines < 1 || c.consumeGoroutines > 1024 {
+		c.bad("consume goroutines %d must be 1 to 1024", c.consumeGoroutines)
+	}
+	if c.consumeBatchSize < 1 || c.consumeBatchSize > 1024 {
+		c.bad("consume batch size %d must be 1 to 1024", c.consumeBatchSize)
+	}
+	if c.pullBatchSize < 1 || c.pullBatchSize > 1024 {
+		c.bad("pull batch size %d must be 1 to 1024", c.pullBatchSize)
+	}
+	if c.maxReconsumeTimes < 0 || c.maxReconsumeTimes > 1000 {
+		c.bad("max reconsume times %d must be 0 to 1000", c.maxReconsumeTimes)
+	}
+	if c.consumeFrom < ConsumeFromLastOffset || c.consumeFrom > ConsumeFromTimestamp {
+		c.bad("unknown ConsumeFrom %d", c.consumeFrom)
+	}
+	if c.consumeFrom == ConsumeFromTimestamp && c.consumeTimestamp.IsZero() {
+		c.bad("ConsumeFromTimestamp needs WithConsumeTimestamp")
+	}
+	if c.orderly && c.broadcast {
+		c.bad("orderly consumption needs clustering (queue locks); it cannot be combined with broadcasting")
+	}
+	if c.httpClient == nil {
+		c.bad("WithHTTPClient: nil client")
+	}
+	if len(c.errs) > 0 {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidOption, strings.Join(c.errs, "; "))
+	}
+	return c, nil
+}
+
+func (c *config) parseEndpoint(ep string) {
+	ep = strings.TrimSpace(ep)
+	if ep == "" {
+		c.bad("empty endpoint: want \"ip:port[;ip:port]\" (name servers) or \"http://host:port\" (a broker's HTTP API)")
+		return
+	}
+	if strings.HasPrefix(ep, "http://") || strings.HasPrefix(ep, "https://") {
+		u, err := url.Parse(ep)
+		if err != nil || u.Host == "" {
+			c.bad("endpoint %q is not a valid URL", ep)
+			return
+		}
+		c.httpBase = strings.TrimRight(u.Scheme+"://"+u.Host+u.Path, "/")
+		return
+	}
+	for _, a := range strings.FieldsFunc(ep, func(r rune) bool { return r == ';' || r == ',' }) {
+		a = strings.TrimSpace(a)
+		if _, err := netip.ParseAddrPort(a); err != nil {
+			c.bad("name server %q must be ip:port", a)
+			continue
+		}
+		c.namesrvAddrs = append(c.namesrvAddrs, a)
+	}
+	if len(c.namesrvAddrs) == 0 && len(c.errs) == 0 {
+		c.bad("endpoint %q names no name server", ep)
+	}
+}
+
+func (c *config) isHTTP() bool { return c.httpBase != "" }
+
+// ErrInvalidOption wraps every option validation failure.
+var ErrInvalidOption = errors.New("client: invalid option")
