@@ -45,7 +45,7 @@ type Logger interface {
 
 type nopLogger struct{}
 
-func (nopLogger) Level() LogLevel               { return LogNone }
+func (nopLogger) Level() LogLevel              { return LogNone }
 func (nopLogger) Log(LogLevel, string, ...any) {}
 
 // NewBasicLogger returns a Logger writing one line per message to w, up

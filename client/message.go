@@ -65,7 +65,9 @@ func lessQueue(a, b MessageQueue) bool {
 	return a.QueueID < b.QueueID
 }
 
-func sortQueues(qs []MessageQueue) { sort.Slice(qs, func(i, j int) bool { return lessQueue(qs[i], qs[j]) }) }
+func sortQueues(qs []MessageQueue) {
+	sort.Slice(qs, func(i, j int) bool { return lessQueue(qs[i], qs[j]) })
+}
 
 // SendResult says where a message was stored.
 type SendResult struct {

@@ -106,7 +106,9 @@ type config struct {
 	errs []string
 }
 
-func (c *config) bad(format string, args ...any) { c.errs = append(c.errs, fmt.Sprintf(format, args...)) }
+func (c *config) bad(format string, args ...any) {
+	c.errs = append(c.errs, fmt.Sprintf(format, args...))
+}
 
 // WithGroup sets the producer or consumer group. Consumers require one.
 func WithGroup(group string) Opt { return optFunc(func(c *config) { c.group = group }) }
@@ -246,7 +248,9 @@ func WithRouteRefreshInterval(d time.Duration) Opt {
 
 // WithCommitInterval sets how often consumed offsets are committed (default
 // 5 s; they also ride on pulls).
-func WithCommitInterval(d time.Duration) Opt { return optFunc(func(c *config) { c.commitInterval = d }) }
+func WithCommitInterval(d time.Duration) Opt {
+	return optFunc(func(c *config) { c.commitInterval = d })
+}
 
 var nameRE = regexp.MustCompile(`^[%|a-zA-Z0-9_-]+$`)
 

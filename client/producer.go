@@ -43,7 +43,7 @@ type Producer struct {
 
 	// gate orders wg.Add of new async sends before Close's wg.Wait.
 	gate   sync.RWMutex
-	closed atomic.Bool     // set under gate
+	closed atomic.Bool    // set under gate
 	wg     sync.WaitGroup // async sends and batch sends in flight
 }
 

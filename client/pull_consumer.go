@@ -32,7 +32,7 @@ type PullConsumer struct {
 	tr  pullTransport
 
 	mu       sync.Mutex
-	assigned []MessageQueue          // guarded by mu
+	assigned []MessageQueue         // guarded by mu
 	pos      map[MessageQueue]int64 // next offset per assigned queue; guarded by mu
 	next     int                    // round-robin index into assigned; guarded by mu
 	closed   bool                   // guarded by mu
