@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -19,14 +20,19 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args))
+	os.Exit(run(os.Args, os.Stdin, os.Stdout, os.Stderr))
 }
 
-func run(args []string) int {
+// run runs the command line args with the given standard streams and
+// returns the exit code: 0 success, 1 failure, 2 usage error.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	app := &cli.App{
-		Name:    "ferry",
-		Usage:   "a RocketMQ-compatible message broker",
-		Version: broker.Version,
+		Name:      "ferry",
+		Usage:     "a RocketMQ-compatible message broker",
+		Version:   broker.Version,
+		Reader:    stdin,
+		Writer:    stdout,
+		ErrWriter: stderr,
 		Commands: []*cli.Command{
 			{
 				Name:   "server",
@@ -48,11 +54,16 @@ func run(args []string) int {
 			},
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
+		OnUsageError:   opsOnUsageError,
+		Action:         opsRootAction,
 	}
 	app.Commands = append(app.Commands, benchCommand())
-	app.Commands = append(app.Commands, extraCommands()...)
-	if err := app.Run(args); err != nil {
-		fmt.Fprintln(os.Stderr, "ferry:", err)
+	extra := extraCommands()
+	app.Commands = mergeCommands(app.Commands, extra)
+	if err := app.Run(opsReorder(args, extra)); err != nil {
+		if msg := err.Error(); msg != "" {
+			fmt.Fprintln(stderr, "ferry:", msg)
+		}
 		if ec, ok := err.(cli.ExitCoder); ok {
 			return ec.ExitCode()
 		}
@@ -62,7 +73,7 @@ func run(args []string) int {
 }
 
 // extraCommands is where operator tools plug in.
-var extraCommands = func() []*cli.Command { return nil }
+var extraCommands = opsCommands
 
 // serve runs the name server and/or the broker until SIGTERM or SIGINT; a
 // second signal exits at once.
@@ -72,7 +83,7 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 		return cli.Exit(err.Error(), 2)
 	}
 	if c.Bool("print-config") {
-		return printConfig(os.Stdout, cfg)
+		return printConfig(c.App.Writer, cfg)
 	}
 	log := newLogger(cfg.Log)
 

@@ -1,0 +1,256 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Admin is the operator's client: cluster and broker status, topics,
+// groups, lag, offsets, messages and dead letters. It speaks the remoting
+// protocol to the name servers and fans out to every broker they list, or
+// the HTTP API of one broker when the endpoint is an http:// URL.
+//
+// Every method takes a context; its deadline bounds the whole operation,
+// and each request is further bounded by the per-request timeout
+// (WithAdminRequestTimeout). Results are plain structs with snake_case JSON
+// tags, stable for scripts.
+type Admin struct {
+	namesrvs []string // remoting: name server addresses, tried in order
+	base     string   // HTTP: the broker API's base URL, no trailing slash
+
+	rc      *remoting.Client
+	hc      *http.Client
+	timeout time.Duration
+}
+
+// AdminOption configures an Admin.
+type AdminOption func(*adminOptions)
+
+type adminOptions struct {
+	requestTimeout time.Duration
+	dialTimeout    time.Duration
+	httpClient     *http.Client
+}
+
+// WithAdminRequestTimeout bounds each request (default 10 s).
+func WithAdminRequestTimeout(d time.Duration) AdminOption {
+	return func(o *adminOptions) { o.requestTimeout = d }
+}
+
+// WithAdminDialTimeout bounds each connection attempt (default 3 s).
+func WithAdminDialTimeout(d time.Duration) AdminOption {
+	return func(o *adminOptions) { o.dialTimeout = d }
+}
+
+// WithAdminHTTPClient sets the HTTP client used with an http:// endpoint.
+func WithAdminHTTPClient(c *http.Client) AdminOption {
+	return func(o *adminOptions) { o.httpClient = c }
+}
+
+// Admin errors. Test with errors.Is.
+var (
+	// ErrNoNamesrv: no name server answered.
+	ErrNoNamesrv = errors.New("client: no name server reachable")
+	// ErrNoBroker: the name servers know no broker (or not the one asked for).
+	ErrNoBroker = errors.New("client: no such broker")
+	// ErrNoSuchTopic: the topic exists on no broker.
+	ErrNoSuchTopic = errors.New("client: no such topic")
+	// ErrTopicExists: create was asked for a topic that exists.
+	ErrTopicExists = errors.New("client: topic already exists")
+	// ErrNoSuchGroup: the group exists on no broker.
+	ErrNoSuchGroup = errors.New("client: no such group")
+	// ErrGroupExists: create was asked for a group that exists.
+	ErrGroupExists = errors.New("client: group already exists")
+	// ErrNoSuchMessage: no broker holds the message.
+	ErrNoSuchMessage = errors.New("client: no such message")
+)
+
+// NewAdmin returns an Admin for endpoint: "ip:port[;ip:port...]" (name
+// servers, remoting protocol; commas work too) or "http://host:port" (one
+// broker's HTTP API). It does not connect until the first call.
+func NewAdmin(endpoint string, opts ...AdminOption) (*Admin, error) {
+	o := adminOptions{requestTimeout: 10 * time.Second, dialTimeout: 3 * time.Second}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.requestTimeout <= 0 || o.dialTimeout <= 0 {
+		return nil, errors.New("client: admin timeouts must be positive")
+	}
+	endpoint = strings.TrimSpace(endpoint)
+	if endpoint == "" {
+		return nil, errors.New("client: admin endpoint is empty (name servers ip:port;ip:port or http://host:port)")
+	}
+	a := &Admin{timeout: o.requestTimeout}
+	if strings.HasPrefix(endpoint, "http://") || strings.HasPrefix(endpoint, "https://") {
+		a.base = strings.TrimRight(endpoint, "/")
+		a.hc = o.httpClient
+		if a.hc == nil {
+			a.hc = &http.Client{Timeout: o.requestTimeout}
+		}
+		return a, nil
+	}
+	for _, s := range strings.FieldsFunc(endpoint, func(r rune) bool { return r == ';' || r == ',' || r == ' ' }) {
+		if !strings.Contains(s, ":") {
+			return nil, fmt.Errorf("client: name server %q: want ip:port", s)
+		}
+		a.namesrvs = append(a.namesrvs, s)
+	}
+	a.rc = remoting.NewClient(remoting.ClientConfig{DialTimeout: o.dialTimeout})
+	return a, nil
+}
+
+// Close closes the connections.
+func (a *Admin) Close() error {
+	if a.rc != nil {
+		return a.rc.Close()
+	}
+	return nil
+}
+
+// adminBroker is one broker process as the name servers list it.
+type adminBroker struct {
+	Cluster string
+	Name    string
+	ID      int64
+	Addr    string
+}
+
+// adminInvoke sends one request to addr and checks the answer's code.
+func (a *Admin) adminInvoke(ctx context.Context, addr string, code int16, ext map[string]string, body []byte) (*remoting.Command, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	resp, err := a.rc.Invoke(ctx, addr, remoting.NewRequest(code, ext, body))
+	if err != nil {
+		return nil, err
+	}
+	if err := resp.Err(); err != nil {
+		return resp, err
+	}
+	return resp, nil
+}
+
+// adminInvokeJSON is adminInvoke decoding the answer's body into out.
+func (a *Admin) adminInvokeJSON(ctx context.Context, addr string, code int16, ext map[string]string, body []byte, out any) error {
+	resp, err := a.adminInvoke(ctx, addr, code, ext, body)
+	if err != nil {
+		return err
+	}
+	return remoting.DecodeBody(resp.Body, out)
+}
+
+// adminNamesrv sends a request to the first name server that answers.
+func (a *Admin) adminNamesrv(ctx context.Context, code int16, ext map[string]string) (*remoting.Command, error) {
+	if len(a.namesrvs) == 0 {
+		return nil, ErrNotSupported
+	}
+	var errs []error
+	for _, ns := range a.namesrvs {
+		resp, err := a.adminInvoke(ctx, ns, code, ext, nil)
+		var re *remoting.ResponseError
+		if err == nil || errors.As(err, &re) {
+			return resp, err
+		}
+		errs = append(errs, err)
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return nil, fmt.Errorf("%w at %s: %w", ErrNoNamesrv, strings.Join(a.namesrvs, ", "), errs[len(errs)-1])
+}
+
+// adminBrokers lists every broker of every cluster, sorted by cluster,
+// name and id.
+func (a *Admin) adminBrokers(ctx context.Context) ([]adminBroker, error) {
+	resp, err := a.adminNamesrv(ctx, remoting.ReqGetBrokerClusterInfo, nil)
+	if err != nil {
+		return nil, err
+	}
+	var ci remoting.ClusterInfo
+	if err := remoting.DecodeBody(resp.Body, &ci); err != nil {
+		return nil, err
+	}
+	var out []adminBroker
+	for name, bd := range ci.BrokerAddrTable {
+		for id, addr := range bd.BrokerAddrs {
+			out = append(out, adminBroker{Cluster: bd.Cluster, Name: name, ID: id, Addr: addr})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		x, y := out[i], out[j]
+		if x.Cluster != y.Cluster {
+			return x.Cluster < y.Cluster
+		}
+		if x.Name != y.Name {
+			return x.Name < y.Name
+		}
+		return x.ID < y.ID
+	})
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: the name servers list no broker", ErrNoBroker)
+	}
+	return out, nil
+}
+
+// adminMasters lists the masters (broker id 0), filtered by sel: broker
+// names or addresses; empty selects all.
+func (a *Admin) adminMasters(ctx context.Context, sel []string) ([]adminBroker, error) {
+	all, err := a.adminBrokers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []adminBroker
+	for _, b := range all {
+		if b.ID == 0 && (len(sel) == 0 || adminContains(sel, b.Name) || adminContains(sel, b.Addr)) {
+			out = append(out, b)
+		}
+	}
+	for _, s := range sel {
+		found := false
+		for _, b := range out {
+			found = found || b.Name == s || b.Addr == s
+		}
+		if !found {
+			return nil, fmt.Errorf("%w: %s", ErrNoBroker, s)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%w: no master broker", ErrNoBroker)
+	}
+	return out, nil
+}
+
+func adminContains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// adminIsCode reports whether err is a broker answer with one of codes.
+func adminIsCode(err error, codes ...int16) bool {
+	var re *remoting.ResponseError
+	if !errors.As(err, &re) {
+		return false
+	}
+	for _, c := range codes {
+		if re.Code == c {
+			return true
+		}
+	}
+	return false
+}
+
+// IsSystemTopic reports the broker's internal topics: retry and dead-letter
+// topics, the auto-create template and the schedule and timer topics.
+func IsSystemTopic(t string) bool {
+	return strings.HasPrefix(t, "%") || t == "TBW102" || t == "SCHEDULE_TOPIC_XXXX" || t == "FERRY_SYS_TIMER"
+}

@@ -1,0 +1,450 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// TopicBrokerConfig is a topic's configuration on one broker.
+type TopicBrokerConfig struct {
+	Broker      string `json:"broker"`
+	Addr        string `json:"addr"`
+	ReadQueues  int32  `json:"read_queues"`
+	WriteQueues int32  `json:"write_queues"`
+	Perm        string `json:"perm"` // "RW-" as mqadmin prints it
+	Order       bool   `json:"order"`
+}
+
+// TopicInfo is a topic and its configuration on each broker holding it.
+type TopicInfo struct {
+	Topic   string              `json:"topic"`
+	Brokers []TopicBrokerConfig `json:"brokers"`
+}
+
+// Topics lists every topic of every master, sorted by name. System topics
+// (retry, dead-letter, internal) are left out unless system is true.
+func (a *Admin) Topics(ctx context.Context, system bool) ([]TopicInfo, error) {
+	if a.base != "" {
+		var out []TopicInfo
+		err := a.adminHTTP(ctx, "GET", "/v1/topics", nil, nil, &out)
+		return adminFilterTopics(out, system), err
+	}
+	bs, err := a.adminMasters(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	byName := map[string]*TopicInfo{}
+	for _, b := range bs {
+		tables, err := a.adminTopicConfigs(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		for name, tc := range tables {
+			ti := byName[name]
+			if ti == nil {
+				ti = &TopicInfo{Topic: name}
+				byName[name] = ti
+			}
+			ti.Brokers = append(ti.Brokers, adminTopicBroker(b, tc))
+		}
+	}
+	out := make([]TopicInfo, 0, len(byName))
+	for _, name := range adminSortedKeys(byName) {
+		out = append(out, *byName[name])
+	}
+	return adminFilterTopics(out, system), nil
+}
+
+func adminFilterTopics(in []TopicInfo, system bool) []TopicInfo {
+	if system {
+		return in
+	}
+	out := in[:0:0]
+	for _, t := range in {
+		if !IsSystemTopic(t.Topic) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func adminTopicBroker(b adminBroker, tc remoting.TopicConfig) TopicBrokerConfig {
+	return TopicBrokerConfig{Broker: b.Name, Addr: b.Addr, ReadQueues: tc.ReadQueueNums, WriteQueues: tc.WriteQueueNums,
+		Perm: remoting.PermString(tc.Perm), Order: tc.Order}
+}
+
+func (a *Admin) adminTopicConfigs(ctx context.Context, b adminBroker) (map[string]remoting.TopicConfig, error) {
+	var w remoting.TopicConfigSerializeWrapper
+	if err := a.adminInvokeJSON(ctx, b.Addr, adminReqGetAllTopicConfig, nil, nil, &w); err != nil {
+		return nil, adminBrokerErr(b, err)
+	}
+	return w.TopicConfigTable, nil
+}
+
+// TopicSpec is what CreateTopic creates.
+type TopicSpec struct {
+	Topic       string
+	ReadQueues  int32 // 0: 8
+	WriteQueues int32 // 0: 8
+	// Perm is "RW", "R" or "W" (0 bits: "RW").
+	Perm  string
+	Order bool
+	// Brokers restricts the topic to these brokers (names or addresses);
+	// empty means every master.
+	Brokers []string
+}
+
+// ParsePerm turns "RW", "R", "W" (any case; "-" and "X" allowed as mqadmin
+// prints them) into permission bits.
+func ParsePerm(s string) (int32, error) {
+	var p int32
+	for _, r := range s {
+		switch r {
+		case 'R', 'r':
+			p |= remoting.PermRead
+		case 'W', 'w':
+			p |= remoting.PermWrite
+		case 'X', 'x':
+			p |= remoting.PermInherit
+		case '-':
+		default:
+			return 0, fmt.Errorf("client: permission %q: use R, W or RW", s)
+		}
+	}
+	if s == "" {
+		p = remoting.PermRead | remoting.PermWrite
+	}
+	return p, nil
+}
+
+// CreateTopic creates a topic on the selected brokers (every master by
+// default). It fails with ErrTopicExists when a selected broker has it.
+// It returns the brokers it created the topic on.
+func (a *Admin) CreateTopic(ctx context.Context, spec TopicSpec) ([]string, error) {
+	if spec.ReadQueues == 0 {
+		spec.ReadQueues = 8
+	}
+	if spec.WriteQueues == 0 {
+		spec.WriteQueues = 8
+	}
+	perm, err := ParsePerm(spec.Perm)
+	if err != nil {
+		return nil, err
+	}
+	if spec.ReadQueues < 0 || spec.WriteQueues < 0 || spec.ReadQueues > 1024 || spec.WriteQueues > 1024 {
+		return nil, fmt.Errorf("client: queue counts must be 1 to 1024")
+	}
+	tc := remoting.TopicConfig{TopicName: spec.Topic, ReadQueueNums: spec.ReadQueues, WriteQueueNums: spec.WriteQueues, Perm: perm, Order: spec.Order}
+	if a.base != "" {
+		return nil, a.adminHTTP(ctx, "POST", "/v1/topics", nil, adminHTTPTopic(tc), nil)
+	}
+	bs, err := a.adminMasters(ctx, spec.Brokers)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range bs {
+		tables, err := a.adminTopicConfigs(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		if _, ok := tables[spec.Topic]; ok {
+			return nil, fmt.Errorf("%w: %s on broker %s (use topic update)", ErrTopicExists, spec.Topic, b.Name)
+		}
+	}
+	var done []string
+	for _, b := range bs {
+		if err := a.adminPutTopic(ctx, b, tc); err != nil {
+			return done, err
+		}
+		done = append(done, b.Name)
+	}
+	return done, nil
+}
+
+func (a *Admin) adminPutTopic(ctx context.Context, b adminBroker, tc remoting.TopicConfig) error {
+	ext := map[string]string{
+		"topic": tc.TopicName, "defaultTopic": "TBW102",
+		"readQueueNums":  strconv.Itoa(int(tc.ReadQueueNums)),
+		"writeQueueNums": strconv.Itoa(int(tc.WriteQueueNums)),
+		"perm":           strconv.Itoa(int(tc.Perm)), "topicFilterType": remoting.TopicFilterSingleTag,
+		"topicSysFlag": "0", "order": strconv.FormatBool(tc.Order),
+	}
+	if _, err := a.adminInvoke(ctx, b.Addr, remoting.ReqUpdateAndCreateTopic, ext, nil); err != nil {
+		return adminBrokerErr(b, err)
+	}
+	return nil
+}
+
+// TopicUpdate changes the fields that are set, on every broker holding the
+// topic.
+type TopicUpdate struct {
+	ReadQueues  *int32
+	WriteQueues *int32
+	Perm        *string
+	Order       *bool
+}
+
+// UpdateTopic changes a topic's configuration on every broker that has it
+// (ErrNoSuchTopic when none has). It returns the brokers changed.
+func (a *Admin) UpdateTopic(ctx context.Context, topic string, u TopicUpdate) ([]string, error) {
+	if a.base != "" {
+		return nil, a.adminHTTP(ctx, "PUT", "/v1/topics/"+adminPathEscape(topic), nil, adminHTTPTopicUpdate(u), nil)
+	}
+	bs, err := a.adminMasters(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	for _, b := range bs {
+		tables, err := a.adminTopicConfigs(ctx, b)
+		if err != nil {
+			return done, err
+		}
+		tc, ok := tables[topic]
+		if !ok {
+			continue
+		}
+		if u.ReadQueues != nil {
+			tc.ReadQueueNums = *u.ReadQueues
+		}
+		if u.WriteQueues != nil {
+			tc.WriteQueueNums = *u.WriteQueues
+		}
+		if u.Perm != nil {
+			if tc.Perm, err = ParsePerm(*u.Perm); err != nil {
+				return nil, err
+			}
+		}
+		if u.Order != nil {
+			tc.Order = *u.Order
+		}
+		tc.TopicName = topic
+		if err := a.adminPutTopic(ctx, b, tc); err != nil {
+			return done, err
+		}
+		done = append(done, b.Name)
+	}
+	if len(done) == 0 {
+		return nil, fmt.Errorf("%w: %s", ErrNoSuchTopic, topic)
+	}
+	return done, nil
+}
+
+// DeleteTopic deletes a topic from every broker that has it and from every
+// name server. Its messages stay in the commitlog until their segments
+// expire. ErrNoSuchTopic when no broker has it.
+func (a *Admin) DeleteTopic(ctx context.Context, topic string) ([]string, error) {
+	if a.base != "" {
+		return nil, a.adminHTTP(ctx, "DELETE", "/v1/topics/"+adminPathEscape(topic), nil, nil, nil)
+	}
+	bs, err := a.adminMasters(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	var done []string
+	for _, b := range bs {
+		tables, err := a.adminTopicConfigs(ctx, b)
+		if err != nil {
+			return done, err
+		}
+		if _, ok := tables[topic]; !ok {
+			continue
+		}
+		if _, err := a.adminInvoke(ctx, b.Addr, remoting.ReqDeleteTopicInBroker, map[string]string{"topic": topic}, nil); err != nil {
+			return done, adminBrokerErr(b, err)
+		}
+		done = append(done, b.Name)
+	}
+	if len(done) == 0 {
+		return nil, fmt.Errorf("%w: %s", ErrNoSuchTopic, topic)
+	}
+	for _, ns := range a.namesrvs {
+		if _, err := a.adminInvoke(ctx, ns, remoting.ReqDeleteTopicInNameServer, map[string]string{"topic": topic}, nil); err != nil {
+			return done, fmt.Errorf("name server %s: %w", ns, err)
+		}
+	}
+	return done, nil
+}
+
+// TopicQueue is one queue's offsets.
+type TopicQueue struct {
+	Broker      string `json:"broker"`
+	QueueID     int32  `json:"queue_id"`
+	MinOffset   int64  `json:"min_offset"`
+	MaxOffset   int64  `json:"max_offset"`
+	Messages    int64  `json:"messages"`
+	LastStoreMS int64  `json:"last_store_ms"` // 0: never written
+}
+
+// TopicDescription is a topic's configuration and queues on every broker.
+type TopicDescription struct {
+	Topic    string              `json:"topic"`
+	Brokers  []TopicBrokerConfig `json:"brokers"`
+	Queues   []TopicQueue        `json:"queues"`
+	Messages int64               `json:"messages"`
+}
+
+type adminTopicStats struct {
+	Topic  string `json:"topic"`
+	Queues []struct {
+		QueueID     int32 `json:"queue_id"`
+		MinOffset   int64 `json:"min_offset"`
+		MaxOffset   int64 `json:"max_offset"`
+		LastStoreMS int64 `json:"last_store_ms"`
+	} `json:"queues"`
+}
+
+// DescribeTopic returns a topic's configuration and per-queue offsets on
+// every broker holding it; ErrNoSuchTopic when none does.
+func (a *Admin) DescribeTopic(ctx context.Context, topic string) (*TopicDescription, error) {
+	if a.base != "" {
+		var d TopicDescription
+		err := a.adminHTTP(ctx, "GET", "/v1/topics/"+adminPathEscape(topic), nil, nil, &d)
+		return &d, err
+	}
+	bs, err := a.adminMasters(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	d := &TopicDescription{Topic: topic, Brokers: []TopicBrokerConfig{}, Queues: []TopicQueue{}}
+	for _, b := range bs {
+		tables, err := a.adminTopicConfigs(ctx, b)
+		if err != nil {
+			return nil, err
+		}
+		tc, ok := tables[topic]
+		if !ok {
+			continue
+		}
+		d.Brokers = append(d.Brokers, adminTopicBroker(b, tc))
+		qs, err := a.adminTopicStats(ctx, b, topic)
+		if err != nil {
+			return nil, err
+		}
+		d.Queues = append(d.Queues, qs...)
+	}
+	if len(d.Brokers) == 0 {
+		return nil, fmt.Errorf("%w: %s", ErrNoSuchTopic, topic)
+	}
+	for _, q := range d.Queues {
+		d.Messages += q.Messages
+	}
+	return d, nil
+}
+
+func (a *Admin) adminTopicStats(ctx context.Context, b adminBroker, topic string) ([]TopicQueue, error) {
+	var st adminTopicStats
+	if err := a.adminInvokeJSON(ctx, b.Addr, adminReqGetTopicStatsInfo, map[string]string{"topic": topic}, nil, &st); err != nil {
+		return nil, adminBrokerErr(b, err)
+	}
+	out := make([]TopicQueue, 0, len(st.Queues))
+	for _, q := range st.Queues {
+		out = append(out, TopicQueue{Broker: b.Name, QueueID: q.QueueID, MinOffset: q.MinOffset, MaxOffset: q.MaxOffset,
+			Messages: q.MaxOffset - q.MinOffset, LastStoreMS: q.LastStoreMS})
+	}
+	return out, nil
+}
+
+// RouteQueues is one broker's queues in a topic route.
+type RouteQueues struct {
+	Broker      string `json:"broker"`
+	ReadQueues  int32  `json:"read_queues"`
+	WriteQueues int32  `json:"write_queues"`
+	Perm        string `json:"perm"`
+}
+
+// RouteBroker is one broker of a topic route and its addresses by id.
+type RouteBroker struct {
+	Cluster string           `json:"cluster"`
+	Broker  string           `json:"broker"`
+	Addrs   map[int64]string `json:"addrs"`
+}
+
+// TopicRoute is what the name servers answer for a topic.
+type TopicRoute struct {
+	Topic   string        `json:"topic"`
+	Queues  []RouteQueues `json:"queues"`
+	Brokers []RouteBroker `json:"brokers"`
+}
+
+// Route asks the name servers for a topic's route; ErrNoSuchTopic when
+// they have none.
+func (a *Admin) Route(ctx context.Context, topic string) (*TopicRoute, error) {
+	if a.base != "" {
+		return nil, fmt.Errorf("%w: topic routes come from the name servers", ErrNotSupported)
+	}
+	rd, err := a.adminRoute(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	r := &TopicRoute{Topic: topic, Queues: []RouteQueues{}, Brokers: []RouteBroker{}}
+	for _, q := range rd.QueueDatas {
+		r.Queues = append(r.Queues, RouteQueues{Broker: q.BrokerName, ReadQueues: q.ReadQueueNums, WriteQueues: q.WriteQueueNums, Perm: remoting.PermString(q.Perm)})
+	}
+	for _, b := range rd.BrokerDatas {
+		r.Brokers = append(r.Brokers, RouteBroker{Cluster: b.Cluster, Broker: b.BrokerName, Addrs: b.BrokerAddrs})
+	}
+	sort.Slice(r.Queues, func(i, j int) bool { return r.Queues[i].Broker < r.Queues[j].Broker })
+	sort.Slice(r.Brokers, func(i, j int) bool { return r.Brokers[i].Broker < r.Brokers[j].Broker })
+	return r, nil
+}
+
+func (a *Admin) adminRoute(ctx context.Context, topic string) (*remoting.TopicRouteData, error) {
+	resp, err := a.adminNamesrv(ctx, remoting.ReqGetRouteInfoByTopic, map[string]string{"topic": topic})
+	if adminIsCode(err, remoting.RespTopicNotExist) {
+		return nil, fmt.Errorf("%w: %s (the name servers have no route for it)", ErrNoSuchTopic, topic)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return remoting.DecodeTopicRouteData(resp.Body)
+}
+
+// adminQueue is one queue of a topic on one broker.
+type adminQueue struct {
+	b  adminBroker
+	id int32
+}
+
+// adminTopicQueues lists a topic's queues from its route: read queues, or
+// writable ones when write is true.
+func (a *Admin) adminTopicQueues(ctx context.Context, topic string, write bool) ([]adminQueue, error) {
+	rd, err := a.adminRoute(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	addrs := map[string]adminBroker{}
+	for _, bd := range rd.BrokerDatas {
+		if addr, ok := bd.BrokerAddrs[0]; ok {
+			addrs[bd.BrokerName] = adminBroker{Cluster: bd.Cluster, Name: bd.BrokerName, Addr: addr}
+		}
+	}
+	var out []adminQueue
+	for _, q := range rd.QueueDatas {
+		b, ok := addrs[q.BrokerName]
+		if !ok {
+			continue
+		}
+		n := q.ReadQueueNums
+		if write {
+			if !remoting.PermWritable(q.Perm) {
+				continue
+			}
+			n = q.WriteQueueNums
+		}
+		for i := int32(0); i < n; i++ {
+			out = append(out, adminQueue{b: b, id: i})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].b.Name != out[j].b.Name {
+			return out[i].b.Name < out[j].b.Name
+		}
+		return out[i].id < out[j].id
+	})
+	return out, nil
+}

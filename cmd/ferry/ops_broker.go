@@ -1,0 +1,222 @@
+package main
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ferrymq/ferry/client"
+)
+
+var opsFlagBroker = &cli.StringSliceFlag{Name: "broker", Aliases: []string{"b"}, Usage: "broker name or address (repeat for several; default all)"}
+
+func opsClusterCommand() *cli.Command {
+	return opsParent("cluster", "the brokers of the cluster",
+		opsLeaf{
+			name: "list", usage: "brokers with address, role, version, writable, disk use and in/out msg/s", nargs: 0,
+			flags: []cli.Flag{&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "measure msg/s over this interval (0: average since start)"}},
+			act: func(e *opsEnv, c *cli.Context) error {
+				bs, err := e.admin.Brokers(e.ctx, c.Duration("interval"))
+				if err != nil {
+					return err
+				}
+				return e.result(map[string]any{"brokers": bs}, func() error {
+					rows := make([][]string, 0, len(bs))
+					for _, b := range bs {
+						if b.Error != "" {
+							rows = append(rows, []string{b.Cluster, b.BrokerName, strconv.FormatInt(b.BrokerID, 10), b.Addr, b.Role, "-", "unreachable", "-", "-", "-"})
+							continue
+						}
+						rows = append(rows, []string{b.Cluster, b.BrokerName, strconv.FormatInt(b.BrokerID, 10), b.Addr, b.Role, b.Version,
+							opsWritable(b), opsPercent(b.DiskUsedRatio), opsRate(b.MsgInPerSec), opsRate(b.MsgOutPerSec)})
+					}
+					return e.table([]string{"CLUSTER", "BROKER", "ID", "ADDR", "ROLE", "VERSION", "WRITABLE", "DISK-USED", "IN-MSG/S", "OUT-MSG/S"}, rows)
+				})
+			},
+		}.command(),
+	)
+}
+
+func opsWritable(b client.BrokerStatus) string {
+	if b.Writable {
+		return "yes"
+	}
+	if b.NotWritableReason != "" {
+		return "no (" + b.NotWritableReason + ")"
+	}
+	return "no"
+}
+
+func opsPercent(r float64) string { return strconv.FormatFloat(r*100, 'f', 1, 64) + "%" }
+func opsRate(r float64) string    { return strconv.FormatFloat(r, 'f', 1, 64) }
+
+func opsBrokerCommand() *cli.Command {
+	status := opsLeaf{
+		name: "status", usage: "one line per broker: version, flush, writable, uptime, disk, commitlog offsets, counts", nargs: 0,
+		flags: []cli.Flag{opsFlagBroker},
+		act: func(e *opsEnv, c *cli.Context) error {
+			bs, err := e.admin.Brokers(e.ctx, 0)
+			if err != nil {
+				return err
+			}
+			if sel := c.StringSlice("broker"); len(sel) > 0 {
+				var keep []client.BrokerStatus
+				for _, b := range bs {
+					if opsHas(sel, b.BrokerName) || opsHas(sel, b.Addr) {
+						keep = append(keep, b)
+					}
+				}
+				if len(keep) == 0 {
+					return fmt.Errorf("no such broker: %s", strings.Join(sel, ", "))
+				}
+				bs = keep
+			}
+			return e.result(map[string]any{"brokers": bs}, func() error {
+				var rows [][]string
+				for _, b := range bs {
+					if b.Error != "" {
+						rows = append(rows, []string{b.BrokerName, b.Addr, "unreachable: " + b.Error})
+						continue
+					}
+					rows = append(rows, []string{b.BrokerName, b.Addr, b.Version, b.Flush, opsWritable(b),
+						(time.Duration(b.UptimeSeconds) * time.Second).String(), opsPercent(b.DiskUsedRatio),
+						strconv.FormatInt(b.CommitlogMinOffset, 10), strconv.FormatInt(b.CommitlogMaxOffset, 10),
+						strconv.Itoa(b.Topics), strconv.Itoa(b.Groups), strconv.Itoa(b.Producers), strconv.Itoa(b.Consumers)})
+				}
+				return e.table([]string{"BROKER", "ADDR", "VERSION", "FLUSH", "WRITABLE", "UPTIME", "DISK-USED",
+					"COMMITLOG-MIN", "COMMITLOG-MAX", "TOPICS", "GROUPS", "PRODUCERS", "CONSUMERS"}, rows)
+			})
+		},
+	}
+	configGet := opsLeaf{
+		name: "get", usage: "the configuration in force (optionally only some keys)", args: "[key...]", nargs: -1,
+		flags: []cli.Flag{opsFlagBroker},
+		act: func(e *opsEnv, c *cli.Context) error {
+			cfgs, err := e.admin.BrokerConfigs(e.ctx, c.StringSlice("broker")...)
+			if err != nil {
+				return err
+			}
+			keys := c.Args().Slice()
+			for i := range cfgs {
+				for _, k := range keys {
+					if _, ok := cfgs[i].Config[k]; !ok {
+						return fmt.Errorf("broker %s has no config key %q", cfgs[i].BrokerName, k)
+					}
+				}
+				if len(keys) > 0 {
+					m := map[string]string{}
+					for _, k := range keys {
+						m[k] = cfgs[i].Config[k]
+					}
+					cfgs[i].Config = m
+				}
+			}
+			return e.result(map[string]any{"brokers": cfgs}, func() error {
+				var rows [][]string
+				for _, b := range cfgs {
+					ks := make([]string, 0, len(b.Config))
+					for k := range b.Config {
+						ks = append(ks, k)
+					}
+					sort.Strings(ks)
+					for _, k := range ks {
+						rows = append(rows, []string{b.BrokerName, k, b.Config[k]})
+					}
+				}
+				return e.table([]string{"BROKER", "KEY", "VALUE"}, rows)
+			})
+		},
+	}
+	configSet := opsLeaf{
+		name: "set", usage: "change run-time configurable keys", args: "key=value...", nargs: -1,
+		flags: []cli.Flag{opsFlagBroker},
+		check: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return opsUsageError("set: missing key=value")
+			}
+			for _, a := range c.Args().Slice() {
+				if k, _, ok := strings.Cut(a, "="); !ok || k == "" {
+					return opsUsageError("set: %q is not key=value", a)
+				}
+			}
+			return nil
+		},
+		act: func(e *opsEnv, c *cli.Context) error {
+			kv := map[string]string{}
+			for _, a := range c.Args().Slice() {
+				k, v, _ := strings.Cut(a, "=")
+				kv[k] = v
+			}
+			if err := e.admin.SetBrokerConfig(e.ctx, kv, c.StringSlice("broker")...); err != nil {
+				return err
+			}
+			return e.result(map[string]any{"changed": kv}, func() error {
+				for _, k := range opsKeys(kv) {
+					fmt.Fprintf(e.out, "%s = %s\n", k, kv[k])
+				}
+				return nil
+			})
+		},
+	}
+	drain := func(on bool) opsLeaf {
+		name, usage := "undrain", "accept sends again"
+		if on {
+			name, usage = "drain", "stop accepting sends (queues turn read-only, consumers drain them)"
+		}
+		l := opsLeaf{
+			name: name, usage: usage, nargs: 0, flags: []cli.Flag{opsFlagBroker},
+			act: func(e *opsEnv, c *cli.Context) error {
+				sel := c.StringSlice("broker")
+				var err error
+				if on {
+					err = e.admin.Drain(e.ctx, sel...)
+				} else {
+					err = e.admin.Undrain(e.ctx, sel...)
+				}
+				if err != nil {
+					return err
+				}
+				target := "all brokers"
+				if len(sel) > 0 {
+					target = strings.Join(sel, ", ")
+				}
+				return e.result(map[string]any{"drained": on, "brokers": sel}, func() error {
+					_, err := fmt.Fprintf(e.out, "%sed %s\n", name, target)
+					return err
+				})
+			},
+		}
+		if on {
+			l.flags = append(l.flags, opsFlagYes)
+			l.check = func(c *cli.Context) error { return opsConfirm(c, "drain") }
+		}
+		return l
+	}
+	return opsParent("broker", "broker status, configuration and drain",
+		status.command(),
+		opsParent("config", "read or change a broker's configuration", configGet.command(), configSet.command()),
+		drain(true).command(), drain(false).command(),
+	)
+}
+
+func opsHas(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func opsKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
