@@ -16,9 +16,12 @@ import (
 
 // TestMain checks that no goroutine outlives the test run: every client
 // is closed by its test. The fasthttp server (the broker's HTTP side, not
-// the SDK) parks a worker-pool janitor for a while after shutdown.
+// the SDK) parks a worker-pool janitor for a while after shutdown and
+// keeps a process-wide date updater.
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m, goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"))
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"))
 }
 
 // cluster is a name server and brokers started in-process on 127.0.0.1.

@@ -73,6 +73,7 @@ type config struct {
 	logger     Logger
 	instance   string
 	httpClient *http.Client
+	ownsHTTP   bool // httpClient was made here: Close drops its idle connections
 
 	// producer
 	sendTimeout      time.Duration
@@ -128,8 +129,17 @@ func WithLogger(l Logger) Opt {
 // process get distinct ids by default.
 func WithInstanceName(name string) Opt { return optFunc(func(c *config) { c.instance = name }) }
 
-// WithHTTPClient sets the http.Client of the HTTP transport.
-func WithHTTPClient(hc *http.Client) Opt { return optFunc(func(c *config) { c.httpClient = hc }) }
+// WithHTTPClient sets the http.Client of the HTTP transport (default: a
+// client of its own, whose idle connections Close drops).
+func WithHTTPClient(hc *http.Client) Opt {
+	return optFunc(func(c *config) {
+		if hc == nil {
+			c.bad("WithHTTPClient: nil client")
+			return
+		}
+		c.httpClient = hc
+	})
+}
 
 // WithSendTimeout bounds one send attempt (default 3 s).
 func WithSendTimeout(d time.Duration) Opt { return optFunc(func(c *config) { c.sendTimeout = d }) }
@@ -288,7 +298,6 @@ func newConfig(kind clientKind, endpoint string, opts []Opt) (*config, error) {
 		rebalanceInterval:    DefaultRebalanceInterval,
 		routeRefreshInterval: DefaultRouteRefresh,
 		commitInterval:       DefaultCommitInterval,
-		httpClient:           http.DefaultClient,
 	}
 	c.parseEndpoint(endpoint)
 	for _, o := range opts {
@@ -370,7 +379,10 @@ func newConfig(kind clientKind, endpoint string, opts []Opt) (*config, error) {
 		c.bad("orderly consumption needs clustering (queue locks); it cannot be combined with broadcasting")
 	}
 	if c.httpClient == nil {
-		c.bad("WithHTTPClient: nil client")
+		// Our own transport, so Close can drop its idle connections (and
+		// their goroutines) without touching anyone else's.
+		c.httpClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		c.ownsHTTP = true
 	}
 	if len(c.errs) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidOption, strings.Join(c.errs, "; "))
