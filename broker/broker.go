@@ -342,6 +342,8 @@ func (b *Broker) housekeeping() {
 	defer offsetTick.Stop()
 	scan := time.NewTicker(10 * time.Second)
 	defer scan.Stop()
+	expire := time.NewTicker(time.Minute)
+	defer expire.Stop()
 	for {
 		select {
 		case <-b.stop:
@@ -355,6 +357,8 @@ func (b *Broker) housekeeping() {
 				b.notifyGroupChanged(g)
 			}
 			b.checkDisk()
+		case now := <-expire.C:
+			b.retention(now)
 		}
 	}
 }
@@ -390,4 +394,45 @@ func (b *Broker) writable() string {
 		return b.clog.Err().Error()
 	}
 	return ""
+}
+
+// retention deletes commitlog segments last written before
+// FileReservedTime ago — never the active one, nor one holding a pending
+// scheduled message — and trims the consume queues to match.
+func (b *Broker) retention(now time.Time) {
+	keep := b.cfg.FileReservedTime.D()
+	if keep <= 0 {
+		return
+	}
+	segs := b.clog.Segments()
+	cut := int64(-1)
+	for i, s := range segs[:max(len(segs)-1, 0)] {
+		if s.ModTime.IsZero() || now.Sub(s.ModTime) < keep {
+			break
+		}
+		cut = segs[i+1].Base
+	}
+	if cut < 0 {
+		return
+	}
+	if b.delaySvc != nil {
+		oldest, err := b.delaySvc.OldestNeeded()
+		if err != nil {
+			b.log.Warn().Err(err).Msg("retention: cannot tell which segments pending delayed messages need; keeping them")
+			return
+		}
+		cut = min(cut, oldest)
+	}
+	n, err := b.clog.DeleteSegmentsBefore(cut)
+	if err != nil {
+		b.log.Error().Err(err).Msg("retention: delete segments")
+	}
+	if n == 0 {
+		return
+	}
+	files, err := b.cq.TrimBefore(b.clog.MinOffset())
+	if err != nil {
+		b.log.Error().Err(err).Msg("retention: trim consume queues")
+	}
+	b.log.Info().Int("segments", n).Int("queue_files", files).Int64("min_offset", b.clog.MinOffset()).Msg("retention: expired data deleted")
 }

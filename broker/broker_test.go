@@ -413,3 +413,32 @@ func TestLookupAndOperatorOps(t *testing.T) {
 		t.Fatalf("offset after reset %d %v", off, ok)
 	}
 }
+
+func TestRetentionDeletesExpiredSegments(t *testing.T) {
+	b := testBroker(t, t.TempDir(), func(c *Config) {
+		c.SegmentSize, c.MaxMessageSize, c.FileReservedTime = 1<<20, 64<<10, Duration(time.Hour)
+		c.DelayLevels = "1h"
+	})
+	c := newClient(t, b)
+	mustOK(t, c.send("old", 0, "pending", map[string]string{"DELAY": "1"})) // holds its segment
+	body := strings.Repeat("x", 60<<10)
+	for b.clog.WrittenOffset() < 3<<20 {
+		mustOK(t, c.send("old", 0, body, nil))
+	}
+	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.DispatchedOffset() == b.clog.WrittenOffset() })
+	b.retention(time.Now().Add(2 * time.Hour))
+	if b.clog.MinOffset() != 0 {
+		t.Fatalf("a segment holding a pending delayed message was deleted (min offset %d)", b.clog.MinOffset())
+	}
+	// Once nothing pending needs them, expired segments go.
+	b.delaySvc.Close()
+	b.delaySvc = nil
+	b.retention(time.Now().Add(2 * time.Hour))
+	if b.clog.MinOffset() == 0 || len(b.clog.Segments()) != 1 {
+		t.Fatalf("min offset %d, %d segments", b.clog.MinOffset(), len(b.clog.Segments()))
+	}
+	r, _ := c.pull("g", "old", 0, 0, 0)
+	if r.Code != remoting.RespPullOffsetMoved || r.StringOr("nextBeginOffset", "0") == "0" {
+		t.Fatalf("pull of an expired offset: %d next %s", r.Code, r.StringOr("nextBeginOffset", ""))
+	}
+}

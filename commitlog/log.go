@@ -631,3 +631,55 @@ func (l *Log) closeFiles() {
 		}
 	}
 }
+
+// SegmentInfo describes one kept segment.
+type SegmentInfo struct {
+	Base    int64
+	Name    string
+	ModTime time.Time
+}
+
+// Segments lists the kept segments, oldest first.
+func (l *Log) Segments() []SegmentInfo {
+	segs := *l.segs.Load()
+	out := make([]SegmentInfo, 0, len(segs))
+	for _, s := range segs {
+		si := SegmentInfo{Base: s.base, Name: s.name}
+		if fi, err := s.file.Stat(); err == nil {
+			si.ModTime = fi.ModTime()
+		}
+		out = append(out, si)
+	}
+	return out
+}
+
+// DeleteSegmentsBefore deletes every whole segment that ends at or before
+// off, never the active one, oldest first, and returns how many went.
+// Readers holding an offset in a deleted segment get ErrOutOfRange.
+func (l *Log) DeleteSegmentsBefore(off int64) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return 0, ErrClosed
+	}
+	segs := *l.segs.Load()
+	n := 0
+	for n < len(segs)-1 && segs[n].base+l.opts.SegmentSize <= off {
+		n++
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	gone := segs[:n]
+	keep := append([]*segment(nil), segs[n:]...)
+	l.segs.Store(&keep)
+	l.minOffset = keep[0].base
+	for _, s := range gone {
+		s.file.Close()
+		if err := l.fs.Remove(s.name); err != nil {
+			return n, fmt.Errorf("commitlog: delete segment %s: %w", s.name, err)
+		}
+		l.log.Info().Str("segment", s.name).Msg("commitlog: segment deleted")
+	}
+	return n, syncDir(l.fs, l.opts.Dir)
+}

@@ -33,6 +33,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"sync"
 	"time"
@@ -417,4 +418,29 @@ func (s *Service) WaitIdle(ctx context.Context) error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// OldestNeeded returns the lowest commitlog offset a pending scheduled
+// message still lives at (math.MaxInt64 when none): retention must not
+// delete segments at or above it.
+func (s *Service) OldestNeeded() (int64, error) {
+	oldest := int64(math.MaxInt64)
+	s.mu.Lock()
+	pos := append([]int64(nil), s.levelPos...)
+	cur := s.cursor
+	s.mu.Unlock()
+	for i, p := range pos {
+		es, err := s.cfg.Queues.Get(s.cfg.ScheduleTopic, int32(i), p, 1, nil)
+		if err != nil {
+			return 0, err
+		}
+		if len(es) > 0 {
+			oldest = min(oldest, es[0].Offset)
+		}
+	}
+	off, err := s.timer.minOffset(cur)
+	if err != nil {
+		return 0, err
+	}
+	return min(oldest, off), nil
 }

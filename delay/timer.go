@@ -3,6 +3,7 @@ package delay
 import (
 	"bytes"
 	"encoding/binary"
+	"math"
 	"strconv"
 	"sync"
 
@@ -150,4 +151,21 @@ func (t *TimerIndex) Count() (int, error) {
 		n++
 	}
 	return n, it.Error()
+}
+
+// minOffset is the lowest commitlog offset of a timer entry at or after
+// the cursor from (math.MaxInt64 when none). It scans those entries.
+func (t *TimerIndex) minOffset(from timerKey) (int64, error) {
+	it, err := t.db.NewIter(&pebble.IterOptions{LowerBound: from.bytes(), UpperBound: []byte("w0")})
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	m := int64(math.MaxInt64)
+	for ok := it.First(); ok; ok = it.Next() {
+		if k, valid := parseTimerKey(it.Key()); valid {
+			m = min(m, k.off)
+		}
+	}
+	return m, it.Error()
 }
