@@ -1,11 +1,13 @@
 package broker
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -384,8 +386,21 @@ func TestAPIProduceAndRead(t *testing.T) {
 	a.fails("POST", "/v1/topics/t/messages", map[string]any{"messages": many}, 400, 1002)
 	a.fails("POST", "/v1/topics/bad%20name/messages", map[string]any{"messages": []any{map[string]any{"body": "x"}}}, 400, 1009)
 	// A body over the server's request limit: 413 before any handler.
-	big := bytes.Repeat([]byte("x"), b.cfg.MaxMessageSize*4+1<<20+1)
-	checkProblem(t, "oversized request", a.do("POST", "/v1/topics/t/messages", big, "application/octet-stream"), 413, 1003)
+	// The headers announce it; no body is sent, so the early answer cannot
+	// race with a client still writing.
+	conn, err := net.Dial("tcp", b.HTTPAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "POST /v1/topics/t/messages HTTP/1.1\r\nHost: ferry\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", b.cfg.MaxMessageSize*4+1<<20+1)
+	hr, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bigBody, _ := io.ReadAll(hr.Body)
+	hr.Body.Close()
+	checkProblem(t, "oversized request", apiResp{hr.StatusCode, hr.Header, bigBody}, 413, 1003)
 
 	// Auto-creation off: an unknown topic is 404.
 	a.ok("PUT", "/v1/broker/config", map[string]any{"auto_create_topic": false}, 200, nil)
