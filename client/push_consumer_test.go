@@ -273,3 +273,127 @@ func TestPushOrderly(t *testing.T) {
 		}
 	}
 }
+
+func TestDelayLevelAndDeliveryTime(t *testing.T) {
+	c := newCluster(t, 1, nil) // every level is 20 ms
+	c.createTopic("later", 1)
+	var r recorder
+	startConsumer(t, c.endpoint(), "later", r.handler, WithGroup("g-later"))
+	p := newTestProducer(t, c.endpoint())
+	ctx := ctxT(t)
+	if _, err := p.Send(ctx, &Message{Topic: "later", Body: []byte("level"), DelayLevel: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Send(ctx, &Message{Topic: "later", Body: []byte("at"), DeliverAt: time.Now().Add(300 * time.Millisecond)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "both delayed messages", func() bool {
+		b := r.bodies()
+		return b["level"] == 1 && b["at"] == 1
+	})
+}
+
+func TestPushFlowControl(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.createTopic("slow", 1)
+	release := make(chan struct{})
+	var r recorder
+	h := func(ctx context.Context, msgs []*MessageExt) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return r.handler(ctx, msgs)
+	}
+	const maxCached, batch = 6, 2
+	pc := startConsumer(t, c.endpoint(), "slow", h, WithGroup("g-slow"), WithMaxCachedMessagesPerQueue(maxCached),
+		WithPullBatchSize(batch), WithConsumeGoroutines(10))
+	eng := pc.eng.(*rmqPush)
+	waitFor(t, 10*time.Second, "queue owned", func() bool { return len(pc.Assigned()) >= 1 })
+	p := newTestProducer(t, c.endpoint())
+	sendN(t, p, "slow", "s", 40)
+	cachedOf := func() int {
+		for _, q := range eng.owned() {
+			if q.mq.Topic == "slow" {
+				n, _ := q.cached()
+				return n
+			}
+		}
+		return 0
+	}
+	waitFor(t, 10*time.Second, "cache filled", func() bool { return cachedOf() >= maxCached })
+	for i := 0; i < 20; i++ { // the pull loop keeps running; the cache must stay bounded
+		if n := cachedOf(); n > maxCached+batch {
+			t.Fatalf("%d messages cached, limit %d (+%d per pull)", n, maxCached, batch)
+		}
+		time.Sleep(10 * time.Millisecond) // sampling, not waiting for a condition
+	}
+	close(release)
+	waitFor(t, 10*time.Second, "all 40 consumed", func() bool { return len(r.bodies()) == 40 })
+	waitFor(t, 10*time.Second, "committed offset reaches 40", func() bool {
+		for _, q := range eng.owned() {
+			if q.mq.Topic == "slow" {
+				return q.commitOffset() == 40
+			}
+		}
+		return false
+	})
+}
+
+func TestPullConsumerAssignPollCommit(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.createTopic("pulled", 2)
+	p := newTestProducer(t, c.endpoint())
+	sendN(t, p, "pulled", "p", 10)
+	ctx := ctxT(t)
+	pc, err := NewPullConsumer(c.endpoint(), WithGroup("g-pull"), WithConsumeFromWhere(ConsumeFromFirstOffset))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	qs, err := pc.Queues(ctx, "pulled")
+	if err != nil || len(qs) != 2 {
+		t.Fatalf("queues %v %v", qs, err)
+	}
+	pc.Assign(qs)
+	var got []*MessageExt
+	waitFor(t, 10*time.Second, "10 polled", func() bool {
+		ms, err := pc.Poll(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, ms...)
+		return len(got) >= 10
+	})
+	if err := pc.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	total := int64(0)
+	for _, q := range qs {
+		off, err := pc.CommittedOffset(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		total += off
+	}
+	if total != 10 {
+		t.Fatalf("committed offsets sum to %d, want 10", total)
+	}
+	// A new consumer of the group resumes at the committed offsets.
+	pc2, err := NewPullConsumer(c.endpoint(), WithGroup("g-pull"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc2.Close()
+	pc2.Assign(qs)
+	ms, err := pc2.Poll(ctx)
+	if err != nil || len(ms) != 0 {
+		t.Fatalf("after commit: %d messages, %v", len(ms), err)
+	}
+	// Pull by offset leaves positions alone.
+	r, err := pc2.Pull(ctx, qs[0], 0, 100)
+	if err != nil || len(r.Messages) == 0 || r.MaxOffset != r.NextOffset {
+		t.Fatalf("pull from 0: %+v %v", r, err)
+	}
+}
