@@ -34,7 +34,9 @@ type hashSelector struct{ rr roundRobin }
 // HashSelector sends messages with the same ShardingKey to the same queue
 // (FNV-1a of the key modulo the queue count), which keeps them in order as
 // long as the topic's queue count does not change. Messages without a key
-// go round robin.
+// go round robin. A retry on another broker maps the key over the
+// remaining queues, so use WithRetries(0) where order matters more than
+// availability.
 func HashSelector() QueueSelector { return &hashSelector{} }
 
 func (h *hashSelector) Select(m *Message, queues []MessageQueue) MessageQueue {
