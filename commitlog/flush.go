@@ -51,7 +51,7 @@ func (l *Log) flushRound(final bool) {
 	var table map[queueKey]int64
 	var lastTs int64
 	if ckpt {
-		table = maps.Clone(l.queues)
+		table = maps.Clone(l.pubQueues)
 		lastTs = l.lastStoreTs
 	}
 	l.mu.Unlock()

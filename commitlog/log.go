@@ -150,14 +150,22 @@ type Log struct {
 
 	segs atomic.Pointer[[]*segment] // sorted by base, copy-on-write
 
-	mu          sync.Mutex
-	writePos    int64 // guarded by mu; equal to written
-	queues      map[queueKey]int64
-	lastStoreTs int64
-	err         error         // sticky write/sync error
-	round       chan struct{} // closed when the flush round covering the writes so far ends
-	closed      bool
-	minOffset   int64
+	mu           sync.Mutex
+	writePos     int64              // end of the published (written) records; equal to written
+	reserved     int64              // end of the reserved records, written or queued
+	queues       map[queueKey]int64 // next queue offsets, reservations included
+	pubQueues    map[queueKey]int64 // next queue offsets of the published records (for checkpoints)
+	pending      []pendingWrite     // reserved, not yet written (write combining)
+	pendingSpare []pendingWrite
+	itemsScratch []pendingWrite
+	writing      bool        // a leader is writing
+	wround       *writeRound // the round the next queued bytes belong to
+	scratch      []byte      // the leader's buffer for joining chunks
+	lastStoreTs  int64
+	err          error         // sticky write/sync error
+	round        chan struct{} // closed when the flush round covering the writes so far ends
+	closed       bool
+	minOffset    int64
 
 	written atomic.Int64 // end of the last complete record
 	flushed atomic.Int64 // end of the synced prefix
@@ -186,7 +194,9 @@ func Open(opts Options) (*Log, error) {
 		fs:        opts.FS,
 		log:       opts.Logger,
 		queues:    make(map[queueKey]int64),
+		pubQueues: make(map[queueKey]int64),
 		round:     make(chan struct{}),
+		wround:    &writeRound{done: make(chan struct{})},
 		flushBell: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
@@ -279,6 +289,9 @@ func (l *Log) RaiseQueueOffset(topic string, queue int32, next int64) {
 	if l.queues[k] < next {
 		l.queues[k] = next
 	}
+	if l.pubQueues[k] < next {
+		l.pubQueues[k] = next
+	}
 }
 
 // DeleteQueue forgets the offsets of every queue of topic (the topic was
@@ -289,6 +302,7 @@ func (l *Log) DeleteQueue(topic string) {
 	for k := range l.queues {
 		if k.topic == topic {
 			delete(l.queues, k)
+			delete(l.pubQueues, k)
 		}
 	}
 }
@@ -358,18 +372,41 @@ func (l *Log) putBuf(b *[]byte) {
 	}
 }
 
-// batchQueue accumulates the queue offsets a batch takes, written back to
-// the table only when the batch is stored.
+// batchQueue accumulates the queue offsets a batch takes.
 type batchQueue struct {
-	key  queueKey
-	next int64
+	key         queueKey
+	first, next int64
 }
 
-// Append stores msgs, in order, under one acquisition of the append lock,
-// and returns where each went (appended to res[:0]). In sync mode it
-// returns after the group commit covering them; on ErrFlushTimeout the
-// results are valid and the messages are written but not yet known durable.
-// Validation errors reject the whole batch before anything is written.
+// pendingWrite is bytes reserved at pos and not yet written: a chunk of an
+// appender's records, or a blank marker.
+type pendingWrite struct {
+	pos int64
+	b   []byte
+	qs  []batchQueue // queue offsets the chunk took (nil for a marker)
+}
+
+// writeRound is one combined write: every appender whose records it
+// carries waits on done, then reads err and flush.
+type writeRound struct {
+	done  chan struct{}
+	err   error
+	flush chan struct{} // the flush round current when the write was published
+}
+
+// Append stores msgs, in order, and returns where each went (appended to
+// res[:0]). In sync mode it returns after the group commit covering them;
+// on ErrFlushTimeout the results are valid and the messages are written
+// but not yet known durable. Validation errors reject the whole batch
+// before anything is written.
+//
+// Write combining: under the append lock an appender only reserves its
+// bytes (offsets assigned, records sealed) and queues them. The first
+// appender to find no write in progress becomes the leader: it takes
+// everything queued, writes it with one pwrite per segment outside the
+// lock, publishes the new end, releases the appenders of that round, and
+// goes on while more is queued. Concurrent appenders so share one write
+// syscall, and the lock is never held across one.
 func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error) {
 	res = res[:0]
 	if len(msgs) == 0 {
@@ -405,19 +442,26 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 		storeTs = l.lastStoreTs
 	}
 	segSize := l.opts.SegmentSize
-	pos := l.writePos
+	pos := l.reserved
 	chunkStart, chunkPos := 0, pos
 	p := 0
-	var err error
+	items := l.itemsScratch[:0]
 	for i := range msgs {
 		size := int(RecordSize(buf[p:]))
 		if room := segSize - pos%segSize; int64(size+BlankMarkerSize) > room {
-			if err = l.writeLocked(buf[chunkStart:p], chunkPos); err != nil {
-				break
+			if p > chunkStart {
+				items = append(items, pendingWrite{pos: chunkPos, b: buf[chunkStart:p]})
 			}
-			if pos, err = l.rollLocked(pos); err != nil {
-				break
+			next := (pos/segSize + 1) * segSize
+			marker := make([]byte, BlankMarkerSize)
+			putBlank(marker, next-pos)
+			items = append(items, pendingWrite{pos: pos, b: marker})
+			if _, err := l.createSegmentLocked(next); err != nil {
+				err = l.setStickyLocked(err)
+				l.mu.Unlock()
+				return res[:0], err
 			}
+			pos = next
 			chunkStart, chunkPos = p, pos
 		}
 		k := queueKey{msgs[i].Topic, msgs[i].QueueID}
@@ -426,7 +470,8 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 			j++
 		}
 		if j == len(qs) {
-			qs = append(qs, batchQueue{k, l.queues[k]})
+			n := l.queues[k]
+			qs = append(qs, batchQueue{k, n, n})
 		}
 		qo := qs[j].next
 		qs[j].next++
@@ -435,34 +480,124 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 		pos += int64(size)
 		p += size
 	}
-	if err == nil {
-		err = l.writeLocked(buf[chunkStart:p], chunkPos)
+	if p > chunkStart {
+		items = append(items, pendingWrite{pos: chunkPos, b: buf[chunkStart:p]})
 	}
-	if err != nil {
-		// Records before a roll that succeeded are durable parts of the log;
-		// keep what was written so positions stay consistent, but the log
-		// is read-only now and the caller gets the error for the batch.
-		l.mu.Unlock()
-		return res[:0], err
-	}
+	items[len(items)-1].qs = qs
 	for _, q := range qs {
 		l.queues[q.key] = q.next
 	}
-	l.writePos = pos
+	l.reserved = pos
 	l.lastStoreTs = storeTs
-	l.written.Store(pos)
-	round := l.round
-	l.mu.Unlock()
-
+	l.pending = append(l.pending, items...)
+	l.itemsScratch = items[:0]
+	round := l.wround
+	if l.writing {
+		l.mu.Unlock()
+		<-round.done
+	} else {
+		l.leadLocked()
+	}
+	if round.err != nil {
+		return res[:0], round.err
+	}
 	if l.opts.Flush == FlushSync {
 		l.ringFlusher()
-		return res, l.waitRound(round, pos)
+		return res, l.waitRound(round.flush, pos)
 	}
-	if pos-l.flushed.Load() >= l.opts.FlushDirtyBytes {
-		l.ringFlusher()
-	}
-	l.ringWatchers()
 	return res, nil
+}
+
+// leadLocked writes everything queued, round after round, until nothing
+// is left. Called with mu held by the appender that found no write in
+// progress; returns with mu released.
+func (l *Log) leadLocked() {
+	l.writing = true
+	for len(l.pending) > 0 {
+		items := l.pending
+		l.pending = l.pendingSpare[:0]
+		round := l.wround
+		l.wround = &writeRound{done: make(chan struct{})}
+		end := l.reserved
+		failed := l.err
+		l.mu.Unlock()
+
+		err := failed
+		if err == nil {
+			err = l.writeItems(items)
+		}
+
+		l.mu.Lock()
+		if err != nil {
+			err = l.setStickyLocked(err)
+			// No queue offset of a failed write stays taken.
+			for _, it := range items {
+				for _, q := range it.qs {
+					if q.first == 0 {
+						delete(l.queues, q.key)
+					} else if l.queues[q.key] > q.first {
+						l.queues[q.key] = q.first
+					}
+				}
+			}
+		} else {
+			l.writePos = end
+			l.written.Store(end)
+			for _, it := range items {
+				for _, q := range it.qs {
+					l.pubQueues[q.key] = max(l.pubQueues[q.key], q.next)
+				}
+			}
+		}
+		round.err = err
+		round.flush = l.round
+		clear(items)
+		l.pendingSpare = items[:0]
+		close(round.done)
+		if err == nil && l.opts.Flush == FlushAsync {
+			l.mu.Unlock()
+			if end-l.flushed.Load() >= l.opts.FlushDirtyBytes {
+				l.ringFlusher()
+			}
+			l.ringWatchers()
+			l.mu.Lock()
+		}
+	}
+	l.writing = false
+	l.mu.Unlock()
+}
+
+// writeItems writes queued chunks in order, joining adjacent ones of a
+// segment into one pwrite. Only the leader calls it.
+func (l *Log) writeItems(items []pendingWrite) error {
+	for i := 0; i < len(items); {
+		s := l.segmentAt(items[i].pos)
+		if s == nil {
+			return fmt.Errorf("no segment for offset %d", items[i].pos)
+		}
+		segEnd := s.base + l.opts.SegmentSize
+		j, next := i+1, items[i].pos+int64(len(items[i].b))
+		for j < len(items) && items[j].pos == next && next < segEnd {
+			next += int64(len(items[j].b))
+			j++
+		}
+		b := items[i].b
+		if j > i+1 {
+			b = l.scratch[:0]
+			for _, it := range items[i:j] {
+				b = append(b, it.b...)
+			}
+			l.scratch = b
+		}
+		if _, err := s.file.WriteAt(b, items[i].pos-s.base); err != nil {
+			return fmt.Errorf("write %s at %d: %w", s.name, items[i].pos-s.base, err)
+		}
+		i = j
+	}
+	if cap(l.scratch) > 8<<20 {
+		l.scratch = nil
+	}
+	return nil
 }
 
 func (l *Log) ringFlusher() {
@@ -497,35 +632,6 @@ func (l *Log) waitRound(round chan struct{}, end int64) error {
 		return err
 	}
 	return ErrClosed
-}
-
-// writeLocked writes b at global offset pos in the active segment.
-func (l *Log) writeLocked(b []byte, pos int64) error {
-	if len(b) == 0 {
-		return nil
-	}
-	segs := *l.segs.Load()
-	s := segs[len(segs)-1]
-	if _, err := s.file.WriteAt(b, pos-s.base); err != nil {
-		return l.setStickyLocked(fmt.Errorf("write %s at %d: %w", s.name, pos-s.base, err))
-	}
-	return nil
-}
-
-// rollLocked ends the active segment with a blank marker at pos and opens
-// the next one. It returns the new write position.
-func (l *Log) rollLocked(pos int64) (int64, error) {
-	segSize := l.opts.SegmentSize
-	next := (pos/segSize + 1) * segSize
-	var marker [BlankMarkerSize]byte
-	putBlank(marker[:], next-pos)
-	if err := l.writeLocked(marker[:], pos); err != nil {
-		return pos, err
-	}
-	if _, err := l.createSegmentLocked(next); err != nil {
-		return pos, l.setStickyLocked(err)
-	}
-	return next, nil
 }
 
 func putBlank(b []byte, size int64) {
@@ -613,6 +719,12 @@ func (l *Log) Close() error {
 		return ErrClosed
 	}
 	l.closed = true
+	// Let a leader finish writing what was queued before the close.
+	for l.writing {
+		l.mu.Unlock()
+		time.Sleep(50 * time.Microsecond)
+		l.mu.Lock()
+	}
 	l.mu.Unlock()
 	close(l.stop)
 	<-l.done

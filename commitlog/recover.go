@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"sort"
 	"strconv"
 	"time"
@@ -214,9 +215,11 @@ func (l *Log) finishRecovery(end int64, table map[queueKey]int64, lastTs int64, 
 		return err
 	}
 	l.writePos = end
+	l.reserved = end
 	l.written.Store(end)
 	l.flushed.Store(end)
 	l.queues = table
+	l.pubQueues = maps.Clone(table)
 	l.lastStoreTs = lastTs
 	l.minOffset = keep[0].base
 	if err := writeCheckpoint(l.fs, l.opts.Dir, checkpoint{offset: end, lastStoreTs: lastTs, queues: table}); err != nil {
