@@ -1,0 +1,439 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// The ops commands run against a live `ferry server`: this test binary
+// started again as the ferry binary (same code path as the real one), on
+// free ports, in a temporary data directory. Output is compared with
+// testdata/*.golden after masking addresses, times and ids; -update
+// rewrites the golden files.
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+const childEnv = "FERRY_OPS_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		// Run as the ferry binary.
+		os.Exit(run(append([]string{"ferry"}, os.Args[1:]...), os.Stdin, os.Stdout, os.Stderr))
+	}
+	flag.Parse()
+	code := m.Run()
+	stopServer()
+	os.Exit(code)
+}
+
+var srv struct {
+	cmd     *exec.Cmd
+	dir     string
+	namesrv string
+	broker  string
+	http    string
+	err     error
+	started bool
+}
+
+// startServer starts the shared server once.
+func startServer(t *testing.T) {
+	t.Helper()
+	if srv.started {
+		if srv.err != nil {
+			t.Fatal(srv.err)
+		}
+		return
+	}
+	srv.started = true
+	srv.err = func() error {
+		dir, err := os.MkdirTemp("", "ferry-ops-test")
+		if err != nil {
+			return err
+		}
+		srv.dir = dir
+		cmd := exec.Command(os.Args[0], "server", "--data-dir", filepath.Join(dir, "data"), "--namesrv-port", "0",
+			"--broker-port", "0", "--http-port", "0", "--host", "127.0.0.1", "--advertise-host", "127.0.0.1", "--log-format", "json")
+		cmd.Env = append(os.Environ(), childEnv+"=1")
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		srv.cmd = cmd
+		ready := make(chan error, 1)
+		go func() {
+			sc := bufio.NewScanner(stderr)
+			done := false
+			for sc.Scan() {
+				if done {
+					continue // keep draining the server's log
+				}
+				var line map[string]any
+				if json.Unmarshal(sc.Bytes(), &line) != nil {
+					continue
+				}
+				switch line["message"] {
+				case "name server ready":
+					srv.namesrv = "127.0.0.1:" + fmt.Sprint(line["port"])
+				case "broker ready":
+					srv.broker, _ = line["addr"].(string)
+					srv.http, _ = line["http"].(string)
+					done = true
+					ready <- nil
+				}
+			}
+			if !done {
+				ready <- fmt.Errorf("server exited before it was ready")
+			}
+		}()
+		select {
+		case err := <-ready:
+			if err != nil {
+				return err
+			}
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("server not ready after 30s")
+		}
+		// Wait until the name server lists the broker.
+		a, err := client.NewAdmin(srv.namesrv)
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			bs, err := a.Brokers(ctx, 0)
+			cancel()
+			if err == nil && len(bs) > 0 && bs[0].Error == "" {
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("broker never registered: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	if srv.err != nil {
+		t.Fatal(srv.err)
+	}
+}
+
+func stopServer() {
+	if srv.cmd != nil && srv.cmd.Process != nil {
+		_ = srv.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = srv.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = srv.cmd.Process.Kill()
+		}
+	}
+	if srv.dir != "" {
+		_ = os.RemoveAll(srv.dir)
+	}
+}
+
+// ferry runs one command line in-process and returns its output and exit
+// code.
+func ferry(t *testing.T, stdin string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(append([]string{"ferry"}, args...), strings.NewReader(stdin), &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+var masks = []struct {
+	re   *regexp.Regexp
+	with string
+}{
+	{regexp.MustCompile(`\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)`), "<TIME>"},
+	{regexp.MustCompile(`127\.0\.0\.1:\d+`), "<ADDR>"},
+	{regexp.MustCompile(`\b[0-9A-F]{32}\b`), "<ID>"},
+	{regexp.MustCompile(`"(born_ms|store_ms|last_store_ms|last_consumed_ms|failed_at_ms|born_at_ms)": ?[1-9]\d*`), `"$1": <MS>`},
+	{regexp.MustCompile(`"(uptime_seconds|disk_used_ratio|msg_in_per_sec|msg_out_per_sec|msg_in_total|msg_out_total)": ?[0-9.e+-]+`), `"$1": <N>`},
+	{regexp.MustCompile(`\b\d+\.\d%`), "<PCT>"},
+	{regexp.MustCompile(`<PCT>\s+\d+\.\d\s+\d+\.\d`), "<PCT>  <R>  <R>"}, // rates vary, and so their width
+	{regexp.MustCompile(`\b(\d+h)?(\d+m)?\d+s\b`), "<DUR>"},
+	{regexp.MustCompile(`"(commitlog_max_offset)": \d+`), `"$1": <N>`},
+	{regexp.MustCompile(`\b(client-\d+@)\d+\b`), "${1}<PID>"},
+}
+
+func mask(s string) string {
+	for _, m := range masks {
+		s = m.re.ReplaceAllString(s, m.with)
+	}
+	return s
+}
+
+// step is one command and what it must do.
+type step struct {
+	name  string // golden file name; "" checks only the exit code
+	args  []string
+	stdin string
+	code  int
+	// errHas must appear in stderr.
+	errHas string
+}
+
+func (s step) check(t *testing.T, env ...string) {
+	t.Helper()
+	args := append(append([]string{}, s.args...), env...)
+	out, errs, code := ferry(t, s.stdin, args...)
+	if code != s.code {
+		t.Fatalf("ferry %s: exit %d, want %d\nstdout:\n%s\nstderr:\n%s", strings.Join(s.args, " "), code, s.code, out, errs)
+	}
+	if s.errHas != "" && !strings.Contains(errs, s.errHas) {
+		t.Fatalf("ferry %s: stderr %q does not say %q", strings.Join(s.args, " "), errs, s.errHas)
+	}
+	if s.name == "" {
+		return
+	}
+	got := mask("$ ferry " + strings.Join(s.args, " ") + "\n" + out + "--- stderr\n" + errs + "--- exit " + strconv.Itoa(code) + "\n")
+	path := filepath.Join("testdata", s.name+".golden")
+	if *update {
+		if err := os.MkdirAll("testdata", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run with -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from %s (rerun with -update if the change is intended)\n--- got\n%s--- want\n%s", s.name, path, got, want)
+	}
+}
+
+// TestOps runs every ops command in order against one live server.
+func TestOps(t *testing.T) {
+	startServer(t)
+	ns := []string{"--namesrv", srv.namesrv}
+	a, err := client.NewAdmin(srv.namesrv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	do := func(steps ...step) {
+		t.Helper()
+		for _, s := range steps {
+			s.check(t, ns...)
+		}
+	}
+	waitRoute := func(topic string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			if _, err := a.Route(ctx, topic); err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no route for %s", topic)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
+	do(
+		step{name: "cluster_list", args: []string{"cluster", "list", "--interval", "0"}},
+		step{name: "cluster_list_json", args: []string{"cluster", "list", "--interval", "0", "-o", "json"}},
+		step{name: "topic_create", args: []string{"topic", "create", "orders", "--queues", "2"}},
+		step{name: "topic_create_exists", args: []string{"topic", "create", "orders"}, code: 1, errHas: "already exists"},
+		step{name: "topic_create_json", args: []string{"topic", "create", "audit", "--read-queues", "1", "--write-queues", "1", "--perm", "RW", "-o", "json"}},
+		step{name: "topic_update", args: []string{"topic", "update", "audit", "--perm", "R"}},
+		step{name: "topic_list", args: []string{"topic", "list"}},
+		step{name: "topic_list_noheaders", args: []string{"topic", "list", "--no-headers"}},
+		step{name: "topic_list_json", args: []string{"topic", "list", "-o", "json"}},
+	)
+	waitRoute("orders")
+	do(
+		step{name: "topic_route", args: []string{"topic", "route", "orders"}},
+		step{name: "msg_send", args: []string{"msg", "send", "--topic", "orders", "--tags", "TagA", "--keys", "order-1"}, stdin: "one\ntwo\nthree\nfour\n"},
+		step{name: "topic_describe", args: []string{"topic", "describe", "orders"}},
+		step{name: "topic_describe_json", args: []string{"topic", "describe", "orders", "-o", "json"}},
+		step{name: "msg_consume", args: []string{"msg", "consume", "--topic", "orders", "--group", "g1", "--from-beginning", "--max", "3"}},
+		step{name: "msg_consume_json", args: []string{"msg", "consume", "--topic", "orders", "--group", "g2", "--from-beginning", "-o", "json"}},
+		step{name: "msg_query", args: []string{"msg", "query", "--topic", "orders", "--key", "order-1"}},
+		step{name: "msg_query_none", args: []string{"msg", "query", "--topic", "orders", "--key", "nope", "-o", "json"}},
+		step{name: "group_create", args: []string{"group", "create", "g3", "--retry-max", "2", "--broadcast=false"}},
+		step{name: "group_update", args: []string{"group", "update", "g3", "--consume-enable=false"}},
+		step{name: "group_list", args: []string{"group", "list"}},
+		step{name: "group_list_json", args: []string{"group", "list", "-o", "json"}},
+		step{name: "group_lag", args: []string{"group", "lag", "g1"}},
+		step{name: "group_lag_json", args: []string{"group", "lag", "g1", "-o", "json"}},
+		step{name: "group_lag_all", args: []string{"group", "lag", "--all"}},
+		step{name: "offset_reset_dry", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-earliest"}},
+		step{name: "offset_reset_execute", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-offset", "1", "--execute", "--yes", "-o", "json"}},
+		step{name: "offset_reset_latest", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-latest", "--execute", "--yes"}},
+		step{name: "offset_reset_time", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-time", "2000-01-01T00:00:00Z"}},
+		step{name: "group_lag_after_reset", args: []string{"group", "lag", "g1"}},
+	)
+
+	// msg get and resend by the id the send printed.
+	out, _, code := ferry(t, "", append([]string{"msg", "query", "--topic", "orders", "--key", "order-1", "-o", "json"}, ns...)...)
+	var q struct {
+		Messages []client.MessageView `json:"messages"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &q) != nil || len(q.Messages) != 4 {
+		t.Fatalf("query: exit %d, %s", code, out)
+	}
+	id := q.Messages[0].MsgID
+	do(
+		step{name: "msg_get", args: []string{"msg", "get", id}},
+		step{name: "msg_get_json", args: []string{"msg", "get", id, "-o", "json"}},
+		step{name: "msg_get_offset_id", args: []string{"msg", "get", q.Messages[1].OffsetMsgID, "-o", "json"}},
+		step{args: []string{"msg", "resend", id, "--topic", "audit"}, code: 1, errHas: "audit"},
+		step{name: "msg_resend_ok", args: []string{"msg", "resend", id}},
+	)
+
+	rc := remoting.NewClient(remoting.ClientConfig{})
+	defer rc.Close()
+
+	// An online consumer: clients, lag's CLIENT column, and a refused reset.
+	hb, _ := json.Marshal(remoting.HeartbeatData{ClientID: "client-1@" + strconv.Itoa(os.Getpid()), ConsumerDataSet: []remoting.ConsumerData{{
+		GroupName: "g1", ConsumeType: remoting.ConsumePassively, MessageModel: remoting.MessageModelClustering,
+		ConsumeFromWhere:    remoting.ConsumeFromLastOffset,
+		SubscriptionDataSet: []remoting.SubscriptionData{{Topic: "orders", SubString: "*", ExpressionType: remoting.ExpressionTypeTag}},
+	}}})
+	if resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(remoting.ReqHeartBeat, nil, hb)); err != nil || resp.Code != 0 {
+		t.Fatalf("heartbeat: %v %+v", err, resp)
+	}
+	do(
+		step{name: "group_clients", args: []string{"group", "clients", "g1"}},
+		step{name: "group_clients_json", args: []string{"group", "clients", "g1", "-o", "json"}},
+		step{name: "group_describe", args: []string{"group", "describe", "g1"}},
+		step{name: "group_lag_client", args: []string{"group", "lag", "g1"}},
+		step{name: "offset_reset_online", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-earliest", "--execute", "--yes"}, code: 1, errHas: "online consumers"},
+	)
+
+	// Dead letters: a consumer of g1 gives up on two messages.
+	for _, m := range q.Messages[:2] {
+		resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(remoting.ReqConsumerSendMsgBack, map[string]string{
+			"group": "g1", "offset": strconv.FormatInt(m.CommitlogOffset, 10), "delayLevel": "-1",
+			"originMsgId": m.MsgID, "originTopic": "orders", "maxReconsumeTimes": "16",
+		}, nil))
+		if err != nil || resp.Code != remoting.RespSuccess {
+			t.Fatalf("send back: %v %+v", err, resp)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		dls, err := a.DeadLetters(ctx, "g1", 0)
+		if err == nil && len(dls) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dead letters: %v %v", dls, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	do(
+		step{name: "dlq_list", args: []string{"dlq", "list", "g1"}},
+		step{name: "dlq_list_json", args: []string{"dlq", "list", "g1", "--all", "-o", "json"}},
+		step{name: "dlq_show", args: []string{"dlq", "show", "g1", "--ids", q.Messages[0].MsgID}},
+		step{name: "group_lag_retry", args: []string{"group", "lag", "g1", "--include-retry"}},
+		step{name: "dlq_resend_ids", args: []string{"dlq", "resend", "g1", "--ids", q.Messages[0].MsgID}},
+		step{name: "dlq_resend_all", args: []string{"dlq", "resend", "g1", "--all", "--yes", "--to-retry", "-o", "json"}},
+		step{name: "dlq_resend_unknown", args: []string{"dlq", "resend", "g1", "--ids", "NOPE"}, code: 1, errHas: "NOPE"},
+	)
+
+	do(
+		step{name: "broker_status", args: []string{"broker", "status"}},
+		step{name: "broker_config_get", args: []string{"broker", "config", "get", "retry_max_times", "flush"}},
+		step{name: "broker_config_set", args: []string{"broker", "config", "set", "retry_max_times=5"}},
+		step{name: "broker_config_set_static", args: []string{"broker", "config", "set", "flush=sync"}, code: 1, errHas: "cannot change at run time"},
+		step{name: "broker_config_get_json", args: []string{"broker", "config", "get", "retry_max_times", "-o", "json"}},
+		step{name: "broker_drain", args: []string{"broker", "drain", "--yes"}},
+		step{name: "broker_drained_status", args: []string{"cluster", "list", "--interval", "0"}},
+		step{name: "broker_undrain", args: []string{"broker", "undrain"}},
+		step{name: "group_delete", args: []string{"group", "delete", "g3", "--yes"}},
+		step{name: "topic_delete", args: []string{"topic", "delete", "audit", "--yes"}},
+		step{name: "topic_describe_deleted", args: []string{"topic", "describe", "audit"}, code: 1, errHas: "no such topic"},
+	)
+}
+
+// TestOpsErrors checks the error paths and their exit codes.
+func TestOpsErrors(t *testing.T) {
+	startServer(t)
+	ns := []string{"--namesrv", srv.namesrv}
+	steps := []step{
+		{name: "err_unknown_group", args: []string{"group", "lag", "nosuch"}, code: 1, errHas: "no such group: nosuch"},
+		{name: "err_unknown_group_clients", args: []string{"group", "clients", "nosuch"}, code: 1, errHas: "no such group"},
+		{name: "err_unknown_group_dlq", args: []string{"dlq", "list", "nosuch"}, code: 1, errHas: "no such group"},
+		{name: "err_unknown_topic", args: []string{"topic", "describe", "nosuch"}, code: 1, errHas: "no such topic: nosuch"},
+		{name: "err_unknown_topic_route", args: []string{"topic", "route", "nosuch"}, code: 1, errHas: "no such topic"},
+		{name: "err_unknown_message", args: []string{"msg", "get", "0123456789ABCDEF0123456789ABCDEF"}, code: 1, errHas: "no such message"},
+		{name: "err_bad_flag", args: []string{"topic", "list", "--bogus"}, code: 2, errHas: "flag provided but not defined"},
+		{name: "err_bad_output", args: []string{"topic", "list", "-o", "yaml"}, code: 2, errHas: "want table or json"},
+		{name: "err_missing_arg", args: []string{"group", "lag"}, code: 2, errHas: "missing argument"},
+		{name: "err_extra_arg", args: []string{"topic", "describe", "a", "b"}, code: 2, errHas: "unexpected argument"},
+		{name: "err_unknown_command", args: []string{"topic", "frobnicate"}, code: 2, errHas: "unknown command"},
+		{name: "err_delete_no_yes", args: []string{"topic", "delete", "orders"}, code: 2, errHas: "without --yes"},
+		{name: "err_group_delete_no_yes", args: []string{"group", "delete", "g1"}, code: 2, errHas: "without --yes"},
+		{name: "err_drain_no_yes", args: []string{"broker", "drain"}, code: 2, errHas: "without --yes"},
+		{name: "err_reset_no_target", args: []string{"offset", "reset", "g1", "--topic", "orders"}, code: 2, errHas: "exactly one"},
+		{name: "err_reset_no_yes", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-latest", "--execute"}, code: 2, errHas: "without --yes"},
+		{name: "err_send_no_topic", args: []string{"msg", "send"}, code: 2, errHas: "--topic is required"},
+		{name: "err_dlq_resend_nothing", args: []string{"dlq", "resend", "g1"}, code: 2, errHas: "--ids or --all"},
+	}
+	for _, s := range steps {
+		s.check(t, ns...)
+	}
+	// Flags after the positional argument work too.
+	step{args: []string{"topic", "describe", "nosuch", "-o", "json"}, code: 1}.check(t, ns...)
+
+	// An unreachable name server: exit 1 and a message that says so.
+	step{name: "err_unreachable", args: []string{"topic", "list", "--namesrv", "127.0.0.1:1", "--timeout", "5s"}, code: 1,
+		errHas: "no name server reachable at 127.0.0.1:1"}.check(t)
+	t.Setenv("FERRY_NAMESRV", "127.0.0.1:1")
+	step{args: []string{"cluster", "list"}, code: 1, errHas: "set --namesrv or FERRY_NAMESRV"}.check(t)
+	t.Setenv("FERRY_NAMESRV", srv.namesrv)
+	step{args: []string{"cluster", "list", "--interval", "0"}}.check(t)
+}
+
+// TestOpsReorder checks that flags after positional arguments are moved in
+// front of them.
+func TestOpsReorder(t *testing.T) {
+	cmds := opsCommands()
+	for _, c := range []struct{ in, want string }{
+		{"ferry group lag g1 -o json", "ferry group lag -o json -- g1"},
+		{"ferry group lag g1 --include-retry --timeout 5s", "ferry group lag --include-retry --timeout 5s -- g1"},
+		{"ferry topic list", "ferry topic list"},
+		{"ferry msg get -- -x", "ferry msg get -- -x"},
+		{"ferry server --data-dir d", "ferry server --data-dir d"},
+	} {
+		got := strings.Join(opsReorder(strings.Fields(c.in), cmds), " ")
+		if got != c.want {
+			t.Errorf("%q: got %q, want %q", c.in, got, c.want)
+		}
+	}
+}
+
+var _ = io.Discard
