@@ -351,8 +351,12 @@ func TestListeners(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	want := appendRandom(t, l, rng, 500, 4, 2)
 	waitDispatched(t, s, l.WrittenOffset())
-	if good.count() != 500 {
-		t.Fatalf("good listener has %d records", good.count())
+	// Listeners are fed after the entries are visible: poll for them.
+	for deadline := time.Now().Add(10 * time.Second); good.count() != 500; {
+		if time.Now().After(deadline) {
+			t.Fatalf("good listener has %d records", good.count())
+		}
+		time.Sleep(time.Millisecond)
 	}
 	// The queues did not wait for the failing listener.
 	checkAgainstLog(t, s, l)
