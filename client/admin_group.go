@@ -64,8 +64,24 @@ type GroupInfo struct {
 // Groups lists every group configured on any master, sorted by name.
 func (a *Admin) Groups(ctx context.Context) ([]GroupInfo, error) {
 	if a.base != "" {
-		var out []GroupInfo
-		return out, a.adminHTTP(ctx, "GET", "/v1/groups", nil, nil, &out)
+		var list []struct {
+			Name            string `json:"name"`
+			ConsumeEnable   bool   `json:"consume_enable"`
+			BroadcastEnable bool   `json:"consume_broadcast_enable"`
+			RetryMaxTimes   int32  `json:"retry_max_times"`
+			OnlineClients   int    `json:"online_clients"`
+			Broadcast       bool   `json:"broadcast"`
+		}
+		if err := a.adminHTTP(ctx, "GET", "/v1/groups", nil, nil, &list); err != nil {
+			return nil, err
+		}
+		out := make([]GroupInfo, 0, len(list))
+		for _, g := range list {
+			out = append(out, GroupInfo{GroupConfig: GroupConfig{Group: g.Name, ConsumeEnable: g.ConsumeEnable,
+				BroadcastEnable: g.BroadcastEnable, RetryMaxTimes: g.RetryMaxTimes}, Brokers: []string{a.base},
+				OnlineClients: g.OnlineClients, Broadcasting: g.Broadcast})
+		}
+		return out, nil
 	}
 	bs, err := a.adminMasters(ctx, nil)
 	if err != nil {

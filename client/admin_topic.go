@@ -29,9 +29,23 @@ type TopicInfo struct {
 // (retry, dead-letter, internal) are left out unless system is true.
 func (a *Admin) Topics(ctx context.Context, system bool) ([]TopicInfo, error) {
 	if a.base != "" {
-		var out []TopicInfo
-		err := a.adminHTTP(ctx, "GET", "/v1/topics", nil, nil, &out)
-		return adminFilterTopics(out, system), err
+		var list []struct {
+			Name        string `json:"name"`
+			ReadQueues  int32  `json:"read_queues"`
+			WriteQueues int32  `json:"write_queues"`
+			Perm        string `json:"perm"`
+			Order       bool   `json:"order"`
+		}
+		if err := a.adminHTTP(ctx, "GET", "/v1/topics", nil, nil, &list); err != nil {
+			return nil, err
+		}
+		out := make([]TopicInfo, 0, len(list))
+		for _, t := range list {
+			perm, _ := ParsePerm(t.Perm)
+			out = append(out, TopicInfo{Topic: t.Name, Brokers: []TopicBrokerConfig{{Addr: a.base, ReadQueues: t.ReadQueues,
+				WriteQueues: t.WriteQueues, Perm: remoting.PermString(perm), Order: t.Order}}})
+		}
+		return adminFilterTopics(out, system), nil
 	}
 	bs, err := a.adminMasters(ctx, nil)
 	if err != nil {

@@ -416,6 +416,14 @@ func TestOpsErrors(t *testing.T) {
 	step{args: []string{"cluster", "list"}, code: 1, errHas: "set --namesrv or FERRY_NAMESRV"}.check(t)
 	t.Setenv("FERRY_NAMESRV", srv.namesrv)
 	step{args: []string{"cluster", "list", "--interval", "0"}}.check(t)
+
+	// The HTTP transport: one broker's API.
+	if srv.http != "" {
+		h := []string{"--namesrv", "http://" + srv.http}
+		step{args: []string{"cluster", "list", "--interval", "0"}}.check(t, h...)
+		step{args: []string{"topic", "list"}}.check(t, h...)
+		step{args: []string{"group", "list", "-o", "json"}}.check(t, h...)
+	}
 }
 
 // TestOpsReorder checks that flags after positional arguments are moved in
