@@ -3,6 +3,7 @@ package consumequeue
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strconv"
 	"time"
@@ -428,58 +429,90 @@ func (s *Store) fileForLocked(q *queue, at int64) (*qfile, error) {
 	return qf, nil
 }
 
-// syncQueueLocked writes q's tail and syncs the files it wrote.
-func (s *Store) syncQueueLocked(q *queue) error {
-	if err := s.writeTailLocked(q); err != nil {
-		return err
-	}
-	for _, f := range q.dirtyFiles {
-		if err := f.f.SyncData(); err != nil {
-			return fmt.Errorf("consumequeue: sync %s: %w", f.name, err)
-		}
-	}
-	markSyncedLocked(q)
-	return nil
-}
-
-// syncfsThreshold is how many queues must be due before one syncfs(2)
+// syncfsThreshold is how many files must be due before one syncfs(2)
 // replaces their fsyncs: thousands of queue files synced one by one cost
 // one journal commit each, and compete with the commitlog's group commit.
 const syncfsThreshold = 16
 
-// syncQueuesLocked makes the queues' entries durable: their tails are
-// written, then either each file is fdatasynced or, for many queues on a
-// real file system, the whole file system is synced once.
-func (s *Store) syncQueuesLocked(qs []*queue) error {
-	fd := vfs.InvalidFd
-	if len(qs) >= syncfsThreshold {
-		for _, q := range qs {
-			if err := s.writeTailLocked(q); err != nil {
-				return err
-			}
-			if fd == vfs.InvalidFd && len(q.dirtyFiles) > 0 {
-				fd = q.dirtyFiles[0].f.Fd()
-			}
+// A syncJob is one flush's durable part: the files whose entries it
+// covers, the directories it created, and the checkpoint valid once they
+// are synced.
+type syncJob struct {
+	files []*qfile
+	dirs  []string
+	ck    checkpoint
+	done  chan error // non-nil: the flusher waits for the result
+	// barrier jobs sync nothing: they only tell when every job before
+	// them is done.
+	barrier bool
+}
+
+// waitSyncerLocked returns once every job queued so far is done, so no
+// file the syncer might touch is closed under it.
+func (s *Store) waitSyncerLocked() {
+	if s.syncJobs == nil {
+		return
+	}
+	done := make(chan error, 1)
+	s.syncJobs <- syncJob{barrier: true, done: done}
+	<-done
+}
+
+// The syncer goroutine (owned by the Store, stopped by Close) runs flush
+// jobs in order, so fdatasyncs never stall the dispatcher: consumers keep
+// getting entries while the previous second's entries become durable.
+// Its only shared state is s.saved (the syncer's alone while it runs) and
+// syncErr, which the dispatcher turns into the sticky error.
+func (s *Store) syncer() {
+	defer close(s.syncerDone)
+	for job := range s.syncJobs {
+		var err error
+		if !job.barrier {
+			err = s.runSyncJob(job)
+		}
+		if job.done != nil {
+			job.done <- err
+		} else if err != nil {
+			e := err
+			s.syncErr.CompareAndSwap(nil, &e)
 		}
 	}
-	if fd != vfs.InvalidFd {
-		if err := unix.Syncfs(int(fd)); err != nil {
+}
+
+// runSyncJob syncs a job's files (one syncfs for many of them on a real
+// file system), then its directories, then writes its checkpoint.
+func (s *Store) runSyncJob(job syncJob) error {
+	if len(job.files) >= syncfsThreshold && job.files[0].f.Fd() != vfs.InvalidFd {
+		if err := unix.Syncfs(int(job.files[0].f.Fd())); err != nil {
 			return fmt.Errorf("consumequeue: syncfs: %w", err)
 		}
-		for _, q := range qs {
-			markSyncedLocked(q)
+	} else {
+		for _, f := range job.files {
+			// A file closed meanwhile belonged to a deleted or trimmed
+			// queue: nothing of it needs to be durable.
+			if err := f.f.SyncData(); err != nil && !errors.Is(err, os.ErrClosed) {
+				return fmt.Errorf("consumequeue: sync %s: %w", f.name, err)
+			}
 		}
-		return nil
 	}
-	for _, q := range qs {
-		if err := s.syncQueueLocked(q); err != nil {
+	for _, dir := range job.dirs {
+		if err := syncDir(s.fs, dir); err != nil {
 			return err
 		}
 	}
+	if job.ck == s.saved {
+		return nil
+	}
+	if err := commitlog.WriteFileAtomic(s.fs, s.opts.Dir, checkpointName, encodeCheckpoint(job.ck)); err != nil {
+		// The queues are still correct; a restart re-dispatches more.
+		s.log.Warn().Err(err).Msg("consumequeue: checkpoint failed")
+		return nil
+	}
+	s.saved = job.ck
 	return nil
 }
 
-// markSyncedLocked records that q's written entries are durable.
+// markSyncedLocked hands q's written entries to a sync job.
 func markSyncedLocked(q *queue) {
 	for i, f := range q.dirtyFiles {
 		f.dirty = false
@@ -489,24 +522,33 @@ func markSyncedLocked(q *queue) {
 	q.unsynced, q.inDirty, q.dirtyFrom = 0, false, -1
 }
 
-// flushLocked syncs the queues that have enough unsynced entries or have
-// waited long enough (all of them if final), syncs new directories, and
-// writes the checkpoint: the lowest log offset whose entry may be unsynced.
+// flushLocked writes the tails of the queues that have enough unsynced
+// entries or have waited long enough (all of them if final) and hands
+// their files, the new directories and the checkpoint they make valid (the
+// lowest log offset whose entry may still be unsynced) to the syncer. A
+// final flush waits for its job; before the syncer runs, it syncs inline.
 func (s *Store) flushLocked(final bool) error {
 	if s.werr != nil {
 		return s.werr
+	}
+	if p := s.syncErr.Load(); p != nil {
+		return s.failLocked(*p)
 	}
 	now := time.Now()
 	s.lastFlush = now
 	ckq := s.pos
 	keep := s.dirty[:0]
-	var due []*queue
+	var job syncJob
 	for _, q := range s.dirty {
 		if q.gone {
 			continue
 		}
 		if final || q.unsynced >= s.opts.SyncBytes || now.Sub(q.dirtySince) >= s.opts.MaxSyncDelay {
-			due = append(due, q)
+			if err := s.writeTailLocked(q); err != nil {
+				return s.failLocked(err)
+			}
+			job.files = append(job.files, q.dirtyFiles...)
+			markSyncedLocked(q)
 			continue
 		}
 		keep = append(keep, q)
@@ -514,28 +556,28 @@ func (s *Store) flushLocked(final bool) error {
 	}
 	clear(s.dirty[len(keep):])
 	s.dirty = keep
-	if err := s.syncQueuesLocked(due); err != nil {
-		return s.failLocked(err)
-	}
 	for dir := range s.dirtyDirs {
-		if err := syncDir(s.fs, dir); err != nil {
-			return s.failLocked(err)
-		}
+		job.dirs = append(job.dirs, dir)
 		delete(s.dirtyDirs, dir)
 	}
-	ck := checkpoint{queues: ckq, listeners: ckq}
+	job.ck = checkpoint{queues: ckq, listeners: ckq}
 	for _, l := range s.listeners {
-		ck.listeners = min(ck.listeners, l.pos)
+		job.ck.listeners = min(job.ck.listeners, l.pos)
 	}
-	if ck == s.saved {
-		return nil
+	var err error
+	switch {
+	case s.syncJobs == nil:
+		err = s.runSyncJob(job)
+	case final:
+		job.done = make(chan error, 1)
+		s.syncJobs <- job
+		err = <-job.done
+	default:
+		s.syncJobs <- job
 	}
-	if err := commitlog.WriteFileAtomic(s.fs, s.opts.Dir, checkpointName, encodeCheckpoint(ck)); err != nil {
-		// The queues are still correct; a restart re-dispatches more.
-		s.log.Warn().Err(err).Msg("consumequeue: checkpoint failed")
-		return nil
+	if err != nil {
+		return s.failLocked(err)
 	}
-	s.saved = ck
 	return nil
 }
 

@@ -21,6 +21,7 @@ func (s *Store) DeleteTopic(topic string) error {
 	if t == nil {
 		return nil
 	}
+	s.waitSyncerLocked()
 	for _, q := range t.queues {
 		q.mu.Lock()
 		q.closeFiles()
@@ -67,6 +68,7 @@ func (s *Store) TrimBefore(logOffset int64) (int, error) {
 	if closed {
 		return 0, ErrClosed
 	}
+	s.waitSyncerLocked()
 	removed := 0
 	for _, q := range qs {
 		for len(q.files) > 1 {

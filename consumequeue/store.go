@@ -212,7 +212,7 @@ type Store struct {
 	touched   []*queue
 	dirty     []*queue // queues with unsynced entries
 	dirtyDirs map[string]struct{}
-	saved     checkpoint // last checkpoint written
+	saved     checkpoint // last checkpoint written (the syncer's while it runs)
 	lastFlush time.Time
 	last      *queue // the queue of the previous record
 	werr      error  // sticky write error
@@ -234,6 +234,12 @@ type Store struct {
 	watch   <-chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
+
+	// syncJobs feeds the syncer goroutine (nil before it starts and after
+	// the final flush stopped it); syncErr is its first failure.
+	syncJobs   chan syncJob
+	syncerDone chan struct{}
+	syncErr    atomic.Pointer[error]
 }
 
 // Open loads the queues in opts.Dir, drops entries that point past the
@@ -292,6 +298,9 @@ func Open(opts Options) (*Store, error) {
 	}
 	s.log.Info().Int64("from", from).Int64("to", s.pos).Int("topics", len(s.topics)).
 		Dur("took", time.Since(started)).Msg("consumequeue: opened")
+	s.syncJobs = make(chan syncJob, 4)
+	s.syncerDone = make(chan struct{})
+	go s.syncer()
 	go s.run()
 	return s, nil
 }
@@ -553,6 +562,8 @@ func (s *Store) Close() error {
 	s.mu.Unlock()
 	close(s.stop)
 	<-s.done
+	close(s.syncJobs)
+	<-s.syncerDone
 	s.unwatch()
 	s.writeMu.Lock()
 	err := s.werr
