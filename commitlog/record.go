@@ -154,9 +154,18 @@ func putHost(b []byte, a netip.AddrPort) int {
 	return n + 4
 }
 
-// appendRecord encodes m at the end of dst. Queue offset, physical offset,
-// store timestamp and the checksum are left zero: sealRecord fills them in
+// AppendRecord encodes m at the end of dst. Queue offset, physical offset,
+// store timestamp and the checksum are left zero: SealRecord fills them in
 // once the appender has assigned them. size must come from EncodedSize.
+// (Exported for the layout benchmark's baseline, which stores the same
+// records.)
+func AppendRecord(dst []byte, m *Message, size int) []byte { return appendRecord(dst, m, size) }
+
+// SealRecord fills in the fields assigned at append time and the checksum.
+func SealRecord(rec []byte, queueOffset, physical, storeTs int64) {
+	sealRecord(rec, queueOffset, physical, storeTs)
+}
+
 func appendRecord(dst []byte, m *Message, size int) []byte {
 	start := len(dst)
 	dst = append(dst, make([]byte, size)...)
