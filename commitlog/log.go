@@ -172,8 +172,7 @@ type Log struct {
 	sticky  atomic.Pointer[error]
 
 	flushBell chan struct{} // 1-slot doorbell for the flusher
-	watchers  atomic.Pointer[[]chan struct{}]
-	watchMu   sync.Mutex
+	watchers  Bells
 
 	stop chan struct{}
 	done chan struct{}
@@ -309,43 +308,9 @@ func (l *Log) DeleteQueue(topic string) {
 
 // Watch returns a 1-slot channel that receives a signal whenever
 // VisibleOffset advances (signals coalesce), and a function to stop.
-func (l *Log) Watch() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	l.watchMu.Lock()
-	old := l.watchers.Load()
-	var next []chan struct{}
-	if old != nil {
-		next = append(next, *old...)
-	}
-	next = append(next, ch)
-	l.watchers.Store(&next)
-	l.watchMu.Unlock()
-	return ch, func() {
-		l.watchMu.Lock()
-		defer l.watchMu.Unlock()
-		cur := *l.watchers.Load()
-		next := make([]chan struct{}, 0, len(cur))
-		for _, c := range cur {
-			if c != ch {
-				next = append(next, c)
-			}
-		}
-		l.watchers.Store(&next)
-	}
-}
+func (l *Log) Watch() (<-chan struct{}, func()) { return l.watchers.Watch() }
 
-func (l *Log) ringWatchers() {
-	w := l.watchers.Load()
-	if w == nil {
-		return
-	}
-	for _, c := range *w {
-		select {
-		case c <- struct{}{}:
-		default:
-		}
-	}
-}
+func (l *Log) ringWatchers() { l.watchers.Ring() }
 
 func (l *Log) setStickyLocked(err error) error {
 	if l.err == nil {

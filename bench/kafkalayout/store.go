@@ -131,8 +131,7 @@ type Store struct {
 
 	syncq    syncQueue
 	tickBell chan struct{}
-	watchers atomic.Pointer[[]chan struct{}]
-	watchMu  sync.Mutex
+	watchers commitlog.Bells
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -406,37 +405,9 @@ func (s *Store) waitRound(p *partition, round chan struct{}, end int64) error {
 // Watch returns a 1-slot channel that receives a signal whenever more of
 // the store becomes readable (after appends in async mode, after flushes in
 // sync mode; signals coalesce), and a function to stop.
-func (s *Store) Watch() (<-chan struct{}, func()) {
-	ch := make(chan struct{}, 1)
-	s.watchMu.Lock()
-	var next []chan struct{}
-	if old := s.watchers.Load(); old != nil {
-		next = append(next, *old...)
-	}
-	next = append(next, ch)
-	s.watchers.Store(&next)
-	s.watchMu.Unlock()
-	return ch, func() {
-		s.watchMu.Lock()
-		defer s.watchMu.Unlock()
-		cur := *s.watchers.Load()
-		next := make([]chan struct{}, 0, len(cur))
-		for _, c := range cur {
-			if c != ch {
-				next = append(next, c)
-			}
-		}
-		s.watchers.Store(&next)
-	}
-}
+func (s *Store) Watch() (<-chan struct{}, func()) { return s.watchers.Watch() }
 
-func (s *Store) ringWatchers() {
-	if w := s.watchers.Load(); w != nil {
-		for _, c := range *w {
-			ring(c)
-		}
-	}
-}
+func (s *Store) ringWatchers() { s.watchers.Ring() }
 
 func ring(c chan struct{}) {
 	select {
