@@ -327,6 +327,7 @@ func (c *Conn) writeLoop() {
 	defer close(c.writerDone)
 	var batch net.Buffers
 	var heads []*[]byte
+	drain := false // a write failed: leave the socket to readLoop to drain
 	for {
 		final := false
 		select {
@@ -348,7 +349,13 @@ func (c *Conn) writeLoop() {
 			if _, err := bufs.WriteTo(c.nc); err != nil && !final {
 				c.log.Debug().Err(err).Msg("remoting: write failed, closing connection")
 				c.closeWith(fmt.Errorf("write: %w", err))
-				final = true
+				// The peer is gone, but requests it sent before going may
+				// still sit unread in the socket (a client that sends its
+				// last offset commits and closes at once): let readLoop read
+				// and serve them, for a bounded time, before the socket is
+				// closed by teardown.
+				_ = c.nc.SetReadDeadline(time.Now().Add(closeFlushTimeout))
+				final, drain = true, true
 			}
 			for i := range batch {
 				batch[i] = nil
@@ -361,7 +368,9 @@ func (c *Conn) writeLoop() {
 			}
 		}
 		if final {
-			_ = c.nc.Close()
+			if !drain {
+				_ = c.nc.Close()
+			}
 			return
 		}
 	}
@@ -437,10 +446,16 @@ func (c *Conn) dispatch(req *Command) bool {
 		}
 		return true
 	}
+	// A request already read is served even if the connection is closing:
+	// only a full set of in-flight slots makes it wait for the close.
 	select {
 	case c.slots <- struct{}{}:
-	case <-c.done:
-		return false
+	default:
+		select {
+		case c.slots <- struct{}{}:
+		case <-c.done:
+			return false
+		}
 	}
 	c.ep.addBusy(1)
 	if !req.IsOneway() {
@@ -467,6 +482,7 @@ func (c *Conn) serve(req *Command) {
 func (c *Conn) teardown() {
 	c.closeWith(ErrConnClosed)
 	<-c.writerDone
+	_ = c.nc.Close() // already closed unless writeLoop left it to be drained
 	c.mu.Lock()
 	pending := c.pending
 	c.pending = map[int32]chan *Command{}
