@@ -144,7 +144,7 @@ func startProc(t *testing.T, name string, args ...string) *proc {
 		p.addLine(fmt.Sprintf("(process exited: %v)", cmd.ProcessState))
 	}()
 	t.Cleanup(func() {
-		p.kill(t)
+		p.stop(t) // graceful, so a shutdown that hangs fails the test
 		p.logProblems(t)
 		if t.Failed() {
 			p.mu.Lock()

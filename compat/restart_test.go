@@ -115,17 +115,20 @@ func boolInt(b bool) int {
 }
 
 // TestKill9SyncFlush kills a --flush sync broker with SIGKILL while
-// producers send synchronously, restarts it on the same data directory,
-// and checks that every send that returned SendOK can be consumed.
+// producers send synchronously (single messages and batches), restarts it
+// on the same data directory, and checks that every send that returned
+// SendOK can be consumed, at the queue offset it was acknowledged with:
+// recovery must neither lose an acknowledged message nor hand its queue
+// offset to a later one.
 func TestKill9SyncFlush(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "sync")
-	const topic, cycles, senders, perCycle = "Crash", 3, 3, 40
+	const topic, cycles, senders, perCycle, batch = "Crash", 3, 3, 40, 5
 	createTopic(t, s.NameSrv, []string{s.Broker}, topic, 4)
 
 	var (
 		mu    sync.Mutex
-		acked []string
+		acked = map[string]sentAt{} // body → acknowledged position
 	)
 	ackedCount := func() int {
 		mu.Lock()
@@ -138,6 +141,11 @@ func TestKill9SyncFlush(t *testing.T) {
 		var wg sync.WaitGroup
 		before := ackedCount()
 		for g := range senders {
+			// The last sender sends batches, the others single messages.
+			size := 1
+			if g == senders-1 {
+				size = batch
+			}
 			wg.Go(func() {
 				for i := 0; ; i++ {
 					select {
@@ -145,17 +153,23 @@ func TestKill9SyncFlush(t *testing.T) {
 						return
 					default:
 					}
-					body := fmt.Sprintf("c%d-g%d-%d", cycle, g, i)
-					m := primitive.NewMessage(topic, []byte(body))
-					m.WithKeys([]string{body})
-					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-					res, err := p.SendSync(ctx, m)
-					cancel()
-					if err == nil && res.Status == primitive.SendOK {
-						mu.Lock()
-						acked = append(acked, body)
-						mu.Unlock()
+					msgs := make([]*primitive.Message, size)
+					for j := range msgs {
+						body := fmt.Sprintf("c%d-g%d-%d-%d", cycle, g, i, j)
+						msgs[j] = primitive.NewMessage(topic, []byte(body))
+						msgs[j].WithKeys([]string{body})
 					}
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					res, err := p.SendSync(ctx, msgs...)
+					cancel()
+					if err != nil || res.Status != primitive.SendOK {
+						continue
+					}
+					mu.Lock()
+					for j, m := range msgs {
+						acked[string(m.Body)] = sentAt{res.MessageQueue.QueueId, res.QueueOffset + int64(j), ""}
+					}
+					mu.Unlock()
 				}
 			})
 		}
@@ -166,23 +180,35 @@ func TestKill9SyncFlush(t *testing.T) {
 		close(stop)
 		wg.Wait()
 		_ = p.Shutdown()
-		t.Logf("cycle %d: %d sends acknowledged before SIGKILL", cycle, ackedCount()-before)
+		t.Logf("cycle %d: %d messages acknowledged before SIGKILL", cycle, ackedCount()-before)
 		s.start(t)
 		waitRoute(t, s.NameSrv, topic, 1)
 	}
 
 	mu.Lock()
-	want := append([]string(nil), acked...)
-	mu.Unlock()
+	defer mu.Unlock()
+	positions := map[[2]int64]string{}
+	want := make([]string, 0, len(acked))
+	for body, at := range acked {
+		want = append(want, body)
+		k := [2]int64{int64(at.queue), at.queueOffset}
+		if other, dup := positions[k]; dup {
+			t.Errorf("%s and %s were both acknowledged at queue %d offset %d", body, other, at.queue, at.queueOffset)
+		}
+		positions[k] = body
+	}
 	rec := &recorder{}
 	startPushConsumer(t, s.NameSrv, "cg-crash", topic, "*", rec.handle)
-	ok := poll(receiveTimeout, func() bool { return rec.hasAll(want) })
-	if !ok {
+	if !poll(receiveTimeout, func() bool { return rec.hasAll(want) }) {
 		t.Fatalf("%d of %d acknowledged messages are gone after SIGKILL: %v", len(rec.missing(want)), len(want), rec.missing(want))
 	}
 	for _, m := range rec.all() {
 		if m.GetKeys() != string(m.Body) {
 			t.Errorf("message %q has keys %q", m.Body, m.GetKeys())
+		}
+		if at, ok := acked[string(m.Body)]; ok && (at.queue != m.Queue.QueueId || at.queueOffset != m.QueueOffset) {
+			t.Errorf("%s consumed at queue %d offset %d, acknowledged at queue %d offset %d",
+				m.Body, m.Queue.QueueId, m.QueueOffset, at.queue, at.queueOffset)
 		}
 	}
 }
