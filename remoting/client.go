@@ -191,5 +191,7 @@ func (cl *Client) Close() error {
 	for _, c := range conns {
 		<-c.closed
 	}
-	return cl.ep.waitIdle(context.Background())
+	err := cl.ep.waitIdle(context.Background())
+	cl.ep.pool.close(context.Background())
+	return err
 }

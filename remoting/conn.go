@@ -45,6 +45,7 @@ type endpoint struct {
 	maxInflight  int
 	writeTimeout time.Duration
 	connClosed   func(*Conn)
+	pool         *workerPool
 
 	// busy counts handler goroutines running plus requests not yet answered
 	// (non-oneway); idle is rung whenever it drops to zero.
@@ -70,7 +71,7 @@ func newEndpoint(h Handler, log zerolog.Logger, maxFrame, maxInflight int, write
 	}
 	return &endpoint{
 		handler: h, log: log, maxFrame: maxFrame, maxInflight: maxInflight,
-		writeTimeout: writeTimeout, idle: make(chan struct{}, 1),
+		writeTimeout: writeTimeout, idle: make(chan struct{}, 1), pool: newWorkerPool(maxWorkers),
 	}
 }
 
@@ -462,7 +463,7 @@ func (c *Conn) dispatch(req *Command) bool {
 		c.unanswered.Add(1)
 		c.ep.addBusy(1)
 	}
-	go c.serve(req)
+	c.ep.pool.submit(func() { c.serve(req) })
 	return true
 }
 

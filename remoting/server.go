@@ -183,5 +183,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	for _, c := range conns {
 		<-c.closed
 	}
+	s.ep.pool.close(ctx)
 	return err
 }
