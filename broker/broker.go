@@ -268,6 +268,9 @@ func (b *Broker) Start() error {
 			b.log.Error().Err(err).Msg("remoting server stopped")
 		}
 	}()
+	// Ready means routable: clients that look the broker up right after
+	// find it.
+	b.registerAll()
 	go b.registerLoop()
 	go b.housekeeping()
 	b.ready.Store(true)

@@ -7,11 +7,11 @@ import (
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// registerLoop registers the broker with every name server at start, every
-// RegisterInterval, and soon after a topic changes.
+// registerLoop registers the broker with every name server every
+// RegisterInterval and soon after a topic changes (Start registers once
+// before the broker reports ready).
 func (b *Broker) registerLoop() {
 	defer b.wg.Done()
-	b.registerAll()
 	tick := time.NewTicker(b.cfg.RegisterInterval.D())
 	defer tick.Stop()
 	for {
