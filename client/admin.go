@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferrymq/ferry/remoting"
@@ -28,6 +29,9 @@ type Admin struct {
 	rc      *remoting.Client
 	hc      *http.Client
 	timeout time.Duration
+
+	selfMu sync.Mutex
+	self   *adminBroker // HTTP: the broker behind base, once asked
 }
 
 // AdminOption configures an Admin.

@@ -66,7 +66,7 @@ type BrokerStatus struct {
 // call.
 func (a *Admin) Brokers(ctx context.Context, sample time.Duration) ([]BrokerStatus, error) {
 	if a.base != "" {
-		return a.adminHTTPBrokers(ctx, sample)
+		return a.httpBrokers(ctx, sample)
 	}
 	bs, err := a.adminBrokers(ctx)
 	if err != nil {
@@ -135,11 +135,7 @@ type BrokerConfig struct {
 // addresses; none selects every master).
 func (a *Admin) BrokerConfigs(ctx context.Context, brokers ...string) ([]BrokerConfig, error) {
 	if a.base != "" {
-		var m map[string]string
-		if err := a.adminHTTP(ctx, "GET", "/v1/broker/config", nil, nil, &m); err != nil {
-			return nil, err
-		}
-		return []BrokerConfig{{Addr: a.base, Config: m}}, nil
+		return a.httpBrokerConfigs(ctx, brokers)
 	}
 	bs, err := a.adminMasters(ctx, brokers)
 	if err != nil {
@@ -160,12 +156,12 @@ func (a *Admin) BrokerConfigs(ctx context.Context, brokers ...string) ([]BrokerC
 // brokers (none selects every master). The broker refuses keys that need a
 // restart, naming the ones it can change.
 func (a *Admin) SetBrokerConfig(ctx context.Context, kv map[string]string, brokers ...string) error {
+	if a.base != "" {
+		return a.httpSetBrokerConfig(ctx, kv, brokers)
+	}
 	body, err := json.Marshal(kv)
 	if err != nil {
 		return err
-	}
-	if a.base != "" {
-		return a.adminHTTP(ctx, "PUT", "/v1/broker/config", nil, kv, nil)
 	}
 	bs, err := a.adminMasters(ctx, brokers)
 	if err != nil {
@@ -192,12 +188,12 @@ func (a *Admin) Undrain(ctx context.Context, brokers ...string) error {
 }
 
 func (a *Admin) adminDrain(ctx context.Context, on bool, brokers []string) error {
-	code, path := adminReqUndrain, "/v1/broker/undrain"
-	if on {
-		code, path = adminReqDrain, "/v1/broker/drain"
-	}
 	if a.base != "" {
-		return a.adminHTTP(ctx, "POST", path, nil, nil, nil)
+		return a.httpDrain(ctx, on, brokers)
+	}
+	code := adminReqUndrain
+	if on {
+		code = adminReqDrain
 	}
 	bs, err := a.adminMasters(ctx, brokers)
 	if err != nil {

@@ -44,9 +44,7 @@ type adminDLQPage struct {
 // every broker that has the group; ErrNoSuchGroup when none has.
 func (a *Admin) DeadLetters(ctx context.Context, group string, max int) ([]DeadLetter, error) {
 	if a.base != "" {
-		var out []DeadLetter
-		q := map[string]string{"max": strconv.Itoa(max)}
-		return out, a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/dlq", q, nil, &out)
+		return a.httpDeadLetters(ctx, group, max)
 	}
 	g, err := a.Group(ctx, group)
 	if err != nil {
@@ -119,9 +117,8 @@ func (a *Admin) ResendDeadLetters(ctx context.Context, r DLQResend) (*DLQResendR
 		return nil, fmt.Errorf("client: say which dead letters to resend (ids, or all)")
 	}
 	res := &DLQResendResult{Group: r.Group, Target: target}
-	if a.base != "" {
-		body := map[string]any{"ids": r.IDs, "all": r.All, "target": target}
-		return res, a.adminHTTP(ctx, "POST", "/v1/groups/"+adminPathEscape(r.Group)+"/dlq/resend", nil, body, res)
+	if a.base != "" && len(r.IDs) == 0 {
+		return res, a.httpResendDeadLetters(ctx, r, target, nil, res)
 	}
 	dls, err := a.DeadLetters(ctx, r.Group, 0)
 	if err != nil {
@@ -161,6 +158,13 @@ func (a *Admin) ResendDeadLetters(ctx context.Context, r DLQResend) (*DLQResendR
 			add(d)
 		}
 		total = len(dls)
+	}
+	if a.base != "" {
+		var offs []int64
+		for _, b := range order {
+			offs = append(offs, byBroker[b]...)
+		}
+		return res, a.httpResendDeadLetters(ctx, r, target, offs, res)
 	}
 	bs, err := a.adminMasters(ctx, order)
 	if len(order) == 0 {

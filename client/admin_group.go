@@ -64,24 +64,7 @@ type GroupInfo struct {
 // Groups lists every group configured on any master, sorted by name.
 func (a *Admin) Groups(ctx context.Context) ([]GroupInfo, error) {
 	if a.base != "" {
-		var list []struct {
-			Name            string `json:"name"`
-			ConsumeEnable   bool   `json:"consume_enable"`
-			BroadcastEnable bool   `json:"consume_broadcast_enable"`
-			RetryMaxTimes   int32  `json:"retry_max_times"`
-			OnlineClients   int    `json:"online_clients"`
-			Broadcast       bool   `json:"broadcast"`
-		}
-		if err := a.adminHTTP(ctx, "GET", "/v1/groups", nil, nil, &list); err != nil {
-			return nil, err
-		}
-		out := make([]GroupInfo, 0, len(list))
-		for _, g := range list {
-			out = append(out, GroupInfo{GroupConfig: GroupConfig{Group: g.Name, ConsumeEnable: g.ConsumeEnable,
-				BroadcastEnable: g.BroadcastEnable, RetryMaxTimes: g.RetryMaxTimes}, Brokers: []string{a.base},
-				OnlineClients: g.OnlineClients, Broadcasting: g.Broadcast})
-		}
-		return out, nil
+		return a.httpGroups(ctx)
 	}
 	bs, err := a.adminMasters(ctx, nil)
 	if err != nil {
@@ -117,6 +100,9 @@ func (a *Admin) Groups(ctx context.Context) ([]GroupInfo, error) {
 
 // Group returns one group; ErrNoSuchGroup when no broker has it.
 func (a *Admin) Group(ctx context.Context, group string) (*GroupInfo, error) {
+	if a.base != "" {
+		return a.httpGroup(ctx, group)
+	}
 	gs, err := a.Groups(ctx)
 	if err != nil {
 		return nil, err
@@ -159,11 +145,11 @@ func (a *Admin) CreateGroup(ctx context.Context, spec GroupSpec) ([]string, erro
 	c := GroupConfig{Group: spec.Group, ConsumeEnable: true, ConsumeFromMinEnable: true, BroadcastEnable: true,
 		RetryQueueNums: 1, RetryMaxTimes: 16, WhichBrokerWhenSlow: 1, NotifyConsumerIDsChanged: true}
 	spec.apply(&c)
-	if a.base != "" {
-		return nil, a.adminHTTP(ctx, "POST", "/v1/groups", nil, c, nil)
-	}
 	if err := adminCheckGroupName(spec.Group); err != nil {
 		return nil, err
+	}
+	if a.base != "" {
+		return a.httpCreateGroup(ctx, spec)
 	}
 	gs, err := a.Groups(ctx)
 	if err != nil {
@@ -212,12 +198,7 @@ func (a *Admin) adminPutGroup(ctx context.Context, bs []adminBroker, c GroupConf
 // it; ErrNoSuchGroup when none has.
 func (a *Admin) UpdateGroup(ctx context.Context, spec GroupSpec) ([]string, error) {
 	if a.base != "" {
-		var c GroupConfig
-		if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(spec.Group), nil, nil, &c); err != nil {
-			return nil, err
-		}
-		spec.apply(&c)
-		return nil, a.adminHTTP(ctx, "PUT", "/v1/groups/"+adminPathEscape(spec.Group), nil, c, nil)
+		return a.httpUpdateGroup(ctx, spec)
 	}
 	g, err := a.Group(ctx, spec.Group)
 	if err != nil {
@@ -236,7 +217,7 @@ func (a *Admin) UpdateGroup(ctx context.Context, spec GroupSpec) ([]string, erro
 // broker that has it; ErrNoSuchGroup when none has.
 func (a *Admin) DeleteGroup(ctx context.Context, group string) ([]string, error) {
 	if a.base != "" {
-		return nil, a.adminHTTP(ctx, "DELETE", "/v1/groups/"+adminPathEscape(group), nil, nil, nil)
+		return a.httpDeleteGroup(ctx, group)
 	}
 	g, err := a.Group(ctx, group)
 	if err != nil {
@@ -295,8 +276,7 @@ type adminConnList struct {
 // id; ErrNoSuchGroup when no broker has the group.
 func (a *Admin) Clients(ctx context.Context, group string) (*GroupClients, error) {
 	if a.base != "" {
-		var gc GroupClients
-		return &gc, a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/clients", nil, nil, &gc)
+		return a.httpClients(ctx, group)
 	}
 	g, err := a.Group(ctx, group)
 	if err != nil {
@@ -350,8 +330,9 @@ type LagRow struct {
 	BrokerOffset   int64  `json:"broker_offset"`
 	ConsumerOffset int64  `json:"consumer_offset"`
 	Lag            int64  `json:"lag"`
-	// Inflight is the number of pulled but uncommitted messages; brokers
-	// do not report it yet, so it is null.
+	// Inflight is the number of messages leased over the HTTP API and not
+	// yet settled; null over the remoting protocol, which does not report
+	// it.
 	Inflight *int64 `json:"inflight"`
 	// LastConsumedMS is the store time of the last committed message
 	// (the one before ConsumerOffset); 0 when nothing is consumed.
@@ -384,9 +365,7 @@ type adminConsumeStats struct {
 // the number of dead letters) come only with includeRetry.
 func (a *Admin) Lag(ctx context.Context, group string, includeRetry bool) (*GroupLag, error) {
 	if a.base != "" {
-		var gl GroupLag
-		q := map[string]string{"include_retry": strconv.FormatBool(includeRetry)}
-		return &gl, a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/lag", q, nil, &gl)
+		return a.httpLag(ctx, group, includeRetry)
 	}
 	g, err := a.Group(ctx, group)
 	if err != nil {
@@ -434,8 +413,14 @@ func (a *Admin) Lag(ctx context.Context, group string, includeRetry bool) (*Grou
 			adminAssign(out.Queues, ids)
 		}
 	}
-	sort.SliceStable(out.Queues, func(i, j int) bool {
-		x, y := out.Queues[i], out.Queues[j]
+	adminSortLag(out)
+	return out, nil
+}
+
+// adminSortLag sorts the rows by topic, broker and queue and sums the lag.
+func adminSortLag(l *GroupLag) {
+	sort.SliceStable(l.Queues, func(i, j int) bool {
+		x, y := l.Queues[i], l.Queues[j]
 		if x.Topic != y.Topic {
 			return x.Topic < y.Topic
 		}
@@ -444,10 +429,10 @@ func (a *Admin) Lag(ctx context.Context, group string, includeRetry bool) (*Grou
 		}
 		return x.QueueID < y.QueueID
 	})
-	for _, q := range out.Queues {
-		out.TotalLag += q.Lag
+	l.TotalLag = 0
+	for _, q := range l.Queues {
+		l.TotalLag += q.Lag
 	}
-	return out, nil
 }
 
 // adminAssign fills Client as RocketMQ's AllocateMessageQueueAveragely

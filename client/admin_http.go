@@ -3,36 +3,111 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// The HTTP transport: one broker's /v1 API. Errors come back as problem
-// documents ({"title","status","detail"}); 404 and 409 map to the
-// package's not-found and already-exists errors.
+// The HTTP transport: one broker's /v1 API (docs/openapi.yaml). Each
+// Admin method that the API can serve has its http* twin here; the rest
+// answer ErrNotSupported. Results carry the broker's name and remoting
+// address (read once from GET /v1/broker), so they look as they do over
+// the remoting protocol. Errors come back as problem documents
+// ({"title","status","detail","code"}); their code maps to the package's
+// not-found and already-exists errors.
+
+// HTTP API problem codes the Admin maps to its errors (part of the API).
+const (
+	adminProblemTopicNotExist = 17
+	adminProblemTopicExists   = 18
+	adminProblemNoMessage     = 22
+	adminProblemGroupNotExist = 26
+	adminProblemGroupExists   = 1007
+)
+
+// adminHTTPMaxBatch is the most messages or dead letters one request
+// carries (the API's limit).
+const adminHTTPMaxBatch = 1000
+
+// ProblemError is an error answer of the HTTP API.
+type ProblemError struct {
+	Method string `json:"-"`
+	Path   string `json:"-"`
+	Status int    `json:"status"`
+	Code   int    `json:"code"`
+	Title  string `json:"title"`
+	Detail string `json:"detail"`
+}
+
+func (e *ProblemError) Error() string {
+	return fmt.Sprintf("%s %s: HTTP %d: %s", e.Method, e.Path, e.Status, strings.TrimPrefix(e.Detail, "broker: "))
+}
+
+// sentinel is the package error a problem code stands for, or nil.
+func (e *ProblemError) sentinel() error {
+	switch e.Code {
+	case adminProblemTopicNotExist:
+		return ErrNoSuchTopic
+	case adminProblemTopicExists:
+		return ErrTopicExists
+	case adminProblemNoMessage:
+		return ErrNoSuchMessage
+	case adminProblemGroupNotExist:
+		return ErrNoSuchGroup
+	case adminProblemGroupExists:
+		return ErrGroupExists
+	}
+	return nil
+}
+
+// subject is what the problem is about when the broker's detail names it
+// after its title ("broker: topic does not exist: orders" → "orders").
+func (e *ProblemError) subject() string {
+	s := strings.TrimPrefix(e.Detail, "broker: ")
+	if rest, ok := strings.CutPrefix(s, e.Title+": "); ok {
+		if u, err := strconv.Unquote(rest); err == nil {
+			return u
+		}
+		return rest
+	}
+	return s
+}
+
+// adminProblemErr is a problem that stands for a package error: it reads
+// "client: no such topic: orders (HTTP 404 from GET /v1/topics/orders)".
+type adminProblemErr struct {
+	sentinel error
+	p        *ProblemError
+}
+
+func (e *adminProblemErr) Error() string {
+	return fmt.Sprintf("%v: %s (HTTP %d from %s %s)", e.sentinel, e.p.subject(), e.p.Status, e.p.Method, e.p.Path)
+}
+
+func (e *adminProblemErr) Unwrap() []error { return []error{e.sentinel, e.p} }
 
 func adminPathEscape(s string) string { return url.PathEscape(s) }
 
 // adminHTTP does one request: body (if not nil) is sent as JSON and the
-// answer decoded into out (if not nil).
-func (a *Admin) adminHTTP(ctx context.Context, method, path string, query map[string]string, body, out any) error {
+// answer decoded into out (if not nil). An error answer whose code is a
+// not-found or already-exists one wraps the matching package error.
+func (a *Admin) adminHTTP(ctx context.Context, method, path string, query url.Values, body, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	u := a.base + path
 	if len(query) > 0 {
-		v := url.Values{}
-		for k, x := range query {
-			v.Set(k, x)
-		}
-		u += "?" + v.Encode()
+		u += "?" + query.Encode()
 	}
 	var rd io.Reader
 	if body != nil {
@@ -44,7 +119,7 @@ func (a *Admin) adminHTTP(ctx context.Context, method, path string, query map[st
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
-		return err
+		return fmt.Errorf("client: %s %s: %w", method, u, err)
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -52,37 +127,26 @@ func (a *Admin) adminHTTP(ctx context.Context, method, path string, query map[st
 	req.Header.Set("Accept", "application/json")
 	resp, err := a.hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("client: %s %s: %w", method, u, err)
+		return fmt.Errorf("client: broker HTTP API at %s: %w", a.base, err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("client: %s %s: %w", method, u, err)
+		return fmt.Errorf("client: %s %s: %w", method, path, err)
 	}
 	if resp.StatusCode >= 300 {
-		var p struct {
-			Title  string `json:"title"`
-			Detail string `json:"detail"`
+		p := &ProblemError{Method: method, Path: path, Status: resp.StatusCode}
+		_ = json.Unmarshal(data, p)
+		if p.Detail == "" {
+			p.Detail = strings.TrimSpace(string(data))
 		}
-		_ = json.Unmarshal(data, &p)
-		msg := p.Detail
-		if msg == "" {
-			msg = strings.TrimSpace(string(data))
+		if p.Detail == "" {
+			p.Detail = resp.Status
 		}
-		err := fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, msg)
-		switch {
-		case resp.StatusCode == http.StatusNotFound && strings.HasPrefix(path, "/v1/topics/"):
-			return fmt.Errorf("%w: %w", ErrNoSuchTopic, err)
-		case resp.StatusCode == http.StatusNotFound && strings.HasPrefix(path, "/v1/groups/"):
-			return fmt.Errorf("%w: %w", ErrNoSuchGroup, err)
-		case resp.StatusCode == http.StatusNotFound && strings.HasPrefix(path, "/v1/messages/"):
-			return fmt.Errorf("%w: %w", ErrNoSuchMessage, err)
-		case resp.StatusCode == http.StatusConflict && strings.HasPrefix(path, "/v1/topics"):
-			return fmt.Errorf("%w: %w", ErrTopicExists, err)
-		case resp.StatusCode == http.StatusConflict && strings.HasPrefix(path, "/v1/groups"):
-			return fmt.Errorf("%w: %w", ErrGroupExists, err)
+		if s := p.sentinel(); s != nil {
+			return &adminProblemErr{sentinel: s, p: p}
 		}
-		return fmt.Errorf("client: %w", err)
+		return p
 	}
 	if out == nil || len(bytes.TrimSpace(data)) == 0 {
 		return nil
@@ -93,18 +157,61 @@ func (a *Admin) adminHTTP(ctx context.Context, method, path string, query map[st
 	return nil
 }
 
-func (a *Admin) adminHTTPBrokers(ctx context.Context, sample time.Duration) ([]BrokerStatus, error) {
-	get := func() (BrokerStatus, error) {
-		var s struct {
-			BrokerStatus
-			ClusterName string `json:"cluster_name"`
-		}
-		err := a.adminHTTP(ctx, "GET", "/v1/broker", nil, nil, &s)
-		s.BrokerStatus.Cluster = s.ClusterName
-		s.BrokerStatus.Role = adminRole(s.BrokerID)
-		return s.BrokerStatus, err
+// adminHTTPRuntime is GET /v1/broker.
+type adminHTTPRuntime struct {
+	BrokerStatus
+	ClusterName string `json:"cluster_name"`
+}
+
+func (a *Admin) adminHTTPStatus(ctx context.Context) (BrokerStatus, error) {
+	var s adminHTTPRuntime
+	if err := a.adminHTTP(ctx, "GET", "/v1/broker", nil, nil, &s); err != nil {
+		return BrokerStatus{}, err
 	}
-	s, err := get()
+	s.BrokerStatus.Cluster = s.ClusterName
+	s.BrokerStatus.Role = adminRole(s.BrokerID)
+	return s.BrokerStatus, nil
+}
+
+// adminHTTPSelf is the broker behind the HTTP endpoint, asked once.
+func (a *Admin) adminHTTPSelf(ctx context.Context) (adminBroker, error) {
+	a.selfMu.Lock()
+	defer a.selfMu.Unlock()
+	if a.self != nil {
+		return *a.self, nil
+	}
+	s, err := a.adminHTTPStatus(ctx)
+	if err != nil {
+		return adminBroker{}, err
+	}
+	a.self = &adminBroker{Cluster: s.Cluster, Name: s.BrokerName, ID: s.BrokerID, Addr: s.Addr}
+	return *a.self, nil
+}
+
+// adminHTTPSelect checks a broker selection (names or addresses) against
+// the one broker the endpoint serves.
+func (a *Admin) adminHTTPSelect(ctx context.Context, sel []string) (adminBroker, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return self, err
+	}
+	for _, s := range sel {
+		if s != self.Name && s != self.Addr {
+			return self, fmt.Errorf("%w: %s (the HTTP endpoint %s serves broker %s only)", ErrNoBroker, s, a.base, self.Name)
+		}
+	}
+	return self, nil
+}
+
+// adminNotOverHTTP is the error of an operation the HTTP API cannot serve.
+func (a *Admin) adminNotOverHTTP(what string) error {
+	return fmt.Errorf("%w: %s over the HTTP API of %s; use the name-server endpoint (--namesrv ip:port)", ErrNotSupported, what, a.base)
+}
+
+// --- broker ---
+
+func (a *Admin) httpBrokers(ctx context.Context, sample time.Duration) ([]BrokerStatus, error) {
+	s, err := a.adminHTTPStatus(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +227,7 @@ func (a *Admin) adminHTTPBrokers(ctx context.Context, sample time.Duration) ([]B
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	s2, err := get()
+	s2, err := a.adminHTTPStatus(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -129,27 +236,726 @@ func (a *Admin) adminHTTPBrokers(ctx context.Context, sample time.Duration) ([]B
 	return []BrokerStatus{s2}, nil
 }
 
-// adminHTTPTopic is a topic's configuration in the HTTP API.
-func adminHTTPTopic(tc remoting.TopicConfig) map[string]any {
-	return map[string]any{"topic": tc.TopicName, "read_queues": tc.ReadQueueNums, "write_queues": tc.WriteQueueNums,
-		"perm": remoting.PermString(tc.Perm), "order": tc.Order}
+func (a *Admin) httpBrokerConfigs(ctx context.Context, sel []string) ([]BrokerConfig, error) {
+	self, err := a.adminHTTPSelect(ctx, sel)
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	if err := a.adminHTTP(ctx, "GET", "/v1/broker/config", nil, nil, &m); err != nil {
+		return nil, err
+	}
+	return []BrokerConfig{{BrokerName: self.Name, Addr: self.Addr, Config: m}}, nil
 }
 
-func adminHTTPTopicUpdate(u TopicUpdate) map[string]any {
-	m := map[string]any{}
-	if u.ReadQueues != nil {
-		m["read_queues"] = *u.ReadQueues
+func (a *Admin) httpSetBrokerConfig(ctx context.Context, kv map[string]string, sel []string) error {
+	if _, err := a.adminHTTPSelect(ctx, sel); err != nil {
+		return err
 	}
-	if u.WriteQueues != nil {
-		m["write_queues"] = *u.WriteQueues
+	return a.adminHTTP(ctx, "PUT", "/v1/broker/config", nil, kv, nil)
+}
+
+func (a *Admin) httpDrain(ctx context.Context, on bool, sel []string) error {
+	if _, err := a.adminHTTPSelect(ctx, sel); err != nil {
+		return err
 	}
+	path := "/v1/broker/undrain"
+	if on {
+		path = "/v1/broker/drain"
+	}
+	return a.adminHTTP(ctx, "POST", path, nil, nil, nil)
+}
+
+// --- topics ---
+
+// adminHTTPTopic is a topic in the HTTP API (Topic and TopicDetail).
+type adminHTTPTopic struct {
+	Name        string `json:"name"`
+	ReadQueues  int32  `json:"read_queues"`
+	WriteQueues int32  `json:"write_queues"`
+	Perm        string `json:"perm"` // "rw", "r", "w" or "-"
+	Order       bool   `json:"order"`
+	Queues      []struct {
+		QueueID     int32 `json:"queue_id"`
+		MinOffset   int64 `json:"min_offset"`
+		MaxOffset   int64 `json:"max_offset"`
+		LastStoreMS int64 `json:"last_store_ms"`
+	} `json:"queues"`
+}
+
+func (t adminHTTPTopic) config(b adminBroker) TopicBrokerConfig {
+	perm, _ := ParsePerm(t.Perm)
+	return TopicBrokerConfig{Broker: b.Name, Addr: b.Addr, ReadQueues: t.ReadQueues, WriteQueues: t.WriteQueues,
+		Perm: remoting.PermString(perm), Order: t.Order}
+}
+
+// adminHTTPTopicInput is the API's TopicInput: absent fields unchanged.
+type adminHTTPTopicInput struct {
+	Name        string  `json:"name,omitempty"`
+	ReadQueues  *int32  `json:"read_queues,omitempty"`
+	WriteQueues *int32  `json:"write_queues,omitempty"`
+	Perm        *string `json:"perm,omitempty"`
+	Order       *bool   `json:"order,omitempty"`
+}
+
+// adminHTTPPerm turns permission bits into the API's "rw", "r" or "w".
+func adminHTTPPerm(p int32) (string, error) {
+	s := ""
+	if remoting.PermReadable(p) {
+		s += "r"
+	}
+	if remoting.PermWritable(p) {
+		s += "w"
+	}
+	if s == "" {
+		return "", fmt.Errorf("client: a topic must be readable or writable (R, W or RW)")
+	}
+	return s, nil
+}
+
+func (a *Admin) httpTopics(ctx context.Context, system bool) ([]TopicInfo, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var list []adminHTTPTopic
+	if err := a.adminHTTP(ctx, "GET", "/v1/topics", nil, nil, &list); err != nil {
+		return nil, err
+	}
+	out := make([]TopicInfo, 0, len(list))
+	for _, t := range list {
+		out = append(out, TopicInfo{Topic: t.Name, Brokers: []TopicBrokerConfig{t.config(self)}})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Topic < out[j].Topic })
+	return adminFilterTopics(out, system), nil
+}
+
+func (a *Admin) httpCreateTopic(ctx context.Context, spec TopicSpec, perm int32) ([]string, error) {
+	self, err := a.adminHTTPSelect(ctx, spec.Brokers)
+	if err != nil {
+		return nil, err
+	}
+	p, err := adminHTTPPerm(perm)
+	if err != nil {
+		return nil, err
+	}
+	in := adminHTTPTopicInput{Name: spec.Topic, ReadQueues: &spec.ReadQueues, WriteQueues: &spec.WriteQueues, Perm: &p, Order: &spec.Order}
+	if err := a.adminHTTP(ctx, "POST", "/v1/topics", nil, in, nil); err != nil {
+		return nil, err
+	}
+	return []string{self.Name}, nil
+}
+
+func (a *Admin) httpUpdateTopic(ctx context.Context, topic string, u TopicUpdate) ([]string, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in := adminHTTPTopicInput{ReadQueues: u.ReadQueues, WriteQueues: u.WriteQueues, Order: u.Order}
 	if u.Perm != nil {
-		m["perm"] = *u.Perm
+		bits, err := ParsePerm(*u.Perm)
+		if err != nil {
+			return nil, err
+		}
+		p, err := adminHTTPPerm(bits)
+		if err != nil {
+			return nil, err
+		}
+		in.Perm = &p
 	}
-	if u.Order != nil {
-		m["order"] = *u.Order
+	if err := a.adminHTTP(ctx, "PUT", "/v1/topics/"+adminPathEscape(topic), nil, in, nil); err != nil {
+		return nil, err
 	}
-	return m
+	return []string{self.Name}, nil
 }
 
-var _ = errors.New
+func (a *Admin) httpDeleteTopic(ctx context.Context, topic string) ([]string, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.adminHTTP(ctx, "DELETE", "/v1/topics/"+adminPathEscape(topic), nil, nil, nil); err != nil {
+		return nil, err
+	}
+	return []string{self.Name}, nil
+}
+
+// httpTopic reads one topic's config and queues.
+func (a *Admin) httpTopic(ctx context.Context, topic string) (adminHTTPTopic, error) {
+	var t adminHTTPTopic
+	err := a.adminHTTP(ctx, "GET", "/v1/topics/"+adminPathEscape(topic), nil, nil, &t)
+	return t, err
+}
+
+func (a *Admin) httpDescribeTopic(ctx context.Context, topic string) (*TopicDescription, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	t, err := a.httpTopic(ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	d := &TopicDescription{Topic: topic, Brokers: []TopicBrokerConfig{t.config(self)}, Queues: []TopicQueue{}}
+	for _, q := range t.Queues {
+		d.Queues = append(d.Queues, TopicQueue{Broker: self.Name, QueueID: q.QueueID, MinOffset: q.MinOffset, MaxOffset: q.MaxOffset,
+			Messages: q.MaxOffset - q.MinOffset, LastStoreMS: q.LastStoreMS})
+		d.Messages += q.MaxOffset - q.MinOffset
+	}
+	return d, nil
+}
+
+// --- groups ---
+
+// adminHTTPGroup is a group in the HTTP API.
+type adminHTTPGroup struct {
+	Name            string `json:"name"`
+	ConsumeEnable   bool   `json:"consume_enable"`
+	BroadcastEnable bool   `json:"consume_broadcast_enable"`
+	RetryMaxTimes   int32  `json:"retry_max_times"`
+	OnlineClients   int    `json:"online_clients"`
+	Broadcast       bool   `json:"broadcast"`
+}
+
+func (g adminHTTPGroup) info(b adminBroker) GroupInfo {
+	return GroupInfo{GroupConfig: GroupConfig{Group: g.Name, ConsumeEnable: g.ConsumeEnable, BroadcastEnable: g.BroadcastEnable,
+		RetryMaxTimes: g.RetryMaxTimes}, Brokers: []string{b.Name}, OnlineClients: g.OnlineClients, Broadcasting: g.Broadcast}
+}
+
+// adminHTTPGroupInput is the API's GroupInput: absent fields unchanged.
+type adminHTTPGroupInput struct {
+	Name            string `json:"name,omitempty"`
+	RetryMaxTimes   *int32 `json:"retry_max_times,omitempty"`
+	ConsumeEnable   *bool  `json:"consume_enable,omitempty"`
+	BroadcastEnable *bool  `json:"consume_broadcast_enable,omitempty"`
+}
+
+func (a *Admin) httpGroups(ctx context.Context) ([]GroupInfo, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var list []adminHTTPGroup
+	if err := a.adminHTTP(ctx, "GET", "/v1/groups", nil, nil, &list); err != nil {
+		return nil, err
+	}
+	out := make([]GroupInfo, 0, len(list))
+	for _, g := range list {
+		out = append(out, g.info(self))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Group < out[j].Group })
+	return out, nil
+}
+
+func (a *Admin) httpGroup(ctx context.Context, group string) (*GroupInfo, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var g adminHTTPGroup
+	if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group), nil, nil, &g); err != nil {
+		return nil, err
+	}
+	gi := g.info(self)
+	return &gi, nil
+}
+
+func (a *Admin) httpCreateGroup(ctx context.Context, spec GroupSpec) ([]string, error) {
+	self, err := a.adminHTTPSelect(ctx, spec.Brokers)
+	if err != nil {
+		return nil, err
+	}
+	in := adminHTTPGroupInput{Name: spec.Group, RetryMaxTimes: spec.RetryMaxTimes, ConsumeEnable: spec.ConsumeEnable, BroadcastEnable: spec.Broadcast}
+	if err := a.adminHTTP(ctx, "POST", "/v1/groups", nil, in, nil); err != nil {
+		return nil, err
+	}
+	return []string{self.Name}, nil
+}
+
+func (a *Admin) httpUpdateGroup(ctx context.Context, spec GroupSpec) ([]string, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	in := adminHTTPGroupInput{RetryMaxTimes: spec.RetryMaxTimes, ConsumeEnable: spec.ConsumeEnable, BroadcastEnable: spec.Broadcast}
+	if err := a.adminHTTP(ctx, "PUT", "/v1/groups/"+adminPathEscape(spec.Group), nil, in, nil); err != nil {
+		return nil, err
+	}
+	return []string{self.Name}, nil
+}
+
+func (a *Admin) httpDeleteGroup(ctx context.Context, group string) ([]string, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.adminHTTP(ctx, "DELETE", "/v1/groups/"+adminPathEscape(group), nil, nil, nil); err != nil {
+		return nil, err
+	}
+	return []string{self.Name}, nil
+}
+
+// httpClients lists the group's online consumers. The API does not show
+// subscriptions, so Subscriptions stays empty.
+func (a *Admin) httpClients(ctx context.Context, group string) (*GroupClients, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var list []struct {
+		ClientID   string    `json:"client_id"`
+		Addr       string    `json:"addr"`
+		Language   string    `json:"language"`
+		Version    int16     `json:"version"`
+		LastSeen   time.Time `json:"last_seen"`
+		IsConsumer bool      `json:"is_consumer"`
+	}
+	if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/clients", nil, nil, &list); err != nil {
+		return nil, err
+	}
+	out := &GroupClients{Group: group, Clients: []ClientConn{}, Subscriptions: []Subscription{}}
+	for _, c := range list {
+		if !c.IsConsumer {
+			continue
+		}
+		out.Clients = append(out.Clients, ClientConn{ClientID: c.ClientID, Addr: c.Addr, Language: c.Language, Version: c.Version,
+			LastSeen: c.LastSeen, Brokers: []string{self.Name}})
+	}
+	sort.Slice(out.Clients, func(i, j int) bool { return out.Clients[i].ClientID < out.Clients[j].ClientID })
+	return out, nil
+}
+
+func (a *Admin) httpLag(ctx context.Context, group string, includeRetry bool) (*GroupLag, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	g, err := a.httpGroup(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	var ans struct {
+		Rows []struct {
+			Topic          string `json:"topic"`
+			QueueID        int32  `json:"queue_id"`
+			BrokerOffset   int64  `json:"broker_offset"`
+			ConsumerOffset int64  `json:"consumer_offset"`
+			Lag            int64  `json:"lag"`
+			Inflight       int64  `json:"inflight"`
+		} `json:"rows"`
+	}
+	if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/lag", nil, nil, &ans); err != nil {
+		return nil, err
+	}
+	out := &GroupLag{Group: group, Queues: []LagRow{}}
+	for _, r := range ans.Rows {
+		if strings.HasPrefix(r.Topic, "%") && !includeRetry {
+			continue
+		}
+		inflight := r.Inflight
+		row := LagRow{Topic: r.Topic, Broker: self.Name, QueueID: r.QueueID, BrokerOffset: r.BrokerOffset,
+			ConsumerOffset: r.ConsumerOffset, Lag: r.Lag, Inflight: &inflight}
+		if r.ConsumerOffset > 0 {
+			row.LastConsumedMS = a.httpStoreTime(ctx, r.Topic, r.QueueID, r.ConsumerOffset-1)
+		}
+		out.Queues = append(out.Queues, row)
+	}
+	if includeRetry {
+		dl := "%DLQ%" + group
+		t, err := a.httpTopic(ctx, dl)
+		switch {
+		case err == nil:
+			for _, q := range t.Queues {
+				out.Queues = append(out.Queues, LagRow{Topic: dl, Broker: self.Name, QueueID: q.QueueID,
+					BrokerOffset: q.MaxOffset, ConsumerOffset: q.MinOffset, Lag: q.MaxOffset - q.MinOffset})
+			}
+		case !errors.Is(err, ErrNoSuchTopic):
+			return nil, err
+		}
+	}
+	if !g.Broadcasting {
+		if cl, err := a.httpClients(ctx, group); err == nil {
+			ids := make([]string, 0, len(cl.Clients))
+			for _, c := range cl.Clients {
+				ids = append(ids, c.ClientID)
+			}
+			adminAssign(out.Queues, ids)
+		}
+	}
+	adminSortLag(out)
+	return out, nil
+}
+
+// httpStoreTime reads the store time of one message; 0 when it cannot.
+func (a *Admin) httpStoreTime(ctx context.Context, topic string, q int32, off int64) int64 {
+	ms, _, err := a.httpReadQueue(ctx, topic, q, off, 1, 0)
+	if err != nil || len(ms) == 0 || ms[0].QueueOffset != off {
+		return 0
+	}
+	return ms[0].StoreMS
+}
+
+// --- offsets ---
+
+func (a *Admin) httpResetOffsets(ctx context.Context, r OffsetReset) (*OffsetResetResult, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	body := map[string]any{"topic": r.Topic, "to": r.To, "value": r.Value, "execute": r.Execute}
+	var ans struct {
+		Executed bool `json:"executed"`
+		Offsets  []struct {
+			QueueID int32 `json:"queue_id"`
+			Old     int64 `json:"old"`
+			New     int64 `json:"new"`
+		} `json:"offsets"`
+	}
+	if err := a.adminHTTP(ctx, "POST", "/v1/groups/"+adminPathEscape(r.Group)+"/offsets/reset", nil, body, &ans); err != nil {
+		return nil, err
+	}
+	res := &OffsetResetResult{Group: r.Group, Topic: r.Topic, To: r.To, Value: r.Value, Executed: ans.Executed, Offsets: []OffsetChange{}}
+	if r.To == ResetEarliest || r.To == ResetLatest {
+		res.Value = 0
+	}
+	for _, o := range ans.Offsets {
+		res.Offsets = append(res.Offsets, OffsetChange{Broker: self.Name, QueueID: o.QueueID, Current: o.Old, New: o.New})
+	}
+	sort.Slice(res.Offsets, func(i, j int) bool { return res.Offsets[i].QueueID < res.Offsets[j].QueueID })
+	return res, nil
+}
+
+// --- messages ---
+
+// adminHTTPMessage is the API's Message.
+type adminHTTPMessage struct {
+	Topic            string            `json:"topic"`
+	QueueID          int32             `json:"queue_id"`
+	QueueOffset      int64             `json:"queue_offset"`
+	CommitlogOffset  int64             `json:"commitlog_offset"`
+	MsgID            string            `json:"msg_id"`
+	OffsetMsgID      string            `json:"offset_msg_id"`
+	Tags             string            `json:"tags"`
+	Keys             []string          `json:"keys"`
+	Properties       map[string]string `json:"properties"`
+	SystemProperties map[string]string `json:"system_properties"`
+	Body             string            `json:"body"`
+	BodyEncoding     string            `json:"body_encoding"`
+	BornAtMS         int64             `json:"born_at_ms"`
+	StoredAtMS       int64             `json:"stored_at_ms"`
+	ReconsumeTimes   int32             `json:"reconsume_times"`
+}
+
+// view converts the API's message. Properties hold the user and the
+// system properties, as the remoting view has them; the API does not show
+// the born and store hosts.
+func (m adminHTTPMessage) view(broker string) (MessageView, error) {
+	v := MessageView{MsgID: m.MsgID, OffsetMsgID: m.OffsetMsgID, Topic: m.Topic, Broker: broker, QueueID: m.QueueID,
+		QueueOffset: m.QueueOffset, CommitlogOffset: m.CommitlogOffset, Tags: m.Tags, Keys: strings.Join(m.Keys, " "),
+		BornMS: m.BornAtMS, StoreMS: m.StoredAtMS, ReconsumeTimes: m.ReconsumeTimes, Properties: map[string]string{}}
+	for k, x := range m.Properties {
+		v.Properties[k] = x
+	}
+	for k, x := range m.SystemProperties {
+		v.Properties[k] = x
+	}
+	switch m.BodyEncoding {
+	case "base64":
+		b, err := base64.StdEncoding.DecodeString(m.Body)
+		if err != nil {
+			return v, fmt.Errorf("client: message %s: malformed base64 body: %w", m.MsgID, err)
+		}
+		v.Body = b
+	default:
+		v.Body = []byte(m.Body)
+	}
+	return v, nil
+}
+
+func (a *Admin) httpMessage(ctx context.Context, id string) (*MessageView, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var m adminHTTPMessage
+	if err := a.adminHTTP(ctx, "GET", "/v1/messages/"+adminPathEscape(id), nil, nil, &m); err != nil {
+		return nil, err
+	}
+	v, err := m.view(self.Name)
+	return &v, err
+}
+
+func (a *Admin) httpQueryMessages(ctx context.Context, topic, key string, bms, ems int64, max int) ([]MessageView, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	q := url.Values{"key": {key}, "max": {strconv.Itoa(min(max, adminHTTPMaxBatch))}}
+	if bms > 0 {
+		q.Set("begin_ms", strconv.FormatInt(bms, 10))
+	}
+	if ems > 0 {
+		q.Set("end_ms", strconv.FormatInt(ems, 10))
+	}
+	var ans struct {
+		Messages []adminHTTPMessage `json:"messages"`
+	}
+	if err := a.adminHTTP(ctx, "GET", "/v1/topics/"+adminPathEscape(topic)+"/messages", q, nil, &ans); err != nil {
+		return nil, err
+	}
+	out := make([]MessageView, 0, len(ans.Messages))
+	for _, m := range ans.Messages {
+		v, err := m.view(self.Name)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].StoreMS < out[j].StoreMS })
+	return out, nil
+}
+
+// httpReadQueue reads up to n messages of one queue from off (a stateless
+// read); it returns them and the offset to read next.
+func (a *Admin) httpReadQueue(ctx context.Context, topic string, q int32, off int64, n int, wait time.Duration) ([]MessageView, int64, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, off, err
+	}
+	query := url.Values{"offset": {strconv.FormatInt(off, 10)}, "max": {strconv.Itoa(n)}}
+	if wait > 0 {
+		query.Set("wait_ms", strconv.FormatInt(wait.Milliseconds(), 10))
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.timeout+wait)
+		defer cancel()
+	}
+	var ans struct {
+		Messages   []adminHTTPMessage `json:"messages"`
+		NextOffset int64              `json:"next_offset"`
+	}
+	path := "/v1/topics/" + adminPathEscape(topic) + "/queues/" + strconv.Itoa(int(q)) + "/messages"
+	if err := a.adminHTTP(ctx, "GET", path, query, nil, &ans); err != nil {
+		return nil, off, err
+	}
+	out := make([]MessageView, 0, len(ans.Messages))
+	for _, m := range ans.Messages {
+		v, err := m.view(self.Name)
+		if err != nil {
+			return nil, off, err
+		}
+		out = append(out, v)
+	}
+	return out, ans.NextOffset, nil
+}
+
+// httpSend produces msgs in batches, to queue q (-1: one queue the broker
+// picks per batch); each message succeeds or fails on its own, and the
+// first failure ends the call.
+func (a *Admin) httpSend(ctx context.Context, topic string, msgs []OutMessage, q int32) ([]SendReceipt, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	type produceMsg struct {
+		Body         string            `json:"body"`
+		BodyEncoding string            `json:"body_encoding"`
+		Tags         string            `json:"tags,omitempty"`
+		Keys         []string          `json:"keys,omitempty"`
+		Properties   map[string]string `json:"properties,omitempty"`
+		QueueID      *int32            `json:"queue_id,omitempty"`
+	}
+	out := make([]SendReceipt, 0, len(msgs))
+	for len(msgs) > 0 {
+		batch := msgs[:min(len(msgs), adminHTTPMaxBatch)]
+		msgs = msgs[len(batch):]
+		req := struct {
+			Messages []produceMsg `json:"messages"`
+		}{Messages: make([]produceMsg, len(batch))}
+		for i, m := range batch {
+			pm := produceMsg{Body: string(m.Body), BodyEncoding: "utf8", Tags: m.Tags, Keys: m.Keys, Properties: m.Properties}
+			if q >= 0 {
+				pm.QueueID = &q
+			}
+			if !utf8.Valid(m.Body) {
+				pm.Body, pm.BodyEncoding = base64.StdEncoding.EncodeToString(m.Body), "base64"
+			}
+			req.Messages[i] = pm
+		}
+		var ans struct {
+			Results []struct {
+				MsgID       string        `json:"msg_id"`
+				OffsetMsgID string        `json:"offset_msg_id"`
+				QueueID     int32         `json:"queue_id"`
+				QueueOffset int64         `json:"queue_offset"`
+				Error       *ProblemError `json:"error"`
+			} `json:"results"`
+		}
+		path := "/v1/topics/" + adminPathEscape(topic) + "/messages"
+		if err := a.adminHTTP(ctx, "POST", path, nil, req, &ans); err != nil {
+			return out, err
+		}
+		if len(ans.Results) != len(batch) {
+			return out, fmt.Errorf("client: POST %s: %d results for %d messages", path, len(ans.Results), len(batch))
+		}
+		for _, r := range ans.Results {
+			if r.Error != nil {
+				r.Error.Method, r.Error.Path = "POST", path
+				return out, r.Error
+			}
+			out = append(out, SendReceipt{MsgID: r.MsgID, OffsetMsgID: r.OffsetMsgID, Topic: topic, Broker: self.Name,
+				QueueID: r.QueueID, QueueOffset: r.QueueOffset})
+		}
+	}
+	return out, nil
+}
+
+// --- dead letters ---
+
+func (a *Admin) httpDeadLetters(ctx context.Context, group string, max int) ([]DeadLetter, error) {
+	self, err := a.adminHTTPSelf(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []DeadLetter{}
+	from := int64(0)
+	for max <= 0 || len(out) < max {
+		page := adminHTTPMaxBatch
+		if max > 0 {
+			page = min(page, max-len(out))
+		}
+		q := url.Values{"from": {strconv.FormatInt(from, 10)}, "max": {strconv.Itoa(page)}}
+		var p adminDLQPage
+		if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/dlq", q, nil, &p); err != nil {
+			return nil, err
+		}
+		for _, d := range p.DeadLetters {
+			out = append(out, DeadLetter{Broker: self.Name, QueueOffset: d.QueueOffset, CommitlogOffset: d.CommitOffset,
+				MsgID: d.MsgID, OriginMsgID: d.OriginMsgID, Topic: d.Topic, Tags: d.Tags, Keys: d.Keys,
+				ReconsumeTimes: d.ReconsumeTimes, FailedAtMS: d.FailedAtMillis, BornAtMS: d.BornAtMillis, BodySize: d.BodySize})
+		}
+		if len(p.DeadLetters) == 0 || p.Next <= from {
+			break
+		}
+		from = p.Next
+	}
+	return out, nil
+}
+
+// httpResendOffsets resends the dead letters at offsets (all of them when
+// offsets is nil) in batches.
+func (a *Admin) httpResendDeadLetters(ctx context.Context, r DLQResend, target string, offsets []int64, res *DLQResendResult) error {
+	path := "/v1/groups/" + adminPathEscape(r.Group) + "/dlq/resend"
+	var ans struct {
+		Resent int `json:"resent"`
+	}
+	if offsets == nil {
+		if err := a.adminHTTP(ctx, "POST", path, nil, map[string]any{"all": true, "target": target}, &ans); err != nil {
+			return err
+		}
+		res.Resent = ans.Resent
+		if r.Progress != nil {
+			r.Progress(res.Resent, res.Resent)
+		}
+		return nil
+	}
+	total := len(offsets)
+	for len(offsets) > 0 {
+		n := min(len(offsets), adminDLQBatch)
+		if err := a.adminHTTP(ctx, "POST", path, nil, map[string]any{"offsets": offsets[:n], "target": target}, &ans); err != nil {
+			return err
+		}
+		res.Resent += ans.Resent
+		offsets = offsets[n:]
+		if r.Progress != nil {
+			r.Progress(res.Resent, total)
+		}
+	}
+	return nil
+}
+
+// httpConsume reads the topic's queues with stateless queue reads: from
+// each queue's first offset, or the group's committed offset (the end when
+// it has none). The API commits offsets only for leased (received and
+// acked) messages, so Commit is not supported.
+func (a *Admin) httpConsume(ctx context.Context, spec ConsumeSpec, fn func(MessageView) error) (int, error) {
+	if spec.Commit {
+		return 0, a.adminNotOverHTTP("committing a group's offsets while reading (add --no-commit to only read) is not supported")
+	}
+	t, err := a.httpTopic(ctx, spec.Topic)
+	if err != nil {
+		return 0, err
+	}
+	committed := map[int32]int64{}
+	if !spec.FromBeginning {
+		l, err := a.httpLag(ctx, spec.Group, false)
+		if err != nil && !errors.Is(err, ErrNoSuchGroup) {
+			return 0, err
+		}
+		if l != nil {
+			for _, r := range l.Queues {
+				if r.Topic == spec.Topic {
+					committed[r.QueueID] = r.ConsumerOffset
+				}
+			}
+		}
+	}
+	type cursor struct {
+		q   int32
+		off int64
+	}
+	var cs []*cursor
+	for _, q := range t.Queues {
+		off, ok := committed[q.QueueID]
+		switch {
+		case spec.FromBeginning:
+			off = q.MinOffset
+		case !ok:
+			off = q.MaxOffset
+		}
+		cs = append(cs, &cursor{q: q.QueueID, off: off})
+	}
+	n := 0
+	// read reads one queue once; done reports that Max is reached.
+	read := func(c *cursor, wait time.Duration) (got int, done bool, err error) {
+		ms, next, err := a.httpReadQueue(ctx, spec.Topic, c.q, c.off, 32, wait)
+		if err != nil {
+			return 0, false, err
+		}
+		for _, m := range ms {
+			if spec.Max > 0 && n >= spec.Max {
+				return got, true, nil
+			}
+			if err := fn(m); err != nil {
+				return got, false, err
+			}
+			n++
+			got++
+			c.off = m.QueueOffset + 1
+		}
+		c.off = max(c.off, next)
+		return got, spec.Max > 0 && n >= spec.Max, nil
+	}
+	for _, c := range cs {
+		for {
+			got, done, err := read(c, 0)
+			if err != nil || done {
+				return n, err
+			}
+			if got == 0 {
+				break
+			}
+		}
+	}
+	for spec.Follow && ctx.Err() == nil {
+		for _, c := range cs {
+			_, done, err := read(c, time.Second)
+			if ctx.Err() != nil {
+				return n, nil
+			}
+			if err != nil || done {
+				return n, err
+			}
+		}
+	}
+	return n, nil
+}

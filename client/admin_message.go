@@ -100,6 +100,7 @@ type AdminSender struct {
 	a     *Admin
 	topic string
 	qs    []adminQueue
+	nq    int32         // HTTP: the topic's write queues (0: the broker picks)
 	next  atomic.Uint64 // round-robin position
 }
 
@@ -107,7 +108,11 @@ type AdminSender struct {
 // first broker, which creates it if its configuration allows.
 func (a *Admin) NewSender(ctx context.Context, topic string) (*AdminSender, error) {
 	if a.base != "" {
-		return &AdminSender{a: a, topic: topic}, nil
+		t, err := a.httpTopic(ctx, topic)
+		if err != nil && !errors.Is(err, ErrNoSuchTopic) {
+			return nil, err
+		}
+		return &AdminSender{a: a, topic: topic, nq: t.WriteQueues}, nil
 	}
 	qs, err := a.adminTopicQueues(ctx, topic, true)
 	if errors.Is(err, ErrNoSuchTopic) {
@@ -137,7 +142,11 @@ func adminNewUniqID() string {
 // Send sends one message.
 func (s *AdminSender) Send(ctx context.Context, m OutMessage) (SendReceipt, error) {
 	if s.a.base != "" {
-		rs, err := s.a.Send(ctx, s.topic, m)
+		q := int32(-1)
+		if s.nq > 0 {
+			q = int32(s.next.Add(1)-1) % s.nq
+		}
+		rs, err := s.a.httpSend(ctx, s.topic, []OutMessage{m}, q)
 		if err != nil {
 			return SendReceipt{}, err
 		}
@@ -179,18 +188,6 @@ func (s *AdminSender) Send(ctx context.Context, m OutMessage) (SendReceipt, erro
 // creates it if its configuration allows. It returns the receipts of the
 // messages sent before any error.
 func (a *Admin) Send(ctx context.Context, topic string, msgs ...OutMessage) ([]SendReceipt, error) {
-	if a.base != "" {
-		var out []SendReceipt
-		for _, m := range msgs {
-			var r SendReceipt
-			body := map[string]any{"body": string(m.Body), "tags": m.Tags, "keys": m.Keys, "properties": m.Properties}
-			if err := a.adminHTTP(ctx, "POST", "/v1/topics/"+adminPathEscape(topic)+"/messages", nil, body, &r); err != nil {
-				return out, err
-			}
-			out = append(out, r)
-		}
-		return out, nil
-	}
 	s, err := a.NewSender(ctx, topic)
 	if err != nil {
 		return nil, err
@@ -226,12 +223,15 @@ type ConsumeSpec struct {
 // Consume pulls the topic's queues (with the subscription in the request,
 // so no heartbeat) and calls fn for each message, queue after queue (in
 // follow mode, as they arrive). It returns how many messages fn got.
+//
+// Over the HTTP API it reads the queues statelessly, from the group's
+// committed offsets (or the beginning); committing is not supported there.
 func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageView) error) (int, error) {
-	if a.base != "" {
-		return 0, fmt.Errorf("%w: consume needs the remoting protocol (give --namesrv)", ErrNotSupported)
-	}
 	if spec.Group == "" {
 		return 0, errors.New("client: consume needs a group")
+	}
+	if a.base != "" {
+		return a.httpConsume(ctx, spec, fn)
 	}
 	qs, err := a.adminTopicQueues(ctx, spec.Topic, false)
 	if err != nil {
@@ -333,8 +333,7 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 // offset id) on every master; ErrNoSuchMessage when none has it.
 func (a *Admin) Message(ctx context.Context, id string) (*MessageView, error) {
 	if a.base != "" {
-		var m MessageView
-		return &m, a.adminHTTP(ctx, "GET", "/v1/messages/"+adminPathEscape(id), nil, nil, &m)
+		return a.httpMessage(ctx, id)
 	}
 	bs, err := a.adminMasters(ctx, nil)
 	if err != nil {
@@ -378,9 +377,7 @@ func (a *Admin) QueryMessages(ctx context.Context, topic, key string, begin, end
 		ems = end.UnixMilli()
 	}
 	if a.base != "" {
-		var out []MessageView
-		q := map[string]string{"key": key, "begin": strconv.FormatInt(bms, 10), "end": strconv.FormatInt(ems, 10), "max": strconv.Itoa(max)}
-		return out, a.adminHTTP(ctx, "GET", "/v1/topics/"+adminPathEscape(topic)+"/messages", q, nil, &out)
+		return a.httpQueryMessages(ctx, topic, key, bms, ems, max)
 	}
 	qs, err := a.adminTopicQueues(ctx, topic, false)
 	if err != nil {

@@ -59,9 +59,7 @@ func (a *Admin) ResetOffsets(ctx context.Context, r OffsetReset) (*OffsetResetRe
 		return nil, fmt.Errorf("client: reset target %q: want earliest, latest, time or offset", r.To)
 	}
 	if a.base != "" {
-		var res OffsetResetResult
-		q := map[string]string{"topic": r.Topic, "to": r.To, "value": strconv.FormatInt(r.Value, 10), "execute": strconv.FormatBool(r.Execute)}
-		return &res, a.adminHTTP(ctx, "POST", "/v1/groups/"+adminPathEscape(r.Group)+"/offsets/reset", q, nil, &res)
+		return a.httpResetOffsets(ctx, r)
 	}
 	if _, err := a.Group(ctx, r.Group); err != nil {
 		return nil, err

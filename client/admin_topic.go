@@ -29,23 +29,7 @@ type TopicInfo struct {
 // (retry, dead-letter, internal) are left out unless system is true.
 func (a *Admin) Topics(ctx context.Context, system bool) ([]TopicInfo, error) {
 	if a.base != "" {
-		var list []struct {
-			Name        string `json:"name"`
-			ReadQueues  int32  `json:"read_queues"`
-			WriteQueues int32  `json:"write_queues"`
-			Perm        string `json:"perm"`
-			Order       bool   `json:"order"`
-		}
-		if err := a.adminHTTP(ctx, "GET", "/v1/topics", nil, nil, &list); err != nil {
-			return nil, err
-		}
-		out := make([]TopicInfo, 0, len(list))
-		for _, t := range list {
-			perm, _ := ParsePerm(t.Perm)
-			out = append(out, TopicInfo{Topic: t.Name, Brokers: []TopicBrokerConfig{{Addr: a.base, ReadQueues: t.ReadQueues,
-				WriteQueues: t.WriteQueues, Perm: remoting.PermString(perm), Order: t.Order}}})
-		}
-		return adminFilterTopics(out, system), nil
+		return a.httpTopics(ctx, system)
 	}
 	bs, err := a.adminMasters(ctx, nil)
 	if err != nil {
@@ -152,10 +136,10 @@ func (a *Admin) CreateTopic(ctx context.Context, spec TopicSpec) ([]string, erro
 	if spec.ReadQueues < 0 || spec.WriteQueues < 0 || spec.ReadQueues > 1024 || spec.WriteQueues > 1024 {
 		return nil, fmt.Errorf("client: queue counts must be 1 to 1024")
 	}
-	tc := remoting.TopicConfig{TopicName: spec.Topic, ReadQueueNums: spec.ReadQueues, WriteQueueNums: spec.WriteQueues, Perm: perm, Order: spec.Order}
 	if a.base != "" {
-		return nil, a.adminHTTP(ctx, "POST", "/v1/topics", nil, adminHTTPTopic(tc), nil)
+		return a.httpCreateTopic(ctx, spec, perm)
 	}
+	tc := remoting.TopicConfig{TopicName: spec.Topic, ReadQueueNums: spec.ReadQueues, WriteQueueNums: spec.WriteQueues, Perm: perm, Order: spec.Order}
 	bs, err := a.adminMasters(ctx, spec.Brokers)
 	if err != nil {
 		return nil, err
@@ -206,7 +190,7 @@ type TopicUpdate struct {
 // (ErrNoSuchTopic when none has). It returns the brokers changed.
 func (a *Admin) UpdateTopic(ctx context.Context, topic string, u TopicUpdate) ([]string, error) {
 	if a.base != "" {
-		return nil, a.adminHTTP(ctx, "PUT", "/v1/topics/"+adminPathEscape(topic), nil, adminHTTPTopicUpdate(u), nil)
+		return a.httpUpdateTopic(ctx, topic, u)
 	}
 	bs, err := a.adminMasters(ctx, nil)
 	if err != nil {
@@ -253,7 +237,7 @@ func (a *Admin) UpdateTopic(ctx context.Context, topic string, u TopicUpdate) ([
 // expire. ErrNoSuchTopic when no broker has it.
 func (a *Admin) DeleteTopic(ctx context.Context, topic string) ([]string, error) {
 	if a.base != "" {
-		return nil, a.adminHTTP(ctx, "DELETE", "/v1/topics/"+adminPathEscape(topic), nil, nil, nil)
+		return a.httpDeleteTopic(ctx, topic)
 	}
 	bs, err := a.adminMasters(ctx, nil)
 	if err != nil {
@@ -316,9 +300,7 @@ type adminTopicStats struct {
 // every broker holding it; ErrNoSuchTopic when none does.
 func (a *Admin) DescribeTopic(ctx context.Context, topic string) (*TopicDescription, error) {
 	if a.base != "" {
-		var d TopicDescription
-		err := a.adminHTTP(ctx, "GET", "/v1/topics/"+adminPathEscape(topic), nil, nil, &d)
-		return &d, err
+		return a.httpDescribeTopic(ctx, topic)
 	}
 	bs, err := a.adminMasters(ctx, nil)
 	if err != nil {
@@ -389,7 +371,7 @@ type TopicRoute struct {
 // they have none.
 func (a *Admin) Route(ctx context.Context, topic string) (*TopicRoute, error) {
 	if a.base != "" {
-		return nil, fmt.Errorf("%w: topic routes come from the name servers", ErrNotSupported)
+		return nil, a.adminNotOverHTTP("topic routes come from the name servers, not")
 	}
 	rd, err := a.adminRoute(ctx, topic)
 	if err != nil {
