@@ -177,6 +177,9 @@ var masks = []struct {
 	{regexp.MustCompile(`\b(\d+h)?(\d+m)?\d+s\b`), "<DUR>"},
 	{regexp.MustCompile(`"(commitlog_max_offset)": \d+`), `"$1": <N>`},
 	{regexp.MustCompile(`\b(client-\d+@)\d+\b`), "${1}<PID>"},
+	// Masked values change the width of table columns: align with two
+	// spaces whatever the padding was.
+	{regexp.MustCompile(`(\S) {2,}`), "$1  "},
 }
 
 func mask(s string) string {
@@ -194,6 +197,25 @@ type step struct {
 	code  int
 	// errHas must appear in stderr.
 	errHas string
+	// http says how the step runs again over the HTTP API.
+	http httpMode
+}
+
+// httpMode is how a step of TestOps is repeated over the HTTP API.
+type httpMode int
+
+const (
+	httpSame httpMode = iota // same output: the same golden file
+	httpOwn                  // its own golden file, <name>.http.golden
+	httpOnce                 // not repeated (it changes state); see TestOps's HTTP part
+)
+
+// overHTTP is the step as it runs over the HTTP API.
+func (s step) overHTTP() step {
+	if s.http == httpOwn && s.name != "" {
+		s.name += ".http"
+	}
+	return s
 }
 
 func (s step) check(t *testing.T, env ...string) {
@@ -229,10 +251,17 @@ func (s step) check(t *testing.T, env ...string) {
 	}
 }
 
-// TestOps runs every ops command in order against one live server.
+// TestOps runs every ops command in order against one live server: each
+// step through the name server, then again through the broker's HTTP API
+// unless it changes state (those run over HTTP on their own resources at
+// the end).
 func TestOps(t *testing.T) {
 	startServer(t)
+	if srv.http == "" {
+		t.Fatal("the server did not say its HTTP address")
+	}
 	ns := []string{"--namesrv", srv.namesrv}
+	hs := []string{"--namesrv", "http://" + srv.http}
 	a, err := client.NewAdmin(srv.namesrv)
 	if err != nil {
 		t.Fatal(err)
@@ -245,6 +274,15 @@ func TestOps(t *testing.T) {
 		t.Helper()
 		for _, s := range steps {
 			s.check(t, ns...)
+			if s.http != httpOnce {
+				s.overHTTP().check(t, hs...)
+			}
+		}
+	}
+	doHTTP := func(steps ...step) {
+		t.Helper()
+		for _, s := range steps {
+			s.check(t, hs...)
 		}
 	}
 	waitRoute := func(topic string) {
@@ -261,39 +299,61 @@ func TestOps(t *testing.T) {
 		}
 	}
 
+	// waitMessages waits until the topic's queues hold n messages (the
+	// consume queues are written after the send returns).
+	waitMessages := func(topic string, n int64) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			d, err := a.DescribeTopic(ctx, topic)
+			if err == nil && d.Messages >= n {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: want %d messages in its queues: %+v %v", topic, n, d, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
 	do(
 		step{name: "cluster_list", args: []string{"cluster", "list", "--interval", "0"}},
 		step{name: "cluster_list_json", args: []string{"cluster", "list", "--interval", "0", "-o", "json"}},
-		step{name: "topic_create", args: []string{"topic", "create", "orders", "--queues", "2"}},
-		step{name: "topic_create_exists", args: []string{"topic", "create", "orders"}, code: 1, errHas: "already exists"},
-		step{name: "topic_create_json", args: []string{"topic", "create", "audit", "--read-queues", "1", "--write-queues", "1", "--perm", "RW", "-o", "json"}},
-		step{name: "topic_update", args: []string{"topic", "update", "audit", "--perm", "R"}},
+		step{http: httpOnce, name: "topic_create", args: []string{"topic", "create", "orders", "--queues", "2"}},
+		step{http: httpOwn, name: "topic_create_exists", args: []string{"topic", "create", "orders"}, code: 1, errHas: "already exists"},
+		step{http: httpOnce, name: "topic_create_json", args: []string{"topic", "create", "audit", "--read-queues", "1", "--write-queues", "1", "--perm", "RW", "-o", "json"}},
+		step{http: httpOnce, name: "topic_update", args: []string{"topic", "update", "audit", "--perm", "R"}},
 		step{name: "topic_list", args: []string{"topic", "list"}},
 		step{name: "topic_list_noheaders", args: []string{"topic", "list", "--no-headers"}},
 		step{name: "topic_list_json", args: []string{"topic", "list", "-o", "json"}},
 	)
 	waitRoute("orders")
+	// Routes come from the name servers only.
+	doHTTP(step{name: "topic_route.http", args: []string{"topic", "route", "orders"}, code: 1, errHas: "name-server endpoint"})
 	do(
-		step{name: "topic_route", args: []string{"topic", "route", "orders"}},
-		step{name: "msg_send", args: []string{"msg", "send", "--topic", "orders", "--tags", "TagA", "--keys", "order-1"}, stdin: "one\ntwo\nthree\nfour\n"},
+		step{http: httpOnce, name: "topic_route", args: []string{"topic", "route", "orders"}},
+		step{http: httpOnce, name: "msg_send", args: []string{"msg", "send", "--topic", "orders", "--tags", "TagA", "--keys", "order-1"}, stdin: "one\ntwo\nthree\nfour\n"},
+	)
+	waitMessages("orders", 4)
+	do(
 		step{name: "topic_describe", args: []string{"topic", "describe", "orders"}},
 		step{name: "topic_describe_json", args: []string{"topic", "describe", "orders", "-o", "json"}},
-		step{name: "msg_consume", args: []string{"msg", "consume", "--topic", "orders", "--group", "g1", "--from-beginning", "--max", "3"}},
-		step{name: "msg_consume_json", args: []string{"msg", "consume", "--topic", "orders", "--group", "g2", "--from-beginning", "-o", "json"}},
+		step{http: httpOnce, name: "msg_consume", args: []string{"msg", "consume", "--topic", "orders", "--group", "g1", "--from-beginning", "--max", "3"}},
+		step{http: httpOnce, name: "msg_consume_json", args: []string{"msg", "consume", "--topic", "orders", "--group", "g2", "--from-beginning", "-o", "json"}},
 		step{name: "msg_query", args: []string{"msg", "query", "--topic", "orders", "--key", "order-1"}},
 		step{name: "msg_query_none", args: []string{"msg", "query", "--topic", "orders", "--key", "nope", "-o", "json"}},
-		step{name: "group_create", args: []string{"group", "create", "g3", "--retry-max", "2", "--broadcast=false"}},
-		step{name: "group_update", args: []string{"group", "update", "g3", "--consume-enable=false"}},
+		step{http: httpOnce, name: "group_create", args: []string{"group", "create", "g3", "--retry-max", "2", "--broadcast=false"}},
+		step{http: httpOnce, name: "group_update", args: []string{"group", "update", "g3", "--consume-enable=false"}},
 		step{name: "group_list", args: []string{"group", "list"}},
-		step{name: "group_list_json", args: []string{"group", "list", "-o", "json"}},
-		step{name: "group_lag", args: []string{"group", "lag", "g1"}},
-		step{name: "group_lag_json", args: []string{"group", "lag", "g1", "-o", "json"}},
-		step{name: "group_lag_all", args: []string{"group", "lag", "--all"}},
+		step{http: httpOwn, name: "group_list_json", args: []string{"group", "list", "-o", "json"}},
+		step{http: httpOwn, name: "group_lag", args: []string{"group", "lag", "g1"}},
+		step{http: httpOwn, name: "group_lag_json", args: []string{"group", "lag", "g1", "-o", "json"}},
+		step{http: httpOwn, name: "group_lag_all", args: []string{"group", "lag", "--all"}},
 		step{name: "offset_reset_dry", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-earliest"}},
-		step{name: "offset_reset_execute", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-offset", "1", "--execute", "--yes", "-o", "json"}},
-		step{name: "offset_reset_latest", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-latest", "--execute", "--yes"}},
+		step{http: httpOnce, name: "offset_reset_execute", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-offset", "1", "--execute", "--yes", "-o", "json"}},
+		step{http: httpOnce, name: "offset_reset_latest", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-latest", "--execute", "--yes"}},
 		step{name: "offset_reset_time", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-time", "2000-01-01T00:00:00Z"}},
-		step{name: "group_lag_after_reset", args: []string{"group", "lag", "g1"}},
+		step{http: httpOwn, name: "group_lag_after_reset", args: []string{"group", "lag", "g1"}},
 	)
 
 	// msg get and resend by the id the send printed.
@@ -306,11 +366,11 @@ func TestOps(t *testing.T) {
 	}
 	id := q.Messages[0].MsgID
 	do(
-		step{name: "msg_get", args: []string{"msg", "get", id}},
-		step{name: "msg_get_json", args: []string{"msg", "get", id, "-o", "json"}},
-		step{name: "msg_get_offset_id", args: []string{"msg", "get", q.Messages[1].OffsetMsgID, "-o", "json"}},
-		step{args: []string{"msg", "resend", id, "--topic", "audit"}, code: 1, errHas: "audit"},
-		step{name: "msg_resend_ok", args: []string{"msg", "resend", id}},
+		step{http: httpOwn, name: "msg_get", args: []string{"msg", "get", id}},
+		step{http: httpOwn, name: "msg_get_json", args: []string{"msg", "get", id, "-o", "json"}},
+		step{http: httpOwn, name: "msg_get_offset_id", args: []string{"msg", "get", q.Messages[1].OffsetMsgID, "-o", "json"}},
+		step{http: httpOnce, args: []string{"msg", "resend", id, "--topic", "audit"}, code: 1, errHas: "audit"},
+		step{http: httpOnce, name: "msg_resend_ok", args: []string{"msg", "resend", id}},
 	)
 
 	rc := remoting.NewClient(remoting.ClientConfig{})
@@ -326,11 +386,11 @@ func TestOps(t *testing.T) {
 		t.Fatalf("heartbeat: %v %+v", err, resp)
 	}
 	do(
-		step{name: "group_clients", args: []string{"group", "clients", "g1"}},
-		step{name: "group_clients_json", args: []string{"group", "clients", "g1", "-o", "json"}},
-		step{name: "group_describe", args: []string{"group", "describe", "g1"}},
-		step{name: "group_lag_client", args: []string{"group", "lag", "g1"}},
-		step{name: "offset_reset_online", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-earliest", "--execute", "--yes"}, code: 1, errHas: "online consumers"},
+		step{http: httpOwn, name: "group_clients", args: []string{"group", "clients", "g1"}},
+		step{http: httpOwn, name: "group_clients_json", args: []string{"group", "clients", "g1", "-o", "json"}},
+		step{http: httpOwn, name: "group_describe", args: []string{"group", "describe", "g1"}},
+		step{http: httpOwn, name: "group_lag_client", args: []string{"group", "lag", "g1"}},
+		step{http: httpOwn, name: "offset_reset_online", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-earliest", "--execute", "--yes"}, code: 1, errHas: "online consumers"},
 	)
 
 	// Dead letters: a consumer of g1 gives up on two messages.
@@ -357,25 +417,120 @@ func TestOps(t *testing.T) {
 	do(
 		step{name: "dlq_list", args: []string{"dlq", "list", "g1"}},
 		step{name: "dlq_list_json", args: []string{"dlq", "list", "g1", "--all", "-o", "json"}},
-		step{name: "dlq_show", args: []string{"dlq", "show", "g1", "--ids", q.Messages[0].MsgID}},
-		step{name: "group_lag_retry", args: []string{"group", "lag", "g1", "--include-retry"}},
-		step{name: "dlq_resend_ids", args: []string{"dlq", "resend", "g1", "--ids", q.Messages[0].MsgID}},
-		step{name: "dlq_resend_all", args: []string{"dlq", "resend", "g1", "--all", "--yes", "--to-retry", "-o", "json"}},
-		step{name: "dlq_resend_unknown", args: []string{"dlq", "resend", "g1", "--ids", "NOPE"}, code: 1, errHas: "NOPE"},
+		step{http: httpOwn, name: "dlq_show", args: []string{"dlq", "show", "g1", "--ids", q.Messages[0].MsgID}},
+		step{http: httpOwn, name: "group_lag_retry", args: []string{"group", "lag", "g1", "--include-retry"}},
+		step{http: httpOnce, name: "dlq_resend_ids", args: []string{"dlq", "resend", "g1", "--ids", q.Messages[0].MsgID}},
+		step{http: httpOnce, name: "dlq_resend_all", args: []string{"dlq", "resend", "g1", "--all", "--yes", "--to-retry", "-o", "json"}},
+		step{http: httpOwn, name: "dlq_resend_unknown", args: []string{"dlq", "resend", "g1", "--ids", "NOPE"}, code: 1, errHas: "NOPE"},
 	)
 
 	do(
 		step{name: "broker_status", args: []string{"broker", "status"}},
 		step{name: "broker_config_get", args: []string{"broker", "config", "get", "retry_max_times", "flush"}},
-		step{name: "broker_config_set", args: []string{"broker", "config", "set", "retry_max_times=5"}},
-		step{name: "broker_config_set_static", args: []string{"broker", "config", "set", "flush=sync"}, code: 1, errHas: "cannot change at run time"},
+		step{http: httpOnce, name: "broker_config_set", args: []string{"broker", "config", "set", "retry_max_times=5"}},
+		step{http: httpOwn, name: "broker_config_set_static", args: []string{"broker", "config", "set", "flush=sync"}, code: 1, errHas: "cannot change at run time"},
 		step{name: "broker_config_get_json", args: []string{"broker", "config", "get", "retry_max_times", "-o", "json"}},
-		step{name: "broker_drain", args: []string{"broker", "drain", "--yes"}},
+		step{http: httpOnce, name: "broker_drain", args: []string{"broker", "drain", "--yes"}},
 		step{name: "broker_drained_status", args: []string{"cluster", "list", "--interval", "0"}},
-		step{name: "broker_undrain", args: []string{"broker", "undrain"}},
-		step{name: "group_delete", args: []string{"group", "delete", "g3", "--yes"}},
-		step{name: "topic_delete", args: []string{"topic", "delete", "audit", "--yes"}},
-		step{name: "topic_describe_deleted", args: []string{"topic", "describe", "audit"}, code: 1, errHas: "no such topic"},
+		step{http: httpOnce, name: "broker_undrain", args: []string{"broker", "undrain"}},
+		step{http: httpOnce, name: "group_delete", args: []string{"group", "delete", "g3", "--yes"}},
+		step{http: httpOnce, name: "topic_delete", args: []string{"topic", "delete", "audit", "--yes"}},
+		step{http: httpOwn, name: "topic_describe_deleted", args: []string{"topic", "describe", "audit"}, code: 1, errHas: "no such topic"},
+	)
+
+	// The commands that change state, over HTTP, on their own topics and
+	// groups.
+	doHTTP(
+		step{name: "http_topic_create", args: []string{"topic", "create", "h-orders", "--queues", "2"}},
+		step{name: "http_topic_create_exists", args: []string{"topic", "create", "h-orders"}, code: 1, errHas: "already exists"},
+		step{name: "http_topic_create_json", args: []string{"topic", "create", "h-audit", "--read-queues", "1", "--write-queues", "1", "--perm", "RW", "-o", "json"}},
+		step{name: "http_topic_create_broker", args: []string{"topic", "create", "h-x", "--broker", "nosuch"}, code: 1, errHas: "no such broker"},
+		step{name: "http_topic_update", args: []string{"topic", "update", "h-audit", "--perm", "R"}},
+		step{name: "http_topic_update_unknown", args: []string{"topic", "update", "nosuch", "--perm", "R"}, code: 1, errHas: "no such topic: nosuch"},
+		step{name: "http_msg_send", args: []string{"msg", "send", "--topic", "h-orders", "--tags", "TagA", "--keys", "h-order-1"}, stdin: "one\ntwo\nthree\nfour\n"},
+	)
+	waitMessages("h-orders", 4)
+	doHTTP(
+		step{name: "http_msg_send_readonly", args: []string{"msg", "send", "--topic", "h-audit"}, stdin: "x\n", code: 1, errHas: "after 0 messages"},
+		step{name: "http_topic_describe", args: []string{"topic", "describe", "h-orders"}},
+		step{name: "http_msg_consume", args: []string{"msg", "consume", "--topic", "h-orders", "--group", "hg1", "--from-beginning", "--max", "3", "--no-commit"}},
+		step{name: "http_msg_consume_json", args: []string{"msg", "consume", "--topic", "h-orders", "--group", "hg1", "--from-beginning", "--no-commit", "-o", "json"}},
+		step{name: "http_msg_consume_commit", args: []string{"msg", "consume", "--topic", "h-orders", "--group", "hg1"}, code: 1, errHas: "name-server endpoint"},
+		step{name: "http_msg_query", args: []string{"msg", "query", "--topic", "h-orders", "--key", "h-order-1"}},
+		step{name: "http_group_create", args: []string{"group", "create", "hg3", "--retry-max", "2", "--broadcast=false"}},
+		step{name: "http_group_create_exists", args: []string{"group", "create", "hg3"}, code: 1, errHas: "already exists"},
+		step{name: "http_group_update", args: []string{"group", "update", "hg3", "--consume-enable=false"}},
+		step{name: "http_group_update_unknown", args: []string{"group", "update", "nosuch", "--retry-max", "1"}, code: 1, errHas: "no such group: nosuch"},
+		step{name: "http_group_describe", args: []string{"group", "describe", "hg3"}},
+		step{name: "http_group_create_hg1", args: []string{"group", "create", "hg1"}},
+		step{name: "http_offset_reset_dry", args: []string{"offset", "reset", "hg1", "--topic", "h-orders", "--to-earliest"}},
+		step{name: "http_offset_reset_execute", args: []string{"offset", "reset", "hg1", "--topic", "h-orders", "--to-offset", "1", "--execute", "--yes", "-o", "json"}},
+		step{name: "http_offset_reset_unknown_topic", args: []string{"offset", "reset", "hg1", "--topic", "nosuch", "--to-latest"}, code: 1, errHas: "no such topic: nosuch"},
+		step{name: "http_offset_reset_unknown_group", args: []string{"offset", "reset", "nosuch", "--topic", "h-orders", "--to-latest"}, code: 1, errHas: "no such group: nosuch"},
+		step{name: "http_group_lag", args: []string{"group", "lag", "hg1"}},
+		step{name: "http_msg_consume_committed", args: []string{"msg", "consume", "--topic", "h-orders", "--group", "hg1", "--no-commit"}},
+	)
+
+	out, _, code = ferry(t, "", append([]string{"msg", "query", "--topic", "h-orders", "--key", "h-order-1", "-o", "json"}, hs...)...)
+	var hq struct {
+		Messages []client.MessageView `json:"messages"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &hq) != nil || len(hq.Messages) != 4 {
+		t.Fatalf("query over HTTP: exit %d, %s", code, out)
+	}
+	hid := hq.Messages[0].MsgID
+	doHTTP(
+		step{name: "http_msg_get", args: []string{"msg", "get", hid}},
+		step{name: "http_msg_get_offset_id", args: []string{"msg", "get", hq.Messages[1].OffsetMsgID, "-o", "json"}},
+		step{name: "http_msg_resend_readonly", args: []string{"msg", "resend", hid, "--topic", "h-audit"}, code: 1, errHas: "h-audit"},
+		step{name: "http_msg_resend_ok", args: []string{"msg", "resend", hid}},
+	)
+
+	// Dead letters of hg1, resent over HTTP.
+	for _, m := range hq.Messages[:2] {
+		resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(remoting.ReqConsumerSendMsgBack, map[string]string{
+			"group": "hg1", "offset": strconv.FormatInt(m.CommitlogOffset, 10), "delayLevel": "-1",
+			"originMsgId": m.MsgID, "originTopic": "h-orders", "maxReconsumeTimes": "16",
+		}, nil))
+		if err != nil || resp.Code != remoting.RespSuccess {
+			t.Fatalf("send back: %v %+v", err, resp)
+		}
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for {
+		dls, err := a.DeadLetters(ctx, "hg1", 0)
+		if err == nil && len(dls) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dead letters: %v %v", dls, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	doHTTP(
+		step{name: "http_dlq_list", args: []string{"dlq", "list", "hg1"}},
+		step{name: "http_dlq_list_json", args: []string{"dlq", "list", "hg1", "--all", "-o", "json"}},
+		step{name: "http_dlq_show", args: []string{"dlq", "show", "hg1", "--ids", hid}},
+		step{name: "http_group_lag_retry", args: []string{"group", "lag", "hg1", "--include-retry"}},
+		step{name: "http_dlq_resend_ids", args: []string{"dlq", "resend", "hg1", "--ids", hid}},
+		step{name: "http_dlq_resend_unknown", args: []string{"dlq", "resend", "hg1", "--ids", "NOPE"}, code: 1, errHas: "NOPE"},
+		step{name: "http_dlq_resend_all", args: []string{"dlq", "resend", "hg1", "--all", "--yes", "--to-retry", "-o", "json"}},
+		step{name: "http_dlq_list_after_resend", args: []string{"dlq", "list", "hg1"}},
+	)
+
+	doHTTP(
+		step{name: "http_broker_config_set", args: []string{"broker", "config", "set", "retry_max_times=6"}},
+		step{name: "http_broker_config_get", args: []string{"broker", "config", "get", "retry_max_times"}},
+		step{name: "http_broker_config_other_broker", args: []string{"broker", "config", "get", "--broker", "nosuch"}, code: 1, errHas: "no such broker"},
+		step{name: "http_broker_drain", args: []string{"broker", "drain", "--yes"}},
+		step{name: "http_broker_drained_status", args: []string{"broker", "status"}},
+		step{name: "http_msg_send_drained", args: []string{"msg", "send", "--topic", "h-orders"}, stdin: "x\n", code: 1, errHas: "drained"},
+		step{name: "http_broker_undrain", args: []string{"broker", "undrain"}},
+		step{name: "http_group_delete", args: []string{"group", "delete", "hg3", "--yes"}},
+		step{name: "http_group_delete_unknown", args: []string{"group", "delete", "hg3", "--yes"}, code: 1, errHas: "no such group: hg3"},
+		step{name: "http_topic_delete", args: []string{"topic", "delete", "h-audit", "--yes"}},
+		step{name: "http_topic_delete_unknown", args: []string{"topic", "delete", "h-audit", "--yes"}, code: 1, errHas: "no such topic: h-audit"},
+		step{name: "http_topic_describe_deleted", args: []string{"topic", "describe", "h-audit"}, code: 1, errHas: "no such topic: h-audit"},
 	)
 }
 
@@ -417,13 +572,20 @@ func TestOpsErrors(t *testing.T) {
 	t.Setenv("FERRY_NAMESRV", srv.namesrv)
 	step{args: []string{"cluster", "list", "--interval", "0"}}.check(t)
 
-	// The HTTP transport: one broker's API.
-	if srv.http != "" {
-		h := []string{"--namesrv", "http://" + srv.http}
-		step{args: []string{"cluster", "list", "--interval", "0"}}.check(t, h...)
-		step{args: []string{"topic", "list"}}.check(t, h...)
-		step{args: []string{"group", "list", "-o", "json"}}.check(t, h...)
+	// The same errors through the broker's HTTP API.
+	hs := []string{"--namesrv", "http://" + srv.http}
+	for _, s := range steps {
+		if s.code != 1 {
+			continue
+		}
+		s.name += ".http"
+		if s.args[1] == "route" {
+			s.errHas = "name-server endpoint" // routes come from the name servers only
+		}
+		s.check(t, hs...)
 	}
+	step{name: "err_unreachable.http", args: []string{"topic", "list", "--namesrv", "http://127.0.0.1:1", "--timeout", "5s"}, code: 1,
+		errHas: "broker HTTP API at http://127.0.0.1:1"}.check(t)
 }
 
 // TestOpsReorder checks that flags after positional arguments are moved in
