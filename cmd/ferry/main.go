@@ -85,6 +85,13 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 	if c.Bool("print-config") {
 		return printConfig(c.App.Writer, cfg)
 	}
+	if withBroker {
+		// Refuse a bad broker configuration before anything starts.
+		check := cfg.Broker
+		if err := check.Validate(); err != nil {
+			return cli.Exit(err.Error(), 2)
+		}
+	}
 	log := newLogger(cfg.Log)
 
 	var ns *namesrv.Server
