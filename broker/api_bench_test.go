@@ -3,7 +3,9 @@ package broker
 import (
 	"context"
 	"encoding/json"
+	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,4 +60,75 @@ func BenchmarkHTTPProduce(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N*len(msgs))/time.Since(start).Seconds(), "msgs/s")
+}
+
+// BenchmarkHTTPProduceLatency sends single-message produce requests at a
+// fixed rate (FERRY_BENCH_HTTP_RATE requests/s, default 2,000) for
+// FERRY_BENCH_HTTP_SECS seconds (default 10) from 16 connections, and
+// reports the request latency percentiles.
+//
+//	go test -run '^$' -bench BenchmarkHTTPProduceLatency -benchtime 1x ./broker/
+func BenchmarkHTTPProduceLatency(b *testing.B) {
+	rate := envInt(b, "FERRY_BENCH_HTTP_RATE", 2000)
+	secs := envInt(b, "FERRY_BENCH_HTTP_SECS", 10)
+	cfg := DefaultConfig()
+	cfg.DataDir = b.TempDir()
+	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port = "127.0.0.1", "127.0.0.1", 0
+	cfg.HTTPHost, cfg.HTTPPort = "127.0.0.1", 0
+	br, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := br.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer br.Shutdown(context.Background())
+	body := []byte(`{"messages":[{"body":"` + strings.Repeat("x", 1024) + `","tags":"T"}]}`)
+	url := "http://" + br.HTTPAddr() + "/v1/topics/latency/messages"
+	client := &fasthttp.Client{MaxConnsPerHost: 64}
+	const workers = 16
+	for i := 0; i < b.N; i++ {
+		lat := make([][]time.Duration, workers)
+		interval := time.Second * workers / time.Duration(rate)
+		var wg sync.WaitGroup
+		for w := 0; w < workers; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+				defer fasthttp.ReleaseRequest(req)
+				defer fasthttp.ReleaseResponse(resp)
+				next := time.Now().Add(time.Duration(w) * interval / workers)
+				end := time.Now().Add(time.Duration(secs) * time.Second)
+				for next.Before(end) {
+					time.Sleep(time.Until(next))
+					req.SetRequestURI(url)
+					req.Header.SetMethod("POST")
+					req.Header.SetContentType("application/json")
+					req.SetBody(body)
+					start := time.Now()
+					if err := client.Do(req, resp); err != nil || resp.StatusCode() != 200 {
+						b.Errorf("produce: %v %d", err, resp.StatusCode())
+						return
+					}
+					lat[w] = append(lat[w], time.Since(start))
+					next = next.Add(interval)
+				}
+			}()
+		}
+		wg.Wait()
+		var all []time.Duration
+		for _, l := range lat {
+			all = append(all, l...)
+		}
+		sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
+		if len(all) == 0 {
+			b.Fatal("no requests")
+		}
+		us := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))].Microseconds()) }
+		b.ReportMetric(float64(len(all))/float64(secs), "req/s")
+		b.ReportMetric(us(0.50), "p50-µs")
+		b.ReportMetric(us(0.99), "p99-µs")
+		b.ReportMetric(us(0.999), "p99.9-µs")
+	}
 }
