@@ -77,6 +77,8 @@ var apiRoutes = buildRoutes([]apiRoute{
 	{method: "DELETE", path: "/v1/groups/{group}", handle: (*Broker).apiDeleteGroup},
 	{method: "GET", path: "/v1/groups/{group}/lag", handle: (*Broker).apiGroupLag},
 	{method: "GET", path: "/v1/groups/{group}/clients", handle: (*Broker).apiGroupClients},
+	{method: "GET", path: "/v1/groups/{group}/offsets", handle: (*Broker).apiGetOffsets},
+	{method: "PUT", path: "/v1/groups/{group}/offsets", handle: (*Broker).apiCommitOffsets},
 	{method: "POST", path: "/v1/groups/{group}/offsets/reset", handle: (*Broker).apiResetOffsets},
 	{method: "POST", path: "/v1/groups/{group}/receive", handle: (*Broker).apiReceive},
 	{method: "POST", path: "/v1/groups/{group}/ack", handle: (*Broker).apiAck},

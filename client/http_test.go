@@ -77,8 +77,15 @@ func TestHTTPProducerAndPullConsumer(t *testing.T) {
 	if string(got[1].Body) != "\xff\x00\x01" {
 		t.Fatalf("binary body %q", got[1].Body)
 	}
-	if err := pc.Commit(ctx); !errors.Is(err, ErrNotSupported) {
+	if err := pc.Commit(ctx); err != nil {
 		t.Fatalf("commit over HTTP: %v", err)
+	}
+	for _, mq := range qs {
+		pos, _ := pc.Position(mq)
+		off, err := pc.CommittedOffset(ctx, mq)
+		if err != nil || off != pos {
+			t.Fatalf("committed offset of %v: %d (%v), position %d", mq, off, err, pos)
+		}
 	}
 }
 
