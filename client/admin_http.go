@@ -875,12 +875,9 @@ func (a *Admin) httpResendDeadLetters(ctx context.Context, r DLQResend, target s
 
 // httpConsume reads the topic's queues with stateless queue reads: from
 // each queue's first offset, or the group's committed offset (the end when
-// it has none). The API commits offsets only for leased (received and
-// acked) messages, so Commit is not supported.
-func (a *Admin) httpConsume(ctx context.Context, spec ConsumeSpec, fn func(MessageView) error) (int, error) {
-	if spec.Commit {
-		return 0, a.adminNotOverHTTP("committing a group's offsets while reading (add --no-commit to only read) is not supported")
-	}
+// it has none). With Commit it commits the offsets reached (PUT
+// /v1/groups/{group}/offsets) when it stops, as the remoting path does.
+func (a *Admin) httpConsume(ctx context.Context, spec ConsumeSpec, fn func(MessageView) error) (n int, err error) {
 	t, err := a.httpTopic(ctx, spec.Topic)
 	if err != nil {
 		return 0, err
@@ -914,7 +911,21 @@ func (a *Admin) httpConsume(ctx context.Context, spec ConsumeSpec, fn func(Messa
 		}
 		cs = append(cs, &cursor{q: q.QueueID, off: off})
 	}
-	n := 0
+	if spec.Commit {
+		defer func() {
+			if err != nil || spec.Group == "" {
+				return
+			}
+			offs := make([]map[string]any, 0, len(cs))
+			for _, c := range cs {
+				offs = append(offs, map[string]any{"topic": spec.Topic, "queue_id": c.q, "offset": c.off})
+			}
+			// The reads may have used up ctx (--follow until interrupted).
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
+			defer cancel()
+			err = a.adminHTTP(cctx, "PUT", "/v1/groups/"+adminPathEscape(spec.Group)+"/offsets", nil, map[string]any{"offsets": offs}, nil)
+		}()
+	}
 	// read reads one queue once; done reports that Max is reached.
 	read := func(c *cursor, wait time.Duration) (got int, done bool, err error) {
 		ms, next, err := a.httpReadQueue(ctx, spec.Topic, c.q, c.off, 32, wait)
