@@ -1,13 +1,11 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"sort"
@@ -105,56 +103,25 @@ func adminPathEscape(s string) string { return url.PathEscape(s) }
 func (a *Admin) adminHTTP(ctx context.Context, method, path string, query url.Values, body, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	u := a.base + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, rd)
-	if err != nil {
-		return fmt.Errorf("client: %s %s: %w", method, u, err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := a.hc.Do(req)
+	ans, err := httpDo(ctx, a.hc, a.base, method, path, query, body)
 	if err != nil {
 		return fmt.Errorf("client: broker HTTP API at %s: %w", a.base, err)
 	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return fmt.Errorf("client: %s %s: %w", method, path, err)
-	}
-	if resp.StatusCode >= 300 {
-		p := &ProblemError{Method: method, Path: path, Status: resp.StatusCode}
-		_ = json.Unmarshal(data, p)
+	if ans.status >= 300 {
+		p := &ProblemError{Method: method, Path: path, Status: ans.status}
+		_ = json.Unmarshal(ans.data, p)
 		if p.Detail == "" {
-			p.Detail = strings.TrimSpace(string(data))
+			p.Detail = strings.TrimSpace(string(ans.data))
 		}
 		if p.Detail == "" {
-			p.Detail = resp.Status
+			p.Detail = http.StatusText(ans.status)
 		}
 		if s := p.sentinel(); s != nil {
 			return &adminProblemErr{sentinel: s, p: p}
 		}
 		return p
 	}
-	if out == nil || len(bytes.TrimSpace(data)) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return fmt.Errorf("client: %s %s: malformed answer: %w", method, path, err)
-	}
-	return nil
+	return ans.decode(method, path, out)
 }
 
 // adminHTTPRuntime is GET /v1/broker.

@@ -69,9 +69,17 @@ func (p *httpProblem) err(base string, status int, retryAfter time.Duration) *Se
 	return &ServerError{Broker: base, Code: p.Code, Remark: remark, Status: p.Status, Type: p.Type, RetryAfter: retryAfter}
 }
 
-// httpCall does one JSON request; a non-2xx answer is a *ServerError.
-func httpCall(ctx context.Context, cfg *config, method, path string, query url.Values, in, out any) error {
-	u := cfg.httpBase + path
+// httpAnswer is a broker's HTTP answer, read whole.
+type httpAnswer struct {
+	status int
+	header http.Header
+	data   []byte
+}
+
+// httpDo sends one JSON request (in, if not nil, as the body) to base+path
+// and reads the answer whole; transport errors come back as they are.
+func httpDo(ctx context.Context, hc *http.Client, base, method, path string, query url.Values, in any) (httpAnswer, error) {
+	u := base + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
@@ -79,45 +87,60 @@ func httpCall(ctx context.Context, cfg *config, method, path string, query url.V
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return httpAnswer{}, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, body)
 	if err != nil {
-		return err
+		return httpAnswer{}, fmt.Errorf("client: %s %s: %w", method, u, err)
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Accept", "application/json")
-	resp, err := cfg.httpClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		return httpAnswer{}, err
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(resp.Body)
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return httpAnswer{}, fmt.Errorf("client: %s %s: %w", method, path, err)
+	}
+	return httpAnswer{status: resp.StatusCode, header: resp.Header, data: data}, nil
+}
+
+// decode unmarshals a successful answer into out (if not nil).
+func (a httpAnswer) decode(method, path string, out any) error {
+	if out == nil || len(bytes.TrimSpace(a.data)) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(a.data, out); err != nil {
+		return fmt.Errorf("client: %s %s: malformed answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// httpCall does one JSON request; a non-2xx answer is a *ServerError.
+func httpCall(ctx context.Context, cfg *config, method, path string, query url.Values, in, out any) error {
+	ans, err := httpDo(ctx, cfg.httpClient, cfg.httpBase, method, path, query, in)
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode/100 != 2 {
+	if ans.status/100 != 2 {
 		var p httpProblem
-		_ = json.Unmarshal(data, &p)
+		_ = json.Unmarshal(ans.data, &p)
 		if p.Title == "" {
-			p.Title = http.StatusText(resp.StatusCode)
+			p.Title = http.StatusText(ans.status)
 		}
 		var ra time.Duration
-		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+		if s, err := strconv.Atoi(ans.header.Get("Retry-After")); err == nil && s > 0 {
 			ra = time.Duration(s) * time.Second
 		}
-		return p.err(cfg.httpBase, resp.StatusCode, ra)
+		return p.err(cfg.httpBase, ans.status, ra)
 	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("client: %s %s: undecodable answer: %w", method, path, err)
-		}
-	}
-	return nil
+	return ans.decode(method, path, out)
 }
 
 func encodeBody(b []byte) (string, string) {
