@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -92,6 +94,7 @@ type config struct {
 	maxCachedBytes       int
 	orderly              bool
 	broadcast            bool
+	offsetDir            string // broadcast offsets; "" keeps them in memory
 	consumeGoroutines    int
 	consumeBatchSize     int
 	maxReconsumeTimes    int
@@ -206,6 +209,11 @@ func WithMaxCachedBytesPerQueue(n int) Opt { return optFunc(func(c *config) { c.
 // holding the queue's lock on the broker.
 func WithOrderly(on bool) Opt { return optFunc(func(c *config) { c.orderly = on }) }
 
+// WithBroadcastOffsetDir sets where broadcasting consumers keep their
+// offsets between runs (default $HOME/.ferry/offsets; "" keeps them in
+// memory only, so a restarted member starts by its ConsumeFrom policy).
+func WithBroadcastOffsetDir(dir string) Opt { return optFunc(func(c *config) { c.offsetDir = dir }) }
+
 // WithBroadcast makes every member of the group consume every queue;
 // offsets are kept in memory and failed messages are not retried.
 func WithBroadcast(on bool) Opt { return optFunc(func(c *config) { c.broadcast = on }) }
@@ -298,6 +306,9 @@ func newConfig(kind clientKind, endpoint string, opts []Opt) (*config, error) {
 		rebalanceInterval:    DefaultRebalanceInterval,
 		routeRefreshInterval: DefaultRouteRefresh,
 		commitInterval:       DefaultCommitInterval,
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		c.offsetDir = filepath.Join(home, ".ferry", "offsets")
 	}
 	c.parseEndpoint(endpoint)
 	for _, o := range opts {

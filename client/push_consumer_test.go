@@ -131,12 +131,29 @@ func TestPushBroadcasting(t *testing.T) {
 	c := newCluster(t, 1, nil)
 	c.createTopic("bcast", 2)
 	var r1, r2 recorder
-	c1 := startConsumer(t, c.endpoint(), "bcast", r1.handler, WithGroup("g-bcast"), WithBroadcast(true))
-	c2 := startConsumer(t, c.endpoint(), "bcast", r2.handler, WithGroup("g-bcast"), WithBroadcast(true))
+	dir := t.TempDir()
+	c1 := startConsumer(t, c.endpoint(), "bcast", r1.handler, WithGroup("g-bcast"), WithBroadcast(true), WithInstanceName("m1"), WithBroadcastOffsetDir(dir))
+	c2 := startConsumer(t, c.endpoint(), "bcast", r2.handler, WithGroup("g-bcast"), WithBroadcast(true), WithInstanceName("m2"), WithBroadcastOffsetDir(dir))
 	waitFor(t, 10*time.Second, "both own both queues", func() bool { return len(c1.Assigned()) == 2 && len(c2.Assigned()) == 2 })
 	p := newTestProducer(t, c.endpoint())
 	sendN(t, p, "bcast", "x", 10)
 	waitFor(t, 10*time.Second, "both got all 10", func() bool { return len(r1.bodies()) == 10 && len(r2.bodies()) == 10 })
+
+	// A broadcasting member resumes from the offsets it kept on disk, not
+	// from its consume-from policy (first offset here).
+	if err := c1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	sendN(t, p, "bcast", "y", 5)
+	var r3 recorder
+	startConsumer(t, c.endpoint(), "bcast", r3.handler, WithGroup("g-bcast"), WithBroadcast(true), WithInstanceName("m1"),
+		WithBroadcastOffsetDir(dir), WithConsumeFromWhere(ConsumeFromFirstOffset))
+	waitFor(t, 10*time.Second, "the restarted member got the 5 new messages", func() bool { return len(r3.bodies()) >= 5 })
+	for b := range r3.bodies() {
+		if b[0] != 'y' {
+			t.Fatalf("restarted member got %q again: its offsets were not kept", b)
+		}
+	}
 }
 
 func TestPushRetryAfterFailure(t *testing.T) {

@@ -45,6 +45,8 @@ type rmqPush struct {
 	// offsets remembers broadcast positions of queues no longer owned;
 	// guarded by mu.
 	offsets map[MessageQueue]int64
+	// offsetFile persists offsets in broadcasting mode ("" = memory only).
+	offsetFile string
 }
 
 type consumeTask struct {
@@ -67,6 +69,14 @@ func newRMQPush(cfg *config, h Handler, subs map[string]string) *rmqPush {
 	e.poll = remoting.NewClient(remoting.ClientConfig{})
 	e.routes = newRouteTable(cfg, e.ns)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
+	if cfg.broadcast && cfg.offsetDir != "" {
+		e.offsetFile = broadcastOffsetFile(cfg.offsetDir, cfg.group, cfg.instance)
+		offs, err := loadBroadcastOffsets(e.offsetFile)
+		if err != nil {
+			logAt(cfg.logger, LogWarn, "broadcast offsets unreadable; starting by the consume-from policy", "file", e.offsetFile, "err", err)
+		}
+		e.offsets = offs
+	}
 	return e
 }
 
@@ -380,6 +390,17 @@ func (e *rmqPush) commit(ctx context.Context, q *processQueue, force bool) {
 func (e *rmqPush) commitAll(ctx context.Context, force bool) {
 	for _, q := range e.owned() {
 		e.commit(ctx, q, force)
+	}
+	if e.offsetFile != "" {
+		e.mu.Lock()
+		offs := make(map[MessageQueue]int64, len(e.offsets))
+		for q, off := range e.offsets {
+			offs[q] = off
+		}
+		e.mu.Unlock()
+		if err := saveBroadcastOffsets(e.offsetFile, offs); err != nil {
+			logAt(e.cfg.logger, LogWarn, "save broadcast offsets", "file", e.offsetFile, "err", err)
+		}
 	}
 }
 
