@@ -594,49 +594,25 @@ func (a *Admin) httpResetOffsets(ctx context.Context, r OffsetReset) (*OffsetRes
 
 // --- messages ---
 
-// adminHTTPMessage is the API's Message.
-type adminHTTPMessage struct {
-	Topic            string            `json:"topic"`
-	QueueID          int32             `json:"queue_id"`
-	QueueOffset      int64             `json:"queue_offset"`
-	CommitlogOffset  int64             `json:"commitlog_offset"`
-	MsgID            string            `json:"msg_id"`
-	OffsetMsgID      string            `json:"offset_msg_id"`
-	Tags             string            `json:"tags"`
-	Keys             []string          `json:"keys"`
-	Properties       map[string]string `json:"properties"`
-	SystemProperties map[string]string `json:"system_properties"`
-	Body             string            `json:"body"`
-	BodyEncoding     string            `json:"body_encoding"`
-	BornAtMS         int64             `json:"born_at_ms"`
-	StoredAtMS       int64             `json:"stored_at_ms"`
-	ReconsumeTimes   int32             `json:"reconsume_times"`
-}
-
-// view converts the API's message. Properties hold the user and the
-// system properties, as the remoting view has them; the API does not show
-// the born and store hosts.
-func (m adminHTTPMessage) view(broker string) (MessageView, error) {
-	v := MessageView{MsgID: m.MsgID, OffsetMsgID: m.OffsetMsgID, Topic: m.Topic, Broker: broker, QueueID: m.QueueID,
-		QueueOffset: m.QueueOffset, CommitlogOffset: m.CommitlogOffset, Tags: m.Tags, Keys: strings.Join(m.Keys, " "),
-		BornMS: m.BornAtMS, StoreMS: m.StoredAtMS, ReconsumeTimes: m.ReconsumeTimes, Properties: map[string]string{}}
-	for k, x := range m.Properties {
+// view converts the API's message (the transport's httpMessage). Properties
+// hold the user and the system properties, as the remoting view has them;
+// the API does not show the born and store hosts.
+func (h *httpMessage) view(broker string) (MessageView, error) {
+	v := MessageView{MsgID: h.MsgID, OffsetMsgID: h.OffsetMsgID, Topic: h.Topic, Broker: broker,
+		QueueOffset: h.QueueOffset, CommitlogOffset: h.CommitlogOffset, Tags: h.Tags, Keys: strings.Join(h.Keys, " "),
+		BornMS: h.BornAtMs, StoreMS: h.StoredAtMs, ReconsumeTimes: int32(h.ReconsumeTimes), Properties: map[string]string{}}
+	if h.QueueID != nil {
+		v.QueueID = int32(*h.QueueID)
+	}
+	for k, x := range h.Properties {
 		v.Properties[k] = x
 	}
-	for k, x := range m.SystemProperties {
+	for k, x := range h.SystemProperties {
 		v.Properties[k] = x
 	}
-	switch m.BodyEncoding {
-	case "base64":
-		b, err := base64.StdEncoding.DecodeString(m.Body)
-		if err != nil {
-			return v, fmt.Errorf("client: message %s: malformed base64 body: %w", m.MsgID, err)
-		}
-		v.Body = b
-	default:
-		v.Body = []byte(m.Body)
-	}
-	return v, nil
+	var err error
+	v.Body, err = h.body()
+	return v, err
 }
 
 func (a *Admin) httpMessage(ctx context.Context, id string) (*MessageView, error) {
@@ -644,7 +620,7 @@ func (a *Admin) httpMessage(ctx context.Context, id string) (*MessageView, error
 	if err != nil {
 		return nil, err
 	}
-	var m adminHTTPMessage
+	var m httpMessage
 	if err := a.adminHTTP(ctx, "GET", "/v1/messages/"+adminPathEscape(id), nil, nil, &m); err != nil {
 		return nil, err
 	}
@@ -665,7 +641,7 @@ func (a *Admin) httpQueryMessages(ctx context.Context, topic, key string, bms, e
 		q.Set("end_ms", strconv.FormatInt(ems, 10))
 	}
 	var ans struct {
-		Messages []adminHTTPMessage `json:"messages"`
+		Messages []httpMessage `json:"messages"`
 	}
 	if err := a.adminHTTP(ctx, "GET", "/v1/topics/"+adminPathEscape(topic)+"/messages", q, nil, &ans); err != nil {
 		return nil, err
@@ -697,8 +673,8 @@ func (a *Admin) httpReadQueue(ctx context.Context, topic string, q int32, off in
 		defer cancel()
 	}
 	var ans struct {
-		Messages   []adminHTTPMessage `json:"messages"`
-		NextOffset int64              `json:"next_offset"`
+		Messages   []httpMessage `json:"messages"`
+		NextOffset int64         `json:"next_offset"`
 	}
 	path := "/v1/topics/" + adminPathEscape(topic) + "/queues/" + strconv.Itoa(int(q)) + "/messages"
 	if err := a.adminHTTP(ctx, "GET", path, query, nil, &ans); err != nil {

@@ -179,17 +179,23 @@ func (h *httpMessage) toMessageExt(topic string, queue int) (*MessageExt, error)
 		m.props[k] = v
 	}
 	m.ShardingKey = m.props[propSharding]
-	switch h.BodyEncoding {
-	case "base64":
-		b, err := base64.StdEncoding.DecodeString(h.Body)
-		if err != nil {
-			return nil, fmt.Errorf("client: message %s: bad base64 body: %w", h.MsgID, err)
-		}
-		m.Body = b
-	default:
-		m.Body = []byte(h.Body)
+	var err error
+	if m.Body, err = h.body(); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// body decodes the message body by its encoding.
+func (h *httpMessage) body() ([]byte, error) {
+	if h.BodyEncoding != "base64" {
+		return []byte(h.Body), nil
+	}
+	b, err := base64.StdEncoding.DecodeString(h.Body)
+	if err != nil {
+		return nil, fmt.Errorf("client: message %s: malformed base64 body: %w", h.MsgID, err)
+	}
+	return b, nil
 }
 
 // httpTopicQueues reads topic's queue counts (GET /v1/topics/{topic}).
