@@ -394,6 +394,7 @@ func TestLookupAndOperatorOps(t *testing.T) {
 	}
 	b.Drain(false)
 	mustOK(t, c.send("shop", 0, "x", nil))
+	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("shop", 0) == 3 })
 	// Run-time config.
 	if err := b.SetConfig("retry_max_times", "3"); err != nil || b.Config().RetryMaxTimes != 3 {
 		t.Fatalf("set: %v", err)

@@ -130,7 +130,8 @@ func newTestProducer(t *testing.T, endpoint string, opts ...Opt) *Producer {
 	return p
 }
 
-// drainAll pulls every message of topic from offset 0 on all queues.
+// drainAll pulls every message of topic from offset 0 on all queues. It
+// reads what is dispatched now: callers wait for the count they expect.
 func drainAll(t *testing.T, endpoint, topic string) []*MessageExt {
 	t.Helper()
 	pc, err := NewPullConsumer(endpoint, WithGroup("drain"))

@@ -155,7 +155,11 @@ func TestProducerHashSelectorOrder(t *testing.T) {
 			queueOf[k] = r.Queue
 		}
 	}
-	got := drainAll(t, c.endpoint(), "ordered")
+	var got []*MessageExt
+	waitFor(t, 10*time.Second, "all 50 messages readable", func() bool {
+		got = drainAll(t, c.endpoint(), "ordered")
+		return len(got) == 50
+	})
 	seq := map[string][]string{}
 	sort.SliceStable(got, func(i, j int) bool { return got[i].QueueOffset < got[j].QueueOffset })
 	for _, m := range got {

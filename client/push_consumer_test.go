@@ -203,10 +203,11 @@ func TestSendToRetryFallback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	msgs := drainAll(t, c.endpoint(), "fb")
-	if len(msgs) != 1 {
-		t.Fatalf("%d messages", len(msgs))
-	}
+	var msgs []*MessageExt
+	waitFor(t, 10*time.Second, "the message readable", func() bool {
+		msgs = drainAll(t, c.endpoint(), "fb")
+		return len(msgs) == 1
+	})
 	cons, err := NewPullConsumer(c.endpoint(), WithGroup("g-fb"))
 	if err != nil {
 		t.Fatal(err)
