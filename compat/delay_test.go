@@ -17,60 +17,13 @@ import (
 // timestamps when a delivery time is compared with a due time.
 const clockSlack = 20 * time.Millisecond
 
-// levelServer is a server started with its own delay level table (and any
-// other extra flags), kept across restarts.
-type levelServer struct {
-	*server
-	extra []string
-}
-
-// startLevelServer starts `ferry server` with the delay level table levels.
-func startLevelServer(t *testing.T, flush, levels string) *levelServer {
+// startLevelServer starts `ferry server` with the delay level table levels
+// (kept across restarts).
+func startLevelServer(t *testing.T, flush, levels string) *server {
 	t.Helper()
-	s := &levelServer{
-		server: &server{name: "ferry server", dataDir: t.TempDir(), flush: flush},
-		extra:  []string{"--delay-levels", levels},
-	}
+	s := &server{name: "ferry server", dataDir: t.TempDir(), flush: flush, extra: []string{"--delay-levels", levels}}
 	s.start(t)
 	return s
-}
-
-// start is server.start with the extra flags.
-func (s *levelServer) start(t *testing.T) {
-	t.Helper()
-	args := append([]string{"server",
-		"--data-dir", s.dataDir,
-		"--namesrv-port", strconv.Itoa(s.nsPort),
-		"--broker-port", strconv.Itoa(s.brokerPort),
-		"--http-port", strconv.Itoa(s.httpPort),
-		"--host", "127.0.0.1",
-		"--advertise-host", "127.0.0.1",
-		"--flush", s.flush,
-		"--log-format", "json"}, s.extra...)
-	s.p = startProc(t, s.name, args...)
-	ns := s.p.waitLog(t, "name server ready", startTimeout)
-	br := s.p.waitLog(t, "broker ready", startTimeout)
-	nsPort, err := strconv.Atoi(fieldString(t, ns, "port"))
-	if err != nil {
-		t.Fatalf("name server port: %v", err)
-	}
-	s.nsPort = nsPort
-	s.NameSrv = "127.0.0.1:" + strconv.Itoa(nsPort)
-	s.Broker = fieldString(t, br, "addr")
-	s.brokerPort = portOf(t, s.Broker)
-	httpAddr := fieldString(t, br, "http")
-	s.httpPort = portOf(t, httpAddr)
-	waitHTTPReady(t, httpAddr)
-}
-
-// restart stops the server with SIGTERM and starts it again with the same
-// flags, data directory and ports.
-func (s *levelServer) restart(t *testing.T) {
-	t.Helper()
-	if !s.p.stop(t) {
-		t.Fatalf("%s did not stop on SIGTERM", s.name)
-	}
-	s.start(t)
 }
 
 // arrival is one delivery to a push consumer and the local time it came.

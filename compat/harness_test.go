@@ -298,6 +298,7 @@ type server struct {
 	name    string
 	dataDir string
 	flush   string
+	extra   []string // more flags, kept across restarts
 
 	nsPort, brokerPort, httpPort int // 0 until the first start picked them
 
@@ -315,7 +316,7 @@ func startServer(t *testing.T, flush string) *server {
 
 func (s *server) start(t *testing.T) {
 	t.Helper()
-	s.p = startProc(t, s.name, "server",
+	args := append([]string{"server",
 		"--data-dir", s.dataDir,
 		"--namesrv-port", strconv.Itoa(s.nsPort),
 		"--broker-port", strconv.Itoa(s.brokerPort),
@@ -323,7 +324,8 @@ func (s *server) start(t *testing.T) {
 		"--host", "127.0.0.1",
 		"--advertise-host", "127.0.0.1",
 		"--flush", s.flush,
-		"--log-format", "json")
+		"--log-format", "json"}, s.extra...)
+	s.p = startProc(t, s.name, args...)
 	ns := s.p.waitLog(t, "name server ready", startTimeout)
 	br := s.p.waitLog(t, "broker ready", startTimeout)
 	nsPort, err := strconv.Atoi(fieldString(t, ns, "port"))

@@ -75,7 +75,7 @@ func listDLQ(t *testing.T, cl *remoting.Client, broker, group string) []deadLett
 // first rebalance finds no route for it — the broker creates it on the
 // first heartbeat, after the client's first route lookup — and only picks
 // it up at its next route refresh and rebalance, some 40 s later.
-func createRetryTopic(t *testing.T, s *levelServer, group string) {
+func createRetryTopic(t *testing.T, s *server, group string) {
 	t.Helper()
 	createTopic(t, s.NameSrv, []string{s.Broker}, "%RETRY%"+group, 1)
 }
