@@ -157,6 +157,8 @@ type Log struct {
 	pubQueues    map[queueKey]int64 // next queue offsets of the published records (for checkpoints)
 	pending      []pendingWrite     // reserved, not yet written (write combining)
 	pendingSpare []pendingWrite
+	qsArena      []batchQueue // backs the pending items' qs; swapped with qsSpare per round
+	qsSpare      []batchQueue
 	itemsScratch []pendingWrite
 	writing      bool        // a leader is writing
 	wround       *writeRound // the round the next queued bytes belong to
@@ -448,7 +450,11 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 	if p > chunkStart {
 		items = append(items, pendingWrite{pos: chunkPos, b: buf[chunkStart:p]})
 	}
-	items[len(items)-1].qs = qs
+	// The pending item keeps the queue offsets in the log's arena, not in
+	// this frame (which would then escape to the heap on every append).
+	n := len(l.qsArena)
+	l.qsArena = append(l.qsArena, qs...)
+	items[len(items)-1].qs = l.qsArena[n:len(l.qsArena):len(l.qsArena)]
 	for _, q := range qs {
 		l.queues[q.key] = q.next
 	}
@@ -481,6 +487,8 @@ func (l *Log) leadLocked() {
 	for len(l.pending) > 0 {
 		items := l.pending
 		l.pending = l.pendingSpare[:0]
+		arena := l.qsArena
+		l.qsArena = l.qsSpare[:0]
 		round := l.wround
 		l.wround = &writeRound{done: make(chan struct{})}
 		end := l.reserved
@@ -518,6 +526,8 @@ func (l *Log) leadLocked() {
 		round.flush = l.round
 		clear(items)
 		l.pendingSpare = items[:0]
+		clear(arena)
+		l.qsSpare = arena[:0]
 		close(round.done)
 		if err == nil && l.opts.Flush == FlushAsync {
 			l.mu.Unlock()
