@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/dlq"
+	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -441,5 +442,30 @@ func TestRetentionDeletesExpiredSegments(t *testing.T) {
 	r, _ := c.pull("g", "old", 0, 0, 0)
 	if r.Code != remoting.RespPullOffsetMoved || r.StringOr("nextBeginOffset", "0") == "0" {
 		t.Fatalf("pull of an expired offset: %d next %s", r.Code, r.StringOr("nextBeginOffset", ""))
+	}
+}
+
+// A broker that reports ready is already routable: Start registers with
+// the name servers before it returns.
+func TestRoutableWhenReady(t *testing.T) {
+	ns, err := namesrv.New(namesrv.Config{ListenAddr: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ns.Shutdown(context.Background()) })
+	b := testBroker(t, t.TempDir(), func(c *Config) { c.NamesrvAddrs = []string{ns.Addr()} })
+	cl := remoting.NewClient(remoting.ClientConfig{})
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	route, err := remoting.GetRouteInfo(ctx, cl, ns.Addr(), AutoCreateTopicTemplate)
+	if err != nil {
+		t.Fatalf("no route right after Start: %v", err)
+	}
+	if len(route.BrokerDatas) != 1 || route.BrokerDatas[0].BrokerAddrs[0] != b.Addr() {
+		t.Fatalf("route %+v", route)
 	}
 }
