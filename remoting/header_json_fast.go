@@ -14,7 +14,9 @@ import (
 // to encoding/json, which is authoritative; where this parser succeeds it
 // produces exactly what the fallback would (FuzzDecodeJSONHeader checks).
 func decodeJSONHeaderFast(b []byte) (c *Command, ok bool) {
-	p := jsonScanner{b: b}
+	// One copy of the whole header; the strings it yields are slices of it,
+	// not an allocation each.
+	p := jsonScanner{b: b, s: string(b)}
 	c = &Command{SerializeType: SerializeJSON}
 	p.ws()
 	if !p.byte('{') {
@@ -106,6 +108,7 @@ func decodeJSONHeaderFast(b []byte) (c *Command, ok bool) {
 
 type jsonScanner struct {
 	b []byte
+	s string // string(b): plain strings are returned as slices of it
 	i int
 }
 
@@ -160,7 +163,7 @@ func (p *jsonScanner) plainString() (string, bool) {
 			if !ascii && !utf8.Valid(s) {
 				return "", false
 			}
-			return string(s), true
+			return p.s[start : p.i-1], true
 		case c == '\\':
 			p.i = start
 			return p.escapedString()
