@@ -140,6 +140,15 @@ func (cl *Client) Invoke(ctx context.Context, addr string, req *Command) (*Comma
 	return c.Invoke(ctx, req)
 }
 
+// InvokeTimeout is Invoke bounded also by timeout (see Conn.InvokeTimeout).
+func (cl *Client) InvokeTimeout(ctx context.Context, addr string, req *Command, timeout time.Duration) (*Command, error) {
+	c, err := cl.Conn(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	return c.InvokeTimeout(ctx, req, timeout)
+}
+
 // InvokeOneway sends req to addr with the oneway flag; ctx bounds the dial.
 func (cl *Client) InvokeOneway(ctx context.Context, addr string, req *Command) error {
 	c, err := cl.Conn(ctx, addr)

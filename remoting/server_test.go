@@ -403,6 +403,19 @@ func TestInvokeTimeoutAndClosedConn(t *testing.T) {
 	if _, err := cl.Invoke(ctx, addr, NewRequest(ReqPullMessage, nil, nil)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want deadline exceeded", err)
 	}
+	// The same with the timeout argument instead of a context deadline;
+	// its pooled timer, reused, must not fire early for the next request.
+	for range 2 {
+		start := time.Now()
+		_, err := cl.InvokeTimeout(context.Background(), addr, NewRequest(ReqPullMessage, nil, nil), 50*time.Millisecond)
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("InvokeTimeout: got %v, want deadline exceeded", err)
+		}
+		if d := time.Since(start); d < 50*time.Millisecond {
+			t.Fatalf("InvokeTimeout gave up after %v, before its 50ms", d)
+		}
+	}
+	waitFor(t, "three pulls parked", func() bool { mu.Lock(); defer mu.Unlock(); return len(parked) == 3 })
 	// A late answer for the abandoned request is dropped quietly.
 	mu.Lock()
 	_ = parkedConn.Reply(NewResponse(parked[0], RespSuccess, ""))
@@ -414,7 +427,7 @@ func TestInvokeTimeoutAndClosedConn(t *testing.T) {
 		_, err := cl.Invoke(ctxT(t, 5*time.Second), addr, NewRequest(ReqPullMessage, nil, nil))
 		errCh <- err
 	}()
-	waitFor(t, "second pull parked", func() bool { mu.Lock(); defer mu.Unlock(); return len(parked) == 2 })
+	waitFor(t, "fourth pull parked", func() bool { mu.Lock(); defer mu.Unlock(); return len(parked) == 4 })
 	mu.Lock()
 	_ = parkedConn.Close()
 	mu.Unlock()
@@ -530,7 +543,13 @@ func TestManyConcurrentInvokes(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 50; i++ {
 				body := []byte(fmt.Sprintf("%d-%d", g, i))
-				resp, err := cl.Invoke(ctxT(t, 5*time.Second), addr, NewRequest(ReqHeartBeat, nil, body))
+				var resp *Command
+				var err error
+				if g%2 == 0 {
+					resp, err = cl.Invoke(ctxT(t, 5*time.Second), addr, NewRequest(ReqHeartBeat, nil, body))
+				} else { // answered before the pooled timer fires, which goes back stopped
+					resp, err = cl.InvokeTimeout(context.Background(), addr, NewRequest(ReqHeartBeat, nil, body), 5*time.Second)
+				}
 				if err != nil {
 					t.Error(err)
 					return
