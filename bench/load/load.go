@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -192,6 +194,9 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				sendHist.Merge(local)
 				histMu.Unlock()
 			}()
+			// One request per producer, reused: the previous one is answered
+			// (so written) before the next is built.
+			var req *remoting.Command
 			var batchBody []byte
 			for runCtx.Err() == nil {
 				if interval > 0 {
@@ -207,21 +212,18 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				tg := targets[n%len(targets)]
 				n++
 				start := time.Now()
-				var req *remoting.Command
 				if cfg.Batch == 1 {
 					binary.BigEndian.PutUint64(body, uint64(start.UnixNano()))
-					req = sendRequest(tg, body, fmt.Sprintf("UNIQ_KEY\x01%016X%016X", start.UnixNano(), n))
+					req = sendRequest(req, tg, body, start, n)
 				} else {
 					batchBody = batchBody[:0]
 					for i := 0; i < cfg.Batch; i++ {
 						binary.BigEndian.PutUint64(body, uint64(start.UnixNano()))
 						batchBody = appendBatchMessage(batchBody, body)
 					}
-					req = batchRequest(tg, batchBody)
+					req = batchRequest(req, tg, batchBody, start)
 				}
-				sctx, scancel := context.WithTimeout(runCtx, cfg.SendTimeout)
-				resp, err := cl.Invoke(sctx, tg.broker, req)
-				scancel()
+				resp, err := cl.InvokeTimeout(runCtx, tg.broker, req, cfg.SendTimeout)
 				if runCtx.Err() != nil {
 					return
 				}
@@ -351,19 +353,44 @@ func ensureTopic(ctx context.Context, ns *remoting.Client, nsAddr, topic string,
 	return out, nil
 }
 
-func sendRequest(tg target, body []byte, props string) *remoting.Command {
-	return remoting.NewRequest(remoting.ReqSendMessage, map[string]string{
-		"producerGroup": "ferry-bench", "topic": tg.topic, "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
-		"queueId": strconv.Itoa(tg.queue), "sysFlag": "0", "bornTimestamp": strconv.FormatInt(time.Now().UnixMilli(), 10),
-		"flag": "0", "properties": props, "reconsumeTimes": "0", "unitMode": "false", "batch": "false",
-	}, append([]byte(nil), body...))
+// sendRequest fills req (nil: a new one) as a SEND_MESSAGE of body to tg,
+// with a unique key made of the send time and the producer's counter.
+func sendRequest(req *remoting.Command, tg target, body []byte, now time.Time, n int) *remoting.Command {
+	if req == nil {
+		req = remoting.NewRequest(remoting.ReqSendMessage, make(map[string]string, 16), nil)
+	}
+	var props [64]byte
+	p := append(props[:0], "UNIQ_KEY\x01"...)
+	p = appendHex16(p, uint64(now.UnixNano()))
+	p = appendHex16(p, uint64(n))
+	ext := req.ExtFields
+	ext["producerGroup"], ext["topic"], ext["defaultTopic"], ext["defaultTopicQueueNums"] = "ferry-bench", tg.topic, "TBW102", "4"
+	ext["queueId"], ext["sysFlag"], ext["bornTimestamp"] = strconv.Itoa(tg.queue), "0", strconv.FormatInt(now.UnixMilli(), 10)
+	ext["flag"], ext["properties"], ext["reconsumeTimes"], ext["unitMode"], ext["batch"] = "0", string(p), "0", "false", "false"
+	req.Body = append(req.Body[:0], body...)
+	return req
 }
 
-func batchRequest(tg target, body []byte) *remoting.Command {
-	return remoting.NewRequest(remoting.ReqSendBatchMessage, map[string]string{
-		"a": "ferry-bench", "b": tg.topic, "c": "TBW102", "d": "4", "e": strconv.Itoa(tg.queue), "f": "0",
-		"g": strconv.FormatInt(time.Now().UnixMilli(), 10), "h": "0", "i": "", "j": "0", "k": "false", "l": "0", "m": "true",
-	}, append([]byte(nil), body...))
+// appendHex16 appends v as 16 upper-case hex digits.
+func appendHex16(dst []byte, v uint64) []byte {
+	const digits = "0123456789ABCDEF"
+	for shift := 60; shift >= 0; shift -= 4 {
+		dst = append(dst, digits[v>>uint(shift)&0xF])
+	}
+	return dst
+}
+
+// batchRequest fills req (nil: a new one) as a SEND_BATCH_MESSAGE (V2
+// header names, as the Java client sends it) of body to tg.
+func batchRequest(req *remoting.Command, tg target, body []byte, now time.Time) *remoting.Command {
+	if req == nil {
+		req = remoting.NewRequest(remoting.ReqSendBatchMessage, make(map[string]string, 16), nil)
+	}
+	ext := req.ExtFields
+	ext["a"], ext["b"], ext["c"], ext["d"], ext["e"], ext["f"] = "ferry-bench", tg.topic, "TBW102", "4", strconv.Itoa(tg.queue), "0"
+	ext["g"], ext["h"], ext["i"], ext["j"], ext["k"], ext["l"], ext["m"] = strconv.FormatInt(now.UnixMilli(), 10), "0", "", "0", "false", "0", "true"
+	req.Body = append(req.Body[:0], body...)
+	return req
 }
 
 // appendBatchMessage encodes one member of a SEND_BATCH_MESSAGE body.
@@ -439,6 +466,7 @@ func Main(mode string, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Duration, "duration", 15*time.Second, "measured time")
 	fs.DurationVar(&cfg.Warmup, "warmup", 3*time.Second, "unmeasured warm-up")
 	quiet := fs.Bool("quiet", false, "no progress lines")
+	cpuProfile := fs.String("cpuprofile", "", "write the load generator's CPU profile to this file")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -449,6 +477,19 @@ func Main(mode string, args []string, stdout, stderr io.Writer) int {
 	}
 	if !*quiet {
 		cfg.Progress = stderr
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "ferry bench:", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "ferry bench:", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
 	}
 	r, err := Run(context.Background(), cfg)
 	if err != nil {
