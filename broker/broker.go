@@ -165,7 +165,9 @@ func (b *Broker) openStores() error {
 		return err
 	}
 	b.timerIdx = delay.NewTimerIndex(b.meta.db, TimerTopic)
-	b.keys = &keyIndex{db: b.meta.db}
+	if b.keys, err = newKeyIndex(b.meta.db); err != nil {
+		return err
+	}
 	b.cq, err = consumequeue.Open(consumequeue.Options{
 		FS:        b.fs,
 		Dir:       b.fs.PathJoin(b.cfg.DataDir, "consumequeue"),
@@ -436,6 +438,13 @@ func (b *Broker) retention(now time.Time) {
 	files, err := b.cq.TrimBefore(b.clog.MinOffset())
 	if err != nil {
 		b.log.Error().Err(err).Msg("retention: trim consume queues")
+	}
+	// The key index goes with the log, an hour at a time: up to the hour
+	// of the oldest message kept.
+	if rec, _, err := b.clog.ReadRecord(b.clog.MinOffset(), nil); err != nil {
+		b.log.Warn().Err(err).Msg("retention: cannot read the oldest message kept; the key index is not pruned")
+	} else if err := b.keys.prune(rec.StoreTimestamp); err != nil {
+		b.log.Error().Err(err).Msg("retention: prune the key index")
 	}
 	b.log.Info().Int("segments", n).Int("queue_files", files).Int64("min_offset", b.clog.MinOffset()).Msg("retention: expired data deleted")
 }

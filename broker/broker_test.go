@@ -421,12 +421,16 @@ func TestRetentionDeletesExpiredSegments(t *testing.T) {
 		c.SegmentSize, c.MaxMessageSize, c.FileReservedTime = 1<<20, 64<<10, Duration(time.Hour)
 		c.DelayLevels = "1h"
 	})
+	b.keys.bucketMs = 500 // key index "hours" of half a second
 	c := newClient(t, b)
 	mustOK(t, c.send("old", 0, "pending", map[string]string{"DELAY": "1"})) // holds its segment
 	body := strings.Repeat("x", 60<<10)
+	mustOK(t, c.send("old", 0, body, map[string]string{"UNIQ_KEY": "U-first"}))
+	time.Sleep(600 * time.Millisecond) // the next "hour"
 	for b.clog.WrittenOffset() < 3<<20 {
 		mustOK(t, c.send("old", 0, body, nil))
 	}
+	mustOK(t, c.send("old", 0, body, map[string]string{"UNIQ_KEY": "U-last"}))
 	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.DispatchedOffset() == b.clog.WrittenOffset() })
 	b.retention(time.Now().Add(2 * time.Hour))
 	if b.clog.MinOffset() != 0 {
@@ -438,6 +442,13 @@ func TestRetentionDeletesExpiredSegments(t *testing.T) {
 	b.retention(time.Now().Add(2 * time.Hour))
 	if b.clog.MinOffset() == 0 || len(b.clog.Segments()) != 1 {
 		t.Fatalf("min offset %d, %d segments", b.clog.MinOffset(), len(b.clog.Segments()))
+	}
+	// The key index went with the deleted segments.
+	if _, _, ok, err := b.keys.lookupUniq("U-first"); ok || err != nil {
+		t.Fatalf("index entry of a deleted message kept (%v)", err)
+	}
+	if _, err := b.MessageByID("U-last"); err != nil {
+		t.Fatalf("kept message not found by id: %v", err)
 	}
 	r, _ := c.pull("g", "old", 0, 0, 0)
 	if r.Code != remoting.RespPullOffsetMoved || r.StringOr("nextBeginOffset", "0") == "0" {

@@ -5,7 +5,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -15,25 +17,81 @@ import (
 
 // keyIndex indexes messages by their KEYS (space separated) and UNIQ_KEY,
 // fed by the consume-queue dispatcher. It is derived state, rebuilt with
-// the consume queues. Keys in the metadata database (part of the format):
+// the consume queues. Keys in the metadata database (part of the format)
+// begin with the hour the message was stored in, so that retention drops
+// whole hours of index with the log segments they point into:
 //
-//	k/<topic>\x00<key>\x00<store ms uint64 BE><commitlog offset uint64 BE> → size uint32 BE
-//	u/<uniq key>                                                           → commitlog offset ‖ size
+//	kt/<hour uint32 BE><topic>\x00<key>\x00<store ms uint64 BE><commitlog offset uint64 BE> → size uint32 BE
+//	ut/<hour uint32 BE><uniq key>                                                         → commitlog offset ‖ size
+//
+// hour is the store timestamp in ms divided by bucketMs (an hour). A
+// lookup by key visits the hours of its time range that hold entries; a
+// lookup by unique key probes them newest first.
 type keyIndex struct {
-	db *pebble.DB
+	db       *pebble.DB
+	bucketMs int64 // 0: an hour
 }
+
+const (
+	keyPrefix  = "kt/"
+	uniqPrefix = "ut/"
+	// legacy prefixes of the index before it was bucketed by hour; their
+	// entries are dropped when the broker opens.
+	legacyKeyPrefix  = "k/"
+	legacyUniqPrefix = "u/"
+)
 
 var _ consumequeue.Listener = (*keyIndex)(nil)
 
-func keyIndexKey(topic, key string, ts, off int64) []byte {
-	b := make([]byte, 0, 2+len(topic)+len(key)+18)
-	b = append(b, "k/"...)
-	b = append(b, topic...)
-	b = append(b, 0)
-	b = append(b, key...)
-	b = append(b, 0)
-	b = binary.BigEndian.AppendUint64(b, uint64(ts))
-	return binary.BigEndian.AppendUint64(b, uint64(off))
+func newKeyIndex(db *pebble.DB) (*keyIndex, error) {
+	for _, p := range []string{legacyKeyPrefix, legacyUniqPrefix} {
+		if err := db.DeleteRange([]byte(p), prefixEnd(p), pebble.NoSync); err != nil {
+			return nil, fmt.Errorf("broker: drop the old key index: %w", err)
+		}
+	}
+	return &keyIndex{db: db, bucketMs: time.Hour.Milliseconds()}, nil
+}
+
+// prefixEnd is the first key after every key starting with p.
+func prefixEnd(p string) []byte {
+	b := []byte(p)
+	b[len(b)-1]++
+	return b
+}
+
+func (k *keyIndex) bucket(ms int64) uint32 {
+	if ms < 0 {
+		return 0
+	}
+	return uint32(min(ms/k.bucketMs, math.MaxUint32))
+}
+
+func bucketKey(prefix string, b uint32) []byte {
+	return binary.BigEndian.AppendUint32([]byte(prefix), b)
+}
+
+// bucketOf returns the hour of an index key with prefix, or false.
+func bucketOf(prefix string, key []byte) (uint32, bool) {
+	if len(key) < len(prefix)+4 || string(key[:len(prefix)]) != prefix {
+		return 0, false
+	}
+	return binary.BigEndian.Uint32(key[len(prefix):]), true
+}
+
+func keyIndexKey(b uint32, topic, key string, ts, off int64) []byte {
+	out := make([]byte, 0, len(keyPrefix)+4+len(topic)+len(key)+18)
+	out = append(out, keyPrefix...)
+	out = binary.BigEndian.AppendUint32(out, b)
+	out = append(out, topic...)
+	out = append(out, 0)
+	out = append(out, key...)
+	out = append(out, 0)
+	out = binary.BigEndian.AppendUint64(out, uint64(ts))
+	return binary.BigEndian.AppendUint64(out, uint64(off))
+}
+
+func uniqIndexKey(b uint32, id string) []byte {
+	return append(bucketKey(uniqPrefix, b), id...)
 }
 
 // Dispatch indexes a batch (no sync: it is rebuilt from the log).
@@ -50,16 +108,17 @@ func (k *keyIndex) Dispatch(batch []consumequeue.Record) error {
 		if b == nil {
 			b = k.db.NewBatch()
 		}
+		hour := k.bucket(r.StoreTimestamp)
 		binary.BigEndian.PutUint64(v[:], uint64(r.Offset))
 		binary.BigEndian.PutUint32(v[8:], uint32(r.Size))
 		for _, key := range strings.Fields(keys) {
-			if err := b.Set(keyIndexKey(string(r.Topic), key, r.StoreTimestamp, r.Offset), v[8:], nil); err != nil {
+			if err := b.Set(keyIndexKey(hour, string(r.Topic), key, r.StoreTimestamp, r.Offset), v[8:], nil); err != nil {
 				b.Close()
 				return err
 			}
 		}
 		if uniq != "" {
-			if err := b.Set(append([]byte("u/"), uniq...), v[:], nil); err != nil {
+			if err := b.Set(uniqIndexKey(hour, uniq), v[:], nil); err != nil {
 				b.Close()
 				return err
 			}
@@ -72,40 +131,81 @@ func (k *keyIndex) Dispatch(batch []consumequeue.Record) error {
 	return k.db.Apply(b, pebble.NoSync)
 }
 
+// prune drops the index of every hour before the one of beforeMs: the
+// hours whose messages retention has deleted.
+func (k *keyIndex) prune(beforeMs int64) error {
+	hour := k.bucket(beforeMs)
+	for _, p := range []string{keyPrefix, uniqPrefix} {
+		if err := k.db.DeleteRange([]byte(p), bucketKey(p, hour), pebble.NoSync); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // lookupKey returns up to max commitlog (offset, size) pairs of topic's
-// messages with key, stored in [begin, end] ms, newest last.
+// messages with key, stored in [begin, end] ms, oldest first.
 func (k *keyIndex) lookupKey(topic, key string, begin, end int64, max int) ([][2]int64, error) {
-	lo := keyIndexKey(topic, key, begin, 0)
-	hi := keyIndexKey(topic, key, end, -1)
-	it, err := k.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	it, err := k.db.NewIter(&pebble.IterOptions{LowerBound: []byte(keyPrefix), UpperBound: prefixEnd(keyPrefix)})
 	if err != nil {
 		return nil, err
 	}
 	defer it.Close()
 	var out [][2]int64
-	for ok := it.First(); ok && len(out) < max; ok = it.Next() {
-		kb := it.Key()
-		if len(kb) < 16 || len(it.Value()) != 4 {
-			continue
+	last := k.bucket(end)
+	for hour := k.bucket(begin); len(out) < max; hour++ {
+		// Jump to the next hour that holds entries.
+		if !it.SeekGE(bucketKey(keyPrefix, hour)) {
+			break
 		}
-		out = append(out, [2]int64{int64(binary.BigEndian.Uint64(kb[len(kb)-8:])), int64(binary.BigEndian.Uint32(it.Value()))})
+		h, ok := bucketOf(keyPrefix, it.Key())
+		if !ok || h > last {
+			break
+		}
+		hour = h
+		hi := keyIndexKey(hour, topic, key, end, -1)
+		for ok := it.SeekGE(keyIndexKey(hour, topic, key, begin, 0)); ok && len(out) < max; ok = it.Next() {
+			kb := it.Key()
+			if bytes.Compare(kb, hi) > 0 {
+				break
+			}
+			if len(kb) < 16 || len(it.Value()) != 4 {
+				continue
+			}
+			out = append(out, [2]int64{int64(binary.BigEndian.Uint64(kb[len(kb)-8:])), int64(binary.BigEndian.Uint32(it.Value()))})
+		}
+		if hour == math.MaxUint32 {
+			break
+		}
 	}
 	return out, it.Error()
 }
 
+// lookupUniq finds a unique key in the hours that hold entries, newest
+// first.
 func (k *keyIndex) lookupUniq(id string) (int64, int32, bool, error) {
-	v, closer, err := k.db.Get(append([]byte("u/"), id...))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, 0, false, nil
-	}
+	it, err := k.db.NewIter(&pebble.IterOptions{LowerBound: []byte(uniqPrefix), UpperBound: prefixEnd(uniqPrefix)})
 	if err != nil {
 		return 0, 0, false, err
 	}
-	defer closer.Close()
-	if len(v) != 12 {
-		return 0, 0, false, fmt.Errorf("broker: malformed uniq index entry for %s", id)
+	defer it.Close()
+	for ok := it.Last(); ok; {
+		hour, valid := bucketOf(uniqPrefix, it.Key())
+		if !valid {
+			break
+		}
+		want := uniqIndexKey(hour, id)
+		if it.SeekGE(want) && bytes.Equal(it.Key(), want) {
+			v := it.Value()
+			if len(v) != 12 {
+				return 0, 0, false, fmt.Errorf("broker: malformed uniq index entry for %s", id)
+			}
+			return int64(binary.BigEndian.Uint64(v)), int32(binary.BigEndian.Uint32(v[8:])), true, nil
+		}
+		// The newest entry of an earlier hour.
+		ok = it.SeekLT(bucketKey(uniqPrefix, hour))
 	}
-	return int64(binary.BigEndian.Uint64(v)), int32(binary.BigEndian.Uint32(v[8:])), true, nil
+	return 0, 0, false, it.Error()
 }
 
 // ErrMessageNotFound says no stored message matches.
