@@ -32,23 +32,20 @@ type sendHeader struct {
 	batch             bool
 }
 
-// v2Names maps V2 keys to V1 names.
-var v2Names = [...]struct{ v2, v1 string }{
-	{"a", "producerGroup"}, {"b", "topic"}, {"c", "defaultTopic"}, {"d", "defaultTopicQueueNums"},
-	{"e", "queueId"}, {"f", "sysFlag"}, {"g", "bornTimestamp"}, {"h", "flag"}, {"i", "properties"},
-	{"j", "reconsumeTimes"}, {"k", "unitMode"}, {"l", "maxReconsumeTimes"}, {"m", "batch"},
+// v2Key maps V1 header names to the one-letter V2 keys.
+var v2Key = map[string]string{
+	"producerGroup": "a", "topic": "b", "defaultTopic": "c", "defaultTopicQueueNums": "d",
+	"queueId": "e", "sysFlag": "f", "bornTimestamp": "g", "flag": "h", "properties": "i",
+	"reconsumeTimes": "j", "unitMode": "k", "maxReconsumeTimes": "l", "batch": "m",
 }
 
 func parseSendHeader(req *remoting.Command) (sendHeader, error) {
 	var h sendHeader
+	v2 := req.Code == remoting.ReqSendMessageV2 || req.Code == remoting.ReqSendBatchMessage
 	get := func(v1 string) (string, bool) {
-		if req.Code == remoting.ReqSendMessageV2 || req.Code == remoting.ReqSendBatchMessage {
-			for _, n := range v2Names {
-				if n.v1 == v1 {
-					v, ok := req.ExtFields[n.v2]
-					return v, ok
-				}
-			}
+		if v2 {
+			v, ok := req.ExtFields[v2Key[v1]]
+			return v, ok
 		}
 		v, ok := req.ExtFields[v1]
 		return v, ok

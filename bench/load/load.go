@@ -2,7 +2,7 @@
 //
 // It speaks the remoting protocol directly, so it measures the broker and
 // not an SDK: N producer goroutines over M connections send single
-// messages (SEND_MESSAGE) or batches (SEND_BATCH_MESSAGE) flat out or at a
+// messages (SEND_MESSAGE_V2) or batches (SEND_BATCH_MESSAGE) flat out or at a
 // fixed total rate, and report throughput and HDR latency percentiles of
 // the send round trip. The consume mode long-polls every queue of the
 // topic and reports end-to-end latency, born (the producer's clock,
@@ -353,20 +353,20 @@ func ensureTopic(ctx context.Context, ns *remoting.Client, nsAddr, topic string,
 	return out, nil
 }
 
-// sendRequest fills req (nil: a new one) as a SEND_MESSAGE of body to tg,
-// with a unique key made of the send time and the producer's counter.
+// sendRequest fills req (nil: a new one) as a SEND_MESSAGE_V2 of body to
+// tg (the one-letter header names the Java client sends), with a unique
+// key made of the send time and the producer's counter.
 func sendRequest(req *remoting.Command, tg target, body []byte, now time.Time, n int) *remoting.Command {
 	if req == nil {
-		req = remoting.NewRequest(remoting.ReqSendMessage, make(map[string]string, 16), nil)
+		req = remoting.NewRequest(remoting.ReqSendMessageV2, make(map[string]string, 16), nil)
 	}
 	var props [64]byte
 	p := append(props[:0], "UNIQ_KEY\x01"...)
 	p = appendHex16(p, uint64(now.UnixNano()))
 	p = appendHex16(p, uint64(n))
 	ext := req.ExtFields
-	ext["producerGroup"], ext["topic"], ext["defaultTopic"], ext["defaultTopicQueueNums"] = "ferry-bench", tg.topic, "TBW102", "4"
-	ext["queueId"], ext["sysFlag"], ext["bornTimestamp"] = strconv.Itoa(tg.queue), "0", strconv.FormatInt(now.UnixMilli(), 10)
-	ext["flag"], ext["properties"], ext["reconsumeTimes"], ext["unitMode"], ext["batch"] = "0", string(p), "0", "false", "false"
+	ext["a"], ext["b"], ext["c"], ext["d"], ext["e"], ext["f"] = "ferry-bench", tg.topic, "TBW102", "4", strconv.Itoa(tg.queue), "0"
+	ext["g"], ext["h"], ext["i"], ext["j"], ext["k"], ext["m"] = strconv.FormatInt(now.UnixMilli(), 10), "0", string(p), "0", "false", "false"
 	req.Body = append(req.Body[:0], body...)
 	return req
 }
