@@ -421,7 +421,7 @@ func TestRetentionDeletesExpiredSegments(t *testing.T) {
 		c.SegmentSize, c.MaxMessageSize, c.FileReservedTime = 1<<20, 64<<10, Duration(time.Hour)
 		c.DelayLevels = "1h"
 	})
-	b.keys.bucketMs = 500 // key index "hours" of half a second
+	b.keys.bucketMs.Store(500) // key index "hours" of half a second
 	c := newClient(t, b)
 	mustOK(t, c.send("old", 0, "pending", map[string]string{"DELAY": "1"})) // holds its segment
 	body := strings.Repeat("x", 60<<10)

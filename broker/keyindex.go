@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -29,7 +30,7 @@ import (
 // lookup by unique key probes them newest first.
 type keyIndex struct {
 	db       *pebble.DB
-	bucketMs int64 // 0: an hour
+	bucketMs atomic.Int64 // an hour; tests shorten it
 }
 
 const (
@@ -49,7 +50,9 @@ func newKeyIndex(db *pebble.DB) (*keyIndex, error) {
 			return nil, fmt.Errorf("broker: drop the old key index: %w", err)
 		}
 	}
-	return &keyIndex{db: db, bucketMs: time.Hour.Milliseconds()}, nil
+	k := &keyIndex{db: db}
+	k.bucketMs.Store(time.Hour.Milliseconds())
+	return k, nil
 }
 
 // prefixEnd is the first key after every key starting with p.
@@ -63,7 +66,7 @@ func (k *keyIndex) bucket(ms int64) uint32 {
 	if ms < 0 {
 		return 0
 	}
-	return uint32(min(ms/k.bucketMs, math.MaxUint32))
+	return uint32(min(ms/k.bucketMs.Load(), math.MaxUint32))
 }
 
 func bucketKey(prefix string, b uint32) []byte {

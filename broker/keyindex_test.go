@@ -33,7 +33,7 @@ func TestKeyIndexHoursLookupAndPrune(t *testing.T) {
 			t.Fatalf("legacy entry %q kept", legacy)
 		}
 	}
-	k.bucketMs = 1000 // an "hour" is a second here
+	k.bucketMs.Store(1000) // an "hour" is a second here
 
 	rec := func(topic string, off, ts int64, keys, uniq string) consumequeue.Record {
 		props := map[string]string{}
