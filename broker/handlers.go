@@ -15,9 +15,9 @@ func (b *Broker) routes() {
 	timed := func(code int16, f func(c *remoting.Conn, req *remoting.Command)) {
 		m.Handle(code, b.metrics.instrument(code, f))
 	}
-	timed(remoting.ReqSendMessage, b.handleSend)
-	timed(remoting.ReqSendMessageV2, b.handleSend)
-	timed(remoting.ReqSendBatchMessage, b.handleSend)
+	for _, code := range []int16{remoting.ReqSendMessage, remoting.ReqSendMessageV2, remoting.ReqSendBatchMessage} {
+		m.HandleBatch(code, sendHandler{b: b, obs: b.metrics.rpcLatency.WithLabelValues(strconv.Itoa(int(code)))})
+	}
 	timed(remoting.ReqPullMessage, b.handlePull)
 	timed(remoting.ReqHeartBeat, b.handleHeartbeat)
 	timed(remoting.ReqUnregisterClient, b.handleUnregisterClient)

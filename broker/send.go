@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/remoting"
@@ -196,36 +199,102 @@ func (b *Broker) ensureGroupTopic(topic string) (TopicConfig, error) {
 var msgPool = sync.Pool{New: func() any { s := make([]commitlog.Message, 0, 64); return &s }}
 var resPool = sync.Pool{New: func() any { s := make([]commitlog.AppendResult, 0, 64); return &s }}
 
-func (b *Broker) handleSend(c *remoting.Conn, req *remoting.Command) {
+// sendHandler serves the send codes one at a time or, when a client
+// pipelines them on one connection, in groups: one append of every
+// group's messages (one reservation, one wait for the write) and one
+// answer each.
+type sendHandler struct {
+	b   *Broker
+	obs prometheus.Observer
+}
+
+func (h sendHandler) ServeRemoting(c *remoting.Conn, req *remoting.Command) {
+	reqs := [1]*remoting.Command{req}
+	h.ServeBatch(c, reqs[:])
+}
+
+func (h sendHandler) ServeBatch(c *remoting.Conn, reqs []*remoting.Command) {
+	start := time.Now()
+	h.b.handleSends(c, reqs)
+	ms := float64(time.Since(start).Microseconds()) / 1000
+	for range reqs {
+		h.obs.Observe(ms)
+	}
+}
+
+// sendSpan is one request's messages within a group's append.
+type sendSpan struct {
+	req         *remoting.Command
+	first, size int
+}
+
+var spanPool = sync.Pool{New: func() any { s := make([]sendSpan, 0, 64); return &s }}
+
+// handleSends stores the messages of send requests read together from c
+// with one append, in order, and answers each. A request that fails its
+// checks is answered alone and appends nothing.
+func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 	if why := b.writable(); why != "" {
-		b.reply(c, req, remoting.RespServiceNotAvailable, "service not available now: "+why)
-		return
-	}
-	h, err := parseSendHeader(req)
-	if err != nil {
-		b.reply(c, req, remoting.RespMessageIllegal, err.Error())
-		return
-	}
-	if _, err := b.resolveSendTopic(&h); err != nil {
-		code, remark := sendError(err)
-		b.reply(c, req, code, remark)
+		for _, req := range reqs {
+			b.reply(c, req, remoting.RespServiceNotAvailable, "service not available now: "+why)
+		}
 		return
 	}
 	born := parseAddrPort(c.RemoteAddr())
 	msgsp := msgPool.Get().(*[]commitlog.Message)
-	defer func() { *msgsp = (*msgsp)[:0]; msgPool.Put(msgsp) }()
-	msgs := *msgsp
+	defer func() { clear(*msgsp); *msgsp = (*msgsp)[:0]; msgPool.Put(msgsp) }()
+	spansp := spanPool.Get().(*[]sendSpan)
+	defer func() { clear(*spansp); *spansp = (*spansp)[:0]; spanPool.Put(spansp) }()
+	msgs, spans := *msgsp, *spansp
+	for _, req := range reqs {
+		first := len(msgs)
+		var err error
+		if msgs, err = b.prepareSend(req, msgs, born); err != nil {
+			msgs = msgs[:first]
+			code, remark := sendError(err)
+			b.reply(c, req, code, remark)
+			continue
+		}
+		spans = append(spans, sendSpan{req, first, len(msgs) - first})
+	}
+	*msgsp, *spansp = msgs, spans
+	if len(spans) == 0 {
+		return
+	}
+	resp := resPool.Get().(*[]commitlog.AppendResult)
+	defer resPool.Put(resp)
+	res, err := b.clog.Append(msgs, (*resp)[:0])
+	*resp = res
+	if err != nil && !errors.Is(err, commitlog.ErrFlushTimeout) {
+		b.log.Warn().Err(err).Str("topic", msgs[0].Topic).Msg("send failed")
+	}
+	for _, sp := range spans {
+		var r []commitlog.AppendResult
+		if len(res) == len(msgs) {
+			r = res[sp.first : sp.first+sp.size]
+		}
+		_ = c.Reply(b.sendResponse(sp.req, msgs[sp.first:sp.first+sp.size], r, err))
+	}
+}
+
+// prepareSend checks one send request and appends its messages to msgs.
+func (b *Broker) prepareSend(req *remoting.Command, msgs []commitlog.Message, born netip.AddrPort) ([]commitlog.Message, error) {
+	h, err := parseSendHeader(req)
+	if err != nil {
+		return msgs, err
+	}
+	if _, err := b.resolveSendTopic(&h); err != nil {
+		return msgs, err
+	}
+	first := len(msgs)
 	if req.Code == remoting.ReqSendBatchMessage || h.batch {
 		if h.properties != "" {
 			if _, ok := commitlog.Property([]byte(h.properties), commitlog.PropDelayLevel); ok {
-				b.reply(c, req, remoting.RespMessageIllegal, "a batch message may not carry a delay level")
-				return
+				return msgs, fmt.Errorf("%w: a batch message may not carry a delay level", ErrInvalidRequest)
 			}
 		}
-		msgs, err = decodeBatch(req.Body, msgs, &h, born, b.storeHost)
-		if err != nil {
-			b.reply(c, req, remoting.RespMessageIllegal, err.Error())
-			return
+		if msgs, err = decodeBatch(req.Body, msgs, &h, born, b.storeHost); err != nil {
+			return msgs, err
 		}
 	} else {
 		msgs = append(msgs, commitlog.Message{
@@ -234,16 +303,17 @@ func (b *Broker) handleSend(c *remoting.Conn, req *remoting.Command) {
 			StoreHost: b.storeHost, ReconsumeTimes: h.reconsumeTimes,
 		})
 	}
-	for i := range msgs {
+	for i := first; i < len(msgs); i++ {
 		if err := b.routeSpecial(&msgs[i], &h); err != nil {
-			code, remark := sendError(err)
-			b.reply(c, req, code, remark)
-			return
+			return msgs, err
+		}
+		// Checked here so that one bad message fails its own request,
+		// not the whole group's append.
+		if _, err := msgs[i].EncodedSize(b.cfg.MaxMessageSize); err != nil {
+			return msgs, fmt.Errorf("message %d: %w", i-first, err)
 		}
 	}
-	*msgsp = msgs
-	resp := b.store(req, msgs)
-	_ = c.Reply(resp)
+	return msgs, nil
 }
 
 // store appends msgs and builds the send response.
@@ -252,14 +322,25 @@ func (b *Broker) store(req *remoting.Command, msgs []commitlog.Message) *remotin
 	defer resPool.Put(resp)
 	res, err := b.clog.Append(msgs, (*resp)[:0])
 	*resp = res
+	if err != nil && !errors.Is(err, commitlog.ErrFlushTimeout) {
+		b.log.Warn().Err(err).Str("topic", msgs[0].Topic).Msg("send failed")
+	}
+	if len(res) != len(msgs) {
+		res = nil
+	}
+	return b.sendResponse(req, msgs, res, err)
+}
+
+// sendResponse answers a send whose msgs were appended as res (nil when
+// the append failed with err).
+func (b *Broker) sendResponse(req *remoting.Command, msgs []commitlog.Message, res []commitlog.AppendResult, err error) *remoting.Command {
 	code := int16(remoting.RespSuccess)
 	remark := ""
 	if err != nil {
-		if errors.Is(err, commitlog.ErrFlushTimeout) && len(res) == len(msgs) {
+		if errors.Is(err, commitlog.ErrFlushTimeout) && res != nil {
 			code, remark = remoting.RespFlushDiskTimeout, err.Error()
 		} else {
 			code, remark = sendError(err)
-			b.log.Warn().Err(err).Str("topic", msgs[0].Topic).Msg("send failed")
 			return remoting.NewResponse(req, code, remark)
 		}
 	}

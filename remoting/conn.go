@@ -3,6 +3,7 @@ package remoting
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -47,6 +48,7 @@ type endpoint struct {
 	writeTimeout time.Duration
 	connClosed   func(*Conn)
 	pool         *workerPool
+	batcher      Batcher // the handler, if it serves some requests in groups
 
 	// busy counts handler goroutines running plus requests not yet answered
 	// (non-oneway); idle is rung whenever it drops to zero.
@@ -70,9 +72,11 @@ func newEndpoint(h Handler, log zerolog.Logger, maxFrame, maxInflight int, write
 	if writeTimeout <= 0 {
 		writeTimeout = DefaultWriteTimeout
 	}
+	batcher, _ := h.(Batcher)
 	return &endpoint{
 		handler: h, log: log, maxFrame: maxFrame, maxInflight: maxInflight,
 		writeTimeout: writeTimeout, idle: make(chan struct{}, 1), pool: newWorkerPool(maxWorkers),
+		batcher: batcher,
 	}
 }
 
@@ -418,6 +422,9 @@ func (c *Conn) writeLoop() {
 func (c *Conn) readLoop() {
 	defer c.teardown()
 	br := bufio.NewReaderSize(c.nc, readBufferSize)
+	// group collects requests the handler serves together (see Batcher)
+	// while more of them are already buffered.
+	var group []*Command
 	for {
 		p, err := ReadFrame(br, c.ep.maxFrame)
 		if err != nil {
@@ -436,10 +443,91 @@ func (c *Conn) readLoop() {
 			c.deliver(cmd)
 			continue
 		}
+		if c.ep.batcher != nil && !cmd.IsOneway() && c.ep.batcher.Batchable(cmd) {
+			group = append(group, cmd)
+			if len(group) < maxGroup && frameBuffered(br) {
+				continue
+			}
+			if !c.dispatchGroup(group) {
+				return
+			}
+			group = nil // the job owns it
+			continue
+		}
+		if len(group) > 0 {
+			if !c.dispatchGroup(group) {
+				return
+			}
+			group = nil
+		}
 		if !c.dispatch(cmd) {
 			return
 		}
 	}
+}
+
+// maxGroup bounds the requests served together.
+const maxGroup = 64
+
+// frameBuffered reports whether a whole frame waits in br, so that reading
+// it does not block.
+func frameBuffered(br *bufio.Reader) bool {
+	if br.Buffered() < 4 {
+		return false
+	}
+	b, err := br.Peek(4)
+	if err != nil {
+		return false
+	}
+	return int64(br.Buffered()-4) >= int64(binary.BigEndian.Uint32(b))
+}
+
+// dispatchGroup hands requests read together to one handler goroutine,
+// which serves them with the Batcher; a group of one goes the usual way.
+// Each request holds an in-flight slot as in dispatch.
+func (c *Conn) dispatchGroup(reqs []*Command) bool {
+	if len(reqs) == 1 {
+		return c.dispatch(reqs[0])
+	}
+	if c.ep.draining.Load() {
+		for _, req := range reqs {
+			_ = c.enqueue(NewResponse(req, RespServiceNotAvailable, "remoting: server is shutting down"))
+		}
+		return true
+	}
+	for i := range reqs {
+		select {
+		case c.slots <- struct{}{}:
+		case <-c.done:
+			for range i {
+				<-c.slots
+			}
+			return false
+		}
+	}
+	n := int64(len(reqs))
+	c.ep.addBusy(2 * n)
+	c.unanswered.Add(n)
+	c.ep.pool.submit(func() { c.serveGroup(reqs) })
+	return true
+}
+
+func (c *Conn) serveGroup(reqs []*Command) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error().Interface("panic", r).Str("code", RequestName(reqs[0].Code)).Msg("remoting: handler panicked")
+			// Requests already answered get a second answer the client
+			// drops (no request waits on its opaque any more).
+			for _, req := range reqs {
+				_ = c.Reply(NewResponse(req, RespSystemError, fmt.Sprintf("remoting: handler panicked: %v", r)))
+			}
+		}
+		for range reqs {
+			<-c.slots
+		}
+		c.ep.addBusy(-int64(len(reqs)))
+	}()
+	c.ep.batcher.ServeBatch(c, reqs)
 }
 
 func (c *Conn) readFailed(err error) {

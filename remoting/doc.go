@@ -59,9 +59,12 @@
 // # Concurrency
 //
 // Each Conn owns two goroutines: the read loop (decodes frames, dispatches
-// requests on their own goroutine, routes responses to waiting Invoke calls)
-// and the writer (drains a mutex-guarded queue of frames in batches with one
-// writev, woken by a 1-slot doorbell channel). Conn.mu guards the write
+// requests to handler goroutines from a worker pool, routes responses to
+// waiting Invoke calls) and the writer (drains a mutex-guarded queue of
+// frames in batches with one writev, woken by a 1-slot doorbell channel; it
+// yields once before taking the queue so that answers about to be queued
+// ride along). Requests of a Batcher's codes that are already buffered
+// together go to one goroutine as a group (a pipelining client's sends). Conn.mu guards the write
 // queue, the pending-invoke table and the close state; it is never held while
 // doing I/O. Server.mu guards the connection set; lock order is Server.mu
 // before Conn.mu (Server never holds its lock while calling into a Conn that

@@ -18,6 +18,23 @@ type Handler interface {
 	ServeRemoting(c *Conn, req *Command)
 }
 
+// Batcher is implemented by a Handler that serves some requests better
+// together: when a connection has several such requests already read (a
+// client pipelining sends), they go to one goroutine and one ServeBatch
+// call, in the order they arrived, instead of a goroutine each. ServeBatch
+// must answer every request it is given. Oneway requests are never
+// batched.
+type Batcher interface {
+	Batchable(req *Command) bool
+	ServeBatch(c *Conn, reqs []*Command)
+}
+
+// BatchHandler serves requests one at a time or in groups (see Batcher).
+type BatchHandler interface {
+	Handler
+	ServeBatch(c *Conn, reqs []*Command)
+}
+
 // HandlerFunc adapts a function to Handler.
 type HandlerFunc func(c *Conn, req *Command)
 
@@ -30,6 +47,7 @@ func (f HandlerFunc) ServeRemoting(c *Conn, req *Command) { f(c, req) }
 type Mux struct {
 	mu       sync.RWMutex
 	handlers map[int16]Handler
+	batch    map[int16]BatchHandler
 }
 
 // NewMux returns an empty Mux.
@@ -43,6 +61,48 @@ func (m *Mux) Handle(code int16, h Handler) {
 		m.handlers = make(map[int16]Handler)
 	}
 	m.handlers[code] = h
+	delete(m.batch, code)
+}
+
+// HandleBatch registers h for code; consecutive requests of the code read
+// together are served with one h.ServeBatch.
+func (m *Mux) HandleBatch(code int16, h BatchHandler) {
+	m.Handle(code, h)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.batch == nil {
+		m.batch = make(map[int16]BatchHandler)
+	}
+	m.batch[code] = h
+}
+
+// Batchable reports whether req's code was registered with HandleBatch.
+func (m *Mux) Batchable(req *Command) bool {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.batch[req.Code] != nil
+}
+
+// ServeBatch serves reqs in order, each run of one code with one call of
+// its handler.
+func (m *Mux) ServeBatch(c *Conn, reqs []*Command) {
+	for len(reqs) > 0 {
+		n := 1
+		for n < len(reqs) && reqs[n].Code == reqs[0].Code {
+			n++
+		}
+		m.mu.RLock()
+		h := m.batch[reqs[0].Code]
+		m.mu.RUnlock()
+		if h == nil { // re-registered meanwhile
+			for _, req := range reqs[:n] {
+				m.ServeRemoting(c, req)
+			}
+		} else {
+			h.ServeBatch(c, reqs[:n])
+		}
+		reqs = reqs[n:]
+	}
 }
 
 // HandleFunc registers f for code.

@@ -1,0 +1,150 @@
+package remoting
+
+import (
+	"bufio"
+	"net"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// batchEcho answers ReqSendMessage (batched) and ReqHeartBeat (not) with
+// the request's body, recording the groups ServeBatch saw.
+type batchEcho struct {
+	*Mux
+	mu     sync.Mutex
+	groups [][]string
+	panics bool
+}
+
+func (h *batchEcho) ServeRemoting(c *Conn, req *Command) {
+	h.ServeBatch(c, []*Command{req})
+}
+
+func (h *batchEcho) ServeBatch(c *Conn, reqs []*Command) {
+	var g []string
+	for _, r := range reqs {
+		g = append(g, string(r.Body))
+	}
+	h.mu.Lock()
+	h.groups = append(h.groups, g)
+	panics := h.panics
+	h.mu.Unlock()
+	if panics {
+		panic("boom")
+	}
+	for _, r := range reqs {
+		resp := NewResponse(r, RespSuccess, "")
+		resp.Body = r.Body
+		_ = c.Reply(resp)
+	}
+}
+
+// writeAll writes the frames of reqs with one write, so that the server
+// reads them together.
+func writeAll(t *testing.T, nc net.Conn, reqs []*Command) {
+	t.Helper()
+	var buf []byte
+	for i, r := range reqs {
+		r.Opaque = int32(i + 1)
+		var err error
+		if buf, err = AppendFrame(buf, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := nc.Write(buf); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func readAnswers(t *testing.T, br *bufio.Reader, n int) map[int32]*Command {
+	t.Helper()
+	out := map[int32]*Command{}
+	for len(out) < n {
+		p, err := ReadFrame(br, 0)
+		if err != nil {
+			t.Fatalf("after %d answers: %v", len(out), err)
+		}
+		c, err := DecodePayload(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[c.Opaque] = c
+	}
+	return out
+}
+
+func TestRequestsReadTogetherAreServedAsAGroup(t *testing.T) {
+	h := &batchEcho{Mux: NewMux()}
+	h.HandleBatch(ReqSendMessage, h)
+	h.HandleFunc(ReqHeartBeat, echo)
+	_, addr := startServer(t, h.Mux, ServerConfig{})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(nc)
+
+	// Five sends, a heartbeat, three sends, a oneway send: the heartbeat
+	// splits the groups, the oneway send is served alone and not answered.
+	var reqs []*Command
+	for i := range 10 {
+		code := int16(ReqSendMessage)
+		if i == 5 {
+			code = ReqHeartBeat
+		}
+		reqs = append(reqs, NewRequest(code, nil, []byte("m"+strconv.Itoa(i))))
+	}
+	reqs[9].Flag = FlagOneway
+	writeAll(t, nc, reqs)
+	answers := readAnswers(t, br, 9)
+	for i, r := range reqs[:9] {
+		a := answers[r.Opaque]
+		if a == nil || a.Code != RespSuccess || string(a.Body) != "m"+strconv.Itoa(i) {
+			t.Fatalf("request %d answered %+v", i, a)
+		}
+	}
+	waitFor(t, "the oneway send served", func() bool {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		n := 0
+		for _, g := range h.groups {
+			n += len(g)
+		}
+		return n == 9
+	})
+	h.mu.Lock()
+	groups := h.groups
+	h.mu.Unlock()
+	// Groups run concurrently: check each on its own. One write normally
+	// arrives as one read ({m0..m4}, {m6..m8}, {m9}); a read split by the
+	// kernel may split a group, never join across the heartbeat.
+	largest := 0
+	for _, g := range groups {
+		largest = max(largest, len(g))
+		for i := 1; i < len(g); i++ {
+			prev, _ := strconv.Atoi(g[i-1][1:])
+			cur, _ := strconv.Atoi(g[i][1:])
+			if cur != prev+1 || cur == 5 || prev == 5 || (prev < 5) != (cur < 5) || cur == 9 {
+				t.Fatalf("group %q mixes requests that must not be served together (all: %q)", g, groups)
+			}
+		}
+	}
+	if largest < 2 {
+		t.Fatalf("no requests served together: %q", groups)
+	}
+
+	// A panicking group answers every request with SYSTEM_ERROR.
+	h.mu.Lock()
+	h.panics = true
+	h.mu.Unlock()
+	writeAll(t, nc, reqs[:3])
+	for op, a := range readAnswers(t, br, 3) {
+		if a.Code != RespSystemError {
+			t.Fatalf("opaque %d answered %d after a panic", op, a.Code)
+		}
+	}
+}
