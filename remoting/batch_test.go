@@ -148,3 +148,29 @@ func TestRequestsReadTogetherAreServedAsAGroup(t *testing.T) {
 		}
 	}
 }
+
+// A group never needs more in-flight slots than the connection has.
+func TestGroupsRespectTheInflightLimit(t *testing.T) {
+	h := &batchEcho{Mux: NewMux()}
+	h.HandleBatch(ReqSendMessage, h)
+	_, addr := startServer(t, h.Mux, ServerConfig{MaxInflightPerConn: 2})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	var reqs []*Command
+	for i := range 10 {
+		reqs = append(reqs, NewRequest(ReqSendMessage, nil, []byte("m"+strconv.Itoa(i))))
+	}
+	writeAll(t, nc, reqs)
+	readAnswers(t, bufio.NewReader(nc), 10)
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, g := range h.groups {
+		if len(g) > 2 {
+			t.Fatalf("group of %d with 2 slots: %q", len(g), h.groups)
+		}
+	}
+}

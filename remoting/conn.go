@@ -445,7 +445,7 @@ func (c *Conn) readLoop() {
 		}
 		if c.ep.batcher != nil && !cmd.IsOneway() && c.ep.batcher.Batchable(cmd) {
 			group = append(group, cmd)
-			if len(group) < maxGroup && frameBuffered(br) {
+			if len(group) < min(maxGroup, c.ep.maxInflight) && frameBuffered(br) {
 				continue
 			}
 			if !c.dispatchGroup(group) {
@@ -466,7 +466,8 @@ func (c *Conn) readLoop() {
 	}
 }
 
-// maxGroup bounds the requests served together.
+// maxGroup bounds the requests served together (so does the connection's
+// in-flight limit: each holds a slot).
 const maxGroup = 64
 
 // frameBuffered reports whether a whole frame waits in br, so that reading
