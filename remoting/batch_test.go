@@ -174,3 +174,28 @@ func TestGroupsRespectTheInflightLimit(t *testing.T) {
 		}
 	}
 }
+
+// A request followed by a response frame (and nothing else) is served: the
+// group is not left waiting for the socket.
+func TestGroupBeforeAResponseFrameIsServed(t *testing.T) {
+	h := &batchEcho{Mux: NewMux()}
+	h.HandleBatch(ReqSendMessage, h)
+	_, addr := startServer(t, h.Mux, ServerConfig{})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	req := NewRequest(ReqSendMessage, nil, []byte("m0"))
+	req.Opaque = 1
+	buf, _ := AppendFrame(nil, req)
+	stray := NewResponse(&Command{Opaque: 999}, RespSuccess, "")
+	buf, _ = AppendFrame(buf, stray)
+	if _, err := nc.Write(buf); err != nil {
+		t.Fatal(err)
+	}
+	if a := readAnswers(t, bufio.NewReader(nc), 1)[1]; a == nil || string(a.Body) != "m0" {
+		t.Fatalf("answer %+v", a)
+	}
+}

@@ -423,11 +423,27 @@ func (c *Conn) readLoop() {
 	defer c.teardown()
 	br := bufio.NewReaderSize(c.nc, readBufferSize)
 	// group collects requests the handler serves together (see Batcher)
-	// while more of them are already buffered.
+	// while more frames are already buffered; it is dispatched before the
+	// loop would wait for the socket.
 	var group []*Command
+	limit := min(maxGroup, c.ep.maxInflight)
+	flush := func() bool {
+		if len(group) == 0 {
+			return true
+		}
+		ok := c.dispatchGroup(group)
+		group = nil // the job owns it
+		return ok
+	}
 	for {
+		if len(group) >= limit || len(group) > 0 && !frameBuffered(br) {
+			if !flush() {
+				return
+			}
+		}
 		p, err := ReadFrame(br, c.ep.maxFrame)
 		if err != nil {
+			flush() // requests already read are served
 			c.readFailed(err)
 			return
 		}
@@ -435,6 +451,7 @@ func (c *Conn) readLoop() {
 		if err != nil {
 			// Without a decoded header there is no opaque to answer to;
 			// close the connection as the Java decoder does.
+			flush()
 			c.log.Warn().Err(err).Msg("remoting: undecodable frame, closing connection")
 			c.closeWith(err)
 			return
@@ -445,22 +462,9 @@ func (c *Conn) readLoop() {
 		}
 		if c.ep.batcher != nil && !cmd.IsOneway() && c.ep.batcher.Batchable(cmd) {
 			group = append(group, cmd)
-			if len(group) < min(maxGroup, c.ep.maxInflight) && frameBuffered(br) {
-				continue
-			}
-			if !c.dispatchGroup(group) {
-				return
-			}
-			group = nil // the job owns it
 			continue
 		}
-		if len(group) > 0 {
-			if !c.dispatchGroup(group) {
-				return
-			}
-			group = nil
-		}
-		if !c.dispatch(cmd) {
+		if !flush() || !c.dispatch(cmd) {
 			return
 		}
 	}
@@ -497,6 +501,13 @@ func (c *Conn) dispatchGroup(reqs []*Command) bool {
 		return true
 	}
 	for i := range reqs {
+		// As in dispatch: a free slot is taken even if the connection is
+		// closing.
+		select {
+		case c.slots <- struct{}{}:
+			continue
+		default:
+		}
 		select {
 		case c.slots <- struct{}{}:
 		case <-c.done:
