@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
 
@@ -28,14 +29,25 @@ func benchCommand() *cli.Command {
 		Usage: "load generators and the storage-layout benchmark",
 		Subcommands: []*cli.Command{
 			sub("produce", "produce flat out or at a rate; prints throughput and send latency percentiles", func(a []string) int {
+				loadGeneratorGC()
 				return load.Main("produce", a, os.Stdout, os.Stderr)
 			}),
 			sub("consume", "produce and consume in one process; adds end-to-end latency (born to delivered)", func(a []string) int {
+				loadGeneratorGC()
 				return load.Main("consume", a, os.Stdout, os.Stderr)
 			}),
 			sub("layout", "compare the shared commitlog with a Kafka-style per-partition layout", func(a []string) int {
 				return layout.Main(a, os.Stdout, os.Stderr)
 			}),
 		},
+	}
+}
+
+// loadGeneratorGC gives the load generator the servers' collector setting
+// (unless GOGC is set): with Go's default it collects every few MB, and
+// each pause delays the sends and receipts it is timing.
+func loadGeneratorGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(DefaultGCPercent)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -26,10 +27,31 @@ import (
 //	[log]
 //	level = "info"
 //	format = "json"   # or "console"
+//
+//	[runtime]
+//	gc_percent = 800
+//	memory_limit = 1073741824
 type fileConfig struct {
 	Namesrv namesrvConfig `toml:"namesrv"`
 	Broker  broker.Config `toml:"broker"`
 	Log     logConfig     `toml:"log"`
+	Runtime runtimeConfig `toml:"runtime"`
+}
+
+// runtimeConfig tunes the Go runtime of a server process. The GOGC and
+// GOMEMLIMIT environment variables, when set, win over it.
+//
+// A broker's live heap is small (a few MB: messages live in the page
+// cache, metadata in pebble) while it allocates steadily per message, so
+// with Go's default (a collection per 100 % of growth over the live heap)
+// it collects every few MB — about twelve times a second at 5,000 msg/s,
+// each with stop-the-world pauses of 0.1–0.6 ms on these machines that
+// show up directly in end-to-end p99. gc_percent 800 collects about eight
+// times less often for a heap of under 100 MiB; memory_limit is a soft
+// ceiling on the Go heap above which collections come sooner again.
+type runtimeConfig struct {
+	GCPercent   int   `toml:"gc_percent"`   // Go's GOGC; -1 turns collection off (then memory_limit must be set)
+	MemoryLimit int64 `toml:"memory_limit"` // bytes, soft; 0: none
 }
 
 type namesrvConfig struct {
@@ -48,7 +70,38 @@ func defaultFileConfig() fileConfig {
 		Namesrv: namesrvConfig{Host: "0.0.0.0", Port: 9876, BrokerExpiry: broker.Duration(120 * time.Second)},
 		Broker:  broker.DefaultConfig(),
 		Log:     logConfig{Level: "info"},
+		Runtime: runtimeConfig{GCPercent: DefaultGCPercent, MemoryLimit: 1 << 30},
 	}
+}
+
+// DefaultGCPercent is what the load generator runs with too: its own
+// collections would otherwise stall what it measures.
+const DefaultGCPercent = 800
+
+func (r runtimeConfig) validate() error {
+	if r.GCPercent < -1 || r.GCPercent == 0 {
+		return fmt.Errorf("runtime gc_percent %d: want a positive percentage, or -1 for no collection but at memory_limit", r.GCPercent)
+	}
+	if r.MemoryLimit < 0 {
+		return fmt.Errorf("runtime memory_limit %d: want bytes, or 0 for none", r.MemoryLimit)
+	}
+	if r.GCPercent == -1 && r.MemoryLimit == 0 {
+		return fmt.Errorf("runtime gc_percent -1 needs a memory_limit, or the heap grows without bound")
+	}
+	return nil
+}
+
+// apply sets the collector, unless GOGC or GOMEMLIMIT set it already.
+func (r runtimeConfig) apply(log zerolog.Logger) {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(r.GCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" && r.MemoryLimit > 0 {
+		debug.SetMemoryLimit(r.MemoryLimit)
+	}
+	pct := debug.SetGCPercent(-1)
+	debug.SetGCPercent(pct)
+	log.Debug().Int("gc_percent", pct).Int64("memory_limit", debug.SetMemoryLimit(-1)).Msg("go runtime")
 }
 
 // Flags shared by server, broker and namesrv. Each has a FERRY_* variable.
@@ -143,6 +196,9 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	}
 	if f := cfg.Log.Format; f != "" && f != "json" && f != "console" {
 		return cfg, fmt.Errorf("log format %q: want json or console", f)
+	}
+	if err := cfg.Runtime.validate(); err != nil {
+		return cfg, err
 	}
 	return cfg, nil
 }

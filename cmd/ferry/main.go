@@ -93,6 +93,7 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 		}
 	}
 	log := newLogger(cfg.Log)
+	cfg.Runtime.apply(log)
 
 	var ns *namesrv.Server
 	if withNamesrv {
