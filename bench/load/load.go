@@ -194,8 +194,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				sendHist.Merge(local)
 				histMu.Unlock()
 			}()
-			// One request per producer, reused: the previous one is answered
-			// (so written) before the next is built.
+			// One request per producer, reused once the previous one is
+			// answered (and so was written).
 			var req *remoting.Command
 			var batchBody []byte
 			for runCtx.Err() == nil {
@@ -226,6 +226,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				resp, err := cl.InvokeTimeout(runCtx, tg.broker, req, cfg.SendTimeout)
 				if runCtx.Err() != nil {
 					return
+				}
+				if err != nil {
+					// Unanswered: its body may still wait to be written,
+					// so the next send gets a request of its own.
+					req = nil
 				}
 				if err == nil && resp.Code != remoting.RespSuccess {
 					err = fmt.Errorf("code %d: %s", resp.Code, resp.Remark)
