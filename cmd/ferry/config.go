@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -93,15 +94,16 @@ func (r runtimeConfig) validate() error {
 
 // apply sets the collector, unless GOGC or GOMEMLIMIT set it already.
 func (r runtimeConfig) apply(log zerolog.Logger) {
+	gc := "GOGC=" + os.Getenv("GOGC")
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(r.GCPercent)
+		gc = strconv.Itoa(r.GCPercent)
 	}
 	if os.Getenv("GOMEMLIMIT") == "" && r.MemoryLimit > 0 {
 		debug.SetMemoryLimit(r.MemoryLimit)
 	}
-	pct := debug.SetGCPercent(-1)
-	debug.SetGCPercent(pct)
-	log.Debug().Int("gc_percent", pct).Int64("memory_limit", debug.SetMemoryLimit(-1)).Msg("go runtime")
+	// A negative limit reads the one in force without changing it.
+	log.Debug().Str("gc_percent", gc).Int64("memory_limit", debug.SetMemoryLimit(-1)).Msg("go runtime")
 }
 
 // Flags shared by server, broker and namesrv. Each has a FERRY_* variable.
