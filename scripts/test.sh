@@ -28,7 +28,11 @@ step "fuzz (each target ${fuzztime})"
 while read -r pkg; do
   for f in $(go test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true); do
     echo "$pkg $f"
-    go test -run '^$' -fuzz "^${f}\$" -fuzztime "$fuzztime" "$pkg" >/dev/null
+    out=$(go test -run '^$' -fuzz "^${f}\$" -fuzztime "$fuzztime" "$pkg" 2>&1) || {
+      echo "$out"
+      echo "fuzzing $f failed; a failing input, if one was found, is under testdata/fuzz/$f in the package"
+      exit 1
+    }
   done
 done < <(go list ./...)
 
