@@ -2,7 +2,8 @@ package main
 
 import (
 	"os"
-	"runtime/debug"
+
+	"github.com/rs/zerolog"
 
 	"github.com/urfave/cli/v2"
 
@@ -44,10 +45,8 @@ func benchCommand() *cli.Command {
 }
 
 // loadGeneratorGC gives the load generator the servers' collector setting
-// (unless GOGC is set): with Go's default it collects every few MB, and
-// each pause delays the sends and receipts it is timing.
+// (unless GOGC or GOMEMLIMIT is set): with Go's default it collects every
+// few MB, and each pause delays the sends and receipts it is timing.
 func loadGeneratorGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(DefaultGCPercent)
-	}
+	defaultFileConfig().Runtime.apply(zerolog.Nop())
 }

@@ -75,8 +75,7 @@ func defaultFileConfig() fileConfig {
 	}
 }
 
-// DefaultGCPercent is what the load generator runs with too: its own
-// collections would otherwise stall what it measures.
+// DefaultGCPercent is the servers' collector setting (see runtimeConfig).
 const DefaultGCPercent = 800
 
 func (r runtimeConfig) validate() error {
