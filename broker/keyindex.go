@@ -46,6 +46,9 @@ var _ consumequeue.Listener = (*keyIndex)(nil)
 
 func newKeyIndex(db *pebble.DB) (*keyIndex, error) {
 	for _, p := range []string{legacyKeyPrefix, legacyUniqPrefix} {
+		if !hasPrefix(db, p) {
+			continue // no range tombstone on every start
+		}
 		if err := db.DeleteRange([]byte(p), prefixEnd(p), pebble.NoSync); err != nil {
 			return nil, fmt.Errorf("broker: drop the old key index: %w", err)
 		}
@@ -53,6 +56,16 @@ func newKeyIndex(db *pebble.DB) (*keyIndex, error) {
 	k := &keyIndex{db: db}
 	k.bucketMs.Store(time.Hour.Milliseconds())
 	return k, nil
+}
+
+// hasPrefix reports whether db holds a key starting with p.
+func hasPrefix(db *pebble.DB, p string) bool {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte(p), UpperBound: prefixEnd(p)})
+	if err != nil {
+		return true // let DeleteRange try, and report
+	}
+	defer it.Close()
+	return it.First()
 }
 
 // prefixEnd is the first key after every key starting with p.
