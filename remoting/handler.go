@@ -5,8 +5,10 @@ import (
 	"sync"
 )
 
-// Handler serves requests. ServeRemoting runs on its own goroutine, one per
-// request, so a slow request never delays others on the same connection.
+// Handler serves requests. ServeRemoting runs on a goroutine of its own,
+// one per request, so a slow request never delays others on the same
+// connection (requests of a Batcher's codes read together share one; see
+// Batcher).
 // It answers with c.Reply(NewResponse(req, ...)), either before returning or
 // later from any goroutine (a parked long-poll returns at once and replies
 // when data arrives). Answers to oneway requests are dropped by Reply.
