@@ -548,3 +548,27 @@ func TestPipelinedSendsServedTogether(t *testing.T) {
 		t.Fatalf("stored %q, want a,d,e in order", got)
 	}
 }
+
+// SEND_MESSAGE_V2 carries the header under one-letter names (as the Java
+// client sends it); a missing topic is a clear error.
+func TestSendV2Header(t *testing.T) {
+	b := testBroker(t, t.TempDir(), nil)
+	c := newClient(t, b)
+	v2 := func(ext map[string]string) *remoting.Command {
+		return c.invoke(remoting.NewRequest(remoting.ReqSendMessageV2, ext, []byte("v2-body")))
+	}
+	mustOK(t, v2(map[string]string{"a": "pg", "b": "vtwo", "c": "TBW102", "d": "4", "e": "1", "f": "0",
+		"g": "1", "h": "7", "i": string(commitlog.EncodeProperties(map[string]string{"TAGS": "T1"})), "j": "0", "k": "false", "m": "false"}))
+	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("vtwo", 1) == 1 })
+	_, recs := c.pull("g", "vtwo", 1, 0, 0)
+	if len(recs) != 1 || string(recs[0].Body) != "v2-body" || recs[0].Flag != 7 {
+		t.Fatalf("stored %+v", recs)
+	}
+	if tags, _ := commitlog.Property(recs[0].Properties, commitlog.PropTags); tags != "T1" {
+		t.Fatalf("tags %q", tags)
+	}
+	r := v2(map[string]string{"a": "pg", "e": "0"})
+	if r.Code != remoting.RespMessageIllegal || !strings.Contains(r.Remark, "missing topic") {
+		t.Fatalf("no topic: %d %s", r.Code, r.Remark)
+	}
+}
