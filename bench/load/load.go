@@ -187,7 +187,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				body[i] = byte('a' + rand.IntN(26))
 			}
 			n := p
-			next := time.Now()
+			// Producers start staggered by interval/Producers, so that
+			// together they send evenly spaced messages rather than a
+			// burst of one message each every interval.
+			next := time.Now().Add(time.Duration(p) * interval / time.Duration(cfg.Producers))
 			local := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
 			defer func() {
 				histMu.Lock()
