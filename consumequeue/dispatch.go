@@ -351,6 +351,9 @@ func (s *Store) commitStageLocked(q *queue) error {
 	q.mu.Unlock()
 	if ch != nil {
 		close(ch)
+		if s.opts.OnNotify != nil {
+			s.opts.OnNotify(q.topic, q.id)
+		}
 	}
 	s.markDirtyLocked(q, decodeEntry(b, at).Offset, len(b))
 	if len(q.tail) >= tailFlushBytes {

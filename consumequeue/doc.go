@@ -41,10 +41,11 @@
 // record, so re-dispatching the same records rewrites the same bytes). At
 // the end of a batch each touched queue's staged entries are appended to
 // its in-memory tail in one step, under the queue lock, and the queue's
-// Notify channel (if anyone asked for one) is closed once: no channel
-// operation and no system call per entry. Readers see entries from the
-// tail or the files as soon as the batch ends. A tail is written to its
-// file with one positional write when it reaches 4 KiB, and at a flush.
+// Notify channel (if anyone asked for one) is closed once, and then
+// Options.OnNotify is called for it: no channel operation and no system
+// call per entry. Readers see entries from the tail or the files as soon
+// as the batch ends. A tail is written to its file with one positional
+// write when it reaches 4 KiB, and at a flush.
 //
 // Every FlushInterval (and at Close) the dispatcher flushes: a queue with
 // at least SyncBytes unsynced bytes, or unsynced for MaxSyncDelay, gets its

@@ -80,6 +80,12 @@ type Options struct {
 	MaxSyncDelay time.Duration
 	Logger       zerolog.Logger
 	Listeners    []Listener
+	// OnNotify, if set, is called on the dispatcher's goroutine right after
+	// it closes a queue's Notify channel because entries were appended, so
+	// a waiter can be answered without a goroutine of its own being woken.
+	// It may read the store (Get, MaxOffset, Notify) but must not block for
+	// long: the next batch waits for it.
+	OnNotify func(topic string, queueID int32)
 }
 
 // Validate fills in defaults and explains any value it cannot accept.
