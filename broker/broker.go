@@ -15,8 +15,9 @@
 // Owned by the Broker and stopped by Shutdown: the remoting accept loop
 // (and the server's per-connection goroutines), the HTTP server, the name
 // server registration loop, the housekeeping loop (client expiry, offset
-// flush, retention), and one goroutine per held pull. The commitlog's
-// flusher and the consume queue's dispatcher are owned by those stores.
+// flush, retention). Held pulls have no goroutine: the consume queue's
+// dispatcher answers them (hold.go). The commitlog's flusher and the
+// consume queue's dispatcher are owned by those stores.
 //
 // # Lock order
 //
@@ -76,7 +77,8 @@ type Broker struct {
 	ln       net.Listener
 	nsClient *remoting.Client
 	http     *httpServer
-	api      apiState // HTTP API state: receive leases, held long polls (api_consume.go)
+	api      apiState  // HTTP API state: receive leases, held long polls (api_consume.go)
+	holds    pullHolds // pulls held by long polling (hold.go)
 
 	storeHost netip.AddrPort // advertised ip:port, also STOREHOST of records
 	addr      string         // storeHost as text
@@ -174,6 +176,7 @@ func (b *Broker) openStores() error {
 		Source:    b.clog,
 		Logger:    b.log,
 		Listeners: []consumequeue.Listener{b.timerIdx, b.keys},
+		OnNotify:  b.wakeHeld,
 	})
 	if err != nil {
 		return err
@@ -310,6 +313,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		b.accepting.Store(false)
 		b.ready.Store(false)
 		close(b.stop)
+		b.releaseHeld()
 		if b.server != nil {
 			if err := b.server.Shutdown(ctx); err != nil {
 				b.log.Warn().Err(err).Msg("remoting server did not drain in time")

@@ -112,9 +112,8 @@ func (b *Broker) handlePull(c *remoting.Conn, req *remoting.Command) {
 		return
 	}
 	// Nothing there: hold the request until the dispatcher appends to this
-	// queue or the suspend time ends (long polling).
-	b.wg.Add(1)
-	go b.holdPull(c, req, p, filter)
+	// queue or the suspend time ends (long polling; see hold.go).
+	b.holdPull(c, req, p, filter)
 }
 
 // pullPrepare validates a pull. It returns an immediate response for an
@@ -269,34 +268,4 @@ func (b *Broker) readMessages(p *pullRequest, filter tagFilter, maxOff int64) ([
 		}
 	}
 	return body, n, next, nil
-}
-
-// holdPull parks a pull until the queue grows, the suspend time ends or the
-// broker stops, then answers it.
-func (b *Broker) holdPull(c *remoting.Conn, req *remoting.Command, p pullRequest, filter tagFilter) {
-	defer b.wg.Done()
-	wait := min(p.suspend, b.c().LongPollMax.D())
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	for {
-		ch := b.cq.Notify(p.topic, p.queueID)
-		if b.cq.MaxOffset(p.topic, p.queueID) > p.offset {
-			resp, empty := b.pullOnce(req, &p, filter)
-			if !empty {
-				_ = c.Reply(resp)
-				return
-			}
-		}
-		select {
-		case <-ch:
-			continue
-		case <-timer.C:
-		case <-c.Closed():
-			return
-		case <-b.stop:
-		}
-		resp, _ := b.pullOnce(req, &p, filter)
-		_ = c.Reply(resp)
-		return
-	}
 }
