@@ -375,6 +375,7 @@ func TestLookupAndOperatorOps(t *testing.T) {
 	mustOK(t, r)
 	mustOK(t, c.send("shop", 0, "order-2", map[string]string{"KEYS": "k2"}))
 	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("shop", 0) == 2 })
+	waitFor(t, 5*time.Second, "key index", func() bool { return b.cq.FedOffset() == b.clog.WrittenOffset() })
 	for _, id := range []string{r.StringOr("msgId", ""), "UQ1"} {
 		raw, err := b.MessageByID(id)
 		if err != nil {
@@ -434,7 +435,7 @@ func TestRetentionDeletesExpiredSegments(t *testing.T) {
 		mustOK(t, c.send("old", 0, body, nil))
 	}
 	mustOK(t, c.send("old", 0, body, map[string]string{"UNIQ_KEY": "U-last"}))
-	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.DispatchedOffset() == b.clog.WrittenOffset() })
+	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.FedOffset() == b.clog.WrittenOffset() })
 	b.retention(time.Now().Add(2 * time.Hour))
 	if b.clog.MinOffset() != 0 {
 		t.Fatalf("a segment holding a pending delayed message was deleted (min offset %d)", b.clog.MinOffset())

@@ -61,6 +61,9 @@ func newMetrics(b *Broker) *metrics {
 		gauge("rocketmq_storage_dispatch_behind_bytes", "Commitlog bytes not yet in the consume queues.", func() float64 {
 			return float64(b.clog.VisibleOffset() - b.cq.DispatchedOffset())
 		}),
+		gauge("ferry_index_behind_bytes", "Commitlog bytes in the consume queues but not yet in the key and timer indexes.", func() float64 {
+			return float64(b.cq.DispatchedOffset() - b.cq.FedOffset())
+		}),
 		gauge("ferry_broker_writable", "1 while the broker accepts sends.", func() float64 {
 			if b.writable() == "" {
 				return 1

@@ -42,9 +42,8 @@ func (s *Store) run() {
 	}
 }
 
-// step dispatches until the queues reach the log's visible end and the
-// listeners reach the queues, releasing writeMu between batches. Listeners
-// whose last call failed are retried only on a tick.
+// step dispatches until the queues reach the log's visible end, releasing
+// writeMu between batches.
 func (s *Store) step(tick bool) {
 	for {
 		s.writeMu.Lock()
@@ -60,11 +59,6 @@ func (s *Store) step(tick bool) {
 				return
 			}
 			more = !done
-		}
-		for _, l := range s.listeners {
-			if l.pos < s.pos && (!l.failed || tick) && s.feedOnceLocked(l) && l.pos < s.pos {
-				more = true
-			}
 		}
 		if tick || time.Since(s.lastFlush) >= s.opts.FlushInterval {
 			s.flushLocked(false)
@@ -94,16 +88,18 @@ func (s *Store) drainLocked() error {
 			break
 		}
 	}
+	s.feedMu.Lock()
 	for _, l := range s.listeners {
-		for l.pos < s.pos && s.feedOnceLocked(l) {
+		for l.pos.Load() < s.pos && s.feedOnce(l, s.pos) {
 		}
 	}
+	s.feedMu.Unlock()
 	return nil
 }
 
 // dispatchLocked dispatches one batch of records from s.pos, below limit,
-// into the queues and to the listeners that are up to date. It reports
-// whether it reached limit.
+// into the queues, then rings the feeder. It reports whether it reached
+// limit.
 func (s *Store) dispatchLocked(limit int64) (bool, error) {
 	if s.werr != nil {
 		return false, s.werr
@@ -116,12 +112,8 @@ func (s *Store) dispatchLocked(limit int64) (bool, error) {
 	if s.pos >= limit {
 		return true, nil
 	}
-	upToDate := false
-	for _, l := range s.listeners {
-		upToDate = upToDate || l.pos == s.pos
-	}
 	from := s.pos
-	next, err := s.scanLocked(from, limit, true, upToDate)
+	next, err := s.scanLocked(from, limit)
 	if err != nil {
 		return false, s.failLocked(err)
 	}
@@ -132,52 +124,159 @@ func (s *Store) dispatchLocked(limit int64) (bool, error) {
 	s.pos = next
 	s.dispatched.Store(next)
 	s.wakeProgress()
-	for _, l := range s.listeners {
-		if l.pos != from {
-			continue
-		}
-		if err := l.l.Dispatch(s.recs); err != nil {
-			s.log.Error().Err(err).Int64("offset", from).Msg("consumequeue: listener failed; retrying later")
-			l.failed = true
-			continue
-		}
-		l.pos, l.failed = next, false
-	}
+	s.ringFeeder()
 	return next >= limit, nil
 }
 
-// feedOnceLocked feeds a lagging listener one batch of records between its
-// position and the queues' position. It reports success.
-func (s *Store) feedOnceLocked(l *listenerState) bool {
-	if m := s.src.MinOffset(); l.pos < m {
-		s.log.Warn().Int64("offset", l.pos).Int64("min_offset", m).Msg("consumequeue: log records were deleted before a listener saw them")
-		l.pos = min(m, s.pos)
+// Feeding the listeners is coalesced: the feeder is rung at once when
+// feedEagerBytes of log wait for a listener, otherwise feedDelay after the
+// first record that waits. At low rates this saves a goroutine wake-up per
+// message; the key and timer indexes lag the queues by a few milliseconds.
+const (
+	feedEagerBytes = 256 << 10
+	feedDelay      = 5 * time.Millisecond
+)
+
+// ringFeeder tells the feeder that the queues advanced.
+func (s *Store) ringFeeder() {
+	if len(s.listeners) == 0 {
+		return
 	}
-	if l.pos >= s.pos {
+	behind := int64(0)
+	for _, l := range s.listeners {
+		behind = max(behind, s.pos-l.pos.Load())
+	}
+	if behind >= feedEagerBytes {
+		s.ringFeederNow()
+		return
+	}
+	if s.feedArmed.CompareAndSwap(false, true) {
+		s.feedTimer.Reset(feedDelay)
+	}
+}
+
+func (s *Store) ringFeederNow() {
+	select {
+	case s.feedBell <- struct{}{}:
+	default:
+	}
+}
+
+// The feeder goroutine (owned by the Store, stopped by Close) feeds the
+// listeners the records the queues hold, a batch at a time, each from its
+// own position. It reads the log itself, so a slow listener (a pebble
+// commit waiting on its write-ahead log) holds up only the listeners, never
+// the queues and the pulls waiting on them. A listener whose last call
+// failed is retried at the next tick.
+func (s *Store) feeder() {
+	defer close(s.feedDone)
+	if len(s.listeners) == 0 {
+		return
+	}
+	ticker := time.NewTicker(s.opts.FlushInterval)
+	defer ticker.Stop()
+	defer s.feedTimer.Stop()
+	for {
+		tick := false
+		select {
+		case <-s.stop:
+			return
+		case <-s.feedBell:
+		case <-ticker.C:
+			tick = true
+		}
+		s.feedMu.Lock()
+		for _, l := range s.listeners {
+			if l.failed && !tick {
+				continue
+			}
+			for l.pos.Load() < s.dispatched.Load() && s.feedOnce(l, s.dispatched.Load()) {
+				if s.stopping() {
+					break
+				}
+			}
+		}
+		s.feedMu.Unlock()
+	}
+}
+
+func (s *Store) stopping() bool {
+	select {
+	case <-s.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+// feedOnce feeds listener l one batch of records between its position and
+// limit (at most the queues' position). It reports success. Called with
+// feedMu held.
+func (s *Store) feedOnce(l *listenerState, limit int64) bool {
+	pos := l.pos.Load()
+	if m := s.src.MinOffset(); pos < m {
+		s.log.Warn().Int64("offset", pos).Int64("min_offset", m).Msg("consumequeue: log records were deleted before a listener saw them")
+		pos = min(m, limit)
+		l.pos.Store(pos)
+	}
+	if pos >= limit {
 		return true
 	}
-	next, err := s.scanLocked(l.pos, s.pos, false, true)
-	if err == nil && next == l.pos {
-		err = fmt.Errorf("consumequeue: no record at offset %d", l.pos)
+	next, err := s.scanRecords(pos, limit)
+	if err == nil && next == pos {
+		err = fmt.Errorf("consumequeue: no record at offset %d", pos)
 	}
 	if err == nil {
 		err = l.l.Dispatch(s.recs)
 	}
 	if err != nil {
-		s.log.Error().Err(err).Int64("offset", l.pos).Msg("consumequeue: listener failed; retrying later")
+		s.log.Error().Err(err).Int64("offset", pos).Msg("consumequeue: listener failed; retrying later")
 		l.failed = true
 		return false
 	}
-	l.pos, l.failed = next, false
+	l.pos.Store(next)
+	l.failed = false
 	return true
 }
 
-// scanLocked reads one batch of records from from, below limit. With cq it
-// stages and commits their queue entries; with recs it fills s.recs for
-// the listeners. It returns the offset after the batch.
-func (s *Store) scanLocked(from, limit int64, cq, recs bool) (int64, error) {
+// scanRecords reads one batch of records from from, below limit, into
+// s.recs for the listeners. It returns the offset after the batch. Called
+// with feedMu held.
+func (s *Store) scanRecords(from, limit int64) (int64, error) {
 	s.recs = s.recs[:0]
 	s.arena = s.arena[:0]
+	count := 0
+	next, err := s.src.Scan(from, limit, &s.fbuf, func(off int64, b []byte) error {
+		if count >= batchRecords || off-from >= batchBytes {
+			return errBatchFull
+		}
+		count++
+		r, err := commitlog.Decode(b)
+		if err != nil || r.QueueOffset < 0 {
+			return nil // the dispatcher logged it
+		}
+		tags, _ := commitlog.Property(r.Properties, commitlog.PropTags)
+		t := len(s.arena)
+		s.arena = append(s.arena, r.Topic...)
+		p := len(s.arena)
+		s.arena = append(s.arena, r.Properties...)
+		s.recs = append(s.recs, Record{
+			Entry:   Entry{QueueOffset: r.QueueOffset, Offset: off, Size: r.Size, TagsCode: TagsCode(tags)},
+			Topic:   s.arena[t:p:p],
+			QueueID: r.QueueID, StoreTimestamp: r.StoreTimestamp,
+			Properties: s.arena[p:len(s.arena):len(s.arena)],
+		})
+		return nil
+	})
+	if errors.Is(err, errBatchFull) {
+		err = nil
+	}
+	return next, err
+}
+
+// scanLocked reads one batch of records from from, below limit, and stages
+// and commits their queue entries. It returns the offset after the batch.
+func (s *Store) scanLocked(from, limit int64) (int64, error) {
 	count := 0
 	next, err := s.src.Scan(from, limit, &s.buf, func(off int64, b []byte) error {
 		if count >= batchRecords || off-from >= batchBytes {
@@ -192,34 +291,17 @@ func (s *Store) scanLocked(from, limit int64, cq, recs bool) (int64, error) {
 		}
 		tags, _ := commitlog.Property(r.Properties, commitlog.PropTags)
 		e := Entry{QueueOffset: r.QueueOffset, Offset: off, Size: r.Size, TagsCode: TagsCode(tags)}
-		if cq {
-			q, err := s.queueForLocked(r.Topic, r.QueueID, r.QueueOffset)
-			if err != nil {
-				return err
-			}
-			if err := s.stageLocked(q, &e); err != nil {
-				return err
-			}
+		q, err := s.queueForLocked(r.Topic, r.QueueID, r.QueueOffset)
+		if err != nil {
+			return err
 		}
-		if recs {
-			t := len(s.arena)
-			s.arena = append(s.arena, r.Topic...)
-			p := len(s.arena)
-			s.arena = append(s.arena, r.Properties...)
-			s.recs = append(s.recs, Record{
-				Entry: e, Topic: s.arena[t:p:p], QueueID: r.QueueID,
-				StoreTimestamp: r.StoreTimestamp, Properties: s.arena[p:len(s.arena):len(s.arena)],
-			})
-		}
-		return nil
+		return s.stageLocked(q, &e)
 	})
 	if errors.Is(err, errBatchFull) {
 		err = nil
 	}
-	if cq {
-		if cerr := s.commitTouchedLocked(); err == nil {
-			err = cerr
-		}
+	if cerr := s.commitTouchedLocked(); err == nil {
+		err = cerr
 	}
 	return next, err
 }
@@ -565,7 +647,7 @@ func (s *Store) flushLocked(final bool) error {
 	}
 	job.ck = checkpoint{queues: ckq, listeners: ckq}
 	for _, l := range s.listeners {
-		job.ck.listeners = min(job.ck.listeners, l.pos)
+		job.ck.listeners = min(job.ck.listeners, l.pos.Load())
 	}
 	var err error
 	switch {

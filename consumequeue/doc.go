@@ -54,10 +54,15 @@
 // whose entry may still be unsynced. Idle queues thus cost no fsync per
 // flush, and a restart re-dispatches at most MaxSyncDelay of log.
 //
-// Listeners (the key index, the timer index) get each batch after its
-// entries are visible. A listener that fails stays at its position and is
-// fed from there, by a separate scan, at the next tick: nothing is lost
-// and the queues do not wait for it.
+// Listeners (the key index, the timer index) are fed by a second
+// goroutine, the feeder, which the dispatcher rings after each batch: it
+// scans the log itself from each listener's position up to the queues'
+// position, so a listener sees a record only after its entry is visible,
+// and a slow listener (a pebble commit waiting on its write-ahead log)
+// never delays the queues or the pulls held on them. A listener that fails
+// stays at its position and is fed from there at the next tick: nothing is
+// lost. The checkpoint records the lowest listener position, so a restart
+// feeds them again from there.
 //
 // # Recovery
 //
@@ -71,13 +76,17 @@
 //
 // # Concurrency
 //
-// Lock order: Store.writeMu, then Store.mu, then queue.mu; Store.progMu is
-// a leaf.
+// Lock order: Store.writeMu, then Store.feedMu, then Store.mu, then
+// queue.mu; Store.progMu is a leaf.
 //
 //   - writeMu serialises everything that changes files or the queue set:
 //     dispatch batches, flushes, DeleteTopic, TrimBefore, Close. It owns
-//     the dispatch position, the listeners' positions, the staging buffers
-//     and the dirty lists. It is released between batches.
+//     the dispatch position, the staging buffers and the dirty lists. It
+//     is released between batches.
+//   - feedMu serialises feeding the listeners: the feeder, and the drains
+//     at Open and Close (which hold writeMu too). It guards the feeder's
+//     scan buffers and the listeners' failed flags; their positions are
+//     atomic, so a flush reads them without waiting for a slow listener.
 //   - mu guards the topic/queue maps and the waiters of queues that do not
 //     exist yet. Every change holds writeMu too, so the dispatcher reads
 //     the maps holding writeMu alone.

@@ -298,6 +298,17 @@ func (s *Store) Notify(topic string, queueID int32) <-chan struct{} {
 // the queues.
 func (s *Store) DispatchedOffset() int64 { return s.dispatched.Load() }
 
+// FedOffset is the commitlog offset below which every listener has
+// accepted every record (DispatchedOffset without listeners). Listeners
+// lag the queues by up to a few milliseconds, more while one fails.
+func (s *Store) FedOffset() int64 {
+	off := s.dispatched.Load()
+	for _, l := range s.listeners {
+		off = min(off, l.pos.Load())
+	}
+	return off
+}
+
 // WaitDispatched waits until every record below off is in the queues.
 func (s *Store) WaitDispatched(ctx context.Context, off int64) error {
 	for {

@@ -45,8 +45,9 @@ type Record struct {
 }
 
 // Listener is another index derived from the commitlog (the key index, the
-// timer index). The dispatcher calls it once per batch, in log order, after
-// the batch's entries are visible in the queues. On an error the listener
+// timer index). The feeder goroutine calls it once per batch, in log order,
+// after the batch's entries are visible in the queues; never two calls at
+// once. On an error the listener
 // stays at its position and is fed the same records again later (at the
 // next flush tick), so nothing is lost; delivery is at least once (records
 // after a restart may come again), so listeners must be idempotent.
@@ -193,8 +194,8 @@ type minCache struct{ srcMin, low, val int64 }
 
 type listenerState struct {
 	l      Listener
-	pos    int64 // every record below it was accepted
-	failed bool  // the last call failed: retry at the next tick
+	pos    atomic.Int64 // every record below it was accepted; written under feedMu
+	failed bool         // the last call failed: retry at the next tick; feedMu
 }
 
 // Store is the set of consume queues of one commitlog and the dispatcher
@@ -211,10 +212,7 @@ type Store struct {
 	// fields up to mu are owned by its holder.
 	writeMu   sync.Mutex
 	pos       int64 // the queues hold every record below it
-	listeners []*listenerState
 	buf       []byte
-	recs      []Record
-	arena     []byte
 	touched   []*queue
 	dirty     []*queue // queues with unsynced entries
 	dirtyDirs map[string]struct{}
@@ -232,6 +230,20 @@ type Store struct {
 
 	dispatched atomic.Int64
 	failed     atomic.Pointer[error]
+
+	// feedMu serialises feeding the listeners (the feeder goroutine, and
+	// the drains at Open and Close) and guards the feeder's scratch space.
+	// It is never taken while holding mu or a queue lock; the drains take
+	// it under writeMu.
+	feedMu    sync.Mutex
+	listeners []*listenerState // the slice is fixed at Open
+	fbuf      []byte
+	recs      []Record
+	arena     []byte
+	feedBell  chan struct{} // 1 slot: the queues advanced
+	feedTimer *time.Timer   // rings feedBell feedDelay after it is armed
+	feedArmed atomic.Bool
+	feedDone  chan struct{}
 
 	progMu sync.Mutex
 	progCh chan struct{} // closed when dispatched advances; nil unless waited on
@@ -262,6 +274,9 @@ func Open(opts Options) (*Store, error) {
 		log:       opts.Logger,
 		epf:       int64(opts.EntriesPerFile),
 		buf:       make([]byte, scanBufSize),
+		fbuf:      make([]byte, scanBufSize),
+		feedBell:  make(chan struct{}, 1),
+		feedDone:  make(chan struct{}),
 		dirtyDirs: make(map[string]struct{}),
 		topics:    make(map[string]*topic),
 		waiting:   make(map[queueKey]chan struct{}),
@@ -285,10 +300,17 @@ func Open(opts Options) (*Store, error) {
 	ck := s.readCheckpoint()
 	s.pos, s.saved = ck.queues, ck
 	for _, l := range opts.Listeners {
-		s.listeners = append(s.listeners, &listenerState{l: l, pos: ck.listeners})
+		ls := &listenerState{l: l}
+		ls.pos.Store(ck.listeners)
+		s.listeners = append(s.listeners, ls)
 	}
 	s.dispatched.Store(s.pos)
 	s.watch, s.unwatch = s.src.Watch()
+	s.feedTimer = time.AfterFunc(time.Hour, func() {
+		s.feedArmed.Store(false)
+		s.ringFeederNow()
+	})
+	s.feedTimer.Stop()
 
 	s.writeMu.Lock()
 	from := s.pos
@@ -307,6 +329,7 @@ func Open(opts Options) (*Store, error) {
 	s.syncJobs = make(chan syncJob, 4)
 	s.syncerDone = make(chan struct{})
 	go s.syncer()
+	go s.feeder()
 	go s.run()
 	return s, nil
 }
@@ -567,7 +590,9 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	close(s.stop)
+	<-s.feedDone
 	<-s.done
+	s.feedTimer.Stop() // the final drain may have armed it
 	close(s.syncJobs)
 	<-s.syncerDone
 	s.unwatch()

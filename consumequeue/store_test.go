@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -382,6 +383,60 @@ func TestListeners(t *testing.T) {
 	}
 	if good.dups != 0 || flaky.dups != 0 {
 		t.Fatalf("duplicates without a restart: %d %d", good.dups, flaky.dups)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stuck is a listener whose Dispatch blocks until release is closed.
+type stuck struct {
+	entered chan struct{} // closed at the first call
+	release chan struct{}
+	once    sync.Once
+	n       atomic.Int64
+}
+
+func (l *stuck) Dispatch(batch []Record) error {
+	l.once.Do(func() { close(l.entered) })
+	<-l.release
+	l.n.Add(int64(len(batch)))
+	return nil
+}
+
+// TestSlowListenerDoesNotHoldQueues: while a listener is stuck in Dispatch
+// (as a pebble commit can be, waiting on its write-ahead log), later
+// records still reach the queues and wake their waiters; the listener
+// catches up once it returns, and Close waits for it.
+func TestSlowListenerDoesNotHoldQueues(t *testing.T) {
+	fs := vfs.NewMem()
+	l := openLog(t, fs, nil)
+	defer l.Close()
+	lis := &stuck{entered: make(chan struct{}), release: make(chan struct{})}
+	s := openStore(t, fs, l, func(o *Options) { o.Listeners = []Listener{lis} })
+	mustAppend(t, l, testMsg("S", 0, "first", ""))
+	select {
+	case <-lis.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("listener never called")
+	}
+	wake := s.Notify("S", 0)
+	mustAppend(t, l, testMsg("S", 0, "second", ""), testMsg("S", 1, "third", ""))
+	waitDispatched(t, s, l.WrittenOffset())
+	select {
+	case <-wake:
+	case <-time.After(10 * time.Second):
+		t.Fatal("waiter not woken while the listener was stuck")
+	}
+	if got := s.MaxOffset("S", 0); got != 2 {
+		t.Fatalf("queue S/0 holds %d entries, want 2", got)
+	}
+	close(lis.release)
+	for deadline := time.Now().Add(10 * time.Second); lis.n.Load() != 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("listener has %d records, want 3", lis.n.Load())
+		}
+		time.Sleep(time.Millisecond)
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
