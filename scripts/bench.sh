@@ -44,10 +44,13 @@ go build -o "$bin" ./cmd/ferry
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null || true' EXIT
 # start_broker: a broker on an empty data dir, so that no load inherits the
-# write-back of the one before it.
+# write-back of the one before it. The sync waits for the deletion too: on a
+# file system mounted with `discard`, freeing gigabytes keeps the disk busy
+# for seconds after rm returns.
 start_broker() {
   data="$dir/broker-data"
   rm -rf "$data"
+  sync
   port=$((20000 + RANDOM % 20000))
   "$bin" server --data-dir "$data" --namesrv-port "$port" --broker-port 0 --http-port -1 \
     --host 127.0.0.1 --advertise-host 127.0.0.1 --log-format json 2>"$dir/broker.log" &
