@@ -46,11 +46,11 @@ type Record struct {
 
 // Listener is another index derived from the commitlog (the key index, the
 // timer index). The feeder goroutine calls it once per batch, in log order,
-// after the batch's entries are visible in the queues; never two calls at
-// once. On an error the listener
-// stays at its position and is fed the same records again later (at the
-// next flush tick), so nothing is lost; delivery is at least once (records
-// after a restart may come again), so listeners must be idempotent.
+// after the batch's entries are visible in the queues, never two calls at
+// once. On an error the listener stays at its position and is fed the same
+// records again later (at the next flush tick), so nothing is lost;
+// delivery is at least once (records after a restart may come again), so
+// listeners must be idempotent.
 type Listener interface {
 	Dispatch(batch []Record) error
 }
