@@ -16,8 +16,11 @@ import (
 // queued on their connections right there, on the dispatcher's goroutine:
 // between an entry becoming visible and its pull's answer there is no
 // goroutine hand-off, which at low rates is a thread wake-up on another
-// core. Each held pull has a timer for its suspend time; its callback
-// answers the pull if nothing else did.
+// core. The cost moves to the dispatcher: a queue with many held pulls
+// (say, broadcast consumers) costs it one read and one answer per pull
+// before its next batch. Each held pull has a timer for its suspend time;
+// its callback answers the pull if nothing else did. A pull whose
+// connection closed stays listed until its queue grows or its timer fires.
 //
 // mu guards the lists and each heldPull's done flag; it is never held
 // while a pull is read or answered.
