@@ -1,12 +1,9 @@
 package remoting
 
 import (
-	"bufio"
-	"net"
 	"strconv"
 	"sync"
 	"testing"
-	"time"
 )
 
 // batchEcho answers ReqSendMessage (batched) and ReqHeartBeat (not) with
@@ -41,35 +38,29 @@ func (h *batchEcho) ServeBatch(c *Conn, reqs []*Command) {
 	}
 }
 
-// writeAll writes the frames of reqs with one write, so that the server
+// sendAll writes the frames of reqs with one write, so that the server
 // reads them together.
-func writeAll(t *testing.T, nc net.Conn, reqs []*Command) {
-	t.Helper()
+func (r *rawConn) sendAll(reqs []*Command) {
+	r.t.Helper()
 	var buf []byte
-	for i, r := range reqs {
-		r.Opaque = int32(i + 1)
+	for i, req := range reqs {
+		req.Opaque = int32(i + 1)
 		var err error
-		if buf, err = AppendFrame(buf, r); err != nil {
-			t.Fatal(err)
+		if buf, err = AppendFrame(buf, req); err != nil {
+			r.t.Fatal(err)
 		}
 	}
-	if _, err := nc.Write(buf); err != nil {
-		t.Fatal(err)
+	if _, err := r.nc.Write(buf); err != nil {
+		r.t.Fatal(err)
 	}
 }
 
-func readAnswers(t *testing.T, br *bufio.Reader, n int) map[int32]*Command {
-	t.Helper()
+// answers reads n frames, by opaque.
+func (r *rawConn) answers(n int) map[int32]*Command {
+	r.t.Helper()
 	out := map[int32]*Command{}
 	for len(out) < n {
-		p, err := ReadFrame(br, 0)
-		if err != nil {
-			t.Fatalf("after %d answers: %v", len(out), err)
-		}
-		c, err := DecodePayload(p)
-		if err != nil {
-			t.Fatal(err)
-		}
+		c, _ := r.recv()
 		out[c.Opaque] = c
 	}
 	return out
@@ -80,13 +71,7 @@ func TestRequestsReadTogetherAreServedAsAGroup(t *testing.T) {
 	h.HandleBatch(ReqSendMessage, h)
 	h.HandleFunc(ReqHeartBeat, echo)
 	_, addr := startServer(t, h.Mux, ServerConfig{})
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	br := bufio.NewReader(nc)
+	r := dialRaw(t, addr)
 
 	// Five sends, a heartbeat, three sends, a oneway send: the heartbeat
 	// splits the groups, the oneway send is served alone and not answered.
@@ -99,10 +84,10 @@ func TestRequestsReadTogetherAreServedAsAGroup(t *testing.T) {
 		reqs = append(reqs, NewRequest(code, nil, []byte("m"+strconv.Itoa(i))))
 	}
 	reqs[9].Flag = FlagOneway
-	writeAll(t, nc, reqs)
-	answers := readAnswers(t, br, 9)
-	for i, r := range reqs[:9] {
-		a := answers[r.Opaque]
+	r.sendAll(reqs)
+	answers := r.answers(9)
+	for i, req := range reqs[:9] {
+		a := answers[req.Opaque]
 		if a == nil || a.Code != RespSuccess || string(a.Body) != "m"+strconv.Itoa(i) {
 			t.Fatalf("request %d answered %+v", i, a)
 		}
@@ -141,8 +126,8 @@ func TestRequestsReadTogetherAreServedAsAGroup(t *testing.T) {
 	h.mu.Lock()
 	h.panics = true
 	h.mu.Unlock()
-	writeAll(t, nc, reqs[:3])
-	for op, a := range readAnswers(t, br, 3) {
+	r.sendAll(reqs[:3])
+	for op, a := range r.answers(3) {
 		if a.Code != RespSystemError {
 			t.Fatalf("opaque %d answered %d after a panic", op, a.Code)
 		}
@@ -154,18 +139,13 @@ func TestGroupsRespectTheInflightLimit(t *testing.T) {
 	h := &batchEcho{Mux: NewMux()}
 	h.HandleBatch(ReqSendMessage, h)
 	_, addr := startServer(t, h.Mux, ServerConfig{MaxInflightPerConn: 2})
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	r := dialRaw(t, addr)
 	var reqs []*Command
 	for i := range 10 {
 		reqs = append(reqs, NewRequest(ReqSendMessage, nil, []byte("m"+strconv.Itoa(i))))
 	}
-	writeAll(t, nc, reqs)
-	readAnswers(t, bufio.NewReader(nc), 10)
+	r.sendAll(reqs)
+	r.answers(10)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	for _, g := range h.groups {
@@ -181,21 +161,16 @@ func TestGroupBeforeAResponseFrameIsServed(t *testing.T) {
 	h := &batchEcho{Mux: NewMux()}
 	h.HandleBatch(ReqSendMessage, h)
 	_, addr := startServer(t, h.Mux, ServerConfig{})
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
+	r := dialRaw(t, addr)
 	req := NewRequest(ReqSendMessage, nil, []byte("m0"))
 	req.Opaque = 1
 	buf, _ := AppendFrame(nil, req)
 	stray := NewResponse(&Command{Opaque: 999}, RespSuccess, "")
 	buf, _ = AppendFrame(buf, stray)
-	if _, err := nc.Write(buf); err != nil {
+	if _, err := r.nc.Write(buf); err != nil {
 		t.Fatal(err)
 	}
-	if a := readAnswers(t, bufio.NewReader(nc), 1)[1]; a == nil || string(a.Body) != "m0" {
+	if a := r.answers(1)[1]; a == nil || string(a.Body) != "m0" {
 		t.Fatalf("answer %+v", a)
 	}
 }
