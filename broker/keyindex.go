@@ -68,13 +68,6 @@ func hasPrefix(db *pebble.DB, p string) bool {
 	return it.First()
 }
 
-// prefixEnd is the first key after every key starting with p.
-func prefixEnd(p string) []byte {
-	b := []byte(p)
-	b[len(b)-1]++
-	return b
-}
-
 func (k *keyIndex) bucket(ms int64) uint32 {
 	if ms < 0 {
 		return 0

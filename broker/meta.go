@@ -66,9 +66,7 @@ func (m *metaStore) delete(key string) error {
 
 // scan calls fn for every key with prefix.
 func (m *metaStore) scan(prefix string, fn func(key, value []byte) error) error {
-	upper := []byte(prefix)
-	upper[len(upper)-1]++
-	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: upper})
+	it, err := m.db.NewIter(&pebble.IterOptions{LowerBound: []byte(prefix), UpperBound: prefixEnd(prefix)})
 	if err != nil {
 		return err
 	}
@@ -79,6 +77,14 @@ func (m *metaStore) scan(prefix string, fn func(key, value []byte) error) error 
 		}
 	}
 	return it.Close()
+}
+
+// prefixEnd is the first key after every key starting with p (p's last
+// byte is not 0xff in any prefix here).
+func prefixEnd(p string) []byte {
+	b := []byte(p)
+	b[len(b)-1]++
+	return b
 }
 
 func offsetKey(group, topic string, queue int32) []byte {
