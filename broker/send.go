@@ -261,20 +261,15 @@ func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 	if len(spans) == 0 {
 		return
 	}
-	resp := resPool.Get().(*[]commitlog.AppendResult)
-	defer resPool.Put(resp)
-	res, err := b.clog.Append(msgs, (*resp)[:0])
-	*resp = res
-	if err != nil && !errors.Is(err, commitlog.ErrFlushTimeout) {
-		b.log.Warn().Err(err).Str("topic", msgs[0].Topic).Msg("send failed")
-	}
-	for _, sp := range spans {
-		var r []commitlog.AppendResult
-		if len(res) == len(msgs) {
-			r = res[sp.first : sp.first+sp.size]
+	b.appendMessages(msgs, func(res []commitlog.AppendResult, err error) {
+		for _, sp := range spans {
+			var r []commitlog.AppendResult
+			if res != nil {
+				r = res[sp.first : sp.first+sp.size]
+			}
+			_ = c.Reply(b.sendResponse(sp.req, msgs[sp.first:sp.first+sp.size], r, err))
 		}
-		_ = c.Reply(b.sendResponse(sp.req, msgs[sp.first:sp.first+sp.size], r, err))
-	}
+	})
 }
 
 // prepareSend checks one send request and appends its messages to msgs.
@@ -317,18 +312,28 @@ func (b *Broker) prepareSend(req *remoting.Command, msgs []commitlog.Message, bo
 }
 
 // store appends msgs and builds the send response.
-func (b *Broker) store(req *remoting.Command, msgs []commitlog.Message) *remoting.Command {
-	resp := resPool.Get().(*[]commitlog.AppendResult)
-	defer resPool.Put(resp)
-	res, err := b.clog.Append(msgs, (*resp)[:0])
-	*resp = res
+func (b *Broker) store(req *remoting.Command, msgs []commitlog.Message) (resp *remoting.Command) {
+	b.appendMessages(msgs, func(res []commitlog.AppendResult, err error) {
+		resp = b.sendResponse(req, msgs, res, err)
+	})
+	return resp
+}
+
+// appendMessages appends msgs in one go, logs a failure, and calls answer
+// with their results (nil unless every message was appended) and the
+// error. The results come from a pool: answer must not keep them.
+func (b *Broker) appendMessages(msgs []commitlog.Message, answer func(res []commitlog.AppendResult, err error)) {
+	rp := resPool.Get().(*[]commitlog.AppendResult)
+	defer resPool.Put(rp)
+	res, err := b.clog.Append(msgs, (*rp)[:0])
+	*rp = res
 	if err != nil && !errors.Is(err, commitlog.ErrFlushTimeout) {
 		b.log.Warn().Err(err).Str("topic", msgs[0].Topic).Msg("send failed")
 	}
 	if len(res) != len(msgs) {
 		res = nil
 	}
-	return b.sendResponse(req, msgs, res, err)
+	answer(res, err)
 }
 
 // sendResponse answers a send whose msgs were appended as res (nil when
