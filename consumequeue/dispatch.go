@@ -239,34 +239,28 @@ func (s *Store) feedOnce(l *listenerState, limit int64) bool {
 	return true
 }
 
-// scanRecords reads one batch of records from from, below limit, into
-// s.recs for the listeners. It returns the offset after the batch. Called
-// with feedMu held.
-func (s *Store) scanRecords(from, limit int64) (int64, error) {
-	s.recs = s.recs[:0]
-	s.arena = s.arena[:0]
+// scanBatch reads one batch of records (at most batchRecords, or
+// batchBytes of log) from from, below limit, into bufp, and calls fn with
+// each record that decodes and its queue entry; with logBad it logs the
+// ones that do not (only the dispatcher does, so each is logged once). It
+// returns the offset after the batch.
+func (s *Store) scanBatch(from, limit int64, bufp *[]byte, logBad bool, fn func(r commitlog.Record, e Entry) error) (int64, error) {
 	count := 0
-	next, err := s.src.Scan(from, limit, &s.fbuf, func(off int64, b []byte) error {
+	next, err := s.src.Scan(from, limit, bufp, func(off int64, b []byte) error {
 		if count >= batchRecords || off-from >= batchBytes {
 			return errBatchFull
 		}
 		count++
 		r, err := commitlog.Decode(b)
 		if err != nil || r.QueueOffset < 0 {
-			return nil // the dispatcher logged it
+			if logBad {
+				s.log.Error().Err(err).Int64("offset", off).Int64("queue_offset", r.QueueOffset).
+					Msg("consumequeue: skipping a record that does not decode")
+			}
+			return nil
 		}
 		tags, _ := commitlog.Property(r.Properties, commitlog.PropTags)
-		t := len(s.arena)
-		s.arena = append(s.arena, r.Topic...)
-		p := len(s.arena)
-		s.arena = append(s.arena, r.Properties...)
-		s.recs = append(s.recs, Record{
-			Entry:   Entry{QueueOffset: r.QueueOffset, Offset: off, Size: r.Size, TagsCode: TagsCode(tags)},
-			Topic:   s.arena[t:p:p],
-			QueueID: r.QueueID, StoreTimestamp: r.StoreTimestamp,
-			Properties: s.arena[p:len(s.arena):len(s.arena)],
-		})
-		return nil
+		return fn(r, Entry{QueueOffset: r.QueueOffset, Offset: off, Size: r.Size, TagsCode: TagsCode(tags)})
 	})
 	if errors.Is(err, errBatchFull) {
 		err = nil
@@ -274,32 +268,35 @@ func (s *Store) scanRecords(from, limit int64) (int64, error) {
 	return next, err
 }
 
+// scanRecords reads one batch of records from from, below limit, into
+// s.recs for the listeners. It returns the offset after the batch. Called
+// with feedMu held.
+func (s *Store) scanRecords(from, limit int64) (int64, error) {
+	s.recs = s.recs[:0]
+	s.arena = s.arena[:0]
+	return s.scanBatch(from, limit, &s.fbuf, false, func(r commitlog.Record, e Entry) error {
+		t := len(s.arena)
+		s.arena = append(s.arena, r.Topic...)
+		p := len(s.arena)
+		s.arena = append(s.arena, r.Properties...)
+		s.recs = append(s.recs, Record{
+			Entry: e, Topic: s.arena[t:p:p], QueueID: r.QueueID, StoreTimestamp: r.StoreTimestamp,
+			Properties: s.arena[p:len(s.arena):len(s.arena)],
+		})
+		return nil
+	})
+}
+
 // scanLocked reads one batch of records from from, below limit, and stages
 // and commits their queue entries. It returns the offset after the batch.
 func (s *Store) scanLocked(from, limit int64) (int64, error) {
-	count := 0
-	next, err := s.src.Scan(from, limit, &s.buf, func(off int64, b []byte) error {
-		if count >= batchRecords || off-from >= batchBytes {
-			return errBatchFull
-		}
-		count++
-		r, err := commitlog.Decode(b)
-		if err != nil || r.QueueOffset < 0 {
-			s.log.Error().Err(err).Int64("offset", off).Int64("queue_offset", r.QueueOffset).
-				Msg("consumequeue: skipping a record that does not decode")
-			return nil
-		}
-		tags, _ := commitlog.Property(r.Properties, commitlog.PropTags)
-		e := Entry{QueueOffset: r.QueueOffset, Offset: off, Size: r.Size, TagsCode: TagsCode(tags)}
+	next, err := s.scanBatch(from, limit, &s.buf, true, func(r commitlog.Record, e Entry) error {
 		q, err := s.queueForLocked(r.Topic, r.QueueID, r.QueueOffset)
 		if err != nil {
 			return err
 		}
 		return s.stageLocked(q, &e)
 	})
-	if errors.Is(err, errBatchFull) {
-		err = nil
-	}
 	if cerr := s.commitTouchedLocked(); err == nil {
 		err = cerr
 	}
