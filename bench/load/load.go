@@ -362,19 +362,31 @@ func ensureTopic(ctx context.Context, ns *remoting.Client, nsAddr, topic string,
 }
 
 // sendRequest fills req (nil: a new one) as a SEND_MESSAGE_V2 of body to
-// tg (the one-letter header names the Java client sends), with a unique
-// key made of the send time and the producer's counter.
+// tg, with a unique key made of the send time and the producer's counter.
 func sendRequest(req *remoting.Command, tg target, body []byte, now time.Time, n int) *remoting.Command {
-	if req == nil {
-		req = remoting.NewRequest(remoting.ReqSendMessageV2, make(map[string]string, 16), nil)
-	}
 	var props [64]byte
 	p := append(props[:0], "UNIQ_KEY\x01"...)
 	p = appendHex16(p, uint64(now.UnixNano()))
 	p = appendHex16(p, uint64(n))
+	return v2Request(req, remoting.ReqSendMessageV2, tg, body, now, string(p), false)
+}
+
+// batchRequest fills req (nil: a new one) as a SEND_BATCH_MESSAGE of body
+// to tg.
+func batchRequest(req *remoting.Command, tg target, body []byte, now time.Time) *remoting.Command {
+	return v2Request(req, remoting.ReqSendBatchMessage, tg, body, now, "", true)
+}
+
+// v2Request fills req (nil: a new one of code) with the one-letter header
+// names the Java client sends for both codes, and body.
+func v2Request(req *remoting.Command, code int16, tg target, body []byte, now time.Time, props string, batch bool) *remoting.Command {
+	if req == nil {
+		req = remoting.NewRequest(code, make(map[string]string, 16), nil)
+	}
 	ext := req.ExtFields
 	ext["a"], ext["b"], ext["c"], ext["d"], ext["e"], ext["f"] = "ferry-bench", tg.topic, "TBW102", "4", strconv.Itoa(tg.queue), "0"
-	ext["g"], ext["h"], ext["i"], ext["j"], ext["k"], ext["m"] = strconv.FormatInt(now.UnixMilli(), 10), "0", string(p), "0", "false", "false"
+	ext["g"], ext["h"], ext["i"], ext["j"], ext["k"], ext["l"] = strconv.FormatInt(now.UnixMilli(), 10), "0", props, "0", "false", "0"
+	ext["m"] = strconv.FormatBool(batch)
 	req.Body = append(req.Body[:0], body...)
 	return req
 }
@@ -386,19 +398,6 @@ func appendHex16(dst []byte, v uint64) []byte {
 		dst = append(dst, digits[v>>uint(shift)&0xF])
 	}
 	return dst
-}
-
-// batchRequest fills req (nil: a new one) as a SEND_BATCH_MESSAGE (V2
-// header names, as the Java client sends it) of body to tg.
-func batchRequest(req *remoting.Command, tg target, body []byte, now time.Time) *remoting.Command {
-	if req == nil {
-		req = remoting.NewRequest(remoting.ReqSendBatchMessage, make(map[string]string, 16), nil)
-	}
-	ext := req.ExtFields
-	ext["a"], ext["b"], ext["c"], ext["d"], ext["e"], ext["f"] = "ferry-bench", tg.topic, "TBW102", "4", strconv.Itoa(tg.queue), "0"
-	ext["g"], ext["h"], ext["i"], ext["j"], ext["k"], ext["l"], ext["m"] = strconv.FormatInt(now.UnixMilli(), 10), "0", "", "0", "false", "0", "true"
-	req.Body = append(req.Body[:0], body...)
-	return req
 }
 
 // appendBatchMessage encodes one member of a SEND_BATCH_MESSAGE body.
