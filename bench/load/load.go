@@ -187,10 +187,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				body[i] = byte('a' + rand.IntN(26))
 			}
 			n := p
-			// Producers start staggered by interval/Producers, so that
-			// together they send evenly spaced messages rather than a
-			// burst of one message each every interval.
-			next := time.Now().Add(time.Duration(p) * interval / time.Duration(cfg.Producers))
+			next := firstSend(time.Now(), p, cfg.Producers, interval)
 			local := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
 			defer func() {
 				histMu.Lock()
@@ -359,6 +356,13 @@ func ensureTopic(ctx context.Context, ns *remoting.Client, nsAddr, topic string,
 		return nil, fmt.Errorf("load: topic %s has no writable queue", topic)
 	}
 	return out, nil
+}
+
+// firstSend is when producer p of n, pacing at interval, sends first:
+// producers start interval/n apart, so that together they send evenly
+// spaced messages rather than a burst of one each every interval.
+func firstSend(now time.Time, p, n int, interval time.Duration) time.Time {
+	return now.Add(time.Duration(p) * interval / time.Duration(n))
 }
 
 // sendRequest fills req (nil: a new one) as a SEND_MESSAGE_V2 of body to

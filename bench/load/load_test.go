@@ -1,0 +1,47 @@
+package load
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Paced producers start evenly spread over one interval: four producers at
+// 800 µs each send one message every 200 µs together.
+func TestFirstSendStaggersProducers(t *testing.T) {
+	now := time.Unix(1000, 0)
+	const interval = 800 * time.Microsecond
+	for p := 0; p < 4; p++ {
+		if got, want := firstSend(now, p, 4, interval).Sub(now), time.Duration(p)*200*time.Microsecond; got != want {
+			t.Fatalf("producer %d starts at +%v, want +%v", p, got, want)
+		}
+	}
+	if got := firstSend(now, 0, 1, 0); !got.Equal(now) {
+		t.Fatalf("unpaced producer starts at %v", got)
+	}
+}
+
+// The requests carry the V2 one-letter header names, are reused in place,
+// and single sends get a fresh unique key each time.
+func TestRequestsReused(t *testing.T) {
+	tg := target{topic: "T", queue: 3}
+	now := time.Unix(1000, 0)
+	req := sendRequest(nil, tg, []byte("first body"), now, 1)
+	if req.Code != remoting.ReqSendMessageV2 || req.ExtFields["b"] != "T" || req.ExtFields["e"] != "3" || req.ExtFields["m"] != "false" {
+		t.Fatalf("single send header %v", req.ExtFields)
+	}
+	key1 := req.ExtFields["i"]
+	again := sendRequest(req, tg, []byte("second"), now, 2)
+	if again != req || string(again.Body) != "second" {
+		t.Fatalf("request not reused in place: body %q", again.Body)
+	}
+	if key2 := again.ExtFields["i"]; key2 == key1 || !strings.HasPrefix(key2, "UNIQ_KEY\x01") {
+		t.Fatalf("unique keys %q then %q", key1, key2)
+	}
+	b := batchRequest(nil, tg, []byte("batch"), now)
+	if b.Code != remoting.ReqSendBatchMessage || b.ExtFields["m"] != "true" || b.ExtFields["i"] != "" {
+		t.Fatalf("batch header %v", b.ExtFields)
+	}
+}
