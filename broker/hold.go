@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"slices"
 	"sync"
 	"time"
 
@@ -120,13 +121,7 @@ func (b *Broker) expireHeld(h *heldPull) {
 		return
 	}
 	h.done = true
-	list := hs.queues[k]
-	for i, x := range list {
-		if x == h {
-			list = append(list[:i], list[i+1:]...)
-			break
-		}
-	}
+	list := slices.DeleteFunc(hs.queues[k], func(x *heldPull) bool { return x == h })
 	if len(list) == 0 {
 		delete(hs.queues, k)
 	} else {
