@@ -89,12 +89,15 @@ func TestHeldPullsWakeTogether(t *testing.T) {
 }
 
 // TestHeldPullSuspendEnds: a held pull with nothing to read is answered
-// PULL_NOT_FOUND once its suspend time ends, and no longer counts as held.
+// PULL_NOT_FOUND once its suspend time ends and leaves its queue's list;
+// the other pull held on the queue stays and is woken by the next append.
 func TestHeldPullSuspendEnds(t *testing.T) {
 	b := testBroker(t, t.TempDir(), nil)
 	c := newClient(t, b)
 	mustOK(t, c.send("quiet", 0, "only", nil))
 	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("quiet", 0) == 1 })
+	long := pullAsync(newClient(t, b), "quiet", 0, 1, 20*time.Second)
+	waitFor(t, 5*time.Second, "pull held", func() bool { return b.heldCount() == 1 })
 	start := time.Now()
 	resp := <-pullAsync(c, "quiet", 0, 1, 300*time.Millisecond)
 	if took := time.Since(start); took < 300*time.Millisecond {
@@ -102,6 +105,14 @@ func TestHeldPullSuspendEnds(t *testing.T) {
 	}
 	if resp.Code != remoting.RespPullNotFound {
 		t.Fatalf("code %d (%s), want PULL_NOT_FOUND", resp.Code, remoting.ResponseName(resp.Code))
+	}
+	// The other pull on the queue is still held, and still woken.
+	if got := b.heldCount(); got != 1 {
+		t.Fatalf("%d pulls held after one expired, want 1", got)
+	}
+	mustOK(t, c.send("quiet", 0, "next", nil))
+	if r := <-long; r.Code != remoting.RespSuccess || len(bodies(t, r)) != 1 {
+		t.Fatalf("remaining pull answered code %d", r.Code)
 	}
 	if got := b.heldCount(); got != 0 {
 		t.Fatalf("%d pulls still held", got)
