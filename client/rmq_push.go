@@ -216,6 +216,9 @@ func (e *rmqPush) rebalance(ctx context.Context) {
 	var drop []*processQueue
 	for mq, q := range e.queues {
 		if !want[mq] && !keep[mq.Topic] {
+			// Cancelled before the lock is released, so no one who sees the
+			// new assignment can still have the old owner consume from mq.
+			q.cancel()
 			drop = append(drop, q)
 			delete(e.queues, mq)
 		}
@@ -542,6 +545,9 @@ func (e *rmqPush) pullLoop(q *processQueue) {
 		}
 		switch r.code {
 		case remoting.RespSuccess:
+			if q.ctx.Err() != nil {
+				continue // dropped while the pull was held: the new owner reads these
+			}
 			// The broker filters by tag too; a message it let through that
 			// does not match is skipped (its offset is passed by r.next).
 			msgs := r.msgs[:0:0]
@@ -586,7 +592,7 @@ func (e *rmqPush) dispatch(q *processQueue, msgs []*MessageExt) {
 		}
 		return
 	}
-	for len(msgs) > 0 {
+	for len(msgs) > 0 && q.ctx.Err() == nil {
 		n := min(len(msgs), e.cfg.consumeBatchSize)
 		select {
 		case e.work <- consumeTask{q: q, msgs: msgs[:n]}:
@@ -643,6 +649,9 @@ func (e *rmqPush) worker() {
 		case t = <-e.work:
 		case <-e.ctx.Done():
 			return
+		}
+		if t.q.ctx.Err() != nil && !e.cfg.broadcast {
+			continue // the queue was dropped: left in flight for its next owner
 		}
 		err := e.call(t.q.ctx, t.msgs)
 		if err != nil {
