@@ -1,7 +1,7 @@
 // The console's shell: routing between pages, sign-in, and polling the
 // visible page (every 5 s, paused while the tab is hidden).
 
-import { h, auth, toast } from "./lib.js";
+import { h, fill, auth, toast } from "./lib.js";
 import overview from "./pages/overview.js";
 import topics from "./pages/topics.js";
 import groups from "./pages/groups.js";
@@ -70,7 +70,7 @@ let signingIn = null;
 function sessionBox() {
   const box = document.getElementById("session");
   const user = auth.user();
-  box.replaceChildren(user
+  fill(box, user
     ? h("span", null, "Signed in as ", h("strong", null, user), " ", h("button", { onclick: () => { auth.clear(); sessionBox(); show(); } }, "Sign out"))
     : h("button", { onclick: () => askLogin("Sign in with an access key and secret key.") }, "Sign in"));
 }

@@ -14,9 +14,10 @@ function niceMax(v) {
 
 // lineChart draws series [{name, points: [[ms, value]]}] over the last
 // spanMs, with the value axis formatted by yfmt.
-export function lineChart(title, series, { spanMs = 15 * 60 * 1000, yfmt = fmt.rate, now = Date.now() } = {}) {
+// floor is the least top of the value axis.
+export function lineChart(title, series, { spanMs = 15 * 60 * 1000, yfmt = fmt.rate, now = Date.now(), floor = 1 } = {}) {
   const t0 = now - spanMs;
-  const max = niceMax(Math.max(0, ...series.flatMap((s) => s.points.map((p) => p[1]))));
+  const max = niceMax(Math.max(floor, ...series.flatMap((s) => s.points.map((p) => p[1]))));
   const x = (t) => L + (W - L - R) * (t - t0) / spanMs;
   const y = (v) => T + (H - T - B) * (1 - v / max);
   const grid = [];

@@ -19,6 +19,13 @@ export function h(tag, attrs, ...kids) {
   return el;
 }
 
+// fill replaces el's children (nulls and falses are skipped, as in h).
+export function fill(el, ...kids) {
+  el.replaceChildren();
+  append(el, kids);
+  return el;
+}
+
 function append(el, kids) {
   for (const k of kids) {
     if (k === null || k === undefined || k === false) continue;
@@ -184,7 +191,7 @@ export function confirmDialog(title, body, okLabel = "Confirm", typed = "") {
   const ok = document.getElementById("confirm-ok");
   ok.textContent = okLabel;
   const box = document.getElementById("confirm-body");
-  box.replaceChildren(h("p", null, body));
+  fill(box, h("p", null, body));
   if (typed) {
     const input = h("input", { "aria-label": "confirmation", placeholder: typed });
     ok.disabled = true;

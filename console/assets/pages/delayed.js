@@ -1,7 +1,7 @@
 // Delayed messages: pending per delay level and for delivery times, and
 // what is due next.
 
-import { h, api, fmt, table, errorBox } from "../lib.js";
+import { h, fill, api, fmt, table, errorBox } from "../lib.js";
 
 export default {
   title: "Delayed",
@@ -13,11 +13,11 @@ export default {
       try {
         d = await api("GET", "/v1/delayed");
       } catch (e) {
-        body.replaceChildren(errorBox(e));
+        fill(body, errorBox(e));
         return;
       }
       const levels = d.levels.reduce((n, l) => n + l.pending, 0);
-      body.replaceChildren(
+      fill(body, 
         h("div", { class: "grid" },
           h("div", { class: "panel" }, h("dl", { class: "kv" },
             h("dt", null, "Waiting on delay levels"), h("dd", null, h("strong", { id: "delayed-levels" }, fmt.num(levels))),

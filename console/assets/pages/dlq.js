@@ -1,7 +1,7 @@
 // Dead letters: browse a group's DLQ, view one, resend one or all (with
 // progress), and see which were resent already.
 
-import { h, api, fmt, link, enc, act, guard, toast, confirmDialog, table, errorBox } from "../lib.js";
+import { h, fill, api, fmt, link, enc, act, guard, toast, confirmDialog, table, errorBox } from "../lib.js";
 
 const page = 50;
 const chunk = 20; // dead letters per resend request, for progress
@@ -20,14 +20,14 @@ export default {
       try {
         groups = await api("GET", "/v1/stats/groups");
       } catch (e) {
-        picker.replaceChildren(errorBox(e));
+        fill(picker, errorBox(e));
         return;
       }
       const sel = h("select", { id: "dlq-group", "aria-label": "group" }, h("option", { value: "" }, "choose a group"),
         groups.map((g) => h("option", { value: g.name, selected: g.name === group }, `${g.name} (${fmt.num(g.dlq_messages)})`)));
       sel.addEventListener("change", () => window.ferryNavigate("dlq/" + enc(sel.value)));
       const withDead = groups.filter((g) => g.dlq_messages > 0);
-      picker.replaceChildren(h("div", { class: "row" }, h("label", null, "Group", sel),
+      fill(picker, h("div", { class: "row" }, h("label", null, "Group", sel),
         withDead.length ? h("span", { class: "muted" }, "Groups with dead letters: ", withDead.map((g, i) => [i ? ", " : "", link("dlq/" + enc(g.name), g.name)])) : h("span", { class: "muted" }, "No group has dead letters.")));
     }
 
@@ -38,7 +38,7 @@ export default {
         await pick();
         res = await api("GET", `/v1/groups/${enc(group)}/dlq?from=${from}&max=${page}`);
       } catch (e) {
-        body.replaceChildren(errorBox(e));
+        fill(body, errorBox(e));
         return;
       }
       render(res);
@@ -47,7 +47,7 @@ export default {
     function render(res) {
       const list = res.dead_letters;
       const progress = h("div", { id: "resend-progress" });
-      body.replaceChildren(h("div", { class: "panel" },
+      fill(body, h("div", { class: "panel" },
         h("div", { class: "spread" }, h("h2", null, `Offsets ${fmt.num(from)} to ${fmt.num(res.next)}`),
           h("div", { class: "row" },
             from > 0 ? link(`dlq/${enc(group)}?from=${Math.max(0, from - page)}`, "‹ newer") : null,
@@ -81,7 +81,7 @@ export default {
       if (!(await confirmDialog(`Resend every dead letter of ${group}?`, `${fmt.num(total)} dead letters go back to their topics.`, "Resend all"))) return;
       const bar = h("progress", { max: total || 1, value: 0 });
       const label = h("span", null, "starting");
-      box.replaceChildren(h("div", { class: "row" }, bar, label));
+      fill(box, h("div", { class: "row" }, bar, label));
       let next = head.dead_letters.length ? head.dead_letters[0].queue_offset : 0, done = 0;
       for (;;) {
         const batch = await api("GET", `/v1/groups/${enc(group)}/dlq?from=${next}&max=${chunk}`);

@@ -1,7 +1,7 @@
 // Groups: lag and its trend, per-queue offsets and owners, connected
 // clients, offset reset with a dry run first, retry and DLQ counts.
 
-import { h, api, fmt, link, enc, act, guard, toast, confirmDialog, table, errorBox, toLocalInput } from "../lib.js";
+import { h, fill, api, fmt, link, enc, act, guard, toast, confirmDialog, table, errorBox, toLocalInput } from "../lib.js";
 import { lineChart, sparkline, growing } from "../chart.js";
 
 export default {
@@ -20,7 +20,7 @@ function list(root) {
   function render() {
     const q = search.value.trim().toLowerCase();
     const rows = data.filter((g) => !q || g.name.toLowerCase().includes(q));
-    body.replaceChildren(table([
+    fill(body, table([
       { title: "Group", cell: (g) => link("groups/" + enc(g.name), g.name) },
       { title: "Clients", num: true, cell: (g) => g.online_clients },
       { title: "Lag", num: true, cell: (g) => fmt.num(g.lag) },
@@ -35,7 +35,7 @@ function list(root) {
     try {
       data = await api("GET", "/v1/stats/groups");
     } catch (e) {
-      body.replaceChildren(errorBox(e));
+      fill(body, errorBox(e));
       return;
     }
     render();
@@ -77,12 +77,12 @@ function detail(root, name) {
       lag = l;
       clients = c;
     } catch (e) {
-      head.replaceChildren(errorBox(e));
+      fill(head, errorBox(e));
       return;
     }
     const now = Date.now();
     const hist = g.lag_history.map((v, i) => [now - (g.lag_history.length - 1 - i) * 10000, v]);
-    head.replaceChildren(h("div", { class: "grid" },
+    fill(head, h("div", { class: "grid" },
       h("div", { class: "panel" }, h("dl", { class: "kv" },
         h("dt", null, "Total lag"), h("dd", null, h("strong", { id: "group-lag" }, fmt.num(g.lag)), growing(g.lag_history) ? h("span", { class: "badge warn" }, " growing") : null),
         h("dt", null, "Online clients"), h("dd", null, g.online_clients),
@@ -90,14 +90,14 @@ function detail(root, name) {
         h("dt", null, "Retry max times"), h("dd", null, g.retry_max_times),
         h("dt", null, "Retrying"), h("dd", null, fmt.num(g.retry_messages)),
         h("dt", null, "Dead letters"), h("dd", null, g.dlq_messages ? link("dlq/" + enc(name), fmt.num(g.dlq_messages)) : "0"))),
-      h("div", { class: "panel" }, lineChart("Lag", [{ name: "lag", points: hist }], { yfmt: fmt.num }))));
+      h("div", { class: "panel" }, lineChart("Lag", [{ name: "lag", points: hist }], { yfmt: fmt.num, floor: 4 }))));
 
     const consumerIDs = clients.filter((c) => c.is_consumer).map((c) => c.client_id);
     const byTopic = {};
     for (const row of lag.rows) (byTopic[row.topic] = byTopic[row.topic] || []).push(row.queue_id);
     const own = {};
     for (const [t, qs] of Object.entries(byTopic)) own[t] = consumerIDs.length ? owners(consumerIDs, qs) : {};
-    lagBox.replaceChildren(h("h2", null, "Queues"), table([
+    fill(lagBox, h("h2", null, "Queues"), table([
       { title: "Topic", cell: (r) => link("topics/" + enc(r.topic), r.topic) },
       { title: "Queue", num: true, cell: (r) => r.queue_id },
       { title: "Broker offset", num: true, cell: (r) => fmt.num(r.broker_offset) },
@@ -106,7 +106,7 @@ function detail(root, name) {
       { title: "In flight", num: true, cell: (r) => r.inflight },
       { title: "Owner", cell: (r) => own[r.topic][r.queue_id] || h("span", { class: "muted" }, "–") },
     ], lag.rows), consumerIDs.length ? h("p", { class: "muted" }, "Owners as the default allocation (averagely, by client id) assigns the queues.") : null);
-    clientsBox.replaceChildren(h("h2", null, "Connected clients"), table([
+    fill(clientsBox, h("h2", null, "Connected clients"), table([
       { title: "Client", cell: (c) => c.client_id },
       { title: "Address", cell: (c) => c.addr },
       { title: "Language", cell: (c) => c.language },
@@ -121,7 +121,7 @@ function detail(root, name) {
   }
 
   function renderReset() {
-    resetBox.replaceChildren(guard("offset.reset", resetForm()) || "");
+    fill(resetBox, guard("offset.reset", resetForm()) || "");
   }
 
   function resetForm() {
@@ -138,7 +138,7 @@ function detail(root, name) {
     let body = null;
     const setValue = () => {
       const to = f.to.value;
-      value.replaceChildren(to === "time" ? h("label", null, "Time", h("input", { name: "value", type: "datetime-local", step: 1, value: toLocalInput(Date.now() - 3600000), required: true }))
+      fill(value, to === "time" ? h("label", null, "Time", h("input", { name: "value", type: "datetime-local", step: 1, value: toLocalInput(Date.now() - 3600000), required: true }))
         : to === "offset" ? h("label", null, "Offset", h("input", { name: "value", type: "number", min: 0, value: 0, required: true })) : "");
     };
     setValue();
@@ -151,7 +151,7 @@ function detail(root, name) {
       if (body.to === "offset") body.value = +f.value.value;
       const res = await act("offset.reset", () => api("POST", "/v1/groups/" + enc(name) + "/offsets/reset", body));
       const moved = res.offsets.reduce((n, o) => n + (o.new - Math.max(0, o.old)), 0);
-      preview.replaceChildren(h("h3", null, "Dry run: nothing changed yet"), table([
+      fill(preview, h("h3", null, "Dry run: nothing changed yet"), table([
         { title: "Queue", num: true, cell: (o) => o.queue_id },
         { title: "Committed now", num: true, cell: (o) => o.old < 0 ? "none" : fmt.num(o.old) },
         { title: "After reset", num: true, cell: (o) => fmt.num(o.new) },
@@ -165,7 +165,7 @@ function detail(root, name) {
       await act("offset.reset", () => api("POST", "/v1/groups/" + enc(name) + "/offsets/reset", { ...body, execute: true }));
       toast("Offsets reset.");
       apply.disabled = true;
-      preview.replaceChildren(h("p", { id: "reset-done" }, "Offsets reset."));
+      fill(preview, h("p", { id: "reset-done" }, "Offsets reset."));
       await refresh();
     });
     return h("div", { class: "panel" }, h("h2", null, "Reset offsets"), f, preview, h("div", { class: "row end" }, apply));

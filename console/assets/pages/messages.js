@@ -1,7 +1,7 @@
 // Messages: find by id, by key, by topic and time range; view a message's
 // properties and body; resend it; and its life as the broker stored it.
 
-import { h, api, fmt, link, enc, act, guard, toast, table, errorBox, toLocalInput } from "../lib.js";
+import { h, fill, api, fmt, link, enc, act, guard, toast, table, errorBox, toLocalInput } from "../lib.js";
 
 export default {
   title: "Messages",
@@ -47,7 +47,7 @@ function searchPanel(q) {
   const box = h("div");
   const select = (m) => {
     for (const b of tabs.children) b.classList.toggle("active", b.dataset.mode === m);
-    box.replaceChildren(forms[m]);
+    fill(box, forms[m]);
   };
   for (const [m, t] of [["id", "By id"], ["key", "By key"], ["time", "By topic and time"]]) {
     tabs.append(h("button", { type: "button", role: "tab", dataset: { mode: m }, onclick: () => select(m) }, t));
@@ -57,7 +57,7 @@ function searchPanel(q) {
 }
 
 function resultsTable(box, msgs, what) {
-  box.replaceChildren(h("div", { class: "panel", id: "results" }, h("h2", null, `${msgs.length} message${msgs.length === 1 ? "" : "s"} ${what}`), table([
+  fill(box, h("div", { class: "panel", id: "results" }, h("h2", null, `${msgs.length} message${msgs.length === 1 ? "" : "s"} ${what}`), table([
     { title: "Message id", cell: (m) => link("messages?id=" + enc(m.msg_id), m.msg_id) },
     { title: "Queue", num: true, cell: (m) => m.queue_id },
     { title: "Offset", num: true, cell: (m) => fmt.num(m.queue_offset) },
@@ -73,7 +73,7 @@ async function searchByKey(box, topic, key) {
     const res = await api("GET", `/v1/topics/${enc(topic)}/messages?key=${enc(key)}&max=100`);
     resultsTable(box, res.messages, `with key ${key} in ${topic}`);
   } catch (e) {
-    box.replaceChildren(errorBox(e));
+    fill(box, errorBox(e));
   }
 }
 
@@ -82,7 +82,7 @@ async function searchByTime(box, topic, begin, end) {
     const res = await api("GET", `/v1/topics/${enc(topic)}/messages?begin_ms=${begin}&end_ms=${end}&max=200`);
     resultsTable(box, res.messages, `in ${topic} from ${fmt.time(begin)} to ${fmt.time(end)}` + (res.messages.length === 200 ? " (the first 200)" : ""));
   } catch (e) {
-    box.replaceChildren(errorBox(e));
+    fill(box, errorBox(e));
   }
 }
 
@@ -135,11 +135,11 @@ async function showMessage(box, id) {
   try {
     tr = await api("GET", "/v1/messages/" + enc(id) + "/trace");
   } catch (e) {
-    box.replaceChildren(errorBox(e));
+    fill(box, errorBox(e));
     return;
   }
   const m = tr.message;
-  box.replaceChildren(
+  fill(box, 
     h("div", { class: "split two" },
       h("div", null,
         h("div", { class: "panel", id: "message" }, h("h2", null, "Message ", h("code", null, m.msg_id)), h("dl", { class: "kv" },
@@ -195,7 +195,7 @@ function resendPanel(m) {
     ev.preventDefault();
     const body = sel.value ? { group: sel.value } : {};
     const res = await act("message.resend", () => api("POST", "/v1/messages/" + enc(m.msg_id) + "/resend", body));
-    out.replaceChildren(h("p", null, `Stored again in ${res.topic}, queue ${res.queue_id} at offset ${fmt.num(res.queue_offset)}.`));
+    fill(out, h("p", null, `Stored again in ${res.topic}, queue ${res.queue_id} at offset ${fmt.num(res.queue_offset)}.`));
     toast("Message resent.");
   });
   return h("div", { class: "panel" }, h("h2", null, "Resend"), f, out,

@@ -1,7 +1,7 @@
 // Overview: the broker's status, live rate charts of the last 15 minutes
 // and alerts.
 
-import { h, api, fmt, link, errorBox } from "../lib.js";
+import { h, fill, api, fmt, link, errorBox } from "../lib.js";
 import { lineChart, growing } from "../chart.js";
 
 export default {
@@ -22,7 +22,7 @@ export default {
         }
         [rt, stats, groups] = await Promise.all([api("GET", "/v1/broker"), api("GET", "/v1/broker/stats"), api("GET", "/v1/stats/groups")]);
       } catch (e) {
-        alerts.replaceChildren(errorBox(e));
+        fill(alerts, errorBox(e));
         return;
       }
       const list = [];
@@ -32,13 +32,13 @@ export default {
       for (const g of groups) {
         if (growing(g.lag_history)) list.push(["", h("span", null, "Lag of group ", link("groups/" + encodeURIComponent(g.name), g.name), ` is growing: ${fmt.num(g.lag)} messages behind.`)]);
       }
-      alerts.replaceChildren(...(list.length
+      fill(alerts, ...(list.length
         ? list.map(([cls, text]) => h("div", { class: "alert " + cls }, text))
         : [h("div", { class: "alert ok" }, "No alerts: disk has room, the broker accepts sends, no group's lag is growing.")]));
 
       const disk = rt.disk_used_ratio;
       const role = rt.broker_id === 0 ? "master" : "slave " + rt.broker_id;
-      brokers.replaceChildren(h("h2", null, "Brokers"), h("div", { class: "table-wrap" }, h("table", null,
+      fill(brokers, h("h2", null, "Brokers"), h("div", { class: "table-wrap" }, h("table", null,
         h("thead", null, h("tr", null, ["Broker", "Address", "Role", "Version", "Writable", "Disk used", "Uptime", "Topics", "Groups", "Producers", "Consumers", "In msg/s", "Out msg/s"]
           .map((t, i) => h("th", { class: i >= 7 ? "num" : null }, t)))),
         h("tbody", null, h("tr", null,
@@ -58,9 +58,9 @@ export default {
         h("p", { class: "muted" }, `Commitlog ${fmt.bytes(rt.commitlog_max_offset - rt.commitlog_min_offset)} kept; flush ${rt.flush}; ${fmt.num(rt.msg_in_total)} messages in, ${fmt.num(rt.msg_out_total)} out since start.`));
 
       const series = (key) => stats.points.map((p) => [p.at_ms, p[key]]);
-      charts.replaceChildren(
+      fill(charts, 
         h("div", { class: "panel" }, lineChart("Messages per second", [{ name: "in", points: series("msg_in_per_s") }, { name: "out", points: series("msg_out_per_s") }])),
-        h("div", { class: "panel" }, lineChart("Bytes per second", [{ name: "in", points: series("bytes_in_per_s") }, { name: "out", points: series("bytes_out_per_s") }], { yfmt: (v) => fmt.bytes(v) })));
+        h("div", { class: "panel" }, lineChart("Bytes per second", [{ name: "in", points: series("bytes_in_per_s") }, { name: "out", points: series("bytes_out_per_s") }], { yfmt: (v) => fmt.bytes(v), floor: 1024 })));
     }
     return { refresh };
   },

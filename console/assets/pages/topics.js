@@ -1,7 +1,7 @@
 // Topics: list with search, message counts and rates; a topic's queues,
 // route and settings; create, update, delete; send a test message.
 
-import { h, api, fmt, link, enc, act, guard, toast, confirmDialog, table, errorBox } from "../lib.js";
+import { h, fill, api, fmt, link, enc, act, guard, toast, confirmDialog, table, errorBox } from "../lib.js";
 
 const maxRows = 200;
 
@@ -25,13 +25,13 @@ function list(root) {
   showAll.addEventListener("change", render);
 
   function renderCreate() {
-    createBox.replaceChildren(guard("topic.write", createForm(async (name) => { await refresh(); window.ferryNavigate("topics/" + enc(name)); })) || "");
+    fill(createBox, guard("topic.write", createForm(async (name) => { await refresh(); window.ferryNavigate("topics/" + enc(name)); })) || "");
   }
 
   function render() {
     const q = search.value.trim().toLowerCase();
     const rows = data.filter((t) => (showAll.checked || t.kind === "normal") && (!q || t.name.toLowerCase().includes(q)));
-    body.replaceChildren(
+    fill(body, 
       table([
         { title: "Topic", cell: (t) => link("topics/" + enc(t.name), t.name) },
         { title: "Kind", cell: (t) => t.kind === "normal" ? "" : h("span", { class: "badge" }, t.kind) },
@@ -48,7 +48,7 @@ function list(root) {
     try {
       data = await api("GET", "/v1/stats/topics");
     } catch (e) {
-      body.replaceChildren(errorBox(e));
+      fill(body, errorBox(e));
       return;
     }
     render();
@@ -59,7 +59,7 @@ function list(root) {
 
 function createForm(done) {
   const f = h("form", { class: "row", id: "create-topic" },
-    h("label", null, "Name", h("input", { name: "topic", required: true, pattern: "[A-Za-z0-9_\\-%|]{1,127}" })),
+    h("label", null, "Name", h("input", { name: "topic", required: true, pattern: "[A-Za-z0-9_%\\|\\-]{1,127}", title: "letters, digits, %, |, - and _; at most 127" })),
     h("label", null, "Read queues", h("input", { name: "read", type: "number", min: 1, max: 1024, value: 8 })),
     h("label", null, "Write queues", h("input", { name: "write", type: "number", min: 1, max: 1024, value: 8 })),
     h("label", null, "Perm", h("select", { name: "perm" }, ["rw", "r", "w"].map((p) => h("option", null, p)))),
@@ -87,7 +87,7 @@ function detail(root, name) {
 
   function renderSide() {
     if (!topic) return;
-    side.replaceChildren(
+    fill(side, 
       h("div", { class: "panel" }, h("h2", null, "Route"), table([
         { title: "Broker", cell: () => rt.broker_name },
         { title: "Address", cell: () => rt.addr },
@@ -103,17 +103,17 @@ function detail(root, name) {
     try {
       [topic, rt] = await Promise.all([api("GET", "/v1/topics/" + enc(name)), api("GET", "/v1/broker")]);
     } catch (e) {
-      head.replaceChildren(errorBox(e));
+      fill(head, errorBox(e));
       return;
     }
     const total = topic.queues.reduce((n, q) => n + (q.max_offset - q.min_offset), 0);
-    head.replaceChildren(h("div", { class: "panel" }, h("dl", { class: "kv" },
+    fill(head, h("div", { class: "panel" }, h("dl", { class: "kv" },
       h("dt", null, "Queues"), h("dd", null, `${topic.read_queues} read / ${topic.write_queues} write`),
       h("dt", null, "Permission"), h("dd", null, topic.perm),
       h("dt", null, "Ordered"), h("dd", null, topic.order ? "yes" : "no"),
       h("dt", null, "Messages kept"), h("dd", null, fmt.num(total))),
     h("div", { class: "row end" }, link("messages?topic=" + enc(name), "Browse messages by time"))));
-    queues.replaceChildren(h("h2", null, "Queues"), table([
+    fill(queues, h("h2", null, "Queues"), table([
       { title: "Queue", num: true, cell: (q) => q.queue_id },
       { title: "Min offset", num: true, cell: (q) => fmt.num(q.min_offset) },
       { title: "Max offset", num: true, cell: (q) => fmt.num(q.max_offset) },
@@ -175,7 +175,7 @@ function sendForm(topic) {
       toast(r.error.detail, true);
       return;
     }
-    result.replaceChildren(h("p", { id: "sent" }, "Sent ", link("messages?id=" + enc(r.msg_id), r.msg_id),
+    fill(result, h("p", { id: "sent" }, "Sent ", link("messages?id=" + enc(r.msg_id), r.msg_id),
       r.scheduled ? " (scheduled)" : ` to queue ${r.queue_id} at offset ${r.queue_offset}`, "."));
     toast("Message sent.");
   });
