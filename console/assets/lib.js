@@ -173,9 +173,13 @@ export async function act(action, fn) {
     } else {
       toast(e.message, true);
     }
-    throw e;
+    e.shown = true;
+    throw e; // stops the caller; the handler below keeps it off the console
   }
 }
+
+// An action's failure was shown to the user already.
+window.addEventListener("unhandledrejection", (ev) => { if (ev.reason && ev.reason.shown) ev.preventDefault(); });
 
 export function toast(text, bad) {
   const t = h("div", { class: "toast" + (bad ? " bad" : "") }, text);
