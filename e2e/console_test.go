@@ -138,7 +138,7 @@ func (b *browser) text(t *testing.T, sel string) string {
 func (b *browser) shot(t *testing.T, name string) {
 	t.Helper()
 	var buf []byte
-	b.run(t, "screenshot "+name, chromedp.Evaluate("window.scrollTo(0, 0)", nil), chromedp.FullScreenshot(&buf, 100))
+	b.run(t, "screenshot "+name, chromedp.Evaluate(`window.scrollTo(0, 0); document.getElementById("toasts").replaceChildren()`, nil), chromedp.FullScreenshot(&buf, 100))
 	if err := os.MkdirAll(shotDir, 0o755); err != nil {
 		t.Fatal(err)
 	}

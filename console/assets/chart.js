@@ -14,10 +14,15 @@ function niceMax(v) {
 
 // lineChart draws series [{name, points: [[ms, value]]}] over the last
 // spanMs, with the value axis formatted by yfmt.
-// floor is the least top of the value axis.
-export function lineChart(title, series, { spanMs = 15 * 60 * 1000, yfmt = fmt.rate, now = Date.now(), floor = 1 } = {}) {
+// floor is the least top of the value axis; binary rounds the top to a
+// power of two (for bytes). The time axis spans the history there is, from
+// one minute up to spanMs.
+export function lineChart(title, series, { spanMs = 15 * 60 * 1000, yfmt = fmt.rate, now = Date.now(), floor = 1, binary = false, note = "" } = {}) {
+  const first = Math.min(now, ...series.flatMap((s) => s.points.map((p) => p[0])));
+  spanMs = Math.min(spanMs, Math.max(60 * 1000, now - first + 10 * 1000));
   const t0 = now - spanMs;
-  const max = niceMax(Math.max(floor, ...series.flatMap((s) => s.points.map((p) => p[1]))));
+  const top = Math.max(floor, ...series.flatMap((s) => s.points.map((p) => p[1])));
+  const max = binary ? Math.pow(2, Math.ceil(Math.log2(top))) : niceMax(top);
   const x = (t) => L + (W - L - R) * (t - t0) / spanMs;
   const y = (v) => T + (H - T - B) * (1 - v / max);
   const grid = [];
@@ -28,7 +33,7 @@ export function lineChart(title, series, { spanMs = 15 * 60 * 1000, yfmt = fmt.r
   }
   for (let i = 0; i <= 3; i++) {
     const t = t0 + spanMs * i / 3;
-    grid.push(svg("text", { x: x(t), y: H - 4, "text-anchor": i === 0 ? "start" : i === 3 ? "end" : "middle" }, fmt.clock(t)));
+    grid.push(svg("text", { x: x(t), y: H - 4, "text-anchor": i === 0 ? "start" : i === 3 ? "end" : "middle" }, spanMs < 10 * 60 * 1000 ? fmt.clockSec(t) : fmt.clock(t)));
   }
   const paths = series.map((s, i) => {
     const pts = s.points.filter((p) => p[0] >= t0);
@@ -41,7 +46,8 @@ export function lineChart(title, series, { spanMs = 15 * 60 * 1000, yfmt = fmt.r
     h("div", { class: "spread" }, h("strong", null, title),
       h("div", { class: "legend" }, series.map((s, i) => h("span", null, h("i", { class: "s" + i }), `${s.name} ${yfmt(last(s))}`)))),
     svg("svg", { class: "chart", viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": title }, grid, paths,
-      series.every((s) => !s.points.length) ? svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "collecting samples (one every 10 s)") : null));
+      series.every((s) => !s.points.length) ? svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle" }, "collecting samples (one every 10 s)") : null),
+    note ? h("div", { class: "muted" }, note) : null);
 }
 
 // sparkline draws a small trend of values; rising ones are marked.

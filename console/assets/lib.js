@@ -70,6 +70,10 @@ export const fmt = {
     const d = new Date(ms);
     return `${String(d.getHours()).padStart(2, "0")}:${String(d.getMinutes()).padStart(2, "0")}`;
   },
+  clockSec(ms) {
+    const d = new Date(ms);
+    return fmt.clock(ms) + ":" + String(d.getSeconds()).padStart(2, "0");
+  },
   dur(sec) {
     sec = Math.max(0, Math.round(sec));
     const d = Math.floor(sec / 86400), hh = Math.floor(sec % 86400 / 3600), m = Math.floor(sec % 3600 / 60), s = sec % 60;

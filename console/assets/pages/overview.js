@@ -60,7 +60,7 @@ export default {
       const series = (key) => stats.points.map((p) => [p.at_ms, p[key]]);
       fill(charts, 
         h("div", { class: "panel" }, lineChart("Messages per second", [{ name: "in", points: series("msg_in_per_s") }, { name: "out", points: series("msg_out_per_s") }])),
-        h("div", { class: "panel" }, lineChart("Bytes per second", [{ name: "in", points: series("bytes_in_per_s") }, { name: "out", points: series("bytes_out_per_s") }], { yfmt: (v) => fmt.bytes(v), floor: 1024 })));
+        h("div", { class: "panel" }, lineChart("Bytes per second", [{ name: "in", points: series("bytes_in_per_s") }, { name: "out", points: series("bytes_out_per_s") }], { yfmt: (v) => fmt.bytes(v), floor: 1024, binary: true, note: "In: message bodies stored; out: stored records delivered to consumers." })));
     }
     return { refresh };
   },
