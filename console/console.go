@@ -109,7 +109,7 @@ func Serve(ctx *fasthttp.RequestCtx) {
 	h.Set("Cache-Control", "no-cache")
 	h.Set("ETag", a.etag)
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'")
+	h.Set("Content-Security-Policy", "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'")
 	h.Set("Referrer-Policy", "same-origin")
 	h.SetContentType(a.contentType)
 	if string(ctx.Request.Header.Peek("If-None-Match")) == a.etag {

@@ -349,9 +349,17 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("after the reset: %+v", g)
 	}
 
-	// Dead letters: resend the first; the page then shows it resent.
-	br.run(t, "dead letters", chromedp.Navigate(s.base+c+"dlq/failing"), chromedp.WaitVisible("button.resend-one", chromedp.ByQuery))
+	// Dead letters: pick the group, look at the first one's life, come
+	// back and resend it; the page then shows it resent.
+	br.run(t, "dead letters", chromedp.Navigate(s.base+c+"dlq"), chromedp.WaitVisible(`#dlq-group`, chromedp.ByQuery),
+		chromedp.Click(`#main a[href="/console/dlq/failing"]`, chromedp.ByQuery), chromedp.WaitVisible("button.resend-one", chromedp.ByQuery))
 	br.shot(t, "dlq")
+	br.run(t, "a dead letter's life", chromedp.Click(`#main td a[href^="/console/messages?id="]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#life .alert.bad", chromedp.ByQuery))
+	if life := br.text(t, "#life"); !strings.Contains(life, "Moved to the dead-letter queue of failing") || !strings.Contains(life, "Stored in payments") {
+		t.Fatalf("life of a dead letter: %q", life)
+	}
+	br.run(t, "back to the dead letters", chromedp.NavigateBack(), chromedp.WaitVisible("button.resend-one", chromedp.ByQuery))
 	br.run(t, "resend one", chromedp.Click("button.resend-one", chromedp.ByQuery))
 	waitFor(t, 30*time.Second, "the dead letter shown resent", func() bool {
 		var n int
