@@ -5,6 +5,7 @@ package broker
 // every group's lag with its trend, and the delayed-message backlog.
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 
@@ -106,6 +107,10 @@ type apiDelayLevel struct {
 // apiDelayed answers the backlog of scheduled messages: per delay level,
 // and for arbitrary delivery times.
 func (b *Broker) apiDelayed(ctx *fasthttp.RequestCtx, _ apiParams) {
+	if !b.ready.Load() { // the delay service starts after the HTTP server
+		writeProblem(ctx, fmt.Errorf("%w: broker is starting or shutting down", errNotWritable))
+		return
+	}
 	levels := []apiDelayLevel{}
 	for _, st := range b.delaySvc.LevelStats() {
 		d := b.delays[st.Level-1]

@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 )
@@ -82,7 +84,11 @@ func TestAPIStats(t *testing.T) {
 // TestAPIDelayed counts messages waiting per delay level and for a
 // delivery time, with the next due.
 func TestAPIDelayed(t *testing.T) {
-	_, a := testHTTPBroker(t, nil)
+	b, a := testHTTPBroker(t, nil)
+	// Not ready (the delay service starts after the HTTP server): 503.
+	b.ready.Store(false)
+	a.fails("GET", "/v1/delayed", nil, 503, 14)
+	b.ready.Store(true)
 	a.ok("POST", "/v1/topics", map[string]any{"name": "later"}, 201, nil)
 	at := time.Now().Add(time.Hour).UnixMilli()
 	a.produce("later",
@@ -122,4 +128,19 @@ func TestAPIDelayed(t *testing.T) {
 	if d.Timer.NextDueMs != at || d.Timer.Capped || d.NextDueMs != at {
 		t.Fatalf("timer %+v next %d", d.Timer, d.NextDueMs)
 	}
+}
+
+// TestConsoleMounted: the broker's HTTP port serves the console, and /
+// leads there.
+func TestConsoleMounted(t *testing.T) {
+	_, a := testHTTPBroker(t, nil)
+	a.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	if r := a.do("GET", "/", nil, ""); r.status != 302 || r.header.Get("Location") != "/console/" {
+		t.Fatalf("GET /: %d %v", r.status, r.header)
+	}
+	r := a.do("GET", "/console/groups/g1", nil, "")
+	if r.status != 200 || r.header.Get("Content-Type") != "text/html; charset=utf-8" || !strings.Contains(string(r.body), "/console/app.js") {
+		t.Fatalf("GET /console/groups/g1: %d %v", r.status, r.header)
+	}
+	a.ok("GET", "/v1/broker", nil, 200, nil) // the API is still the API
 }
