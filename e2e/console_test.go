@@ -376,6 +376,31 @@ func TestConsole(t *testing.T) {
 		t.Fatalf("dead letters after resend: %+v", dl)
 	}
 
+	// Resend all, with progress.
+	br.run(t, "resend all", chromedp.Click("#resend-all", chromedp.ByQuery),
+		chromedp.WaitVisible("#confirm-ok", chromedp.ByQuery), chromedp.Click("#confirm-ok", chromedp.ByQuery),
+		chromedp.WaitVisible("#resend-progress progress", chromedp.ByQuery))
+	waitFor(t, 20*time.Second, "resend all done", func() bool { return strings.HasSuffix(br.text(t, "#resend-progress"), "3 resent.") })
+
+	// Update a topic, then delete it (typing its name to confirm).
+	br.run(t, "update a topic", chromedp.Navigate(s.base+c+"topics/console-demo"), chromedp.WaitVisible("#edit-topic", chromedp.ByQuery),
+		chromedp.SetValue(`#edit-topic input[name="write"]`, "1", chromedp.ByQuery),
+		chromedp.Click(`#edit-topic button.primary`, chromedp.ByQuery),
+		chromedp.WaitVisible("#confirm-ok", chromedp.ByQuery), chromedp.Click("#confirm-ok", chromedp.ByQuery))
+	waitFor(t, 10*time.Second, "the topic updated", func() bool {
+		var tc struct {
+			WriteQueues int `json:"write_queues"`
+		}
+		s.call(t, "GET", "/v1/topics/console-demo", nil, 200, &tc)
+		return tc.WriteQueues == 1
+	})
+	br.run(t, "delete a topic", chromedp.WaitVisible("#delete-topic", chromedp.ByQuery), chromedp.Click("#delete-topic", chromedp.ByQuery),
+		chromedp.WaitVisible(`#confirm input`, chromedp.ByQuery),
+		chromedp.SendKeys(`#confirm input`, "console-demo", chromedp.ByQuery),
+		chromedp.Click("#confirm-ok", chromedp.ByQuery),
+		chromedp.WaitVisible("#topic-search", chromedp.ByQuery))
+	s.call(t, "GET", "/v1/topics/console-demo", nil, 404, nil)
+
 	// Delayed messages.
 	br.run(t, "delayed", chromedp.Navigate(s.base+c+"delayed"), chromedp.WaitVisible("#delayed-levels", chromedp.ByQuery))
 	waitFor(t, 20*time.Second, "the delayed counts", func() bool {
