@@ -7,7 +7,6 @@ package broker
 // costs one pass over the Prometheus counters and the committed offsets.
 
 import (
-	"strings"
 	"sync"
 	"time"
 
@@ -143,9 +142,7 @@ func (b *Broker) lagOf(group string, committed map[string]map[int32]int64) int64
 		add(t)
 	}
 	for t := range b.clients.groupSubscriptions(group) {
-		if !strings.HasPrefix(t, RetryGroupTopicPrefix) {
-			add(t)
-		}
+		add(t)
 	}
 	return total
 }

@@ -46,7 +46,7 @@ function list(root) {
 // owners assigns each queue of a topic to a consumer as RocketMQ's
 // default strategy (allocate averagely) does: clients sorted by id, queues
 // by id, consecutive ranges.
-function owners(clientIDs, queueIDs) {
+export function owners(clientIDs, queueIDs) {
   const out = {};
   const ids = [...clientIDs].sort(), qs = [...queueIDs].sort((a, b) => a - b);
   const n = ids.length, m = qs.length;
