@@ -329,6 +329,16 @@ func TestConsole(t *testing.T) {
 	br.run(t, "json view", chromedp.Click(`button[data-view="json"]`, chromedp.ByQuery))
 	br.shot(t, "message")
 
+	// Messages by time: the last hour of orders, from the topic's page.
+	br.run(t, "orders of the last hour", chromedp.Navigate(s.base+c+"topics/orders"),
+		chromedp.Click(`#main a[href^="/console/messages?topic=orders&begin="]`, chromedp.ByQuery),
+		chromedp.WaitVisible("#results", chromedp.ByQuery))
+	var rows int
+	br.run(t, "count results", chromedp.Evaluate(`document.querySelectorAll("#results tbody tr").length`, &rows))
+	if rows != 40 {
+		t.Fatalf("%d orders of the last hour, want 40", rows)
+	}
+
 	// Groups: the list, then reset billing to the latest offsets after a
 	// dry run.
 	br.run(t, "groups", chromedp.Navigate(s.base+c+"groups"), chromedp.WaitVisible(`a[href="/console/groups/billing"]`, chromedp.ByQuery))

@@ -112,7 +112,7 @@ function detail(root, name) {
       h("dt", null, "Permission"), h("dd", null, topic.perm),
       h("dt", null, "Ordered"), h("dd", null, topic.order ? "yes" : "no"),
       h("dt", null, "Messages kept"), h("dd", null, fmt.num(total))),
-    h("div", { class: "row end" }, link("messages?topic=" + enc(name), "Browse messages by time"))));
+    h("div", { class: "row end" }, link(`messages?topic=${enc(name)}&begin=${Date.now() - 3600000}&end=${Date.now() + 60000}`, "Messages of the last hour"))));
     fill(queues, h("h2", null, "Queues"), table([
       { title: "Queue", num: true, cell: (q) => q.queue_id },
       { title: "Min offset", num: true, cell: (q) => fmt.num(q.min_offset) },
