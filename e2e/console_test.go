@@ -342,7 +342,6 @@ func TestConsole(t *testing.T) {
 	// Groups: the list, then reset billing to the latest offsets after a
 	// dry run.
 	br.run(t, "groups", chromedp.Navigate(s.base+c+"groups"), chromedp.WaitVisible(`a[href="/console/groups/billing"]`, chromedp.ByQuery))
-	br.shot(t, "groups")
 	br.run(t, "dry run", chromedp.Navigate(s.base+c+"groups/billing"), chromedp.WaitVisible("#reset-form", chromedp.ByQuery),
 		chromedp.WaitVisible("#group-lag", chromedp.ByQuery),
 		chromedp.SetValue(`#reset-form select[name="to"]`, "latest", chromedp.ByQuery),
@@ -455,6 +454,8 @@ func TestConsole(t *testing.T) {
 	<-traffic
 	br.run(t, "overview with charts", chromedp.Navigate(s.base+c), chromedp.WaitVisible("main svg.chart path", chromedp.ByQuery))
 	br.shot(t, "overview")
+	br.run(t, "groups with trends", chromedp.Navigate(s.base+c+"groups"), chromedp.WaitVisible("main svg.spark path", chromedp.ByQuery))
+	br.shot(t, "groups")
 
 	// A deep link opened directly, and the dark theme.
 	br.run(t, "deep link", chromedp.Navigate(s.base+c+"groups/audit"), chromedp.WaitVisible("#group-lag", chromedp.ByQuery))

@@ -23,14 +23,14 @@ func TestConsoleHelpers(t *testing.T) {
 			owners: g.owners(["b", "a", "c"], [7, 6, 5, 4, 3, 2, 1, 0]),
 			fewer: g.owners(["a", "b", "c"], [0, 1]),
 			up: c.growing([1, 2, 3, 4]), down: c.growing([4, 3, 2, 1]), flat: c.growing([5, 5, 5, 5]), short: c.growing([1, 2]),
-			bytes: l.fmt.bytes(1536), dur: l.fmt.dur(3725),
+			bytes: l.fmt.bytes(1536), dur: l.fmt.dur(3725), hour: l.fmt.dur(3600),
 		};
 	})()`, &got, func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) }))
 	want := map[string]any{
 		"owners": map[string]any{"0": "a", "1": "a", "2": "a", "3": "b", "4": "b", "5": "b", "6": "c", "7": "c"},
 		"fewer":  map[string]any{"0": "a", "1": "b"},
 		"up":     true, "down": false, "flat": false, "short": false,
-		"bytes": "1.5 KiB", "dur": "1h 2m",
+		"bytes": "1.5 KiB", "dur": "1h 2m", "hour": "1h",
 	}
 	for k, w := range want {
 		if wm, ok := w.(map[string]any); ok {

@@ -77,9 +77,10 @@ export const fmt = {
   dur(sec) {
     sec = Math.max(0, Math.round(sec));
     const d = Math.floor(sec / 86400), hh = Math.floor(sec % 86400 / 3600), m = Math.floor(sec % 3600 / 60), s = sec % 60;
-    if (d) return `${d}d ${hh}h`;
-    if (hh) return `${hh}h ${m}m`;
-    if (m) return `${m}m ${s}s`;
+    const two = (a, ua, b, ub) => (b ? `${a}${ua} ${b}${ub}` : `${a}${ua}`);
+    if (d) return two(d, "d", hh, "h");
+    if (hh) return two(hh, "h", m, "m");
+    if (m) return two(m, "m", s, "s");
     return `${s}s`;
   },
   until(ms) {
