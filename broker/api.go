@@ -85,6 +85,13 @@ var apiRoutes = buildRoutes([]apiRoute{
 	{method: "POST", path: "/v1/groups/{group}/nack", handle: (*Broker).apiNack},
 	{method: "GET", path: "/v1/groups/{group}/dlq", handle: (*Broker).apiDLQList},
 	{method: "POST", path: "/v1/groups/{group}/dlq/resend", handle: (*Broker).apiDLQResend},
+
+	{method: "GET", path: "/v1/broker/stats", handle: (*Broker).apiBrokerStats},
+	{method: "GET", path: "/v1/stats/topics", handle: (*Broker).apiTopicStats},
+	{method: "GET", path: "/v1/stats/groups", handle: (*Broker).apiGroupStats},
+	{method: "GET", path: "/v1/delayed", handle: (*Broker).apiDelayed},
+	{method: "GET", path: "/v1/messages/{msgId}/trace", handle: (*Broker).apiMessageTrace},
+	{method: "POST", path: "/v1/messages/{msgId}/resend", handle: (*Broker).apiMessageResend},
 })
 
 // healthRoutes are served by http.go itself, outside the API router.

@@ -401,8 +401,8 @@ func (b *Broker) apiMessagesByKey(ctx *fasthttp.RequestCtx, p apiParams) {
 		return
 	}
 	key := string(ctx.QueryArgs().Peek("key"))
-	if key == "" {
-		writeProblem(ctx, fmt.Errorf("%w: query parameter key is required", errBadInput))
+	if key == "" && !ctx.QueryArgs().Has("begin_ms") {
+		writeProblem(ctx, fmt.Errorf("%w: query parameter key or begin_ms is required", errBadInput))
 		return
 	}
 	begin, err := queryInt(ctx, "begin_ms", 0)
@@ -418,6 +418,15 @@ func (b *Broker) apiMessagesByKey(ctx *fasthttp.RequestCtx, p apiParams) {
 	n, err := queryIntIn(ctx, "max", 32, 1, 1000)
 	if err != nil {
 		writeProblem(ctx, err)
+		return
+	}
+	if key == "" {
+		msgs, err := b.messagesByTime(topic, begin, end, int(n))
+		if err != nil {
+			writeProblem(ctx, err)
+			return
+		}
+		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"messages": msgs})
 		return
 	}
 	raws, err := b.MessagesByKey(topic, key, begin, end, int(n))

@@ -79,6 +79,7 @@ type Broker struct {
 	http     *httpServer
 	api      apiState  // HTTP API state: receive leases, held long polls (api_consume.go)
 	holds    pullHolds // pulls held by long polling (hold.go)
+	stats    statsRing // the last 15 minutes of counters, for the console (stats.go)
 
 	storeHost netip.AddrPort // advertised ip:port, also STOREHOST of records
 	addr      string         // storeHost as text
@@ -353,6 +354,7 @@ func (b *Broker) housekeeping() {
 	defer scan.Stop()
 	expire := time.NewTicker(time.Minute)
 	defer expire.Stop()
+	b.sampleStats(time.Now())
 	for {
 		select {
 		case <-b.stop:
@@ -366,6 +368,7 @@ func (b *Broker) housekeeping() {
 				b.notifyGroupChanged(g)
 			}
 			b.checkDisk()
+			b.sampleStats(now)
 		case now := <-expire.C:
 			b.retention(now)
 		}

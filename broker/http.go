@@ -11,6 +11,8 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 	"github.com/valyala/fasthttp/pprofhandler"
+
+	"github.com/ferrymq/ferry/console"
 )
 
 // httpServer serves the health endpoints, metrics and the HTTP API.
@@ -55,6 +57,10 @@ func (b *Broker) startHTTP() (*httpServer, error) {
 			default:
 				if strings.HasPrefix(string(ctx.Path()), "/debug/pprof/") {
 					pprofhandler.PprofHandler(ctx)
+					return
+				}
+				if console.Handles(string(ctx.Path())) {
+					console.Serve(ctx)
 					return
 				}
 				b.serveAPI(ctx)

@@ -40,4 +40,15 @@ if [ -f compat/go.mod ]; then
   step "compat (official RocketMQ Go client)"
   (cd compat && go vet ./... && go test -count=1 -timeout 20m ./...)
 fi
+if [ -f e2e/go.mod ]; then
+  step "e2e (the web console in headless Chromium)"
+  if ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" = 0 ]; then
+      apt-get update && apt-get install -y chromium
+    else
+      echo "Chromium is missing: install it (sudo apt-get install -y chromium); the browser tests skip without it"
+    fi
+  fi
+  (cd e2e && go vet ./... && go test -count=1 -timeout 10m ./...)
+fi
 step "ok"

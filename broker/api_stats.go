@@ -1,0 +1,141 @@
+package broker
+
+// Read-only summaries for dashboards (the console polls them): the broker's
+// rates over the last 15 minutes, every topic's message count and rates,
+// every group's lag with its trend, and the delayed-message backlog.
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+)
+
+// apiBrokerStats answers the rate history kept by sampleStats.
+func (b *Broker) apiBrokerStats(ctx *fasthttp.RequestCtx, _ apiParams) {
+	writeJSON(ctx, fasthttp.StatusOK, map[string]any{
+		"interval_ms": statsInterval.Milliseconds(),
+		"points":      b.stats.statsPoints(),
+	})
+}
+
+// apiTopicStat is one topic in GET /v1/stats/topics.
+type apiTopicStat struct {
+	apiTopic
+	Kind     string  `json:"kind"` // "normal", "retry", "dlq" or "system"
+	Messages int64   `json:"messages"`
+	InRate   float64 `json:"in_per_s"`
+	OutRate  float64 `json:"out_per_s"`
+}
+
+func topicKind(t string) string {
+	switch {
+	case strings.HasPrefix(t, RetryGroupTopicPrefix):
+		return "retry"
+	case strings.HasPrefix(t, DLQGroupTopicPrefix):
+		return "dlq"
+	case IsSystemTopic(t):
+		return "system"
+	}
+	return "normal"
+}
+
+// messagesIn is how many messages a topic keeps: the sum over its queues
+// of max offset - min offset.
+func (b *Broker) messagesIn(topic string, queues int32) int64 {
+	var n int64
+	for q := int32(0); q < queues; q++ {
+		n += max(0, b.cq.MaxOffset(topic, q)-b.minOffset(topic, q))
+	}
+	return n
+}
+
+func (b *Broker) apiTopicStats(ctx *fasthttp.RequestCtx, _ apiParams) {
+	rates := b.stats.topicRates()
+	out := []apiTopicStat{}
+	for _, name := range b.topics.names() {
+		tc, ok := b.topics.get(name)
+		if !ok {
+			continue
+		}
+		r := rates[name]
+		out = append(out, apiTopicStat{apiTopic: topicOut(tc), Kind: topicKind(name),
+			Messages: b.messagesIn(name, max(tc.ReadQueueNums, tc.WriteQueueNums)), InRate: r.in, OutRate: r.out})
+	}
+	writeJSON(ctx, fasthttp.StatusOK, out)
+}
+
+// apiGroupStat is one group in GET /v1/stats/groups.
+type apiGroupStat struct {
+	apiGroup
+	Lag        int64   `json:"lag"`
+	LagHistory []int64 `json:"lag_history"` // total lag every 10 s, oldest first
+	Retry      int64   `json:"retry_messages"`
+	DLQ        int64   `json:"dlq_messages"`
+}
+
+func (b *Broker) apiGroupStats(ctx *fasthttp.RequestCtx, _ apiParams) {
+	committed := b.offsets.byGroup()
+	out := []apiGroupStat{}
+	for _, gi := range b.Groups() {
+		g := gi.GroupName
+		s := apiGroupStat{apiGroup: groupOut(gi), Lag: b.lagOf(g, committed[g]), LagHistory: b.stats.lagHistory(g)}
+		for _, t := range []struct {
+			name string
+			n    *int64
+		}{{RetryTopic(g), &s.Retry}, {DLQTopic(g), &s.DLQ}} {
+			if tc, ok := b.topics.get(t.name); ok {
+				*t.n = b.messagesIn(t.name, max(tc.ReadQueueNums, tc.WriteQueueNums))
+			}
+		}
+		out = append(out, s)
+	}
+	writeJSON(ctx, fasthttp.StatusOK, out)
+}
+
+// maxTimerCount bounds the scan that counts pending timer messages.
+const maxTimerCount = 100_000
+
+type apiDelayLevel struct {
+	Level     int   `json:"level"`
+	DelayMs   int64 `json:"delay_ms"`
+	Pending   int64 `json:"pending"`
+	NextDueMs int64 `json:"next_due_ms,omitempty"`
+}
+
+// apiDelayed answers the backlog of scheduled messages: per delay level,
+// and for arbitrary delivery times.
+func (b *Broker) apiDelayed(ctx *fasthttp.RequestCtx, _ apiParams) {
+	if !b.ready.Load() { // the delay service starts after the HTTP server
+		writeProblem(ctx, fmt.Errorf("%w: broker is starting or shutting down", errNotWritable))
+		return
+	}
+	levels := []apiDelayLevel{}
+	for _, st := range b.delaySvc.LevelStats() {
+		d := b.delays[st.Level-1]
+		l := apiDelayLevel{Level: st.Level, DelayMs: d.Milliseconds(), Pending: st.Pending}
+		if st.HeadStoredMs > 0 {
+			l.NextDueMs = st.HeadStoredMs + d.Milliseconds()
+		}
+		levels = append(levels, l)
+	}
+	ts, err := b.timerIdx.TimerStats(maxTimerCount)
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	next := ts.NextDueMs
+	for _, l := range levels {
+		if l.NextDueMs > 0 && (next == 0 || l.NextDueMs < next) {
+			next = l.NextDueMs
+		}
+	}
+	sort.Slice(levels, func(i, j int) bool { return levels[i].Level < levels[j].Level })
+	writeJSON(ctx, fasthttp.StatusOK, map[string]any{
+		"levels": levels,
+		"timer": map[string]any{"pending": ts.Pending, "capped": ts.Capped, "next_due_ms": ts.NextDueMs,
+			"count_limit": maxTimerCount},
+		"next_due_ms": next,
+	})
+}

@@ -1,0 +1,372 @@
+package broker
+
+// A message's life, derived from what the broker stores (GET
+// /v1/messages/{msgId}/trace); resending one stored message (POST
+// /v1/messages/{msgId}/resend); and the search of a topic by store time
+// (GET /v1/topics/{topic}/messages without key).
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"strings"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/dlq"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// maxTraceScan bounds the retry and dead-letter records one trace reads.
+const maxTraceScan = 20_000
+
+// scanQueue calls fn for the records of (topic, q) from queue offset from,
+// up to limit of them or until fn returns false; it returns how many it
+// read.
+func (b *Broker) scanQueue(topic string, q int32, from int64, limit int, fn func(rec commitlog.Record, queueOffset int64) bool) (int, error) {
+	var es []consumequeue.Entry
+	var buf []byte
+	n := 0
+	maxOff := b.cq.MaxOffset(topic, q)
+	for off := max(from, b.minOffset(topic, q)); off < maxOff && n < limit; {
+		var err error
+		es, err = b.cq.Get(topic, q, off, min(64, limit-n), es)
+		if err != nil {
+			return n, err
+		}
+		if len(es) == 0 {
+			break
+		}
+		for _, e := range es {
+			off = e.QueueOffset + 1
+			if e.Size == 0 {
+				continue
+			}
+			var rec commitlog.Record
+			if rec, buf, err = b.clog.ReadRecord(e.Offset, buf); err != nil {
+				continue // expired with its segment
+			}
+			n++
+			if !fn(rec, e.QueueOffset) {
+				return n, nil
+			}
+		}
+	}
+	return n, nil
+}
+
+// originalRecord finds the record a message id names and, when that is a
+// copy the broker made (a retry, a dead letter, a scheduled message), the
+// record it was copied from, when still stored.
+func (b *Broker) originalRecord(id string) (orig commitlog.Record, found commitlog.Record, err error) {
+	raw, err := b.MessageByID(id)
+	if err != nil {
+		return orig, found, err
+	}
+	if found, err = commitlog.Decode(raw); err != nil {
+		return orig, found, err
+	}
+	orig = found
+	topic := string(found.Topic)
+	if real, ok := found.Property(commitlog.PropRealTopic); ok && (topic == ScheduleTopic || topic == TimerTopic) {
+		topic = real // a retry waits in the schedule topic for its delay
+	}
+	if topic != ScheduleTopic && topic != TimerTopic {
+		if rec, ok := b.findOriginal(found); ok {
+			orig = rec
+		}
+	}
+	return orig, found, nil
+}
+
+// originSearch bounds the search for a copy's original: the original
+// topic's queues are read from a second before the copy's born time, at
+// most this many records each.
+const originSearch = 2000
+
+// findOriginal finds the record a copy (a retry, a dead letter, a resent
+// message) was made from: by its ORIGIN_MESSAGE_ID when that is an offset
+// id, else the first record with its UNIQ_KEY in the original topic
+// (RETRY_TOPIC, or its own), near the born time copies keep. A record
+// that is no copy is its own original.
+func (b *Broker) findOriginal(c commitlog.Record) (commitlog.Record, bool) {
+	if o, ok := c.Property(commitlog.PropOriginMessageID); ok {
+		if _, off, err := commitlog.ParseOffsetMsgID(o); err == nil {
+			if rec, _, err := b.clog.ReadRecord(off, nil); err == nil && rec.PhysicalOffset == off {
+				return rec, true
+			}
+		}
+	}
+	uniq, _ := c.Property(commitlog.PropUniqKey)
+	topic := dlq.OriginalTopic(c)
+	tc, ok := b.topics.get(topic)
+	if uniq == "" || !ok || isRetryOrDLQ(topic) {
+		return commitlog.Record{}, false
+	}
+	var orig commitlog.Record
+	found := false
+	for q := int32(0); q < max(tc.ReadQueueNums, tc.WriteQueueNums); q++ {
+		from, err := b.cq.OffsetByTime(topic, q, c.BornTimestamp-1000)
+		if err != nil {
+			continue
+		}
+		_, _ = b.scanQueue(topic, q, from, originSearch, func(rec commitlog.Record, _ int64) bool {
+			if rec.StoreTimestamp > c.StoreTimestamp || (found && rec.PhysicalOffset > orig.PhysicalOffset) {
+				return false
+			}
+			if id, _ := rec.Property(commitlog.PropUniqKey); id == uniq {
+				// rec aliases the scan's buffer: read it again into its own.
+				if r, _, err := b.clog.ReadRecord(rec.PhysicalOffset, nil); err == nil {
+					orig, found = r, true
+				}
+				return false
+			}
+			return true
+		})
+	}
+	return orig, found
+}
+
+// apiTraceCopy is a copy of the message in a retry or dead-letter topic.
+type apiTraceCopy struct {
+	Group          string `json:"group"`
+	Topic          string `json:"topic"`
+	QueueID        int32  `json:"queue_id"`
+	QueueOffset    int64  `json:"queue_offset"`
+	OffsetMsgID    string `json:"offset_msg_id"`
+	StoredAtMs     int64  `json:"stored_at_ms"`
+	ReconsumeTimes int32  `json:"reconsume_times"`
+}
+
+// apiTraceGroup is one group's progress past the message's queue.
+type apiTraceGroup struct {
+	Group           string `json:"group"`
+	CommittedOffset int64  `json:"committed_offset"`
+	Consumed        bool   `json:"consumed"`
+	Online          int    `json:"online_clients"`
+}
+
+// apiTrace is the life of a message.
+type apiTrace struct {
+	Message    apiMessage      `json:"message"`
+	Scheduled  *apiMessage     `json:"scheduled,omitempty"` // the copy waiting in the schedule or timer topic
+	Groups     []apiTraceGroup `json:"groups"`
+	Retries    []apiTraceCopy  `json:"retries"`
+	DeadLetter []apiTraceCopy  `json:"dead_letters"`
+	Resent     []apiTraceCopy  `json:"resent"` // later copies in the original topic (resent dead letters or messages)
+	Scanned    int             `json:"scanned"`
+	Truncated  bool            `json:"truncated"`
+}
+
+func (b *Broker) apiMessageTrace(ctx *fasthttp.RequestCtx, p apiParams) {
+	orig, _, err := b.originalRecord(p.get("msgId"))
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	t := apiTrace{Message: b.messageOut(orig), Groups: []apiTraceGroup{}, Retries: []apiTraceCopy{},
+		DeadLetter: []apiTraceCopy{}, Resent: []apiTraceCopy{}}
+	topic := string(orig.Topic)
+	if topic == ScheduleTopic || topic == TimerTopic {
+		s := t.Message
+		t.Scheduled = &s
+		if real, ok := orig.Property(commitlog.PropRealTopic); ok {
+			topic = real
+		}
+	}
+	uniq := t.Message.MsgID
+	stored := orig.StoreTimestamp
+	if t.Scheduled == nil {
+		for _, g := range b.offsets.groupsOf(topic) {
+			off, ok := b.offsets.get(g, topic, orig.QueueID)
+			if !ok {
+				continue
+			}
+			t.Groups = append(t.Groups, apiTraceGroup{Group: g, CommittedOffset: off, Consumed: off > orig.QueueOffset,
+				Online: len(b.clients.consumerIDs(g))})
+		}
+	}
+	budget := maxTraceScan
+	same := func(rec commitlog.Record) bool {
+		id, _ := rec.Property(commitlog.PropUniqKey)
+		return id == uniq && rec.PhysicalOffset != orig.PhysicalOffset
+	}
+	collect := func(group, topic string, dst *[]apiTraceCopy) {
+		tc, ok := b.topics.get(topic)
+		if !ok {
+			return
+		}
+		for q := int32(0); q < max(tc.ReadQueueNums, tc.WriteQueueNums) && budget > 0; q++ {
+			from, err := b.cq.OffsetByTime(topic, q, stored)
+			if err != nil {
+				continue
+			}
+			n, _ := b.scanQueue(topic, q, from, budget, func(rec commitlog.Record, qo int64) bool {
+				if same(rec) {
+					*dst = append(*dst, apiTraceCopy{Group: group, Topic: topic, QueueID: q, QueueOffset: qo,
+						OffsetMsgID: commitlog.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
+						StoredAtMs:  rec.StoreTimestamp, ReconsumeTimes: rec.ReconsumeTimes})
+				}
+				return true
+			})
+			budget -= n
+			t.Scanned += n
+			if b.cq.MaxOffset(topic, q) > from+int64(n) && budget <= 0 {
+				t.Truncated = true
+			}
+		}
+	}
+	for _, gc := range b.groups.all() {
+		collect(gc.GroupName, RetryTopic(gc.GroupName), &t.Retries)
+		collect(gc.GroupName, DLQTopic(gc.GroupName), &t.DeadLetter)
+	}
+	if t.Scheduled == nil {
+		// Resent copies in the original topic: found through the message
+		// id index, newest first, so only the latest one is certain.
+		if raw, err := b.MessageByID(uniq); err == nil {
+			if rec, err := commitlog.Decode(raw); err == nil && string(rec.Topic) == topic && rec.PhysicalOffset != orig.PhysicalOffset {
+				t.Resent = append(t.Resent, apiTraceCopy{Topic: topic, QueueID: rec.QueueID, QueueOffset: rec.QueueOffset,
+					OffsetMsgID: commitlog.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
+					StoredAtMs:  rec.StoreTimestamp, ReconsumeTimes: rec.ReconsumeTimes})
+			}
+		}
+	}
+	byTime := func(c []apiTraceCopy) {
+		sort.Slice(c, func(i, j int) bool { return c[i].StoredAtMs < c[j].StoredAtMs })
+	}
+	byTime(t.Retries)
+	byTime(t.DeadLetter)
+	writeJSON(ctx, fasthttp.StatusOK, t)
+}
+
+// apiMessageResend stores a copy of a message again: into a group's retry
+// topic ({"group": G}: only that group receives it) or into its original
+// topic ({}: every subscribed group does).
+func (b *Broker) apiMessageResend(ctx *fasthttp.RequestCtx, p apiParams) {
+	if err := b.checkWritable(); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	var in struct {
+		Group string `json:"group"`
+	}
+	if len(ctx.PostBody()) > 0 {
+		if err := decodeBody(ctx, &in); err != nil {
+			writeProblem(ctx, err)
+			return
+		}
+	}
+	orig, _, err := b.originalRecord(p.get("msgId"))
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	var m commitlog.Message
+	if in.Group != "" {
+		if _, err := b.needGroup(in.Group); err != nil {
+			writeProblem(ctx, err)
+			return
+		}
+		if _, err := b.ensureGroupTopic(RetryTopic(in.Group)); err != nil {
+			writeProblem(ctx, err)
+			return
+		}
+		m = dlq.ResendMessage(orig, in.Group, dlq.ToRetry, 0)
+	} else {
+		dest := dlq.OriginalTopic(orig)
+		tc, ok := b.topics.get(dest)
+		switch {
+		case !ok:
+			writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, dest))
+			return
+		case IsSystemTopic(dest) || isRetryOrDLQ(dest):
+			writeProblem(ctx, fmt.Errorf("%w: message %s is in %s; give the group to resend it to", errBadInput, p.get("msgId"), dest))
+			return
+		case !remoting.PermWritable(tc.Perm) || tc.WriteQueueNums <= 0:
+			writeProblem(ctx, fmt.Errorf("%w: topic %s is not writable", errNoPermission, dest))
+			return
+		}
+		m = dlq.ResendMessage(orig, "", dlq.ToOriginalTopic, rand.Int32N(tc.WriteQueueNums))
+	}
+	m.StoreHost = b.storeHost
+	res, err := b.clog.Append([]commitlog.Message{m}, nil)
+	if err != nil && !(errors.Is(err, commitlog.ErrFlushTimeout) && len(res) == 1) {
+		writeProblem(ctx, err)
+		return
+	}
+	b.metrics.messagesIn(m.Topic, 1, len(m.Body))
+	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"topic": m.Topic, "queue_id": m.QueueID, "queue_offset": res[0].QueueOffset,
+		"offset_msg_id": commitlog.OffsetMsgID(b.storeHost, res[0].Offset)})
+}
+
+// messagesByTime reads up to n messages of topic stored between begin and
+// end (ms, inclusive), oldest first: each queue is searched by time and
+// read forward.
+func (b *Broker) messagesByTime(topic string, begin, end int64, n int) ([]apiMessage, error) {
+	tc, ok := b.topics.get(topic)
+	if !ok {
+		return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
+	}
+	if end <= 0 {
+		end = 1<<63 - 1
+	}
+	if end < begin {
+		return nil, fmt.Errorf("%w: end_ms %d is before begin_ms %d", errBadInput, end, begin)
+	}
+	var out []apiMessage
+	for q := int32(0); q < max(tc.ReadQueueNums, tc.WriteQueueNums); q++ {
+		from, err := b.cq.OffsetByTime(topic, q, begin)
+		if err != nil {
+			return nil, err
+		}
+		if _, err := b.scanQueue(topic, q, from, n, func(rec commitlog.Record, _ int64) bool {
+			if rec.StoreTimestamp > end {
+				return false
+			}
+			if rec.StoreTimestamp >= begin {
+				out = append(out, b.messageOut(rec))
+			}
+			return true
+		}); err != nil {
+			return nil, err
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].StoredAtMs < out[j].StoredAtMs })
+	if len(out) > n {
+		out = out[:n]
+	}
+	if out == nil {
+		out = []apiMessage{}
+	}
+	return out, nil
+}
+
+// apiDeadLetter is a dead letter with what became of it: when a copy of it
+// was stored again outside the DLQ (resent), when and where the latest
+// one went.
+type apiDeadLetter struct {
+	dlq.DeadLetter
+	ResentAtMs int64  `json:"resent_at_ms,omitempty"`
+	ResentTo   string `json:"resent_to,omitempty"`
+}
+
+// deadLettersOut adds to each dead letter its latest resent copy, looked
+// up by message id.
+func (b *Broker) deadLettersOut(list []dlq.DeadLetter) []apiDeadLetter {
+	out := make([]apiDeadLetter, len(list))
+	for i, d := range list {
+		out[i].DeadLetter = d
+		raw, err := b.MessageByID(d.MsgID)
+		if err != nil {
+			continue
+		}
+		if rec, err := commitlog.Decode(raw); err == nil && rec.PhysicalOffset > d.CommitOffset &&
+			!strings.HasPrefix(string(rec.Topic), DLQGroupTopicPrefix) {
+			out[i].ResentAtMs, out[i].ResentTo = rec.StoreTimestamp, string(rec.Topic)
+		}
+	}
+	return out
+}

@@ -1,0 +1,33 @@
+package delay
+
+import (
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/ferrymq/ferry/consumequeue"
+)
+
+// TimerStats counts pending entries up to its limit and reports the
+// earliest due time.
+func TestTimerStats(t *testing.T) {
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ti := NewTimerIndex(db, "TIMER")
+	if st, err := ti.TimerStats(10); err != nil || st != (TimerStat{}) {
+		t.Fatalf("empty: %+v (%v)", st, err)
+	}
+	if err := ti.Dispatch([]consumequeue.Record{timerRecord(10, 3000), timerRecord(20, 1000), timerRecord(30, 2000)}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := ti.TimerStats(10); err != nil || st != (TimerStat{Pending: 3, NextDueMs: 1000}) {
+		t.Fatalf("three: %+v (%v)", st, err)
+	}
+	if st, err := ti.TimerStats(2); err != nil || st != (TimerStat{Pending: 2, Capped: true, NextDueMs: 1000}) {
+		t.Fatalf("capped at two: %+v (%v)", st, err)
+	}
+}
