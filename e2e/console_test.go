@@ -20,8 +20,15 @@ import (
 	"github.com/ferrymq/ferry/client"
 )
 
-// shotDir is where the tests save the console's screenshots.
-var shotDir = filepath.Join("..", "docs", "console")
+// shotDir is where the tests save the console's screenshots: the
+// README's copies in docs/console with FERRY_SCREENSHOTS=1, otherwise a
+// directory of the test run's own, so a test run leaves the tree as it was.
+func shotDir(t *testing.T) string {
+	if os.Getenv("FERRY_SCREENSHOTS") == "1" {
+		return filepath.Join("..", "docs", "console")
+	}
+	return t.TempDir()
+}
 
 // findBrowser returns the Chromium to drive, or skips the test.
 func findBrowser(t *testing.T) string {
@@ -134,15 +141,16 @@ func (b *browser) text(t *testing.T, sel string) string {
 	return s
 }
 
-// shot saves a full-page screenshot as docs/console/name.png.
+// shot saves a full-page screenshot as name.png in shotDir.
 func (b *browser) shot(t *testing.T, name string) {
 	t.Helper()
 	var buf []byte
 	b.run(t, "screenshot "+name, chromedp.Evaluate(`window.scrollTo(0, 0); document.getElementById("toasts").replaceChildren()`, nil), chromedp.FullScreenshot(&buf, 100))
-	if err := os.MkdirAll(shotDir, 0o755); err != nil {
+	dir := shotDir(t)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(shotDir, name+".png"), buf, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), buf, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
