@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/urfave/cli/v2"
+
+	"github.com/ferrymq/ferry/bench/layout"
+	"github.com/ferrymq/ferry/bench/load"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -203,5 +208,46 @@ func poll(t *testing.T, d time.Duration, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+}
+
+// ferry bench's subcommands take urfave/cli flags like every other
+// command and hand them to the benchmark as its Go flags.
+func TestBenchFlags(t *testing.T) {
+	out, _, code := ferry(t, "", "bench", "produce", "--help")
+	if code != 0 || !strings.Contains(out, "--producers value") || !strings.Contains(out, "(default: 4)") ||
+		!strings.Contains(out, "--duration value") || strings.Contains(out, "-producers int") {
+		t.Fatalf("exit %d, help:\n%s", code, out)
+	}
+	if _, stderr, code := ferry(t, "", "bench", "consume", "--size", "abc"); code != 2 || !strings.Contains(stderr, `invalid value "abc" for flag -size`) {
+		t.Fatalf("bad value: exit %d, %q", code, stderr)
+	}
+	if _, stderr, code := ferry(t, "", "bench", "layout", "extra"); code != 2 || !strings.Contains(stderr, "takes no arguments") {
+		t.Fatalf("argument: exit %d, %q", code, stderr)
+	}
+	for _, tc := range []struct {
+		fs   *flag.FlagSet
+		args []string
+		want map[string]string
+	}{
+		{load.FlagSet("produce"), []string{"--batch", "10", "--quiet", "--duration", "1m30s"},
+			map[string]string{"batch": "10", "quiet": "true", "duration": "1m30s", "size": "1024"}},
+		{layout.FlagSet(), []string{"--batch", "10", "--quick", "--max-duration", "1m30s", "--topics", "1,8"},
+			map[string]string{"batch": "10", "quick": "true", "max-duration": "1m30s", "topics": "1,8"}},
+	} {
+		var got []string
+		app := &cli.App{Commands: []*cli.Command{benchSubcommand("x", "", tc.fs, func(a []string) int { got = a; return 0 })},
+			ExitErrHandler: func(*cli.Context, error) {}}
+		if err := app.Run(append([]string{"app", "x"}, tc.args...)); err != nil {
+			t.Fatal(err)
+		}
+		if err := tc.fs.Parse(got); err != nil {
+			t.Fatalf("%v do not parse as Go flags: %v", got, err)
+		}
+		for name, want := range tc.want {
+			if v := tc.fs.Lookup(name).Value.String(); v != want {
+				t.Errorf("%s: %s = %s, want %s (args %v)", tc.fs.Name(), name, v, want, got)
+			}
+		}
 	}
 }
