@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -100,58 +102,11 @@ func TestServerSurvivesFileDescriptorExhaustion(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a server and exhausts its descriptors")
 	}
-	cmd := exec.Command("/bin/sh", "-c", `ulimit -n 256 && exec "$0" "$@"`, os.Args[0], "server",
-		"--data-dir", t.TempDir(), "--namesrv-port", "0", "--broker-port", "0", "--http-port", "0",
-		"--host", "127.0.0.1", "--advertise-host", "127.0.0.1", "--log-format", "json")
-	cmd.Env = append(os.Environ(), childEnv+"=1")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Skipf("cannot start a server under ulimit: %v", err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait()
-	})
-	var mu sync.Mutex
-	var logLines []string
-	ready := make(chan map[string]any, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			mu.Lock()
-			logLines = append(logLines, sc.Text())
-			mu.Unlock()
-			var line map[string]any
-			if json.Unmarshal(sc.Bytes(), &line) == nil && line["message"] == "broker ready" {
-				ready <- line
-			}
-		}
-	}()
-	logged := func(parts ...string) bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, l := range logLines {
-			all := true
-			for _, p := range parts {
-				all = all && strings.Contains(l, p)
-			}
-			if all {
-				return true
-			}
-		}
-		return false
-	}
-	var brokerAddr, httpAddr string
-	select {
-	case line := <-ready:
-		brokerAddr, _ = line["addr"].(string)
-		httpAddr, _ = line["http"].(string)
-	case <-time.After(30 * time.Second):
-		t.Fatal("server not ready after 30s")
-	}
+	p := startProcess(t, "ulimit -n 256", "broker ready", "server", "--data-dir", t.TempDir(), "--namesrv-port", "0",
+		"--broker-port", "0", "--http-port", "0", "--host", "127.0.0.1", "--advertise-host", "127.0.0.1")
+	logged := p.logged
+	brokerAddr, _ := p.ready["addr"].(string)
+	httpAddr, _ := p.ready["http"].(string)
 
 	var conns []net.Conn
 	defer func() {
@@ -197,6 +152,109 @@ func TestServerSurvivesFileDescriptorExhaustion(t *testing.T) {
 	if logged("Permanent error") {
 		t.Fatal("fasthttp gave up accepting")
 	}
+}
+
+// ferryProcess is this test binary running as the ferry binary.
+type ferryProcess struct {
+	ready map[string]any // the log line the start waited for
+	mu    sync.Mutex
+	lines []string
+}
+
+// startProcess runs ferry args under sh after the shell command prefix
+// (such as a ulimit), with a JSON log, until readyMsg is logged; it is
+// stopped at cleanup.
+func startProcess(t *testing.T, prefix, readyMsg string, args ...string) *ferryProcess {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", append([]string{"-c", prefix + ` && exec "$0" "$@"`, os.Args[0]},
+		append(args, "--log-format", "json")...)...)
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Skipf("cannot start ferry under sh: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	p := &ferryProcess{}
+	ready := make(chan map[string]any, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			p.mu.Lock()
+			p.lines = append(p.lines, sc.Text())
+			p.mu.Unlock()
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) == nil && line["message"] == readyMsg {
+				ready <- line
+			}
+		}
+	}()
+	select {
+	case p.ready = <-ready:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("ferry %v: no %q after 30s", args, readyMsg)
+	}
+	return p
+}
+
+// logged reports whether one log line contains every part.
+func (p *ferryProcess) logged(parts ...string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.lines {
+		all := true
+		for _, part := range parts {
+			all = all && strings.Contains(l, part)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+// The name server's port takes the connection settings too.
+func TestNamesrvConnectionSettings(t *testing.T) {
+	p := startProcess(t, "true", "name server ready", "namesrv", "--namesrv-port", "0", "--host", "127.0.0.1",
+		"--idle-timeout", "300ms", "--max-connections-per-addr", "1")
+	addr := "127.0.0.1:" + fmt.Sprint(p.ready["port"])
+	first, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	start := time.Now()
+	second, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close()
+	for _, c := range []struct {
+		conn net.Conn
+		what string
+		min  time.Duration
+	}{{second, "a second connection from one address (limit 1)", 0}, {first, "an idle connection (300ms)", 250 * time.Millisecond}} {
+		_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.conn.Read(make([]byte, 1)); err == nil || isTimeoutErr(err) {
+			t.Fatalf("%s was not closed: %v", c.what, err)
+		}
+		if d := time.Since(start); d < c.min {
+			t.Fatalf("%s closed after %v", c.what, d)
+		}
+	}
+	poll(t, 5*time.Second, "the refusal logged", func() bool {
+		return p.logged(`"port":"remoting"`, "connection refused: too many connections from one address")
+	})
+}
+
+func isTimeoutErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 // poll checks cond until it holds or d passes.
