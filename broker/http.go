@@ -3,6 +3,7 @@ package broker
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -35,7 +36,7 @@ func (b *Broker) startHTTP() (*httpServer, error) {
 	// (EMFILE included), which left the port listening with nobody
 	// accepting.
 	ln = remoting.GuardListener(ln, remoting.ListenerLimits{MaxConns: b.cfg.MaxConnections,
-		MaxConnsPerAddr: b.cfg.MaxConnectionsPerAddr, Port: "http", Logger: b.log})
+		MaxConnsPerAddr: b.cfg.MaxConnectionsPerAddr, Port: "http", Logger: b.log, Refuse: refuseHTTP})
 	metricsHandler := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
 	h := &httpServer{ln: ln, addr: ln.Addr().String(), done: make(chan struct{})}
 	h.srv = &fasthttp.Server{
@@ -86,6 +87,14 @@ func (b *Broker) startHTTP() (*httpServer, error) {
 		}
 	}()
 	return h, nil
+}
+
+// refuseHTTP answers a connection over a limit with a 503 before it is
+// closed.
+func refuseHTTP(c net.Conn, why string) {
+	body := "connection refused: " + why + "\n"
+	_, _ = io.WriteString(c, "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"+
+		"Connection: close\r\nContent-Length: "+strconv.Itoa(len(body))+"\r\n\r\n"+body)
 }
 
 // fasthttpLogger writes fasthttp's messages as structured warnings.

@@ -159,7 +159,19 @@ func TestConnectionLimits(t *testing.T) {
 	for _, port := range []struct{ name, addr string }{{"remoting", b.Addr()}, {"http", b.HTTPAddr()}} {
 		dial(t, port.addr)
 		dial(t, port.addr)
-		if _, closed := closedWithin(dial(t, port.addr), 5*time.Second); !closed {
+		third := dial(t, port.addr)
+		if port.name == "http" {
+			_ = third.SetReadDeadline(time.Now().Add(5 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(third), nil)
+			if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+				t.Fatalf("http: a third connection from one address: %v %v, want a 503", resp, err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			if !strings.Contains(string(body), "too many connections from one address") {
+				t.Fatalf("http: 503 body %q", body)
+			}
+		}
+		if _, closed := closedWithin(third, 5*time.Second); !closed {
 			t.Fatalf("%s: a third connection from one address was kept (limit 2)", port.name)
 		}
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}

@@ -22,6 +22,8 @@ const (
 const (
 	acceptBackoffMin = 5 * time.Millisecond
 	acceptBackoffMax = time.Second
+	// refuseWriteTimeout bounds ListenerLimits.Refuse's write.
+	refuseWriteTimeout = 100 * time.Millisecond
 )
 
 // ListenerLimits bounds the connections a GuardedListener hands out.
@@ -34,6 +36,10 @@ type ListenerLimits struct {
 	MaxConnsPerAddr int
 	// Port names the listener in log lines ("remoting", "http").
 	Port string
+	// Refuse, if set, may write a last word to a connection over a limit
+	// (an HTTP 503) before it is closed; why says which limit. It runs on
+	// the accept loop, with a short write deadline set.
+	Refuse func(c net.Conn, why string)
 	// Logger receives the refusals and accept errors, rate-limited.
 	Logger zerolog.Logger
 	// LogEvery is the least time between two log lines of one kind
@@ -133,6 +139,10 @@ func (l *GuardedListener) admit(nc net.Conn) net.Conn {
 	}
 	open, fromAddr := l.open, l.perAddr[addr]
 	l.mu.Unlock()
+	if l.lim.Refuse != nil {
+		_ = nc.SetWriteDeadline(time.Now().Add(refuseWriteTimeout))
+		l.lim.Refuse(nc, why)
+	}
 	_ = nc.Close()
 	if n, ok := l.refused.allow(); ok {
 		l.lim.Logger.Warn().Str("port", l.lim.Port).Str("remote", nc.RemoteAddr().String()).
