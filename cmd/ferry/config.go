@@ -143,10 +143,10 @@ var (
 	flagDelayLevels = &cli.StringFlag{Name: "delay-levels", Usage: `delay level table, e.g. "1s 5s 10s"`, EnvVars: []string{"FERRY_DELAY_LEVELS"}}
 	flagSegment     = &cli.Int64Flag{Name: "segment-size", Usage: "commitlog segment size in bytes (default 1 GiB)", EnvVars: []string{"FERRY_SEGMENT_SIZE"}}
 	flagAutoCreate  = &cli.BoolFlag{Name: "auto-create-topic", Usage: "create unknown topics on first send (default true)", EnvVars: []string{"FERRY_AUTO_CREATE_TOPIC"}}
-	flagIdleTimeout = &cli.DurationFlag{Name: "idle-timeout", Usage: "close a connection silent this long (default 2m)", EnvVars: []string{"FERRY_IDLE_TIMEOUT"}}
-	flagReadTimeout = &cli.DurationFlag{Name: "read-timeout", Usage: "cut off a client whose request takes longer to arrive (default 1m)", EnvVars: []string{"FERRY_READ_TIMEOUT"}}
-	flagMaxConns    = &cli.IntFlag{Name: "max-connections", Usage: "connections open at once on each port (default 10000)", EnvVars: []string{"FERRY_MAX_CONNECTIONS"}}
-	flagMaxPerAddr  = &cli.IntFlag{Name: "max-connections-per-addr", Usage: "connections open at once from one client IP on each port (default 1000)", EnvVars: []string{"FERRY_MAX_CONNECTIONS_PER_ADDR"}}
+	flagIdleTimeout = &cli.DurationFlag{Name: "idle-timeout", Value: remoting.DefaultIdleTimeout, Usage: "close a connection silent this long", EnvVars: []string{"FERRY_IDLE_TIMEOUT"}}
+	flagReadTimeout = &cli.DurationFlag{Name: "read-timeout", Value: remoting.DefaultReadTimeout, Usage: "cut off a client whose request takes longer to arrive", EnvVars: []string{"FERRY_READ_TIMEOUT"}}
+	flagMaxConns    = &cli.IntFlag{Name: "max-connections", Value: remoting.DefaultMaxConns, Usage: "connections open at once on each port", EnvVars: []string{"FERRY_MAX_CONNECTIONS"}}
+	flagMaxPerAddr  = &cli.IntFlag{Name: "max-connections-per-addr", Value: remoting.DefaultMaxConnsPerAddr, Usage: "connections open at once from one client IP on each port", EnvVars: []string{"FERRY_MAX_CONNECTIONS_PER_ADDR"}}
 	flagLogLevel    = &cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"FERRY_LOG_LEVEL"}}
 	flagLogFormat   = &cli.StringFlag{Name: "log-format", Usage: "json or console (default: console on a terminal, else json)", EnvVars: []string{"FERRY_LOG_FORMAT"}}
 )

@@ -88,6 +88,13 @@ func TestPrintConfigValidates(t *testing.T) {
 			t.Errorf("ferry %v: exit %d, stdout %q, stderr %q; want exit 2, no output and %q", c.args, code, out, stderr, c.want)
 		}
 	}
+	help, _, _ := ferry(t, "", "server", "--help")
+	for _, want := range []string{"(default: 2m0s) [$FERRY_IDLE_TIMEOUT]", "(default: 1m0s) [$FERRY_READ_TIMEOUT]",
+		"(default: 10000) [$FERRY_MAX_CONNECTIONS]", "(default: 1000) [$FERRY_MAX_CONNECTIONS_PER_ADDR]"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("server --help lacks %q (one default per flag)", want)
+		}
+	}
 	out, _, code := ferry(t, "", "server", "--print-config", "--idle-timeout", "30s", "--max-connections-per-addr", "50")
 	if code != 0 || strings.Count(out, `idle_timeout = "30s"`) != 2 || strings.Count(out, "max_connections_per_addr = 50") != 2 {
 		t.Fatalf("exit %d, config:\n%s", code, out)
