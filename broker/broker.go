@@ -251,7 +251,9 @@ func (b *Broker) Start() error {
 	port := ln.Addr().(*net.TCPAddr).Port
 	b.storeHost = netip.AddrPortFrom(advertiseAddr(b.cfg.AdvertiseHost), uint16(port))
 	b.addr = b.storeHost.String()
-	b.server = remoting.NewServer(b.mux, remoting.ServerConfig{Logger: b.log, MaxFrameSize: b.cfg.MaxMessageSize + 1<<20})
+	b.server = remoting.NewServer(b.mux, remoting.ServerConfig{Logger: b.log, MaxFrameSize: b.cfg.MaxMessageSize + 1<<20,
+		IdleTimeout: b.cfg.IdleTimeout.D(), ReadTimeout: b.cfg.ReadTimeout.D(),
+		MaxConns: b.cfg.MaxConnections, MaxConnsPerAddr: b.cfg.MaxConnectionsPerAddr})
 	b.nsClient = remoting.NewClient(remoting.ClientConfig{Logger: b.log})
 	if b.cfg.HTTPPort >= 0 {
 		if b.http, err = b.startHTTP(); err != nil {
@@ -281,7 +283,7 @@ func (b *Broker) Start() error {
 	go b.housekeeping()
 	b.ready.Store(true)
 	ev := b.log.Info().Str("addr", b.addr).Str("listen", ln.Addr().String()).Str("flush", b.cfg.Flush).
-		Str("data_dir", b.cfg.DataDir).Dur("startup", time.Since(b.startedAt))
+		Str("data_dir", b.cfg.DataDir).Int64("startup_ms", time.Since(b.startedAt).Milliseconds())
 	if b.http != nil {
 		ev = ev.Str("http", b.http.addr)
 	}

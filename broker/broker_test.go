@@ -574,3 +574,91 @@ func TestSendV2Header(t *testing.T) {
 		t.Fatalf("no topic: %d %s", r.Code, r.Remark)
 	}
 }
+
+// Batch sends pipelined on one connection are served as one group; each
+// is answered on its own, a bad or empty batch next to a good one fails
+// alone, and every good batch is stored exactly once.
+func TestPipelinedBatchSends(t *testing.T) {
+	b := testBroker(t, t.TempDir(), nil)
+	good := func(tag string) []byte {
+		return EncodeBatch(nil, []int32{0, 0}, [][]byte{[]byte(tag + "1"), []byte(tag + "2")}, [][]byte{nil, nil})
+	}
+	truncated := good("x")[:30]
+	cases := []struct {
+		name   string
+		bodies [][]byte
+		want   []int16
+	}{
+		{"bad then good", [][]byte{truncated, good("a")}, []int16{remoting.RespMessageIllegal, remoting.RespSuccess}},
+		{"good then bad", [][]byte{good("b"), truncated}, []int16{remoting.RespSuccess, remoting.RespMessageIllegal}},
+		{"good then empty", [][]byte{good("c"), nil}, []int16{remoting.RespSuccess, remoting.RespMessageIllegal}},
+		{"empty then good", [][]byte{nil, good("d")}, []int16{remoting.RespMessageIllegal, remoting.RespSuccess}},
+		{"good, bad, good", [][]byte{good("e"), truncated, good("f")},
+			[]int16{remoting.RespSuccess, remoting.RespMessageIllegal, remoting.RespSuccess}},
+	}
+	var stored []string
+	for _, tc := range cases {
+		nc, err := net.Dial("tcp", b.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
+		var buf []byte
+		for i, body := range tc.bodies {
+			req := remoting.NewRequest(remoting.ReqSendBatchMessage, map[string]string{
+				"a": "pg", "b": "batched", "c": "TBW102", "d": "1", "e": "0", "f": "0", "g": "1", "h": "0",
+				"j": "0", "k": "false", "m": "true",
+			}, body)
+			req.Opaque = int32(i + 1)
+			if buf, err = remoting.AppendFrame(buf, req); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := nc.Write(buf); err != nil { // one write: read and grouped together
+			t.Fatal(err)
+		}
+		br := bufio.NewReader(nc)
+		got := make([]int16, len(tc.bodies))
+		for range tc.bodies {
+			p, err := remoting.ReadFrame(br, 0)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			resp, err := remoting.DecodePayload(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if resp.Code != tc.want[resp.Opaque-1] {
+				t.Fatalf("%s: request %d answered %d (%s) %q, want %d", tc.name, resp.Opaque, resp.Code,
+					remoting.ResponseName(resp.Code), resp.Remark, tc.want[resp.Opaque-1])
+			}
+			if resp.Code == remoting.RespMessageIllegal && !strings.Contains(resp.Remark, "batch") {
+				t.Fatalf("%s: remark %q does not say what is wrong", tc.name, resp.Remark)
+			}
+			got[resp.Opaque-1] = resp.Code
+		}
+		// No second answer (a panic answers every request again).
+		_ = nc.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if p, err := remoting.ReadFrame(br, 0); err == nil {
+			resp, _ := remoting.DecodePayload(p)
+			t.Fatalf("%s: extra answer %d %q", tc.name, resp.Code, resp.Remark)
+		}
+		nc.Close()
+		for i, body := range tc.bodies {
+			if got[i] == remoting.RespSuccess {
+				tag := string(body[20:21])
+				stored = append(stored, tag+"1", tag+"2")
+			}
+		}
+	}
+	n := int64(len(stored))
+	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("batched", 0) >= n })
+	_, recs := newClient(t, b).pull("g", "batched", 0, 0, 0)
+	var got []string
+	for _, r := range recs {
+		got = append(got, string(r.Body))
+	}
+	if strings.Join(got, ",") != strings.Join(stored, ",") {
+		t.Fatalf("stored %q, want %q (each good batch once, in order)", got, stored)
+	}
+}

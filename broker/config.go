@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // Config is the broker's configuration. Field tags are the TOML keys of the
@@ -31,6 +32,20 @@ type Config struct {
 	// API; HTTPPort -1 disables HTTP.
 	HTTPHost string `toml:"http_host"`
 	HTTPPort int    `toml:"http_port"`
+
+	// IdleTimeout closes a remoting or HTTP connection on which nothing
+	// has arrived for that long (a remoting connection with a request
+	// being served, such as a held pull, is not idle).
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// ReadTimeout bounds receiving one request once it has started: a
+	// remoting frame, or an HTTP request's header and body. A client
+	// slower than that is cut off.
+	ReadTimeout Duration `toml:"read_timeout"`
+	// MaxConnections and MaxConnectionsPerAddr bound the connections open
+	// at once on each port (remoting, HTTP), overall and from one client
+	// IP address; one more is closed as soon as it is accepted.
+	MaxConnections        int `toml:"max_connections"`
+	MaxConnectionsPerAddr int `toml:"max_connections_per_addr"`
 
 	// NamesrvAddrs are the name servers to register with ("ip:port").
 	NamesrvAddrs     []string `toml:"namesrv_addrs"`
@@ -88,6 +103,10 @@ func DefaultConfig() Config {
 		Port:                  10911,
 		HTTPHost:              "0.0.0.0",
 		HTTPPort:              8080,
+		IdleTimeout:           Duration(remoting.DefaultIdleTimeout),
+		ReadTimeout:           Duration(remoting.DefaultReadTimeout),
+		MaxConnections:        remoting.DefaultMaxConns,
+		MaxConnectionsPerAddr: remoting.DefaultMaxConnsPerAddr,
 		RegisterInterval:      Duration(30 * time.Second),
 		Flush:                 "async",
 		FlushInterval:         Duration(commitlog.DefaultFlushInterval),
@@ -133,6 +152,9 @@ func (c *Config) Validate() error {
 	if c.HTTPPort < -1 || c.HTTPPort > 65535 {
 		bad("http_port %d is not a TCP port (0 picks a free one, -1 disables HTTP)", c.HTTPPort)
 	}
+	if err := ValidateConnLimits(c.MaxConnections, c.MaxConnectionsPerAddr); err != nil {
+		bad("%v", err)
+	}
 	if c.AdvertiseHost != "" {
 		if _, err := netip.ParseAddr(c.AdvertiseHost); err != nil {
 			bad("advertise_host %q must be an IP address (clients dial it as given)", c.AdvertiseHost)
@@ -171,6 +193,7 @@ func (c *Config) Validate() error {
 		"register_interval": c.RegisterInterval, "flush_interval": c.FlushInterval, "sync_timeout": c.SyncTimeout,
 		"long_poll_max": c.LongPollMax, "client_expiry": c.ClientExpiry, "queue_lock_expiry": c.QueueLockExpiry,
 		"offset_flush_interval": c.OffsetFlushInterval, "shutdown_timeout": c.ShutdownTimeout,
+		"idle_timeout": c.IdleTimeout, "read_timeout": c.ReadTimeout,
 	} {
 		if d <= 0 {
 			bad("%s must be a positive duration", name)
@@ -181,6 +204,18 @@ func (c *Config) Validate() error {
 	}
 	if len(errs) > 0 {
 		return errors.New("broker config: " + strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// ValidateConnLimits checks max_connections and max_connections_per_addr
+// (of the [broker] or the [namesrv] table).
+func ValidateConnLimits(total, perAddr int) error {
+	if total < 1 {
+		return fmt.Errorf("max_connections %d must be at least 1 (connections open at once on each port)", total)
+	}
+	if perAddr < 1 || perAddr > total {
+		return fmt.Errorf("max_connections_per_addr %d must be 1 to max_connections (%d)", perAddr, total)
 	}
 	return nil
 }

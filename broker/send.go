@@ -249,7 +249,12 @@ func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 	for _, req := range reqs {
 		first := len(msgs)
 		var err error
-		if msgs, err = b.prepareSend(req, msgs, born); err != nil {
+		msgs, err = b.prepareSend(req, msgs, born)
+		if err == nil && len(msgs) == first {
+			err = fmt.Errorf("%w: no message to send", ErrInvalidRequest)
+		}
+		if err != nil {
+			clear(msgs[first:])
 			msgs = msgs[:first]
 			code, remark := sendError(err)
 			b.reply(c, req, code, remark)
@@ -341,6 +346,12 @@ func (b *Broker) appendMessages(msgs []commitlog.Message, answer func(res []comm
 func (b *Broker) sendResponse(req *remoting.Command, msgs []commitlog.Message, res []commitlog.AppendResult, err error) *remoting.Command {
 	code := int16(remoting.RespSuccess)
 	remark := ""
+	if err == nil && (len(msgs) == 0 || len(res) != len(msgs)) {
+		// handleSends never groups a request without messages, and a
+		// successful append answers every message: a broken invariant,
+		// answered as an error rather than a panic after the store.
+		err = fmt.Errorf("broker: %d messages appended as %d results", len(msgs), len(res))
+	}
 	if err != nil {
 		if errors.Is(err, commitlog.ErrFlushTimeout) && res != nil {
 			code, remark = remoting.RespFlushDiskTimeout, err.Error()
@@ -371,26 +382,33 @@ func (b *Broker) sendResponse(req *remoting.Command, msgs []commitlog.Message, r
 }
 
 // decodeBatch decodes a batch body (the concatenated inner messages of
-// SEND_BATCH_MESSAGE) into msgs.
+// SEND_BATCH_MESSAGE) and appends its messages to msgs. On error msgs is
+// returned as it was given: msgs may already hold the messages of other
+// requests served in the same group.
 func decodeBatch(body []byte, msgs []commitlog.Message, h *sendHeader, born, store netip.AddrPort) ([]commitlog.Message, error) {
 	be := binary.BigEndian
+	first := len(msgs)
+	bad := func(format string, args ...any) ([]commitlog.Message, error) {
+		clear(msgs[first:])
+		return msgs[:first], fmt.Errorf("%w: "+format, append([]any{ErrInvalidRequest}, args...)...)
+	}
 	for p := 0; p < len(body); {
 		if len(body)-p < 22 {
-			return nil, fmt.Errorf("%w: batch body truncated at byte %d", ErrInvalidRequest, p)
+			return bad("batch body truncated at byte %d", p)
 		}
 		total := int(int32(be.Uint32(body[p:])))
 		if total < 22 || total > len(body)-p {
-			return nil, fmt.Errorf("%w: batch message at byte %d has size %d", ErrInvalidRequest, p, total)
+			return bad("batch message at byte %d has size %d", p, total)
 		}
 		m := body[p : p+total]
 		flag := int32(be.Uint32(m[12:]))
 		bodyLen := int(int32(be.Uint32(m[16:])))
 		if bodyLen < 0 || 20+bodyLen+2 > total {
-			return nil, fmt.Errorf("%w: batch message at byte %d has body length %d", ErrInvalidRequest, p, bodyLen)
+			return bad("batch message at byte %d has body length %d", p, bodyLen)
 		}
 		propLen := int(int16(be.Uint16(m[20+bodyLen:])))
 		if propLen < 0 || 22+bodyLen+propLen != total {
-			return nil, fmt.Errorf("%w: batch message at byte %d has properties length %d", ErrInvalidRequest, p, propLen)
+			return bad("batch message at byte %d has properties length %d", p, propLen)
 		}
 		msgs = append(msgs, commitlog.Message{
 			Topic: h.topic, QueueID: h.queueID, Flag: flag, SysFlag: h.sysFlag, Body: m[20 : 20+bodyLen],
@@ -399,8 +417,8 @@ func decodeBatch(body []byte, msgs []commitlog.Message, h *sendHeader, born, sto
 		})
 		p += total
 	}
-	if len(msgs) == 0 {
-		return nil, fmt.Errorf("%w: empty batch", ErrInvalidRequest)
+	if len(msgs) == first {
+		return bad("empty batch")
 	}
 	return msgs, nil
 }

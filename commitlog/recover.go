@@ -228,7 +228,7 @@ func (l *Log) finishRecovery(end int64, table map[queueKey]int64, lastTs int64, 
 	l.checkpointedOffset = end
 	l.lastCheckpoint = l.opts.Now()
 	l.log.Info().Int64("end", end).Int64("scanned_bytes", scanned).Int("queues", len(table)).
-		Dur("took", time.Since(started)).Msg("commitlog: recovered")
+		Int64("took_ms", time.Since(started).Milliseconds()).Msg("commitlog: recovered")
 	return nil
 }
 

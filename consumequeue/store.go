@@ -325,7 +325,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	s.log.Info().Int64("from", from).Int64("to", s.pos).Int("topics", len(s.topics)).
-		Dur("took", time.Since(started)).Msg("consumequeue: opened")
+		Int64("took_ms", time.Since(started).Milliseconds()).Msg("consumequeue: opened")
 	s.syncJobs = make(chan syncJob, 4)
 	s.syncerDone = make(chan struct{})
 	go s.syncer()

@@ -57,6 +57,11 @@ type endpoint struct {
 	// draining makes read loops answer new requests with
 	// RespServiceNotAvailable instead of dispatching them.
 	draining atomic.Bool
+
+	// idleTimeout and readTimeout (server side only; 0: none) bound
+	// waiting for a request and receiving one; see ServerConfig.
+	idleTimeout, readTimeout time.Duration
+	slowLog                  rateLimitedLog // connections cut off by readTimeout
 }
 
 func newEndpoint(h Handler, log zerolog.Logger, maxFrame, maxInflight int, writeTimeout time.Duration) *endpoint {
@@ -76,7 +81,7 @@ func newEndpoint(h Handler, log zerolog.Logger, maxFrame, maxInflight int, write
 	return &endpoint{
 		handler: h, log: log, maxFrame: maxFrame, maxInflight: maxInflight,
 		writeTimeout: writeTimeout, idle: make(chan struct{}, 1), pool: newWorkerPool(maxWorkers),
-		batcher: batcher,
+		batcher: batcher, slowLog: rateLimitedLog{every: 10 * time.Second},
 	}
 }
 
@@ -441,10 +446,14 @@ func (c *Conn) readLoop() {
 				return
 			}
 		}
-		p, err := ReadFrame(br, c.ep.maxFrame)
+		var p []byte
+		err := c.awaitFrame(br)
+		if err == nil {
+			p, err = ReadFrame(br, c.ep.maxFrame)
+		}
 		if err != nil {
 			flush() // requests already read are served
-			c.readFailed(err)
+			c.readFailed(c.timeoutCause(err))
 			return
 		}
 		cmd, err := DecodePayload(p)
@@ -467,6 +476,65 @@ func (c *Conn) readLoop() {
 		if !flush() || !c.dispatch(cmd) {
 			return
 		}
+	}
+}
+
+// awaitFrame arms the read deadline for the next frame on a server
+// connection: the idle timeout while nothing of it has arrived (renewed as
+// long as a request of the connection is being served: a held pull is not
+// idleness), then the read timeout for the whole frame. A frame already
+// buffered whole needs neither.
+func (c *Conn) awaitFrame(br *bufio.Reader) error {
+	idle, read := c.ep.idleTimeout, c.ep.readTimeout
+	if idle <= 0 && read <= 0 || frameBuffered(br) || c.isClosing() {
+		return nil
+	}
+	if br.Buffered() == 0 {
+		for {
+			var deadline time.Time
+			if idle > 0 {
+				deadline = time.Now().Add(idle)
+			}
+			_ = c.nc.SetReadDeadline(deadline)
+			_, err := br.Peek(1)
+			if err == nil {
+				break
+			}
+			if !isTimeout(err) {
+				return err
+			}
+			if c.unanswered.Load() == 0 || c.isClosing() {
+				return fmt.Errorf("%w: nothing received for %v", ErrIdleTimeout, idle)
+			}
+		}
+	}
+	var deadline time.Time
+	if read > 0 {
+		deadline = time.Now().Add(read)
+	}
+	_ = c.nc.SetReadDeadline(deadline)
+	return nil
+}
+
+// timeoutCause names a read deadline that expired in the middle of a frame.
+func (c *Conn) timeoutCause(err error) error {
+	if !isTimeout(err) || errors.Is(err, ErrIdleTimeout) || c.ep.readTimeout <= 0 || c.isClosing() {
+		return err
+	}
+	return fmt.Errorf("%w: a frame took longer than %v", ErrReadTimeout, c.ep.readTimeout)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func (c *Conn) isClosing() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -552,9 +620,16 @@ func (c *Conn) readFailed(err error) {
 		c.closeWith(io.EOF)
 		return
 	}
-	if errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrMalformedFrame) {
+	switch {
+	case errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrMalformedFrame):
 		c.log.Warn().Err(err).Msg("remoting: bad frame, closing connection")
-	} else {
+	case errors.Is(err, ErrReadTimeout):
+		if n, ok := c.ep.slowLog.allow(); ok {
+			c.log.Warn().Err(err).Int("cut_off_not_logged", n).Msg("remoting: client too slow, closing connection")
+		}
+	case errors.Is(err, ErrIdleTimeout):
+		c.log.Debug().Err(err).Msg("remoting: idle connection closed")
+	default:
 		c.log.Debug().Err(err).Msg("remoting: read failed, closing connection")
 	}
 	c.closeWith(err)

@@ -56,6 +56,15 @@
 // decoded header there is no opaque to answer to. Unknown request codes are
 // answered with RespRequestCodeNotSupported by Mux.
 //
+// # Limits on a server's connections
+//
+// Server.Serve accepts through a GuardedListener: it backs off on EMFILE
+// and other transient accept errors instead of returning, and closes
+// connections over the overall or per-address limit at once. A server
+// connection is closed after its idle timeout with nothing received and no
+// request of it being served, and when a frame started is not complete
+// within the read timeout. Logging of these events is rate-limited.
+//
 // # Concurrency
 //
 // Each Conn owns two goroutines: the read loop (decodes frames, dispatches

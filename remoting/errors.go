@@ -32,6 +32,12 @@ var (
 	ErrServerClosed = errors.New("remoting: server closed")
 	// ErrClientClosed: the Client was closed.
 	ErrClientClosed = errors.New("remoting: client closed")
+	// ErrIdleTimeout: a server connection received nothing for its idle
+	// timeout while none of its requests was being served.
+	ErrIdleTimeout = errors.New("remoting: connection idle")
+	// ErrReadTimeout: a frame's first byte arrived but not the rest of it
+	// within the read timeout (a client too slow, or stalled).
+	ErrReadTimeout = errors.New("remoting: frame not received in time")
 	// ErrBadBody: a JSON body does not decode into the expected type.
 	ErrBadBody = errors.New("remoting: malformed body")
 )

@@ -2,7 +2,6 @@ package remoting
 
 import (
 	"context"
-	"errors"
 	"net"
 	"sync"
 	"time"
@@ -15,6 +14,9 @@ const (
 	DefaultMaxInflightPerConn = 256
 	DefaultWriteTimeout       = 30 * time.Second
 	DefaultDialTimeout        = 5 * time.Second
+	// DefaultIdleTimeout is RocketMQ's channel idle time.
+	DefaultIdleTimeout = 120 * time.Second
+	DefaultReadTimeout = 60 * time.Second
 )
 
 // ServerConfig configures a Server. The zero value is usable.
@@ -29,8 +31,32 @@ type ServerConfig struct {
 	// WriteTimeout bounds one batched write to a peer; a peer that does
 	// not read for that long is disconnected. 0 means DefaultWriteTimeout.
 	WriteTimeout time.Duration
+	// IdleTimeout closes a connection on which nothing has been received
+	// for that long while no request of it is being served (a held pull
+	// is not idle). 0 means DefaultIdleTimeout; negative: never.
+	IdleTimeout time.Duration
+	// ReadTimeout bounds receiving one frame once its first byte arrived,
+	// so that a client trickling bytes is cut off. 0 means
+	// DefaultReadTimeout; negative: no bound.
+	ReadTimeout time.Duration
+	// MaxConns and MaxConnsPerAddr bound the connections open at once,
+	// overall and from one client IP address (see GuardedListener). 0
+	// means DefaultMaxConns / DefaultMaxConnsPerAddr; negative: no bound.
+	MaxConns        int
+	MaxConnsPerAddr int
 	// Logger receives connection-level events. Zero value: disabled.
 	Logger zerolog.Logger
+}
+
+// orDefault is v, or def when v is 0, or 0 (none) when v is negative.
+func orDefault[T int | time.Duration](v, def T) T {
+	switch {
+	case v == 0:
+		return def
+	case v < 0:
+		return 0
+	}
+	return v
 }
 
 // Server accepts remoting connections and serves their requests with a
@@ -40,7 +66,8 @@ type ServerConfig struct {
 // connection (see Conn), plus one per request being handled. All are gone
 // once Shutdown returns nil.
 type Server struct {
-	ep *endpoint
+	ep     *endpoint
+	limits ListenerLimits
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -54,18 +81,27 @@ type Server struct {
 // request is answered RespRequestCodeNotSupported).
 func NewServer(h Handler, cfg ServerConfig) *Server {
 	s := &Server{
-		ep:        newEndpoint(h, cfg.Logger, cfg.MaxFrameSize, cfg.MaxInflightPerConn, cfg.WriteTimeout),
+		ep: newEndpoint(h, cfg.Logger, cfg.MaxFrameSize, cfg.MaxInflightPerConn, cfg.WriteTimeout),
+		limits: ListenerLimits{
+			MaxConns: orDefault(cfg.MaxConns, DefaultMaxConns), MaxConnsPerAddr: orDefault(cfg.MaxConnsPerAddr, DefaultMaxConnsPerAddr),
+			Port: "remoting", Logger: cfg.Logger,
+		},
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[uint64]*Conn),
 		quit:      make(chan struct{}),
 	}
 	s.ep.connClosed = s.removeConn
+	s.ep.idleTimeout = orDefault(cfg.IdleTimeout, DefaultIdleTimeout)
+	s.ep.readTimeout = orDefault(cfg.ReadTimeout, DefaultReadTimeout)
 	return s
 }
 
 // Serve accepts connections on ln until Shutdown, then returns
-// ErrServerClosed. ln is closed when Serve returns.
+// ErrServerClosed. ln is closed when Serve returns. Serve accepts through
+// a GuardedListener with the configured connection limits: it outlives
+// running out of file descriptors.
 func (s *Server) Serve(ln net.Listener) error {
+	ln = GuardListener(ln, s.limits)
 	s.mu.Lock()
 	if s.shutdown {
 		s.mu.Unlock()
@@ -83,32 +119,13 @@ func (s *Server) Serve(ln net.Listener) error {
 		_ = ln.Close()
 	}()
 
-	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
 			if s.isShutdown() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
-				// Out of file descriptors and the like: back off, stay up.
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.ep.log.Warn().Err(err).Dur("backoff", backoff).Msg("remoting: accept failed")
-				t := time.NewTimer(backoff)
-				select {
-				case <-t.C:
-				case <-s.quit:
-					t.Stop()
-					return ErrServerClosed
-				}
-				continue
-			}
 			return err
-		}
-		backoff = 0
-		if tc, ok := nc.(*net.TCPConn); ok {
-			_ = tc.SetNoDelay(true)
 		}
 		c := newConn(nc, s.ep)
 		s.mu.Lock()
@@ -122,11 +139,6 @@ func (s *Server) Serve(ln net.Listener) error {
 		c.log.Debug().Msg("remoting: connection accepted")
 		c.start()
 	}
-}
-
-func isTemporary(err error) bool {
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
 }
 
 func (s *Server) isShutdown() bool {

@@ -39,6 +39,53 @@ per-partition log) and writes a Markdown table, a JSON file and a chart
 
 `
 
+// cmdFlags are Main's flags.
+type cmdFlags struct {
+	topics    *string
+	queues    *int
+	size      *int
+	flush     *string
+	layouts   *string
+	perPoint  *string
+	maxDur    *time.Duration
+	producers *int
+	consumers *int
+	batch     *int
+	segment   *string
+	dir       *string
+	out       *string
+	ceiling   *string
+	quick     *bool
+}
+
+func defineFlags(fs *flag.FlagSet) *cmdFlags {
+	return &cmdFlags{
+		topics:    fs.String("topics", "1,8,64,256,1024", "topic counts to sweep"),
+		queues:    fs.Int("queues", DefaultQueues, "queues (partitions) per topic"),
+		size:      fs.Int("size", DefaultMessageSize, "message body size in bytes"),
+		flush:     fs.String("flush", "async,sync", "flush modes to sweep"),
+		layouts:   fs.String("layouts", "ferry,kafka", "layouts to compare"),
+		perPoint:  fs.String("bytes-per-point", "8GiB", "record bytes stored per point (a point also stops after --max-duration)"),
+		maxDur:    fs.Duration("max-duration", DefaultMaxDuration, "longest write phase of one point"),
+		producers: fs.Int("producers", DefaultProducers, "producer goroutines"),
+		consumers: fs.Int("consumers", DefaultConsumers, "consumer goroutines (0: consumption off)"),
+		batch:     fs.Int("batch", DefaultBatch, "records per append call"),
+		segment:   fs.String("segment-size", "1GiB", "segment size of both layouts"),
+		dir:       fs.String("dir", "", "data directory on the disk under test (default: the system temp directory)"),
+		out:       fs.String("out", "docs", "where to write the results"),
+		ceiling:   fs.String("ceiling-script", DefaultCeilingScript, "disk-ceiling script, run once on --dir; empty to skip"),
+		quick:     fs.Bool("quick", false, "smoke-test sweep: small data, short points, no ceiling measurement unless --ceiling-script is given; checks the output is well formed"),
+	}
+}
+
+// FlagSet returns the flags Main parses, with their defaults and usage,
+// for a command line that lists them in its own style.
+func FlagSet() *flag.FlagSet {
+	fs := flag.NewFlagSet("ferry bench layout", flag.ContinueOnError)
+	defineFlags(fs)
+	return fs
+}
+
 // Main is the "ferry bench layout" command. It returns the exit status.
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ferry bench layout", flag.ContinueOnError)
@@ -47,23 +94,8 @@ func Main(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
-	var (
-		topics    = fs.String("topics", "1,8,64,256,1024", "topic counts to sweep")
-		queues    = fs.Int("queues", DefaultQueues, "queues (partitions) per topic")
-		size      = fs.Int("size", DefaultMessageSize, "message body size in bytes")
-		flush     = fs.String("flush", "async,sync", "flush modes to sweep")
-		layouts   = fs.String("layouts", "ferry,kafka", "layouts to compare")
-		perPoint  = fs.String("bytes-per-point", "8GiB", "record bytes stored per point (a point also stops after --max-duration)")
-		maxDur    = fs.Duration("max-duration", DefaultMaxDuration, "longest write phase of one point")
-		producers = fs.Int("producers", DefaultProducers, "producer goroutines")
-		consumers = fs.Int("consumers", DefaultConsumers, "consumer goroutines (0: consumption off)")
-		batch     = fs.Int("batch", DefaultBatch, "records per append call")
-		segment   = fs.String("segment-size", "1GiB", "segment size of both layouts")
-		dir       = fs.String("dir", "", "data directory on the disk under test (default: the system temp directory)")
-		out       = fs.String("out", "docs", "where to write the results")
-		ceiling   = fs.String("ceiling-script", DefaultCeilingScript, "disk-ceiling script, run once on --dir; empty to skip")
-		quick     = fs.Bool("quick", false, "smoke-test sweep: small data, short points, no ceiling measurement unless --ceiling-script is given; checks the output is well formed")
-	)
+	f := defineFlags(fs)
+	topics, queues, size, flush, layouts, perPoint, maxDur, producers, consumers, batch, segment, dir, out, ceiling, quick := f.topics, f.queues, f.size, f.flush, f.layouts, f.perPoint, f.maxDur, f.producers, f.consumers, f.batch, f.segment, f.dir, f.out, f.ceiling, f.quick
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0

@@ -459,12 +459,15 @@ func consumeQueue(ctx context.Context, cl *remoting.Client, tg target, seen func
 	}
 }
 
-// Main runs `ferry bench produce|consume` with its own flags and prints
-// the result; it returns the exit code.
-func Main(mode string, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("ferry bench "+mode, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var cfg Config
+// cmdFlags are the values of Main's flags.
+type cmdFlags struct {
+	cfg        Config
+	quiet      bool
+	cpuProfile string
+}
+
+func defineFlags(fs *flag.FlagSet, f *cmdFlags) {
+	cfg := &f.cfg
 	fs.StringVar(&cfg.Namesrv, "namesrv", "127.0.0.1:9876", "name server ip:port")
 	fs.StringVar(&cfg.Topic, "topic", "BenchTopic", "topic (with --topics N: topic-0 … topic-N-1)")
 	fs.IntVar(&cfg.Topics, "topics", 1, "number of topics")
@@ -476,11 +479,29 @@ func Main(mode string, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Rate, "rate", 0, "total messages per second (0: flat out)")
 	fs.DurationVar(&cfg.Duration, "duration", 15*time.Second, "measured time")
 	fs.DurationVar(&cfg.Warmup, "warmup", 3*time.Second, "unmeasured warm-up")
-	quiet := fs.Bool("quiet", false, "no progress lines")
-	cpuProfile := fs.String("cpuprofile", "", "write the load generator's CPU profile to this file")
+	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines")
+	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile to this file")
+}
+
+// FlagSet returns the flags Main parses, with their defaults and usage,
+// for a command line that lists them in its own style.
+func FlagSet(mode string) *flag.FlagSet {
+	fs := flag.NewFlagSet("ferry bench "+mode, flag.ContinueOnError)
+	defineFlags(fs, &cmdFlags{})
+	return fs
+}
+
+// Main runs `ferry bench produce|consume` with its own flags and prints
+// the result; it returns the exit code.
+func Main(mode string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ferry bench "+mode, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f cmdFlags
+	defineFlags(fs, &f)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	cfg, quiet, cpuProfile := f.cfg, &f.quiet, &f.cpuProfile
 	cfg.Consume = mode == "consume"
 	if err := cfg.defaults(); err != nil {
 		fmt.Fprintln(stderr, "ferry bench:", err)

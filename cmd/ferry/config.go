@@ -14,6 +14,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferrymq/ferry/broker"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // fileConfig is the TOML file: one table per component.
@@ -59,6 +60,24 @@ type namesrvConfig struct {
 	Host         string          `toml:"host"`
 	Port         int             `toml:"port"`
 	BrokerExpiry broker.Duration `toml:"broker_expiry"`
+	// As the [broker] keys of the same names, for the name server's port.
+	IdleTimeout           broker.Duration `toml:"idle_timeout"`
+	ReadTimeout           broker.Duration `toml:"read_timeout"`
+	MaxConnections        int             `toml:"max_connections"`
+	MaxConnectionsPerAddr int             `toml:"max_connections_per_addr"`
+}
+
+func (n namesrvConfig) validate() error {
+	if n.Port < 0 || n.Port > 65535 {
+		return fmt.Errorf("namesrv port %d is not a TCP port (0 picks a free one)", n.Port)
+	}
+	if n.IdleTimeout <= 0 || n.ReadTimeout <= 0 {
+		return fmt.Errorf("namesrv idle_timeout and read_timeout must be positive durations")
+	}
+	if err := broker.ValidateConnLimits(n.MaxConnections, n.MaxConnectionsPerAddr); err != nil {
+		return fmt.Errorf("namesrv %w", err)
+	}
+	return nil
 }
 
 type logConfig struct {
@@ -68,7 +87,9 @@ type logConfig struct {
 
 func defaultFileConfig() fileConfig {
 	return fileConfig{
-		Namesrv: namesrvConfig{Host: "0.0.0.0", Port: 9876, BrokerExpiry: broker.Duration(120 * time.Second)},
+		Namesrv: namesrvConfig{Host: "0.0.0.0", Port: 9876, BrokerExpiry: broker.Duration(120 * time.Second),
+			IdleTimeout: broker.Duration(remoting.DefaultIdleTimeout), ReadTimeout: broker.Duration(remoting.DefaultReadTimeout),
+			MaxConnections: remoting.DefaultMaxConns, MaxConnectionsPerAddr: remoting.DefaultMaxConnsPerAddr},
 		Broker:  broker.DefaultConfig(),
 		Log:     logConfig{Level: "info"},
 		Runtime: runtimeConfig{GCPercent: DefaultGCPercent, MemoryLimit: 1 << 30},
@@ -122,12 +143,17 @@ var (
 	flagDelayLevels = &cli.StringFlag{Name: "delay-levels", Usage: `delay level table, e.g. "1s 5s 10s"`, EnvVars: []string{"FERRY_DELAY_LEVELS"}}
 	flagSegment     = &cli.Int64Flag{Name: "segment-size", Usage: "commitlog segment size in bytes (default 1 GiB)", EnvVars: []string{"FERRY_SEGMENT_SIZE"}}
 	flagAutoCreate  = &cli.BoolFlag{Name: "auto-create-topic", Usage: "create unknown topics on first send (default true)", EnvVars: []string{"FERRY_AUTO_CREATE_TOPIC"}}
+	flagIdleTimeout = &cli.DurationFlag{Name: "idle-timeout", Value: remoting.DefaultIdleTimeout, Usage: "close a connection silent this long", EnvVars: []string{"FERRY_IDLE_TIMEOUT"}}
+	flagReadTimeout = &cli.DurationFlag{Name: "read-timeout", Value: remoting.DefaultReadTimeout, Usage: "cut off a client whose request takes longer to arrive", EnvVars: []string{"FERRY_READ_TIMEOUT"}}
+	flagMaxConns    = &cli.IntFlag{Name: "max-connections", Value: remoting.DefaultMaxConns, Usage: "connections open at once on each port", EnvVars: []string{"FERRY_MAX_CONNECTIONS"}}
+	flagMaxPerAddr  = &cli.IntFlag{Name: "max-connections-per-addr", Value: remoting.DefaultMaxConnsPerAddr, Usage: "connections open at once from one client IP on each port", EnvVars: []string{"FERRY_MAX_CONNECTIONS_PER_ADDR"}}
 	flagLogLevel    = &cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"FERRY_LOG_LEVEL"}}
 	flagLogFormat   = &cli.StringFlag{Name: "log-format", Usage: "json or console (default: console on a terminal, else json)", EnvVars: []string{"FERRY_LOG_FORMAT"}}
 )
 
 func serverFlags(namesrv, brokerFlags bool) []cli.Flag {
-	fs := []cli.Flag{flagConfig, flagPrintConfig, flagHost, flagLogLevel, flagLogFormat}
+	fs := []cli.Flag{flagConfig, flagPrintConfig, flagHost, flagLogLevel, flagLogFormat,
+		flagIdleTimeout, flagReadTimeout, flagMaxConns, flagMaxPerAddr}
 	if namesrv {
 		fs = append(fs, flagNamesrvPort)
 	}
@@ -187,10 +213,23 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	set("segment-size", func() { b.SegmentSize = c.Int64("segment-size") })
 	set("auto-create-topic", func() { b.AutoCreateTopic = c.Bool("auto-create-topic") })
 	set("namesrv-port", func() { cfg.Namesrv.Port = c.Int("namesrv-port") })
+	// The connection settings apply to every port the process serves.
+	set("idle-timeout", func() {
+		b.IdleTimeout, cfg.Namesrv.IdleTimeout = broker.Duration(c.Duration("idle-timeout")), broker.Duration(c.Duration("idle-timeout"))
+	})
+	set("read-timeout", func() {
+		b.ReadTimeout, cfg.Namesrv.ReadTimeout = broker.Duration(c.Duration("read-timeout")), broker.Duration(c.Duration("read-timeout"))
+	})
+	set("max-connections", func() {
+		b.MaxConnections, cfg.Namesrv.MaxConnections = c.Int("max-connections"), c.Int("max-connections")
+	})
+	set("max-connections-per-addr", func() {
+		b.MaxConnectionsPerAddr, cfg.Namesrv.MaxConnectionsPerAddr = c.Int("max-connections-per-addr"), c.Int("max-connections-per-addr")
+	})
 	set("log-level", func() { cfg.Log.Level = c.String("log-level") })
 	set("log-format", func() { cfg.Log.Format = c.String("log-format") })
-	if cfg.Namesrv.Port < 0 || cfg.Namesrv.Port > 65535 {
-		return cfg, fmt.Errorf("namesrv port %d is not a TCP port (0 picks a free one)", cfg.Namesrv.Port)
+	if err := cfg.Namesrv.validate(); err != nil {
+		return cfg, err
 	}
 	if _, err := zerolog.ParseLevel(cfg.Log.Level); err != nil || cfg.Log.Level == "" {
 		return cfg, fmt.Errorf("log level %q: want debug, info, warn or error", cfg.Log.Level)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferrymq/ferry/broker"
 	"github.com/ferrymq/ferry/namesrv"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 func main() {
@@ -82,15 +83,16 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 2)
 	}
-	if c.Bool("print-config") {
-		return printConfig(c.App.Writer, cfg)
-	}
 	if withBroker {
-		// Refuse a bad broker configuration before anything starts.
+		// Refuse a bad broker configuration before anything starts, or
+		// is printed as if it would.
 		check := cfg.Broker
 		if err := check.Validate(); err != nil {
 			return cli.Exit(err.Error(), 2)
 		}
+	}
+	if c.Bool("print-config") {
+		return printConfig(c.App.Writer, cfg)
 	}
 	log := newLogger(cfg.Log)
 	cfg.Runtime.apply(log)
@@ -101,6 +103,8 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 			ListenAddr:   net.JoinHostPort(cfg.Namesrv.Host, strconv.Itoa(cfg.Namesrv.Port)),
 			BrokerExpiry: cfg.Namesrv.BrokerExpiry.D(),
 			Logger:       log.With().Str("component", "namesrv").Logger(),
+			Remoting: remoting.ServerConfig{IdleTimeout: cfg.Namesrv.IdleTimeout.D(), ReadTimeout: cfg.Namesrv.ReadTimeout.D(),
+				MaxConns: cfg.Namesrv.MaxConnections, MaxConnsPerAddr: cfg.Namesrv.MaxConnectionsPerAddr},
 		})
 		if err == nil {
 			err = ns.Start()
