@@ -225,6 +225,10 @@ func problemOf(err error) problem {
 		p := mk(503, 14, "service-not-available", "service not available")
 		p.retryAfter = 30
 		return p
+	case errors.Is(err, commitlog.ErrNoSpace):
+		p := mk(503, 14, "service-not-available", "service not available")
+		p.retryAfter = 5
+		return p
 	case errors.Is(err, commitlog.ErrFlushTimeout):
 		p := mk(503, 10, "flush-disk-timeout", "flush disk timeout")
 		p.retryAfter = 1

@@ -86,7 +86,8 @@ type Broker struct {
 	accepting atomic.Bool // sends accepted (false while shutting down)
 	drained   atomic.Bool // an operator drained the broker
 	ready     atomic.Bool
-	diskFull  atomic.Bool
+	diskFull  atomic.Bool  // sends refused for want of disk space (health.go)
+	diskSeen  atomic.Int64 // unix nanoseconds of the last look at the disk
 
 	registerNow chan struct{} // 1-slot: re-register with the name servers soon
 	stop        chan struct{}
@@ -351,6 +352,8 @@ func (b *Broker) housekeeping() {
 	defer offsetTick.Stop()
 	scan := time.NewTicker(10 * time.Second)
 	defer scan.Stop()
+	disk := time.NewTicker(time.Second)
+	defer disk.Stop()
 	expire := time.NewTicker(time.Minute)
 	defer expire.Stop()
 	for {
@@ -365,27 +368,10 @@ func (b *Broker) housekeeping() {
 			for _, g := range b.clients.expire(now.Add(-b.cfg.ClientExpiry.D())) {
 				b.notifyGroupChanged(g)
 			}
+		case <-disk.C:
 			b.checkDisk()
 		case now := <-expire.C:
 			b.retention(now)
-		}
-	}
-}
-
-// checkDisk refuses sends while the data disk is fuller than allowed.
-func (b *Broker) checkDisk() {
-	u, err := b.fs.GetDiskUsage(b.cfg.DataDir)
-	if err != nil || u.TotalBytes == 0 {
-		return
-	}
-	ratio := float64(u.UsedBytes) / float64(u.TotalBytes)
-	full := ratio > b.c().DiskMaxUsedRatio
-	if full != b.diskFull.Load() {
-		b.diskFull.Store(full)
-		if full {
-			b.log.Error().Float64("used_ratio", ratio).Msg("data disk is full: refusing sends")
-		} else {
-			b.log.Info().Float64("used_ratio", ratio).Msg("data disk has room again: accepting sends")
 		}
 	}
 }
@@ -397,7 +383,7 @@ func (b *Broker) writable() string {
 		return "broker is shutting down"
 	case b.drained.Load():
 		return "broker is drained by an operator"
-	case b.diskFull.Load():
+	case b.diskFullNow():
 		return "data disk is full"
 	case b.clog.Err() != nil:
 		return b.clog.Err().Error()

@@ -19,6 +19,12 @@ import (
 // testBroker starts a broker on 127.0.0.1 with a free port in dir.
 func testBroker(t *testing.T, dir string, mut func(*Config)) *Broker {
 	t.Helper()
+	return testBrokerWith(t, dir, mut)
+}
+
+// testBrokerWith is testBroker with construction options.
+func testBrokerWith(t *testing.T, dir string, mut func(*Config), opts ...Option) *Broker {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = dir
 	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port, cfg.HTTPPort = "127.0.0.1", "127.0.0.1", 0, -1
@@ -27,7 +33,7 @@ func testBroker(t *testing.T, dir string, mut func(*Config)) *Broker {
 	if mut != nil {
 		mut(&cfg)
 	}
-	b, err := New(cfg)
+	b, err := New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

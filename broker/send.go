@@ -122,7 +122,8 @@ func sendError(err error) (int16, string) {
 		return remoting.RespTopicNotExist, err.Error()
 	case errors.Is(err, errNoPermission):
 		return remoting.RespNoPermission, err.Error()
-	case errors.Is(err, commitlog.ErrReadOnly), errors.Is(err, commitlog.ErrClosed), errors.Is(err, errNotWritable):
+	case errors.Is(err, commitlog.ErrReadOnly), errors.Is(err, commitlog.ErrClosed), errors.Is(err, errNotWritable),
+		errors.Is(err, commitlog.ErrNoSpace):
 		return remoting.RespServiceNotAvailable, err.Error()
 	}
 	return remoting.RespSystemError, err.Error()

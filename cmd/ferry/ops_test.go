@@ -68,51 +68,14 @@ func startServer(t *testing.T) {
 			return err
 		}
 		srv.dir = dir
-		cmd := exec.Command(os.Args[0], "server", "--data-dir", filepath.Join(dir, "data"), "--namesrv-port", "0",
-			"--broker-port", "0", "--http-port", "0", "--host", "127.0.0.1", "--advertise-host", "127.0.0.1", "--log-format", "json")
-		cmd.Env = append(os.Environ(), childEnv+"=1")
-		stderr, err := cmd.StderrPipe()
+		p, err := spawnServer(filepath.Join(dir, "data"))
+		if p != nil {
+			srv.cmd = p.cmd
+		}
 		if err != nil {
 			return err
 		}
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		srv.cmd = cmd
-		ready := make(chan error, 1)
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			done := false
-			for sc.Scan() {
-				if done {
-					continue // keep draining the server's log
-				}
-				var line map[string]any
-				if json.Unmarshal(sc.Bytes(), &line) != nil {
-					continue
-				}
-				switch line["message"] {
-				case "name server ready":
-					srv.namesrv = "127.0.0.1:" + fmt.Sprint(line["port"])
-				case "broker ready":
-					srv.broker, _ = line["addr"].(string)
-					srv.http, _ = line["http"].(string)
-					done = true
-					ready <- nil
-				}
-			}
-			if !done {
-				ready <- fmt.Errorf("server exited before it was ready")
-			}
-		}()
-		select {
-		case err := <-ready:
-			if err != nil {
-				return err
-			}
-		case <-time.After(30 * time.Second):
-			return fmt.Errorf("server not ready after 30s")
-		}
+		srv.namesrv, srv.broker, srv.http = p.namesrv, p.broker, p.http
 		// Wait until the name server lists the broker.
 		a, err := client.NewAdmin(srv.namesrv)
 		if err != nil {
@@ -138,16 +101,83 @@ func startServer(t *testing.T) {
 	}
 }
 
-func stopServer() {
-	if srv.cmd != nil && srv.cmd.Process != nil {
-		_ = srv.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = srv.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = srv.cmd.Process.Kill()
+// process is a `ferry server` child process and the addresses it logged.
+type process struct {
+	cmd                   *exec.Cmd
+	namesrv, broker, http string
+}
+
+// spawnServer starts this test binary as `ferry server` on free ports of
+// 127.0.0.1 with its data in dataDir, and waits until it logs that it is
+// ready. The caller stops it (stop).
+func spawnServer(dataDir string, extra ...string) (*process, error) {
+	args := append([]string{"server", "--data-dir", dataDir, "--namesrv-port", "0",
+		"--broker-port", "0", "--http-port", "0", "--host", "127.0.0.1", "--advertise-host", "127.0.0.1", "--log-format", "json"}, extra...)
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &process{cmd: cmd}
+	ready := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		done := false
+		for sc.Scan() {
+			if done {
+				continue // keep draining the server's log
+			}
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			switch line["message"] {
+			case "name server ready":
+				p.namesrv = "127.0.0.1:" + fmt.Sprint(line["port"])
+			case "broker ready":
+				p.broker, _ = line["addr"].(string)
+				p.http, _ = line["http"].(string)
+				done = true
+				ready <- nil
+			}
 		}
+		if !done {
+			ready <- fmt.Errorf("server exited before it was ready")
+		}
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			return p, err
+		}
+	case <-time.After(30 * time.Second):
+		return p, fmt.Errorf("server not ready after 30s")
+	}
+	return p, nil
+}
+
+// stop interrupts the process and waits for it, killing it after 10 s.
+func (p *process) stop() {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+	}
+}
+
+func stopServer() {
+	if srv.cmd != nil {
+		(&process{cmd: srv.cmd}).stop()
 	}
 	if srv.dir != "" {
 		_ = os.RemoveAll(srv.dir)
