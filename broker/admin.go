@@ -67,8 +67,8 @@ func (b *Broker) CreateTopic(tc TopicConfig) error {
 	if err := ValidateTopic(tc.TopicName); err != nil {
 		return err
 	}
-	if IsSystemTopic(tc.TopicName) {
-		return errors.Join(ErrTopicSystem, errors.New("the topic["+tc.TopicName+"] is conflict with system topic"))
+	if err := b.checkTopicAdmin(tc.TopicName, false); err != nil {
+		return err
 	}
 	if tc.Perm == 0 {
 		tc.Perm = remoting.PermRead | remoting.PermWrite
@@ -79,8 +79,8 @@ func (b *Broker) CreateTopic(tc TopicConfig) error {
 // DeleteTopic deletes a topic, its consume queues and its offsets. Its
 // records stay in the commitlog until their segments expire.
 func (b *Broker) DeleteTopic(name string) error {
-	if IsSystemTopic(name) {
-		return errors.Join(ErrTopicSystem, errors.New("the topic["+name+"] is a system topic"))
+	if err := b.checkTopicAdmin(name, true); err != nil {
+		return err
 	}
 	if err := b.topics.delete(name); err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/systopic"
 )
 
 // The HTTP transport: one broker's /v1 API (docs/openapi.yaml). Each
@@ -341,7 +342,13 @@ func (a *Admin) httpDeleteTopic(ctx context.Context, topic string) ([]string, er
 	if err != nil {
 		return nil, err
 	}
-	if err := a.adminHTTP(ctx, "DELETE", "/v1/topics/"+adminPathEscape(topic), nil, nil, nil); err != nil {
+	// The broker wants a dead-letter topic's deletion confirmed: this call
+	// is the confirmation (the CLI asks for --yes).
+	path := "/v1/topics/" + adminPathEscape(topic)
+	if systopic.IsDLQ(topic) {
+		path += "?confirm=" + url.QueryEscape(topic)
+	}
+	if err := a.adminHTTP(ctx, "DELETE", path, nil, nil, nil); err != nil {
 		return nil, err
 	}
 	return []string{self.Name}, nil
@@ -528,7 +535,7 @@ func (a *Admin) httpLag(ctx context.Context, group string, includeRetry bool) (*
 		out.Queues = append(out.Queues, row)
 	}
 	if includeRetry {
-		dl := "%DLQ%" + group
+		dl := systopic.DLQ(group)
 		t, err := a.httpTopic(ctx, dl)
 		switch {
 		case err == nil:

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/systopic"
 )
 
 // MessageView is a stored message as operators see it.
@@ -167,7 +168,7 @@ func (s *AdminSender) Send(ctx context.Context, m OutMessage) (SendReceipt, erro
 	props["WAIT"] = "true"
 	q := s.qs[int(s.next.Add(1)-1)%len(s.qs)]
 	ext := map[string]string{
-		"producerGroup": "FERRY_ADMIN_PRODUCER", "topic": s.topic, "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
+		"producerGroup": "FERRY_ADMIN_PRODUCER", "topic": s.topic, "defaultTopic": systopic.AutoCreateTemplate, "defaultTopicQueueNums": "4",
 		"queueId": strconv.Itoa(int(q.id)), "sysFlag": "0", "bornTimestamp": strconv.FormatInt(time.Now().UnixMilli(), 10),
 		"flag": "0", "properties": string(commitlog.EncodeProperties(props)), "reconsumeTimes": "0",
 		"unitMode": "false", "batch": "false", "bname": q.b.Name,

@@ -17,17 +17,18 @@ import (
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/systopic"
 )
 
-// Topic prefixes RocketMQ uses.
+// Topic prefixes RocketMQ uses (defined in package systopic).
 const (
-	RetryPrefix = "%RETRY%"
-	DLQPrefix   = "%DLQ%"
+	RetryPrefix = systopic.RetryPrefix
+	DLQPrefix   = systopic.DLQPrefix
 )
 
 // RetryTopic and DLQTopic name a group's retry and dead-letter topics.
-func RetryTopic(group string) string { return RetryPrefix + group }
-func DLQTopic(group string) string   { return DLQPrefix + group }
+func RetryTopic(group string) string { return systopic.Retry(group) }
+func DLQTopic(group string) string   { return systopic.DLQ(group) }
 
 // Decision is where a sent-back message goes.
 type Decision struct {
