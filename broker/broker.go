@@ -63,6 +63,8 @@ type Broker struct {
 	locks   *lockTable
 	metrics *metrics
 
+	retryReaders *retryReaders // groups whose consumers pull their retry queue
+
 	timerIdx *delay.TimerIndex
 	delaySvc *delay.Service
 	keys     *keyIndex
@@ -89,7 +91,9 @@ type Broker struct {
 	diskFull  atomic.Bool  // sends refused for want of disk space (health.go)
 	diskSeen  atomic.Int64 // unix nanoseconds of the last look at the disk
 
-	registerNow chan struct{} // 1-slot: re-register with the name servers soon
+	registerNow chan struct{} // 1-slot: re-register with the name servers now
+	reg         regRounds     // registrations asked for and done (register.go)
+	registering atomic.Bool   // the registration loop runs
 	stop        chan struct{}
 	wg          sync.WaitGroup
 	shutdown    sync.Once
@@ -112,14 +116,16 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{
-		cfg:         cfg,
-		log:         zerolog.Nop(),
-		fs:          vfs.Default,
-		startedAt:   time.Now(),
-		clients:     newClientRegistry(),
-		locks:       newLockTable(),
-		registerNow: make(chan struct{}, 1),
-		stop:        make(chan struct{}),
+		cfg:          cfg,
+		log:          zerolog.Nop(),
+		fs:           vfs.Default,
+		startedAt:    time.Now(),
+		clients:      newClientRegistry(),
+		locks:        newLockTable(),
+		retryReaders: newRetryReaders(),
+		registerNow:  make(chan struct{}, 1),
+		reg:          regRounds{wake: make(chan struct{})},
+		stop:         make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(b)
@@ -192,7 +198,7 @@ func (b *Broker) openStores() error {
 	if err := b.ensureSystemTopics(); err != nil {
 		return err
 	}
-	b.topics.changed = b.triggerRegister
+	b.topics.changed = b.registerWait
 	return nil
 }
 
@@ -277,6 +283,7 @@ func (b *Broker) Start() error {
 	// Ready means routable: clients that look the broker up right after
 	// find it.
 	b.registerAll()
+	b.registering.Store(true)
 	go b.registerLoop()
 	go b.housekeeping()
 	b.ready.Store(true)

@@ -466,9 +466,9 @@ func TestRetentionDeletesExpiredSegments(t *testing.T) {
 	}
 }
 
-// A broker that reports ready is already routable: Start registers with
-// the name servers before it returns.
-func TestRoutableWhenReady(t *testing.T) {
+// testNamesrv starts a name server on a free port of 127.0.0.1.
+func testNamesrv(t *testing.T) *namesrv.Server {
+	t.Helper()
 	ns, err := namesrv.New(namesrv.Config{ListenAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -477,6 +477,13 @@ func TestRoutableWhenReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ns.Shutdown(context.Background()) })
+	return ns
+}
+
+// A broker that reports ready is already routable: Start registers with
+// the name servers before it returns.
+func TestRoutableWhenReady(t *testing.T) {
+	ns := testNamesrv(t)
 	b := testBroker(t, t.TempDir(), func(c *Config) { c.NamesrvAddrs = []string{ns.Addr()} })
 	cl := remoting.NewClient(remoting.ClientConfig{})
 	defer cl.Close()
