@@ -162,6 +162,7 @@ func (b *Broker) DeleteGroup(name string) error {
 	if err := b.groups.delete(name); err != nil {
 		return err
 	}
+	b.retryReaders.forget(name)
 	return b.offsets.deleteWhere(func(group, _ string) bool { return group == name })
 }
 

@@ -135,6 +135,9 @@ func (b *Broker) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.C
 	if !gc.ConsumeEnable {
 		return fail(remoting.RespNoPermission, "subscription group no permission, %s", p.group)
 	}
+	if g, ok := strings.CutPrefix(p.topic, RetryGroupTopicPrefix); ok && g == p.group {
+		b.retryReaders.pull(g)
+	}
 	tc, ok := b.topics.get(p.topic)
 	if !ok {
 		return fail(remoting.RespTopicNotExist, "topic[%s] not exist, apply first please!", p.topic)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strings"
+	"time"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/delay"
@@ -44,8 +45,13 @@ func (b *Broker) PutDue(msgs []commitlog.Message) error {
 		return err
 	}
 	_ = res
+	now := time.Now()
 	for i := range keep {
 		b.metrics.messagesIn(keep[i].Topic, 1, len(keep[i].Body))
+		if g, ok := strings.CutPrefix(keep[i].Topic, RetryGroupTopicPrefix); ok && b.retryReaders.shouldTell(g, now) {
+			// Its consumers may not read the retry queue yet (retryreaders.go).
+			b.notifyGroupChanged(g)
+		}
 	}
 	return nil
 }
