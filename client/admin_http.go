@@ -833,7 +833,7 @@ func (a *Admin) httpConsume(ctx context.Context, spec ConsumeSpec, fn func(Messa
 		return 0, err
 	}
 	committed := map[int32]int64{}
-	if !spec.FromBeginning {
+	if !spec.FromBeginning && spec.Group != "" {
 		l, err := a.httpLag(ctx, spec.Group, false)
 		if err != nil && !errors.Is(err, ErrNoSuchGroup) {
 			return 0, err

@@ -34,6 +34,11 @@ const (
 	sysPrefix = "RMQ_SYS_"
 )
 
+// ToolsGroup is the consumer group of tools that read topics without a
+// group of their own (RocketMQ's TOOLS_CONSUMER): a broker neither stores
+// it nor lists it, and it commits no offsets.
+const ToolsGroup = "TOOLS_CONSUMER"
+
 // Retry and DLQ name a group's retry and dead-letter topics.
 func Retry(group string) string { return RetryPrefix + group }
 func DLQ(group string) string   { return DLQPrefix + group }

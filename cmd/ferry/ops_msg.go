@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
@@ -71,9 +70,9 @@ func opsMsgCommand() *cli.Command {
 	consume := opsLeaf{
 		name: "consume", usage: "print a topic's messages: bodies, or JSON Lines with -o json (a smoke test)", nargs: 0,
 		flags: []cli.Flag{opsFlagTopic,
-			&cli.StringFlag{Name: "group", Aliases: []string{"g"}, Usage: "consumer group whose offsets to start from and commit (default: a new one)"},
-			&cli.BoolFlag{Name: "from-beginning", Usage: "start at each queue's first message"},
-			&cli.IntFlag{Name: "max", Usage: "stop after this many messages"},
+			&cli.StringFlag{Name: "group", Aliases: []string{"g"}, Usage: "consumer group whose offsets to start from and commit (default: none; nothing is committed)"},
+			&cli.BoolFlag{Name: "from-beginning", Usage: "start at each queue's first message (default: the group's offsets, else only new messages)"},
+			&cli.IntFlag{Name: "max", Usage: "stop after this many messages, waiting up to --timeout for them"},
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep waiting for new messages until interrupted"},
 			&cli.BoolFlag{Name: "no-commit", Usage: "do not commit the offsets reached"},
 		},
@@ -86,11 +85,8 @@ func opsMsgCommand() *cli.Command {
 		follow: func(c *cli.Context) bool { return c.Bool("follow") },
 		act: func(e *opsEnv, c *cli.Context) error {
 			group := c.String("group")
-			if group == "" {
-				group = "ferry-cli-" + strconv.FormatUint(rand.Uint64()>>16, 36)
-			}
 			spec := client.ConsumeSpec{Topic: c.String("topic"), Group: group, FromBeginning: c.Bool("from-beginning"),
-				Max: c.Int("max"), Follow: c.Bool("follow"), Commit: !c.Bool("no-commit")}
+				Max: c.Int("max"), Follow: c.Bool("follow") || c.Int("max") > 0, Commit: group != "" && !c.Bool("no-commit")}
 			enc := json.NewEncoder(e.out)
 			enc.SetEscapeHTML(false)
 			n, err := e.admin.Consume(e.ctx, spec, func(m client.MessageView) error {
@@ -100,6 +96,9 @@ func opsMsgCommand() *cli.Command {
 				_, err := fmt.Fprintln(e.out, string(m.Body))
 				return err
 			})
+			if group == "" {
+				group = "none, nothing committed"
+			}
 			fmt.Fprintf(e.errw, "consumed %d messages (group %s)\n", n, group)
 			return err
 		},
