@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -267,11 +268,23 @@ func (b *Broker) checkWritable() error {
 }
 
 // decodeBody decodes a JSON request body into v, refusing unknown fields
-// so that a misspelt field is an error rather than silently ignored.
+// so that a misspelt field is an error rather than silently ignored, and
+// invalid UTF-8, which encoding/json would silently replace with U+FFFD.
 func decodeBody(ctx *fasthttp.RequestCtx, v any) error {
 	body := ctx.PostBody()
 	if len(body) == 0 {
 		return fmt.Errorf("%w: a JSON body is required", errBadInput)
+	}
+	if !utf8.Valid(body) {
+		at := 0
+		for at < len(body) {
+			r, n := utf8.DecodeRune(body[at:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			at += n
+		}
+		return fmt.Errorf("%w: the JSON body is not valid UTF-8 (byte %d); send binary bodies base64-encoded or as application/octet-stream", errBadInput, at)
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
