@@ -89,6 +89,11 @@ func (b *Broker) DeleteTopic(name string) error {
 		return err
 	}
 	b.clog.DeleteQueue(name)
+	if group, ok := strings.CutPrefix(name, DLQGroupTopicPrefix); ok {
+		if err := b.meta.forgetResent(group); err != nil {
+			return err
+		}
+	}
 	return b.offsets.deleteWhere(func(_, topic string) bool { return topic == name })
 }
 

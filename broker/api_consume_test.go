@@ -229,6 +229,9 @@ func TestAPIRetryToDLQ(t *testing.T) {
 			MsgID          string `json:"msg_id"`
 			Topic          string `json:"topic"`
 			ReconsumeTimes int32  `json:"reconsume_times"`
+			OffsetMsgID    string `json:"offset_msg_id"`
+			ResentTo       string `json:"resent_to"`
+			ResentAtMS     int64  `json:"resent_at_ms"`
 		} `json:"dead_letters"`
 		Next int64 `json:"next"`
 	}
@@ -253,14 +256,18 @@ func TestAPIRetryToDLQ(t *testing.T) {
 		t.Fatalf("resent message %+v", m)
 	}
 	a.ok("POST", "/v1/groups/billing/ack", map[string]any{"receipt_handles": []string{m.ReceiptHandle}}, 200, nil)
-	// Resend all to the retry path: back again via %RETRY%.
+	// A dead letter is resent once: resending all again sends nothing, and
+	// the listing says where it went.
 	a.ok("POST", "/v1/groups/billing/dlq/resend", map[string]any{"all": true, "target": "retry"}, 200, &rs)
-	if rs["resent"] != 1 {
-		t.Fatalf("resend all %v", rs)
+	if rs["resent"] != 0 || rs["skipped"] != 1 {
+		t.Fatalf("resend all again %v", rs)
 	}
-	m = a.receiveOne("billing", "pay")
-	if m.MsgID != id || m.StoredTopic != "%RETRY%billing" {
-		t.Fatalf("resent to retry %+v", m)
+	a.ok("GET", "/v1/groups/billing/dlq?from=0&max=100", nil, 200, &dl)
+	if len(dl.DeadLetters) != 1 || dl.DeadLetters[0].ResentTo != "topic" || dl.DeadLetters[0].ResentAtMS == 0 || dl.DeadLetters[0].OffsetMsgID == "" {
+		t.Fatalf("dead letters after a resend %+v", dl)
+	}
+	if msgs := a.receive("billing", map[string]any{"topic": "pay", "wait_ms": 100}); len(msgs) != 0 {
+		t.Fatalf("a second resend delivered %+v", msgs)
 	}
 	a.fails("POST", "/v1/groups/billing/dlq/resend", map[string]any{"offsets": []int64{5}}, 400, 1002)
 	a.fails("POST", "/v1/groups/billing/dlq/resend", map[string]any{}, 400, 1002)

@@ -333,9 +333,19 @@ func TestRetrySixteenTimesThenDLQ(t *testing.T) {
 		t.Fatalf("retry topic still delivering: %d", r.Code)
 	}
 	// Resend it to its original topic.
-	n, err := b.DLQResend("cg", nil, dlq.ToOriginalTopic)
-	if err != nil || n != 1 {
-		t.Fatalf("resend: %d %v", n, err)
+	n, skipped, err := b.DLQResend("cg", nil, dlq.ToOriginalTopic)
+	if err != nil || n != 1 || skipped != 0 {
+		t.Fatalf("resend: %d (%d skipped) %v", n, skipped, err)
+	}
+	// Resending again sends nothing: it is recorded, and listed as resent.
+	if n, skipped, err := b.DLQResend("cg", nil, dlq.ToOriginalTopic); err != nil || n != 0 || skipped != 1 {
+		t.Fatalf("second resend: %d (%d skipped) %v", n, skipped, err)
+	}
+	if n, skipped, err := b.DLQResend("cg", []int64{dead[0].QueueOffset}, dlq.ToRetry); err != nil || n != 0 || skipped != 1 {
+		t.Fatalf("resend by offset of a resent dead letter: %d (%d skipped) %v", n, skipped, err)
+	}
+	if listed, _, err := b.DLQList("cg", 0, 10); err != nil || len(listed) != 1 || listed[0].ResentTo != "topic" || listed[0].ResentAtMillis == 0 {
+		t.Fatalf("dead letters after a resend: %+v %v", listed, err)
 	}
 	found := false
 	waitFor(t, 5*time.Second, "resent message", func() bool {

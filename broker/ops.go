@@ -250,12 +250,12 @@ func (b *Broker) handleDLQResend(c *remoting.Conn, req *remoting.Command) {
 			offsets = append(offsets, o)
 		}
 	}
-	n, err := b.DLQResend(group, offsets, target)
+	n, skipped, err := b.DLQResend(group, offsets, target)
 	if err != nil {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.replyJSON(c, req, map[string]any{"group": group, "resent": n})
+	b.replyJSON(c, req, map[string]any{"group": group, "resent": n, "skipped": skipped})
 }
 
 // dynamicKeys are the config keys `ferry broker config set` may change at

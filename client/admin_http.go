@@ -778,10 +778,8 @@ func (a *Admin) httpDeadLetters(ctx context.Context, group string, max int) ([]D
 		if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/dlq", q, nil, &p); err != nil {
 			return nil, err
 		}
-		for _, d := range p.DeadLetters {
-			out = append(out, DeadLetter{Broker: self.Name, QueueOffset: d.QueueOffset, CommitlogOffset: d.CommitOffset,
-				MsgID: d.MsgID, OriginMsgID: d.OriginMsgID, Topic: d.Topic, Tags: d.Tags, Keys: d.Keys,
-				ReconsumeTimes: d.ReconsumeTimes, FailedAtMS: d.FailedAtMillis, BornAtMS: d.BornAtMillis, BodySize: d.BodySize})
+		for i := range p.DeadLetters {
+			out = append(out, p.deadLetter(i, self.Name))
 		}
 		if len(p.DeadLetters) == 0 || p.Next <= from {
 			break
@@ -796,13 +794,14 @@ func (a *Admin) httpDeadLetters(ctx context.Context, group string, max int) ([]D
 func (a *Admin) httpResendDeadLetters(ctx context.Context, r DLQResend, target string, offsets []int64, res *DLQResendResult) error {
 	path := "/v1/groups/" + adminPathEscape(r.Group) + "/dlq/resend"
 	var ans struct {
-		Resent int `json:"resent"`
+		Resent  int `json:"resent"`
+		Skipped int `json:"skipped"`
 	}
 	if offsets == nil {
 		if err := a.adminHTTP(ctx, "POST", path, nil, map[string]any{"all": true, "target": target}, &ans); err != nil {
 			return err
 		}
-		res.Resent = ans.Resent
+		res.Resent, res.Skipped = ans.Resent, ans.Skipped
 		if r.Progress != nil {
 			r.Progress(res.Resent, res.Resent)
 		}
@@ -815,6 +814,7 @@ func (a *Admin) httpResendDeadLetters(ctx context.Context, r DLQResend, target s
 			return err
 		}
 		res.Resent += ans.Resent
+		res.Skipped += ans.Skipped
 		offsets = offsets[n:]
 		if r.Progress != nil {
 			r.Progress(res.Resent, total)

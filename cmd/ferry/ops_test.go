@@ -449,9 +449,11 @@ func TestOps(t *testing.T) {
 		step{name: "dlq_list_json", args: []string{"dlq", "list", "g1", "--all", "-o", "json"}},
 		step{http: httpOwn, name: "dlq_show", args: []string{"dlq", "show", "g1", "--ids", q.Messages[0].MsgID}},
 		step{http: httpOwn, name: "group_lag_retry", args: []string{"group", "lag", "g1", "--include-retry"}},
-		step{http: httpOnce, name: "dlq_resend_ids", args: []string{"dlq", "resend", "g1", "--ids", q.Messages[0].MsgID}},
+		step{http: httpOnce, name: "dlq_resend_ids", args: []string{"dlq", "resend", "g1", "--ids", q.Messages[0].MsgID, "--yes"}},
 		step{http: httpOnce, name: "dlq_resend_all", args: []string{"dlq", "resend", "g1", "--all", "--yes", "--to-retry", "-o", "json"}},
-		step{http: httpOwn, name: "dlq_resend_unknown", args: []string{"dlq", "resend", "g1", "--ids", "NOPE"}, code: 1, errHas: "NOPE"},
+		step{http: httpOnce, name: "dlq_resend_again", args: []string{"dlq", "resend", "g1", "--all", "--yes"}},
+		step{http: httpOnce, name: "dlq_list_after_resend", args: []string{"dlq", "list", "g1"}},
+		step{http: httpOwn, name: "dlq_resend_unknown", args: []string{"dlq", "resend", "g1", "--ids", "NOPE", "--yes"}, code: 1, errHas: "NOPE"},
 	)
 
 	do(
@@ -543,8 +545,8 @@ func TestOps(t *testing.T) {
 		step{name: "http_dlq_list_json", args: []string{"dlq", "list", "hg1", "--all", "-o", "json"}},
 		step{name: "http_dlq_show", args: []string{"dlq", "show", "hg1", "--ids", hid}},
 		step{name: "http_group_lag_retry", args: []string{"group", "lag", "hg1", "--include-retry"}},
-		step{name: "http_dlq_resend_ids", args: []string{"dlq", "resend", "hg1", "--ids", hid}},
-		step{name: "http_dlq_resend_unknown", args: []string{"dlq", "resend", "hg1", "--ids", "NOPE"}, code: 1, errHas: "NOPE"},
+		step{name: "http_dlq_resend_ids", args: []string{"dlq", "resend", "hg1", "--ids", hid, "--yes"}},
+		step{name: "http_dlq_resend_unknown", args: []string{"dlq", "resend", "hg1", "--ids", "NOPE", "--yes"}, code: 1, errHas: "NOPE"},
 		step{name: "http_dlq_resend_all", args: []string{"dlq", "resend", "hg1", "--all", "--yes", "--to-retry", "-o", "json"}},
 		step{name: "http_dlq_list_after_resend", args: []string{"dlq", "list", "hg1"}},
 	)
@@ -588,6 +590,7 @@ func TestOpsErrors(t *testing.T) {
 		{name: "err_reset_no_yes", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-latest", "--execute"}, code: 2, errHas: "without --yes"},
 		{name: "err_send_no_topic", args: []string{"msg", "send"}, code: 2, errHas: "--topic is required"},
 		{name: "err_dlq_resend_nothing", args: []string{"dlq", "resend", "g1"}, code: 2, errHas: "--ids or --all"},
+		{name: "err_dlq_resend_ids_no_yes", args: []string{"dlq", "resend", "g1", "--ids", "X"}, code: 2, errHas: "without --yes"},
 	}
 	for _, s := range steps {
 		s.check(t, ns...)
