@@ -199,7 +199,7 @@ func (b *Broker) openStores() error {
 		return err
 	}
 	b.topics.changed = b.registerWait
-	return nil
+	return b.loadKeptConfig()
 }
 
 func (b *Broker) ensureSystemTopics() error {

@@ -17,6 +17,7 @@ import (
 //	g/<group>                           → group config, JSON
 //	o/<group>\x00<topic>\x00<queue u32> → committed consumer offset, int64 BE
 //	d/<name>                            → delay/timer progress, owned by that service
+//	c/<key>                             → a run-time config change (SetConfig), TOML value text
 //	r/<group>\x00<DLQ queue offset u64>  → a resent dead letter: when, where (dlqresent.go)
 //
 // Topic and group changes are written with sync; consumer offsets are
@@ -29,6 +30,7 @@ const (
 	prefixTopic  = "t/"
 	prefixGroup  = "g/"
 	prefixOffset = "o/"
+	prefixConfig = "c/"
 )
 
 type pebbleLogger struct{ log zerolog.Logger }

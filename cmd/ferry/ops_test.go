@@ -461,6 +461,7 @@ func TestOps(t *testing.T) {
 		step{name: "broker_config_get", args: []string{"broker", "config", "get", "retry_max_times", "flush"}},
 		step{http: httpOnce, name: "broker_config_set", args: []string{"broker", "config", "set", "retry_max_times=5"}},
 		step{http: httpOwn, name: "broker_config_set_static", args: []string{"broker", "config", "set", "flush=sync"}, code: 1, errHas: "cannot change at run time"},
+		step{http: httpOwn, name: "broker_config_set_invalid", args: []string{"broker", "config", "set", "disk_max_used_ratio=2"}, code: 1, errHas: "must be between 0 and 1"},
 		step{name: "broker_config_get_json", args: []string{"broker", "config", "get", "retry_max_times", "-o", "json"}},
 		step{http: httpOnce, name: "broker_drain", args: []string{"broker", "drain", "--yes"}},
 		step{name: "broker_drained_status", args: []string{"cluster", "list", "--interval", "0"}},
