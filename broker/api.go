@@ -317,7 +317,7 @@ func queryIntIn(ctx *fasthttp.RequestCtx, name string, def, lo, hi int64) (int64
 		return 0, err
 	}
 	if n < lo || n > hi {
-		return 0, fmt.Errorf("%w: %s=%d must be %d to %d", errBadInput, name, n, lo, hi)
+		return 0, fmt.Errorf("%w: %s=%d must be %d to %d (absent: %d)", errBadInput, name, n, lo, hi, def)
 	}
 	return n, nil
 }

@@ -268,7 +268,7 @@ func (b *Broker) consumerGroup(group string) (GroupConfig, error) {
 
 type apiReceiveRequest struct {
 	Topic        string `json:"topic"`
-	Max          int    `json:"max"`
+	Max          *int   `json:"max"` // absent: defaultReceiveMax; 0 is refused, as on the queue reads
 	VisibilityMs int64  `json:"visibility_ms"`
 	WaitMs       int64  `json:"wait_ms"`
 	Tag          string `json:"tag"`
@@ -281,8 +281,9 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
-	if in.Max == 0 {
-		in.Max = defaultReceiveMax
+	maxMsgs := defaultReceiveMax
+	if in.Max != nil {
+		maxMsgs = *in.Max
 	}
 	vis := time.Duration(in.VisibilityMs) * time.Millisecond
 	if in.VisibilityMs == 0 {
@@ -292,8 +293,8 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 	case in.Topic == "":
 		writeProblem(ctx, fmt.Errorf("%w: topic is required", errBadInput))
 		return
-	case in.Max < 1 || in.Max > maxReceiveMax:
-		writeProblem(ctx, fmt.Errorf("%w: max %d must be 1 to %d", errBadInput, in.Max, maxReceiveMax))
+	case maxMsgs < 1 || maxMsgs > maxReceiveMax:
+		writeProblem(ctx, fmt.Errorf("%w: max %d must be 1 to %d (absent: %d)", errBadInput, maxMsgs, maxReceiveMax, defaultReceiveMax))
 		return
 	case vis < minVisibility || vis > maxVisibility:
 		writeProblem(ctx, fmt.Errorf("%w: visibility_ms %d must be %d to %d", errBadInput, in.VisibilityMs, minVisibility.Milliseconds(), maxVisibility.Milliseconds()))
@@ -337,7 +338,7 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 		for i, tq := range queues {
 			notify[i] = b.cq.Notify(tq.topic, tq.queue)
 		}
-		msgs, err := b.receiveOnce(g, group, gc, queues, in.Max, vis, filter, tags)
+		msgs, err := b.receiveOnce(g, group, gc, queues, maxMsgs, vis, filter, tags)
 		if err != nil {
 			writeProblem(ctx, err)
 			return
