@@ -12,7 +12,7 @@ import (
 // first send creates the topic, and the consumer started right after
 // finds its route. A consume without --group creates no group, and
 // without --from-beginning it prints only new messages — over the name
-// server and over HTTP.
+// server and over HTTP. A send of an overlong line says what it sent.
 func TestFirstExample(t *testing.T) {
 	p, err := spawnServer(filepath.Join(t.TempDir(), "data"))
 	defer p.stop()
@@ -62,5 +62,13 @@ func TestFirstExample(t *testing.T) {
 	}
 	if out, _ := run("", "group", "list", "-o", "json"); strings.Contains(out, "group_name") {
 		t.Fatalf("consumes without --group left groups behind: %s", out)
+	}
+
+	// msg send stops at a line longer than a message may be, says which,
+	// and still says how many it sent before it.
+	in := "one\ntwo\n" + strings.Repeat("x", opsMaxLine+10) + "\nfour\n"
+	out, errs, code := ferry(t, in, "msg", "send", "--topic", "overlong", "--namesrv", p.namesrv)
+	if code != 1 || !strings.Contains(errs, "sent 2 messages to overlong") || !strings.Contains(errs, "line 3 of stdin is longer than") {
+		t.Fatalf("msg send of an overlong line: exit %d\n%s%s", code, out, errs)
 	}
 }

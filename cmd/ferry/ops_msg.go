@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -14,6 +15,10 @@ import (
 )
 
 var opsFlagTopic = &cli.StringFlag{Name: "topic", Aliases: []string{"t"}, Usage: "the topic (required)"}
+
+// opsMaxLine bounds a line of msg send's stdin: the broker's default
+// largest message (4 MiB), newline included.
+const opsMaxLine = 4 << 20
 
 func opsNeedTopic(c *cli.Context) error {
 	if c.String("topic") == "" {
@@ -42,19 +47,27 @@ func opsMsgCommand() *cli.Command {
 				return err
 			}
 			sc := bufio.NewScanner(e.in)
-			sc.Buffer(make([]byte, 64<<10), 4<<20)
+			sc.Buffer(make([]byte, 64<<10), opsMaxLine)
 			var sent []client.SendReceipt
-			for sc.Scan() {
-				r, err := sender.Send(e.ctx, client.OutMessage{Body: []byte(sc.Text()), Tags: c.String("tags"), Keys: keys})
-				if err != nil {
-					return fmt.Errorf("after %d messages: %w", len(sent), err)
+			for err == nil && sc.Scan() {
+				var r client.SendReceipt
+				if r, err = sender.Send(e.ctx, client.OutMessage{Body: []byte(sc.Text()), Tags: c.String("tags"), Keys: keys}); err == nil {
+					sent = append(sent, r)
 				}
-				sent = append(sent, r)
 			}
-			if err := sc.Err(); err != nil {
-				return fmt.Errorf("reading stdin: %w", err)
+			switch serr := sc.Err(); {
+			case err != nil:
+				err = fmt.Errorf("line %d: %w", len(sent)+1, err)
+			case errors.Is(serr, bufio.ErrTooLong):
+				err = fmt.Errorf("line %d of stdin is longer than %d bytes (a message's most): stopped there", len(sent)+1, opsMaxLine-1)
+			case serr != nil:
+				err = fmt.Errorf("reading stdin: %w", serr)
 			}
+			// What was sent is said whatever stopped the rest.
 			fmt.Fprintf(e.errw, "sent %d messages to %s\n", len(sent), c.String("topic"))
+			if err != nil {
+				return err
+			}
 			if sent == nil {
 				sent = []client.SendReceipt{}
 			}

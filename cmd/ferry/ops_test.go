@@ -484,7 +484,7 @@ func TestOps(t *testing.T) {
 	)
 	waitMessages("h-orders", 4)
 	doHTTP(
-		step{name: "http_msg_send_readonly", args: []string{"msg", "send", "--topic", "h-audit"}, stdin: "x\n", code: 1, errHas: "after 0 messages"},
+		step{name: "http_msg_send_readonly", args: []string{"msg", "send", "--topic", "h-audit"}, stdin: "x\n", code: 1, errHas: "sent 0 messages to h-audit"},
 		step{name: "http_topic_describe", args: []string{"topic", "describe", "h-orders"}},
 		step{name: "http_msg_consume", args: []string{"msg", "consume", "--topic", "h-orders", "--group", "hg1", "--from-beginning", "--max", "3", "--no-commit"}},
 		step{name: "http_msg_consume_json", args: []string{"msg", "consume", "--topic", "h-orders", "--group", "hg1", "--from-beginning", "--no-commit", "-o", "json"}},
