@@ -162,7 +162,7 @@ var (
 	errBadInput         = &apiErr{400, 1002, "invalid-request", "invalid request"}
 	errRequestTooLarge  = &apiErr{413, 1003, "request-too-large", "request body too large"}
 	errUnsupportedMedia = &apiErr{415, 1004, "unsupported-media-type", "unsupported media type"}
-	errReceiptInvalid   = &apiErr{400, 1005, "receipt-handle-invalid", "malformed receipt handle"}
+	errReceiptInvalid   = &apiErr{400, 1005, "receipt-handle-invalid", "invalid receipt handle"}
 	errReceiptExpired   = &apiErr{409, 1006, "receipt-handle-expired", "receipt handle no longer valid"}
 	errGroupExists      = &apiErr{409, 1007, "group-exists", "consumer group already exists"}
 	errQueueInvalid     = &apiErr{400, 1008, "queue-invalid", "illegal queue id"}

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -89,8 +90,17 @@ func TestAPIReceiveAckNack(t *testing.T) {
 	if s.Acked != 3 || len(s.Failed) != 0 {
 		t.Fatalf("ack %+v", s)
 	}
-	a.ok("POST", "/v1/groups/workers/ack", map[string]any{"receipt_handles": []string{got[0].ReceiptHandle, "garbage"}}, 200, &s)
-	if s.Acked != 0 || len(s.Failed) != 2 || s.Failed[0].Error.Code != 1006 || s.Failed[0].Error.Status != 409 || s.Failed[1].Error.Code != 1005 {
+	// A forged handle (a genuine one with another queue offset) is
+	// invalid, not expired.
+	raw, err := base64.RawURLEncoding.DecodeString(got[3].ReceiptHandle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[9]++
+	forged := base64.RawURLEncoding.EncodeToString(raw)
+	a.ok("POST", "/v1/groups/workers/ack", map[string]any{"receipt_handles": []string{got[0].ReceiptHandle, "garbage", forged}}, 200, &s)
+	if s.Acked != 0 || len(s.Failed) != 3 || s.Failed[0].Error.Code != 1006 || s.Failed[0].Error.Status != 409 || s.Failed[1].Error.Code != 1005 ||
+		s.Failed[2].Error.Code != 1005 || s.Failed[2].Error.Title != "invalid receipt handle" || !strings.Contains(s.Failed[2].Error.Detail, "not issued by this broker") {
 		t.Fatalf("second ack %+v", s)
 	}
 	a.ok("GET", "/v1/groups/workers/lag", nil, 200, &lag)

@@ -199,6 +199,9 @@ func (b *Broker) openStores() error {
 		return err
 	}
 	b.topics.changed = b.registerWait
+	if err := b.loadReceiptKey(); err != nil {
+		return err
+	}
 	return b.loadKeptConfig()
 }
 
