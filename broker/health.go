@@ -11,7 +11,8 @@ import (
 // such a write and stays writable) and less than diskRoomAfterFull is
 // free. The disk is looked at every second, and on a refused send or a
 // readiness probe at most every diskRecheck, so sends are accepted again as
-// soon as space is freed; reads are served throughout.
+// soon as space is freed; reads are served throughout. A write that finds
+// the disk full has it looked at at once.
 
 // diskRecheck is how often a refused send may look at the disk again.
 const diskRecheck = 200 * time.Millisecond
@@ -40,15 +41,16 @@ func (b *Broker) checkDisk() {
 	}
 }
 
-// diskFullNow reports the disk-full state, looking at the disk again when
-// the state is (or a write just found the disk) full and the last look is
-// older than diskRecheck.
+// diskFullNow reports the disk-full state. A write that found the disk
+// full has it looked at at once; while the state is full, it is looked at
+// again when the last look is older than diskRecheck.
 func (b *Broker) diskFullNow() bool {
-	if !b.diskFull.Load() && !b.clog.NoSpace() {
+	full, noSpace := b.diskFull.Load(), b.clog.NoSpace()
+	if !full && !noSpace {
 		return false
 	}
-	last := b.diskSeen.Load()
-	if time.Now().UnixNano()-last >= int64(diskRecheck) && b.diskSeen.CompareAndSwap(last, time.Now().UnixNano()) {
+	last, now := b.diskSeen.Load(), time.Now().UnixNano()
+	if (!full || now-last >= int64(diskRecheck)) && b.diskSeen.CompareAndSwap(last, now) {
 		b.checkDisk()
 	}
 	return b.diskFull.Load()

@@ -102,15 +102,18 @@ func TestDiskFullThenRoom(t *testing.T) {
 		mustOK(t, send(strings.Repeat("a", 100+i)))
 	}
 
+	// The disk fills right after a periodic look at it: the failing write
+	// itself has the broker look again.
+	b.checkDisk()
 	fs.full.Store(true)
 	if resp := send(strings.Repeat("b", 4000)); resp.Code != remoting.RespServiceNotAvailable {
 		t.Fatalf("send on a full disk: code %d %q, want SERVICE_NOT_AVAILABLE", resp.Code, resp.Remark)
 	}
-	if resp := send("c"); resp.Code != remoting.RespServiceNotAvailable || !strings.Contains(resp.Remark, "disk is full") {
-		t.Fatalf("send after the disk filled: code %d %q, want SERVICE_NOT_AVAILABLE saying the disk is full", resp.Code, resp.Remark)
-	}
 	if code, body := readyz(t, b, ""); code != 200 || !strings.Contains(body, "sends refused: data disk is full") {
 		t.Fatalf("/readyz on a full disk: %d %q, want 200 saying sends are refused", code, body)
+	}
+	if resp := send("c"); resp.Code != remoting.RespServiceNotAvailable || !strings.Contains(resp.Remark, "disk is full") {
+		t.Fatalf("send after the disk filled: code %d %q, want SERVICE_NOT_AVAILABLE saying the disk is full", resp.Code, resp.Remark)
 	}
 	if code, body := readyz(t, b, "?send=1"); code != 503 || !strings.Contains(body, "disk is full") {
 		t.Fatalf("/readyz?send=1 on a full disk: %d %q, want 503", code, body)
