@@ -37,3 +37,18 @@ func TestFirstRetryOfNewGroup(t *testing.T) {
 		t.Errorf("first retry came %v after the failure; want about %v (at most %v)", gap, level3, level3+retryLate)
 	}
 }
+
+// TestConsumerStartsRightAfterFirstSend: the first send to a new topic
+// creates it, and the broker tells the name server before it answers, so a
+// push consumer started right after finds its route (Start used to fail
+// with "route info not found") and gets the message.
+func TestConsumerStartsRightAfterFirstSend(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, "async")
+	topic, body := unique("AutoCreated"), "first"
+	p := newProducer(t, s.NameSrv)
+	sendSync(t, p, primitive.NewMessage(topic, []byte(body)))
+	a := newArrivals(nil)
+	startPushConsumer(t, s.NameSrv, unique("cg-right-after"), topic, "*", a.handle)
+	waitFor(t, receiveTimeout, func() bool { return a.n(body) == 1 }, "the first message of an auto-created topic never arrived")
+}
