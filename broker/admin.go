@@ -67,8 +67,8 @@ func (b *Broker) CreateTopic(tc TopicConfig) error {
 	if err := ValidateTopic(tc.TopicName); err != nil {
 		return err
 	}
-	if IsSystemTopic(tc.TopicName) {
-		return errors.Join(ErrTopicSystem, errors.New("the topic["+tc.TopicName+"] is conflict with system topic"))
+	if err := b.checkTopicAdmin(tc.TopicName, false); err != nil {
+		return err
 	}
 	if tc.Perm == 0 {
 		tc.Perm = remoting.PermRead | remoting.PermWrite
@@ -79,8 +79,8 @@ func (b *Broker) CreateTopic(tc TopicConfig) error {
 // DeleteTopic deletes a topic, its consume queues and its offsets. Its
 // records stay in the commitlog until their segments expire.
 func (b *Broker) DeleteTopic(name string) error {
-	if IsSystemTopic(name) {
-		return errors.Join(ErrTopicSystem, errors.New("the topic["+name+"] is a system topic"))
+	if err := b.checkTopicAdmin(name, true); err != nil {
+		return err
 	}
 	if err := b.topics.delete(name); err != nil {
 		return err
@@ -89,6 +89,11 @@ func (b *Broker) DeleteTopic(name string) error {
 		return err
 	}
 	b.clog.DeleteQueue(name)
+	if group, ok := strings.CutPrefix(name, DLQGroupTopicPrefix); ok {
+		if err := b.meta.forgetResent(group); err != nil {
+			return err
+		}
+	}
 	return b.offsets.deleteWhere(func(_, topic string) bool { return topic == name })
 }
 
@@ -162,6 +167,7 @@ func (b *Broker) DeleteGroup(name string) error {
 	if err := b.groups.delete(name); err != nil {
 		return err
 	}
+	b.retryReaders.forget(name)
 	return b.offsets.deleteWhere(func(group, _ string) bool { return group == name })
 }
 

@@ -21,6 +21,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
@@ -168,7 +169,7 @@ var (
 	errBadInput         = &apiErr{400, 1002, "invalid-request", "invalid request"}
 	errRequestTooLarge  = &apiErr{413, 1003, "request-too-large", "request body too large"}
 	errUnsupportedMedia = &apiErr{415, 1004, "unsupported-media-type", "unsupported media type"}
-	errReceiptInvalid   = &apiErr{400, 1005, "receipt-handle-invalid", "malformed receipt handle"}
+	errReceiptInvalid   = &apiErr{400, 1005, "receipt-handle-invalid", "invalid receipt handle"}
 	errReceiptExpired   = &apiErr{409, 1006, "receipt-handle-expired", "receipt handle no longer valid"}
 	errGroupExists      = &apiErr{409, 1007, "group-exists", "consumer group already exists"}
 	errQueueInvalid     = &apiErr{400, 1008, "queue-invalid", "illegal queue id"}
@@ -232,6 +233,10 @@ func problemOf(err error) problem {
 		p := mk(503, 14, "service-not-available", "service not available")
 		p.retryAfter = 30
 		return p
+	case errors.Is(err, commitlog.ErrNoSpace):
+		p := mk(503, 14, "service-not-available", "service not available")
+		p.retryAfter = 5
+		return p
 	case errors.Is(err, commitlog.ErrFlushTimeout):
 		p := mk(503, 10, "flush-disk-timeout", "flush disk timeout")
 		p.retryAfter = 1
@@ -270,11 +275,23 @@ func (b *Broker) checkWritable() error {
 }
 
 // decodeBody decodes a JSON request body into v, refusing unknown fields
-// so that a misspelt field is an error rather than silently ignored.
+// so that a misspelt field is an error rather than silently ignored, and
+// invalid UTF-8, which encoding/json would silently replace with U+FFFD.
 func decodeBody(ctx *fasthttp.RequestCtx, v any) error {
 	body := ctx.PostBody()
 	if len(body) == 0 {
 		return fmt.Errorf("%w: a JSON body is required", errBadInput)
+	}
+	if !utf8.Valid(body) {
+		at := 0
+		for at < len(body) {
+			r, n := utf8.DecodeRune(body[at:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			at += n
+		}
+		return fmt.Errorf("%w: the JSON body is not valid UTF-8 (byte %d); send binary bodies base64-encoded or as application/octet-stream", errBadInput, at)
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
@@ -307,7 +324,7 @@ func queryIntIn(ctx *fasthttp.RequestCtx, name string, def, lo, hi int64) (int64
 		return 0, err
 	}
 	if n < lo || n > hi {
-		return 0, fmt.Errorf("%w: %s=%d must be %d to %d", errBadInput, name, n, lo, hi)
+		return 0, fmt.Errorf("%w: %s=%d must be %d to %d (absent: %d)", errBadInput, name, n, lo, hi, def)
 	}
 	return n, nil
 }

@@ -33,6 +33,9 @@ package broker
 // leases itself first.
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -43,6 +46,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/commitlog"
@@ -52,8 +56,9 @@ import (
 
 // apiState is the HTTP API's in-memory state, the Broker's api field.
 type apiState struct {
-	waiters atomic.Int64 // long-polling requests held now
-	leases  leaseTable
+	waiters    atomic.Int64 // long-polling requests held now
+	leases     leaseTable
+	receiptKey []byte // signs receipt handles (loadReceiptKey); set before Start
 }
 
 // Receive limits.
@@ -141,6 +146,27 @@ func (t *leaseTable) forgetTopic(topic string) {
 	}
 }
 
+// loadReceiptKey reads the key that signs receipt handles from the
+// metadata store (k/receipt), creating it on first start; kept, it makes a
+// handle from before a restart read as expired, not as forged.
+func (b *Broker) loadReceiptKey() error {
+	const name = prefixKey + "receipt"
+	v, closer, err := b.meta.db.Get([]byte(name))
+	if err == nil {
+		b.api.receiptKey = append([]byte(nil), v...)
+		return closer.Close()
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return err
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	b.api.receiptKey = key
+	return b.meta.db.Set([]byte(name), key, pebble.Sync)
+}
+
 // nextEpoch returns a lease epoch unique across broker runs (seeded from
 // the clock), so a receipt handle from before a restart never matches.
 func (t *leaseTable) nextEpoch() uint64 {
@@ -208,28 +234,46 @@ type receipt struct {
 	epoch   uint64
 }
 
-const receiptVersion = 1
+const (
+	receiptVersion = 2
+	receiptTagLen  = 12 // bytes of HMAC-SHA256 kept
+)
 
-// encode: version 1 | epoch uint64 BE | uvarint queue offset | uvarint
-// commitlog offset | uvarint queue | topic, base64url without padding.
-func (r receipt) encode() string {
-	b := make([]byte, 0, 9+3*binary.MaxVarintLen64+len(r.topic))
+// encode: version 2 | epoch uint64 BE | uvarint queue offset | uvarint
+// commitlog offset | uvarint queue | topic | HMAC-SHA256 of all that
+// under the broker's receipt key, truncated to receiptTagLen; base64url
+// without padding. The tag tells a handle this broker issued (which may
+// have expired) from a forged or mangled one.
+func (r receipt) encode(key []byte) string {
+	b := make([]byte, 0, 9+3*binary.MaxVarintLen64+len(r.topic)+sha256.Size)
 	b = append(b, receiptVersion)
 	b = binary.BigEndian.AppendUint64(b, r.epoch)
 	b = binary.AppendUvarint(b, uint64(r.qoff))
 	b = binary.AppendUvarint(b, uint64(r.clogOff))
 	b = binary.AppendUvarint(b, uint64(r.queue))
 	b = append(b, r.topic...)
+	b = append(b, receiptTag(key, b)...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func decodeReceipt(s string) (receipt, error) {
+func receiptTag(key, b []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write(b)
+	return m.Sum(nil)[:receiptTagLen]
+}
+
+func decodeReceipt(s string, key []byte) (receipt, error) {
 	var r receipt
 	bad := fmt.Errorf("%w: %q", errReceiptInvalid, s)
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) < 10 || b[0] != receiptVersion {
+	if err != nil || len(b) < 10+receiptTagLen || b[0] != receiptVersion {
 		return r, bad
 	}
+	body, tag := b[:len(b)-receiptTagLen], b[len(b)-receiptTagLen:]
+	if !hmac.Equal(tag, receiptTag(key, body)) {
+		return r, fmt.Errorf("%w: %q was not issued by this broker", errReceiptInvalid, s)
+	}
+	b = body
 	r.epoch = binary.BigEndian.Uint64(b[1:])
 	b = b[9:]
 	var vals [3]uint64
@@ -268,7 +312,7 @@ func (b *Broker) consumerGroup(group string) (GroupConfig, error) {
 
 type apiReceiveRequest struct {
 	Topic        string `json:"topic"`
-	Max          int    `json:"max"`
+	Max          *int   `json:"max"` // absent: defaultReceiveMax; 0 is refused, as on the queue reads
 	VisibilityMs int64  `json:"visibility_ms"`
 	WaitMs       int64  `json:"wait_ms"`
 	Tag          string `json:"tag"`
@@ -281,8 +325,9 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
-	if in.Max == 0 {
-		in.Max = defaultReceiveMax
+	maxMsgs := defaultReceiveMax
+	if in.Max != nil {
+		maxMsgs = *in.Max
 	}
 	vis := time.Duration(in.VisibilityMs) * time.Millisecond
 	if in.VisibilityMs == 0 {
@@ -292,8 +337,8 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 	case in.Topic == "":
 		writeProblem(ctx, fmt.Errorf("%w: topic is required", errBadInput))
 		return
-	case in.Max < 1 || in.Max > maxReceiveMax:
-		writeProblem(ctx, fmt.Errorf("%w: max %d must be 1 to %d", errBadInput, in.Max, maxReceiveMax))
+	case maxMsgs < 1 || maxMsgs > maxReceiveMax:
+		writeProblem(ctx, fmt.Errorf("%w: max %d must be 1 to %d (absent: %d)", errBadInput, maxMsgs, maxReceiveMax, defaultReceiveMax))
 		return
 	case vis < minVisibility || vis > maxVisibility:
 		writeProblem(ctx, fmt.Errorf("%w: visibility_ms %d must be %d to %d", errBadInput, in.VisibilityMs, minVisibility.Milliseconds(), maxVisibility.Milliseconds()))
@@ -337,7 +382,7 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 		for i, tq := range queues {
 			notify[i] = b.cq.Notify(tq.topic, tq.queue)
 		}
-		msgs, err := b.receiveOnce(g, group, gc, queues, in.Max, vis, filter, tags)
+		msgs, err := b.receiveOnce(g, group, gc, queues, maxMsgs, vis, filter, tags)
 		if err != nil {
 			writeProblem(ctx, err)
 			return
@@ -449,7 +494,7 @@ func (b *Broker) receiveOnce(g *groupLeases, group string, gc GroupConfig, queue
 						m.Topic = t
 					}
 				}
-				m.ReceiptHandle = receipt{topic: tq.topic, queue: tq.queue, qoff: e.QueueOffset, clogOff: e.Offset, epoch: l.epoch}.encode()
+				m.ReceiptHandle = receipt{topic: tq.topic, queue: tq.queue, qoff: e.QueueOffset, clogOff: e.Offset, epoch: l.epoch}.encode(b.api.receiptKey)
 				bytesOut += len(rec.Body)
 				out = append(out, m)
 			}
@@ -587,7 +632,7 @@ func (b *Broker) settle(ctx *fasthttp.RequestCtx, p apiParams, verb string, fn f
 	}
 	touched := map[topicQueue]*leaseQueue{}
 	for _, h := range in.ReceiptHandles {
-		r, err := decodeReceipt(h)
+		r, err := decodeReceipt(h, b.api.receiptKey)
 		if err != nil {
 			fail(h, err)
 			continue

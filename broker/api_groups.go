@@ -284,7 +284,7 @@ func (b *Broker) apiDLQList(ctx *fasthttp.RequestCtx, p apiParams) {
 		list = []dlq.DeadLetter{}
 		next = max(next, from)
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"dead_letters": b.deadLettersOut(list), "next": next})
+	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"dead_letters": list, "next": next})
 }
 
 type apiResendRequest struct {
@@ -326,12 +326,12 @@ func (b *Broker) apiDLQResend(ctx *fasthttp.RequestCtx, p apiParams) {
 	offsets := in.Offsets
 	if in.All {
 		if _, ok := b.topics.get(DLQTopic(group)); !ok {
-			writeJSON(ctx, fasthttp.StatusOK, map[string]int{"resent": 0})
+			writeJSON(ctx, fasthttp.StatusOK, map[string]int{"resent": 0, "skipped": 0})
 			return
 		}
 		offsets = nil
 	}
-	n, err := b.DLQResend(group, offsets, target)
+	n, skipped, err := b.DLQResend(group, offsets, target)
 	if err != nil {
 		if n > 0 {
 			err = fmt.Errorf("%w (%d resent before it)", err, n)
@@ -339,5 +339,5 @@ func (b *Broker) apiDLQResend(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]int{"resent": n})
+	writeJSON(ctx, fasthttp.StatusOK, map[string]int{"resent": n, "skipped": skipped})
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/systopic"
 )
 
 // apiMessage is a stored message as the HTTP API shows it.
@@ -258,7 +259,7 @@ func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
 			q, off := realQ[j], r.QueueOffset
 			out.MsgID, out.OffsetMsgID = uniq[j], commitlog.OffsetMsgID(b.storeHost, r.Offset)
 			out.QueueID, out.QueueOffset = &q, &off
-			out.Scheduled = msgs[j].Topic == ScheduleTopic || msgs[j].Topic == TimerTopic
+			out.Scheduled = systopic.IsScheduled(msgs[j].Topic)
 			if flushTimeout {
 				out.FlushStatus = "flush_disk_timeout"
 			}

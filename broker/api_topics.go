@@ -2,10 +2,12 @@ package broker
 
 import (
 	"fmt"
+	"net/url"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/systopic"
 )
 
 // apiTopic is a topic's config as the HTTP API shows it.
@@ -115,6 +117,10 @@ func (b *Broker) apiCreateTopic(ctx *fasthttp.RequestCtx, _ apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
+	if err := b.checkTopicAdmin(in.Name, false); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
 	if _, ok := b.topics.get(in.Name); ok {
 		writeProblem(ctx, fmt.Errorf("%w: %s", errTopicExists, in.Name))
 		return
@@ -184,6 +190,10 @@ func (b *Broker) apiUpdateTopic(ctx *fasthttp.RequestCtx, p apiParams) {
 
 func (b *Broker) apiDeleteTopic(ctx *fasthttp.RequestCtx, p apiParams) {
 	name := p.get("topic")
+	if systopic.IsDLQ(name) && string(ctx.QueryArgs().Peek("confirm")) != name {
+		writeProblem(ctx, fmt.Errorf("%w: deleting %s deletes its dead letters: repeat with ?confirm=%s", errBadInput, name, url.QueryEscape(name)))
+		return
+	}
 	if err := b.DeleteTopic(name); err != nil {
 		writeProblem(ctx, err)
 		return

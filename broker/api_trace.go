@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sort"
-	"strings"
 
 	"github.com/valyala/fasthttp"
 
@@ -344,29 +343,3 @@ func (b *Broker) messagesByTime(topic string, begin, end int64, n int) ([]apiMes
 	return out, nil
 }
 
-// apiDeadLetter is a dead letter with what became of it: when a copy of it
-// was stored again outside the DLQ (resent), when and where the latest
-// one went.
-type apiDeadLetter struct {
-	dlq.DeadLetter
-	ResentAtMs int64  `json:"resent_at_ms,omitempty"`
-	ResentTo   string `json:"resent_to,omitempty"`
-}
-
-// deadLettersOut adds to each dead letter its latest resent copy, looked
-// up by message id.
-func (b *Broker) deadLettersOut(list []dlq.DeadLetter) []apiDeadLetter {
-	out := make([]apiDeadLetter, len(list))
-	for i, d := range list {
-		out[i].DeadLetter = d
-		raw, err := b.MessageByID(d.MsgID)
-		if err != nil {
-			continue
-		}
-		if rec, err := commitlog.Decode(raw); err == nil && rec.PhysicalOffset > d.CommitOffset &&
-			!strings.HasPrefix(string(rec.Topic), DLQGroupTopicPrefix) {
-			out[i].ResentAtMs, out[i].ResentTo = rec.StoreTimestamp, string(rec.Topic)
-		}
-	}
-	return out
-}

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"github.com/ferrymq/ferry/dlq"
 	"testing"
 	"time"
 )
@@ -56,18 +57,18 @@ func TestAPIMessageTrace(t *testing.T) {
 	}
 
 	var dl struct {
-		DeadLetters []apiDeadLetter `json:"dead_letters"`
+		DeadLetters []dlq.DeadLetter `json:"dead_letters"`
 	}
 	a.ok("GET", "/v1/groups/billing/dlq", nil, 200, &dl)
-	if len(dl.DeadLetters) != 1 || dl.DeadLetters[0].ResentAtMs != 0 {
+	if len(dl.DeadLetters) != 1 || dl.DeadLetters[0].ResentAtMillis != 0 {
 		t.Fatalf("dead letters before resend %+v", dl)
 	}
 	a.ok("POST", "/v1/groups/billing/dlq/resend", map[string]any{"all": true}, 200, nil)
 	waitFor(t, 10*time.Second, "the resend indexed", func() bool {
 		a.ok("GET", "/v1/groups/billing/dlq", nil, 200, &dl)
-		return dl.DeadLetters[0].ResentAtMs != 0
+		return dl.DeadLetters[0].ResentAtMillis != 0
 	})
-	if d := dl.DeadLetters[0]; d.ResentTo != "pay" {
+	if d := dl.DeadLetters[0]; d.ResentTo != "topic" {
 		t.Fatalf("dead letter after resend %+v", d)
 	}
 	a.ok("GET", "/v1/messages/"+id+"/trace", nil, 200, &tr)

@@ -63,6 +63,8 @@ type Broker struct {
 	locks   *lockTable
 	metrics *metrics
 
+	retryReaders *retryReaders // groups whose consumers pull their retry queue
+
 	timerIdx *delay.TimerIndex
 	delaySvc *delay.Service
 	keys     *keyIndex
@@ -87,9 +89,12 @@ type Broker struct {
 	accepting atomic.Bool // sends accepted (false while shutting down)
 	drained   atomic.Bool // an operator drained the broker
 	ready     atomic.Bool
-	diskFull  atomic.Bool
+	diskFull  atomic.Bool  // sends refused for want of disk space (health.go)
+	diskSeen  atomic.Int64 // unix nanoseconds of the last look at the disk
 
-	registerNow chan struct{} // 1-slot: re-register with the name servers soon
+	registerNow chan struct{} // 1-slot: re-register with the name servers now
+	reg         regRounds     // registrations asked for and done (register.go)
+	registering atomic.Bool   // the registration loop runs
 	stop        chan struct{}
 	wg          sync.WaitGroup
 	shutdown    sync.Once
@@ -112,14 +117,16 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{
-		cfg:         cfg,
-		log:         zerolog.Nop(),
-		fs:          vfs.Default,
-		startedAt:   time.Now(),
-		clients:     newClientRegistry(),
-		locks:       newLockTable(),
-		registerNow: make(chan struct{}, 1),
-		stop:        make(chan struct{}),
+		cfg:          cfg,
+		log:          zerolog.Nop(),
+		fs:           vfs.Default,
+		startedAt:    time.Now(),
+		clients:      newClientRegistry(),
+		locks:        newLockTable(),
+		retryReaders: newRetryReaders(),
+		registerNow:  make(chan struct{}, 1),
+		reg:          regRounds{wake: make(chan struct{})},
+		stop:         make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(b)
@@ -192,8 +199,11 @@ func (b *Broker) openStores() error {
 	if err := b.ensureSystemTopics(); err != nil {
 		return err
 	}
-	b.topics.changed = b.triggerRegister
-	return nil
+	b.topics.changed = b.registerWait
+	if err := b.loadReceiptKey(); err != nil {
+		return err
+	}
+	return b.loadKeptConfig()
 }
 
 func (b *Broker) ensureSystemTopics() error {
@@ -279,6 +289,7 @@ func (b *Broker) Start() error {
 	// Ready means routable: clients that look the broker up right after
 	// find it.
 	b.registerAll()
+	b.registering.Store(true)
 	go b.registerLoop()
 	go b.housekeeping()
 	b.ready.Store(true)
@@ -354,6 +365,8 @@ func (b *Broker) housekeeping() {
 	defer offsetTick.Stop()
 	scan := time.NewTicker(10 * time.Second)
 	defer scan.Stop()
+	disk := time.NewTicker(time.Second)
+	defer disk.Stop()
 	expire := time.NewTicker(time.Minute)
 	defer expire.Stop()
 	b.sampleStats(time.Now())
@@ -369,28 +382,11 @@ func (b *Broker) housekeeping() {
 			for _, g := range b.clients.expire(now.Add(-b.cfg.ClientExpiry.D())) {
 				b.notifyGroupChanged(g)
 			}
-			b.checkDisk()
 			b.sampleStats(now)
+		case <-disk.C:
+			b.checkDisk()
 		case now := <-expire.C:
 			b.retention(now)
-		}
-	}
-}
-
-// checkDisk refuses sends while the data disk is fuller than allowed.
-func (b *Broker) checkDisk() {
-	u, err := b.fs.GetDiskUsage(b.cfg.DataDir)
-	if err != nil || u.TotalBytes == 0 {
-		return
-	}
-	ratio := float64(u.UsedBytes) / float64(u.TotalBytes)
-	full := ratio > b.c().DiskMaxUsedRatio
-	if full != b.diskFull.Load() {
-		b.diskFull.Store(full)
-		if full {
-			b.log.Error().Float64("used_ratio", ratio).Msg("data disk is full: refusing sends")
-		} else {
-			b.log.Info().Float64("used_ratio", ratio).Msg("data disk has room again: accepting sends")
 		}
 	}
 }
@@ -402,7 +398,7 @@ func (b *Broker) writable() string {
 		return "broker is shutting down"
 	case b.drained.Load():
 		return "broker is drained by an operator"
-	case b.diskFull.Load():
+	case b.diskFullNow():
 		return "data disk is full"
 	case b.clog.Err() != nil:
 		return b.clog.Err().Error()

@@ -19,6 +19,12 @@ import (
 // testBroker starts a broker on 127.0.0.1 with a free port in dir.
 func testBroker(t *testing.T, dir string, mut func(*Config)) *Broker {
 	t.Helper()
+	return testBrokerWith(t, dir, mut)
+}
+
+// testBrokerWith is testBroker with construction options.
+func testBrokerWith(t *testing.T, dir string, mut func(*Config), opts ...Option) *Broker {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = dir
 	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port, cfg.HTTPPort = "127.0.0.1", "127.0.0.1", 0, -1
@@ -27,7 +33,7 @@ func testBroker(t *testing.T, dir string, mut func(*Config)) *Broker {
 	if mut != nil {
 		mut(&cfg)
 	}
-	b, err := New(cfg)
+	b, err := New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,9 +333,19 @@ func TestRetrySixteenTimesThenDLQ(t *testing.T) {
 		t.Fatalf("retry topic still delivering: %d", r.Code)
 	}
 	// Resend it to its original topic.
-	n, err := b.DLQResend("cg", nil, dlq.ToOriginalTopic)
-	if err != nil || n != 1 {
-		t.Fatalf("resend: %d %v", n, err)
+	n, skipped, err := b.DLQResend("cg", nil, dlq.ToOriginalTopic)
+	if err != nil || n != 1 || skipped != 0 {
+		t.Fatalf("resend: %d (%d skipped) %v", n, skipped, err)
+	}
+	// Resending again sends nothing: it is recorded, and listed as resent.
+	if n, skipped, err := b.DLQResend("cg", nil, dlq.ToOriginalTopic); err != nil || n != 0 || skipped != 1 {
+		t.Fatalf("second resend: %d (%d skipped) %v", n, skipped, err)
+	}
+	if n, skipped, err := b.DLQResend("cg", []int64{dead[0].QueueOffset}, dlq.ToRetry); err != nil || n != 0 || skipped != 1 {
+		t.Fatalf("resend by offset of a resent dead letter: %d (%d skipped) %v", n, skipped, err)
+	}
+	if listed, _, err := b.DLQList("cg", 0, 10); err != nil || len(listed) != 1 || listed[0].ResentTo != "topic" || listed[0].ResentAtMillis == 0 {
+		t.Fatalf("dead letters after a resend: %+v %v", listed, err)
 	}
 	found := false
 	waitFor(t, 5*time.Second, "resent message", func() bool {
@@ -460,9 +476,9 @@ func TestRetentionDeletesExpiredSegments(t *testing.T) {
 	}
 }
 
-// A broker that reports ready is already routable: Start registers with
-// the name servers before it returns.
-func TestRoutableWhenReady(t *testing.T) {
+// testNamesrv starts a name server on a free port of 127.0.0.1.
+func testNamesrv(t *testing.T) *namesrv.Server {
+	t.Helper()
 	ns, err := namesrv.New(namesrv.Config{ListenAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -471,6 +487,13 @@ func TestRoutableWhenReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ns.Shutdown(context.Background()) })
+	return ns
+}
+
+// A broker that reports ready is already routable: Start registers with
+// the name servers before it returns.
+func TestRoutableWhenReady(t *testing.T) {
+	ns := testNamesrv(t)
 	b := testBroker(t, t.TempDir(), func(c *Config) { c.NamesrvAddrs = []string{ns.Addr()} })
 	cl := remoting.NewClient(remoting.ClientConfig{})
 	defer cl.Close()

@@ -311,7 +311,12 @@ func (b *Broker) handleSendBack(c *remoting.Conn, req *remoting.Command) {
 		b.reply(c, req, code, remark)
 		return
 	}
-	_ = c.Reply(b.store(req, []commitlog.Message{m}))
+	resp := b.store(req, []commitlog.Message{m})
+	_ = c.Reply(resp)
+	if resp.Code == remoting.RespSuccess && m.Topic == ScheduleTopic && b.retryReaders.shouldTell(group, time.Now()) {
+		// Its consumers may not read the retry queue yet (retryreaders.go).
+		b.notifyGroupChanged(group)
+	}
 }
 
 // sendBackMessage builds the retry (or dead-letter) copy of a consumed

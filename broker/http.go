@@ -58,18 +58,7 @@ func (b *Broker) startHTTP() (*httpServer, error) {
 				ctx.SetStatusCode(fasthttp.StatusOK)
 				ctx.SetBodyString("ok\n")
 			case "/readyz":
-				if !b.ready.Load() {
-					ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-					ctx.SetBodyString("not ready: starting or shutting down\n")
-					return
-				}
-				if why := b.writable(); why != "" {
-					ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-					ctx.SetBodyString("not ready: " + why + "\n")
-					return
-				}
-				ctx.SetStatusCode(fasthttp.StatusOK)
-				ctx.SetBodyString("ok\n")
+				b.serveReadyz(ctx)
 			case "/metrics":
 				metricsHandler(ctx)
 			default:

@@ -223,8 +223,10 @@ var ErrMessageNotFound = errors.New("broker: message not found")
 // MessageByID returns the raw stored record of a message id: an offset id
 // (from a send response) or a client id (UNIQ_KEY).
 func (b *Broker) MessageByID(id string) ([]byte, error) {
-	if _, off, err := commitlog.ParseOffsetMsgID(id); err == nil {
-		if rec, raw, err := b.clog.ReadRecord(off, nil); err == nil && rec.PhysicalOffset == off {
+	if host, off, err := commitlog.ParseOffsetMsgID(id); err == nil {
+		// The record there must be the one the id names: stored at that
+		// offset by that host (an all-zero id names no message).
+		if rec, raw, err := b.clog.ReadRecord(off, nil); err == nil && rec.PhysicalOffset == off && rec.StoreHost == host {
 			return raw, nil
 		}
 	}

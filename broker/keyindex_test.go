@@ -1,6 +1,8 @@
 package broker
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -127,4 +129,22 @@ func TestKeyIndexHoursLookupAndPrune(t *testing.T) {
 		t.Fatal("U0 found after its hours were pruned")
 	}
 	check("all pruned", lookup("a", 0, 1<<62, 100))
+}
+
+// An offset id finds the message only if it names the record's own store
+// host: the all-zero id (offset 0 of host 0.0.0.0:0) finds nothing.
+func TestMessageByOffsetIDChecksHost(t *testing.T) {
+	b := testBroker(t, t.TempDir(), nil)
+	c := newClient(t, b)
+	resp := c.send("orders", 0, "first", nil)
+	mustOK(t, resp)
+	id := resp.StringOr("msgId", "")
+	if _, err := b.MessageByID(id); err != nil {
+		t.Fatalf("by its offset id %s: %v", id, err)
+	}
+	for _, bad := range []string{strings.Repeat("0", 32), "7F00000100002A9F" + id[16:]} {
+		if _, err := b.MessageByID(bad); !errors.Is(err, ErrMessageNotFound) {
+			t.Errorf("by %s: %v, want not found", bad, err)
+		}
+	}
 }

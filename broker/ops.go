@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/ferrymq/ferry/dlq"
 	"github.com/ferrymq/ferry/remoting"
@@ -54,7 +55,7 @@ func (b *Broker) opsRoutes(timed func(int16, func(*remoting.Conn, *remoting.Comm
 func (b *Broker) Drain(on bool) {
 	b.drained.Store(on)
 	b.log.Info().Bool("drained", on).Msg("drain state changed")
-	b.triggerRegister()
+	b.registerWait()
 }
 
 // GroupInfo is a group's config and whether clients are online.
@@ -250,12 +251,12 @@ func (b *Broker) handleDLQResend(c *remoting.Conn, req *remoting.Command) {
 			offsets = append(offsets, o)
 		}
 	}
-	n, err := b.DLQResend(group, offsets, target)
+	n, skipped, err := b.DLQResend(group, offsets, target)
 	if err != nil {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.replyJSON(c, req, map[string]any{"group": group, "resent": n})
+	b.replyJSON(c, req, map[string]any{"group": group, "resent": n, "skipped": skipped})
 }
 
 // dynamicKeys are the config keys `ferry broker config set` may change at
@@ -285,18 +286,35 @@ func (b *Broker) ConfigMap() map[string]string {
 	return out
 }
 
-// SetConfig changes one run-time configurable key.
+// SetConfig changes one run-time configurable key and keeps the change in
+// the metadata store (c/<key>), so that it survives a restart: a kept
+// change wins over the config file, the environment and the flags.
 func (b *Broker) SetConfig(key, value string) error {
+	b.cfgMu.Lock()
+	defer b.cfgMu.Unlock()
+	next, err := b.withConfigLocked(key, value)
+	if err != nil {
+		return err
+	}
+	if err := b.meta.db.Set([]byte(prefixConfig+key), []byte(value), pebble.Sync); err != nil {
+		return fmt.Errorf("broker: keep %s = %s: %w", key, value, err)
+	}
+	b.dyn.Store(next)
+	b.log.Info().Str("key", key).Str("value", value).Msg("config changed (kept across restarts)")
+	return nil
+}
+
+// withConfigLocked is the configuration in force with key set to value,
+// or why it cannot be. Called with cfgMu held (or before Start).
+func (b *Broker) withConfigLocked(key, value string) (*Config, error) {
 	if !dynamicKeys[key] {
 		keys := make([]string, 0, len(dynamicKeys))
 		for k := range dynamicKeys {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		return fmt.Errorf("%w: %s cannot change at run time (restart with it in the config file); changeable: %s", ErrInvalidRequest, key, strings.Join(keys, ", "))
+		return nil, fmt.Errorf("%w: %s cannot change at run time (restart with it in the config file); changeable: %s", ErrInvalidRequest, key, strings.Join(keys, ", "))
 	}
-	b.cfgMu.Lock()
-	defer b.cfgMu.Unlock()
 	next := *b.c()
 	var doc string
 	switch key {
@@ -306,14 +324,28 @@ func (b *Broker) SetConfig(key, value string) error {
 		doc = key + " = " + value
 	}
 	if _, err := toml.Decode(doc, &next); err != nil {
-		return fmt.Errorf("%w: %s = %s: %v", ErrInvalidRequest, key, value, err)
+		return nil, fmt.Errorf("%w: %s = %s is not a value of its type: %v", ErrInvalidRequest, key, value, err)
 	}
 	if err := next.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidRequest, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalidRequest, err)
 	}
-	b.dyn.Store(&next)
-	b.log.Info().Str("key", key).Str("value", value).Msg("config changed")
-	return nil
+	return &next, nil
+}
+
+// loadKeptConfig applies the run-time changes kept in the metadata store.
+// A kept value the configuration no longer accepts is logged and dropped.
+func (b *Broker) loadKeptConfig() error {
+	return b.meta.scan(prefixConfig, func(k, v []byte) error {
+		key, value := string(k[len(prefixConfig):]), string(v)
+		next, err := b.withConfigLocked(key, value)
+		if err != nil {
+			b.log.Warn().Err(err).Str("key", key).Msg("dropping a kept config change")
+			return b.meta.delete(string(k))
+		}
+		b.dyn.Store(next)
+		b.log.Info().Str("key", key).Str("value", value).Msg("config change kept from an earlier run")
+		return nil
+	})
 }
 
 func (b *Broker) handleGetConfig(c *remoting.Conn, req *remoting.Command) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/ferrymq/ferry/consumequeue"
 	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/systopic"
 )
 
 // Pull request sysFlag bits (Java PullSysFlag).
@@ -123,7 +124,12 @@ func (b *Broker) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.C
 		return remoting.NewResponse(req, code, fmt.Sprintf(format, args...)), tagFilter{}, false
 	}
 	gc, ok := b.groups.get(p.group)
-	if !ok {
+	switch {
+	case ok:
+	case p.group == systopic.ToolsGroup:
+		// Tools read without a group of their own: nothing is stored.
+		gc = DefaultGroupConfig(p.group, b.c().RetryMaxTimes)
+	default:
 		if !b.c().AutoCreateGroup {
 			return fail(remoting.RespSubscriptionGroupNotExist, "subscription group [%s] does not exist", p.group)
 		}
@@ -134,6 +140,9 @@ func (b *Broker) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.C
 	}
 	if !gc.ConsumeEnable {
 		return fail(remoting.RespNoPermission, "subscription group no permission, %s", p.group)
+	}
+	if g, ok := strings.CutPrefix(p.topic, RetryGroupTopicPrefix); ok && g == p.group {
+		b.retryReaders.pull(g)
 	}
 	tc, ok := b.topics.get(p.topic)
 	if !ok {
@@ -164,7 +173,7 @@ func (b *Broker) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.C
 		}
 		filter = filterOf(sub)
 	}
-	if p.sysFlag&pullCommitOffset != 0 && p.commitOffset >= 0 {
+	if p.sysFlag&pullCommitOffset != 0 && p.commitOffset >= 0 && p.group != systopic.ToolsGroup {
 		b.offsets.set(p.group, p.topic, p.queueID, p.commitOffset)
 	}
 	return nil, filter, p.sysFlag&pullSuspend != 0 && p.suspend > 0

@@ -120,9 +120,10 @@ func sendError(err error) (int16, string) {
 		return remoting.RespMessageIllegal, err.Error()
 	case errors.Is(err, ErrTopicNotFound):
 		return remoting.RespTopicNotExist, err.Error()
-	case errors.Is(err, errNoPermission):
+	case errors.Is(err, errNoPermission), errors.Is(err, ErrTopicSystem):
 		return remoting.RespNoPermission, err.Error()
-	case errors.Is(err, commitlog.ErrReadOnly), errors.Is(err, commitlog.ErrClosed), errors.Is(err, errNotWritable):
+	case errors.Is(err, commitlog.ErrReadOnly), errors.Is(err, commitlog.ErrClosed), errors.Is(err, errNotWritable),
+		errors.Is(err, commitlog.ErrNoSpace):
 		return remoting.RespServiceNotAvailable, err.Error()
 	}
 	return remoting.RespSystemError, err.Error()
@@ -142,13 +143,14 @@ func (b *Broker) resolveSendTopic(h *sendHeader) (TopicConfig, error) {
 	if err := ValidateTopic(h.topic); err != nil {
 		return TopicConfig{}, err
 	}
+	if err := b.checkSendTopic(h.topic, h.properties); err != nil {
+		return TopicConfig{}, err
+	}
 	tc, ok := b.topics.get(h.topic)
 	if !ok {
 		var err error
 		switch {
 		case strings.HasPrefix(h.topic, RetryGroupTopicPrefix):
-			tc, err = b.ensureGroupTopic(h.topic)
-		case strings.HasPrefix(h.topic, DLQGroupTopicPrefix):
 			tc, err = b.ensureGroupTopic(h.topic)
 		case b.c().AutoCreateTopic && !IsSystemTopic(h.topic):
 			tpl, ok := b.topics.get(orDefault(h.defaultTopic, AutoCreateTopicTemplate))

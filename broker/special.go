@@ -8,10 +8,11 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/systopic"
 )
 
 // TimerTopic holds messages with an arbitrary delivery time until due.
-const TimerTopic = "FERRY_SYS_TIMER"
+const TimerTopic = systopic.Timer
 
 // Limits of arbitrary delivery times.
 const (
@@ -44,7 +45,7 @@ func (b *Broker) routeSpecial(m *commitlog.Message, h *sendHeader) error {
 			return b.toDLQ(m, group)
 		}
 	}
-	if m.Topic == ScheduleTopic || m.Topic == TimerTopic {
+	if systopic.IsScheduled(m.Topic) {
 		return nil // already scheduled (a redelivery re-put by the broker itself)
 	}
 	props := m.Properties

@@ -5,18 +5,18 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 
 	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/systopic"
 )
 
-// Names RocketMQ reserves.
+// Names RocketMQ reserves (defined in package systopic).
 const (
-	AutoCreateTopicTemplate = "TBW102"
-	ScheduleTopic           = "SCHEDULE_TOPIC_XXXX"
-	RetryGroupTopicPrefix   = "%RETRY%"
-	DLQGroupTopicPrefix     = "%DLQ%"
+	AutoCreateTopicTemplate = systopic.AutoCreateTemplate
+	ScheduleTopic           = systopic.Schedule
+	RetryGroupTopicPrefix   = systopic.RetryPrefix
+	DLQGroupTopicPrefix     = systopic.DLQPrefix
 	maxTopicLen             = 127
 	maxGroupLen             = 255
 )
@@ -68,13 +68,12 @@ func validChars(s string) bool {
 }
 
 // RetryTopic and DLQTopic name a group's retry and dead-letter topics.
-func RetryTopic(group string) string { return RetryGroupTopicPrefix + group }
-func DLQTopic(group string) string   { return DLQGroupTopicPrefix + group }
+func RetryTopic(group string) string { return systopic.Retry(group) }
+func DLQTopic(group string) string   { return systopic.DLQ(group) }
 
-// IsSystemTopic reports topics users may not create or delete by hand.
-func IsSystemTopic(t string) bool {
-	return t == AutoCreateTopicTemplate || t == ScheduleTopic || t == TimerTopic
-}
+// IsSystemTopic reports the topics the broker reserves (systopic.Is):
+// ordinary sends and topic administration cannot write them.
+func IsSystemTopic(t string) bool { return systopic.Is(t) }
 
 // topicTable is the topic configs, persisted in the metadata store.
 type topicTable struct {
@@ -197,6 +196,4 @@ func (t *topicTable) count() int {
 }
 
 // isRetryOrDLQ reports the group topics the broker manages itself.
-func isRetryOrDLQ(topic string) bool {
-	return strings.HasPrefix(topic, RetryGroupTopicPrefix) || strings.HasPrefix(topic, DLQGroupTopicPrefix)
-}
+func isRetryOrDLQ(topic string) bool { return systopic.IsRetry(topic) || systopic.IsDLQ(topic) }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/systopic"
 )
 
 // Admin is the operator's client: cluster and broker status, topics,
@@ -253,8 +254,7 @@ func adminIsCode(err error, codes ...int16) bool {
 	return false
 }
 
-// IsSystemTopic reports the broker's internal topics: retry and dead-letter
-// topics, the auto-create template and the schedule and timer topics.
-func IsSystemTopic(t string) bool {
-	return strings.HasPrefix(t, "%") || t == "TBW102" || t == "SCHEDULE_TOPIC_XXXX" || t == "FERRY_SYS_TIMER"
-}
+// IsSystemTopic reports the broker's internal topics (package systopic):
+// retry and dead-letter topics, the auto-create template, the schedule and
+// timer topics and RocketMQ's RMQ_SYS_ topics.
+func IsSystemTopic(t string) bool { return systopic.Is(t) }

@@ -221,6 +221,11 @@ type BrokerError struct {
 func (e *BrokerError) Error() string {
 	var re *remoting.ResponseError
 	if errors.As(e.Err, &re) {
+		if re.Code == remoting.RespSystemError && re.Remark != "" {
+			// The remark is the reason: SYSTEM_ERROR is how the protocol
+			// carries any refusal without a code of its own.
+			return "broker " + e.Broker + " (" + e.Addr + "): " + re.Remark
+		}
 		return "broker " + e.Broker + " (" + e.Addr + ") answered " + remoting.ResponseName(re.Code) + ": " + re.Remark
 	}
 	return "broker " + e.Broker + " (" + e.Addr + "): " + e.Err.Error()

@@ -21,6 +21,13 @@ type DeadLetter struct {
 	FailedAtMS      int64  `json:"failed_at_ms"`
 	BornAtMS        int64  `json:"born_at_ms"`
 	BodySize        int    `json:"body_size"`
+	// OffsetMsgID names this copy, in the DLQ (MsgID is shared with the
+	// original message and its retries).
+	OffsetMsgID string `json:"offset_msg_id,omitempty"`
+	// ResentAtMS and ResentTo ("topic" or "retry") say that it was resent;
+	// a dead letter is resent once.
+	ResentAtMS int64  `json:"resent_at_ms,omitempty"`
+	ResentTo   string `json:"resent_to,omitempty"`
 }
 
 type adminDLQPage struct {
@@ -36,8 +43,20 @@ type adminDLQPage struct {
 		FailedAtMillis int64  `json:"failed_at_ms"`
 		BornAtMillis   int64  `json:"born_at_ms"`
 		BodySize       int    `json:"body_size"`
+		OffsetMsgID    string `json:"offset_msg_id"`
+		ResentAtMillis int64  `json:"resent_at_ms"`
+		ResentTo       string `json:"resent_to"`
 	} `json:"dead_letters"`
 	Next int64 `json:"next"`
+}
+
+// deadLetter is the i-th dead letter of the page, on broker.
+func (p *adminDLQPage) deadLetter(i int, broker string) DeadLetter {
+	d := &p.DeadLetters[i]
+	return DeadLetter{Broker: broker, QueueOffset: d.QueueOffset, CommitlogOffset: d.CommitOffset,
+		MsgID: d.MsgID, OriginMsgID: d.OriginMsgID, Topic: d.Topic, Tags: d.Tags, Keys: d.Keys,
+		ReconsumeTimes: d.ReconsumeTimes, FailedAtMS: d.FailedAtMillis, BornAtMS: d.BornAtMillis, BodySize: d.BodySize,
+		OffsetMsgID: d.OffsetMsgID, ResentAtMS: d.ResentAtMillis, ResentTo: d.ResentTo}
 }
 
 // DeadLetters lists up to max dead letters of group (max <= 0: all) from
@@ -67,10 +86,8 @@ func (a *Admin) DeadLetters(ctx context.Context, group string, max int) ([]DeadL
 			if err := a.adminInvokeJSON(ctx, b.Addr, adminReqDLQList, ext, nil, &p); err != nil {
 				return nil, adminBrokerErr(b, err)
 			}
-			for _, d := range p.DeadLetters {
-				out = append(out, DeadLetter{Broker: b.Name, QueueOffset: d.QueueOffset, CommitlogOffset: d.CommitOffset,
-					MsgID: d.MsgID, OriginMsgID: d.OriginMsgID, Topic: d.Topic, Tags: d.Tags, Keys: d.Keys,
-					ReconsumeTimes: d.ReconsumeTimes, FailedAtMS: d.FailedAtMillis, BornAtMS: d.BornAtMillis, BodySize: d.BodySize})
+			for i := range p.DeadLetters {
+				out = append(out, p.deadLetter(i, b.Name))
 			}
 			if len(p.DeadLetters) == 0 || p.Next <= from {
 				break
@@ -96,11 +113,13 @@ type DLQResend struct {
 	Progress func(done, total int)
 }
 
-// DLQResendResult counts what was resent.
+// DLQResendResult counts what was resent, and what was skipped because it
+// had been resent before (a dead letter is resent once).
 type DLQResendResult struct {
-	Group  string `json:"group"`
-	Target string `json:"target"`
-	Resent int    `json:"resent"`
+	Group   string `json:"group"`
+	Target  string `json:"target"`
+	Resent  int    `json:"resent"`
+	Skipped int    `json:"skipped"`
 }
 
 // adminDLQBatch is how many dead letters one resend request carries.
@@ -182,13 +201,15 @@ func (a *Admin) ResendDeadLetters(ctx context.Context, r DLQResend) (*DLQResendR
 				parts[i] = strconv.FormatInt(o, 10)
 			}
 			var ans struct {
-				Resent int `json:"resent"`
+				Resent  int `json:"resent"`
+				Skipped int `json:"skipped"`
 			}
 			ext := map[string]string{"group": r.Group, "offsets": strings.Join(parts, ","), "target": target}
 			if err := a.adminInvokeJSON(ctx, b.Addr, adminReqDLQResend, ext, nil, &ans); err != nil {
 				return res, adminBrokerErr(b, err)
 			}
 			res.Resent += ans.Resent
+			res.Skipped += ans.Skipped
 			offs = offs[n:]
 			if r.Progress != nil {
 				r.Progress(res.Resent, total)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/systopic"
 )
 
 // GroupConfig is a consumer group's configuration.
@@ -393,7 +394,7 @@ func (a *Admin) Lag(ctx context.Context, group string, includeRetry bool) (*Grou
 			out.Queues = append(out.Queues, row)
 		}
 		if includeRetry {
-			dl := "%DLQ%" + group
+			dl := systopic.DLQ(group)
 			if qs, err := a.adminTopicStats(ctx, b, dl); err == nil {
 				for _, q := range qs {
 					out.Queues = append(out.Queues, LagRow{Topic: dl, Broker: b.Name, QueueID: q.QueueID,
@@ -445,7 +446,7 @@ func adminAssign(rows []LagRow, clients []string) {
 	sort.Strings(clients)
 	byTopic := map[string][]int{}
 	for i, r := range rows {
-		if strings.HasPrefix(r.Topic, "%DLQ%") {
+		if systopic.IsDLQ(r.Topic) {
 			continue
 		}
 		byTopic[r.Topic] = append(byTopic[r.Topic], i)

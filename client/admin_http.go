@@ -15,6 +15,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/systopic"
 )
 
 // The HTTP transport: one broker's /v1 API (docs/openapi.yaml). Each
@@ -341,7 +342,13 @@ func (a *Admin) httpDeleteTopic(ctx context.Context, topic string) ([]string, er
 	if err != nil {
 		return nil, err
 	}
-	if err := a.adminHTTP(ctx, "DELETE", "/v1/topics/"+adminPathEscape(topic), nil, nil, nil); err != nil {
+	// The broker wants a dead-letter topic's deletion confirmed: this call
+	// is the confirmation (the CLI asks for --yes).
+	path := "/v1/topics/" + adminPathEscape(topic)
+	if systopic.IsDLQ(topic) {
+		path += "?confirm=" + url.QueryEscape(topic)
+	}
+	if err := a.adminHTTP(ctx, "DELETE", path, nil, nil, nil); err != nil {
 		return nil, err
 	}
 	return []string{self.Name}, nil
@@ -528,7 +535,7 @@ func (a *Admin) httpLag(ctx context.Context, group string, includeRetry bool) (*
 		out.Queues = append(out.Queues, row)
 	}
 	if includeRetry {
-		dl := "%DLQ%" + group
+		dl := systopic.DLQ(group)
 		t, err := a.httpTopic(ctx, dl)
 		switch {
 		case err == nil:
@@ -771,10 +778,8 @@ func (a *Admin) httpDeadLetters(ctx context.Context, group string, max int) ([]D
 		if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/dlq", q, nil, &p); err != nil {
 			return nil, err
 		}
-		for _, d := range p.DeadLetters {
-			out = append(out, DeadLetter{Broker: self.Name, QueueOffset: d.QueueOffset, CommitlogOffset: d.CommitOffset,
-				MsgID: d.MsgID, OriginMsgID: d.OriginMsgID, Topic: d.Topic, Tags: d.Tags, Keys: d.Keys,
-				ReconsumeTimes: d.ReconsumeTimes, FailedAtMS: d.FailedAtMillis, BornAtMS: d.BornAtMillis, BodySize: d.BodySize})
+		for i := range p.DeadLetters {
+			out = append(out, p.deadLetter(i, self.Name))
 		}
 		if len(p.DeadLetters) == 0 || p.Next <= from {
 			break
@@ -789,13 +794,14 @@ func (a *Admin) httpDeadLetters(ctx context.Context, group string, max int) ([]D
 func (a *Admin) httpResendDeadLetters(ctx context.Context, r DLQResend, target string, offsets []int64, res *DLQResendResult) error {
 	path := "/v1/groups/" + adminPathEscape(r.Group) + "/dlq/resend"
 	var ans struct {
-		Resent int `json:"resent"`
+		Resent  int `json:"resent"`
+		Skipped int `json:"skipped"`
 	}
 	if offsets == nil {
 		if err := a.adminHTTP(ctx, "POST", path, nil, map[string]any{"all": true, "target": target}, &ans); err != nil {
 			return err
 		}
-		res.Resent = ans.Resent
+		res.Resent, res.Skipped = ans.Resent, ans.Skipped
 		if r.Progress != nil {
 			r.Progress(res.Resent, res.Resent)
 		}
@@ -808,6 +814,7 @@ func (a *Admin) httpResendDeadLetters(ctx context.Context, r DLQResend, target s
 			return err
 		}
 		res.Resent += ans.Resent
+		res.Skipped += ans.Skipped
 		offsets = offsets[n:]
 		if r.Progress != nil {
 			r.Progress(res.Resent, total)
@@ -826,7 +833,7 @@ func (a *Admin) httpConsume(ctx context.Context, spec ConsumeSpec, fn func(Messa
 		return 0, err
 	}
 	committed := map[int32]int64{}
-	if !spec.FromBeginning {
+	if !spec.FromBeginning && spec.Group != "" {
 		l, err := a.httpLag(ctx, spec.Group, false)
 		if err != nil && !errors.Is(err, ErrNoSuchGroup) {
 			return 0, err

@@ -17,6 +17,7 @@ import (
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/systopic"
 )
 
 // MessageView is a stored message as operators see it.
@@ -167,7 +168,7 @@ func (s *AdminSender) Send(ctx context.Context, m OutMessage) (SendReceipt, erro
 	props["WAIT"] = "true"
 	q := s.qs[int(s.next.Add(1)-1)%len(s.qs)]
 	ext := map[string]string{
-		"producerGroup": "FERRY_ADMIN_PRODUCER", "topic": s.topic, "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
+		"producerGroup": "FERRY_ADMIN_PRODUCER", "topic": s.topic, "defaultTopic": systopic.AutoCreateTemplate, "defaultTopicQueueNums": "4",
 		"queueId": strconv.Itoa(int(q.id)), "sysFlag": "0", "bornTimestamp": strconv.FormatInt(time.Now().UnixMilli(), 10),
 		"flag": "0", "properties": string(commitlog.EncodeProperties(props)), "reconsumeTimes": "0",
 		"unitMode": "false", "batch": "false", "bname": q.b.Name,
@@ -207,9 +208,13 @@ func (a *Admin) Send(ctx context.Context, topic string, msgs ...OutMessage) ([]S
 type ConsumeSpec struct {
 	Topic string
 	// Group is the consumer group whose committed offsets Consume starts
-	// from and, with Commit, advances.
+	// from and, with Commit, advances. Without one Consume reads as a tool
+	// (systopic.ToolsGroup): no group is created and nothing committed.
 	Group string
-	// FromBeginning starts at each queue's first offset instead.
+	// FromBeginning starts at each queue's first offset instead. Otherwise
+	// a queue starts at the group's committed offset or, when the group has
+	// none (no group, or a group that does not exist yet), at its end: only
+	// new messages.
 	FromBeginning bool
 	// Max stops after this many messages (0: no limit).
 	Max int
@@ -227,8 +232,8 @@ type ConsumeSpec struct {
 // Over the HTTP API it reads the queues statelessly, from the group's
 // committed offsets (or the beginning); committing is not supported there.
 func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageView) error) (int, error) {
-	if spec.Group == "" {
-		return 0, errors.New("client: consume needs a group")
+	if spec.Group == "" && spec.Commit {
+		return 0, errors.New("client: consume can commit offsets only for a group")
 	}
 	if a.base != "" {
 		return a.httpConsume(ctx, spec, fn)
@@ -237,16 +242,35 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 	if err != nil {
 		return 0, err
 	}
+	// Committed offsets only of a group that exists: a broker answers 0
+	// for a new group on a young queue (RocketMQ's rule for consumers).
+	committed := false
+	if spec.Group != "" && !spec.FromBeginning {
+		switch _, err := a.Group(ctx, spec.Group); {
+		case err == nil:
+			committed = true
+		case !errors.Is(err, ErrNoSuchGroup):
+			return 0, err
+		}
+	}
+	pullGroup := spec.Group
+	if pullGroup == "" {
+		pullGroup = systopic.ToolsGroup
+	}
 	type cursor struct {
 		q         adminQueue
 		off, from int64
 	}
 	cs := make([]*cursor, len(qs))
 	for i, q := range qs {
-		var off int64
-		if spec.FromBeginning {
+		off := int64(-1)
+		switch {
+		case spec.FromBeginning:
 			off, err = a.adminQueueOffset(ctx, q, spec.Topic, remoting.ReqGetMinOffset, 0)
-		} else if off, err = a.adminCommitted(ctx, q, spec.Group, spec.Topic); err == nil && off < 0 {
+		case committed:
+			off, err = a.adminCommitted(ctx, q, spec.Group, spec.Topic)
+		}
+		if err == nil && off < 0 {
 			off, err = a.adminQueueOffset(ctx, q, spec.Topic, remoting.ReqGetMaxOffset, 0)
 		}
 		if err != nil {
@@ -279,7 +303,7 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 		// Read every queue to its end, queue after queue.
 		for _, c := range cs {
 			for {
-				recs, next, err := a.adminPull(ctx, c.q.b, spec.Group, spec.Topic, c.q.id, c.off, 32, 0)
+				recs, next, err := a.adminPull(ctx, c.q.b, pullGroup, spec.Topic, c.q.id, c.off, 32, 0)
 				if err != nil {
 					return adminBrokerErr(c.q.b, err)
 				}
@@ -294,7 +318,7 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 		// Then, following, long-poll the queues in turn.
 		for spec.Follow {
 			for _, c := range cs {
-				recs, next, err := a.adminPull(ctx, c.q.b, spec.Group, spec.Topic, c.q.id, c.off, 32, time.Second)
+				recs, next, err := a.adminPull(ctx, c.q.b, pullGroup, spec.Topic, c.q.id, c.off, 32, time.Second)
 				if ctx.Err() != nil {
 					return nil
 				}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/systopic"
 )
 
 // TopicBrokerConfig is a topic's configuration on one broker.
@@ -165,7 +166,7 @@ func (a *Admin) CreateTopic(ctx context.Context, spec TopicSpec) ([]string, erro
 
 func (a *Admin) adminPutTopic(ctx context.Context, b adminBroker, tc remoting.TopicConfig) error {
 	ext := map[string]string{
-		"topic": tc.TopicName, "defaultTopic": "TBW102",
+		"topic": tc.TopicName, "defaultTopic": systopic.AutoCreateTemplate,
 		"readQueueNums":  strconv.Itoa(int(tc.ReadQueueNums)),
 		"writeQueueNums": strconv.Itoa(int(tc.WriteQueueNums)),
 		"perm":           strconv.Itoa(int(tc.Perm)), "topicFilterType": remoting.TopicFilterSingleTag,

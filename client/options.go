@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/ferrymq/ferry/systopic"
 )
 
 // Opt configures a Producer, PushConsumer or PullConsumer. Options a
@@ -57,9 +59,9 @@ const (
 	defaultGroup               = "DEFAULT_PRODUCER"
 	maxGroupLen                = 255
 	maxTopicLen                = 127
-	retryTopicPrefix           = "%RETRY%"
-	dlqTopicPrefix             = "%DLQ%"
-	autoCreateTopicTemplate    = "TBW102"
+	retryTopicPrefix           = systopic.RetryPrefix
+	dlqTopicPrefix             = systopic.DLQPrefix
+	autoCreateTopicTemplate    = systopic.AutoCreateTemplate
 	innerProducerGroup         = "CLIENT_INNER_PRODUCER"
 	defaultAutoCreateQueueNums = 8
 )

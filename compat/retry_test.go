@@ -70,16 +70,6 @@ func listDLQ(t *testing.T, cl *remoting.Client, broker, group string) []deadLett
 	return out.DeadLetters
 }
 
-// createRetryTopic creates group's retry topic (one queue, as the broker
-// would) before the group's first consumer starts. Otherwise the client's
-// first rebalance finds no route for it — the broker creates it on the
-// first heartbeat, after the client's first route lookup — and only picks
-// it up at its next route refresh and rebalance, some 40 s later.
-func createRetryTopic(t *testing.T, s *server, group string) {
-	t.Helper()
-	createTopic(t, s.NameSrv, []string{s.Broker}, "%RETRY%"+group, 1)
-}
-
 // isWarmUp tells the retry warm-up messages apart.
 func isWarmUp(m *primitive.MessageExt) bool {
 	return strings.HasPrefix(string(m.Body), "warm-up-retry")
@@ -162,7 +152,6 @@ func TestRetryUntilDLQ(t *testing.T) {
 		}
 		return consumer.ConsumeRetryLater
 	})
-	createRetryTopic(t, s, group)
 	c := startPushConsumer(t, s.NameSrv, group, topic, "*", a.handle)
 	warmUpRetry(t, p, a, topic)
 
@@ -281,7 +270,6 @@ func TestRetrySucceedsOnThirdTry(t *testing.T) {
 		}
 		return consumer.ConsumeSuccess
 	})
-	createRetryTopic(t, s, group)
 	startPushConsumer(t, s.NameSrv, group, topic, "*", a.handle)
 	warmUpRetry(t, p, a, topic)
 

@@ -13,21 +13,23 @@ package dlq
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/systopic"
 )
 
-// Topic prefixes RocketMQ uses.
+// Topic prefixes RocketMQ uses (defined in package systopic).
 const (
-	RetryPrefix = "%RETRY%"
-	DLQPrefix   = "%DLQ%"
+	RetryPrefix = systopic.RetryPrefix
+	DLQPrefix   = systopic.DLQPrefix
 )
 
 // RetryTopic and DLQTopic name a group's retry and dead-letter topics.
-func RetryTopic(group string) string { return RetryPrefix + group }
-func DLQTopic(group string) string   { return DLQPrefix + group }
+func RetryTopic(group string) string { return systopic.Retry(group) }
+func DLQTopic(group string) string   { return systopic.DLQ(group) }
 
 // Decision is where a sent-back message goes.
 type Decision struct {
@@ -76,6 +78,13 @@ type DeadLetter struct {
 	FailedAtMillis int64  `json:"failed_at_ms"`
 	BornAtMillis   int64  `json:"born_at_ms"`
 	BodySize       int    `json:"body_size"`
+	// OffsetMsgID names this copy (in the DLQ) exactly; MsgID is shared
+	// with the original and its retries.
+	OffsetMsgID string `json:"offset_msg_id"`
+	// ResentAtMillis and ResentTo ("topic" or "retry") say that it was
+	// resent (the broker fills them in).
+	ResentAtMillis int64  `json:"resent_at_ms,omitempty"`
+	ResentTo       string `json:"resent_to,omitempty"`
 }
 
 // Describe builds the DeadLetter of a record read from a DLQ.
@@ -85,9 +94,10 @@ func Describe(rec commitlog.Record, queueOffset int64) DeadLetter {
 		QueueOffset: queueOffset, CommitOffset: rec.PhysicalOffset, ReconsumeTimes: rec.ReconsumeTimes,
 		FailedAtMillis: rec.StoreTimestamp, BornAtMillis: rec.BornTimestamp, BodySize: len(rec.Body),
 	}
+	d.OffsetMsgID = commitlog.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset)
 	d.MsgID, _ = commitlog.Property(p, commitlog.PropUniqKey)
 	if d.MsgID == "" {
-		d.MsgID = commitlog.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset)
+		d.MsgID = d.OffsetMsgID
 	}
 	d.OriginMsgID, _ = commitlog.Property(p, commitlog.PropOriginMessageID)
 	d.Tags, _ = commitlog.Property(p, commitlog.PropTags)
@@ -143,6 +153,10 @@ func List(q Queues, log Log, group string, from int64, max int) ([]DeadLetter, i
 	return out, next, nil
 }
 
+// PropResentFrom marks a resent dead letter with where it came from:
+// "%DLQ%<group>:<queue offset>".
+const PropResentFrom = "FERRY_RESENT_FROM"
+
 // Target says where a resent dead letter goes.
 type Target int
 
@@ -154,6 +168,14 @@ const (
 	// reconsume count reset so it has the full number of retries again.
 	ToRetry
 )
+
+// String is the target as ParseTarget reads it.
+func (t Target) String() string {
+	if t == ToRetry {
+		return "retry"
+	}
+	return "topic"
+}
 
 // ParseTarget parses "topic" or "retry".
 func ParseTarget(s string) (Target, error) {
@@ -184,6 +206,7 @@ func ResendMessage(rec commitlog.Record, group string, target Target, queue int3
 		commitlog.PropTimerDeliverMS, commitlog.PropTimerDelayMS, commitlog.PropTimerDelaySec} {
 		delete(p, k)
 	}
+	p[PropResentFrom] = DLQTopic(group) + ":" + strconv.FormatInt(rec.QueueOffset, 10)
 	return commitlog.Message{
 		Topic: topic, QueueID: queue, Flag: rec.Flag, SysFlag: rec.SysFlag,
 		Body: append([]byte(nil), rec.Body...), Properties: commitlog.EncodeProperties(p),

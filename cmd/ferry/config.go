@@ -127,28 +127,30 @@ func (r runtimeConfig) apply(log zerolog.Logger) {
 }
 
 // Flags shared by server, broker and namesrv. Each has a FERRY_* variable.
+// They carry no Value (a flag wins only when set, over the file and the
+// environment): DefaultText shows the real default in help.
 var (
 	flagConfig      = &cli.StringFlag{Name: "config", Usage: "TOML configuration file", EnvVars: []string{"FERRY_CONFIG"}}
 	flagPrintConfig = &cli.BoolFlag{Name: "print-config", Usage: "print the configuration in force (TOML) and exit"}
-	flagDataDir     = &cli.StringFlag{Name: "data-dir", Usage: "where the broker stores its data (default ./data)", EnvVars: []string{"FERRY_DATA_DIR"}}
-	flagNamesrvPort = &cli.IntFlag{Name: "namesrv-port", Usage: "name server port, 0 picks a free one (default 9876)", EnvVars: []string{"FERRY_NAMESRV_PORT"}}
-	flagBrokerPort  = &cli.IntFlag{Name: "broker-port", Usage: "broker (remoting protocol) port, 0 picks a free one (default 10911)", EnvVars: []string{"FERRY_BROKER_PORT"}}
-	flagHTTPPort    = &cli.IntFlag{Name: "http-port", Usage: "HTTP API, health and metrics port, 0 picks a free one, -1 disables (default 8080)", EnvVars: []string{"FERRY_HTTP_PORT"}}
-	flagFlush       = &cli.StringFlag{Name: "flush", Usage: "async (ack after the page cache) or sync (ack after fdatasync)", EnvVars: []string{"FERRY_FLUSH"}}
-	flagHost        = &cli.StringFlag{Name: "host", Usage: "interface to listen on (default all)", EnvVars: []string{"FERRY_HOST"}}
-	flagAdvertise   = &cli.StringFlag{Name: "advertise-host", Usage: "IP clients reach the broker at (default: first non-loopback IPv4)", EnvVars: []string{"FERRY_ADVERTISE_HOST"}}
-	flagBrokerName  = &cli.StringFlag{Name: "broker-name", Usage: "broker name in routes (default broker-a)", EnvVars: []string{"FERRY_BROKER_NAME"}}
-	flagCluster     = &cli.StringFlag{Name: "cluster", Usage: "cluster name (default DefaultCluster)", EnvVars: []string{"FERRY_CLUSTER"}}
+	flagDataDir     = &cli.StringFlag{Name: "data-dir", Usage: "where the broker stores its data", DefaultText: "./data", EnvVars: []string{"FERRY_DATA_DIR"}}
+	flagNamesrvPort = &cli.IntFlag{Name: "namesrv-port", Usage: "name server port, 0 picks a free one", DefaultText: "9876", EnvVars: []string{"FERRY_NAMESRV_PORT"}}
+	flagBrokerPort  = &cli.IntFlag{Name: "broker-port", Usage: "broker (remoting protocol) port, 0 picks a free one", DefaultText: "10911", EnvVars: []string{"FERRY_BROKER_PORT"}}
+	flagHTTPPort    = &cli.IntFlag{Name: "http-port", Usage: "HTTP API, health and metrics port, 0 picks a free one, -1 disables", DefaultText: "8080", EnvVars: []string{"FERRY_HTTP_PORT"}}
+	flagFlush       = &cli.StringFlag{Name: "flush", Usage: "async (ack after the page cache) or sync (ack after fdatasync)", DefaultText: "async", EnvVars: []string{"FERRY_FLUSH"}}
+	flagHost        = &cli.StringFlag{Name: "host", Usage: "interface to listen on", DefaultText: "all", EnvVars: []string{"FERRY_HOST"}}
+	flagAdvertise   = &cli.StringFlag{Name: "advertise-host", Usage: "IP clients reach the broker at", DefaultText: "first non-loopback IPv4", EnvVars: []string{"FERRY_ADVERTISE_HOST"}}
+	flagBrokerName  = &cli.StringFlag{Name: "broker-name", Usage: "broker name in routes", DefaultText: "broker-a", EnvVars: []string{"FERRY_BROKER_NAME"}}
+	flagCluster     = &cli.StringFlag{Name: "cluster", Usage: "cluster name", DefaultText: "DefaultCluster", EnvVars: []string{"FERRY_CLUSTER"}}
 	flagNamesrvAddr = &cli.StringSliceFlag{Name: "namesrv", Usage: "name server ip:port to register with (repeat or comma-separate)", EnvVars: []string{"FERRY_NAMESRV", "NAMESRV_ADDR"}}
 	flagDelayLevels = &cli.StringFlag{Name: "delay-levels", Usage: `delay level table, e.g. "1s 5s 10s"`, EnvVars: []string{"FERRY_DELAY_LEVELS"}}
-	flagSegment     = &cli.Int64Flag{Name: "segment-size", Usage: "commitlog segment size in bytes (default 1 GiB)", EnvVars: []string{"FERRY_SEGMENT_SIZE"}}
-	flagAutoCreate  = &cli.BoolFlag{Name: "auto-create-topic", Usage: "create unknown topics on first send (default true)", EnvVars: []string{"FERRY_AUTO_CREATE_TOPIC"}}
+	flagSegment     = &cli.Int64Flag{Name: "segment-size", Usage: "commitlog segment size in bytes", DefaultText: "1 GiB", EnvVars: []string{"FERRY_SEGMENT_SIZE"}}
+	flagAutoCreate  = &cli.BoolFlag{Name: "auto-create-topic", Usage: "create unknown topics on first send", DefaultText: "true", EnvVars: []string{"FERRY_AUTO_CREATE_TOPIC"}}
 	flagIdleTimeout = &cli.DurationFlag{Name: "idle-timeout", Value: remoting.DefaultIdleTimeout, Usage: "close a connection silent this long", EnvVars: []string{"FERRY_IDLE_TIMEOUT"}}
 	flagReadTimeout = &cli.DurationFlag{Name: "read-timeout", Value: remoting.DefaultReadTimeout, Usage: "cut off a client whose request takes longer to arrive", EnvVars: []string{"FERRY_READ_TIMEOUT"}}
 	flagMaxConns    = &cli.IntFlag{Name: "max-connections", Value: remoting.DefaultMaxConns, Usage: "connections open at once on each port", EnvVars: []string{"FERRY_MAX_CONNECTIONS"}}
 	flagMaxPerAddr  = &cli.IntFlag{Name: "max-connections-per-addr", Value: remoting.DefaultMaxConnsPerAddr, Usage: "connections open at once from one client IP on each port", EnvVars: []string{"FERRY_MAX_CONNECTIONS_PER_ADDR"}}
-	flagLogLevel    = &cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"FERRY_LOG_LEVEL"}}
-	flagLogFormat   = &cli.StringFlag{Name: "log-format", Usage: "json or console (default: console on a terminal, else json)", EnvVars: []string{"FERRY_LOG_FORMAT"}}
+	flagLogLevel    = &cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", DefaultText: "info", EnvVars: []string{"FERRY_LOG_LEVEL"}}
+	flagLogFormat   = &cli.StringFlag{Name: "log-format", Usage: "json or console", DefaultText: "console on a terminal, else json", EnvVars: []string{"FERRY_LOG_FORMAT"}}
 )
 
 func serverFlags(namesrv, brokerFlags bool) []cli.Flag {

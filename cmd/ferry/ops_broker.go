@@ -132,7 +132,7 @@ func opsBrokerCommand() *cli.Command {
 		},
 	}
 	configSet := opsLeaf{
-		name: "set", usage: "change run-time configurable keys", args: "key=value...", nargs: -1,
+		name: "set", usage: "change run-time configurable keys (kept across restarts)", args: "key=value...", nargs: -1,
 		flags: []cli.Flag{opsFlagBroker},
 		check: func(c *cli.Context) error {
 			if c.NArg() == 0 {
@@ -154,6 +154,7 @@ func opsBrokerCommand() *cli.Command {
 			if err := e.admin.SetBrokerConfig(e.ctx, kv, c.StringSlice("broker")...); err != nil {
 				return err
 			}
+			fmt.Fprintln(e.errw, "changed, and kept across restarts (the broker's kept changes win over its config file)")
 			return e.result(map[string]any{"changed": kv}, func() error {
 				for _, k := range opsKeys(kv) {
 					fmt.Fprintf(e.out, "%s = %s\n", k, kv[k])
