@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -172,7 +173,7 @@ func (a *Admin) adminNamesrv(ctx context.Context, code int16, ext map[string]str
 // adminBrokers lists every broker of every cluster, sorted by cluster,
 // name and id.
 func (a *Admin) adminBrokers(ctx context.Context) ([]adminBroker, error) {
-	resp, err := a.adminNamesrv(ctx, remoting.ReqGetBrokerClusterInfo, nil)
+	resp, err := a.adminNamesrv(ctx, protocol.ReqGetBrokerClusterInfo, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -256,5 +257,5 @@ func adminIsCode(err error, codes ...int16) bool {
 // IsSystemTopic reports the broker's internal topics: retry and dead-letter
 // topics, the auto-create template and the schedule and timer topics.
 func IsSystemTopic(t string) bool {
-	return strings.HasPrefix(t, "%") || t == "TBW102" || t == "SCHEDULE_TOPIC_XXXX" || t == "FERRY_SYS_TIMER"
+	return strings.HasPrefix(t, "%") || protocol.IsSystemTopic(t)
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // DeadLetter is one message in a group's dead-letter queue.
@@ -64,7 +66,7 @@ func (a *Admin) DeadLetters(ctx context.Context, group string, max int) ([]DeadL
 			}
 			ext := map[string]string{"group": group, "from": strconv.FormatInt(from, 10), "max": strconv.Itoa(page)}
 			var p adminDLQPage
-			if err := a.adminInvokeJSON(ctx, b.Addr, adminReqDLQList, ext, nil, &p); err != nil {
+			if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqFerryDLQList, ext, nil, &p); err != nil {
 				return nil, adminBrokerErr(b, err)
 			}
 			for _, d := range p.DeadLetters {
@@ -185,7 +187,7 @@ func (a *Admin) ResendDeadLetters(ctx context.Context, r DLQResend) (*DLQResendR
 				Resent int `json:"resent"`
 			}
 			ext := map[string]string{"group": r.Group, "offsets": strings.Join(parts, ","), "target": target}
-			if err := a.adminInvokeJSON(ctx, b.Addr, adminReqDLQResend, ext, nil, &ans); err != nil {
+			if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqFerryDLQResend, ext, nil, &ans); err != nil {
 				return res, adminBrokerErr(b, err)
 			}
 			res.Resent += ans.Resent

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -77,7 +77,7 @@ func (a *Admin) Groups(ctx context.Context) ([]GroupInfo, error) {
 			Online    int  `json:"online_clients"`
 			Broadcast bool `json:"broadcast"`
 		}
-		if err := a.adminInvokeJSON(ctx, b.Addr, adminReqGroupList, nil, nil, &list); err != nil {
+		if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqFerryGroupList, nil, nil, &list); err != nil {
 			return nil, adminBrokerErr(b, err)
 		}
 		for _, g := range list {
@@ -186,7 +186,7 @@ func (a *Admin) adminPutGroup(ctx context.Context, bs []adminBroker, c GroupConf
 	}
 	var done []string
 	for _, b := range bs {
-		if _, err := a.adminInvoke(ctx, b.Addr, adminReqUpdateAndCreateGroup, nil, body); err != nil {
+		if _, err := a.adminInvoke(ctx, b.Addr, protocol.ReqUpdateAndCreateGroup, nil, body); err != nil {
 			return done, adminBrokerErr(b, err)
 		}
 		done = append(done, b.Name)
@@ -229,7 +229,7 @@ func (a *Admin) DeleteGroup(ctx context.Context, group string) ([]string, error)
 	}
 	var done []string
 	for _, b := range bs {
-		if _, err := a.adminInvoke(ctx, b.Addr, adminReqDeleteGroup, map[string]string{"groupName": group}, nil); err != nil {
+		if _, err := a.adminInvoke(ctx, b.Addr, protocol.ReqDeleteSubscriptionGroup, map[string]string{"groupName": group}, nil); err != nil {
 			return done, adminBrokerErr(b, err)
 		}
 		done = append(done, b.Name)
@@ -291,7 +291,7 @@ func (a *Admin) Clients(ctx context.Context, group string) (*GroupClients, error
 	subs := map[string]Subscription{}
 	for _, b := range bs {
 		var cl adminConnList
-		if err := a.adminInvokeJSON(ctx, b.Addr, adminReqGetConsumerConnList, map[string]string{"consumerGroup": group}, nil, &cl); err != nil {
+		if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetConsumerConnList, map[string]string{"consumerGroup": group}, nil, &cl); err != nil {
 			return nil, adminBrokerErr(b, err)
 		}
 		for _, c := range cl.Clients {
@@ -378,7 +378,7 @@ func (a *Admin) Lag(ctx context.Context, group string, includeRetry bool) (*Grou
 	out := &GroupLag{Group: group, Queues: []LagRow{}}
 	for _, b := range bs {
 		var st adminConsumeStats
-		if err := a.adminInvokeJSON(ctx, b.Addr, adminReqGetConsumeStats, map[string]string{"consumerGroup": group}, nil, &st); err != nil {
+		if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetConsumeStats, map[string]string{"consumerGroup": group}, nil, &st); err != nil {
 			return nil, adminBrokerErr(b, err)
 		}
 		for _, q := range st.Queues {
@@ -393,13 +393,13 @@ func (a *Admin) Lag(ctx context.Context, group string, includeRetry bool) (*Grou
 			out.Queues = append(out.Queues, row)
 		}
 		if includeRetry {
-			dl := "%DLQ%" + group
+			dl := protocol.DLQTopicPrefix + group
 			if qs, err := a.adminTopicStats(ctx, b, dl); err == nil {
 				for _, q := range qs {
 					out.Queues = append(out.Queues, LagRow{Topic: dl, Broker: b.Name, QueueID: q.QueueID,
 						BrokerOffset: q.MaxOffset, ConsumerOffset: q.MinOffset, Lag: q.MaxOffset - q.MinOffset, LastConsumedMS: 0})
 				}
-			} else if !adminIsCode(err, remoting.RespTopicNotExist) {
+			} else if !adminIsCode(err, protocol.RespTopicNotExist) {
 				return nil, err
 			}
 		}
@@ -445,7 +445,7 @@ func adminAssign(rows []LagRow, clients []string) {
 	sort.Strings(clients)
 	byTopic := map[string][]int{}
 	for i, r := range rows {
-		if strings.HasPrefix(r.Topic, "%DLQ%") {
+		if strings.HasPrefix(r.Topic, protocol.DLQTopicPrefix) {
 			continue
 		}
 		byTopic[r.Topic] = append(byTopic[r.Topic], i)
@@ -493,7 +493,7 @@ const (
 // adminPull pulls up to n messages of one queue from offset. It returns
 // the records (copies), the next offset, and an error; "nothing new" is no
 // error.
-func (a *Admin) adminPull(ctx context.Context, b adminBroker, group, topic string, q int32, off int64, n int, suspend time.Duration) ([]commitlog.Record, int64, error) {
+func (a *Admin) adminPull(ctx context.Context, b adminBroker, group, topic string, q int32, off int64, n int, suspend time.Duration) ([]protocol.Record, int64, error) {
 	flag := adminPullSubscription
 	if suspend > 0 {
 		flag |= adminPullSuspend
@@ -506,7 +506,7 @@ func (a *Admin) adminPull(ctx context.Context, b adminBroker, group, topic strin
 	}
 	pctx, cancel := context.WithTimeout(ctx, a.timeout+suspend)
 	defer cancel()
-	resp, err := a.rc.Invoke(pctx, b.Addr, remoting.NewRequest(remoting.ReqPullMessage, ext, nil))
+	resp, err := a.rc.Invoke(pctx, b.Addr, remoting.NewRequest(protocol.ReqPullMessage, ext, nil))
 	if err != nil {
 		return nil, off, err
 	}
@@ -515,8 +515,8 @@ func (a *Admin) adminPull(ctx context.Context, b adminBroker, group, topic strin
 		next = off
 	}
 	switch resp.Code {
-	case remoting.RespSuccess:
-	case remoting.RespPullNotFound, remoting.RespPullRetryImmediately, remoting.RespPullOffsetMoved:
+	case protocol.RespSuccess:
+	case protocol.RespPullNotFound, protocol.RespPullRetryImmediately, protocol.RespPullOffsetMoved:
 		return nil, next, nil
 	default:
 		return nil, off, resp.Err()
@@ -526,10 +526,10 @@ func (a *Admin) adminPull(ctx context.Context, b adminBroker, group, topic strin
 }
 
 // adminDecodeRecords decodes concatenated stored records.
-func adminDecodeRecords(b []byte) ([]commitlog.Record, error) {
-	var out []commitlog.Record
+func adminDecodeRecords(b []byte) ([]protocol.Record, error) {
+	var out []protocol.Record
 	for len(b) > 0 {
-		r, err := commitlog.Decode(b)
+		r, err := protocol.Decode(b)
 		if err != nil {
 			return out, fmt.Errorf("client: decode message: %w", err)
 		}

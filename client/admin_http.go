@@ -14,7 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // The HTTP transport: one broker's /v1 API (docs/openapi.yaml). Each
@@ -253,7 +253,7 @@ type adminHTTPTopic struct {
 func (t adminHTTPTopic) config(b adminBroker) TopicBrokerConfig {
 	perm, _ := ParsePerm(t.Perm)
 	return TopicBrokerConfig{Broker: b.Name, Addr: b.Addr, ReadQueues: t.ReadQueues, WriteQueues: t.WriteQueues,
-		Perm: remoting.PermString(perm), Order: t.Order}
+		Perm: protocol.PermString(perm), Order: t.Order}
 }
 
 // adminHTTPTopicInput is the API's TopicInput: absent fields unchanged.
@@ -268,10 +268,10 @@ type adminHTTPTopicInput struct {
 // adminHTTPPerm turns permission bits into the API's "rw", "r" or "w".
 func adminHTTPPerm(p int32) (string, error) {
 	s := ""
-	if remoting.PermReadable(p) {
+	if protocol.PermReadable(p) {
 		s += "r"
 	}
-	if remoting.PermWritable(p) {
+	if protocol.PermWritable(p) {
 		s += "w"
 	}
 	if s == "" {
@@ -528,7 +528,7 @@ func (a *Admin) httpLag(ctx context.Context, group string, includeRetry bool) (*
 		out.Queues = append(out.Queues, row)
 	}
 	if includeRetry {
-		dl := "%DLQ%" + group
+		dl := protocol.DLQTopicPrefix + group
 		t, err := a.httpTopic(ctx, dl)
 		switch {
 		case err == nil:

@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // The HTTP transport speaks one broker's JSON API:
@@ -178,7 +180,7 @@ func (h *httpMessage) toMessageExt(topic string, queue int) (*MessageExt, error)
 	for k, v := range h.Properties {
 		m.props[k] = v
 	}
-	m.ShardingKey = m.props[propSharding]
+	m.ShardingKey = m.props[protocol.PropShardingKey]
 	var err error
 	if m.Body, err = h.body(); err != nil {
 		return nil, err
@@ -279,9 +281,9 @@ func (t *httpProducer) send(ctx context.Context, topic string, msgs []*outMsg, p
 		for k, v := range m.Properties {
 			props[k] = v
 		}
-		props[propUniqKey] = o.id
+		props[protocol.PropUniqKey] = o.id
 		if m.ShardingKey != "" {
-			props[propSharding] = m.ShardingKey
+			props[protocol.PropShardingKey] = m.ShardingKey
 		}
 		hm := httpMessage{Tags: m.Tags, Keys: m.Keys, Properties: props, QueueID: qid, DelayLevel: m.DelayLevel}
 		hm.Body, hm.BodyEncoding = encodeBody(m.Body)

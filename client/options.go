@@ -57,9 +57,6 @@ const (
 	defaultGroup               = "DEFAULT_PRODUCER"
 	maxGroupLen                = 255
 	maxTopicLen                = 127
-	retryTopicPrefix           = "%RETRY%"
-	dlqTopicPrefix             = "%DLQ%"
-	autoCreateTopicTemplate    = "TBW102"
 	innerProducerGroup         = "CLIENT_INNER_PRODUCER"
 	defaultAutoCreateQueueNums = 8
 )
