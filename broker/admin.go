@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -26,10 +27,10 @@ const (
 )
 
 func (b *Broker) adminRoutes(timed func(int16, func(*remoting.Conn, *remoting.Command))) {
-	timed(remoting.ReqUpdateAndCreateTopic, b.handleCreateTopic)
-	timed(remoting.ReqDeleteTopicInBroker, b.handleDeleteTopic)
+	timed(protocol.ReqUpdateAndCreateTopic, b.handleCreateTopic)
+	timed(protocol.ReqDeleteTopicInBroker, b.handleDeleteTopic)
 	timed(ReqGetAllTopicConfig, b.handleAllTopics)
-	timed(remoting.ReqGetAllSubscriptionGroupConfig, b.handleAllGroups)
+	timed(protocol.ReqGetAllSubscriptionGroupConfig, b.handleAllGroups)
 	timed(ReqUpdateAndCreateGroup, b.handleCreateGroup)
 	timed(ReqDeleteSubscriptionGroup, b.handleDeleteGroup)
 	timed(ReqGetBrokerRuntimeInfo, b.handleRuntimeInfo)
@@ -41,23 +42,23 @@ func (b *Broker) adminRoutes(timed func(int16, func(*remoting.Conn, *remoting.Co
 func (b *Broker) replyJSON(c *remoting.Conn, req *remoting.Command, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	resp.Body = body
 	_ = c.Reply(resp)
 }
 
 func (b *Broker) replyErr(c *remoting.Conn, req *remoting.Command, err error) {
-	code := int16(remoting.RespSystemError)
+	code := int16(protocol.RespSystemError)
 	switch {
 	case errors.Is(err, ErrTopicNotFound):
-		code = remoting.RespTopicNotExist
+		code = protocol.RespTopicNotExist
 	case errors.Is(err, ErrGroupNotFound):
-		code = remoting.RespSubscriptionGroupNotExist
+		code = protocol.RespSubscriptionGroupNotExist
 	case errors.Is(err, ErrTopicSystem), errors.Is(err, errNoPermission):
-		code = remoting.RespNoPermission
+		code = protocol.RespNoPermission
 	}
 	b.reply(c, req, code, err.Error())
 }
@@ -71,7 +72,7 @@ func (b *Broker) CreateTopic(tc TopicConfig) error {
 		return errors.Join(ErrTopicSystem, errors.New("the topic["+tc.TopicName+"] is conflict with system topic"))
 	}
 	if tc.Perm == 0 {
-		tc.Perm = remoting.PermRead | remoting.PermWrite
+		tc.Perm = protocol.PermRead | protocol.PermWrite
 	}
 	return b.topics.put(tc)
 }
@@ -116,7 +117,7 @@ func (b *Broker) handleCreateTopic(c *remoting.Conn, req *remoting.Command) {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.reply(c, req, remoting.RespSuccess, "")
+	b.reply(c, req, protocol.RespSuccess, "")
 }
 
 func (b *Broker) handleDeleteTopic(c *remoting.Conn, req *remoting.Command) {
@@ -128,7 +129,7 @@ func (b *Broker) handleDeleteTopic(c *remoting.Conn, req *remoting.Command) {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.reply(c, req, remoting.RespSuccess, "")
+	b.reply(c, req, protocol.RespSuccess, "")
 }
 
 func (b *Broker) handleAllTopics(c *remoting.Conn, req *remoting.Command) {
@@ -147,14 +148,14 @@ func (b *Broker) handleAllGroups(c *remoting.Conn, req *remoting.Command) {
 func (b *Broker) handleCreateGroup(c *remoting.Conn, req *remoting.Command) {
 	var gc GroupConfig
 	if err := json.Unmarshal(req.Body, &gc); err != nil {
-		b.reply(c, req, remoting.RespSystemError, "malformed group config: "+err.Error())
+		b.reply(c, req, protocol.RespSystemError, "malformed group config: "+err.Error())
 		return
 	}
 	if err := b.groups.put(gc); err != nil {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.reply(c, req, remoting.RespSuccess, "")
+	b.reply(c, req, protocol.RespSuccess, "")
 }
 
 // DeleteGroup deletes a group's config and offsets.
@@ -174,7 +175,7 @@ func (b *Broker) handleDeleteGroup(c *remoting.Conn, req *remoting.Command) {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.reply(c, req, remoting.RespSuccess, "")
+	b.reply(c, req, protocol.RespSuccess, "")
 }
 
 // RuntimeInfo is the broker's status for admin tools.

@@ -47,7 +47,7 @@ import (
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
-	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // apiState is the HTTP API's in-memory state, the Broker's api field.
@@ -316,7 +316,7 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, in.Topic))
 		return
 	}
-	if !remoting.PermReadable(tc.Perm) {
+	if !protocol.PermReadable(tc.Perm) {
 		writeProblem(ctx, fmt.Errorf("%w: topic %s is not readable", errNoPermission, in.Topic))
 		return
 	}
@@ -428,7 +428,7 @@ func (b *Broker) receiveOnce(g *groupLeases, group string, gc GroupConfig, queue
 					lq.next = e.QueueOffset + 1
 					continue
 				}
-				var rec commitlog.Record
+				var rec protocol.Record
 				rec, buf, err = b.clog.ReadRecord(e.Offset, buf)
 				if err != nil {
 					b.log.Warn().Err(err).Str("group", group).Str("topic", tq.topic).Int64("offset", e.QueueOffset).Msg("HTTP receive: read message")
@@ -436,7 +436,7 @@ func (b *Broker) receiveOnce(g *groupLeases, group string, gc GroupConfig, queue
 				}
 				lq.next = e.QueueOffset + 1
 				if tags != nil {
-					if t, _ := rec.Property(commitlog.PropTags); !tags[t] {
+					if t, _ := rec.Property(protocol.PropTags); !tags[t] {
 						continue // a tag hash collision
 					}
 				}
@@ -445,7 +445,7 @@ func (b *Broker) receiveOnce(g *groupLeases, group string, gc GroupConfig, queue
 				m := b.messageOut(rec)
 				if strings.HasPrefix(tq.topic, RetryGroupTopicPrefix) {
 					m.StoredTopic = tq.topic
-					if t, ok := rec.Property(commitlog.PropRetryTopic); ok && t != "" && !strings.HasPrefix(t, RetryGroupTopicPrefix) {
+					if t, ok := rec.Property(protocol.PropRetryTopic); ok && t != "" && !strings.HasPrefix(t, RetryGroupTopicPrefix) {
 						m.Topic = t
 					}
 				}
@@ -469,7 +469,7 @@ func (b *Broker) retryLocked(group string, gc GroupConfig, clogOff int64) error 
 	if err != nil {
 		return err
 	}
-	origin, _ := rec.Property(commitlog.PropUniqKey)
+	origin, _ := rec.Property(protocol.PropUniqKey)
 	m, err := b.sendBackMessage(rec, group, gc, origin, 0, -1)
 	if err != nil {
 		return err

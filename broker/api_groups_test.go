@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -49,7 +50,7 @@ func TestAPIGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustOK(t, c.invoke(remoting.NewRequest(remoting.ReqHeartBeat, nil, body)))
+	mustOK(t, c.invoke(remoting.NewRequest(protocol.ReqHeartBeat, nil, body)))
 	a.ok("GET", "/v1/groups/g1/clients", nil, 200, &clients)
 	if len(clients) != 1 || clients[0].ClientID != "cid-1" {
 		t.Fatalf("clients %+v", clients)

@@ -21,6 +21,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -50,37 +51,37 @@ type apiMessage struct {
 // systemProps are the property names RocketMQ and Ferry reserve
 // (MessageConst): shown under system_properties, not properties.
 var systemProps = map[string]bool{
-	commitlog.PropTags: true, commitlog.PropKeys: true, commitlog.PropUniqKey: true,
-	commitlog.PropDelayLevel: true, commitlog.PropTimerDeliverMS: true, commitlog.PropTimerDelaySec: true,
-	commitlog.PropTimerDelayMS: true, commitlog.PropRealTopic: true, commitlog.PropRealQueueID: true,
-	commitlog.PropRetryTopic: true, commitlog.PropOriginMessageID: true, commitlog.PropCluster: true,
-	commitlog.PropWait: true, commitlog.PropMaxReconsume: true, commitlog.PropShardingKey: true,
+	protocol.PropTags: true, protocol.PropKeys: true, protocol.PropUniqKey: true,
+	protocol.PropDelayLevel: true, protocol.PropTimerDeliverMS: true, protocol.PropTimerDelaySec: true,
+	protocol.PropTimerDelayMS: true, protocol.PropRealTopic: true, protocol.PropRealQueueID: true,
+	protocol.PropRetryTopic: true, protocol.PropOriginMessageID: true, protocol.PropCluster: true,
+	protocol.PropWait: true, protocol.PropMaxReconsume: true, protocol.PropShardingKey: true,
 	"TRACE_ON": true, "MSG_REGION": true, "TRAN_MSG": true, "PGROUP": true, "MIN_OFFSET": true,
 	"MAX_OFFSET": true, "BUYER_ID": true, "TRANSFER_FLAG": true, "CORRECTION_FLAG": true, "MQ2_FLAG": true,
 	"RECONSUME_TIME": true, "CONSUME_START_TIME": true, "TRAN_PREPARED_QUEUE_OFFSET": true,
 	"TRANSACTION_CHECK_TIMES": true, "CHECK_IMMUNITY_TIME_IN_SECONDS": true, "INSTANCE_ID": true,
 	"__STARTDELIVERTIME": true, "TIMER_OUT_MS": true, "TIMER_ENQUEUE_MS": true, "TIMER_DEQUEUE_MS": true,
-	"POP_CK": true, "1ST_POP_TIME": true, "DELAY_TIME_LEVEL": true, commitlog.CRCProperty: true,
+	"POP_CK": true, "1ST_POP_TIME": true, "DELAY_TIME_LEVEL": true, protocol.CRCProperty: true,
 }
 
 // maxInflatedBody bounds the decompression of a compressed body.
 const maxInflatedBody = 64 << 20
 
 // messageOut converts a stored record.
-func (b *Broker) messageOut(rec commitlog.Record) apiMessage {
+func (b *Broker) messageOut(rec protocol.Record) apiMessage {
 	m := apiMessage{
 		Topic: string(rec.Topic), QueueID: rec.QueueID, QueueOffset: rec.QueueOffset,
-		CommitlogOffset: rec.PhysicalOffset, OffsetMsgID: commitlog.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
+		CommitlogOffset: rec.PhysicalOffset, OffsetMsgID: protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
 		Keys: []string{}, Properties: map[string]string{}, BornAtMs: rec.BornTimestamp,
 		StoredAtMs: rec.StoreTimestamp, ReconsumeTimes: rec.ReconsumeTimes,
 	}
-	for k, v := range commitlog.ParseProperties(rec.Properties) {
+	for k, v := range protocol.ParseProperties(rec.Properties) {
 		switch {
-		case k == commitlog.PropTags:
+		case k == protocol.PropTags:
 			m.Tags = v
-		case k == commitlog.PropKeys:
+		case k == protocol.PropKeys:
 			m.Keys = append(m.Keys, strings.Fields(v)...)
-		case k == commitlog.PropUniqKey:
+		case k == protocol.PropUniqKey:
 			m.MsgID = v
 		}
 		if systemProps[k] {
@@ -96,7 +97,7 @@ func (b *Broker) messageOut(rec commitlog.Record) apiMessage {
 		m.MsgID = m.OffsetMsgID
 	}
 	body := rec.Body
-	if rec.SysFlag&commitlog.SysFlagCompressed != 0 {
+	if rec.SysFlag&protocol.SysFlagCompressed != 0 {
 		if zr, err := zlib.NewReader(bytes.NewReader(body)); err == nil {
 			if out, err := io.ReadAll(io.LimitReader(zr, maxInflatedBody)); err == nil {
 				body = out
@@ -256,7 +257,7 @@ func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
 		for j, r := range res {
 			out := &results[idx[j]]
 			q, off := realQ[j], r.QueueOffset
-			out.MsgID, out.OffsetMsgID = uniq[j], commitlog.OffsetMsgID(b.storeHost, r.Offset)
+			out.MsgID, out.OffsetMsgID = uniq[j], protocol.OffsetMsgID(b.storeHost, r.Offset)
 			out.QueueID, out.QueueOffset = &q, &off
 			out.Scheduled = msgs[j].Topic == ScheduleTopic || msgs[j].Topic == TimerTopic
 			if flushTimeout {
@@ -325,16 +326,16 @@ func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, d
 	}
 	props := make(map[string]string, len(in.Properties)+4)
 	for k, v := range in.Properties {
-		if k == "" || !commitlog.ValidPropertyText(k) || !commitlog.ValidPropertyText(v) {
+		if k == "" || !protocol.ValidPropertyText(k) || !protocol.ValidPropertyText(v) {
 			return commitlog.Message{}, "", fmt.Errorf("%w: property %q: names must be non-empty and neither may contain \\x01 or \\x02", errMessageIllegal, k)
 		}
 		props[k] = v
 	}
 	if in.Tags != "" {
-		if !commitlog.ValidPropertyText(in.Tags) {
+		if !protocol.ValidPropertyText(in.Tags) {
 			return commitlog.Message{}, "", fmt.Errorf("%w: tags may not contain \\x01 or \\x02", errMessageIllegal)
 		}
-		props[commitlog.PropTags] = in.Tags
+		props[protocol.PropTags] = in.Tags
 	}
 	if len(in.Keys) > 0 {
 		for _, k := range in.Keys {
@@ -342,7 +343,7 @@ func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, d
 				return commitlog.Message{}, "", fmt.Errorf("%w: key %q: keys must be non-empty and contain no spaces", errMessageIllegal, k)
 			}
 		}
-		props[commitlog.PropKeys] = strings.Join(in.Keys, " ")
+		props[protocol.PropKeys] = strings.Join(in.Keys, " ")
 	}
 	switch {
 	case in.DelayLevel < 0:
@@ -352,17 +353,17 @@ func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, d
 	case in.DelayLevel > 0 && in.DeliverAtMs > 0:
 		return commitlog.Message{}, "", fmt.Errorf("%w: give delay_level or deliver_at_ms, not both", ErrDelayInvalid)
 	case in.DelayLevel > 0:
-		props[commitlog.PropDelayLevel] = strconv.Itoa(int(in.DelayLevel))
+		props[protocol.PropDelayLevel] = strconv.Itoa(int(in.DelayLevel))
 	case in.DeliverAtMs > 0:
-		props[commitlog.PropTimerDeliverMS] = strconv.FormatInt(in.DeliverAtMs, 10)
+		props[protocol.PropTimerDeliverMS] = strconv.FormatInt(in.DeliverAtMs, 10)
 	}
-	id := props[commitlog.PropUniqKey]
+	id := props[protocol.PropUniqKey]
 	if id == "" {
 		id = newUniqKey()
-		props[commitlog.PropUniqKey] = id
+		props[protocol.PropUniqKey] = id
 	}
 	m := commitlog.Message{
-		Topic: topic, QueueID: q, Body: body, Properties: commitlog.EncodeProperties(props),
+		Topic: topic, QueueID: q, Body: body, Properties: protocol.EncodeProperties(props),
 		BornTimestamp: now, BornHost: born, StoreHost: b.storeHost,
 	}
 	if _, err := m.EncodedSize(maxBody); err != nil {
@@ -386,7 +387,7 @@ func (b *Broker) apiMessageByID(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
-	rec, err := commitlog.Decode(raw)
+	rec, err := protocol.Decode(raw)
 	if err != nil {
 		writeProblem(ctx, err)
 		return
@@ -427,7 +428,7 @@ func (b *Broker) apiMessagesByKey(ctx *fasthttp.RequestCtx, p apiParams) {
 	}
 	out := make([]apiMessage, 0, len(raws))
 	for _, r := range raws {
-		if rec, err := commitlog.Decode(r); err == nil {
+		if rec, err := protocol.Decode(r); err == nil {
 			out = append(out, b.messageOut(rec))
 		}
 	}
@@ -461,7 +462,7 @@ func (b *Broker) apiReadQueue(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, topic))
 		return
 	}
-	if !remoting.PermReadable(tc.Perm) {
+	if !protocol.PermReadable(tc.Perm) {
 		writeProblem(ctx, fmt.Errorf("%w: topic %s is not readable", errNoPermission, topic))
 		return
 	}
@@ -548,13 +549,13 @@ func (b *Broker) readQueueOnce(topic string, q int32, offset int64, n int, filte
 	}
 	var out []apiMessage
 	for len(body) > 0 {
-		rec, err := commitlog.Decode(body)
+		rec, err := protocol.Decode(body)
 		if err != nil {
 			return out, next, err
 		}
 		body = body[rec.Size:]
 		if tags != nil {
-			if t, _ := rec.Property(commitlog.PropTags); !tags[t] {
+			if t, _ := rec.Property(protocol.PropTags); !tags[t] {
 				continue // a tag hash collision
 			}
 		}

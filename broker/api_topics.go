@@ -5,6 +5,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -47,10 +48,10 @@ func topicOut(tc TopicConfig) apiTopic {
 
 func permText(p int32) string {
 	s := ""
-	if remoting.PermReadable(p) {
+	if protocol.PermReadable(p) {
 		s += "r"
 	}
-	if remoting.PermWritable(p) {
+	if protocol.PermWritable(p) {
 		s += "w"
 	}
 	if s == "" {
@@ -62,14 +63,14 @@ func permText(p int32) string {
 // parsePerm turns "rw", "r", "w" into perm bits, keeping the other bits of
 // old (inherit, priority).
 func parsePerm(s string, old int32) (int32, error) {
-	base := old &^ (remoting.PermRead | remoting.PermWrite)
+	base := old &^ (protocol.PermRead | protocol.PermWrite)
 	switch s {
 	case "rw", "wr":
-		return base | remoting.PermRead | remoting.PermWrite, nil
+		return base | protocol.PermRead | protocol.PermWrite, nil
 	case "r":
-		return base | remoting.PermRead, nil
+		return base | protocol.PermRead, nil
 	case "w":
-		return base | remoting.PermWrite, nil
+		return base | protocol.PermWrite, nil
 	}
 	return 0, fmt.Errorf("%w: perm %q: want rw, r or w", errBadInput, s)
 }
@@ -121,7 +122,7 @@ func (b *Broker) apiCreateTopic(ctx *fasthttp.RequestCtx, _ apiParams) {
 	}
 	n := b.c().DefaultTopicQueueNums
 	tc := TopicConfig{TopicName: in.Name, ReadQueueNums: n, WriteQueueNums: n,
-		Perm: remoting.PermRead | remoting.PermWrite, TopicFilterType: remoting.TopicFilterSingleTag}
+		Perm: protocol.PermRead | protocol.PermWrite, TopicFilterType: remoting.TopicFilterSingleTag}
 	if err := in.apply(&tc); err != nil {
 		writeProblem(ctx, err)
 		return

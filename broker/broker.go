@@ -42,6 +42,7 @@ import (
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
 	"github.com/ferrymq/ferry/delay"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -196,9 +197,9 @@ func (b *Broker) openStores() error {
 }
 
 func (b *Broker) ensureSystemTopics() error {
-	perm := int32(remoting.PermRead | remoting.PermWrite)
+	perm := int32(protocol.PermRead | protocol.PermWrite)
 	if _, err := b.topics.ensure(TopicConfig{TopicName: AutoCreateTopicTemplate, ReadQueueNums: b.cfg.DefaultTopicQueueNums,
-		WriteQueueNums: b.cfg.DefaultTopicQueueNums, Perm: perm | remoting.PermInherit}); err != nil {
+		WriteQueueNums: b.cfg.DefaultTopicQueueNums, Perm: perm | protocol.PermInherit}); err != nil {
 		return err
 	}
 	n := int32(len(b.delays))

@@ -12,6 +12,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/ferrymq/ferry/dlq"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -30,8 +31,8 @@ const (
 )
 
 func (b *Broker) opsRoutes(timed func(int16, func(*remoting.Conn, *remoting.Command))) {
-	timed(remoting.ReqQueryMessage, b.handleQueryMessage)
-	timed(remoting.ReqViewMessageByID, b.handleViewMessage)
+	timed(protocol.ReqQueryMessage, b.handleQueryMessage)
+	timed(protocol.ReqViewMessageByID, b.handleViewMessage)
 	timed(ReqGetBrokerConfig, b.handleGetConfig)
 	timed(ReqUpdateBrokerConfig, b.handleSetConfig)
 	timed(ReqResetOffset, b.handleResetOffset)
@@ -39,11 +40,11 @@ func (b *Broker) opsRoutes(timed func(int16, func(*remoting.Conn, *remoting.Comm
 	timed(ReqFerryDLQResend, b.handleDLQResend)
 	timed(ReqFerryDrain, func(c *remoting.Conn, req *remoting.Command) {
 		b.Drain(true)
-		b.reply(c, req, remoting.RespSuccess, "")
+		b.reply(c, req, protocol.RespSuccess, "")
 	})
 	timed(ReqFerryUndrain, func(c *remoting.Conn, req *remoting.Command) {
 		b.Drain(false)
-		b.reply(c, req, remoting.RespSuccess, "")
+		b.reply(c, req, protocol.RespSuccess, "")
 	})
 	timed(ReqFerryGroupList, func(c *remoting.Conn, req *remoting.Command) { b.replyJSON(c, req, b.Groups()) })
 }
@@ -177,9 +178,9 @@ func (b *Broker) handleQueryMessage(c *remoting.Conn, req *remoting.Command) {
 		b.replyErr(c, req, err)
 		return
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	if len(recs) == 0 {
-		resp.Code, resp.Remark = remoting.RespQueryNotFound, "can not find message, maybe time range not correct"
+		resp.Code, resp.Remark = protocol.RespQueryNotFound, "can not find message, maybe time range not correct"
 	}
 	for _, r := range recs {
 		resp.Body = append(resp.Body, r...)
@@ -201,10 +202,10 @@ func (b *Broker) handleViewMessage(c *remoting.Conn, req *remoting.Command) {
 		}
 	}
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	resp.Body = raw
 	_ = c.Reply(resp)
 }
@@ -236,7 +237,7 @@ func (b *Broker) handleDLQResend(c *remoting.Conn, req *remoting.Command) {
 	}
 	target, err := dlq.ParseTarget(req.StringOr("target", "topic"))
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	var offsets []int64
@@ -244,7 +245,7 @@ func (b *Broker) handleDLQResend(c *remoting.Conn, req *remoting.Command) {
 		for _, f := range strings.Split(s, ",") {
 			o, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
 			if err != nil {
-				b.reply(c, req, remoting.RespSystemError, "offsets must be comma-separated integers")
+				b.reply(c, req, protocol.RespSystemError, "offsets must be comma-separated integers")
 				return
 			}
 			offsets = append(offsets, o)
@@ -318,7 +319,7 @@ func (b *Broker) SetConfig(key, value string) error {
 
 func (b *Broker) handleGetConfig(c *remoting.Conn, req *remoting.Command) {
 	body, _ := json.Marshal(b.ConfigMap())
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	resp.Body = body
 	_ = c.Reply(resp)
 }
@@ -326,7 +327,7 @@ func (b *Broker) handleGetConfig(c *remoting.Conn, req *remoting.Command) {
 func (b *Broker) handleSetConfig(c *remoting.Conn, req *remoting.Command) {
 	var kv map[string]string
 	if err := json.Unmarshal(req.Body, &kv); err != nil {
-		b.reply(c, req, remoting.RespSystemError, "body must be a JSON object of key → value: "+err.Error())
+		b.reply(c, req, protocol.RespSystemError, "body must be a JSON object of key → value: "+err.Error())
 		return
 	}
 	for k, v := range kv {
@@ -335,7 +336,7 @@ func (b *Broker) handleSetConfig(c *remoting.Conn, req *remoting.Command) {
 			return
 		}
 	}
-	b.reply(c, req, remoting.RespSuccess, "")
+	b.reply(c, req, protocol.RespSuccess, "")
 }
 
 var _ = errors.New

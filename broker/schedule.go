@@ -9,7 +9,7 @@ import (
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/delay"
 	"github.com/ferrymq/ferry/dlq"
-	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // PutDue stores scheduled messages that became due on their real topic
@@ -103,7 +103,7 @@ func (b *Broker) DLQResend(group string, offsets []int64, target dlq.Target) (in
 		if err != nil || len(es) == 0 || es[0].Size == 0 {
 			return sent, fmt.Errorf("%w: no dead letter at offset %d of %s", ErrInvalidRequest, qo, topic)
 		}
-		var rec commitlog.Record
+		var rec protocol.Record
 		rec, buf, err = b.clog.ReadRecord(es[0].Offset, buf)
 		if err != nil {
 			return sent, err
@@ -115,7 +115,7 @@ func (b *Broker) DLQResend(group string, offsets []int64, target dlq.Target) (in
 			if !ok || strings.HasPrefix(dest, DLQGroupTopicPrefix) {
 				return sent, fmt.Errorf("%w: original topic %s of dead letter %d does not exist", ErrTopicNotFound, dest, qo)
 			}
-			if !remoting.PermWritable(tc.Perm) {
+			if !protocol.PermWritable(tc.Perm) {
 				return sent, fmt.Errorf("%w: topic %s is not writable", errNoPermission, dest)
 			}
 			queue = rand.Int32N(tc.WriteQueueNums)

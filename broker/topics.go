@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -114,7 +115,7 @@ func (t *topicTable) put(c TopicConfig) error {
 	if c.ReadQueueNums < 1 || c.WriteQueueNums < 1 || c.ReadQueueNums > 1024 || c.WriteQueueNums > 1024 {
 		return fmt.Errorf("%w: queue counts must be 1 to 1024 (read %d, write %d)", ErrInvalidRequest, c.ReadQueueNums, c.WriteQueueNums)
 	}
-	if c.Perm&^(remoting.PermRead|remoting.PermWrite|remoting.PermInherit|remoting.PermPriority) != 0 {
+	if c.Perm&^(protocol.PermRead|protocol.PermWrite|protocol.PermInherit|protocol.PermPriority) != 0 {
 		return fmt.Errorf("%w: perm %d has unknown bits", ErrInvalidRequest, c.Perm)
 	}
 	t.mu.Lock()

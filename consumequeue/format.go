@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Part of the format: never change these.
@@ -186,7 +186,7 @@ func decodeCheckpoint(b []byte) (checkpoint, error) {
 func storeTimestampOf(hdr []byte) int64 {
 	be := binary.BigEndian
 	p := 48 + 8
-	if int32(be.Uint32(hdr[36:]))&commitlog.SysFlagBornHostV6 != 0 {
+	if int32(be.Uint32(hdr[36:]))&protocol.SysFlagBornHostV6 != 0 {
 		p = 48 + 20
 	}
 	return int64(be.Uint64(hdr[p:]))

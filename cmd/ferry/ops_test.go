@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -382,7 +383,7 @@ func TestOps(t *testing.T) {
 		ConsumeFromWhere:    remoting.ConsumeFromLastOffset,
 		SubscriptionDataSet: []remoting.SubscriptionData{{Topic: "orders", SubString: "*", ExpressionType: remoting.ExpressionTypeTag}},
 	}}})
-	if resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(remoting.ReqHeartBeat, nil, hb)); err != nil || resp.Code != 0 {
+	if resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(protocol.ReqHeartBeat, nil, hb)); err != nil || resp.Code != 0 {
 		t.Fatalf("heartbeat: %v %+v", err, resp)
 	}
 	do(
@@ -395,11 +396,11 @@ func TestOps(t *testing.T) {
 
 	// Dead letters: a consumer of g1 gives up on two messages.
 	for _, m := range q.Messages[:2] {
-		resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(remoting.ReqConsumerSendMsgBack, map[string]string{
+		resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(protocol.ReqConsumerSendMsgBack, map[string]string{
 			"group": "g1", "offset": strconv.FormatInt(m.CommitlogOffset, 10), "delayLevel": "-1",
 			"originMsgId": m.MsgID, "originTopic": "orders", "maxReconsumeTimes": "16",
 		}, nil))
-		if err != nil || resp.Code != remoting.RespSuccess {
+		if err != nil || resp.Code != protocol.RespSuccess {
 			t.Fatalf("send back: %v %+v", err, resp)
 		}
 	}
@@ -489,11 +490,11 @@ func TestOps(t *testing.T) {
 
 	// Dead letters of hg1, resent over HTTP.
 	for _, m := range hq.Messages[:2] {
-		resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(remoting.ReqConsumerSendMsgBack, map[string]string{
+		resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(protocol.ReqConsumerSendMsgBack, map[string]string{
 			"group": "hg1", "offset": strconv.FormatInt(m.CommitlogOffset, 10), "delayLevel": "-1",
 			"originMsgId": m.MsgID, "originTopic": "h-orders", "maxReconsumeTimes": "16",
 		}, nil))
-		if err != nil || resp.Code != remoting.RespSuccess {
+		if err != nil || resp.Code != protocol.RespSuccess {
 			t.Fatalf("send back: %v %+v", err, resp)
 		}
 	}
