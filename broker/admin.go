@@ -15,28 +15,17 @@ import (
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// Admin request codes beyond the client's set (Java RequestCode numbers).
-const (
-	ReqGetAllTopicConfig       int16 = 21
-	ReqGetBrokerRuntimeInfo    int16 = 28
-	ReqUpdateAndCreateGroup    int16 = 200
-	ReqGetTopicStatsInfo       int16 = 202
-	ReqGetConsumerConnList     int16 = 203
-	ReqDeleteSubscriptionGroup int16 = 207
-	ReqGetConsumeStats         int16 = 208
-)
-
 func (b *Broker) adminRoutes(timed func(int16, func(*remoting.Conn, *remoting.Command))) {
 	timed(protocol.ReqUpdateAndCreateTopic, b.handleCreateTopic)
 	timed(protocol.ReqDeleteTopicInBroker, b.handleDeleteTopic)
-	timed(ReqGetAllTopicConfig, b.handleAllTopics)
+	timed(protocol.ReqGetAllTopicConfig, b.handleAllTopics)
 	timed(protocol.ReqGetAllSubscriptionGroupConfig, b.handleAllGroups)
-	timed(ReqUpdateAndCreateGroup, b.handleCreateGroup)
-	timed(ReqDeleteSubscriptionGroup, b.handleDeleteGroup)
-	timed(ReqGetBrokerRuntimeInfo, b.handleRuntimeInfo)
-	timed(ReqGetTopicStatsInfo, b.handleTopicStats)
-	timed(ReqGetConsumeStats, b.handleConsumeStats)
-	timed(ReqGetConsumerConnList, b.handleConsumerConns)
+	timed(protocol.ReqUpdateAndCreateGroup, b.handleCreateGroup)
+	timed(protocol.ReqDeleteSubscriptionGroup, b.handleDeleteGroup)
+	timed(protocol.ReqGetBrokerRuntimeInfo, b.handleRuntimeInfo)
+	timed(protocol.ReqGetTopicStatsInfo, b.handleTopicStats)
+	timed(protocol.ReqGetConsumeStats, b.handleConsumeStats)
+	timed(protocol.ReqGetConsumerConnList, b.handleConsumerConns)
 }
 
 func (b *Broker) replyJSON(c *remoting.Conn, req *remoting.Command, v any) {
@@ -68,7 +57,7 @@ func (b *Broker) CreateTopic(tc TopicConfig) error {
 	if err := ValidateTopic(tc.TopicName); err != nil {
 		return err
 	}
-	if IsSystemTopic(tc.TopicName) {
+	if protocol.IsSystemTopic(tc.TopicName) {
 		return errors.Join(ErrTopicSystem, errors.New("the topic["+tc.TopicName+"] is conflict with system topic"))
 	}
 	if tc.Perm == 0 {
@@ -80,7 +69,7 @@ func (b *Broker) CreateTopic(tc TopicConfig) error {
 // DeleteTopic deletes a topic, its consume queues and its offsets. Its
 // records stay in the commitlog until their segments expire.
 func (b *Broker) DeleteTopic(name string) error {
-	if IsSystemTopic(name) {
+	if protocol.IsSystemTopic(name) {
 		return errors.Join(ErrTopicSystem, errors.New("the topic["+name+"] is a system topic"))
 	}
 	if err := b.topics.delete(name); err != nil {

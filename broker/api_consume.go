@@ -380,7 +380,7 @@ func (b *Broker) receiveQueues(group, topic string) []topicQueue {
 			out = append(out, topicQueue{topic, q})
 		}
 	}
-	retry := RetryTopic(group)
+	retry := protocol.RetryTopic(group)
 	if tc, ok := b.topics.get(retry); ok && retry != topic {
 		for q := int32(0); q < tc.ReadQueueNums; q++ {
 			out = append(out, topicQueue{retry, q})
@@ -443,9 +443,9 @@ func (b *Broker) receiveOnce(g *groupLeases, group string, gc GroupConfig, queue
 				l := &lease{epoch: b.api.leases.nextEpoch(), deadline: now.Add(vis), clogOff: e.Offset}
 				lq.inflight[e.QueueOffset] = l
 				m := b.messageOut(rec)
-				if strings.HasPrefix(tq.topic, RetryGroupTopicPrefix) {
+				if strings.HasPrefix(tq.topic, protocol.RetryTopicPrefix) {
 					m.StoredTopic = tq.topic
-					if t, ok := rec.Property(protocol.PropRetryTopic); ok && t != "" && !strings.HasPrefix(t, RetryGroupTopicPrefix) {
+					if t, ok := rec.Property(protocol.PropRetryTopic); ok && t != "" && !strings.HasPrefix(t, protocol.RetryTopicPrefix) {
 						m.Topic = t
 					}
 				}

@@ -7,6 +7,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/dlq"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // apiGroup is a consumer group as the HTTP API shows it.
@@ -260,7 +261,7 @@ func (b *Broker) apiResetOffsets(ctx *fasthttp.RequestCtx, p apiParams) {
 func (b *Broker) apiDLQList(ctx *fasthttp.RequestCtx, p apiParams) {
 	group := p.get("group")
 	if _, ok := b.groups.get(group); !ok {
-		if _, ok := b.topics.get(DLQTopic(group)); !ok {
+		if _, ok := b.topics.get(protocol.DLQTopic(group)); !ok {
 			writeProblem(ctx, fmt.Errorf("%w: %s", ErrGroupNotFound, group))
 			return
 		}
@@ -318,14 +319,14 @@ func (b *Broker) apiDLQResend(ctx *fasthttp.RequestCtx, p apiParams) {
 		return
 	}
 	if _, ok := b.groups.get(group); !ok {
-		if _, ok := b.topics.get(DLQTopic(group)); !ok {
+		if _, ok := b.topics.get(protocol.DLQTopic(group)); !ok {
 			writeProblem(ctx, fmt.Errorf("%w: %s", ErrGroupNotFound, group))
 			return
 		}
 	}
 	offsets := in.Offsets
 	if in.All {
-		if _, ok := b.topics.get(DLQTopic(group)); !ok {
+		if _, ok := b.topics.get(protocol.DLQTopic(group)); !ok {
 			writeJSON(ctx, fasthttp.StatusOK, map[string]int{"resent": 0})
 			return
 		}

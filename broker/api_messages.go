@@ -3,10 +3,7 @@ package broker
 import (
 	"bytes"
 	"compress/zlib"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +11,6 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -48,22 +44,6 @@ type apiMessage struct {
 	ReceiptHandle    string            `json:"receipt_handle,omitempty"`
 }
 
-// systemProps are the property names RocketMQ and Ferry reserve
-// (MessageConst): shown under system_properties, not properties.
-var systemProps = map[string]bool{
-	protocol.PropTags: true, protocol.PropKeys: true, protocol.PropUniqKey: true,
-	protocol.PropDelayLevel: true, protocol.PropTimerDeliverMS: true, protocol.PropTimerDelaySec: true,
-	protocol.PropTimerDelayMS: true, protocol.PropRealTopic: true, protocol.PropRealQueueID: true,
-	protocol.PropRetryTopic: true, protocol.PropOriginMessageID: true, protocol.PropCluster: true,
-	protocol.PropWait: true, protocol.PropMaxReconsume: true, protocol.PropShardingKey: true,
-	"TRACE_ON": true, "MSG_REGION": true, "TRAN_MSG": true, "PGROUP": true, "MIN_OFFSET": true,
-	"MAX_OFFSET": true, "BUYER_ID": true, "TRANSFER_FLAG": true, "CORRECTION_FLAG": true, "MQ2_FLAG": true,
-	"RECONSUME_TIME": true, "CONSUME_START_TIME": true, "TRAN_PREPARED_QUEUE_OFFSET": true,
-	"TRANSACTION_CHECK_TIMES": true, "CHECK_IMMUNITY_TIME_IN_SECONDS": true, "INSTANCE_ID": true,
-	"__STARTDELIVERTIME": true, "TIMER_OUT_MS": true, "TIMER_ENQUEUE_MS": true, "TIMER_DEQUEUE_MS": true,
-	"POP_CK": true, "1ST_POP_TIME": true, "DELAY_TIME_LEVEL": true, protocol.CRCProperty: true,
-}
-
 // maxInflatedBody bounds the decompression of a compressed body.
 const maxInflatedBody = 64 << 20
 
@@ -84,7 +64,7 @@ func (b *Broker) messageOut(rec protocol.Record) apiMessage {
 		case k == protocol.PropUniqKey:
 			m.MsgID = v
 		}
-		if systemProps[k] {
+		if protocol.IsSystemProperty(k) {
 			if m.SystemProperties == nil {
 				m.SystemProperties = map[string]string{}
 			}
@@ -141,25 +121,6 @@ type apiProduceResult struct {
 	Scheduled   bool     `json:"scheduled,omitempty"`    // stored for later delivery (delay level or delivery time)
 	FlushStatus string   `json:"flush_status,omitempty"` // "flush_disk_timeout": written, durability unconfirmed
 	Error       *problem `json:"error,omitempty"`
-}
-
-// uniqKeys generates UNIQ_KEY message ids: 8 random bytes drawn at start
-// and an 8-byte counter, as 32 upper-case hex digits.
-var uniqKeys = func() (g struct {
-	prefix [8]byte
-	n      atomic.Uint64
-}) {
-	_, _ = rand.Read(g.prefix[:])
-	return
-}()
-
-func newUniqKey() string {
-	var raw [16]byte
-	copy(raw[:], uniqKeys.prefix[:])
-	binary.BigEndian.PutUint64(raw[8:], uniqKeys.n.Add(1))
-	var out [32]byte
-	hex.Encode(out[:], raw[:])
-	return strings.ToUpper(string(out[:]))
 }
 
 // apiProduce stores one or many messages: a JSON batch or one raw body.
@@ -259,7 +220,7 @@ func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
 			q, off := realQ[j], r.QueueOffset
 			out.MsgID, out.OffsetMsgID = uniq[j], protocol.OffsetMsgID(b.storeHost, r.Offset)
 			out.QueueID, out.QueueOffset = &q, &off
-			out.Scheduled = msgs[j].Topic == ScheduleTopic || msgs[j].Topic == TimerTopic
+			out.Scheduled = msgs[j].Topic == protocol.ScheduleTopic || msgs[j].Topic == protocol.TimerTopic
 			if flushTimeout {
 				out.FlushStatus = "flush_disk_timeout"
 			}
@@ -359,7 +320,7 @@ func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, d
 	}
 	id := props[protocol.PropUniqKey]
 	if id == "" {
-		id = newUniqKey()
+		id = protocol.NewUniqID()
 		props[protocol.PropUniqKey] = id
 	}
 	m := commitlog.Message{

@@ -167,7 +167,7 @@ func (b *Broker) openStores() error {
 	if b.offsets, err = loadOffsets(b.meta); err != nil {
 		return err
 	}
-	b.timerIdx = delay.NewTimerIndex(b.meta.db, TimerTopic)
+	b.timerIdx = delay.NewTimerIndex(b.meta.db, protocol.TimerTopic)
 	if b.keys, err = newKeyIndex(b.meta.db); err != nil {
 		return err
 	}
@@ -198,22 +198,22 @@ func (b *Broker) openStores() error {
 
 func (b *Broker) ensureSystemTopics() error {
 	perm := int32(protocol.PermRead | protocol.PermWrite)
-	if _, err := b.topics.ensure(TopicConfig{TopicName: AutoCreateTopicTemplate, ReadQueueNums: b.cfg.DefaultTopicQueueNums,
+	if _, err := b.topics.ensure(TopicConfig{TopicName: protocol.AutoCreateTopicTemplate, ReadQueueNums: b.cfg.DefaultTopicQueueNums,
 		WriteQueueNums: b.cfg.DefaultTopicQueueNums, Perm: perm | protocol.PermInherit}); err != nil {
 		return err
 	}
 	n := int32(len(b.delays))
-	if tc, ok := b.topics.get(ScheduleTopic); ok && tc.ReadQueueNums < n {
+	if tc, ok := b.topics.get(protocol.ScheduleTopic); ok && tc.ReadQueueNums < n {
 		// The delay table grew: give the new levels their queues.
 		tc.ReadQueueNums, tc.WriteQueueNums = n, n
 		if err := b.topics.put(tc); err != nil {
 			return err
 		}
 	}
-	if _, err := b.topics.ensure(TopicConfig{TopicName: ScheduleTopic, ReadQueueNums: n, WriteQueueNums: n, Perm: perm}); err != nil {
+	if _, err := b.topics.ensure(TopicConfig{TopicName: protocol.ScheduleTopic, ReadQueueNums: n, WriteQueueNums: n, Perm: perm}); err != nil {
 		return err
 	}
-	_, err := b.topics.ensure(TopicConfig{TopicName: TimerTopic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm})
+	_, err := b.topics.ensure(TopicConfig{TopicName: protocol.TimerTopic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm})
 	return err
 }
 

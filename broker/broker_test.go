@@ -284,7 +284,7 @@ func TestRetrySixteenTimesThenDLQ(t *testing.T) {
 		t.Fatal("original not delivered")
 	}
 	deliveries := 1
-	retry := RetryTopic("cg")
+	retry := protocol.RetryTopic("cg")
 	var off int64
 	rec := recs[0]
 	for {
@@ -354,12 +354,12 @@ func TestSucceedOnThirdTry(t *testing.T) {
 	_, recs := c.pull("cg3", "o", 0, 0, 0)
 	mustOK(t, c.sendBack("cg3", recs[0]))
 	var r1 []protocol.Record
-	waitFor(t, 5*time.Second, "first retry", func() bool { _, r1 = c.pull("cg3", RetryTopic("cg3"), 0, 0, 0); return len(r1) == 1 })
+	waitFor(t, 5*time.Second, "first retry", func() bool { _, r1 = c.pull("cg3", protocol.RetryTopic("cg3"), 0, 0, 0); return len(r1) == 1 })
 	mustOK(t, c.sendBack("cg3", r1[0]))
 	var r2 []protocol.Record
-	waitFor(t, 5*time.Second, "second retry", func() bool { _, r2 = c.pull("cg3", RetryTopic("cg3"), 0, 1, 0); return len(r2) == 1 })
+	waitFor(t, 5*time.Second, "second retry", func() bool { _, r2 = c.pull("cg3", protocol.RetryTopic("cg3"), 0, 1, 0); return len(r2) == 1 })
 	// Consumed successfully on the third try: nothing more arrives.
-	r, _ := c.pull("cg3", RetryTopic("cg3"), 0, 2, 300*time.Millisecond)
+	r, _ := c.pull("cg3", protocol.RetryTopic("cg3"), 0, 2, 300*time.Millisecond)
 	if r.Code != protocol.RespPullNotFound {
 		t.Fatalf("unexpected redelivery: %d", r.Code)
 	}
@@ -476,7 +476,7 @@ func TestRoutableWhenReady(t *testing.T) {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	route, err := remoting.GetRouteInfo(ctx, cl, ns.Addr(), AutoCreateTopicTemplate)
+	route, err := remoting.GetRouteInfo(ctx, cl, ns.Addr(), protocol.AutoCreateTopicTemplate)
 	if err != nil {
 		t.Fatalf("no route right after Start: %v", err)
 	}

@@ -62,7 +62,7 @@ func (b *Broker) handleHeartbeat(c *remoting.Conn, req *remoting.Command) {
 			}
 		}
 		if cd.MessageModel != remoting.MessageModelBroadcast {
-			if _, err := b.ensureGroupTopic(RetryTopic(cd.GroupName)); err != nil {
+			if _, err := b.ensureGroupTopic(protocol.RetryTopic(cd.GroupName)); err != nil {
 				b.reply(c, req, protocol.RespSystemError, err.Error())
 				return
 			}
@@ -345,7 +345,7 @@ func (b *Broker) sendBackMessage(rec protocol.Record, group string, gc GroupConf
 	d := dlq.Decide(rec.ReconsumeTimes, limit, delayLevel, len(b.delays))
 	if d.DLQ {
 		delete(p, protocol.PropDelayLevel)
-		dlqTopic := DLQTopic(group)
+		dlqTopic := protocol.DLQTopic(group)
 		if _, err := b.ensureGroupTopic(dlqTopic); err != nil {
 			return m, err
 		}
@@ -354,7 +354,7 @@ func (b *Broker) sendBackMessage(rec protocol.Record, group string, gc GroupConf
 		b.log.Info().Str("group", group).Str("topic", topic).Int32("reconsume_times", rec.ReconsumeTimes).Msg("message moved to the dead-letter queue")
 		return m, nil
 	}
-	retry := RetryTopic(group)
+	retry := protocol.RetryTopic(group)
 	if _, err := b.ensureGroupTopic(retry); err != nil {
 		return m, err
 	}
@@ -363,7 +363,7 @@ func (b *Broker) sendBackMessage(rec protocol.Record, group string, gc GroupConf
 	// Stored straight into the schedule topic, due back on the retry topic.
 	p[protocol.PropRealTopic] = retry
 	p[protocol.PropRealQueueID] = "0"
-	m.Topic, m.QueueID = ScheduleTopic, level-1
+	m.Topic, m.QueueID = protocol.ScheduleTopic, level-1
 	m.Properties = protocol.EncodeProperties(p)
 	return m, nil
 }

@@ -16,37 +16,23 @@ import (
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// Operator request codes. 12, 25, 26, 33 and 222 are RocketMQ's; the 1000
-// range is Ferry's own (RocketMQ has no request for these).
-const (
-	ReqUpdateBrokerConfig int16 = 25
-	ReqGetBrokerConfig    int16 = 26
-	ReqResetOffset        int16 = 222
-	ReqFerryDLQList       int16 = 1001
-	ReqFerryDLQResend     int16 = 1002
-	ReqFerryDrain         int16 = 1003
-	ReqFerryUndrain       int16 = 1004
-	ReqFerryGroupList     int16 = 1005
-	ReqFerryTopicStats    int16 = 1006
-)
-
 func (b *Broker) opsRoutes(timed func(int16, func(*remoting.Conn, *remoting.Command))) {
 	timed(protocol.ReqQueryMessage, b.handleQueryMessage)
 	timed(protocol.ReqViewMessageByID, b.handleViewMessage)
-	timed(ReqGetBrokerConfig, b.handleGetConfig)
-	timed(ReqUpdateBrokerConfig, b.handleSetConfig)
-	timed(ReqResetOffset, b.handleResetOffset)
-	timed(ReqFerryDLQList, b.handleDLQList)
-	timed(ReqFerryDLQResend, b.handleDLQResend)
-	timed(ReqFerryDrain, func(c *remoting.Conn, req *remoting.Command) {
+	timed(protocol.ReqGetBrokerConfig, b.handleGetConfig)
+	timed(protocol.ReqUpdateBrokerConfig, b.handleSetConfig)
+	timed(protocol.ReqResetOffset, b.handleResetOffset)
+	timed(protocol.ReqFerryDLQList, b.handleDLQList)
+	timed(protocol.ReqFerryDLQResend, b.handleDLQResend)
+	timed(protocol.ReqFerryDrain, func(c *remoting.Conn, req *remoting.Command) {
 		b.Drain(true)
 		b.reply(c, req, protocol.RespSuccess, "")
 	})
-	timed(ReqFerryUndrain, func(c *remoting.Conn, req *remoting.Command) {
+	timed(protocol.ReqFerryUndrain, func(c *remoting.Conn, req *remoting.Command) {
 		b.Drain(false)
 		b.reply(c, req, protocol.RespSuccess, "")
 	})
-	timed(ReqFerryGroupList, func(c *remoting.Conn, req *remoting.Command) { b.replyJSON(c, req, b.Groups()) })
+	timed(protocol.ReqFerryGroupList, func(c *remoting.Conn, req *remoting.Command) { b.replyJSON(c, req, b.Groups()) })
 }
 
 // Drain stops (true) or resumes (false) accepting sends. A drained broker
@@ -70,7 +56,7 @@ func (b *Broker) Groups() []GroupInfo {
 	var out []GroupInfo
 	for _, g := range b.groups.all() {
 		gi := GroupInfo{GroupConfig: g, Online: len(b.clients.consumerIDs(g.GroupName))}
-		_, model := b.clients.subscriptionOf(g.GroupName, RetryTopic(g.GroupName))
+		_, model := b.clients.subscriptionOf(g.GroupName, protocol.RetryTopic(g.GroupName))
 		gi.Broadcast = model == remoting.MessageModelBroadcast
 		out = append(out, gi)
 	}

@@ -52,7 +52,7 @@ func (b *Broker) PutDue(msgs []commitlog.Message) error {
 
 func (b *Broker) startDelay() error {
 	svc, err := delay.New(delay.Config{
-		Levels: b.delays, ScheduleTopic: ScheduleTopic, TimerTopic: TimerTopic, DB: b.meta.db,
+		Levels: b.delays, ScheduleTopic: protocol.ScheduleTopic, TimerTopic: protocol.TimerTopic, DB: b.meta.db,
 		Queues: b.cq, Log: b.clog, Put: b, Logger: b.log,
 	}, b.timerIdx)
 	if err != nil {
@@ -65,7 +65,7 @@ func (b *Broker) startDelay() error {
 
 // DLQList lists up to max dead letters of group from queue offset from.
 func (b *Broker) DLQList(group string, from int64, max int) ([]dlq.DeadLetter, int64, error) {
-	if _, ok := b.topics.get(DLQTopic(group)); !ok {
+	if _, ok := b.topics.get(protocol.DLQTopic(group)); !ok {
 		return nil, 0, nil
 	}
 	return dlq.List(b.cq, b.clog, group, from, max)
@@ -74,7 +74,7 @@ func (b *Broker) DLQList(group string, from int64, max int) ([]dlq.DeadLetter, i
 // DLQResend resends the dead letters of group at the given DLQ queue
 // offsets (all of them when offsets is nil) and returns how many went.
 func (b *Broker) DLQResend(group string, offsets []int64, target dlq.Target) (int, error) {
-	topic := DLQTopic(group)
+	topic := protocol.DLQTopic(group)
 	if _, ok := b.topics.get(topic); !ok {
 		return 0, fmt.Errorf("%w: group %s has no dead letters", ErrTopicNotFound, group)
 	}
@@ -112,14 +112,14 @@ func (b *Broker) DLQResend(group string, offsets []int64, target dlq.Target) (in
 		var queue int32
 		if target == dlq.ToOriginalTopic {
 			tc, ok := b.topics.get(dest)
-			if !ok || strings.HasPrefix(dest, DLQGroupTopicPrefix) {
+			if !ok || strings.HasPrefix(dest, protocol.DLQTopicPrefix) {
 				return sent, fmt.Errorf("%w: original topic %s of dead letter %d does not exist", ErrTopicNotFound, dest, qo)
 			}
 			if !protocol.PermWritable(tc.Perm) {
 				return sent, fmt.Errorf("%w: topic %s is not writable", errNoPermission, dest)
 			}
 			queue = rand.Int32N(tc.WriteQueueNums)
-		} else if _, err := b.ensureGroupTopic(RetryTopic(group)); err != nil {
+		} else if _, err := b.ensureGroupTopic(protocol.RetryTopic(group)); err != nil {
 			return sent, err
 		}
 		m := dlq.ResendMessage(rec, group, target, queue)

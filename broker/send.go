@@ -147,14 +147,14 @@ func (b *Broker) resolveSendTopic(h *sendHeader) (TopicConfig, error) {
 	if !ok {
 		var err error
 		switch {
-		case strings.HasPrefix(h.topic, RetryGroupTopicPrefix):
+		case strings.HasPrefix(h.topic, protocol.RetryTopicPrefix):
 			tc, err = b.ensureGroupTopic(h.topic)
-		case strings.HasPrefix(h.topic, DLQGroupTopicPrefix):
+		case strings.HasPrefix(h.topic, protocol.DLQTopicPrefix):
 			tc, err = b.ensureGroupTopic(h.topic)
-		case b.c().AutoCreateTopic && !IsSystemTopic(h.topic):
-			tpl, ok := b.topics.get(orDefault(h.defaultTopic, AutoCreateTopicTemplate))
+		case b.c().AutoCreateTopic && !protocol.IsSystemTopic(h.topic):
+			tpl, ok := b.topics.get(orDefault(h.defaultTopic, protocol.AutoCreateTopicTemplate))
 			if !ok || !protocol.PermInheritable(tpl.Perm) {
-				tpl, _ = b.topics.get(AutoCreateTopicTemplate)
+				tpl, _ = b.topics.get(protocol.AutoCreateTopicTemplate)
 			}
 			n := tpl.WriteQueueNums
 			if h.defaultQueueNums > 0 && h.defaultQueueNums < n {
@@ -361,8 +361,8 @@ func (b *Broker) sendResponse(req *remoting.Command, msgs []commitlog.Message, r
 	out.Set("msgId", ids.String())
 	out.Set("queueId", strconv.Itoa(int(msgs[0].QueueID)))
 	out.Set("queueOffset", strconv.FormatInt(res[0].QueueOffset, 10))
-	out.Set("MSG_REGION", "DefaultRegion")
-	out.Set("TRACE_ON", "true")
+	out.Set(protocol.PropMsgRegion, "DefaultRegion")
+	out.Set(protocol.PropTraceOn, "true")
 	var bytes int
 	for i := range msgs {
 		bytes += len(msgs[i].Body)

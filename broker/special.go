@@ -11,9 +11,6 @@ import (
 	"github.com/ferrymq/ferry/protocol"
 )
 
-// TimerTopic holds messages with an arbitrary delivery time until due.
-const TimerTopic = "FERRY_SYS_TIMER"
-
 // Limits of arbitrary delivery times.
 const (
 	MinTimerDelay = time.Second
@@ -29,11 +26,11 @@ var ErrDelayInvalid = errors.New("broker: invalid delay")
 // a TIMER_* delivery time goes to the timer topic. The real topic and
 // queue are kept in REAL_TOPIC / REAL_QID.
 func (b *Broker) routeSpecial(m *commitlog.Message, h *sendHeader) error {
-	if len(m.Properties) == 0 && !strings.HasPrefix(m.Topic, RetryGroupTopicPrefix) {
+	if len(m.Properties) == 0 && !strings.HasPrefix(m.Topic, protocol.RetryTopicPrefix) {
 		return nil
 	}
-	if strings.HasPrefix(m.Topic, RetryGroupTopicPrefix) {
-		group := strings.TrimPrefix(m.Topic, RetryGroupTopicPrefix)
+	if strings.HasPrefix(m.Topic, protocol.RetryTopicPrefix) {
+		group := strings.TrimPrefix(m.Topic, protocol.RetryTopicPrefix)
 		limit := b.c().RetryMaxTimes
 		if gc, ok := b.groups.get(group); ok {
 			limit = gc.RetryMaxTimes
@@ -45,7 +42,7 @@ func (b *Broker) routeSpecial(m *commitlog.Message, h *sendHeader) error {
 			return b.toDLQ(m, group)
 		}
 	}
-	if m.Topic == ScheduleTopic || m.Topic == TimerTopic {
+	if m.Topic == protocol.ScheduleTopic || m.Topic == protocol.TimerTopic {
 		return nil // already scheduled (a redelivery re-put by the broker itself)
 	}
 	props := m.Properties
@@ -57,14 +54,14 @@ func (b *Broker) routeSpecial(m *commitlog.Message, h *sendHeader) error {
 		if level > len(b.delays) {
 			level = len(b.delays)
 		}
-		return b.schedule(m, ScheduleTopic, int32(level-1), map[string]string{protocol.PropDelayLevel: strconv.Itoa(level)})
+		return b.schedule(m, protocol.ScheduleTopic, int32(level-1), map[string]string{protocol.PropDelayLevel: strconv.Itoa(level)})
 	}
 	deliverAt, ok, err := timerDeliverTime(props, time.Now())
 	if err != nil {
 		return err
 	}
 	if ok {
-		return b.schedule(m, TimerTopic, 0, map[string]string{protocol.PropTimerDeliverMS: strconv.FormatInt(deliverAt, 10)})
+		return b.schedule(m, protocol.TimerTopic, 0, map[string]string{protocol.PropTimerDeliverMS: strconv.FormatInt(deliverAt, 10)})
 	}
 	return nil
 }
@@ -129,7 +126,7 @@ func (b *Broker) schedule(m *commitlog.Message, topic string, queue int32, set m
 
 // toDLQ moves m to the group's dead-letter queue, delay cleared.
 func (b *Broker) toDLQ(m *commitlog.Message, group string) error {
-	dlq := DLQTopic(group)
+	dlq := protocol.DLQTopic(group)
 	if _, err := b.ensureGroupTopic(dlq); err != nil {
 		return err
 	}
@@ -138,7 +135,7 @@ func (b *Broker) toDLQ(m *commitlog.Message, group string) error {
 	delete(p, protocol.PropTimerDeliverMS)
 	delete(p, protocol.PropTimerDelaySec)
 	delete(p, protocol.PropTimerDelayMS)
-	if _, ok := p[protocol.PropRetryTopic]; !ok && strings.HasPrefix(m.Topic, RetryGroupTopicPrefix) {
+	if _, ok := p[protocol.PropRetryTopic]; !ok && strings.HasPrefix(m.Topic, protocol.RetryTopicPrefix) {
 		p[protocol.PropRetryTopic] = m.Topic
 	}
 	m.Properties = protocol.EncodeProperties(p)

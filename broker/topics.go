@@ -12,14 +12,9 @@ import (
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// Names RocketMQ reserves.
 const (
-	AutoCreateTopicTemplate = "TBW102"
-	ScheduleTopic           = "SCHEDULE_TOPIC_XXXX"
-	RetryGroupTopicPrefix   = "%RETRY%"
-	DLQGroupTopicPrefix     = "%DLQ%"
-	maxTopicLen             = 127
-	maxGroupLen             = 255
+	maxTopicLen = 127
+	maxGroupLen = 255
 )
 
 // TopicConfig is a topic as the broker keeps it.
@@ -66,15 +61,6 @@ func validChars(s string) bool {
 		}
 	}
 	return true
-}
-
-// RetryTopic and DLQTopic name a group's retry and dead-letter topics.
-func RetryTopic(group string) string { return RetryGroupTopicPrefix + group }
-func DLQTopic(group string) string   { return DLQGroupTopicPrefix + group }
-
-// IsSystemTopic reports topics users may not create or delete by hand.
-func IsSystemTopic(t string) bool {
-	return t == AutoCreateTopicTemplate || t == ScheduleTopic || t == TimerTopic
 }
 
 // topicTable is the topic configs, persisted in the metadata store.
@@ -199,5 +185,5 @@ func (t *topicTable) count() int {
 
 // isRetryOrDLQ reports the group topics the broker manages itself.
 func isRetryOrDLQ(topic string) bool {
-	return strings.HasPrefix(topic, RetryGroupTopicPrefix) || strings.HasPrefix(topic, DLQGroupTopicPrefix)
+	return strings.HasPrefix(topic, protocol.RetryTopicPrefix) || strings.HasPrefix(topic, protocol.DLQTopicPrefix)
 }

@@ -388,7 +388,7 @@ func v2Request(req *remoting.Command, code int16, tg target, body []byte, now ti
 		req = remoting.NewRequest(code, make(map[string]string, 16), nil)
 	}
 	ext := req.ExtFields
-	ext["a"], ext["b"], ext["c"], ext["d"], ext["e"], ext["f"] = "ferry-bench", tg.topic, "TBW102", "4", strconv.Itoa(tg.queue), "0"
+	ext["a"], ext["b"], ext["c"], ext["d"], ext["e"], ext["f"] = "ferry-bench", tg.topic, protocol.AutoCreateTopicTemplate, "4", strconv.Itoa(tg.queue), "0"
 	ext["g"], ext["h"], ext["i"], ext["j"], ext["k"], ext["l"] = strconv.FormatInt(now.UnixMilli(), 10), "0", props, "0", "false", "0"
 	ext["m"] = strconv.FormatBool(batch)
 	req.Body = append(req.Body[:0], body...)
