@@ -20,16 +20,6 @@ import (
 	"github.com/ferrymq/ferry/protocol"
 )
 
-// Topic prefixes RocketMQ uses.
-const (
-	RetryPrefix = "%RETRY%"
-	DLQPrefix   = "%DLQ%"
-)
-
-// RetryTopic and DLQTopic name a group's retry and dead-letter topics.
-func RetryTopic(group string) string { return RetryPrefix + group }
-func DLQTopic(group string) string   { return DLQPrefix + group }
-
 // Decision is where a sent-back message goes.
 type Decision struct {
 	DLQ   bool  // to %DLQ%<group>
@@ -100,7 +90,7 @@ func Describe(rec protocol.Record, queueOffset int64) DeadLetter {
 // OriginalTopic is the topic a dead or retried message was first consumed
 // from: RETRY_TOPIC when set, else the record's own topic.
 func OriginalTopic(rec protocol.Record) string {
-	if t, ok := protocol.Property(rec.Properties, protocol.PropRetryTopic); ok && t != "" && !strings.HasPrefix(t, RetryPrefix) {
+	if t, ok := protocol.Property(rec.Properties, protocol.PropRetryTopic); ok && t != "" && !strings.HasPrefix(t, protocol.RetryTopicPrefix) {
 		return t
 	}
 	return string(rec.Topic)
@@ -109,7 +99,7 @@ func OriginalTopic(rec protocol.Record) string {
 // List returns up to max dead letters of group from queue offset from (the
 // DLQ's min offset when from < 0), and the offset to continue at.
 func List(q Queues, log Log, group string, from int64, max int) ([]DeadLetter, int64, error) {
-	topic := DLQTopic(group)
+	topic := protocol.DLQTopic(group)
 	minOff, err := q.MinOffset(topic, 0)
 	if err != nil {
 		return nil, from, err
@@ -174,7 +164,7 @@ func ResendMessage(rec protocol.Record, group string, target Target, queue int32
 	p := protocol.ParseProperties(rec.Properties)
 	topic := OriginalTopic(rec)
 	if target == ToRetry {
-		topic, queue = RetryTopic(group), 0
+		topic, queue = protocol.RetryTopic(group), 0
 		if _, ok := p[protocol.PropRetryTopic]; !ok {
 			p[protocol.PropRetryTopic] = OriginalTopic(rec)
 		}
