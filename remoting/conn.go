@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/rs/zerolog"
 )
 
@@ -314,11 +315,11 @@ func (c *Conn) invoke(ctx context.Context, req *Command, timeout time.Duration) 
 		return resp, nil
 	case <-ctx.Done():
 		c.dropPending(req.Opaque)
-		return nil, fmt.Errorf("remoting: %s to %s (opaque %d): %w", RequestName(req.Code), c.remote, req.Opaque, ctx.Err())
+		return nil, fmt.Errorf("remoting: %s to %s (opaque %d): %w", protocol.RequestName(req.Code), c.remote, req.Opaque, ctx.Err())
 	case <-expired:
 		c.dropPending(req.Opaque)
 		return nil, fmt.Errorf("remoting: %s to %s (opaque %d): no answer within %v: %w",
-			RequestName(req.Code), c.remote, req.Opaque, timeout, context.DeadlineExceeded)
+			protocol.RequestName(req.Code), c.remote, req.Opaque, timeout, context.DeadlineExceeded)
 	}
 }
 
@@ -496,7 +497,7 @@ func (c *Conn) dispatchGroup(reqs []*Command) bool {
 	}
 	if c.ep.draining.Load() {
 		for _, req := range reqs {
-			_ = c.enqueue(NewResponse(req, RespServiceNotAvailable, "remoting: server is shutting down"))
+			_ = c.enqueue(NewResponse(req, protocol.RespServiceNotAvailable, "remoting: server is shutting down"))
 		}
 		return true
 	}
@@ -527,11 +528,11 @@ func (c *Conn) dispatchGroup(reqs []*Command) bool {
 func (c *Conn) serveGroup(reqs []*Command) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error().Interface("panic", r).Str("code", RequestName(reqs[0].Code)).Msg("remoting: handler panicked")
+			c.log.Error().Interface("panic", r).Str("code", protocol.RequestName(reqs[0].Code)).Msg("remoting: handler panicked")
 			// Requests already answered get a second answer the client
 			// drops (no request waits on its opaque any more).
 			for _, req := range reqs {
-				_ = c.Reply(NewResponse(req, RespSystemError, fmt.Sprintf("remoting: handler panicked: %v", r)))
+				_ = c.Reply(NewResponse(req, protocol.RespSystemError, fmt.Sprintf("remoting: handler panicked: %v", r)))
 			}
 		}
 		for range reqs {
@@ -579,7 +580,7 @@ func (c *Conn) dispatch(req *Command) bool {
 	if c.ep.draining.Load() {
 		if !req.IsOneway() {
 			// enqueue, not Reply: this request was never counted as unanswered.
-			_ = c.enqueue(NewResponse(req, RespServiceNotAvailable, "remoting: server is shutting down"))
+			_ = c.enqueue(NewResponse(req, protocol.RespServiceNotAvailable, "remoting: server is shutting down"))
 		}
 		return true
 	}
@@ -606,8 +607,8 @@ func (c *Conn) dispatch(req *Command) bool {
 func (c *Conn) serve(req *Command) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error().Interface("panic", r).Str("code", RequestName(req.Code)).Msg("remoting: handler panicked")
-			_ = c.Reply(NewResponse(req, RespSystemError, fmt.Sprintf("remoting: handler panicked: %v", r)))
+			c.log.Error().Interface("panic", r).Str("code", protocol.RequestName(req.Code)).Msg("remoting: handler panicked")
+			_ = c.Reply(NewResponse(req, protocol.RespSystemError, fmt.Sprintf("remoting: handler panicked: %v", r)))
 		}
 		<-c.slots
 		c.ep.addBusy(-1)
