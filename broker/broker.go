@@ -42,6 +42,7 @@ import (
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
 	"github.com/ferrymq/ferry/delay"
+	"github.com/ferrymq/ferry/internal/zslog"
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -251,8 +252,8 @@ func (b *Broker) Start() error {
 	port := ln.Addr().(*net.TCPAddr).Port
 	b.storeHost = netip.AddrPortFrom(advertiseAddr(b.cfg.AdvertiseHost), uint16(port))
 	b.addr = b.storeHost.String()
-	b.server = remoting.NewServer(b.mux, remoting.ServerConfig{Logger: b.log, MaxFrameSize: b.cfg.MaxMessageSize + 1<<20})
-	b.nsClient = remoting.NewClient(remoting.ClientConfig{Logger: b.log})
+	b.server = remoting.NewServer(b.mux, remoting.ServerConfig{Logger: zslog.New(b.log), MaxFrameSize: b.cfg.MaxMessageSize + 1<<20})
+	b.nsClient = remoting.NewClient(remoting.ClientConfig{Logger: zslog.New(b.log)})
 	if b.cfg.HTTPPort >= 0 {
 		if b.http, err = b.startHTTP(); err != nil {
 			ln.Close()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ferrymq/ferry/internal/zslog"
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -100,7 +101,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc(protocol.ReqGetAllTopicListFromNameServer, s.getAllTopics)
 	s.mux.HandleFunc(protocol.ReqDeleteTopicInNameServer, s.deleteTopic)
 	rcfg := cfg.Remoting
-	rcfg.Logger = cfg.Logger
+	rcfg.Logger = zslog.New(cfg.Logger)
 	s.rs = remoting.NewServer(s.mux, rcfg)
 	return s, nil
 }

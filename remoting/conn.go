@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"runtime"
 	"sync"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/protocol"
-	"github.com/rs/zerolog"
 )
 
 const (
@@ -43,7 +43,7 @@ func putHead(hp *[]byte) {
 // endpoint is what a Server or a Client shares with its connections.
 type endpoint struct {
 	handler      Handler
-	log          zerolog.Logger
+	log          *slog.Logger
 	maxFrame     int
 	maxInflight  int
 	writeTimeout time.Duration
@@ -60,7 +60,7 @@ type endpoint struct {
 	draining atomic.Bool
 }
 
-func newEndpoint(h Handler, log zerolog.Logger, maxFrame, maxInflight int, writeTimeout time.Duration) *endpoint {
+func newEndpoint(h Handler, log *slog.Logger, maxFrame, maxInflight int, writeTimeout time.Duration) *endpoint {
 	if h == nil {
 		h = NewMux()
 	}
@@ -72,6 +72,9 @@ func newEndpoint(h Handler, log zerolog.Logger, maxFrame, maxInflight int, write
 	}
 	if writeTimeout <= 0 {
 		writeTimeout = DefaultWriteTimeout
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	batcher, _ := h.(Batcher)
 	return &endpoint{
@@ -112,7 +115,7 @@ type Conn struct {
 	nc     net.Conn
 	remote string
 	ep     *endpoint
-	log    zerolog.Logger
+	log    *slog.Logger
 
 	nextOpaque atomic.Int32
 	// unanswered counts requests dispatched to the handler and not yet
@@ -148,7 +151,7 @@ func newConn(nc net.Conn, ep *endpoint) *Conn {
 		slots:      make(chan struct{}, ep.maxInflight),
 		pending:    make(map[int32]chan *Command),
 	}
-	c.log = ep.log.With().Uint64("conn_id", c.id).Str("remote", c.remote).Logger()
+	c.log = ep.log.With("conn_id", c.id, "remote", c.remote)
 	return c
 }
 
@@ -389,7 +392,7 @@ func (c *Conn) writeLoop() {
 			_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
 			bufs := batch // WriteTo consumes its receiver; keep batch's backing array
 			if _, err := bufs.WriteTo(c.nc); err != nil && !final {
-				c.log.Debug().Err(err).Msg("remoting: write failed, closing connection")
+				c.log.Debug("remoting: write failed, closing connection", "error", err)
 				c.closeWith(fmt.Errorf("write: %w", err))
 				// The peer is gone, but requests it sent before going may
 				// still sit unread in the socket (a client that sends its
@@ -453,7 +456,7 @@ func (c *Conn) readLoop() {
 			// Without a decoded header there is no opaque to answer to;
 			// close the connection as the Java decoder does.
 			flush()
-			c.log.Warn().Err(err).Msg("remoting: undecodable frame, closing connection")
+			c.log.Warn("remoting: undecodable frame, closing connection", "error", err)
 			c.closeWith(err)
 			return
 		}
@@ -528,7 +531,7 @@ func (c *Conn) dispatchGroup(reqs []*Command) bool {
 func (c *Conn) serveGroup(reqs []*Command) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error().Interface("panic", r).Str("code", protocol.RequestName(reqs[0].Code)).Msg("remoting: handler panicked")
+			c.log.Error("remoting: handler panicked", "panic", r, "code", protocol.RequestName(reqs[0].Code))
 			// Requests already answered get a second answer the client
 			// drops (no request waits on its opaque any more).
 			for _, req := range reqs {
@@ -554,9 +557,9 @@ func (c *Conn) readFailed(err error) {
 		return
 	}
 	if errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrMalformedFrame) {
-		c.log.Warn().Err(err).Msg("remoting: bad frame, closing connection")
+		c.log.Warn("remoting: bad frame, closing connection", "error", err)
 	} else {
-		c.log.Debug().Err(err).Msg("remoting: read failed, closing connection")
+		c.log.Debug("remoting: read failed, closing connection", "error", err)
 	}
 	c.closeWith(err)
 }
@@ -568,7 +571,7 @@ func (c *Conn) deliver(resp *Command) {
 	delete(c.pending, resp.Opaque)
 	c.mu.Unlock()
 	if ch == nil {
-		c.log.Debug().Int32("opaque", resp.Opaque).Int16("code", resp.Code).Msg("remoting: response for no waiting request, dropped")
+		c.log.Debug("remoting: response for no waiting request, dropped", "opaque", resp.Opaque, "code", resp.Code)
 		return
 	}
 	ch <- resp
@@ -607,7 +610,7 @@ func (c *Conn) dispatch(req *Command) bool {
 func (c *Conn) serve(req *Command) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error().Interface("panic", r).Str("code", protocol.RequestName(req.Code)).Msg("remoting: handler panicked")
+			c.log.Error("remoting: handler panicked", "panic", r, "code", protocol.RequestName(req.Code))
 			_ = c.Reply(NewResponse(req, protocol.RespSystemError, fmt.Sprintf("remoting: handler panicked: %v", r)))
 		}
 		<-c.slots

@@ -3,11 +3,10 @@ package remoting
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // Defaults of ServerConfig and ClientConfig.
@@ -29,8 +28,8 @@ type ServerConfig struct {
 	// WriteTimeout bounds one batched write to a peer; a peer that does
 	// not read for that long is disconnected. 0 means DefaultWriteTimeout.
 	WriteTimeout time.Duration
-	// Logger receives connection-level events. Zero value: disabled.
-	Logger zerolog.Logger
+	// Logger receives connection-level events. nil: disabled.
+	Logger *slog.Logger
 }
 
 // Server accepts remoting connections and serves their requests with a
@@ -94,7 +93,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
 				// Out of file descriptors and the like: back off, stay up.
 				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.ep.log.Warn().Err(err).Dur("backoff", backoff).Msg("remoting: accept failed")
+				s.ep.log.Warn("remoting: accept failed", "error", err, "backoff", backoff)
 				t := time.NewTimer(backoff)
 				select {
 				case <-t.C:
@@ -119,7 +118,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		s.conns[c.id] = c
 		s.mu.Unlock()
-		c.log.Debug().Msg("remoting: connection accepted")
+		c.log.Debug("remoting: connection accepted")
 		c.start()
 	}
 }
@@ -139,7 +138,7 @@ func (s *Server) removeConn(c *Conn) {
 	s.mu.Lock()
 	delete(s.conns, c.id)
 	s.mu.Unlock()
-	c.log.Debug().Msg("remoting: connection closed")
+	c.log.Debug("remoting: connection closed")
 }
 
 // ConnCount returns the number of open connections.
