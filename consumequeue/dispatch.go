@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"golang.org/x/sys/unix"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/protocol"
@@ -562,14 +561,12 @@ func (s *Store) syncer() {
 	}
 }
 
-// runSyncJob syncs a job's files (one syncfs for many of them on a real
+// runSyncJob syncs a job's files (one syncfs for many of them on a Linux
 // file system), then its directories, then writes its checkpoint.
 func (s *Store) runSyncJob(job syncJob) error {
-	if len(job.files) >= syncfsThreshold && job.files[0].f.Fd() != vfs.InvalidFd {
-		if err := unix.Syncfs(int(job.files[0].f.Fd())); err != nil {
-			return fmt.Errorf("consumequeue: syncfs: %w", err)
-		}
-	} else {
+	if synced, err := syncWholeFS(job.files); err != nil {
+		return err
+	} else if !synced {
 		for _, f := range job.files {
 			// A file closed meanwhile belonged to a deleted or trimmed
 			// queue: nothing of it needs to be durable.
