@@ -53,7 +53,7 @@ func (b *Broker) startHTTP() (*httpServer, error) {
 			case "/metrics":
 				metricsHandler(ctx)
 			default:
-				if strings.HasPrefix(string(ctx.Path()), "/debug/pprof/") {
+				if b.c().Pprof && strings.HasPrefix(string(ctx.Path()), "/debug/pprof/") {
 					pprofhandler.PprofHandler(ctx)
 					return
 				}

@@ -122,6 +122,7 @@ var (
 	flagDelayLevels = &cli.StringFlag{Name: "delay-levels", Usage: `delay level table, e.g. "1s 5s 10s"`, EnvVars: []string{"FERRY_DELAY_LEVELS"}}
 	flagSegment     = &cli.Int64Flag{Name: "segment-size", Usage: "commitlog segment size in bytes (default 1 GiB)", EnvVars: []string{"FERRY_SEGMENT_SIZE"}}
 	flagAutoCreate  = &cli.BoolFlag{Name: "auto-create-topic", Usage: "create unknown topics on first send (default true)", EnvVars: []string{"FERRY_AUTO_CREATE_TOPIC"}}
+	flagPprof       = &cli.BoolFlag{Name: "pprof", Usage: "serve Go's profiler under /debug/pprof/ on the HTTP port (default false)", EnvVars: []string{"FERRY_PPROF"}}
 	flagLogLevel    = &cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"FERRY_LOG_LEVEL"}}
 	flagLogFormat   = &cli.StringFlag{Name: "log-format", Usage: "json or console (default: console on a terminal, else json)", EnvVars: []string{"FERRY_LOG_FORMAT"}}
 )
@@ -133,7 +134,7 @@ func serverFlags(namesrv, brokerFlags bool) []cli.Flag {
 	}
 	if brokerFlags {
 		fs = append(fs, flagDataDir, flagBrokerPort, flagHTTPPort, flagFlush, flagAdvertise, flagBrokerName,
-			flagCluster, flagDelayLevels, flagSegment, flagAutoCreate)
+			flagCluster, flagDelayLevels, flagSegment, flagAutoCreate, flagPprof)
 		if !namesrv {
 			fs = append(fs, flagNamesrvAddr)
 		}
@@ -186,6 +187,7 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	set("delay-levels", func() { b.DelayLevels = c.String("delay-levels") })
 	set("segment-size", func() { b.SegmentSize = c.Int64("segment-size") })
 	set("auto-create-topic", func() { b.AutoCreateTopic = c.Bool("auto-create-topic") })
+	set("pprof", func() { b.Pprof = c.Bool("pprof") })
 	set("namesrv-port", func() { cfg.Namesrv.Port = c.Int("namesrv-port") })
 	set("log-level", func() { cfg.Log.Level = c.String("log-level") })
 	set("log-format", func() { cfg.Log.Format = c.String("log-format") })
