@@ -2,7 +2,6 @@ package broker
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -324,5 +323,3 @@ func (b *Broker) handleSetConfig(c *remoting.Conn, req *remoting.Command) {
 	}
 	b.reply(c, req, protocol.RespSuccess, "")
 }
-
-var _ = errors.New

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"time"
 
 	"github.com/ferrymq/ferry/protocol"
 )
@@ -163,5 +162,3 @@ func (a *Admin) adminOffsetAt(ctx context.Context, q adminQueue, topic, to strin
 	}
 	return max(lo, min(value, hi)), nil
 }
-
-var _ = time.Millisecond

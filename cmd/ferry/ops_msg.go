@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -201,5 +200,3 @@ func opsBodyText(b []byte) string {
 	}
 	return strconv.Quote(s)
 }
-
-var _ = time.Second

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -607,5 +606,3 @@ func TestOpsReorder(t *testing.T) {
 		}
 	}
 }
-
-var _ = io.Discard
