@@ -19,6 +19,7 @@ import (
 	"github.com/ferrymq/ferry/client"
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
+	"go.uber.org/goleak"
 )
 
 // The ops commands run against a live `ferry server`: this test binary
@@ -39,6 +40,14 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
 	stopServer()
+	// No goroutine outlives the tests (the servers run in a child process;
+	// the ops commands' clients run here). fasthttp keeps a process-wide
+	// date updater once a server of it has run.
+	if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2")); code == 0 && err != nil {
+		fmt.Fprintln(os.Stderr, "goleak:", err)
+		code = 1
+	}
 	os.Exit(code)
 }
 
