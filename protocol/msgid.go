@@ -117,7 +117,7 @@ func ParseUniqID(id string, now time.Time) (UniqID, error) {
 	}
 	span := int64(binary.BigEndian.Uint32(b[10:]))
 	m := monthOf(now)
-	if m.start+span >= now.UnixMilli() {
+	if m.start+span > now.UnixMilli() {
 		m = monthOf(time.UnixMilli(m.start).AddDate(0, -1, 0))
 	}
 	return UniqID{
