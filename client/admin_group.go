@@ -26,27 +26,15 @@ type GroupConfig struct {
 	NotifyConsumerIDsChanged bool   `json:"notify_consumer_ids_changed"`
 }
 
-// adminWireGroup is the broker's form (RocketMQ SubscriptionGroupConfig).
-type adminWireGroup struct {
-	GroupName              string `json:"groupName"`
-	ConsumeEnable          bool   `json:"consumeEnable"`
-	ConsumeFromMinEnable   bool   `json:"consumeFromMinEnable"`
-	ConsumeBroadcastEnable bool   `json:"consumeBroadcastEnable"`
-	RetryQueueNums         int32  `json:"retryQueueNums"`
-	RetryMaxTimes          int32  `json:"retryMaxTimes"`
-	BrokerID               int64  `json:"brokerId"`
-	WhichBrokerWhenSlow    int64  `json:"whichBrokerWhenConsumeSlowly"`
-	NotifyConsumerIDs      bool   `json:"notifyConsumerIdsChangedEnable"`
-}
-
-func (w adminWireGroup) config() GroupConfig {
+// groupConfigOf converts the broker's form (RocketMQ SubscriptionGroupConfig).
+func groupConfigOf(w protocol.SubscriptionGroupConfig) GroupConfig {
 	return GroupConfig{Group: w.GroupName, ConsumeEnable: w.ConsumeEnable, ConsumeFromMinEnable: w.ConsumeFromMinEnable,
 		BroadcastEnable: w.ConsumeBroadcastEnable, RetryQueueNums: w.RetryQueueNums, RetryMaxTimes: w.RetryMaxTimes,
 		BrokerID: w.BrokerID, WhichBrokerWhenSlow: w.WhichBrokerWhenSlow, NotifyConsumerIDsChanged: w.NotifyConsumerIDs}
 }
 
-func adminWire(c GroupConfig) adminWireGroup {
-	return adminWireGroup{GroupName: c.Group, ConsumeEnable: c.ConsumeEnable, ConsumeFromMinEnable: c.ConsumeFromMinEnable,
+func adminWire(c GroupConfig) protocol.SubscriptionGroupConfig {
+	return protocol.SubscriptionGroupConfig{GroupName: c.Group, ConsumeEnable: c.ConsumeEnable, ConsumeFromMinEnable: c.ConsumeFromMinEnable,
 		ConsumeBroadcastEnable: c.BroadcastEnable, RetryQueueNums: c.RetryQueueNums, RetryMaxTimes: c.RetryMaxTimes,
 		BrokerID: c.BrokerID, WhichBrokerWhenSlow: c.WhichBrokerWhenSlow, NotifyConsumerIDs: c.NotifyConsumerIDsChanged}
 }
@@ -73,7 +61,7 @@ func (a *Admin) Groups(ctx context.Context) ([]GroupInfo, error) {
 	byName := map[string]*GroupInfo{}
 	for _, b := range bs {
 		var list []struct {
-			adminWireGroup
+			protocol.SubscriptionGroupConfig
 			Online    int  `json:"online_clients"`
 			Broadcast bool `json:"broadcast"`
 		}
@@ -83,7 +71,7 @@ func (a *Admin) Groups(ctx context.Context) ([]GroupInfo, error) {
 		for _, g := range list {
 			gi := byName[g.GroupName]
 			if gi == nil {
-				gi = &GroupInfo{GroupConfig: g.config()}
+				gi = &GroupInfo{GroupConfig: groupConfigOf(g.SubscriptionGroupConfig)}
 				byName[g.GroupName] = gi
 			}
 			gi.Brokers = append(gi.Brokers, b.Name)

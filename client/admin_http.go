@@ -25,15 +25,6 @@ import (
 // ({"title","status","detail","code"}); their code maps to the package's
 // not-found and already-exists errors.
 
-// HTTP API problem codes the Admin maps to its errors (part of the API).
-const (
-	adminProblemTopicNotExist = 17
-	adminProblemTopicExists   = 18
-	adminProblemNoMessage     = 22
-	adminProblemGroupNotExist = 26
-	adminProblemGroupExists   = 1007
-)
-
 // adminHTTPMaxBatch is the most messages or dead letters one request
 // carries (the API's limit).
 const adminHTTPMaxBatch = 1000
@@ -55,15 +46,15 @@ func (e *ProblemError) Error() string {
 // sentinel is the package error a problem code stands for, or nil.
 func (e *ProblemError) sentinel() error {
 	switch e.Code {
-	case adminProblemTopicNotExist:
+	case protocol.ProblemTopicNotFound:
 		return ErrNoSuchTopic
-	case adminProblemTopicExists:
+	case protocol.ProblemTopicExists:
 		return ErrTopicExists
-	case adminProblemNoMessage:
+	case protocol.ProblemMessageNotFound:
 		return ErrNoSuchMessage
-	case adminProblemGroupNotExist:
+	case protocol.ProblemGroupNotFound:
 		return ErrNoSuchGroup
-	case adminProblemGroupExists:
+	case protocol.ProblemGroupExists:
 		return ErrGroupExists
 	}
 	return nil

@@ -52,15 +52,8 @@ type httpMessage struct {
 	ReceiptHandle    string            `json:"receipt_handle,omitempty"`
 }
 
-type httpProblem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
-	Code   int    `json:"code"`
-}
-
-func (p *httpProblem) err(base string, status int, retryAfter time.Duration) *ServerError {
+// problemError is the error a problem answer stands for.
+func problemError(p *protocol.Problem, base string, status int, retryAfter time.Duration) *ServerError {
 	if p.Status == 0 {
 		p.Status = status
 	}
@@ -131,7 +124,7 @@ func httpCall(ctx context.Context, cfg *config, method, path string, query url.V
 		return err
 	}
 	if ans.status/100 != 2 {
-		var p httpProblem
+		var p protocol.Problem
 		_ = json.Unmarshal(ans.data, &p)
 		if p.Title == "" {
 			p.Title = http.StatusText(ans.status)
@@ -140,7 +133,7 @@ func httpCall(ctx context.Context, cfg *config, method, path string, query url.V
 		if s, err := strconv.Atoi(ans.header.Get("Retry-After")); err == nil && s > 0 {
 			ra = time.Duration(s) * time.Second
 		}
-		return p.err(cfg.httpBase, ans.status, ra)
+		return problemError(&p, cfg.httpBase, ans.status, ra)
 	}
 	return ans.decode(method, path, out)
 }
@@ -294,11 +287,11 @@ func (t *httpProducer) send(ctx context.Context, topic string, msgs []*outMsg, p
 	}
 	var out struct {
 		Results []struct {
-			MsgID       string       `json:"msg_id"`
-			OffsetMsgID string       `json:"offset_msg_id"`
-			QueueID     *int         `json:"queue_id"`
-			QueueOffset *int64       `json:"queue_offset"`
-			Error       *httpProblem `json:"error"`
+			MsgID       string            `json:"msg_id"`
+			OffsetMsgID string            `json:"offset_msg_id"`
+			QueueID     *int              `json:"queue_id"`
+			QueueOffset *int64            `json:"queue_offset"`
+			Error       *protocol.Problem `json:"error"`
 		} `json:"results"`
 	}
 	t.stats.requests.Add(1)
@@ -312,7 +305,7 @@ func (t *httpProducer) send(ctx context.Context, topic string, msgs []*outMsg, p
 	var failed []error
 	for i, r := range out.Results {
 		if r.Error != nil {
-			failed = append(failed, r.Error.err(t.cfg.httpBase, r.Error.Status, 0))
+			failed = append(failed, problemError(r.Error, t.cfg.httpBase, r.Error.Status, 0))
 			continue
 		}
 		res[i] = SendResult{MsgID: msgs[i].id, OffsetMsgID: r.OffsetMsgID, QueueOffset: -1,
