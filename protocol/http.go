@@ -38,3 +38,61 @@ type Problem struct {
 	Detail string `json:"detail"`
 	Code   int    `json:"code"`
 }
+
+// HTTPMessage is a stored message as the HTTP API shows it (pull, receive
+// and lookups).
+type HTTPMessage struct {
+	Topic string `json:"topic"`
+	// StoredTopic is set by receive when the message was read from the
+	// group's retry topic (Topic is then the topic it was first sent to).
+	StoredTopic      string            `json:"stored_topic,omitempty"`
+	QueueID          int32             `json:"queue_id"`
+	QueueOffset      int64             `json:"queue_offset"`
+	CommitlogOffset  int64             `json:"commitlog_offset"`
+	MsgID            string            `json:"msg_id"`
+	OffsetMsgID      string            `json:"offset_msg_id"`
+	Tags             string            `json:"tags"`
+	Keys             []string          `json:"keys"`
+	Properties       map[string]string `json:"properties"`
+	SystemProperties map[string]string `json:"system_properties,omitempty"`
+	Body             string            `json:"body"`
+	BodyEncoding     string            `json:"body_encoding"` // "utf8" or "base64"
+	BornAtMs         int64             `json:"born_at_ms"`
+	StoredAtMs       int64             `json:"stored_at_ms"`
+	ReconsumeTimes   int32             `json:"reconsume_times"`
+	ReceiptHandle    string            `json:"receipt_handle,omitempty"`
+}
+
+// HTTPProduceMessage is one message of a produce request.
+type HTTPProduceMessage struct {
+	Body         string            `json:"body"`
+	BodyEncoding string            `json:"body_encoding,omitempty"` // "utf8" (the default) or "base64"
+	Tags         string            `json:"tags,omitempty"`
+	Keys         []string          `json:"keys,omitempty"`
+	Properties   map[string]string `json:"properties,omitempty"`
+	QueueID      *int32            `json:"queue_id,omitempty"` // nil: the broker picks one
+	DelayLevel   int32             `json:"delay_level,omitempty"`
+	DeliverAtMs  int64             `json:"deliver_at_ms,omitempty"`
+}
+
+// HTTPProduceRequest is the body of POST /v1/topics/{topic}/messages.
+type HTTPProduceRequest struct {
+	Messages []HTTPProduceMessage `json:"messages"`
+}
+
+// HTTPProduceResult is one message's outcome: where it went, or Error.
+type HTTPProduceResult struct {
+	MsgID       string   `json:"msg_id,omitempty"`
+	OffsetMsgID string   `json:"offset_msg_id,omitempty"`
+	QueueID     *int32   `json:"queue_id,omitempty"`
+	QueueOffset *int64   `json:"queue_offset,omitempty"`
+	Scheduled   bool     `json:"scheduled,omitempty"`    // stored for later delivery (delay level or delivery time)
+	FlushStatus string   `json:"flush_status,omitempty"` // "flush_disk_timeout": written, durability unconfirmed
+	Error       *Problem `json:"error,omitempty"`
+}
+
+// HTTPProduceResponse is the answer to a produce request, one result per
+// message in order.
+type HTTPProduceResponse struct {
+	Results []HTTPProduceResult `json:"results"`
+}
