@@ -22,27 +22,7 @@ import (
 )
 
 // apiMessage is a stored message as the HTTP API shows it.
-type apiMessage struct {
-	Topic string `json:"topic"`
-	// StoredTopic is set by receive when the message was read from the
-	// group's retry topic (Topic is then the topic it was first sent to).
-	StoredTopic      string            `json:"stored_topic,omitempty"`
-	QueueID          int32             `json:"queue_id"`
-	QueueOffset      int64             `json:"queue_offset"`
-	CommitlogOffset  int64             `json:"commitlog_offset"`
-	MsgID            string            `json:"msg_id"`
-	OffsetMsgID      string            `json:"offset_msg_id"`
-	Tags             string            `json:"tags"`
-	Keys             []string          `json:"keys"`
-	Properties       map[string]string `json:"properties"`
-	SystemProperties map[string]string `json:"system_properties,omitempty"`
-	Body             string            `json:"body"`
-	BodyEncoding     string            `json:"body_encoding"`
-	BornAtMs         int64             `json:"born_at_ms"`
-	StoredAtMs       int64             `json:"stored_at_ms"`
-	ReconsumeTimes   int32             `json:"reconsume_times"`
-	ReceiptHandle    string            `json:"receipt_handle,omitempty"`
-}
+type apiMessage = protocol.HTTPMessage
 
 // maxInflatedBody bounds the decompression of a compressed body.
 const maxInflatedBody = 64 << 20
@@ -97,31 +77,10 @@ func (b *Broker) messageOut(rec protocol.Record) apiMessage {
 // maxProduceBatch caps the messages of one produce request.
 const maxProduceBatch = 1000
 
-type apiProduceMsg struct {
-	Body         string            `json:"body"`
-	BodyEncoding string            `json:"body_encoding"`
-	Tags         string            `json:"tags"`
-	Keys         []string          `json:"keys"`
-	Properties   map[string]string `json:"properties"`
-	QueueID      *int32            `json:"queue_id"`
-	DelayLevel   int32             `json:"delay_level"`
-	DeliverAtMs  int64             `json:"deliver_at_ms"`
-}
+type apiProduceMsg = protocol.HTTPProduceMessage
 
-type apiProduceRequest struct {
-	Messages []apiProduceMsg `json:"messages"`
-}
+type apiProduceRequest = protocol.HTTPProduceRequest
 
-// apiProduceResult is one message's outcome: where it went, or Error.
-type apiProduceResult struct {
-	MsgID       string   `json:"msg_id,omitempty"`
-	OffsetMsgID string   `json:"offset_msg_id,omitempty"`
-	QueueID     *int32   `json:"queue_id,omitempty"`
-	QueueOffset *int64   `json:"queue_offset,omitempty"`
-	Scheduled   bool     `json:"scheduled,omitempty"`    // stored for later delivery (delay level or delivery time)
-	FlushStatus string   `json:"flush_status,omitempty"` // "flush_disk_timeout": written, durability unconfirmed
-	Error       *problem `json:"error,omitempty"`
-}
 
 // apiProduce stores one or many messages: a JSON batch or one raw body.
 // Messages without a queue_id all go to one queue picked at random per
@@ -178,7 +137,7 @@ func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
 	now := time.Now().UnixMilli()
 	maxBody := b.c().MaxMessageSize
 
-	results := make([]apiProduceResult, len(in))
+	results := make([]protocol.HTTPProduceResult, len(in))
 	msgs := make([]commitlog.Message, 0, len(in))
 	idx := make([]int, 0, len(in)) // results index of msgs[i]
 	realQ := make([]int32, 0, len(in))
@@ -192,13 +151,13 @@ func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
 		m, id, err := b.buildMessage(&in[i], body, topic, h.queueID, nq, born, now, maxBody)
 		if err != nil {
 			pr := problemOf(err)
-			results[i].Error = &pr
+			results[i].Error = &pr.Problem
 			continue
 		}
 		q := m.QueueID
 		if err := b.routeSpecial(&m, &h); err != nil {
 			pr := problemOf(err)
-			results[i].Error = &pr
+			results[i].Error = &pr.Problem
 			continue
 		}
 		msgs = append(msgs, m)
@@ -227,7 +186,7 @@ func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
 		}
 		b.metrics.messagesIn(topic, len(msgs), bytesIn)
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"results": results})
+	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPProduceResponse{Results: results})
 }
 
 // produceFromQuery reads a raw produce request's message attributes from
