@@ -585,16 +585,14 @@ func (a *Admin) httpResetOffsets(ctx context.Context, r OffsetReset) (*OffsetRes
 
 // --- messages ---
 
-// view converts the API's message (the transport's httpMessage). Properties
+// messageView converts the API's message. Properties
 // hold the user and the system properties, as the remoting view has them;
 // the API does not show the born and store hosts.
-func (h *httpMessage) view(broker string) (MessageView, error) {
+func messageView(h *protocol.HTTPMessage, broker string) (MessageView, error) {
 	v := MessageView{MsgID: h.MsgID, OffsetMsgID: h.OffsetMsgID, Topic: h.Topic, Broker: broker,
 		QueueOffset: h.QueueOffset, CommitlogOffset: h.CommitlogOffset, Tags: h.Tags, Keys: strings.Join(h.Keys, " "),
-		BornMS: h.BornAtMs, StoreMS: h.StoredAtMs, ReconsumeTimes: int32(h.ReconsumeTimes), Properties: map[string]string{}}
-	if h.QueueID != nil {
-		v.QueueID = int32(*h.QueueID)
-	}
+		BornMS: h.BornAtMs, StoreMS: h.StoredAtMs, ReconsumeTimes: h.ReconsumeTimes, QueueID: h.QueueID,
+		Properties: map[string]string{}}
 	for k, x := range h.Properties {
 		v.Properties[k] = x
 	}
@@ -602,7 +600,7 @@ func (h *httpMessage) view(broker string) (MessageView, error) {
 		v.Properties[k] = x
 	}
 	var err error
-	v.Body, err = h.body()
+	v.Body, err = messageBody(h)
 	return v, err
 }
 
@@ -611,11 +609,11 @@ func (a *Admin) httpMessage(ctx context.Context, id string) (*MessageView, error
 	if err != nil {
 		return nil, err
 	}
-	var m httpMessage
+	var m protocol.HTTPMessage
 	if err := a.adminHTTP(ctx, "GET", "/v1/messages/"+adminPathEscape(id), nil, nil, &m); err != nil {
 		return nil, err
 	}
-	v, err := m.view(self.Name)
+	v, err := messageView(&m, self.Name)
 	return &v, err
 }
 
@@ -632,14 +630,14 @@ func (a *Admin) httpQueryMessages(ctx context.Context, topic, key string, bms, e
 		q.Set("end_ms", strconv.FormatInt(ems, 10))
 	}
 	var ans struct {
-		Messages []httpMessage `json:"messages"`
+		Messages []protocol.HTTPMessage `json:"messages"`
 	}
 	if err := a.adminHTTP(ctx, "GET", "/v1/topics/"+adminPathEscape(topic)+"/messages", q, nil, &ans); err != nil {
 		return nil, err
 	}
 	out := make([]MessageView, 0, len(ans.Messages))
 	for _, m := range ans.Messages {
-		v, err := m.view(self.Name)
+		v, err := messageView(&m, self.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -664,8 +662,8 @@ func (a *Admin) httpReadQueue(ctx context.Context, topic string, q int32, off in
 		defer cancel()
 	}
 	var ans struct {
-		Messages   []httpMessage `json:"messages"`
-		NextOffset int64         `json:"next_offset"`
+		Messages   []protocol.HTTPMessage `json:"messages"`
+		NextOffset int64                  `json:"next_offset"`
 	}
 	path := "/v1/topics/" + adminPathEscape(topic) + "/queues/" + strconv.Itoa(int(q)) + "/messages"
 	if err := a.adminHTTP(ctx, "GET", path, query, nil, &ans); err != nil {
@@ -673,7 +671,7 @@ func (a *Admin) httpReadQueue(ctx context.Context, topic string, q int32, off in
 	}
 	out := make([]MessageView, 0, len(ans.Messages))
 	for _, m := range ans.Messages {
-		v, err := m.view(self.Name)
+		v, err := messageView(&m, self.Name)
 		if err != nil {
 			return nil, off, err
 		}

@@ -30,28 +30,6 @@ import (
 // httpBroker is the broker name HTTP results report.
 const httpBroker = "http"
 
-type httpMessage struct {
-	Topic            string            `json:"topic,omitempty"`
-	StoredTopic      string            `json:"stored_topic,omitempty"`
-	QueueID          *int              `json:"queue_id,omitempty"`
-	QueueOffset      int64             `json:"queue_offset,omitempty"`
-	CommitlogOffset  int64             `json:"commitlog_offset,omitempty"`
-	MsgID            string            `json:"msg_id,omitempty"`
-	OffsetMsgID      string            `json:"offset_msg_id,omitempty"`
-	Tags             string            `json:"tags,omitempty"`
-	Keys             []string          `json:"keys,omitempty"`
-	Properties       map[string]string `json:"properties,omitempty"`
-	SystemProperties map[string]string `json:"system_properties,omitempty"`
-	Body             string            `json:"body"`
-	BodyEncoding     string            `json:"body_encoding,omitempty"`
-	DelayLevel       int               `json:"delay_level,omitempty"`
-	DeliverAtMs      int64             `json:"deliver_at_ms,omitempty"`
-	BornAtMs         int64             `json:"born_at_ms,omitempty"`
-	StoredAtMs       int64             `json:"stored_at_ms,omitempty"`
-	ReconsumeTimes   int               `json:"reconsume_times,omitempty"`
-	ReceiptHandle    string            `json:"receipt_handle,omitempty"`
-}
-
 // problemError is the error a problem answer stands for.
 func problemError(p *protocol.Problem, base string, status int, retryAfter time.Duration) *ServerError {
 	if p.Status == 0 {
@@ -146,23 +124,19 @@ func encodeBody(b []byte) (string, string) {
 }
 
 // toMessageExt converts an API message.
-func (h *httpMessage) toMessageExt(topic string, queue int) (*MessageExt, error) {
+func toMessageExt(h *protocol.HTTPMessage, topic string) (*MessageExt, error) {
 	m := &MessageExt{MsgID: h.MsgID, OffsetMsgID: h.OffsetMsgID, QueueOffset: h.QueueOffset, CommitLogOffset: h.CommitlogOffset,
-		BornAt: time.UnixMilli(h.BornAtMs), StoredAt: time.UnixMilli(h.StoredAtMs), ReconsumeTimes: h.ReconsumeTimes,
+		BornAt: time.UnixMilli(h.BornAtMs), StoredAt: time.UnixMilli(h.StoredAtMs), ReconsumeTimes: int(h.ReconsumeTimes),
 		receipt: h.ReceiptHandle, props: make(map[string]string, len(h.Properties)+len(h.SystemProperties))}
 	m.Topic = h.Topic
 	if m.Topic == "" {
 		m.Topic = topic
 	}
-	q := queue
-	if h.QueueID != nil {
-		q = *h.QueueID
-	}
 	stored := h.StoredTopic
 	if stored == "" {
 		stored = m.Topic
 	}
-	m.Queue = MessageQueue{Topic: stored, BrokerName: httpBroker, QueueID: q}
+	m.Queue = MessageQueue{Topic: stored, BrokerName: httpBroker, QueueID: int(h.QueueID)}
 	m.Tags, m.Keys = h.Tags, h.Keys
 	if len(h.Properties) > 0 {
 		m.Properties = h.Properties
@@ -175,14 +149,14 @@ func (h *httpMessage) toMessageExt(topic string, queue int) (*MessageExt, error)
 	}
 	m.ShardingKey = m.props[protocol.PropShardingKey]
 	var err error
-	if m.Body, err = h.body(); err != nil {
+	if m.Body, err = messageBody(h); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-// body decodes the message body by its encoding.
-func (h *httpMessage) body() ([]byte, error) {
+// messageBody decodes the message body by its encoding.
+func messageBody(h *protocol.HTTPMessage) ([]byte, error) {
 	if h.BodyEncoding != "base64" {
 		return []byte(h.Body), nil
 	}
@@ -260,14 +234,12 @@ func (t *httpProducer) send(ctx context.Context, topic string, msgs []*outMsg, p
 	if err != nil {
 		return nil, httpBroker, err
 	}
-	var qid *int
+	var qid *int32
 	if len(qs) > 0 {
-		q := pick(qs).QueueID
+		q := int32(pick(qs).QueueID)
 		qid = &q
 	}
-	in := struct {
-		Messages []httpMessage `json:"messages"`
-	}{Messages: make([]httpMessage, len(msgs))}
+	in := protocol.HTTPProduceRequest{Messages: make([]protocol.HTTPProduceMessage, len(msgs))}
 	for i, o := range msgs {
 		m := o.m
 		props := make(map[string]string, len(m.Properties)+2)
@@ -278,22 +250,14 @@ func (t *httpProducer) send(ctx context.Context, topic string, msgs []*outMsg, p
 		if m.ShardingKey != "" {
 			props[protocol.PropShardingKey] = m.ShardingKey
 		}
-		hm := httpMessage{Tags: m.Tags, Keys: m.Keys, Properties: props, QueueID: qid, DelayLevel: m.DelayLevel}
+		hm := protocol.HTTPProduceMessage{Tags: m.Tags, Keys: m.Keys, Properties: props, QueueID: qid, DelayLevel: int32(m.DelayLevel)}
 		hm.Body, hm.BodyEncoding = encodeBody(m.Body)
 		if m.DelayLevel == 0 && !m.DeliverAt.IsZero() {
 			hm.DeliverAtMs = m.DeliverAt.UnixMilli()
 		}
 		in.Messages[i] = hm
 	}
-	var out struct {
-		Results []struct {
-			MsgID       string            `json:"msg_id"`
-			OffsetMsgID string            `json:"offset_msg_id"`
-			QueueID     *int              `json:"queue_id"`
-			QueueOffset *int64            `json:"queue_offset"`
-			Error       *protocol.Problem `json:"error"`
-		} `json:"results"`
-	}
+	var out protocol.HTTPProduceResponse
 	t.stats.requests.Add(1)
 	if err := httpCall(ctx, t.cfg, http.MethodPost, "/v1/topics/"+url.PathEscape(topic)+"/messages", nil, in, &out); err != nil {
 		return nil, httpBroker, err
@@ -314,7 +278,7 @@ func (t *httpProducer) send(ctx context.Context, topic string, msgs []*outMsg, p
 			res[i].MsgID = r.MsgID
 		}
 		if r.QueueID != nil {
-			res[i].Queue.QueueID = *r.QueueID
+			res[i].Queue.QueueID = int(*r.QueueID)
 		}
 		if r.QueueOffset != nil {
 			res[i].QueueOffset = *r.QueueOffset
@@ -344,10 +308,10 @@ func (t *httpPull) queues(ctx context.Context, topic string) ([]MessageQueue, er
 func (t *httpPull) pull(ctx context.Context, mq MessageQueue, offset int64, max int, wait time.Duration) (*PullResult, error) {
 	q := url.Values{"offset": {i64(offset)}, "max": {itoa(max)}, "wait_ms": {i64(wait.Milliseconds())}}
 	var out struct {
-		Messages   []httpMessage `json:"messages"`
-		NextOffset int64         `json:"next_offset"`
-		MinOffset  int64         `json:"min_offset"`
-		MaxOffset  int64         `json:"max_offset"`
+		Messages   []protocol.HTTPMessage `json:"messages"`
+		NextOffset int64                  `json:"next_offset"`
+		MinOffset  int64                  `json:"min_offset"`
+		MaxOffset  int64                  `json:"max_offset"`
 	}
 	path := "/v1/topics/" + url.PathEscape(mq.Topic) + "/queues/" + itoa(mq.QueueID) + "/messages"
 	if err := httpCall(ctx, t.cfg, http.MethodGet, path, q, nil, &out); err != nil {
@@ -355,7 +319,7 @@ func (t *httpPull) pull(ctx context.Context, mq MessageQueue, offset int64, max 
 	}
 	r := &PullResult{NextOffset: out.NextOffset, MinOffset: out.MinOffset, MaxOffset: out.MaxOffset}
 	for i := range out.Messages {
-		m, err := out.Messages[i].toMessageExt(mq.Topic, mq.QueueID)
+		m, err := toMessageExt(&out.Messages[i], mq.Topic)
 		if err != nil {
 			return nil, err
 		}
@@ -442,7 +406,7 @@ func (e *httpPush) receiveLoop(topic, expr string) {
 		in := map[string]any{"topic": topic, "max": min(e.cfg.pullBatchSize, 1000), "visibility_ms": e.cfg.visibility.Milliseconds(),
 			"wait_ms": e.cfg.longPoll.Milliseconds(), "tag": expr}
 		var out struct {
-			Messages []httpMessage `json:"messages"`
+			Messages []protocol.HTTPMessage `json:"messages"`
 		}
 		ctx, cancel := context.WithTimeout(e.ctx, e.cfg.longPoll+10*time.Second)
 		err := httpCall(ctx, e.cfg, http.MethodPost, "/v1/groups/"+group+"/receive", nil, in, &out)
@@ -462,7 +426,7 @@ func (e *httpPush) receiveLoop(topic, expr string) {
 		}
 		var msgs []*MessageExt
 		for i := range out.Messages {
-			m, err := out.Messages[i].toMessageExt(topic, 0)
+			m, err := toMessageExt(&out.Messages[i], topic)
 			if err != nil {
 				logAt(e.cfg.logger, LogError, "undecodable message", "topic", topic, "err", err)
 				continue
