@@ -273,32 +273,6 @@ func TestEncodedSizeLimits(t *testing.T) {
 	}
 }
 
-func TestPropertyHelpers(t *testing.T) {
-	p := []byte("TAGS\x01A\x02noseparator\x02KEYS\x01k1 k2\x02EMPTY\x01\x02TAGS\x01B")
-	for _, c := range []struct {
-		key, want string
-		ok        bool
-	}{
-		{"TAGS", "A", true}, {"KEYS", "k1 k2", true}, {"EMPTY", "", true},
-		{"noseparator", "", false}, {"TAG", "", false}, {"MISSING", "", false},
-	} {
-		if got, ok := protocol.Property(p, c.key); got != c.want || ok != c.ok {
-			t.Errorf("Property(%q) = %q, %v; want %q, %v", c.key, got, ok, c.want, c.ok)
-		}
-	}
-	want := map[string]string{"TAGS": "B", "KEYS": "k1 k2", "EMPTY": ""}
-	if got := protocol.ParseProperties(p); !maps.Equal(got, want) {
-		t.Errorf("ParseProperties = %v", got)
-	}
-	enc := protocol.EncodeProperties(map[string]string{"b": "2", "a": "1"})
-	if string(enc) != "a\x011\x02b\x012" {
-		t.Errorf("EncodeProperties = %q", enc)
-	}
-	if protocol.ValidPropertyText("a\x01") || protocol.ValidPropertyText("\x02") || !protocol.ValidPropertyText("plain text") {
-		t.Error("ValidPropertyText")
-	}
-}
-
 func TestParseFlushMode(t *testing.T) {
 	for s, want := range map[string]FlushMode{"async": FlushAsync, "ASYNC_FLUSH": FlushAsync, "sync": FlushSync, "SYNC_FLUSH": FlushSync} {
 		if got, err := ParseFlushMode(s); err != nil || got != want || (got.String() != "sync") != (want == FlushAsync) {
@@ -307,30 +281,6 @@ func TestParseFlushMode(t *testing.T) {
 	}
 	if _, err := ParseFlushMode("fast"); err == nil {
 		t.Error("ParseFlushMode accepted nonsense")
-	}
-}
-
-func TestOffsetMsgIDGolden(t *testing.T) {
-	host := netip.MustParseAddrPort("127.0.0.1:20911")
-	if got, want := protocol.OffsetMsgID(host, 0xAE), "7F000001000051AF00000000000000AE"; got != want {
-		t.Fatalf("OffsetMsgID = %s, want %s", got, want)
-	}
-	h, off, err := protocol.ParseOffsetMsgID("7F000001000051AF00000000000000AE")
-	if err != nil || h != host || off != 0xAE {
-		t.Fatalf("ParseOffsetMsgID = %v %d %v", h, off, err)
-	}
-	v6 := netip.MustParseAddrPort("[2001:db8::1]:10911")
-	id := protocol.OffsetMsgID(v6, 1<<40)
-	if len(id) != 56 || id != strings.ToUpper(id) {
-		t.Fatalf("ipv6 id %q", id)
-	}
-	if h, off, err := protocol.ParseOffsetMsgID(id); err != nil || h != v6 || off != 1<<40 {
-		t.Fatalf("ipv6 round trip: %v %d %v", h, off, err)
-	}
-	for _, bad := range []string{"", "7F000001000051AF00000000000000A", "ZZ000001000051AF00000000000000AE"} {
-		if _, _, err := protocol.ParseOffsetMsgID(bad); err == nil {
-			t.Errorf("ParseOffsetMsgID(%q) accepted", bad)
-		}
 	}
 }
 

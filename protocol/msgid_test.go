@@ -1,27 +1,10 @@
 package protocol
 
 import (
-	"net/netip"
 	"strings"
 	"testing"
 	"time"
 )
-
-func TestOffsetMsgIDRoundTrip(t *testing.T) {
-	for _, host := range []string{"10.1.2.3:10911", "[2001:db8::1]:10911"} {
-		ap := netip.MustParseAddrPort(host)
-		id := OffsetMsgID(ap, 1<<40+7)
-		got, off, err := ParseOffsetMsgID(id)
-		if err != nil || got != ap || off != 1<<40+7 {
-			t.Errorf("%s: ParseOffsetMsgID(%s) = %v %d %v", host, id, got, off, err)
-		}
-	}
-	for _, bad := range []string{"", "XYZ", strings.Repeat("G", 32), strings.Repeat("0", 31)} {
-		if _, _, err := ParseOffsetMsgID(bad); err == nil {
-			t.Errorf("ParseOffsetMsgID(%q) accepted", bad)
-		}
-	}
-}
 
 // The time field is ms since the start of the current month: an id made
 // long after the first one (a process up for months) still reads back as

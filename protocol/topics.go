@@ -26,6 +26,10 @@ const (
 	TraceTopic = "RMQ_SYS_TRACE_TOPIC"
 )
 
+// MaxGroupLen is the longest consumer or producer group name (topics:
+// MaxTopicLen).
+const MaxGroupLen = 255
+
 // RetryTopic is the retry topic of a consumer group.
 func RetryTopic(group string) string { return RetryTopicPrefix + group }
 
