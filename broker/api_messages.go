@@ -81,7 +81,6 @@ type apiProduceMsg = protocol.HTTPProduceMessage
 
 type apiProduceRequest = protocol.HTTPProduceRequest
 
-
 // apiProduce stores one or many messages: a JSON batch or one raw body.
 // Messages without a queue_id all go to one queue picked at random per
 // request (keeping their order); all valid messages of a request are

@@ -12,11 +12,6 @@ import (
 	"github.com/ferrymq/ferry/remoting"
 )
 
-const (
-	maxTopicLen = 127
-	maxGroupLen = 255
-)
-
 // TopicConfig is a topic as the broker keeps it.
 type TopicConfig = remoting.TopicConfig
 
@@ -33,8 +28,8 @@ var (
 // ValidateTopic checks a topic name as RocketMQ does: ^[%|a-zA-Z0-9_-]+$,
 // at most 127 bytes (the stored record has one byte of topic length).
 func ValidateTopic(t string) error {
-	if t == "" || len(t) > maxTopicLen {
-		return fmt.Errorf("%w: %q must be 1 to %d characters", ErrTopicInvalid, t, maxTopicLen)
+	if t == "" || len(t) > protocol.MaxTopicLen {
+		return fmt.Errorf("%w: %q must be 1 to %d characters", ErrTopicInvalid, t, protocol.MaxTopicLen)
 	}
 	if !validChars(t) {
 		return fmt.Errorf("%w: %q may contain only letters, digits, '%%', '|', '-' and '_'", ErrTopicInvalid, t)
@@ -44,8 +39,8 @@ func ValidateTopic(t string) error {
 
 // ValidateGroup checks a group name (same characters, at most 255).
 func ValidateGroup(g string) error {
-	if g == "" || len(g) > maxGroupLen {
-		return fmt.Errorf("%w: %q must be 1 to %d characters", ErrGroupInvalid, g, maxGroupLen)
+	if g == "" || len(g) > protocol.MaxGroupLen {
+		return fmt.Errorf("%w: %q must be 1 to %d characters", ErrGroupInvalid, g, protocol.MaxGroupLen)
 	}
 	if !validChars(g) {
 		return fmt.Errorf("%w: %q may contain only letters, digits, '%%', '|', '-' and '_'", ErrGroupInvalid, g)

@@ -110,8 +110,8 @@ func (m *Message) validate(maxSize int) error {
 	if m == nil {
 		return fmt.Errorf("%w: nil message", ErrInvalidMessage)
 	}
-	if m.Topic == "" || len(m.Topic) > maxTopicLen || !nameRE.MatchString(m.Topic) {
-		return fmt.Errorf("%w: topic %q: use letters, digits, '%%', '|', '-' and '_' (1 to %d)", ErrInvalidMessage, m.Topic, maxTopicLen)
+	if m.Topic == "" || len(m.Topic) > protocol.MaxTopicLen || !nameRE.MatchString(m.Topic) {
+		return fmt.Errorf("%w: topic %q: use letters, digits, '%%', '|', '-' and '_' (1 to %d)", ErrInvalidMessage, m.Topic, protocol.MaxTopicLen)
 	}
 	if len(m.Body) == 0 {
 		return fmt.Errorf("%w: empty body", ErrInvalidMessage)
