@@ -96,3 +96,55 @@ type HTTPProduceResult struct {
 type HTTPProduceResponse struct {
 	Results []HTTPProduceResult `json:"results"`
 }
+
+// HTTPTopic is a topic's configuration as the HTTP API shows it.
+type HTTPTopic struct {
+	Name        string `json:"name"`
+	ReadQueues  int32  `json:"read_queues"`
+	WriteQueues int32  `json:"write_queues"`
+	Perm        string `json:"perm"` // "rw", "r", "w" or "-"
+	Order       bool   `json:"order"`
+}
+
+// HTTPTopicDetail adds the queues' offsets (GET /v1/topics/{topic}).
+type HTTPTopicDetail struct {
+	HTTPTopic
+	Queues []HTTPQueueStat `json:"queues"`
+}
+
+// HTTPQueueStat is one queue's offsets and last store time.
+type HTTPQueueStat struct {
+	QueueID     int32 `json:"queue_id"`
+	MinOffset   int64 `json:"min_offset"`
+	MaxOffset   int64 `json:"max_offset"`
+	LastStoreMs int64 `json:"last_store_ms"`
+}
+
+// HTTPTopicInput is the body of POST /v1/topics and PUT /v1/topics/{topic}.
+// Absent fields keep their current (or default) value.
+type HTTPTopicInput struct {
+	Name        string  `json:"name,omitempty"`
+	ReadQueues  *int32  `json:"read_queues,omitempty"`
+	WriteQueues *int32  `json:"write_queues,omitempty"`
+	Perm        *string `json:"perm,omitempty"`
+	Order       *bool   `json:"order,omitempty"`
+}
+
+// HTTPGroup is a consumer group as the HTTP API shows it.
+type HTTPGroup struct {
+	Name                   string `json:"name"`
+	ConsumeEnable          bool   `json:"consume_enable"`
+	ConsumeBroadcastEnable bool   `json:"consume_broadcast_enable"`
+	RetryMaxTimes          int32  `json:"retry_max_times"`
+	OnlineClients          int    `json:"online_clients"`
+	Broadcast              bool   `json:"broadcast"`
+}
+
+// HTTPGroupInput is the body of POST /v1/groups and PUT /v1/groups/{group};
+// absent fields keep their current (or default) value.
+type HTTPGroupInput struct {
+	Name                   string `json:"name,omitempty"`
+	RetryMaxTimes          *int32 `json:"retry_max_times,omitempty"`
+	ConsumeEnable          *bool  `json:"consume_enable,omitempty"`
+	ConsumeBroadcastEnable *bool  `json:"consume_broadcast_enable,omitempty"`
+}
