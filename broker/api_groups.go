@@ -11,25 +11,14 @@ import (
 )
 
 // apiGroup is a consumer group as the HTTP API shows it.
-type apiGroup struct {
-	Name                   string `json:"name"`
-	ConsumeEnable          bool   `json:"consume_enable"`
-	ConsumeBroadcastEnable bool   `json:"consume_broadcast_enable"`
-	RetryMaxTimes          int32  `json:"retry_max_times"`
-	OnlineClients          int    `json:"online_clients"`
-	Broadcast              bool   `json:"broadcast"`
-}
+type apiGroup = protocol.HTTPGroup
 
 // apiGroupInput is the body of POST /v1/groups and PUT /v1/groups/{group};
 // absent fields keep their current (or default) value.
-type apiGroupInput struct {
-	Name                   string `json:"name"`
-	RetryMaxTimes          *int32 `json:"retry_max_times"`
-	ConsumeEnable          *bool  `json:"consume_enable"`
-	ConsumeBroadcastEnable *bool  `json:"consume_broadcast_enable"`
-}
+type apiGroupInput = protocol.HTTPGroupInput
 
-func (in *apiGroupInput) apply(gc *GroupConfig) {
+// applyGroupInput merges the input into gc.
+func applyGroupInput(in *apiGroupInput, gc *GroupConfig) {
 	if in.RetryMaxTimes != nil {
 		gc.RetryMaxTimes = *in.RetryMaxTimes
 	}
@@ -88,7 +77,7 @@ func (b *Broker) apiCreateGroup(ctx *fasthttp.RequestCtx, _ apiParams) {
 		return
 	}
 	gc := DefaultGroupConfig(in.Name, b.c().RetryMaxTimes)
-	in.apply(&gc)
+	applyGroupInput(&in, &gc)
 	if err := b.PutGroup(gc); err != nil {
 		writeProblem(ctx, err)
 		return
@@ -127,7 +116,7 @@ func (b *Broker) apiUpdateGroup(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
-	in.apply(&gc)
+	applyGroupInput(&in, &gc)
 	if err := b.PutGroup(gc); err != nil {
 		writeProblem(ctx, err)
 		return

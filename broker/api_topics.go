@@ -10,36 +10,16 @@ import (
 )
 
 // apiTopic is a topic's config as the HTTP API shows it.
-type apiTopic struct {
-	Name        string `json:"name"`
-	ReadQueues  int32  `json:"read_queues"`
-	WriteQueues int32  `json:"write_queues"`
-	Perm        string `json:"perm"` // "rw", "r", "w" or "-"
-	Order       bool   `json:"order"`
-}
+type apiTopic = protocol.HTTPTopic
 
 // apiTopicDetail adds the queues' offsets.
-type apiTopicDetail struct {
-	apiTopic
-	Queues []apiQueueStat `json:"queues"`
-}
+type apiTopicDetail = protocol.HTTPTopicDetail
 
-type apiQueueStat struct {
-	QueueID     int32 `json:"queue_id"`
-	MinOffset   int64 `json:"min_offset"`
-	MaxOffset   int64 `json:"max_offset"`
-	LastStoreMs int64 `json:"last_store_ms"`
-}
+type apiQueueStat = protocol.HTTPQueueStat
 
 // apiTopicInput is the body of POST /v1/topics and PUT /v1/topics/{topic}.
 // Absent fields keep their current (or default) value.
-type apiTopicInput struct {
-	Name        string  `json:"name"`
-	ReadQueues  *int32  `json:"read_queues"`
-	WriteQueues *int32  `json:"write_queues"`
-	Perm        *string `json:"perm"`
-	Order       *bool   `json:"order"`
-}
+type apiTopicInput = protocol.HTTPTopicInput
 
 func topicOut(tc TopicConfig) apiTopic {
 	return apiTopic{Name: tc.TopicName, ReadQueues: tc.ReadQueueNums, WriteQueues: tc.WriteQueueNums,
@@ -75,8 +55,8 @@ func parsePerm(s string, old int32) (int32, error) {
 	return 0, fmt.Errorf("%w: perm %q: want rw, r or w", errBadInput, s)
 }
 
-// apply merges the input into tc.
-func (in *apiTopicInput) apply(tc *TopicConfig) error {
+// applyTopicInput merges the input into tc.
+func applyTopicInput(in *apiTopicInput, tc *TopicConfig) error {
 	if in.ReadQueues != nil {
 		tc.ReadQueueNums = *in.ReadQueues
 	}
@@ -123,7 +103,7 @@ func (b *Broker) apiCreateTopic(ctx *fasthttp.RequestCtx, _ apiParams) {
 	n := b.c().DefaultTopicQueueNums
 	tc := TopicConfig{TopicName: in.Name, ReadQueueNums: n, WriteQueueNums: n,
 		Perm: protocol.PermRead | protocol.PermWrite, TopicFilterType: remoting.TopicFilterSingleTag}
-	if err := in.apply(&tc); err != nil {
+	if err := applyTopicInput(&in, &tc); err != nil {
 		writeProblem(ctx, err)
 		return
 	}
@@ -148,7 +128,7 @@ func (b *Broker) apiGetTopic(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
-	out := apiTopicDetail{apiTopic: topicOut(tc), Queues: make([]apiQueueStat, len(st))}
+	out := apiTopicDetail{HTTPTopic: topicOut(tc), Queues: make([]apiQueueStat, len(st))}
 	for i, s := range st {
 		out.Queues[i] = apiQueueStat{QueueID: s.QueueID, MinOffset: s.MinOffset, MaxOffset: s.MaxOffset, LastStoreMs: s.LastStoreMilli}
 	}
@@ -171,7 +151,7 @@ func (b *Broker) apiUpdateTopic(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, name))
 		return
 	}
-	if err := in.apply(&tc); err != nil {
+	if err := applyTopicInput(&in, &tc); err != nil {
 		writeProblem(ctx, err)
 		return
 	}
