@@ -226,34 +226,12 @@ func (a *Admin) httpDrain(ctx context.Context, on bool, sel []string) error {
 
 // --- topics ---
 
-// adminHTTPTopic is a topic in the HTTP API (Topic and TopicDetail).
-type adminHTTPTopic struct {
-	Name        string `json:"name"`
-	ReadQueues  int32  `json:"read_queues"`
-	WriteQueues int32  `json:"write_queues"`
-	Perm        string `json:"perm"` // "rw", "r", "w" or "-"
-	Order       bool   `json:"order"`
-	Queues      []struct {
-		QueueID     int32 `json:"queue_id"`
-		MinOffset   int64 `json:"min_offset"`
-		MaxOffset   int64 `json:"max_offset"`
-		LastStoreMS int64 `json:"last_store_ms"`
-	} `json:"queues"`
-}
-
-func (t adminHTTPTopic) config(b adminBroker) TopicBrokerConfig {
+// topicBrokerConfig is a broker's config of a topic from the HTTP API's
+// form.
+func topicBrokerConfig(t *protocol.HTTPTopic, b adminBroker) TopicBrokerConfig {
 	perm, _ := ParsePerm(t.Perm)
 	return TopicBrokerConfig{Broker: b.Name, Addr: b.Addr, ReadQueues: t.ReadQueues, WriteQueues: t.WriteQueues,
 		Perm: protocol.PermString(perm), Order: t.Order}
-}
-
-// adminHTTPTopicInput is the API's TopicInput: absent fields unchanged.
-type adminHTTPTopicInput struct {
-	Name        string  `json:"name,omitempty"`
-	ReadQueues  *int32  `json:"read_queues,omitempty"`
-	WriteQueues *int32  `json:"write_queues,omitempty"`
-	Perm        *string `json:"perm,omitempty"`
-	Order       *bool   `json:"order,omitempty"`
 }
 
 // adminHTTPPerm turns permission bits into the API's "rw", "r" or "w".
@@ -276,13 +254,13 @@ func (a *Admin) httpTopics(ctx context.Context, system bool) ([]TopicInfo, error
 	if err != nil {
 		return nil, err
 	}
-	var list []adminHTTPTopic
+	var list []protocol.HTTPTopicDetail
 	if err := a.adminHTTP(ctx, "GET", "/v1/topics", nil, nil, &list); err != nil {
 		return nil, err
 	}
 	out := make([]TopicInfo, 0, len(list))
 	for _, t := range list {
-		out = append(out, TopicInfo{Topic: t.Name, Brokers: []TopicBrokerConfig{t.config(self)}})
+		out = append(out, TopicInfo{Topic: t.Name, Brokers: []TopicBrokerConfig{topicBrokerConfig(&t.HTTPTopic, self)}})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Topic < out[j].Topic })
 	return adminFilterTopics(out, system), nil
@@ -297,7 +275,7 @@ func (a *Admin) httpCreateTopic(ctx context.Context, spec TopicSpec, perm int32)
 	if err != nil {
 		return nil, err
 	}
-	in := adminHTTPTopicInput{Name: spec.Topic, ReadQueues: &spec.ReadQueues, WriteQueues: &spec.WriteQueues, Perm: &p, Order: &spec.Order}
+	in := protocol.HTTPTopicInput{Name: spec.Topic, ReadQueues: &spec.ReadQueues, WriteQueues: &spec.WriteQueues, Perm: &p, Order: &spec.Order}
 	if err := a.adminHTTP(ctx, "POST", "/v1/topics", nil, in, nil); err != nil {
 		return nil, err
 	}
@@ -309,7 +287,7 @@ func (a *Admin) httpUpdateTopic(ctx context.Context, topic string, u TopicUpdate
 	if err != nil {
 		return nil, err
 	}
-	in := adminHTTPTopicInput{ReadQueues: u.ReadQueues, WriteQueues: u.WriteQueues, Order: u.Order}
+	in := protocol.HTTPTopicInput{ReadQueues: u.ReadQueues, WriteQueues: u.WriteQueues, Order: u.Order}
 	if u.Perm != nil {
 		bits, err := ParsePerm(*u.Perm)
 		if err != nil {
@@ -339,8 +317,8 @@ func (a *Admin) httpDeleteTopic(ctx context.Context, topic string) ([]string, er
 }
 
 // httpTopic reads one topic's config and queues.
-func (a *Admin) httpTopic(ctx context.Context, topic string) (adminHTTPTopic, error) {
-	var t adminHTTPTopic
+func (a *Admin) httpTopic(ctx context.Context, topic string) (protocol.HTTPTopicDetail, error) {
+	var t protocol.HTTPTopicDetail
 	err := a.adminHTTP(ctx, "GET", "/v1/topics/"+adminPathEscape(topic), nil, nil, &t)
 	return t, err
 }
@@ -354,10 +332,10 @@ func (a *Admin) httpDescribeTopic(ctx context.Context, topic string) (*TopicDesc
 	if err != nil {
 		return nil, err
 	}
-	d := &TopicDescription{Topic: topic, Brokers: []TopicBrokerConfig{t.config(self)}, Queues: []TopicQueue{}}
+	d := &TopicDescription{Topic: topic, Brokers: []TopicBrokerConfig{topicBrokerConfig(&t.HTTPTopic, self)}, Queues: []TopicQueue{}}
 	for _, q := range t.Queues {
 		d.Queues = append(d.Queues, TopicQueue{Broker: self.Name, QueueID: q.QueueID, MinOffset: q.MinOffset, MaxOffset: q.MaxOffset,
-			Messages: q.MaxOffset - q.MinOffset, LastStoreMS: q.LastStoreMS})
+			Messages: q.MaxOffset - q.MinOffset, LastStoreMS: q.LastStoreMs})
 		d.Messages += q.MaxOffset - q.MinOffset
 	}
 	return d, nil
@@ -365,27 +343,10 @@ func (a *Admin) httpDescribeTopic(ctx context.Context, topic string) (*TopicDesc
 
 // --- groups ---
 
-// adminHTTPGroup is a group in the HTTP API.
-type adminHTTPGroup struct {
-	Name            string `json:"name"`
-	ConsumeEnable   bool   `json:"consume_enable"`
-	BroadcastEnable bool   `json:"consume_broadcast_enable"`
-	RetryMaxTimes   int32  `json:"retry_max_times"`
-	OnlineClients   int    `json:"online_clients"`
-	Broadcast       bool   `json:"broadcast"`
-}
-
-func (g adminHTTPGroup) info(b adminBroker) GroupInfo {
-	return GroupInfo{GroupConfig: GroupConfig{Group: g.Name, ConsumeEnable: g.ConsumeEnable, BroadcastEnable: g.BroadcastEnable,
+// httpGroupInfo is a group from the HTTP API's form.
+func httpGroupInfo(g *protocol.HTTPGroup, b adminBroker) GroupInfo {
+	return GroupInfo{GroupConfig: GroupConfig{Group: g.Name, ConsumeEnable: g.ConsumeEnable, BroadcastEnable: g.ConsumeBroadcastEnable,
 		RetryMaxTimes: g.RetryMaxTimes}, Brokers: []string{b.Name}, OnlineClients: g.OnlineClients, Broadcasting: g.Broadcast}
-}
-
-// adminHTTPGroupInput is the API's GroupInput: absent fields unchanged.
-type adminHTTPGroupInput struct {
-	Name            string `json:"name,omitempty"`
-	RetryMaxTimes   *int32 `json:"retry_max_times,omitempty"`
-	ConsumeEnable   *bool  `json:"consume_enable,omitempty"`
-	BroadcastEnable *bool  `json:"consume_broadcast_enable,omitempty"`
 }
 
 func (a *Admin) httpGroups(ctx context.Context) ([]GroupInfo, error) {
@@ -393,13 +354,13 @@ func (a *Admin) httpGroups(ctx context.Context) ([]GroupInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	var list []adminHTTPGroup
+	var list []protocol.HTTPGroup
 	if err := a.adminHTTP(ctx, "GET", "/v1/groups", nil, nil, &list); err != nil {
 		return nil, err
 	}
 	out := make([]GroupInfo, 0, len(list))
 	for _, g := range list {
-		out = append(out, g.info(self))
+		out = append(out, httpGroupInfo(&g, self))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Group < out[j].Group })
 	return out, nil
@@ -410,11 +371,11 @@ func (a *Admin) httpGroup(ctx context.Context, group string) (*GroupInfo, error)
 	if err != nil {
 		return nil, err
 	}
-	var g adminHTTPGroup
+	var g protocol.HTTPGroup
 	if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group), nil, nil, &g); err != nil {
 		return nil, err
 	}
-	gi := g.info(self)
+	gi := httpGroupInfo(&g, self)
 	return &gi, nil
 }
 
@@ -423,7 +384,7 @@ func (a *Admin) httpCreateGroup(ctx context.Context, spec GroupSpec) ([]string, 
 	if err != nil {
 		return nil, err
 	}
-	in := adminHTTPGroupInput{Name: spec.Group, RetryMaxTimes: spec.RetryMaxTimes, ConsumeEnable: spec.ConsumeEnable, BroadcastEnable: spec.Broadcast}
+	in := protocol.HTTPGroupInput{Name: spec.Group, RetryMaxTimes: spec.RetryMaxTimes, ConsumeEnable: spec.ConsumeEnable, ConsumeBroadcastEnable: spec.Broadcast}
 	if err := a.adminHTTP(ctx, "POST", "/v1/groups", nil, in, nil); err != nil {
 		return nil, err
 	}
@@ -435,7 +396,7 @@ func (a *Admin) httpUpdateGroup(ctx context.Context, spec GroupSpec) ([]string, 
 	if err != nil {
 		return nil, err
 	}
-	in := adminHTTPGroupInput{RetryMaxTimes: spec.RetryMaxTimes, ConsumeEnable: spec.ConsumeEnable, BroadcastEnable: spec.Broadcast}
+	in := protocol.HTTPGroupInput{RetryMaxTimes: spec.RetryMaxTimes, ConsumeEnable: spec.ConsumeEnable, ConsumeBroadcastEnable: spec.Broadcast}
 	if err := a.adminHTTP(ctx, "PUT", "/v1/groups/"+adminPathEscape(spec.Group), nil, in, nil); err != nil {
 		return nil, err
 	}
