@@ -106,6 +106,22 @@ type HTTPTopic struct {
 	Order       bool   `json:"order"`
 }
 
+// HTTPPermText is a topic's permission as the HTTP API writes it: "rw",
+// "r", "w", or "-" for neither.
+func HTTPPermText(perm int32) string {
+	s := ""
+	if PermReadable(perm) {
+		s += "r"
+	}
+	if PermWritable(perm) {
+		s += "w"
+	}
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
 // HTTPTopicDetail adds the queues' offsets (GET /v1/topics/{topic}).
 type HTTPTopicDetail struct {
 	HTTPTopic
@@ -147,4 +163,18 @@ type HTTPGroupInput struct {
 	RetryMaxTimes          *int32 `json:"retry_max_times,omitempty"`
 	ConsumeEnable          *bool  `json:"consume_enable,omitempty"`
 	ConsumeBroadcastEnable *bool  `json:"consume_broadcast_enable,omitempty"`
+}
+
+// HTTPOffset is one queue's committed offset of a group.
+type HTTPOffset struct {
+	Topic   string `json:"topic"`
+	QueueID int32  `json:"queue_id"`
+	Offset  int64  `json:"offset"`
+}
+
+// HTTPOffsets is the answer of GET /v1/groups/{group}/offsets (Group set)
+// and the body of PUT /v1/groups/{group}/offsets.
+type HTTPOffsets struct {
+	Group   string       `json:"group,omitempty"`
+	Offsets []HTTPOffset `json:"offsets"`
 }
