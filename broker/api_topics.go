@@ -23,21 +23,7 @@ type apiTopicInput = protocol.HTTPTopicInput
 
 func topicOut(tc TopicConfig) apiTopic {
 	return apiTopic{Name: tc.TopicName, ReadQueues: tc.ReadQueueNums, WriteQueues: tc.WriteQueueNums,
-		Perm: permText(tc.Perm), Order: tc.Order}
-}
-
-func permText(p int32) string {
-	s := ""
-	if protocol.PermReadable(p) {
-		s += "r"
-	}
-	if protocol.PermWritable(p) {
-		s += "w"
-	}
-	if s == "" {
-		return "-"
-	}
-	return s
+		Perm: protocol.HTTPPermText(tc.Perm), Order: tc.Order}
 }
 
 // parsePerm turns "rw", "r", "w" into perm bits, keeping the other bits of
