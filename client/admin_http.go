@@ -236,14 +236,8 @@ func topicBrokerConfig(t *protocol.HTTPTopic, b adminBroker) TopicBrokerConfig {
 
 // adminHTTPPerm turns permission bits into the API's "rw", "r" or "w".
 func adminHTTPPerm(p int32) (string, error) {
-	s := ""
-	if protocol.PermReadable(p) {
-		s += "r"
-	}
-	if protocol.PermWritable(p) {
-		s += "w"
-	}
-	if s == "" {
+	s := protocol.HTTPPermText(p)
+	if s == "-" {
 		return "", fmt.Errorf("client: a topic must be readable or writable (R, W or RW)")
 	}
 	return s, nil

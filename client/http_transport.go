@@ -328,28 +328,20 @@ func (t *httpPull) pull(ctx context.Context, mq MessageQueue, offset int64, max 
 	return r, nil
 }
 
-type httpOffset struct {
-	Topic   string `json:"topic"`
-	QueueID int    `json:"queue_id"`
-	Offset  int64  `json:"offset"`
-}
-
 func (t *httpPull) commit(ctx context.Context, mq MessageQueue, off int64) error {
-	in := map[string]any{"offsets": []httpOffset{{Topic: mq.Topic, QueueID: mq.QueueID, Offset: off}}}
+	in := protocol.HTTPOffsets{Offsets: []protocol.HTTPOffset{{Topic: mq.Topic, QueueID: int32(mq.QueueID), Offset: off}}}
 	return httpCall(ctx, t.cfg, http.MethodPut, "/v1/groups/"+url.PathEscape(t.cfg.group)+"/offsets", nil, in, nil)
 }
 
 // committed is the group's committed offset of mq, -1 when none.
 func (t *httpPull) committed(ctx context.Context, mq MessageQueue) (int64, error) {
-	var out struct {
-		Offsets []httpOffset `json:"offsets"`
-	}
+	var out protocol.HTTPOffsets
 	q := url.Values{"topic": {mq.Topic}}
 	if err := httpCall(ctx, t.cfg, http.MethodGet, "/v1/groups/"+url.PathEscape(t.cfg.group)+"/offsets", q, nil, &out); err != nil {
 		return -1, err
 	}
 	for _, o := range out.Offsets {
-		if o.QueueID == mq.QueueID {
+		if int(o.QueueID) == mq.QueueID {
 			return o.Offset, nil
 		}
 	}
