@@ -125,15 +125,7 @@ func HTTPPermText(perm int32) string {
 // HTTPTopicDetail adds the queues' offsets (GET /v1/topics/{topic}).
 type HTTPTopicDetail struct {
 	HTTPTopic
-	Queues []HTTPQueueStat `json:"queues"`
-}
-
-// HTTPQueueStat is one queue's offsets and last store time.
-type HTTPQueueStat struct {
-	QueueID     int32 `json:"queue_id"`
-	MinOffset   int64 `json:"min_offset"`
-	MaxOffset   int64 `json:"max_offset"`
-	LastStoreMs int64 `json:"last_store_ms"`
+	Queues []QueueStat `json:"queues"`
 }
 
 // HTTPTopicInput is the body of POST /v1/topics and PUT /v1/topics/{topic}.
