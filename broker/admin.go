@@ -217,12 +217,7 @@ func (b *Broker) handleRuntimeInfo(c *remoting.Conn, req *remoting.Command) {
 }
 
 // QueueStat is one queue's offsets.
-type QueueStat struct {
-	QueueID        int32 `json:"queue_id"`
-	MinOffset      int64 `json:"min_offset"`
-	MaxOffset      int64 `json:"max_offset"`
-	LastStoreMilli int64 `json:"last_store_ms,omitempty"`
-}
+type QueueStat = protocol.QueueStat
 
 // TopicStats returns per-queue offsets of a topic.
 func (b *Broker) TopicStats(topic string) ([]QueueStat, error) {
@@ -237,7 +232,7 @@ func (b *Broker) TopicStats(topic string) ([]QueueStat, error) {
 		if s.MaxOffset > 0 {
 			if es, err := b.cq.Get(topic, q, s.MaxOffset-1, 1, nil); err == nil && len(es) == 1 {
 				if rec, _, err := b.clog.ReadRecord(es[0].Offset, nil); err == nil {
-					s.LastStoreMilli = rec.StoreTimestamp
+					s.LastStoreMs = rec.StoreTimestamp
 				}
 			}
 		}
@@ -257,17 +252,11 @@ func (b *Broker) handleTopicStats(c *remoting.Conn, req *remoting.Command) {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.replyJSON(c, req, map[string]any{"topic": topic, "queues": st})
+	b.replyJSON(c, req, protocol.TopicStats{Topic: topic, Queues: st})
 }
 
 // GroupLag is one queue's consumption by a group.
-type GroupLag struct {
-	Topic          string `json:"topic"`
-	QueueID        int32  `json:"queue_id"`
-	BrokerOffset   int64  `json:"broker_offset"`
-	ConsumerOffset int64  `json:"consumer_offset"`
-	Lag            int64  `json:"lag"`
-}
+type GroupLag = protocol.QueueLag
 
 // ConsumeStats returns a group's offsets and lag on every queue of the
 // topics it subscribes to or has committed offsets on.
@@ -304,7 +293,7 @@ func (b *Broker) handleConsumeStats(c *remoting.Conn, req *remoting.Command) {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.replyJSON(c, req, map[string]any{"group": group, "queues": b.ConsumeStats(group)})
+	b.replyJSON(c, req, protocol.ConsumeStats{Group: group, Queues: b.ConsumeStats(group)})
 }
 
 func (b *Broker) handleConsumerConns(c *remoting.Conn, req *remoting.Command) {

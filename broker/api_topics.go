@@ -15,8 +15,6 @@ type apiTopic = protocol.HTTPTopic
 // apiTopicDetail adds the queues' offsets.
 type apiTopicDetail = protocol.HTTPTopicDetail
 
-type apiQueueStat = protocol.HTTPQueueStat
-
 // apiTopicInput is the body of POST /v1/topics and PUT /v1/topics/{topic}.
 // Absent fields keep their current (or default) value.
 type apiTopicInput = protocol.HTTPTopicInput
@@ -114,11 +112,7 @@ func (b *Broker) apiGetTopic(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
-	out := apiTopicDetail{HTTPTopic: topicOut(tc), Queues: make([]apiQueueStat, len(st))}
-	for i, s := range st {
-		out.Queues[i] = apiQueueStat{QueueID: s.QueueID, MinOffset: s.MinOffset, MaxOffset: s.MaxOffset, LastStoreMs: s.LastStoreMilli}
-	}
-	writeJSON(ctx, fasthttp.StatusOK, out)
+	writeJSON(ctx, fasthttp.StatusOK, apiTopicDetail{HTTPTopic: topicOut(tc), Queues: st})
 }
 
 func (b *Broker) apiUpdateTopic(ctx *fasthttp.RequestCtx, p apiParams) {
