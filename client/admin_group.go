@@ -337,16 +337,6 @@ type GroupLag struct {
 	TotalLag int64    `json:"total_lag"`
 }
 
-type adminConsumeStats struct {
-	Queues []struct {
-		Topic          string `json:"topic"`
-		QueueID        int32  `json:"queue_id"`
-		BrokerOffset   int64  `json:"broker_offset"`
-		ConsumerOffset int64  `json:"consumer_offset"`
-		Lag            int64  `json:"lag"`
-	} `json:"queues"`
-}
-
 // Lag returns a group's offsets and lag on every broker (ErrNoSuchGroup when
 // no broker has the group). The retry topic's rows and a row for the
 // dead-letter queue (its consumer offset is its first offset: the lag is
@@ -365,7 +355,7 @@ func (a *Admin) Lag(ctx context.Context, group string, includeRetry bool) (*Grou
 	}
 	out := &GroupLag{Group: group, Queues: []LagRow{}}
 	for _, b := range bs {
-		var st adminConsumeStats
+		var st protocol.ConsumeStats
 		if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetConsumeStats, map[string]string{"consumerGroup": group}, nil, &st); err != nil {
 			return nil, adminBrokerErr(b, err)
 		}

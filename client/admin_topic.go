@@ -287,16 +287,6 @@ type TopicDescription struct {
 	Messages int64               `json:"messages"`
 }
 
-type adminTopicStats struct {
-	Topic  string `json:"topic"`
-	Queues []struct {
-		QueueID     int32 `json:"queue_id"`
-		MinOffset   int64 `json:"min_offset"`
-		MaxOffset   int64 `json:"max_offset"`
-		LastStoreMS int64 `json:"last_store_ms"`
-	} `json:"queues"`
-}
-
 // DescribeTopic returns a topic's configuration and per-queue offsets on
 // every broker holding it; ErrNoSuchTopic when none does.
 func (a *Admin) DescribeTopic(ctx context.Context, topic string) (*TopicDescription, error) {
@@ -334,14 +324,14 @@ func (a *Admin) DescribeTopic(ctx context.Context, topic string) (*TopicDescript
 }
 
 func (a *Admin) adminTopicStats(ctx context.Context, b adminBroker, topic string) ([]TopicQueue, error) {
-	var st adminTopicStats
+	var st protocol.TopicStats
 	if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetTopicStatsInfo, map[string]string{"topic": topic}, nil, &st); err != nil {
 		return nil, adminBrokerErr(b, err)
 	}
 	out := make([]TopicQueue, 0, len(st.Queues))
 	for _, q := range st.Queues {
 		out = append(out, TopicQueue{Broker: b.Name, QueueID: q.QueueID, MinOffset: q.MinOffset, MaxOffset: q.MaxOffset,
-			Messages: q.MaxOffset - q.MinOffset, LastStoreMS: q.LastStoreMS})
+			Messages: q.MaxOffset - q.MinOffset, LastStoreMS: q.LastStoreMs})
 	}
 	return out, nil
 }
