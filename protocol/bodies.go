@@ -44,3 +44,28 @@ type ConsumeStats struct {
 	Group  string     `json:"group"`
 	Queues []QueueLag `json:"queues"`
 }
+
+// BrokerRuntime is a broker's run-time status: the GET_BROKER_RUNTIME_INFO
+// answer and GET /v1/broker.
+type BrokerRuntime struct {
+	BrokerName     string  `json:"broker_name"`
+	ClusterName    string  `json:"cluster_name"`
+	BrokerID       int64   `json:"broker_id"`
+	Addr           string  `json:"addr"`
+	Version        string  `json:"version"`
+	Flush          string  `json:"flush"`
+	Writable       bool    `json:"writable"`
+	NotWritableWhy string  `json:"not_writable_reason,omitempty"`
+	UptimeSeconds  float64 `json:"uptime_seconds"`
+	CommitlogMin   int64   `json:"commitlog_min_offset"`
+	CommitlogMax   int64   `json:"commitlog_max_offset"`
+	FlushedOffset  int64   `json:"commitlog_flushed_offset"`
+	Dispatched     int64   `json:"dispatched_offset"`
+	DiskUsedRatio  float64 `json:"disk_used_ratio"`
+	Topics         int     `json:"topics"`
+	Groups         int     `json:"groups"`
+	Producers      int     `json:"producers"`
+	Consumers      int     `json:"consumers"`
+	MsgInTotal     float64 `json:"msg_in_total"`
+	MsgOutTotal    float64 `json:"msg_out_total"`
+}
