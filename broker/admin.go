@@ -168,28 +168,7 @@ func (b *Broker) handleDeleteGroup(c *remoting.Conn, req *remoting.Command) {
 }
 
 // RuntimeInfo is the broker's status for admin tools.
-type RuntimeInfo struct {
-	BrokerName     string  `json:"broker_name"`
-	ClusterName    string  `json:"cluster_name"`
-	BrokerID       int64   `json:"broker_id"`
-	Addr           string  `json:"addr"`
-	Version        string  `json:"version"`
-	Flush          string  `json:"flush"`
-	Writable       bool    `json:"writable"`
-	NotWritableWhy string  `json:"not_writable_reason,omitempty"`
-	UptimeSeconds  float64 `json:"uptime_seconds"`
-	CommitlogMin   int64   `json:"commitlog_min_offset"`
-	CommitlogMax   int64   `json:"commitlog_max_offset"`
-	FlushedOffset  int64   `json:"commitlog_flushed_offset"`
-	Dispatched     int64   `json:"dispatched_offset"`
-	DiskUsedRatio  float64 `json:"disk_used_ratio"`
-	Topics         int     `json:"topics"`
-	Groups         int     `json:"groups"`
-	Producers      int     `json:"producers"`
-	Consumers      int     `json:"consumers"`
-	MsgInTotal     float64 `json:"msg_in_total"`
-	MsgOutTotal    float64 `json:"msg_out_total"`
-}
+type RuntimeInfo = protocol.BrokerRuntime
 
 // Version is the Ferry version reported to admin tools.
 var Version = "0.1.0"
