@@ -100,9 +100,18 @@ func adminRole(id int64) string {
 }
 
 func (a *Admin) adminRuntime(ctx context.Context, b adminBroker) (BrokerStatus, error) {
-	var s BrokerStatus
-	err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetBrokerRuntimeInfo, nil, nil, &s)
-	return s, err
+	var r protocol.BrokerRuntime
+	err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetBrokerRuntimeInfo, nil, nil, &r)
+	return brokerStatusOf(&r), err
+}
+
+// brokerStatusOf is the status a broker's runtime answer reports.
+func brokerStatusOf(r *protocol.BrokerRuntime) BrokerStatus {
+	return BrokerStatus{Cluster: r.ClusterName, BrokerName: r.BrokerName, BrokerID: r.BrokerID, Addr: r.Addr,
+		Role: adminRole(r.BrokerID), Version: r.Version, Flush: r.Flush, Writable: r.Writable,
+		NotWritableReason: r.NotWritableWhy, UptimeSeconds: r.UptimeSeconds, CommitlogMinOffset: r.CommitlogMin,
+		CommitlogMaxOffset: r.CommitlogMax, DiskUsedRatio: r.DiskUsedRatio, Topics: r.Topics, Groups: r.Groups,
+		Producers: r.Producers, Consumers: r.Consumers, MsgInTotal: r.MsgInTotal, MsgOutTotal: r.MsgOutTotal}
 }
 
 // BrokerConfig is one broker's configuration in force (TOML key → value).

@@ -115,20 +115,12 @@ func (a *Admin) adminHTTP(ctx context.Context, method, path string, query url.Va
 	return ans.decode(method, path, out)
 }
 
-// adminHTTPRuntime is GET /v1/broker.
-type adminHTTPRuntime struct {
-	BrokerStatus
-	ClusterName string `json:"cluster_name"`
-}
-
 func (a *Admin) adminHTTPStatus(ctx context.Context) (BrokerStatus, error) {
-	var s adminHTTPRuntime
-	if err := a.adminHTTP(ctx, "GET", "/v1/broker", nil, nil, &s); err != nil {
+	var r protocol.BrokerRuntime
+	if err := a.adminHTTP(ctx, "GET", "/v1/broker", nil, nil, &r); err != nil {
 		return BrokerStatus{}, err
 	}
-	s.BrokerStatus.Cluster = s.ClusterName
-	s.BrokerStatus.Role = adminRole(s.BrokerID)
-	return s.BrokerStatus, nil
+	return brokerStatusOf(&r), nil
 }
 
 // adminHTTPSelf is the broker behind the HTTP endpoint, asked once.
