@@ -15,6 +15,14 @@ type SubscriptionGroupConfig struct {
 	NotifyConsumerIDs      bool   `json:"notifyConsumerIdsChangedEnable"`
 }
 
+// GroupState is a group's configuration with whether clients are online:
+// one entry of the FERRY_GROUP_LIST answer.
+type GroupState struct {
+	SubscriptionGroupConfig
+	Online    int  `json:"online_clients"`
+	Broadcast bool `json:"broadcast"`
+}
+
 // QueueStat is one queue's offsets and last store time (the HTTP topic
 // detail, and the GET_TOPIC_STATS_INFO answer).
 type QueueStat struct {
