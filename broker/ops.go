@@ -44,17 +44,13 @@ func (b *Broker) Drain(on bool) {
 }
 
 // GroupInfo is a group's config and whether clients are online.
-type GroupInfo struct {
-	GroupConfig
-	Online    int  `json:"online_clients"`
-	Broadcast bool `json:"broadcast"`
-}
+type GroupInfo = protocol.GroupState
 
 // Groups lists every configured group.
 func (b *Broker) Groups() []GroupInfo {
 	var out []GroupInfo
 	for _, g := range b.groups.all() {
-		gi := GroupInfo{GroupConfig: g, Online: len(b.clients.consumerIDs(g.GroupName))}
+		gi := GroupInfo{SubscriptionGroupConfig: g, Online: len(b.clients.consumerIDs(g.GroupName))}
 		_, model := b.clients.subscriptionOf(g.GroupName, protocol.RetryTopic(g.GroupName))
 		gi.Broadcast = model == remoting.MessageModelBroadcast
 		out = append(out, gi)
