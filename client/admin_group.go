@@ -60,11 +60,7 @@ func (a *Admin) Groups(ctx context.Context) ([]GroupInfo, error) {
 	}
 	byName := map[string]*GroupInfo{}
 	for _, b := range bs {
-		var list []struct {
-			protocol.SubscriptionGroupConfig
-			Online    int  `json:"online_clients"`
-			Broadcast bool `json:"broadcast"`
-		}
+		var list []protocol.GroupState
 		if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqFerryGroupList, nil, nil, &list); err != nil {
 			return nil, adminBrokerErr(b, err)
 		}
