@@ -77,3 +77,27 @@ type BrokerRuntime struct {
 	MsgInTotal     float64 `json:"msg_in_total"`
 	MsgOutTotal    float64 `json:"msg_out_total"`
 }
+
+// DeadLetter is one message of a group's dead-letter queue as the DLQ
+// listings show it.
+type DeadLetter struct {
+	QueueOffset    int64  `json:"queue_offset"`
+	CommitOffset   int64  `json:"commitlog_offset"`
+	MsgID          string `json:"msg_id"`
+	OriginMsgID    string `json:"origin_msg_id,omitempty"`
+	Topic          string `json:"topic"` // the topic it was consumed from first
+	Tags           string `json:"tags,omitempty"`
+	Keys           string `json:"keys,omitempty"`
+	ReconsumeTimes int32  `json:"reconsume_times"`
+	FailedAtMillis int64  `json:"failed_at_ms"`
+	BornAtMillis   int64  `json:"born_at_ms"`
+	BodySize       int    `json:"body_size"`
+}
+
+// DLQPage is one page of a DLQ listing (FERRY_DLQ_LIST, GET
+// /v1/groups/{group}/dlq); Next is the queue offset to ask from next.
+type DLQPage struct {
+	Group       string       `json:"group,omitempty"`
+	DeadLetters []DeadLetter `json:"dead_letters"`
+	Next        int64        `json:"next"`
+}
