@@ -55,19 +55,7 @@ type Log interface {
 }
 
 // DeadLetter describes one message in a DLQ.
-type DeadLetter struct {
-	QueueOffset    int64  `json:"queue_offset"`
-	CommitOffset   int64  `json:"commitlog_offset"`
-	MsgID          string `json:"msg_id"`
-	OriginMsgID    string `json:"origin_msg_id,omitempty"`
-	Topic          string `json:"topic"` // the topic it was consumed from first
-	Tags           string `json:"tags,omitempty"`
-	Keys           string `json:"keys,omitempty"`
-	ReconsumeTimes int32  `json:"reconsume_times"`
-	FailedAtMillis int64  `json:"failed_at_ms"`
-	BornAtMillis   int64  `json:"born_at_ms"`
-	BodySize       int    `json:"body_size"`
-}
+type DeadLetter = protocol.DeadLetter
 
 // Describe builds the DeadLetter of a record read from a DLQ.
 func Describe(rec protocol.Record, queueOffset int64) DeadLetter {
