@@ -274,7 +274,7 @@ func (b *Broker) apiDLQList(ctx *fasthttp.RequestCtx, p apiParams) {
 		list = []dlq.DeadLetter{}
 		next = max(next, from)
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"dead_letters": list, "next": next})
+	writeJSON(ctx, fasthttp.StatusOK, protocol.DLQPage{DeadLetters: list, Next: next})
 }
 
 type apiResendRequest struct {

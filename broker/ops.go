@@ -207,7 +207,7 @@ func (b *Broker) handleDLQList(c *remoting.Conn, req *remoting.Command) {
 	if list == nil {
 		list = []dlq.DeadLetter{}
 	}
-	b.replyJSON(c, req, map[string]any{"group": group, "dead_letters": list, "next": next})
+	b.replyJSON(c, req, protocol.DLQPage{Group: group, DeadLetters: list, Next: next})
 }
 
 func (b *Broker) handleDLQResend(c *remoting.Conn, req *remoting.Command) {
