@@ -25,23 +25,6 @@ type DeadLetter struct {
 	BodySize        int    `json:"body_size"`
 }
 
-type adminDLQPage struct {
-	DeadLetters []struct {
-		QueueOffset    int64  `json:"queue_offset"`
-		CommitOffset   int64  `json:"commitlog_offset"`
-		MsgID          string `json:"msg_id"`
-		OriginMsgID    string `json:"origin_msg_id"`
-		Topic          string `json:"topic"`
-		Tags           string `json:"tags"`
-		Keys           string `json:"keys"`
-		ReconsumeTimes int32  `json:"reconsume_times"`
-		FailedAtMillis int64  `json:"failed_at_ms"`
-		BornAtMillis   int64  `json:"born_at_ms"`
-		BodySize       int    `json:"body_size"`
-	} `json:"dead_letters"`
-	Next int64 `json:"next"`
-}
-
 // DeadLetters lists up to max dead letters of group (max <= 0: all) from
 // every broker that has the group; ErrNoSuchGroup when none has.
 func (a *Admin) DeadLetters(ctx context.Context, group string, max int) ([]DeadLetter, error) {
@@ -65,7 +48,7 @@ func (a *Admin) DeadLetters(ctx context.Context, group string, max int) ([]DeadL
 				page = min(page, max-len(out))
 			}
 			ext := map[string]string{"group": group, "from": strconv.FormatInt(from, 10), "max": strconv.Itoa(page)}
-			var p adminDLQPage
+			var p protocol.DLQPage
 			if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqFerryDLQList, ext, nil, &p); err != nil {
 				return nil, adminBrokerErr(b, err)
 			}

@@ -703,7 +703,7 @@ func (a *Admin) httpDeadLetters(ctx context.Context, group string, max int) ([]D
 			page = min(page, max-len(out))
 		}
 		q := url.Values{"from": {strconv.FormatInt(from, 10)}, "max": {strconv.Itoa(page)}}
-		var p adminDLQPage
+		var p protocol.DLQPage
 		if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/dlq", q, nil, &p); err != nil {
 			return nil, err
 		}
