@@ -170,3 +170,50 @@ type HTTPOffsets struct {
 	Group   string       `json:"group,omitempty"`
 	Offsets []HTTPOffset `json:"offsets"`
 }
+
+// HTTPLagRow is one queue of GET /v1/groups/{group}/lag: the group's lag
+// and how many of its messages are leased out (received, not yet acked).
+type HTTPLagRow struct {
+	QueueLag
+	Inflight int `json:"inflight"`
+}
+
+// HTTPLag is the answer of GET /v1/groups/{group}/lag.
+type HTTPLag struct {
+	Rows  []HTTPLagRow `json:"rows"`
+	Total int64        `json:"total"`
+}
+
+// HTTPOffsetReset is the body of POST /v1/groups/{group}/offsets/reset.
+type HTTPOffsetReset struct {
+	Topic   string `json:"topic"`
+	To      string `json:"to"` // earliest, latest, timestamp or offset
+	Value   int64  `json:"value"`
+	Execute bool   `json:"execute"`
+}
+
+// HTTPOffsetChange is one queue's offset before and after a reset.
+type HTTPOffsetChange struct {
+	QueueID int32 `json:"queue_id"`
+	Old     int64 `json:"old"` // -1: nothing committed
+	New     int64 `json:"new"`
+}
+
+// HTTPOffsetResetResult is the answer of an offset reset.
+type HTTPOffsetResetResult struct {
+	Offsets  []HTTPOffsetChange `json:"offsets"`
+	Executed bool               `json:"executed"`
+}
+
+// HTTPDLQResend is the body of POST /v1/groups/{group}/dlq/resend: the dead
+// letters at Offsets, or All of them, to Target ("topic" or "retry").
+type HTTPDLQResend struct {
+	Offsets []int64 `json:"offsets,omitempty"`
+	All     bool    `json:"all,omitempty"`
+	Target  string  `json:"target"`
+}
+
+// HTTPDLQResendResult is the answer of a resend.
+type HTTPDLQResendResult struct {
+	Resent int `json:"resent"`
+}
