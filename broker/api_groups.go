@@ -140,14 +140,7 @@ func (b *Broker) apiDeleteGroup(ctx *fasthttp.RequestCtx, p apiParams) {
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 
-type apiLagRow struct {
-	Topic          string `json:"topic"`
-	QueueID        int32  `json:"queue_id"`
-	BrokerOffset   int64  `json:"broker_offset"`
-	ConsumerOffset int64  `json:"consumer_offset"`
-	Lag            int64  `json:"lag"`
-	Inflight       int    `json:"inflight"`
-}
+type apiLagRow = protocol.HTTPLagRow
 
 func (b *Broker) apiGroupLag(ctx *fasthttp.RequestCtx, p apiParams) {
 	group := p.get("group")
@@ -159,11 +152,10 @@ func (b *Broker) apiGroupLag(ctx *fasthttp.RequestCtx, p apiParams) {
 	rows := []apiLagRow{}
 	var total int64
 	for _, l := range b.ConsumeStats(group) {
-		rows = append(rows, apiLagRow{Topic: l.Topic, QueueID: l.QueueID, BrokerOffset: l.BrokerOffset,
-			ConsumerOffset: l.ConsumerOffset, Lag: l.Lag, Inflight: inflight[topicQueue{l.Topic, l.QueueID}]})
+		rows = append(rows, apiLagRow{QueueLag: l, Inflight: inflight[topicQueue{l.Topic, l.QueueID}]})
 		total += l.Lag
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"rows": rows, "total": total})
+	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPLag{Rows: rows, Total: total})
 }
 
 func (b *Broker) apiGroupClients(ctx *fasthttp.RequestCtx, p apiParams) {
@@ -179,18 +171,9 @@ func (b *Broker) apiGroupClients(ctx *fasthttp.RequestCtx, p apiParams) {
 	writeJSON(ctx, fasthttp.StatusOK, out)
 }
 
-type apiResetRequest struct {
-	Topic   string `json:"topic"`
-	To      string `json:"to"`
-	Value   int64  `json:"value"`
-	Execute bool   `json:"execute"`
-}
+type apiResetRequest = protocol.HTTPOffsetReset
 
-type apiOffsetChange struct {
-	QueueID int32 `json:"queue_id"`
-	Old     int64 `json:"old"` // -1: nothing committed
-	New     int64 `json:"new"`
-}
+type apiOffsetChange = protocol.HTTPOffsetChange
 
 // apiResetOffsets computes (and with execute, commits) a group's offsets
 // of a topic. Executing refuses while the group has online consumers.
@@ -244,7 +227,7 @@ func (b *Broker) apiResetOffsets(ctx *fasthttp.RequestCtx, p apiParams) {
 		out = append(out, apiOffsetChange{QueueID: q, Old: old[q], New: n})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].QueueID < out[j].QueueID })
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"offsets": out, "executed": in.Execute})
+	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPOffsetResetResult{Offsets: out, Executed: in.Execute})
 }
 
 func (b *Broker) apiDLQList(ctx *fasthttp.RequestCtx, p apiParams) {
@@ -277,11 +260,7 @@ func (b *Broker) apiDLQList(ctx *fasthttp.RequestCtx, p apiParams) {
 	writeJSON(ctx, fasthttp.StatusOK, protocol.DLQPage{DeadLetters: list, Next: next})
 }
 
-type apiResendRequest struct {
-	Offsets []int64 `json:"offsets"`
-	All     bool    `json:"all"`
-	Target  string  `json:"target"`
-}
+type apiResendRequest = protocol.HTTPDLQResend
 
 func (b *Broker) apiDLQResend(ctx *fasthttp.RequestCtx, p apiParams) {
 	group := p.get("group")
@@ -316,7 +295,7 @@ func (b *Broker) apiDLQResend(ctx *fasthttp.RequestCtx, p apiParams) {
 	offsets := in.Offsets
 	if in.All {
 		if _, ok := b.topics.get(protocol.DLQTopic(group)); !ok {
-			writeJSON(ctx, fasthttp.StatusOK, map[string]int{"resent": 0})
+			writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPDLQResendResult{Resent: 0})
 			return
 		}
 		offsets = nil
@@ -329,5 +308,5 @@ func (b *Broker) apiDLQResend(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]int{"resent": n})
+	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPDLQResendResult{Resent: n})
 }
