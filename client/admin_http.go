@@ -439,16 +439,7 @@ func (a *Admin) httpLag(ctx context.Context, group string, includeRetry bool) (*
 	if err != nil {
 		return nil, err
 	}
-	var ans struct {
-		Rows []struct {
-			Topic          string `json:"topic"`
-			QueueID        int32  `json:"queue_id"`
-			BrokerOffset   int64  `json:"broker_offset"`
-			ConsumerOffset int64  `json:"consumer_offset"`
-			Lag            int64  `json:"lag"`
-			Inflight       int64  `json:"inflight"`
-		} `json:"rows"`
-	}
+	var ans protocol.HTTPLag
 	if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/lag", nil, nil, &ans); err != nil {
 		return nil, err
 	}
@@ -457,7 +448,7 @@ func (a *Admin) httpLag(ctx context.Context, group string, includeRetry bool) (*
 		if strings.HasPrefix(r.Topic, "%") && !includeRetry {
 			continue
 		}
-		inflight := r.Inflight
+		inflight := int64(r.Inflight)
 		row := LagRow{Topic: r.Topic, Broker: self.Name, QueueID: r.QueueID, BrokerOffset: r.BrokerOffset,
 			ConsumerOffset: r.ConsumerOffset, Lag: r.Lag, Inflight: &inflight}
 		if r.ConsumerOffset > 0 {
@@ -507,15 +498,8 @@ func (a *Admin) httpResetOffsets(ctx context.Context, r OffsetReset) (*OffsetRes
 	if err != nil {
 		return nil, err
 	}
-	body := map[string]any{"topic": r.Topic, "to": r.To, "value": r.Value, "execute": r.Execute}
-	var ans struct {
-		Executed bool `json:"executed"`
-		Offsets  []struct {
-			QueueID int32 `json:"queue_id"`
-			Old     int64 `json:"old"`
-			New     int64 `json:"new"`
-		} `json:"offsets"`
-	}
+	body := protocol.HTTPOffsetReset{Topic: r.Topic, To: r.To, Value: r.Value, Execute: r.Execute}
+	var ans protocol.HTTPOffsetResetResult
 	if err := a.adminHTTP(ctx, "POST", "/v1/groups/"+adminPathEscape(r.Group)+"/offsets/reset", nil, body, &ans); err != nil {
 		return nil, err
 	}
@@ -724,11 +708,9 @@ func (a *Admin) httpDeadLetters(ctx context.Context, group string, max int) ([]D
 // offsets is nil) in batches.
 func (a *Admin) httpResendDeadLetters(ctx context.Context, r DLQResend, target string, offsets []int64, res *DLQResendResult) error {
 	path := "/v1/groups/" + adminPathEscape(r.Group) + "/dlq/resend"
-	var ans struct {
-		Resent int `json:"resent"`
-	}
+	var ans protocol.HTTPDLQResendResult
 	if offsets == nil {
-		if err := a.adminHTTP(ctx, "POST", path, nil, map[string]any{"all": true, "target": target}, &ans); err != nil {
+		if err := a.adminHTTP(ctx, "POST", path, nil, protocol.HTTPDLQResend{All: true, Target: target}, &ans); err != nil {
 			return err
 		}
 		res.Resent = ans.Resent
@@ -740,7 +722,7 @@ func (a *Admin) httpResendDeadLetters(ctx context.Context, r DLQResend, target s
 	total := len(offsets)
 	for len(offsets) > 0 {
 		n := min(len(offsets), adminDLQBatch)
-		if err := a.adminHTTP(ctx, "POST", path, nil, map[string]any{"offsets": offsets[:n], "target": target}, &ans); err != nil {
+		if err := a.adminHTTP(ctx, "POST", path, nil, protocol.HTTPDLQResend{Offsets: offsets[:n], Target: target}, &ans); err != nil {
 			return err
 		}
 		res.Resent += ans.Resent
