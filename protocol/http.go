@@ -217,3 +217,31 @@ type HTTPDLQResend struct {
 type HTTPDLQResendResult struct {
 	Resent int `json:"resent"`
 }
+
+// HTTPMessages is a list of messages: the answer of a receive and of a
+// lookup by key.
+type HTTPMessages struct {
+	Messages []HTTPMessage `json:"messages"`
+}
+
+// HTTPQueueRead is the answer of GET /v1/topics/{topic}/queues/{q}/messages.
+type HTTPQueueRead struct {
+	Messages   []HTTPMessage `json:"messages"`
+	NextOffset int64         `json:"next_offset"`
+	MinOffset  int64         `json:"min_offset"`
+	MaxOffset  int64         `json:"max_offset"`
+}
+
+// HTTPReceive is the body of POST /v1/groups/{group}/receive.
+type HTTPReceive struct {
+	Topic        string `json:"topic"`
+	Max          int    `json:"max"`
+	VisibilityMs int64  `json:"visibility_ms"`
+	WaitMs       int64  `json:"wait_ms"`
+	Tag          string `json:"tag"`
+}
+
+// HTTPReceiptHandles is the body of POST /v1/groups/{group}/ack and /nack.
+type HTTPReceiptHandles struct {
+	ReceiptHandles []string `json:"receipt_handles"`
+}
