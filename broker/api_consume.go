@@ -266,13 +266,7 @@ func (b *Broker) consumerGroup(group string) (GroupConfig, error) {
 	return gc, nil
 }
 
-type apiReceiveRequest struct {
-	Topic        string `json:"topic"`
-	Max          int    `json:"max"`
-	VisibilityMs int64  `json:"visibility_ms"`
-	WaitMs       int64  `json:"wait_ms"`
-	Tag          string `json:"tag"`
-}
+type apiReceiveRequest = protocol.HTTPReceive
 
 func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 	group := p.get("group")
@@ -344,7 +338,7 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 		}
 		left := time.Until(deadline)
 		if len(msgs) > 0 || left <= 0 {
-			writeJSON(ctx, fasthttp.StatusOK, map[string]any{"messages": msgs})
+			writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPMessages{Messages: msgs})
 			return
 		}
 		if !waiting {
@@ -544,9 +538,7 @@ func (b *Broker) sweepLeases() {
 	}
 }
 
-type apiHandlesRequest struct {
-	ReceiptHandles []string `json:"receipt_handles"`
-}
+type apiHandlesRequest = protocol.HTTPReceiptHandles
 
 type apiHandleFailure struct {
 	ReceiptHandle string  `json:"receipt_handle"`

@@ -351,7 +351,7 @@ func (b *Broker) apiMessagesByKey(ctx *fasthttp.RequestCtx, p apiParams) {
 			out = append(out, b.messageOut(rec))
 		}
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"messages": out})
+	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPMessages{Messages: out})
 }
 
 // maxHTTPWaiters caps the long-polling HTTP requests held at once; past
@@ -437,7 +437,7 @@ func (b *Broker) apiReadQueue(ctx *fasthttp.RequestCtx, p apiParams) {
 			if msgs == nil {
 				msgs = []apiMessage{}
 			}
-			writeJSON(ctx, fasthttp.StatusOK, map[string]any{"messages": msgs, "next_offset": offset, "min_offset": minOff, "max_offset": maxOff})
+			writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPQueueRead{Messages: msgs, NextOffset: offset, MinOffset: minOff, MaxOffset: maxOff})
 			return
 		}
 		if timer == nil {
