@@ -560,9 +560,7 @@ func (a *Admin) httpQueryMessages(ctx context.Context, topic, key string, bms, e
 	if ems > 0 {
 		q.Set("end_ms", strconv.FormatInt(ems, 10))
 	}
-	var ans struct {
-		Messages []protocol.HTTPMessage `json:"messages"`
-	}
+	var ans protocol.HTTPMessages
 	if err := a.adminHTTP(ctx, "GET", "/v1/topics/"+adminPathEscape(topic)+"/messages", q, nil, &ans); err != nil {
 		return nil, err
 	}
@@ -592,10 +590,7 @@ func (a *Admin) httpReadQueue(ctx context.Context, topic string, q int32, off in
 		ctx, cancel = context.WithTimeout(ctx, a.timeout+wait)
 		defer cancel()
 	}
-	var ans struct {
-		Messages   []protocol.HTTPMessage `json:"messages"`
-		NextOffset int64                  `json:"next_offset"`
-	}
+	var ans protocol.HTTPQueueRead
 	path := "/v1/topics/" + adminPathEscape(topic) + "/queues/" + strconv.Itoa(int(q)) + "/messages"
 	if err := a.adminHTTP(ctx, "GET", path, query, nil, &ans); err != nil {
 		return nil, off, err
@@ -619,23 +614,13 @@ func (a *Admin) httpSend(ctx context.Context, topic string, msgs []OutMessage, q
 	if err != nil {
 		return nil, err
 	}
-	type produceMsg struct {
-		Body         string            `json:"body"`
-		BodyEncoding string            `json:"body_encoding"`
-		Tags         string            `json:"tags,omitempty"`
-		Keys         []string          `json:"keys,omitempty"`
-		Properties   map[string]string `json:"properties,omitempty"`
-		QueueID      *int32            `json:"queue_id,omitempty"`
-	}
 	out := make([]SendReceipt, 0, len(msgs))
 	for len(msgs) > 0 {
 		batch := msgs[:min(len(msgs), adminHTTPMaxBatch)]
 		msgs = msgs[len(batch):]
-		req := struct {
-			Messages []produceMsg `json:"messages"`
-		}{Messages: make([]produceMsg, len(batch))}
+		req := protocol.HTTPProduceRequest{Messages: make([]protocol.HTTPProduceMessage, len(batch))}
 		for i, m := range batch {
-			pm := produceMsg{Body: string(m.Body), BodyEncoding: "utf8", Tags: m.Tags, Keys: m.Keys, Properties: m.Properties}
+			pm := protocol.HTTPProduceMessage{Body: string(m.Body), BodyEncoding: "utf8", Tags: m.Tags, Keys: m.Keys, Properties: m.Properties}
 			if q >= 0 {
 				pm.QueueID = &q
 			}
@@ -644,15 +629,7 @@ func (a *Admin) httpSend(ctx context.Context, topic string, msgs []OutMessage, q
 			}
 			req.Messages[i] = pm
 		}
-		var ans struct {
-			Results []struct {
-				MsgID       string        `json:"msg_id"`
-				OffsetMsgID string        `json:"offset_msg_id"`
-				QueueID     int32         `json:"queue_id"`
-				QueueOffset int64         `json:"queue_offset"`
-				Error       *ProblemError `json:"error"`
-			} `json:"results"`
-		}
+		var ans protocol.HTTPProduceResponse
 		path := "/v1/topics/" + adminPathEscape(topic) + "/messages"
 		if err := a.adminHTTP(ctx, "POST", path, nil, req, &ans); err != nil {
 			return out, err
@@ -661,12 +638,17 @@ func (a *Admin) httpSend(ctx context.Context, topic string, msgs []OutMessage, q
 			return out, fmt.Errorf("client: POST %s: %d results for %d messages", path, len(ans.Results), len(batch))
 		}
 		for _, r := range ans.Results {
-			if r.Error != nil {
-				r.Error.Method, r.Error.Path = "POST", path
-				return out, r.Error
+			if e := r.Error; e != nil {
+				return out, &ProblemError{Method: "POST", Path: path, Status: e.Status, Code: e.Code, Title: e.Title, Detail: e.Detail}
 			}
-			out = append(out, SendReceipt{MsgID: r.MsgID, OffsetMsgID: r.OffsetMsgID, Topic: topic, Broker: self.Name,
-				QueueID: r.QueueID, QueueOffset: r.QueueOffset})
+			sr := SendReceipt{MsgID: r.MsgID, OffsetMsgID: r.OffsetMsgID, Topic: topic, Broker: self.Name}
+			if r.QueueID != nil {
+				sr.QueueID = *r.QueueID
+			}
+			if r.QueueOffset != nil {
+				sr.QueueOffset = *r.QueueOffset
+			}
+			out = append(out, sr)
 		}
 	}
 	return out, nil
@@ -777,14 +759,14 @@ func (a *Admin) httpConsume(ctx context.Context, spec ConsumeSpec, fn func(Messa
 			if err != nil || spec.Group == "" {
 				return
 			}
-			offs := make([]map[string]any, 0, len(cs))
+			offs := protocol.HTTPOffsets{Offsets: make([]protocol.HTTPOffset, 0, len(cs))}
 			for _, c := range cs {
-				offs = append(offs, map[string]any{"topic": spec.Topic, "queue_id": c.q, "offset": c.off})
+				offs.Offsets = append(offs.Offsets, protocol.HTTPOffset{Topic: spec.Topic, QueueID: int32(c.q), Offset: c.off})
 			}
 			// The reads may have used up ctx (--follow until interrupted).
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
 			defer cancel()
-			err = a.adminHTTP(cctx, "PUT", "/v1/groups/"+adminPathEscape(spec.Group)+"/offsets", nil, map[string]any{"offsets": offs}, nil)
+			err = a.adminHTTP(cctx, "PUT", "/v1/groups/"+adminPathEscape(spec.Group)+"/offsets", nil, offs, nil)
 		}()
 	}
 	// read reads one queue once; done reports that Max is reached.

@@ -307,12 +307,7 @@ func (t *httpPull) queues(ctx context.Context, topic string) ([]MessageQueue, er
 
 func (t *httpPull) pull(ctx context.Context, mq MessageQueue, offset int64, max int, wait time.Duration) (*PullResult, error) {
 	q := url.Values{"offset": {i64(offset)}, "max": {itoa(max)}, "wait_ms": {i64(wait.Milliseconds())}}
-	var out struct {
-		Messages   []protocol.HTTPMessage `json:"messages"`
-		NextOffset int64                  `json:"next_offset"`
-		MinOffset  int64                  `json:"min_offset"`
-		MaxOffset  int64                  `json:"max_offset"`
-	}
+	var out protocol.HTTPQueueRead
 	path := "/v1/topics/" + url.PathEscape(mq.Topic) + "/queues/" + itoa(mq.QueueID) + "/messages"
 	if err := httpCall(ctx, t.cfg, http.MethodGet, path, q, nil, &out); err != nil {
 		return nil, err
@@ -395,11 +390,9 @@ func (e *httpPush) receiveLoop(topic, expr string) {
 	defer e.wg.Done()
 	group := url.PathEscape(e.cfg.group)
 	for e.ctx.Err() == nil {
-		in := map[string]any{"topic": topic, "max": min(e.cfg.pullBatchSize, 1000), "visibility_ms": e.cfg.visibility.Milliseconds(),
-			"wait_ms": e.cfg.longPoll.Milliseconds(), "tag": expr}
-		var out struct {
-			Messages []protocol.HTTPMessage `json:"messages"`
-		}
+		in := protocol.HTTPReceive{Topic: topic, Max: min(e.cfg.pullBatchSize, 1000), VisibilityMs: e.cfg.visibility.Milliseconds(),
+			WaitMs: e.cfg.longPoll.Milliseconds(), Tag: expr}
+		var out protocol.HTTPMessages
 		ctx, cancel := context.WithTimeout(e.ctx, e.cfg.longPoll+10*time.Second)
 		err := httpCall(ctx, e.cfg, http.MethodPost, "/v1/groups/"+group+"/receive", nil, in, &out)
 		cancel()
@@ -458,7 +451,7 @@ func (e *httpPush) worker() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.sendTimeout)
 		if err := httpCall(ctx, e.cfg, http.MethodPost, "/v1/groups/"+url.PathEscape(e.cfg.group)+"/"+verb, nil,
-			map[string]any{"receipt_handles": handles}, nil); err != nil {
+			protocol.HTTPReceiptHandles{ReceiptHandles: handles}, nil); err != nil {
 			logAt(e.cfg.logger, LogWarn, verb+" failed", "group", e.cfg.group, "err", err)
 		}
 		cancel()
