@@ -213,9 +213,11 @@ type HTTPDLQResend struct {
 	Target  string  `json:"target"`
 }
 
-// HTTPDLQResendResult is the answer of a resend.
-type HTTPDLQResendResult struct {
-	Resent int `json:"resent"`
+// DLQResendResult is the answer of a resend (POST
+// /v1/groups/{group}/dlq/resend, and FERRY_DLQ_RESEND with Group set).
+type DLQResendResult struct {
+	Group  string `json:"group,omitempty"`
+	Resent int    `json:"resent"`
 }
 
 // HTTPMessages is a list of messages: the answer of a receive and of a
