@@ -295,7 +295,7 @@ func (b *Broker) apiDLQResend(ctx *fasthttp.RequestCtx, p apiParams) {
 	offsets := in.Offsets
 	if in.All {
 		if _, ok := b.topics.get(protocol.DLQTopic(group)); !ok {
-			writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPDLQResendResult{Resent: 0})
+			writeJSON(ctx, fasthttp.StatusOK, protocol.DLQResendResult{Resent: 0})
 			return
 		}
 		offsets = nil
@@ -308,5 +308,5 @@ func (b *Broker) apiDLQResend(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPDLQResendResult{Resent: n})
+	writeJSON(ctx, fasthttp.StatusOK, protocol.DLQResendResult{Resent: n})
 }

@@ -237,7 +237,7 @@ func (b *Broker) handleDLQResend(c *remoting.Conn, req *remoting.Command) {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.replyJSON(c, req, map[string]any{"group": group, "resent": n})
+	b.replyJSON(c, req, protocol.DLQResendResult{Group: group, Resent: n})
 }
 
 // dynamicKeys are the config keys `ferry broker config set` may change at
