@@ -166,9 +166,7 @@ func (a *Admin) ResendDeadLetters(ctx context.Context, r DLQResend) (*DLQResendR
 			for i, o := range offs[:n] {
 				parts[i] = strconv.FormatInt(o, 10)
 			}
-			var ans struct {
-				Resent int `json:"resent"`
-			}
+			var ans protocol.DLQResendResult
 			ext := map[string]string{"group": r.Group, "offsets": strings.Join(parts, ","), "target": target}
 			if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqFerryDLQResend, ext, nil, &ans); err != nil {
 				return res, adminBrokerErr(b, err)

@@ -690,7 +690,7 @@ func (a *Admin) httpDeadLetters(ctx context.Context, group string, max int) ([]D
 // offsets is nil) in batches.
 func (a *Admin) httpResendDeadLetters(ctx context.Context, r DLQResend, target string, offsets []int64, res *DLQResendResult) error {
 	path := "/v1/groups/" + adminPathEscape(r.Group) + "/dlq/resend"
-	var ans protocol.HTTPDLQResendResult
+	var ans protocol.DLQResendResult
 	if offsets == nil {
 		if err := a.adminHTTP(ctx, "POST", path, nil, protocol.HTTPDLQResend{All: true, Target: target}, &ans); err != nil {
 			return err

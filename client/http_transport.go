@@ -169,10 +169,7 @@ func messageBody(h *protocol.HTTPMessage) ([]byte, error) {
 
 // httpTopicQueues reads topic's queue counts (GET /v1/topics/{topic}).
 func httpTopicQueues(ctx context.Context, cfg *config, topic string, write bool) ([]MessageQueue, error) {
-	var out struct {
-		ReadQueues  int `json:"read_queues"`
-		WriteQueues int `json:"write_queues"`
-	}
+	var out protocol.HTTPTopic
 	if err := httpCall(ctx, cfg, http.MethodGet, "/v1/topics/"+url.PathEscape(topic), nil, nil, &out); err != nil {
 		var se *ServerError
 		if errors.As(err, &se) && se.Status == http.StatusNotFound {
