@@ -51,7 +51,7 @@ import (
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
-	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // apiState is the HTTP API's in-memory state, the Broker's api field.
@@ -310,13 +310,7 @@ func (b *Broker) consumerGroup(group string) (GroupConfig, error) {
 	return gc, nil
 }
 
-type apiReceiveRequest struct {
-	Topic        string `json:"topic"`
-	Max          *int   `json:"max"` // absent: defaultReceiveMax; 0 is refused, as on the queue reads
-	VisibilityMs int64  `json:"visibility_ms"`
-	WaitMs       int64  `json:"wait_ms"`
-	Tag          string `json:"tag"`
-}
+type apiReceiveRequest = protocol.HTTPReceive
 
 func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 	group := p.get("group")
@@ -361,7 +355,7 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, in.Topic))
 		return
 	}
-	if !remoting.PermReadable(tc.Perm) {
+	if !protocol.PermReadable(tc.Perm) {
 		writeProblem(ctx, fmt.Errorf("%w: topic %s is not readable", errNoPermission, in.Topic))
 		return
 	}
@@ -389,7 +383,7 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 		}
 		left := time.Until(deadline)
 		if len(msgs) > 0 || left <= 0 {
-			writeJSON(ctx, fasthttp.StatusOK, map[string]any{"messages": msgs})
+			writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPMessages{Messages: msgs})
 			return
 		}
 		if !waiting {
@@ -425,7 +419,7 @@ func (b *Broker) receiveQueues(group, topic string) []topicQueue {
 			out = append(out, topicQueue{topic, q})
 		}
 	}
-	retry := RetryTopic(group)
+	retry := protocol.RetryTopic(group)
 	if tc, ok := b.topics.get(retry); ok && retry != topic {
 		for q := int32(0); q < tc.ReadQueueNums; q++ {
 			out = append(out, topicQueue{retry, q})
@@ -473,7 +467,7 @@ func (b *Broker) receiveOnce(g *groupLeases, group string, gc GroupConfig, queue
 					lq.next = e.QueueOffset + 1
 					continue
 				}
-				var rec commitlog.Record
+				var rec protocol.Record
 				rec, buf, err = b.clog.ReadRecord(e.Offset, buf)
 				if err != nil {
 					b.log.Warn().Err(err).Str("group", group).Str("topic", tq.topic).Int64("offset", e.QueueOffset).Msg("HTTP receive: read message")
@@ -481,16 +475,16 @@ func (b *Broker) receiveOnce(g *groupLeases, group string, gc GroupConfig, queue
 				}
 				lq.next = e.QueueOffset + 1
 				if tags != nil {
-					if t, _ := rec.Property(commitlog.PropTags); !tags[t] {
+					if t, _ := rec.Property(protocol.PropTags); !tags[t] {
 						continue // a tag hash collision
 					}
 				}
 				l := &lease{epoch: b.api.leases.nextEpoch(), deadline: now.Add(vis), clogOff: e.Offset}
 				lq.inflight[e.QueueOffset] = l
 				m := b.messageOut(rec)
-				if strings.HasPrefix(tq.topic, RetryGroupTopicPrefix) {
+				if strings.HasPrefix(tq.topic, protocol.RetryTopicPrefix) {
 					m.StoredTopic = tq.topic
-					if t, ok := rec.Property(commitlog.PropRetryTopic); ok && t != "" && !strings.HasPrefix(t, RetryGroupTopicPrefix) {
+					if t, ok := rec.Property(protocol.PropRetryTopic); ok && t != "" && !strings.HasPrefix(t, protocol.RetryTopicPrefix) {
 						m.Topic = t
 					}
 				}
@@ -514,7 +508,7 @@ func (b *Broker) retryLocked(group string, gc GroupConfig, clogOff int64) error 
 	if err != nil {
 		return err
 	}
-	origin, _ := rec.Property(commitlog.PropUniqKey)
+	origin, _ := rec.Property(protocol.PropUniqKey)
 	m, err := b.sendBackMessage(rec, group, gc, origin, 0, -1)
 	if err != nil {
 		return err
@@ -589,9 +583,7 @@ func (b *Broker) sweepLeases() {
 	}
 }
 
-type apiHandlesRequest struct {
-	ReceiptHandles []string `json:"receipt_handles"`
-}
+type apiHandlesRequest = protocol.HTTPReceiptHandles
 
 type apiHandleFailure struct {
 	ReceiptHandle string  `json:"receipt_handle"`

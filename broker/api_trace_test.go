@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"github.com/ferrymq/ferry/dlq"
+	"github.com/ferrymq/ferry/protocol"
 	"testing"
 	"time"
 )
@@ -93,7 +94,7 @@ func TestAPITraceDelayed(t *testing.T) {
 		a.ok("GET", "/v1/messages/"+res.Results[0].MsgID+"/trace", nil, 200, &tr)
 		return true
 	})
-	if tr.Scheduled == nil || tr.Scheduled.Topic != TimerTopic || tr.Scheduled.SystemProperties["REAL_TOPIC"] != "later" {
+	if tr.Scheduled == nil || tr.Scheduled.Topic != protocol.TimerTopic || tr.Scheduled.SystemProperties["REAL_TOPIC"] != "later" {
 		t.Fatalf("trace %+v", tr)
 	}
 }

@@ -42,6 +42,8 @@ import (
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
 	"github.com/ferrymq/ferry/delay"
+	"github.com/ferrymq/ferry/internal/zslog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -174,7 +176,7 @@ func (b *Broker) openStores() error {
 	if b.offsets, err = loadOffsets(b.meta); err != nil {
 		return err
 	}
-	b.timerIdx = delay.NewTimerIndex(b.meta.db, TimerTopic)
+	b.timerIdx = delay.NewTimerIndex(b.meta.db, protocol.TimerTopic)
 	if b.keys, err = newKeyIndex(b.meta.db); err != nil {
 		return err
 	}
@@ -207,23 +209,23 @@ func (b *Broker) openStores() error {
 }
 
 func (b *Broker) ensureSystemTopics() error {
-	perm := int32(remoting.PermRead | remoting.PermWrite)
-	if _, err := b.topics.ensure(TopicConfig{TopicName: AutoCreateTopicTemplate, ReadQueueNums: b.cfg.DefaultTopicQueueNums,
-		WriteQueueNums: b.cfg.DefaultTopicQueueNums, Perm: perm | remoting.PermInherit}); err != nil {
+	perm := int32(protocol.PermRead | protocol.PermWrite)
+	if _, err := b.topics.ensure(TopicConfig{TopicName: protocol.AutoCreateTopicTemplate, ReadQueueNums: b.cfg.DefaultTopicQueueNums,
+		WriteQueueNums: b.cfg.DefaultTopicQueueNums, Perm: perm | protocol.PermInherit}); err != nil {
 		return err
 	}
 	n := int32(len(b.delays))
-	if tc, ok := b.topics.get(ScheduleTopic); ok && tc.ReadQueueNums < n {
+	if tc, ok := b.topics.get(protocol.ScheduleTopic); ok && tc.ReadQueueNums < n {
 		// The delay table grew: give the new levels their queues.
 		tc.ReadQueueNums, tc.WriteQueueNums = n, n
 		if err := b.topics.put(tc); err != nil {
 			return err
 		}
 	}
-	if _, err := b.topics.ensure(TopicConfig{TopicName: ScheduleTopic, ReadQueueNums: n, WriteQueueNums: n, Perm: perm}); err != nil {
+	if _, err := b.topics.ensure(TopicConfig{TopicName: protocol.ScheduleTopic, ReadQueueNums: n, WriteQueueNums: n, Perm: perm}); err != nil {
 		return err
 	}
-	_, err := b.topics.ensure(TopicConfig{TopicName: TimerTopic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm})
+	_, err := b.topics.ensure(TopicConfig{TopicName: protocol.TimerTopic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm})
 	return err
 }
 
@@ -261,10 +263,10 @@ func (b *Broker) Start() error {
 	port := ln.Addr().(*net.TCPAddr).Port
 	b.storeHost = netip.AddrPortFrom(advertiseAddr(b.cfg.AdvertiseHost), uint16(port))
 	b.addr = b.storeHost.String()
-	b.server = remoting.NewServer(b.mux, remoting.ServerConfig{Logger: b.log, MaxFrameSize: b.cfg.MaxMessageSize + 1<<20,
+	b.server = remoting.NewServer(b.mux, remoting.ServerConfig{Logger: zslog.New(b.log), MaxFrameSize: b.cfg.MaxMessageSize + 1<<20,
 		IdleTimeout: b.cfg.IdleTimeout.D(), ReadTimeout: b.cfg.ReadTimeout.D(),
 		MaxConns: b.cfg.MaxConnections, MaxConnsPerAddr: b.cfg.MaxConnectionsPerAddr})
-	b.nsClient = remoting.NewClient(remoting.ClientConfig{Logger: b.log})
+	b.nsClient = remoting.NewClient(remoting.ClientConfig{Logger: zslog.New(b.log)})
 	if b.cfg.HTTPPort >= 0 {
 		if b.http, err = b.startHTTP(); err != nil {
 			ln.Close()

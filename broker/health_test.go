@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"github.com/ferrymq/ferry/protocol"
 	"io"
 	"net/http"
 	"strings"
@@ -11,7 +12,6 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -93,7 +93,7 @@ func TestDiskFullThenRoom(t *testing.T) {
 	var acked []string
 	send := func(body string) *remoting.Command {
 		resp := c.send("disk", 0, body, nil)
-		if resp.Code == remoting.RespSuccess {
+		if resp.Code == protocol.RespSuccess {
 			acked = append(acked, body)
 		}
 		return resp
@@ -106,13 +106,13 @@ func TestDiskFullThenRoom(t *testing.T) {
 	// itself has the broker look again.
 	b.checkDisk()
 	fs.full.Store(true)
-	if resp := send(strings.Repeat("b", 4000)); resp.Code != remoting.RespServiceNotAvailable {
+	if resp := send(strings.Repeat("b", 4000)); resp.Code != protocol.RespServiceNotAvailable {
 		t.Fatalf("send on a full disk: code %d %q, want SERVICE_NOT_AVAILABLE", resp.Code, resp.Remark)
 	}
 	if code, body := readyz(t, b, ""); code != 200 || !strings.Contains(body, "sends refused: data disk is full") {
 		t.Fatalf("/readyz on a full disk: %d %q, want 200 saying sends are refused", code, body)
 	}
-	if resp := send("c"); resp.Code != remoting.RespServiceNotAvailable || !strings.Contains(resp.Remark, "disk is full") {
+	if resp := send("c"); resp.Code != protocol.RespServiceNotAvailable || !strings.Contains(resp.Remark, "disk is full") {
 		t.Fatalf("send after the disk filled: code %d %q, want SERVICE_NOT_AVAILABLE saying the disk is full", resp.Code, resp.Remark)
 	}
 	if code, body := readyz(t, b, "?send=1"); code != 503 || !strings.Contains(body, "disk is full") {
@@ -126,7 +126,7 @@ func TestDiskFullThenRoom(t *testing.T) {
 	fs.full.Store(false)
 	freed := time.Now()
 	waitFor(t, 3*time.Second, "sends accepted once space is freed", func() bool {
-		return send("d").Code == remoting.RespSuccess
+		return send("d").Code == protocol.RespSuccess
 	})
 	t.Logf("sends accepted %v after space was freed", time.Since(freed).Round(time.Millisecond))
 	for range 3 {
@@ -135,7 +135,7 @@ func TestDiskFullThenRoom(t *testing.T) {
 	if code, body := readyz(t, b, "?send=1"); code != 200 || body != "ok\n" {
 		t.Fatalf("/readyz?send=1 once space is freed: %d %q", code, body)
 	}
-	var recs []commitlog.Record
+	var recs []protocol.Record
 	waitFor(t, 5*time.Second, "every acknowledged message", func() bool {
 		_, recs = c.pull("g", "disk", 0, 0, 0)
 		return len(recs) >= len(acked)

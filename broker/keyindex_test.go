@@ -9,8 +9,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 
-	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 func TestKeyIndexHoursLookupAndPrune(t *testing.T) {
@@ -40,13 +40,13 @@ func TestKeyIndexHoursLookupAndPrune(t *testing.T) {
 	rec := func(topic string, off, ts int64, keys, uniq string) consumequeue.Record {
 		props := map[string]string{}
 		if keys != "" {
-			props[commitlog.PropKeys] = keys
+			props[protocol.PropKeys] = keys
 		}
 		if uniq != "" {
-			props[commitlog.PropUniqKey] = uniq
+			props[protocol.PropUniqKey] = uniq
 		}
 		return consumequeue.Record{Entry: consumequeue.Entry{Offset: off, Size: 100}, Topic: []byte(topic),
-			StoreTimestamp: ts, Properties: commitlog.EncodeProperties(props)}
+			StoreTimestamp: ts, Properties: protocol.EncodeProperties(props)}
 	}
 	batch := []consumequeue.Record{
 		rec("shop", 0, 1_000, "a b", "U0"),

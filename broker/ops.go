@@ -2,7 +2,6 @@ package broker
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -13,40 +12,27 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/ferrymq/ferry/dlq"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// Operator request codes. 12, 25, 26, 33 and 222 are RocketMQ's; the 1000
-// range is Ferry's own (RocketMQ has no request for these).
-const (
-	ReqUpdateBrokerConfig int16 = 25
-	ReqGetBrokerConfig    int16 = 26
-	ReqResetOffset        int16 = 222
-	ReqFerryDLQList       int16 = 1001
-	ReqFerryDLQResend     int16 = 1002
-	ReqFerryDrain         int16 = 1003
-	ReqFerryUndrain       int16 = 1004
-	ReqFerryGroupList     int16 = 1005
-	ReqFerryTopicStats    int16 = 1006
-)
-
 func (b *Broker) opsRoutes(timed func(int16, func(*remoting.Conn, *remoting.Command))) {
-	timed(remoting.ReqQueryMessage, b.handleQueryMessage)
-	timed(remoting.ReqViewMessageByID, b.handleViewMessage)
-	timed(ReqGetBrokerConfig, b.handleGetConfig)
-	timed(ReqUpdateBrokerConfig, b.handleSetConfig)
-	timed(ReqResetOffset, b.handleResetOffset)
-	timed(ReqFerryDLQList, b.handleDLQList)
-	timed(ReqFerryDLQResend, b.handleDLQResend)
-	timed(ReqFerryDrain, func(c *remoting.Conn, req *remoting.Command) {
+	timed(protocol.ReqQueryMessage, b.handleQueryMessage)
+	timed(protocol.ReqViewMessageByID, b.handleViewMessage)
+	timed(protocol.ReqGetBrokerConfig, b.handleGetConfig)
+	timed(protocol.ReqUpdateBrokerConfig, b.handleSetConfig)
+	timed(protocol.ReqResetOffset, b.handleResetOffset)
+	timed(protocol.ReqFerryDLQList, b.handleDLQList)
+	timed(protocol.ReqFerryDLQResend, b.handleDLQResend)
+	timed(protocol.ReqFerryDrain, func(c *remoting.Conn, req *remoting.Command) {
 		b.Drain(true)
-		b.reply(c, req, remoting.RespSuccess, "")
+		b.reply(c, req, protocol.RespSuccess, "")
 	})
-	timed(ReqFerryUndrain, func(c *remoting.Conn, req *remoting.Command) {
+	timed(protocol.ReqFerryUndrain, func(c *remoting.Conn, req *remoting.Command) {
 		b.Drain(false)
-		b.reply(c, req, remoting.RespSuccess, "")
+		b.reply(c, req, protocol.RespSuccess, "")
 	})
-	timed(ReqFerryGroupList, func(c *remoting.Conn, req *remoting.Command) { b.replyJSON(c, req, b.Groups()) })
+	timed(protocol.ReqFerryGroupList, func(c *remoting.Conn, req *remoting.Command) { b.replyJSON(c, req, b.Groups()) })
 }
 
 // Drain stops (true) or resumes (false) accepting sends. A drained broker
@@ -59,18 +45,14 @@ func (b *Broker) Drain(on bool) {
 }
 
 // GroupInfo is a group's config and whether clients are online.
-type GroupInfo struct {
-	GroupConfig
-	Online    int  `json:"online_clients"`
-	Broadcast bool `json:"broadcast"`
-}
+type GroupInfo = protocol.GroupState
 
 // Groups lists every configured group.
 func (b *Broker) Groups() []GroupInfo {
 	var out []GroupInfo
 	for _, g := range b.groups.all() {
-		gi := GroupInfo{GroupConfig: g, Online: len(b.clients.consumerIDs(g.GroupName))}
-		_, model := b.clients.subscriptionOf(g.GroupName, RetryTopic(g.GroupName))
+		gi := GroupInfo{SubscriptionGroupConfig: g, Online: len(b.clients.consumerIDs(g.GroupName))}
+		_, model := b.clients.subscriptionOf(g.GroupName, protocol.RetryTopic(g.GroupName))
 		gi.Broadcast = model == remoting.MessageModelBroadcast
 		out = append(out, gi)
 	}
@@ -178,9 +160,9 @@ func (b *Broker) handleQueryMessage(c *remoting.Conn, req *remoting.Command) {
 		b.replyErr(c, req, err)
 		return
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	if len(recs) == 0 {
-		resp.Code, resp.Remark = remoting.RespQueryNotFound, "can not find message, maybe time range not correct"
+		resp.Code, resp.Remark = protocol.RespQueryNotFound, "can not find message, maybe time range not correct"
 	}
 	for _, r := range recs {
 		resp.Body = append(resp.Body, r...)
@@ -202,10 +184,10 @@ func (b *Broker) handleViewMessage(c *remoting.Conn, req *remoting.Command) {
 		}
 	}
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	resp.Body = raw
 	_ = c.Reply(resp)
 }
@@ -226,7 +208,7 @@ func (b *Broker) handleDLQList(c *remoting.Conn, req *remoting.Command) {
 	if list == nil {
 		list = []dlq.DeadLetter{}
 	}
-	b.replyJSON(c, req, map[string]any{"group": group, "dead_letters": list, "next": next})
+	b.replyJSON(c, req, protocol.DLQPage{Group: group, DeadLetters: list, Next: next})
 }
 
 func (b *Broker) handleDLQResend(c *remoting.Conn, req *remoting.Command) {
@@ -237,7 +219,7 @@ func (b *Broker) handleDLQResend(c *remoting.Conn, req *remoting.Command) {
 	}
 	target, err := dlq.ParseTarget(req.StringOr("target", "topic"))
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	var offsets []int64
@@ -245,7 +227,7 @@ func (b *Broker) handleDLQResend(c *remoting.Conn, req *remoting.Command) {
 		for _, f := range strings.Split(s, ",") {
 			o, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
 			if err != nil {
-				b.reply(c, req, remoting.RespSystemError, "offsets must be comma-separated integers")
+				b.reply(c, req, protocol.RespSystemError, "offsets must be comma-separated integers")
 				return
 			}
 			offsets = append(offsets, o)
@@ -256,7 +238,7 @@ func (b *Broker) handleDLQResend(c *remoting.Conn, req *remoting.Command) {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.replyJSON(c, req, map[string]any{"group": group, "resent": n, "skipped": skipped})
+	b.replyJSON(c, req, protocol.DLQResendResult{Group: group, Resent: n, Skipped: skipped})
 }
 
 // dynamicKeys are the config keys `ferry broker config set` may change at
@@ -350,7 +332,7 @@ func (b *Broker) loadKeptConfig() error {
 
 func (b *Broker) handleGetConfig(c *remoting.Conn, req *remoting.Command) {
 	body, _ := json.Marshal(b.ConfigMap())
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	resp.Body = body
 	_ = c.Reply(resp)
 }
@@ -358,7 +340,7 @@ func (b *Broker) handleGetConfig(c *remoting.Conn, req *remoting.Command) {
 func (b *Broker) handleSetConfig(c *remoting.Conn, req *remoting.Command) {
 	var kv map[string]string
 	if err := json.Unmarshal(req.Body, &kv); err != nil {
-		b.reply(c, req, remoting.RespSystemError, "body must be a JSON object of key → value: "+err.Error())
+		b.reply(c, req, protocol.RespSystemError, "body must be a JSON object of key → value: "+err.Error())
 		return
 	}
 	for k, v := range kv {
@@ -367,7 +349,5 @@ func (b *Broker) handleSetConfig(c *remoting.Conn, req *remoting.Command) {
 			return
 		}
 	}
-	b.reply(c, req, remoting.RespSuccess, "")
+	b.reply(c, req, protocol.RespSuccess, "")
 }
-
-var _ = errors.New

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -110,7 +111,7 @@ func (b *Broker) registerAll() {
 		// A broker that cannot take writes advertises its queues read-only,
 		// so producers go elsewhere while consumers drain it.
 		for k, tc := range topics {
-			tc.Perm &^= remoting.PermWrite
+			tc.Perm &^= protocol.PermWrite
 			topics[k] = tc
 		}
 	}

@@ -6,9 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
-	"github.com/ferrymq/ferry/systopic"
 )
 
 // TestChangesRoutableAtOnce: a topic created by admin or by a first send,
@@ -41,24 +40,24 @@ func TestChangesRoutableAtOnce(t *testing.T) {
 	if err := b.CreateTopic(TopicConfig{TopicName: "Demo2", ReadQueueNums: 4, WriteQueueNums: 4}); err != nil {
 		t.Fatal(err)
 	}
-	if p := perm("Demo2"); p != remoting.PermRead|remoting.PermWrite {
+	if p := perm("Demo2"); p != protocol.PermRead|protocol.PermWrite {
 		t.Fatalf("created topic: perm %d", p)
 	}
 	mustOK(t, c.send("Auto1", 0, "first", nil))
 	perm("Auto1")
 
-	if err := b.CreateTopic(TopicConfig{TopicName: "Demo2", ReadQueueNums: 4, WriteQueueNums: 4, Perm: remoting.PermRead}); err != nil {
+	if err := b.CreateTopic(TopicConfig{TopicName: "Demo2", ReadQueueNums: 4, WriteQueueNums: 4, Perm: protocol.PermRead}); err != nil {
 		t.Fatal(err)
 	}
-	if p := perm("Demo2"); p != remoting.PermRead {
+	if p := perm("Demo2"); p != protocol.PermRead {
 		t.Fatalf("after a change to read-only: perm %d", p)
 	}
 	b.Drain(true)
-	if p := perm("Auto1"); remoting.PermWritable(p) {
+	if p := perm("Auto1"); protocol.PermWritable(p) {
 		t.Fatalf("drained: perm %d", p)
 	}
 	b.Drain(false)
-	if p := perm("Auto1"); !remoting.PermWritable(p) {
+	if p := perm("Auto1"); !protocol.PermWritable(p) {
 		t.Fatalf("undrained: perm %d", p)
 	}
 
@@ -69,8 +68,8 @@ func TestChangesRoutableAtOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustOK(t, c.invoke(remoting.NewRequest(remoting.ReqHeartBeat, nil, body)))
-	perm(systopic.Retry("fresh"))
+	mustOK(t, c.invoke(remoting.NewRequest(protocol.ReqHeartBeat, nil, body)))
+	perm(protocol.RetryTopic("fresh"))
 
 	if err := b.DeleteTopic("Demo2"); err != nil {
 		t.Fatal(err)
@@ -88,7 +87,7 @@ func TestRetryReadersToldToRebalance(t *testing.T) {
 	b := testBroker(t, t.TempDir(), fastDelays)
 	notified := make(chan string, 16)
 	rc := remoting.NewClient(remoting.ClientConfig{Handler: remoting.HandlerFunc(func(_ *remoting.Conn, req *remoting.Command) {
-		if req.Code == remoting.ReqNotifyConsumerIDsChanged {
+		if req.Code == protocol.ReqNotifyConsumerIDsChanged {
 			notified <- req.StringOr("consumerGroup", "")
 		}
 	})})
@@ -101,12 +100,12 @@ func TestRetryReadersToldToRebalance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustOK(t, c.invoke(remoting.NewRequest(remoting.ReqHeartBeat, nil, body)))
+	mustOK(t, c.invoke(remoting.NewRequest(protocol.ReqHeartBeat, nil, body)))
 	if g := <-notified; g != "late" { // joining the group
 		t.Fatalf("notified %q", g)
 	}
 	mustOK(t, c.send("orders", 0, "fails", nil))
-	var recs []commitlog.Record
+	var recs []protocol.Record
 	waitFor(t, 5*time.Second, "the message", func() bool {
 		_, recs = c.pull("late", "orders", 0, 0, 0)
 		return len(recs) == 1
@@ -123,13 +122,13 @@ func TestRetryReadersToldToRebalance(t *testing.T) {
 
 	// Reading the retry queue: no more notifications.
 	waitFor(t, 5*time.Second, "the retry", func() bool {
-		_, rr := c.pull("late", systopic.Retry("late"), 0, 0, 0)
+		_, rr := c.pull("late", protocol.RetryTopic("late"), 0, 0, 0)
 		return len(rr) == 1
 	})
 	for len(notified) > 0 {
 		<-notified
 	}
-	_, rr := c.pull("late", systopic.Retry("late"), 0, 0, 0)
+	_, rr := c.pull("late", protocol.RetryTopic("late"), 0, 0, 0)
 	mustOK(t, c.sendBack("late", rr[0]))
 	select {
 	case g := <-notified:

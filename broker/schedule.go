@@ -10,7 +10,7 @@ import (
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/delay"
 	"github.com/ferrymq/ferry/dlq"
-	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // PutDue stores scheduled messages that became due on their real topic
@@ -48,7 +48,7 @@ func (b *Broker) PutDue(msgs []commitlog.Message) error {
 	now := time.Now()
 	for i := range keep {
 		b.metrics.messagesIn(keep[i].Topic, 1, len(keep[i].Body))
-		if g, ok := strings.CutPrefix(keep[i].Topic, RetryGroupTopicPrefix); ok && b.retryReaders.shouldTell(g, now) {
+		if g, ok := strings.CutPrefix(keep[i].Topic, protocol.RetryTopicPrefix); ok && b.retryReaders.shouldTell(g, now) {
 			// Its consumers may not read the retry queue yet (retryreaders.go).
 			b.notifyGroupChanged(g)
 		}
@@ -58,7 +58,7 @@ func (b *Broker) PutDue(msgs []commitlog.Message) error {
 
 func (b *Broker) startDelay() error {
 	svc, err := delay.New(delay.Config{
-		Levels: b.delays, ScheduleTopic: ScheduleTopic, TimerTopic: TimerTopic, DB: b.meta.db,
+		Levels: b.delays, ScheduleTopic: protocol.ScheduleTopic, TimerTopic: protocol.TimerTopic, DB: b.meta.db,
 		Queues: b.cq, Log: b.clog, Put: b, Logger: b.log,
 	}, b.timerIdx)
 	if err != nil {
@@ -71,7 +71,7 @@ func (b *Broker) startDelay() error {
 
 // DLQList lists up to max dead letters of group from queue offset from.
 func (b *Broker) DLQList(group string, from int64, max int) ([]dlq.DeadLetter, int64, error) {
-	if _, ok := b.topics.get(DLQTopic(group)); !ok {
+	if _, ok := b.topics.get(protocol.DLQTopic(group)); !ok {
 		return nil, 0, nil
 	}
 	dls, next, err := dlq.List(b.cq, b.clog, group, from, max)
@@ -86,7 +86,7 @@ func (b *Broker) DLQList(group string, from int64, max int) ([]dlq.DeadLetter, i
 // how many were skipped as resent already (each is resent once: see
 // dlqresent.go).
 func (b *Broker) DLQResend(group string, offsets []int64, target dlq.Target) (sent, skipped int, err error) {
-	topic := DLQTopic(group)
+	topic := protocol.DLQTopic(group)
 	if _, ok := b.topics.get(topic); !ok {
 		return 0, 0, fmt.Errorf("%w: group %s has no dead letters", ErrTopicNotFound, group)
 	}
@@ -129,7 +129,7 @@ func (b *Broker) DLQResend(group string, offsets []int64, target dlq.Target) (se
 		if err != nil || len(es) == 0 || es[0].Size == 0 {
 			return sent, skipped, fmt.Errorf("%w: no dead letter at offset %d of %s", ErrInvalidRequest, qo, topic)
 		}
-		var rec commitlog.Record
+		var rec protocol.Record
 		rec, buf, err = b.clog.ReadRecord(es[0].Offset, buf)
 		if err != nil {
 			return sent, skipped, err
@@ -138,14 +138,14 @@ func (b *Broker) DLQResend(group string, offsets []int64, target dlq.Target) (se
 		var queue int32
 		if target == dlq.ToOriginalTopic {
 			tc, ok := b.topics.get(dest)
-			if !ok || strings.HasPrefix(dest, DLQGroupTopicPrefix) {
+			if !ok || strings.HasPrefix(dest, protocol.DLQTopicPrefix) {
 				return sent, skipped, fmt.Errorf("%w: original topic %s of dead letter %d does not exist", ErrTopicNotFound, dest, qo)
 			}
-			if !remoting.PermWritable(tc.Perm) {
+			if !protocol.PermWritable(tc.Perm) {
 				return sent, skipped, fmt.Errorf("%w: topic %s is not writable", errNoPermission, dest)
 			}
 			queue = rand.Int32N(tc.WriteQueueNums)
-		} else if _, err := b.ensureGroupTopic(RetryTopic(group)); err != nil {
+		} else if _, err := b.ensureGroupTopic(protocol.RetryTopic(group)); err != nil {
 			return sent, skipped, err
 		}
 		m := dlq.ResendMessage(rec, group, target, queue)

@@ -4,11 +4,10 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/ferrymq/ferry/commitlog"
-	"github.com/ferrymq/ferry/systopic"
+	"github.com/ferrymq/ferry/protocol"
 )
 
-// System topics (package systopic) are written by the broker alone: delay
+// System topics (protocol.IsReservedTopic) are written by the broker alone: delay
 // levels and timers (SCHEDULE_TOPIC_XXXX, FERRY_SYS_TIMER), send-backs and
 // dead letters (%RETRY%, %DLQ%). Those internal writes append to the
 // commitlog directly; the checks here guard the doors a client comes in by.
@@ -18,11 +17,11 @@ import (
 // a client's send-back made as a plain send (it carries RETRY_TOPIC) for a
 // group that exists.
 func (b *Broker) checkSendTopic(topic, properties string) error {
-	if !systopic.Is(topic) {
+	if !protocol.IsReservedTopic(topic) {
 		return nil
 	}
-	if group, ok := strings.CutPrefix(topic, systopic.RetryPrefix); ok {
-		if _, sendBack := commitlog.Property([]byte(properties), commitlog.PropRetryTopic); sendBack {
+	if group, ok := strings.CutPrefix(topic, protocol.RetryTopicPrefix); ok {
+		if _, sendBack := protocol.Property([]byte(properties), protocol.PropRetryTopic); sendBack {
 			if _, exists := b.groups.get(group); exists {
 				return nil
 			}
@@ -37,16 +36,16 @@ func (b *Broker) checkSendTopic(topic, properties string) error {
 // (the transports ask for a confirmation: the CLI's --yes, the HTTP API's
 // ?confirm=), and so may the retry topic of a group that no longer exists.
 func (b *Broker) checkTopicAdmin(topic string, deleting bool) error {
-	if !systopic.Is(topic) {
+	if !protocol.IsReservedTopic(topic) {
 		return nil
 	}
 	if !deleting {
 		return fmt.Errorf("%w: %s is reserved for the broker's own use: the broker creates and configures it", ErrTopicSystem, topic)
 	}
-	if systopic.IsDLQ(topic) {
+	if protocol.IsDLQTopic(topic) {
 		return nil
 	}
-	if group, ok := strings.CutPrefix(topic, systopic.RetryPrefix); ok {
+	if group, ok := strings.CutPrefix(topic, protocol.RetryTopicPrefix); ok {
 		if _, exists := b.groups.get(group); !exists {
 			return nil
 		}

@@ -6,14 +6,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
-	"github.com/ferrymq/ferry/systopic"
 )
 
 var systemTopics = []string{
-	systopic.Schedule, systopic.Timer, systopic.AutoCreateTemplate, systopic.TransHalf, systopic.TransOpHalf,
-	systopic.Trace, systopic.Retry("billing"), systopic.DLQ("billing"), systopic.DLQ("nobody"),
+	protocol.ScheduleTopic, protocol.TimerTopic, protocol.AutoCreateTopicTemplate, protocol.TransHalfTopic, protocol.TransOpHalfTopic,
+	protocol.TraceTopic, protocol.RetryTopic("billing"), protocol.DLQTopic("billing"), protocol.DLQTopic("nobody"),
 }
 
 // TestSystemTopicsRefuseSends: ordinary sends to a system topic are
@@ -27,7 +26,7 @@ func TestSystemTopicsRefuseSends(t *testing.T) {
 	c := newClient(t, b)
 	for _, topic := range systemTopics {
 		resp := c.send(topic, 0, "x", nil)
-		if resp.Code != remoting.RespNoPermission || !strings.Contains(resp.Remark, "reserved for the broker") {
+		if resp.Code != protocol.RespNoPermission || !strings.Contains(resp.Remark, "reserved for the broker") {
 			t.Errorf("send to %s: code %d %q, want NO_PERMISSION saying it is reserved", topic, resp.Code, resp.Remark)
 		}
 		p := a.fails("POST", "/v1/topics/"+url.PathEscape(topic)+"/messages", map[string]any{"messages": []map[string]any{{"body": "x"}}}, 403, 16)
@@ -35,31 +34,31 @@ func TestSystemTopicsRefuseSends(t *testing.T) {
 			t.Errorf("HTTP send to %s: %q", topic, p.Detail)
 		}
 	}
-	if _, ok := b.topics.get(systopic.DLQ("nobody")); ok {
+	if _, ok := b.topics.get(protocol.DLQTopic("nobody")); ok {
 		t.Fatal("a refused send created a DLQ")
 	}
 
 	// A send-back made as a plain send: only for a group that exists.
-	sendBack := map[string]string{commitlog.PropRetryTopic: "orders"}
-	if resp := c.send(systopic.Retry("ghost"), 0, "x", sendBack); resp.Code != remoting.RespNoPermission || !strings.Contains(resp.Remark, "does not exist") {
+	sendBack := map[string]string{protocol.PropRetryTopic: "orders"}
+	if resp := c.send(protocol.RetryTopic("ghost"), 0, "x", sendBack); resp.Code != protocol.RespNoPermission || !strings.Contains(resp.Remark, "does not exist") {
 		t.Fatalf("send-back for a missing group: code %d %q", resp.Code, resp.Remark)
 	}
 	if err := b.PutGroup(GroupConfig{GroupName: "billing", RetryMaxTimes: 16, ConsumeEnable: true}); err != nil {
 		t.Fatal(err)
 	}
-	mustOK(t, c.send(systopic.Retry("billing"), 0, "x", sendBack))
+	mustOK(t, c.send(protocol.RetryTopic("billing"), 0, "x", sendBack))
 
 	// The broker's own writes: a delayed message comes out on its topic,
 	// and a send-back goes to the retry topic.
-	mustOK(t, c.send("orders", 0, "later", map[string]string{commitlog.PropDelayLevel: "1"}))
-	var recs []commitlog.Record
+	mustOK(t, c.send("orders", 0, "later", map[string]string{protocol.PropDelayLevel: "1"}))
+	var recs []protocol.Record
 	waitFor(t, 5*time.Second, "the delayed message", func() bool {
 		_, recs = c.pull("billing", "orders", 0, 0, 0)
 		return len(recs) == 1
 	})
 	mustOK(t, c.sendBack("billing", recs[0]))
 	waitFor(t, 5*time.Second, "the sent-back message", func() bool {
-		_, rr := c.pull("billing", systopic.Retry("billing"), 0, 1, 0)
+		_, rr := c.pull("billing", protocol.RetryTopic("billing"), 0, 1, 0)
 		return len(rr) == 1 && string(rr[0].Body) == "later"
 	})
 }
@@ -72,18 +71,18 @@ func TestSystemTopicsRefuseAdmin(t *testing.T) {
 	b, a := testHTTPBroker(t, nil)
 	c := newClient(t, b)
 	for _, topic := range systemTopics {
-		resp := c.invoke(remoting.NewRequest(remoting.ReqUpdateAndCreateTopic, map[string]string{
+		resp := c.invoke(remoting.NewRequest(protocol.ReqUpdateAndCreateTopic, map[string]string{
 			"topic": topic, "readQueueNums": "1", "writeQueueNums": "1", "perm": "6"}, nil))
-		if resp.Code != remoting.RespNoPermission || !strings.Contains(resp.Remark, "reserved for the broker") {
+		if resp.Code != protocol.RespNoPermission || !strings.Contains(resp.Remark, "reserved for the broker") {
 			t.Errorf("create %s: code %d %q", topic, resp.Code, resp.Remark)
 		}
 		a.fails("POST", "/v1/topics", map[string]any{"name": topic}, 403, 16)
 	}
-	a.fails("PUT", "/v1/topics/"+systopic.AutoCreateTemplate, map[string]any{"perm": "r"}, 403, 16)
-	a.fails("PUT", "/v1/topics/"+systopic.Schedule, map[string]any{"write_queues": 1}, 403, 16)
-	for _, topic := range []string{systopic.Schedule, systopic.Timer, systopic.AutoCreateTemplate} {
+	a.fails("PUT", "/v1/topics/"+protocol.AutoCreateTopicTemplate, map[string]any{"perm": "r"}, 403, 16)
+	a.fails("PUT", "/v1/topics/"+protocol.ScheduleTopic, map[string]any{"write_queues": 1}, 403, 16)
+	for _, topic := range []string{protocol.ScheduleTopic, protocol.TimerTopic, protocol.AutoCreateTopicTemplate} {
 		a.fails("DELETE", "/v1/topics/"+topic, nil, 403, 16)
-		if resp := c.invoke(remoting.NewRequest(remoting.ReqDeleteTopicInBroker, map[string]string{"topic": topic}, nil)); resp.Code != remoting.RespNoPermission {
+		if resp := c.invoke(remoting.NewRequest(protocol.ReqDeleteTopicInBroker, map[string]string{"topic": topic}, nil)); resp.Code != protocol.RespNoPermission {
 			t.Errorf("delete %s: code %d %q", topic, resp.Code, resp.Remark)
 		}
 	}
@@ -92,22 +91,22 @@ func TestSystemTopicsRefuseAdmin(t *testing.T) {
 	if err := b.PutGroup(GroupConfig{GroupName: "billing", RetryMaxTimes: 16, ConsumeEnable: true}); err != nil {
 		t.Fatal(err)
 	}
-	for _, topic := range []string{systopic.DLQ("billing"), systopic.Retry("billing")} {
+	for _, topic := range []string{protocol.DLQTopic("billing"), protocol.RetryTopic("billing")} {
 		if _, err := b.ensureGroupTopic(topic); err != nil {
 			t.Fatal(err)
 		}
 	}
-	dlqPath := "/v1/topics/" + url.PathEscape(systopic.DLQ("billing"))
+	dlqPath := "/v1/topics/" + url.PathEscape(protocol.DLQTopic("billing"))
 	p := a.fails("DELETE", dlqPath, nil, 400, 1002)
 	if !strings.Contains(p.Detail, "confirm=") {
 		t.Fatalf("unconfirmed DLQ delete: %q", p.Detail)
 	}
 	a.fails("DELETE", dlqPath+"?confirm=%25DLQ%25other", nil, 400, 1002)
-	a.ok("DELETE", dlqPath+"?confirm="+url.QueryEscape(systopic.DLQ("billing")), nil, 204, nil)
-	if _, ok := b.topics.get(systopic.DLQ("billing")); ok {
+	a.ok("DELETE", dlqPath+"?confirm="+url.QueryEscape(protocol.DLQTopic("billing")), nil, 204, nil)
+	if _, ok := b.topics.get(protocol.DLQTopic("billing")); ok {
 		t.Fatal("confirmed DLQ delete left the topic")
 	}
-	retryPath := "/v1/topics/" + url.PathEscape(systopic.Retry("billing"))
+	retryPath := "/v1/topics/" + url.PathEscape(protocol.RetryTopic("billing"))
 	if p := a.fails("DELETE", retryPath, nil, 403, 16); !strings.Contains(p.Detail, "delete the group first") {
 		t.Fatalf("retry topic delete: %q", p.Detail)
 	}

@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
-	"github.com/ferrymq/ferry/systopic"
 )
 
 // Admin is the operator's client: cluster and broker status, topics,
@@ -173,7 +173,7 @@ func (a *Admin) adminNamesrv(ctx context.Context, code int16, ext map[string]str
 // adminBrokers lists every broker of every cluster, sorted by cluster,
 // name and id.
 func (a *Admin) adminBrokers(ctx context.Context) ([]adminBroker, error) {
-	resp, err := a.adminNamesrv(ctx, remoting.ReqGetBrokerClusterInfo, nil)
+	resp, err := a.adminNamesrv(ctx, protocol.ReqGetBrokerClusterInfo, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -254,7 +254,7 @@ func adminIsCode(err error, codes ...int16) bool {
 	return false
 }
 
-// IsSystemTopic reports the broker's internal topics (package systopic):
+// IsSystemTopic reports the broker's internal topics (protocol.IsReservedTopic):
 // retry and dead-letter topics, the auto-create template, the schedule and
 // timer topics and RocketMQ's RMQ_SYS_ topics.
-func IsSystemTopic(t string) bool { return systopic.Is(t) }
+func IsSystemTopic(t string) bool { return protocol.IsReservedTopic(t) }

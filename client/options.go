@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ferrymq/ferry/systopic"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Opt configures a Producer, PushConsumer or PullConsumer. Options a
@@ -57,11 +57,6 @@ const (
 	DefaultSuspendInterval     = time.Second
 	DefaultVisibilityTimeout   = 30 * time.Second
 	defaultGroup               = "DEFAULT_PRODUCER"
-	maxGroupLen                = 255
-	maxTopicLen                = 127
-	retryTopicPrefix           = systopic.RetryPrefix
-	dlqTopicPrefix             = systopic.DLQPrefix
-	autoCreateTopicTemplate    = systopic.AutoCreateTemplate
 	innerProducerGroup         = "CLIENT_INNER_PRODUCER"
 	defaultAutoCreateQueueNums = 8
 )
@@ -326,8 +321,8 @@ func newConfig(kind clientKind, endpoint string, opts []Opt) (*config, error) {
 	switch {
 	case c.group == "":
 		c.bad("a consumer needs WithGroup")
-	case len(c.group) > maxGroupLen || !nameRE.MatchString(c.group):
-		c.bad("group %q: use letters, digits, '%%', '|', '-' and '_' (at most %d)", c.group, maxGroupLen)
+	case len(c.group) > protocol.MaxGroupLen || !nameRE.MatchString(c.group):
+		c.bad("group %q: use letters, digits, '%%', '|', '-' and '_' (at most %d)", c.group, protocol.MaxGroupLen)
 	case kind != kindProducer && c.group == "DEFAULT_CONSUMER":
 		c.bad("group DEFAULT_CONSUMER is reserved; pick a name for the group")
 	}

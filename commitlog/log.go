@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/rs/zerolog"
 )
 
@@ -89,7 +90,7 @@ func (o *Options) Validate() error {
 	if o.SegmentSize < 4096 {
 		return fmt.Errorf("commitlog: segment size %d is below the minimum of 4096 bytes", o.SegmentSize)
 	}
-	if int64(o.MaxMessageSize)+fixedHeaderIPv4+MaxTopicLen+MaxPropertiesLen+40+BlankMarkerSize > o.SegmentSize {
+	if int64(o.MaxMessageSize)+fixedHeaderIPv4+protocol.MaxTopicLen+protocol.MaxPropertiesLen+40+protocol.BlankMarkerSize > o.SegmentSize {
 		// Every acceptable message must fit in an empty segment.
 		return fmt.Errorf("commitlog: segment size %d cannot hold a message of the maximum size %d plus headers", o.SegmentSize, o.MaxMessageSize)
 	}
@@ -435,13 +436,13 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 	p := 0
 	items := l.itemsScratch[:0]
 	for i := range msgs {
-		size := int(RecordSize(buf[p:]))
-		if room := segSize - pos%segSize; int64(size+BlankMarkerSize) > room {
+		size := int(protocol.RecordSize(buf[p:]))
+		if room := segSize - pos%segSize; int64(size+protocol.BlankMarkerSize) > room {
 			if p > chunkStart {
 				items = append(items, pendingWrite{pos: chunkPos, b: buf[chunkStart:p]})
 			}
 			next := (pos/segSize + 1) * segSize
-			marker := make([]byte, BlankMarkerSize)
+			marker := make([]byte, protocol.BlankMarkerSize)
 			putBlank(marker, next-pos)
 			items = append(items, pendingWrite{pos: pos, b: marker})
 			if _, err := l.createSegmentLocked(next); err != nil {
@@ -464,7 +465,7 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 		}
 		qo := qs[j].next
 		qs[j].next++
-		sealRecord(buf[p:p+size], qo, pos, storeTs)
+		protocol.SealRecord(buf[p:p+size], qo, pos, storeTs)
 		res = append(res, AppendResult{Offset: pos, Size: int32(size), QueueOffset: qo, StoreTimestamp: storeTs})
 		pos += int64(size)
 		p += size
@@ -717,7 +718,7 @@ func (l *Log) waitRound(round chan struct{}, end int64) error {
 
 func putBlank(b []byte, size int64) {
 	binary.BigEndian.PutUint32(b, uint32(size))
-	binary.BigEndian.PutUint32(b[4:], BlankMagic)
+	binary.BigEndian.PutUint32(b[4:], protocol.BlankMagic)
 }
 
 func segmentName(base int64) string { return fmt.Sprintf("%020d", base) }

@@ -12,6 +12,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -54,7 +55,7 @@ func listDLQ(t *testing.T, cl *remoting.Client, broker, group string) []deadLett
 	if err != nil {
 		t.Fatalf("DLQ list: %v", err)
 	}
-	if resp.Code != remoting.RespSuccess {
+	if resp.Code != protocol.RespSuccess {
 		t.Fatalf("DLQ list: code %d: %s", resp.Code, resp.Remark)
 	}
 	var out struct {
@@ -224,7 +225,7 @@ func TestRetryUntilDLQ(t *testing.T) {
 	var resent struct {
 		Resent int `json:"resent"`
 	}
-	if resp.Code != remoting.RespSuccess || json.Unmarshal(resp.Body, &resent) != nil || resent.Resent != 1 {
+	if resp.Code != protocol.RespSuccess || json.Unmarshal(resp.Body, &resent) != nil || resent.Resent != 1 {
 		t.Fatalf("DLQ resend: code %d %q, body %q; want 1 resent", resp.Code, resp.Remark, resp.Body)
 	}
 	fresh := newArrivals(nil)

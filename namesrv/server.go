@@ -10,6 +10,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ferrymq/ferry/internal/zslog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -92,14 +94,14 @@ func New(cfg Config) (*Server, error) {
 		quit:    make(chan struct{}),
 		watched: make(map[uint64]struct{}),
 	}
-	s.mux.HandleFunc(remoting.ReqRegisterBroker, s.registerBroker)
-	s.mux.HandleFunc(remoting.ReqUnregisterBroker, s.unregisterBroker)
-	s.mux.HandleFunc(remoting.ReqGetRouteInfoByTopic, s.getRouteInfo)
-	s.mux.HandleFunc(remoting.ReqGetBrokerClusterInfo, s.getClusterInfo)
-	s.mux.HandleFunc(remoting.ReqGetAllTopicListFromNameServer, s.getAllTopics)
-	s.mux.HandleFunc(remoting.ReqDeleteTopicInNameServer, s.deleteTopic)
+	s.mux.HandleFunc(protocol.ReqRegisterBroker, s.registerBroker)
+	s.mux.HandleFunc(protocol.ReqUnregisterBroker, s.unregisterBroker)
+	s.mux.HandleFunc(protocol.ReqGetRouteInfoByTopic, s.getRouteInfo)
+	s.mux.HandleFunc(protocol.ReqGetBrokerClusterInfo, s.getClusterInfo)
+	s.mux.HandleFunc(protocol.ReqGetAllTopicListFromNameServer, s.getAllTopics)
+	s.mux.HandleFunc(protocol.ReqDeleteTopicInNameServer, s.deleteTopic)
 	rcfg := cfg.Remoting
-	rcfg.Logger = cfg.Logger
+	rcfg.Logger = zslog.New(cfg.Logger)
 	s.rs = remoting.NewServer(s.mux, rcfg)
 	return s, nil
 }
@@ -208,7 +210,7 @@ func (s *Server) watchConn(c *remoting.Conn) {
 func reply(c *remoting.Conn, resp *remoting.Command) { _ = c.Reply(resp) }
 
 func systemError(c *remoting.Conn, req *remoting.Command, err error) {
-	reply(c, remoting.NewResponse(req, remoting.RespSystemError, err.Error()))
+	reply(c, remoting.NewResponse(req, protocol.RespSystemError, err.Error()))
 }
 
 func (s *Server) registerBroker(c *remoting.Conn, req *remoting.Command) {
@@ -218,11 +220,11 @@ func (s *Server) registerBroker(c *remoting.Conn, req *remoting.Command) {
 		return
 	}
 	if h.BodyCRC32 != 0 && h.BodyCRC32 != remoting.BodyCRC32(req.Body) {
-		reply(c, remoting.NewResponse(req, remoting.RespSystemError, "crc32 not match"))
+		reply(c, remoting.NewResponse(req, protocol.RespSystemError, "crc32 not match"))
 		return
 	}
 	if h.Compressed {
-		reply(c, remoting.NewResponse(req, remoting.RespSystemError, "namesrv: compressed register body not supported"))
+		reply(c, remoting.NewResponse(req, protocol.RespSystemError, "namesrv: compressed register body not supported"))
 		return
 	}
 	reg := Registration{
@@ -248,7 +250,7 @@ func (s *Server) registerBroker(c *remoting.Conn, req *remoting.Command) {
 			Str("addr", h.BrokerAddr).Int64("broker_id", h.BrokerID).Int("topics", len(reg.Topics)).
 			Msg("namesrv: broker registered")
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	if res.HAServerAddr != "" {
 		resp.Set("haServerAddr", res.HAServerAddr)
 	}
@@ -267,7 +269,7 @@ func (s *Server) unregisterBroker(c *remoting.Conn, req *remoting.Command) {
 	if s.reg.Unregister(h.ClusterName, h.BrokerName, h.BrokerAddr, h.BrokerID) {
 		s.log.Info().Str("broker", h.BrokerName).Str("addr", h.BrokerAddr).Msg("namesrv: broker unregistered")
 	}
-	reply(c, remoting.NewResponse(req, remoting.RespSuccess, ""))
+	reply(c, remoting.NewResponse(req, protocol.RespSuccess, ""))
 }
 
 // NoRouteRemark is the remark of a TOPIC_NOT_EXIST answer to a route query.
@@ -283,7 +285,7 @@ func (s *Server) getRouteInfo(c *remoting.Conn, req *remoting.Command) {
 	}
 	route, ok := s.reg.Route(topic)
 	if !ok {
-		reply(c, remoting.NewResponse(req, remoting.RespTopicNotExist, NoRouteRemark(topic)))
+		reply(c, remoting.NewResponse(req, protocol.RespTopicNotExist, NoRouteRemark(topic)))
 		return
 	}
 	body, err := route.Encode()
@@ -291,7 +293,7 @@ func (s *Server) getRouteInfo(c *remoting.Conn, req *remoting.Command) {
 		systemError(c, req, err)
 		return
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	resp.Body = body
 	reply(c, resp)
 }
@@ -302,7 +304,7 @@ func (s *Server) getClusterInfo(c *remoting.Conn, req *remoting.Command) {
 		systemError(c, req, err)
 		return
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	resp.Body = body
 	reply(c, resp)
 }
@@ -313,7 +315,7 @@ func (s *Server) getAllTopics(c *remoting.Conn, req *remoting.Command) {
 		systemError(c, req, err)
 		return
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	resp.Body = body
 	reply(c, resp)
 }
@@ -327,5 +329,5 @@ func (s *Server) deleteTopic(c *remoting.Conn, req *remoting.Command) {
 	if s.reg.DeleteTopic(topic, req.StringOr("clusterName", "")) {
 		s.log.Info().Str("topic", topic).Msg("namesrv: topic deleted")
 	}
-	reply(c, remoting.NewResponse(req, remoting.RespSuccess, ""))
+	reply(c, remoting.NewResponse(req, protocol.RespSuccess, ""))
 }

@@ -149,6 +149,7 @@ var (
 	flagReadTimeout = &cli.DurationFlag{Name: "read-timeout", Value: remoting.DefaultReadTimeout, Usage: "cut off a client whose request takes longer to arrive", EnvVars: []string{"FERRY_READ_TIMEOUT"}}
 	flagMaxConns    = &cli.IntFlag{Name: "max-connections", Value: remoting.DefaultMaxConns, Usage: "connections open at once on each port", EnvVars: []string{"FERRY_MAX_CONNECTIONS"}}
 	flagMaxPerAddr  = &cli.IntFlag{Name: "max-connections-per-addr", Value: remoting.DefaultMaxConnsPerAddr, Usage: "connections open at once from one client IP on each port", EnvVars: []string{"FERRY_MAX_CONNECTIONS_PER_ADDR"}}
+	flagPprof       = &cli.BoolFlag{Name: "pprof", Usage: "serve Go's profiler under /debug/pprof/ on the HTTP port", DefaultText: "false", EnvVars: []string{"FERRY_PPROF"}}
 	flagLogLevel    = &cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", DefaultText: "info", EnvVars: []string{"FERRY_LOG_LEVEL"}}
 	flagLogFormat   = &cli.StringFlag{Name: "log-format", Usage: "json or console", DefaultText: "console on a terminal, else json", EnvVars: []string{"FERRY_LOG_FORMAT"}}
 )
@@ -161,7 +162,7 @@ func serverFlags(namesrv, brokerFlags bool) []cli.Flag {
 	}
 	if brokerFlags {
 		fs = append(fs, flagDataDir, flagBrokerPort, flagHTTPPort, flagFlush, flagAdvertise, flagBrokerName,
-			flagCluster, flagDelayLevels, flagSegment, flagAutoCreate)
+			flagCluster, flagDelayLevels, flagSegment, flagAutoCreate, flagPprof)
 		if !namesrv {
 			fs = append(fs, flagNamesrvAddr)
 		}
@@ -214,6 +215,7 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	set("delay-levels", func() { b.DelayLevels = c.String("delay-levels") })
 	set("segment-size", func() { b.SegmentSize = c.Int64("segment-size") })
 	set("auto-create-topic", func() { b.AutoCreateTopic = c.Bool("auto-create-topic") })
+	set("pprof", func() { b.Pprof = c.Bool("pprof") })
 	set("namesrv-port", func() { cfg.Namesrv.Port = c.Int("namesrv-port") })
 	// The connection settings apply to every port the process serves.
 	set("idle-timeout", func() {

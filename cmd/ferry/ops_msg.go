@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -213,5 +212,3 @@ func opsBodyText(b []byte) string {
 	}
 	return strconv.Quote(s)
 }
-
-var _ = time.Second

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +17,9 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
+	"go.uber.org/goleak"
 )
 
 // The ops commands run against a live `ferry server`: this test binary
@@ -39,6 +40,14 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
 	stopServer()
+	// No goroutine outlives the tests (the servers run in a child process;
+	// the ops commands' clients run here). fasthttp keeps a process-wide
+	// date updater once a server of it has run.
+	if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2")); code == 0 && err != nil {
+		fmt.Fprintln(os.Stderr, "goleak:", err)
+		code = 1
+	}
 	os.Exit(code)
 }
 
@@ -412,7 +421,7 @@ func TestOps(t *testing.T) {
 		ConsumeFromWhere:    remoting.ConsumeFromLastOffset,
 		SubscriptionDataSet: []remoting.SubscriptionData{{Topic: "orders", SubString: "*", ExpressionType: remoting.ExpressionTypeTag}},
 	}}})
-	if resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(remoting.ReqHeartBeat, nil, hb)); err != nil || resp.Code != 0 {
+	if resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(protocol.ReqHeartBeat, nil, hb)); err != nil || resp.Code != 0 {
 		t.Fatalf("heartbeat: %v %+v", err, resp)
 	}
 	do(
@@ -425,11 +434,11 @@ func TestOps(t *testing.T) {
 
 	// Dead letters: a consumer of g1 gives up on two messages.
 	for _, m := range q.Messages[:2] {
-		resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(remoting.ReqConsumerSendMsgBack, map[string]string{
+		resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(protocol.ReqConsumerSendMsgBack, map[string]string{
 			"group": "g1", "offset": strconv.FormatInt(m.CommitlogOffset, 10), "delayLevel": "-1",
 			"originMsgId": m.MsgID, "originTopic": "orders", "maxReconsumeTimes": "16",
 		}, nil))
-		if err != nil || resp.Code != remoting.RespSuccess {
+		if err != nil || resp.Code != protocol.RespSuccess {
 			t.Fatalf("send back: %v %+v", err, resp)
 		}
 	}
@@ -522,11 +531,11 @@ func TestOps(t *testing.T) {
 
 	// Dead letters of hg1, resent over HTTP.
 	for _, m := range hq.Messages[:2] {
-		resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(remoting.ReqConsumerSendMsgBack, map[string]string{
+		resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(protocol.ReqConsumerSendMsgBack, map[string]string{
 			"group": "hg1", "offset": strconv.FormatInt(m.CommitlogOffset, 10), "delayLevel": "-1",
 			"originMsgId": m.MsgID, "originTopic": "h-orders", "maxReconsumeTimes": "16",
 		}, nil))
-		if err != nil || resp.Code != remoting.RespSuccess {
+		if err != nil || resp.Code != protocol.RespSuccess {
 			t.Fatalf("send back: %v %+v", err, resp)
 		}
 	}
@@ -640,5 +649,3 @@ func TestOpsReorder(t *testing.T) {
 		}
 	}
 }
-
-var _ = io.Discard

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/ferrymq/ferry/protocol"
 	"net"
 	"net/http"
 	"os"
@@ -153,7 +154,7 @@ func TestServerSurvivesFileDescriptorExhaustion(t *testing.T) {
 	poll(t, 20*time.Second, "the broker port answering again", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_, err := rc.Invoke(ctx, brokerAddr, remoting.NewRequest(remoting.ReqHeartBeat, nil, nil))
+		_, err := rc.Invoke(ctx, brokerAddr, remoting.NewRequest(protocol.ReqHeartBeat, nil, nil))
 		return err == nil
 	})
 	if logged("Permanent error") {
