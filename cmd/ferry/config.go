@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -14,12 +16,18 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferrymq/ferry/broker"
+	"github.com/ferrymq/ferry/controller"
+	"github.com/ferrymq/ferry/controlplane"
 )
 
 // fileConfig is the TOML file: one table per component.
 //
 //	[namesrv]
 //	port = 9876
+//	controller_port = 9878            # 0: no control plane
+//	controller_id = "ns1"
+//	controller_peers = ["ns1@10.0.0.1:9878", "ns2@10.0.0.2:9878", "ns3@10.0.0.3:9878"]
+//	controller_dir = "data/controller"
 //
 //	[broker]
 //	data_dir = "data"
@@ -59,6 +67,39 @@ type namesrvConfig struct {
 	Host         string          `toml:"host"`
 	Port         int             `toml:"port"`
 	BrokerExpiry broker.Duration `toml:"broker_expiry"`
+	// The control plane (replicated broker groups' masters, epochs and
+	// in-sync sets), run by the name servers as raft voters on a port of
+	// their own: 0 runs none. Peers are "id@host:port" for every voter,
+	// this one included; none makes this name server a single voter.
+	ControllerPort    int             `toml:"controller_port"`
+	ControllerID      string          `toml:"controller_id"`
+	ControllerPeers   []string        `toml:"controller_peers"`
+	ControllerDir     string          `toml:"controller_dir"`
+	ControllerLease   broker.Duration `toml:"controller_lease"`
+	ControllerUnclean bool            `toml:"controller_unclean_election"`
+}
+
+// controller returns the control plane's configuration, nil when it is
+// off.
+func (n namesrvConfig) controller() (*controlplane.Config, error) {
+	if n.ControllerPort == 0 {
+		return nil, nil
+	}
+	if n.ControllerPort < 0 || n.ControllerPort > 65535 {
+		return nil, fmt.Errorf("namesrv controller_port %d is not a TCP port (0: no control plane)", n.ControllerPort)
+	}
+	peers, err := controlplane.ParsePeers(n.ControllerPeers)
+	if err != nil {
+		return nil, fmt.Errorf("namesrv controller_peers: %w", err)
+	}
+	if len(peers) > 0 && n.ControllerID == "" {
+		return nil, fmt.Errorf("namesrv controller_id must name this server's entry in controller_peers")
+	}
+	return &controlplane.Config{
+		ID: n.ControllerID, Peers: peers, Dir: n.ControllerDir,
+		ListenAddr: net.JoinHostPort(n.Host, strconv.Itoa(n.ControllerPort)),
+		Lease:      n.ControllerLease.D(), UncleanElection: n.ControllerUnclean,
+	}, nil
 }
 
 type logConfig struct {
@@ -68,7 +109,8 @@ type logConfig struct {
 
 func defaultFileConfig() fileConfig {
 	return fileConfig{
-		Namesrv: namesrvConfig{Host: "0.0.0.0", Port: 9876, BrokerExpiry: broker.Duration(120 * time.Second)},
+		Namesrv: namesrvConfig{Host: "0.0.0.0", Port: 9876, BrokerExpiry: broker.Duration(120 * time.Second),
+			ControllerDir: filepath.Join("data", "controller"), ControllerLease: broker.Duration(controller.DefaultLease)},
 		Broker:  broker.DefaultConfig(),
 		Log:     logConfig{Level: "info"},
 		Runtime: runtimeConfig{GCPercent: DefaultGCPercent, MemoryLimit: 1 << 30},
@@ -191,6 +233,9 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	set("log-format", func() { cfg.Log.Format = c.String("log-format") })
 	if cfg.Namesrv.Port < 0 || cfg.Namesrv.Port > 65535 {
 		return cfg, fmt.Errorf("namesrv port %d is not a TCP port (0 picks a free one)", cfg.Namesrv.Port)
+	}
+	if _, err := cfg.Namesrv.controller(); err != nil {
+		return cfg, err
 	}
 	if _, err := zerolog.ParseLevel(cfg.Log.Level); err != nil || cfg.Log.Level == "" {
 		return cfg, fmt.Errorf("log level %q: want debug, info, warn or error", cfg.Log.Level)

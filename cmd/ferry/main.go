@@ -97,10 +97,12 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 
 	var ns *namesrv.Server
 	if withNamesrv {
+		ctl, _ := cfg.Namesrv.controller() // checked by loadConfig
 		ns, err = namesrv.New(namesrv.Config{
 			ListenAddr:   net.JoinHostPort(cfg.Namesrv.Host, strconv.Itoa(cfg.Namesrv.Port)),
 			BrokerExpiry: cfg.Namesrv.BrokerExpiry.D(),
 			Logger:       log.With().Str("component", "namesrv").Logger(),
+			Controller:   ctl,
 		})
 		if err == nil {
 			err = ns.Start()

@@ -140,14 +140,7 @@ func startServer(t *testing.T) {
 
 func stopServer() {
 	if srv.cmd != nil && srv.cmd.Process != nil {
-		_ = srv.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = srv.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = srv.cmd.Process.Kill()
-		}
+		(&proc{cmd: srv.cmd}).stop()
 	}
 	if srv.dir != "" {
 		_ = os.RemoveAll(srv.dir)
