@@ -48,6 +48,12 @@
 //     sent that heartbeat (BrokerLease), which is never later than when the
 //     control plane applied it, so the old master has stopped acknowledging
 //     before a new one can be elected.
+//   - A planned switch-over does not wait for the old master's lease: the
+//     old master learns it is a slave from its next heartbeat. With acks
+//     counted against the in-sync set nothing it acknowledges meanwhile is
+//     lost (the new master held it before it stopped replicating from the
+//     old one); a master that acknowledges on its own write alone must stop
+//     taking writes before the switch-over is asked for.
 //   - After an election the in-sync set is the old set minus the failed
 //     master (every member holds every committed message); after an unclean
 //     election it is the new master alone.

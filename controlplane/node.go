@@ -187,6 +187,16 @@ func (n *Node) State() *controller.State {
 	return n.fsm.st.Clone()
 }
 
+// group returns a copy of one group of this node's state, nil if unknown.
+func (n *Node) group(cluster, brokerName string) *controller.Group {
+	n.fsm.mu.Lock()
+	defer n.fsm.mu.Unlock()
+	if g := n.fsm.st.Group(cluster, brokerName); g != nil {
+		return g.Clone()
+	}
+	return nil
+}
+
 // Propose stamps c with the time (unless set) and commits it through raft.
 // It returns ErrNotLeader on a node that does not lead; a refused command
 // is a Result with Err set, not an error.

@@ -31,7 +31,7 @@ func (n *Node) handleHeartbeat(c *remoting.Conn, req *remoting.Command) {
 		n.notLeader(c, req)
 		return
 	}
-	g := n.State().Group(h.Cluster, h.BrokerName)
+	g := n.group(h.Cluster, h.BrokerName)
 	if g == nil || g.Replica(h.ReplicaID) == nil || g.Replica(h.ReplicaID).Addr != h.Addr {
 		cfg := controller.GroupConfig{Lease: n.cfg.Lease, UncleanElection: n.cfg.UncleanElection}
 		res, err := n.Propose(controller.Command{Op: controller.OpRegister, Cluster: h.Cluster, BrokerName: h.BrokerName,
