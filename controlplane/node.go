@@ -162,6 +162,10 @@ func (n *Node) Close() error {
 	return err
 }
 
+// Snapshot has raft snapshot the state now and compact its log (raft also
+// does so by itself as the log grows).
+func (n *Node) Snapshot() error { return n.raft.Snapshot().Error() }
+
 // ID returns this node's server id.
 func (n *Node) ID() string { return n.cfg.ID }
 
@@ -251,11 +255,16 @@ func (n *Node) tick() {
 			leaderSince = time.Time{}
 			continue
 		}
-		now := n.cfg.Now()
 		if leaderSince.IsZero() {
-			leaderSince = now
+			// Decide on the state of every entry committed so far.
+			if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+				n.log.Warn().Err(err).Msg("controlplane: catching up as the new leader")
+				continue
+			}
+			leaderSince = n.cfg.Now()
 			n.log.Info().Str("id", n.cfg.ID).Msg("controlplane: leading")
 		}
+		now := n.cfg.Now()
 		st := n.State()
 		if st.Servers[n.cfg.ID] != n.cfg.NamesrvAddr {
 			if _, err := n.Propose(controller.Command{Op: controller.OpAnnounceLeader, ServerID: n.cfg.ID, Addr: n.cfg.NamesrvAddr}); err != nil {

@@ -1,9 +1,17 @@
 package controlplane
 
 import (
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
+	"go.uber.org/goleak"
 
 	"github.com/ferrymq/ferry/controller"
 )
@@ -81,5 +89,82 @@ func TestConfigValidate(t *testing.T) {
 		if err := c.validate(); err == nil {
 			t.Errorf("%s: accepted", name)
 		}
+	}
+}
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// TestSnapshotRestore: a single voter's state comes back after a restart
+// from a snapshot plus the log after it.
+func TestSnapshotRestore(t *testing.T) {
+	dir := t.TempDir()
+	open := func() *Node {
+		n, err := Open(Config{Dir: dir, ListenAddr: "127.0.0.1:0", NamesrvAddr: "127.0.0.1:9876",
+			HeartbeatTimeout: 500 * time.Millisecond, ElectionTimeout: 500 * time.Millisecond, LeaderLeaseTimeout: 250 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !n.IsLeader() {
+			if time.Now().After(deadline) {
+				t.Fatal("single voter never led")
+			}
+			time.Sleep(10 * time.Millisecond) // polling interval
+		}
+		return n
+	}
+	propose := func(n *Node, c controller.Command) {
+		t.Helper()
+		c.Cluster, c.BrokerName = "c", "g"
+		res, err := n.Propose(c)
+		if err != nil || res.Err != nil {
+			t.Fatalf("%s: %v %v", c.Op, err, res.Err)
+		}
+	}
+	n := open()
+	for id := int64(1); id <= 2; id++ {
+		propose(n, controller.Command{Op: controller.OpRegister, ReplicaID: id, Addr: "a"})
+		propose(n, controller.Command{Op: controller.OpHeartbeat, ReplicaID: id})
+	}
+	propose(n, controller.Command{Op: controller.OpElect})
+	if err := n.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+	g := n.State().Group("c", "g")
+	propose(n, controller.Command{Op: controller.OpAlterInSync, ReplicaID: g.MasterID, Epoch: 1, InSync: []int64{1, 2}})
+	want, _ := json.Marshal(n.State().Group("c", "g"))
+	if err := n.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+
+	n = open()
+	defer n.Close()
+	// A restarted leader applies the entries after the snapshot once it has
+	// committed one of its own term.
+	var got []byte
+	deadline := time.Now().Add(10 * time.Second)
+	for string(got) != string(want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("after restart:\n%s\nwant\n%s", got, want)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+		got, _ = json.Marshal(n.State().Group("c", "g"))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "snapshots")); err != nil {
+		t.Fatalf("no snapshot written: %v", err)
+	}
+}
+
+func TestRestoreRejectsGarbage(t *testing.T) {
+	f := &fsm{st: controller.NewState()}
+	if err := f.Restore(io.NopCloser(strings.NewReader("{not json"))); err == nil {
+		t.Fatal("garbage snapshot restored")
+	}
+	res := f.Apply(&raft.Log{Index: 7, Data: []byte("nope")}).(controller.Result)
+	if !errors.Is(res.Err, controller.ErrBadCommand) {
+		t.Fatalf("undecodable entry: %v", res.Err)
 	}
 }
