@@ -3,6 +3,7 @@ package commitlog
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -328,4 +329,67 @@ func TestEpochHistoryCrash(t *testing.T) {
 	if err := l.StartEpoch(201, l.WrittenOffset()+1); !errors.Is(err, ErrOutOfRange) {
 		t.Fatalf("an epoch past the end: %v", err)
 	}
+}
+
+// FuzzAppendRaw: whatever bytes arrive, AppendRaw either refuses them and
+// leaves the log as it was, or takes them and the log holds exactly them,
+// readable record by record up to its new end.
+func FuzzAppendRaw(f *testing.F) {
+	// Small records keep the seeds short.
+	master := openTest(f, vfs.NewMem(), nil)
+	for i := 0; master.WrittenOffset() < testSeg+1000; i++ {
+		mustAppend(f, master, testMsg(fmt.Sprintf("T%d", i%2), int32(i%3), "b"))
+	}
+	chunks, _ := rawChunks(f, master, 0, 400)
+	master.Close()
+	f.Add(chunks[0])
+	f.Add(chunks[0][:100])
+	for _, c := range chunks {
+		if isBlank(c[len(c)-BlankMarkerSize:]) {
+			f.Add(c) // records and the segment's blank marker
+			break
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l := openTest(t, vfs.NewMem(), nil)
+		defer l.Close()
+		err := l.AppendRaw(0, b)
+		if l.Err() != nil {
+			t.Fatalf("sticky error: %v", l.Err())
+		}
+		if err != nil {
+			if l.WrittenOffset() != 0 {
+				t.Fatalf("refused (%v) but the log grew to %d", err, l.WrittenOffset())
+			}
+			return
+		}
+		var got []byte
+		var buf []byte
+		pos := int64(0)
+		end, err := l.Scan(0, l.WrittenOffset(), &buf, func(off int64, rec []byte) error {
+			if off != pos {
+				marker := make([]byte, BlankMarkerSize)
+				if err := l.ReadAt(marker, pos); err != nil {
+					return err
+				}
+				got = append(got, marker...)
+			}
+			got = append(got, rec...)
+			pos = off + int64(len(rec))
+			return nil
+		})
+		if err != nil || end != l.WrittenOffset() {
+			t.Fatalf("scan of the accepted bytes: end %d of %d, %v", end, l.WrittenOffset(), err)
+		}
+		if end > pos {
+			marker := make([]byte, BlankMarkerSize)
+			if err := l.ReadAt(marker, pos); err != nil {
+				t.Fatal(err)
+			}
+			got = append(got, marker...)
+		}
+		if !bytes.Equal(got, b) {
+			t.Fatalf("the log holds other bytes than were accepted")
+		}
+	})
 }

@@ -6,10 +6,29 @@
 // message: who the master is, its epoch and the in-sync set come from the
 // control plane (package controller).
 //
-// This package holds the protocol and the master's side (Sender), which
+// This package holds the protocol, the master's side (Sender), which
 // reads the commitlog through its scan API and copies whole records into
 // each frame (sending straight from the segment files is a later
-// optimisation). The slave's side and the broker's use of both come next.
+// optimisation), and the slave's side (Receiver), which keeps one stream
+// open to the master, reconnecting with back-off, writes each DATA frame
+// into its own commitlog with AppendRaw (every record checked, segments
+// rolled where the master's blank marker says) and acks the written and
+// flushed offsets. The broker's use of both comes next.
+//
+// # The slave's side
+//
+// The receiver says in HELLO the group epoch the control plane gave it and
+// the last epoch of its history (-1 if empty), cuts its log as EPOCH_END
+// says (Truncate also drops the history entries from the cut on), and
+// fetches from its end. A DATA frame must start exactly at its end; its
+// epoch must not be above the stream's, nor below the last epoch of its
+// history (an older term's bytes after a newer term's: ERROR stale-epoch);
+// the first bytes of a newer epoch add an entry to the history, durably,
+// before they are written. An idle frame must carry the stream's epoch.
+// ACKs follow every write (coalesced) and every ack interval. The flushed
+// offset is the log's, which only advances after an fsync; with flushed
+// acks required the receiver syncs before acking. A stream silent for the
+// dead timeout is dropped and dialled again.
 //
 // # Connection
 //

@@ -6,7 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strconv"
+	"sync"
+	"time"
 	"unicode/utf8"
 )
 
@@ -64,10 +67,13 @@ const (
 	CodeMasterError ErrorCode = 5 // the master cannot read its log
 )
 
-// Errors. A received ERROR frame is a *RemoteError.
+// Errors. A received ERROR frame is a *RemoteError. ErrStaleEpoch is
+// wrapped by the errors that end a stream because the two sides are not in
+// the same epoch (either side may be the stale one).
 var (
-	ErrMalformed = errors.New("replica: malformed frame")
-	ErrProtocol  = errors.New("replica: protocol violation")
+	ErrMalformed  = errors.New("replica: malformed frame")
+	ErrProtocol   = errors.New("replica: protocol violation")
+	ErrStaleEpoch = errors.New("replica: stale epoch")
 )
 
 // RemoteError is an ERROR frame received from the other side.
@@ -237,4 +243,40 @@ func shortString(b []byte) (string, []byte, bool) {
 		return "", nil, false
 	}
 	return string(b[1 : 1+int(b[0])]), b[1+int(b[0]):], true
+}
+
+// frameWriter writes whole frames to a connection that two goroutines
+// write to.
+type frameWriter struct {
+	conn    net.Conn
+	timeout time.Duration // of each write
+
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (w *frameWriter) write(f *Frame) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	b, err := AppendFrame(w.buf[:0], f)
+	if err != nil {
+		return err
+	}
+	w.buf = b
+	_ = w.conn.SetWriteDeadline(time.Now().Add(w.timeout))
+	_, err = w.conn.Write(b)
+	return err
+}
+
+// fail sends an ERROR frame and returns it as an error.
+func (w *frameWriter) fail(code ErrorCode, format string, args ...any) error {
+	reason := fmt.Sprintf(format, args...)
+	_ = w.write(&Frame{Type: FrameError, Code: code, Reason: reason})
+	switch code {
+	case CodeProtocol:
+		return fmt.Errorf("%w: %s", ErrProtocol, reason)
+	case CodeStaleEpoch:
+		return fmt.Errorf("%w: %s", ErrStaleEpoch, reason)
+	}
+	return fmt.Errorf("replica: stream ended (code %d): %s", code, reason)
 }

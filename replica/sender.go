@@ -116,7 +116,7 @@ func (s *Sender) Serve(ctx context.Context, conn net.Conn) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	r := bufio.NewReaderSize(conn, 4096)
-	st := &stream{s: s, conn: conn}
+	st := &stream{s: s, frameWriter: frameWriter{conn: conn, timeout: s.cfg.WriteTimeout}}
 
 	hello, from, err := st.handshake(r)
 	if err != nil {
@@ -143,17 +143,15 @@ func (s *Sender) Serve(ctx context.Context, conn net.Conn) error {
 }
 
 // stream is one Serve's connection. The shipping goroutine writes DATA
-// frames, the ACK reader may write an ERROR: wmu keeps frames whole.
+// frames, the ACK reader may write an ERROR: the writer's lock keeps
+// frames whole.
 type stream struct {
-	s    *Sender
-	conn net.Conn
+	s *Sender
+	frameWriter
 
 	frame   []byte // the bytes of the DATA frame being built (shipping goroutine)
 	scanBuf []byte // the log scan's buffer (shipping goroutine)
-
-	wmu  sync.Mutex
-	wbuf []byte // frames other than DATA
-	hdr  []byte // DATA headers
+	hdr     []byte // DATA headers (under the writer's lock)
 }
 
 // handshake reads HELLO, answers EPOCH_END and reads FETCH.
@@ -205,35 +203,12 @@ func (st *stream) expect(r *bufio.Reader, buf *[]byte, t FrameType) (Frame, erro
 	return f, nil
 }
 
-// fail sends an ERROR frame and returns it as an error.
-func (st *stream) fail(code ErrorCode, format string, args ...any) error {
-	reason := fmt.Sprintf(format, args...)
-	_ = st.write(&Frame{Type: FrameError, Code: code, Reason: reason})
-	if code == CodeProtocol {
-		return fmt.Errorf("%w: %s", ErrProtocol, reason)
-	}
-	return fmt.Errorf("replica: stream ended (code %d): %s", code, reason)
-}
-
-func (st *stream) write(f *Frame) error {
-	st.wmu.Lock()
-	defer st.wmu.Unlock()
-	b, err := AppendFrame(st.wbuf[:0], f)
-	if err != nil {
-		return err
-	}
-	st.wbuf = b
-	_ = st.conn.SetWriteDeadline(time.Now().Add(st.s.cfg.WriteTimeout))
-	_, err = st.conn.Write(b)
-	return err
-}
-
 // writeData writes a DATA frame whose bytes are sent from where they lie.
 func (st *stream) writeData(epoch, start int64, data []byte) error {
-	st.wmu.Lock()
-	defer st.wmu.Unlock()
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	st.hdr = dataHeader(st.hdr, epoch, start, len(data))
-	_ = st.conn.SetWriteDeadline(time.Now().Add(st.s.cfg.WriteTimeout))
+	_ = st.conn.SetWriteDeadline(time.Now().Add(st.timeout))
 	bufs := net.Buffers{st.hdr, data}
 	_, err := bufs.WriteTo(st.conn)
 	return err
