@@ -61,7 +61,10 @@ func newMaster(t testing.TB, epoch int64) (*commitlog.Log, *logMaster, vfs.FS) {
 // listen serves Sender streams on 127.0.0.1 until the test ends.
 func listen(t testing.TB, cfg SenderConfig, l Log, m Master) string {
 	t.Helper()
-	cfg.Cluster, cfg.BrokerName, cfg.SegmentSize = "c", "g", testSegment
+	cfg.Cluster, cfg.BrokerName = "c", "g"
+	if cfg.SegmentSize == 0 {
+		cfg.SegmentSize = testSegment
+	}
 	snd, err := NewSender(cfg, l, m)
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +115,12 @@ func receive(t testing.TB, l SlaveLog, addr string, epoch *atomic.Int64, mut fun
 // eventually polls cond until it holds or 20 s pass.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	eventuallyWithin(t, 20*time.Second, what, cond)
+}
+
+func eventuallyWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	tick := time.NewTicker(2 * time.Millisecond)
 	defer tick.Stop()
 	for !cond() {
