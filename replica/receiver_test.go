@@ -595,3 +595,51 @@ func FuzzReceive(f *testing.F) {
 		}
 	})
 }
+
+// TestReceiverStopsAndRestarts: a receiver whose context ends stops (its
+// goroutine gone, see TestMain), and a slave restarted on its log resumes
+// from its end. Before that, with no master listening it keeps retrying.
+func TestReceiverStopsAndRestarts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := ln.Addr().String()
+	ln.Close()
+	sfs := vfs.NewMem()
+	sl := openLogOn(t, sfs)
+	var epoch atomic.Int64
+	epoch.Store(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	r, err := StartReceiver(ctx, ReceiverConfig{Cluster: "c", BrokerName: "g", ReplicaID: 2,
+		Master:     func() (string, int64) { return deadAddr, epoch.Load() },
+		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}, sl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a dial error", func() bool { return r.Status().Err != nil })
+	cancel()
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the receiver did not stop with its context")
+	}
+	r.Close()
+
+	ml, m, mfs := newMaster(t, 1)
+	appendRandom(t, ml, rand.New(rand.NewPCG(11, 11)), 60)
+	addr := listen(t, SenderConfig{MaxFrame: 16 << 10, Idle: 20 * time.Millisecond}, ml, m)
+	r = receive(t, sl, addr, &m.epoch, nil)
+	half := ml.WrittenOffset()
+	eventually(t, "the slave to catch up", func() bool { return sl.WrittenOffset() == half })
+	r.Close()
+	if err := sl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	appendRandom(t, ml, rand.New(rand.NewPCG(12, 12)), 60)
+	sl = openLogOn(t, sfs)
+	receive(t, sl, addr, &m.epoch, nil)
+	end := ml.WrittenOffset()
+	eventually(t, "the restarted slave to catch up", func() bool { return sl.WrittenOffset() == end })
+	sameFiles(t, mfs, ml, sfs, sl)
+}
