@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 )
 
 // What a slave of a replicated broker group needs of its log: writing the
@@ -179,6 +180,48 @@ func (l *Log) writeRaw(off int64, b []byte) error {
 	return nil
 }
 
+// Reset empties the log and starts it again at base, a multiple of the
+// segment size past its end: a slave too far behind its master starts
+// over from the master's oldest segment. Every segment, the epoch history
+// and the queue offsets go; it is durable when Reset returns. A crash
+// midway leaves a contiguous prefix of the old segments or none, from
+// which the slave starts over again.
+func (l *Log) Reset(base int64) error {
+	if err := l.lockForRewrite("reset"); err != nil {
+		return err
+	}
+	defer l.unlockRewrite()
+	if base%l.opts.SegmentSize != 0 || base < l.writePos {
+		return fmt.Errorf("%w: reset to %d: not a segment base at or past the end %d", ErrOutOfRange, base, l.writePos)
+	}
+	if err := l.truncateEpochs(math.MinInt64); err != nil {
+		return err
+	}
+	if err := l.removeSegments(*l.segs.Load()); err != nil {
+		return err
+	}
+	none := []*segment{}
+	l.segs.Store(&none)
+	if err := syncDir(l.fs, l.opts.Dir); err != nil {
+		return l.setStickyLocked(err)
+	}
+	if _, err := l.createSegmentLocked(base); err != nil {
+		return l.setStickyLocked(err)
+	}
+	l.writePos, l.reserved, l.minOffset = base, base, base
+	l.written.Store(base)
+	l.flushed.Store(base)
+	l.queues = map[queueKey]int64{}
+	l.pubQueues = map[queueKey]int64{}
+	if err := writeCheckpoint(l.fs, l.opts.Dir, checkpoint{offset: base, lastStoreTs: l.lastStoreTs, queues: l.queues}); err != nil {
+		l.log.Warn().Err(err).Msg("commitlog: checkpoint after reset failed")
+	} else {
+		l.checkpointedOffset = base
+	}
+	l.log.Warn().Int64("offset", base).Msg("commitlog: emptied to start over")
+	return nil
+}
+
 // Truncate cuts the log back to off, which must be the start of a record
 // (or a segment) between MinOffset and WrittenOffset: the segments after
 // it are deleted, the one holding it cut, the epoch history loses the
@@ -187,18 +230,11 @@ func (l *Log) writeRaw(off int64, b []byte) error {
 // without a gap. The cut is durable when Truncate returns. Readers must not
 // be reading at or past off (a slave stops its dispatcher first).
 func (l *Log) Truncate(off int64) error {
-	l.flushMu.Lock() // no flush round may publish an end past the cut
-	defer l.flushMu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	switch {
-	case l.closed:
-		return ErrClosed
-	case l.err != nil:
-		return l.err
-	case l.writing || l.reserved != l.writePos:
-		return errors.New("commitlog: truncate while appends are in flight")
-	case off < l.minOffset || off > l.writePos:
+	if err := l.lockForRewrite("truncate"); err != nil {
+		return err
+	}
+	defer l.unlockRewrite()
+	if off < l.minOffset || off > l.writePos {
 		return fmt.Errorf("%w: truncate to %d outside [%d, %d]", ErrOutOfRange, off, l.minOffset, l.writePos)
 	}
 	// Each queue's next offset is the queue offset of its first record cut
@@ -247,13 +283,8 @@ func (l *Log) Truncate(off int64) error {
 	for len(keep) > 1 && keep[len(keep)-1].base > off {
 		keep = keep[:len(keep)-1]
 	}
-	// Newest first, so a crash midway leaves contiguous segments.
-	for i := len(segs) - 1; i >= len(keep); i-- {
-		s := segs[i]
-		s.file.Close()
-		if err := l.fs.Remove(s.name); err != nil {
-			return l.setStickyLocked(fmt.Errorf("delete segment %s: %w", s.name, err))
-		}
+	if err := l.removeSegments(segs[len(keep):]); err != nil {
+		return err
 	}
 	keep = append([]*segment(nil), keep...)
 	l.segs.Store(&keep)
@@ -276,5 +307,44 @@ func (l *Log) Truncate(off int64) error {
 		l.checkpointedOffset = off
 	}
 	l.log.Info().Int64("offset", off).Msg("commitlog: truncated")
+	return nil
+}
+
+// lockForRewrite takes the flush and the append lock for rewriting the
+// log (Truncate, Reset): no flush round can publish a flushed offset past
+// the rewrite, and no append is in flight. On an error both are released.
+func (l *Log) lockForRewrite(what string) error {
+	l.flushMu.Lock()
+	l.mu.Lock()
+	var err error
+	switch {
+	case l.closed:
+		err = ErrClosed
+	case l.err != nil:
+		err = l.err
+	case l.writing || l.reserved != l.writePos:
+		err = fmt.Errorf("commitlog: %s while appends are in flight", what)
+	}
+	if err != nil {
+		l.unlockRewrite()
+	}
+	return err
+}
+
+func (l *Log) unlockRewrite() {
+	l.mu.Unlock()
+	l.flushMu.Unlock()
+}
+
+// removeSegments deletes segs (the newest of the log), newest first, so a
+// crash midway leaves contiguous segments. Called under lockForRewrite.
+func (l *Log) removeSegments(segs []*segment) error {
+	for i := len(segs) - 1; i >= 0; i-- {
+		s := segs[i]
+		s.file.Close()
+		if err := l.fs.Remove(s.name); err != nil {
+			return l.setStickyLocked(fmt.Errorf("delete segment %s: %w", s.name, err))
+		}
+	}
 	return nil
 }

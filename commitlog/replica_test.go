@@ -393,3 +393,58 @@ func FuzzAppendRaw(f *testing.F) {
 		}
 	})
 }
+
+// TestReset: a log emptied to start over at a later segment base takes
+// the master's records from there, survives power loss right after the
+// reset and reopens the same.
+func TestReset(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	master := openTest(t, vfs.NewMem(), nil)
+	defer master.Close()
+	fillRandom(t, master, rand.New(rand.NewPCG(12, 12)), 5*testSeg)
+	if _, err := master.DeleteSegmentsBefore(3 * testSeg); err != nil {
+		t.Fatal(err)
+	}
+	l := openTest(t, fs, nil)
+	fillRandom(t, l, rand.New(rand.NewPCG(13, 13)), testSeg+100)
+	if err := l.StartEpoch(1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Reset(3*testSeg + 1); !errors.Is(err, ErrOutOfRange) {
+		t.Fatalf("reset off a segment base: %v", err)
+	}
+	if err := l.Reset(3 * testSeg); err != nil {
+		t.Fatal(err)
+	}
+	clone := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	if l.WrittenOffset() != 3*testSeg || l.MinOffset() != 3*testSeg || len(l.QueueOffsets()) != 0 {
+		t.Fatalf("after reset: written %d, min %d, queues %v", l.WrittenOffset(), l.MinOffset(), l.QueueOffsets())
+	}
+	if h, err := l.Epochs(); err != nil || len(h) != 0 {
+		t.Fatalf("epochs after reset: %v, %v", h, err)
+	}
+	names := listDir(t, fs, "log")
+	for base := int64(0); base < 3*testSeg; base += testSeg {
+		if names[segmentName(base)] {
+			t.Fatalf("segment %d survived the reset", base)
+		}
+	}
+	chunks, starts := rawChunks(t, master, master.MinOffset(), 7000)
+	for i, c := range chunks {
+		if err := l.AppendRaw(starts[i], c); err != nil {
+			t.Fatalf("chunk %d at %d: %v", i, starts[i], err)
+		}
+	}
+	sameBytes(t, master, l)
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openTest(t, fs, nil)
+	sameBytes(t, master, l)
+	l.Close()
+	r := openTest(t, clone, nil)
+	defer r.Close()
+	if r.WrittenOffset() != 3*testSeg || r.MinOffset() != 3*testSeg {
+		t.Fatalf("power loss after the reset: recovered [%d, %d)", r.MinOffset(), r.WrittenOffset())
+	}
+}

@@ -36,7 +36,7 @@
 //
 //	slave                                  master
 //	  HELLO(epoch, last epoch, id, group) →
-//	                                     ← EPOCH_END(epoch, end offset)   or ERROR
+//	                                     ← EPOCH_END(epoch, end, start)   or ERROR
 //	  (truncates its log, see below)
 //	  FETCH(from)                         →
 //	                                     ← DATA(epoch, start, bytes) ...   or ERROR
@@ -54,12 +54,14 @@
 // end of that epoch in its own history, and fetches from there: whatever it
 // holds beyond was never on this master and was never committed (Kafka
 // KIP-101/279). Epoch -1 means the master has nothing in common with the
-// slave's history: it truncates to the offset given.
+// slave's history: it truncates to the offset given. The start offset is
+// the master's oldest kept offset (a segment's base): a slave whose log
+// ends before it is too far behind and starts over there, with an empty
+// log.
 //
 // FETCH names the offset to stream from: the start of a record, or of a
 // segment. It must lie within the master's kept log (ERROR out-of-range
-// otherwise; a slave that is too far behind starts over from the master's
-// oldest segment).
+// otherwise).
 //
 // DATA frames then follow as the master's log grows, each holding whole
 // records, never spanning two segments or two epochs; Epoch is the epoch the
@@ -91,7 +93,7 @@
 //	type           fields after TYPE
 //	1 HELLO        version u16, epoch i64, last epoch i64, replica id i64,
 //	               cluster (len u8, bytes), broker name (len u8, bytes)
-//	2 EPOCH_END    epoch i64, end offset i64
+//	2 EPOCH_END    epoch i64, end offset i64, start offset i64
 //	3 FETCH        from i64
 //	4 DATA         epoch i64, start offset i64, bytes (LENGTH - 17)
 //	5 ACK          epoch i64, written offset i64, flushed offset i64

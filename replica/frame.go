@@ -99,6 +99,8 @@ type Frame struct {
 	Epoch int64
 	// EPOCH_END: end offset; FETCH: from; DATA: start offset.
 	Offset int64
+	// EPOCH_END: the master's oldest kept offset.
+	Start int64
 	// DATA: the bytes (aliases the read buffer when decoded).
 	Data []byte
 	// ACK
@@ -123,7 +125,7 @@ func AppendFrame(dst []byte, f *Frame) ([]byte, error) {
 		dst = append(append(dst, byte(len(f.Cluster))), f.Cluster...)
 		dst = append(append(dst, byte(len(f.BrokerName))), f.BrokerName...)
 	case FrameEpochEnd:
-		dst = appendInt64s(dst, f.Epoch, f.Offset)
+		dst = appendInt64s(dst, f.Epoch, f.Offset, f.Start)
 	case FrameFetch:
 		dst = appendInt64s(dst, f.Offset)
 	case FrameData:
@@ -208,10 +210,10 @@ func decodeFrame(t FrameType, b []byte) (Frame, error) {
 			return short()
 		}
 	case FrameEpochEnd:
-		if !exact(16) {
+		if !exact(24) {
 			return short()
 		}
-		f.Epoch, f.Offset = i64(0), i64(8)
+		f.Epoch, f.Offset, f.Start = i64(0), i64(8), i64(16)
 	case FrameFetch:
 		if !exact(8) {
 			return short()

@@ -13,7 +13,7 @@ func TestFrameRoundTrip(t *testing.T) {
 	frames := []Frame{
 		{Type: FrameHello, Version: Version, Epoch: 7, LastEpoch: 6, ReplicaID: 3, Cluster: "DefaultCluster", BrokerName: "broker-a"},
 		{Type: FrameHello, Version: Version},
-		{Type: FrameEpochEnd, Epoch: -1, Offset: 1 << 40},
+		{Type: FrameEpochEnd, Epoch: -1, Offset: 1 << 40, Start: 1 << 30},
 		{Type: FrameFetch, Offset: 123456},
 		{Type: FrameData, Epoch: 2, Offset: 1 << 30, Data: []byte("records")},
 		{Type: FrameData, Epoch: 2, Offset: 99},

@@ -20,6 +20,7 @@ import (
 type SlaveLog interface {
 	AppendRaw(off int64, b []byte) error
 	Truncate(off int64) error
+	Reset(base int64) error
 	Epochs() ([]commitlog.EpochEntry, error)
 	StartEpoch(epoch, start int64) error
 	WrittenOffset() int64
@@ -63,8 +64,10 @@ type ReceiverConfig struct {
 	MinBackoff  time.Duration
 	MaxBackoff  time.Duration
 	DialTimeout time.Duration
-	// BeforeTruncate, if set, is called before the log is cut back to off
-	// (the broker stops dispatching past it); an error ends the stream.
+	// BeforeTruncate, if set, is called before the log is cut back to off,
+	// or emptied to start over at off because the master no longer keeps
+	// what follows the slave's end (the broker stops dispatching past it,
+	// or drops its consume queues); an error ends the stream.
 	BeforeTruncate func(off int64) error
 	Logger         zerolog.Logger
 }
@@ -239,6 +242,11 @@ func (r *Receiver) stream(ctx context.Context) (progressed bool, err error) {
 	if err != nil {
 		return false, fmt.Errorf("replica: truncate to the master's history: %w", err)
 	}
+	if from < f.Start {
+		if from, err = r.restart(f.Start); err != nil {
+			return false, fmt.Errorf("replica: start over at the master's oldest offset %d: %w", f.Start, err)
+		}
+	}
 	if _, last, err = r.history(); err != nil {
 		return false, err
 	}
@@ -300,6 +308,22 @@ func (r *Receiver) truncate(e, masterEnd int64, hist []commitlog.EpochEntry) (in
 		}
 	}
 	if err := r.log.Truncate(min(cut, written)); err != nil {
+		return 0, err
+	}
+	return r.log.WrittenOffset(), nil
+}
+
+// restart empties the log to start it at the master's oldest offset: the
+// master no longer keeps what follows the slave's end.
+func (r *Receiver) restart(start int64) (int64, error) {
+	r.cfg.Logger.Warn().Int64("end", r.log.WrittenOffset()).Int64("master_start", start).
+		Msg("replica: too far behind the master; starting over from its oldest segment")
+	if r.cfg.BeforeTruncate != nil {
+		if err := r.cfg.BeforeTruncate(start); err != nil {
+			return 0, err
+		}
+	}
+	if err := r.log.Reset(start); err != nil {
 		return 0, err
 	}
 	return r.log.WrittenOffset(), nil

@@ -643,3 +643,35 @@ func TestReceiverStopsAndRestarts(t *testing.T) {
 	eventually(t, "the restarted slave to catch up", func() bool { return sl.WrittenOffset() == end })
 	sameFiles(t, mfs, ml, sfs, sl)
 }
+
+// TestReceiverStartsOverWhenTooFarBehind: the master has deleted the
+// segments that follow the slave's end; the slave empties its log and
+// copies the master's from its oldest segment.
+func TestReceiverStartsOverWhenTooFarBehind(t *testing.T) {
+	ml, m, mfs := newMaster(t, 1)
+	rng := rand.New(rand.NewPCG(13, 13))
+	appendRandom(t, ml, rng, 40)
+	addr := listen(t, SenderConfig{MaxFrame: 16 << 10, Idle: 20 * time.Millisecond}, ml, m)
+	sfs := vfs.NewMem()
+	sl := openLogOn(t, sfs)
+	r := receive(t, sl, addr, &m.epoch, nil)
+	behind := ml.WrittenOffset()
+	eventually(t, "the slave to catch up", func() bool { return sl.WrittenOffset() == behind })
+	r.Close()
+	for ml.WrittenOffset() < 6*testSegment {
+		appendRandom(t, ml, rng, 20)
+	}
+	if _, err := ml.DeleteSegmentsBefore(3 * testSegment); err != nil {
+		t.Fatal(err)
+	}
+	var restartAt atomic.Int64
+	receive(t, sl, addr, &m.epoch, func(c *ReceiverConfig) {
+		c.BeforeTruncate = func(off int64) error { restartAt.Store(off); return nil }
+	})
+	end := ml.WrittenOffset()
+	eventually(t, "the slave to catch up", func() bool { return sl.WrittenOffset() == end })
+	if restartAt.Load() != 3*testSegment || sl.MinOffset() != 3*testSegment {
+		t.Fatalf("started over at %d, the slave's log starts at %d", restartAt.Load(), sl.MinOffset())
+	}
+	sameFiles(t, mfs, ml, sfs, sl)
+}

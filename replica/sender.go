@@ -175,7 +175,7 @@ func (st *stream) handshake(r *bufio.Reader) (Frame, int64, error) {
 		return hello, 0, st.fail(CodeStaleEpoch, "slave %d is in epoch %d, this master in epoch %d", hello.ReplicaID, hello.Epoch, epoch)
 	}
 	e, end := st.s.master.History().EndOf(hello.LastEpoch, st.s.log.WrittenOffset())
-	if err := st.write(&Frame{Type: FrameEpochEnd, Epoch: e, Offset: end}); err != nil {
+	if err := st.write(&Frame{Type: FrameEpochEnd, Epoch: e, Offset: end, Start: st.s.log.MinOffset()}); err != nil {
 		return hello, 0, err
 	}
 	fetch, err := st.expect(r, &buf, FrameFetch)
