@@ -257,6 +257,7 @@ func (r *Receiver) stream(ctx context.Context) (progressed bool, err error) {
 	r.cfg.Logger.Info().Str("master", addr).Int64("epoch", epoch).Int64("offset", from).Msg("replica: streaming from the master")
 
 	bell := make(chan struct{}, 1)
+	bell <- struct{}{} // the first ACK tells the master where the slave is
 	quit := make(chan struct{})
 	ackErr := make(chan error, 1)
 	var wg sync.WaitGroup
