@@ -348,3 +348,40 @@ func (l *Log) removeSegments(segs []*segment) error {
 	}
 	return nil
 }
+
+// ReadRecords fills p with the whole records that start at off, within
+// off's segment and below limit (at most WrittenOffset), for shipping them
+// as they are: it returns how many bytes of p hold records and the offset
+// that follows them. When the segment ends there with its blank marker,
+// the marker is included and next is the following segment's base. A
+// record larger than p gives n = 0 (read its size and call again with a
+// larger p). off must be the start of a record.
+func (l *Log) ReadRecords(p []byte, off, limit int64) (n int, next int64, err error) {
+	limit = min(limit, l.written.Load())
+	s := l.segmentAt(off)
+	if s == nil || off >= limit {
+		return 0, off, fmt.Errorf("%w: no records at %d (min offset %d, limit %d)", ErrOutOfRange, off, l.MinOffset(), limit)
+	}
+	segEnd := s.base + l.opts.SegmentSize
+	m := int(min(int64(len(p)), min(limit, segEnd)-off))
+	// A finished segment's file ends at its blank marker: a short read is
+	// expected there.
+	got, rerr := s.file.ReadAt(p[:m], off-s.base)
+	if got < BlankMarkerSize && rerr != nil {
+		return 0, off, fmt.Errorf("commitlog: read %s at %d: %w", s.name, off-s.base, rerr)
+	}
+	for n+BlankMarkerSize <= got {
+		if isBlank(p[n:]) {
+			return n + BlankMarkerSize, segEnd, nil
+		}
+		size := int(RecordSize(p[n:]))
+		if size < fixedHeaderIPv4 {
+			return 0, off, fmt.Errorf("%w: record size %d at offset %d", ErrCorrupt, size, off+int64(n))
+		}
+		if n+size > got {
+			break
+		}
+		n += size
+	}
+	return n, off + int64(n), nil
+}

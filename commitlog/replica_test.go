@@ -448,3 +448,44 @@ func TestReset(t *testing.T) {
 		t.Fatalf("power loss after the reset: recovered [%d, %d)", r.MinOffset(), r.WrittenOffset())
 	}
 }
+
+// TestReadRecords: reading a log of several segments with ReadRecords
+// gives the same chunks a master ships (whole records, a segment's blank
+// marker closing it), whatever the buffer size.
+func TestReadRecords(t *testing.T) {
+	l := openTest(t, vfs.NewMem(), nil)
+	defer l.Close()
+	fillRandom(t, l, rand.New(rand.NewPCG(14, 14)), 3*testSeg+500)
+	want, _ := rawChunks(t, l, 0, 1<<30) // whole segments
+	for _, size := range []int{4000, 9000, testSeg} {
+		var got [][]byte
+		var cur []byte
+		buf := make([]byte, size)
+		for pos := int64(0); pos < l.WrittenOffset(); {
+			n, next, err := l.ReadRecords(buf, pos, l.WrittenOffset())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n == 0 {
+				t.Fatalf("buffer of %d: no record fits at %d", size, pos)
+			}
+			cur = append(cur, buf[:n]...)
+			if next%testSeg == 0 || next == l.WrittenOffset() {
+				got = append(got, cur)
+				cur = nil
+			}
+			pos = next
+		}
+		if len(got) != len(want) {
+			t.Fatalf("buffer of %d: %d segments, want %d", size, len(got), len(want))
+		}
+		for i := range want {
+			if !bytes.Equal(got[i], want[i]) {
+				t.Fatalf("buffer of %d: segment %d differs", size, i)
+			}
+		}
+	}
+	if _, _, err := l.ReadRecords(make([]byte, 100), l.WrittenOffset(), l.WrittenOffset()); !errors.Is(err, ErrOutOfRange) {
+		t.Fatalf("read at the end: %v", err)
+	}
+}

@@ -7,9 +7,9 @@
 // control plane (package controller).
 //
 // This package holds the protocol, the master's side (Sender), which
-// reads the commitlog through its scan API and copies whole records into
-// each frame (sending straight from the segment files is a later
-// optimisation), and the slave's side (Receiver), which keeps one stream
+// reads whole records from the commitlog straight into each frame's buffer
+// (ReadRecords: one pread, no copy; sendfile from the segment file would
+// save the last one), and the slave's side (Receiver), which keeps one stream
 // open to the master, reconnecting with back-off, writes each DATA frame
 // into its own commitlog with AppendRaw (every record checked, segments
 // rolled where the master's blank marker says) and acks the written and

@@ -16,7 +16,7 @@ import (
 
 // Log is what the master's side needs of its commitlog (*commitlog.Log).
 type Log interface {
-	Scan(from, limit int64, bufp *[]byte, fn func(off int64, rec []byte) error) (int64, error)
+	ReadRecords(p []byte, off, limit int64) (n int, next int64, err error)
 	ReadAt(p []byte, off int64) error
 	WrittenOffset() int64
 	MinOffset() int64
@@ -149,9 +149,8 @@ type stream struct {
 	s *Sender
 	frameWriter
 
-	frame   []byte // the bytes of the DATA frame being built (shipping goroutine)
-	scanBuf []byte // the log scan's buffer (shipping goroutine)
-	hdr     []byte // DATA headers (under the writer's lock)
+	frame []byte // the DATA frame's bytes, read from the log (shipping goroutine)
+	hdr   []byte // DATA headers (under the writer's lock)
 }
 
 // handshake reads HELLO, answers EPOCH_END and reads FETCH.
@@ -280,51 +279,35 @@ func (st *stream) ship(ctx context.Context, pos, epoch int64, readErr <-chan err
 }
 
 // shipFrame sends one DATA frame of the whole records from pos (below
-// written) within one segment and one epoch, and returns the offset the
-// next frame starts at. The records are copied out of the scan's buffer
-// into the frame (the scan reuses its buffer from chunk to chunk).
+// written) within one segment and one epoch, read straight into the frame
+// buffer, and returns the offset the next frame starts at.
 func (st *stream) shipFrame(pos, written int64, hist History) (int64, error) {
-	seg := st.s.cfg.SegmentSize
-	segEnd := (pos/seg + 1) * seg
 	epoch, epochEnd := hist.At(pos)
-	limit := min(written, pos+int64(st.s.cfg.MaxFrame), segEnd)
+	limit := written
 	if epochEnd > pos {
 		limit = min(limit, epochEnd)
 	}
+	if len(st.frame) < st.s.cfg.MaxFrame {
+		st.frame = make([]byte, st.s.cfg.MaxFrame)
+	}
+	buf := st.frame
 	for {
-		end := pos
-		frame := st.frame[:0]
-		next, err := st.s.log.Scan(pos, limit, &st.scanBuf, func(off int64, rec []byte) error {
-			frame = append(frame, rec...)
-			end = off + int64(len(rec))
-			return nil
-		})
-		st.frame = frame
+		n, next, err := st.s.log.ReadRecords(buf, pos, limit)
 		if err != nil {
 			return pos, st.fail(CodeMasterError, "read the log at %d: %v", pos, err)
 		}
-		switch {
-		case next == segEnd && end < segEnd:
-			// The segment ends with its blank marker at end: ship it too.
-			var marker [commitlog.BlankMarkerSize]byte
-			if err := st.s.log.ReadAt(marker[:], end); err != nil {
-				return pos, st.fail(CodeMasterError, "read the blank marker at %d: %v", end, err)
-			}
-			st.frame = append(frame, marker[:]...)
-			return segEnd, st.writeData(epoch, pos, st.frame)
-		case end > pos:
-			return end, st.writeData(epoch, pos, frame)
+		if n > 0 {
+			return next, st.writeData(epoch, pos, buf[:n])
 		}
-		// The record at pos is larger than the window: widen it to the
-		// record.
+		// The record at pos is larger than a frame: it goes alone.
 		var hdr [4]byte
 		if err := st.s.log.ReadAt(hdr[:], pos); err != nil {
 			return pos, st.fail(CodeMasterError, "read the log at %d: %v", pos, err)
 		}
-		size := int64(commitlog.RecordSize(hdr[:]))
-		if size <= 0 || pos+size > written || pos+size <= limit {
-			return pos, st.fail(CodeMasterError, "no record at %d (size %d, written %d)", pos, size, written)
+		size := int(commitlog.RecordSize(hdr[:]))
+		if size <= len(buf) || pos+int64(size) > limit {
+			return pos, st.fail(CodeMasterError, "no record at %d (size %d, limit %d)", pos, size, limit)
 		}
-		limit = pos + size
+		buf = make([]byte, size) // for this record alone
 	}
 }
