@@ -191,6 +191,12 @@ type Log struct {
 	lastCheckpoint     time.Time
 	checkpointedOffset int64
 	bufPool            sync.Pool
+
+	// Replication (replica.go, epochs.go).
+	flushMu      sync.Mutex // held by a flush round; Truncate takes it to keep rounds out
+	epochMu      sync.Mutex // guards the epoch history; taken after mu
+	epochs       []EpochEntry
+	epochsLoaded bool
 }
 
 // Open opens or creates the log in opts.Dir, recovering it if it was not

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ferrymq/ferry/controlplane"
 	"github.com/ferrymq/ferry/internal/zslog"
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
@@ -38,6 +39,11 @@ type Config struct {
 	// Remoting tunes the transport (frame limit, in-flight bound). Its
 	// Logger is replaced by Logger.
 	Remoting remoting.ServerConfig
+	// Controller, if set, runs a voter of the control plane in this name
+	// server and serves its requests on the remoting port. Its Logger is
+	// replaced by Logger; an empty NamesrvAddr is derived from this
+	// server's port and the control port's host.
+	Controller *controlplane.Config
 }
 
 // Validate fills defaults and checks the limits.
@@ -68,17 +74,20 @@ func (c *Config) Validate() error {
 // Goroutines: the remoting accept loop and the expiry scanner, both started
 // by Start and gone when Shutdown returns.
 type Server struct {
-	cfg  Config
-	log  zerolog.Logger
-	reg  *Registry
-	rs   *remoting.Server
-	mux  *remoting.Mux
-	quit chan struct{}
-	wg   sync.WaitGroup
+	cfg Config
+	log zerolog.Logger
+	reg *Registry
+	rs  *remoting.Server
+	mux *remoting.Mux
+	// ctlMux serves the control plane's requests once Start opened it.
+	ctlMux *remoting.Mux
+	quit   chan struct{}
+	wg     sync.WaitGroup
 
 	mu      sync.Mutex
 	ln      net.Listener
 	watched map[uint64]struct{} // connections with an OnClose hook installed
+	ctl     *controlplane.Node  // set by Start before serving; nil without Controller
 }
 
 // New builds a name server; it does not listen yet.
@@ -91,6 +100,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger,
 		reg:     NewRegistry(cfg.Now, cfg.BrokerExpiry),
 		mux:     remoting.NewMux(),
+		ctlMux:  remoting.NewMux(),
 		quit:    make(chan struct{}),
 		watched: make(map[uint64]struct{}),
 	}
@@ -100,6 +110,9 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc(protocol.ReqGetBrokerClusterInfo, s.getClusterInfo)
 	s.mux.HandleFunc(protocol.ReqGetAllTopicListFromNameServer, s.getAllTopics)
 	s.mux.HandleFunc(protocol.ReqDeleteTopicInNameServer, s.deleteTopic)
+	if cfg.Controller != nil {
+		s.ctlRoutes()
+	}
 	rcfg := cfg.Remoting
 	rcfg.Logger = zslog.New(cfg.Logger)
 	s.rs = remoting.NewServer(s.mux, rcfg)
@@ -114,6 +127,10 @@ func (s *Server) Start() error {
 	ln, err := net.Listen("tcp", s.cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("namesrv: listen %s: %w", s.cfg.ListenAddr, err)
+	}
+	if err := s.startController(ln.Addr()); err != nil {
+		ln.Close()
+		return err
 	}
 	s.mu.Lock()
 	s.ln = ln
@@ -153,6 +170,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err := s.rs.Shutdown(ctx)
 	s.wg.Wait()
+	if s.ctl != nil {
+		if cerr := s.ctl.Close(); err == nil {
+			err = cerr
+		}
+	}
 	return err
 }
 

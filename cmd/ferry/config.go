@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -14,6 +16,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferrymq/ferry/broker"
+	"github.com/ferrymq/ferry/controller"
+	"github.com/ferrymq/ferry/controlplane"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -21,6 +25,10 @@ import (
 //
 //	[namesrv]
 //	port = 9876
+//	controller_port = 9878            # 0: no control plane
+//	controller_id = "ns1"
+//	controller_peers = ["ns1@10.0.0.1:9878", "ns2@10.0.0.2:9878", "ns3@10.0.0.3:9878"]
+//	controller_dir = "data/controller"
 //
 //	[broker]
 //	data_dir = "data"
@@ -65,6 +73,17 @@ type namesrvConfig struct {
 	ReadTimeout           broker.Duration `toml:"read_timeout"`
 	MaxConnections        int             `toml:"max_connections"`
 	MaxConnectionsPerAddr int             `toml:"max_connections_per_addr"`
+
+	// The control plane (replicated broker groups' masters, epochs and
+	// in-sync sets), run by the name servers as raft voters on a port of
+	// their own: 0 runs none. Peers are "id@host:port" for every voter,
+	// this one included; none makes this name server a single voter.
+	ControllerPort    int             `toml:"controller_port"`
+	ControllerID      string          `toml:"controller_id"`
+	ControllerPeers   []string        `toml:"controller_peers"`
+	ControllerDir     string          `toml:"controller_dir"`
+	ControllerLease   broker.Duration `toml:"controller_lease"`
+	ControllerUnclean bool            `toml:"controller_unclean_election"`
 }
 
 func (n namesrvConfig) validate() error {
@@ -80,6 +99,29 @@ func (n namesrvConfig) validate() error {
 	return nil
 }
 
+// controller returns the control plane's configuration, nil when it is
+// off.
+func (n namesrvConfig) controller() (*controlplane.Config, error) {
+	if n.ControllerPort == 0 {
+		return nil, nil
+	}
+	if n.ControllerPort < 0 || n.ControllerPort > 65535 {
+		return nil, fmt.Errorf("namesrv controller_port %d is not a TCP port (0: no control plane)", n.ControllerPort)
+	}
+	peers, err := controlplane.ParsePeers(n.ControllerPeers)
+	if err != nil {
+		return nil, fmt.Errorf("namesrv controller_peers: %w", err)
+	}
+	if len(peers) > 0 && n.ControllerID == "" {
+		return nil, fmt.Errorf("namesrv controller_id must name this server's entry in controller_peers")
+	}
+	return &controlplane.Config{
+		ID: n.ControllerID, Peers: peers, Dir: n.ControllerDir,
+		ListenAddr: net.JoinHostPort(n.Host, strconv.Itoa(n.ControllerPort)),
+		Lease:      n.ControllerLease.D(), UncleanElection: n.ControllerUnclean,
+	}, nil
+}
+
 type logConfig struct {
 	Level  string `toml:"level"`
 	Format string `toml:"format"`
@@ -89,7 +131,8 @@ func defaultFileConfig() fileConfig {
 	return fileConfig{
 		Namesrv: namesrvConfig{Host: "0.0.0.0", Port: 9876, BrokerExpiry: broker.Duration(120 * time.Second),
 			IdleTimeout: broker.Duration(remoting.DefaultIdleTimeout), ReadTimeout: broker.Duration(remoting.DefaultReadTimeout),
-			MaxConnections: remoting.DefaultMaxConns, MaxConnectionsPerAddr: remoting.DefaultMaxConnsPerAddr},
+			MaxConnections: remoting.DefaultMaxConns, MaxConnectionsPerAddr: remoting.DefaultMaxConnsPerAddr,
+			ControllerDir: filepath.Join("data", "controller"), ControllerLease: broker.Duration(controller.DefaultLease)},
 		Broker:  broker.DefaultConfig(),
 		Log:     logConfig{Level: "info"},
 		Runtime: runtimeConfig{GCPercent: DefaultGCPercent, MemoryLimit: 1 << 30},
@@ -233,6 +276,9 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	set("log-level", func() { cfg.Log.Level = c.String("log-level") })
 	set("log-format", func() { cfg.Log.Format = c.String("log-format") })
 	if err := cfg.Namesrv.validate(); err != nil {
+		return cfg, err
+	}
+	if _, err := cfg.Namesrv.controller(); err != nil {
 		return cfg, err
 	}
 	if _, err := zerolog.ParseLevel(cfg.Log.Level); err != nil || cfg.Log.Level == "" {

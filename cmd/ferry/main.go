@@ -136,12 +136,14 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 
 	var ns *namesrv.Server
 	if withNamesrv {
+		ctl, _ := cfg.Namesrv.controller() // checked by loadConfig
 		ns, err = namesrv.New(namesrv.Config{
 			ListenAddr:   net.JoinHostPort(cfg.Namesrv.Host, strconv.Itoa(cfg.Namesrv.Port)),
 			BrokerExpiry: cfg.Namesrv.BrokerExpiry.D(),
 			Logger:       log.With().Str("component", "namesrv").Logger(),
 			Remoting: remoting.ServerConfig{IdleTimeout: cfg.Namesrv.IdleTimeout.D(), ReadTimeout: cfg.Namesrv.ReadTimeout.D(),
 				MaxConns: cfg.Namesrv.MaxConnections, MaxConnsPerAddr: cfg.Namesrv.MaxConnectionsPerAddr},
+			Controller: ctl,
 		})
 		if err == nil {
 			err = ns.Start()

@@ -37,6 +37,9 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{[]string{"server", "--data-dir", t.TempDir(), "--namesrv-port", "99999"}, "is not a TCP port"},
 		{[]string{"server", "--data-dir", t.TempDir(), "--delay-levels", "1s nope"}, "delay_levels"},
 		{[]string{"server", "--data-dir", t.TempDir(), "--config", writeConfig(t, "[runtime]\ngc_percent = 0\n")}, "gc_percent 0"},
+		{[]string{"namesrv", "--config", writeConfig(t, "[namesrv]\ncontroller_port = 70000\n")}, "controller_port 70000"},
+		{[]string{"namesrv", "--config", writeConfig(t, "[namesrv]\ncontroller_port = 9878\ncontroller_peers = [\"a@h:1\"]\n")}, "controller_id must name"},
+		{[]string{"namesrv", "--config", writeConfig(t, "[namesrv]\ncontroller_port = 9878\ncontroller_peers = [\"h:1\"]\n")}, "want id@host:port"},
 		{[]string{"server", "--data-dir", t.TempDir(), "--config", writeConfig(t, "[runtime]\ngc_percent = -1\nmemory_limit = 0\n")}, "needs a memory_limit"},
 	}
 	for _, c := range cases {
