@@ -110,17 +110,18 @@ func (a *Account) verify(sig string, ext map[string]string, body []byte, skip st
 // checkPerm does: admin codes need an admin account; an admin account with
 // no topicPerms and no groupPerms may use every resource; otherwise each
 // resource's own permission, or the account's default for its kind, must
-// allow what is needed. Trusted identities pass.
-func Authorize(id Identity, need Need, code int16) error {
+// allow what is needed. Trusted identities pass. action names the request
+// in refusals.
+func Authorize(id Identity, need Need, action string) error {
 	if id.Trusted {
 		return nil
 	}
 	a := id.Account
 	if need.Cluster {
-		return refuse("cluster", "request "+remoting.RequestName(code)+" needs the cluster secret")
+		return refuse("cluster", action+" needs the cluster secret")
 	}
 	if need.Admin && !a.Admin {
-		return refuse("admin", "request "+remoting.RequestName(code)+" needs an admin account; AccessKey "+quote(a.AccessKey)+" is not admin")
+		return refuse("admin", action+" needs an admin account; AccessKey "+quote(a.AccessKey)+" is not admin")
 	}
 	if a.Admin && len(a.topics) == 0 && len(a.groups) == 0 {
 		return nil

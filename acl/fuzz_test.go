@@ -22,7 +22,7 @@ func FuzzParse(f *testing.F) {
 		for _, host := range []string{"127.0.0.1", "::1", "10.1.2.3"} {
 			id, err := r.Authenticate(netip.MustParseAddr(host), ext, data)
 			if err == nil && id.Account != nil {
-				_ = Authorize(id, Need{Res: []Resource{TopicResource("a", Pub), GroupResource("b", Sub)}}, 10)
+				_ = Authorize(id, Need{Res: []Resource{TopicResource("a", Pub), GroupResource("b", Sub)}}, "fuzz")
 			}
 		}
 	})

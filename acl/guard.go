@@ -127,7 +127,7 @@ func (g *Guard) Check(remote string, req *remoting.Command) (Identity, Need, err
 	if err != nil {
 		return id, need, err
 	}
-	return id, need, Authorize(id, need, req.Code)
+	return id, need, Authorize(id, need, "request "+remoting.RequestName(req.Code))
 }
 
 // hostOf is the IP of "ip:port"; the zero Addr (which matches no pattern

@@ -72,6 +72,16 @@ type Config struct {
 	OffsetFlushInterval Duration `toml:"offset_flush_interval"`
 	// ShutdownTimeout bounds the graceful part of a shutdown.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+
+	// ACLFile names a RocketMQ plain_acl.yml; when set, every remoting and
+	// HTTP request is authenticated and checked (package acl). The file is
+	// reloaded when it changes.
+	ACLFile string `toml:"acl_file"`
+	// MetricsAuth makes /metrics need an account when ACL is on.
+	MetricsAuth bool `toml:"metrics_auth"`
+	// Pprof serves /debug/pprof on the HTTP port (admin only when ACL is
+	// on).
+	Pprof bool `toml:"pprof"`
 }
 
 // DefaultDelayLevels is RocketMQ's delay level table.

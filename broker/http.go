@@ -11,6 +11,8 @@ import (
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 	"github.com/valyala/fasthttp/pprofhandler"
+
+	"github.com/ferrymq/ferry/acl"
 )
 
 // httpServer serves the health endpoints, metrics and the HTTP API.
@@ -22,7 +24,7 @@ type httpServer struct {
 }
 
 func (b *Broker) startHTTP() (*httpServer, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(b.cfg.HTTPHost, strconv.Itoa(b.cfg.HTTPPort)))
+	ln, err := b.listen(net.JoinHostPort(b.cfg.HTTPHost, strconv.Itoa(b.cfg.HTTPPort)))
 	if err != nil {
 		return nil, fmt.Errorf("broker: http listen: %w", err)
 	}
@@ -51,10 +53,14 @@ func (b *Broker) startHTTP() (*httpServer, error) {
 				ctx.SetStatusCode(fasthttp.StatusOK)
 				ctx.SetBodyString("ok\n")
 			case "/metrics":
-				metricsHandler(ctx)
+				if !b.cfg.MetricsAuth || b.httpAllowed(ctx, "GET /metrics", func() acl.Need { return acl.Need{} }) {
+					metricsHandler(ctx)
+				}
 			default:
-				if strings.HasPrefix(string(ctx.Path()), "/debug/pprof/") {
-					pprofhandler.PprofHandler(ctx)
+				if b.cfg.Pprof && strings.HasPrefix(string(ctx.Path()), "/debug/pprof/") {
+					if b.httpAllowed(ctx, "GET /debug/pprof", func() acl.Need { return acl.Need{Admin: true} }) {
+						pprofhandler.PprofHandler(ctx)
+					}
 					return
 				}
 				b.serveAPI(ctx)

@@ -2,6 +2,7 @@ package namesrv
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ferrymq/ferry/acl"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -36,6 +38,14 @@ type Config struct {
 	// Remoting tunes the transport (frame limit, in-flight bound). Its
 	// Logger is replaced by Logger.
 	Remoting remoting.ServerConfig
+	// ACLFile names a RocketMQ plain_acl.yml: clients' requests are then
+	// signed and checked (package acl).
+	ACLFile string
+	// ClusterSecret, when set, must sign broker registration and
+	// unregistration.
+	ClusterSecret string
+	// TLS, when set, serves the port with TLS.
+	TLS *tls.Config
 }
 
 // Validate fills defaults and checks the limits.
@@ -71,6 +81,7 @@ type Server struct {
 	reg  *Registry
 	rs   *remoting.Server
 	mux  *remoting.Mux
+	acl  *acl.Watcher // nil: no ACL file
 	quit chan struct{}
 	wg   sync.WaitGroup
 
@@ -100,7 +111,22 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc(remoting.ReqDeleteTopicInNameServer, s.deleteTopic)
 	rcfg := cfg.Remoting
 	rcfg.Logger = cfg.Logger
-	s.rs = remoting.NewServer(s.mux, rcfg)
+	var h remoting.Handler = s.mux
+	if cfg.ACLFile != "" || cfg.ClusterSecret != "" {
+		rules := func() *acl.Rules { return nil }
+		if cfg.ACLFile != "" {
+			w, err := acl.Watch(cfg.ACLFile, 0, cfg.Logger)
+			if err != nil {
+				return nil, fmt.Errorf("namesrv: %w", err)
+			}
+			s.acl, rules = w, w.Rules
+		}
+		if cfg.ClusterSecret == "" {
+			s.log.Warn().Msg("namesrv: broker registration is not authenticated: set a cluster secret")
+		}
+		h = acl.NewGuard(s.mux, acl.GuardConfig{Rules: rules, ClusterSecret: cfg.ClusterSecret, Audit: acl.NewAudit(cfg.Logger, 0)})
+	}
+	s.rs = remoting.NewServer(h, rcfg)
 	return s, nil
 }
 
@@ -112,6 +138,9 @@ func (s *Server) Start() error {
 	ln, err := net.Listen("tcp", s.cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("namesrv: listen %s: %w", s.cfg.ListenAddr, err)
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.mu.Lock()
 	s.ln = ln
@@ -151,6 +180,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err := s.rs.Shutdown(ctx)
 	s.wg.Wait()
+	if s.acl != nil {
+		_ = s.acl.Close()
+	}
 	return err
 }
 

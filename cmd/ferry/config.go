@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +16,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferrymq/ferry/broker"
+	"github.com/ferrymq/ferry/certs"
 )
 
 // fileConfig is the TOML file: one table per component.
@@ -32,12 +35,39 @@ import (
 //	[runtime]
 //	gc_percent = 800
 //	memory_limit = 1073741824
+//
+//	[cluster]
+//	secret = "..."      # signs broker registration with the name servers
+//
+//	[tls]
+//	cert_file = "server.crt"   # TLS on every port of the process
+//	key_file = "server.key"
+//	client_ca_file = ""        # when set, clients need a certificate it signed
 type fileConfig struct {
 	Namesrv namesrvConfig `toml:"namesrv"`
 	Broker  broker.Config `toml:"broker"`
 	Log     logConfig     `toml:"log"`
 	Runtime runtimeConfig `toml:"runtime"`
+	Cluster clusterConfig `toml:"cluster"`
+	TLS     tlsConfig     `toml:"tls"`
 }
+
+// clusterConfig is what brokers and name servers share.
+type clusterConfig struct {
+	// Secret signs (brokers) and is required on (name servers) broker
+	// registration; never printed.
+	Secret string `toml:"secret"`
+}
+
+// tlsConfig turns TLS on for the remoting, HTTP and name-server ports.
+type tlsConfig struct {
+	CertFile     string `toml:"cert_file"`
+	KeyFile      string `toml:"key_file"`
+	ClientCAFile string `toml:"client_ca_file"`
+}
+
+// redacted is what --print-config shows instead of a secret.
+const redacted = "<redacted>"
 
 // runtimeConfig tunes the Go runtime of a server process. The GOGC and
 // GOMEMLIMIT environment variables, when set, win over it.
@@ -59,6 +89,8 @@ type namesrvConfig struct {
 	Host         string          `toml:"host"`
 	Port         int             `toml:"port"`
 	BrokerExpiry broker.Duration `toml:"broker_expiry"`
+	// ACLFile: as [broker] acl_file, for the name server's clients.
+	ACLFile string `toml:"acl_file"`
 }
 
 type logConfig struct {
@@ -124,10 +156,16 @@ var (
 	flagAutoCreate  = &cli.BoolFlag{Name: "auto-create-topic", Usage: "create unknown topics on first send (default true)", EnvVars: []string{"FERRY_AUTO_CREATE_TOPIC"}}
 	flagLogLevel    = &cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"FERRY_LOG_LEVEL"}}
 	flagLogFormat   = &cli.StringFlag{Name: "log-format", Usage: "json or console (default: console on a terminal, else json)", EnvVars: []string{"FERRY_LOG_FORMAT"}}
+	flagACLFile     = &cli.StringFlag{Name: "acl-file", Usage: "RocketMQ plain_acl.yml: authenticate and check every request (reloaded on change)", EnvVars: []string{"FERRY_ACL_FILE"}}
+	flagClusterKey  = &cli.StringFlag{Name: "cluster-secret", Usage: "secret brokers sign name-server registration with; name servers require it", EnvVars: []string{"FERRY_CLUSTER_SECRET"}}
+	flagTLSCert     = &cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate (PEM) for every port; reloaded on change", EnvVars: []string{"FERRY_TLS_CERT"}}
+	flagTLSKey      = &cli.StringFlag{Name: "tls-key", Usage: "TLS private key (PEM)", EnvVars: []string{"FERRY_TLS_KEY"}}
+	flagTLSClientCA = &cli.StringFlag{Name: "tls-client-ca", Usage: "CA (PEM) that client certificates must chain to; empty: none asked", EnvVars: []string{"FERRY_TLS_CLIENT_CA"}}
 )
 
 func serverFlags(namesrv, brokerFlags bool) []cli.Flag {
-	fs := []cli.Flag{flagConfig, flagPrintConfig, flagHost, flagLogLevel, flagLogFormat}
+	fs := []cli.Flag{flagConfig, flagPrintConfig, flagHost, flagLogLevel, flagLogFormat,
+		flagACLFile, flagClusterKey, flagTLSCert, flagTLSKey, flagTLSClientCA}
 	if namesrv {
 		fs = append(fs, flagNamesrvPort)
 	}
@@ -187,6 +225,20 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	set("segment-size", func() { b.SegmentSize = c.Int64("segment-size") })
 	set("auto-create-topic", func() { b.AutoCreateTopic = c.Bool("auto-create-topic") })
 	set("namesrv-port", func() { cfg.Namesrv.Port = c.Int("namesrv-port") })
+	set("acl-file", func() { b.ACLFile, cfg.Namesrv.ACLFile = c.String("acl-file"), c.String("acl-file") })
+	set("cluster-secret", func() { cfg.Cluster.Secret = c.String("cluster-secret") })
+	set("tls-cert", func() { cfg.TLS.CertFile = c.String("tls-cert") })
+	set("tls-key", func() { cfg.TLS.KeyFile = c.String("tls-key") })
+	set("tls-client-ca", func() { cfg.TLS.ClientCAFile = c.String("tls-client-ca") })
+	if (cfg.TLS.CertFile == "") != (cfg.TLS.KeyFile == "") {
+		return cfg, fmt.Errorf("tls: cert_file and key_file go together")
+	}
+	if cfg.TLS.ClientCAFile != "" && cfg.TLS.CertFile == "" {
+		return cfg, fmt.Errorf("tls: client_ca_file needs cert_file and key_file")
+	}
+	if n := len(cfg.Cluster.Secret); n > 0 && n < 16 {
+		return cfg, fmt.Errorf("cluster secret: %d characters is too short to resist guessing; use at least 16", n)
+	}
 	set("log-level", func() { cfg.Log.Level = c.String("log-level") })
 	set("log-format", func() { cfg.Log.Format = c.String("log-format") })
 	if cfg.Namesrv.Port < 0 || cfg.Namesrv.Port > 65535 {
@@ -204,7 +256,11 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	return cfg, nil
 }
 
+// printConfig writes cfg as TOML with its secrets redacted.
 func printConfig(w io.Writer, cfg fileConfig) error {
+	if cfg.Cluster.Secret != "" {
+		cfg.Cluster.Secret = redacted
+	}
 	return toml.NewEncoder(w).Encode(cfg)
 }
 
@@ -223,4 +279,37 @@ func newLogger(cfg logConfig) zerolog.Logger {
 		w = zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339}
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// server is the TLS configuration of the process's ports, nil when TLS is
+// off.
+func (t tlsConfig) server(log zerolog.Logger) (*tls.Config, error) {
+	if t.CertFile == "" {
+		return nil, nil
+	}
+	return certs.Server(t.CertFile, t.KeyFile, t.ClientCAFile, log)
+}
+
+// client is the TLS configuration a broker dials its name servers with:
+// it trusts the process's own certificate (a self-signed or private CA
+// one) and the system roots; nil when TLS is off.
+func (t tlsConfig) client() *tls.Config {
+	if t.CertFile == "" {
+		return nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if pem, err := os.ReadFile(t.CertFile); err == nil {
+		pool.AppendCertsFromPEM(pem)
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	if t.ClientCAFile != "" {
+		// Name servers ask for a client certificate: present our own.
+		if cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err == nil {
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+	}
+	return cfg
 }

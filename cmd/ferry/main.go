@@ -94,13 +94,20 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 	}
 	log := newLogger(cfg.Log)
 	cfg.Runtime.apply(log)
+	serverTLS, err := cfg.TLS.server(log)
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
 
 	var ns *namesrv.Server
 	if withNamesrv {
 		ns, err = namesrv.New(namesrv.Config{
-			ListenAddr:   net.JoinHostPort(cfg.Namesrv.Host, strconv.Itoa(cfg.Namesrv.Port)),
-			BrokerExpiry: cfg.Namesrv.BrokerExpiry.D(),
-			Logger:       log.With().Str("component", "namesrv").Logger(),
+			ListenAddr:    net.JoinHostPort(cfg.Namesrv.Host, strconv.Itoa(cfg.Namesrv.Port)),
+			BrokerExpiry:  cfg.Namesrv.BrokerExpiry.D(),
+			Logger:        log.With().Str("component", "namesrv").Logger(),
+			ACLFile:       cfg.Namesrv.ACLFile,
+			ClusterSecret: cfg.Cluster.Secret,
+			TLS:           serverTLS,
 		})
 		if err == nil {
 			err = ns.Start()
@@ -116,7 +123,8 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 	}
 	var br *broker.Broker
 	if withBroker {
-		br, err = broker.New(cfg.Broker, broker.WithLogger(log.With().Str("component", "broker").Logger()))
+		br, err = broker.New(cfg.Broker, broker.WithLogger(log.With().Str("component", "broker").Logger()),
+			broker.WithClusterSecret(cfg.Cluster.Secret), broker.WithTLS(serverTLS), broker.WithNamesrvTLS(cfg.TLS.client()))
 		if err == nil {
 			err = br.Start()
 		}
