@@ -24,6 +24,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ferrymq/ferry/certs"
 	"github.com/ferrymq/ferry/client"
 )
 
@@ -36,10 +37,36 @@ var (
 	opsFlagTimeout   = &cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "give up after this long"}
 	opsFlagNoHeaders = &cli.BoolFlag{Name: "no-headers", Usage: "leave out table headers"}
 	opsFlagYes       = &cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "confirm a destructive command"}
+	opsFlagAccessKey = &cli.StringFlag{Name: "access-key", Usage: "ACL access key to sign requests with", EnvVars: []string{"FERRY_ACCESS_KEY"}}
+	opsFlagSecretKey = &cli.StringFlag{Name: "secret-key", Usage: "ACL secret key (prefer the env variable: flags show in ps)", EnvVars: []string{"FERRY_SECRET_KEY"}}
+	opsFlagTLS       = &cli.BoolFlag{Name: "tls", Usage: "connect with TLS", EnvVars: []string{"FERRY_TLS"}}
+	opsFlagCA        = &cli.StringFlag{Name: "ca", Usage: "CA certificate (PEM) to trust for --tls (default: system roots)", EnvVars: []string{"FERRY_CA"}}
+	opsFlagInsecure  = &cli.BoolFlag{Name: "insecure-skip-verify", Usage: "--tls without verifying the server (development only)"}
 )
 
 func opsGlobalFlags() []cli.Flag {
-	return []cli.Flag{opsFlagNamesrv, opsFlagOutput, opsFlagTimeout, opsFlagNoHeaders}
+	return []cli.Flag{opsFlagNamesrv, opsFlagOutput, opsFlagTimeout, opsFlagNoHeaders,
+		opsFlagAccessKey, opsFlagSecretKey, opsFlagTLS, opsFlagCA, opsFlagInsecure}
+}
+
+// opsSecurity is the admin options of the credential and TLS flags.
+func opsSecurity(c *cli.Context) ([]client.AdminOption, error) {
+	var opts []client.AdminOption
+	ak, sk := c.String("access-key"), c.String("secret-key")
+	if (ak == "") != (sk == "") {
+		return nil, opsUsageError("--access-key and --secret-key go together")
+	}
+	if ak != "" {
+		opts = append(opts, client.WithAdminCredentials(ak, sk))
+	}
+	if c.Bool("tls") || c.String("ca") != "" || c.Bool("insecure-skip-verify") {
+		cfg, err := certs.Client(c.String("ca"), c.Bool("insecure-skip-verify"), "", "")
+		if err != nil {
+			return nil, opsUsageError("--ca: %v", err)
+		}
+		opts = append(opts, client.WithAdminTLS(cfg))
+	}
+	return opts, nil
 }
 
 // opsCommands is every operator command; main wires it into extraCommands.
@@ -132,7 +159,11 @@ func opsRun(c *cli.Context, l opsLeaf) error {
 	timeout := c.Duration("timeout")
 	endpoint := c.String("namesrv")
 	reqTimeout := min(timeout, 10*time.Second)
-	admin, err := client.NewAdmin(endpoint, client.WithAdminRequestTimeout(reqTimeout), client.WithAdminDialTimeout(min(reqTimeout, 3*time.Second)))
+	sec, err := opsSecurity(c)
+	if err != nil {
+		return err
+	}
+	admin, err := client.NewAdmin(endpoint, append(sec, client.WithAdminRequestTimeout(reqTimeout), client.WithAdminDialTimeout(min(reqTimeout, 3*time.Second)))...)
 	if err != nil {
 		return opsUsageError("--namesrv: %v", err)
 	}
