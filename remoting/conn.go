@@ -3,12 +3,14 @@ package remoting
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -559,8 +561,13 @@ func (c *Conn) readFailed(err error) {
 		c.closeWith(io.EOF)
 		return
 	}
+	var rh tls.RecordHeaderError
 	if errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrMalformedFrame) {
 		c.log.Warn().Err(err).Msg("remoting: bad frame, closing connection")
+	} else if errors.As(err, &rh) {
+		c.log.Warn().Err(err).Msg("remoting: not a TLS client (plain text on a TLS port?), closing connection")
+	} else if strings.Contains(err.Error(), "tls: ") {
+		c.log.Warn().Err(err).Msg("remoting: TLS handshake failed, closing connection")
 	} else {
 		c.log.Debug().Err(err).Msg("remoting: read failed, closing connection")
 	}

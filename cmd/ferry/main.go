@@ -57,7 +57,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		OnUsageError:   opsOnUsageError,
 		Action:         opsRootAction,
 	}
-	app.Commands = append(app.Commands, benchCommand())
+	app.Commands = append(app.Commands, benchCommand(), certCommand())
 	extra := extraCommands()
 	app.Commands = mergeCommands(app.Commands, extra)
 	if err := app.Run(opsReorder(args, extra)); err != nil {

@@ -42,17 +42,26 @@ var (
 	opsFlagTLS       = &cli.BoolFlag{Name: "tls", Usage: "connect with TLS", EnvVars: []string{"FERRY_TLS"}}
 	opsFlagCA        = &cli.StringFlag{Name: "ca", Usage: "CA certificate (PEM) to trust for --tls (default: system roots)", EnvVars: []string{"FERRY_CA"}}
 	opsFlagInsecure  = &cli.BoolFlag{Name: "insecure-skip-verify", Usage: "--tls without verifying the server (development only)"}
+	opsFlagProfile   = &cli.StringFlag{Name: "profile", Usage: "credentials profile to use (default: [default], when the file has one)", EnvVars: []string{"FERRY_PROFILE"}}
+	opsFlagCredsFile = &cli.StringFlag{Name: "credentials-file", Usage: "credentials profiles, TOML (default ~/.config/ferry/credentials)", EnvVars: []string{"FERRY_CREDENTIALS_FILE"}}
 )
 
 func opsGlobalFlags() []cli.Flag {
 	return []cli.Flag{opsFlagNamesrv, opsFlagOutput, opsFlagTimeout, opsFlagNoHeaders,
-		opsFlagAccessKey, opsFlagSecretKey, opsFlagTLS, opsFlagCA, opsFlagInsecure}
+		opsFlagAccessKey, opsFlagSecretKey, opsFlagProfile, opsFlagCredsFile, opsFlagTLS, opsFlagCA, opsFlagInsecure}
 }
 
 // opsSecurity is the admin options of the credential and TLS flags.
 func opsSecurity(c *cli.Context) ([]client.AdminOption, error) {
 	var opts []client.AdminOption
 	ak, sk := c.String("access-key"), c.String("secret-key")
+	if ak == "" && sk == "" {
+		p, err := loadProfile(c.String("credentials-file"), c.String("profile"))
+		if err != nil {
+			return nil, opsUsageError("%v", err)
+		}
+		ak, sk = p.AccessKey, p.SecretKey
+	}
 	if (ak == "") != (sk == "") {
 		return nil, opsUsageError("--access-key and --secret-key go together")
 	}
