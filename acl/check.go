@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -91,9 +92,11 @@ func (a *Account) verify(sig string, ext map[string]string, body []byte, skip st
 	content := remoting.AppendSignContent((*bp)[:0], ext, body, skip)
 	h := a.mac()
 	h.Write(content)
-	var sum [sha1.Size]byte
+	// The sum goes after the content, in the pooled buffer's spare room.
+	content = slices.Grow(content, sha1.Size)
+	sum := h.Sum(content[len(content):])
 	var want [remoting.SignatureLen]byte
-	base64.StdEncoding.Encode(want[:], h.Sum(sum[:0]))
+	base64.StdEncoding.Encode(want[:], sum)
 	a.macs.Put(h)
 	if cap(content) <= 1<<20 {
 		*bp = content[:0]

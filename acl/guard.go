@@ -2,6 +2,7 @@ package acl
 
 import (
 	"net/netip"
+	"sync"
 
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -80,7 +81,7 @@ func (g *Guard) ServeBatch(c *remoting.Conn, reqs []*remoting.Command) {
 
 // admit checks req, answering and auditing a refusal.
 func (g *Guard) admit(c *remoting.Conn, req *remoting.Command) bool {
-	id, need, err := g.Check(c.RemoteAddr(), req)
+	id, admin, err := g.Check(c.RemoteAddr(), req)
 	if err != nil {
 		ref, _ := err.(*Refusal)
 		check := "malformed"
@@ -91,17 +92,31 @@ func (g *Guard) admit(c *remoting.Conn, req *remoting.Command) bool {
 		_ = c.Reply(remoting.NewResponse(req, remoting.RespNoPermission, err.Error()))
 		return false
 	}
-	if need.Admin {
+	if admin {
 		g.audit.Admin(id.Name(), c.RemoteAddr(), "remoting", remoting.RequestName(req.Code))
 	}
 	return true
 }
 
-// Check decides a request from remote ("ip:port"). It is the pure part of
-// the Guard.
-func (g *Guard) Check(remote string, req *remoting.Command) (Identity, Need, error) {
-	var buf [4]Resource
-	need, err := NeedOf(req, buf[:0])
+// resPool holds the resource buffers of Check (the table's functions make
+// a stack buffer escape).
+var resPool = sync.Pool{New: func() any { b := make([]Resource, 0, 8); return &b }}
+
+// Check decides a request from remote ("ip:port") and reports whether it
+// was an admin request. It is the pure part of the Guard.
+func (g *Guard) Check(remote string, req *remoting.Command) (Identity, bool, error) {
+	bp := resPool.Get().(*[]Resource)
+	id, need, err := g.check(remote, req, (*bp)[:0])
+	if cap(need.Res) <= 64 {
+		clear(need.Res)
+		*bp = need.Res[:0]
+	}
+	resPool.Put(bp)
+	return id, need.Admin, err
+}
+
+func (g *Guard) check(remote string, req *remoting.Command, buf []Resource) (Identity, Need, error) {
+	need, err := NeedOf(req, buf)
 	if err != nil {
 		return Identity{}, need, refuse("malformed", err.Error())
 	}
@@ -122,8 +137,7 @@ func (g *Guard) Check(remote string, req *remoting.Command) (Identity, Need, err
 	if rules == nil {
 		return Identity{Trusted: true}, need, nil
 	}
-	host := hostOf(remote)
-	id, err := rules.Authenticate(host, req.ExtFields, req.Body)
+	id, err := rules.Authenticate(hostOf(remote), req.ExtFields, req.Body)
 	if err != nil {
 		return id, need, err
 	}
