@@ -12,6 +12,7 @@ package load
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/ferrymq/ferry/certs"
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -48,6 +50,15 @@ type Config struct {
 	Consume     bool          // also consume and measure end to end
 	Progress    io.Writer     // one line a second (nil: none)
 	SendTimeout time.Duration
+	// Credentials sign every request (brokers with an ACL file); TLS, when
+	// set, makes every connection a TLS one.
+	Credentials remoting.Credentials
+	TLS         *tls.Config
+}
+
+// remotingConfig is the client configuration of every connection.
+func (c *Config) remotingConfig() remoting.ClientConfig {
+	return remoting.ClientConfig{Credentials: c.Credentials, TLS: c.TLS}
 }
 
 // Result is what a run measured.
@@ -116,7 +127,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return Result{}, err
 	}
-	ns := remoting.NewClient(remoting.ClientConfig{})
+	ns := remoting.NewClient(cfg.remotingConfig())
 	defer ns.Close()
 	var targets []target
 	var topics []string
@@ -134,7 +145,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	conns := make([]*remoting.Client, cfg.Conns)
 	for i := range conns {
-		conns[i] = remoting.NewClient(remoting.ClientConfig{})
+		conns[i] = remoting.NewClient(cfg.remotingConfig())
 		defer conns[i].Close()
 	}
 
@@ -152,7 +163,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	var wg sync.WaitGroup
 
 	if cfg.Consume {
-		cons := remoting.NewClient(remoting.ClientConfig{})
+		cons := remoting.NewClient(cfg.remotingConfig())
 		defer cons.Close()
 		for _, tg := range targets {
 			wg.Add(1)
@@ -478,8 +489,25 @@ func Main(mode string, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Warmup, "warmup", 3*time.Second, "unmeasured warm-up")
 	quiet := fs.Bool("quiet", false, "no progress lines")
 	cpuProfile := fs.String("cpuprofile", "", "write the load generator's CPU profile to this file")
+	fs.StringVar(&cfg.Credentials.AccessKey, "access-key", os.Getenv("FERRY_ACCESS_KEY"), "ACL access key to sign with (env FERRY_ACCESS_KEY)")
+	fs.StringVar(&cfg.Credentials.SecretKey, "secret-key", os.Getenv("FERRY_SECRET_KEY"), "ACL secret key (env FERRY_SECRET_KEY)")
+	useTLS := fs.Bool("tls", false, "connect with TLS")
+	caFile := fs.String("ca", "", "CA certificate (PEM) to trust with --tls")
+	insecure := fs.Bool("insecure-skip-verify", false, "--tls without verifying the server (development only)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if (cfg.Credentials.AccessKey == "") != (cfg.Credentials.SecretKey == "") {
+		fmt.Fprintln(stderr, "ferry bench: --access-key and --secret-key go together")
+		return 2
+	}
+	if *useTLS || *caFile != "" || *insecure {
+		tc, err := certs.Client(*caFile, *insecure, "", "")
+		if err != nil {
+			fmt.Fprintln(stderr, "ferry bench:", err)
+			return 2
+		}
+		cfg.TLS = tc
 	}
 	cfg.Consume = mode == "consume"
 	if err := cfg.defaults(); err != nil {
