@@ -55,7 +55,8 @@ func (cr Credentials) Sign(req *Command) {
 	}
 	delete(req.ExtFields, ExtSignature)
 	mac := hmac.New(sha1.New, []byte(cr.SecretKey))
-	mac.Write(AppendSignContent(nil, req.ExtFields, req.Body, ""))
+	mac.Write(AppendSignContent(nil, req.ExtFields, nil, ""))
+	mac.Write(req.Body) // no copy of the body: the MAC is over the concatenation
 	var sum [sha1.Size]byte
 	req.ExtFields[ExtSignature] = base64.StdEncoding.EncodeToString(mac.Sum(sum[:0]))
 }
