@@ -256,6 +256,14 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	return cfg, nil
 }
 
+// shareACL gives a name server running beside a broker the broker's ACL
+// file when it has none of its own: one process, one set of accounts.
+func (c *fileConfig) shareACL(withNamesrv, withBroker bool) {
+	if withNamesrv && withBroker && c.Namesrv.ACLFile == "" {
+		c.Namesrv.ACLFile = c.Broker.ACLFile
+	}
+}
+
 // printConfig writes cfg as TOML with its secrets redacted.
 func printConfig(w io.Writer, cfg fileConfig) error {
 	if cfg.Cluster.Secret != "" {

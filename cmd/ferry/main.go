@@ -99,10 +99,7 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 		return cli.Exit(err.Error(), 2)
 	}
 
-	if withNamesrv && withBroker && cfg.Namesrv.ACLFile == "" {
-		// One process, one set of accounts.
-		cfg.Namesrv.ACLFile = cfg.Broker.ACLFile
-	}
+	cfg.shareACL(withNamesrv, withBroker)
 	var ns *namesrv.Server
 	if withNamesrv {
 		ns, err = namesrv.New(namesrv.Config{

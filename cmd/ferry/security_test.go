@@ -204,3 +204,24 @@ func TestSecureServer(t *testing.T) {
 		t.Fatalf("short cluster secret: exit %d %s", code, stderr)
 	}
 }
+
+func TestServerSharesACLFile(t *testing.T) {
+	cfg := defaultFileConfig()
+	cfg.Broker.ACLFile = "acl.yml"
+	cfg.shareACL(true, true)
+	if cfg.Namesrv.ACLFile != "acl.yml" {
+		t.Fatalf("ferry server: name server ACL file %q", cfg.Namesrv.ACLFile)
+	}
+	cfg = defaultFileConfig()
+	cfg.Broker.ACLFile, cfg.Namesrv.ACLFile = "b.yml", "n.yml"
+	cfg.shareACL(true, true)
+	if cfg.Namesrv.ACLFile != "n.yml" {
+		t.Fatal("the name server's own file was replaced")
+	}
+	cfg = defaultFileConfig()
+	cfg.Broker.ACLFile = "b.yml"
+	cfg.shareACL(true, false)
+	if cfg.Namesrv.ACLFile != "" {
+		t.Fatal("ferry namesrv took a broker setting")
+	}
+}
