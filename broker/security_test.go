@@ -1,7 +1,12 @@
 package broker
 
 import (
+	"context"
+	"encoding/json"
+	"sync"
+
 	"encoding/base64"
+	"github.com/rs/zerolog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -188,5 +193,70 @@ func TestPprofOffWithoutACL(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode == http.StatusOK {
 		t.Fatal("pprof served by default")
+	}
+}
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestAuditLog: a refused request and an admin action each leave one
+// audit line with the account and the client address.
+func TestAuditLog(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port, cfg.HTTPPort = "127.0.0.1", "127.0.0.1", 0, -1
+	cfg.SegmentSize, cfg.MaxMessageSize = 16<<20, 1<<20
+	cfg.ACLFile = aclFile(t)
+	var logs lockedBuf
+	b, err := New(cfg, WithLogger(zerolog.New(&logs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown(context.Background())
+	c := newClient(t, b)
+	bad := remoting.NewRequest(remoting.ReqDeleteTopicInBroker, map[string]string{"topic": "T"}, nil)
+	remoting.Credentials{AccessKey: "user-key", SecretKey: "user-secret"}.Sign(bad)
+	c.invoke(bad)
+	good := remoting.NewRequest(ReqGetBrokerConfig, nil, nil)
+	remoting.Credentials{AccessKey: "admin-key", SecretKey: "admin-secret"}.Sign(good)
+	mustOK(t, c.invoke(good))
+	var refused, admin map[string]any
+	for _, line := range strings.Split(logs.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil || m["log"] != "audit" {
+			continue
+		}
+		switch m["event"] {
+		case "refused":
+			refused = m
+		case "admin":
+			admin = m
+		}
+	}
+	if refused == nil || refused["account"] != "user-key" || refused["check"] != "admin" || !strings.HasPrefix(refused["remote"].(string), "127.0.0.1:") {
+		t.Fatalf("refusal line: %v\n%s", refused, logs.String())
+	}
+	if admin == nil || admin["account"] != "admin-key" || admin["action"] != "GET_BROKER_CONFIG" && admin["action"] != "26" {
+		t.Fatalf("admin line: %v\n%s", admin, logs.String())
+	}
+	if strings.Contains(logs.String(), "user-secret") || strings.Contains(logs.String(), "admin-secret") {
+		t.Fatal("a secret in the log")
 	}
 }
