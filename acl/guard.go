@@ -66,12 +66,17 @@ func (g *Guard) Batchable(req *remoting.Command) bool {
 }
 
 // ServeBatch refuses the requests that fail their check and serves the
-// rest together.
+// rest together. reqs is not modified (its owner may look at it after).
 func (g *Guard) ServeBatch(c *remoting.Conn, reqs []*remoting.Command) {
-	ok := reqs[:0]
-	for _, req := range reqs {
-		if g.admit(c, req) {
+	ok, copied := reqs, false
+	for i, req := range reqs {
+		admitted := g.admit(c, req)
+		switch {
+		case admitted && copied:
 			ok = append(ok, req)
+		case !admitted && !copied:
+			ok = append(make([]*remoting.Command, 0, len(reqs)), reqs[:i]...)
+			copied = true
 		}
 	}
 	if len(ok) > 0 {
