@@ -28,7 +28,7 @@ accounts:
     groupPerms: [G=SUB]
 `
 
-func aclFile(t *testing.T) string {
+func aclFile(t testing.TB) string {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "plain_acl.yml")
 	if err := os.WriteFile(path, []byte(brokerACL), 0o600); err != nil {

@@ -64,8 +64,7 @@ func NewClient(cfg ClientConfig) *Client {
 		entries:     make(map[string]*clientEntry),
 	}
 	if !cfg.Credentials.IsZero() {
-		creds := cfg.Credentials
-		cl.ep.creds = &creds
+		cl.ep.signer = newSigner(cfg.Credentials)
 	}
 	return cl
 }

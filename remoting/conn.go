@@ -50,8 +50,8 @@ type endpoint struct {
 	writeTimeout time.Duration
 	connClosed   func(*Conn)
 	pool         *workerPool
-	batcher      Batcher      // the handler, if it serves some requests in groups
-	creds        *Credentials // signs every request sent (clients); nil: none
+	batcher      Batcher // the handler, if it serves some requests in groups
+	signer       *signer // signs every request sent (clients); nil: none
 
 	// busy counts handler goroutines running plus requests not yet answered
 	// (non-oneway); idle is rung whenever it drops to zero.
@@ -258,8 +258,8 @@ func (c *Conn) answered() {
 func (c *Conn) SendOneway(req *Command) error {
 	req.Opaque = c.nextOpaque.Add(1)
 	req.Flag = (req.Flag | FlagOneway) &^ FlagResponse
-	if c.ep.creds != nil {
-		c.ep.creds.Sign(req)
+	if c.ep.signer != nil {
+		c.ep.signer.sign(req)
 	}
 	return c.enqueue(req)
 }
@@ -286,8 +286,8 @@ var timerPool = sync.Pool{New: func() any {
 func (c *Conn) invoke(ctx context.Context, req *Command, timeout time.Duration) (*Command, error) {
 	req.Opaque = c.nextOpaque.Add(1)
 	req.Flag &^= FlagResponse | FlagOneway
-	if c.ep.creds != nil {
-		c.ep.creds.Sign(req)
+	if c.ep.signer != nil {
+		c.ep.signer.sign(req)
 	}
 	ch := make(chan *Command, 1)
 	c.mu.Lock()

@@ -4,7 +4,9 @@ import (
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
+	"hash"
 	"slices"
+	"sync"
 )
 
 // Request signing, as RocketMQ's ACL clients do it (Java AclClientRPCHook,
@@ -48,17 +50,40 @@ func (cr Credentials) String() string {
 }
 
 // Sign sets req's AccessKey, SecurityToken (when set) and Signature fields.
-func (cr Credentials) Sign(req *Command) {
-	req.Set(ExtAccessKey, cr.AccessKey)
-	if cr.SecurityToken != "" {
-		req.Set(ExtSecurityToken, cr.SecurityToken)
+func (cr Credentials) Sign(req *Command) { newSigner(cr).sign(req) }
+
+// signer signs requests with one set of credentials, reusing its keyed
+// MACs and content buffers (a client signs every request it sends).
+type signer struct {
+	creds Credentials
+	pool  sync.Pool // of *signState
+}
+
+type signState struct {
+	mac     hash.Hash
+	content []byte
+}
+
+func newSigner(cr Credentials) *signer {
+	s := &signer{creds: cr}
+	s.pool.New = func() any { return &signState{mac: hmac.New(sha1.New, []byte(cr.SecretKey))} }
+	return s
+}
+
+func (s *signer) sign(req *Command) {
+	req.Set(ExtAccessKey, s.creds.AccessKey)
+	if s.creds.SecurityToken != "" {
+		req.Set(ExtSecurityToken, s.creds.SecurityToken)
 	}
 	delete(req.ExtFields, ExtSignature)
-	mac := hmac.New(sha1.New, []byte(cr.SecretKey))
-	mac.Write(AppendSignContent(nil, req.ExtFields, nil, ""))
-	mac.Write(req.Body) // no copy of the body: the MAC is over the concatenation
+	st := s.pool.Get().(*signState)
+	st.mac.Reset()
+	st.content = AppendSignContent(st.content[:0], req.ExtFields, nil, "")
+	st.mac.Write(st.content)
+	st.mac.Write(req.Body) // no copy of the body: the MAC is over the concatenation
 	var sum [sha1.Size]byte
-	req.ExtFields[ExtSignature] = base64.StdEncoding.EncodeToString(mac.Sum(sum[:0]))
+	req.ExtFields[ExtSignature] = base64.StdEncoding.EncodeToString(st.mac.Sum(sum[:0]))
+	s.pool.Put(st)
 }
 
 // AppendSignContent appends the signed content of a request to dst: the

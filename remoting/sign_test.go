@@ -21,3 +21,14 @@ func TestSignKnownAnswer(t *testing.T) {
 		t.Fatalf("String leaks the secret: %s", s)
 	}
 }
+
+// BenchmarkSign is a client signing a 32 KiB batch, as every request.
+func BenchmarkSign(b *testing.B) {
+	s := newSigner(Credentials{AccessKey: "AK1", SecretKey: "secret1"})
+	req := NewRequest(ReqSendBatchMessage, map[string]string{"a": "g", "b": "T", "c": "TBW102", "d": "4", "e": "1", "f": "0", "g": "1", "h": "0", "i": "", "m": "true"}, make([]byte, 32<<10))
+	b.ReportAllocs()
+	b.SetBytes(int64(len(req.Body)))
+	for b.Loop() {
+		s.sign(req)
+	}
+}
