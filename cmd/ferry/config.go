@@ -64,6 +64,9 @@ type tlsConfig struct {
 	CertFile     string `toml:"cert_file"`
 	KeyFile      string `toml:"key_file"`
 	ClientCAFile string `toml:"client_ca_file"`
+	// CAFile is what a broker trusts the name servers' certificates by,
+	// besides its own certificate and the system roots.
+	CAFile string `toml:"ca_file"`
 }
 
 // redacted is what --print-config shows instead of a secret.
@@ -161,11 +164,12 @@ var (
 	flagTLSCert     = &cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate (PEM) for every port; reloaded on change", EnvVars: []string{"FERRY_TLS_CERT"}}
 	flagTLSKey      = &cli.StringFlag{Name: "tls-key", Usage: "TLS private key (PEM)", EnvVars: []string{"FERRY_TLS_KEY"}}
 	flagTLSClientCA = &cli.StringFlag{Name: "tls-client-ca", Usage: "CA (PEM) that client certificates must chain to; empty: none asked", EnvVars: []string{"FERRY_TLS_CLIENT_CA"}}
+	flagTLSCA       = &cli.StringFlag{Name: "tls-ca", Usage: "CA (PEM) a broker trusts name servers' certificates by (besides its own and the system roots)", EnvVars: []string{"FERRY_TLS_CA"}}
 )
 
 func serverFlags(namesrv, brokerFlags bool) []cli.Flag {
 	fs := []cli.Flag{flagConfig, flagPrintConfig, flagHost, flagLogLevel, flagLogFormat,
-		flagACLFile, flagClusterKey, flagTLSCert, flagTLSKey, flagTLSClientCA}
+		flagACLFile, flagClusterKey, flagTLSCert, flagTLSKey, flagTLSClientCA, flagTLSCA}
 	if namesrv {
 		fs = append(fs, flagNamesrvPort)
 	}
@@ -230,6 +234,7 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	set("tls-cert", func() { cfg.TLS.CertFile = c.String("tls-cert") })
 	set("tls-key", func() { cfg.TLS.KeyFile = c.String("tls-key") })
 	set("tls-client-ca", func() { cfg.TLS.ClientCAFile = c.String("tls-client-ca") })
+	set("tls-ca", func() { cfg.TLS.CAFile = c.String("tls-ca") })
 	if (cfg.TLS.CertFile == "") != (cfg.TLS.KeyFile == "") {
 		return cfg, fmt.Errorf("tls: cert_file and key_file go together")
 	}
@@ -309,8 +314,13 @@ func (t tlsConfig) client() *tls.Config {
 	if err != nil {
 		pool = x509.NewCertPool()
 	}
-	if pem, err := os.ReadFile(t.CertFile); err == nil {
-		pool.AppendCertsFromPEM(pem)
+	for _, f := range []string{t.CertFile, t.CAFile} {
+		if f == "" {
+			continue
+		}
+		if pem, err := os.ReadFile(f); err == nil {
+			pool.AppendCertsFromPEM(pem)
+		}
 	}
 	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
 	if t.ClientCAFile != "" {

@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
 	"net/http"
@@ -224,4 +225,53 @@ func TestServerSharesACLFile(t *testing.T) {
 	if cfg.Namesrv.ACLFile != "" {
 		t.Fatal("ferry namesrv took a broker setting")
 	}
+}
+
+// A broker trusts a name server certificate signed by [tls] ca_file.
+func TestBrokerTrustsTLSCA(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Now()
+	caPEM, caKey, err := certs.Generate(certs.Template{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := tls.X509KeyPair(caPEM, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nsPEM, _, err := certs.Generate(certs.Template{Hosts: []string{"127.0.0.1"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}, &ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own, _, err := certs.WriteDev(dir, nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(caFile, caPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	block, _ := pemDecode(nsPEM)
+	leaf, err := x509.ParseCertificate(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	verify := func(cfg *tls.Config) error {
+		_, err := leaf.Verify(x509.VerifyOptions{Roots: cfg.RootCAs, DNSName: "127.0.0.1"})
+		return err
+	}
+	if err := verify(tlsConfig{CertFile: own, KeyFile: own}.client()); err == nil {
+		t.Fatal("trusted a certificate of an unknown CA")
+	}
+	if err := verify(tlsConfig{CertFile: own, KeyFile: own, CAFile: caFile}.client()); err != nil {
+		t.Fatalf("ca_file not trusted: %v", err)
+	}
+}
+
+func pemDecode(b []byte) ([]byte, []byte) {
+	blk, rest := pem.Decode(b)
+	if blk == nil {
+		return nil, rest
+	}
+	return blk.Bytes, rest
 }
