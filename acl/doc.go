@@ -61,8 +61,8 @@
 //	  41  LOCK_BATCH_MQ                        SUB on the body's group and every queue's topic
 //	  42  UNLOCK_BATCH_MQ                      same as 41
 //	1001  Ferry DLQ list                       SUB on group
-//	 105  GET_ROUTEINFO_BY_TOPIC (name server) any signed account
-//	 106  GET_BROKER_CLUSTER_INFO (name server) any signed account
+//	 105  GET_ROUTEINFO_BY_TOPIC (name server) open, as on RocketMQ name servers
+//	 106  GET_BROKER_CLUSTER_INFO (name server) open, as on RocketMQ name servers
 //	  17  UPDATE_AND_CREATE_TOPIC              admin
 //	  21  GET_ALL_TOPIC_CONFIG                 admin
 //	  25  UPDATE_BROKER_CONFIG                 admin
@@ -87,6 +87,10 @@
 //	 103  REGISTER_BROKER (name server)        the cluster secret (open when none is set)
 //	 104  UNREGISTER_BROKER (name server)      the cluster secret (open when none is set)
 //	 any other code                            admin
+//
+// Route lookups stay open so that a client with wrong credentials learns
+// why from the broker's answer (RocketMQ clients report a failed route
+// lookup only as "route info not found").
 //
 // The cluster secret signs like an account whose access key is
 // ClusterAccessKey; it is checked whether or not an ACL file is in force.

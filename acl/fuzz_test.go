@@ -43,8 +43,8 @@ func FuzzCheck(f *testing.F) {
 	f.Fuzz(func(t *testing.T, code int16, ak, sig, topic string, body []byte) {
 		req := remoting.NewRequest(code, map[string]string{"AccessKey": ak, "Signature": sig, "b": topic, "topic": topic}, body)
 		if _, _, err := g.Check("127.0.0.1:1", req); err == nil {
-			if _, known := table[code]; known && table[code].level == levelCluster {
-				t.Fatalf("cluster code admitted with a forged signature")
+			if r, known := table[code]; known && r.level == levelOpen {
+				return // route lookups need nothing
 			}
 			t.Fatalf("request with a forged signature admitted: code %d ak %q sig %q", code, ak, sig)
 		}

@@ -37,9 +37,11 @@ func GroupResource(group string, perm Perm) Resource {
 	return Resource{Name: group, Group: true, Perm: perm}
 }
 
-// Need is what a request needs: an admin account, the cluster secret, or
-// permissions on resources (any signed account when none).
+// Need is what a request needs: nothing (Open), an admin account, the
+// cluster secret, or permissions on resources (any signed account when
+// none).
 type Need struct {
+	Open    bool
 	Admin   bool
 	Cluster bool
 	// Res lists the resources; it may share storage with the Need it came
@@ -49,7 +51,7 @@ type Need struct {
 
 // Access levels of the permission table.
 const (
-	levelSigned  = "signed"  // any valid account
+	levelOpen    = "open"    // no check: what RocketMQ name servers serve to anyone
 	levelRes     = "res"     // permissions on the request's resources
 	levelAdmin   = "admin"   // an admin account
 	levelCluster = "cluster" // the cluster secret
@@ -174,8 +176,8 @@ var table = map[int16]rule{
 	remoting.ReqUnlockBatchMQ:           {levelRes, lockBatch},
 	codeFerryDLQList:                    {levelRes, groupField("group", Sub)},
 
-	remoting.ReqGetRouteInfoByTopic:  {levelSigned, nil},
-	remoting.ReqGetBrokerClusterInfo: {levelSigned, nil},
+	remoting.ReqGetRouteInfoByTopic:  {levelOpen, nil},
+	remoting.ReqGetBrokerClusterInfo: {levelOpen, nil},
 
 	remoting.ReqViewMessageByID:               {levelAdmin, nil},
 	remoting.ReqUpdateAndCreateTopic:          {levelAdmin, nil},
@@ -217,7 +219,7 @@ func NeedOf(req *remoting.Command, buf []Resource) (Need, error) {
 	if !ok {
 		return Need{Admin: true}, nil
 	}
-	n := Need{Admin: r.level == levelAdmin, Cluster: r.level == levelCluster, Res: buf[:0]}
+	n := Need{Open: r.level == levelOpen, Admin: r.level == levelAdmin, Cluster: r.level == levelCluster, Res: buf[:0]}
 	if r.res != nil {
 		var err error
 		n.Res, err = r.res(req, n.Res)

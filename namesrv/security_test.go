@@ -58,8 +58,8 @@ func TestStrayBrokerRefused(t *testing.T) {
 	}
 }
 
-// TestNamesrvACL: with an ACL file, route lookups need a signed request
-// and deleting a topic needs admin.
+// TestNamesrvACL: with an ACL file, route lookups stay open (as on
+// RocketMQ name servers) and deleting a topic needs admin.
 func TestNamesrvACL(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "plain_acl.yml")
 	if err := os.WriteFile(path, []byte("accounts:\n - {accessKey: user-key, secretKey: user-secret}\n - {accessKey: admin-key, secretKey: admin-secret, admin: true}\n"), 0o600); err != nil {
@@ -71,8 +71,11 @@ func TestNamesrvACL(t *testing.T) {
 		defer cl.Close()
 		return invoke(t, cl, s.Addr(), remoting.NewRequest(code, map[string]string{"topic": "T"}, nil))
 	}
-	if r := call(remoting.Credentials{}, remoting.ReqGetRouteInfoByTopic); r.Code != remoting.RespNoPermission {
-		t.Fatalf("unsigned route lookup: %d %s", r.Code, r.Remark)
+	if r := call(remoting.Credentials{}, remoting.ReqGetRouteInfoByTopic); r.Code == remoting.RespNoPermission {
+		t.Fatalf("unsigned route lookup refused: %s", r.Remark)
+	}
+	if r := call(remoting.Credentials{}, remoting.ReqDeleteTopicInNameServer); r.Code != remoting.RespNoPermission {
+		t.Fatalf("unsigned delete: %d %s", r.Code, r.Remark)
 	}
 	if r := call(remoting.Credentials{AccessKey: "user-key", SecretKey: "user-secret"}, remoting.ReqGetRouteInfoByTopic); r.Code == remoting.RespNoPermission {
 		t.Fatalf("signed route lookup refused: %s", r.Remark)
