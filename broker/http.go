@@ -34,6 +34,7 @@ func (b *Broker) startHTTP() (*httpServer, error) {
 		Name:               "ferry",
 		MaxRequestBodySize: b.cfg.MaxMessageSize*4 + 1<<20,
 		ErrorHandler:       apiReadError,
+		Logger:             httpLog{b.log},
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			switch string(ctx.Path()) {
 			case "/livez":

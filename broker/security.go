@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"net"
 
+	"github.com/rs/zerolog"
+
 	"github.com/ferrymq/ferry/acl"
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -73,4 +75,12 @@ func (b *Broker) closeACL() {
 	if b.acl != nil {
 		_ = b.acl.Close()
 	}
+}
+
+// httpLog sends the HTTP server's own messages (a connection that failed,
+// such as plain text on a TLS port) to the broker's log.
+type httpLog struct{ log zerolog.Logger }
+
+func (l httpLog) Printf(format string, args ...any) {
+	l.log.Warn().Str("component", "http").Msgf(format, args...)
 }
