@@ -38,12 +38,12 @@ const clusterSecret = "cluster-secret-0123456789"
 type secureServer struct {
 	cmd               *exec.Cmd
 	namesrv, httpAddr string
-	cert              string
+	cert, key         string
 	mu                sync.Mutex
 	log               bytes.Buffer
 }
 
-func startSecureServer(t *testing.T) *secureServer {
+func startSecureServer(t *testing.T, extra ...string) *secureServer {
 	t.Helper()
 	dir := t.TempDir()
 	cert, key, err := certs.WriteDev(dir, nil, 1)
@@ -54,10 +54,15 @@ func startSecureServer(t *testing.T) *secureServer {
 	if err := os.WriteFile(aclPath, []byte(cmdACL), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &secureServer{cert: cert}
-	s.cmd = exec.Command(os.Args[0], "server", "--data-dir", filepath.Join(dir, "data"), "--namesrv-port", "0",
+	s := &secureServer{cert: cert, key: key}
+	for i, a := range extra {
+		if a == "{cert}" { // the server's own (self-signed) certificate
+			extra[i] = cert
+		}
+	}
+	s.cmd = exec.Command(os.Args[0], append([]string{"server", "--data-dir", filepath.Join(dir, "data"), "--namesrv-port", "0",
 		"--broker-port", "0", "--http-port", "0", "--host", "127.0.0.1", "--advertise-host", "127.0.0.1", "--log-format", "json",
-		"--acl-file", aclPath, "--tls-cert", cert, "--tls-key", key)
+		"--acl-file", aclPath, "--tls-cert", cert, "--tls-key", key}, extra...)...)
 	s.cmd.Env = append(os.Environ(), childEnv+"=1", "FERRY_CLUSTER_SECRET="+clusterSecret)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
@@ -274,4 +279,48 @@ func pemDecode(b []byte) ([]byte, []byte) {
 		return nil, rest
 	}
 	return blk.Bytes, rest
+}
+
+// TestClientCertificateCLI: a server asking for client certificates
+// (--tls-client-ca) serves the CLI with --cert/--key and refuses it
+// without; its own broker registers with its certificate.
+func TestClientCertificateCLI(t *testing.T) {
+	// The server's dev certificate is self-signed: it is the client CA
+	// too, so its own broker's certificate is a valid client certificate.
+	s := startSecureServer(t, "--tls-client-ca", "{cert}")
+	ca, err := tls.LoadX509KeyPair(s.cert, s.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	cPEM, kPEM, err := certs.Generate(certs.Template{Hosts: []string{"ops"}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)}, &ca)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	clientCert, clientKey := filepath.Join(dir, "ops.crt"), filepath.Join(dir, "ops.key")
+	if err := os.WriteFile(clientCert, cPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(clientKey, kPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--namesrv", s.namesrv, "--tls", "--ca", s.cert, "--timeout", "10s", "--access-key", "admin-key", "--secret-key", "admin-secret"}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, stderr, code := ferry(t, "", append([]string{"cluster", "list", "--cert", clientCert, "--key", clientKey}, base...)...)
+		if code == 0 && strings.Contains(out, "broker-a") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cluster list with a client certificate: %s %s\n%s", out, stderr, s.logText())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, _, code := ferry(t, "", append([]string{"cluster", "list", "--timeout", "3s"}, base...)...); code == 0 {
+		t.Fatal("served a client without a certificate")
+	}
+	if _, stderr, code := ferry(t, "", append([]string{"cluster", "list", "--cert", clientCert}, base...)...); code != 2 || !strings.Contains(stderr, "go together") {
+		t.Fatalf("--cert without --key: exit %d %s", code, stderr)
+	}
 }
