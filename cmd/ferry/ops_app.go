@@ -42,8 +42,8 @@ var (
 	opsFlagTLS       = &cli.BoolFlag{Name: "tls", Usage: "connect with TLS", EnvVars: []string{"FERRY_TLS"}}
 	opsFlagCA        = &cli.StringFlag{Name: "ca", Usage: "CA certificate (PEM) to trust for --tls (default: system roots)", EnvVars: []string{"FERRY_CA"}}
 	opsFlagInsecure  = &cli.BoolFlag{Name: "insecure-skip-verify", Usage: "--tls without verifying the server (development only)"}
-	opsFlagCert      = &cli.StringFlag{Name: "cert", Usage: "client certificate (PEM) for servers that ask for one", EnvVars: []string{"FERRY_TLS_CLIENT_CERT"}}
-	opsFlagKey       = &cli.StringFlag{Name: "key", Usage: "private key (PEM) of --cert", EnvVars: []string{"FERRY_TLS_CLIENT_KEY"}}
+	opsFlagCert      = &cli.StringFlag{Name: "client-cert", Usage: "client certificate (PEM) for servers that ask for one", EnvVars: []string{"FERRY_TLS_CLIENT_CERT"}}
+	opsFlagKey       = &cli.StringFlag{Name: "client-key", Usage: "private key (PEM) of --client-cert", EnvVars: []string{"FERRY_TLS_CLIENT_KEY"}}
 	opsFlagProfile   = &cli.StringFlag{Name: "profile", Usage: "credentials profile to use (default: [default], when the file has one)", EnvVars: []string{"FERRY_PROFILE"}}
 	opsFlagCredsFile = &cli.StringFlag{Name: "credentials-file", Usage: "credentials profiles, TOML (default ~/.config/ferry/credentials)", EnvVars: []string{"FERRY_CREDENTIALS_FILE"}}
 )
@@ -70,11 +70,11 @@ func opsSecurity(c *cli.Context) ([]client.AdminOption, error) {
 	if ak != "" {
 		opts = append(opts, client.WithAdminCredentials(ak, sk))
 	}
-	if (c.String("cert") == "") != (c.String("key") == "") {
-		return nil, opsUsageError("--cert and --key go together")
+	if (c.String("client-cert") == "") != (c.String("client-key") == "") {
+		return nil, opsUsageError("--client-cert and --client-key go together")
 	}
-	if c.Bool("tls") || c.String("ca") != "" || c.Bool("insecure-skip-verify") || c.String("cert") != "" {
-		cfg, err := certs.Client(c.String("ca"), c.Bool("insecure-skip-verify"), c.String("cert"), c.String("key"))
+	if c.Bool("tls") || c.String("ca") != "" || c.Bool("insecure-skip-verify") || c.String("client-cert") != "" {
+		cfg, err := certs.Client(c.String("ca"), c.Bool("insecure-skip-verify"), c.String("client-cert"), c.String("client-key"))
 		if err != nil {
 			return nil, opsUsageError("tls: %v", err)
 		}

@@ -308,7 +308,7 @@ func TestClientCertificateCLI(t *testing.T) {
 	base := []string{"--namesrv", s.namesrv, "--tls", "--ca", s.cert, "--timeout", "10s", "--access-key", "admin-key", "--secret-key", "admin-secret"}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		out, stderr, code := ferry(t, "", append([]string{"cluster", "list", "--cert", clientCert, "--key", clientKey}, base...)...)
+		out, stderr, code := ferry(t, "", append([]string{"cluster", "list", "--client-cert", clientCert, "--client-key", clientKey}, base...)...)
 		if code == 0 && strings.Contains(out, "broker-a") {
 			break
 		}
@@ -320,7 +320,7 @@ func TestClientCertificateCLI(t *testing.T) {
 	if _, _, code := ferry(t, "", append([]string{"cluster", "list", "--timeout", "3s"}, base...)...); code == 0 {
 		t.Fatal("served a client without a certificate")
 	}
-	if _, stderr, code := ferry(t, "", append([]string{"cluster", "list", "--cert", clientCert}, base...)...); code != 2 || !strings.Contains(stderr, "go together") {
-		t.Fatalf("--cert without --key: exit %d %s", code, stderr)
+	if _, stderr, code := ferry(t, "", append([]string{"cluster", "list", "--client-cert", clientCert}, base...)...); code != 2 || !strings.Contains(stderr, "go together") {
+		t.Fatalf("--client-cert without --client-key: exit %d %s", code, stderr)
 	}
 }
