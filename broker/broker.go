@@ -66,6 +66,7 @@ type Broker struct {
 	timerIdx *delay.TimerIndex
 	delaySvc *delay.Service
 	keys     *keyIndex
+	idem     idemState // idempotent producers (idempotent.go)
 
 	// dyn is the configuration in force: cfg plus run-time changes
 	// (SetConfig, serialised by cfgMu). Read it with c().
@@ -192,6 +193,9 @@ func (b *Broker) openStores() error {
 	if err := b.ensureSystemTopics(); err != nil {
 		return err
 	}
+	if err := b.loadProducers(); err != nil {
+		return err
+	}
 	b.topics.changed = b.triggerRegister
 	return nil
 }
@@ -226,6 +230,11 @@ func (b *Broker) closeStores() {
 	if b.offsets != nil {
 		if err := b.offsets.flush(); err != nil {
 			b.log.Error().Err(err).Msg("flush consumer offsets")
+		}
+	}
+	if b.meta != nil && b.idem.tab != nil {
+		if err := b.snapshotProducers(time.Now()); err != nil {
+			b.log.Error().Err(err).Msg("save producer state")
 		}
 	}
 	if b.meta != nil {
@@ -267,7 +276,7 @@ func (b *Broker) Start() error {
 		return err
 	}
 	b.accepting.Store(true)
-	b.wg.Add(3)
+	b.wg.Add(4)
 	go func() {
 		defer b.wg.Done()
 		if err := b.server.Serve(ln); err != nil && !errors.Is(err, remoting.ErrServerClosed) {
@@ -279,6 +288,7 @@ func (b *Broker) Start() error {
 	b.registerAll()
 	go b.registerLoop()
 	go b.housekeeping()
+	go b.producerSnapshots()
 	b.ready.Store(true)
 	ev := b.log.Info().Str("addr", b.addr).Str("listen", ln.Addr().String()).Str("flush", b.cfg.Flush).
 		Str("data_dir", b.cfg.DataDir).Dur("startup", time.Since(b.startedAt))

@@ -72,6 +72,12 @@ type Config struct {
 	OffsetFlushInterval Duration `toml:"offset_flush_interval"`
 	// ShutdownTimeout bounds the graceful part of a shutdown.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+
+	// ProducerIDExpiry drops the state of an idempotent producer idle this
+	// long (0 means 7 days); ProducerSnapshotInterval is how often that
+	// state is saved (0 means a minute), bounding the log replayed on start.
+	ProducerIDExpiry         Duration `toml:"producer_id_expiry"`
+	ProducerSnapshotInterval Duration `toml:"producer_snapshot_interval"`
 }
 
 // DefaultDelayLevels is RocketMQ's delay level table.

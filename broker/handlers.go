@@ -30,6 +30,7 @@ func (b *Broker) routes() {
 	timed(remoting.ReqLockBatchMQ, b.handleLock)
 	timed(remoting.ReqUnlockBatchMQ, b.handleUnlock)
 	timed(remoting.ReqConsumerSendMsgBack, b.handleSendBack)
+	timed(remoting.ReqInitProducerID, b.handleInitProducerID)
 	b.adminRoutes(timed)
 	b.opsRoutes(timed)
 }

@@ -24,6 +24,14 @@ const (
 	PropShardingKey     = "SHARDING_KEY"
 )
 
+// Properties of an idempotent producer's messages (Ferry's own, part of
+// the format: the broker rebuilds its producer state from them).
+const (
+	PropProducerID    = "__PID"    // the producer id the application keeps
+	PropProducerEpoch = "__PEPOCH" // the epoch INIT_PRODUCER_ID granted
+	PropProducerSeq   = "__PSEQ"   // this message's sequence in its queue
+)
+
 // propertyIndex returns the index in p where the item named key starts, or -1.
 func propertyIndex(p []byte, key string) int {
 	for i := 0; i < len(p); {

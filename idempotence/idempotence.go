@@ -209,9 +209,12 @@ func (p *producer) queue(q Queue) *queueState {
 }
 
 // Apply replays one stored message of an idempotent producer (recovery
-// from the log). Messages at or below the queue's last sequence are
-// already known and skipped; a message that continues the last cached
-// batch (next sequence, next queue offset) joins it.
+// from the log). Only what Check would have let through changes the
+// state: the next sequence of the queue, or sequence 0 (the producer
+// started the queue afresh after its state expired). Anything else is
+// already known or a copy of a message stored again elsewhere, and is
+// skipped. A message that continues the last cached batch (next
+// sequence, next queue offset) joins it.
 func (t *Table) Apply(pid string, epoch int32, q Queue, seq int64, s Stored, storeMs int64) {
 	if pid == "" || seq < 0 {
 		return
@@ -220,7 +223,11 @@ func (t *Table) Apply(pid string, epoch int32, q Queue, seq int64, s Stored, sto
 	p.Epoch = max(p.Epoch, epoch)
 	p.LastSeen = max(p.LastSeen, storeMs)
 	qs := p.queue(q)
-	if seq <= qs.LastSeq {
+	switch {
+	case seq == qs.LastSeq+1:
+	case seq == 0:
+		qs.Batches, qs.LastSeq = qs.Batches[:0], -1
+	default:
 		return
 	}
 	if n := len(qs.Batches); n > 0 && seq == qs.LastSeq+1 {
@@ -281,14 +288,14 @@ func (t *Table) Producers() []ProducerInfo {
 // Len is the number of producers.
 func (t *Table) Len() int { return len(t.producers) }
 
-// Expire drops producers not seen since nowMs-expiry and returns how many.
-func (t *Table) Expire(nowMs int64, expiry time.Duration) int {
-	n := 0
+// Expire drops producers not seen since nowMs-expiry and returns their ids.
+func (t *Table) Expire(nowMs int64, expiry time.Duration) []string {
+	var gone []string
 	for id, p := range t.producers {
 		if p.LastSeen < nowMs-expiry.Milliseconds() {
 			delete(t.producers, id)
-			n++
+			gone = append(gone, id)
 		}
 	}
-	return n
+	return gone
 }

@@ -162,8 +162,8 @@ func TestExpire(t *testing.T) {
 	day := 24 * time.Hour
 	tab.Record("old", 0, q0, 0, stored(0, 0, 1), 0)
 	tab.Record("new", 0, q0, 0, stored(100, 1, 1), (6 * day).Milliseconds())
-	if n := tab.Expire((7*day).Milliseconds()+1, 7*day); n != 1 || tab.Len() != 1 || tab.Producers()[0].ID != "new" {
-		t.Fatalf("expired %d, left %+v", n, tab.Producers())
+	if gone := tab.Expire((7*day).Milliseconds()+1, 7*day); len(gone) != 1 || gone[0] != "old" || tab.Len() != 1 || tab.Producers()[0].ID != "new" {
+		t.Fatalf("expired %v, left %+v", gone, tab.Producers())
 	}
 }
 
@@ -185,4 +185,19 @@ func FuzzRestore(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestApplySkipsCopiesAndRestartsAtZero(t *testing.T) {
+	tab := New()
+	for i, s := range stored(0, 0, 3) {
+		tab.Apply("p", 0, q0, int64(i), s, 1)
+	}
+	tab.Apply("p", 0, q0, 7, Stored{CommitlogOffset: 900, QueueOffset: 9}, 2) // a copy stored elsewhere: skipped
+	if _, _, err := tab.Check("p", 0, q0, 3, 1); err != nil {
+		t.Fatalf("after a skipped copy: %v", err)
+	}
+	tab.Apply("p", 0, q0, 0, Stored{CommitlogOffset: 1000, QueueOffset: 10}, 3) // restarted after expiry
+	if d, res, err := tab.Check("p", 0, q0, 0, 1); err != nil || d != Duplicate || res[0].CommitlogOffset != 1000 {
+		t.Fatalf("after a restart at 0: %v %v %v", d, res, err)
+	}
 }

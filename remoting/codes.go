@@ -148,6 +148,22 @@ const (
 	ReqPushReplyMessageToClient      = 326
 )
 
+// Ferry's own request codes, above RocketMQ's.
+const (
+	// ReqInitProducerID starts a new epoch of an idempotent producer id
+	// (fencing older instances) and returns its last sequence per queue.
+	ReqInitProducerID = 30001
+)
+
+// Ferry's own response codes of idempotent sends.
+const (
+	// RespOutOfOrderSequence: the batch is not the next one of its
+	// producer and queue (a gap, or a retry older than the broker keeps).
+	RespOutOfOrderSequence = 30010
+	// RespProducerFenced: a newer instance of the producer id has started.
+	RespProducerFenced = 30011
+)
+
 // Response codes (Java RemotingSysResponseCode and ResponseCode).
 const (
 	RespSuccess                            = 0
@@ -210,6 +226,7 @@ var requestNames = map[int16]string{
 	ReqSendMessageV2: "SEND_MESSAGE_V2", ReqSendBatchMessage: "SEND_BATCH_MESSAGE",
 	ReqSendReplyMessage: "SEND_REPLY_MESSAGE", ReqSendReplyMessageV2: "SEND_REPLY_MESSAGE_V2",
 	ReqPushReplyMessageToClient: "PUSH_REPLY_MESSAGE_TO_CLIENT",
+	ReqInitProducerID:           "INIT_PRODUCER_ID",
 }
 
 var responseNames = map[int16]string{
@@ -236,6 +253,8 @@ var responseNames = map[int16]string{
 	RespDeleteACLConfigFailed:              "DELETE_ACL_CONFIG_FAILED",
 	RespUpdateGlobalWhiteAddrsConfigFailed: "UPDATE_GLOBAL_WHITE_ADDRS_CONFIG_FAILED",
 	RespFlowControl:                        "FLOW_CONTROL",
+	RespOutOfOrderSequence:                 "OUT_OF_ORDER_SEQUENCE",
+	RespProducerFenced:                     "PRODUCER_FENCED",
 }
 
 // RequestName returns the Java name of a request code, or its number.
