@@ -138,6 +138,7 @@ type apiProduceResult struct {
 	QueueID     *int32   `json:"queue_id,omitempty"`
 	QueueOffset *int64   `json:"queue_offset,omitempty"`
 	Scheduled   bool     `json:"scheduled,omitempty"`    // stored for later delivery (delay level or delivery time)
+	Duplicate   bool     `json:"duplicate,omitempty"`    // stored before, within the topic's dedup window
 	FlushStatus string   `json:"flush_status,omitempty"` // "flush_disk_timeout": written, durability unconfirmed
 	Error       *problem `json:"error,omitempty"`
 }
@@ -245,8 +246,18 @@ func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
 		uniq = append(uniq, id)
 		bytesIn += len(m.Body)
 	}
+	if err := setIdempotencyKeys(ctx, msgs, idx, len(in) > 1); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
 	if len(msgs) > 0 {
-		res, err := b.clog.Append(msgs, nil)
+		var res []commitlog.AppendResult
+		var dups []dedupStored
+		if w := b.dedupWindow(msgs); w > 0 {
+			res, dups, err = b.appendDedupResults(msgs, w) // dedup.go
+		} else {
+			res, err = b.clog.Append(msgs, nil)
+		}
 		flushTimeout := errors.Is(err, commitlog.ErrFlushTimeout) && len(res) == len(msgs)
 		if err != nil && !flushTimeout {
 			b.log.Warn().Err(err).Str("topic", topic).Msg("HTTP produce failed")
@@ -259,6 +270,15 @@ func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
 			out.MsgID, out.OffsetMsgID = uniq[j], commitlog.OffsetMsgID(b.storeHost, r.Offset)
 			out.QueueID, out.QueueOffset = &q, &off
 			out.Scheduled = msgs[j].Topic == ScheduleTopic || msgs[j].Topic == TimerTopic
+			if dups != nil && dups[j].Dup {
+				q = dups[j].QueueID
+				out.Duplicate = true
+				if rec, _, err := b.clog.ReadRecord(r.Offset, nil); err == nil {
+					if id, ok := commitlog.Property(rec.Properties, commitlog.PropUniqKey); ok {
+						out.MsgID = id // the original message's id
+					}
+				}
+			}
 			if flushTimeout {
 				out.FlushStatus = "flush_disk_timeout"
 			}

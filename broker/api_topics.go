@@ -2,6 +2,7 @@ package broker
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -15,6 +16,7 @@ type apiTopic struct {
 	WriteQueues int32  `json:"write_queues"`
 	Perm        string `json:"perm"` // "rw", "r", "w" or "-"
 	Order       bool   `json:"order"`
+	DedupWindow string `json:"dedup_window,omitempty"` // a Go duration; absent when off
 }
 
 // apiTopicDetail adds the queues' offsets.
@@ -38,11 +40,19 @@ type apiTopicInput struct {
 	WriteQueues *int32  `json:"write_queues"`
 	Perm        *string `json:"perm"`
 	Order       *bool   `json:"order"`
+	DedupWindow *string `json:"dedup_window"` // a duration ("10m"); "0" turns it off
 }
 
 func topicOut(tc TopicConfig) apiTopic {
 	return apiTopic{Name: tc.TopicName, ReadQueues: tc.ReadQueueNums, WriteQueues: tc.WriteQueueNums,
-		Perm: permText(tc.Perm), Order: tc.Order}
+		Perm: permText(tc.Perm), Order: tc.Order, DedupWindow: dedupWindowText(tc.DedupWindowMs)}
+}
+
+func dedupWindowText(ms int64) string {
+	if ms <= 0 {
+		return ""
+	}
+	return (time.Duration(ms) * time.Millisecond).String()
 }
 
 func permText(p int32) string {
@@ -91,6 +101,13 @@ func (in *apiTopicInput) apply(tc *TopicConfig) error {
 	}
 	if in.Order != nil {
 		tc.Order = *in.Order
+	}
+	if in.DedupWindow != nil {
+		d, err := parseDuration(*in.DedupWindow)
+		if err != nil || d < 0 {
+			return fmt.Errorf("%w: dedup_window %q: want a duration such as 10m, or 0 for off", errBadInput, *in.DedupWindow)
+		}
+		tc.DedupWindowMs = d.Milliseconds()
 	}
 	return nil
 }

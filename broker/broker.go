@@ -66,7 +66,8 @@ type Broker struct {
 	timerIdx *delay.TimerIndex
 	delaySvc *delay.Service
 	keys     *keyIndex
-	idem     idemState // idempotent producers (idempotent.go)
+	idem     idemState  // idempotent producers (idempotent.go)
+	dedup    dedupState // dedup windows' sends in flight (dedup.go)
 
 	// dyn is the configuration in force: cfg plus run-time changes
 	// (SetConfig, serialised by cfgMu). Read it with c().

@@ -154,7 +154,7 @@ func (b *Broker) storeIdempotent(req *remoting.Command, msgs []commitlog.Message
 		return remoting.NewResponse(req, remoting.RespMessageIllegal, err.Error())
 	case d == idempotence.Duplicate:
 		b.metrics.duplicates.Add(float64(len(msgs)))
-		return b.duplicateResponse(req, q.ID, prev)
+		return b.resultResponse(req, q.ID, prev, true)
 	}
 	b.appendMessages(msgs, func(res []commitlog.AppendResult, err error) {
 		if res != nil {
@@ -171,8 +171,9 @@ func (b *Broker) storeIdempotent(req *remoting.Command, msgs []commitlog.Message
 	return resp
 }
 
-// duplicateResponse answers a retry with where its messages were stored.
-func (b *Broker) duplicateResponse(req *remoting.Command, queue int32, prev []idempotence.Stored) *remoting.Command {
+// resultResponse answers a send with where its messages were stored;
+// dup says all of them were stored by an earlier send.
+func (b *Broker) resultResponse(req *remoting.Command, queue int32, prev []idempotence.Stored, dup bool) *remoting.Command {
 	out := remoting.NewResponse(req, remoting.RespSuccess, "")
 	ids := make([]string, len(prev))
 	for i, p := range prev {
@@ -183,7 +184,9 @@ func (b *Broker) duplicateResponse(req *remoting.Command, queue int32, prev []id
 	out.Set("queueOffset", strconv.FormatInt(prev[0].QueueOffset, 10))
 	out.Set("MSG_REGION", "DefaultRegion")
 	out.Set("TRACE_ON", "true")
-	out.Set("duplicate", "true")
+	if dup {
+		out.Set("duplicate", "true")
+	}
 	return out
 }
 
@@ -262,9 +265,15 @@ func (b *Broker) loadProducers() error {
 		return fmt.Errorf("broker: read producer epochs: %w", err)
 	}
 	var buf []byte
+	keys := b.meta.db.NewBatch()
+	defer keys.Close()
+	nowT := time.Now()
 	_, err = b.clog.Scan(from, b.clog.WrittenOffset(), &buf, func(off int64, raw []byte) error {
 		rec, err := commitlog.Decode(raw)
 		if err != nil {
+			return err
+		}
+		if err := b.replayDedup(keys, &rec, off, nowT); err != nil { // dedup.go
 			return err
 		}
 		topic := string(rec.Topic)
@@ -282,7 +291,7 @@ func (b *Broker) loadProducers() error {
 	if err != nil {
 		return fmt.Errorf("broker: replay the log for producer state: %w", err)
 	}
-	return nil
+	return b.meta.db.Apply(keys, pebble.NoSync)
 }
 
 // snapshotProducers drops expired producers and saves the table with the
@@ -315,7 +324,8 @@ func (b *Broker) snapshotProducers(now time.Time) error {
 	return b.meta.db.Apply(batch, pebble.Sync)
 }
 
-// producerSnapshots saves the producer table periodically until stop.
+// producerSnapshots saves the producer table and sweeps expired dedup
+// keys periodically until stop.
 func (b *Broker) producerSnapshots() {
 	defer b.wg.Done()
 	every := b.cfg.ProducerSnapshotInterval.D()
@@ -331,6 +341,9 @@ func (b *Broker) producerSnapshots() {
 		case now := <-t.C:
 			if err := b.snapshotProducers(now); err != nil {
 				b.log.Error().Err(err).Msg("save producer state")
+			}
+			if err := b.sweepDedup(now); err != nil {
+				b.log.Error().Err(err).Msg("sweep dedup keys")
 			}
 		}
 	}

@@ -255,7 +255,7 @@ func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 			b.reply(c, req, code, remark)
 			continue
 		}
-		if b.sendIdempotent(c, req, msgs[first:]) { // idempotent.go
+		if b.sendIdempotent(c, req, msgs[first:]) || b.sendDeduped(c, req, msgs[first:]) { // idempotent.go, dedup.go
 			msgs = msgs[:first]
 			continue
 		}

@@ -229,16 +229,7 @@ func (p *Producer) attemptIdempotent(ctx context.Context, ip *idempotence, s *id
 func withProducerFields(props []byte, id string, epoch int32, seq int64) []byte {
 	out := make([]byte, 0, len(props)+len(id)+48)
 	out = append(out, props...)
-	add := func(k, v string) {
-		if len(out) > 0 {
-			out = append(out, commitlog.PropertySep)
-		}
-		out = append(out, k...)
-		out = append(out, commitlog.PropertyNameSep)
-		out = append(out, v...)
-	}
-	add(commitlog.PropProducerID, id)
-	add(commitlog.PropProducerEpoch, strconv.Itoa(int(epoch)))
-	add(commitlog.PropProducerSeq, strconv.FormatInt(seq, 10))
-	return out
+	out = commitlog.AppendProperty(out, commitlog.PropProducerID, id)
+	out = commitlog.AppendProperty(out, commitlog.PropProducerEpoch, strconv.Itoa(int(epoch)))
+	return commitlog.AppendProperty(out, commitlog.PropProducerSeq, strconv.FormatInt(seq, 10))
 }
