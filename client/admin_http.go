@@ -263,6 +263,15 @@ type adminHTTPTopicInput struct {
 	WriteQueues *int32  `json:"write_queues,omitempty"`
 	Perm        *string `json:"perm,omitempty"`
 	Order       *bool   `json:"order,omitempty"`
+	DedupWindow *string `json:"dedup_window,omitempty"`
+}
+
+func adminHTTPDuration(d *time.Duration) *string {
+	if d == nil {
+		return nil
+	}
+	s := d.String()
+	return &s
 }
 
 // adminHTTPPerm turns permission bits into the API's "rw", "r" or "w".
@@ -307,6 +316,9 @@ func (a *Admin) httpCreateTopic(ctx context.Context, spec TopicSpec, perm int32)
 		return nil, err
 	}
 	in := adminHTTPTopicInput{Name: spec.Topic, ReadQueues: &spec.ReadQueues, WriteQueues: &spec.WriteQueues, Perm: &p, Order: &spec.Order}
+	if spec.DedupWindow > 0 {
+		in.DedupWindow = adminHTTPDuration(&spec.DedupWindow)
+	}
 	if err := a.adminHTTP(ctx, "POST", "/v1/topics", nil, in, nil); err != nil {
 		return nil, err
 	}
@@ -318,7 +330,7 @@ func (a *Admin) httpUpdateTopic(ctx context.Context, topic string, u TopicUpdate
 	if err != nil {
 		return nil, err
 	}
-	in := adminHTTPTopicInput{ReadQueues: u.ReadQueues, WriteQueues: u.WriteQueues, Order: u.Order}
+	in := adminHTTPTopicInput{ReadQueues: u.ReadQueues, WriteQueues: u.WriteQueues, Order: u.Order, DedupWindow: adminHTTPDuration(u.DedupWindow)}
 	if u.Perm != nil {
 		bits, err := ParsePerm(*u.Perm)
 		if err != nil {
