@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/remoting"
@@ -32,7 +33,8 @@ var (
 //
 // The broker keeps the sequences per broker group, so a send and its
 // retries stay on the queue picked first (they never move to another
-// group, which would not know the sequence). One request per queue is in
+// group, which would not know the sequence), backing off from 50 ms to a
+// second between attempts so that they outlast a broker restart. One request per queue is in
 // flight at a time; use WithLinger or SendBatch for throughput. SendOneway
 // and delayed messages are refused (the outcome of a one-way send is
 // unknown, and the delay service stores a message again).
@@ -177,7 +179,21 @@ func (p *Producer) sendIdempotent(ctx context.Context, msgs []*outMsg, pick func
 		}
 		p.stats.retries.Add(1)
 		logAt(p.cfg.logger, LogDebug, "send retried", "topic", topic, "broker", mq.BrokerName, "err", err)
+		// The retry must reach the same broker group: give a restarting
+		// broker time to come back instead of spending every retry at once.
+		t := time.NewTimer(retryBackoff(attempt))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
 	}
+}
+
+// retryBackoff is the pause before retry attempt+1 of an idempotent send:
+// 50 ms doubling up to a second.
+func retryBackoff(attempt int) time.Duration {
+	return min(50*time.Millisecond<<min(attempt, 5), time.Second)
 }
 
 // attemptIdempotent sends msgs once with the queue's next sequences under
