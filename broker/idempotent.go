@@ -251,7 +251,19 @@ func (b *Broker) loadProducers() error {
 		default:
 			s.tab, from = tab, max(covers, from)
 		}
-	} else if !errors.Is(err, pebble.ErrNotFound) {
+	} else if errors.Is(err, pebble.ErrNotFound) {
+		// No snapshot yet (a new data directory, or one from before
+		// idempotent producers): nothing in the log carries producer
+		// fields, so start at its end instead of reading all of it.
+		from = b.clog.WrittenOffset()
+		data, err := s.tab.Snapshot(from)
+		if err == nil {
+			err = b.meta.db.Set([]byte(producerSnapKey), data, pebble.Sync)
+		}
+		if err != nil {
+			return fmt.Errorf("broker: save the first producer snapshot: %w", err)
+		}
+	} else {
 		return fmt.Errorf("broker: read producer snapshot: %w", err)
 	}
 	now := time.Now().UnixMilli()

@@ -267,3 +267,17 @@ func FuzzParseProducerFields(f *testing.F) {
 		_, _, _ = batchProducerFields(msgs)
 	})
 }
+
+// A data directory without a producer snapshot gets one at once, so the
+// next start replays only what was written since, not the whole log.
+func TestFirstOpenSavesProducerSnapshot(t *testing.T) {
+	b := testBroker(t, t.TempDir(), nil)
+	v, closer, err := b.meta.db.Get([]byte(producerSnapKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	if !strings.Contains(string(v), `"covers":0`) {
+		t.Fatalf("first snapshot %s", v)
+	}
+}

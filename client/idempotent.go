@@ -226,8 +226,10 @@ func (p *Producer) attemptIdempotent(ctx context.Context, ip *idempotence, s *id
 		if errors.As(err, &se) {
 			switch se.Code {
 			case remoting.RespProducerFenced:
+				// Fenced by this producer's own newer epoch (started after
+				// another queue's send failed): send again under it.
 				s.mu.Lock()
-				newer := s.epoch > epoch || s.stale
+				newer := s.epoch > epoch
 				s.mu.Unlock()
 				if newer {
 					continue
