@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/idempotence"
@@ -359,4 +361,34 @@ func (b *Broker) producerSnapshots() {
 			}
 		}
 	}
+}
+
+// apiProducer is an idempotent producer as GET /v1/producers shows it.
+type apiProducer struct {
+	ID         string             `json:"id"`
+	Epoch      int32              `json:"epoch"`
+	LastSeenMs int64              `json:"last_seen_ms"`
+	Queues     []apiProducerQueue `json:"queues"`
+}
+
+type apiProducerQueue struct {
+	Topic   string `json:"topic"`
+	QueueID int32  `json:"queue_id"`
+	LastSeq int64  `json:"last_seq"`
+}
+
+func (b *Broker) apiProducers(ctx *fasthttp.RequestCtx, _ apiParams) {
+	ps := b.Producers()
+	out := make([]apiProducer, len(ps))
+	for i, p := range ps {
+		out[i] = apiProducer{ID: p.ID, Epoch: p.Epoch, LastSeenMs: p.LastSeen.UnixMilli(), Queues: []apiProducerQueue{}}
+		for q, seq := range p.LastSeqs {
+			out[i].Queues = append(out[i].Queues, apiProducerQueue{Topic: q.Topic, QueueID: q.ID, LastSeq: seq})
+		}
+		sort.Slice(out[i].Queues, func(a, c int) bool {
+			x, y := out[i].Queues[a], out[i].Queues[c]
+			return x.Topic < y.Topic || x.Topic == y.Topic && x.QueueID < y.QueueID
+		})
+	}
+	writeJSON(ctx, fasthttp.StatusOK, out)
 }
