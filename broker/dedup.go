@@ -125,10 +125,13 @@ func (s *dedupState) release(keys []string, mine chan struct{}) {
 }
 
 // appendDedup appends the messages of msgs not stored within window and
-// returns where every message is (the earlier copy for a duplicate).
-// flushErr is ErrFlushTimeout when the new messages were stored but not
-// synced in time.
-func (b *Broker) appendDedup(msgs []commitlog.Message, window time.Duration) (out []dedupStored, flushErr error, err error) {
+// calls answer with where every message is (the earlier copy for a
+// duplicate), or with the error. flushErr is ErrFlushTimeout when the new
+// messages were stored but not synced in time. The new keys are written
+// to the metadata store after answer returns, while they are still
+// claimed (and snapMu still held), so a copy racing in waits for them but
+// the answer does not.
+func (b *Broker) appendDedup(msgs []commitlog.Message, window time.Duration, answer func(out []dedupStored, flushErr, err error)) {
 	topic := dedupTopic(&msgs[0])
 	keys := make([]string, len(msgs))
 	for i := range msgs {
@@ -141,7 +144,7 @@ func (b *Broker) appendDedup(msgs []commitlog.Message, window time.Duration) (ou
 	b.idem.snapMu.RLock()
 	defer b.idem.snapMu.RUnlock()
 
-	out = make([]dedupStored, len(msgs))
+	out := make([]dedupStored, len(msgs))
 	now := time.Now()
 	fresh := make([]commitlog.Message, 0, len(msgs))
 	freshAt := make([]int, 0, len(msgs))
@@ -155,7 +158,8 @@ func (b *Broker) appendDedup(msgs []commitlog.Message, window time.Duration) (ou
 			}
 			seen[k] = i
 			if st, ok, err := b.lookupDedup(k, now.Add(-window)); err != nil {
-				return nil, nil, err
+				answer(nil, nil, err)
+				return
 			} else if ok {
 				out[i] = st
 				continue
@@ -164,13 +168,16 @@ func (b *Broker) appendDedup(msgs []commitlog.Message, window time.Duration) (ou
 		fresh = append(fresh, msgs[i])
 		freshAt = append(freshAt, i)
 	}
+	var flushErr error
+	var batch *pebble.Batch
 	if len(fresh) > 0 {
 		res, aerr := b.clog.Append(fresh, nil)
 		if len(res) != len(fresh) {
-			return nil, nil, aerr
+			answer(nil, nil, aerr)
+			return
 		}
 		flushErr = aerr
-		batch := b.meta.db.NewBatch()
+		batch = b.meta.db.NewBatch()
 		defer batch.Close()
 		var v [28]byte
 		for j, r := range res {
@@ -181,11 +188,9 @@ func (b *Broker) appendDedup(msgs []commitlog.Message, window time.Duration) (ou
 			}
 			putDedupValue(v[:], r.StoreTimestamp, out[i])
 			if err := batch.Set([]byte(keys[i]), v[:], nil); err != nil {
-				return nil, nil, err
+				answer(nil, nil, err)
+				return
 			}
-		}
-		if err := b.meta.db.Apply(batch, pebble.NoSync); err != nil {
-			b.log.Warn().Err(err).Str("topic", topic).Msg("record dedup keys")
 		}
 	}
 	for i, j := range dupOf {
@@ -195,7 +200,12 @@ func (b *Broker) appendDedup(msgs []commitlog.Message, window time.Duration) (ou
 	if n := len(msgs) - len(fresh); n > 0 {
 		b.metrics.duplicates.Add(float64(n))
 	}
-	return out, flushErr, nil
+	answer(out, flushErr, nil)
+	if batch != nil {
+		if err := b.meta.db.Apply(batch, pebble.NoSync); err != nil {
+			b.log.Warn().Err(err).Str("topic", topic).Msg("record dedup keys")
+		}
+	}
 }
 
 func putDedupValue(v []byte, storeMs int64, st dedupStored) {
@@ -275,39 +285,42 @@ func (b *Broker) sendDeduped(c *remoting.Conn, req *remoting.Command, msgs []com
 	if w <= 0 {
 		return false
 	}
-	out, flushErr, err := b.appendDedup(msgs, w)
-	if err != nil {
-		b.log.Warn().Err(err).Str("topic", msgs[0].Topic).Msg("send failed")
-		code, remark := sendError(err)
-		b.reply(c, req, code, remark)
-		return true
-	}
-	stored := make([]idempotence.Stored, len(out))
-	allDup := true
-	fresh, bytes := 0, 0
-	for i := range out {
-		stored[i] = out[i].Stored
-		allDup = allDup && out[i].Dup
-		if !out[i].Dup {
-			fresh++
-			bytes += len(msgs[i].Body)
+	b.appendDedup(msgs, w, func(out []dedupStored, flushErr, err error) {
+		if err != nil {
+			b.log.Warn().Err(err).Str("topic", msgs[0].Topic).Msg("send failed")
+			code, remark := sendError(err)
+			b.reply(c, req, code, remark)
+			return
 		}
-	}
-	resp := b.resultResponse(req, out[0].QueueID, stored, allDup)
-	if flushErr != nil {
-		resp.Code, resp.Remark = remoting.RespFlushDiskTimeout, flushErr.Error()
-	}
-	if fresh > 0 {
-		b.metrics.messagesIn(msgs[0].Topic, fresh, bytes)
-	}
-	_ = c.Reply(resp)
+		stored := make([]idempotence.Stored, len(out))
+		allDup := true
+		fresh, bytes := 0, 0
+		for i := range out {
+			stored[i] = out[i].Stored
+			allDup = allDup && out[i].Dup
+			if !out[i].Dup {
+				fresh++
+				bytes += len(msgs[i].Body)
+			}
+		}
+		resp := b.resultResponse(req, out[0].QueueID, stored, allDup)
+		if flushErr != nil {
+			resp.Code, resp.Remark = remoting.RespFlushDiskTimeout, flushErr.Error()
+		}
+		if fresh > 0 {
+			b.metrics.messagesIn(msgs[0].Topic, fresh, bytes)
+		}
+		_ = c.Reply(resp)
+	})
 	return true
 }
 
 // appendDedupResults is appendDedup for the HTTP API: the results as
 // append results (the flush timeout as the error, as Append reports it).
 func (b *Broker) appendDedupResults(msgs []commitlog.Message, window time.Duration) ([]commitlog.AppendResult, []dedupStored, error) {
-	out, flushErr, err := b.appendDedup(msgs, window)
+	var out []dedupStored
+	var flushErr, err error
+	b.appendDedup(msgs, window, func(o []dedupStored, f, e error) { out, flushErr, err = o, f, e })
 	if err != nil {
 		return nil, nil, err
 	}

@@ -55,16 +55,16 @@ func TestDedupWindowByUniqKey(t *testing.T) {
 	if after.ExtFields["queueOffset"] != first.ExtFields["queueOffset"] || after.ExtFields["duplicate"] != "true" {
 		t.Fatalf("retry after restart: %v", after.ExtFields)
 	}
-	if got := pullAll(t, c, "d", 0); strings.Join(got, "") != "ab" {
+	if got := pullAll(t, b, c, "d", 0); strings.Join(got, "") != "ab" {
 		t.Fatalf("queue 0 holds %v", got)
 	}
-	if got := pullAll(t, c, "d", 1); len(got) != 0 {
+	if got := pullAll(t, b, c, "d", 1); len(got) != 0 {
 		t.Fatalf("queue 1 holds %v", got)
 	}
 	// A topic without a window stores every copy.
 	mustOK(t, c.send("plain", 0, "x", map[string]string{commitlog.PropUniqKey: "K1"}))
 	mustOK(t, c.send("plain", 0, "x", map[string]string{commitlog.PropUniqKey: "K1"}))
-	if got := pullAll(t, c, "plain", 0); len(got) != 2 {
+	if got := pullAll(t, b, c, "plain", 0); len(got) != 2 {
 		t.Fatalf("plain topic holds %v", got)
 	}
 }
@@ -112,7 +112,7 @@ func TestDedupConcurrentCopiesStoreOnce(t *testing.T) {
 			t.Fatalf("answers %v", ids)
 		}
 	}
-	if got := pullAll(t, newClient(t, b), "d", 0); len(got) != 1 {
+	if got := pullAll(t, b, newClient(t, b), "d", 0); len(got) != 1 {
 		t.Fatalf("stored %d copies", len(got))
 	}
 }

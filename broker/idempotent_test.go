@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/remoting"
@@ -45,19 +46,27 @@ func (c *tclient) sendIdemBatch(topic string, queue int, pid string, epoch int32
 	}, EncodeBatch(nil, flags, bs, props)))
 }
 
-func pullAll(t *testing.T, c *tclient, topic string, queue int) []string {
+// pullAll returns the bodies of every message stored in a queue, waiting
+// until the dispatcher has made all of them (as counted by the log's
+// queue offsets, assigned at append) readable.
+func pullAll(t *testing.T, b *Broker, c *tclient, topic string, queue int) []string {
 	t.Helper()
+	n := int(b.clog.NextQueueOffset(topic, int32(queue)))
 	var out []string
-	for off := int64(0); ; {
-		_, recs := c.pull("g", topic, queue, off, 0)
-		if len(recs) == 0 {
-			return out
+	waitFor(t, 10*time.Second, "every message of "+topic, func() bool {
+		out = nil
+		for off := int64(0); ; {
+			_, recs := c.pull("g", topic, queue, off, 0)
+			if len(recs) == 0 {
+				return len(out) == n
+			}
+			for _, r := range recs {
+				out = append(out, string(r.Body))
+			}
+			off += int64(len(recs))
 		}
-		for _, r := range recs {
-			out = append(out, string(r.Body))
-		}
-		off += int64(len(recs))
-	}
+	})
+	return out
 }
 
 func TestIdempotentRetryStoresOnce(t *testing.T) {
@@ -83,7 +92,7 @@ func TestIdempotentRetryStoresOnce(t *testing.T) {
 	if batch.ExtFields["msgId"] != batchAgain.ExtFields["msgId"] || strings.Count(batch.ExtFields["msgId"], ",") != 2 {
 		t.Errorf("batch retry ids %q, original %q", batchAgain.ExtFields["msgId"], batch.ExtFields["msgId"])
 	}
-	if got := pullAll(t, c, "t", 0); strings.Join(got, "") != "abcd" {
+	if got := pullAll(t, b, c, "t", 0); strings.Join(got, "") != "abcd" {
 		t.Fatalf("stored %v, want a b c d once each", got)
 	}
 }
@@ -110,7 +119,7 @@ func TestIdempotentConcurrentRetriesStoreOnce(t *testing.T) {
 			t.Fatalf("racing retries answered %v", ids)
 		}
 	}
-	if got := pullAll(t, newClient(t, b), "t", 1); len(got) != 1 {
+	if got := pullAll(t, b, newClient(t, b), "t", 1); len(got) != 1 {
 		t.Fatalf("stored %d copies", len(got))
 	}
 }
@@ -150,7 +159,7 @@ func TestIdempotentGapAndFencing(t *testing.T) {
 	if delayed.Code != remoting.RespMessageIllegal {
 		t.Fatalf("delayed idempotent send: %d %s", delayed.Code, delayed.Remark)
 	}
-	if got := pullAll(t, c, "t", 0); strings.Join(got, "") != "abc" {
+	if got := pullAll(t, b, c, "t", 0); strings.Join(got, "") != "abc" {
 		t.Fatalf("stored %v", got)
 	}
 }
@@ -192,7 +201,7 @@ func TestIdempotentStateSurvivesRestart(t *testing.T) {
 				t.Fatalf("old epoch after restart: %d %s", f.Code, f.Remark)
 			}
 			mustOK(t, c.send("t", 2, "d", idemProps("p", cur.Epoch, 3)))
-			if got := pullAll(t, c, "t", 2); strings.Join(got, "") != "abcd" {
+			if got := pullAll(t, b, c, "t", 2); strings.Join(got, "") != "abcd" {
 				t.Fatalf("stored %v", got)
 			}
 		})
