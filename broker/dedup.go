@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -38,6 +39,8 @@ import (
 type dedupState struct {
 	mu      sync.Mutex
 	pending map[string]chan struct{} // dd key → closed when its send is answered; guarded by mu
+	filter  *keyFilter               // the keys in the store (dedupfilter.go)
+	kept    atomic.Int64             // keys the last sweep kept: the next filter's size
 }
 
 const dedupPrefix = "dd/"
@@ -157,6 +160,11 @@ func (b *Broker) appendDedup(msgs []commitlog.Message, window time.Duration, ans
 				continue
 			}
 			seen[k] = i
+			if !b.dedup.filter.mayContain(k) {
+				fresh = append(fresh, msgs[i])
+				freshAt = append(freshAt, i)
+				continue
+			}
 			if st, ok, err := b.lookupDedup(k, now.Add(-window)); err != nil {
 				answer(nil, nil, err)
 				return
@@ -187,6 +195,7 @@ func (b *Broker) appendDedup(msgs []commitlog.Message, window time.Duration, ans
 				continue
 			}
 			putDedupValue(v[:], r.StoreTimestamp, out[i])
+			b.dedup.filter.add(keys[i])
 			if err := batch.Set([]byte(keys[i]), v[:], nil); err != nil {
 				answer(nil, nil, err)
 				return
@@ -260,22 +269,43 @@ func (b *Broker) replayDedup(batch *pebble.Batch, rec *commitlog.Record, off int
 }
 
 // sweepDedup deletes the keys older than their topic's window.
+// The key filter is rebuilt from the keys kept.
 func (b *Broker) sweepDedup(now time.Time) error {
 	batch := b.meta.db.NewBatch()
 	defer batch.Close()
-	err := b.meta.scan(dedupPrefix, func(k, v []byte) error {
-		rest := string(k[len(dedupPrefix):])
-		topic, _, _ := strings.Cut(rest, "\x00")
-		tc, ok := b.topics.get(topic)
-		if ok && len(v) == 28 && int64(binary.BigEndian.Uint64(v)) >= now.UnixMilli()-tc.DedupWindowMs {
-			return nil
-		}
-		return batch.Delete(k, nil)
+	kept := 0
+	err := b.dedup.filter.rebuild(int(b.dedup.kept.Load()), func(add func(string)) error {
+		return b.meta.scan(dedupPrefix, func(k, v []byte) error {
+			rest := string(k[len(dedupPrefix):])
+			topic, _, _ := strings.Cut(rest, "\x00")
+			tc, ok := b.topics.get(topic)
+			if ok && len(v) == 28 && int64(binary.BigEndian.Uint64(v)) >= now.UnixMilli()-tc.DedupWindowMs {
+				add(string(k))
+				kept++
+				return nil
+			}
+			return batch.Delete(k, nil)
+		})
 	})
 	if err != nil {
 		return err
 	}
+	b.dedup.kept.Store(int64(kept))
 	return b.meta.db.Apply(batch, pebble.NoSync)
+}
+
+// loadDedupFilter builds the key filter from the keys in the store
+// (after the replay of the log put back what a crash lost).
+func (b *Broker) loadDedupFilter() error {
+	n := 0
+	if err := b.meta.scan(dedupPrefix, func(_, _ []byte) error { n++; return nil }); err != nil {
+		return err
+	}
+	b.dedup.filter = newKeyFilter()
+	b.dedup.kept.Store(int64(n))
+	return b.dedup.filter.rebuild(n, func(add func(string)) error {
+		return b.meta.scan(dedupPrefix, func(k, _ []byte) error { add(string(k)); return nil })
+	})
 }
 
 // sendDeduped stores and answers a send request to a topic with a dedup

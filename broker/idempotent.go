@@ -305,7 +305,10 @@ func (b *Broker) loadProducers() error {
 	if err != nil {
 		return fmt.Errorf("broker: replay the log for producer state: %w", err)
 	}
-	return b.meta.db.Apply(keys, pebble.NoSync)
+	if err := b.meta.db.Apply(keys, pebble.NoSync); err != nil {
+		return err
+	}
+	return b.loadDedupFilter() // dedup.go
 }
 
 // snapshotProducers drops expired producers and saves the table with the
