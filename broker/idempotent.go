@@ -126,12 +126,29 @@ func (b *Broker) sendIdempotent(c *remoting.Conn, req *remoting.Command, msgs []
 	if err == nil && (msgs[0].Topic == ScheduleTopic || msgs[0].Topic == TimerTopic) {
 		err = fmt.Errorf("%w: an idempotent send cannot be delayed (the delay service stores the message again)", errIdempotent)
 	}
+	if err == nil && requestQueueID(req) < 0 {
+		// The broker would pick a queue at random: the sequence is per queue.
+		err = fmt.Errorf("%w: an idempotent send must name its queue", errIdempotent)
+	}
 	if err != nil {
 		b.reply(c, req, remoting.RespMessageIllegal, err.Error())
 		return true
 	}
 	_ = c.Reply(b.storeIdempotent(req, msgs, f))
 	return true
+}
+
+// requestQueueID is the queue id a send request names (-1 when none).
+func requestQueueID(req *remoting.Command) int {
+	s, ok := req.ExtFields["queueId"]
+	if !ok {
+		s = req.ExtFields[v2Key["queueId"]]
+	}
+	q, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return q
 }
 
 // storeIdempotent checks an idempotent batch, stores it when it is new,

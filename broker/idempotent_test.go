@@ -159,6 +159,9 @@ func TestIdempotentGapAndFencing(t *testing.T) {
 	if delayed.Code != remoting.RespMessageIllegal {
 		t.Fatalf("delayed idempotent send: %d %s", delayed.Code, delayed.Remark)
 	}
+	if anyQ := c.send("t", -1, "d", idemProps("p", cur.Epoch, 3)); anyQ.Code != remoting.RespMessageIllegal {
+		t.Fatalf("idempotent send to any queue: %d %s", anyQ.Code, anyQ.Remark)
+	}
 	if got := pullAll(t, b, c, "t", 0); strings.Join(got, "") != "abc" {
 		t.Fatalf("stored %v", got)
 	}
