@@ -255,7 +255,9 @@ func (b *Broker) Producers() []idempotence.ProducerInfo {
 func (b *Broker) loadProducers() error {
 	s := &b.idem
 	s.seed = maphash.MakeSeed()
-	s.tab = idempotence.New()
+	// Built aside and published only when complete: a broker that fails
+	// to open must not save (at close) a partial table as covering the log.
+	table := idempotence.New()
 	from := b.clog.MinOffset()
 	if v, closer, err := b.meta.db.Get([]byte(producerSnapKey)); err == nil {
 		tab, covers, rerr := idempotence.Restore(v)
@@ -268,14 +270,14 @@ func (b *Broker) loadProducers() error {
 			// the snapshot may know of messages that are gone.
 			b.log.Warn().Int64("offset", covers).Msg("producer snapshot is past the end of the log; rebuilding from the log")
 		default:
-			s.tab, from = tab, max(covers, from)
+			table, from = tab, max(covers, from)
 		}
 	} else if errors.Is(err, pebble.ErrNotFound) {
 		// No snapshot yet (a new data directory, or one from before
 		// idempotent producers): nothing in the log carries producer
 		// fields, so start at its end instead of reading all of it.
 		from = b.clog.WrittenOffset()
-		data, err := s.tab.Snapshot(from)
+		data, err := table.Snapshot(from)
 		if err == nil {
 			err = b.meta.db.Set([]byte(producerSnapKey), data, pebble.Sync)
 		}
@@ -288,7 +290,7 @@ func (b *Broker) loadProducers() error {
 	now := time.Now().UnixMilli()
 	err := b.meta.scan(producerEpochPrefix, func(k, v []byte) error {
 		if len(v) == 4 {
-			s.tab.RaiseEpoch(string(k[len(producerEpochPrefix):]), int32(binary.BigEndian.Uint32(v)), now)
+			table.RaiseEpoch(string(k[len(producerEpochPrefix):]), int32(binary.BigEndian.Uint32(v)), now)
 		}
 		return nil
 	})
@@ -315,7 +317,7 @@ func (b *Broker) loadProducers() error {
 		if !ok || err != nil {
 			return nil
 		}
-		s.tab.Apply(f.pid, f.epoch, idempotence.Queue{Topic: topic, ID: rec.QueueID}, f.seq,
+		table.Apply(f.pid, f.epoch, idempotence.Queue{Topic: topic, ID: rec.QueueID}, f.seq,
 			idempotence.Stored{CommitlogOffset: off, QueueOffset: rec.QueueOffset}, rec.StoreTimestamp)
 		return nil
 	})
@@ -325,7 +327,11 @@ func (b *Broker) loadProducers() error {
 	if err := b.meta.db.Apply(keys, pebble.NoSync); err != nil {
 		return err
 	}
-	return b.loadDedupFilter() // dedup.go
+	if err := b.loadDedupFilter(); err != nil { // dedup.go
+		return err
+	}
+	s.tab = table
+	return nil
 }
 
 // snapshotProducers drops expired producers and saves the table with the
