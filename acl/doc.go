@@ -86,6 +86,7 @@
 //	1006  Ferry topic stats                    admin
 //	 103  REGISTER_BROKER (name server)        the cluster secret (open when none is set)
 //	 104  UNREGISTER_BROKER (name server)      the cluster secret (open when none is set)
+//	30001 Ferry INIT_PRODUCER_ID                any signed account (its sends need PUB)
 //	1101  CONTROLLER_HEARTBEAT (name server)   the cluster secret (open when none is set)
 //	1102  CONTROLLER_GET_STATE (name server)   open, as the cluster info
 //	1103  CONTROLLER_ALTER_IN_SYNC (name srv)  the cluster secret (open when none is set)

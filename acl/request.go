@@ -184,6 +184,10 @@ var table = map[int16]rule{
 	protocol.ReqRegisterBroker:   {levelCluster, nil},
 	protocol.ReqUnregisterBroker: {levelCluster, nil},
 
+	// A producer id names no topic: any signed account may start an
+	// epoch of one; its sends still need PUB on their topics.
+	protocol.ReqInitProducerID: {levelRes, nil},
+
 	protocol.ReqControllerHeartbeat:   {levelCluster, nil},
 	protocol.ReqControllerAlterInSync: {levelCluster, nil},
 	protocol.ReqControllerGetState:    {levelOpen, nil},

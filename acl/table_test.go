@@ -74,10 +74,14 @@ func TestEveryRow(t *testing.T) {
 			case levelRes:
 				allow(signedBy(sampleRequest(t, code, "T", "G"), "user-key", "user-secret"))
 				allow(signedBy(sampleRequest(t, code, "other", "other"), "admin-key", "admin-secret"))
-				if code == protocol.ReqUnregisterClient {
+				switch {
+				case r.res == nil:
+					// No resource: any signed account, whatever it may not touch.
+					allow(signedBy(sampleRequest(t, code, "other", "other"), "user-key", "user-secret"))
+				case code == protocol.ReqUnregisterClient:
 					// Only the consumer group is checked.
 					refuse(signedBy(sampleRequest(t, code, "T", "other"), "user-key", "user-secret"), "permission")
-				} else {
+				default:
 					refuse(signedBy(sampleRequest(t, code, "other", "other"), "user-key", "user-secret"), "permission")
 				}
 				refuse(sampleRequest(t, code, "T", "G"), "unsigned")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"sort"
 	"strconv"
@@ -63,6 +64,10 @@ func (b *Broker) CreateTopic(tc TopicConfig) error {
 	if tc.Perm == 0 {
 		tc.Perm = protocol.PermRead | protocol.PermWrite
 	}
+	if tc.DedupWindowMs < 0 || tc.DedupWindowMs > maxDedupWindow.Milliseconds() {
+		return fmt.Errorf("%w: dedup window %v must be between 0 (off) and %v", ErrInvalidRequest,
+			time.Duration(tc.DedupWindowMs)*time.Millisecond, maxDedupWindow)
+	}
 	return b.topics.put(tc)
 }
 
@@ -107,6 +112,15 @@ func (b *Broker) handleCreateTopic(c *remoting.Conn, req *remoting.Command) {
 	}
 	tc.TopicFilterType = req.StringOr("topicFilterType", remoting.TopicFilterSingleTag)
 	tc.Order = req.StringOr("order", "false") == "true"
+	// Ferry's own field; RocketMQ's tools leave it out, which keeps it.
+	if s, ok := req.ExtFields["dedupWindow"]; ok {
+		if tc.DedupWindowMs, err = strconv.ParseInt(s, 10, 64); err != nil {
+			b.reply(c, req, protocol.RespSystemError, "dedupWindow "+strconv.Quote(s)+" is not a number of milliseconds")
+			return
+		}
+	} else if cur, ok := b.topics.get(tc.TopicName); ok {
+		tc.DedupWindowMs = cur.DedupWindowMs
+	}
 	if err := b.CreateTopic(tc); err != nil {
 		b.replyErr(c, req, err)
 		return

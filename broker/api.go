@@ -57,6 +57,7 @@ func (p apiParams) get(name string) string {
 // OpenAPI test checks docs/openapi.yaml against.
 var apiRoutes = buildRoutes([]apiRoute{
 	{method: "GET", path: "/v1/broker", handle: (*Broker).apiRuntime},
+	{method: "GET", path: "/v1/producers", handle: (*Broker).apiProducers}, // idempotent.go
 	{method: "GET", path: "/v1/broker/config", handle: (*Broker).apiGetConfig},
 	{method: "PUT", path: "/v1/broker/config", handle: (*Broker).apiSetConfig},
 	{method: "POST", path: "/v1/broker/drain", handle: (*Broker).apiDrain},

@@ -165,8 +165,18 @@ func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
 		uniq = append(uniq, id)
 		bytesIn += len(m.Body)
 	}
+	if err := setIdempotencyKeys(ctx, msgs, idx, len(in) > 1); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
 	if len(msgs) > 0 {
-		res, err := b.clog.Append(msgs, nil)
+		var res []commitlog.AppendResult
+		var dups []dedupStored
+		if w := b.dedupWindow(msgs); w > 0 {
+			res, dups, err = b.appendDedupResults(msgs, w) // dedup.go
+		} else {
+			res, err = b.clog.Append(msgs, nil)
+		}
 		flushTimeout := errors.Is(err, commitlog.ErrFlushTimeout) && len(res) == len(msgs)
 		if err != nil && !flushTimeout {
 			b.log.Warn().Err(err).Str("topic", topic).Msg("HTTP produce failed")
@@ -179,6 +189,15 @@ func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
 			out.MsgID, out.OffsetMsgID = uniq[j], protocol.OffsetMsgID(b.storeHost, r.Offset)
 			out.QueueID, out.QueueOffset = &q, &off
 			out.Scheduled = protocol.IsScheduledTopic(msgs[j].Topic)
+			if dups != nil && dups[j].Dup {
+				q = dups[j].QueueID
+				out.Duplicate = true
+				if rec, _, err := b.clog.ReadRecord(r.Offset, nil); err == nil {
+					if id, ok := protocol.Property(rec.Properties, protocol.PropUniqKey); ok {
+						out.MsgID = id // the original message's id
+					}
+				}
+			}
 			if flushTimeout {
 				out.FlushStatus = "flush_disk_timeout"
 			}

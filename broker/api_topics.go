@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -22,7 +23,14 @@ type apiTopicInput = protocol.HTTPTopicInput
 
 func topicOut(tc TopicConfig) apiTopic {
 	return apiTopic{Name: tc.TopicName, ReadQueues: tc.ReadQueueNums, WriteQueues: tc.WriteQueueNums,
-		Perm: protocol.HTTPPermText(tc.Perm), Order: tc.Order}
+		Perm: protocol.HTTPPermText(tc.Perm), Order: tc.Order, DedupWindow: dedupWindowText(tc.DedupWindowMs)}
+}
+
+func dedupWindowText(ms int64) string {
+	if ms <= 0 {
+		return ""
+	}
+	return (time.Duration(ms) * time.Millisecond).String()
 }
 
 // parsePerm turns "rw", "r", "w" into perm bits, keeping the other bits of
@@ -57,6 +65,13 @@ func applyTopicInput(in *apiTopicInput, tc *TopicConfig) error {
 	}
 	if in.Order != nil {
 		tc.Order = *in.Order
+	}
+	if in.DedupWindow != nil {
+		d, err := parseDuration(*in.DedupWindow)
+		if err != nil || d < 0 {
+			return fmt.Errorf("%w: dedup_window %q: want a duration such as 10m, or 0 for off", errBadInput, *in.DedupWindow)
+		}
+		tc.DedupWindowMs = d.Milliseconds()
 	}
 	return nil
 }

@@ -72,6 +72,8 @@ type Broker struct {
 	timerIdx *delay.TimerIndex
 	delaySvc *delay.Service
 	keys     *keyIndex
+	idem     idemState  // idempotent producers (idempotent.go)
+	dedup    dedupState // dedup windows' sends in flight (dedup.go)
 
 	// dyn is the configuration in force: cfg plus run-time changes
 	// (SetConfig, serialised by cfgMu). Read it with c().
@@ -212,6 +214,9 @@ func (b *Broker) openStores() error {
 	if err := b.ensureSystemTopics(); err != nil {
 		return err
 	}
+	if err := b.loadProducers(); err != nil {
+		return err
+	}
 	b.topics.changed = b.registerWait
 	if err := b.loadReceiptKey(); err != nil {
 		return err
@@ -249,6 +254,11 @@ func (b *Broker) closeStores() {
 	if b.offsets != nil {
 		if err := b.offsets.flush(); err != nil {
 			b.log.Error().Err(err).Msg("flush consumer offsets")
+		}
+	}
+	if b.meta != nil && b.idem.tab != nil {
+		if err := b.snapshotProducers(time.Now()); err != nil {
+			b.log.Error().Err(err).Msg("save producer state")
 		}
 	}
 	if b.meta != nil {
@@ -292,7 +302,7 @@ func (b *Broker) Start() error {
 		return err
 	}
 	b.accepting.Store(true)
-	b.wg.Add(3)
+	b.wg.Add(4)
 	go func() {
 		defer b.wg.Done()
 		if err := b.server.Serve(ln); err != nil && !errors.Is(err, remoting.ErrServerClosed) {
@@ -305,6 +315,7 @@ func (b *Broker) Start() error {
 	b.registering.Store(true)
 	go b.registerLoop()
 	go b.housekeeping()
+	go b.producerSnapshots()
 	b.ready.Store(true)
 	ev := b.log.Info().Str("addr", b.addr).Str("listen", ln.Addr().String()).Str("flush", b.cfg.Flush).
 		Str("data_dir", b.cfg.DataDir).Int64("startup_ms", time.Since(b.startedAt).Milliseconds())

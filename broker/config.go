@@ -97,6 +97,11 @@ type Config struct {
 	// Pprof mounts Go's profiler under /debug/pprof/ on the HTTP port
 	// (admin only when ACL is on).
 	Pprof bool `toml:"pprof"`
+	// ProducerIDExpiry drops the state of an idempotent producer idle this
+	// long (0 means 7 days); ProducerSnapshotInterval is how often that
+	// state is saved (0 means a minute), bounding the log replayed on start.
+	ProducerIDExpiry         Duration `toml:"producer_id_expiry"`
+	ProducerSnapshotInterval Duration `toml:"producer_snapshot_interval"`
 }
 
 // DefaultDelayLevels is RocketMQ's delay level table.

@@ -31,6 +31,7 @@ func (b *Broker) routes() {
 	timed(protocol.ReqLockBatchMQ, b.handleLock)
 	timed(protocol.ReqUnlockBatchMQ, b.handleUnlock)
 	timed(protocol.ReqConsumerSendMsgBack, b.handleSendBack)
+	timed(protocol.ReqInitProducerID, b.handleInitProducerID)
 	b.adminRoutes(timed)
 	b.opsRoutes(timed)
 }

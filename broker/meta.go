@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 )
@@ -48,7 +49,12 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 }
 
 func openMeta(fs vfs.FS, dir string, log zerolog.Logger) (*metaStore, error) {
-	db, err := pebble.Open(dir, &pebble.Options{FS: fs, Logger: pebbleLogger{log}})
+	opts := &pebble.Options{FS: fs, Logger: pebbleLogger{log}}
+	// Bloom filters (every level inherits L0's): a dedup-window send looks
+	// up keys that are mostly absent, which without a filter reads index
+	// blocks of every table.
+	opts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("broker: open metadata store %s: %w", dir, err)
 	}

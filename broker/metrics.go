@@ -22,6 +22,7 @@ type metrics struct {
 	rpcLatency    *prometheus.HistogramVec
 	msgInTotal    prometheus.Counter
 	msgOutTotal   prometheus.Counter
+	duplicates    prometheus.Counter
 	rpcCodeLabels map[int16]string
 }
 
@@ -43,11 +44,13 @@ func newMetrics(b *Broker) *metrics {
 		msgInTotal:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_messages_in_all_total", Help: "Messages stored."}),
 		msgOutTotal:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_messages_out_all_total", Help: "Messages delivered."}),
 		rpcCodeLabels: map[int16]string{},
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_duplicates_dropped_total",
+			Help: "Messages of idempotent sends not stored again because they were stored before."}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	reg.MustRegister(m.msgIn, m.bytesIn, m.msgOut, m.bytesOut, m.rpcLatency, m.msgInTotal, m.msgOutTotal,
+	reg.MustRegister(m.msgIn, m.bytesIn, m.msgOut, m.bytesOut, m.rpcLatency, m.msgInTotal, m.msgOutTotal, m.duplicates,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		gauge("rocketmq_topic_number", "Topics on this broker.", func() float64 { return float64(b.topics.count()) }),
 		gauge("rocketmq_consumer_group_number", "Consumer groups configured.", func() float64 { return float64(len(b.groups.all())) }),

@@ -263,6 +263,10 @@ func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 			b.reply(c, req, code, remark)
 			continue
 		}
+		if b.sendIdempotent(c, req, msgs[first:]) || b.sendDeduped(c, req, msgs[first:]) { // idempotent.go, dedup.go
+			msgs = msgs[:first]
+			continue
+		}
 		spans = append(spans, sendSpan{req, first, len(msgs) - first})
 	}
 	*msgsp, *spansp = msgs, spans

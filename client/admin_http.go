@@ -226,6 +226,14 @@ func topicBrokerConfig(t *protocol.HTTPTopic, b adminBroker) TopicBrokerConfig {
 		Perm: protocol.PermString(perm), Order: t.Order}
 }
 
+func adminHTTPDuration(d *time.Duration) *string {
+	if d == nil {
+		return nil
+	}
+	s := d.String()
+	return &s
+}
+
 // adminHTTPPerm turns permission bits into the API's "rw", "r" or "w".
 func adminHTTPPerm(p int32) (string, error) {
 	s := protocol.HTTPPermText(p)
@@ -262,6 +270,9 @@ func (a *Admin) httpCreateTopic(ctx context.Context, spec TopicSpec, perm int32)
 		return nil, err
 	}
 	in := protocol.HTTPTopicInput{Name: spec.Topic, ReadQueues: &spec.ReadQueues, WriteQueues: &spec.WriteQueues, Perm: &p, Order: &spec.Order}
+	if spec.DedupWindow > 0 {
+		in.DedupWindow = adminHTTPDuration(&spec.DedupWindow)
+	}
 	if err := a.adminHTTP(ctx, "POST", "/v1/topics", nil, in, nil); err != nil {
 		return nil, err
 	}
@@ -273,7 +284,7 @@ func (a *Admin) httpUpdateTopic(ctx context.Context, topic string, u TopicUpdate
 	if err != nil {
 		return nil, err
 	}
-	in := protocol.HTTPTopicInput{ReadQueues: u.ReadQueues, WriteQueues: u.WriteQueues, Order: u.Order}
+	in := protocol.HTTPTopicInput{ReadQueues: u.ReadQueues, WriteQueues: u.WriteQueues, Order: u.Order, DedupWindow: adminHTTPDuration(u.DedupWindow)}
 	if u.Perm != nil {
 		bits, err := ParsePerm(*u.Perm)
 		if err != nil {

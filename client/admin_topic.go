@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"time"
 
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
@@ -92,6 +93,9 @@ type TopicSpec struct {
 	// Perm is "RW", "R" or "W" (0 bits: "RW").
 	Perm  string
 	Order bool
+	// DedupWindow turns on deduplication by message id (UNIQ_KEY or HTTP
+	// Idempotency-Key) within this time; 0 leaves it off.
+	DedupWindow time.Duration
 	// Brokers restricts the topic to these brokers (names or addresses);
 	// empty means every master.
 	Brokers []string
@@ -140,7 +144,8 @@ func (a *Admin) CreateTopic(ctx context.Context, spec TopicSpec) ([]string, erro
 	if a.base != "" {
 		return a.httpCreateTopic(ctx, spec, perm)
 	}
-	tc := remoting.TopicConfig{TopicName: spec.Topic, ReadQueueNums: spec.ReadQueues, WriteQueueNums: spec.WriteQueues, Perm: perm, Order: spec.Order}
+	tc := remoting.TopicConfig{TopicName: spec.Topic, ReadQueueNums: spec.ReadQueues, WriteQueueNums: spec.WriteQueues, Perm: perm, Order: spec.Order,
+		DedupWindowMs: spec.DedupWindow.Milliseconds()}
 	bs, err := a.adminMasters(ctx, spec.Brokers)
 	if err != nil {
 		return nil, err
@@ -171,6 +176,7 @@ func (a *Admin) adminPutTopic(ctx context.Context, b adminBroker, tc remoting.To
 		"writeQueueNums": strconv.Itoa(int(tc.WriteQueueNums)),
 		"perm":           strconv.Itoa(int(tc.Perm)), "topicFilterType": remoting.TopicFilterSingleTag,
 		"topicSysFlag": "0", "order": strconv.FormatBool(tc.Order),
+		"dedupWindow": strconv.FormatInt(tc.DedupWindowMs, 10),
 	}
 	if _, err := a.adminInvoke(ctx, b.Addr, protocol.ReqUpdateAndCreateTopic, ext, nil); err != nil {
 		return adminBrokerErr(b, err)
@@ -185,6 +191,7 @@ type TopicUpdate struct {
 	WriteQueues *int32
 	Perm        *string
 	Order       *bool
+	DedupWindow *time.Duration // 0 turns it off
 }
 
 // UpdateTopic changes a topic's configuration on every broker that has it
@@ -220,6 +227,9 @@ func (a *Admin) UpdateTopic(ctx context.Context, topic string, u TopicUpdate) ([
 		}
 		if u.Order != nil {
 			tc.Order = *u.Order
+		}
+		if u.DedupWindow != nil {
+			tc.DedupWindowMs = u.DedupWindow.Milliseconds()
 		}
 		tc.TopicName = topic
 		if err := a.adminPutTopic(ctx, b, tc); err != nil {

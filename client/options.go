@@ -85,6 +85,7 @@ type config struct {
 	maxBufferedBytes int
 	maxMessageSize   int
 	selector         QueueSelector
+	producerID       string // WithIdempotence
 
 	// consumers
 	consumeFrom          ConsumeFrom
@@ -331,6 +332,9 @@ func newConfig(kind clientKind, endpoint string, opts []Opt) (*config, error) {
 		c.bad("group %q: use letters, digits, '%%', '|', '-' and '_' (at most %d)", c.group, protocol.MaxGroupLen)
 	case kind != kindProducer && c.group == "DEFAULT_CONSUMER":
 		c.bad("group DEFAULT_CONSUMER is reserved; pick a name for the group")
+	}
+	if c.producerID != "" && (kind != kindProducer || c.isHTTP()) {
+		c.bad("WithIdempotence is for producers on the remoting transport (a name server endpoint)")
 	}
 	if c.instance != "" && strings.ContainsAny(c.instance, "@ ") {
 		c.bad("instance name %q must not contain '@' or spaces", c.instance)

@@ -40,6 +40,7 @@ type Producer struct {
 	stats producerStats
 	buf   *byteSem
 	acc   *accumulator // nil without WithLinger
+	idem  *idempotence // nil without WithIdempotence
 
 	// gate orders wg.Add of new async sends before Close's wg.Wait.
 	gate   sync.RWMutex
@@ -69,7 +70,11 @@ func NewProducer(endpoint string, opts ...Opt) (*Producer, error) {
 	if cfg.isHTTP() {
 		p.tr = newHTTPProducer(cfg, &p.stats)
 	} else {
-		p.tr = newRMQProducer(cfg, &p.stats)
+		rt := newRMQProducer(cfg, &p.stats)
+		p.tr = rt
+		if cfg.producerID != "" {
+			p.idem = newIdempotence(cfg.producerID, rt)
+		}
 	}
 	if cfg.linger > 0 {
 		p.acc = newAccumulator(p)
@@ -250,6 +255,12 @@ func (p *Producer) pickFor(o *outMsg, fixed *MessageQueue) func([]MessageQueue) 
 // sendWithRetry sends msgs as one request, repeating retriable failures
 // (up to WithRetries times) on another broker when there is one.
 func (p *Producer) sendWithRetry(ctx context.Context, msgs []*outMsg, pick func([]MessageQueue) MessageQueue, oneway bool) ([]SendResult, error) {
+	if p.idem != nil {
+		if oneway {
+			return nil, fmt.Errorf("%w: an idempotent producer cannot send one-way (the outcome would be unknown)", ErrInvalidMessage)
+		}
+		return p.sendIdempotent(ctx, msgs, pick) // idempotent.go
+	}
 	topic := msgs[0].m.Topic
 	var avoid []string
 	for attempt := 0; ; attempt++ {

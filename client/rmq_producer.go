@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -130,6 +131,21 @@ func (t *rmqProducer) send(ctx context.Context, topic string, msgs []*outMsg, pi
 		}
 	}
 	return res, mq.BrokerName, err
+}
+
+// brokerAddr is the master address of broker, from topic's route.
+func (t *rmqProducer) brokerAddr(ctx context.Context, topic, broker string) (string, error) {
+	r, err := t.routes.get(ctx, topic, true)
+	if err != nil {
+		return "", err
+	}
+	if a, ok := r.brokers[broker]; ok {
+		return a, nil
+	}
+	if a, ok := t.routes.brokerAddr(broker); ok {
+		return a, nil
+	}
+	return "", fmt.Errorf("%w: broker %s has no master address", ErrNoQueue, broker)
 }
 
 func (t *rmqProducer) close() error {

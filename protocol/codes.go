@@ -76,6 +76,20 @@ const (
 	RespControllerRefused   = 1111
 )
 
+// Ferry's own request and response codes of idempotent producing, above
+// RocketMQ's.
+const (
+	// ReqInitProducerID starts a new epoch of an idempotent producer id
+	// (fencing older instances) and returns its last sequence per queue.
+	ReqInitProducerID = 30001
+
+	// RespOutOfOrderSequence: the batch is not the next one of its
+	// producer and queue (a gap, or a retry older than the broker keeps).
+	RespOutOfOrderSequence = 30010
+	// RespProducerFenced: a newer instance of the producer id has started.
+	RespProducerFenced = 30011
+)
+
 // Response codes (Java RemotingSysResponseCode and ResponseCode).
 const (
 	RespSuccess                            = 0

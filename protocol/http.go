@@ -87,6 +87,7 @@ type HTTPProduceResult struct {
 	QueueID     *int32   `json:"queue_id,omitempty"`
 	QueueOffset *int64   `json:"queue_offset,omitempty"`
 	Scheduled   bool     `json:"scheduled,omitempty"`    // stored for later delivery (delay level or delivery time)
+	Duplicate   bool     `json:"duplicate,omitempty"`    // stored before, within the topic's dedup window
 	FlushStatus string   `json:"flush_status,omitempty"` // "flush_disk_timeout": written, durability unconfirmed
 	Error       *Problem `json:"error,omitempty"`
 }
@@ -104,6 +105,7 @@ type HTTPTopic struct {
 	WriteQueues int32  `json:"write_queues"`
 	Perm        string `json:"perm"` // "rw", "r", "w" or "-"
 	Order       bool   `json:"order"`
+	DedupWindow string `json:"dedup_window,omitempty"` // a Go duration; absent when off
 }
 
 // HTTPPermText is a topic's permission as the HTTP API writes it: "rw",
@@ -136,6 +138,7 @@ type HTTPTopicInput struct {
 	WriteQueues *int32  `json:"write_queues,omitempty"`
 	Perm        *string `json:"perm,omitempty"`
 	Order       *bool   `json:"order,omitempty"`
+	DedupWindow *string `json:"dedup_window,omitempty"` // a duration ("10m"); "0" turns it off
 }
 
 // HTTPGroup is a consumer group as the HTTP API shows it.

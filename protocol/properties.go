@@ -51,6 +51,17 @@ var systemProperties = map[string]bool{
 // IsSystemProperty reports whether name is reserved for the system.
 func IsSystemProperty(name string) bool { return systemProperties[name] }
 
+// Properties of an idempotent producer's messages (Ferry's own, part of
+// the format: the broker rebuilds its producer state from them).
+const (
+	PropProducerID    = "__PID"    // the producer id the application keeps
+	PropProducerEpoch = "__PEPOCH" // the epoch INIT_PRODUCER_ID granted
+	PropProducerSeq   = "__PSEQ"   // this message's sequence in its queue
+	// PropIdempotencyKey is a key the client gives (HTTP Idempotency-Key)
+	// that a topic's dedup window deduplicates by instead of UNIQ_KEY.
+	PropIdempotencyKey = "__IDEMKEY"
+)
+
 // propertyIndex returns the index in p where the item named key starts, or -1.
 func propertyIndex(p []byte, key string) int {
 	for i := 0; i < len(p); {
@@ -121,6 +132,17 @@ func EncodeProperties(m map[string]string) []byte {
 		b = append(b, m[k]...)
 	}
 	return b
+}
+
+// AppendProperty appends the item k=v to wire-form properties p. Names
+// and values must not contain \x01 or \x02.
+func AppendProperty(p []byte, k, v string) []byte {
+	if len(p) > 0 && p[len(p)-1] != PropertySep {
+		p = append(p, PropertySep)
+	}
+	p = append(p, k...)
+	p = append(p, PropertyNameSep)
+	return append(p, v...)
 }
 
 // ValidPropertyText reports whether s can be stored as a property name or

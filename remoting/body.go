@@ -107,6 +107,8 @@ type TopicConfig struct {
 	TopicFilterType string `json:"topicFilterType"`
 	TopicSysFlag    int32  `json:"topicSysFlag"`
 	Order           bool   `json:"order"`
+	// DedupWindowMs is Ferry's dedup window of the topic (0: off).
+	DedupWindowMs int64 `json:"dedupWindowMs,omitempty"`
 }
 
 // Topic filter types (Java TopicFilterType).

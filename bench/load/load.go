@@ -14,6 +14,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -54,6 +55,9 @@ type Config struct {
 	// set, makes every connection a TLS one.
 	Credentials remoting.Credentials
 	TLS         *tls.Config
+	// Idempotent sends every message with a producer id (one per sending
+	// goroutine), epoch and per-queue sequence, as WithIdempotence does.
+	Idempotent bool
 }
 
 // remotingConfig is the client configuration of every connection.
@@ -209,6 +213,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			// answered (and so was written).
 			var req *remoting.Command
 			var batchBody []byte
+			var idem *idemSeqs
+			if cfg.Idempotent {
+				idem = &idemSeqs{id: fmt.Sprintf("bench-%d-%d-%d", os.Getpid(), p, rand.Uint32()), next: map[target]int64{}, epoch: map[string]int32{}}
+			}
 			for runCtx.Err() == nil {
 				if interval > 0 {
 					next = next.Add(interval)
@@ -222,19 +230,39 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 				}
 				tg := targets[n%len(targets)]
 				n++
+				var props []byte
+				if idem != nil {
+					if err := idem.ensure(runCtx, cl, tg, cfg.SendTimeout); err != nil {
+						if measuring.Load() {
+							errs.Add(1)
+							s := err.Error()
+							firstErr.CompareAndSwap(nil, &s)
+						}
+						continue
+					}
+				}
 				start := time.Now()
 				if cfg.Batch == 1 {
 					binary.BigEndian.PutUint64(body, uint64(start.UnixNano()))
-					req = sendRequest(req, tg, body, start, n)
+					if idem != nil {
+						props = idem.props(props[:0], tg, 0)
+					}
+					req = sendRequest(req, tg, body, start, n, props)
 				} else {
 					batchBody = batchBody[:0]
 					for i := 0; i < cfg.Batch; i++ {
 						binary.BigEndian.PutUint64(body, uint64(start.UnixNano()))
-						batchBody = appendBatchMessage(batchBody, body)
+						if idem != nil {
+							props = idem.props(props[:0], tg, i)
+						}
+						batchBody = appendBatchMessage(batchBody, body, props)
 					}
 					req = batchRequest(req, tg, batchBody, start)
 				}
 				resp, err := cl.InvokeTimeout(runCtx, tg.broker, req, cfg.SendTimeout)
+				if idem != nil {
+					idem.answered(tg, cfg.Batch, err == nil && resp.Code == protocol.RespSuccess)
+				}
 				if runCtx.Err() != nil {
 					return
 				}
@@ -378,12 +406,70 @@ func firstSend(now time.Time, p, n int, interval time.Duration) time.Time {
 
 // sendRequest fills req (nil: a new one) as a SEND_MESSAGE_V2 of body to
 // tg, with a unique key made of the send time and the producer's counter.
-func sendRequest(req *remoting.Command, tg target, body []byte, now time.Time, n int) *remoting.Command {
-	var props [64]byte
+// extra, when not empty, is more wire-form properties.
+func sendRequest(req *remoting.Command, tg target, body []byte, now time.Time, n int, extra []byte) *remoting.Command {
+	var props [160]byte
 	p := append(props[:0], "UNIQ_KEY\x01"...)
 	p = appendHex16(p, uint64(now.UnixNano()))
 	p = appendHex16(p, uint64(n))
+	if len(extra) > 0 {
+		p = append(append(p, protocol.PropertySep), extra...)
+	}
 	return v2Request(req, protocol.ReqSendMessageV2, tg, body, now, string(p), false)
+}
+
+// idemSeqs is one sending goroutine's idempotent producer state: its
+// epoch per broker and next sequence per queue.
+type idemSeqs struct {
+	id    string
+	epoch map[string]int32 // by broker address
+	next  map[target]int64
+}
+
+// ensure starts the producer on tg's broker (INIT_PRODUCER_ID) once, or
+// again after a send whose outcome is unknown.
+func (s *idemSeqs) ensure(ctx context.Context, cl *remoting.Client, tg target, timeout time.Duration) error {
+	if _, ok := s.epoch[tg.broker]; ok {
+		return nil
+	}
+	resp, err := cl.InvokeTimeout(ctx, tg.broker, remoting.NewRequest(protocol.ReqInitProducerID, map[string]string{"producerId": s.id}, nil), timeout)
+	if err != nil {
+		return err
+	}
+	if resp.Code != protocol.RespSuccess {
+		return fmt.Errorf("INIT_PRODUCER_ID: code %d: %s", resp.Code, resp.Remark)
+	}
+	var body remoting.InitProducerIDResponse
+	if err := json.Unmarshal(resp.Body, &body); err != nil {
+		return err
+	}
+	s.epoch[tg.broker] = body.Epoch
+	for t := range s.next {
+		if t.broker == tg.broker {
+			delete(s.next, t)
+		}
+	}
+	for _, q := range body.Queues {
+		s.next[target{topic: q.Topic, queue: int(q.QueueID), broker: tg.broker}] = q.LastSeq + 1
+	}
+	return nil
+}
+
+// props appends message i's producer properties for a send to tg.
+func (s *idemSeqs) props(dst []byte, tg target, i int) []byte {
+	dst = protocol.AppendProperty(dst, protocol.PropProducerID, s.id)
+	dst = protocol.AppendProperty(dst, protocol.PropProducerEpoch, strconv.Itoa(int(s.epoch[tg.broker])))
+	return protocol.AppendProperty(dst, protocol.PropProducerSeq, strconv.FormatInt(s.next[tg]+int64(i), 10))
+}
+
+// answered moves tg's sequence past a stored send of n messages; after a
+// failure the broker is asked again.
+func (s *idemSeqs) answered(tg target, n int, ok bool) {
+	if ok {
+		s.next[tg] += int64(n)
+		return
+	}
+	delete(s.epoch, tg.broker)
 }
 
 // batchRequest fills req (nil: a new one) as a SEND_BATCH_MESSAGE of body
@@ -416,15 +502,16 @@ func appendHex16(dst []byte, v uint64) []byte {
 }
 
 // appendBatchMessage encodes one member of a SEND_BATCH_MESSAGE body.
-func appendBatchMessage(dst, body []byte) []byte {
+func appendBatchMessage(dst, body, props []byte) []byte {
 	be := binary.BigEndian
-	dst = be.AppendUint32(dst, uint32(22+len(body)))
+	dst = be.AppendUint32(dst, uint32(22+len(body)+len(props)))
 	dst = be.AppendUint32(dst, 0)
 	dst = be.AppendUint32(dst, 0)
 	dst = be.AppendUint32(dst, 0)
 	dst = be.AppendUint32(dst, uint32(len(body)))
 	dst = append(dst, body...)
-	return be.AppendUint16(dst, 0)
+	dst = be.AppendUint16(dst, uint16(len(props)))
+	return append(dst, props...)
 }
 
 // consumeQueue long-polls one queue from its current end, calling seen
@@ -493,6 +580,7 @@ func defineFlags(fs *flag.FlagSet, f *cmdFlags) {
 	fs.IntVar(&cfg.Rate, "rate", 0, "total messages per second (0: flat out)")
 	fs.DurationVar(&cfg.Duration, "duration", 15*time.Second, "measured time")
 	fs.DurationVar(&cfg.Warmup, "warmup", 3*time.Second, "unmeasured warm-up")
+	fs.BoolVar(&cfg.Idempotent, "idempotent", false, "idempotent sends (producer id, epoch and sequence on every message)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile to this file")
 	fs.StringVar(&cfg.Credentials.AccessKey, "access-key", os.Getenv("FERRY_ACCESS_KEY"), "ACL access key to sign with (env FERRY_ACCESS_KEY)")
@@ -569,8 +657,8 @@ func Main(mode string, args []string, stdout, stderr io.Writer) int {
 // Format renders a result as a few aligned lines.
 func Format(cfg Config, r Result) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "producers=%d conns=%d size=%d batch=%d topics=%d queues=%d rate=%d\n",
-		cfg.Producers, cfg.Conns, cfg.Size, cfg.Batch, cfg.Topics, cfg.Queues, cfg.Rate)
+	fmt.Fprintf(&b, "producers=%d conns=%d size=%d batch=%d topics=%d queues=%d rate=%d idempotent=%t\n",
+		cfg.Producers, cfg.Conns, cfg.Size, cfg.Batch, cfg.Topics, cfg.Queues, cfg.Rate, cfg.Idempotent)
 	fmt.Fprintf(&b, "produced   %d msgs in %.1fs: %.0f msg/s, %.1f MiB/s, errors %d\n", r.Sent, r.Seconds, r.MsgPerSec, r.MiBPerSec, r.Errors)
 	fmt.Fprintf(&b, "send rtt   p50 %v  p99 %v  p99.9 %v\n", r.SendP50, r.SendP99, r.SendP999)
 	if cfg.Consume {

@@ -28,12 +28,12 @@ func TestFirstSendStaggersProducers(t *testing.T) {
 func TestRequestsReused(t *testing.T) {
 	tg := target{topic: "T", queue: 3}
 	now := time.Unix(1000, 0)
-	req := sendRequest(nil, tg, []byte("first body"), now, 1)
+	req := sendRequest(nil, tg, []byte("first body"), now, 1, nil)
 	if req.Code != protocol.ReqSendMessageV2 || req.ExtFields["b"] != "T" || req.ExtFields["e"] != "3" || req.ExtFields["m"] != "false" {
 		t.Fatalf("single send header %v", req.ExtFields)
 	}
 	key1 := req.ExtFields["i"]
-	again := sendRequest(req, tg, []byte("second"), now, 2)
+	again := sendRequest(req, tg, []byte("second"), now, 2, nil)
 	if again != req || string(again.Body) != "second" {
 		t.Fatalf("request not reused in place: body %q", again.Body)
 	}

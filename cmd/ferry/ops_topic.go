@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -17,6 +18,7 @@ func opsTopicFlags(create bool) []cli.Flag {
 		&cli.IntFlag{Name: "write-queues", Usage: "write queue count"},
 		&cli.StringFlag{Name: "perm", Usage: "permission: RW, R or W (default RW)"},
 		&cli.BoolFlag{Name: "order", Usage: "an ordered topic"},
+		&cli.DurationFlag{Name: "dedup-window", Usage: "store a message once per UNIQ_KEY or Idempotency-Key within this time (e.g. 10m; 0: off)"},
 	}
 	if create {
 		fs = append(fs, opsFlagBroker)
@@ -34,6 +36,9 @@ func opsCheckTopicFlags(c *cli.Context) error {
 		if _, err := client.ParsePerm(c.String("perm")); err != nil || c.String("perm") == "" {
 			return opsUsageError("--perm %q: want RW, R or W", c.String("perm"))
 		}
+	}
+	if c.IsSet("dedup-window") && (c.Duration("dedup-window") < 0 || c.Duration("dedup-window") > 7*24*time.Hour) {
+		return opsUsageError("--dedup-window %v: want 0 (off) to 168h", c.Duration("dedup-window"))
 	}
 	return nil
 }
@@ -60,7 +65,7 @@ func opsTopicCommand() *cli.Command {
 		act: func(e *opsEnv, c *cli.Context) error {
 			r, w := opsQueueCounts(c)
 			spec := client.TopicSpec{Topic: c.Args().First(), ReadQueues: r, WriteQueues: w, Perm: c.String("perm"),
-				Order: c.Bool("order"), Brokers: c.StringSlice("broker")}
+				Order: c.Bool("order"), DedupWindow: c.Duration("dedup-window"), Brokers: c.StringSlice("broker")}
 			brokers, err := e.admin.CreateTopic(e.ctx, spec)
 			if err != nil {
 				return err
@@ -75,12 +80,12 @@ func opsTopicCommand() *cli.Command {
 			if err := opsCheckTopicFlags(c); err != nil {
 				return err
 			}
-			for _, n := range []string{"queues", "read-queues", "write-queues", "perm", "order"} {
+			for _, n := range []string{"queues", "read-queues", "write-queues", "perm", "order", "dedup-window"} {
 				if c.IsSet(n) {
 					return nil
 				}
 			}
-			return opsUsageError("update: nothing to change (give --queues, --read-queues, --write-queues, --perm or --order)")
+			return opsUsageError("update: nothing to change (give --queues, --read-queues, --write-queues, --perm, --order or --dedup-window)")
 		},
 		act: func(e *opsEnv, c *cli.Context) error {
 			var u client.TopicUpdate
@@ -98,6 +103,10 @@ func opsTopicCommand() *cli.Command {
 			if c.IsSet("order") {
 				o := c.Bool("order")
 				u.Order = &o
+			}
+			if c.IsSet("dedup-window") {
+				d := c.Duration("dedup-window")
+				u.DedupWindow = &d
 			}
 			brokers, err := e.admin.UpdateTopic(e.ctx, c.Args().First(), u)
 			if err != nil {

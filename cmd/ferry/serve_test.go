@@ -132,6 +132,12 @@ func TestServerSurvivesFileDescriptorExhaustion(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
+	// The HTTP request must find the process out of descriptors: wait
+	// until the broker port has used the last of them (on a loaded
+	// machine its accept loop can lag behind the dials).
+	poll(t, 30*time.Second, "the broker port's accept error", func() bool {
+		return logged(`"port":"remoting"`, "too many open files")
+	})
 	hc := &http.Client{Timeout: 2 * time.Second}
 	if resp, err := hc.Get("http://" + httpAddr + "/readyz"); err == nil {
 		resp.Body.Close() // answered after all: fine, not what is tested

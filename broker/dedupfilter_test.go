@@ -1,0 +1,47 @@
+package broker
+
+import (
+	"strconv"
+	"testing"
+)
+
+func TestKeyFilterNoFalseNegatives(t *testing.T) {
+	f := newKeyFilter()
+	for i := range 50000 {
+		f.add("k" + strconv.Itoa(i))
+	}
+	fp := 0
+	for i := range 50000 {
+		if !f.mayContain("k" + strconv.Itoa(i)) {
+			t.Fatalf("k%d added but not found", i)
+		}
+		if f.mayContain("absent" + strconv.Itoa(i)) {
+			fp++
+		}
+	}
+	if fp > 500 {
+		t.Fatalf("%d false positives in 50,000", fp)
+	}
+	// A rebuild keeps what it visits and what is added meanwhile, and
+	// forgets the rest.
+	err := f.rebuild(10, func(add func(string)) error {
+		add("k1")
+		f.add("during")
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.mayContain("k1") || !f.mayContain("during") {
+		t.Fatal("rebuild lost a key")
+	}
+	gone := 0
+	for i := 2; i < 1000; i++ {
+		if !f.mayContain("k" + strconv.Itoa(i)) {
+			gone++
+		}
+	}
+	if gone < 990 {
+		t.Fatalf("rebuild forgot only %d of 998 swept keys", gone)
+	}
+}

@@ -1,0 +1,421 @@
+package broker
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"github.com/ferrymq/ferry/protocol"
+	"hash/maphash"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/valyala/fasthttp"
+
+	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/idempotence"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Idempotent sends. A message of an idempotent producer carries its
+// producer id, epoch and sequence as properties (protocol.PropProducer*).
+// The broker checks each such send against the producer table and either
+// stores it, answers a retry with the original result, or refuses it
+// (out of order, fenced epoch).
+//
+// Concurrency: a send holds its producer's stripe lock from the check
+// through the append to recording the result, so two copies of one
+// batch racing on two connections cannot both pass the check. It also
+// holds snapMu for reading, so a snapshot (which takes it for writing)
+// sees no idempotent append between the log and the table. mu guards the
+// table itself. Lock order: stripe, snapMu, mu.
+//
+// Recovery: the table is saved in the metadata store (key producerSnapKey)
+// with the commitlog offset it covers, every ProducerSnapshotInterval and
+// at shutdown; on open the broker restores it and replays the log from
+// that offset. Epochs granted by INIT_PRODUCER_ID are written at once
+// (producerEpochPrefix) because no message may carry them yet.
+type idemState struct {
+	stripes [64]sync.Mutex
+	seed    maphash.Seed
+	snapMu  sync.RWMutex
+	mu      sync.Mutex
+	tab     *idempotence.Table // guarded by mu
+}
+
+// Keys of the metadata store (part of the format).
+const (
+	producerSnapKey     = "ps"  // → idempotence snapshot (JSON)
+	producerEpochPrefix = "pe/" // pe/<producer id> → epoch uint32 BE
+)
+
+// maxProducerIDLen bounds a producer id.
+const maxProducerIDLen = 255
+
+var errIdempotent = errors.New("broker: idempotent send")
+
+func (s *idemState) stripe(pid string) *sync.Mutex {
+	return &s.stripes[maphash.String(s.seed, pid)%uint64(len(s.stripes))]
+}
+
+// producerFields are an idempotent message's producer properties.
+type producerFields struct {
+	pid   string
+	epoch int32
+	seq   int64
+}
+
+// parseProducerFields reads the producer properties of wire-form props;
+// ok is false when the message carries no producer id.
+func parseProducerFields(props []byte) (f producerFields, ok bool, err error) {
+	pid, ok := protocol.Property(props, protocol.PropProducerID)
+	if !ok {
+		return f, false, nil
+	}
+	if pid == "" || len(pid) > maxProducerIDLen {
+		return f, true, fmt.Errorf("%w: %s must be 1 to %d bytes", errIdempotent, protocol.PropProducerID, maxProducerIDLen)
+	}
+	f.pid = pid
+	es, _ := protocol.Property(props, protocol.PropProducerEpoch)
+	e, err := strconv.ParseInt(es, 10, 32)
+	if err != nil || e < 0 {
+		return f, true, fmt.Errorf("%w: %s %q is not an epoch (a non-negative integer)", errIdempotent, protocol.PropProducerEpoch, es)
+	}
+	f.epoch = int32(e)
+	ss, _ := protocol.Property(props, protocol.PropProducerSeq)
+	if f.seq, err = strconv.ParseInt(ss, 10, 64); err != nil || f.seq < 0 {
+		return f, true, fmt.Errorf("%w: %s %q is not a sequence (a non-negative integer)", errIdempotent, protocol.PropProducerSeq, ss)
+	}
+	return f, true, nil
+}
+
+// batchProducerFields checks that msgs are all idempotent or all plain
+// and, when idempotent, share one producer and epoch with consecutive
+// sequences; it returns the first message's fields.
+func batchProducerFields(msgs []commitlog.Message) (producerFields, bool, error) {
+	first, ok, err := parseProducerFields(msgs[0].Properties)
+	if err != nil {
+		return first, true, err
+	}
+	for i := 1; i < len(msgs); i++ {
+		f, ok2, err := parseProducerFields(msgs[i].Properties)
+		switch {
+		case err != nil:
+			return first, true, fmt.Errorf("message %d: %w", i, err)
+		case ok2 != ok:
+			return first, true, fmt.Errorf("%w: a batch mixes messages with and without %s", errIdempotent, protocol.PropProducerID)
+		case ok && (f.pid != first.pid || f.epoch != first.epoch || f.seq != first.seq+int64(i)):
+			return first, true, fmt.Errorf("%w: message %d of the batch is %s/%d/%d, want %s/%d/%d",
+				errIdempotent, i, f.pid, f.epoch, f.seq, first.pid, first.epoch, first.seq+int64(i))
+		}
+	}
+	return first, ok, nil
+}
+
+// sendIdempotent stores a send request's msgs if they come from an
+// idempotent producer, answers it and returns true; it returns false for
+// plain messages, which it leaves alone.
+func (b *Broker) sendIdempotent(c *remoting.Conn, req *remoting.Command, msgs []commitlog.Message) bool {
+	f, ok, err := batchProducerFields(msgs)
+	if !ok {
+		return false
+	}
+	if err == nil && (msgs[0].Topic == protocol.ScheduleTopic || msgs[0].Topic == protocol.TimerTopic) {
+		err = fmt.Errorf("%w: an idempotent send cannot be delayed (the delay service stores the message again)", errIdempotent)
+	}
+	if err == nil && requestQueueID(req) < 0 {
+		// The broker would pick a queue at random: the sequence is per queue.
+		err = fmt.Errorf("%w: an idempotent send must name its queue", errIdempotent)
+	}
+	if err != nil {
+		b.reply(c, req, protocol.RespMessageIllegal, err.Error())
+		return true
+	}
+	_ = c.Reply(b.storeIdempotent(req, msgs, f))
+	return true
+}
+
+// requestQueueID is the queue id a send request names (-1 when none).
+func requestQueueID(req *remoting.Command) int {
+	s, ok := req.ExtFields["queueId"]
+	if !ok {
+		s = req.ExtFields[v2Key["queueId"]]
+	}
+	q, err := strconv.Atoi(s)
+	if err != nil {
+		return -1
+	}
+	return q
+}
+
+// storeIdempotent checks an idempotent batch, stores it when it is new,
+// and builds the answer.
+func (b *Broker) storeIdempotent(req *remoting.Command, msgs []commitlog.Message, f producerFields) (resp *remoting.Command) {
+	s := &b.idem
+	lk := s.stripe(f.pid)
+	lk.Lock()
+	defer lk.Unlock()
+	s.snapMu.RLock()
+	defer s.snapMu.RUnlock()
+	q := idempotence.Queue{Topic: msgs[0].Topic, ID: msgs[0].QueueID}
+	s.mu.Lock()
+	d, prev, err := s.tab.Check(f.pid, f.epoch, q, f.seq, len(msgs))
+	s.mu.Unlock()
+	switch {
+	case errors.Is(err, idempotence.ErrFenced):
+		return remoting.NewResponse(req, protocol.RespProducerFenced, err.Error())
+	case errors.Is(err, idempotence.ErrOutOfOrder):
+		return remoting.NewResponse(req, protocol.RespOutOfOrderSequence, err.Error())
+	case err != nil:
+		return remoting.NewResponse(req, protocol.RespMessageIllegal, err.Error())
+	case d == idempotence.Duplicate:
+		b.metrics.duplicates.Add(float64(len(msgs)))
+		return b.resultResponse(req, q.ID, prev, true)
+	}
+	b.appendMessages(msgs, func(res []commitlog.AppendResult, err error) {
+		if res != nil {
+			stored := make([]idempotence.Stored, len(res))
+			for i, r := range res {
+				stored[i] = idempotence.Stored{CommitlogOffset: r.Offset, QueueOffset: r.QueueOffset}
+			}
+			s.mu.Lock()
+			s.tab.Record(f.pid, f.epoch, q, f.seq, stored, time.Now().UnixMilli())
+			s.mu.Unlock()
+		}
+		resp = b.sendResponse(req, msgs, res, err)
+	})
+	return resp
+}
+
+// resultResponse answers a send with where its messages were stored;
+// dup says all of them were stored by an earlier send.
+func (b *Broker) resultResponse(req *remoting.Command, queue int32, prev []idempotence.Stored, dup bool) *remoting.Command {
+	out := remoting.NewResponse(req, protocol.RespSuccess, "")
+	ids := make([]string, len(prev))
+	for i, p := range prev {
+		ids[i] = protocol.OffsetMsgID(b.storeHost, p.CommitlogOffset)
+	}
+	out.Set("msgId", strings.Join(ids, ","))
+	out.Set("queueId", strconv.Itoa(int(queue)))
+	out.Set("queueOffset", strconv.FormatInt(prev[0].QueueOffset, 10))
+	out.Set("MSG_REGION", "DefaultRegion")
+	out.Set("TRACE_ON", "true")
+	if dup {
+		out.Set("duplicate", "true")
+	}
+	return out
+}
+
+// handleInitProducerID serves INIT_PRODUCER_ID: a new epoch for the
+// producer id in the header, persisted before it is answered.
+func (b *Broker) handleInitProducerID(c *remoting.Conn, req *remoting.Command) {
+	pid := req.ExtFields["producerId"]
+	if pid == "" || len(pid) > maxProducerIDLen || !protocol.ValidPropertyText(pid) {
+		b.reply(c, req, protocol.RespMessageIllegal, fmt.Sprintf("producerId must be 1 to %d bytes without \\x01 or \\x02", maxProducerIDLen))
+		return
+	}
+	s := &b.idem
+	lk := s.stripe(pid)
+	lk.Lock()
+	defer lk.Unlock()
+	s.mu.Lock()
+	epoch, last := s.tab.Init(pid, time.Now().UnixMilli())
+	s.mu.Unlock()
+	if err := b.meta.db.Set([]byte(producerEpochPrefix+pid), binary.BigEndian.AppendUint32(nil, uint32(epoch)), pebble.Sync); err != nil {
+		b.reply(c, req, protocol.RespSystemError, "persist producer epoch: "+err.Error())
+		return
+	}
+	body := remoting.InitProducerIDResponse{Epoch: epoch, Queues: make([]remoting.ProducerQueueSeq, 0, len(last))}
+	for q, seq := range last {
+		body.Queues = append(body.Queues, remoting.ProducerQueueSeq{Topic: q.Topic, QueueID: q.ID, LastSeq: seq})
+	}
+	data, err := json.Marshal(body)
+	if err != nil {
+		b.reply(c, req, protocol.RespSystemError, err.Error())
+		return
+	}
+	out := remoting.NewResponse(req, protocol.RespSuccess, "")
+	out.Set("epoch", strconv.Itoa(int(epoch)))
+	out.Body = data
+	_ = c.Reply(out)
+}
+
+// Producers lists the idempotent producers the broker knows.
+func (b *Broker) Producers() []idempotence.ProducerInfo {
+	b.idem.mu.Lock()
+	defer b.idem.mu.Unlock()
+	return b.idem.tab.Producers()
+}
+
+// loadProducers rebuilds the producer table: the last snapshot, the
+// epochs granted since, and the log written after the snapshot.
+func (b *Broker) loadProducers() error {
+	s := &b.idem
+	s.seed = maphash.MakeSeed()
+	// Built aside and published only when complete: a broker that fails
+	// to open must not save (at close) a partial table as covering the log.
+	table := idempotence.New()
+	from := b.clog.MinOffset()
+	if v, closer, err := b.meta.db.Get([]byte(producerSnapKey)); err == nil {
+		tab, covers, rerr := idempotence.Restore(v)
+		closer.Close()
+		switch {
+		case rerr != nil:
+			b.log.Warn().Err(rerr).Msg("producer snapshot unreadable; rebuilding from the log")
+		case covers > b.clog.WrittenOffset():
+			// The log lost its tail since (a power loss in async flush):
+			// the snapshot may know of messages that are gone.
+			b.log.Warn().Int64("offset", covers).Msg("producer snapshot is past the end of the log; rebuilding from the log")
+		default:
+			table, from = tab, max(covers, from)
+		}
+	} else if errors.Is(err, pebble.ErrNotFound) {
+		// No snapshot yet (a new data directory, or one from before
+		// idempotent producers): nothing in the log carries producer
+		// fields, so start at its end instead of reading all of it.
+		from = b.clog.WrittenOffset()
+		data, err := table.Snapshot(from)
+		if err == nil {
+			err = b.meta.db.Set([]byte(producerSnapKey), data, pebble.Sync)
+		}
+		if err != nil {
+			return fmt.Errorf("broker: save the first producer snapshot: %w", err)
+		}
+	} else {
+		return fmt.Errorf("broker: read producer snapshot: %w", err)
+	}
+	now := time.Now().UnixMilli()
+	err := b.meta.scan(producerEpochPrefix, func(k, v []byte) error {
+		if len(v) == 4 {
+			table.RaiseEpoch(string(k[len(producerEpochPrefix):]), int32(binary.BigEndian.Uint32(v)), now)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("broker: read producer epochs: %w", err)
+	}
+	var buf []byte
+	keys := b.meta.db.NewBatch()
+	defer keys.Close()
+	nowT := time.Now()
+	_, err = b.clog.Scan(from, b.clog.WrittenOffset(), &buf, func(off int64, raw []byte) error {
+		rec, err := protocol.Decode(raw)
+		if err != nil {
+			return err
+		}
+		if err := b.replayDedup(keys, &rec, off, nowT); err != nil { // dedup.go
+			return err
+		}
+		topic := string(rec.Topic)
+		if protocol.IsReservedTopic(topic) || strings.HasPrefix(topic, protocol.RetryTopicPrefix) || strings.HasPrefix(topic, protocol.DLQTopicPrefix) {
+			return nil // copies of messages stored again by the broker
+		}
+		f, ok, err := parseProducerFields(rec.Properties)
+		if !ok || err != nil {
+			return nil
+		}
+		table.Apply(f.pid, f.epoch, idempotence.Queue{Topic: topic, ID: rec.QueueID}, f.seq,
+			idempotence.Stored{CommitlogOffset: off, QueueOffset: rec.QueueOffset}, rec.StoreTimestamp)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("broker: replay the log for producer state: %w", err)
+	}
+	if err := b.meta.db.Apply(keys, pebble.NoSync); err != nil {
+		return err
+	}
+	if err := b.loadDedupFilter(); err != nil { // dedup.go
+		return err
+	}
+	s.tab = table
+	return nil
+}
+
+// snapshotProducers drops expired producers and saves the table with the
+// log offset it covers.
+func (b *Broker) snapshotProducers(now time.Time) error {
+	s := &b.idem
+	expiry := b.c().ProducerIDExpiry.D()
+	if expiry <= 0 {
+		expiry = idempotence.DefaultExpiry
+	}
+	s.snapMu.Lock()
+	s.mu.Lock()
+	gone := s.tab.Expire(now.UnixMilli(), expiry)
+	data, err := s.tab.Snapshot(b.clog.WrittenOffset())
+	s.mu.Unlock()
+	s.snapMu.Unlock()
+	if err != nil {
+		return err
+	}
+	batch := b.meta.db.NewBatch()
+	defer batch.Close()
+	for _, id := range gone {
+		if err := batch.Delete([]byte(producerEpochPrefix+id), nil); err != nil {
+			return err
+		}
+	}
+	if err := batch.Set([]byte(producerSnapKey), data, nil); err != nil {
+		return err
+	}
+	return b.meta.db.Apply(batch, pebble.Sync)
+}
+
+// producerSnapshots saves the producer table and sweeps expired dedup
+// keys periodically until stop.
+func (b *Broker) producerSnapshots() {
+	defer b.wg.Done()
+	every := b.cfg.ProducerSnapshotInterval.D()
+	if every <= 0 {
+		every = time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case now := <-t.C:
+			if err := b.snapshotProducers(now); err != nil {
+				b.log.Error().Err(err).Msg("save producer state")
+			}
+			if err := b.sweepDedup(now); err != nil {
+				b.log.Error().Err(err).Msg("sweep dedup keys")
+			}
+		}
+	}
+}
+
+// apiProducer is an idempotent producer as GET /v1/producers shows it.
+type apiProducer struct {
+	ID         string             `json:"id"`
+	Epoch      int32              `json:"epoch"`
+	LastSeenMs int64              `json:"last_seen_ms"`
+	Queues     []apiProducerQueue `json:"queues"`
+}
+
+type apiProducerQueue struct {
+	Topic   string `json:"topic"`
+	QueueID int32  `json:"queue_id"`
+	LastSeq int64  `json:"last_seq"`
+}
+
+func (b *Broker) apiProducers(ctx *fasthttp.RequestCtx, _ apiParams) {
+	ps := b.Producers()
+	out := make([]apiProducer, len(ps))
+	for i, p := range ps {
+		out[i] = apiProducer{ID: p.ID, Epoch: p.Epoch, LastSeenMs: p.LastSeen.UnixMilli(), Queues: []apiProducerQueue{}}
+		for q, seq := range p.LastSeqs {
+			out[i].Queues = append(out[i].Queues, apiProducerQueue{Topic: q.Topic, QueueID: q.ID, LastSeq: seq})
+		}
+		sort.Slice(out[i].Queues, func(a, c int) bool {
+			x, y := out[i].Queues[a], out[i].Queues[c]
+			return x.Topic < y.Topic || x.Topic == y.Topic && x.QueueID < y.QueueID
+		})
+	}
+	writeJSON(ctx, fasthttp.StatusOK, out)
+}
