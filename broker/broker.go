@@ -74,6 +74,7 @@ type Broker struct {
 	keys     *keyIndex
 	idem     idemState  // idempotent producers (idempotent.go)
 	dedup    dedupState // dedup windows' sends in flight (dedup.go)
+	txn      txnState   // open transactions (transaction.go)
 
 	// dyn is the configuration in force: cfg plus run-time changes
 	// (SetConfig, serialised by cfgMu). Read it with c().
@@ -217,6 +218,9 @@ func (b *Broker) openStores() error {
 	if err := b.loadProducers(); err != nil {
 		return err
 	}
+	if err := b.openTxn(); err != nil {
+		return err
+	}
 	b.topics.changed = b.registerWait
 	if err := b.loadReceiptKey(); err != nil {
 		return err
@@ -302,7 +306,7 @@ func (b *Broker) Start() error {
 		return err
 	}
 	b.accepting.Store(true)
-	b.wg.Add(4)
+	b.wg.Add(5)
 	go func() {
 		defer b.wg.Done()
 		if err := b.server.Serve(ln); err != nil && !errors.Is(err, remoting.ErrServerClosed) {
@@ -316,6 +320,7 @@ func (b *Broker) Start() error {
 	go b.registerLoop()
 	go b.housekeeping()
 	go b.producerSnapshots()
+	go b.transactionChecks()
 	b.ready.Store(true)
 	ev := b.log.Info().Str("addr", b.addr).Str("listen", ln.Addr().String()).Str("flush", b.cfg.Flush).
 		Str("data_dir", b.cfg.DataDir).Int64("startup_ms", time.Since(b.startedAt).Milliseconds())

@@ -102,6 +102,12 @@ type Config struct {
 	// state is saved (0 means a minute), bounding the log replayed on start.
 	ProducerIDExpiry         Duration `toml:"producer_id_expiry"`
 	ProducerSnapshotInterval Duration `toml:"producer_snapshot_interval"`
+	// TransactionTimeout is the age of a half message before the broker
+	// checks its transaction; TransactionCheckInterval how often it looks;
+	// TransactionCheckMax how many checks before it parks the half.
+	TransactionTimeout       Duration `toml:"transaction_timeout"`
+	TransactionCheckInterval Duration `toml:"transaction_check_interval"`
+	TransactionCheckMax      int      `toml:"transaction_check_max"`
 }
 
 // DefaultDelayLevels is RocketMQ's delay level table.
@@ -142,6 +148,10 @@ func DefaultConfig() Config {
 		QueueLockExpiry:       Duration(60 * time.Second),
 		OffsetFlushInterval:   Duration(time.Second),
 		ShutdownTimeout:       Duration(10 * time.Second),
+
+		TransactionTimeout:       Duration(6 * time.Second),
+		TransactionCheckInterval: Duration(30 * time.Second),
+		TransactionCheckMax:      15,
 	}
 }
 
@@ -216,6 +226,12 @@ func (c *Config) Validate() error {
 	}
 	if c.FileReservedTime < 0 {
 		bad("file_reserved_time must not be negative (0 keeps segments forever)")
+	}
+	if c.TransactionTimeout < 0 || c.TransactionCheckInterval < 0 {
+		bad("transaction_timeout and transaction_check_interval must not be negative (0 means 6s and 30s)")
+	}
+	if c.TransactionCheckMax < 0 || c.TransactionCheckMax > 1000 {
+		bad("transaction_check_max %d must be 0 to 1000 (0 means 15)", c.TransactionCheckMax)
 	}
 	if len(errs) > 0 {
 		return errors.New("broker config: " + strings.Join(errs, "; "))

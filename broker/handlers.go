@@ -32,6 +32,7 @@ func (b *Broker) routes() {
 	timed(protocol.ReqUnlockBatchMQ, b.handleUnlock)
 	timed(protocol.ReqConsumerSendMsgBack, b.handleSendBack)
 	timed(protocol.ReqInitProducerID, b.handleInitProducerID)
+	timed(protocol.ReqEndTransaction, b.handleEndTransaction)
 	b.adminRoutes(timed)
 	b.opsRoutes(timed)
 }

@@ -310,9 +310,14 @@ func (b *Broker) prepareSend(req *remoting.Command, msgs []commitlog.Message, bo
 			StoreHost: b.storeHost, ReconsumeTimes: h.reconsumeTimes,
 		})
 	}
+	batch := req.Code == protocol.ReqSendBatchMessage || h.batch
 	for i := first; i < len(msgs); i++ {
-		if err := b.routeSpecial(&msgs[i], &h); err != nil {
+		if half, err := b.routeHalf(&msgs[i], &h, batch); err != nil { // transaction.go
 			return msgs, err
+		} else if !half {
+			if err := b.routeSpecial(&msgs[i], &h); err != nil {
+				return msgs, err
+			}
 		}
 		// Checked here so that one bad message fails its own request,
 		// not the whole group's append.
@@ -380,6 +385,10 @@ func (b *Broker) sendResponse(req *remoting.Command, msgs []commitlog.Message, r
 	out.Set("queueOffset", strconv.FormatInt(res[0].QueueOffset, 10))
 	out.Set(protocol.PropMsgRegion, "DefaultRegion")
 	out.Set(protocol.PropTraceOn, "true")
+	if msgs[0].Topic == protocol.TransHalfTopic {
+		id, _ := protocol.Property(msgs[0].Properties, protocol.PropUniqKey)
+		out.Set("transactionId", id)
+	}
 	var bytes int
 	for i := range msgs {
 		bytes += len(msgs[i].Body)

@@ -30,6 +30,40 @@ const (
 	PropMaxOffset       = "MAX_OFFSET"
 	PropReconsumeTime   = "RECONSUME_TIME"
 	PropConsumeStart    = "CONSUME_START_TIME"
+	// PropTransactionCheckTimes counts the broker's check-backs of a half
+	// message; PropTransactionID is the id a transactional send answers.
+	PropTransactionCheckTimes = "TRANSACTION_CHECK_TIMES"
+	PropTransactionID         = "__transactionId__"
+)
+
+// Transaction bits of a message's sysFlag (part of the format, RocketMQ's
+// MessageSysFlag): a half message is stored PREPARED; the real message a
+// commit writes carries COMMIT.
+const (
+	SysFlagTransactionMask     int32 = 0xC
+	SysFlagTransactionPrepared int32 = 0x4
+	SysFlagTransactionCommit   int32 = 0x8
+	SysFlagTransactionRollback int32 = 0xC
+)
+
+// END_TRANSACTION's commitOrRollback values (the same numbers as the
+// sysFlag bits); TransactionUnknown leaves the half open.
+const (
+	TransactionUnknown  = 0
+	TransactionCommit   = 8
+	TransactionRollback = 12
+)
+
+// PropTransactionOp names what an op record of the transaction op topic
+// did to its half: one of the TransactionOp values (Ferry's own, part of
+// the format: a restart rebuilds the open transactions from it).
+const (
+	PropTransactionOp     = "__TXOP"
+	TransactionOpCommit   = "commit"
+	TransactionOpRollback = "rollback"
+	TransactionOpParked   = "parked"
+	// TransactionOpTag is the tag of every op record (RocketMQ's "d").
+	TransactionOpTag = "d"
 )
 
 // systemProperties are the property names RocketMQ and Ferry reserve
@@ -42,7 +76,7 @@ var systemProperties = map[string]bool{
 	PropTransaction: true, PropProducerGroup: true, PropMinOffset: true, PropMaxOffset: true,
 	PropReconsumeTime: true, PropConsumeStart: true,
 	"BUYER_ID": true, "TRANSFER_FLAG": true, "CORRECTION_FLAG": true, "MQ2_FLAG": true,
-	"TRAN_PREPARED_QUEUE_OFFSET": true, "TRANSACTION_CHECK_TIMES": true,
+	"TRAN_PREPARED_QUEUE_OFFSET": true, PropTransactionCheckTimes: true,
 	"CHECK_IMMUNITY_TIME_IN_SECONDS": true, "INSTANCE_ID": true, "__STARTDELIVERTIME": true,
 	"TIMER_OUT_MS": true, "TIMER_ENQUEUE_MS": true, "TIMER_DEQUEUE_MS": true, "POP_CK": true,
 	"1ST_POP_TIME": true, "DELAY_TIME_LEVEL": true, CRCProperty: true,

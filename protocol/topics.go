@@ -22,6 +22,9 @@ const (
 	// topics: half messages and their commit/rollback operations.
 	TransHalfTopic   = "RMQ_SYS_TRANS_HALF_TOPIC"
 	TransOpHalfTopic = "RMQ_SYS_TRANS_OP_HALF_TOPIC"
+	// TransCheckMaxTimeTopic holds the halves the broker gave up checking
+	// (RocketMQ's name), for operators to inspect.
+	TransCheckMaxTimeTopic = "TRANS_CHECK_MAX_TIME_TOPIC"
 	// TraceTopic is RocketMQ's default message-trace topic.
 	TraceTopic = "RMQ_SYS_TRACE_TOPIC"
 )
@@ -75,7 +78,7 @@ func GroupOfTopic(t string) (string, bool) {
 // sends and topic admin may not write them.
 func IsReservedTopic(t string) bool {
 	switch t {
-	case AutoCreateTopicTemplate, ScheduleTopic, TimerTopic, TransHalfTopic, TransOpHalfTopic, TraceTopic:
+	case AutoCreateTopicTemplate, ScheduleTopic, TimerTopic, TransHalfTopic, TransOpHalfTopic, TransCheckMaxTimeTopic, TraceTopic:
 		return true
 	}
 	return IsGroupTopic(t) || strings.HasPrefix(t, sysTopicPrefix)

@@ -1,0 +1,528 @@
+package broker
+
+// Transactional messages, as RocketMQ stores them.
+//
+// A half message (sysFlag TRANSACTION_PREPARED or property TRAN_MSG=true,
+// with PGROUP naming its producer group) is stored in
+// RMQ_SYS_TRANS_HALF_TOPIC queue 0, its destination kept in REAL_TOPIC /
+// REAL_QID, where no consumer reads it. The send answers the half's offset
+// message id, from which the client takes the commitLogOffset of its
+// END_TRANSACTION. A commit appends the real message (transaction flags
+// cleared) and an op record to RMQ_SYS_TRANS_OP_HALF_TOPIC in one append;
+// a rollback appends only the op record. An op record's body is the
+// half's commitlog offset in decimal, its property __TXOP what was done.
+//
+// The open transactions are the halves without an op record: rebuilt on
+// the first use after a start by reading the op queue, then the half
+// queue, and kept up to date by this process (which writes every op
+// record while holding txnState.mu). The number of check-backs of each
+// open half is kept in the metadata store (txck/<offset>).
+//
+// # Goroutines
+//
+// transactionChecks, owned by the Broker, stopped by Shutdown: every
+// transaction_check_interval it sends CHECK_TRANSACTION_STATE for the
+// halves older than transaction_timeout to a live producer of their group,
+// and after transaction_check_max checks parks the half in
+// TRANS_CHECK_MAX_TIME_TOPIC with an op record.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/protocol"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Defaults of the transaction configuration keys (RocketMQ's).
+const (
+	DefaultTransactionTimeout       = 6 * time.Second
+	DefaultTransactionCheckInterval = 30 * time.Second
+	DefaultTransactionCheckMax      = 15
+)
+
+// txnWait bounds how long END_TRANSACTION waits for the dispatcher to
+// index the half it names.
+const txnWait = 3 * time.Second
+
+// txnState is the broker's transaction state. mu guards every field and
+// is held across the appends of op records, so two END_TRANSACTIONs of
+// one half cannot both act. Lock order: mu → commitlog, consume queue,
+// metadata store.
+type txnState struct {
+	mu        sync.Mutex
+	loaded    bool
+	startEnd  int64 // the log's end when the broker opened: what the load waits for
+	tab       *txnTable
+	halfNext  int64         // next half-queue offset to read
+	loadCheck map[int64]int // check counts read from the metadata store, applied as halves are read
+
+	outcomes *prometheus.CounterVec // ferry_transactions_total by outcome
+}
+
+// txnCheckKey is the metadata key of a half's check count.
+func txnCheckKey(off int64) string { return fmt.Sprintf("txck/%020d", off) }
+
+// openTxn prepares the transaction state at open: the topics exist and
+// the open halves are read on first use.
+func (b *Broker) openTxn() error {
+	perm := int32(protocol.PermRead | protocol.PermWrite)
+	for _, t := range []string{protocol.TransHalfTopic, protocol.TransOpHalfTopic, protocol.TransCheckMaxTimeTopic} {
+		if _, err := b.topics.ensure(TopicConfig{TopicName: t, ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm}); err != nil {
+			return err
+		}
+	}
+	b.txn.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_transactions_total",
+		Help: "Transactions committed, rolled back and parked after their last check, and check-backs sent, by outcome."},
+		[]string{"outcome"})
+	if err := b.metrics.reg.Register(b.txn.outcomes); err != nil {
+		return err
+	}
+	b.txn.tab = newTxnTable()
+	b.txn.startEnd = b.clog.WrittenOffset()
+	b.txn.loadCheck = make(map[int64]int)
+	return b.meta.scan("txck/", func(k, v []byte) error {
+		off, err1 := strconv.ParseInt(string(k[len("txck/"):]), 10, 64)
+		n, err2 := strconv.Atoi(string(v))
+		if err1 == nil && err2 == nil {
+			b.txn.loadCheck[off] = n
+		}
+		return nil
+	})
+}
+
+// isHalf reports a message sent as a transaction's half.
+func isHalf(m *commitlog.Message) bool {
+	if m.SysFlag&protocol.SysFlagTransactionMask == protocol.SysFlagTransactionPrepared {
+		return true
+	}
+	v, _ := protocol.Property(m.Properties, protocol.PropTransaction)
+	return v == "true"
+}
+
+// routeHalf moves a half message to the half topic, keeping its real
+// topic and queue; it reports whether m is a half.
+func (b *Broker) routeHalf(m *commitlog.Message, h *sendHeader, batch bool) (bool, error) {
+	if !isHalf(m) {
+		return false, nil
+	}
+	if batch {
+		return true, fmt.Errorf("%w: a batch may not hold transactional messages", ErrInvalidRequest)
+	}
+	p := protocol.ParseProperties(m.Properties)
+	if p[protocol.PropProducerGroup] == "" {
+		if h.producerGroup == "" {
+			return true, fmt.Errorf("%w: a transactional message needs its producer group (%s)", ErrInvalidRequest, protocol.PropProducerGroup)
+		}
+		p[protocol.PropProducerGroup] = h.producerGroup
+	}
+	p[protocol.PropTransaction] = "true"
+	delete(p, protocol.PropTransactionCheckTimes)
+	m.Properties = protocol.EncodeProperties(p)
+	m.SysFlag = m.SysFlag&^protocol.SysFlagTransactionMask | protocol.SysFlagTransactionPrepared
+	return true, b.schedule(m, protocol.TransHalfTopic, 0, nil)
+}
+
+// endTxnHeader is END_TRANSACTION's header.
+type endTxnHeader struct {
+	producerGroup        string
+	tranStateTableOffset int64
+	commitLogOffset      int64
+	commitOrRollback     int32
+	fromTransactionCheck bool
+	msgID                string
+	transactionID        string
+}
+
+func parseEndTxnHeader(req *remoting.Command) (endTxnHeader, error) {
+	var h endTxnHeader
+	var err error
+	if h.producerGroup, err = req.String("producerGroup"); err != nil {
+		return h, fmt.Errorf("%w: %v", ErrInvalidRequest, err)
+	}
+	if h.commitLogOffset, err = req.Int64("commitLogOffset"); err != nil {
+		return h, fmt.Errorf("%w: %v", ErrInvalidRequest, err)
+	}
+	if h.commitLogOffset < 0 {
+		return h, fmt.Errorf("%w: commitLogOffset %d is negative", ErrInvalidRequest, h.commitLogOffset)
+	}
+	if h.commitOrRollback, err = req.Int32("commitOrRollback"); err != nil {
+		return h, fmt.Errorf("%w: %v", ErrInvalidRequest, err)
+	}
+	switch h.commitOrRollback {
+	case protocol.TransactionUnknown, protocol.TransactionCommit, protocol.TransactionRollback:
+	default:
+		return h, fmt.Errorf("%w: commitOrRollback %d is none of 0, 8 (commit), 12 (rollback)", ErrInvalidRequest, h.commitOrRollback)
+	}
+	if h.tranStateTableOffset, err = req.Int64Or("tranStateTableOffset", -1); err != nil {
+		return h, fmt.Errorf("%w: %v", ErrInvalidRequest, err)
+	}
+	if h.fromTransactionCheck, err = req.BoolOr("fromTransactionCheck", false); err != nil {
+		return h, fmt.Errorf("%w: %v", ErrInvalidRequest, err)
+	}
+	h.msgID = req.StringOr("msgId", "")
+	h.transactionID = req.StringOr("transactionId", "")
+	return h, nil
+}
+
+// errTxn marks END_TRANSACTIONs that name no half of theirs.
+var errTxn = errors.New("broker: transaction")
+
+func (b *Broker) handleEndTransaction(c *remoting.Conn, req *remoting.Command) {
+	h, err := parseEndTxnHeader(req)
+	if err != nil {
+		b.reply(c, req, protocol.RespSystemError, err.Error())
+		return
+	}
+	if h.commitOrRollback == protocol.TransactionUnknown {
+		// The producer does not know yet: the half stays open for checks.
+		b.reply(c, req, protocol.RespSuccess, "")
+		return
+	}
+	if why := b.writable(); why != "" {
+		b.reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
+		return
+	}
+	done, err := b.endTransaction(h)
+	switch {
+	case err != nil:
+		b.log.Warn().Err(err).Str("group", h.producerGroup).Int64("offset", h.commitLogOffset).Msg("end transaction")
+		code, remark := sendError(err)
+		b.reply(c, req, code, remark)
+	case !done:
+		b.reply(c, req, protocol.RespSuccess, "transaction already ended")
+	default:
+		b.reply(c, req, protocol.RespSuccess, "")
+	}
+}
+
+// endTransaction commits or rolls back the half h names; it reports false
+// when an op record had already closed it.
+func (b *Broker) endTransaction(h endTxnHeader) (bool, error) {
+	b.txn.mu.Lock()
+	defer b.txn.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), txnWait)
+	defer cancel()
+	if err := b.syncTxnLocked(ctx, h.commitLogOffset+1); err != nil {
+		return false, err
+	}
+	half, open := b.txn.tab.get(h.commitLogOffset)
+	if !open {
+		rec, _, err := b.clog.ReadRecord(h.commitLogOffset, nil)
+		if err != nil || string(rec.Topic) != protocol.TransHalfTopic {
+			return false, fmt.Errorf("%w: no half message at commitlog offset %d", ErrInvalidRequest, h.commitLogOffset)
+		}
+		return false, nil
+	}
+	switch {
+	case half.Group != h.producerGroup:
+		return false, fmt.Errorf("%w: the half at %d belongs to producer group %s, not %s", errTxnGroup, h.commitLogOffset, half.Group, h.producerGroup)
+	case h.msgID != "" && half.UniqKey != "" && h.msgID != half.UniqKey:
+		return false, fmt.Errorf("%w: the half at %d is message %s, not %s", ErrInvalidRequest, h.commitLogOffset, half.UniqKey, h.msgID)
+	case h.tranStateTableOffset >= 0 && h.tranStateTableOffset != half.QueueOffset:
+		return false, fmt.Errorf("%w: the half at %d has queue offset %d, not %d", ErrInvalidRequest, h.commitLogOffset, half.QueueOffset, h.tranStateTableOffset)
+	}
+	op := protocol.TransactionOpRollback
+	if h.commitOrRollback == protocol.TransactionCommit {
+		op = protocol.TransactionOpCommit
+	}
+	if err := b.closeHalfLocked(half, op); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+var errTxnGroup = fmt.Errorf("%w: producer group wrong", ErrInvalidRequest)
+
+// closeHalfLocked appends, in one append, what op does with the half (a
+// commit: the real message; parked: a copy in the parking topic) and the
+// op record that closes it, then forgets the half.
+func (b *Broker) closeHalfLocked(half openHalf, op string) error {
+	rec, _, err := b.clog.ReadRecord(half.Offset, nil)
+	if err != nil {
+		return fmt.Errorf("read the half at %d: %w", half.Offset, err)
+	}
+	msgs := make([]commitlog.Message, 0, 2)
+	switch op {
+	case protocol.TransactionOpCommit:
+		m := realMessage(&rec, protocol.SysFlagTransactionCommit)
+		if err := b.routeSpecial(&m, &sendHeader{}); err != nil {
+			return err
+		}
+		msgs = append(msgs, m)
+	case protocol.TransactionOpParked:
+		m := realMessage(&rec, 0)
+		p := protocol.ParseProperties(m.Properties)
+		p[protocol.PropRealTopic] = m.Topic
+		p[protocol.PropRealQueueID] = strconv.Itoa(int(m.QueueID))
+		p[protocol.PropTransactionCheckTimes] = strconv.Itoa(half.Checks)
+		m.Properties = protocol.EncodeProperties(p)
+		m.Topic, m.QueueID = protocol.TransCheckMaxTimeTopic, 0
+		msgs = append(msgs, m)
+	}
+	msgs = append(msgs, commitlog.Message{
+		Topic: protocol.TransOpHalfTopic, Body: []byte(strconv.FormatInt(half.Offset, 10)),
+		Properties: protocol.EncodeProperties(map[string]string{
+			protocol.PropTags: protocol.TransactionOpTag, protocol.PropTransactionOp: op,
+			protocol.PropProducerGroup: half.Group,
+		}),
+		BornTimestamp: time.Now().UnixMilli(), BornHost: b.storeHost, StoreHost: b.storeHost,
+	})
+	var appendErr error
+	b.appendMessages(msgs, func(_ []commitlog.AppendResult, err error) { appendErr = err })
+	if appendErr != nil && !errors.Is(appendErr, commitlog.ErrFlushTimeout) {
+		return appendErr
+	}
+	b.txn.tab.close(half.Offset)
+	if half.Checks > 0 {
+		if err := b.meta.delete(txnCheckKey(half.Offset)); err != nil {
+			b.log.Warn().Err(err).Int64("offset", half.Offset).Msg("forget a transaction's check count")
+		}
+	}
+	b.txn.outcomes.WithLabelValues(op).Inc()
+	b.log.Debug().Str("group", half.Group).Str("topic", half.Topic).Int64("offset", half.Offset).Str("op", op).Msg("transaction ended")
+	return nil
+}
+
+// realMessage rebuilds the message a half stands for: its real topic and
+// queue, the transaction properties cleared, sysFlag's transaction bits
+// set to txFlag.
+func realMessage(rec *protocol.Record, txFlag int32) commitlog.Message {
+	p := protocol.ParseProperties(rec.Properties)
+	topic := p[protocol.PropRealTopic]
+	qid, _ := strconv.Atoi(p[protocol.PropRealQueueID])
+	for _, k := range []string{protocol.PropRealTopic, protocol.PropRealQueueID, protocol.PropTransaction, protocol.PropTransactionCheckTimes} {
+		delete(p, k)
+	}
+	return commitlog.Message{
+		Topic: topic, QueueID: int32(qid), Flag: rec.Flag,
+		SysFlag: rec.SysFlag&^(protocol.SysFlagTransactionMask|protocol.SysFlagBornHostV6|protocol.SysFlagStoreHostV6) | txFlag,
+		Body:    rec.Body, Properties: protocol.EncodeProperties(p), BornTimestamp: rec.BornTimestamp,
+		BornHost: rec.BornHost, StoreHost: rec.StoreHost, ReconsumeTimes: rec.ReconsumeTimes,
+		PreparedTransactionOffset: rec.PhysicalOffset,
+	}
+}
+
+// syncTxnLocked loads the transaction state on first use and reads the
+// halves indexed since, waiting until the dispatcher has indexed the log
+// up to upTo.
+func (b *Broker) syncTxnLocked(ctx context.Context, upTo int64) error {
+	t := &b.txn
+	if !t.loaded {
+		if err := b.cq.WaitDispatched(ctx, t.startEnd); err != nil {
+			return fmt.Errorf("broker: wait for the transaction topics to be indexed: %w", err)
+		}
+		if err := b.readQueue(protocol.TransOpHalfTopic, 0, func(r *protocol.Record) {
+			if off, err := strconv.ParseInt(string(r.Body), 10, 64); err == nil {
+				t.tab.addOp(off)
+			}
+		}); err != nil {
+			return err
+		}
+		t.loaded = true
+	}
+	if upTo > b.cq.DispatchedOffset() {
+		if err := b.cq.WaitDispatched(ctx, min(upTo, b.clog.WrittenOffset())); err != nil {
+			return fmt.Errorf("broker: wait for the half message to be indexed: %w", err)
+		}
+	}
+	return b.readHalvesLocked()
+}
+
+// readHalvesLocked reads the halves indexed since the last call.
+func (b *Broker) readHalvesLocked() error {
+	t := &b.txn
+	if low, err := b.cq.MinOffset(protocol.TransHalfTopic, 0); err == nil && t.halfNext < low {
+		t.halfNext = low
+	}
+	var next int64
+	err := b.readQueueFrom(protocol.TransHalfTopic, 0, t.halfNext, func(r *protocol.Record) {
+		next = r.QueueOffset + 1
+		p := protocol.ParseProperties(r.Properties)
+		qid, _ := strconv.Atoi(p[protocol.PropRealQueueID])
+		h := openHalf{Offset: r.PhysicalOffset, QueueOffset: r.QueueOffset, Group: p[protocol.PropProducerGroup],
+			Topic: p[protocol.PropRealTopic], QueueID: int32(qid), UniqKey: p[protocol.PropUniqKey],
+			StoredAt: time.UnixMilli(r.StoreTimestamp), Checks: t.loadCheck[r.PhysicalOffset]}
+		delete(t.loadCheck, r.PhysicalOffset)
+		t.tab.addHalf(h)
+	})
+	if next > t.halfNext {
+		t.halfNext = next
+	}
+	return err
+}
+
+func (b *Broker) readQueue(topic string, queue int32, fn func(r *protocol.Record)) error {
+	low, err := b.cq.MinOffset(topic, queue)
+	if err != nil {
+		low = 0
+	}
+	return b.readQueueFrom(topic, queue, low, fn)
+}
+
+// readQueueFrom calls fn for each record of (topic, queue) from offset
+// from to the queue's end.
+func (b *Broker) readQueueFrom(topic string, queue int32, from int64, fn func(r *protocol.Record)) error {
+	var entries []consumequeue.Entry
+	var buf []byte
+	for {
+		var err error
+		entries, err = b.cq.Get(topic, queue, from, 256, entries)
+		if err != nil {
+			return fmt.Errorf("broker: read %s/%d at %d: %w", topic, queue, from, err)
+		}
+		if len(entries) == 0 {
+			return nil
+		}
+		for _, e := range entries {
+			from = e.QueueOffset + 1
+			if e.Size == 0 {
+				continue
+			}
+			var rec protocol.Record
+			rec, buf, err = b.clog.ReadRecord(e.Offset, buf[:0])
+			if err != nil {
+				return fmt.Errorf("broker: read %s/%d entry %d: %w", topic, queue, e.QueueOffset, err)
+			}
+			fn(&rec)
+		}
+	}
+}
+
+// transactionChecks runs the check-backs until the broker stops.
+func (b *Broker) transactionChecks() {
+	defer b.wg.Done()
+	tick := time.NewTicker(b.txnCheckInterval())
+	defer tick.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case now := <-tick.C:
+			b.checkTransactions(now)
+		}
+	}
+}
+
+func (b *Broker) txnCheckInterval() time.Duration {
+	return orDur(b.cfg.TransactionCheckInterval.D(), DefaultTransactionCheckInterval)
+}
+
+func orDur(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// checkTransactions runs one round of checks: parks the halves checked
+// transaction_check_max times and checks the other open halves older
+// than transaction_timeout.
+func (b *Broker) checkTransactions(now time.Time) {
+	if b.writable() != "" {
+		return
+	}
+	cfg := b.c()
+	timeout := orDur(cfg.TransactionTimeout.D(), DefaultTransactionTimeout)
+	maxChecks := cfg.TransactionCheckMax
+	if maxChecks <= 0 {
+		maxChecks = DefaultTransactionCheckMax
+	}
+	b.txn.mu.Lock()
+	defer b.txn.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), txnWait)
+	defer cancel()
+	if err := b.syncTxnLocked(ctx, 0); err != nil {
+		b.log.Warn().Err(err).Msg("transaction check: read the open transactions")
+		return
+	}
+	check, park := b.txn.tab.due(now, timeout, maxChecks)
+	for _, h := range park {
+		if err := b.closeHalfLocked(h, protocol.TransactionOpParked); err != nil {
+			b.log.Warn().Err(err).Int64("offset", h.Offset).Msg("park a transaction")
+			continue
+		}
+		b.log.Warn().Str("group", h.Group).Str("topic", h.Topic).Int64("offset", h.Offset).Int("checks", h.Checks).
+			Msg("transaction left open after its last check: parked in " + protocol.TransCheckMaxTimeTopic)
+	}
+	for _, h := range check {
+		b.checkHalfLocked(h)
+	}
+}
+
+// checkHalfLocked sends CHECK_TRANSACTION_STATE for h to one live producer
+// of its group and counts the check (sent or not, as RocketMQ does: a
+// group with no producer left runs out of checks too).
+func (b *Broker) checkHalfLocked(h openHalf) {
+	n := h.Checks + 1
+	b.txn.tab.setChecks(h.Offset, n)
+	if err := b.meta.db.Set([]byte(txnCheckKey(h.Offset)), []byte(strconv.Itoa(n)), nil); err != nil {
+		b.log.Warn().Err(err).Int64("offset", h.Offset).Msg("save a transaction's check count")
+	}
+	b.txn.outcomes.WithLabelValues("checked").Inc()
+	conns := b.clients.producerConns(h.Group)
+	if len(conns) == 0 {
+		b.log.Debug().Str("group", h.Group).Int64("offset", h.Offset).Msg("transaction check: no producer of the group is connected")
+		return
+	}
+	req, err := b.checkRequest(h)
+	if err != nil {
+		b.log.Warn().Err(err).Int64("offset", h.Offset).Msg("transaction check")
+		return
+	}
+	// Each check asks the next producer, so a dead one does not keep
+	// the half from being resolved by another.
+	c := conns[h.Checks%len(conns)]
+	if err := c.SendOneway(req); err != nil {
+		b.log.Debug().Err(err).Str("group", h.Group).Msg("transaction check: send")
+	}
+}
+
+// checkRequest builds CHECK_TRANSACTION_STATE for h: the half as a pull
+// would return it, with its real topic and queue, as RocketMQ sends it.
+func (b *Broker) checkRequest(h openHalf) (*remoting.Command, error) {
+	rec, _, err := b.clog.ReadRecord(h.Offset, nil)
+	if err != nil {
+		return nil, err
+	}
+	m := realMessage(&rec, protocol.SysFlagTransactionPrepared)
+	p := protocol.ParseProperties(rec.Properties)
+	p[protocol.PropTransactionCheckTimes] = strconv.Itoa(h.Checks + 1)
+	m.Properties = protocol.EncodeProperties(p)
+	size, err := m.EncodedSize(0)
+	if err != nil {
+		return nil, err
+	}
+	body := commitlog.AppendRecord(nil, &m, size)
+	protocol.SealRecord(body, rec.QueueOffset, rec.PhysicalOffset, rec.StoreTimestamp)
+	offID := protocol.OffsetMsgID(b.storeHost, h.Offset)
+	return remoting.NewRequest(protocol.ReqCheckTransactionState, map[string]string{
+		"tranStateTableOffset": strconv.FormatInt(h.QueueOffset, 10),
+		"commitLogOffset":      strconv.FormatInt(h.Offset, 10),
+		"msgId":                orDefault(h.UniqKey, offID),
+		"transactionId":        h.UniqKey,
+		"offsetMsgId":          offID,
+	}, body), nil
+}
+
+// producerConns returns the connections of a producer group's live
+// clients.
+func (r *clientRegistry) producerConns(group string) []*remoting.Conn {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []*remoting.Conn
+	for _, cc := range r.producers[group] {
+		out = append(out, cc.conn)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
+	return out
+}
