@@ -57,6 +57,9 @@
 //	  34  HEART_BEAT                           SUB on every consumer group and subscribed topic of the body
 //	  35  UNREGISTER_CLIENT                    SUB on consumerGroup (when set)
 //	  36  CONSUMER_SEND_MSG_BACK               SUB on group, PUB on originTopic
+//	  37  END_TRANSACTION                      PUB on topic when the header names it, else any
+//	                                           signed account (the broker checks the producer
+//	                                           group and message id against the half)
 //	  38  GET_CONSUMER_LIST_BY_GROUP           SUB on consumerGroup
 //	  41  LOCK_BATCH_MQ                        SUB on the body's group and every queue's topic
 //	  42  UNLOCK_BATCH_MQ                      same as 41

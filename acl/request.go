@@ -127,6 +127,17 @@ func lockBatch(req *remoting.Command, dst []Resource) ([]Resource, error) {
 	return dst, nil
 }
 
+// endTransaction needs PUB on the half's real topic when the header names
+// it ("topic"); the official clients' header does not, and then any signed
+// account may send it: the broker checks the producer group and message
+// id against the half it names.
+func endTransaction(req *remoting.Command, dst []Resource) ([]Resource, error) {
+	if t := req.ExtFields["topic"]; t != "" {
+		dst = append(dst, TopicResource(t, Pub))
+	}
+	return dst, nil
+}
+
 func unregisterClient(req *remoting.Command, dst []Resource) ([]Resource, error) {
 	if g := req.ExtFields["consumerGroup"]; g != "" {
 		dst = append(dst, GroupResource(g, Sub))
@@ -150,6 +161,7 @@ var table = map[int16]rule{
 	protocol.ReqSearchOffsetByTimestamp: {levelRes, field("topic", Any)},
 	protocol.ReqHeartBeat:               {levelRes, heartbeat},
 	protocol.ReqUnregisterClient:        {levelRes, unregisterClient},
+	protocol.ReqEndTransaction:          {levelRes, endTransaction},
 	protocol.ReqGetConsumerListByGroup:  {levelRes, groupField("consumerGroup", Sub)},
 	protocol.ReqConsumerSendMsgBack:     {levelRes, both(groupField("group", Sub), field("originTopic", Pub))},
 	protocol.ReqLockBatchMQ:             {levelRes, lockBatch},

@@ -130,6 +130,16 @@ func TestPermissionDetails(t *testing.T) {
 	if err := check(sampleRequest(t, protocol.ReqSendMessageV2, "%RETRY%H", "G")); err == nil {
 		t.Fatal("send to another group's retry topic allowed")
 	}
+	// END_TRANSACTION without a topic (the official clients') needs only a
+	// signature; with one, PUB on it.
+	endTx := sampleRequest(t, protocol.ReqEndTransaction, "", "G")
+	delete(endTx.ExtFields, "topic")
+	if err := check(endTx); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(sampleRequest(t, protocol.ReqEndTransaction, "RO", "G")); err == nil {
+		t.Fatal("END_TRANSACTION naming a SUB-only topic allowed")
+	}
 	// Unknown codes need admin.
 	if err := check(sampleRequest(t, 9999, "T", "G")); err == nil {
 		t.Fatal("unknown code allowed for a non-admin")
