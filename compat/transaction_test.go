@@ -1,0 +1,187 @@
+package compat
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/rocketmq-client-go/v2"
+	"github.com/apache/rocketmq-client-go/v2/primitive"
+	"github.com/apache/rocketmq-client-go/v2/producer"
+)
+
+// txnListener answers the official client's local-transaction callbacks
+// by message body: execute[body] when the half is stored, check[body] when
+// the broker asks back (unknown when absent).
+type txnListener struct {
+	mu      sync.Mutex
+	execute map[string]primitive.LocalTransactionState
+	check   map[string]primitive.LocalTransactionState
+	checked map[string]int
+}
+
+func newTxnListener() *txnListener {
+	return &txnListener{execute: map[string]primitive.LocalTransactionState{},
+		check: map[string]primitive.LocalTransactionState{}, checked: map[string]int{}}
+}
+
+func (l *txnListener) ExecuteLocalTransaction(m *primitive.Message) primitive.LocalTransactionState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if s, ok := l.execute[string(m.Body)]; ok {
+		return s
+	}
+	return primitive.UnkonwnState
+}
+
+func (l *txnListener) CheckLocalTransaction(m *primitive.MessageExt) primitive.LocalTransactionState {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.checked[string(m.Body)]++
+	if s, ok := l.check[string(m.Body)]; ok {
+		return s
+	}
+	return primitive.UnkonwnState
+}
+
+func (l *txnListener) checks(body string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.checked[body]
+}
+
+func newTxnProducer(t *testing.T, nameSrv, group string, l primitive.TransactionListener) rocketmq.TransactionProducer {
+	t.Helper()
+	p, err := rocketmq.NewTransactionProducer(l,
+		producer.WithNameServer([]string{nameSrv}),
+		producer.WithGroupName(group),
+		producer.WithInstanceName(unique("tp")),
+		producer.WithRetry(2))
+	if err != nil {
+		t.Fatalf("new transaction producer: %v", err)
+	}
+	if err := p.Start(); err != nil {
+		t.Fatalf("start transaction producer: %v", err)
+	}
+	var once sync.Once
+	t.Cleanup(func() { once.Do(func() { _ = p.Shutdown() }) })
+	return p
+}
+
+// readTopic returns how often each body is readable in topic over HTTP.
+func readTopic(t *testing.T, httpPort, queues int, topic string) map[string]int {
+	t.Helper()
+	hc := &http.Client{Timeout: 10 * time.Second}
+	count := map[string]int{}
+	for q := range queues {
+		resp, err := hc.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/topics/%s/queues/%d/messages?offset=0&max=100", httpPort, topic, q))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var read struct {
+			Messages []struct {
+				Body string `json:"body"`
+			} `json:"messages"`
+		}
+		if err := json.Unmarshal(body, &read); err != nil {
+			t.Fatalf("read %s/%d: %v: %s", topic, q, err, body)
+		}
+		for _, m := range read.Messages {
+			count[m.Body]++
+		}
+	}
+	return count
+}
+
+// TestTransactionsWithOfficialClient: the official TransactionProducer's
+// commit and rollback, an unknown state resolved by the broker's
+// check-back, and a producer that leaves mid-transaction whose
+// transaction another instance of the group resolves. Consumers see the
+// committed messages once and nothing else.
+func TestTransactionsWithOfficialClient(t *testing.T) {
+	t.Parallel()
+	cfg := filepath.Join(t.TempDir(), "ferry.toml")
+	if err := os.WriteFile(cfg, []byte("[broker]\ntransaction_timeout = \"1s\"\ntransaction_check_interval = \"300ms\"\ntransaction_check_max = 100\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{name: "ferry server (transactions)", dataDir: t.TempDir(), flush: "async", extra: []string{"--config", cfg}}
+	s.start(t)
+	const topic, queues = "Txn", 4
+	createTopic(t, s.NameSrv, []string{s.Broker}, topic, queues)
+	group := unique("txpg")
+
+	l := newTxnListener()
+	l.execute["commit"] = primitive.CommitMessageState
+	l.execute["rollback"] = primitive.RollbackMessageState
+	l.check["unknown-then-commit"] = primitive.CommitMessageState
+	l.check["unknown-then-rollback"] = primitive.RollbackMessageState
+	p := newTxnProducer(t, s.NameSrv, group, l)
+	send := func(p rocketmq.TransactionProducer, body string) *primitive.TransactionSendResult {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		res, err := p.SendMessageInTransaction(ctx, primitive.NewMessage(topic, []byte(body)))
+		if err != nil {
+			t.Fatalf("send %s: %v", body, err)
+		}
+		if res.Status != primitive.SendOK {
+			t.Fatalf("send %s: status %d", body, res.Status)
+		}
+		return res
+	}
+	for _, body := range []string{"commit", "rollback", "unknown-then-commit", "unknown-then-rollback"} {
+		send(p, body)
+	}
+
+	// A second instance of the group answers for the first, which leaves
+	// with its transaction open. (A producer makes itself known to the
+	// broker, by heartbeat, when it first sends.)
+	other := newTxnListener()
+	other.execute["warm"] = primitive.CommitMessageState
+	other.check["orphan"] = primitive.CommitMessageState
+	send(newTxnProducer(t, s.NameSrv, group, other), "warm")
+	p1 := newTxnProducer(t, s.NameSrv, group, newTxnListener())
+	send(p1, "orphan")
+	if err := p1.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+
+	want := map[string]int{"commit": 1, "unknown-then-commit": 1, "orphan": 1, "warm": 1}
+	var got map[string]int
+	waitFor(t, 30*time.Second, func() bool {
+		got = readTopic(t, s.httpPort, queues, topic)
+		return len(got) == len(want)
+	}, "committed messages never all readable: %v", &got)
+	waitFor(t, 30*time.Second, func() bool { return l.checks("unknown-then-rollback") > 0 },
+		"the rolled-back transaction was never checked")
+	if l.checks("commit") != 0 || l.checks("rollback") != 0 {
+		t.Errorf("ended transactions were checked: %d, %d", l.checks("commit"), l.checks("rollback"))
+	}
+	if other.checks("orphan") == 0 {
+		t.Error("the orphaned transaction was not checked by the other instance")
+	}
+	// Nothing else shows up, also after a few more check rounds and a
+	// restart that must not commit anything twice.
+	s.restart(t)
+	waitFor(t, 30*time.Second, func() bool {
+		got = readTopic(t, s.httpPort, queues, topic)
+		return len(got) == len(want)
+	}, "messages unreadable after restart")
+	for body, n := range want {
+		if got[body] != n {
+			t.Errorf("%s readable %d times, want %d (all: %v)", body, got[body], n, got)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("readable: %v, want %v", got, want)
+	}
+}
