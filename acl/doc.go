@@ -87,6 +87,7 @@
 //	1004  Ferry undrain                        admin
 //	1005  Ferry group list                     admin
 //	1006  Ferry topic stats                    admin
+//	1007  Ferry open transactions              admin
 //	 103  REGISTER_BROKER (name server)        the cluster secret (open when none is set)
 //	 104  UNREGISTER_BROKER (name server)      the cluster secret (open when none is set)
 //	30001 Ferry INIT_PRODUCER_ID                any signed account (its sends need PUB)

@@ -192,6 +192,7 @@ var table = map[int16]rule{
 	protocol.ReqFerryUndrain:                  {levelAdmin, nil},
 	protocol.ReqFerryGroupList:                {levelAdmin, nil},
 	protocol.ReqFerryTopicStats:               {levelAdmin, nil},
+	protocol.ReqFerryTxList:                   {levelAdmin, nil},
 
 	protocol.ReqRegisterBroker:   {levelCluster, nil},
 	protocol.ReqUnregisterBroker: {levelCluster, nil},

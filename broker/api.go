@@ -95,6 +95,8 @@ var apiRoutes = buildRoutes([]apiRoute{
 	{method: "GET", path: "/v1/delayed", handle: (*Broker).apiDelayed},
 	{method: "GET", path: "/v1/messages/{msgId}/trace", handle: (*Broker).apiMessageTrace},
 	{method: "POST", path: "/v1/messages/{msgId}/resend", handle: (*Broker).apiMessageResend},
+
+	{method: "GET", path: "/v1/transactions", handle: (*Broker).apiTransactions}, // api_transactions.go
 })
 
 // healthRoutes are served by http.go itself, outside the API router.

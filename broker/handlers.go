@@ -33,6 +33,7 @@ func (b *Broker) routes() {
 	timed(protocol.ReqConsumerSendMsgBack, b.handleSendBack)
 	timed(protocol.ReqInitProducerID, b.handleInitProducerID)
 	timed(protocol.ReqEndTransaction, b.handleEndTransaction)
+	timed(protocol.ReqFerryTxList, b.handleTxList)
 	b.adminRoutes(timed)
 	b.opsRoutes(timed)
 }

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"strconv"
 	"sync"
 	"testing"
@@ -411,4 +412,31 @@ func FuzzEndTransactionHeader(f *testing.F) {
 			t.Fatalf("accepted commitOrRollback %d", h.commitOrRollback)
 		}
 	})
+}
+
+func TestListOpenTransactions(t *testing.T) {
+	b, api := testHTTPBroker(t, nil)
+	c := newClient(t, b)
+	off, qo := c.sendHalf("tx", 2, "open", "U1")
+	off2, qo2 := c.sendHalf("tx", 0, "done", "U2")
+	mustOK(t, c.endTxn(off2, qo2, "U2", protocol.TransactionCommit))
+	var list []protocol.OpenTransaction
+	api.ok("GET", "/v1/transactions", nil, 200, &list)
+	if len(list) != 1 {
+		t.Fatalf("GET /v1/transactions: %+v", list)
+	}
+	got := list[0]
+	if got.CommitLogOffset != off || got.QueueOffset != qo || got.ProducerGroup != "pg" || got.Topic != "tx" ||
+		got.QueueID != 2 || got.MsgID != "U1" || got.Checks != 0 || got.AgeMs < 0 || got.StoredMs == 0 {
+		t.Fatalf("open transaction %+v", got)
+	}
+	resp := c.invoke(remoting.NewRequest(protocol.ReqFerryTxList, nil, nil))
+	mustOK(t, resp)
+	var viaRemoting []protocol.OpenTransaction
+	if err := json.Unmarshal(resp.Body, &viaRemoting); err != nil {
+		t.Fatal(err)
+	}
+	if len(viaRemoting) != 1 || viaRemoting[0].CommitLogOffset != off {
+		t.Fatalf("FERRY_TX_LIST: %+v", viaRemoting)
+	}
 }

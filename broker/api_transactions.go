@@ -1,0 +1,51 @@
+package broker
+
+import (
+	"context"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/ferrymq/ferry/protocol"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Transactions lists the open transactions, oldest first.
+func (b *Broker) Transactions() ([]protocol.OpenTransaction, error) {
+	b.txn.mu.Lock()
+	defer b.txn.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), txnWait)
+	defer cancel()
+	if err := b.syncTxnLocked(ctx, 0); err != nil {
+		return nil, err
+	}
+	now := time.Now()
+	open := b.txn.tab.list()
+	out := make([]protocol.OpenTransaction, len(open))
+	for i, h := range open {
+		out[i] = protocol.OpenTransaction{CommitLogOffset: h.Offset, QueueOffset: h.QueueOffset, ProducerGroup: h.Group,
+			Topic: h.Topic, QueueID: h.QueueID, MsgID: h.UniqKey, StoredMs: h.StoredAt.UnixMilli(),
+			AgeMs: now.Sub(h.StoredAt).Milliseconds(), Checks: h.Checks}
+	}
+	return out, nil
+}
+
+// handleTxList serves FERRY_TX_LIST.
+func (b *Broker) handleTxList(c *remoting.Conn, req *remoting.Command) {
+	list, err := b.Transactions()
+	if err != nil {
+		b.reply(c, req, protocol.RespSystemError, err.Error())
+		return
+	}
+	b.replyJSON(c, req, list)
+}
+
+// apiTransactions serves GET /v1/transactions.
+func (b *Broker) apiTransactions(ctx *fasthttp.RequestCtx, _ apiParams) {
+	list, err := b.Transactions()
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	writeJSON(ctx, fasthttp.StatusOK, list)
+}

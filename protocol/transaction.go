@@ -1,0 +1,18 @@
+package protocol
+
+// OpenTransaction is a half message no commit, rollback or parking has
+// closed yet: the body of FERRY_TX_LIST's answer (a JSON array) and of
+// GET /v1/transactions.
+type OpenTransaction struct {
+	// CommitLogOffset is the half's commitlog offset (END_TRANSACTION's
+	// commitLogOffset); QueueOffset its offset in the half topic.
+	CommitLogOffset int64  `json:"commit_log_offset"`
+	QueueOffset     int64  `json:"queue_offset"`
+	ProducerGroup   string `json:"producer_group"`
+	Topic           string `json:"topic"`
+	QueueID         int32  `json:"queue_id"`
+	MsgID           string `json:"msg_id"` // the client's message id (UNIQ_KEY)
+	StoredMs        int64  `json:"stored_ms"`
+	AgeMs           int64  `json:"age_ms"`
+	Checks          int    `json:"checks"` // check-backs sent so far
+}
