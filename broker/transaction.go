@@ -72,15 +72,9 @@ type txnState struct {
 // txnCheckKey is the metadata key of a half's check count.
 func txnCheckKey(off int64) string { return fmt.Sprintf("txck/%020d", off) }
 
-// openTxn prepares the transaction state at open: the topics exist and
-// the open halves are read on first use.
+// openTxn prepares the transaction state at open; the open halves are
+// read on first use.
 func (b *Broker) openTxn() error {
-	perm := int32(protocol.PermRead | protocol.PermWrite)
-	for _, t := range []string{protocol.TransHalfTopic, protocol.TransOpHalfTopic, protocol.TransCheckMaxTimeTopic} {
-		if _, err := b.topics.ensure(TopicConfig{TopicName: t, ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm}); err != nil {
-			return err
-		}
-	}
 	b.txn.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_transactions_total",
 		Help: "Transactions committed, rolled back and parked after their last check, and check-backs sent, by outcome."},
 		[]string{"outcome"})
@@ -129,7 +123,22 @@ func (b *Broker) routeHalf(m *commitlog.Message, h *sendHeader, batch bool) (boo
 	delete(p, protocol.PropTransactionCheckTimes)
 	m.Properties = protocol.EncodeProperties(p)
 	m.SysFlag = m.SysFlag&^protocol.SysFlagTransactionMask | protocol.SysFlagTransactionPrepared
+	if err := b.ensureTxnTopics(protocol.TransHalfTopic, protocol.TransOpHalfTopic); err != nil {
+		return true, err
+	}
 	return true, b.schedule(m, protocol.TransHalfTopic, 0, nil)
+}
+
+// ensureTxnTopics creates transaction topics (one queue each) on first
+// use, as RocketMQ does: a broker without transactions lists none.
+func (b *Broker) ensureTxnTopics(topics ...string) error {
+	perm := int32(protocol.PermRead | protocol.PermWrite)
+	for _, t := range topics {
+		if _, err := b.topics.ensure(TopicConfig{TopicName: t, ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // endTxnHeader is END_TRANSACTION's header.
@@ -260,6 +269,9 @@ func (b *Broker) closeHalfLocked(half openHalf, op string) error {
 		}
 		msgs = append(msgs, m)
 	case protocol.TransactionOpParked:
+		if err := b.ensureTxnTopics(protocol.TransCheckMaxTimeTopic); err != nil {
+			return err
+		}
 		m := realMessage(&rec, 0)
 		p := protocol.ParseProperties(m.Properties)
 		p[protocol.PropRealTopic] = m.Topic

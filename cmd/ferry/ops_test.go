@@ -385,6 +385,8 @@ func TestOps(t *testing.T) {
 		step{http: httpOnce, name: "group_update", args: []string{"group", "update", "g3", "--consume-enable=false"}},
 		step{name: "group_list", args: []string{"group", "list"}},
 		step{http: httpOwn, name: "group_list_json", args: []string{"group", "list", "-o", "json"}},
+		step{name: "tx_list", args: []string{"tx", "list"}},
+		step{name: "tx_list_json", args: []string{"tx", "list", "-o", "json"}},
 		step{http: httpOwn, name: "group_lag", args: []string{"group", "lag", "g1"}},
 		step{http: httpOwn, name: "group_lag_json", args: []string{"group", "lag", "g1", "-o", "json"}},
 		step{http: httpOwn, name: "group_lag_all", args: []string{"group", "lag", "--all"}},
