@@ -59,6 +59,7 @@ var httpNeeds = map[string]httpNeed{
 	"GET /v1/stats/groups":    needAdmin,
 	"GET /v1/delayed":         needAdmin,
 	"GET /v1/producers":       needAdmin,
+	"GET /v1/transactions":    needAdmin,
 
 	"GET /v1/topics":                                 needAdmin,
 	"POST /v1/topics":                                needAdmin,

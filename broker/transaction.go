@@ -340,6 +340,19 @@ func (b *Broker) syncTxnLocked(ctx context.Context, upTo int64) error {
 		}); err != nil {
 			return err
 		}
+		if err := b.readHalvesLocked(); err != nil {
+			return err
+		}
+		// Every half older than an op record has been read now: the op
+		// records left over are of halves retention deleted. Check counts
+		// left over are of halves closed just before a crash.
+		clear(t.tab.closed)
+		for off := range t.loadCheck {
+			if err := b.meta.delete(txnCheckKey(off)); err != nil {
+				return err
+			}
+		}
+		clear(t.loadCheck)
 		t.loaded = true
 	}
 	if upTo > b.cq.DispatchedOffset() {
@@ -364,8 +377,9 @@ func (b *Broker) readHalvesLocked() error {
 		h := openHalf{Offset: r.PhysicalOffset, QueueOffset: r.QueueOffset, Group: p[protocol.PropProducerGroup],
 			Topic: p[protocol.PropRealTopic], QueueID: int32(qid), UniqKey: p[protocol.PropUniqKey],
 			StoredAt: time.UnixMilli(r.StoreTimestamp), Checks: t.loadCheck[r.PhysicalOffset]}
-		delete(t.loadCheck, r.PhysicalOffset)
-		t.tab.addHalf(h)
+		if t.tab.addHalf(h) {
+			delete(t.loadCheck, r.PhysicalOffset) // what is left is deleted after the load
+		}
 	})
 	if next > t.halfNext {
 		t.halfNext = next

@@ -107,13 +107,3 @@ func (t *txnTable) list() []openHalf {
 	sort.Slice(out, func(i, j int) bool { return out[i].Offset < out[j].Offset })
 	return out
 }
-
-// pruneClosed forgets op records of halves below off (the half topic
-// keeps nothing older: those halves will never be read).
-func (t *txnTable) pruneClosed(off int64) {
-	for o := range t.closed {
-		if o < off {
-			delete(t.closed, o)
-		}
-	}
-}
