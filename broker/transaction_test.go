@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -442,5 +443,28 @@ func TestListOpenTransactions(t *testing.T) {
 	}
 	if len(viaRemoting) != 1 || viaRemoting[0].CommitLogOffset != off {
 		t.Fatalf("FERRY_TX_LIST: %+v", viaRemoting)
+	}
+}
+
+func TestTransactionConfigValidation(t *testing.T) {
+	for _, tc := range []struct {
+		mut  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.TransactionTimeout = -1 }, "transaction_timeout and transaction_check_interval must not be negative"},
+		{func(c *Config) { c.TransactionCheckInterval = -1 }, "transaction_timeout and transaction_check_interval must not be negative"},
+		{func(c *Config) { c.TransactionCheckMax = -1 }, "transaction_check_max -1 must be 0 to 1000"},
+		{func(c *Config) { c.TransactionCheckMax = 1001 }, "transaction_check_max 1001 must be 0 to 1000"},
+	} {
+		c := DefaultConfig()
+		tc.mut(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("got %v, want %q", err, tc.want)
+		}
+	}
+	c := DefaultConfig()
+	c.TransactionTimeout, c.TransactionCheckInterval, c.TransactionCheckMax = 0, 0, 0 // the defaults
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
 	}
 }
