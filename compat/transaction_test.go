@@ -109,12 +109,7 @@ func readTopic(t *testing.T, httpPort, queues int, topic string) map[string]int 
 // committed messages once and nothing else.
 func TestTransactionsWithOfficialClient(t *testing.T) {
 	t.Parallel()
-	cfg := filepath.Join(t.TempDir(), "ferry.toml")
-	if err := os.WriteFile(cfg, []byte("[broker]\ntransaction_timeout = \"1s\"\ntransaction_check_interval = \"300ms\"\ntransaction_check_max = 100\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	s := &server{name: "ferry server (transactions)", dataDir: t.TempDir(), flush: "async", extra: []string{"--config", cfg}}
-	s.start(t)
+	s := txnServer(t, "transaction_timeout = \"1s\"\ntransaction_check_interval = \"300ms\"\ntransaction_check_max = 100\n")
 	const topic, queues = "Txn", 4
 	createTopic(t, s.NameSrv, []string{s.Broker}, topic, queues)
 	group := unique("txpg")
@@ -183,5 +178,109 @@ func TestTransactionsWithOfficialClient(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Errorf("readable: %v, want %v", got, want)
+	}
+}
+
+// txnServer starts `ferry server` with the given [broker] transaction keys.
+func txnServer(t *testing.T, keys string) *server {
+	t.Helper()
+	cfg := filepath.Join(t.TempDir(), "ferry.toml")
+	if err := os.WriteFile(cfg, []byte("[broker]\n"+keys), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{name: "ferry server (transactions)", dataDir: t.TempDir(), flush: "async", extra: []string{"--config", cfg}}
+	s.start(t)
+	return s
+}
+
+// openTransactions reads GET /v1/transactions.
+func openTransactions(t *testing.T, httpPort int) []struct {
+	MsgID  string `json:"msg_id"`
+	Topic  string `json:"topic"`
+	Checks int    `json:"checks"`
+} {
+	t.Helper()
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/transactions", httpPort))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out []struct {
+		MsgID  string `json:"msg_id"`
+		Topic  string `json:"topic"`
+		Checks int    `json:"checks"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestTransactionCheckLimitWithOfficialClient: a transaction the producer
+// never resolves is parked in TRANS_CHECK_MAX_TIME_TOPIC after
+// transaction_check_max checks and never reaches consumers.
+func TestTransactionCheckLimitWithOfficialClient(t *testing.T) {
+	t.Parallel()
+	// The client's first heartbeat comes a second after it starts: the
+	// timeout leaves the producer time to be known before the first check
+	// (checks count whether or not a producer is there to take them).
+	s := txnServer(t, "transaction_timeout = \"2s\"\ntransaction_check_interval = \"200ms\"\ntransaction_check_max = 3\n")
+	const topic = "TxnLimit"
+	createTopic(t, s.NameSrv, []string{s.Broker}, topic, 1)
+	l := newTxnListener()
+	p := newTxnProducer(t, s.NameSrv, unique("txpg"), l)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := p.SendMessageInTransaction(ctx, primitive.NewMessage(topic, []byte("undecided"))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() bool {
+		return readTopic(t, s.httpPort, 1, "TRANS_CHECK_MAX_TIME_TOPIC")["undecided"] == 1
+	}, "the undecided transaction was never parked")
+	if n := l.checks("undecided"); n != 3 {
+		t.Errorf("checked %d times, want 3", n)
+	}
+	if open := openTransactions(t, s.httpPort); len(open) != 0 {
+		t.Errorf("still open: %+v", open)
+	}
+	if got := readTopic(t, s.httpPort, 1, topic); len(got) != 0 {
+		t.Errorf("consumers see %v", got)
+	}
+}
+
+// TestOpenTransactionSurvivesKill9WithOfficialClient: a transaction open
+// when the broker is killed is still open after the restart, with its
+// check count, and is committed once when the producer answers.
+func TestOpenTransactionSurvivesKill9WithOfficialClient(t *testing.T) {
+	t.Parallel()
+	s := txnServer(t, "transaction_timeout = \"500ms\"\ntransaction_check_interval = \"300ms\"\ntransaction_check_max = 1000\n")
+	const topic = "TxnKill"
+	createTopic(t, s.NameSrv, []string{s.Broker}, topic, 2)
+	l := newTxnListener()
+	p := newTxnProducer(t, s.NameSrv, unique("txpg"), l)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := p.SendMessageInTransaction(ctx, primitive.NewMessage(topic, []byte("survivor"))); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, func() bool { return l.checks("survivor") > 0 }, "never checked")
+	s.kill9AndRestart(t)
+	open := openTransactions(t, s.httpPort)
+	if len(open) != 1 || open[0].Topic != topic || open[0].Checks < 1 {
+		t.Fatalf("open after kill -9: %+v", open)
+	}
+	l.mu.Lock()
+	l.check["survivor"] = primitive.CommitMessageState
+	l.mu.Unlock()
+	// The producer is known again at its next heartbeat (every 30 s).
+	waitFor(t, 60*time.Second, func() bool { return readTopic(t, s.httpPort, 2, topic)["survivor"] == 1 },
+		"the surviving transaction was never committed")
+	s.restart(t)
+	if got := readTopic(t, s.httpPort, 2, topic); len(got) != 1 || got["survivor"] != 1 {
+		t.Errorf("after another restart consumers see %v", got)
+	}
+	if open := openTransactions(t, s.httpPort); len(open) != 0 {
+		t.Errorf("still open: %+v", open)
 	}
 }
