@@ -15,6 +15,8 @@ import (
 	"github.com/apache/rocketmq-client-go/v2"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // txnListener answers the official client's local-transaction callbacks
@@ -194,11 +196,7 @@ func txnServer(t *testing.T, keys string) *server {
 }
 
 // openTransactions reads GET /v1/transactions.
-func openTransactions(t *testing.T, httpPort int) []struct {
-	MsgID  string `json:"msg_id"`
-	Topic  string `json:"topic"`
-	Checks int    `json:"checks"`
-} {
+func openTransactions(t *testing.T, httpPort int) []protocol.OpenTransaction {
 	t.Helper()
 	hc := &http.Client{Timeout: 10 * time.Second}
 	resp, err := hc.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/transactions", httpPort))
@@ -206,15 +204,28 @@ func openTransactions(t *testing.T, httpPort int) []struct {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	var out []struct {
-		MsgID  string `json:"msg_id"`
-		Topic  string `json:"topic"`
-		Checks int    `json:"checks"`
-	}
+	var out []protocol.OpenTransaction
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// sendUndecided starts a server with the transaction keys, creates topic
+// and sends body in a transaction its producer leaves unknown (until the
+// test sets the listener's answer).
+func sendUndecided(t *testing.T, keys, topic string, queues int, body string) (*server, *txnListener) {
+	t.Helper()
+	s := txnServer(t, keys)
+	createTopic(t, s.NameSrv, []string{s.Broker}, topic, queues)
+	l := newTxnListener()
+	p := newTxnProducer(t, s.NameSrv, unique("txpg"), l)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if _, err := p.SendMessageInTransaction(ctx, primitive.NewMessage(topic, []byte(body))); err != nil {
+		t.Fatal(err)
+	}
+	return s, l
 }
 
 // TestTransactionCheckLimitWithOfficialClient: a transaction the producer
@@ -225,18 +236,11 @@ func TestTransactionCheckLimitWithOfficialClient(t *testing.T) {
 	// The client's first heartbeat comes a second after it starts: the
 	// timeout leaves the producer time to be known before the first check
 	// (checks count whether or not a producer is there to take them).
-	s := txnServer(t, "transaction_timeout = \"2s\"\ntransaction_check_interval = \"200ms\"\ntransaction_check_max = 3\n")
 	const topic = "TxnLimit"
-	createTopic(t, s.NameSrv, []string{s.Broker}, topic, 1)
-	l := newTxnListener()
-	p := newTxnProducer(t, s.NameSrv, unique("txpg"), l)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if _, err := p.SendMessageInTransaction(ctx, primitive.NewMessage(topic, []byte("undecided"))); err != nil {
-		t.Fatal(err)
-	}
+	s, l := sendUndecided(t, "transaction_timeout = \"2s\"\ntransaction_check_interval = \"200ms\"\ntransaction_check_max = 3\n",
+		topic, 1, "undecided")
 	waitFor(t, 30*time.Second, func() bool {
-		return readTopic(t, s.httpPort, 1, "TRANS_CHECK_MAX_TIME_TOPIC")["undecided"] == 1
+		return readTopic(t, s.httpPort, 1, protocol.TransCheckMaxTimeTopic)["undecided"] == 1
 	}, "the undecided transaction was never parked")
 	if n := l.checks("undecided"); n != 3 {
 		t.Errorf("checked %d times, want 3", n)
@@ -254,16 +258,9 @@ func TestTransactionCheckLimitWithOfficialClient(t *testing.T) {
 // check count, and is committed once when the producer answers.
 func TestOpenTransactionSurvivesKill9WithOfficialClient(t *testing.T) {
 	t.Parallel()
-	s := txnServer(t, "transaction_timeout = \"500ms\"\ntransaction_check_interval = \"300ms\"\ntransaction_check_max = 1000\n")
 	const topic = "TxnKill"
-	createTopic(t, s.NameSrv, []string{s.Broker}, topic, 2)
-	l := newTxnListener()
-	p := newTxnProducer(t, s.NameSrv, unique("txpg"), l)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	if _, err := p.SendMessageInTransaction(ctx, primitive.NewMessage(topic, []byte("survivor"))); err != nil {
-		t.Fatal(err)
-	}
+	s, l := sendUndecided(t, "transaction_timeout = \"500ms\"\ntransaction_check_interval = \"300ms\"\ntransaction_check_max = 1000\n",
+		topic, 2, "survivor")
 	waitFor(t, 30*time.Second, func() bool { return l.checks("survivor") > 0 }, "never checked")
 	s.kill9AndRestart(t)
 	open := openTransactions(t, s.httpPort)
