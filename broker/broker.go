@@ -167,7 +167,9 @@ func (b *Broker) openStores() error {
 	if b.offsets, err = loadOffsets(b.meta); err != nil {
 		return err
 	}
-	b.timerIdx = delay.NewTimerIndex(b.meta.db, TimerTopic)
+	if b.timerIdx, err = delay.NewTimerIndex(b.meta.db, TimerTopic); err != nil {
+		return err
+	}
 	if b.keys, err = newKeyIndex(b.meta.db); err != nil {
 		return err
 	}

@@ -103,7 +103,10 @@ func uniqIndexKey(b uint32, id string) []byte {
 	return append(bucketKey(uniqPrefix, b), id...)
 }
 
-// Dispatch indexes a batch (no sync: it is rebuilt from the log).
+// Dispatch indexes a batch without a sync: Sync makes it durable, and
+// until then the consume queues' checkpoint stays behind it. Feeding a
+// record again sets the same keys to the same values, so replays after a
+// crash are harmless.
 func (k *keyIndex) Dispatch(batch []consumequeue.Record) error {
 	var b *pebble.Batch
 	var v [12]byte
@@ -138,6 +141,12 @@ func (k *keyIndex) Dispatch(batch []consumequeue.Record) error {
 	}
 	defer b.Close()
 	return k.db.Apply(b, pebble.NoSync)
+}
+
+// Sync makes every batch dispatched so far durable (one write-ahead log
+// sync of the metadata database).
+func (k *keyIndex) Sync() error {
+	return k.db.LogData(nil, pebble.Sync)
 }
 
 // prune drops the index of every hour before the one of beforeMs: the

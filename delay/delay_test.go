@@ -48,7 +48,10 @@ func TestTimerIndexLateEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ti := NewTimerIndex(db, "TIMER")
+	ti, err := NewTimerIndex(db, "TIMER")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := ti.Dispatch([]consumequeue.Record{timerRecord(10, 1000), timerRecord(20, 2000), {Topic: []byte("other")}}); err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,10 @@ func TestTimerStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ti := NewTimerIndex(db, "TIMER")
+	ti, err := NewTimerIndex(db, "TIMER")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if st, err := ti.TimerStats(10); err != nil || st != (TimerStat{}) {
 		t.Fatalf("empty: %+v (%v)", st, err)
 	}
