@@ -17,7 +17,7 @@ import (
 )
 
 // testBroker starts a broker on 127.0.0.1 with a free port in dir.
-func testBroker(t *testing.T, dir string, mut func(*Config)) *Broker {
+func testBroker(t *testing.T, dir string, mut func(*Config), opts ...Option) *Broker {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = dir
@@ -27,7 +27,7 @@ func testBroker(t *testing.T, dir string, mut func(*Config)) *Broker {
 	if mut != nil {
 		mut(&cfg)
 	}
-	b, err := New(cfg)
+	b, err := New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
