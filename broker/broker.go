@@ -169,7 +169,7 @@ func (b *Broker) openStores() error {
 	if b.offsets, err = loadOffsets(b.meta); err != nil {
 		return err
 	}
-	if b.timerIdx, err = delay.NewTimerIndex(b.meta.db, TimerTopic); err != nil {
+	if b.timerIdx, err = delay.NewTimerIndex(b.meta.db, TimerTopic, b.clog.WrittenOffset()); err != nil {
 		return err
 	}
 	if b.keys, err = newKeyIndex(b.meta.db); err != nil {

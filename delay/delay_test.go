@@ -1,6 +1,7 @@
 package delay
 
 import (
+	"math"
 	"strconv"
 	"testing"
 
@@ -48,7 +49,7 @@ func TestTimerIndexLateEntry(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ti, err := NewTimerIndex(db, "TIMER")
+	ti, err := NewTimerIndex(db, "TIMER", math.MaxInt64)
 	if err != nil {
 		t.Fatal(err)
 	}

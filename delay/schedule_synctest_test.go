@@ -1,6 +1,7 @@
 package delay
 
 import (
+	"math"
 	"strconv"
 	"sync"
 	"testing"
@@ -114,7 +115,7 @@ func TestScheduleTiming(t *testing.T) {
 	defer db.Close()
 	synctest.Test(t, func(t *testing.T) {
 		f := newFakeSchedule()
-		ti, err := NewTimerIndex(db, "TIMER")
+		ti, err := NewTimerIndex(db, "TIMER", math.MaxInt64)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,6 +1,7 @@
 package delay
 
 import (
+	"math"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -17,7 +18,7 @@ func TestTimerStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ti, err := NewTimerIndex(db, "TIMER")
+	ti, err := NewTimerIndex(db, "TIMER", math.MaxInt64)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,9 +58,12 @@ type TimerIndex struct {
 	ring    chan struct{}
 }
 
-// NewTimerIndex returns the index for records of topic, kept in db. Its
-// floor starts at the saved cursor's due time.
-func NewTimerIndex(db *pebble.DB, topic string) (*TimerIndex, error) {
+// NewTimerIndex returns the index for records of topic, kept in db, over
+// a log whose recovered end is logEnd. Its floor starts at the saved
+// cursor's due time. Records the index saw past logEnd were lost with the
+// log's unsynced tail (async flush), so the offsets from logEnd on will
+// hold new records, and are indexed again.
+func NewTimerIndex(db *pebble.DB, topic string, logEnd int64) (*TimerIndex, error) {
 	t := &TimerIndex{db: db, topic: topic, ring: make(chan struct{}, 1)}
 	cur, err := loadCursor(db)
 	if err != nil {
@@ -71,7 +74,7 @@ func NewTimerIndex(db *pebble.DB, topic string) (*TimerIndex, error) {
 	if err != nil {
 		return nil, err
 	}
-	t.indexed = indexed
+	t.indexed = min(indexed, logEnd)
 	return t, nil
 }
 

@@ -2,6 +2,7 @@ package delay
 
 import (
 	"encoding/binary"
+	"math"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -32,7 +33,7 @@ func TestTimerIndexReplayAfterCrash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ti, err := NewTimerIndex(db, "TIMER")
+	ti, err := NewTimerIndex(db, "TIMER", math.MaxInt64)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestTimerIndexReplayAfterCrash(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	ti, err = NewTimerIndex(db, "TIMER")
+	ti, err = NewTimerIndex(db, "TIMER", math.MaxInt64)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,5 +82,42 @@ func TestTimerIndexReplayAfterCrash(t *testing.T) {
 	}
 	if n, _ := ti.Count(); n != 3 {
 		t.Fatalf("%d entries after a repeated feed, want 3", n)
+	}
+}
+
+// TestTimerIndexPastLogEnd: records the index saw past the recovered log's
+// end were lost with the log's unsynced tail; new records at those offsets
+// are indexed, not skipped as seen.
+func TestTimerIndexPastLogEnd(t *testing.T) {
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ti, err := NewTimerIndex(db, "TIMER", math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ti.Dispatch([]consumequeue.Record{timerRecord(100, 1000), timerRecord(500, 2000)}); err != nil {
+		t.Fatal(err)
+	}
+	// The log recovered to 400: the record at 500 is gone, and a new one
+	// is appended at 450.
+	if ti, err = NewTimerIndex(db, "TIMER", 400); err != nil {
+		t.Fatal(err)
+	}
+	if err := ti.Dispatch([]consumequeue.Record{timerRecord(100, 1000), timerRecord(450, 3000)}); err != nil {
+		t.Fatal(err)
+	}
+	keys, _, err := ti.scan(timerKey{}, 1<<40, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	offs := map[int64]bool{}
+	for _, k := range keys {
+		offs[k.off] = true
+	}
+	if !offs[450] || len(keys) != 3 {
+		t.Fatalf("index holds %v: the new record at 450 must be indexed once, the one at 100 not again", keys)
 	}
 }
