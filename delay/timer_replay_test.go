@@ -89,21 +89,14 @@ func TestTimerIndexReplayAfterCrash(t *testing.T) {
 // end were lost with the log's unsynced tail; new records at those offsets
 // are indexed, not skipped as seen.
 func TestTimerIndexPastLogEnd(t *testing.T) {
-	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ti, err := NewTimerIndex(db, "TIMER", math.MaxInt64)
-	if err != nil {
-		t.Fatal(err)
-	}
+	db, ti := memTimerIndex(t)
 	if err := ti.Dispatch([]consumequeue.Record{timerRecord(100, 1000), timerRecord(500, 2000)}); err != nil {
 		t.Fatal(err)
 	}
 	// The log recovered to 400: the record at 500 is gone, and a new one
 	// is appended at 450.
-	if ti, err = NewTimerIndex(db, "TIMER", 400); err != nil {
+	ti, err := NewTimerIndex(db, "TIMER", 400)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := ti.Dispatch([]consumequeue.Record{timerRecord(100, 1000), timerRecord(450, 3000)}); err != nil {
@@ -120,4 +113,20 @@ func TestTimerIndexPastLogEnd(t *testing.T) {
 	if !offs[450] || len(keys) != 3 {
 		t.Fatalf("index holds %v: the new record at 450 must be indexed once, the one at 100 not again", keys)
 	}
+}
+
+// memTimerIndex opens a timer index on an in-memory database that the
+// test's cleanup closes.
+func memTimerIndex(t *testing.T) (*pebble.DB, *TimerIndex) {
+	t.Helper()
+	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ti, err := NewTimerIndex(db, "TIMER", math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, ti
 }
