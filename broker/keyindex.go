@@ -248,7 +248,17 @@ func (b *Broker) MessageByID(id string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: message %s is no longer stored: %v", ErrMessageNotFound, id, err)
 	}
+	// An entry can outlive its record: after a crash in async-flush mode
+	// the log may recover to below it, and other records take its place.
+	if rec, err := commitlog.Decode(raw); err != nil || !hasUniqKey(rec, id) {
+		return nil, fmt.Errorf("%w: message %s is no longer stored", ErrMessageNotFound, id)
+	}
 	return raw, nil
+}
+
+func hasUniqKey(rec commitlog.Record, id string) bool {
+	v, ok := commitlog.Property(rec.Properties, commitlog.PropUniqKey)
+	return ok && v == id
 }
 
 // MessagesByKey returns raw records of topic whose KEYS contain key,
