@@ -106,7 +106,8 @@ func brokerCrashOnce(t *testing.T, seed uint64) {
 	for id, v := range w.synced {
 		synced[id] = v
 	}
-	crashed := fs.CrashClone(vfs.CrashCloneCfg{})
+	// Some of what was not synced may survive too, torn tails included.
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(101), RNG: rng})
 	w.mu.Unlock()
 	close(stop)
 	wg.Wait()
