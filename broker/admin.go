@@ -11,53 +11,43 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// Admin request codes beyond the client's set (Java RequestCode numbers).
-const (
-	ReqGetAllTopicConfig       int16 = 21
-	ReqGetBrokerRuntimeInfo    int16 = 28
-	ReqUpdateAndCreateGroup    int16 = 200
-	ReqGetTopicStatsInfo       int16 = 202
-	ReqGetConsumerConnList     int16 = 203
-	ReqDeleteSubscriptionGroup int16 = 207
-	ReqGetConsumeStats         int16 = 208
-)
-
 func (b *Broker) adminRoutes(timed func(int16, func(*remoting.Conn, *remoting.Command))) {
-	timed(remoting.ReqUpdateAndCreateTopic, b.handleCreateTopic)
-	timed(remoting.ReqDeleteTopicInBroker, b.handleDeleteTopic)
-	timed(ReqGetAllTopicConfig, b.handleAllTopics)
-	timed(remoting.ReqGetAllSubscriptionGroupConfig, b.handleAllGroups)
-	timed(ReqUpdateAndCreateGroup, b.handleCreateGroup)
-	timed(ReqDeleteSubscriptionGroup, b.handleDeleteGroup)
-	timed(ReqGetBrokerRuntimeInfo, b.handleRuntimeInfo)
-	timed(ReqGetTopicStatsInfo, b.handleTopicStats)
-	timed(ReqGetConsumeStats, b.handleConsumeStats)
-	timed(ReqGetConsumerConnList, b.handleConsumerConns)
+	timed(protocol.ReqUpdateAndCreateTopic, b.handleCreateTopic)
+	timed(protocol.ReqDeleteTopicInBroker, b.handleDeleteTopic)
+	timed(protocol.ReqGetAllTopicConfig, b.handleAllTopics)
+	timed(protocol.ReqGetAllSubscriptionGroupConfig, b.handleAllGroups)
+	timed(protocol.ReqUpdateAndCreateGroup, b.handleCreateGroup)
+	timed(protocol.ReqDeleteSubscriptionGroup, b.handleDeleteGroup)
+	timed(protocol.ReqGetBrokerRuntimeInfo, b.handleRuntimeInfo)
+	timed(protocol.ReqGetTopicStatsInfo, b.handleTopicStats)
+	timed(protocol.ReqGetConsumeStats, b.handleConsumeStats)
+	timed(protocol.ReqGetConsumerConnList, b.handleConsumerConns)
 }
 
 func (b *Broker) replyJSON(c *remoting.Conn, req *remoting.Command, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	resp.Body = body
 	_ = c.Reply(resp)
 }
 
 func (b *Broker) replyErr(c *remoting.Conn, req *remoting.Command, err error) {
-	code := int16(remoting.RespSystemError)
+	code := int16(protocol.RespSystemError)
 	switch {
 	case errors.Is(err, ErrTopicNotFound):
-		code = remoting.RespTopicNotExist
+		code = protocol.RespTopicNotExist
 	case errors.Is(err, ErrGroupNotFound):
-		code = remoting.RespSubscriptionGroupNotExist
+		code = protocol.RespSubscriptionGroupNotExist
 	case errors.Is(err, ErrTopicSystem), errors.Is(err, errNoPermission):
-		code = remoting.RespNoPermission
+		code = protocol.RespNoPermission
 	}
 	b.reply(c, req, code, err.Error())
 }
@@ -67,11 +57,11 @@ func (b *Broker) CreateTopic(tc TopicConfig) error {
 	if err := ValidateTopic(tc.TopicName); err != nil {
 		return err
 	}
-	if IsSystemTopic(tc.TopicName) {
-		return errors.Join(ErrTopicSystem, errors.New("the topic["+tc.TopicName+"] is conflict with system topic"))
+	if err := b.checkTopicAdmin(tc.TopicName, false); err != nil {
+		return err
 	}
 	if tc.Perm == 0 {
-		tc.Perm = remoting.PermRead | remoting.PermWrite
+		tc.Perm = protocol.PermRead | protocol.PermWrite
 	}
 	return b.topics.put(tc)
 }
@@ -79,8 +69,8 @@ func (b *Broker) CreateTopic(tc TopicConfig) error {
 // DeleteTopic deletes a topic, its consume queues and its offsets. Its
 // records stay in the commitlog until their segments expire.
 func (b *Broker) DeleteTopic(name string) error {
-	if IsSystemTopic(name) {
-		return errors.Join(ErrTopicSystem, errors.New("the topic["+name+"] is a system topic"))
+	if err := b.checkTopicAdmin(name, true); err != nil {
+		return err
 	}
 	if err := b.topics.delete(name); err != nil {
 		return err
@@ -89,6 +79,11 @@ func (b *Broker) DeleteTopic(name string) error {
 		return err
 	}
 	b.clog.DeleteQueue(name)
+	if group, ok := strings.CutPrefix(name, protocol.DLQTopicPrefix); ok {
+		if err := b.meta.forgetResent(group); err != nil {
+			return err
+		}
+	}
 	return b.offsets.deleteWhere(func(_, topic string) bool { return topic == name })
 }
 
@@ -116,7 +111,7 @@ func (b *Broker) handleCreateTopic(c *remoting.Conn, req *remoting.Command) {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.reply(c, req, remoting.RespSuccess, "")
+	b.reply(c, req, protocol.RespSuccess, "")
 }
 
 func (b *Broker) handleDeleteTopic(c *remoting.Conn, req *remoting.Command) {
@@ -128,7 +123,7 @@ func (b *Broker) handleDeleteTopic(c *remoting.Conn, req *remoting.Command) {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.reply(c, req, remoting.RespSuccess, "")
+	b.reply(c, req, protocol.RespSuccess, "")
 }
 
 func (b *Broker) handleAllTopics(c *remoting.Conn, req *remoting.Command) {
@@ -147,14 +142,14 @@ func (b *Broker) handleAllGroups(c *remoting.Conn, req *remoting.Command) {
 func (b *Broker) handleCreateGroup(c *remoting.Conn, req *remoting.Command) {
 	var gc GroupConfig
 	if err := json.Unmarshal(req.Body, &gc); err != nil {
-		b.reply(c, req, remoting.RespSystemError, "malformed group config: "+err.Error())
+		b.reply(c, req, protocol.RespSystemError, "malformed group config: "+err.Error())
 		return
 	}
 	if err := b.groups.put(gc); err != nil {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.reply(c, req, remoting.RespSuccess, "")
+	b.reply(c, req, protocol.RespSuccess, "")
 }
 
 // DeleteGroup deletes a group's config and offsets.
@@ -162,6 +157,7 @@ func (b *Broker) DeleteGroup(name string) error {
 	if err := b.groups.delete(name); err != nil {
 		return err
 	}
+	b.retryReaders.forget(name)
 	return b.offsets.deleteWhere(func(group, _ string) bool { return group == name })
 }
 
@@ -174,32 +170,11 @@ func (b *Broker) handleDeleteGroup(c *remoting.Conn, req *remoting.Command) {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.reply(c, req, remoting.RespSuccess, "")
+	b.reply(c, req, protocol.RespSuccess, "")
 }
 
 // RuntimeInfo is the broker's status for admin tools.
-type RuntimeInfo struct {
-	BrokerName     string  `json:"broker_name"`
-	ClusterName    string  `json:"cluster_name"`
-	BrokerID       int64   `json:"broker_id"`
-	Addr           string  `json:"addr"`
-	Version        string  `json:"version"`
-	Flush          string  `json:"flush"`
-	Writable       bool    `json:"writable"`
-	NotWritableWhy string  `json:"not_writable_reason,omitempty"`
-	UptimeSeconds  float64 `json:"uptime_seconds"`
-	CommitlogMin   int64   `json:"commitlog_min_offset"`
-	CommitlogMax   int64   `json:"commitlog_max_offset"`
-	FlushedOffset  int64   `json:"commitlog_flushed_offset"`
-	Dispatched     int64   `json:"dispatched_offset"`
-	DiskUsedRatio  float64 `json:"disk_used_ratio"`
-	Topics         int     `json:"topics"`
-	Groups         int     `json:"groups"`
-	Producers      int     `json:"producers"`
-	Consumers      int     `json:"consumers"`
-	MsgInTotal     float64 `json:"msg_in_total"`
-	MsgOutTotal    float64 `json:"msg_out_total"`
-}
+type RuntimeInfo = protocol.BrokerRuntime
 
 // Version is the Ferry version reported to admin tools.
 var Version = "0.1.0"
@@ -227,12 +202,7 @@ func (b *Broker) handleRuntimeInfo(c *remoting.Conn, req *remoting.Command) {
 }
 
 // QueueStat is one queue's offsets.
-type QueueStat struct {
-	QueueID        int32 `json:"queue_id"`
-	MinOffset      int64 `json:"min_offset"`
-	MaxOffset      int64 `json:"max_offset"`
-	LastStoreMilli int64 `json:"last_store_ms,omitempty"`
-}
+type QueueStat = protocol.QueueStat
 
 // TopicStats returns per-queue offsets of a topic.
 func (b *Broker) TopicStats(topic string) ([]QueueStat, error) {
@@ -247,7 +217,7 @@ func (b *Broker) TopicStats(topic string) ([]QueueStat, error) {
 		if s.MaxOffset > 0 {
 			if es, err := b.cq.Get(topic, q, s.MaxOffset-1, 1, nil); err == nil && len(es) == 1 {
 				if rec, _, err := b.clog.ReadRecord(es[0].Offset, nil); err == nil {
-					s.LastStoreMilli = rec.StoreTimestamp
+					s.LastStoreMs = rec.StoreTimestamp
 				}
 			}
 		}
@@ -267,17 +237,11 @@ func (b *Broker) handleTopicStats(c *remoting.Conn, req *remoting.Command) {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.replyJSON(c, req, map[string]any{"topic": topic, "queues": st})
+	b.replyJSON(c, req, protocol.TopicStats{Topic: topic, Queues: st})
 }
 
 // GroupLag is one queue's consumption by a group.
-type GroupLag struct {
-	Topic          string `json:"topic"`
-	QueueID        int32  `json:"queue_id"`
-	BrokerOffset   int64  `json:"broker_offset"`
-	ConsumerOffset int64  `json:"consumer_offset"`
-	Lag            int64  `json:"lag"`
-}
+type GroupLag = protocol.QueueLag
 
 // ConsumeStats returns a group's offsets and lag on every queue of the
 // topics it subscribes to or has committed offsets on.
@@ -314,7 +278,7 @@ func (b *Broker) handleConsumeStats(c *remoting.Conn, req *remoting.Command) {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.replyJSON(c, req, map[string]any{"group": group, "queues": b.ConsumeStats(group)})
+	b.replyJSON(c, req, protocol.ConsumeStats{Group: group, Queues: b.ConsumeStats(group)})
 }
 
 func (b *Broker) handleConsumerConns(c *remoting.Conn, req *remoting.Command) {

@@ -21,10 +21,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // apiHandler serves one route; p holds the path parameters.
@@ -161,38 +163,34 @@ type apiErr struct {
 
 func (e *apiErr) Error() string { return "broker: " + e.title }
 
-// Ferry's own API error codes (1000 range; part of the API: never reuse).
+// The API's error classes (codes: protocol.Problem*).
 var (
-	errRouteNotFound    = &apiErr{404, 1000, "not-found", "no such resource"}
-	errMethodNotAllowed = &apiErr{405, 1001, "method-not-allowed", "method not allowed"}
-	errBadInput         = &apiErr{400, 1002, "invalid-request", "invalid request"}
-	errRequestTooLarge  = &apiErr{413, 1003, "request-too-large", "request body too large"}
-	errUnsupportedMedia = &apiErr{415, 1004, "unsupported-media-type", "unsupported media type"}
-	errReceiptInvalid   = &apiErr{400, 1005, "receipt-handle-invalid", "malformed receipt handle"}
-	errReceiptExpired   = &apiErr{409, 1006, "receipt-handle-expired", "receipt handle no longer valid"}
-	errGroupExists      = &apiErr{409, 1007, "group-exists", "consumer group already exists"}
-	errQueueInvalid     = &apiErr{400, 1008, "queue-invalid", "illegal queue id"}
-	errNameInvalid      = &apiErr{400, 1009, "name-invalid", "invalid topic or group name"}
-	errTopicExists      = &apiErr{409, 18, "topic-exists", "topic already exists"}
-	errBusy             = &apiErr{429, 2, "busy", "broker busy"}
-	errMessageIllegal   = &apiErr{400, 13, "message-illegal", "message illegal"}
+	errRouteNotFound    = &apiErr{404, protocol.ProblemNotFound, "not-found", "no such resource"}
+	errMethodNotAllowed = &apiErr{405, protocol.ProblemMethodNotAllowed, "method-not-allowed", "method not allowed"}
+	errBadInput         = &apiErr{400, protocol.ProblemInvalidRequest, "invalid-request", "invalid request"}
+	errRequestTooLarge  = &apiErr{413, protocol.ProblemRequestTooLarge, "request-too-large", "request body too large"}
+	errUnsupportedMedia = &apiErr{415, protocol.ProblemUnsupportedMedia, "unsupported-media-type", "unsupported media type"}
+	errReceiptInvalid   = &apiErr{400, protocol.ProblemReceiptInvalid, "receipt-handle-invalid", "invalid receipt handle"}
+	errReceiptExpired   = &apiErr{409, protocol.ProblemReceiptExpired, "receipt-handle-expired", "receipt handle no longer valid"}
+	errGroupExists      = &apiErr{409, protocol.ProblemGroupExists, "group-exists", "consumer group already exists"}
+	errQueueInvalid     = &apiErr{400, protocol.ProblemQueueInvalid, "queue-invalid", "illegal queue id"}
+	errNameInvalid      = &apiErr{400, protocol.ProblemNameInvalid, "name-invalid", "invalid topic or group name"}
+	errTopicExists      = &apiErr{409, protocol.ProblemTopicExists, "topic-exists", "topic already exists"}
+	errBusy             = &apiErr{429, protocol.ProblemBusy, "busy", "broker busy"}
+	errMessageIllegal   = &apiErr{400, protocol.ProblemMessageIllegal, "message-illegal", "message illegal"}
 )
 
-// problem is an application/problem+json body.
+// problem is an application/problem+json body and its Retry-After.
 type problem struct {
-	Type       string `json:"type"`
-	Title      string `json:"title"`
-	Status     int    `json:"status"`
-	Detail     string `json:"detail"`
-	Code       int    `json:"code"`
-	retryAfter int    // seconds; 0: no Retry-After header
+	protocol.Problem
+	retryAfter int // seconds; 0: no Retry-After header
 }
 
 // problemOf maps any error of the broker or the API to its problem: the
 // one place that decides statuses and codes.
 func problemOf(err error) problem {
 	mk := func(status, code int, slug, title string) problem {
-		return problem{Type: "urn:ferry:problem:" + slug, Title: title, Status: status, Detail: err.Error(), Code: code}
+		return problem{Problem: protocol.Problem{Type: protocol.ProblemTypePrefix + slug, Title: title, Status: status, Detail: err.Error(), Code: code}}
 	}
 	var ae *apiErr
 	switch {
@@ -203,41 +201,45 @@ func problemOf(err error) problem {
 		}
 		return p
 	case errors.Is(err, ErrTopicNotFound):
-		return mk(404, 17, "topic-not-found", "topic does not exist")
+		return mk(404, protocol.ProblemTopicNotFound, "topic-not-found", "topic does not exist")
 	case errors.Is(err, ErrGroupNotFound):
-		return mk(404, 26, "group-not-found", "consumer group does not exist")
+		return mk(404, protocol.ProblemGroupNotFound, "group-not-found", "consumer group does not exist")
 	case errors.Is(err, ErrMessageNotFound):
-		return mk(404, 22, "message-not-found", "message not found")
+		return mk(404, protocol.ProblemMessageNotFound, "message-not-found", "message not found")
 	case errors.Is(err, commitlog.ErrMessageTooLarge):
-		return mk(413, 13, "message-too-large", "message too large")
+		return mk(413, protocol.ProblemMessageIllegal, "message-too-large", "message too large")
 	case errors.Is(err, commitlog.ErrPropertiesTooLarge), errors.Is(err, commitlog.ErrTopicInvalid),
 		errors.Is(err, ErrDelayInvalid):
-		return mk(400, 13, "message-illegal", "message illegal")
+		return mk(400, protocol.ProblemMessageIllegal, "message-illegal", "message illegal")
 	case errors.Is(err, ErrTopicInvalid), errors.Is(err, ErrGroupInvalid):
-		return mk(400, 1009, "name-invalid", "invalid topic or group name")
+		return mk(400, protocol.ProblemNameInvalid, "name-invalid", "invalid topic or group name")
 	case errors.Is(err, errQueueIllegal):
-		return mk(400, 1008, "queue-invalid", "illegal queue id")
+		return mk(400, protocol.ProblemQueueInvalid, "queue-invalid", "illegal queue id")
 	case errors.Is(err, ErrInvalidRequest):
-		return mk(400, 1002, "invalid-request", "invalid request")
+		return mk(400, protocol.ProblemInvalidRequest, "invalid-request", "invalid request")
 	case errors.Is(err, ErrTopicSystem), errors.Is(err, errNoPermission):
-		return mk(403, 16, "no-permission", "no permission")
+		return mk(403, protocol.ProblemNoPermission, "no-permission", "no permission")
 	case errors.Is(err, errNotWritable):
-		p := mk(503, 14, "service-not-available", "service not available")
+		p := mk(503, protocol.ProblemServiceNotAvailable, "service-not-available", "service not available")
 		p.retryAfter = 5
 		if strings.Contains(err.Error(), "drained") {
 			p.retryAfter = 30
 		}
 		return p
 	case errors.Is(err, commitlog.ErrReadOnly), errors.Is(err, commitlog.ErrClosed):
-		p := mk(503, 14, "service-not-available", "service not available")
+		p := mk(503, protocol.ProblemServiceNotAvailable, "service-not-available", "service not available")
 		p.retryAfter = 30
 		return p
+	case errors.Is(err, commitlog.ErrNoSpace):
+		p := mk(503, 14, "service-not-available", "service not available")
+		p.retryAfter = 5
+		return p
 	case errors.Is(err, commitlog.ErrFlushTimeout):
-		p := mk(503, 10, "flush-disk-timeout", "flush disk timeout")
+		p := mk(503, protocol.ProblemFlushDiskTimeout, "flush-disk-timeout", "flush disk timeout")
 		p.retryAfter = 1
 		return p
 	}
-	return mk(500, 1, "system-error", "system error")
+	return mk(500, protocol.ProblemSystemError, "system-error", "system error")
 }
 
 func writeProblem(ctx *fasthttp.RequestCtx, err error) {
@@ -270,11 +272,23 @@ func (b *Broker) checkWritable() error {
 }
 
 // decodeBody decodes a JSON request body into v, refusing unknown fields
-// so that a misspelt field is an error rather than silently ignored.
+// so that a misspelt field is an error rather than silently ignored, and
+// invalid UTF-8, which encoding/json would silently replace with U+FFFD.
 func decodeBody(ctx *fasthttp.RequestCtx, v any) error {
 	body := ctx.PostBody()
 	if len(body) == 0 {
 		return fmt.Errorf("%w: a JSON body is required", errBadInput)
+	}
+	if !utf8.Valid(body) {
+		at := 0
+		for at < len(body) {
+			r, n := utf8.DecodeRune(body[at:])
+			if r == utf8.RuneError && n <= 1 {
+				break
+			}
+			at += n
+		}
+		return fmt.Errorf("%w: the JSON body is not valid UTF-8 (byte %d); send binary bodies base64-encoded or as application/octet-stream", errBadInput, at)
 	}
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
@@ -307,7 +321,7 @@ func queryIntIn(ctx *fasthttp.RequestCtx, name string, def, lo, hi int64) (int64
 		return 0, err
 	}
 	if n < lo || n > hi {
-		return 0, fmt.Errorf("%w: %s=%d must be %d to %d", errBadInput, name, n, lo, hi)
+		return 0, fmt.Errorf("%w: %s=%d must be %d to %d (absent: %d)", errBadInput, name, n, lo, hi, def)
 	}
 	return n, nil
 }

@@ -33,6 +33,9 @@ package broker
 // leases itself first.
 
 import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -43,17 +46,19 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
-	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // apiState is the HTTP API's in-memory state, the Broker's api field.
 type apiState struct {
-	waiters atomic.Int64 // long-polling requests held now
-	leases  leaseTable
+	waiters    atomic.Int64 // long-polling requests held now
+	leases     leaseTable
+	receiptKey []byte // signs receipt handles (loadReceiptKey); set before Start
 }
 
 // Receive limits.
@@ -141,6 +146,27 @@ func (t *leaseTable) forgetTopic(topic string) {
 	}
 }
 
+// loadReceiptKey reads the key that signs receipt handles from the
+// metadata store (k/receipt), creating it on first start; kept, it makes a
+// handle from before a restart read as expired, not as forged.
+func (b *Broker) loadReceiptKey() error {
+	const name = prefixKey + "receipt"
+	v, closer, err := b.meta.db.Get([]byte(name))
+	if err == nil {
+		b.api.receiptKey = append([]byte(nil), v...)
+		return closer.Close()
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return err
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	b.api.receiptKey = key
+	return b.meta.db.Set([]byte(name), key, pebble.Sync)
+}
+
 // nextEpoch returns a lease epoch unique across broker runs (seeded from
 // the clock), so a receipt handle from before a restart never matches.
 func (t *leaseTable) nextEpoch() uint64 {
@@ -208,28 +234,46 @@ type receipt struct {
 	epoch   uint64
 }
 
-const receiptVersion = 1
+const (
+	receiptVersion = 2
+	receiptTagLen  = 12 // bytes of HMAC-SHA256 kept
+)
 
-// encode: version 1 | epoch uint64 BE | uvarint queue offset | uvarint
-// commitlog offset | uvarint queue | topic, base64url without padding.
-func (r receipt) encode() string {
-	b := make([]byte, 0, 9+3*binary.MaxVarintLen64+len(r.topic))
+// encode: version 2 | epoch uint64 BE | uvarint queue offset | uvarint
+// commitlog offset | uvarint queue | topic | HMAC-SHA256 of all that
+// under the broker's receipt key, truncated to receiptTagLen; base64url
+// without padding. The tag tells a handle this broker issued (which may
+// have expired) from a forged or mangled one.
+func (r receipt) encode(key []byte) string {
+	b := make([]byte, 0, 9+3*binary.MaxVarintLen64+len(r.topic)+sha256.Size)
 	b = append(b, receiptVersion)
 	b = binary.BigEndian.AppendUint64(b, r.epoch)
 	b = binary.AppendUvarint(b, uint64(r.qoff))
 	b = binary.AppendUvarint(b, uint64(r.clogOff))
 	b = binary.AppendUvarint(b, uint64(r.queue))
 	b = append(b, r.topic...)
+	b = append(b, receiptTag(key, b)...)
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func decodeReceipt(s string) (receipt, error) {
+func receiptTag(key, b []byte) []byte {
+	m := hmac.New(sha256.New, key)
+	m.Write(b)
+	return m.Sum(nil)[:receiptTagLen]
+}
+
+func decodeReceipt(s string, key []byte) (receipt, error) {
 	var r receipt
 	bad := fmt.Errorf("%w: %q", errReceiptInvalid, s)
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) < 10 || b[0] != receiptVersion {
+	if err != nil || len(b) < 10+receiptTagLen || b[0] != receiptVersion {
 		return r, bad
 	}
+	body, tag := b[:len(b)-receiptTagLen], b[len(b)-receiptTagLen:]
+	if !hmac.Equal(tag, receiptTag(key, body)) {
+		return r, fmt.Errorf("%w: %q was not issued by this broker", errReceiptInvalid, s)
+	}
+	b = body
 	r.epoch = binary.BigEndian.Uint64(b[1:])
 	b = b[9:]
 	var vals [3]uint64
@@ -266,13 +310,7 @@ func (b *Broker) consumerGroup(group string) (GroupConfig, error) {
 	return gc, nil
 }
 
-type apiReceiveRequest struct {
-	Topic        string `json:"topic"`
-	Max          int    `json:"max"`
-	VisibilityMs int64  `json:"visibility_ms"`
-	WaitMs       int64  `json:"wait_ms"`
-	Tag          string `json:"tag"`
-}
+type apiReceiveRequest = protocol.HTTPReceive
 
 func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 	group := p.get("group")
@@ -281,8 +319,9 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
-	if in.Max == 0 {
-		in.Max = defaultReceiveMax
+	maxMsgs := defaultReceiveMax
+	if in.Max != nil {
+		maxMsgs = *in.Max
 	}
 	vis := time.Duration(in.VisibilityMs) * time.Millisecond
 	if in.VisibilityMs == 0 {
@@ -292,8 +331,8 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 	case in.Topic == "":
 		writeProblem(ctx, fmt.Errorf("%w: topic is required", errBadInput))
 		return
-	case in.Max < 1 || in.Max > maxReceiveMax:
-		writeProblem(ctx, fmt.Errorf("%w: max %d must be 1 to %d", errBadInput, in.Max, maxReceiveMax))
+	case maxMsgs < 1 || maxMsgs > maxReceiveMax:
+		writeProblem(ctx, fmt.Errorf("%w: max %d must be 1 to %d (absent: %d)", errBadInput, maxMsgs, maxReceiveMax, defaultReceiveMax))
 		return
 	case vis < minVisibility || vis > maxVisibility:
 		writeProblem(ctx, fmt.Errorf("%w: visibility_ms %d must be %d to %d", errBadInput, in.VisibilityMs, minVisibility.Milliseconds(), maxVisibility.Milliseconds()))
@@ -316,7 +355,7 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, in.Topic))
 		return
 	}
-	if !remoting.PermReadable(tc.Perm) {
+	if !protocol.PermReadable(tc.Perm) {
 		writeProblem(ctx, fmt.Errorf("%w: topic %s is not readable", errNoPermission, in.Topic))
 		return
 	}
@@ -337,14 +376,14 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 		for i, tq := range queues {
 			notify[i] = b.cq.Notify(tq.topic, tq.queue)
 		}
-		msgs, err := b.receiveOnce(g, group, gc, queues, in.Max, vis, filter, tags)
+		msgs, err := b.receiveOnce(g, group, gc, queues, maxMsgs, vis, filter, tags)
 		if err != nil {
 			writeProblem(ctx, err)
 			return
 		}
 		left := time.Until(deadline)
 		if len(msgs) > 0 || left <= 0 {
-			writeJSON(ctx, fasthttp.StatusOK, map[string]any{"messages": msgs})
+			writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPMessages{Messages: msgs})
 			return
 		}
 		if !waiting {
@@ -380,7 +419,7 @@ func (b *Broker) receiveQueues(group, topic string) []topicQueue {
 			out = append(out, topicQueue{topic, q})
 		}
 	}
-	retry := RetryTopic(group)
+	retry := protocol.RetryTopic(group)
 	if tc, ok := b.topics.get(retry); ok && retry != topic {
 		for q := int32(0); q < tc.ReadQueueNums; q++ {
 			out = append(out, topicQueue{retry, q})
@@ -428,7 +467,7 @@ func (b *Broker) receiveOnce(g *groupLeases, group string, gc GroupConfig, queue
 					lq.next = e.QueueOffset + 1
 					continue
 				}
-				var rec commitlog.Record
+				var rec protocol.Record
 				rec, buf, err = b.clog.ReadRecord(e.Offset, buf)
 				if err != nil {
 					b.log.Warn().Err(err).Str("group", group).Str("topic", tq.topic).Int64("offset", e.QueueOffset).Msg("HTTP receive: read message")
@@ -436,20 +475,20 @@ func (b *Broker) receiveOnce(g *groupLeases, group string, gc GroupConfig, queue
 				}
 				lq.next = e.QueueOffset + 1
 				if tags != nil {
-					if t, _ := rec.Property(commitlog.PropTags); !tags[t] {
+					if t, _ := rec.Property(protocol.PropTags); !tags[t] {
 						continue // a tag hash collision
 					}
 				}
 				l := &lease{epoch: b.api.leases.nextEpoch(), deadline: now.Add(vis), clogOff: e.Offset}
 				lq.inflight[e.QueueOffset] = l
 				m := b.messageOut(rec)
-				if strings.HasPrefix(tq.topic, RetryGroupTopicPrefix) {
+				if strings.HasPrefix(tq.topic, protocol.RetryTopicPrefix) {
 					m.StoredTopic = tq.topic
-					if t, ok := rec.Property(commitlog.PropRetryTopic); ok && t != "" && !strings.HasPrefix(t, RetryGroupTopicPrefix) {
+					if t, ok := rec.Property(protocol.PropRetryTopic); ok && t != "" && !strings.HasPrefix(t, protocol.RetryTopicPrefix) {
 						m.Topic = t
 					}
 				}
-				m.ReceiptHandle = receipt{topic: tq.topic, queue: tq.queue, qoff: e.QueueOffset, clogOff: e.Offset, epoch: l.epoch}.encode()
+				m.ReceiptHandle = receipt{topic: tq.topic, queue: tq.queue, qoff: e.QueueOffset, clogOff: e.Offset, epoch: l.epoch}.encode(b.api.receiptKey)
 				bytesOut += len(rec.Body)
 				out = append(out, m)
 			}
@@ -469,7 +508,7 @@ func (b *Broker) retryLocked(group string, gc GroupConfig, clogOff int64) error 
 	if err != nil {
 		return err
 	}
-	origin, _ := rec.Property(commitlog.PropUniqKey)
+	origin, _ := rec.Property(protocol.PropUniqKey)
 	m, err := b.sendBackMessage(rec, group, gc, origin, 0, -1)
 	if err != nil {
 		return err
@@ -544,9 +583,7 @@ func (b *Broker) sweepLeases() {
 	}
 }
 
-type apiHandlesRequest struct {
-	ReceiptHandles []string `json:"receipt_handles"`
-}
+type apiHandlesRequest = protocol.HTTPReceiptHandles
 
 type apiHandleFailure struct {
 	ReceiptHandle string  `json:"receipt_handle"`
@@ -587,7 +624,7 @@ func (b *Broker) settle(ctx *fasthttp.RequestCtx, p apiParams, verb string, fn f
 	}
 	touched := map[topicQueue]*leaseQueue{}
 	for _, h := range in.ReceiptHandles {
-		r, err := decodeReceipt(h)
+		r, err := decodeReceipt(h, b.api.receiptKey)
 		if err != nil {
 			fail(h, err)
 			continue

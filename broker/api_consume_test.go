@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -89,8 +90,17 @@ func TestAPIReceiveAckNack(t *testing.T) {
 	if s.Acked != 3 || len(s.Failed) != 0 {
 		t.Fatalf("ack %+v", s)
 	}
-	a.ok("POST", "/v1/groups/workers/ack", map[string]any{"receipt_handles": []string{got[0].ReceiptHandle, "garbage"}}, 200, &s)
-	if s.Acked != 0 || len(s.Failed) != 2 || s.Failed[0].Error.Code != 1006 || s.Failed[0].Error.Status != 409 || s.Failed[1].Error.Code != 1005 {
+	// A forged handle (a genuine one with another queue offset) is
+	// invalid, not expired.
+	raw, err := base64.RawURLEncoding.DecodeString(got[3].ReceiptHandle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw[9]++
+	forged := base64.RawURLEncoding.EncodeToString(raw)
+	a.ok("POST", "/v1/groups/workers/ack", map[string]any{"receipt_handles": []string{got[0].ReceiptHandle, "garbage", forged}}, 200, &s)
+	if s.Acked != 0 || len(s.Failed) != 3 || s.Failed[0].Error.Code != 1006 || s.Failed[0].Error.Status != 409 || s.Failed[1].Error.Code != 1005 ||
+		s.Failed[2].Error.Code != 1005 || s.Failed[2].Error.Title != "invalid receipt handle" || !strings.Contains(s.Failed[2].Error.Detail, "not issued by this broker") {
 		t.Fatalf("second ack %+v", s)
 	}
 	a.ok("GET", "/v1/groups/workers/lag", nil, 200, &lag)
@@ -229,6 +239,9 @@ func TestAPIRetryToDLQ(t *testing.T) {
 			MsgID          string `json:"msg_id"`
 			Topic          string `json:"topic"`
 			ReconsumeTimes int32  `json:"reconsume_times"`
+			OffsetMsgID    string `json:"offset_msg_id"`
+			ResentTo       string `json:"resent_to"`
+			ResentAtMS     int64  `json:"resent_at_ms"`
 		} `json:"dead_letters"`
 		Next int64 `json:"next"`
 	}
@@ -253,14 +266,18 @@ func TestAPIRetryToDLQ(t *testing.T) {
 		t.Fatalf("resent message %+v", m)
 	}
 	a.ok("POST", "/v1/groups/billing/ack", map[string]any{"receipt_handles": []string{m.ReceiptHandle}}, 200, nil)
-	// Resend all to the retry path: back again via %RETRY%.
+	// A dead letter is resent once: resending all again sends nothing, and
+	// the listing says where it went.
 	a.ok("POST", "/v1/groups/billing/dlq/resend", map[string]any{"all": true, "target": "retry"}, 200, &rs)
-	if rs["resent"] != 1 {
-		t.Fatalf("resend all %v", rs)
+	if rs["resent"] != 0 || rs["skipped"] != 1 {
+		t.Fatalf("resend all again %v", rs)
 	}
-	m = a.receiveOne("billing", "pay")
-	if m.MsgID != id || m.StoredTopic != "%RETRY%billing" {
-		t.Fatalf("resent to retry %+v", m)
+	a.ok("GET", "/v1/groups/billing/dlq?from=0&max=100", nil, 200, &dl)
+	if len(dl.DeadLetters) != 1 || dl.DeadLetters[0].ResentTo != "topic" || dl.DeadLetters[0].ResentAtMS == 0 || dl.DeadLetters[0].OffsetMsgID == "" {
+		t.Fatalf("dead letters after a resend %+v", dl)
+	}
+	if msgs := a.receive("billing", map[string]any{"topic": "pay", "wait_ms": 100}); len(msgs) != 0 {
+		t.Fatalf("a second resend delivered %+v", msgs)
 	}
 	a.fails("POST", "/v1/groups/billing/dlq/resend", map[string]any{"offsets": []int64{5}}, 400, 1002)
 	a.fails("POST", "/v1/groups/billing/dlq/resend", map[string]any{}, 400, 1002)

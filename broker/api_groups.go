@@ -7,28 +7,18 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/dlq"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // apiGroup is a consumer group as the HTTP API shows it.
-type apiGroup struct {
-	Name                   string `json:"name"`
-	ConsumeEnable          bool   `json:"consume_enable"`
-	ConsumeBroadcastEnable bool   `json:"consume_broadcast_enable"`
-	RetryMaxTimes          int32  `json:"retry_max_times"`
-	OnlineClients          int    `json:"online_clients"`
-	Broadcast              bool   `json:"broadcast"`
-}
+type apiGroup = protocol.HTTPGroup
 
 // apiGroupInput is the body of POST /v1/groups and PUT /v1/groups/{group};
 // absent fields keep their current (or default) value.
-type apiGroupInput struct {
-	Name                   string `json:"name"`
-	RetryMaxTimes          *int32 `json:"retry_max_times"`
-	ConsumeEnable          *bool  `json:"consume_enable"`
-	ConsumeBroadcastEnable *bool  `json:"consume_broadcast_enable"`
-}
+type apiGroupInput = protocol.HTTPGroupInput
 
-func (in *apiGroupInput) apply(gc *GroupConfig) {
+// applyGroupInput merges the input into gc.
+func applyGroupInput(in *apiGroupInput, gc *GroupConfig) {
 	if in.RetryMaxTimes != nil {
 		gc.RetryMaxTimes = *in.RetryMaxTimes
 	}
@@ -87,7 +77,7 @@ func (b *Broker) apiCreateGroup(ctx *fasthttp.RequestCtx, _ apiParams) {
 		return
 	}
 	gc := DefaultGroupConfig(in.Name, b.c().RetryMaxTimes)
-	in.apply(&gc)
+	applyGroupInput(&in, &gc)
 	if err := b.PutGroup(gc); err != nil {
 		writeProblem(ctx, err)
 		return
@@ -126,7 +116,7 @@ func (b *Broker) apiUpdateGroup(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
-	in.apply(&gc)
+	applyGroupInput(&in, &gc)
 	if err := b.PutGroup(gc); err != nil {
 		writeProblem(ctx, err)
 		return
@@ -150,14 +140,7 @@ func (b *Broker) apiDeleteGroup(ctx *fasthttp.RequestCtx, p apiParams) {
 	ctx.SetStatusCode(fasthttp.StatusNoContent)
 }
 
-type apiLagRow struct {
-	Topic          string `json:"topic"`
-	QueueID        int32  `json:"queue_id"`
-	BrokerOffset   int64  `json:"broker_offset"`
-	ConsumerOffset int64  `json:"consumer_offset"`
-	Lag            int64  `json:"lag"`
-	Inflight       int    `json:"inflight"`
-}
+type apiLagRow = protocol.HTTPLagRow
 
 func (b *Broker) apiGroupLag(ctx *fasthttp.RequestCtx, p apiParams) {
 	group := p.get("group")
@@ -169,11 +152,10 @@ func (b *Broker) apiGroupLag(ctx *fasthttp.RequestCtx, p apiParams) {
 	rows := []apiLagRow{}
 	var total int64
 	for _, l := range b.ConsumeStats(group) {
-		rows = append(rows, apiLagRow{Topic: l.Topic, QueueID: l.QueueID, BrokerOffset: l.BrokerOffset,
-			ConsumerOffset: l.ConsumerOffset, Lag: l.Lag, Inflight: inflight[topicQueue{l.Topic, l.QueueID}]})
+		rows = append(rows, apiLagRow{QueueLag: l, Inflight: inflight[topicQueue{l.Topic, l.QueueID}]})
 		total += l.Lag
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"rows": rows, "total": total})
+	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPLag{Rows: rows, Total: total})
 }
 
 func (b *Broker) apiGroupClients(ctx *fasthttp.RequestCtx, p apiParams) {
@@ -189,18 +171,9 @@ func (b *Broker) apiGroupClients(ctx *fasthttp.RequestCtx, p apiParams) {
 	writeJSON(ctx, fasthttp.StatusOK, out)
 }
 
-type apiResetRequest struct {
-	Topic   string `json:"topic"`
-	To      string `json:"to"`
-	Value   int64  `json:"value"`
-	Execute bool   `json:"execute"`
-}
+type apiResetRequest = protocol.HTTPOffsetReset
 
-type apiOffsetChange struct {
-	QueueID int32 `json:"queue_id"`
-	Old     int64 `json:"old"` // -1: nothing committed
-	New     int64 `json:"new"`
-}
+type apiOffsetChange = protocol.HTTPOffsetChange
 
 // apiResetOffsets computes (and with execute, commits) a group's offsets
 // of a topic. Executing refuses while the group has online consumers.
@@ -254,13 +227,13 @@ func (b *Broker) apiResetOffsets(ctx *fasthttp.RequestCtx, p apiParams) {
 		out = append(out, apiOffsetChange{QueueID: q, Old: old[q], New: n})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].QueueID < out[j].QueueID })
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"offsets": out, "executed": in.Execute})
+	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPOffsetResetResult{Offsets: out, Executed: in.Execute})
 }
 
 func (b *Broker) apiDLQList(ctx *fasthttp.RequestCtx, p apiParams) {
 	group := p.get("group")
 	if _, ok := b.groups.get(group); !ok {
-		if _, ok := b.topics.get(DLQTopic(group)); !ok {
+		if _, ok := b.topics.get(protocol.DLQTopic(group)); !ok {
 			writeProblem(ctx, fmt.Errorf("%w: %s", ErrGroupNotFound, group))
 			return
 		}
@@ -284,14 +257,10 @@ func (b *Broker) apiDLQList(ctx *fasthttp.RequestCtx, p apiParams) {
 		list = []dlq.DeadLetter{}
 		next = max(next, from)
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"dead_letters": b.deadLettersOut(list), "next": next})
+	writeJSON(ctx, fasthttp.StatusOK, protocol.DLQPage{DeadLetters: list, Next: next})
 }
 
-type apiResendRequest struct {
-	Offsets []int64 `json:"offsets"`
-	All     bool    `json:"all"`
-	Target  string  `json:"target"`
-}
+type apiResendRequest = protocol.HTTPDLQResend
 
 func (b *Broker) apiDLQResend(ctx *fasthttp.RequestCtx, p apiParams) {
 	group := p.get("group")
@@ -318,20 +287,20 @@ func (b *Broker) apiDLQResend(ctx *fasthttp.RequestCtx, p apiParams) {
 		return
 	}
 	if _, ok := b.groups.get(group); !ok {
-		if _, ok := b.topics.get(DLQTopic(group)); !ok {
+		if _, ok := b.topics.get(protocol.DLQTopic(group)); !ok {
 			writeProblem(ctx, fmt.Errorf("%w: %s", ErrGroupNotFound, group))
 			return
 		}
 	}
 	offsets := in.Offsets
 	if in.All {
-		if _, ok := b.topics.get(DLQTopic(group)); !ok {
-			writeJSON(ctx, fasthttp.StatusOK, map[string]int{"resent": 0})
+		if _, ok := b.topics.get(protocol.DLQTopic(group)); !ok {
+			writeJSON(ctx, fasthttp.StatusOK, protocol.DLQResendResult{})
 			return
 		}
 		offsets = nil
 	}
-	n, err := b.DLQResend(group, offsets, target)
+	n, skipped, err := b.DLQResend(group, offsets, target)
 	if err != nil {
 		if n > 0 {
 			err = fmt.Errorf("%w (%d resent before it)", err, n)
@@ -339,5 +308,5 @@ func (b *Broker) apiDLQResend(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]int{"resent": n})
+	writeJSON(ctx, fasthttp.StatusOK, protocol.DLQResendResult{Resent: n, Skipped: skipped})
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -49,7 +50,7 @@ func TestAPIGroups(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mustOK(t, c.invoke(remoting.NewRequest(remoting.ReqHeartBeat, nil, body)))
+	mustOK(t, c.invoke(remoting.NewRequest(protocol.ReqHeartBeat, nil, body)))
 	a.ok("GET", "/v1/groups/g1/clients", nil, 200, &clients)
 	if len(clients) != 1 || clients[0].ClientID != "cid-1" {
 		t.Fatalf("clients %+v", clients)
@@ -64,7 +65,7 @@ func TestAPIGroups(t *testing.T) {
 	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("lagged", 0) == 5 })
 	var lag lagAnswer
 	a.ok("GET", "/v1/groups/g1/lag", nil, 200, &lag)
-	if len(lag.Rows) != 1 || lag.Rows[0] != (apiLagRow{Topic: "lagged", QueueID: 0, BrokerOffset: 5, ConsumerOffset: 0, Lag: 5}) || lag.Total != 5 {
+	if len(lag.Rows) != 1 || lag.Rows[0] != (apiLagRow{QueueLag: protocol.QueueLag{Topic: "lagged", QueueID: 0, BrokerOffset: 5, ConsumerOffset: 0, Lag: 5}}) || lag.Total != 5 {
 		t.Fatalf("lag %+v", lag)
 	}
 	a.fails("GET", "/v1/groups/nope/lag", nil, 404, 26)

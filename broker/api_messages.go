@@ -3,10 +3,7 @@ package broker
 import (
 	"bytes"
 	"compress/zlib"
-	"crypto/rand"
 	"encoding/base64"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -14,76 +11,40 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
 // apiMessage is a stored message as the HTTP API shows it.
-type apiMessage struct {
-	Topic string `json:"topic"`
-	// StoredTopic is set by receive when the message was read from the
-	// group's retry topic (Topic is then the topic it was first sent to).
-	StoredTopic      string            `json:"stored_topic,omitempty"`
-	QueueID          int32             `json:"queue_id"`
-	QueueOffset      int64             `json:"queue_offset"`
-	CommitlogOffset  int64             `json:"commitlog_offset"`
-	MsgID            string            `json:"msg_id"`
-	OffsetMsgID      string            `json:"offset_msg_id"`
-	Tags             string            `json:"tags"`
-	Keys             []string          `json:"keys"`
-	Properties       map[string]string `json:"properties"`
-	SystemProperties map[string]string `json:"system_properties,omitempty"`
-	Body             string            `json:"body"`
-	BodyEncoding     string            `json:"body_encoding"`
-	BornAtMs         int64             `json:"born_at_ms"`
-	StoredAtMs       int64             `json:"stored_at_ms"`
-	ReconsumeTimes   int32             `json:"reconsume_times"`
-	ReceiptHandle    string            `json:"receipt_handle,omitempty"`
-}
-
-// systemProps are the property names RocketMQ and Ferry reserve
-// (MessageConst): shown under system_properties, not properties.
-var systemProps = map[string]bool{
-	commitlog.PropTags: true, commitlog.PropKeys: true, commitlog.PropUniqKey: true,
-	commitlog.PropDelayLevel: true, commitlog.PropTimerDeliverMS: true, commitlog.PropTimerDelaySec: true,
-	commitlog.PropTimerDelayMS: true, commitlog.PropRealTopic: true, commitlog.PropRealQueueID: true,
-	commitlog.PropRetryTopic: true, commitlog.PropOriginMessageID: true, commitlog.PropCluster: true,
-	commitlog.PropWait: true, commitlog.PropMaxReconsume: true, commitlog.PropShardingKey: true,
-	"TRACE_ON": true, "MSG_REGION": true, "TRAN_MSG": true, "PGROUP": true, "MIN_OFFSET": true,
-	"MAX_OFFSET": true, "BUYER_ID": true, "TRANSFER_FLAG": true, "CORRECTION_FLAG": true, "MQ2_FLAG": true,
-	"RECONSUME_TIME": true, "CONSUME_START_TIME": true, "TRAN_PREPARED_QUEUE_OFFSET": true,
-	"TRANSACTION_CHECK_TIMES": true, "CHECK_IMMUNITY_TIME_IN_SECONDS": true, "INSTANCE_ID": true,
-	"__STARTDELIVERTIME": true, "TIMER_OUT_MS": true, "TIMER_ENQUEUE_MS": true, "TIMER_DEQUEUE_MS": true,
-	"POP_CK": true, "1ST_POP_TIME": true, "DELAY_TIME_LEVEL": true, commitlog.CRCProperty: true,
-}
+type apiMessage = protocol.HTTPMessage
 
 // maxInflatedBody bounds the decompression of a compressed body.
 const maxInflatedBody = 64 << 20
 
 // messageOut converts a stored record.
-func (b *Broker) messageOut(rec commitlog.Record) apiMessage {
+func (b *Broker) messageOut(rec protocol.Record) apiMessage {
 	m := apiMessage{
 		Topic: string(rec.Topic), QueueID: rec.QueueID, QueueOffset: rec.QueueOffset,
-		CommitlogOffset: rec.PhysicalOffset, OffsetMsgID: commitlog.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
+		CommitlogOffset: rec.PhysicalOffset, OffsetMsgID: protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
 		Keys: []string{}, Properties: map[string]string{}, BornAtMs: rec.BornTimestamp,
 		StoredAtMs: rec.StoreTimestamp, ReconsumeTimes: rec.ReconsumeTimes,
 	}
-	for k, v := range commitlog.ParseProperties(rec.Properties) {
+	for k, v := range protocol.ParseProperties(rec.Properties) {
 		switch {
-		case k == commitlog.PropTags:
+		case k == protocol.PropTags:
 			m.Tags = v
-		case k == commitlog.PropKeys:
+		case k == protocol.PropKeys:
 			m.Keys = append(m.Keys, strings.Fields(v)...)
-		case k == commitlog.PropUniqKey:
+		case k == protocol.PropUniqKey:
 			m.MsgID = v
 		}
-		if systemProps[k] {
+		if protocol.IsSystemProperty(k) {
 			if m.SystemProperties == nil {
 				m.SystemProperties = map[string]string{}
 			}
@@ -96,7 +57,7 @@ func (b *Broker) messageOut(rec commitlog.Record) apiMessage {
 		m.MsgID = m.OffsetMsgID
 	}
 	body := rec.Body
-	if rec.SysFlag&commitlog.SysFlagCompressed != 0 {
+	if rec.SysFlag&protocol.SysFlagCompressed != 0 {
 		if zr, err := zlib.NewReader(bytes.NewReader(body)); err == nil {
 			if out, err := io.ReadAll(io.LimitReader(zr, maxInflatedBody)); err == nil {
 				body = out
@@ -116,50 +77,9 @@ func (b *Broker) messageOut(rec commitlog.Record) apiMessage {
 // maxProduceBatch caps the messages of one produce request.
 const maxProduceBatch = 1000
 
-type apiProduceMsg struct {
-	Body         string            `json:"body"`
-	BodyEncoding string            `json:"body_encoding"`
-	Tags         string            `json:"tags"`
-	Keys         []string          `json:"keys"`
-	Properties   map[string]string `json:"properties"`
-	QueueID      *int32            `json:"queue_id"`
-	DelayLevel   int32             `json:"delay_level"`
-	DeliverAtMs  int64             `json:"deliver_at_ms"`
-}
+type apiProduceMsg = protocol.HTTPProduceMessage
 
-type apiProduceRequest struct {
-	Messages []apiProduceMsg `json:"messages"`
-}
-
-// apiProduceResult is one message's outcome: where it went, or Error.
-type apiProduceResult struct {
-	MsgID       string   `json:"msg_id,omitempty"`
-	OffsetMsgID string   `json:"offset_msg_id,omitempty"`
-	QueueID     *int32   `json:"queue_id,omitempty"`
-	QueueOffset *int64   `json:"queue_offset,omitempty"`
-	Scheduled   bool     `json:"scheduled,omitempty"`    // stored for later delivery (delay level or delivery time)
-	FlushStatus string   `json:"flush_status,omitempty"` // "flush_disk_timeout": written, durability unconfirmed
-	Error       *problem `json:"error,omitempty"`
-}
-
-// uniqKeys generates UNIQ_KEY message ids: 8 random bytes drawn at start
-// and an 8-byte counter, as 32 upper-case hex digits.
-var uniqKeys = func() (g struct {
-	prefix [8]byte
-	n      atomic.Uint64
-}) {
-	_, _ = rand.Read(g.prefix[:])
-	return
-}()
-
-func newUniqKey() string {
-	var raw [16]byte
-	copy(raw[:], uniqKeys.prefix[:])
-	binary.BigEndian.PutUint64(raw[8:], uniqKeys.n.Add(1))
-	var out [32]byte
-	hex.Encode(out[:], raw[:])
-	return strings.ToUpper(string(out[:]))
-}
+type apiProduceRequest = protocol.HTTPProduceRequest
 
 // apiProduce stores one or many messages: a JSON batch or one raw body.
 // Messages without a queue_id all go to one queue picked at random per
@@ -216,7 +136,7 @@ func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
 	now := time.Now().UnixMilli()
 	maxBody := b.c().MaxMessageSize
 
-	results := make([]apiProduceResult, len(in))
+	results := make([]protocol.HTTPProduceResult, len(in))
 	msgs := make([]commitlog.Message, 0, len(in))
 	idx := make([]int, 0, len(in)) // results index of msgs[i]
 	realQ := make([]int32, 0, len(in))
@@ -230,13 +150,13 @@ func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
 		m, id, err := b.buildMessage(&in[i], body, topic, h.queueID, nq, born, now, maxBody)
 		if err != nil {
 			pr := problemOf(err)
-			results[i].Error = &pr
+			results[i].Error = &pr.Problem
 			continue
 		}
 		q := m.QueueID
 		if err := b.routeSpecial(&m, &h); err != nil {
 			pr := problemOf(err)
-			results[i].Error = &pr
+			results[i].Error = &pr.Problem
 			continue
 		}
 		msgs = append(msgs, m)
@@ -256,16 +176,16 @@ func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
 		for j, r := range res {
 			out := &results[idx[j]]
 			q, off := realQ[j], r.QueueOffset
-			out.MsgID, out.OffsetMsgID = uniq[j], commitlog.OffsetMsgID(b.storeHost, r.Offset)
+			out.MsgID, out.OffsetMsgID = uniq[j], protocol.OffsetMsgID(b.storeHost, r.Offset)
 			out.QueueID, out.QueueOffset = &q, &off
-			out.Scheduled = msgs[j].Topic == ScheduleTopic || msgs[j].Topic == TimerTopic
+			out.Scheduled = protocol.IsScheduledTopic(msgs[j].Topic)
 			if flushTimeout {
 				out.FlushStatus = "flush_disk_timeout"
 			}
 		}
 		b.metrics.messagesIn(topic, len(msgs), bytesIn)
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"results": results})
+	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPProduceResponse{Results: results})
 }
 
 // produceFromQuery reads a raw produce request's message attributes from
@@ -325,16 +245,16 @@ func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, d
 	}
 	props := make(map[string]string, len(in.Properties)+4)
 	for k, v := range in.Properties {
-		if k == "" || !commitlog.ValidPropertyText(k) || !commitlog.ValidPropertyText(v) {
+		if k == "" || !protocol.ValidPropertyText(k) || !protocol.ValidPropertyText(v) {
 			return commitlog.Message{}, "", fmt.Errorf("%w: property %q: names must be non-empty and neither may contain \\x01 or \\x02", errMessageIllegal, k)
 		}
 		props[k] = v
 	}
 	if in.Tags != "" {
-		if !commitlog.ValidPropertyText(in.Tags) {
+		if !protocol.ValidPropertyText(in.Tags) {
 			return commitlog.Message{}, "", fmt.Errorf("%w: tags may not contain \\x01 or \\x02", errMessageIllegal)
 		}
-		props[commitlog.PropTags] = in.Tags
+		props[protocol.PropTags] = in.Tags
 	}
 	if len(in.Keys) > 0 {
 		for _, k := range in.Keys {
@@ -342,7 +262,7 @@ func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, d
 				return commitlog.Message{}, "", fmt.Errorf("%w: key %q: keys must be non-empty and contain no spaces", errMessageIllegal, k)
 			}
 		}
-		props[commitlog.PropKeys] = strings.Join(in.Keys, " ")
+		props[protocol.PropKeys] = strings.Join(in.Keys, " ")
 	}
 	switch {
 	case in.DelayLevel < 0:
@@ -352,17 +272,17 @@ func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, d
 	case in.DelayLevel > 0 && in.DeliverAtMs > 0:
 		return commitlog.Message{}, "", fmt.Errorf("%w: give delay_level or deliver_at_ms, not both", ErrDelayInvalid)
 	case in.DelayLevel > 0:
-		props[commitlog.PropDelayLevel] = strconv.Itoa(int(in.DelayLevel))
+		props[protocol.PropDelayLevel] = strconv.Itoa(int(in.DelayLevel))
 	case in.DeliverAtMs > 0:
-		props[commitlog.PropTimerDeliverMS] = strconv.FormatInt(in.DeliverAtMs, 10)
+		props[protocol.PropTimerDeliverMS] = strconv.FormatInt(in.DeliverAtMs, 10)
 	}
-	id := props[commitlog.PropUniqKey]
+	id := props[protocol.PropUniqKey]
 	if id == "" {
-		id = newUniqKey()
-		props[commitlog.PropUniqKey] = id
+		id = protocol.NewUniqID()
+		props[protocol.PropUniqKey] = id
 	}
 	m := commitlog.Message{
-		Topic: topic, QueueID: q, Body: body, Properties: commitlog.EncodeProperties(props),
+		Topic: topic, QueueID: q, Body: body, Properties: protocol.EncodeProperties(props),
 		BornTimestamp: now, BornHost: born, StoreHost: b.storeHost,
 	}
 	if _, err := m.EncodedSize(maxBody); err != nil {
@@ -386,7 +306,7 @@ func (b *Broker) apiMessageByID(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
-	rec, err := commitlog.Decode(raw)
+	rec, err := protocol.Decode(raw)
 	if err != nil {
 		writeProblem(ctx, err)
 		return
@@ -436,11 +356,11 @@ func (b *Broker) apiMessagesByKey(ctx *fasthttp.RequestCtx, p apiParams) {
 	}
 	out := make([]apiMessage, 0, len(raws))
 	for _, r := range raws {
-		if rec, err := commitlog.Decode(r); err == nil {
+		if rec, err := protocol.Decode(r); err == nil {
 			out = append(out, b.messageOut(rec))
 		}
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"messages": out})
+	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPMessages{Messages: out})
 }
 
 // maxHTTPWaiters caps the long-polling HTTP requests held at once; past
@@ -470,7 +390,7 @@ func (b *Broker) apiReadQueue(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, topic))
 		return
 	}
-	if !remoting.PermReadable(tc.Perm) {
+	if !protocol.PermReadable(tc.Perm) {
 		writeProblem(ctx, fmt.Errorf("%w: topic %s is not readable", errNoPermission, topic))
 		return
 	}
@@ -526,7 +446,7 @@ func (b *Broker) apiReadQueue(ctx *fasthttp.RequestCtx, p apiParams) {
 			if msgs == nil {
 				msgs = []apiMessage{}
 			}
-			writeJSON(ctx, fasthttp.StatusOK, map[string]any{"messages": msgs, "next_offset": offset, "min_offset": minOff, "max_offset": maxOff})
+			writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPQueueRead{Messages: msgs, NextOffset: offset, MinOffset: minOff, MaxOffset: maxOff})
 			return
 		}
 		if timer == nil {
@@ -557,13 +477,13 @@ func (b *Broker) readQueueOnce(topic string, q int32, offset int64, n int, filte
 	}
 	var out []apiMessage
 	for len(body) > 0 {
-		rec, err := commitlog.Decode(body)
+		rec, err := protocol.Decode(body)
 		if err != nil {
 			return out, next, err
 		}
 		body = body[rec.Size:]
 		if tags != nil {
-			if t, _ := rec.Property(commitlog.PropTags); !tags[t] {
+			if t, _ := rec.Property(protocol.PropTags); !tags[t] {
 				continue // a tag hash collision
 			}
 		}

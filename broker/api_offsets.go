@@ -4,15 +4,12 @@ import (
 	"fmt"
 	"sort"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/valyala/fasthttp"
 )
 
 // apiOffset is one queue's committed offset of a group.
-type apiOffset struct {
-	Topic   string `json:"topic"`
-	QueueID int32  `json:"queue_id"`
-	Offset  int64  `json:"offset"`
-}
+type apiOffset = protocol.HTTPOffset
 
 // apiGetOffsets answers a group's committed offsets, of one topic with
 // ?topic=T. A group that never committed has none (not an error).
@@ -38,7 +35,7 @@ func (b *Broker) apiGetOffsets(ctx *fasthttp.RequestCtx, p apiParams) {
 		}
 		return out[i].QueueID < out[j].QueueID
 	})
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"group": group, "offsets": out})
+	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPOffsets{Group: group, Offsets: out})
 }
 
 // apiCommitOffsets commits offsets for a group, as a consumer does with
@@ -49,9 +46,7 @@ func (b *Broker) apiCommitOffsets(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, fmt.Errorf("%w: %v", errBadInput, err))
 		return
 	}
-	var in struct {
-		Offsets []apiOffset `json:"offsets"`
-	}
+	var in protocol.HTTPOffsets
 	if err := decodeBody(ctx, &in); err != nil {
 		writeProblem(ctx, err)
 		return

@@ -17,7 +17,7 @@ func TestAPICommitAndReadOffsets(t *testing.T) {
 	a.ok("PUT", "/v1/groups/pullers/offsets", map[string]any{"offsets": []apiOffset{
 		{Topic: "off", QueueID: 1, Offset: 7}, {Topic: "off", QueueID: 0, Offset: 3}}}, 200, nil)
 	a.ok("GET", "/v1/groups/pullers/offsets?topic=off", nil, 200, &got)
-	if len(got.Offsets) != 2 || got.Offsets[0] != (apiOffset{"off", 0, 3}) || got.Offsets[1] != (apiOffset{"off", 1, 7}) {
+	if len(got.Offsets) != 2 || got.Offsets[0] != (apiOffset{Topic: "off", QueueID: 0, Offset: 3}) || got.Offsets[1] != (apiOffset{Topic: "off", QueueID: 1, Offset: 7}) {
 		t.Fatalf("offsets %+v", got.Offsets)
 	}
 	if off, ok := b.offsets.get("pullers", "off", 1); !ok || off != 7 {

@@ -6,6 +6,7 @@ package broker
 
 import (
 	"fmt"
+	"github.com/ferrymq/ferry/protocol"
 	"sort"
 	"strings"
 
@@ -31,11 +32,11 @@ type apiTopicStat struct {
 
 func topicKind(t string) string {
 	switch {
-	case strings.HasPrefix(t, RetryGroupTopicPrefix):
+	case strings.HasPrefix(t, protocol.RetryTopicPrefix):
 		return "retry"
-	case strings.HasPrefix(t, DLQGroupTopicPrefix):
+	case strings.HasPrefix(t, protocol.DLQTopicPrefix):
 		return "dlq"
-	case IsSystemTopic(t):
+	case protocol.IsReservedTopic(t):
 		return "system"
 	}
 	return "normal"
@@ -84,7 +85,7 @@ func (b *Broker) apiGroupStats(ctx *fasthttp.RequestCtx, _ apiParams) {
 		for _, t := range []struct {
 			name string
 			n    *int64
-		}{{RetryTopic(g), &s.Retry}, {DLQTopic(g), &s.DLQ}} {
+		}{{protocol.RetryTopic(g), &s.Retry}, {protocol.DLQTopic(g), &s.DLQ}} {
 			if tc, ok := b.topics.get(t.name); ok {
 				*t.n = b.messagesIn(t.name, max(tc.ReadQueueNums, tc.WriteQueueNums))
 			}

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"github.com/ferrymq/ferry/protocol"
 	"net/http"
 	"strings"
 	"testing"
@@ -50,7 +51,7 @@ func TestAPIStats(t *testing.T) {
 	if clicks == nil || clicks.Messages != 50 || clicks.InRate != 5 || clicks.Kind != "normal" || clicks.ReadQueues != 2 {
 		t.Fatalf("clicks %+v", clicks)
 	}
-	if kinds[ScheduleTopic] != "system" {
+	if kinds[protocol.ScheduleTopic] != "system" {
 		t.Fatalf("kinds %v", kinds)
 	}
 

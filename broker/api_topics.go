@@ -2,80 +2,46 @@ package broker
 
 import (
 	"fmt"
+	"net/url"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
 // apiTopic is a topic's config as the HTTP API shows it.
-type apiTopic struct {
-	Name        string `json:"name"`
-	ReadQueues  int32  `json:"read_queues"`
-	WriteQueues int32  `json:"write_queues"`
-	Perm        string `json:"perm"` // "rw", "r", "w" or "-"
-	Order       bool   `json:"order"`
-}
+type apiTopic = protocol.HTTPTopic
 
 // apiTopicDetail adds the queues' offsets.
-type apiTopicDetail struct {
-	apiTopic
-	Queues []apiQueueStat `json:"queues"`
-}
-
-type apiQueueStat struct {
-	QueueID     int32 `json:"queue_id"`
-	MinOffset   int64 `json:"min_offset"`
-	MaxOffset   int64 `json:"max_offset"`
-	LastStoreMs int64 `json:"last_store_ms"`
-}
+type apiTopicDetail = protocol.HTTPTopicDetail
 
 // apiTopicInput is the body of POST /v1/topics and PUT /v1/topics/{topic}.
 // Absent fields keep their current (or default) value.
-type apiTopicInput struct {
-	Name        string  `json:"name"`
-	ReadQueues  *int32  `json:"read_queues"`
-	WriteQueues *int32  `json:"write_queues"`
-	Perm        *string `json:"perm"`
-	Order       *bool   `json:"order"`
-}
+type apiTopicInput = protocol.HTTPTopicInput
 
 func topicOut(tc TopicConfig) apiTopic {
 	return apiTopic{Name: tc.TopicName, ReadQueues: tc.ReadQueueNums, WriteQueues: tc.WriteQueueNums,
-		Perm: permText(tc.Perm), Order: tc.Order}
-}
-
-func permText(p int32) string {
-	s := ""
-	if remoting.PermReadable(p) {
-		s += "r"
-	}
-	if remoting.PermWritable(p) {
-		s += "w"
-	}
-	if s == "" {
-		return "-"
-	}
-	return s
+		Perm: protocol.HTTPPermText(tc.Perm), Order: tc.Order}
 }
 
 // parsePerm turns "rw", "r", "w" into perm bits, keeping the other bits of
 // old (inherit, priority).
 func parsePerm(s string, old int32) (int32, error) {
-	base := old &^ (remoting.PermRead | remoting.PermWrite)
+	base := old &^ (protocol.PermRead | protocol.PermWrite)
 	switch s {
 	case "rw", "wr":
-		return base | remoting.PermRead | remoting.PermWrite, nil
+		return base | protocol.PermRead | protocol.PermWrite, nil
 	case "r":
-		return base | remoting.PermRead, nil
+		return base | protocol.PermRead, nil
 	case "w":
-		return base | remoting.PermWrite, nil
+		return base | protocol.PermWrite, nil
 	}
 	return 0, fmt.Errorf("%w: perm %q: want rw, r or w", errBadInput, s)
 }
 
-// apply merges the input into tc.
-func (in *apiTopicInput) apply(tc *TopicConfig) error {
+// applyTopicInput merges the input into tc.
+func applyTopicInput(in *apiTopicInput, tc *TopicConfig) error {
 	if in.ReadQueues != nil {
 		tc.ReadQueueNums = *in.ReadQueues
 	}
@@ -115,14 +81,18 @@ func (b *Broker) apiCreateTopic(ctx *fasthttp.RequestCtx, _ apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
+	if err := b.checkTopicAdmin(in.Name, false); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
 	if _, ok := b.topics.get(in.Name); ok {
 		writeProblem(ctx, fmt.Errorf("%w: %s", errTopicExists, in.Name))
 		return
 	}
 	n := b.c().DefaultTopicQueueNums
 	tc := TopicConfig{TopicName: in.Name, ReadQueueNums: n, WriteQueueNums: n,
-		Perm: remoting.PermRead | remoting.PermWrite, TopicFilterType: remoting.TopicFilterSingleTag}
-	if err := in.apply(&tc); err != nil {
+		Perm: protocol.PermRead | protocol.PermWrite, TopicFilterType: remoting.TopicFilterSingleTag}
+	if err := applyTopicInput(&in, &tc); err != nil {
 		writeProblem(ctx, err)
 		return
 	}
@@ -147,11 +117,7 @@ func (b *Broker) apiGetTopic(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
-	out := apiTopicDetail{apiTopic: topicOut(tc), Queues: make([]apiQueueStat, len(st))}
-	for i, s := range st {
-		out.Queues[i] = apiQueueStat{QueueID: s.QueueID, MinOffset: s.MinOffset, MaxOffset: s.MaxOffset, LastStoreMs: s.LastStoreMilli}
-	}
-	writeJSON(ctx, fasthttp.StatusOK, out)
+	writeJSON(ctx, fasthttp.StatusOK, apiTopicDetail{HTTPTopic: topicOut(tc), Queues: st})
 }
 
 func (b *Broker) apiUpdateTopic(ctx *fasthttp.RequestCtx, p apiParams) {
@@ -170,7 +136,7 @@ func (b *Broker) apiUpdateTopic(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, name))
 		return
 	}
-	if err := in.apply(&tc); err != nil {
+	if err := applyTopicInput(&in, &tc); err != nil {
 		writeProblem(ctx, err)
 		return
 	}
@@ -184,6 +150,10 @@ func (b *Broker) apiUpdateTopic(ctx *fasthttp.RequestCtx, p apiParams) {
 
 func (b *Broker) apiDeleteTopic(ctx *fasthttp.RequestCtx, p apiParams) {
 	name := p.get("topic")
+	if protocol.IsDLQTopic(name) && string(ctx.QueryArgs().Peek("confirm")) != name {
+		writeProblem(ctx, fmt.Errorf("%w: deleting %s deletes its dead letters: repeat with ?confirm=%s", errBadInput, name, url.QueryEscape(name)))
+		return
+	}
 	if err := b.DeleteTopic(name); err != nil {
 		writeProblem(ctx, err)
 		return

@@ -8,16 +8,15 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"github.com/ferrymq/ferry/protocol"
 	"math/rand/v2"
 	"sort"
-	"strings"
 
 	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
 	"github.com/ferrymq/ferry/dlq"
-	"github.com/ferrymq/ferry/remoting"
 )
 
 // maxTraceScan bounds the retry and dead-letter records one trace reads.
@@ -26,7 +25,7 @@ const maxTraceScan = 20_000
 // scanQueue calls fn for the records of (topic, q) from queue offset from,
 // up to limit of them or until fn returns false; it returns how many it
 // read.
-func (b *Broker) scanQueue(topic string, q int32, from int64, limit int, fn func(rec commitlog.Record, queueOffset int64) bool) (int, error) {
+func (b *Broker) scanQueue(topic string, q int32, from int64, limit int, fn func(rec protocol.Record, queueOffset int64) bool) (int, error) {
 	var es []consumequeue.Entry
 	var buf []byte
 	n := 0
@@ -45,7 +44,7 @@ func (b *Broker) scanQueue(topic string, q int32, from int64, limit int, fn func
 			if e.Size == 0 {
 				continue
 			}
-			var rec commitlog.Record
+			var rec protocol.Record
 			if rec, buf, err = b.clog.ReadRecord(e.Offset, buf); err != nil {
 				continue // expired with its segment
 			}
@@ -61,20 +60,20 @@ func (b *Broker) scanQueue(topic string, q int32, from int64, limit int, fn func
 // originalRecord finds the record a message id names and, when that is a
 // copy the broker made (a retry, a dead letter, a scheduled message), the
 // record it was copied from, when still stored.
-func (b *Broker) originalRecord(id string) (orig commitlog.Record, found commitlog.Record, err error) {
+func (b *Broker) originalRecord(id string) (orig protocol.Record, found protocol.Record, err error) {
 	raw, err := b.MessageByID(id)
 	if err != nil {
 		return orig, found, err
 	}
-	if found, err = commitlog.Decode(raw); err != nil {
+	if found, err = protocol.Decode(raw); err != nil {
 		return orig, found, err
 	}
 	orig = found
 	topic := string(found.Topic)
-	if real, ok := found.Property(commitlog.PropRealTopic); ok && (topic == ScheduleTopic || topic == TimerTopic) {
+	if real, ok := found.Property(protocol.PropRealTopic); ok && (topic == protocol.ScheduleTopic || topic == protocol.TimerTopic) {
 		topic = real // a retry waits in the schedule topic for its delay
 	}
-	if topic != ScheduleTopic && topic != TimerTopic {
+	if topic != protocol.ScheduleTopic && topic != protocol.TimerTopic {
 		if rec, ok := b.findOriginal(found); ok {
 			orig = rec
 		}
@@ -92,32 +91,32 @@ const originSearch = 2000
 // id, else the first record with its UNIQ_KEY in the original topic
 // (RETRY_TOPIC, or its own), near the born time copies keep. A record
 // that is no copy is its own original.
-func (b *Broker) findOriginal(c commitlog.Record) (commitlog.Record, bool) {
-	if o, ok := c.Property(commitlog.PropOriginMessageID); ok {
-		if _, off, err := commitlog.ParseOffsetMsgID(o); err == nil {
+func (b *Broker) findOriginal(c protocol.Record) (protocol.Record, bool) {
+	if o, ok := c.Property(protocol.PropOriginMessageID); ok {
+		if _, off, err := protocol.ParseOffsetMsgID(o); err == nil {
 			if rec, _, err := b.clog.ReadRecord(off, nil); err == nil && rec.PhysicalOffset == off {
 				return rec, true
 			}
 		}
 	}
-	uniq, _ := c.Property(commitlog.PropUniqKey)
+	uniq, _ := c.Property(protocol.PropUniqKey)
 	topic := dlq.OriginalTopic(c)
 	tc, ok := b.topics.get(topic)
 	if uniq == "" || !ok || isRetryOrDLQ(topic) {
-		return commitlog.Record{}, false
+		return protocol.Record{}, false
 	}
-	var orig commitlog.Record
+	var orig protocol.Record
 	found := false
 	for q := int32(0); q < max(tc.ReadQueueNums, tc.WriteQueueNums); q++ {
 		from, err := b.cq.OffsetByTime(topic, q, c.BornTimestamp-1000)
 		if err != nil {
 			continue
 		}
-		_, _ = b.scanQueue(topic, q, from, originSearch, func(rec commitlog.Record, _ int64) bool {
+		_, _ = b.scanQueue(topic, q, from, originSearch, func(rec protocol.Record, _ int64) bool {
 			if rec.StoreTimestamp > c.StoreTimestamp || (found && rec.PhysicalOffset > orig.PhysicalOffset) {
 				return false
 			}
-			if id, _ := rec.Property(commitlog.PropUniqKey); id == uniq {
+			if id, _ := rec.Property(protocol.PropUniqKey); id == uniq {
 				// rec aliases the scan's buffer: read it again into its own.
 				if r, _, err := b.clog.ReadRecord(rec.PhysicalOffset, nil); err == nil {
 					orig, found = r, true
@@ -170,10 +169,10 @@ func (b *Broker) apiMessageTrace(ctx *fasthttp.RequestCtx, p apiParams) {
 	t := apiTrace{Message: b.messageOut(orig), Groups: []apiTraceGroup{}, Retries: []apiTraceCopy{},
 		DeadLetter: []apiTraceCopy{}, Resent: []apiTraceCopy{}}
 	topic := string(orig.Topic)
-	if topic == ScheduleTopic || topic == TimerTopic {
+	if topic == protocol.ScheduleTopic || topic == protocol.TimerTopic {
 		s := t.Message
 		t.Scheduled = &s
-		if real, ok := orig.Property(commitlog.PropRealTopic); ok {
+		if real, ok := orig.Property(protocol.PropRealTopic); ok {
 			topic = real
 		}
 	}
@@ -190,8 +189,8 @@ func (b *Broker) apiMessageTrace(ctx *fasthttp.RequestCtx, p apiParams) {
 		}
 	}
 	budget := maxTraceScan
-	same := func(rec commitlog.Record) bool {
-		id, _ := rec.Property(commitlog.PropUniqKey)
+	same := func(rec protocol.Record) bool {
+		id, _ := rec.Property(protocol.PropUniqKey)
 		return id == uniq && rec.PhysicalOffset != orig.PhysicalOffset
 	}
 	collect := func(group, topic string, dst *[]apiTraceCopy) {
@@ -204,10 +203,10 @@ func (b *Broker) apiMessageTrace(ctx *fasthttp.RequestCtx, p apiParams) {
 			if err != nil {
 				continue
 			}
-			n, _ := b.scanQueue(topic, q, from, budget, func(rec commitlog.Record, qo int64) bool {
+			n, _ := b.scanQueue(topic, q, from, budget, func(rec protocol.Record, qo int64) bool {
 				if same(rec) {
 					*dst = append(*dst, apiTraceCopy{Group: group, Topic: topic, QueueID: q, QueueOffset: qo,
-						OffsetMsgID: commitlog.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
+						OffsetMsgID: protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
 						StoredAtMs:  rec.StoreTimestamp, ReconsumeTimes: rec.ReconsumeTimes})
 				}
 				return true
@@ -220,16 +219,16 @@ func (b *Broker) apiMessageTrace(ctx *fasthttp.RequestCtx, p apiParams) {
 		}
 	}
 	for _, gc := range b.groups.all() {
-		collect(gc.GroupName, RetryTopic(gc.GroupName), &t.Retries)
-		collect(gc.GroupName, DLQTopic(gc.GroupName), &t.DeadLetter)
+		collect(gc.GroupName, protocol.RetryTopic(gc.GroupName), &t.Retries)
+		collect(gc.GroupName, protocol.DLQTopic(gc.GroupName), &t.DeadLetter)
 	}
 	if t.Scheduled == nil {
 		// Resent copies in the original topic: found through the message
 		// id index, newest first, so only the latest one is certain.
 		if raw, err := b.MessageByID(uniq); err == nil {
-			if rec, err := commitlog.Decode(raw); err == nil && string(rec.Topic) == topic && rec.PhysicalOffset != orig.PhysicalOffset {
+			if rec, err := protocol.Decode(raw); err == nil && string(rec.Topic) == topic && rec.PhysicalOffset != orig.PhysicalOffset {
 				t.Resent = append(t.Resent, apiTraceCopy{Topic: topic, QueueID: rec.QueueID, QueueOffset: rec.QueueOffset,
-					OffsetMsgID: commitlog.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
+					OffsetMsgID: protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
 					StoredAtMs:  rec.StoreTimestamp, ReconsumeTimes: rec.ReconsumeTimes})
 			}
 		}
@@ -270,7 +269,7 @@ func (b *Broker) apiMessageResend(ctx *fasthttp.RequestCtx, p apiParams) {
 			writeProblem(ctx, err)
 			return
 		}
-		if _, err := b.ensureGroupTopic(RetryTopic(in.Group)); err != nil {
+		if _, err := b.ensureGroupTopic(protocol.RetryTopic(in.Group)); err != nil {
 			writeProblem(ctx, err)
 			return
 		}
@@ -282,10 +281,10 @@ func (b *Broker) apiMessageResend(ctx *fasthttp.RequestCtx, p apiParams) {
 		case !ok:
 			writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, dest))
 			return
-		case IsSystemTopic(dest) || isRetryOrDLQ(dest):
+		case protocol.IsReservedTopic(dest) || isRetryOrDLQ(dest):
 			writeProblem(ctx, fmt.Errorf("%w: message %s is in %s; give the group to resend it to", errBadInput, p.get("msgId"), dest))
 			return
-		case !remoting.PermWritable(tc.Perm) || tc.WriteQueueNums <= 0:
+		case !protocol.PermWritable(tc.Perm) || tc.WriteQueueNums <= 0:
 			writeProblem(ctx, fmt.Errorf("%w: topic %s is not writable", errNoPermission, dest))
 			return
 		}
@@ -299,7 +298,7 @@ func (b *Broker) apiMessageResend(ctx *fasthttp.RequestCtx, p apiParams) {
 	}
 	b.metrics.messagesIn(m.Topic, 1, len(m.Body))
 	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"topic": m.Topic, "queue_id": m.QueueID, "queue_offset": res[0].QueueOffset,
-		"offset_msg_id": commitlog.OffsetMsgID(b.storeHost, res[0].Offset)})
+		"offset_msg_id": protocol.OffsetMsgID(b.storeHost, res[0].Offset)})
 }
 
 // messagesByTime reads up to n messages of topic stored between begin and
@@ -322,7 +321,7 @@ func (b *Broker) messagesByTime(topic string, begin, end int64, n int) ([]apiMes
 		if err != nil {
 			return nil, err
 		}
-		if _, err := b.scanQueue(topic, q, from, n, func(rec commitlog.Record, _ int64) bool {
+		if _, err := b.scanQueue(topic, q, from, n, func(rec protocol.Record, _ int64) bool {
 			if rec.StoreTimestamp > end {
 				return false
 			}
@@ -342,31 +341,4 @@ func (b *Broker) messagesByTime(topic string, begin, end int64, n int) ([]apiMes
 		out = []apiMessage{}
 	}
 	return out, nil
-}
-
-// apiDeadLetter is a dead letter with what became of it: when a copy of it
-// was stored again outside the DLQ (resent), when and where the latest
-// one went.
-type apiDeadLetter struct {
-	dlq.DeadLetter
-	ResentAtMs int64  `json:"resent_at_ms,omitempty"`
-	ResentTo   string `json:"resent_to,omitempty"`
-}
-
-// deadLettersOut adds to each dead letter its latest resent copy, looked
-// up by message id.
-func (b *Broker) deadLettersOut(list []dlq.DeadLetter) []apiDeadLetter {
-	out := make([]apiDeadLetter, len(list))
-	for i, d := range list {
-		out[i].DeadLetter = d
-		raw, err := b.MessageByID(d.MsgID)
-		if err != nil {
-			continue
-		}
-		if rec, err := commitlog.Decode(raw); err == nil && rec.PhysicalOffset > d.CommitOffset &&
-			!strings.HasPrefix(string(rec.Topic), DLQGroupTopicPrefix) {
-			out[i].ResentAtMs, out[i].ResentTo = rec.StoreTimestamp, string(rec.Topic)
-		}
-	}
-	return out
 }

@@ -2,6 +2,8 @@ package broker
 
 import (
 	"fmt"
+	"github.com/ferrymq/ferry/dlq"
+	"github.com/ferrymq/ferry/protocol"
 	"testing"
 	"time"
 )
@@ -56,18 +58,18 @@ func TestAPIMessageTrace(t *testing.T) {
 	}
 
 	var dl struct {
-		DeadLetters []apiDeadLetter `json:"dead_letters"`
+		DeadLetters []dlq.DeadLetter `json:"dead_letters"`
 	}
 	a.ok("GET", "/v1/groups/billing/dlq", nil, 200, &dl)
-	if len(dl.DeadLetters) != 1 || dl.DeadLetters[0].ResentAtMs != 0 {
+	if len(dl.DeadLetters) != 1 || dl.DeadLetters[0].ResentAtMillis != 0 {
 		t.Fatalf("dead letters before resend %+v", dl)
 	}
 	a.ok("POST", "/v1/groups/billing/dlq/resend", map[string]any{"all": true}, 200, nil)
 	waitFor(t, 10*time.Second, "the resend indexed", func() bool {
 		a.ok("GET", "/v1/groups/billing/dlq", nil, 200, &dl)
-		return dl.DeadLetters[0].ResentAtMs != 0
+		return dl.DeadLetters[0].ResentAtMillis != 0
 	})
-	if d := dl.DeadLetters[0]; d.ResentTo != "pay" {
+	if d := dl.DeadLetters[0]; d.ResentTo != "topic" {
 		t.Fatalf("dead letter after resend %+v", d)
 	}
 	a.ok("GET", "/v1/messages/"+id+"/trace", nil, 200, &tr)
@@ -92,7 +94,7 @@ func TestAPITraceDelayed(t *testing.T) {
 		a.ok("GET", "/v1/messages/"+res.Results[0].MsgID+"/trace", nil, 200, &tr)
 		return true
 	})
-	if tr.Scheduled == nil || tr.Scheduled.Topic != TimerTopic || tr.Scheduled.SystemProperties["REAL_TOPIC"] != "later" {
+	if tr.Scheduled == nil || tr.Scheduled.Topic != protocol.TimerTopic || tr.Scheduled.SystemProperties["REAL_TOPIC"] != "later" {
 		t.Fatalf("trace %+v", tr)
 	}
 }

@@ -42,6 +42,8 @@ import (
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
 	"github.com/ferrymq/ferry/delay"
+	"github.com/ferrymq/ferry/internal/zslog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -62,6 +64,8 @@ type Broker struct {
 	clients *clientRegistry
 	locks   *lockTable
 	metrics *metrics
+
+	retryReaders *retryReaders // groups whose consumers pull their retry queue
 
 	timerIdx *delay.TimerIndex
 	delaySvc *delay.Service
@@ -87,9 +91,12 @@ type Broker struct {
 	accepting atomic.Bool // sends accepted (false while shutting down)
 	drained   atomic.Bool // an operator drained the broker
 	ready     atomic.Bool
-	diskFull  atomic.Bool
+	diskFull  atomic.Bool  // sends refused for want of disk space (health.go)
+	diskSeen  atomic.Int64 // unix nanoseconds of the last look at the disk
 
-	registerNow chan struct{} // 1-slot: re-register with the name servers soon
+	registerNow chan struct{} // 1-slot: re-register with the name servers now
+	reg         regRounds     // registrations asked for and done (register.go)
+	registering atomic.Bool   // the registration loop runs
 	stop        chan struct{}
 	wg          sync.WaitGroup
 	shutdown    sync.Once
@@ -112,14 +119,16 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		return nil, err
 	}
 	b := &Broker{
-		cfg:         cfg,
-		log:         zerolog.Nop(),
-		fs:          vfs.Default,
-		startedAt:   time.Now(),
-		clients:     newClientRegistry(),
-		locks:       newLockTable(),
-		registerNow: make(chan struct{}, 1),
-		stop:        make(chan struct{}),
+		cfg:          cfg,
+		log:          zerolog.Nop(),
+		fs:           vfs.Default,
+		startedAt:    time.Now(),
+		clients:      newClientRegistry(),
+		locks:        newLockTable(),
+		retryReaders: newRetryReaders(),
+		registerNow:  make(chan struct{}, 1),
+		reg:          regRounds{wake: make(chan struct{})},
+		stop:         make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(b)
@@ -169,7 +178,7 @@ func (b *Broker) openStores() error {
 	if b.offsets, err = loadOffsets(b.meta); err != nil {
 		return err
 	}
-	if b.timerIdx, err = delay.NewTimerIndex(b.meta.db, TimerTopic, b.clog.WrittenOffset()); err != nil {
+	if b.timerIdx, err = delay.NewTimerIndex(b.meta.db, protocol.TimerTopic, b.clog.WrittenOffset()); err != nil {
 		return err
 	}
 	if b.keys, err = newKeyIndex(b.meta.db); err != nil {
@@ -196,28 +205,31 @@ func (b *Broker) openStores() error {
 	if err := b.ensureSystemTopics(); err != nil {
 		return err
 	}
-	b.topics.changed = b.triggerRegister
-	return nil
+	b.topics.changed = b.registerWait
+	if err := b.loadReceiptKey(); err != nil {
+		return err
+	}
+	return b.loadKeptConfig()
 }
 
 func (b *Broker) ensureSystemTopics() error {
-	perm := int32(remoting.PermRead | remoting.PermWrite)
-	if _, err := b.topics.ensure(TopicConfig{TopicName: AutoCreateTopicTemplate, ReadQueueNums: b.cfg.DefaultTopicQueueNums,
-		WriteQueueNums: b.cfg.DefaultTopicQueueNums, Perm: perm | remoting.PermInherit}); err != nil {
+	perm := int32(protocol.PermRead | protocol.PermWrite)
+	if _, err := b.topics.ensure(TopicConfig{TopicName: protocol.AutoCreateTopicTemplate, ReadQueueNums: b.cfg.DefaultTopicQueueNums,
+		WriteQueueNums: b.cfg.DefaultTopicQueueNums, Perm: perm | protocol.PermInherit}); err != nil {
 		return err
 	}
 	n := int32(len(b.delays))
-	if tc, ok := b.topics.get(ScheduleTopic); ok && tc.ReadQueueNums < n {
+	if tc, ok := b.topics.get(protocol.ScheduleTopic); ok && tc.ReadQueueNums < n {
 		// The delay table grew: give the new levels their queues.
 		tc.ReadQueueNums, tc.WriteQueueNums = n, n
 		if err := b.topics.put(tc); err != nil {
 			return err
 		}
 	}
-	if _, err := b.topics.ensure(TopicConfig{TopicName: ScheduleTopic, ReadQueueNums: n, WriteQueueNums: n, Perm: perm}); err != nil {
+	if _, err := b.topics.ensure(TopicConfig{TopicName: protocol.ScheduleTopic, ReadQueueNums: n, WriteQueueNums: n, Perm: perm}); err != nil {
 		return err
 	}
-	_, err := b.topics.ensure(TopicConfig{TopicName: TimerTopic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm})
+	_, err := b.topics.ensure(TopicConfig{TopicName: protocol.TimerTopic, ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm})
 	return err
 }
 
@@ -255,10 +267,10 @@ func (b *Broker) Start() error {
 	port := ln.Addr().(*net.TCPAddr).Port
 	b.storeHost = netip.AddrPortFrom(advertiseAddr(b.cfg.AdvertiseHost), uint16(port))
 	b.addr = b.storeHost.String()
-	b.server = remoting.NewServer(b.mux, remoting.ServerConfig{Logger: b.log, MaxFrameSize: b.cfg.MaxMessageSize + 1<<20,
+	b.server = remoting.NewServer(b.mux, remoting.ServerConfig{Logger: zslog.New(b.log), MaxFrameSize: b.cfg.MaxMessageSize + 1<<20,
 		IdleTimeout: b.cfg.IdleTimeout.D(), ReadTimeout: b.cfg.ReadTimeout.D(),
 		MaxConns: b.cfg.MaxConnections, MaxConnsPerAddr: b.cfg.MaxConnectionsPerAddr})
-	b.nsClient = remoting.NewClient(remoting.ClientConfig{Logger: b.log})
+	b.nsClient = remoting.NewClient(remoting.ClientConfig{Logger: zslog.New(b.log)})
 	if b.cfg.HTTPPort >= 0 {
 		if b.http, err = b.startHTTP(); err != nil {
 			ln.Close()
@@ -283,6 +295,7 @@ func (b *Broker) Start() error {
 	// Ready means routable: clients that look the broker up right after
 	// find it.
 	b.registerAll()
+	b.registering.Store(true)
 	go b.registerLoop()
 	go b.housekeeping()
 	b.ready.Store(true)
@@ -358,6 +371,8 @@ func (b *Broker) housekeeping() {
 	defer offsetTick.Stop()
 	scan := time.NewTicker(10 * time.Second)
 	defer scan.Stop()
+	disk := time.NewTicker(time.Second)
+	defer disk.Stop()
 	expire := time.NewTicker(time.Minute)
 	defer expire.Stop()
 	b.sampleStats(time.Now())
@@ -373,28 +388,11 @@ func (b *Broker) housekeeping() {
 			for _, g := range b.clients.expire(now.Add(-b.cfg.ClientExpiry.D())) {
 				b.notifyGroupChanged(g)
 			}
-			b.checkDisk()
 			b.sampleStats(now)
+		case <-disk.C:
+			b.checkDisk()
 		case now := <-expire.C:
 			b.retention(now)
-		}
-	}
-}
-
-// checkDisk refuses sends while the data disk is fuller than allowed.
-func (b *Broker) checkDisk() {
-	u, err := b.fs.GetDiskUsage(b.cfg.DataDir)
-	if err != nil || u.TotalBytes == 0 {
-		return
-	}
-	ratio := float64(u.UsedBytes) / float64(u.TotalBytes)
-	full := ratio > b.c().DiskMaxUsedRatio
-	if full != b.diskFull.Load() {
-		b.diskFull.Store(full)
-		if full {
-			b.log.Error().Float64("used_ratio", ratio).Msg("data disk is full: refusing sends")
-		} else {
-			b.log.Info().Float64("used_ratio", ratio).Msg("data disk has room again: accepting sends")
 		}
 	}
 }
@@ -406,7 +404,7 @@ func (b *Broker) writable() string {
 		return "broker is shutting down"
 	case b.drained.Load():
 		return "broker is drained by an operator"
-	case b.diskFull.Load():
+	case b.diskFullNow():
 		return "data disk is full"
 	case b.clog.Err() != nil:
 		return b.clog.Err().Error()

@@ -10,14 +10,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/dlq"
 	"github.com/ferrymq/ferry/namesrv"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
 // testBroker starts a broker on 127.0.0.1 with a free port in dir.
-func testBroker(t *testing.T, dir string, mut func(*Config), opts ...Option) *Broker {
+func testBroker(t *testing.T, dir string, mut func(*Config)) *Broker {
+	t.Helper()
+	return testBrokerWith(t, dir, mut)
+}
+
+// testBrokerWith is testBroker with construction options.
+func testBrokerWith(t *testing.T, dir string, mut func(*Config), opts ...Option) *Broker {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = dir
@@ -63,36 +69,36 @@ func (c *tclient) invoke(req *remoting.Command) *remoting.Command {
 
 func (c *tclient) send(topic string, queue int, body string, props map[string]string) *remoting.Command {
 	c.t.Helper()
-	return c.invoke(remoting.NewRequest(remoting.ReqSendMessage, map[string]string{
+	return c.invoke(remoting.NewRequest(protocol.ReqSendMessage, map[string]string{
 		"producerGroup": "pg", "topic": topic, "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
 		"queueId": strconv.Itoa(queue), "sysFlag": "0", "bornTimestamp": strconv.FormatInt(time.Now().UnixMilli(), 10),
-		"flag": "0", "properties": string(commitlog.EncodeProperties(props)), "reconsumeTimes": "0",
+		"flag": "0", "properties": string(protocol.EncodeProperties(props)), "reconsumeTimes": "0",
 		"unitMode": "false", "batch": "false",
 	}, []byte(body)))
 }
 
 func mustOK(t *testing.T, resp *remoting.Command) {
 	t.Helper()
-	if resp.Code != remoting.RespSuccess {
-		t.Fatalf("code %d (%s): %s", resp.Code, remoting.ResponseName(resp.Code), resp.Remark)
+	if resp.Code != protocol.RespSuccess {
+		t.Fatalf("code %d (%s): %s", resp.Code, protocol.ResponseName(resp.Code), resp.Remark)
 	}
 }
 
 // pull pulls with the subscription in the request (no heartbeat needed).
-func (c *tclient) pull(group, topic string, queue int, offset int64, suspend time.Duration) (*remoting.Command, []commitlog.Record) {
+func (c *tclient) pull(group, topic string, queue int, offset int64, suspend time.Duration) (*remoting.Command, []protocol.Record) {
 	c.t.Helper()
 	flag := pullSubscription
 	if suspend > 0 {
 		flag |= pullSuspend
 	}
-	resp := c.invoke(remoting.NewRequest(remoting.ReqPullMessage, map[string]string{
+	resp := c.invoke(remoting.NewRequest(protocol.ReqPullMessage, map[string]string{
 		"consumerGroup": group, "topic": topic, "queueId": strconv.Itoa(queue), "queueOffset": strconv.FormatInt(offset, 10),
 		"maxMsgNums": "32", "sysFlag": strconv.Itoa(flag), "commitOffset": "0",
 		"suspendTimeoutMillis": strconv.FormatInt(suspend.Milliseconds(), 10), "subscription": "*", "subVersion": "0", "expressionType": "TAG",
 	}, nil))
-	var recs []commitlog.Record
+	var recs []protocol.Record
 	for b := resp.Body; len(b) > 0; {
-		r, err := commitlog.Decode(b)
+		r, err := protocol.Decode(b)
 		if err != nil {
 			c.t.Fatal(err)
 		}
@@ -133,12 +139,12 @@ func TestSendPullRoundTrip(t *testing.T) {
 	}
 	// Caught up: PULL_NOT_FOUND at once without the suspend flag.
 	pr, _ = c.pull("g1", "orders", 1, 1, 0)
-	if pr.Code != remoting.RespPullNotFound || pr.StringOr("nextBeginOffset", "") != "1" {
+	if pr.Code != protocol.RespPullNotFound || pr.StringOr("nextBeginOffset", "") != "1" {
 		t.Fatalf("caught-up pull: %d next %s", pr.Code, pr.StringOr("nextBeginOffset", ""))
 	}
 	// Beyond the end: offset moved back to max.
 	pr, _ = c.pull("g1", "orders", 1, 9, 0)
-	if pr.Code != remoting.RespPullOffsetMoved || pr.StringOr("nextBeginOffset", "") != "1" {
+	if pr.Code != protocol.RespPullOffsetMoved || pr.StringOr("nextBeginOffset", "") != "1" {
 		t.Fatalf("overflow pull: %d next %s", pr.Code, pr.StringOr("nextBeginOffset", ""))
 	}
 }
@@ -146,25 +152,25 @@ func TestSendPullRoundTrip(t *testing.T) {
 func TestSendErrors(t *testing.T) {
 	b := testBroker(t, t.TempDir(), func(c *Config) { c.AutoCreateTopic = false })
 	c := newClient(t, b)
-	if r := c.send("nope", 0, "x", nil); r.Code != remoting.RespTopicNotExist {
+	if r := c.send("nope", 0, "x", nil); r.Code != protocol.RespTopicNotExist {
 		t.Fatalf("unknown topic: %d %s", r.Code, r.Remark)
 	}
 	if err := b.CreateTopic(TopicConfig{TopicName: "t", ReadQueueNums: 2, WriteQueueNums: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if r := c.send("t", 5, "x", nil); r.Code != remoting.RespSystemError || !strings.Contains(r.Remark, "queueId") {
+	if r := c.send("t", 5, "x", nil); r.Code != protocol.RespSystemError || !strings.Contains(r.Remark, "queueId") {
 		t.Fatalf("bad queue: %d %s", r.Code, r.Remark)
 	}
-	if r := c.send("bad topic!", 0, "x", nil); r.Code != remoting.RespMessageIllegal {
+	if r := c.send("bad topic!", 0, "x", nil); r.Code != protocol.RespMessageIllegal {
 		t.Fatalf("bad name: %d %s", r.Code, r.Remark)
 	}
-	if r := c.send("t", 0, strings.Repeat("x", 1<<20+1), nil); r.Code != remoting.RespMessageIllegal {
+	if r := c.send("t", 0, strings.Repeat("x", 1<<20+1), nil); r.Code != protocol.RespMessageIllegal {
 		t.Fatalf("oversized: %d %s", r.Code, r.Remark)
 	}
-	if r := c.send("t", 0, "x", map[string]string{"DELAY": "abc"}); r.Code != remoting.RespMessageIllegal {
+	if r := c.send("t", 0, "x", map[string]string{"DELAY": "abc"}); r.Code != protocol.RespMessageIllegal {
 		t.Fatalf("bad delay: %d %s", r.Code, r.Remark)
 	}
-	if r := c.send("t", 0, "x", map[string]string{"TIMER_DELAY_SEC": strconv.Itoa(41 * 24 * 3600)}); r.Code != remoting.RespMessageIllegal {
+	if r := c.send("t", 0, "x", map[string]string{"TIMER_DELAY_SEC": strconv.Itoa(41 * 24 * 3600)}); r.Code != protocol.RespMessageIllegal {
 		t.Fatalf("timer too far: %d %s", r.Code, r.Remark)
 	}
 	// The broker still serves after all of that.
@@ -178,7 +184,7 @@ func TestLongPollWakesOnSend(t *testing.T) {
 	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("lp", 0) == 1 })
 	type result struct {
 		resp *remoting.Command
-		recs []commitlog.Record
+		recs []protocol.Record
 		took time.Duration
 	}
 	done := make(chan result, 1)
@@ -216,10 +222,10 @@ func TestDelayLevelAndTimer(t *testing.T) {
 		for _, rec := range recs {
 			got[string(rec.Body)] = time.Since(sent)
 			if string(rec.Body) == "lvl2" {
-				if v, _ := rec.Property(commitlog.PropUniqKey); v != "U2" {
+				if v, _ := rec.Property(protocol.PropUniqKey); v != "U2" {
 					t.Errorf("msgId not kept: %q", rec.Properties)
 				}
-				if _, ok := rec.Property(commitlog.PropDelayLevel); ok {
+				if _, ok := rec.Property(protocol.PropDelayLevel); ok {
 					t.Errorf("DELAY still set on the delivered message")
 				}
 			}
@@ -265,8 +271,8 @@ func TestDelayedSurvivesRestart(t *testing.T) {
 }
 
 // sendBack sends a consumed record back as a failed consumption.
-func (c *tclient) sendBack(group string, rec commitlog.Record) *remoting.Command {
-	return c.invoke(remoting.NewRequest(remoting.ReqConsumerSendMsgBack, map[string]string{
+func (c *tclient) sendBack(group string, rec protocol.Record) *remoting.Command {
+	return c.invoke(remoting.NewRequest(protocol.ReqConsumerSendMsgBack, map[string]string{
 		"group": group, "offset": strconv.FormatInt(rec.PhysicalOffset, 10), "delayLevel": "0",
 		"originMsgId": "X", "originTopic": "orders", "unitMode": "false", "maxReconsumeTimes": "16",
 	}, nil))
@@ -284,7 +290,7 @@ func TestRetrySixteenTimesThenDLQ(t *testing.T) {
 		t.Fatal("original not delivered")
 	}
 	deliveries := 1
-	retry := RetryTopic("cg")
+	retry := protocol.RetryTopic("cg")
 	var off int64
 	rec := recs[0]
 	for {
@@ -292,7 +298,7 @@ func TestRetrySixteenTimesThenDLQ(t *testing.T) {
 		if rec.ReconsumeTimes >= 16 {
 			break
 		}
-		var next []commitlog.Record
+		var next []protocol.Record
 		waitFor(t, 10*time.Second, "retry delivery", func() bool {
 			_, next = c.pull("cg", retry, 0, off, 0)
 			return len(next) > 0
@@ -303,10 +309,10 @@ func TestRetrySixteenTimesThenDLQ(t *testing.T) {
 		if rec.ReconsumeTimes != int32(deliveries-1) {
 			t.Fatalf("delivery %d has reconsumeTimes %d", deliveries, rec.ReconsumeTimes)
 		}
-		if v, _ := rec.Property(commitlog.PropRetryTopic); v != "orders" {
+		if v, _ := rec.Property(protocol.PropRetryTopic); v != "orders" {
 			t.Fatalf("RETRY_TOPIC %q", v)
 		}
-		if v, _ := rec.Property(commitlog.PropUniqKey); v != "P1" {
+		if v, _ := rec.Property(protocol.PropUniqKey); v != "P1" {
 			t.Fatalf("msgId changed: %q", v)
 		}
 	}
@@ -323,13 +329,23 @@ func TestRetrySixteenTimesThenDLQ(t *testing.T) {
 	if dead[0].Topic != "orders" || dead[0].MsgID != "P1" || dead[0].ReconsumeTimes != 17 {
 		t.Fatalf("dead letter %+v", dead[0])
 	}
-	if r, _ := c.pull("cg", retry, 0, off, 0); r.Code != remoting.RespPullNotFound {
+	if r, _ := c.pull("cg", retry, 0, off, 0); r.Code != protocol.RespPullNotFound {
 		t.Fatalf("retry topic still delivering: %d", r.Code)
 	}
 	// Resend it to its original topic.
-	n, err := b.DLQResend("cg", nil, dlq.ToOriginalTopic)
-	if err != nil || n != 1 {
-		t.Fatalf("resend: %d %v", n, err)
+	n, skipped, err := b.DLQResend("cg", nil, dlq.ToOriginalTopic)
+	if err != nil || n != 1 || skipped != 0 {
+		t.Fatalf("resend: %d (%d skipped) %v", n, skipped, err)
+	}
+	// Resending again sends nothing: it is recorded, and listed as resent.
+	if n, skipped, err := b.DLQResend("cg", nil, dlq.ToOriginalTopic); err != nil || n != 0 || skipped != 1 {
+		t.Fatalf("second resend: %d (%d skipped) %v", n, skipped, err)
+	}
+	if n, skipped, err := b.DLQResend("cg", []int64{dead[0].QueueOffset}, dlq.ToRetry); err != nil || n != 0 || skipped != 1 {
+		t.Fatalf("resend by offset of a resent dead letter: %d (%d skipped) %v", n, skipped, err)
+	}
+	if listed, _, err := b.DLQList("cg", 0, 10); err != nil || len(listed) != 1 || listed[0].ResentTo != "topic" || listed[0].ResentAtMillis == 0 {
+		t.Fatalf("dead letters after a resend: %+v %v", listed, err)
 	}
 	found := false
 	waitFor(t, 5*time.Second, "resent message", func() bool {
@@ -353,14 +369,14 @@ func TestSucceedOnThirdTry(t *testing.T) {
 	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("o", 0) == 1 })
 	_, recs := c.pull("cg3", "o", 0, 0, 0)
 	mustOK(t, c.sendBack("cg3", recs[0]))
-	var r1 []commitlog.Record
-	waitFor(t, 5*time.Second, "first retry", func() bool { _, r1 = c.pull("cg3", RetryTopic("cg3"), 0, 0, 0); return len(r1) == 1 })
+	var r1 []protocol.Record
+	waitFor(t, 5*time.Second, "first retry", func() bool { _, r1 = c.pull("cg3", protocol.RetryTopic("cg3"), 0, 0, 0); return len(r1) == 1 })
 	mustOK(t, c.sendBack("cg3", r1[0]))
-	var r2 []commitlog.Record
-	waitFor(t, 5*time.Second, "second retry", func() bool { _, r2 = c.pull("cg3", RetryTopic("cg3"), 0, 1, 0); return len(r2) == 1 })
+	var r2 []protocol.Record
+	waitFor(t, 5*time.Second, "second retry", func() bool { _, r2 = c.pull("cg3", protocol.RetryTopic("cg3"), 0, 1, 0); return len(r2) == 1 })
 	// Consumed successfully on the third try: nothing more arrives.
-	r, _ := c.pull("cg3", RetryTopic("cg3"), 0, 2, 300*time.Millisecond)
-	if r.Code != remoting.RespPullNotFound {
+	r, _ := c.pull("cg3", protocol.RetryTopic("cg3"), 0, 2, 300*time.Millisecond)
+	if r.Code != protocol.RespPullNotFound {
 		t.Fatalf("unexpected redelivery: %d", r.Code)
 	}
 	if dead, _, _ := b.DLQList("cg3", 0, 10); len(dead) != 0 {
@@ -381,7 +397,7 @@ func TestLookupAndOperatorOps(t *testing.T) {
 		if err != nil {
 			t.Fatalf("by id %s: %v", id, err)
 		}
-		if rec, _ := commitlog.Decode(raw); string(rec.Body) != "order-1" {
+		if rec, _ := protocol.Decode(raw); string(rec.Body) != "order-1" {
 			t.Fatalf("by id %s: %q", id, rec.Body)
 		}
 	}
@@ -394,7 +410,7 @@ func TestLookupAndOperatorOps(t *testing.T) {
 	}
 	// Drain refuses sends with a clear error; undrain accepts again.
 	b.Drain(true)
-	if r := c.send("shop", 0, "x", nil); r.Code != remoting.RespServiceNotAvailable || !strings.Contains(r.Remark, "drained") {
+	if r := c.send("shop", 0, "x", nil); r.Code != protocol.RespServiceNotAvailable || !strings.Contains(r.Remark, "drained") {
 		t.Fatalf("drained send: %d %s", r.Code, r.Remark)
 	}
 	b.Drain(false)
@@ -456,14 +472,14 @@ func TestRetentionDeletesExpiredSegments(t *testing.T) {
 		t.Fatalf("kept message not found by id: %v", err)
 	}
 	r, _ := c.pull("g", "old", 0, 0, 0)
-	if r.Code != remoting.RespPullOffsetMoved || r.StringOr("nextBeginOffset", "0") == "0" {
+	if r.Code != protocol.RespPullOffsetMoved || r.StringOr("nextBeginOffset", "0") == "0" {
 		t.Fatalf("pull of an expired offset: %d next %s", r.Code, r.StringOr("nextBeginOffset", ""))
 	}
 }
 
-// A broker that reports ready is already routable: Start registers with
-// the name servers before it returns.
-func TestRoutableWhenReady(t *testing.T) {
+// testNamesrv starts a name server on a free port of 127.0.0.1.
+func testNamesrv(t *testing.T) *namesrv.Server {
+	t.Helper()
 	ns, err := namesrv.New(namesrv.Config{ListenAddr: "127.0.0.1:0"})
 	if err != nil {
 		t.Fatal(err)
@@ -472,12 +488,19 @@ func TestRoutableWhenReady(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = ns.Shutdown(context.Background()) })
+	return ns
+}
+
+// A broker that reports ready is already routable: Start registers with
+// the name servers before it returns.
+func TestRoutableWhenReady(t *testing.T) {
+	ns := testNamesrv(t)
 	b := testBroker(t, t.TempDir(), func(c *Config) { c.NamesrvAddrs = []string{ns.Addr()} })
 	cl := remoting.NewClient(remoting.ClientConfig{})
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	route, err := remoting.GetRouteInfo(ctx, cl, ns.Addr(), AutoCreateTopicTemplate)
+	route, err := remoting.GetRouteInfo(ctx, cl, ns.Addr(), protocol.AutoCreateTopicTemplate)
 	if err != nil {
 		t.Fatalf("no route right after Start: %v", err)
 	}
@@ -508,7 +531,7 @@ func TestPipelinedSendsServedTogether(t *testing.T) {
 		case 2:
 			queue = "zero"
 		}
-		req := remoting.NewRequest(remoting.ReqSendMessage, map[string]string{
+		req := remoting.NewRequest(protocol.ReqSendMessage, map[string]string{
 			"producerGroup": "pg", "topic": "piped", "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
 			"queueId": queue, "sysFlag": "0", "bornTimestamp": "1", "flag": "0", "properties": props,
 			"reconsumeTimes": "0", "unitMode": "false", "batch": "false",
@@ -534,8 +557,8 @@ func TestPipelinedSendsServedTogether(t *testing.T) {
 		}
 		codes[resp.Opaque] = resp.Code
 	}
-	want := map[int32]int16{1: remoting.RespSuccess, 2: remoting.RespMessageIllegal, 3: remoting.RespMessageIllegal,
-		4: remoting.RespSuccess, 5: remoting.RespSuccess}
+	want := map[int32]int16{1: protocol.RespSuccess, 2: protocol.RespMessageIllegal, 3: protocol.RespMessageIllegal,
+		4: protocol.RespSuccess, 5: protocol.RespSuccess}
 	for op, code := range want {
 		if codes[op] != code {
 			t.Fatalf("answers %v, want %v", codes, want)
@@ -558,20 +581,20 @@ func TestSendV2Header(t *testing.T) {
 	b := testBroker(t, t.TempDir(), nil)
 	c := newClient(t, b)
 	v2 := func(ext map[string]string) *remoting.Command {
-		return c.invoke(remoting.NewRequest(remoting.ReqSendMessageV2, ext, []byte("v2-body")))
+		return c.invoke(remoting.NewRequest(protocol.ReqSendMessageV2, ext, []byte("v2-body")))
 	}
 	mustOK(t, v2(map[string]string{"a": "pg", "b": "vtwo", "c": "TBW102", "d": "4", "e": "1", "f": "0",
-		"g": "1", "h": "7", "i": string(commitlog.EncodeProperties(map[string]string{"TAGS": "T1"})), "j": "0", "k": "false", "m": "false"}))
+		"g": "1", "h": "7", "i": string(protocol.EncodeProperties(map[string]string{"TAGS": "T1"})), "j": "0", "k": "false", "m": "false"}))
 	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("vtwo", 1) == 1 })
 	_, recs := c.pull("g", "vtwo", 1, 0, 0)
 	if len(recs) != 1 || string(recs[0].Body) != "v2-body" || recs[0].Flag != 7 {
 		t.Fatalf("stored %+v", recs)
 	}
-	if tags, _ := commitlog.Property(recs[0].Properties, commitlog.PropTags); tags != "T1" {
+	if tags, _ := protocol.Property(recs[0].Properties, protocol.PropTags); tags != "T1" {
 		t.Fatalf("tags %q", tags)
 	}
 	r := v2(map[string]string{"a": "pg", "e": "0"})
-	if r.Code != remoting.RespMessageIllegal || !strings.Contains(r.Remark, "missing topic") {
+	if r.Code != protocol.RespMessageIllegal || !strings.Contains(r.Remark, "missing topic") {
 		t.Fatalf("no topic: %d %s", r.Code, r.Remark)
 	}
 }
@@ -590,12 +613,12 @@ func TestPipelinedBatchSends(t *testing.T) {
 		bodies [][]byte
 		want   []int16
 	}{
-		{"bad then good", [][]byte{truncated, good("a")}, []int16{remoting.RespMessageIllegal, remoting.RespSuccess}},
-		{"good then bad", [][]byte{good("b"), truncated}, []int16{remoting.RespSuccess, remoting.RespMessageIllegal}},
-		{"good then empty", [][]byte{good("c"), nil}, []int16{remoting.RespSuccess, remoting.RespMessageIllegal}},
-		{"empty then good", [][]byte{nil, good("d")}, []int16{remoting.RespMessageIllegal, remoting.RespSuccess}},
+		{"bad then good", [][]byte{truncated, good("a")}, []int16{protocol.RespMessageIllegal, protocol.RespSuccess}},
+		{"good then bad", [][]byte{good("b"), truncated}, []int16{protocol.RespSuccess, protocol.RespMessageIllegal}},
+		{"good then empty", [][]byte{good("c"), nil}, []int16{protocol.RespSuccess, protocol.RespMessageIllegal}},
+		{"empty then good", [][]byte{nil, good("d")}, []int16{protocol.RespMessageIllegal, protocol.RespSuccess}},
 		{"good, bad, good", [][]byte{good("e"), truncated, good("f")},
-			[]int16{remoting.RespSuccess, remoting.RespMessageIllegal, remoting.RespSuccess}},
+			[]int16{protocol.RespSuccess, protocol.RespMessageIllegal, protocol.RespSuccess}},
 	}
 	var stored []string
 	for _, tc := range cases {
@@ -606,7 +629,7 @@ func TestPipelinedBatchSends(t *testing.T) {
 		_ = nc.SetDeadline(time.Now().Add(30 * time.Second))
 		var buf []byte
 		for i, body := range tc.bodies {
-			req := remoting.NewRequest(remoting.ReqSendBatchMessage, map[string]string{
+			req := remoting.NewRequest(protocol.ReqSendBatchMessage, map[string]string{
 				"a": "pg", "b": "batched", "c": "TBW102", "d": "1", "e": "0", "f": "0", "g": "1", "h": "0",
 				"j": "0", "k": "false", "m": "true",
 			}, body)
@@ -631,9 +654,9 @@ func TestPipelinedBatchSends(t *testing.T) {
 			}
 			if resp.Code != tc.want[resp.Opaque-1] {
 				t.Fatalf("%s: request %d answered %d (%s) %q, want %d", tc.name, resp.Opaque, resp.Code,
-					remoting.ResponseName(resp.Code), resp.Remark, tc.want[resp.Opaque-1])
+					protocol.ResponseName(resp.Code), resp.Remark, tc.want[resp.Opaque-1])
 			}
-			if resp.Code == remoting.RespMessageIllegal && !strings.Contains(resp.Remark, "batch") {
+			if resp.Code == protocol.RespMessageIllegal && !strings.Contains(resp.Remark, "batch") {
 				t.Fatalf("%s: remark %q does not say what is wrong", tc.name, resp.Remark)
 			}
 			got[resp.Opaque-1] = resp.Code
@@ -646,7 +669,7 @@ func TestPipelinedBatchSends(t *testing.T) {
 		}
 		nc.Close()
 		for i, body := range tc.bodies {
-			if got[i] == remoting.RespSuccess {
+			if got[i] == protocol.RespSuccess {
 				tag := string(body[20:21])
 				stored = append(stored, tag+"1", tag+"2")
 			}

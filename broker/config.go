@@ -87,6 +87,9 @@ type Config struct {
 	OffsetFlushInterval Duration `toml:"offset_flush_interval"`
 	// ShutdownTimeout bounds the graceful part of a shutdown.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+
+	// Pprof mounts Go's profiler under /debug/pprof/ on the HTTP port.
+	Pprof bool `toml:"pprof"`
 }
 
 // DefaultDelayLevels is RocketMQ's delay level table.

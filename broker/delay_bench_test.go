@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -50,10 +50,10 @@ func BenchmarkDelayedDelivery(b *testing.B) {
 		send := func(due []int64) {
 			var batch []byte
 			for _, d := range due {
-				props := commitlog.EncodeProperties(map[string]string{commitlog.PropTimerDeliverMS: strconv.FormatInt(d, 10)})
+				props := protocol.EncodeProperties(map[string]string{protocol.PropTimerDeliverMS: strconv.FormatInt(d, 10)})
 				batch = EncodeBatch(batch, []int32{0}, [][]byte{body}, [][]byte{props})
 			}
-			req := remoting.NewRequest(remoting.ReqSendBatchMessage, map[string]string{
+			req := remoting.NewRequest(protocol.ReqSendBatchMessage, map[string]string{
 				"a": "bench", "b": "delayed", "c": "TBW102", "d": "4", "e": "0", "f": "0",
 				"g": strconv.FormatInt(time.Now().UnixMilli(), 10), "h": "0", "i": "", "j": "0", "k": "false", "l": "0", "m": "true",
 			}, batch)
@@ -101,7 +101,7 @@ func BenchmarkDelayedDelivery(b *testing.B) {
 		var off int64
 		deadline := time.Now().Add(time.Duration(burstSecs)*time.Second + 60*time.Second)
 		for len(late) < burst && time.Now().Before(deadline) {
-			req := remoting.NewRequest(remoting.ReqPullMessage, map[string]string{
+			req := remoting.NewRequest(protocol.ReqPullMessage, map[string]string{
 				"consumerGroup": "bench", "topic": "delayed", "queueId": "0", "queueOffset": strconv.FormatInt(off, 10),
 				"maxMsgNums": "64", "sysFlag": "6", "commitOffset": "0", "suspendTimeoutMillis": "1000",
 				"subscription": "*", "subVersion": "0", "expressionType": "TAG",
@@ -114,7 +114,7 @@ func BenchmarkDelayedDelivery(b *testing.B) {
 				off = n
 			}
 			for p := resp.Body; len(p) > 0; {
-				rec, err := commitlog.Decode(p)
+				rec, err := protocol.Decode(p)
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -3,6 +3,7 @@ package broker
 import (
 	"bytes"
 	"errors"
+	"github.com/ferrymq/ferry/protocol"
 	"net/netip"
 	"strconv"
 	"testing"
@@ -68,9 +69,9 @@ func FuzzParseSendHeader(f *testing.F) {
 		ext := map[string]string{"producerGroup": group, "topic": topic, "defaultTopicQueueNums": queueNums,
 			"queueId": queueID, "sysFlag": sysFlag, "bornTimestamp": born, "flag": flag, "properties": props,
 			"reconsumeTimes": reconsume, "maxReconsumeTimes": maxReconsume, "batch": batch}
-		code := int16(remoting.ReqSendMessage)
+		code := int16(protocol.ReqSendMessage)
 		if v2 {
-			code = remoting.ReqSendMessageV2
+			code = protocol.ReqSendMessageV2
 			short := make(map[string]string, len(ext))
 			for k, v := range ext {
 				short[v2Key[k]] = v

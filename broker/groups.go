@@ -8,21 +8,12 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // GroupConfig is a consumer group's configuration (RocketMQ's
 // SubscriptionGroupConfig, JSON field names as Java writes them).
-type GroupConfig struct {
-	GroupName              string `json:"groupName"`
-	ConsumeEnable          bool   `json:"consumeEnable"`
-	ConsumeFromMinEnable   bool   `json:"consumeFromMinEnable"`
-	ConsumeBroadcastEnable bool   `json:"consumeBroadcastEnable"`
-	RetryQueueNums         int32  `json:"retryQueueNums"`
-	RetryMaxTimes          int32  `json:"retryMaxTimes"`
-	BrokerID               int64  `json:"brokerId"`
-	WhichBrokerWhenSlow    int64  `json:"whichBrokerWhenConsumeSlowly"`
-	NotifyConsumerIDs      bool   `json:"notifyConsumerIdsChangedEnable"`
-}
+type GroupConfig = protocol.SubscriptionGroupConfig
 
 // DefaultGroupConfig is what auto-creation gives a new group.
 func DefaultGroupConfig(name string, retryMax int32) GroupConfig {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/dlq"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -15,21 +16,21 @@ func (b *Broker) routes() {
 	timed := func(code int16, f func(c *remoting.Conn, req *remoting.Command)) {
 		m.Handle(code, b.metrics.instrument(code, f))
 	}
-	for _, code := range []int16{remoting.ReqSendMessage, remoting.ReqSendMessageV2, remoting.ReqSendBatchMessage} {
+	for _, code := range []int16{protocol.ReqSendMessage, protocol.ReqSendMessageV2, protocol.ReqSendBatchMessage} {
 		m.HandleBatch(code, sendHandler{b: b, obs: b.metrics.rpcLatency.WithLabelValues(strconv.Itoa(int(code)))})
 	}
-	timed(remoting.ReqPullMessage, b.handlePull)
-	timed(remoting.ReqHeartBeat, b.handleHeartbeat)
-	timed(remoting.ReqUnregisterClient, b.handleUnregisterClient)
-	timed(remoting.ReqGetConsumerListByGroup, b.handleConsumerList)
-	timed(remoting.ReqQueryConsumerOffset, b.handleQueryOffset)
-	timed(remoting.ReqUpdateConsumerOffset, b.handleUpdateOffset)
-	timed(remoting.ReqGetMaxOffset, b.handleMaxOffset)
-	timed(remoting.ReqGetMinOffset, b.handleMinOffset)
-	timed(remoting.ReqSearchOffsetByTimestamp, b.handleSearchOffset)
-	timed(remoting.ReqLockBatchMQ, b.handleLock)
-	timed(remoting.ReqUnlockBatchMQ, b.handleUnlock)
-	timed(remoting.ReqConsumerSendMsgBack, b.handleSendBack)
+	timed(protocol.ReqPullMessage, b.handlePull)
+	timed(protocol.ReqHeartBeat, b.handleHeartbeat)
+	timed(protocol.ReqUnregisterClient, b.handleUnregisterClient)
+	timed(protocol.ReqGetConsumerListByGroup, b.handleConsumerList)
+	timed(protocol.ReqQueryConsumerOffset, b.handleQueryOffset)
+	timed(protocol.ReqUpdateConsumerOffset, b.handleUpdateOffset)
+	timed(protocol.ReqGetMaxOffset, b.handleMaxOffset)
+	timed(protocol.ReqGetMinOffset, b.handleMinOffset)
+	timed(protocol.ReqSearchOffsetByTimestamp, b.handleSearchOffset)
+	timed(protocol.ReqLockBatchMQ, b.handleLock)
+	timed(protocol.ReqUnlockBatchMQ, b.handleUnlock)
+	timed(protocol.ReqConsumerSendMsgBack, b.handleSendBack)
 	b.adminRoutes(timed)
 	b.opsRoutes(timed)
 }
@@ -37,11 +38,11 @@ func (b *Broker) routes() {
 func (b *Broker) handleHeartbeat(c *remoting.Conn, req *remoting.Command) {
 	var hb remoting.HeartbeatData
 	if err := remoting.DecodeBody(req.Body, &hb); err != nil {
-		b.reply(c, req, remoting.RespSystemError, "malformed heartbeat body: "+err.Error())
+		b.reply(c, req, protocol.RespSystemError, "malformed heartbeat body: "+err.Error())
 		return
 	}
 	if hb.ClientID == "" {
-		b.reply(c, req, remoting.RespSystemError, "heartbeat without clientID")
+		b.reply(c, req, protocol.RespSystemError, "heartbeat without clientID")
 		return
 	}
 	now := time.Now()
@@ -49,20 +50,20 @@ func (b *Broker) handleHeartbeat(c *remoting.Conn, req *remoting.Command) {
 	hook := false
 	for _, cd := range hb.ConsumerDataSet {
 		if err := ValidateGroup(cd.GroupName); err != nil {
-			b.reply(c, req, remoting.RespSystemError, err.Error())
+			b.reply(c, req, protocol.RespSystemError, err.Error())
 			return
 		}
 		gc, ok := b.groups.get(cd.GroupName)
 		if !ok && b.c().AutoCreateGroup {
 			gc = DefaultGroupConfig(cd.GroupName, b.c().RetryMaxTimes)
 			if err := b.groups.put(gc); err != nil {
-				b.reply(c, req, remoting.RespSystemError, err.Error())
+				b.reply(c, req, protocol.RespSystemError, err.Error())
 				return
 			}
 		}
 		if cd.MessageModel != remoting.MessageModelBroadcast {
-			if _, err := b.ensureGroupTopic(RetryTopic(cd.GroupName)); err != nil {
-				b.reply(c, req, remoting.RespSystemError, err.Error())
+			if _, err := b.ensureGroupTopic(protocol.RetryTopic(cd.GroupName)); err != nil {
+				b.reply(c, req, protocol.RespSystemError, err.Error())
 				return
 			}
 		}
@@ -81,7 +82,7 @@ func (b *Broker) handleHeartbeat(c *remoting.Conn, req *remoting.Command) {
 	if hook {
 		c.OnClose(func() { b.connClosed(c, hb.ClientID) })
 	}
-	b.reply(c, req, remoting.RespSuccess, "")
+	b.reply(c, req, protocol.RespSuccess, "")
 }
 
 // connClosed removes a departed connection's clients and tells the rest of
@@ -102,7 +103,7 @@ func (b *Broker) notifyGroupChanged(group string) {
 		return
 	}
 	for _, conn := range b.clients.consumerConns(group) {
-		n := remoting.NewRequest(remoting.ReqNotifyConsumerIDsChanged, map[string]string{"consumerGroup": group}, nil)
+		n := remoting.NewRequest(protocol.ReqNotifyConsumerIDsChanged, map[string]string{"consumerGroup": group}, nil)
 		if err := conn.SendOneway(n); err != nil {
 			b.log.Debug().Err(err).Str("group", group).Msg("notify consumer ids changed")
 		}
@@ -115,20 +116,20 @@ func (b *Broker) handleUnregisterClient(c *remoting.Conn, req *remoting.Command)
 	if b.clients.unregister(id, req.StringOr("producerGroup", ""), cg) {
 		b.notifyGroupChanged(cg)
 	}
-	b.reply(c, req, remoting.RespSuccess, "")
+	b.reply(c, req, protocol.RespSuccess, "")
 }
 
 func (b *Broker) handleConsumerList(c *remoting.Conn, req *remoting.Command) {
 	group, err := req.String("consumerGroup")
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	ids := b.clients.consumerIDs(group)
 	body, _ := (&remoting.ConsumerListBody{ConsumerIDList: ids}).Encode()
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	if len(ids) == 0 {
-		resp.Code, resp.Remark = remoting.RespSystemError, "no consumer for this group, "+group
+		resp.Code, resp.Remark = protocol.RespSystemError, "no consumer for this group, "+group
 	}
 	resp.Body = body
 	_ = c.Reply(resp)
@@ -146,15 +147,15 @@ func (b *Broker) topicQueue(req *remoting.Command) (string, int32, error) {
 func (b *Broker) handleQueryOffset(c *remoting.Conn, req *remoting.Command) {
 	group, err := req.String("consumerGroup")
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	topic, q, err := b.topicQueue(req)
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	if off, ok := b.offsets.get(group, topic, q); ok {
 		resp.Set("offset", strconv.FormatInt(off, 10))
 	} else if b.youngQueue(topic, q) {
@@ -162,7 +163,7 @@ func (b *Broker) handleQueryOffset(c *remoting.Conn, req *remoting.Command) {
 		// still hot starts from the beginning whatever its policy says.
 		resp.Set("offset", "0")
 	} else {
-		resp.Code, resp.Remark = remoting.RespQueryNotFound, "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first"
+		resp.Code, resp.Remark = protocol.RespQueryNotFound, "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first"
 	}
 	_ = c.Reply(resp)
 }
@@ -186,21 +187,21 @@ func (b *Broker) youngQueue(topic string, q int32) bool {
 func (b *Broker) handleUpdateOffset(c *remoting.Conn, req *remoting.Command) {
 	group, err := req.String("consumerGroup")
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	topic, q, err := b.topicQueue(req)
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	off, err := req.Int64("commitOffset")
 	if err != nil || off < 0 {
-		b.reply(c, req, remoting.RespSystemError, "commitOffset must be a non-negative integer")
+		b.reply(c, req, protocol.RespSystemError, "commitOffset must be a non-negative integer")
 		return
 	}
 	b.offsets.set(group, topic, q, off)
-	b.reply(c, req, remoting.RespSuccess, "")
+	b.reply(c, req, protocol.RespSuccess, "")
 }
 
 func (b *Broker) handleMaxOffset(c *remoting.Conn, req *remoting.Command) {
@@ -224,7 +225,7 @@ func (b *Broker) minOffset(topic string, q int32) int64 {
 func (b *Broker) handleSearchOffset(c *remoting.Conn, req *remoting.Command) {
 	ts, err := req.Int64("timestamp")
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	b.answerOffset(c, req, func(topic string, q int32) (int64, error) { return b.cq.OffsetByTime(topic, q, ts) })
@@ -233,13 +234,13 @@ func (b *Broker) handleSearchOffset(c *remoting.Conn, req *remoting.Command) {
 func (b *Broker) answerOffset(c *remoting.Conn, req *remoting.Command, f func(string, int32) (int64, error)) {
 	topic, q, err := b.topicQueue(req)
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	off, err := f(topic, q)
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	if err != nil {
-		resp.Code, resp.Remark = remoting.RespSystemError, err.Error()
+		resp.Code, resp.Remark = protocol.RespSystemError, err.Error()
 	}
 	resp.Set("offset", strconv.FormatInt(off, 10))
 	_ = c.Reply(resp)
@@ -248,12 +249,12 @@ func (b *Broker) answerOffset(c *remoting.Conn, req *remoting.Command, f func(st
 func (b *Broker) handleLock(c *remoting.Conn, req *remoting.Command) {
 	var body remoting.LockBatchRequestBody
 	if err := remoting.DecodeBody(req.Body, &body); err != nil {
-		b.reply(c, req, remoting.RespSystemError, "malformed lock body: "+err.Error())
+		b.reply(c, req, protocol.RespSystemError, "malformed lock body: "+err.Error())
 		return
 	}
 	got := b.locks.lock(body.ConsumerGroup, body.ClientID, body.MQSet, time.Now(), b.cfg.QueueLockExpiry.D())
 	out, _ := (&remoting.LockBatchResponseBody{LockOKMQSet: got}).Encode()
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	resp.Body = out
 	_ = c.Reply(resp)
 }
@@ -261,11 +262,11 @@ func (b *Broker) handleLock(c *remoting.Conn, req *remoting.Command) {
 func (b *Broker) handleUnlock(c *remoting.Conn, req *remoting.Command) {
 	var body remoting.LockBatchRequestBody
 	if err := remoting.DecodeBody(req.Body, &body); err != nil {
-		b.reply(c, req, remoting.RespSystemError, "malformed unlock body: "+err.Error())
+		b.reply(c, req, protocol.RespSystemError, "malformed unlock body: "+err.Error())
 		return
 	}
 	b.locks.unlock(body.ConsumerGroup, body.ClientID, body.MQSet)
-	b.reply(c, req, remoting.RespSuccess, "")
+	b.reply(c, req, protocol.RespSuccess, "")
 }
 
 // handleSendBack implements CONSUMER_SEND_MSG_BACK: the failed message goes
@@ -273,17 +274,17 @@ func (b *Broker) handleUnlock(c *remoting.Conn, req *remoting.Command) {
 // reconsumeTimes + 1, or to the group's DLQ past the retry limit.
 func (b *Broker) handleSendBack(c *remoting.Conn, req *remoting.Command) {
 	if why := b.writable(); why != "" {
-		b.reply(c, req, remoting.RespServiceNotAvailable, "service not available now: "+why)
+		b.reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
 		return
 	}
 	group, err := req.String("group")
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	off, err := req.Int64("offset")
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	delayLevel, _ := req.Int32Or("delayLevel", 0)
@@ -291,18 +292,18 @@ func (b *Broker) handleSendBack(c *remoting.Conn, req *remoting.Command) {
 	gc, ok := b.groups.get(group)
 	if !ok {
 		if !b.c().AutoCreateGroup {
-			b.reply(c, req, remoting.RespSubscriptionGroupNotExist, "subscription group not exist, "+group)
+			b.reply(c, req, protocol.RespSubscriptionGroupNotExist, "subscription group not exist, "+group)
 			return
 		}
 		gc = DefaultGroupConfig(group, b.c().RetryMaxTimes)
 		if err := b.groups.put(gc); err != nil {
-			b.reply(c, req, remoting.RespSystemError, err.Error())
+			b.reply(c, req, protocol.RespSystemError, err.Error())
 			return
 		}
 	}
 	rec, _, err := b.clog.ReadRecord(off, nil)
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, "look message by offset failed, "+strconv.FormatInt(off, 10)+": "+err.Error())
+		b.reply(c, req, protocol.RespSystemError, "look message by offset failed, "+strconv.FormatInt(off, 10)+": "+err.Error())
 		return
 	}
 	m, err := b.sendBackMessage(rec, group, gc, req.StringOr("originMsgId", ""), delayLevel, maxTimes)
@@ -311,58 +312,63 @@ func (b *Broker) handleSendBack(c *remoting.Conn, req *remoting.Command) {
 		b.reply(c, req, code, remark)
 		return
 	}
-	_ = c.Reply(b.store(req, []commitlog.Message{m}))
+	resp := b.store(req, []commitlog.Message{m})
+	_ = c.Reply(resp)
+	if resp.Code == protocol.RespSuccess && m.Topic == protocol.ScheduleTopic && b.retryReaders.shouldTell(group, time.Now()) {
+		// Its consumers may not read the retry queue yet (retryreaders.go).
+		b.notifyGroupChanged(group)
+	}
 }
 
 // sendBackMessage builds the retry (or dead-letter) copy of a consumed
 // record for group.
-func (b *Broker) sendBackMessage(rec commitlog.Record, group string, gc GroupConfig, originMsgID string, delayLevel, maxTimes int32) (commitlog.Message, error) {
+func (b *Broker) sendBackMessage(rec protocol.Record, group string, gc GroupConfig, originMsgID string, delayLevel, maxTimes int32) (commitlog.Message, error) {
 	limit := gc.RetryMaxTimes
 	if maxTimes >= 0 {
 		limit = maxTimes
 	}
-	p := commitlog.ParseProperties(rec.Properties)
+	p := protocol.ParseProperties(rec.Properties)
 	topic := string(rec.Topic)
-	if _, ok := p[commitlog.PropRetryTopic]; !ok {
-		p[commitlog.PropRetryTopic] = topic
+	if _, ok := p[protocol.PropRetryTopic]; !ok {
+		p[protocol.PropRetryTopic] = topic
 	}
-	if _, ok := p[commitlog.PropOriginMessageID]; !ok {
+	if _, ok := p[protocol.PropOriginMessageID]; !ok {
 		if originMsgID == "" {
-			originMsgID = commitlog.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset)
+			originMsgID = protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset)
 		}
-		p[commitlog.PropOriginMessageID] = originMsgID
+		p[protocol.PropOriginMessageID] = originMsgID
 	}
-	delete(p, commitlog.PropRealTopic)
-	delete(p, commitlog.PropRealQueueID)
-	delete(p, commitlog.PropTimerDeliverMS)
-	delete(p, commitlog.PropTimerDelayMS)
-	delete(p, commitlog.PropTimerDelaySec)
+	delete(p, protocol.PropRealTopic)
+	delete(p, protocol.PropRealQueueID)
+	delete(p, protocol.PropTimerDeliverMS)
+	delete(p, protocol.PropTimerDelayMS)
+	delete(p, protocol.PropTimerDelaySec)
 	m := commitlog.Message{
 		Flag: rec.Flag, SysFlag: rec.SysFlag, Body: rec.Body, BornTimestamp: rec.BornTimestamp,
 		BornHost: rec.BornHost, StoreHost: b.storeHost, ReconsumeTimes: rec.ReconsumeTimes + 1,
 	}
 	d := dlq.Decide(rec.ReconsumeTimes, limit, delayLevel, len(b.delays))
 	if d.DLQ {
-		delete(p, commitlog.PropDelayLevel)
-		dlqTopic := DLQTopic(group)
+		delete(p, protocol.PropDelayLevel)
+		dlqTopic := protocol.DLQTopic(group)
 		if _, err := b.ensureGroupTopic(dlqTopic); err != nil {
 			return m, err
 		}
 		m.Topic, m.QueueID = dlqTopic, 0
-		m.Properties = commitlog.EncodeProperties(p)
+		m.Properties = protocol.EncodeProperties(p)
 		b.log.Info().Str("group", group).Str("topic", topic).Int32("reconsume_times", rec.ReconsumeTimes).Msg("message moved to the dead-letter queue")
 		return m, nil
 	}
-	retry := RetryTopic(group)
+	retry := protocol.RetryTopic(group)
 	if _, err := b.ensureGroupTopic(retry); err != nil {
 		return m, err
 	}
 	level := d.Level
-	p[commitlog.PropDelayLevel] = strconv.Itoa(int(level))
+	p[protocol.PropDelayLevel] = strconv.Itoa(int(level))
 	// Stored straight into the schedule topic, due back on the retry topic.
-	p[commitlog.PropRealTopic] = retry
-	p[commitlog.PropRealQueueID] = "0"
-	m.Topic, m.QueueID = ScheduleTopic, level-1
-	m.Properties = commitlog.EncodeProperties(p)
+	p[protocol.PropRealTopic] = retry
+	p[protocol.PropRealQueueID] = "0"
+	m.Topic, m.QueueID = protocol.ScheduleTopic, level-1
+	m.Properties = protocol.EncodeProperties(p)
 	return m, nil
 }

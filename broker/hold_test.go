@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -15,7 +15,7 @@ import (
 // arrives on the returned channel.
 func pullAsync(c *tclient, topic string, queue int, offset int64, suspend time.Duration) <-chan *remoting.Command {
 	out := make(chan *remoting.Command, 1)
-	req := remoting.NewRequest(remoting.ReqPullMessage, map[string]string{
+	req := remoting.NewRequest(protocol.ReqPullMessage, map[string]string{
 		"consumerGroup": "g", "topic": topic, "queueId": strconv.Itoa(queue), "queueOffset": strconv.FormatInt(offset, 10),
 		"maxMsgNums": "32", "sysFlag": strconv.Itoa(pullSubscription | pullSuspend), "commitOffset": "0",
 		"suspendTimeoutMillis": strconv.FormatInt(suspend.Milliseconds(), 10), "subscription": "*", "subVersion": "0", "expressionType": "TAG",
@@ -25,7 +25,7 @@ func pullAsync(c *tclient, topic string, queue int, offset int64, suspend time.D
 		defer cancel()
 		resp, err := c.c.Invoke(ctx, c.addr, req)
 		if err != nil {
-			resp = remoting.NewResponse(req, remoting.RespSystemError, err.Error())
+			resp = remoting.NewResponse(req, protocol.RespSystemError, err.Error())
 		}
 		out <- resp
 	}()
@@ -36,7 +36,7 @@ func bodies(t *testing.T, resp *remoting.Command) []string {
 	t.Helper()
 	var out []string
 	for b := resp.Body; len(b) > 0; {
-		r, err := commitlog.Decode(b)
+		r, err := protocol.Decode(b)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,15 +103,15 @@ func TestHeldPullSuspendEnds(t *testing.T) {
 	if took := time.Since(start); took < 300*time.Millisecond {
 		t.Fatalf("answered after %v, before the suspend time", took)
 	}
-	if resp.Code != remoting.RespPullNotFound {
-		t.Fatalf("code %d (%s), want PULL_NOT_FOUND", resp.Code, remoting.ResponseName(resp.Code))
+	if resp.Code != protocol.RespPullNotFound {
+		t.Fatalf("code %d (%s), want PULL_NOT_FOUND", resp.Code, protocol.ResponseName(resp.Code))
 	}
 	// The other pull on the queue is still held, and still woken.
 	if got := b.heldCount(); got != 1 {
 		t.Fatalf("%d pulls held after one expired, want 1", got)
 	}
 	mustOK(t, c.send("quiet", 0, "next", nil))
-	if r := <-long; r.Code != remoting.RespSuccess || len(bodies(t, r)) != 1 {
+	if r := <-long; r.Code != protocol.RespSuccess || len(bodies(t, r)) != 1 {
 		t.Fatalf("remaining pull answered code %d", r.Code)
 	}
 	if got := b.heldCount(); got != 0 {
@@ -153,8 +153,8 @@ func TestShutdownAnswersHeldPulls(t *testing.T) {
 	}
 	select {
 	case resp := <-held:
-		if resp.Code != remoting.RespPullNotFound {
-			t.Fatalf("code %d (%s), want PULL_NOT_FOUND", resp.Code, remoting.ResponseName(resp.Code))
+		if resp.Code != protocol.RespPullNotFound {
+			t.Fatalf("code %d (%s), want PULL_NOT_FOUND", resp.Code, protocol.ResponseName(resp.Code))
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("held pull not answered by Shutdown")
@@ -186,15 +186,15 @@ func TestHeldPullsRace(t *testing.T) {
 			want := 0
 			for want < per {
 				resp := <-pullAsync(pc, "race", q, off, 5*time.Second)
-				if resp.Code == remoting.RespPullNotFound {
+				if resp.Code == protocol.RespPullNotFound {
 					continue
 				}
-				if resp.Code != remoting.RespSuccess {
+				if resp.Code != protocol.RespSuccess {
 					errs <- resp.Remark
 					return
 				}
 				for b := resp.Body; len(b) > 0; {
-					r, err := commitlog.Decode(b)
+					r, err := protocol.Decode(b)
 					if err != nil {
 						errs <- err.Error()
 						return

@@ -16,6 +16,7 @@ import (
 	"github.com/valyala/fasthttp/pprofhandler"
 
 	"github.com/ferrymq/ferry/console"
+	"github.com/ferrymq/ferry/internal/zslog"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -37,7 +38,7 @@ func (b *Broker) startHTTP() (*httpServer, error) {
 	// (EMFILE included), which left the port listening with nobody
 	// accepting.
 	ln = remoting.GuardListener(ln, remoting.ListenerLimits{MaxConns: b.cfg.MaxConnections,
-		MaxConnsPerAddr: b.cfg.MaxConnectionsPerAddr, Port: "http", Logger: b.log, Refuse: refuseHTTP})
+		MaxConnsPerAddr: b.cfg.MaxConnectionsPerAddr, Port: "http", Logger: zslog.New(b.log), Refuse: refuseHTTP})
 	metricsHandler := fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(b.metrics.reg, promhttp.HandlerOpts{}))
 	h := &httpServer{ln: ln, addr: ln.Addr().String(), done: make(chan struct{})}
 	h.srv = &fasthttp.Server{
@@ -58,22 +59,11 @@ func (b *Broker) startHTTP() (*httpServer, error) {
 				ctx.SetStatusCode(fasthttp.StatusOK)
 				ctx.SetBodyString("ok\n")
 			case "/readyz":
-				if !b.ready.Load() {
-					ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-					ctx.SetBodyString("not ready: starting or shutting down\n")
-					return
-				}
-				if why := b.writable(); why != "" {
-					ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-					ctx.SetBodyString("not ready: " + why + "\n")
-					return
-				}
-				ctx.SetStatusCode(fasthttp.StatusOK)
-				ctx.SetBodyString("ok\n")
+				b.serveReadyz(ctx)
 			case "/metrics":
 				metricsHandler(ctx)
 			default:
-				if strings.HasPrefix(string(ctx.Path()), "/debug/pprof/") {
+				if b.c().Pprof && strings.HasPrefix(string(ctx.Path()), "/debug/pprof/") {
 					pprofhandler.PprofHandler(ctx)
 					return
 				}

@@ -12,8 +12,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
-	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // keyIndex indexes messages by their KEYS (space separated) and UNIQ_KEY,
@@ -112,8 +112,8 @@ func (k *keyIndex) Dispatch(batch []consumequeue.Record) error {
 	var v [12]byte
 	for i := range batch {
 		r := &batch[i]
-		keys, _ := commitlog.Property(r.Properties, commitlog.PropKeys)
-		uniq, _ := commitlog.Property(r.Properties, commitlog.PropUniqKey)
+		keys, _ := protocol.Property(r.Properties, protocol.PropKeys)
+		uniq, _ := protocol.Property(r.Properties, protocol.PropUniqKey)
 		if keys == "" && uniq == "" {
 			continue
 		}
@@ -232,8 +232,10 @@ var ErrMessageNotFound = errors.New("broker: message not found")
 // MessageByID returns the raw stored record of a message id: an offset id
 // (from a send response) or a client id (UNIQ_KEY).
 func (b *Broker) MessageByID(id string) ([]byte, error) {
-	if _, off, err := commitlog.ParseOffsetMsgID(id); err == nil {
-		if rec, raw, err := b.clog.ReadRecord(off, nil); err == nil && rec.PhysicalOffset == off {
+	if host, off, err := protocol.ParseOffsetMsgID(id); err == nil {
+		// The record there must be the one the id names: stored at that
+		// offset by that host (an all-zero id names no message).
+		if rec, raw, err := b.clog.ReadRecord(off, nil); err == nil && rec.PhysicalOffset == off && rec.StoreHost == host {
 			return raw, nil
 		}
 	}
@@ -250,14 +252,14 @@ func (b *Broker) MessageByID(id string) ([]byte, error) {
 	}
 	// An entry can outlive its record: after a crash in async-flush mode
 	// the log may recover to below it, and other records take its place.
-	if rec, err := commitlog.Decode(raw); err != nil || !hasUniqKey(rec, id) {
+	if rec, err := protocol.Decode(raw); err != nil || !hasUniqKey(rec, id) {
 		return nil, fmt.Errorf("%w: message %s is no longer stored", ErrMessageNotFound, id)
 	}
 	return raw, nil
 }
 
-func hasUniqKey(rec commitlog.Record, id string) bool {
-	v, ok := commitlog.Property(rec.Properties, commitlog.PropUniqKey)
+func hasUniqKey(rec protocol.Record, id string) bool {
+	v, ok := protocol.Property(rec.Properties, protocol.PropUniqKey)
 	return ok && v == id
 }
 
@@ -280,7 +282,7 @@ func (b *Broker) MessagesByKey(topic, key string, begin, end int64, max int) ([]
 		if err != nil {
 			continue // expired with its segment
 		}
-		if rec, err := commitlog.Decode(raw); err == nil && bytes.Equal(rec.Topic, []byte(topic)) {
+		if rec, err := protocol.Decode(raw); err == nil && bytes.Equal(rec.Topic, []byte(topic)) {
 			out = append(out, raw)
 		}
 	}

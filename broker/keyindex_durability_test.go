@@ -6,8 +6,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
-	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // TestKeyIndexSyncSurvivesCrash: what the key index dispatched before a
@@ -25,7 +25,7 @@ func TestKeyIndexSyncSurvivesCrash(t *testing.T) {
 	}
 	rec := consumequeue.Record{
 		Entry: consumequeue.Entry{Offset: 4096, Size: 200}, Topic: []byte("orders"), StoreTimestamp: 1_700_000_000_000,
-		Properties: commitlog.EncodeProperties(map[string]string{commitlog.PropKeys: "k1", commitlog.PropUniqKey: "U1"}),
+		Properties: protocol.EncodeProperties(map[string]string{protocol.PropKeys: "k1", protocol.PropUniqKey: "U1"}),
 	}
 	if err := k.Dispatch([]consumequeue.Record{rec}); err != nil {
 		t.Fatal(err)

@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // TestMessageByIDStaleEntry: a key-index entry whose record the log lost
@@ -16,7 +16,7 @@ import (
 func TestMessageByIDStaleEntry(t *testing.T) {
 	b := testBroker(t, t.TempDir(), nil)
 	c := newClient(t, b)
-	resp := c.send("orders", 0, "real", map[string]string{commitlog.PropUniqKey: "U-REAL"})
+	resp := c.send("orders", 0, "real", map[string]string{protocol.PropUniqKey: "U-REAL"})
 	mustOK(t, resp)
 	off, err := strconv.ParseInt(resp.StringOr("queueOffset", ""), 10, 64)
 	if err != nil {
@@ -28,7 +28,7 @@ func TestMessageByIDStaleEntry(t *testing.T) {
 		t.Fatalf("%v %v", es, err)
 	}
 	ghost := consumequeue.Record{Entry: es[0], Topic: []byte("orders"),
-		Properties: commitlog.EncodeProperties(map[string]string{commitlog.PropUniqKey: "U-LOST"})}
+		Properties: protocol.EncodeProperties(map[string]string{protocol.PropUniqKey: "U-LOST"})}
 	if err := b.keys.Dispatch([]consumequeue.Record{ghost}); err != nil {
 		t.Fatal(err)
 	}

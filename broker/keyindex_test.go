@@ -1,14 +1,16 @@
 package broker
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 
-	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 func TestKeyIndexHoursLookupAndPrune(t *testing.T) {
@@ -38,13 +40,13 @@ func TestKeyIndexHoursLookupAndPrune(t *testing.T) {
 	rec := func(topic string, off, ts int64, keys, uniq string) consumequeue.Record {
 		props := map[string]string{}
 		if keys != "" {
-			props[commitlog.PropKeys] = keys
+			props[protocol.PropKeys] = keys
 		}
 		if uniq != "" {
-			props[commitlog.PropUniqKey] = uniq
+			props[protocol.PropUniqKey] = uniq
 		}
 		return consumequeue.Record{Entry: consumequeue.Entry{Offset: off, Size: 100}, Topic: []byte(topic),
-			StoreTimestamp: ts, Properties: commitlog.EncodeProperties(props)}
+			StoreTimestamp: ts, Properties: protocol.EncodeProperties(props)}
 	}
 	batch := []consumequeue.Record{
 		rec("shop", 0, 1_000, "a b", "U0"),
@@ -127,4 +129,22 @@ func TestKeyIndexHoursLookupAndPrune(t *testing.T) {
 		t.Fatal("U0 found after its hours were pruned")
 	}
 	check("all pruned", lookup("a", 0, 1<<62, 100))
+}
+
+// An offset id finds the message only if it names the record's own store
+// host: the all-zero id (offset 0 of host 0.0.0.0:0) finds nothing.
+func TestMessageByOffsetIDChecksHost(t *testing.T) {
+	b := testBroker(t, t.TempDir(), nil)
+	c := newClient(t, b)
+	resp := c.send("orders", 0, "first", nil)
+	mustOK(t, resp)
+	id := resp.StringOr("msgId", "")
+	if _, err := b.MessageByID(id); err != nil {
+		t.Fatalf("by its offset id %s: %v", id, err)
+	}
+	for _, bad := range []string{strings.Repeat("0", 32), "7F00000100002A9F" + id[16:]} {
+		if _, err := b.MessageByID(bad); !errors.Is(err, ErrMessageNotFound) {
+			t.Errorf("by %s: %v, want not found", bad, err)
+		}
+	}
 }

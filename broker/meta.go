@@ -17,6 +17,9 @@ import (
 //	g/<group>                           → group config, JSON
 //	o/<group>\x00<topic>\x00<queue u32> → committed consumer offset, int64 BE
 //	d/<name>                            → delay/timer progress, owned by that service
+//	c/<key>                             → a run-time config change (SetConfig), TOML value text
+//	k/receipt                           → the key that signs receipt handles (32 random bytes)
+//	r/<group>\x00<DLQ queue offset u64>  → a resent dead letter: when, where (dlqresent.go)
 //
 // Topic and group changes are written with sync; consumer offsets are
 // batched and synced every OffsetFlushInterval and at shutdown.
@@ -28,6 +31,8 @@ const (
 	prefixTopic  = "t/"
 	prefixGroup  = "g/"
 	prefixOffset = "o/"
+	prefixConfig = "c/"
+	prefixKey    = "k/"
 )
 
 type pebbleLogger struct{ log zerolog.Logger }

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"reflect"
 	"sort"
@@ -10,42 +9,30 @@ import (
 	"strings"
 
 	"github.com/BurntSushi/toml"
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/ferrymq/ferry/dlq"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// Operator request codes. 12, 25, 26, 33 and 222 are RocketMQ's; the 1000
-// range is Ferry's own (RocketMQ has no request for these).
-const (
-	ReqUpdateBrokerConfig int16 = 25
-	ReqGetBrokerConfig    int16 = 26
-	ReqResetOffset        int16 = 222
-	ReqFerryDLQList       int16 = 1001
-	ReqFerryDLQResend     int16 = 1002
-	ReqFerryDrain         int16 = 1003
-	ReqFerryUndrain       int16 = 1004
-	ReqFerryGroupList     int16 = 1005
-	ReqFerryTopicStats    int16 = 1006
-)
-
 func (b *Broker) opsRoutes(timed func(int16, func(*remoting.Conn, *remoting.Command))) {
-	timed(remoting.ReqQueryMessage, b.handleQueryMessage)
-	timed(remoting.ReqViewMessageByID, b.handleViewMessage)
-	timed(ReqGetBrokerConfig, b.handleGetConfig)
-	timed(ReqUpdateBrokerConfig, b.handleSetConfig)
-	timed(ReqResetOffset, b.handleResetOffset)
-	timed(ReqFerryDLQList, b.handleDLQList)
-	timed(ReqFerryDLQResend, b.handleDLQResend)
-	timed(ReqFerryDrain, func(c *remoting.Conn, req *remoting.Command) {
+	timed(protocol.ReqQueryMessage, b.handleQueryMessage)
+	timed(protocol.ReqViewMessageByID, b.handleViewMessage)
+	timed(protocol.ReqGetBrokerConfig, b.handleGetConfig)
+	timed(protocol.ReqUpdateBrokerConfig, b.handleSetConfig)
+	timed(protocol.ReqResetOffset, b.handleResetOffset)
+	timed(protocol.ReqFerryDLQList, b.handleDLQList)
+	timed(protocol.ReqFerryDLQResend, b.handleDLQResend)
+	timed(protocol.ReqFerryDrain, func(c *remoting.Conn, req *remoting.Command) {
 		b.Drain(true)
-		b.reply(c, req, remoting.RespSuccess, "")
+		b.reply(c, req, protocol.RespSuccess, "")
 	})
-	timed(ReqFerryUndrain, func(c *remoting.Conn, req *remoting.Command) {
+	timed(protocol.ReqFerryUndrain, func(c *remoting.Conn, req *remoting.Command) {
 		b.Drain(false)
-		b.reply(c, req, remoting.RespSuccess, "")
+		b.reply(c, req, protocol.RespSuccess, "")
 	})
-	timed(ReqFerryGroupList, func(c *remoting.Conn, req *remoting.Command) { b.replyJSON(c, req, b.Groups()) })
+	timed(protocol.ReqFerryGroupList, func(c *remoting.Conn, req *remoting.Command) { b.replyJSON(c, req, b.Groups()) })
 }
 
 // Drain stops (true) or resumes (false) accepting sends. A drained broker
@@ -54,22 +41,18 @@ func (b *Broker) opsRoutes(timed func(int16, func(*remoting.Conn, *remoting.Comm
 func (b *Broker) Drain(on bool) {
 	b.drained.Store(on)
 	b.log.Info().Bool("drained", on).Msg("drain state changed")
-	b.triggerRegister()
+	b.registerWait()
 }
 
 // GroupInfo is a group's config and whether clients are online.
-type GroupInfo struct {
-	GroupConfig
-	Online    int  `json:"online_clients"`
-	Broadcast bool `json:"broadcast"`
-}
+type GroupInfo = protocol.GroupState
 
 // Groups lists every configured group.
 func (b *Broker) Groups() []GroupInfo {
 	var out []GroupInfo
 	for _, g := range b.groups.all() {
-		gi := GroupInfo{GroupConfig: g, Online: len(b.clients.consumerIDs(g.GroupName))}
-		_, model := b.clients.subscriptionOf(g.GroupName, RetryTopic(g.GroupName))
+		gi := GroupInfo{SubscriptionGroupConfig: g, Online: len(b.clients.consumerIDs(g.GroupName))}
+		_, model := b.clients.subscriptionOf(g.GroupName, protocol.RetryTopic(g.GroupName))
 		gi.Broadcast = model == remoting.MessageModelBroadcast
 		out = append(out, gi)
 	}
@@ -177,9 +160,9 @@ func (b *Broker) handleQueryMessage(c *remoting.Conn, req *remoting.Command) {
 		b.replyErr(c, req, err)
 		return
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	if len(recs) == 0 {
-		resp.Code, resp.Remark = remoting.RespQueryNotFound, "can not find message, maybe time range not correct"
+		resp.Code, resp.Remark = protocol.RespQueryNotFound, "can not find message, maybe time range not correct"
 	}
 	for _, r := range recs {
 		resp.Body = append(resp.Body, r...)
@@ -201,10 +184,10 @@ func (b *Broker) handleViewMessage(c *remoting.Conn, req *remoting.Command) {
 		}
 	}
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	resp.Body = raw
 	_ = c.Reply(resp)
 }
@@ -225,7 +208,7 @@ func (b *Broker) handleDLQList(c *remoting.Conn, req *remoting.Command) {
 	if list == nil {
 		list = []dlq.DeadLetter{}
 	}
-	b.replyJSON(c, req, map[string]any{"group": group, "dead_letters": list, "next": next})
+	b.replyJSON(c, req, protocol.DLQPage{Group: group, DeadLetters: list, Next: next})
 }
 
 func (b *Broker) handleDLQResend(c *remoting.Conn, req *remoting.Command) {
@@ -236,7 +219,7 @@ func (b *Broker) handleDLQResend(c *remoting.Conn, req *remoting.Command) {
 	}
 	target, err := dlq.ParseTarget(req.StringOr("target", "topic"))
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	var offsets []int64
@@ -244,18 +227,18 @@ func (b *Broker) handleDLQResend(c *remoting.Conn, req *remoting.Command) {
 		for _, f := range strings.Split(s, ",") {
 			o, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
 			if err != nil {
-				b.reply(c, req, remoting.RespSystemError, "offsets must be comma-separated integers")
+				b.reply(c, req, protocol.RespSystemError, "offsets must be comma-separated integers")
 				return
 			}
 			offsets = append(offsets, o)
 		}
 	}
-	n, err := b.DLQResend(group, offsets, target)
+	n, skipped, err := b.DLQResend(group, offsets, target)
 	if err != nil {
 		b.replyErr(c, req, err)
 		return
 	}
-	b.replyJSON(c, req, map[string]any{"group": group, "resent": n})
+	b.replyJSON(c, req, protocol.DLQResendResult{Group: group, Resent: n, Skipped: skipped})
 }
 
 // dynamicKeys are the config keys `ferry broker config set` may change at
@@ -285,18 +268,35 @@ func (b *Broker) ConfigMap() map[string]string {
 	return out
 }
 
-// SetConfig changes one run-time configurable key.
+// SetConfig changes one run-time configurable key and keeps the change in
+// the metadata store (c/<key>), so that it survives a restart: a kept
+// change wins over the config file, the environment and the flags.
 func (b *Broker) SetConfig(key, value string) error {
+	b.cfgMu.Lock()
+	defer b.cfgMu.Unlock()
+	next, err := b.withConfigLocked(key, value)
+	if err != nil {
+		return err
+	}
+	if err := b.meta.db.Set([]byte(prefixConfig+key), []byte(value), pebble.Sync); err != nil {
+		return fmt.Errorf("broker: keep %s = %s: %w", key, value, err)
+	}
+	b.dyn.Store(next)
+	b.log.Info().Str("key", key).Str("value", value).Msg("config changed (kept across restarts)")
+	return nil
+}
+
+// withConfigLocked is the configuration in force with key set to value,
+// or why it cannot be. Called with cfgMu held (or before Start).
+func (b *Broker) withConfigLocked(key, value string) (*Config, error) {
 	if !dynamicKeys[key] {
 		keys := make([]string, 0, len(dynamicKeys))
 		for k := range dynamicKeys {
 			keys = append(keys, k)
 		}
 		sort.Strings(keys)
-		return fmt.Errorf("%w: %s cannot change at run time (restart with it in the config file); changeable: %s", ErrInvalidRequest, key, strings.Join(keys, ", "))
+		return nil, fmt.Errorf("%w: %s cannot change at run time (restart with it in the config file); changeable: %s", ErrInvalidRequest, key, strings.Join(keys, ", "))
 	}
-	b.cfgMu.Lock()
-	defer b.cfgMu.Unlock()
 	next := *b.c()
 	var doc string
 	switch key {
@@ -306,19 +306,33 @@ func (b *Broker) SetConfig(key, value string) error {
 		doc = key + " = " + value
 	}
 	if _, err := toml.Decode(doc, &next); err != nil {
-		return fmt.Errorf("%w: %s = %s: %v", ErrInvalidRequest, key, value, err)
+		return nil, fmt.Errorf("%w: %s = %s is not a value of its type: %v", ErrInvalidRequest, key, value, err)
 	}
 	if err := next.Validate(); err != nil {
-		return fmt.Errorf("%w: %v", ErrInvalidRequest, err)
+		return nil, fmt.Errorf("%w: %v", ErrInvalidRequest, err)
 	}
-	b.dyn.Store(&next)
-	b.log.Info().Str("key", key).Str("value", value).Msg("config changed")
-	return nil
+	return &next, nil
+}
+
+// loadKeptConfig applies the run-time changes kept in the metadata store.
+// A kept value the configuration no longer accepts is logged and dropped.
+func (b *Broker) loadKeptConfig() error {
+	return b.meta.scan(prefixConfig, func(k, v []byte) error {
+		key, value := string(k[len(prefixConfig):]), string(v)
+		next, err := b.withConfigLocked(key, value)
+		if err != nil {
+			b.log.Warn().Err(err).Str("key", key).Msg("dropping a kept config change")
+			return b.meta.delete(string(k))
+		}
+		b.dyn.Store(next)
+		b.log.Info().Str("key", key).Str("value", value).Msg("config change kept from an earlier run")
+		return nil
+	})
 }
 
 func (b *Broker) handleGetConfig(c *remoting.Conn, req *remoting.Command) {
 	body, _ := json.Marshal(b.ConfigMap())
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	resp.Body = body
 	_ = c.Reply(resp)
 }
@@ -326,7 +340,7 @@ func (b *Broker) handleGetConfig(c *remoting.Conn, req *remoting.Command) {
 func (b *Broker) handleSetConfig(c *remoting.Conn, req *remoting.Command) {
 	var kv map[string]string
 	if err := json.Unmarshal(req.Body, &kv); err != nil {
-		b.reply(c, req, remoting.RespSystemError, "body must be a JSON object of key → value: "+err.Error())
+		b.reply(c, req, protocol.RespSystemError, "body must be a JSON object of key → value: "+err.Error())
 		return
 	}
 	for k, v := range kv {
@@ -335,7 +349,5 @@ func (b *Broker) handleSetConfig(c *remoting.Conn, req *remoting.Command) {
 			return
 		}
 	}
-	b.reply(c, req, remoting.RespSuccess, "")
+	b.reply(c, req, protocol.RespSuccess, "")
 }
-
-var _ = errors.New

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -98,7 +99,7 @@ func tagsCode(tag string) int64 { return consumequeue.TagsCode(tag) }
 func (b *Broker) handlePull(c *remoting.Conn, req *remoting.Command) {
 	p, err := parsePull(req)
 	if err != nil {
-		b.reply(c, req, remoting.RespSystemError, err.Error())
+		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	resp, filter, hold := b.pullPrepare(&p, req)
@@ -123,48 +124,56 @@ func (b *Broker) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.C
 		return remoting.NewResponse(req, code, fmt.Sprintf(format, args...)), tagFilter{}, false
 	}
 	gc, ok := b.groups.get(p.group)
-	if !ok {
+	switch {
+	case ok:
+	case p.group == protocol.ToolsConsumerGroup:
+		// Tools read without a group of their own: nothing is stored.
+		gc = DefaultGroupConfig(p.group, b.c().RetryMaxTimes)
+	default:
 		if !b.c().AutoCreateGroup {
-			return fail(remoting.RespSubscriptionGroupNotExist, "subscription group [%s] does not exist", p.group)
+			return fail(protocol.RespSubscriptionGroupNotExist, "subscription group [%s] does not exist", p.group)
 		}
 		gc = DefaultGroupConfig(p.group, b.c().RetryMaxTimes)
 		if err := b.groups.put(gc); err != nil {
-			return fail(remoting.RespSystemError, "%v", err)
+			return fail(protocol.RespSystemError, "%v", err)
 		}
 	}
 	if !gc.ConsumeEnable {
-		return fail(remoting.RespNoPermission, "subscription group no permission, %s", p.group)
+		return fail(protocol.RespNoPermission, "subscription group no permission, %s", p.group)
+	}
+	if g, ok := strings.CutPrefix(p.topic, protocol.RetryTopicPrefix); ok && g == p.group {
+		b.retryReaders.pull(g)
 	}
 	tc, ok := b.topics.get(p.topic)
 	if !ok {
-		return fail(remoting.RespTopicNotExist, "topic[%s] not exist, apply first please!", p.topic)
+		return fail(protocol.RespTopicNotExist, "topic[%s] not exist, apply first please!", p.topic)
 	}
-	if !remoting.PermReadable(tc.Perm) {
-		return fail(remoting.RespNoPermission, "the topic[%s] pulling message is forbidden", p.topic)
+	if !protocol.PermReadable(tc.Perm) {
+		return fail(protocol.RespNoPermission, "the topic[%s] pulling message is forbidden", p.topic)
 	}
 	if p.queueID < 0 || p.queueID >= tc.ReadQueueNums {
-		return fail(remoting.RespSystemError, "queueId[%d] is illegal, topic:[%s] topicConfig.readQueueNums:[%d]", p.queueID, p.topic, tc.ReadQueueNums)
+		return fail(protocol.RespSystemError, "queueId[%d] is illegal, topic:[%s] topicConfig.readQueueNums:[%d]", p.queueID, p.topic, tc.ReadQueueNums)
 	}
 	var filter tagFilter
 	if p.sysFlag&pullSubscription != 0 {
 		if p.expressionTyp != "" && p.expressionTyp != remoting.ExpressionTypeTag {
-			return fail(remoting.RespSubscriptionParseFailed, "expression type %s is not supported; use TAG", p.expressionTyp)
+			return fail(protocol.RespSubscriptionParseFailed, "expression type %s is not supported; use TAG", p.expressionTyp)
 		}
 		filter = filterOf(newSubscription(remoting.SubscriptionData{Topic: p.topic, SubString: p.subscription}, time.Now()))
 	} else {
 		sub, model := b.clients.subscriptionOf(p.group, p.topic)
 		if sub == nil {
-			return fail(remoting.RespSubscriptionNotExist, "the consumer's subscription not exist, group: %s topic: %s", p.group, p.topic)
+			return fail(protocol.RespSubscriptionNotExist, "the consumer's subscription not exist, group: %s topic: %s", p.group, p.topic)
 		}
 		if sub.data.ExpressionType != "" && sub.data.ExpressionType != remoting.ExpressionTypeTag {
-			return fail(remoting.RespSubscriptionParseFailed, "expression type %s is not supported; use TAG", sub.data.ExpressionType)
+			return fail(protocol.RespSubscriptionParseFailed, "expression type %s is not supported; use TAG", sub.data.ExpressionType)
 		}
 		if model == remoting.MessageModelBroadcast && !gc.ConsumeBroadcastEnable {
-			return fail(remoting.RespNoPermission, "the consumer group[%s] can not consume by broadcast way", p.group)
+			return fail(protocol.RespNoPermission, "the consumer group[%s] can not consume by broadcast way", p.group)
 		}
 		filter = filterOf(sub)
 	}
-	if p.sysFlag&pullCommitOffset != 0 && p.commitOffset >= 0 {
+	if p.sysFlag&pullCommitOffset != 0 && p.commitOffset >= 0 && p.group != protocol.ToolsConsumerGroup {
 		b.offsets.set(p.group, p.topic, p.queueID, p.commitOffset)
 	}
 	return nil, filter, p.sysFlag&pullSuspend != 0 && p.suspend > 0
@@ -178,23 +187,23 @@ var entryPool = sync.Pool{New: func() any { s := make([]consumequeue.Entry, 0, 6
 func (b *Broker) pullOnce(req *remoting.Command, p *pullRequest, filter tagFilter) (*remoting.Command, bool) {
 	minOff := b.minOffset(p.topic, p.queueID)
 	maxOff := b.cq.MaxOffset(p.topic, p.queueID)
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	next := p.offset
-	code := int16(remoting.RespSuccess)
+	code := int16(protocol.RespSuccess)
 	empty := false
 	switch {
 	case maxOff == 0:
 		if p.offset != 0 {
-			code, next = remoting.RespPullOffsetMoved, 0
+			code, next = protocol.RespPullOffsetMoved, 0
 		} else {
-			code, empty = remoting.RespPullNotFound, true
+			code, empty = protocol.RespPullNotFound, true
 		}
 	case p.offset < minOff:
-		code, next = remoting.RespPullOffsetMoved, minOff
+		code, next = protocol.RespPullOffsetMoved, minOff
 	case p.offset == maxOff:
-		code, empty = remoting.RespPullNotFound, true
+		code, empty = protocol.RespPullNotFound, true
 	case p.offset > maxOff:
-		code, next = remoting.RespPullOffsetMoved, maxOff
+		code, next = protocol.RespPullOffsetMoved, maxOff
 	default:
 		var body []byte
 		var n int
@@ -202,11 +211,11 @@ func (b *Broker) pullOnce(req *remoting.Command, p *pullRequest, filter tagFilte
 		body, n, next, err = b.readMessages(p, filter, maxOff)
 		switch {
 		case err != nil:
-			code = remoting.RespSystemError
+			code = protocol.RespSystemError
 			resp.Remark = err.Error()
 			b.log.Error().Err(err).Str("topic", p.topic).Int32("queue_id", p.queueID).Int64("offset", p.offset).Msg("pull failed")
 		case n == 0:
-			code = remoting.RespPullRetryImmediately
+			code = protocol.RespPullRetryImmediately
 		default:
 			resp.Body = body
 			b.metrics.messagesOut(p.topic, p.group, n, len(body))

@@ -2,14 +2,29 @@ package broker
 
 import (
 	"context"
+	"sync"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
+// registerWaitTimeout bounds how long a change waits for the name
+// servers to hear of it (registerWait).
+const registerWaitTimeout = 3 * time.Second
+
+// regRounds lets a change wait for a registration that began after it.
+type regRounds struct {
+	mu    sync.Mutex
+	asked uint64        // registrations asked for by registerWait
+	done  uint64        // the highest ask a finished registration covers
+	wake  chan struct{} // closed, and replaced, when done advances
+}
+
 // registerLoop registers the broker with every name server every
-// RegisterInterval and soon after a topic changes (Start registers once
-// before the broker reports ready).
+// RegisterInterval and at once when asked (Start registers once before
+// the broker reports ready). Changes asked for while a registration runs
+// are covered together by the next one.
 func (b *Broker) registerLoop() {
 	defer b.wg.Done()
 	tick := time.NewTicker(b.cfg.RegisterInterval.D())
@@ -20,15 +35,54 @@ func (b *Broker) registerLoop() {
 			return
 		case <-tick.C:
 		case <-b.registerNow:
-			// Coalesce a burst of topic changes (auto-creation) into one
-			// registration.
-			select {
-			case <-b.stop:
-				return
-			case <-time.After(20 * time.Millisecond):
-			}
 		}
+		b.reg.mu.Lock()
+		asked := b.reg.asked
+		b.reg.mu.Unlock()
 		b.registerAll()
+		b.reg.mu.Lock()
+		if asked > b.reg.done {
+			b.reg.done = asked
+			close(b.reg.wake)
+			b.reg.wake = make(chan struct{})
+		}
+		b.reg.mu.Unlock()
+	}
+}
+
+// registerWait tells the name servers of the broker's topics and state
+// now: it asks for a registration and waits until one that began after
+// the call has ended (each name server answered or failed), for at most
+// registerWaitTimeout. A topic created, changed or deleted, or a drain,
+// is so routable as it is when the call that made it returns. Before
+// Start has registered (no loop yet) it returns at once.
+func (b *Broker) registerWait() {
+	if len(b.cfg.NamesrvAddrs) == 0 || !b.registering.Load() {
+		return
+	}
+	b.reg.mu.Lock()
+	b.reg.asked++
+	my, wake := b.reg.asked, b.reg.wake
+	b.reg.mu.Unlock()
+	b.triggerRegister()
+	t := time.NewTimer(registerWaitTimeout)
+	defer t.Stop()
+	for {
+		select {
+		case <-wake:
+			b.reg.mu.Lock()
+			done := b.reg.done >= my
+			wake = b.reg.wake
+			b.reg.mu.Unlock()
+			if done {
+				return
+			}
+		case <-t.C:
+			b.log.Warn().Dur("waited", registerWaitTimeout).Msg("name servers not told of a change in time; the next registration carries it")
+			return
+		case <-b.stop:
+			return
+		}
 	}
 }
 
@@ -57,7 +111,7 @@ func (b *Broker) registerAll() {
 		// A broker that cannot take writes advertises its queues read-only,
 		// so producers go elsewhere while consumers drain it.
 		for k, tc := range topics {
-			tc.Perm &^= remoting.PermWrite
+			tc.Perm &^= protocol.PermWrite
 			topics[k] = tc
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -44,7 +45,7 @@ var v2Key = map[string]string{
 
 func parseSendHeader(req *remoting.Command) (sendHeader, error) {
 	var h sendHeader
-	v2 := req.Code == remoting.ReqSendMessageV2 || req.Code == remoting.ReqSendBatchMessage
+	v2 := req.Code == protocol.ReqSendMessageV2 || req.Code == protocol.ReqSendBatchMessage
 	get := func(v1 string) (string, bool) {
 		if v2 {
 			v, ok := req.ExtFields[v2Key[v1]]
@@ -117,15 +118,16 @@ func sendError(err error) (int16, string) {
 	case errors.Is(err, commitlog.ErrMessageTooLarge), errors.Is(err, commitlog.ErrPropertiesTooLarge),
 		errors.Is(err, commitlog.ErrTopicInvalid), errors.Is(err, ErrTopicInvalid), errors.Is(err, ErrInvalidRequest),
 		errors.Is(err, ErrDelayInvalid):
-		return remoting.RespMessageIllegal, err.Error()
+		return protocol.RespMessageIllegal, err.Error()
 	case errors.Is(err, ErrTopicNotFound):
-		return remoting.RespTopicNotExist, err.Error()
-	case errors.Is(err, errNoPermission):
-		return remoting.RespNoPermission, err.Error()
-	case errors.Is(err, commitlog.ErrReadOnly), errors.Is(err, commitlog.ErrClosed), errors.Is(err, errNotWritable):
-		return remoting.RespServiceNotAvailable, err.Error()
+		return protocol.RespTopicNotExist, err.Error()
+	case errors.Is(err, errNoPermission), errors.Is(err, ErrTopicSystem):
+		return protocol.RespNoPermission, err.Error()
+	case errors.Is(err, commitlog.ErrReadOnly), errors.Is(err, commitlog.ErrClosed), errors.Is(err, errNotWritable),
+		errors.Is(err, commitlog.ErrNoSpace):
+		return protocol.RespServiceNotAvailable, err.Error()
 	}
-	return remoting.RespSystemError, err.Error()
+	return protocol.RespSystemError, err.Error()
 }
 
 var (
@@ -142,25 +144,26 @@ func (b *Broker) resolveSendTopic(h *sendHeader) (TopicConfig, error) {
 	if err := ValidateTopic(h.topic); err != nil {
 		return TopicConfig{}, err
 	}
+	if err := b.checkSendTopic(h.topic, h.properties); err != nil {
+		return TopicConfig{}, err
+	}
 	tc, ok := b.topics.get(h.topic)
 	if !ok {
 		var err error
 		switch {
-		case strings.HasPrefix(h.topic, RetryGroupTopicPrefix):
+		case strings.HasPrefix(h.topic, protocol.RetryTopicPrefix):
 			tc, err = b.ensureGroupTopic(h.topic)
-		case strings.HasPrefix(h.topic, DLQGroupTopicPrefix):
-			tc, err = b.ensureGroupTopic(h.topic)
-		case b.c().AutoCreateTopic && !IsSystemTopic(h.topic):
-			tpl, ok := b.topics.get(orDefault(h.defaultTopic, AutoCreateTopicTemplate))
-			if !ok || !remoting.PermInheritable(tpl.Perm) {
-				tpl, _ = b.topics.get(AutoCreateTopicTemplate)
+		case b.c().AutoCreateTopic && !protocol.IsReservedTopic(h.topic):
+			tpl, ok := b.topics.get(orDefault(h.defaultTopic, protocol.AutoCreateTopicTemplate))
+			if !ok || !protocol.PermInheritable(tpl.Perm) {
+				tpl, _ = b.topics.get(protocol.AutoCreateTopicTemplate)
 			}
 			n := tpl.WriteQueueNums
 			if h.defaultQueueNums > 0 && h.defaultQueueNums < n {
 				n = h.defaultQueueNums
 			}
 			tc, err = b.topics.ensure(TopicConfig{TopicName: h.topic, ReadQueueNums: n, WriteQueueNums: n,
-				Perm: int32(remoting.PermRead | remoting.PermWrite)})
+				Perm: int32(protocol.PermRead | protocol.PermWrite)})
 			if err == nil {
 				b.log.Info().Str("topic", h.topic).Int32("queues", n).Msg("topic auto-created")
 			}
@@ -171,7 +174,7 @@ func (b *Broker) resolveSendTopic(h *sendHeader) (TopicConfig, error) {
 			return TopicConfig{}, err
 		}
 	}
-	if !remoting.PermWritable(tc.Perm) {
+	if !protocol.PermWritable(tc.Perm) {
 		return tc, fmt.Errorf("%w: the topic[%s] sending is forbidden", errNoPermission, h.topic)
 	}
 	nq := max(tc.WriteQueueNums, tc.ReadQueueNums)
@@ -193,7 +196,7 @@ func orDefault(s, def string) string {
 // ensureGroupTopic creates a %RETRY% or %DLQ% topic (one queue) on demand.
 func (b *Broker) ensureGroupTopic(topic string) (TopicConfig, error) {
 	return b.topics.ensure(TopicConfig{TopicName: topic, ReadQueueNums: 1, WriteQueueNums: 1,
-		Perm: int32(remoting.PermRead | remoting.PermWrite)})
+		Perm: int32(protocol.PermRead | protocol.PermWrite)})
 }
 
 var msgPool = sync.Pool{New: func() any { s := make([]commitlog.Message, 0, 64); return &s }}
@@ -236,7 +239,7 @@ var spanPool = sync.Pool{New: func() any { s := make([]sendSpan, 0, 64); return 
 func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 	if why := b.writable(); why != "" {
 		for _, req := range reqs {
-			b.reply(c, req, remoting.RespServiceNotAvailable, "service not available now: "+why)
+			b.reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
 		}
 		return
 	}
@@ -287,9 +290,9 @@ func (b *Broker) prepareSend(req *remoting.Command, msgs []commitlog.Message, bo
 		return msgs, err
 	}
 	first := len(msgs)
-	if req.Code == remoting.ReqSendBatchMessage || h.batch {
+	if req.Code == protocol.ReqSendBatchMessage || h.batch {
 		if h.properties != "" {
-			if _, ok := commitlog.Property([]byte(h.properties), commitlog.PropDelayLevel); ok {
+			if _, ok := protocol.Property([]byte(h.properties), protocol.PropDelayLevel); ok {
 				return msgs, fmt.Errorf("%w: a batch message may not carry a delay level", ErrInvalidRequest)
 			}
 		}
@@ -344,7 +347,7 @@ func (b *Broker) appendMessages(msgs []commitlog.Message, answer func(res []comm
 // sendResponse answers a send whose msgs were appended as res (nil when
 // the append failed with err).
 func (b *Broker) sendResponse(req *remoting.Command, msgs []commitlog.Message, res []commitlog.AppendResult, err error) *remoting.Command {
-	code := int16(remoting.RespSuccess)
+	code := int16(protocol.RespSuccess)
 	remark := ""
 	if err == nil && (len(msgs) == 0 || len(res) != len(msgs)) {
 		// handleSends never groups a request without messages, and a
@@ -354,7 +357,7 @@ func (b *Broker) sendResponse(req *remoting.Command, msgs []commitlog.Message, r
 	}
 	if err != nil {
 		if errors.Is(err, commitlog.ErrFlushTimeout) && res != nil {
-			code, remark = remoting.RespFlushDiskTimeout, err.Error()
+			code, remark = protocol.RespFlushDiskTimeout, err.Error()
 		} else {
 			code, remark = sendError(err)
 			return remoting.NewResponse(req, code, remark)
@@ -366,13 +369,13 @@ func (b *Broker) sendResponse(req *remoting.Command, msgs []commitlog.Message, r
 		if i > 0 {
 			ids.WriteByte(',')
 		}
-		ids.WriteString(commitlog.OffsetMsgID(b.storeHost, r.Offset))
+		ids.WriteString(protocol.OffsetMsgID(b.storeHost, r.Offset))
 	}
 	out.Set("msgId", ids.String())
 	out.Set("queueId", strconv.Itoa(int(msgs[0].QueueID)))
 	out.Set("queueOffset", strconv.FormatInt(res[0].QueueOffset, 10))
-	out.Set("MSG_REGION", "DefaultRegion")
-	out.Set("TRACE_ON", "true")
+	out.Set(protocol.PropMsgRegion, "DefaultRegion")
+	out.Set(protocol.PropTraceOn, "true")
 	var bytes int
 	for i := range msgs {
 		bytes += len(msgs[i].Body)

@@ -8,10 +8,8 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 )
-
-// TimerTopic holds messages with an arbitrary delivery time until due.
-const TimerTopic = "FERRY_SYS_TIMER"
 
 // Limits of arbitrary delivery times.
 const (
@@ -28,11 +26,11 @@ var ErrDelayInvalid = errors.New("broker: invalid delay")
 // a TIMER_* delivery time goes to the timer topic. The real topic and
 // queue are kept in REAL_TOPIC / REAL_QID.
 func (b *Broker) routeSpecial(m *commitlog.Message, h *sendHeader) error {
-	if len(m.Properties) == 0 && !strings.HasPrefix(m.Topic, RetryGroupTopicPrefix) {
+	if len(m.Properties) == 0 && !strings.HasPrefix(m.Topic, protocol.RetryTopicPrefix) {
 		return nil
 	}
-	if strings.HasPrefix(m.Topic, RetryGroupTopicPrefix) {
-		group := strings.TrimPrefix(m.Topic, RetryGroupTopicPrefix)
+	if strings.HasPrefix(m.Topic, protocol.RetryTopicPrefix) {
+		group := strings.TrimPrefix(m.Topic, protocol.RetryTopicPrefix)
 		limit := b.c().RetryMaxTimes
 		if gc, ok := b.groups.get(group); ok {
 			limit = gc.RetryMaxTimes
@@ -44,11 +42,11 @@ func (b *Broker) routeSpecial(m *commitlog.Message, h *sendHeader) error {
 			return b.toDLQ(m, group)
 		}
 	}
-	if m.Topic == ScheduleTopic || m.Topic == TimerTopic {
+	if protocol.IsScheduledTopic(m.Topic) {
 		return nil // already scheduled (a redelivery re-put by the broker itself)
 	}
 	props := m.Properties
-	if v, ok := commitlog.Property(props, commitlog.PropDelayLevel); ok && v != "" && v != "0" {
+	if v, ok := protocol.Property(props, protocol.PropDelayLevel); ok && v != "" && v != "0" {
 		level, err := strconv.Atoi(v)
 		if err != nil || level < 0 {
 			return fmt.Errorf("%w: DELAY %q is not a level 1 to %d", ErrDelayInvalid, v, len(b.delays))
@@ -56,14 +54,14 @@ func (b *Broker) routeSpecial(m *commitlog.Message, h *sendHeader) error {
 		if level > len(b.delays) {
 			level = len(b.delays)
 		}
-		return b.schedule(m, ScheduleTopic, int32(level-1), map[string]string{commitlog.PropDelayLevel: strconv.Itoa(level)})
+		return b.schedule(m, protocol.ScheduleTopic, int32(level-1), map[string]string{protocol.PropDelayLevel: strconv.Itoa(level)})
 	}
 	deliverAt, ok, err := timerDeliverTime(props, time.Now())
 	if err != nil {
 		return err
 	}
 	if ok {
-		return b.schedule(m, TimerTopic, 0, map[string]string{commitlog.PropTimerDeliverMS: strconv.FormatInt(deliverAt, 10)})
+		return b.schedule(m, protocol.TimerTopic, 0, map[string]string{protocol.PropTimerDeliverMS: strconv.FormatInt(deliverAt, 10)})
 	}
 	return nil
 }
@@ -73,25 +71,25 @@ func (b *Broker) routeSpecial(m *commitlog.Message, h *sendHeader) error {
 func timerDeliverTime(props []byte, now time.Time) (int64, bool, error) {
 	var at int64
 	switch {
-	case has(props, commitlog.PropTimerDeliverMS):
-		v, _ := commitlog.Property(props, commitlog.PropTimerDeliverMS)
+	case has(props, protocol.PropTimerDeliverMS):
+		v, _ := protocol.Property(props, protocol.PropTimerDeliverMS)
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil {
-			return 0, false, fmt.Errorf("%w: %s %q is not a time in ms", ErrDelayInvalid, commitlog.PropTimerDeliverMS, v)
+			return 0, false, fmt.Errorf("%w: %s %q is not a time in ms", ErrDelayInvalid, protocol.PropTimerDeliverMS, v)
 		}
 		at = ms
-	case has(props, commitlog.PropTimerDelaySec):
-		v, _ := commitlog.Property(props, commitlog.PropTimerDelaySec)
+	case has(props, protocol.PropTimerDelaySec):
+		v, _ := protocol.Property(props, protocol.PropTimerDelaySec)
 		s, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || s < 0 || s > int64(MaxTimerDelay/time.Second) {
-			return 0, false, fmt.Errorf("%w: %s %q must be 1 to %d seconds", ErrDelayInvalid, commitlog.PropTimerDelaySec, v, int64(MaxTimerDelay/time.Second))
+			return 0, false, fmt.Errorf("%w: %s %q must be 1 to %d seconds", ErrDelayInvalid, protocol.PropTimerDelaySec, v, int64(MaxTimerDelay/time.Second))
 		}
 		at = now.UnixMilli() + s*1000
-	case has(props, commitlog.PropTimerDelayMS):
-		v, _ := commitlog.Property(props, commitlog.PropTimerDelayMS)
+	case has(props, protocol.PropTimerDelayMS):
+		v, _ := protocol.Property(props, protocol.PropTimerDelayMS)
 		ms, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || ms < 0 || ms > MaxTimerDelay.Milliseconds() {
-			return 0, false, fmt.Errorf("%w: %s %q must be 1000 to %d ms", ErrDelayInvalid, commitlog.PropTimerDelayMS, v, MaxTimerDelay.Milliseconds())
+			return 0, false, fmt.Errorf("%w: %s %q must be 1000 to %d ms", ErrDelayInvalid, protocol.PropTimerDelayMS, v, MaxTimerDelay.Milliseconds())
 		}
 		at = now.UnixMilli() + ms
 	default:
@@ -109,38 +107,38 @@ func timerDeliverTime(props []byte, now time.Time) (int64, bool, error) {
 }
 
 func has(props []byte, key string) bool {
-	_, ok := commitlog.Property(props, key)
+	_, ok := protocol.Property(props, key)
 	return ok
 }
 
 // schedule moves m to a scheduling topic, keeping its real destination.
 func (b *Broker) schedule(m *commitlog.Message, topic string, queue int32, set map[string]string) error {
-	p := commitlog.ParseProperties(m.Properties)
+	p := protocol.ParseProperties(m.Properties)
 	for k, v := range set {
 		p[k] = v
 	}
-	p[commitlog.PropRealTopic] = m.Topic
-	p[commitlog.PropRealQueueID] = strconv.Itoa(int(m.QueueID))
-	m.Properties = commitlog.EncodeProperties(p)
+	p[protocol.PropRealTopic] = m.Topic
+	p[protocol.PropRealQueueID] = strconv.Itoa(int(m.QueueID))
+	m.Properties = protocol.EncodeProperties(p)
 	m.Topic, m.QueueID = topic, queue
 	return nil
 }
 
 // toDLQ moves m to the group's dead-letter queue, delay cleared.
 func (b *Broker) toDLQ(m *commitlog.Message, group string) error {
-	dlq := DLQTopic(group)
+	dlq := protocol.DLQTopic(group)
 	if _, err := b.ensureGroupTopic(dlq); err != nil {
 		return err
 	}
-	p := commitlog.ParseProperties(m.Properties)
-	delete(p, commitlog.PropDelayLevel)
-	delete(p, commitlog.PropTimerDeliverMS)
-	delete(p, commitlog.PropTimerDelaySec)
-	delete(p, commitlog.PropTimerDelayMS)
-	if _, ok := p[commitlog.PropRetryTopic]; !ok && strings.HasPrefix(m.Topic, RetryGroupTopicPrefix) {
-		p[commitlog.PropRetryTopic] = m.Topic
+	p := protocol.ParseProperties(m.Properties)
+	delete(p, protocol.PropDelayLevel)
+	delete(p, protocol.PropTimerDeliverMS)
+	delete(p, protocol.PropTimerDelaySec)
+	delete(p, protocol.PropTimerDelayMS)
+	if _, ok := p[protocol.PropRetryTopic]; !ok && strings.HasPrefix(m.Topic, protocol.RetryTopicPrefix) {
+		p[protocol.PropRetryTopic] = m.Topic
 	}
-	m.Properties = commitlog.EncodeProperties(p)
+	m.Properties = protocol.EncodeProperties(p)
 	m.Topic, m.QueueID = dlq, 0
 	b.log.Info().Str("group", group).Int32("reconsume_times", m.ReconsumeTimes).Msg("message moved to the dead-letter queue")
 	return nil

@@ -5,20 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
-)
-
-// Names RocketMQ reserves.
-const (
-	AutoCreateTopicTemplate = "TBW102"
-	ScheduleTopic           = "SCHEDULE_TOPIC_XXXX"
-	RetryGroupTopicPrefix   = "%RETRY%"
-	DLQGroupTopicPrefix     = "%DLQ%"
-	maxTopicLen             = 127
-	maxGroupLen             = 255
 )
 
 // TopicConfig is a topic as the broker keeps it.
@@ -37,8 +27,8 @@ var (
 // ValidateTopic checks a topic name as RocketMQ does: ^[%|a-zA-Z0-9_-]+$,
 // at most 127 bytes (the stored record has one byte of topic length).
 func ValidateTopic(t string) error {
-	if t == "" || len(t) > maxTopicLen {
-		return fmt.Errorf("%w: %q must be 1 to %d characters", ErrTopicInvalid, t, maxTopicLen)
+	if t == "" || len(t) > protocol.MaxTopicLen {
+		return fmt.Errorf("%w: %q must be 1 to %d characters", ErrTopicInvalid, t, protocol.MaxTopicLen)
 	}
 	if !validChars(t) {
 		return fmt.Errorf("%w: %q may contain only letters, digits, '%%', '|', '-' and '_'", ErrTopicInvalid, t)
@@ -48,8 +38,8 @@ func ValidateTopic(t string) error {
 
 // ValidateGroup checks a group name (same characters, at most 255).
 func ValidateGroup(g string) error {
-	if g == "" || len(g) > maxGroupLen {
-		return fmt.Errorf("%w: %q must be 1 to %d characters", ErrGroupInvalid, g, maxGroupLen)
+	if g == "" || len(g) > protocol.MaxGroupLen {
+		return fmt.Errorf("%w: %q must be 1 to %d characters", ErrGroupInvalid, g, protocol.MaxGroupLen)
 	}
 	if !validChars(g) {
 		return fmt.Errorf("%w: %q may contain only letters, digits, '%%', '|', '-' and '_'", ErrGroupInvalid, g)
@@ -65,15 +55,6 @@ func validChars(s string) bool {
 		}
 	}
 	return true
-}
-
-// RetryTopic and DLQTopic name a group's retry and dead-letter topics.
-func RetryTopic(group string) string { return RetryGroupTopicPrefix + group }
-func DLQTopic(group string) string   { return DLQGroupTopicPrefix + group }
-
-// IsSystemTopic reports topics users may not create or delete by hand.
-func IsSystemTopic(t string) bool {
-	return t == AutoCreateTopicTemplate || t == ScheduleTopic || t == TimerTopic
 }
 
 // topicTable is the topic configs, persisted in the metadata store.
@@ -114,7 +95,7 @@ func (t *topicTable) put(c TopicConfig) error {
 	if c.ReadQueueNums < 1 || c.WriteQueueNums < 1 || c.ReadQueueNums > 1024 || c.WriteQueueNums > 1024 {
 		return fmt.Errorf("%w: queue counts must be 1 to 1024 (read %d, write %d)", ErrInvalidRequest, c.ReadQueueNums, c.WriteQueueNums)
 	}
-	if c.Perm&^(remoting.PermRead|remoting.PermWrite|remoting.PermInherit|remoting.PermPriority) != 0 {
+	if c.Perm&^(protocol.PermRead|protocol.PermWrite|protocol.PermInherit|protocol.PermPriority) != 0 {
 		return fmt.Errorf("%w: perm %d has unknown bits", ErrInvalidRequest, c.Perm)
 	}
 	t.mu.Lock()
@@ -198,5 +179,5 @@ func (t *topicTable) count() int {
 
 // isRetryOrDLQ reports the group topics the broker manages itself.
 func isRetryOrDLQ(topic string) bool {
-	return strings.HasPrefix(topic, RetryGroupTopicPrefix) || strings.HasPrefix(topic, DLQGroupTopicPrefix)
+	return protocol.IsRetryTopic(topic) || protocol.IsDLQTopic(topic)
 }

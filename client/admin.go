@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -172,7 +173,7 @@ func (a *Admin) adminNamesrv(ctx context.Context, code int16, ext map[string]str
 // adminBrokers lists every broker of every cluster, sorted by cluster,
 // name and id.
 func (a *Admin) adminBrokers(ctx context.Context) ([]adminBroker, error) {
-	resp, err := a.adminNamesrv(ctx, remoting.ReqGetBrokerClusterInfo, nil)
+	resp, err := a.adminNamesrv(ctx, protocol.ReqGetBrokerClusterInfo, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -253,8 +254,7 @@ func adminIsCode(err error, codes ...int16) bool {
 	return false
 }
 
-// IsSystemTopic reports the broker's internal topics: retry and dead-letter
-// topics, the auto-create template and the schedule and timer topics.
-func IsSystemTopic(t string) bool {
-	return strings.HasPrefix(t, "%") || t == "TBW102" || t == "SCHEDULE_TOPIC_XXXX" || t == "FERRY_SYS_TIMER"
-}
+// IsSystemTopic reports the broker's internal topics (protocol.IsReservedTopic):
+// retry and dead-letter topics, the auto-create template, the schedule and
+// timer topics and RocketMQ's RMQ_SYS_ topics.
+func IsSystemTopic(t string) bool { return protocol.IsReservedTopic(t) }

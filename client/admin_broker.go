@@ -7,27 +7,8 @@ import (
 	"sort"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
-)
-
-// Broker request codes beyond the client's set (Java RequestCode numbers,
-// the 1000 range being Ferry's own). Part of the wire protocol.
-const (
-	adminReqGetAllTopicConfig    int16 = 21
-	adminReqUpdateBrokerConfig   int16 = 25
-	adminReqGetBrokerConfig      int16 = 26
-	adminReqGetBrokerRuntimeInfo int16 = 28
-	adminReqUpdateAndCreateGroup int16 = 200
-	adminReqGetTopicStatsInfo    int16 = 202
-	adminReqGetConsumerConnList  int16 = 203
-	adminReqDeleteGroup          int16 = 207
-	adminReqGetConsumeStats      int16 = 208
-	adminReqResetOffset          int16 = 222
-	adminReqDLQList              int16 = 1001
-	adminReqDLQResend            int16 = 1002
-	adminReqDrain                int16 = 1003
-	adminReqUndrain              int16 = 1004
-	adminReqGroupList            int16 = 1005
 )
 
 // BrokerStatus is one broker's run-time status.
@@ -119,9 +100,18 @@ func adminRole(id int64) string {
 }
 
 func (a *Admin) adminRuntime(ctx context.Context, b adminBroker) (BrokerStatus, error) {
-	var s BrokerStatus
-	err := a.adminInvokeJSON(ctx, b.Addr, adminReqGetBrokerRuntimeInfo, nil, nil, &s)
-	return s, err
+	var r protocol.BrokerRuntime
+	err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetBrokerRuntimeInfo, nil, nil, &r)
+	return brokerStatusOf(&r), err
+}
+
+// brokerStatusOf is the status a broker's runtime answer reports.
+func brokerStatusOf(r *protocol.BrokerRuntime) BrokerStatus {
+	return BrokerStatus{Cluster: r.ClusterName, BrokerName: r.BrokerName, BrokerID: r.BrokerID, Addr: r.Addr,
+		Role: adminRole(r.BrokerID), Version: r.Version, Flush: r.Flush, Writable: r.Writable,
+		NotWritableReason: r.NotWritableWhy, UptimeSeconds: r.UptimeSeconds, CommitlogMinOffset: r.CommitlogMin,
+		CommitlogMaxOffset: r.CommitlogMax, DiskUsedRatio: r.DiskUsedRatio, Topics: r.Topics, Groups: r.Groups,
+		Producers: r.Producers, Consumers: r.Consumers, MsgInTotal: r.MsgInTotal, MsgOutTotal: r.MsgOutTotal}
 }
 
 // BrokerConfig is one broker's configuration in force (TOML key → value).
@@ -144,7 +134,7 @@ func (a *Admin) BrokerConfigs(ctx context.Context, brokers ...string) ([]BrokerC
 	var out []BrokerConfig
 	for _, b := range bs {
 		m := map[string]string{}
-		if err := a.adminInvokeJSON(ctx, b.Addr, adminReqGetBrokerConfig, nil, nil, &m); err != nil {
+		if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetBrokerConfig, nil, nil, &m); err != nil {
 			return nil, adminBrokerErr(b, err)
 		}
 		out = append(out, BrokerConfig{BrokerName: b.Name, Addr: b.Addr, Config: m})
@@ -168,7 +158,7 @@ func (a *Admin) SetBrokerConfig(ctx context.Context, kv map[string]string, broke
 		return err
 	}
 	for _, b := range bs {
-		if _, err := a.adminInvoke(ctx, b.Addr, adminReqUpdateBrokerConfig, nil, body); err != nil {
+		if _, err := a.adminInvoke(ctx, b.Addr, protocol.ReqUpdateBrokerConfig, nil, body); err != nil {
 			return adminBrokerErr(b, err)
 		}
 	}
@@ -191,9 +181,9 @@ func (a *Admin) adminDrain(ctx context.Context, on bool, brokers []string) error
 	if a.base != "" {
 		return a.httpDrain(ctx, on, brokers)
 	}
-	code := adminReqUndrain
+	code := int16(protocol.ReqFerryUndrain)
 	if on {
-		code = adminReqDrain
+		code = protocol.ReqFerryDrain
 	}
 	bs, err := a.adminMasters(ctx, brokers)
 	if err != nil {
@@ -221,7 +211,12 @@ type BrokerError struct {
 func (e *BrokerError) Error() string {
 	var re *remoting.ResponseError
 	if errors.As(e.Err, &re) {
-		return "broker " + e.Broker + " (" + e.Addr + ") answered " + remoting.ResponseName(re.Code) + ": " + re.Remark
+		if re.Code == protocol.RespSystemError && re.Remark != "" {
+			// The remark is the reason: SYSTEM_ERROR is how the protocol
+			// carries any refusal without a code of its own.
+			return "broker " + e.Broker + " (" + e.Addr + "): " + re.Remark
+		}
+		return "broker " + e.Broker + " (" + e.Addr + ") answered " + protocol.ResponseName(re.Code) + ": " + re.Remark
 	}
 	return "broker " + e.Broker + " (" + e.Addr + "): " + e.Err.Error()
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // DeadLetter is one message in a group's dead-letter queue.
@@ -21,23 +23,13 @@ type DeadLetter struct {
 	FailedAtMS      int64  `json:"failed_at_ms"`
 	BornAtMS        int64  `json:"born_at_ms"`
 	BodySize        int    `json:"body_size"`
-}
-
-type adminDLQPage struct {
-	DeadLetters []struct {
-		QueueOffset    int64  `json:"queue_offset"`
-		CommitOffset   int64  `json:"commitlog_offset"`
-		MsgID          string `json:"msg_id"`
-		OriginMsgID    string `json:"origin_msg_id"`
-		Topic          string `json:"topic"`
-		Tags           string `json:"tags"`
-		Keys           string `json:"keys"`
-		ReconsumeTimes int32  `json:"reconsume_times"`
-		FailedAtMillis int64  `json:"failed_at_ms"`
-		BornAtMillis   int64  `json:"born_at_ms"`
-		BodySize       int    `json:"body_size"`
-	} `json:"dead_letters"`
-	Next int64 `json:"next"`
+	// OffsetMsgID names this copy, in the DLQ (MsgID is shared with the
+	// original message and its retries).
+	OffsetMsgID string `json:"offset_msg_id,omitempty"`
+	// ResentAtMS and ResentTo ("topic" or "retry") say that it was resent;
+	// a dead letter is resent once.
+	ResentAtMS int64  `json:"resent_at_ms,omitempty"`
+	ResentTo   string `json:"resent_to,omitempty"`
 }
 
 // DeadLetters lists up to max dead letters of group (max <= 0: all) from
@@ -63,14 +55,12 @@ func (a *Admin) DeadLetters(ctx context.Context, group string, max int) ([]DeadL
 				page = min(page, max-len(out))
 			}
 			ext := map[string]string{"group": group, "from": strconv.FormatInt(from, 10), "max": strconv.Itoa(page)}
-			var p adminDLQPage
-			if err := a.adminInvokeJSON(ctx, b.Addr, adminReqDLQList, ext, nil, &p); err != nil {
+			var p protocol.DLQPage
+			if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqFerryDLQList, ext, nil, &p); err != nil {
 				return nil, adminBrokerErr(b, err)
 			}
-			for _, d := range p.DeadLetters {
-				out = append(out, DeadLetter{Broker: b.Name, QueueOffset: d.QueueOffset, CommitlogOffset: d.CommitOffset,
-					MsgID: d.MsgID, OriginMsgID: d.OriginMsgID, Topic: d.Topic, Tags: d.Tags, Keys: d.Keys,
-					ReconsumeTimes: d.ReconsumeTimes, FailedAtMS: d.FailedAtMillis, BornAtMS: d.BornAtMillis, BodySize: d.BodySize})
+			for i := range p.DeadLetters {
+				out = append(out, deadLetterOf(&p.DeadLetters[i], b.Name))
 			}
 			if len(p.DeadLetters) == 0 || p.Next <= from {
 				break
@@ -96,11 +86,13 @@ type DLQResend struct {
 	Progress func(done, total int)
 }
 
-// DLQResendResult counts what was resent.
+// DLQResendResult counts what was resent, and what was skipped because it
+// had been resent before (a dead letter is resent once).
 type DLQResendResult struct {
-	Group  string `json:"group"`
-	Target string `json:"target"`
-	Resent int    `json:"resent"`
+	Group   string `json:"group"`
+	Target  string `json:"target"`
+	Resent  int    `json:"resent"`
+	Skipped int    `json:"skipped"`
 }
 
 // adminDLQBatch is how many dead letters one resend request carries.
@@ -181,14 +173,13 @@ func (a *Admin) ResendDeadLetters(ctx context.Context, r DLQResend) (*DLQResendR
 			for i, o := range offs[:n] {
 				parts[i] = strconv.FormatInt(o, 10)
 			}
-			var ans struct {
-				Resent int `json:"resent"`
-			}
+			var ans protocol.DLQResendResult
 			ext := map[string]string{"group": r.Group, "offsets": strings.Join(parts, ","), "target": target}
-			if err := a.adminInvokeJSON(ctx, b.Addr, adminReqDLQResend, ext, nil, &ans); err != nil {
+			if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqFerryDLQResend, ext, nil, &ans); err != nil {
 				return res, adminBrokerErr(b, err)
 			}
 			res.Resent += ans.Resent
+			res.Skipped += ans.Skipped
 			offs = offs[n:]
 			if r.Progress != nil {
 				r.Progress(res.Resent, total)
@@ -196,4 +187,12 @@ func (a *Admin) ResendDeadLetters(ctx context.Context, r DLQResend) (*DLQResendR
 		}
 	}
 	return res, nil
+}
+
+// deadLetterOf is d as listed by broker.
+func deadLetterOf(d *protocol.DeadLetter, broker string) DeadLetter {
+	return DeadLetter{Broker: broker, QueueOffset: d.QueueOffset, CommitlogOffset: d.CommitOffset,
+		MsgID: d.MsgID, OriginMsgID: d.OriginMsgID, Topic: d.Topic, Tags: d.Tags, Keys: d.Keys,
+		ReconsumeTimes: d.ReconsumeTimes, FailedAtMS: d.FailedAtMillis, BornAtMS: d.BornAtMillis, BodySize: d.BodySize,
+		OffsetMsgID: d.OffsetMsgID, ResentAtMS: d.ResentAtMillis, ResentTo: d.ResentTo}
 }

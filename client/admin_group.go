@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -26,27 +26,15 @@ type GroupConfig struct {
 	NotifyConsumerIDsChanged bool   `json:"notify_consumer_ids_changed"`
 }
 
-// adminWireGroup is the broker's form (RocketMQ SubscriptionGroupConfig).
-type adminWireGroup struct {
-	GroupName              string `json:"groupName"`
-	ConsumeEnable          bool   `json:"consumeEnable"`
-	ConsumeFromMinEnable   bool   `json:"consumeFromMinEnable"`
-	ConsumeBroadcastEnable bool   `json:"consumeBroadcastEnable"`
-	RetryQueueNums         int32  `json:"retryQueueNums"`
-	RetryMaxTimes          int32  `json:"retryMaxTimes"`
-	BrokerID               int64  `json:"brokerId"`
-	WhichBrokerWhenSlow    int64  `json:"whichBrokerWhenConsumeSlowly"`
-	NotifyConsumerIDs      bool   `json:"notifyConsumerIdsChangedEnable"`
-}
-
-func (w adminWireGroup) config() GroupConfig {
+// groupConfigOf converts the broker's form (RocketMQ SubscriptionGroupConfig).
+func groupConfigOf(w protocol.SubscriptionGroupConfig) GroupConfig {
 	return GroupConfig{Group: w.GroupName, ConsumeEnable: w.ConsumeEnable, ConsumeFromMinEnable: w.ConsumeFromMinEnable,
 		BroadcastEnable: w.ConsumeBroadcastEnable, RetryQueueNums: w.RetryQueueNums, RetryMaxTimes: w.RetryMaxTimes,
 		BrokerID: w.BrokerID, WhichBrokerWhenSlow: w.WhichBrokerWhenSlow, NotifyConsumerIDsChanged: w.NotifyConsumerIDs}
 }
 
-func adminWire(c GroupConfig) adminWireGroup {
-	return adminWireGroup{GroupName: c.Group, ConsumeEnable: c.ConsumeEnable, ConsumeFromMinEnable: c.ConsumeFromMinEnable,
+func adminWire(c GroupConfig) protocol.SubscriptionGroupConfig {
+	return protocol.SubscriptionGroupConfig{GroupName: c.Group, ConsumeEnable: c.ConsumeEnable, ConsumeFromMinEnable: c.ConsumeFromMinEnable,
 		ConsumeBroadcastEnable: c.BroadcastEnable, RetryQueueNums: c.RetryQueueNums, RetryMaxTimes: c.RetryMaxTimes,
 		BrokerID: c.BrokerID, WhichBrokerWhenSlow: c.WhichBrokerWhenSlow, NotifyConsumerIDs: c.NotifyConsumerIDsChanged}
 }
@@ -72,18 +60,14 @@ func (a *Admin) Groups(ctx context.Context) ([]GroupInfo, error) {
 	}
 	byName := map[string]*GroupInfo{}
 	for _, b := range bs {
-		var list []struct {
-			adminWireGroup
-			Online    int  `json:"online_clients"`
-			Broadcast bool `json:"broadcast"`
-		}
-		if err := a.adminInvokeJSON(ctx, b.Addr, adminReqGroupList, nil, nil, &list); err != nil {
+		var list []protocol.GroupState
+		if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqFerryGroupList, nil, nil, &list); err != nil {
 			return nil, adminBrokerErr(b, err)
 		}
 		for _, g := range list {
 			gi := byName[g.GroupName]
 			if gi == nil {
-				gi = &GroupInfo{GroupConfig: g.config()}
+				gi = &GroupInfo{GroupConfig: groupConfigOf(g.SubscriptionGroupConfig)}
 				byName[g.GroupName] = gi
 			}
 			gi.Brokers = append(gi.Brokers, b.Name)
@@ -186,7 +170,7 @@ func (a *Admin) adminPutGroup(ctx context.Context, bs []adminBroker, c GroupConf
 	}
 	var done []string
 	for _, b := range bs {
-		if _, err := a.adminInvoke(ctx, b.Addr, adminReqUpdateAndCreateGroup, nil, body); err != nil {
+		if _, err := a.adminInvoke(ctx, b.Addr, protocol.ReqUpdateAndCreateGroup, nil, body); err != nil {
 			return done, adminBrokerErr(b, err)
 		}
 		done = append(done, b.Name)
@@ -229,7 +213,7 @@ func (a *Admin) DeleteGroup(ctx context.Context, group string) ([]string, error)
 	}
 	var done []string
 	for _, b := range bs {
-		if _, err := a.adminInvoke(ctx, b.Addr, adminReqDeleteGroup, map[string]string{"groupName": group}, nil); err != nil {
+		if _, err := a.adminInvoke(ctx, b.Addr, protocol.ReqDeleteSubscriptionGroup, map[string]string{"groupName": group}, nil); err != nil {
 			return done, adminBrokerErr(b, err)
 		}
 		done = append(done, b.Name)
@@ -291,7 +275,7 @@ func (a *Admin) Clients(ctx context.Context, group string) (*GroupClients, error
 	subs := map[string]Subscription{}
 	for _, b := range bs {
 		var cl adminConnList
-		if err := a.adminInvokeJSON(ctx, b.Addr, adminReqGetConsumerConnList, map[string]string{"consumerGroup": group}, nil, &cl); err != nil {
+		if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetConsumerConnList, map[string]string{"consumerGroup": group}, nil, &cl); err != nil {
 			return nil, adminBrokerErr(b, err)
 		}
 		for _, c := range cl.Clients {
@@ -349,16 +333,6 @@ type GroupLag struct {
 	TotalLag int64    `json:"total_lag"`
 }
 
-type adminConsumeStats struct {
-	Queues []struct {
-		Topic          string `json:"topic"`
-		QueueID        int32  `json:"queue_id"`
-		BrokerOffset   int64  `json:"broker_offset"`
-		ConsumerOffset int64  `json:"consumer_offset"`
-		Lag            int64  `json:"lag"`
-	} `json:"queues"`
-}
-
 // Lag returns a group's offsets and lag on every broker (ErrNoSuchGroup when
 // no broker has the group). The retry topic's rows and a row for the
 // dead-letter queue (its consumer offset is its first offset: the lag is
@@ -377,8 +351,8 @@ func (a *Admin) Lag(ctx context.Context, group string, includeRetry bool) (*Grou
 	}
 	out := &GroupLag{Group: group, Queues: []LagRow{}}
 	for _, b := range bs {
-		var st adminConsumeStats
-		if err := a.adminInvokeJSON(ctx, b.Addr, adminReqGetConsumeStats, map[string]string{"consumerGroup": group}, nil, &st); err != nil {
+		var st protocol.ConsumeStats
+		if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetConsumeStats, map[string]string{"consumerGroup": group}, nil, &st); err != nil {
 			return nil, adminBrokerErr(b, err)
 		}
 		for _, q := range st.Queues {
@@ -393,13 +367,13 @@ func (a *Admin) Lag(ctx context.Context, group string, includeRetry bool) (*Grou
 			out.Queues = append(out.Queues, row)
 		}
 		if includeRetry {
-			dl := "%DLQ%" + group
+			dl := protocol.DLQTopic(group)
 			if qs, err := a.adminTopicStats(ctx, b, dl); err == nil {
 				for _, q := range qs {
 					out.Queues = append(out.Queues, LagRow{Topic: dl, Broker: b.Name, QueueID: q.QueueID,
 						BrokerOffset: q.MaxOffset, ConsumerOffset: q.MinOffset, Lag: q.MaxOffset - q.MinOffset, LastConsumedMS: 0})
 				}
-			} else if !adminIsCode(err, remoting.RespTopicNotExist) {
+			} else if !adminIsCode(err, protocol.RespTopicNotExist) {
 				return nil, err
 			}
 		}
@@ -445,7 +419,7 @@ func adminAssign(rows []LagRow, clients []string) {
 	sort.Strings(clients)
 	byTopic := map[string][]int{}
 	for i, r := range rows {
-		if strings.HasPrefix(r.Topic, "%DLQ%") {
+		if protocol.IsDLQTopic(r.Topic) {
 			continue
 		}
 		byTopic[r.Topic] = append(byTopic[r.Topic], i)
@@ -493,7 +467,7 @@ const (
 // adminPull pulls up to n messages of one queue from offset. It returns
 // the records (copies), the next offset, and an error; "nothing new" is no
 // error.
-func (a *Admin) adminPull(ctx context.Context, b adminBroker, group, topic string, q int32, off int64, n int, suspend time.Duration) ([]commitlog.Record, int64, error) {
+func (a *Admin) adminPull(ctx context.Context, b adminBroker, group, topic string, q int32, off int64, n int, suspend time.Duration) ([]protocol.Record, int64, error) {
 	flag := adminPullSubscription
 	if suspend > 0 {
 		flag |= adminPullSuspend
@@ -506,7 +480,7 @@ func (a *Admin) adminPull(ctx context.Context, b adminBroker, group, topic strin
 	}
 	pctx, cancel := context.WithTimeout(ctx, a.timeout+suspend)
 	defer cancel()
-	resp, err := a.rc.Invoke(pctx, b.Addr, remoting.NewRequest(remoting.ReqPullMessage, ext, nil))
+	resp, err := a.rc.Invoke(pctx, b.Addr, remoting.NewRequest(protocol.ReqPullMessage, ext, nil))
 	if err != nil {
 		return nil, off, err
 	}
@@ -515,8 +489,8 @@ func (a *Admin) adminPull(ctx context.Context, b adminBroker, group, topic strin
 		next = off
 	}
 	switch resp.Code {
-	case remoting.RespSuccess:
-	case remoting.RespPullNotFound, remoting.RespPullRetryImmediately, remoting.RespPullOffsetMoved:
+	case protocol.RespSuccess:
+	case protocol.RespPullNotFound, protocol.RespPullRetryImmediately, protocol.RespPullOffsetMoved:
 		return nil, next, nil
 	default:
 		return nil, off, resp.Err()
@@ -526,10 +500,10 @@ func (a *Admin) adminPull(ctx context.Context, b adminBroker, group, topic strin
 }
 
 // adminDecodeRecords decodes concatenated stored records.
-func adminDecodeRecords(b []byte) ([]commitlog.Record, error) {
-	var out []commitlog.Record
+func adminDecodeRecords(b []byte) ([]protocol.Record, error) {
+	var out []protocol.Record
 	for len(b) > 0 {
-		r, err := commitlog.Decode(b)
+		r, err := protocol.Decode(b)
 		if err != nil {
 			return out, fmt.Errorf("client: decode message: %w", err)
 		}

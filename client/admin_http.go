@@ -14,7 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // The HTTP transport: one broker's /v1 API (docs/openapi.yaml). Each
@@ -24,15 +24,6 @@ import (
 // the remoting protocol. Errors come back as problem documents
 // ({"title","status","detail","code"}); their code maps to the package's
 // not-found and already-exists errors.
-
-// HTTP API problem codes the Admin maps to its errors (part of the API).
-const (
-	adminProblemTopicNotExist = 17
-	adminProblemTopicExists   = 18
-	adminProblemNoMessage     = 22
-	adminProblemGroupNotExist = 26
-	adminProblemGroupExists   = 1007
-)
 
 // adminHTTPMaxBatch is the most messages or dead letters one request
 // carries (the API's limit).
@@ -55,15 +46,15 @@ func (e *ProblemError) Error() string {
 // sentinel is the package error a problem code stands for, or nil.
 func (e *ProblemError) sentinel() error {
 	switch e.Code {
-	case adminProblemTopicNotExist:
+	case protocol.ProblemTopicNotFound:
 		return ErrNoSuchTopic
-	case adminProblemTopicExists:
+	case protocol.ProblemTopicExists:
 		return ErrTopicExists
-	case adminProblemNoMessage:
+	case protocol.ProblemMessageNotFound:
 		return ErrNoSuchMessage
-	case adminProblemGroupNotExist:
+	case protocol.ProblemGroupNotFound:
 		return ErrNoSuchGroup
-	case adminProblemGroupExists:
+	case protocol.ProblemGroupExists:
 		return ErrGroupExists
 	}
 	return nil
@@ -124,20 +115,12 @@ func (a *Admin) adminHTTP(ctx context.Context, method, path string, query url.Va
 	return ans.decode(method, path, out)
 }
 
-// adminHTTPRuntime is GET /v1/broker.
-type adminHTTPRuntime struct {
-	BrokerStatus
-	ClusterName string `json:"cluster_name"`
-}
-
 func (a *Admin) adminHTTPStatus(ctx context.Context) (BrokerStatus, error) {
-	var s adminHTTPRuntime
-	if err := a.adminHTTP(ctx, "GET", "/v1/broker", nil, nil, &s); err != nil {
+	var r protocol.BrokerRuntime
+	if err := a.adminHTTP(ctx, "GET", "/v1/broker", nil, nil, &r); err != nil {
 		return BrokerStatus{}, err
 	}
-	s.BrokerStatus.Cluster = s.ClusterName
-	s.BrokerStatus.Role = adminRole(s.BrokerID)
-	return s.BrokerStatus, nil
+	return brokerStatusOf(&r), nil
 }
 
 // adminHTTPSelf is the broker behind the HTTP endpoint, asked once.
@@ -235,46 +218,18 @@ func (a *Admin) httpDrain(ctx context.Context, on bool, sel []string) error {
 
 // --- topics ---
 
-// adminHTTPTopic is a topic in the HTTP API (Topic and TopicDetail).
-type adminHTTPTopic struct {
-	Name        string `json:"name"`
-	ReadQueues  int32  `json:"read_queues"`
-	WriteQueues int32  `json:"write_queues"`
-	Perm        string `json:"perm"` // "rw", "r", "w" or "-"
-	Order       bool   `json:"order"`
-	Queues      []struct {
-		QueueID     int32 `json:"queue_id"`
-		MinOffset   int64 `json:"min_offset"`
-		MaxOffset   int64 `json:"max_offset"`
-		LastStoreMS int64 `json:"last_store_ms"`
-	} `json:"queues"`
-}
-
-func (t adminHTTPTopic) config(b adminBroker) TopicBrokerConfig {
+// topicBrokerConfig is a broker's config of a topic from the HTTP API's
+// form.
+func topicBrokerConfig(t *protocol.HTTPTopic, b adminBroker) TopicBrokerConfig {
 	perm, _ := ParsePerm(t.Perm)
 	return TopicBrokerConfig{Broker: b.Name, Addr: b.Addr, ReadQueues: t.ReadQueues, WriteQueues: t.WriteQueues,
-		Perm: remoting.PermString(perm), Order: t.Order}
-}
-
-// adminHTTPTopicInput is the API's TopicInput: absent fields unchanged.
-type adminHTTPTopicInput struct {
-	Name        string  `json:"name,omitempty"`
-	ReadQueues  *int32  `json:"read_queues,omitempty"`
-	WriteQueues *int32  `json:"write_queues,omitempty"`
-	Perm        *string `json:"perm,omitempty"`
-	Order       *bool   `json:"order,omitempty"`
+		Perm: protocol.PermString(perm), Order: t.Order}
 }
 
 // adminHTTPPerm turns permission bits into the API's "rw", "r" or "w".
 func adminHTTPPerm(p int32) (string, error) {
-	s := ""
-	if remoting.PermReadable(p) {
-		s += "r"
-	}
-	if remoting.PermWritable(p) {
-		s += "w"
-	}
-	if s == "" {
+	s := protocol.HTTPPermText(p)
+	if s == "-" {
 		return "", fmt.Errorf("client: a topic must be readable or writable (R, W or RW)")
 	}
 	return s, nil
@@ -285,13 +240,13 @@ func (a *Admin) httpTopics(ctx context.Context, system bool) ([]TopicInfo, error
 	if err != nil {
 		return nil, err
 	}
-	var list []adminHTTPTopic
+	var list []protocol.HTTPTopicDetail
 	if err := a.adminHTTP(ctx, "GET", "/v1/topics", nil, nil, &list); err != nil {
 		return nil, err
 	}
 	out := make([]TopicInfo, 0, len(list))
 	for _, t := range list {
-		out = append(out, TopicInfo{Topic: t.Name, Brokers: []TopicBrokerConfig{t.config(self)}})
+		out = append(out, TopicInfo{Topic: t.Name, Brokers: []TopicBrokerConfig{topicBrokerConfig(&t.HTTPTopic, self)}})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Topic < out[j].Topic })
 	return adminFilterTopics(out, system), nil
@@ -306,7 +261,7 @@ func (a *Admin) httpCreateTopic(ctx context.Context, spec TopicSpec, perm int32)
 	if err != nil {
 		return nil, err
 	}
-	in := adminHTTPTopicInput{Name: spec.Topic, ReadQueues: &spec.ReadQueues, WriteQueues: &spec.WriteQueues, Perm: &p, Order: &spec.Order}
+	in := protocol.HTTPTopicInput{Name: spec.Topic, ReadQueues: &spec.ReadQueues, WriteQueues: &spec.WriteQueues, Perm: &p, Order: &spec.Order}
 	if err := a.adminHTTP(ctx, "POST", "/v1/topics", nil, in, nil); err != nil {
 		return nil, err
 	}
@@ -318,7 +273,7 @@ func (a *Admin) httpUpdateTopic(ctx context.Context, topic string, u TopicUpdate
 	if err != nil {
 		return nil, err
 	}
-	in := adminHTTPTopicInput{ReadQueues: u.ReadQueues, WriteQueues: u.WriteQueues, Order: u.Order}
+	in := protocol.HTTPTopicInput{ReadQueues: u.ReadQueues, WriteQueues: u.WriteQueues, Order: u.Order}
 	if u.Perm != nil {
 		bits, err := ParsePerm(*u.Perm)
 		if err != nil {
@@ -341,15 +296,21 @@ func (a *Admin) httpDeleteTopic(ctx context.Context, topic string) ([]string, er
 	if err != nil {
 		return nil, err
 	}
-	if err := a.adminHTTP(ctx, "DELETE", "/v1/topics/"+adminPathEscape(topic), nil, nil, nil); err != nil {
+	// The broker wants a dead-letter topic's deletion confirmed: this call
+	// is the confirmation (the CLI asks for --yes).
+	path := "/v1/topics/" + adminPathEscape(topic)
+	if protocol.IsDLQTopic(topic) {
+		path += "?confirm=" + url.QueryEscape(topic)
+	}
+	if err := a.adminHTTP(ctx, "DELETE", path, nil, nil, nil); err != nil {
 		return nil, err
 	}
 	return []string{self.Name}, nil
 }
 
 // httpTopic reads one topic's config and queues.
-func (a *Admin) httpTopic(ctx context.Context, topic string) (adminHTTPTopic, error) {
-	var t adminHTTPTopic
+func (a *Admin) httpTopic(ctx context.Context, topic string) (protocol.HTTPTopicDetail, error) {
+	var t protocol.HTTPTopicDetail
 	err := a.adminHTTP(ctx, "GET", "/v1/topics/"+adminPathEscape(topic), nil, nil, &t)
 	return t, err
 }
@@ -363,10 +324,10 @@ func (a *Admin) httpDescribeTopic(ctx context.Context, topic string) (*TopicDesc
 	if err != nil {
 		return nil, err
 	}
-	d := &TopicDescription{Topic: topic, Brokers: []TopicBrokerConfig{t.config(self)}, Queues: []TopicQueue{}}
+	d := &TopicDescription{Topic: topic, Brokers: []TopicBrokerConfig{topicBrokerConfig(&t.HTTPTopic, self)}, Queues: []TopicQueue{}}
 	for _, q := range t.Queues {
 		d.Queues = append(d.Queues, TopicQueue{Broker: self.Name, QueueID: q.QueueID, MinOffset: q.MinOffset, MaxOffset: q.MaxOffset,
-			Messages: q.MaxOffset - q.MinOffset, LastStoreMS: q.LastStoreMS})
+			Messages: q.MaxOffset - q.MinOffset, LastStoreMS: q.LastStoreMs})
 		d.Messages += q.MaxOffset - q.MinOffset
 	}
 	return d, nil
@@ -374,27 +335,10 @@ func (a *Admin) httpDescribeTopic(ctx context.Context, topic string) (*TopicDesc
 
 // --- groups ---
 
-// adminHTTPGroup is a group in the HTTP API.
-type adminHTTPGroup struct {
-	Name            string `json:"name"`
-	ConsumeEnable   bool   `json:"consume_enable"`
-	BroadcastEnable bool   `json:"consume_broadcast_enable"`
-	RetryMaxTimes   int32  `json:"retry_max_times"`
-	OnlineClients   int    `json:"online_clients"`
-	Broadcast       bool   `json:"broadcast"`
-}
-
-func (g adminHTTPGroup) info(b adminBroker) GroupInfo {
-	return GroupInfo{GroupConfig: GroupConfig{Group: g.Name, ConsumeEnable: g.ConsumeEnable, BroadcastEnable: g.BroadcastEnable,
+// httpGroupInfo is a group from the HTTP API's form.
+func httpGroupInfo(g *protocol.HTTPGroup, b adminBroker) GroupInfo {
+	return GroupInfo{GroupConfig: GroupConfig{Group: g.Name, ConsumeEnable: g.ConsumeEnable, BroadcastEnable: g.ConsumeBroadcastEnable,
 		RetryMaxTimes: g.RetryMaxTimes}, Brokers: []string{b.Name}, OnlineClients: g.OnlineClients, Broadcasting: g.Broadcast}
-}
-
-// adminHTTPGroupInput is the API's GroupInput: absent fields unchanged.
-type adminHTTPGroupInput struct {
-	Name            string `json:"name,omitempty"`
-	RetryMaxTimes   *int32 `json:"retry_max_times,omitempty"`
-	ConsumeEnable   *bool  `json:"consume_enable,omitempty"`
-	BroadcastEnable *bool  `json:"consume_broadcast_enable,omitempty"`
 }
 
 func (a *Admin) httpGroups(ctx context.Context) ([]GroupInfo, error) {
@@ -402,13 +346,13 @@ func (a *Admin) httpGroups(ctx context.Context) ([]GroupInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	var list []adminHTTPGroup
+	var list []protocol.HTTPGroup
 	if err := a.adminHTTP(ctx, "GET", "/v1/groups", nil, nil, &list); err != nil {
 		return nil, err
 	}
 	out := make([]GroupInfo, 0, len(list))
 	for _, g := range list {
-		out = append(out, g.info(self))
+		out = append(out, httpGroupInfo(&g, self))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Group < out[j].Group })
 	return out, nil
@@ -419,11 +363,11 @@ func (a *Admin) httpGroup(ctx context.Context, group string) (*GroupInfo, error)
 	if err != nil {
 		return nil, err
 	}
-	var g adminHTTPGroup
+	var g protocol.HTTPGroup
 	if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group), nil, nil, &g); err != nil {
 		return nil, err
 	}
-	gi := g.info(self)
+	gi := httpGroupInfo(&g, self)
 	return &gi, nil
 }
 
@@ -432,7 +376,7 @@ func (a *Admin) httpCreateGroup(ctx context.Context, spec GroupSpec) ([]string, 
 	if err != nil {
 		return nil, err
 	}
-	in := adminHTTPGroupInput{Name: spec.Group, RetryMaxTimes: spec.RetryMaxTimes, ConsumeEnable: spec.ConsumeEnable, BroadcastEnable: spec.Broadcast}
+	in := protocol.HTTPGroupInput{Name: spec.Group, RetryMaxTimes: spec.RetryMaxTimes, ConsumeEnable: spec.ConsumeEnable, ConsumeBroadcastEnable: spec.Broadcast}
 	if err := a.adminHTTP(ctx, "POST", "/v1/groups", nil, in, nil); err != nil {
 		return nil, err
 	}
@@ -444,7 +388,7 @@ func (a *Admin) httpUpdateGroup(ctx context.Context, spec GroupSpec) ([]string, 
 	if err != nil {
 		return nil, err
 	}
-	in := adminHTTPGroupInput{RetryMaxTimes: spec.RetryMaxTimes, ConsumeEnable: spec.ConsumeEnable, BroadcastEnable: spec.Broadcast}
+	in := protocol.HTTPGroupInput{RetryMaxTimes: spec.RetryMaxTimes, ConsumeEnable: spec.ConsumeEnable, ConsumeBroadcastEnable: spec.Broadcast}
 	if err := a.adminHTTP(ctx, "PUT", "/v1/groups/"+adminPathEscape(spec.Group), nil, in, nil); err != nil {
 		return nil, err
 	}
@@ -501,16 +445,7 @@ func (a *Admin) httpLag(ctx context.Context, group string, includeRetry bool) (*
 	if err != nil {
 		return nil, err
 	}
-	var ans struct {
-		Rows []struct {
-			Topic          string `json:"topic"`
-			QueueID        int32  `json:"queue_id"`
-			BrokerOffset   int64  `json:"broker_offset"`
-			ConsumerOffset int64  `json:"consumer_offset"`
-			Lag            int64  `json:"lag"`
-			Inflight       int64  `json:"inflight"`
-		} `json:"rows"`
-	}
+	var ans protocol.HTTPLag
 	if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/lag", nil, nil, &ans); err != nil {
 		return nil, err
 	}
@@ -519,7 +454,7 @@ func (a *Admin) httpLag(ctx context.Context, group string, includeRetry bool) (*
 		if strings.HasPrefix(r.Topic, "%") && !includeRetry {
 			continue
 		}
-		inflight := r.Inflight
+		inflight := int64(r.Inflight)
 		row := LagRow{Topic: r.Topic, Broker: self.Name, QueueID: r.QueueID, BrokerOffset: r.BrokerOffset,
 			ConsumerOffset: r.ConsumerOffset, Lag: r.Lag, Inflight: &inflight}
 		if r.ConsumerOffset > 0 {
@@ -528,7 +463,7 @@ func (a *Admin) httpLag(ctx context.Context, group string, includeRetry bool) (*
 		out.Queues = append(out.Queues, row)
 	}
 	if includeRetry {
-		dl := "%DLQ%" + group
+		dl := protocol.DLQTopic(group)
 		t, err := a.httpTopic(ctx, dl)
 		switch {
 		case err == nil:
@@ -569,15 +504,8 @@ func (a *Admin) httpResetOffsets(ctx context.Context, r OffsetReset) (*OffsetRes
 	if err != nil {
 		return nil, err
 	}
-	body := map[string]any{"topic": r.Topic, "to": r.To, "value": r.Value, "execute": r.Execute}
-	var ans struct {
-		Executed bool `json:"executed"`
-		Offsets  []struct {
-			QueueID int32 `json:"queue_id"`
-			Old     int64 `json:"old"`
-			New     int64 `json:"new"`
-		} `json:"offsets"`
-	}
+	body := protocol.HTTPOffsetReset{Topic: r.Topic, To: r.To, Value: r.Value, Execute: r.Execute}
+	var ans protocol.HTTPOffsetResetResult
 	if err := a.adminHTTP(ctx, "POST", "/v1/groups/"+adminPathEscape(r.Group)+"/offsets/reset", nil, body, &ans); err != nil {
 		return nil, err
 	}
@@ -594,16 +522,14 @@ func (a *Admin) httpResetOffsets(ctx context.Context, r OffsetReset) (*OffsetRes
 
 // --- messages ---
 
-// view converts the API's message (the transport's httpMessage). Properties
+// messageView converts the API's message. Properties
 // hold the user and the system properties, as the remoting view has them;
 // the API does not show the born and store hosts.
-func (h *httpMessage) view(broker string) (MessageView, error) {
+func messageView(h *protocol.HTTPMessage, broker string) (MessageView, error) {
 	v := MessageView{MsgID: h.MsgID, OffsetMsgID: h.OffsetMsgID, Topic: h.Topic, Broker: broker,
 		QueueOffset: h.QueueOffset, CommitlogOffset: h.CommitlogOffset, Tags: h.Tags, Keys: strings.Join(h.Keys, " "),
-		BornMS: h.BornAtMs, StoreMS: h.StoredAtMs, ReconsumeTimes: int32(h.ReconsumeTimes), Properties: map[string]string{}}
-	if h.QueueID != nil {
-		v.QueueID = int32(*h.QueueID)
-	}
+		BornMS: h.BornAtMs, StoreMS: h.StoredAtMs, ReconsumeTimes: h.ReconsumeTimes, QueueID: h.QueueID,
+		Properties: map[string]string{}}
 	for k, x := range h.Properties {
 		v.Properties[k] = x
 	}
@@ -611,7 +537,7 @@ func (h *httpMessage) view(broker string) (MessageView, error) {
 		v.Properties[k] = x
 	}
 	var err error
-	v.Body, err = h.body()
+	v.Body, err = messageBody(h)
 	return v, err
 }
 
@@ -620,11 +546,11 @@ func (a *Admin) httpMessage(ctx context.Context, id string) (*MessageView, error
 	if err != nil {
 		return nil, err
 	}
-	var m httpMessage
+	var m protocol.HTTPMessage
 	if err := a.adminHTTP(ctx, "GET", "/v1/messages/"+adminPathEscape(id), nil, nil, &m); err != nil {
 		return nil, err
 	}
-	v, err := m.view(self.Name)
+	v, err := messageView(&m, self.Name)
 	return &v, err
 }
 
@@ -640,15 +566,13 @@ func (a *Admin) httpQueryMessages(ctx context.Context, topic, key string, bms, e
 	if ems > 0 {
 		q.Set("end_ms", strconv.FormatInt(ems, 10))
 	}
-	var ans struct {
-		Messages []httpMessage `json:"messages"`
-	}
+	var ans protocol.HTTPMessages
 	if err := a.adminHTTP(ctx, "GET", "/v1/topics/"+adminPathEscape(topic)+"/messages", q, nil, &ans); err != nil {
 		return nil, err
 	}
 	out := make([]MessageView, 0, len(ans.Messages))
 	for _, m := range ans.Messages {
-		v, err := m.view(self.Name)
+		v, err := messageView(&m, self.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -672,17 +596,14 @@ func (a *Admin) httpReadQueue(ctx context.Context, topic string, q int32, off in
 		ctx, cancel = context.WithTimeout(ctx, a.timeout+wait)
 		defer cancel()
 	}
-	var ans struct {
-		Messages   []httpMessage `json:"messages"`
-		NextOffset int64         `json:"next_offset"`
-	}
+	var ans protocol.HTTPQueueRead
 	path := "/v1/topics/" + adminPathEscape(topic) + "/queues/" + strconv.Itoa(int(q)) + "/messages"
 	if err := a.adminHTTP(ctx, "GET", path, query, nil, &ans); err != nil {
 		return nil, off, err
 	}
 	out := make([]MessageView, 0, len(ans.Messages))
 	for _, m := range ans.Messages {
-		v, err := m.view(self.Name)
+		v, err := messageView(&m, self.Name)
 		if err != nil {
 			return nil, off, err
 		}
@@ -699,23 +620,13 @@ func (a *Admin) httpSend(ctx context.Context, topic string, msgs []OutMessage, q
 	if err != nil {
 		return nil, err
 	}
-	type produceMsg struct {
-		Body         string            `json:"body"`
-		BodyEncoding string            `json:"body_encoding"`
-		Tags         string            `json:"tags,omitempty"`
-		Keys         []string          `json:"keys,omitempty"`
-		Properties   map[string]string `json:"properties,omitempty"`
-		QueueID      *int32            `json:"queue_id,omitempty"`
-	}
 	out := make([]SendReceipt, 0, len(msgs))
 	for len(msgs) > 0 {
 		batch := msgs[:min(len(msgs), adminHTTPMaxBatch)]
 		msgs = msgs[len(batch):]
-		req := struct {
-			Messages []produceMsg `json:"messages"`
-		}{Messages: make([]produceMsg, len(batch))}
+		req := protocol.HTTPProduceRequest{Messages: make([]protocol.HTTPProduceMessage, len(batch))}
 		for i, m := range batch {
-			pm := produceMsg{Body: string(m.Body), BodyEncoding: "utf8", Tags: m.Tags, Keys: m.Keys, Properties: m.Properties}
+			pm := protocol.HTTPProduceMessage{Body: string(m.Body), BodyEncoding: "utf8", Tags: m.Tags, Keys: m.Keys, Properties: m.Properties}
 			if q >= 0 {
 				pm.QueueID = &q
 			}
@@ -724,15 +635,7 @@ func (a *Admin) httpSend(ctx context.Context, topic string, msgs []OutMessage, q
 			}
 			req.Messages[i] = pm
 		}
-		var ans struct {
-			Results []struct {
-				MsgID       string        `json:"msg_id"`
-				OffsetMsgID string        `json:"offset_msg_id"`
-				QueueID     int32         `json:"queue_id"`
-				QueueOffset int64         `json:"queue_offset"`
-				Error       *ProblemError `json:"error"`
-			} `json:"results"`
-		}
+		var ans protocol.HTTPProduceResponse
 		path := "/v1/topics/" + adminPathEscape(topic) + "/messages"
 		if err := a.adminHTTP(ctx, "POST", path, nil, req, &ans); err != nil {
 			return out, err
@@ -741,12 +644,17 @@ func (a *Admin) httpSend(ctx context.Context, topic string, msgs []OutMessage, q
 			return out, fmt.Errorf("client: POST %s: %d results for %d messages", path, len(ans.Results), len(batch))
 		}
 		for _, r := range ans.Results {
-			if r.Error != nil {
-				r.Error.Method, r.Error.Path = "POST", path
-				return out, r.Error
+			if e := r.Error; e != nil {
+				return out, &ProblemError{Method: "POST", Path: path, Status: e.Status, Code: e.Code, Title: e.Title, Detail: e.Detail}
 			}
-			out = append(out, SendReceipt{MsgID: r.MsgID, OffsetMsgID: r.OffsetMsgID, Topic: topic, Broker: self.Name,
-				QueueID: r.QueueID, QueueOffset: r.QueueOffset})
+			sr := SendReceipt{MsgID: r.MsgID, OffsetMsgID: r.OffsetMsgID, Topic: topic, Broker: self.Name}
+			if r.QueueID != nil {
+				sr.QueueID = *r.QueueID
+			}
+			if r.QueueOffset != nil {
+				sr.QueueOffset = *r.QueueOffset
+			}
+			out = append(out, sr)
 		}
 	}
 	return out, nil
@@ -767,14 +675,12 @@ func (a *Admin) httpDeadLetters(ctx context.Context, group string, max int) ([]D
 			page = min(page, max-len(out))
 		}
 		q := url.Values{"from": {strconv.FormatInt(from, 10)}, "max": {strconv.Itoa(page)}}
-		var p adminDLQPage
+		var p protocol.DLQPage
 		if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/dlq", q, nil, &p); err != nil {
 			return nil, err
 		}
-		for _, d := range p.DeadLetters {
-			out = append(out, DeadLetter{Broker: self.Name, QueueOffset: d.QueueOffset, CommitlogOffset: d.CommitOffset,
-				MsgID: d.MsgID, OriginMsgID: d.OriginMsgID, Topic: d.Topic, Tags: d.Tags, Keys: d.Keys,
-				ReconsumeTimes: d.ReconsumeTimes, FailedAtMS: d.FailedAtMillis, BornAtMS: d.BornAtMillis, BodySize: d.BodySize})
+		for i := range p.DeadLetters {
+			out = append(out, deadLetterOf(&p.DeadLetters[i], self.Name))
 		}
 		if len(p.DeadLetters) == 0 || p.Next <= from {
 			break
@@ -788,14 +694,12 @@ func (a *Admin) httpDeadLetters(ctx context.Context, group string, max int) ([]D
 // offsets is nil) in batches.
 func (a *Admin) httpResendDeadLetters(ctx context.Context, r DLQResend, target string, offsets []int64, res *DLQResendResult) error {
 	path := "/v1/groups/" + adminPathEscape(r.Group) + "/dlq/resend"
-	var ans struct {
-		Resent int `json:"resent"`
-	}
+	var ans protocol.DLQResendResult
 	if offsets == nil {
-		if err := a.adminHTTP(ctx, "POST", path, nil, map[string]any{"all": true, "target": target}, &ans); err != nil {
+		if err := a.adminHTTP(ctx, "POST", path, nil, protocol.HTTPDLQResend{All: true, Target: target}, &ans); err != nil {
 			return err
 		}
-		res.Resent = ans.Resent
+		res.Resent, res.Skipped = ans.Resent, ans.Skipped
 		if r.Progress != nil {
 			r.Progress(res.Resent, res.Resent)
 		}
@@ -804,10 +708,11 @@ func (a *Admin) httpResendDeadLetters(ctx context.Context, r DLQResend, target s
 	total := len(offsets)
 	for len(offsets) > 0 {
 		n := min(len(offsets), adminDLQBatch)
-		if err := a.adminHTTP(ctx, "POST", path, nil, map[string]any{"offsets": offsets[:n], "target": target}, &ans); err != nil {
+		if err := a.adminHTTP(ctx, "POST", path, nil, protocol.HTTPDLQResend{Offsets: offsets[:n], Target: target}, &ans); err != nil {
 			return err
 		}
 		res.Resent += ans.Resent
+		res.Skipped += ans.Skipped
 		offsets = offsets[n:]
 		if r.Progress != nil {
 			r.Progress(res.Resent, total)
@@ -826,7 +731,7 @@ func (a *Admin) httpConsume(ctx context.Context, spec ConsumeSpec, fn func(Messa
 		return 0, err
 	}
 	committed := map[int32]int64{}
-	if !spec.FromBeginning {
+	if !spec.FromBeginning && spec.Group != "" {
 		l, err := a.httpLag(ctx, spec.Group, false)
 		if err != nil && !errors.Is(err, ErrNoSuchGroup) {
 			return 0, err
@@ -859,14 +764,14 @@ func (a *Admin) httpConsume(ctx context.Context, spec ConsumeSpec, fn func(Messa
 			if err != nil || spec.Group == "" {
 				return
 			}
-			offs := make([]map[string]any, 0, len(cs))
+			offs := protocol.HTTPOffsets{Offsets: make([]protocol.HTTPOffset, 0, len(cs))}
 			for _, c := range cs {
-				offs = append(offs, map[string]any{"topic": spec.Topic, "queue_id": c.q, "offset": c.off})
+				offs.Offsets = append(offs.Offsets, protocol.HTTPOffset{Topic: spec.Topic, QueueID: int32(c.q), Offset: c.off})
 			}
 			// The reads may have used up ctx (--follow until interrupted).
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
 			defer cancel()
-			err = a.adminHTTP(cctx, "PUT", "/v1/groups/"+adminPathEscape(spec.Group)+"/offsets", nil, map[string]any{"offsets": offs}, nil)
+			err = a.adminHTTP(cctx, "PUT", "/v1/groups/"+adminPathEscape(spec.Group)+"/offsets", nil, offs, nil)
 		}()
 	}
 	// read reads one queue once; done reports that Max is reached.

@@ -15,7 +15,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -59,20 +59,20 @@ func (m MessageView) MarshalJSON() ([]byte, error) {
 }
 
 // adminView copies a decoded record into a MessageView.
-func adminView(r commitlog.Record, broker string) MessageView {
-	props := commitlog.ParseProperties(r.UserProperties())
+func adminView(r protocol.Record, broker string) MessageView {
+	props := protocol.ParseProperties(r.UserProperties())
 	m := MessageView{
 		Topic: string(r.Topic), Broker: broker, QueueID: r.QueueID, QueueOffset: r.QueueOffset,
 		CommitlogOffset: r.PhysicalOffset, BornMS: r.BornTimestamp, StoreMS: r.StoreTimestamp,
 		BornHost: r.BornHost.String(), StoreHost: r.StoreHost.String(), ReconsumeTimes: r.ReconsumeTimes,
 		Properties: props, Body: append([]byte(nil), r.Body...),
-		OffsetMsgID: commitlog.OffsetMsgID(r.StoreHost, r.PhysicalOffset),
+		OffsetMsgID: protocol.OffsetMsgID(r.StoreHost, r.PhysicalOffset),
 	}
-	m.MsgID = props[commitlog.PropUniqKey]
+	m.MsgID = props[protocol.PropUniqKey]
 	if m.MsgID == "" {
 		m.MsgID = m.OffsetMsgID
 	}
-	m.Tags, m.Keys = props[commitlog.PropTags], props[commitlog.PropKeys]
+	m.Tags, m.Keys = props[protocol.PropTags], props[protocol.PropKeys]
 	return m
 }
 
@@ -157,22 +157,22 @@ func (s *AdminSender) Send(ctx context.Context, m OutMessage) (SendReceipt, erro
 		props[k] = v
 	}
 	id := adminNewUniqID()
-	props[commitlog.PropUniqKey] = id
+	props[protocol.PropUniqKey] = id
 	if m.Tags != "" {
-		props[commitlog.PropTags] = m.Tags
+		props[protocol.PropTags] = m.Tags
 	}
 	if len(m.Keys) > 0 {
-		props[commitlog.PropKeys] = strings.Join(m.Keys, " ")
+		props[protocol.PropKeys] = strings.Join(m.Keys, " ")
 	}
 	props["WAIT"] = "true"
 	q := s.qs[int(s.next.Add(1)-1)%len(s.qs)]
 	ext := map[string]string{
-		"producerGroup": "FERRY_ADMIN_PRODUCER", "topic": s.topic, "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
+		"producerGroup": "FERRY_ADMIN_PRODUCER", "topic": s.topic, "defaultTopic": protocol.AutoCreateTopicTemplate, "defaultTopicQueueNums": "4",
 		"queueId": strconv.Itoa(int(q.id)), "sysFlag": "0", "bornTimestamp": strconv.FormatInt(time.Now().UnixMilli(), 10),
-		"flag": "0", "properties": string(commitlog.EncodeProperties(props)), "reconsumeTimes": "0",
+		"flag": "0", "properties": string(protocol.EncodeProperties(props)), "reconsumeTimes": "0",
 		"unitMode": "false", "batch": "false", "bname": q.b.Name,
 	}
-	resp, err := s.a.adminInvoke(ctx, q.b.Addr, remoting.ReqSendMessage, ext, m.Body)
+	resp, err := s.a.adminInvoke(ctx, q.b.Addr, protocol.ReqSendMessage, ext, m.Body)
 	if err != nil {
 		return SendReceipt{}, adminBrokerErr(q.b, err)
 	}
@@ -207,9 +207,13 @@ func (a *Admin) Send(ctx context.Context, topic string, msgs ...OutMessage) ([]S
 type ConsumeSpec struct {
 	Topic string
 	// Group is the consumer group whose committed offsets Consume starts
-	// from and, with Commit, advances.
+	// from and, with Commit, advances. Without one Consume reads as a tool
+	// (protocol.ToolsConsumerGroup): no group is created and nothing committed.
 	Group string
-	// FromBeginning starts at each queue's first offset instead.
+	// FromBeginning starts at each queue's first offset instead. Otherwise
+	// a queue starts at the group's committed offset or, when the group has
+	// none (no group, or a group that does not exist yet), at its end: only
+	// new messages.
 	FromBeginning bool
 	// Max stops after this many messages (0: no limit).
 	Max int
@@ -227,8 +231,8 @@ type ConsumeSpec struct {
 // Over the HTTP API it reads the queues statelessly, from the group's
 // committed offsets (or the beginning); committing is not supported there.
 func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageView) error) (int, error) {
-	if spec.Group == "" {
-		return 0, errors.New("client: consume needs a group")
+	if spec.Group == "" && spec.Commit {
+		return 0, errors.New("client: consume can commit offsets only for a group")
 	}
 	if a.base != "" {
 		return a.httpConsume(ctx, spec, fn)
@@ -237,17 +241,36 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 	if err != nil {
 		return 0, err
 	}
+	// Committed offsets only of a group that exists: a broker answers 0
+	// for a new group on a young queue (RocketMQ's rule for consumers).
+	committed := false
+	if spec.Group != "" && !spec.FromBeginning {
+		switch _, err := a.Group(ctx, spec.Group); {
+		case err == nil:
+			committed = true
+		case !errors.Is(err, ErrNoSuchGroup):
+			return 0, err
+		}
+	}
+	pullGroup := spec.Group
+	if pullGroup == "" {
+		pullGroup = protocol.ToolsConsumerGroup
+	}
 	type cursor struct {
 		q         adminQueue
 		off, from int64
 	}
 	cs := make([]*cursor, len(qs))
 	for i, q := range qs {
-		var off int64
-		if spec.FromBeginning {
-			off, err = a.adminQueueOffset(ctx, q, spec.Topic, remoting.ReqGetMinOffset, 0)
-		} else if off, err = a.adminCommitted(ctx, q, spec.Group, spec.Topic); err == nil && off < 0 {
-			off, err = a.adminQueueOffset(ctx, q, spec.Topic, remoting.ReqGetMaxOffset, 0)
+		off := int64(-1)
+		switch {
+		case spec.FromBeginning:
+			off, err = a.adminQueueOffset(ctx, q, spec.Topic, protocol.ReqGetMinOffset, 0)
+		case committed:
+			off, err = a.adminCommitted(ctx, q, spec.Group, spec.Topic)
+		}
+		if err == nil && off < 0 {
+			off, err = a.adminQueueOffset(ctx, q, spec.Topic, protocol.ReqGetMaxOffset, 0)
 		}
 		if err != nil {
 			return 0, err
@@ -256,7 +279,7 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 	}
 	var n int
 	errStop := errors.New("stop")
-	deliver := func(c *cursor, recs []commitlog.Record, next int64) error {
+	deliver := func(c *cursor, recs []protocol.Record, next int64) error {
 		for _, r := range recs {
 			if spec.Max > 0 && n >= spec.Max {
 				return errStop
@@ -279,7 +302,7 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 		// Read every queue to its end, queue after queue.
 		for _, c := range cs {
 			for {
-				recs, next, err := a.adminPull(ctx, c.q.b, spec.Group, spec.Topic, c.q.id, c.off, 32, 0)
+				recs, next, err := a.adminPull(ctx, c.q.b, pullGroup, spec.Topic, c.q.id, c.off, 32, 0)
 				if err != nil {
 					return adminBrokerErr(c.q.b, err)
 				}
@@ -294,7 +317,7 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 		// Then, following, long-poll the queues in turn.
 		for spec.Follow {
 			for _, c := range cs {
-				recs, next, err := a.adminPull(ctx, c.q.b, spec.Group, spec.Topic, c.q.id, c.off, 32, time.Second)
+				recs, next, err := a.adminPull(ctx, c.q.b, pullGroup, spec.Topic, c.q.id, c.off, 32, time.Second)
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -321,7 +344,7 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 			}
 			ext := map[string]string{"consumerGroup": spec.Group, "topic": spec.Topic, "queueId": strconv.Itoa(int(c.q.id)),
 				"commitOffset": strconv.FormatInt(c.off, 10), "bname": c.q.b.Name}
-			if _, cerr := a.adminInvoke(cctx, c.q.b.Addr, remoting.ReqUpdateConsumerOffset, ext, nil); cerr != nil && err == nil {
+			if _, cerr := a.adminInvoke(cctx, c.q.b.Addr, protocol.ReqUpdateConsumerOffset, ext, nil); cerr != nil && err == nil {
 				err = adminBrokerErr(c.q.b, cerr)
 			}
 		}
@@ -339,12 +362,12 @@ func (a *Admin) Message(ctx context.Context, id string) (*MessageView, error) {
 	if err != nil {
 		return nil, err
 	}
-	if host, _, err := commitlog.ParseOffsetMsgID(id); err == nil {
+	if host, _, err := protocol.ParseOffsetMsgID(id); err == nil {
 		// An offset id names its broker: ask it first.
 		sort.SliceStable(bs, func(i, j int) bool { return bs[i].Addr == host.String() && bs[j].Addr != host.String() })
 	}
 	for _, b := range bs {
-		resp, err := a.adminInvoke(ctx, b.Addr, remoting.ReqViewMessageByID, map[string]string{"msgId": id}, nil)
+		resp, err := a.adminInvoke(ctx, b.Addr, protocol.ReqViewMessageByID, map[string]string{"msgId": id}, nil)
 		if err != nil {
 			var re *remoting.ResponseError
 			if errors.As(err, &re) {
@@ -392,8 +415,8 @@ func (a *Admin) QueryMessages(ctx context.Context, topic, key string, begin, end
 		seen[q.b.Name] = true
 		ext := map[string]string{"topic": topic, "key": key, "maxNum": strconv.Itoa(max),
 			"beginTimestamp": strconv.FormatInt(bms, 10), "endTimestamp": strconv.FormatInt(ems, 10)}
-		resp, err := a.adminInvoke(ctx, q.b.Addr, remoting.ReqQueryMessage, ext, nil)
-		if adminIsCode(err, remoting.RespQueryNotFound) {
+		resp, err := a.adminInvoke(ctx, q.b.Addr, protocol.ReqQueryMessage, ext, nil)
+		if adminIsCode(err, protocol.RespQueryNotFound) {
 			continue
 		}
 		if err != nil {
@@ -425,7 +448,7 @@ func (a *Admin) Resend(ctx context.Context, id, topic string) (*SendReceipt, err
 	}
 	if topic == "" {
 		topic = m.Topic
-		if t := m.Properties[commitlog.PropRetryTopic]; t != "" && !strings.HasPrefix(t, "%") {
+		if t := m.Properties[protocol.PropRetryTopic]; t != "" && !strings.HasPrefix(t, "%") {
 			topic = t
 		}
 		if strings.HasPrefix(topic, "%") {
@@ -435,14 +458,14 @@ func (a *Admin) Resend(ctx context.Context, id, topic string) (*SendReceipt, err
 	props := map[string]string{}
 	for k, v := range m.Properties {
 		switch k {
-		case commitlog.PropUniqKey, commitlog.PropTags, commitlog.PropKeys, commitlog.PropRetryTopic,
-			commitlog.PropDelayLevel, commitlog.PropRealTopic, commitlog.PropRealQueueID, "CLUSTER", "WAIT",
-			"MIN_OFFSET", "MAX_OFFSET", commitlog.PropOriginMessageID:
+		case protocol.PropUniqKey, protocol.PropTags, protocol.PropKeys, protocol.PropRetryTopic,
+			protocol.PropDelayLevel, protocol.PropRealTopic, protocol.PropRealQueueID, protocol.PropCluster, protocol.PropWait,
+			protocol.PropMinOffset, protocol.PropMaxOffset, protocol.PropOriginMessageID:
 			continue
 		}
 		props[k] = v
 	}
-	props[commitlog.PropOriginMessageID] = m.MsgID
+	props[protocol.PropOriginMessageID] = m.MsgID
 	out := OutMessage{Body: m.Body, Tags: m.Tags, Properties: props}
 	if m.Keys != "" {
 		out.Keys = strings.Fields(m.Keys)

@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
-	"time"
 
-	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Offset reset targets.
@@ -95,7 +94,7 @@ func (a *Admin) ResetOffsets(ctx context.Context, r OffsetReset) (*OffsetResetRe
 			Offsets map[string]int64 `json:"offsets"`
 		}
 		ext := map[string]string{"group": r.Group, "topic": r.Topic, "to": r.To, "value": strconv.FormatInt(r.Value, 10)}
-		if err := a.adminInvokeJSON(ctx, q.b.Addr, adminReqResetOffset, ext, nil, &ans); err != nil {
+		if err := a.adminInvokeJSON(ctx, q.b.Addr, protocol.ReqResetOffset, ext, nil, &ans); err != nil {
 			return nil, adminBrokerErr(q.b, err)
 		}
 		done[q.b.Name] = ans.Offsets
@@ -118,8 +117,8 @@ func (a *Admin) ResetOffsets(ctx context.Context, r OffsetReset) (*OffsetResetRe
 // adminCommitted is the group's committed offset of a queue, -1 if none.
 func (a *Admin) adminCommitted(ctx context.Context, q adminQueue, group, topic string) (int64, error) {
 	ext := map[string]string{"consumerGroup": group, "topic": topic, "queueId": strconv.Itoa(int(q.id)), "bname": q.b.Name}
-	resp, err := a.adminInvoke(ctx, q.b.Addr, remoting.ReqQueryConsumerOffset, ext, nil)
-	if adminIsCode(err, remoting.RespQueryNotFound) {
+	resp, err := a.adminInvoke(ctx, q.b.Addr, protocol.ReqQueryConsumerOffset, ext, nil)
+	if adminIsCode(err, protocol.RespQueryNotFound) {
 		return -1, nil
 	}
 	if err != nil {
@@ -132,7 +131,7 @@ func (a *Admin) adminCommitted(ctx context.Context, q adminQueue, group, topic s
 // by-time (29) offset.
 func (a *Admin) adminQueueOffset(ctx context.Context, q adminQueue, topic string, code int16, ts int64) (int64, error) {
 	ext := map[string]string{"topic": topic, "queueId": strconv.Itoa(int(q.id)), "bname": q.b.Name}
-	if code == remoting.ReqSearchOffsetByTimestamp {
+	if code == protocol.ReqSearchOffsetByTimestamp {
 		ext["timestamp"] = strconv.FormatInt(ts, 10)
 	}
 	resp, err := a.adminInvoke(ctx, q.b.Addr, code, ext, nil)
@@ -147,21 +146,19 @@ func (a *Admin) adminQueueOffset(ctx context.Context, q adminQueue, topic string
 func (a *Admin) adminOffsetAt(ctx context.Context, q adminQueue, topic, to string, value int64) (int64, error) {
 	switch to {
 	case ResetEarliest:
-		return a.adminQueueOffset(ctx, q, topic, remoting.ReqGetMinOffset, 0)
+		return a.adminQueueOffset(ctx, q, topic, protocol.ReqGetMinOffset, 0)
 	case ResetLatest:
-		return a.adminQueueOffset(ctx, q, topic, remoting.ReqGetMaxOffset, 0)
+		return a.adminQueueOffset(ctx, q, topic, protocol.ReqGetMaxOffset, 0)
 	case ResetTime:
-		return a.adminQueueOffset(ctx, q, topic, remoting.ReqSearchOffsetByTimestamp, value)
+		return a.adminQueueOffset(ctx, q, topic, protocol.ReqSearchOffsetByTimestamp, value)
 	}
-	lo, err := a.adminQueueOffset(ctx, q, topic, remoting.ReqGetMinOffset, 0)
+	lo, err := a.adminQueueOffset(ctx, q, topic, protocol.ReqGetMinOffset, 0)
 	if err != nil {
 		return 0, err
 	}
-	hi, err := a.adminQueueOffset(ctx, q, topic, remoting.ReqGetMaxOffset, 0)
+	hi, err := a.adminQueueOffset(ctx, q, topic, protocol.ReqGetMaxOffset, 0)
 	if err != nil {
 		return 0, err
 	}
 	return max(lo, min(value, hi)), nil
 }
-
-var _ = time.Millisecond

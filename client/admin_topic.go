@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -72,12 +73,12 @@ func adminFilterTopics(in []TopicInfo, system bool) []TopicInfo {
 
 func adminTopicBroker(b adminBroker, tc remoting.TopicConfig) TopicBrokerConfig {
 	return TopicBrokerConfig{Broker: b.Name, Addr: b.Addr, ReadQueues: tc.ReadQueueNums, WriteQueues: tc.WriteQueueNums,
-		Perm: remoting.PermString(tc.Perm), Order: tc.Order}
+		Perm: protocol.PermString(tc.Perm), Order: tc.Order}
 }
 
 func (a *Admin) adminTopicConfigs(ctx context.Context, b adminBroker) (map[string]remoting.TopicConfig, error) {
 	var w remoting.TopicConfigSerializeWrapper
-	if err := a.adminInvokeJSON(ctx, b.Addr, adminReqGetAllTopicConfig, nil, nil, &w); err != nil {
+	if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetAllTopicConfig, nil, nil, &w); err != nil {
 		return nil, adminBrokerErr(b, err)
 	}
 	return w.TopicConfigTable, nil
@@ -103,18 +104,18 @@ func ParsePerm(s string) (int32, error) {
 	for _, r := range s {
 		switch r {
 		case 'R', 'r':
-			p |= remoting.PermRead
+			p |= protocol.PermRead
 		case 'W', 'w':
-			p |= remoting.PermWrite
+			p |= protocol.PermWrite
 		case 'X', 'x':
-			p |= remoting.PermInherit
+			p |= protocol.PermInherit
 		case '-':
 		default:
 			return 0, fmt.Errorf("client: permission %q: use R, W or RW", s)
 		}
 	}
 	if s == "" {
-		p = remoting.PermRead | remoting.PermWrite
+		p = protocol.PermRead | protocol.PermWrite
 	}
 	return p, nil
 }
@@ -165,13 +166,13 @@ func (a *Admin) CreateTopic(ctx context.Context, spec TopicSpec) ([]string, erro
 
 func (a *Admin) adminPutTopic(ctx context.Context, b adminBroker, tc remoting.TopicConfig) error {
 	ext := map[string]string{
-		"topic": tc.TopicName, "defaultTopic": "TBW102",
+		"topic": tc.TopicName, "defaultTopic": protocol.AutoCreateTopicTemplate,
 		"readQueueNums":  strconv.Itoa(int(tc.ReadQueueNums)),
 		"writeQueueNums": strconv.Itoa(int(tc.WriteQueueNums)),
 		"perm":           strconv.Itoa(int(tc.Perm)), "topicFilterType": remoting.TopicFilterSingleTag,
 		"topicSysFlag": "0", "order": strconv.FormatBool(tc.Order),
 	}
-	if _, err := a.adminInvoke(ctx, b.Addr, remoting.ReqUpdateAndCreateTopic, ext, nil); err != nil {
+	if _, err := a.adminInvoke(ctx, b.Addr, protocol.ReqUpdateAndCreateTopic, ext, nil); err != nil {
 		return adminBrokerErr(b, err)
 	}
 	return nil
@@ -252,7 +253,7 @@ func (a *Admin) DeleteTopic(ctx context.Context, topic string) ([]string, error)
 		if _, ok := tables[topic]; !ok {
 			continue
 		}
-		if _, err := a.adminInvoke(ctx, b.Addr, remoting.ReqDeleteTopicInBroker, map[string]string{"topic": topic}, nil); err != nil {
+		if _, err := a.adminInvoke(ctx, b.Addr, protocol.ReqDeleteTopicInBroker, map[string]string{"topic": topic}, nil); err != nil {
 			return done, adminBrokerErr(b, err)
 		}
 		done = append(done, b.Name)
@@ -261,7 +262,7 @@ func (a *Admin) DeleteTopic(ctx context.Context, topic string) ([]string, error)
 		return nil, fmt.Errorf("%w: %s", ErrNoSuchTopic, topic)
 	}
 	for _, ns := range a.namesrvs {
-		if _, err := a.adminInvoke(ctx, ns, remoting.ReqDeleteTopicInNameServer, map[string]string{"topic": topic}, nil); err != nil {
+		if _, err := a.adminInvoke(ctx, ns, protocol.ReqDeleteTopicInNameServer, map[string]string{"topic": topic}, nil); err != nil {
 			return done, fmt.Errorf("name server %s: %w", ns, err)
 		}
 	}
@@ -284,16 +285,6 @@ type TopicDescription struct {
 	Brokers  []TopicBrokerConfig `json:"brokers"`
 	Queues   []TopicQueue        `json:"queues"`
 	Messages int64               `json:"messages"`
-}
-
-type adminTopicStats struct {
-	Topic  string `json:"topic"`
-	Queues []struct {
-		QueueID     int32 `json:"queue_id"`
-		MinOffset   int64 `json:"min_offset"`
-		MaxOffset   int64 `json:"max_offset"`
-		LastStoreMS int64 `json:"last_store_ms"`
-	} `json:"queues"`
 }
 
 // DescribeTopic returns a topic's configuration and per-queue offsets on
@@ -333,14 +324,14 @@ func (a *Admin) DescribeTopic(ctx context.Context, topic string) (*TopicDescript
 }
 
 func (a *Admin) adminTopicStats(ctx context.Context, b adminBroker, topic string) ([]TopicQueue, error) {
-	var st adminTopicStats
-	if err := a.adminInvokeJSON(ctx, b.Addr, adminReqGetTopicStatsInfo, map[string]string{"topic": topic}, nil, &st); err != nil {
+	var st protocol.TopicStats
+	if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetTopicStatsInfo, map[string]string{"topic": topic}, nil, &st); err != nil {
 		return nil, adminBrokerErr(b, err)
 	}
 	out := make([]TopicQueue, 0, len(st.Queues))
 	for _, q := range st.Queues {
 		out = append(out, TopicQueue{Broker: b.Name, QueueID: q.QueueID, MinOffset: q.MinOffset, MaxOffset: q.MaxOffset,
-			Messages: q.MaxOffset - q.MinOffset, LastStoreMS: q.LastStoreMS})
+			Messages: q.MaxOffset - q.MinOffset, LastStoreMS: q.LastStoreMs})
 	}
 	return out, nil
 }
@@ -379,7 +370,7 @@ func (a *Admin) Route(ctx context.Context, topic string) (*TopicRoute, error) {
 	}
 	r := &TopicRoute{Topic: topic, Queues: []RouteQueues{}, Brokers: []RouteBroker{}}
 	for _, q := range rd.QueueDatas {
-		r.Queues = append(r.Queues, RouteQueues{Broker: q.BrokerName, ReadQueues: q.ReadQueueNums, WriteQueues: q.WriteQueueNums, Perm: remoting.PermString(q.Perm)})
+		r.Queues = append(r.Queues, RouteQueues{Broker: q.BrokerName, ReadQueues: q.ReadQueueNums, WriteQueues: q.WriteQueueNums, Perm: protocol.PermString(q.Perm)})
 	}
 	for _, b := range rd.BrokerDatas {
 		r.Brokers = append(r.Brokers, RouteBroker{Cluster: b.Cluster, Broker: b.BrokerName, Addrs: b.BrokerAddrs})
@@ -390,8 +381,8 @@ func (a *Admin) Route(ctx context.Context, topic string) (*TopicRoute, error) {
 }
 
 func (a *Admin) adminRoute(ctx context.Context, topic string) (*remoting.TopicRouteData, error) {
-	resp, err := a.adminNamesrv(ctx, remoting.ReqGetRouteInfoByTopic, map[string]string{"topic": topic})
-	if adminIsCode(err, remoting.RespTopicNotExist) {
+	resp, err := a.adminNamesrv(ctx, protocol.ReqGetRouteInfoByTopic, map[string]string{"topic": topic})
+	if adminIsCode(err, protocol.RespTopicNotExist) {
 		return nil, fmt.Errorf("%w: %s (the name servers have no route for it)", ErrNoSuchTopic, topic)
 	}
 	if err != nil {
@@ -427,7 +418,7 @@ func (a *Admin) adminTopicQueues(ctx context.Context, topic string, write bool) 
 		}
 		n := q.ReadQueueNums
 		if write {
-			if !remoting.PermWritable(q.Perm) {
+			if !protocol.PermWritable(q.Perm) {
 				continue
 			}
 			n = q.WriteQueueNums

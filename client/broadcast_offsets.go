@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 )
 
@@ -56,7 +57,9 @@ func loadBroadcastOffsets(path string) (map[MessageQueue]int64, error) {
 	return out, nil
 }
 
-// saveBroadcastOffsets writes the file atomically.
+// saveBroadcastOffsets writes the file atomically and durably: a temporary
+// file, synced, renamed into place, then the directory synced so the
+// rename itself survives a crash.
 func saveBroadcastOffsets(path string, offsets map[MessageQueue]int64) error {
 	list := make([]broadcastOffset, 0, len(offsets))
 	for q, off := range offsets {
@@ -80,8 +83,36 @@ func saveBroadcastOffsets(path string, offsets map[MessageQueue]int64) error {
 		return err
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
 		return err
 	}
-	return os.Rename(tmp, path)
+	_, err = f.Write(b)
+	if err == nil {
+		err = fsync(f)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if runtime.GOOS == "windows" {
+		return nil // a directory cannot be opened for syncing there; NTFS journals the rename
+	}
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	err = fsync(d)
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
+
+// fsync syncs f; tests watch it.
+var fsync = (*os.File).Sync

@@ -7,6 +7,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -39,7 +40,7 @@ func (e *ServerError) Error() string {
 	if e.Status != 0 {
 		return fmt.Sprintf("client: %s answered HTTP %d: %s", e.Broker, e.Status, e.Remark)
 	}
-	return fmt.Sprintf("client: %s answered %s (%d): %s", e.Broker, remoting.ResponseName(int16(e.Code)), e.Code, e.Remark)
+	return fmt.Sprintf("client: %s answered %s (%d): %s", e.Broker, protocol.ResponseName(int16(e.Code)), e.Code, e.Remark)
 }
 
 // Retriable reports whether the same request may succeed on another broker
@@ -51,8 +52,8 @@ func (e *ServerError) Retriable() bool {
 		return e.Status == 429 || e.Status >= 500
 	}
 	switch e.Code {
-	case remoting.RespSystemError, remoting.RespSystemBusy, remoting.RespServiceNotAvailable,
-		remoting.RespNoPermission, remoting.RespTopicNotExist, remoting.RespFlowControl:
+	case protocol.RespSystemError, protocol.RespSystemBusy, protocol.RespServiceNotAvailable,
+		protocol.RespNoPermission, protocol.RespTopicNotExist, protocol.RespFlowControl:
 		return true
 	}
 	return false

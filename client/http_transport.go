@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // The HTTP transport speaks one broker's JSON API:
@@ -28,37 +30,8 @@ import (
 // httpBroker is the broker name HTTP results report.
 const httpBroker = "http"
 
-type httpMessage struct {
-	Topic            string            `json:"topic,omitempty"`
-	StoredTopic      string            `json:"stored_topic,omitempty"`
-	QueueID          *int              `json:"queue_id,omitempty"`
-	QueueOffset      int64             `json:"queue_offset,omitempty"`
-	CommitlogOffset  int64             `json:"commitlog_offset,omitempty"`
-	MsgID            string            `json:"msg_id,omitempty"`
-	OffsetMsgID      string            `json:"offset_msg_id,omitempty"`
-	Tags             string            `json:"tags,omitempty"`
-	Keys             []string          `json:"keys,omitempty"`
-	Properties       map[string]string `json:"properties,omitempty"`
-	SystemProperties map[string]string `json:"system_properties,omitempty"`
-	Body             string            `json:"body"`
-	BodyEncoding     string            `json:"body_encoding,omitempty"`
-	DelayLevel       int               `json:"delay_level,omitempty"`
-	DeliverAtMs      int64             `json:"deliver_at_ms,omitempty"`
-	BornAtMs         int64             `json:"born_at_ms,omitempty"`
-	StoredAtMs       int64             `json:"stored_at_ms,omitempty"`
-	ReconsumeTimes   int               `json:"reconsume_times,omitempty"`
-	ReceiptHandle    string            `json:"receipt_handle,omitempty"`
-}
-
-type httpProblem struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
-	Code   int    `json:"code"`
-}
-
-func (p *httpProblem) err(base string, status int, retryAfter time.Duration) *ServerError {
+// problemError is the error a problem answer stands for.
+func problemError(p *protocol.Problem, base string, status int, retryAfter time.Duration) *ServerError {
 	if p.Status == 0 {
 		p.Status = status
 	}
@@ -129,7 +102,7 @@ func httpCall(ctx context.Context, cfg *config, method, path string, query url.V
 		return err
 	}
 	if ans.status/100 != 2 {
-		var p httpProblem
+		var p protocol.Problem
 		_ = json.Unmarshal(ans.data, &p)
 		if p.Title == "" {
 			p.Title = http.StatusText(ans.status)
@@ -138,7 +111,7 @@ func httpCall(ctx context.Context, cfg *config, method, path string, query url.V
 		if s, err := strconv.Atoi(ans.header.Get("Retry-After")); err == nil && s > 0 {
 			ra = time.Duration(s) * time.Second
 		}
-		return p.err(cfg.httpBase, ans.status, ra)
+		return problemError(&p, cfg.httpBase, ans.status, ra)
 	}
 	return ans.decode(method, path, out)
 }
@@ -151,23 +124,19 @@ func encodeBody(b []byte) (string, string) {
 }
 
 // toMessageExt converts an API message.
-func (h *httpMessage) toMessageExt(topic string, queue int) (*MessageExt, error) {
+func toMessageExt(h *protocol.HTTPMessage, topic string) (*MessageExt, error) {
 	m := &MessageExt{MsgID: h.MsgID, OffsetMsgID: h.OffsetMsgID, QueueOffset: h.QueueOffset, CommitLogOffset: h.CommitlogOffset,
-		BornAt: time.UnixMilli(h.BornAtMs), StoredAt: time.UnixMilli(h.StoredAtMs), ReconsumeTimes: h.ReconsumeTimes,
+		BornAt: time.UnixMilli(h.BornAtMs), StoredAt: time.UnixMilli(h.StoredAtMs), ReconsumeTimes: int(h.ReconsumeTimes),
 		receipt: h.ReceiptHandle, props: make(map[string]string, len(h.Properties)+len(h.SystemProperties))}
 	m.Topic = h.Topic
 	if m.Topic == "" {
 		m.Topic = topic
 	}
-	q := queue
-	if h.QueueID != nil {
-		q = *h.QueueID
-	}
 	stored := h.StoredTopic
 	if stored == "" {
 		stored = m.Topic
 	}
-	m.Queue = MessageQueue{Topic: stored, BrokerName: httpBroker, QueueID: q}
+	m.Queue = MessageQueue{Topic: stored, BrokerName: httpBroker, QueueID: int(h.QueueID)}
 	m.Tags, m.Keys = h.Tags, h.Keys
 	if len(h.Properties) > 0 {
 		m.Properties = h.Properties
@@ -178,16 +147,16 @@ func (h *httpMessage) toMessageExt(topic string, queue int) (*MessageExt, error)
 	for k, v := range h.Properties {
 		m.props[k] = v
 	}
-	m.ShardingKey = m.props[propSharding]
+	m.ShardingKey = m.props[protocol.PropShardingKey]
 	var err error
-	if m.Body, err = h.body(); err != nil {
+	if m.Body, err = messageBody(h); err != nil {
 		return nil, err
 	}
 	return m, nil
 }
 
-// body decodes the message body by its encoding.
-func (h *httpMessage) body() ([]byte, error) {
+// messageBody decodes the message body by its encoding.
+func messageBody(h *protocol.HTTPMessage) ([]byte, error) {
 	if h.BodyEncoding != "base64" {
 		return []byte(h.Body), nil
 	}
@@ -200,10 +169,7 @@ func (h *httpMessage) body() ([]byte, error) {
 
 // httpTopicQueues reads topic's queue counts (GET /v1/topics/{topic}).
 func httpTopicQueues(ctx context.Context, cfg *config, topic string, write bool) ([]MessageQueue, error) {
-	var out struct {
-		ReadQueues  int `json:"read_queues"`
-		WriteQueues int `json:"write_queues"`
-	}
+	var out protocol.HTTPTopic
 	if err := httpCall(ctx, cfg, http.MethodGet, "/v1/topics/"+url.PathEscape(topic), nil, nil, &out); err != nil {
 		var se *ServerError
 		if errors.As(err, &se) && se.Status == http.StatusNotFound {
@@ -265,40 +231,30 @@ func (t *httpProducer) send(ctx context.Context, topic string, msgs []*outMsg, p
 	if err != nil {
 		return nil, httpBroker, err
 	}
-	var qid *int
+	var qid *int32
 	if len(qs) > 0 {
-		q := pick(qs).QueueID
+		q := int32(pick(qs).QueueID)
 		qid = &q
 	}
-	in := struct {
-		Messages []httpMessage `json:"messages"`
-	}{Messages: make([]httpMessage, len(msgs))}
+	in := protocol.HTTPProduceRequest{Messages: make([]protocol.HTTPProduceMessage, len(msgs))}
 	for i, o := range msgs {
 		m := o.m
 		props := make(map[string]string, len(m.Properties)+2)
 		for k, v := range m.Properties {
 			props[k] = v
 		}
-		props[propUniqKey] = o.id
+		props[protocol.PropUniqKey] = o.id
 		if m.ShardingKey != "" {
-			props[propSharding] = m.ShardingKey
+			props[protocol.PropShardingKey] = m.ShardingKey
 		}
-		hm := httpMessage{Tags: m.Tags, Keys: m.Keys, Properties: props, QueueID: qid, DelayLevel: m.DelayLevel}
+		hm := protocol.HTTPProduceMessage{Tags: m.Tags, Keys: m.Keys, Properties: props, QueueID: qid, DelayLevel: int32(m.DelayLevel)}
 		hm.Body, hm.BodyEncoding = encodeBody(m.Body)
 		if m.DelayLevel == 0 && !m.DeliverAt.IsZero() {
 			hm.DeliverAtMs = m.DeliverAt.UnixMilli()
 		}
 		in.Messages[i] = hm
 	}
-	var out struct {
-		Results []struct {
-			MsgID       string       `json:"msg_id"`
-			OffsetMsgID string       `json:"offset_msg_id"`
-			QueueID     *int         `json:"queue_id"`
-			QueueOffset *int64       `json:"queue_offset"`
-			Error       *httpProblem `json:"error"`
-		} `json:"results"`
-	}
+	var out protocol.HTTPProduceResponse
 	t.stats.requests.Add(1)
 	if err := httpCall(ctx, t.cfg, http.MethodPost, "/v1/topics/"+url.PathEscape(topic)+"/messages", nil, in, &out); err != nil {
 		return nil, httpBroker, err
@@ -310,7 +266,7 @@ func (t *httpProducer) send(ctx context.Context, topic string, msgs []*outMsg, p
 	var failed []error
 	for i, r := range out.Results {
 		if r.Error != nil {
-			failed = append(failed, r.Error.err(t.cfg.httpBase, r.Error.Status, 0))
+			failed = append(failed, problemError(r.Error, t.cfg.httpBase, r.Error.Status, 0))
 			continue
 		}
 		res[i] = SendResult{MsgID: msgs[i].id, OffsetMsgID: r.OffsetMsgID, QueueOffset: -1,
@@ -319,7 +275,7 @@ func (t *httpProducer) send(ctx context.Context, topic string, msgs []*outMsg, p
 			res[i].MsgID = r.MsgID
 		}
 		if r.QueueID != nil {
-			res[i].Queue.QueueID = *r.QueueID
+			res[i].Queue.QueueID = int(*r.QueueID)
 		}
 		if r.QueueOffset != nil {
 			res[i].QueueOffset = *r.QueueOffset
@@ -348,19 +304,14 @@ func (t *httpPull) queues(ctx context.Context, topic string) ([]MessageQueue, er
 
 func (t *httpPull) pull(ctx context.Context, mq MessageQueue, offset int64, max int, wait time.Duration) (*PullResult, error) {
 	q := url.Values{"offset": {i64(offset)}, "max": {itoa(max)}, "wait_ms": {i64(wait.Milliseconds())}}
-	var out struct {
-		Messages   []httpMessage `json:"messages"`
-		NextOffset int64         `json:"next_offset"`
-		MinOffset  int64         `json:"min_offset"`
-		MaxOffset  int64         `json:"max_offset"`
-	}
+	var out protocol.HTTPQueueRead
 	path := "/v1/topics/" + url.PathEscape(mq.Topic) + "/queues/" + itoa(mq.QueueID) + "/messages"
 	if err := httpCall(ctx, t.cfg, http.MethodGet, path, q, nil, &out); err != nil {
 		return nil, err
 	}
 	r := &PullResult{NextOffset: out.NextOffset, MinOffset: out.MinOffset, MaxOffset: out.MaxOffset}
 	for i := range out.Messages {
-		m, err := out.Messages[i].toMessageExt(mq.Topic, mq.QueueID)
+		m, err := toMessageExt(&out.Messages[i], mq.Topic)
 		if err != nil {
 			return nil, err
 		}
@@ -369,28 +320,20 @@ func (t *httpPull) pull(ctx context.Context, mq MessageQueue, offset int64, max 
 	return r, nil
 }
 
-type httpOffset struct {
-	Topic   string `json:"topic"`
-	QueueID int    `json:"queue_id"`
-	Offset  int64  `json:"offset"`
-}
-
 func (t *httpPull) commit(ctx context.Context, mq MessageQueue, off int64) error {
-	in := map[string]any{"offsets": []httpOffset{{Topic: mq.Topic, QueueID: mq.QueueID, Offset: off}}}
+	in := protocol.HTTPOffsets{Offsets: []protocol.HTTPOffset{{Topic: mq.Topic, QueueID: int32(mq.QueueID), Offset: off}}}
 	return httpCall(ctx, t.cfg, http.MethodPut, "/v1/groups/"+url.PathEscape(t.cfg.group)+"/offsets", nil, in, nil)
 }
 
 // committed is the group's committed offset of mq, -1 when none.
 func (t *httpPull) committed(ctx context.Context, mq MessageQueue) (int64, error) {
-	var out struct {
-		Offsets []httpOffset `json:"offsets"`
-	}
+	var out protocol.HTTPOffsets
 	q := url.Values{"topic": {mq.Topic}}
 	if err := httpCall(ctx, t.cfg, http.MethodGet, "/v1/groups/"+url.PathEscape(t.cfg.group)+"/offsets", q, nil, &out); err != nil {
 		return -1, err
 	}
 	for _, o := range out.Offsets {
-		if o.QueueID == mq.QueueID {
+		if int(o.QueueID) == mq.QueueID {
 			return o.Offset, nil
 		}
 	}
@@ -444,11 +387,10 @@ func (e *httpPush) receiveLoop(topic, expr string) {
 	defer e.wg.Done()
 	group := url.PathEscape(e.cfg.group)
 	for e.ctx.Err() == nil {
-		in := map[string]any{"topic": topic, "max": min(e.cfg.pullBatchSize, 1000), "visibility_ms": e.cfg.visibility.Milliseconds(),
-			"wait_ms": e.cfg.longPoll.Milliseconds(), "tag": expr}
-		var out struct {
-			Messages []httpMessage `json:"messages"`
-		}
+		max := min(e.cfg.pullBatchSize, 1000)
+		in := protocol.HTTPReceive{Topic: topic, Max: &max, VisibilityMs: e.cfg.visibility.Milliseconds(),
+			WaitMs: e.cfg.longPoll.Milliseconds(), Tag: expr}
+		var out protocol.HTTPMessages
 		ctx, cancel := context.WithTimeout(e.ctx, e.cfg.longPoll+10*time.Second)
 		err := httpCall(ctx, e.cfg, http.MethodPost, "/v1/groups/"+group+"/receive", nil, in, &out)
 		cancel()
@@ -467,7 +409,7 @@ func (e *httpPush) receiveLoop(topic, expr string) {
 		}
 		var msgs []*MessageExt
 		for i := range out.Messages {
-			m, err := out.Messages[i].toMessageExt(topic, 0)
+			m, err := toMessageExt(&out.Messages[i], topic)
 			if err != nil {
 				logAt(e.cfg.logger, LogError, "undecodable message", "topic", topic, "err", err)
 				continue
@@ -507,7 +449,7 @@ func (e *httpPush) worker() {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), e.cfg.sendTimeout)
 		if err := httpCall(ctx, e.cfg, http.MethodPost, "/v1/groups/"+url.PathEscape(e.cfg.group)+"/"+verb, nil,
-			map[string]any{"receipt_handles": handles}, nil); err != nil {
+			protocol.HTTPReceiptHandles{ReceiptHandles: handles}, nil); err != nil {
 			logAt(e.cfg.logger, LogWarn, verb+" failed", "group", e.cfg.group, "err", err)
 		}
 		cancel()

@@ -3,12 +3,8 @@ package client
 import (
 	"bytes"
 	"compress/zlib"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -16,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Message is what a producer sends. The producer never modifies it, so one
@@ -109,35 +105,13 @@ func (m *MessageExt) Property(key string) (string, bool) {
 	return v, ok
 }
 
-// System property names the client sets or reads.
-const (
-	propTags        = commitlog.PropTags
-	propKeys        = commitlog.PropKeys
-	propUniqKey     = commitlog.PropUniqKey
-	propDelay       = commitlog.PropDelayLevel
-	propDeliverMS   = commitlog.PropTimerDeliverMS
-	propRetryTopic  = commitlog.PropRetryTopic
-	propOriginMsgID = commitlog.PropOriginMessageID
-	propSharding    = commitlog.PropShardingKey
-	propMaxReconsum = commitlog.PropMaxReconsume
-	propWait        = commitlog.PropWait
-)
-
-var systemProps = map[string]bool{
-	propTags: true, propKeys: true, propUniqKey: true, propDelay: true, propDeliverMS: true,
-	propRetryTopic: true, propOriginMsgID: true, propSharding: true, propMaxReconsum: true, propWait: true,
-	commitlog.PropTimerDelaySec: true, commitlog.PropTimerDelayMS: true, commitlog.PropRealTopic: true,
-	commitlog.PropRealQueueID: true, commitlog.PropCluster: true, "MIN_OFFSET": true, "MAX_OFFSET": true,
-	"RECONSUME_TIME": true, "CONSUME_START_TIME": true, "TRAN_MSG": true, "PGROUP": true,
-}
-
 // validate checks a message before it is sent.
 func (m *Message) validate(maxSize int) error {
 	if m == nil {
 		return fmt.Errorf("%w: nil message", ErrInvalidMessage)
 	}
-	if m.Topic == "" || len(m.Topic) > maxTopicLen || !nameRE.MatchString(m.Topic) {
-		return fmt.Errorf("%w: topic %q: use letters, digits, '%%', '|', '-' and '_' (1 to %d)", ErrInvalidMessage, m.Topic, maxTopicLen)
+	if m.Topic == "" || len(m.Topic) > protocol.MaxTopicLen || !nameRE.MatchString(m.Topic) {
+		return fmt.Errorf("%w: topic %q: use letters, digits, '%%', '|', '-' and '_' (1 to %d)", ErrInvalidMessage, m.Topic, protocol.MaxTopicLen)
 	}
 	if len(m.Body) == 0 {
 		return fmt.Errorf("%w: empty body", ErrInvalidMessage)
@@ -149,7 +123,7 @@ func (m *Message) validate(maxSize int) error {
 		return fmt.Errorf("%w: negative delay level %d", ErrInvalidMessage, m.DelayLevel)
 	}
 	check := func(what, s string) error {
-		if !commitlog.ValidPropertyText(s) {
+		if !protocol.ValidPropertyText(s) {
 			return fmt.Errorf("%w: %s %q contains a property separator (\\x01 or \\x02)", ErrInvalidMessage, what, s)
 		}
 		return nil
@@ -166,7 +140,7 @@ func (m *Message) validate(maxSize int) error {
 		}
 	}
 	for k, v := range m.Properties {
-		if k == "" || systemProps[k] {
+		if k == "" || protocol.IsSystemProperty(k) {
 			return fmt.Errorf("%w: property name %q is empty or reserved", ErrInvalidMessage, k)
 		}
 		if err := check("property", k); err != nil {
@@ -187,62 +161,21 @@ func (m *Message) wireProperties(uniq string) map[string]string {
 		p[k] = v
 	}
 	if m.Tags != "" {
-		p[propTags] = m.Tags
+		p[protocol.PropTags] = m.Tags
 	}
 	if len(m.Keys) > 0 {
-		p[propKeys] = strings.Join(m.Keys, " ")
+		p[protocol.PropKeys] = strings.Join(m.Keys, " ")
 	}
 	if m.ShardingKey != "" {
-		p[propSharding] = m.ShardingKey
+		p[protocol.PropShardingKey] = m.ShardingKey
 	}
 	if m.DelayLevel > 0 {
-		p[propDelay] = strconv.Itoa(m.DelayLevel)
+		p[protocol.PropDelayLevel] = strconv.Itoa(m.DelayLevel)
 	} else if !m.DeliverAt.IsZero() {
-		p[propDeliverMS] = strconv.FormatInt(m.DeliverAt.UnixMilli(), 10)
+		p[protocol.PropTimerDeliverMS] = strconv.FormatInt(m.DeliverAt.UnixMilli(), 10)
 	}
-	p[propUniqKey] = uniq
+	p[protocol.PropUniqKey] = uniq
 	return p
-}
-
-// Message ids. An id is 32 hex digits: a 10-byte prefix fixed per process
-// (IPv4 address, pid, random) and 6 bytes of ms since the start of the
-// month and a counter.
-var (
-	uniqPrefix  string
-	uniqCounter atomic.Uint32
-	monthStart  time.Time
-)
-
-func init() {
-	var b [10]byte
-	copy(b[:4], localIPv4())
-	binary.BigEndian.PutUint16(b[4:], uint16(os.Getpid()))
-	_, _ = rand.Read(b[6:])
-	uniqPrefix = strings.ToUpper(hex.EncodeToString(b[:]))
-	now := time.Now()
-	monthStart = time.Date(now.Year(), now.Month(), 1, 0, 0, 0, 0, time.Local)
-}
-
-func newMsgID() string {
-	var b [6]byte
-	binary.BigEndian.PutUint32(b[:], uint32(time.Since(monthStart).Milliseconds()))
-	binary.BigEndian.PutUint16(b[4:], uint16(uniqCounter.Add(1)))
-	return uniqPrefix + strings.ToUpper(hex.EncodeToString(b[:]))
-}
-
-// localIPv4 returns the first non-loopback IPv4 address, else 127.0.0.1. It
-// only reads the interface table; nothing is dialed.
-func localIPv4() net.IP {
-	if addrs, err := net.InterfaceAddrs(); err == nil {
-		for _, a := range addrs {
-			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() {
-				if v4 := n.IP.To4(); v4 != nil {
-					return v4
-				}
-			}
-		}
-	}
-	return net.IPv4(127, 0, 0, 1).To4()
 }
 
 var clientSeq atomic.Uint64
@@ -254,30 +187,30 @@ func newClientID(instance string) string {
 		instance = strconv.Itoa(os.Getpid()) + "-" + strconv.FormatUint(clientSeq.Add(1), 10) +
 			"-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
 	}
-	return localIPv4().String() + "@" + instance
+	return protocol.LocalIPv4().String() + "@" + instance
 }
 
 // decodePulled decodes a pull response body into messages of queue mq.
 func decodePulled(body []byte, mq MessageQueue) ([]*MessageExt, error) {
 	var out []*MessageExt
 	for len(body) > 0 {
-		r, err := commitlog.Decode(body)
+		r, err := protocol.Decode(body)
 		if err != nil {
 			return out, fmt.Errorf("client: pulled record: %w", err)
 		}
 		body = body[r.Size:]
-		props := commitlog.ParseProperties(r.Properties)
+		props := protocol.ParseProperties(r.Properties)
 		m := &MessageExt{
 			Queue: mq, QueueOffset: r.QueueOffset, CommitLogOffset: r.PhysicalOffset,
 			BornAt: time.UnixMilli(r.BornTimestamp), StoredAt: time.UnixMilli(r.StoreTimestamp),
 			BornHost: r.BornHost.String(), StoreHost: r.StoreHost.String(),
 			ReconsumeTimes: int(r.ReconsumeTimes), SysFlag: r.SysFlag, props: props,
-			OffsetMsgID: commitlog.OffsetMsgID(r.StoreHost, r.PhysicalOffset),
+			OffsetMsgID: protocol.OffsetMsgID(r.StoreHost, r.PhysicalOffset),
 		}
 		m.Topic = string(r.Topic)
 		m.Flag = r.Flag
 		m.Body = r.Body
-		if r.SysFlag&commitlog.SysFlagCompressed != 0 {
+		if r.SysFlag&protocol.SysFlagCompressed != 0 {
 			if zr, err := zlib.NewReader(bytes.NewReader(r.Body)); err == nil {
 				if b, err := io.ReadAll(zr); err == nil {
 					m.Body = b
@@ -294,23 +227,23 @@ func decodePulled(body []byte, mq MessageQueue) ([]*MessageExt, error) {
 // the user properties into Message.Properties.
 func fillFromProps(m *MessageExt) {
 	p := m.props
-	m.Tags = p[propTags]
-	if k := p[propKeys]; k != "" {
+	m.Tags = p[protocol.PropTags]
+	if k := p[protocol.PropKeys]; k != "" {
 		m.Keys = strings.Fields(k)
 	}
-	m.ShardingKey = p[propSharding]
-	if d, err := strconv.Atoi(p[propDelay]); err == nil {
+	m.ShardingKey = p[protocol.PropShardingKey]
+	if d, err := strconv.Atoi(p[protocol.PropDelayLevel]); err == nil {
 		m.DelayLevel = d
 	}
-	if ms, err := strconv.ParseInt(p[propDeliverMS], 10, 64); err == nil {
+	if ms, err := strconv.ParseInt(p[protocol.PropTimerDeliverMS], 10, 64); err == nil {
 		m.DeliverAt = time.UnixMilli(ms)
 	}
-	m.MsgID = p[propUniqKey]
+	m.MsgID = p[protocol.PropUniqKey]
 	if m.MsgID == "" {
 		m.MsgID = m.OffsetMsgID
 	}
 	for k, v := range p {
-		if !systemProps[k] {
+		if !protocol.IsSystemProperty(k) {
 			if m.Properties == nil {
 				m.Properties = make(map[string]string)
 			}
@@ -318,9 +251,7 @@ func fillFromProps(m *MessageExt) {
 		}
 	}
 	// A retry carries its original topic: show the message as it was sent.
-	if rt := p[propRetryTopic]; rt != "" && strings.HasPrefix(m.Topic, retryTopicPrefix) {
+	if rt := p[protocol.PropRetryTopic]; rt != "" && strings.HasPrefix(m.Topic, protocol.RetryTopicPrefix) {
 		m.Topic = rt
 	}
 }
-
-func retryTopic(group string) string { return retryTopicPrefix + group }

@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Opt configures a Producer, PushConsumer or PullConsumer. Options a
@@ -55,11 +57,6 @@ const (
 	DefaultSuspendInterval     = time.Second
 	DefaultVisibilityTimeout   = 30 * time.Second
 	defaultGroup               = "DEFAULT_PRODUCER"
-	maxGroupLen                = 255
-	maxTopicLen                = 127
-	retryTopicPrefix           = "%RETRY%"
-	dlqTopicPrefix             = "%DLQ%"
-	autoCreateTopicTemplate    = "TBW102"
 	innerProducerGroup         = "CLIENT_INNER_PRODUCER"
 	defaultAutoCreateQueueNums = 8
 )
@@ -324,8 +321,8 @@ func newConfig(kind clientKind, endpoint string, opts []Opt) (*config, error) {
 	switch {
 	case c.group == "":
 		c.bad("a consumer needs WithGroup")
-	case len(c.group) > maxGroupLen || !nameRE.MatchString(c.group):
-		c.bad("group %q: use letters, digits, '%%', '|', '-' and '_' (at most %d)", c.group, maxGroupLen)
+	case len(c.group) > protocol.MaxGroupLen || !nameRE.MatchString(c.group):
+		c.bad("group %q: use letters, digits, '%%', '|', '-' and '_' (at most %d)", c.group, protocol.MaxGroupLen)
 	case kind != kindProducer && c.group == "DEFAULT_CONSUMER":
 		c.bad("group DEFAULT_CONSUMER is reserved; pick a name for the group")
 	}

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 func TestProducerSendModes(t *testing.T) {
@@ -181,7 +181,7 @@ func TestProducerNonRetriableNotRetried(t *testing.T) {
 	ctx := ctxT(t)
 	_, err := p.Send(ctx, &Message{Topic: "big", Body: make([]byte, 1<<20+100<<10)}) // broker limit is 1 MiB
 	var se *ServerError
-	if !errors.As(err, &se) || se.Code != remoting.RespMessageIllegal || se.Retriable() {
+	if !errors.As(err, &se) || se.Code != protocol.RespMessageIllegal || se.Retriable() {
 		t.Fatalf("oversized send: %v", err)
 	}
 	if s := p.Stats(); s.Requests != 1 || s.Retries != 0 {
@@ -221,7 +221,7 @@ func TestProducerRetriesOnAnotherBroker(t *testing.T) {
 
 func TestProducerAutoCreateTopic(t *testing.T) {
 	c := newCluster(t, 1, nil)
-	c.waitRoute(autoCreateTopicTemplate, 8)
+	c.waitRoute(protocol.AutoCreateTopicTemplate, 8)
 	p := newTestProducer(t, c.endpoint())
 	if _, err := p.Send(ctxT(t), &Message{Topic: "brand-new", Body: []byte("x")}); err != nil {
 		t.Fatal(err)

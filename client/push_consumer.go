@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Handler consumes messages. Returning nil acknowledges them all; an error
@@ -50,7 +52,7 @@ func NewPushConsumer(endpoint string, handler Handler, opts ...Opt) (*PushConsum
 // Subscribe adds topic with a TAG expression ("*", "TagA", "TagA || TagB").
 // Call it before Start.
 func (c *PushConsumer) Subscribe(topic, expr string) error {
-	if topic == "" || len(topic) > maxTopicLen || !nameRE.MatchString(topic) || strings.HasPrefix(topic, retryTopicPrefix) {
+	if topic == "" || len(topic) > protocol.MaxTopicLen || !nameRE.MatchString(topic) || strings.HasPrefix(topic, protocol.RetryTopicPrefix) {
 		return fmt.Errorf("%w: topic %q", ErrInvalidOption, topic)
 	}
 	if _, err := parseTagExpr(expr); err != nil {

@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // recorder collects consumed messages.
@@ -188,7 +190,7 @@ func TestPushRetryAfterFailure(t *testing.T) {
 			t.Fatalf("delivery %d: reconsume %d id %s topic %s tags %s props %v", i, m.ReconsumeTimes, m.MsgID, m.Topic, m.Tags, m.Properties)
 		}
 	}
-	if got[1].Queue.Topic != retryTopic("g-flaky") {
+	if got[1].Queue.Topic != protocol.RetryTopic("g-flaky") {
 		t.Fatalf("retry came from %v", got[1].Queue)
 	}
 }
@@ -216,20 +218,20 @@ func TestSendToRetryFallback(t *testing.T) {
 	rt := cons.tr.(*rmqPull)
 	// The retry topic appears with the group's first heartbeat.
 	startConsumer(t, c.endpoint(), "fb", func(context.Context, []*MessageExt) error { return nil }, WithGroup("g-fb"))
-	c.waitRoute(retryTopic("g-fb"), 1)
+	c.waitRoute(protocol.RetryTopic("g-fb"), 1)
 	if err := sendToRetry(ctxT(t), rt.cmd, rt.routes, rt.cfg, msgs[0], 0); err != nil {
 		t.Fatal(err)
 	}
 	var retried []*MessageExt
 	waitFor(t, 10*time.Second, "retry message", func() bool {
-		retried = drainAll(t, c.endpoint(), retryTopic("g-fb"))
+		retried = drainAll(t, c.endpoint(), protocol.RetryTopic("g-fb"))
 		return len(retried) == 1
 	})
 	m := retried[0]
 	if m.ReconsumeTimes != 1 || m.MsgID != res.MsgID || m.Topic != "fb" {
 		t.Fatalf("retry message: reconsume %d id %s topic %s", m.ReconsumeTimes, m.MsgID, m.Topic)
 	}
-	if v, _ := m.Property(propOriginMsgID); v != res.MsgID {
+	if v, _ := m.Property(protocol.PropOriginMessageID); v != res.MsgID {
 		t.Fatalf("ORIGIN_MESSAGE_ID %q", v)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -124,7 +125,7 @@ func (t *rmqProducer) send(ctx context.Context, topic string, msgs []*outMsg, pi
 	res, err := sendResults(addr, mq, msgs, resp)
 	if err != nil {
 		var be *ServerError
-		if errors.As(err, &be) && be.Code == remoting.RespTopicNotExist {
+		if errors.As(err, &be) && be.Code == protocol.RespTopicNotExist {
 			t.routes.forget(topic)
 		}
 	}
@@ -154,9 +155,9 @@ func heartbeatAll(ctx context.Context, rc *remoting.Client, addrs []string, hb *
 	}
 	for _, a := range addrs {
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		resp, err := rc.Invoke(actx, a, remoting.NewRequest(remoting.ReqHeartBeat, nil, body))
+		resp, err := rc.Invoke(actx, a, remoting.NewRequest(protocol.ReqHeartBeat, nil, body))
 		cancel()
-		if err == nil && resp.Code != remoting.RespSuccess {
+		if err == nil && resp.Code != protocol.RespSuccess {
 			err = brokerErr(a, resp)
 		}
 		if err != nil {

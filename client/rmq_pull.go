@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -72,7 +73,7 @@ func (t *rmqPull) commit(ctx context.Context, mq MessageQueue, offset int64) err
 	ext["commitOffset"] = i64(offset)
 	actx, cancel := context.WithTimeout(ctx, t.cfg.sendTimeout)
 	defer cancel()
-	_, err = offsetCall(actx, t.cmd, addr, remoting.ReqUpdateConsumerOffset, ext)
+	_, err = offsetCall(actx, t.cmd, addr, protocol.ReqUpdateConsumerOffset, ext)
 	return err
 }
 
@@ -85,7 +86,7 @@ func (t *rmqPull) committed(ctx context.Context, mq MessageQueue) (int64, error)
 	ext["consumerGroup"] = t.cfg.group
 	actx, cancel := context.WithTimeout(ctx, t.cfg.sendTimeout)
 	defer cancel()
-	return offsetCall(actx, t.cmd, addr, remoting.ReqQueryConsumerOffset, ext)
+	return offsetCall(actx, t.cmd, addr, protocol.ReqQueryConsumerOffset, ext)
 }
 
 func (t *rmqPull) close() error { return errors.Join(t.poll.Close(), t.cmd.Close(), t.ns.Close()) }

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -61,8 +61,8 @@ func newRMQPush(cfg *config, h Handler, subs map[string]string) *rmqPush {
 		e.filters[t], _ = parseTagExpr(expr)
 	}
 	if !cfg.broadcast {
-		e.subs[retryTopic(cfg.group)] = "*"
-		e.filters[retryTopic(cfg.group)] = nil
+		e.subs[protocol.RetryTopic(cfg.group)] = "*"
+		e.filters[protocol.RetryTopic(cfg.group)] = nil
 	}
 	e.ns = remoting.NewClient(remoting.ClientConfig{})
 	e.cmd = remoting.NewClient(remoting.ClientConfig{Handler: remoting.HandlerFunc(e.serveBroker)})
@@ -82,11 +82,11 @@ func newRMQPush(cfg *config, h Handler, subs map[string]string) *rmqPush {
 
 // serveBroker handles requests brokers send on the cmd connection.
 func (e *rmqPush) serveBroker(c *remoting.Conn, req *remoting.Command) {
-	if req.Code == remoting.ReqNotifyConsumerIDsChanged {
+	if req.Code == protocol.ReqNotifyConsumerIDsChanged {
 		logAt(e.cfg.logger, LogDebug, "consumer ids changed", "group", e.cfg.group)
 		e.rebalanceSoon()
 		if !req.IsOneway() {
-			_ = c.Reply(remoting.NewResponse(req, remoting.RespSuccess, ""))
+			_ = c.Reply(remoting.NewResponse(req, protocol.RespSuccess, ""))
 		}
 		return
 	}
@@ -102,7 +102,7 @@ func (e *rmqPush) rebalanceSoon() {
 
 func (e *rmqPush) start(ctx context.Context) error {
 	for t := range e.subs {
-		if t == retryTopic(e.cfg.group) {
+		if t == protocol.RetryTopic(e.cfg.group) {
 			continue
 		}
 		if _, err := e.routes.get(ctx, t, false); err != nil {
@@ -112,7 +112,7 @@ func (e *rmqPush) start(ctx context.Context) error {
 	e.heartbeat(ctx)
 	// The retry topic is created by the heartbeat; its route may take a
 	// moment to reach the name servers. Rebalance picks it up later.
-	_, _ = e.routes.get(ctx, retryTopic(e.cfg.group), false)
+	_, _ = e.routes.get(ctx, protocol.RetryTopic(e.cfg.group), false)
 	if !e.cfg.orderly {
 		e.work = make(chan consumeTask)
 		for i := 0; i < e.cfg.consumeGoroutines; i++ {
@@ -257,7 +257,7 @@ func (e *rmqPush) consumerIDs(ctx context.Context, r *topicRoute) ([]string, err
 	for _, name := range sortedKeys(r.brokers) {
 		addr := r.brokers[name]
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		resp, err := e.cmd.Invoke(actx, addr, remoting.NewRequest(remoting.ReqGetConsumerListByGroup,
+		resp, err := e.cmd.Invoke(actx, addr, remoting.NewRequest(protocol.ReqGetConsumerListByGroup,
 			map[string]string{"consumerGroup": e.cfg.group}, nil))
 		cancel()
 		if err != nil {
@@ -321,7 +321,7 @@ func (e *rmqPush) startOffset(ctx context.Context, addr string, mq MessageQueue)
 	} else {
 		ext["consumerGroup"] = e.cfg.group
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		off, err := offsetCall(actx, e.cmd, addr, remoting.ReqQueryConsumerOffset, ext)
+		off, err := offsetCall(actx, e.cmd, addr, protocol.ReqQueryConsumerOffset, ext)
 		cancel()
 		if err != nil {
 			return 0, err
@@ -330,7 +330,7 @@ func (e *rmqPush) startOffset(ctx context.Context, addr string, mq MessageQueue)
 			return off, nil
 		}
 		delete(ext, "consumerGroup")
-		if mq.Topic == retryTopic(e.cfg.group) {
+		if mq.Topic == protocol.RetryTopic(e.cfg.group) {
 			return 0, nil
 		}
 	}
@@ -341,9 +341,9 @@ func (e *rmqPush) startOffset(ctx context.Context, addr string, mq MessageQueue)
 		return 0, nil
 	case ConsumeFromTimestamp:
 		ext["timestamp"] = i64(e.cfg.consumeTimestamp.UnixMilli())
-		return offsetCall(actx, e.cmd, addr, remoting.ReqSearchOffsetByTimestamp, ext)
+		return offsetCall(actx, e.cmd, addr, protocol.ReqSearchOffsetByTimestamp, ext)
 	}
-	return offsetCall(actx, e.cmd, addr, remoting.ReqGetMaxOffset, ext)
+	return offsetCall(actx, e.cmd, addr, protocol.ReqGetMaxOffset, ext)
 }
 
 // dropQueue stops q's pull loop, commits its offset and unlocks it.
@@ -381,7 +381,7 @@ func (e *rmqPush) commit(ctx context.Context, q *processQueue, force bool) {
 	ext["consumerGroup"] = e.cfg.group
 	ext["commitOffset"] = i64(off)
 	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	_, err := offsetCall(actx, e.cmd, addr, remoting.ReqUpdateConsumerOffset, ext)
+	_, err := offsetCall(actx, e.cmd, addr, protocol.ReqUpdateConsumerOffset, ext)
 	cancel()
 	if err != nil {
 		logAt(e.cfg.logger, LogWarn, "commit offset", "topic", q.mq.Topic, "queue_id", q.mq.QueueID, "offset", off, "err", err)
@@ -432,11 +432,11 @@ func (e *rmqPush) lock(ctx context.Context, addr string, mqs []MessageQueue) ([]
 	body, _ := remoting.EncodeBody(&remoting.LockBatchRequestBody{ConsumerGroup: e.cfg.group, ClientID: e.clientID, MQSet: wireQueues(mqs)})
 	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	resp, err := e.cmd.Invoke(actx, addr, remoting.NewRequest(remoting.ReqLockBatchMQ, nil, body))
+	resp, err := e.cmd.Invoke(actx, addr, remoting.NewRequest(protocol.ReqLockBatchMQ, nil, body))
 	if err != nil {
 		return nil, err
 	}
-	if resp.Code != remoting.RespSuccess {
+	if resp.Code != protocol.RespSuccess {
 		return nil, brokerErr(addr, resp)
 	}
 	var got remoting.LockBatchResponseBody
@@ -454,7 +454,7 @@ func (e *rmqPush) unlock(ctx context.Context, addr string, mqs []MessageQueue) {
 	body, _ := remoting.EncodeBody(&remoting.LockBatchRequestBody{ConsumerGroup: e.cfg.group, ClientID: e.clientID, MQSet: wireQueues(mqs)})
 	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	if _, err := e.cmd.Invoke(actx, addr, remoting.NewRequest(remoting.ReqUnlockBatchMQ, nil, body)); err != nil {
+	if _, err := e.cmd.Invoke(actx, addr, remoting.NewRequest(protocol.ReqUnlockBatchMQ, nil, body)); err != nil {
 		logAt(e.cfg.logger, LogWarn, "unlock queues", "broker", addr, "err", err)
 	}
 }
@@ -544,7 +544,7 @@ func (e *rmqPush) pullLoop(q *processQueue) {
 			q.markCommitted(commit)
 		}
 		switch r.code {
-		case remoting.RespSuccess:
+		case protocol.RespSuccess:
 			if q.ctx.Err() != nil {
 				continue // dropped while the pull was held: the new owner reads these
 			}
@@ -552,7 +552,7 @@ func (e *rmqPush) pullLoop(q *processQueue) {
 			// does not match is skipped (its offset is passed by r.next).
 			msgs := r.msgs[:0:0]
 			for _, m := range r.msgs {
-				if filter.match(m.Tags) || m.Queue.Topic == retryTopic(e.cfg.group) {
+				if filter.match(m.Tags) || m.Queue.Topic == protocol.RetryTopic(e.cfg.group) {
 					msgs = append(msgs, m)
 				}
 			}
@@ -560,7 +560,7 @@ func (e *rmqPush) pullLoop(q *processQueue) {
 			if len(msgs) > 0 {
 				e.dispatch(q, msgs)
 			}
-		case remoting.RespPullOffsetMoved:
+		case protocol.RespPullOffsetMoved:
 			logAt(e.cfg.logger, LogWarn, "pull offset moved", "topic", q.mq.Topic, "queue_id", q.mq.QueueID,
 				"offset", q.nextOffset(), "next", r.next)
 			q.setNext(r.next)
@@ -696,7 +696,7 @@ func (e *rmqPush) sendBackUntil(ctx context.Context, m *MessageExt, delayLevel i
 func (e *rmqPush) sendBack(ctx context.Context, m *MessageExt, delayLevel int) error {
 	addr, ok := e.routes.brokerAddr(m.Queue.BrokerName)
 	if ok {
-		req := remoting.NewRequest(remoting.ReqConsumerSendMsgBack, map[string]string{
+		req := remoting.NewRequest(protocol.ReqConsumerSendMsgBack, map[string]string{
 			"group": e.cfg.group, "offset": i64(m.CommitLogOffset), "delayLevel": itoa(delayLevel),
 			"originMsgId": m.MsgID, "originTopic": m.Topic, "unitMode": "false",
 			"maxReconsumeTimes": itoa(e.cfg.maxReconsumeTimes), "bname": m.Queue.BrokerName,
@@ -704,7 +704,7 @@ func (e *rmqPush) sendBack(ctx context.Context, m *MessageExt, delayLevel int) e
 		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		resp, err := e.cmd.Invoke(actx, addr, req)
 		cancel()
-		if err == nil && resp.Code == remoting.RespSuccess {
+		if err == nil && resp.Code == protocol.RespSuccess {
 			return nil
 		}
 		if err == nil {
@@ -719,7 +719,7 @@ func (e *rmqPush) sendBack(ctx context.Context, m *MessageExt, delayLevel int) e
 // %RETRY%<group> as a plain send with reconsumeTimes+1 and delay level
 // 3+reconsumeTimes; the broker moves it to the DLQ past the limit.
 func sendToRetry(ctx context.Context, rc *remoting.Client, routes *routeTable, cfg *config, m *MessageExt, delayLevel int) error {
-	topic := retryTopic(cfg.group)
+	topic := protocol.RetryTopic(cfg.group)
 	r, err := routes.get(ctx, topic, false)
 	if err != nil {
 		routes.forget(topic)
@@ -732,33 +732,33 @@ func sendToRetry(ctx context.Context, rc *remoting.Client, routes *routeTable, c
 	addr := r.brokers[mq.BrokerName]
 	props := make(map[string]string, len(m.props)+3)
 	for k, v := range m.props {
-		if k != commitlog.CRCProperty && k != "TRAN_MSG" {
+		if k != protocol.CRCProperty && k != protocol.PropTransaction {
 			props[k] = v
 		}
 	}
-	if _, ok := props[propRetryTopic]; !ok {
-		props[propRetryTopic] = m.Topic
+	if _, ok := props[protocol.PropRetryTopic]; !ok {
+		props[protocol.PropRetryTopic] = m.Topic
 	}
-	if _, ok := props[propOriginMsgID]; !ok {
-		props[propOriginMsgID] = m.MsgID
+	if _, ok := props[protocol.PropOriginMessageID]; !ok {
+		props[protocol.PropOriginMessageID] = m.MsgID
 	}
 	if delayLevel == 0 {
 		delayLevel = 3 + m.ReconsumeTimes
 	}
 	if delayLevel > 0 {
-		props[propDelay] = strconv.Itoa(delayLevel)
+		props[protocol.PropDelayLevel] = strconv.Itoa(delayLevel)
 	}
 	reconsume := m.ReconsumeTimes + 1
 	maxTimes := cfg.maxReconsumeTimes
 	if delayLevel < 0 {
 		maxTimes = 0 // straight to the DLQ
-		delete(props, propDelay)
+		delete(props, protocol.PropDelayLevel)
 	}
-	req := remoting.NewRequest(remoting.ReqSendMessage, map[string]string{
-		"producerGroup": innerProducerGroup, "topic": topic, "defaultTopic": autoCreateTopicTemplate,
-		"defaultTopicQueueNums": "1", "queueId": itoa(mq.QueueID), "sysFlag": strconv.Itoa(int(m.SysFlag & commitlog.SysFlagCompressed)),
+	req := remoting.NewRequest(protocol.ReqSendMessage, map[string]string{
+		"producerGroup": innerProducerGroup, "topic": topic, "defaultTopic": protocol.AutoCreateTopicTemplate,
+		"defaultTopicQueueNums": "1", "queueId": itoa(mq.QueueID), "sysFlag": strconv.Itoa(int(m.SysFlag & protocol.SysFlagCompressed)),
 		"bornTimestamp": i64(m.BornAt.UnixMilli()), "flag": itoa(int(m.Flag)),
-		"properties": string(commitlog.EncodeProperties(props)), "reconsumeTimes": itoa(reconsume),
+		"properties": string(protocol.EncodeProperties(props)), "reconsumeTimes": itoa(reconsume),
 		"unitMode": "false", "maxReconsumeTimes": itoa(maxTimes), "batch": "false", "bname": mq.BrokerName,
 	}, m.Body)
 	actx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -767,7 +767,7 @@ func sendToRetry(ctx context.Context, rc *remoting.Client, routes *routeTable, c
 	if err != nil {
 		return err
 	}
-	if resp.Code != remoting.RespSuccess {
+	if resp.Code != protocol.RespSuccess {
 		return brokerErr(addr, resp)
 	}
 	return nil

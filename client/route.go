@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -43,16 +44,16 @@ func (rt *routeTable) fetch(ctx context.Context, topic string) (*topicRoute, err
 	for i := 0; i < n; i++ {
 		addr := rt.cfg.namesrvAddrs[(start+i)%n]
 		actx, cancel := context.WithTimeout(ctx, 6*time.Second)
-		resp, err := rt.ns.Invoke(actx, addr, remoting.NewRequest(remoting.ReqGetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
+		resp, err := rt.ns.Invoke(actx, addr, remoting.NewRequest(protocol.ReqGetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
 		cancel()
 		if err != nil {
 			lastErr = fmt.Errorf("client: route of %s from %s: %w", topic, addr, err)
 			continue
 		}
-		if resp.Code == remoting.RespTopicNotExist {
+		if resp.Code == protocol.RespTopicNotExist {
 			return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
 		}
-		if resp.Code != remoting.RespSuccess || len(resp.Body) == 0 {
+		if resp.Code != protocol.RespSuccess || len(resp.Body) == 0 {
 			lastErr = brokerErr(addr, resp)
 			continue
 		}
@@ -76,12 +77,12 @@ func buildRoute(topic string, d *remoting.TopicRouteData) *topicRoute {
 	}
 	for _, q := range d.QueueDatas {
 		_, master := r.brokers[q.BrokerName]
-		if remoting.PermWritable(q.Perm) && master {
+		if protocol.PermWritable(q.Perm) && master {
 			for i := 0; i < int(q.WriteQueueNums); i++ {
 				r.publish = append(r.publish, MessageQueue{Topic: topic, BrokerName: q.BrokerName, QueueID: i})
 			}
 		}
-		if remoting.PermReadable(q.Perm) {
+		if protocol.PermReadable(q.Perm) {
 			for i := 0; i < int(q.ReadQueueNums); i++ {
 				r.subscribe = append(r.subscribe, MessageQueue{Topic: topic, BrokerName: q.BrokerName, QueueID: i})
 			}
@@ -104,7 +105,7 @@ func (rt *routeTable) get(ctx context.Context, topic string, autoCreate bool) (*
 	}
 	r, err := rt.fetch(ctx, topic)
 	if errors.Is(err, ErrTopicNotFound) && autoCreate {
-		tpl, terr := rt.fetch(ctx, autoCreateTopicTemplate)
+		tpl, terr := rt.fetch(ctx, protocol.AutoCreateTopicTemplate)
 		if terr != nil {
 			return nil, err
 		}

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -24,9 +24,9 @@ func prepare(m *Message, maxSize int) (*outMsg, error) {
 	if err := m.validate(maxSize); err != nil {
 		return nil, err
 	}
-	id := newMsgID()
-	props := commitlog.EncodeProperties(m.wireProperties(id))
-	if len(props) > commitlog.MaxPropertiesLen-64 {
+	id := protocol.NewUniqID()
+	props := protocol.EncodeProperties(m.wireProperties(id))
+	if len(props) > protocol.MaxPropertiesLen-64 {
 		return nil, fmt.Errorf("%w: properties of %d bytes", ErrInvalidMessage, len(props))
 	}
 	return &outMsg{m: m, id: id, props: props, size: len(m.Body) + len(props)}, nil
@@ -61,8 +61,8 @@ func boolStr(b bool) string { return strconv.FormatBool(b) }
 func sendRequest(group string, mq MessageQueue, msgs []*outMsg, queueNums int) *remoting.Command {
 	if len(msgs) == 1 {
 		o := msgs[0]
-		return remoting.NewRequest(remoting.ReqSendMessage, map[string]string{
-			"producerGroup": group, "topic": mq.Topic, "defaultTopic": autoCreateTopicTemplate,
+		return remoting.NewRequest(protocol.ReqSendMessage, map[string]string{
+			"producerGroup": group, "topic": mq.Topic, "defaultTopic": protocol.AutoCreateTopicTemplate,
 			"defaultTopicQueueNums": itoa(queueNums), "queueId": itoa(mq.QueueID), "sysFlag": "0",
 			"bornTimestamp": nowMS(), "flag": itoa(int(o.m.Flag)), "properties": string(o.props),
 			"reconsumeTimes": "0", "unitMode": "false", "batch": "false", "bname": mq.BrokerName,
@@ -72,8 +72,8 @@ func sendRequest(group string, mq MessageQueue, msgs []*outMsg, queueNums int) *
 	for _, o := range msgs {
 		n += 22 + len(o.m.Body) + len(o.props)
 	}
-	return remoting.NewRequest(remoting.ReqSendBatchMessage, map[string]string{
-		"a": group, "b": mq.Topic, "c": autoCreateTopicTemplate, "d": itoa(queueNums), "e": itoa(mq.QueueID),
+	return remoting.NewRequest(protocol.ReqSendBatchMessage, map[string]string{
+		"a": group, "b": mq.Topic, "c": protocol.AutoCreateTopicTemplate, "d": itoa(queueNums), "e": itoa(mq.QueueID),
 		"f": "0", "g": nowMS(), "h": "0", "i": "", "j": "0", "k": "false", "l": "0", "m": "true", "n": mq.BrokerName,
 	}, appendBatch(make([]byte, 0, n), msgs))
 }
@@ -81,7 +81,7 @@ func sendRequest(group string, mq MessageQueue, msgs []*outMsg, queueNums int) *
 // sendResults reads a send response for msgs stored in mq.
 func sendResults(addr string, mq MessageQueue, msgs []*outMsg, resp *remoting.Command) ([]SendResult, error) {
 	switch resp.Code {
-	case remoting.RespSuccess, remoting.RespFlushDiskTimeout, remoting.RespSlaveNotAvailable, remoting.RespFlushSlaveTimeout:
+	case protocol.RespSuccess, protocol.RespFlushDiskTimeout, protocol.RespSlaveNotAvailable, protocol.RespFlushSlaveTimeout:
 	default:
 		return nil, brokerErr(addr, resp)
 	}
@@ -137,7 +137,7 @@ func pull(ctx context.Context, rc *remoting.Client, addr, group string, mq Messa
 	if sub == "" {
 		sub = "*"
 	}
-	req := remoting.NewRequest(remoting.ReqPullMessage, map[string]string{
+	req := remoting.NewRequest(protocol.ReqPullMessage, map[string]string{
 		"consumerGroup": group, "topic": mq.Topic, "queueId": itoa(mq.QueueID), "queueOffset": i64(offset),
 		"maxMsgNums": itoa(max), "sysFlag": itoa(flag), "commitOffset": i64(commit),
 		"suspendTimeoutMillis": i64(suspend.Milliseconds()), "subscription": sub, "subVersion": "0",
@@ -149,7 +149,7 @@ func pull(ctx context.Context, rc *remoting.Client, addr, group string, mq Messa
 	}
 	r := &pullResult{code: resp.Code, brokerAddr: addr}
 	switch resp.Code {
-	case remoting.RespSuccess, remoting.RespPullNotFound, remoting.RespPullRetryImmediately, remoting.RespPullOffsetMoved:
+	case protocol.RespSuccess, protocol.RespPullNotFound, protocol.RespPullRetryImmediately, protocol.RespPullOffsetMoved:
 	default:
 		return nil, brokerErr(addr, resp)
 	}
@@ -158,7 +158,7 @@ func pull(ctx context.Context, rc *remoting.Client, addr, group string, mq Messa
 	}
 	r.minOffset, _ = resp.Int64Or("minOffset", 0)
 	r.maxOffset, _ = resp.Int64Or("maxOffset", 0)
-	if resp.Code == remoting.RespSuccess {
+	if resp.Code == protocol.RespSuccess {
 		if r.msgs, err = decodePulled(resp.Body, mq); err != nil {
 			return nil, err
 		}
@@ -203,13 +203,13 @@ func offsetCall(ctx context.Context, rc *remoting.Client, addr string, code int1
 	if err != nil {
 		return 0, err
 	}
-	if code == remoting.ReqQueryConsumerOffset && resp.Code == remoting.RespQueryNotFound {
+	if code == protocol.ReqQueryConsumerOffset && resp.Code == protocol.RespQueryNotFound {
 		return -1, nil
 	}
-	if resp.Code != remoting.RespSuccess {
+	if resp.Code != protocol.RespSuccess {
 		return 0, brokerErr(addr, resp)
 	}
-	if code == remoting.ReqUpdateConsumerOffset {
+	if code == protocol.ReqUpdateConsumerOffset {
 		return 0, nil
 	}
 	return resp.Int64("offset")

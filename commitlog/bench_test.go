@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Benchmarks run on a real directory: b.TempDir(), or a fresh directory
@@ -105,11 +106,11 @@ func benchAppend(b *testing.B, topics int, mode FlushMode, appenders int, dispat
 			var tagHash uint64
 			follow := func() {
 				next, err := l.Scan(pos, l.VisibleOffset(), &buf, func(off int64, rec []byte) error {
-					r, err := Decode(rec)
+					r, err := protocol.Decode(rec)
 					if err != nil {
 						return err
 					}
-					if v, ok := r.Property(PropTags); ok {
+					if v, ok := r.Property(protocol.PropTags); ok {
 						tagHash += uint64(len(v)) // stand-in for the tag hash
 					}
 					dispatched.Add(1)
@@ -261,6 +262,6 @@ func BenchmarkEncode(b *testing.B) {
 			b.Fatal(err)
 		}
 		buf = appendRecord(buf[:0], &m, size)
-		sealRecord(buf, int64(i), int64(i)*int64(size), 1700000000000)
+		protocol.SealRecord(buf, int64(i), int64(i)*int64(size), 1700000000000)
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // sealed encodes m and seals it as the appender would.
@@ -22,7 +24,7 @@ func sealed(t testing.TB, m *Message, queueOffset, physical, storeTs int64) []by
 	if len(b) != size {
 		t.Fatalf("appendRecord wrote %d bytes, EncodedSize said %d", len(b), size)
 	}
-	sealRecord(b, queueOffset, physical, storeTs)
+	protocol.SealRecord(b, queueOffset, physical, storeTs)
 	return b
 }
 
@@ -45,12 +47,12 @@ func TestCodecRoundTrip(t *testing.T) {
 		{name: "ipv4", m: Message{Topic: "T", Body: []byte("b"), Properties: []byte("TAGS\x01A\x02"), BornHost: v4, StoreHost: v4},
 			wantProps: "TAGS\x01A\x02", wantBorn: v4, wantStore: v4, hostBytes: 16},
 		{name: "born ipv6", m: Message{Topic: "T", Body: []byte("b"), BornHost: v6, StoreHost: v4},
-			wantSys: SysFlagBornHostV6, wantBorn: v6, wantStore: v4, hostBytes: 28},
+			wantSys: protocol.SysFlagBornHostV6, wantBorn: v6, wantStore: v4, hostBytes: 28},
 		{name: "store ipv6", m: Message{Topic: "T", Body: []byte("b"), BornHost: v4, StoreHost: v6},
-			wantSys: SysFlagStoreHostV6, wantBorn: v4, wantStore: v6, hostBytes: 28},
-		{name: "both ipv6, other sysflag bits kept", m: Message{Topic: "T", SysFlag: SysFlagCompressed | 0x4, BornHost: v6, StoreHost: v6},
-			wantSys: SysFlagCompressed | 0x4 | SysFlagBornHostV6 | SysFlagStoreHostV6, wantBorn: v6, wantStore: v6, hostBytes: 40},
-		{name: "stale v6 flags cleared for ipv4 hosts", m: Message{Topic: "T", SysFlag: SysFlagBornHostV6 | SysFlagStoreHostV6, BornHost: v4, StoreHost: v4},
+			wantSys: protocol.SysFlagStoreHostV6, wantBorn: v4, wantStore: v6, hostBytes: 28},
+		{name: "both ipv6, other sysflag bits kept", m: Message{Topic: "T", SysFlag: protocol.SysFlagCompressed | 0x4, BornHost: v6, StoreHost: v6},
+			wantSys: protocol.SysFlagCompressed | 0x4 | protocol.SysFlagBornHostV6 | protocol.SysFlagStoreHostV6, wantBorn: v6, wantStore: v6, hostBytes: 40},
+		{name: "stale v6 flags cleared for ipv4 hosts", m: Message{Topic: "T", SysFlag: protocol.SysFlagBornHostV6 | protocol.SysFlagStoreHostV6, BornHost: v4, StoreHost: v4},
 			wantBorn: v4, wantStore: v4, hostBytes: 16},
 		{name: "ipv4-mapped stored as ipv4", m: Message{Topic: "T", BornHost: mapped, StoreHost: mapped},
 			wantBorn: unmapped, wantStore: unmapped, hostBytes: 16},
@@ -60,7 +62,7 @@ func TestCodecRoundTrip(t *testing.T) {
 			wantBorn: v4, wantStore: v4, hostBytes: 16},
 		{name: "large body", m: Message{Topic: "T", Body: large, BornHost: v4, StoreHost: v4},
 			wantBorn: v4, wantStore: v4, hostBytes: 16},
-		{name: "longest topic", m: Message{Topic: strings.Repeat("t", MaxTopicLen), BornHost: v4, StoreHost: v4},
+		{name: "longest topic", m: Message{Topic: strings.Repeat("t", protocol.MaxTopicLen), BornHost: v4, StoreHost: v4},
 			wantBorn: v4, wantStore: v4, hostBytes: 16},
 		{name: "properties without trailing separator (Java form)", m: Message{Topic: "T", Properties: []byte("KEYS\x01k\x02TAGS\x01A"), BornHost: v4, StoreHost: v4},
 			wantProps: "KEYS\x01k\x02TAGS\x01A\x02", wantBorn: v4, wantStore: v4, hostBytes: 16},
@@ -84,15 +86,15 @@ func TestCodecRoundTrip(t *testing.T) {
 			if !bytes.Equal(m.Properties, in) {
 				t.Fatal("encoding modified the caller's properties")
 			}
-			wantSize := 91 - 16 + c.hostBytes + len(m.Body) + len(m.Topic) + len(c.wantProps) + crcPropLen
+			wantSize := 91 - 16 + c.hostBytes + len(m.Body) + len(m.Topic) + len(c.wantProps) + protocol.CRCPropertySize
 			if len(rec) != wantSize {
 				t.Fatalf("record is %d bytes, want %d", len(rec), wantSize)
 			}
-			r, err := Decode(rec)
+			r, err := protocol.Decode(rec)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if int(r.Size) != len(rec) || RecordSize(rec) != r.Size {
+			if int(r.Size) != len(rec) || protocol.RecordSize(rec) != r.Size {
 				t.Errorf("size %d, record %d bytes", r.Size, len(rec))
 			}
 			if string(r.Topic) != m.Topic || r.QueueID != 7 || r.Flag != -3 || r.SysFlag != c.wantSys ||
@@ -100,8 +102,8 @@ func TestCodecRoundTrip(t *testing.T) {
 				r.StoreTimestamp != 1700000000999 || r.ReconsumeTimes != 16 || r.PreparedTransactionOffset != 1<<40 {
 				t.Errorf("fields: %+v", r)
 			}
-			if QueueOffsetOf(rec) != 42 || PhysicalOffsetOf(rec) != 1<<33 {
-				t.Errorf("QueueOffsetOf/PhysicalOffsetOf = %d/%d", QueueOffsetOf(rec), PhysicalOffsetOf(rec))
+			if protocol.QueueOffsetOf(rec) != 42 || protocol.PhysicalOffsetOf(rec) != 1<<33 {
+				t.Errorf("QueueOffsetOf/PhysicalOffsetOf = %d/%d", protocol.QueueOffsetOf(rec), protocol.PhysicalOffsetOf(rec))
 			}
 			if r.BornHost != c.wantBorn || r.StoreHost != c.wantStore {
 				t.Errorf("hosts %v %v, want %v %v", r.BornHost, r.StoreHost, c.wantBorn, c.wantStore)
@@ -112,16 +114,16 @@ func TestCodecRoundTrip(t *testing.T) {
 			if got := string(r.UserProperties()); got != c.wantProps {
 				t.Errorf("user properties %q, want %q", got, c.wantProps)
 			}
-			if got, want := string(r.Properties), c.wantProps+CRCProperty+"\x01"; !strings.HasPrefix(got, want) || len(got) != len(want)+crcDigits+1 || got[len(got)-1] != PropertySep {
+			if got, want := string(r.Properties), c.wantProps+protocol.CRCProperty+"\x01"; !strings.HasPrefix(got, want) || len(got) != len(want)+crcDigits+1 || got[len(got)-1] != protocol.PropertySep {
 				t.Errorf("stored properties %q", got)
 			}
-			if n := strings.Count(string(r.Properties), CRCProperty); n != 1 {
+			if n := strings.Count(string(r.Properties), protocol.CRCProperty); n != 1 {
 				t.Errorf("%d checksum properties in %q", n, r.Properties)
 			}
-			if v, ok := r.Property(CRCProperty); !ok || v != string(rec[len(rec)-1-crcDigits:len(rec)-1]) {
-				t.Errorf("Property(%s) = %q, %v", CRCProperty, v, ok)
+			if v, ok := r.Property(protocol.CRCProperty); !ok || v != string(rec[len(rec)-1-crcDigits:len(rec)-1]) {
+				t.Errorf("Property(%s) = %q, %v", protocol.CRCProperty, v, ok)
 			}
-			if got, want := ParseProperties(r.Properties), ParseProperties([]byte(c.wantProps)); !maps.Equal(got, want) {
+			if got, want := protocol.ParseProperties(r.Properties), protocol.ParseProperties([]byte(c.wantProps)); !maps.Equal(got, want) {
 				t.Errorf("ParseProperties = %v, want %v", got, want)
 			}
 			// Re-encoding what was decoded gives the same bytes.
@@ -134,7 +136,7 @@ func TestCodecRoundTrip(t *testing.T) {
 }
 
 // recordMessage is the message that, appended, gives back r's bytes.
-func recordMessage(r *Record) *Message {
+func recordMessage(r *protocol.Record) *Message {
 	return &Message{
 		Topic: string(r.Topic), QueueID: r.QueueID, Flag: r.Flag, SysFlag: r.SysFlag,
 		Body: r.Body, Properties: r.Properties, BornTimestamp: r.BornTimestamp,
@@ -191,11 +193,11 @@ func TestGoldenRecord(t *testing.T) {
 	if !bytes.Equal(got, want) {
 		t.Fatalf("encoded record\n got %X\nwant %X", got, want)
 	}
-	r, err := Decode(want)
+	r, err := protocol.Decode(want)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantRec := Record{
+	wantRec := protocol.Record{
 		Size: 121, BodyCRC: 0xD8932AAC, QueueID: 3, Flag: 0x11, QueueOffset: 5, PhysicalOffset: 0xAE,
 		SysFlag: 0, BornTimestamp: 1700000000000, BornHost: goldenMessage.BornHost,
 		StoreTimestamp: 1700000000123, StoreHost: goldenMessage.StoreHost, ReconsumeTimes: 2,
@@ -209,14 +211,14 @@ func TestGoldenRecord(t *testing.T) {
 	if string(r.Body) != "hi" || string(r.Topic) != "T" || string(r.Properties) != "TAGS\x01A\x02__CRC32#\x010049246349\x02" {
 		t.Errorf("body %q topic %q properties %q", r.Body, r.Topic, r.Properties)
 	}
-	if v, _ := r.Property(PropTags); v != "A" {
+	if v, _ := r.Property(protocol.PropTags); v != "A" {
 		t.Errorf("TAGS = %q", v)
 	}
-	if OffsetMsgID(r.StoreHost, r.PhysicalOffset) != "7F000001000051AF00000000000000AE" {
-		t.Errorf("msg id %s", OffsetMsgID(r.StoreHost, r.PhysicalOffset))
+	if protocol.OffsetMsgID(r.StoreHost, r.PhysicalOffset) != "7F000001000051AF00000000000000AE" {
+		t.Errorf("msg id %s", protocol.OffsetMsgID(r.StoreHost, r.PhysicalOffset))
 	}
 	// Decode reads only the record at the start of its input.
-	if r2, err := Decode(append(bytes.Clone(want), 0xFF, 0xFF, 0xFF)); err != nil || r2.Size != 121 {
+	if r2, err := protocol.Decode(append(bytes.Clone(want), 0xFF, 0xFF, 0xFF)); err != nil || r2.Size != 121 {
 		t.Errorf("Decode with trailing bytes: %v", err)
 	}
 }
@@ -229,26 +231,26 @@ func TestDecodeRejectsDamage(t *testing.T) {
 	for i := range b {
 		for bit := range 8 {
 			b[i] ^= 1 << bit
-			if _, err := Decode(b); !errors.Is(err, ErrCorrupt) {
+			if _, err := protocol.Decode(b); !errors.Is(err, protocol.ErrCorrupt) {
 				t.Errorf("byte %d bit %d flipped: Decode = %v", i, bit, err)
 			}
 			b[i] ^= 1 << bit
 		}
 	}
 	for n := range len(good) {
-		if _, err := Decode(good[:n]); !errors.Is(err, ErrCorrupt) {
+		if _, err := protocol.Decode(good[:n]); !errors.Is(err, protocol.ErrCorrupt) {
 			t.Errorf("cut to %d bytes: Decode = %v", n, err)
 		}
 	}
-	var blank [BlankMarkerSize]byte
+	var blank [protocol.BlankMarkerSize]byte
 	putBlank(blank[:], 4096)
-	if r, err := Decode(blank[:]); !errors.Is(err, ErrBlank) || r.Size != 4096 {
+	if r, err := protocol.Decode(blank[:]); !errors.Is(err, protocol.ErrBlank) || r.Size != 4096 {
 		t.Errorf("blank marker: %+v %v", r, err)
 	}
 }
 
 func TestEncodedSizeLimits(t *testing.T) {
-	ok := strings.Repeat("p", MaxPropertiesLen-crcPropLen-1)
+	ok := strings.Repeat("p", protocol.MaxPropertiesLen-protocol.CRCPropertySize-1)
 	m := Message{Topic: "t", Properties: []byte(ok)}
 	if _, err := m.EncodedSize(0); err != nil {
 		t.Fatalf("largest properties rejected: %v", err)
@@ -271,32 +273,6 @@ func TestEncodedSizeLimits(t *testing.T) {
 	}
 }
 
-func TestPropertyHelpers(t *testing.T) {
-	p := []byte("TAGS\x01A\x02noseparator\x02KEYS\x01k1 k2\x02EMPTY\x01\x02TAGS\x01B")
-	for _, c := range []struct {
-		key, want string
-		ok        bool
-	}{
-		{"TAGS", "A", true}, {"KEYS", "k1 k2", true}, {"EMPTY", "", true},
-		{"noseparator", "", false}, {"TAG", "", false}, {"MISSING", "", false},
-	} {
-		if got, ok := Property(p, c.key); got != c.want || ok != c.ok {
-			t.Errorf("Property(%q) = %q, %v; want %q, %v", c.key, got, ok, c.want, c.ok)
-		}
-	}
-	want := map[string]string{"TAGS": "B", "KEYS": "k1 k2", "EMPTY": ""}
-	if got := ParseProperties(p); !maps.Equal(got, want) {
-		t.Errorf("ParseProperties = %v", got)
-	}
-	enc := EncodeProperties(map[string]string{"b": "2", "a": "1"})
-	if string(enc) != "a\x011\x02b\x012" {
-		t.Errorf("EncodeProperties = %q", enc)
-	}
-	if ValidPropertyText("a\x01") || ValidPropertyText("\x02") || !ValidPropertyText("plain text") {
-		t.Error("ValidPropertyText")
-	}
-}
-
 func TestParseFlushMode(t *testing.T) {
 	for s, want := range map[string]FlushMode{"async": FlushAsync, "ASYNC_FLUSH": FlushAsync, "sync": FlushSync, "SYNC_FLUSH": FlushSync} {
 		if got, err := ParseFlushMode(s); err != nil || got != want || (got.String() != "sync") != (want == FlushAsync) {
@@ -305,30 +281,6 @@ func TestParseFlushMode(t *testing.T) {
 	}
 	if _, err := ParseFlushMode("fast"); err == nil {
 		t.Error("ParseFlushMode accepted nonsense")
-	}
-}
-
-func TestOffsetMsgIDGolden(t *testing.T) {
-	host := netip.MustParseAddrPort("127.0.0.1:20911")
-	if got, want := OffsetMsgID(host, 0xAE), "7F000001000051AF00000000000000AE"; got != want {
-		t.Fatalf("OffsetMsgID = %s, want %s", got, want)
-	}
-	h, off, err := ParseOffsetMsgID("7F000001000051AF00000000000000AE")
-	if err != nil || h != host || off != 0xAE {
-		t.Fatalf("ParseOffsetMsgID = %v %d %v", h, off, err)
-	}
-	v6 := netip.MustParseAddrPort("[2001:db8::1]:10911")
-	id := OffsetMsgID(v6, 1<<40)
-	if len(id) != 56 || id != strings.ToUpper(id) {
-		t.Fatalf("ipv6 id %q", id)
-	}
-	if h, off, err := ParseOffsetMsgID(id); err != nil || h != v6 || off != 1<<40 {
-		t.Fatalf("ipv6 round trip: %v %d %v", h, off, err)
-	}
-	for _, bad := range []string{"", "7F000001000051AF00000000000000A", "ZZ000001000051AF00000000000000AE"} {
-		if _, _, err := ParseOffsetMsgID(bad); err == nil {
-			t.Errorf("ParseOffsetMsgID(%q) accepted", bad)
-		}
 	}
 }
 
@@ -359,7 +311,7 @@ func TestDecodeRejectsUnencodable(t *testing.T) {
 		}},
 		{"two checksum items", twoKeys, func(b []byte) []byte {
 			i := bytes.Index(b, []byte("ABCDEFGH\x01"))
-			copy(b[i:], CRCProperty) // "__CRC32#\x01A\x02__CRC32#\x01...\x02"
+			copy(b[i:], protocol.CRCProperty) // "__CRC32#\x01A\x02__CRC32#\x01...\x02"
 			return b
 		}},
 	} {
@@ -367,7 +319,7 @@ func TestDecodeRejectsUnencodable(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s: cannot reseal", c.name)
 		}
-		if _, err := Decode(b); !errors.Is(err, ErrCorrupt) {
+		if _, err := protocol.Decode(b); !errors.Is(err, protocol.ErrCorrupt) {
 			t.Errorf("%s: Decode = %v, want ErrCorrupt", c.name, err)
 		}
 	}

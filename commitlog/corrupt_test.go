@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 const testSeg = 64 << 10
@@ -131,7 +132,7 @@ func TestTornTail(t *testing.T) {
 			return append(b, bytes.Clone(b[last.Offset:last.End()])...) // misplaced: PHYSICALOFFSET is wrong
 		}, true},
 		{"a blank marker of the wrong size", func(b []byte, _ AppendResult) []byte {
-			var m [BlankMarkerSize]byte
+			var m [protocol.BlankMarkerSize]byte
 			putBlank(m[:], 100)
 			return append(b, m[:]...)
 		}, true},

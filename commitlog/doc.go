@@ -72,5 +72,9 @@
 // not. Without a usable checkpoint it scans the whole log.
 //
 // The first write or sync error is sticky: every later append fails with it
-// (wrapped in ErrReadOnly) while reads go on.
+// (wrapped in ErrReadOnly) while reads go on. A write that finds the disk
+// full (ENOSPC) is the exception: it fails with ErrNoSpace, what it got onto
+// the disk is zeroed, its offsets and any segment created for it are given
+// back, and the next append tries again, so the log takes writes as soon as
+// there is room (NoSpace reports the state in between).
 package commitlog

@@ -40,6 +40,8 @@ func (l *Log) flusher() {
 }
 
 func (l *Log) flushRound(final bool) {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
 	now := l.opts.Now()
 	l.mu.Lock()
 	target := l.writePos

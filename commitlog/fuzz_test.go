@@ -5,10 +5,13 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"maps"
 	"net/netip"
 	"testing"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // FuzzDecode: Decode never panics, and whatever it accepts is exactly what
@@ -17,13 +20,13 @@ func FuzzDecode(f *testing.F) {
 	golden, _ := hex.DecodeString(goldenRecord)
 	f.Add(golden)
 	f.Add(golden[:90])
-	v6 := Message{Topic: "TopicTest", QueueID: 1, SysFlag: SysFlagCompressed, Body: []byte("body"),
+	v6 := Message{Topic: "TopicTest", QueueID: 1, SysFlag: protocol.SysFlagCompressed, Body: []byte("body"),
 		Properties: []byte("UNIQ_KEY\x01C0A8\x02TAGS\x01*\x02"),
 		BornHost:   netip.MustParseAddrPort("[2001:db8::7]:50000"), StoreHost: netip.MustParseAddrPort("[::1]:10911")}
 	f.Add(sealed(f, &v6, 1, 2, 3))
 	empty := Message{Topic: "t"}
 	f.Add(sealed(f, &empty, 0, 0, 0))
-	var blank [BlankMarkerSize]byte
+	var blank [protocol.BlankMarkerSize]byte
 	putBlank(blank[:], 100)
 	f.Add(blank[:])
 	f.Add([]byte{})
@@ -40,9 +43,9 @@ func FuzzDecode(f *testing.F) {
 }
 
 func checkDecode(t *testing.T, b []byte) {
-	r, err := Decode(b)
+	r, err := protocol.Decode(b)
 	if err != nil {
-		if !errors.Is(err, ErrCorrupt) && !errors.Is(err, ErrBlank) {
+		if !errors.Is(err, protocol.ErrCorrupt) && !errors.Is(err, protocol.ErrBlank) {
 			t.Fatalf("error outside the corruption class: %v", err)
 		}
 		return
@@ -54,11 +57,14 @@ func checkDecode(t *testing.T, b []byte) {
 		t.Fatalf("decoded record does not re-encode: %v", err)
 	}
 	again := appendRecord(nil, m, size)
-	sealRecord(again, r.QueueOffset, r.PhysicalOffset, r.StoreTimestamp)
+	protocol.SealRecord(again, r.QueueOffset, r.PhysicalOffset, r.StoreTimestamp)
 	if !bytes.Equal(again, rec) {
 		t.Fatalf("re-encoded record differs\n got %x\nwant %x", again, rec)
 	}
 }
+
+// crcDigits is the number of decimal digits of the checksum property.
+const crcDigits = protocol.CRCPropertySize - len(protocol.CRCProperty) - 2
 
 // resealForFuzz returns a copy of b with BODYCRC and the trailing checksum
 // digits recomputed, following the layout as far as b allows.
@@ -74,11 +80,11 @@ func resealForFuzz(b []byte) ([]byte, bool) {
 	rec := bytes.Clone(b[:size])
 	sys := int32(be.Uint32(rec[offSysFlag:]))
 	p := offBornHost + 8
-	if sys&SysFlagBornHostV6 != 0 {
+	if sys&protocol.SysFlagBornHostV6 != 0 {
 		p += 12
 	}
 	p += 8 + 8
-	if sys&SysFlagStoreHostV6 != 0 {
+	if sys&protocol.SysFlagStoreHostV6 != 0 {
 		p += 12
 	}
 	p += 4 + 8
@@ -92,7 +98,7 @@ func resealForFuzz(b []byte) ([]byte, bool) {
 	}
 	be.PutUint32(rec[8:], crc32.ChecksumIEEE(rec[p:p+bodyLen]))
 	n := size - 1 - crcDigits
-	putDecimal10(rec[n:n+crcDigits], crc32.ChecksumIEEE(rec[:n]))
+	copy(rec[n:n+crcDigits], fmt.Sprintf("%010d", crc32.ChecksumIEEE(rec[:n])))
 	return rec, true
 }
 
@@ -104,13 +110,13 @@ func FuzzProperties(f *testing.F) {
 		"k\x01v\x02__CRC32#\x01x\x02k2\x01v2", "\x02\x02\x02", "__CRC32#", "x__CRC32#\x011\x02",
 	} {
 		f.Add([]byte(s), "TAGS")
-		f.Add([]byte(s), CRCProperty)
+		f.Add([]byte(s), protocol.CRCProperty)
 	}
 	f.Fuzz(func(t *testing.T, p []byte, key string) {
 		in := bytes.Clone(p)
-		v, ok := Property(p, key)
-		parsed := ParseProperties(p)
-		if ok && key != CRCProperty && ValidPropertyText(key) && key != "" {
+		v, ok := protocol.Property(p, key)
+		parsed := protocol.ParseProperties(p)
+		if ok && key != protocol.CRCProperty && protocol.ValidPropertyText(key) && key != "" {
 			// Property returns the first item, ParseProperties keeps the
 			// last; both must agree the key is there.
 			if _, there := parsed[key]; !there {
@@ -129,18 +135,18 @@ func FuzzProperties(f *testing.F) {
 			return
 		}
 		rec := appendRecord(nil, &m, size)
-		sealRecord(rec, 1, 2, 3)
+		protocol.SealRecord(rec, 1, 2, 3)
 		if !bytes.Equal(p, in) {
 			t.Fatal("appendRecord modified the properties")
 		}
-		r, err := Decode(rec)
+		r, err := protocol.Decode(rec)
 		if err != nil {
 			t.Fatalf("stored properties %q: %v", p, err)
 		}
-		if got := ParseProperties(r.Properties); !maps.Equal(got, parsed) {
+		if got := protocol.ParseProperties(r.Properties); !maps.Equal(got, parsed) {
 			t.Fatalf("stored properties parse to %v, input to %v", got, parsed)
 		}
-		if _, ok := Property(r.UserProperties(), CRCProperty); ok {
+		if _, ok := protocol.Property(r.UserProperties(), protocol.CRCProperty); ok {
 			t.Fatalf("user properties %q still hold a checksum item", r.UserProperties())
 		}
 	})

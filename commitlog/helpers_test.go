@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 var errAbandoned = errors.New("commitlog: abandoned by a test")
@@ -75,7 +76,7 @@ func verifyLog(t testing.TB, l *Log) []scanned {
 	next := map[queueKey]int64{}
 	var buf []byte
 	end, err := l.Scan(l.MinOffset(), l.WrittenOffset(), &buf, func(off int64, b []byte) error {
-		r, err := Decode(b)
+		r, err := protocol.Decode(b)
 		if err != nil {
 			return fmt.Errorf("record at %d: %w", off, err)
 		}
@@ -85,7 +86,7 @@ func verifyLog(t testing.TB, l *Log) []scanned {
 		if off/l.opts.SegmentSize != (off+int64(r.Size)-1)/l.opts.SegmentSize {
 			return fmt.Errorf("record at %d (%d bytes) spans segments", off, r.Size)
 		}
-		if off%l.opts.SegmentSize+int64(r.Size)+BlankMarkerSize > l.opts.SegmentSize {
+		if off%l.opts.SegmentSize+int64(r.Size)+protocol.BlankMarkerSize > l.opts.SegmentSize {
 			return fmt.Errorf("record at %d (%d bytes) leaves no room for a blank marker", off, r.Size)
 		}
 		k := queueKey{string(r.Topic), r.QueueID}

@@ -8,9 +8,11 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/rs/zerolog"
 )
 
@@ -88,7 +90,7 @@ func (o *Options) Validate() error {
 	if o.SegmentSize < 4096 {
 		return fmt.Errorf("commitlog: segment size %d is below the minimum of 4096 bytes", o.SegmentSize)
 	}
-	if int64(o.MaxMessageSize)+fixedHeaderIPv4+MaxTopicLen+MaxPropertiesLen+40+BlankMarkerSize > o.SegmentSize {
+	if int64(o.MaxMessageSize)+fixedHeaderIPv4+protocol.MaxTopicLen+protocol.MaxPropertiesLen+40+protocol.BlankMarkerSize > o.SegmentSize {
 		// Every acceptable message must fit in an empty segment.
 		return fmt.Errorf("commitlog: segment size %d cannot hold a message of the maximum size %d plus headers", o.SegmentSize, o.MaxMessageSize)
 	}
@@ -123,6 +125,10 @@ var (
 	ErrFlushTimeout = errors.New("commitlog: flush timed out (the message is written and may still become durable)")
 	ErrOutOfRange   = errors.New("commitlog: offset out of range")
 	ErrLocked       = errors.New("commitlog: directory is in use by another process")
+	// ErrNoSpace is a write the disk had no room for. Unlike other write
+	// errors it is not sticky: the failed write is undone (its bytes
+	// zeroed, its offsets given back) and a later append is tried again.
+	ErrNoSpace = errors.New("commitlog: no space left on the data disk; the write was undone")
 )
 
 type queueKey struct {
@@ -166,6 +172,7 @@ type Log struct {
 	scratch      []byte      // the leader's buffer for joining chunks
 	lastStoreTs  int64
 	err          error         // sticky write/sync error
+	spaceErr     error         // a write of the current leader's rounds found no space: fail the rest, then roll back
 	round        chan struct{} // closed when the flush round covering the writes so far ends
 	closed       bool
 	minOffset    int64
@@ -173,6 +180,7 @@ type Log struct {
 	written atomic.Int64 // end of the last complete record
 	flushed atomic.Int64 // end of the synced prefix
 	sticky  atomic.Pointer[error]
+	noSpace atomic.Bool // the last write failed with ErrNoSpace
 
 	flushBell chan struct{} // 1-slot doorbell for the flusher
 	watchers  Bells
@@ -183,6 +191,12 @@ type Log struct {
 	lastCheckpoint     time.Time
 	checkpointedOffset int64
 	bufPool            sync.Pool
+
+	// Replication (replica.go, epochs.go).
+	flushMu      sync.Mutex // held by a flush round; Truncate takes it to keep rounds out
+	epochMu      sync.Mutex // guards the epoch history; taken after mu
+	epochs       []EpochEntry
+	epochsLoaded bool
 }
 
 // Open opens or creates the log in opts.Dir, recovering it if it was not
@@ -256,6 +270,10 @@ func (l *Log) Err() error {
 	return nil
 }
 
+// NoSpace reports whether the last write found the disk full (no write
+// has succeeded since).
+func (l *Log) NoSpace() bool { return l.noSpace.Load() }
+
 // NextQueueOffset returns the offset the next message appended to (topic,
 // queue) will get.
 func (l *Log) NextQueueOffset(topic string, queue int32) int64 {
@@ -314,6 +332,15 @@ func (l *Log) DeleteQueue(topic string) {
 func (l *Log) Watch() (<-chan struct{}, func()) { return l.watchers.Watch() }
 
 func (l *Log) ringWatchers() { l.watchers.Ring() }
+
+// failLocked makes err sticky unless it is ErrNoSpace, which only fails
+// the write at hand.
+func (l *Log) failLocked(err error) error {
+	if errors.Is(err, ErrNoSpace) {
+		return err
+	}
+	return l.setStickyLocked(err)
+}
 
 func (l *Log) setStickyLocked(err error) error {
 	if l.err == nil {
@@ -415,17 +442,18 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 	p := 0
 	items := l.itemsScratch[:0]
 	for i := range msgs {
-		size := int(RecordSize(buf[p:]))
-		if room := segSize - pos%segSize; int64(size+BlankMarkerSize) > room {
+		size := int(protocol.RecordSize(buf[p:]))
+		if room := segSize - pos%segSize; int64(size+protocol.BlankMarkerSize) > room {
 			if p > chunkStart {
 				items = append(items, pendingWrite{pos: chunkPos, b: buf[chunkStart:p]})
 			}
 			next := (pos/segSize + 1) * segSize
-			marker := make([]byte, BlankMarkerSize)
+			marker := make([]byte, protocol.BlankMarkerSize)
 			putBlank(marker, next-pos)
 			items = append(items, pendingWrite{pos: pos, b: marker})
 			if _, err := l.createSegmentLocked(next); err != nil {
-				err = l.setStickyLocked(err)
+				err = l.failLocked(err)
+				l.noSpace.Store(errors.Is(err, ErrNoSpace))
 				l.mu.Unlock()
 				return res[:0], err
 			}
@@ -443,7 +471,7 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 		}
 		qo := qs[j].next
 		qs[j].next++
-		sealRecord(buf[p:p+size], qo, pos, storeTs)
+		protocol.SealRecord(buf[p:p+size], qo, pos, storeTs)
 		res = append(res, AppendResult{Offset: pos, Size: int32(size), QueueOffset: qo, StoreTimestamp: storeTs})
 		pos += int64(size)
 		p += size
@@ -502,6 +530,11 @@ func (l *Log) leadLocked() {
 		l.wround = &writeRound{done: make(chan struct{})}
 		end := l.reserved
 		failed := l.err
+		if failed == nil {
+			// Rounds queued behind a write that found no space sit at
+			// offsets that are given back: they fail with it.
+			failed = l.spaceErr
+		}
 		l.mu.Unlock()
 
 		err := failed
@@ -511,7 +544,11 @@ func (l *Log) leadLocked() {
 
 		l.mu.Lock()
 		if err != nil {
-			err = l.setStickyLocked(err)
+			err = l.failLocked(err)
+			if errors.Is(err, ErrNoSpace) && l.spaceErr == nil {
+				l.spaceErr = err
+				l.noSpace.Store(true)
+			}
 			// No queue offset of a failed write stays taken.
 			for _, it := range items {
 				for _, q := range it.qs {
@@ -525,6 +562,7 @@ func (l *Log) leadLocked() {
 		} else {
 			l.writePos = end
 			l.written.Store(end)
+			l.noSpace.Store(false)
 			for _, it := range items {
 				for _, q := range it.qs {
 					l.pubQueues[q.key] = max(l.pubQueues[q.key], q.next)
@@ -547,8 +585,38 @@ func (l *Log) leadLocked() {
 			l.mu.Lock()
 		}
 	}
+	if l.spaceErr != nil {
+		l.giveBackLocked()
+	}
 	l.writing = false
 	l.mu.Unlock()
+}
+
+// giveBackLocked returns the log to its last published end after writes
+// that found no space, once none is queued: the reservations are
+// released (their queue offsets were given back by each failed round)
+// and the segments created for them are removed, so that the next append
+// goes where the failed one went.
+func (l *Log) giveBackLocked() {
+	l.spaceErr = nil
+	l.reserved = l.writePos
+	segs := *l.segs.Load()
+	n := len(segs)
+	for n > 1 && segs[n-1].base > l.writePos {
+		n--
+	}
+	if n == len(segs) {
+		return
+	}
+	keep := append([]*segment(nil), segs[:n]...)
+	l.segs.Store(&keep)
+	for _, s := range segs[n:] {
+		s.file.Close()
+		if err := l.fs.Remove(s.name); err != nil {
+			// Harmless: the next roll creates it again, truncating it.
+			l.log.Warn().Err(err).Str("segment", s.name).Msg("commitlog: cannot remove a segment created for a write that found no space")
+		}
+	}
 }
 
 // writeItems writes queued chunks in order, joining adjacent ones of a
@@ -573,8 +641,15 @@ func (l *Log) writeItems(items []pendingWrite) error {
 			}
 			l.scratch = b
 		}
-		if _, err := s.file.WriteAt(b, items[i].pos-s.base); err != nil {
-			return fmt.Errorf("write %s at %d: %w", s.name, items[i].pos-s.base, err)
+		if n, err := s.file.WriteAt(b, items[i].pos-s.base); err != nil {
+			err = fmt.Errorf("write %s at %d: %w", s.name, items[i].pos-s.base, err)
+			if !errors.Is(err, syscall.ENOSPC) {
+				return err
+			}
+			if uerr := l.unwrite(items[:i], s, items[i].pos-s.base, n); uerr != nil {
+				return fmt.Errorf("%w; undoing the partial write: %v", err, uerr)
+			}
+			return fmt.Errorf("%w: %w", ErrNoSpace, err)
 		}
 		i = j
 	}
@@ -582,6 +657,35 @@ func (l *Log) writeItems(items []pendingWrite) error {
 		l.scratch = nil
 	}
 	return nil
+}
+
+// unwrite zeroes what a failed round wrote: the whole of done and the
+// first n bytes written at off in s. Recovery reads zeros as the end of
+// the log, so none of it can come back after a crash as a message that was
+// never acknowledged. Overwriting written bytes needs no new space.
+func (l *Log) unwrite(done []pendingWrite, s *segment, off int64, n int) error {
+	zero := func(f vfs.File, off int64, n int) error {
+		z := make([]byte, min(n, 1<<20))
+		for n > 0 {
+			k := min(n, len(z))
+			if _, err := f.WriteAt(z[:k], off); err != nil {
+				return err
+			}
+			off += int64(k)
+			n -= k
+		}
+		return nil
+	}
+	for _, it := range done {
+		ds := l.segmentAt(it.pos)
+		if ds == nil {
+			return fmt.Errorf("no segment for offset %d", it.pos)
+		}
+		if err := zero(ds.file, it.pos-ds.base, len(it.b)); err != nil {
+			return err
+		}
+	}
+	return zero(s.file, off, n)
 }
 
 func (l *Log) ringFlusher() {
@@ -620,7 +724,7 @@ func (l *Log) waitRound(round chan struct{}, end int64) error {
 
 func putBlank(b []byte, size int64) {
 	binary.BigEndian.PutUint32(b, uint32(size))
-	binary.BigEndian.PutUint32(b[4:], BlankMagic)
+	binary.BigEndian.PutUint32(b[4:], protocol.BlankMagic)
 }
 
 func segmentName(base int64) string { return fmt.Sprintf("%020d", base) }
@@ -631,6 +735,9 @@ func (l *Log) createSegmentLocked(base int64) (*segment, error) {
 	name := l.fs.PathJoin(l.opts.Dir, segmentName(base))
 	f, err := l.fs.Create(name, vfs.WriteCategoryUnspecified)
 	if err != nil {
+		if errors.Is(err, syscall.ENOSPC) {
+			return nil, fmt.Errorf("%w: create segment %s: %w", ErrNoSpace, name, err)
+		}
 		return nil, fmt.Errorf("commitlog: create segment %s: %w", name, err)
 	}
 	if !l.opts.NoPreallocate {

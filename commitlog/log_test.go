@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/ferrymq/ferry/protocol"
 	"go.uber.org/goleak"
 )
 
@@ -51,12 +52,12 @@ func mustAppend(t testing.TB, l *Log, msgs ...Message) []AppendResult {
 }
 
 // allRecords scans the whole log.
-func allRecords(t testing.TB, l *Log) []Record {
+func allRecords(t testing.TB, l *Log) []protocol.Record {
 	t.Helper()
-	var out []Record
+	var out []protocol.Record
 	var buf []byte
 	_, err := l.Scan(l.MinOffset(), l.WrittenOffset(), &buf, func(off int64, b []byte) error {
-		r, err := Decode(b)
+		r, err := protocol.Decode(b)
 		if err != nil {
 			return err
 		}
@@ -89,7 +90,7 @@ func TestAppendReadReopen(t *testing.T) {
 	if string(rec.Body) != "two" || string(rec.Topic) != "A" || rec.QueueOffset != 1 || rec.PhysicalOffset != res[1].Offset {
 		t.Fatalf("record %+v", rec)
 	}
-	if v, _ := rec.Property(PropTags); v != "TagA" {
+	if v, _ := rec.Property(protocol.PropTags); v != "TagA" {
 		t.Fatalf("tags %q", v)
 	}
 	if err := l.Close(); err != nil {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // ReadAt fills p with the log's bytes at off. The range must lie within one
@@ -31,7 +33,7 @@ func (l *Log) ReadAt(p []byte, off int64) error {
 // Read returns the size bytes of the record at off, read into buf (grown if
 // needed).
 func (l *Log) Read(off int64, size int32, buf []byte) ([]byte, error) {
-	if size < BlankMarkerSize {
+	if size < protocol.BlankMarkerSize {
 		return nil, fmt.Errorf("%w: record size %d", ErrOutOfRange, size)
 	}
 	if cap(buf) < int(size) {
@@ -45,20 +47,20 @@ func (l *Log) Read(off int64, size int32, buf []byte) ([]byte, error) {
 }
 
 // ReadRecord reads and decodes the record at off (its size unknown).
-func (l *Log) ReadRecord(off int64, buf []byte) (Record, []byte, error) {
+func (l *Log) ReadRecord(off int64, buf []byte) (protocol.Record, []byte, error) {
 	var hdr [4]byte
 	if err := l.ReadAt(hdr[:], off); err != nil {
-		return Record{}, buf, err
+		return protocol.Record{}, buf, err
 	}
-	size := RecordSize(hdr[:])
+	size := protocol.RecordSize(hdr[:])
 	if size < fixedHeaderIPv4 || int64(size) > l.opts.SegmentSize {
-		return Record{}, buf, fmt.Errorf("%w: no record at offset %d", ErrOutOfRange, off)
+		return protocol.Record{}, buf, fmt.Errorf("%w: no record at offset %d", ErrOutOfRange, off)
 	}
 	b, err := l.Read(off, size, buf)
 	if err != nil {
-		return Record{}, buf, err
+		return protocol.Record{}, buf, err
 	}
-	rec, err := Decode(b)
+	rec, err := protocol.Decode(b)
 	return rec, b, err
 }
 
@@ -85,21 +87,21 @@ func (l *Log) Scan(from, limit int64, bufp *[]byte, fn func(off int64, rec []byt
 		// A finished segment's file ends at its blank marker, so a chunk may
 		// come back short.
 		got, err := s.file.ReadAt(buf[:n], pos-s.base)
-		if got < BlankMarkerSize && err != nil {
+		if got < protocol.BlankMarkerSize && err != nil {
 			return pos, fmt.Errorf("commitlog: read %s at %d: %w", s.name, pos-s.base, err)
 		}
 		chunk := buf[:got]
 		p := 0
-		for len(chunk)-p >= BlankMarkerSize {
+		for len(chunk)-p >= protocol.BlankMarkerSize {
 			rest := chunk[p:]
-			size := int(RecordSize(rest))
+			size := int(protocol.RecordSize(rest))
 			if isBlank(rest) {
 				pos = segEnd
 				p = -1
 				break
 			}
 			if size < fixedHeaderIPv4 {
-				return pos + int64(p), fmt.Errorf("%w: record size %d at offset %d", ErrCorrupt, size, pos+int64(p))
+				return pos + int64(p), fmt.Errorf("%w: record size %d at offset %d", protocol.ErrCorrupt, size, pos+int64(p))
 			}
 			if size > len(rest) {
 				if p == 0 {
@@ -117,13 +119,13 @@ func (l *Log) Scan(from, limit int64, bufp *[]byte, fn func(off int64, rec []byt
 		}
 		if p > 0 {
 			pos += int64(p)
-		} else if p == 0 && len(chunk) < BlankMarkerSize {
-			return pos, fmt.Errorf("%w: %d stray bytes at offset %d", ErrCorrupt, len(chunk), pos)
+		} else if p == 0 && len(chunk) < protocol.BlankMarkerSize {
+			return pos, fmt.Errorf("%w: %d stray bytes at offset %d", protocol.ErrCorrupt, len(chunk), pos)
 		}
 	}
 	return pos, nil
 }
 
 func isBlank(b []byte) bool {
-	return len(b) >= BlankMarkerSize && binary.BigEndian.Uint32(b[4:]) == BlankMagic
+	return len(b) >= protocol.BlankMarkerSize && binary.BigEndian.Uint32(b[4:]) == protocol.BlankMagic
 }

@@ -1,47 +1,25 @@
 package commitlog
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"net/netip"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
-// Part of the format: never change these.
+// Layout positions the encoder writes; the format is protocol's.
 const (
-	MessageMagic    uint32 = 0xDAA320A7 // RocketMQ message version V1
-	BlankMagic      uint32 = 0xCBD43194 // RocketMQ blank marker (-875286124)
-	BlankMarkerSize        = 8          // TOTALSIZE + MAGICCODE of a blank marker
-
-	SysFlagCompressed  int32 = 0x1
-	SysFlagBornHostV6  int32 = 0x10
-	SysFlagStoreHostV6 int32 = 0x20
-
-	MaxTopicLen      = 127   // one signed byte of length
-	MaxPropertiesLen = 32767 // one signed int16 of length, checksum included
-
-	// CRCProperty is the name of the trailing checksum property.
-	CRCProperty = "__CRC32#"
-	crcDigits   = 10
-	// crcPropLen is the size of "__CRC32#\x01dddddddddd\x02".
-	crcPropLen = len(CRCProperty) + 1 + crcDigits + 1
-
-	PropertyNameSep  = 0x01
-	PropertySep      = 0x02
-	fixedHeaderIPv4  = 91 // a record with IPv4 hosts, empty body, topic and properties
-	offQueueOffset   = 20
-	offPhysical      = 28
-	offSysFlag       = 36
-	offBornTimestamp = 40
-	offBornHost      = 48
+	fixedHeaderIPv4  = protocol.RecordMinSize
+	offSysFlag       = protocol.PosSysFlag
+	offBornTimestamp = protocol.PosBornTimestamp
+	offBornHost      = protocol.PosBornHost
 )
 
-// Errors about a message or record. ErrCorrupt marks a record that fails
-// validation; recovery recognises it with errors.Is.
+// Errors about a message.
 var (
-	ErrCorrupt            = errors.New("commitlog: corrupt record")
 	ErrTopicInvalid       = errors.New("commitlog: topic must be 1 to 127 bytes")
 	ErrPropertiesTooLarge = errors.New("commitlog: properties too large")
 	ErrMessageTooLarge    = errors.New("commitlog: message too large")
@@ -75,120 +53,56 @@ type AppendResult struct {
 // End is the offset just past the record.
 func (r AppendResult) End() int64 { return r.Offset + int64(r.Size) }
 
-func hostLen(a netip.AddrPort) int {
-	if a.Addr().Is4() || a.Addr().Is4In6() || !a.Addr().IsValid() {
-		return 8
-	}
-	return 20
-}
-
-var crcItemPrefix = []byte(CRCProperty + "\x01")
-
-// userProps returns the properties without any checksum property, and
-// whether a separator must be added before the checksum.
-func userProps(p []byte) (props []byte, needSep bool) {
-	if !bytes.Contains(p, crcItemPrefix) {
-		// The common case, found in one pass: no item can be named
-		// CRCProperty if its name and separator never occur.
-		return p, len(p) > 0 && p[len(p)-1] != PropertySep
-	}
-	cut := false
-	for {
-		i := propertyIndex(p, CRCProperty)
-		if i < 0 {
-			break
-		}
-		// Cut the checksum item out; it is normally the last one, but an
-		// input may carry more than one and a stored record must end up
-		// with exactly one.
-		end := i
-		for end < len(p) && p[end] != PropertySep {
-			end++
-		}
-		if end < len(p) {
-			end++
-		}
-		if !cut {
-			p = bytes.Clone(p) // never modify the caller's bytes
-			cut = true
-		}
-		p = append(p[:i], p[end:]...)
-	}
-	return p, len(p) > 0 && p[len(p)-1] != PropertySep
-}
-
 // EncodedSize is the size of m's record, or an error saying which limit it
 // breaks. maxBody <= 0 means no body limit.
 func (m *Message) EncodedSize(maxBody int) (int, error) {
-	if len(m.Topic) == 0 || len(m.Topic) > MaxTopicLen {
+	if len(m.Topic) == 0 || len(m.Topic) > protocol.MaxTopicLen {
 		return 0, fmt.Errorf("%w (got %d)", ErrTopicInvalid, len(m.Topic))
 	}
 	if maxBody > 0 && len(m.Body) > maxBody {
 		return 0, fmt.Errorf("%w: body is %d bytes, the limit is %d", ErrMessageTooLarge, len(m.Body), maxBody)
 	}
-	props, needSep := userProps(m.Properties)
-	pl := len(props) + crcPropLen
+	props, needSep := protocol.StripCRCProperty(m.Properties)
+	pl := len(props) + protocol.CRCPropertySize
 	if needSep {
 		pl++
 	}
-	if pl > MaxPropertiesLen {
-		return 0, fmt.Errorf("%w: %d bytes, the limit is %d", ErrPropertiesTooLarge, pl-crcPropLen, MaxPropertiesLen-crcPropLen-1)
+	if pl > protocol.MaxPropertiesLen {
+		return 0, fmt.Errorf("%w: %d bytes, the limit is %d", ErrPropertiesTooLarge, pl-protocol.CRCPropertySize, protocol.MaxPropertiesLen-protocol.CRCPropertySize-1)
 	}
-	return fixedHeaderIPv4 - 16 + hostLen(m.BornHost) + hostLen(m.StoreHost) + len(m.Body) + len(m.Topic) + pl, nil
-}
-
-func putHost(b []byte, a netip.AddrPort) int {
-	ad := a.Addr().Unmap()
-	if !ad.IsValid() {
-		ad = netip.IPv4Unspecified()
-	}
-	var n int
-	if ad.Is4() {
-		ip := ad.As4()
-		n = copy(b, ip[:])
-	} else {
-		ip := ad.As16()
-		n = copy(b, ip[:])
-	}
-	binary.BigEndian.PutUint32(b[n:], uint32(a.Port()))
-	return n + 4
+	return fixedHeaderIPv4 - 16 + protocol.HostLen(m.BornHost) + protocol.HostLen(m.StoreHost) + len(m.Body) + len(m.Topic) + pl, nil
 }
 
 // AppendRecord encodes m at the end of dst. Queue offset, physical offset,
-// store timestamp and the checksum are left zero: SealRecord fills them in
+// store timestamp and the checksum are left zero: protocol.SealRecord fills them in
 // once the appender has assigned them. size must come from EncodedSize.
 // (Exported for the layout benchmark's baseline, which stores the same
 // records.)
 func AppendRecord(dst []byte, m *Message, size int) []byte { return appendRecord(dst, m, size) }
-
-// SealRecord fills in the fields assigned at append time and the checksum.
-func SealRecord(rec []byte, queueOffset, physical, storeTs int64) {
-	sealRecord(rec, queueOffset, physical, storeTs)
-}
 
 func appendRecord(dst []byte, m *Message, size int) []byte {
 	start := len(dst)
 	dst = append(dst, make([]byte, size)...)
 	b := dst[start:]
 	be := binary.BigEndian
-	sys := m.SysFlag &^ (SysFlagBornHostV6 | SysFlagStoreHostV6)
-	if hostLen(m.BornHost) == 20 {
-		sys |= SysFlagBornHostV6
+	sys := m.SysFlag &^ (protocol.SysFlagBornHostV6 | protocol.SysFlagStoreHostV6)
+	if protocol.HostLen(m.BornHost) == 20 {
+		sys |= protocol.SysFlagBornHostV6
 	}
-	if hostLen(m.StoreHost) == 20 {
-		sys |= SysFlagStoreHostV6
+	if protocol.HostLen(m.StoreHost) == 20 {
+		sys |= protocol.SysFlagStoreHostV6
 	}
 	be.PutUint32(b[0:], uint32(size))
-	be.PutUint32(b[4:], MessageMagic)
+	be.PutUint32(b[4:], protocol.MessageMagic)
 	be.PutUint32(b[8:], crc32.ChecksumIEEE(m.Body))
 	be.PutUint32(b[12:], uint32(m.QueueID))
 	be.PutUint32(b[16:], uint32(m.Flag))
 	be.PutUint32(b[offSysFlag:], uint32(sys))
 	be.PutUint64(b[offBornTimestamp:], uint64(m.BornTimestamp))
 	p := offBornHost
-	p += putHost(b[p:], m.BornHost)
+	p += protocol.PutHost(b[p:], m.BornHost)
 	p += 8 // store timestamp, sealed later
-	p += putHost(b[p:], m.StoreHost)
+	p += protocol.PutHost(b[p:], m.StoreHost)
 	be.PutUint32(b[p:], uint32(m.ReconsumeTimes))
 	p += 4
 	be.PutUint64(b[p:], uint64(m.PreparedTransactionOffset))
@@ -199,215 +113,17 @@ func appendRecord(dst []byte, m *Message, size int) []byte {
 	b[p] = byte(len(m.Topic))
 	p++
 	p += copy(b[p:], m.Topic)
-	props, needSep := userProps(m.Properties)
+	props, needSep := protocol.StripCRCProperty(m.Properties)
 	plen := size - p - 2
 	be.PutUint16(b[p:], uint16(plen))
 	p += 2
 	p += copy(b[p:], props)
 	if needSep {
-		b[p] = PropertySep
+		b[p] = protocol.PropertySep
 		p++
 	}
-	p += copy(b[p:], CRCProperty)
-	b[p] = PropertyNameSep
-	b[size-1] = PropertySep
+	p += copy(b[p:], protocol.CRCProperty)
+	b[p] = protocol.PropertyNameSep
+	b[size-1] = protocol.PropertySep
 	return dst
 }
-
-// storeTimestampPos is where STORETIMESTAMP sits in a record.
-func storeTimestampPos(rec []byte) int {
-	sys := int32(binary.BigEndian.Uint32(rec[offSysFlag:]))
-	p := offBornHost + 8
-	if sys&SysFlagBornHostV6 != 0 {
-		p = offBornHost + 20
-	}
-	return p
-}
-
-// sealRecord fills in the fields assigned at append time and the checksum.
-func sealRecord(rec []byte, queueOffset, physical, storeTs int64) {
-	be := binary.BigEndian
-	be.PutUint64(rec[offQueueOffset:], uint64(queueOffset))
-	be.PutUint64(rec[offPhysical:], uint64(physical))
-	be.PutUint64(rec[storeTimestampPos(rec):], uint64(storeTs))
-	n := len(rec) - 1 - crcDigits
-	putDecimal10(rec[n:n+crcDigits], crc32.ChecksumIEEE(rec[:n]))
-}
-
-func putDecimal10(b []byte, v uint32) {
-	for i := crcDigits - 1; i >= 0; i-- {
-		b[i] = byte('0' + v%10)
-		v /= 10
-	}
-}
-
-// Record is a decoded view of a stored record. Its byte slices alias the
-// buffer it was decoded from.
-type Record struct {
-	Size                      int32
-	BodyCRC                   uint32
-	QueueID                   int32
-	Flag                      int32
-	QueueOffset               int64
-	PhysicalOffset            int64
-	SysFlag                   int32
-	BornTimestamp             int64
-	BornHost                  netip.AddrPort
-	StoreTimestamp            int64
-	StoreHost                 netip.AddrPort
-	ReconsumeTimes            int32
-	PreparedTransactionOffset int64
-	Body                      []byte
-	Topic                     []byte
-	Properties                []byte // including the checksum property
-}
-
-func corrupt(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
-}
-
-func readHost(b []byte, v6 bool) (netip.AddrPort, int, error) {
-	n := 4
-	if v6 {
-		n = 16
-	}
-	if len(b) < n+4 {
-		return netip.AddrPort{}, 0, corrupt("short host")
-	}
-	ad, _ := netip.AddrFromSlice(b[:n])
-	if v6 && ad.Is4In6() {
-		return netip.AddrPort{}, 0, corrupt("IPv4-mapped address %v in a 16-byte host field", ad)
-	}
-	port := binary.BigEndian.Uint32(b[n:])
-	if port > 0xFFFF {
-		return netip.AddrPort{}, 0, corrupt("port %d", port)
-	}
-	return netip.AddrPortFrom(ad, uint16(port)), n + 4, nil
-}
-
-// Decode decodes the record at the start of b and checks its structure and
-// both checksums. It does not copy: the view aliases b. A blank marker
-// decodes with an error wrapping ErrBlank.
-func Decode(b []byte) (Record, error) {
-	var r Record
-	if len(b) < 8 {
-		return r, corrupt("%d bytes, too short for a header", len(b))
-	}
-	be := binary.BigEndian
-	size := int32(be.Uint32(b))
-	magic := be.Uint32(b[4:])
-	if magic == BlankMagic {
-		return Record{Size: size}, ErrBlank
-	}
-	if magic != MessageMagic {
-		return r, corrupt("bad magic %#x", magic)
-	}
-	if size < fixedHeaderIPv4 || int(size) > len(b) {
-		return r, corrupt("size %d, %d bytes available", size, len(b))
-	}
-	rec := b[:size]
-	r.Size = size
-	r.BodyCRC = be.Uint32(rec[8:])
-	r.QueueID = int32(be.Uint32(rec[12:]))
-	r.Flag = int32(be.Uint32(rec[16:]))
-	r.QueueOffset = int64(be.Uint64(rec[offQueueOffset:]))
-	r.PhysicalOffset = int64(be.Uint64(rec[offPhysical:]))
-	r.SysFlag = int32(be.Uint32(rec[offSysFlag:]))
-	r.BornTimestamp = int64(be.Uint64(rec[offBornTimestamp:]))
-	p := offBornHost
-	var n int
-	var err error
-	if r.BornHost, n, err = readHost(rec[p:], r.SysFlag&SysFlagBornHostV6 != 0); err != nil {
-		return r, err
-	}
-	p += n
-	// The rest needs at least: store ts 8, store host 8, reconsume 4, tx 8, bodylen 4.
-	if len(rec) < p+8 {
-		return r, corrupt("short record")
-	}
-	r.StoreTimestamp = int64(be.Uint64(rec[p:]))
-	p += 8
-	if r.StoreHost, n, err = readHost(rec[p:], r.SysFlag&SysFlagStoreHostV6 != 0); err != nil {
-		return r, err
-	}
-	p += n
-	if len(rec) < p+16 {
-		return r, corrupt("short record")
-	}
-	r.ReconsumeTimes = int32(be.Uint32(rec[p:]))
-	p += 4
-	r.PreparedTransactionOffset = int64(be.Uint64(rec[p:]))
-	p += 8
-	bodyLen := int(int32(be.Uint32(rec[p:])))
-	p += 4
-	if bodyLen < 0 || p+bodyLen+1 > len(rec) {
-		return r, corrupt("body length %d overruns the record", bodyLen)
-	}
-	r.Body = rec[p : p+bodyLen]
-	p += bodyLen
-	topicLen := int(int8(rec[p]))
-	p++
-	if topicLen <= 0 || p+topicLen+2 > len(rec) {
-		return r, corrupt("topic length %d", topicLen)
-	}
-	r.Topic = rec[p : p+topicLen]
-	p += topicLen
-	propLen := int(int16(be.Uint16(rec[p:])))
-	p += 2
-	if propLen < crcPropLen || p+propLen != len(rec) {
-		return r, corrupt("properties length %d does not end the record (%d bytes left)", propLen, len(rec)-p)
-	}
-	r.Properties = rec[p:]
-	if crc32.ChecksumIEEE(r.Body) != r.BodyCRC {
-		return r, corrupt("body checksum mismatch")
-	}
-	tail := rec[len(rec)-crcPropLen:]
-	if string(tail[:len(CRCProperty)]) != CRCProperty || tail[len(CRCProperty)] != PropertyNameSep || tail[crcPropLen-1] != PropertySep {
-		return r, corrupt("no checksum property")
-	}
-	want, ok := parseDecimal10(tail[len(CRCProperty)+1 : crcPropLen-1])
-	if !ok || crc32.ChecksumIEEE(rec[:len(rec)-1-crcDigits]) != want {
-		return r, corrupt("record checksum mismatch")
-	}
-	// The encoder writes exactly one checksum item, as an item of its own.
-	user := r.Properties[:len(r.Properties)-crcPropLen]
-	if len(user) > 0 && user[len(user)-1] != PropertySep {
-		return r, corrupt("checksum property is not an item of its own")
-	}
-	if propertyIndex(user, CRCProperty) >= 0 {
-		return r, corrupt("more than one checksum property")
-	}
-	return r, nil
-}
-
-func parseDecimal10(b []byte) (uint32, bool) {
-	var v uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		v = v*10 + uint64(c-'0')
-	}
-	return uint32(v), v <= 0xFFFFFFFF
-}
-
-// ErrBlank is returned by Decode for a blank marker: the rest of the segment
-// holds no data.
-var ErrBlank = errors.New("commitlog: blank marker")
-
-// RecordSize reads TOTALSIZE at the start of b.
-func RecordSize(b []byte) int32 { return int32(binary.BigEndian.Uint32(b)) }
-
-// QueueOffsetOf and PhysicalOffsetOf read fixed header fields without a
-// full decode.
-func QueueOffsetOf(rec []byte) int64    { return int64(binary.BigEndian.Uint64(rec[offQueueOffset:])) }
-func PhysicalOffsetOf(rec []byte) int64 { return int64(binary.BigEndian.Uint64(rec[offPhysical:])) }
-
-// UserProperties returns the properties without the trailing checksum item.
-func (r *Record) UserProperties() []byte {
-	p, _ := userProps(r.Properties)
-	return p
-}
-
-// Property returns the value of key in the record's properties.
-func (r *Record) Property(key string) (string, bool) { return Property(r.Properties, key) }

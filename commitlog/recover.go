@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // recover opens the segments, finds the end of the valid log and cuts what
@@ -134,15 +135,15 @@ func (l *Log) scanSegment(s *segment, pos, fileEnd int64, bufp *[]byte, table ma
 		p := 0
 		for {
 			rest := chunk[p:]
-			if len(rest) < BlankMarkerSize {
+			if len(rest) < protocol.BlankMarkerSize {
 				break
 			}
-			sz := int64(RecordSize(rest))
+			sz := int64(protocol.RecordSize(rest))
 			if sz == 0 {
 				return pos + int64(p), false, nil // zeros: the end of what was written
 			}
-			rec, err := Decode(rest)
-			if errors.Is(err, ErrBlank) {
+			rec, err := protocol.Decode(rest)
+			if errors.Is(err, protocol.ErrBlank) {
 				if sz != segEnd-(pos+int64(p)) {
 					return pos + int64(p), false, nil // a blank marker of the wrong size is corruption
 				}
@@ -169,11 +170,11 @@ func (l *Log) scanSegment(s *segment, pos, fileEnd int64, bufp *[]byte, table ma
 			p += int(rec.Size)
 		}
 		if p == 0 {
-			if len(chunk) < BlankMarkerSize {
+			if len(chunk) < protocol.BlankMarkerSize {
 				return pos, false, nil // a torn tail too short for a header
 			}
 			// Not even one record fits the buffer: grow it to the record.
-			need := int(RecordSize(chunk))
+			need := int(protocol.RecordSize(chunk))
 			if need <= len(buf) || need > int(l.opts.SegmentSize) {
 				return pos, false, nil
 			}

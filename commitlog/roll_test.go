@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // msgOfSize returns a message whose record is exactly size bytes.
@@ -42,12 +43,12 @@ func fillTo(t testing.TB, l *Log, limit int64) []ack {
 
 func checkBlank(t testing.TB, l *Log, at int64) {
 	t.Helper()
-	var b [BlankMarkerSize]byte
+	var b [protocol.BlankMarkerSize]byte
 	if err := l.ReadAt(b[:], at); err != nil {
 		t.Fatal(err)
 	}
 	want := (at/testSeg+1)*testSeg - at
-	if got := int64(binary.BigEndian.Uint32(b[:])); got != want || binary.BigEndian.Uint32(b[4:]) != BlankMagic {
+	if got := int64(binary.BigEndian.Uint32(b[:])); got != want || binary.BigEndian.Uint32(b[4:]) != protocol.BlankMagic {
 		t.Fatalf("blank marker at %d: size %d magic %#x, want size %d", at, got, binary.BigEndian.Uint32(b[4:]), want)
 	}
 }
@@ -72,7 +73,7 @@ func TestRollBoundaries(t *testing.T) {
 				l := openTest(t, fs, slowCheckpoints)
 				acks := fillTo(t, l, 3000)
 				pos := l.WrittenOffset()
-				size := int(testSeg-pos) - BlankMarkerSize + c.extra
+				size := int(testSeg-pos) - protocol.BlankMarkerSize + c.extra
 				a := appendAll(t, l, []Message{msgOfSize(t, "S", 0, size)})[0]
 				if c.rolls {
 					if a.res.Offset != testSeg {
@@ -80,8 +81,8 @@ func TestRollBoundaries(t *testing.T) {
 					}
 					checkBlank(t, l, pos)
 				} else {
-					if a.res.Offset != pos || a.res.End() != testSeg-int64(BlankMarkerSize-c.extra) {
-						t.Fatalf("record stored at %d..%d, want %d..%d", a.res.Offset, a.res.End(), pos, testSeg-BlankMarkerSize+c.extra)
+					if a.res.Offset != pos || a.res.End() != testSeg-int64(protocol.BlankMarkerSize-c.extra) {
+						t.Fatalf("record stored at %d..%d, want %d..%d", a.res.Offset, a.res.End(), pos, testSeg-protocol.BlankMarkerSize+c.extra)
 					}
 				}
 				acks = append(acks, a)
@@ -129,7 +130,7 @@ func TestRollEndsSegmentExactly(t *testing.T) {
 	l := openTest(t, fs, slowCheckpoints)
 	acks := fillTo(t, l, 3000)
 	pos := l.WrittenOffset()
-	acks = append(acks, appendAll(t, l, []Message{msgOfSize(t, "S", 0, int(testSeg-pos)-BlankMarkerSize+1)})...)
+	acks = append(acks, appendAll(t, l, []Message{msgOfSize(t, "S", 0, int(testSeg-pos)-protocol.BlankMarkerSize+1)})...)
 	// The log now ends in segment 1 right after one record; kill it and
 	// cut that record away so the recovered end is exactly the boundary.
 	l.abandon()

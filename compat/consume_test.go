@@ -20,7 +20,7 @@ import (
 )
 
 // crcProperty is the property in which Ferry keeps each stored message's
-// record checksum (commitlog.CRCProperty in the main module; RocketMQ 5
+// record checksum (protocol.CRCProperty in the main module; RocketMQ 5
 // brokers add the same one). It is the only property the broker adds.
 const crcProperty = "__CRC32#"
 

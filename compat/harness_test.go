@@ -26,6 +26,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/producer"
 	"github.com/apache/rocketmq-client-go/v2/rlog"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -398,7 +399,7 @@ func waitRoute(t *testing.T, nameSrv, topic string, brokers int) *remoting.Topic
 		}
 		n := 0
 		for _, q := range r.QueueDatas {
-			if remoting.PermWritable(q.Perm) && q.WriteQueueNums > 0 {
+			if protocol.PermWritable(q.Perm) && q.WriteQueueNums > 0 {
 				n++
 			}
 		}
@@ -414,12 +415,12 @@ func queryOffset(t *testing.T, cl *remoting.Client, brokerAddr, group, topic str
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	resp, err := cl.Invoke(ctx, brokerAddr, remoting.NewRequest(remoting.ReqQueryConsumerOffset, map[string]string{
+	resp, err := cl.Invoke(ctx, brokerAddr, remoting.NewRequest(protocol.ReqQueryConsumerOffset, map[string]string{
 		"consumerGroup": group, "topic": topic, "queueId": strconv.Itoa(queue)}, nil))
 	if err != nil {
 		t.Fatalf("query offset: %v", err)
 	}
-	if resp.Code != remoting.RespSuccess {
+	if resp.Code != protocol.RespSuccess {
 		return -1
 	}
 	off, err := strconv.ParseInt(resp.ExtFields["offset"], 10, 64)

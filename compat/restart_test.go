@@ -224,11 +224,11 @@ func startNamesrv(t *testing.T) string {
 	return "127.0.0.1:" + fieldString(t, ns, "port")
 }
 
-// startBroker runs `ferry broker` registering with nameSrv and returns its
+// startBroker runs `ferry broker run` registering with nameSrv and returns its
 // advertised address.
 func startBroker(t *testing.T, nameSrv, name string) string {
 	t.Helper()
-	p := startProc(t, "ferry broker "+name, "broker",
+	p := startProc(t, "ferry broker "+name, "broker", "run",
 		"--namesrv", nameSrv, "--broker-name", name,
 		"--data-dir", t.TempDir(),
 		"--broker-port", "0", "--http-port", "0",

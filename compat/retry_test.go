@@ -12,6 +12,7 @@ import (
 	"github.com/apache/rocketmq-client-go/v2/consumer"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -54,7 +55,7 @@ func listDLQ(t *testing.T, cl *remoting.Client, broker, group string) []deadLett
 	if err != nil {
 		t.Fatalf("DLQ list: %v", err)
 	}
-	if resp.Code != remoting.RespSuccess {
+	if resp.Code != protocol.RespSuccess {
 		t.Fatalf("DLQ list: code %d: %s", resp.Code, resp.Remark)
 	}
 	var out struct {
@@ -68,16 +69,6 @@ func listDLQ(t *testing.T, cl *remoting.Client, broker, group string) []deadLett
 		t.Fatalf("DLQ list: answer for group %q, asked for %q", out.Group, group)
 	}
 	return out.DeadLetters
-}
-
-// createRetryTopic creates group's retry topic (one queue, as the broker
-// would) before the group's first consumer starts. Otherwise the client's
-// first rebalance finds no route for it — the broker creates it on the
-// first heartbeat, after the client's first route lookup — and only picks
-// it up at its next route refresh and rebalance, some 40 s later.
-func createRetryTopic(t *testing.T, s *server, group string) {
-	t.Helper()
-	createTopic(t, s.NameSrv, []string{s.Broker}, "%RETRY%"+group, 1)
 }
 
 // isWarmUp tells the retry warm-up messages apart.
@@ -162,7 +153,6 @@ func TestRetryUntilDLQ(t *testing.T) {
 		}
 		return consumer.ConsumeRetryLater
 	})
-	createRetryTopic(t, s, group)
 	c := startPushConsumer(t, s.NameSrv, group, topic, "*", a.handle)
 	warmUpRetry(t, p, a, topic)
 
@@ -235,7 +225,7 @@ func TestRetryUntilDLQ(t *testing.T) {
 	var resent struct {
 		Resent int `json:"resent"`
 	}
-	if resp.Code != remoting.RespSuccess || json.Unmarshal(resp.Body, &resent) != nil || resent.Resent != 1 {
+	if resp.Code != protocol.RespSuccess || json.Unmarshal(resp.Body, &resent) != nil || resent.Resent != 1 {
 		t.Fatalf("DLQ resend: code %d %q, body %q; want 1 resent", resp.Code, resp.Remark, resp.Body)
 	}
 	fresh := newArrivals(nil)
@@ -281,7 +271,6 @@ func TestRetrySucceedsOnThirdTry(t *testing.T) {
 		}
 		return consumer.ConsumeSuccess
 	})
-	createRetryTopic(t, s, group)
 	startPushConsumer(t, s.NameSrv, group, topic, "*", a.handle)
 	warmUpRetry(t, p, a, topic)
 

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 type acked struct {
@@ -190,8 +191,8 @@ func avoidRecoveryPanic(t *testing.T, fs vfs.FS, dir string) {
 			t.Fatal(err)
 		}
 		p := 0
-		for len(data)-p >= commitlog.BlankMarkerSize {
-			r, err := commitlog.Decode(data[p:])
+		for len(data)-p >= protocol.BlankMarkerSize {
+			r, err := protocol.Decode(data[p:])
 			if err != nil {
 				break
 			}

@@ -9,9 +9,9 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"golang.org/x/sys/unix"
 
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // errBatchFull stops a Scan at the end of a batch.
@@ -270,14 +270,14 @@ func (s *Store) syncListener(l *listenerState, force bool) bool {
 // each record that decodes and its queue entry; with logBad it logs the
 // ones that do not (only the dispatcher does, so each is logged once). It
 // returns the offset after the batch.
-func (s *Store) scanBatch(from, limit int64, bufp *[]byte, logBad bool, fn func(r commitlog.Record, e Entry) error) (int64, error) {
+func (s *Store) scanBatch(from, limit int64, bufp *[]byte, logBad bool, fn func(r protocol.Record, e Entry) error) (int64, error) {
 	count := 0
 	next, err := s.src.Scan(from, limit, bufp, func(off int64, b []byte) error {
 		if count >= batchRecords || off-from >= batchBytes {
 			return errBatchFull
 		}
 		count++
-		r, err := commitlog.Decode(b)
+		r, err := protocol.Decode(b)
 		if err != nil || r.QueueOffset < 0 {
 			if logBad {
 				s.log.Error().Err(err).Int64("offset", off).Int64("queue_offset", r.QueueOffset).
@@ -285,7 +285,7 @@ func (s *Store) scanBatch(from, limit int64, bufp *[]byte, logBad bool, fn func(
 			}
 			return nil
 		}
-		tags, _ := commitlog.Property(r.Properties, commitlog.PropTags)
+		tags, _ := protocol.Property(r.Properties, protocol.PropTags)
 		return fn(r, Entry{QueueOffset: r.QueueOffset, Offset: off, Size: r.Size, TagsCode: TagsCode(tags)})
 	})
 	if errors.Is(err, errBatchFull) {
@@ -300,7 +300,7 @@ func (s *Store) scanBatch(from, limit int64, bufp *[]byte, logBad bool, fn func(
 func (s *Store) scanRecords(from, limit int64) (int64, error) {
 	s.recs = s.recs[:0]
 	s.arena = s.arena[:0]
-	return s.scanBatch(from, limit, &s.fbuf, false, func(r commitlog.Record, e Entry) error {
+	return s.scanBatch(from, limit, &s.fbuf, false, func(r protocol.Record, e Entry) error {
 		t := len(s.arena)
 		s.arena = append(s.arena, r.Topic...)
 		p := len(s.arena)
@@ -316,7 +316,7 @@ func (s *Store) scanRecords(from, limit int64) (int64, error) {
 // scanLocked reads one batch of records from from, below limit, and stages
 // and commits their queue entries. It returns the offset after the batch.
 func (s *Store) scanLocked(from, limit int64) (int64, error) {
-	next, err := s.scanBatch(from, limit, &s.buf, true, func(r commitlog.Record, e Entry) error {
+	next, err := s.scanBatch(from, limit, &s.buf, true, func(r protocol.Record, e Entry) error {
 		q, err := s.queueForLocked(r.Topic, r.QueueID, r.QueueOffset)
 		if err != nil {
 			return err
@@ -587,14 +587,12 @@ func (s *Store) syncer() {
 	}
 }
 
-// runSyncJob syncs a job's files (one syncfs for many of them on a real
+// runSyncJob syncs a job's files (one syncfs for many of them on a Linux
 // file system), then its directories, then writes its checkpoint.
 func (s *Store) runSyncJob(job syncJob) error {
-	if len(job.files) >= syncfsThreshold && job.files[0].f.Fd() != vfs.InvalidFd {
-		if err := unix.Syncfs(int(job.files[0].f.Fd())); err != nil {
-			return fmt.Errorf("consumequeue: syncfs: %w", err)
-		}
-	} else {
+	if synced, err := syncWholeFS(job.files); err != nil {
+		return err
+	} else if !synced {
 		for _, f := range job.files {
 			// A file closed meanwhile belonged to a deleted or trimmed
 			// queue: nothing of it needs to be durable.

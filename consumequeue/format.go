@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"unicode/utf8"
 
-	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Part of the format: never change these.
@@ -184,12 +184,7 @@ func decodeCheckpoint(b []byte) (checkpoint, error) {
 // table: SYSFLAG at 36, BORNHOST at 48, 8 or 20 bytes, then the store
 // timestamp).
 func storeTimestampOf(hdr []byte) int64 {
-	be := binary.BigEndian
-	p := 48 + 8
-	if int32(be.Uint32(hdr[36:]))&commitlog.SysFlagBornHostV6 != 0 {
-		p = 48 + 20
-	}
-	return int64(be.Uint64(hdr[p:]))
+	return int64(binary.BigEndian.Uint64(hdr[protocol.StoreTimestampPos(hdr):]))
 }
 
-const recordHeaderForTimestamp = 48 + 20 + 8
+const recordHeaderForTimestamp = protocol.PosBornHost + 20 + 8

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 	"go.uber.org/goleak"
 )
 
@@ -118,7 +119,7 @@ func checkAgainstLog(t testing.TB, s *Store, l *commitlog.Log) {
 			if string(rec.Topic) != k.topic || rec.QueueID != k.queue || rec.QueueOffset != e.QueueOffset || rec.Size != e.Size {
 				t.Fatalf("%v entry %+v points at %s/%d #%d size %d", k, e, rec.Topic, rec.QueueID, rec.QueueOffset, rec.Size)
 			}
-			tag, _ := rec.Property(commitlog.PropTags)
+			tag, _ := rec.Property(protocol.PropTags)
 			if e.TagsCode != TagsCode(tag) {
 				t.Fatalf("%v entry %+v: tags code, want %d", k, e, TagsCode(tag))
 			}
@@ -127,7 +128,7 @@ func checkAgainstLog(t testing.TB, s *Store, l *commitlog.Log) {
 			var buf []byte
 			var seen []string
 			l.Scan(l.MinOffset(), l.WrittenOffset(), &buf, func(off int64, b []byte) error {
-				r, _ := commitlog.Decode(b)
+				r, _ := protocol.Decode(b)
 				if string(r.Topic) == k.topic && r.QueueID == k.queue {
 					seen = append(seen, fmt.Sprintf("#%d@%d", r.QueueOffset, off))
 				}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // appendRandom appends n messages over topics × queues in random batches
@@ -325,7 +326,7 @@ func (r *recorder) Dispatch(batch []Record) error {
 		if _, ok := r.got[rec.Offset]; ok {
 			r.dups++
 		}
-		tags, _ := commitlog.Property(rec.Properties, commitlog.PropTags)
+		tags, _ := protocol.Property(rec.Properties, protocol.PropTags)
 		if TagsCode(tags) != rec.TagsCode {
 			panic("tags code does not match properties")
 		}

@@ -44,6 +44,7 @@ import (
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Queues is what the scheduler reads the schedule topic's queues through.
@@ -55,7 +56,7 @@ type Queues interface {
 
 // Log reads stored records by commitlog offset.
 type Log interface {
-	ReadRecord(off int64, buf []byte) (commitlog.Record, []byte, error)
+	ReadRecord(off int64, buf []byte) (protocol.Record, []byte, error)
 }
 
 // Putter stores messages that became due (the broker's append path, which
@@ -288,7 +289,7 @@ func (s *Service) runLevel(n int) {
 				next = e.QueueOffset + 1 // a hole: nothing to deliver
 				continue
 			}
-			var rec commitlog.Record
+			var rec protocol.Record
 			rec, buf, err = s.cfg.Log.ReadRecord(e.Offset, buf)
 			if err != nil {
 				s.log.Error().Err(err).Int("level", n).Int64("offset", e.Offset).Msg("delay: skipping unreadable scheduled message")
@@ -336,20 +337,20 @@ func (s *Service) runLevel(n int) {
 // same body, flags, born info, reconsume count and properties (the msgId
 // in UNIQ_KEY included), minus the scheduling properties, to REAL_TOPIC /
 // REAL_QID.
-func dueMessage(rec commitlog.Record) (commitlog.Message, error) {
-	p := commitlog.ParseProperties(rec.Properties)
-	topic := p[commitlog.PropRealTopic]
-	qid, err := strconv.Atoi(p[commitlog.PropRealQueueID])
+func dueMessage(rec protocol.Record) (commitlog.Message, error) {
+	p := protocol.ParseProperties(rec.Properties)
+	topic := p[protocol.PropRealTopic]
+	qid, err := strconv.Atoi(p[protocol.PropRealQueueID])
 	if topic == "" || err != nil || qid < 0 {
 		return commitlog.Message{}, fmt.Errorf("delay: record at %d has no REAL_TOPIC/REAL_QID", rec.PhysicalOffset)
 	}
-	delete(p, commitlog.PropDelayLevel)
-	delete(p, commitlog.PropTimerDeliverMS)
-	delete(p, commitlog.PropTimerDelaySec)
-	delete(p, commitlog.PropTimerDelayMS)
+	delete(p, protocol.PropDelayLevel)
+	delete(p, protocol.PropTimerDeliverMS)
+	delete(p, protocol.PropTimerDelaySec)
+	delete(p, protocol.PropTimerDelayMS)
 	return commitlog.Message{
 		Topic: topic, QueueID: int32(qid), Flag: rec.Flag, SysFlag: rec.SysFlag,
-		Body: append([]byte(nil), rec.Body...), Properties: commitlog.EncodeProperties(p),
+		Body: append([]byte(nil), rec.Body...), Properties: protocol.EncodeProperties(p),
 		BornTimestamp: rec.BornTimestamp, BornHost: rec.BornHost, StoreHost: rec.StoreHost,
 		ReconsumeTimes: rec.ReconsumeTimes,
 	}, nil
@@ -385,7 +386,7 @@ func (s *Service) runTimer() {
 		}
 		var due []commitlog.Message
 		for _, k := range keys {
-			var rec commitlog.Record
+			var rec protocol.Record
 			rec, buf, err = s.cfg.Log.ReadRecord(k.off, buf)
 			if err != nil {
 				s.log.Error().Err(err).Int64("offset", k.off).Msg("delay: skipping unreadable timer message")

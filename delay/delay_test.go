@@ -4,27 +4,27 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 func TestDueMessage(t *testing.T) {
-	rec := commitlog.Record{
+	rec := protocol.Record{
 		Topic: []byte("SCHEDULE_TOPIC_XXXX"), Body: []byte("b"), ReconsumeTimes: 2, Flag: 7,
-		Properties: commitlog.EncodeProperties(map[string]string{"DELAY": "3", "REAL_TOPIC": "orders", "REAL_QID": "2", "UNIQ_KEY": "U"}),
+		Properties: protocol.EncodeProperties(map[string]string{"DELAY": "3", "REAL_TOPIC": "orders", "REAL_QID": "2", "UNIQ_KEY": "U"}),
 	}
 	m, err := dueMessage(rec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := commitlog.ParseProperties(m.Properties)
+	p := protocol.ParseProperties(m.Properties)
 	if m.Topic != "orders" || m.QueueID != 2 || m.ReconsumeTimes != 2 || m.Flag != 7 || p["UNIQ_KEY"] != "U" {
 		t.Fatalf("%+v %v", m, p)
 	}
 	if _, ok := p["DELAY"]; ok {
 		t.Fatal("DELAY kept")
 	}
-	rec.Properties = commitlog.EncodeProperties(map[string]string{"DELAY": "3"})
+	rec.Properties = protocol.EncodeProperties(map[string]string{"DELAY": "3"})
 	if _, err := dueMessage(rec); err == nil {
 		t.Fatal("a record without REAL_TOPIC was accepted")
 	}
@@ -33,7 +33,7 @@ func TestDueMessage(t *testing.T) {
 func timerRecord(off int64, due int64) consumequeue.Record {
 	return consumequeue.Record{
 		Entry: consumequeue.Entry{Offset: off, Size: 100}, Topic: []byte("TIMER"),
-		Properties: commitlog.EncodeProperties(map[string]string{"TIMER_DELIVER_MS": strconv.FormatInt(due, 10)}),
+		Properties: protocol.EncodeProperties(map[string]string{"TIMER_DELIVER_MS": strconv.FormatInt(due, 10)}),
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // fakeSchedule is the schedule topic's queues and the log under them.
@@ -20,13 +21,13 @@ type fakeSchedule struct {
 	mu      sync.Mutex
 	queues  map[int32][]consumequeue.Entry
 	notify  map[int32]chan struct{}
-	records map[int64]commitlog.Record
+	records map[int64]protocol.Record
 	next    int64 // next commitlog offset
 	put     []commitlog.Message
 }
 
 func newFakeSchedule() *fakeSchedule {
-	return &fakeSchedule{queues: map[int32][]consumequeue.Entry{}, notify: map[int32]chan struct{}{}, records: map[int64]commitlog.Record{}, next: 100}
+	return &fakeSchedule{queues: map[int32][]consumequeue.Entry{}, notify: map[int32]chan struct{}{}, records: map[int64]protocol.Record{}, next: 100}
 }
 
 // store stores a scheduled message for level queue q (q < 0: the timer
@@ -35,11 +36,11 @@ func newFakeSchedule() *fakeSchedule {
 func (f *fakeSchedule) store(q int32, body string, props map[string]string) consumequeue.Record {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	props[commitlog.PropRealTopic], props[commitlog.PropRealQueueID] = "real", "0"
+	props[protocol.PropRealTopic], props[protocol.PropRealQueueID] = "real", "0"
 	off := f.next
 	f.next += 100
-	rec := commitlog.Record{PhysicalOffset: off, Size: 100, Body: []byte(body), StoreTimestamp: time.Now().UnixMilli(),
-		Properties: commitlog.EncodeProperties(props)}
+	rec := protocol.Record{PhysicalOffset: off, Size: 100, Body: []byte(body), StoreTimestamp: time.Now().UnixMilli(),
+		Properties: protocol.EncodeProperties(props)}
 	f.records[off] = rec
 	if q >= 0 {
 		f.queues[q] = append(f.queues[q], consumequeue.Entry{QueueOffset: int64(len(f.queues[q])), Offset: off, Size: 100})
@@ -78,7 +79,7 @@ func (f *fakeSchedule) Notify(_ string, q int32) <-chan struct{} {
 	return ch
 }
 
-func (f *fakeSchedule) ReadRecord(off int64, buf []byte) (commitlog.Record, []byte, error) {
+func (f *fakeSchedule) ReadRecord(off int64, buf []byte) (protocol.Record, []byte, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.records[off], buf, nil
@@ -135,18 +136,18 @@ func TestScheduleTiming(t *testing.T) {
 				t.Fatalf("after %v: delivered %v, want %v", d, got, want)
 			}
 		}
-		f.store(0, "L1", map[string]string{commitlog.PropDelayLevel: "1"})
+		f.store(0, "L1", map[string]string{protocol.PropDelayLevel: "1"})
 		step(999 * time.Millisecond)
 		step(time.Millisecond, "L1")
 
 		// A level-2 message stored while that deliverer waits for its queue.
-		f.store(1, "L2", map[string]string{commitlog.PropDelayLevel: "2"})
+		f.store(1, "L2", map[string]string{protocol.PropDelayLevel: "2"})
 		step(5*time.Second-time.Millisecond, "L1")
 		step(time.Millisecond, "L1", "L2")
 
 		// A timer message, fed to the index as the dispatcher would.
 		due := time.Now().Add(2500 * time.Millisecond).UnixMilli()
-		rec := f.store(-1, "T", map[string]string{commitlog.PropTimerDeliverMS: strconv.FormatInt(due, 10)})
+		rec := f.store(-1, "T", map[string]string{protocol.PropTimerDeliverMS: strconv.FormatInt(due, 10)})
 		if err := ti.Dispatch([]consumequeue.Record{rec}); err != nil {
 			t.Fatal(err)
 		}

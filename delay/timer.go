@@ -9,8 +9,8 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
-	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 type timerKey struct {
@@ -93,7 +93,7 @@ func (t *TimerIndex) Dispatch(batch []consumequeue.Record) error {
 		if string(r.Topic) != t.topic || r.Offset < t.indexed {
 			continue
 		}
-		v, ok := commitlog.Property(r.Properties, commitlog.PropTimerDeliverMS)
+		v, ok := protocol.Property(r.Properties, protocol.PropTimerDeliverMS)
 		if !ok {
 			continue
 		}

@@ -13,21 +13,13 @@ package dlq
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
+	"github.com/ferrymq/ferry/protocol"
 )
-
-// Topic prefixes RocketMQ uses.
-const (
-	RetryPrefix = "%RETRY%"
-	DLQPrefix   = "%DLQ%"
-)
-
-// RetryTopic and DLQTopic name a group's retry and dead-letter topics.
-func RetryTopic(group string) string { return RetryPrefix + group }
-func DLQTopic(group string) string   { return DLQPrefix + group }
 
 // Decision is where a sent-back message goes.
 type Decision struct {
@@ -60,46 +52,35 @@ type Queues interface {
 
 // Log reads stored records.
 type Log interface {
-	ReadRecord(off int64, buf []byte) (commitlog.Record, []byte, error)
+	ReadRecord(off int64, buf []byte) (protocol.Record, []byte, error)
 }
 
 // DeadLetter describes one message in a DLQ.
-type DeadLetter struct {
-	QueueOffset    int64  `json:"queue_offset"`
-	CommitOffset   int64  `json:"commitlog_offset"`
-	MsgID          string `json:"msg_id"`
-	OriginMsgID    string `json:"origin_msg_id,omitempty"`
-	Topic          string `json:"topic"` // the topic it was consumed from first
-	Tags           string `json:"tags,omitempty"`
-	Keys           string `json:"keys,omitempty"`
-	ReconsumeTimes int32  `json:"reconsume_times"`
-	FailedAtMillis int64  `json:"failed_at_ms"`
-	BornAtMillis   int64  `json:"born_at_ms"`
-	BodySize       int    `json:"body_size"`
-}
+type DeadLetter = protocol.DeadLetter
 
 // Describe builds the DeadLetter of a record read from a DLQ.
-func Describe(rec commitlog.Record, queueOffset int64) DeadLetter {
+func Describe(rec protocol.Record, queueOffset int64) DeadLetter {
 	p := rec.Properties
 	d := DeadLetter{
 		QueueOffset: queueOffset, CommitOffset: rec.PhysicalOffset, ReconsumeTimes: rec.ReconsumeTimes,
 		FailedAtMillis: rec.StoreTimestamp, BornAtMillis: rec.BornTimestamp, BodySize: len(rec.Body),
 	}
-	d.MsgID, _ = commitlog.Property(p, commitlog.PropUniqKey)
+	d.OffsetMsgID = protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset)
+	d.MsgID, _ = protocol.Property(p, protocol.PropUniqKey)
 	if d.MsgID == "" {
-		d.MsgID = commitlog.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset)
+		d.MsgID = d.OffsetMsgID
 	}
-	d.OriginMsgID, _ = commitlog.Property(p, commitlog.PropOriginMessageID)
-	d.Tags, _ = commitlog.Property(p, commitlog.PropTags)
-	d.Keys, _ = commitlog.Property(p, commitlog.PropKeys)
+	d.OriginMsgID, _ = protocol.Property(p, protocol.PropOriginMessageID)
+	d.Tags, _ = protocol.Property(p, protocol.PropTags)
+	d.Keys, _ = protocol.Property(p, protocol.PropKeys)
 	d.Topic = OriginalTopic(rec)
 	return d
 }
 
 // OriginalTopic is the topic a dead or retried message was first consumed
 // from: RETRY_TOPIC when set, else the record's own topic.
-func OriginalTopic(rec commitlog.Record) string {
-	if t, ok := commitlog.Property(rec.Properties, commitlog.PropRetryTopic); ok && t != "" && !strings.HasPrefix(t, RetryPrefix) {
+func OriginalTopic(rec protocol.Record) string {
+	if t, ok := protocol.Property(rec.Properties, protocol.PropRetryTopic); ok && t != "" && !strings.HasPrefix(t, protocol.RetryTopicPrefix) {
 		return t
 	}
 	return string(rec.Topic)
@@ -108,7 +89,7 @@ func OriginalTopic(rec commitlog.Record) string {
 // List returns up to max dead letters of group from queue offset from (the
 // DLQ's min offset when from < 0), and the offset to continue at.
 func List(q Queues, log Log, group string, from int64, max int) ([]DeadLetter, int64, error) {
-	topic := DLQTopic(group)
+	topic := protocol.DLQTopic(group)
 	minOff, err := q.MinOffset(topic, 0)
 	if err != nil {
 		return nil, from, err
@@ -132,7 +113,7 @@ func List(q Queues, log Log, group string, from int64, max int) ([]DeadLetter, i
 			if e.Size == 0 {
 				continue
 			}
-			var rec commitlog.Record
+			var rec protocol.Record
 			rec, buf, err = log.ReadRecord(e.Offset, buf)
 			if err != nil {
 				return out, e.QueueOffset, fmt.Errorf("dlq: read dead letter at queue offset %d: %w", e.QueueOffset, err)
@@ -142,6 +123,10 @@ func List(q Queues, log Log, group string, from int64, max int) ([]DeadLetter, i
 	}
 	return out, next, nil
 }
+
+// PropResentFrom marks a resent dead letter with where it came from:
+// "%DLQ%<group>:<queue offset>".
+const PropResentFrom = "FERRY_RESENT_FROM"
 
 // Target says where a resent dead letter goes.
 type Target int
@@ -154,6 +139,14 @@ const (
 	// reconsume count reset so it has the full number of retries again.
 	ToRetry
 )
+
+// String is the target as ParseTarget reads it.
+func (t Target) String() string {
+	if t == ToRetry {
+		return "retry"
+	}
+	return "topic"
+}
 
 // ParseTarget parses "topic" or "retry".
 func ParseTarget(s string) (Target, error) {
@@ -169,24 +162,25 @@ func ParseTarget(s string) (Target, error) {
 // ResendMessage builds the message that resends a dead letter of group.
 // queue is the destination queue id (the caller picks one of the topic's
 // writable queues; the retry topic has one queue, 0).
-func ResendMessage(rec commitlog.Record, group string, target Target, queue int32) commitlog.Message {
-	p := commitlog.ParseProperties(rec.Properties)
+func ResendMessage(rec protocol.Record, group string, target Target, queue int32) commitlog.Message {
+	p := protocol.ParseProperties(rec.Properties)
 	topic := OriginalTopic(rec)
 	if target == ToRetry {
-		topic, queue = RetryTopic(group), 0
-		if _, ok := p[commitlog.PropRetryTopic]; !ok {
-			p[commitlog.PropRetryTopic] = OriginalTopic(rec)
+		topic, queue = protocol.RetryTopic(group), 0
+		if _, ok := p[protocol.PropRetryTopic]; !ok {
+			p[protocol.PropRetryTopic] = OriginalTopic(rec)
 		}
 	} else {
-		delete(p, commitlog.PropRetryTopic)
+		delete(p, protocol.PropRetryTopic)
 	}
-	for _, k := range []string{commitlog.PropDelayLevel, commitlog.PropRealTopic, commitlog.PropRealQueueID,
-		commitlog.PropTimerDeliverMS, commitlog.PropTimerDelayMS, commitlog.PropTimerDelaySec} {
+	for _, k := range []string{protocol.PropDelayLevel, protocol.PropRealTopic, protocol.PropRealQueueID,
+		protocol.PropTimerDeliverMS, protocol.PropTimerDelayMS, protocol.PropTimerDelaySec} {
 		delete(p, k)
 	}
+	p[PropResentFrom] = protocol.DLQTopic(group) + ":" + strconv.FormatInt(rec.QueueOffset, 10)
 	return commitlog.Message{
 		Topic: topic, QueueID: queue, Flag: rec.Flag, SysFlag: rec.SysFlag,
-		Body: append([]byte(nil), rec.Body...), Properties: commitlog.EncodeProperties(p),
+		Body: append([]byte(nil), rec.Body...), Properties: protocol.EncodeProperties(p),
 		BornTimestamp: rec.BornTimestamp, BornHost: rec.BornHost, StoreHost: rec.StoreHost,
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 func TestDecide(t *testing.T) {
@@ -29,11 +30,11 @@ func TestDecide(t *testing.T) {
 	}
 }
 
-func record(t *testing.T, topic string, props map[string]string) commitlog.Record {
+func record(t *testing.T, topic string, props map[string]string) protocol.Record {
 	t.Helper()
-	m := commitlog.Message{Topic: topic, Body: []byte("body"), Properties: commitlog.EncodeProperties(props),
+	m := commitlog.Message{Topic: topic, Body: []byte("body"), Properties: protocol.EncodeProperties(props),
 		StoreHost: netip.MustParseAddrPort("127.0.0.1:10911"), ReconsumeTimes: 16}
-	return commitlog.Record{Topic: []byte(m.Topic), Body: m.Body, Properties: m.Properties, ReconsumeTimes: m.ReconsumeTimes, StoreHost: m.StoreHost}
+	return protocol.Record{Topic: []byte(m.Topic), Body: m.Body, Properties: m.Properties, ReconsumeTimes: m.ReconsumeTimes, StoreHost: m.StoreHost}
 }
 
 func TestDescribeAndResend(t *testing.T) {
@@ -44,7 +45,7 @@ func TestDescribeAndResend(t *testing.T) {
 		t.Fatalf("describe: %+v", d)
 	}
 	m := ResendMessage(rec, "cg", ToOriginalTopic, 3)
-	p := commitlog.ParseProperties(m.Properties)
+	p := protocol.ParseProperties(m.Properties)
 	if m.Topic != "orders" || m.QueueID != 3 || m.ReconsumeTimes != 0 || p["UNIQ_KEY"] != "U1" {
 		t.Fatalf("resend to topic: %+v %v", m, p)
 	}
@@ -54,7 +55,7 @@ func TestDescribeAndResend(t *testing.T) {
 		}
 	}
 	m = ResendMessage(rec, "cg", ToRetry, 3)
-	p = commitlog.ParseProperties(m.Properties)
+	p = protocol.ParseProperties(m.Properties)
 	if m.Topic != "%RETRY%cg" || m.QueueID != 0 || p["RETRY_TOPIC"] != "orders" || m.ReconsumeTimes != 0 {
 		t.Fatalf("resend to retry: %+v %v", m, p)
 	}

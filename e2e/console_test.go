@@ -389,7 +389,7 @@ func TestConsole(t *testing.T) {
 		} `json:"dead_letters"`
 	}
 	s.call(t, "GET", "/v1/groups/failing/dlq", nil, 200, &dl)
-	if len(dl.DeadLetters) != 3 || dl.DeadLetters[0].ResentTo != "payments" {
+	if len(dl.DeadLetters) != 3 || dl.DeadLetters[0].ResentTo != "topic" {
 		t.Fatalf("dead letters after resend: %+v", dl)
 	}
 

@@ -19,5 +19,9 @@
 //     registered over closes, or after BrokerExpiry without registering;
 //     when the last address of a brokerName goes, its queues go too.
 //
-// Name servers never talk to each other; brokers register with each.
+// Name servers never talk to each other about routes; brokers register with
+// each. With Config.Controller set, a name server also runs a voter of the
+// control plane (package controlplane), which the name servers replicate
+// among themselves with raft over a separate control port, and serves its
+// requests (controller.ReqHeartbeat and the rest) on the remoting port.
 package namesrv

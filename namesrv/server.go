@@ -10,6 +10,9 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ferrymq/ferry/controlplane"
+	"github.com/ferrymq/ferry/internal/zslog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -36,6 +39,11 @@ type Config struct {
 	// Remoting tunes the transport (frame limit, in-flight bound). Its
 	// Logger is replaced by Logger.
 	Remoting remoting.ServerConfig
+	// Controller, if set, runs a voter of the control plane in this name
+	// server and serves its requests on the remoting port. Its Logger is
+	// replaced by Logger; an empty NamesrvAddr is derived from this
+	// server's port and the control port's host.
+	Controller *controlplane.Config
 }
 
 // Validate fills defaults and checks the limits.
@@ -66,17 +74,20 @@ func (c *Config) Validate() error {
 // Goroutines: the remoting accept loop and the expiry scanner, both started
 // by Start and gone when Shutdown returns.
 type Server struct {
-	cfg  Config
-	log  zerolog.Logger
-	reg  *Registry
-	rs   *remoting.Server
-	mux  *remoting.Mux
-	quit chan struct{}
-	wg   sync.WaitGroup
+	cfg Config
+	log zerolog.Logger
+	reg *Registry
+	rs  *remoting.Server
+	mux *remoting.Mux
+	// ctlMux serves the control plane's requests once Start opened it.
+	ctlMux *remoting.Mux
+	quit   chan struct{}
+	wg     sync.WaitGroup
 
 	mu      sync.Mutex
 	ln      net.Listener
 	watched map[uint64]struct{} // connections with an OnClose hook installed
+	ctl     *controlplane.Node  // set by Start before serving; nil without Controller
 }
 
 // New builds a name server; it does not listen yet.
@@ -89,17 +100,21 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger,
 		reg:     NewRegistry(cfg.Now, cfg.BrokerExpiry),
 		mux:     remoting.NewMux(),
+		ctlMux:  remoting.NewMux(),
 		quit:    make(chan struct{}),
 		watched: make(map[uint64]struct{}),
 	}
-	s.mux.HandleFunc(remoting.ReqRegisterBroker, s.registerBroker)
-	s.mux.HandleFunc(remoting.ReqUnregisterBroker, s.unregisterBroker)
-	s.mux.HandleFunc(remoting.ReqGetRouteInfoByTopic, s.getRouteInfo)
-	s.mux.HandleFunc(remoting.ReqGetBrokerClusterInfo, s.getClusterInfo)
-	s.mux.HandleFunc(remoting.ReqGetAllTopicListFromNameServer, s.getAllTopics)
-	s.mux.HandleFunc(remoting.ReqDeleteTopicInNameServer, s.deleteTopic)
+	s.mux.HandleFunc(protocol.ReqRegisterBroker, s.registerBroker)
+	s.mux.HandleFunc(protocol.ReqUnregisterBroker, s.unregisterBroker)
+	s.mux.HandleFunc(protocol.ReqGetRouteInfoByTopic, s.getRouteInfo)
+	s.mux.HandleFunc(protocol.ReqGetBrokerClusterInfo, s.getClusterInfo)
+	s.mux.HandleFunc(protocol.ReqGetAllTopicListFromNameServer, s.getAllTopics)
+	s.mux.HandleFunc(protocol.ReqDeleteTopicInNameServer, s.deleteTopic)
+	if cfg.Controller != nil {
+		s.ctlRoutes()
+	}
 	rcfg := cfg.Remoting
-	rcfg.Logger = cfg.Logger
+	rcfg.Logger = zslog.New(cfg.Logger)
 	s.rs = remoting.NewServer(s.mux, rcfg)
 	return s, nil
 }
@@ -112,6 +127,10 @@ func (s *Server) Start() error {
 	ln, err := net.Listen("tcp", s.cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("namesrv: listen %s: %w", s.cfg.ListenAddr, err)
+	}
+	if err := s.startController(ln.Addr()); err != nil {
+		ln.Close()
+		return err
 	}
 	s.mu.Lock()
 	s.ln = ln
@@ -151,6 +170,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	err := s.rs.Shutdown(ctx)
 	s.wg.Wait()
+	if s.ctl != nil {
+		if cerr := s.ctl.Close(); err == nil {
+			err = cerr
+		}
+	}
 	return err
 }
 
@@ -208,7 +232,7 @@ func (s *Server) watchConn(c *remoting.Conn) {
 func reply(c *remoting.Conn, resp *remoting.Command) { _ = c.Reply(resp) }
 
 func systemError(c *remoting.Conn, req *remoting.Command, err error) {
-	reply(c, remoting.NewResponse(req, remoting.RespSystemError, err.Error()))
+	reply(c, remoting.NewResponse(req, protocol.RespSystemError, err.Error()))
 }
 
 func (s *Server) registerBroker(c *remoting.Conn, req *remoting.Command) {
@@ -218,11 +242,11 @@ func (s *Server) registerBroker(c *remoting.Conn, req *remoting.Command) {
 		return
 	}
 	if h.BodyCRC32 != 0 && h.BodyCRC32 != remoting.BodyCRC32(req.Body) {
-		reply(c, remoting.NewResponse(req, remoting.RespSystemError, "crc32 not match"))
+		reply(c, remoting.NewResponse(req, protocol.RespSystemError, "crc32 not match"))
 		return
 	}
 	if h.Compressed {
-		reply(c, remoting.NewResponse(req, remoting.RespSystemError, "namesrv: compressed register body not supported"))
+		reply(c, remoting.NewResponse(req, protocol.RespSystemError, "namesrv: compressed register body not supported"))
 		return
 	}
 	reg := Registration{
@@ -248,7 +272,7 @@ func (s *Server) registerBroker(c *remoting.Conn, req *remoting.Command) {
 			Str("addr", h.BrokerAddr).Int64("broker_id", h.BrokerID).Int("topics", len(reg.Topics)).
 			Msg("namesrv: broker registered")
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	if res.HAServerAddr != "" {
 		resp.Set("haServerAddr", res.HAServerAddr)
 	}
@@ -267,7 +291,7 @@ func (s *Server) unregisterBroker(c *remoting.Conn, req *remoting.Command) {
 	if s.reg.Unregister(h.ClusterName, h.BrokerName, h.BrokerAddr, h.BrokerID) {
 		s.log.Info().Str("broker", h.BrokerName).Str("addr", h.BrokerAddr).Msg("namesrv: broker unregistered")
 	}
-	reply(c, remoting.NewResponse(req, remoting.RespSuccess, ""))
+	reply(c, remoting.NewResponse(req, protocol.RespSuccess, ""))
 }
 
 // NoRouteRemark is the remark of a TOPIC_NOT_EXIST answer to a route query.
@@ -283,7 +307,7 @@ func (s *Server) getRouteInfo(c *remoting.Conn, req *remoting.Command) {
 	}
 	route, ok := s.reg.Route(topic)
 	if !ok {
-		reply(c, remoting.NewResponse(req, remoting.RespTopicNotExist, NoRouteRemark(topic)))
+		reply(c, remoting.NewResponse(req, protocol.RespTopicNotExist, NoRouteRemark(topic)))
 		return
 	}
 	body, err := route.Encode()
@@ -291,7 +315,7 @@ func (s *Server) getRouteInfo(c *remoting.Conn, req *remoting.Command) {
 		systemError(c, req, err)
 		return
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	resp.Body = body
 	reply(c, resp)
 }
@@ -302,7 +326,7 @@ func (s *Server) getClusterInfo(c *remoting.Conn, req *remoting.Command) {
 		systemError(c, req, err)
 		return
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	resp.Body = body
 	reply(c, resp)
 }
@@ -313,7 +337,7 @@ func (s *Server) getAllTopics(c *remoting.Conn, req *remoting.Command) {
 		systemError(c, req, err)
 		return
 	}
-	resp := remoting.NewResponse(req, remoting.RespSuccess, "")
+	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	resp.Body = body
 	reply(c, resp)
 }
@@ -327,5 +351,5 @@ func (s *Server) deleteTopic(c *remoting.Conn, req *remoting.Command) {
 	if s.reg.DeleteTopic(topic, req.StringOr("clusterName", "")) {
 		s.log.Info().Str("topic", topic).Msg("namesrv: topic deleted")
 	}
-	reply(c, remoting.NewResponse(req, remoting.RespSuccess, ""))
+	reply(c, remoting.NewResponse(req, protocol.RespSuccess, ""))
 }

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -84,10 +85,10 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Route, byte for byte, as the Go client's parser needs it.
-	resp := invoke(t, cl, addr, remoting.NewRequest(remoting.ReqGetRouteInfoByTopic, map[string]string{"topic": "TopicTest"}, nil))
+	resp := invoke(t, cl, addr, remoting.NewRequest(protocol.ReqGetRouteInfoByTopic, map[string]string{"topic": "TopicTest"}, nil))
 	want := `{"queueDatas":[{"brokerName":"broker-a","readQueueNums":4,"writeQueueNums":4,"perm":6,"topicSysFlag":0}],` +
 		`"brokerDatas":[{"cluster":"DefaultCluster","brokerName":"broker-a","brokerAddrs":{"0":"127.0.0.1:10911"}}],"filterServerTable":{}}`
-	if resp.Code != remoting.RespSuccess || string(resp.Body) != want {
+	if resp.Code != protocol.RespSuccess || string(resp.Body) != want {
 		t.Fatalf("route: code %d\n got %s\nwant %s", resp.Code, resp.Body, want)
 	}
 	if route, err := remoting.GetRouteInfo(ctxT(t), cl, addr, "TBW102"); err != nil || route.QueueDatas[0].Perm != 7 {
@@ -95,12 +96,12 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Unknown topic: 17 with the Java remark, no body.
-	resp = invoke(t, cl, addr, remoting.NewRequest(remoting.ReqGetRouteInfoByTopic, map[string]string{"topic": "nope"}, nil))
-	if resp.Code != remoting.RespTopicNotExist || resp.Remark != "No topic route info in name server for the topic: nope" || len(resp.Body) != 0 {
+	resp = invoke(t, cl, addr, remoting.NewRequest(protocol.ReqGetRouteInfoByTopic, map[string]string{"topic": "nope"}, nil))
+	if resp.Code != protocol.RespTopicNotExist || resp.Remark != "No topic route info in name server for the topic: nope" || len(resp.Body) != 0 {
 		t.Fatalf("unknown topic: %+v", resp)
 	}
 	var re *remoting.ResponseError
-	if _, err := remoting.GetRouteInfo(ctxT(t), cl, addr, "nope"); !errors.As(err, &re) || re.Code != remoting.RespTopicNotExist {
+	if _, err := remoting.GetRouteInfo(ctxT(t), cl, addr, "nope"); !errors.As(err, &re) || re.Code != protocol.RespTopicNotExist {
 		t.Fatalf("GetRouteInfo unknown: %v", err)
 	}
 
@@ -116,36 +117,36 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Cluster info and topic list.
-	resp = invoke(t, cl, addr, remoting.NewRequest(remoting.ReqGetBrokerClusterInfo, nil, nil))
+	resp = invoke(t, cl, addr, remoting.NewRequest(protocol.ReqGetBrokerClusterInfo, nil, nil))
 	wantCI := `{"brokerAddrTable":{"broker-a":{"cluster":"DefaultCluster","brokerName":"broker-a","brokerAddrs":{"0":"127.0.0.1:10911","1":"127.0.0.1:10921"}}},` +
 		`"clusterAddrTable":{"DefaultCluster":["broker-a"]}}`
 	if string(resp.Body) != wantCI {
 		t.Fatalf("cluster info\n got %s\nwant %s", resp.Body, wantCI)
 	}
-	resp = invoke(t, cl, addr, remoting.NewRequest(remoting.ReqGetAllTopicListFromNameServer, nil, nil))
+	resp = invoke(t, cl, addr, remoting.NewRequest(protocol.ReqGetAllTopicListFromNameServer, nil, nil))
 	if string(resp.Body) != `{"topicList":["TBW102","TopicTest"]}` {
 		t.Fatalf("topic list %s", resp.Body)
 	}
 
 	// Checksum mismatch, missing fields.
-	bad := remoting.NewRequest(remoting.ReqRegisterBroker, hdr.Ext(), []byte(`{}`))
+	bad := remoting.NewRequest(protocol.ReqRegisterBroker, hdr.Ext(), []byte(`{}`))
 	bad.Set("bodyCrc32", "12345")
-	if resp := invoke(t, cl, addr, bad); resp.Code != remoting.RespSystemError || resp.Remark != "crc32 not match" {
+	if resp := invoke(t, cl, addr, bad); resp.Code != protocol.RespSystemError || resp.Remark != "crc32 not match" {
 		t.Fatalf("bad crc: %+v", resp)
 	}
-	if resp := invoke(t, cl, addr, remoting.NewRequest(remoting.ReqRegisterBroker, map[string]string{"brokerName": "x"}, nil)); resp.Code != remoting.RespSystemError {
+	if resp := invoke(t, cl, addr, remoting.NewRequest(protocol.ReqRegisterBroker, map[string]string{"brokerName": "x"}, nil)); resp.Code != protocol.RespSystemError {
 		t.Fatalf("missing fields: %+v", resp)
 	}
-	if resp := invoke(t, cl, addr, remoting.NewRequest(remoting.ReqGetRouteInfoByTopic, nil, nil)); resp.Code != remoting.RespSystemError {
+	if resp := invoke(t, cl, addr, remoting.NewRequest(protocol.ReqGetRouteInfoByTopic, nil, nil)); resp.Code != protocol.RespSystemError {
 		t.Fatalf("route without topic: %+v", resp)
 	}
-	if resp := invoke(t, cl, addr, remoting.NewRequest(remoting.ReqPullMessage, nil, nil)); resp.Code != remoting.RespRequestCodeNotSupported {
+	if resp := invoke(t, cl, addr, remoting.NewRequest(protocol.ReqPullMessage, nil, nil)); resp.Code != protocol.RespRequestCodeNotSupported {
 		t.Fatalf("unsupported: %+v", resp)
 	}
 
 	// Delete topic.
-	resp = invoke(t, cl, addr, remoting.NewRequest(remoting.ReqDeleteTopicInNameServer, map[string]string{"topic": "TBW102"}, nil))
-	if resp.Code != remoting.RespSuccess {
+	resp = invoke(t, cl, addr, remoting.NewRequest(protocol.ReqDeleteTopicInNameServer, map[string]string{"topic": "TBW102"}, nil))
+	if resp.Code != protocol.RespSuccess {
 		t.Fatalf("delete: %+v", resp)
 	}
 	if _, ok := ns.Registry().Route("TBW102"); ok {
@@ -155,8 +156,8 @@ func TestEndToEnd(t *testing.T) {
 	// Expiry: no registration for 121 s; the scanner drops the brokers.
 	clk.Advance(121 * time.Second)
 	waitFor(t, "broker expiry", func() bool {
-		resp := invoke(t, cl, addr, remoting.NewRequest(remoting.ReqGetRouteInfoByTopic, map[string]string{"topic": "TopicTest"}, nil))
-		return resp.Code == remoting.RespTopicNotExist
+		resp := invoke(t, cl, addr, remoting.NewRequest(protocol.ReqGetRouteInfoByTopic, map[string]string{"topic": "TopicTest"}, nil))
+		return resp.Code == protocol.RespTopicNotExist
 	})
 	if n := ns.Registry().BrokerCount(); n != 0 {
 		t.Fatalf("%d brokers left", n)

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // batchEcho answers ReqSendMessage (batched) and ReqHeartBeat (not) with
@@ -32,7 +34,7 @@ func (h *batchEcho) ServeBatch(c *Conn, reqs []*Command) {
 		panic("boom")
 	}
 	for _, r := range reqs {
-		resp := NewResponse(r, RespSuccess, "")
+		resp := NewResponse(r, protocol.RespSuccess, "")
 		resp.Body = r.Body
 		_ = c.Reply(resp)
 	}
@@ -68,8 +70,8 @@ func (r *rawConn) answers(n int) map[int32]*Command {
 
 func TestRequestsReadTogetherAreServedAsAGroup(t *testing.T) {
 	h := &batchEcho{Mux: NewMux()}
-	h.HandleBatch(ReqSendMessage, h)
-	h.HandleFunc(ReqHeartBeat, echo)
+	h.HandleBatch(protocol.ReqSendMessage, h)
+	h.HandleFunc(protocol.ReqHeartBeat, echo)
 	_, addr := startServer(t, h.Mux, ServerConfig{})
 	r := dialRaw(t, addr)
 
@@ -77,9 +79,9 @@ func TestRequestsReadTogetherAreServedAsAGroup(t *testing.T) {
 	// splits the groups, the oneway send is served alone and not answered.
 	var reqs []*Command
 	for i := range 10 {
-		code := int16(ReqSendMessage)
+		code := int16(protocol.ReqSendMessage)
 		if i == 5 {
-			code = ReqHeartBeat
+			code = protocol.ReqHeartBeat
 		}
 		reqs = append(reqs, NewRequest(code, nil, []byte("m"+strconv.Itoa(i))))
 	}
@@ -88,7 +90,7 @@ func TestRequestsReadTogetherAreServedAsAGroup(t *testing.T) {
 	answers := r.answers(9)
 	for i, req := range reqs[:9] {
 		a := answers[req.Opaque]
-		if a == nil || a.Code != RespSuccess || string(a.Body) != "m"+strconv.Itoa(i) {
+		if a == nil || a.Code != protocol.RespSuccess || string(a.Body) != "m"+strconv.Itoa(i) {
 			t.Fatalf("request %d answered %+v", i, a)
 		}
 	}
@@ -128,7 +130,7 @@ func TestRequestsReadTogetherAreServedAsAGroup(t *testing.T) {
 	h.mu.Unlock()
 	r.sendAll(reqs[:3])
 	for op, a := range r.answers(3) {
-		if a.Code != RespSystemError {
+		if a.Code != protocol.RespSystemError {
 			t.Fatalf("opaque %d answered %d after a panic", op, a.Code)
 		}
 	}
@@ -137,12 +139,12 @@ func TestRequestsReadTogetherAreServedAsAGroup(t *testing.T) {
 // A group never needs more in-flight slots than the connection has.
 func TestGroupsRespectTheInflightLimit(t *testing.T) {
 	h := &batchEcho{Mux: NewMux()}
-	h.HandleBatch(ReqSendMessage, h)
+	h.HandleBatch(protocol.ReqSendMessage, h)
 	_, addr := startServer(t, h.Mux, ServerConfig{MaxInflightPerConn: 2})
 	r := dialRaw(t, addr)
 	var reqs []*Command
 	for i := range 10 {
-		reqs = append(reqs, NewRequest(ReqSendMessage, nil, []byte("m"+strconv.Itoa(i))))
+		reqs = append(reqs, NewRequest(protocol.ReqSendMessage, nil, []byte("m"+strconv.Itoa(i))))
 	}
 	r.sendAll(reqs)
 	r.answers(10)
@@ -159,13 +161,13 @@ func TestGroupsRespectTheInflightLimit(t *testing.T) {
 // group is not left waiting for the socket.
 func TestGroupBeforeAResponseFrameIsServed(t *testing.T) {
 	h := &batchEcho{Mux: NewMux()}
-	h.HandleBatch(ReqSendMessage, h)
+	h.HandleBatch(protocol.ReqSendMessage, h)
 	_, addr := startServer(t, h.Mux, ServerConfig{})
 	r := dialRaw(t, addr)
-	req := NewRequest(ReqSendMessage, nil, []byte("m0"))
+	req := NewRequest(protocol.ReqSendMessage, nil, []byte("m0"))
 	req.Opaque = 1
 	buf, _ := AppendFrame(nil, req)
-	stray := NewResponse(&Command{Opaque: 999}, RespSuccess, "")
+	stray := NewResponse(&Command{Opaque: 999}, protocol.RespSuccess, "")
 	buf, _ = AppendFrame(buf, stray)
 	if _, err := r.nc.Write(buf); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"net"
 	"testing"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 func BenchmarkEncodeJSONFrame(b *testing.B) {
@@ -50,7 +52,7 @@ func BenchmarkDecodeBinaryFrame(b *testing.B) {
 // connection from many goroutines (exercises writev coalescing).
 func BenchmarkInvokeParallel(b *testing.B) {
 	mux := NewMux()
-	mux.HandleFunc(ReqHeartBeat, func(c *Conn, req *Command) { _ = c.Reply(NewResponse(req, RespSuccess, "")) })
+	mux.HandleFunc(protocol.ReqHeartBeat, func(c *Conn, req *Command) { _ = c.Reply(NewResponse(req, protocol.RespSuccess, "")) })
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -65,7 +67,7 @@ func BenchmarkInvokeParallel(b *testing.B) {
 	b.SetParallelism(16)
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, err := cl.Invoke(context.Background(), addr, NewRequest(ReqHeartBeat, nil, body)); err != nil {
+			if _, err := cl.Invoke(context.Background(), addr, NewRequest(protocol.ReqHeartBeat, nil, body)); err != nil {
 				b.Error(err)
 				return
 			}

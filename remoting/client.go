@@ -3,11 +3,10 @@ package remoting
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // ClientConfig configures a Client. The zero value is usable.
@@ -23,8 +22,8 @@ type ClientConfig struct {
 	// (NOTIFY_CONSUMER_IDS_CHANGED and the like). nil: every such request is
 	// answered RespRequestCodeNotSupported (oneway ones are ignored).
 	Handler Handler
-	// Logger receives connection-level events. Zero value: disabled.
-	Logger zerolog.Logger
+	// Logger receives connection-level events. nil: disabled.
+	Logger *slog.Logger
 }
 
 // Client keeps one connection per remote address, dialed on first use and

@@ -8,6 +8,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Captured request headers (PROTOCOL.md §12), with the elided common fields
@@ -85,7 +87,7 @@ func TestEncodeJSONHeaderGolden(t *testing.T) {
 		t.Fatalf("got  %s\nwant %s", got, capturedHeaders[0].json)
 	}
 
-	resp := NewResponse(c, RespTopicNotExist, "No topic route info in name server for the topic: TopicTest")
+	resp := NewResponse(c, protocol.RespTopicNotExist, "No topic route info in name server for the topic: TopicTest")
 	resp.Set("b", "2")
 	resp.Set("a", "x\"y\\z\x01<&>é")
 	want := `{"code":17,"language":"JAVA","version":409,"opaque":1,"flag":1,` +
@@ -163,7 +165,7 @@ func TestBinaryHeaderGolden(t *testing.T) {
 		t.Fatalf("decode frame: %+v %v", dec, err)
 	}
 	// A response to a binary request is binary.
-	if r := NewResponse(dec, RespSuccess, ""); r.SerializeType != SerializeRocketMQ || r.Opaque != c.Opaque || !r.IsResponse() {
+	if r := NewResponse(dec, protocol.RespSuccess, ""); r.SerializeType != SerializeRocketMQ || r.Opaque != c.Opaque || !r.IsResponse() {
 		t.Fatalf("response %+v", r)
 	}
 }
@@ -248,7 +250,7 @@ func TestDecodeErrors(t *testing.T) {
 }
 
 func TestReadFrame(t *testing.T) {
-	c := NewRequest(ReqHeartBeat, nil, []byte("body"))
+	c := NewRequest(protocol.ReqHeartBeat, nil, []byte("body"))
 	f1, _ := AppendFrame(nil, c)
 	stream := append(append([]byte(nil), f1...), f1[:5]...)
 	r := bytes.NewReader(stream)
@@ -265,7 +267,7 @@ func TestReadFrame(t *testing.T) {
 }
 
 func TestAccessors(t *testing.T) {
-	c := NewRequest(ReqPullMessage, map[string]string{
+	c := NewRequest(protocol.ReqPullMessage, map[string]string{
 		"queueId": "3", "offset": "9223372036854775807", "big": "3000000000", "neg": "-1",
 		"t": "true", "f": "false", "x": "abc", "e": "",
 	}, nil)
@@ -310,18 +312,18 @@ func TestAccessors(t *testing.T) {
 	if c.ExtFields["n"] != "42" || c.ExtFields["b"] != "true" {
 		t.Fatal(c.ExtFields)
 	}
-	resp := NewResponse(c, RespPullNotFound, "none")
+	resp := NewResponse(c, protocol.RespPullNotFound, "none")
 	var re *ResponseError
-	if !errors.As(resp.Err(), &re) || re.Code != RespPullNotFound {
+	if !errors.As(resp.Err(), &re) || re.Code != protocol.RespPullNotFound {
 		t.Fatal(resp.Err())
 	}
-	if NewResponse(c, RespSuccess, "").Err() != nil {
+	if NewResponse(c, protocol.RespSuccess, "").Err() != nil {
 		t.Fatal("success is an error")
 	}
-	if RequestName(ReqGetRouteInfoByTopic) != "GET_ROUTEINFO_BY_TOPIC" || ResponseName(17) != "TOPIC_NOT_EXIST" || RequestName(9999) != "9999" {
+	if protocol.RequestName(protocol.ReqGetRouteInfoByTopic) != "GET_ROUTEINFO_BY_TOPIC" || protocol.ResponseName(17) != "TOPIC_NOT_EXIST" || protocol.RequestName(9999) != "9999" {
 		t.Fatal("names")
 	}
-	if PermString(PermRead|PermWrite) != "RW-" || !PermReadable(6) || PermWritable(4) {
+	if protocol.PermString(protocol.PermRead|protocol.PermWrite) != "RW-" || !protocol.PermReadable(6) || protocol.PermWritable(4) {
 		t.Fatal("perm")
 	}
 }

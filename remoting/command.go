@@ -3,6 +3,8 @@ package remoting
 import (
 	"fmt"
 	"strconv"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Command is one request or response: the decoded header plus the body.
@@ -64,7 +66,7 @@ func NewResponse(req *Command, code int16, remark string) *Command {
 
 // Err returns nil for a SUCCESS response and a *ResponseError otherwise.
 func (c *Command) Err() error {
-	if c.Code == RespSuccess {
+	if c.Code == protocol.RespSuccess {
 		return nil
 	}
 	return &ResponseError{Code: c.Code, Remark: c.Remark}

@@ -7,13 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/rs/zerolog"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 const (
@@ -42,7 +43,7 @@ func putHead(hp *[]byte) {
 // endpoint is what a Server or a Client shares with its connections.
 type endpoint struct {
 	handler      Handler
-	log          zerolog.Logger
+	log          *slog.Logger
 	maxFrame     int
 	maxInflight  int
 	writeTimeout time.Duration
@@ -64,7 +65,7 @@ type endpoint struct {
 	slowLog                  rateLimitedLog // connections cut off by readTimeout
 }
 
-func newEndpoint(h Handler, log zerolog.Logger, maxFrame, maxInflight int, writeTimeout time.Duration) *endpoint {
+func newEndpoint(h Handler, log *slog.Logger, maxFrame, maxInflight int, writeTimeout time.Duration) *endpoint {
 	if h == nil {
 		h = NewMux()
 	}
@@ -76,6 +77,9 @@ func newEndpoint(h Handler, log zerolog.Logger, maxFrame, maxInflight int, write
 	}
 	if writeTimeout <= 0 {
 		writeTimeout = DefaultWriteTimeout
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
 	}
 	batcher, _ := h.(Batcher)
 	return &endpoint{
@@ -116,7 +120,7 @@ type Conn struct {
 	nc     net.Conn
 	remote string
 	ep     *endpoint
-	log    zerolog.Logger
+	log    *slog.Logger
 
 	nextOpaque atomic.Int32
 	// unanswered counts requests dispatched to the handler and not yet
@@ -152,7 +156,7 @@ func newConn(nc net.Conn, ep *endpoint) *Conn {
 		slots:      make(chan struct{}, ep.maxInflight),
 		pending:    make(map[int32]chan *Command),
 	}
-	c.log = ep.log.With().Uint64("conn_id", c.id).Str("remote", c.remote).Logger()
+	c.log = ep.log.With("conn_id", c.id, "remote", c.remote)
 	return c
 }
 
@@ -319,11 +323,11 @@ func (c *Conn) invoke(ctx context.Context, req *Command, timeout time.Duration) 
 		return resp, nil
 	case <-ctx.Done():
 		c.dropPending(req.Opaque)
-		return nil, fmt.Errorf("remoting: %s to %s (opaque %d): %w", RequestName(req.Code), c.remote, req.Opaque, ctx.Err())
+		return nil, fmt.Errorf("remoting: %s to %s (opaque %d): %w", protocol.RequestName(req.Code), c.remote, req.Opaque, ctx.Err())
 	case <-expired:
 		c.dropPending(req.Opaque)
 		return nil, fmt.Errorf("remoting: %s to %s (opaque %d): no answer within %v: %w",
-			RequestName(req.Code), c.remote, req.Opaque, timeout, context.DeadlineExceeded)
+			protocol.RequestName(req.Code), c.remote, req.Opaque, timeout, context.DeadlineExceeded)
 	}
 }
 
@@ -393,7 +397,7 @@ func (c *Conn) writeLoop() {
 			_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
 			bufs := batch // WriteTo consumes its receiver; keep batch's backing array
 			if _, err := bufs.WriteTo(c.nc); err != nil && !final {
-				c.log.Debug().Err(err).Msg("remoting: write failed, closing connection")
+				c.log.Debug("remoting: write failed, closing connection", "error", err)
 				c.closeWith(fmt.Errorf("write: %w", err))
 				// The peer is gone, but requests it sent before going may
 				// still sit unread in the socket (a client that sends its
@@ -461,7 +465,7 @@ func (c *Conn) readLoop() {
 			// Without a decoded header there is no opaque to answer to;
 			// close the connection as the Java decoder does.
 			flush()
-			c.log.Warn().Err(err).Msg("remoting: undecodable frame, closing connection")
+			c.log.Warn("remoting: undecodable frame, closing connection", "error", err)
 			c.closeWith(err)
 			return
 		}
@@ -564,7 +568,7 @@ func (c *Conn) dispatchGroup(reqs []*Command) bool {
 	}
 	if c.ep.draining.Load() {
 		for _, req := range reqs {
-			_ = c.enqueue(NewResponse(req, RespServiceNotAvailable, "remoting: server is shutting down"))
+			_ = c.enqueue(NewResponse(req, protocol.RespServiceNotAvailable, "remoting: server is shutting down"))
 		}
 		return true
 	}
@@ -595,11 +599,11 @@ func (c *Conn) dispatchGroup(reqs []*Command) bool {
 func (c *Conn) serveGroup(reqs []*Command) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error().Interface("panic", r).Str("code", RequestName(reqs[0].Code)).Msg("remoting: handler panicked")
+			c.log.Error("remoting: handler panicked", "panic", r, "code", protocol.RequestName(reqs[0].Code))
 			// Requests already answered get a second answer the client
 			// drops (no request waits on its opaque any more).
 			for _, req := range reqs {
-				_ = c.Reply(NewResponse(req, RespSystemError, fmt.Sprintf("remoting: handler panicked: %v", r)))
+				_ = c.Reply(NewResponse(req, protocol.RespSystemError, fmt.Sprintf("remoting: handler panicked: %v", r)))
 			}
 		}
 		for range reqs {
@@ -622,15 +626,15 @@ func (c *Conn) readFailed(err error) {
 	}
 	switch {
 	case errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrMalformedFrame):
-		c.log.Warn().Err(err).Msg("remoting: bad frame, closing connection")
+		c.log.Warn("remoting: bad frame, closing connection", "error", err)
 	case errors.Is(err, ErrReadTimeout):
 		if n, ok := c.ep.slowLog.allow(); ok {
-			c.log.Warn().Err(err).Int("cut_off_not_logged", n).Msg("remoting: client too slow, closing connection")
+			c.log.Warn("remoting: client too slow, closing connection", "error", err, "cut_off_not_logged", n)
 		}
 	case errors.Is(err, ErrIdleTimeout):
-		c.log.Debug().Err(err).Msg("remoting: idle connection closed")
+		c.log.Debug("remoting: idle connection closed", "error", err)
 	default:
-		c.log.Debug().Err(err).Msg("remoting: read failed, closing connection")
+		c.log.Debug("remoting: read failed, closing connection", "error", err)
 	}
 	c.closeWith(err)
 }
@@ -642,7 +646,7 @@ func (c *Conn) deliver(resp *Command) {
 	delete(c.pending, resp.Opaque)
 	c.mu.Unlock()
 	if ch == nil {
-		c.log.Debug().Int32("opaque", resp.Opaque).Int16("code", resp.Code).Msg("remoting: response for no waiting request, dropped")
+		c.log.Debug("remoting: response for no waiting request, dropped", "opaque", resp.Opaque, "code", resp.Code)
 		return
 	}
 	ch <- resp
@@ -654,7 +658,7 @@ func (c *Conn) dispatch(req *Command) bool {
 	if c.ep.draining.Load() {
 		if !req.IsOneway() {
 			// enqueue, not Reply: this request was never counted as unanswered.
-			_ = c.enqueue(NewResponse(req, RespServiceNotAvailable, "remoting: server is shutting down"))
+			_ = c.enqueue(NewResponse(req, protocol.RespServiceNotAvailable, "remoting: server is shutting down"))
 		}
 		return true
 	}
@@ -681,8 +685,8 @@ func (c *Conn) dispatch(req *Command) bool {
 func (c *Conn) serve(req *Command) {
 	defer func() {
 		if r := recover(); r != nil {
-			c.log.Error().Interface("panic", r).Str("code", RequestName(req.Code)).Msg("remoting: handler panicked")
-			_ = c.Reply(NewResponse(req, RespSystemError, fmt.Sprintf("remoting: handler panicked: %v", r)))
+			c.log.Error("remoting: handler panicked", "panic", r, "code", protocol.RequestName(req.Code))
+			_ = c.Reply(NewResponse(req, protocol.RespSystemError, fmt.Sprintf("remoting: handler panicked: %v", r)))
 		}
 		<-c.slots
 		c.ep.addBusy(-1)

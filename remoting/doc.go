@@ -1,7 +1,8 @@
 // Package remoting implements the RocketMQ 4.x "remoting" wire protocol that
 // Ferry's broker, name server and SDK share: the frame codec, both header
-// serializations, the catalogue of request and response codes, the JSON body
-// types, and connection handling (Server, Client, Conn, Mux).
+// serializations, the JSON body types, and connection handling (Server,
+// Client, Conn, Mux). The request and response codes are the protocol
+// package's.
 //
 // # Frame
 //
@@ -54,7 +55,7 @@
 // A frame that cannot be delimited (bad length) or whose header cannot be
 // decoded closes the connection, as the Java NettyDecoder does: without a
 // decoded header there is no opaque to answer to. Unknown request codes are
-// answered with RespRequestCodeNotSupported by Mux.
+// answered with protocol.RespRequestCodeNotSupported by Mux.
 //
 // # Limits on a server's connections
 //

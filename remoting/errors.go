@@ -3,6 +3,8 @@ package remoting
 import (
 	"errors"
 	"fmt"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Package sentinels. Wrapped with %w; test with errors.Is.
@@ -49,5 +51,5 @@ type ResponseError struct {
 }
 
 func (e *ResponseError) Error() string {
-	return fmt.Sprintf("remoting: response %s (%d): %s", ResponseName(e.Code), e.Code, e.Remark)
+	return fmt.Sprintf("remoting: response %s (%d): %s", protocol.ResponseName(e.Code), e.Code, e.Remark)
 }

@@ -3,6 +3,8 @@ package remoting
 import (
 	"strconv"
 	"sync"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Handler serves requests. ServeRemoting runs on a goroutine of its own,
@@ -127,6 +129,6 @@ func (m *Mux) ServeRemoting(c *Conn, req *Command) {
 // NotSupported answers req with RespRequestCodeNotSupported and the remark
 // a Java server uses.
 func NotSupported(c *Conn, req *Command) {
-	_ = c.Reply(NewResponse(req, RespRequestCodeNotSupported,
+	_ = c.Reply(NewResponse(req, protocol.RespRequestCodeNotSupported,
 		" request type "+strconv.Itoa(int(req.Code))+" not supported"))
 }

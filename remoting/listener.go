@@ -2,13 +2,12 @@ package remoting
 
 import (
 	"errors"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // Defaults of ListenerLimits (and of the matching ServerConfig fields).
@@ -41,7 +40,7 @@ type ListenerLimits struct {
 	// the accept loop, with a short write deadline set.
 	Refuse func(c net.Conn, why string)
 	// Logger receives the refusals and accept errors, rate-limited.
-	Logger zerolog.Logger
+	Logger *slog.Logger
 	// LogEvery is the least time between two log lines of one kind
 	// (refusals, accept errors); 0 means 10 s. Lines in between are
 	// counted and the count is logged with the next.
@@ -101,8 +100,8 @@ func (l *GuardedListener) Accept() (net.Conn, error) {
 			}
 			backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
 			if n, ok := l.acceptErrs.allow(); ok {
-				l.lim.Logger.Warn().Err(err).Str("port", l.lim.Port).Int64("backoff_ms", backoff.Milliseconds()).
-					Int("errors_not_logged", n).Msg("accept failed, retrying (out of file descriptors? raise ulimit -n)")
+				l.log().Warn("accept failed, retrying (out of file descriptors? raise ulimit -n)", "error", err,
+					"port", l.lim.Port, "backoff_ms", backoff.Milliseconds(), "errors_not_logged", n)
 			}
 			t := time.NewTimer(backoff)
 			select {
@@ -145,9 +144,8 @@ func (l *GuardedListener) admit(nc net.Conn) net.Conn {
 	}
 	_ = nc.Close()
 	if n, ok := l.refused.allow(); ok {
-		l.lim.Logger.Warn().Str("port", l.lim.Port).Str("remote", nc.RemoteAddr().String()).
-			Int("open", open).Int("open_from_addr", fromAddr).Int("limit", limit).
-			Int("refusals_not_logged", n).Msg("connection refused: " + why)
+		l.log().Warn("connection refused: "+why, "port", l.lim.Port, "remote", nc.RemoteAddr().String(),
+			"open", open, "open_from_addr", fromAddr, "limit", limit, "refusals_not_logged", n)
 	}
 	return nil
 }
@@ -251,3 +249,13 @@ func (r *rateLimitedLog) allow() (int, bool) {
 	r.last, r.suppressed = now, 0
 	return n, true
 }
+
+// log is the configured logger, or one that drops everything.
+func (l *GuardedListener) log() *slog.Logger {
+	if l.lim.Logger == nil {
+		return discardLogger
+	}
+	return l.lim.Logger
+}
+
+var discardLogger = slog.New(slog.DiscardHandler)

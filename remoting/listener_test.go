@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/ferrymq/ferry/protocol"
 	"io"
 	"net"
 	"os"
@@ -13,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
+	"log/slog"
 )
 
 // syncBuffer is a log sink safe for concurrent writers.
@@ -92,7 +93,7 @@ func TestGuardedListenerLimitsConnections(t *testing.T) {
 	}
 	var logs syncBuffer
 	gl := GuardListener(ln, ListenerLimits{MaxConns: 3, MaxConnsPerAddr: 2, Port: "test",
-		Logger: zerolog.New(&logs), LogEvery: time.Hour})
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil)), LogEvery: time.Hour})
 	acceptAll(t, gl)
 	addr := ln.Addr().String()
 
@@ -157,7 +158,7 @@ func TestGuardedListenerRetriesTransientErrors(t *testing.T) {
 		}
 		var logs syncBuffer
 		gl := GuardListener(&failingListener{Listener: ln, n: 6, err: err}, ListenerLimits{Port: "test",
-			Logger: zerolog.New(&logs), LogEvery: time.Hour})
+			Logger: slog.New(slog.NewJSONHandler(&logs, nil)), LogEvery: time.Hour})
 		c := dialFrom(t, "127.0.0.1", ln.Addr().String())
 		start := time.Now()
 		sc, aerr := gl.Accept()
@@ -251,7 +252,7 @@ func exhaustFDs(t *testing.T) (free func(n int), release func()) {
 // has arrived; once descriptors are free it serves it.
 func TestServerSurvivesFileDescriptorExhaustion(t *testing.T) {
 	var logs syncBuffer
-	_, addr := startServer(t, HandlerFunc(echo), ServerConfig{Logger: zerolog.New(&logs)})
+	_, addr := startServer(t, HandlerFunc(echo), ServerConfig{Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	free, release := exhaustFDs(t)
 	defer release()
 	free(1) // room for the client's socket, none for the server's accept
@@ -263,7 +264,7 @@ func TestServerSurvivesFileDescriptorExhaustion(t *testing.T) {
 	defer nc.Close()
 	waitFor(t, "the accept error", func() bool { return strings.Contains(logs.String(), "accept failed") })
 	release()
-	req := NewRequest(ReqHeartBeat, nil, []byte("ping"))
+	req := NewRequest(protocol.ReqHeartBeat, nil, []byte("ping"))
 	req.Opaque = 7
 	frame, _ := AppendFrame(nil, req)
 	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
@@ -282,11 +283,11 @@ func TestServerSurvivesFileDescriptorExhaustion(t *testing.T) {
 func TestServerClosesIdleConnections(t *testing.T) {
 	release := make(chan struct{})
 	mux := NewMux()
-	mux.HandleFunc(ReqHeartBeat, echo)
-	mux.HandleFunc(ReqPullMessage, func(c *Conn, req *Command) {
+	mux.HandleFunc(protocol.ReqHeartBeat, echo)
+	mux.HandleFunc(protocol.ReqPullMessage, func(c *Conn, req *Command) {
 		go func() { // parked, as a held pull is
 			<-release
-			_ = c.Reply(NewResponse(req, RespSuccess, ""))
+			_ = c.Reply(NewResponse(req, protocol.RespSuccess, ""))
 		}()
 	})
 	srv, addr := startServer(t, mux, ServerConfig{IdleTimeout: 100 * time.Millisecond})
@@ -310,7 +311,7 @@ func TestServerClosesIdleConnections(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer held.Close()
-	req := NewRequest(ReqPullMessage, nil, nil)
+	req := NewRequest(protocol.ReqPullMessage, nil, nil)
 	req.Opaque = 1
 	frame, _ := AppendFrame(nil, req)
 	if _, err := held.Write(frame); err != nil {
@@ -336,13 +337,13 @@ func TestServerClosesIdleConnections(t *testing.T) {
 func TestServerCutsOffSlowClient(t *testing.T) {
 	var logs syncBuffer
 	_, addr := startServer(t, HandlerFunc(echo), ServerConfig{IdleTimeout: time.Minute,
-		ReadTimeout: 300 * time.Millisecond, Logger: zerolog.New(&logs)})
+		ReadTimeout: 300 * time.Millisecond, Logger: slog.New(slog.NewJSONHandler(&logs, nil))})
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	req := NewRequest(ReqHeartBeat, nil, bytes.Repeat([]byte("x"), 200))
+	req := NewRequest(protocol.ReqHeartBeat, nil, bytes.Repeat([]byte("x"), 200))
 	frame, _ := AppendFrame(nil, req)
 	cut := make(chan time.Duration, 1)
 	start := time.Now()

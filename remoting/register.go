@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/crc32"
 	"strconv"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // BodyCRC32 is the checksum REGISTER_BROKER carries in bodyCrc32: CRC32
@@ -83,7 +85,7 @@ func RegisterBroker(ctx context.Context, cl *Client, nsAddr string, h RegisterBr
 	}
 	h.Compressed = false
 	h.BodyCRC32 = BodyCRC32(b)
-	resp, err := cl.Invoke(ctx, nsAddr, NewRequest(ReqRegisterBroker, h.Ext(), b))
+	resp, err := cl.Invoke(ctx, nsAddr, NewRequest(protocol.ReqRegisterBroker, h.Ext(), b))
 	if err != nil {
 		return RegisterBrokerResult{}, err
 	}
@@ -136,7 +138,7 @@ func ParseUnregisterBrokerHeader(req *Command) (UnregisterBrokerHeader, error) {
 
 // UnregisterBroker sends one UNREGISTER_BROKER request to nsAddr.
 func UnregisterBroker(ctx context.Context, cl *Client, nsAddr string, h UnregisterBrokerHeader) error {
-	resp, err := cl.Invoke(ctx, nsAddr, NewRequest(ReqUnregisterBroker, h.Ext(), nil))
+	resp, err := cl.Invoke(ctx, nsAddr, NewRequest(protocol.ReqUnregisterBroker, h.Ext(), nil))
 	if err != nil {
 		return err
 	}
@@ -149,7 +151,7 @@ func UnregisterBroker(ctx context.Context, cl *Client, nsAddr string, h Unregist
 // GetRouteInfo asks the name server at nsAddr for topic's route. An
 // unknown topic is a *ResponseError with Code RespTopicNotExist.
 func GetRouteInfo(ctx context.Context, cl *Client, nsAddr, topic string) (*TopicRouteData, error) {
-	resp, err := cl.Invoke(ctx, nsAddr, NewRequest(ReqGetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
+	resp, err := cl.Invoke(ctx, nsAddr, NewRequest(protocol.ReqGetRouteInfoByTopic, map[string]string{"topic": topic}, nil))
 	if err != nil {
 		return nil, err
 	}

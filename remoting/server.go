@@ -2,11 +2,10 @@ package remoting
 
 import (
 	"context"
+	"log/slog"
 	"net"
 	"sync"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // Defaults of ServerConfig and ClientConfig.
@@ -44,8 +43,8 @@ type ServerConfig struct {
 	// means DefaultMaxConns / DefaultMaxConnsPerAddr; negative: no bound.
 	MaxConns        int
 	MaxConnsPerAddr int
-	// Logger receives connection-level events. Zero value: disabled.
-	Logger zerolog.Logger
+	// Logger receives connection-level events. nil: disabled.
+	Logger *slog.Logger
 }
 
 // orDefault is v, or def when v is 0, or 0 (none) when v is negative.
@@ -136,7 +135,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		s.conns[c.id] = c
 		s.mu.Unlock()
-		c.log.Debug().Msg("remoting: connection accepted")
+		c.log.Debug("remoting: connection accepted")
 		c.start()
 	}
 }
@@ -151,7 +150,7 @@ func (s *Server) removeConn(c *Conn) {
 	s.mu.Lock()
 	delete(s.conns, c.id)
 	s.mu.Unlock()
-	c.log.Debug().Msg("remoting: connection closed")
+	c.log.Debug("remoting: connection closed")
 }
 
 // ConnCount returns the number of open connections.

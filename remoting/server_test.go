@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrymq/ferry/protocol"
 	"go.uber.org/goleak"
 )
 
@@ -67,7 +68,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 func echo(c *Conn, req *Command) {
-	resp := NewResponse(req, RespSuccess, "")
+	resp := NewResponse(req, protocol.RespSuccess, "")
 	resp.ExtFields = req.ExtFields
 	resp.Body = req.Body
 	_ = c.Reply(resp)
@@ -76,24 +77,24 @@ func echo(c *Conn, req *Command) {
 func TestSlowRequestDoesNotBlockOthersOnSameConn(t *testing.T) {
 	release := make(chan struct{})
 	mux := NewMux()
-	mux.HandleFunc(ReqPullMessage, func(c *Conn, req *Command) {
+	mux.HandleFunc(protocol.ReqPullMessage, func(c *Conn, req *Command) {
 		<-release
-		_ = c.Reply(NewResponse(req, RespPullNotFound, "held"))
+		_ = c.Reply(NewResponse(req, protocol.RespPullNotFound, "held"))
 	})
-	mux.HandleFunc(ReqHeartBeat, echo)
+	mux.HandleFunc(protocol.ReqHeartBeat, echo)
 	srv, addr := startServer(t, mux, ServerConfig{})
 	cl := newClient(t, ClientConfig{})
 
 	pullDone := make(chan *Command, 1)
 	go func() {
-		resp, err := cl.Invoke(ctxT(t, 10*time.Second), addr, NewRequest(ReqPullMessage, nil, nil))
+		resp, err := cl.Invoke(ctxT(t, 10*time.Second), addr, NewRequest(protocol.ReqPullMessage, nil, nil))
 		if err != nil {
 			t.Error(err)
 		}
 		pullDone <- resp
 	}()
 	for i := 0; i < 20; i++ {
-		resp, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(ReqHeartBeat, map[string]string{"i": fmt.Sprint(i)}, []byte("x")))
+		resp, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(protocol.ReqHeartBeat, map[string]string{"i": fmt.Sprint(i)}, []byte("x")))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -110,7 +111,7 @@ func TestSlowRequestDoesNotBlockOthersOnSameConn(t *testing.T) {
 		t.Fatalf("%d connections, want 1", n)
 	}
 	close(release)
-	if resp := <-pullDone; resp == nil || resp.Code != RespPullNotFound || resp.Remark != "held" {
+	if resp := <-pullDone; resp == nil || resp.Code != protocol.RespPullNotFound || resp.Remark != "held" {
 		t.Fatalf("pull answer %+v", resp)
 	}
 }
@@ -123,7 +124,7 @@ func TestParkedRepliesOutOfOrder(t *testing.T) {
 	var mu sync.Mutex
 	var held []parked
 	mux := NewMux()
-	mux.HandleFunc(ReqPullMessage, func(c *Conn, req *Command) {
+	mux.HandleFunc(protocol.ReqPullMessage, func(c *Conn, req *Command) {
 		mu.Lock()
 		held = append(held, parked{c, req}) // return without replying: parked
 		mu.Unlock()
@@ -135,7 +136,7 @@ func TestParkedRepliesOutOfOrder(t *testing.T) {
 	results := make(chan string, n)
 	for i := 0; i < n; i++ {
 		go func() {
-			resp, err := cl.Invoke(ctxT(t, 5*time.Second), addr, NewRequest(ReqPullMessage, map[string]string{"q": fmt.Sprint(i)}, nil))
+			resp, err := cl.Invoke(ctxT(t, 5*time.Second), addr, NewRequest(protocol.ReqPullMessage, map[string]string{"q": fmt.Sprint(i)}, nil))
 			if err != nil {
 				results <- "error: " + err.Error()
 				return
@@ -150,7 +151,7 @@ func TestParkedRepliesOutOfOrder(t *testing.T) {
 	waitFor(t, "all pulls parked", func() bool { mu.Lock(); defer mu.Unlock(); return len(held) == n })
 	mu.Lock()
 	for i := len(held) - 1; i >= 0; i-- { // answer in reverse order, from this goroutine
-		resp := NewResponse(held[i].req, RespSuccess, "")
+		resp := NewResponse(held[i].req, protocol.RespSuccess, "")
 		resp.Set("q", held[i].req.ExtFields["q"])
 		if err := held[i].c.Reply(resp); err != nil {
 			t.Fatal(err)
@@ -171,7 +172,7 @@ func TestUnknownCodeNotSupported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.Code != RespRequestCodeNotSupported || resp.Remark != " request type 999 not supported" || !resp.IsResponse() {
+	if resp.Code != protocol.RespRequestCodeNotSupported || resp.Remark != " request type 999 not supported" || !resp.IsResponse() {
 		t.Fatalf("%+v", resp)
 	}
 }
@@ -218,22 +219,22 @@ func (r *rawConn) recv() (*Command, []byte) {
 func TestOnewayGetsNoReply(t *testing.T) {
 	var oneways atomic.Int32
 	mux := NewMux()
-	mux.HandleFunc(ReqUpdateConsumerOffset, func(c *Conn, req *Command) {
+	mux.HandleFunc(protocol.ReqUpdateConsumerOffset, func(c *Conn, req *Command) {
 		oneways.Add(1)
-		_ = c.Reply(NewResponse(req, RespSuccess, "")) // dropped: request is oneway
+		_ = c.Reply(NewResponse(req, protocol.RespSuccess, "")) // dropped: request is oneway
 	})
-	mux.HandleFunc(ReqHeartBeat, echo)
+	mux.HandleFunc(protocol.ReqHeartBeat, echo)
 	_, addr := startServer(t, mux, ServerConfig{})
 	r := dialRaw(t, addr)
 
-	ow := NewRequest(ReqUpdateConsumerOffset, nil, nil)
+	ow := NewRequest(protocol.ReqUpdateConsumerOffset, nil, nil)
 	ow.Opaque, ow.Flag = 100, FlagOneway
 	r.send(ow)
 	unknown := NewRequest(999, nil, nil)
 	unknown.Opaque, unknown.Flag = 101, FlagOneway
 	r.send(unknown)
 	waitFor(t, "oneway handled", func() bool { return oneways.Load() == 1 })
-	hb := NewRequest(ReqHeartBeat, nil, nil)
+	hb := NewRequest(protocol.ReqHeartBeat, nil, nil)
 	hb.Opaque = 102
 	r.send(hb)
 	resp, _ := r.recv()
@@ -241,20 +242,20 @@ func TestOnewayGetsNoReply(t *testing.T) {
 		t.Fatalf("first answer has opaque %d, want 102 (oneways must not be answered)", resp.Opaque)
 	}
 	// Go clients send "oneway" requests with flag 0: those are answered.
-	flag0 := NewRequest(ReqUpdateConsumerOffset, nil, nil)
+	flag0 := NewRequest(protocol.ReqUpdateConsumerOffset, nil, nil)
 	flag0.Opaque = 103
 	r.send(flag0)
-	if resp, _ := r.recv(); resp.Opaque != 103 || resp.Code != RespSuccess {
+	if resp, _ := r.recv(); resp.Opaque != 103 || resp.Code != protocol.RespSuccess {
 		t.Fatalf("%+v", resp)
 	}
 }
 
 func TestBinaryRequestGetsBinaryReply(t *testing.T) {
 	mux := NewMux()
-	mux.HandleFunc(ReqHeartBeat, echo)
+	mux.HandleFunc(protocol.ReqHeartBeat, echo)
 	_, addr := startServer(t, mux, ServerConfig{})
 	r := dialRaw(t, addr)
-	req := NewRequest(ReqHeartBeat, map[string]string{"k": "v"}, []byte("body"))
+	req := NewRequest(protocol.ReqHeartBeat, map[string]string{"k": "v"}, []byte("body"))
 	req.Opaque, req.SerializeType = 5, SerializeRocketMQ
 	r.send(req)
 	resp, payload := r.recv()
@@ -275,7 +276,7 @@ func TestBadFramesCloseConnection(t *testing.T) {
 		"header > body": append(binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint32(nil, 6), 50), "{}"...),
 	}
 	mux := NewMux()
-	mux.HandleFunc(ReqHeartBeat, echo)
+	mux.HandleFunc(protocol.ReqHeartBeat, echo)
 	srv, addr := startServer(t, mux, ServerConfig{MaxFrameSize: 1 << 20})
 	for name, frame := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -291,7 +292,7 @@ func TestBadFramesCloseConnection(t *testing.T) {
 	waitFor(t, "connections gone", func() bool { return srv.ConnCount() == 0 })
 	// The server still serves.
 	cl := newClient(t, ClientConfig{})
-	if _, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(ReqHeartBeat, nil, nil)); err != nil {
+	if _, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(protocol.ReqHeartBeat, nil, nil)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -299,7 +300,7 @@ func TestBadFramesCloseConnection(t *testing.T) {
 func TestServerToClientRequests(t *testing.T) {
 	connCh := make(chan *Conn, 1)
 	mux := NewMux()
-	mux.HandleFunc(ReqHeartBeat, func(c *Conn, req *Command) {
+	mux.HandleFunc(protocol.ReqHeartBeat, func(c *Conn, req *Command) {
 		echo(c, req)
 		select {
 		case connCh <- c:
@@ -310,25 +311,25 @@ func TestServerToClientRequests(t *testing.T) {
 
 	notified := make(chan *Command, 1)
 	clientMux := NewMux()
-	clientMux.HandleFunc(ReqNotifyConsumerIDsChanged, func(c *Conn, req *Command) { notified <- req })
-	clientMux.HandleFunc(ReqGetConsumerRunningInfo, func(c *Conn, req *Command) {
-		resp := NewResponse(req, RespSuccess, "")
+	clientMux.HandleFunc(protocol.ReqNotifyConsumerIDsChanged, func(c *Conn, req *Command) { notified <- req })
+	clientMux.HandleFunc(protocol.ReqGetConsumerRunningInfo, func(c *Conn, req *Command) {
+		resp := NewResponse(req, protocol.RespSuccess, "")
 		resp.Body = []byte(`{"running":true}`)
 		_ = c.Reply(resp)
 	})
 	cl := newClient(t, ClientConfig{Handler: clientMux})
-	if _, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(ReqHeartBeat, nil, nil)); err != nil {
+	if _, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(protocol.ReqHeartBeat, nil, nil)); err != nil {
 		t.Fatal(err)
 	}
 	sc := <-connCh
 
-	if err := sc.SendOneway(NewRequest(ReqNotifyConsumerIDsChanged, map[string]string{"consumerGroup": "cg1"}, nil)); err != nil {
+	if err := sc.SendOneway(NewRequest(protocol.ReqNotifyConsumerIDsChanged, map[string]string{"consumerGroup": "cg1"}, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if req := <-notified; !req.IsOneway() || req.ExtFields["consumerGroup"] != "cg1" {
 		t.Fatalf("%+v", req)
 	}
-	resp, err := sc.Invoke(ctxT(t, 3*time.Second), NewRequest(ReqGetConsumerRunningInfo, nil, nil))
+	resp, err := sc.Invoke(ctxT(t, 3*time.Second), NewRequest(protocol.ReqGetConsumerRunningInfo, nil, nil))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,8 +337,8 @@ func TestServerToClientRequests(t *testing.T) {
 		t.Fatalf("%+v", resp)
 	}
 	// A request the client has no handler for.
-	resp, err = sc.Invoke(ctxT(t, 3*time.Second), NewRequest(ReqCheckTransactionState, nil, nil))
-	if err != nil || resp.Code != RespRequestCodeNotSupported {
+	resp, err = sc.Invoke(ctxT(t, 3*time.Second), NewRequest(protocol.ReqCheckTransactionState, nil, nil))
+	if err != nil || resp.Code != protocol.RespRequestCodeNotSupported {
 		t.Fatalf("%+v %v", resp, err)
 	}
 }
@@ -347,7 +348,7 @@ func TestOnCloseAndReconnect(t *testing.T) {
 	var conns []*Conn
 	closedIDs := make(chan uint64, 4)
 	mux := NewMux()
-	mux.HandleFunc(ReqHeartBeat, func(c *Conn, req *Command) {
+	mux.HandleFunc(protocol.ReqHeartBeat, func(c *Conn, req *Command) {
 		mu.Lock()
 		if len(conns) == 0 || conns[len(conns)-1] != c {
 			conns = append(conns, c)
@@ -358,7 +359,7 @@ func TestOnCloseAndReconnect(t *testing.T) {
 	})
 	srv, addr := startServer(t, mux, ServerConfig{})
 	cl := newClient(t, ClientConfig{})
-	if _, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(ReqHeartBeat, nil, nil)); err != nil {
+	if _, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(protocol.ReqHeartBeat, nil, nil)); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()
@@ -373,14 +374,14 @@ func TestOnCloseAndReconnect(t *testing.T) {
 		c, err := cl.Conn(ctxT(t, time.Second), addr)
 		return err == nil && c.LocalAddr() != first.RemoteAddr()
 	})
-	if _, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(ReqHeartBeat, nil, nil)); err != nil {
+	if _, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(protocol.ReqHeartBeat, nil, nil)); err != nil {
 		t.Fatal(err)
 	}
 	// The client closes: the server's OnClose runs.
 	_ = cl.Close()
 	<-closedIDs
 	waitFor(t, "server connections gone", func() bool { return srv.ConnCount() == 0 })
-	if _, err := cl.Invoke(ctxT(t, time.Second), addr, NewRequest(ReqHeartBeat, nil, nil)); !errors.Is(err, ErrClientClosed) {
+	if _, err := cl.Invoke(ctxT(t, time.Second), addr, NewRequest(protocol.ReqHeartBeat, nil, nil)); !errors.Is(err, ErrClientClosed) {
 		t.Fatalf("after close: %v", err)
 	}
 }
@@ -390,7 +391,7 @@ func TestInvokeTimeoutAndClosedConn(t *testing.T) {
 	var parked []*Command
 	var parkedConn *Conn
 	mux := NewMux()
-	mux.HandleFunc(ReqPullMessage, func(c *Conn, req *Command) {
+	mux.HandleFunc(protocol.ReqPullMessage, func(c *Conn, req *Command) {
 		mu.Lock()
 		parked, parkedConn = append(parked, req), c
 		mu.Unlock()
@@ -400,14 +401,14 @@ func TestInvokeTimeoutAndClosedConn(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if _, err := cl.Invoke(ctx, addr, NewRequest(ReqPullMessage, nil, nil)); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := cl.Invoke(ctx, addr, NewRequest(protocol.ReqPullMessage, nil, nil)); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want deadline exceeded", err)
 	}
 	// The same with the timeout argument instead of a context deadline;
 	// its pooled timer, reused, must not fire early for the next request.
 	for range 2 {
 		start := time.Now()
-		_, err := cl.InvokeTimeout(context.Background(), addr, NewRequest(ReqPullMessage, nil, nil), 50*time.Millisecond)
+		_, err := cl.InvokeTimeout(context.Background(), addr, NewRequest(protocol.ReqPullMessage, nil, nil), 50*time.Millisecond)
 		if !errors.Is(err, context.DeadlineExceeded) {
 			t.Fatalf("InvokeTimeout: got %v, want deadline exceeded", err)
 		}
@@ -418,13 +419,13 @@ func TestInvokeTimeoutAndClosedConn(t *testing.T) {
 	waitFor(t, "three pulls parked", func() bool { mu.Lock(); defer mu.Unlock(); return len(parked) == 3 })
 	// A late answer for the abandoned request is dropped quietly.
 	mu.Lock()
-	_ = parkedConn.Reply(NewResponse(parked[0], RespSuccess, ""))
+	_ = parkedConn.Reply(NewResponse(parked[0], protocol.RespSuccess, ""))
 	mu.Unlock()
 
 	// A waiting request fails when the connection closes.
 	errCh := make(chan error, 1)
 	go func() {
-		_, err := cl.Invoke(ctxT(t, 5*time.Second), addr, NewRequest(ReqPullMessage, nil, nil))
+		_, err := cl.Invoke(ctxT(t, 5*time.Second), addr, NewRequest(protocol.ReqPullMessage, nil, nil))
 		errCh <- err
 	}()
 	waitFor(t, "fourth pull parked", func() bool { mu.Lock(); defer mu.Unlock(); return len(parked) == 4 })
@@ -440,12 +441,12 @@ func TestBackPressure(t *testing.T) {
 	release := make(chan struct{})
 	var started atomic.Int32
 	mux := NewMux()
-	mux.HandleFunc(ReqPullMessage, func(c *Conn, req *Command) {
+	mux.HandleFunc(protocol.ReqPullMessage, func(c *Conn, req *Command) {
 		started.Add(1)
 		<-release
 		echo(c, req)
 	})
-	mux.HandleFunc(ReqHeartBeat, echo)
+	mux.HandleFunc(protocol.ReqHeartBeat, echo)
 	_, addr := startServer(t, mux, ServerConfig{MaxInflightPerConn: 2})
 	cl := newClient(t, ClientConfig{})
 	var wg sync.WaitGroup
@@ -453,7 +454,7 @@ func TestBackPressure(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := cl.Invoke(ctxT(t, 5*time.Second), addr, NewRequest(ReqPullMessage, nil, nil)); err != nil {
+			if _, err := cl.Invoke(ctxT(t, 5*time.Second), addr, NewRequest(protocol.ReqPullMessage, nil, nil)); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -461,14 +462,14 @@ func TestBackPressure(t *testing.T) {
 	waitFor(t, "two handlers running", func() bool { return started.Load() == 2 })
 	// Both slots are held: the read loop pauses, a third request waits.
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	_, err := cl.Invoke(ctx, addr, NewRequest(ReqHeartBeat, nil, nil))
+	_, err := cl.Invoke(ctx, addr, NewRequest(protocol.ReqHeartBeat, nil, nil))
 	cancel()
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want the request held back", err)
 	}
 	close(release)
 	wg.Wait()
-	if _, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(ReqHeartBeat, nil, nil)); err != nil {
+	if _, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(protocol.ReqHeartBeat, nil, nil)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -477,14 +478,14 @@ func TestShutdownDrainsInflight(t *testing.T) {
 	release := make(chan struct{})
 	entered := make(chan struct{})
 	mux := NewMux()
-	mux.HandleFunc(ReqPullMessage, func(c *Conn, req *Command) {
+	mux.HandleFunc(protocol.ReqPullMessage, func(c *Conn, req *Command) {
 		close(entered)
 		go func() { // reply later, from another goroutine
 			<-release
-			_ = c.Reply(NewResponse(req, RespSuccess, "late"))
+			_ = c.Reply(NewResponse(req, protocol.RespSuccess, "late"))
 		}()
 	})
-	mux.HandleFunc(ReqHeartBeat, echo)
+	mux.HandleFunc(protocol.ReqHeartBeat, echo)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -497,7 +498,7 @@ func TestShutdownDrainsInflight(t *testing.T) {
 
 	pull := make(chan *Command, 1)
 	go func() {
-		resp, err := cl.Invoke(ctxT(t, 5*time.Second), addr, NewRequest(ReqPullMessage, nil, nil))
+		resp, err := cl.Invoke(ctxT(t, 5*time.Second), addr, NewRequest(protocol.ReqPullMessage, nil, nil))
 		if err != nil {
 			t.Error(err)
 		}
@@ -507,8 +508,8 @@ func TestShutdownDrainsInflight(t *testing.T) {
 	shut := make(chan error, 1)
 	go func() { shut <- srv.Shutdown(ctxT(t, 5*time.Second)) }()
 	waitFor(t, "draining", func() bool { return srv.ep.draining.Load() })
-	resp, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(ReqHeartBeat, nil, nil))
-	if err != nil || resp.Code != RespServiceNotAvailable {
+	resp, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(protocol.ReqHeartBeat, nil, nil))
+	if err != nil || resp.Code != protocol.RespServiceNotAvailable {
 		t.Fatalf("request during drain: %+v %v", resp, err)
 	}
 	select {
@@ -533,7 +534,7 @@ func TestShutdownDrainsInflight(t *testing.T) {
 
 func TestManyConcurrentInvokes(t *testing.T) {
 	mux := NewMux()
-	mux.HandleFunc(ReqHeartBeat, echo)
+	mux.HandleFunc(protocol.ReqHeartBeat, echo)
 	srv, addr := startServer(t, mux, ServerConfig{})
 	cl := newClient(t, ClientConfig{})
 	var wg sync.WaitGroup
@@ -546,9 +547,9 @@ func TestManyConcurrentInvokes(t *testing.T) {
 				var resp *Command
 				var err error
 				if g%2 == 0 {
-					resp, err = cl.Invoke(ctxT(t, 5*time.Second), addr, NewRequest(ReqHeartBeat, nil, body))
+					resp, err = cl.Invoke(ctxT(t, 5*time.Second), addr, NewRequest(protocol.ReqHeartBeat, nil, body))
 				} else { // answered before the pooled timer fires, which goes back stopped
-					resp, err = cl.InvokeTimeout(context.Background(), addr, NewRequest(ReqHeartBeat, nil, body), 5*time.Second)
+					resp, err = cl.InvokeTimeout(context.Background(), addr, NewRequest(protocol.ReqHeartBeat, nil, body), 5*time.Second)
 				}
 				if err != nil {
 					t.Error(err)
@@ -569,11 +570,11 @@ func TestManyConcurrentInvokes(t *testing.T) {
 
 func TestHandlerPanicAnswersSystemError(t *testing.T) {
 	mux := NewMux()
-	mux.HandleFunc(ReqHeartBeat, func(c *Conn, req *Command) { panic("boom") })
+	mux.HandleFunc(protocol.ReqHeartBeat, func(c *Conn, req *Command) { panic("boom") })
 	_, addr := startServer(t, mux, ServerConfig{})
 	cl := newClient(t, ClientConfig{})
-	resp, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(ReqHeartBeat, nil, nil))
-	if err != nil || resp.Code != RespSystemError {
+	resp, err := cl.Invoke(ctxT(t, 3*time.Second), addr, NewRequest(protocol.ReqHeartBeat, nil, nil))
+	if err != nil || resp.Code != protocol.RespSystemError {
 		t.Fatalf("%+v %v", resp, err)
 	}
 }

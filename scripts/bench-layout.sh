@@ -6,17 +6,24 @@
 #   scripts/bench-layout.sh --quick --out /tmp/layout-smoke  smoke test (< 2 min); checks the output
 #   scripts/bench-layout.sh --help                           every flag
 #
-# Arguments must not contain spaces while `ferry bench layout` is not wired
-# into cmd/ferry (they pass through an environment variable to a Go test).
+# The chart is drawn by a separate command (go run ./bench/layout/plot), so the
+# ferry binary does not link the plotting library.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/usr/local/go/bin"
 command -v go >/dev/null || { echo "Go 1.26 is required (https://go.dev/dl/)" >&2; exit 1; }
 
-if grep -qs 'ferry/bench/layout"' cmd/ferry/*.go; then
-  exec go run ./cmd/ferry bench layout "$@"
-fi
-# Until `ferry bench layout` is wired into cmd/ferry, run the same entry point
-# (layout.Main) through a test.
-FERRY_BENCH_LAYOUT_ARGS="$*" FERRY_BENCH_LAYOUT_CWD="$PWD" \
-  exec go test -count=1 -timeout 3h -run '^TestScriptEntry$' ./bench/layout -v
+out=docs
+help=
+prev=
+for a in "$@"; do
+  case "$prev" in --out|-out) out=$a ;; esac
+  case "$a" in
+    --out=*|-out=*) out=${a#*=} ;;
+    -h|-help|--help) help=1 ;;
+  esac
+  prev=$a
+done
+
+go run ./cmd/ferry bench layout "$@"
+[ -n "$help" ] || go run ./bench/layout/plot --out "$out"

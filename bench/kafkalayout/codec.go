@@ -1,6 +1,9 @@
 package kafkalayout
 
-import "github.com/ferrymq/ferry/commitlog"
+import (
+	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
+)
 
 // The record encoder: commitlog's own, so both layouts store identical
 // records.
@@ -10,7 +13,7 @@ func appendRecord(dst []byte, m *commitlog.Message, size int) []byte {
 }
 
 func sealRecord(rec []byte, queueOffset, physical, storeTs int64) {
-	commitlog.SealRecord(rec, queueOffset, physical, storeTs)
+	protocol.SealRecord(rec, queueOffset, physical, storeTs)
 }
 
 // minRecordSize is the smallest stored record: IPv4 hosts, an empty body,

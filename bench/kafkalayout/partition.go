@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Part of the format.
@@ -157,7 +158,7 @@ func (p *partition) append(b []byte, res []commitlog.AppendResult) ([]commitlog.
 	idx := newIdx[:0]
 	var err error
 	for i := 0; i < len(b); {
-		size := int(commitlog.RecordSize(b[i:]))
+		size := int(protocol.RecordSize(b[i:]))
 		if pos > 0 && pos+int64(size) > s.opts.SegmentSize {
 			if err = p.writeLocked(seg, b[chunkStart:i], chunkPos); err != nil {
 				break
@@ -425,7 +426,7 @@ func (p *partition) scanActive(seg *segment) error {
 		chunk := buf[:got]
 		q := 0
 		for len(chunk)-q >= 8 {
-			size := int(commitlog.RecordSize(chunk[q:]))
+			size := int(protocol.RecordSize(chunk[q:]))
 			if size < minRecordSize || int64(size) > p.s.opts.SegmentSize {
 				done = true
 				break
@@ -438,7 +439,7 @@ func (p *partition) scanActive(seg *segment) error {
 				}
 				break
 			}
-			rec, err := commitlog.Decode(chunk[q : q+size])
+			rec, err := protocol.Decode(chunk[q : q+size])
 			if err != nil || rec.QueueOffset != next || rec.PhysicalOffset != pos+int64(q) {
 				done = true
 				break

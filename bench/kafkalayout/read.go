@@ -7,6 +7,7 @@ import (
 	"sort"
 
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Visible returns how far (topic, partition) can be read: the flushed
@@ -93,7 +94,7 @@ func (s *Store) readSegment(seg *segment, offset, visible int64, maxRecs, maxByt
 		b := dst[start : start+got]
 		keepFrom, keepTo, q := -1, 0, 0
 		for len(b)-q >= minRecordSize && n < maxRecs {
-			size := int(commitlog.RecordSize(b[q:]))
+			size := int(protocol.RecordSize(b[q:]))
 			if size < minRecordSize {
 				dst = dst[:start]
 				return dst, n, offset, fmt.Errorf("%w: record size %d at %d in %s", ErrCorrupt, size, pos+int64(q), seg.logName)
@@ -104,7 +105,7 @@ func (s *Store) readSegment(seg *segment, offset, visible int64, maxRecs, maxByt
 				}
 				break
 			}
-			qo := commitlog.QueueOffsetOf(b[q:])
+			qo := protocol.QueueOffsetOf(b[q:])
 			if qo >= visible {
 				break
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Defaults for Options. The flush settings match commitlog's.
@@ -88,7 +89,7 @@ func (o *Options) Validate() error {
 	if o.SegmentSize > 1<<32-1 {
 		return fmt.Errorf("kafkalayout: segment size %d: index positions are 32 bits, so at most 4 GiB", o.SegmentSize)
 	}
-	if o.SegmentSize < 4096 || int64(o.MaxMessageSize)+256+commitlog.MaxTopicLen+commitlog.MaxPropertiesLen > o.SegmentSize {
+	if o.SegmentSize < 4096 || int64(o.MaxMessageSize)+256+protocol.MaxTopicLen+protocol.MaxPropertiesLen > o.SegmentSize {
 		return fmt.Errorf("kafkalayout: segment size %d must be at least 4096 and hold a message of %d bytes with headers", o.SegmentSize, o.MaxMessageSize)
 	}
 	if o.IndexInterval < 0 || o.FlushInterval < 0 || o.FlushDirtyBytes < 0 || o.SyncTimeout < 0 || o.SyncWorkers < 0 || o.MaxMessageSize < 0 {
@@ -241,7 +242,7 @@ func (s *Store) partition(key partKey, create bool) (*partition, error) {
 	if p := s.parts[key]; p != nil {
 		return p, nil
 	}
-	if len(key.topic) == 0 || len(key.topic) > commitlog.MaxTopicLen || strings.ContainsAny(key.topic, "/\\\x00") || key.topic == "." || key.topic == ".." || key.id < 0 {
+	if len(key.topic) == 0 || len(key.topic) > protocol.MaxTopicLen || strings.ContainsAny(key.topic, "/\\\x00") || key.topic == "." || key.topic == ".." || key.id < 0 {
 		return nil, fmt.Errorf("kafkalayout: invalid partition %q-%d", key.topic, key.id)
 	}
 	p, err := s.openPartition(key, true)
@@ -339,7 +340,7 @@ func (s *Store) Append(msgs []commitlog.Message, res []commitlog.AppendResult) (
 		key := partKey{msgs[start].Topic, msgs[start].QueueID}
 		from, end := pos, start
 		for end < len(msgs) && msgs[end].Topic == key.topic && msgs[end].QueueID == key.id {
-			pos += int(commitlog.RecordSize(buf[pos:]))
+			pos += int(protocol.RecordSize(buf[pos:]))
 			end++
 		}
 		var p *partition

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 	"go.uber.org/goleak"
 )
 
@@ -44,9 +45,9 @@ func openStore(t testing.TB, fs vfs.FS, mut func(*Options)) *Store {
 }
 
 // readAll reads every visible record of a partition, checking each.
-func readAll(t testing.TB, s *Store, topic string, part int32, from int64) []commitlog.Record {
+func readAll(t testing.TB, s *Store, topic string, part int32, from int64) []protocol.Record {
 	t.Helper()
-	var out []commitlog.Record
+	var out []protocol.Record
 	off := from
 	for {
 		b, n, err := s.Read(topic, part, off, 7, 4<<10, nil)
@@ -57,7 +58,7 @@ func readAll(t testing.TB, s *Store, topic string, part int32, from int64) []com
 			return out
 		}
 		for i := 0; i < n; i++ {
-			r, err := commitlog.Decode(b)
+			r, err := protocol.Decode(b)
 			if err != nil {
 				t.Fatalf("%s-%d offset %d: %v", topic, part, off, err)
 			}
@@ -83,7 +84,7 @@ func TestRecordsMatchCommitlog(t *testing.T) {
 	msgs := []commitlog.Message{
 		msg("A", 0, "plain"),
 		{Topic: "B", QueueID: 3, Body: []byte("no props"), BornHost: v6, StoreHost: store, Flag: 7, ReconsumeTimes: 2, PreparedTransactionOffset: 99},
-		{Topic: "C", QueueID: 1, Body: nil, Properties: []byte("K\x01V\x02"), BornHost: born, StoreHost: v6, SysFlag: commitlog.SysFlagCompressed},
+		{Topic: "C", QueueID: 1, Body: nil, Properties: []byte("K\x01V\x02"), BornHost: born, StoreHost: v6, SysFlag: protocol.SysFlagCompressed},
 		{Topic: "D", Body: []byte("old crc"), Properties: []byte("A\x01b\x02__CRC32#\x010000000001\x02Z\x01y"), BornHost: mapped},
 		{Topic: "E", Body: bytes.Repeat([]byte{0xfe}, 3000), Properties: []byte("__CRC32#\x010000000001")},
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
-	"github.com/ferrymq/ferry/commitlog"
 	"go.uber.org/goleak"
 )
 
@@ -84,18 +83,6 @@ func TestValidateMarkdownRejects(t *testing.T) {
 	}
 }
 
-func TestChartFormats(t *testing.T) {
-	for _, ext := range []string{"png", "svg"} {
-		var b bytes.Buffer
-		if err := WriteChart(&b, goldenReport(), ext); err != nil {
-			t.Fatal(err)
-		}
-		if b.Len() < 1000 {
-			t.Fatalf("%s chart is only %d bytes", ext, b.Len())
-		}
-	}
-}
-
 // TestRunInMemory drives both layouts on an in-memory file system and
 // checks that every stored message is consumed.
 func TestRunInMemory(t *testing.T) {
@@ -146,21 +133,3 @@ func TestMainRejectsBadFlags(t *testing.T) {
 		}
 	}
 }
-
-// TestScriptEntry is how scripts/bench-layout.sh runs the sweep while the
-// ferry binary does not exist yet: FERRY_BENCH_LAYOUT_ARGS holds the
-// arguments and FERRY_BENCH_LAYOUT_CWD the directory they are relative to.
-func TestScriptEntry(t *testing.T) {
-	args, ok := os.LookupEnv("FERRY_BENCH_LAYOUT_ARGS")
-	if !ok {
-		t.Skip("run by scripts/bench-layout.sh")
-	}
-	if cwd := os.Getenv("FERRY_BENCH_LAYOUT_CWD"); cwd != "" {
-		t.Chdir(cwd)
-	}
-	if code := Main(strings.Fields(args), os.Stdout, os.Stderr); code != 0 {
-		t.Fatalf("exit status %d", code)
-	}
-}
-
-var _ = commitlog.FlushAsync

@@ -23,8 +23,6 @@ import (
 const (
 	ResultsMarkdown = "layout-results.md"
 	ResultsJSON     = "layout-results.json"
-	ChartPNG        = "layout-throughput.png"
-	ChartSVG        = "layout-throughput.svg"
 )
 
 // DefaultCeilingScript is where the disk-ceiling script lives relative to
@@ -34,8 +32,8 @@ const DefaultCeilingScript = "../shared/scripts/disk-ceiling.sh"
 const usage = `usage: ferry bench layout [flags]
 
 Runs the storage-layout sweep (Ferry's shared commitlog against a Kafka-style
-per-partition log) and writes a Markdown table, a JSON file and a chart
-(PNG and SVG) to --out.
+per-partition log) and writes a Markdown table and a JSON file to --out;
+go run ./bench/layout/plot draws the chart from the JSON file.
 
 `
 
@@ -187,7 +185,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if err := ValidateOutputs(*out, want); err != nil {
 		return fail(stderr, "%v", err)
 	}
-	fmt.Fprintf(stdout, "wrote %s, %s, %s and %s to %s (%d points in %s)\n", ResultsMarkdown, ResultsJSON, ChartPNG, ChartSVG, *out, want, time.Since(started).Round(time.Second))
+	fmt.Fprintf(stdout, "wrote %s and %s to %s (%d points in %s)\n", ResultsMarkdown, ResultsJSON, *out, want, time.Since(started).Round(time.Second))
 	return 0
 }
 
@@ -205,14 +203,7 @@ func writeOutputs(dir string, r Report) error {
 	if err != nil {
 		return err
 	}
-	var png, svg bytes.Buffer
-	if err := WriteChart(&png, r, "png"); err != nil {
-		return err
-	}
-	if err := WriteChart(&svg, r, "svg"); err != nil {
-		return err
-	}
-	for name, b := range map[string][]byte{ResultsMarkdown: md.Bytes(), ResultsJSON: append(js, '\n'), ChartPNG: png.Bytes(), ChartSVG: svg.Bytes()} {
+	for name, b := range map[string][]byte{ResultsMarkdown: md.Bytes(), ResultsJSON: append(js, '\n')} {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			return err
 		}
@@ -221,7 +212,7 @@ func writeOutputs(dir string, r Report) error {
 }
 
 // ValidateOutputs checks the files in dir: a well-formed table with
-// wantRows rows, JSON with as many points, a PNG and an SVG.
+// wantRows rows and JSON with as many points.
 func ValidateOutputs(dir string, wantRows int) error {
 	md, err := os.ReadFile(filepath.Join(dir, ResultsMarkdown))
 	if err != nil {
@@ -245,20 +236,6 @@ func ValidateOutputs(dir string, wantRows int) error {
 		if p.Messages <= 0 || p.MsgPerSec <= 0 {
 			return fmt.Errorf("%w: %s %s %d topics stored nothing", ErrMalformed, p.Layout, p.Flush, p.Topics)
 		}
-	}
-	png, err := os.ReadFile(filepath.Join(dir, ChartPNG))
-	if err != nil {
-		return err
-	}
-	if !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
-		return fmt.Errorf("%w: %s is not a PNG", ErrMalformed, ChartPNG)
-	}
-	svg, err := os.ReadFile(filepath.Join(dir, ChartSVG))
-	if err != nil {
-		return err
-	}
-	if !bytes.Contains(svg, []byte("<svg")) {
-		return fmt.Errorf("%w: %s is not an SVG", ErrMalformed, ChartSVG)
 	}
 	return nil
 }

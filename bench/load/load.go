@@ -28,7 +28,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
-	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -232,7 +232,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 					// so the next send gets a request of its own.
 					req = nil
 				}
-				if err == nil && resp.Code != remoting.RespSuccess {
+				if err == nil && resp.Code != protocol.RespSuccess {
 					err = fmt.Errorf("code %d: %s", resp.Code, resp.Remark)
 				}
 				if !measuring.Load() {
@@ -304,10 +304,10 @@ func ensureTopic(ctx context.Context, ns *remoting.Client, nsAddr, topic string,
 	route, err := remoting.GetRouteInfo(ctx, ns, nsAddr, topic)
 	if err != nil {
 		var re *remoting.ResponseError
-		if !errors.As(err, &re) || re.Code != remoting.RespTopicNotExist {
+		if !errors.As(err, &re) || re.Code != protocol.RespTopicNotExist {
 			return nil, fmt.Errorf("load: route of %s from %s: %w", topic, nsAddr, err)
 		}
-		resp, err := ns.Invoke(ctx, nsAddr, remoting.NewRequest(remoting.ReqGetBrokerClusterInfo, nil, nil))
+		resp, err := ns.Invoke(ctx, nsAddr, remoting.NewRequest(protocol.ReqGetBrokerClusterInfo, nil, nil))
 		if err != nil {
 			return nil, fmt.Errorf("load: cluster info: %w", err)
 		}
@@ -321,7 +321,7 @@ func ensureTopic(ctx context.Context, ns *remoting.Client, nsAddr, topic string,
 		for _, bd := range ci.BrokerAddrTable {
 			addr := bd.BrokerAddrs[0]
 			q := strconv.Itoa(queues)
-			resp, err := ns.Invoke(ctx, addr, remoting.NewRequest(remoting.ReqUpdateAndCreateTopic, map[string]string{
+			resp, err := ns.Invoke(ctx, addr, remoting.NewRequest(protocol.ReqUpdateAndCreateTopic, map[string]string{
 				"topic": topic, "readQueueNums": q, "writeQueueNums": q, "perm": "6"}, nil))
 			if err == nil {
 				err = resp.Err()
@@ -372,13 +372,13 @@ func sendRequest(req *remoting.Command, tg target, body []byte, now time.Time, n
 	p := append(props[:0], "UNIQ_KEY\x01"...)
 	p = appendHex16(p, uint64(now.UnixNano()))
 	p = appendHex16(p, uint64(n))
-	return v2Request(req, remoting.ReqSendMessageV2, tg, body, now, string(p), false)
+	return v2Request(req, protocol.ReqSendMessageV2, tg, body, now, string(p), false)
 }
 
 // batchRequest fills req (nil: a new one) as a SEND_BATCH_MESSAGE of body
 // to tg.
 func batchRequest(req *remoting.Command, tg target, body []byte, now time.Time) *remoting.Command {
-	return v2Request(req, remoting.ReqSendBatchMessage, tg, body, now, "", true)
+	return v2Request(req, protocol.ReqSendBatchMessage, tg, body, now, "", true)
 }
 
 // v2Request fills req (nil: a new one of code) with the one-letter header
@@ -388,7 +388,7 @@ func v2Request(req *remoting.Command, code int16, tg target, body []byte, now ti
 		req = remoting.NewRequest(code, make(map[string]string, 16), nil)
 	}
 	ext := req.ExtFields
-	ext["a"], ext["b"], ext["c"], ext["d"], ext["e"], ext["f"] = "ferry-bench", tg.topic, "TBW102", "4", strconv.Itoa(tg.queue), "0"
+	ext["a"], ext["b"], ext["c"], ext["d"], ext["e"], ext["f"] = "ferry-bench", tg.topic, protocol.AutoCreateTopicTemplate, "4", strconv.Itoa(tg.queue), "0"
 	ext["g"], ext["h"], ext["i"], ext["j"], ext["k"], ext["l"] = strconv.FormatInt(now.UnixMilli(), 10), "0", props, "0", "false", "0"
 	ext["m"] = strconv.FormatBool(batch)
 	req.Body = append(req.Body[:0], body...)
@@ -422,7 +422,7 @@ func consumeQueue(ctx context.Context, cl *remoting.Client, tg target, seen func
 	off := int64(-1)
 	for ctx.Err() == nil {
 		if off < 0 {
-			resp, err := cl.Invoke(ctx, tg.broker, remoting.NewRequest(remoting.ReqGetMaxOffset,
+			resp, err := cl.Invoke(ctx, tg.broker, remoting.NewRequest(protocol.ReqGetMaxOffset,
 				map[string]string{"topic": tg.topic, "queueId": strconv.Itoa(tg.queue)}, nil))
 			if err != nil {
 				return
@@ -431,7 +431,7 @@ func consumeQueue(ctx context.Context, cl *remoting.Client, tg target, seen func
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		resp, err := cl.Invoke(pctx, tg.broker, remoting.NewRequest(remoting.ReqPullMessage, map[string]string{
+		resp, err := cl.Invoke(pctx, tg.broker, remoting.NewRequest(protocol.ReqPullMessage, map[string]string{
 			"consumerGroup": "ferry-bench", "topic": tg.topic, "queueId": strconv.Itoa(tg.queue),
 			"queueOffset": strconv.FormatInt(off, 10), "maxMsgNums": "64", "sysFlag": "6", "commitOffset": "0",
 			"suspendTimeoutMillis": "15000", "subscription": "*", "subVersion": "0", "expressionType": "TAG",
@@ -447,7 +447,7 @@ func consumeQueue(ctx context.Context, cl *remoting.Client, tg target, seen func
 			off = n
 		}
 		for b := resp.Body; len(b) > 0; {
-			rec, err := commitlog.Decode(b)
+			rec, err := protocol.Decode(b)
 			if err != nil {
 				break
 			}

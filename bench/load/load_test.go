@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Paced producers start evenly spread over one interval: four producers at
@@ -29,7 +29,7 @@ func TestRequestsReused(t *testing.T) {
 	tg := target{topic: "T", queue: 3}
 	now := time.Unix(1000, 0)
 	req := sendRequest(nil, tg, []byte("first body"), now, 1)
-	if req.Code != remoting.ReqSendMessageV2 || req.ExtFields["b"] != "T" || req.ExtFields["e"] != "3" || req.ExtFields["m"] != "false" {
+	if req.Code != protocol.ReqSendMessageV2 || req.ExtFields["b"] != "T" || req.ExtFields["e"] != "3" || req.ExtFields["m"] != "false" {
 		t.Fatalf("single send header %v", req.ExtFields)
 	}
 	key1 := req.ExtFields["i"]
@@ -41,7 +41,7 @@ func TestRequestsReused(t *testing.T) {
 		t.Fatalf("unique keys %q then %q", key1, key2)
 	}
 	b := batchRequest(nil, tg, []byte("batch"), now)
-	if b.Code != remoting.ReqSendBatchMessage || b.ExtFields["m"] != "true" || b.ExtFields["i"] != "" {
+	if b.Code != protocol.ReqSendBatchMessage || b.ExtFields["m"] != "true" || b.ExtFields["i"] != "" {
 		t.Fatalf("batch header %v", b.ExtFields)
 	}
 }

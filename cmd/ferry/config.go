@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
+	"path/filepath"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -14,6 +16,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferrymq/ferry/broker"
+	"github.com/ferrymq/ferry/controller"
+	"github.com/ferrymq/ferry/controlplane"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -21,6 +25,10 @@ import (
 //
 //	[namesrv]
 //	port = 9876
+//	controller_port = 9878            # 0: no control plane
+//	controller_id = "ns1"
+//	controller_peers = ["ns1@10.0.0.1:9878", "ns2@10.0.0.2:9878", "ns3@10.0.0.3:9878"]
+//	controller_dir = "data/controller"
 //
 //	[broker]
 //	data_dir = "data"
@@ -65,6 +73,17 @@ type namesrvConfig struct {
 	ReadTimeout           broker.Duration `toml:"read_timeout"`
 	MaxConnections        int             `toml:"max_connections"`
 	MaxConnectionsPerAddr int             `toml:"max_connections_per_addr"`
+
+	// The control plane (replicated broker groups' masters, epochs and
+	// in-sync sets), run by the name servers as raft voters on a port of
+	// their own: 0 runs none. Peers are "id@host:port" for every voter,
+	// this one included; none makes this name server a single voter.
+	ControllerPort    int             `toml:"controller_port"`
+	ControllerID      string          `toml:"controller_id"`
+	ControllerPeers   []string        `toml:"controller_peers"`
+	ControllerDir     string          `toml:"controller_dir"`
+	ControllerLease   broker.Duration `toml:"controller_lease"`
+	ControllerUnclean bool            `toml:"controller_unclean_election"`
 }
 
 func (n namesrvConfig) validate() error {
@@ -80,6 +99,29 @@ func (n namesrvConfig) validate() error {
 	return nil
 }
 
+// controller returns the control plane's configuration, nil when it is
+// off.
+func (n namesrvConfig) controller() (*controlplane.Config, error) {
+	if n.ControllerPort == 0 {
+		return nil, nil
+	}
+	if n.ControllerPort < 0 || n.ControllerPort > 65535 {
+		return nil, fmt.Errorf("namesrv controller_port %d is not a TCP port (0: no control plane)", n.ControllerPort)
+	}
+	peers, err := controlplane.ParsePeers(n.ControllerPeers)
+	if err != nil {
+		return nil, fmt.Errorf("namesrv controller_peers: %w", err)
+	}
+	if len(peers) > 0 && n.ControllerID == "" {
+		return nil, fmt.Errorf("namesrv controller_id must name this server's entry in controller_peers")
+	}
+	return &controlplane.Config{
+		ID: n.ControllerID, Peers: peers, Dir: n.ControllerDir,
+		ListenAddr: net.JoinHostPort(n.Host, strconv.Itoa(n.ControllerPort)),
+		Lease:      n.ControllerLease.D(), UncleanElection: n.ControllerUnclean,
+	}, nil
+}
+
 type logConfig struct {
 	Level  string `toml:"level"`
 	Format string `toml:"format"`
@@ -89,7 +131,8 @@ func defaultFileConfig() fileConfig {
 	return fileConfig{
 		Namesrv: namesrvConfig{Host: "0.0.0.0", Port: 9876, BrokerExpiry: broker.Duration(120 * time.Second),
 			IdleTimeout: broker.Duration(remoting.DefaultIdleTimeout), ReadTimeout: broker.Duration(remoting.DefaultReadTimeout),
-			MaxConnections: remoting.DefaultMaxConns, MaxConnectionsPerAddr: remoting.DefaultMaxConnsPerAddr},
+			MaxConnections: remoting.DefaultMaxConns, MaxConnectionsPerAddr: remoting.DefaultMaxConnsPerAddr,
+			ControllerDir: filepath.Join("data", "controller"), ControllerLease: broker.Duration(controller.DefaultLease)},
 		Broker:  broker.DefaultConfig(),
 		Log:     logConfig{Level: "info"},
 		Runtime: runtimeConfig{GCPercent: DefaultGCPercent, MemoryLimit: 1 << 30},
@@ -127,28 +170,31 @@ func (r runtimeConfig) apply(log zerolog.Logger) {
 }
 
 // Flags shared by server, broker and namesrv. Each has a FERRY_* variable.
+// They carry no Value (a flag wins only when set, over the file and the
+// environment): DefaultText shows the real default in help.
 var (
 	flagConfig      = &cli.StringFlag{Name: "config", Usage: "TOML configuration file", EnvVars: []string{"FERRY_CONFIG"}}
 	flagPrintConfig = &cli.BoolFlag{Name: "print-config", Usage: "print the configuration in force (TOML) and exit"}
-	flagDataDir     = &cli.StringFlag{Name: "data-dir", Usage: "where the broker stores its data (default ./data)", EnvVars: []string{"FERRY_DATA_DIR"}}
-	flagNamesrvPort = &cli.IntFlag{Name: "namesrv-port", Usage: "name server port, 0 picks a free one (default 9876)", EnvVars: []string{"FERRY_NAMESRV_PORT"}}
-	flagBrokerPort  = &cli.IntFlag{Name: "broker-port", Usage: "broker (remoting protocol) port, 0 picks a free one (default 10911)", EnvVars: []string{"FERRY_BROKER_PORT"}}
-	flagHTTPPort    = &cli.IntFlag{Name: "http-port", Usage: "HTTP API, health and metrics port, 0 picks a free one, -1 disables (default 8080)", EnvVars: []string{"FERRY_HTTP_PORT"}}
-	flagFlush       = &cli.StringFlag{Name: "flush", Usage: "async (ack after the page cache) or sync (ack after fdatasync)", EnvVars: []string{"FERRY_FLUSH"}}
-	flagHost        = &cli.StringFlag{Name: "host", Usage: "interface to listen on (default all)", EnvVars: []string{"FERRY_HOST"}}
-	flagAdvertise   = &cli.StringFlag{Name: "advertise-host", Usage: "IP clients reach the broker at (default: first non-loopback IPv4)", EnvVars: []string{"FERRY_ADVERTISE_HOST"}}
-	flagBrokerName  = &cli.StringFlag{Name: "broker-name", Usage: "broker name in routes (default broker-a)", EnvVars: []string{"FERRY_BROKER_NAME"}}
-	flagCluster     = &cli.StringFlag{Name: "cluster", Usage: "cluster name (default DefaultCluster)", EnvVars: []string{"FERRY_CLUSTER"}}
+	flagDataDir     = &cli.StringFlag{Name: "data-dir", Usage: "where the broker stores its data", DefaultText: "./data", EnvVars: []string{"FERRY_DATA_DIR"}}
+	flagNamesrvPort = &cli.IntFlag{Name: "namesrv-port", Usage: "name server port, 0 picks a free one", DefaultText: "9876", EnvVars: []string{"FERRY_NAMESRV_PORT"}}
+	flagBrokerPort  = &cli.IntFlag{Name: "broker-port", Usage: "broker (remoting protocol) port, 0 picks a free one", DefaultText: "10911", EnvVars: []string{"FERRY_BROKER_PORT"}}
+	flagHTTPPort    = &cli.IntFlag{Name: "http-port", Usage: "HTTP API, health and metrics port, 0 picks a free one, -1 disables", DefaultText: "8080", EnvVars: []string{"FERRY_HTTP_PORT"}}
+	flagFlush       = &cli.StringFlag{Name: "flush", Usage: "async (ack after the page cache) or sync (ack after fdatasync)", DefaultText: "async", EnvVars: []string{"FERRY_FLUSH"}}
+	flagHost        = &cli.StringFlag{Name: "host", Usage: "interface to listen on", DefaultText: "all", EnvVars: []string{"FERRY_HOST"}}
+	flagAdvertise   = &cli.StringFlag{Name: "advertise-host", Usage: "IP clients reach the broker at", DefaultText: "first non-loopback IPv4", EnvVars: []string{"FERRY_ADVERTISE_HOST"}}
+	flagBrokerName  = &cli.StringFlag{Name: "broker-name", Usage: "broker name in routes", DefaultText: "broker-a", EnvVars: []string{"FERRY_BROKER_NAME"}}
+	flagCluster     = &cli.StringFlag{Name: "cluster", Usage: "cluster name", DefaultText: "DefaultCluster", EnvVars: []string{"FERRY_CLUSTER"}}
 	flagNamesrvAddr = &cli.StringSliceFlag{Name: "namesrv", Usage: "name server ip:port to register with (repeat or comma-separate)", EnvVars: []string{"FERRY_NAMESRV", "NAMESRV_ADDR"}}
 	flagDelayLevels = &cli.StringFlag{Name: "delay-levels", Usage: `delay level table, e.g. "1s 5s 10s"`, EnvVars: []string{"FERRY_DELAY_LEVELS"}}
-	flagSegment     = &cli.Int64Flag{Name: "segment-size", Usage: "commitlog segment size in bytes (default 1 GiB)", EnvVars: []string{"FERRY_SEGMENT_SIZE"}}
-	flagAutoCreate  = &cli.BoolFlag{Name: "auto-create-topic", Usage: "create unknown topics on first send (default true)", EnvVars: []string{"FERRY_AUTO_CREATE_TOPIC"}}
+	flagSegment     = &cli.Int64Flag{Name: "segment-size", Usage: "commitlog segment size in bytes", DefaultText: "1 GiB", EnvVars: []string{"FERRY_SEGMENT_SIZE"}}
+	flagAutoCreate  = &cli.BoolFlag{Name: "auto-create-topic", Usage: "create unknown topics on first send", DefaultText: "true", EnvVars: []string{"FERRY_AUTO_CREATE_TOPIC"}}
 	flagIdleTimeout = &cli.DurationFlag{Name: "idle-timeout", Value: remoting.DefaultIdleTimeout, Usage: "close a connection silent this long", EnvVars: []string{"FERRY_IDLE_TIMEOUT"}}
 	flagReadTimeout = &cli.DurationFlag{Name: "read-timeout", Value: remoting.DefaultReadTimeout, Usage: "cut off a client whose request takes longer to arrive", EnvVars: []string{"FERRY_READ_TIMEOUT"}}
 	flagMaxConns    = &cli.IntFlag{Name: "max-connections", Value: remoting.DefaultMaxConns, Usage: "connections open at once on each port", EnvVars: []string{"FERRY_MAX_CONNECTIONS"}}
 	flagMaxPerAddr  = &cli.IntFlag{Name: "max-connections-per-addr", Value: remoting.DefaultMaxConnsPerAddr, Usage: "connections open at once from one client IP on each port", EnvVars: []string{"FERRY_MAX_CONNECTIONS_PER_ADDR"}}
-	flagLogLevel    = &cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", EnvVars: []string{"FERRY_LOG_LEVEL"}}
-	flagLogFormat   = &cli.StringFlag{Name: "log-format", Usage: "json or console (default: console on a terminal, else json)", EnvVars: []string{"FERRY_LOG_FORMAT"}}
+	flagPprof       = &cli.BoolFlag{Name: "pprof", Usage: "serve Go's profiler under /debug/pprof/ on the HTTP port", DefaultText: "false", EnvVars: []string{"FERRY_PPROF"}}
+	flagLogLevel    = &cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", DefaultText: "info", EnvVars: []string{"FERRY_LOG_LEVEL"}}
+	flagLogFormat   = &cli.StringFlag{Name: "log-format", Usage: "json or console", DefaultText: "console on a terminal, else json", EnvVars: []string{"FERRY_LOG_FORMAT"}}
 )
 
 func serverFlags(namesrv, brokerFlags bool) []cli.Flag {
@@ -159,7 +205,7 @@ func serverFlags(namesrv, brokerFlags bool) []cli.Flag {
 	}
 	if brokerFlags {
 		fs = append(fs, flagDataDir, flagBrokerPort, flagHTTPPort, flagFlush, flagAdvertise, flagBrokerName,
-			flagCluster, flagDelayLevels, flagSegment, flagAutoCreate)
+			flagCluster, flagDelayLevels, flagSegment, flagAutoCreate, flagPprof)
 		if !namesrv {
 			fs = append(fs, flagNamesrvAddr)
 		}
@@ -212,6 +258,7 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	set("delay-levels", func() { b.DelayLevels = c.String("delay-levels") })
 	set("segment-size", func() { b.SegmentSize = c.Int64("segment-size") })
 	set("auto-create-topic", func() { b.AutoCreateTopic = c.Bool("auto-create-topic") })
+	set("pprof", func() { b.Pprof = c.Bool("pprof") })
 	set("namesrv-port", func() { cfg.Namesrv.Port = c.Int("namesrv-port") })
 	// The connection settings apply to every port the process serves.
 	set("idle-timeout", func() {
@@ -229,6 +276,9 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	set("log-level", func() { cfg.Log.Level = c.String("log-level") })
 	set("log-format", func() { cfg.Log.Format = c.String("log-format") })
 	if err := cfg.Namesrv.validate(); err != nil {
+		return cfg, err
+	}
+	if _, err := cfg.Namesrv.controller(); err != nil {
 		return cfg, err
 	}
 	if _, err := zerolog.ParseLevel(cfg.Log.Level); err != nil || cfg.Log.Level == "" {

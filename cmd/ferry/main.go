@@ -1,6 +1,6 @@
 // Command ferry is the one Ferry binary: `ferry server` runs a name server
-// and a broker in one process; `ferry namesrv` and `ferry broker` run them
-// apart; the other commands are operator tools.
+// and a broker in one process; `ferry namesrv` and `ferry broker run` run
+// them apart; the other commands are operator tools.
 package main
 
 import (
@@ -48,10 +48,19 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 				Action: func(c *cli.Context) error { return serve(c, true, false) },
 			},
 			{
-				Name:   "broker",
-				Usage:  "run a broker that registers with the name servers given by --namesrv",
-				Flags:  serverFlags(false, true),
-				Action: func(c *cli.Context) error { return serve(c, false, true) },
+				Name:  "broker",
+				Usage: "run a broker (ferry broker run), or ask one: status, config, drain, undrain",
+				Subcommands: []*cli.Command{{
+					Name:   "run",
+					Usage:  "run a broker that registers with the name servers given by --namesrv",
+					Flags:  serverFlags(false, true),
+					Action: func(c *cli.Context) error { return serve(c, false, true) },
+				}},
+				// Before `run` existed, `ferry broker --namesrv …` ran a
+				// broker: it still does. Alone, `ferry broker` shows help.
+				Flags:              serverFlags(false, true),
+				Action:             brokerRootAction,
+				CustomHelpTemplate: brokerHelpTemplate,
 			},
 		},
 		ExitErrHandler: func(*cli.Context, error) {},
@@ -71,6 +80,34 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// brokerHelpTemplate is urfave/cli's subcommand help without the options,
+// which belong to `ferry broker run`.
+const brokerHelpTemplate = `NAME:
+   {{template "helpNameTemplate" .}}
+
+USAGE:
+   ferry broker command [command options]{{if .VisibleCommands}}
+
+COMMANDS:{{template "visibleCommandCategoryTemplate" .}}{{end}}
+
+Run a broker with ferry broker run (see ferry broker run --help for its flags).
+`
+
+// brokerRootAction serves `ferry broker` without a subcommand: with
+// server flags it runs a broker (what it did before `ferry broker run`),
+// alone it shows the subcommands.
+func brokerRootAction(c *cli.Context) error {
+	if c.Args().Present() {
+		return opsUsageError("broker: unknown command %q (see ferry broker --help)", c.Args().First())
+	}
+	if c.NumFlags() > 0 {
+		fmt.Fprintln(c.App.ErrWriter, "ferry: `ferry broker <flags>` is `ferry broker run <flags>`; running a broker")
+		return serve(c, false, true)
+	}
+	_ = cli.ShowSubcommandHelp(c)
+	return opsUsageError("broker: a command is needed (run a broker with ferry broker run)")
 }
 
 // extraCommands is where operator tools plug in.
@@ -99,12 +136,14 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 
 	var ns *namesrv.Server
 	if withNamesrv {
+		ctl, _ := cfg.Namesrv.controller() // checked by loadConfig
 		ns, err = namesrv.New(namesrv.Config{
 			ListenAddr:   net.JoinHostPort(cfg.Namesrv.Host, strconv.Itoa(cfg.Namesrv.Port)),
 			BrokerExpiry: cfg.Namesrv.BrokerExpiry.D(),
 			Logger:       log.With().Str("component", "namesrv").Logger(),
 			Remoting: remoting.ServerConfig{IdleTimeout: cfg.Namesrv.IdleTimeout.D(), ReadTimeout: cfg.Namesrv.ReadTimeout.D(),
 				MaxConns: cfg.Namesrv.MaxConnections, MaxConnsPerAddr: cfg.Namesrv.MaxConnectionsPerAddr},
+			Controller: ctl,
 		})
 		if err == nil {
 			err = ns.Start()

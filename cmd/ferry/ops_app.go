@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -263,14 +264,34 @@ func opsParseTime(s string) (time.Time, error) {
 
 // opsReorder moves flags that follow positional arguments of an ops
 // command in front of them (urfave/cli stops parsing flags at the first
-// positional argument), so `ferry group lag g1 -o json` works. Everything
-// after "--" stays as it is.
+// positional argument), so `ferry group lag g1 -o json` works, and the
+// global flags given before the command (`ferry -o json cluster list`)
+// to the command, which defines them. Everything after "--" stays as it
+// is.
 func opsReorder(args []string, cmds []*cli.Command) []string {
 	if len(args) < 2 {
 		return args
 	}
-	// Walk the command path.
+	// Global flags first: take them out of the way of the command path.
+	var globals []string
 	i := 1
+	for i < len(args) {
+		takesValue, ok := opsGlobalFlag(args[i])
+		if !ok {
+			break
+		}
+		globals = append(globals, args[i])
+		if takesValue && i+1 < len(args) {
+			globals = append(globals, args[i+1])
+			i++
+		}
+		i++
+	}
+	if len(globals) > 0 {
+		args = append(append(append([]string{}, args[:1]...), args[i:]...), globals...)
+		i = 1
+	}
+	// Walk the command path.
 	var leaf *cli.Command
 	list := cmds
 	for i < len(args) {
@@ -327,9 +348,25 @@ func opsReorder(args []string, cmds []*cli.Command) []string {
 	return out
 }
 
+// opsGlobalFlag reports whether arg is one of the global flags (and
+// whether a value follows it as the next argument).
+func opsGlobalFlag(arg string) (takesValue, ok bool) {
+	if len(arg) < 2 || arg[0] != '-' {
+		return false, false
+	}
+	name, _, hasValue := strings.Cut(strings.TrimLeft(arg, "-"), "=")
+	for _, f := range opsGlobalFlags() {
+		if slices.Contains(f.Names(), name) {
+			_, isBool := f.(*cli.BoolFlag)
+			return !isBool && !hasValue, true
+		}
+	}
+	return false, false
+}
+
 // mergeCommands adds extra to base; an extra command named like a base one
-// (`broker`) lends it its subcommands, so `ferry broker` still runs a
-// broker and `ferry broker status` asks one.
+// (`broker`) lends it its subcommands, so `ferry broker run` runs a broker
+// and `ferry broker status` asks one.
 func mergeCommands(base, extra []*cli.Command) []*cli.Command {
 	out := append([]*cli.Command{}, base...)
 	for _, e := range extra {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -10,6 +11,9 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/controller"
+	"github.com/ferrymq/ferry/controller/controlclient"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 var opsFlagBroker = &cli.StringSliceFlag{Name: "broker", Aliases: []string{"b"}, Usage: "broker name or address (repeat for several; default all)"}
@@ -17,28 +21,105 @@ var opsFlagBroker = &cli.StringSliceFlag{Name: "broker", Aliases: []string{"b"},
 func opsClusterCommand() *cli.Command {
 	return opsParent("cluster", "the brokers of the cluster",
 		opsLeaf{
-			name: "list", usage: "brokers with address, role, version, writable, disk use and in/out msg/s", nargs: 0,
+			name: "list", usage: "brokers with address, role, version, writable, disk use and in/out msg/s; with the control plane, their group's epoch and in-sync set", nargs: 0,
 			flags: []cli.Flag{&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "measure msg/s over this interval (0: average since start)"}},
 			act: func(e *opsEnv, c *cli.Context) error {
 				bs, err := e.admin.Brokers(e.ctx, c.Duration("interval"))
 				if err != nil {
 					return err
 				}
-				return e.result(map[string]any{"brokers": bs}, func() error {
-					rows := make([][]string, 0, len(bs))
-					for _, b := range bs {
-						if b.Error != "" {
-							rows = append(rows, []string{b.Cluster, b.BrokerName, strconv.FormatInt(b.BrokerID, 10), b.Addr, b.Role, "-", "unreachable", "-", "-", "-"})
-							continue
-						}
-						rows = append(rows, []string{b.Cluster, b.BrokerName, strconv.FormatInt(b.BrokerID, 10), b.Addr, b.Role, b.Version,
-							opsWritable(b), opsPercent(b.DiskUsedRatio), opsRate(b.MsgInPerSec), opsRate(b.MsgOutPerSec)})
+				cp, err := opsControlPlane(e)
+				if err != nil {
+					return err
+				}
+				if cp == nil {
+					return e.result(map[string]any{"brokers": bs}, func() error {
+						return e.table(opsClusterHeader(false), opsClusterRows(bs, nil))
+					})
+				}
+				out := make([]opsClusterBroker, len(bs))
+				for i, b := range bs {
+					out[i].BrokerStatus = b
+					if g := cp.group(b.Cluster, b.BrokerName); g != nil {
+						out[i].Epoch, out[i].InSync = &g.Epoch, g.InSync
 					}
-					return e.table([]string{"CLUSTER", "BROKER", "ID", "ADDR", "ROLE", "VERSION", "WRITABLE", "DISK-USED", "IN-MSG/S", "OUT-MSG/S"}, rows)
+				}
+				return e.result(map[string]any{"brokers": out, "control_plane": cp}, func() error {
+					return e.table(opsClusterHeader(true), opsClusterRows(bs, cp))
 				})
 			},
 		}.command(),
 	)
+}
+
+// opsClusterBroker is a broker of `cluster list -o json` with its group's
+// control-plane state, when the name servers run the control plane.
+type opsClusterBroker struct {
+	client.BrokerStatus
+	Epoch  *int64  `json:"epoch,omitempty"`
+	InSync []int64 `json:"in_sync,omitempty"`
+}
+
+func opsClusterHeader(controlPlane bool) []string {
+	h := []string{"CLUSTER", "BROKER", "ID", "ADDR", "ROLE"}
+	if controlPlane {
+		h = append(h, "EPOCH", "IN-SYNC")
+	}
+	return append(h, "VERSION", "WRITABLE", "DISK-USED", "IN-MSG/S", "OUT-MSG/S")
+}
+
+func opsClusterRows(bs []client.BrokerStatus, cp *opsControlState) [][]string {
+	rows := make([][]string, 0, len(bs))
+	for _, b := range bs {
+		row := []string{b.Cluster, b.BrokerName, strconv.FormatInt(b.BrokerID, 10), b.Addr, b.Role}
+		if cp != nil {
+			epoch, inSync := "-", "-"
+			if g := cp.group(b.Cluster, b.BrokerName); g != nil {
+				epoch, inSync = strconv.FormatInt(g.Epoch, 10), controller.FormatSet(g.InSync)
+			}
+			row = append(row, epoch, inSync)
+		}
+		if b.Error != "" {
+			row = append(row, "-", "unreachable", "-", "-", "-")
+		} else {
+			row = append(row, b.Version, opsWritable(b), opsPercent(b.DiskUsedRatio), opsRate(b.MsgInPerSec), opsRate(b.MsgOutPerSec))
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+// opsControlState is the control plane's state as `cluster list` shows it.
+type opsControlState struct {
+	controller.StateReply
+}
+
+func (s *opsControlState) group(cluster, brokerName string) *controller.Group {
+	for _, g := range s.Groups {
+		if g.Cluster == cluster && g.BrokerName == brokerName {
+			return g
+		}
+	}
+	return nil
+}
+
+// opsControlPlane reads the control plane's state from the name servers;
+// nil when they run none or the endpoint is a broker's HTTP API.
+func opsControlPlane(e *opsEnv) (*opsControlState, error) {
+	if strings.HasPrefix(e.endpoint, "http://") || strings.HasPrefix(e.endpoint, "https://") {
+		return nil, nil
+	}
+	rc := remoting.NewClient(remoting.ClientConfig{})
+	defer rc.Close()
+	addrs := strings.FieldsFunc(e.endpoint, func(r rune) bool { return r == ';' || r == ',' || r == ' ' })
+	st, err := controlclient.New(rc, addrs, 0).State(e.ctx, "", "")
+	switch {
+	case errors.Is(err, controlclient.ErrNoController):
+		return nil, nil
+	case err != nil:
+		return nil, fmt.Errorf("control plane: %w", err)
+	}
+	return &opsControlState{st}, nil
 }
 
 func opsWritable(b client.BrokerStatus) string {
@@ -132,7 +213,7 @@ func opsBrokerCommand() *cli.Command {
 		},
 	}
 	configSet := opsLeaf{
-		name: "set", usage: "change run-time configurable keys", args: "key=value...", nargs: -1,
+		name: "set", usage: "change run-time configurable keys (kept across restarts)", args: "key=value...", nargs: -1,
 		flags: []cli.Flag{opsFlagBroker},
 		check: func(c *cli.Context) error {
 			if c.NArg() == 0 {
@@ -154,6 +235,7 @@ func opsBrokerCommand() *cli.Command {
 			if err := e.admin.SetBrokerConfig(e.ctx, kv, c.StringSlice("broker")...); err != nil {
 				return err
 			}
+			fmt.Fprintln(e.errw, "changed, and kept across restarts (the broker's kept changes win over its config file)")
 			return e.result(map[string]any{"changed": kv}, func() error {
 				for _, k := range opsKeys(kv) {
 					fmt.Fprintf(e.out, "%s = %s\n", k, kv[k])

@@ -30,9 +30,9 @@ func opsDLQCommand() *cli.Command {
 				var rows [][]string
 				for _, d := range dls {
 					rows = append(rows, []string{d.Broker, opsI64(d.QueueOffset), d.MsgID, d.Topic, opsDash(d.Tags), opsDash(d.Keys),
-						opsI32(d.ReconsumeTimes), opsTime(d.FailedAtMS), strconv.Itoa(d.BodySize)})
+						opsI32(d.ReconsumeTimes), opsTime(d.FailedAtMS), strconv.Itoa(d.BodySize), opsResent(d)})
 				}
-				return e.table([]string{"BROKER", "OFFSET", "MSG-ID", "TOPIC", "TAGS", "KEYS", "RECONSUMES", "FAILED-AT", "BODY-SIZE"}, rows)
+				return e.table([]string{"BROKER", "OFFSET", "MSG-ID", "TOPIC", "TAGS", "KEYS", "RECONSUMES", "FAILED-AT", "BODY-SIZE", "RESENT"}, rows)
 			})
 		},
 	}
@@ -68,9 +68,21 @@ func opsDLQCommand() *cli.Command {
 			}
 			views := []client.MessageView{}
 			for _, d := range pick {
-				m, err := e.admin.Message(e.ctx, d.MsgID)
+				// By its offset id: the message id is shared with the
+				// original and its retries.
+				id := d.OffsetMsgID
+				if id == "" {
+					id = d.MsgID
+				}
+				m, err := e.admin.Message(e.ctx, id)
 				if err != nil {
 					return err
+				}
+				if d.ResentAtMS > 0 {
+					if m.Properties == nil {
+						m.Properties = map[string]string{}
+					}
+					m.Properties["(resent)"] = opsResent(d)
 				}
 				views = append(views, *m)
 			}
@@ -88,7 +100,7 @@ func opsDLQCommand() *cli.Command {
 		},
 	}
 	resend := opsLeaf{
-		name: "resend", usage: "send dead letters back to their topics (or the retry topic with --to-retry)", args: "<group>", nargs: 1,
+		name: "resend", usage: "send dead letters back to their topics (or the retry topic with --to-retry); each is resent once", args: "<group>", nargs: 1,
 		flags: []cli.Flag{
 			&cli.StringSliceFlag{Name: "ids", Usage: "message ids (comma-separated or repeated)"},
 			&cli.BoolFlag{Name: "all", Usage: "every dead letter of the group"},
@@ -105,7 +117,7 @@ func opsDLQCommand() *cli.Command {
 			case c.Bool("all"):
 				return opsConfirm(c, "resend every dead letter of "+c.Args().First())
 			}
-			return nil
+			return opsConfirm(c, fmt.Sprintf("resend %d dead letters of %s", len(ids), c.Args().First()))
 		},
 		act: func(e *opsEnv, c *cli.Context) error {
 			r := client.DLQResend{Group: c.Args().First(), IDs: opsSplit(c.StringSlice("ids")), All: c.Bool("all"), ToRetry: c.Bool("to-retry")}
@@ -125,12 +137,24 @@ func opsDLQCommand() *cli.Command {
 				if res.Target == "retry" {
 					where = "the retry topic"
 				}
-				_, err := fmt.Fprintf(e.out, "resent %d dead letters of %s to %s\n", res.Resent, res.Group, where)
+				skipped := ""
+				if res.Skipped > 0 {
+					skipped = fmt.Sprintf(" (%d skipped: resent before)", res.Skipped)
+				}
+				_, err := fmt.Fprintf(e.out, "resent %d dead letters of %s to %s%s\n", res.Resent, res.Group, where, skipped)
 				return err
 			})
 		},
 	}
 	return opsParent("dlq", "dead-letter queues: list, show, resend", list.command(), show.command(), resend.command())
+}
+
+// opsResent says when and where a dead letter was resent ("-": never).
+func opsResent(d client.DeadLetter) string {
+	if d.ResentAtMS <= 0 {
+		return "-"
+	}
+	return opsTime(d.ResentAtMS) + " to " + d.ResentTo
 }
 
 // opsProgress draws a one-line progress bar on a terminal.

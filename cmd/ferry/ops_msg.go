@@ -3,11 +3,10 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"math/rand/v2"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -15,6 +14,10 @@ import (
 )
 
 var opsFlagTopic = &cli.StringFlag{Name: "topic", Aliases: []string{"t"}, Usage: "the topic (required)"}
+
+// opsMaxLine bounds a line of msg send's stdin: the broker's default
+// largest message (4 MiB), newline included.
+const opsMaxLine = 4 << 20
 
 func opsNeedTopic(c *cli.Context) error {
 	if c.String("topic") == "" {
@@ -43,19 +46,27 @@ func opsMsgCommand() *cli.Command {
 				return err
 			}
 			sc := bufio.NewScanner(e.in)
-			sc.Buffer(make([]byte, 64<<10), 4<<20)
+			sc.Buffer(make([]byte, 64<<10), opsMaxLine)
 			var sent []client.SendReceipt
-			for sc.Scan() {
-				r, err := sender.Send(e.ctx, client.OutMessage{Body: []byte(sc.Text()), Tags: c.String("tags"), Keys: keys})
-				if err != nil {
-					return fmt.Errorf("after %d messages: %w", len(sent), err)
+			for err == nil && sc.Scan() {
+				var r client.SendReceipt
+				if r, err = sender.Send(e.ctx, client.OutMessage{Body: []byte(sc.Text()), Tags: c.String("tags"), Keys: keys}); err == nil {
+					sent = append(sent, r)
 				}
-				sent = append(sent, r)
 			}
-			if err := sc.Err(); err != nil {
-				return fmt.Errorf("reading stdin: %w", err)
+			switch serr := sc.Err(); {
+			case err != nil:
+				err = fmt.Errorf("line %d: %w", len(sent)+1, err)
+			case errors.Is(serr, bufio.ErrTooLong):
+				err = fmt.Errorf("line %d of stdin is longer than %d bytes (a message's most): stopped there", len(sent)+1, opsMaxLine-1)
+			case serr != nil:
+				err = fmt.Errorf("reading stdin: %w", serr)
 			}
+			// What was sent is said whatever stopped the rest.
 			fmt.Fprintf(e.errw, "sent %d messages to %s\n", len(sent), c.String("topic"))
+			if err != nil {
+				return err
+			}
 			if sent == nil {
 				sent = []client.SendReceipt{}
 			}
@@ -71,9 +82,9 @@ func opsMsgCommand() *cli.Command {
 	consume := opsLeaf{
 		name: "consume", usage: "print a topic's messages: bodies, or JSON Lines with -o json (a smoke test)", nargs: 0,
 		flags: []cli.Flag{opsFlagTopic,
-			&cli.StringFlag{Name: "group", Aliases: []string{"g"}, Usage: "consumer group whose offsets to start from and commit (default: a new one)"},
-			&cli.BoolFlag{Name: "from-beginning", Usage: "start at each queue's first message"},
-			&cli.IntFlag{Name: "max", Usage: "stop after this many messages"},
+			&cli.StringFlag{Name: "group", Aliases: []string{"g"}, Usage: "consumer group whose offsets to start from and commit (default: none; nothing is committed)"},
+			&cli.BoolFlag{Name: "from-beginning", Usage: "start at each queue's first message (default: the group's offsets, else only new messages)"},
+			&cli.IntFlag{Name: "max", Usage: "stop after this many messages, waiting up to --timeout for them"},
 			&cli.BoolFlag{Name: "follow", Aliases: []string{"f"}, Usage: "keep waiting for new messages until interrupted"},
 			&cli.BoolFlag{Name: "no-commit", Usage: "do not commit the offsets reached"},
 		},
@@ -86,11 +97,8 @@ func opsMsgCommand() *cli.Command {
 		follow: func(c *cli.Context) bool { return c.Bool("follow") },
 		act: func(e *opsEnv, c *cli.Context) error {
 			group := c.String("group")
-			if group == "" {
-				group = "ferry-cli-" + strconv.FormatUint(rand.Uint64()>>16, 36)
-			}
 			spec := client.ConsumeSpec{Topic: c.String("topic"), Group: group, FromBeginning: c.Bool("from-beginning"),
-				Max: c.Int("max"), Follow: c.Bool("follow"), Commit: !c.Bool("no-commit")}
+				Max: c.Int("max"), Follow: c.Bool("follow") || c.Int("max") > 0, Commit: group != "" && !c.Bool("no-commit")}
 			enc := json.NewEncoder(e.out)
 			enc.SetEscapeHTML(false)
 			n, err := e.admin.Consume(e.ctx, spec, func(m client.MessageView) error {
@@ -100,6 +108,9 @@ func opsMsgCommand() *cli.Command {
 				_, err := fmt.Fprintln(e.out, string(m.Body))
 				return err
 			})
+			if group == "" {
+				group = "none, nothing committed"
+			}
 			fmt.Fprintf(e.errw, "consumed %d messages (group %s)\n", n, group)
 			return err
 		},
@@ -201,5 +212,3 @@ func opsBodyText(b []byte) string {
 	}
 	return strconv.Quote(s)
 }
-
-var _ = time.Second

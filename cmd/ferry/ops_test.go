@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,7 +17,9 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
+	"go.uber.org/goleak"
 )
 
 // The ops commands run against a live `ferry server`: this test binary
@@ -39,6 +40,14 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
 	stopServer()
+	// No goroutine outlives the tests (the servers run in a child process;
+	// the ops commands' clients run here). fasthttp keeps a process-wide
+	// date updater once a server of it has run.
+	if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2")); code == 0 && err != nil {
+		fmt.Fprintln(os.Stderr, "goleak:", err)
+		code = 1
+	}
 	os.Exit(code)
 }
 
@@ -68,51 +77,14 @@ func startServer(t *testing.T) {
 			return err
 		}
 		srv.dir = dir
-		cmd := exec.Command(os.Args[0], "server", "--data-dir", filepath.Join(dir, "data"), "--namesrv-port", "0",
-			"--broker-port", "0", "--http-port", "0", "--host", "127.0.0.1", "--advertise-host", "127.0.0.1", "--log-format", "json")
-		cmd.Env = append(os.Environ(), childEnv+"=1")
-		stderr, err := cmd.StderrPipe()
+		p, err := spawnServer(filepath.Join(dir, "data"))
+		if p != nil {
+			srv.cmd = p.cmd
+		}
 		if err != nil {
 			return err
 		}
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		srv.cmd = cmd
-		ready := make(chan error, 1)
-		go func() {
-			sc := bufio.NewScanner(stderr)
-			done := false
-			for sc.Scan() {
-				if done {
-					continue // keep draining the server's log
-				}
-				var line map[string]any
-				if json.Unmarshal(sc.Bytes(), &line) != nil {
-					continue
-				}
-				switch line["message"] {
-				case "name server ready":
-					srv.namesrv = "127.0.0.1:" + fmt.Sprint(line["port"])
-				case "broker ready":
-					srv.broker, _ = line["addr"].(string)
-					srv.http, _ = line["http"].(string)
-					done = true
-					ready <- nil
-				}
-			}
-			if !done {
-				ready <- fmt.Errorf("server exited before it was ready")
-			}
-		}()
-		select {
-		case err := <-ready:
-			if err != nil {
-				return err
-			}
-		case <-time.After(30 * time.Second):
-			return fmt.Errorf("server not ready after 30s")
-		}
+		srv.namesrv, srv.broker, srv.http = p.namesrv, p.broker, p.http
 		// Wait until the name server lists the broker.
 		a, err := client.NewAdmin(srv.namesrv)
 		if err != nil {
@@ -138,16 +110,83 @@ func startServer(t *testing.T) {
 	}
 }
 
-func stopServer() {
-	if srv.cmd != nil && srv.cmd.Process != nil {
-		_ = srv.cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = srv.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = srv.cmd.Process.Kill()
+// process is a `ferry server` child process and the addresses it logged.
+type process struct {
+	cmd                   *exec.Cmd
+	namesrv, broker, http string
+}
+
+// spawnServer starts this test binary as `ferry server` on free ports of
+// 127.0.0.1 with its data in dataDir, and waits until it logs that it is
+// ready. The caller stops it (stop).
+func spawnServer(dataDir string, extra ...string) (*process, error) {
+	args := append([]string{"server", "--data-dir", dataDir, "--namesrv-port", "0",
+		"--broker-port", "0", "--http-port", "0", "--host", "127.0.0.1", "--advertise-host", "127.0.0.1", "--log-format", "json"}, extra...)
+	cmd := exec.Command(os.Args[0], args...)
+	cmd.Env = append(os.Environ(), childEnv+"=1")
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &process{cmd: cmd}
+	ready := make(chan error, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		done := false
+		for sc.Scan() {
+			if done {
+				continue // keep draining the server's log
+			}
+			var line map[string]any
+			if json.Unmarshal(sc.Bytes(), &line) != nil {
+				continue
+			}
+			switch line["message"] {
+			case "name server ready":
+				p.namesrv = "127.0.0.1:" + fmt.Sprint(line["port"])
+			case "broker ready":
+				p.broker, _ = line["addr"].(string)
+				p.http, _ = line["http"].(string)
+				done = true
+				ready <- nil
+			}
 		}
+		if !done {
+			ready <- fmt.Errorf("server exited before it was ready")
+		}
+	}()
+	select {
+	case err := <-ready:
+		if err != nil {
+			return p, err
+		}
+	case <-time.After(30 * time.Second):
+		return p, fmt.Errorf("server not ready after 30s")
+	}
+	return p, nil
+}
+
+// stop interrupts the process and waits for it, killing it after 10 s.
+func (p *process) stop() {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+	}
+}
+
+func stopServer() {
+	if srv.cmd != nil {
+		(&process{cmd: srv.cmd}).stop()
 	}
 	if srv.dir != "" {
 		_ = os.RemoveAll(srv.dir)
@@ -382,7 +421,7 @@ func TestOps(t *testing.T) {
 		ConsumeFromWhere:    remoting.ConsumeFromLastOffset,
 		SubscriptionDataSet: []remoting.SubscriptionData{{Topic: "orders", SubString: "*", ExpressionType: remoting.ExpressionTypeTag}},
 	}}})
-	if resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(remoting.ReqHeartBeat, nil, hb)); err != nil || resp.Code != 0 {
+	if resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(protocol.ReqHeartBeat, nil, hb)); err != nil || resp.Code != 0 {
 		t.Fatalf("heartbeat: %v %+v", err, resp)
 	}
 	do(
@@ -395,11 +434,11 @@ func TestOps(t *testing.T) {
 
 	// Dead letters: a consumer of g1 gives up on two messages.
 	for _, m := range q.Messages[:2] {
-		resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(remoting.ReqConsumerSendMsgBack, map[string]string{
+		resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(protocol.ReqConsumerSendMsgBack, map[string]string{
 			"group": "g1", "offset": strconv.FormatInt(m.CommitlogOffset, 10), "delayLevel": "-1",
 			"originMsgId": m.MsgID, "originTopic": "orders", "maxReconsumeTimes": "16",
 		}, nil))
-		if err != nil || resp.Code != remoting.RespSuccess {
+		if err != nil || resp.Code != protocol.RespSuccess {
 			t.Fatalf("send back: %v %+v", err, resp)
 		}
 	}
@@ -419,9 +458,11 @@ func TestOps(t *testing.T) {
 		step{name: "dlq_list_json", args: []string{"dlq", "list", "g1", "--all", "-o", "json"}},
 		step{http: httpOwn, name: "dlq_show", args: []string{"dlq", "show", "g1", "--ids", q.Messages[0].MsgID}},
 		step{http: httpOwn, name: "group_lag_retry", args: []string{"group", "lag", "g1", "--include-retry"}},
-		step{http: httpOnce, name: "dlq_resend_ids", args: []string{"dlq", "resend", "g1", "--ids", q.Messages[0].MsgID}},
+		step{http: httpOnce, name: "dlq_resend_ids", args: []string{"dlq", "resend", "g1", "--ids", q.Messages[0].MsgID, "--yes"}},
 		step{http: httpOnce, name: "dlq_resend_all", args: []string{"dlq", "resend", "g1", "--all", "--yes", "--to-retry", "-o", "json"}},
-		step{http: httpOwn, name: "dlq_resend_unknown", args: []string{"dlq", "resend", "g1", "--ids", "NOPE"}, code: 1, errHas: "NOPE"},
+		step{http: httpOnce, name: "dlq_resend_again", args: []string{"dlq", "resend", "g1", "--all", "--yes"}},
+		step{http: httpOnce, name: "dlq_list_after_resend", args: []string{"dlq", "list", "g1"}},
+		step{http: httpOwn, name: "dlq_resend_unknown", args: []string{"dlq", "resend", "g1", "--ids", "NOPE", "--yes"}, code: 1, errHas: "NOPE"},
 	)
 
 	do(
@@ -429,6 +470,7 @@ func TestOps(t *testing.T) {
 		step{name: "broker_config_get", args: []string{"broker", "config", "get", "retry_max_times", "flush"}},
 		step{http: httpOnce, name: "broker_config_set", args: []string{"broker", "config", "set", "retry_max_times=5"}},
 		step{http: httpOwn, name: "broker_config_set_static", args: []string{"broker", "config", "set", "flush=sync"}, code: 1, errHas: "cannot change at run time"},
+		step{http: httpOwn, name: "broker_config_set_invalid", args: []string{"broker", "config", "set", "disk_max_used_ratio=2"}, code: 1, errHas: "must be between 0 and 1"},
 		step{name: "broker_config_get_json", args: []string{"broker", "config", "get", "retry_max_times", "-o", "json"}},
 		step{http: httpOnce, name: "broker_drain", args: []string{"broker", "drain", "--yes"}},
 		step{name: "broker_drained_status", args: []string{"cluster", "list", "--interval", "0"}},
@@ -451,7 +493,7 @@ func TestOps(t *testing.T) {
 	)
 	waitMessages("h-orders", 4)
 	doHTTP(
-		step{name: "http_msg_send_readonly", args: []string{"msg", "send", "--topic", "h-audit"}, stdin: "x\n", code: 1, errHas: "after 0 messages"},
+		step{name: "http_msg_send_readonly", args: []string{"msg", "send", "--topic", "h-audit"}, stdin: "x\n", code: 1, errHas: "sent 0 messages to h-audit"},
 		step{name: "http_topic_describe", args: []string{"topic", "describe", "h-orders"}},
 		step{name: "http_msg_consume", args: []string{"msg", "consume", "--topic", "h-orders", "--group", "hg1", "--from-beginning", "--max", "3", "--no-commit"}},
 		step{name: "http_msg_consume_json", args: []string{"msg", "consume", "--topic", "h-orders", "--group", "hg1", "--from-beginning", "--no-commit", "-o", "json"}},
@@ -489,11 +531,11 @@ func TestOps(t *testing.T) {
 
 	// Dead letters of hg1, resent over HTTP.
 	for _, m := range hq.Messages[:2] {
-		resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(remoting.ReqConsumerSendMsgBack, map[string]string{
+		resp, err := rc.Invoke(ctx, srv.broker, remoting.NewRequest(protocol.ReqConsumerSendMsgBack, map[string]string{
 			"group": "hg1", "offset": strconv.FormatInt(m.CommitlogOffset, 10), "delayLevel": "-1",
 			"originMsgId": m.MsgID, "originTopic": "h-orders", "maxReconsumeTimes": "16",
 		}, nil))
-		if err != nil || resp.Code != remoting.RespSuccess {
+		if err != nil || resp.Code != protocol.RespSuccess {
 			t.Fatalf("send back: %v %+v", err, resp)
 		}
 	}
@@ -513,8 +555,8 @@ func TestOps(t *testing.T) {
 		step{name: "http_dlq_list_json", args: []string{"dlq", "list", "hg1", "--all", "-o", "json"}},
 		step{name: "http_dlq_show", args: []string{"dlq", "show", "hg1", "--ids", hid}},
 		step{name: "http_group_lag_retry", args: []string{"group", "lag", "hg1", "--include-retry"}},
-		step{name: "http_dlq_resend_ids", args: []string{"dlq", "resend", "hg1", "--ids", hid}},
-		step{name: "http_dlq_resend_unknown", args: []string{"dlq", "resend", "hg1", "--ids", "NOPE"}, code: 1, errHas: "NOPE"},
+		step{name: "http_dlq_resend_ids", args: []string{"dlq", "resend", "hg1", "--ids", hid, "--yes"}},
+		step{name: "http_dlq_resend_unknown", args: []string{"dlq", "resend", "hg1", "--ids", "NOPE", "--yes"}, code: 1, errHas: "NOPE"},
 		step{name: "http_dlq_resend_all", args: []string{"dlq", "resend", "hg1", "--all", "--yes", "--to-retry", "-o", "json"}},
 		step{name: "http_dlq_list_after_resend", args: []string{"dlq", "list", "hg1"}},
 	)
@@ -558,6 +600,7 @@ func TestOpsErrors(t *testing.T) {
 		{name: "err_reset_no_yes", args: []string{"offset", "reset", "g1", "--topic", "orders", "--to-latest", "--execute"}, code: 2, errHas: "without --yes"},
 		{name: "err_send_no_topic", args: []string{"msg", "send"}, code: 2, errHas: "--topic is required"},
 		{name: "err_dlq_resend_nothing", args: []string{"dlq", "resend", "g1"}, code: 2, errHas: "--ids or --all"},
+		{name: "err_dlq_resend_ids_no_yes", args: []string{"dlq", "resend", "g1", "--ids", "X"}, code: 2, errHas: "without --yes"},
 	}
 	for _, s := range steps {
 		s.check(t, ns...)
@@ -606,5 +649,3 @@ func TestOpsReorder(t *testing.T) {
 		}
 	}
 }
-
-var _ = io.Discard

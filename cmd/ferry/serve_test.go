@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/ferrymq/ferry/protocol"
 	"net"
 	"net/http"
 	"os"
@@ -36,6 +37,9 @@ func TestServeRejectsBadConfig(t *testing.T) {
 		{[]string{"server", "--data-dir", t.TempDir(), "--namesrv-port", "99999"}, "is not a TCP port"},
 		{[]string{"server", "--data-dir", t.TempDir(), "--delay-levels", "1s nope"}, "delay_levels"},
 		{[]string{"server", "--data-dir", t.TempDir(), "--config", writeConfig(t, "[runtime]\ngc_percent = 0\n")}, "gc_percent 0"},
+		{[]string{"namesrv", "--config", writeConfig(t, "[namesrv]\ncontroller_port = 70000\n")}, "controller_port 70000"},
+		{[]string{"namesrv", "--config", writeConfig(t, "[namesrv]\ncontroller_port = 9878\ncontroller_peers = [\"a@h:1\"]\n")}, "controller_id must name"},
+		{[]string{"namesrv", "--config", writeConfig(t, "[namesrv]\ncontroller_port = 9878\ncontroller_peers = [\"h:1\"]\n")}, "want id@host:port"},
 		{[]string{"server", "--data-dir", t.TempDir(), "--config", writeConfig(t, "[runtime]\ngc_percent = -1\nmemory_limit = 0\n")}, "needs a memory_limit"},
 	}
 	for _, c := range cases {
@@ -153,7 +157,7 @@ func TestServerSurvivesFileDescriptorExhaustion(t *testing.T) {
 	poll(t, 20*time.Second, "the broker port answering again", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		_, err := rc.Invoke(ctx, brokerAddr, remoting.NewRequest(remoting.ReqHeartBeat, nil, nil))
+		_, err := rc.Invoke(ctx, brokerAddr, remoting.NewRequest(protocol.ReqHeartBeat, nil, nil))
 		return err == nil
 	})
 	if logged("Permanent error") {

@@ -1,4 +1,4 @@
-package commitlog
+package protocol
 
 import (
 	"bytes"
@@ -22,7 +22,34 @@ const (
 	PropWait            = "WAIT"
 	PropMaxReconsume    = "MAX_RECONSUME_TIMES"
 	PropShardingKey     = "SHARDING_KEY"
+	PropTraceOn         = "TRACE_ON"
+	PropMsgRegion       = "MSG_REGION"
+	PropTransaction     = "TRAN_MSG"
+	PropProducerGroup   = "PGROUP"
+	PropMinOffset       = "MIN_OFFSET"
+	PropMaxOffset       = "MAX_OFFSET"
+	PropReconsumeTime   = "RECONSUME_TIME"
+	PropConsumeStart    = "CONSUME_START_TIME"
 )
+
+// systemProperties are the property names RocketMQ and Ferry reserve
+// (MessageConst): a producer may not set them as user properties.
+var systemProperties = map[string]bool{
+	PropTags: true, PropKeys: true, PropUniqKey: true, PropDelayLevel: true, PropTimerDeliverMS: true,
+	PropTimerDelaySec: true, PropTimerDelayMS: true, PropRealTopic: true, PropRealQueueID: true,
+	PropRetryTopic: true, PropOriginMessageID: true, PropCluster: true, PropWait: true,
+	PropMaxReconsume: true, PropShardingKey: true, PropTraceOn: true, PropMsgRegion: true,
+	PropTransaction: true, PropProducerGroup: true, PropMinOffset: true, PropMaxOffset: true,
+	PropReconsumeTime: true, PropConsumeStart: true,
+	"BUYER_ID": true, "TRANSFER_FLAG": true, "CORRECTION_FLAG": true, "MQ2_FLAG": true,
+	"TRAN_PREPARED_QUEUE_OFFSET": true, "TRANSACTION_CHECK_TIMES": true,
+	"CHECK_IMMUNITY_TIME_IN_SECONDS": true, "INSTANCE_ID": true, "__STARTDELIVERTIME": true,
+	"TIMER_OUT_MS": true, "TIMER_ENQUEUE_MS": true, "TIMER_DEQUEUE_MS": true, "POP_CK": true,
+	"1ST_POP_TIME": true, "DELAY_TIME_LEVEL": true, CRCProperty: true,
+}
+
+// IsSystemProperty reports whether name is reserved for the system.
+func IsSystemProperty(name string) bool { return systemProperties[name] }
 
 // propertyIndex returns the index in p where the item named key starts, or -1.
 func propertyIndex(p []byte, key string) int {

@@ -1,4 +1,4 @@
-package layout
+package main
 
 import (
 	"fmt"
@@ -10,11 +10,13 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
+
+	"github.com/ferrymq/ferry/bench/layout"
 )
 
 // Chart draws write throughput (msg/s) against the topic count, one line
 // per layout and flush mode, both axes logarithmic.
-func Chart(r Report) (*plot.Plot, error) {
+func Chart(r layout.Report) (*plot.Plot, error) {
 	p := plot.New()
 	p.Title.Text = fmt.Sprintf("Write throughput vs topics (%d queues each, %d B messages)", r.Config.Queues, r.Config.MessageSize)
 	p.X.Label.Text = "topics"
@@ -41,7 +43,7 @@ func Chart(r Report) (*plot.Plot, error) {
 		series[k] = append(series[k], plotter.XY{X: float64(pt.Topics), Y: pt.MsgPerSec})
 	}
 	if len(series) == 0 {
-		return nil, fmt.Errorf("%w: no positive throughput to chart", ErrMalformed)
+		return nil, fmt.Errorf("%w: no positive throughput to chart", layout.ErrMalformed)
 	}
 	names := make([]string, 0, len(series))
 	for k := range series {
@@ -63,11 +65,19 @@ func Chart(r Report) (*plot.Plot, error) {
 		p.Legend.Add(k, line, points)
 	}
 	p.Add(plotter.NewGrid())
+	// A log axis needs a range: one topic count (or one throughput) alone
+	// would give it none, so widen it around that value.
+	if p.X.Min == p.X.Max {
+		p.X.Min, p.X.Max = p.X.Min/2, p.X.Max*2
+	}
+	if p.Y.Min == p.Y.Max {
+		p.Y.Min, p.Y.Max = p.Y.Min/2, p.Y.Max*2
+	}
 	return p, nil
 }
 
 // WriteChart writes the chart in the format named by ext ("png" or "svg").
-func WriteChart(w io.Writer, r Report, ext string) error {
+func WriteChart(w io.Writer, r layout.Report, ext string) error {
 	p, err := Chart(r)
 	if err != nil {
 		return err

@@ -1,0 +1,81 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Disk space. Sends are refused while the data disk is fuller than
+// DiskMaxUsedRatio, or while a write found it full (the commitlog undoes
+// such a write and stays writable) and less than diskRoomAfterFull is
+// free. The disk is looked at every second, and on a refused send or a
+// readiness probe at most every diskRecheck, so sends are accepted again as
+// soon as space is freed; reads are served throughout. A write that finds
+// the disk full has it looked at at once.
+
+// diskRecheck is how often a refused send may look at the disk again.
+const diskRecheck = 200 * time.Millisecond
+
+// diskRoomAfterFull is the free space that ends the state a failed write
+// began: room for a largest message and some more.
+func (b *Broker) diskRoomAfterFull() uint64 { return uint64(b.cfg.MaxMessageSize) + 1<<20 }
+
+// checkDisk looks at the data disk and updates the disk-full state.
+func (b *Broker) checkDisk() {
+	b.diskSeen.Store(time.Now().UnixNano())
+	u, err := b.fs.GetDiskUsage(b.cfg.DataDir)
+	if err != nil || u.TotalBytes == 0 {
+		return
+	}
+	ratio := float64(u.UsedBytes) / float64(u.TotalBytes)
+	full := ratio > b.c().DiskMaxUsedRatio || (b.clog.NoSpace() && u.AvailBytes < b.diskRoomAfterFull())
+	if full != b.diskFull.Load() {
+		b.diskFull.Store(full)
+		if full {
+			b.log.Error().Float64("used_ratio", ratio).Uint64("avail_bytes", u.AvailBytes).Msg("data disk is full: refusing sends")
+		} else {
+			b.log.Info().Float64("used_ratio", ratio).Uint64("avail_bytes", u.AvailBytes).Msg("data disk has room again: accepting sends")
+		}
+		b.triggerRegister()
+	}
+}
+
+// diskFullNow reports the disk-full state. A write that found the disk
+// full has it looked at at once; while the state is full, it is looked at
+// again when the last look is older than diskRecheck.
+func (b *Broker) diskFullNow() bool {
+	full, noSpace := b.diskFull.Load(), b.clog.NoSpace()
+	if !full && !noSpace {
+		return false
+	}
+	last, now := b.diskSeen.Load(), time.Now().UnixNano()
+	if (!full || now-last >= int64(diskRecheck)) && b.diskSeen.CompareAndSwap(last, now) {
+		b.checkDisk()
+	}
+	return b.diskFull.Load()
+}
+
+// serveReadyz answers the readiness probe. Ready means able to serve: a
+// broker that refuses sends (drained, disk full) still serves reads, so
+// /readyz answers 200 and says why sends are refused; /readyz?send=1
+// answers 503 then, for a probe that should route only producers.
+func (b *Broker) serveReadyz(ctx *fasthttp.RequestCtx) {
+	if !b.ready.Load() || !b.accepting.Load() {
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString("not ready: starting or shutting down\n")
+		return
+	}
+	why := b.writable()
+	switch {
+	case why == "":
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.SetBodyString("ok\n")
+	case string(ctx.QueryArgs().Peek("send")) == "1":
+		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+		ctx.SetBodyString("not ready for sends: " + why + "\n")
+	default:
+		ctx.SetStatusCode(fasthttp.StatusOK)
+		ctx.SetBodyString("ok: serving reads; sends refused: " + why + "\n")
+	}
+}

@@ -1,0 +1,41 @@
+// Package protocol is the one catalogue of what crosses Ferry's wire: the
+// request and response codes of the RocketMQ remoting protocol (and Ferry's
+// own), system topic names and prefixes, message property names, message
+// ids, and the record format a pull returns, with its decoder.
+//
+// The broker, the name server, the SDK and the CLI all import it; it imports
+// only the standard library, so an SDK user links no storage engine.
+//
+// # Records
+//
+// A pulled message is the stored record as it is (RocketMQ's message
+// version V1 layout; the commitlog package documents it field by field).
+// Decode checks its structure and both checksums; SealRecord writes the
+// fields a store assigns and the checksum.
+//
+// # Message ids
+//
+// A message has two ids. The client-made one travels in the UNIQ_KEY
+// property and is what consumers see as the message id; it is 32
+// upper-case hex digits of 16 bytes, big-endian, the layout of RocketMQ's
+// MessageClientIDSetter, which its clients parse:
+//
+//	+------+------+----------------------------------------------------------+
+//	| byte | size | content                                                  |
+//	+------+------+----------------------------------------------------------+
+//	|    0 | 4    | producer's IPv4 address                                  |
+//	|    4 | 2    | producer's process id, low 16 bits                       |
+//	|    6 | 4    | random per process (Java: the class loader's hash code)  |
+//	|   10 | 4    | ms since the start of the current month, local time,     |
+//	|      |      | unsigned (at most 2 678 400 000: it never wraps)         |
+//	|   14 | 2    | counter, per process, wraps at 65536                     |
+//	+------+------+----------------------------------------------------------+
+//
+// The time field restarts at 0 every month, so a reader takes it as falling
+// in the current month, or the month before if that would put it in the
+// future (ParseUniqID).
+//
+// The broker-made id (OffsetMsgID) locates the stored record: upper-case hex
+// of the store host's address (4 or 16 bytes), its port (4 bytes) and the
+// record's commitlog offset (8 bytes), 32 or 56 digits.
+package protocol

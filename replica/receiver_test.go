@@ -1,0 +1,678 @@
+package replica
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"github.com/ferrymq/ferry/protocol"
+	"io"
+	"math/rand/v2"
+	"net"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"github.com/ferrymq/ferry/commitlog"
+)
+
+func openLogOn(t testing.TB, fs vfs.FS) *commitlog.Log {
+	t.Helper()
+	l, err := commitlog.Open(commitlog.Options{FS: fs, Dir: "cl", SegmentSize: testSegment, MaxMessageSize: 4096, NoPreallocate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+// logMaster is a master whose history is its log's.
+type logMaster struct {
+	epoch atomic.Int64
+	log   *commitlog.Log
+}
+
+func (m *logMaster) Epoch() int64 { return m.epoch.Load() }
+func (m *logMaster) History() History {
+	h, err := m.log.Epochs()
+	if err != nil {
+		panic(err)
+	}
+	return toHistory(h)
+}
+
+// newMaster opens a master log in a fresh file system, in epoch.
+func newMaster(t testing.TB, epoch int64) (*commitlog.Log, *logMaster, vfs.FS) {
+	t.Helper()
+	fs := vfs.NewMem()
+	l := openLogOn(t, fs)
+	m := &logMaster{log: l}
+	m.epoch.Store(epoch)
+	if err := l.StartEpoch(epoch, l.WrittenOffset()); err != nil {
+		t.Fatal(err)
+	}
+	return l, m, fs
+}
+
+// listen serves Sender streams on 127.0.0.1 until the test ends.
+func listen(t testing.TB, cfg SenderConfig, l Log, m Master) string {
+	t.Helper()
+	cfg.Cluster, cfg.BrokerName = "c", "g"
+	if cfg.SegmentSize == 0 {
+		cfg.SegmentSize = testSegment
+	}
+	snd, err := NewSender(cfg, l, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { _ = snd.Serve(ctx, conn) })
+		}
+	})
+	t.Cleanup(func() {
+		cancel()
+		ln.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String()
+}
+
+// receive starts a receiver into l from addr in epoch (read on every
+// connection).
+func receive(t testing.TB, l SlaveLog, addr string, epoch *atomic.Int64, mut func(*ReceiverConfig)) *Receiver {
+	t.Helper()
+	cfg := ReceiverConfig{
+		Cluster: "c", BrokerName: "g", ReplicaID: 2,
+		Master:      func() (string, int64) { return addr, epoch.Load() },
+		AckInterval: 20 * time.Millisecond, MinBackoff: 5 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+	}
+	if mut != nil {
+		mut(&cfg)
+	}
+	r, err := StartReceiver(context.Background(), cfg, l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// eventually polls cond until it holds or 20 s pass.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	eventuallyWithin(t, 20*time.Second, what, cond)
+}
+
+func eventuallyWithin(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		<-tick.C
+	}
+}
+
+// segmentFiles reads every segment file of a log whole.
+func segmentFiles(t testing.TB, fs vfs.FS, l *commitlog.Log) map[int64][]byte {
+	t.Helper()
+	out := map[int64][]byte{}
+	for _, s := range l.Segments() {
+		f, err := fs.Open(s.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[s.Base] = b
+	}
+	return out
+}
+
+// sameFiles requires the two logs' segment files to be equal byte for
+// byte, and their ends and queue offsets to match.
+func sameFiles(t testing.TB, mfs vfs.FS, m *commitlog.Log, sfs vfs.FS, s *commitlog.Log) {
+	t.Helper()
+	if m.WrittenOffset() != s.WrittenOffset() {
+		t.Fatalf("master ends at %d, slave at %d", m.WrittenOffset(), s.WrittenOffset())
+	}
+	mf, sf := segmentFiles(t, mfs, m), segmentFiles(t, sfs, s)
+	if len(mf) != len(sf) {
+		t.Fatalf("master has %d segments, slave %d", len(mf), len(sf))
+	}
+	for base, b := range mf {
+		if !bytes.Equal(b, sf[base]) {
+			t.Fatalf("segment %d differs (%d and %d bytes)", base, len(b), len(sf[base]))
+		}
+	}
+	mq, sq := m.QueueOffsets(), s.QueueOffsets()
+	for topic, qs := range mq {
+		for q, n := range qs {
+			if sq[topic][q] != n {
+				t.Fatalf("%s/%d: next queue offset %d on the master, %d on the slave", topic, q, n, sq[topic][q])
+			}
+		}
+	}
+}
+
+// appendRandom appends n messages of random sizes to random queues.
+func appendRandom(t testing.TB, l *commitlog.Log, rng *rand.Rand, n int) {
+	t.Helper()
+	for range n {
+		body := make([]byte, 50+rng.IntN(3000))
+		for i := range body {
+			body[i] = byte(rng.Uint32())
+		}
+		topic := []string{"a", "b", "c"}[rng.IntN(3)]
+		if _, err := l.Append([]commitlog.Message{{Topic: topic, QueueID: int32(rng.IntN(4)), Body: body}}, nil); err != nil {
+			t.Error(err)
+			return
+		}
+	}
+}
+
+// TestReceiverCopiesTheLog: a fresh slave receives the master's log across
+// several segment rolls while the master keeps appending, ends byte for
+// byte equal to it, and acks what it has; the master sees the acks.
+func TestReceiverCopiesTheLog(t *testing.T) {
+	ml, m, mfs := newMaster(t, 1)
+	rng := rand.New(rand.NewPCG(1, 1))
+	appendRandom(t, ml, rng, 150)
+	var acked atomic.Int64
+	addr := listen(t, SenderConfig{MaxFrame: 16 << 10, Idle: 20 * time.Millisecond, OnAck: func(a Ack) { acked.Store(a.Written) }}, ml, m)
+	sfs := vfs.NewMem()
+	sl := openLogOn(t, sfs)
+	r := receive(t, sl, addr, &m.epoch, nil)
+
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		wrng := rand.New(rand.NewPCG(2, 2))
+		for range 30 {
+			appendRandom(t, ml, wrng, 5)
+			runtimeYield()
+		}
+	})
+	wg.Wait()
+	end := ml.WrittenOffset()
+	if end < 5*testSegment {
+		t.Fatalf("the master's log should span several segments, ends at %d", end)
+	}
+	eventually(t, "the slave to catch up", func() bool { return sl.WrittenOffset() == end && acked.Load() == end })
+	sameFiles(t, mfs, ml, sfs, sl)
+	if h, _ := sl.Epochs(); !slices.Equal(h, []commitlog.EpochEntry{{Epoch: 1, StartOffset: 0}}) {
+		t.Fatalf("slave history %v", h)
+	}
+	eventually(t, "the receiver's status", func() bool {
+		st := r.Status()
+		return st.Connected && st.Written == end && st.Streams == 1 && st.Epoch == 1
+	})
+}
+
+// runtimeYield lets the stream run between bursts of appends.
+func runtimeYield() { runtime.Gosched() }
+
+// cutProxy forwards connections to addr; the first cuts of them are closed
+// after after bytes from the master, in the middle of a frame.
+type cutProxy struct {
+	ln    net.Listener
+	cuts  atomic.Int32
+	after int64
+	wg    sync.WaitGroup
+}
+
+func newCutProxy(t *testing.T, addr string, cuts int32, after int64) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln, after: after}
+	p.cuts.Store(cuts)
+	p.wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			cut := p.cuts.Add(-1) >= 0
+			p.wg.Go(func() {
+				_, _ = io.Copy(up, c)
+				up.Close()
+			})
+			p.wg.Go(func() {
+				if cut {
+					_, _ = io.CopyN(c, up, p.after)
+				} else {
+					_, _ = io.Copy(c, up)
+				}
+				c.Close()
+				up.Close()
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// TestReceiverResumesAfterACut: connections killed in the middle of a
+// frame; the slave reconnects and resumes from its end, without a gap or
+// a duplicate (AppendRaw refuses either), and ends equal to the master.
+func TestReceiverResumesAfterACut(t *testing.T) {
+	ml, m, mfs := newMaster(t, 1)
+	appendRandom(t, ml, rand.New(rand.NewPCG(3, 3)), 200)
+	addr := listen(t, SenderConfig{MaxFrame: 16 << 10, Idle: 20 * time.Millisecond}, ml, m)
+	proxy := newCutProxy(t, addr, 3, 100_003)
+	sfs := vfs.NewMem()
+	sl := openLogOn(t, sfs)
+	r := receive(t, sl, proxy.ln.Addr().String(), &m.epoch, nil)
+	end := ml.WrittenOffset()
+	eventually(t, "the slave to catch up", func() bool { return sl.WrittenOffset() == end })
+	sameFiles(t, mfs, ml, sfs, sl)
+	if st := r.Status(); st.Streams < 4 {
+		t.Fatalf("%d streams, want the 3 cut ones and one more", st.Streams)
+	}
+}
+
+// TestReceiverTruncatesADivergentTail: the slave holds records of epoch 2
+// from a master that was deposed before the new master (epoch 3) had them;
+// it cuts them, takes the new master's, and ends equal to it.
+func TestReceiverTruncatesADivergentTail(t *testing.T) {
+	ml, m, mfs := newMaster(t, 1)
+	rng := rand.New(rand.NewPCG(4, 4))
+	appendRandom(t, ml, rng, 60)
+	addr := listen(t, SenderConfig{MaxFrame: 16 << 10, Idle: 20 * time.Millisecond}, ml, m)
+	sfs := vfs.NewMem()
+	sl := openLogOn(t, sfs)
+	r := receive(t, sl, addr, &m.epoch, nil)
+	common := ml.WrittenOffset()
+	eventually(t, "the slave to catch up", func() bool { return sl.WrittenOffset() == common })
+	r.Close()
+
+	// Epoch 2: the slave was master for a while and wrote records the
+	// others never received, across a segment roll.
+	if err := sl.StartEpoch(2, common); err != nil {
+		t.Fatal(err)
+	}
+	appendRandom(t, sl, rand.New(rand.NewPCG(5, 5)), 40)
+	if sl.WrittenOffset()/testSegment == common/testSegment {
+		t.Fatal("the divergent tail should roll a segment")
+	}
+	// Epoch 3: the old master is elected again and writes other records.
+	if err := ml.StartEpoch(3, common); err != nil {
+		t.Fatal(err)
+	}
+	m.epoch.Store(3)
+	appendRandom(t, ml, rng, 25)
+
+	var cutAt atomic.Int64
+	cutAt.Store(-1)
+	receive(t, sl, addr, &m.epoch, func(c *ReceiverConfig) {
+		c.BeforeTruncate = func(off int64) error { cutAt.Store(off); return nil }
+	})
+	end := ml.WrittenOffset()
+	eventually(t, "the slave to catch up", func() bool {
+		if sl.WrittenOffset() > end {
+			return false
+		}
+		h, _ := sl.Epochs()
+		return sl.WrittenOffset() == end && len(h) == 2
+	})
+	if cutAt.Load() != common {
+		t.Fatalf("truncated at %d, the histories part at %d", cutAt.Load(), common)
+	}
+	sameFiles(t, mfs, ml, sfs, sl)
+	if h, _ := sl.Epochs(); !slices.Equal(h, []commitlog.EpochEntry{{Epoch: 1, StartOffset: 0}, {Epoch: 3, StartOffset: common}}) {
+		t.Fatalf("slave history %v", h)
+	}
+}
+
+// TestReceiverRefusesAStaleMaster: a master in an older epoch than the
+// slave knows is refused and nothing is written; once the master is in
+// the slave's epoch, the slave catches up.
+func TestReceiverRefusesAStaleMaster(t *testing.T) {
+	ml, m, mfs := newMaster(t, 2)
+	appendRandom(t, ml, rand.New(rand.NewPCG(6, 6)), 20)
+	addr := listen(t, SenderConfig{Idle: 20 * time.Millisecond}, ml, m)
+	sfs := vfs.NewMem()
+	sl := openLogOn(t, sfs)
+	var epoch atomic.Int64
+	epoch.Store(3)
+	r := receive(t, sl, addr, &epoch, nil)
+	eventually(t, "the refusal", func() bool { return errors.Is(r.Status().Err, ErrStaleEpoch) })
+	if sl.WrittenOffset() != 0 || r.Status().Streams != 0 {
+		t.Fatalf("a stale master's stream was taken: end %d, %+v", sl.WrittenOffset(), r.Status())
+	}
+	if err := ml.StartEpoch(3, ml.WrittenOffset()); err != nil {
+		t.Fatal(err)
+	}
+	m.epoch.Store(3)
+	end := ml.WrittenOffset()
+	eventually(t, "the slave to catch up", func() bool { return sl.WrittenOffset() == end })
+	sameFiles(t, mfs, ml, sfs, sl)
+}
+
+// fakeMaster serves one scripted stream per connection: it reads HELLO,
+// answers EPOCH_END(epoch, 0), reads FETCH, sends frames, then reads until
+// the slave hangs up and reports the ERROR frame the slave sent, if any.
+func fakeMasterServer(t *testing.T, frames []Frame) (string, <-chan Frame) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan Frame, 16)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer conn.Close()
+				br := bufio.NewReader(conn)
+				var buf []byte
+				h, err := ReadFrame(br, &buf)
+				if err != nil {
+					return
+				}
+				b, _ := AppendFrame(nil, &Frame{Type: FrameEpochEnd, Epoch: h.LastEpoch, Offset: 0})
+				if _, err := conn.Write(b); err != nil {
+					return
+				}
+				if _, err := ReadFrame(br, &buf); err != nil {
+					return
+				}
+				for _, f := range frames {
+					b, _ := AppendFrame(nil, &f)
+					if _, err := conn.Write(b); err != nil {
+						return
+					}
+				}
+				for {
+					f, err := ReadFrame(br, &buf)
+					if err != nil {
+						return
+					}
+					if f.Type == FrameError {
+						select {
+						case got <- f:
+						default:
+						}
+					}
+				}
+			})
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	return ln.Addr().String(), got
+}
+
+// TestReceiverRefusesBadStreams: a master that breaks the protocol or
+// sends an older epoch's frames is refused with an ERROR and a clear
+// error, and nothing it sent is written.
+func TestReceiverRefusesBadStreams(t *testing.T) {
+	// A valid frame of records at 0 in epoch 3, to send in bad company.
+	src, _, _ := newMaster(t, 3)
+	appendRandom(t, src, rand.New(rand.NewPCG(7, 7)), 3)
+	data := make([]byte, src.WrittenOffset())
+	if err := src.ReadAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	first := protocol.RecordSize(data)
+	for _, tc := range []struct {
+		name   string
+		frames []Frame
+		code   ErrorCode
+		want   error
+		keep   int64 // bytes written before the bad frame
+	}{
+		{"idle frame of an older epoch", []Frame{{Type: FrameData, Epoch: 2}}, CodeStaleEpoch, ErrStaleEpoch, 0},
+		{"data of a newer epoch", []Frame{{Type: FrameData, Epoch: 4, Data: data}}, CodeProtocol, ErrProtocol, 0},
+		{"data past the end", []Frame{{Type: FrameData, Epoch: 3, Offset: 10, Data: data}}, CodeProtocol, ErrProtocol, 0},
+		{"corrupt data", []Frame{{Type: FrameData, Epoch: 3, Data: append(slices.Clone(data[:len(data)-1]), data[len(data)-1]^1)}}, CodeProtocol, ErrProtocol, 0},
+		{"not data", []Frame{{Type: FrameFetch}}, CodeProtocol, ErrProtocol, 0},
+		{"an older epoch after a newer", []Frame{{Type: FrameData, Epoch: 3, Data: data[:first]}, {Type: FrameData, Epoch: 2, Offset: int64(first), Data: data[first:]}}, CodeStaleEpoch, ErrStaleEpoch, int64(first)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sl := openLogOn(t, vfs.NewMem())
+			addr, got := fakeMasterServer(t, tc.frames)
+			var epoch atomic.Int64
+			epoch.Store(3)
+			r := receive(t, sl, addr, &epoch, nil)
+			select {
+			case f := <-got:
+				if f.Code != tc.code || f.Reason == "" {
+					t.Fatalf("slave sent %+v, want code %d", f, tc.code)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the slave sent no ERROR")
+			}
+			eventually(t, "the error", func() bool { return errors.Is(r.Status().Err, tc.want) })
+			if sl.WrittenOffset() != tc.keep {
+				t.Fatalf("wrote %d bytes of a bad stream, want %d", sl.WrittenOffset(), tc.keep)
+			}
+		})
+	}
+}
+
+// TestReceiverFlushedAckSurvivesCrash: with flushed acks required, power
+// loss of the slave at any moment keeps every byte below the largest
+// flushed offset it acked before the loss.
+func TestReceiverFlushedAckSurvivesCrash(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3} {
+		ml, m, mfs := newMaster(t, 1)
+		rng := rand.New(rand.NewPCG(seed, 8))
+		var flushed atomic.Int64
+		addr := listen(t, SenderConfig{MaxFrame: 16 << 10, Idle: 20 * time.Millisecond, OnAck: func(a Ack) {
+			if a.Flushed > flushed.Load() {
+				flushed.Store(a.Flushed) // one reading goroutine per stream, one stream
+			}
+		}}, ml, m)
+		sfs := vfs.NewCrashableMem()
+		sl, err := commitlog.Open(commitlog.Options{FS: sfs, Dir: "cl", SegmentSize: testSegment, MaxMessageSize: 4096,
+			NoPreallocate: true, FlushInterval: time.Hour, FlushDirtyBytes: 1 << 40})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rcv := receive(t, sl, addr, &m.epoch, func(c *ReceiverConfig) { c.RequireFlushed = true })
+
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			wrng := rand.New(rand.NewPCG(seed, 9))
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				appendRandom(t, ml, wrng, 3)
+				runtimeYield()
+			}
+		})
+		target := int64(2+rng.IntN(3))*testSegment + rng.Int64N(testSegment)
+		eventually(t, "flushed acks", func() bool { return flushed.Load() >= target })
+		acked := flushed.Load()
+		clone := sfs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+		close(stop)
+		wg.Wait()
+
+		r := openLogOn(t, clone)
+		if r.WrittenOffset() < acked {
+			t.Fatalf("seed %d: acked flushed %d, recovered only %d", seed, acked, r.WrittenOffset())
+		}
+		mf, rf := segmentFiles(t, mfs, ml), segmentFiles(t, clone, r)
+		for base := int64(0); base < acked; base += testSegment {
+			n := min(acked-base, int64(len(mf[base])))
+			if int64(len(rf[base])) < n || !bytes.Equal(mf[base][:n], rf[base][:n]) {
+				t.Fatalf("seed %d: segment %d differs below the acked offset %d", seed, base, acked)
+			}
+		}
+		t.Logf("seed %d: acked flushed %d, recovered %d, master at %d", seed, acked, r.WrittenOffset(), ml.WrittenOffset())
+		r.Close()
+		rcv.Close()
+		sl.Close()
+	}
+}
+
+// discardConn is a connection whose writes go nowhere.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(b []byte) (int, error)      { return len(b), nil }
+func (discardConn) SetReadDeadline(time.Time) error  { return nil }
+func (discardConn) SetWriteDeadline(time.Time) error { return nil }
+
+// FuzzReceive: any byte stream from a master after FETCH ends the stream
+// with an error, never a panic, and the slave's log stays a clean run of
+// records.
+func FuzzReceive(f *testing.F) {
+	src, _, _ := newMaster(f, 3)
+	for i := range 4 { // small records keep the seeds short
+		if _, err := src.Append([]commitlog.Message{{Topic: "t", QueueID: int32(i % 2), Body: []byte("b")}}, nil); err != nil {
+			f.Fatal(err)
+		}
+	}
+	data := make([]byte, src.WrittenOffset())
+	if err := src.ReadAt(data, 0); err != nil {
+		f.Fatal(err)
+	}
+	first := protocol.RecordSize(data)
+	seed := func(frames ...Frame) []byte {
+		var b []byte
+		for i := range frames {
+			b, _ = AppendFrame(b, &frames[i])
+		}
+		return b
+	}
+	f.Add(seed(Frame{Type: FrameData, Epoch: 3, Data: data}))
+	f.Add(seed(Frame{Type: FrameData, Epoch: 3, Data: data[:first]}, Frame{Type: FrameData, Epoch: 3, Offset: int64(first), Data: data[first:]}))
+	f.Add(seed(Frame{Type: FrameData, Epoch: 3}, Frame{Type: FrameError, Code: CodeStaleEpoch, Reason: "x"}))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		l := openLogOn(t, vfs.NewMem())
+		r := &Receiver{cfg: ReceiverConfig{DeadTimeout: time.Second}, log: l}
+		s := &session{r: r, epoch: 3, frameWriter: frameWriter{conn: discardConn{}, timeout: time.Second}}
+		var buf []byte
+		err := s.receive(bufio.NewReader(bytes.NewReader(b)), &buf, 0, -1, make(chan struct{}, 1))
+		if err == nil {
+			t.Fatal("receive returned nil at the end of the stream")
+		}
+		var rbuf []byte
+		end, err := l.Scan(0, l.WrittenOffset(), &rbuf, func(int64, []byte) error { return nil })
+		if err != nil || end != l.WrittenOffset() {
+			t.Fatalf("the slave's log: scan ends at %d of %d: %v", end, l.WrittenOffset(), err)
+		}
+	})
+}
+
+// TestReceiverStopsAndRestarts: a receiver whose context ends stops (its
+// goroutine gone, see TestMain), and a slave restarted on its log resumes
+// from its end. Before that, with no master listening it keeps retrying.
+func TestReceiverStopsAndRestarts(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := ln.Addr().String()
+	ln.Close()
+	sfs := vfs.NewMem()
+	sl := openLogOn(t, sfs)
+	var epoch atomic.Int64
+	epoch.Store(1)
+	ctx, cancel := context.WithCancel(context.Background())
+	r, err := StartReceiver(ctx, ReceiverConfig{Cluster: "c", BrokerName: "g", ReplicaID: 2,
+		Master:     func() (string, int64) { return deadAddr, epoch.Load() },
+		MinBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond}, sl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "a dial error", func() bool { return r.Status().Err != nil })
+	cancel()
+	select {
+	case <-r.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the receiver did not stop with its context")
+	}
+	r.Close()
+
+	ml, m, mfs := newMaster(t, 1)
+	appendRandom(t, ml, rand.New(rand.NewPCG(11, 11)), 60)
+	addr := listen(t, SenderConfig{MaxFrame: 16 << 10, Idle: 20 * time.Millisecond}, ml, m)
+	r = receive(t, sl, addr, &m.epoch, nil)
+	half := ml.WrittenOffset()
+	eventually(t, "the slave to catch up", func() bool { return sl.WrittenOffset() == half })
+	r.Close()
+	if err := sl.Close(); err != nil {
+		t.Fatal(err)
+	}
+	appendRandom(t, ml, rand.New(rand.NewPCG(12, 12)), 60)
+	sl = openLogOn(t, sfs)
+	receive(t, sl, addr, &m.epoch, nil)
+	end := ml.WrittenOffset()
+	eventually(t, "the restarted slave to catch up", func() bool { return sl.WrittenOffset() == end })
+	sameFiles(t, mfs, ml, sfs, sl)
+}
+
+// TestReceiverStartsOverWhenTooFarBehind: the master has deleted the
+// segments that follow the slave's end; the slave empties its log and
+// copies the master's from its oldest segment.
+func TestReceiverStartsOverWhenTooFarBehind(t *testing.T) {
+	ml, m, mfs := newMaster(t, 1)
+	rng := rand.New(rand.NewPCG(13, 13))
+	appendRandom(t, ml, rng, 40)
+	addr := listen(t, SenderConfig{MaxFrame: 16 << 10, Idle: 20 * time.Millisecond}, ml, m)
+	sfs := vfs.NewMem()
+	sl := openLogOn(t, sfs)
+	r := receive(t, sl, addr, &m.epoch, nil)
+	behind := ml.WrittenOffset()
+	eventually(t, "the slave to catch up", func() bool { return sl.WrittenOffset() == behind })
+	r.Close()
+	for ml.WrittenOffset() < 6*testSegment {
+		appendRandom(t, ml, rng, 20)
+	}
+	if _, err := ml.DeleteSegmentsBefore(3 * testSegment); err != nil {
+		t.Fatal(err)
+	}
+	var restartAt atomic.Int64
+	receive(t, sl, addr, &m.epoch, func(c *ReceiverConfig) {
+		c.BeforeTruncate = func(off int64) error { restartAt.Store(off); return nil }
+	})
+	end := ml.WrittenOffset()
+	eventually(t, "the slave to catch up", func() bool { return sl.WrittenOffset() == end })
+	if restartAt.Load() != 3*testSegment || sl.MinOffset() != 3*testSegment {
+		t.Fatalf("started over at %d, the slave's log starts at %d", restartAt.Load(), sl.MinOffset())
+	}
+	sameFiles(t, mfs, ml, sfs, sl)
+}
