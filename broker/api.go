@@ -121,7 +121,9 @@ func (b *Broker) serveAPI(ctx *fasthttp.RequestCtx) {
 			allow = append(allow, r.method)
 			continue
 		}
-		r.handle(b, ctx, p)
+		if b.apiAllowed(ctx, r, p) {
+			r.handle(b, ctx, p)
+		}
 		return
 	}
 	if len(allow) > 0 {

@@ -27,6 +27,7 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -39,6 +40,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rs/zerolog"
 
+	"github.com/ferrymq/ferry/acl"
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
 	"github.com/ferrymq/ferry/delay"
@@ -76,14 +78,19 @@ type Broker struct {
 	dyn   atomic.Pointer[Config]
 	cfgMu sync.Mutex
 
-	mux      *remoting.Mux
-	server   *remoting.Server
-	ln       net.Listener
-	nsClient *remoting.Client
-	http     *httpServer
-	api      apiState  // HTTP API state: receive leases, held long polls (api_consume.go)
-	holds    pullHolds // pulls held by long polling (hold.go)
-	stats    statsRing // the last 15 minutes of counters, for the console (stats.go)
+	mux           *remoting.Mux
+	server        *remoting.Server
+	acl           *acl.Watcher // nil: ACL off (security.go)
+	audit         *acl.Audit
+	tls           *tls.Config // nil: plain TCP
+	nsTLS         *tls.Config
+	clusterSecret string
+	ln            net.Listener
+	nsClient      *remoting.Client
+	http          *httpServer
+	api           apiState  // HTTP API state: receive leases, held long polls (api_consume.go)
+	holds         pullHolds // pulls held by long polling (hold.go)
+	stats         statsRing // the last 15 minutes of counters, for the console (stats.go)
 
 	storeHost netip.AddrPort // advertised ip:port, also STOREHOST of records
 	addr      string         // storeHost as text
@@ -142,6 +149,10 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 	}
 	b.mux = remoting.NewMux()
 	b.routes()
+	if err := b.openACL(); err != nil {
+		b.closeStores()
+		return nil, err
+	}
 	return b, nil
 }
 
@@ -259,7 +270,7 @@ func (b *Broker) closeStores() {
 // Start listens on the configured ports and starts serving, registering
 // with the name servers and housekeeping.
 func (b *Broker) Start() error {
-	ln, err := net.Listen("tcp", net.JoinHostPort(b.cfg.ListenHost, strconv.Itoa(b.cfg.Port)))
+	ln, err := b.listen(net.JoinHostPort(b.cfg.ListenHost, strconv.Itoa(b.cfg.Port)))
 	if err != nil {
 		return fmt.Errorf("broker: listen: %w", err)
 	}
@@ -267,10 +278,10 @@ func (b *Broker) Start() error {
 	port := ln.Addr().(*net.TCPAddr).Port
 	b.storeHost = netip.AddrPortFrom(advertiseAddr(b.cfg.AdvertiseHost), uint16(port))
 	b.addr = b.storeHost.String()
-	b.server = remoting.NewServer(b.mux, remoting.ServerConfig{Logger: zslog.New(b.log), MaxFrameSize: b.cfg.MaxMessageSize + 1<<20,
+	b.server = remoting.NewServer(b.remotingHandler(), remoting.ServerConfig{Logger: zslog.New(b.log), MaxFrameSize: b.cfg.MaxMessageSize + 1<<20,
 		IdleTimeout: b.cfg.IdleTimeout.D(), ReadTimeout: b.cfg.ReadTimeout.D(),
 		MaxConns: b.cfg.MaxConnections, MaxConnsPerAddr: b.cfg.MaxConnectionsPerAddr})
-	b.nsClient = remoting.NewClient(remoting.ClientConfig{Logger: zslog.New(b.log)})
+	b.nsClient = remoting.NewClient(remoting.ClientConfig{Logger: zslog.New(b.log), Credentials: b.nsCredentials(), TLS: b.nsTLS})
 	if b.cfg.HTTPPort >= 0 {
 		if b.http, err = b.startHTTP(); err != nil {
 			ln.Close()
@@ -358,6 +369,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			}
 		}
 		b.closeStores()
+		b.closeACL()
 		b.log.Info().Msg("broker stopped")
 	})
 	return b.shutdownErr

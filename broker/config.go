@@ -88,7 +88,14 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful part of a shutdown.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
 
-	// Pprof mounts Go's profiler under /debug/pprof/ on the HTTP port.
+	// ACLFile names a RocketMQ plain_acl.yml; when set, every remoting and
+	// HTTP request is authenticated and checked (package acl). The file is
+	// reloaded when it changes.
+	ACLFile string `toml:"acl_file"`
+	// MetricsAuth makes /metrics need an account when ACL is on.
+	MetricsAuth bool `toml:"metrics_auth"`
+	// Pprof mounts Go's profiler under /debug/pprof/ on the HTTP port
+	// (admin only when ACL is on).
 	Pprof bool `toml:"pprof"`
 }
 

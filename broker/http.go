@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp/fasthttpadaptor"
 	"github.com/valyala/fasthttp/pprofhandler"
 
+	"github.com/ferrymq/ferry/acl"
 	"github.com/ferrymq/ferry/console"
 	"github.com/ferrymq/ferry/internal/zslog"
 	"github.com/ferrymq/ferry/remoting"
@@ -29,7 +30,7 @@ type httpServer struct {
 }
 
 func (b *Broker) startHTTP() (*httpServer, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(b.cfg.HTTPHost, strconv.Itoa(b.cfg.HTTPPort)))
+	ln, err := b.listen(net.JoinHostPort(b.cfg.HTTPHost, strconv.Itoa(b.cfg.HTTPPort)))
 	if err != nil {
 		return nil, fmt.Errorf("broker: http listen: %w", err)
 	}
@@ -61,10 +62,14 @@ func (b *Broker) startHTTP() (*httpServer, error) {
 			case "/readyz":
 				b.serveReadyz(ctx)
 			case "/metrics":
-				metricsHandler(ctx)
+				if !b.cfg.MetricsAuth || b.httpAllowed(ctx, "GET /metrics", func() acl.Need { return acl.Need{} }) {
+					metricsHandler(ctx)
+				}
 			default:
 				if b.c().Pprof && strings.HasPrefix(string(ctx.Path()), "/debug/pprof/") {
-					pprofhandler.PprofHandler(ctx)
+					if b.httpAllowed(ctx, "GET /debug/pprof", func() acl.Need { return acl.Need{Admin: true} }) {
+						pprofhandler.PprofHandler(ctx)
+					}
 					return
 				}
 				if console.Handles(string(ctx.Path())) {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -35,6 +36,11 @@ type Admin struct {
 	self   *adminBroker // HTTP: the broker behind base, once asked
 }
 
+// Remoting is the admin's connection pool (with its credentials and TLS),
+// for requests the Admin has no method of its own for; nil for an admin
+// of a broker's HTTP API. The Admin owns it: Close closes it.
+func (a *Admin) Remoting() *remoting.Client { return a.rc }
+
 // AdminOption configures an Admin.
 type AdminOption func(*adminOptions)
 
@@ -42,7 +48,18 @@ type adminOptions struct {
 	requestTimeout time.Duration
 	dialTimeout    time.Duration
 	httpClient     *http.Client
+	creds          remoting.Credentials
+	tls            *tls.Config
 }
+
+// WithAdminCredentials signs every request with an access key and its
+// secret key (HTTP: Basic authentication), for brokers with an ACL file.
+func WithAdminCredentials(accessKey, secretKey string) AdminOption {
+	return func(o *adminOptions) { o.creds = remoting.Credentials{AccessKey: accessKey, SecretKey: secretKey} }
+}
+
+// WithAdminTLS connects with TLS.
+func WithAdminTLS(cfg *tls.Config) AdminOption { return func(o *adminOptions) { o.tls = cfg } }
 
 // WithAdminRequestTimeout bounds each request (default 10 s).
 func WithAdminRequestTimeout(d time.Duration) AdminOption {
@@ -98,7 +115,13 @@ func NewAdmin(endpoint string, opts ...AdminOption) (*Admin, error) {
 		a.hc = o.httpClient
 		if a.hc == nil {
 			a.hc = &http.Client{Timeout: o.requestTimeout}
+			if o.tls != nil {
+				tr := http.DefaultTransport.(*http.Transport).Clone()
+				tr.TLSClientConfig = o.tls
+				a.hc.Transport = tr
+			}
 		}
+		a.hc = withBasicAuth(a.hc, o.creds)
 		return a, nil
 	}
 	for _, s := range strings.FieldsFunc(endpoint, func(r rune) bool { return r == ';' || r == ',' || r == ' ' }) {
@@ -107,7 +130,7 @@ func NewAdmin(endpoint string, opts ...AdminOption) (*Admin, error) {
 		}
 		a.namesrvs = append(a.namesrvs, s)
 	}
-	a.rc = remoting.NewClient(remoting.ClientConfig{DialTimeout: o.dialTimeout})
+	a.rc = remoting.NewClient(remoting.ClientConfig{DialTimeout: o.dialTimeout, Credentials: o.creds, TLS: o.tls})
 	return a, nil
 }
 

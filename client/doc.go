@@ -11,6 +11,11 @@
 // built; the caller's values are copied, never modified. Logging goes to an
 // injected Logger (WithLogger); by default nothing is logged.
 //
+// Against brokers and name servers with an ACL file, WithCredentials signs
+// every remoting request as RocketMQ's clients do (and sends HTTP Basic
+// credentials on the HTTP transport); WithTLS connects with TLS. The
+// endpoint "https://host:port" uses the HTTP API over TLS.
+//
 // # Goroutines
 //
 // Each client owns its goroutines and stops them in Close, which returns

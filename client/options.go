@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/protocol"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // Opt configures a Producer, PushConsumer or PullConsumer. Options a
@@ -103,6 +105,10 @@ type config struct {
 	rebalanceInterval    time.Duration
 	routeRefreshInterval time.Duration
 	commitInterval       time.Duration
+
+	// security (credentials.go)
+	creds remoting.Credentials
+	tls   *tls.Config
 
 	errs []string
 }
@@ -389,9 +395,12 @@ func newConfig(kind clientKind, endpoint string, opts []Opt) (*config, error) {
 	if c.httpClient == nil {
 		// Our own transport, so Close can drop its idle connections (and
 		// their goroutines) without touching anyone else's.
-		c.httpClient = &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = c.tls
+		c.httpClient = &http.Client{Transport: tr}
 		c.ownsHTTP = true
 	}
+	c.httpClient = withBasicAuth(c.httpClient, c.creds)
 	if len(c.errs) > 0 {
 		return nil, fmt.Errorf("%w: %s", ErrInvalidOption, strings.Join(c.errs, "; "))
 	}

@@ -27,7 +27,7 @@ type rmqProducer struct {
 
 func newRMQProducer(cfg *config, stats *producerStats) *rmqProducer {
 	t := &rmqProducer{cfg: cfg, stats: stats, clientID: newClientID(cfg.instance),
-		ns: remoting.NewClient(remoting.ClientConfig{}), cmd: remoting.NewClient(remoting.ClientConfig{}),
+		ns: remoting.NewClient(cfg.remotingConfig()), cmd: remoting.NewClient(cfg.remotingConfig()),
 		stop: make(chan struct{})}
 	t.routes = newRouteTable(cfg, t.ns)
 	t.wg.Add(1)

@@ -21,8 +21,8 @@ type rmqPull struct {
 }
 
 func newRMQPull(cfg *config) *rmqPull {
-	t := &rmqPull{cfg: cfg, ns: remoting.NewClient(remoting.ClientConfig{}), cmd: remoting.NewClient(remoting.ClientConfig{}),
-		poll: remoting.NewClient(remoting.ClientConfig{})}
+	t := &rmqPull{cfg: cfg, ns: remoting.NewClient(cfg.remotingConfig()), cmd: remoting.NewClient(cfg.remotingConfig()),
+		poll: remoting.NewClient(cfg.remotingConfig())}
 	t.routes = newRouteTable(cfg, t.ns)
 	return t
 }

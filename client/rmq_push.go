@@ -64,9 +64,9 @@ func newRMQPush(cfg *config, h Handler, subs map[string]string) *rmqPush {
 		e.subs[protocol.RetryTopic(cfg.group)] = "*"
 		e.filters[protocol.RetryTopic(cfg.group)] = nil
 	}
-	e.ns = remoting.NewClient(remoting.ClientConfig{})
-	e.cmd = remoting.NewClient(remoting.ClientConfig{Handler: remoting.HandlerFunc(e.serveBroker)})
-	e.poll = remoting.NewClient(remoting.ClientConfig{})
+	e.ns = remoting.NewClient(cfg.remotingConfig())
+	e.cmd = remoting.NewClient(withHandler(cfg.remotingConfig(), remoting.HandlerFunc(e.serveBroker)))
+	e.poll = remoting.NewClient(cfg.remotingConfig())
 	e.routes = newRouteTable(cfg, e.ns)
 	e.ctx, e.cancel = context.WithCancel(context.Background())
 	if cfg.broadcast && cfg.offsetDir != "" {

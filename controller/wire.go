@@ -16,24 +16,12 @@ import (
 //	1104  CONTROLLER_ELECT         ElectRequest → DecisionReply
 //
 // A name server that is not the control plane's raft leader answers the
-// requests that change state (all but GET_STATE) with RespNotLeader, the
+// requests that change state (all but GET_STATE) with protocol.RespControllerNotLeader, the
 // leader's name-server address in the ext field "leaderAddr" (empty while
 // there is none); the caller retries there. A refused decision is
-// RespRefused with the reason as remark and the kind (ErrorKind) in the ext
+// protocol.RespControllerRefused with the reason as remark and the kind (ErrorKind) in the ext
 // field "error". GET_STATE is answered by any name server from its copy of
 // the state, with "leader" saying whether it leads.
-const (
-	ReqHeartbeat   = 1101
-	ReqGetState    = 1102
-	ReqAlterInSync = 1103
-	ReqElect       = 1104
-)
-
-// Response codes of the control plane (Ferry's own range).
-const (
-	RespNotLeader = 1110
-	RespRefused   = 1111
-)
 
 // HeartbeatRequest registers a replica (on first contact or a new address)
 // and reports its state.
@@ -112,7 +100,7 @@ type DecisionReply struct {
 }
 
 // ErrorKind names the sentinel err wraps, for the "error" ext field of a
-// RespRefused answer ("" if none).
+// protocol.RespControllerRefused answer ("" if none).
 func ErrorKind(err error) string {
 	for _, k := range errorKinds {
 		if errors.Is(err, k.err) {

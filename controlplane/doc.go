@@ -7,7 +7,7 @@
 // (separate from the remoting port), data in Config.Dir. A node with no raft
 // state bootstraps the voters listed in Config.Peers; every voter may do so
 // with the same list. The requests of controller's wire protocol
-// (controller.ReqHeartbeat and the rest) are served on the name server's
+// (protocol.ReqControllerHeartbeat and the rest) are served on the name server's
 // remoting port by Handle: the leader proposes the commands they imply and
 // answers with the decision; a follower answers RespNotLeader with the
 // leader's name-server address, which every leader announces through the

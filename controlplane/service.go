@@ -13,10 +13,10 @@ import (
 // Handle installs the control plane's requests (controller.Req*) on mux:
 // the name server serves them on its remoting port.
 func (n *Node) Handle(mux *remoting.Mux) {
-	mux.HandleFunc(controller.ReqHeartbeat, n.handleHeartbeat)
-	mux.HandleFunc(controller.ReqGetState, n.handleGetState)
-	mux.HandleFunc(controller.ReqAlterInSync, n.handleAlterInSync)
-	mux.HandleFunc(controller.ReqElect, n.handleElect)
+	mux.HandleFunc(protocol.ReqControllerHeartbeat, n.handleHeartbeat)
+	mux.HandleFunc(protocol.ReqControllerGetState, n.handleGetState)
+	mux.HandleFunc(protocol.ReqControllerAlterInSync, n.handleAlterInSync)
+	mux.HandleFunc(protocol.ReqControllerElect, n.handleElect)
 }
 
 func (n *Node) handleHeartbeat(c *remoting.Conn, req *remoting.Command) {
@@ -122,7 +122,7 @@ func (n *Node) answered(c *remoting.Conn, req *remoting.Command, res controller.
 
 func (n *Node) notLeader(c *remoting.Conn, req *remoting.Command) {
 	addr := n.LeaderNamesrvAddr()
-	resp := remoting.NewResponse(req, controller.RespNotLeader, "controlplane: not the leader; leader at "+orNone(addr))
+	resp := remoting.NewResponse(req, protocol.RespControllerNotLeader, "controlplane: not the leader; leader at "+orNone(addr))
 	resp.Set("leaderAddr", addr)
 	_ = c.Reply(resp)
 }
@@ -135,7 +135,7 @@ func orNone(s string) string {
 }
 
 func refuse(c *remoting.Conn, req *remoting.Command, err error) {
-	resp := remoting.NewResponse(req, controller.RespRefused, err.Error())
+	resp := remoting.NewResponse(req, protocol.RespControllerRefused, err.Error())
 	resp.Set("error", controller.ErrorKind(err))
 	_ = c.Reply(resp)
 }

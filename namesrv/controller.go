@@ -2,9 +2,9 @@ package namesrv
 
 import (
 	"fmt"
+	"github.com/ferrymq/ferry/protocol"
 	"net"
 
-	"github.com/ferrymq/ferry/controller"
 	"github.com/ferrymq/ferry/controlplane"
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -12,7 +12,7 @@ import (
 // ctlRoutes installs the control plane's requests; they reach the node
 // opened by Start (requests are served only after it).
 func (s *Server) ctlRoutes() {
-	for _, code := range []int16{controller.ReqHeartbeat, controller.ReqGetState, controller.ReqAlterInSync, controller.ReqElect} {
+	for _, code := range []int16{protocol.ReqControllerHeartbeat, protocol.ReqControllerGetState, protocol.ReqControllerAlterInSync, protocol.ReqControllerElect} {
 		s.mux.HandleFunc(code, func(c *remoting.Conn, req *remoting.Command) {
 			s.ctlMux.ServeRemoting(c, req)
 		})

@@ -3,6 +3,7 @@ package namesrv
 import (
 	"context"
 	"errors"
+	"github.com/ferrymq/ferry/protocol"
 	"net"
 	"slices"
 	"sync"
@@ -198,8 +199,8 @@ func TestControlPlaneFailover(t *testing.T) {
 	}
 	rc := remoting.NewClient(remoting.ClientConfig{})
 	defer rc.Close()
-	resp, err := rc.Invoke(ctx, follower.Addr(), remoting.NewRequest(controller.ReqElect, nil, []byte(`{"cluster":"DefaultCluster","broker_name":"broker-a"}`)))
-	if err != nil || resp.Code != controller.RespNotLeader || resp.ExtFields["leaderAddr"] != leader.Addr() {
+	resp, err := rc.Invoke(ctx, follower.Addr(), remoting.NewRequest(protocol.ReqControllerElect, nil, []byte(`{"cluster":"DefaultCluster","broker_name":"broker-a"}`)))
+	if err != nil || resp.Code != protocol.RespControllerNotLeader || resp.ExtFields["leaderAddr"] != leader.Addr() {
 		t.Fatalf("follower's answer: %v %+v", err, resp)
 	}
 	// A manual election while the master holds its lease is refused, with why.

@@ -23,5 +23,5 @@
 // each. With Config.Controller set, a name server also runs a voter of the
 // control plane (package controlplane), which the name servers replicate
 // among themselves with raft over a separate control port, and serves its
-// requests (controller.ReqHeartbeat and the rest) on the remoting port.
+// requests (protocol.ReqControllerHeartbeat and the rest) on the remoting port.
 package namesrv

@@ -2,6 +2,7 @@ package namesrv
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/ferrymq/ferry/acl"
 	"github.com/ferrymq/ferry/controlplane"
 	"github.com/ferrymq/ferry/internal/zslog"
 	"github.com/ferrymq/ferry/protocol"
@@ -44,6 +46,14 @@ type Config struct {
 	// replaced by Logger; an empty NamesrvAddr is derived from this
 	// server's port and the control port's host.
 	Controller *controlplane.Config
+	// ACLFile names a RocketMQ plain_acl.yml: clients' requests are then
+	// signed and checked (package acl).
+	ACLFile string
+	// ClusterSecret, when set, must sign broker registration and
+	// unregistration.
+	ClusterSecret string
+	// TLS, when set, serves the port with TLS.
+	TLS *tls.Config
 }
 
 // Validate fills defaults and checks the limits.
@@ -79,6 +89,7 @@ type Server struct {
 	reg *Registry
 	rs  *remoting.Server
 	mux *remoting.Mux
+	acl *acl.Watcher // nil: no ACL file
 	// ctlMux serves the control plane's requests once Start opened it.
 	ctlMux *remoting.Mux
 	quit   chan struct{}
@@ -115,7 +126,22 @@ func New(cfg Config) (*Server, error) {
 	}
 	rcfg := cfg.Remoting
 	rcfg.Logger = zslog.New(cfg.Logger)
-	s.rs = remoting.NewServer(s.mux, rcfg)
+	var h remoting.Handler = s.mux
+	if cfg.ACLFile != "" || cfg.ClusterSecret != "" {
+		rules := func() *acl.Rules { return nil }
+		if cfg.ACLFile != "" {
+			w, err := acl.Watch(cfg.ACLFile, 0, cfg.Logger)
+			if err != nil {
+				return nil, fmt.Errorf("namesrv: %w", err)
+			}
+			s.acl, rules = w, w.Rules
+		}
+		if cfg.ClusterSecret == "" {
+			s.log.Warn().Msg("namesrv: broker registration is not authenticated: set a cluster secret")
+		}
+		h = acl.NewGuard(s.mux, acl.GuardConfig{Rules: rules, ClusterSecret: cfg.ClusterSecret, Audit: acl.NewAudit(cfg.Logger, 0)})
+	}
+	s.rs = remoting.NewServer(h, rcfg)
 	return s, nil
 }
 
@@ -131,6 +157,9 @@ func (s *Server) Start() error {
 	if err := s.startController(ln.Addr()); err != nil {
 		ln.Close()
 		return err
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	s.mu.Lock()
 	s.ln = ln
@@ -174,6 +203,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if cerr := s.ctl.Close(); err == nil {
 			err = cerr
 		}
+	}
+	if s.acl != nil {
+		_ = s.acl.Close()
 	}
 	return err
 }

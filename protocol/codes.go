@@ -64,6 +64,18 @@ const (
 	ReqFerryTopicStats         = 1006
 )
 
+// The control plane's request and response codes, served by the name
+// servers that run it (package controller documents the bodies).
+const (
+	ReqControllerHeartbeat   = 1101
+	ReqControllerGetState    = 1102
+	ReqControllerAlterInSync = 1103
+	ReqControllerElect       = 1104
+
+	RespControllerNotLeader = 1110
+	RespControllerRefused   = 1111
+)
+
 // Response codes (Java RemotingSysResponseCode and ResponseCode).
 const (
 	RespSuccess                            = 0

@@ -2,6 +2,7 @@ package remoting
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -24,6 +25,10 @@ type ClientConfig struct {
 	Handler Handler
 	// Logger receives connection-level events. nil: disabled.
 	Logger *slog.Logger
+	// Credentials, when not zero, sign every request sent (RocketMQ ACL).
+	Credentials Credentials
+	// TLS, when not nil, makes every connection a TLS client connection.
+	TLS *tls.Config
 }
 
 // Client keeps one connection per remote address, dialed on first use and
@@ -32,6 +37,7 @@ type ClientConfig struct {
 type Client struct {
 	ep          *endpoint
 	dialTimeout time.Duration
+	tls         *tls.Config
 
 	mu      sync.Mutex
 	entries map[string]*clientEntry
@@ -50,11 +56,16 @@ func NewClient(cfg ClientConfig) *Client {
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
-	return &Client{
+	cl := &Client{
 		ep:          newEndpoint(cfg.Handler, cfg.Logger, cfg.MaxFrameSize, cfg.MaxInflightPerConn, cfg.WriteTimeout),
 		dialTimeout: cfg.DialTimeout,
+		tls:         cfg.TLS,
 		entries:     make(map[string]*clientEntry),
 	}
+	if !cfg.Credentials.IsZero() {
+		cl.ep.signer = newSigner(cfg.Credentials)
+	}
+	return cl
 }
 
 // Conn returns the open connection to addr, dialing it if needed.
@@ -95,7 +106,14 @@ func (cl *Client) Conn(ctx context.Context, addr string) (*Conn, error) {
 
 func (cl *Client) dial(ctx context.Context, addr string, e *clientEntry) {
 	d := net.Dialer{Timeout: cl.dialTimeout}
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	var nc net.Conn
+	var err error
+	if cl.tls != nil {
+		td := tls.Dialer{NetDialer: &d, Config: cl.tls}
+		nc, err = td.DialContext(ctx, "tcp", addr)
+	} else {
+		nc, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		e.err = fmt.Errorf("remoting: connect %s: %w", addr, err)
 		cl.removeEntry(addr, e)

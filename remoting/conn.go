@@ -3,6 +3,7 @@ package remoting
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +52,7 @@ type endpoint struct {
 	connClosed   func(*Conn)
 	pool         *workerPool
 	batcher      Batcher // the handler, if it serves some requests in groups
+	signer       *signer // signs every request sent (clients); nil: none
 
 	// busy counts handler goroutines running plus requests not yet answered
 	// (non-oneway); idle is rung whenever it drops to zero.
@@ -264,6 +267,9 @@ func (c *Conn) answered() {
 func (c *Conn) SendOneway(req *Command) error {
 	req.Opaque = c.nextOpaque.Add(1)
 	req.Flag = (req.Flag | FlagOneway) &^ FlagResponse
+	if c.ep.signer != nil {
+		c.ep.signer.sign(req)
+	}
 	return c.enqueue(req)
 }
 
@@ -289,6 +295,9 @@ var timerPool = sync.Pool{New: func() any {
 func (c *Conn) invoke(ctx context.Context, req *Command, timeout time.Duration) (*Command, error) {
 	req.Opaque = c.nextOpaque.Add(1)
 	req.Flag &^= FlagResponse | FlagOneway
+	if c.ep.signer != nil {
+		c.ep.signer.sign(req)
+	}
 	ch := make(chan *Command, 1)
 	c.mu.Lock()
 	if c.closing {
@@ -624,9 +633,14 @@ func (c *Conn) readFailed(err error) {
 		c.closeWith(io.EOF)
 		return
 	}
+	var rh tls.RecordHeaderError
 	switch {
 	case errors.Is(err, ErrFrameTooLarge) || errors.Is(err, ErrMalformedFrame):
 		c.log.Warn("remoting: bad frame, closing connection", "error", err)
+	case errors.As(err, &rh):
+		c.log.Warn("remoting: not a TLS client (plain text on a TLS port?), closing connection", "error", err)
+	case strings.Contains(err.Error(), "tls: "):
+		c.log.Warn("remoting: TLS handshake failed, closing connection", "error", err)
 	case errors.Is(err, ErrReadTimeout):
 		if n, ok := c.ep.slowLog.allow(); ok {
 			c.log.Warn("remoting: client too slow, closing connection", "error", err, "cut_off_not_logged", n)

@@ -66,6 +66,15 @@
 // request of it being served, and when a frame started is not complete
 // within the read timeout. Logging of these events is rate-limited.
 //
+// # Signing and TLS
+//
+// A Client with ClientConfig.Credentials signs every request it sends as
+// RocketMQ's ACL clients do (sign.go documents the content): AccessKey and
+// Signature (and SecurityToken) become extension fields. Checking them is
+// package acl's work, in a Handler in front of the server's Mux.
+// ClientConfig.TLS dials TLS; a server gets TLS from the listener it is
+// given (tls.NewListener), and logs a plain-text client on a TLS port.
+//
 // # Concurrency
 //
 // Each Conn owns two goroutines: the read loop (decodes frames, dispatches

@@ -109,6 +109,17 @@ func (m *Mux) ServeBatch(c *Conn, reqs []*Command) {
 	}
 }
 
+// Codes returns the registered request codes, in no order.
+func (m *Mux) Codes() []int16 {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	codes := make([]int16, 0, len(m.handlers))
+	for c := range m.handlers {
+		codes = append(codes, c)
+	}
+	return codes
+}
+
 // HandleFunc registers f for code.
 func (m *Mux) HandleFunc(code int16, f func(c *Conn, req *Command)) {
 	m.Handle(code, HandlerFunc(f))

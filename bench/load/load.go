@@ -12,6 +12,7 @@ package load
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"flag"
@@ -28,6 +29,7 @@ import (
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/ferrymq/ferry/certs"
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -48,6 +50,15 @@ type Config struct {
 	Consume     bool          // also consume and measure end to end
 	Progress    io.Writer     // one line a second (nil: none)
 	SendTimeout time.Duration
+	// Credentials sign every request (brokers with an ACL file); TLS, when
+	// set, makes every connection a TLS one.
+	Credentials remoting.Credentials
+	TLS         *tls.Config
+}
+
+// remotingConfig is the client configuration of every connection.
+func (c *Config) remotingConfig() remoting.ClientConfig {
+	return remoting.ClientConfig{Credentials: c.Credentials, TLS: c.TLS}
 }
 
 // Result is what a run measured.
@@ -116,7 +127,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if err := cfg.defaults(); err != nil {
 		return Result{}, err
 	}
-	ns := remoting.NewClient(remoting.ClientConfig{})
+	ns := remoting.NewClient(cfg.remotingConfig())
 	defer ns.Close()
 	var targets []target
 	var topics []string
@@ -134,7 +145,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	}
 	conns := make([]*remoting.Client, cfg.Conns)
 	for i := range conns {
-		conns[i] = remoting.NewClient(remoting.ClientConfig{})
+		conns[i] = remoting.NewClient(cfg.remotingConfig())
 		defer conns[i].Close()
 	}
 
@@ -152,7 +163,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	var wg sync.WaitGroup
 
 	if cfg.Consume {
-		cons := remoting.NewClient(remoting.ClientConfig{})
+		cons := remoting.NewClient(cfg.remotingConfig())
 		defer cons.Close()
 		for _, tg := range targets {
 			wg.Add(1)
@@ -464,6 +475,9 @@ type cmdFlags struct {
 	cfg        Config
 	quiet      bool
 	cpuProfile string
+	tls        bool   // connect with TLS
+	caFile     string // CA to trust with tls
+	insecure   bool   // tls without verifying the server
 }
 
 func defineFlags(fs *flag.FlagSet, f *cmdFlags) {
@@ -481,6 +495,11 @@ func defineFlags(fs *flag.FlagSet, f *cmdFlags) {
 	fs.DurationVar(&cfg.Warmup, "warmup", 3*time.Second, "unmeasured warm-up")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile to this file")
+	fs.StringVar(&cfg.Credentials.AccessKey, "access-key", os.Getenv("FERRY_ACCESS_KEY"), "ACL access key to sign with (env FERRY_ACCESS_KEY)")
+	fs.StringVar(&cfg.Credentials.SecretKey, "secret-key", os.Getenv("FERRY_SECRET_KEY"), "ACL secret key (env FERRY_SECRET_KEY)")
+	fs.BoolVar(&f.tls, "tls", false, "connect with TLS")
+	fs.StringVar(&f.caFile, "ca", "", "CA certificate (PEM) to trust with --tls")
+	fs.BoolVar(&f.insecure, "insecure-skip-verify", false, "--tls without verifying the server (development only)")
 }
 
 // FlagSet returns the flags Main parses, with their defaults and usage,
@@ -502,6 +521,18 @@ func Main(mode string, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	cfg, quiet, cpuProfile := f.cfg, &f.quiet, &f.cpuProfile
+	if (cfg.Credentials.AccessKey == "") != (cfg.Credentials.SecretKey == "") {
+		fmt.Fprintln(stderr, "ferry bench: --access-key and --secret-key go together")
+		return 2
+	}
+	if f.tls || f.caFile != "" || f.insecure {
+		tc, err := certs.Client(f.caFile, f.insecure, "", "")
+		if err != nil {
+			fmt.Fprintln(stderr, "ferry bench:", err)
+			return 2
+		}
+		cfg.TLS = tc
+	}
 	cfg.Consume = mode == "consume"
 	if err := cfg.defaults(); err != nil {
 		fmt.Fprintln(stderr, "ferry bench:", err)

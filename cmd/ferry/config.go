@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -16,6 +18,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferrymq/ferry/broker"
+	"github.com/ferrymq/ferry/certs"
 	"github.com/ferrymq/ferry/controller"
 	"github.com/ferrymq/ferry/controlplane"
 	"github.com/ferrymq/ferry/remoting"
@@ -41,12 +44,42 @@ import (
 //	[runtime]
 //	gc_percent = 800
 //	memory_limit = 1073741824
+//
+//	[cluster]
+//	secret = "..."      # signs broker registration with the name servers
+//
+//	[tls]
+//	cert_file = "server.crt"   # TLS on every port of the process
+//	key_file = "server.key"
+//	client_ca_file = ""        # when set, clients need a certificate it signed
 type fileConfig struct {
 	Namesrv namesrvConfig `toml:"namesrv"`
 	Broker  broker.Config `toml:"broker"`
 	Log     logConfig     `toml:"log"`
 	Runtime runtimeConfig `toml:"runtime"`
+	Cluster clusterConfig `toml:"cluster"`
+	TLS     tlsConfig     `toml:"tls"`
 }
+
+// clusterConfig is what brokers and name servers share.
+type clusterConfig struct {
+	// Secret signs (brokers) and is required on (name servers) broker
+	// registration; never printed.
+	Secret string `toml:"secret"`
+}
+
+// tlsConfig turns TLS on for the remoting, HTTP and name-server ports.
+type tlsConfig struct {
+	CertFile     string `toml:"cert_file"`
+	KeyFile      string `toml:"key_file"`
+	ClientCAFile string `toml:"client_ca_file"`
+	// CAFile is what a broker trusts the name servers' certificates by,
+	// besides its own certificate and the system roots.
+	CAFile string `toml:"ca_file"`
+}
+
+// redacted is what --print-config shows instead of a secret.
+const redacted = "<redacted>"
 
 // runtimeConfig tunes the Go runtime of a server process. The GOGC and
 // GOMEMLIMIT environment variables, when set, win over it.
@@ -84,6 +117,8 @@ type namesrvConfig struct {
 	ControllerDir     string          `toml:"controller_dir"`
 	ControllerLease   broker.Duration `toml:"controller_lease"`
 	ControllerUnclean bool            `toml:"controller_unclean_election"`
+	// ACLFile: as [broker] acl_file, for the name server's clients.
+	ACLFile string `toml:"acl_file"`
 }
 
 func (n namesrvConfig) validate() error {
@@ -195,11 +230,18 @@ var (
 	flagPprof       = &cli.BoolFlag{Name: "pprof", Usage: "serve Go's profiler under /debug/pprof/ on the HTTP port", DefaultText: "false", EnvVars: []string{"FERRY_PPROF"}}
 	flagLogLevel    = &cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", DefaultText: "info", EnvVars: []string{"FERRY_LOG_LEVEL"}}
 	flagLogFormat   = &cli.StringFlag{Name: "log-format", Usage: "json or console", DefaultText: "console on a terminal, else json", EnvVars: []string{"FERRY_LOG_FORMAT"}}
+	flagACLFile     = &cli.StringFlag{Name: "acl-file", Usage: "RocketMQ plain_acl.yml: authenticate and check every request (reloaded on change)", EnvVars: []string{"FERRY_ACL_FILE"}}
+	flagClusterKey  = &cli.StringFlag{Name: "cluster-secret", Usage: "secret brokers sign name-server registration with; name servers require it", EnvVars: []string{"FERRY_CLUSTER_SECRET"}}
+	flagTLSCert     = &cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate (PEM) for every port; reloaded on change", EnvVars: []string{"FERRY_TLS_CERT"}}
+	flagTLSKey      = &cli.StringFlag{Name: "tls-key", Usage: "TLS private key (PEM)", EnvVars: []string{"FERRY_TLS_KEY"}}
+	flagTLSClientCA = &cli.StringFlag{Name: "tls-client-ca", Usage: "CA (PEM) that client certificates must chain to; empty: none asked", EnvVars: []string{"FERRY_TLS_CLIENT_CA"}}
+	flagTLSCA       = &cli.StringFlag{Name: "tls-ca", Usage: "CA (PEM) a broker trusts name servers' certificates by (besides its own and the system roots)", EnvVars: []string{"FERRY_TLS_CA"}}
 )
 
 func serverFlags(namesrv, brokerFlags bool) []cli.Flag {
 	fs := []cli.Flag{flagConfig, flagPrintConfig, flagHost, flagLogLevel, flagLogFormat,
-		flagIdleTimeout, flagReadTimeout, flagMaxConns, flagMaxPerAddr}
+		flagIdleTimeout, flagReadTimeout, flagMaxConns, flagMaxPerAddr,
+		flagACLFile, flagClusterKey, flagTLSCert, flagTLSKey, flagTLSClientCA, flagTLSCA}
 	if namesrv {
 		fs = append(fs, flagNamesrvPort)
 	}
@@ -273,6 +315,21 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	set("max-connections-per-addr", func() {
 		b.MaxConnectionsPerAddr, cfg.Namesrv.MaxConnectionsPerAddr = c.Int("max-connections-per-addr"), c.Int("max-connections-per-addr")
 	})
+	set("acl-file", func() { b.ACLFile, cfg.Namesrv.ACLFile = c.String("acl-file"), c.String("acl-file") })
+	set("cluster-secret", func() { cfg.Cluster.Secret = c.String("cluster-secret") })
+	set("tls-cert", func() { cfg.TLS.CertFile = c.String("tls-cert") })
+	set("tls-key", func() { cfg.TLS.KeyFile = c.String("tls-key") })
+	set("tls-client-ca", func() { cfg.TLS.ClientCAFile = c.String("tls-client-ca") })
+	set("tls-ca", func() { cfg.TLS.CAFile = c.String("tls-ca") })
+	if (cfg.TLS.CertFile == "") != (cfg.TLS.KeyFile == "") {
+		return cfg, fmt.Errorf("tls: cert_file and key_file go together")
+	}
+	if cfg.TLS.ClientCAFile != "" && cfg.TLS.CertFile == "" {
+		return cfg, fmt.Errorf("tls: client_ca_file needs cert_file and key_file")
+	}
+	if n := len(cfg.Cluster.Secret); n > 0 && n < 16 {
+		return cfg, fmt.Errorf("cluster secret: %d characters is too short to resist guessing; use at least 16", n)
+	}
 	set("log-level", func() { cfg.Log.Level = c.String("log-level") })
 	set("log-format", func() { cfg.Log.Format = c.String("log-format") })
 	if err := cfg.Namesrv.validate(); err != nil {
@@ -293,7 +350,19 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	return cfg, nil
 }
 
+// shareACL gives a name server running beside a broker the broker's ACL
+// file when it has none of its own: one process, one set of accounts.
+func (c *fileConfig) shareACL(withNamesrv, withBroker bool) {
+	if withNamesrv && withBroker && c.Namesrv.ACLFile == "" {
+		c.Namesrv.ACLFile = c.Broker.ACLFile
+	}
+}
+
+// printConfig writes cfg as TOML with its secrets redacted.
 func printConfig(w io.Writer, cfg fileConfig) error {
+	if cfg.Cluster.Secret != "" {
+		cfg.Cluster.Secret = redacted
+	}
 	return toml.NewEncoder(w).Encode(cfg)
 }
 
@@ -312,4 +381,42 @@ func newLogger(cfg logConfig) zerolog.Logger {
 		w = zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: time.RFC3339}
 	}
 	return zerolog.New(w).Level(level).With().Timestamp().Logger()
+}
+
+// server is the TLS configuration of the process's ports, nil when TLS is
+// off.
+func (t tlsConfig) server(log zerolog.Logger) (*tls.Config, error) {
+	if t.CertFile == "" {
+		return nil, nil
+	}
+	return certs.Server(t.CertFile, t.KeyFile, t.ClientCAFile, log)
+}
+
+// client is the TLS configuration a broker dials its name servers with:
+// it trusts the process's own certificate (a self-signed or private CA
+// one) and the system roots; nil when TLS is off.
+func (t tlsConfig) client() *tls.Config {
+	if t.CertFile == "" {
+		return nil
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	for _, f := range []string{t.CertFile, t.CAFile} {
+		if f == "" {
+			continue
+		}
+		if pem, err := os.ReadFile(f); err == nil {
+			pool.AppendCertsFromPEM(pem)
+		}
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}
+	if t.ClientCAFile != "" {
+		// Name servers ask for a client certificate: present our own.
+		if cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile); err == nil {
+			cfg.Certificates = []tls.Certificate{cert}
+		}
+	}
+	return cfg
 }

@@ -67,7 +67,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		OnUsageError:   opsOnUsageError,
 		Action:         opsRootAction,
 	}
-	app.Commands = append(app.Commands, benchCommand())
+	app.Commands = append(app.Commands, benchCommand(), certCommand())
 	extra := extraCommands()
 	app.Commands = mergeCommands(app.Commands, extra)
 	if err := app.Run(opsReorder(args, extra)); err != nil {
@@ -133,7 +133,12 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 	}
 	log := newLogger(cfg.Log)
 	cfg.Runtime.apply(log)
+	serverTLS, err := cfg.TLS.server(log)
+	if err != nil {
+		return cli.Exit(err.Error(), 2)
+	}
 
+	cfg.shareACL(withNamesrv, withBroker)
 	var ns *namesrv.Server
 	if withNamesrv {
 		ctl, _ := cfg.Namesrv.controller() // checked by loadConfig
@@ -143,7 +148,10 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 			Logger:       log.With().Str("component", "namesrv").Logger(),
 			Remoting: remoting.ServerConfig{IdleTimeout: cfg.Namesrv.IdleTimeout.D(), ReadTimeout: cfg.Namesrv.ReadTimeout.D(),
 				MaxConns: cfg.Namesrv.MaxConnections, MaxConnsPerAddr: cfg.Namesrv.MaxConnectionsPerAddr},
-			Controller: ctl,
+			Controller:    ctl,
+			ACLFile:       cfg.Namesrv.ACLFile,
+			ClusterSecret: cfg.Cluster.Secret,
+			TLS:           serverTLS,
 		})
 		if err == nil {
 			err = ns.Start()
@@ -159,7 +167,8 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 	}
 	var br *broker.Broker
 	if withBroker {
-		br, err = broker.New(cfg.Broker, broker.WithLogger(log.With().Str("component", "broker").Logger()))
+		br, err = broker.New(cfg.Broker, broker.WithLogger(log.With().Str("component", "broker").Logger()),
+			broker.WithClusterSecret(cfg.Cluster.Secret), broker.WithTLS(serverTLS), broker.WithNamesrvTLS(cfg.TLS.client()))
 		if err == nil {
 			err = br.Start()
 		}

@@ -25,6 +25,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ferrymq/ferry/certs"
 	"github.com/ferrymq/ferry/client"
 )
 
@@ -37,10 +38,50 @@ var (
 	opsFlagTimeout   = &cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "give up after this long"}
 	opsFlagNoHeaders = &cli.BoolFlag{Name: "no-headers", Usage: "leave out table headers"}
 	opsFlagYes       = &cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "confirm a destructive command"}
+	opsFlagAccessKey = &cli.StringFlag{Name: "access-key", Usage: "ACL access key to sign requests with", EnvVars: []string{"FERRY_ACCESS_KEY"}}
+	opsFlagSecretKey = &cli.StringFlag{Name: "secret-key", Usage: "ACL secret key (prefer the env variable: flags show in ps)", EnvVars: []string{"FERRY_SECRET_KEY"}}
+	opsFlagTLS       = &cli.BoolFlag{Name: "tls", Usage: "connect with TLS", EnvVars: []string{"FERRY_TLS"}}
+	opsFlagCA        = &cli.StringFlag{Name: "ca", Usage: "CA certificate (PEM) to trust for --tls (default: system roots)", EnvVars: []string{"FERRY_CA"}}
+	opsFlagInsecure  = &cli.BoolFlag{Name: "insecure-skip-verify", Usage: "--tls without verifying the server (development only)"}
+	opsFlagCert      = &cli.StringFlag{Name: "client-cert", Usage: "client certificate (PEM) for servers that ask for one", EnvVars: []string{"FERRY_TLS_CLIENT_CERT"}}
+	opsFlagKey       = &cli.StringFlag{Name: "client-key", Usage: "private key (PEM) of --client-cert", EnvVars: []string{"FERRY_TLS_CLIENT_KEY"}}
+	opsFlagProfile   = &cli.StringFlag{Name: "profile", Usage: "credentials profile to use (default: [default], when the file has one)", EnvVars: []string{"FERRY_PROFILE"}}
+	opsFlagCredsFile = &cli.StringFlag{Name: "credentials-file", Usage: "credentials profiles, TOML (default ~/.config/ferry/credentials)", EnvVars: []string{"FERRY_CREDENTIALS_FILE"}}
 )
 
 func opsGlobalFlags() []cli.Flag {
-	return []cli.Flag{opsFlagNamesrv, opsFlagOutput, opsFlagTimeout, opsFlagNoHeaders}
+	return []cli.Flag{opsFlagNamesrv, opsFlagOutput, opsFlagTimeout, opsFlagNoHeaders,
+		opsFlagAccessKey, opsFlagSecretKey, opsFlagProfile, opsFlagCredsFile, opsFlagTLS, opsFlagCA, opsFlagInsecure, opsFlagCert, opsFlagKey}
+}
+
+// opsSecurity is the admin options of the credential and TLS flags.
+func opsSecurity(c *cli.Context) ([]client.AdminOption, error) {
+	var opts []client.AdminOption
+	ak, sk := c.String("access-key"), c.String("secret-key")
+	if ak == "" && sk == "" {
+		p, err := loadProfile(c.String("credentials-file"), c.String("profile"))
+		if err != nil {
+			return nil, opsUsageError("%v", err)
+		}
+		ak, sk = p.AccessKey, p.SecretKey
+	}
+	if (ak == "") != (sk == "") {
+		return nil, opsUsageError("--access-key and --secret-key go together")
+	}
+	if ak != "" {
+		opts = append(opts, client.WithAdminCredentials(ak, sk))
+	}
+	if (c.String("client-cert") == "") != (c.String("client-key") == "") {
+		return nil, opsUsageError("--client-cert and --client-key go together")
+	}
+	if c.Bool("tls") || c.String("ca") != "" || c.Bool("insecure-skip-verify") || c.String("client-cert") != "" {
+		cfg, err := certs.Client(c.String("ca"), c.Bool("insecure-skip-verify"), c.String("client-cert"), c.String("client-key"))
+		if err != nil {
+			return nil, opsUsageError("tls: %v", err)
+		}
+		opts = append(opts, client.WithAdminTLS(cfg))
+	}
+	return opts, nil
 }
 
 // opsCommands is every operator command; main wires it into extraCommands.
@@ -133,7 +174,11 @@ func opsRun(c *cli.Context, l opsLeaf) error {
 	timeout := c.Duration("timeout")
 	endpoint := c.String("namesrv")
 	reqTimeout := min(timeout, 10*time.Second)
-	admin, err := client.NewAdmin(endpoint, client.WithAdminRequestTimeout(reqTimeout), client.WithAdminDialTimeout(min(reqTimeout, 3*time.Second)))
+	sec, err := opsSecurity(c)
+	if err != nil {
+		return err
+	}
+	admin, err := client.NewAdmin(endpoint, append(sec, client.WithAdminRequestTimeout(reqTimeout), client.WithAdminDialTimeout(min(reqTimeout, 3*time.Second)))...)
 	if err != nil {
 		return opsUsageError("--namesrv: %v", err)
 	}

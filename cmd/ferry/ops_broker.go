@@ -13,7 +13,6 @@ import (
 	"github.com/ferrymq/ferry/client"
 	"github.com/ferrymq/ferry/controller"
 	"github.com/ferrymq/ferry/controller/controlclient"
-	"github.com/ferrymq/ferry/remoting"
 )
 
 var opsFlagBroker = &cli.StringSliceFlag{Name: "broker", Aliases: []string{"b"}, Usage: "broker name or address (repeat for several; default all)"}
@@ -109,8 +108,10 @@ func opsControlPlane(e *opsEnv) (*opsControlState, error) {
 	if strings.HasPrefix(e.endpoint, "http://") || strings.HasPrefix(e.endpoint, "https://") {
 		return nil, nil
 	}
-	rc := remoting.NewClient(remoting.ClientConfig{})
-	defer rc.Close()
+	rc := e.admin.Remoting()
+	if rc == nil {
+		return nil, nil
+	}
 	addrs := strings.FieldsFunc(e.endpoint, func(r rune) bool { return r == ';' || r == ',' || r == ' ' })
 	st, err := controlclient.New(rc, addrs, 0).State(e.ctx, "", "")
 	switch {

@@ -146,7 +146,7 @@ export class ApiError extends Error {
 // and retries once signed in.
 export async function api(method, path, body) {
   for (;;) {
-    const headers = { Accept: "application/json" };
+    const headers = { Accept: "application/json", "X-Requested-With": "ferry-console" };
     const a = auth.header();
     if (a) headers.Authorization = a;
     if (body !== undefined) headers["Content-Type"] = "application/json";

@@ -62,26 +62,26 @@ func New(rc *remoting.Client, addrs []string, timeout time.Duration) *Client {
 // Heartbeat registers and reports a replica; the reply says its role.
 func (c *Client) Heartbeat(ctx context.Context, h controller.HeartbeatRequest) (controller.HeartbeatReply, error) {
 	var rep controller.HeartbeatReply
-	return rep, c.call(ctx, controller.ReqHeartbeat, h, &rep, true)
+	return rep, c.call(ctx, protocol.ReqControllerHeartbeat, h, &rep, true)
 }
 
 // State returns the groups of cluster (all when empty), or the one named.
 // Any name server answers, from its own copy.
 func (c *Client) State(ctx context.Context, cluster, brokerName string) (controller.StateReply, error) {
 	var rep controller.StateReply
-	return rep, c.call(ctx, controller.ReqGetState, controller.StateRequest{Cluster: cluster, BrokerName: brokerName}, &rep, false)
+	return rep, c.call(ctx, protocol.ReqControllerGetState, controller.StateRequest{Cluster: cluster, BrokerName: brokerName}, &rep, false)
 }
 
 // AlterInSync proposes a new in-sync set as the master of epoch h.Epoch.
 func (c *Client) AlterInSync(ctx context.Context, h controller.AlterInSyncRequest) (controller.DecisionReply, error) {
 	var rep controller.DecisionReply
-	return rep, c.call(ctx, controller.ReqAlterInSync, h, &rep, true)
+	return rep, c.call(ctx, protocol.ReqControllerAlterInSync, h, &rep, true)
 }
 
 // Elect asks for an election (target nil) or a switch-over to *target.
 func (c *Client) Elect(ctx context.Context, cluster, brokerName string, target *int64) (controller.DecisionReply, error) {
 	var rep controller.DecisionReply
-	return rep, c.call(ctx, controller.ReqElect, controller.ElectRequest{Cluster: cluster, BrokerName: brokerName, Target: target}, &rep, true)
+	return rep, c.call(ctx, protocol.ReqControllerElect, controller.ElectRequest{Cluster: cluster, BrokerName: brokerName, Target: target}, &rep, true)
 }
 
 // call tries the known leader first, then every name server, following
@@ -125,12 +125,12 @@ func (c *Client) call(ctx context.Context, code int16, body, out any, needLeader
 				return fmt.Errorf("controlclient: %s: reply: %w", addr, err)
 			}
 			return nil
-		case controller.RespNotLeader:
+		case protocol.RespControllerNotLeader:
 			lastErr = fmt.Errorf("%w: %s: %s", ErrNoLeader, addr, resp.Remark)
 			if l := resp.ExtFields["leaderAddr"]; l != "" {
 				order = append([]string{l}, order...)
 			}
-		case controller.RespRefused:
+		case protocol.RespControllerRefused:
 			return &RefusedError{Kind: resp.ExtFields["error"], Reason: resp.Remark}
 		case protocol.RespRequestCodeNotSupported:
 			lastErr = ErrNoController

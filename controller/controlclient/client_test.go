@@ -53,20 +53,20 @@ func newClient(t *testing.T, addrs ...string) *Client {
 
 func TestFollowsTheLeaderAndMapsRefusals(t *testing.T) {
 	leaderMux := remoting.NewMux()
-	leaderMux.HandleFunc(controller.ReqHeartbeat, func(c *remoting.Conn, req *remoting.Command) {
+	leaderMux.HandleFunc(protocol.ReqControllerHeartbeat, func(c *remoting.Conn, req *remoting.Command) {
 		resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 		resp.Body = []byte(`{"role":"master","master_id":3,"epoch":4}`)
 		_ = c.Reply(resp)
 	})
-	leaderMux.HandleFunc(controller.ReqAlterInSync, func(c *remoting.Conn, req *remoting.Command) {
-		resp := remoting.NewResponse(req, controller.RespRefused, "in-sync change carries epoch 3, group at 4")
+	leaderMux.HandleFunc(protocol.ReqControllerAlterInSync, func(c *remoting.Conn, req *remoting.Command) {
+		resp := remoting.NewResponse(req, protocol.RespControllerRefused, "in-sync change carries epoch 3, group at 4")
 		resp.Set("error", "stale-epoch")
 		_ = c.Reply(resp)
 	})
 	leader, leaderHits := fakeNamesrv(t, leaderMux)
 	followerMux := remoting.NewMux()
-	followerMux.HandleFunc(controller.ReqHeartbeat, func(c *remoting.Conn, req *remoting.Command) {
-		resp := remoting.NewResponse(req, controller.RespNotLeader, "not the leader")
+	followerMux.HandleFunc(protocol.ReqControllerHeartbeat, func(c *remoting.Conn, req *remoting.Command) {
+		resp := remoting.NewResponse(req, protocol.RespControllerNotLeader, "not the leader")
 		resp.Set("leaderAddr", leader)
 		_ = c.Reply(resp)
 	})
@@ -97,8 +97,8 @@ func TestFollowsTheLeaderAndMapsRefusals(t *testing.T) {
 
 func TestNoLeaderAndNoController(t *testing.T) {
 	mux := remoting.NewMux()
-	mux.HandleFunc(controller.ReqElect, func(c *remoting.Conn, req *remoting.Command) {
-		_ = c.Reply(remoting.NewResponse(req, controller.RespNotLeader, "no leader yet"))
+	mux.HandleFunc(protocol.ReqControllerElect, func(c *remoting.Conn, req *remoting.Command) {
+		_ = c.Reply(remoting.NewResponse(req, protocol.RespControllerNotLeader, "no leader yet"))
 	})
 	a, _ := fakeNamesrv(t, mux)
 	b, _ := fakeNamesrv(t, remoting.NewMux())

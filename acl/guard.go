@@ -1,0 +1,164 @@
+package acl
+
+import (
+	"github.com/ferrymq/ferry/protocol"
+	"net/netip"
+	"sync"
+
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// ClusterAccessKey is the access key brokers sign name-server (and later
+// replication) traffic with; its secret key is the cluster secret.
+const ClusterAccessKey = "ferry-cluster"
+
+// ClusterCredentials are the credentials of the cluster secret.
+func ClusterCredentials(secret string) remoting.Credentials {
+	return remoting.Credentials{AccessKey: ClusterAccessKey, SecretKey: secret}
+}
+
+// GuardConfig configures a Guard.
+type GuardConfig struct {
+	// Rules returns the rules in force; nil (or a nil result) leaves
+	// account checks off.
+	Rules func() *Rules
+	// ClusterSecret, when set, is required (as ClusterCredentials
+	// signatures) on the codes of the "cluster" level; when empty those
+	// codes are open.
+	ClusterSecret string
+	// Audit receives refusals and admin actions; nil: not logged.
+	Audit *Audit
+}
+
+// Guard is a remoting.Handler that checks each request before passing it
+// to the next handler. A refused request is answered NO_PERMISSION with a
+// remark naming the failed check; the connection stays open.
+type Guard struct {
+	next    remoting.Handler
+	batch   remoting.Batcher // next as a Batcher, or nil
+	rules   func() *Rules
+	cluster *Account // nil: cluster codes open
+	audit   *Audit
+}
+
+// NewGuard wraps next. If next is a remoting.Batcher, so is the Guard.
+func NewGuard(next remoting.Handler, cfg GuardConfig) *Guard {
+	g := &Guard{next: next, rules: cfg.Rules, audit: cfg.Audit}
+	if g.rules == nil {
+		g.rules = func() *Rules { return nil }
+	}
+	g.batch, _ = next.(remoting.Batcher)
+	if cfg.ClusterSecret != "" {
+		g.cluster = newAccount(ClusterAccessKey, cfg.ClusterSecret)
+	}
+	return g
+}
+
+// ServeRemoting checks req and serves it or refuses it.
+func (g *Guard) ServeRemoting(c *remoting.Conn, req *remoting.Command) {
+	if g.admit(c, req) {
+		g.next.ServeRemoting(c, req)
+	}
+}
+
+// Batchable delegates to the next handler.
+func (g *Guard) Batchable(req *remoting.Command) bool {
+	return g.batch != nil && g.batch.Batchable(req)
+}
+
+// ServeBatch refuses the requests that fail their check and serves the
+// rest together. reqs is not modified (its owner may look at it after).
+func (g *Guard) ServeBatch(c *remoting.Conn, reqs []*remoting.Command) {
+	ok, copied := reqs, false
+	for i, req := range reqs {
+		admitted := g.admit(c, req)
+		switch {
+		case admitted && copied:
+			ok = append(ok, req)
+		case !admitted && !copied:
+			ok = append(make([]*remoting.Command, 0, len(reqs)), reqs[:i]...)
+			copied = true
+		}
+	}
+	if len(ok) > 0 {
+		g.batch.ServeBatch(c, ok)
+	}
+}
+
+// admit checks req, answering and auditing a refusal.
+func (g *Guard) admit(c *remoting.Conn, req *remoting.Command) bool {
+	id, admin, err := g.Check(c.RemoteAddr(), req)
+	if err != nil {
+		ref, _ := err.(*Refusal)
+		check := "malformed"
+		if ref != nil {
+			check = ref.Check
+		}
+		g.audit.Refused(req.ExtFields[remoting.ExtAccessKey], c.RemoteAddr(), "remoting", protocol.RequestName(req.Code), check, err.Error())
+		_ = c.Reply(remoting.NewResponse(req, protocol.RespNoPermission, err.Error()))
+		return false
+	}
+	if admin {
+		g.audit.Admin(id.Name(), c.RemoteAddr(), "remoting", protocol.RequestName(req.Code))
+	}
+	return true
+}
+
+// resPool holds the resource buffers of Check (the table's functions make
+// a stack buffer escape).
+var resPool = sync.Pool{New: func() any { b := make([]Resource, 0, 8); return &b }}
+
+// Check decides a request from remote ("ip:port") and reports whether it
+// was an admin request. It is the pure part of the Guard.
+func (g *Guard) Check(remote string, req *remoting.Command) (Identity, bool, error) {
+	bp := resPool.Get().(*[]Resource)
+	id, need, err := g.check(remote, req, (*bp)[:0])
+	if cap(need.Res) <= 64 {
+		clear(need.Res)
+		*bp = need.Res[:0]
+	}
+	resPool.Put(bp)
+	return id, need.Admin, err
+}
+
+func (g *Guard) check(remote string, req *remoting.Command, buf []Resource) (Identity, Need, error) {
+	need, err := NeedOf(req, buf)
+	if err != nil {
+		return Identity{}, need, refuse("malformed", err.Error())
+	}
+	if need.Open {
+		return Identity{Trusted: true}, need, nil
+	}
+	if need.Cluster {
+		if g.cluster == nil {
+			return Identity{Trusted: true}, need, nil
+		}
+		if req.ExtFields[remoting.ExtAccessKey] != ClusterAccessKey {
+			return Identity{}, need, refuse("cluster", "request "+protocol.RequestName(req.Code)+" needs the cluster secret: it is not signed with it")
+		}
+		sig := req.ExtFields[remoting.ExtSignature]
+		if !g.cluster.verify(sig, req.ExtFields, req.Body, "") {
+			return Identity{}, need, refuse("cluster", "request "+protocol.RequestName(req.Code)+": cluster secret signature check failed")
+		}
+		return Identity{Account: g.cluster, Trusted: true}, need, nil
+	}
+	rules := g.rules()
+	if rules == nil {
+		return Identity{Trusted: true}, need, nil
+	}
+	id, err := rules.Authenticate(hostOf(remote), req.ExtFields, req.Body)
+	if err != nil {
+		return id, need, err
+	}
+	return id, need, Authorize(id, need, "request "+protocol.RequestName(req.Code))
+}
+
+// hostOf is the IP of "ip:port"; the zero Addr (which matches no pattern
+// but "*") when it is not one.
+func hostOf(remote string) netip.Addr {
+	if ap, err := netip.ParseAddrPort(remote); err == nil {
+		return ap.Addr()
+	}
+	a, _ := netip.ParseAddr(remote)
+	return a
+}
