@@ -92,6 +92,7 @@ func (s *Store) drainLocked() error {
 	for _, l := range s.listeners {
 		for l.pos.Load() < s.pos && s.feedOnce(l, s.pos) {
 		}
+		s.syncListener(l, true)
 	}
 	s.feedMu.Unlock()
 	return nil
@@ -173,7 +174,7 @@ func (s *Store) feeder() {
 	if len(s.listeners) == 0 {
 		return
 	}
-	ticker := time.NewTicker(s.opts.FlushInterval)
+	ticker := time.NewTicker(min(s.opts.FlushInterval, s.opts.ListenerSyncInterval))
 	defer ticker.Stop()
 	defer s.feedTimer.Stop()
 	for {
@@ -195,6 +196,7 @@ func (s *Store) feeder() {
 					break
 				}
 			}
+			s.syncListener(l, false)
 		}
 		s.feedMu.Unlock()
 	}
@@ -234,8 +236,32 @@ func (s *Store) feedOnce(l *listenerState, limit int64) bool {
 		l.failed = true
 		return false
 	}
+	if l.pos.Load() <= l.durable.Load() {
+		l.dirtySince = time.Now()
+	}
 	l.pos.Store(next)
 	l.failed = false
+	return true
+}
+
+// syncListener syncs listener l when enough of the log, or log waiting
+// long enough, was dispatched to it since its last sync (always with
+// force), and then moves its durable point to its position. It reports
+// success. Called with feedMu held.
+func (s *Store) syncListener(l *listenerState, force bool) bool {
+	pos := l.pos.Load()
+	if pos <= l.durable.Load() {
+		return true
+	}
+	if !force && pos-l.durable.Load() < s.opts.ListenerSyncBytes && time.Since(l.dirtySince) < s.opts.ListenerSyncInterval {
+		return true
+	}
+	if err := l.l.Sync(); err != nil {
+		s.log.Error().Err(err).Int64("offset", pos).Msg("consumequeue: listener sync failed; retrying later")
+		l.failed = true
+		return false
+	}
+	l.durable.Store(pos)
 	return true
 }
 
@@ -642,7 +668,7 @@ func (s *Store) flushLocked(final bool) error {
 	}
 	job.ck = checkpoint{queues: ckq, listeners: ckq}
 	for _, l := range s.listeners {
-		job.ck.listeners = min(job.ck.listeners, l.pos.Load())
+		job.ck.listeners = min(job.ck.listeners, l.durable.Load())
 	}
 	var err error
 	switch {

@@ -45,14 +45,24 @@ type Record struct {
 }
 
 // Listener is another index derived from the commitlog (the key index, the
-// timer index). The feeder goroutine calls it once per batch, in log order,
-// after the batch's entries are visible in the queues, never two calls at
-// once. On an error the listener stays at its position and is fed the same
-// records again later (at the next flush tick), so nothing is lost;
-// delivery is at least once (records after a restart may come again), so
-// listeners must be idempotent.
+// timer index). The feeder goroutine calls it, in log order, after the
+// records' entries are visible in the queues, never two calls at once.
+//
+// Dispatch indexes a batch; its work need not be durable yet. On an error
+// the listener stays at its position and is fed the same records again at
+// the next tick, so nothing is lost.
+//
+// Sync makes the work of every Dispatch that returned before it durable.
+// The feeder calls it when ListenerSyncBytes of log were dispatched to the
+// listener since its last sync, or the oldest of them has waited
+// ListenerSyncInterval, and before the final checkpoint. Only a successful
+// Sync moves the listener's durable point; the checkpoint never passes it,
+// and a restart feeds every listener again from the lowest durable point.
+// Delivery is therefore at least once: a listener must be idempotent for
+// records it sees again (see the package doc).
 type Listener interface {
 	Dispatch(batch []Record) error
+	Sync() error
 }
 
 // Defaults for Options.
@@ -60,6 +70,9 @@ const (
 	DefaultFlushInterval = time.Second
 	DefaultSyncBytes     = 8 << 10
 	DefaultMaxSyncDelay  = 10 * time.Second
+
+	DefaultListenerSyncInterval = 100 * time.Millisecond
+	DefaultListenerSyncBytes    = 4 << 20
 )
 
 // Options configures a Store. The zero value of every field but Dir and
@@ -81,6 +94,12 @@ type Options struct {
 	MaxSyncDelay time.Duration
 	Logger       zerolog.Logger
 	Listeners    []Listener
+	// A listener is synced once ListenerSyncBytes of log were dispatched
+	// to it since its last sync, or the oldest of them has waited
+	// ListenerSyncInterval: a crash makes a restart feed it again at most
+	// about that much.
+	ListenerSyncInterval time.Duration
+	ListenerSyncBytes    int64
 	// OnNotify, if set, is called on the dispatcher's goroutine right after
 	// it closes a queue's Notify channel because entries were appended, so
 	// a waiter can be answered without a goroutine of its own being woken.
@@ -112,10 +131,16 @@ func (o *Options) Validate() error {
 	if o.MaxSyncDelay == 0 {
 		o.MaxSyncDelay = max(DefaultMaxSyncDelay, o.FlushInterval)
 	}
+	if o.ListenerSyncInterval == 0 {
+		o.ListenerSyncInterval = DefaultListenerSyncInterval
+	}
+	if o.ListenerSyncBytes == 0 {
+		o.ListenerSyncBytes = DefaultListenerSyncBytes
+	}
 	if o.EntriesPerFile < 1 || int64(o.EntriesPerFile)*EntrySize > 1<<30 {
 		return fmt.Errorf("%w: EntriesPerFile %d must be between 1 and %d (a file of at most 1 GiB)", ErrOptions, o.EntriesPerFile, (1<<30)/EntrySize)
 	}
-	if o.FlushInterval < 0 || o.SyncBytes < 0 || o.MaxSyncDelay < 0 {
+	if o.FlushInterval < 0 || o.SyncBytes < 0 || o.MaxSyncDelay < 0 || o.ListenerSyncInterval < 0 || o.ListenerSyncBytes < 0 {
 		return fmt.Errorf("%w: intervals and sizes must not be negative", ErrOptions)
 	}
 	return nil
@@ -193,9 +218,13 @@ type queue struct {
 type minCache struct{ srcMin, low, val int64 }
 
 type listenerState struct {
-	l      Listener
-	pos    atomic.Int64 // every record below it was accepted; written under feedMu
-	failed bool         // the last call failed: retry at the next tick; feedMu
+	l       Listener
+	pos     atomic.Int64 // every record below it was accepted; written under feedMu
+	durable atomic.Int64 // every record below it is durable (≤ pos); written under feedMu
+	failed  bool         // the last call failed: retry at the next tick; feedMu
+	// dirtySince is when pos first passed durable after the last sync;
+	// feedMu.
+	dirtySince time.Time
 }
 
 // Store is the set of consume queues of one commitlog and the dispatcher
@@ -302,6 +331,7 @@ func Open(opts Options) (*Store, error) {
 	for _, l := range opts.Listeners {
 		ls := &listenerState{l: l}
 		ls.pos.Store(ck.listeners)
+		ls.durable.Store(ck.listeners)
 		s.listeners = append(s.listeners, ls)
 	}
 	s.dispatched.Store(s.pos)
