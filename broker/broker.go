@@ -214,6 +214,8 @@ func (b *Broker) openStores() error {
 	if err := b.ensureSystemTopics(); err != nil {
 		return err
 	}
+	// From here on metadata changes are refused while the disk is full.
+	b.meta.full = b.diskFullNow
 	if err := b.loadProducers(); err != nil {
 		return err
 	}
