@@ -426,7 +426,7 @@ func (b *Broker) writable() string {
 	case b.drained.Load():
 		return "broker is drained by an operator"
 	case b.diskFullNow():
-		return "data disk is full"
+		return b.diskFullReason()
 	case b.clog.Err() != nil:
 		return b.clog.Err().Error()
 	}

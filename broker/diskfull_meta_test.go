@@ -8,6 +8,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -138,5 +140,63 @@ func TestMetaReserveOnFullDisk(t *testing.T) {
 			t.Fatalf("write %d lost: %v", i, err)
 		}
 		closer.Close()
+	}
+}
+
+// cqFullFS is a disk on which the consume queues cannot create a queue
+// directory while full, and which reports itself full meanwhile.
+type cqFullFS struct {
+	vfs.FS
+	full atomic.Bool
+}
+
+func (f *cqFullFS) MkdirAll(dir string, perm os.FileMode) error {
+	if _, err := f.FS.Stat(dir); err != nil && f.full.Load() && strings.Contains(dir, "consumequeue") {
+		return &os.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOSPC}
+	}
+	return f.FS.MkdirAll(dir, perm)
+}
+
+func (f *cqFullFS) GetDiskUsage(string) (vfs.DiskUsage, error) {
+	const total = 1 << 30
+	if f.full.Load() {
+		return vfs.DiskUsage{TotalBytes: total, UsedBytes: total}, nil
+	}
+	return vfs.DiskUsage{TotalBytes: total, UsedBytes: total / 2, AvailBytes: total / 2}, nil
+}
+
+// TestDiskFullIndexWaits: a message stored just as the disk fills cannot
+// be indexed (its queue's directory cannot be created); the broker is in
+// the disk-full state, /readyz says new messages wait to be indexed, and
+// once there is room the message is indexed and read without a restart.
+func TestDiskFullIndexWaits(t *testing.T) {
+	fs := &cqFullFS{FS: vfs.Default}
+	b := testBrokerWith(t, t.TempDir(), func(c *Config) { c.HTTPHost, c.HTTPPort = "127.0.0.1", 0 }, WithFS(fs))
+	c := newClient(t, b)
+	mustOK(t, c.send("before", 0, "a", nil))
+	b.checkDisk()
+	fs.full.Store(true)
+	mustOK(t, c.send("later", 0, "b", nil))
+	waitFor(t, 5*time.Second, "the consume queues waiting for space", b.cq.NoSpace)
+	if code, body := readyz(t, b, ""); code != 200 || !strings.Contains(body, "new messages are indexed once it has room") {
+		t.Fatalf("/readyz with the index waiting for space: %d %q", code, body)
+	}
+	if _, recs := c.pull("g", "before", 0, 0, 0); len(recs) != 1 {
+		t.Fatalf("read of an indexed message on a full disk: %d messages, want 1", len(recs))
+	}
+	if err := b.cq.Err(); err != nil {
+		t.Fatalf("a full disk stopped the index for good: %v", err)
+	}
+
+	fs.full.Store(false)
+	waitFor(t, 10*time.Second, "the message stored as the disk filled", func() bool {
+		_, recs := c.pull("g", "later", 0, 0, 0)
+		return len(recs) == 1
+	})
+	waitFor(t, 3*time.Second, "sends accepted once space is freed", func() bool {
+		return c.send("later", 0, "c", nil).Code == protocol.RespSuccess
+	})
+	if code, body := readyz(t, b, "?send=1"); code != 200 {
+		t.Fatalf("/readyz?send=1 once space is freed: %d %q", code, body)
 	}
 }

@@ -69,6 +69,15 @@ func (b *Broker) diskFullNow() bool {
 	return b.diskFull.Load()
 }
 
+// diskFullReason says why sends are refused in the disk-full state, and
+// whether new messages wait to be indexed (readable once there is room).
+func (b *Broker) diskFullReason() string {
+	if b.cq.NoSpace() {
+		return "data disk is full; new messages are indexed once it has room"
+	}
+	return "data disk is full"
+}
+
 // serveReadyz answers the readiness probe. Ready means able to serve: a
 // broker that refuses sends (drained, disk full) still serves reads, so
 // /readyz answers 200 and says why sends are refused; /readyz?send=1
