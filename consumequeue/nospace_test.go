@@ -5,6 +5,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -12,7 +14,26 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/rs/zerolog"
 )
+
+// lockedBuffer collects a store's log lines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 // fullFS is a real directory whose disk can be made full: then creating a
 // file or a directory fails with ENOSPC, and a write gets one and a half
@@ -33,6 +54,14 @@ func (f *fullFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs
 		return nil, err
 	}
 	return &fullFile{File: file, fs: f}, nil
+}
+
+func (f *fullFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	if f.full.Load() {
+		f.hits.Add(1)
+		return nil, &os.PathError{Op: "create", Path: name, Err: syscall.ENOSPC}
+	}
+	return f.FS.Create(name, c)
 }
 
 func (f *fullFS) MkdirAll(dir string, perm os.FileMode) error {
@@ -62,15 +91,17 @@ func (f *fullFile) Truncate(size int64) error { return f.File.(truncater).Trunca
 // TestNoSpaceDispatch fills the disk under a store: dispatch waits for
 // room instead of stopping for good, a torn entry is cut back to a whole
 // one, the checkpoint does not pass what was not written, the queues serve
-// what they hold, and once there is room again dispatch resumes by itself
-// with every record indexed, also after a reopen.
+// what they hold, the retries are logged once, and once there is room
+// again dispatch resumes by itself with every record indexed, also after a
+// reopen.
 func TestNoSpaceDispatch(t *testing.T) {
 	mem := vfs.NewMem()
 	l := openLog(t, mem, nil)
 	defer l.Close()
 	dir := filepath.Join(t.TempDir(), "cq")
 	ffs := &fullFS{FS: vfs.Default}
-	opts := func(o *Options) { o.Dir, o.SyncBytes = dir, 1 }
+	var logs lockedBuffer
+	opts := func(o *Options) { o.Dir, o.SyncBytes, o.Logger = dir, 1, zerolog.New(&logs) }
 	s := openStore(t, ffs, l, opts)
 	defer func() {
 		if s != nil {
@@ -105,6 +136,9 @@ func TestNoSpaceDispatch(t *testing.T) {
 	}
 	if err := s.Err(); err != nil {
 		t.Fatalf("a full disk stopped the dispatcher for good: %v", err)
+	}
+	if n := strings.Count(logs.String(), "dispatch waits for room"); n != 1 {
+		t.Errorf("the full disk logged %d times in one episode, want once", n)
 	}
 
 	s.writeMu.Lock()
