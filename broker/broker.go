@@ -218,6 +218,8 @@ func (b *Broker) openStores() error {
 	if err := b.ensureSystemTopics(); err != nil {
 		return err
 	}
+	// From here on metadata changes are refused while the disk is full.
+	b.meta.full = b.diskFullNow
 	if err := b.loadProducers(); err != nil {
 		return err
 	}
@@ -428,7 +430,7 @@ func (b *Broker) writable() string {
 	case b.drained.Load():
 		return "broker is drained by an operator"
 	case b.diskFullNow():
-		return "data disk is full"
+		return b.diskFullReason()
 	case b.clog.Err() != nil:
 		return b.clog.Err().Error()
 	}

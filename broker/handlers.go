@@ -201,6 +201,10 @@ func (b *Broker) handleUpdateOffset(c *remoting.Conn, req *remoting.Command) {
 		b.reply(c, req, protocol.RespSystemError, "commitOffset must be a non-negative integer")
 		return
 	}
+	if err := b.meta.writable(); err != nil {
+		b.reply(c, req, protocol.RespServiceNotAvailable, err.Error())
+		return
+	}
 	b.offsets.set(group, topic, q, off)
 	b.reply(c, req, protocol.RespSuccess, "")
 }

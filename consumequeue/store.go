@@ -154,6 +154,7 @@ var (
 	ErrCorrupt       = errors.New("consumequeue: corrupt queue directory")
 	ErrBadCheckpoint = errors.New("consumequeue: checkpoint unreadable")
 	ErrFailed        = errors.New("consumequeue: dispatcher stopped after a write error")
+	ErrNoSpace       = errors.New("consumequeue: no space left on the data disk; dispatch resumes when there is room")
 )
 
 // Tuning; not part of the format.
@@ -249,6 +250,10 @@ type Store struct {
 	lastFlush time.Time
 	last      *queue // the queue of the previous record
 	werr      error  // sticky write error
+	spaceErr  error  // the disk was full at the last try (dispatch.go)
+	backoff   time.Duration
+	retryAt   time.Time
+	retry     *time.Timer // wakes the dispatcher at retryAt
 
 	// mu guards the queue set. Changes hold writeMu too, so the writer
 	// reads it holding writeMu alone.
@@ -259,6 +264,7 @@ type Store struct {
 
 	dispatched atomic.Int64
 	failed     atomic.Pointer[error]
+	noSpace    atomic.Bool // dispatch waits for disk space
 
 	// feedMu serialises feeding the listeners (the feeder goroutine, and
 	// the drains at Open and Close) and guards the feeder's scratch space.
@@ -312,7 +318,9 @@ func Open(opts Options) (*Store, error) {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		lastFlush: time.Now(),
+		retry:     time.NewTimer(time.Hour),
 	}
+	s.retry.Stop()
 	if err := s.fs.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("consumequeue: create %s: %w", opts.Dir, err)
 	}
@@ -349,7 +357,7 @@ func Open(opts Options) (*Store, error) {
 		err = s.flushLocked(false)
 	}
 	s.writeMu.Unlock()
-	if err != nil {
+	if err != nil && s.spaceErr == nil {
 		s.unwatch()
 		s.closeFiles()
 		return nil, err
@@ -546,16 +554,10 @@ func (s *Store) cutQueue(q *queue, end int64) error {
 		return fmt.Errorf("consumequeue: stat %s: %w", f.name, err)
 	}
 	if st.Size() > cut {
-		if t, ok := f.f.(truncater); ok {
-			err = t.Truncate(cut)
-		} else {
-			// Zero entries read as the end of the queue.
-			_, err = f.f.WriteAt(make([]byte, st.Size()-cut), cut)
+		if err := truncateFile(f, st.Size(), cut); err != nil {
+			return err
 		}
-		if err == nil {
-			err = f.f.Sync()
-		}
-		if err != nil {
+		if err := f.f.Sync(); err != nil {
 			return fmt.Errorf("consumequeue: cut %s at %d: %w", f.name, cut, err)
 		}
 	}
@@ -565,6 +567,22 @@ func (s *Store) cutQueue(q *queue, end int64) error {
 		}
 	}
 	q.max, q.fileEnd = end, end
+	return nil
+}
+
+// truncateFile cuts f, size bytes long, to cut bytes; a file that cannot
+// be truncated gets zeros from cut on (zero entries read as the end of the
+// queue), which needs no new space.
+func truncateFile(f *qfile, size, cut int64) error {
+	var err error
+	if t, ok := f.f.(truncater); ok {
+		err = t.Truncate(cut)
+	} else {
+		_, err = f.f.WriteAt(make([]byte, size-cut), cut)
+	}
+	if err != nil {
+		return fmt.Errorf("consumequeue: cut %s at %d: %w", f.name, cut, err)
+	}
 	return nil
 }
 
@@ -633,6 +651,11 @@ func (s *Store) Close() error {
 	s.wakeProgress()
 	return err
 }
+
+// NoSpace reports whether the dispatcher is waiting for disk space: a
+// queue write found the disk full, and it tries again until one goes
+// through. The queues serve what they hold meanwhile.
+func (s *Store) NoSpace() bool { return s.noSpace.Load() }
 
 // Err returns the write error that stopped the dispatcher, if any.
 func (s *Store) Err() error {
