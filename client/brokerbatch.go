@@ -1,0 +1,251 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/ferrymq/ferry/protocol"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// brokerBatcher batches SendAsync per destination broker (not per queue):
+// each message is given its queue at once, then waits in its broker's lane
+// while that broker has WithMaxInFlight requests outstanding. When a request
+// returns, everything waiting (up to WithBatchSize messages and
+// WithMaxBatchBytes) goes out in the next one, a FERRY_SEND_MULTI carrying
+// messages of any topics and queues of that broker. At low rates a message
+// finds no request in flight and leaves at once (no added wait unless
+// WithLinger asks for one); under load batches grow by themselves.
+//
+// One goroutine per request, none per message. Messages hold their bytes of
+// the producer's buffer from SendAsync to their answer, which gives
+// back-pressure. With one request in flight per broker (the default) the
+// order of messages per queue is the order of SendAsync calls.
+type brokerBatcher struct {
+	p *Producer
+	t *rmqProducer
+
+	mu      sync.Mutex
+	lanes   map[string]*lane // by broker name; guarded by mu
+	closing bool             // guarded by mu: send everything, take nothing new
+}
+
+// lane is one broker's waiting messages and requests in flight; guarded by
+// brokerBatcher.mu.
+type lane struct {
+	broker   string
+	pending  []queued
+	bytes    int
+	inflight int
+	timer    *time.Timer // armed while a linger wait runs
+	due      bool        // the linger wait of the first pending message is over
+}
+
+type queued struct {
+	o  *outMsg
+	mq MessageQueue
+	cb func(SendResult, error)
+}
+
+func newBrokerBatcher(p *Producer, t *rmqProducer) *brokerBatcher {
+	return &brokerBatcher{p: p, t: t, lanes: make(map[string]*lane)}
+}
+
+// add picks o's queue and queues it in its broker's lane; the caller holds
+// o.size bytes of the buffer, released when o is answered.
+func (a *brokerBatcher) add(ctx context.Context, o *outMsg, cb func(SendResult, error)) error {
+	qs, err := a.t.queues(ctx, o.m.Topic)
+	if err != nil {
+		return err
+	}
+	mq := a.p.cfg.selector.Select(o.m, qs)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closing {
+		return ErrClosed
+	}
+	l := a.lanes[mq.BrokerName]
+	if l == nil {
+		l = &lane{broker: mq.BrokerName}
+		a.lanes[mq.BrokerName] = l
+	}
+	l.pending = append(l.pending, queued{o: o, mq: mq, cb: cb})
+	l.bytes += o.size
+	a.launch(l)
+	return nil
+}
+
+// launch sends what l may send now. Called with mu held.
+func (a *brokerBatcher) launch(l *lane) {
+	cfg := a.p.cfg
+	for l.inflight < cfg.maxInFlight && len(l.pending) > 0 {
+		full := len(l.pending) >= cfg.batchSize || l.bytes >= cfg.maxBatchBytes
+		if cfg.linger > 0 && !full && !l.due && !a.closing {
+			if l.timer == nil {
+				l.timer = time.AfterFunc(cfg.linger, func() {
+					a.mu.Lock()
+					l.timer, l.due = nil, true
+					a.launch(l)
+					a.mu.Unlock()
+				})
+			}
+			return
+		}
+		n, bytes := 0, 0
+		for n < len(l.pending) && n < cfg.batchSize {
+			s := l.pending[n].o.size
+			if n > 0 && bytes+s > cfg.maxBatchBytes {
+				break
+			}
+			bytes += s
+			n++
+		}
+		batch := l.pending[:n:n]
+		l.pending = l.pending[n:]
+		if len(l.pending) == 0 {
+			l.pending = nil // let the backing array go with the batch
+		}
+		l.bytes -= bytes
+		l.due = false
+		if l.timer != nil && len(l.pending) == 0 {
+			l.timer.Stop()
+			l.timer = nil
+		}
+		l.inflight++
+		a.p.wg.Add(1)
+		go a.send(l, batch, bytes)
+	}
+}
+
+// send sends one batch (retrying retriable failures of the whole request),
+// answers its messages, and lets the lane send what waited meanwhile.
+func (a *brokerBatcher) send(l *lane, batch []queued, bytes int) {
+	p := a.p
+	defer p.wg.Done()
+	results, addr, err := a.invoke(l.broker, batch)
+	p.buf.release(bytes)
+	for i, q := range batch {
+		if err != nil {
+			q.cb(SendResult{}, err)
+			continue
+		}
+		r := &results[i]
+		switch r.Code {
+		case protocol.RespSuccess, protocol.RespFlushDiskTimeout:
+			p.stats.messages.Add(1)
+			mq := q.mq
+			mq.QueueID = int(r.QueueID)
+			q.cb(SendResult{MsgID: q.o.id, OffsetMsgID: r.Text, Queue: mq, QueueOffset: r.QueueOffset}, nil)
+		default:
+			p.stats.failures.Add(1)
+			q.cb(SendResult{}, &ServerError{Broker: addr, Code: int(r.Code), Remark: r.Text})
+		}
+	}
+	a.mu.Lock()
+	l.inflight--
+	a.launch(l)
+	a.mu.Unlock()
+}
+
+// invoke sends batch to broker as one FERRY_SEND_MULTI, repeating it (up
+// to WithRetries times) after a retriable failure of the request.
+func (a *brokerBatcher) invoke(broker string, batch []queued) ([]protocol.MultiResult, string, error) {
+	p := a.p
+	body, err := appendMulti(nil, batch)
+	if err != nil {
+		p.stats.failures.Add(int64(len(batch)))
+		return nil, "", err
+	}
+	var addr string
+	for attempt := 0; ; attempt++ {
+		var results []protocol.MultiResult
+		addr, results, err = a.invokeOnce(broker, batch, body)
+		if err == nil {
+			return results, addr, nil
+		}
+		if attempt >= p.cfg.retries || !retriable(err) || p.closed.Load() && errors.Is(err, ErrClosed) {
+			p.stats.failures.Add(int64(len(batch)))
+			logAt(p.cfg.logger, LogWarn, "send failed", "broker", broker, "messages", len(batch), "attempts", attempt+1, "err", err)
+			return nil, addr, err
+		}
+		p.stats.retries.Add(1)
+		logAt(p.cfg.logger, LogDebug, "send retried", "broker", broker, "err", err)
+	}
+}
+
+func (a *brokerBatcher) invokeOnce(broker string, batch []queued, body []byte) (string, []protocol.MultiResult, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), a.p.cfg.sendTimeout)
+	defer cancel()
+	addr, err := a.t.brokerAddr(ctx, batch[0].mq.Topic, broker)
+	if err != nil {
+		return "", nil, err
+	}
+	req := remoting.NewRequest(protocol.ReqFerrySendMulti, map[string]string{"a": a.p.cfg.group}, body)
+	a.p.stats.requests.Add(1)
+	resp, err := a.t.cmd.Invoke(ctx, addr, req)
+	if err != nil {
+		if errors.Is(err, remoting.ErrClientClosed) {
+			err = ErrClosed
+		}
+		return addr, nil, err
+	}
+	if resp.Code != protocol.RespSuccess {
+		return addr, nil, brokerErr(addr, resp)
+	}
+	results, err := protocol.DecodeMultiResults(resp.Body, make([]protocol.MultiResult, 0, len(batch)))
+	if err == nil && len(results) != len(batch) {
+		err = &ServerError{Broker: addr, Code: protocol.RespSystemError, Remark: "multi-queue batch answered with a wrong number of results"}
+	}
+	if err != nil {
+		return addr, nil, err
+	}
+	return addr, results, nil
+}
+
+// appendMulti encodes batch as a FERRY_SEND_MULTI body.
+func appendMulti(dst []byte, batch []queued) ([]byte, error) {
+	n := 0
+	for _, q := range batch {
+		n += 26 + len(q.mq.Topic) + q.o.size
+	}
+	dst = append(dst[:0], make([]byte, 0, n)...)
+	born := time.Now().UnixMilli()
+	for _, q := range batch {
+		var err error
+		dst, err = protocol.AppendMultiEntry(dst, &protocol.MultiEntry{Topic: q.mq.Topic, QueueID: int32(q.mq.QueueID),
+			Flag: q.o.m.Flag, BornTimestamp: born, Body: q.o.m.Body, Properties: q.o.props})
+		if err != nil {
+			return dst, err
+		}
+	}
+	return dst, nil
+}
+
+// close sends everything waiting (the caller then waits for the producer's
+// requests in flight) and refuses new messages.
+func (a *brokerBatcher) close() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.closing = true
+	for _, l := range a.lanes {
+		if l.timer != nil {
+			l.timer.Stop()
+			l.timer = nil
+		}
+		a.launch(l)
+	}
+}
+
+// flush sends what waits for its linger time now.
+func (a *brokerBatcher) flush() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, l := range a.lanes {
+		if len(l.pending) > 0 {
+			l.due = true
+			a.launch(l)
+		}
+	}
+}
