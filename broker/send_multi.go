@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/protocol"
@@ -17,6 +18,15 @@ type multiState struct {
 	results []protocol.MultiResult
 	msgs    []commitlog.Message
 	at      []int // at[k] is the entry of msgs[k]
+	dedup   []multiDedup
+}
+
+// multiDedup is a message of a topic with a dedup window, stored on its own
+// after the batch's append (appendDedup takes one topic at a time).
+type multiDedup struct {
+	at     int
+	m      commitlog.Message
+	window time.Duration
 }
 
 var multiPool = sync.Pool{New: func() any { return new(multiState) }}
@@ -25,7 +35,8 @@ func (s *multiState) reset() {
 	clear(s.entries)
 	clear(s.results)
 	clear(s.msgs)
-	s.entries, s.results, s.msgs, s.at = s.entries[:0], s.results[:0], s.msgs[:0], s.at[:0]
+	clear(s.dedup)
+	s.entries, s.results, s.msgs, s.at, s.dedup = s.entries[:0], s.results[:0], s.msgs[:0], s.at[:0], s.dedup[:0]
 }
 
 // handleSendMulti serves FERRY_SEND_MULTI (the protocol package documents
@@ -54,12 +65,35 @@ func (b *Broker) handleSendMulti(c *remoting.Conn, req *remoting.Command) {
 			r.QueueID = st.entries[i].QueueID
 			continue
 		}
+		if w := b.dedupWindow([]commitlog.Message{m}); w > 0 {
+			st.dedup = append(st.dedup, multiDedup{at: i, m: m, window: w})
+			continue
+		}
 		st.msgs = append(st.msgs, m)
 		st.at = append(st.at, i)
 	}
 	if len(st.msgs) > 0 {
 		b.appendMessages(st.msgs, func(res []commitlog.AppendResult, err error) {
 			b.multiResults(st, res, err)
+		})
+	}
+	for _, d := range st.dedup {
+		b.appendDedup([]commitlog.Message{d.m}, d.window, func(out []dedupStored, flushErr, err error) {
+			r := &st.results[d.at]
+			r.QueueID = d.m.QueueID
+			if err != nil {
+				r.Code, r.Text = sendError(err)
+				return
+			}
+			r.Code = protocol.RespSuccess
+			if flushErr != nil {
+				r.Code = protocol.RespFlushDiskTimeout
+			}
+			r.QueueID, r.QueueOffset = out[0].QueueID, out[0].QueueOffset
+			r.Text = protocol.OffsetMsgID(b.storeHost, out[0].CommitlogOffset)
+			if !out[0].Dup {
+				b.metrics.messagesIn(d.m.Topic, 1, len(d.m.Body))
+			}
 		})
 	}
 	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
@@ -86,9 +120,6 @@ func (b *Broker) prepareMultiEntry(e *protocol.MultiEntry, group string, born ne
 	}
 	if _, err := m.EncodedSize(b.cfg.MaxMessageSize); err != nil {
 		return commitlog.Message{}, err
-	}
-	if b.dedupWindow([]commitlog.Message{m}) > 0 {
-		return commitlog.Message{}, fmt.Errorf("%w: topic %s deduplicates by key: send its messages with SEND_MESSAGE", ErrInvalidRequest, m.Topic)
 	}
 	return m, nil
 }

@@ -99,3 +99,31 @@ func TestSendMultiRefusals(t *testing.T) {
 	// The broker still serves sends afterwards.
 	mustOK(t, c.send("MA", 0, "after", nil))
 }
+
+// TestSendMultiDedup: messages of a topic with a dedup window are
+// deduplicated by key as single sends are: a copy gets the original's
+// place and is not stored again.
+func TestSendMultiDedup(t *testing.T) {
+	b := testBroker(t, t.TempDir(), nil)
+	if err := b.CreateTopic(TopicConfig{TopicName: "DD", ReadQueueNums: 1, WriteQueueNums: 1, DedupWindowMs: 3600_000}); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, b)
+	keyed := func(topic, key, body string) protocol.MultiEntry {
+		return protocol.MultiEntry{Topic: topic, Body: []byte(body),
+			Properties: protocol.EncodeProperties(map[string]string{protocol.PropUniqKey: key})}
+	}
+	res := c.sendMulti(keyed("DD", "K1", "first"), keyed("MA", "K1", "plain"), keyed("DD", "K1", "copy"), keyed("DD", "K2", "second"))
+	for i, r := range res {
+		if r.Code != protocol.RespSuccess {
+			t.Fatalf("message %d: code %d (%s)", i, r.Code, r.Text)
+		}
+	}
+	if res[2].Text != res[0].Text || res[2].QueueOffset != res[0].QueueOffset || res[3].QueueOffset != res[0].QueueOffset+1 {
+		t.Fatalf("results %+v", res)
+	}
+	_, recs := c.pull("g", "DD", 0, 0, 0)
+	if len(recs) != 2 || string(recs[0].Body) != "first" || string(recs[1].Body) != "second" {
+		t.Fatalf("DD holds %d records", len(recs))
+	}
+}
