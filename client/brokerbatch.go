@@ -44,9 +44,10 @@ type lane struct {
 }
 
 type queued struct {
-	o  *outMsg
-	mq MessageQueue
-	cb func(SendResult, error)
+	o       *outMsg
+	mq      MessageQueue
+	cb      func(SendResult, error)
+	attempt int // retries so far
 }
 
 func newBrokerBatcher(p *Producer, t *rmqProducer) *brokerBatcher {
@@ -66,15 +67,21 @@ func (a *brokerBatcher) add(ctx context.Context, o *outMsg, cb func(SendResult, 
 	if a.closing {
 		return ErrClosed
 	}
-	l := a.lanes[mq.BrokerName]
-	if l == nil {
-		l = &lane{broker: mq.BrokerName}
-		a.lanes[mq.BrokerName] = l
-	}
+	l := a.lane(mq.BrokerName)
 	l.pending = append(l.pending, queued{o: o, mq: mq, cb: cb})
 	l.bytes += o.size
 	a.launch(l)
 	return nil
+}
+
+// lane returns broker's lane, made on first use. Called with mu held.
+func (a *brokerBatcher) lane(broker string) *lane {
+	l := a.lanes[broker]
+	if l == nil {
+		l = &lane{broker: broker}
+		a.lanes[broker] = l
+	}
+	return l
 }
 
 // launch sends what l may send now. Called with mu held.
@@ -119,13 +126,30 @@ func (a *brokerBatcher) launch(l *lane) {
 	}
 }
 
-// send sends one batch (retrying retriable failures of the whole request),
-// answers its messages, and lets the lane send what waited meanwhile.
+// send sends one batch, answers its messages, and lets the lane send what
+// waited meanwhile. After a retriable failure of the request its messages
+// (those with retries left, WithRetries) go back: to a queue of another
+// broker of their topic when there is one, else to the front of this lane,
+// ahead of what came after them.
 func (a *brokerBatcher) send(l *lane, batch []queued, bytes int) {
 	p := a.p
 	defer p.wg.Done()
-	results, addr, err := a.invoke(l.broker, batch)
+	body, err := appendMulti(nil, batch)
+	var results []protocol.MultiResult
+	var addr string
+	if err == nil {
+		addr, results, err = a.invokeOnce(l.broker, batch, body)
+	}
+	if err != nil && retriable(err) && !p.closed.Load() {
+		p.stats.retries.Add(1)
+		logAt(p.cfg.logger, LogDebug, "send retried", "broker", l.broker, "messages", len(batch), "err", err)
+		batch, bytes = a.requeue(l, batch, bytes)
+	}
 	p.buf.release(bytes)
+	if err != nil && len(batch) > 0 {
+		p.stats.failures.Add(int64(len(batch)))
+		logAt(p.cfg.logger, LogWarn, "send failed", "broker", l.broker, "messages", len(batch), "err", err)
+	}
 	for i, q := range batch {
 		if err != nil {
 			q.cb(SendResult{}, err)
@@ -149,30 +173,53 @@ func (a *brokerBatcher) send(l *lane, batch []queued, bytes int) {
 	a.mu.Unlock()
 }
 
-// invoke sends batch to broker as one FERRY_SEND_MULTI, repeating it (up
-// to WithRetries times) after a retriable failure of the request.
-func (a *brokerBatcher) invoke(broker string, batch []queued) ([]protocol.MultiResult, string, error) {
-	p := a.p
-	body, err := appendMulti(nil, batch)
-	if err != nil {
-		p.stats.failures.Add(int64(len(batch)))
-		return nil, "", err
-	}
-	var addr string
-	for attempt := 0; ; attempt++ {
-		var results []protocol.MultiResult
-		addr, results, err = a.invokeOnce(broker, batch, body)
-		if err == nil {
-			return results, addr, nil
+// requeue puts the messages of a failed batch that have retries left back
+// in a lane, and returns the others (to fail) with their bytes.
+func (a *brokerBatcher) requeue(l *lane, batch []queued, bytes int) ([]queued, int) {
+	var failed []queued
+	var back []queued
+	moved := map[*lane][]queued{}
+	for _, q := range batch {
+		if q.attempt >= a.p.cfg.retries {
+			failed = append(failed, q)
+			continue
 		}
-		if attempt >= p.cfg.retries || !retriable(err) || p.closed.Load() && errors.Is(err, ErrClosed) {
-			p.stats.failures.Add(int64(len(batch)))
-			logAt(p.cfg.logger, LogWarn, "send failed", "broker", broker, "messages", len(batch), "attempts", attempt+1, "err", err)
-			return nil, addr, err
+		q.attempt++
+		bytes -= q.o.size
+		if qs, err := a.t.queues(context.Background(), q.mq.Topic); err == nil {
+			var other []MessageQueue
+			for _, mq := range qs {
+				if mq.BrokerName != l.broker {
+					other = append(other, mq)
+				}
+			}
+			if len(other) > 0 {
+				q.mq = a.p.cfg.selector.Select(q.o.m, other)
+				a.mu.Lock()
+				to := a.lane(q.mq.BrokerName)
+				a.mu.Unlock()
+				moved[to] = append(moved[to], q)
+				continue
+			}
 		}
-		p.stats.retries.Add(1)
-		logAt(p.cfg.logger, LogDebug, "send retried", "broker", broker, "err", err)
+		back = append(back, q)
 	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(back) > 0 {
+		l.pending = append(back, l.pending...)
+		for _, q := range back {
+			l.bytes += q.o.size
+		}
+	}
+	for to, qs := range moved {
+		to.pending = append(to.pending, qs...)
+		for _, q := range qs {
+			to.bytes += q.o.size
+		}
+		a.launch(to)
+	}
+	return failed, bytes
 }
 
 func (a *brokerBatcher) invokeOnce(broker string, batch []queued, body []byte) (string, []protocol.MultiResult, error) {

@@ -165,3 +165,27 @@ func TestBrokerBatchFailedRequest(t *testing.T) {
 		t.Fatalf("%d failed, stats %+v: want the 20 messages of broker-a failed", failed, s)
 	}
 }
+
+// TestBrokerBatchRetriesOnAnotherBroker: the messages of a request that
+// fails retriably move to a queue of another broker of their topic.
+func TestBrokerBatchRetriesOnAnotherBroker(t *testing.T) {
+	c := newCluster(t, 2, nil)
+	c.createTopic("moves", 2)
+	p := newTestProducer(t, c.endpoint())
+	if _, err := p.tr.queues(ctxT(t), "moves"); err != nil {
+		t.Fatal(err)
+	}
+	c.brokers[0].Drain(true)
+	var msgs []*Message
+	for range 40 {
+		msgs = append(msgs, &Message{Topic: "moves", Body: []byte("x")})
+	}
+	for i, o := range sendAllAsync(t, p, msgs) {
+		if o.err != nil || o.res.Queue.BrokerName != "broker-b" {
+			t.Fatalf("message %d: %+v %v", i, o.res, o.err)
+		}
+	}
+	if s := p.Stats(); s.Messages != 40 || s.Retries == 0 || s.Failures != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}

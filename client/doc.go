@@ -38,6 +38,7 @@
 // WithMaxBufferedBytes bounds what waits or is in flight: SendAsync then
 // blocks until its context ends, or fails at once with
 // WithFailWhenBufferFull.
+//
 //	PushConsumer  route refresh + heartbeat, rebalance, offset commit,
 //	              one pull loop per owned queue, the consume workers
 //	PullConsumer  route refresh (remoting)
