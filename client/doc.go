@@ -25,6 +25,14 @@
 //	              flight (SendAsync's batches per broker: at most
 //	              WithMaxInFlight per broker), the per-queue linger flusher
 //	              (WithLinger over HTTP and for idempotent producers)
+//	PushConsumer  route refresh + heartbeat, rebalance, offset commit,
+//	              one pull loop per owned queue, the consume workers
+//	PullConsumer  route refresh (remoting)
+//
+// On the remoting transport a consumer uses two connections per broker:
+// one for long polls (PULL_MESSAGE suspended up to 20 s) and one for
+// everything else, so a parked pull never delays a heartbeat, an offset
+// commit or a send-back.
 //
 // # Batching (Producer)
 //
@@ -38,15 +46,6 @@
 // WithMaxBufferedBytes bounds what waits or is in flight: SendAsync then
 // blocks until its context ends, or fails at once with
 // WithFailWhenBufferFull.
-//
-//	PushConsumer  route refresh + heartbeat, rebalance, offset commit,
-//	              one pull loop per owned queue, the consume workers
-//	PullConsumer  route refresh (remoting)
-//
-// On the remoting transport a consumer uses two connections per broker:
-// one for long polls (PULL_MESSAGE suspended up to 20 s) and one for
-// everything else, so a parked pull never delays a heartbeat, an offset
-// commit or a send-back.
 //
 // # Offsets and retries (PushConsumer)
 //
