@@ -57,19 +57,21 @@
 //	| 8     | born timestamp, ms                                        |
 //	| 4     | body length B                                             |
 //	| B     | body                                                      |
-//	| 2     | properties length P (RocketMQ's \x01/\x02 property text) |
+//	| 2     | properties length P (RocketMQ's \x01/\x02 property text)  |
 //	| P     | properties                                                |
 //	+-------+-----------------------------------------------------------+
 //
 // The broker stores the messages it accepts with one append, in body order
-// (so order per queue is the order of the body), and answers SUCCESS with
-// one result per entry, in the same order, in the response body:
+// (so order per queue is the order of the body; messages of topics with a
+// dedup window are deduplicated as single sends are, and stored after the
+// others), and answers SUCCESS with one result per entry, in the same
+// order, in the response body:
 //
 //	+-------+-----------------------------------------------------------+
 //	| size  | content                                                   |
 //	+-------+-----------------------------------------------------------+
-//	| 2     | response code of this message (SUCCESS, FLUSH_DISK_TIMEOUT |
-//	|       | when stored but not yet on disk, or the code of its error) |
+//	| 2     | this message's code: SUCCESS, FLUSH_DISK_TIMEOUT (stored, |
+//	|       | not yet synced) or the code of its error                  |
 //	| 4     | queue id                                                  |
 //	| 8     | queue offset (0 when not stored)                          |
 //	| 2     | text length X                                             |
