@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -187,5 +188,45 @@ func TestBrokerBatchRetriesOnAnotherBroker(t *testing.T) {
 	}
 	if s := p.Stats(); s.Messages != 40 || s.Retries == 0 || s.Failures != 0 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// BenchmarkProducerSendAsync: 1 KiB messages sent per message with
+// SendAsync, 256 unanswered at a time, to one broker in this process (the
+// broker's cost is in the figure), over 1 and 64 topics.
+func BenchmarkProducerSendAsync(b *testing.B) {
+	for _, topics := range []int{1, 64} {
+		b.Run(fmt.Sprint("topics=", topics), func(b *testing.B) {
+			c := newCluster(b, 1, nil)
+			names := make([]string, topics)
+			for i := range names {
+				names[i] = fmt.Sprintf("bench-%d", i)
+				c.createTopic(names[i], 8)
+			}
+			p := newTestProducer(b, c.endpoint())
+			ctx := ctxT(b)
+			window := make(chan struct{}, 256)
+			var failed atomic.Int64
+			body := make([]byte, 1024)
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				window <- struct{}{}
+				p.SendAsync(ctx, &Message{Topic: names[i%topics], Body: body}, func(_ SendResult, err error) {
+					if err != nil {
+						failed.Add(1)
+					}
+					<-window
+				})
+				i++
+			}
+			if err := p.Flush(ctx); err != nil {
+				b.Fatal(err)
+			}
+			if n := failed.Load(); n > 0 {
+				b.Fatalf("%d sends failed", n)
+			}
+		})
 	}
 }
