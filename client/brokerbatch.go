@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -134,11 +135,18 @@ func (a *brokerBatcher) launch(l *lane) {
 func (a *brokerBatcher) send(l *lane, batch []queued, bytes int) {
 	p := a.p
 	defer p.wg.Done()
-	body, err := appendMulti(nil, batch)
+	bp := bodyPool.Get().(*[]byte)
+	body, err := appendMulti((*bp)[:0], batch)
 	var results []protocol.MultiResult
 	var addr string
 	if err == nil {
 		addr, results, err = a.invokeOnce(l.broker, batch, body)
+	}
+	if err == nil {
+		// Answered, so written: the buffer may serve another request. An
+		// unanswered request's body may still wait to be written.
+		*bp = body
+		bodyPool.Put(bp)
 	}
 	if err != nil && retriable(err) && !p.closed.Load() {
 		p.stats.retries.Add(1)
@@ -251,13 +259,16 @@ func (a *brokerBatcher) invokeOnce(broker string, batch []queued, body []byte) (
 	return addr, results, nil
 }
 
+// bodyPool holds request body buffers of answered batches.
+var bodyPool = sync.Pool{New: func() any { return new([]byte) }}
+
 // appendMulti encodes batch as a FERRY_SEND_MULTI body.
 func appendMulti(dst []byte, batch []queued) ([]byte, error) {
-	n := 0
+	n := len(dst)
 	for _, q := range batch {
 		n += 26 + len(q.mq.Topic) + q.o.size
 	}
-	dst = append(dst[:0], make([]byte, 0, n)...)
+	dst = slices.Grow(dst, n-len(dst))
 	born := time.Now().UnixMilli()
 	for _, q := range batch {
 		var err error
