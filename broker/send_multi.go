@@ -130,6 +130,9 @@ func (b *Broker) multiResults(st *multiState, res []commitlog.AppendResult, err 
 	if !stored && err == nil {
 		err = fmt.Errorf("broker: %d messages appended as %d results", len(st.msgs), len(res))
 	}
+	// The metrics are counted per run of one topic, not per message.
+	var topic string
+	var n, bytes int
 	for k := range st.msgs {
 		m := &st.msgs[k]
 		r := &st.results[st.at[k]]
@@ -144,6 +147,15 @@ func (b *Broker) multiResults(st *multiState, res []commitlog.AppendResult, err 
 		}
 		r.QueueOffset = res[k].QueueOffset
 		r.Text = protocol.OffsetMsgID(b.storeHost, res[k].Offset)
-		b.metrics.messagesIn(m.Topic, 1, len(m.Body))
+		if m.Topic != topic && n > 0 {
+			b.metrics.messagesIn(topic, n, bytes)
+			n, bytes = 0, 0
+		}
+		topic = m.Topic
+		n++
+		bytes += len(m.Body)
+	}
+	if n > 0 {
+		b.metrics.messagesIn(topic, n, bytes)
 	}
 }

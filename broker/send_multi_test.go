@@ -3,6 +3,9 @@ package broker
 import (
 	"strings"
 	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
@@ -67,13 +70,27 @@ func TestSendMultiMixedTopics(t *testing.T) {
 		queue int
 		want  []string
 	}{{"MA", 0, []string{"a0-1", "a0-2"}}, {"MB", 1, []string{"b1-1", "b1-2"}}, {"MA", 1, []string{"a1-1"}}} {
-		_, recs := c.pull("g", q.topic, q.queue, 0, 0)
 		var got []string
-		for _, r := range recs {
-			got = append(got, string(r.Body))
-		}
+		waitFor(t, 10*time.Second, "dispatch of "+q.topic, func() bool {
+			_, recs := c.pull("g", q.topic, q.queue, 0, 0)
+			got = got[:0]
+			for _, r := range recs {
+				got = append(got, string(r.Body))
+			}
+			return len(got) >= len(q.want)
+		})
 		if strings.Join(got, ",") != strings.Join(q.want, ",") {
 			t.Fatalf("%s/%d holds %v, want %v", q.topic, q.queue, got, q.want)
+		}
+	}
+	// The stored messages are counted per topic, the refused ones not.
+	for topic, want := range map[string]float64{"MA": 3, "MB": 2} {
+		var m dto.Metric
+		if err := b.metrics.msgIn.WithLabelValues(topic).Write(&m); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.GetCounter().GetValue(); got != want {
+			t.Fatalf("messages in of %s: %v, want %v", topic, got, want)
 		}
 	}
 }
@@ -122,7 +139,11 @@ func TestSendMultiDedup(t *testing.T) {
 	if res[2].Text != res[0].Text || res[2].QueueOffset != res[0].QueueOffset || res[3].QueueOffset != res[0].QueueOffset+1 {
 		t.Fatalf("results %+v", res)
 	}
-	_, recs := c.pull("g", "DD", 0, 0, 0)
+	var recs []protocol.Record
+	waitFor(t, 10*time.Second, "dispatch of DD", func() bool {
+		_, recs = c.pull("g", "DD", 0, 0, 0)
+		return len(recs) >= 2
+	})
 	if len(recs) != 2 || string(recs[0].Body) != "first" || string(recs[1].Body) != "second" {
 		t.Fatalf("DD holds %d records", len(recs))
 	}
