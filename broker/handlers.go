@@ -19,6 +19,7 @@ func (b *Broker) routes() {
 	for _, code := range []int16{protocol.ReqSendMessage, protocol.ReqSendMessageV2, protocol.ReqSendBatchMessage} {
 		m.HandleBatch(code, sendHandler{b: b, obs: b.metrics.rpcLatency.WithLabelValues(strconv.Itoa(int(code)))})
 	}
+	timed(protocol.ReqFerrySendMulti, b.handleSendMulti) // send_multi.go
 	timed(protocol.ReqPullMessage, b.handlePull)
 	timed(protocol.ReqHeartBeat, b.handleHeartbeat)
 	timed(protocol.ReqUnregisterClient, b.handleUnregisterClient)
