@@ -64,6 +64,7 @@
 //	  41  LOCK_BATCH_MQ                        SUB on the body's group and every queue's topic
 //	  42  UNLOCK_BATCH_MQ                      same as 41
 //	1001  Ferry DLQ list                       SUB on group
+//	1020  FERRY_SEND_MULTI                     PUB on every topic of the body (same rule)
 //	 105  GET_ROUTEINFO_BY_TOPIC (name server) open, as on RocketMQ name servers
 //	 106  GET_BROKER_CLUSTER_INFO (name server) open, as on RocketMQ name servers
 //	  17  UPDATE_AND_CREATE_TOPIC              admin

@@ -2,8 +2,10 @@ package acl
 
 import (
 	"fmt"
-	"github.com/ferrymq/ferry/protocol"
+	"slices"
 	"strings"
+
+	"github.com/ferrymq/ferry/protocol"
 
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -101,6 +103,27 @@ func sendTo(name string) func(*remoting.Command, []Resource) ([]Resource, error)
 	}
 }
 
+// sendMulti needs PUB on every topic of a multi-queue batch (each topic
+// once; SUB on the group for a group's retry topic, as sendTo) and is
+// refused whole when its body is malformed.
+func sendMulti(req *remoting.Command, dst []Resource) ([]Resource, error) {
+	entries, err := protocol.DecodeMulti(req.Body, nil)
+	if err != nil {
+		return dst, err
+	}
+	first := len(dst)
+	for _, e := range entries {
+		r := TopicResource(e.Topic, Pub)
+		if r.Group {
+			r.Perm = Sub
+		}
+		if !slices.Contains(dst[first:], r) {
+			dst = append(dst, r)
+		}
+	}
+	return dst, nil
+}
+
 func heartbeat(req *remoting.Command, dst []Resource) ([]Resource, error) {
 	var hb remoting.HeartbeatData
 	if err := remoting.DecodeBody(req.Body, &hb); err != nil {
@@ -167,6 +190,7 @@ var table = map[int16]rule{
 	protocol.ReqLockBatchMQ:             {levelRes, lockBatch},
 	protocol.ReqUnlockBatchMQ:           {levelRes, lockBatch},
 	protocol.ReqFerryDLQList:            {levelRes, groupField("group", Sub)},
+	protocol.ReqFerrySendMulti:          {levelRes, sendMulti},
 
 	protocol.ReqGetRouteInfoByTopic:  {levelOpen, nil},
 	protocol.ReqGetBrokerClusterInfo: {levelOpen, nil},

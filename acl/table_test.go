@@ -33,8 +33,22 @@ func sampleRequest(t *testing.T, code int16, topic, group string) *remoting.Comm
 		body, _ = json.Marshal(hb)
 	case protocol.ReqLockBatchMQ, protocol.ReqUnlockBatchMQ:
 		body, _ = json.Marshal(remoting.LockBatchRequestBody{ConsumerGroup: group, MQSet: []remoting.MessageQueue{{Topic: topic}}})
+	case protocol.ReqFerrySendMulti:
+		body = multiBody(t, topic)
 	}
 	return remoting.NewRequest(code, ext, body)
+}
+
+// multiBody is a FERRY_SEND_MULTI body with one message to each topic.
+func multiBody(t *testing.T, topics ...string) []byte {
+	var body []byte
+	for _, topic := range topics {
+		var err error
+		if body, err = protocol.AppendMultiEntry(body, &protocol.MultiEntry{Topic: topic, QueueID: 0, Body: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return body
 }
 
 func signedBy(req *remoting.Command, ak, sk string) *remoting.Command {
@@ -139,6 +153,17 @@ func TestPermissionDetails(t *testing.T) {
 	}
 	if err := check(sampleRequest(t, protocol.ReqEndTransaction, "RO", "G")); err == nil {
 		t.Fatal("END_TRANSACTION naming a SUB-only topic allowed")
+	}
+	// A multi-queue batch needs PUB on every topic it carries; a body
+	// that cannot be read is refused.
+	if err := check(remoting.NewRequest(protocol.ReqFerrySendMulti, nil, multiBody(t, "T", "T"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := check(remoting.NewRequest(protocol.ReqFerrySendMulti, nil, multiBody(t, "T", "RO"))); err == nil {
+		t.Fatal("multi-queue batch to a SUB-only topic allowed")
+	}
+	if err := check(remoting.NewRequest(protocol.ReqFerrySendMulti, nil, []byte{0, 5, 'T'})); err == nil {
+		t.Fatal("malformed multi-queue batch allowed")
 	}
 	// Unknown codes need admin.
 	if err := check(sampleRequest(t, 9999, "T", "G")); err == nil {

@@ -49,6 +49,8 @@ func (b *Broker) replyErr(c *remoting.Conn, req *remoting.Command, err error) {
 		code = protocol.RespSubscriptionGroupNotExist
 	case errors.Is(err, ErrTopicSystem), errors.Is(err, errNoPermission):
 		code = protocol.RespNoPermission
+	case errors.Is(err, ErrDiskFull):
+		code = protocol.RespServiceNotAvailable
 	}
 	b.reply(c, req, code, err.Error())
 }
@@ -59,6 +61,9 @@ func (b *Broker) CreateTopic(tc TopicConfig) error {
 		return err
 	}
 	if err := b.checkTopicAdmin(tc.TopicName, false); err != nil {
+		return err
+	}
+	if err := b.meta.writable(); err != nil {
 		return err
 	}
 	if tc.Perm == 0 {
@@ -75,6 +80,9 @@ func (b *Broker) CreateTopic(tc TopicConfig) error {
 // records stay in the commitlog until their segments expire.
 func (b *Broker) DeleteTopic(name string) error {
 	if err := b.checkTopicAdmin(name, true); err != nil {
+		return err
+	}
+	if err := b.meta.writable(); err != nil {
 		return err
 	}
 	if err := b.topics.delete(name); err != nil {
@@ -159,7 +167,7 @@ func (b *Broker) handleCreateGroup(c *remoting.Conn, req *remoting.Command) {
 		b.reply(c, req, protocol.RespSystemError, "malformed group config: "+err.Error())
 		return
 	}
-	if err := b.groups.put(gc); err != nil {
+	if err := b.PutGroup(gc); err != nil {
 		b.replyErr(c, req, err)
 		return
 	}
@@ -168,6 +176,9 @@ func (b *Broker) handleCreateGroup(c *remoting.Conn, req *remoting.Command) {
 
 // DeleteGroup deletes a group's config and offsets.
 func (b *Broker) DeleteGroup(name string) error {
+	if err := b.meta.writable(); err != nil {
+		return err
+	}
 	if err := b.groups.delete(name); err != nil {
 		return err
 	}

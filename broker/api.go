@@ -235,7 +235,7 @@ func problemOf(err error) problem {
 		p := mk(503, protocol.ProblemServiceNotAvailable, "service-not-available", "service not available")
 		p.retryAfter = 30
 		return p
-	case errors.Is(err, commitlog.ErrNoSpace):
+	case errors.Is(err, commitlog.ErrNoSpace), errors.Is(err, ErrDiskFull):
 		p := mk(503, 14, "service-not-available", "service not available")
 		p.retryAfter = 5
 		return p

@@ -76,6 +76,10 @@ func (b *Broker) apiCommitOffsets(ctx *fasthttp.RequestCtx, p apiParams) {
 			return
 		}
 	}
+	if err := b.meta.writable(); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
 	for _, o := range in.Offsets {
 		b.offsets.set(group, o.Topic, o.QueueID, o.Offset)
 	}

@@ -161,7 +161,9 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 
 func (b *Broker) openStores() error {
 	flush, _ := commitlog.ParseFlushMode(b.cfg.Flush)
-	if err := b.fs.MkdirAll(b.cfg.DataDir, 0o755); err != nil {
+	// Durably: a crash must not take back the data directory's own entry
+	// after acknowledged sends were synced under it.
+	if err := commitlog.MkdirAllDurable(b.fs, b.cfg.DataDir); err != nil {
 		return fmt.Errorf("broker: create data dir %s: %w", b.cfg.DataDir, err)
 	}
 	var err error
@@ -190,7 +192,9 @@ func (b *Broker) openStores() error {
 	if b.offsets, err = loadOffsets(b.meta); err != nil {
 		return err
 	}
-	b.timerIdx = delay.NewTimerIndex(b.meta.db, protocol.TimerTopic)
+	if b.timerIdx, err = delay.NewTimerIndex(b.meta.db, protocol.TimerTopic, b.clog.WrittenOffset()); err != nil {
+		return err
+	}
 	if b.keys, err = newKeyIndex(b.meta.db); err != nil {
 		return err
 	}
@@ -215,6 +219,8 @@ func (b *Broker) openStores() error {
 	if err := b.ensureSystemTopics(); err != nil {
 		return err
 	}
+	// From here on metadata changes are refused while the disk is full.
+	b.meta.full = b.diskFullNow
 	if err := b.loadProducers(); err != nil {
 		return err
 	}
@@ -429,7 +435,7 @@ func (b *Broker) writable() string {
 	case b.drained.Load():
 		return "broker is drained by an operator"
 	case b.diskFullNow():
-		return "data disk is full"
+		return b.diskFullReason()
 	case b.clog.Err() != nil:
 		return b.clog.Err().Error()
 	}

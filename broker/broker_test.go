@@ -446,7 +446,8 @@ func TestRetentionDeletesExpiredSegments(t *testing.T) {
 	mustOK(t, c.send("old", 0, "pending", map[string]string{"DELAY": "1"})) // holds its segment
 	body := strings.Repeat("x", 60<<10)
 	mustOK(t, c.send("old", 0, body, map[string]string{"UNIQ_KEY": "U-first"}))
-	time.Sleep(600 * time.Millisecond) // the next "hour"
+	first := b.keys.bucket(time.Now().UnixMilli())
+	waitFor(t, 5*time.Second, `the next key-index "hour"`, func() bool { return b.keys.bucket(time.Now().UnixMilli()) > first })
 	for b.clog.WrittenOffset() < 3<<20 {
 		mustOK(t, c.send("old", 0, body, nil))
 	}

@@ -19,6 +19,7 @@ func (b *Broker) routes() {
 	for _, code := range []int16{protocol.ReqSendMessage, protocol.ReqSendMessageV2, protocol.ReqSendBatchMessage} {
 		m.HandleBatch(code, sendHandler{b: b, obs: b.metrics.rpcLatency.WithLabelValues(strconv.Itoa(int(code)))})
 	}
+	timed(protocol.ReqFerrySendMulti, b.handleSendMulti) // send_multi.go
 	timed(protocol.ReqPullMessage, b.handlePull)
 	timed(protocol.ReqHeartBeat, b.handleHeartbeat)
 	timed(protocol.ReqUnregisterClient, b.handleUnregisterClient)
@@ -201,6 +202,10 @@ func (b *Broker) handleUpdateOffset(c *remoting.Conn, req *remoting.Command) {
 	off, err := req.Int64("commitOffset")
 	if err != nil || off < 0 {
 		b.reply(c, req, protocol.RespSystemError, "commitOffset must be a non-negative integer")
+		return
+	}
+	if err := b.meta.writable(); err != nil {
+		b.reply(c, req, protocol.RespServiceNotAvailable, err.Error())
 		return
 	}
 	b.offsets.set(group, topic, q, off)

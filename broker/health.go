@@ -8,8 +8,10 @@ import (
 
 // Disk space. Sends are refused while the data disk is fuller than
 // DiskMaxUsedRatio, or while a write found it full (the commitlog undoes
-// such a write and stays writable) and less than diskRoomAfterFull is
-// free. The disk is looked at every second, and on a refused send or a
+// such a write and stays writable, the consume queues try it again, the
+// metadata store gives back its reserve: metafs.go) and less than
+// diskRoomAfterFull is free (more the reserve, made again on leaving).
+// Metadata changes are refused in the state too. The disk is looked at every second, and on a refused send or a
 // readiness probe at most every diskRecheck, so sends are accepted again as
 // soon as space is freed; reads are served throughout. A write that finds
 // the disk full has it looked at at once.
@@ -29,7 +31,18 @@ func (b *Broker) checkDisk() {
 		return
 	}
 	ratio := float64(u.UsedBytes) / float64(u.TotalBytes)
-	full := ratio > b.c().DiskMaxUsedRatio || (b.clog.NoSpace() && u.AvailBytes < b.diskRoomAfterFull())
+	room := b.diskRoomAfterFull()
+	spent := b.meta.reserve.Spent()
+	if spent {
+		room += metaReserveSize
+	}
+	full := ratio > b.c().DiskMaxUsedRatio || ((b.clog.NoSpace() || b.cq.NoSpace() || spent) && u.AvailBytes < room)
+	if !full && spent {
+		if err := b.meta.reserve.restore(); err != nil {
+			b.log.Error().Err(err).Msg("make the metadata store's reserve again")
+			full = true
+		}
+	}
 	if full != b.diskFull.Load() {
 		b.diskFull.Store(full)
 		if full {
@@ -45,7 +58,7 @@ func (b *Broker) checkDisk() {
 // full has it looked at at once; while the state is full, it is looked at
 // again when the last look is older than diskRecheck.
 func (b *Broker) diskFullNow() bool {
-	full, noSpace := b.diskFull.Load(), b.clog.NoSpace()
+	full, noSpace := b.diskFull.Load(), b.clog.NoSpace() || b.cq.NoSpace() || b.meta.reserve.Spent()
 	if !full && !noSpace {
 		return false
 	}
@@ -54,6 +67,15 @@ func (b *Broker) diskFullNow() bool {
 		b.checkDisk()
 	}
 	return b.diskFull.Load()
+}
+
+// diskFullReason says why sends are refused in the disk-full state, and
+// whether new messages wait to be indexed (readable once there is room).
+func (b *Broker) diskFullReason() string {
+	if b.cq.NoSpace() {
+		return "data disk is full; new messages are indexed once it has room"
+	}
+	return "data disk is full"
 }
 
 // serveReadyz answers the readiness probe. Ready means able to serve: a

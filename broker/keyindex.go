@@ -103,7 +103,10 @@ func uniqIndexKey(b uint32, id string) []byte {
 	return append(bucketKey(uniqPrefix, b), id...)
 }
 
-// Dispatch indexes a batch (no sync: it is rebuilt from the log).
+// Dispatch indexes a batch without a sync: Sync makes it durable, and
+// until then the consume queues' checkpoint stays behind it. Feeding a
+// record again sets the same keys to the same values, so replays after a
+// crash are harmless.
 func (k *keyIndex) Dispatch(batch []consumequeue.Record) error {
 	var b *pebble.Batch
 	var v [12]byte
@@ -138,6 +141,12 @@ func (k *keyIndex) Dispatch(batch []consumequeue.Record) error {
 	}
 	defer b.Close()
 	return k.db.Apply(b, pebble.NoSync)
+}
+
+// Sync makes every batch dispatched so far durable (one write-ahead log
+// sync of the metadata database).
+func (k *keyIndex) Sync() error {
+	return k.db.LogData(nil, pebble.Sync)
 }
 
 // prune drops the index of every hour before the one of beforeMs: the
@@ -241,7 +250,17 @@ func (b *Broker) MessageByID(id string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: message %s is no longer stored: %v", ErrMessageNotFound, id, err)
 	}
+	// An entry can outlive its record: after a crash in async-flush mode
+	// the log may recover to below it, and other records take its place.
+	if rec, err := protocol.Decode(raw); err != nil || !hasUniqKey(rec, id) {
+		return nil, fmt.Errorf("%w: message %s is no longer stored", ErrMessageNotFound, id)
+	}
 	return raw, nil
+}
+
+func hasUniqKey(rec protocol.Record, id string) bool {
+	v, ok := protocol.Property(rec.Properties, protocol.PropUniqKey)
+	return ok && v == id
 }
 
 // MessagesByKey returns raw records of topic whose KEYS contain key,

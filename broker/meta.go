@@ -25,7 +25,17 @@ import (
 // Topic and group changes are written with sync; consumer offsets are
 // batched and synced every OffsetFlushInterval and at shutdown.
 type metaStore struct {
-	db *pebble.DB
+	db      *pebble.DB
+	reserve *reserveFS  // metafs.go
+	full    func() bool // the disk-full state: changes are refused
+}
+
+// writable refuses a metadata change while the data disk is full.
+func (m *metaStore) writable() error {
+	if m.full != nil && m.full() {
+		return ErrDiskFull
+	}
+	return nil
 }
 
 const (
@@ -49,7 +59,14 @@ func (p pebbleLogger) Fatalf(format string, args ...any) {
 }
 
 func openMeta(fs vfs.FS, dir string, log zerolog.Logger) (*metaStore, error) {
-	opts := &pebble.Options{FS: fs, Logger: pebbleLogger{log}}
+	if err := fs.MkdirAll(fs.PathDir(dir), 0o755); err != nil {
+		return nil, fmt.Errorf("broker: create %s: %w", fs.PathDir(dir), err)
+	}
+	reserve, err := newReserveFS(fs, dir+".reserve", metaReserveSize, log)
+	if err != nil {
+		return nil, fmt.Errorf("broker: metadata store reserve: %w", err)
+	}
+	opts := &pebble.Options{FS: reserve, Logger: pebbleLogger{log}}
 	// Bloom filters (every level inherits L0's): a dedup-window send looks
 	// up keys that are mostly absent, which without a filter reads index
 	// blocks of every table.
@@ -58,7 +75,7 @@ func openMeta(fs vfs.FS, dir string, log zerolog.Logger) (*metaStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: open metadata store %s: %w", dir, err)
 	}
-	return &metaStore{db: db}, nil
+	return &metaStore{db: db, reserve: reserve}, nil
 }
 
 func (m *metaStore) close() error { return m.db.Close() }

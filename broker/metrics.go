@@ -67,6 +67,12 @@ func newMetrics(b *Broker) *metrics {
 		gauge("ferry_index_behind_bytes", "Commitlog bytes in the consume queues but not yet in the key and timer indexes.", func() float64 {
 			return float64(b.cq.DispatchedOffset() - b.cq.FedOffset())
 		}),
+		gauge("ferry_dispatch_no_space", "1 while the consume queues wait for disk space to index new messages.", func() float64 {
+			if b.cq.NoSpace() {
+				return 1
+			}
+			return 0
+		}),
 		gauge("ferry_broker_writable", "1 while the broker accepts sends.", func() float64 {
 			if b.writable() == "" {
 				return 1

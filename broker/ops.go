@@ -59,8 +59,14 @@ func (b *Broker) Groups() []GroupInfo {
 	return out
 }
 
-// PutGroup creates or updates a group config.
-func (b *Broker) PutGroup(gc GroupConfig) error { return b.groups.put(gc) }
+// PutGroup creates or updates a group config (refused while the data disk
+// is full; groups created on first use are not).
+func (b *Broker) PutGroup(gc GroupConfig) error {
+	if err := b.meta.writable(); err != nil {
+		return err
+	}
+	return b.groups.put(gc)
+}
 
 // Group returns a group's config.
 func (b *Broker) Group(name string) (GroupConfig, bool) { return b.groups.get(name) }
@@ -276,6 +282,9 @@ func (b *Broker) SetConfig(key, value string) error {
 	defer b.cfgMu.Unlock()
 	next, err := b.withConfigLocked(key, value)
 	if err != nil {
+		return err
+	}
+	if err := b.meta.writable(); err != nil {
 		return err
 	}
 	if err := b.meta.db.Set([]byte(prefixConfig+key), []byte(value), pebble.Sync); err != nil {

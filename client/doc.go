@@ -21,8 +21,10 @@
 // Each client owns its goroutines and stops them in Close, which returns
 // only when they are gone:
 //
-//	Producer      route refresh (remoting), the linger flusher (WithLinger),
-//	              one goroutine per in-flight async or batched send
+//	Producer      route refresh (remoting), one goroutine per request in
+//	              flight (SendAsync's batches per broker: at most
+//	              WithMaxInFlight per broker), the per-queue linger flusher
+//	              (WithLinger over HTTP and for idempotent producers)
 //	PushConsumer  route refresh + heartbeat, rebalance, offset commit,
 //	              one pull loop per owned queue, the consume workers
 //	PullConsumer  route refresh (remoting)
@@ -31,6 +33,19 @@
 // one for long polls (PULL_MESSAGE suspended up to 20 s) and one for
 // everything else, so a parked pull never delays a heartbeat, an offset
 // commit or a send-back.
+//
+// # Batching (Producer)
+//
+// Over the remoting protocol SendAsync batches by itself, per broker: a
+// message waits only while a request to its broker is in flight, then
+// leaves with everything that waited, whatever its topic or queue, in one
+// FERRY_SEND_MULTI request (the protocol package documents it). At low
+// rates nothing waits; under load batches grow up to WithBatchSize and
+// WithMaxBatchBytes. WithLinger adds a bounded wait, WithMaxInFlight allows
+// more requests per broker at once (1 keeps each queue's order), and
+// WithMaxBufferedBytes bounds what waits or is in flight: SendAsync then
+// blocks until its context ends, or fails at once with
+// WithFailWhenBufferFull.
 //
 // # Offsets and retries (PushConsumer)
 //

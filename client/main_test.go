@@ -26,7 +26,7 @@ func TestMain(m *testing.M) {
 
 // cluster is a name server and brokers started in-process on 127.0.0.1.
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	ns      *namesrv.Server
 	brokers []*broker.Broker
 }
@@ -40,7 +40,7 @@ func (c *cluster) httpEndpoint(i int) string { return "http://" + c.brokers[i].H
 // shortDelays makes every delay level 20 ms, so retries come back at once.
 var shortDelays = strings.TrimSpace(strings.Repeat("20ms ", 18))
 
-func newCluster(t *testing.T, n int, mut func(i int, cfg *broker.Config)) *cluster {
+func newCluster(t testing.TB, n int, mut func(i int, cfg *broker.Config)) *cluster {
 	t.Helper()
 	ns, err := namesrv.New(namesrv.Config{ListenAddr: "127.0.0.1:0"})
 	if err != nil {
@@ -103,7 +103,7 @@ func (c *cluster) waitRoute(topic string, n int) {
 }
 
 // waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
@@ -114,13 +114,13 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
+func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func newTestProducer(t *testing.T, endpoint string, opts ...Opt) *Producer {
+func newTestProducer(t testing.TB, endpoint string, opts ...Opt) *Producer {
 	t.Helper()
 	p, err := NewProducer(endpoint, opts...)
 	if err != nil {

@@ -44,6 +44,7 @@ const (
 	DefaultRetries             = 2
 	DefaultBatchSize           = 256
 	DefaultMaxBatchBytes       = 1 << 20
+	DefaultMaxInFlight         = 1
 	DefaultMaxBufferedBytes    = 32 << 20
 	DefaultMaxMessageSize      = 4 << 20
 	DefaultPullBatchSize       = 32
@@ -84,6 +85,8 @@ type config struct {
 	maxBatchBytes    int
 	maxBufferedBytes int
 	maxMessageSize   int
+	maxInFlight      int  // per broker, of SendAsync's batches
+	failWhenFull     bool // SendAsync fails at once on a full buffer
 	selector         QueueSelector
 	producerID       string // WithIdempotence
 
@@ -155,10 +158,24 @@ func WithSendTimeout(d time.Duration) Opt { return optFunc(func(c *config) { c.s
 // failure, each on another broker when there is one (default 2).
 func WithRetries(n int) Opt { return optFunc(func(c *config) { c.retries = n }) }
 
-// WithLinger turns on automatic batching: Send and SendAsync wait up to d
-// for more messages to the same queue and send them in one request. 0 (the
-// default) sends each message on its own.
+// WithLinger makes automatic batching wait up to d for more messages
+// before sending a batch that is not full. Over the remoting protocol
+// SendAsync always batches per broker (messages wait only while a request
+// to their broker is in flight, see WithMaxInFlight), and d adds a wait;
+// with d > 0 Send batches too. Over HTTP, and for idempotent producers,
+// d > 0 turns on batching per queue. 0 (the default) adds no wait.
 func WithLinger(d time.Duration) Opt { return optFunc(func(c *config) { c.linger = d }) }
+
+// WithMaxInFlight bounds the batch requests of SendAsync outstanding per
+// broker (default 1, which keeps the order of messages per queue; more
+// may reorder a queue's messages when a request is retried or the broker
+// serves two at once).
+func WithMaxInFlight(n int) Opt { return optFunc(func(c *config) { c.maxInFlight = n }) }
+
+// WithFailWhenBufferFull makes SendAsync fail at once with ErrBufferFull
+// when the send buffer (WithMaxBufferedBytes) is full, instead of waiting
+// for room until its context ends.
+func WithFailWhenBufferFull(on bool) Opt { return optFunc(func(c *config) { c.failWhenFull = on }) }
 
 // WithBatchSize caps the messages in one automatic batch (default 256); a
 // full batch is sent without waiting for the linger time.
@@ -295,6 +312,7 @@ func newConfig(kind clientKind, endpoint string, opts []Opt) (*config, error) {
 		batchSize:            DefaultBatchSize,
 		maxBatchBytes:        DefaultMaxBatchBytes,
 		maxBufferedBytes:     DefaultMaxBufferedBytes,
+		maxInFlight:          DefaultMaxInFlight,
 		maxMessageSize:       DefaultMaxMessageSize,
 		selector:             RoundRobin(),
 		maxCachedMessages:    DefaultMaxCachedMessages,
@@ -359,6 +377,9 @@ func newConfig(kind clientKind, endpoint string, opts []Opt) (*config, error) {
 	}
 	if c.retries < 0 || c.retries > 16 {
 		c.bad("retries %d must be 0 to 16", c.retries)
+	}
+	if c.maxInFlight < 1 || c.maxInFlight > 64 {
+		c.bad("max in flight %d must be 1 to 64 requests per broker", c.maxInFlight)
 	}
 	if c.batchSize < 1 || c.batchSize > 4096 {
 		c.bad("batch size %d must be 1 to 4096 messages", c.batchSize)

@@ -39,8 +39,9 @@ type Producer struct {
 	tr    produceTransport
 	stats producerStats
 	buf   *byteSem
-	acc   *accumulator // nil without WithLinger
-	idem  *idempotence // nil without WithIdempotence
+	acc   *accumulator   // nil without WithLinger, or with the broker batcher
+	bb    *brokerBatcher // SendAsync's batches over remoting; nil over HTTP and for idempotent producers
+	idem  *idempotence   // nil without WithIdempotence
 
 	// gate orders wg.Add of new async sends before Close's wg.Wait.
 	gate   sync.RWMutex
@@ -74,9 +75,11 @@ func NewProducer(endpoint string, opts ...Opt) (*Producer, error) {
 		p.tr = rt
 		if cfg.producerID != "" {
 			p.idem = newIdempotence(cfg.producerID, rt)
+		} else {
+			p.bb = newBrokerBatcher(p, rt)
 		}
 	}
-	if cfg.linger > 0 {
+	if cfg.linger > 0 && p.bb == nil {
 		p.acc = newAccumulator(p)
 	}
 	return p, nil
@@ -91,7 +94,7 @@ func (p *Producer) Stats() ProducerStats {
 // Send sends m and waits for the broker's answer. With WithLinger the
 // message may share a request with others sent meanwhile.
 func (p *Producer) Send(ctx context.Context, m *Message) (SendResult, error) {
-	if p.acc == nil {
+	if p.acc == nil && (p.bb == nil || p.cfg.linger == 0) {
 		if p.closed.Load() {
 			return SendResult{}, ErrClosed
 		}
@@ -111,9 +114,11 @@ func (p *Producer) Send(ctx context.Context, m *Message) (SendResult, error) {
 
 // SendAsync sends m in the background and calls cb with the outcome, from
 // another goroutine. It waits only when the send buffer is full
-// (WithMaxBufferedBytes); if ctx ends first, cb gets an error wrapping
-// ErrBufferFull at once. Without WithLinger ctx also bounds the send; a
-// batched send is bounded by the send timeout and retries.
+// (WithMaxBufferedBytes); if ctx ends first, or at once with
+// WithFailWhenBufferFull, cb gets an error wrapping ErrBufferFull. Over the
+// remoting protocol messages are batched per broker (see WithMaxInFlight);
+// a batched send is bounded by the send timeout and retries, not by ctx.
+// Over HTTP without WithLinger ctx also bounds the send.
 func (p *Producer) SendAsync(ctx context.Context, m *Message, cb func(SendResult, error)) {
 	if cb == nil {
 		cb = func(SendResult, error) {}
@@ -127,8 +132,15 @@ func (p *Producer) SendAsync(ctx context.Context, m *Message, cb func(SendResult
 		cb(SendResult{}, err)
 		return
 	}
-	if err := p.buf.acquire(ctx, o.size); err != nil {
+	if err := p.buf.acquire(ctx, o.size, p.cfg.failWhenFull); err != nil {
 		cb(SendResult{}, err)
+		return
+	}
+	if p.bb != nil {
+		if err := p.bb.add(ctx, o, cb); err != nil {
+			p.buf.release(o.size)
+			cb(SendResult{}, err)
+		}
 		return
 	}
 	if p.acc != nil {
@@ -298,6 +310,9 @@ func (p *Producer) sendWithRetry(ctx context.Context, msgs []*outMsg, pick func(
 // Flush waits until every message handed to Send or SendAsync before the
 // call has been sent (or failed), or ctx ends.
 func (p *Producer) Flush(ctx context.Context) error {
+	if p.bb != nil {
+		p.bb.flush()
+	}
 	if p.acc != nil {
 		if err := p.acc.flush(ctx); err != nil {
 			return err
@@ -319,6 +334,9 @@ func (p *Producer) Close() error {
 	if p.acc != nil {
 		p.acc.close()
 	}
+	if p.bb != nil {
+		p.bb.close()
+	}
 	p.wg.Wait()
 	return p.tr.close()
 }
@@ -333,9 +351,10 @@ type byteSem struct {
 
 func newByteSem(max int) *byteSem { return &byteSem{max: max, wake: make(chan struct{})} }
 
-// acquire takes n bytes, waiting for room until ctx ends. A message larger
-// than the whole buffer is let through when the buffer is empty.
-func (s *byteSem) acquire(ctx context.Context, n int) error {
+// acquire takes n bytes, waiting for room until ctx ends (or failing at
+// once when noWait). A message larger than the whole buffer is let through
+// when the buffer is empty.
+func (s *byteSem) acquire(ctx context.Context, n int, noWait bool) error {
 	for {
 		s.mu.Lock()
 		if s.used+n <= s.max || s.used == 0 {
@@ -345,12 +364,21 @@ func (s *byteSem) acquire(ctx context.Context, n int) error {
 		}
 		wake := s.wake
 		s.mu.Unlock()
+		if noWait {
+			return fmt.Errorf("%w: %d bytes buffered, limit %d", ErrBufferFull, s.usedNow(), s.max)
+		}
 		select {
 		case <-wake:
 		case <-ctx.Done():
 			return fmt.Errorf("%w: %w", ErrBufferFull, ctx.Err())
 		}
 	}
+}
+
+func (s *byteSem) usedNow() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.used
 }
 
 func (s *byteSem) release(n int) {

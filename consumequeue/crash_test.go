@@ -24,13 +24,15 @@ type acked struct {
 // offsets go on densely. Even iterations use sync flush; odd ones async
 // flush, where the index can get ahead of what survives of the log (and
 // acknowledged records may be lost, so only the survivors are checked).
-func TestCrash(t *testing.T) {
-	iters := 40
+func TestCrash(t *testing.T) { forSeeds(t, 40, 8, crashOnce) }
+
+// forSeeds runs fn as subtests with seeds 0 to n-1 (short with -short).
+func forSeeds(t *testing.T, n, short int, fn func(t *testing.T, seed uint64)) {
 	if testing.Short() {
-		iters = 8
+		n = short
 	}
-	for it := 0; it < iters; it++ {
-		t.Run(fmt.Sprint(it), func(t *testing.T) { crashOnce(t, uint64(it)) })
+	for seed := 0; seed < n; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { fn(t, uint64(seed)) })
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -22,20 +23,24 @@ func (s *Store) run() {
 	defer close(s.done)
 	ticker := time.NewTicker(s.opts.FlushInterval)
 	defer ticker.Stop()
+	defer s.retry.Stop()
 	for {
 		tick := false
 		select {
 		case <-s.stop:
 			s.writeMu.Lock()
 			if s.werr == nil {
-				if err := s.drainLocked(); err == nil {
-					s.flushLocked(true)
-				}
+				// On a full disk the final flush still syncs what was
+				// written; the checkpoint stops before the rest.
+				s.drainLocked()
+				s.flushLocked(true)
 			}
 			s.writeMu.Unlock()
 			return
 		case <-s.watch:
 		case <-ticker.C:
+			tick = true
+		case <-s.retry.C:
 			tick = true
 		}
 		s.step(tick)
@@ -47,10 +52,11 @@ func (s *Store) run() {
 func (s *Store) step(tick bool) {
 	for {
 		s.writeMu.Lock()
-		if s.werr != nil {
+		if s.werr != nil || (s.spaceErr != nil && time.Now().Before(s.retryAt)) {
 			s.writeMu.Unlock()
 			return
 		}
+		retrying := s.spaceErr != nil
 		more := false
 		if visible := s.src.VisibleOffset(); s.pos < visible {
 			done, err := s.dispatchLocked(visible)
@@ -60,9 +66,15 @@ func (s *Store) step(tick bool) {
 			}
 			more = !done
 		}
-		if tick || time.Since(s.lastFlush) >= s.opts.FlushInterval {
-			s.flushLocked(false)
+		if tick || retrying || time.Since(s.lastFlush) >= s.opts.FlushInterval {
+			if err := s.flushLocked(false); err != nil {
+				s.writeMu.Unlock()
+				return
+			}
 			tick = false
+		}
+		if retrying {
+			s.resumeLocked()
 		}
 		s.writeMu.Unlock()
 		if !more {
@@ -92,6 +104,7 @@ func (s *Store) drainLocked() error {
 	for _, l := range s.listeners {
 		for l.pos.Load() < s.pos && s.feedOnce(l, s.pos) {
 		}
+		s.syncListener(l, true)
 	}
 	s.feedMu.Unlock()
 	return nil
@@ -173,7 +186,7 @@ func (s *Store) feeder() {
 	if len(s.listeners) == 0 {
 		return
 	}
-	ticker := time.NewTicker(s.opts.FlushInterval)
+	ticker := time.NewTicker(min(s.opts.FlushInterval, s.opts.ListenerSyncInterval))
 	defer ticker.Stop()
 	defer s.feedTimer.Stop()
 	for {
@@ -195,6 +208,7 @@ func (s *Store) feeder() {
 					break
 				}
 			}
+			s.syncListener(l, false)
 		}
 		s.feedMu.Unlock()
 	}
@@ -234,8 +248,32 @@ func (s *Store) feedOnce(l *listenerState, limit int64) bool {
 		l.failed = true
 		return false
 	}
+	if l.pos.Load() <= l.durable.Load() {
+		l.dirtySince = time.Now()
+	}
 	l.pos.Store(next)
 	l.failed = false
+	return true
+}
+
+// syncListener syncs listener l when enough of the log, or log waiting
+// long enough, was dispatched to it since its last sync (always with
+// force), and then moves its durable point to its position. It reports
+// success. Called with feedMu held.
+func (s *Store) syncListener(l *listenerState, force bool) bool {
+	pos := l.pos.Load()
+	if pos <= l.durable.Load() {
+		return true
+	}
+	if !force && pos-l.durable.Load() < s.opts.ListenerSyncBytes && time.Since(l.dirtySince) < s.opts.ListenerSyncInterval {
+		return true
+	}
+	if err := l.l.Sync(); err != nil {
+		s.log.Error().Err(err).Int64("offset", pos).Msg("consumequeue: listener sync failed; retrying later")
+		l.failed = true
+		return false
+	}
+	l.durable.Store(pos)
 	return true
 }
 
@@ -478,7 +516,14 @@ func (s *Store) writeAtLocked(q *queue, b []byte, at int64) error {
 		rel := at - f.first
 		n := min(len(b), int((s.epf-rel)*EntrySize))
 		if _, err := f.f.WriteAt(b[:n], rel*EntrySize); err != nil {
-			return fmt.Errorf("consumequeue: write %s: %w", f.name, err)
+			err = fmt.Errorf("consumequeue: write %s: %w", f.name, err)
+			if noSpace(err) {
+				if cerr := cutTorn(f); cerr != nil {
+					// Not a full-disk error any more: sticky.
+					return fmt.Errorf("%v; %w", err, cerr)
+				}
+			}
+			return err
 		}
 		if !f.dirty {
 			f.dirty = true
@@ -487,6 +532,20 @@ func (s *Store) writeAtLocked(q *queue, b []byte, at int64) error {
 		b, at = b[n:], at+int64(n/EntrySize)
 	}
 	return nil
+}
+
+// cutTorn cuts f back to its last whole entry after a write that found
+// the disk full: a write can get part of its bytes onto the disk, and the
+// retry writes the whole entries again from where the queue's file ends.
+func cutTorn(f *qfile) error {
+	st, err := f.f.Stat()
+	if err != nil {
+		return fmt.Errorf("consumequeue: stat %s: %w", f.name, err)
+	}
+	if st.Size()%EntrySize == 0 {
+		return nil
+	}
+	return truncateFile(f, st.Size(), st.Size()-st.Size()%EntrySize)
 }
 
 // fileForLocked returns the file holding entry number at, creating it.
@@ -612,25 +671,28 @@ func (s *Store) flushLocked(final bool) error {
 		return s.werr
 	}
 	if p := s.syncErr.Load(); p != nil {
-		return s.failLocked(*p)
+		// A failed sync may have lost written pages: never retried.
+		return s.stickLocked(*p)
 	}
 	now := time.Now()
 	s.lastFlush = now
 	ckq := s.pos
 	keep := s.dirty[:0]
 	var job syncJob
+	var werr error
 	for _, q := range s.dirty {
 		if q.gone {
 			continue
 		}
-		if final || q.unsynced >= s.opts.SyncBytes || now.Sub(q.dirtySince) >= s.opts.MaxSyncDelay {
-			if err := s.writeTailLocked(q); err != nil {
-				return s.failLocked(err)
+		if werr == nil && (final || q.unsynced >= s.opts.SyncBytes || now.Sub(q.dirtySince) >= s.opts.MaxSyncDelay) {
+			if werr = s.writeTailLocked(q); werr == nil {
+				job.files = append(job.files, q.dirtyFiles...)
+				markSyncedLocked(q)
+				continue
 			}
-			job.files = append(job.files, q.dirtyFiles...)
-			markSyncedLocked(q)
-			continue
 		}
+		// Not due, or not written: it stays dirty and holds the
+		// checkpoint back.
 		keep = append(keep, q)
 		ckq = min(ckq, q.dirtyFrom)
 	}
@@ -642,7 +704,7 @@ func (s *Store) flushLocked(final bool) error {
 	}
 	job.ck = checkpoint{queues: ckq, listeners: ckq}
 	for _, l := range s.listeners {
-		job.ck.listeners = min(job.ck.listeners, l.pos.Load())
+		job.ck.listeners = min(job.ck.listeners, l.durable.Load())
 	}
 	var err error
 	switch {
@@ -656,13 +718,62 @@ func (s *Store) flushLocked(final bool) error {
 		s.syncJobs <- job
 	}
 	if err != nil {
-		return s.failLocked(err)
+		return s.stickLocked(err)
+	}
+	if werr != nil {
+		return s.failLocked(werr)
 	}
 	return nil
 }
 
-// failLocked makes err sticky: the dispatcher stops; reads go on.
+// A write that finds the disk full (or the quota used up) is retried with
+// back-off, from the same log offset: the queues keep every entry they
+// have, in memory what could not be written, and the checkpoint does not
+// pass an entry that is not on the disk. Reads go on meanwhile.
+const (
+	noSpaceRetryMin = 100 * time.Millisecond
+	noSpaceRetryMax = 2 * time.Second
+)
+
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// failLocked stops the dispatcher for err: until there is room if the disk
+// is full, for good otherwise.
 func (s *Store) failLocked(err error) error {
+	if s.werr == nil && noSpace(err) {
+		return s.pauseLocked(err)
+	}
+	return s.stickLocked(err)
+}
+
+// pauseLocked has the dispatcher try again after a back-off that doubles
+// while the disk stays full. Only the first failure is logged.
+func (s *Store) pauseLocked(err error) error {
+	if s.spaceErr == nil {
+		s.backoff = noSpaceRetryMin
+		s.noSpace.Store(true)
+		s.log.Error().Err(err).Int64("offset", s.pos).Msg("consumequeue: the data disk is full; dispatch waits for room")
+	} else {
+		s.backoff = min(2*s.backoff, noSpaceRetryMax)
+	}
+	s.spaceErr = fmt.Errorf("%w: %w", ErrNoSpace, err)
+	s.retryAt = time.Now().Add(s.backoff)
+	s.retry.Reset(s.backoff)
+	return s.spaceErr
+}
+
+// resumeLocked ends a full-disk pause after a dispatch and a flush went
+// through.
+func (s *Store) resumeLocked() {
+	s.log.Info().Int64("offset", s.pos).Msg("consumequeue: the data disk has room again; dispatch resumed")
+	s.spaceErr = nil
+	s.noSpace.Store(false)
+}
+
+// stickLocked makes err sticky: the dispatcher stops; reads go on.
+func (s *Store) stickLocked(err error) error {
 	if s.werr == nil {
 		s.werr = fmt.Errorf("%w: %w", ErrFailed, err)
 		e := s.werr

@@ -29,7 +29,7 @@
 // <Dir>/dispatch.checkpoint (written whole to a temporary file, synced,
 // renamed, the directory synced) records the log offset below which every
 // record's entry is in a synced file, and the offset below which every
-// listener has accepted every record; see checkpoint in format.go.
+// listener has made its work durable; see checkpoint in format.go.
 //
 // # Dispatch
 //
@@ -61,8 +61,24 @@
 // and a slow listener (a pebble commit waiting on its write-ahead log)
 // never delays the queues or the pulls held on them. A listener that fails
 // stays at its position and is fed from there at the next tick: nothing is
-// lost. The checkpoint records the lowest listener position, so a restart
-// feeds them again from there.
+// lost.
+//
+// # Listener durability contract
+//
+// Each listener has two points in the log: its position (every record
+// below it was dispatched to it) and its durable point (every record below
+// it survives a crash in the listener's own store). Dispatch need not sync;
+// the feeder calls Listener.Sync once ListenerSyncBytes of log were
+// dispatched since the last sync or the oldest of them has waited
+// ListenerSyncInterval (a ticker covers an idle log), and at Open and
+// Close; only when Sync returns nil does the durable point move, to the
+// position the listener had when Sync was called. The checkpoint's
+// listener offset is the minimum of the queues' durable point and every
+// listener's durable point, so it never passes work a crash could take
+// back; Open feeds every listener again from that offset. A listener is
+// thus fed some records twice after a crash (or after a failed Sync,
+// before a restart) and must be idempotent: feeding a record it already
+// holds, or one it already acted on, must leave it as one feeding would.
 //
 // # Recovery
 //

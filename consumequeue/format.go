@@ -142,8 +142,8 @@ func parseTopicDirName(name string) (string, bool) {
 //	| version         | uint32 (1)                                       |
 //	| queue offset    | int64: every consume-queue entry of a record     |
 //	|                 | below it is in a synced queue file               |
-//	| listener offset | int64: every listener accepted every record      |
-//	|                 | below it (<= queue offset)                       |
+//	| listener offset | int64: every listener made its work for every    |
+//	|                 | record below it durable (<= queue offset)        |
 //	| crc             | uint32 CRC-32 (IEEE) of everything before it     |
 //	+-----------------+--------------------------------------------------+
 type checkpoint struct {

@@ -45,14 +45,24 @@ type Record struct {
 }
 
 // Listener is another index derived from the commitlog (the key index, the
-// timer index). The feeder goroutine calls it once per batch, in log order,
-// after the batch's entries are visible in the queues, never two calls at
-// once. On an error the listener stays at its position and is fed the same
-// records again later (at the next flush tick), so nothing is lost;
-// delivery is at least once (records after a restart may come again), so
-// listeners must be idempotent.
+// timer index). The feeder goroutine calls it, in log order, after the
+// records' entries are visible in the queues, never two calls at once.
+//
+// Dispatch indexes a batch; its work need not be durable yet. On an error
+// the listener stays at its position and is fed the same records again at
+// the next tick, so nothing is lost.
+//
+// Sync makes the work of every Dispatch that returned before it durable.
+// The feeder calls it when ListenerSyncBytes of log were dispatched to the
+// listener since its last sync, or the oldest of them has waited
+// ListenerSyncInterval, and before the final checkpoint. Only a successful
+// Sync moves the listener's durable point; the checkpoint never passes it,
+// and a restart feeds every listener again from the lowest durable point.
+// Delivery is therefore at least once: a listener must be idempotent for
+// records it sees again (see the package doc).
 type Listener interface {
 	Dispatch(batch []Record) error
+	Sync() error
 }
 
 // Defaults for Options.
@@ -60,6 +70,9 @@ const (
 	DefaultFlushInterval = time.Second
 	DefaultSyncBytes     = 8 << 10
 	DefaultMaxSyncDelay  = 10 * time.Second
+
+	DefaultListenerSyncInterval = 100 * time.Millisecond
+	DefaultListenerSyncBytes    = 4 << 20
 )
 
 // Options configures a Store. The zero value of every field but Dir and
@@ -81,6 +94,12 @@ type Options struct {
 	MaxSyncDelay time.Duration
 	Logger       zerolog.Logger
 	Listeners    []Listener
+	// A listener is synced once ListenerSyncBytes of log were dispatched
+	// to it since its last sync, or the oldest of them has waited
+	// ListenerSyncInterval: a crash makes a restart feed it again at most
+	// about that much.
+	ListenerSyncInterval time.Duration
+	ListenerSyncBytes    int64
 	// OnNotify, if set, is called on the dispatcher's goroutine right after
 	// it closes a queue's Notify channel because entries were appended, so
 	// a waiter can be answered without a goroutine of its own being woken.
@@ -112,10 +131,16 @@ func (o *Options) Validate() error {
 	if o.MaxSyncDelay == 0 {
 		o.MaxSyncDelay = max(DefaultMaxSyncDelay, o.FlushInterval)
 	}
+	if o.ListenerSyncInterval == 0 {
+		o.ListenerSyncInterval = DefaultListenerSyncInterval
+	}
+	if o.ListenerSyncBytes == 0 {
+		o.ListenerSyncBytes = DefaultListenerSyncBytes
+	}
 	if o.EntriesPerFile < 1 || int64(o.EntriesPerFile)*EntrySize > 1<<30 {
 		return fmt.Errorf("%w: EntriesPerFile %d must be between 1 and %d (a file of at most 1 GiB)", ErrOptions, o.EntriesPerFile, (1<<30)/EntrySize)
 	}
-	if o.FlushInterval < 0 || o.SyncBytes < 0 || o.MaxSyncDelay < 0 {
+	if o.FlushInterval < 0 || o.SyncBytes < 0 || o.MaxSyncDelay < 0 || o.ListenerSyncInterval < 0 || o.ListenerSyncBytes < 0 {
 		return fmt.Errorf("%w: intervals and sizes must not be negative", ErrOptions)
 	}
 	return nil
@@ -129,6 +154,7 @@ var (
 	ErrCorrupt       = errors.New("consumequeue: corrupt queue directory")
 	ErrBadCheckpoint = errors.New("consumequeue: checkpoint unreadable")
 	ErrFailed        = errors.New("consumequeue: dispatcher stopped after a write error")
+	ErrNoSpace       = errors.New("consumequeue: no space left on the data disk; dispatch resumes when there is room")
 )
 
 // Tuning; not part of the format.
@@ -193,9 +219,13 @@ type queue struct {
 type minCache struct{ srcMin, low, val int64 }
 
 type listenerState struct {
-	l      Listener
-	pos    atomic.Int64 // every record below it was accepted; written under feedMu
-	failed bool         // the last call failed: retry at the next tick; feedMu
+	l       Listener
+	pos     atomic.Int64 // every record below it was accepted; written under feedMu
+	durable atomic.Int64 // every record below it is durable (≤ pos); written under feedMu
+	failed  bool         // the last call failed: retry at the next tick; feedMu
+	// dirtySince is when pos first passed durable after the last sync;
+	// feedMu.
+	dirtySince time.Time
 }
 
 // Store is the set of consume queues of one commitlog and the dispatcher
@@ -220,6 +250,10 @@ type Store struct {
 	lastFlush time.Time
 	last      *queue // the queue of the previous record
 	werr      error  // sticky write error
+	spaceErr  error  // the disk was full at the last try (dispatch.go)
+	backoff   time.Duration
+	retryAt   time.Time
+	retry     *time.Timer // wakes the dispatcher at retryAt
 
 	// mu guards the queue set. Changes hold writeMu too, so the writer
 	// reads it holding writeMu alone.
@@ -230,6 +264,7 @@ type Store struct {
 
 	dispatched atomic.Int64
 	failed     atomic.Pointer[error]
+	noSpace    atomic.Bool // dispatch waits for disk space
 
 	// feedMu serialises feeding the listeners (the feeder goroutine, and
 	// the drains at Open and Close) and guards the feeder's scratch space.
@@ -283,7 +318,9 @@ func Open(opts Options) (*Store, error) {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		lastFlush: time.Now(),
+		retry:     time.NewTimer(time.Hour),
 	}
+	s.retry.Stop()
 	if err := s.fs.MkdirAll(opts.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("consumequeue: create %s: %w", opts.Dir, err)
 	}
@@ -302,6 +339,7 @@ func Open(opts Options) (*Store, error) {
 	for _, l := range opts.Listeners {
 		ls := &listenerState{l: l}
 		ls.pos.Store(ck.listeners)
+		ls.durable.Store(ck.listeners)
 		s.listeners = append(s.listeners, ls)
 	}
 	s.dispatched.Store(s.pos)
@@ -319,7 +357,7 @@ func Open(opts Options) (*Store, error) {
 		err = s.flushLocked(false)
 	}
 	s.writeMu.Unlock()
-	if err != nil {
+	if err != nil && s.spaceErr == nil {
 		s.unwatch()
 		s.closeFiles()
 		return nil, err
@@ -516,16 +554,10 @@ func (s *Store) cutQueue(q *queue, end int64) error {
 		return fmt.Errorf("consumequeue: stat %s: %w", f.name, err)
 	}
 	if st.Size() > cut {
-		if t, ok := f.f.(truncater); ok {
-			err = t.Truncate(cut)
-		} else {
-			// Zero entries read as the end of the queue.
-			_, err = f.f.WriteAt(make([]byte, st.Size()-cut), cut)
+		if err := truncateFile(f, st.Size(), cut); err != nil {
+			return err
 		}
-		if err == nil {
-			err = f.f.Sync()
-		}
-		if err != nil {
+		if err := f.f.Sync(); err != nil {
 			return fmt.Errorf("consumequeue: cut %s at %d: %w", f.name, cut, err)
 		}
 	}
@@ -535,6 +567,22 @@ func (s *Store) cutQueue(q *queue, end int64) error {
 		}
 	}
 	q.max, q.fileEnd = end, end
+	return nil
+}
+
+// truncateFile cuts f, size bytes long, to cut bytes; a file that cannot
+// be truncated gets zeros from cut on (zero entries read as the end of the
+// queue), which needs no new space.
+func truncateFile(f *qfile, size, cut int64) error {
+	var err error
+	if t, ok := f.f.(truncater); ok {
+		err = t.Truncate(cut)
+	} else {
+		_, err = f.f.WriteAt(make([]byte, size-cut), cut)
+	}
+	if err != nil {
+		return fmt.Errorf("consumequeue: cut %s at %d: %w", f.name, cut, err)
+	}
 	return nil
 }
 
@@ -603,6 +651,11 @@ func (s *Store) Close() error {
 	s.wakeProgress()
 	return err
 }
+
+// NoSpace reports whether the dispatcher is waiting for disk space: a
+// queue write found the disk full, and it tries again until one goes
+// through. The queues serve what they hold meanwhile.
+func (s *Store) NoSpace() bool { return s.noSpace.Load() }
 
 // Err returns the write error that stopped the dispatcher, if any.
 func (s *Store) Err() error {

@@ -337,6 +337,8 @@ func (r *recorder) Dispatch(batch []Record) error {
 	return nil
 }
 
+func (r *recorder) Sync() error { return nil }
+
 func (r *recorder) count() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -404,6 +406,8 @@ func (l *stuck) Dispatch(batch []Record) error {
 	l.n.Add(int64(len(batch)))
 	return nil
 }
+
+func (l *stuck) Sync() error { return nil }
 
 // TestSlowListenerDoesNotHoldQueues: while a listener is stuck in Dispatch
 // (as a pebble commit can be, waiting on its write-ahead log), later

@@ -26,6 +26,7 @@
 //	w/<due ms, uint64 BE><commitlog offset, uint64 BE> → record size, uint32 BE
 //	d/level/<n>                                        → next schedule-queue offset, int64 BE
 //	d/timer                                            → cursor: due ms ‖ offset, 16 bytes
+//	d/timer-indexed                                    → log offset below which every timer record is indexed, int64 BE
 package delay
 
 import (
@@ -96,8 +97,9 @@ type Service struct {
 }
 
 var (
-	keyTimerCursor = []byte("d/timer")
-	levelPrefix    = "d/level/"
+	keyTimerCursor  = []byte("d/timer")
+	keyTimerIndexed = []byte("d/timer-indexed")
+	levelPrefix     = "d/level/"
 )
 
 // New loads progress. timer must be the index the dispatcher feeds.
@@ -121,17 +123,28 @@ func New(cfg Config, timer *TimerIndex) (*Service, error) {
 			s.levelPos[i] = v
 		}
 	}
-	v, closer, err := cfg.DB.Get(keyTimerCursor)
-	switch {
-	case err == nil:
-		if len(v) == 16 {
-			s.cursor = timerKey{due: int64(binary.BigEndian.Uint64(v)), off: int64(binary.BigEndian.Uint64(v[8:]))}
-		}
-		closer.Close()
-	case !errors.Is(err, pebble.ErrNotFound):
-		return nil, fmt.Errorf("delay: read timer cursor: %w", err)
+	cur, err := loadCursor(cfg.DB)
+	if err != nil {
+		return nil, err
 	}
+	s.cursor = cur
 	return s, nil
+}
+
+// loadCursor reads the timer deliverer's saved cursor (zero when none).
+func loadCursor(db *pebble.DB) (timerKey, error) {
+	v, closer, err := db.Get(keyTimerCursor)
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		return timerKey{}, nil
+	case err != nil:
+		return timerKey{}, fmt.Errorf("delay: read timer cursor: %w", err)
+	}
+	defer closer.Close()
+	if len(v) != 16 {
+		return timerKey{}, nil
+	}
+	return timerKey{due: int64(binary.BigEndian.Uint64(v)), off: int64(binary.BigEndian.Uint64(v[8:]))}, nil
 }
 
 func getInt64(db *pebble.DB, k []byte) (int64, bool, error) {

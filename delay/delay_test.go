@@ -4,9 +4,6 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
-
 	"github.com/ferrymq/ferry/consumequeue"
 	"github.com/ferrymq/ferry/protocol"
 )
@@ -43,12 +40,7 @@ func timerRecord(off int64, due int64) consumequeue.Record {
 // A timer entry dispatched late, with a due time the deliverer already
 // scanned past, must still be delivered: it is indexed just above the floor.
 func TestTimerIndexLateEntry(t *testing.T) {
-	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ti := NewTimerIndex(db, "TIMER")
+	_, ti := memTimerIndex(t)
 	if err := ti.Dispatch([]consumequeue.Record{timerRecord(10, 1000), timerRecord(20, 2000), {Topic: []byte("other")}}); err != nil {
 		t.Fatal(err)
 	}

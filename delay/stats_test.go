@@ -3,21 +3,13 @@ package delay
 import (
 	"testing"
 
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
-
 	"github.com/ferrymq/ferry/consumequeue"
 )
 
 // TimerStats counts pending entries up to its limit and reports the
 // earliest due time.
 func TestTimerStats(t *testing.T) {
-	db, err := pebble.Open("", &pebble.Options{FS: vfs.NewMem()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	ti := NewTimerIndex(db, "TIMER")
+	_, ti := memTimerIndex(t)
 	if st, err := ti.TimerStats(10); err != nil || st != (TimerStat{}) {
 		t.Fatalf("empty: %+v (%v)", st, err)
 	}

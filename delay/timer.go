@@ -36,6 +36,15 @@ func parseTimerKey(b []byte) (timerKey, bool) {
 
 // TimerIndex is the index of messages with an arbitrary delivery time,
 // fed by the consume-queue dispatcher (it is a consumequeue.Listener).
+//
+// It is idempotent for records fed again after a crash, as the listener
+// contract asks: each batch that adds entries also records, in the same
+// pebble batch, the log offset below which every timer record is indexed
+// (keyTimerIndexed). Pebble recovers a prefix of its write-ahead log, so
+// the entries and that offset survive together; a record below it is
+// skipped (it is in the index, or was delivered and trimmed), a record at
+// or above it is indexed, above the saved cursor if its due time is below
+// it, so a record the crash took out of the index is still delivered.
 type TimerIndex struct {
 	db    *pebble.DB
 	topic string
@@ -43,27 +52,45 @@ type TimerIndex struct {
 	// mu orders inserts against the deliverer's scans: an entry whose due
 	// time is at or below floor (already scanned past) is moved just above
 	// it, so a lagging dispatcher never hides a message behind the cursor.
-	mu    sync.Mutex
-	floor int64
-	ring  chan struct{}
+	mu      sync.Mutex
+	floor   int64
+	indexed int64 // every timer record below this log offset is indexed
+	ring    chan struct{}
 }
 
-// NewTimerIndex returns the index for records of topic, kept in db.
-func NewTimerIndex(db *pebble.DB, topic string) *TimerIndex {
-	return &TimerIndex{db: db, topic: topic, ring: make(chan struct{}, 1)}
+// NewTimerIndex returns the index for records of topic, kept in db, over
+// a log whose recovered end is logEnd. Its floor starts at the saved
+// cursor's due time. Records the index saw past logEnd were lost with the
+// log's unsynced tail (async flush), so the offsets from logEnd on will
+// hold new records, and are indexed again.
+func NewTimerIndex(db *pebble.DB, topic string, logEnd int64) (*TimerIndex, error) {
+	t := &TimerIndex{db: db, topic: topic, ring: make(chan struct{}, 1)}
+	cur, err := loadCursor(db)
+	if err != nil {
+		return nil, err
+	}
+	t.floor = cur.due
+	indexed, _, err := getInt64(db, keyTimerIndexed)
+	if err != nil {
+		return nil, err
+	}
+	t.indexed = min(indexed, logEnd)
+	return t, nil
 }
 
 var _ consumequeue.Listener = (*TimerIndex)(nil)
 
-// Dispatch indexes the timer messages of a batch (synced: the consume
-// queue's checkpoint may pass them).
+// Dispatch indexes the timer messages of a batch without a sync (Sync
+// makes them durable; until then the consume queues' checkpoint stays
+// behind them).
 func (t *TimerIndex) Dispatch(batch []consumequeue.Record) error {
 	var b *pebble.Batch
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	end := t.indexed
 	for i := range batch {
 		r := &batch[i]
-		if string(r.Topic) != t.topic {
+		if string(r.Topic) != t.topic || r.Offset < t.indexed {
 			continue
 		}
 		v, ok := protocol.Property(r.Properties, protocol.PropTimerDeliverMS)
@@ -86,19 +113,32 @@ func (t *TimerIndex) Dispatch(batch []consumequeue.Record) error {
 			b.Close()
 			return err
 		}
+		end = r.Offset + 1 // the next record starts later
 	}
 	if b == nil {
 		return nil
 	}
 	defer b.Close()
-	if err := t.db.Apply(b, pebble.Sync); err != nil {
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], uint64(end))
+	if err := b.Set(keyTimerIndexed, v[:], nil); err != nil {
 		return err
 	}
+	if err := t.db.Apply(b, pebble.NoSync); err != nil {
+		return err
+	}
+	t.indexed = end
 	select {
 	case t.ring <- struct{}{}:
 	default:
 	}
 	return nil
+}
+
+// Sync makes every entry indexed so far durable (one write-ahead log
+// sync of the database).
+func (t *TimerIndex) Sync() error {
+	return t.db.LogData(nil, pebble.Sync)
 }
 
 func (t *TimerIndex) bell() <-chan struct{} { return t.ring }

@@ -38,4 +38,48 @@
 // The broker-made id (OffsetMsgID) locates the stored record: upper-case hex
 // of the store host's address (4 or 16 bytes), its port (4 bytes) and the
 // record's commitlog offset (8 bytes), 32 or 56 digits.
+//
+// # Multi-queue batches
+//
+// FERRY_SEND_MULTI (ReqFerrySendMulti, Ferry's own code) carries messages
+// for many queues of one broker, of one or many topics, in one request, so
+// a producer batches per broker rather than per queue. Its header has one
+// optional extFields key, "a", the producer group. The body is a sequence
+// of entries, big-endian, each:
+//
+//	+-------+-----------------------------------------------------------+
+//	| size  | content                                                   |
+//	+-------+-----------------------------------------------------------+
+//	| 2     | topic length T (at least 1)                               |
+//	| T     | topic                                                     |
+//	| 4     | queue id (negative: the broker picks one)                 |
+//	| 4     | flag                                                      |
+//	| 8     | born timestamp, ms                                        |
+//	| 4     | body length B                                             |
+//	| B     | body                                                      |
+//	| 2     | properties length P (RocketMQ's \x01/\x02 property text)  |
+//	| P     | properties                                                |
+//	+-------+-----------------------------------------------------------+
+//
+// The broker stores the messages it accepts with one append, in body order
+// (so order per queue is the order of the body; messages of topics with a
+// dedup window are deduplicated as single sends are, and stored after the
+// others), and answers SUCCESS with one result per entry, in the same
+// order, in the response body:
+//
+//	+-------+-----------------------------------------------------------+
+//	| size  | content                                                   |
+//	+-------+-----------------------------------------------------------+
+//	| 2     | this message's code: SUCCESS, FLUSH_DISK_TIMEOUT (stored, |
+//	|       | not yet synced) or the code of its error                  |
+//	| 4     | queue id                                                  |
+//	| 8     | queue offset (0 when not stored)                          |
+//	| 2     | text length X                                             |
+//	| X     | the broker's message id when stored, else the remark      |
+//	+-------+-----------------------------------------------------------+
+//
+// A message that fails its own checks (unknown or system topic, bad queue,
+// too large) fails alone; a failure of the append fails every message the
+// append held. A malformed body or a broker not accepting messages fails
+// the whole request with a response code, as a send does.
 package protocol

@@ -22,7 +22,8 @@ func AppendBinaryHeader(dst []byte, c *Command) ([]byte, error) {
 	dst = append(dst, c.Remark...)
 	lenAt := len(dst)
 	dst = append(dst, 0, 0, 0, 0)
-	for _, k := range sortedKeys(c.ExtFields) {
+	var arr [24]string
+	for _, k := range orderedKeys(arr[:0], c.Code, c.ExtFields) {
 		v := c.ExtFields[k]
 		if len(k) > math.MaxInt16 {
 			return dst, fmt.Errorf("%w: extFields key of %d bytes", ErrHeaderTooLarge, len(k))

@@ -13,7 +13,8 @@ import (
 //
 //	{"code":C,"language":"L","version":V,"opaque":O,"flag":F,"remark":"R","extFields":{...}}
 //
-// Keys of extFields are written sorted, so the output is deterministic.
+// Keys of extFields are written sorted, so the output is deterministic (the
+// order is remembered per request shape, see orderedKeys).
 // Every extFields value is a JSON string.
 func AppendJSONHeader(dst []byte, c *Command) []byte {
 	dst = append(dst, `{"code":`...)
@@ -30,7 +31,7 @@ func AppendJSONHeader(dst []byte, c *Command) []byte {
 	dst = appendJSONString(dst, c.Remark)
 	dst = append(dst, `,"extFields":{`...)
 	var arr [24]string
-	for i, k := range appendSortedKeys(arr[:0], c.ExtFields) {
+	for i, k := range orderedKeys(arr[:0], c.Code, c.ExtFields) {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
@@ -39,13 +40,6 @@ func AppendJSONHeader(dst []byte, c *Command) []byte {
 		dst = appendJSONString(dst, c.ExtFields[k])
 	}
 	return append(dst, "}}"...)
-}
-
-func sortedKeys(m map[string]string) []string {
-	if len(m) == 0 {
-		return nil
-	}
-	return appendSortedKeys(make([]string, 0, len(m)), m)
 }
 
 // appendSortedKeys appends m's keys to keys, sorted.

@@ -58,6 +58,12 @@ type Config struct {
 	// Idempotent sends every message with a producer id (one per sending
 	// goroutine), epoch and per-queue sequence, as WithIdempotence does.
 	Idempotent bool
+	// Window > 0 sends through the public SDK instead: each producer is a
+	// client.Producer calling SendAsync per message with at most Window
+	// unanswered (sdk.go); Batch and Conns do not apply. Linger is the
+	// SDK's WithLinger.
+	Window int
+	Linger time.Duration
 }
 
 // remotingConfig is the client configuration of every connection.
@@ -116,6 +122,9 @@ func (c *Config) defaults() error {
 	}
 	if c.Rate < 0 {
 		return errors.New("load: rate must not be negative")
+	}
+	if c.Window < 0 || c.Window > 0 && (c.Batch > 1 || c.Idempotent || c.Consume) {
+		return errors.New("load: the SDK mode (window) sends single messages, not idempotent, without the consume mode")
 	}
 	return nil
 }
@@ -196,6 +205,18 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if cfg.Window > 0 {
+				local := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
+				err := runSDKProducer(runCtx, &cfg, p, topics, interval, sdkCounters{&sent, &errs, &measuring, &firstErr}, local)
+				if err != nil {
+					s := err.Error()
+					firstErr.CompareAndSwap(nil, &s)
+				}
+				histMu.Lock()
+				sendHist.Merge(local)
+				histMu.Unlock()
+				return
+			}
 			cl := conns[p%len(conns)]
 			body := make([]byte, cfg.Size)
 			for i := range body {
@@ -581,6 +602,8 @@ func defineFlags(fs *flag.FlagSet, f *cmdFlags) {
 	fs.DurationVar(&cfg.Duration, "duration", 15*time.Second, "measured time")
 	fs.DurationVar(&cfg.Warmup, "warmup", 3*time.Second, "unmeasured warm-up")
 	fs.BoolVar(&cfg.Idempotent, "idempotent", false, "idempotent sends (producer id, epoch and sequence on every message)")
+	fs.IntVar(&cfg.Window, "sdk-window", 0, "send through the SDK: SendAsync per message, at most this many unanswered per producer (0: raw remoting requests)")
+	fs.DurationVar(&cfg.Linger, "sdk-linger", 0, "the SDK's linger time with --sdk-window")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile to this file")
 	fs.StringVar(&cfg.Credentials.AccessKey, "access-key", os.Getenv("FERRY_ACCESS_KEY"), "ACL access key to sign with (env FERRY_ACCESS_KEY)")
@@ -657,8 +680,13 @@ func Main(mode string, args []string, stdout, stderr io.Writer) int {
 // Format renders a result as a few aligned lines.
 func Format(cfg Config, r Result) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "producers=%d conns=%d size=%d batch=%d topics=%d queues=%d rate=%d idempotent=%t\n",
-		cfg.Producers, cfg.Conns, cfg.Size, cfg.Batch, cfg.Topics, cfg.Queues, cfg.Rate, cfg.Idempotent)
+	if cfg.Window > 0 {
+		fmt.Fprintf(&b, "sdk producers=%d window=%d linger=%v size=%d topics=%d queues=%d rate=%d\n",
+			cfg.Producers, cfg.Window, cfg.Linger, cfg.Size, cfg.Topics, cfg.Queues, cfg.Rate)
+	} else {
+		fmt.Fprintf(&b, "producers=%d conns=%d size=%d batch=%d topics=%d queues=%d rate=%d idempotent=%t\n",
+			cfg.Producers, cfg.Conns, cfg.Size, cfg.Batch, cfg.Topics, cfg.Queues, cfg.Rate, cfg.Idempotent)
+	}
 	fmt.Fprintf(&b, "produced   %d msgs in %.1fs: %.0f msg/s, %.1f MiB/s, errors %d\n", r.Sent, r.Seconds, r.MsgPerSec, r.MiBPerSec, r.Errors)
 	fmt.Fprintf(&b, "send rtt   p50 %v  p99 %v  p99.9 %v\n", r.SendP50, r.SendP99, r.SendP999)
 	if cfg.Consume {

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/broker"
-	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -21,28 +19,7 @@ func TestRunWithCredentials(t *testing.T) {
 	if err := os.WriteFile(aclPath, []byte("accounts:\n - {accessKey: bench-admin, secretKey: bench-secret, admin: true}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	ns, err := namesrv.New(namesrv.Config{ListenAddr: "127.0.0.1:0", ACLFile: aclPath})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := ns.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Shutdown(context.Background())
-	cfg := broker.DefaultConfig()
-	cfg.DataDir = filepath.Join(dir, "data")
-	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port, cfg.HTTPPort = "127.0.0.1", "127.0.0.1", 0, -1
-	cfg.SegmentSize, cfg.MaxMessageSize = 16<<20, 1<<20
-	cfg.NamesrvAddrs = []string{ns.Addr()}
-	cfg.ACLFile = aclPath
-	b, err := broker.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Shutdown(context.Background())
+	ns, _ := startCluster(t, filepath.Join(dir, "data"), aclPath)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -22,6 +22,9 @@ import (
 // then frees space by deleting a filler file: sends must be accepted again
 // without a restart, /readyz must stay 200 (reads are served) while
 // /readyz?send=1 is 503, and every acknowledged message must be readable.
+// While the disk is full an offset commit and a topic create are refused
+// with 503 saying so; once space is freed both are accepted, and the
+// offsets committed before and after survive a restart.
 // It needs root to mount the tmpfs and skips where that is not allowed.
 func TestDiskFullRecovers(t *testing.T) {
 	if testing.Short() {
@@ -93,6 +96,38 @@ func TestDiskFullRecovers(t *testing.T) {
 		return 200
 	}
 
+	// do sends a request with a JSON body and answers the status and body.
+	do := func(method, path, body string) (int, string) {
+		req, err := http.NewRequest(method, base+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	commit := func(off int) (int, string) {
+		return do("PUT", "/v1/groups/g1/offsets", fmt.Sprintf(`{"offsets":[{"topic":"Fill","queue_id":0,"offset":%d}]}`, off))
+	}
+	committed := func() string {
+		code, body := do("GET", "/v1/groups/g1/offsets?topic=Fill", "")
+		if code != 200 {
+			t.Fatalf("offsets of g1: %d %s", code, body)
+		}
+		return body
+	}
+	if code := send(); code != 200 {
+		t.Fatalf("first send answered %d", code)
+	}
+	if code, body := commit(1); code != 200 {
+		t.Fatalf("offset commit: %d %s", code, body)
+	}
+
 	// Flat out until every sender has been refused 20 times in a row.
 	var wg sync.WaitGroup
 	var refused atomic.Int64
@@ -133,6 +168,15 @@ func TestDiskFullRecovers(t *testing.T) {
 	if code, body := get("/readyz?send=1"); code != 503 {
 		t.Fatalf("/readyz?send=1 with the disk full: %d %q, want 503", code, body)
 	}
+	if code, body := commit(2); code != 503 || !strings.Contains(body, "data disk is full") {
+		t.Fatalf("offset commit with the disk full: %d %s, want 503 saying the disk is full", code, body)
+	}
+	if code, body := do("POST", "/v1/topics", `{"name":"Later"}`); code != 503 || !strings.Contains(body, "data disk is full") {
+		t.Fatalf("topic create with the disk full: %d %s, want 503 saying the disk is full", code, body)
+	}
+	if body := committed(); !strings.Contains(body, `"offset":1`) {
+		t.Fatalf("offsets of g1 with the disk full: %s, want offset 1", body)
+	}
 
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
@@ -153,6 +197,12 @@ func TestDiskFullRecovers(t *testing.T) {
 	}
 	if code, body := get("/readyz?send=1"); code != 200 {
 		t.Fatalf("/readyz?send=1 once space is freed: %d %q", code, body)
+	}
+	if code, body := commit(3); code != 200 {
+		t.Fatalf("offset commit once space is freed: %d %s", code, body)
+	}
+	if code, body := do("POST", "/v1/topics", `{"name":"Later"}`); code/100 != 2 {
+		t.Fatalf("topic create once space is freed: %d %s", code, body)
 	}
 
 	// Every acknowledged message is where its answer said, once.
@@ -178,5 +228,19 @@ func TestDiskFullRecovers(t *testing.T) {
 		if len(page.Messages) != 1 || !strings.HasPrefix(page.Messages[0].Body, id) {
 			t.Fatalf("acknowledged message %s not at queue %d offset %d", id, a.queue, a.offset)
 		}
+	}
+
+	// The offsets and the topic survive a restart.
+	p.stop()
+	if p, err = spawnServer(filepath.Join(mnt, "data")); err != nil {
+		t.Fatal(err)
+	}
+	defer p.stop()
+	base = "http://" + p.http
+	if body := committed(); !strings.Contains(body, `"offset":3`) {
+		t.Fatalf("offsets of g1 after a restart: %s, want offset 3", body)
+	}
+	if code, body := get("/v1/topics/Later"); code != 200 {
+		t.Fatalf("topic created once space was freed, after a restart: %d %s", code, body)
 	}
 }

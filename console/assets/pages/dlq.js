@@ -63,13 +63,14 @@ export default {
           { title: "Retries", num: true, cell: (d) => d.reconsume_times },
           { title: "Failed", cell: (d) => fmt.time(d.failed_at_ms) },
           { title: "Resent", cell: (d) => d.resent_at_ms ? h("span", { class: "badge ok", title: "to " + d.resent_to }, fmt.time(d.resent_at_ms)) : "" },
-          { title: "", cell: (d) => guard("dlq.resend", h("button", { class: "resend-one", onclick: () => resend([d.queue_offset]) }, d.resent_at_ms ? "Resend again" : "Resend")) },
+          // Each dead letter is resent once (the broker skips it after).
+          { title: "", cell: (d) => d.resent_at_ms ? "" : guard("dlq.resend", h("button", { class: "resend-one", onclick: () => resend([d.queue_offset]) }, "Resend")) },
         ], list)));
     }
 
     async function resend(offsets) {
       const res = await act("dlq.resend", () => api("POST", `/v1/groups/${enc(group)}/dlq/resend`, { offsets }));
-      toast(`${res.resent} dead letter${res.resent === 1 ? "" : "s"} resent.`);
+      toast(`${res.resent} dead letter${res.resent === 1 ? "" : "s"} resent${res.skipped ? `, ${res.skipped} resent before (skipped)` : ""}.`);
       await refresh();
     }
 
@@ -82,18 +83,20 @@ export default {
       const bar = h("progress", { max: total || 1, value: 0 });
       const label = h("span", null, "starting");
       fill(box, h("div", { class: "row" }, bar, label));
-      let next = head.dead_letters.length ? head.dead_letters[0].queue_offset : 0, done = 0;
+      let next = head.dead_letters.length ? head.dead_letters[0].queue_offset : 0, done = 0, skipped = 0;
       for (;;) {
         const batch = await api("GET", `/v1/groups/${enc(group)}/dlq?from=${next}&max=${chunk}`);
         if (!batch.dead_letters.length) break;
         const res = await act("dlq.resend", () => api("POST", `/v1/groups/${enc(group)}/dlq/resend`, { offsets: batch.dead_letters.map((d) => d.queue_offset) }));
         done += res.resent;
+        skipped += res.skipped || 0;
         next = batch.next;
-        bar.value = done;
-        label.textContent = `${fmt.num(done)} of ${fmt.num(total)} resent`;
+        bar.value = done + skipped;
+        label.textContent = `${fmt.num(done + skipped)} of ${fmt.num(total)} done`;
       }
-      label.textContent = `${fmt.num(done)} resent.`;
-      toast(`${done} dead letters resent.`);
+      const before = skipped ? `, ${fmt.num(skipped)} resent before (skipped)` : "";
+      label.textContent = `${fmt.num(done)} resent${before}.`;
+      toast(`${done} dead letters resent${before}.`);
     }
 
     return { refresh, rerender: refresh };
