@@ -365,6 +365,14 @@ func TestTransactionRefusedInBatch(t *testing.T) {
 	if resp.Code != protocol.RespMessageIllegal {
 		t.Fatalf("a transactional batch answered %d %s", resp.Code, resp.Remark)
 	}
+	res := c.sendMulti(protocol.MultiEntry{Topic: "tx", Body: []byte("half"), Properties: props[0]},
+		protocol.MultiEntry{Topic: "tx", Body: []byte("plain")})
+	if res[0].Code != protocol.RespMessageIllegal || res[1].Code != protocol.RespSuccess {
+		t.Fatalf("a multi-queue batch with a half: %+v", res)
+	}
+	if got := visible(t, b, c, "tx", int(res[1].QueueID)); len(got) != 1 || got[0] != "plain" {
+		t.Fatalf("queue holds %q", got)
+	}
 }
 
 func TestTxnTableDue(t *testing.T) {
