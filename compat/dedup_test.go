@@ -1,9 +1,7 @@
 package compat
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -57,27 +55,9 @@ func TestDedupWindowWithOfficialClient(t *testing.T) {
 
 	var count map[string]int
 	read := func() bool {
-		count = map[string]int{}
-		for q := range queues {
-			resp, err := hc.Get(fmt.Sprintf("%s/v1/topics/%s/queues/%d/messages?offset=0&max=100", base, topic, q))
-			if err != nil {
-				return false
-			}
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			var read struct {
-				Messages []struct {
-					Body string `json:"body"`
-				} `json:"messages"`
-			}
-			if json.Unmarshal(body, &read) != nil {
-				return false
-			}
-			for _, m := range read.Messages {
-				count[m.Body]++
-			}
-		}
-		return len(count) >= n
+		var err error
+		count, err = tryReadTopic(s.httpPort, queues, topic)
+		return err == nil && len(count) >= n
 	}
 	waitFor(t, receiveTimeout, read, "the %d messages readable", n)
 	for i := range n {

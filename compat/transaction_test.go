@@ -77,15 +77,26 @@ func newTxnProducer(t *testing.T, nameSrv, group string, l primitive.Transaction
 	return p
 }
 
-// readTopic returns how often each body is readable in topic over HTTP.
+// readTopic returns how often each body is readable in topic over HTTP,
+// failing the test when it cannot read.
 func readTopic(t *testing.T, httpPort, queues int, topic string) map[string]int {
 	t.Helper()
+	count, err := tryReadTopic(httpPort, queues, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return count
+}
+
+// tryReadTopic reads the first 100 messages of each of topic's queues over
+// HTTP and counts how often each body is there.
+func tryReadTopic(httpPort, queues int, topic string) (map[string]int, error) {
 	hc := &http.Client{Timeout: 10 * time.Second}
 	count := map[string]int{}
 	for q := range queues {
 		resp, err := hc.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/topics/%s/queues/%d/messages?offset=0&max=100", httpPort, topic, q))
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
@@ -95,13 +106,13 @@ func readTopic(t *testing.T, httpPort, queues int, topic string) map[string]int 
 			} `json:"messages"`
 		}
 		if err := json.Unmarshal(body, &read); err != nil {
-			t.Fatalf("read %s/%d: %v: %s", topic, q, err, body)
+			return nil, fmt.Errorf("read %s/%d: %v: %s", topic, q, err, body)
 		}
 		for _, m := range read.Messages {
 			count[m.Body]++
 		}
 	}
-	return count
+	return count, nil
 }
 
 // TestTransactionsWithOfficialClient: the official TransactionProducer's
