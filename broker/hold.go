@@ -3,8 +3,11 @@ package broker
 import (
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/ferrymq/ferry/delay"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -26,6 +29,10 @@ import (
 // mu guards the lists and each heldPull's done flag; it is never held
 // while a pull is read or answered.
 type pullHolds struct {
+	// schedule is the delay scheduler, told of appends to the schedule
+	// topic's queues (it arms their notifications itself).
+	schedule atomic.Pointer[delay.Service]
+
 	mu     sync.Mutex
 	queues map[holdKey][]*heldPull
 	closed bool // the broker is stopping: answer at once, hold nothing
@@ -82,6 +89,11 @@ func (b *Broker) park(h *heldPull) {
 // its suspend time. Pulls of closed connections are dropped.
 func (b *Broker) wakeHeld(topic string, queueID int32) {
 	hs := &b.holds
+	if topic == protocol.ScheduleTopic {
+		if s := hs.schedule.Load(); s != nil {
+			s.Wake(queueID)
+		}
+	}
 	k := holdKey{topic, queueID}
 	hs.mu.Lock()
 	list := hs.queues[k]

@@ -65,6 +65,7 @@ func (b *Broker) startDelay() error {
 		return err
 	}
 	b.delaySvc = svc
+	b.holds.schedule.Store(svc)
 	svc.Start()
 	return nil
 }

@@ -7,19 +7,29 @@
 //   - Delay levels (RocketMQ's 18 levels, 1 s … 2 h, configurable). A
 //     message with DELAY=n is stored in queue n-1 of the schedule topic.
 //     Within one level queue the due time (store time + level delay) only
-//     grows, so one goroutine per level waits for the head entry and walks
+//     grows, so the level's deliverer waits for the head entry and walks
 //     forward; its position is the level's progress.
 //   - Arbitrary delivery times (TIMER_DELIVER_MS, TIMER_DELAY_SEC,
 //     TIMER_DELAY_MS; 1 s to 40 days). Such a message is stored in the
 //     timer topic, and the consume-queue dispatcher feeds TimerIndex, which
-//     keeps a pebble index keyed by (due time, commitlog offset). One
-//     goroutine scans the index up to now and delivers; its cursor is the
+//     keeps a pebble index keyed by (due time, commitlog offset). Its
+//     deliverer scans the index up to now and delivers; its cursor is the
 //     timer's progress.
 //
-// Progress is saved in pebble every second and on Close, after the
-// messages it covers were put, so a restart redelivers at most about a
-// second of messages and loses none. The timer index is derived state: it
-// is rebuilt when the consume queues are rebuilt from the log.
+// The decisions are a pure state machine (plan.go): each deliverer is a
+// lane that is ready, waiting until a time, or idle until its source
+// grows; the plan says which lanes run now and when the next one does.
+// One driver goroutine (Service.run) owns the plan and a single timer: it
+// runs the due lanes' steps (the reads and puts), tells the plan what
+// they found, and sleeps until the plan's next time, a notification
+// (Wake for the schedule queues, the index's bell for the timer topic) or
+// Close. No deliverer has a goroutine or a timer of its own.
+//
+// Progress is saved in pebble one SaveInterval (default 1 s) after it
+// first moved, and on Close, after the messages it covers were put, so a
+// restart redelivers at most about a second of messages and loses none.
+// The timer index is derived state: it is rebuilt when the consume queues
+// are rebuilt from the log.
 //
 // Index keys in the pebble database (part of the format):
 //
@@ -30,13 +40,13 @@
 package delay
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -51,6 +61,9 @@ import (
 type Queues interface {
 	Get(topic string, queueID int32, offset int64, max int, dst []consumequeue.Entry) ([]consumequeue.Entry, error)
 	MaxOffset(topic string, queueID int32) int64
+	// Notify arms the queue's append notification; the Service ignores
+	// the channel and expects the owner of the queues to call Wake for
+	// the queue when it grows.
 	Notify(topic string, queueID int32) <-chan struct{}
 }
 
@@ -79,21 +92,24 @@ type Config struct {
 	SaveInterval  time.Duration    // default 1 s
 }
 
-// Service runs the level and timer deliverers. Start launches one
-// goroutine per level and one for the timer index; Close stops them and
-// saves progress.
+// Service runs the level and timer deliverers. Start launches its one
+// driver goroutine; Close stops it and saves progress.
 type Service struct {
 	cfg   Config
 	log   zerolog.Logger
 	timer *TimerIndex
 
+	// mu guards the progress, which the driver moves and Pending,
+	// LevelStats, OldestNeeded and save read.
 	mu       sync.Mutex
 	levelPos []int64 // next offset per level queue
 	cursor   timerKey
 	dirty    bool
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	grown []atomic.Bool // per level queue: grown since the driver looked (Wake)
+	bell  chan struct{} // 1-slot doorbell: Wake rang
+	stop  chan struct{}
+	wg    sync.WaitGroup
 }
 
 var (
@@ -113,7 +129,8 @@ func New(cfg Config, timer *TimerIndex) (*Service, error) {
 	if cfg.SaveInterval <= 0 {
 		cfg.SaveInterval = time.Second
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, timer: timer, levelPos: make([]int64, len(cfg.Levels)), stop: make(chan struct{})}
+	s := &Service{cfg: cfg, log: cfg.Logger, timer: timer, levelPos: make([]int64, len(cfg.Levels)),
+		grown: make([]atomic.Bool, len(cfg.Levels)), bell: make(chan struct{}, 1), stop: make(chan struct{})}
 	for i := range s.levelPos {
 		v, ok, err := getInt64(cfg.DB, []byte(levelPrefix+strconv.Itoa(i+1)))
 		if err != nil {
@@ -162,22 +179,32 @@ func getInt64(db *pebble.DB, k []byte) (int64, bool, error) {
 	return int64(binary.BigEndian.Uint64(v)), true, nil
 }
 
-// Start launches the deliverers.
+// Start launches the driver goroutine.
 func (s *Service) Start() {
-	for i := range s.cfg.Levels {
-		s.wg.Add(1)
-		go s.runLevel(i + 1)
-	}
-	s.wg.Add(2)
-	go s.runTimer()
-	go s.runSaver()
+	s.wg.Add(1)
+	go s.run()
 }
 
-// Close stops the deliverers and saves progress.
+// Close stops the driver and saves progress.
 func (s *Service) Close() error {
 	close(s.stop)
 	s.wg.Wait()
 	return s.save()
+}
+
+// Wake tells the scheduler that the schedule topic's queue queueID grew.
+// The broker calls it from the consume queues' notification hook, which
+// fires for a queue the scheduler armed with Queues.Notify; it never
+// blocks.
+func (s *Service) Wake(queueID int32) {
+	if queueID < 0 || int(queueID) >= len(s.grown) {
+		return
+	}
+	s.grown[queueID].Store(true)
+	select {
+	case s.bell <- struct{}{}:
+	default:
+	}
 }
 
 // Pending returns, per level, how many messages wait, and the timer
@@ -193,22 +220,6 @@ func (s *Service) Pending() map[int]int64 {
 		}
 	}
 	return out
-}
-
-func (s *Service) runSaver() {
-	defer s.wg.Done()
-	t := time.NewTicker(s.cfg.SaveInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			if err := s.save(); err != nil {
-				s.log.Error().Err(err).Msg("delay: save progress")
-			}
-		}
-	}
 }
 
 func (s *Service) save() error {
@@ -236,100 +247,148 @@ func (s *Service) save() error {
 	}
 	s.dirty = false
 	s.mu.Unlock()
-	return s.cfg.DB.Apply(b, pebble.Sync)
-}
-
-// sleep waits d or until ch fires or the service stops; false on stop.
-func (s *Service) sleep(d time.Duration, ch <-chan struct{}) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-s.stop:
-		return false
-	case <-t.C:
-	case <-ch:
-	}
-	return true
-}
-
-// runLevel delivers level n's queue in order as its head becomes due.
-func (s *Service) runLevel(n int) {
-	defer s.wg.Done()
-	q := int32(n - 1)
-	delay := s.cfg.Levels[n-1]
-	var entries []consumequeue.Entry
-	var buf []byte
-	var due []commitlog.Message
-	for {
+	if err := s.cfg.DB.Apply(b, pebble.Sync); err != nil {
 		s.mu.Lock()
-		pos := s.levelPos[n-1]
+		s.dirty = true
 		s.mu.Unlock()
-		notify := s.cfg.Queues.Notify(s.cfg.ScheduleTopic, q)
-		var err error
-		entries, err = s.cfg.Queues.Get(s.cfg.ScheduleTopic, q, pos, 256, entries[:0])
-		if err != nil {
-			s.log.Error().Err(err).Int("level", n).Msg("delay: read schedule queue")
-			if !s.sleep(time.Second, nil) {
-				return
+		return err
+	}
+	return nil
+}
+
+// run is the driver: it feeds the plan the notifications and the time,
+// runs the lanes the plan says are due, and waits on its one timer for
+// the plan's next time, a notification, or Close. It alone touches the
+// plan.
+func (s *Service) run() {
+	defer s.wg.Done()
+	p := newPlan(len(s.cfg.Levels)+1, s.cfg.SaveInterval)
+	timerLane := len(s.cfg.Levels)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
+	var lanes []int
+	var st laneScratch
+	for {
+		for i := range s.grown {
+			if s.grown[i].Swap(false) {
+				p.Notify(i)
 			}
-			continue
-		}
-		if len(entries) == 0 {
-			if !s.sleep(time.Hour, notify) {
-				return
-			}
-			continue
 		}
 		now := s.cfg.Now()
-		due = due[:0]
-		next := pos
-		var wait time.Duration
-		for _, e := range entries {
-			if e.Size == 0 {
-				next = e.QueueOffset + 1 // a hole: nothing to deliver
+		var save bool
+		lanes, save = p.Due(now, lanes)
+		for _, l := range lanes {
+			if l == timerLane {
+				s.stepTimer(p, l, now, &st)
+			} else {
+				s.stepLevel(p, l, now, &st)
+			}
+		}
+		if save {
+			if err := s.save(); err != nil {
+				s.log.Error().Err(err).Msg("delay: save progress")
+				p.Advanced(now)
+			}
+		}
+		next, ok := p.Next()
+		if ok {
+			wait := next.Sub(s.cfg.Now())
+			if wait <= 0 {
 				continue
 			}
-			var rec protocol.Record
-			rec, buf, err = s.cfg.Log.ReadRecord(e.Offset, buf)
-			if err != nil {
-				s.log.Error().Err(err).Int("level", n).Int64("offset", e.Offset).Msg("delay: skipping unreadable scheduled message")
-				next = e.QueueOffset + 1
-				continue
-			}
-			at := time.UnixMilli(rec.StoreTimestamp).Add(delay)
-			if at.After(now) {
-				wait = at.Sub(now)
-				break
-			}
-			m, err := dueMessage(rec)
-			if err != nil {
-				s.log.Error().Err(err).Int64("offset", e.Offset).Msg("delay: dropping scheduled message without a destination")
-				next = e.QueueOffset + 1
-				continue
-			}
-			due = append(due, m)
+			timer.Reset(wait)
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-timer.C:
+		case <-s.bell:
+		case <-s.timer.bell():
+			p.Notify(timerLane)
+		}
+		timer.Stop()
+	}
+}
+
+// laneScratch is the driver's reusable buffers.
+type laneScratch struct {
+	entries []consumequeue.Entry
+	buf     []byte
+	due     []commitlog.Message
+}
+
+// levelBatch is how many schedule-queue entries one level step reads.
+const levelBatch = 256
+
+// stepLevel delivers the due head of level l+1's queue and tells the plan
+// when the level is to run again: at its next entry's due time, when its
+// queue grows, at once after a full batch, or after retryDelay on error.
+func (s *Service) stepLevel(p *plan, l int, now time.Time, st *laneScratch) {
+	n := l + 1
+	q := int32(l)
+	delay := s.cfg.Levels[l]
+	s.mu.Lock()
+	pos := s.levelPos[l]
+	s.mu.Unlock()
+	// Armed before the read: an append after it reaches Wake.
+	s.cfg.Queues.Notify(s.cfg.ScheduleTopic, q)
+	var err error
+	st.entries, err = s.cfg.Queues.Get(s.cfg.ScheduleTopic, q, pos, levelBatch, st.entries[:0])
+	if err != nil {
+		s.log.Error().Err(err).Int("level", n).Msg("delay: read schedule queue")
+		p.Failed(l, now)
+		return
+	}
+	st.due = st.due[:0]
+	next := pos
+	var head time.Time // due time of the first entry not yet due
+	for _, e := range st.entries {
+		if e.Size == 0 {
+			next = e.QueueOffset + 1 // a hole: nothing to deliver
+			continue
+		}
+		var rec protocol.Record
+		rec, st.buf, err = s.cfg.Log.ReadRecord(e.Offset, st.buf)
+		if err != nil {
+			s.log.Error().Err(err).Int("level", n).Int64("offset", e.Offset).Msg("delay: skipping unreadable scheduled message")
 			next = e.QueueOffset + 1
+			continue
 		}
-		if len(due) > 0 {
-			if err := s.cfg.Put.PutDue(due); err != nil {
-				s.log.Error().Err(err).Int("level", n).Msg("delay: redelivery failed; retrying")
-				if !s.sleep(time.Second, nil) {
-					return
-				}
-				continue
-			}
+		if at := time.UnixMilli(rec.StoreTimestamp).Add(delay); at.After(now) {
+			head = at
+			break
 		}
-		if next != pos {
-			s.mu.Lock()
-			s.levelPos[n-1] = next
-			s.dirty = true
-			s.mu.Unlock()
+		m, err := dueMessage(rec)
+		if err != nil {
+			s.log.Error().Err(err).Int64("offset", e.Offset).Msg("delay: dropping scheduled message without a destination")
+			next = e.QueueOffset + 1
+			continue
 		}
-		if wait > 0 {
-			if !s.sleep(wait, nil) {
-				return
-			}
+		st.due = append(st.due, m)
+		next = e.QueueOffset + 1
+	}
+	if len(st.due) > 0 {
+		if err := s.cfg.Put.PutDue(st.due); err != nil {
+			s.log.Error().Err(err).Int("level", n).Msg("delay: redelivery failed; retrying")
+			p.Failed(l, now)
+			return
 		}
+	}
+	if next != pos {
+		s.mu.Lock()
+		s.levelPos[l] = next
+		s.dirty = true
+		s.mu.Unlock()
+		p.Advanced(now)
+	}
+	switch {
+	case !head.IsZero():
+		p.WaitUntil(l, head)
+	case len(st.entries) == levelBatch:
+		p.More(l)
+	default:
+		p.Drained(l)
 	}
 }
 
@@ -356,81 +415,62 @@ func dueMessage(rec protocol.Record) (commitlog.Message, error) {
 	}, nil
 }
 
-// runTimer delivers the timer index in due order.
-func (s *Service) runTimer() {
-	defer s.wg.Done()
-	var buf []byte
-	for {
-		s.mu.Lock()
-		cur := s.cursor
-		s.mu.Unlock()
-		bell := s.timer.bell()
-		now := s.cfg.Now().UnixMilli()
-		keys, next, err := s.timer.scan(cur, now, 512)
+// timerBatch is how many timer-index entries one timer step delivers.
+const timerBatch = 512
+
+// stepTimer delivers the due entries of the timer index and tells the
+// plan when to run again: at the next entry's due time, when the index
+// rings, at once after a full batch, or after retryDelay on error.
+func (s *Service) stepTimer(p *plan, l int, now time.Time, st *laneScratch) {
+	s.mu.Lock()
+	cur := s.cursor
+	s.mu.Unlock()
+	keys, next, err := s.timer.scan(cur, now.UnixMilli(), timerBatch)
+	if err != nil {
+		s.log.Error().Err(err).Msg("delay: scan timer index")
+		p.Failed(l, now)
+		return
+	}
+	st.due = st.due[:0]
+	for _, k := range keys {
+		var rec protocol.Record
+		rec, st.buf, err = s.cfg.Log.ReadRecord(k.off, st.buf)
 		if err != nil {
-			s.log.Error().Err(err).Msg("delay: scan timer index")
-			if !s.sleep(time.Second, nil) {
-				return
-			}
+			s.log.Error().Err(err).Int64("offset", k.off).Msg("delay: skipping unreadable timer message")
 			continue
 		}
-		if len(keys) == 0 {
-			wait := time.Hour
-			if next.due > 0 {
-				wait = time.Duration(next.due-now) * time.Millisecond
-			}
-			if !s.sleep(max(wait, time.Millisecond), bell) {
-				return
-			}
+		m, err := dueMessage(rec)
+		if err != nil {
+			s.log.Error().Err(err).Msg("delay: dropping timer message without a destination")
 			continue
 		}
-		var due []commitlog.Message
-		for _, k := range keys {
-			var rec protocol.Record
-			rec, buf, err = s.cfg.Log.ReadRecord(k.off, buf)
-			if err != nil {
-				s.log.Error().Err(err).Int64("offset", k.off).Msg("delay: skipping unreadable timer message")
-				continue
-			}
-			m, err := dueMessage(rec)
-			if err != nil {
-				s.log.Error().Err(err).Msg("delay: dropping timer message without a destination")
-				continue
-			}
-			due = append(due, m)
+		st.due = append(st.due, m)
+	}
+	if len(st.due) > 0 {
+		if err := s.cfg.Put.PutDue(st.due); err != nil {
+			s.log.Error().Err(err).Msg("delay: timer redelivery failed; retrying")
+			p.Failed(l, now)
+			return
 		}
-		if len(due) > 0 {
-			if err := s.cfg.Put.PutDue(due); err != nil {
-				s.log.Error().Err(err).Msg("delay: timer redelivery failed; retrying")
-				if !s.sleep(time.Second, nil) {
-					return
-				}
-				continue
-			}
-		}
+	}
+	if len(keys) > 0 {
 		last := keys[len(keys)-1]
 		s.mu.Lock()
 		s.cursor = timerKey{due: last.due, off: last.off + 1}
 		s.dirty = true
 		s.mu.Unlock()
+		p.Advanced(now)
 		if err := s.timer.deleteThrough(last); err != nil {
 			s.log.Warn().Err(err).Msg("delay: trim delivered timer entries")
 		}
 	}
-}
-
-// WaitIdle is for tests: it returns when no level queue has undelivered
-// entries that are due, or ctx ends.
-func (s *Service) WaitIdle(ctx context.Context) error {
-	for {
-		if len(s.Pending()) == 0 {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(10 * time.Millisecond):
-		}
+	switch {
+	case len(keys) == timerBatch:
+		p.More(l)
+	case next.due > 0:
+		p.WaitUntil(l, time.UnixMilli(next.due))
+	default:
+		p.Drained(l)
 	}
 }
 
