@@ -198,6 +198,7 @@ func (b *Broker) openStores() error {
 	if b.keys, err = newKeyIndex(b.meta.db); err != nil {
 		return err
 	}
+	b.holds.onExpire = b.expireHeld
 	b.cq, err = consumequeue.Open(consumequeue.Options{
 		FS:        b.fs,
 		Dir:       b.fs.PathJoin(b.cfg.DataDir, "consumequeue"),

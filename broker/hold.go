@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,36 +10,60 @@ import (
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// pullHolds parks the pulls that found nothing (long polling) until their
-// queue grows, their suspend time ends or the broker stops.
+// pullHolds parks the requests that found nothing (long polling) until
+// one of their queues grows, their wait ends or the broker stops: remoting
+// pulls (one queue each) and HTTP receives and queue reads (one or more
+// queues).
+//
+// The decisions are holdTable's (holdtable.go), a pure state machine of
+// waiters by queue and by deadline. This driver adds the lock, the clock
+// and one timer for every held wait, armed for the table's earliest
+// deadline; when it fires, the waiters past their deadline are answered
+// and it is armed for the next one.
 //
 // No goroutine waits for a held pull. The consume queue's dispatcher calls
-// Broker.wakeHeld (through consumequeue.Options.OnNotify) for each queue it
-// appended to, and that queue's held pulls are read and their answers
-// queued on their connections right there, on the dispatcher's goroutine:
-// between an entry becoming visible and its pull's answer there is no
-// goroutine hand-off, which at low rates is a thread wake-up on another
-// core. The cost moves to the dispatcher: a queue with many held pulls
-// (say, broadcast consumers) costs it one read and one answer per pull
-// before its next batch. Each held pull has a timer for its suspend time;
-// its callback answers the pull if nothing else did. A pull whose
-// connection closed stays listed until its queue grows or its timer fires.
+// Broker.wakeHeld (through consumequeue.Options.OnNotify) for each armed
+// queue it appended to, and that queue's held pulls are read and their
+// answers queued on their connections right there, on the dispatcher's
+// goroutine: between an entry becoming visible and its pull's answer
+// there is no goroutine hand-off, which at low rates is a thread wake-up
+// on another core. The cost moves to the dispatcher: a queue with many
+// held pulls (say, broadcast consumers) costs it one read and one answer
+// per pull before its next batch. A held HTTP request is a fasthttp
+// handler blocked on its waiter's channel (no timer, no rescan): the same
+// wake-up closes it, and the handler reads and answers. A pull whose
+// connection closed stays parked until its queue grows or its wait ends.
 //
-// mu guards the lists and each heldPull's done flag; it is never held
-// while a pull is read or answered.
+// mu guards the table, the timer and closed; it is never held while a
+// pull is read or answered or a waiter's channel is closed (each waiter
+// comes off the table once, and only its taker answers it).
 type pullHolds struct {
 	// schedule is the delay scheduler, told of appends to the schedule
 	// topic's queues (it arms their notifications itself).
 	schedule atomic.Pointer[delay.Service]
+	// onExpire answers waiters whose wait ended; set when the broker is
+	// built, before anything parks.
+	onExpire func([]*waiter)
 
-	mu     sync.Mutex
-	queues map[holdKey][]*heldPull
-	closed bool // the broker is stopping: answer at once, hold nothing
+	mu      sync.Mutex
+	table   holdTable[*waiter]
+	timer   *time.Timer // the one timer, armed for timerAt; nil until first needed
+	timerAt time.Time   // zero: not armed
+	pulls   int         // remoting pulls parked (ferry_pulls_held)
+	closed  bool        // the broker is stopping: answer at once, hold nothing
 }
 
 type holdKey struct {
 	topic string
 	queue int32
+}
+
+// waiter is one held request: a remoting pull (pull set), answered by
+// whoever takes it off the table, or an HTTP request (woken set), whose
+// handler is blocked on woken and answers itself once it is closed.
+type waiter struct {
+	pull  *heldPull
+	woken chan struct{}
 }
 
 type heldPull struct {
@@ -49,44 +72,151 @@ type heldPull struct {
 	p        pullRequest
 	filter   tagFilter
 	deadline time.Time
-	timer    *time.Timer
-	done     bool // taken off its list: answered, or being answered
+}
+
+// park puts w on keys until deadline and arms the timer if that deadline
+// is the earliest; false when the broker is stopping (w was not parked).
+func (hs *pullHolds) park(w *waiter, keys []holdKey, deadline time.Time) bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if hs.closed {
+		return false
+	}
+	if hs.table.Park(w, keys, deadline) && w.pull != nil {
+		hs.pulls++
+	}
+	hs.armLocked()
+	return true
+}
+
+// wake takes the waiters parked on k.
+func (hs *pullHolds) wake(k holdKey) []*waiter {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	list := hs.table.Wake(k, nil)
+	hs.countOutLocked(list)
+	// The timer is left armed: if it fires for a waiter gone, it finds
+	// nothing due and re-arms for the next.
+	return list
+}
+
+// remove takes w off the table; false when someone else took it.
+func (hs *pullHolds) remove(w *waiter) bool {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if !hs.table.Remove(w) {
+		return false
+	}
+	hs.countOutLocked([]*waiter{w})
+	return true
+}
+
+// expire takes the waiters whose deadline is at or before now and
+// re-arms the timer for the next deadline.
+func (hs *pullHolds) expire(now time.Time) []*waiter {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.timerAt = time.Time{} // it fired
+	list := hs.table.Tick(now, nil)
+	hs.countOutLocked(list)
+	hs.armLocked()
+	return list
+}
+
+// release takes every waiter and makes later parks fail.
+func (hs *pullHolds) release() []*waiter {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	hs.closed = true
+	list := hs.table.Drain(nil)
+	hs.countOutLocked(list)
+	if hs.timer != nil {
+		hs.timer.Stop()
+		hs.timerAt = time.Time{}
+	}
+	return list
+}
+
+func (hs *pullHolds) countOutLocked(list []*waiter) {
+	for _, w := range list {
+		if w.pull != nil {
+			hs.pulls--
+		}
+	}
+}
+
+// armLocked sets the timer for the table's earliest deadline unless it is
+// armed for that already or earlier (an early fire re-arms).
+func (hs *pullHolds) armLocked() {
+	next, ok := hs.table.Next()
+	if !ok || (!hs.timerAt.IsZero() && !hs.timerAt.After(next)) {
+		return
+	}
+	d := time.Until(next)
+	if hs.timer == nil {
+		hs.timer = time.AfterFunc(d, hs.fire)
+	} else {
+		hs.timer.Reset(d)
+	}
+	hs.timerAt = next
+}
+
+// fire is the timer's callback.
+func (hs *pullHolds) fire() {
+	if list := hs.expire(time.Now()); len(list) > 0 {
+		hs.onExpire(list)
+	}
+}
+
+// heldCount is the number of remoting pulls held now.
+func (hs *pullHolds) heldCount() int {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return hs.pulls
 }
 
 // holdPull parks a pull that found its queue empty.
 func (b *Broker) holdPull(c *remoting.Conn, req *remoting.Command, p pullRequest, filter tagFilter) {
 	h := &heldPull{c: c, req: req, p: p, filter: filter,
 		deadline: time.Now().Add(min(p.suspend, b.c().LongPollMax.D()))}
-	b.park(h)
+	b.parkPull(h)
 }
 
-// park puts h on its queue's list, then looks at the queue once more: an
+// parkPull parks h on its queue, then looks at the queue once more: an
 // append before the Notify below is seen by that look, one after it calls
 // wakeHeld.
-func (b *Broker) park(h *heldPull) {
-	hs := &b.holds
-	k := holdKey{h.p.topic, h.p.queueID}
-	hs.mu.Lock()
-	if hs.closed {
-		hs.mu.Unlock()
+func (b *Broker) parkPull(h *heldPull) {
+	w := &waiter{pull: h}
+	if !b.holds.park(w, []holdKey{{h.p.topic, h.p.queueID}}, h.deadline) {
 		b.answerHeld(h)
 		return
 	}
-	if hs.queues == nil {
-		hs.queues = make(map[holdKey][]*heldPull)
-	}
-	hs.queues[k] = append(hs.queues[k], h)
-	h.timer = time.AfterFunc(time.Until(h.deadline), func() { b.expireHeld(h) })
-	hs.mu.Unlock()
 	b.cq.Notify(h.p.topic, h.p.queueID)
 	if b.cq.MaxOffset(h.p.topic, h.p.queueID) > h.p.offset {
 		b.wakeHeld(h.p.topic, h.p.queueID)
 	}
 }
 
+// holdHTTP parks an HTTP request on keys until deadline and arms the
+// queues' notifications; the caller reads its queues once more after it
+// (an append before the arming is seen by that read, one after it closes
+// w.woken), then blocks on w.woken. false when the broker is stopping.
+func (b *Broker) holdHTTP(keys []holdKey, deadline time.Time) (*waiter, bool) {
+	w := &waiter{woken: make(chan struct{})}
+	if !b.holds.park(w, keys, deadline) {
+		return nil, false
+	}
+	for _, k := range keys {
+		b.cq.Notify(k.topic, k.queue)
+	}
+	return w, true
+}
+
 // wakeHeld answers the pulls held on (topic, queueID) that now find
 // messages; a pull that still finds none is parked again, for the rest of
-// its suspend time. Pulls of closed connections are dropped.
+// its suspend time. Pulls of closed connections are dropped. HTTP
+// requests held on the queue are woken. An append to the schedule topic
+// is passed on to the delay scheduler.
 func (b *Broker) wakeHeld(topic string, queueID int32) {
 	hs := &b.holds
 	if topic == protocol.ScheduleTopic {
@@ -94,87 +224,43 @@ func (b *Broker) wakeHeld(topic string, queueID int32) {
 			s.Wake(queueID)
 		}
 	}
-	k := holdKey{topic, queueID}
-	hs.mu.Lock()
-	list := hs.queues[k]
-	if len(list) == 0 {
-		hs.mu.Unlock()
-		return
-	}
-	delete(hs.queues, k)
-	for _, h := range list {
-		h.done = true
-		h.timer.Stop()
-	}
-	hs.mu.Unlock()
-	for _, h := range list {
+	for _, w := range hs.wake(holdKey{topic, queueID}) {
+		h := w.pull
+		if h == nil {
+			close(w.woken)
+			continue
+		}
 		if isClosed(h.c) {
 			continue
 		}
 		resp, empty := b.pullOnce(h.req, &h.p, h.filter)
 		if empty && time.Now().Before(h.deadline) {
-			// A new heldPull: h's stopped timer may still be running
-			// expireHeld(h), which must find it done.
-			b.park(&heldPull{c: h.c, req: h.req, p: h.p, filter: h.filter, deadline: h.deadline})
+			b.parkPull(h)
 			continue
 		}
 		_ = h.c.Reply(resp)
 	}
 }
 
-// expireHeld answers h when its suspend time ends, unless it was taken
-// off its list first.
-func (b *Broker) expireHeld(h *heldPull) {
-	hs := &b.holds
-	k := holdKey{h.p.topic, h.p.queueID}
-	hs.mu.Lock()
-	if h.done {
-		hs.mu.Unlock()
-		return
+// expireHeld answers waiters whose wait ended or that the broker released.
+func (b *Broker) expireHeld(list []*waiter) {
+	for _, w := range list {
+		if w.pull == nil {
+			close(w.woken)
+			continue
+		}
+		b.answerHeld(w.pull)
 	}
-	h.done = true
-	list := slices.DeleteFunc(hs.queues[k], func(x *heldPull) bool { return x == h })
-	if len(list) == 0 {
-		delete(hs.queues, k)
-	} else {
-		hs.queues[k] = list
-	}
-	hs.mu.Unlock()
-	b.answerHeld(h)
 }
 
-// releaseHeld answers every held pull and makes later pulls answer at
+// releaseHeld answers every held request and makes later ones answer at
 // once; Shutdown calls it before it waits for in-flight requests.
 func (b *Broker) releaseHeld() {
-	hs := &b.holds
-	hs.mu.Lock()
-	hs.closed = true
-	var all []*heldPull
-	for _, list := range hs.queues {
-		for _, h := range list {
-			h.done = true
-			h.timer.Stop()
-			all = append(all, h)
-		}
-	}
-	hs.queues = nil
-	hs.mu.Unlock()
-	for _, h := range all {
-		b.answerHeld(h)
-	}
+	b.expireHeld(b.holds.release())
 }
 
-// heldCount is the number of pulls held now.
-func (b *Broker) heldCount() int {
-	hs := &b.holds
-	hs.mu.Lock()
-	defer hs.mu.Unlock()
-	n := 0
-	for _, list := range hs.queues {
-		n += len(list)
-	}
-	return n
-}
+// heldCount is the number of remoting pulls held now.
+func (b *Broker) heldCount() int { return b.holds.heldCount() }
 
 // answerHeld answers h with whatever its queue holds now.
 func (b *Broker) answerHeld(h *heldPull) {
