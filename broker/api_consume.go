@@ -40,7 +40,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,14 +62,13 @@ type apiState struct {
 
 // Receive limits.
 const (
-	defaultReceiveMax   = 16
-	maxReceiveMax       = 1000
-	defaultVisibility   = 30 * time.Second
-	minVisibility       = 100 * time.Millisecond
-	maxVisibility       = 12 * time.Hour
-	leaseSweepInterval  = 100 * time.Millisecond
-	receiveRescanPeriod = 500 * time.Millisecond
-	expiryRetryDelay    = time.Second
+	defaultReceiveMax  = 16
+	maxReceiveMax      = 1000
+	defaultVisibility  = 30 * time.Second
+	minVisibility      = 100 * time.Millisecond
+	maxVisibility      = 12 * time.Hour
+	leaseSweepInterval = 100 * time.Millisecond
+	expiryRetryDelay   = time.Second
 )
 
 type leaseTable struct {
@@ -370,19 +368,25 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 			b.apiWaitEnd()
 		}
 	}()
+	// A wait is: park on the queues (arming their notifications), read
+	// them once more, and if that finds nothing block until woken by an
+	// append to one of them, the deadline, or the broker stopping.
+	var w *waiter
+	stopping := false
 	for {
 		queues := b.receiveQueues(group, in.Topic)
-		notify := make([]<-chan struct{}, len(queues))
-		for i, tq := range queues {
-			notify[i] = b.cq.Notify(tq.topic, tq.queue)
-		}
 		msgs, err := b.receiveOnce(g, group, gc, queues, maxMsgs, vis, filter, tags)
 		if err != nil {
+			if w != nil {
+				b.holds.remove(w)
+			}
 			writeProblem(ctx, err)
 			return
 		}
-		left := time.Until(deadline)
-		if len(msgs) > 0 || left <= 0 {
+		if len(msgs) > 0 || stopping || !time.Now().Before(deadline) {
+			if w != nil {
+				b.holds.remove(w)
+			}
 			writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPMessages{Messages: msgs})
 			return
 		}
@@ -393,21 +397,39 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 			}
 			waiting = true
 		}
-		// Wake on an append to any of the queues, the deadline, or a
-		// rescan period (the retry topic may appear, leases may expire).
-		timer := time.NewTimer(min(left, receiveRescanPeriod))
-		cases := make([]reflect.SelectCase, 0, len(notify)+2)
-		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)},
-			reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(b.stop)})
-		for _, ch := range notify {
-			cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+		if w == nil {
+			var ok bool
+			if w, ok = b.holdHTTP(receiveWaitKeys(group, queues), deadline); !ok {
+				stopping = true
+			}
+			continue // read once more, now that appends wake w
 		}
-		chosen, _, _ := reflect.Select(cases)
-		timer.Stop()
-		if chosen == 1 {
-			deadline = time.Now() // stopping: answer with what is there
+		select {
+		case <-w.woken:
+		case <-b.stop:
+			stopping = true
+			b.holds.remove(w)
 		}
+		w = nil
 	}
+}
+
+// receiveWaitKeys is what a receive waits on: its queues, and the group's
+// retry queue even before the retry topic exists (a nack or an expired
+// lease creates it, and the dispatcher wakes waiters of a queue it
+// creates).
+func receiveWaitKeys(group string, queues []topicQueue) []holdKey {
+	keys := make([]holdKey, 0, len(queues)+1)
+	retry := protocol.RetryTopic(group)
+	hasRetry := false
+	for _, tq := range queues {
+		keys = append(keys, holdKey{tq.topic, tq.queue})
+		hasRetry = hasRetry || tq.topic == retry
+	}
+	if !hasRetry {
+		keys = append(keys, holdKey{retry, 0})
+	}
+	return keys
 }
 
 // receiveQueues lists the queues a receive of topic by group reads: the

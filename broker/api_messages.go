@@ -435,19 +435,17 @@ func (b *Broker) apiReadQueue(ctx *fasthttp.RequestCtx, p apiParams) {
 		return
 	}
 	filter, tags := apiTagFilter(string(ctx.QueryArgs().Peek("tag")))
-	wait := min(time.Duration(waitMs)*time.Millisecond, b.c().LongPollMax.D())
-	var timer *time.Timer
+	deadline := time.Now().Add(min(time.Duration(waitMs)*time.Millisecond, b.c().LongPollMax.D()))
 	waiting := false
 	defer func() {
-		if timer != nil {
-			timer.Stop()
-		}
 		if waiting {
 			b.apiWaitEnd()
 		}
 	}()
+	// Waits as a receive does (apiReceive): park, read once more, block.
+	var w *waiter
+	stopping := false
 	for {
-		notify := b.cq.Notify(topic, q)
 		minOff, maxOff := b.minOffset(topic, q), b.cq.MaxOffset(topic, q)
 		offset = max(offset, minOff)
 		if offset > maxOff {
@@ -457,32 +455,44 @@ func (b *Broker) apiReadQueue(ctx *fasthttp.RequestCtx, p apiParams) {
 		if offset < maxOff {
 			msgs, offset, err = b.readQueueOnce(topic, q, offset, int(n), filter, tags, maxOff)
 			if err != nil {
+				if w != nil {
+					b.holds.remove(w)
+				}
 				writeProblem(ctx, err)
 				return
 			}
 		}
-		if len(msgs) > 0 || wait <= 0 {
+		if len(msgs) > 0 || stopping || !time.Now().Before(deadline) {
+			if w != nil {
+				b.holds.remove(w)
+			}
 			if msgs == nil {
 				msgs = []apiMessage{}
 			}
 			writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPQueueRead{Messages: msgs, NextOffset: offset, MinOffset: minOff, MaxOffset: maxOff})
 			return
 		}
-		if timer == nil {
+		if !waiting {
 			if !b.apiWaitBegin() {
 				writeProblem(ctx, fmt.Errorf("%w: too many long-polling requests held", errBusy))
 				return
 			}
 			waiting = true
-			timer = time.NewTimer(wait)
+		}
+		if w == nil {
+			var ok bool
+			if w, ok = b.holdHTTP([]holdKey{{topic, q}}, deadline); !ok {
+				stopping = true
+			}
+			continue
 		}
 		select {
-		case <-notify:
-			continue
-		case <-timer.C:
+		case <-w.woken:
 		case <-b.stop:
+			stopping = true
+			b.holds.remove(w)
 		}
-		wait = 0 // answer with what is there now
+		w = nil
 	}
 }
 
