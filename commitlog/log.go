@@ -168,6 +168,7 @@ type Log struct {
 	qsSpare      []batchQueue
 	itemsScratch []pendingWrite
 	writing      bool        // a leader is writing
+	writeIdle    sync.Cond   // on mu; broadcast when writing turns false (Close waits on it)
 	wround       *writeRound // the round the next queued bytes belong to
 	scratch      []byte      // the leader's buffer for joining chunks
 	lastStoreTs  int64
@@ -217,6 +218,7 @@ func Open(opts Options) (*Log, error) {
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 	}
+	l.writeIdle.L = &l.mu
 	if err := mkdirAllDurable(l.fs, opts.Dir); err != nil {
 		return nil, fmt.Errorf("commitlog: create %s: %w", opts.Dir, err)
 	}
@@ -589,6 +591,7 @@ func (l *Log) leadLocked() {
 		l.giveBackLocked()
 	}
 	l.writing = false
+	l.writeIdle.Broadcast()
 	l.mu.Unlock()
 }
 
@@ -812,9 +815,7 @@ func (l *Log) Close() error {
 	l.closed = true
 	// Let a leader finish writing what was queued before the close.
 	for l.writing {
-		l.mu.Unlock()
-		time.Sleep(50 * time.Microsecond)
-		l.mu.Lock()
+		l.writeIdle.Wait()
 	}
 	l.mu.Unlock()
 	close(l.stop)

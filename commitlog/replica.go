@@ -85,6 +85,7 @@ func (l *Log) AppendRaw(off int64, b []byte) error {
 		l.leadLocked() // a local append queued behind this write; it unlocks
 	} else {
 		l.writing = false
+		l.writeIdle.Broadcast()
 		l.mu.Unlock()
 	}
 	if err != nil {
