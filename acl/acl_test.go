@@ -1,6 +1,7 @@
 package acl
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/sha1"
 	"encoding/base64"
@@ -17,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -281,12 +283,8 @@ func TestWatcherReload(t *testing.T) {
 	first := w.Rules()
 	waitFor := func(what string, cond func() bool) {
 		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("timed out waiting for %s; log: %s", what, logs.String())
-			}
-			time.Sleep(2 * time.Millisecond)
+		if err := poll.Until(context.Background(), 5*time.Second, 2*time.Millisecond, cond); err != nil {
+			t.Fatalf("timed out waiting for %s; log: %s", what, logs.String())
 		}
 	}
 	write("accounts: [")

@@ -16,6 +16,7 @@ import (
 	"github.com/rs/zerolog"
 	"go.uber.org/goleak"
 
+	"github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -147,12 +148,10 @@ func TestTLSTrustExpiryAndPlainText(t *testing.T) {
 	if err := call(t, addr, nil); err == nil {
 		t.Fatal("plain text to a TLS port succeeded")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(logs.String(), "plain text on a TLS port") {
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line for the plain-text client: %s", logs.String())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err := poll.Until(context.Background(), 5*time.Second, 5*time.Millisecond, func() bool {
+		return strings.Contains(logs.String(), "plain text on a TLS port")
+	}); err != nil {
+		t.Fatalf("no log line for the plain-text client: %s", logs.String())
 	}
 
 	// An expired server certificate is refused.

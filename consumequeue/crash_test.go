@@ -1,6 +1,7 @@
 package consumequeue
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/protocol"
 )
 
@@ -95,16 +97,12 @@ func crashOnce(t *testing.T, seed uint64) {
 	}
 	// Crash once a random number of records is acknowledged.
 	target := 20 + rng.IntN(400)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	// Polling the appenders' progress; after 10 s, crash with what there is.
+	_ = poll.Until(context.Background(), 10*time.Second, 100*time.Microsecond, func() bool {
 		mu.Lock()
-		n := len(acks)
-		mu.Unlock()
-		if n >= target || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(100 * time.Microsecond) // polling the appenders' progress
-	}
+		defer mu.Unlock()
+		return len(acks) >= target
+	})
 	mu.Lock()
 	before := append([]acked(nil), acks...)
 	mu.Unlock()

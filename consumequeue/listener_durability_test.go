@@ -1,6 +1,7 @@
 package consumequeue
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/internal/poll"
 )
 
 // volatileIndex is a listener whose Dispatch only changes memory that a
@@ -73,11 +75,8 @@ func (v *volatileIndex) state() (applied, durable, fed, syncs int) {
 // pollUntil polls cond until it holds or 10 s pass.
 func pollUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling, bounded by the deadline
+	if err := poll.Until(context.Background(), 10*time.Second, time.Millisecond, cond); err != nil {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 

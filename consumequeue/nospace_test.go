@@ -1,6 +1,7 @@
 package consumequeue
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"os"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/internal/poll"
 	"github.com/rs/zerolog"
 )
 
@@ -119,20 +121,14 @@ func TestNoSpaceDispatch(t *testing.T) {
 	for i := range 30 {
 		mustAppend(t, l, testMsg("A", int32(i%2), "during", ""))
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for !s.NoSpace() {
-		if time.Now().After(deadline) {
-			t.Fatalf("dispatcher not waiting for space (err %v, %d faults)", s.Err(), ffs.hits.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err := poll.Until(context.Background(), 10*time.Second, 5*time.Millisecond, s.NoSpace); err != nil {
+		t.Fatalf("dispatcher not waiting for space (err %v, %d faults)", s.Err(), ffs.hits.Load())
 	}
 	// A new queue needs a directory and a file: neither can be created.
 	mustAppend(t, l, testMsg("B", 0, "during", ""))
-	for hits := ffs.hits.Load(); ffs.hits.Load() < hits+3; {
-		if time.Now().After(deadline) {
-			t.Fatalf("dispatcher does not retry: %d faults", ffs.hits.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
+	hits := ffs.hits.Load()
+	if err := poll.Until(context.Background(), 10*time.Second, 5*time.Millisecond, func() bool { return ffs.hits.Load() >= hits+3 }); err != nil {
+		t.Fatalf("dispatcher does not retry: %d faults", ffs.hits.Load())
 	}
 	if err := s.Err(); err != nil {
 		t.Fatalf("a full disk stopped the dispatcher for good: %v", err)
@@ -179,11 +175,8 @@ func TestNoSpaceDispatch(t *testing.T) {
 	ffs.full.Store(false)
 	freed := time.Now()
 	waitDispatched(t, s, l.WrittenOffset())
-	for s.NoSpace() {
-		if time.Now().After(freed.Add(10 * time.Second)) {
-			t.Fatal("dispatcher still waiting for space after it was freed")
-		}
-		time.Sleep(5 * time.Millisecond)
+	if err := poll.Until(context.Background(), 10*time.Second, 5*time.Millisecond, func() bool { return !s.NoSpace() }); err != nil {
+		t.Fatal("dispatcher still waiting for space after it was freed")
 	}
 	t.Logf("dispatch resumed %v after space was freed", time.Since(freed).Round(time.Millisecond))
 	checkAgainstLog(t, s, l)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/protocol"
 )
 
@@ -356,23 +357,16 @@ func TestListeners(t *testing.T) {
 	want := appendRandom(t, l, rng, 500, 4, 2)
 	waitDispatched(t, s, l.WrittenOffset())
 	// Listeners are fed after the entries are visible: poll for them.
-	for deadline := time.Now().Add(10 * time.Second); good.count() != 500; {
-		if time.Now().After(deadline) {
-			t.Fatalf("good listener has %d records", good.count())
-		}
-		time.Sleep(time.Millisecond)
+	if err := poll.Until(context.Background(), 10*time.Second, time.Millisecond, func() bool { return good.count() == 500 }); err != nil {
+		t.Fatalf("good listener has %d records", good.count())
 	}
 	// The queues did not wait for the failing listener.
 	checkAgainstLog(t, s, l)
 	flaky.mu.Lock()
 	flaky.fail = false
 	flaky.mu.Unlock()
-	deadline := time.Now().Add(10 * time.Second)
-	for flaky.count() < 500 {
-		if time.Now().After(deadline) {
-			t.Fatalf("flaky listener caught up to %d records", flaky.count())
-		}
-		time.Sleep(time.Millisecond) // polling, bounded by the deadline
+	if poll.Until(context.Background(), 10*time.Second, time.Millisecond, func() bool { return flaky.count() >= 500 }) != nil {
+		t.Fatalf("flaky listener caught up to %d records", flaky.count())
 	}
 	for k, rs := range want {
 		for _, r := range rs {
@@ -437,11 +431,8 @@ func TestSlowListenerDoesNotHoldQueues(t *testing.T) {
 		t.Fatalf("queue S/0 holds %d entries, want 2", got)
 	}
 	close(lis.release)
-	for deadline := time.Now().Add(10 * time.Second); lis.n.Load() != 3; {
-		if time.Now().After(deadline) {
-			t.Fatalf("listener has %d records, want 3", lis.n.Load())
-		}
-		time.Sleep(time.Millisecond)
+	if err := poll.Until(context.Background(), 10*time.Second, time.Millisecond, func() bool { return lis.n.Load() == 3 }); err != nil {
+		t.Fatalf("listener has %d records, want 3", lis.n.Load())
 	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ferrymq/ferry/controller"
+	"github.com/ferrymq/ferry/internal/poll"
 )
 
 func TestElectionsDue(t *testing.T) {
@@ -104,12 +106,8 @@ func TestSnapshotRestore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for !n.IsLeader() {
-			if time.Now().After(deadline) {
-				t.Fatal("single voter never led")
-			}
-			time.Sleep(10 * time.Millisecond) // polling interval
+		if poll.Until(context.Background(), 10*time.Second, 10*time.Millisecond, n.IsLeader) != nil {
+			t.Fatal("single voter never led")
 		}
 		return n
 	}
@@ -145,13 +143,11 @@ func TestSnapshotRestore(t *testing.T) {
 	// A restarted leader applies the entries after the snapshot once it has
 	// committed one of its own term.
 	var got []byte
-	deadline := time.Now().Add(10 * time.Second)
-	for string(got) != string(want) {
-		if time.Now().After(deadline) {
-			t.Fatalf("after restart:\n%s\nwant\n%s", got, want)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
+	if poll.Until(context.Background(), 10*time.Second, 10*time.Millisecond, func() bool {
 		got, _ = json.Marshal(n.State().Group("c", "g"))
+		return string(got) == string(want)
+	}) != nil {
+		t.Fatalf("after restart:\n%s\nwant\n%s", got, want)
 	}
 	if _, err := os.Stat(filepath.Join(dir, "snapshots")); err != nil {
 		t.Fatalf("no snapshot written: %v", err)

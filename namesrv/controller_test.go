@@ -13,6 +13,7 @@ import (
 	"github.com/ferrymq/ferry/controller"
 	"github.com/ferrymq/ferry/controller/controlclient"
 	"github.com/ferrymq/ferry/controlplane"
+	"github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -120,12 +121,8 @@ func (r *replicaSim) halt() {
 
 func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
+	if err := poll.Until(context.Background(), within, 10*time.Millisecond, cond); err != nil {
+		t.Fatalf("timed out after %v waiting for %s", within, what)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -22,12 +23,8 @@ func ctxT(t *testing.T) context.Context {
 
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling interval
+	if err := poll.Until(context.Background(), 5*time.Second, time.Millisecond, cond); err != nil {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 

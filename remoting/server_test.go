@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/protocol"
 	"go.uber.org/goleak"
 )
@@ -58,12 +59,8 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond) // polling interval, not a wait for the condition
+	if err := poll.Until(context.Background(), 5*time.Second, time.Millisecond, cond); err != nil {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/internal/poll"
 )
 
 // Sentinel errors.
@@ -467,18 +468,17 @@ func warmUp(ctx context.Context, st store, pairs []pair, body []byte) error {
 	}
 	deadline := time.Now().Add(5 * time.Minute)
 	for _, p := range pairs {
-		for {
+		var readErr error
+		err := poll.Until(ctx, time.Until(deadline), time.Millisecond, func() bool {
 			_, got, err := st.Read(p.topic, p.queue, 0, 1, nil)
-			if err != nil {
-				return err
-			}
-			if got == 1 {
-				break
-			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return fmt.Errorf("%s/%d not readable after its warm-up record", p.topic, p.queue)
-			}
-			time.Sleep(time.Millisecond)
+			readErr = err
+			return err != nil || got == 1
+		})
+		if readErr != nil {
+			return readErr
+		}
+		if err != nil {
+			return fmt.Errorf("%s/%d not readable after its warm-up record", p.topic, p.queue)
 		}
 	}
 	return nil

@@ -31,6 +31,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/ferrymq/ferry/certs"
+	"github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -391,13 +392,10 @@ func ensureTopic(ctx context.Context, ns *remoting.Client, nsAddr, topic string,
 			}
 		}
 		// The broker re-registers at once; wait for the route.
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			if route, err = remoting.GetRouteInfo(ctx, ns, nsAddr, topic); err == nil || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
+		_ = poll.Until(ctx, 10*time.Second, 20*time.Millisecond, func() bool {
+			route, err = remoting.GetRouteInfo(ctx, ns, nsAddr, topic)
+			return err == nil
+		})
 		if err != nil {
 			return nil, fmt.Errorf("load: route of new topic %s: %w", topic, err)
 		}
