@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -385,13 +386,11 @@ func checkKeyIndexAgreesWithLog(t *testing.T, b *Broker) {
 	}
 	// The index lags the queues by a feed: poll.
 	var missing error
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
-		if missing = uniqKeysMissing(b, end); missing == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(missing)
-		}
+	if poll.Until(context.Background(), 10*time.Second, 5*time.Millisecond, func() bool {
+		missing = uniqKeysMissing(b, end)
+		return missing == nil
+	}) != nil {
+		t.Fatal(missing)
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferrymq/ferry/controller"
 	"github.com/ferrymq/ferry/controller/controlclient"
+	ipoll "github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -123,12 +124,8 @@ func controlClient(t *testing.T, addrs ...string) *controlclient.Client {
 
 func pollUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
+	if ipoll.Until(context.Background(), within, 20*time.Millisecond, cond) != nil {
+		t.Fatalf("timed out after %v waiting for %s", within, what)
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	ipoll "github.com/ferrymq/ferry/internal/poll"
 )
 
 // TestDiskFullRecovers fills a 64 MiB tmpfs under a real `ferry server`
@@ -182,12 +185,8 @@ func TestDiskFullRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	freed := time.Now()
-	deadline := freed.Add(5 * time.Second)
-	for send() != 200 {
-		if time.Now().After(deadline) {
-			t.Fatal("sends still refused 5 s after space was freed")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if ipoll.Until(context.Background(), 5*time.Second, 20*time.Millisecond, func() bool { return send() == 200 }) != nil {
+		t.Fatal("sends still refused 5 s after space was freed")
 	}
 	t.Logf("sends accepted again %v after space was freed", time.Since(freed).Round(time.Millisecond))
 	for range 10 {

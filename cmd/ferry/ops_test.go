@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/client"
+	ipoll "github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 	"go.uber.org/goleak"
@@ -91,19 +92,16 @@ func startServer(t *testing.T) {
 			return err
 		}
 		defer a.Close()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		if ipoll.Until(context.Background(), 20*time.Second, 20*time.Millisecond, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			bs, err := a.Brokers(ctx, 0)
-			cancel()
-			if err == nil && len(bs) > 0 && bs[0].Error == "" {
-				return nil
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("broker never registered: %v", err)
-			}
-			time.Sleep(20 * time.Millisecond)
+			defer cancel()
+			bs, berr := a.Brokers(ctx, 0)
+			err = berr
+			return err == nil && len(bs) > 0 && bs[0].Error == ""
+		}) != nil {
+			return fmt.Errorf("broker never registered: %v", err)
 		}
+		return nil
 	}()
 	if srv.err != nil {
 		t.Fatal(srv.err)
@@ -326,15 +324,11 @@ func TestOps(t *testing.T) {
 	}
 	waitRoute := func(topic string) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			if _, err := a.Route(ctx, topic); err == nil {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no route for %s", topic)
-			}
-			time.Sleep(20 * time.Millisecond)
+		if ipoll.Until(ctx, 20*time.Second, 20*time.Millisecond, func() bool {
+			_, err := a.Route(ctx, topic)
+			return err == nil
+		}) != nil {
+			t.Fatalf("no route for %s", topic)
 		}
 	}
 
@@ -342,16 +336,14 @@ func TestOps(t *testing.T) {
 	// consume queues are written after the send returns).
 	waitMessages := func(topic string, n int64) {
 		t.Helper()
-		deadline := time.Now().Add(20 * time.Second)
-		for {
-			d, err := a.DescribeTopic(ctx, topic)
-			if err == nil && d.Messages >= n {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: want %d messages in its queues: %+v %v", topic, n, d, err)
-			}
-			time.Sleep(20 * time.Millisecond)
+		var d any
+		var err error
+		if ipoll.Until(ctx, 20*time.Second, 20*time.Millisecond, func() bool {
+			desc, derr := a.DescribeTopic(ctx, topic)
+			d, err = desc, derr
+			return err == nil && desc.Messages >= n
+		}) != nil {
+			t.Fatalf("%s: want %d messages in its queues: %+v %v", topic, n, d, err)
 		}
 	}
 
@@ -444,16 +436,16 @@ func TestOps(t *testing.T) {
 			t.Fatalf("send back: %v %+v", err, resp)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		dls, err := a.DeadLetters(ctx, "g1", 0)
-		if err == nil && len(dls) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
+	{
+		var dls any
+		var err error
+		if ipoll.Until(ctx, 10*time.Second, 20*time.Millisecond, func() bool {
+			got, derr := a.DeadLetters(ctx, "g1", 0)
+			dls, err = got, derr
+			return err == nil && len(got) == 2
+		}) != nil {
 			t.Fatalf("dead letters: %v %v", dls, err)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	do(
 		step{name: "dlq_list", args: []string{"dlq", "list", "g1"}},
@@ -541,16 +533,16 @@ func TestOps(t *testing.T) {
 			t.Fatalf("send back: %v %+v", err, resp)
 		}
 	}
-	deadline = time.Now().Add(10 * time.Second)
-	for {
-		dls, err := a.DeadLetters(ctx, "hg1", 0)
-		if err == nil && len(dls) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
+	{
+		var dls any
+		var err error
+		if ipoll.Until(ctx, 10*time.Second, 20*time.Millisecond, func() bool {
+			got, derr := a.DeadLetters(ctx, "hg1", 0)
+			dls, err = got, derr
+			return err == nil && len(got) == 2
+		}) != nil {
 			t.Fatalf("dead letters: %v %v", dls, err)
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	doHTTP(
 		step{name: "http_dlq_list", args: []string{"dlq", "list", "hg1"}},

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/certs"
+	ipoll "github.com/ferrymq/ferry/internal/poll"
 )
 
 const cmdACL = `
@@ -126,16 +128,13 @@ func TestSecureServer(t *testing.T) {
 	s := startSecureServer(t)
 	base := []string{"--namesrv", s.namesrv, "--tls", "--ca", s.cert, "--timeout", "10s"}
 	// The broker registered over TLS with the cluster secret.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, _, code := ferry(t, "", append([]string{"cluster", "list", "--access-key", "admin-key", "--secret-key", "admin-secret"}, base...)...)
-		if code == 0 && strings.Contains(out, "broker-a") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster list over TLS never showed the broker: %s\n%s", out, s.logText())
-		}
-		time.Sleep(50 * time.Millisecond)
+	var out string
+	if ipoll.Until(context.Background(), 20*time.Second, 50*time.Millisecond, func() bool {
+		o, _, code := ferry(t, "", append([]string{"cluster", "list", "--access-key", "admin-key", "--secret-key", "admin-secret"}, base...)...)
+		out = o
+		return code == 0 && strings.Contains(out, "broker-a")
+	}) != nil {
+		t.Fatalf("cluster list over TLS never showed the broker: %s\n%s", out, s.logText())
 	}
 	// Env credentials.
 	t.Setenv("FERRY_ACCESS_KEY", "admin-key")
@@ -306,16 +305,13 @@ func TestClientCertificateCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	base := []string{"--namesrv", s.namesrv, "--tls", "--ca", s.cert, "--timeout", "10s", "--access-key", "admin-key", "--secret-key", "admin-secret"}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, stderr, code := ferry(t, "", append([]string{"cluster", "list", "--client-cert", clientCert, "--client-key", clientKey}, base...)...)
-		if code == 0 && strings.Contains(out, "broker-a") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("cluster list with a client certificate: %s %s\n%s", out, stderr, s.logText())
-		}
-		time.Sleep(50 * time.Millisecond)
+	var out, stderr string
+	if ipoll.Until(context.Background(), 20*time.Second, 50*time.Millisecond, func() bool {
+		o, e, code := ferry(t, "", append([]string{"cluster", "list", "--client-cert", clientCert, "--client-key", clientKey}, base...)...)
+		out, stderr = o, e
+		return code == 0 && strings.Contains(out, "broker-a")
+	}) != nil {
+		t.Fatalf("cluster list with a client certificate: %s %s\n%s", out, stderr, s.logText())
 	}
 	if _, _, code := ferry(t, "", append([]string{"cluster", "list", "--timeout", "3s"}, base...)...); code == 0 {
 		t.Fatal("served a client without a certificate")

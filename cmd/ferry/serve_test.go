@@ -22,6 +22,7 @@ import (
 
 	"github.com/ferrymq/ferry/bench/layout"
 	"github.com/ferrymq/ferry/bench/load"
+	ipoll "github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -277,12 +278,8 @@ func isTimeoutErr(err error) bool {
 // poll checks cond until it holds or d passes.
 func poll(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
+	if ipoll.Until(context.Background(), d, 20*time.Millisecond, cond) != nil {
+		t.Fatalf("timed out waiting for %s", what)
 	}
 }
 
