@@ -343,12 +343,16 @@ func TestPushFlowControl(t *testing.T) {
 		return 0
 	}
 	waitFor(t, 10*time.Second, "cache filled", func() bool { return cachedOf() >= maxCached })
-	for i := 0; i < 20; i++ { // the pull loop keeps running; the cache must stay bounded
+	// The pull loop keeps running; sampled for 200 ms, the cache must
+	// stay bounded (sampling, not waiting for a condition).
+	sample := time.NewTicker(10 * time.Millisecond)
+	for i := 0; i < 20; i++ {
 		if n := cachedOf(); n > maxCached+batch {
 			t.Fatalf("%d messages cached, limit %d (+%d per pull)", n, maxCached, batch)
 		}
-		time.Sleep(10 * time.Millisecond) // sampling, not waiting for a condition
+		<-sample.C
 	}
+	sample.Stop()
 	close(release)
 	waitFor(t, 10*time.Second, "all 40 consumed", func() bool { return len(r.bodies()) == 40 })
 	waitFor(t, 10*time.Second, "committed offset reaches 40", func() bool {
