@@ -360,57 +360,23 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 	b.startLeaseSweeper()
 	filter, tags := apiTagFilter(in.Tag)
 	g := b.api.leases.group(group, true)
-	wait := min(time.Duration(in.WaitMs)*time.Millisecond, b.c().LongPollMax.D())
-	deadline := time.Now().Add(wait)
-	waiting := false
-	defer func() {
-		if waiting {
-			b.apiWaitEnd()
-		}
-	}()
-	// A wait is: park on the queues (arming their notifications), read
-	// them once more, and if that finds nothing block until woken by an
-	// append to one of them, the deadline, or the broker stopping.
-	var w *waiter
-	stopping := false
+	poll := b.newHTTPPoll(time.Duration(in.WaitMs) * time.Millisecond)
+	defer poll.end()
 	for {
 		queues := b.receiveQueues(group, in.Topic)
 		msgs, err := b.receiveOnce(g, group, gc, queues, maxMsgs, vis, filter, tags)
 		if err != nil {
-			if w != nil {
-				b.holds.remove(w)
-			}
 			writeProblem(ctx, err)
 			return
 		}
-		if len(msgs) > 0 || stopping || !time.Now().Before(deadline) {
-			if w != nil {
-				b.holds.remove(w)
-			}
+		if len(msgs) > 0 || poll.over() {
 			writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPMessages{Messages: msgs})
 			return
 		}
-		if !waiting {
-			if !b.apiWaitBegin() {
-				writeProblem(ctx, fmt.Errorf("%w: too many long-polling requests held", errBusy))
-				return
-			}
-			waiting = true
+		if err := poll.wait(receiveWaitKeys(group, queues)); err != nil {
+			writeProblem(ctx, err)
+			return
 		}
-		if w == nil {
-			var ok bool
-			if w, ok = b.holdHTTP(receiveWaitKeys(group, queues), deadline); !ok {
-				stopping = true
-			}
-			continue // read once more, now that appends wake w
-		}
-		select {
-		case <-w.woken:
-		case <-b.stop:
-			stopping = true
-			b.holds.remove(w)
-		}
-		w = nil
 	}
 }
 

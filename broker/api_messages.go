@@ -435,16 +435,8 @@ func (b *Broker) apiReadQueue(ctx *fasthttp.RequestCtx, p apiParams) {
 		return
 	}
 	filter, tags := apiTagFilter(string(ctx.QueryArgs().Peek("tag")))
-	deadline := time.Now().Add(min(time.Duration(waitMs)*time.Millisecond, b.c().LongPollMax.D()))
-	waiting := false
-	defer func() {
-		if waiting {
-			b.apiWaitEnd()
-		}
-	}()
-	// Waits as a receive does (apiReceive): park, read once more, block.
-	var w *waiter
-	stopping := false
+	poll := b.newHTTPPoll(time.Duration(waitMs) * time.Millisecond)
+	defer poll.end()
 	for {
 		minOff, maxOff := b.minOffset(topic, q), b.cq.MaxOffset(topic, q)
 		offset = max(offset, minOff)
@@ -455,44 +447,21 @@ func (b *Broker) apiReadQueue(ctx *fasthttp.RequestCtx, p apiParams) {
 		if offset < maxOff {
 			msgs, offset, err = b.readQueueOnce(topic, q, offset, int(n), filter, tags, maxOff)
 			if err != nil {
-				if w != nil {
-					b.holds.remove(w)
-				}
 				writeProblem(ctx, err)
 				return
 			}
 		}
-		if len(msgs) > 0 || stopping || !time.Now().Before(deadline) {
-			if w != nil {
-				b.holds.remove(w)
-			}
+		if len(msgs) > 0 || poll.over() {
 			if msgs == nil {
 				msgs = []apiMessage{}
 			}
 			writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPQueueRead{Messages: msgs, NextOffset: offset, MinOffset: minOff, MaxOffset: maxOff})
 			return
 		}
-		if !waiting {
-			if !b.apiWaitBegin() {
-				writeProblem(ctx, fmt.Errorf("%w: too many long-polling requests held", errBusy))
-				return
-			}
-			waiting = true
+		if err := poll.wait([]holdKey{{topic, q}}); err != nil {
+			writeProblem(ctx, err)
+			return
 		}
-		if w == nil {
-			var ok bool
-			if w, ok = b.holdHTTP([]holdKey{{topic, q}}, deadline); !ok {
-				stopping = true
-			}
-			continue
-		}
-		select {
-		case <-w.woken:
-		case <-b.stop:
-			stopping = true
-			b.holds.remove(w)
-		}
-		w = nil
 	}
 }
 

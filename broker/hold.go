@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -197,19 +198,77 @@ func (b *Broker) parkPull(h *heldPull) {
 	}
 }
 
-// holdHTTP parks an HTTP request on keys until deadline and arms the
-// queues' notifications; the caller reads its queues once more after it
-// (an append before the arming is seen by that read, one after it closes
-// w.woken), then blocks on w.woken. false when the broker is stopping.
-func (b *Broker) holdHTTP(keys []holdKey, deadline time.Time) (*waiter, bool) {
-	w := &waiter{woken: make(chan struct{})}
-	if !b.holds.park(w, keys, deadline) {
-		return nil, false
+// httpPoll is one HTTP request's long poll. Its handler loops:
+//
+//	for {
+//		read the queues
+//		if found something || p.over() { answer; return }
+//		if err := p.wait(keys); err != nil { answer the error; return }
+//	}
+//
+// and defers p.end(). The first wait parks the request on keys (arming
+// their notifications) and returns at once, so that the handler reads
+// once more: an append before the arming is seen by that read, one after
+// it wakes the waiter. The next wait blocks the handler on the waiter
+// until an append to one of keys, the deadline (the held-wait table's
+// one timer) or the broker stopping; then the handler reads again, and
+// the cycle repeats until it finds something or is over.
+type httpPoll struct {
+	b        *Broker
+	deadline time.Time
+	w        *waiter // parked, not yet woken
+	counted  bool    // in b.api.waiters
+	stopping bool
+}
+
+func (b *Broker) newHTTPPoll(wait time.Duration) *httpPoll {
+	return &httpPoll{b: b, deadline: time.Now().Add(min(wait, b.c().LongPollMax.D()))}
+}
+
+// over reports whether the poll must answer with what it read: its wait
+// passed or the broker is stopping.
+func (p *httpPoll) over() bool { return p.stopping || !time.Now().Before(p.deadline) }
+
+// wait parks the request on keys, or blocks until it is woken; see
+// httpPoll. It fails when too many requests are held already.
+func (p *httpPoll) wait(keys []holdKey) error {
+	if !p.counted {
+		if !p.b.apiWaitBegin() {
+			return fmt.Errorf("%w: too many long-polling requests held", errBusy)
+		}
+		p.counted = true
 	}
-	for _, k := range keys {
-		b.cq.Notify(k.topic, k.queue)
+	if p.w == nil {
+		w := &waiter{woken: make(chan struct{})}
+		if !p.b.holds.park(w, keys, p.deadline) {
+			p.stopping = true
+			return nil
+		}
+		for _, k := range keys {
+			p.b.cq.Notify(k.topic, k.queue)
+		}
+		p.w = w
+		return nil
 	}
-	return w, true
+	select {
+	case <-p.w.woken:
+	case <-p.b.stop:
+		p.stopping = true
+		p.b.holds.remove(p.w)
+	}
+	p.w = nil
+	return nil
+}
+
+// end takes the request off the table if it is still parked and out of
+// the count of held requests.
+func (p *httpPoll) end() {
+	if p.w != nil {
+		p.b.holds.remove(p.w)
+	}
+	if p.counted {
+		p.b.apiWaitEnd()
+	}
 }
 
 // wakeHeld answers the pulls held on (topic, queueID) that now find
