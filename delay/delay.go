@@ -331,8 +331,6 @@ func (s *Service) stepLevel(p *plan, l int, now time.Time, st *laneScratch) {
 	s.mu.Lock()
 	pos := s.levelPos[l]
 	s.mu.Unlock()
-	// Armed before the read: an append after it reaches Wake.
-	s.cfg.Queues.Notify(s.cfg.ScheduleTopic, q)
 	var err error
 	st.entries, err = s.cfg.Queues.Get(s.cfg.ScheduleTopic, q, pos, levelBatch, st.entries[:0])
 	if err != nil {
@@ -384,11 +382,21 @@ func (s *Service) stepLevel(p *plan, l int, now time.Time, st *laneScratch) {
 	}
 	switch {
 	case !head.IsZero():
+		// Entries appended meanwhile are due after the head: no need
+		// to hear of them.
 		p.WaitUntil(l, head)
 	case len(st.entries) == levelBatch:
 		p.More(l)
 	default:
-		p.Drained(l)
+		// Drained: arm the queue's notification, then look once more.
+		// An append before the arming is seen here, one after it
+		// reaches Wake.
+		s.cfg.Queues.Notify(s.cfg.ScheduleTopic, q)
+		if s.cfg.Queues.MaxOffset(s.cfg.ScheduleTopic, q) > next {
+			p.More(l)
+		} else {
+			p.Drained(l)
+		}
 	}
 }
 

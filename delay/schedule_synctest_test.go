@@ -29,6 +29,7 @@ type fakeSchedule struct {
 	next    int64 // next commitlog offset
 	put     []commitlog.Message
 	putErrs int           // fail this many PutDue calls
+	gets    int           // Get calls
 	wake    func(q int32) // what the broker's notification hook calls (Service.Wake)
 }
 
@@ -64,6 +65,7 @@ func (f *fakeSchedule) store(q int32, body string, props map[string]string) cons
 func (f *fakeSchedule) Get(_ string, q int32, offset int64, max int, dst []consumequeue.Entry) ([]consumequeue.Entry, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.gets++
 	es := f.queues[q]
 	for i := offset; i < int64(len(es)) && len(dst) < max; i++ {
 		dst = append(dst, es[i])
@@ -426,5 +428,39 @@ func TestScheduleRetriesFailedPut(t *testing.T) {
 		if p := s.Pending(); len(p) != 0 {
 			t.Fatalf("pending %v", p)
 		}
+	})
+}
+
+// TestScheduleLevelIgnoresAppendsBehindHead: while a level waits for its
+// head entry, appends behind it (due later) do not make it read again;
+// they are delivered at their own times.
+func TestScheduleLevelIgnoresAppendsBehindHead(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := memDB(t, vfs.NewMem())
+		defer db.Close()
+		f := newFakeSchedule()
+		s, _ := startService(t, f, db, []time.Duration{10 * time.Second})
+		defer s.Close()
+		synctest.Wait()
+		f.store(0, "head", map[string]string{protocol.PropDelayLevel: "1"})
+		advance(time.Millisecond)
+		f.mu.Lock()
+		before := f.gets
+		f.mu.Unlock()
+		want := []string{"head"}
+		for i := range 100 {
+			body := fmt.Sprintf("m%d", i)
+			f.store(0, body, map[string]string{protocol.PropDelayLevel: "1"})
+			want = append(want, body)
+			advance(time.Millisecond)
+		}
+		f.mu.Lock()
+		reads := f.gets - before
+		f.mu.Unlock()
+		if reads > 1 {
+			t.Fatalf("the waiting level read its queue %d times for 100 appends behind its head", reads)
+		}
+		advance(10 * time.Second)
+		expectDelivered(t, f, "after 10 s", want...)
 	})
 }
