@@ -270,6 +270,11 @@ func (s *Service) run() {
 	var lanes []int
 	var st laneScratch
 	for {
+		select {
+		case <-s.stop: // a backlog of full batches does not hold up Close
+			return
+		default:
+		}
 		for i := range s.grown {
 			if s.grown[i].Swap(false) {
 				p.Notify(i)
