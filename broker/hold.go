@@ -213,6 +213,11 @@ func (b *Broker) parkPull(h *heldPull) {
 // until an append to one of keys, the deadline (the held-wait table's
 // one timer) or the broker stopping; then the handler reads again, and
 // the cycle repeats until it finds something or is over.
+//
+// The fasthttp worker stays with its request while it is held: fasthttp
+// answers when the handler returns, and a hijacked connection would lose
+// keep-alive. So the worker is parked on one channel, with no timer of
+// its own and no periodic wake-up, and maxHTTPWaiters bounds how many are.
 type httpPoll struct {
 	b        *Broker
 	deadline time.Time
