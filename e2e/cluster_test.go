@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -272,4 +274,76 @@ func TestClusterReplicationPassThrough(t *testing.T) {
 	if len(cg.Brokers) != 1 || cg.Brokers[0].BrokerName != "broker-a" {
 		t.Fatalf("masters asked for lag: %+v", cg.Brokers)
 	}
+}
+
+// TestConsoleCluster opens the console of a cluster of two brokers and a
+// replicated slave (a stub answering replicationFixture): the Overview
+// lists all three with the slave's replication state and charts for each,
+// the Groups pages show the lag summed over the masters, and a broker that
+// stops answering is shown as such, not as an error of the page.
+func TestConsoleCluster(t *testing.T) {
+	br := newBrowser(t) // skips without Chromium, before starting anything
+	a := startServer(t)
+	b := startBroker(t, a.namesrv, "broker-b")
+	startStubBroker(t, a.namesrv, "broker-b", 1, stubRuntime(""))
+	lagging(t, a, "orders-a", 3)
+	lagging(t, b, "orders-b", 5)
+	waitFor(t, 30*time.Second, "three brokers listed and answering", func() bool {
+		var view clusterView
+		a.call(t, "GET", "/v1/cluster", nil, 200, &view)
+		n := 0
+		for _, x := range view.Brokers {
+			if x.Reachable {
+				n++
+			}
+		}
+		return n == 3
+	})
+	c := a.base + "/console/"
+
+	br.run(t, "overview", chromedp.Navigate(c), chromedp.WaitVisible(`#brokers tr[data-broker="broker-b/1"]`, chromedp.ByQuery))
+	var rows, charts int
+	br.run(t, "count", chromedp.Evaluate(`document.querySelectorAll("#brokers tbody tr").length`, &rows),
+		chromedp.Evaluate(`document.querySelectorAll("#charts .broker-charts").length`, &charts))
+	if rows != 3 || charts != 3 {
+		t.Fatalf("%d broker rows and %d chart rows, want 3 and 3", rows, charts)
+	}
+	if role := br.text(t, `#brokers tr[data-broker="broker-b/1"] td.role`); !strings.Contains(role, "slave") ||
+		!strings.Contains(role, "epoch 7 · out of sync · lag 2.0 KiB / 2s") {
+		t.Fatalf("the slave's role cell: %q", role)
+	}
+	if alerts := br.text(t, "#alerts"); !strings.Contains(alerts, "Broker broker-b (1) is out of sync with its master (2.0 KiB behind)") {
+		t.Fatalf("alerts: %q", alerts)
+	}
+	br.shot(t, "cluster")
+
+	// billing lags by 3 on broker-a and 5 on broker-b.
+	br.run(t, "groups", chromedp.Navigate(c+"groups"), chromedp.WaitVisible(`a[href="/console/groups/billing"]`, chromedp.ByQuery))
+	var cells []string
+	br.run(t, "billing's row", chromedp.Evaluate(`[...document.querySelector('a[href="/console/groups/billing"]').closest("tr").cells].map((c) => c.textContent)`, &cells))
+	if len(cells) < 4 || cells[2] != "3" || cells[3] != "8" {
+		t.Fatalf("billing's row %q: want lag 3 here, 8 in the cluster", cells)
+	}
+	br.run(t, "billing", chromedp.Navigate(c+"groups/billing"), chromedp.WaitVisible("#group-cluster-lag", chromedp.ByQuery))
+	if got := br.text(t, "#group-cluster-lag"); got != "8" {
+		t.Fatalf("billing's cluster lag %q", got)
+	}
+	if got := br.text(t, "#group-lag-by-broker"); got != "broker-a: 3 · broker-b: 5" {
+		t.Fatalf("billing's lag by broker %q", got)
+	}
+
+	// broker-b stops answering.
+	if err := b.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = b.cmd.Process.Signal(syscall.SIGCONT) }()
+	br.run(t, "overview with broker-b stopped", chromedp.Navigate(c),
+		chromedp.WaitVisible(`#brokers tr[data-broker="broker-b/0"] .badge.bad`, chromedp.ByQuery))
+	if got := br.text(t, `#brokers tr[data-broker="broker-b/0"] .badge.bad`); got != "unreachable" {
+		t.Fatalf("stopped broker-b shown %q", got)
+	}
+	if alerts := br.text(t, "#alerts"); !strings.Contains(alerts, "Broker broker-b at ") || !strings.Contains(alerts, "does not answer") {
+		t.Fatalf("alerts with broker-b stopped: %q", alerts)
+	}
+	br.noErrors(t, "cluster console")
 }
