@@ -56,6 +56,7 @@ type ClusterBroker struct {
 
 	Role              string  `json:"role"` // "master" or "slave"
 	Version           string  `json:"version,omitempty"`
+	Flush             string  `json:"flush,omitempty"`
 	Writable          bool    `json:"writable"`
 	NotWritableReason string  `json:"not_writable_reason,omitempty"`
 	Drained           bool    `json:"drained"`
@@ -65,6 +66,10 @@ type ClusterBroker struct {
 	Groups            int     `json:"groups"`
 	Producers         int     `json:"producers"`
 	Consumers         int     `json:"consumers"`
+	CommitlogMin      int64   `json:"commitlog_min_offset"`
+	CommitlogMax      int64   `json:"commitlog_max_offset"`
+	MsgInTotal        float64 `json:"msg_in_total"`
+	MsgOutTotal       float64 `json:"msg_out_total"`
 	MsgInPerSec       float64 `json:"msg_in_per_s"`
 	MsgOutPerSec      float64 `json:"msg_out_per_s"`
 	BytesInPerSec     float64 `json:"bytes_in_per_s"`
@@ -253,7 +258,8 @@ func (b *Broker) clusterBroker(ctx context.Context, m clusterMember, authz strin
 	cb.Version, cb.Writable, cb.NotWritableReason = rt.Version, rt.Writable, rt.NotWritableWhy
 	cb.Drained = rt.NotWritableWhy == drainedReason
 	cb.DiskUsedRatio, cb.UptimeSeconds, cb.Topics, cb.Groups = rt.DiskUsedRatio, rt.UptimeSeconds, rt.Topics, rt.Groups
-	cb.Producers, cb.Consumers = rt.Producers, rt.Consumers
+	cb.Producers, cb.Consumers, cb.Flush = rt.Producers, rt.Consumers, rt.Flush
+	cb.CommitlogMin, cb.CommitlogMax, cb.MsgInTotal, cb.MsgOutTotal = rt.CommitlogMin, rt.CommitlogMax, rt.MsgInTotal, rt.MsgOutTotal
 	cb.Replication = rt.Replication
 	if len(cb.Replication) > 0 && string(cb.Replication) != "null" {
 		var r struct {
