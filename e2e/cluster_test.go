@@ -200,9 +200,9 @@ func startStubBroker(t *testing.T, namesrv, name string, id int64, runtime strin
 	mux.HandleFunc("GET /v1/broker/stats", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		var pts []string
-		for i := 6; i >= 1; i-- {
+		for i := 1; i <= 6; i++ { // oldest first, the last 60 msg/s in
 			pts = append(pts, fmt.Sprintf(`{"at_ms":%d,"msg_in_per_s":%d,"msg_out_per_s":%d,"bytes_in_per_s":%d,"bytes_out_per_s":%d}`,
-				now-int64(i)*10_000, 10*i, 9*i, 1000*i, 900*i))
+				now-int64(7-i)*10_000, 10*i, 9*i, 1000*i, 900*i))
 		}
 		_, _ = fmt.Fprintf(w, `{"interval_ms":10000,"points":[%s]}`, strings.Join(pts, ","))
 	})
@@ -264,7 +264,7 @@ func TestClusterReplicationPassThrough(t *testing.T) {
 	}
 	a.call(t, "GET", "/v1/cluster", nil, 200, &raw)
 	for _, m := range raw.Brokers {
-		if m["broker_id"].(float64) == 1 && (m["msg_in_per_s"].(float64) != 10 || m["disk_used_ratio"].(float64) != 0.42) {
+		if m["broker_id"].(float64) == 1 && (m["msg_in_per_s"].(float64) != 60 || m["disk_used_ratio"].(float64) != 0.42) {
 			t.Fatalf("the stub's rates and disk: %v", m)
 		}
 	}

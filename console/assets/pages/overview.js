@@ -78,21 +78,21 @@ export function replicationText(r) {
 }
 
 function brokerTable(bs, diskMax) {
-  const cols = ["Broker", "Address", "Role", "Version", "Writable", "Disk used", "Uptime", "Topics", "Groups", "Producers", "Consumers", "In msg/s", "Out msg/s"];
+  const cols = ["Broker", "Address", "Role", "Version", "Writable", "Disk used", "Uptime", "Topics", "Groups", h("span", { title: "producers / consumers connected" }, "Clients"), "In msg/s", "Out msg/s"];
   return h("div", { class: "table-wrap" }, h("table", { id: "brokers" },
     h("thead", null, h("tr", null, cols.map((t, i) => h("th", { class: i >= 7 ? "num" : null }, t)))),
     h("tbody", null, bs.map((b) => brokerRow(b, diskMax)))));
 }
 
 function brokerRow(b, diskMax) {
-  const name = h("td", null, h("strong", null, b.broker_name), b.self ? h("span", { class: "badge", title: "the broker this console is served by" }, "this") : null,
+  const name = h("td", { class: "nowrap" }, h("strong", null, b.broker_name), b.self ? h("span", { class: "badge", title: "the broker this console is served by" }, "this") : null,
     h("div", { class: "muted" }, b.cluster + (b.broker_id ? " · id " + b.broker_id : "")));
-  const addr = h("td", null, b.addr, b.http_addr ? h("div", { class: "muted" }, "http " + b.http_addr) : null);
+  const addr = h("td", { class: "nowrap" }, b.addr, b.http_addr ? h("div", { class: "muted" }, "http " + b.http_addr) : null);
   const rep = replicationText(b.replication);
   const role = h("td", { class: "role" }, b.role, rep ? h("div", { class: "muted replication" }, rep) : null);
   if (!b.reachable) {
     return h("tr", { dataset: { broker: b.broker_name + "/" + b.broker_id } }, name, addr, role,
-      h("td", { colspan: 10 }, h("span", { class: "badge bad", title: b.error }, "unreachable"), " ", h("span", { class: "muted" }, b.error)));
+      h("td", { colspan: 9 }, h("span", { class: "badge bad", title: b.error }, "unreachable"), " ", h("span", { class: "muted" }, b.error)));
   }
   const disk = b.disk_used_ratio;
   return h("tr", { dataset: { broker: b.broker_name + "/" + b.broker_id } }, name, addr, role,
@@ -103,8 +103,7 @@ function brokerRow(b, diskMax) {
     h("td", null, fmt.dur(b.uptime_seconds)),
     h("td", { class: "num" }, fmt.num(b.topics)),
     h("td", { class: "num" }, fmt.num(b.groups)),
-    h("td", { class: "num" }, fmt.num(b.producers)),
-    h("td", { class: "num" }, fmt.num(b.consumers)),
+    h("td", { class: "num nowrap", title: `${b.producers} producers, ${b.consumers} consumers` }, `${fmt.num(b.producers)} / ${fmt.num(b.consumers)}`),
     h("td", { class: "num" }, fmt.rate(b.msg_in_per_s)),
     h("td", { class: "num" }, fmt.rate(b.msg_out_per_s)));
 }
@@ -112,9 +111,11 @@ function brokerRow(b, diskMax) {
 function footnote(bs) {
   const up = bs.filter((b) => b.reachable);
   const inRate = up.reduce((n, b) => n + b.msg_in_per_s, 0), outRate = up.reduce((n, b) => n + b.msg_out_per_s, 0);
-  return h("p", { class: "muted" }, bs.length > 1
-    ? `${up.length} of ${bs.length} brokers answer; together ${fmt.rate(inRate)} msg/s in, ${fmt.rate(outRate)} msg/s out. Each broker's figures come from its own HTTP API.`
-    : `${fmt.rate(inRate)} msg/s in, ${fmt.rate(outRate)} msg/s out.`);
+  if (bs.length === 1 && up.length === 1) {
+    const b = up[0];
+    return h("p", { class: "muted" }, `Commitlog ${fmt.bytes(b.commitlog_max_offset - b.commitlog_min_offset)} kept; flush ${b.flush}; ${fmt.num(b.msg_in_total)} messages in, ${fmt.num(b.msg_out_total)} out since start.`);
+  }
+  return h("p", { class: "muted" }, `${up.length} of ${bs.length} brokers answer; together ${fmt.rate(inRate)} msg/s in, ${fmt.rate(outRate)} msg/s out. Each broker's figures come from its own HTTP API.`);
 }
 
 function rateCharts(b, named) {
