@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -346,4 +348,51 @@ func TestConsoleCluster(t *testing.T) {
 		t.Fatalf("alerts with broker-b stopped: %q", alerts)
 	}
 	br.noErrors(t, "cluster console")
+}
+
+// TestClusterWithACL: with an ACL on both brokers, GET /v1/cluster needs
+// an admin account, and the broker asks the other with the caller's
+// account, so both answer.
+func TestClusterWithACL(t *testing.T) {
+	acl := filepath.Join(t.TempDir(), "plain_acl.yml")
+	if err := os.WriteFile(acl, []byte(aclFile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := startServer(t, "--acl-file", acl)
+	startBroker(t, a.namesrv, "broker-b", "--acl-file", acl)
+	get := func(user, pass string, out any) int {
+		t.Helper()
+		req, _ := http.NewRequest("GET", a.base+"/v1/cluster", nil)
+		if user != "" {
+			req.SetBasicAuth(user, pass)
+		}
+		resp, err := a.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if out != nil && resp.StatusCode == 200 {
+			if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return resp.StatusCode
+	}
+	if st := get("", "", nil); st != http.StatusUnauthorized {
+		t.Fatalf("without an account: %d", st)
+	}
+	if st := get("orders-app", "orders-secret-1", nil); st != http.StatusForbidden {
+		t.Fatalf("with an application account: %d", st)
+	}
+	waitFor(t, 30*time.Second, "both brokers answering the admin", func() bool {
+		var view clusterView
+		if st := get("console-admin", "admin-secret-1", &view); st != 200 {
+			t.Fatalf("admin: %d", st)
+		}
+		x := view.find("broker-b", 0)
+		if x != nil && !x.Reachable && !strings.Contains(x.Error, "connect") {
+			t.Fatalf("broker-b refused the admin's account: %s", x.Error)
+		}
+		return len(view.Brokers) == 2 && x != nil && x.Reachable
+	})
 }
