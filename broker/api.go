@@ -97,6 +97,9 @@ var apiRoutes = buildRoutes([]apiRoute{
 	{method: "POST", path: "/v1/messages/{msgId}/resend", handle: (*Broker).apiMessageResend},
 
 	{method: "GET", path: "/v1/transactions", handle: (*Broker).apiTransactions}, // api_transactions.go
+
+	{method: "GET", path: "/v1/cluster", handle: (*Broker).apiCluster}, // api_cluster.go
+	{method: "GET", path: "/v1/cluster/groups", handle: (*Broker).apiClusterGroups},
 })
 
 // healthRoutes are served by http.go itself, outside the API router.

@@ -60,6 +60,8 @@ var httpNeeds = map[string]httpNeed{
 	"GET /v1/delayed":         needAdmin,
 	"GET /v1/producers":       needAdmin,
 	"GET /v1/transactions":    needAdmin,
+	"GET /v1/cluster":         needAdmin,
+	"GET /v1/cluster/groups":  needAdmin,
 
 	"GET /v1/topics":                                 needAdmin,
 	"POST /v1/topics":                                needAdmin,

@@ -31,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -94,6 +95,8 @@ type Broker struct {
 	api           apiState  // HTTP API state: receive leases, held long polls (api_consume.go)
 	holds         pullHolds // pulls held by long polling (hold.go)
 	stats         statsRing // the last 15 minutes of counters, for the console (stats.go)
+	peerOnce      sync.Once
+	peerHC        *http.Client // other brokers' HTTP APIs, for /v1/cluster (api_cluster.go)
 
 	storeHost netip.AddrPort // advertised ip:port, also STOREHOST of records
 	addr      string         // storeHost as text
@@ -434,7 +437,7 @@ func (b *Broker) writable() string {
 	case !b.accepting.Load():
 		return "broker is shutting down"
 	case b.drained.Load():
-		return "broker is drained by an operator"
+		return drainedReason
 	case b.diskFullNow():
 		return b.diskFullReason()
 	case b.clog.Err() != nil:

@@ -97,7 +97,7 @@ func (b *Broker) triggerRegister() {
 func (b *Broker) registerHeader() remoting.RegisterBrokerHeader {
 	return remoting.RegisterBrokerHeader{
 		BrokerName: b.cfg.BrokerName, BrokerAddr: b.addr, ClusterName: b.cfg.ClusterName,
-		HAServerAddr: b.addr, BrokerID: b.cfg.BrokerID,
+		HAServerAddr: b.addr, BrokerID: b.cfg.BrokerID, HTTPAddr: b.httpAdvertised(),
 	}
 }
 

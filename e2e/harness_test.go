@@ -82,9 +82,23 @@ type server struct {
 // HTTP port answers.
 func startServer(t testing.TB, extra ...string) *server {
 	t.Helper()
-	args := append([]string{"server", "--data-dir", filepath.Join(t.TempDir(), "data"), "--namesrv-port", "0",
+	return startFerry(t, append([]string{"server", "--data-dir", filepath.Join(t.TempDir(), "data"), "--namesrv-port", "0",
 		"--broker-port", "0", "--http-port", "0", "--host", "127.0.0.1", "--advertise-host", "127.0.0.1",
-		"--log-format", "json"}, extra...)
+		"--log-format", "json"}, extra...))
+}
+
+// startBroker starts `ferry broker run` named name, registering with the
+// name server at namesrv, and waits until its HTTP port answers.
+func startBroker(t testing.TB, namesrv, name string, extra ...string) *server {
+	t.Helper()
+	return startFerry(t, append([]string{"broker", "run", "--data-dir", filepath.Join(t.TempDir(), "data"), "--namesrv", namesrv,
+		"--broker-name", name, "--broker-port", "0", "--http-port", "0", "--host", "127.0.0.1", "--advertise-host", "127.0.0.1",
+		"--log-format", "json"}, extra...))
+}
+
+// startFerry runs the ferry binary with args until the test ends.
+func startFerry(t testing.TB, args []string) *server {
+	t.Helper()
 	s := &server{cmd: exec.Command(ferryBin, args...), ready: make(chan struct{}), exited: make(chan struct{}),
 		hc: &http.Client{Timeout: 60 * time.Second}}
 	stderr, err := s.cmd.StderrPipe()
@@ -97,6 +111,7 @@ func startServer(t testing.TB, extra ...string) *server {
 	}
 	go s.read(stderr)
 	t.Cleanup(func() {
+		_ = s.cmd.Process.Signal(syscall.SIGCONT) // in case a test stopped it
 		_ = s.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-s.exited:

@@ -124,11 +124,11 @@ func TestConsolePerformance(t *testing.T) {
 		page  string
 		calls []string
 	}{
-		{"overview", []string{"/v1/broker", "/v1/broker/stats", "/v1/stats/groups"}},
+		{"overview", []string{"/v1/cluster", "/v1/stats/groups"}},
 		{"topics", []string{"/v1/stats/topics"}},
 		{"topic", []string{"/v1/topics/perf-0007", "/v1/broker"}},
-		{"groups", []string{"/v1/stats/groups"}},
-		{"group", []string{"/v1/groups/perf-group-007/lag", "/v1/groups/perf-group-007/clients"}},
+		{"groups", []string{"/v1/stats/groups", "/v1/cluster/groups"}},
+		{"group", []string{"/v1/stats/groups", "/v1/groups/perf-group-007/lag", "/v1/groups/perf-group-007/clients", "/v1/cluster/groups"}},
 		{"messages by id", []string{"/v1/messages/" + msgID + "/trace"}},
 		{"messages by key", []string{fmt.Sprintf("/v1/topics/perf-%04d/messages?key=k%d&max=100", ((total-1)/batch)%topics, total-1)}},
 		{"messages by time", []string{fmt.Sprintf("/v1/topics/perf-0007/messages?begin_ms=%d&end_ms=%d&max=200", now-3600_000, now)}},

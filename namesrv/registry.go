@@ -19,7 +19,9 @@ type Registration struct {
 	BrokerName   string
 	BrokerAddr   string
 	HAServerAddr string
-	BrokerID     int64
+	// HTTPAddr is where the broker serves its HTTP API ("": none).
+	HTTPAddr string
+	BrokerID int64
 	// Topics is the broker's whole topic table. nil means "not reported"
 	// (the previous view stays); an empty map means "no topics".
 	Topics      map[string]remoting.TopicConfig
@@ -40,6 +42,7 @@ type liveBroker struct {
 	cluster, name string
 	id            int64
 	haServerAddr  string
+	httpAddr      string
 	lastUpdate    time.Time
 	connID        uint64
 	dataVersion   remoting.DataVersion
@@ -123,7 +126,7 @@ func (r *Registry) Register(reg Registration) (res remoting.RegisterBrokerResult
 	_, existed := r.live[reg.BrokerAddr]
 	r.live[reg.BrokerAddr] = &liveBroker{
 		cluster: reg.Cluster, name: reg.BrokerName, id: reg.BrokerID,
-		haServerAddr: reg.HAServerAddr, lastUpdate: r.now(), connID: reg.ConnID,
+		haServerAddr: reg.HAServerAddr, httpAddr: reg.HTTPAddr, lastUpdate: r.now(), connID: reg.ConnID,
 		dataVersion: reg.DataVersion,
 	}
 
@@ -301,6 +304,14 @@ func (r *Registry) ClusterInfo() *remoting.ClusterInfo {
 	}
 	for name, g := range r.groups {
 		ci.BrokerAddrTable[name] = g.brokerData(name)
+	}
+	for addr, lb := range r.live {
+		if lb.httpAddr != "" {
+			if ci.HTTPAddrs == nil {
+				ci.HTTPAddrs = make(map[string]string)
+			}
+			ci.HTTPAddrs[addr] = lb.httpAddr
+		}
 	}
 	for cluster, names := range r.clusters {
 		list := make([]string, 0, len(names))

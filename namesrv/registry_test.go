@@ -3,6 +3,7 @@ package namesrv
 import (
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -222,5 +223,33 @@ func TestRegistryResultClusterInfoTopics(t *testing.T) {
 	b, _ = r.ClusterInfo().Encode()
 	if string(b) != `{"brokerAddrTable":{},"clusterAddrTable":{}}` || len(r.Topics()) != 0 || r.BrokerCount() != 0 {
 		t.Fatalf("after expiry: %s %v", b, r.Topics())
+	}
+}
+
+// TestRegistryClusterInfoHTTPAddrs: a broker's registered HTTP address is
+// listed under ferryHttpAddrs by broker address; one without is left out,
+// and the field goes with the broker's registration.
+func TestRegistryClusterInfoHTTPAddrs(t *testing.T) {
+	clk := newFakeClock()
+	r := NewRegistry(clk.Now, 0)
+	a := reg("C", "a", "10.0.0.1:10911", 0, nil)
+	a.HTTPAddr = "10.0.0.1:8080"
+	r.Register(a)
+	r.Register(reg("C", "b", "10.0.0.2:10911", 0, nil))
+	b, err := r.ClusterInfo().Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"ferryHttpAddrs":{"10.0.0.1:10911":"10.0.0.1:8080"}`) {
+		t.Fatalf("cluster info %s", b)
+	}
+	a.HTTPAddr = "10.0.0.1:8081" // restarted on another port
+	r.Register(a)
+	if got := r.ClusterInfo().HTTPAddrs; !reflect.DeepEqual(got, map[string]string{"10.0.0.1:10911": "10.0.0.1:8081"}) {
+		t.Fatalf("after re-registration: %v", got)
+	}
+	r.Unregister("C", "a", "10.0.0.1:10911", 0)
+	if got := r.ClusterInfo().HTTPAddrs; got != nil {
+		t.Fatalf("after unregistration: %v", got)
 	}
 }

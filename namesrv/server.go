@@ -283,7 +283,7 @@ func (s *Server) registerBroker(c *remoting.Conn, req *remoting.Command) {
 	}
 	reg := Registration{
 		Cluster: h.ClusterName, BrokerName: h.BrokerName, BrokerAddr: h.BrokerAddr,
-		HAServerAddr: h.HAServerAddr, BrokerID: h.BrokerID, ConnID: c.ID(),
+		HAServerAddr: h.HAServerAddr, HTTPAddr: h.HTTPAddr, BrokerID: h.BrokerID, ConnID: c.ID(),
 	}
 	if len(req.Body) > 0 {
 		var body remoting.RegisterBrokerBody

@@ -82,4 +82,13 @@
 // too large) fails alone; a failure of the append fails every message the
 // append held. A malformed body or a broker not accepting messages fails
 // the whole request with a response code, as a send does.
+//
+// # Brokers' HTTP addresses
+//
+// A broker that serves HTTP adds Ferry's own extFields key "ferryHttpAddr"
+// ("ip:port") to REGISTER_BROKER, and Ferry's name server lists what the
+// brokers registered in the GET_BROKER_CLUSTER_INFO body under
+// "ferryHttpAddrs", an object from broker address to HTTP address. RocketMQ's
+// name servers ignore the key and its clients the field; a broker uses them
+// to reach the others' HTTP APIs (GET /v1/cluster).
 package protocol

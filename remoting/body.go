@@ -146,6 +146,10 @@ func (r *RegisterBrokerBody) Encode() ([]byte, error) {
 type ClusterInfo struct {
 	BrokerAddrTable  map[string]BrokerData `json:"brokerAddrTable"`
 	ClusterAddrTable map[string][]string   `json:"clusterAddrTable"`
+	// HTTPAddrs is Ferry's own field: broker address → the HTTP address
+	// it registered ("ferryHttpAddr"), for brokers that serve HTTP.
+	// RocketMQ's clients ignore it.
+	HTTPAddrs map[string]string `json:"ferryHttpAddrs,omitempty"`
 }
 
 // Encode returns the compact JSON; nil maps are written empty.

@@ -140,3 +140,20 @@ func TestBodyCRC32(t *testing.T) {
 		t.Fatalf("%x", got)
 	}
 }
+
+// TestRegisterHeaderHTTPAddr: ferryHttpAddr goes out only when set and is
+// read back; a header without it (RocketMQ's brokers) parses as before.
+func TestRegisterHeaderHTTPAddr(t *testing.T) {
+	h := RegisterBrokerHeader{BrokerName: "a", BrokerAddr: "10.0.0.1:10911", ClusterName: "C", HTTPAddr: "10.0.0.1:8080"}
+	got, err := ParseRegisterBrokerHeader(NewRequest(103, h.Ext(), nil))
+	if err != nil || got.HTTPAddr != "10.0.0.1:8080" || got.BrokerAddr != h.BrokerAddr {
+		t.Fatalf("parsed %+v, %v", got, err)
+	}
+	h.HTTPAddr = ""
+	if _, ok := h.Ext()["ferryHttpAddr"]; ok {
+		t.Fatal("an empty HTTP address is sent")
+	}
+	if got, err := ParseRegisterBrokerHeader(NewRequest(103, h.Ext(), nil)); err != nil || got.HTTPAddr != "" {
+		t.Fatalf("parsed %+v, %v", got, err)
+	}
+}

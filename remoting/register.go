@@ -25,11 +25,15 @@ type RegisterBrokerHeader struct {
 	Compressed   bool
 	// BodyCRC32 is filled in by RegisterBroker; 0 means unchecked.
 	BodyCRC32 int32
+	// HTTPAddr is Ferry's own field "ferryHttpAddr": where the broker
+	// serves its HTTP API ("ip:port"; empty: no HTTP). RocketMQ's name
+	// servers ignore it; Ferry's list it in the cluster info.
+	HTTPAddr string
 }
 
 // Ext renders the header as extFields.
 func (h *RegisterBrokerHeader) Ext() map[string]string {
-	return map[string]string{
+	ext := map[string]string{
 		"brokerName":   h.BrokerName,
 		"brokerAddr":   h.BrokerAddr,
 		"clusterName":  h.ClusterName,
@@ -38,6 +42,10 @@ func (h *RegisterBrokerHeader) Ext() map[string]string {
 		"compressed":   strconv.FormatBool(h.Compressed),
 		"bodyCrc32":    strconv.FormatInt(int64(h.BodyCRC32), 10),
 	}
+	if h.HTTPAddr != "" {
+		ext["ferryHttpAddr"] = h.HTTPAddr
+	}
+	return ext
 }
 
 // ParseRegisterBrokerHeader reads the header from a REGISTER_BROKER request.
@@ -55,6 +63,7 @@ func ParseRegisterBrokerHeader(req *Command) (RegisterBrokerHeader, error) {
 		return h, err
 	}
 	h.HAServerAddr = req.StringOr("haServerAddr", "")
+	h.HTTPAddr = req.StringOr("ferryHttpAddr", "")
 	if h.BrokerID, err = req.Int64("brokerId"); err != nil {
 		return h, err
 	}

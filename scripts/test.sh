@@ -64,12 +64,18 @@ if [ -f compat/go.mod ]; then
   (cd compat && go vet ./... && go test -count=1 -timeout 20m ./...)
 fi
 if [ -f e2e/go.mod ]; then
-  step "e2e (the web console in headless Chromium)"
-  if ! command -v chromium >/dev/null; then
+  step "e2e (the web console in headless Chromium and Firefox)"
+  missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v firefox-esr >/dev/null || command -v firefox >/dev/null || missing+=(firefox-esr)
+  if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
-      apt-get update && apt-get install -y chromium
+      # A browser that cannot be installed (no apt, no network) is not a
+      # failure: its tests skip and say why.
+      { apt-get update && apt-get install -y "${missing[@]}"; } ||
+        echo "could not install ${missing[*]}: the tests that need it skip"
     else
-      echo "Chromium is missing: install it (sudo apt-get install -y chromium); the browser tests skip without it"
+      echo "missing: ${missing[*]} (sudo apt-get install -y ${missing[*]}); the browser tests that need it skip"
     fi
   fi
   (cd e2e && go vet ./... && go test -count=1 -timeout 10m ./...)

@@ -15,7 +15,7 @@ function list(root) {
   const search = h("input", { type: "search", placeholder: "Search groups", "aria-label": "search groups" });
   const body = h("div");
   root.append(h("h1", null, "Consumer groups"), h("div", { class: "panel" }, h("div", { class: "spread" }, search), body));
-  let data = [];
+  let data = [], cluster = null;
   search.addEventListener("input", render);
   function render() {
     const q = search.value.trim().toLowerCase();
@@ -23,17 +23,21 @@ function list(root) {
     fill(body, table([
       { title: "Group", cell: (g) => link("groups/" + enc(g.name), g.name) },
       { title: "Clients", num: true, cell: (g) => g.online_clients },
-      { title: "Lag", num: true, cell: (g) => fmt.num(g.lag) },
+      ...(multi(cluster)
+        ? [{ title: "Lag here", num: true, cell: (g) => fmt.num(g.lag) },
+          { title: "Lag (cluster)", num: true, cell: (g) => clusterLagCell(cluster, g.name) }]
+        : [{ title: "Lag", num: true, cell: (g) => fmt.num(g.lag) }]),
       { title: "Trend (15 min)", cell: (g) => [sparkline(g.lag_history), growing(g.lag_history) ? h("span", { class: "badge warn" }, "growing") : null] },
       { title: "Retrying", num: true, cell: (g) => fmt.num(g.retry_messages) },
       { title: "Dead letters", num: true, cell: (g) => g.dlq_messages ? link("dlq/" + enc(g.name), fmt.num(g.dlq_messages)) : "0" },
       { title: "Consume", cell: (g) => g.consume_enable ? "enabled" : h("span", { class: "badge warn" }, "disabled") },
     ], rows.slice(0, 500), (g) => window.ferryNavigate("groups/" + enc(g.name))),
-    h("p", { class: "muted" }, `${fmt.num(rows.length)} groups.`));
+    h("p", { class: "muted" }, `${fmt.num(rows.length)} groups.`, multi(cluster)
+      ? ` Lag here is this broker's; the cluster's sums the ${cluster.brokers.length} masters${unreachable(cluster)}.` : ""));
   }
   async function refresh() {
     try {
-      data = await api("GET", "/v1/stats/groups");
+      [data, cluster] = await Promise.all([api("GET", "/v1/stats/groups"), clusterGroups()]);
     } catch (e) {
       fill(body, errorBox(e));
       return;
@@ -41,6 +45,35 @@ function list(root) {
     render();
   }
   return { refresh, rerender: render };
+}
+
+// clusterGroups is GET /v1/cluster/groups, or null when it cannot be
+// read (the page then shows this broker's lag alone).
+async function clusterGroups() {
+  try {
+    return await api("GET", "/v1/cluster/groups");
+  } catch (e) {
+    return null;
+  }
+}
+
+// multi says the cluster has more than one master to sum over.
+function multi(cluster) { return !!cluster && cluster.brokers.length > 1; }
+
+function unreachable(cluster) {
+  const down = cluster.brokers.filter((b) => !b.reachable).map((b) => b.broker_name);
+  return down.length ? `; not answering, left out: ${down.join(", ")}` : "";
+}
+
+// clusterGroup is a group's entry of GET /v1/cluster/groups.
+export function clusterGroup(cluster, name) {
+  return (cluster && cluster.groups.find((g) => g.name === name)) || { name, lag: 0, by_broker: {} };
+}
+
+function clusterLagCell(cluster, name) {
+  const g = clusterGroup(cluster, name);
+  const parts = Object.entries(g.by_broker).sort().map(([b, l]) => `${b}: ${fmt.num(l)}`);
+  return h("span", { title: parts.join(", ") }, fmt.num(g.lag));
 }
 
 // owners assigns each queue of a topic to a consumer as RocketMQ's
@@ -69,9 +102,10 @@ function detail(root, name) {
   let lag = null, topics = [];
 
   async function refresh() {
-    let g, clients;
+    let g, clients, cluster;
     try {
-      const [all, l, c] = await Promise.all([api("GET", "/v1/stats/groups"), api("GET", "/v1/groups/" + enc(name) + "/lag"), api("GET", "/v1/groups/" + enc(name) + "/clients")]);
+      const [all, l, c, cl] = await Promise.all([api("GET", "/v1/stats/groups"), api("GET", "/v1/groups/" + enc(name) + "/lag"), api("GET", "/v1/groups/" + enc(name) + "/clients"), clusterGroups()]);
+      cluster = cl;
       g = all.find((x) => x.name === name);
       if (!g) throw new Error("no group " + name);
       lag = l;
@@ -84,7 +118,9 @@ function detail(root, name) {
     const hist = g.lag_history.map((v, i) => [now - (g.lag_history.length - 1 - i) * 10000, v]);
     fill(head, h("div", { class: "grid" },
       h("div", { class: "panel" }, h("dl", { class: "kv" },
-        h("dt", null, "Total lag"), h("dd", null, h("strong", { id: "group-lag" }, fmt.num(g.lag)), growing(g.lag_history) ? h("span", { class: "badge warn" }, " growing") : null),
+        h("dt", null, multi(cluster) ? "Lag on this broker" : "Total lag"), h("dd", null, h("strong", { id: "group-lag" }, fmt.num(g.lag)), growing(g.lag_history) ? h("span", { class: "badge warn" }, " growing") : null),
+        multi(cluster) ? [h("dt", null, "Lag across the cluster"), h("dd", null, h("strong", { id: "group-cluster-lag" }, fmt.num(clusterGroup(cluster, name).lag)),
+          h("div", { class: "muted", id: "group-lag-by-broker" }, cluster.brokers.map((b) => `${b.broker_name}: ${b.reachable ? fmt.num(clusterGroup(cluster, name).by_broker[b.broker_name] || 0) : "not answering"}`).join(" · ")))] : null,
         h("dt", null, "Online clients"), h("dd", null, g.online_clients),
         h("dt", null, "Consume"), h("dd", null, g.consume_enable ? "enabled" : "disabled", g.broadcast ? ", broadcast" : ""),
         h("dt", null, "Retry max times"), h("dd", null, g.retry_max_times),
