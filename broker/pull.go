@@ -2,7 +2,6 @@ package broker
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -222,10 +221,7 @@ func (b *Broker) pullOnce(req *remoting.Command, p *pullRequest, filter tagFilte
 		}
 	}
 	resp.Code = code
-	resp.Set("nextBeginOffset", strconv.FormatInt(next, 10))
-	resp.Set("minOffset", strconv.FormatInt(minOff, 10))
-	resp.Set("maxOffset", strconv.FormatInt(maxOff, 10))
-	resp.Set("suggestWhichBrokerId", "0")
+	resp.Header = &remoting.PullResponseHeader{NextBeginOffset: next, MinOffset: minOff, MaxOffset: maxOff}
 	return resp, empty
 }
 

@@ -61,21 +61,21 @@ func boolStr(b bool) string { return strconv.FormatBool(b) }
 func sendRequest(group string, mq MessageQueue, msgs []*outMsg, queueNums int) *remoting.Command {
 	if len(msgs) == 1 {
 		o := msgs[0]
-		return remoting.NewRequest(protocol.ReqSendMessage, map[string]string{
-			"producerGroup": group, "topic": mq.Topic, "defaultTopic": protocol.AutoCreateTopicTemplate,
-			"defaultTopicQueueNums": itoa(queueNums), "queueId": itoa(mq.QueueID), "sysFlag": "0",
-			"bornTimestamp": nowMS(), "flag": itoa(int(o.m.Flag)), "properties": string(o.props),
-			"reconsumeTimes": "0", "unitMode": "false", "batch": "false", "bname": mq.BrokerName,
-		}, o.m.Body)
+		req := remoting.NewTypedRequest(protocol.ReqSendMessage, &remoting.SendHeader{ProducerGroup: group, Topic: mq.Topic,
+			DefaultTopic: protocol.AutoCreateTopicTemplate, DefaultTopicQueueNums: int32(queueNums),
+			QueueID: int32(mq.QueueID), BornTimestamp: time.Now().UnixMilli(), Flag: o.m.Flag,
+			Properties: string(o.props), BrokerName: mq.BrokerName}, o.m.Body)
+		return req
 	}
 	n := 0
 	for _, o := range msgs {
 		n += 22 + len(o.m.Body) + len(o.props)
 	}
-	return remoting.NewRequest(protocol.ReqSendBatchMessage, map[string]string{
-		"a": group, "b": mq.Topic, "c": protocol.AutoCreateTopicTemplate, "d": itoa(queueNums), "e": itoa(mq.QueueID),
-		"f": "0", "g": nowMS(), "h": "0", "i": "", "j": "0", "k": "false", "l": "0", "m": "true", "n": mq.BrokerName,
-	}, appendBatch(make([]byte, 0, n), msgs))
+	req := remoting.NewTypedRequest(protocol.ReqSendBatchMessage, &remoting.SendHeader{V2: true, ProducerGroup: group, Topic: mq.Topic,
+		DefaultTopic: protocol.AutoCreateTopicTemplate, DefaultTopicQueueNums: int32(queueNums),
+		QueueID: int32(mq.QueueID), BornTimestamp: time.Now().UnixMilli(), HasMaxReconsumeTimes: true,
+		Batch: true, BrokerName: mq.BrokerName}, appendBatch(make([]byte, 0, n), msgs))
+	return req
 }
 
 // sendResults reads a send response for msgs stored in mq.
@@ -137,12 +137,10 @@ func pull(ctx context.Context, rc *remoting.Client, addr, group string, mq Messa
 	if sub == "" {
 		sub = "*"
 	}
-	req := remoting.NewRequest(protocol.ReqPullMessage, map[string]string{
-		"consumerGroup": group, "topic": mq.Topic, "queueId": itoa(mq.QueueID), "queueOffset": i64(offset),
-		"maxMsgNums": itoa(max), "sysFlag": itoa(flag), "commitOffset": i64(commit),
-		"suspendTimeoutMillis": i64(suspend.Milliseconds()), "subscription": sub, "subVersion": "0",
-		"expressionType": remoting.ExpressionTypeTag, "bname": mq.BrokerName,
-	}, nil)
+	req := remoting.NewTypedRequest(protocol.ReqPullMessage, &remoting.PullHeader{ConsumerGroup: group, Topic: mq.Topic, QueueID: int32(mq.QueueID),
+		QueueOffset: offset, MaxMsgNums: int32(max), SysFlag: int32(flag), CommitOffset: commit,
+		SuspendTimeoutMillis: suspend.Milliseconds(), Subscription: sub,
+		ExpressionType: remoting.ExpressionTypeTag, BrokerName: mq.BrokerName}, nil)
 	resp, err := rc.Invoke(ctx, addr, req)
 	if err != nil {
 		return nil, err
