@@ -158,7 +158,11 @@ func (b *Broker) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.C
 		if p.expressionTyp != "" && p.expressionTyp != remoting.ExpressionTypeTag {
 			return fail(protocol.RespSubscriptionParseFailed, "expression type %s is not supported; use TAG", p.expressionTyp)
 		}
-		filter = filterOf(newSubscription(remoting.SubscriptionData{Topic: p.topic, SubString: p.subscription}, time.Now()))
+		if p.subscription == "" || p.subscription == remoting.SubscribeAll {
+			filter = tagFilter{all: true} // what newSubscription makes of it, without building one
+		} else {
+			filter = filterOf(newSubscription(remoting.SubscriptionData{Topic: p.topic, SubString: p.subscription}, time.Now()))
+		}
 	} else {
 		sub, model := b.clients.subscriptionOf(p.group, p.topic)
 		if sub == nil {

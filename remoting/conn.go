@@ -382,6 +382,11 @@ func (c *Conn) writeLoop() {
 	var batch net.Buffers
 	var heads []*[]byte
 	drain := false // a write failed: leave the socket to readLoop to drain
+	// armed is the write deadline in force. It is moved only when less
+	// than half the write timeout is left of it: a write still gets at
+	// least half the timeout, and a busy connection does not reset a
+	// runtime timer for every write.
+	var armed time.Time
 	for {
 		final := false
 		select {
@@ -403,7 +408,10 @@ func (c *Conn) writeLoop() {
 			if final {
 				timeout = closeFlushTimeout
 			}
-			_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+			if now := time.Now(); final || armed.Sub(now) < timeout/2 {
+				armed = now.Add(timeout)
+				_ = c.nc.SetWriteDeadline(armed)
+			}
 			bufs := batch // WriteTo consumes its receiver; keep batch's backing array
 			if _, err := bufs.WriteTo(c.nc); err != nil && !final {
 				c.log.Debug("remoting: write failed, closing connection", "error", err)
