@@ -593,9 +593,8 @@ func (e *rmqPush) pullLoop(q *processQueue) {
 		if !e.cfg.broadcast {
 			commit = q.commitOffset()
 		}
-		ctx, cancel := context.WithTimeout(q.ctx, e.cfg.longPoll+10*time.Second)
-		r, err := pull(ctx, e.poll, addr, e.cfg.group, q.mq, q.nextOffset(), e.cfg.pullBatchSize, expr, commit, e.cfg.longPoll)
-		cancel()
+		r, err := pull(q.ctx, e.poll, addr, e.cfg.group, q.mq, q.nextOffset(), e.cfg.pullBatchSize, expr, commit,
+			e.cfg.longPoll, e.cfg.longPoll+10*time.Second)
 		if err != nil {
 			if q.ctx.Err() == nil {
 				logAt(e.cfg.logger, LogWarn, "pull failed", "topic", q.mq.Topic, "queue_id", q.mq.QueueID, "err", err)

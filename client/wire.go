@@ -123,8 +123,10 @@ type pullResult struct {
 }
 
 // pull sends one PULL_MESSAGE. commit < 0 means no offset piggy-back.
+// timeout > 0 bounds the wait for the answer with a pooled timer (no
+// context per pull).
 func pull(ctx context.Context, rc *remoting.Client, addr, group string, mq MessageQueue, offset int64, max int,
-	sub string, commit int64, suspend time.Duration) (*pullResult, error) {
+	sub string, commit int64, suspend, timeout time.Duration) (*pullResult, error) {
 	flag := pullFlagSubscription
 	if suspend > 0 {
 		flag |= pullFlagSuspend
@@ -141,7 +143,7 @@ func pull(ctx context.Context, rc *remoting.Client, addr, group string, mq Messa
 		QueueOffset: offset, MaxMsgNums: int32(max), SysFlag: int32(flag), CommitOffset: commit,
 		SuspendTimeoutMillis: suspend.Milliseconds(), Subscription: sub,
 		ExpressionType: remoting.ExpressionTypeTag, BrokerName: mq.BrokerName}, nil)
-	resp, err := rc.Invoke(ctx, addr, req)
+	resp, err := rc.InvokeTimeout(ctx, addr, req, timeout)
 	if err != nil {
 		return nil, err
 	}
