@@ -137,3 +137,32 @@ func BenchmarkDecodeHotFrames(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodePullResponse decodes a PULL_MESSAGE answer header and reads
+// its offsets, into a map (map) and into wire fields (wire, as a client with
+// WireResponses does).
+func BenchmarkDecodePullResponse(b *testing.B) {
+	resp := NewTypedRequest(protocol.RespSuccess, &PullResponseHeader{NextBeginOffset: 123456, MinOffset: 0, MaxOffset: 123460}, nil)
+	resp.Flag = FlagResponse
+	frame, _ := AppendFrame(nil, resp)
+	for _, wire := range []bool{false, true} {
+		name := "map"
+		if wire {
+			name = "wire"
+		}
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				c, err := decodePayload(frame[4:], wire)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := c.Int64("nextBeginOffset"); err != nil {
+					b.Fatal(err)
+				}
+				_, _ = c.Int64Or("minOffset", 0)
+				_, _ = c.Int64Or("maxOffset", 0)
+			}
+		})
+	}
+}

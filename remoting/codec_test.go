@@ -347,7 +347,7 @@ func TestJSONFastPathAgreesWithEncodingJSON(t *testing.T) {
 		inputs = append(inputs, h.json)
 	}
 	for _, in := range inputs {
-		fast, ok := decodeJSONHeaderFast([]byte(in))
+		fast, ok := decodeJSONHeaderFast([]byte(in), false)
 		if !ok {
 			t.Errorf("fast path declined %s", in)
 			continue
@@ -362,7 +362,7 @@ func TestJSONFastPathAgreesWithEncodingJSON(t *testing.T) {
 	}
 	// Shapes the fast path leaves to encoding/json.
 	for _, in := range []string{`{"Code":1}`, `{"code":1.0}`, `{"code":01}`, `{"extFields":{"a":1}}`, "{\"remark\":\"\xff\"}", `{"x":{}}`} {
-		if _, ok := decodeJSONHeaderFast([]byte(in)); ok {
+		if _, ok := decodeJSONHeaderFast([]byte(in), false); ok {
 			t.Errorf("fast path accepted %s", in)
 		}
 	}

@@ -53,6 +53,9 @@ type endpoint struct {
 	pool         *workerPool
 	batcher      Batcher // the handler, if it serves some requests in groups
 	signer       *signer // signs every request sent (clients); nil: none
+	// wireResponses decodes responses into wire fields (clients; see
+	// ClientConfig.WireResponses).
+	wireResponses bool
 
 	// busy counts handler goroutines running plus requests not yet answered
 	// (non-oneway); idle is rung whenever it drops to zero.
@@ -477,7 +480,7 @@ func (c *Conn) readLoop() {
 			c.readFailed(c.timeoutCause(err))
 			return
 		}
-		cmd, err := DecodePayload(p)
+		cmd, err := decodePayload(p, c.ep.wireResponses)
 		if err != nil {
 			// Without a decoded header there is no opaque to answer to;
 			// close the connection as the Java decoder does.

@@ -145,31 +145,47 @@ func wireDecoded(code int16, flag int32) bool {
 	return false
 }
 
-// wireCommand holds a decoded command and room for its wire fields, so a
-// hot request costs one allocation for both.
+// wireCommand and smallWireCommand hold a decoded command and room for
+// its wire fields, so a hot request or an answer costs one allocation for
+// both (12–14 fields for a send or pull request, 4–6 for their answers).
 type wireCommand struct {
 	c   Command
 	buf [16]Field
 }
 
+type smallWireCommand struct {
+	c   Command
+	buf [6]Field
+}
+
 // finishDecoded returns c (decoded, without extFields yet) as a new
-// Command holding fs: as wire fields for a hot request, as a map otherwise.
-// hasExt is false when the header had no extFields object (or null).
-func finishDecoded(c *Command, fs []Field, hasExt bool) *Command {
+// Command holding fs: as wire fields for a hot request (or any response
+// when respWire is set: see ClientConfig.WireResponses), as a map
+// otherwise. hasExt is false when the header had no extFields object (or
+// null).
+func finishDecoded(c *Command, fs []Field, hasExt, respWire bool) *Command {
 	if !hasExt {
 		out := new(Command)
 		*out = *c
 		return out
 	}
-	if wireDecoded(c.Code, c.Flag) {
-		w := new(wireCommand)
-		w.c = *c
-		if len(fs) <= len(w.buf) {
+	if wireDecoded(c.Code, c.Flag) || respWire && c.Flag&FlagResponse != 0 {
+		switch {
+		case len(fs) <= 6:
+			w := new(smallWireCommand)
+			w.c = *c
 			w.c.wire = append(w.buf[:0], fs...)
-		} else {
-			w.c.wire = append(make([]Field, 0, len(fs)), fs...)
+			return &w.c
+		case len(fs) <= 16:
+			w := new(wireCommand)
+			w.c = *c
+			w.c.wire = append(w.buf[:0], fs...)
+			return &w.c
 		}
-		return &w.c
+		out := new(Command)
+		*out = *c
+		out.wire = append(make([]Field, 0, len(fs)), fs...)
+		return out
 	}
 	out := new(Command)
 	*out = *c

@@ -2,6 +2,7 @@ package remoting
 
 import (
 	"bytes"
+	"context"
 	"reflect"
 	"testing"
 
@@ -180,4 +181,30 @@ func FuzzWireFields(f *testing.F) {
 			t.Fatalf("JSON and binary fields differ: %q, %q", m1, m2)
 		}
 	})
+}
+
+// TestWireResponses: a client with WireResponses reads an answer's fields
+// from wire fields, without a map; one without it gets the map as before.
+func TestWireResponses(t *testing.T) {
+	mux := NewMux()
+	mux.HandleFunc(protocol.ReqPullMessage, func(c *Conn, req *Command) {
+		resp := NewResponse(req, protocol.RespPullNotFound, "")
+		resp.Header = &PullResponseHeader{NextBeginOffset: 7, MaxOffset: 7}
+		_ = c.Reply(resp)
+	})
+	_, addr := startServer(t, mux, ServerConfig{})
+	for _, wire := range []bool{false, true} {
+		cl := newClient(t, ClientConfig{WireResponses: wire})
+		resp, err := cl.Invoke(context.Background(), addr, NewTypedRequest(protocol.ReqPullMessage,
+			&PullHeader{ConsumerGroup: "g", Topic: "T"}, nil))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if (resp.WireFields() != nil) != wire || (resp.ExtFields != nil) == wire {
+			t.Fatalf("WireResponses %v: wire fields %v, map %v", wire, resp.WireFields(), resp.ExtFields)
+		}
+		if next, err := resp.Int64("nextBeginOffset"); err != nil || next != 7 {
+			t.Fatalf("WireResponses %v: nextBeginOffset %d, %v", wire, next, err)
+		}
+	}
 }

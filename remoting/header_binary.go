@@ -69,7 +69,9 @@ func finishBinaryExt(dst []byte, lenAt int) ([]byte, error) {
 
 // DecodeBinaryHeader decodes a ROCKETMQ binary header into a Command
 // (without body). Bytes after the extFields block are ignored, as Java does.
-func DecodeBinaryHeader(b []byte) (*Command, error) {
+func DecodeBinaryHeader(b []byte) (*Command, error) { return decodeBinaryHeader(b, false) }
+
+func decodeBinaryHeader(b []byte, respWire bool) (*Command, error) {
 	if len(b) < binaryFixedLen {
 		return nil, fmt.Errorf("%w: binary header of %d bytes, need at least %d", ErrMalformedHeader, len(b), binaryFixedLen)
 	}
@@ -115,7 +117,7 @@ func DecodeBinaryHeader(b []byte) (*Command, error) {
 		v := at(ext) - len(val)
 		fs = append(fs, Field{key, all[v : v+len(val)]})
 	}
-	return finishDecoded(&c, fs, len(fs) > 0), nil
+	return finishDecoded(&c, fs, len(fs) > 0, respWire), nil
 }
 
 // takeLen32 splits an int32-length-prefixed field off p.

@@ -122,8 +122,10 @@ type jsonHeader struct {
 // code and version must be numbers in int16 range, opaque and flag in int32
 // range; extFields values may be strings (the norm), numbers or booleans
 // (kept as their literal text); null values are dropped.
-func DecodeJSONHeader(b []byte) (*Command, error) {
-	if c, ok := decodeJSONHeaderFast(b); ok {
+func DecodeJSONHeader(b []byte) (*Command, error) { return decodeJSONHeader(b, false) }
+
+func decodeJSONHeader(b []byte, respWire bool) (*Command, error) {
+	if c, ok := decodeJSONHeaderFast(b, respWire); ok {
 		return c, nil
 	}
 	return decodeJSONHeaderSlow(b)

@@ -13,7 +13,7 @@ import (
 // unknown keys, malformed input) returns ok=false and the caller falls back
 // to encoding/json, which is authoritative; where this parser succeeds it
 // produces exactly what the fallback would (FuzzDecodeJSONHeader checks).
-func decodeJSONHeaderFast(b []byte) (*Command, bool) {
+func decodeJSONHeaderFast(b []byte, respWire bool) (*Command, bool) {
 	// One copy of the whole header; the strings it yields are slices of it,
 	// not an allocation each.
 	p := jsonScanner{b: b, s: string(b)}
@@ -27,7 +27,7 @@ func decodeJSONHeaderFast(b []byte) (*Command, bool) {
 	}
 	p.ws()
 	if p.byte('}') {
-		return finishDecoded(&h, nil, false), p.end()
+		return finishDecoded(&h, nil, false, respWire), p.end()
 	}
 	c := &h
 	for {
@@ -106,7 +106,7 @@ func decodeJSONHeaderFast(b []byte) (*Command, bool) {
 			if !p.end() {
 				return nil, false
 			}
-			return finishDecoded(c, fs, hasExt), true
+			return finishDecoded(c, fs, hasExt, respWire), true
 		}
 		return nil, false
 	}
