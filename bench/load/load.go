@@ -68,6 +68,9 @@ type Config struct {
 	// with Window > 0, each in a group of its own subscribing every topic
 	// (default 1).
 	Consumers int
+	// PullBatch, when > 0, is the SDK push consumers' pull batch size
+	// (client.WithPullBatchSize).
+	PullBatch int
 	// Idle runs the consumers only, with no producer: the broker holds
 	// their long polls for Duration (with Consume and Window > 0).
 	Idle bool
@@ -632,6 +635,7 @@ func defineFlags(fs *flag.FlagSet, f *cmdFlags) {
 	fs.IntVar(&cfg.Window, "sdk-window", 0, "send through the SDK: SendAsync per message, at most this many unanswered per producer (0: raw remoting requests)")
 	fs.DurationVar(&cfg.Linger, "sdk-linger", 0, "the SDK's linger time with --sdk-window")
 	fs.IntVar(&cfg.Consumers, "sdk-consumers", 0, "consume with --sdk-window: this many SDK push consumers, each its own group (default 1)")
+	fs.IntVar(&cfg.PullBatch, "sdk-pull-batch", 0, "consume with --sdk-window: the push consumers' pull batch size (0: the SDK's default)")
 	fs.BoolVar(&cfg.Idle, "idle", false, "consume with --sdk-window: no producers, the consumers' long polls held for --duration")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile to this file")

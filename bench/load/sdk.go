@@ -108,6 +108,9 @@ func startSDKConsumers(ctx context.Context, cfg *Config, topics []string, seen f
 	}
 	for i := 0; i < cfg.Consumers; i++ {
 		opts := []client.Opt{client.WithGroup(fmt.Sprint("bench-sdk-consumer-", i))}
+		if cfg.PullBatch > 0 {
+			opts = append(opts, client.WithPullBatchSize(cfg.PullBatch))
+		}
 		if !cfg.Credentials.IsZero() {
 			opts = append(opts, client.WithCredentials(cfg.Credentials.AccessKey, cfg.Credentials.SecretKey))
 		}

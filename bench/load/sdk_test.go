@@ -34,7 +34,7 @@ func TestSDKRun(t *testing.T) {
 func TestSDKConsumeRun(t *testing.T) {
 	ns, _ := startCluster(t, t.TempDir(), "")
 	run := Config{Namesrv: ns.Addr(), Topic: "SDKConsume", Queues: 2, Producers: 1, Size: 64, Window: 16,
-		Consume: true, Consumers: 2, Warmup: 500 * time.Millisecond, Duration: 500 * time.Millisecond}
+		Consume: true, Consumers: 2, PullBatch: 8, Warmup: 500 * time.Millisecond, Duration: 500 * time.Millisecond}
 	r, err := Run(context.Background(), run)
 	if err != nil {
 		t.Fatal(err)
