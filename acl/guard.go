@@ -94,7 +94,7 @@ func (g *Guard) admit(c *remoting.Conn, req *remoting.Command) bool {
 		if ref != nil {
 			check = ref.Check
 		}
-		g.audit.Refused(req.ExtFields[remoting.ExtAccessKey], c.RemoteAddr(), "remoting", protocol.RequestName(req.Code), check, err.Error())
+		g.audit.Refused(req.StringOr(remoting.ExtAccessKey, ""), c.RemoteAddr(), "remoting", protocol.RequestName(req.Code), check, err.Error())
 		_ = c.Reply(remoting.NewResponse(req, protocol.RespNoPermission, err.Error()))
 		return false
 	}
@@ -133,11 +133,11 @@ func (g *Guard) check(remote string, req *remoting.Command, buf []Resource) (Ide
 		if g.cluster == nil {
 			return Identity{Trusted: true}, need, nil
 		}
-		if req.ExtFields[remoting.ExtAccessKey] != ClusterAccessKey {
+		if req.StringOr(remoting.ExtAccessKey, "") != ClusterAccessKey {
 			return Identity{}, need, refuse("cluster", "request "+protocol.RequestName(req.Code)+" needs the cluster secret: it is not signed with it")
 		}
-		sig := req.ExtFields[remoting.ExtSignature]
-		if !g.cluster.verify(sig, req.ExtFields, req.Body, "") {
+		sig := req.StringOr(remoting.ExtSignature, "")
+		if !g.cluster.verify(sig, req.ExtFieldMap(), req.Body, "") {
 			return Identity{}, need, refuse("cluster", "request "+protocol.RequestName(req.Code)+": cluster secret signature check failed")
 		}
 		return Identity{Account: g.cluster, Trusted: true}, need, nil
@@ -146,7 +146,7 @@ func (g *Guard) check(remote string, req *remoting.Command, buf []Resource) (Ide
 	if rules == nil {
 		return Identity{Trusted: true}, need, nil
 	}
-	id, err := rules.Authenticate(hostOf(remote), req.ExtFields, req.Body)
+	id, err := rules.Authenticate(hostOf(remote), req.ExtFieldMap(), req.Body)
 	if err != nil {
 		return id, need, err
 	}

@@ -69,13 +69,13 @@ type rule struct {
 
 func field(name string, perm Perm) func(*remoting.Command, []Resource) ([]Resource, error) {
 	return func(req *remoting.Command, dst []Resource) ([]Resource, error) {
-		return append(dst, TopicResource(req.ExtFields[name], perm)), nil
+		return append(dst, TopicResource(req.StringOr(name, ""), perm)), nil
 	}
 }
 
 func groupField(name string, perm Perm) func(*remoting.Command, []Resource) ([]Resource, error) {
 	return func(req *remoting.Command, dst []Resource) ([]Resource, error) {
-		return append(dst, GroupResource(req.ExtFields[name], perm)), nil
+		return append(dst, GroupResource(req.StringOr(name, ""), perm)), nil
 	}
 }
 
@@ -95,7 +95,7 @@ func both(fs ...func(*remoting.Command, []Resource) ([]Resource, error)) func(*r
 // topic is a group's retry topic (a consumer sending back).
 func sendTo(name string) func(*remoting.Command, []Resource) ([]Resource, error) {
 	return func(req *remoting.Command, dst []Resource) ([]Resource, error) {
-		r := TopicResource(req.ExtFields[name], Pub)
+		r := TopicResource(req.StringOr(name, ""), Pub)
 		if r.Group {
 			r.Perm = Sub
 		}
@@ -155,14 +155,14 @@ func lockBatch(req *remoting.Command, dst []Resource) ([]Resource, error) {
 // account may send it: the broker checks the producer group and message
 // id against the half it names.
 func endTransaction(req *remoting.Command, dst []Resource) ([]Resource, error) {
-	if t := req.ExtFields["topic"]; t != "" {
+	if t := req.StringOr("topic", ""); t != "" {
 		dst = append(dst, TopicResource(t, Pub))
 	}
 	return dst, nil
 }
 
 func unregisterClient(req *remoting.Command, dst []Resource) ([]Resource, error) {
-	if g := req.ExtFields["consumerGroup"]; g != "" {
+	if g := req.StringOr("consumerGroup", ""); g != "" {
 		dst = append(dst, GroupResource(g, Sub))
 	}
 	return dst, nil

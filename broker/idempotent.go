@@ -141,9 +141,9 @@ func (b *Broker) sendIdempotent(c *remoting.Conn, req *remoting.Command, msgs []
 
 // requestQueueID is the queue id a send request names (-1 when none).
 func requestQueueID(req *remoting.Command) int {
-	s, ok := req.ExtFields["queueId"]
+	s, ok := req.Lookup("queueId")
 	if !ok {
-		s = req.ExtFields[v2Key["queueId"]]
+		s, _ = req.Lookup(v2Key["queueId"])
 	}
 	q, err := strconv.Atoi(s)
 	if err != nil {
@@ -213,7 +213,7 @@ func (b *Broker) resultResponse(req *remoting.Command, queue int32, prev []idemp
 // handleInitProducerID serves INIT_PRODUCER_ID: a new epoch for the
 // producer id in the header, persisted before it is answered.
 func (b *Broker) handleInitProducerID(c *remoting.Conn, req *remoting.Command) {
-	pid := req.ExtFields["producerId"]
+	pid := req.StringOr("producerId", "")
 	if pid == "" || len(pid) > maxProducerIDLen || !protocol.ValidPropertyText(pid) {
 		b.reply(c, req, protocol.RespMessageIllegal, fmt.Sprintf("producerId must be 1 to %d bytes without \\x01 or \\x02", maxProducerIDLen))
 		return

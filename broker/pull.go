@@ -2,7 +2,6 @@ package broker
 
 import (
 	"fmt"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -159,7 +158,11 @@ func (b *Broker) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.C
 		if p.expressionTyp != "" && p.expressionTyp != remoting.ExpressionTypeTag {
 			return fail(protocol.RespSubscriptionParseFailed, "expression type %s is not supported; use TAG", p.expressionTyp)
 		}
-		filter = filterOf(newSubscription(remoting.SubscriptionData{Topic: p.topic, SubString: p.subscription}, time.Now()))
+		if p.subscription == "" || p.subscription == remoting.SubscribeAll {
+			filter = tagFilter{all: true} // what newSubscription makes of it, without building one
+		} else {
+			filter = filterOf(newSubscription(remoting.SubscriptionData{Topic: p.topic, SubString: p.subscription}, time.Now()))
+		}
 	} else {
 		sub, model := b.clients.subscriptionOf(p.group, p.topic)
 		if sub == nil {
@@ -222,10 +225,7 @@ func (b *Broker) pullOnce(req *remoting.Command, p *pullRequest, filter tagFilte
 		}
 	}
 	resp.Code = code
-	resp.Set("nextBeginOffset", strconv.FormatInt(next, 10))
-	resp.Set("minOffset", strconv.FormatInt(minOff, 10))
-	resp.Set("maxOffset", strconv.FormatInt(maxOff, 10))
-	resp.Set("suggestWhichBrokerId", "0")
+	resp.Header = &remoting.PullResponseHeader{NextBeginOffset: next, MinOffset: minOff, MaxOffset: maxOff}
 	return resp, empty
 }
 

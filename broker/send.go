@@ -43,71 +43,144 @@ var v2Key = map[string]string{
 	"reconsumeTimes": "j", "unitMode": "k", "maxReconsumeTimes": "l", "batch": "m",
 }
 
+// The fields of a send header, in the order of the V2 letters ("a" is
+// sendProducerGroup, "m" is sendBatch).
+const (
+	sendProducerGroup = iota
+	sendTopic
+	sendDefaultTopic
+	sendDefaultQueueNums
+	sendQueueID
+	sendSysFlag
+	sendBornTimestamp
+	sendFlag
+	sendProperties
+	sendReconsumeTimes
+	sendUnitMode
+	sendMaxReconsumeTimes
+	sendBatch
+	sendFields
+)
+
+// sendV1Names are the V1 names of the fields, by index.
+var sendV1Names = [sendFields]string{
+	"producerGroup", "topic", "defaultTopic", "defaultTopicQueueNums", "queueId", "sysFlag",
+	"bornTimestamp", "flag", "properties", "reconsumeTimes", "unitMode", "maxReconsumeTimes", "batch",
+}
+
+// sendFieldIndex is the field a key names, or -1.
+func sendFieldIndex(key string, v2 bool) int {
+	if v2 {
+		if len(key) == 1 && key[0] >= 'a' && key[0] < 'a'+sendFields {
+			return int(key[0] - 'a')
+		}
+		return -1
+	}
+	switch key {
+	case "producerGroup":
+		return sendProducerGroup
+	case "topic":
+		return sendTopic
+	case "defaultTopic":
+		return sendDefaultTopic
+	case "defaultTopicQueueNums":
+		return sendDefaultQueueNums
+	case "queueId":
+		return sendQueueID
+	case "sysFlag":
+		return sendSysFlag
+	case "bornTimestamp":
+		return sendBornTimestamp
+	case "flag":
+		return sendFlag
+	case "properties":
+		return sendProperties
+	case "reconsumeTimes":
+		return sendReconsumeTimes
+	case "unitMode":
+		return sendUnitMode
+	case "maxReconsumeTimes":
+		return sendMaxReconsumeTimes
+	case "batch":
+		return sendBatch
+	}
+	return -1
+}
+
+// parseSendHeader reads a send header. A decoded request's wire fields are
+// read in one pass, without a map; other forms through Lookup.
 func parseSendHeader(req *remoting.Command) (sendHeader, error) {
 	var h sendHeader
 	v2 := req.Code == protocol.ReqSendMessageV2 || req.Code == protocol.ReqSendBatchMessage
-	get := func(v1 string) (string, bool) {
-		if v2 {
-			v, ok := req.ExtFields[v2Key[v1]]
-			return v, ok
+	var vals [sendFields]string
+	var has [sendFields]bool
+	if fs := req.WireFields(); fs != nil {
+		for _, f := range fs {
+			if i := sendFieldIndex(f.Key, v2); i >= 0 {
+				vals[i], has[i] = f.Value, true
+			}
 		}
-		v, ok := req.ExtFields[v1]
-		return v, ok
+	} else {
+		for i, name := range sendV1Names {
+			if v2 {
+				name = string(rune('a' + i))
+			}
+			vals[i], has[i] = req.Lookup(name)
+		}
 	}
-	num := func(name string, bits int, required bool) (int64, error) {
-		s, ok := get(name)
-		if !ok || s == "" {
+	num := func(i, bits int, required bool) (int64, error) {
+		s := vals[i]
+		if s == "" {
 			if required {
-				return 0, fmt.Errorf("%w: missing %s", ErrInvalidRequest, name)
+				return 0, fmt.Errorf("%w: missing %s", ErrInvalidRequest, sendV1Names[i])
 			}
 			return 0, nil
 		}
 		v, err := strconv.ParseInt(s, 10, bits)
 		if err != nil {
-			return 0, fmt.Errorf("%w: %s %q is not an integer", ErrInvalidRequest, name, s)
+			return 0, fmt.Errorf("%w: %s %q is not an integer", ErrInvalidRequest, sendV1Names[i], s)
 		}
 		return v, nil
 	}
-	var ok bool
 	var err error
 	var v int64
-	if h.topic, ok = get("topic"); !ok || h.topic == "" {
+	if h.topic = vals[sendTopic]; h.topic == "" {
 		return h, fmt.Errorf("%w: missing topic", ErrInvalidRequest)
 	}
-	h.producerGroup, _ = get("producerGroup")
-	h.defaultTopic, _ = get("defaultTopic")
-	if v, err = num("defaultTopicQueueNums", 32, false); err != nil {
+	h.producerGroup = vals[sendProducerGroup]
+	h.defaultTopic = vals[sendDefaultTopic]
+	if v, err = num(sendDefaultQueueNums, 32, false); err != nil {
 		return h, err
 	}
 	h.defaultQueueNums = int32(v)
-	if v, err = num("queueId", 32, true); err != nil {
+	if v, err = num(sendQueueID, 32, true); err != nil {
 		return h, err
 	}
 	h.queueID = int32(v)
-	if v, err = num("sysFlag", 32, false); err != nil {
+	if v, err = num(sendSysFlag, 32, false); err != nil {
 		return h, err
 	}
 	h.sysFlag = int32(v)
-	if h.bornTimestamp, err = num("bornTimestamp", 64, false); err != nil {
+	if h.bornTimestamp, err = num(sendBornTimestamp, 64, false); err != nil {
 		return h, err
 	}
-	if v, err = num("flag", 32, false); err != nil {
+	if v, err = num(sendFlag, 32, false); err != nil {
 		return h, err
 	}
 	h.flag = int32(v)
-	h.properties, _ = get("properties")
-	if v, err = num("reconsumeTimes", 32, false); err != nil {
+	h.properties = vals[sendProperties]
+	if v, err = num(sendReconsumeTimes, 32, false); err != nil {
 		return h, err
 	}
 	h.reconsumeTimes = int32(v)
-	if s, ok := get("maxReconsumeTimes"); ok && s != "" {
-		if v, err = num("maxReconsumeTimes", 32, false); err != nil {
+	if vals[sendMaxReconsumeTimes] != "" {
+		if v, err = num(sendMaxReconsumeTimes, 32, false); err != nil {
 			return h, err
 		}
 		h.maxReconsumeTimes, h.hasMaxReconsume = int32(v), true
 	}
-	if s, ok := get("batch"); ok {
-		h.batch = s == "true"
+	if has[sendBatch] {
+		h.batch = vals[sendBatch] == "true"
 	}
 	return h, nil
 }
@@ -380,15 +453,12 @@ func (b *Broker) sendResponse(req *remoting.Command, msgs []commitlog.Message, r
 		}
 		ids.WriteString(protocol.OffsetMsgID(b.storeHost, r.Offset))
 	}
-	out.Set("msgId", ids.String())
-	out.Set("queueId", strconv.Itoa(int(msgs[0].QueueID)))
-	out.Set("queueOffset", strconv.FormatInt(res[0].QueueOffset, 10))
-	out.Set(protocol.PropMsgRegion, "DefaultRegion")
-	out.Set(protocol.PropTraceOn, "true")
+	rh := &remoting.SendResponseHeader{MsgID: ids.String(), QueueID: msgs[0].QueueID,
+		QueueOffset: res[0].QueueOffset, MsgRegion: "DefaultRegion", TraceOn: "true"}
 	if msgs[0].Topic == protocol.TransHalfTopic {
-		id, _ := protocol.Property(msgs[0].Properties, protocol.PropUniqKey)
-		out.Set("transactionId", id)
+		rh.TransactionID, _ = protocol.Property(msgs[0].Properties, protocol.PropUniqKey)
 	}
+	out.Header = rh
 	var bytes int
 	for i := range msgs {
 		bytes += len(msgs[i].Body)

@@ -55,7 +55,7 @@ func (b *Broker) handleSendMulti(c *remoting.Conn, req *remoting.Command) {
 		return
 	}
 	born := parseAddrPort(c.RemoteAddr())
-	group := req.ExtFields["a"]
+	group := req.StringOr("a", "")
 	for i := range st.entries {
 		st.results = append(st.results, protocol.MultiResult{})
 		m, err := b.prepareMultiEntry(&st.entries[i], group, born)

@@ -237,7 +237,7 @@ func (a *brokerBatcher) invokeOnce(broker string, batch []queued, body []byte) (
 	if err != nil {
 		return "", nil, err
 	}
-	req := remoting.NewRequest(protocol.ReqFerrySendMulti, map[string]string{"a": a.p.cfg.group}, body)
+	req := remoting.NewTypedRequest(protocol.ReqFerrySendMulti, &remoting.SendMultiHeader{ProducerGroup: a.p.cfg.group}, body)
 	a.p.stats.requests.Add(1)
 	resp, err := a.t.cmd.Invoke(ctx, addr, req)
 	if err != nil {

@@ -31,7 +31,7 @@ func WithTLS(cfg *tls.Config) Opt {
 
 // remotingConfig is the transport configuration of the binary protocol.
 func (c *config) remotingConfig() remoting.ClientConfig {
-	return remoting.ClientConfig{Credentials: c.creds, TLS: c.tls}
+	return remoting.ClientConfig{Credentials: c.creds, TLS: c.tls, WireResponses: true}
 }
 
 func withHandler(rc remoting.ClientConfig, h remoting.Handler) remoting.ClientConfig {

@@ -47,7 +47,7 @@ const (
 	DefaultMaxInFlight         = 1
 	DefaultMaxBufferedBytes    = 32 << 20
 	DefaultMaxMessageSize      = 4 << 20
-	DefaultPullBatchSize       = 32
+	DefaultPullBatchSize       = 64
 	DefaultMaxCachedMessages   = 1024
 	DefaultMaxCachedBytes      = 64 << 20
 	DefaultConsumeGoroutines   = 16
@@ -251,7 +251,8 @@ func WithConsumeBatchSize(n int) Opt { return optFunc(func(c *config) { c.consum
 // before it goes to the dead-letter queue (default 16).
 func WithMaxReconsumeTimes(n int) Opt { return optFunc(func(c *config) { c.maxReconsumeTimes = n }) }
 
-// WithPullBatchSize sets the messages asked for per pull (default 32).
+// WithPullBatchSize sets the messages asked for per pull (default 64, the
+// most a Ferry broker returns by default: pull_max_messages).
 func WithPullBatchSize(n int) Opt { return optFunc(func(c *config) { c.pullBatchSize = n }) }
 
 // WithLongPollTimeout sets how long the broker may hold an empty pull or

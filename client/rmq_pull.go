@@ -56,7 +56,7 @@ func (t *rmqPull) pull(ctx context.Context, mq MessageQueue, offset int64, max i
 	}
 	actx, cancel := context.WithTimeout(ctx, wait+10*time.Second)
 	defer cancel()
-	r, err := pull(actx, t.poll, addr, t.cfg.group, mq, offset, max, "*", -1, wait)
+	r, err := pull(actx, t.poll, addr, t.cfg.group, mq, offset, max, "*", -1, wait, 0)
 	if err != nil {
 		return nil, err
 	}

@@ -19,7 +19,9 @@ import (
 //     period and on NOTIFY_CONSUMER_IDS_CHANGED), offset commits;
 //   - one pull loop per owned queue (orderly consumption runs the handler
 //     inside it, so a queue's messages are consumed one at a time in order);
-//   - consumeGoroutines workers for concurrent consumption.
+//   - consumeGoroutines workers for concurrent consumption, fed through a
+//     FIFO the pull loops never wait on (taskFIFO): a queue is pulled again
+//     as soon as its batch is handed off, within its flow-control limits.
 //
 // Pulls use their own remoting.Client (poll), so a long poll held by the
 // broker never delays the control traffic on cmd.
@@ -33,8 +35,8 @@ type rmqPush struct {
 	cmd      *remoting.Client
 	poll     *remoting.Client
 	routes   *routeTable
-	work     chan consumeTask // concurrent consumption
-	bell     chan struct{}    // 1-slot: rebalance now
+	work     taskFIFO      // concurrent consumption
+	bell     chan struct{} // 1-slot: rebalance now
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -52,6 +54,69 @@ type rmqPush struct {
 type consumeTask struct {
 	q    *processQueue
 	msgs []*MessageExt
+}
+
+// taskFIFO hands pulled batches from the pull loops to the consume
+// workers. A pull loop never waits on it: put returns at once, so the loop
+// pulls again as soon as a batch is handed off, not when it is consumed;
+// each queue's flow control (maxCachedMessages, maxCachedBytes) bounds
+// what waits here. Workers take batches in the order they were put.
+type taskFIFO struct {
+	mu    sync.Mutex
+	tasks []consumeTask // guarded by mu; tasks[head:] wait
+	head  int           // guarded by mu
+	bell  chan struct{} // 1-slot: a task waits
+}
+
+func newTaskFIFO() taskFIFO { return taskFIFO{bell: make(chan struct{}, 1)} }
+
+func (f *taskFIFO) put(ts ...consumeTask) {
+	f.mu.Lock()
+	f.tasks = append(f.tasks, ts...)
+	f.mu.Unlock()
+	f.ring()
+}
+
+func (f *taskFIFO) ring() {
+	select {
+	case f.bell <- struct{}{}:
+	default:
+	}
+}
+
+// take returns the oldest waiting task, waiting for one until done ends.
+// A worker that takes a task while more wait rings for the next worker.
+func (f *taskFIFO) take(done <-chan struct{}) (consumeTask, bool) {
+	for {
+		f.mu.Lock()
+		if f.head < len(f.tasks) {
+			t := f.tasks[f.head]
+			f.tasks[f.head] = consumeTask{}
+			f.head++
+			more := f.head < len(f.tasks)
+			switch {
+			case !more:
+				f.tasks, f.head = f.tasks[:0], 0
+			case f.head >= 64 && f.head*2 >= len(f.tasks):
+				// Never empty under steady load: move the waiting tasks
+				// to the front so the slice does not grow.
+				n := copy(f.tasks, f.tasks[f.head:])
+				clear(f.tasks[n:])
+				f.tasks, f.head = f.tasks[:n], 0
+			}
+			f.mu.Unlock()
+			if more {
+				f.ring()
+			}
+			return t, true
+		}
+		f.mu.Unlock()
+		select {
+		case <-f.bell:
+		case <-done:
+			return consumeTask{}, false
+		}
+	}
 }
 
 func newRMQPush(cfg *config, h Handler, subs map[string]string) *rmqPush {
@@ -114,7 +179,7 @@ func (e *rmqPush) start(ctx context.Context) error {
 	// moment to reach the name servers. Rebalance picks it up later.
 	_, _ = e.routes.get(ctx, protocol.RetryTopic(e.cfg.group), false)
 	if !e.cfg.orderly {
-		e.work = make(chan consumeTask)
+		e.work = newTaskFIFO()
 		for i := 0; i < e.cfg.consumeGoroutines; i++ {
 			e.wg.Add(1)
 			go e.worker()
@@ -510,15 +575,13 @@ func (e *rmqPush) pullLoop(q *processQueue) {
 	filter := e.filters[q.mq.Topic]
 	expr := e.subs[q.mq.Topic]
 	for q.ctx.Err() == nil {
-		// Flow control: wait while the queue's cache is full.
+		// Flow control: wait while the queue's cache is full. Every batch
+		// consumed rings room, so no timer is needed.
 		if n, b := q.cached(); n >= e.cfg.maxCachedMessages || b >= e.cfg.maxCachedBytes {
-			t := time.NewTimer(50 * time.Millisecond)
 			select {
 			case <-q.room:
-			case <-t.C:
 			case <-q.ctx.Done():
 			}
-			t.Stop()
 			continue
 		}
 		addr, ok := e.routes.brokerAddr(q.mq.BrokerName)
@@ -530,9 +593,8 @@ func (e *rmqPush) pullLoop(q *processQueue) {
 		if !e.cfg.broadcast {
 			commit = q.commitOffset()
 		}
-		ctx, cancel := context.WithTimeout(q.ctx, e.cfg.longPoll+10*time.Second)
-		r, err := pull(ctx, e.poll, addr, e.cfg.group, q.mq, q.nextOffset(), e.cfg.pullBatchSize, expr, commit, e.cfg.longPoll)
-		cancel()
+		r, err := pull(q.ctx, e.poll, addr, e.cfg.group, q.mq, q.nextOffset(), e.cfg.pullBatchSize, expr, commit,
+			e.cfg.longPoll, e.cfg.longPoll+10*time.Second)
 		if err != nil {
 			if q.ctx.Err() == nil {
 				logAt(e.cfg.logger, LogWarn, "pull failed", "topic", q.mq.Topic, "queue_id", q.mq.QueueID, "err", err)
@@ -581,7 +643,7 @@ func (e *rmqPush) backoff(ctx context.Context, d time.Duration) {
 
 // dispatch hands pulled messages to the consumers: orderly consumption
 // runs them here, in order; concurrent consumption queues batches for the
-// workers.
+// workers and returns at once.
 func (e *rmqPush) dispatch(q *processQueue, msgs []*MessageExt) {
 	if e.cfg.orderly {
 		for _, m := range msgs {
@@ -592,15 +654,14 @@ func (e *rmqPush) dispatch(q *processQueue, msgs []*MessageExt) {
 		}
 		return
 	}
-	for len(msgs) > 0 && q.ctx.Err() == nil {
+	var arr [8]consumeTask
+	ts := arr[:0]
+	for len(msgs) > 0 {
 		n := min(len(msgs), e.cfg.consumeBatchSize)
-		select {
-		case e.work <- consumeTask{q: q, msgs: msgs[:n]}:
-		case <-q.ctx.Done():
-			return
-		}
+		ts = append(ts, consumeTask{q: q, msgs: msgs[:n]})
 		msgs = msgs[n:]
 	}
+	e.work.put(ts...)
 }
 
 // consumeOrderly runs the handler on m until it succeeds, waiting the
@@ -644,10 +705,8 @@ func (e *rmqPush) call(ctx context.Context, msgs []*MessageExt) (err error) {
 func (e *rmqPush) worker() {
 	defer e.wg.Done()
 	for {
-		var t consumeTask
-		select {
-		case t = <-e.work:
-		case <-e.ctx.Done():
+		t, ok := e.work.take(e.ctx.Done())
+		if !ok {
 			return
 		}
 		if t.q.ctx.Err() != nil && !e.cfg.broadcast {

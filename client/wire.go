@@ -61,21 +61,21 @@ func boolStr(b bool) string { return strconv.FormatBool(b) }
 func sendRequest(group string, mq MessageQueue, msgs []*outMsg, queueNums int) *remoting.Command {
 	if len(msgs) == 1 {
 		o := msgs[0]
-		return remoting.NewRequest(protocol.ReqSendMessage, map[string]string{
-			"producerGroup": group, "topic": mq.Topic, "defaultTopic": protocol.AutoCreateTopicTemplate,
-			"defaultTopicQueueNums": itoa(queueNums), "queueId": itoa(mq.QueueID), "sysFlag": "0",
-			"bornTimestamp": nowMS(), "flag": itoa(int(o.m.Flag)), "properties": string(o.props),
-			"reconsumeTimes": "0", "unitMode": "false", "batch": "false", "bname": mq.BrokerName,
-		}, o.m.Body)
+		req := remoting.NewTypedRequest(protocol.ReqSendMessage, &remoting.SendHeader{ProducerGroup: group, Topic: mq.Topic,
+			DefaultTopic: protocol.AutoCreateTopicTemplate, DefaultTopicQueueNums: int32(queueNums),
+			QueueID: int32(mq.QueueID), BornTimestamp: time.Now().UnixMilli(), Flag: o.m.Flag,
+			Properties: string(o.props), BrokerName: mq.BrokerName}, o.m.Body)
+		return req
 	}
 	n := 0
 	for _, o := range msgs {
 		n += 22 + len(o.m.Body) + len(o.props)
 	}
-	return remoting.NewRequest(protocol.ReqSendBatchMessage, map[string]string{
-		"a": group, "b": mq.Topic, "c": protocol.AutoCreateTopicTemplate, "d": itoa(queueNums), "e": itoa(mq.QueueID),
-		"f": "0", "g": nowMS(), "h": "0", "i": "", "j": "0", "k": "false", "l": "0", "m": "true", "n": mq.BrokerName,
-	}, appendBatch(make([]byte, 0, n), msgs))
+	req := remoting.NewTypedRequest(protocol.ReqSendBatchMessage, &remoting.SendHeader{V2: true, ProducerGroup: group, Topic: mq.Topic,
+		DefaultTopic: protocol.AutoCreateTopicTemplate, DefaultTopicQueueNums: int32(queueNums),
+		QueueID: int32(mq.QueueID), BornTimestamp: time.Now().UnixMilli(), HasMaxReconsumeTimes: true,
+		Batch: true, BrokerName: mq.BrokerName}, appendBatch(make([]byte, 0, n), msgs))
+	return req
 }
 
 // sendResults reads a send response for msgs stored in mq.
@@ -123,8 +123,10 @@ type pullResult struct {
 }
 
 // pull sends one PULL_MESSAGE. commit < 0 means no offset piggy-back.
+// timeout > 0 bounds the wait for the answer with a pooled timer (no
+// context per pull).
 func pull(ctx context.Context, rc *remoting.Client, addr, group string, mq MessageQueue, offset int64, max int,
-	sub string, commit int64, suspend time.Duration) (*pullResult, error) {
+	sub string, commit int64, suspend, timeout time.Duration) (*pullResult, error) {
 	flag := pullFlagSubscription
 	if suspend > 0 {
 		flag |= pullFlagSuspend
@@ -137,13 +139,11 @@ func pull(ctx context.Context, rc *remoting.Client, addr, group string, mq Messa
 	if sub == "" {
 		sub = "*"
 	}
-	req := remoting.NewRequest(protocol.ReqPullMessage, map[string]string{
-		"consumerGroup": group, "topic": mq.Topic, "queueId": itoa(mq.QueueID), "queueOffset": i64(offset),
-		"maxMsgNums": itoa(max), "sysFlag": itoa(flag), "commitOffset": i64(commit),
-		"suspendTimeoutMillis": i64(suspend.Milliseconds()), "subscription": sub, "subVersion": "0",
-		"expressionType": remoting.ExpressionTypeTag, "bname": mq.BrokerName,
-	}, nil)
-	resp, err := rc.Invoke(ctx, addr, req)
+	req := remoting.NewTypedRequest(protocol.ReqPullMessage, &remoting.PullHeader{ConsumerGroup: group, Topic: mq.Topic, QueueID: int32(mq.QueueID),
+		QueueOffset: offset, MaxMsgNums: int32(max), SysFlag: int32(flag), CommitOffset: commit,
+		SuspendTimeoutMillis: suspend.Milliseconds(), Subscription: sub,
+		ExpressionType: remoting.ExpressionTypeTag, BrokerName: mq.BrokerName}, nil)
+	resp, err := rc.InvokeTimeout(ctx, addr, req, timeout)
 	if err != nil {
 		return nil, err
 	}

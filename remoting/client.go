@@ -29,6 +29,11 @@ type ClientConfig struct {
 	Credentials Credentials
 	// TLS, when not nil, makes every connection a TLS client connection.
 	TLS *tls.Config
+	// WireResponses decodes the extFields of every response into wire
+	// fields (Command.WireFields) instead of a map, as the hot requests are
+	// decoded on a server: the caller reads them with the accessors
+	// (Lookup, String, Int64, ...) or ExtFieldMap, never ExtFields directly.
+	WireResponses bool
 }
 
 // Client keeps one connection per remote address, dialed on first use and
@@ -65,6 +70,7 @@ func NewClient(cfg ClientConfig) *Client {
 	if !cfg.Credentials.IsZero() {
 		cl.ep.signer = newSigner(cfg.Credentials)
 	}
+	cl.ep.wireResponses = cfg.WireResponses
 	return cl
 }
 

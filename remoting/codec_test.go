@@ -61,8 +61,16 @@ func TestDecodeCapturedJSONHeaders(t *testing.T) {
 				c.Flag != 0 || c.Remark != "" || c.SerializeType != SerializeJSON {
 				t.Fatalf("header fields: %+v", c)
 			}
-			if !reflect.DeepEqual(c.ExtFields, tc.ext) {
-				t.Fatalf("extFields:\n got %q\nwant %q", c.ExtFields, tc.ext)
+			if got := normalized(c).ExtFields; !reflect.DeepEqual(got, tc.ext) {
+				t.Fatalf("extFields:\n got %q\nwant %q", got, tc.ext)
+			}
+			if want := wireDecoded(c.Code, c.Flag); (c.WireFields() != nil) != want || (c.ExtFields != nil) == want {
+				t.Fatalf("code %d: wire fields %v, map %v", c.Code, c.WireFields(), c.ExtFields)
+			}
+			for k, v := range tc.ext {
+				if got, ok := c.Lookup(k); !ok || got != v {
+					t.Fatalf("Lookup(%q) = %q, %v; want %q", k, got, ok, v)
+				}
 			}
 			// Re-encode and decode again: same command.
 			again, err := DecodeJSONHeader(AppendJSONHeader(nil, c))
@@ -339,7 +347,7 @@ func TestJSONFastPathAgreesWithEncodingJSON(t *testing.T) {
 		inputs = append(inputs, h.json)
 	}
 	for _, in := range inputs {
-		fast, ok := decodeJSONHeaderFast([]byte(in))
+		fast, ok := decodeJSONHeaderFast([]byte(in), false)
 		if !ok {
 			t.Errorf("fast path declined %s", in)
 			continue
@@ -348,13 +356,13 @@ func TestJSONFastPathAgreesWithEncodingJSON(t *testing.T) {
 		if err != nil {
 			t.Fatalf("slow path: %v", err)
 		}
-		if !reflect.DeepEqual(fast, slow) {
+		if !reflect.DeepEqual(normalized(fast), normalized(slow)) {
 			t.Errorf("differ on %s:\n%+v\n%+v", in, fast, slow)
 		}
 	}
 	// Shapes the fast path leaves to encoding/json.
 	for _, in := range []string{`{"Code":1}`, `{"code":1.0}`, `{"code":01}`, `{"extFields":{"a":1}}`, "{\"remark\":\"\xff\"}", `{"x":{}}`} {
-		if _, ok := decodeJSONHeaderFast([]byte(in)); ok {
+		if _, ok := decodeJSONHeaderFast([]byte(in), false); ok {
 			t.Errorf("fast path accepted %s", in)
 		}
 	}

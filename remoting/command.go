@@ -9,14 +9,19 @@ import (
 
 // Command is one request or response: the decoded header plus the body.
 type Command struct {
-	Code      int16
-	Language  LanguageCode
-	Version   int16
-	Opaque    int32
-	Flag      int32
-	Remark    string
+	Code     int16
+	Language LanguageCode
+	Version  int16
+	Opaque   int32
+	Flag     int32
+	Remark   string
+	// ExtFields is the generic form of the header's extFields; see
+	// fields.go for the typed Header and the wire fields of hot requests.
 	ExtFields map[string]string
-	Body      []byte
+	// Header, when set, is the typed source of extFields (ExtFields is
+	// then nil).
+	Header Header
+	Body   []byte
 	// SerializeType is the header encoding the command arrived in, and the
 	// one it will be written in.
 	SerializeType SerializeType
@@ -24,6 +29,9 @@ type Command struct {
 	// noReply is set by NewResponse for the answer to a oneway request:
 	// Conn.Reply drops it.
 	noReply bool
+
+	// wire holds the decoded extFields of a hot request (see WireFields).
+	wire []Field
 }
 
 // IsResponse reports whether flag bit0 is set.
@@ -47,6 +55,18 @@ func NewRequest(code int16, ext map[string]string, body []byte) *Command {
 	}
 }
 
+// NewTypedRequest builds a request like NewRequest whose extFields come
+// from the typed header h, written in its fixed order.
+func NewTypedRequest(code int16, h Header, body []byte) *Command {
+	return &Command{
+		Code:     code,
+		Language: DefaultLanguage,
+		Version:  CurrentVersion,
+		Header:   h,
+		Body:     body,
+	}
+}
+
 // NewResponse builds the answer to req: same opaque, flag bit0 set, the
 // request's serialize type. The answer to a oneway request is marked so that
 // Conn.Reply drops it.
@@ -58,7 +78,6 @@ func NewResponse(req *Command, code int16, remark string) *Command {
 		Opaque:        req.Opaque,
 		Flag:          FlagResponse,
 		Remark:        remark,
-		ExtFields:     map[string]string{},
 		SerializeType: req.SerializeType,
 		noReply:       req.IsOneway(),
 	}
@@ -72,9 +91,10 @@ func (c *Command) Err() error {
 	return &ResponseError{Code: c.Code, Remark: c.Remark}
 }
 
-// Set stores an extFields value, allocating the map if needed.
+// Set stores an extFields value, allocating the map if needed (a typed
+// header or wire fields are turned into the map first).
 func (c *Command) Set(key, value string) {
-	if c.ExtFields == nil {
+	if c.ExtFieldMap() == nil {
 		c.ExtFields = map[string]string{}
 	}
 	c.ExtFields[key] = value
@@ -88,13 +108,13 @@ func (c *Command) SetBool(key string, v bool) { c.Set(key, strconv.FormatBool(v)
 
 // Has reports whether key is present in extFields.
 func (c *Command) Has(key string) bool {
-	_, ok := c.ExtFields[key]
+	_, ok := c.Lookup(key)
 	return ok
 }
 
 // String returns a required extFields value; a missing key is ErrMissingField.
 func (c *Command) String(key string) (string, error) {
-	v, ok := c.ExtFields[key]
+	v, ok := c.Lookup(key)
 	if !ok {
 		return "", fmt.Errorf("%w: %q", ErrMissingField, key)
 	}
@@ -103,7 +123,7 @@ func (c *Command) String(key string) (string, error) {
 
 // StringOr returns the extFields value or def when absent.
 func (c *Command) StringOr(key, def string) string {
-	if v, ok := c.ExtFields[key]; ok {
+	if v, ok := c.Lookup(key); ok {
 		return v
 	}
 	return def
@@ -135,7 +155,7 @@ func (c *Command) parseInt(key string, bits int) (int64, error) {
 // Int64Or parses an optional decimal value: absent or empty gives def,
 // malformed is an error.
 func (c *Command) Int64Or(key string, def int64) (int64, error) {
-	if v, ok := c.ExtFields[key]; !ok || v == "" {
+	if v, ok := c.Lookup(key); !ok || v == "" {
 		return def, nil
 	}
 	return c.Int64(key)
@@ -144,7 +164,7 @@ func (c *Command) Int64Or(key string, def int64) (int64, error) {
 // Int32Or parses an optional decimal value: absent or empty gives def,
 // malformed is an error.
 func (c *Command) Int32Or(key string, def int32) (int32, error) {
-	if v, ok := c.ExtFields[key]; !ok || v == "" {
+	if v, ok := c.Lookup(key); !ok || v == "" {
 		return def, nil
 	}
 	return c.Int32(key)
@@ -168,13 +188,14 @@ func (c *Command) Bool(key string) (bool, error) {
 
 // BoolOr parses an optional boolean: absent or empty gives def.
 func (c *Command) BoolOr(key string, def bool) (bool, error) {
-	if v, ok := c.ExtFields[key]; !ok || v == "" {
+	if v, ok := c.Lookup(key); !ok || v == "" {
 		return def, nil
 	}
 	return c.Bool(key)
 }
 
-// Clone returns a deep copy (extFields and body copied).
+// Clone returns a deep copy (extFields and body copied; a typed Header is
+// shared).
 func (c *Command) Clone() *Command {
 	d := *c
 	if c.ExtFields != nil {
@@ -182,6 +203,9 @@ func (c *Command) Clone() *Command {
 		for k, v := range c.ExtFields {
 			d.ExtFields[k] = v
 		}
+	}
+	if c.wire != nil {
+		d.wire = append(c.wire[:0:0], c.wire...) // keeps an empty list non-nil
 	}
 	if c.Body != nil {
 		d.Body = append([]byte(nil), c.Body...)

@@ -53,6 +53,9 @@ type endpoint struct {
 	pool         *workerPool
 	batcher      Batcher // the handler, if it serves some requests in groups
 	signer       *signer // signs every request sent (clients); nil: none
+	// wireResponses decodes responses into wire fields (clients; see
+	// ClientConfig.WireResponses).
+	wireResponses bool
 
 	// busy counts handler goroutines running plus requests not yet answered
 	// (non-oneway); idle is rung whenever it drops to zero.
@@ -382,6 +385,11 @@ func (c *Conn) writeLoop() {
 	var batch net.Buffers
 	var heads []*[]byte
 	drain := false // a write failed: leave the socket to readLoop to drain
+	// armed is the write deadline in force. It is moved only when less
+	// than half the write timeout is left of it: a write still gets at
+	// least half the timeout, and a busy connection does not reset a
+	// runtime timer for every write.
+	var armed time.Time
 	for {
 		final := false
 		select {
@@ -403,7 +411,10 @@ func (c *Conn) writeLoop() {
 			if final {
 				timeout = closeFlushTimeout
 			}
-			_ = c.nc.SetWriteDeadline(time.Now().Add(timeout))
+			if now := time.Now(); final || armed.Sub(now) < timeout/2 {
+				armed = now.Add(timeout)
+				_ = c.nc.SetWriteDeadline(armed)
+			}
 			bufs := batch // WriteTo consumes its receiver; keep batch's backing array
 			if _, err := bufs.WriteTo(c.nc); err != nil && !final {
 				c.log.Debug("remoting: write failed, closing connection", "error", err)
@@ -469,7 +480,7 @@ func (c *Conn) readLoop() {
 			c.readFailed(c.timeoutCause(err))
 			return
 		}
-		cmd, err := DecodePayload(p)
+		cmd, err := decodePayload(p, c.ep.wireResponses)
 		if err != nil {
 			// Without a decoded header there is no opaque to answer to;
 			// close the connection as the Java decoder does.

@@ -27,6 +27,14 @@
 // JSON strings (the Go client rejects anything else); on input numbers and
 // booleans are tolerated and kept as their literal text.
 //
+// The order of extFields members carries no meaning. Ferry writes a typed
+// header (SendHeader, PullHeader, SendResponseHeader, ...) in its own fixed
+// order, the fields of a decoded request in the order they were read, and a
+// map in ascending key order. The requests of the produce and consume paths
+// (SEND_MESSAGE, SEND_MESSAGE_V2, SEND_BATCH_MESSAGE, FERRY_SEND_MULTI,
+// PULL_MESSAGE) are decoded into a list of fields instead of a map; a key
+// sent twice counts with its later value, as with a map.
+//
 // # ROCKETMQ binary header (serializeType 1)
 //
 //	+-------+--------+-----------------------------------------------+

@@ -19,12 +19,14 @@ func AppendHeader(dst []byte, c *Command) ([]byte, error) {
 }
 
 // DecodeHeader decodes a header of the given serialize type.
-func DecodeHeader(t SerializeType, b []byte) (*Command, error) {
+func DecodeHeader(t SerializeType, b []byte) (*Command, error) { return decodeHeader(t, b, false) }
+
+func decodeHeader(t SerializeType, b []byte, respWire bool) (*Command, error) {
 	switch t {
 	case SerializeJSON:
-		return DecodeJSONHeader(b)
+		return decodeJSONHeader(b, respWire)
 	case SerializeRocketMQ:
-		return DecodeBinaryHeader(b)
+		return decodeBinaryHeader(b, respWire)
 	}
 	return nil, fmt.Errorf("%w: %d", ErrUnknownSerializeType, t)
 }
@@ -63,7 +65,11 @@ func AppendFrame(dst []byte, c *Command) ([]byte, error) {
 
 // DecodePayload decodes a frame without its length word: headerWord,
 // header, body. The returned Command's Body aliases p.
-func DecodePayload(p []byte) (*Command, error) {
+func DecodePayload(p []byte) (*Command, error) { return decodePayload(p, false) }
+
+// decodePayload is DecodePayload; respWire decodes a response's extFields
+// into wire fields (see ClientConfig.WireResponses).
+func decodePayload(p []byte, respWire bool) (*Command, error) {
 	if len(p) < 4 {
 		return nil, fmt.Errorf("%w: payload of %d bytes has no header word", ErrMalformedFrame, len(p))
 	}
@@ -73,7 +79,7 @@ func DecodePayload(p []byte) (*Command, error) {
 	if hdrLen > len(p)-4 {
 		return nil, fmt.Errorf("%w: header length %d exceeds frame (%d bytes)", ErrMalformedFrame, hdrLen, len(p)-4)
 	}
-	c, err := DecodeHeader(st, p[4:4+hdrLen])
+	c, err := decodeHeader(st, p[4:4+hdrLen], respWire)
 	if err != nil {
 		return nil, err
 	}

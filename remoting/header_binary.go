@@ -22,6 +22,23 @@ func AppendBinaryHeader(dst []byte, c *Command) ([]byte, error) {
 	dst = append(dst, c.Remark...)
 	lenAt := len(dst)
 	dst = append(dst, 0, 0, 0, 0)
+	switch {
+	case c.ExtFields == nil && c.Header != nil:
+		w := c.Header.AppendFields(FieldWriter{dst: dst, mode: fieldsBinary})
+		if w.err != nil {
+			return w.dst, w.err
+		}
+		return finishBinaryExt(w.dst, lenAt)
+	case c.ExtFields == nil && c.wire != nil:
+		w := FieldWriter{dst: dst, mode: fieldsBinary}
+		for _, f := range c.wire {
+			w.String(f.Key, f.Value)
+		}
+		if w.err != nil {
+			return w.dst, w.err
+		}
+		return finishBinaryExt(w.dst, lenAt)
+	}
 	var arr [24]string
 	for _, k := range orderedKeys(arr[:0], c.Code, c.ExtFields) {
 		v := c.ExtFields[k]
@@ -36,6 +53,12 @@ func AppendBinaryHeader(dst []byte, c *Command) ([]byte, error) {
 		dst = binary.BigEndian.AppendUint32(dst, uint32(len(v)))
 		dst = append(dst, v...)
 	}
+	return finishBinaryExt(dst, lenAt)
+}
+
+// finishBinaryExt fills in the length word of the extFields block that
+// starts at lenAt.
+func finishBinaryExt(dst []byte, lenAt int) ([]byte, error) {
 	extLen := len(dst) - lenAt - 4
 	if extLen > maxHeaderLen {
 		return dst, fmt.Errorf("%w: extFields of %d bytes", ErrHeaderTooLarge, extLen)
@@ -46,11 +69,13 @@ func AppendBinaryHeader(dst []byte, c *Command) ([]byte, error) {
 
 // DecodeBinaryHeader decodes a ROCKETMQ binary header into a Command
 // (without body). Bytes after the extFields block are ignored, as Java does.
-func DecodeBinaryHeader(b []byte) (*Command, error) {
+func DecodeBinaryHeader(b []byte) (*Command, error) { return decodeBinaryHeader(b, false) }
+
+func decodeBinaryHeader(b []byte, respWire bool) (*Command, error) {
 	if len(b) < binaryFixedLen {
 		return nil, fmt.Errorf("%w: binary header of %d bytes, need at least %d", ErrMalformedHeader, len(b), binaryFixedLen)
 	}
-	c := &Command{
+	c := Command{
 		Code:          int16(binary.BigEndian.Uint16(b[0:])),
 		Language:      LanguageCode(b[2]).normalize(),
 		Version:       int16(binary.BigEndian.Uint16(b[3:])),
@@ -68,9 +93,11 @@ func DecodeBinaryHeader(b []byte) (*Command, error) {
 	if err != nil {
 		return nil, err
 	}
-	if len(ext) > 0 {
-		c.ExtFields = make(map[string]string)
-	}
+	// One copy of the block; keys and values are slices of it.
+	all := string(ext)
+	at := func(b []byte) int { return len(all) - len(b) }
+	var arr [16]Field
+	fs := arr[:0]
 	for len(ext) > 0 {
 		if len(ext) < 2 {
 			return nil, fmt.Errorf("%w: truncated extFields key length", ErrMalformedHeader)
@@ -80,15 +107,17 @@ func DecodeBinaryHeader(b []byte) (*Command, error) {
 		if kl < 0 || int(kl) > len(ext) {
 			return nil, fmt.Errorf("%w: extFields key length %d", ErrMalformedHeader, kl)
 		}
-		key := string(ext[:kl])
+		k := at(ext)
+		key := all[k : k+int(kl)]
 		var val []byte
 		val, ext, err = takeLen32(ext[kl:], "extFields value")
 		if err != nil {
 			return nil, err
 		}
-		c.ExtFields[key] = string(val)
+		v := at(ext) - len(val)
+		fs = append(fs, Field{key, all[v : v+len(val)]})
 	}
-	return c, nil
+	return finishDecoded(&c, fs, len(fs) > 0, respWire), nil
 }
 
 // takeLen32 splits an int32-length-prefixed field off p.

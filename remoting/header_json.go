@@ -13,8 +13,10 @@ import (
 //
 //	{"code":C,"language":"L","version":V,"opaque":O,"flag":F,"remark":"R","extFields":{...}}
 //
-// Keys of extFields are written sorted, so the output is deterministic (the
-// order is remembered per request shape, see orderedKeys).
+// Keys of an ExtFields map are written sorted, so the output is
+// deterministic (the order is remembered per request shape, see
+// orderedKeys); a typed Header writes its fields in its own fixed order,
+// and wire fields are written in the order they were read.
 // Every extFields value is a JSON string.
 func AppendJSONHeader(dst []byte, c *Command) []byte {
 	dst = append(dst, `{"code":`...)
@@ -30,6 +32,13 @@ func AppendJSONHeader(dst []byte, c *Command) []byte {
 	dst = append(dst, `,"remark":`...)
 	dst = appendJSONString(dst, c.Remark)
 	dst = append(dst, `,"extFields":{`...)
+	switch {
+	case c.ExtFields == nil && c.Header != nil:
+		w := c.Header.AppendFields(FieldWriter{dst: dst, mode: fieldsJSON})
+		return append(w.dst, "}}"...)
+	case c.ExtFields == nil && c.wire != nil:
+		return append(appendWireJSON(dst, c.wire), "}}"...)
+	}
 	var arr [24]string
 	for i, k := range orderedKeys(arr[:0], c.Code, c.ExtFields) {
 		if i > 0 {
@@ -113,8 +122,10 @@ type jsonHeader struct {
 // code and version must be numbers in int16 range, opaque and flag in int32
 // range; extFields values may be strings (the norm), numbers or booleans
 // (kept as their literal text); null values are dropped.
-func DecodeJSONHeader(b []byte) (*Command, error) {
-	if c, ok := decodeJSONHeaderFast(b); ok {
+func DecodeJSONHeader(b []byte) (*Command, error) { return decodeJSONHeader(b, false) }
+
+func decodeJSONHeader(b []byte, respWire bool) (*Command, error) {
+	if c, ok := decodeJSONHeaderFast(b, respWire); ok {
 		return c, nil
 	}
 	return decodeJSONHeaderSlow(b)

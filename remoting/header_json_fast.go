@@ -13,19 +13,23 @@ import (
 // unknown keys, malformed input) returns ok=false and the caller falls back
 // to encoding/json, which is authoritative; where this parser succeeds it
 // produces exactly what the fallback would (FuzzDecodeJSONHeader checks).
-func decodeJSONHeaderFast(b []byte) (c *Command, ok bool) {
+func decodeJSONHeaderFast(b []byte, respWire bool) (*Command, bool) {
 	// One copy of the whole header; the strings it yields are slices of it,
 	// not an allocation each.
 	p := jsonScanner{b: b, s: string(b)}
-	c = &Command{SerializeType: SerializeJSON}
+	h := Command{SerializeType: SerializeJSON}
+	var arr [16]Field
+	fs := arr[:0]
+	hasExt := false
 	p.ws()
 	if !p.byte('{') {
 		return nil, false
 	}
 	p.ws()
 	if p.byte('}') {
-		return c, p.end()
+		return finishDecoded(&h, nil, false, respWire), p.end()
 	}
+	c := &h
 	for {
 		p.ws()
 		key, ok := p.plainString()
@@ -80,14 +84,13 @@ func decodeJSONHeaderFast(b []byte) (c *Command, ok bool) {
 			c.Remark = s
 		case "extFields":
 			if p.literal("null") {
-				c.ExtFields = nil
+				fs, hasExt = fs[:0], false
 				break
 			}
-			m, ok := p.stringMap()
-			if !ok {
+			if fs, ok = p.stringMap(fs[:0]); !ok {
 				return nil, false
 			}
-			c.ExtFields = m
+			hasExt = true
 		case "serializeTypeCurrentRPC":
 			if _, ok := p.plainString(); !ok {
 				return nil, false
@@ -100,7 +103,10 @@ func decodeJSONHeaderFast(b []byte) (c *Command, ok bool) {
 			continue
 		}
 		if p.byte('}') {
-			return c, p.end()
+			if !p.end() {
+				return nil, false
+			}
+			return finishDecoded(c, fs, hasExt, respWire), true
 		}
 		return nil, false
 	}
@@ -286,41 +292,39 @@ func (p *jsonScanner) int(bits int) (int64, bool) {
 	return v, err == nil
 }
 
-// stringMap reads an object whose keys and values are plain strings.
-func (p *jsonScanner) stringMap() (map[string]string, bool) {
+// stringMap reads an object whose keys and values are plain strings,
+// appending its members to fs in order.
+func (p *jsonScanner) stringMap(fs []Field) ([]Field, bool) {
 	if !p.byte('{') {
-		return nil, false
+		return fs, false
 	}
-	// 14 fills a 16-slot table: the send and pull headers of the clients
-	// have 12–14 fields; 16 would allocate a table twice the size.
-	m := make(map[string]string, 14)
 	p.ws()
 	if p.byte('}') {
-		return m, true
+		return fs, true
 	}
 	for {
 		p.ws()
 		k, ok := p.plainString()
 		if !ok {
-			return nil, false
+			return fs, false
 		}
 		p.ws()
 		if !p.byte(':') {
-			return nil, false
+			return fs, false
 		}
 		p.ws()
 		v, ok := p.plainString()
 		if !ok {
-			return nil, false
+			return fs, false
 		}
-		m[k] = v
+		fs = append(fs, Field{k, v})
 		p.ws()
 		if p.byte(',') {
 			continue
 		}
 		if p.byte('}') {
-			return m, true
+			return fs, true
 		}
-		return nil, false
+		return fs, false
 	}
 }

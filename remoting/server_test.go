@@ -149,7 +149,7 @@ func TestParkedRepliesOutOfOrder(t *testing.T) {
 	mu.Lock()
 	for i := len(held) - 1; i >= 0; i-- { // answer in reverse order, from this goroutine
 		resp := NewResponse(held[i].req, protocol.RespSuccess, "")
-		resp.Set("q", held[i].req.ExtFields["q"])
+		resp.Set("q", held[i].req.StringOr("q", ""))
 		if err := held[i].c.Reply(resp); err != nil {
 			t.Fatal(err)
 		}

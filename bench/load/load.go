@@ -65,6 +65,16 @@ type Config struct {
 	// SDK's WithLinger.
 	Window int
 	Linger time.Duration
+	// Consumers is the number of SDK push consumers of the consume mode
+	// with Window > 0, each in a group of its own subscribing every topic
+	// (default 1).
+	Consumers int
+	// PullBatch, when > 0, is the SDK push consumers' pull batch size
+	// (client.WithPullBatchSize).
+	PullBatch int
+	// Idle runs the consumers only, with no producer: the broker holds
+	// their long polls for Duration (with Consume and Window > 0).
+	Idle bool
 }
 
 // remotingConfig is the client configuration of every connection.
@@ -124,8 +134,17 @@ func (c *Config) defaults() error {
 	if c.Rate < 0 {
 		return errors.New("load: rate must not be negative")
 	}
-	if c.Window < 0 || c.Window > 0 && (c.Batch > 1 || c.Idempotent || c.Consume) {
-		return errors.New("load: the SDK mode (window) sends single messages, not idempotent, without the consume mode")
+	if c.Window < 0 || c.Window > 0 && (c.Batch > 1 || c.Idempotent) {
+		return errors.New("load: the SDK mode (window) sends single messages, not idempotent")
+	}
+	if c.Consumers < 0 || c.Consumers > 0 && (c.Window == 0 || !c.Consume) {
+		return errors.New("load: consumers are SDK push consumers of the consume mode with a window")
+	}
+	if c.Consumers == 0 && c.Window > 0 && c.Consume {
+		c.Consumers = 1
+	}
+	if c.Idle && (c.Window == 0 || !c.Consume) {
+		return errors.New("load: idle runs SDK push consumers of the consume mode (with a window)")
 	}
 	return nil
 }
@@ -176,23 +195,30 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	defer cancel()
 	var wg sync.WaitGroup
 
-	if cfg.Consume {
+	recordE2E := func(born int64) {
+		if !measuring.Load() {
+			return
+		}
+		consumed.Add(1)
+		us := (time.Now().UnixNano() - born) / 1000
+		histMu.Lock()
+		_ = e2eHist.RecordValue(max(us, 1))
+		histMu.Unlock()
+	}
+	if cfg.Consume && cfg.Window > 0 {
+		stop, err := startSDKConsumers(runCtx, &cfg, topics, recordE2E)
+		if err != nil {
+			return Result{}, err
+		}
+		defer stop()
+	} else if cfg.Consume {
 		cons := remoting.NewClient(cfg.remotingConfig())
 		defer cons.Close()
 		for _, tg := range targets {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				consumeQueue(runCtx, cons, tg, func(born int64) {
-					if !measuring.Load() {
-						return
-					}
-					consumed.Add(1)
-					us := (time.Now().UnixNano() - born) / 1000
-					histMu.Lock()
-					_ = e2eHist.RecordValue(max(us, 1))
-					histMu.Unlock()
-				})
+				consumeQueue(runCtx, cons, tg, recordE2E)
 			}()
 		}
 	}
@@ -202,7 +228,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	if cfg.Rate > 0 {
 		interval = time.Duration(float64(time.Second) * float64(cfg.Producers*cfg.Batch) / float64(cfg.Rate))
 	}
-	for p := 0; p < cfg.Producers; p++ {
+	producers := cfg.Producers
+	if cfg.Idle {
+		producers = 0
+	}
+	for p := 0; p < producers; p++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -602,6 +632,9 @@ func defineFlags(fs *flag.FlagSet, f *cmdFlags) {
 	fs.BoolVar(&cfg.Idempotent, "idempotent", false, "idempotent sends (producer id, epoch and sequence on every message)")
 	fs.IntVar(&cfg.Window, "sdk-window", 0, "send through the SDK: SendAsync per message, at most this many unanswered per producer (0: raw remoting requests)")
 	fs.DurationVar(&cfg.Linger, "sdk-linger", 0, "the SDK's linger time with --sdk-window")
+	fs.IntVar(&cfg.Consumers, "sdk-consumers", 0, "consume with --sdk-window: this many SDK push consumers, each its own group (default 1)")
+	fs.IntVar(&cfg.PullBatch, "sdk-pull-batch", 0, "consume with --sdk-window: the push consumers' pull batch size (0: the SDK's default)")
+	fs.BoolVar(&cfg.Idle, "idle", false, "consume with --sdk-window: no producers, the consumers' long polls held for --duration")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile to this file")
 	fs.StringVar(&cfg.Credentials.AccessKey, "access-key", os.Getenv("FERRY_ACCESS_KEY"), "ACL access key to sign with (env FERRY_ACCESS_KEY)")
@@ -669,7 +702,7 @@ func Main(mode string, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	fmt.Fprint(stdout, Format(cfg, r))
-	if r.Sent == 0 {
+	if r.Sent == 0 && !cfg.Idle {
 		return 1
 	}
 	return 0
@@ -678,9 +711,13 @@ func Main(mode string, args []string, stdout, stderr io.Writer) int {
 // Format renders a result as a few aligned lines.
 func Format(cfg Config, r Result) string {
 	var b strings.Builder
+	if cfg.Idle {
+		fmt.Fprintf(&b, "idle sdk consumers=%d topics=%d queues=%d for %.1fs\n", cfg.Consumers, cfg.Topics, cfg.Queues, r.Seconds)
+		return b.String()
+	}
 	if cfg.Window > 0 {
-		fmt.Fprintf(&b, "sdk producers=%d window=%d linger=%v size=%d topics=%d queues=%d rate=%d\n",
-			cfg.Producers, cfg.Window, cfg.Linger, cfg.Size, cfg.Topics, cfg.Queues, cfg.Rate)
+		fmt.Fprintf(&b, "sdk producers=%d window=%d linger=%v size=%d topics=%d queues=%d rate=%d consumers=%d\n",
+			cfg.Producers, cfg.Window, cfg.Linger, cfg.Size, cfg.Topics, cfg.Queues, cfg.Rate, cfg.Consumers)
 	} else {
 		fmt.Fprintf(&b, "producers=%d conns=%d size=%d batch=%d topics=%d queues=%d rate=%d idempotent=%t\n",
 			cfg.Producers, cfg.Conns, cfg.Size, cfg.Batch, cfg.Topics, cfg.Queues, cfg.Rate, cfg.Idempotent)

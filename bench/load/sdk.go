@@ -86,3 +86,53 @@ func runSDKProducer(ctx context.Context, cfg *Config, p int, topics []string, in
 	}
 	return nil
 }
+
+// startSDKConsumers starts cfg.Consumers client.PushConsumers, each in a
+// group of its own ("bench-sdk-consumer-N") subscribing every topic, and
+// calls seen with the born time (the body's first 8 bytes) of every
+// message they deliver. stop closes them.
+func startSDKConsumers(ctx context.Context, cfg *Config, topics []string, seen func(born int64)) (stop func(), err error) {
+	var cons []*client.PushConsumer
+	stop = func() {
+		for _, c := range cons {
+			_ = c.Close()
+		}
+	}
+	handler := func(_ context.Context, msgs []*client.MessageExt) error {
+		for _, m := range msgs {
+			if len(m.Body) >= 8 {
+				seen(int64(binary.BigEndian.Uint64(m.Body)))
+			}
+		}
+		return nil
+	}
+	for i := 0; i < cfg.Consumers; i++ {
+		opts := []client.Opt{client.WithGroup(fmt.Sprint("bench-sdk-consumer-", i))}
+		if cfg.PullBatch > 0 {
+			opts = append(opts, client.WithPullBatchSize(cfg.PullBatch))
+		}
+		if !cfg.Credentials.IsZero() {
+			opts = append(opts, client.WithCredentials(cfg.Credentials.AccessKey, cfg.Credentials.SecretKey))
+		}
+		if cfg.TLS != nil {
+			opts = append(opts, client.WithTLS(cfg.TLS))
+		}
+		c, err := client.NewPushConsumer(cfg.Namesrv, handler, opts...)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		for _, t := range topics {
+			if err := c.Subscribe(t, "*"); err != nil {
+				stop()
+				return nil, err
+			}
+		}
+		if err := c.Start(ctx); err != nil {
+			stop()
+			return nil, fmt.Errorf("load: start consumer %d: %w", i, err)
+		}
+		cons = append(cons, c)
+	}
+	return stop, nil
+}
