@@ -29,6 +29,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"time"
@@ -391,8 +393,62 @@ func runChecker(ctx context.Context, fn TransactionChecker, m *MessageExt, log L
 	return TxUnknown
 }
 
-// sendInTxHTTP: the HTTP transport has no check-back channel, so the
-// broker could never settle a transaction whose outcome was lost.
-func (p *Producer) sendInTxHTTP(context.Context, *httpProducer, *outMsg, LocalTransaction) (TransactionResult, error) {
-	return TransactionResult{}, fmt.Errorf("%w: transactions need the remoting transport (a name server endpoint)", ErrNotSupported)
+// httpTxInfo is the broker's answer about an HTTP transaction.
+type httpTxInfo struct {
+	ID    string `json:"id"`
+	State string `json:"state"`
 }
+
+// sendInTxHTTP runs a transaction over the HTTP API: begin, send the
+// message into it, run local, commit or abort. An unknown outcome leaves
+// the transaction to the broker, which rolls it back at its timeout.
+func (p *Producer) sendInTxHTTP(ctx context.Context, t *httpProducer, o *outMsg, local LocalTransaction) (TransactionResult, error) {
+	topic := o.m.Topic
+	base := "/v1/topics/" + url.PathEscape(topic) + "/transactions"
+	var tx httpTxInfo
+	var res []SendResult
+	for attempt := 0; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, p.cfg.sendTimeout)
+		err := httpCall(actx, p.cfg, http.MethodPost, base, nil, map[string]string{"timeout": httpTxTimeout}, &tx)
+		if err == nil {
+			var qid *int32
+			var qs []MessageQueue
+			if qs, err = t.queues(actx, topic); err == nil && len(qs) > 0 {
+				q := int32(p.pickFor(o, nil)(qs).QueueID)
+				qid = &q
+			}
+			if err == nil {
+				res, _, err = t.produce(actx, topic, base+"/"+url.PathEscape(tx.ID)+"/messages", []*outMsg{o}, qid)
+			}
+		}
+		cancel()
+		if err == nil {
+			break
+		}
+		if attempt >= p.cfg.retries || !retriable(err) || ctx.Err() != nil {
+			p.stats.failures.Add(1)
+			return TransactionResult{}, err
+		}
+		p.stats.retries.Add(1)
+	}
+	p.stats.messages.Add(1)
+	st := runLocal(ctx, local, res[0], p.cfg.logger)
+	out := TransactionResult{SendResult: res[0], State: st}
+	if st == TxUnknown {
+		return out, nil
+	}
+	end := "/commit"
+	if st == TxRollback {
+		end = "/abort"
+	}
+	ectx, cancel := context.WithTimeout(ctx, p.cfg.sendTimeout)
+	defer cancel()
+	if err := httpCall(ectx, p.cfg, http.MethodPost, base+"/"+url.PathEscape(tx.ID)+end, nil, nil, &tx); err != nil {
+		return out, fmt.Errorf("%w: %w", ErrTransactionEnd, err)
+	}
+	return out, nil
+}
+
+// httpTxTimeout is the timeout of the SDK's HTTP transactions: the time
+// the local transaction has before the broker rolls it back.
+const httpTxTimeout = "60s"

@@ -240,3 +240,31 @@ func TestSendInTransactionRefusals(t *testing.T) {
 		t.Fatalf("closed: %v", err)
 	}
 }
+
+func TestSendInTransactionHTTP(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.createTopic("txh", 1)
+	p := newTestProducer(t, c.httpEndpoint(0)) // no checker: HTTP needs none
+	ctx := ctxT(t)
+	for _, st := range []TransactionState{TxCommit, TxRollback, TxUnknown} {
+		res, err := p.SendInTransaction(ctx, &Message{Topic: "txh", Body: []byte(st.String())},
+			func(_ context.Context, r SendResult) TransactionState {
+				if r.MsgID == "" {
+					t.Error("no message id")
+				}
+				return st
+			})
+		if err != nil || res.State != st {
+			t.Fatalf("%v: %+v %v", st, res, err)
+		}
+	}
+	// The unknown one stays open (until its timeout); the others are closed.
+	if n := openTxns(t, c.brokers[0]); n != 1 {
+		t.Fatalf("%d open transactions, want 1", n)
+	}
+	waitFor(t, 5*time.Second, "the committed message", func() bool { return len(drainAll(t, c.endpoint(), "txh")) >= 1 })
+	got := bodies(t, c.endpoint(), "txh")
+	if len(got) != 1 || got["commit"] != 1 {
+		t.Fatalf("consumed %v", got)
+	}
+}
