@@ -26,6 +26,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -123,7 +124,7 @@ func (b *Broker) apiTxBegin(ctx *fasthttp.RequestCtx, p apiParams) {
 	}
 	var raw [16]byte
 	_, _ = rand.Read(raw[:])
-	t := &httpTx{id: hex.EncodeToString(raw[:]), topic: topic, expires: time.Now().Add(timeout)}
+	t := &httpTx{id: strings.ToUpper(hex.EncodeToString(raw[:])), topic: topic, expires: time.Now().Add(timeout)}
 	b.txn.httpMu.Lock()
 	if b.txn.http == nil {
 		b.txn.http = make(map[string]*httpTx)
