@@ -173,7 +173,7 @@ func (b *Broker) storeIdempotent(req *remoting.Command, msgs []commitlog.Message
 	case err != nil:
 		return remoting.NewResponse(req, protocol.RespMessageIllegal, err.Error())
 	case d == idempotence.Duplicate:
-		b.metrics.duplicates.Add(float64(len(msgs)))
+		b.metrics.duplicates.WithLabelValues("idempotent").Add(float64(len(msgs)))
 		return b.resultResponse(req, q.ID, prev, true)
 	}
 	b.appendMessages(msgs, func(res []commitlog.AppendResult, err error) {
