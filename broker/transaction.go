@@ -124,6 +124,11 @@ func (b *Broker) routeHalf(m *commitlog.Message, h *sendHeader, batch bool) (boo
 	}
 	p[protocol.PropTransaction] = "true"
 	delete(p, protocol.PropTransactionCheckTimes)
+	if p[protocol.PropProducerGroup] != httpTxGroup {
+		// Only the HTTP API makes halves of HTTP transactions (api_txhttp.go).
+		delete(p, propHTTPTx)
+		delete(p, propHTTPTxExpires)
+	}
 	m.Properties = protocol.EncodeProperties(p)
 	m.SysFlag = m.SysFlag&^protocol.SysFlagTransactionMask | protocol.SysFlagTransactionPrepared
 	if err := b.ensureTxnTopics(protocol.TransHalfTopic, protocol.TransOpHalfTopic); err != nil {
