@@ -217,6 +217,7 @@ var table = map[int16]rule{
 	protocol.ReqFerryGroupList:                {levelAdmin, nil},
 	protocol.ReqFerryTopicStats:               {levelAdmin, nil},
 	protocol.ReqFerryTxList:                   {levelAdmin, nil},
+	protocol.ReqFerryProducerList:             {levelAdmin, nil},
 
 	protocol.ReqRegisterBroker:   {levelCluster, nil},
 	protocol.ReqUnregisterBroker: {levelCluster, nil},

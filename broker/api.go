@@ -100,6 +100,11 @@ var apiRoutes = buildRoutes([]apiRoute{
 
 	{method: "GET", path: "/v1/cluster", handle: (*Broker).apiCluster}, // api_cluster.go
 	{method: "GET", path: "/v1/cluster/groups", handle: (*Broker).apiClusterGroups},
+	{method: "GET", path: "/v1/transactions", handle: (*Broker).apiTransactions},            // api_transactions.go
+	{method: "POST", path: "/v1/topics/{topic}/transactions", handle: (*Broker).apiTxBegin}, // api_txhttp.go
+	{method: "POST", path: "/v1/topics/{topic}/transactions/{id}/messages", handle: (*Broker).apiTxSend},
+	{method: "POST", path: "/v1/topics/{topic}/transactions/{id}/commit", handle: (*Broker).apiTxCommit},
+	{method: "POST", path: "/v1/topics/{topic}/transactions/{id}/abort", handle: (*Broker).apiTxAbort},
 })
 
 // healthRoutes are served by http.go itself, outside the API router.
@@ -186,6 +191,7 @@ var (
 	errTopicExists      = &apiErr{409, protocol.ProblemTopicExists, "topic-exists", "topic already exists"}
 	errBusy             = &apiErr{429, protocol.ProblemBusy, "busy", "broker busy"}
 	errMessageIllegal   = &apiErr{400, protocol.ProblemMessageIllegal, "message-illegal", "message illegal"}
+	// errTxEnded: api_txhttp.go
 )
 
 // problem is an application/problem+json body and its Retry-After.

@@ -86,11 +86,16 @@ type apiProduceRequest = protocol.HTTPProduceRequest
 // request (keeping their order); all valid messages of a request are
 // appended to the commitlog in one call.
 func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
+	b.produceHTTP(ctx, p.get("topic"), nil)
+}
+
+// produceHTTP serves a produce request; with tx its messages are stored
+// as halves of that HTTP transaction (api_txhttp.go).
+func (b *Broker) produceHTTP(ctx *fasthttp.RequestCtx, topic string, tx *httpTx) {
 	if err := b.checkWritable(); err != nil {
 		writeProblem(ctx, err)
 		return
 	}
-	topic := p.get("topic")
 	var in []apiProduceMsg
 	var raw [][]byte // bodies of a raw request (aliases the request body)
 	ct := string(ctx.Request.Header.ContentType())
@@ -154,7 +159,13 @@ func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
 			continue
 		}
 		q := m.QueueID
-		if err := b.routeSpecial(&m, &h); err != nil {
+		if tx != nil {
+			tx.mark(&m)
+			_, err = b.routeHalf(&m, &h, false) // transaction.go
+		} else {
+			err = b.routeSpecial(&m, &h)
+		}
+		if err != nil {
 			pr := problemOf(err)
 			results[i].Error = &pr.Problem
 			continue

@@ -25,7 +25,10 @@ func (b *Broker) Transactions() ([]protocol.OpenTransaction, error) {
 	for i, h := range open {
 		out[i] = protocol.OpenTransaction{CommitLogOffset: h.Offset, QueueOffset: h.QueueOffset, ProducerGroup: h.Group,
 			Topic: h.Topic, QueueID: h.QueueID, MsgID: h.UniqKey, StoredMs: h.StoredAt.UnixMilli(),
-			AgeMs: now.Sub(h.StoredAt).Milliseconds(), Checks: h.Checks}
+			AgeMs: now.Sub(h.StoredAt).Milliseconds(), Checks: h.Checks, HTTPTx: h.HTTPTx}
+		if h.HTTPTx != "" {
+			out[i].ExpiresMs = h.Expires.UnixMilli()
+		}
 	}
 	return out, nil
 }
@@ -48,4 +51,9 @@ func (b *Broker) apiTransactions(ctx *fasthttp.RequestCtx, _ apiParams) {
 		return
 	}
 	writeJSON(ctx, fasthttp.StatusOK, list)
+}
+
+// handleProducerList serves FERRY_PRODUCER_LIST.
+func (b *Broker) handleProducerList(c *remoting.Conn, req *remoting.Command) {
+	b.replyJSON(c, req, b.producerStates())
 }

@@ -208,7 +208,7 @@ func (b *Broker) appendDedup(msgs []commitlog.Message, window time.Duration, ans
 		out[i].Dup = true
 	}
 	if n := len(msgs) - len(fresh); n > 0 {
-		b.metrics.duplicates.Add(float64(n))
+		b.metrics.duplicates.WithLabelValues("dedup_window").Add(float64(n))
 	}
 	answer(out, flushErr, nil)
 	if batch != nil {

@@ -35,6 +35,7 @@ func (b *Broker) routes() {
 	timed(protocol.ReqInitProducerID, b.handleInitProducerID)
 	timed(protocol.ReqEndTransaction, b.handleEndTransaction)
 	timed(protocol.ReqFerryTxList, b.handleTxList)
+	timed(protocol.ReqFerryProducerList, b.handleProducerList) // api_transactions.go
 	b.adminRoutes(timed)
 	b.opsRoutes(timed)
 }

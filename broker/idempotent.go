@@ -173,7 +173,7 @@ func (b *Broker) storeIdempotent(req *remoting.Command, msgs []commitlog.Message
 	case err != nil:
 		return remoting.NewResponse(req, protocol.RespMessageIllegal, err.Error())
 	case d == idempotence.Duplicate:
-		b.metrics.duplicates.Add(float64(len(msgs)))
+		b.metrics.duplicates.WithLabelValues("idempotent").Add(float64(len(msgs)))
 		return b.resultResponse(req, q.ID, prev, true)
 	}
 	b.appendMessages(msgs, func(res []commitlog.AppendResult, err error) {
@@ -391,31 +391,24 @@ func (b *Broker) producerSnapshots() {
 }
 
 // apiProducer is an idempotent producer as GET /v1/producers shows it.
-type apiProducer struct {
-	ID         string             `json:"id"`
-	Epoch      int32              `json:"epoch"`
-	LastSeenMs int64              `json:"last_seen_ms"`
-	Queues     []apiProducerQueue `json:"queues"`
-}
-
-type apiProducerQueue struct {
-	Topic   string `json:"topic"`
-	QueueID int32  `json:"queue_id"`
-	LastSeq int64  `json:"last_seq"`
-}
-
 func (b *Broker) apiProducers(ctx *fasthttp.RequestCtx, _ apiParams) {
+	writeJSON(ctx, fasthttp.StatusOK, b.producerStates())
+}
+
+// producerStates lists the idempotent producers for GET /v1/producers
+// and FERRY_PRODUCER_LIST.
+func (b *Broker) producerStates() []protocol.ProducerState {
 	ps := b.Producers()
-	out := make([]apiProducer, len(ps))
+	out := make([]protocol.ProducerState, len(ps))
 	for i, p := range ps {
-		out[i] = apiProducer{ID: p.ID, Epoch: p.Epoch, LastSeenMs: p.LastSeen.UnixMilli(), Queues: []apiProducerQueue{}}
+		out[i] = protocol.ProducerState{ID: p.ID, Epoch: p.Epoch, LastSeenMs: p.LastSeen.UnixMilli(), Queues: []protocol.ProducerQueue{}}
 		for q, seq := range p.LastSeqs {
-			out[i].Queues = append(out[i].Queues, apiProducerQueue{Topic: q.Topic, QueueID: q.ID, LastSeq: seq})
+			out[i].Queues = append(out[i].Queues, protocol.ProducerQueue{Topic: q.Topic, QueueID: q.ID, LastSeq: seq})
 		}
 		sort.Slice(out[i].Queues, func(a, c int) bool {
 			x, y := out[i].Queues[a], out[i].Queues[c]
 			return x.Topic < y.Topic || x.Topic == y.Topic && x.QueueID < y.QueueID
 		})
 	}
-	writeJSON(ctx, fasthttp.StatusOK, out)
+	return out
 }

@@ -300,10 +300,10 @@ func TestAPIProducers(t *testing.T) {
 	c := newClient(t, b)
 	ep := c.initProducer("p").Epoch
 	mustOK(t, c.sendIdemBatch("t", 1, "p", ep, 0, "a", "b"))
-	var got []apiProducer
+	var got []protocol.ProducerState
 	a.ok("GET", "/v1/producers", nil, 200, &got)
 	if len(got) != 1 || got[0].ID != "p" || got[0].Epoch != ep || len(got[0].Queues) != 1 ||
-		got[0].Queues[0] != (apiProducerQueue{Topic: "t", QueueID: 1, LastSeq: 1}) {
+		got[0].Queues[0] != (protocol.ProducerQueue{Topic: "t", QueueID: 1, LastSeq: 1}) {
 		t.Fatalf("producers %+v", got)
 	}
 }

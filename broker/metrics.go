@@ -22,7 +22,7 @@ type metrics struct {
 	rpcLatency    *prometheus.HistogramVec
 	msgInTotal    prometheus.Counter
 	msgOutTotal   prometheus.Counter
-	duplicates    prometheus.Counter
+	duplicates    *prometheus.CounterVec // by kind: idempotent, dedup_window
 	rpcCodeLabels map[int16]string
 }
 
@@ -44,8 +44,9 @@ func newMetrics(b *Broker) *metrics {
 		msgInTotal:    prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_messages_in_all_total", Help: "Messages stored."}),
 		msgOutTotal:   prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_messages_out_all_total", Help: "Messages delivered."}),
 		rpcCodeLabels: map[int16]string{},
-		duplicates: prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_duplicates_dropped_total",
-			Help: "Messages of idempotent sends not stored again because they were stored before."}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_duplicates_dropped_total",
+			Help: "Messages not stored again because they were stored before: idempotent retries, or copies within a topic's dedup window."},
+			[]string{"kind"}),
 	}
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)

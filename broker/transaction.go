@@ -66,6 +66,9 @@ type txnState struct {
 	halfNext  int64         // next half-queue offset to read
 	loadCheck map[int64]int // check counts read from the metadata store, applied as halves are read
 
+	httpMu sync.Mutex         // guards http; taken after mu when both are held
+	http   map[string]*httpTx // HTTP transactions begun or ended lately (api_txhttp.go)
+
 	outcomes *prometheus.CounterVec // ferry_transactions_total by outcome
 }
 
@@ -121,6 +124,11 @@ func (b *Broker) routeHalf(m *commitlog.Message, h *sendHeader, batch bool) (boo
 	}
 	p[protocol.PropTransaction] = "true"
 	delete(p, protocol.PropTransactionCheckTimes)
+	if p[protocol.PropProducerGroup] != httpTxGroup {
+		// Only the HTTP API makes halves of HTTP transactions (api_txhttp.go).
+		delete(p, propHTTPTx)
+		delete(p, propHTTPTxExpires)
+	}
 	m.Properties = protocol.EncodeProperties(p)
 	m.SysFlag = m.SysFlag&^protocol.SysFlagTransactionMask | protocol.SysFlagTransactionPrepared
 	if err := b.ensureTxnTopics(protocol.TransHalfTopic, protocol.TransOpHalfTopic); err != nil {
@@ -256,21 +264,52 @@ var errTxnGroup = fmt.Errorf("%w: producer group wrong", ErrInvalidRequest)
 // commit: the real message; parked: a copy in the parking topic) and the
 // op record that closes it, then forgets the half.
 func (b *Broker) closeHalfLocked(half openHalf, op string) error {
+	return b.closeHalvesLocked([]openHalf{half}, op)
+}
+
+// closeHalvesLocked closes several halves with op in one append.
+func (b *Broker) closeHalvesLocked(halves []openHalf, op string) error {
+	msgs := make([]commitlog.Message, 0, 2*len(halves))
+	for _, half := range halves {
+		var err error
+		if msgs, err = b.closeRecords(msgs, half, op); err != nil {
+			return err
+		}
+	}
+	var appendErr error
+	b.appendMessages(msgs, func(_ []commitlog.AppendResult, err error) { appendErr = err })
+	if appendErr != nil && !errors.Is(appendErr, commitlog.ErrFlushTimeout) {
+		return appendErr
+	}
+	for _, half := range halves {
+		b.txn.tab.close(half.Offset)
+		if half.Checks > 0 {
+			if err := b.meta.delete(txnCheckKey(half.Offset)); err != nil {
+				b.log.Warn().Err(err).Int64("offset", half.Offset).Msg("forget a transaction's check count")
+			}
+		}
+		b.txn.outcomes.WithLabelValues(op).Inc()
+		b.log.Debug().Str("group", half.Group).Str("topic", half.Topic).Int64("offset", half.Offset).Str("op", op).Msg("transaction ended")
+	}
+	return nil
+}
+
+// closeRecords appends to msgs what closing half with op writes.
+func (b *Broker) closeRecords(msgs []commitlog.Message, half openHalf, op string) ([]commitlog.Message, error) {
 	rec, _, err := b.clog.ReadRecord(half.Offset, nil)
 	if err != nil {
-		return fmt.Errorf("read the half at %d: %w", half.Offset, err)
+		return msgs, fmt.Errorf("read the half at %d: %w", half.Offset, err)
 	}
-	msgs := make([]commitlog.Message, 0, 2)
 	switch op {
 	case protocol.TransactionOpCommit:
 		m := realMessage(&rec, protocol.SysFlagTransactionCommit)
 		if err := b.routeSpecial(&m, &sendHeader{}); err != nil {
-			return err
+			return msgs, err
 		}
 		msgs = append(msgs, m)
 	case protocol.TransactionOpParked:
 		if err := b.ensureTxnTopics(protocol.TransCheckMaxTimeTopic); err != nil {
-			return err
+			return msgs, err
 		}
 		m := realMessage(&rec, 0)
 		p := protocol.ParseProperties(m.Properties)
@@ -289,20 +328,7 @@ func (b *Broker) closeHalfLocked(half openHalf, op string) error {
 		}),
 		BornTimestamp: time.Now().UnixMilli(), BornHost: b.storeHost, StoreHost: b.storeHost,
 	})
-	var appendErr error
-	b.appendMessages(msgs, func(_ []commitlog.AppendResult, err error) { appendErr = err })
-	if appendErr != nil && !errors.Is(appendErr, commitlog.ErrFlushTimeout) {
-		return appendErr
-	}
-	b.txn.tab.close(half.Offset)
-	if half.Checks > 0 {
-		if err := b.meta.delete(txnCheckKey(half.Offset)); err != nil {
-			b.log.Warn().Err(err).Int64("offset", half.Offset).Msg("forget a transaction's check count")
-		}
-	}
-	b.txn.outcomes.WithLabelValues(op).Inc()
-	b.log.Debug().Str("group", half.Group).Str("topic", half.Topic).Int64("offset", half.Offset).Str("op", op).Msg("transaction ended")
-	return nil
+	return msgs, nil
 }
 
 // realMessage rebuilds the message a half stands for: its real topic and
@@ -376,7 +402,11 @@ func (b *Broker) readHalvesLocked() error {
 		qid, _ := strconv.Atoi(p[protocol.PropRealQueueID])
 		h := openHalf{Offset: r.PhysicalOffset, QueueOffset: r.QueueOffset, Group: p[protocol.PropProducerGroup],
 			Topic: p[protocol.PropRealTopic], QueueID: int32(qid), UniqKey: p[protocol.PropUniqKey],
-			StoredAt: time.UnixMilli(r.StoreTimestamp), Checks: t.loadCheck[r.PhysicalOffset]}
+			StoredAt: time.UnixMilli(r.StoreTimestamp), Checks: t.loadCheck[r.PhysicalOffset],
+			HTTPTx: p[propHTTPTx]}
+		if ms, err := strconv.ParseInt(p[propHTTPTxExpires], 10, 64); err == nil {
+			h.Expires = time.UnixMilli(ms)
+		}
 		if t.tab.addHalf(h) {
 			delete(t.loadCheck, r.PhysicalOffset) // what is left is deleted after the load
 		}
@@ -471,6 +501,7 @@ func (b *Broker) checkTransactions(now time.Time) {
 		b.log.Warn().Err(err).Msg("transaction check: read the open transactions")
 		return
 	}
+	b.expireHTTPTxLocked(now) // api_txhttp.go
 	check, park := b.txn.tab.due(now, timeout, maxChecks)
 	for _, h := range park {
 		if err := b.closeHalfLocked(h, protocol.TransactionOpParked); err != nil {

@@ -15,6 +15,11 @@ type openHalf struct {
 	UniqKey     string // the client's message id (END_TRANSACTION's msgId)
 	StoredAt    time.Time
 	Checks      int // check-backs sent so far
+	// HTTPTx is the id of the HTTP transaction the half belongs to
+	// (api_txhttp.go), Expires when that transaction is rolled back if
+	// nobody ended it. Such halves are never checked.
+	HTTPTx  string
+	Expires time.Time
 }
 
 // txnTable decides which transactions are open and which of them to check
@@ -86,7 +91,7 @@ func (t *txnTable) setChecks(off int64, n int) {
 // the others to park.
 func (t *txnTable) due(now time.Time, timeout time.Duration, maxChecks int) (check, park []openHalf) {
 	for _, h := range t.list() {
-		if now.Sub(h.StoredAt) < timeout {
+		if h.HTTPTx != "" || now.Sub(h.StoredAt) < timeout {
 			continue
 		}
 		if h.Checks >= maxChecks {
@@ -105,5 +110,28 @@ func (t *txnTable) list() []openHalf {
 		out = append(out, *h)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Offset < out[j].Offset })
+	return out
+}
+
+// expired returns the open halves of HTTP transactions whose time ran out
+// at now, oldest first.
+func (t *txnTable) expired(now time.Time) []openHalf {
+	var out []openHalf
+	for _, h := range t.list() {
+		if h.HTTPTx != "" && !now.Before(h.Expires) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// httpTx returns the open halves of HTTP transaction id, oldest first.
+func (t *txnTable) httpTx(id string) []openHalf {
+	var out []openHalf
+	for _, h := range t.list() {
+		if h.HTTPTx == id {
+			out = append(out, h)
+		}
+	}
 	return out
 }

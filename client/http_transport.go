@@ -236,6 +236,12 @@ func (t *httpProducer) send(ctx context.Context, topic string, msgs []*outMsg, p
 		q := int32(pick(qs).QueueID)
 		qid = &q
 	}
+	return t.produce(ctx, topic, "/v1/topics/"+url.PathEscape(topic)+"/messages", msgs, qid)
+}
+
+// produce posts msgs of topic to path (a topic's or a transaction's
+// messages), to queue qid when not nil.
+func (t *httpProducer) produce(ctx context.Context, topic, path string, msgs []*outMsg, qid *int32) ([]SendResult, string, error) {
 	in := protocol.HTTPProduceRequest{Messages: make([]protocol.HTTPProduceMessage, len(msgs))}
 	for i, o := range msgs {
 		m := o.m
@@ -256,7 +262,7 @@ func (t *httpProducer) send(ctx context.Context, topic string, msgs []*outMsg, p
 	}
 	var out protocol.HTTPProduceResponse
 	t.stats.requests.Add(1)
-	if err := httpCall(ctx, t.cfg, http.MethodPost, "/v1/topics/"+url.PathEscape(topic)+"/messages", nil, in, &out); err != nil {
+	if err := httpCall(ctx, t.cfg, http.MethodPost, path, nil, in, &out); err != nil {
 		return nil, httpBroker, err
 	}
 	if len(out.Results) != len(msgs) {

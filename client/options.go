@@ -88,7 +88,8 @@ type config struct {
 	maxInFlight      int  // per broker, of SendAsync's batches
 	failWhenFull     bool // SendAsync fails at once on a full buffer
 	selector         QueueSelector
-	producerID       string // WithIdempotence
+	producerID       string             // WithIdempotence
+	txChecker        TransactionChecker // WithTransactionChecker (transaction.go)
 
 	// consumers
 	consumeFrom          ConsumeFrom

@@ -21,14 +21,19 @@ type rmqProducer struct {
 	ns       *remoting.Client // name servers
 	cmd      *remoting.Client // brokers
 	routes   *routeTable
+	tx       txConns // connections announced for check-backs (transaction.go)
 
 	stop chan struct{}
 	wg   sync.WaitGroup
 }
 
 func newRMQProducer(cfg *config, stats *producerStats) *rmqProducer {
+	cmdCfg := cfg.remotingConfig()
+	if cfg.txChecker != nil {
+		cmdCfg = withHandler(cmdCfg, txCheckHandler{cfg: cfg})
+	}
 	t := &rmqProducer{cfg: cfg, stats: stats, clientID: newClientID(cfg.instance),
-		ns: remoting.NewClient(cfg.remotingConfig()), cmd: remoting.NewClient(cfg.remotingConfig()),
+		ns: remoting.NewClient(cfg.remotingConfig()), cmd: remoting.NewClient(cmdCfg),
 		stop: make(chan struct{})}
 	t.routes = newRouteTable(cfg, t.ns)
 	t.wg.Add(1)

@@ -300,6 +300,9 @@ type server struct {
 	dataDir string
 	flush   string
 	extra   []string // more flags, kept across restarts
+	// advertise is the address clients are given for the broker ("":
+	// 127.0.0.1, where it listens).
+	advertise string
 
 	nsPort, brokerPort, httpPort int // 0 until the first start picked them
 
@@ -317,13 +320,17 @@ func startServer(t *testing.T, flush string) *server {
 
 func (s *server) start(t *testing.T) {
 	t.Helper()
+	adv := s.advertise
+	if adv == "" {
+		adv = "127.0.0.1"
+	}
 	args := append([]string{"server",
 		"--data-dir", s.dataDir,
 		"--namesrv-port", strconv.Itoa(s.nsPort),
 		"--broker-port", strconv.Itoa(s.brokerPort),
 		"--http-port", strconv.Itoa(s.httpPort),
 		"--host", "127.0.0.1",
-		"--advertise-host", "127.0.0.1",
+		"--advertise-host", adv,
 		"--flush", s.flush,
 		"--log-format", "json"}, s.extra...)
 	s.p = startProc(t, s.name, args...)

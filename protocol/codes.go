@@ -63,6 +63,7 @@ const (
 	ReqFerryGroupList          = 1005
 	ReqFerryTopicStats         = 1006
 	ReqFerryTxList             = 1007
+	ReqFerryProducerList       = 1008
 
 	// ReqFerrySendMulti stores messages for many queues, of one or many
 	// topics, in one request with one result per message (multi.go and the
@@ -165,7 +166,7 @@ var requestNames = map[int16]string{
 	ReqGetConsumeStats: "GET_CONSUME_STATS", ReqResetOffset: "INVOKE_BROKER_TO_RESET_OFFSET",
 	ReqFerryDLQList: "FERRY_DLQ_LIST", ReqFerryDLQResend: "FERRY_DLQ_RESEND", ReqFerryDrain: "FERRY_DRAIN",
 	ReqFerryUndrain: "FERRY_UNDRAIN", ReqFerryGroupList: "FERRY_GROUP_LIST", ReqFerryTopicStats: "FERRY_TOPIC_STATS",
-	ReqFerryTxList:    "FERRY_TX_LIST",
+	ReqFerryTxList: "FERRY_TX_LIST", ReqFerryProducerList: "FERRY_PRODUCER_LIST",
 	ReqFerrySendMulti: "FERRY_SEND_MULTI",
 }
 

@@ -25,6 +25,7 @@ const (
 	ProblemGroupExists      = 1007
 	ProblemQueueInvalid     = 1008
 	ProblemNameInvalid      = 1009
+	ProblemTxEnded          = 1010 // an HTTP transaction already committed, aborted or expired
 )
 
 // ProblemTypePrefix starts every problem's type URI; the slug follows.

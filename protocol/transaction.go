@@ -15,4 +15,25 @@ type OpenTransaction struct {
 	StoredMs        int64  `json:"stored_ms"`
 	AgeMs           int64  `json:"age_ms"`
 	Checks          int    `json:"checks"` // check-backs sent so far
+	// HTTPTx is the HTTP transaction the half belongs to, ExpiresMs when
+	// the broker rolls that transaction back (both empty otherwise).
+	HTTPTx    string `json:"http_tx,omitempty"`
+	ExpiresMs int64  `json:"expires_ms,omitempty"`
+}
+
+// ProducerState is an idempotent producer as the broker knows it: the
+// body of FERRY_PRODUCER_LIST's answer (a JSON array) and of
+// GET /v1/producers.
+type ProducerState struct {
+	ID         string          `json:"id"`
+	Epoch      int32           `json:"epoch"`
+	LastSeenMs int64           `json:"last_seen_ms"`
+	Queues     []ProducerQueue `json:"queues"` // by topic, then queue
+}
+
+// ProducerQueue is the last sequence a producer stored on one queue.
+type ProducerQueue struct {
+	Topic   string `json:"topic"`
+	QueueID int32  `json:"queue_id"`
+	LastSeq int64  `json:"last_seq"`
 }

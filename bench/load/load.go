@@ -75,6 +75,13 @@ type Config struct {
 	// Idle runs the consumers only, with no producer: the broker holds
 	// their long polls for Duration (with Consume and Window > 0).
 	Idle bool
+	// DedupWindow, when set, is the dedup window of the topics this run
+	// creates (a topic that exists keeps its own).
+	DedupWindow time.Duration
+	// Transactions sends every message as a transaction committed at once,
+	// through the SDK's SendInTransaction, one at a time per producer
+	// (tx.go); the send latency is the whole transaction's.
+	Transactions bool
 }
 
 // remotingConfig is the client configuration of every connection.
@@ -146,6 +153,12 @@ func (c *Config) defaults() error {
 	if c.Idle && (c.Window == 0 || !c.Consume) {
 		return errors.New("load: idle runs SDK push consumers of the consume mode (with a window)")
 	}
+	if c.Transactions && (c.Window > 0 || c.Batch > 1 || c.Idempotent) {
+		return errors.New("load: transactions are sent one message at a time, not idempotent, without the SDK window")
+	}
+	if c.DedupWindow < 0 {
+		return errors.New("load: dedup window must not be negative")
+	}
 	return nil
 }
 
@@ -170,7 +183,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 			t = fmt.Sprintf("%s-%d", cfg.Topic, i)
 		}
 		topics = append(topics, t)
-		ts, err := ensureTopic(ctx, ns, cfg.Namesrv, t, cfg.Queues)
+		ts, err := ensureTopic(ctx, ns, cfg.Namesrv, t, cfg.Queues, cfg.DedupWindow)
 		if err != nil {
 			return Result{}, err
 		}
@@ -236,9 +249,13 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if cfg.Window > 0 {
+			if cfg.Window > 0 || cfg.Transactions {
 				local := hdrhistogram.New(1, int64(60*time.Second/time.Microsecond), 3)
-				err := runSDKProducer(runCtx, &cfg, p, topics, interval, sdkCounters{&sent, &errs, &measuring, &firstErr}, local)
+				run := runSDKProducer
+				if cfg.Transactions {
+					run = runTxProducer // tx.go
+				}
+				err := run(runCtx, &cfg, p, topics, interval, sdkCounters{&sent, &errs, &measuring, &firstErr}, local)
 				if err != nil {
 					s := err.Error()
 					firstErr.CompareAndSwap(nil, &s)
@@ -391,7 +408,7 @@ loop:
 
 // ensureTopic creates topic with queues on every broker of the cluster if
 // the name server has no route, and returns its queues.
-func ensureTopic(ctx context.Context, ns *remoting.Client, nsAddr, topic string, queues int) ([]target, error) {
+func ensureTopic(ctx context.Context, ns *remoting.Client, nsAddr, topic string, queues int, dedup time.Duration) ([]target, error) {
 	route, err := remoting.GetRouteInfo(ctx, ns, nsAddr, topic)
 	if err != nil {
 		var re *remoting.ResponseError
@@ -412,8 +429,11 @@ func ensureTopic(ctx context.Context, ns *remoting.Client, nsAddr, topic string,
 		for _, bd := range ci.BrokerAddrTable {
 			addr := bd.BrokerAddrs[0]
 			q := strconv.Itoa(queues)
-			resp, err := ns.Invoke(ctx, addr, remoting.NewRequest(protocol.ReqUpdateAndCreateTopic, map[string]string{
-				"topic": topic, "readQueueNums": q, "writeQueueNums": q, "perm": "6"}, nil))
+			ext := map[string]string{"topic": topic, "readQueueNums": q, "writeQueueNums": q, "perm": "6"}
+			if dedup > 0 {
+				ext["dedupWindow"] = strconv.FormatInt(dedup.Milliseconds(), 10)
+			}
+			resp, err := ns.Invoke(ctx, addr, remoting.NewRequest(protocol.ReqUpdateAndCreateTopic, ext, nil))
 			if err == nil {
 				err = resp.Err()
 			}
@@ -635,6 +655,8 @@ func defineFlags(fs *flag.FlagSet, f *cmdFlags) {
 	fs.IntVar(&cfg.Consumers, "sdk-consumers", 0, "consume with --sdk-window: this many SDK push consumers, each its own group (default 1)")
 	fs.IntVar(&cfg.PullBatch, "sdk-pull-batch", 0, "consume with --sdk-window: the push consumers' pull batch size (0: the SDK's default)")
 	fs.BoolVar(&cfg.Idle, "idle", false, "consume with --sdk-window: no producers, the consumers' long polls held for --duration")
+	fs.DurationVar(&cfg.DedupWindow, "dedup-window", 0, "create the topics with this dedup window (0: off; a topic that exists keeps its own)")
+	fs.BoolVar(&cfg.Transactions, "transactions", false, "send each message as a transaction committed at once (SDK SendInTransaction, one at a time per producer)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile to this file")
 	fs.StringVar(&cfg.Credentials.AccessKey, "access-key", os.Getenv("FERRY_ACCESS_KEY"), "ACL access key to sign with (env FERRY_ACCESS_KEY)")

@@ -87,7 +87,7 @@ func opsSecurity(c *cli.Context) ([]client.AdminOption, error) {
 // opsCommands is every operator command; main wires it into extraCommands.
 func opsCommands() []*cli.Command {
 	return []*cli.Command{
-		opsClusterCommand(), opsTopicCommand(), opsGroupCommand(), opsOffsetCommand(), opsTxCommand(),
+		opsClusterCommand(), opsTopicCommand(), opsGroupCommand(), opsOffsetCommand(), opsTxCommand(), opsProducerCommand(),
 		opsMsgCommand(), opsDLQCommand(), opsBrokerCommand(),
 	}
 }

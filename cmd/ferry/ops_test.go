@@ -213,6 +213,7 @@ var masks = []struct {
 	{regexp.MustCompile(`<PCT>\s+\d+\.\d\s+\d+\.\d`), "<PCT>  <R>  <R>"}, // rates vary, and so their width
 	{regexp.MustCompile(`\b(\d+h)?(\d+m)?\d+s\b`), "<DUR>"},
 	{regexp.MustCompile(`"(commitlog_max_offset)": \d+`), `"$1": <N>`},
+	{regexp.MustCompile(`"(commit_log_offset|stored_ms|age_ms|expires_ms|last_seen_ms)": \d+`), `"$1": <N>`},
 	{regexp.MustCompile(`\b(client-\d+@)\d+\b`), "${1}<PID>"},
 	// Masked values change the width of table columns: align with two
 	// spaces whatever the padding was.

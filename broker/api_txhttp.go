@@ -1,0 +1,284 @@
+package broker
+
+// HTTP transactions: a client that cannot answer check-backs begins a
+// transaction on a topic, sends messages into it and commits or aborts it.
+//
+//	POST /v1/topics/{topic}/transactions                 {"timeout": "60s"} → 201 {"id", ...}
+//	POST /v1/topics/{topic}/transactions/{id}/messages   the body of POST /v1/topics/{topic}/messages
+//	POST /v1/topics/{topic}/transactions/{id}/commit     → {"state": "committed", "messages": n}
+//	POST /v1/topics/{topic}/transactions/{id}/abort      → {"state": "aborted", "messages": n}
+//
+// Each message sent into a transaction is stored as a half message, as a
+// remoting producer's is (transaction.go), with PGROUP httpTxGroup and two
+// more properties: __HTTPTX (the transaction id) and __HTTPTXEXP (when it
+// expires, Unix ms). Commit or abort closes all of them in one append.
+// Nobody can be asked about an HTTP transaction, so its halves are never
+// checked: the check loop rolls back those whose expiry has passed (at the
+// first round after it, every transaction_check_interval). The open halves
+// are derived from the log, so a restart keeps a transaction that holds a
+// message (one with none is forgotten: sending into it answers 404). The
+// broker remembers the outcome of an ended transaction for
+// httpTxRemember, so a repeated commit or abort gets the same answer.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/protocol"
+)
+
+// Properties of an HTTP transaction's half messages (part of the log format).
+const (
+	propHTTPTx        = "__HTTPTX"
+	propHTTPTxExpires = "__HTTPTXEXP"
+	httpTxGroup       = "HTTP_TRANSACTION_PRODUCER"
+)
+
+// HTTP transaction timeouts: the default, the bounds, and how long an
+// ended transaction's outcome is remembered.
+const (
+	DefaultHTTPTxTimeout = time.Minute
+	minHTTPTxTimeout     = time.Second
+	maxHTTPTxTimeout     = time.Hour
+	httpTxRemember       = 10 * time.Minute
+)
+
+var errTxEnded = &apiErr{409, protocol.ProblemTxEnded, "transaction-ended", "transaction already ended"}
+
+// Outcomes of an HTTP transaction.
+const (
+	txCommitted = "committed"
+	txAborted   = "aborted"
+	txExpired   = "expired"
+)
+
+// httpTx is one HTTP transaction. send holds it shared while a request
+// stores messages into it and exclusively while it ends, so a message is
+// either in the commit or refused. ended and endedAt are guarded by
+// txnState.httpMu.
+type httpTx struct {
+	id      string
+	topic   string
+	expires time.Time
+	send    sync.RWMutex
+	ended   string
+	endedAt time.Time
+}
+
+// mark makes m a half message of t.
+func (t *httpTx) mark(m *commitlog.Message) {
+	p := protocol.ParseProperties(m.Properties)
+	p[protocol.PropTransaction] = "true"
+	p[protocol.PropProducerGroup] = httpTxGroup
+	p[propHTTPTx] = t.id
+	p[propHTTPTxExpires] = strconv.FormatInt(t.expires.UnixMilli(), 10)
+	m.Properties = protocol.EncodeProperties(p)
+	m.SysFlag = m.SysFlag&^protocol.SysFlagTransactionMask | protocol.SysFlagTransactionPrepared
+}
+
+// HTTPTxInfo is the answer of the HTTP transaction routes.
+type HTTPTxInfo struct {
+	ID        string `json:"id"`
+	Topic     string `json:"topic"`
+	ExpiresMs int64  `json:"expires_ms"`
+	State     string `json:"state"` // open, committed, aborted, expired
+	Messages  int    `json:"messages,omitempty"`
+}
+
+func (b *Broker) apiTxBegin(ctx *fasthttp.RequestCtx, p apiParams) {
+	if err := b.checkWritable(); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	topic := p.get("topic")
+	var in struct {
+		Timeout string `json:"timeout"`
+	}
+	if len(ctx.PostBody()) > 0 {
+		if err := decodeBody(ctx, &in); err != nil {
+			writeProblem(ctx, err)
+			return
+		}
+	}
+	timeout := DefaultHTTPTxTimeout
+	if in.Timeout != "" {
+		d, err := parseDuration(in.Timeout)
+		if err != nil || d < minHTTPTxTimeout || d > maxHTTPTxTimeout {
+			writeProblem(ctx, fmt.Errorf("%w: timeout %q: want a duration from %v to %v", errBadInput, in.Timeout, minHTTPTxTimeout, maxHTTPTxTimeout))
+			return
+		}
+		timeout = d
+	}
+	if _, err := b.resolveSendTopic(&sendHeader{topic: topic, queueID: -1}); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	var raw [16]byte
+	_, _ = rand.Read(raw[:])
+	t := &httpTx{id: strings.ToUpper(hex.EncodeToString(raw[:])), topic: topic, expires: time.Now().Add(timeout)}
+	b.txn.httpMu.Lock()
+	if b.txn.http == nil {
+		b.txn.http = make(map[string]*httpTx)
+	}
+	b.txn.http[t.id] = t
+	b.txn.httpMu.Unlock()
+	writeJSON(ctx, fasthttp.StatusCreated, HTTPTxInfo{ID: t.id, Topic: topic, ExpiresMs: t.expires.UnixMilli(), State: "open"})
+}
+
+// httpTxOf finds the transaction id of topic: one this process knows, or
+// one whose halves the log holds.
+func (b *Broker) httpTxOf(topic, id string) (*httpTx, error) {
+	notFound := fmt.Errorf("%w: transaction %s of topic %s", errRouteNotFound, id, topic)
+	b.txn.httpMu.Lock()
+	t := b.txn.http[id]
+	b.txn.httpMu.Unlock()
+	if t == nil {
+		b.txn.mu.Lock()
+		ctx, cancel := context.WithTimeout(context.Background(), txnWait)
+		err := b.syncTxnLocked(ctx, 0)
+		cancel()
+		var halves []openHalf
+		if err == nil {
+			halves = b.txn.tab.httpTx(id)
+		}
+		b.txn.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		if len(halves) == 0 {
+			return nil, notFound
+		}
+		b.txn.httpMu.Lock()
+		if t = b.txn.http[id]; t == nil {
+			if b.txn.http == nil {
+				b.txn.http = make(map[string]*httpTx)
+			}
+			t = &httpTx{id: id, topic: halves[0].Topic, expires: halves[0].Expires}
+			b.txn.http[id] = t
+		}
+		b.txn.httpMu.Unlock()
+	}
+	if t.topic != topic {
+		return nil, notFound
+	}
+	return t, nil
+}
+
+// endedLocked reports t's outcome, marking it expired once its time ran
+// out; httpMu is held.
+func (t *httpTx) endedLocked(now time.Time) string {
+	if t.ended == "" && !now.Before(t.expires) {
+		t.ended, t.endedAt = txExpired, now
+	}
+	return t.ended
+}
+
+func (b *Broker) apiTxSend(ctx *fasthttp.RequestCtx, p apiParams) {
+	t, err := b.httpTxOf(p.get("topic"), p.get("id"))
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	t.send.RLock()
+	defer t.send.RUnlock()
+	b.txn.httpMu.Lock()
+	ended := t.endedLocked(time.Now())
+	b.txn.httpMu.Unlock()
+	if ended != "" {
+		writeProblem(ctx, fmt.Errorf("%w: transaction %s is %s", errTxEnded, t.id, ended))
+		return
+	}
+	b.produceHTTP(ctx, t.topic, t)
+}
+
+func (b *Broker) apiTxCommit(ctx *fasthttp.RequestCtx, p apiParams) {
+	b.endHTTPTx(ctx, p, txCommitted)
+}
+
+func (b *Broker) apiTxAbort(ctx *fasthttp.RequestCtx, p apiParams) {
+	b.endHTTPTx(ctx, p, txAborted)
+}
+
+// endHTTPTx commits or aborts a transaction: its open halves are closed
+// in one append. Ending it again the same way answers the same; the
+// other way (or after it expired) is a conflict.
+func (b *Broker) endHTTPTx(ctx *fasthttp.RequestCtx, p apiParams, outcome string) {
+	if err := b.checkWritable(); err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	t, err := b.httpTxOf(p.get("topic"), p.get("id"))
+	if err != nil {
+		writeProblem(ctx, err)
+		return
+	}
+	t.send.Lock() // no send into t is under way from here on
+	defer t.send.Unlock()
+	info := HTTPTxInfo{ID: t.id, Topic: t.topic, ExpiresMs: t.expires.UnixMilli()}
+	b.txn.httpMu.Lock()
+	ended := t.endedLocked(time.Now())
+	b.txn.httpMu.Unlock()
+	if ended == outcome {
+		info.State = ended
+		writeJSON(ctx, fasthttp.StatusOK, info)
+		return
+	}
+	if ended != "" {
+		writeProblem(ctx, fmt.Errorf("%w: transaction %s is %s", errTxEnded, t.id, ended))
+		return
+	}
+	op := protocol.TransactionOpCommit
+	if outcome == txAborted {
+		op = protocol.TransactionOpRollback
+	}
+	b.txn.mu.Lock()
+	sctx, cancel := context.WithTimeout(context.Background(), txnWait)
+	err = b.syncTxnLocked(sctx, b.clog.WrittenOffset())
+	cancel()
+	var halves []openHalf
+	if err == nil {
+		halves = b.txn.tab.httpTx(t.id)
+		if len(halves) > 0 {
+			err = b.closeHalvesLocked(halves, op)
+		}
+	}
+	b.txn.mu.Unlock()
+	if err != nil {
+		b.log.Warn().Err(err).Str("transaction", t.id).Msg("end an HTTP transaction")
+		writeProblem(ctx, err)
+		return
+	}
+	b.txn.httpMu.Lock()
+	t.ended, t.endedAt = outcome, time.Now()
+	b.txn.httpMu.Unlock()
+	info.State, info.Messages = outcome, len(halves)
+	writeJSON(ctx, fasthttp.StatusOK, info)
+}
+
+// expireHTTPTxLocked rolls back the halves of HTTP transactions whose
+// time ran out and forgets transactions ended long ago; txn.mu is held.
+func (b *Broker) expireHTTPTxLocked(now time.Time) {
+	if exp := b.txn.tab.expired(now); len(exp) > 0 {
+		if err := b.closeHalvesLocked(exp, protocol.TransactionOpRollback); err != nil {
+			b.log.Warn().Err(err).Msg("roll back expired HTTP transactions")
+		} else {
+			b.log.Info().Int("messages", len(exp)).Msg("rolled back the messages of expired HTTP transactions")
+		}
+	}
+	b.txn.httpMu.Lock()
+	defer b.txn.httpMu.Unlock()
+	for id, t := range b.txn.http {
+		if t.endedLocked(now) != "" && now.Sub(t.endedAt) > httpTxRemember {
+			delete(b.txn.http, id)
+		}
+	}
+}

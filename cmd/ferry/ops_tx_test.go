@@ -1,0 +1,107 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/ferrymq/ferry/client"
+)
+
+// TestOpsTxAndProducers shows an open HTTP transaction and an idempotent
+// producer, through the name server and through the HTTP API.
+func TestOpsTxAndProducers(t *testing.T) {
+	startServer(t)
+	ns := []string{"--namesrv", srv.namesrv}
+	hs := []string{"--namesrv", "http://" + srv.http}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	a, err := client.NewAdmin(srv.namesrv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if _, err := a.CreateTopic(ctx, client.TopicSpec{Topic: "txops", ReadQueues: 1, WriteQueues: 1}); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := a.Route(ctx, "txops"); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no route for txops")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// An idempotent producer that stored two batches on queue 0.
+	p, err := client.NewProducer(srv.namesrv, client.WithIdempotence("ops-producer-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for i := 0; i < 2; i++ {
+		if _, err := p.Send(ctx, &client.Message{Topic: "txops", Body: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// An HTTP transaction holding two messages.
+	post := func(path string, body any, out any) {
+		t.Helper()
+		j, _ := json.Marshal(body)
+		resp, err := http.Post("http://"+srv.http+path, "application/json", bytes.NewReader(j))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("POST %s: %s", path, resp.Status)
+		}
+		if out != nil {
+			if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	var tx struct {
+		ID string `json:"id"`
+	}
+	post("/v1/topics/txops/transactions", map[string]string{"timeout": "1h"}, &tx)
+	post("/v1/topics/txops/transactions/"+tx.ID+"/messages", map[string]any{"messages": []map[string]any{{"body": "a"}, {"body": "b"}}}, nil)
+
+	// The broker lists a half once it has indexed it.
+	deadline = time.Now().Add(20 * time.Second)
+	for {
+		if txs, err := a.Transaction(ctx, tx.ID); err == nil && len(txs) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the transaction is not listed")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	for _, env := range [][]string{ns, hs} {
+		suffix := ""
+		if env[1] != srv.namesrv {
+			suffix = ".http"
+		}
+		for _, s := range []step{
+			{name: "producer_list" + suffix, args: []string{"producer", "list"}},
+			{name: "producer_list_json" + suffix, args: []string{"producer", "list", "-o", "json"}},
+			{name: "tx_show" + suffix, args: []string{"tx", "show", tx.ID}},
+			{name: "tx_show_json" + suffix, args: []string{"tx", "show", tx.ID, "-o", "json"}},
+			{name: "err_tx_show_unknown" + suffix, args: []string{"tx", "show", "NOSUCH"}, code: 1, errHas: "no open transaction NOSUCH"},
+			{args: []string{"tx", "show"}, code: 2},
+		} {
+			s.check(t, env...)
+		}
+	}
+	post("/v1/topics/txops/transactions/"+tx.ID+"/abort", nil, nil)
+}
