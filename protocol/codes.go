@@ -167,6 +167,7 @@ var requestNames = map[int16]string{
 	ReqFerryUndrain: "FERRY_UNDRAIN", ReqFerryGroupList: "FERRY_GROUP_LIST", ReqFerryTopicStats: "FERRY_TOPIC_STATS",
 	ReqFerryTxList:    "FERRY_TX_LIST",
 	ReqFerrySendMulti: "FERRY_SEND_MULTI",
+	ReqFerryAuth:      "FERRY_AUTH",
 }
 
 var responseNames = map[int16]string{
