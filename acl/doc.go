@@ -65,6 +65,7 @@
 //	  42  UNLOCK_BATCH_MQ                      same as 41
 //	1001  Ferry DLQ list                       SUB on group
 //	1020  FERRY_SEND_MULTI                     PUB on every topic of the body (same rule)
+//	1030  FERRY_AUTH                           open: the connection handshake itself
 //	 105  GET_ROUTEINFO_BY_TOPIC (name server) open, as on RocketMQ name servers
 //	 106  GET_BROKER_CLUSTER_INFO (name server) open, as on RocketMQ name servers
 //	  17  UPDATE_AND_CREATE_TOPIC              admin
