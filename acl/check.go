@@ -60,7 +60,7 @@ func (r *Rules) Authenticate(host netip.Addr, ext map[string]string, body []byte
 	}
 	ak, ok := ext[remoting.ExtAccessKey]
 	if !ok || ak == "" {
-		return Identity{}, refuse("unsigned", "request not signed: no AccessKey (configure credentials: an access key and a secret key of the ACL file)")
+		return Identity{}, refuse("unsigned", "request not signed: no AccessKey, and the connection is not authenticated (FERRY_AUTH) (configure credentials: an access key and a secret key of the ACL file)")
 	}
 	a, ok := r.accounts[ak]
 	if !ok {

@@ -41,6 +41,19 @@
 // Refusals are answered NO_PERMISSION (16) with a remark naming the check;
 // the connection stays open.
 //
+// # Authenticated connections
+//
+// The Guard also serves FERRY_AUTH (protocol's auth.go): a connection that
+// completed it is the account's. Its requests without an AccessKey then
+// skip steps 2 and 4: after the global white list, the account's own white
+// list admits; otherwise step 5 decides, with the account's permissions as
+// the rules in force have them. A request with an AccessKey goes through
+// every step above, whatever the connection. Handshake refusals are
+// "malformed", "handshake" (a proof without a step 1: one proof per server
+// nonce), "unknown-key" and "signature". After a reload that removes the
+// account or changes its secret key, the connection's next request is
+// refused ("revoked") and the connection closed.
+//
 // # What each request needs
 //
 //	code  request                              needs
@@ -65,6 +78,7 @@
 //	  42  UNLOCK_BATCH_MQ                      same as 41
 //	1001  Ferry DLQ list                       SUB on group
 //	1020  FERRY_SEND_MULTI                     PUB on every topic of the body (same rule)
+//	1030  FERRY_AUTH                           open: the connection handshake itself
 //	 105  GET_ROUTEINFO_BY_TOPIC (name server) open, as on RocketMQ name servers
 //	 106  GET_BROKER_CLUSTER_INFO (name server) open, as on RocketMQ name servers
 //	  17  UPDATE_AND_CREATE_TOPIC              admin

@@ -56,6 +56,10 @@ func NewGuard(next remoting.Handler, cfg GuardConfig) *Guard {
 
 // ServeRemoting checks req and serves it or refuses it.
 func (g *Guard) ServeRemoting(c *remoting.Conn, req *remoting.Command) {
+	if req.Code == protocol.ReqFerryAuth {
+		g.handshake(c, req)
+		return
+	}
 	if g.admit(c, req) {
 		g.next.ServeRemoting(c, req)
 	}
@@ -87,15 +91,28 @@ func (g *Guard) ServeBatch(c *remoting.Conn, reqs []*remoting.Command) {
 
 // admit checks req, answering and auditing a refusal.
 func (g *Guard) admit(c *remoting.Conn, req *remoting.Command) bool {
-	id, admin, err := g.Check(c.RemoteAddr(), req)
+	if req.Code == protocol.ReqFerryAuth {
+		// Only ServeRemoting serves it (the mux does not batch it).
+		g.handshake(c, req)
+		return false
+	}
+	ca := connAuthOf(c)
+	id, admin, err := g.checkConn(c.RemoteAddr(), ca, req)
 	if err != nil {
 		ref, _ := err.(*Refusal)
 		check := "malformed"
 		if ref != nil {
 			check = ref.Check
 		}
-		g.audit.Refused(req.StringOr(remoting.ExtAccessKey, ""), c.RemoteAddr(), "remoting", protocol.RequestName(req.Code), check, err.Error())
+		name := req.StringOr(remoting.ExtAccessKey, "")
+		if st := ca.authed(); name == "" && st != nil && st.account != nil {
+			name = st.account.AccessKey
+		}
+		g.audit.Refused(name, c.RemoteAddr(), "remoting", protocol.RequestName(req.Code), check, err.Error())
 		_ = c.Reply(remoting.NewResponse(req, protocol.RespNoPermission, err.Error()))
+		if check == "revoked" {
+			_ = c.Close() // the answer is flushed first
+		}
 		return false
 	}
 	if admin {
@@ -111,8 +128,14 @@ var resPool = sync.Pool{New: func() any { b := make([]Resource, 0, 8); return &b
 // Check decides a request from remote ("ip:port") and reports whether it
 // was an admin request. It is the pure part of the Guard.
 func (g *Guard) Check(remote string, req *remoting.Command) (Identity, bool, error) {
+	return g.checkConn(remote, nil, req)
+}
+
+// checkConn is Check for a request of a connection with FERRY_AUTH state
+// ca (nil: none).
+func (g *Guard) checkConn(remote string, ca *connAuth, req *remoting.Command) (Identity, bool, error) {
 	bp := resPool.Get().(*[]Resource)
-	id, need, err := g.check(remote, req, (*bp)[:0])
+	id, need, err := g.check(remote, ca, req, (*bp)[:0])
 	if cap(need.Res) <= 64 {
 		clear(need.Res)
 		*bp = need.Res[:0]
@@ -121,7 +144,7 @@ func (g *Guard) Check(remote string, req *remoting.Command) (Identity, bool, err
 	return id, need.Admin, err
 }
 
-func (g *Guard) check(remote string, req *remoting.Command, buf []Resource) (Identity, Need, error) {
+func (g *Guard) check(remote string, ca *connAuth, req *remoting.Command, buf []Resource) (Identity, Need, error) {
 	need, err := NeedOf(req, buf)
 	if err != nil {
 		return Identity{}, need, refuse("malformed", err.Error())
@@ -145,6 +168,15 @@ func (g *Guard) check(remote string, req *remoting.Command, buf []Resource) (Ide
 	rules := g.rules()
 	if rules == nil {
 		return Identity{Trusted: true}, need, nil
+	}
+	// A request's own signature takes precedence over the connection's
+	// authentication.
+	if st := ca.authed(); st != nil && req.StringOr(remoting.ExtAccessKey, "") == "" {
+		id, err := ca.identity(st, rules, hostOf(remote))
+		if err != nil {
+			return id, need, err
+		}
+		return id, need, Authorize(id, need, "request "+protocol.RequestName(req.Code))
 	}
 	id, err := rules.Authenticate(hostOf(remote), req.ExtFieldMap(), req.Body)
 	if err != nil {

@@ -192,6 +192,9 @@ var table = map[int16]rule{
 	protocol.ReqFerryDLQList:            {levelRes, groupField("group", Sub)},
 	protocol.ReqFerrySendMulti:          {levelRes, sendMulti},
 
+	// The connection handshake: the Guard serves it itself (connauth.go).
+	protocol.ReqFerryAuth: {levelOpen, nil},
+
 	protocol.ReqGetRouteInfoByTopic:  {levelOpen, nil},
 	protocol.ReqGetBrokerClusterInfo: {levelOpen, nil},
 

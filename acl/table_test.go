@@ -119,8 +119,53 @@ func TestEveryRow(t *testing.T) {
 			default:
 				t.Fatalf("unknown level %q", r.level)
 			}
+			// The same row for unsigned requests on connections
+			// authenticated with FERRY_AUTH, as their accounts.
+			user, admin := authedAs(t, rules, "user-key"), authedAs(t, rules, "admin-key")
+			connCheck := func(ca *connAuth, req *remoting.Command, check string) {
+				t.Helper()
+				_, _, err := g.checkConn(remote, ca, req)
+				if check == "" && err != nil {
+					t.Fatalf("authenticated connection: refused: %v", err)
+				}
+				if ref, ok := err.(*Refusal); check != "" && (!ok || ref.Check != check) {
+					t.Fatalf("authenticated connection: got %v, want a %q refusal", err, check)
+				}
+			}
+			switch r.level {
+			case levelRes:
+				connCheck(user, sampleRequest(t, code, "T", "G"), "")
+				connCheck(admin, sampleRequest(t, code, "other", "other"), "")
+				switch {
+				case r.res == nil:
+					connCheck(user, sampleRequest(t, code, "other", "other"), "")
+				case code == protocol.ReqUnregisterClient:
+					connCheck(user, sampleRequest(t, code, "T", "other"), "permission")
+				default:
+					connCheck(user, sampleRequest(t, code, "other", "other"), "permission")
+				}
+			case levelOpen:
+				connCheck(user, sampleRequest(t, code, "other", "other"), "")
+			case levelAdmin:
+				connCheck(admin, sampleRequest(t, code, "T", "G"), "")
+				connCheck(user, sampleRequest(t, code, "T", "G"), "admin")
+			case levelCluster:
+				connCheck(admin, sampleRequest(t, code, "T", "G"), "cluster")
+			}
 		})
 	}
+}
+
+// authedAs is the state of a connection authenticated as accessKey.
+func authedAs(t *testing.T, rules *Rules, accessKey string) *connAuth {
+	t.Helper()
+	a, ok := rules.Account(accessKey)
+	if !ok {
+		t.Fatalf("no account %q", accessKey)
+	}
+	ca := &connAuth{}
+	ca.state.Store(&authState{rules: rules, account: a})
+	return ca
 }
 
 func TestPermissionDetails(t *testing.T) {

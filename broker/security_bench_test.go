@@ -11,18 +11,20 @@ import (
 )
 
 // BenchmarkBatchSendACL times one batch send of 32 × 1 KiB messages, one
-// at a time, with ACL off and on (the client signs, the broker checks):
-// the difference is what signing and checking add to a request.
+// at a time, with ACL off, on with every request signed (the client
+// signs, the broker checks), and on with the connection authenticated
+// once (FERRY_AUTH): the differences are what each adds to a request.
 func BenchmarkBatchSendACL(b *testing.B) {
-	for _, mode := range []string{"off", "on"} {
+	for _, mode := range []string{"off", "signed", "conn-auth"} {
 		b.Run(mode, func(b *testing.B) {
 			cfg := DefaultConfig()
 			cfg.DataDir = b.TempDir()
 			cfg.ListenHost, cfg.AdvertiseHost, cfg.Port, cfg.HTTPPort = "127.0.0.1", "127.0.0.1", 0, -1
 			rc := remoting.ClientConfig{}
-			if mode == "on" {
+			if mode != "off" {
 				cfg.ACLFile = aclFile(b)
 				rc.Credentials = remoting.Credentials{AccessKey: "user-key", SecretKey: "user-secret"}
+				rc.Authenticate = mode == "conn-auth"
 			}
 			br, err := New(cfg)
 			if err != nil {

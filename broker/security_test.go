@@ -315,3 +315,66 @@ func TestHTTPPlainTextOnTLSPort(t *testing.T) {
 		t.Fatalf("https /livez: %d", resp.StatusCode)
 	}
 }
+
+// TestRemotingConnAuthReload: a client that authenticated its connection
+// (FERRY_AUTH) sends unsigned; when a reload of the ACL file removes its
+// account, its next request is refused as revoked and the connection
+// closed, and the new connection it dials is refused for the unknown key.
+func TestRemotingConnAuthReload(t *testing.T) {
+	path := aclFile(t)
+	b := testBroker(t, t.TempDir(), func(c *Config) { c.ACLFile = path })
+	cl := remoting.NewClient(remoting.ClientConfig{Authenticate: true,
+		Credentials: remoting.Credentials{AccessKey: "user-key", SecretKey: "user-secret"}})
+	defer cl.Close()
+	send := func(topic string) (*remoting.Command, *remoting.Conn) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		conn, err := cl.Conn(ctx, b.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := remoting.NewRequest(protocol.ReqSendMessage, map[string]string{
+			"producerGroup": "P", "topic": topic, "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
+			"queueId": "0", "sysFlag": "0", "bornTimestamp": "0", "flag": "0", "properties": "",
+		}, []byte("hello"))
+		resp, err := conn.Invoke(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, conn
+	}
+	resp, first := send("T")
+	mustOK(t, resp)
+	if resp, _ := send("Other"); resp.Code != protocol.RespNoPermission || !strings.Contains(resp.Remark, "PUB on topic Other") {
+		t.Fatalf("send without permission: %d %q", resp.Code, resp.Remark)
+	}
+	if err := os.WriteFile(path, []byte("accounts:\n  - accessKey: admin-key\n    secretKey: admin-secret\n    admin: true\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, conn := send("T")
+		if conn != first {
+			t.Fatal("connection replaced before the refusal")
+		}
+		if resp.Code != protocol.RespSuccess {
+			if resp.Code != protocol.RespNoPermission || !strings.Contains(resp.Remark, "revoked") {
+				t.Fatalf("after the reload: %d %q", resp.Code, resp.Remark)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the reload did not revoke the connection")
+		}
+	}
+	select {
+	case <-first.Closed():
+	case <-time.After(10 * time.Second):
+		t.Fatal("revoked connection not closed")
+	}
+	resp, conn := send("T")
+	if conn == first || resp.Code != protocol.RespNoPermission || !strings.Contains(resp.Remark, "unknown AccessKey") {
+		t.Fatalf("on a new connection after the revocation: %d %q", resp.Code, resp.Remark)
+	}
+}

@@ -49,14 +49,19 @@ type adminOptions struct {
 	dialTimeout    time.Duration
 	httpClient     *http.Client
 	creds          remoting.Credentials
+	signEach       bool
 	tls            *tls.Config
 }
 
-// WithAdminCredentials signs every request with an access key and its
-// secret key (HTTP: Basic authentication), for brokers with an ACL file.
+// WithAdminCredentials authenticates with an access key and its secret
+// key, as WithCredentials (HTTP: Basic authentication), for brokers with
+// an ACL file.
 func WithAdminCredentials(accessKey, secretKey string) AdminOption {
 	return func(o *adminOptions) { o.creds = remoting.Credentials{AccessKey: accessKey, SecretKey: secretKey} }
 }
+
+// WithAdminRequestSigning signs every request, as WithRequestSigning.
+func WithAdminRequestSigning() AdminOption { return func(o *adminOptions) { o.signEach = true } }
 
 // WithAdminTLS connects with TLS.
 func WithAdminTLS(cfg *tls.Config) AdminOption { return func(o *adminOptions) { o.tls = cfg } }
@@ -130,7 +135,7 @@ func NewAdmin(endpoint string, opts ...AdminOption) (*Admin, error) {
 		}
 		a.namesrvs = append(a.namesrvs, s)
 	}
-	a.rc = remoting.NewClient(remoting.ClientConfig{DialTimeout: o.dialTimeout, Credentials: o.creds, TLS: o.tls})
+	a.rc = remoting.NewClient(remoting.ClientConfig{DialTimeout: o.dialTimeout, Credentials: o.creds, Authenticate: !o.signEach, TLS: o.tls})
 	return a, nil
 }
 

@@ -7,9 +7,12 @@ import (
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// WithCredentials signs every request with an access key and its secret
-// key, as RocketMQ's ACL clients do, for brokers and name servers with an
-// ACL file; over HTTP they are sent as Basic authentication (use TLS).
+// WithCredentials authenticates with an access key and its secret key, for
+// brokers and name servers with an ACL file: each connection proves the
+// key once (FERRY_AUTH) and its requests then go unsigned; against a
+// server that does not authenticate connections every request is signed,
+// as RocketMQ's ACL clients do. Over HTTP they are sent as Basic
+// authentication (use TLS).
 func WithCredentials(accessKey, secretKey string) Opt {
 	return optFunc(func(c *config) {
 		if accessKey == "" || secretKey == "" {
@@ -18,6 +21,12 @@ func WithCredentials(accessKey, secretKey string) Opt {
 		c.creds = remoting.Credentials{AccessKey: accessKey, SecretKey: secretKey}
 	})
 }
+
+// WithRequestSigning signs every request with the credentials, as
+// RocketMQ's ACL clients do, instead of authenticating each connection
+// once: the server then checks every request's integrity, body included,
+// also without TLS, at the cost of an HMAC over each request on both ends.
+func WithRequestSigning() Opt { return optFunc(func(c *config) { c.signEach = true }) }
 
 // WithTLS connects with TLS, verifying the servers with cfg.
 func WithTLS(cfg *tls.Config) Opt {
@@ -31,7 +40,7 @@ func WithTLS(cfg *tls.Config) Opt {
 
 // remotingConfig is the transport configuration of the binary protocol.
 func (c *config) remotingConfig() remoting.ClientConfig {
-	return remoting.ClientConfig{Credentials: c.creds, TLS: c.tls, WireResponses: true}
+	return remoting.ClientConfig{Credentials: c.creds, Authenticate: !c.signEach, TLS: c.tls, WireResponses: true}
 }
 
 func withHandler(rc remoting.ClientConfig, h remoting.Handler) remoting.ClientConfig {

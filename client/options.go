@@ -112,8 +112,9 @@ type config struct {
 	commitInterval       time.Duration
 
 	// security (credentials.go)
-	creds remoting.Credentials
-	tls   *tls.Config
+	creds    remoting.Credentials
+	signEach bool
+	tls      *tls.Config
 
 	errs []string
 }

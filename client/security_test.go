@@ -118,8 +118,16 @@ func TestSDKCredentialsAndTLS(t *testing.T) {
 		return got == 2
 	})
 
-	// No credentials, and a wrong secret: refused with the reason.
-	for _, opts := range [][]Opt{{WithTLS(cliTLS), WithRetries(0)}, {WithTLS(cliTLS), WithRetries(0), WithCredentials("app-key1", "wrong-secret")}} {
+	// Every request signed instead of the connection authenticated.
+	sp := newTestProducer(t, nsAddr, append(good, WithRequestSigning())...)
+	if _, err := sp.Send(ctx, &Message{Topic: "Sec", Body: []byte("signed per request")}); err != nil {
+		t.Fatalf("send signed per request: %v", err)
+	}
+
+	// No credentials, and a wrong secret (connection authentication, and
+	// per-request signing): refused with the reason.
+	for _, opts := range [][]Opt{{WithTLS(cliTLS), WithRetries(0)}, {WithTLS(cliTLS), WithRetries(0), WithCredentials("app-key1", "wrong-secret")},
+		{WithTLS(cliTLS), WithRetries(0), WithCredentials("app-key1", "wrong-secret"), WithRequestSigning()}} {
 		bad, err := NewProducer(nsAddr, opts...)
 		if err != nil {
 			t.Fatal(err)

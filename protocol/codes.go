@@ -168,6 +168,7 @@ var requestNames = map[int16]string{
 	ReqFerryUndrain: "FERRY_UNDRAIN", ReqFerryGroupList: "FERRY_GROUP_LIST", ReqFerryTopicStats: "FERRY_TOPIC_STATS",
 	ReqFerryTxList: "FERRY_TX_LIST", ReqFerryProducerList: "FERRY_PRODUCER_LIST",
 	ReqFerrySendMulti: "FERRY_SEND_MULTI",
+	ReqFerryAuth:      "FERRY_AUTH",
 }
 
 var responseNames = map[int16]string{

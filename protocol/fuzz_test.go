@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"net/netip"
@@ -135,6 +136,49 @@ func FuzzUniqIDTime(f *testing.F) {
 		u, err := ParseUniqID(uniqIDAt(made), now)
 		if err != nil || !u.Time.Equal(made) {
 			t.Fatalf("made %v, read at %v: %v %v", made, now, u.Time, err)
+		}
+	})
+}
+
+// FuzzDecodeAuthRequest: FERRY_AUTH's field decoder never panics, and what
+// it accepts is exactly one well-formed step.
+func FuzzDecodeAuthRequest(f *testing.F) {
+	nonce := base64.StdEncoding.EncodeToString(make([]byte, AuthNonceLen))
+	f.Add("1", AuthMechHMACSHA256, "user-key", nonce, "")
+	f.Add("2", "", "", "", nonce)
+	f.Add("1", "MD5", "", "AAAA", "")
+	f.Add("2", "", "", "", nonce[:43]+"!")
+	f.Add("x", "", "", "", "")
+	f.Fuzz(func(t *testing.T, step, mech, key, clientNonce, proof string) {
+		ext := map[string]string{AuthFieldStep: step, AuthFieldMech: mech, AuthFieldKey: key,
+			AuthFieldClientNonce: clientNonce, AuthFieldProof: proof, AuthFieldServerNonce: clientNonce, AuthFieldServerProof: proof}
+		hello, pr, err := DecodeAuthRequest(ext)
+		switch {
+		case err != nil:
+			if hello != nil || pr != nil || !errors.Is(err, ErrAuthMalformed) {
+				t.Fatalf("error %v with results %v %v", err, hello, pr)
+			}
+		case hello != nil:
+			if pr != nil || step != "1" || mech != AuthMechHMACSHA256 || hello.AccessKey != key || key == "" || len(key) > AuthMaxKeyLen {
+				t.Fatalf("accepted step 1 %+v from %q %q %q", hello, step, mech, key)
+			}
+			if b, err := base64.StdEncoding.DecodeString(hello.ClientNonce); err != nil || len(b) != AuthNonceLen {
+				t.Fatalf("accepted client nonce %q", hello.ClientNonce)
+			}
+		case pr != nil:
+			if step != "2" || len(pr.Proof) != AuthProofLen {
+				t.Fatalf("accepted step 2 %x from %q", pr.Proof, step)
+			}
+		default:
+			t.Fatal("no result and no error")
+		}
+		if sn, err := DecodeAuthServerNonce(ext); err == nil {
+			if b, err := base64.StdEncoding.DecodeString(sn); err != nil || len(b) != AuthNonceLen {
+				t.Fatalf("accepted server nonce %q", sn)
+			}
+		}
+		if sp, err := DecodeAuthServerProof(ext); err == nil && len(sp) != AuthProofLen {
+			t.Fatalf("accepted server proof %x", sp)
 		}
 	})
 }

@@ -3,6 +3,7 @@ package remoting
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -25,8 +26,16 @@ type ClientConfig struct {
 	Handler Handler
 	// Logger receives connection-level events. nil: disabled.
 	Logger *slog.Logger
-	// Credentials, when not zero, sign every request sent (RocketMQ ACL).
+	// Credentials, when not zero, sign every request sent (RocketMQ ACL),
+	// or authenticate each connection once when Authenticate is set.
 	Credentials Credentials
+	// Authenticate, with Credentials, runs FERRY_AUTH on every connection
+	// dialed (see Authenticate): once it succeeds the connection's requests
+	// go unsigned and the server takes them as the account's. A server
+	// that does not serve FERRY_AUTH, or refuses it, gets signed requests
+	// on that connection instead; one that fails to prove it knows the
+	// secret key fails the dial.
+	Authenticate bool
 	// TLS, when not nil, makes every connection a TLS client connection.
 	TLS *tls.Config
 	// WireResponses decodes the extFields of every response into wire
@@ -43,6 +52,8 @@ type Client struct {
 	ep          *endpoint
 	dialTimeout time.Duration
 	tls         *tls.Config
+	creds       Credentials // for FERRY_AUTH; zero: connections are not authenticated
+	log         *slog.Logger
 
 	mu      sync.Mutex
 	entries map[string]*clientEntry
@@ -69,6 +80,13 @@ func NewClient(cfg ClientConfig) *Client {
 	}
 	if !cfg.Credentials.IsZero() {
 		cl.ep.signer = newSigner(cfg.Credentials)
+		if cfg.Authenticate {
+			cl.creds = cfg.Credentials
+		}
+	}
+	cl.log = cfg.Logger
+	if cl.log == nil {
+		cl.log = slog.New(slog.DiscardHandler)
 	}
 	cl.ep.wireResponses = cfg.WireResponses
 	return cl
@@ -136,6 +154,16 @@ func (cl *Client) dial(ctx context.Context, addr string, e *clientEntry) {
 	cl.mu.Unlock()
 	e.conn = c
 	c.start()
+	if !closed && !cl.creds.IsZero() {
+		if err := cl.authenticate(ctx, addr, c); err != nil {
+			_ = c.Close()
+			<-c.closed
+			e.err = err
+			e.conn = nil
+			close(e.ready)
+			return
+		}
+	}
 	if closed {
 		_ = c.Close()
 		<-c.closed
@@ -143,6 +171,33 @@ func (cl *Client) dial(ctx context.Context, addr string, e *clientEntry) {
 		e.conn = nil
 	}
 	close(e.ready)
+}
+
+// authenticate runs FERRY_AUTH on a connection not yet handed out: on
+// success its requests go unsigned; when the server does not serve it or
+// refuses it they stay signed. The error is for a failed exchange (the
+// connection then fails the dial).
+func (cl *Client) authenticate(ctx context.Context, addr string, c *Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, cl.dialTimeout)
+	defer cancel()
+	err := Authenticate(ctx, c, cl.creds)
+	var refused *AuthRefusedError
+	switch {
+	case err == nil:
+		c.signer = nil
+		return nil
+	case errors.Is(err, ErrAuthNotSupported):
+		cl.log.Debug("remoting: server does not authenticate connections, signing every request", "remote", addr, "error", err)
+		return nil
+	case errors.As(err, &refused):
+		// Signed requests get the same refusal, one by one, with the
+		// reason in each answer; an account fixed by an ACL reload is
+		// then accepted without a new connection.
+		cl.log.Warn("remoting: connection authentication refused, signing every request", "remote", addr, "error", err)
+		return nil
+	default:
+		return fmt.Errorf("remoting: authenticate %s: %w", addr, err)
+	}
 }
 
 func (cl *Client) removeEntry(addr string, e *clientEntry) {

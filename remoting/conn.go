@@ -147,6 +147,14 @@ type Conn struct {
 	pending  map[int32]chan *Command
 	onClose  []func()
 	tornDown bool
+
+	// signer signs the requests sent on a client connection (nil: none);
+	// set before the connection is handed out, cleared by a successful
+	// FERRY_AUTH.
+	signer *signer
+	// auth is what the server's handler in front (package acl) keeps about
+	// the connection's authentication.
+	auth atomic.Value
 }
 
 func newConn(nc net.Conn, ep *endpoint) *Conn {
@@ -163,6 +171,7 @@ func newConn(nc net.Conn, ep *endpoint) *Conn {
 		pending:    make(map[int32]chan *Command),
 	}
 	c.log = ep.log.With("conn_id", c.id, "remote", c.remote)
+	c.signer = ep.signer
 	return c
 }
 
@@ -193,6 +202,20 @@ func (c *Conn) Err() error {
 	defer c.mu.Unlock()
 	return c.err
 }
+
+// LoadOrStoreAuth keeps v as the connection's authentication state, for
+// the handler that authenticates connections (package acl), unless one is
+// kept already; it returns the state kept. v must always be a non-nil
+// value of one type.
+func (c *Conn) LoadOrStoreAuth(v any) any {
+	if c.auth.CompareAndSwap(nil, v) {
+		return v
+	}
+	return c.auth.Load()
+}
+
+// Auth returns the state LoadOrStoreAuth kept, or nil.
+func (c *Conn) Auth() any { return c.auth.Load() }
 
 // OnClose registers fn to run once when the connection closes (on the
 // connection's read goroutine, after waiting Invokes have failed). If the
@@ -270,8 +293,8 @@ func (c *Conn) answered() {
 func (c *Conn) SendOneway(req *Command) error {
 	req.Opaque = c.nextOpaque.Add(1)
 	req.Flag = (req.Flag | FlagOneway) &^ FlagResponse
-	if c.ep.signer != nil {
-		c.ep.signer.sign(req)
+	if c.signer != nil {
+		c.signer.sign(req)
 	}
 	return c.enqueue(req)
 }
@@ -296,11 +319,16 @@ var timerPool = sync.Pool{New: func() any {
 }}
 
 func (c *Conn) invoke(ctx context.Context, req *Command, timeout time.Duration) (*Command, error) {
+	if c.signer != nil {
+		c.signer.sign(req)
+	}
+	return c.invokeUnsigned(ctx, req, timeout)
+}
+
+// invokeUnsigned is invoke without signing req.
+func (c *Conn) invokeUnsigned(ctx context.Context, req *Command, timeout time.Duration) (*Command, error) {
 	req.Opaque = c.nextOpaque.Add(1)
 	req.Flag &^= FlagResponse | FlagOneway
-	if c.ep.signer != nil {
-		c.ep.signer.sign(req)
-	}
 	ch := make(chan *Command, 1)
 	c.mu.Lock()
 	if c.closing {

@@ -79,7 +79,13 @@
 // A Client with ClientConfig.Credentials signs every request it sends as
 // RocketMQ's ACL clients do (sign.go documents the content): AccessKey and
 // Signature (and SecurityToken) become extension fields. Checking them is
-// package acl's work, in a Handler in front of the server's Mux.
+// package acl's work, in a Handler in front of the server's Mux. With
+// ClientConfig.Authenticate too, each connection is instead authenticated
+// once when dialed (FERRY_AUTH, auth.go; protocol's auth.go documents the
+// exchange) and its requests go unsigned; a server that does not serve the
+// code, or refuses the handshake, gets signed requests on that connection.
+// A server connection keeps the handler's authentication state
+// (Conn.LoadOrStoreAuth).
 // ClientConfig.TLS dials TLS; a server gets TLS from the listener it is
 // given (tls.NewListener), and logs a plain-text client on a TLS port.
 //

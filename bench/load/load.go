@@ -52,10 +52,12 @@ type Config struct {
 	Consume     bool          // also consume and measure end to end
 	Progress    io.Writer     // one line a second (nil: none)
 	SendTimeout time.Duration
-	// Credentials sign every request (brokers with an ACL file); TLS, when
-	// set, makes every connection a TLS one.
-	Credentials remoting.Credentials
-	TLS         *tls.Config
+	// Credentials authenticate every connection once (brokers with an ACL
+	// file), or sign every request with SignRequests; TLS, when set, makes
+	// every connection a TLS one.
+	Credentials  remoting.Credentials
+	SignRequests bool
+	TLS          *tls.Config
 	// Idempotent sends every message with a producer id (one per sending
 	// goroutine), epoch and per-queue sequence, as WithIdempotence does.
 	Idempotent bool
@@ -86,7 +88,7 @@ type Config struct {
 
 // remotingConfig is the client configuration of every connection.
 func (c *Config) remotingConfig() remoting.ClientConfig {
-	return remoting.ClientConfig{Credentials: c.Credentials, TLS: c.TLS}
+	return remoting.ClientConfig{Credentials: c.Credentials, Authenticate: !c.SignRequests, TLS: c.TLS}
 }
 
 // Result is what a run measured.
@@ -659,7 +661,8 @@ func defineFlags(fs *flag.FlagSet, f *cmdFlags) {
 	fs.BoolVar(&cfg.Transactions, "transactions", false, "send each message as a transaction committed at once (SDK SendInTransaction, one at a time per producer)")
 	fs.BoolVar(&f.quiet, "quiet", false, "no progress lines")
 	fs.StringVar(&f.cpuProfile, "cpuprofile", "", "write the load generator's CPU profile to this file")
-	fs.StringVar(&cfg.Credentials.AccessKey, "access-key", os.Getenv("FERRY_ACCESS_KEY"), "ACL access key to sign with (env FERRY_ACCESS_KEY)")
+	fs.StringVar(&cfg.Credentials.AccessKey, "access-key", os.Getenv("FERRY_ACCESS_KEY"), "ACL access key to authenticate with (env FERRY_ACCESS_KEY)")
+	fs.BoolVar(&cfg.SignRequests, "sign-requests", false, "sign every request instead of authenticating each connection once")
 	fs.StringVar(&cfg.Credentials.SecretKey, "secret-key", os.Getenv("FERRY_SECRET_KEY"), "ACL secret key (env FERRY_SECRET_KEY)")
 	fs.BoolVar(&f.tls, "tls", false, "connect with TLS")
 	fs.StringVar(&f.caFile, "ca", "", "CA certificate (PEM) to trust with --tls")

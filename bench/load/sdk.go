@@ -30,6 +30,9 @@ func runSDKProducer(ctx context.Context, cfg *Config, p int, topics []string, in
 	opts := []client.Opt{client.WithGroup(fmt.Sprint("bench-sdk-", p)), client.WithSendTimeout(cfg.SendTimeout)}
 	if !cfg.Credentials.IsZero() {
 		opts = append(opts, client.WithCredentials(cfg.Credentials.AccessKey, cfg.Credentials.SecretKey))
+		if cfg.SignRequests {
+			opts = append(opts, client.WithRequestSigning())
+		}
 	}
 	if cfg.TLS != nil {
 		opts = append(opts, client.WithTLS(cfg.TLS))

@@ -38,7 +38,8 @@ var (
 	opsFlagTimeout   = &cli.DurationFlag{Name: "timeout", Value: 30 * time.Second, Usage: "give up after this long"}
 	opsFlagNoHeaders = &cli.BoolFlag{Name: "no-headers", Usage: "leave out table headers"}
 	opsFlagYes       = &cli.BoolFlag{Name: "yes", Aliases: []string{"y"}, Usage: "confirm a destructive command"}
-	opsFlagAccessKey = &cli.StringFlag{Name: "access-key", Usage: "ACL access key to sign requests with", EnvVars: []string{"FERRY_ACCESS_KEY"}}
+	opsFlagAccessKey = &cli.StringFlag{Name: "access-key", Usage: "ACL access key to authenticate with", EnvVars: []string{"FERRY_ACCESS_KEY"}}
+	opsFlagSignReqs  = &cli.BoolFlag{Name: "sign-requests", Usage: "sign every request instead of authenticating each connection once (integrity of each request without TLS)", EnvVars: []string{"FERRY_SIGN_REQUESTS"}}
 	opsFlagSecretKey = &cli.StringFlag{Name: "secret-key", Usage: "ACL secret key (prefer the env variable: flags show in ps)", EnvVars: []string{"FERRY_SECRET_KEY"}}
 	opsFlagTLS       = &cli.BoolFlag{Name: "tls", Usage: "connect with TLS", EnvVars: []string{"FERRY_TLS"}}
 	opsFlagCA        = &cli.StringFlag{Name: "ca", Usage: "CA certificate (PEM) to trust for --tls (default: system roots)", EnvVars: []string{"FERRY_CA"}}
@@ -51,7 +52,7 @@ var (
 
 func opsGlobalFlags() []cli.Flag {
 	return []cli.Flag{opsFlagNamesrv, opsFlagOutput, opsFlagTimeout, opsFlagNoHeaders,
-		opsFlagAccessKey, opsFlagSecretKey, opsFlagProfile, opsFlagCredsFile, opsFlagTLS, opsFlagCA, opsFlagInsecure, opsFlagCert, opsFlagKey}
+		opsFlagAccessKey, opsFlagSecretKey, opsFlagSignReqs, opsFlagProfile, opsFlagCredsFile, opsFlagTLS, opsFlagCA, opsFlagInsecure, opsFlagCert, opsFlagKey}
 }
 
 // opsSecurity is the admin options of the credential and TLS flags.
@@ -70,6 +71,9 @@ func opsSecurity(c *cli.Context) ([]client.AdminOption, error) {
 	}
 	if ak != "" {
 		opts = append(opts, client.WithAdminCredentials(ak, sk))
+		if c.Bool("sign-requests") {
+			opts = append(opts, client.WithAdminRequestSigning())
+		}
 	}
 	if (c.String("client-cert") == "") != (c.String("client-key") == "") {
 		return nil, opsUsageError("--client-cert and --client-key go together")
