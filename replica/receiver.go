@@ -70,7 +70,11 @@ type ReceiverConfig struct {
 	// what follows the slave's end (the broker stops dispatching past it,
 	// or drops its consume queues); an error ends the stream.
 	BeforeTruncate func(off int64) error
-	Logger         zerolog.Logger
+	// OnCommit, if set, receives the commit offset of every COMMIT frame
+	// (called from the receiving goroutine; it never passes the end of
+	// what was received).
+	OnCommit func(off int64)
+	Logger   zerolog.Logger
 }
 
 func (c *ReceiverConfig) validate() error {
@@ -348,9 +352,21 @@ func (s *session) receive(br *bufio.Reader, buf *[]byte, pos, last int64, bell c
 		if err != nil {
 			return err
 		}
+		if f.Type == FrameCommit {
+			switch {
+			case f.Epoch != s.epoch:
+				return s.fail(CodeStaleEpoch, "COMMIT of epoch %d on a stream of epoch %d", f.Epoch, s.epoch)
+			case f.Offset > pos:
+				return s.fail(CodeProtocol, "COMMIT at %d beyond the received end %d", f.Offset, pos)
+			}
+			if s.r.cfg.OnCommit != nil {
+				s.r.cfg.OnCommit(f.Offset)
+			}
+			continue
+		}
 		switch {
 		case f.Type != FrameData:
-			return s.fail(CodeProtocol, "expected DATA, got %s", f.Type)
+			return s.fail(CodeProtocol, "expected DATA or COMMIT, got %s", f.Type)
 		case f.Epoch > s.epoch:
 			return s.fail(CodeProtocol, "DATA of epoch %d on a stream of epoch %d", f.Epoch, s.epoch)
 		case len(f.Data) == 0 && f.Epoch != s.epoch:
