@@ -235,8 +235,8 @@ var (
 	flagTLSCert     = &cli.StringFlag{Name: "tls-cert", Usage: "TLS certificate (PEM) for every port; reloaded on change", EnvVars: []string{"FERRY_TLS_CERT"}}
 	flagTLSKey      = &cli.StringFlag{Name: "tls-key", Usage: "TLS private key (PEM)", EnvVars: []string{"FERRY_TLS_KEY"}}
 	flagTLSClientCA = &cli.StringFlag{Name: "tls-client-ca", Usage: "CA (PEM) that client certificates must chain to; empty: none asked", EnvVars: []string{"FERRY_TLS_CLIENT_CA"}}
-	flagReplicaID   = &cli.Int64Flag{Name: "replica-id", Usage: "this replica's stable id in its broker group (1 and up; with --replication-port)", EnvVars: []string{"FERRY_REPLICA_ID"}}
-	flagReplPort    = &cli.IntFlag{Name: "replication-port", Usage: "port slaves stream the commitlog from; 0 (default) turns replication off", EnvVars: []string{"FERRY_REPLICATION_PORT"}}
+	flagReplicaID   = &cli.Int64Flag{Name: "replica-id", Usage: "this replica's stable id in its broker group (1 and up; with --replication-port)", DefaultText: "none", EnvVars: []string{"FERRY_REPLICA_ID"}}
+	flagReplPort    = &cli.IntFlag{Name: "replication-port", Usage: "port slaves stream the commitlog from", DefaultText: "0: replication off", EnvVars: []string{"FERRY_REPLICATION_PORT"}}
 	flagAcks        = &cli.StringFlag{Name: "acks", Usage: "when a send is acknowledged: 0, 1 (the master's write) or all (every in-sync replica)", DefaultText: "all with replication, else 1", EnvVars: []string{"FERRY_ACKS"}}
 	flagMinInSync   = &cli.IntFlag{Name: "min-insync-replicas", Usage: "refuse acks=all sends while fewer replicas are in sync", DefaultText: "1", EnvVars: []string{"FERRY_MIN_INSYNC_REPLICAS"}}
 	flagFlushedAcks = &cli.BoolFlag{Name: "require-flushed-acks", Usage: "count a slave's copy only once it is on its disk", DefaultText: "false", EnvVars: []string{"FERRY_REQUIRE_FLUSHED_ACKS"}}
