@@ -288,9 +288,6 @@ func (c *Config) Validate() error {
 		if c.ReplicaID < 1 {
 			bad("replica_id %d: with replication on give each replica of the group a stable id from 1 (0 is the master's broker id in routes)", c.ReplicaID)
 		}
-		if len(c.NamesrvAddrs) == 0 {
-			bad("replication needs the name servers (namesrv_addrs) that run the control plane")
-		}
 	}
 	if c.Acks != "" && !validAcks(c.Acks) {
 		bad("acks %q must be 0, 1 or all", c.Acks)

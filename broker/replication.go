@@ -128,6 +128,7 @@ type replication struct {
 	leaseMillis int64
 	slaves      map[int64]*slaveProgress
 	parked      pendingAcks
+	addrs       map[int64]string // replicas' replication addresses, from the control plane
 	history     replica.History
 	lastReply   time.Time
 	receiver    *replica.Receiver
@@ -457,6 +458,18 @@ func (r *replication) heartbeat() {
 		return
 	}
 	r.apply(sentAt, rep)
+	if rep.Role == controller.RoleMaster {
+		// The replicas' addresses, for the status.
+		if st, err := r.cc.State(ctx, r.b.cfg.ClusterName, r.b.cfg.BrokerName); err == nil && len(st.Groups) == 1 {
+			addrs := map[int64]string{}
+			for _, rp := range st.Groups[0].Replicas {
+				addrs[rp.ID] = rp.Addr
+			}
+			r.mu.Lock()
+			r.addrs = addrs
+			r.mu.Unlock()
+		}
+	}
 }
 
 // apply takes the role and state a heartbeat answer gives.
@@ -836,7 +849,7 @@ func (r *replication) Status() protocol.ReplicationStatus {
 	switch r.role {
 	case RoleMaster:
 		for id, s := range r.slaves {
-			rs := protocol.ReplicaStatus{ID: id, InSync: slices.Contains(r.inSync, id), AckedOffset: r.acked(s),
+			rs := protocol.ReplicaStatus{ID: id, Addr: r.addrs[id], InSync: slices.Contains(r.inSync, id), AckedOffset: r.acked(s),
 				LagBytes: max(st.MaxOffset-r.acked(s), 0)}
 			if !s.caughtUp.IsZero() && rs.LagBytes > 0 {
 				rs.LagSeconds = now.Sub(s.caughtUp).Seconds()
