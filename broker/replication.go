@@ -327,6 +327,12 @@ func (r *replication) reply(c *remoting.Conn, req, resp *remoting.Command, topic
 	r.advance()
 }
 
+// replyAfterWrite is reply for an answer whose messages' end is not at
+// hand: it waits for the log's end as it is now, which is at or past them.
+func (r *replication) replyAfterWrite(c *remoting.Conn, req, resp *remoting.Command, topic string) {
+	r.reply(c, req, resp, topic, r.b.clog.WrittenOffset())
+}
+
 // start opens the replication port and begins heartbeating.
 func (r *replication) start() error {
 	if !r.on {
