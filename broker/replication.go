@@ -410,6 +410,11 @@ func (r *replication) accept(s *replica.Sender) {
 		conns.Add(1)
 		go func() {
 			defer conns.Done()
+			if err := replAuthServe(conn, r.b.clusterSecret); err != nil { // replication_auth.go
+				conn.Close()
+				r.b.log.Warn().Err(err).Str("peer", conn.RemoteAddr().String()).Msg("replication connection refused")
+				return
+			}
 			if err := s.Serve(r.ctx, conn); err != nil && r.ctx.Err() == nil {
 				r.b.log.Debug().Err(err).Str("slave", conn.RemoteAddr().String()).Msg("replication stream ended")
 			}
@@ -579,7 +584,10 @@ func (r *replication) becomeSlave(rep controller.HeartbeatReply) {
 			MaxBackoff:     500 * time.Millisecond,
 			BeforeTruncate: r.beforeTruncate,
 			OnCommit:       r.onMasterCommit,
-			Logger:         r.b.log.With().Str("component", "replication").Logger(),
+			Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+				return replAuthDial(ctx, addr, r.b.clusterSecret)
+			},
+			Logger: r.b.log.With().Str("component", "replication").Logger(),
 		}, r.b.clog)
 		if err != nil {
 			r.b.log.Error().Err(err).Msg("replication: cannot start the receiver")

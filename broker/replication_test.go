@@ -1,6 +1,9 @@
 package broker
 
 import (
+	"context"
+	"errors"
+	"net"
 	"strings"
 	"testing"
 )
@@ -46,5 +49,39 @@ func TestReplicationConfig(t *testing.T) {
 	}
 	if c.AcksFor("t") != AcksAll || c.AcksFor("logs") != AcksLeader {
 		t.Errorf("replicated acks: t %q, logs %q", c.AcksFor("t"), c.AcksFor("logs"))
+	}
+}
+
+// TestReplicationAuth: with a cluster secret a slave that knows it is let
+// through, one that does not is refused.
+func TestReplicationAuth(t *testing.T) {
+	for _, tc := range []struct {
+		slave string
+		ok    bool
+	}{{"0123456789abcdef", true}, {"fedcba9876543210", false}} {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		res := make(chan error, 1)
+		go func() {
+			conn, err := ln.Accept()
+			if err != nil {
+				res <- err
+				return
+			}
+			defer conn.Close()
+			res <- replAuthServe(conn, "0123456789abcdef")
+		}()
+		conn, err := replAuthDial(context.Background(), ln.Addr().String(), tc.slave)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = <-res
+		conn.Close()
+		ln.Close()
+		if (err == nil) != tc.ok || (!tc.ok && !errors.Is(err, errReplAuth)) {
+			t.Fatalf("slave secret %q: master says %v", tc.slave, err)
+		}
 	}
 }

@@ -65,6 +65,9 @@ type ReceiverConfig struct {
 	MinBackoff  time.Duration
 	MaxBackoff  time.Duration
 	DialTimeout time.Duration
+	// Dial, if set, opens the connection to the master instead of a plain
+	// TCP dial (for instance to authenticate it first).
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// BeforeTruncate, if set, is called before the log is cut back to off,
 	// or emptied to start over at off because the master no longer keeps
 	// what follows the slave's end (the broker stops dispatching past it,
@@ -213,8 +216,15 @@ func (s *session) read(br *bufio.Reader, buf *[]byte) (Frame, error) {
 // progressed reports whether it got past the handshake.
 func (r *Receiver) stream(ctx context.Context) (progressed bool, err error) {
 	addr, epoch := r.cfg.Master()
-	d := net.Dialer{Timeout: r.cfg.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	var conn net.Conn
+	if r.cfg.Dial != nil {
+		dctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
+		conn, err = r.cfg.Dial(dctx, addr)
+		cancel()
+	} else {
+		d := net.Dialer{Timeout: r.cfg.DialTimeout}
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return false, fmt.Errorf("replica: dial the master at %s: %w", addr, err)
 	}
