@@ -30,11 +30,17 @@ type replBroker struct {
 	alive bool
 }
 
+// startReplGroup starts the group; a "--cluster-secret" in extra goes to
+// the name server too.
 func startReplGroup(t *testing.T, extra ...string) *replGroup {
 	dir := t.TempDir()
 	ctl := freePorts(t, 1)[0]
 	cfg := writeConfig(t, fmt.Sprintf("[namesrv]\ncontroller_port = %d\ncontroller_dir = %q\ncontroller_lease = \"1s\"\n", ctl, filepath.Join(dir, "controller")))
-	p := startProc(t, "namesrv", "--config", cfg, "--namesrv-port", "0", "--host", "127.0.0.1")
+	nsArgs := []string{"namesrv", "--config", cfg, "--namesrv-port", "0", "--host", "127.0.0.1"}
+	if i := slices.Index(extra, "--cluster-secret"); i >= 0 {
+		nsArgs = append(nsArgs, extra[i:i+2]...)
+	}
+	p := startProc(t, nsArgs...)
 	g := &replGroup{t: t, ns: "127.0.0.1:" + fmt.Sprint(p.waitLog(t, "name server ready")["port"]), brokers: map[int64]*replBroker{}}
 	for id := int64(1); id <= 3; id++ {
 		ports := freePorts(t, 3)
@@ -188,12 +194,13 @@ func TestReplicationFailover(t *testing.T) {
 
 // TestReplicationMinInSync: with min_insync_replicas 3, acks=all sends are
 // refused with a clear error once a slave is killed and has left the
-// in-sync set, and accepted again when it is back in.
+// in-sync set, and accepted again when it is back in. The group runs with
+// a cluster secret, so its replication connections are authenticated.
 func TestReplicationMinInSync(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts four processes")
 	}
-	g := startReplGroup(t, "--min-insync-replicas", "3")
+	g := startReplGroup(t, "--min-insync-replicas", "3", "--cluster-secret", "0123456789abcdef-repl")
 	m := g.master(30*time.Second, 3)
 	if !g.send("repl-min", "a") {
 		t.Fatal("send with the whole set in sync failed")
