@@ -228,3 +228,44 @@ func TestReplicationMinInSync(t *testing.T) {
 		t.Fatal("send after the slave caught up failed")
 	}
 }
+
+// TestReplicationCommitPoint: with acks=1 a send is answered after the
+// master's write, but consumers see it only once every in-sync replica
+// has it: with both slaves killed (still in the set until replica_lag_max)
+// it stays invisible, and appears when the set shrinks to the master.
+func TestReplicationCommitPoint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four processes")
+	}
+	g := startReplGroup(t, "--acks", "1")
+	m := g.master(30*time.Second, 3)
+	if !g.send("repl-commit", "before") {
+		t.Fatal("send failed")
+	}
+	for id, b := range g.brokers {
+		if id != m {
+			b.p.kill()
+			b.alive = false
+		}
+	}
+	if !g.send("repl-commit", "after") {
+		t.Fatal("acks=1 send with the slaves down failed")
+	}
+	ri, _ := g.status(m)
+	if len(ri.Replication.InSync) != 3 {
+		t.Skipf("the set shrank before the check (in sync %v); nothing to observe", ri.Replication.InSync)
+	}
+	if ri.Replication.CommitOffset >= ri.Replication.MaxOffset {
+		t.Fatalf("commit offset %d reached the end %d with two in-sync slaves down", ri.Replication.CommitOffset, ri.Replication.MaxOffset)
+	}
+	out, _, _ := ferry(t, "", "msg", "consume", "--namesrv", g.ns, "--topic", "repl-commit", "--from-beginning",
+		"--max", "2", "--timeout", "5s", "-o", "json")
+	if strings.Contains(out, `"after"`) || !strings.Contains(out, `"before"`) {
+		t.Fatalf("before the in-sync set shrank consumers saw:\n%s", out)
+	}
+	pollUntil(t, 20*time.Second, "the message once the set shrank to the master", func() bool {
+		out, _, _ := ferry(t, "", "msg", "consume", "--namesrv", g.ns, "--topic", "repl-commit", "--from-beginning",
+			"--max", "2", "--timeout", "5s", "-o", "json")
+		return strings.Contains(out, `"after"`)
+	})
+}
