@@ -215,6 +215,7 @@ func (b *Broker) Runtime() RuntimeInfo {
 		CommitlogMax: b.clog.WrittenOffset(), FlushedOffset: b.clog.FlushedOffset(),
 		Dispatched: b.cq.DispatchedOffset(), Topics: b.topics.count(), Groups: len(b.groups.all()),
 		Producers: p, Consumers: c, MsgInTotal: b.metrics.inTotal(), MsgOutTotal: b.metrics.outTotal(),
+		Replication: b.repl.Status(),
 	}
 	if u, err := b.fs.GetDiskUsage(b.cfg.DataDir); err == nil && u.TotalBytes > 0 {
 		ri.DiskUsedRatio = float64(u.UsedBytes) / float64(u.TotalBytes)

@@ -59,6 +59,8 @@ type Broker struct {
 	delays    []time.Duration
 
 	clog    *commitlog.Log
+	src     *commitSource // the log as dispatch sees it (replication.go)
+	repl    *replication
 	cq      *consumequeue.Store
 	meta    *metaStore
 	topics  *topicTable
@@ -153,6 +155,7 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		b.closeStores()
 		return nil, err
 	}
+	b.repl = newReplication(b)
 	b.mux = remoting.NewMux()
 	b.routes()
 	if err := b.openACL(); err != nil {
@@ -183,6 +186,7 @@ func (b *Broker) openStores() error {
 	if err != nil {
 		return err
 	}
+	b.src = newCommitSource(b.clog, b.cfg.Replicated())
 	if b.meta, err = openMeta(b.fs, b.fs.PathJoin(b.cfg.DataDir, "meta"), b.log); err != nil {
 		return err
 	}
@@ -205,7 +209,7 @@ func (b *Broker) openStores() error {
 	b.cq, err = consumequeue.Open(consumequeue.Options{
 		FS:        b.fs,
 		Dir:       b.fs.PathJoin(b.cfg.DataDir, "consumequeue"),
-		Source:    b.clog,
+		Source:    b.src,
 		Logger:    b.log,
 		Listeners: []consumequeue.Listener{b.timerIdx, b.keys},
 		OnNotify:  b.wakeHeld,
@@ -308,7 +312,15 @@ func (b *Broker) Start() error {
 			return err
 		}
 	}
+	if err := b.repl.start(); err != nil {
+		ln.Close()
+		if b.http != nil {
+			b.http.shutdown()
+		}
+		return err
+	}
 	if err := b.startDelay(); err != nil {
+		b.repl.stop()
 		ln.Close()
 		if b.http != nil {
 			b.http.shutdown()
@@ -373,6 +385,9 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			}
 		}
 		b.unregister(ctx)
+		if b.repl != nil {
+			b.repl.stop()
+		}
 		if b.http != nil {
 			b.http.shutdown()
 		}
@@ -442,6 +457,9 @@ func (b *Broker) writable() string {
 		return b.diskFullReason()
 	case b.clog.Err() != nil:
 		return b.clog.Err().Error()
+	}
+	if b.repl != nil {
+		return b.repl.writable()
 	}
 	return ""
 }

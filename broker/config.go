@@ -108,7 +108,55 @@ type Config struct {
 	TransactionTimeout       Duration `toml:"transaction_timeout"`
 	TransactionCheckInterval Duration `toml:"transaction_check_interval"`
 	TransactionCheckMax      int      `toml:"transaction_check_max"`
+
+	// Replication (a broker group of one master and its slaves; see
+	// replication.go). ReplicationPort 0 turns it off: the broker is
+	// standalone and registers with BrokerID. Otherwise ReplicaID (1 and
+	// up, stable, unique in the group) names this replica to the control
+	// plane run by the name servers, which says who is master; the master
+	// registers its routes as broker id 0, a slave as its ReplicaID.
+	ReplicaID       int64 `toml:"replica_id"`
+	ReplicationPort int   `toml:"replication_port"`
+	// Acks is when a send is acknowledged: "0" and "1" after the master's
+	// own write, "all" once every in-sync replica has it (the default with
+	// replication on). TopicAcks overrides it per topic.
+	Acks      string            `toml:"acks"`
+	TopicAcks map[string]string `toml:"topic_acks"`
+	// MinInSyncReplicas: an acks=all send is refused while the in-sync set
+	// (the master included) is smaller (default 1, as Kafka's).
+	MinInSyncReplicas int `toml:"min_insync_replicas"`
+	// RequireFlushedAcks counts a slave's copy only once it is on its disk.
+	RequireFlushedAcks bool `toml:"require_flushed_acks"`
+	// ReplicaLagMax drops a slave from the in-sync set when it has not
+	// caught up with the master's end for this long (default 5s).
+	ReplicaLagMax Duration `toml:"replica_lag_max"`
 }
+
+// Ack modes (Config.Acks).
+const (
+	AcksNone   = "0"
+	AcksLeader = "1"
+	AcksAll    = "all"
+)
+
+// Replicated reports whether replication is on.
+func (c *Config) Replicated() bool { return c.ReplicationPort != 0 }
+
+// AcksFor returns the ack mode of topic.
+func (c *Config) AcksFor(topic string) string {
+	if a, ok := c.TopicAcks[topic]; ok {
+		return a
+	}
+	if c.Acks != "" {
+		return c.Acks
+	}
+	if c.Replicated() {
+		return AcksAll
+	}
+	return AcksLeader
+}
+
+func validAcks(a string) bool { return a == AcksNone || a == AcksLeader || a == AcksAll }
 
 // DefaultDelayLevels is RocketMQ's delay level table.
 const DefaultDelayLevels = "1s 5s 10s 30s 1m 2m 3m 4m 5m 6m 7m 8m 9m 10m 20m 30m 1h 2h"
@@ -232,6 +280,28 @@ func (c *Config) Validate() error {
 	}
 	if c.TransactionCheckMax < 0 || c.TransactionCheckMax > 1000 {
 		bad("transaction_check_max %d must be 0 to 1000 (0 means 15)", c.TransactionCheckMax)
+	}
+	if c.ReplicationPort < 0 || c.ReplicationPort > 65535 {
+		bad("replication_port %d is not a TCP port (0 turns replication off)", c.ReplicationPort)
+	}
+	if c.Replicated() {
+		if c.ReplicaID < 1 {
+			bad("replica_id %d: with replication on give each replica of the group a stable id from 1 (0 is the master's broker id in routes)", c.ReplicaID)
+		}
+	}
+	if c.Acks != "" && !validAcks(c.Acks) {
+		bad("acks %q must be 0, 1 or all", c.Acks)
+	}
+	for topic, a := range c.TopicAcks {
+		if !validAcks(a) {
+			bad("topic_acks[%q] = %q must be 0, 1 or all", topic, a)
+		}
+	}
+	if c.MinInSyncReplicas < 0 || c.MinInSyncReplicas > 64 {
+		bad("min_insync_replicas %d must be 1 to 64 (0 means 1)", c.MinInSyncReplicas)
+	}
+	if c.ReplicaLagMax < 0 {
+		bad("replica_lag_max must not be negative (0 means 5s)")
 	}
 	if len(errs) > 0 {
 		return errors.New("broker config: " + strings.Join(errs, "; "))

@@ -341,7 +341,7 @@ func (b *Broker) sendDeduped(c *remoting.Conn, req *remoting.Command, msgs []com
 		if fresh > 0 {
 			b.metrics.messagesIn(msgs[0].Topic, fresh, bytes)
 		}
-		_ = c.Reply(resp)
+		b.repl.replyAfterWrite(c, req, resp, msgs[0].Topic) // replication.go
 	})
 	return true
 }

@@ -135,7 +135,7 @@ func (b *Broker) sendIdempotent(c *remoting.Conn, req *remoting.Command, msgs []
 		b.reply(c, req, protocol.RespMessageIllegal, err.Error())
 		return true
 	}
-	_ = c.Reply(b.storeIdempotent(req, msgs, f))
+	b.repl.replyAfterWrite(c, req, b.storeIdempotent(req, msgs, f), msgs[0].Topic) // replication.go
 	return true
 }
 

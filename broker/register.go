@@ -97,7 +97,7 @@ func (b *Broker) triggerRegister() {
 func (b *Broker) registerHeader() remoting.RegisterBrokerHeader {
 	return remoting.RegisterBrokerHeader{
 		BrokerName: b.cfg.BrokerName, BrokerAddr: b.addr, ClusterName: b.cfg.ClusterName,
-		HAServerAddr: b.addr, BrokerID: b.cfg.BrokerID, HTTPAddr: b.httpAdvertised(),
+		HAServerAddr: b.addr, BrokerID: b.repl.brokerID(), HTTPAddr: b.httpAdvertised(),
 	}
 }
 
@@ -141,7 +141,7 @@ func (b *Broker) unregister(ctx context.Context) {
 	if b.nsClient == nil {
 		return
 	}
-	h := remoting.UnregisterBrokerHeader{BrokerName: b.cfg.BrokerName, BrokerAddr: b.addr, ClusterName: b.cfg.ClusterName, BrokerID: b.cfg.BrokerID}
+	h := remoting.UnregisterBrokerHeader{BrokerName: b.cfg.BrokerName, BrokerAddr: b.addr, ClusterName: b.cfg.ClusterName, BrokerID: b.repl.brokerID()}
 	for _, ns := range b.cfg.NamesrvAddrs {
 		c, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if err := remoting.UnregisterBroker(c, b.nsClient, ns, h); err != nil {

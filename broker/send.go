@@ -197,7 +197,7 @@ func sendError(err error) (int16, string) {
 	case errors.Is(err, errNoPermission), errors.Is(err, ErrTopicSystem):
 		return protocol.RespNoPermission, err.Error()
 	case errors.Is(err, commitlog.ErrReadOnly), errors.Is(err, commitlog.ErrClosed), errors.Is(err, errNotWritable),
-		errors.Is(err, commitlog.ErrNoSpace):
+		errors.Is(err, commitlog.ErrNoSpace), errors.Is(err, ErrNotMaster), errors.Is(err, ErrNotEnoughReplicas):
 		return protocol.RespServiceNotAvailable, err.Error()
 	}
 	return protocol.RespSystemError, err.Error()
@@ -336,6 +336,12 @@ func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 			b.reply(c, req, code, remark)
 			continue
 		}
+		if err := b.repl.checkAcks(msgs[first].Topic); err != nil {
+			clear(msgs[first:])
+			msgs = msgs[:first]
+			b.reply(c, req, protocol.RespServiceNotAvailable, err.Error())
+			continue
+		}
 		if b.sendIdempotent(c, req, msgs[first:]) || b.sendDeduped(c, req, msgs[first:]) { // idempotent.go, dedup.go
 			msgs = msgs[:first]
 			continue
@@ -352,7 +358,12 @@ func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 			if res != nil {
 				r = res[sp.first : sp.first+sp.size]
 			}
-			_ = c.Reply(b.sendResponse(sp.req, msgs[sp.first:sp.first+sp.size], r, err))
+			resp := b.sendResponse(sp.req, msgs[sp.first:sp.first+sp.size], r, err)
+			if r == nil {
+				_ = c.Reply(resp)
+				continue
+			}
+			b.repl.reply(c, sp.req, resp, msgs[sp.first].Topic, r[len(r)-1].End()) // replication.go
 		}
 	})
 }

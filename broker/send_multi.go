@@ -102,7 +102,8 @@ func (b *Broker) handleSendMulti(c *remoting.Conn, req *remoting.Command) {
 		body = protocol.AppendMultiResult(body, &st.results[i])
 	}
 	resp.Body = body
-	_ = c.Reply(resp)
+	// A batch over several topics waits as the group's ack mode says.
+	b.repl.replyAfterWrite(c, req, resp, "") // replication.go
 }
 
 // prepareMultiEntry checks one message of a multi-queue batch as a single

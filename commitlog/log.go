@@ -198,6 +198,19 @@ type Log struct {
 	epochMu      sync.Mutex // guards the epoch history; taken after mu
 	epochs       []EpochEntry
 	epochsLoaded bool
+	appendGuard  atomic.Pointer[func() error] // SetAppendGuard
+}
+
+// SetAppendGuard makes every later Append first call guard and fail with
+// its error, appending nothing, when it returns one (nil removes the
+// guard). A replicated broker's slave refuses local writes this way: its
+// log only grows by AppendRaw, at the master's offsets.
+func (l *Log) SetAppendGuard(guard func() error) {
+	if guard == nil {
+		l.appendGuard.Store(nil)
+		return
+	}
+	l.appendGuard.Store(&guard)
 }
 
 // Open opens or creates the log in opts.Dir, recovering it if it was not
@@ -408,6 +421,11 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 	res = res[:0]
 	if len(msgs) == 0 {
 		return res, nil
+	}
+	if g := l.appendGuard.Load(); g != nil {
+		if err := (*g)(); err != nil {
+			return res, err
+		}
 	}
 	bufp := l.getBuf()
 	defer l.putBuf(bufp)

@@ -490,3 +490,33 @@ func TestReadRecords(t *testing.T) {
 		t.Fatalf("read at the end: %v", err)
 	}
 }
+
+// TestAppendGuard: a guard that refuses makes Append fail with its error
+// and append nothing, while AppendRaw still writes; removing it lets
+// Append write again.
+func TestAppendGuard(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 7))
+	master := openTest(t, vfs.NewMem(), nil)
+	defer master.Close()
+	fillRandom(t, master, rng, 3000)
+	l := openTest(t, vfs.NewMem(), nil)
+	defer l.Close()
+	refuse := errors.New("not master")
+	l.SetAppendGuard(func() error { return refuse })
+	if _, err := l.Append([]Message{randMsg(rng, 2, 100)}, nil); !errors.Is(err, refuse) || l.WrittenOffset() != 0 {
+		t.Fatalf("guarded append: %v, end %d", err, l.WrittenOffset())
+	}
+	chunks, starts := rawChunks(t, master, 0, 1<<20)
+	for i, c := range chunks {
+		if err := l.AppendRaw(starts[i], c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if l.WrittenOffset() != master.WrittenOffset() {
+		t.Fatalf("raw end %d, master %d", l.WrittenOffset(), master.WrittenOffset())
+	}
+	l.SetAppendGuard(nil)
+	if _, err := l.Append([]Message{randMsg(rng, 2, 100)}, nil); err != nil || l.WrittenOffset() <= master.WrittenOffset() {
+		t.Fatalf("append without guard: %v", err)
+	}
+}

@@ -76,6 +76,36 @@ type BrokerRuntime struct {
 	Consumers      int     `json:"consumers"`
 	MsgInTotal     float64 `json:"msg_in_total"`
 	MsgOutTotal    float64 `json:"msg_out_total"`
+	// Replication is the broker's part in its group (role "standalone"
+	// when replication is off).
+	Replication ReplicationStatus `json:"replication"`
+}
+
+// ReplicationStatus is a broker's replication state (GET /v1/broker).
+// LagBytes and LagSeconds are, on a master, those of its furthest-behind
+// slave; on a slave, how far it is behind what the master last told it.
+type ReplicationStatus struct {
+	Role         string          `json:"role"` // "master", "slave" or "standalone"
+	ReplicaID    int64           `json:"replica_id"`
+	Epoch        int64           `json:"epoch"`
+	MasterAddr   string          `json:"master_addr"`
+	InSync       []int64         `json:"in_sync"`
+	CommitOffset int64           `json:"commit_offset"`
+	MaxOffset    int64           `json:"max_offset"`
+	LagBytes     int64           `json:"lag_bytes"`
+	LagSeconds   float64         `json:"lag_seconds"`
+	Replicas     []ReplicaStatus `json:"replicas"`
+	Error        string          `json:"error,omitempty"` // the last heartbeat or stream failure
+}
+
+// ReplicaStatus is one slave as its master sees it.
+type ReplicaStatus struct {
+	ID          int64   `json:"id"`
+	Addr        string  `json:"addr"`
+	InSync      bool    `json:"in_sync"`
+	AckedOffset int64   `json:"acked_offset"`
+	LagBytes    int64   `json:"lag_bytes"`
+	LagSeconds  float64 `json:"lag_seconds"`
 }
 
 // DeadLetter is one message of a group's dead-letter queue as the DLQ

@@ -13,7 +13,8 @@
 // open to the master, reconnecting with back-off, writes each DATA frame
 // into its own commitlog with AppendRaw (every record checked, segments
 // rolled where the master's blank marker says) and acks the written and
-// flushed offsets. The broker's use of both comes next.
+// flushed offsets. The broker (package broker, replication.go) runs one or the other
+// according to the role the control plane gives it.
 //
 // # The slave's side
 //
@@ -40,6 +41,7 @@
 //	  (truncates its log, see below)
 //	  FETCH(from)                         →
 //	                                     ← DATA(epoch, start, bytes) ...   or ERROR
+//	                                     ← COMMIT(epoch, offset) ...
 //	  ACK(epoch, written, flushed) ...    →
 //
 // HELLO carries the group epoch the slave knows: the master refuses a
@@ -71,6 +73,14 @@
 // the slave's next offset, epoch = the master's current one) every idle
 // interval, so a slave can tell a live master from a dead one.
 //
+// COMMIT frames, interleaved with DATA, tell the slave the group's commit
+// offset: what every member of the in-sync set holds. The slave dispatches
+// (to its consume queues and every other reader of its log) nothing past
+// it, so a consumer reading from a slave never sees a message a failover
+// could take back. The master sends one whenever the commit offset has
+// grown since the last it sent, never beyond the bytes it has sent on the
+// stream; a COMMIT beyond the slave's end is a protocol error.
+//
 // ACK frames report the slave's written and flushed offsets, at any time
 // after FETCH; the master counts them towards the in-sync set and the
 // commit point. Either side ends the stream with ERROR (a code and a
@@ -98,6 +108,7 @@
 //	4 DATA         epoch i64, start offset i64, bytes (LENGTH - 17)
 //	5 ACK          epoch i64, written offset i64, flushed offset i64
 //	6 ERROR        code u16, reason (LENGTH - 3 bytes of UTF-8)
+//	7 COMMIT       epoch i64, commit offset i64
 //
 // LENGTH is at most MaxFrameLength; a larger one is a protocol error.
 package replica

@@ -35,6 +35,7 @@ const (
 	FrameData     FrameType = 4
 	FrameAck      FrameType = 5
 	FrameError    FrameType = 6
+	FrameCommit   FrameType = 7
 )
 
 func (t FrameType) String() string {
@@ -51,6 +52,8 @@ func (t FrameType) String() string {
 		return "ACK"
 	case FrameError:
 		return "ERROR"
+	case FrameCommit:
+		return "COMMIT"
 	}
 	return "FrameType(" + strconv.Itoa(int(t)) + ")"
 }
@@ -95,9 +98,10 @@ type Frame struct {
 	ReplicaID  int64
 	Cluster    string
 	BrokerName string
-	// HELLO, EPOCH_END, DATA, ACK
+	// HELLO, EPOCH_END, DATA, ACK, COMMIT
 	Epoch int64
-	// EPOCH_END: end offset; FETCH: from; DATA: start offset.
+	// EPOCH_END: end offset; FETCH: from; DATA: start offset; COMMIT: the
+	// commit offset.
 	Offset int64
 	// EPOCH_END: the master's oldest kept offset.
 	Start int64
@@ -133,6 +137,8 @@ func AppendFrame(dst []byte, f *Frame) ([]byte, error) {
 		dst = append(dst, f.Data...)
 	case FrameAck:
 		dst = appendInt64s(dst, f.Epoch, f.Written, f.Flushed)
+	case FrameCommit:
+		dst = appendInt64s(dst, f.Epoch, f.Offset)
 	case FrameError:
 		dst = binary.BigEndian.AppendUint16(dst, uint16(f.Code))
 		dst = append(dst, f.Reason...)
@@ -229,6 +235,11 @@ func decodeFrame(t FrameType, b []byte) (Frame, error) {
 			return short()
 		}
 		f.Epoch, f.Written, f.Flushed = i64(0), i64(8), i64(16)
+	case FrameCommit:
+		if !exact(16) {
+			return short()
+		}
+		f.Epoch, f.Offset = i64(0), i64(8)
 	case FrameError:
 		if len(b) < 2 || !utf8.Valid(b[2:]) {
 			return short()

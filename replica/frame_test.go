@@ -18,6 +18,7 @@ func TestFrameRoundTrip(t *testing.T) {
 		{Type: FrameData, Epoch: 2, Offset: 1 << 30, Data: []byte("records")},
 		{Type: FrameData, Epoch: 2, Offset: 99},
 		{Type: FrameAck, Epoch: 2, Written: 500, Flushed: 400},
+		{Type: FrameCommit, Epoch: 2, Offset: 450},
 		{Type: FrameError, Code: CodeOutOfRange, Reason: "fetch from 9 outside [10, 20]"},
 	}
 	var stream []byte

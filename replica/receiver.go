@@ -65,12 +65,19 @@ type ReceiverConfig struct {
 	MinBackoff  time.Duration
 	MaxBackoff  time.Duration
 	DialTimeout time.Duration
+	// Dial, if set, opens the connection to the master instead of a plain
+	// TCP dial (for instance to authenticate it first).
+	Dial func(ctx context.Context, addr string) (net.Conn, error)
 	// BeforeTruncate, if set, is called before the log is cut back to off,
 	// or emptied to start over at off because the master no longer keeps
 	// what follows the slave's end (the broker stops dispatching past it,
 	// or drops its consume queues); an error ends the stream.
 	BeforeTruncate func(off int64) error
-	Logger         zerolog.Logger
+	// OnCommit, if set, receives the commit offset of every COMMIT frame
+	// (called from the receiving goroutine; it never passes the end of
+	// what was received).
+	OnCommit func(off int64)
+	Logger   zerolog.Logger
 }
 
 func (c *ReceiverConfig) validate() error {
@@ -209,8 +216,15 @@ func (s *session) read(br *bufio.Reader, buf *[]byte) (Frame, error) {
 // progressed reports whether it got past the handshake.
 func (r *Receiver) stream(ctx context.Context) (progressed bool, err error) {
 	addr, epoch := r.cfg.Master()
-	d := net.Dialer{Timeout: r.cfg.DialTimeout}
-	conn, err := d.DialContext(ctx, "tcp", addr)
+	var conn net.Conn
+	if r.cfg.Dial != nil {
+		dctx, cancel := context.WithTimeout(ctx, r.cfg.DialTimeout)
+		conn, err = r.cfg.Dial(dctx, addr)
+		cancel()
+	} else {
+		d := net.Dialer{Timeout: r.cfg.DialTimeout}
+		conn, err = d.DialContext(ctx, "tcp", addr)
+	}
 	if err != nil {
 		return false, fmt.Errorf("replica: dial the master at %s: %w", addr, err)
 	}
@@ -348,9 +362,21 @@ func (s *session) receive(br *bufio.Reader, buf *[]byte, pos, last int64, bell c
 		if err != nil {
 			return err
 		}
+		if f.Type == FrameCommit {
+			switch {
+			case f.Epoch != s.epoch:
+				return s.fail(CodeStaleEpoch, "COMMIT of epoch %d on a stream of epoch %d", f.Epoch, s.epoch)
+			case f.Offset > pos:
+				return s.fail(CodeProtocol, "COMMIT at %d beyond the received end %d", f.Offset, pos)
+			}
+			if s.r.cfg.OnCommit != nil {
+				s.r.cfg.OnCommit(f.Offset)
+			}
+			continue
+		}
 		switch {
 		case f.Type != FrameData:
-			return s.fail(CodeProtocol, "expected DATA, got %s", f.Type)
+			return s.fail(CodeProtocol, "expected DATA or COMMIT, got %s", f.Type)
 		case f.Epoch > s.epoch:
 			return s.fail(CodeProtocol, "DATA of epoch %d on a stream of epoch %d", f.Epoch, s.epoch)
 		case len(f.Data) == 0 && f.Epoch != s.epoch:

@@ -676,3 +676,43 @@ func TestReceiverStartsOverWhenTooFarBehind(t *testing.T) {
 	}
 	sameFiles(t, mfs, ml, sfs, sl)
 }
+
+// TestCommitFrames: the master's commit offset reaches the slave in COMMIT
+// frames as it grows, never beyond what the slave has received.
+func TestCommitFrames(t *testing.T) {
+	ml, m, _ := newMaster(t, 1)
+	rng := rand.New(rand.NewPCG(3, 3))
+	appendRandom(t, ml, rng, 20)
+	var commit atomic.Int64
+	bell := make(chan struct{}, 1)
+	addr := listen(t, SenderConfig{Idle: time.Hour,
+		Commit:      commit.Load,
+		CommitWatch: func() (<-chan struct{}, func()) { return bell, func() {} },
+	}, ml, m)
+	sl := openLogOn(t, vfs.NewMem())
+	var got atomic.Int64
+	got.Store(-1)
+	var bad atomic.Bool
+	receive(t, sl, addr, &m.epoch, func(c *ReceiverConfig) {
+		c.OnCommit = func(off int64) {
+			if off > sl.WrittenOffset() || off < got.Load() {
+				bad.Store(true)
+			}
+			got.Store(off)
+		}
+	})
+	eventually(t, "the first COMMIT", func() bool { return got.Load() == 0 })
+	end := ml.WrittenOffset()
+	eventually(t, "the slave to catch up", func() bool { return sl.WrittenOffset() == end })
+	// Only a commit signal wakes the idle stream (the idle interval is an
+	// hour): the new commit offset must arrive at once.
+	commit.Store(end / 2)
+	bell <- struct{}{}
+	eventually(t, "the grown commit offset", func() bool { return got.Load() == end/2 })
+	commit.Store(end + 1000) // beyond what was sent: capped at the stream's end
+	bell <- struct{}{}
+	eventually(t, "the commit offset capped at the end", func() bool { return got.Load() == end })
+	if bad.Load() {
+		t.Fatal("a COMMIT went beyond the slave's log or backwards")
+	}
+}

@@ -64,8 +64,15 @@ type SenderConfig struct {
 	WriteTimeout     time.Duration
 	HandshakeTimeout time.Duration
 	// OnAck receives every ACK (called from the stream's reading goroutine).
-	OnAck  func(Ack)
-	Logger zerolog.Logger
+	OnAck func(Ack)
+	// Commit, if set, returns the group's commit offset (what every
+	// in-sync replica holds); the stream sends a COMMIT frame whenever it
+	// has grown since the last one sent, so slaves dispatch no further.
+	// CommitWatch, if set, signals (coalesced) when it may have grown;
+	// without it slaves learn of it with the next DATA or idle frame.
+	Commit      func() int64
+	CommitWatch func() (<-chan struct{}, func())
+	Logger      zerolog.Logger
 }
 
 func (c *SenderConfig) validate() error {
@@ -241,12 +248,29 @@ func (st *stream) ship(ctx context.Context, pos, epoch int64, readErr <-chan err
 	l := st.s.log
 	wake, unwatch := l.Watch()
 	defer unwatch()
+	var commitWake <-chan struct{}
+	if st.s.cfg.CommitWatch != nil {
+		w, stop := st.s.cfg.CommitWatch()
+		defer stop()
+		commitWake = w
+	}
+	sentCommit := int64(-1)
 	idle := time.NewTimer(st.s.cfg.Idle)
 	defer idle.Stop()
 	hist := st.s.master.History()
 	for {
 		if e := st.s.master.Epoch(); e != epoch {
 			return st.fail(CodeStaleEpoch, "the master left epoch %d for %d", epoch, e)
+		}
+		if st.s.cfg.Commit != nil {
+			// A slave dispatches only what it holds: the commit offset
+			// it is told never passes the bytes sent on this stream.
+			if c := min(st.s.cfg.Commit(), pos); c > sentCommit {
+				if err := st.write(&Frame{Type: FrameCommit, Epoch: epoch, Offset: c}); err != nil {
+					return err
+				}
+				sentCommit = c
+			}
 		}
 		if written := l.WrittenOffset(); pos < written {
 			next, err := st.shipFrame(pos, written, hist)
@@ -268,6 +292,7 @@ func (st *stream) ship(ctx context.Context, pos, epoch int64, readErr <-chan err
 		case err := <-readErr:
 			return err
 		case <-wake:
+		case <-commitWake:
 		case <-idle.C:
 			if err := st.writeData(epoch, pos, nil); err != nil {
 				return err

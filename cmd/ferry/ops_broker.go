@@ -279,7 +279,37 @@ func opsBrokerCommand() *cli.Command {
 		}
 		return l
 	}
-	return opsParent("broker", "broker status, configuration and drain",
+	elect := opsLeaf{
+		name: "elect", usage: "planned switch-over of a replicated broker group's master to --to (an in-sync, live replica); without --to, an election only if the master's lease ran out",
+		args: "BROKER-NAME", nargs: 1,
+		flags: []cli.Flag{&cli.Int64Flag{Name: "to", Usage: "replica id of the new master"},
+			&cli.StringFlag{Name: "cluster", Value: "DefaultCluster", Usage: "the group's cluster"}},
+		act: func(e *opsEnv, c *cli.Context) error {
+			rc := e.admin.Remoting()
+			if rc == nil || strings.HasPrefix(e.endpoint, "http") {
+				return fmt.Errorf("broker elect talks to the name servers' control plane: give --namesrv ip:port")
+			}
+			addrs := strings.FieldsFunc(e.endpoint, func(r rune) bool { return r == ';' || r == ',' || r == ' ' })
+			var target *int64
+			if c.IsSet("to") {
+				to := c.Int64("to")
+				target = &to
+			}
+			dec, err := controlclient.New(rc, addrs, 0).Elect(e.ctx, c.String("cluster"), c.Args().First(), target)
+			if err != nil {
+				return fmt.Errorf("elect: %w", err)
+			}
+			return e.result(dec, func() error {
+				row := []string{c.Args().First(), strconv.FormatBool(dec.Changed), "-", "-", dec.Reason}
+				if dec.Group != nil {
+					row[2], row[3] = strconv.FormatInt(dec.Group.MasterID, 10), strconv.FormatInt(dec.Group.Epoch, 10)
+				}
+				return e.table([]string{"BROKER", "CHANGED", "MASTER", "EPOCH", "REASON"}, [][]string{row})
+			})
+		},
+	}
+	return opsParent("broker", "broker status, configuration, drain and master switch-over",
+		elect.command(),
 		status.command(),
 		opsParent("config", "read or change a broker's configuration", configGet.command(), configSet.command()),
 		drain(true).command(), drain(false).command(),
