@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -295,5 +296,69 @@ func TestMetadataSurvivesRetention(t *testing.T) {
 	}
 	if v := got.Offsets[offsetID{"g", "kept", 0}]; v != 1 {
 		t.Fatalf("offset after retention: %d", v)
+	}
+}
+
+// RebuildMetadata forgets what the store holds and rebuilds it from the
+// kept log: an entry written to the store alone goes, every change in the
+// log comes back, and the tables serve the result.
+func TestRebuildMetadataFromLog(t *testing.T) {
+	b := testBroker(t, t.TempDir(), metaTestConfig)
+	if err := b.CreateTopic(TopicConfig{TopicName: "real", ReadQueueNums: 2, WriteQueueNums: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.offsets.commit("g", []offsetCommit{{"real", 1, 9}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "the commit to be applied", func() bool {
+		return viewMeta(t, b).Offsets[offsetID{"g", "real", 1}] == 9
+	})
+	want := viewMeta(t, b)
+	// A topic only the store knows (as a truncated replica could hold).
+	batch := b.meta.db.NewIndexedBatch()
+	c := metaChange{Kind: metaTopicPut, Topic: TopicConfig{TopicName: "phantom", ReadQueueNums: 1, WriteQueueNums: 1}}
+	if err := applyMetaChange(batch, &c); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.meta.db.Apply(batch, nil); err != nil {
+		t.Fatal(err)
+	}
+	batch.Close()
+	b.topics.applyPut(c.Topic)
+	if err := b.RebuildMetadata(); err != nil {
+		t.Fatal(err)
+	}
+	if got := viewMeta(t, b); !reflect.DeepEqual(got, want) {
+		t.Fatalf("after rebuild:\n got %+v\nwant %+v", got, want)
+	}
+	if _, ok := b.Topic("phantom"); ok {
+		t.Fatal("the table still serves a topic the log never had")
+	}
+	if off, ok := b.offsets.get("g", "real", 1); !ok || off != 9 {
+		t.Fatalf("offset after rebuild: %d %v", off, ok)
+	}
+}
+
+// The metadata topic is the broker's alone: sends and topic admin are
+// refused, and an offset id never finds one of its records.
+func TestMetaTopicIsReserved(t *testing.T) {
+	b := testBroker(t, t.TempDir(), metaTestConfig)
+	c := newClient(t, b)
+	if resp := c.send(protocol.MetaTopic, 0, "forged", nil); resp.Code == protocol.RespSuccess {
+		t.Fatal("a send to the metadata topic was accepted")
+	}
+	if err := b.CreateTopic(TopicConfig{TopicName: protocol.MetaTopic, ReadQueueNums: 1, WriteQueueNums: 1}); err == nil {
+		t.Fatal("the metadata topic was created by topic admin")
+	}
+	if err := b.DeleteTopic(protocol.MetaTopic); err == nil {
+		t.Fatal("the metadata topic was deleted by topic admin")
+	}
+	// The first record (offset 0) is a metadata record written before the
+	// broker had an address: host 0.0.0.0:0.
+	if rec, _, err := b.clog.ReadRecord(0, nil); err != nil || string(rec.Topic) != protocol.MetaTopic {
+		t.Fatalf("record 0: %v %s", err, rec.Topic)
+	}
+	if _, err := b.MessageByID(strings.Repeat("0", 32)); err == nil {
+		t.Fatal("an offset id found the first metadata record")
 	}
 }
