@@ -97,7 +97,7 @@ func (b *Broker) DeleteTopic(name string) error {
 			return err
 		}
 	}
-	return b.offsets.deleteWhere(func(_, topic string) bool { return topic == name })
+	return b.offsets.dropTopic(name)
 }
 
 func (b *Broker) handleCreateTopic(c *remoting.Conn, req *remoting.Command) {
@@ -183,7 +183,7 @@ func (b *Broker) DeleteGroup(name string) error {
 		return err
 	}
 	b.retryReaders.forget(name)
-	return b.offsets.deleteWhere(func(group, _ string) bool { return group == name })
+	return b.offsets.dropGroup(name)
 }
 
 func (b *Broker) handleDeleteGroup(c *remoting.Conn, req *remoting.Command) {

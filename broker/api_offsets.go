@@ -80,8 +80,13 @@ func (b *Broker) apiCommitOffsets(ctx *fasthttp.RequestCtx, p apiParams) {
 		writeProblem(ctx, err)
 		return
 	}
-	for _, o := range in.Offsets {
-		b.offsets.set(group, o.Topic, o.QueueID, o.Offset)
+	cs := make([]offsetCommit, len(in.Offsets))
+	for i, o := range in.Offsets {
+		cs[i] = offsetCommit{o.Topic, o.QueueID, o.Offset}
+	}
+	if err := b.offsets.commit(group, cs); err != nil {
+		writeProblem(ctx, err)
+		return
 	}
 	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"committed": len(in.Offsets)})
 }

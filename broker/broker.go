@@ -8,7 +8,8 @@
 //
 //	<data_dir>/commitlog/      segments, checkpoint, LOCK (package commitlog)
 //	<data_dir>/consumequeue/   per-queue index files (package consumequeue)
-//	<data_dir>/meta/           pebble: topics, groups, consumer offsets
+//	<data_dir>/meta/           pebble: topics, groups, consumer offsets (applied
+//	                           from metadata records in the commitlog, metalog.go)
 //
 // # Goroutines
 //
@@ -63,6 +64,7 @@ type Broker struct {
 	repl    *replication
 	cq      *consumequeue.Store
 	meta    *metaStore
+	metaLog *metaLog // metadata records: writer and applier (metalog.go)
 	topics  *topicTable
 	groups  *groupTable
 	offsets *offsetTable
@@ -190,6 +192,13 @@ func (b *Broker) openStores() error {
 	if b.meta, err = openMeta(b.fs, b.fs.PathJoin(b.cfg.DataDir, "meta"), b.log); err != nil {
 		return err
 	}
+	// Metadata travels in the log (metalog.go): bring the store up to the
+	// log before the tables are loaded from it.
+	needSnapshot := false
+	if b.metaLog, needSnapshot, err = openMetaLog(b.clog, b.meta.db, len(b.delays), b.log); err != nil {
+		return err
+	}
+	b.metaLog.host = func() netip.AddrPort { return b.storeHost }
 	if b.topics, err = loadTopics(b.meta, time.Now().UnixMilli()); err != nil {
 		return err
 	}
@@ -199,6 +208,8 @@ func (b *Broker) openStores() error {
 	if b.offsets, err = loadOffsets(b.meta); err != nil {
 		return err
 	}
+	b.topics.mlog, b.groups.mlog, b.offsets.mlog = b.metaLog, b.metaLog, b.metaLog
+	b.metaLog.topics, b.metaLog.groups, b.metaLog.offsets = b.topics, b.groups, b.offsets
 	if b.timerIdx, err = delay.NewTimerIndex(b.meta.db, protocol.TimerTopic, b.clog.WrittenOffset()); err != nil {
 		return err
 	}
@@ -211,7 +222,7 @@ func (b *Broker) openStores() error {
 		Dir:       b.fs.PathJoin(b.cfg.DataDir, "consumequeue"),
 		Source:    b.src,
 		Logger:    b.log,
-		Listeners: []consumequeue.Listener{b.timerIdx, b.keys},
+		Listeners: []consumequeue.Listener{b.timerIdx, b.keys, b.metaLog},
 		OnNotify:  b.wakeHeld,
 	})
 	if err != nil {
@@ -226,6 +237,14 @@ func (b *Broker) openStores() error {
 	}
 	if err := b.ensureSystemTopics(); err != nil {
 		return err
+	}
+	if needSnapshot {
+		// A data directory from before metadata records: put what the
+		// store holds into the log once.
+		if err := b.metaLog.snapshot(); err != nil {
+			return fmt.Errorf("broker: write the first metadata snapshot: %w", err)
+		}
+		b.log.Info().Msg("metadata: the store's metadata is now in the commitlog")
 	}
 	// From here on metadata changes are refused while the disk is full.
 	b.meta.full = b.diskFullNow
@@ -466,7 +485,8 @@ func (b *Broker) writable() string {
 
 // retention deletes commitlog segments last written before
 // FileReservedTime ago — never the active one, nor one holding a pending
-// scheduled message — and trims the consume queues to match.
+// scheduled message — and trims the consume queues to match. A metadata
+// snapshot is written first unless one lies at or after the cut.
 func (b *Broker) retention(now time.Time) {
 	keep := b.cfg.FileReservedTime.D()
 	if keep <= 0 {
@@ -490,6 +510,14 @@ func (b *Broker) retention(now time.Time) {
 			return
 		}
 		cut = min(cut, oldest)
+	}
+	if cut <= b.clog.MinOffset() {
+		return
+	}
+	// The kept log must still hold all metadata (metalog.go).
+	if err := b.metaLog.beforeRetention(cut); err != nil {
+		b.log.Error().Err(err).Msg("retention: cannot write a metadata snapshot; keeping the segments")
+		return
 	}
 	n, err := b.clog.DeleteSegmentsBefore(cut)
 	if err != nil {

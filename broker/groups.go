@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/ferrymq/ferry/protocol"
 )
 
@@ -23,8 +23,10 @@ func DefaultGroupConfig(name string, retryMax int32) GroupConfig {
 	}
 }
 
+// groupTable is the group configs, changed like topics (topics.go).
 type groupTable struct {
 	meta *metaStore
+	mlog *metaLog
 
 	mu     sync.RWMutex
 	groups map[string]GroupConfig
@@ -60,28 +62,47 @@ func (g *groupTable) put(c GroupConfig) error {
 	if c.RetryQueueNums < 1 {
 		c.RetryQueueNums = 1
 	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if old, ok := g.groups[c.GroupName]; ok && old == c {
+	if old, ok := g.get(c.GroupName); ok && old == c {
 		return nil
 	}
-	if err := g.meta.putJSON(prefixGroup+c.GroupName, c); err != nil {
+	if err := g.mlog.write([]metaChange{{Kind: metaGroupPut, Group: c}}, true); err != nil {
 		return fmt.Errorf("broker: store group %q: %w", c.GroupName, err)
 	}
-	g.groups[c.GroupName] = c
 	return nil
 }
 
 func (g *groupTable) delete(name string) error {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if _, ok := g.groups[name]; !ok {
+	if _, ok := g.get(name); !ok {
 		return fmt.Errorf("%w: %q", ErrGroupNotFound, name)
 	}
-	if err := g.meta.delete(prefixGroup + name); err != nil {
+	if err := g.mlog.write([]metaChange{{Kind: metaGroupDelete, Name: name}}, true); err != nil {
+		return fmt.Errorf("broker: delete group %q: %w", name, err)
+	}
+	return nil
+}
+
+// applyPut and applyDelete are the applier's (metalog.go).
+func (g *groupTable) applyPut(c GroupConfig) {
+	g.mu.Lock()
+	g.groups[c.GroupName] = c
+	g.mu.Unlock()
+}
+
+func (g *groupTable) applyDelete(name string) {
+	g.mu.Lock()
+	delete(g.groups, name)
+	g.mu.Unlock()
+}
+
+// reload replaces the table with what the store holds.
+func (g *groupTable) reload() error {
+	n, err := loadGroups(g.meta)
+	if err != nil {
 		return err
 	}
-	delete(g.groups, name)
+	g.mu.Lock()
+	g.groups = n.groups
+	g.mu.Unlock()
 	return nil
 }
 
@@ -96,10 +117,17 @@ func (g *groupTable) all() []GroupConfig {
 	return out
 }
 
-// offsetTable holds committed consumer offsets in memory; flush writes the
-// changed ones to the metadata store in one synced batch.
+// offsetTable holds committed consumer offsets in memory. A commit
+// request is stored at once as one metadata record (commit); offsets
+// carried by pulls and lease acks are marked dirty and flush stores the
+// changed ones as one record every OffsetFlushInterval and at shutdown.
+// The applier writes them into the store. The broker's memory is ahead of
+// the log, so the applier leaves it alone unless the broker follows
+// another's log (follow): then the log is the only writer.
 type offsetTable struct {
-	meta *metaStore
+	meta   *metaStore
+	mlog   *metaLog
+	follow atomic.Bool
 
 	mu      sync.Mutex
 	offsets map[offsetID]int64
@@ -178,53 +206,121 @@ func (t *offsetTable) groupsOf(topic string) []string {
 	return out
 }
 
-// deleteWhere forgets offsets matching fn (a deleted group or topic).
-func (t *offsetTable) deleteWhere(fn func(group, topic string) bool) error {
+// all returns every offset.
+func (t *offsetTable) all() map[offsetID]int64 {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := t.meta.db.NewBatch()
-	defer b.Close()
-	for id := range t.offsets {
-		if fn(id.group, id.topic) {
-			delete(t.offsets, id)
-			delete(t.dirty, id)
-			if err := b.Delete(offsetKey(id.group, id.topic, id.queue), nil); err != nil {
-				return err
-			}
-		}
+	out := make(map[offsetID]int64, len(t.offsets))
+	for id, v := range t.offsets {
+		out[id] = v
 	}
-	return t.meta.db.Apply(b, pebble.Sync)
+	return out
 }
 
-// flush syncs the changed offsets to the metadata store.
+// offsetCommit is one queue's offset in a commit request.
+type offsetCommit struct {
+	Topic  string
+	Queue  int32
+	Offset int64
+}
+
+// commit stores a commit request's offsets durably, as one record.
+func (t *offsetTable) commit(group string, cs []offsetCommit) error {
+	if len(cs) == 0 {
+		return nil
+	}
+	changes := make([]metaChange, len(cs))
+	t.mu.Lock()
+	for i, c := range cs {
+		id := offsetID{group, c.Topic, c.Queue}
+		t.offsets[id] = c.Offset
+		delete(t.dirty, id)
+		changes[i] = metaChange{Kind: metaOffsetSet, Offset: id, Value: c.Offset}
+	}
+	t.mu.Unlock()
+	if err := t.mlog.write(changes, false); err != nil {
+		t.markDirty(changes)
+		return fmt.Errorf("broker: persist consumer offsets: %w", err)
+	}
+	return nil
+}
+
+func (t *offsetTable) markDirty(changes []metaChange) {
+	t.mu.Lock()
+	for _, c := range changes {
+		if _, ok := t.offsets[c.Offset]; ok {
+			t.dirty[c.Offset] = struct{}{}
+		}
+	}
+	t.mu.Unlock()
+}
+
+// dropGroup and dropTopic forget the offsets of a deleted group or topic.
+func (t *offsetTable) dropGroup(group string) error { return t.drop(metaDropGroup, group) }
+func (t *offsetTable) dropTopic(topic string) error { return t.drop(metaDropTopic, topic) }
+
+func (t *offsetTable) drop(by uint8, name string) error {
+	t.dropMemory(by, name)
+	return t.mlog.write([]metaChange{{Kind: metaOffsetsDrop, DropBy: by, Name: name}}, false)
+}
+
+func (t *offsetTable) dropMemory(by uint8, name string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id := range t.offsets {
+		if by == metaDropGroup && id.group == name || by == metaDropTopic && id.topic == name {
+			delete(t.offsets, id)
+			delete(t.dirty, id)
+		}
+	}
+}
+
+// applySet and applyDrop are the applier's (metalog.go).
+func (t *offsetTable) applySet(id offsetID, v int64) {
+	if !t.follow.Load() {
+		return
+	}
+	t.mu.Lock()
+	if _, dirty := t.dirty[id]; !dirty {
+		t.offsets[id] = v
+	}
+	t.mu.Unlock()
+}
+
+func (t *offsetTable) applyDrop(by uint8, name string) {
+	if t.follow.Load() {
+		t.dropMemory(by, name)
+	}
+}
+
+// reload replaces the table with what the store holds.
+func (t *offsetTable) reload() error {
+	n, err := loadOffsets(t.meta)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.offsets, t.dirty = n.offsets, n.dirty
+	t.mu.Unlock()
+	return nil
+}
+
+// flush stores the changed offsets as one metadata record.
 func (t *offsetTable) flush() error {
 	t.mu.Lock()
 	if len(t.dirty) == 0 {
 		t.mu.Unlock()
 		return nil
 	}
-	b := t.meta.db.NewBatch()
+	changes := make([]metaChange, 0, len(t.dirty))
 	for id := range t.dirty {
-		var v [8]byte
-		binary.BigEndian.PutUint64(v[:], uint64(t.offsets[id]))
-		if err := b.Set(offsetKey(id.group, id.topic, id.queue), v[:], nil); err != nil {
-			t.mu.Unlock()
-			b.Close()
-			return err
-		}
+		changes = append(changes, metaChange{Kind: metaOffsetSet, Offset: id, Value: t.offsets[id]})
 	}
-	dirty := t.dirty
 	t.dirty = make(map[offsetID]struct{})
 	t.mu.Unlock()
-	err := t.meta.db.Apply(b, pebble.Sync)
-	b.Close()
-	if err != nil {
+	if err := t.mlog.write(changes, false); err != nil {
 		// Put them back so the next flush retries.
-		t.mu.Lock()
-		for id := range dirty {
-			t.dirty[id] = struct{}{}
-		}
-		t.mu.Unlock()
+		t.markDirty(changes)
 		return fmt.Errorf("broker: persist consumer offsets: %w", err)
 	}
 	return nil

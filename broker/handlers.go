@@ -209,7 +209,10 @@ func (b *Broker) handleUpdateOffset(c *remoting.Conn, req *remoting.Command) {
 		b.reply(c, req, protocol.RespServiceNotAvailable, err.Error())
 		return
 	}
-	b.offsets.set(group, topic, q, off)
+	if err := b.offsets.commit(group, []offsetCommit{{topic, q, off}}); err != nil {
+		b.reply(c, req, protocol.RespSystemError, err.Error())
+		return
+	}
 	b.reply(c, req, protocol.RespSuccess, "")
 }
 

@@ -235,7 +235,7 @@ func (b *Broker) MessageByID(id string) ([]byte, error) {
 	if host, off, err := protocol.ParseOffsetMsgID(id); err == nil {
 		// The record there must be the one the id names: stored at that
 		// offset by that host (an all-zero id names no message).
-		if rec, raw, err := b.clog.ReadRecord(off, nil); err == nil && rec.PhysicalOffset == off && rec.StoreHost == host {
+		if rec, raw, err := b.clog.ReadRecord(off, nil); err == nil && rec.PhysicalOffset == off && rec.StoreHost == host && string(rec.Topic) != protocol.MetaTopic {
 			return raw, nil
 		}
 	}

@@ -2,7 +2,6 @@ package broker
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -21,9 +20,13 @@ import (
 //	c/<key>                             → a run-time config change (SetConfig), TOML value text
 //	k/receipt                           → the key that signs receipt handles (32 random bytes)
 //	r/<group>\x00<DLQ queue offset u64>  → a resent dead letter: when, where (dlqresent.go)
+//	m/applied                           → log offset below which every metadata record is applied, int64 BE
 //
-// Topic and group changes are written with sync; consumer offsets are
-// batched and synced every OffsetFlushInterval and at shutdown.
+// t/, g/, o/ and the delay progress under d/ are replicated metadata: the
+// broker changes them by appending metadata records to the commitlog and
+// only the applier writes them here (metalog.go), so every broker that
+// replays the same log holds the same. The other keys are this broker's
+// own.
 type metaStore struct {
 	db      *pebble.DB
 	reserve *reserveFS  // metafs.go
@@ -79,14 +82,6 @@ func openMeta(fs vfs.FS, dir string, log zerolog.Logger) (*metaStore, error) {
 }
 
 func (m *metaStore) close() error { return m.db.Close() }
-
-func (m *metaStore) putJSON(key string, v any) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return m.db.Set([]byte(key), b, pebble.Sync)
-}
 
 func (m *metaStore) delete(key string) error {
 	return m.db.Delete([]byte(key), pebble.Sync)

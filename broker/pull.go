@@ -133,7 +133,9 @@ func (b *Broker) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.C
 			return fail(protocol.RespSubscriptionGroupNotExist, "subscription group [%s] does not exist", p.group)
 		}
 		gc = DefaultGroupConfig(p.group, b.c().RetryMaxTimes)
-		if err := b.groups.put(gc); err != nil {
+		// On a full disk the group is not stored (its record would not
+		// fit in the log), but reads go on with its default config.
+		if err := b.groups.put(gc); err != nil && !b.diskFullNow() {
 			return fail(protocol.RespSystemError, "%v", err)
 		}
 	}

@@ -60,6 +60,10 @@ func (b *Broker) startDelay() error {
 	svc, err := delay.New(delay.Config{
 		Levels: b.delays, ScheduleTopic: protocol.ScheduleTopic, TimerTopic: protocol.TimerTopic, DB: b.meta.db,
 		Queues: b.cq, Log: b.clog, Put: b, Logger: b.log,
+		// Progress travels in the log with the other metadata (metalog.go).
+		Progress: func(p delay.Progress) error {
+			return b.metaLog.write([]metaChange{{Kind: metaDelayProgres, Delay: p}}, false)
+		},
 	}, b.timerIdx)
 	if err != nil {
 		return err

@@ -57,9 +57,11 @@ func validChars(s string) bool {
 	return true
 }
 
-// topicTable is the topic configs, persisted in the metadata store.
+// topicTable is the topic configs: changed through metadata records in
+// the commitlog (mlog), read from the store and kept in memory.
 type topicTable struct {
 	meta *metaStore
+	mlog *metaLog
 
 	mu      sync.RWMutex
 	topics  map[string]TopicConfig
@@ -98,22 +100,49 @@ func (t *topicTable) put(c TopicConfig) error {
 	if c.Perm&^(protocol.PermRead|protocol.PermWrite|protocol.PermInherit|protocol.PermPriority) != 0 {
 		return fmt.Errorf("%w: perm %d has unknown bits", ErrInvalidRequest, c.Perm)
 	}
-	t.mu.Lock()
+	t.mu.RLock()
 	old, existed := t.topics[c.TopicName]
+	t.mu.RUnlock()
 	if existed && old == c {
-		t.mu.Unlock()
 		return nil
 	}
-	if err := t.meta.putJSON(prefixTopic+c.TopicName, c); err != nil {
-		t.mu.Unlock()
+	if err := t.mlog.write([]metaChange{{Kind: metaTopicPut, Topic: c}}, true); err != nil {
 		return fmt.Errorf("broker: store topic %q: %w", c.TopicName, err)
 	}
-	t.topics[c.TopicName] = c
-	t.version.Counter++
-	t.mu.Unlock()
 	if t.changed != nil {
 		t.changed()
 	}
+	return nil
+}
+
+// applyPut and applyDelete are the applier's (metalog.go): the change is
+// in the log and the store.
+func (t *topicTable) applyPut(c TopicConfig) {
+	t.mu.Lock()
+	t.topics[c.TopicName] = c
+	t.version.Counter++
+	t.mu.Unlock()
+}
+
+func (t *topicTable) applyDelete(name string) {
+	t.mu.Lock()
+	if _, ok := t.topics[name]; ok {
+		delete(t.topics, name)
+		t.version.Counter++
+	}
+	t.mu.Unlock()
+}
+
+// reload replaces the table with what the store holds.
+func (t *topicTable) reload() error {
+	n, err := loadTopics(t.meta, 0)
+	if err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.topics = n.topics
+	t.version.Counter++
+	t.mu.Unlock()
 	return nil
 }
 
@@ -131,18 +160,12 @@ func (t *topicTable) ensure(c TopicConfig) (TopicConfig, error) {
 }
 
 func (t *topicTable) delete(name string) error {
-	t.mu.Lock()
-	if _, ok := t.topics[name]; !ok {
-		t.mu.Unlock()
+	if _, ok := t.get(name); !ok {
 		return fmt.Errorf("%w: %q", ErrTopicNotFound, name)
 	}
-	if err := t.meta.delete(prefixTopic + name); err != nil {
-		t.mu.Unlock()
-		return err
+	if err := t.mlog.write([]metaChange{{Kind: metaTopicDelete, Name: name}}, true); err != nil {
+		return fmt.Errorf("broker: delete topic %q: %w", name, err)
 	}
-	delete(t.topics, name)
-	t.version.Counter++
-	t.mu.Unlock()
 	if t.changed != nil {
 		t.changed()
 	}

@@ -25,7 +25,8 @@
 // (Wake for the schedule queues, the index's bell for the timer topic) or
 // Close. No deliverer has a goroutine or a timer of its own.
 //
-// Progress is saved in pebble one SaveInterval (default 1 s) after it
+// Progress is saved (in pebble, or through Config.Progress, which the
+// broker records in its commitlog) one SaveInterval (default 1 s) after it
 // first moved, and on Close, after the messages it covers were put, so a
 // restart redelivers at most about a second of messages and loses none.
 // The timer index is derived state: it is rebuilt when the consume queues
@@ -90,6 +91,59 @@ type Config struct {
 	Logger        zerolog.Logger
 	Now           func() time.Time // default time.Now
 	SaveInterval  time.Duration    // default 1 s
+	// Progress, if set, saves progress instead of the service writing it
+	// to DB itself: the broker records it in its commitlog, and whatever
+	// applies that record writes it with PutProgress. It must be durable
+	// when it returns nil.
+	Progress func(p Progress) error
+}
+
+// Progress is how far the deliverers got: per level the next schedule-queue
+// offset (Levels[n-1] for level n), and the timer deliverer's cursor.
+type Progress struct {
+	Levels    []int64
+	TimerDue  int64 // ms
+	TimerNext int64 // commitlog offset
+}
+
+// PutProgress writes p into b under the keys New loads it from.
+func PutProgress(b *pebble.Batch, p Progress) error {
+	for i, pos := range p.Levels {
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], uint64(pos))
+		if err := b.Set([]byte(levelPrefix+strconv.Itoa(i+1)), v[:], nil); err != nil {
+			return err
+		}
+	}
+	var c [16]byte
+	binary.BigEndian.PutUint64(c[:], uint64(p.TimerDue))
+	binary.BigEndian.PutUint64(c[8:], uint64(p.TimerNext))
+	return b.Set(keyTimerCursor, c[:], nil)
+}
+
+// LoadProgress reads the saved progress of levels delay levels (zero for
+// a level or cursor never saved); found says whether anything was saved.
+func LoadProgress(db *pebble.DB, levels int) (p Progress, found bool, err error) {
+	p.Levels = make([]int64, levels)
+	for i := range p.Levels {
+		v, ok, err := getInt64(db, []byte(levelPrefix+strconv.Itoa(i+1)))
+		if err != nil {
+			return Progress{}, false, err
+		}
+		if ok {
+			p.Levels[i] = v
+			found = true
+		}
+	}
+	cur, err := loadCursor(db)
+	if err != nil {
+		return Progress{}, false, err
+	}
+	if cur != (timerKey{}) {
+		found = true
+	}
+	p.TimerDue, p.TimerNext = cur.due, cur.off
+	return p, found, nil
 }
 
 // Service runs the level and timer deliverers. Start launches its one
@@ -226,6 +280,18 @@ func (s *Service) save() error {
 	s.mu.Lock()
 	if !s.dirty {
 		s.mu.Unlock()
+		return nil
+	}
+	if s.cfg.Progress != nil {
+		p := Progress{Levels: append([]int64(nil), s.levelPos...), TimerDue: s.cursor.due, TimerNext: s.cursor.off}
+		s.dirty = false
+		s.mu.Unlock()
+		if err := s.cfg.Progress(p); err != nil {
+			s.mu.Lock()
+			s.dirty = true
+			s.mu.Unlock()
+			return err
+		}
 		return nil
 	}
 	b := s.cfg.DB.NewBatch()

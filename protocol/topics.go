@@ -18,6 +18,11 @@ const (
 	ScheduleTopic = "SCHEDULE_TOPIC_XXXX"
 	// TimerTopic holds messages with an arbitrary delivery time until due.
 	TimerTopic = "FERRY_SYS_TIMER"
+	// MetaTopic holds the broker's metadata changes (topic and group
+	// config, consumer offsets, delay progress) as records in the shared
+	// commitlog, so that every replica replaying the log ends with the same
+	// metadata. Only the broker writes it.
+	MetaTopic = "FERRY_SYS_META"
 	// TransHalfTopic and TransOpHalfTopic are RocketMQ's transaction
 	// topics: half messages and their commit/rollback operations.
 	TransHalfTopic   = "RMQ_SYS_TRANS_HALF_TOPIC"
@@ -41,9 +46,9 @@ func DLQTopic(group string) string { return DLQTopicPrefix + group }
 
 // IsSystemTopic reports the broker's internal topics, which users may not
 // create or delete by hand: the auto-create template and the schedule and
-// timer topics.
+// timer topics and the metadata topic.
 func IsSystemTopic(t string) bool {
-	return t == AutoCreateTopicTemplate || t == ScheduleTopic || t == TimerTopic
+	return t == AutoCreateTopicTemplate || t == ScheduleTopic || t == TimerTopic || t == MetaTopic
 }
 
 // IsGroupTopic reports a retry or dead-letter topic of a consumer group.
@@ -78,7 +83,7 @@ func GroupOfTopic(t string) (string, bool) {
 // sends and topic admin may not write them.
 func IsReservedTopic(t string) bool {
 	switch t {
-	case AutoCreateTopicTemplate, ScheduleTopic, TimerTopic, TransHalfTopic, TransOpHalfTopic, TransCheckMaxTimeTopic, TraceTopic:
+	case AutoCreateTopicTemplate, ScheduleTopic, TimerTopic, MetaTopic, TransHalfTopic, TransOpHalfTopic, TransCheckMaxTimeTopic, TraceTopic:
 		return true
 	}
 	return IsGroupTopic(t) || strings.HasPrefix(t, sysTopicPrefix)
