@@ -82,16 +82,6 @@ var (
 	ErrNoNamesrv = errors.New("client: no name server reachable")
 	// ErrNoBroker: the name servers know no broker (or not the one asked for).
 	ErrNoBroker = errors.New("client: no such broker")
-	// ErrNoSuchTopic: the topic exists on no broker.
-	ErrNoSuchTopic = errors.New("client: no such topic")
-	// ErrTopicExists: create was asked for a topic that exists.
-	ErrTopicExists = errors.New("client: topic already exists")
-	// ErrNoSuchGroup: the group exists on no broker.
-	ErrNoSuchGroup = errors.New("client: no such group")
-	// ErrGroupExists: create was asked for a group that exists.
-	ErrGroupExists = errors.New("client: group already exists")
-	// ErrNoSuchMessage: no broker holds the message.
-	ErrNoSuchMessage = errors.New("client: no such message")
 )
 
 // NewAdmin returns an Admin for endpoint: "ip:port[;ip:port...]" (name
@@ -158,8 +148,8 @@ func (a *Admin) adminInvoke(ctx context.Context, addr string, code int16, ext ma
 	if err != nil {
 		return nil, err
 	}
-	if err := resp.Err(); err != nil {
-		return resp, err
+	if resp.Code != protocol.RespSuccess {
+		return resp, brokerErr(addr, resp)
 	}
 	return resp, nil
 }
@@ -181,8 +171,8 @@ func (a *Admin) adminNamesrv(ctx context.Context, code int16, ext map[string]str
 	var errs []error
 	for _, ns := range a.namesrvs {
 		resp, err := a.adminInvoke(ctx, ns, code, ext, nil)
-		var re *remoting.ResponseError
-		if err == nil || errors.As(err, &re) {
+		var se *ServerError
+		if err == nil || errors.As(err, &se) {
 			return resp, err
 		}
 		errs = append(errs, err)
@@ -265,12 +255,12 @@ func adminContains(list []string, s string) bool {
 
 // adminIsCode reports whether err is a broker answer with one of codes.
 func adminIsCode(err error, codes ...int16) bool {
-	var re *remoting.ResponseError
-	if !errors.As(err, &re) {
+	var se *ServerError
+	if !errors.As(err, &se) {
 		return false
 	}
 	for _, c := range codes {
-		if re.Code == c {
+		if se.Code == int(c) {
 			return true
 		}
 	}

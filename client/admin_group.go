@@ -82,7 +82,7 @@ func (a *Admin) Groups(ctx context.Context) ([]GroupInfo, error) {
 	return out, nil
 }
 
-// Group returns one group; ErrNoSuchGroup when no broker has it.
+// Group returns one group; ErrGroupNotFound when no broker has it.
 func (a *Admin) Group(ctx context.Context, group string) (*GroupInfo, error) {
 	if a.base != "" {
 		return a.httpGroup(ctx, group)
@@ -96,7 +96,7 @@ func (a *Admin) Group(ctx context.Context, group string) (*GroupInfo, error) {
 			return &gs[i], nil
 		}
 	}
-	return nil, fmt.Errorf("%w: %s", ErrNoSuchGroup, group)
+	return nil, fmt.Errorf("%w: %s", ErrGroupNotFound, group)
 }
 
 // GroupSpec creates or changes a group: unset fields keep their current
@@ -179,7 +179,7 @@ func (a *Admin) adminPutGroup(ctx context.Context, bs []adminBroker, c GroupConf
 }
 
 // UpdateGroup changes the set fields of a group on every broker that has
-// it; ErrNoSuchGroup when none has.
+// it; ErrGroupNotFound when none has.
 func (a *Admin) UpdateGroup(ctx context.Context, spec GroupSpec) ([]string, error) {
 	if a.base != "" {
 		return a.httpUpdateGroup(ctx, spec)
@@ -198,7 +198,7 @@ func (a *Admin) UpdateGroup(ctx context.Context, spec GroupSpec) ([]string, erro
 }
 
 // DeleteGroup deletes a group's config and committed offsets on every
-// broker that has it; ErrNoSuchGroup when none has.
+// broker that has it; ErrGroupNotFound when none has.
 func (a *Admin) DeleteGroup(ctx context.Context, group string) ([]string, error) {
 	if a.base != "" {
 		return a.httpDeleteGroup(ctx, group)
@@ -257,7 +257,7 @@ type adminConnList struct {
 }
 
 // Clients lists a group's online clients on every broker, merged by client
-// id; ErrNoSuchGroup when no broker has the group.
+// id; ErrGroupNotFound when no broker has the group.
 func (a *Admin) Clients(ctx context.Context, group string) (*GroupClients, error) {
 	if a.base != "" {
 		return a.httpClients(ctx, group)
@@ -333,7 +333,7 @@ type GroupLag struct {
 	TotalLag int64    `json:"total_lag"`
 }
 
-// Lag returns a group's offsets and lag on every broker (ErrNoSuchGroup when
+// Lag returns a group's offsets and lag on every broker (ErrGroupNotFound when
 // no broker has the group). The retry topic's rows and a row for the
 // dead-letter queue (its consumer offset is its first offset: the lag is
 // the number of dead letters) come only with includeRetry.
@@ -493,7 +493,7 @@ func (a *Admin) adminPull(ctx context.Context, b adminBroker, group, topic strin
 	case protocol.RespPullNotFound, protocol.RespPullRetryImmediately, protocol.RespPullOffsetMoved:
 		return nil, next, nil
 	default:
-		return nil, off, resp.Err()
+		return nil, off, brokerErr(b.Addr, resp)
 	}
 	recs, err := adminDecodeRecords(resp.Body)
 	return recs, next, err

@@ -18,15 +18,15 @@ func TestAdminHTTPProblems(t *testing.T) {
 		msg                 string
 	}{
 		{"topic", "/v1/topics/orders", `{"title":"topic does not exist","status":404,"detail":"broker: topic does not exist: orders","code":17}`,
-			404, ErrNoSuchTopic, "client: no such topic: orders (HTTP 404 from GET /v1/topics/orders)"},
+			404, ErrTopicNotFound, "client: no such topic: orders (HTTP 404 from GET /v1/topics/orders)"},
 		{"group quoted", "/v1/groups/g1", `{"title":"consumer group does not exist","status":404,"detail":"broker: consumer group does not exist: \"g1\"","code":26}`,
-			404, ErrNoSuchGroup, "client: no such group: g1 (HTTP 404 from GET /v1/groups/g1)"},
+			404, ErrGroupNotFound, "client: no such group: g1 (HTTP 404 from GET /v1/groups/g1)"},
 		{"topic exists", "/v1/topics", `{"title":"topic already exists","status":409,"detail":"broker: topic already exists: orders","code":18}`,
 			409, ErrTopicExists, "client: topic already exists: orders (HTTP 409 from GET /v1/topics)"},
 		{"group exists", "/v1/groups", `{"title":"consumer group already exists","status":409,"detail":"broker: consumer group already exists: g1","code":1007}`,
 			409, ErrGroupExists, "client: group already exists: g1 (HTTP 409 from GET /v1/groups)"},
 		{"message", "/v1/messages/X", `{"title":"message not found","status":404,"detail":"broker: message not found: X","code":22}`,
-			404, ErrNoSuchMessage, "client: no such message: X (HTTP 404 from GET /v1/messages/X)"},
+			404, ErrMessageNotFound, "client: no such message: X (HTTP 404 from GET /v1/messages/X)"},
 		{"route not found", "/v1/nothing", `{"title":"no such resource","status":404,"detail":"broker: no such resource: /v1/nothing","code":1000}`,
 			404, nil, "GET /v1/nothing: HTTP 404: no such resource: /v1/nothing"},
 		{"not json", "/v1/broker", "upstream down", 502, nil, "GET /v1/broker: HTTP 502: upstream down"},
@@ -43,9 +43,9 @@ func TestAdminHTTPProblems(t *testing.T) {
 			}
 			defer a.Close()
 			err = a.adminHTTP(ctxT(t), "GET", c.path, nil, nil, nil)
-			var p *ProblemError
+			var p *ServerError
 			if !errors.As(err, &p) || p.Status != c.status {
-				t.Fatalf("%v: not a ProblemError with status %d", err, c.status)
+				t.Fatalf("%v: not a ServerError with status %d", err, c.status)
 			}
 			if c.is != nil && !errors.Is(err, c.is) {
 				t.Errorf("%v: not %v", err, c.is)

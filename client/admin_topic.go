@@ -195,7 +195,7 @@ type TopicUpdate struct {
 }
 
 // UpdateTopic changes a topic's configuration on every broker that has it
-// (ErrNoSuchTopic when none has). It returns the brokers changed.
+// (ErrTopicNotFound when none has). It returns the brokers changed.
 func (a *Admin) UpdateTopic(ctx context.Context, topic string, u TopicUpdate) ([]string, error) {
 	if a.base != "" {
 		return a.httpUpdateTopic(ctx, topic, u)
@@ -238,14 +238,14 @@ func (a *Admin) UpdateTopic(ctx context.Context, topic string, u TopicUpdate) ([
 		done = append(done, b.Name)
 	}
 	if len(done) == 0 {
-		return nil, fmt.Errorf("%w: %s", ErrNoSuchTopic, topic)
+		return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
 	}
 	return done, nil
 }
 
 // DeleteTopic deletes a topic from every broker that has it and from every
 // name server. Its messages stay in the commitlog until their segments
-// expire. ErrNoSuchTopic when no broker has it.
+// expire. ErrTopicNotFound when no broker has it.
 func (a *Admin) DeleteTopic(ctx context.Context, topic string) ([]string, error) {
 	if a.base != "" {
 		return a.httpDeleteTopic(ctx, topic)
@@ -269,7 +269,7 @@ func (a *Admin) DeleteTopic(ctx context.Context, topic string) ([]string, error)
 		done = append(done, b.Name)
 	}
 	if len(done) == 0 {
-		return nil, fmt.Errorf("%w: %s", ErrNoSuchTopic, topic)
+		return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
 	}
 	for _, ns := range a.namesrvs {
 		if _, err := a.adminInvoke(ctx, ns, protocol.ReqDeleteTopicInNameServer, map[string]string{"topic": topic}, nil); err != nil {
@@ -298,7 +298,7 @@ type TopicDescription struct {
 }
 
 // DescribeTopic returns a topic's configuration and per-queue offsets on
-// every broker holding it; ErrNoSuchTopic when none does.
+// every broker holding it; ErrTopicNotFound when none does.
 func (a *Admin) DescribeTopic(ctx context.Context, topic string) (*TopicDescription, error) {
 	if a.base != "" {
 		return a.httpDescribeTopic(ctx, topic)
@@ -325,7 +325,7 @@ func (a *Admin) DescribeTopic(ctx context.Context, topic string) (*TopicDescript
 		d.Queues = append(d.Queues, qs...)
 	}
 	if len(d.Brokers) == 0 {
-		return nil, fmt.Errorf("%w: %s", ErrNoSuchTopic, topic)
+		return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
 	}
 	for _, q := range d.Queues {
 		d.Messages += q.Messages
@@ -368,7 +368,7 @@ type TopicRoute struct {
 	Brokers []RouteBroker `json:"brokers"`
 }
 
-// Route asks the name servers for a topic's route; ErrNoSuchTopic when
+// Route asks the name servers for a topic's route; ErrTopicNotFound when
 // they have none.
 func (a *Admin) Route(ctx context.Context, topic string) (*TopicRoute, error) {
 	if a.base != "" {
@@ -393,7 +393,7 @@ func (a *Admin) Route(ctx context.Context, topic string) (*TopicRoute, error) {
 func (a *Admin) adminRoute(ctx context.Context, topic string) (*remoting.TopicRouteData, error) {
 	resp, err := a.adminNamesrv(ctx, protocol.ReqGetRouteInfoByTopic, map[string]string{"topic": topic})
 	if adminIsCode(err, protocol.RespTopicNotExist) {
-		return nil, fmt.Errorf("%w: %s (the name servers have no route for it)", ErrNoSuchTopic, topic)
+		return nil, fmt.Errorf("%w: %s (the name servers have no route for it)", ErrTopicNotFound, topic)
 	}
 	if err != nil {
 		return nil, err

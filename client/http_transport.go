@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -30,16 +31,17 @@ import (
 // httpBroker is the broker name HTTP results report.
 const httpBroker = "http"
 
-// problemError is the error a problem answer stands for.
-func problemError(p *protocol.Problem, base string, status int, retryAfter time.Duration) *ServerError {
+// problemError is the error a problem answer to method path stands for.
+func problemError(p *protocol.Problem, base, method, path string, status int, retryAfter time.Duration) *ServerError {
 	if p.Status == 0 {
 		p.Status = status
 	}
-	remark := p.Title
-	if p.Detail != "" {
-		remark += ": " + p.Detail
+	remark := strings.TrimPrefix(p.Detail, "broker: ")
+	if remark == "" {
+		remark = p.Title
 	}
-	return &ServerError{Broker: base, Code: p.Code, Remark: remark, Status: p.Status, Type: p.Type, RetryAfter: retryAfter}
+	return &ServerError{Broker: base, Code: p.Code, Remark: remark, Method: method, Path: path,
+		Status: p.Status, Type: p.Type, RetryAfter: retryAfter}
 }
 
 // httpAnswer is a broker's HTTP answer, read whole.
@@ -111,7 +113,7 @@ func httpCall(ctx context.Context, cfg *config, method, path string, query url.V
 		if s, err := strconv.Atoi(ans.header.Get("Retry-After")); err == nil && s > 0 {
 			ra = time.Duration(s) * time.Second
 		}
-		return problemError(&p, cfg.httpBase, ans.status, ra)
+		return problemError(&p, cfg.httpBase, method, path, ans.status, ra)
 	}
 	return ans.decode(method, path, out)
 }
@@ -256,7 +258,8 @@ func (t *httpProducer) send(ctx context.Context, topic string, msgs []*outMsg, p
 	}
 	var out protocol.HTTPProduceResponse
 	t.stats.requests.Add(1)
-	if err := httpCall(ctx, t.cfg, http.MethodPost, "/v1/topics/"+url.PathEscape(topic)+"/messages", nil, in, &out); err != nil {
+	path := "/v1/topics/" + url.PathEscape(topic) + "/messages"
+	if err := httpCall(ctx, t.cfg, http.MethodPost, path, nil, in, &out); err != nil {
 		return nil, httpBroker, err
 	}
 	if len(out.Results) != len(msgs) {
@@ -266,7 +269,7 @@ func (t *httpProducer) send(ctx context.Context, topic string, msgs []*outMsg, p
 	var failed []error
 	for i, r := range out.Results {
 		if r.Error != nil {
-			failed = append(failed, problemError(r.Error, t.cfg.httpBase, r.Error.Status, 0))
+			failed = append(failed, problemError(r.Error, t.cfg.httpBase, http.MethodPost, path, r.Error.Status, 0))
 			continue
 		}
 		res[i] = SendResult{MsgID: msgs[i].id, OffsetMsgID: r.OffsetMsgID, QueueOffset: -1,
