@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"net/http"
 
+	"github.com/ferrymq/ferry/client/internal/httpapi"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -40,36 +41,7 @@ func withHandler(rc remoting.ClientConfig, h remoting.Handler) remoting.ClientCo
 }
 
 // withBasicAuth returns a copy of hc that sends creds as Basic
-// authentication, or hc itself when there are none. The caller's client
-// is not changed.
+// authentication, or hc itself when there are none.
 func withBasicAuth(hc *http.Client, creds remoting.Credentials) *http.Client {
-	if creds.IsZero() {
-		return hc
-	}
-	next := hc.Transport
-	if next == nil {
-		next = http.DefaultTransport
-	}
-	cp := *hc
-	cp.Transport = basicAuth{next: next, creds: creds}
-	return &cp
-}
-
-type basicAuth struct {
-	next  http.RoundTripper
-	creds remoting.Credentials
-}
-
-func (b basicAuth) RoundTrip(req *http.Request) (*http.Response, error) {
-	r := req.Clone(req.Context())
-	r.SetBasicAuth(b.creds.AccessKey, b.creds.SecretKey)
-	return b.next.RoundTrip(r)
-}
-
-// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
-// wrapped transport.
-func (b basicAuth) CloseIdleConnections() {
-	if c, ok := b.next.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
+	return httpapi.WithBasicAuth(hc, creds)
 }

@@ -72,29 +72,6 @@ func TestErrorModelPerTransport(t *testing.T) {
 				t.Errorf("send to a drained broker: %v, want ErrUnavailable with code %d", err, protocol.RespServiceNotAvailable)
 			}
 
-			a, err := NewAdmin(tr.endpoint)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer a.Close()
-			if _, err := a.DescribeTopic(ctx, "nosuch"); !errors.Is(err, ErrTopicNotFound) {
-				t.Errorf("admin describe of an unknown topic: %v, want ErrTopicNotFound", err)
-			}
-			if _, err := a.Group(ctx, "nosuch"); !errors.Is(err, ErrGroupNotFound) {
-				t.Errorf("admin lookup of an unknown group: %v, want ErrGroupNotFound", err)
-			}
-			if _, err := a.Message(ctx, "0123456789ABCDEF0123456789ABCDEF"); !errors.Is(err, ErrMessageNotFound) {
-				t.Errorf("admin lookup of an unknown message: %v, want ErrMessageNotFound", err)
-			}
-			if _, err := a.CreateTopic(ctx, TopicSpec{Topic: "open"}); !errors.Is(err, ErrTopicExists) {
-				t.Errorf("admin create of an existing topic: %v, want ErrTopicExists", err)
-			}
-			if _, err := a.CreateGroup(ctx, GroupSpec{Group: "g-" + tr.name}); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := a.CreateGroup(ctx, GroupSpec{Group: "g-" + tr.name}); !errors.Is(err, ErrGroupExists) {
-				t.Errorf("admin create of an existing group: %v, want ErrGroupExists", err)
-			}
 		})
 	}
 }

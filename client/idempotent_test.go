@@ -219,28 +219,3 @@ func TestIdempotenceOptionValidated(t *testing.T) {
 		t.Fatalf("delayed: %v", err)
 	}
 }
-
-func TestAdminDedupWindow(t *testing.T) {
-	c := newCluster(t, 1, nil)
-	for _, ep := range []string{c.endpoint(), c.httpEndpoint(0)} {
-		a, err := NewAdmin(ep)
-		if err != nil {
-			t.Fatal(err)
-		}
-		topic := "dd" + strconv.Itoa(len(ep))
-		if _, err := a.CreateTopic(ctxT(t), TopicSpec{Topic: topic, ReadQueues: 1, WriteQueues: 1, DedupWindow: 10 * time.Minute}); err != nil {
-			t.Fatalf("%s: %v", ep, err)
-		}
-		if tc, _ := c.brokers[0].Topic(topic); tc.DedupWindowMs != (10 * time.Minute).Milliseconds() {
-			t.Fatalf("%s: created with window %d ms", ep, tc.DedupWindowMs)
-		}
-		off := time.Duration(0)
-		if _, err := a.UpdateTopic(ctxT(t), topic, TopicUpdate{DedupWindow: &off}); err != nil {
-			t.Fatal(err)
-		}
-		if tc, _ := c.brokers[0].Topic(topic); tc.DedupWindowMs != 0 {
-			t.Fatalf("%s: window after turning it off: %d ms", ep, tc.DedupWindowMs)
-		}
-		a.Close()
-	}
-}

@@ -1,4 +1,4 @@
-package client
+package admin
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/client/internal/httpapi"
 	"net/http"
 	"net/url"
 	"sort"
@@ -19,7 +21,7 @@ import (
 
 // The HTTP transport: one broker's /v1 API (docs/openapi.yaml). Each
 // Admin method that the API can serve has its http* twin here; the rest
-// answer ErrNotSupported. Results carry the broker's name and remoting
+// answer client.ErrNotSupported. Results carry the broker's name and remoting
 // address (read once from GET /v1/broker), so they look as they do over
 // the remoting protocol. Errors come back as problem documents
 // ({"title","status","detail","code"}); their code maps to the package's
@@ -30,9 +32,9 @@ import (
 const adminHTTPMaxBatch = 1000
 
 // adminProblem is the error an HTTP problem answer stands for: a
-// *ServerError with the request and the problem's detail.
+// *client.ServerError with the request and the problem's detail.
 func adminProblem(base, method, path string, status int, p *protocol.Problem) error {
-	se := &ServerError{Broker: base, Code: p.Code, Remark: strings.TrimPrefix(p.Detail, "broker: "),
+	se := &client.ServerError{Broker: base, Code: p.Code, Remark: strings.TrimPrefix(p.Detail, "broker: "),
 		Method: method, Path: path, Status: status, Type: p.Type}
 	if se.Remark == "" {
 		se.Remark = p.Title
@@ -43,7 +45,7 @@ func adminProblem(base, method, path string, status int, p *protocol.Problem) er
 	switch se.Class() {
 	case protocol.ClassTopicNotFound, protocol.ClassTopicExists, protocol.ClassMessageNotFound,
 		protocol.ClassGroupNotFound, protocol.ClassGroupExists:
-		return &adminProblemErr{sentinel: classErrs[se.Class()], title: p.Title, se: se}
+		return &adminProblemErr{sentinel: adminClassErr[se.Class()], title: p.Title, se: se}
 	}
 	return se
 }
@@ -53,7 +55,7 @@ func adminProblem(base, method, path string, status int, p *protocol.Problem) er
 type adminProblemErr struct {
 	sentinel error
 	title    string
-	se       *ServerError
+	se       *client.ServerError
 }
 
 func (e *adminProblemErr) Error() string {
@@ -83,18 +85,18 @@ func adminPathEscape(s string) string { return url.PathEscape(s) }
 func (a *Admin) adminHTTP(ctx context.Context, method, path string, query url.Values, body, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	ans, err := httpDo(ctx, a.hc, a.base, method, path, query, body)
+	ans, err := httpapi.Do(ctx, a.hc, a.base, method, path, query, body)
 	if err != nil {
 		return fmt.Errorf("client: broker HTTP API at %s: %w", a.base, err)
 	}
-	if ans.status >= 300 {
+	if ans.Status >= 300 {
 		var p protocol.Problem
-		if err := json.Unmarshal(ans.data, &p); err != nil || p.Detail == "" {
-			p.Detail = strings.TrimSpace(string(ans.data))
+		if err := json.Unmarshal(ans.Data, &p); err != nil || p.Detail == "" {
+			p.Detail = strings.TrimSpace(string(ans.Data))
 		}
-		return adminProblem(a.base, method, path, ans.status, &p)
+		return adminProblem(a.base, method, path, ans.Status, &p)
 	}
-	return ans.decode(method, path, out)
+	return ans.Decode(method, path, out)
 }
 
 func (a *Admin) adminHTTPStatus(ctx context.Context) (BrokerStatus, error) {
@@ -137,7 +139,7 @@ func (a *Admin) adminHTTPSelect(ctx context.Context, sel []string) (adminBroker,
 
 // adminNotOverHTTP is the error of an operation the HTTP API cannot serve.
 func (a *Admin) adminNotOverHTTP(what string) error {
-	return fmt.Errorf("%w: %s over the HTTP API of %s; use the name-server endpoint (--namesrv ip:port)", ErrNotSupported, what, a.base)
+	return fmt.Errorf("%w: %s over the HTTP API of %s; use the name-server endpoint (--namesrv ip:port)", client.ErrNotSupported, what, a.base)
 }
 
 // --- broker ---
@@ -464,7 +466,7 @@ func (a *Admin) httpLag(ctx context.Context, group string, includeRetry bool) (*
 				out.Queues = append(out.Queues, LagRow{Topic: dl, Broker: self.Name, QueueID: q.QueueID,
 					BrokerOffset: q.MaxOffset, ConsumerOffset: q.MinOffset, Lag: q.MaxOffset - q.MinOffset})
 			}
-		case !errors.Is(err, ErrTopicNotFound):
+		case !errors.Is(err, client.ErrTopicNotFound):
 			return nil, err
 		}
 	}
@@ -530,7 +532,7 @@ func messageView(h *protocol.HTTPMessage, broker string) (MessageView, error) {
 		v.Properties[k] = x
 	}
 	var err error
-	v.Body, err = messageBody(h)
+	v.Body, err = h.DecodedBody()
 	return v, err
 }
 
@@ -726,7 +728,7 @@ func (a *Admin) httpConsume(ctx context.Context, spec ConsumeSpec, fn func(Messa
 	committed := map[int32]int64{}
 	if !spec.FromBeginning && spec.Group != "" {
 		l, err := a.httpLag(ctx, spec.Group, false)
-		if err != nil && !errors.Is(err, ErrGroupNotFound) {
+		if err != nil && !errors.Is(err, client.ErrGroupNotFound) {
 			return 0, err
 		}
 		if l != nil {
@@ -810,4 +812,14 @@ func (a *Admin) httpConsume(ctx context.Context, spec ConsumeSpec, fn func(Messa
 		}
 	}
 	return n, nil
+}
+
+// adminClassErr is the client's sentinel of each class a problem names
+// the subject of.
+var adminClassErr = map[protocol.Class]error{
+	protocol.ClassTopicNotFound:   client.ErrTopicNotFound,
+	protocol.ClassTopicExists:     client.ErrTopicExists,
+	protocol.ClassMessageNotFound: client.ErrMessageNotFound,
+	protocol.ClassGroupNotFound:   client.ErrGroupNotFound,
+	protocol.ClassGroupExists:     client.ErrGroupExists,
 }

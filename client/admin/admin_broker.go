@@ -1,9 +1,10 @@
-package client
+package admin
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/ferrymq/ferry/client"
 	"sort"
 	"time"
 
@@ -208,7 +209,7 @@ type BrokerError struct {
 }
 
 func (e *BrokerError) Error() string {
-	var se *ServerError
+	var se *client.ServerError
 	if errors.As(e.Err, &se) && se.Status == 0 {
 		if se.Code == protocol.RespSystemError && se.Remark != "" {
 			// The remark is the reason: SYSTEM_ERROR is how the protocol
