@@ -12,7 +12,7 @@ import (
 // key, as RocketMQ's ACL clients do, for brokers and name servers with an
 // ACL file; over HTTP they are sent as Basic authentication (use TLS).
 func WithCredentials(accessKey, secretKey string) Opt {
-	return optFunc(func(c *config) {
+	return Opt(func(c *config) {
 		if accessKey == "" || secretKey == "" {
 			c.bad("WithCredentials: access key and secret key must both be set")
 		}
@@ -22,7 +22,7 @@ func WithCredentials(accessKey, secretKey string) Opt {
 
 // WithTLS connects with TLS, verifying the servers with cfg.
 func WithTLS(cfg *tls.Config) Opt {
-	return optFunc(func(c *config) {
+	return Opt(func(c *config) {
 		if cfg == nil {
 			c.bad("WithTLS: nil config")
 		}

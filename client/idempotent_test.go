@@ -123,7 +123,7 @@ func TestIdempotentProducerThroughLossyProxy(t *testing.T) {
 	c := newCluster(t, 1, nil)
 	c.createTopic("eos", 2)
 	proxy := newLossyProxy(t, c.brokers[0].Addr(), 4)
-	opts := []Opt{WithIdempotence("app-1"), WithRetries(16), WithSendTimeout(2 * time.Second),
+	opts := []ProducerOption{WithIdempotence("app-1"), WithRetries(16), WithSendTimeout(2 * time.Second),
 		WithRouteRefreshInterval(time.Hour), WithQueueSelector(HashSelector())}
 	p1 := newTestProducer(t, c.endpoint(), opts...)
 	routeVia(t, p1, "eos", proxy.addr())
@@ -197,7 +197,7 @@ func TestIdempotentProducerThroughLossyProxy(t *testing.T) {
 func TestIdempotenceOptionValidated(t *testing.T) {
 	for _, tc := range []struct {
 		endpoint string
-		opt      Opt
+		opt      ProducerOption
 	}{
 		{"127.0.0.1:9876", WithIdempotence("")},
 		{"127.0.0.1:9876", WithIdempotence("a\x01b")},
