@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"net/http"
 
+	"github.com/ferrymq/ferry/client/internal/httpapi"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -14,7 +15,7 @@ import (
 // as RocketMQ's ACL clients do. Over HTTP they are sent as Basic
 // authentication (use TLS).
 func WithCredentials(accessKey, secretKey string) Opt {
-	return optFunc(func(c *config) {
+	return Opt(func(c *config) {
 		if accessKey == "" || secretKey == "" {
 			c.bad("WithCredentials: access key and secret key must both be set")
 		}
@@ -26,11 +27,11 @@ func WithCredentials(accessKey, secretKey string) Opt {
 // RocketMQ's ACL clients do, instead of authenticating each connection
 // once: the server then checks every request's integrity, body included,
 // also without TLS, at the cost of an HMAC over each request on both ends.
-func WithRequestSigning() Opt { return optFunc(func(c *config) { c.signEach = true }) }
+func WithRequestSigning() Opt { return Opt(func(c *config) { c.signEach = true }) }
 
 // WithTLS connects with TLS, verifying the servers with cfg.
 func WithTLS(cfg *tls.Config) Opt {
-	return optFunc(func(c *config) {
+	return Opt(func(c *config) {
 		if cfg == nil {
 			c.bad("WithTLS: nil config")
 		}
@@ -49,36 +50,7 @@ func withHandler(rc remoting.ClientConfig, h remoting.Handler) remoting.ClientCo
 }
 
 // withBasicAuth returns a copy of hc that sends creds as Basic
-// authentication, or hc itself when there are none. The caller's client
-// is not changed.
+// authentication, or hc itself when there are none.
 func withBasicAuth(hc *http.Client, creds remoting.Credentials) *http.Client {
-	if creds.IsZero() {
-		return hc
-	}
-	next := hc.Transport
-	if next == nil {
-		next = http.DefaultTransport
-	}
-	cp := *hc
-	cp.Transport = basicAuth{next: next, creds: creds}
-	return &cp
-}
-
-type basicAuth struct {
-	next  http.RoundTripper
-	creds remoting.Credentials
-}
-
-func (b basicAuth) RoundTrip(req *http.Request) (*http.Response, error) {
-	r := req.Clone(req.Context())
-	r.SetBasicAuth(b.creds.AccessKey, b.creds.SecretKey)
-	return b.next.RoundTrip(r)
-}
-
-// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
-// wrapped transport.
-func (b basicAuth) CloseIdleConnections() {
-	if c, ok := b.next.(interface{ CloseIdleConnections() }); ok {
-		c.CloseIdleConnections()
-	}
+	return httpapi.WithBasicAuth(hc, creds)
 }

@@ -9,7 +9,15 @@
 // Every client is configured with functional options (WithGroup,
 // WithLinger, WithOrderly, ...), validated in one place when the client is
 // built; the caller's values are copied, never modified. Logging goes to an
-// injected Logger (WithLogger); by default nothing is logged.
+// injected Logger (WithLogger); by default nothing is logged. Options are
+// typed by the clients that take them (Opt for all, ProducerOpt,
+// ConsumerOpt, PushOpt): a producer option passed to a consumer does not
+// compile.
+//
+// A broker's error answer is a *ServerError with the wire code, over both
+// transports; errors.Is tells its class (ErrTopicNotFound,
+// ErrPermissionDenied, ErrUnavailable, ErrThrottled, ...). The operator's
+// client is package client/admin.
 //
 // Against brokers and name servers with an ACL file, WithCredentials signs
 // every remoting request as RocketMQ's clients do (and sends HTTP Basic

@@ -1,20 +1,20 @@
 package client
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
+	"github.com/ferrymq/ferry/client/internal/httpapi"
 	"github.com/ferrymq/ferry/protocol"
 )
 
@@ -30,69 +30,22 @@ import (
 // httpBroker is the broker name HTTP results report.
 const httpBroker = "http"
 
-// problemError is the error a problem answer stands for.
-func problemError(p *protocol.Problem, base string, status int, retryAfter time.Duration) *ServerError {
+// problemError is the error a problem answer to method path stands for.
+func problemError(p *protocol.Problem, base, method, path string, status int, retryAfter time.Duration) *ServerError {
 	if p.Status == 0 {
 		p.Status = status
 	}
-	remark := p.Title
-	if p.Detail != "" {
-		remark += ": " + p.Detail
+	remark := strings.TrimPrefix(p.Detail, "broker: ")
+	if remark == "" {
+		remark = p.Title
 	}
-	return &ServerError{Broker: base, Code: p.Code, Remark: remark, Status: p.Status, Type: p.Type, RetryAfter: retryAfter}
+	return &ServerError{Broker: base, Code: p.Code, Remark: remark, Method: method, Path: path,
+		Status: p.Status, Type: p.Type, RetryAfter: retryAfter}
 }
 
-// httpAnswer is a broker's HTTP answer, read whole.
-type httpAnswer struct {
-	status int
-	header http.Header
-	data   []byte
-}
-
-// httpDo sends one JSON request (in, if not nil, as the body) to base+path
-// and reads the answer whole; transport errors come back as they are.
-func httpDo(ctx context.Context, hc *http.Client, base, method, path string, query url.Values, in any) (httpAnswer, error) {
-	u := base + path
-	if len(query) > 0 {
-		u += "?" + query.Encode()
-	}
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return httpAnswer{}, err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, u, body)
-	if err != nil {
-		return httpAnswer{}, fmt.Errorf("client: %s %s: %w", method, u, err)
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return httpAnswer{}, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if err != nil {
-		return httpAnswer{}, fmt.Errorf("client: %s %s: %w", method, path, err)
-	}
-	return httpAnswer{status: resp.StatusCode, header: resp.Header, data: data}, nil
-}
-
-// decode unmarshals a successful answer into out (if not nil).
-func (a httpAnswer) decode(method, path string, out any) error {
-	if out == nil || len(bytes.TrimSpace(a.data)) == 0 {
-		return nil
-	}
-	if err := json.Unmarshal(a.data, out); err != nil {
-		return fmt.Errorf("client: %s %s: malformed answer: %w", method, path, err)
-	}
-	return nil
+// httpDo sends one JSON request and reads the answer whole.
+func httpDo(ctx context.Context, hc *http.Client, base, method, path string, query url.Values, in any) (httpapi.Answer, error) {
+	return httpapi.Do(ctx, hc, base, method, path, query, in)
 }
 
 // httpCall does one JSON request; a non-2xx answer is a *ServerError.
@@ -101,19 +54,19 @@ func httpCall(ctx context.Context, cfg *config, method, path string, query url.V
 	if err != nil {
 		return err
 	}
-	if ans.status/100 != 2 {
+	if ans.Status/100 != 2 {
 		var p protocol.Problem
-		_ = json.Unmarshal(ans.data, &p)
+		_ = json.Unmarshal(ans.Data, &p)
 		if p.Title == "" {
-			p.Title = http.StatusText(ans.status)
+			p.Title = http.StatusText(ans.Status)
 		}
 		var ra time.Duration
-		if s, err := strconv.Atoi(ans.header.Get("Retry-After")); err == nil && s > 0 {
+		if s, err := strconv.Atoi(ans.Header.Get("Retry-After")); err == nil && s > 0 {
 			ra = time.Duration(s) * time.Second
 		}
-		return problemError(&p, cfg.httpBase, ans.status, ra)
+		return problemError(&p, cfg.httpBase, method, path, ans.Status, ra)
 	}
-	return ans.decode(method, path, out)
+	return ans.Decode(method, path, out)
 }
 
 func encodeBody(b []byte) (string, string) {
@@ -156,16 +109,7 @@ func toMessageExt(h *protocol.HTTPMessage, topic string) (*MessageExt, error) {
 }
 
 // messageBody decodes the message body by its encoding.
-func messageBody(h *protocol.HTTPMessage) ([]byte, error) {
-	if h.BodyEncoding != "base64" {
-		return []byte(h.Body), nil
-	}
-	b, err := base64.StdEncoding.DecodeString(h.Body)
-	if err != nil {
-		return nil, fmt.Errorf("client: message %s: malformed base64 body: %w", h.MsgID, err)
-	}
-	return b, nil
-}
+func messageBody(h *protocol.HTTPMessage) ([]byte, error) { return h.DecodedBody() }
 
 // httpTopicQueues reads topic's queue counts (GET /v1/topics/{topic}).
 func httpTopicQueues(ctx context.Context, cfg *config, topic string, write bool) ([]MessageQueue, error) {
@@ -272,7 +216,7 @@ func (t *httpProducer) produce(ctx context.Context, topic, path string, msgs []*
 	var failed []error
 	for i, r := range out.Results {
 		if r.Error != nil {
-			failed = append(failed, problemError(r.Error, t.cfg.httpBase, r.Error.Status, 0))
+			failed = append(failed, problemError(r.Error, t.cfg.httpBase, http.MethodPost, path, r.Error.Status, 0))
 			continue
 		}
 		res[i] = SendResult{MsgID: msgs[i].id, OffsetMsgID: r.OffsetMsgID, QueueOffset: -1,

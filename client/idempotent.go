@@ -38,8 +38,8 @@ var (
 // flight at a time; use WithLinger or SendBatch for throughput. SendOneway
 // and delayed messages are refused (the outcome of a one-way send is
 // unknown, and the delay service stores a message again).
-func WithIdempotence(producerID string) Opt {
-	return optFunc(func(c *config) {
+func WithIdempotence(producerID string) ProducerOpt {
+	return ProducerOpt(func(c *config) {
 		switch {
 		case producerID == "" || len(producerID) > 255 || !protocol.ValidPropertyText(producerID):
 			c.bad("producer id %q must be 1 to 255 bytes without \\x01 or \\x02", producerID)

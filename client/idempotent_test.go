@@ -123,7 +123,7 @@ func TestIdempotentProducerThroughLossyProxy(t *testing.T) {
 	c := newCluster(t, 1, nil)
 	c.createTopic("eos", 2)
 	proxy := newLossyProxy(t, c.brokers[0].Addr(), 4)
-	opts := []Opt{WithIdempotence("app-1"), WithRetries(16), WithSendTimeout(2 * time.Second),
+	opts := []ProducerOption{WithIdempotence("app-1"), WithRetries(16), WithSendTimeout(2 * time.Second),
 		WithRouteRefreshInterval(time.Hour), WithQueueSelector(HashSelector())}
 	p1 := newTestProducer(t, c.endpoint(), opts...)
 	routeVia(t, p1, "eos", proxy.addr())
@@ -197,7 +197,7 @@ func TestIdempotentProducerThroughLossyProxy(t *testing.T) {
 func TestIdempotenceOptionValidated(t *testing.T) {
 	for _, tc := range []struct {
 		endpoint string
-		opt      Opt
+		opt      ProducerOption
 	}{
 		{"127.0.0.1:9876", WithIdempotence("")},
 		{"127.0.0.1:9876", WithIdempotence("a\x01b")},
@@ -217,30 +217,5 @@ func TestIdempotenceOptionValidated(t *testing.T) {
 	}
 	if _, err := p.Send(ctxT(t), &Message{Topic: "t", Body: []byte("x"), DelayLevel: 2}); !errors.Is(err, ErrInvalidMessage) {
 		t.Fatalf("delayed: %v", err)
-	}
-}
-
-func TestAdminDedupWindow(t *testing.T) {
-	c := newCluster(t, 1, nil)
-	for _, ep := range []string{c.endpoint(), c.httpEndpoint(0)} {
-		a, err := NewAdmin(ep)
-		if err != nil {
-			t.Fatal(err)
-		}
-		topic := "dd" + strconv.Itoa(len(ep))
-		if _, err := a.CreateTopic(ctxT(t), TopicSpec{Topic: topic, ReadQueues: 1, WriteQueues: 1, DedupWindow: 10 * time.Minute}); err != nil {
-			t.Fatalf("%s: %v", ep, err)
-		}
-		if tc, _ := c.brokers[0].Topic(topic); tc.DedupWindowMs != (10 * time.Minute).Milliseconds() {
-			t.Fatalf("%s: created with window %d ms", ep, tc.DedupWindowMs)
-		}
-		off := time.Duration(0)
-		if _, err := a.UpdateTopic(ctxT(t), topic, TopicUpdate{DedupWindow: &off}); err != nil {
-			t.Fatal(err)
-		}
-		if tc, _ := c.brokers[0].Topic(topic); tc.DedupWindowMs != 0 {
-			t.Fatalf("%s: window after turning it off: %d ms", ep, tc.DedupWindowMs)
-		}
-		a.Close()
 	}
 }

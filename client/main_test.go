@@ -117,7 +117,7 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-func newTestProducer(t testing.TB, endpoint string, opts ...Opt) *Producer {
+func newTestProducer(t testing.TB, endpoint string, opts ...ProducerOption) *Producer {
 	t.Helper()
 	p, err := NewProducer(endpoint, opts...)
 	if err != nil {

@@ -17,14 +17,93 @@ import (
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// Opt configures a Producer, PushConsumer or PullConsumer. Options a
-// client does not use are accepted and ignored, so one slice of options
-// can configure several clients.
-type Opt interface{ apply(*config) }
+// Options are typed by the clients that take them, so that an option a
+// client has no use for does not compile:
+//
+//	Opt          every client: endpoint security, group, logger, instance name, timeouts
+//	ProducerOpt  NewProducer only
+//	ConsumerOpt  NewPushConsumer and NewPullConsumer
+//	PushOpt      NewPushConsumer only
+//
+// A constructor takes the interface of its client (ProducerOption,
+// PushConsumerOption, PullConsumerOption); newConfig applies and checks
+// them in one place, on a config of the constructor's own.
 
-type optFunc func(*config)
+// ProducerOption configures a Producer: an Opt or a ProducerOpt.
+type ProducerOption interface {
+	apply(*config)
+	producerOption()
+}
 
-func (f optFunc) apply(c *config) { f(c) }
+// PushConsumerOption configures a PushConsumer: an Opt, a ConsumerOpt or
+// a PushOpt.
+type PushConsumerOption interface {
+	apply(*config)
+	pushConsumerOption()
+}
+
+// PullConsumerOption configures a PullConsumer: an Opt or a ConsumerOpt.
+type PullConsumerOption interface {
+	apply(*config)
+	pullConsumerOption()
+}
+
+// Opt is an option every client takes.
+type Opt func(*config)
+
+// ProducerOpt is an option of producers only.
+type ProducerOpt func(*config)
+
+// ConsumerOpt is an option of push and pull consumers.
+type ConsumerOpt func(*config)
+
+// PushOpt is an option of push consumers only.
+type PushOpt func(*config)
+
+func (o Opt) apply(c *config)         { applyOpt(o, c) }
+func (o ProducerOpt) apply(c *config) { applyOpt(o, c) }
+func (o ConsumerOpt) apply(c *config) { applyOpt(o, c) }
+func (o PushOpt) apply(c *config)     { applyOpt(o, c) }
+
+func (Opt) producerOption()             {}
+func (Opt) pushConsumerOption()         {}
+func (Opt) pullConsumerOption()         {}
+func (ProducerOpt) producerOption()     {}
+func (ConsumerOpt) pushConsumerOption() {}
+func (ConsumerOpt) pullConsumerOption() {}
+func (PushOpt) pushConsumerOption()     {}
+
+func applyOpt[F ~func(*config)](f F, c *config) {
+	if f == nil {
+		c.bad("nil option")
+		return
+	}
+	f(c)
+}
+
+// Options bundles common options into one, for settings shared by
+// several clients (endpoint security, logger):
+//
+//	conn := client.Options(client.WithCredentials(ak, sk), client.WithTLS(cfg))
+//	p, _ := client.NewProducer(ep, conn, client.WithRetries(4))
+//	c, _ := client.NewPullConsumer(ep, conn, client.WithGroup("g"))
+func Options(opts ...Opt) Opt {
+	opts = append([]Opt(nil), opts...)
+	return func(c *config) {
+		for _, o := range opts {
+			o.apply(c)
+		}
+	}
+}
+
+// optionList is opts as the options newConfig applies.
+func optionList[T interface{ apply(*config) }](opts []T) []interface{ apply(*config) } {
+	out := make([]interface{ apply(*config) }, len(opts))
+	for i, o := range opts {
+		out[i] = o
+	}
+	return out
+}
 
 // ConsumeFrom says where a consumer group with no committed offset on a
 // queue starts.
@@ -124,11 +203,11 @@ func (c *config) bad(format string, args ...any) {
 }
 
 // WithGroup sets the producer or consumer group. Consumers require one.
-func WithGroup(group string) Opt { return optFunc(func(c *config) { c.group = group }) }
+func WithGroup(group string) Opt { return Opt(func(c *config) { c.group = group }) }
 
 // WithLogger injects the logger (default: none).
 func WithLogger(l Logger) Opt {
-	return optFunc(func(c *config) {
+	return Opt(func(c *config) {
 		if l == nil {
 			c.bad("WithLogger: nil logger")
 			return
@@ -139,12 +218,12 @@ func WithLogger(l Logger) Opt {
 
 // WithInstanceName sets the instance part of the client id; clients of one
 // process get distinct ids by default.
-func WithInstanceName(name string) Opt { return optFunc(func(c *config) { c.instance = name }) }
+func WithInstanceName(name string) Opt { return Opt(func(c *config) { c.instance = name }) }
 
 // WithHTTPClient sets the http.Client of the HTTP transport (default: a
 // client of its own, whose idle connections Close drops).
 func WithHTTPClient(hc *http.Client) Opt {
-	return optFunc(func(c *config) {
+	return Opt(func(c *config) {
 		if hc == nil {
 			c.bad("WithHTTPClient: nil client")
 			return
@@ -154,11 +233,11 @@ func WithHTTPClient(hc *http.Client) Opt {
 }
 
 // WithSendTimeout bounds one send attempt (default 3 s).
-func WithSendTimeout(d time.Duration) Opt { return optFunc(func(c *config) { c.sendTimeout = d }) }
+func WithSendTimeout(d time.Duration) Opt { return Opt(func(c *config) { c.sendTimeout = d }) }
 
 // WithRetries sets how many more attempts a send gets after a retriable
 // failure, each on another broker when there is one (default 2).
-func WithRetries(n int) Opt { return optFunc(func(c *config) { c.retries = n }) }
+func WithRetries(n int) ProducerOpt { return ProducerOpt(func(c *config) { c.retries = n }) }
 
 // WithLinger makes automatic batching wait up to d for more messages
 // before sending a batch that is not full. Over the remoting protocol
@@ -166,40 +245,48 @@ func WithRetries(n int) Opt { return optFunc(func(c *config) { c.retries = n }) 
 // to their broker is in flight, see WithMaxInFlight), and d adds a wait;
 // with d > 0 Send batches too. Over HTTP, and for idempotent producers,
 // d > 0 turns on batching per queue. 0 (the default) adds no wait.
-func WithLinger(d time.Duration) Opt { return optFunc(func(c *config) { c.linger = d }) }
+func WithLinger(d time.Duration) ProducerOpt { return ProducerOpt(func(c *config) { c.linger = d }) }
 
 // WithMaxInFlight bounds the batch requests of SendAsync outstanding per
 // broker (default 1, which keeps the order of messages per queue; more
 // may reorder a queue's messages when a request is retried or the broker
 // serves two at once).
-func WithMaxInFlight(n int) Opt { return optFunc(func(c *config) { c.maxInFlight = n }) }
+func WithMaxInFlight(n int) ProducerOpt { return ProducerOpt(func(c *config) { c.maxInFlight = n }) }
 
 // WithFailWhenBufferFull makes SendAsync fail at once with ErrBufferFull
 // when the send buffer (WithMaxBufferedBytes) is full, instead of waiting
 // for room until its context ends.
-func WithFailWhenBufferFull(on bool) Opt { return optFunc(func(c *config) { c.failWhenFull = on }) }
+func WithFailWhenBufferFull(on bool) ProducerOpt {
+	return ProducerOpt(func(c *config) { c.failWhenFull = on })
+}
 
 // WithBatchSize caps the messages in one automatic batch (default 256); a
 // full batch is sent without waiting for the linger time.
-func WithBatchSize(n int) Opt { return optFunc(func(c *config) { c.batchSize = n }) }
+func WithBatchSize(n int) ProducerOpt { return ProducerOpt(func(c *config) { c.batchSize = n }) }
 
 // WithMaxBatchBytes caps the body bytes of one automatic batch (default
 // 1 MiB).
-func WithMaxBatchBytes(n int) Opt { return optFunc(func(c *config) { c.maxBatchBytes = n }) }
+func WithMaxBatchBytes(n int) ProducerOpt {
+	return ProducerOpt(func(c *config) { c.maxBatchBytes = n })
+}
 
 // WithMaxBufferedBytes bounds the bytes of messages waiting in automatic
 // batches or in flight (default 32 MiB). A Send that finds the buffer full
 // waits for room until its context ends (back-pressure).
-func WithMaxBufferedBytes(n int) Opt { return optFunc(func(c *config) { c.maxBufferedBytes = n }) }
+func WithMaxBufferedBytes(n int) ProducerOpt {
+	return ProducerOpt(func(c *config) { c.maxBufferedBytes = n })
+}
 
 // WithMaxMessageSize rejects bodies larger than n before sending (default
 // 4 MiB; the broker has its own limit).
-func WithMaxMessageSize(n int) Opt { return optFunc(func(c *config) { c.maxMessageSize = n }) }
+func WithMaxMessageSize(n int) ProducerOpt {
+	return ProducerOpt(func(c *config) { c.maxMessageSize = n })
+}
 
 // WithQueueSelector sets how the producer picks a queue (default
 // RoundRobin; see HashSelector for ordered messages).
-func WithQueueSelector(s QueueSelector) Opt {
-	return optFunc(func(c *config) {
+func WithQueueSelector(s QueueSelector) ProducerOpt {
+	return ProducerOpt(func(c *config) {
 		if s == nil {
 			c.bad("WithQueueSelector: nil selector")
 			return
@@ -211,87 +298,103 @@ func WithQueueSelector(s QueueSelector) Opt {
 // WithConsumeFromWhere sets where a group with no committed offset starts
 // (default ConsumeFromLastOffset). For ConsumeFromTimestamp also use
 // WithConsumeTimestamp.
-func WithConsumeFromWhere(w ConsumeFrom) Opt { return optFunc(func(c *config) { c.consumeFrom = w }) }
+func WithConsumeFromWhere(w ConsumeFrom) ConsumerOpt {
+	return ConsumerOpt(func(c *config) { c.consumeFrom = w })
+}
 
 // WithConsumeTimestamp sets the start time of ConsumeFromTimestamp.
-func WithConsumeTimestamp(t time.Time) Opt {
-	return optFunc(func(c *config) { c.consumeTimestamp = t })
+func WithConsumeTimestamp(t time.Time) ConsumerOpt {
+	return ConsumerOpt(func(c *config) { c.consumeTimestamp = t })
 }
 
 // WithMaxCachedMessagesPerQueue pauses pulling a queue while this many of
 // its messages are pulled but not yet consumed (default 1024).
-func WithMaxCachedMessagesPerQueue(n int) Opt {
-	return optFunc(func(c *config) { c.maxCachedMessages = n })
+func WithMaxCachedMessagesPerQueue(n int) PushOpt {
+	return PushOpt(func(c *config) { c.maxCachedMessages = n })
 }
 
 // WithMaxCachedBytesPerQueue pauses pulling a queue while this many body
 // bytes are pulled but not yet consumed (default 64 MiB).
-func WithMaxCachedBytesPerQueue(n int) Opt { return optFunc(func(c *config) { c.maxCachedBytes = n }) }
+func WithMaxCachedBytesPerQueue(n int) PushOpt {
+	return PushOpt(func(c *config) { c.maxCachedBytes = n })
+}
 
 // WithOrderly consumes each queue strictly in order, one message at a time,
 // holding the queue's lock on the broker.
-func WithOrderly(on bool) Opt { return optFunc(func(c *config) { c.orderly = on }) }
+func WithOrderly(on bool) PushOpt { return PushOpt(func(c *config) { c.orderly = on }) }
 
 // WithBroadcastOffsetDir sets where broadcasting consumers keep their
 // offsets between runs (default $HOME/.ferry/offsets; "" keeps them in
 // memory only, so a restarted member starts by its ConsumeFrom policy).
-func WithBroadcastOffsetDir(dir string) Opt { return optFunc(func(c *config) { c.offsetDir = dir }) }
+func WithBroadcastOffsetDir(dir string) ConsumerOpt {
+	return ConsumerOpt(func(c *config) { c.offsetDir = dir })
+}
 
 // WithBroadcast makes every member of the group consume every queue;
 // offsets are kept in memory and failed messages are not retried.
-func WithBroadcast(on bool) Opt { return optFunc(func(c *config) { c.broadcast = on }) }
+func WithBroadcast(on bool) ConsumerOpt { return ConsumerOpt(func(c *config) { c.broadcast = on }) }
 
 // WithConsumeGoroutines sets how many handler calls run at once in
 // concurrent consumption (default 16).
-func WithConsumeGoroutines(n int) Opt { return optFunc(func(c *config) { c.consumeGoroutines = n }) }
+func WithConsumeGoroutines(n int) PushOpt {
+	return PushOpt(func(c *config) { c.consumeGoroutines = n })
+}
 
 // WithConsumeBatchSize sets how many messages one handler call gets
 // (default 1).
-func WithConsumeBatchSize(n int) Opt { return optFunc(func(c *config) { c.consumeBatchSize = n }) }
+func WithConsumeBatchSize(n int) PushOpt { return PushOpt(func(c *config) { c.consumeBatchSize = n }) }
 
 // WithMaxReconsumeTimes sets how often a failed message is redelivered
 // before it goes to the dead-letter queue (default 16).
-func WithMaxReconsumeTimes(n int) Opt { return optFunc(func(c *config) { c.maxReconsumeTimes = n }) }
+func WithMaxReconsumeTimes(n int) PushOpt {
+	return PushOpt(func(c *config) { c.maxReconsumeTimes = n })
+}
 
 // WithPullBatchSize sets the messages asked for per pull (default 64, the
 // most a Ferry broker returns by default: pull_max_messages).
-func WithPullBatchSize(n int) Opt { return optFunc(func(c *config) { c.pullBatchSize = n }) }
+func WithPullBatchSize(n int) ConsumerOpt {
+	return ConsumerOpt(func(c *config) { c.pullBatchSize = n })
+}
 
 // WithLongPollTimeout sets how long the broker may hold an empty pull or
 // receive (default 20 s).
-func WithLongPollTimeout(d time.Duration) Opt { return optFunc(func(c *config) { c.longPoll = d }) }
+func WithLongPollTimeout(d time.Duration) ConsumerOpt {
+	return ConsumerOpt(func(c *config) { c.longPoll = d })
+}
 
 // WithSuspendInterval sets how long an orderly consumer waits before
 // re-consuming a message whose handler failed (default 1 s).
-func WithSuspendInterval(d time.Duration) Opt {
-	return optFunc(func(c *config) { c.suspendInterval = d })
+func WithSuspendInterval(d time.Duration) ConsumerOpt {
+	return ConsumerOpt(func(c *config) { c.suspendInterval = d })
 }
 
 // WithVisibilityTimeout sets how long a message received over HTTP stays
 // hidden from other consumers before it is redelivered (default 30 s).
-func WithVisibilityTimeout(d time.Duration) Opt { return optFunc(func(c *config) { c.visibility = d }) }
+func WithVisibilityTimeout(d time.Duration) ConsumerOpt {
+	return ConsumerOpt(func(c *config) { c.visibility = d })
+}
 
 // WithHeartbeatInterval sets the heartbeat period (default 30 s).
 func WithHeartbeatInterval(d time.Duration) Opt {
-	return optFunc(func(c *config) { c.heartbeatInterval = d })
+	return Opt(func(c *config) { c.heartbeatInterval = d })
 }
 
 // WithRebalanceInterval sets the rebalance period (default 20 s); brokers
 // also trigger one when the group's membership changes.
-func WithRebalanceInterval(d time.Duration) Opt {
-	return optFunc(func(c *config) { c.rebalanceInterval = d })
+func WithRebalanceInterval(d time.Duration) ConsumerOpt {
+	return ConsumerOpt(func(c *config) { c.rebalanceInterval = d })
 }
 
 // WithRouteRefreshInterval sets how often topic routes are re-read from the
 // name servers (default 30 s).
 func WithRouteRefreshInterval(d time.Duration) Opt {
-	return optFunc(func(c *config) { c.routeRefreshInterval = d })
+	return Opt(func(c *config) { c.routeRefreshInterval = d })
 }
 
 // WithCommitInterval sets how often consumed offsets are committed (default
 // 5 s; they also ride on pulls).
-func WithCommitInterval(d time.Duration) Opt {
-	return optFunc(func(c *config) { c.commitInterval = d })
+func WithCommitInterval(d time.Duration) ConsumerOpt {
+	return ConsumerOpt(func(c *config) { c.commitInterval = d })
 }
 
 var nameRE = regexp.MustCompile(`^[%|a-zA-Z0-9_-]+$`)
@@ -307,7 +410,7 @@ const (
 
 // newConfig applies opts over the defaults and validates the result: the
 // one place options are checked.
-func newConfig(kind clientKind, endpoint string, opts []Opt) (*config, error) {
+func newConfig(kind clientKind, endpoint string, opts []interface{ apply(*config) }) (*config, error) {
 	c := &config{
 		logger:               nopLogger{},
 		sendTimeout:          DefaultSendTimeout,

@@ -62,8 +62,8 @@ func (p *Producer) begin() bool {
 
 // NewProducer returns a ready producer for endpoint (see the package doc).
 // Nothing is dialed until the first send.
-func NewProducer(endpoint string, opts ...Opt) (*Producer, error) {
-	cfg, err := newConfig(kindProducer, endpoint, opts)
+func NewProducer(endpoint string, opts ...ProducerOption) (*Producer, error) {
+	cfg, err := newConfig(kindProducer, endpoint, optionList(opts))
 	if err != nil {
 		return nil, err
 	}

@@ -231,15 +231,15 @@ func TestProducerAutoCreateTopic(t *testing.T) {
 func TestOptionsValidated(t *testing.T) {
 	for _, tc := range []struct {
 		ep   string
-		opts []Opt
+		opts []ProducerOption
 	}{
 		{"", nil},
 		{"localhost:9876", nil},
-		{"127.0.0.1:9876", []Opt{WithLinger(-1)}},
-		{"127.0.0.1:9876", []Opt{WithBatchSize(0)}},
-		{"127.0.0.1:9876", []Opt{WithRetries(-1)}},
-		{"127.0.0.1:9876", []Opt{WithQueueSelector(nil)}},
-		{"127.0.0.1:9876", []Opt{WithGroup("bad group")}},
+		{"127.0.0.1:9876", []ProducerOption{WithLinger(-1)}},
+		{"127.0.0.1:9876", []ProducerOption{WithBatchSize(0)}},
+		{"127.0.0.1:9876", []ProducerOption{WithRetries(-1)}},
+		{"127.0.0.1:9876", []ProducerOption{WithQueueSelector(nil)}},
+		{"127.0.0.1:9876", []ProducerOption{WithGroup("bad group")}},
 	} {
 		if _, err := NewProducer(tc.ep, tc.opts...); !errors.Is(err, ErrInvalidOption) {
 			t.Errorf("NewProducer(%q, %d opts): %v", tc.ep, len(tc.opts), err)

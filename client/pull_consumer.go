@@ -40,8 +40,8 @@ type PullConsumer struct {
 
 // NewPullConsumer returns a pull consumer for endpoint; WithGroup is
 // required (offsets are committed per group).
-func NewPullConsumer(endpoint string, opts ...Opt) (*PullConsumer, error) {
-	cfg, err := newConfig(kindPullConsumer, endpoint, opts)
+func NewPullConsumer(endpoint string, opts ...PullConsumerOption) (*PullConsumer, error) {
+	cfg, err := newConfig(kindPullConsumer, endpoint, optionList(opts))
 	if err != nil {
 		return nil, err
 	}

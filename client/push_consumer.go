@@ -38,11 +38,11 @@ type PushConsumer struct {
 }
 
 // NewPushConsumer returns a consumer for endpoint; WithGroup is required.
-func NewPushConsumer(endpoint string, handler Handler, opts ...Opt) (*PushConsumer, error) {
+func NewPushConsumer(endpoint string, handler Handler, opts ...PushConsumerOption) (*PushConsumer, error) {
 	if handler == nil {
 		return nil, fmt.Errorf("%w: nil handler", ErrInvalidOption)
 	}
-	cfg, err := newConfig(kindPushConsumer, endpoint, opts)
+	cfg, err := newConfig(kindPushConsumer, endpoint, optionList(opts))
 	if err != nil {
 		return nil, err
 	}

@@ -39,9 +39,9 @@ func (r *recorder) count() int {
 	return len(r.msgs)
 }
 
-func startConsumer(t *testing.T, endpoint, topic string, h Handler, opts ...Opt) *PushConsumer {
+func startConsumer(t *testing.T, endpoint, topic string, h Handler, opts ...PushConsumerOption) *PushConsumer {
 	t.Helper()
-	opts = append([]Opt{WithRebalanceInterval(300 * time.Millisecond), WithLongPollTimeout(2 * time.Second)}, opts...)
+	opts = append([]PushConsumerOption{WithRebalanceInterval(300 * time.Millisecond), WithLongPollTimeout(2 * time.Second)}, opts...)
 	c, err := NewPushConsumer(endpoint, h, opts...)
 	if err != nil {
 		t.Fatal(err)

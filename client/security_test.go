@@ -85,18 +85,18 @@ func secureCluster(t *testing.T) (string, string, *tls.Config) {
 // refused with the broker's reason.
 func TestSDKCredentialsAndTLS(t *testing.T) {
 	nsAddr, httpBase, cliTLS := secureCluster(t)
-	good := []Opt{WithCredentials("app-key1", "app-secret"), WithTLS(cliTLS)}
+	good := Options(WithCredentials("app-key1", "app-secret"), WithTLS(cliTLS))
 	ctx := ctxT(t)
 
-	p := newTestProducer(t, nsAddr, good...)
+	p := newTestProducer(t, nsAddr, good)
 	if _, err := p.Send(ctx, &Message{Topic: "Sec", Body: []byte("over tls, signed")}); err != nil {
 		t.Fatalf("signed send: %v", err)
 	}
-	hp := newTestProducer(t, httpBase, good...)
+	hp := newTestProducer(t, httpBase, good)
 	if _, err := hp.Send(ctx, &Message{Topic: "Sec", Body: []byte("over https, basic")}); err != nil {
 		t.Fatalf("HTTPS send: %v", err)
 	}
-	pc, err := NewPullConsumer(nsAddr, append(good, WithGroup("g-sec"))...)
+	pc, err := NewPullConsumer(nsAddr, good, WithGroup("g-sec"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,14 +119,14 @@ func TestSDKCredentialsAndTLS(t *testing.T) {
 	})
 
 	// Every request signed instead of the connection authenticated.
-	sp := newTestProducer(t, nsAddr, append(good, WithRequestSigning())...)
+	sp := newTestProducer(t, nsAddr, good, WithRequestSigning())
 	if _, err := sp.Send(ctx, &Message{Topic: "Sec", Body: []byte("signed per request")}); err != nil {
 		t.Fatalf("send signed per request: %v", err)
 	}
 
 	// No credentials, and a wrong secret (connection authentication, and
 	// per-request signing): refused with the reason.
-	for _, opts := range [][]Opt{{WithTLS(cliTLS), WithRetries(0)}, {WithTLS(cliTLS), WithRetries(0), WithCredentials("app-key1", "wrong-secret")},
+	for _, opts := range [][]ProducerOption{{WithTLS(cliTLS), WithRetries(0)}, {WithTLS(cliTLS), WithRetries(0), WithCredentials("app-key1", "wrong-secret")},
 		{WithTLS(cliTLS), WithRetries(0), WithCredentials("app-key1", "wrong-secret"), WithRequestSigning()}} {
 		bad, err := NewProducer(nsAddr, opts...)
 		if err != nil {

@@ -102,8 +102,8 @@ var ErrTransactionEnd = errors.New("client: the transaction's outcome was not st
 // messages over the remoting transport and to answer the broker's checks
 // of its group's open transactions (see TransactionChecker). Over HTTP it
 // is accepted and not used: the broker cannot ask an HTTP producer.
-func WithTransactionChecker(fn TransactionChecker) Opt {
-	return optFunc(func(c *config) {
+func WithTransactionChecker(fn TransactionChecker) ProducerOpt {
+	return ProducerOpt(func(c *config) {
 		if fn == nil {
 			c.bad("WithTransactionChecker: nil checker")
 			return

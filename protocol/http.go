@@ -1,5 +1,10 @@
 package protocol
 
+import (
+	"encoding/base64"
+	"fmt"
+)
+
 // The HTTP API's error answers are application/problem+json bodies. Their
 // code reuses a RocketMQ response code where one fits; Ferry's own codes
 // are in the 1000 range. Part of the API: never reuse a code.
@@ -62,6 +67,18 @@ type HTTPMessage struct {
 	StoredAtMs       int64             `json:"stored_at_ms"`
 	ReconsumeTimes   int32             `json:"reconsume_times"`
 	ReceiptHandle    string            `json:"receipt_handle,omitempty"`
+}
+
+// DecodedBody is the message's body, decoded from its encoding.
+func (h *HTTPMessage) DecodedBody() ([]byte, error) {
+	if h.BodyEncoding != "base64" {
+		return []byte(h.Body), nil
+	}
+	b, err := base64.StdEncoding.DecodeString(h.Body)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: message %s: malformed base64 body: %w", h.MsgID, err)
+	}
+	return b, nil
 }
 
 // HTTPProduceMessage is one message of a produce request.

@@ -27,7 +27,7 @@ type sdkCounters struct {
 // way an application sends per message). The latency recorded into hist is
 // SendAsync to callback.
 func runSDKProducer(ctx context.Context, cfg *Config, p int, topics []string, interval time.Duration, c sdkCounters, hist *hdrhistogram.Histogram) error {
-	opts := []client.Opt{client.WithGroup(fmt.Sprint("bench-sdk-", p)), client.WithSendTimeout(cfg.SendTimeout)}
+	opts := []client.ProducerOption{client.WithGroup(fmt.Sprint("bench-sdk-", p)), client.WithSendTimeout(cfg.SendTimeout)}
 	if !cfg.Credentials.IsZero() {
 		opts = append(opts, client.WithCredentials(cfg.Credentials.AccessKey, cfg.Credentials.SecretKey))
 		if cfg.SignRequests {
@@ -110,7 +110,7 @@ func startSDKConsumers(ctx context.Context, cfg *Config, topics []string, seen f
 		return nil
 	}
 	for i := 0; i < cfg.Consumers; i++ {
-		opts := []client.Opt{client.WithGroup(fmt.Sprint("bench-sdk-consumer-", i))}
+		opts := []client.PushConsumerOption{client.WithGroup(fmt.Sprint("bench-sdk-consumer-", i))}
 		if cfg.PullBatch > 0 {
 			opts = append(opts, client.WithPullBatchSize(cfg.PullBatch))
 		}

@@ -21,7 +21,7 @@ import (
 // end-to-end latency of a committed message.
 func runTxProducer(ctx context.Context, cfg *Config, p int, topics []string, interval time.Duration, c sdkCounters, hist *hdrhistogram.Histogram) error {
 	commit := func(context.Context, client.SendResult) client.TransactionState { return client.TxCommit }
-	opts := []client.Opt{client.WithGroup(fmt.Sprint("bench-tx-", p)), client.WithSendTimeout(cfg.SendTimeout),
+	opts := []client.ProducerOption{client.WithGroup(fmt.Sprint("bench-tx-", p)), client.WithSendTimeout(cfg.SendTimeout),
 		client.WithTransactionChecker(func(context.Context, *client.MessageExt) client.TransactionState { return client.TxCommit })}
 	if !cfg.Credentials.IsZero() {
 		opts = append(opts, client.WithCredentials(cfg.Credentials.AccessKey, cfg.Credentials.SecretKey))

@@ -18,6 +18,7 @@ import (
 	"github.com/ferrymq/ferry/broker"
 	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/remoting"
+	"github.com/ferrymq/ferry/server"
 )
 
 func main() {
@@ -139,10 +140,10 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 	}
 
 	cfg.shareACL(withNamesrv, withBroker)
-	var ns *namesrv.Server
+	run := server.Config{Logger: log, ShutdownTimeout: cfg.Broker.ShutdownTimeout.D()}
 	if withNamesrv {
 		ctl, _ := cfg.Namesrv.controller() // checked by loadConfig
-		ns, err = namesrv.New(namesrv.Config{
+		run.Namesrv = &namesrv.Config{
 			ListenAddr:   net.JoinHostPort(cfg.Namesrv.Host, strconv.Itoa(cfg.Namesrv.Port)),
 			BrokerExpiry: cfg.Namesrv.BrokerExpiry.D(),
 			Logger:       log.With().Str("component", "namesrv").Logger(),
@@ -152,64 +153,42 @@ func serve(c *cli.Context, withNamesrv, withBroker bool) error {
 			ACLFile:       cfg.Namesrv.ACLFile,
 			ClusterSecret: cfg.Cluster.Secret,
 			TLS:           serverTLS,
-		})
-		if err == nil {
-			err = ns.Start()
-		}
-		if err != nil {
-			return cli.Exit("name server: "+err.Error(), 1)
-		}
-		_, port, _ := net.SplitHostPort(ns.Addr())
-		log.Info().Str("component", "namesrv").Str("addr", ns.Addr()).Str("port", port).Msg("name server ready")
-		if withBroker {
-			cfg.Broker.NamesrvAddrs = append([]string{"127.0.0.1:" + port}, cfg.Broker.NamesrvAddrs...)
 		}
 	}
-	var br *broker.Broker
 	if withBroker {
-		br, err = broker.New(cfg.Broker, broker.WithLogger(log.With().Str("component", "broker").Logger()),
-			broker.WithClusterSecret(cfg.Cluster.Secret), broker.WithTLS(serverTLS), broker.WithNamesrvTLS(cfg.TLS.client()))
-		if err == nil {
-			err = br.Start()
-		}
-		if err != nil {
-			if ns != nil {
-				_ = ns.Shutdown(context.Background())
-			}
-			if br != nil {
-				_ = br.Shutdown(context.Background())
-			}
-			return cli.Exit("broker: "+err.Error(), 1)
-		}
+		run.Broker = &cfg.Broker
+		run.BrokerOptions = []broker.Option{broker.WithLogger(log.With().Str("component", "broker").Logger()),
+			broker.WithClusterSecret(cfg.Cluster.Secret), broker.WithTLS(serverTLS), broker.WithNamesrvTLS(cfg.TLS.client())}
 	}
 
+	// The first SIGTERM or SIGINT stops gracefully; a second exits at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
-	s := <-sig
-	log.Info().Str("signal", s.String()).Msg("shutting down (a second signal exits at once)")
+	defer signal.Stop(sig)
+	done := make(chan struct{})
+	defer close(done)
 	go func() {
-		<-sig
-		log.Warn().Msg("second signal: exiting now")
-		os.Exit(1)
+		select {
+		case s := <-sig:
+			log.Info().Str("signal", s.String()).Msg("shutting down (a second signal exits at once)")
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case <-sig:
+			log.Warn().Msg("second signal: exiting now")
+			os.Exit(1)
+		case <-done:
+		}
 	}()
-	timeout := cfg.Broker.ShutdownTimeout.D()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	var failed bool
-	if br != nil {
-		if err := br.Shutdown(ctx); err != nil {
-			log.Error().Err(err).Msg("broker shutdown")
-			failed = true
+	if err := server.Run(ctx, run); err != nil {
+		if ctx.Err() == nil {
+			return cli.Exit(err.Error(), 1) // a failure to start
 		}
-	}
-	if ns != nil {
-		if err := ns.Shutdown(ctx); err != nil {
-			log.Error().Err(err).Msg("name server shutdown")
-		}
-	}
-	log.Info().Msg("stopped")
-	if failed {
-		return cli.Exit("", 1)
+		return cli.Exit("", 1) // a failed shutdown, logged
 	}
 	return nil
 }

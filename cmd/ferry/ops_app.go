@@ -1,7 +1,7 @@
 package main
 
 // The operator commands: cluster, topic, group, offset, msg, dlq and
-// broker, all built on client.Admin.
+// broker, all built on admin.Admin.
 //
 // Conventions: data goes to stdout (a table, or with -o json one JSON
 // document; JSON Lines for msg consume), progress and diagnostics to
@@ -26,7 +26,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/ferrymq/ferry/certs"
-	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/client/admin"
 )
 
 // Global flags of every ops command.
@@ -56,8 +56,8 @@ func opsGlobalFlags() []cli.Flag {
 }
 
 // opsSecurity is the admin options of the credential and TLS flags.
-func opsSecurity(c *cli.Context) ([]client.AdminOption, error) {
-	var opts []client.AdminOption
+func opsSecurity(c *cli.Context) ([]admin.Option, error) {
+	var opts []admin.Option
 	ak, sk := c.String("access-key"), c.String("secret-key")
 	if ak == "" && sk == "" {
 		p, err := loadProfile(c.String("credentials-file"), c.String("profile"))
@@ -70,9 +70,9 @@ func opsSecurity(c *cli.Context) ([]client.AdminOption, error) {
 		return nil, opsUsageError("--access-key and --secret-key go together")
 	}
 	if ak != "" {
-		opts = append(opts, client.WithAdminCredentials(ak, sk))
+		opts = append(opts, admin.WithCredentials(ak, sk))
 		if c.Bool("sign-requests") {
-			opts = append(opts, client.WithAdminRequestSigning())
+			opts = append(opts, admin.WithRequestSigning())
 		}
 	}
 	if (c.String("client-cert") == "") != (c.String("client-key") == "") {
@@ -83,7 +83,7 @@ func opsSecurity(c *cli.Context) ([]client.AdminOption, error) {
 		if err != nil {
 			return nil, opsUsageError("tls: %v", err)
 		}
-		opts = append(opts, client.WithAdminTLS(cfg))
+		opts = append(opts, admin.WithTLS(cfg))
 	}
 	return opts, nil
 }
@@ -123,7 +123,7 @@ func opsOnUsageError(_ *cli.Context, err error, _ bool) error {
 // opsEnv is what an ops command runs with.
 type opsEnv struct {
 	ctx       context.Context
-	admin     *client.Admin
+	admin     *admin.Admin
 	out       io.Writer
 	errw      io.Writer
 	in        io.Reader
@@ -182,7 +182,7 @@ func opsRun(c *cli.Context, l opsLeaf) error {
 	if err != nil {
 		return err
 	}
-	admin, err := client.NewAdmin(endpoint, append(sec, client.WithAdminRequestTimeout(reqTimeout), client.WithAdminDialTimeout(min(reqTimeout, 3*time.Second)))...)
+	admin, err := admin.New(endpoint, append(sec, admin.WithRequestTimeout(reqTimeout), admin.WithDialTimeout(min(reqTimeout, 3*time.Second)))...)
 	if err != nil {
 		return opsUsageError("--namesrv: %v", err)
 	}
@@ -209,7 +209,7 @@ func opsRun(c *cli.Context, l opsLeaf) error {
 // opsExplain turns an error into the line an operator reads.
 func opsExplain(err error, endpoint string, timeout time.Duration) string {
 	switch {
-	case errors.Is(err, client.ErrNoNamesrv):
+	case errors.Is(err, admin.ErrNoNamesrv):
 		return strings.TrimPrefix(err.Error(), "client: ") + " (set --namesrv or FERRY_NAMESRV)"
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("timed out after %s (raise --timeout): %v", timeout, err)

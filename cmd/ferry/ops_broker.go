@@ -10,7 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/client/admin"
 	"github.com/ferrymq/ferry/controller"
 	"github.com/ferrymq/ferry/controller/controlclient"
 )
@@ -54,7 +54,7 @@ func opsClusterCommand() *cli.Command {
 // opsClusterBroker is a broker of `cluster list -o json` with its group's
 // control-plane state, when the name servers run the control plane.
 type opsClusterBroker struct {
-	client.BrokerStatus
+	admin.BrokerStatus
 	Epoch  *int64  `json:"epoch,omitempty"`
 	InSync []int64 `json:"in_sync,omitempty"`
 }
@@ -67,7 +67,7 @@ func opsClusterHeader(controlPlane bool) []string {
 	return append(h, "VERSION", "WRITABLE", "DISK-USED", "IN-MSG/S", "OUT-MSG/S")
 }
 
-func opsClusterRows(bs []client.BrokerStatus, cp *opsControlState) [][]string {
+func opsClusterRows(bs []admin.BrokerStatus, cp *opsControlState) [][]string {
 	rows := make([][]string, 0, len(bs))
 	for _, b := range bs {
 		row := []string{b.Cluster, b.BrokerName, strconv.FormatInt(b.BrokerID, 10), b.Addr, b.Role}
@@ -123,7 +123,7 @@ func opsControlPlane(e *opsEnv) (*opsControlState, error) {
 	return &opsControlState{st}, nil
 }
 
-func opsWritable(b client.BrokerStatus) string {
+func opsWritable(b admin.BrokerStatus) string {
 	if b.Writable {
 		return "yes"
 	}
@@ -146,7 +146,7 @@ func opsBrokerCommand() *cli.Command {
 				return err
 			}
 			if sel := c.StringSlice("broker"); len(sel) > 0 {
-				var keep []client.BrokerStatus
+				var keep []admin.BrokerStatus
 				for _, b := range bs {
 					if opsHas(sel, b.BrokerName) || opsHas(sel, b.Addr) {
 						keep = append(keep, b)

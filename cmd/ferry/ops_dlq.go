@@ -7,7 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/client/admin"
 )
 
 func opsDLQCommand() *cli.Command {
@@ -49,7 +49,7 @@ func opsDLQCommand() *cli.Command {
 				return err
 			}
 			ids := opsSplit(c.StringSlice("ids"))
-			var pick []client.DeadLetter
+			var pick []admin.DeadLetter
 			if len(ids) > 0 {
 				for _, id := range ids {
 					found := false
@@ -66,7 +66,7 @@ func opsDLQCommand() *cli.Command {
 			} else {
 				pick = dls[:min(len(dls), c.Int("max"))]
 			}
-			views := []client.MessageView{}
+			views := []admin.MessageView{}
 			for _, d := range pick {
 				// By its offset id: the message id is shared with the
 				// original and its retries.
@@ -120,7 +120,7 @@ func opsDLQCommand() *cli.Command {
 			return opsConfirm(c, fmt.Sprintf("resend %d dead letters of %s", len(ids), c.Args().First()))
 		},
 		act: func(e *opsEnv, c *cli.Context) error {
-			r := client.DLQResend{Group: c.Args().First(), IDs: opsSplit(c.StringSlice("ids")), All: c.Bool("all"), ToRetry: c.Bool("to-retry")}
+			r := admin.DLQResend{Group: c.Args().First(), IDs: opsSplit(c.StringSlice("ids")), All: c.Bool("all"), ToRetry: c.Bool("to-retry")}
 			tty := isTerminal(e.errw)
 			if tty {
 				r.Progress = func(done, total int) { opsProgress(e, done, total) }
@@ -150,7 +150,7 @@ func opsDLQCommand() *cli.Command {
 }
 
 // opsResent says when and where a dead letter was resent ("-": never).
-func opsResent(d client.DeadLetter) string {
+func opsResent(d admin.DeadLetter) string {
 	if d.ResentAtMS <= 0 {
 		return "-"
 	}

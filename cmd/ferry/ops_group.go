@@ -7,7 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/client/admin"
 )
 
 func opsGroupFlags(create bool) []cli.Flag {
@@ -22,8 +22,8 @@ func opsGroupFlags(create bool) []cli.Flag {
 	return fs
 }
 
-func opsGroupSpec(c *cli.Context) (client.GroupSpec, error) {
-	s := client.GroupSpec{Group: c.Args().First()}
+func opsGroupSpec(c *cli.Context) (admin.GroupSpec, error) {
+	s := admin.GroupSpec{Group: c.Args().First()}
 	if c.IsSet("retry-max") {
 		v := c.Int("retry-max")
 		if v < -1 || v > 1000 {
@@ -173,7 +173,7 @@ func opsGroupCommand() *cli.Command {
 		create.command(), update.command(), del.command(), list.command(), describe.command(), lag.command(), clients.command())
 }
 
-func opsSubs(subs []client.Subscription) string {
+func opsSubs(subs []admin.Subscription) string {
 	if len(subs) == 0 {
 		return "-"
 	}
@@ -186,7 +186,7 @@ func opsSubs(subs []client.Subscription) string {
 
 func opsLag(e *opsEnv, c *cli.Context) error {
 	retry := c.Bool("include-retry")
-	var lags []*client.GroupLag
+	var lags []*admin.GroupLag
 	if c.Bool("all") {
 		gs, err := e.admin.Groups(e.ctx)
 		if err != nil {
@@ -283,17 +283,17 @@ func opsOffsetCommand() *cli.Command {
 			return nil
 		},
 		act: func(e *opsEnv, c *cli.Context) error {
-			r := client.OffsetReset{Group: c.Args().First(), Topic: c.String("topic"), Execute: c.Bool("execute")}
+			r := admin.OffsetReset{Group: c.Args().First(), Topic: c.String("topic"), Execute: c.Bool("execute")}
 			switch {
 			case c.IsSet("to-earliest"):
-				r.To = client.ResetEarliest
+				r.To = admin.ResetEarliest
 			case c.IsSet("to-latest"):
-				r.To = client.ResetLatest
+				r.To = admin.ResetLatest
 			case c.IsSet("to-time"):
 				t, _ := opsParseTime(c.String("to-time"))
-				r.To, r.Value = client.ResetTime, t.UnixMilli()
+				r.To, r.Value = admin.ResetTime, t.UnixMilli()
 			default:
-				r.To, r.Value = client.ResetOffset, c.Int64("to-offset")
+				r.To, r.Value = admin.ResetOffset, c.Int64("to-offset")
 			}
 			res, err := e.admin.ResetOffsets(e.ctx, r)
 			if err != nil {

@@ -10,7 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/client/admin"
 )
 
 var opsFlagTopic = &cli.StringFlag{Name: "topic", Aliases: []string{"t"}, Usage: "the topic (required)"}
@@ -47,10 +47,10 @@ func opsMsgCommand() *cli.Command {
 			}
 			sc := bufio.NewScanner(e.in)
 			sc.Buffer(make([]byte, 64<<10), opsMaxLine)
-			var sent []client.SendReceipt
+			var sent []admin.SendReceipt
 			for err == nil && sc.Scan() {
-				var r client.SendReceipt
-				if r, err = sender.Send(e.ctx, client.OutMessage{Body: []byte(sc.Text()), Tags: c.String("tags"), Keys: keys}); err == nil {
+				var r admin.SendReceipt
+				if r, err = sender.Send(e.ctx, admin.OutMessage{Body: []byte(sc.Text()), Tags: c.String("tags"), Keys: keys}); err == nil {
 					sent = append(sent, r)
 				}
 			}
@@ -68,7 +68,7 @@ func opsMsgCommand() *cli.Command {
 				return err
 			}
 			if sent == nil {
-				sent = []client.SendReceipt{}
+				sent = []admin.SendReceipt{}
 			}
 			return e.result(map[string]any{"sent": sent}, func() error {
 				var rows [][]string
@@ -97,11 +97,11 @@ func opsMsgCommand() *cli.Command {
 		follow: func(c *cli.Context) bool { return c.Bool("follow") },
 		act: func(e *opsEnv, c *cli.Context) error {
 			group := c.String("group")
-			spec := client.ConsumeSpec{Topic: c.String("topic"), Group: group, FromBeginning: c.Bool("from-beginning"),
+			spec := admin.ConsumeSpec{Topic: c.String("topic"), Group: group, FromBeginning: c.Bool("from-beginning"),
 				Max: c.Int("max"), Follow: c.Bool("follow") || c.Int("max") > 0, Commit: group != "" && !c.Bool("no-commit")}
 			enc := json.NewEncoder(e.out)
 			enc.SetEscapeHTML(false)
-			n, err := e.admin.Consume(e.ctx, spec, func(m client.MessageView) error {
+			n, err := e.admin.Consume(e.ctx, spec, func(m admin.MessageView) error {
 				if e.json {
 					return enc.Encode(m)
 				}
@@ -190,7 +190,7 @@ func opsDash(s string) string {
 }
 
 // opsMessageTable prints one message as FIELD VALUE rows.
-func opsMessageTable(e *opsEnv, m client.MessageView) error {
+func opsMessageTable(e *opsEnv, m admin.MessageView) error {
 	rows := [][]string{
 		{"msg_id", m.MsgID}, {"offset_msg_id", m.OffsetMsgID}, {"topic", m.Topic}, {"broker", m.Broker},
 		{"queue_id", opsI32(m.QueueID)}, {"queue_offset", opsI64(m.QueueOffset)}, {"commitlog_offset", opsI64(m.CommitlogOffset)},

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/client/admin"
 	ipoll "github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
@@ -87,7 +87,7 @@ func startServer(t *testing.T) {
 		}
 		srv.namesrv, srv.broker, srv.http = p.namesrv, p.broker, p.http
 		// Wait until the name server lists the broker.
-		a, err := client.NewAdmin(srv.namesrv)
+		a, err := admin.New(srv.namesrv)
 		if err != nil {
 			return err
 		}
@@ -300,7 +300,7 @@ func TestOps(t *testing.T) {
 	}
 	ns := []string{"--namesrv", srv.namesrv}
 	hs := []string{"--namesrv", "http://" + srv.http}
-	a, err := client.NewAdmin(srv.namesrv)
+	a, err := admin.New(srv.namesrv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,7 +393,7 @@ func TestOps(t *testing.T) {
 	// msg get and resend by the id the send printed.
 	out, _, code := ferry(t, "", append([]string{"msg", "query", "--topic", "orders", "--key", "order-1", "-o", "json"}, ns...)...)
 	var q struct {
-		Messages []client.MessageView `json:"messages"`
+		Messages []admin.MessageView `json:"messages"`
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &q) != nil || len(q.Messages) != 4 {
 		t.Fatalf("query: exit %d, %s", code, out)
@@ -511,7 +511,7 @@ func TestOps(t *testing.T) {
 
 	out, _, code = ferry(t, "", append([]string{"msg", "query", "--topic", "h-orders", "--key", "h-order-1", "-o", "json"}, hs...)...)
 	var hq struct {
-		Messages []client.MessageView `json:"messages"`
+		Messages []admin.MessageView `json:"messages"`
 	}
 	if code != 0 || json.Unmarshal([]byte(out), &hq) != nil || len(hq.Messages) != 4 {
 		t.Fatalf("query over HTTP: exit %d, %s", code, out)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/client/admin"
 )
 
 func opsTopicFlags(create bool) []cli.Flag {
@@ -33,7 +33,7 @@ func opsCheckTopicFlags(c *cli.Context) error {
 		}
 	}
 	if c.IsSet("perm") {
-		if _, err := client.ParsePerm(c.String("perm")); err != nil || c.String("perm") == "" {
+		if _, err := admin.ParsePerm(c.String("perm")); err != nil || c.String("perm") == "" {
 			return opsUsageError("--perm %q: want RW, R or W", c.String("perm"))
 		}
 	}
@@ -64,7 +64,7 @@ func opsTopicCommand() *cli.Command {
 		flags: opsTopicFlags(true), check: opsCheckTopicFlags,
 		act: func(e *opsEnv, c *cli.Context) error {
 			r, w := opsQueueCounts(c)
-			spec := client.TopicSpec{Topic: c.Args().First(), ReadQueues: r, WriteQueues: w, Perm: c.String("perm"),
+			spec := admin.TopicSpec{Topic: c.Args().First(), ReadQueues: r, WriteQueues: w, Perm: c.String("perm"),
 				Order: c.Bool("order"), DedupWindow: c.Duration("dedup-window"), Brokers: c.StringSlice("broker")}
 			brokers, err := e.admin.CreateTopic(e.ctx, spec)
 			if err != nil {
@@ -88,7 +88,7 @@ func opsTopicCommand() *cli.Command {
 			return opsUsageError("update: nothing to change (give --queues, --read-queues, --write-queues, --perm, --order or --dedup-window)")
 		},
 		act: func(e *opsEnv, c *cli.Context) error {
-			var u client.TopicUpdate
+			var u admin.TopicUpdate
 			r, w := opsQueueCounts(c)
 			if r > 0 {
 				u.ReadQueues = &r

@@ -7,7 +7,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/client/admin"
 )
 
 func opsTxCommand() *cli.Command {
@@ -19,7 +19,7 @@ func opsTxCommand() *cli.Command {
 				return err
 			}
 			if txs == nil {
-				txs = []client.TransactionInfo{}
+				txs = []admin.TransactionInfo{}
 			}
 			return e.result(map[string]any{"transactions": txs}, func() error {
 				var rows [][]string

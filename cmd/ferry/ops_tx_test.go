@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/client/admin"
 )
 
 // TestOpsTxAndProducers shows an open HTTP transaction and an idempotent
@@ -20,12 +21,12 @@ func TestOpsTxAndProducers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	a, err := client.NewAdmin(srv.namesrv)
+	a, err := admin.New(srv.namesrv)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	if _, err := a.CreateTopic(ctx, client.TopicSpec{Topic: "txops", ReadQueues: 1, WriteQueues: 1}); err != nil {
+	if _, err := a.CreateTopic(ctx, admin.TopicSpec{Topic: "txops", ReadQueues: 1, WriteQueues: 1}); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)

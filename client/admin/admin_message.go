@@ -1,4 +1,4 @@
-package client
+package admin
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ferrymq/ferry/client"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,7 +17,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/ferrymq/ferry/protocol"
-	"github.com/ferrymq/ferry/remoting"
 )
 
 // MessageView is a stored message as operators see it.
@@ -109,13 +109,13 @@ type AdminSender struct {
 func (a *Admin) NewSender(ctx context.Context, topic string) (*AdminSender, error) {
 	if a.base != "" {
 		t, err := a.httpTopic(ctx, topic)
-		if err != nil && !errors.Is(err, ErrNoSuchTopic) {
+		if err != nil && !errors.Is(err, client.ErrTopicNotFound) {
 			return nil, err
 		}
 		return &AdminSender{a: a, topic: topic, nq: t.WriteQueues}, nil
 	}
 	qs, err := a.adminTopicQueues(ctx, topic, true)
-	if errors.Is(err, ErrNoSuchTopic) {
+	if errors.Is(err, client.ErrTopicNotFound) {
 		// Let a broker auto-create it, if its configuration allows.
 		bs, berr := a.adminMasters(ctx, nil)
 		if berr != nil {
@@ -248,7 +248,7 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 		switch _, err := a.Group(ctx, spec.Group); {
 		case err == nil:
 			committed = true
-		case !errors.Is(err, ErrNoSuchGroup):
+		case !errors.Is(err, client.ErrGroupNotFound):
 			return 0, err
 		}
 	}
@@ -353,7 +353,7 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 }
 
 // Message finds a message by id (the producer's UNIQ_KEY or the broker's
-// offset id) on every master; ErrNoSuchMessage when none has it.
+// offset id) on every master; client.ErrMessageNotFound when none has it.
 func (a *Admin) Message(ctx context.Context, id string) (*MessageView, error) {
 	if a.base != "" {
 		return a.httpMessage(ctx, id)
@@ -369,8 +369,8 @@ func (a *Admin) Message(ctx context.Context, id string) (*MessageView, error) {
 	for _, b := range bs {
 		resp, err := a.adminInvoke(ctx, b.Addr, protocol.ReqViewMessageByID, map[string]string{"msgId": id}, nil)
 		if err != nil {
-			var re *remoting.ResponseError
-			if errors.As(err, &re) {
+			var se *client.ServerError
+			if errors.As(err, &se) {
 				continue // not on this broker
 			}
 			return nil, adminBrokerErr(b, err)
@@ -382,7 +382,7 @@ func (a *Admin) Message(ctx context.Context, id string) (*MessageView, error) {
 		m := adminView(recs[0], b.Name)
 		return &m, nil
 	}
-	return nil, fmt.Errorf("%w: %s", ErrNoSuchMessage, id)
+	return nil, fmt.Errorf("%w: %s", client.ErrMessageNotFound, id)
 }
 
 // QueryMessages finds up to max messages of topic whose KEYS hold key,

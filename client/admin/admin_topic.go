@@ -1,8 +1,9 @@
-package client
+package admin
 
 import (
 	"context"
 	"fmt"
+	"github.com/ferrymq/ferry/client"
 	"sort"
 	"strconv"
 	"time"
@@ -125,7 +126,7 @@ func ParsePerm(s string) (int32, error) {
 }
 
 // CreateTopic creates a topic on the selected brokers (every master by
-// default). It fails with ErrTopicExists when a selected broker has it.
+// default). It fails with client.ErrTopicExists when a selected broker has it.
 // It returns the brokers it created the topic on.
 func (a *Admin) CreateTopic(ctx context.Context, spec TopicSpec) ([]string, error) {
 	if spec.ReadQueues == 0 {
@@ -156,7 +157,7 @@ func (a *Admin) CreateTopic(ctx context.Context, spec TopicSpec) ([]string, erro
 			return nil, err
 		}
 		if _, ok := tables[spec.Topic]; ok {
-			return nil, fmt.Errorf("%w: %s on broker %s (use topic update)", ErrTopicExists, spec.Topic, b.Name)
+			return nil, fmt.Errorf("%w: %s on broker %s (use topic update)", client.ErrTopicExists, spec.Topic, b.Name)
 		}
 	}
 	var done []string
@@ -195,7 +196,7 @@ type TopicUpdate struct {
 }
 
 // UpdateTopic changes a topic's configuration on every broker that has it
-// (ErrNoSuchTopic when none has). It returns the brokers changed.
+// (client.ErrTopicNotFound when none has). It returns the brokers changed.
 func (a *Admin) UpdateTopic(ctx context.Context, topic string, u TopicUpdate) ([]string, error) {
 	if a.base != "" {
 		return a.httpUpdateTopic(ctx, topic, u)
@@ -238,14 +239,14 @@ func (a *Admin) UpdateTopic(ctx context.Context, topic string, u TopicUpdate) ([
 		done = append(done, b.Name)
 	}
 	if len(done) == 0 {
-		return nil, fmt.Errorf("%w: %s", ErrNoSuchTopic, topic)
+		return nil, fmt.Errorf("%w: %s", client.ErrTopicNotFound, topic)
 	}
 	return done, nil
 }
 
 // DeleteTopic deletes a topic from every broker that has it and from every
 // name server. Its messages stay in the commitlog until their segments
-// expire. ErrNoSuchTopic when no broker has it.
+// expire. client.ErrTopicNotFound when no broker has it.
 func (a *Admin) DeleteTopic(ctx context.Context, topic string) ([]string, error) {
 	if a.base != "" {
 		return a.httpDeleteTopic(ctx, topic)
@@ -269,7 +270,7 @@ func (a *Admin) DeleteTopic(ctx context.Context, topic string) ([]string, error)
 		done = append(done, b.Name)
 	}
 	if len(done) == 0 {
-		return nil, fmt.Errorf("%w: %s", ErrNoSuchTopic, topic)
+		return nil, fmt.Errorf("%w: %s", client.ErrTopicNotFound, topic)
 	}
 	for _, ns := range a.namesrvs {
 		if _, err := a.adminInvoke(ctx, ns, protocol.ReqDeleteTopicInNameServer, map[string]string{"topic": topic}, nil); err != nil {
@@ -298,7 +299,7 @@ type TopicDescription struct {
 }
 
 // DescribeTopic returns a topic's configuration and per-queue offsets on
-// every broker holding it; ErrNoSuchTopic when none does.
+// every broker holding it; client.ErrTopicNotFound when none does.
 func (a *Admin) DescribeTopic(ctx context.Context, topic string) (*TopicDescription, error) {
 	if a.base != "" {
 		return a.httpDescribeTopic(ctx, topic)
@@ -325,7 +326,7 @@ func (a *Admin) DescribeTopic(ctx context.Context, topic string) (*TopicDescript
 		d.Queues = append(d.Queues, qs...)
 	}
 	if len(d.Brokers) == 0 {
-		return nil, fmt.Errorf("%w: %s", ErrNoSuchTopic, topic)
+		return nil, fmt.Errorf("%w: %s", client.ErrTopicNotFound, topic)
 	}
 	for _, q := range d.Queues {
 		d.Messages += q.Messages
@@ -368,7 +369,7 @@ type TopicRoute struct {
 	Brokers []RouteBroker `json:"brokers"`
 }
 
-// Route asks the name servers for a topic's route; ErrNoSuchTopic when
+// Route asks the name servers for a topic's route; client.ErrTopicNotFound when
 // they have none.
 func (a *Admin) Route(ctx context.Context, topic string) (*TopicRoute, error) {
 	if a.base != "" {
@@ -393,7 +394,7 @@ func (a *Admin) Route(ctx context.Context, topic string) (*TopicRoute, error) {
 func (a *Admin) adminRoute(ctx context.Context, topic string) (*remoting.TopicRouteData, error) {
 	resp, err := a.adminNamesrv(ctx, protocol.ReqGetRouteInfoByTopic, map[string]string{"topic": topic})
 	if adminIsCode(err, protocol.RespTopicNotExist) {
-		return nil, fmt.Errorf("%w: %s (the name servers have no route for it)", ErrNoSuchTopic, topic)
+		return nil, fmt.Errorf("%w: %s (the name servers have no route for it)", client.ErrTopicNotFound, topic)
 	}
 	if err != nil {
 		return nil, err

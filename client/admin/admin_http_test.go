@@ -1,7 +1,8 @@
-package client
+package admin
 
 import (
 	"errors"
+	"github.com/ferrymq/ferry/client"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -18,15 +19,15 @@ func TestAdminHTTPProblems(t *testing.T) {
 		msg                 string
 	}{
 		{"topic", "/v1/topics/orders", `{"title":"topic does not exist","status":404,"detail":"broker: topic does not exist: orders","code":17}`,
-			404, ErrNoSuchTopic, "client: no such topic: orders (HTTP 404 from GET /v1/topics/orders)"},
+			404, client.ErrTopicNotFound, "client: no such topic: orders (HTTP 404 from GET /v1/topics/orders)"},
 		{"group quoted", "/v1/groups/g1", `{"title":"consumer group does not exist","status":404,"detail":"broker: consumer group does not exist: \"g1\"","code":26}`,
-			404, ErrNoSuchGroup, "client: no such group: g1 (HTTP 404 from GET /v1/groups/g1)"},
+			404, client.ErrGroupNotFound, "client: no such group: g1 (HTTP 404 from GET /v1/groups/g1)"},
 		{"topic exists", "/v1/topics", `{"title":"topic already exists","status":409,"detail":"broker: topic already exists: orders","code":18}`,
-			409, ErrTopicExists, "client: topic already exists: orders (HTTP 409 from GET /v1/topics)"},
+			409, client.ErrTopicExists, "client: topic already exists: orders (HTTP 409 from GET /v1/topics)"},
 		{"group exists", "/v1/groups", `{"title":"consumer group already exists","status":409,"detail":"broker: consumer group already exists: g1","code":1007}`,
-			409, ErrGroupExists, "client: group already exists: g1 (HTTP 409 from GET /v1/groups)"},
+			409, client.ErrGroupExists, "client: group already exists: g1 (HTTP 409 from GET /v1/groups)"},
 		{"message", "/v1/messages/X", `{"title":"message not found","status":404,"detail":"broker: message not found: X","code":22}`,
-			404, ErrNoSuchMessage, "client: no such message: X (HTTP 404 from GET /v1/messages/X)"},
+			404, client.ErrMessageNotFound, "client: no such message: X (HTTP 404 from GET /v1/messages/X)"},
 		{"route not found", "/v1/nothing", `{"title":"no such resource","status":404,"detail":"broker: no such resource: /v1/nothing","code":1000}`,
 			404, nil, "GET /v1/nothing: HTTP 404: no such resource: /v1/nothing"},
 		{"not json", "/v1/broker", "upstream down", 502, nil, "GET /v1/broker: HTTP 502: upstream down"},
@@ -37,15 +38,15 @@ func TestAdminHTTPProblems(t *testing.T) {
 				_, _ = w.Write([]byte(c.problem))
 			}))
 			defer srv.Close()
-			a, err := NewAdmin(srv.URL)
+			a, err := New(srv.URL)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer a.Close()
 			err = a.adminHTTP(ctxT(t), "GET", c.path, nil, nil, nil)
-			var p *ProblemError
+			var p *client.ServerError
 			if !errors.As(err, &p) || p.Status != c.status {
-				t.Fatalf("%v: not a ProblemError with status %d", err, c.status)
+				t.Fatalf("%v: not a client.ServerError with status %d", err, c.status)
 			}
 			if c.is != nil && !errors.Is(err, c.is) {
 				t.Errorf("%v: not %v", err, c.is)
@@ -67,13 +68,13 @@ func TestAdminHTTPNotSupported(t *testing.T) {
 		w.WriteHeader(500)
 	}))
 	defer srv.Close()
-	a, err := NewAdmin(srv.URL)
+	a, err := New(srv.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.Close()
 	_, err = a.Route(ctxT(t), "orders")
-	if !errors.Is(err, ErrNotSupported) || !strings.Contains(err.Error(), "name-server endpoint") {
+	if !errors.Is(err, client.ErrNotSupported) || !strings.Contains(err.Error(), "name-server endpoint") {
 		t.Errorf("Route: %v", err)
 	}
 }

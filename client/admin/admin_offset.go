@@ -1,4 +1,4 @@
-package client
+package admin
 
 import (
 	"context"
@@ -49,7 +49,7 @@ type OffsetResetResult struct {
 }
 
 // ResetOffsets computes, and with r.Execute applies, new committed offsets
-// for every queue of r.Topic. ErrNoSuchGroup and ErrNoSuchTopic when they
+// for every queue of r.Topic. client.ErrGroupNotFound and client.ErrTopicNotFound when they
 // do not exist.
 func (a *Admin) ResetOffsets(ctx context.Context, r OffsetReset) (*OffsetResetResult, error) {
 	switch r.To {

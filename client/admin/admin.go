@@ -1,10 +1,12 @@
-package client
+package admin
 
 import (
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/client/internal/httpapi"
 	"net/http"
 	"sort"
 	"strings"
@@ -22,7 +24,7 @@ import (
 //
 // Every method takes a context; its deadline bounds the whole operation,
 // and each request is further bounded by the per-request timeout
-// (WithAdminRequestTimeout). Results are plain structs with snake_case JSON
+// (WithRequestTimeout). Results are plain structs with snake_case JSON
 // tags, stable for scripts.
 type Admin struct {
 	namesrvs []string // remoting: name server addresses, tried in order
@@ -41,10 +43,10 @@ type Admin struct {
 // of a broker's HTTP API. The Admin owns it: Close closes it.
 func (a *Admin) Remoting() *remoting.Client { return a.rc }
 
-// AdminOption configures an Admin.
-type AdminOption func(*adminOptions)
+// Option configures an Admin.
+type Option func(*options)
 
-type adminOptions struct {
+type options struct {
 	requestTimeout time.Duration
 	dialTimeout    time.Duration
 	httpClient     *http.Client
@@ -53,32 +55,32 @@ type adminOptions struct {
 	tls            *tls.Config
 }
 
-// WithAdminCredentials authenticates with an access key and its secret
-// key, as WithCredentials (HTTP: Basic authentication), for brokers with
-// an ACL file.
-func WithAdminCredentials(accessKey, secretKey string) AdminOption {
-	return func(o *adminOptions) { o.creds = remoting.Credentials{AccessKey: accessKey, SecretKey: secretKey} }
+// WithCredentials signs every request with an access key and its
+// secret key (HTTP: Basic authentication), for brokers with an ACL file.
+func WithCredentials(accessKey, secretKey string) Option {
+	return func(o *options) { o.creds = remoting.Credentials{AccessKey: accessKey, SecretKey: secretKey} }
 }
 
-// WithAdminRequestSigning signs every request, as WithRequestSigning.
-func WithAdminRequestSigning() AdminOption { return func(o *adminOptions) { o.signEach = true } }
+// WithTLS connects with TLS.
+func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
 
-// WithAdminTLS connects with TLS.
-func WithAdminTLS(cfg *tls.Config) AdminOption { return func(o *adminOptions) { o.tls = cfg } }
+// WithRequestSigning signs every request instead of authenticating the
+// connection once, as client.WithRequestSigning.
+func WithRequestSigning() Option { return func(o *options) { o.signEach = true } }
 
-// WithAdminRequestTimeout bounds each request (default 10 s).
-func WithAdminRequestTimeout(d time.Duration) AdminOption {
-	return func(o *adminOptions) { o.requestTimeout = d }
+// WithRequestTimeout bounds each request (default 10 s).
+func WithRequestTimeout(d time.Duration) Option {
+	return func(o *options) { o.requestTimeout = d }
 }
 
-// WithAdminDialTimeout bounds each connection attempt (default 3 s).
-func WithAdminDialTimeout(d time.Duration) AdminOption {
-	return func(o *adminOptions) { o.dialTimeout = d }
+// WithDialTimeout bounds each connection attempt (default 3 s).
+func WithDialTimeout(d time.Duration) Option {
+	return func(o *options) { o.dialTimeout = d }
 }
 
-// WithAdminHTTPClient sets the HTTP client used with an http:// endpoint.
-func WithAdminHTTPClient(c *http.Client) AdminOption {
-	return func(o *adminOptions) { o.httpClient = c }
+// WithHTTPClient sets the HTTP client used with an http:// endpoint.
+func WithHTTPClient(c *http.Client) Option {
+	return func(o *options) { o.httpClient = c }
 }
 
 // Admin errors. Test with errors.Is.
@@ -87,23 +89,13 @@ var (
 	ErrNoNamesrv = errors.New("client: no name server reachable")
 	// ErrNoBroker: the name servers know no broker (or not the one asked for).
 	ErrNoBroker = errors.New("client: no such broker")
-	// ErrNoSuchTopic: the topic exists on no broker.
-	ErrNoSuchTopic = errors.New("client: no such topic")
-	// ErrTopicExists: create was asked for a topic that exists.
-	ErrTopicExists = errors.New("client: topic already exists")
-	// ErrNoSuchGroup: the group exists on no broker.
-	ErrNoSuchGroup = errors.New("client: no such group")
-	// ErrGroupExists: create was asked for a group that exists.
-	ErrGroupExists = errors.New("client: group already exists")
-	// ErrNoSuchMessage: no broker holds the message.
-	ErrNoSuchMessage = errors.New("client: no such message")
 )
 
-// NewAdmin returns an Admin for endpoint: "ip:port[;ip:port...]" (name
+// New returns an Admin for endpoint: "ip:port[;ip:port...]" (name
 // servers, remoting protocol; commas work too) or "http://host:port" (one
 // broker's HTTP API). It does not connect until the first call.
-func NewAdmin(endpoint string, opts ...AdminOption) (*Admin, error) {
-	o := adminOptions{requestTimeout: 10 * time.Second, dialTimeout: 3 * time.Second}
+func New(endpoint string, opts ...Option) (*Admin, error) {
+	o := options{requestTimeout: 10 * time.Second, dialTimeout: 3 * time.Second}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -126,7 +118,7 @@ func NewAdmin(endpoint string, opts ...AdminOption) (*Admin, error) {
 				a.hc.Transport = tr
 			}
 		}
-		a.hc = withBasicAuth(a.hc, o.creds)
+		a.hc = httpapi.WithBasicAuth(a.hc, o.creds)
 		return a, nil
 	}
 	for _, s := range strings.FieldsFunc(endpoint, func(r rune) bool { return r == ';' || r == ',' || r == ' ' }) {
@@ -163,8 +155,8 @@ func (a *Admin) adminInvoke(ctx context.Context, addr string, code int16, ext ma
 	if err != nil {
 		return nil, err
 	}
-	if err := resp.Err(); err != nil {
-		return resp, err
+	if resp.Code != protocol.RespSuccess {
+		return resp, brokerErr(addr, resp)
 	}
 	return resp, nil
 }
@@ -181,13 +173,13 @@ func (a *Admin) adminInvokeJSON(ctx context.Context, addr string, code int16, ex
 // adminNamesrv sends a request to the first name server that answers.
 func (a *Admin) adminNamesrv(ctx context.Context, code int16, ext map[string]string) (*remoting.Command, error) {
 	if len(a.namesrvs) == 0 {
-		return nil, ErrNotSupported
+		return nil, client.ErrNotSupported
 	}
 	var errs []error
 	for _, ns := range a.namesrvs {
 		resp, err := a.adminInvoke(ctx, ns, code, ext, nil)
-		var re *remoting.ResponseError
-		if err == nil || errors.As(err, &re) {
+		var se *client.ServerError
+		if err == nil || errors.As(err, &se) {
 			return resp, err
 		}
 		errs = append(errs, err)
@@ -270,12 +262,12 @@ func adminContains(list []string, s string) bool {
 
 // adminIsCode reports whether err is a broker answer with one of codes.
 func adminIsCode(err error, codes ...int16) bool {
-	var re *remoting.ResponseError
-	if !errors.As(err, &re) {
+	var se *client.ServerError
+	if !errors.As(err, &se) {
 		return false
 	}
 	for _, c := range codes {
-		if re.Code == c {
+		if se.Code == int(c) {
 			return true
 		}
 	}
@@ -286,3 +278,8 @@ func adminIsCode(err error, codes ...int16) bool {
 // retry and dead-letter topics, the auto-create template, the schedule and
 // timer topics and RocketMQ's RMQ_SYS_ topics.
 func IsSystemTopic(t string) bool { return protocol.IsReservedTopic(t) }
+
+// brokerErr is the error of an answer that is not SUCCESS.
+func brokerErr(addr string, resp *remoting.Command) error {
+	return &client.ServerError{Broker: addr, Code: int(resp.Code), Remark: resp.Remark}
+}

@@ -1,9 +1,10 @@
-package client
+package admin
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ferrymq/ferry/client"
 	"sort"
 	"strconv"
 	"strings"
@@ -82,7 +83,7 @@ func (a *Admin) Groups(ctx context.Context) ([]GroupInfo, error) {
 	return out, nil
 }
 
-// Group returns one group; ErrNoSuchGroup when no broker has it.
+// Group returns one group; client.ErrGroupNotFound when no broker has it.
 func (a *Admin) Group(ctx context.Context, group string) (*GroupInfo, error) {
 	if a.base != "" {
 		return a.httpGroup(ctx, group)
@@ -96,7 +97,7 @@ func (a *Admin) Group(ctx context.Context, group string) (*GroupInfo, error) {
 			return &gs[i], nil
 		}
 	}
-	return nil, fmt.Errorf("%w: %s", ErrNoSuchGroup, group)
+	return nil, fmt.Errorf("%w: %s", client.ErrGroupNotFound, group)
 }
 
 // GroupSpec creates or changes a group: unset fields keep their current
@@ -124,7 +125,7 @@ func (s GroupSpec) apply(c *GroupConfig) {
 }
 
 // CreateGroup creates a group on the selected brokers (every master by
-// default); ErrGroupExists when one of them has it.
+// default); client.ErrGroupExists when one of them has it.
 func (a *Admin) CreateGroup(ctx context.Context, spec GroupSpec) ([]string, error) {
 	c := GroupConfig{Group: spec.Group, ConsumeEnable: true, ConsumeFromMinEnable: true, BroadcastEnable: true,
 		RetryQueueNums: 1, RetryMaxTimes: 16, WhichBrokerWhenSlow: 1, NotifyConsumerIDsChanged: true}
@@ -149,7 +150,7 @@ func (a *Admin) CreateGroup(ctx context.Context, spec GroupSpec) ([]string, erro
 		}
 		for _, b := range bs {
 			if adminContains(g.Brokers, b.Name) {
-				return nil, fmt.Errorf("%w: %s on broker %s (use group update)", ErrGroupExists, spec.Group, b.Name)
+				return nil, fmt.Errorf("%w: %s on broker %s (use group update)", client.ErrGroupExists, spec.Group, b.Name)
 			}
 		}
 	}
@@ -179,7 +180,7 @@ func (a *Admin) adminPutGroup(ctx context.Context, bs []adminBroker, c GroupConf
 }
 
 // UpdateGroup changes the set fields of a group on every broker that has
-// it; ErrNoSuchGroup when none has.
+// it; client.ErrGroupNotFound when none has.
 func (a *Admin) UpdateGroup(ctx context.Context, spec GroupSpec) ([]string, error) {
 	if a.base != "" {
 		return a.httpUpdateGroup(ctx, spec)
@@ -198,7 +199,7 @@ func (a *Admin) UpdateGroup(ctx context.Context, spec GroupSpec) ([]string, erro
 }
 
 // DeleteGroup deletes a group's config and committed offsets on every
-// broker that has it; ErrNoSuchGroup when none has.
+// broker that has it; client.ErrGroupNotFound when none has.
 func (a *Admin) DeleteGroup(ctx context.Context, group string) ([]string, error) {
 	if a.base != "" {
 		return a.httpDeleteGroup(ctx, group)
@@ -257,7 +258,7 @@ type adminConnList struct {
 }
 
 // Clients lists a group's online clients on every broker, merged by client
-// id; ErrNoSuchGroup when no broker has the group.
+// id; client.ErrGroupNotFound when no broker has the group.
 func (a *Admin) Clients(ctx context.Context, group string) (*GroupClients, error) {
 	if a.base != "" {
 		return a.httpClients(ctx, group)
@@ -333,7 +334,7 @@ type GroupLag struct {
 	TotalLag int64    `json:"total_lag"`
 }
 
-// Lag returns a group's offsets and lag on every broker (ErrNoSuchGroup when
+// Lag returns a group's offsets and lag on every broker (client.ErrGroupNotFound when
 // no broker has the group). The retry topic's rows and a row for the
 // dead-letter queue (its consumer offset is its first offset: the lag is
 // the number of dead letters) come only with includeRetry.
@@ -493,7 +494,7 @@ func (a *Admin) adminPull(ctx context.Context, b adminBroker, group, topic strin
 	case protocol.RespPullNotFound, protocol.RespPullRetryImmediately, protocol.RespPullOffsetMoved:
 		return nil, next, nil
 	default:
-		return nil, off, resp.Err()
+		return nil, off, brokerErr(b.Addr, resp)
 	}
 	recs, err := adminDecodeRecords(resp.Body)
 	return recs, next, err

@@ -1,8 +1,9 @@
-package client
+package admin
 
 import (
 	"context"
 	"fmt"
+	"github.com/ferrymq/ferry/client"
 	"strconv"
 	"strings"
 
@@ -33,7 +34,7 @@ type DeadLetter struct {
 }
 
 // DeadLetters lists up to max dead letters of group (max <= 0: all) from
-// every broker that has the group; ErrNoSuchGroup when none has.
+// every broker that has the group; client.ErrGroupNotFound when none has.
 func (a *Admin) DeadLetters(ctx context.Context, group string, max int) ([]DeadLetter, error) {
 	if a.base != "" {
 		return a.httpDeadLetters(ctx, group, max)
@@ -143,7 +144,7 @@ func (a *Admin) ResendDeadLetters(ctx context.Context, r DLQResend) (*DLQResendR
 			}
 		}
 		if len(missing) > 0 {
-			return nil, fmt.Errorf("%w: %s not in the dead-letter queue of %s", ErrNoSuchMessage, strings.Join(missing, ", "), r.Group)
+			return nil, fmt.Errorf("%w: %s not in the dead-letter queue of %s", client.ErrMessageNotFound, strings.Join(missing, ", "), r.Group)
 		}
 	} else {
 		for _, d := range dls {

@@ -1,4 +1,4 @@
-package client
+package admin
 
 import (
 	"context"
@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/client/internal/httpapi"
 	"net/http"
 	"net/url"
 	"sort"
@@ -19,7 +21,7 @@ import (
 
 // The HTTP transport: one broker's /v1 API (docs/openapi.yaml). Each
 // Admin method that the API can serve has its http* twin here; the rest
-// answer ErrNotSupported. Results carry the broker's name and remoting
+// answer client.ErrNotSupported. Results carry the broker's name and remoting
 // address (read once from GET /v1/broker), so they look as they do over
 // the remoting protocol. Errors come back as problem documents
 // ({"title","status","detail","code"}); their code maps to the package's
@@ -29,42 +31,44 @@ import (
 // carries (the API's limit).
 const adminHTTPMaxBatch = 1000
 
-// ProblemError is an error answer of the HTTP API.
-type ProblemError struct {
-	Method string `json:"-"`
-	Path   string `json:"-"`
-	Status int    `json:"status"`
-	Code   int    `json:"code"`
-	Title  string `json:"title"`
-	Detail string `json:"detail"`
-}
-
-func (e *ProblemError) Error() string {
-	return fmt.Sprintf("%s %s: HTTP %d: %s", e.Method, e.Path, e.Status, strings.TrimPrefix(e.Detail, "broker: "))
-}
-
-// sentinel is the package error a problem code stands for, or nil.
-func (e *ProblemError) sentinel() error {
-	switch e.Code {
-	case protocol.ProblemTopicNotFound:
-		return ErrNoSuchTopic
-	case protocol.ProblemTopicExists:
-		return ErrTopicExists
-	case protocol.ProblemMessageNotFound:
-		return ErrNoSuchMessage
-	case protocol.ProblemGroupNotFound:
-		return ErrNoSuchGroup
-	case protocol.ProblemGroupExists:
-		return ErrGroupExists
+// adminProblem is the error an HTTP problem answer stands for: a
+// *client.ServerError with the request and the problem's detail.
+func adminProblem(base, method, path string, status int, p *protocol.Problem) error {
+	se := &client.ServerError{Broker: base, Code: p.Code, Remark: strings.TrimPrefix(p.Detail, "broker: "),
+		Method: method, Path: path, Status: status, Type: p.Type}
+	if se.Remark == "" {
+		se.Remark = p.Title
 	}
-	return nil
+	if se.Remark == "" {
+		se.Remark = http.StatusText(status)
+	}
+	switch se.Class() {
+	case protocol.ClassTopicNotFound, protocol.ClassTopicExists, protocol.ClassMessageNotFound,
+		protocol.ClassGroupNotFound, protocol.ClassGroupExists:
+		return &adminProblemErr{sentinel: adminClassErr[se.Class()], title: p.Title, se: se}
+	}
+	return se
 }
+
+// adminProblemErr is a not-found or already-exists problem: it reads
+// "client: no such topic: orders (HTTP 404 from GET /v1/topics/orders)".
+type adminProblemErr struct {
+	sentinel error
+	title    string
+	se       *client.ServerError
+}
+
+func (e *adminProblemErr) Error() string {
+	return fmt.Sprintf("%v: %s (HTTP %d from %s %s)", e.sentinel, e.subject(), e.se.Status, e.se.Method, e.se.Path)
+}
+
+func (e *adminProblemErr) Unwrap() error { return e.se }
 
 // subject is what the problem is about when the broker's detail names it
 // after its title ("broker: topic does not exist: orders" → "orders").
-func (e *ProblemError) subject() string {
-	s := strings.TrimPrefix(e.Detail, "broker: ")
-	if rest, ok := strings.CutPrefix(s, e.Title+": "); ok {
+func (e *adminProblemErr) subject() string {
+	s := e.se.Remark
+	if rest, ok := strings.CutPrefix(s, e.title+": "); ok {
 		if u, err := strconv.Unquote(rest); err == nil {
 			return u
 		}
@@ -72,19 +76,6 @@ func (e *ProblemError) subject() string {
 	}
 	return s
 }
-
-// adminProblemErr is a problem that stands for a package error: it reads
-// "client: no such topic: orders (HTTP 404 from GET /v1/topics/orders)".
-type adminProblemErr struct {
-	sentinel error
-	p        *ProblemError
-}
-
-func (e *adminProblemErr) Error() string {
-	return fmt.Sprintf("%v: %s (HTTP %d from %s %s)", e.sentinel, e.p.subject(), e.p.Status, e.p.Method, e.p.Path)
-}
-
-func (e *adminProblemErr) Unwrap() []error { return []error{e.sentinel, e.p} }
 
 func adminPathEscape(s string) string { return url.PathEscape(s) }
 
@@ -94,25 +85,18 @@ func adminPathEscape(s string) string { return url.PathEscape(s) }
 func (a *Admin) adminHTTP(ctx context.Context, method, path string, query url.Values, body, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
-	ans, err := httpDo(ctx, a.hc, a.base, method, path, query, body)
+	ans, err := httpapi.Do(ctx, a.hc, a.base, method, path, query, body)
 	if err != nil {
 		return fmt.Errorf("client: broker HTTP API at %s: %w", a.base, err)
 	}
-	if ans.status >= 300 {
-		p := &ProblemError{Method: method, Path: path, Status: ans.status}
-		_ = json.Unmarshal(ans.data, p)
-		if p.Detail == "" {
-			p.Detail = strings.TrimSpace(string(ans.data))
+	if ans.Status >= 300 {
+		var p protocol.Problem
+		if err := json.Unmarshal(ans.Data, &p); err != nil || p.Detail == "" {
+			p.Detail = strings.TrimSpace(string(ans.Data))
 		}
-		if p.Detail == "" {
-			p.Detail = http.StatusText(ans.status)
-		}
-		if s := p.sentinel(); s != nil {
-			return &adminProblemErr{sentinel: s, p: p}
-		}
-		return p
+		return adminProblem(a.base, method, path, ans.Status, &p)
 	}
-	return ans.decode(method, path, out)
+	return ans.Decode(method, path, out)
 }
 
 func (a *Admin) adminHTTPStatus(ctx context.Context) (BrokerStatus, error) {
@@ -155,7 +139,7 @@ func (a *Admin) adminHTTPSelect(ctx context.Context, sel []string) (adminBroker,
 
 // adminNotOverHTTP is the error of an operation the HTTP API cannot serve.
 func (a *Admin) adminNotOverHTTP(what string) error {
-	return fmt.Errorf("%w: %s over the HTTP API of %s; use the name-server endpoint (--namesrv ip:port)", ErrNotSupported, what, a.base)
+	return fmt.Errorf("%w: %s over the HTTP API of %s; use the name-server endpoint (--namesrv ip:port)", client.ErrNotSupported, what, a.base)
 }
 
 // --- broker ---
@@ -482,7 +466,7 @@ func (a *Admin) httpLag(ctx context.Context, group string, includeRetry bool) (*
 				out.Queues = append(out.Queues, LagRow{Topic: dl, Broker: self.Name, QueueID: q.QueueID,
 					BrokerOffset: q.MaxOffset, ConsumerOffset: q.MinOffset, Lag: q.MaxOffset - q.MinOffset})
 			}
-		case !errors.Is(err, ErrNoSuchTopic):
+		case !errors.Is(err, client.ErrTopicNotFound):
 			return nil, err
 		}
 	}
@@ -548,7 +532,7 @@ func messageView(h *protocol.HTTPMessage, broker string) (MessageView, error) {
 		v.Properties[k] = x
 	}
 	var err error
-	v.Body, err = messageBody(h)
+	v.Body, err = h.DecodedBody()
 	return v, err
 }
 
@@ -656,7 +640,7 @@ func (a *Admin) httpSend(ctx context.Context, topic string, msgs []OutMessage, q
 		}
 		for _, r := range ans.Results {
 			if e := r.Error; e != nil {
-				return out, &ProblemError{Method: "POST", Path: path, Status: e.Status, Code: e.Code, Title: e.Title, Detail: e.Detail}
+				return out, adminProblem(a.base, "POST", path, e.Status, e)
 			}
 			sr := SendReceipt{MsgID: r.MsgID, OffsetMsgID: r.OffsetMsgID, Topic: topic, Broker: self.Name}
 			if r.QueueID != nil {
@@ -744,7 +728,7 @@ func (a *Admin) httpConsume(ctx context.Context, spec ConsumeSpec, fn func(Messa
 	committed := map[int32]int64{}
 	if !spec.FromBeginning && spec.Group != "" {
 		l, err := a.httpLag(ctx, spec.Group, false)
-		if err != nil && !errors.Is(err, ErrNoSuchGroup) {
+		if err != nil && !errors.Is(err, client.ErrGroupNotFound) {
 			return 0, err
 		}
 		if l != nil {
@@ -828,4 +812,14 @@ func (a *Admin) httpConsume(ctx context.Context, spec ConsumeSpec, fn func(Messa
 		}
 	}
 	return n, nil
+}
+
+// adminClassErr is the client's sentinel of each class a problem names
+// the subject of.
+var adminClassErr = map[protocol.Class]error{
+	protocol.ClassTopicNotFound:   client.ErrTopicNotFound,
+	protocol.ClassTopicExists:     client.ErrTopicExists,
+	protocol.ClassMessageNotFound: client.ErrMessageNotFound,
+	protocol.ClassGroupNotFound:   client.ErrGroupNotFound,
+	protocol.ClassGroupExists:     client.ErrGroupExists,
 }

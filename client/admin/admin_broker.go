@@ -1,14 +1,14 @@
-package client
+package admin
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/ferrymq/ferry/client"
 	"sort"
 	"time"
 
 	"github.com/ferrymq/ferry/protocol"
-	"github.com/ferrymq/ferry/remoting"
 )
 
 // BrokerStatus is one broker's run-time status.
@@ -209,14 +209,14 @@ type BrokerError struct {
 }
 
 func (e *BrokerError) Error() string {
-	var re *remoting.ResponseError
-	if errors.As(e.Err, &re) {
-		if re.Code == protocol.RespSystemError && re.Remark != "" {
+	var se *client.ServerError
+	if errors.As(e.Err, &se) && se.Status == 0 {
+		if se.Code == protocol.RespSystemError && se.Remark != "" {
 			// The remark is the reason: SYSTEM_ERROR is how the protocol
 			// carries any refusal without a code of its own.
-			return "broker " + e.Broker + " (" + e.Addr + "): " + re.Remark
+			return "broker " + e.Broker + " (" + e.Addr + "): " + se.Remark
 		}
-		return "broker " + e.Broker + " (" + e.Addr + ") answered " + protocol.ResponseName(re.Code) + ": " + re.Remark
+		return "broker " + e.Broker + " (" + e.Addr + ") answered " + protocol.ResponseName(int16(se.Code)) + ": " + se.Remark
 	}
 	return "broker " + e.Broker + " (" + e.Addr + "): " + e.Err.Error()
 }
