@@ -59,18 +59,21 @@ type Broker struct {
 	startedAt time.Time
 	delays    []time.Duration
 
-	clog    *commitlog.Log
-	src     *commitSource // the log as dispatch sees it (replication.go)
-	repl    *replication
-	cq      *consumequeue.Store
-	meta    *metaStore
-	metaLog *metaLog // metadata records: writer and applier (metalog.go)
-	topics  *topicTable
-	groups  *groupTable
-	offsets *offsetTable
-	clients *clientRegistry
-	locks   *lockTable
-	metrics *metrics
+	clog *commitlog.Log
+	src  *commitSource // the log as dispatch sees it (replication.go)
+	repl *replication
+	// pendingMetaSnapshot: a replica's data directory from before metadata
+	// records, snapshotted into the log when it first becomes master.
+	pendingMetaSnapshot bool
+	cq                  *consumequeue.Store
+	meta                *metaStore
+	metaLog             *metaLog // metadata records: writer and applier (metalog.go)
+	topics              *topicTable
+	groups              *groupTable
+	offsets             *offsetTable
+	clients             *clientRegistry
+	locks               *lockTable
+	metrics             *metrics
 
 	retryReaders *retryReaders // groups whose consumers pull their retry queue
 
@@ -235,16 +238,13 @@ func (b *Broker) openStores() error {
 			b.clog.RaiseQueueOffset(topic, q, b.cq.MaxOffset(topic, q))
 		}
 	}
-	if err := b.ensureSystemTopics(); err != nil {
+	if b.cfg.Replicated() {
+		// A replica writes metadata only as master, and its metadata
+		// records apply only once the group commits them: becomeMaster
+		// does this then.
+		b.pendingMetaSnapshot = needSnapshot
+	} else if err := b.ensureMetadata(needSnapshot); err != nil {
 		return err
-	}
-	if needSnapshot {
-		// A data directory from before metadata records: put what the
-		// store holds into the log once.
-		if err := b.metaLog.snapshot(); err != nil {
-			return fmt.Errorf("broker: write the first metadata snapshot: %w", err)
-		}
-		b.log.Info().Msg("metadata: the store's metadata is now in the commitlog")
 	}
 	// From here on metadata changes are refused while the disk is full.
 	b.meta.full = b.diskFullNow
@@ -259,6 +259,22 @@ func (b *Broker) openStores() error {
 		return err
 	}
 	return b.loadKeptConfig()
+}
+
+// ensureMetadata stores the system topics and, for a data directory from
+// before metadata records (snapshot), puts what the store holds into the
+// log once.
+func (b *Broker) ensureMetadata(snapshot bool) error {
+	if err := b.ensureSystemTopics(); err != nil {
+		return err
+	}
+	if snapshot {
+		if err := b.metaLog.snapshot(); err != nil {
+			return fmt.Errorf("broker: write the first metadata snapshot: %w", err)
+		}
+		b.log.Info().Msg("metadata: the store's metadata is now in the commitlog")
+	}
+	return nil
 }
 
 func (b *Broker) ensureSystemTopics() error {

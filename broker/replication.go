@@ -547,17 +547,28 @@ func (r *replication) becomeMaster(rep controller.HeartbeatReply) {
 	r.slaves = map[int64]*slaveProgress{}
 	r.mu.Unlock()
 	r.masterEpoch.Store(rep.Epoch)
+	r.b.FollowMetadata(false) // offsets are this broker's own again
 	r.elections.Inc()
 	r.b.log.Info().Int64("epoch", rep.Epoch).Int64("offset", end).Ints64("in_sync", rep.InSync).Str("reason", rep.Reason).
 		Msg("replication: this broker is master")
 	r.advance()
 	r.b.triggerRegister()
+	// The system topics (and an old data directory's first snapshot) are
+	// metadata records: written by the master, stored once committed.
+	snapshot := r.b.pendingMetaSnapshot
+	r.b.pendingMetaSnapshot = false
+	go func() {
+		if err := r.b.ensureMetadata(snapshot); err != nil {
+			r.b.log.Error().Err(err).Msg("replication: cannot store the system topics as master")
+		}
+	}()
 }
 
 // becomeSlave follows the master rep names: parked answers fail, local
 // writes stop and a receiver streams from the master.
 func (r *replication) becomeSlave(rep controller.HeartbeatReply) {
-	r.masterEpoch.Store(-1) // ends this broker's sender streams
+	r.masterEpoch.Store(-1)  // ends this broker's sender streams
+	r.b.FollowMetadata(true) // offsets committed on the master arrive through the log
 	r.mu.Lock()
 	wasMaster := r.role == RoleMaster
 	r.role, r.epoch, r.masterID, r.masterAddr = RoleSlave, rep.Epoch, rep.MasterID, rep.MasterAddr
