@@ -70,7 +70,7 @@ func (g *Guard) handshake(c *remoting.Conn, req *remoting.Command) {
 		return
 	}
 	ca := c.LoadOrStoreAuth(&connAuth{}).(*connAuth)
-	hello, proof, err := protocol.DecodeAuthRequest(req.ExtFields)
+	hello, proof, err := protocol.DecodeAuthRequest(req.ExtFieldMap())
 	if err != nil {
 		g.refuseAuth(c, req, "", "malformed", err.Error())
 		return

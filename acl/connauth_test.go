@@ -26,7 +26,7 @@ type recorder struct {
 
 func (h *recorder) ServeRemoting(c *remoting.Conn, req *remoting.Command) {
 	h.mu.Lock()
-	h.last = req.ExtFields
+	h.last = req.ExtFieldMap()
 	h.mu.Unlock()
 	h.n.Add(1)
 	_ = c.Reply(remoting.NewResponse(req, protocol.RespSuccess, ""))

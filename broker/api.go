@@ -96,8 +96,6 @@ var apiRoutes = buildRoutes([]apiRoute{
 	{method: "GET", path: "/v1/messages/{msgId}/trace", handle: (*Broker).apiMessageTrace},
 	{method: "POST", path: "/v1/messages/{msgId}/resend", handle: (*Broker).apiMessageResend},
 
-	{method: "GET", path: "/v1/transactions", handle: (*Broker).apiTransactions}, // api_transactions.go
-
 	{method: "GET", path: "/v1/cluster", handle: (*Broker).apiCluster}, // api_cluster.go
 	{method: "GET", path: "/v1/cluster/groups", handle: (*Broker).apiClusterGroups},
 	{method: "GET", path: "/v1/transactions", handle: (*Broker).apiTransactions},            // api_transactions.go

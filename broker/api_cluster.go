@@ -265,7 +265,11 @@ func (b *Broker) clusterBroker(ctx context.Context, m clusterMember, authz strin
 		var r struct {
 			Role string `json:"role"`
 		}
-		if json.Unmarshal(cb.Replication, &r) == nil && r.Role != "" {
+		switch err := json.Unmarshal(cb.Replication, &r); {
+		case err == nil && r.Role == "standalone":
+			// A broker without replicas: nothing to show beyond its role.
+			cb.Replication = nil
+		case err == nil && r.Role != "":
 			cb.Role = r.Role
 		}
 	}

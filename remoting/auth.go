@@ -77,7 +77,7 @@ func Authenticate(ctx context.Context, c *Conn, creds Credentials) error {
 	if resp.Code != protocol.RespSuccess {
 		return fmt.Errorf("%w (%s: %s)", ErrAuthNotSupported, protocol.ResponseName(resp.Code), resp.Remark)
 	}
-	sn, err := protocol.DecodeAuthServerNonce(resp.ExtFields)
+	sn, err := protocol.DecodeAuthServerNonce(resp.ExtFieldMap())
 	if err != nil {
 		return fmt.Errorf("remoting: connection authentication: %w", err)
 	}
@@ -93,7 +93,7 @@ func Authenticate(ctx context.Context, c *Conn, creds Credentials) error {
 	if resp.Code != protocol.RespSuccess {
 		return &AuthRefusedError{Code: resp.Code, Remark: resp.Remark}
 	}
-	got, err := protocol.DecodeAuthServerProof(resp.ExtFields)
+	got, err := protocol.DecodeAuthServerProof(resp.ExtFieldMap())
 	if err != nil || !hmac.Equal(got, AuthProofMAC(secret, protocol.AuthServerLabel, creds.AccessKey, cn, sn)) {
 		return ErrAuthServerProof
 	}
