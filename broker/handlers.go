@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"fmt"
 	"strconv"
 	"time"
 
@@ -58,19 +59,9 @@ func (b *Broker) handleHeartbeat(c *remoting.Conn, req *remoting.Command) {
 			b.reply(c, req, protocol.RespSystemError, err.Error())
 			return
 		}
-		gc, ok := b.groups.get(cd.GroupName)
-		if !ok && b.c().AutoCreateGroup {
-			gc = DefaultGroupConfig(cd.GroupName, b.c().RetryMaxTimes)
-			if err := b.groups.put(gc); err != nil {
-				b.reply(c, req, protocol.RespSystemError, err.Error())
-				return
-			}
-		}
-		if cd.MessageModel != remoting.MessageModelBroadcast {
-			if _, err := b.ensureGroupTopic(protocol.RetryTopic(cd.GroupName)); err != nil {
-				b.reply(c, req, protocol.RespSystemError, err.Error())
-				return
-			}
+		if err := b.ensureConsumerGroup(cd.GroupName, cd.MessageModel != remoting.MessageModelBroadcast); err != nil {
+			b.reply(c, req, protocol.RespSystemError, err.Error())
+			return
 		}
 		changed, newConn := b.clients.registerConsumer(c, info, cd, now)
 		hook = hook || newConn
@@ -88,6 +79,38 @@ func (b *Broker) handleHeartbeat(c *remoting.Conn, req *remoting.Command) {
 		c.OnClose(func() { b.connClosed(c, hb.ClientID) })
 	}
 	b.reply(c, req, protocol.RespSuccess, "")
+}
+
+// ensureConsumerGroup creates, on a group's first heartbeat, its config
+// (when groups are auto-created) and, for clustering consumers, its retry
+// topic, in one metadata record that is applied and routable but not
+// flushed before the answer. A power loss before the log's next flush
+// loses only what the client's next heartbeat creates again. Waiting for
+// flushes here made the first heartbeat slow enough that the official
+// client's route lookup, 10 ms after it starts, missed the retry topic
+// and found it only at its next lookup, 30 s later.
+func (b *Broker) ensureConsumerGroup(group string, clustering bool) error {
+	var changes []metaChange
+	if _, ok := b.groups.get(group); !ok && b.c().AutoCreateGroup {
+		changes = append(changes, metaChange{Kind: metaGroupPut, Group: DefaultGroupConfig(group, b.c().RetryMaxTimes)})
+	}
+	retry := protocol.RetryTopic(group)
+	newTopic := false
+	if _, ok := b.topics.get(retry); clustering && !ok {
+		newTopic = true
+		changes = append(changes, metaChange{Kind: metaTopicPut, Topic: TopicConfig{TopicName: retry, ReadQueueNums: 1, WriteQueueNums: 1,
+			Perm: int32(protocol.PermRead | protocol.PermWrite), TopicFilterType: remoting.TopicFilterSingleTag}})
+	}
+	if len(changes) == 0 {
+		return nil
+	}
+	if err := b.metaLog.writeUnflushed(changes); err != nil {
+		return fmt.Errorf("broker: create group %q: %w", group, err)
+	}
+	if newTopic {
+		b.registerWait()
+	}
+	return nil
 }
 
 // connClosed removes a departed connection's clients and tells the rest of

@@ -453,6 +453,20 @@ func (m *metaLog) write(changes []metaChange, apply bool) error {
 	return nil
 }
 
+// writeUnflushed stores changes as one record and waits until it is
+// applied, but not until it is durable: the log's own flush carries it.
+// It is for what a client's next request creates again if a power loss
+// drops it (a group's auto-created config and retry topic).
+func (m *metaLog) writeUnflushed(changes []metaChange) error {
+	m.wmu.RLock()
+	res, err := m.appendLocked(false, changes)
+	m.wmu.RUnlock()
+	if err != nil {
+		return err
+	}
+	return m.waitApplied(res.End())
+}
+
 // snapshot writes every replicated piece of metadata into the log, as
 // records flagged as a snapshot, and makes them durable.
 func (m *metaLog) snapshot() error {
