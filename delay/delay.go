@@ -162,8 +162,13 @@ type Service struct {
 
 	grown []atomic.Bool // per level queue: grown since the driver looked (Wake)
 	bell  chan struct{} // 1-slot doorbell: Wake rang
-	stop  chan struct{}
-	wg    sync.WaitGroup
+
+	// runMu guards starting and stopping the driver: a replicated broker
+	// runs it only while it is its group's master.
+	runMu   sync.Mutex
+	running bool
+	stop    chan struct{}
+	wg      sync.WaitGroup
 }
 
 var (
@@ -184,22 +189,33 @@ func New(cfg Config, timer *TimerIndex) (*Service, error) {
 		cfg.SaveInterval = time.Second
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, timer: timer, levelPos: make([]int64, len(cfg.Levels)),
-		grown: make([]atomic.Bool, len(cfg.Levels)), bell: make(chan struct{}, 1), stop: make(chan struct{})}
-	for i := range s.levelPos {
-		v, ok, err := getInt64(cfg.DB, []byte(levelPrefix+strconv.Itoa(i+1)))
-		if err != nil {
-			return nil, err
-		}
-		if ok {
-			s.levelPos[i] = v
-		}
-	}
-	cur, err := loadCursor(cfg.DB)
-	if err != nil {
+		grown: make([]atomic.Bool, len(cfg.Levels)), bell: make(chan struct{}, 1)}
+	if err := s.load(); err != nil {
 		return nil, err
 	}
-	s.cursor = cur
 	return s, nil
+}
+
+// load reads the saved progress into the service.
+func (s *Service) load() error {
+	pos := make([]int64, len(s.cfg.Levels))
+	for i := range pos {
+		v, ok, err := getInt64(s.cfg.DB, []byte(levelPrefix+strconv.Itoa(i+1)))
+		if err != nil {
+			return err
+		}
+		if ok {
+			pos[i] = v
+		}
+	}
+	cur, err := loadCursor(s.cfg.DB)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.levelPos, s.cursor, s.dirty = pos, cur, false
+	s.mu.Unlock()
+	return nil
 }
 
 // loadCursor reads the timer deliverer's saved cursor (zero when none).
@@ -233,16 +249,54 @@ func getInt64(db *pebble.DB, k []byte) (int64, bool, error) {
 	return int64(binary.BigEndian.Uint64(v)), true, nil
 }
 
-// Start launches the driver goroutine.
+// Start launches the driver goroutine; it does nothing while the driver
+// runs. A stopped service may be started again.
 func (s *Service) Start() {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if s.running {
+		return
+	}
+	s.running = true
+	s.stop = make(chan struct{})
 	s.wg.Add(1)
-	go s.run()
+	go s.run(s.stop)
+}
+
+// Running reports whether the driver runs.
+func (s *Service) Running() bool {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	return s.running
+}
+
+// Stop ends the driver without saving progress (a replica that stopped
+// being master cannot write it; the new master's saved progress is what
+// counts). It does nothing when the driver is not running.
+func (s *Service) Stop() {
+	s.runMu.Lock()
+	defer s.runMu.Unlock()
+	if !s.running {
+		return
+	}
+	close(s.stop)
+	s.wg.Wait()
+	s.running = false
+}
+
+// Reload replaces the progress in memory with the saved one (on a replica
+// that becomes master: its store holds the progress the old master
+// saved). Call it while the driver is stopped.
+func (s *Service) Reload() error {
+	if s.Running() {
+		return errors.New("delay: Reload while the driver runs")
+	}
+	return s.load()
 }
 
 // Close stops the driver and saves progress.
 func (s *Service) Close() error {
-	close(s.stop)
-	s.wg.Wait()
+	s.Stop()
 	return s.save()
 }
 
@@ -326,7 +380,7 @@ func (s *Service) save() error {
 // runs the lanes the plan says are due, and waits on its one timer for
 // the plan's next time, a notification, or Close. It alone touches the
 // plan.
-func (s *Service) run() {
+func (s *Service) run(stop <-chan struct{}) {
 	defer s.wg.Done()
 	p := newPlan(len(s.cfg.Levels)+1, s.cfg.SaveInterval)
 	timerLane := len(s.cfg.Levels)
@@ -337,7 +391,7 @@ func (s *Service) run() {
 	var st laneScratch
 	for {
 		select {
-		case <-s.stop: // a backlog of full batches does not hold up Close
+		case <-stop: // a backlog of full batches does not hold up Close
 			return
 		default:
 		}
@@ -371,7 +425,7 @@ func (s *Service) run() {
 			timer.Reset(wait)
 		}
 		select {
-		case <-s.stop:
+		case <-stop:
 			return
 		case <-timer.C:
 		case <-s.bell:

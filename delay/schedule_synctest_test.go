@@ -464,3 +464,46 @@ func TestScheduleLevelIgnoresAppendsBehindHead(t *testing.T) {
 		expectDelivered(t, f, "after 10 s", want...)
 	})
 }
+
+// TestScheduleStopStartReload: a stopped service delivers nothing however
+// long it waits; Reload takes the progress saved meanwhile (by another
+// writer, as a replica's store gets its master's) and the restarted
+// driver delivers from there, not from where it stopped.
+func TestScheduleStopStartReload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		db := memDB(t, vfs.NewMem())
+		defer db.Close()
+		f := newFakeSchedule()
+		s, _ := startService(t, f, db, []time.Duration{time.Second})
+		defer s.Close()
+		s.Stop()
+		s.Stop() // twice is harmless
+		if s.Running() {
+			t.Fatal("Running after Stop")
+		}
+		for i := range 3 {
+			f.store(0, fmt.Sprintf("m%d", i), map[string]string{protocol.PropDelayLevel: "1"})
+		}
+		advance(time.Minute)
+		expectDelivered(t, f, "while stopped")
+		// Another writer saved that m0 was delivered.
+		b := db.NewBatch()
+		if err := PutProgress(b, Progress{Levels: []int64{1}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.Apply(b, pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+		b.Close()
+		if err := s.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		s.Start()
+		s.Start() // twice is harmless
+		if err := s.Reload(); err == nil {
+			t.Fatal("Reload while running succeeded")
+		}
+		synctest.Wait()
+		expectDelivered(t, f, "after the restart", "m1", "m2")
+	})
+}
