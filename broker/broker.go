@@ -76,6 +76,7 @@ type Broker struct {
 	metrics             *metrics
 
 	retryReaders *retryReaders // groups whose consumers pull their retry queue
+	topicDrops   topicDrops    // topics the master deleted, to remove here (replica_topics.go)
 
 	timerIdx *delay.TimerIndex
 	delaySvc *delay.Service
@@ -146,6 +147,7 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		clients:      newClientRegistry(),
 		locks:        newLockTable(),
 		retryReaders: newRetryReaders(),
+		topicDrops:   topicDrops{bell: make(chan struct{}, 1)},
 		registerNow:  make(chan struct{}, 1),
 		reg:          regRounds{wake: make(chan struct{})},
 		stop:         make(chan struct{}),
@@ -213,6 +215,7 @@ func (b *Broker) openStores() error {
 	}
 	b.topics.mlog, b.groups.mlog, b.offsets.mlog = b.metaLog, b.metaLog, b.metaLog
 	b.metaLog.topics, b.metaLog.groups, b.metaLog.offsets = b.topics, b.groups, b.offsets
+	b.metaLog.onTopic = b.onReplicatedTopicChange
 	if b.timerIdx, err = delay.NewTimerIndex(b.meta.db, protocol.TimerTopic, b.clog.WrittenOffset()); err != nil {
 		return err
 	}
@@ -347,6 +350,13 @@ func (b *Broker) Start() error {
 			return err
 		}
 	}
+	if err := b.openDelay(); err != nil {
+		ln.Close()
+		if b.http != nil {
+			b.http.shutdown()
+		}
+		return err
+	}
 	if err := b.repl.start(); err != nil {
 		ln.Close()
 		if b.http != nil {
@@ -354,13 +364,8 @@ func (b *Broker) Start() error {
 		}
 		return err
 	}
-	if err := b.startDelay(); err != nil {
-		b.repl.stop()
-		ln.Close()
-		if b.http != nil {
-			b.http.shutdown()
-		}
-		return err
+	if !b.cfg.Replicated() {
+		b.delaySvc.Start()
 	}
 	b.accepting.Store(true)
 	b.wg.Add(5)
@@ -475,6 +480,8 @@ func (b *Broker) housekeeping() {
 			b.sampleStats(now)
 		case <-disk.C:
 			b.checkDisk()
+		case <-b.topicDrops.bell:
+			b.dropDeletedTopics()
 		case now := <-expire.C:
 			b.retention(now)
 		}

@@ -130,6 +130,12 @@ type Config struct {
 	// ReplicaLagMax drops a slave from the in-sync set when it has not
 	// caught up with the master's end for this long (default 5s).
 	ReplicaLagMax Duration `toml:"replica_lag_max"`
+	// SlaveReadBehindBytes: a consumer whose next message lies further
+	// than this behind the master's log end (so no longer in memory) is
+	// told to pull from a slave (suggestWhichBrokerId; see pull.go).
+	// 0 means 40% of physical memory, as RocketMQ's
+	// accessMessageInMemoryMaxRatio.
+	SlaveReadBehindBytes int64 `toml:"slave_read_behind_bytes"`
 }
 
 // Ack modes (Config.Acks).
@@ -302,6 +308,9 @@ func (c *Config) Validate() error {
 	}
 	if c.ReplicaLagMax < 0 {
 		bad("replica_lag_max must not be negative (0 means 5s)")
+	}
+	if c.SlaveReadBehindBytes < 0 {
+		bad("slave_read_behind_bytes must not be negative (0 means 40%% of physical memory)")
 	}
 	if len(errs) > 0 {
 		return errors.New("broker config: " + strings.Join(errs, "; "))

@@ -84,6 +84,8 @@ type metaLog struct {
 	topics  *topicTable
 	groups  *groupTable
 	offsets *offsetTable
+	// onTopic, if set, hears of every topic put and delete applied.
+	onTopic func(kind uint8, name string)
 
 	// wmu: writers hold it shared while they append, a snapshot holds it
 	// exclusively, so no record is appended while a snapshot is taken.
@@ -300,8 +302,14 @@ func (m *metaLog) applyToTables(c *metaChange) {
 	switch c.Kind {
 	case metaTopicPut:
 		m.topics.applyPut(c.Topic)
+		if m.onTopic != nil {
+			m.onTopic(c.Kind, c.Topic.TopicName)
+		}
 	case metaTopicDelete:
 		m.topics.applyDelete(c.Name)
+		if m.onTopic != nil {
+			m.onTopic(c.Kind, c.Name)
+		}
 	case metaGroupPut:
 		m.groups.applyPut(c.Group)
 	case metaGroupDelete:

@@ -29,6 +29,7 @@ type pullRequest struct {
 	suspend       time.Duration
 	subscription  string
 	expressionTyp string
+	whichSlow     int64 // the group's whichBrokerWhenConsumeSlowly
 }
 
 func parsePull(req *remoting.Command) (pullRequest, error) {
@@ -142,6 +143,7 @@ func (b *Broker) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.C
 	if !gc.ConsumeEnable {
 		return fail(protocol.RespNoPermission, "subscription group no permission, %s", p.group)
 	}
+	p.whichSlow = gc.WhichBrokerWhenSlow
 	if g, ok := strings.CutPrefix(p.topic, protocol.RetryTopicPrefix); ok && g == p.group {
 		b.retryReaders.pull(g)
 	}
@@ -196,6 +198,7 @@ func (b *Broker) pullOnce(req *remoting.Command, p *pullRequest, filter tagFilte
 	next := p.offset
 	code := int16(protocol.RespSuccess)
 	empty := false
+	first := int64(-1) // commitlog offset of the first message read
 	switch {
 	case maxOff == 0:
 		if p.offset != 0 {
@@ -213,7 +216,7 @@ func (b *Broker) pullOnce(req *remoting.Command, p *pullRequest, filter tagFilte
 		var body []byte
 		var n int
 		var err error
-		body, n, next, err = b.readMessages(p, filter, maxOff)
+		body, n, next, first, err = b.readMessagesFrom(p, filter, maxOff)
 		switch {
 		case err != nil:
 			code = protocol.RespSystemError
@@ -227,13 +230,22 @@ func (b *Broker) pullOnce(req *remoting.Command, p *pullRequest, filter tagFilte
 		}
 	}
 	resp.Code = code
-	resp.Header = &remoting.PullResponseHeader{NextBeginOffset: next, MinOffset: minOff, MaxOffset: maxOff}
+	resp.Header = &remoting.PullResponseHeader{NextBeginOffset: next, MinOffset: minOff, MaxOffset: maxOff,
+		SuggestWhichBrokerID: b.repl.suggestBroker(p.whichSlow, first)}
 	return resp, empty
 }
 
 // readMessages reads up to the pull's limits of matching messages from
 // p.offset, returning the body, the count and the next offset to pull.
 func (b *Broker) readMessages(p *pullRequest, filter tagFilter, maxOff int64) ([]byte, int, int64, error) {
+	body, n, next, _, err := b.readMessagesFrom(p, filter, maxOff)
+	return body, n, next, err
+}
+
+// readMessagesFrom is readMessages that also returns the commitlog offset
+// of the first message read (-1 when none was).
+func (b *Broker) readMessagesFrom(p *pullRequest, filter tagFilter, maxOff int64) ([]byte, int, int64, int64, error) {
+	first := int64(-1)
 	want := p.maxMsgs
 	if want <= 0 {
 		want = 1 // a Java store returns one message for maxMsgNums 0
@@ -251,7 +263,7 @@ func (b *Broker) readMessages(p *pullRequest, filter tagFilter, maxOff int64) ([
 	for n < want && next < maxOff && scanned < scanLimit {
 		entries, err := b.cq.Get(p.topic, p.queueID, next, min(want*4, 512), (*ep)[:0])
 		if err != nil {
-			return nil, 0, p.offset, err
+			return nil, 0, p.offset, -1, err
 		}
 		*ep = entries
 		if len(entries) == 0 {
@@ -259,7 +271,7 @@ func (b *Broker) readMessages(p *pullRequest, filter tagFilter, maxOff int64) ([
 		}
 		for _, e := range entries {
 			if n >= want || (n > 0 && len(body)+int(e.Size) > b.c().PullMaxBytes) {
-				return body, n, next, nil
+				return body, n, next, first, nil
 			}
 			scanned++
 			if !filter.match(e.TagsCode) {
@@ -270,13 +282,16 @@ func (b *Broker) readMessages(p *pullRequest, filter tagFilter, maxOff int64) ([
 			body = append(body, make([]byte, e.Size)...)
 			if err := b.clog.ReadAt(body[start:], e.Offset); err != nil {
 				if n > 0 {
-					return body[:start], n, next, nil
+					return body[:start], n, next, first, nil
 				}
-				return nil, 0, p.offset, fmt.Errorf("read message at commitlog offset %d: %w", e.Offset, err)
+				return nil, 0, p.offset, -1, fmt.Errorf("read message at commitlog offset %d: %w", e.Offset, err)
+			}
+			if n == 0 {
+				first = e.Offset
 			}
 			n++
 			next++
 		}
 	}
-	return body, n, next, nil
+	return body, n, next, first, nil
 }

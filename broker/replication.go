@@ -134,10 +134,23 @@ type replication struct {
 	receiver    *replica.Receiver
 	slaveCommit int64 // on a slave: the master's last COMMIT
 	lastErr     string
+	// term grows with every change of role: work started for one term
+	// (the deliverers waiting for dispatch) checks it is still current.
+	term uint64
+	// On a slave: the master's log end as it last reported it to the
+	// control plane, when this slave last held it, and the catch-up in
+	// progress (nil when none).
+	masterEnd     int64
+	slaveCaughtUp time.Time
+	catchUp       *catchUp
 
 	masterEpoch atomic.Int64 // the epoch while master, -1 otherwise (replica.Master)
 	commit      atomic.Int64
 	elections   prometheus.Counter
+
+	// delayMu serialises starting and stopping the master-only work (the
+	// delay and timer deliverers).
+	delayMu sync.Mutex
 
 	ln        net.Listener
 	replAddr  string
@@ -208,6 +221,13 @@ func newReplication(b *Broker) *replication {
 			func() float64 { return float64(r.Status().LagBytes) }),
 		gauge("ferry_replication_lag_seconds", "Seconds since the furthest-behind slave last held the master's end, or since this slave did.",
 			func() float64 { return r.Status().LagSeconds }),
+		gauge("ferry_replication_catchup_remaining_bytes", "On a slave catching up (not in the in-sync set): bytes of the master's log it still lacks; 0 otherwise.",
+			func() float64 {
+				if c := r.Status().CatchUp; c != nil {
+					return float64(c.RemainingBytes)
+				}
+				return 0
+			}),
 		gauge("ferry_replication_commit_offset", "The commit point: the commitlog offset every in-sync replica holds.",
 			func() float64 { return float64(r.commit.Load()) }),
 		gauge("ferry_replication_is_master", "1 while this broker is its group's master with a valid lease.",
@@ -380,11 +400,13 @@ func (r *replication) stop() {
 	r.receiver = nil
 	r.masterEpoch.Store(-1)
 	r.failParkedLocked("the broker is shutting down")
+	r.term++
 	r.mu.Unlock()
 	if rcv != nil {
 		rcv.Close()
 	}
 	r.wg.Wait()
+	r.stopMasterWork()
 }
 
 // replMaster is the sender's view of the master.
@@ -469,6 +491,17 @@ func (r *replication) heartbeat() {
 		return
 	}
 	r.apply(sentAt, rep)
+	if rep.Role != controller.RoleMaster || rep.MasterID != r.b.cfg.ReplicaID {
+		// The master's end as it last reported it: what this slave's lag
+		// and catch-up progress count against.
+		if st, err := r.cc.State(ctx, r.b.cfg.ClusterName, r.b.cfg.BrokerName); err == nil && len(st.Groups) == 1 {
+			for _, rp := range st.Groups[0].Replicas {
+				if rp.ID == st.Groups[0].MasterID {
+					r.noteMasterEnd(rp.MaxOffset, time.Now())
+				}
+			}
+		}
+	}
 	if rep.Role == controller.RoleMaster {
 		// The replicas' addresses, for the status.
 		if st, err := r.cc.State(ctx, r.b.cfg.ClusterName, r.b.cfg.BrokerName); err == nil && len(st.Groups) == 1 {
@@ -545,6 +578,9 @@ func (r *replication) becomeMaster(rep controller.HeartbeatReply) {
 	r.inSync, r.proposed = slices.Clone(rep.InSync), nil
 	r.history = hist
 	r.slaves = map[int64]*slaveProgress{}
+	r.term++
+	term := r.term
+	r.catchUp, r.masterEnd = nil, 0
 	r.mu.Unlock()
 	r.masterEpoch.Store(rep.Epoch)
 	r.b.FollowMetadata(false) // offsets are this broker's own again
@@ -562,6 +598,64 @@ func (r *replication) becomeMaster(rep controller.HeartbeatReply) {
 			r.b.log.Error().Err(err).Msg("replication: cannot store the system topics as master")
 		}
 	}()
+	r.wg.Add(1)
+	go r.startMasterWork(term, end)
+}
+
+// startMasterWork starts what only a master runs — the delay-level and
+// timer deliverers — once this broker has dispatched everything its log
+// held when it was elected (so the old master's saved delivery progress,
+// a metadata record, is applied) and if it is still master of that term.
+// The transaction check-back needs no start: each round runs only on a
+// writable master (checkTransactions).
+func (r *replication) startMasterWork(term uint64, end int64) {
+	defer r.wg.Done()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for r.b.cq.DispatchedOffset() < end {
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-tick.C:
+		}
+		r.mu.Lock()
+		cur := r.term
+		r.mu.Unlock()
+		if cur != term {
+			return
+		}
+	}
+	r.delayMu.Lock()
+	defer r.delayMu.Unlock()
+	r.mu.Lock()
+	cur := r.term
+	r.mu.Unlock()
+	svc := r.b.delaySvc
+	if cur != term || svc == nil || r.ctx.Err() != nil {
+		return
+	}
+	if err := svc.Reload(); err != nil {
+		r.b.log.Error().Err(err).Msg("replication: cannot load the delay deliverers' progress; they do not run")
+		return
+	}
+	svc.Start()
+	r.b.log.Info().Int64("epoch", r.epochNow()).Msg("replication: delay and timer deliverers started on the master")
+}
+
+// stopMasterWork stops the master-only work (becomeSlave, stop).
+func (r *replication) stopMasterWork() {
+	r.delayMu.Lock()
+	defer r.delayMu.Unlock()
+	if svc := r.b.delaySvc; svc != nil && svc.Running() {
+		svc.Stop()
+		r.b.log.Info().Msg("replication: delay and timer deliverers stopped (not master)")
+	}
+}
+
+func (r *replication) epochNow() int64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.epoch
 }
 
 // becomeSlave follows the master rep names: parked answers fail, local
@@ -573,10 +667,13 @@ func (r *replication) becomeSlave(rep controller.HeartbeatReply) {
 	wasMaster := r.role == RoleMaster
 	r.role, r.epoch, r.masterID, r.masterAddr = RoleSlave, rep.Epoch, rep.MasterID, rep.MasterAddr
 	r.inSync, r.proposed = slices.Clone(rep.InSync), nil
+	r.term++
+	r.masterEnd, r.slaveCaughtUp, r.catchUp = 0, time.Time{}, nil
 	r.failParkedLocked("this broker stopped being master before the send was replicated; it may or may not be kept")
 	rcv := r.receiver
 	r.receiver = nil
 	r.mu.Unlock()
+	r.stopMasterWork()
 	if rcv != nil {
 		rcv.Close()
 	}
@@ -709,6 +806,11 @@ func (r *replication) advance() {
 			for len(r.parked) > 0 && r.parked[0].end <= commit {
 				ready = append(ready, heap.Pop(&r.parked).(parkedAck))
 			}
+		} else if len(r.parked) > 0 {
+			// Fenced: the control plane may elect another master, which
+			// may not have these sends. Waiting on would only end in the
+			// client's timeout.
+			r.failParkedLocked(fmt.Sprintf("the master's lease with the control plane lapsed (epoch %d) before the send was replicated; it may or may not be kept", r.epoch))
 		}
 	}
 	r.mu.Unlock()
@@ -891,12 +993,136 @@ func (r *replication) Status() protocol.ReplicationStatus {
 				st.Error = rs.Err.Error()
 			}
 		}
-		// What this slave lacks of the master, as far as it knows: the
-		// commit point it was told is a lower bound of the master's end.
-		st.LagBytes = max(r.slaveCommit-st.MaxOffset, 0)
-		if !r.lastReply.IsZero() {
-			st.LagSeconds = 0
+		// What this slave lacks of the master: the master's end as it
+		// last reported it to the control plane (or the commit point, a
+		// lower bound of it), less this slave's end; and how long since
+		// this slave last held the master's end.
+		st.MasterEndOffset = max(r.masterEnd, r.slaveCommit)
+		st.LagBytes = max(st.MasterEndOffset-st.MaxOffset, 0)
+		if st.LagBytes > 0 && !r.slaveCaughtUp.IsZero() {
+			st.LagSeconds = now.Sub(r.slaveCaughtUp).Seconds()
+		}
+		if c := r.catchUp; c != nil {
+			cs := &protocol.CatchUpStatus{FromOffset: c.from, DoneBytes: max(st.MaxOffset-c.from, 0),
+				TotalBytes: max(st.MasterEndOffset-c.from, 0), RemainingBytes: st.LagBytes,
+				ElapsedSeconds: now.Sub(c.began).Seconds()}
+			if cs.ElapsedSeconds > 0 {
+				cs.RateBytesPerSec = float64(cs.DoneBytes) / cs.ElapsedSeconds
+			}
+			st.CatchUp = cs
 		}
 	}
 	return st
+}
+
+// catchUpLogEvery is how often a slave catching up logs its progress.
+const catchUpLogEvery = 3 * time.Second
+
+// catchUp is a slave's catch-up in progress: from when it lacked data and
+// was out of the in-sync set until it holds the master's end.
+type catchUp struct {
+	from    int64 // this slave's log end when it began
+	began   time.Time
+	logged  time.Time
+	lastOff int64 // log end at the last progress line, for the rate
+}
+
+// noteMasterEnd takes the master's log end (as the control plane last
+// heard it) on a slave, and starts, logs and ends catch-ups.
+func (r *replication) noteMasterEnd(end int64, now time.Time) {
+	written := r.b.clog.WrittenOffset()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.role != RoleSlave {
+		return
+	}
+	r.masterEnd = max(r.masterEnd, end)
+	inSync := slices.Contains(r.inSync, r.b.cfg.ReplicaID)
+	behind := r.masterEnd - written
+	if behind <= 0 || r.slaveCaughtUp.IsZero() {
+		// Never caught up yet: count from the first look.
+		r.slaveCaughtUp = now
+	}
+	c := r.catchUp
+	switch {
+	case c == nil && behind > 0 && !inSync:
+		r.catchUp = &catchUp{from: written, began: now, logged: now, lastOff: written}
+		r.b.log.Info().Int64("from", written).Int64("master_end", r.masterEnd).Int64("remaining_bytes", behind).
+			Msg("replication: catching up with the master")
+	case c != nil && (behind <= 0 || inSync):
+		secs := now.Sub(c.began).Seconds()
+		ev := r.b.log.Info().Int64("bytes", written-c.from).Float64("seconds", secs)
+		if secs > 0 {
+			ev = ev.Float64("rate_bytes_per_sec", float64(written-c.from)/secs)
+		}
+		ev.Msg("replication: caught up with the master")
+		r.catchUp = nil
+	case c != nil && now.Sub(c.logged) >= catchUpLogEvery:
+		done, total := written-c.from, r.masterEnd-c.from
+		rate := float64(written-c.lastOff) / now.Sub(c.logged).Seconds()
+		ev := r.b.log.Info().Int64("done_bytes", done).Int64("total_bytes", total).Int64("remaining_bytes", behind).
+			Float64("rate_bytes_per_sec", rate)
+		if rate > 0 {
+			ev = ev.Dur("eta", time.Duration(float64(behind)/rate*float64(time.Second)))
+		}
+		ev.Msgf("replication: catching up: %d of %d bytes (%.1f%%)", done, total, 100*float64(done)/float64(max(total, 1)))
+		c.logged, c.lastOff = now, written
+	}
+}
+
+// suggestBroker is the broker id a pull answer suggests for the next pull
+// of the same queue (suggestWhichBrokerId; 0 is the master). first is the
+// commitlog offset of the first message the pull read, -1 when it read
+// none. The rule:
+//
+//   - A master suggests a slave when the consumer is far behind: its
+//     message lies more than slave_read_behind_bytes (default 40% of
+//     physical memory) before the log's end, so reading it goes to disk.
+//     The slave is the group's whichBrokerWhenConsumeSlowly if that is a
+//     live slave holding the message, else the lowest-id one that is; a
+//     slave is live when it acknowledged within replica_lag_max. With no
+//     such slave it suggests itself (0).
+//   - A slave suggests itself while the consumer is still that far
+//     behind the master's end, and the master (0) once it is closer, or
+//     when the pull read nothing here (caught up, or a range this slave
+//     does not hold).
+//   - A standalone broker suggests 0.
+func (r *replication) suggestBroker(whichSlow, first int64) int64 {
+	if !r.on || first < 0 {
+		return 0
+	}
+	limit := r.b.c().SlaveReadBehindBytes
+	if limit <= 0 {
+		limit = hotBytes()
+	}
+	end := r.b.clog.WrittenOffset()
+	now := time.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch r.role {
+	case RoleMaster:
+		if end-first <= limit {
+			return 0
+		}
+		live := func(id int64) bool {
+			s := r.slaves[id]
+			return id != r.b.cfg.ReplicaID && s != nil && !s.lastAck.IsZero() &&
+				now.Sub(s.lastAck) <= r.lagMax() && r.acked(s) > first
+		}
+		if whichSlow > 0 && live(whichSlow) {
+			return whichSlow
+		}
+		best := int64(0)
+		for id := range r.slaves {
+			if live(id) && (best == 0 || id < best) {
+				best = id
+			}
+		}
+		return best
+	case RoleSlave:
+		if max(r.masterEnd, end)-first > limit {
+			return r.b.cfg.ReplicaID
+		}
+	}
+	return 0
 }

@@ -56,7 +56,10 @@ func (b *Broker) PutDue(msgs []commitlog.Message) error {
 	return nil
 }
 
-func (b *Broker) startDelay() error {
+// openDelay builds the delay-level and timer deliverers. A standalone
+// broker starts them at once; a replica only while it is its group's
+// master (replication.go: startMasterWork, stopMasterWork).
+func (b *Broker) openDelay() error {
 	svc, err := delay.New(delay.Config{
 		Levels: b.delays, ScheduleTopic: protocol.ScheduleTopic, TimerTopic: protocol.TimerTopic, DB: b.meta.db,
 		Queues: b.cq, Log: b.clog, Put: b, Logger: b.log,
@@ -70,7 +73,6 @@ func (b *Broker) startDelay() error {
 	}
 	b.delaySvc = svc
 	b.holds.schedule.Store(svc)
-	svc.Start()
 	return nil
 }
 

@@ -81,9 +81,14 @@ type BrokerRuntime struct {
 	Replication ReplicationStatus `json:"replication"`
 }
 
-// ReplicationStatus is a broker's replication state (GET /v1/broker).
-// LagBytes and LagSeconds are, on a master, those of its furthest-behind
-// slave; on a slave, how far it is behind what the master last told it.
+// ReplicationStatus is a broker's replication state (GET /v1/broker, and
+// each broker's "replication" in GET /v1/cluster).
+//
+// Lag: LagBytes is what a slave lacks of its master's log end; LagSeconds
+// is how long ago the slave last held the master's whole log (0 while it
+// does). On a master they are those of its furthest-behind slave, on a
+// slave its own lag against the master's end as the master last reported
+// it to the control plane (MasterEndOffset).
 type ReplicationStatus struct {
 	Role         string          `json:"role"` // "master", "slave" or "standalone"
 	ReplicaID    int64           `json:"replica_id"`
@@ -96,9 +101,30 @@ type ReplicationStatus struct {
 	LagSeconds   float64         `json:"lag_seconds"`
 	Replicas     []ReplicaStatus `json:"replicas"`
 	Error        string          `json:"error,omitempty"` // the last heartbeat or stream failure
+	// MasterEndOffset (on a slave) is the master's log end as it last
+	// reported it.
+	MasterEndOffset int64 `json:"master_end_offset,omitempty"`
+	// CatchUp (on a slave out of the in-sync set that lacks data) is its
+	// catch-up progress.
+	CatchUp *CatchUpStatus `json:"catch_up,omitempty"`
 }
 
-// ReplicaStatus is one slave as its master sees it.
+// CatchUpStatus is a slave's catch-up progress: it began at FromOffset
+// (its log end then) ElapsedSeconds ago; DoneBytes of TotalBytes (up to
+// the master's end as last reported) are copied, RemainingBytes lack, at
+// RateBytesPerSec on average.
+type CatchUpStatus struct {
+	FromOffset      int64   `json:"from_offset"`
+	DoneBytes       int64   `json:"done_bytes"`
+	TotalBytes      int64   `json:"total_bytes"`
+	RemainingBytes  int64   `json:"remaining_bytes"`
+	RateBytesPerSec float64 `json:"rate_bytes_per_sec"`
+	ElapsedSeconds  float64 `json:"elapsed_seconds"`
+}
+
+// ReplicaStatus is one slave as its master sees it: LagBytes is the
+// master's end less what the slave acknowledged, LagSeconds how long ago
+// the slave last held the master's end (0 when it does).
 type ReplicaStatus struct {
 	ID          int64   `json:"id"`
 	Addr        string  `json:"addr"`
