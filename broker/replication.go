@@ -221,7 +221,7 @@ func newReplication(b *Broker) *replication {
 			func() float64 { return float64(r.Status().LagBytes) }),
 		gauge("ferry_replication_lag_seconds", "Seconds since the furthest-behind slave last held the master's end, or since this slave did.",
 			func() float64 { return r.Status().LagSeconds }),
-		gauge("ferry_replication_catchup_remaining_bytes", "On a slave catching up (not in the in-sync set): bytes of the master's log it still lacks; 0 otherwise.",
+		gauge("ferry_replication_catchup_remaining_bytes", "On a slave catching up (out of the in-sync set and behind, or 1 MiB or more behind): bytes of the master's log it still lacks; 0 otherwise.",
 			func() float64 {
 				if c := r.Status().CatchUp; c != nil {
 					return float64(c.RemainingBytes)
@@ -492,15 +492,7 @@ func (r *replication) heartbeat() {
 	}
 	r.apply(sentAt, rep)
 	if rep.Role != controller.RoleMaster || rep.MasterID != r.b.cfg.ReplicaID {
-		// The master's end as it last reported it: what this slave's lag
-		// and catch-up progress count against.
-		if st, err := r.cc.State(ctx, r.b.cfg.ClusterName, r.b.cfg.BrokerName); err == nil && len(st.Groups) == 1 {
-			for _, rp := range st.Groups[0].Replicas {
-				if rp.ID == st.Groups[0].MasterID {
-					r.noteMasterEnd(rp.MaxOffset, time.Now())
-				}
-			}
-		}
+		r.refreshMasterEnd(ctx)
 	}
 	if rep.Role == controller.RoleMaster {
 		// The replicas' addresses, for the status.
@@ -683,6 +675,10 @@ func (r *replication) becomeSlave(rep controller.HeartbeatReply) {
 	r.b.log.Info().Int64("epoch", rep.Epoch).Int64("master", rep.MasterID).Str("master_addr", rep.MasterAddr).
 		Str("reason", rep.Reason).Msg("replication: this broker is a slave")
 	if rep.MasterAddr != "" {
+		// Know how far behind this slave starts before it streams.
+		ctx, cancel := context.WithTimeout(r.ctx, 2*time.Second)
+		r.refreshMasterEnd(ctx)
+		cancel()
 		epoch, addr := rep.Epoch, rep.MasterAddr
 		n, err := replica.StartReceiver(r.ctx, replica.ReceiverConfig{
 			Cluster: r.b.cfg.ClusterName, BrokerName: r.b.cfg.BrokerName, ReplicaID: r.b.cfg.ReplicaID,
@@ -712,6 +708,20 @@ func (r *replication) becomeSlave(rep controller.HeartbeatReply) {
 		}
 	}
 	r.b.triggerRegister()
+}
+
+// refreshMasterEnd reads the master's end as it last reported it to the
+// control plane: what this slave's lag and catch-up count against.
+func (r *replication) refreshMasterEnd(ctx context.Context) {
+	st, err := r.cc.State(ctx, r.b.cfg.ClusterName, r.b.cfg.BrokerName)
+	if err != nil || len(st.Groups) != 1 {
+		return
+	}
+	for _, rp := range st.Groups[0].Replicas {
+		if rp.ID == st.Groups[0].MasterID {
+			r.noteMasterEnd(rp.MaxOffset, time.Now())
+		}
+	}
 }
 
 // beforeTruncate refuses to cut what was dispatched: that was committed.
@@ -1018,8 +1028,14 @@ func (r *replication) Status() protocol.ReplicationStatus {
 // catchUpLogEvery is how often a slave catching up logs its progress.
 const catchUpLogEvery = 3 * time.Second
 
-// catchUp is a slave's catch-up in progress: from when it lacked data and
-// was out of the in-sync set until it holds the master's end.
+// catchUpMinBytes: a slave in the in-sync set that lacks less than this is
+// merely following, not catching up.
+const catchUpMinBytes = 1 << 20
+
+// catchUp is a slave's catch-up in progress: from when it lacked data
+// while out of the in-sync set (or lacked at least catchUpMinBytes) until
+// it holds the master's end (or is in the set lacking less than
+// catchUpMinBytes).
 type catchUp struct {
 	from    int64 // this slave's log end when it began
 	began   time.Time
@@ -1045,11 +1061,11 @@ func (r *replication) noteMasterEnd(end int64, now time.Time) {
 	}
 	c := r.catchUp
 	switch {
-	case c == nil && behind > 0 && !inSync:
+	case c == nil && behind > 0 && (!inSync || behind >= catchUpMinBytes):
 		r.catchUp = &catchUp{from: written, began: now, logged: now, lastOff: written}
 		r.b.log.Info().Int64("from", written).Int64("master_end", r.masterEnd).Int64("remaining_bytes", behind).
 			Msg("replication: catching up with the master")
-	case c != nil && (behind <= 0 || inSync):
+	case c != nil && (behind <= 0 || (inSync && behind < catchUpMinBytes)):
 		secs := now.Sub(c.began).Seconds()
 		ev := r.b.log.Info().Int64("bytes", written-c.from).Float64("seconds", secs)
 		if secs > 0 {

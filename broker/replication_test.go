@@ -1,11 +1,16 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // TestReplicationConfig: the replication keys are validated with errors
@@ -83,5 +88,100 @@ func TestReplicationAuth(t *testing.T) {
 		if (err == nil) != tc.ok || (!tc.ok && !errors.Is(err, errReplAuth)) {
 			t.Fatalf("slave secret %q: master says %v", tc.slave, err)
 		}
+	}
+}
+
+// lockedBuffer is a log sink safe for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestReplicationCatchUpProgress: a slave out of the in-sync set that
+// lacks data reports its catch-up — log lines with bytes done and total
+// and the rate, the status's catch_up and lag, and the remaining-bytes
+// gauge — until it is in the set again.
+func TestReplicationCatchUpProgress(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port, cfg.HTTPPort = "127.0.0.1", "127.0.0.1", 0, -1
+	cfg.NamesrvAddrs = []string{"127.0.0.1:9876"}
+	cfg.ReplicationPort, cfg.ReplicaID = 10912, 2
+	var logs lockedBuffer
+	b, err := New(cfg, WithLogger(zerolog.New(&logs)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown(context.Background())
+	r := b.repl
+	r.mu.Lock()
+	r.role, r.inSync = RoleSlave, []int64{1}
+	r.mu.Unlock()
+	gauge := func() float64 {
+		mfs, err := b.metrics.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == "ferry_replication_catchup_remaining_bytes" {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatal("no ferry_replication_catchup_remaining_bytes")
+		return 0
+	}
+	written := b.clog.WrittenOffset()
+	t0 := time.Now()
+	r.noteMasterEnd(written+10<<20, t0)
+	st := r.Status()
+	if st.CatchUp == nil || st.CatchUp.RemainingBytes != 10<<20 || st.CatchUp.TotalBytes != 10<<20 || st.LagBytes != 10<<20 {
+		t.Fatalf("status while catching up: %+v %+v", st, st.CatchUp)
+	}
+	if g := gauge(); g != 10<<20 {
+		t.Fatalf("remaining bytes gauge %v", g)
+	}
+	if !strings.Contains(logs.String(), "catching up with the master") {
+		t.Fatalf("no start line:\n%s", logs.String())
+	}
+	// A progress line every catchUpLogEvery, not more often.
+	r.noteMasterEnd(written+10<<20, t0.Add(time.Second))
+	if strings.Contains(logs.String(), "catching up: ") {
+		t.Fatalf("progress logged after a second:\n%s", logs.String())
+	}
+	r.noteMasterEnd(written+10<<20, t0.Add(catchUpLogEvery))
+	if out := logs.String(); !strings.Contains(out, `"done_bytes":0,"total_bytes":10485760,"remaining_bytes":10485760`) ||
+		!strings.Contains(out, "rate_bytes_per_sec") {
+		t.Fatalf("progress line:\n%s", out)
+	}
+	// In the set again while 10 MiB behind: still catching up.
+	r.mu.Lock()
+	r.inSync = []int64{1, 2}
+	r.mu.Unlock()
+	r.noteMasterEnd(written+10<<20, t0.Add(2*catchUpLogEvery))
+	if st := r.Status(); st.CatchUp == nil {
+		t.Fatal("the catch-up ended 10 MiB behind")
+	}
+	// In the set and less than catchUpMinBytes behind: over.
+	r.mu.Lock()
+	r.masterEnd = written + catchUpMinBytes/2
+	r.mu.Unlock()
+	r.noteMasterEnd(written+catchUpMinBytes/2, t0.Add(3*catchUpLogEvery))
+	if st := r.Status(); st.CatchUp != nil || gauge() != 0 {
+		t.Fatalf("after joining the set: %+v", st.CatchUp)
+	}
+	if !strings.Contains(logs.String(), "caught up with the master") {
+		t.Fatalf("no end line:\n%s", logs.String())
 	}
 }

@@ -36,6 +36,10 @@ type BrokerStatus struct {
 	// given to Brokers, or averaged since start without one.
 	MsgInPerSec  float64 `json:"msg_in_per_sec"`
 	MsgOutPerSec float64 `json:"msg_out_per_sec"`
+	// Replication is the broker's part in its replicated group (role,
+	// epoch, in-sync set, its slaves' or its own lag, catch-up); nil for a
+	// standalone broker.
+	Replication *protocol.ReplicationStatus `json:"replication,omitempty"`
 	// Error is set, and the rest left empty, for a broker that did not
 	// answer.
 	Error string `json:"error,omitempty"`
@@ -107,11 +111,16 @@ func (a *Admin) adminRuntime(ctx context.Context, b adminBroker) (BrokerStatus, 
 
 // brokerStatusOf is the status a broker's runtime answer reports.
 func brokerStatusOf(r *protocol.BrokerRuntime) BrokerStatus {
-	return BrokerStatus{Cluster: r.ClusterName, BrokerName: r.BrokerName, BrokerID: r.BrokerID, Addr: r.Addr,
+	s := BrokerStatus{Cluster: r.ClusterName, BrokerName: r.BrokerName, BrokerID: r.BrokerID, Addr: r.Addr,
 		Role: adminRole(r.BrokerID), Version: r.Version, Flush: r.Flush, Writable: r.Writable,
 		NotWritableReason: r.NotWritableWhy, UptimeSeconds: r.UptimeSeconds, CommitlogMinOffset: r.CommitlogMin,
 		CommitlogMaxOffset: r.CommitlogMax, DiskUsedRatio: r.DiskUsedRatio, Topics: r.Topics, Groups: r.Groups,
 		Producers: r.Producers, Consumers: r.Consumers, MsgInTotal: r.MsgInTotal, MsgOutTotal: r.MsgOutTotal}
+	if r.Replication.Role != "" && r.Replication.Role != "standalone" {
+		rs := r.Replication
+		s.Replication = &rs
+	}
+	return s
 }
 
 // BrokerConfig is one broker's configuration in force (TOML key → value).

@@ -20,7 +20,7 @@ var opsFlagBroker = &cli.StringSliceFlag{Name: "broker", Aliases: []string{"b"},
 func opsClusterCommand() *cli.Command {
 	return opsParent("cluster", "the brokers of the cluster",
 		opsLeaf{
-			name: "list", usage: "brokers with address, role, version, writable, disk use and in/out msg/s; with the control plane, their group's epoch and in-sync set", nargs: 0,
+			name: "list", usage: "brokers with address, role, version, writable, disk use and in/out msg/s; with the control plane, their group's epoch, in-sync set and each slave's lag", nargs: 0,
 			flags: []cli.Flag{&cli.DurationFlag{Name: "interval", Value: time.Second, Usage: "measure msg/s over this interval (0: average since start)"}},
 			act: func(e *opsEnv, c *cli.Context) error {
 				bs, err := e.admin.Brokers(e.ctx, c.Duration("interval"))
@@ -42,6 +42,9 @@ func opsClusterCommand() *cli.Command {
 					if g := cp.group(b.Cluster, b.BrokerName); g != nil {
 						out[i].Epoch, out[i].InSync = &g.Epoch, g.InSync
 					}
+					if lb, ls, ok := opsSlaveLag(bs, b); ok {
+						out[i].LagBytes, out[i].LagSeconds = &lb, &ls
+					}
 				}
 				return e.result(map[string]any{"brokers": out, "control_plane": cp}, func() error {
 					return e.table(opsClusterHeader(true), opsClusterRows(bs, cp))
@@ -57,12 +60,37 @@ type opsClusterBroker struct {
 	admin.BrokerStatus
 	Epoch  *int64  `json:"epoch,omitempty"`
 	InSync []int64 `json:"in_sync,omitempty"`
+	// LagBytes and LagSeconds are a slave's lag (opsSlaveLag).
+	LagBytes   *int64   `json:"lag_bytes,omitempty"`
+	LagSeconds *float64 `json:"lag_seconds,omitempty"`
+}
+
+// opsSlaveLag is a slave's lag: what its master's log holds beyond the
+// slave's acknowledged end, and how long ago the slave last held the
+// master's end, as the master reports them; as the slave reports them
+// when its master does not answer. ok is false for a master or a broker
+// without replication.
+func opsSlaveLag(bs []admin.BrokerStatus, b admin.BrokerStatus) (lagBytes int64, lagSeconds float64, ok bool) {
+	if b.Replication == nil || b.Replication.Role != "slave" {
+		return 0, 0, false
+	}
+	for _, m := range bs {
+		if m.Cluster != b.Cluster || m.BrokerName != b.BrokerName || m.Replication == nil || m.Replication.Role != "master" {
+			continue
+		}
+		for _, r := range m.Replication.Replicas {
+			if r.ID == b.Replication.ReplicaID {
+				return r.LagBytes, r.LagSeconds, true
+			}
+		}
+	}
+	return b.Replication.LagBytes, b.Replication.LagSeconds, true
 }
 
 func opsClusterHeader(controlPlane bool) []string {
 	h := []string{"CLUSTER", "BROKER", "ID", "ADDR", "ROLE"}
 	if controlPlane {
-		h = append(h, "EPOCH", "IN-SYNC")
+		h = append(h, "EPOCH", "IN-SYNC", "LAG-BYTES", "LAG-S")
 	}
 	return append(h, "VERSION", "WRITABLE", "DISK-USED", "IN-MSG/S", "OUT-MSG/S")
 }
@@ -76,7 +104,11 @@ func opsClusterRows(bs []admin.BrokerStatus, cp *opsControlState) [][]string {
 			if g := cp.group(b.Cluster, b.BrokerName); g != nil {
 				epoch, inSync = strconv.FormatInt(g.Epoch, 10), controller.FormatSet(g.InSync)
 			}
-			row = append(row, epoch, inSync)
+			lagBytes, lagSecs := "-", "-"
+			if lb, ls, ok := opsSlaveLag(bs, b); ok {
+				lagBytes, lagSecs = strconv.FormatInt(lb, 10), strconv.FormatFloat(ls, 'f', 1, 64)
+			}
+			row = append(row, epoch, inSync, lagBytes, lagSecs)
 		}
 		if b.Error != "" {
 			row = append(row, "-", "unreachable", "-", "-", "-")
