@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -268,4 +270,152 @@ func TestReplicationCommitPoint(t *testing.T) {
 			"--max", "2", "--timeout", "5s", "-o", "json")
 		return strings.Contains(out, `"after"`)
 	})
+}
+
+// TestReplicationClusterListAndCatchUp: a slave whose disk is wiped
+// rejoins and catches up from the master's oldest segment, logging its
+// progress from start to end; `ferry cluster list` then shows the group's
+// master, slaves, epoch, in-sync set and each slave's lag (table and
+// JSON), and GET /v1/cluster carries each broker's replication status
+// with the same lag.
+func TestReplicationClusterListAndCatchUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four processes")
+	}
+	g := startReplGroup(t)
+	m := g.master(30*time.Second, 3)
+	var wiped int64
+	for id := range g.brokers {
+		if id != m {
+			wiped = id
+			break
+		}
+	}
+	g.brokers[wiped].p.kill()
+	g.brokers[wiped].alive = false
+	pollUntil(t, 30*time.Second, "the in-sync set to shrink", func() bool {
+		ri, ok := g.status(m)
+		return ok && len(ri.Replication.InSync) == 2
+	})
+	body := strings.Repeat("x", 4000)
+	lines := make([]string, 500)
+	for i := range lines {
+		lines[i] = fmt.Sprintf("%04d%s", i, body)
+	}
+	if !g.send("catch-up", lines...) {
+		t.Fatal("send with two replicas in sync failed")
+	}
+	args := g.brokers[wiped].args
+	dataDir := args[slices.Index(args, "--data-dir")+1]
+	if err := os.RemoveAll(dataDir); err != nil {
+		t.Fatal(err)
+	}
+	b := g.brokers[wiped]
+	b.p = startProc(t, b.args...)
+	want := map[string]bool{"broker ready": false, "replication: catching up with the master": false, "replication: caught up with the master": false}
+	deadline := time.After(60 * time.Second)
+	for slices.Contains(slices.Collect(maps.Values(want)), false) {
+		select {
+		case line, ok := <-b.p.logs:
+			if !ok {
+				t.Fatal("the wiped slave exited")
+			}
+			msg, _ := line["message"].(string)
+			if _, ok := want[msg]; ok {
+				want[msg] = true
+			}
+			if msg == "replication: catching up with the master" {
+				if rem, _ := line["remaining_bytes"].(float64); rem < 2e6 {
+					t.Fatalf("catch-up starts %v bytes behind, want the 2 MB sent meanwhile and more", rem)
+				}
+			}
+		case <-deadline:
+			t.Fatalf("log lines seen: %v", want)
+		}
+	}
+	b.alive = true
+	m = g.master(30*time.Second, 3)
+
+	out, errOut, code := ferry(t, "", "cluster", "list", "--interval", "0", "-o", "json", "--namesrv", g.ns)
+	if code != 0 {
+		t.Fatalf("cluster list: exit %d: %s", code, errOut)
+	}
+	var doc struct {
+		Brokers []struct {
+			BrokerID    int64    `json:"broker_id"`
+			Role        string   `json:"role"`
+			Epoch       *int64   `json:"epoch"`
+			InSync      []int64  `json:"in_sync"`
+			LagBytes    *int64   `json:"lag_bytes"`
+			LagSeconds  *float64 `json:"lag_seconds"`
+			Replication *protocol.ReplicationStatus
+		} `json:"brokers"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	slaves := 0
+	for _, br := range doc.Brokers {
+		if br.Epoch == nil || *br.Epoch < 1 || len(br.InSync) != 3 || br.Replication == nil {
+			t.Fatalf("broker %d: %s", br.BrokerID, out)
+		}
+		switch br.Role {
+		case "master":
+			if br.LagBytes != nil || len(br.Replication.Replicas) != 2 {
+				t.Fatalf("master: %s", out)
+			}
+		case "slave":
+			slaves++
+			if br.LagBytes == nil || br.LagSeconds == nil || *br.LagBytes < 0 || br.BrokerID != br.Replication.ReplicaID {
+				t.Fatalf("slave %d: %s", br.BrokerID, out)
+			}
+		}
+	}
+	if len(doc.Brokers) != 3 || slaves != 2 {
+		t.Fatalf("want a master and two slaves: %s", out)
+	}
+	table, _, _ := ferry(t, "", "cluster", "list", "--interval", "0", "--namesrv", g.ns)
+	rows := strings.Split(strings.TrimSpace(table), "\n")
+	if len(rows) != 4 || !strings.Contains(rows[0], "EPOCH  IN-SYNC  LAG-BYTES  LAG-S") {
+		t.Fatalf("table:\n%s", table)
+	}
+	for _, row := range rows[1:] {
+		f := strings.Fields(row)
+		if (f[4] == "slave") == (f[7] == "-") || (f[4] == "slave") == (f[8] == "-") {
+			t.Fatalf("row %q: lag columns", row)
+		}
+	}
+
+	// GET /v1/cluster carries the same through each broker's replication.
+	resp, err := http.Get("http://" + g.brokers[m].http + "/v1/cluster")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var cl struct {
+		Brokers []struct {
+			Role        string                     `json:"role"`
+			Replication protocol.ReplicationStatus `json:"replication"`
+		} `json:"brokers"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&cl); err != nil {
+		t.Fatal(err)
+	}
+	if len(cl.Brokers) != 3 {
+		t.Fatalf("/v1/cluster lists %d brokers", len(cl.Brokers))
+	}
+	for _, br := range cl.Brokers {
+		switch br.Replication.Role {
+		case "master":
+			if len(br.Replication.Replicas) != 2 || len(br.Replication.InSync) != 3 {
+				t.Fatalf("/v1/cluster master: %+v", br.Replication)
+			}
+		case "slave":
+			if br.Replication.MasterEndOffset <= 0 || br.Replication.MasterAddr == "" {
+				t.Fatalf("/v1/cluster slave: %+v", br.Replication)
+			}
+		default:
+			t.Fatalf("/v1/cluster role %q", br.Replication.Role)
+		}
+	}
 }
