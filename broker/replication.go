@@ -595,16 +595,17 @@ func (r *replication) becomeMaster(rep controller.HeartbeatReply) {
 }
 
 // startMasterWork starts what only a master runs — the delay-level and
-// timer deliverers — once this broker has dispatched everything its log
-// held when it was elected (so the old master's saved delivery progress,
-// a metadata record, is applied) and if it is still master of that term.
+// timer deliverers — once everything its log held when it was elected is
+// in the queues and fed to every listener (so the old master's saved
+// delivery progress, a metadata record, is applied and the timer index is
+// complete), and if it is still master of that term.
 // The transaction check-back needs no start: each round runs only on a
 // writable master (checkTransactions).
 func (r *replication) startMasterWork(term uint64, end int64) {
 	defer r.wg.Done()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for r.b.cq.DispatchedOffset() < end {
+	for r.b.cq.FedOffset() < end {
 		select {
 		case <-r.ctx.Done():
 			return
