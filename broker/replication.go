@@ -143,6 +143,8 @@ type replication struct {
 	masterEnd     int64
 	slaveCaughtUp time.Time
 	catchUp       *catchUp
+	// farEnd is masterEnd for the pull path's quick test (0 on a master).
+	farEnd atomic.Int64
 
 	masterEpoch atomic.Int64 // the epoch while master, -1 otherwise (replica.Master)
 	commit      atomic.Int64
@@ -573,6 +575,7 @@ func (r *replication) becomeMaster(rep controller.HeartbeatReply) {
 	r.term++
 	term := r.term
 	r.catchUp, r.masterEnd = nil, 0
+	r.farEnd.Store(0)
 	r.mu.Unlock()
 	r.masterEpoch.Store(rep.Epoch)
 	r.b.FollowMetadata(false) // offsets are this broker's own again
@@ -662,6 +665,7 @@ func (r *replication) becomeSlave(rep controller.HeartbeatReply) {
 	r.inSync, r.proposed = slices.Clone(rep.InSync), nil
 	r.term++
 	r.masterEnd, r.slaveCaughtUp, r.catchUp = 0, time.Time{}, nil
+	r.farEnd.Store(0)
 	r.failParkedLocked("this broker stopped being master before the send was replicated; it may or may not be kept")
 	rcv := r.receiver
 	r.receiver = nil
@@ -1054,6 +1058,7 @@ func (r *replication) noteMasterEnd(end int64, now time.Time) {
 		return
 	}
 	r.masterEnd = max(r.masterEnd, end)
+	r.farEnd.Store(r.masterEnd)
 	inSync := slices.Contains(r.inSync, r.b.cfg.ReplicaID)
 	behind := r.masterEnd - written
 	if behind <= 0 || r.slaveCaughtUp.IsZero() {
@@ -1112,15 +1117,15 @@ func (r *replication) suggestBroker(whichSlow, first int64) int64 {
 	if limit <= 0 {
 		limit = hotBytes()
 	}
-	end := r.b.clog.WrittenOffset()
+	end := max(r.b.clog.WrittenOffset(), r.farEnd.Load())
+	if end-first <= limit {
+		return 0 // the common case, without the lock
+	}
 	now := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch r.role {
 	case RoleMaster:
-		if end-first <= limit {
-			return 0
-		}
 		live := func(id int64) bool {
 			s := r.slaves[id]
 			return id != r.b.cfg.ReplicaID && s != nil && !s.lastAck.IsZero() &&
@@ -1137,9 +1142,7 @@ func (r *replication) suggestBroker(whichSlow, first int64) int64 {
 		}
 		return best
 	case RoleSlave:
-		if max(r.masterEnd, end)-first > limit {
-			return r.b.cfg.ReplicaID
-		}
+		return r.b.cfg.ReplicaID
 	}
 	return 0
 }
