@@ -53,7 +53,7 @@ import (
 // sends every parked answer it covers.
 //
 // The replica's address in the control plane is its replication address
-// (advertised host, replication port).
+// (advertised host, replication port; or replication_advertise).
 
 // ErrNotMaster refuses a write on a replica that is not its group's
 // master (or a master whose lease lapsed).
@@ -348,6 +348,9 @@ func (r *replication) start() error {
 	r.ln = ln
 	port := ln.Addr().(*net.TCPAddr).Port
 	r.replAddr = net.JoinHostPort(r.b.storeHost.Addr().String(), strconv.Itoa(port))
+	if a := r.b.cfg.ReplicationAdvertise; a != "" {
+		r.replAddr = a
+	}
 	r.cc = controlclient.New(r.b.nsClient, r.b.cfg.NamesrvAddrs, 2*time.Second)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	sender, err := replica.NewSender(replica.SenderConfig{
