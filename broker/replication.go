@@ -50,7 +50,8 @@ import (
 // acks=all sends are not answered by a waiting goroutine: the answer is
 // built when the append returns and parked on the offset it waits for
 // (pendingAcks, a heap by offset); the code that advances the commit point
-// sends every parked answer it covers.
+// sends every parked answer it covers, and fails them all once the lease
+// has lapsed (within the pump's tick).
 //
 // The replica's address in the control plane is its replication address
 // (advertised host, replication port; or replication_advertise).
@@ -712,6 +713,11 @@ func (r *replication) advance() {
 			for len(r.parked) > 0 && r.parked[0].end <= commit {
 				ready = append(ready, heap.Pop(&r.parked).(parkedAck))
 			}
+		} else if len(r.parked) > 0 {
+			// Cut off from the control plane: another replica may be
+			// master by now. The client hears so at once and can go to
+			// it, rather than wait out its timeout.
+			r.failParkedLocked(fmt.Sprintf("the master's lease with the control plane lapsed (epoch %d) before the send was replicated; it may or may not be kept", r.epoch))
 		}
 	}
 	r.mu.Unlock()
