@@ -453,6 +453,111 @@ loop:
 	}
 }
 
+// TestReplicationMasterCutFromControlPlane: only the master's link to the
+// control plane is cut; its slaves still stream from it and a client still
+// sends to it. It may acknowledge sends until its lease ends (its slaves
+// have them), then refuses them; a slave is elected, the other follows
+// it, and the old master rejoins as a slave when the link is back. Every
+// message either master acknowledged is on the new master exactly once
+// (the old master's lease ends before the control plane elects, so there
+// are never two masters acknowledging at once), and no message is there
+// twice.
+func TestReplicationMasterCutFromControlPlane(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four processes")
+	}
+	g := startFaultGroup(t, "replica_lag_max = \"2s\"\n")
+	m := g.master(30*time.Second, 3)
+	const topic = "fenced"
+	g.createTopic(m, topic)
+	var acked []string
+	for i := range 10 {
+		body := fmt.Sprintf("before-%03d", i)
+		g.mustSend(m, topic, body)
+		acked = append(acked, body)
+	}
+	var others []int64
+	for id := range g.reps {
+		if id != m {
+			others = append(others, id)
+		}
+	}
+	slices.Sort(others)
+
+	g.reps[m].toNS.Stop()
+	cut := time.Now()
+	// A client sends to the old master one message at a time until it is
+	// refused on arrival.
+	var (
+		oldAcked, sent int
+		lastAck        time.Duration
+	)
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; ; i++ {
+		if time.Now().After(deadline) {
+			t.Fatal("the master cut from the control plane still took sends 10 s after the cut")
+		}
+		body := fmt.Sprintf("old-%03d", i)
+		sent++
+		code, remark, err := g.send(g.reps[m].brokerAddr, topic, body, 3*time.Second)
+		if err != nil {
+			t.Fatalf("send %s to the old master: no answer: %v", body, err)
+		}
+		if code == protocol.RespSuccess {
+			acked = append(acked, body)
+			oldAcked++
+			lastAck = time.Since(cut)
+			continue
+		}
+		if strings.Contains(remark, "not master") {
+			break
+		}
+		if !strings.Contains(remark, "may or may not be kept") {
+			t.Fatalf("send %s to the old master: code %d %q", body, code, remark)
+		}
+	}
+	refusedAfter := time.Since(cut)
+	if lastAck > faultLease {
+		t.Fatalf("the old master acknowledged a send %v after the cut, past its lease of %v", lastAck, faultLease)
+	}
+	nm := g.master(15*time.Second, 0, others...)
+	elected := time.Since(cut)
+	for i := range 20 {
+		body := fmt.Sprintf("new-%03d", i)
+		g.mustSend(nm, topic, body)
+		acked = append(acked, body)
+	}
+	t.Logf("old master: %d sends, %d acknowledged after the cut (the last %v after it), refused from %v; replica %d master %v after the cut",
+		sent, oldAcked, lastAck, refusedAfter, nm, elected)
+
+	if err := g.reps[m].toNS.Start(); err != nil {
+		t.Fatal(err)
+	}
+	g.inSync(nm, 3, 30*time.Second)
+	waitFor(t, 10*time.Second, "the old master to hold the new master's log", func() bool {
+		old, ok1 := g.status(m)
+		cur, ok2 := g.status(nm)
+		return ok1 && ok2 && old.Replication.Role == "slave" && old.Replication.MaxOffset == cur.Replication.MaxOffset
+	})
+	var got []string
+	waitFor(t, 10*time.Second, "the new master to serve the topic", func() bool {
+		got = g.read(nm, topic)
+		return len(got) >= len(acked)
+	})
+	count := map[string]int{}
+	for _, b := range got {
+		count[b]++
+		if count[b] > 1 {
+			t.Fatalf("%s is on the new master twice", b)
+		}
+	}
+	for _, b := range acked {
+		if count[b] != 1 {
+			t.Fatalf("acknowledged %s is not on the new master (%d messages there, %d acknowledged)", b, len(got), len(acked))
+		}
+	}
+}
+
 // TestReplicationSlaveFaults: with min_insync_replicas 2, a slave killed
 // and restarted leaves the in-sync set and rejoins it while acks=all sends
 // keep being answered; a slave whose data directory is wiped rejoins and
