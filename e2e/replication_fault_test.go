@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -199,6 +201,23 @@ func (g *faultGroup) send(addr, topic, body string, timeout time.Duration) (int,
 	return int(resp.Code), resp.Remark, nil
 }
 
+// httpSend produces body to queue 0 of topic through replica id's HTTP
+// API and returns the status and the answer.
+func (g *faultGroup) httpSend(id int64, topic, body string) (int, string) {
+	c := http.Client{Timeout: 40 * time.Second}
+	req, err := json.Marshal(map[string]any{"messages": []map[string]any{{"body": body, "queue_id": 0}}})
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	resp, err := c.Post("http://"+g.reps[id].httpAddr+"/v1/topics/"+topic+"/messages", "application/json", bytes.NewReader(req))
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(out)
+}
+
 // mustSend sends body to replica id and fails the test unless it is
 // acknowledged.
 func (g *faultGroup) mustSend(id int64, topic, body string) {
@@ -326,6 +345,11 @@ func TestReplicationPartitionedMaster(t *testing.T) {
 		wg       sync.WaitGroup
 		isolated = g.reps[m].brokerAddr
 	)
+	// And one through the HTTP API, which answers when the send is
+	// replicated or fails.
+	var httpStatus int
+	var httpAnswer string
+	wg.Go(func() { httpStatus, httpAnswer = g.httpSend(m, topic, "isolated-http") })
 	tick := time.NewTicker(50 * time.Millisecond)
 	deadline := time.After(10 * time.Second)
 loop:
@@ -383,6 +407,9 @@ loop:
 	if firstRefusal > faultLease+500*time.Millisecond || lastAnswer > faultLease+500*time.Millisecond {
 		t.Fatalf("the isolated master refused sends on arrival from %v after the cut and answered the last %v after it; its lease is %v",
 			firstRefusal, lastAnswer, faultLease)
+	}
+	if httpStatus != http.StatusServiceUnavailable || !strings.Contains(httpAnswer, "may or may not be kept") {
+		t.Fatalf("HTTP produce to the isolated master: %d %s", httpStatus, httpAnswer)
 	}
 	t.Logf("isolated master: %d sends, none acknowledged; %d failed when its lease lapsed, the rest refused on arrival from %v after the cut; last answer %v after the cut (lease %v)",
 		len(outs), parked, firstRefusal, lastAnswer, faultLease)
@@ -596,6 +623,10 @@ func TestReplicationSlaveFaults(t *testing.T) {
 	}
 	t.Logf("killed slave left the in-sync set after %v", time.Since(start))
 	send("one-slave-down")
+	if code, answer := g.httpSend(m, topic, "http-one-slave-down"); code != http.StatusOK {
+		t.Fatalf("HTTP produce with two of three in sync: %d %s", code, answer)
+	}
+	acked = append(acked, "http-one-slave-down")
 	g.start(s1)
 	start = time.Now()
 	g.inSync(m, 3, 30*time.Second)
@@ -640,6 +671,9 @@ func TestReplicationSlaveFaults(t *testing.T) {
 		t.Fatalf("acks=all send with one replica in sync: code %d %q, %v; want a min_insync_replicas refusal", code, remark, err)
 	}
 	t.Logf("refused: %s", remark)
+	if code, answer := g.httpSend(m, topic, "http-below-min"); code != http.StatusServiceUnavailable || !strings.Contains(answer, "min_insync_replicas") {
+		t.Fatalf("HTTP produce with one replica in sync: %d %s; want 503 and a min_insync_replicas refusal", code, answer)
+	}
 	if err := g.reps[m].repl.Toxics.RemoveToxic(context.Background(), "slow"); err != nil {
 		t.Fatal(err)
 	}
