@@ -172,6 +172,35 @@ func (g *faultGroup) master(within time.Duration, want int, ids ...int64) int64 
 	return id
 }
 
+// watchMaster polls replicas ids every 20 ms, from now until the test
+// ends, and sends how long after since the first of them was a writable
+// master.
+func (g *faultGroup) watchMaster(ids []int64, since time.Time) <-chan time.Duration {
+	elected := make(chan time.Duration, 1)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	g.t.Cleanup(func() { close(stop); <-done })
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			for _, id := range ids {
+				if ri, ok := g.status(id); ok && ri.Replication.Role == "master" && ri.Writable {
+					elected <- time.Since(since)
+					return
+				}
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return elected
+}
+
 // inSync waits until master m's in-sync set has n members and returns it.
 func (g *faultGroup) inSync(m int64, n int, within time.Duration) []int64 {
 	var set []int64
@@ -307,27 +336,7 @@ func TestReplicationPartitionedMaster(t *testing.T) {
 
 	g.isolate(m)
 	cut := time.Now()
-	// Watch the other side for a new master meanwhile.
-	elected := make(chan time.Duration, 1)
-	stopWatch := make(chan struct{})
-	defer close(stopWatch)
-	go func() {
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			for _, id := range others {
-				if ri, ok := g.status(id); ok && ri.Replication.Role == "master" && ri.Writable {
-					elected <- time.Since(cut)
-					return
-				}
-			}
-			select {
-			case <-stopWatch:
-				return
-			case <-tick.C:
-			}
-		}
-	}()
+	elected := g.watchMaster(others, cut)
 	// A client keeps sending to the isolated master, a send every 50 ms,
 	// each waiting up to 3 s for its answer, until one is refused on
 	// arrival ("not master": the lease is over).
@@ -513,6 +522,7 @@ func TestReplicationMasterCutFromControlPlane(t *testing.T) {
 
 	g.reps[m].toNS.Stop()
 	cut := time.Now()
+	elected := g.watchMaster(others, cut)
 	// A client sends to the old master one message at a time until it is
 	// refused on arrival.
 	var (
@@ -544,18 +554,26 @@ func TestReplicationMasterCutFromControlPlane(t *testing.T) {
 		}
 	}
 	refusedAfter := time.Since(cut)
-	if lastAck > faultLease {
-		t.Fatalf("the old master acknowledged a send %v after the cut, past its lease of %v", lastAck, faultLease)
+	var electedAfter time.Duration
+	select {
+	case electedAfter = <-elected:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("no master among %v 15 s after the cut", others)
 	}
-	nm := g.master(15*time.Second, 0, others...)
-	elected := time.Since(cut)
+	// Its lease ends before the control plane's: the last acknowledgement
+	// came before the new master took writes.
+	if lastAck >= electedAfter || lastAck > faultLease+300*time.Millisecond {
+		t.Fatalf("the old master acknowledged a send %v after the cut, the new master took writes %v after it (lease %v)",
+			lastAck, electedAfter, faultLease)
+	}
+	nm := g.master(5*time.Second, 0, others...)
 	for i := range 20 {
 		body := fmt.Sprintf("new-%03d", i)
 		g.mustSend(nm, topic, body)
 		acked = append(acked, body)
 	}
 	t.Logf("old master: %d sends, %d acknowledged after the cut (the last %v after it), refused from %v; replica %d master %v after the cut",
-		sent, oldAcked, lastAck, refusedAfter, nm, elected)
+		sent, oldAcked, lastAck, refusedAfter, nm, electedAfter)
 
 	if err := g.reps[m].toNS.Start(); err != nil {
 		t.Fatal(err)
