@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -210,6 +211,42 @@ func (g *faultGroup) inSync(m int64, n int, within time.Duration) []int64 {
 		return ok && ri.Replication.Role == "master" && len(set) == n
 	})
 	return set
+}
+
+// listedInSync is the in-sync set `ferry cluster list -o json` shows for
+// broker id 0 of broker-a (nil when the list fails or has none).
+func (g *faultGroup) listedInSync() []int64 {
+	out, err := exec.Command(ferryBin, "cluster", "list", "--namesrv", g.ns.namesrv, "--interval", "0", "-o", "json").Output()
+	if err != nil {
+		return nil
+	}
+	var list struct {
+		Brokers []struct {
+			BrokerName string  `json:"broker_name"`
+			BrokerID   int64   `json:"broker_id"`
+			InSync     []int64 `json:"in_sync"`
+		} `json:"brokers"`
+	}
+	if json.Unmarshal(out, &list) != nil {
+		return nil
+	}
+	for _, b := range list.Brokers {
+		if b.BrokerName == "broker-a" && b.BrokerID == 0 {
+			return b.InSync
+		}
+	}
+	return nil
+}
+
+// listsInSync waits until `ferry cluster list` shows the in-sync set want.
+func (g *faultGroup) listsInSync(want []int64) {
+	g.t.Helper()
+	want = slices.Sorted(slices.Values(want))
+	var got []int64
+	waitFor(g.t, 10*time.Second, fmt.Sprintf("ferry cluster list to show the in-sync set %v", want), func() bool {
+		got = g.listedInSync()
+		return slices.Equal(slices.Sorted(slices.Values(got)), want)
+	})
 }
 
 // send sends body to queue 0 of topic on the broker at addr over the
@@ -603,7 +640,8 @@ func TestReplicationMasterCutFromControlPlane(t *testing.T) {
 	}
 }
 
-// TestReplicationSlaveFaults: with min_insync_replicas 2, a slave killed
+// TestReplicationSlaveFaults (the in-sync set as GET /v1/broker and
+// `ferry cluster list` show it): with min_insync_replicas 2, a slave killed
 // and restarted leaves the in-sync set and rejoins it while acks=all sends
 // keep being answered; a slave whose data directory is wiped rejoins and
 // copies the master's log from its oldest offset; when the slaves lag
@@ -636,9 +674,11 @@ func TestReplicationSlaveFaults(t *testing.T) {
 	// Killed: the set shrinks to two, still enough for acks=all.
 	g.kill(s1)
 	start := time.Now()
-	if set := g.inSync(m, 2, 20*time.Second); slices.Contains(set, s1) {
+	set := g.inSync(m, 2, 20*time.Second)
+	if slices.Contains(set, s1) {
 		t.Fatalf("in-sync set %v after replica %d was killed", set, s1)
 	}
+	g.listsInSync(set)
 	t.Logf("killed slave left the in-sync set after %v", time.Since(start))
 	send("one-slave-down")
 	if code, answer := g.httpSend(m, topic, "http-one-slave-down"); code != http.StatusOK {
@@ -684,6 +724,7 @@ func TestReplicationSlaveFaults(t *testing.T) {
 	start = time.Now()
 	g.inSync(m, 1, 20*time.Second)
 	t.Logf("throttled slaves left the in-sync set after %v", time.Since(start))
+	g.listsInSync([]int64{m})
 	code, remark, err := g.send(g.reps[m].brokerAddr, topic, "below-min", 10*time.Second)
 	if err != nil || code == protocol.RespSuccess || !strings.Contains(remark, "min_insync_replicas") {
 		t.Fatalf("acks=all send with one replica in sync: code %d %q, %v; want a min_insync_replicas refusal", code, remark, err)
@@ -698,6 +739,7 @@ func TestReplicationSlaveFaults(t *testing.T) {
 	start = time.Now()
 	g.inSync(m, 3, 30*time.Second)
 	t.Logf("slaves back in the in-sync set %v after the link was", time.Since(start))
+	g.listsInSync([]int64{1, 2, 3})
 	send("link-back")
 	for id := range g.reps {
 		waitFor(t, 10*time.Second, fmt.Sprintf("replica %d to serve every acknowledged message", id), func() bool {
