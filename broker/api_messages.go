@@ -181,6 +181,10 @@ func (b *Broker) produceHTTP(ctx *fasthttp.RequestCtx, topic string, tx *httpTx)
 		return
 	}
 	if len(msgs) > 0 {
+		if err := b.repl.checkAcks(topic); err != nil { // replication.go
+			writeProblem(ctx, fmt.Errorf("%w: %w", errNotWritable, err))
+			return
+		}
 		var res []commitlog.AppendResult
 		var dups []dedupStored
 		if w := b.dedupWindow(msgs); w > 0 {
@@ -214,9 +218,25 @@ func (b *Broker) produceHTTP(ctx *fasthttp.RequestCtx, topic string, tx *httpTx)
 			}
 		}
 		b.metrics.messagesIn(topic, len(msgs), bytesIn)
+		// acks=all: answered once every in-sync replica has them.
+		if len(res) > 0 {
+			var end int64
+			for _, r := range res {
+				end = max(end, r.End())
+			}
+			if err := b.repl.awaitCommit(topic, end, httpAcksTimeout); err != nil {
+				writeProblem(ctx, fmt.Errorf("%w: %w", errNotWritable, err))
+				return
+			}
+		}
 	}
 	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPProduceResponse{Results: results})
 }
+
+// httpAcksTimeout bounds how long an HTTP produce waits for the in-sync
+// replicas (a slave that stops acking leaves the set after
+// replica_lag_max, 5 s by default, and the commit point moves on).
+const httpAcksTimeout = 30 * time.Second
 
 // produceFromQuery reads a raw produce request's message attributes from
 // its query parameters.

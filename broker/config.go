@@ -117,6 +117,11 @@ type Config struct {
 	// registers its routes as broker id 0, a slave as its ReplicaID.
 	ReplicaID       int64 `toml:"replica_id"`
 	ReplicationPort int   `toml:"replication_port"`
+	// ReplicationAdvertise is the ip:port the other replicas reach this
+	// one's replication port at, as given to the control plane (for a
+	// port mapped by NAT or a proxy). Empty means AdvertiseHost and the
+	// replication port.
+	ReplicationAdvertise string `toml:"replication_advertise"`
 	// Acks is when a send is acknowledged: "0" and "1" after the master's
 	// own write, "all" once every in-sync replica has it (the default with
 	// replication on). TopicAcks overrides it per topic.
@@ -289,6 +294,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ReplicationPort < 0 || c.ReplicationPort > 65535 {
 		bad("replication_port %d is not a TCP port (0 turns replication off)", c.ReplicationPort)
+	}
+	if c.ReplicationAdvertise != "" {
+		if ap, err := netip.ParseAddrPort(c.ReplicationAdvertise); err != nil || ap.Port() == 0 {
+			bad("replication_advertise %q must be ip:port with a port (the other replicas dial it as given)", c.ReplicationAdvertise)
+		}
 	}
 	if c.Replicated() {
 		if c.ReplicaID < 1 {

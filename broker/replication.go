@@ -50,10 +50,11 @@ import (
 // acks=all sends are not answered by a waiting goroutine: the answer is
 // built when the append returns and parked on the offset it waits for
 // (pendingAcks, a heap by offset); the code that advances the commit point
-// sends every parked answer it covers.
+// sends every parked answer it covers, and fails them all once the lease
+// has lapsed (within the pump's tick).
 //
 // The replica's address in the control plane is its replication address
-// (advertised host, replication port).
+// (advertised host, replication port; or replication_advertise).
 
 // ErrNotMaster refuses a write on a replica that is not its group's
 // master (or a master whose lease lapsed).
@@ -349,6 +350,50 @@ func (r *replication) reply(c *remoting.Conn, req, resp *remoting.Command, topic
 	r.advance()
 }
 
+// awaitCommit waits until the commit point covers end when topic's ack
+// mode is all, for answers given synchronously (the HTTP API). It fails,
+// the messages possibly kept or not, once this broker is no master with a
+// valid lease, or after timeout. The pump rings the commit bells every
+// tick, so a lapsed lease is seen within one.
+func (r *replication) awaitCommit(topic string, end int64, timeout time.Duration) error {
+	if !r.on || r.b.cfg.AcksFor(topic) != AcksAll {
+		return nil
+	}
+	wake, stop := r.src.bells.Watch()
+	defer stop()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		if r.commit.Load() >= end {
+			r.mu.Lock()
+			ok := r.role == RoleMaster && r.lease.LeaseValid(time.Now())
+			r.mu.Unlock()
+			if ok {
+				return nil
+			}
+		}
+		r.mu.Lock()
+		why := ""
+		switch {
+		case r.role != RoleMaster:
+			why = "this broker stopped being master before the send was replicated"
+		case !r.lease.LeaseValid(time.Now()):
+			why = fmt.Sprintf("the master's lease with the control plane lapsed (epoch %d) before the send was replicated", r.epoch)
+		}
+		r.mu.Unlock()
+		if why != "" {
+			return fmt.Errorf("%w: %s; it may or may not be kept", ErrNotMaster, why)
+		}
+		select {
+		case <-wake:
+		case <-t.C:
+			return fmt.Errorf("%w: the in-sync replicas did not all hold the send within %v; it may or may not be kept", ErrNotEnoughReplicas, timeout)
+		case <-r.ctx.Done():
+			return fmt.Errorf("%w: the broker is shutting down; the send may or may not be kept", ErrNotMaster)
+		}
+	}
+}
+
 // replyAfterWrite is reply for an answer whose messages' end is not at
 // hand: it waits for the log's end as it is now, which is at or past them.
 func (r *replication) replyAfterWrite(c *remoting.Conn, req, resp *remoting.Command, topic string) {
@@ -370,6 +415,9 @@ func (r *replication) start() error {
 	r.ln = ln
 	port := ln.Addr().(*net.TCPAddr).Port
 	r.replAddr = net.JoinHostPort(r.b.storeHost.Addr().String(), strconv.Itoa(port))
+	if a := r.b.cfg.ReplicationAdvertise; a != "" {
+		r.replAddr = a
+	}
 	r.cc = controlclient.New(r.b.nsClient, r.b.cfg.NamesrvAddrs, 2*time.Second)
 	r.ctx, r.cancel = context.WithCancel(context.Background())
 	sender, err := replica.NewSender(replica.SenderConfig{

@@ -32,6 +32,9 @@ func TestReplicationConfig(t *testing.T) {
 		{"bad topic acks", func(c *Config) { c.TopicAcks = map[string]string{"t": "most"} }, `topic_acks["t"]`},
 		{"bad min in sync", func(c *Config) { c.MinInSyncReplicas = -1 }, "min_insync_replicas -1"},
 		{"bad lag", func(c *Config) { c.ReplicaLagMax = -1 }, "replica_lag_max"},
+		{"advertise without port", func(c *Config) { c.ReplicationAdvertise = "127.0.0.1" }, `replication_advertise "127.0.0.1"`},
+		{"advertise port 0", func(c *Config) { c.ReplicationAdvertise = "127.0.0.1:0" }, `replication_advertise "127.0.0.1:0"`},
+		{"advertise name", func(c *Config) { c.ReplicationAdvertise = "replica-1:10912" }, "must be ip:port"},
 	} {
 		c := base()
 		tc.mut(&c)
@@ -48,6 +51,7 @@ func TestReplicationConfig(t *testing.T) {
 		t.Errorf("standalone default acks %q", c.AcksFor("t"))
 	}
 	c.ReplicationPort, c.ReplicaID = 10912, 2
+	c.ReplicationAdvertise = "127.0.0.1:20912"
 	c.TopicAcks = map[string]string{"logs": AcksLeader}
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)

@@ -76,6 +76,7 @@ type server struct {
 	exited   chan struct{}
 	hc       *http.Client
 	readyErr error
+	nsOnly   bool // a name server alone: ready when it listens
 }
 
 // startServer starts ferry with the given extra flags and waits until its
@@ -99,8 +100,20 @@ func startBroker(t testing.TB, namesrv, name string, extra ...string) *server {
 // startFerry runs the ferry binary with args until the test ends.
 func startFerry(t testing.TB, args []string) *server {
 	t.Helper()
+	return startFerryProc(t, args, false)
+}
+
+// startNamesrv runs `ferry namesrv` with args until the test ends and
+// waits until it listens; its address is in namesrv.
+func startNamesrv(t testing.TB, args ...string) *server {
+	t.Helper()
+	return startFerryProc(t, append([]string{"namesrv", "--namesrv-port", "0", "--host", "127.0.0.1", "--log-format", "json"}, args...), true)
+}
+
+func startFerryProc(t testing.TB, args []string, nsOnly bool) *server {
+	t.Helper()
 	s := &server{cmd: exec.Command(ferryBin, args...), ready: make(chan struct{}), exited: make(chan struct{}),
-		hc: &http.Client{Timeout: 60 * time.Second}}
+		hc: &http.Client{Timeout: 60 * time.Second}, nsOnly: nsOnly}
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -152,6 +165,10 @@ func (s *server) read(r io.Reader) {
 		}
 		if a, ok := m["addr"].(string); ok && m["message"] == "name server ready" {
 			s.namesrv = a
+			if s.nsOnly && !readied {
+				readied = true
+				close(s.ready)
+			}
 		}
 		if h, ok := m["http"].(string); ok && m["message"] == "broker ready" && !readied {
 			s.base = "http://" + h

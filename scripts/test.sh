@@ -64,7 +64,7 @@ if [ -f compat/go.mod ]; then
   (cd compat && go vet ./... && go test -count=1 -timeout 20m ./...)
 fi
 if [ -f e2e/go.mod ]; then
-  step "e2e (the web console in headless Chromium and Firefox)"
+  step "e2e (the web console in headless Chromium and Firefox; replication faults through toxiproxy)"
   missing=()
   command -v chromium >/dev/null || missing+=(chromium)
   command -v firefox-esr >/dev/null || command -v firefox >/dev/null || missing+=(firefox-esr)

@@ -237,6 +237,7 @@ var (
 	flagTLSClientCA = &cli.StringFlag{Name: "tls-client-ca", Usage: "CA (PEM) that client certificates must chain to; empty: none asked", EnvVars: []string{"FERRY_TLS_CLIENT_CA"}}
 	flagReplicaID   = &cli.Int64Flag{Name: "replica-id", Usage: "this replica's stable id in its broker group (1 and up; with --replication-port)", DefaultText: "none", EnvVars: []string{"FERRY_REPLICA_ID"}}
 	flagReplPort    = &cli.IntFlag{Name: "replication-port", Usage: "port slaves stream the commitlog from", DefaultText: "0: replication off", EnvVars: []string{"FERRY_REPLICATION_PORT"}}
+	flagReplAdv     = &cli.StringFlag{Name: "replication-advertise", Usage: "ip:port the other replicas reach the replication port at", DefaultText: "advertise host and replication port", EnvVars: []string{"FERRY_REPLICATION_ADVERTISE"}}
 	flagAcks        = &cli.StringFlag{Name: "acks", Usage: "when a send is acknowledged: 0, 1 (the master's write) or all (every in-sync replica)", DefaultText: "all with replication, else 1", EnvVars: []string{"FERRY_ACKS"}}
 	flagMinInSync   = &cli.IntFlag{Name: "min-insync-replicas", Usage: "refuse acks=all sends while fewer replicas are in sync", DefaultText: "1", EnvVars: []string{"FERRY_MIN_INSYNC_REPLICAS"}}
 	flagFlushedAcks = &cli.BoolFlag{Name: "require-flushed-acks", Usage: "count a slave's copy only once it is on its disk", DefaultText: "false", EnvVars: []string{"FERRY_REQUIRE_FLUSHED_ACKS"}}
@@ -253,7 +254,7 @@ func serverFlags(namesrv, brokerFlags bool) []cli.Flag {
 	if brokerFlags {
 		fs = append(fs, flagDataDir, flagBrokerPort, flagHTTPPort, flagFlush, flagAdvertise, flagBrokerName,
 			flagCluster, flagDelayLevels, flagSegment, flagAutoCreate, flagPprof,
-			flagReplicaID, flagReplPort, flagAcks, flagMinInSync, flagFlushedAcks)
+			flagReplicaID, flagReplPort, flagReplAdv, flagAcks, flagMinInSync, flagFlushedAcks)
 		if !namesrv {
 			fs = append(fs, flagNamesrvAddr)
 		}
@@ -309,6 +310,7 @@ func loadConfig(c *cli.Context) (fileConfig, error) {
 	set("pprof", func() { b.Pprof = c.Bool("pprof") })
 	set("replica-id", func() { b.ReplicaID = c.Int64("replica-id") })
 	set("replication-port", func() { b.ReplicationPort = c.Int("replication-port") })
+	set("replication-advertise", func() { b.ReplicationAdvertise = c.String("replication-advertise") })
 	set("acks", func() { b.Acks = c.String("acks") })
 	set("min-insync-replicas", func() { b.MinInSyncReplicas = c.Int("min-insync-replicas") })
 	set("require-flushed-acks", func() { b.RequireFlushedAcks = c.Bool("require-flushed-acks") })

@@ -244,6 +244,12 @@ func TestReplicationCommitPoint(t *testing.T) {
 	if !g.send("repl-commit", "before") {
 		t.Fatal("send failed")
 	}
+	// acks=1 answered before the slaves had it: wait until they all do,
+	// or killing them would leave "before" past the commit point too.
+	pollUntil(t, 10*time.Second, "the commit point to reach the log's end", func() bool {
+		ri, ok := g.status(m)
+		return ok && ri.Replication.CommitOffset == ri.Replication.MaxOffset
+	})
 	for id, b := range g.brokers {
 		if id != m {
 			b.p.kill()
