@@ -344,6 +344,12 @@ func (b *Broker) snapshotProducers(now time.Time) error {
 		expiry = idempotence.DefaultExpiry
 	}
 	s.snapMu.Lock()
+	// The snapshot's replay puts back only the keys of messages after
+	// it: those of earlier ones must be in the store first.
+	if err := b.flushDedup(); err != nil { // dedup.go
+		s.snapMu.Unlock()
+		return err
+	}
 	s.mu.Lock()
 	gone := s.tab.Expire(now.UnixMilli(), expiry)
 	data, err := s.tab.Snapshot(b.clog.WrittenOffset())
