@@ -26,37 +26,38 @@ import (
 // or else client message id (UNIQ_KEY) was stored before is not stored
 // again, and the original result is returned.
 //
-// The keys live in the metadata store, not in memory (part of the format):
+// The keys are held in memory and journaled in the metadata store
+// (dedupmem.go); the keys memory cannot hold, and those left from before
+// the journal, are in the store one by one (part of the format):
 //
 //	dd/<topic>\x00<key> → store ms uint64 BE ‖ queue id uint32 BE ‖ queue offset uint64 BE ‖ commitlog offset uint64 BE
 //
-// written without sync, in batches of up to dedupFlushKeys keys from
-// many sends (and before each producer snapshot, so that the replay of
-// the log after the snapshot — which puts the keys of recent messages
-// back — covers every key a crash can lose), and swept once a minute.
-// Until its batch is written a key is held in memory (unflushed, then
-// flushing while the batch is applied), where lookups find it. Memory
-// also holds the keys of sends in flight (pending), so that two copies
-// of one message racing on two connections wait for each other instead
-// of both being stored. Lock order: snapMu, flushMu, mu; mu is never
-// held while waiting, appending or writing to the store.
+// written without sync, swept once a minute, and looked up only when the
+// key filter does not rule the key out. Memory also holds the keys of
+// sends in flight (pending), so that two copies of one message racing on
+// two connections wait for each other instead of both being stored.
+// Lock order: snapMu, flushMu, mu; mu is never held while waiting,
+// appending or writing to the store.
 type dedupState struct {
-	mu        sync.Mutex
-	pending   map[string]chan struct{} // dd key → closed when its send is answered; guarded by mu
-	unflushed map[string]dedupValue    // keys stored but not yet written to the store; guarded by mu
-	flushing  map[string]dedupValue    // keys being written; guarded by mu
-	flushMu   sync.Mutex               // one write of keys at a time
-	written   map[string]bool          // keys written while a sweep runs; guarded by flushMu
-	filter    *keyFilter               // the keys in the store or on their way there (dedupfilter.go)
-	kept      atomic.Int64             // keys the last sweep kept: the next filter's size
+	mu         sync.Mutex
+	pending    map[string]chan struct{} // dd key → closed when its send is answered; guarded by mu
+	mem        map[string]dedupValue    // the keys in their windows, up to memKeys; guarded by mu
+	order      []string                 // mem's keys, oldest first from head (and keys gone since); guarded by mu
+	head       int                      // guarded by mu
+	journal    []byte                   // keys recorded since the last journal write; guarded by mu
+	journalN   int                      // guarded by mu
+	journalExp int64                    // when journal's last key leaves its window (unix ms); guarded by mu
+	memKeys    int                      // keys memory holds; 0: dedupMemKeys
+	flushMu    sync.Mutex               // one write of keys at a time
+	seq        uint64                   // the next journal value's sequence; guarded by flushMu
+	journals   []journalValue           // journal values written; guarded by flushMu
+	written    map[string]bool          // dd keys written while a sweep runs; guarded by flushMu
+	filter     *keyFilter               // the dd keys in the store (dedupfilter.go)
+	kept       atomic.Int64             // dd keys the last sweep kept: the next filter's size
 }
 
 // dedupValue is a key's value in the metadata store.
 type dedupValue [28]byte
-
-// dedupFlushKeys is how many keys wait in memory before a send writes
-// them to the store: about 100 B each (key, value and map slot).
-const dedupFlushKeys = 4096
 
 const dedupPrefix = "dd/"
 
@@ -189,65 +190,11 @@ func (b *Broker) appendDedup(msgs []commitlog.Message, window time.Duration, ans
 	}
 }
 
-// flushDedup writes the keys held in memory to the metadata store
-// (without sync).
-func (b *Broker) flushDedup() error {
-	s := &b.dedup
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
-	s.mu.Lock()
-	m := s.unflushed
-	s.unflushed, s.flushing = nil, m
-	s.mu.Unlock()
-	if len(m) == 0 {
-		return nil
-	}
-	batch := b.meta.db.NewBatch()
-	defer batch.Close()
-	var err error
-	for k, v := range m {
-		if err = batch.Set([]byte(k), v[:], nil); err != nil {
-			break
-		}
-		if s.written != nil {
-			s.written[k] = true
-		}
-	}
-	if err == nil {
-		err = b.meta.db.Apply(batch, pebble.NoSync)
-	}
-	s.mu.Lock()
-	if err != nil {
-		// Keep them for the next write; keys stored since take precedence.
-		if s.unflushed == nil {
-			s.unflushed = m
-		} else {
-			for k, v := range m {
-				if _, ok := s.unflushed[k]; !ok {
-					s.unflushed[k] = v
-				}
-			}
-		}
-	}
-	s.flushing = nil
-	s.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("broker: write dedup keys: %w", err)
-	}
-	return nil
-}
-
 // findDedup finds key stored since notBefore (unix ms): in memory, or,
 // unless the filter rules it out, in the metadata store.
 func (b *Broker) findDedup(key string, notBefore int64) (dedupStored, bool, error) {
 	s := &b.dedup
-	s.mu.Lock()
-	v, ok := s.unflushed[key]
-	if !ok {
-		v, ok = s.flushing[key]
-	}
-	s.mu.Unlock()
-	if ok {
+	if v, ok := s.memLookup(key); ok {
 		st, ok := decodeDedupValue(v[:], notBefore)
 		return st, ok, nil
 	}
@@ -294,9 +241,9 @@ func (b *Broker) lookupDedup(key string, notBefore int64) (dedupStored, bool, er
 	return st, ok, nil
 }
 
-// replayDedup puts back the key of a replayed record of a topic with a
+// replayDedup records the key of a replayed record of a topic with a
 // dedup window, if the record is still inside it.
-func (b *Broker) replayDedup(batch *pebble.Batch, rec *protocol.Record, off int64, now time.Time) error {
+func (b *Broker) replayDedup(rec *protocol.Record, off int64, now time.Time) {
 	topic := string(rec.Topic)
 	if topic == protocol.ScheduleTopic || topic == protocol.TimerTopic {
 		if t, ok := protocol.Property(rec.Properties, protocol.PropRealTopic); ok {
@@ -305,32 +252,33 @@ func (b *Broker) replayDedup(batch *pebble.Batch, rec *protocol.Record, off int6
 	}
 	tc, ok := b.topics.get(topic)
 	if !ok || tc.DedupWindowMs <= 0 || rec.StoreTimestamp < now.UnixMilli()-tc.DedupWindowMs {
-		return nil
+		return
 	}
 	k := messageDedupKey(rec.Properties)
 	if k == "" {
-		return nil
+		return
 	}
-	var v [28]byte
+	var v dedupValue
 	putDedupValue(v[:], rec.StoreTimestamp, dedupStored{Stored: idempotence.Stored{CommitlogOffset: off, QueueOffset: rec.QueueOffset}, QueueID: rec.QueueID})
-	return batch.Set([]byte(dedupKey(topic, k)), v[:], nil)
+	b.dedup.mu.Lock()
+	b.dedup.recordLocked(dedupKey(topic, k), v, rec.StoreTimestamp+tc.DedupWindowMs)
+	b.dedup.mu.Unlock()
 }
 
-// sweepDedup deletes the keys older than their topic's window.
-// The key filter is rebuilt from the keys kept.
+// sweepDedup drops the keys older than their topic's window from memory,
+// the journal and the store. The key filter is rebuilt from the dd keys
+// kept.
 func (b *Broker) sweepDedup(now time.Time) error {
 	s := &b.dedup
+	if err := b.sweepDedupMem(now); err != nil { // dedupmem.go
+		return err
+	}
 	defer func() { s.flushMu.Lock(); s.written = nil; s.flushMu.Unlock() }()
 	var gone [][]byte
 	kept := 0
 	err := s.filter.rebuild(int(s.kept.Load()), func(add func(string)) error {
-		// Keys still in memory were added to the filter before this
-		// rebuild began: write them so that the scan yields them.
-		if err := b.flushDedup(); err != nil {
-			return err
-		}
-		// Keys written from here on may be written again after the scan
-		// saw their old value: they are not deleted.
+		// Keys written from here on (moved out of memory) may be written
+		// again after the scan saw their old value: they are not deleted.
 		s.flushMu.Lock()
 		s.written = make(map[string]bool)
 		s.flushMu.Unlock()
@@ -424,12 +372,13 @@ func setIdempotencyKeys(ctx *fasthttp.RequestCtx, msgs []commitlog.Message, idx 
 // group of requests appended together (handleSends): its claimed keys and
 // where each of its messages is, filled in by the group's append.
 type dedupSpan struct {
-	topic   string
-	keys    []string // per message, "" when it has no key
-	mine    chan struct{}
-	out     []dedupStored
-	freshAt []int       // the request's messages appended (the others are duplicates)
-	dupOf   map[int]int // a message whose key an earlier one of the request has → that one
+	topic    string
+	windowMs int64
+	keys     []string // per message, "" when it has no key
+	mine     chan struct{}
+	out      []dedupStored
+	freshAt  []int       // the request's messages appended (the others are duplicates)
+	dupOf    map[int]int // a message whose key an earlier one of the request has → that one
 }
 
 // tryClaim is claim without waiting: nil when a key is in flight.
@@ -468,7 +417,8 @@ func dedupKeys(msgs []commitlog.Message) []string {
 // checkDedup looks up the claimed keys of d's messages and decides which
 // are new. The caller holds idem.snapMu for reading.
 func (b *Broker) checkDedup(d *dedupSpan, window time.Duration) error {
-	notBefore := time.Now().Add(-window).UnixMilli()
+	d.windowMs = window.Milliseconds()
+	notBefore := time.Now().UnixMilli() - d.windowMs
 	d.out = make([]dedupStored, len(d.keys))
 	d.freshAt = make([]int, 0, len(d.keys))
 	var seen map[string]int
@@ -513,10 +463,7 @@ func (b *Broker) recordDedup(spans []sendSpan, res []commitlog.AppendResult, msg
 		for j, i := range d.freshAt {
 			r := res[sp.first+j]
 			d.out[i] = dedupStored{Stored: idempotence.Stored{CommitlogOffset: r.Offset, QueueOffset: r.QueueOffset}, QueueID: msgs[sp.first+j].QueueID}
-			if d.keys[i] != "" {
-				s.filter.add(d.keys[i])
-				some = true
-			}
+			some = some || d.keys[i] != ""
 		}
 	}
 	if !some {
@@ -524,9 +471,6 @@ func (b *Broker) recordDedup(spans []sendSpan, res []commitlog.AppendResult, msg
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.unflushed == nil {
-		s.unflushed = make(map[string]dedupValue)
-	}
 	for _, sp := range spans {
 		d := sp.dd
 		if d == nil {
@@ -535,12 +479,13 @@ func (b *Broker) recordDedup(spans []sendSpan, res []commitlog.AppendResult, msg
 		for j, i := range d.freshAt {
 			if d.keys[i] != "" {
 				var v dedupValue
-				putDedupValue(v[:], res[sp.first+j].StoreTimestamp, d.out[i])
-				s.unflushed[d.keys[i]] = v
+				ms := res[sp.first+j].StoreTimestamp
+				putDedupValue(v[:], ms, d.out[i])
+				full = s.recordLocked(d.keys[i], v, ms+d.windowMs) || full
 			}
 		}
 	}
-	return len(s.unflushed) >= dedupFlushKeys
+	return full
 }
 
 // answerDedup answers a dedup span of a group whose append gave res (the

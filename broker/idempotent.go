@@ -299,17 +299,19 @@ func (b *Broker) loadProducers() error {
 		return fmt.Errorf("broker: read producer epochs: %w", err)
 	}
 	var buf []byte
-	keys := b.meta.db.NewBatch()
-	defer keys.Close()
 	nowT := time.Now()
+	if err := b.loadDedupFilter(); err != nil { // dedup.go
+		return err
+	}
+	if err := b.loadDedupJournal(nowT); err != nil { // dedupmem.go
+		return err
+	}
 	_, err = b.clog.Scan(from, b.clog.WrittenOffset(), &buf, func(off int64, raw []byte) error {
 		rec, err := protocol.Decode(raw)
 		if err != nil {
 			return err
 		}
-		if err := b.replayDedup(keys, &rec, off, nowT); err != nil { // dedup.go
-			return err
-		}
+		b.replayDedup(&rec, off, nowT) // dedup.go
 		topic := string(rec.Topic)
 		if protocol.IsReservedTopic(topic) || strings.HasPrefix(topic, protocol.RetryTopicPrefix) || strings.HasPrefix(topic, protocol.DLQTopicPrefix) {
 			return nil // copies of messages stored again by the broker
@@ -325,10 +327,7 @@ func (b *Broker) loadProducers() error {
 	if err != nil {
 		return fmt.Errorf("broker: replay the log for producer state: %w", err)
 	}
-	if err := b.meta.db.Apply(keys, pebble.NoSync); err != nil {
-		return err
-	}
-	if err := b.loadDedupFilter(); err != nil { // dedup.go
+	if err := b.flushDedup(); err != nil { // dedupmem.go: the keys replayed
 		return err
 	}
 	s.tab = table
