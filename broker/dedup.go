@@ -26,23 +26,38 @@ import (
 // or else client message id (UNIQ_KEY) was stored before is not stored
 // again, and the original result is returned.
 //
-// The keys live in the metadata store, not in memory (part of the format):
+// The keys are held in memory and journaled in the metadata store
+// (dedupmem.go); the keys memory cannot hold, and those left from before
+// the journal, are in the store one by one (part of the format):
 //
 //	dd/<topic>\x00<key> → store ms uint64 BE ‖ queue id uint32 BE ‖ queue offset uint64 BE ‖ commitlog offset uint64 BE
 //
-// written without sync right after the append (a crash in between is
-// covered by the replay of the log after the producer snapshot, which
-// puts the keys of recent messages back), and swept once a minute. Memory
-// holds only the keys of sends in flight (pending), so that two copies of
-// one message racing on two connections wait for each other instead of
-// both being stored. Lock order: dedupState.mu alone; it is never held
-// while waiting or appending.
+// written without sync, swept once a minute, and looked up only when the
+// key filter does not rule the key out. Memory also holds the keys of
+// sends in flight (pending), so that two copies of one message racing on
+// two connections wait for each other instead of both being stored.
+// Lock order: snapMu, flushMu, mu; mu is never held while waiting,
+// appending or writing to the store.
 type dedupState struct {
-	mu      sync.Mutex
-	pending map[string]chan struct{} // dd key → closed when its send is answered; guarded by mu
-	filter  *keyFilter               // the keys in the store (dedupfilter.go)
-	kept    atomic.Int64             // keys the last sweep kept: the next filter's size
+	mu         sync.Mutex
+	pending    map[string]chan struct{} // dd key → closed when its send is answered; guarded by mu
+	mem        map[string]dedupValue    // the keys in their windows, up to memKeys; guarded by mu
+	order      []string                 // mem's keys, oldest first from head (and keys gone since); guarded by mu
+	head       int                      // guarded by mu
+	journal    []byte                   // keys recorded since the last journal write; guarded by mu
+	journalN   int                      // guarded by mu
+	journalExp int64                    // when journal's last key leaves its window (unix ms); guarded by mu
+	memKeys    int                      // keys memory holds; 0: dedupMemKeys
+	flushMu    sync.Mutex               // one write of keys at a time
+	seq        uint64                   // the next journal value's sequence; guarded by flushMu
+	journals   []journalValue           // journal values written; guarded by flushMu
+	written    map[string]bool          // dd keys written while a sweep runs; guarded by flushMu
+	filter     *keyFilter               // the dd keys in the store (dedupfilter.go)
+	kept       atomic.Int64             // dd keys the last sweep kept: the next filter's size
 }
+
+// dedupValue is a key's value in the metadata store.
+type dedupValue [28]byte
 
 const dedupPrefix = "dd/"
 
@@ -131,91 +146,62 @@ func (s *dedupState) release(keys []string, mine chan struct{}) {
 // appendDedup appends the messages of msgs not stored within window and
 // calls answer with where every message is (the earlier copy for a
 // duplicate), or with the error. flushErr is ErrFlushTimeout when the new
-// messages were stored but not synced in time. The new keys are written
-// to the metadata store after answer returns, while they are still
-// claimed (and snapMu still held), so a copy racing in waits for them but
-// the answer does not.
+// messages were stored but not synced in time. The new keys are in
+// memory before answer is called, while they are still claimed, so a
+// copy racing in finds them; they reach the metadata store with the
+// next batch of keys, written after answer returns.
 func (b *Broker) appendDedup(msgs []commitlog.Message, window time.Duration, answer func(out []dedupStored, flushErr, err error)) {
-	topic := dedupTopic(&msgs[0])
-	keys := make([]string, len(msgs))
-	for i := range msgs {
-		if k := messageDedupKey(msgs[i].Properties); k != "" {
-			keys[i] = dedupKey(topic, k)
-		}
-	}
-	mine := b.dedup.claim(keys)
-	defer b.dedup.release(keys, mine)
-	b.idem.snapMu.RLock()
-	defer b.idem.snapMu.RUnlock()
-
-	out := make([]dedupStored, len(msgs))
-	now := time.Now()
-	fresh := make([]commitlog.Message, 0, len(msgs))
-	freshAt := make([]int, 0, len(msgs))
-	seen := make(map[string]int, len(msgs)) // a key twice in one request: stored once
-	dupOf := make(map[int]int)
-	for i, k := range keys {
-		if k != "" {
-			if j, ok := seen[k]; ok {
-				dupOf[i] = j
-				continue
-			}
-			seen[k] = i
-			if !b.dedup.filter.mayContain(k) {
-				fresh = append(fresh, msgs[i])
-				freshAt = append(freshAt, i)
-				continue
-			}
-			if st, ok, err := b.lookupDedup(k, now.Add(-window)); err != nil {
-				answer(nil, nil, err)
-				return
-			} else if ok {
-				out[i] = st
-				continue
-			}
-		}
-		fresh = append(fresh, msgs[i])
-		freshAt = append(freshAt, i)
-	}
-	var flushErr error
-	var batch *pebble.Batch
-	if len(fresh) > 0 {
-		res, aerr := b.clog.Append(fresh, nil)
-		if len(res) != len(fresh) {
-			answer(nil, nil, aerr)
+	d := &dedupSpan{topic: msgs[0].Topic, keys: dedupKeys(msgs)}
+	d.mine = b.dedup.claim(d.keys)
+	defer b.dedup.release(d.keys, d.mine)
+	full := false
+	func() {
+		b.idem.snapMu.RLock()
+		defer b.idem.snapMu.RUnlock()
+		if err := b.checkDedup(d, window); err != nil {
+			answer(nil, nil, err)
 			return
 		}
-		flushErr = aerr
-		batch = b.meta.db.NewBatch()
-		defer batch.Close()
-		var v [28]byte
-		for j, r := range res {
-			i := freshAt[j]
-			out[i] = dedupStored{Stored: idempotence.Stored{CommitlogOffset: r.Offset, QueueOffset: r.QueueOffset}, QueueID: fresh[j].QueueID}
-			if keys[i] == "" {
-				continue
-			}
-			putDedupValue(v[:], r.StoreTimestamp, out[i])
-			b.dedup.filter.add(keys[i])
-			if err := batch.Set([]byte(keys[i]), v[:], nil); err != nil {
+		fresh := make([]commitlog.Message, len(d.freshAt))
+		for j, i := range d.freshAt {
+			fresh[j] = msgs[i]
+		}
+		var res []commitlog.AppendResult
+		var flushErr error
+		if len(fresh) > 0 {
+			var err error
+			if res, err = b.clog.Append(fresh, nil); len(res) != len(fresh) {
 				answer(nil, nil, err)
 				return
 			}
+			flushErr = err
+		}
+		full = b.recordDedup([]sendSpan{{size: len(fresh), dd: d}}, res, fresh)
+		d.resolveDups()
+		if n := len(msgs) - len(fresh); n > 0 {
+			b.metrics.duplicates.WithLabelValues("dedup_window").Add(float64(n))
+		}
+		answer(d.out, flushErr, nil)
+	}()
+	if full {
+		if err := b.flushDedup(); err != nil {
+			b.log.Warn().Err(err).Str("topic", d.topic).Msg("record dedup keys")
 		}
 	}
-	for i, j := range dupOf {
-		out[i] = out[j]
-		out[i].Dup = true
+}
+
+// findDedup finds key stored since notBefore (unix ms): in memory, or,
+// unless the filter rules it out, in the metadata store.
+func (b *Broker) findDedup(key string, notBefore int64) (dedupStored, bool, error) {
+	s := &b.dedup
+	if v, ok := s.memLookup(key); ok {
+		st, ok := decodeDedupValue(v[:], notBefore)
+		return st, ok, nil
 	}
-	if n := len(msgs) - len(fresh); n > 0 {
-		b.metrics.duplicates.WithLabelValues("dedup_window").Add(float64(n))
+	if !s.filter.mayContain(key) {
+		return dedupStored{}, false, nil
 	}
-	answer(out, flushErr, nil)
-	if batch != nil {
-		if err := b.meta.db.Apply(batch, pebble.NoSync); err != nil {
-			b.log.Warn().Err(err).Str("topic", topic).Msg("record dedup keys")
-		}
-	}
+	return b.lookupDedup(key, notBefore)
 }
 
 func putDedupValue(v []byte, storeMs int64, st dedupStored) {
@@ -226,8 +212,23 @@ func putDedupValue(v []byte, storeMs int64, st dedupStored) {
 	be.PutUint64(v[20:], uint64(st.CommitlogOffset))
 }
 
-// lookupDedup finds key stored since notBefore.
-func (b *Broker) lookupDedup(key string, notBefore time.Time) (dedupStored, bool, error) {
+// decodeDedupValue reads a key's value; ok is false when it is not one
+// or was stored before notBefore (unix ms).
+func decodeDedupValue(v []byte, notBefore int64) (dedupStored, bool) {
+	if len(v) != 28 {
+		return dedupStored{}, false // not ours: store the message
+	}
+	be := binary.BigEndian
+	if int64(be.Uint64(v)) < notBefore {
+		return dedupStored{}, false
+	}
+	return dedupStored{Stored: idempotence.Stored{QueueOffset: int64(be.Uint64(v[12:])), CommitlogOffset: int64(be.Uint64(v[20:]))},
+		QueueID: int32(be.Uint32(v[8:])), Dup: true}, true
+}
+
+// lookupDedup finds key in the metadata store, stored since notBefore
+// (unix ms).
+func (b *Broker) lookupDedup(key string, notBefore int64) (dedupStored, bool, error) {
 	v, closer, err := b.meta.db.Get([]byte(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return dedupStored{}, false, nil
@@ -236,20 +237,13 @@ func (b *Broker) lookupDedup(key string, notBefore time.Time) (dedupStored, bool
 		return dedupStored{}, false, fmt.Errorf("broker: dedup lookup: %w", err)
 	}
 	defer closer.Close()
-	if len(v) != 28 {
-		return dedupStored{}, false, nil // not ours: store the message
-	}
-	be := binary.BigEndian
-	if int64(be.Uint64(v)) < notBefore.UnixMilli() {
-		return dedupStored{}, false, nil
-	}
-	return dedupStored{Stored: idempotence.Stored{QueueOffset: int64(be.Uint64(v[12:])), CommitlogOffset: int64(be.Uint64(v[20:]))},
-		QueueID: int32(be.Uint32(v[8:])), Dup: true}, true, nil
+	st, ok := decodeDedupValue(v, notBefore)
+	return st, ok, nil
 }
 
-// replayDedup puts back the key of a replayed record of a topic with a
+// replayDedup records the key of a replayed record of a topic with a
 // dedup window, if the record is still inside it.
-func (b *Broker) replayDedup(batch *pebble.Batch, rec *protocol.Record, off int64, now time.Time) error {
+func (b *Broker) replayDedup(rec *protocol.Record, off int64, now time.Time) {
 	topic := string(rec.Topic)
 	if topic == protocol.ScheduleTopic || topic == protocol.TimerTopic {
 		if t, ok := protocol.Property(rec.Properties, protocol.PropRealTopic); ok {
@@ -258,24 +252,36 @@ func (b *Broker) replayDedup(batch *pebble.Batch, rec *protocol.Record, off int6
 	}
 	tc, ok := b.topics.get(topic)
 	if !ok || tc.DedupWindowMs <= 0 || rec.StoreTimestamp < now.UnixMilli()-tc.DedupWindowMs {
-		return nil
+		return
 	}
 	k := messageDedupKey(rec.Properties)
 	if k == "" {
-		return nil
+		return
 	}
-	var v [28]byte
+	var v dedupValue
 	putDedupValue(v[:], rec.StoreTimestamp, dedupStored{Stored: idempotence.Stored{CommitlogOffset: off, QueueOffset: rec.QueueOffset}, QueueID: rec.QueueID})
-	return batch.Set([]byte(dedupKey(topic, k)), v[:], nil)
+	b.dedup.mu.Lock()
+	b.dedup.recordLocked(dedupKey(topic, k), v, rec.StoreTimestamp+tc.DedupWindowMs)
+	b.dedup.mu.Unlock()
 }
 
-// sweepDedup deletes the keys older than their topic's window.
-// The key filter is rebuilt from the keys kept.
+// sweepDedup drops the keys older than their topic's window from memory,
+// the journal and the store. The key filter is rebuilt from the dd keys
+// kept.
 func (b *Broker) sweepDedup(now time.Time) error {
-	batch := b.meta.db.NewBatch()
-	defer batch.Close()
+	s := &b.dedup
+	if err := b.sweepDedupMem(now); err != nil { // dedupmem.go
+		return err
+	}
+	defer func() { s.flushMu.Lock(); s.written = nil; s.flushMu.Unlock() }()
+	var gone [][]byte
 	kept := 0
-	err := b.dedup.filter.rebuild(int(b.dedup.kept.Load()), func(add func(string)) error {
+	err := s.filter.rebuild(int(s.kept.Load()), func(add func(string)) error {
+		// Keys written from here on (moved out of memory) may be written
+		// again after the scan saw their old value: they are not deleted.
+		s.flushMu.Lock()
+		s.written = make(map[string]bool)
+		s.flushMu.Unlock()
 		return b.meta.scan(dedupPrefix, func(k, v []byte) error {
 			rest := string(k[len(dedupPrefix):])
 			topic, _, _ := strings.Cut(rest, "\x00")
@@ -285,13 +291,26 @@ func (b *Broker) sweepDedup(now time.Time) error {
 				kept++
 				return nil
 			}
-			return batch.Delete(k, nil)
+			gone = append(gone, slices.Clone(k))
+			return nil
 		})
 	})
 	if err != nil {
 		return err
 	}
-	b.dedup.kept.Store(int64(kept))
+	s.kept.Store(int64(kept))
+	batch := b.meta.db.NewBatch()
+	defer batch.Close()
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	for _, k := range gone {
+		if s.written[string(k)] {
+			continue // stored again since the scan
+		}
+		if err := batch.Delete(k, nil); err != nil {
+			return err
+		}
+	}
 	return b.meta.db.Apply(batch, pebble.NoSync)
 }
 
@@ -307,43 +326,6 @@ func (b *Broker) loadDedupFilter() error {
 	return b.dedup.filter.rebuild(n, func(add func(string)) error {
 		return b.meta.scan(dedupPrefix, func(k, _ []byte) error { add(string(k)); return nil })
 	})
-}
-
-// sendDeduped stores and answers a send request to a topic with a dedup
-// window and returns true; it returns false when the topic has none.
-func (b *Broker) sendDeduped(c *remoting.Conn, req *remoting.Command, msgs []commitlog.Message) bool {
-	w := b.dedupWindow(msgs)
-	if w <= 0 {
-		return false
-	}
-	b.appendDedup(msgs, w, func(out []dedupStored, flushErr, err error) {
-		if err != nil {
-			b.log.Warn().Err(err).Str("topic", msgs[0].Topic).Msg("send failed")
-			code, remark := sendError(err)
-			b.reply(c, req, code, remark)
-			return
-		}
-		stored := make([]idempotence.Stored, len(out))
-		allDup := true
-		fresh, bytes := 0, 0
-		for i := range out {
-			stored[i] = out[i].Stored
-			allDup = allDup && out[i].Dup
-			if !out[i].Dup {
-				fresh++
-				bytes += len(msgs[i].Body)
-			}
-		}
-		resp := b.resultResponse(req, out[0].QueueID, stored, allDup)
-		if flushErr != nil {
-			resp.Code, resp.Remark = protocol.RespFlushDiskTimeout, flushErr.Error()
-		}
-		if fresh > 0 {
-			b.metrics.messagesIn(msgs[0].Topic, fresh, bytes)
-		}
-		b.repl.replyAfterWrite(c, req, resp, msgs[0].Topic) // replication.go
-	})
-	return true
 }
 
 // appendDedupResults is appendDedup for the HTTP API: the results as
@@ -384,4 +366,227 @@ func setIdempotencyKeys(ctx *fasthttp.RequestCtx, msgs []commitlog.Message, idx 
 		msgs[i].Properties = protocol.AppendProperty(slices.Clip(msgs[i].Properties), protocol.PropIdempotencyKey, k)
 	}
 	return nil
+}
+
+// dedupSpan is a send request to a topic with a dedup window within a
+// group of requests appended together (handleSends): its claimed keys and
+// where each of its messages is, filled in by the group's append.
+type dedupSpan struct {
+	topic    string
+	windowMs int64
+	keys     []string // per message, "" when it has no key
+	mine     chan struct{}
+	out      []dedupStored
+	freshAt  []int       // the request's messages appended (the others are duplicates)
+	dupOf    map[int]int // a message whose key an earlier one of the request has → that one
+}
+
+// tryClaim is claim without waiting: nil when a key is in flight.
+func (s *dedupState) tryClaim(keys []string) chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, k := range keys {
+		if _, ok := s.pending[k]; ok && k != "" {
+			return nil
+		}
+	}
+	if s.pending == nil {
+		s.pending = make(map[string]chan struct{})
+	}
+	mine := make(chan struct{})
+	for _, k := range keys {
+		if k != "" {
+			s.pending[k] = mine
+		}
+	}
+	return mine
+}
+
+// dedupKeys are the keys msgs are deduplicated by.
+func dedupKeys(msgs []commitlog.Message) []string {
+	topic := dedupTopic(&msgs[0])
+	keys := make([]string, len(msgs))
+	for i := range msgs {
+		if k := messageDedupKey(msgs[i].Properties); k != "" {
+			keys[i] = dedupKey(topic, k)
+		}
+	}
+	return keys
+}
+
+// checkDedup looks up the claimed keys of d's messages and decides which
+// are new. The caller holds idem.snapMu for reading.
+func (b *Broker) checkDedup(d *dedupSpan, window time.Duration) error {
+	d.windowMs = window.Milliseconds()
+	notBefore := time.Now().UnixMilli() - d.windowMs
+	d.out = make([]dedupStored, len(d.keys))
+	d.freshAt = make([]int, 0, len(d.keys))
+	var seen map[string]int
+	for i, k := range d.keys {
+		if k != "" {
+			if len(d.keys) > 1 {
+				if seen == nil {
+					seen, d.dupOf = make(map[string]int, len(d.keys)), make(map[int]int)
+				}
+				if j, ok := seen[k]; ok {
+					d.dupOf[i] = j
+					continue
+				}
+				seen[k] = i
+			}
+			st, ok, err := b.findDedup(k, notBefore)
+			if err != nil {
+				return err
+			}
+			if ok {
+				d.out[i] = st
+				continue
+			}
+		}
+		d.freshAt = append(d.freshAt, i)
+	}
+	return nil
+}
+
+// recordDedup fills in where the new messages of the group's dedup spans
+// went (res: the appended messages' results, starting at each span's
+// first) and puts their keys in memory. It reports whether the keys in
+// memory are due to be written.
+func (b *Broker) recordDedup(spans []sendSpan, res []commitlog.AppendResult, msgs []commitlog.Message) (full bool) {
+	s := &b.dedup
+	some := false
+	for _, sp := range spans {
+		d := sp.dd
+		if d == nil {
+			continue
+		}
+		for j, i := range d.freshAt {
+			r := res[sp.first+j]
+			d.out[i] = dedupStored{Stored: idempotence.Stored{CommitlogOffset: r.Offset, QueueOffset: r.QueueOffset}, QueueID: msgs[sp.first+j].QueueID}
+			some = some || d.keys[i] != ""
+		}
+	}
+	if !some {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, sp := range spans {
+		d := sp.dd
+		if d == nil {
+			continue
+		}
+		for j, i := range d.freshAt {
+			if d.keys[i] != "" {
+				var v dedupValue
+				ms := res[sp.first+j].StoreTimestamp
+				putDedupValue(v[:], ms, d.out[i])
+				full = s.recordLocked(d.keys[i], v, ms+d.windowMs) || full
+			}
+		}
+	}
+	return full
+}
+
+// answerDedup answers a dedup span of a group whose append gave res (the
+// span's own results) and err.
+func (b *Broker) answerDedup(c *remoting.Conn, sp sendSpan, msgs []commitlog.Message, res []commitlog.AppendResult, err error) {
+	d := sp.dd
+	if sp.size > 0 && (res == nil || (err != nil && !errors.Is(err, commitlog.ErrFlushTimeout))) {
+		if err == nil {
+			err = fmt.Errorf("broker: %d messages appended as %d results", sp.size, len(res))
+		}
+		code, remark := sendError(err)
+		b.reply(c, sp.req, code, remark)
+		return
+	}
+	d.resolveDups()
+	if dups := len(d.keys) - sp.size; dups > 0 {
+		b.metrics.duplicates.WithLabelValues("dedup_window").Add(float64(dups))
+	}
+	stored := make([]idempotence.Stored, len(d.out))
+	allDup := true
+	for i := range d.out {
+		stored[i] = d.out[i].Stored
+		allDup = allDup && d.out[i].Dup
+	}
+	resp := b.resultResponse(sp.req, d.out[0].QueueID, stored, allDup)
+	if sp.size > 0 {
+		if err != nil {
+			resp.Code, resp.Remark = protocol.RespFlushDiskTimeout, err.Error()
+		}
+		bytes := 0
+		for _, m := range msgs[sp.first : sp.first+sp.size] {
+			bytes += len(m.Body)
+		}
+		b.metrics.messagesIn(d.topic, sp.size, bytes)
+	}
+	b.repl.replyAfterWrite(c, sp.req, resp, d.topic) // replication.go
+}
+
+// resolveDups gives each message whose key an earlier message of the
+// request has that message's place.
+func (d *dedupSpan) resolveDups() {
+	for i, j := range d.dupOf {
+		d.out[i] = d.out[j]
+		d.out[i].Dup = true
+	}
+}
+
+// groupDedup adds the request whose messages are msgs[first:], to a topic
+// with a dedup window, to the group: it claims their keys, looks them up
+// and keeps only the new messages in msgs. A key in flight (maybe in this
+// very group) makes it answer the group so far first, then wait for the
+// key: it never waits holding the snapshot lock or keys.
+func (b *Broker) groupDedup(c *remoting.Conn, g *sendGroup, req *remoting.Command, msgs []commitlog.Message, spans []sendSpan,
+	first int, window time.Duration) ([]commitlog.Message, []sendSpan) {
+	d := &dedupSpan{topic: msgs[first].Topic, keys: dedupKeys(msgs[first:])}
+	if d.mine = b.dedup.tryClaim(d.keys); d.mine == nil {
+		b.appendGroup(c, g, msgs[:first], spans) // send.go
+		n := copy(msgs, msgs[first:])
+		clear(msgs[n:])
+		msgs, first = msgs[:n], 0
+		clear(spans)
+		spans = spans[:0]
+		d.mine = b.dedup.claim(d.keys)
+	}
+	if !g.snap {
+		b.idem.snapMu.RLock()
+		g.snap = true
+	}
+	if err := b.checkDedup(d, window); err != nil {
+		b.dedup.release(d.keys, d.mine)
+		clear(msgs[first:])
+		b.log.Warn().Err(err).Str("topic", d.topic).Msg("send failed")
+		code, remark := sendError(err)
+		b.reply(c, req, code, remark)
+		return msgs[:first], spans
+	}
+	j := first
+	for _, i := range d.freshAt {
+		msgs[j] = msgs[first+i]
+		j++
+	}
+	clear(msgs[j:])
+	return msgs[:j], append(spans, sendSpan{req: req, first: first, size: j - first, dd: d})
+}
+
+// done lets go of what the group holds once its requests are answered:
+// the keys of its dedup spans, the snapshot lock, and writes the keys in
+// memory when full says they are due.
+func (g *sendGroup) done(b *Broker, spans []sendSpan, full bool) {
+	for _, sp := range spans {
+		if sp.dd != nil {
+			b.dedup.release(sp.dd.keys, sp.dd.mine)
+		}
+	}
+	if g.snap {
+		b.idem.snapMu.RUnlock()
+		g.snap = false
+	}
+	if full {
+		if err := b.flushDedup(); err != nil {
+			b.log.Warn().Err(err).Msg("record dedup keys")
+		}
+	}
 }

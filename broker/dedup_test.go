@@ -77,8 +77,16 @@ func TestDedupKeysRebuiltFromLog(t *testing.T) {
 	c := newClient(t, b)
 	createDedupTopic(t, c, "d", time.Hour)
 	mustOK(t, c.send("d", 0, "a", map[string]string{protocol.PropUniqKey: "K1"}))
-	if err := b.meta.db.DeleteRange([]byte(dedupPrefix), prefixEnd(dedupPrefix), nil); err != nil {
+	if err := b.flushDedup(); err != nil {
 		t.Fatal(err)
+	}
+	if !hasPrefix(b.meta.db, dedupJournalPrefix) {
+		t.Fatal("no journal written")
+	}
+	for _, p := range []string{dedupPrefix, dedupJournalPrefix} {
+		if err := b.meta.db.DeleteRange([]byte(p), prefixEnd(p), nil); err != nil {
+			t.Fatal(err)
+		}
 	}
 	b.idem.mu.Lock()
 	b.idem.tab = nil // and no snapshot at shutdown: replay the whole log
@@ -135,11 +143,20 @@ func TestDedupWindowExpires(t *testing.T) {
 	if last.ExtFields["queueOffset"] != "1" {
 		t.Fatalf("second copy at %v", last.ExtFields)
 	}
+	if err := b.flushDedup(); err != nil {
+		t.Fatal(err)
+	}
+	if !hasPrefix(b.meta.db, dedupJournalPrefix) {
+		t.Fatal("no journal written")
+	}
 	if err := b.sweepDedup(time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if hasPrefix(b.meta.db, dedupPrefix) {
+	if hasPrefix(b.meta.db, dedupPrefix) || hasPrefix(b.meta.db, dedupJournalPrefix) {
 		t.Fatal("expired keys survived the sweep")
+	}
+	if _, ok := b.dedup.memLookup(dedupKey("d", "K")); ok {
+		t.Fatal("expired key still in memory")
 	}
 }
 
@@ -201,5 +218,81 @@ func TestDedupWindowValidated(t *testing.T) {
 		if err := b.CreateTopic(TopicConfig{TopicName: "t", ReadQueueNums: 1, WriteQueueNums: 1, DedupWindowMs: ms}); err == nil {
 			t.Errorf("window %d ms accepted", ms)
 		}
+	}
+}
+
+// More keys than memory holds: the oldest move to the store one by one
+// and are still found there, before and after a restart (clean, and
+// after losing the snapshot: the journal and the replay put back the
+// rest).
+func TestDedupMemorySpillsToStore(t *testing.T) {
+	dir := t.TempDir()
+	b := testBroker(t, dir, nil)
+	b.dedup.memKeys = 4
+	c := newClient(t, b)
+	createDedupTopic(t, c, "d", time.Hour)
+	const n = 10
+	first := make([]*remoting.Command, n)
+	for i := range n {
+		first[i] = c.send("d", 0, "m"+strconv.Itoa(i), map[string]string{protocol.PropUniqKey: "K" + strconv.Itoa(i)})
+		mustOK(t, first[i])
+	}
+	if err := b.flushDedup(); err != nil {
+		t.Fatal(err)
+	}
+	b.dedup.mu.Lock()
+	inMem := len(b.dedup.mem)
+	b.dedup.mu.Unlock()
+	spilled := 0
+	if err := b.meta.scan(dedupPrefix, func(_, _ []byte) error { spilled++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if inMem != 4 || spilled != n-4 {
+		t.Fatalf("%d keys in memory, %d in the store; want 4 and %d", inMem, spilled, n-4)
+	}
+	check := func(when string) {
+		t.Helper()
+		for i := range n {
+			r := c.send("d", 0, "m"+strconv.Itoa(i), map[string]string{protocol.PropUniqKey: "K" + strconv.Itoa(i)})
+			if r.ExtFields["duplicate"] != "true" || r.ExtFields["queueOffset"] != first[i].ExtFields["queueOffset"] {
+				t.Fatalf("%s: K%d answered %v, first %v", when, i, r.ExtFields, first[i].ExtFields)
+			}
+		}
+	}
+	check("in memory and in the store")
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b = testBroker(t, dir, nil)
+	c = newClient(t, b)
+	check("after a restart")
+	if err := b.meta.db.Delete([]byte(producerSnapKey), nil); err != nil {
+		t.Fatal(err)
+	}
+	b.idem.mu.Lock()
+	b.idem.tab = nil // and no snapshot at shutdown
+	b.idem.mu.Unlock()
+	if err := b.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b = testBroker(t, dir, nil)
+	c = newClient(t, b)
+	check("after a restart without a snapshot")
+	if got := pullAll(t, b, c, "d", 0); len(got) != n {
+		t.Fatalf("stored %d messages, want %d", len(got), n)
+	}
+}
+
+// A journal value cut short is an error at open, not keys silently lost.
+func TestDedupJournalCorrupt(t *testing.T) {
+	dir := t.TempDir()
+	b := testBroker(t, dir, nil)
+	createDedupTopic(t, newClient(t, b), "d", time.Hour)
+	if err := b.meta.db.Set(journalKey(7), []byte{40, 'd', 'd'}, nil); err != nil {
+		t.Fatal(err)
+	}
+	err := b.loadDedupJournal(time.Now())
+	if err == nil || !strings.Contains(err.Error(), "cut short") {
+		t.Fatalf("loading a cut journal: %v", err)
 	}
 }

@@ -45,3 +45,29 @@ func TestKeyFilterNoFalseNegatives(t *testing.T) {
 		t.Fatalf("rebuild forgot only %d of 998 swept keys", gone)
 	}
 }
+
+// Far more keys than the filter was sized for, with no rebuild between:
+// it grows, and its false positives stay near the design rate.
+func TestKeyFilterGrows(t *testing.T) {
+	f := newKeyFilter()
+	start := f.size()
+	n := 4 * filterMinBits / filterKeyBits
+	for i := range n {
+		f.add("k" + strconv.Itoa(i))
+	}
+	if f.size() <= start {
+		t.Fatalf("filter of %d keys still %d bytes", n, f.size())
+	}
+	fp := 0
+	for i := range 100000 {
+		if !f.mayContain("k" + strconv.Itoa(i)) {
+			t.Fatalf("k%d added but not found", i)
+		}
+		if f.mayContain("absent" + strconv.Itoa(i)) {
+			fp++
+		}
+	}
+	if fp > 500 { // 0.5 %; a filter that never grew would answer yes to ~15 %
+		t.Fatalf("%d false positives in 100,000", fp)
+	}
+}

@@ -1,12 +1,14 @@
 package broker
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/ferrymq/ferry/protocol"
 	"hash/maphash"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,25 +74,87 @@ type producerFields struct {
 // parseProducerFields reads the producer properties of wire-form props;
 // ok is false when the message carries no producer id.
 func parseProducerFields(props []byte) (f producerFields, ok bool, err error) {
-	pid, ok := protocol.Property(props, protocol.PropProducerID)
+	pid, es, ss, ok := producerProps(props)
 	if !ok {
 		return f, false, nil
 	}
-	if pid == "" || len(pid) > maxProducerIDLen {
-		return f, true, fmt.Errorf("%w: %s must be 1 to %d bytes", errIdempotent, protocol.PropProducerID, maxProducerIDLen)
+	if f.epoch, f.seq, err = checkProducerProps(pid, es, ss); err != nil {
+		return f, true, err
 	}
-	f.pid = pid
-	es, _ := protocol.Property(props, protocol.PropProducerEpoch)
-	e, err := strconv.ParseInt(es, 10, 32)
-	if err != nil || e < 0 {
-		return f, true, fmt.Errorf("%w: %s %q is not an epoch (a non-negative integer)", errIdempotent, protocol.PropProducerEpoch, es)
-	}
-	f.epoch = int32(e)
-	ss, _ := protocol.Property(props, protocol.PropProducerSeq)
-	if f.seq, err = strconv.ParseInt(ss, 10, 64); err != nil || f.seq < 0 {
-		return f, true, fmt.Errorf("%w: %s %q is not a sequence (a non-negative integer)", errIdempotent, protocol.PropProducerSeq, ss)
-	}
+	f.pid = string(pid)
 	return f, true, nil
+}
+
+// checkProducerProps checks the raw producer properties and returns the
+// epoch and sequence.
+func checkProducerProps(pid, es, ss []byte) (int32, int64, error) {
+	if len(pid) == 0 || len(pid) > maxProducerIDLen {
+		return 0, 0, fmt.Errorf("%w: %s must be 1 to %d bytes", errIdempotent, protocol.PropProducerID, maxProducerIDLen)
+	}
+	e, ok := parseNonNegative(es)
+	if !ok || e > math.MaxInt32 {
+		return 0, 0, fmt.Errorf("%w: %s %q is not an epoch (a non-negative integer)", errIdempotent, protocol.PropProducerEpoch, es)
+	}
+	seq, ok := parseNonNegative(ss)
+	if !ok {
+		return 0, 0, fmt.Errorf("%w: %s %q is not a sequence (a non-negative integer)", errIdempotent, protocol.PropProducerSeq, ss)
+	}
+	return int32(e), seq, nil
+}
+
+// producerProps finds the producer properties of wire-form props in one
+// pass (the first of each name, as protocol.Property does); ok is false
+// without a producer id.
+func producerProps(p []byte) (pid, epoch, seq []byte, ok bool) {
+	var haveEpoch, haveSeq bool
+	for i := 0; i < len(p); {
+		end := bytes.IndexByte(p[i:], protocol.PropertySep)
+		if end < 0 {
+			end = len(p)
+		} else {
+			end += i
+		}
+		item := p[i:end]
+		i = end + 1
+		sep := bytes.IndexByte(item, protocol.PropertyNameSep)
+		if sep <= 0 || item[0] != '_' {
+			continue
+		}
+		switch string(item[:sep]) {
+		case protocol.PropProducerID:
+			if !ok {
+				pid, ok = item[sep+1:], true
+			}
+		case protocol.PropProducerEpoch:
+			if !haveEpoch {
+				epoch, haveEpoch = item[sep+1:], true
+			}
+		case protocol.PropProducerSeq:
+			if !haveSeq {
+				seq, haveSeq = item[sep+1:], true
+			}
+		}
+	}
+	return pid, epoch, seq, ok
+}
+
+// parseNonNegative parses decimal digits into a non-negative int64.
+func parseNonNegative(b []byte) (int64, bool) {
+	if len(b) == 0 || len(b) > 19 {
+		return 0, false
+	}
+	var n int64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := int64(c - '0')
+		if n > (math.MaxInt64-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
 }
 
 // batchProducerFields checks that msgs are all idempotent or all plain
@@ -102,15 +166,20 @@ func batchProducerFields(msgs []commitlog.Message) (producerFields, bool, error)
 		return first, true, err
 	}
 	for i := 1; i < len(msgs); i++ {
-		f, ok2, err := parseProducerFields(msgs[i].Properties)
+		pid, es, ss, ok2 := producerProps(msgs[i].Properties)
+		if ok2 != ok {
+			return first, true, fmt.Errorf("%w: a batch mixes messages with and without %s", errIdempotent, protocol.PropProducerID)
+		}
+		if !ok {
+			continue
+		}
+		epoch, seq, err := checkProducerProps(pid, es, ss)
 		switch {
 		case err != nil:
 			return first, true, fmt.Errorf("message %d: %w", i, err)
-		case ok2 != ok:
-			return first, true, fmt.Errorf("%w: a batch mixes messages with and without %s", errIdempotent, protocol.PropProducerID)
-		case ok && (f.pid != first.pid || f.epoch != first.epoch || f.seq != first.seq+int64(i)):
+		case string(pid) != first.pid || epoch != first.epoch || seq != first.seq+int64(i):
 			return first, true, fmt.Errorf("%w: message %d of the batch is %s/%d/%d, want %s/%d/%d",
-				errIdempotent, i, f.pid, f.epoch, f.seq, first.pid, first.epoch, first.seq+int64(i))
+				errIdempotent, i, pid, epoch, seq, first.pid, first.epoch, first.seq+int64(i))
 		}
 	}
 	return first, ok, nil
@@ -299,17 +368,19 @@ func (b *Broker) loadProducers() error {
 		return fmt.Errorf("broker: read producer epochs: %w", err)
 	}
 	var buf []byte
-	keys := b.meta.db.NewBatch()
-	defer keys.Close()
 	nowT := time.Now()
+	if err := b.loadDedupFilter(); err != nil { // dedup.go
+		return err
+	}
+	if err := b.loadDedupJournal(nowT); err != nil { // dedupmem.go
+		return err
+	}
 	_, err = b.clog.Scan(from, b.clog.WrittenOffset(), &buf, func(off int64, raw []byte) error {
 		rec, err := protocol.Decode(raw)
 		if err != nil {
 			return err
 		}
-		if err := b.replayDedup(keys, &rec, off, nowT); err != nil { // dedup.go
-			return err
-		}
+		b.replayDedup(&rec, off, nowT) // dedup.go
 		topic := string(rec.Topic)
 		if protocol.IsReservedTopic(topic) || strings.HasPrefix(topic, protocol.RetryTopicPrefix) || strings.HasPrefix(topic, protocol.DLQTopicPrefix) {
 			return nil // copies of messages stored again by the broker
@@ -325,10 +396,7 @@ func (b *Broker) loadProducers() error {
 	if err != nil {
 		return fmt.Errorf("broker: replay the log for producer state: %w", err)
 	}
-	if err := b.meta.db.Apply(keys, pebble.NoSync); err != nil {
-		return err
-	}
-	if err := b.loadDedupFilter(); err != nil { // dedup.go
+	if err := b.flushDedup(); err != nil { // dedupmem.go: the keys replayed
 		return err
 	}
 	s.tab = table
@@ -344,6 +412,12 @@ func (b *Broker) snapshotProducers(now time.Time) error {
 		expiry = idempotence.DefaultExpiry
 	}
 	s.snapMu.Lock()
+	// The snapshot's replay puts back only the keys of messages after
+	// it: those of earlier ones must be in the store first.
+	if err := b.flushDedup(); err != nil { // dedup.go
+		s.snapMu.Unlock()
+		return err
+	}
 	s.mu.Lock()
 	gone := s.tab.Expire(now.UnixMilli(), expiry)
 	data, err := s.tab.Snapshot(b.clog.WrittenOffset())

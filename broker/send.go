@@ -298,10 +298,13 @@ func (h sendHandler) ServeBatch(c *remoting.Conn, reqs []*remoting.Command) {
 	}
 }
 
-// sendSpan is one request's messages within a group's append.
+// sendSpan is one request's messages within a group's append; dd is set
+// for a request to a topic with a dedup window, whose duplicates are not
+// in the group's messages (dedup.go).
 type sendSpan struct {
 	req         *remoting.Command
 	first, size int
+	dd          *dedupSpan
 }
 
 var spanPool = sync.Pool{New: func() any { s := make([]sendSpan, 0, 64); return &s }}
@@ -322,6 +325,7 @@ func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 	spansp := spanPool.Get().(*[]sendSpan)
 	defer func() { clear(*spansp); *spansp = (*spansp)[:0]; spanPool.Put(spansp) }()
 	msgs, spans := *msgsp, *spansp
+	var g sendGroup
 	for _, req := range reqs {
 		first := len(msgs)
 		var err error
@@ -342,21 +346,46 @@ func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 			b.reply(c, req, protocol.RespServiceNotAvailable, err.Error())
 			continue
 		}
-		if b.sendIdempotent(c, req, msgs[first:]) || b.sendDeduped(c, req, msgs[first:]) { // idempotent.go, dedup.go
+		if b.sendIdempotent(c, req, msgs[first:]) { // idempotent.go
 			msgs = msgs[:first]
 			continue
 		}
-		spans = append(spans, sendSpan{req, first, len(msgs) - first})
+		if w := b.dedupWindow(msgs[first:]); w > 0 {
+			msgs, spans = b.groupDedup(c, &g, req, msgs, spans, first, w) // dedup.go
+			continue
+		}
+		spans = append(spans, sendSpan{req: req, first: first, size: len(msgs) - first})
 	}
 	*msgsp, *spansp = msgs, spans
+	b.appendGroup(c, &g, msgs, spans)
+}
+
+// sendGroup is what a group holding dedup spans holds until it is
+// answered: the producer snapshot's read lock and the spans' keys.
+type sendGroup struct {
+	snap bool // holds idem.snapMu for reading
+}
+
+// appendGroup appends a group's messages, answers its requests and lets
+// go of what the group holds.
+func (b *Broker) appendGroup(c *remoting.Conn, g *sendGroup, msgs []commitlog.Message, spans []sendSpan) {
 	if len(spans) == 0 {
+		g.done(b, spans, false)
 		return
 	}
-	b.appendMessages(msgs, func(res []commitlog.AppendResult, err error) {
+	answer := func(res []commitlog.AppendResult, err error) {
+		full := false
+		if g.snap && res != nil {
+			full = b.recordDedup(spans, res, msgs) // dedup.go
+		}
 		for _, sp := range spans {
 			var r []commitlog.AppendResult
 			if res != nil {
 				r = res[sp.first : sp.first+sp.size]
+			}
+			if sp.dd != nil {
+				b.answerDedup(c, sp, msgs, r, err) // dedup.go
+				continue
 			}
 			resp := b.sendResponse(sp.req, msgs[sp.first:sp.first+sp.size], r, err)
 			if r == nil {
@@ -365,7 +394,13 @@ func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 			}
 			b.repl.reply(c, sp.req, resp, msgs[sp.first].Topic, r[len(r)-1].End()) // replication.go
 		}
-	})
+		g.done(b, spans, full)
+	}
+	if len(msgs) == 0 {
+		answer([]commitlog.AppendResult{}, nil) // only duplicates
+		return
+	}
+	b.appendMessages(msgs, answer)
 }
 
 // prepareSend checks one send request and appends its messages to msgs.
