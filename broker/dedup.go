@@ -47,7 +47,7 @@ type dedupState struct {
 	journal    []byte                   // keys recorded since the last journal write; guarded by mu
 	journalN   int                      // guarded by mu
 	journalExp int64                    // when journal's last key leaves its window (unix ms); guarded by mu
-	memKeys    int                      // keys memory holds; 0: dedupMemKeys
+	memKeys    int                      // keys memory holds; 0: dedupMemKeys; guarded by mu
 	flushMu    sync.Mutex               // one write of keys at a time
 	seq        uint64                   // the next journal value's sequence; guarded by flushMu
 	journals   []journalValue           // journal values written; guarded by flushMu

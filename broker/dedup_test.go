@@ -228,7 +228,9 @@ func TestDedupWindowValidated(t *testing.T) {
 func TestDedupMemorySpillsToStore(t *testing.T) {
 	dir := t.TempDir()
 	b := testBroker(t, dir, nil)
+	b.dedup.mu.Lock() // the sends are served by other goroutines
 	b.dedup.memKeys = 4
+	b.dedup.mu.Unlock()
 	c := newClient(t, b)
 	createDedupTopic(t, c, "d", time.Hour)
 	const n = 10
