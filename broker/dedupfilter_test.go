@@ -67,7 +67,7 @@ func TestKeyFilterGrows(t *testing.T) {
 			fp++
 		}
 	}
-	if fp > 500 { // 0.5 %; a filter that never grew would answer yes to ~15 %
+	if fp > 1500 { // 1.5 % (design rate ~0.5 %); a filter that never grew would answer yes to ~15 %
 		t.Fatalf("%d false positives in 100,000", fp)
 	}
 }

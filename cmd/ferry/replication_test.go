@@ -331,8 +331,10 @@ func TestReplicationClusterListAndCatchUp(t *testing.T) {
 				want[msg] = true
 			}
 			if msg == "replication: catching up with the master" {
-				if rem, _ := line["remaining_bytes"].(float64); rem < 2e6 {
-					t.Fatalf("catch-up starts %v bytes behind, want the 2 MB sent meanwhile and more", rem)
+				// The line may come after the first frames have landed, so
+				// it is allowed to miss part of the 2 MB, not most of it.
+				if rem, _ := line["remaining_bytes"].(float64); rem < 1e6 {
+					t.Fatalf("catch-up starts %v bytes behind, want most of the 2 MB sent meanwhile", rem)
 				}
 			}
 		case <-deadline:
