@@ -70,18 +70,38 @@ func startReplTestGroup(t *testing.T, n int, mut func(*Config)) *replTestGroup {
 }
 
 // add starts replica id (registered for shutdown before the name server's).
+// A free port can be taken by another test before the replica binds it;
+// then it tries again with another.
 func (g *replTestGroup) add(id int64, mut func(*Config)) *Broker {
-	port := freePort(g.t)
-	b := testBroker(g.t, g.t.TempDir(), func(c *Config) {
-		c.BrokerName = "broker-a"
-		c.NamesrvAddrs = []string{g.ns.Addr()}
-		c.ReplicationPort, c.ReplicaID = port, id
+	g.t.Helper()
+	for attempt := 0; ; attempt++ {
+		cfg := DefaultConfig()
+		cfg.DataDir = g.t.TempDir()
+		cfg.ListenHost, cfg.AdvertiseHost, cfg.Port, cfg.HTTPPort = "127.0.0.1", "127.0.0.1", 0, -1
+		cfg.SegmentSize = 16 << 20
+		cfg.MaxMessageSize = 1 << 20
+		cfg.BrokerName = "broker-a"
+		cfg.NamesrvAddrs = []string{g.ns.Addr()}
+		cfg.ReplicationPort, cfg.ReplicaID = freePort(g.t), id
 		if mut != nil {
-			mut(c)
+			mut(&cfg)
 		}
-	})
-	g.brokers[id] = b
-	return b
+		b, err := New(cfg)
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		err = b.Start()
+		if err != nil {
+			_ = b.Shutdown(context.Background())
+			if attempt < 5 && strings.Contains(err.Error(), "address already in use") {
+				continue
+			}
+			g.t.Fatal(err)
+		}
+		g.t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+		g.brokers[id] = b
+		return b
+	}
 }
 
 // master waits for a master whose in-sync set has want members, and
