@@ -18,6 +18,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"reflect"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -49,6 +50,24 @@ var (
 	opsFlagProfile   = &cli.StringFlag{Name: "profile", Usage: "credentials profile to use (default: [default], when the file has one)", EnvVars: []string{"FERRY_PROFILE"}}
 	opsFlagCredsFile = &cli.StringFlag{Name: "credentials-file", Usage: "credentials profiles, TOML (default ~/.config/ferry/credentials)", EnvVars: []string{"FERRY_CREDENTIALS_FILE"}}
 )
+
+// freshFlags returns copies of fs. cli writes into a flag while it parses
+// (its default, whether it was set), so two commands run at once in one
+// process (the tests do) must not share the package's flag values.
+func freshFlags(fs []cli.Flag) []cli.Flag {
+	out := make([]cli.Flag, len(fs))
+	for i, f := range fs {
+		v := reflect.ValueOf(f)
+		if v.Kind() != reflect.Pointer {
+			out[i] = f
+			continue
+		}
+		c := reflect.New(v.Elem().Type())
+		c.Elem().Set(v.Elem())
+		out[i] = c.Interface().(cli.Flag)
+	}
+	return out
+}
 
 func opsGlobalFlags() []cli.Flag {
 	return []cli.Flag{opsFlagNamesrv, opsFlagOutput, opsFlagTimeout, opsFlagNoHeaders,
@@ -148,7 +167,7 @@ type opsLeaf struct {
 func (l opsLeaf) command() *cli.Command {
 	return &cli.Command{
 		Name: l.name, Usage: l.usage, ArgsUsage: l.args,
-		Flags:        append(append([]cli.Flag{}, l.flags...), opsGlobalFlags()...),
+		Flags:        freshFlags(append(append([]cli.Flag{}, l.flags...), opsGlobalFlags()...)),
 		OnUsageError: opsOnUsageError,
 		Action: func(c *cli.Context) error {
 			if l.nargs >= 0 && c.NArg() != l.nargs {
