@@ -98,8 +98,7 @@ func (b *Broker) ensureConsumerGroup(group string, clustering bool) error {
 	newTopic := false
 	if _, ok := b.topics.get(retry); clustering && !ok {
 		newTopic = true
-		changes = append(changes, metaChange{Kind: metaTopicPut, Topic: TopicConfig{TopicName: retry, ReadQueueNums: 1, WriteQueueNums: 1,
-			Perm: int32(protocol.PermRead | protocol.PermWrite), TopicFilterType: remoting.TopicFilterSingleTag}})
+		changes = append(changes, metaChange{Kind: metaTopicPut, Topic: groupTopicConfig(retry)})
 	}
 	if len(changes) == 0 {
 		return nil

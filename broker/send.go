@@ -268,8 +268,13 @@ func orDefault(s, def string) string {
 
 // ensureGroupTopic creates a %RETRY% or %DLQ% topic (one queue) on demand.
 func (b *Broker) ensureGroupTopic(topic string) (TopicConfig, error) {
-	return b.topics.ensure(TopicConfig{TopicName: topic, ReadQueueNums: 1, WriteQueueNums: 1,
-		Perm: int32(protocol.PermRead | protocol.PermWrite)})
+	return b.topics.ensure(groupTopicConfig(topic))
+}
+
+// groupTopicConfig is the config of a group's %RETRY% or %DLQ% topic.
+func groupTopicConfig(topic string) TopicConfig {
+	return TopicConfig{TopicName: topic, ReadQueueNums: 1, WriteQueueNums: 1,
+		Perm: int32(protocol.PermRead | protocol.PermWrite), TopicFilterType: remoting.TopicFilterSingleTag}
 }
 
 var msgPool = sync.Pool{New: func() any { s := make([]commitlog.Message, 0, 64); return &s }}

@@ -112,6 +112,18 @@ func (g *faultGroup) start(id int64) {
 }
 
 // kill stops replica id with SIGKILL and waits until it is gone.
+// others is every replica but id, in id order.
+func (g *faultGroup) others(id int64) []int64 {
+	var out []int64
+	for r := range g.reps {
+		if r != id {
+			out = append(out, r)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
 func (g *faultGroup) kill(id int64) {
 	r := g.reps[id]
 	if err := r.srv.cmd.Process.Kill(); err != nil {
@@ -363,13 +375,7 @@ func TestReplicationPartitionedMaster(t *testing.T) {
 		acked = append(acked, body)
 	}
 
-	var others []int64
-	for id := range g.reps {
-		if id != m {
-			others = append(others, id)
-		}
-	}
-	slices.Sort(others)
+	others := g.others(m)
 
 	g.isolate(m)
 	cut := time.Now()
@@ -549,13 +555,7 @@ func TestReplicationMasterCutFromControlPlane(t *testing.T) {
 		g.mustSend(m, topic, body)
 		acked = append(acked, body)
 	}
-	var others []int64
-	for id := range g.reps {
-		if id != m {
-			others = append(others, id)
-		}
-	}
-	slices.Sort(others)
+	others := g.others(m)
 
 	g.reps[m].toNS.Stop()
 	cut := time.Now()
