@@ -65,6 +65,7 @@ single_up() {
   "$ferry" server --data-dir "$d/data" --namesrv-port "$port" --broker-port 0 --http-port -1 \
     --host 127.0.0.1 --advertise-host 127.0.0.1 --log-format json 2>"$d/log" &
   single_pid=$!
+  pids=$single_pid
   for _ in $(seq 200); do grep -q '"broker ready"' "$d/log" 2>/dev/null && break; sleep 0.05; done
   grep -q '"broker ready"' "$d/log" || { echo "single broker did not start; see $d/log" >&2; exit 1; }
   ns="127.0.0.1:$port"
@@ -77,6 +78,7 @@ cluster_up() {
   local out
   out=$(scripts/cluster.sh up "$dir/cluster" | tail -1)
   ns=${out#NAMESRV=}; ns=${ns%%;*}
+  pids="$(cat "$dir"/cluster/broker{1,2,3}/pid | tr '\n' ' ')"
 }
 cluster_down() { scripts/cluster.sh down "$dir/cluster" >/dev/null; }
 
@@ -94,7 +96,19 @@ cpu_profile() {
   curl -sf -o "$2" "http://127.0.0.1:$(cut -d' ' -f2 "$dir/cluster/broker$1/ports")/debug/pprof/profile?seconds=10" &
 }
 
-b() { "$ferry" bench "$@" --namesrv "$ns" --duration "$dur" --warmup 3s --quiet | grep -E 'produced|consumed|send rtt|end to end'; }
+# b runs a load against $ns and prints its figures and the CPU the brokers
+# ($pids: the single broker, or replicas 1 2 3) used over it, warm-up included.
+b() {
+  local before=() p i=0 t0 out=""
+  for p in $pids; do before+=("$(awk '{print $14+$15}' "/proc/$p/stat")"); done
+  t0=$(date +%s.%N)
+  "$ferry" bench "$@" --namesrv "$ns" --duration "$dur" --warmup 3s --quiet | grep -E 'produced|consumed|send rtt|end to end'
+  for p in $pids; do
+    out+=" $(python3 -c "import time; print('%.2f' % (($(awk '{print $14+$15}' "/proc/$p/stat")-${before[$i]})/$(getconf CLK_TCK)/(time.time()-$t0)))")"
+    i=$((i+1))
+  done
+  echo "broker CPU (cores):$out"
+}
 
 throughput_round() { # $1: single|cluster
   if [ "$1" = single ]; then
@@ -105,7 +119,7 @@ throughput_round() { # $1: single|cluster
   else
     cluster_up
     local m; m=$(master)
-    echo "-- (b) 3-replica group, acks=all (master: replica $m): batch sends, 4 producers x 32"
+    echo "-- (b) 3-replica group, acks=all (master: replica $m; CPU below of replicas 1 2 3): batch sends, 4 producers x 32"
     if [ -n "$profile" ]; then
       local s=$(( m % 3 + 1 ))
       cpu_profile "$m" "$dir/profiles/acksall-master-r$round.pb"
