@@ -160,6 +160,10 @@ fi
 
 if has catchup; then
   echo "== (d) catch-up of an empty slave from a master holding $gib GiB (df: $(df -h --output=avail "$dir" | tail -1 | tr -d ' ') free)"
+  if [ "$(df --output=avail -B1G "$dir" | tail -1 | tr -d ' ')" -lt $((2 * gib + 8)) ]; then
+    echo "not enough free disk for two copies of $gib GiB and a margin of 8 GiB; set CATCHUP_GIB lower" >&2
+    exit 1
+  fi
   cluster_up
   m=$(master)
   others=()
@@ -208,9 +212,17 @@ print(next((x.get('acked_offset',0) for x in r.get('replicas',[]) if x['id']==$s
     sleep 0.2
   done
   python3 -c "
-import time
+import os, time
 t=time.time()-$start
-print('slave $s caught up %d MiB in %.1f s: %.0f MiB/s (from its start, process start-up included)' % ($end>>20, t, $end/t/2**20))"
+print('slave $s caught up %d MiB in %.1f s: %.0f MiB/s written (from its start, process start-up included)' % ($end>>20, t, $end/t/2**20))
+# As the ceiling's fio run ends with an fsync: the slave's segments synced.
+d='$dir/cluster/broker$s/data/commitlog'
+for n in os.listdir(d):
+    fd=os.open(os.path.join(d, n), os.O_RDONLY)
+    os.fsync(fd)
+    os.close(fd)
+t=time.time()-$start
+print('with its commitlog synced after: %.1f s: %.0f MiB/s' % (t, $end/t/2**20))"
   wait
   cluster_down
 fi
