@@ -22,6 +22,7 @@ const (
 
 	frameHeaderLen = 5  // LENGTH + TYPE
 	dataHeaderLen  = 21 // LENGTH + TYPE + epoch + start
+	commitFrameLen = 21 // LENGTH + TYPE + epoch + offset
 )
 
 // FrameType is a frame's TYPE.
@@ -153,10 +154,10 @@ func AppendFrame(dst []byte, f *Frame) ([]byte, error) {
 	return dst, nil
 }
 
-// dataHeader is the header of a DATA frame carrying n bytes, so the bytes
+// dataHeader appends the header of a DATA frame carrying n bytes to dst, so the bytes
 // can be written from where they lie.
 func dataHeader(dst []byte, epoch, start int64, n int) []byte {
-	dst = binary.BigEndian.AppendUint32(dst[:0], uint32(dataHeaderLen-4+n))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(dataHeaderLen-4+n))
 	dst = append(dst, byte(FrameData))
 	return appendInt64s(dst, epoch, start)
 }

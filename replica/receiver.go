@@ -400,6 +400,15 @@ func (s *session) receive(br *bufio.Reader, buf *[]byte, pos, last int64, bell c
 			return err
 		}
 		pos = log.WrittenOffset()
+		if !s.r.cfg.RequireFlushed {
+			// Acked from here, not handed to the acking goroutine: on a
+			// busy machine every wake-up on the way back to the master
+			// adds to an acks=all send's wait.
+			if err := s.ack(); err != nil {
+				return err
+			}
+			continue
+		}
 		select {
 		case bell <- struct{}{}:
 		default:
@@ -407,8 +416,33 @@ func (s *session) receive(br *bufio.Reader, buf *[]byte, pos, last int64, bell c
 	}
 }
 
-// acks sends an ACK after every write (coalesced) and every AckInterval,
-// syncing the log first when flushed acks are required, until quit.
+// ack sends an ACK of the log's written and flushed offsets as they are
+// now. The offsets are read under the writer's lock, so the ACKs of the two
+// goroutines that send them leave in the order of their offsets.
+func (s *session) ack() error {
+	log := s.r.log
+	s.mu.Lock()
+	written := log.WrittenOffset()
+	flushed := min(log.FlushedOffset(), written)
+	b, err := AppendFrame(s.buf[:0], &Frame{Type: FrameAck, Epoch: s.epoch, Written: written, Flushed: flushed})
+	if err == nil {
+		s.buf = b
+		_ = s.conn.SetWriteDeadline(time.Now().Add(s.timeout))
+		_, err = s.conn.Write(b)
+	}
+	if err == nil {
+		s.r.update(func(st *ReceiverStatus) { st.Written, st.Flushed = written, flushed })
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("replica: send ACK: %w", err)
+	}
+	return nil
+}
+
+// acks sends an ACK every AckInterval and, when flushed acks are required,
+// after every write (coalesced), syncing the log first, until quit.
+// Without flushed acks the receiving goroutine acks its writes itself.
 func (s *session) acks(bell <-chan struct{}, quit <-chan struct{}) error {
 	cfg, log := s.r.cfg, s.r.log
 	t := time.NewTicker(cfg.AckInterval)
@@ -420,16 +454,13 @@ func (s *session) acks(bell <-chan struct{}, quit <-chan struct{}) error {
 		case <-bell:
 		case <-t.C:
 		}
-		written := log.WrittenOffset()
-		if cfg.RequireFlushed && log.FlushedOffset() < written {
+		if cfg.RequireFlushed && log.FlushedOffset() < log.WrittenOffset() {
 			if err := log.Sync(); err != nil {
 				return fmt.Errorf("replica: sync the slave's log: %w", err)
 			}
 		}
-		flushed := min(log.FlushedOffset(), written)
-		if err := s.write(&Frame{Type: FrameAck, Epoch: s.epoch, Written: written, Flushed: flushed}); err != nil {
-			return fmt.Errorf("replica: send ACK: %w", err)
+		if err := s.ack(); err != nil {
+			return err
 		}
-		s.r.update(func(st *ReceiverStatus) { st.Written, st.Flushed = written, flushed })
 	}
 }

@@ -3,6 +3,7 @@ package replica
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"github.com/ferrymq/ferry/protocol"
@@ -208,10 +209,18 @@ func (st *stream) expect(r *bufio.Reader, buf *[]byte, t FrameType) (Frame, erro
 	return f, nil
 }
 
-// writeData writes a DATA frame whose bytes are sent from where they lie.
-func (st *stream) writeData(epoch, start int64, data []byte) error {
+// writeData writes a DATA frame whose bytes are sent from where they lie,
+// after a COMMIT frame of commitEpoch and commit if commit >= 0, in one
+// write.
+func (st *stream) writeData(epoch, start int64, data []byte, commitEpoch, commit int64) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	st.hdr = st.hdr[:0]
+	if commit >= 0 {
+		st.hdr = binary.BigEndian.AppendUint32(st.hdr, commitFrameLen-4)
+		st.hdr = append(st.hdr, byte(FrameCommit))
+		st.hdr = appendInt64s(st.hdr, commitEpoch, commit)
+	}
 	st.hdr = dataHeader(st.hdr, epoch, start, len(data))
 	_ = st.conn.SetWriteDeadline(time.Now().Add(st.timeout))
 	bufs := net.Buffers{st.hdr, data}
@@ -262,22 +271,22 @@ func (st *stream) ship(ctx context.Context, pos, epoch int64, readErr <-chan err
 		if e := st.s.master.Epoch(); e != epoch {
 			return st.fail(CodeStaleEpoch, "the master left epoch %d for %d", epoch, e)
 		}
+		commit := int64(-1) // a COMMIT to send
 		if st.s.cfg.Commit != nil {
 			// A slave dispatches only what it holds: the commit offset
 			// it is told never passes the bytes sent on this stream.
 			if c := min(st.s.cfg.Commit(), pos); c > sentCommit {
-				if err := st.write(&Frame{Type: FrameCommit, Epoch: epoch, Offset: c}); err != nil {
-					return err
-				}
-				sentCommit = c
+				commit = c
 			}
 		}
 		if written := l.WrittenOffset(); pos < written {
-			next, err := st.shipFrame(pos, written, hist)
+			// The COMMIT goes in the same write as the DATA frame.
+			next, err := st.shipFrame(pos, written, hist, epoch, commit)
 			if err != nil {
 				return err
 			}
 			pos = next
+			sentCommit = max(sentCommit, commit)
 			idle.Reset(st.s.cfg.Idle)
 			select {
 			case err := <-readErr:
@@ -285,6 +294,12 @@ func (st *stream) ship(ctx context.Context, pos, epoch int64, readErr <-chan err
 			default:
 			}
 			continue
+		}
+		if commit >= 0 {
+			if err := st.write(&Frame{Type: FrameCommit, Epoch: epoch, Offset: commit}); err != nil {
+				return err
+			}
+			sentCommit = commit
 		}
 		select {
 		case <-ctx.Done():
@@ -294,7 +309,7 @@ func (st *stream) ship(ctx context.Context, pos, epoch int64, readErr <-chan err
 		case <-wake:
 		case <-commitWake:
 		case <-idle.C:
-			if err := st.writeData(epoch, pos, nil); err != nil {
+			if err := st.writeData(epoch, pos, nil, -1, -1); err != nil {
 				return err
 			}
 			idle.Reset(st.s.cfg.Idle)
@@ -305,7 +320,7 @@ func (st *stream) ship(ctx context.Context, pos, epoch int64, readErr <-chan err
 // shipFrame sends one DATA frame of the whole records from pos (below
 // written) within one segment and one epoch, read straight into the frame
 // buffer, and returns the offset the next frame starts at.
-func (st *stream) shipFrame(pos, written int64, hist History) (int64, error) {
+func (st *stream) shipFrame(pos, written int64, hist History, streamEpoch, commit int64) (int64, error) {
 	epoch, epochEnd := hist.At(pos)
 	limit := written
 	if epochEnd > pos {
@@ -321,7 +336,7 @@ func (st *stream) shipFrame(pos, written int64, hist History) (int64, error) {
 			return pos, st.fail(CodeMasterError, "read the log at %d: %v", pos, err)
 		}
 		if n > 0 {
-			return next, st.writeData(epoch, pos, buf[:n])
+			return next, st.writeData(epoch, pos, buf[:n], streamEpoch, commit)
 		}
 		// The record at pos is larger than a frame: it goes alone.
 		var hdr [4]byte
