@@ -416,6 +416,14 @@ func TestOfficialClientMasterKill(t *testing.T) {
 	acks.mark(time.Now())
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
+	stopProducers := func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		wg.Wait()
+	}
 	var seq atomic.Int64
 	for i := range nProducers {
 		if i > 0 {
@@ -423,6 +431,7 @@ func TestOfficialClientMasterKill(t *testing.T) {
 			select {
 			case <-time.After(routePeriod / nProducers):
 			case <-t.Context().Done():
+				stopProducers()
 				t.FailNow()
 			}
 		}
@@ -451,14 +460,7 @@ func TestOfficialClientMasterKill(t *testing.T) {
 			}
 		}()
 	}
-	stopProducers := func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		wg.Wait()
-	}
+	// Registered after the producers, so it runs before their shutdown.
 	t.Cleanup(stopProducers)
 	waitFor(t, startTimeout, func() bool {
 		first, _ := acks.resumed()
