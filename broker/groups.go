@@ -159,7 +159,14 @@ func (t *offsetTable) get(group, topic string, queue int32) (int64, bool) {
 	return v, ok
 }
 
+// set takes an offset carried by a pull or a lease ack. A replica that
+// follows another's log ignores it: it could never store it, and an entry
+// it kept would hide the offsets the master commits (RocketMQ's slaves
+// ignore a pull's commit offset too).
 func (t *offsetTable) set(group, topic string, queue int32, off int64) {
+	if t.follow.Load() {
+		return
+	}
 	id := offsetID{group, topic, queue}
 	t.mu.Lock()
 	if cur, ok := t.offsets[id]; !ok || cur != off {
@@ -224,10 +231,21 @@ type offsetCommit struct {
 	Offset int64
 }
 
+// writable refuses offset changes on a replica that follows another's log.
+func (t *offsetTable) writable() error {
+	if t.follow.Load() {
+		return fmt.Errorf("%w: consumer offsets are committed on the group's master, which this replica follows", ErrNotMaster)
+	}
+	return nil
+}
+
 // commit stores a commit request's offsets durably, as one record.
 func (t *offsetTable) commit(group string, cs []offsetCommit) error {
 	if len(cs) == 0 {
 		return nil
+	}
+	if err := t.writable(); err != nil {
+		return err
 	}
 	changes := make([]metaChange, len(cs))
 	t.mu.Lock()

@@ -597,4 +597,23 @@ func (b *Broker) RebuildMetadata() error { return b.metaLog.rebuild() }
 // the applier applies them. A broker that takes commits itself (the
 // default) serves the offsets it was sent, which are never behind its
 // log.
-func (b *Broker) FollowMetadata(on bool) { b.offsets.follow.Store(on) }
+//
+// A broker that starts following drops what it took and did not store
+// (offsets carried by pulls since its last flush, which were never the
+// group's committed offsets) and serves what its applier stored, so
+// nothing of its own hides the offsets the log brings.
+func (b *Broker) FollowMetadata(on bool) {
+	if !on {
+		b.offsets.follow.Store(false)
+		return
+	}
+	if b.offsets.follow.Swap(true) {
+		return
+	}
+	b.metaLog.amu.Lock() // the store and the table agree while no record is applied
+	err := b.offsets.reload()
+	b.metaLog.amu.Unlock()
+	if err != nil {
+		b.log.Error().Err(err).Msg("reload consumer offsets from the metadata store")
+	}
+}

@@ -101,6 +101,9 @@ func (b *Broker) ResetOffset(group, topic string, offsetFor func(q int32) (int64
 		off = max(b.minOffset(topic, q), min(off, b.cq.MaxOffset(topic, q)))
 		out[q] = off
 	}
+	if err := b.offsets.writable(); err != nil {
+		return nil, err
+	}
 	for q, off := range out {
 		b.offsets.set(group, topic, q, off)
 	}

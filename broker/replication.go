@@ -214,6 +214,9 @@ func newReplication(b *Broker) *replication {
 	r.commit.Store(b.cq.DispatchedOffset())
 	r.src.limit.Store(r.commit.Load())
 	b.clog.SetAppendGuard(r.appendGuard)
+	// Until the control plane names it master, the replica's consumer
+	// offsets come from the log alone (FollowMetadata).
+	b.offsets.follow.Store(true)
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
