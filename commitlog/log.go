@@ -346,6 +346,15 @@ func (l *Log) DeleteQueue(topic string) {
 // VisibleOffset advances (signals coalesce), and a function to stop.
 func (l *Log) Watch() (<-chan struct{}, func()) { return l.watchers.Watch() }
 
+// WatchFunc has fn called whenever VisibleOffset advances, on the
+// goroutine that advanced it (in async mode the appender that wrote the
+// records, in sync mode the flusher, on a replica the applier), right
+// after it did, and returns a function to stop. It lets a reader follow
+// the log without a goroutine wake-up per write. fn must not block and
+// must not append to the log (the appender calling it may be the one
+// whose write the append would wait for).
+func (l *Log) WatchFunc(fn func()) func() { return l.watchers.WatchFunc(fn) }
+
 func (l *Log) ringWatchers() { l.watchers.Ring() }
 
 // failLocked makes err sticky unless it is ErrNoSpace, which only fails
