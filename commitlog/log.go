@@ -185,6 +185,7 @@ type Log struct {
 
 	flushBell chan struct{} // 1-slot doorbell for the flusher
 	watchers  Bells
+	tail      tailCache // the last bytes written, for readers of the log's end
 
 	stop chan struct{}
 	done chan struct{}
@@ -573,6 +574,7 @@ func (l *Log) leadLocked() {
 
 		l.mu.Lock()
 		if err != nil {
+			l.tail.reset() // it may hold chunks of this round, given back
 			err = l.failLocked(err)
 			if errors.Is(err, ErrNoSpace) && l.spaceErr == nil {
 				l.spaceErr = err
@@ -671,7 +673,8 @@ func (l *Log) writeItems(items []pendingWrite) error {
 			}
 			l.scratch = b
 		}
-		if n, err := s.file.WriteAt(b, items[i].pos-s.base); err != nil {
+		n, err := s.file.WriteAt(b, items[i].pos-s.base)
+		if err != nil {
 			err = fmt.Errorf("write %s at %d: %w", s.name, items[i].pos-s.base, err)
 			if !errors.Is(err, syscall.ENOSPC) {
 				return err
@@ -681,6 +684,7 @@ func (l *Log) writeItems(items []pendingWrite) error {
 			}
 			return fmt.Errorf("%w: %w", ErrNoSpace, err)
 		}
+		l.tail.put(items[i].pos, b)
 		i = j
 	}
 	if cap(l.scratch) > 8<<20 {
