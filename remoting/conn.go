@@ -168,7 +168,14 @@ type Conn struct {
 	// being served, whose answers go through writeLoop so that one write
 	// carries several.
 	raw    syscall.RawConn
+	iov    iovScratch // scratch for writeNow, owned by the goroutine writing
 	corked atomic.Int32
+
+	// rdl is the read deadline in force (zero: none) and rdFrame whether
+	// it bounds a frame begun (the read timeout) rather than the wait for
+	// one (the idle timeout); readLoop's own (see awaitFrame).
+	rdl     time.Time
+	rdFrame bool
 
 	// signer signs the requests sent on a client connection (nil: none);
 	// set before the connection is handed out, cleared by a successful
@@ -518,7 +525,8 @@ func (c *Conn) writeInline() {
 		}
 		c.mu.Unlock()
 		for len(c.out) > 0 {
-			n, err := writeNow(c.raw, c.out)
+			n, iov, err := writeNow(c.raw, c.out, c.iov)
+			c.iov = iov
 			if err != nil {
 				c.mu.Lock()
 				c.handoff = true
@@ -669,19 +677,30 @@ func (c *Conn) readLoop() {
 // connection: the idle timeout while nothing of it has arrived (renewed as
 // long as a request of the connection is being served: a held pull is not
 // idleness), then the read timeout for the whole frame. A frame already
-// buffered whole needs neither.
+// buffered whole needs neither, nor one that arrives whole with its first
+// byte (the read timeout is armed only for a frame still incomplete).
+//
+// Moving a socket deadline resets a runtime timer, so the idle deadline is
+// moved only when less than half the idle timeout is left of it; a wait
+// that times out before a whole idle timeout passed since it began (the
+// deadline was armed earlier) waits again.
 func (c *Conn) awaitFrame(br *bufio.Reader) error {
 	idle, read := c.ep.idleTimeout, c.ep.readTimeout
 	if idle <= 0 && read <= 0 || frameBuffered(br) || c.isClosing() {
 		return nil
 	}
 	if br.Buffered() == 0 {
+		began := time.Now()
 		for {
-			var deadline time.Time
-			if idle > 0 {
-				deadline = time.Now().Add(idle)
+			now := time.Now()
+			switch {
+			case idle > 0 && (c.rdFrame || c.rdl.Sub(now) < idle/2):
+				c.rdl, c.rdFrame = now.Add(idle), false
+				_ = c.nc.SetReadDeadline(c.rdl)
+			case idle <= 0 && c.rdFrame:
+				c.rdl, c.rdFrame = time.Time{}, false
+				_ = c.nc.SetReadDeadline(c.rdl)
 			}
-			_ = c.nc.SetReadDeadline(deadline)
 			_, err := br.Peek(1)
 			if err == nil {
 				break
@@ -689,16 +708,27 @@ func (c *Conn) awaitFrame(br *bufio.Reader) error {
 			if !isTimeout(err) {
 				return err
 			}
-			if c.unanswered.Load() == 0 || c.isClosing() {
+			c.rdl = time.Time{}      // passed: the next round arms a fresh one
+			closing := c.isClosing() // then the deadline is the writer's, to drain the socket
+			if !closing && time.Since(began) < idle {
+				continue
+			}
+			if c.unanswered.Load() == 0 || closing {
 				return fmt.Errorf("%w: nothing received for %v", ErrIdleTimeout, idle)
 			}
+			began = time.Now()
+		}
+		if frameBuffered(br) {
+			return nil
 		}
 	}
-	var deadline time.Time
 	if read > 0 {
-		deadline = time.Now().Add(read)
+		c.rdl, c.rdFrame = time.Now().Add(read), true
+	} else {
+		// Only the idle deadline is in use: no bound on the frame.
+		c.rdl, c.rdFrame = time.Time{}, true
 	}
-	_ = c.nc.SetReadDeadline(deadline)
+	_ = c.nc.SetReadDeadline(c.rdl)
 	return nil
 }
 

@@ -17,4 +17,8 @@ var errWouldBlock = errors.New("remoting: socket buffer full")
 
 func rawConnOf(net.Conn) syscall.RawConn { return nil }
 
-func writeNow(syscall.RawConn, [][]byte) (int, error) { return 0, errWouldBlock }
+type iovScratch = []struct{}
+
+func writeNow(_ syscall.RawConn, _ [][]byte, iov iovScratch) (int, iovScratch, error) {
+	return 0, iov, errWouldBlock
+}
