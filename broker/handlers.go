@@ -39,6 +39,17 @@ func (b *Broker) routes() {
 	timed(protocol.ReqFerryProducerList, b.handleProducerList) // api_transactions.go
 	b.adminRoutes(timed)
 	b.opsRoutes(timed)
+	// Served on the connection's read goroutine (remoting.Inliner): a pull
+	// answers or parks at once; a send with async flush returns once its
+	// write is done (a sync-flush send waits for the group commit, and
+	// goes to a handler goroutine). The rare exception is the first pull
+	// or send that creates a group or topic, whose record then waits for
+	// the flush in sync mode.
+	m.SetInlinable(protocol.ReqPullMessage, nil)
+	async := func(*remoting.Command) bool { return b.clog.Options().Flush == commitlog.FlushAsync }
+	for _, code := range []int16{protocol.ReqSendMessage, protocol.ReqSendMessageV2, protocol.ReqSendBatchMessage, protocol.ReqFerrySendMulti} {
+		m.SetInlinable(code, async)
+	}
 }
 
 func (b *Broker) handleHeartbeat(c *remoting.Conn, req *remoting.Command) {

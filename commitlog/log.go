@@ -185,6 +185,7 @@ type Log struct {
 
 	flushBell chan struct{} // 1-slot doorbell for the flusher
 	watchers  Bells
+	tail      tailCache // the last bytes written, for readers of the log's end
 
 	stop chan struct{}
 	done chan struct{}
@@ -345,6 +346,15 @@ func (l *Log) DeleteQueue(topic string) {
 // Watch returns a 1-slot channel that receives a signal whenever
 // VisibleOffset advances (signals coalesce), and a function to stop.
 func (l *Log) Watch() (<-chan struct{}, func()) { return l.watchers.Watch() }
+
+// WatchFunc has fn called whenever VisibleOffset advances, on the
+// goroutine that advanced it (in async mode the appender that wrote the
+// records, in sync mode the flusher, on a replica the applier), right
+// after it did, and returns a function to stop. It lets a reader follow
+// the log without a goroutine wake-up per write. fn must not block and
+// must not append to the log (the appender calling it may be the one
+// whose write the append would wait for).
+func (l *Log) WatchFunc(fn func()) func() { return l.watchers.WatchFunc(fn) }
 
 func (l *Log) ringWatchers() { l.watchers.Ring() }
 
@@ -564,6 +574,7 @@ func (l *Log) leadLocked() {
 
 		l.mu.Lock()
 		if err != nil {
+			l.tail.reset() // it may hold chunks of this round, given back
 			err = l.failLocked(err)
 			if errors.Is(err, ErrNoSpace) && l.spaceErr == nil {
 				l.spaceErr = err
@@ -662,7 +673,8 @@ func (l *Log) writeItems(items []pendingWrite) error {
 			}
 			l.scratch = b
 		}
-		if n, err := s.file.WriteAt(b, items[i].pos-s.base); err != nil {
+		n, err := s.file.WriteAt(b, items[i].pos-s.base)
+		if err != nil {
 			err = fmt.Errorf("write %s at %d: %w", s.name, items[i].pos-s.base, err)
 			if !errors.Is(err, syscall.ENOSPC) {
 				return err
@@ -672,6 +684,7 @@ func (l *Log) writeItems(items []pendingWrite) error {
 			}
 			return fmt.Errorf("%w: %w", ErrNoSpace, err)
 		}
+		l.tail.put(items[i].pos, b)
 		i = j
 	}
 	if cap(l.scratch) > 8<<20 {

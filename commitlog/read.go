@@ -20,6 +20,9 @@ func (l *Log) ReadAt(p []byte, off int64) error {
 	if s == nil || end > s.base+l.opts.SegmentSize {
 		return fmt.Errorf("%w: [%d, %d) not within one kept segment (min offset %d)", ErrOutOfRange, off, end, l.MinOffset())
 	}
+	if l.tail.get(p, off) {
+		return nil
+	}
 	n, err := s.file.ReadAt(p, off-s.base)
 	if n == len(p) {
 		return nil
@@ -86,7 +89,10 @@ func (l *Log) Scan(from, limit int64, bufp *[]byte, fn func(off int64, rec []byt
 		n := int(min(int64(len(buf)), min(limit, segEnd)-pos))
 		// A finished segment's file ends at its blank marker, so a chunk may
 		// come back short.
-		got, err := s.file.ReadAt(buf[:n], pos-s.base)
+		got, err := n, error(nil)
+		if !l.tail.get(buf[:n], pos) {
+			got, err = s.file.ReadAt(buf[:n], pos-s.base)
+		}
 		if got < protocol.BlankMarkerSize && err != nil {
 			return pos, fmt.Errorf("commitlog: read %s at %d: %w", s.name, pos-s.base, err)
 		}

@@ -65,6 +65,7 @@ func (l *Log) AppendRaw(off int64, b []byte) error {
 	l.reserved = end
 	l.mu.Unlock()
 
+	l.tail.reset() // raw writes are not kept (readers of a replica read the files)
 	err = l.writeRaw(off, b)
 
 	l.mu.Lock()
@@ -211,6 +212,7 @@ func (l *Log) Reset(base int64) error {
 		return l.setStickyLocked(err)
 	}
 	l.writePos, l.reserved, l.minOffset = base, base, base
+	l.tail.reset()
 	l.written.Store(base)
 	l.flushed.Store(base)
 	l.queues = map[queueKey]int64{}
@@ -298,6 +300,7 @@ func (l *Log) Truncate(off int64) error {
 		return l.setStickyLocked(err)
 	}
 	l.writePos, l.reserved = off, off
+	l.tail.reset()
 	l.written.Store(off)
 	l.flushed.Store(off)
 	l.queues = table

@@ -47,6 +47,66 @@ func (s *Store) run() {
 	}
 }
 
+// funcWatcher is a Source that calls a function on the goroutine that
+// advanced its visible end (commitlog.Log.WatchFunc).
+type funcWatcher interface {
+	WatchFunc(fn func()) func()
+}
+
+// pumpBatches bounds the batches pump dispatches on the caller's
+// goroutine before it leaves the rest to the dispatcher.
+const pumpBatches = 2
+
+// pump is called by a Source with WatchFunc on the goroutine that
+// advanced the log's visible end, right after it did. When the dispatcher
+// is not at work it dispatches there and then (a batch or two: the
+// records just published), so that between an append and the answer to a
+// pull held on its queue (OnNotify) there is no goroutine wake-up; at low
+// rates that is a thread woken on the other core per append. When the
+// dispatch lock is taken, when the store is failing or waiting out a full
+// disk, or when more is left than pump takes, the dispatcher is rung
+// instead; the flushes stay the dispatcher's.
+func (s *Store) pump() {
+	if !s.writeMu.TryLock() {
+		s.ringDispatcher()
+		return
+	}
+	select {
+	case <-s.stop:
+		s.writeMu.Unlock()
+		return
+	default:
+	}
+	if s.werr != nil || s.spaceErr != nil {
+		s.writeMu.Unlock()
+		s.ringDispatcher()
+		return
+	}
+	done := true
+	for range pumpBatches {
+		visible := s.src.VisibleOffset()
+		if s.pos >= visible {
+			done = true
+			break
+		}
+		var err error
+		if done, err = s.dispatchLocked(visible); err != nil || done {
+			break
+		}
+	}
+	s.writeMu.Unlock()
+	if !done || s.src.VisibleOffset() > s.dispatched.Load() {
+		s.ringDispatcher()
+	}
+}
+
+func (s *Store) ringDispatcher() {
+	select {
+	case s.bell <- struct{}{}:
+	default:
+	}
+}
+
 // step dispatches until the queues reach the log's visible end, releasing
 // writeMu between batches.
 func (s *Store) step(tick bool) {

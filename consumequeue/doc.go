@@ -47,6 +47,14 @@
 // as the batch ends. A tail is written to its file with one positional
 // write when it reaches 4 KiB, and at a flush.
 //
+// When the source offers WatchFunc (a commitlog.Log does), the goroutine
+// that advanced the log's visible end (in async mode the appender that
+// wrote the records) dispatches them itself right after, if the dispatch
+// lock is free (pump): at low rates the entries, and the held pulls that
+// OnNotify answers, then need no dispatcher wake-up. The dispatcher is rung
+// only when the lock is taken, the store is failing or waiting out a full
+// disk, or more is left than two batches; the flushes are its own.
+//
 // Every FlushInterval (and at Close) the dispatcher flushes: a queue with
 // at least SyncBytes unsynced bytes, or unsynced for MaxSyncDelay, gets its
 // tail written and its files fdatasync'ed; new directories are synced; then

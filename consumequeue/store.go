@@ -100,9 +100,11 @@ type Options struct {
 	// about that much.
 	ListenerSyncInterval time.Duration
 	ListenerSyncBytes    int64
-	// OnNotify, if set, is called on the dispatcher's goroutine right after
-	// it closes a queue's Notify channel because entries were appended, so
-	// a waiter can be answered without a goroutine of its own being woken.
+	// OnNotify, if set, is called on the goroutine dispatching (the
+	// dispatcher, or the appender that published the records; see pump)
+	// right after it closes a queue's Notify channel because entries were
+	// appended, so a waiter can be answered without a goroutine of its own
+	// being woken.
 	// It may read the store (Get, MaxOffset, Notify) but must not block for
 	// long: the next batch waits for it.
 	OnNotify func(topic string, queueID int32)
@@ -285,6 +287,7 @@ type Store struct {
 
 	unwatch func()
 	watch   <-chan struct{}
+	bell    chan struct{} // the dispatcher's doorbell when pump is rung (nil: watch is the source's)
 	stop    chan struct{}
 	done    chan struct{}
 
@@ -343,7 +346,13 @@ func Open(opts Options) (*Store, error) {
 		s.listeners = append(s.listeners, ls)
 	}
 	s.dispatched.Store(s.pos)
-	s.watch, s.unwatch = s.src.Watch()
+	if fw, ok := s.src.(funcWatcher); ok {
+		bell := make(chan struct{}, 1)
+		s.watch, s.bell = bell, bell
+		s.unwatch = fw.WatchFunc(s.pump)
+	} else {
+		s.watch, s.unwatch = s.src.Watch()
+	}
 	s.feedTimer = time.AfterFunc(time.Hour, func() {
 		s.feedArmed.Store(false)
 		s.ringFeederNow()

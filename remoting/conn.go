@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ferrymq/ferry/protocol"
@@ -52,10 +53,14 @@ type endpoint struct {
 	connClosed   func(*Conn)
 	pool         *workerPool
 	batcher      Batcher // the handler, if it serves some requests in groups
+	inliner      Inliner // the handler, if it serves some requests on the read goroutine
 	signer       *signer // signs every request sent (clients); nil: none
 	// wireResponses decodes responses into wire fields (clients; see
 	// ClientConfig.WireResponses).
 	wireResponses bool
+	// inlineWrites lets a connection's answers be written by the
+	// goroutine that has them (servers; see Conn.writeInline).
+	inlineWrites bool
 
 	// busy counts handler goroutines running plus requests not yet answered
 	// (non-oneway); idle is rung whenever it drops to zero.
@@ -88,7 +93,9 @@ func newEndpoint(h Handler, log *slog.Logger, maxFrame, maxInflight int, writeTi
 		log = slog.New(slog.DiscardHandler)
 	}
 	batcher, _ := h.(Batcher)
+	inliner, _ := h.(Inliner)
 	return &endpoint{
+		inliner: inliner,
 		handler: h, log: log, maxFrame: maxFrame, maxInflight: maxInflight,
 		writeTimeout: writeTimeout, idle: make(chan struct{}, 1), pool: newWorkerPool(maxWorkers),
 		batcher: batcher, slowLog: rateLimitedLog{every: 10 * time.Second},
@@ -119,7 +126,8 @@ func (e *endpoint) waitIdle(ctx context.Context) error {
 // Conn is one remoting connection, on the server or the client side.
 //
 // Goroutines: readLoop (owns the reader, dispatches requests, delivers
-// responses) and writeLoop (owns writes). Both end after Close; teardown
+// responses) and writeLoop (writes what is not written by the goroutine
+// answering; see writeInline). Both end after Close; teardown
 // (failing waiting Invokes, OnClose callbacks) runs on readLoop's way out.
 type Conn struct {
 	id     uint64
@@ -142,11 +150,32 @@ type Conn struct {
 	mu       sync.Mutex
 	wq       net.Buffers // frame heads and bodies waiting for the writer
 	wheads   []*[]byte   // pooled heads referenced by wq
+	writing  bool        // a goroutine owns out and writes (see writeInline)
+	handoff  bool        // with writing: writeLoop is to take out over
 	closing  bool        // no more frames accepted
 	err      error       // first error: why the connection closed
 	pending  map[int32]chan *Command
 	onClose  []func()
 	tornDown bool
+
+	// out and outHeads are the frames being written, owned by the
+	// goroutine that set writing: queued frames move from wq behind them.
+	out      net.Buffers
+	outHeads []*[]byte
+	// raw is the socket, for answers written by the goroutine that has
+	// them without waiting for it (server connections over TCP; nil:
+	// every frame goes through writeLoop). corked counts request groups
+	// being served, whose answers go through writeLoop so that one write
+	// carries several.
+	raw    syscall.RawConn
+	iov    iovScratch // scratch for writeNow, owned by the goroutine writing
+	corked atomic.Int32
+
+	// rdl is the read deadline in force (zero: none) and rdFrame whether
+	// it bounds a frame begun (the read timeout) rather than the wait for
+	// one (the idle timeout); readLoop's own (see awaitFrame).
+	rdl     time.Time
+	rdFrame bool
 
 	// signer signs the requests sent on a client connection (nil: none);
 	// set before the connection is handed out, cleared by a successful
@@ -172,6 +201,9 @@ func newConn(nc net.Conn, ep *endpoint) *Conn {
 	}
 	c.log = ep.log.With("conn_id", c.id, "remote", c.remote)
 	c.signer = ep.signer
+	if ep.inlineWrites {
+		c.raw = rawConnOf(nc)
+	}
 	return c
 }
 
@@ -377,7 +409,10 @@ func (c *Conn) dropPending(opaque int32) {
 	c.mu.Unlock()
 }
 
-// enqueue encodes cmd's frame head and queues head and body for the writer.
+// enqueue encodes cmd's frame head and queues head and body for the
+// writer. With no write in progress on a server connection over TCP, the
+// calling goroutine writes the frame itself, as far as the socket takes it
+// without waiting (see writeInline); otherwise writeLoop is rung.
 func (c *Conn) enqueue(cmd *Command) error {
 	hp := headPool.Get().(*[]byte)
 	head, err := AppendFrameHead((*hp)[:0], cmd)
@@ -398,43 +433,155 @@ func (c *Conn) enqueue(cmd *Command) error {
 		c.wq = append(c.wq, cmd.Body)
 	}
 	c.wheads = append(c.wheads, hp)
+	if c.writing {
+		// The writer takes it with the frames before it.
+		c.mu.Unlock()
+		return nil
+	}
+	if c.raw != nil && c.corked.Load() == 0 {
+		c.writing = true
+		c.mu.Unlock()
+		c.writeInline()
+		return nil
+	}
 	c.mu.Unlock()
+	c.ringWriter()
+	return nil
+}
+
+func (c *Conn) ringWriter() {
 	select {
 	case c.doorbell <- struct{}{}:
 	default:
 	}
-	return nil
 }
 
-// writeLoop drains the queue a batch at a time with one writev per batch.
-// On Close it flushes what is queued, then closes the socket.
+// takeLocked moves the queued frames behind those being written.
+func (c *Conn) takeLocked() {
+	c.out = append(c.out, c.wq...)
+	c.outHeads = append(c.outHeads, c.wheads...)
+	clear(c.wq)
+	c.wq = c.wq[:0]
+	clear(c.wheads)
+	c.wheads = c.wheads[:0]
+}
+
+// wrote drops n written bytes from the front of out.
+func (c *Conn) wrote(n int) {
+	k := 0
+	for k < len(c.out) && n >= len(c.out[k]) {
+		n -= len(c.out[k])
+		k++
+	}
+	if k < len(c.out) && n > 0 {
+		c.out[k] = c.out[k][n:]
+	}
+	m := copy(c.out, c.out[k:])
+	clear(c.out[m:])
+	c.out = c.out[:m]
+}
+
+// written gives back the heads of out, all of it written.
+func (c *Conn) written() {
+	clear(c.out)
+	c.out = c.out[:0]
+	for _, hp := range c.outHeads {
+		putHead(hp)
+	}
+	clear(c.outHeads)
+	c.outHeads = c.outHeads[:0]
+}
+
+// inlineRounds bounds the writes one goroutine makes in writeInline for
+// frames others queued meanwhile before it leaves them to writeLoop.
+const inlineRounds = 2
+
+// writeInline writes the queued frames on the calling goroutine (which
+// set writing), as far as the socket takes them now: an answer is written
+// by the goroutine that has it, with no hand-off to writeLoop, which at
+// low rates is a thread wake-up per answer. It never waits for the socket:
+// what does not fit now (a full socket buffer, a peer not reading), a
+// write deadline passed, a failed write, the connection closing or more
+// than inlineRounds rounds of frames are handed to writeLoop, which
+// writes them in order, under the write timeout, and deals with errors.
+func (c *Conn) writeInline() {
+	for round := 0; ; round++ {
+		c.mu.Lock()
+		c.takeLocked()
+		if len(c.out) == 0 {
+			c.writing = false
+			closing := c.closing
+			c.mu.Unlock()
+			if closing {
+				c.ringWriter() // writeLoop may wait to flush and close
+			}
+			return
+		}
+		if round == inlineRounds || c.closing {
+			c.handoff = true
+			c.mu.Unlock()
+			c.ringWriter()
+			return
+		}
+		c.mu.Unlock()
+		for len(c.out) > 0 {
+			n, iov, err := writeNow(c.raw, c.out, c.iov)
+			c.iov = iov
+			if err != nil {
+				c.mu.Lock()
+				c.handoff = true
+				c.mu.Unlock()
+				c.ringWriter()
+				return
+			}
+			c.wrote(n)
+		}
+		c.written()
+	}
+}
+
+// writeLoop writes what enqueue leaves to it, a batch at a time with one
+// writev per batch, and what writeInline hands over. On Close it flushes
+// what is queued, then closes the socket.
 func (c *Conn) writeLoop() {
 	defer close(c.writerDone)
-	var batch net.Buffers
-	var heads []*[]byte
 	drain := false // a write failed: leave the socket to readLoop to drain
 	// armed is the write deadline in force. It is moved only when less
 	// than half the write timeout is left of it: a write still gets at
 	// least half the timeout, and a busy connection does not reset a
 	// runtime timer for every write.
 	var armed time.Time
+	final := false
 	for {
-		final := false
-		select {
-		case <-c.doorbell:
-			// Let goroutines that are about to answer or send run first,
-			// so one write carries their frames too: under load this turns
-			// a write per frame into a write per few dozen; idle, nothing
-			// else is runnable and it returns at once.
-			runtime.Gosched()
-		case <-c.done:
-			final = true
+		if !final {
+			select {
+			case <-c.doorbell:
+				// Let goroutines that are about to answer or send run first,
+				// so one write carries their frames too: under load this turns
+				// a write per frame into a write per few dozen; idle, nothing
+				// else is runnable and it returns at once.
+				runtime.Gosched()
+			case <-c.done:
+				final = true
+			}
 		}
 		c.mu.Lock()
-		batch, c.wq = c.wq, batch[:0]
-		heads, c.wheads = c.wheads, heads[:0]
-		c.mu.Unlock()
-		if len(batch) > 0 {
+		if c.writing && !c.handoff {
+			// A goroutine is writing inline; it writes what is queued or
+			// hands it over (and rings), also when the connection closes.
+			c.mu.Unlock()
+			if final {
+				<-c.doorbell
+			}
+			continue
+		}
+		c.writing, c.handoff = true, false
+		for {
+			c.takeLocked()
+			if len(c.out) == 0 {
+				break
+			}
+			c.mu.Unlock()
 			timeout := c.ep.writeTimeout
 			if final {
 				timeout = closeFlushTimeout
@@ -443,7 +590,7 @@ func (c *Conn) writeLoop() {
 				armed = now.Add(timeout)
 				_ = c.nc.SetWriteDeadline(armed)
 			}
-			bufs := batch // WriteTo consumes its receiver; keep batch's backing array
+			bufs := c.out // WriteTo consumes its receiver; keep out's backing array
 			if _, err := bufs.WriteTo(c.nc); err != nil && !final {
 				c.log.Debug("remoting: write failed, closing connection", "error", err)
 				c.closeWith(fmt.Errorf("write: %w", err))
@@ -455,16 +602,11 @@ func (c *Conn) writeLoop() {
 				_ = c.nc.SetReadDeadline(time.Now().Add(closeFlushTimeout))
 				final, drain = true, true
 			}
-			for i := range batch {
-				batch[i] = nil
-			}
-			for _, hp := range heads {
-				putHead(hp)
-			}
-			for i := range heads {
-				heads[i] = nil
-			}
+			c.written()
+			c.mu.Lock()
 		}
+		c.writing = false
+		c.mu.Unlock()
 		if final {
 			if !drain {
 				_ = c.nc.Close()
@@ -535,19 +677,30 @@ func (c *Conn) readLoop() {
 // connection: the idle timeout while nothing of it has arrived (renewed as
 // long as a request of the connection is being served: a held pull is not
 // idleness), then the read timeout for the whole frame. A frame already
-// buffered whole needs neither.
+// buffered whole needs neither, nor one that arrives whole with its first
+// byte (the read timeout is armed only for a frame still incomplete).
+//
+// Moving a socket deadline resets a runtime timer, so the idle deadline is
+// moved only when less than half the idle timeout is left of it; a wait
+// that times out before a whole idle timeout passed since it began (the
+// deadline was armed earlier) waits again.
 func (c *Conn) awaitFrame(br *bufio.Reader) error {
 	idle, read := c.ep.idleTimeout, c.ep.readTimeout
 	if idle <= 0 && read <= 0 || frameBuffered(br) || c.isClosing() {
 		return nil
 	}
 	if br.Buffered() == 0 {
+		began := time.Now()
 		for {
-			var deadline time.Time
-			if idle > 0 {
-				deadline = time.Now().Add(idle)
+			now := time.Now()
+			switch {
+			case idle > 0 && (c.rdFrame || c.rdl.Sub(now) < idle/2):
+				c.rdl, c.rdFrame = now.Add(idle), false
+				_ = c.nc.SetReadDeadline(c.rdl)
+			case idle <= 0 && c.rdFrame:
+				c.rdl, c.rdFrame = time.Time{}, false
+				_ = c.nc.SetReadDeadline(c.rdl)
 			}
-			_ = c.nc.SetReadDeadline(deadline)
 			_, err := br.Peek(1)
 			if err == nil {
 				break
@@ -555,16 +708,27 @@ func (c *Conn) awaitFrame(br *bufio.Reader) error {
 			if !isTimeout(err) {
 				return err
 			}
-			if c.unanswered.Load() == 0 || c.isClosing() {
+			c.rdl = time.Time{}      // passed: the next round arms a fresh one
+			closing := c.isClosing() // then the deadline is the writer's, to drain the socket
+			if !closing && time.Since(began) < idle {
+				continue
+			}
+			if c.unanswered.Load() == 0 || closing {
 				return fmt.Errorf("%w: nothing received for %v", ErrIdleTimeout, idle)
 			}
+			began = time.Now()
+		}
+		if frameBuffered(br) {
+			return nil
 		}
 	}
-	var deadline time.Time
 	if read > 0 {
-		deadline = time.Now().Add(read)
+		c.rdl, c.rdFrame = time.Now().Add(read), true
+	} else {
+		// Only the idle deadline is in use: no bound on the frame.
+		c.rdl, c.rdFrame = time.Time{}, true
 	}
-	_ = c.nc.SetReadDeadline(deadline)
+	_ = c.nc.SetReadDeadline(c.rdl)
 	return nil
 }
 
@@ -659,6 +823,8 @@ func (c *Conn) serveGroup(reqs []*Command) {
 		}
 		c.ep.addBusy(-int64(len(reqs)))
 	}()
+	c.corked.Add(1)
+	defer c.corked.Add(-1)
 	c.ep.batcher.ServeBatch(c, reqs)
 }
 
@@ -706,7 +872,9 @@ func (c *Conn) deliver(resp *Command) {
 }
 
 // dispatch runs the handler for req on its own goroutine once an in-flight
-// slot is free. It returns false if the connection closed while waiting.
+// slot is free, or right here on the read goroutine if the handler says
+// req is served without blocking (see Inliner). It returns false if the
+// connection closed while waiting.
 func (c *Conn) dispatch(req *Command) bool {
 	if c.ep.draining.Load() {
 		if !req.IsOneway() {
@@ -730,6 +898,10 @@ func (c *Conn) dispatch(req *Command) bool {
 	if !req.IsOneway() {
 		c.unanswered.Add(1)
 		c.ep.addBusy(1)
+	}
+	if c.ep.inliner != nil && c.ep.inliner.Inlinable(req) {
+		c.serve(req)
+		return true
 	}
 	c.ep.pool.submit(func() { c.serve(req) })
 	return true

@@ -96,7 +96,13 @@
 // waiting Invoke calls) and the writer (drains a mutex-guarded queue of
 // frames in batches with one writev, woken by a 1-slot doorbell channel; it
 // yields once before taking the queue so that answers about to be queued
-// ride along). Requests of a Batcher's codes that are already buffered
+// ride along). On a server connection over TCP (Linux) a frame queued
+// with no write in progress is written by the goroutine queuing it, with
+// one writev that never waits for the socket; what the socket does not
+// take then, and the answers to a request group, go to the writer, which
+// writes them in order under the write timeout. Requests the handler
+// declares Inlinable (Inliner) are served on the read loop itself.
+// Requests of a Batcher's codes that are already buffered
 // together go to one goroutine as a group (a pipelining client's sends). Conn.mu guards the write
 // queue, the pending-invoke table and the close state; it is never held while
 // doing I/O. Server.mu guards the connection set; lock order is Server.mu

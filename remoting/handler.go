@@ -33,6 +33,17 @@ type Batcher interface {
 	ServeBatch(c *Conn, reqs []*Command)
 }
 
+// Inliner is implemented by a Handler that serves some requests quickly
+// and without blocking (never waiting on a disk sync, a peer or a lock
+// held across one): those are served on the connection's read goroutine,
+// with no hand-off to a handler goroutine (at low rates a thread wake-up
+// per request). The connection reads its next request once the handler
+// returns, so a request that may block must not be Inlinable. A request
+// read in a group (see Batcher) is served with its group.
+type Inliner interface {
+	Inlinable(req *Command) bool
+}
+
 // BatchHandler serves requests one at a time or in groups (see Batcher).
 type BatchHandler interface {
 	Handler
@@ -52,6 +63,7 @@ type Mux struct {
 	mu       sync.RWMutex
 	handlers map[int16]Handler
 	batch    map[int16]BatchHandler
+	inline   map[int16]func(req *Command) bool
 }
 
 // NewMux returns an empty Mux.
@@ -66,6 +78,31 @@ func (m *Mux) Handle(code int16, h Handler) {
 	}
 	m.handlers[code] = h
 	delete(m.batch, code)
+	delete(m.inline, code)
+}
+
+// SetInlinable marks requests of code, registered already, as served on
+// the connection's read goroutine when when(req) is true (nil: always);
+// see Inliner. Handle and HandleBatch for code undo it.
+func (m *Mux) SetInlinable(code int16, when func(req *Command) bool) {
+	if when == nil {
+		when = func(*Command) bool { return true }
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.inline == nil {
+		m.inline = make(map[int16]func(req *Command) bool)
+	}
+	m.inline[code] = when
+}
+
+// Inlinable reports whether req's code was marked with SetInlinable and
+// its condition holds for req.
+func (m *Mux) Inlinable(req *Command) bool {
+	m.mu.RLock()
+	when := m.inline[req.Code]
+	m.mu.RUnlock()
+	return when != nil && when(req)
 }
 
 // HandleBatch registers h for code; consecutive requests of the code read

@@ -225,6 +225,10 @@ func (c *guardedConn) Close() error {
 	return err
 }
 
+// rawConn is the socket of the connection guarded, for writes that must
+// not block (see Conn.writeInline); nil when it has none (TLS).
+func (c *guardedConn) rawConn() syscall.RawConn { return rawConnOf(c.Conn) }
+
 // rateLimitedLog lets one line of a kind through per interval and counts
 // the others.
 type rateLimitedLog struct {

@@ -90,6 +90,7 @@ func NewServer(h Handler, cfg ServerConfig) *Server {
 		quit:      make(chan struct{}),
 	}
 	s.ep.connClosed = s.removeConn
+	s.ep.inlineWrites = true
 	s.ep.idleTimeout = orDefault(cfg.IdleTimeout, DefaultIdleTimeout)
 	s.ep.readTimeout = orDefault(cfg.ReadTimeout, DefaultReadTimeout)
 	return s
