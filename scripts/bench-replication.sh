@@ -198,7 +198,9 @@ if has catchup; then
   if [ -n "$profile" ]; then
     for _ in $(seq 100); do broker_json "$s" >/dev/null 2>&1 && break; sleep 0.05; done
     cpu_profile "$m" "$dir/profiles/catchup-master.pb"
+    profiles="$!"
     cpu_profile "$s" "$dir/profiles/catchup-slave.pb"
+    profiles="$profiles $!"
   fi
   acked() {
     broker_json "$m" | python3 -c "
@@ -223,6 +225,7 @@ for n in os.listdir(d):
     os.close(fd)
 t=time.time()-$start
 print('with its commitlog synced after: %.1f s: %.0f MiB/s' % (t, $end/t/2**20))"
-  wait
+  # The profiles only: a bare wait would also wait for the slave started above.
+  [ -z "${profiles:-}" ] || wait $profiles
   cluster_down
 fi
