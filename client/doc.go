@@ -11,8 +11,8 @@
 // built; the caller's values are copied, never modified. Logging goes to an
 // injected Logger (WithLogger); by default nothing is logged. Options are
 // typed by the clients that take them (Opt for all, ProducerOpt,
-// ConsumerOpt, PushOpt): a producer option passed to a consumer does not
-// compile.
+// ConsumerOpt, PushOpt): a producer option passed to a consumer, or a push
+// consumer's option passed to a pull consumer, does not compile.
 //
 // A broker's error answer is a *ServerError with the wire code, over both
 // transports; errors.Is tells its class (ErrTopicNotFound,

@@ -143,8 +143,13 @@ func brokerErr(addr string, resp *remoting.Command) error {
 
 // retriable reports whether a failed attempt may be repeated: a retriable
 // broker answer, or a transport failure (dial, broken connection, the
-// attempt's own timeout). Invalid messages and oversized bodies are final.
+// attempt's own timeout). Invalid messages, oversized bodies and topics
+// the name servers do not route are final.
 func retriable(err error) bool {
+	var nr *noRouteError
+	if errors.As(err, &nr) {
+		return false
+	}
 	var be *ServerError
 	if errors.As(err, &be) {
 		return be.Retriable()

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -42,9 +43,17 @@ func TestErrorModelPerTransport(t *testing.T) {
 			ctx := ctxT(t)
 			p := newTestProducer(t, tr.endpoint, WithRetries(0))
 			_, err := p.Send(ctx, &Message{Topic: "nosuch", Body: []byte("x")})
-			if !errors.Is(err, ErrTopicNotFound) {
-				t.Errorf("send to an unknown topic: %v, want ErrTopicNotFound", err)
+			checkTopicNotFound(t, "send to an unknown topic", err)
+
+			// A consumer asks the name servers (remoting) or the broker
+			// (HTTP) about the topic: the same error either way.
+			pc, err := NewPullConsumer(tr.endpoint, WithGroup("g-errors"))
+			if err != nil {
+				t.Fatal(err)
 			}
+			defer pc.Close()
+			_, err = pc.Queues(ctx, "nosuch")
+			checkTopicNotFound(t, "queues of an unknown topic", err)
 
 			// Routes are cached: the refusals below come from the broker,
 			// not from the client's view of the route.
@@ -73,6 +82,40 @@ func TestErrorModelPerTransport(t *testing.T) {
 			}
 
 		})
+	}
+}
+
+// checkTopicNotFound checks that err is ErrTopicNotFound and a
+// *ServerError whose code says so.
+func checkTopicNotFound(t *testing.T, what string, err error) {
+	t.Helper()
+	var se *ServerError
+	if !errors.Is(err, ErrTopicNotFound) || !errors.As(err, &se) || se.Class() != protocol.ClassTopicNotFound {
+		t.Errorf("%s: %v (%#v), want ErrTopicNotFound and a *ServerError with its code", what, err, se)
+	}
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, ErrPermissionDenied) {
+		t.Errorf("%s: %v is of more than one class", what, err)
+	}
+}
+
+// TestRouteMissIsFinal checks that the name servers' "no route" answer is
+// the unknown topic's error with its code, and is not retried (no broker
+// has the topic), while a broker's TOPIC_NOT_EXIST is.
+func TestRouteMissIsFinal(t *testing.T) {
+	miss := &noRouteError{topic: "orders", se: &ServerError{Broker: "127.0.0.1:9876", Code: protocol.RespTopicNotExist}}
+	var err error = fmt.Errorf("wrapped: %w", miss)
+	var se *ServerError
+	if !errors.Is(err, ErrTopicNotFound) || !errors.As(err, &se) || se.Code != protocol.RespTopicNotExist {
+		t.Errorf("route miss %v: not ErrTopicNotFound with its code", err)
+	}
+	if retriable(err) {
+		t.Errorf("route miss %v is retried", err)
+	}
+	if !retriable(&ServerError{Broker: "127.0.0.1:10911", Code: protocol.RespTopicNotExist}) {
+		t.Error("a broker's TOPIC_NOT_EXIST is not retried")
+	}
+	if want := "client: no such topic: orders (the name server at 127.0.0.1:9876 has no route for it)"; miss.Error() != want {
+		t.Errorf("route miss reads %q, want %q", miss.Error(), want)
 	}
 }
 

@@ -115,9 +115,11 @@ func messageBody(h *protocol.HTTPMessage) ([]byte, error) { return h.DecodedBody
 func httpTopicQueues(ctx context.Context, cfg *config, topic string, write bool) ([]MessageQueue, error) {
 	var out protocol.HTTPTopic
 	if err := httpCall(ctx, cfg, http.MethodGet, "/v1/topics/"+url.PathEscape(topic), nil, nil, &out); err != nil {
+		// The broker's problem names the class (a *ServerError that is
+		// ErrTopicNotFound); a bare 404 still means no such topic.
 		var se *ServerError
-		if errors.As(err, &se) && se.Status == http.StatusNotFound {
-			return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
+		if errors.As(err, &se) && se.Status == http.StatusNotFound && !errors.Is(err, ErrTopicNotFound) {
+			return nil, fmt.Errorf("%w: %s: %w", ErrTopicNotFound, topic, err)
 		}
 		return nil, err
 	}

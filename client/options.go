@@ -296,15 +296,15 @@ func WithQueueSelector(s QueueSelector) ProducerOpt {
 }
 
 // WithConsumeFromWhere sets where a group with no committed offset starts
-// (default ConsumeFromLastOffset). For ConsumeFromTimestamp also use
-// WithConsumeTimestamp.
+// (default ConsumeFromLastOffset). ConsumeFromTimestamp is for push
+// consumers, with WithConsumeTimestamp.
 func WithConsumeFromWhere(w ConsumeFrom) ConsumerOpt {
 	return ConsumerOpt(func(c *config) { c.consumeFrom = w })
 }
 
 // WithConsumeTimestamp sets the start time of ConsumeFromTimestamp.
-func WithConsumeTimestamp(t time.Time) ConsumerOpt {
-	return ConsumerOpt(func(c *config) { c.consumeTimestamp = t })
+func WithConsumeTimestamp(t time.Time) PushOpt {
+	return PushOpt(func(c *config) { c.consumeTimestamp = t })
 }
 
 // WithMaxCachedMessagesPerQueue pauses pulling a queue while this many of
@@ -326,13 +326,13 @@ func WithOrderly(on bool) PushOpt { return PushOpt(func(c *config) { c.orderly =
 // WithBroadcastOffsetDir sets where broadcasting consumers keep their
 // offsets between runs (default $HOME/.ferry/offsets; "" keeps them in
 // memory only, so a restarted member starts by its ConsumeFrom policy).
-func WithBroadcastOffsetDir(dir string) ConsumerOpt {
-	return ConsumerOpt(func(c *config) { c.offsetDir = dir })
+func WithBroadcastOffsetDir(dir string) PushOpt {
+	return PushOpt(func(c *config) { c.offsetDir = dir })
 }
 
 // WithBroadcast makes every member of the group consume every queue;
 // offsets are kept in memory and failed messages are not retried.
-func WithBroadcast(on bool) ConsumerOpt { return ConsumerOpt(func(c *config) { c.broadcast = on }) }
+func WithBroadcast(on bool) PushOpt { return PushOpt(func(c *config) { c.broadcast = on }) }
 
 // WithConsumeGoroutines sets how many handler calls run at once in
 // concurrent consumption (default 16).
@@ -358,20 +358,20 @@ func WithPullBatchSize(n int) ConsumerOpt {
 
 // WithLongPollTimeout sets how long the broker may hold an empty pull or
 // receive (default 20 s).
-func WithLongPollTimeout(d time.Duration) ConsumerOpt {
-	return ConsumerOpt(func(c *config) { c.longPoll = d })
+func WithLongPollTimeout(d time.Duration) PushOpt {
+	return PushOpt(func(c *config) { c.longPoll = d })
 }
 
 // WithSuspendInterval sets how long an orderly consumer waits before
 // re-consuming a message whose handler failed (default 1 s).
-func WithSuspendInterval(d time.Duration) ConsumerOpt {
-	return ConsumerOpt(func(c *config) { c.suspendInterval = d })
+func WithSuspendInterval(d time.Duration) PushOpt {
+	return PushOpt(func(c *config) { c.suspendInterval = d })
 }
 
 // WithVisibilityTimeout sets how long a message received over HTTP stays
 // hidden from other consumers before it is redelivered (default 30 s).
-func WithVisibilityTimeout(d time.Duration) ConsumerOpt {
-	return ConsumerOpt(func(c *config) { c.visibility = d })
+func WithVisibilityTimeout(d time.Duration) PushOpt {
+	return PushOpt(func(c *config) { c.visibility = d })
 }
 
 // WithHeartbeatInterval sets the heartbeat period (default 30 s).
@@ -381,8 +381,8 @@ func WithHeartbeatInterval(d time.Duration) Opt {
 
 // WithRebalanceInterval sets the rebalance period (default 20 s); brokers
 // also trigger one when the group's membership changes.
-func WithRebalanceInterval(d time.Duration) ConsumerOpt {
-	return ConsumerOpt(func(c *config) { c.rebalanceInterval = d })
+func WithRebalanceInterval(d time.Duration) PushOpt {
+	return PushOpt(func(c *config) { c.rebalanceInterval = d })
 }
 
 // WithRouteRefreshInterval sets how often topic routes are re-read from the
@@ -393,8 +393,8 @@ func WithRouteRefreshInterval(d time.Duration) Opt {
 
 // WithCommitInterval sets how often consumed offsets are committed (default
 // 5 s; they also ride on pulls).
-func WithCommitInterval(d time.Duration) ConsumerOpt {
-	return ConsumerOpt(func(c *config) { c.commitInterval = d })
+func WithCommitInterval(d time.Duration) PushOpt {
+	return PushOpt(func(c *config) { c.commitInterval = d })
 }
 
 var nameRE = regexp.MustCompile(`^[%|a-zA-Z0-9_-]+$`)
@@ -517,7 +517,12 @@ func newConfig(kind clientKind, endpoint string, opts []interface{ apply(*config
 	if c.consumeFrom < ConsumeFromLastOffset || c.consumeFrom > ConsumeFromTimestamp {
 		c.bad("unknown ConsumeFrom %d", c.consumeFrom)
 	}
-	if c.consumeFrom == ConsumeFromTimestamp && c.consumeTimestamp.IsZero() {
+	switch {
+	case c.consumeFrom == ConsumeFromTimestamp && kind == kindPullConsumer:
+		// A pull consumer has no way to take the time (WithConsumeTimestamp
+		// is a push option) and would start from the first offset.
+		c.bad("ConsumeFromTimestamp is for push consumers; a pull consumer starts from the first or last offset")
+	case c.consumeFrom == ConsumeFromTimestamp && c.consumeTimestamp.IsZero():
 		c.bad("ConsumeFromTimestamp needs WithConsumeTimestamp")
 	}
 	if c.orderly && c.broadcast {

@@ -1,6 +1,9 @@
 package client
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,52 +15,121 @@ import (
 )
 
 // TestOptionTypes checks, for every option, which constructors accept it:
-// a producer option is no consumer option and the other way round, and
-// the common ones fit every client.
+// a producer option is no consumer option and the other way round, a push
+// consumer's option is no pull consumer's, and the common ones fit every
+// client. Every option function of the package must be in the table.
 func TestOptionTypes(t *testing.T) {
 	producer := reflect.TypeFor[ProducerOption]()
 	push := reflect.TypeFor[PushConsumerOption]()
 	pull := reflect.TypeFor[PullConsumerOption]()
-	for _, tc := range []struct {
-		name           string
-		opt            any
-		prod, psh, pll bool
+	const all, prod, cons, psh = "all", "producer", "consumer", "push"
+	fits := map[string][3]bool{ // producer, push consumer, pull consumer
+		all: {true, true, true}, prod: {true, false, false}, cons: {false, true, true}, psh: {false, true, false},
+	}
+	table := []struct {
+		name   string
+		opt    any
+		takers string
 	}{
-		{"WithGroup", WithGroup("g"), true, true, true},
-		{"WithCredentials", WithCredentials("a", "b"), true, true, true},
-		{"WithTLS", WithTLS(nil), true, true, true},
-		{"WithLogger", WithLogger(nopLogger{}), true, true, true},
-		{"WithInstanceName", WithInstanceName("i"), true, true, true},
-		{"WithHTTPClient", WithHTTPClient(nil), true, true, true},
-		{"WithSendTimeout", WithSendTimeout(time.Second), true, true, true},
-		{"Options", Options(WithGroup("g")), true, true, true},
-		{"WithRetries", WithRetries(1), true, false, false},
-		{"WithQueueSelector", WithQueueSelector(nil), true, false, false},
-		{"WithIdempotence", WithIdempotence("p"), true, false, false},
-		{"WithLinger", WithLinger(0), true, false, false},
-		{"WithConsumeFromWhere", WithConsumeFromWhere(ConsumeFromFirstOffset), false, true, true},
-		{"WithPullBatchSize", WithPullBatchSize(1), false, true, true},
-		{"WithLongPollTimeout", WithLongPollTimeout(time.Second), false, true, true},
-		{"WithOrderly", WithOrderly(true), false, true, false},
-		{"WithConsumeGoroutines", WithConsumeGoroutines(1), false, true, false},
-		{"WithMaxReconsumeTimes", WithMaxReconsumeTimes(1), false, true, false},
-	} {
+		{"Options", Options(WithGroup("g")), all},
+		{"WithGroup", WithGroup("g"), all},
+		{"WithCredentials", WithCredentials("a", "b"), all},
+		{"WithRequestSigning", WithRequestSigning(), all},
+		{"WithTLS", WithTLS(nil), all},
+		{"WithLogger", WithLogger(nopLogger{}), all},
+		{"WithInstanceName", WithInstanceName("i"), all},
+		{"WithHTTPClient", WithHTTPClient(nil), all},
+		{"WithSendTimeout", WithSendTimeout(time.Second), all},
+		{"WithHeartbeatInterval", WithHeartbeatInterval(time.Second), all},
+		{"WithRouteRefreshInterval", WithRouteRefreshInterval(time.Second), all},
+
+		{"WithRetries", WithRetries(1), prod},
+		{"WithLinger", WithLinger(0), prod},
+		{"WithMaxInFlight", WithMaxInFlight(1), prod},
+		{"WithFailWhenBufferFull", WithFailWhenBufferFull(true), prod},
+		{"WithBatchSize", WithBatchSize(1), prod},
+		{"WithMaxBatchBytes", WithMaxBatchBytes(1 << 20), prod},
+		{"WithMaxBufferedBytes", WithMaxBufferedBytes(1 << 20), prod},
+		{"WithMaxMessageSize", WithMaxMessageSize(1 << 20), prod},
+		{"WithQueueSelector", WithQueueSelector(nil), prod},
+		{"WithIdempotence", WithIdempotence("p"), prod},
+		{"WithTransactionChecker", WithTransactionChecker(nil), prod},
+
+		{"WithConsumeFromWhere", WithConsumeFromWhere(ConsumeFromFirstOffset), cons},
+		{"WithPullBatchSize", WithPullBatchSize(1), cons},
+
+		{"WithConsumeTimestamp", WithConsumeTimestamp(time.Now()), psh},
+		{"WithMaxCachedMessagesPerQueue", WithMaxCachedMessagesPerQueue(1), psh},
+		{"WithMaxCachedBytesPerQueue", WithMaxCachedBytesPerQueue(1), psh},
+		{"WithOrderly", WithOrderly(true), psh},
+		{"WithBroadcast", WithBroadcast(true), psh},
+		{"WithBroadcastOffsetDir", WithBroadcastOffsetDir(""), psh},
+		{"WithConsumeGoroutines", WithConsumeGoroutines(1), psh},
+		{"WithConsumeBatchSize", WithConsumeBatchSize(1), psh},
+		{"WithMaxReconsumeTimes", WithMaxReconsumeTimes(1), psh},
+		{"WithLongPollTimeout", WithLongPollTimeout(time.Second), psh},
+		{"WithSuspendInterval", WithSuspendInterval(time.Second), psh},
+		{"WithVisibilityTimeout", WithVisibilityTimeout(time.Second), psh},
+		{"WithRebalanceInterval", WithRebalanceInterval(time.Second), psh},
+		{"WithCommitInterval", WithCommitInterval(time.Second), psh},
+	}
+	listed := map[string]bool{}
+	for _, tc := range table {
+		listed[tc.name] = true
+		want := fits[tc.takers]
 		typ := reflect.TypeOf(tc.opt)
-		if got := typ.Implements(producer); got != tc.prod {
-			t.Errorf("%s (%v): a producer option: %v, want %v", tc.name, typ, got, tc.prod)
+		for i, iface := range []reflect.Type{producer, push, pull} {
+			if got := typ.Implements(iface); got != want[i] {
+				t.Errorf("%s (%v): a %v: %v, want %v", tc.name, typ, iface.Name(), got, want[i])
+			}
 		}
-		if got := typ.Implements(push); got != tc.psh {
-			t.Errorf("%s (%v): a push consumer option: %v, want %v", tc.name, typ, got, tc.psh)
-		}
-		if got := typ.Implements(pull); got != tc.pll {
-			t.Errorf("%s (%v): a pull consumer option: %v, want %v", tc.name, typ, got, tc.pll)
+	}
+	for _, name := range optionFuncs(t) {
+		if !listed[name] {
+			t.Errorf("option %s is not in TestOptionTypes' table: say which clients take it", name)
 		}
 	}
 }
 
+// optionFuncs lists the package's exported functions that return an
+// option type.
+func optionFuncs(t *testing.T) []string {
+	t.Helper()
+	names, err := filepath.Glob("*.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fset := token.NewFileSet()
+	optTypes := map[string]bool{"Opt": true, "ProducerOpt": true, "ConsumerOpt": true, "PushOpt": true}
+	var out []string
+	for _, name := range names {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, parser.SkipObjectResolution)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
+			fd, ok := d.(*ast.FuncDecl)
+			if !ok || fd.Recv != nil || !fd.Name.IsExported() || fd.Type.Results == nil || len(fd.Type.Results.List) != 1 {
+				continue
+			}
+			if id, ok := fd.Type.Results.List[0].Type.(*ast.Ident); ok && optTypes[id.Name] {
+				out = append(out, fd.Name.Name)
+			}
+		}
+	}
+	if len(out) < 30 {
+		t.Fatalf("found only %d option functions: %v", len(out), out)
+	}
+	return out
+}
+
 // TestOptionMisuseDoesNotCompile builds a program that passes a producer
-// option to a consumer and checks the compiler refuses it, next to the
-// same program with a consumer option, which must build.
+// option, and one that passes a push consumer's option, to a pull consumer
+// and checks the compiler refuses them, next to the same program with a
+// consumer option, which must build.
 func TestOptionMisuseDoesNotCompile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the go command")
@@ -85,11 +157,16 @@ func TestOptionMisuseDoesNotCompile(t *testing.T) {
 	if out, err := build("client.WithPullBatchSize(8)"); err != nil {
 		t.Fatalf("a consumer option does not build: %v\n%s", err, out)
 	}
-	out, err := build("client.WithRetries(3)")
-	if err == nil {
-		t.Fatal("a producer option passed to a consumer builds")
-	}
-	if !strings.Contains(out, "PullConsumerOption") {
-		t.Fatalf("the build failed for another reason:\n%s", out)
+	for what, opt := range map[string]string{
+		"a producer option":        "client.WithRetries(3)",
+		"a push consumer's option": "client.WithOrderly(true)",
+	} {
+		out, err := build(opt)
+		if err == nil {
+			t.Fatalf("%s passed to a pull consumer builds", what)
+		}
+		if !strings.Contains(out, "PullConsumerOption") {
+			t.Fatalf("the build with %s failed for another reason:\n%s", what, out)
+		}
 	}
 }

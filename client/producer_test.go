@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -251,6 +252,11 @@ func TestOptionsValidated(t *testing.T) {
 	if _, err := NewPushConsumer("127.0.0.1:9876", func(context.Context, []*MessageExt) error { return nil },
 		WithGroup("g"), WithOrderly(true), WithBroadcast(true)); !errors.Is(err, ErrInvalidOption) {
 		t.Errorf("orderly broadcast: %v", err)
+	}
+	// A pull consumer cannot be given the time to start from.
+	if _, err := NewPullConsumer("127.0.0.1:9876", WithGroup("g"), WithConsumeFromWhere(ConsumeFromTimestamp)); !errors.Is(err, ErrInvalidOption) ||
+		!strings.Contains(err.Error(), "for push consumers") {
+		t.Errorf("pull consumer from a timestamp: %v", err)
 	}
 	p, err := NewProducer("127.0.0.1:9876;127.0.0.1:9877")
 	if err != nil {

@@ -51,7 +51,7 @@ func (rt *routeTable) fetch(ctx context.Context, topic string) (*topicRoute, err
 			continue
 		}
 		if resp.Code == protocol.RespTopicNotExist {
-			return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
+			return nil, &noRouteError{topic: topic, se: &ServerError{Broker: addr, Code: int(resp.Code), Remark: resp.Remark}}
 		}
 		if resp.Code != protocol.RespSuccess || len(resp.Body) == 0 {
 			lastErr = brokerErr(addr, resp)
@@ -66,6 +66,23 @@ func (rt *routeTable) fetch(ctx context.Context, topic string) (*topicRoute, err
 	}
 	return nil, lastErr
 }
+
+// noRouteError is a name server's answer that it routes no topic of that
+// name. It unwraps to that answer, a *ServerError with TOPIC_NOT_EXIST,
+// so errors.Is(err, ErrTopicNotFound) holds and errors.As finds the code,
+// as for an HTTP broker's answer about an unknown topic. Unlike a broker's
+// TOPIC_NOT_EXIST it is final: no broker has the topic, so a send does
+// not retry.
+type noRouteError struct {
+	topic string
+	se    *ServerError
+}
+
+func (e *noRouteError) Error() string {
+	return fmt.Sprintf("%v: %s (the name server at %s has no route for it)", ErrTopicNotFound, e.topic, e.se.Broker)
+}
+
+func (e *noRouteError) Unwrap() error { return e.se }
 
 // buildRoute turns route data into sorted queue lists.
 func buildRoute(topic string, d *remoting.TopicRouteData) *topicRoute {

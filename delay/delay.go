@@ -41,11 +41,7 @@
 package delay
 
 import (
-	"encoding/binary"
 	"errors"
-	"fmt"
-	"math"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -98,54 +94,6 @@ type Config struct {
 	Progress func(p Progress) error
 }
 
-// Progress is how far the deliverers got: per level the next schedule-queue
-// offset (Levels[n-1] for level n), and the timer deliverer's cursor.
-type Progress struct {
-	Levels    []int64
-	TimerDue  int64 // ms
-	TimerNext int64 // commitlog offset
-}
-
-// PutProgress writes p into b under the keys New loads it from.
-func PutProgress(b *pebble.Batch, p Progress) error {
-	for i, pos := range p.Levels {
-		var v [8]byte
-		binary.BigEndian.PutUint64(v[:], uint64(pos))
-		if err := b.Set([]byte(levelPrefix+strconv.Itoa(i+1)), v[:], nil); err != nil {
-			return err
-		}
-	}
-	var c [16]byte
-	binary.BigEndian.PutUint64(c[:], uint64(p.TimerDue))
-	binary.BigEndian.PutUint64(c[8:], uint64(p.TimerNext))
-	return b.Set(keyTimerCursor, c[:], nil)
-}
-
-// LoadProgress reads the saved progress of levels delay levels (zero for
-// a level or cursor never saved); found says whether anything was saved.
-func LoadProgress(db *pebble.DB, levels int) (p Progress, found bool, err error) {
-	p.Levels = make([]int64, levels)
-	for i := range p.Levels {
-		v, ok, err := getInt64(db, []byte(levelPrefix+strconv.Itoa(i+1)))
-		if err != nil {
-			return Progress{}, false, err
-		}
-		if ok {
-			p.Levels[i] = v
-			found = true
-		}
-	}
-	cur, err := loadCursor(db)
-	if err != nil {
-		return Progress{}, false, err
-	}
-	if cur != (timerKey{}) {
-		found = true
-	}
-	p.TimerDue, p.TimerNext = cur.due, cur.off
-	return p, found, nil
-}
-
 // Service runs the level and timer deliverers. Start launches its one
 // driver goroutine; Close stops it and saves progress.
 type Service struct {
@@ -171,12 +119,6 @@ type Service struct {
 	wg      sync.WaitGroup
 }
 
-var (
-	keyTimerCursor  = []byte("d/timer")
-	keyTimerIndexed = []byte("d/timer-indexed")
-	levelPrefix     = "d/level/"
-)
-
 // New loads progress. timer must be the index the dispatcher feeds.
 func New(cfg Config, timer *TimerIndex) (*Service, error) {
 	if len(cfg.Levels) == 0 || cfg.DB == nil || cfg.Queues == nil || cfg.Log == nil || cfg.Put == nil {
@@ -194,59 +136,6 @@ func New(cfg Config, timer *TimerIndex) (*Service, error) {
 		return nil, err
 	}
 	return s, nil
-}
-
-// load reads the saved progress into the service.
-func (s *Service) load() error {
-	pos := make([]int64, len(s.cfg.Levels))
-	for i := range pos {
-		v, ok, err := getInt64(s.cfg.DB, []byte(levelPrefix+strconv.Itoa(i+1)))
-		if err != nil {
-			return err
-		}
-		if ok {
-			pos[i] = v
-		}
-	}
-	cur, err := loadCursor(s.cfg.DB)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.levelPos, s.cursor, s.dirty = pos, cur, false
-	s.mu.Unlock()
-	return nil
-}
-
-// loadCursor reads the timer deliverer's saved cursor (zero when none).
-func loadCursor(db *pebble.DB) (timerKey, error) {
-	v, closer, err := db.Get(keyTimerCursor)
-	switch {
-	case errors.Is(err, pebble.ErrNotFound):
-		return timerKey{}, nil
-	case err != nil:
-		return timerKey{}, fmt.Errorf("delay: read timer cursor: %w", err)
-	}
-	defer closer.Close()
-	if len(v) != 16 {
-		return timerKey{}, nil
-	}
-	return timerKey{due: int64(binary.BigEndian.Uint64(v)), off: int64(binary.BigEndian.Uint64(v[8:]))}, nil
-}
-
-func getInt64(db *pebble.DB, k []byte) (int64, bool, error) {
-	v, closer, err := db.Get(k)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, false, nil
-	}
-	if err != nil {
-		return 0, false, fmt.Errorf("delay: read %s: %w", k, err)
-	}
-	defer closer.Close()
-	if len(v) != 8 {
-		return 0, false, fmt.Errorf("delay: %s: malformed value", k)
-	}
-	return int64(binary.BigEndian.Uint64(v)), true, nil
 }
 
 // Start launches the driver goroutine; it does nothing while the driver
@@ -330,52 +219,6 @@ func (s *Service) Pending() map[int]int64 {
 	return out
 }
 
-func (s *Service) save() error {
-	s.mu.Lock()
-	if !s.dirty {
-		s.mu.Unlock()
-		return nil
-	}
-	if s.cfg.Progress != nil {
-		p := Progress{Levels: append([]int64(nil), s.levelPos...), TimerDue: s.cursor.due, TimerNext: s.cursor.off}
-		s.dirty = false
-		s.mu.Unlock()
-		if err := s.cfg.Progress(p); err != nil {
-			s.mu.Lock()
-			s.dirty = true
-			s.mu.Unlock()
-			return err
-		}
-		return nil
-	}
-	b := s.cfg.DB.NewBatch()
-	defer b.Close()
-	for i, p := range s.levelPos {
-		var v [8]byte
-		binary.BigEndian.PutUint64(v[:], uint64(p))
-		if err := b.Set([]byte(levelPrefix+strconv.Itoa(i+1)), v[:], nil); err != nil {
-			s.mu.Unlock()
-			return err
-		}
-	}
-	var c [16]byte
-	binary.BigEndian.PutUint64(c[:], uint64(s.cursor.due))
-	binary.BigEndian.PutUint64(c[8:], uint64(s.cursor.off))
-	if err := b.Set(keyTimerCursor, c[:], nil); err != nil {
-		s.mu.Unlock()
-		return err
-	}
-	s.dirty = false
-	s.mu.Unlock()
-	if err := s.cfg.DB.Apply(b, pebble.Sync); err != nil {
-		s.mu.Lock()
-		s.dirty = true
-		s.mu.Unlock()
-		return err
-	}
-	return nil
-}
-
 // run is the driver: it feeds the plan the notifications and the time,
 // runs the lanes the plan says are due, and waits on its one timer for
 // the plan's next time, a notification, or Close. It alone touches the
@@ -434,200 +277,4 @@ func (s *Service) run(stop <-chan struct{}) {
 		}
 		timer.Stop()
 	}
-}
-
-// laneScratch is the driver's reusable buffers.
-type laneScratch struct {
-	entries []consumequeue.Entry
-	buf     []byte
-	due     []commitlog.Message
-}
-
-// levelBatch is how many schedule-queue entries one level step reads.
-const levelBatch = 256
-
-// stepLevel delivers the due head of level l+1's queue and tells the plan
-// when the level is to run again: at its next entry's due time, when its
-// queue grows, at once after a full batch, or after retryDelay on error.
-func (s *Service) stepLevel(p *plan, l int, now time.Time, st *laneScratch) {
-	n := l + 1
-	q := int32(l)
-	delay := s.cfg.Levels[l]
-	s.mu.Lock()
-	pos := s.levelPos[l]
-	s.mu.Unlock()
-	var err error
-	st.entries, err = s.cfg.Queues.Get(s.cfg.ScheduleTopic, q, pos, levelBatch, st.entries[:0])
-	if err != nil {
-		s.log.Error().Err(err).Int("level", n).Msg("delay: read schedule queue")
-		p.Failed(l, now)
-		return
-	}
-	st.due = st.due[:0]
-	next := pos
-	var head time.Time // due time of the first entry not yet due
-	for _, e := range st.entries {
-		if e.Size == 0 {
-			next = e.QueueOffset + 1 // a hole: nothing to deliver
-			continue
-		}
-		var rec protocol.Record
-		rec, st.buf, err = s.cfg.Log.ReadRecord(e.Offset, st.buf)
-		if err != nil {
-			s.log.Error().Err(err).Int("level", n).Int64("offset", e.Offset).Msg("delay: skipping unreadable scheduled message")
-			next = e.QueueOffset + 1
-			continue
-		}
-		if at := time.UnixMilli(rec.StoreTimestamp).Add(delay); at.After(now) {
-			head = at
-			break
-		}
-		m, err := dueMessage(rec)
-		if err != nil {
-			s.log.Error().Err(err).Int64("offset", e.Offset).Msg("delay: dropping scheduled message without a destination")
-			next = e.QueueOffset + 1
-			continue
-		}
-		st.due = append(st.due, m)
-		next = e.QueueOffset + 1
-	}
-	if len(st.due) > 0 {
-		if err := s.cfg.Put.PutDue(st.due); err != nil {
-			s.log.Error().Err(err).Int("level", n).Msg("delay: redelivery failed; retrying")
-			p.Failed(l, now)
-			return
-		}
-	}
-	if next != pos {
-		s.mu.Lock()
-		s.levelPos[l] = next
-		s.dirty = true
-		s.mu.Unlock()
-		p.Advanced(now)
-	}
-	switch {
-	case !head.IsZero():
-		// Entries appended meanwhile are due after the head: no need
-		// to hear of them.
-		p.WaitUntil(l, head)
-	case len(st.entries) == levelBatch:
-		p.More(l)
-	default:
-		// Drained: arm the queue's notification, then look once more.
-		// An append before the arming is seen here, one after it
-		// reaches Wake.
-		s.cfg.Queues.Notify(s.cfg.ScheduleTopic, q)
-		if s.cfg.Queues.MaxOffset(s.cfg.ScheduleTopic, q) > next {
-			p.More(l)
-		} else {
-			p.Drained(l)
-		}
-	}
-}
-
-// dueMessage rebuilds the message to deliver from a scheduled record:
-// same body, flags, born info, reconsume count and properties (the msgId
-// in UNIQ_KEY included), minus the scheduling properties, to REAL_TOPIC /
-// REAL_QID.
-func dueMessage(rec protocol.Record) (commitlog.Message, error) {
-	p := protocol.ParseProperties(rec.Properties)
-	topic := p[protocol.PropRealTopic]
-	qid, err := strconv.Atoi(p[protocol.PropRealQueueID])
-	if topic == "" || err != nil || qid < 0 {
-		return commitlog.Message{}, fmt.Errorf("delay: record at %d has no REAL_TOPIC/REAL_QID", rec.PhysicalOffset)
-	}
-	delete(p, protocol.PropDelayLevel)
-	delete(p, protocol.PropTimerDeliverMS)
-	delete(p, protocol.PropTimerDelaySec)
-	delete(p, protocol.PropTimerDelayMS)
-	return commitlog.Message{
-		Topic: topic, QueueID: int32(qid), Flag: rec.Flag, SysFlag: rec.SysFlag,
-		Body: append([]byte(nil), rec.Body...), Properties: protocol.EncodeProperties(p),
-		BornTimestamp: rec.BornTimestamp, BornHost: rec.BornHost, StoreHost: rec.StoreHost,
-		ReconsumeTimes: rec.ReconsumeTimes,
-	}, nil
-}
-
-// timerBatch is how many timer-index entries one timer step delivers.
-const timerBatch = 512
-
-// stepTimer delivers the due entries of the timer index and tells the
-// plan when to run again: at the next entry's due time, when the index
-// rings, at once after a full batch, or after retryDelay on error.
-func (s *Service) stepTimer(p *plan, l int, now time.Time, st *laneScratch) {
-	s.mu.Lock()
-	cur := s.cursor
-	s.mu.Unlock()
-	keys, next, err := s.timer.scan(cur, now.UnixMilli(), timerBatch)
-	if err != nil {
-		s.log.Error().Err(err).Msg("delay: scan timer index")
-		p.Failed(l, now)
-		return
-	}
-	st.due = st.due[:0]
-	for _, k := range keys {
-		var rec protocol.Record
-		rec, st.buf, err = s.cfg.Log.ReadRecord(k.off, st.buf)
-		if err != nil {
-			s.log.Error().Err(err).Int64("offset", k.off).Msg("delay: skipping unreadable timer message")
-			continue
-		}
-		m, err := dueMessage(rec)
-		if err != nil {
-			s.log.Error().Err(err).Msg("delay: dropping timer message without a destination")
-			continue
-		}
-		st.due = append(st.due, m)
-	}
-	if len(st.due) > 0 {
-		if err := s.cfg.Put.PutDue(st.due); err != nil {
-			s.log.Error().Err(err).Msg("delay: timer redelivery failed; retrying")
-			p.Failed(l, now)
-			return
-		}
-	}
-	if len(keys) > 0 {
-		last := keys[len(keys)-1]
-		s.mu.Lock()
-		s.cursor = timerKey{due: last.due, off: last.off + 1}
-		s.dirty = true
-		s.mu.Unlock()
-		p.Advanced(now)
-		if err := s.timer.deleteThrough(last); err != nil {
-			s.log.Warn().Err(err).Msg("delay: trim delivered timer entries")
-		}
-	}
-	switch {
-	case len(keys) == timerBatch:
-		p.More(l)
-	case next.due > 0:
-		p.WaitUntil(l, time.UnixMilli(next.due))
-	default:
-		p.Drained(l)
-	}
-}
-
-// OldestNeeded returns the lowest commitlog offset a pending scheduled
-// message still lives at (math.MaxInt64 when none): retention must not
-// delete segments at or above it.
-func (s *Service) OldestNeeded() (int64, error) {
-	oldest := int64(math.MaxInt64)
-	s.mu.Lock()
-	pos := append([]int64(nil), s.levelPos...)
-	cur := s.cursor
-	s.mu.Unlock()
-	for i, p := range pos {
-		es, err := s.cfg.Queues.Get(s.cfg.ScheduleTopic, int32(i), p, 1, nil)
-		if err != nil {
-			return 0, err
-		}
-		if len(es) > 0 {
-			oldest = min(oldest, es[0].Offset)
-		}
-	}
-	off, err := s.timer.minOffset(cur)
-	if err != nil {
-		return 0, err
-	}
-	return min(oldest, off), nil
 }

@@ -44,7 +44,11 @@ func chaosProducerMain(ns, prefix string) int {
 		return 1
 	}
 	out := bufio.NewWriter(os.Stdout)
+	// pace: one send per tick, a few hundred sends a second at most
+	pace := time.NewTicker(2 * time.Millisecond)
+	defer pace.Stop()
 	for i := 0; ; i++ {
+		<-pace.C
 		body := fmt.Sprintf("%s%06d", prefix, i)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		_, err := p.Send(ctx, &client.Message{Topic: "chaos", Body: []byte(body), ShardingKey: strconv.Itoa(i % 4)})
@@ -53,7 +57,6 @@ func chaosProducerMain(ns, prefix string) int {
 			fmt.Fprintln(out, "ack", body)
 			out.Flush()
 		}
-		time.Sleep(time.Millisecond) // pace: a few hundred sends a second at most
 	}
 }
 

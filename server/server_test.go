@@ -12,6 +12,7 @@ import (
 
 	"github.com/ferrymq/ferry/broker"
 	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/namesrv"
 )
 
@@ -79,17 +80,12 @@ func TestRunServesAndStops(t *testing.T) {
 	}
 	sctx, scancel := context.WithTimeout(ctx, 20*time.Second)
 	// The broker registers with the name server in the background: poll
-	// until the topic (auto-created) has a route.
-	for {
+	// until the topic (auto-created) has a route. Any answer but "no
+	// route yet" ends the wait; err is the last send's.
+	_ = poll.Until(sctx, 20*time.Second, 20*time.Millisecond, func() bool {
 		_, err = p.Send(sctx, &client.Message{Topic: "run-test", Body: []byte("hello")})
-		if err == nil || sctx.Err() != nil {
-			break
-		}
-		if !errors.Is(err, client.ErrTopicNotFound) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return !errors.Is(err, client.ErrTopicNotFound)
+	})
 	scancel()
 	_ = p.Close()
 	if err != nil {

@@ -2,11 +2,12 @@ package admin
 
 import (
 	"errors"
-	"github.com/ferrymq/ferry/client"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/ferrymq/ferry/client"
 )
 
 // TestAdminHTTPProblems checks how the HTTP transport maps the API's

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferrymq/ferry/broker"
 	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/namesrv"
 )
 
@@ -47,16 +48,11 @@ func TestErrorClassesPerTransport(t *testing.T) {
 			}
 			defer a.Close()
 			// The broker registers with the name server in the background.
-			deadline := time.Now().Add(10 * time.Second)
-			for {
-				_, err := a.DescribeTopic(ctx, "open")
-				if err == nil {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("topic open not visible: %v", err)
-				}
-				time.Sleep(10 * time.Millisecond)
+			if poll.Until(ctx, 10*time.Second, 10*time.Millisecond, func() bool {
+				_, err = a.DescribeTopic(ctx, "open")
+				return err == nil
+			}) != nil {
+				t.Fatalf("topic open not visible: %v", err)
 			}
 			if _, err := a.DescribeTopic(ctx, "nosuch"); !errors.Is(err, client.ErrTopicNotFound) {
 				t.Errorf("describe of an unknown topic: %v, want ErrTopicNotFound", err)

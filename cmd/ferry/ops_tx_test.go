@@ -10,6 +10,7 @@ import (
 
 	"github.com/ferrymq/ferry/client"
 	"github.com/ferrymq/ferry/client/admin"
+	ipoll "github.com/ferrymq/ferry/internal/poll"
 )
 
 // TestOpsTxAndProducers shows an open HTTP transaction and an idempotent
@@ -29,15 +30,11 @@ func TestOpsTxAndProducers(t *testing.T) {
 	if _, err := a.CreateTopic(ctx, admin.TopicSpec{Topic: "txops", ReadQueues: 1, WriteQueues: 1}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if _, err := a.Route(ctx, "txops"); err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no route for txops")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if ipoll.Until(ctx, 20*time.Second, 20*time.Millisecond, func() bool {
+		_, err := a.Route(ctx, "txops")
+		return err == nil
+	}) != nil {
+		t.Fatal("no route for txops")
 	}
 
 	// An idempotent producer that stored two batches on queue 0.
@@ -77,15 +74,11 @@ func TestOpsTxAndProducers(t *testing.T) {
 	post("/v1/topics/txops/transactions/"+tx.ID+"/messages", map[string]any{"messages": []map[string]any{{"body": "a"}, {"body": "b"}}}, nil)
 
 	// The broker lists a half once it has indexed it.
-	deadline = time.Now().Add(20 * time.Second)
-	for {
-		if txs, err := a.Transaction(ctx, tx.ID); err == nil && len(txs) == 2 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the transaction is not listed")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if ipoll.Until(ctx, 20*time.Second, 20*time.Millisecond, func() bool {
+		txs, err := a.Transaction(ctx, tx.ID)
+		return err == nil && len(txs) == 2
+	}) != nil {
+		t.Fatal("the transaction is not listed")
 	}
 
 	for _, env := range [][]string{ns, hs} {
