@@ -47,7 +47,12 @@ type writeRound struct {
 // everything queued, writes it with one pwrite per segment outside the
 // lock, publishes the new end, releases the appenders of that round, and
 // goes on while more is queued. Concurrent appenders so share one write
-// syscall, and the lock is never held across one.
+// syscall, and the lock is never held across one. Before it writes, a
+// leader yields once to let appenders that are about to reserve join its
+// round, but only when there is someone to wait for: an appender still
+// encoding, or a last round that carried several appenders (the log is
+// under load). A lone appender at a low rate does not yield, since a yield
+// also wakes an idle thread to look for work, which finds none.
 func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error) {
 	res = res[:0]
 	if len(msgs) == 0 {
@@ -58,6 +63,13 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 			return res, err
 		}
 	}
+	l.encoding.Add(1)
+	reserving := true // encoding counts this appender
+	defer func() {
+		if reserving {
+			l.encoding.Add(-1)
+		}
+	}()
 	bufp := l.getBuf()
 	defer l.putBuf(bufp)
 	buf := *bufp
@@ -74,6 +86,8 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 	qs := accs[:0]
 
 	l.mu.Lock()
+	reserving = false
+	l.encoding.Add(-1)
 	if l.closed {
 		l.mu.Unlock()
 		return res, ErrClosed
@@ -141,6 +155,7 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 	l.reserved = pos
 	l.lastStoreTs = storeTs
 	l.pending = append(l.pending, items...)
+	l.roundJoins++
 	l.itemsScratch = items[:0]
 	round := l.wround
 	if l.writing {
@@ -149,12 +164,13 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 	} else {
 		// Lead, but first let appenders that are runnable reserve their
 		// records, so that one pwrite carries them too (under load this
-		// cuts the writes per message several times; idle it costs a
-		// yield that returns at once).
+		// cuts the writes per message several times). Alone, lead at once.
 		l.writing = true
-		l.mu.Unlock()
-		runtime.Gosched()
-		l.mu.Lock()
+		if l.shared || l.encoding.Load() > 0 {
+			l.mu.Unlock()
+			runtime.Gosched()
+			l.mu.Lock()
+		}
 		l.leadLocked()
 	}
 	if round.err != nil {
@@ -179,6 +195,8 @@ func (l *Log) leadLocked() {
 		l.qsArena = l.qsSpare[:0]
 		round := l.wround
 		l.wround = &writeRound{done: make(chan struct{})}
+		l.shared = l.roundJoins > 1
+		l.roundJoins = 0
 		end := l.reserved
 		failed := l.err
 		if failed == nil {

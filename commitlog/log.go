@@ -166,6 +166,8 @@ type Log struct {
 	qsSpare      []batchQueue
 	itemsScratch []pendingWrite
 	writing      bool        // a leader is writing
+	roundJoins   int         // appenders whose records are in pending
+	shared       bool        // the last round written carried several appenders' records
 	writeIdle    sync.Cond   // on mu; broadcast when writing turns false (Close waits on it)
 	wround       *writeRound // the round the next queued bytes belong to
 	scratch      []byte      // the leader's buffer for joining chunks
@@ -177,9 +179,12 @@ type Log struct {
 	minOffset    int64
 
 	written atomic.Int64 // end of the last complete record
-	flushed atomic.Int64 // end of the synced prefix
-	sticky  atomic.Pointer[error]
-	noSpace atomic.Bool // the last write failed with ErrNoSpace
+	// encoding counts appenders in Append that have not reserved their
+	// bytes yet (see Append's write combining).
+	encoding atomic.Int32
+	flushed  atomic.Int64 // end of the synced prefix
+	sticky   atomic.Pointer[error]
+	noSpace  atomic.Bool // the last write failed with ErrNoSpace
 
 	flushBell chan struct{} // 1-slot doorbell for the flusher
 	watchers  Bells
