@@ -36,18 +36,22 @@ type GuardConfig struct {
 type Guard struct {
 	next    remoting.Handler
 	batch   remoting.Batcher // next as a Batcher, or nil
+	inline  remoting.Inliner // next as an Inliner, or nil
 	rules   func() *Rules
 	cluster *Account // nil: cluster codes open
 	audit   *Audit
 }
 
-// NewGuard wraps next. If next is a remoting.Batcher, so is the Guard.
+// NewGuard wraps next. If next is a remoting.Batcher, so is the Guard;
+// if next is a remoting.Inliner, the requests it serves on the read
+// goroutine are checked and served there too (the checks do not block).
 func NewGuard(next remoting.Handler, cfg GuardConfig) *Guard {
 	g := &Guard{next: next, rules: cfg.Rules, audit: cfg.Audit}
 	if g.rules == nil {
 		g.rules = func() *Rules { return nil }
 	}
 	g.batch, _ = next.(remoting.Batcher)
+	g.inline, _ = next.(remoting.Inliner)
 	if cfg.ClusterSecret != "" {
 		g.cluster = newAccount(ClusterAccessKey, cfg.ClusterSecret)
 	}
@@ -68,6 +72,12 @@ func (g *Guard) ServeRemoting(c *remoting.Conn, req *remoting.Command) {
 // Batchable delegates to the next handler.
 func (g *Guard) Batchable(req *remoting.Command) bool {
 	return g.batch != nil && g.batch.Batchable(req)
+}
+
+// Inlinable delegates to the next handler. FERRY_AUTH, which the Guard
+// serves itself, is not inlined.
+func (g *Guard) Inlinable(req *remoting.Command) bool {
+	return g.inline != nil && req.Code != protocol.ReqFerryAuth && g.inline.Inlinable(req)
 }
 
 // ServeBatch refuses the requests that fail their check and serves the

@@ -1,0 +1,236 @@
+package consumequeue
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/ferrymq/ferry/commitlog"
+)
+
+// syncfsThreshold is how many files must be due before one syncfs(2)
+// replaces their fsyncs: thousands of queue files synced one by one cost
+// one journal commit each, and compete with the commitlog's group commit.
+const syncfsThreshold = 16
+
+// A syncJob is one flush's durable part: the files whose entries it
+// covers, the directories it created, and the checkpoint valid once they
+// are synced.
+type syncJob struct {
+	files []*qfile
+	dirs  []string
+	ck    checkpoint
+	done  chan error // non-nil: the flusher waits for the result
+	// barrier jobs sync nothing: they only tell when every job before
+	// them is done.
+	barrier bool
+}
+
+// waitSyncerLocked returns once every job queued so far is done, so no
+// file the syncer might touch is closed under it.
+func (s *Store) waitSyncerLocked() {
+	if s.syncJobs == nil {
+		return
+	}
+	done := make(chan error, 1)
+	s.syncJobs <- syncJob{barrier: true, done: done}
+	<-done
+}
+
+// The syncer goroutine (owned by the Store, stopped by Close) runs flush
+// jobs in order, so fdatasyncs never stall the dispatcher: consumers keep
+// getting entries while the previous second's entries become durable.
+// Its only shared state is s.saved (the syncer's alone while it runs) and
+// syncErr, which the dispatcher turns into the sticky error.
+func (s *Store) syncer() {
+	defer close(s.syncerDone)
+	for job := range s.syncJobs {
+		var err error
+		if !job.barrier {
+			err = s.runSyncJob(job)
+		}
+		if job.done != nil {
+			job.done <- err
+		} else if err != nil {
+			e := err
+			s.syncErr.CompareAndSwap(nil, &e)
+		}
+	}
+}
+
+// runSyncJob syncs a job's files (one syncfs for many of them on a Linux
+// file system), then its directories, then writes its checkpoint.
+func (s *Store) runSyncJob(job syncJob) error {
+	if synced, err := syncWholeFS(job.files); err != nil {
+		return err
+	} else if !synced {
+		for _, f := range job.files {
+			// A file closed meanwhile belonged to a deleted or trimmed
+			// queue: nothing of it needs to be durable.
+			if err := f.f.SyncData(); err != nil && !errors.Is(err, os.ErrClosed) {
+				return fmt.Errorf("consumequeue: sync %s: %w", f.name, err)
+			}
+		}
+	}
+	for _, dir := range job.dirs {
+		if err := syncDir(s.fs, dir); err != nil {
+			return err
+		}
+	}
+	if job.ck == s.saved {
+		return nil
+	}
+	if err := commitlog.WriteFileAtomic(s.fs, s.opts.Dir, checkpointName, encodeCheckpoint(job.ck)); err != nil {
+		// The queues are still correct; a restart re-dispatches more.
+		s.log.Warn().Err(err).Msg("consumequeue: checkpoint failed")
+		return nil
+	}
+	s.saved = job.ck
+	return nil
+}
+
+// markSyncedLocked hands q's written entries to a sync job.
+func markSyncedLocked(q *queue) {
+	for i, f := range q.dirtyFiles {
+		f.dirty = false
+		q.dirtyFiles[i] = nil
+	}
+	q.dirtyFiles = q.dirtyFiles[:0]
+	q.unsynced, q.inDirty, q.dirtyFrom = 0, false, -1
+}
+
+// flushLocked writes the tails of the queues that have enough unsynced
+// entries or have waited long enough (all of them if final) and hands
+// their files, the new directories and the checkpoint they make valid (the
+// lowest log offset whose entry may still be unsynced) to the syncer. A
+// final flush waits for its job; before the syncer runs, it syncs inline.
+func (s *Store) flushLocked(final bool) error {
+	if s.werr != nil {
+		return s.werr
+	}
+	if p := s.syncErr.Load(); p != nil {
+		// A failed sync may have lost written pages: never retried.
+		return s.stickLocked(*p)
+	}
+	now := time.Now()
+	s.lastFlush = now
+	ckq := s.pos
+	keep := s.dirty[:0]
+	var job syncJob
+	var werr error
+	for _, q := range s.dirty {
+		if q.gone {
+			continue
+		}
+		if werr == nil && (final || q.unsynced >= s.opts.SyncBytes || now.Sub(q.dirtySince) >= s.opts.MaxSyncDelay) {
+			if werr = s.writeTailLocked(q); werr == nil {
+				job.files = append(job.files, q.dirtyFiles...)
+				markSyncedLocked(q)
+				continue
+			}
+		}
+		// Not due, or not written: it stays dirty and holds the
+		// checkpoint back.
+		keep = append(keep, q)
+		ckq = min(ckq, q.dirtyFrom)
+	}
+	clear(s.dirty[len(keep):])
+	s.dirty = keep
+	for dir := range s.dirtyDirs {
+		job.dirs = append(job.dirs, dir)
+		delete(s.dirtyDirs, dir)
+	}
+	job.ck = checkpoint{queues: ckq, listeners: ckq}
+	for _, l := range s.listeners {
+		job.ck.listeners = min(job.ck.listeners, l.durable.Load())
+	}
+	var err error
+	switch {
+	case s.syncJobs == nil:
+		err = s.runSyncJob(job)
+	case final:
+		job.done = make(chan error, 1)
+		s.syncJobs <- job
+		err = <-job.done
+	default:
+		s.syncJobs <- job
+	}
+	if err != nil {
+		return s.stickLocked(err)
+	}
+	if werr != nil {
+		return s.failLocked(werr)
+	}
+	return nil
+}
+
+// A write that finds the disk full (or the quota used up) is retried with
+// back-off, from the same log offset: the queues keep every entry they
+// have, in memory what could not be written, and the checkpoint does not
+// pass an entry that is not on the disk. Reads go on meanwhile.
+const (
+	noSpaceRetryMin = 100 * time.Millisecond
+	noSpaceRetryMax = 2 * time.Second
+)
+
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// failLocked stops the dispatcher for err: until there is room if the disk
+// is full, for good otherwise.
+func (s *Store) failLocked(err error) error {
+	if s.werr == nil && noSpace(err) {
+		return s.pauseLocked(err)
+	}
+	return s.stickLocked(err)
+}
+
+// pauseLocked has the dispatcher try again after a back-off that doubles
+// while the disk stays full. Only the first failure is logged.
+func (s *Store) pauseLocked(err error) error {
+	if s.spaceErr == nil {
+		s.backoff = noSpaceRetryMin
+		s.noSpace.Store(true)
+		s.log.Error().Err(err).Int64("offset", s.pos).Msg("consumequeue: the data disk is full; dispatch waits for room")
+	} else {
+		s.backoff = min(2*s.backoff, noSpaceRetryMax)
+	}
+	s.spaceErr = fmt.Errorf("%w: %w", ErrNoSpace, err)
+	s.retryAt = time.Now().Add(s.backoff)
+	s.retry.Reset(s.backoff)
+	return s.spaceErr
+}
+
+// resumeLocked ends a full-disk pause after a dispatch and a flush went
+// through.
+func (s *Store) resumeLocked() {
+	s.log.Info().Int64("offset", s.pos).Msg("consumequeue: the data disk has room again; dispatch resumed")
+	s.spaceErr = nil
+	s.noSpace.Store(false)
+}
+
+// stickLocked makes err sticky: the dispatcher stops; reads go on.
+func (s *Store) stickLocked(err error) error {
+	if s.werr == nil {
+		s.werr = fmt.Errorf("%w: %w", ErrFailed, err)
+		e := s.werr
+		s.failed.Store(&e)
+		s.log.Error().Err(err).Int64("offset", s.pos).Msg("consumequeue: dispatch failed; the queues stop growing until restart")
+		s.wakeProgress()
+	}
+	return s.werr
+}
+
+// wakeProgress wakes WaitDispatched callers.
+func (s *Store) wakeProgress() {
+	s.progMu.Lock()
+	ch := s.progCh
+	s.progCh = nil
+	s.progMu.Unlock()
+	if ch != nil {
+		close(ch)
+	}
+}
