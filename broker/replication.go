@@ -136,8 +136,10 @@ type replication struct {
 	slaveCommit int64 // on a slave: the master's last COMMIT
 	lastErr     string
 	// term grows with every change of role: work started for one term
-	// (the deliverers waiting for dispatch) checks it is still current.
-	term uint64
+	// (the deliverers waiting for dispatch) checks it is still current,
+	// and termDone (closed and replaced at each change) tells it at once.
+	term     uint64
+	termDone chan struct{}
 	// On a slave: the master's log end as it last reported it to the
 	// control plane, when this slave last held it, and the catch-up in
 	// progress (nil when none).
@@ -453,7 +455,7 @@ func (r *replication) stop() {
 	r.receiver = nil
 	r.masterEpoch.Store(-1)
 	r.failParkedLocked("the broker is shutting down")
-	r.term++
+	r.nextTermLocked()
 	r.mu.Unlock()
 	if rcv != nil {
 		rcv.Close()
@@ -623,8 +625,8 @@ func (r *replication) becomeMaster(rep controller.HeartbeatReply) {
 	r.inSync, r.proposed = slices.Clone(rep.InSync), nil
 	r.history = hist
 	r.slaves = map[int64]*slaveProgress{}
-	r.term++
-	term := r.term
+	term := r.nextTermLocked()
+	termDone := r.termDone
 	r.catchUp, r.masterEnd = nil, 0
 	r.farEnd.Store(0)
 	r.mu.Unlock()
@@ -645,32 +647,21 @@ func (r *replication) becomeMaster(rep controller.HeartbeatReply) {
 		}
 	}()
 	r.wg.Add(1)
-	go r.startMasterWork(term, end)
+	go r.startMasterWork(term, termDone, end)
 }
 
 // startMasterWork starts what only a master runs — the delay-level and
 // timer deliverers — once everything its log held when it was elected is
 // in the queues and fed to every listener (so the old master's saved
 // delivery progress, a metadata record, is applied and the timer index is
-// complete), and if it is still master of that term.
+// complete), and if it is still master of that term (termDone is that
+// term's).
 // The transaction check-back needs no start: each round runs only on a
 // writable master (checkTransactions).
-func (r *replication) startMasterWork(term uint64, end int64) {
+func (r *replication) startMasterWork(term uint64, termDone <-chan struct{}, end int64) {
 	defer r.wg.Done()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for r.b.cq.FedOffset() < end {
-		select {
-		case <-r.ctx.Done():
-			return
-		case <-tick.C:
-		}
-		r.mu.Lock()
-		cur := r.term
-		r.mu.Unlock()
-		if cur != term {
-			return
-		}
+	if !waitFed(r.ctx, r.b.cq, end, termDone) {
+		return
 	}
 	r.delayMu.Lock()
 	defer r.delayMu.Unlock()
@@ -699,6 +690,43 @@ func (r *replication) stopMasterWork() {
 	}
 }
 
+// nextTermLocked begins a new term and tells the work waiting in the
+// old one (termDone).
+func (r *replication) nextTermLocked() uint64 {
+	r.term++
+	if r.termDone != nil {
+		close(r.termDone)
+	}
+	r.termDone = make(chan struct{})
+	return r.term
+}
+
+// fedSource is the consume-queue store as waitFed sees it.
+type fedSource interface {
+	FedOffset() int64
+	WatchFed() (<-chan struct{}, func())
+}
+
+var _ fedSource = (*consumequeue.Store)(nil)
+
+// waitFed waits until every listener of cq has taken the log below end:
+// it wakes when cq signals that FedOffset advanced, with no polling. It
+// reports false when ctx ends or done closes first.
+func waitFed(ctx context.Context, cq fedSource, end int64, done <-chan struct{}) bool {
+	wake, stop := cq.WatchFed()
+	defer stop()
+	for cq.FedOffset() < end {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-done:
+			return false
+		case <-wake:
+		}
+	}
+	return true
+}
+
 func (r *replication) epochNow() int64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -714,7 +742,7 @@ func (r *replication) becomeSlave(rep controller.HeartbeatReply) {
 	wasMaster := r.role == RoleMaster
 	r.role, r.epoch, r.masterID, r.masterAddr = RoleSlave, rep.Epoch, rep.MasterID, rep.MasterAddr
 	r.inSync, r.proposed = slices.Clone(rep.InSync), nil
-	r.term++
+	r.nextTermLocked()
 	r.masterEnd, r.slaveCaughtUp, r.catchUp = 0, time.Time{}, nil
 	r.farEnd.Store(0)
 	r.failParkedLocked("this broker stopped being master before the send was replicated; it may or may not be kept")

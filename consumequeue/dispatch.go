@@ -181,6 +181,7 @@ func (s *Store) dispatchLocked(limit int64) (bool, error) {
 		s.log.Warn().Int64("offset", s.pos).Int64("min_offset", m).Msg("consumequeue: log records were deleted before they were dispatched")
 		s.pos = m
 		s.dispatched.Store(m)
+		s.fed.Ring()
 	}
 	if s.pos >= limit {
 		return true, nil
@@ -197,6 +198,7 @@ func (s *Store) dispatchLocked(limit int64) (bool, error) {
 	s.pos = next
 	s.dispatched.Store(next)
 	s.wakeProgress()
+	s.fed.Ring()
 	s.ringFeeder()
 	return next >= limit, nil
 }
@@ -292,6 +294,7 @@ func (s *Store) feedOnce(l *listenerState, limit int64) bool {
 		s.log.Warn().Int64("offset", pos).Int64("min_offset", m).Msg("consumequeue: log records were deleted before a listener saw them")
 		pos = min(m, limit)
 		l.pos.Store(pos)
+		s.fed.Ring()
 	}
 	if pos >= limit {
 		return true
@@ -312,6 +315,7 @@ func (s *Store) feedOnce(l *listenerState, limit int64) bool {
 		l.dirtySince = time.Now()
 	}
 	l.pos.Store(next)
+	s.fed.Ring()
 	l.failed = false
 	return true
 }
