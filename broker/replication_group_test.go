@@ -112,7 +112,11 @@ func (g *replTestGroup) master(want int) int64 {
 	waitFor(g.t, 30*time.Second, "a master with a full in-sync set", func() bool {
 		for id, b := range g.brokers {
 			st := b.repl.Status()
-			if st.Role == RoleMaster && b.writable() == "" && len(st.InSync) >= want {
+			// The tests' sends auto-create topics from the template, which
+			// a new master stores (a metadata record) just after it is
+			// elected.
+			_, tpl := b.topics.get(protocol.AutoCreateTopicTemplate)
+			if st.Role == RoleMaster && b.writable() == "" && len(st.InSync) >= want && tpl {
 				m = id
 				return true
 			}
