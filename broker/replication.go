@@ -126,6 +126,11 @@ type replication struct {
 	masterEpoch atomic.Int64 // the epoch while master, -1 otherwise (replica.Master)
 	commit      atomic.Int64
 	elections   prometheus.Counter
+	// Pull answers that send the consumer to another replica
+	// (suggestBroker): to a slave, from the master; to the master, from a
+	// slave.
+	redirects         *prometheus.CounterVec
+	toSlave, toMaster prometheus.Counter
 
 	// delayMu serialises starting and stopping the master-only work (the
 	// delay and timer deliverers).
@@ -183,6 +188,11 @@ func newReplication(b *Broker) *replication {
 	r.masterEpoch.Store(-1)
 	r.elections = prometheus.NewCounter(prometheus.CounterOpts{Name: "ferry_replication_elections_total",
 		Help: "Times this broker became its group's master."})
+	r.redirects = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_replication_pull_redirects_total",
+		Help: "Pull answers carrying messages that send the consumer's next pull of the queue to another replica (suggestWhichBrokerId): " +
+			"to a slave from the master, for a consumer more than slave_read_behind_bytes behind; to the master from a slave, once it is closer."},
+		[]string{"to"})
+	r.toSlave, r.toMaster = r.redirects.WithLabelValues("slave"), r.redirects.WithLabelValues("master")
 	if !r.on {
 		return r
 	}
@@ -196,7 +206,7 @@ func newReplication(b *Broker) *replication {
 	gauge := func(name, help string, f func() float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, f)
 	}
-	b.metrics.reg.MustRegister(r.elections,
+	b.metrics.reg.MustRegister(r.elections, r.redirects,
 		gauge("ferry_replication_in_sync_replicas", "Members of the in-sync set (the master included), as this broker knows it.",
 			func() float64 { return float64(len(r.Status().InSync)) }),
 		gauge("ferry_replication_lag_bytes", "Bytes the furthest-behind slave lacks (on the master), or this slave lacks (on a slave).",

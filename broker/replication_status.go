@@ -149,7 +149,26 @@ func (r *replication) noteMasterEnd(end int64, now time.Time) {
 //     when the pull read nothing here (caught up, or a range this slave
 //     does not hold).
 //   - A standalone broker suggests 0.
+//
+// An answer that read messages and sends the consumer to another replica
+// counts in ferry_replication_pull_redirects_total.
 func (r *replication) suggestBroker(whichSlow, first int64) int64 {
+	id := r.suggest(whichSlow, first)
+	if !r.on || first < 0 {
+		return id
+	}
+	if r.masterEpoch.Load() >= 0 {
+		if id != 0 {
+			r.toSlave.Inc()
+		}
+	} else if id == 0 {
+		r.toMaster.Inc()
+	}
+	return id
+}
+
+// suggest is suggestBroker's rule.
+func (r *replication) suggest(whichSlow, first int64) int64 {
 	if !r.on || first < 0 {
 		return 0
 	}
