@@ -112,7 +112,11 @@ func (g *replTestGroup) master(want int) int64 {
 	waitFor(g.t, 30*time.Second, "a master with a full in-sync set", func() bool {
 		for id, b := range g.brokers {
 			st := b.repl.Status()
-			if st.Role == RoleMaster && b.writable() == "" && len(st.InSync) >= want {
+			// The tests' sends auto-create topics from the template, which
+			// a new master stores (a metadata record) just after it is
+			// elected.
+			_, tpl := b.topics.get(protocol.AutoCreateTopicTemplate)
+			if st.Role == RoleMaster && b.writable() == "" && len(st.InSync) >= want && tpl {
 				m = id
 				return true
 			}
@@ -337,6 +341,9 @@ func TestReplicaSuggestBroker(t *testing.T) {
 	if got := suggest(g.brokers[m], n-2); got != 0 {
 		t.Fatalf("the master suggests %d for a consumer 2 KiB behind", got)
 	}
+	if v := counterValue(g.brokers[m].repl.toSlave); v != 3 {
+		t.Fatalf("the master counted %v redirects to a slave, want 3", v)
+	}
 	waitFor(t, 10*time.Second, "the slave to know the master's end", func() bool {
 		return g.brokers[s].repl.Status().MasterEndOffset >= g.brokers[m].clog.WrittenOffset()
 	})
@@ -348,6 +355,11 @@ func TestReplicaSuggestBroker(t *testing.T) {
 	}
 	if got := suggest(g.brokers[s], n); got != 0 {
 		t.Fatalf("the slave suggests %d for a pull that found nothing, want the master", got)
+	}
+	// Counted: the answer near the end, not the one that found nothing
+	// (a held pull's answer may not be sent).
+	if v := counterValue(g.brokers[s].repl.toMaster); v != 1 {
+		t.Fatalf("the slave counted %v redirects to the master, want 1", v)
 	}
 	// The slave gone (not acknowledging): the master keeps the consumer.
 	if err := g.brokers[s].Shutdown(context.Background()); err != nil {

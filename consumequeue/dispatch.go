@@ -178,6 +178,7 @@ func (s *Store) dispatchLocked(limit int64) (bool, error) {
 		s.log.Warn().Int64("offset", s.pos).Int64("min_offset", m).Msg("consumequeue: log records were deleted before they were dispatched")
 		s.pos = m
 		s.dispatched.Store(m)
+		s.fed.Ring()
 	}
 	if s.pos >= limit {
 		return true, nil
@@ -194,6 +195,7 @@ func (s *Store) dispatchLocked(limit int64) (bool, error) {
 	s.pos = next
 	s.dispatched.Store(next)
 	s.wakeProgress()
+	s.fed.Ring()
 	s.ringFeeder()
 	return next >= limit, nil
 }

@@ -96,6 +96,7 @@ func (s *Store) feedOnce(l *listenerState, limit int64) bool {
 		s.log.Warn().Int64("offset", pos).Int64("min_offset", m).Msg("consumequeue: log records were deleted before a listener saw them")
 		pos = min(m, limit)
 		l.pos.Store(pos)
+		s.fed.Ring()
 	}
 	if pos >= limit {
 		return true
@@ -116,6 +117,7 @@ func (s *Store) feedOnce(l *listenerState, limit int64) bool {
 		l.dirtySince = time.Now()
 	}
 	l.pos.Store(next)
+	s.fed.Ring()
 	l.failed = false
 	return true
 }

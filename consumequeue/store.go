@@ -283,6 +283,8 @@ type Store struct {
 	progMu sync.Mutex
 	progCh chan struct{} // closed when dispatched advances; nil unless waited on
 
+	fed commitlog.Bells // rung when FedOffset may have advanced (fed.go)
+
 	unwatch func()
 	watch   <-chan struct{}
 	bell    chan struct{} // the dispatcher's doorbell when pump is rung (nil: watch is the source's)
