@@ -232,6 +232,11 @@ func (b *Broker) resolveSendTopic(h *sendHeader) (TopicConfig, error) {
 				tpl, _ = b.topics.get(protocol.AutoCreateTopicTemplate)
 			}
 			n := tpl.WriteQueueNums
+			if n <= 0 {
+				// No template yet: a replica that was just elected stores
+				// it after it takes writes. The template is made from this.
+				n = b.c().DefaultTopicQueueNums
+			}
 			if h.defaultQueueNums > 0 && h.defaultQueueNums < n {
 				n = h.defaultQueueNums
 			}
