@@ -424,6 +424,12 @@ func (s *session) ack() error {
 	s.mu.Lock()
 	written := log.WrittenOffset()
 	flushed := min(log.FlushedOffset(), written)
+	if s.r.cfg.RequireFlushed {
+		// The receiving goroutine keeps writing while this one syncs:
+		// what it wrote since is acked after the next sync, so an ACK of
+		// a slave that must flush never names bytes that are not on disk.
+		written = flushed
+	}
 	b, err := AppendFrame(s.buf[:0], &Frame{Type: FrameAck, Epoch: s.epoch, Written: written, Flushed: flushed})
 	if err == nil {
 		s.buf = b
