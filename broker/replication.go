@@ -173,6 +173,20 @@ func (s *commitSource) Watch() (<-chan struct{}, func()) {
 	return s.bells.Watch()
 }
 
+// WatchFunc has fn called on the goroutine that advanced the visible end
+// or the commit point, right after it did: without it the consume queues
+// would follow only the log's appends, and a commit point moved by a
+// slave's ACK would wait for the next append or flush tick to be
+// dispatched.
+func (s *commitSource) WatchFunc(fn func()) func() {
+	stopLog := s.Log.WatchFunc(fn)
+	if !s.replicated {
+		return stopLog
+	}
+	stopBells := s.bells.WatchFunc(fn)
+	return func() { stopLog(); stopBells() }
+}
+
 func newCommitSource(l *commitlog.Log, replicated bool) *commitSource {
 	s := &commitSource{Log: l, replicated: replicated}
 	s.limit.Store(-1)

@@ -124,8 +124,20 @@ func (r *replication) replyAfterWrite(c *remoting.Conn, req, resp *remoting.Comm
 	r.reply(c, req, resp, topic, r.b.clog.WrittenOffset())
 }
 
-// raiseCommit moves the commit point (and the dispatch limit) up to off.
+// raiseCommit moves the commit point (and the dispatch limit) up to off
+// and rings the commit bells. Not under r.mu: the bells dispatch to the
+// consume queues on the ringing goroutine.
 func (r *replication) raiseCommit(off int64) bool {
+	if !r.moveCommit(off) {
+		return false
+	}
+	r.src.bells.Ring()
+	return true
+}
+
+// moveCommit moves the commit point and the dispatch limit up to off
+// without ringing; the caller rings once it holds no lock.
+func (r *replication) moveCommit(off int64) bool {
 	for {
 		cur := r.commit.Load()
 		if off <= cur {
@@ -133,7 +145,6 @@ func (r *replication) raiseCommit(off int64) bool {
 		}
 		if r.commit.CompareAndSwap(cur, off) {
 			r.src.limit.Store(off)
-			r.src.bells.Ring()
 			return true
 		}
 	}
@@ -178,6 +189,7 @@ func (r *replication) acked(s *slaveProgress) int64 {
 // answers it covers.
 func (r *replication) advance() {
 	var ready []parkedAck
+	moved := false
 	r.mu.Lock()
 	if r.role == RoleMaster {
 		c := r.b.clog.WrittenOffset()
@@ -193,7 +205,7 @@ func (r *replication) advance() {
 			c = min(c, r.acked(s))
 		}
 		if c >= 0 {
-			r.raiseCommit(c)
+			moved = r.moveCommit(c)
 		}
 		if r.lease.LeaseValid(time.Now()) {
 			commit := r.commit.Load()
@@ -208,6 +220,11 @@ func (r *replication) advance() {
 		}
 	}
 	r.mu.Unlock()
+	if moved {
+		// Consumers' held pulls are answered from here, before the
+		// producers': the message is theirs as soon as it is committed.
+		r.src.bells.Ring()
+	}
 	for _, p := range ready {
 		_ = p.conn.Reply(p.resp)
 	}
