@@ -14,8 +14,8 @@ import (
 // server that does not authenticate connections every request is signed,
 // as RocketMQ's ACL clients do. Over HTTP they are sent as Basic
 // authentication (use TLS).
-func WithCredentials(accessKey, secretKey string) Opt {
-	return Opt(func(c *config) {
+func WithCredentials(accessKey, secretKey string) CommonOpt {
+	return CommonOpt(func(c *config) {
 		if accessKey == "" || secretKey == "" {
 			c.bad("WithCredentials: access key and secret key must both be set")
 		}
@@ -27,11 +27,11 @@ func WithCredentials(accessKey, secretKey string) Opt {
 // RocketMQ's ACL clients do, instead of authenticating each connection
 // once: the server then checks every request's integrity, body included,
 // also without TLS, at the cost of an HMAC over each request on both ends.
-func WithRequestSigning() Opt { return Opt(func(c *config) { c.signEach = true }) }
+func WithRequestSigning() CommonOpt { return CommonOpt(func(c *config) { c.signEach = true }) }
 
 // WithTLS connects with TLS, verifying the servers with cfg.
-func WithTLS(cfg *tls.Config) Opt {
-	return Opt(func(c *config) {
+func WithTLS(cfg *tls.Config) CommonOpt {
+	return CommonOpt(func(c *config) {
 		if cfg == nil {
 			c.bad("WithTLS: nil config")
 		}

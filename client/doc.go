@@ -10,7 +10,7 @@
 // WithLinger, WithOrderly, ...), validated in one place when the client is
 // built; the caller's values are copied, never modified. Logging goes to an
 // injected Logger (WithLogger); by default nothing is logged. Options are
-// typed by the clients that take them (Opt for all, ProducerOpt,
+// typed by the clients that take them (CommonOpt for all, ProducerOpt,
 // ConsumerOpt, PushOpt): a producer option passed to a consumer, or a push
 // consumer's option passed to a pull consumer, does not compile.
 //

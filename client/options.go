@@ -20,7 +20,7 @@ import (
 // Options are typed by the clients that take them, so that an option a
 // client has no use for does not compile:
 //
-//	Opt          every client: endpoint security, group, logger, instance name, timeouts
+//	CommonOpt    every client: endpoint security, group, logger, instance name, timeouts
 //	ProducerOpt  NewProducer only
 //	ConsumerOpt  NewPushConsumer and NewPullConsumer
 //	PushOpt      NewPushConsumer only
@@ -29,27 +29,35 @@ import (
 // PushConsumerOption, PullConsumerOption); newConfig applies and checks
 // them in one place, on a config of the constructor's own.
 
-// ProducerOption configures a Producer: an Opt or a ProducerOpt.
+// ProducerOption configures a Producer: a CommonOpt or a ProducerOpt.
 type ProducerOption interface {
 	apply(*config)
 	producerOption()
 }
 
-// PushConsumerOption configures a PushConsumer: an Opt, a ConsumerOpt or
+// PushConsumerOption configures a PushConsumer: a CommonOpt, a ConsumerOpt or
 // a PushOpt.
 type PushConsumerOption interface {
 	apply(*config)
 	pushConsumerOption()
 }
 
-// PullConsumerOption configures a PullConsumer: an Opt or a ConsumerOpt.
+// PullConsumerOption configures a PullConsumer: a CommonOpt or a ConsumerOpt.
 type PullConsumerOption interface {
 	apply(*config)
 	pullConsumerOption()
 }
 
-// Opt is an option every client takes.
-type Opt func(*config)
+// CommonOpt is an option every client takes.
+type CommonOpt func(*config)
+
+// Opt is a ProducerOption, under the name a producer's option list had
+// before options were typed per client, so that code building one
+// (var opts []client.Opt; opts = append(opts, client.WithLinger(d))) still
+// compiles.
+//
+// Deprecated: use ProducerOption.
+type Opt = ProducerOption
 
 // ProducerOpt is an option of producers only.
 type ProducerOpt func(*config)
@@ -60,14 +68,14 @@ type ConsumerOpt func(*config)
 // PushOpt is an option of push consumers only.
 type PushOpt func(*config)
 
-func (o Opt) apply(c *config)         { applyOpt(o, c) }
+func (o CommonOpt) apply(c *config)   { applyOpt(o, c) }
 func (o ProducerOpt) apply(c *config) { applyOpt(o, c) }
 func (o ConsumerOpt) apply(c *config) { applyOpt(o, c) }
 func (o PushOpt) apply(c *config)     { applyOpt(o, c) }
 
-func (Opt) producerOption()             {}
-func (Opt) pushConsumerOption()         {}
-func (Opt) pullConsumerOption()         {}
+func (CommonOpt) producerOption()       {}
+func (CommonOpt) pushConsumerOption()   {}
+func (CommonOpt) pullConsumerOption()   {}
 func (ProducerOpt) producerOption()     {}
 func (ConsumerOpt) pushConsumerOption() {}
 func (ConsumerOpt) pullConsumerOption() {}
@@ -87,8 +95,8 @@ func applyOpt[F ~func(*config)](f F, c *config) {
 //	conn := client.Options(client.WithCredentials(ak, sk), client.WithTLS(cfg))
 //	p, _ := client.NewProducer(ep, conn, client.WithRetries(4))
 //	c, _ := client.NewPullConsumer(ep, conn, client.WithGroup("g"))
-func Options(opts ...Opt) Opt {
-	opts = append([]Opt(nil), opts...)
+func Options(opts ...CommonOpt) CommonOpt {
+	opts = append([]CommonOpt(nil), opts...)
 	return func(c *config) {
 		for _, o := range opts {
 			o.apply(c)
@@ -203,11 +211,11 @@ func (c *config) bad(format string, args ...any) {
 }
 
 // WithGroup sets the producer or consumer group. Consumers require one.
-func WithGroup(group string) Opt { return Opt(func(c *config) { c.group = group }) }
+func WithGroup(group string) CommonOpt { return CommonOpt(func(c *config) { c.group = group }) }
 
 // WithLogger injects the logger (default: none).
-func WithLogger(l Logger) Opt {
-	return Opt(func(c *config) {
+func WithLogger(l Logger) CommonOpt {
+	return CommonOpt(func(c *config) {
 		if l == nil {
 			c.bad("WithLogger: nil logger")
 			return
@@ -218,12 +226,12 @@ func WithLogger(l Logger) Opt {
 
 // WithInstanceName sets the instance part of the client id; clients of one
 // process get distinct ids by default.
-func WithInstanceName(name string) Opt { return Opt(func(c *config) { c.instance = name }) }
+func WithInstanceName(name string) CommonOpt { return CommonOpt(func(c *config) { c.instance = name }) }
 
 // WithHTTPClient sets the http.Client of the HTTP transport (default: a
 // client of its own, whose idle connections Close drops).
-func WithHTTPClient(hc *http.Client) Opt {
-	return Opt(func(c *config) {
+func WithHTTPClient(hc *http.Client) CommonOpt {
+	return CommonOpt(func(c *config) {
 		if hc == nil {
 			c.bad("WithHTTPClient: nil client")
 			return
@@ -233,7 +241,9 @@ func WithHTTPClient(hc *http.Client) Opt {
 }
 
 // WithSendTimeout bounds one send attempt (default 3 s).
-func WithSendTimeout(d time.Duration) Opt { return Opt(func(c *config) { c.sendTimeout = d }) }
+func WithSendTimeout(d time.Duration) CommonOpt {
+	return CommonOpt(func(c *config) { c.sendTimeout = d })
+}
 
 // WithRetries sets how many more attempts a send gets after a retriable
 // failure, each on another broker when there is one (default 2).
@@ -375,8 +385,8 @@ func WithVisibilityTimeout(d time.Duration) PushOpt {
 }
 
 // WithHeartbeatInterval sets the heartbeat period (default 30 s).
-func WithHeartbeatInterval(d time.Duration) Opt {
-	return Opt(func(c *config) { c.heartbeatInterval = d })
+func WithHeartbeatInterval(d time.Duration) CommonOpt {
+	return CommonOpt(func(c *config) { c.heartbeatInterval = d })
 }
 
 // WithRebalanceInterval sets the rebalance period (default 20 s); brokers
@@ -387,8 +397,8 @@ func WithRebalanceInterval(d time.Duration) PushOpt {
 
 // WithRouteRefreshInterval sets how often topic routes are re-read from the
 // name servers (default 30 s).
-func WithRouteRefreshInterval(d time.Duration) Opt {
-	return Opt(func(c *config) { c.routeRefreshInterval = d })
+func WithRouteRefreshInterval(d time.Duration) CommonOpt {
+	return CommonOpt(func(c *config) { c.routeRefreshInterval = d })
 }
 
 // WithCommitInterval sets how often consumed offsets are committed (default

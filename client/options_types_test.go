@@ -100,7 +100,7 @@ func optionFuncs(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	fset := token.NewFileSet()
-	optTypes := map[string]bool{"Opt": true, "ProducerOpt": true, "ConsumerOpt": true, "PushOpt": true}
+	optTypes := map[string]bool{"CommonOpt": true, "ProducerOpt": true, "ConsumerOpt": true, "PushOpt": true}
 	var out []string
 	for _, name := range names {
 		if strings.HasSuffix(name, "_test.go") {
@@ -168,5 +168,21 @@ func TestOptionMisuseDoesNotCompile(t *testing.T) {
 		if !strings.Contains(out, "PullConsumerOption") {
 			t.Fatalf("the build with %s failed for another reason:\n%s", what, out)
 		}
+	}
+}
+
+// TestOptListBuildsAProducer: code written before options were typed per
+// client builds a producer's options as a []client.Opt, mixing common and
+// producer options; it still compiles and the options take effect.
+func TestOptListBuildsAProducer(t *testing.T) {
+	var opts []Opt
+	opts = append(opts, WithGroup("g"), WithLinger(3*time.Millisecond))
+	p, err := NewProducer("127.0.0.1:9876", opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.cfg.linger != 3*time.Millisecond || p.cfg.group != "g" {
+		t.Fatalf("linger %v, group %q: the options of the list were not applied", p.cfg.linger, p.cfg.group)
 	}
 }
