@@ -1,0 +1,258 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/protocol"
+	"github.com/ferrymq/ferry/remoting"
+)
+
+// Exactly-once producing across master failovers: a group of three
+// replicas whose master is killed with kill -9 again and again while
+// messages are sent with retries. The idempotent producers' state and the
+// dedup keys are replicated with the log, so a retry that reaches the new
+// master is answered with the original result instead of being stored
+// again.
+
+// failoverQueues is the number of queues of the tests' topics.
+const failoverQueues = 4
+
+// failoverRounds kills the master rounds times while sending goes on:
+// each round waits for more acknowledged sends, kills the master, waits
+// for a new one and restarts the killed replica, which rejoins as a
+// slave, until every replica is in sync again.
+func (g *faultGroup) failoverRounds(rounds int, acked func() int) {
+	g.t.Helper()
+	m := g.master(30*time.Second, 3)
+	for i := range rounds {
+		target := acked() + 40
+		waitFor(g.t, 30*time.Second, fmt.Sprintf("%d acknowledged sends before kill %d", target, i+1), func() bool { return acked() >= target })
+		g.kill(m)
+		start := time.Now()
+		nm := g.master(20*time.Second, 0, g.others(m)...)
+		g.t.Logf("kill %d: replica %d killed, replica %d master after %v", i+1, m, nm, time.Since(start))
+		g.start(m)
+		g.inSync(nm, 3, 30*time.Second)
+		m = nm
+	}
+	target := acked() + 40
+	waitFor(g.t, 30*time.Second, fmt.Sprintf("%d acknowledged sends after the last kill", target), func() bool { return acked() >= target })
+}
+
+// createQueues creates topic with failoverQueues queues (and the extra
+// settings) on master m.
+func (g *faultGroup) createQueues(m int64, topic string, extra map[string]any) {
+	body := map[string]any{"name": topic, "read_queues": failoverQueues, "write_queues": failoverQueues}
+	for k, v := range extra {
+		body[k] = v
+	}
+	g.reps[m].srv.call(g.t, "POST", "/v1/topics", body, 201, nil)
+}
+
+// readQueues returns the bodies of every queue of topic on the master, by
+// queue, in queue order.
+func (g *faultGroup) readQueues(topic string) [][]string {
+	g.t.Helper()
+	pc, err := client.NewPullConsumer(g.ns.namesrv, client.WithGroup("failover-check"))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	defer pc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	qs, err := pc.Queues(ctx, topic)
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	out := make([][]string, failoverQueues)
+	for _, q := range qs {
+		for off := int64(0); ; {
+			r, err := pc.Pull(ctx, q, off, 256)
+			if err != nil {
+				g.t.Fatal(err)
+			}
+			if len(r.Messages) == 0 {
+				break
+			}
+			for _, m := range r.Messages {
+				out[q.QueueID] = append(out[q.QueueID], string(m.Body))
+			}
+			off = r.NextOffset
+		}
+	}
+	return out
+}
+
+// checkExactlyOnce fails the test unless every acknowledged body is
+// stored once, no body is stored twice, and each queue holds its bodies
+// in send order (bodies are <prefix><6-digit n>).
+func checkExactlyOnce(t *testing.T, queues [][]string, acked map[string]bool, prefix int) {
+	t.Helper()
+	seen := map[string]int{}
+	for q, bodies := range queues {
+		prev := -1
+		for _, b := range bodies {
+			seen[b]++
+			n, err := strconv.Atoi(b[prefix:])
+			if err != nil {
+				t.Fatalf("queue %d holds %q", q, b)
+			}
+			if n <= prev {
+				t.Errorf("queue %d: %s after %d", q, b, prev)
+			}
+			prev = n
+		}
+	}
+	for b, n := range seen {
+		if n > 1 {
+			t.Errorf("%s stored %d times", b, n)
+		}
+	}
+	for b := range acked {
+		if seen[b] != 1 {
+			t.Errorf("acknowledged %s stored %d times", b, seen[b])
+		}
+	}
+	t.Logf("%d acknowledged, %d stored", len(acked), len(seen))
+}
+
+// TestIdempotentProducerMasterFailover: an idempotent producer sends
+// continuously, with retries, while the master of its group is killed
+// with kill -9 three times: every send is acknowledged (its retries reach
+// the new master of the same group, which knows the sequences), and the
+// stream holds every acknowledged message exactly once, in send order per
+// queue.
+func TestIdempotentProducerMasterFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four processes")
+	}
+	g := startFaultGroup(t, "replica_lag_max = \"2s\"\n")
+	m := g.master(30*time.Second, 3)
+	const topic = "eos-failover"
+	g.createQueues(m, topic, nil)
+	p, err := client.NewProducer(g.ns.namesrv, client.WithIdempotence("failover-app"), client.WithRetries(16),
+		client.WithSendTimeout(2*time.Second), client.WithQueueSelector(client.HashSelector()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	ackedN := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			body := fmt.Sprintf("i%06d", i)
+			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+			_, err := p.Send(ctx, &client.Message{Topic: topic, Body: []byte(body), ShardingKey: strconv.Itoa(i % failoverQueues)})
+			cancel()
+			if err != nil {
+				// Retries outlast a failover: the new master takes them.
+				t.Errorf("%s not acknowledged: %v", body, err)
+				continue
+			}
+			mu.Lock()
+			acked[body] = true
+			mu.Unlock()
+		}
+	}()
+	g.failoverRounds(3, ackedN)
+	close(stop)
+	<-done
+
+	mu.Lock()
+	defer mu.Unlock()
+	checkExactlyOnce(t, g.readQueues(topic), acked, 1)
+}
+
+// TestDedupWindowMasterFailover: a producer without sequences sends
+// messages with fixed UNIQ_KEYs to a topic with a dedup window, and
+// re-sends a message with the same key to whichever replica is master
+// after any error, while the master is killed with kill -9 three times:
+// every message is stored once, in send order per queue.
+func TestDedupWindowMasterFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts four processes")
+	}
+	g := startFaultGroup(t, "replica_lag_max = \"2s\"\n")
+	m := g.master(30*time.Second, 3)
+	const topic = "dedup-failover"
+	g.createQueues(m, topic, map[string]any{"dedup_window": "10m"})
+
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	ackedN := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		target := g.reps[m].brokerAddr
+		for i := 0; ; i++ {
+			body := fmt.Sprintf("d%06d", i)
+			// Re-sent until acknowledged: after an error, to the replica
+			// that says it is the writable master.
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, _, err := dedupSend(g.rc, target, topic, i%failoverQueues, body, "K-"+body)
+				if err == nil && code == protocol.RespSuccess {
+					break
+				}
+				select { // a pause between re-sends, as a client's backoff
+				case <-stop:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
+				for _, id := range []int64{1, 2, 3} {
+					if ri, ok := g.status(id); ok && ri.Replication.Role == "master" && ri.Writable {
+						target = g.reps[id].brokerAddr
+						break
+					}
+				}
+			}
+			mu.Lock()
+			acked[body] = true
+			mu.Unlock()
+		}
+	}()
+	g.failoverRounds(3, ackedN)
+	close(stop)
+	<-done
+
+	mu.Lock()
+	defer mu.Unlock()
+	checkExactlyOnce(t, g.readQueues(topic), acked, 1)
+}
+
+// dedupSend sends body with UNIQ_KEY key to queue of topic at addr.
+func dedupSend(rc *remoting.Client, addr, topic string, queue int, body, key string) (int, string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	resp, err := rc.Invoke(ctx, addr, remoting.NewRequest(protocol.ReqSendMessage, map[string]string{
+		"producerGroup": "dedup-pg", "topic": topic, "defaultTopic": "TBW102", "defaultTopicQueueNums": "4",
+		"queueId": strconv.Itoa(queue), "sysFlag": "0", "bornTimestamp": strconv.FormatInt(time.Now().UnixMilli(), 10),
+		"flag": "0", "properties": string(protocol.EncodeProperties(map[string]string{protocol.PropUniqKey: key})),
+		"reconsumeTimes": "0", "unitMode": "false", "batch": "false",
+	}, []byte(body)))
+	if err != nil {
+		return 0, "", err
+	}
+	return int(resp.Code), resp.Remark, nil
+}
