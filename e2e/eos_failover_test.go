@@ -89,11 +89,28 @@ func (g *faultGroup) readQueues(topic string) [][]string {
 	return out
 }
 
-// checkExactlyOnce fails the test unless every acknowledged body is
+// checkExactlyOnce reads topic's queues once every acknowledged body is
+// readable (acknowledged means committed; the queues show it once
+// dispatched) and fails the test unless every acknowledged body is
 // stored once, no body is stored twice, and each queue holds its bodies
 // in send order (bodies are <prefix><6-digit n>).
-func checkExactlyOnce(t *testing.T, queues [][]string, acked map[string]bool, prefix int) {
+func (g *faultGroup) checkExactlyOnce(topic string, acked map[string]bool, prefix int) {
+	t := g.t
 	t.Helper()
+	var queues [][]string
+	readable := func() bool {
+		queues = g.readQueues(topic)
+		n := 0
+		for _, bodies := range queues {
+			for _, b := range bodies {
+				if acked[b] {
+					n++
+				}
+			}
+		}
+		return n >= len(acked)
+	}
+	waitFor(t, 30*time.Second, "every acknowledged message readable", readable)
 	seen := map[string]int{}
 	for q, bodies := range queues {
 		prev := -1
@@ -176,7 +193,7 @@ func TestIdempotentProducerMasterFailover(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	checkExactlyOnce(t, g.readQueues(topic), acked, 1)
+	g.checkExactlyOnce(topic, acked, 1)
 }
 
 // TestDedupWindowMasterFailover: a producer without sequences sends
@@ -238,7 +255,7 @@ func TestDedupWindowMasterFailover(t *testing.T) {
 
 	mu.Lock()
 	defer mu.Unlock()
-	checkExactlyOnce(t, g.readQueues(topic), acked, 1)
+	g.checkExactlyOnce(topic, acked, 1)
 }
 
 // dedupSend sends body with UNIQ_KEY key to queue of topic at addr.
