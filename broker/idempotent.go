@@ -39,8 +39,10 @@ import (
 // Recovery: the table is saved in the metadata store (key producerSnapKey)
 // with the commitlog offset it covers, every ProducerSnapshotInterval and
 // at shutdown; on open the broker restores it and replays the log from
-// that offset. Epochs granted by INIT_PRODUCER_ID are written at once
-// (producerEpochPrefix) because no message may carry them yet.
+// that offset. Epochs granted by INIT_PRODUCER_ID are metadata records,
+// which the applier stores under producerEpochPrefix, because no message
+// may carry them yet. On a replica group every replica keeps the table
+// up to date from the replicated log (eos_replica.go).
 type idemState struct {
 	stripes [64]sync.Mutex
 	seed    maphash.Seed
