@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrymq/ferry/idempotence"
 	"github.com/ferrymq/ferry/protocol"
 )
 
@@ -72,5 +73,52 @@ func TestReplicaProducerStateFollowsMaster(t *testing.T) {
 	}
 	if got := pullAll(t, nb, c2, "d", 1); len(got) != 0 {
 		t.Fatalf("the dedup copy was stored again: %v", got)
+	}
+}
+
+// TestProducerStateRebuiltBeforeCut: a replica about to cut its log back
+// (the new master never had its tail) forgets the batches and dedup keys
+// of the messages cut, keeps those before, and replaces a producer
+// snapshot that covers the tail by one that does not.
+func TestProducerStateRebuiltBeforeCut(t *testing.T) {
+	b := testBroker(t, t.TempDir(), nil)
+	c := newClient(t, b)
+	createDedupTopic(t, c, "d", time.Hour)
+	ep := c.initProducer("p").Epoch
+	mustOK(t, c.send("t", 0, "a", idemProps("p", ep, 0)))
+	mustOK(t, c.send("d", 0, "x", map[string]string{protocol.PropUniqKey: "K1"}))
+	cut := b.clog.WrittenOffset()
+	mustOK(t, c.send("t", 0, "b", idemProps("p", ep, 1)))
+	mustOK(t, c.send("d", 0, "y", map[string]string{protocol.PropUniqKey: "K2"}))
+	end := b.clog.WrittenOffset()
+	waitFor(t, 10*time.Second, "the log applied", func() bool { return b.idem.applier.applied() >= end })
+	if err := b.snapshotProducers(time.Now()); err != nil { // covers the tail
+		t.Fatal(err)
+	}
+	if err := b.rebuildProducers(cut); err != nil {
+		t.Fatal(err)
+	}
+	b.idem.mu.Lock()
+	dup, _, dupErr := b.idem.tab.Check("p", ep, idempotence.Queue{Topic: "t", ID: 0}, 0, 1)
+	next, _, nextErr := b.idem.tab.Check("p", ep, idempotence.Queue{Topic: "t", ID: 0}, 1, 1)
+	b.idem.mu.Unlock()
+	if dupErr != nil || dup != idempotence.Duplicate || nextErr != nil || next != idempotence.Append {
+		t.Fatalf("after the rebuild: seq 0 %v %v, seq 1 %v %v; want a duplicate and the next", dup, dupErr, next, nextErr)
+	}
+	notBefore := time.Now().Add(-time.Hour).UnixMilli()
+	if _, ok, err := b.findDedup(dedupKey("d", "K1"), notBefore); err != nil || !ok {
+		t.Fatalf("K1, stored before the cut: %v %v", ok, err)
+	}
+	if _, ok, err := b.findDedup(dedupKey("d", "K2"), notBefore); err != nil || ok {
+		t.Fatalf("K2, stored past the cut, still known: %v %v", ok, err)
+	}
+	v, closer, err := b.meta.db.Get([]byte(producerSnapKey))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, covers, err := idempotence.Restore(v)
+	closer.Close()
+	if err != nil || covers > cut {
+		t.Fatalf("snapshot covers %d (%v), past the cut at %d", covers, err, cut)
 	}
 }

@@ -462,14 +462,23 @@ func (b *Broker) snapshotProducers(now time.Time) error {
 	if expiry <= 0 {
 		expiry = idempotence.DefaultExpiry
 	}
+	// A slave's table is what its applier applied: hold the applier
+	// still (lock order: applier, snapMu). A master's is not waited on
+	// with the applier held, which would stall dispatch.
 	a := b.idem.applier
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	slave := b.repl.on && b.repl.isSlave()
+	if slave {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+	}
 	s.snapMu.Lock()
 	covers := b.clog.WrittenOffset()
 	if b.repl.on {
 		switch {
-		case b.repl.isSlave():
+		case b.repl.isSlave() != slave:
+			s.snapMu.Unlock()
+			return nil // the role just changed: the next round
+		case slave:
 			covers = a.pos
 		case !b.repl.waitCommitted(covers, snapshotCommitWait): // eos_replica.go
 			// No idempotent or dedup send appends while snapMu is held,
