@@ -575,7 +575,10 @@ func (m *metaLog) rebuild() error {
 	defer m.amu.Unlock()
 	b := m.db.NewBatch()
 	defer b.Close()
-	for _, p := range []string{prefixTopic, prefixGroup, prefixOffset, "d/level/", producerEpochPrefix} {
+	// Producer epochs (pe/) stay: a data directory from before they were
+	// metadata records has them only in the store, and an epoch too high
+	// fences no more than a newer instance would.
+	for _, p := range []string{prefixTopic, prefixGroup, prefixOffset, "d/level/"} {
 		if err := b.DeleteRange([]byte(p), prefixEnd(p), nil); err != nil {
 			return err
 		}
