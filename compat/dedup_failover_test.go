@@ -3,7 +3,9 @@ package compat
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -12,8 +14,6 @@ import (
 	rocketmq "github.com/apache/rocketmq-client-go/v2"
 	"github.com/apache/rocketmq-client-go/v2/primitive"
 	"github.com/apache/rocketmq-client-go/v2/producer"
-
-	"github.com/ferrymq/ferry/protocol"
 )
 
 // TestOfficialClientDedupWindowMasterKill: the official client sends to a
@@ -28,15 +28,7 @@ func TestOfficialClientDedupWindowMasterKill(t *testing.T) {
 	const topic, queues, kills = "dedup-failover", 4, 3
 	g := startReplGroup(t, 3, "--acks", "all")
 	m := g.master(startTimeout, 3)
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Post("http://"+g.replicas[m].HTTP+"/v1/topics", "application/json",
-		strings.NewReader(fmt.Sprintf(`{"name":%q,"read_queues":%d,"write_queues":%d,"dedup_window":"10m"}`, topic, queues, queues)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("create topic: status %d", resp.StatusCode)
-	}
+	createDedupTopicHTTP(t, "http://"+g.replicas[m].HTTP, topic, queues)
 	waitRoute(t, g.NameSrv, topic, 1)
 
 	var mu sync.Mutex
@@ -116,9 +108,17 @@ func TestOfficialClientDedupWindowMasterKill(t *testing.T) {
 	mu.Lock()
 	defer mu.Unlock()
 	// Acknowledged means committed; the queues show it once dispatched.
+	_, port, err := net.SplitHostPort(g.replicas[m].HTTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	httpPort, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var count map[string]int
 	waitFor(t, receiveTimeout, func() bool {
-		count = readAllQueues(t, g.replicas[m].HTTP, topic, queues)
+		count = readTopicAll(t, httpPort, queues, topic) // dedup_test.go
 		for _, body := range acked {
 			if count[body] == 0 {
 				return false
@@ -156,26 +156,18 @@ func startDedupProducer(nameSrv string) rocketmq.Producer {
 	return p
 }
 
-// readAllQueues counts how often each body is in topic's queues, read
-// from the replica whose HTTP API is at httpAddr.
-func readAllQueues(t *testing.T, httpAddr, topic string, queues int) map[string]int {
+// createDedupTopicHTTP creates topic with queues queues and a dedup
+// window of 10 minutes through the HTTP API at base.
+func createDedupTopicHTTP(t *testing.T, base, topic string, queues int) {
 	t.Helper()
-	count := map[string]int{}
-	for q := range queues {
-		for off := int64(0); ; {
-			var read protocol.HTTPQueueRead
-			url := fmt.Sprintf("http://%s/v1/topics/%s/queues/%d/messages?offset=%d&max=500", httpAddr, topic, q, off)
-			if err := getJSON(url, &read); err != nil {
-				t.Fatal(err)
-			}
-			if len(read.Messages) == 0 {
-				break
-			}
-			for _, m := range read.Messages {
-				count[m.Body]++
-			}
-			off = read.NextOffset
-		}
+	hc := &http.Client{Timeout: 10 * time.Second}
+	resp, err := hc.Post(base+"/v1/topics", "application/json",
+		strings.NewReader(fmt.Sprintf(`{"name":%q,"read_queues":%d,"write_queues":%d,"dedup_window":"10m"}`, topic, queues, queues)))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return count
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create topic: status %d", resp.StatusCode)
+	}
 }

@@ -23,16 +23,51 @@ import (
 // failoverQueues is the number of queues of the tests' topics.
 const failoverQueues = 4
 
-// failoverRounds kills the master rounds times while sending goes on:
-// each round waits for more acknowledged sends, kills the master, waits
-// for a new one and restarts the killed replica, which rejoins as a
-// slave, until every replica is in sync again.
-func (g *faultGroup) failoverRounds(rounds int, acked func() int) {
+// sendThroughFailovers calls send(i, stop) for i = 0, 1, … in a
+// goroutine while it kills the master rounds times: each round waits for
+// more acknowledged sends, kills the master, waits for a new one and
+// restarts the killed replica, which rejoins as a slave, until every
+// replica is in sync again. send returns the body it had acknowledged,
+// or false when it was not (or stop closed). It returns every body
+// acknowledged.
+func (g *faultGroup) sendThroughFailovers(rounds int, send func(i int, stop <-chan struct{}) (string, bool)) map[string]bool {
 	g.t.Helper()
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	ackedN := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if body, ok := send(i, stop); ok {
+				mu.Lock()
+				acked[body] = true
+				mu.Unlock()
+			}
+		}
+	}()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-done
+	}()
+	more := func(what string) {
+		g.t.Helper()
+		target := ackedN() + 40
+		waitFor(g.t, 30*time.Second, fmt.Sprintf("%d acknowledged sends %s", target, what), func() bool { return ackedN() >= target })
+	}
 	m := g.master(30*time.Second, 3)
 	for i := range rounds {
-		target := acked() + 40
-		waitFor(g.t, 30*time.Second, fmt.Sprintf("%d acknowledged sends before kill %d", target, i+1), func() bool { return acked() >= target })
+		more(fmt.Sprintf("before kill %d", i+1))
 		g.kill(m)
 		start := time.Now()
 		nm := g.master(20*time.Second, 0, g.others(m)...)
@@ -41,8 +76,10 @@ func (g *faultGroup) failoverRounds(rounds int, acked func() int) {
 		g.inSync(nm, 3, 30*time.Second)
 		m = nm
 	}
-	target := acked() + 40
-	waitFor(g.t, 30*time.Second, fmt.Sprintf("%d acknowledged sends after the last kill", target), func() bool { return acked() >= target })
+	more("after the last kill")
+	close(stop)
+	<-done
+	return acked
 }
 
 // createQueues creates topic with failoverQueues queues (and the extra
@@ -160,39 +197,17 @@ func TestIdempotentProducerMasterFailover(t *testing.T) {
 	}
 	defer p.Close()
 
-	var mu sync.Mutex
-	acked := map[string]bool{}
-	ackedN := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			body := fmt.Sprintf("i%06d", i)
-			ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
-			_, err := p.Send(ctx, &client.Message{Topic: topic, Body: []byte(body), ShardingKey: strconv.Itoa(i % failoverQueues)})
-			cancel()
-			if err != nil {
-				// Retries outlast a failover: the new master takes them.
-				t.Errorf("%s not acknowledged: %v", body, err)
-				continue
-			}
-			mu.Lock()
-			acked[body] = true
-			mu.Unlock()
+	acked := g.sendThroughFailovers(3, func(i int, _ <-chan struct{}) (string, bool) {
+		body := fmt.Sprintf("i%06d", i)
+		ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+		defer cancel()
+		if _, err := p.Send(ctx, &client.Message{Topic: topic, Body: []byte(body), ShardingKey: strconv.Itoa(i % failoverQueues)}); err != nil {
+			// Retries outlast a failover: the new master takes them.
+			t.Errorf("%s not acknowledged: %v", body, err)
+			return "", false
 		}
-	}()
-	g.failoverRounds(3, ackedN)
-	close(stop)
-	<-done
-
-	mu.Lock()
-	defer mu.Unlock()
+		return body, true
+	})
 	g.checkExactlyOnce(topic, acked, 1)
 }
 
@@ -210,51 +225,29 @@ func TestDedupWindowMasterFailover(t *testing.T) {
 	const topic = "dedup-failover"
 	g.createQueues(m, topic, map[string]any{"dedup_window": "10m"})
 
-	var mu sync.Mutex
-	acked := map[string]bool{}
-	ackedN := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		target := g.reps[m].brokerAddr
-		for i := 0; ; i++ {
-			body := fmt.Sprintf("d%06d", i)
-			// Re-sent until acknowledged: after an error, to the replica
-			// that says it is the writable master.
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				code, _, err := dedupSend(g.rc, target, topic, i%failoverQueues, body, "K-"+body)
-				if err == nil && code == protocol.RespSuccess {
+	target := g.reps[m].brokerAddr
+	acked := g.sendThroughFailovers(3, func(i int, stop <-chan struct{}) (string, bool) {
+		body := fmt.Sprintf("d%06d", i)
+		// Re-sent until acknowledged: after an error, to the replica that
+		// says it is the writable master.
+		for {
+			code, _, err := dedupSend(g.rc, target, topic, i%failoverQueues, body, "K-"+body)
+			if err == nil && code == protocol.RespSuccess {
+				return body, true
+			}
+			select { // a pause between re-sends, as a client's backoff
+			case <-stop:
+				return "", false
+			case <-time.After(50 * time.Millisecond):
+			}
+			for _, id := range []int64{1, 2, 3} {
+				if ri, ok := g.status(id); ok && ri.Replication.Role == "master" && ri.Writable {
+					target = g.reps[id].brokerAddr
 					break
 				}
-				select { // a pause between re-sends, as a client's backoff
-				case <-stop:
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
-				for _, id := range []int64{1, 2, 3} {
-					if ri, ok := g.status(id); ok && ri.Replication.Role == "master" && ri.Writable {
-						target = g.reps[id].brokerAddr
-						break
-					}
-				}
 			}
-			mu.Lock()
-			acked[body] = true
-			mu.Unlock()
 		}
-	}()
-	g.failoverRounds(3, ackedN)
-	close(stop)
-	<-done
-
-	mu.Lock()
-	defer mu.Unlock()
+	})
 	g.checkExactlyOnce(topic, acked, 1)
 }
 
