@@ -7,6 +7,7 @@ import (
 
 	"github.com/ferrymq/ferry/idempotence"
 	"github.com/ferrymq/ferry/protocol"
+	"github.com/ferrymq/ferry/remoting"
 )
 
 // TestReplicaProducerStateFollowsMaster: the idempotent producers' state
@@ -39,6 +40,13 @@ func TestReplicaProducerStateFollowsMaster(t *testing.T) {
 	waitFor(t, 15*time.Second, "the slave holding the master's log", func() bool {
 		return g.brokers[s].cq.DispatchedOffset() >= end
 	})
+
+	// An INIT_PRODUCER_ID that reaches the slave (a client with an old
+	// route) is refused and fences nothing there.
+	cs := newClient(t, g.brokers[s])
+	if r := cs.invoke(remoting.NewRequest(protocol.ReqInitProducerID, map[string]string{"producerId": "p"}, nil)); r.Code != protocol.RespServiceNotAvailable {
+		t.Fatalf("INIT_PRODUCER_ID on the slave answered %d %s", r.Code, r.Remark)
+	}
 
 	g.elect(s)
 	c2 := newClient(t, g.brokers[s])

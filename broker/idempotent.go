@@ -307,8 +307,11 @@ func (b *Broker) handleInitProducerID(c *remoting.Conn, req *remoting.Command) {
 	lk := s.stripe(pid)
 	lk.Lock()
 	defer lk.Unlock()
+	// The table takes the epoch only once it is stored: a replica that
+	// refuses the write (not master) must not fence the epoch its master
+	// grants.
 	s.mu.Lock()
-	epoch, last := s.tab.Init(pid, time.Now().UnixMilli())
+	epoch := s.tab.NextEpoch(pid)
 	s.mu.Unlock()
 	if err := b.metaLog.write([]metaChange{{Kind: metaProducerEpoch, Name: pid, Epoch: epoch}}, true); err != nil {
 		code, remark := sendError(err)
@@ -318,6 +321,10 @@ func (b *Broker) handleInitProducerID(c *remoting.Conn, req *remoting.Command) {
 		b.reply(c, req, code, remark)
 		return
 	}
+	s.mu.Lock()
+	s.tab.RaiseEpoch(pid, epoch, time.Now().UnixMilli())
+	last := s.tab.LastSeqs(pid)
+	s.mu.Unlock()
 	body := remoting.InitProducerIDResponse{Epoch: epoch, Queues: make([]remoting.ProducerQueueSeq, 0, len(last))}
 	for q, seq := range last {
 		body.Queues = append(body.Queues, remoting.ProducerQueueSeq{Topic: q.Topic, QueueID: q.ID, LastSeq: seq})

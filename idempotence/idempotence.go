@@ -274,6 +274,24 @@ func (t *Table) Init(pid string, nowMs int64) (int32, map[Queue]int64) {
 	return p.Epoch, t.lastSeqs(p)
 }
 
+// NextEpoch is the epoch Init would start for pid, without starting it
+// (the caller stores it first, then raises the table to it).
+func (t *Table) NextEpoch(pid string) int32 {
+	if p := t.producers[pid]; p != nil {
+		return p.Epoch + 1
+	}
+	return 1
+}
+
+// LastSeqs returns the last sequence stored on each queue by pid.
+func (t *Table) LastSeqs(pid string) map[Queue]int64 {
+	p := t.producers[pid]
+	if p == nil {
+		return map[Queue]int64{}
+	}
+	return t.lastSeqs(p)
+}
+
 // RaiseEpoch makes epoch the producer's epoch if it is newer (an epoch
 // granted by Init and persisted before any message carried it).
 func (t *Table) RaiseEpoch(pid string, epoch int32, nowMs int64) {
