@@ -216,6 +216,8 @@ func (b *Broker) openStores() error {
 	b.topics.mlog, b.groups.mlog, b.offsets.mlog = b.metaLog, b.metaLog, b.metaLog
 	b.metaLog.topics, b.metaLog.groups, b.metaLog.offsets = b.topics, b.groups, b.offsets
 	b.metaLog.onTopic = b.onReplicatedTopicChange
+	b.metaLog.onProducerEpoch = b.onProducerEpoch // eos_replica.go
+	b.idem.applier = &producerApplier{b: b}
 	if b.timerIdx, err = delay.NewTimerIndex(b.meta.db, protocol.TimerTopic, b.clog.WrittenOffset()); err != nil {
 		return err
 	}
@@ -228,7 +230,7 @@ func (b *Broker) openStores() error {
 		Dir:       b.fs.PathJoin(b.cfg.DataDir, "consumequeue"),
 		Source:    b.src,
 		Logger:    b.log,
-		Listeners: []consumequeue.Listener{b.timerIdx, b.keys, b.metaLog},
+		Listeners: []consumequeue.Listener{b.timerIdx, b.keys, b.metaLog, b.idem.applier},
 		OnNotify:  b.wakeHeld,
 	})
 	if err != nil {

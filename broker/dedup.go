@@ -151,6 +151,10 @@ func (s *dedupState) release(keys []string, mine chan struct{}) {
 // copy racing in finds them; they reach the metadata store with the
 // next batch of keys, written after answer returns.
 func (b *Broker) appendDedup(msgs []commitlog.Message, window time.Duration, answer func(out []dedupStored, flushErr, err error)) {
+	if err := b.producerStateReady(); err != nil { // eos_replica.go
+		answer(nil, nil, err)
+		return
+	}
 	d := &dedupSpan{topic: msgs[0].Topic, keys: dedupKeys(msgs)}
 	d.mine = b.dedup.claim(d.keys)
 	defer b.dedup.release(d.keys, d.mine)
@@ -242,8 +246,10 @@ func (b *Broker) lookupDedup(key string, notBefore int64) (dedupStored, bool, er
 }
 
 // replayDedup records the key of a replayed record of a topic with a
-// dedup window, if the record is still inside it.
-func (b *Broker) replayDedup(rec *protocol.Record, off int64, now time.Time) {
+// dedup window, if the record is still inside it and memory does not
+// hold it already; it reports whether the keys in memory are due to be
+// written.
+func (b *Broker) replayDedup(rec *protocol.Record, off int64, now time.Time) bool {
 	topic := string(rec.Topic)
 	if topic == protocol.ScheduleTopic || topic == protocol.TimerTopic {
 		if t, ok := protocol.Property(rec.Properties, protocol.PropRealTopic); ok {
@@ -252,17 +258,34 @@ func (b *Broker) replayDedup(rec *protocol.Record, off int64, now time.Time) {
 	}
 	tc, ok := b.topics.get(topic)
 	if !ok || tc.DedupWindowMs <= 0 || rec.StoreTimestamp < now.UnixMilli()-tc.DedupWindowMs {
-		return
+		return false
 	}
 	k := messageDedupKey(rec.Properties)
 	if k == "" {
-		return
+		return false
 	}
 	var v dedupValue
 	putDedupValue(v[:], rec.StoreTimestamp, dedupStored{Stored: idempotence.Stored{CommitlogOffset: off, QueueOffset: rec.QueueOffset}, QueueID: rec.QueueID})
-	b.dedup.mu.Lock()
-	b.dedup.recordLocked(dedupKey(topic, k), v, rec.StoreTimestamp+tc.DedupWindowMs)
-	b.dedup.mu.Unlock()
+	key := dedupKey(topic, k)
+	s := &b.dedup
+	s.mu.Lock()
+	have, inMem := s.mem[key]
+	s.mu.Unlock()
+	if inMem && have == v {
+		return false // recorded by the send that stored it, or replayed before
+	}
+	if !inMem && s.filter != nil && s.filter.mayContain(key) {
+		if old, closer, err := b.meta.db.Get([]byte(key)); err == nil {
+			same := string(old) == string(v[:])
+			closer.Close()
+			if same {
+				return false // moved out of memory to the store
+			}
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.recordLocked(key, v, rec.StoreTimestamp+tc.DedupWindowMs)
 }
 
 // sweepDedup drops the keys older than their topic's window from memory,
@@ -540,6 +563,12 @@ func (d *dedupSpan) resolveDups() {
 // key: it never waits holding the snapshot lock or keys.
 func (b *Broker) groupDedup(c *remoting.Conn, g *sendGroup, req *remoting.Command, msgs []commitlog.Message, spans []sendSpan,
 	first int, window time.Duration) ([]commitlog.Message, []sendSpan) {
+	if err := b.producerStateReady(); err != nil { // eos_replica.go
+		clear(msgs[first:])
+		code, remark := sendError(err)
+		b.reply(c, req, code, remark)
+		return msgs[:first], spans
+	}
 	d := &dedupSpan{topic: msgs[first].Topic, keys: dedupKeys(msgs[first:])}
 	if d.mine = b.dedup.tryClaim(d.keys); d.mine == nil {
 		b.appendGroup(c, g, msgs[:first], spans) // send.go

@@ -253,3 +253,33 @@ func (b *Broker) loadDedupJournal(now time.Time) error {
 		return nil
 	})
 }
+
+// dropFrom forgets the keys in memory, and in the journal not yet
+// written, of messages stored at or past commitlog offset cut (a replica
+// whose log is cut back there). Keys already written to the store stay:
+// a copy of the message stored again later brings a newer value.
+func (s *dedupState) dropFrom(cut int64) {
+	off := func(v []byte) int64 { return int64(binary.BigEndian.Uint64(v[20:])) }
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, v := range s.mem {
+		if off(v[:]) >= cut {
+			delete(s.mem, k)
+		}
+	}
+	var kept []byte
+	n := 0
+	for j := s.journal; len(j) > 0; {
+		l, w := binary.Uvarint(j)
+		if w <= 0 || uint64(len(j)-w) < l+28 {
+			break
+		}
+		entry := j[:w+int(l)+28]
+		j = j[len(entry):]
+		if off(entry[w+int(l):]) < cut {
+			kept = append(kept, entry...)
+			n++
+		}
+	}
+	s.journal, s.journalN = kept, n
+}

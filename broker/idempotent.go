@@ -39,14 +39,19 @@ import (
 // Recovery: the table is saved in the metadata store (key producerSnapKey)
 // with the commitlog offset it covers, every ProducerSnapshotInterval and
 // at shutdown; on open the broker restores it and replays the log from
-// that offset. Epochs granted by INIT_PRODUCER_ID are written at once
-// (producerEpochPrefix) because no message may carry them yet.
+// that offset. Epochs granted by INIT_PRODUCER_ID are metadata records,
+// which the applier stores under producerEpochPrefix, because no message
+// may carry them yet. On a replica group every replica keeps the table
+// up to date from the replicated log (eos_replica.go).
 type idemState struct {
 	stripes [64]sync.Mutex
 	seed    maphash.Seed
 	snapMu  sync.RWMutex
 	mu      sync.Mutex
 	tab     *idempotence.Table // guarded by mu
+	// applier keeps tab and the dedup keys up to date from the
+	// dispatched log (eos_replica.go). Lock order: applier.mu first.
+	applier *producerApplier
 }
 
 // Keys of the metadata store (part of the format).
@@ -204,6 +209,11 @@ func (b *Broker) sendIdempotent(c *remoting.Conn, req *remoting.Command, msgs []
 		b.reply(c, req, protocol.RespMessageIllegal, err.Error())
 		return true
 	}
+	if err := b.producerStateReady(); err != nil { // eos_replica.go
+		code, remark := sendError(err)
+		b.reply(c, req, code, remark)
+		return true
+	}
 	b.repl.replyAfterWrite(c, req, b.storeIdempotent(req, msgs, f), msgs[0].Topic) // replication.go
 	return true
 }
@@ -280,24 +290,41 @@ func (b *Broker) resultResponse(req *remoting.Command, queue int32, prev []idemp
 }
 
 // handleInitProducerID serves INIT_PRODUCER_ID: a new epoch for the
-// producer id in the header, persisted before it is answered.
+// producer id in the header, stored as a metadata record and applied
+// (on a replica group: committed) before it is answered.
 func (b *Broker) handleInitProducerID(c *remoting.Conn, req *remoting.Command) {
 	pid := req.StringOr("producerId", "")
 	if pid == "" || len(pid) > maxProducerIDLen || !protocol.ValidPropertyText(pid) {
 		b.reply(c, req, protocol.RespMessageIllegal, fmt.Sprintf("producerId must be 1 to %d bytes without \\x01 or \\x02", maxProducerIDLen))
 		return
 	}
+	if err := b.producerStateReady(); err != nil { // eos_replica.go
+		code, remark := sendError(err)
+		b.reply(c, req, code, remark)
+		return
+	}
 	s := &b.idem
 	lk := s.stripe(pid)
 	lk.Lock()
 	defer lk.Unlock()
+	// The table takes the epoch only once it is stored: a replica that
+	// refuses the write (not master) must not fence the epoch its master
+	// grants.
 	s.mu.Lock()
-	epoch, last := s.tab.Init(pid, time.Now().UnixMilli())
+	epoch := s.tab.NextEpoch(pid)
 	s.mu.Unlock()
-	if err := b.meta.db.Set([]byte(producerEpochPrefix+pid), binary.BigEndian.AppendUint32(nil, uint32(epoch)), pebble.Sync); err != nil {
-		b.reply(c, req, protocol.RespSystemError, "persist producer epoch: "+err.Error())
+	if err := b.metaLog.write([]metaChange{{Kind: metaProducerEpoch, Name: pid, Epoch: epoch}}, true); err != nil {
+		code, remark := sendError(err)
+		if code == protocol.RespSystemError {
+			remark = "persist producer epoch: " + remark
+		}
+		b.reply(c, req, code, remark)
 		return
 	}
+	s.mu.Lock()
+	s.tab.RaiseEpoch(pid, epoch, time.Now().UnixMilli())
+	last := s.tab.LastSeqs(pid)
+	s.mu.Unlock()
 	body := remoting.InitProducerIDResponse{Epoch: epoch, Queues: make([]remoting.ProducerQueueSeq, 0, len(last))}
 	for q, seq := range last {
 		body.Queues = append(body.Queues, remoting.ProducerQueueSeq{Topic: q.Topic, QueueID: q.ID, LastSeq: seq})
@@ -325,6 +352,10 @@ func (b *Broker) Producers() []idempotence.ProducerInfo {
 func (b *Broker) loadProducers() error {
 	s := &b.idem
 	s.seed = maphash.MakeSeed()
+	// The applier takes the dispatched log from where the replay ends.
+	a := b.idem.applier
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	// Built aside and published only when complete: a broker that fails
 	// to open must not save (at close) a partial table as covering the log.
 	table := idempotence.New()
@@ -357,6 +388,34 @@ func (b *Broker) loadProducers() error {
 	} else {
 		return fmt.Errorf("broker: read producer snapshot: %w", err)
 	}
+	if err := b.raiseStoredEpochs(table); err != nil {
+		return err
+	}
+	nowT := time.Now()
+	if err := b.loadDedupFilter(); err != nil { // dedup.go
+		return err
+	}
+	if err := b.loadDedupJournal(nowT); err != nil { // dedupmem.go
+		return err
+	}
+	end := b.clog.WrittenOffset()
+	if err := b.replayProducers(table, from, end, true); err != nil {
+		return err
+	}
+	if err := b.flushDedup(); err != nil { // dedupmem.go: the keys replayed
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tab = table
+	a.pos = max(a.pos, end)
+	// An epoch the metadata applier stored while the table was built
+	// aside: from here on it raises the published table itself.
+	return b.raiseStoredEpochs(table)
+}
+
+// raiseStoredEpochs raises table to the epochs in the metadata store.
+func (b *Broker) raiseStoredEpochs(table *idempotence.Table) error {
 	now := time.Now().UnixMilli()
 	err := b.meta.scan(producerEpochPrefix, func(k, v []byte) error {
 		if len(v) == 4 {
@@ -367,51 +426,75 @@ func (b *Broker) loadProducers() error {
 	if err != nil {
 		return fmt.Errorf("broker: read producer epochs: %w", err)
 	}
+	return nil
+}
+
+// replayProducers applies the log from from to to to table and, with
+// dedup, to the dedup keys.
+func (b *Broker) replayProducers(table *idempotence.Table, from, to int64, dedup bool) error {
+	if from >= to {
+		return nil
+	}
 	var buf []byte
-	nowT := time.Now()
-	if err := b.loadDedupFilter(); err != nil { // dedup.go
-		return err
-	}
-	if err := b.loadDedupJournal(nowT); err != nil { // dedupmem.go
-		return err
-	}
-	_, err = b.clog.Scan(from, b.clog.WrittenOffset(), &buf, func(off int64, raw []byte) error {
+	now := time.Now()
+	_, err := b.clog.Scan(from, to, &buf, func(off int64, raw []byte) error {
 		rec, err := protocol.Decode(raw)
 		if err != nil {
 			return err
 		}
-		b.replayDedup(&rec, off, nowT) // dedup.go
-		topic := string(rec.Topic)
-		if protocol.IsReservedTopic(topic) || strings.HasPrefix(topic, protocol.RetryTopicPrefix) || strings.HasPrefix(topic, protocol.DLQTopicPrefix) {
-			return nil // copies of messages stored again by the broker
+		if dedup {
+			b.replayDedup(&rec, off, now) // dedup.go
 		}
-		f, ok, err := parseProducerFields(rec.Properties)
-		if !ok || err != nil {
-			return nil
+		if f, topic, ok := producerRecord(&rec); ok {
+			table.Apply(f.pid, f.epoch, idempotence.Queue{Topic: topic, ID: rec.QueueID}, f.seq,
+				idempotence.Stored{CommitlogOffset: off, QueueOffset: rec.QueueOffset}, rec.StoreTimestamp)
 		}
-		table.Apply(f.pid, f.epoch, idempotence.Queue{Topic: topic, ID: rec.QueueID}, f.seq,
-			idempotence.Stored{CommitlogOffset: off, QueueOffset: rec.QueueOffset}, rec.StoreTimestamp)
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("broker: replay the log for producer state: %w", err)
 	}
-	if err := b.flushDedup(); err != nil { // dedupmem.go: the keys replayed
-		return err
-	}
-	s.tab = table
 	return nil
 }
 
 // snapshotProducers drops expired producers and saves the table with the
-// log offset it covers.
+// log offset it covers. On a replica group the snapshot covers committed
+// data only: a slave's table is the log applied up to the applier's
+// position; a master's also holds its own sends, so it snapshots only
+// once the commit point has reached its log's end (and skips the round
+// otherwise).
 func (b *Broker) snapshotProducers(now time.Time) error {
 	s := &b.idem
 	expiry := b.c().ProducerIDExpiry.D()
 	if expiry <= 0 {
 		expiry = idempotence.DefaultExpiry
 	}
+	// A slave's table is what its applier applied: hold the applier
+	// still (lock order: applier, snapMu). A master's is not waited on
+	// with the applier held, which would stall dispatch.
+	a := b.idem.applier
+	slave := b.repl.on && b.repl.isSlave()
+	if slave {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+	}
 	s.snapMu.Lock()
+	covers := b.clog.WrittenOffset()
+	if b.repl.on {
+		switch {
+		case b.repl.isSlave() != slave:
+			s.snapMu.Unlock()
+			return nil // the role just changed: the next round
+		case slave:
+			covers = a.pos
+		case !b.repl.waitCommitted(covers, snapshotCommitWait): // eos_replica.go
+			// No idempotent or dedup send appends while snapMu is held,
+			// so the wait is short when the slaves keep up.
+			s.snapMu.Unlock()
+			b.log.Debug().Int64("offset", covers).Msg("producer snapshot skipped: the log's end is not committed yet")
+			return nil
+		}
+	}
 	// The snapshot's replay puts back only the keys of messages after
 	// it: those of earlier ones must be in the store first.
 	if err := b.flushDedup(); err != nil { // dedup.go
@@ -420,7 +503,7 @@ func (b *Broker) snapshotProducers(now time.Time) error {
 	}
 	s.mu.Lock()
 	gone := s.tab.Expire(now.UnixMilli(), expiry)
-	data, err := s.tab.Snapshot(b.clog.WrittenOffset())
+	data, err := s.tab.Snapshot(covers)
 	s.mu.Unlock()
 	s.snapMu.Unlock()
 	if err != nil {

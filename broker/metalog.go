@@ -48,13 +48,14 @@ import (
 //
 // Which metadata is replicated: topic configs (t/), group configs (g/),
 // consumer offsets (o/), delay-level and timer progress (d/level/,
-// d/timer). Per replica and not in the log: run-time config changes (c/,
+// d/timer), the epochs granted to idempotent producers (pe/). Per replica and not in the log: run-time config changes (c/,
 // a broker's own settings), the receipt-handle key (k/, HTTP leases are
 // held in memory and end with the process), resent-dead-letter marks
 // (r/, an operator's record of what this broker resent), the drained
 // flag (memory), and every index derived from the log (key index, timer
 // index, dedup windows, producer and transaction state), which each
-// replica rebuilds from its own log.
+// replica rebuilds from its own log (and keeps up to date from it as the
+// log is dispatched: eos_replica.go).
 //
 // Retention: a replica that starts from the oldest kept segment must find
 // all metadata in the log. Before retention deletes segments it writes a
@@ -86,6 +87,8 @@ type metaLog struct {
 	offsets *offsetTable
 	// onTopic, if set, hears of every topic put and delete applied.
 	onTopic func(kind uint8, name string)
+	// onProducerEpoch, if set, hears of every producer epoch applied.
+	onProducerEpoch func(pid string, epoch int32)
 
 	// wmu: writers hold it shared while they append, a snapshot holds it
 	// exclusively, so no record is appended while a snapshot is taken.
@@ -293,6 +296,8 @@ func applyMetaChange(b *pebble.Batch, c *metaChange) error {
 		return nil
 	case metaDelayProgres:
 		return delay.PutProgress(b, c.Delay)
+	case metaProducerEpoch:
+		return b.Set([]byte(producerEpochPrefix+c.Name), binary.BigEndian.AppendUint32(nil, uint32(c.Epoch)), nil)
 	}
 	return fmt.Errorf("unknown change kind %d", c.Kind)
 }
@@ -318,6 +323,10 @@ func (m *metaLog) applyToTables(c *metaChange) {
 		m.offsets.applySet(c.Offset, c.Value)
 	case metaOffsetsDrop:
 		m.offsets.applyDrop(c.DropBy, c.Name)
+	case metaProducerEpoch:
+		if m.onProducerEpoch != nil {
+			m.onProducerEpoch(c.Name, c.Epoch)
+		}
 	}
 }
 
@@ -500,6 +509,16 @@ func (m *metaLog) snapshot() error {
 	} else if found {
 		changes = append(changes, metaChange{Kind: metaDelayProgres, Delay: p})
 	}
+	err := (&metaStore{db: m.db}).scan(producerEpochPrefix, func(k, v []byte) error {
+		if len(v) == 4 {
+			changes = append(changes, metaChange{Kind: metaProducerEpoch, Name: string(k[len(producerEpochPrefix):]),
+				Epoch: int32(binary.BigEndian.Uint32(v))})
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
 	first := int64(-1)
 	for len(changes) > 0 {
 		n, size := 0, 0
@@ -556,6 +575,9 @@ func (m *metaLog) rebuild() error {
 	defer m.amu.Unlock()
 	b := m.db.NewBatch()
 	defer b.Close()
+	// Producer epochs (pe/) stay: a data directory from before they were
+	// metadata records has them only in the store, and an epoch too high
+	// fences no more than a newer instance would.
 	for _, p := range []string{prefixTopic, prefixGroup, prefixOffset, "d/level/"} {
 		if err := b.DeleteRange([]byte(p), prefixEnd(p), nil); err != nil {
 			return err

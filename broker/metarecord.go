@@ -47,6 +47,7 @@ import (
 //	6 offsets drop    by u8 (1: every offset of a group, 2: of a topic), name
 //	7 delay progress  levels u16, levels × next schedule-queue offset i64,
 //	                  timer cursor due ms i64, timer cursor offset i64
+//	8 producer epoch  epoch i32, idempotent producer id (the rest)
 //
 // Every change sets or deletes state outright (no increments), so
 // applying a record twice leaves what applying it once does. A snapshot
@@ -61,13 +62,14 @@ const (
 	metaFlagSnap  = 1
 	metaHeaderLen = 8
 
-	metaTopicPut     = 1
-	metaTopicDelete  = 2
-	metaGroupPut     = 3
-	metaGroupDelete  = 4
-	metaOffsetSet    = 5
-	metaOffsetsDrop  = 6
-	metaDelayProgres = 7
+	metaTopicPut      = 1
+	metaTopicDelete   = 2
+	metaGroupPut      = 3
+	metaGroupDelete   = 4
+	metaOffsetSet     = 5
+	metaOffsetsDrop   = 6
+	metaDelayProgres  = 7
+	metaProducerEpoch = 8
 
 	metaDropGroup = 1
 	metaDropTopic = 2
@@ -86,6 +88,7 @@ type metaChange struct {
 	Offset offsetID       // metaOffsetSet
 	Value  int64          // metaOffsetSet
 	Delay  delay.Progress // metaDelayProgres
+	Epoch  int32          // metaProducerEpoch, with Name the producer id
 }
 
 // metaRecord is a decoded record body.
@@ -137,6 +140,9 @@ func encodeMetaRecord(dst []byte, snapshot bool, changes []metaChange) ([]byte, 
 			dst = append(dst, c.Offset.topic...)
 			dst = binary.BigEndian.AppendUint32(dst, uint32(c.Offset.queue))
 			dst = binary.BigEndian.AppendUint64(dst, uint64(c.Value))
+		case metaProducerEpoch:
+			dst = binary.BigEndian.AppendUint32(dst, uint32(c.Epoch))
+			dst = append(dst, c.Name...)
 		case metaDelayProgres:
 			if len(c.Delay.Levels) > math.MaxUint16 {
 				return dst, fmt.Errorf("%w: %d delay levels", ErrMetaRecord, len(c.Delay.Levels))
@@ -240,6 +246,11 @@ func decodeMetaChange(kind uint8, p []byte) (metaChange, error) {
 		}
 		c.Offset = offsetID{group: g, topic: t, queue: int32(binary.BigEndian.Uint32(p))}
 		c.Value = int64(binary.BigEndian.Uint64(p[4:]))
+	case metaProducerEpoch:
+		if len(p) < 5 || len(p) > 4+maxProducerIDLen || int32(binary.BigEndian.Uint32(p)) < 0 {
+			return c, errors.New("bad producer epoch")
+		}
+		c.Epoch, c.Name = int32(binary.BigEndian.Uint32(p)), string(p[4:])
 	case metaDelayProgres:
 		if len(p) < 2 {
 			return c, errors.New("delay progress truncated")

@@ -20,6 +20,7 @@ func sampleMetaChanges() []metaChange {
 		{Kind: metaOffsetsDrop, DropBy: metaDropGroup, Name: "gone"},
 		{Kind: metaOffsetsDrop, DropBy: metaDropTopic, Name: "old"},
 		{Kind: metaDelayProgres, Delay: delay.Progress{Levels: []int64{1, 2, 0}, TimerDue: 1700000000000, TimerNext: 4096}},
+		{Kind: metaProducerEpoch, Name: "orders-app-1", Epoch: 7},
 	}
 }
 

@@ -122,6 +122,10 @@ type replication struct {
 	catchUp       *catchUp
 	// farEnd is masterEnd for the pull path's quick test (0 on a master).
 	farEnd atomic.Int64
+	// eosEnd is the log's end when this broker last became master: its
+	// idempotent and dedup sends wait until the log below it is applied
+	// (producerStateReady). 0 before.
+	eosEnd atomic.Int64
 
 	masterEpoch atomic.Int64 // the epoch while master, -1 otherwise (replica.Master)
 	commit      atomic.Int64

@@ -136,6 +136,7 @@ func (r *replication) becomeMaster(rep controller.HeartbeatReply) {
 	for i, e := range h {
 		hist[i] = controller.EpochEntry{Epoch: e.Epoch, StartOffset: e.StartOffset}
 	}
+	r.eosEnd.Store(end) // before any send is taken as master
 	r.mu.Lock()
 	r.role, r.epoch, r.masterID, r.masterAddr = RoleMaster, rep.Epoch, rep.MasterID, r.replAddr
 	r.inSync, r.proposed = slices.Clone(rep.InSync), nil
@@ -325,11 +326,12 @@ func (r *replication) refreshMasterEnd(ctx context.Context) {
 }
 
 // beforeTruncate refuses to cut what was dispatched: that was committed.
+// The producer state built from the part cut away is rebuilt first.
 func (r *replication) beforeTruncate(off int64) error {
 	if d := r.b.cq.DispatchedOffset(); d > off {
 		return fmt.Errorf("broker: the master's history would cut this replica's log to %d, below what it dispatched (%d)", off, d)
 	}
-	return nil
+	return r.b.rebuildProducers(off) // eos_replica.go
 }
 
 // onMasterCommit takes the commit point a slave's master sent.

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/ferrymq/ferry/protocol"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -34,7 +35,11 @@ var (
 // The broker keeps the sequences per broker group, so a send and its
 // retries stay on the queue picked first (they never move to another
 // group, which would not know the sequence), backing off from 50 ms to a
-// second between attempts so that they outlast a broker restart. One request per queue is in
+// second between attempts so that they outlast a broker restart. The
+// group's replicas share that state, so after an error that may mean its
+// master moved ("not master", a refused connection, no master routed) a
+// retry reads the route again and goes to the group's new master with
+// the same epoch and sequences. One request per queue is in
 // flight at a time; use WithLinger or SendBatch for throughput. SendOneway
 // and delayed messages are refused (the outcome of a one-way send is
 // unknown, and the delay service stores a message again).
@@ -162,7 +167,8 @@ func (p *Producer) sendIdempotent(ctx context.Context, msgs []*outMsg, pick func
 			p.stats.messages.Add(int64(len(msgs)))
 			return res, nil
 		}
-		final := attempt >= p.cfg.retries || !retriable(err) || ctx.Err() != nil
+		moved := mayHaveMoved(err)
+		final := attempt >= p.cfg.retries || !(retriable(err) || moved) || ctx.Err() != nil
 		if final {
 			p.stats.failures.Add(int64(len(msgs)))
 			if !errors.Is(err, ErrProducerFenced) && !errors.Is(err, ErrInvalidMessage) {
@@ -179,6 +185,11 @@ func (p *Producer) sendIdempotent(ctx context.Context, msgs []*outMsg, pick func
 		}
 		p.stats.retries.Add(1)
 		logAt(p.cfg.logger, LogDebug, "send retried", "topic", topic, "broker", mq.BrokerName, "err", err)
+		if moved {
+			// The same queue of the same group, at the address the name
+			// servers give now.
+			ip.tr.routes.forget(topic)
+		}
 		// The retry must reach the same broker group: give a restarting
 		// broker time to come back instead of spending every retry at once.
 		t := time.NewTimer(retryBackoff(attempt))
@@ -188,6 +199,19 @@ func (p *Producer) sendIdempotent(ctx context.Context, msgs []*outMsg, pick func
 			t.Stop()
 		}
 	}
+}
+
+// mayHaveMoved reports whether err may mean the broker group's master
+// moved: a replica that is not (or no longer) master, an address nothing
+// answers on any more, or a route without a master for the group for a
+// moment. A lost answer or a reset connection says nothing of the kind.
+func mayHaveMoved(err error) bool {
+	var se *ServerError
+	if errors.As(err, &se) {
+		return se.Status == 0 && se.Code == protocol.RespServiceNotAvailable
+	}
+	var oe *net.OpError
+	return errors.Is(err, ErrNoQueue) || errors.As(err, &oe) && oe.Op == "dial"
 }
 
 // retryBackoff is the pause before retry attempt+1 of an idempotent send:

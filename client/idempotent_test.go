@@ -219,3 +219,32 @@ func TestIdempotenceOptionValidated(t *testing.T) {
 		t.Fatalf("delayed: %v", err)
 	}
 }
+
+// An idempotent producer whose broker group's master moved (its cached
+// route names an address nothing answers on) reads the route again and
+// sends the same batch to the group's master where the name server says
+// it is now.
+func TestIdempotentRetryFollowsMovedMaster(t *testing.T) {
+	c := newCluster(t, 1, nil)
+	c.createTopic("moved", 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := ln.Addr().String()
+	ln.Close() // the old master's address: connections are refused
+	p := newTestProducer(t, c.endpoint(), WithIdempotence("moved-app"), WithRetries(3),
+		WithSendTimeout(2*time.Second), WithRouteRefreshInterval(time.Hour))
+	ctx := ctxT(t)
+	if _, err := p.Send(ctx, &Message{Topic: "moved", Body: []byte("first")}); err != nil {
+		t.Fatal(err)
+	}
+	routeVia(t, p, "moved", gone)
+	res, err := p.Send(ctx, &Message{Topic: "moved", Body: []byte("second")})
+	if err != nil {
+		t.Fatalf("send after the master moved: %v", err)
+	}
+	if res.QueueOffset != 1 || p.Stats().Retries == 0 {
+		t.Fatalf("stored at queue offset %d after %d retries; want 1 after a retry", res.QueueOffset, p.Stats().Retries)
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -135,15 +134,7 @@ func TestDedupWindowChaosWithOfficialClient(t *testing.T) {
 	proxy := newLossyTCP(t, "127.0.0.2:"+strconv.Itoa(brokerPort), "127.0.0.1:"+strconv.Itoa(brokerPort), 40)
 	const topic, queues = "DedupChaos", 4
 	hc := &http.Client{Timeout: 10 * time.Second}
-	resp, err := hc.Post(fmt.Sprintf("http://127.0.0.1:%d/v1/topics", s.httpPort), "application/json",
-		strings.NewReader(fmt.Sprintf(`{"name":%q,"read_queues":%d,"write_queues":%d,"dedup_window":"10m"}`, topic, queues, queues)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("create topic: status %d", resp.StatusCode)
-	}
+	createDedupTopicHTTP(t, fmt.Sprintf("http://127.0.0.1:%d", s.httpPort), topic, queues) // dedup_failover_test.go
 	waitRoute(t, s.NameSrv, topic, 1)
 
 	group := unique("chaos")

@@ -28,17 +28,7 @@ func TestDedupWindowWithOfficialClient(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, "async")
 	const topic, queues, n = "Dedup", 4, 10
-	hc := &http.Client{Timeout: 10 * time.Second}
-	base := fmt.Sprintf("http://127.0.0.1:%d", s.httpPort)
-	resp, err := hc.Post(base+"/v1/topics", "application/json",
-		strings.NewReader(fmt.Sprintf(`{"name":%q,"read_queues":%d,"write_queues":%d,"dedup_window":"10m"}`, topic, queues, queues)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("create topic: status %d", resp.StatusCode)
-	}
+	createDedupTopicHTTP(t, fmt.Sprintf("http://127.0.0.1:%d", s.httpPort), topic, queues) // dedup_failover_test.go
 	waitRoute(t, s.NameSrv, topic, 1)
 	p := newProducer(t, s.NameSrv)
 
@@ -60,7 +50,6 @@ func TestDedupWindowWithOfficialClient(t *testing.T) {
 	}
 	check("sent again")
 	s.kill9AndRestart(t)
-	base = fmt.Sprintf("http://127.0.0.1:%d", s.httpPort)
 	check("after kill -9")
 
 	var count map[string]int
@@ -301,16 +290,7 @@ func TestDedupWindowOutboxProducerRestarts(t *testing.T) {
 	s.start(t)
 	gate := newAnswerGate(t, "127.0.0.2:"+strconv.Itoa(brokerPort), "127.0.0.1:"+strconv.Itoa(brokerPort))
 	const topic, queues, n = "DedupOutbox", 4, 240
-	hc := &http.Client{Timeout: 10 * time.Second}
-	resp, err := hc.Post(fmt.Sprintf("http://127.0.0.1:%d/v1/topics", s.httpPort), "application/json",
-		strings.NewReader(fmt.Sprintf(`{"name":%q,"read_queues":%d,"write_queues":%d,"dedup_window":"10m"}`, topic, queues, queues)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("create topic: status %d", resp.StatusCode)
-	}
+	createDedupTopicHTTP(t, fmt.Sprintf("http://127.0.0.1:%d", s.httpPort), topic, queues) // dedup_failover_test.go
 	waitRoute(t, s.NameSrv, topic, 1)
 
 	outbox := filepath.Join(t.TempDir(), "outbox")

@@ -166,6 +166,9 @@ func (qs *queueState) lookup(first int64, count int) ([]Stored, bool) {
 
 // Record notes that a batch Check allowed was stored as res (one entry per
 // message, in sequence order) at nowMs.
+//
+// A batch whose messages the table already holds (Apply took them from
+// the log first) is not recorded again.
 func (t *Table) Record(pid string, epoch int32, q Queue, firstSeq int64, res []Stored, nowMs int64) {
 	if len(res) == 0 {
 		return
@@ -174,11 +177,24 @@ func (t *Table) Record(pid string, epoch int32, q Queue, firstSeq int64, res []S
 	p.Epoch = max(p.Epoch, epoch)
 	p.LastSeen = max(p.LastSeen, nowMs)
 	qs := p.queue(q)
+	if res[len(res)-1].CommitlogOffset <= qs.lastOffset() {
+		return
+	}
 	offs := make([]int64, len(res))
 	for i, r := range res {
 		offs[i] = r.CommitlogOffset
 	}
 	qs.push(batch{FirstSeq: firstSeq, QueueOffset: res[0].QueueOffset, Offsets: offs})
+}
+
+// lastOffset is the commitlog offset of the last message cached, -1
+// when none is.
+func (qs *queueState) lastOffset() int64 {
+	if n := len(qs.Batches); n > 0 {
+		b := &qs.Batches[n-1]
+		return b.Offsets[len(b.Offsets)-1]
+	}
+	return -1
 }
 
 func (qs *queueState) push(b batch) {
@@ -214,7 +230,11 @@ func (p *producer) queue(q Queue) *queueState {
 // started the queue afresh after its state expired). Anything else is
 // already known or a copy of a message stored again elsewhere, and is
 // skipped. A message that continues the last cached batch (next
-// sequence, next queue offset) joins it.
+// sequence, next queue offset) joins it. A message at or below the last
+// commitlog offset the queue's state holds is already reflected (the log
+// is fed again after a restart, or the broker recorded the send itself)
+// and is skipped too, so applying a record twice leaves what applying it
+// once does.
 func (t *Table) Apply(pid string, epoch int32, q Queue, seq int64, s Stored, storeMs int64) {
 	if pid == "" || seq < 0 {
 		return
@@ -223,6 +243,9 @@ func (t *Table) Apply(pid string, epoch int32, q Queue, seq int64, s Stored, sto
 	p.Epoch = max(p.Epoch, epoch)
 	p.LastSeen = max(p.LastSeen, storeMs)
 	qs := p.queue(q)
+	if s.CommitlogOffset <= qs.lastOffset() {
+		return
+	}
 	switch {
 	case seq == qs.LastSeq+1:
 	case seq == 0:
@@ -249,6 +272,24 @@ func (t *Table) Init(pid string, nowMs int64) (int32, map[Queue]int64) {
 	p.Epoch++
 	p.LastSeen = max(p.LastSeen, nowMs)
 	return p.Epoch, t.lastSeqs(p)
+}
+
+// NextEpoch is the epoch Init would start for pid, without starting it
+// (the caller stores it first, then raises the table to it).
+func (t *Table) NextEpoch(pid string) int32 {
+	if p := t.producers[pid]; p != nil {
+		return p.Epoch + 1
+	}
+	return 1
+}
+
+// LastSeqs returns the last sequence stored on each queue by pid.
+func (t *Table) LastSeqs(pid string) map[Queue]int64 {
+	p := t.producers[pid]
+	if p == nil {
+		return map[Queue]int64{}
+	}
+	return t.lastSeqs(p)
 }
 
 // RaiseEpoch makes epoch the producer's epoch if it is newer (an epoch

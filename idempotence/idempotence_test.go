@@ -201,3 +201,38 @@ func TestApplySkipsCopiesAndRestartsAtZero(t *testing.T) {
 		t.Fatalf("after a restart at 0: %v %v %v", d, res, err)
 	}
 }
+
+// A replica applies the log while its broker also records its own sends:
+// whichever comes first, the state is the same, and a whole replay from
+// the start of the queue (seq 0 again) does not reset it.
+func TestApplyAndRecordOverlap(t *testing.T) {
+	want := New()
+	want.Record("p", 1, q0, 0, stored(0, 0, 3), 5)
+	want.Record("p", 1, q0, 3, stored(300, 3, 2), 5)
+
+	applyFirst := New()
+	for i, s := range stored(0, 0, 3) {
+		applyFirst.Apply("p", 1, q0, int64(i), s, 5)
+	}
+	applyFirst.Record("p", 1, q0, 0, stored(0, 0, 3), 5) // recorded after the log fed it
+	applyFirst.Record("p", 1, q0, 3, stored(300, 3, 2), 5)
+
+	recordFirst := New()
+	recordFirst.Record("p", 1, q0, 0, stored(0, 0, 3), 5)
+	recordFirst.Record("p", 1, q0, 3, stored(300, 3, 2), 5)
+	for i, s := range stored(0, 0, 5) { // the log fed again from its start
+		recordFirst.Apply("p", 1, q0, int64(i), s, 5)
+	}
+	for name, tab := range map[string]*Table{"apply first": applyFirst, "record first": recordFirst} {
+		for first := int64(0); first < 5; first++ {
+			d, res, err := tab.Check("p", 1, q0, first, 1)
+			wd, wres, werr := want.Check("p", 1, q0, first, 1)
+			if d != wd || !reflect.DeepEqual(res, wres) || (err == nil) != (werr == nil) {
+				t.Fatalf("%s: seq %d: %v %v %v, want %v %v %v", name, first, d, res, err, wd, wres, werr)
+			}
+		}
+		if d, _, err := tab.Check("p", 1, q0, 5, 1); err != nil || d != Append {
+			t.Fatalf("%s: next: %v %v", name, d, err)
+		}
+	}
+}
