@@ -340,7 +340,7 @@ func (b *Broker) Start() error {
 	}
 	b.ln = ln
 	port := ln.Addr().(*net.TCPAddr).Port
-	b.storeHost = netip.AddrPortFrom(advertiseAddr(b.cfg.AdvertiseHost), uint16(port))
+	b.storeHost = netip.AddrPortFrom(advertiseAddr(b.cfg.AdvertiseHost, b.cfg.ListenHost), uint16(port))
 	b.addr = b.storeHost.String()
 	b.server = remoting.NewServer(b.remotingHandler(), remoting.ServerConfig{Logger: zslog.New(b.log), MaxFrameSize: b.cfg.MaxMessageSize + 1<<20,
 		IdleTimeout: b.cfg.IdleTimeout.D(), ReadTimeout: b.cfg.ReadTimeout.D(),

@@ -26,7 +26,9 @@ type Config struct {
 	Port       int    `toml:"port"`
 	// AdvertiseHost is the IP clients reach this broker at: it is
 	// registered with the name servers and stored as STOREHOST. Empty means
-	// the first non-loopback IPv4 address, else 127.0.0.1.
+	// ListenHost when that is one address (a broker listening only on
+	// 127.0.0.1 cannot be reached anywhere else), otherwise the first
+	// non-loopback IPv4 address, else 127.0.0.1.
 	AdvertiseHost string `toml:"advertise_host"`
 	// HTTPHost and HTTPPort serve /livez, /readyz, /metrics and the HTTP
 	// API; HTTPPort -1 disables HTTP.
@@ -399,10 +401,14 @@ func validName(s string) bool {
 	return true
 }
 
-// advertiseAddr picks the IP clients reach this broker at.
-func advertiseAddr(host string) netip.Addr {
+// advertiseAddr picks the IP clients reach this broker at: the configured
+// one, else the one address it listens on, else an interface's.
+func advertiseAddr(host, listen string) netip.Addr {
 	if host != "" {
 		return netip.MustParseAddr(host)
+	}
+	if ip, err := netip.ParseAddr(listen); err == nil && !ip.IsUnspecified() {
+		return ip.Unmap()
 	}
 	addrs, err := net.InterfaceAddrs()
 	if err == nil {

@@ -216,7 +216,7 @@ var (
 	flagHTTPPort    = &cli.IntFlag{Name: "http-port", Usage: "HTTP API, health and metrics port, 0 picks a free one, -1 disables", DefaultText: "8080", EnvVars: []string{"FERRY_HTTP_PORT"}}
 	flagFlush       = &cli.StringFlag{Name: "flush", Usage: "async (ack after the page cache) or sync (ack after fdatasync)", DefaultText: "async", EnvVars: []string{"FERRY_FLUSH"}}
 	flagHost        = &cli.StringFlag{Name: "host", Usage: "interface to listen on", DefaultText: "all", EnvVars: []string{"FERRY_HOST"}}
-	flagAdvertise   = &cli.StringFlag{Name: "advertise-host", Usage: "IP clients reach the broker at", DefaultText: "first non-loopback IPv4", EnvVars: []string{"FERRY_ADVERTISE_HOST"}}
+	flagAdvertise   = &cli.StringFlag{Name: "advertise-host", Usage: "IP clients reach the broker at", DefaultText: "the --host address, or the first non-loopback IPv4", EnvVars: []string{"FERRY_ADVERTISE_HOST"}}
 	flagBrokerName  = &cli.StringFlag{Name: "broker-name", Usage: "broker name in routes", DefaultText: "broker-a", EnvVars: []string{"FERRY_BROKER_NAME"}}
 	flagCluster     = &cli.StringFlag{Name: "cluster", Usage: "cluster name", DefaultText: "DefaultCluster", EnvVars: []string{"FERRY_CLUSTER"}}
 	flagNamesrvAddr = &cli.StringSliceFlag{Name: "namesrv", Usage: "name server ip:port to register with (repeat or comma-separate)", EnvVars: []string{"FERRY_NAMESRV", "NAMESRV_ADDR"}}
