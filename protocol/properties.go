@@ -105,8 +105,9 @@ func propertyIndex(p []byte, key string) int {
 		} else {
 			end += i
 		}
-		item := p[i:end]
-		if sep := bytes.IndexByte(item, PropertyNameSep); sep == len(key) && string(item[:sep]) == key {
+		// The name ends at the item's first name separator, and key holds
+		// none: comparing the prefix needs no second scan of the item.
+		if item := p[i:end]; len(item) > len(key) && item[len(key)] == PropertyNameSep && string(item[:len(key)]) == key {
 			return i
 		}
 		i = end + 1
