@@ -313,14 +313,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 					}
 					req = sendRequest(req, tg, body, start, n, props)
 				} else {
-					batchBody = batchBody[:0]
-					for i := 0; i < cfg.Batch; i++ {
-						binary.BigEndian.PutUint64(body, uint64(start.UnixNano()))
-						if idem != nil {
-							props = idem.props(props[:0], tg, i)
-						}
-						batchBody = appendBatchMessage(batchBody, body, props)
-					}
+					binary.BigEndian.PutUint64(body, uint64(start.UnixNano()))
+					batchBody, props = appendBatchMessages(batchBody[:0], props, body, start, n, cfg.Batch, idem, tg)
 					req = batchRequest(req, tg, batchBody, start)
 				}
 				resp, err := cl.InvokeTimeout(runCtx, tg.broker, req, cfg.SendTimeout)

@@ -1,6 +1,8 @@
 package load
 
 import (
+	"encoding/binary"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -43,5 +45,36 @@ func TestRequestsReused(t *testing.T) {
 	b := batchRequest(nil, tg, []byte("batch"), now)
 	if b.Code != protocol.ReqSendBatchMessage || b.ExtFields["m"] != "true" || b.ExtFields["i"] != "" {
 		t.Fatalf("batch header %v", b.ExtFields)
+	}
+}
+
+// Every member of a batch carries a UNIQ_KEY of its own, as every client's
+// messages do, and an idempotent batch its producer properties after it.
+func TestBatchMembersCarryKeys(t *testing.T) {
+	tg := target{topic: "T", queue: 1, broker: "b"}
+	now := time.Unix(1000, 0)
+	idem := &idemSeqs{id: "p1", epoch: map[string]int32{"b": 3}, next: map[target]int64{tg: 10}}
+	for _, id := range []*idemSeqs{nil, idem} {
+		body, _ := appendBatchMessages(nil, nil, []byte("x"), now, 7, 3, id, tg)
+		keys := map[string]bool{}
+		for i := 0; len(body) > 0; i++ {
+			size := binary.BigEndian.Uint32(body)
+			m := body[:size]
+			body = body[size:]
+			bodyLen := binary.BigEndian.Uint32(m[16:])
+			props := m[22+bodyLen : 22+uint32(binary.BigEndian.Uint16(m[20+bodyLen:]))+bodyLen]
+			key, ok := protocol.Property(props, protocol.PropUniqKey)
+			if !ok || keys[key] {
+				t.Fatalf("member %d: UNIQ_KEY %q (seen before %t) in %q", i, key, keys[key], props)
+			}
+			keys[key] = true
+			seq, ok := protocol.Property(props, protocol.PropProducerSeq)
+			if (id != nil) != ok || ok && seq != strconv.Itoa(10+i) {
+				t.Fatalf("member %d: producer seq %q (%t) in %q", i, seq, ok, props)
+			}
+		}
+		if len(keys) != 3 {
+			t.Fatalf("%d members", len(keys))
+		}
 	}
 }

@@ -79,9 +79,7 @@ func ensureTopic(ctx context.Context, ns *remoting.Client, nsAddr, topic string,
 // extra, when not empty, is more wire-form properties.
 func sendRequest(req *remoting.Command, tg target, body []byte, now time.Time, n int, extra []byte) *remoting.Command {
 	var props [160]byte
-	p := append(props[:0], "UNIQ_KEY\x01"...)
-	p = appendHex16(p, uint64(now.UnixNano()))
-	p = appendHex16(p, uint64(n))
+	p := appendUniqKey(props[:0], now, uint64(n))
 	if len(extra) > 0 {
 		p = append(append(p, protocol.PropertySep), extra...)
 	}
@@ -163,12 +161,35 @@ func v2Request(req *remoting.Command, code int16, tg target, body []byte, now ti
 }
 
 // appendHex16 appends v as 16 upper-case hex digits.
+// appendUniqKey appends a UNIQ_KEY property unique to (now, n): every
+// RocketMQ client and Ferry's SDK give each message one.
+func appendUniqKey(dst []byte, now time.Time, n uint64) []byte {
+	dst = append(dst, protocol.PropUniqKey...)
+	dst = append(dst, protocol.PropertyNameSep)
+	dst = appendHex16(dst, uint64(now.UnixNano()))
+	return appendHex16(dst, n)
+}
+
 func appendHex16(dst []byte, v uint64) []byte {
 	const digits = "0123456789ABCDEF"
 	for shift := 60; shift >= 0; shift -= 4 {
 		dst = append(dst, digits[v>>uint(shift)&0xF])
 	}
 	return dst
+}
+
+// appendBatchMessages appends the count members of request n's
+// SEND_BATCH_MESSAGE body, each with its own UNIQ_KEY and, with idem, its
+// producer properties; props is scratch space, returned for reuse.
+func appendBatchMessages(dst, props, body []byte, now time.Time, n, count int, idem *idemSeqs, tg target) ([]byte, []byte) {
+	for i := 0; i < count; i++ {
+		props = appendUniqKey(props[:0], now, uint64(n)<<16|uint64(i))
+		if idem != nil {
+			props = idem.props(append(props, protocol.PropertySep), tg, i)
+		}
+		dst = appendBatchMessage(dst, body, props)
+	}
+	return dst, props
 }
 
 // appendBatchMessage encodes one member of a SEND_BATCH_MESSAGE body.
