@@ -5,13 +5,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"github.com/ferrymq/ferry/client"
-	"github.com/ferrymq/ferry/client/internal/httpapi"
 	"net/http"
 	"sort"
 	"strings"
-	"sync"
 	"time"
+
+	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/client/internal/httpapi"
 
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
@@ -27,21 +27,28 @@ import (
 // (WithRequestTimeout). Results are plain structs with snake_case JSON
 // tags, stable for scripts.
 type Admin struct {
-	namesrvs []string // remoting: name server addresses, tried in order
-	base     string   // HTTP: the broker API's base URL, no trailing slash
+	r       *remotingAdmin // the name servers and their brokers (nil over HTTP)
+	h       *httpAdmin     // one broker's HTTP API (nil over remoting)
+	timeout time.Duration  // each request's
+}
 
-	rc      *remoting.Client
-	hc      *http.Client
-	timeout time.Duration
-
-	selfMu sync.Mutex
-	self   *adminBroker // HTTP: the broker behind base, once asked
+// remotingAdmin is what an Admin does over the remoting protocol: it asks
+// the name servers for the brokers and fans out to them.
+type remotingAdmin struct {
+	namesrvs []string // name server addresses, tried in order
+	rc       *remoting.Client
+	timeout  time.Duration
 }
 
 // Remoting is the admin's connection pool (with its credentials and TLS),
 // for requests the Admin has no method of its own for; nil for an admin
 // of a broker's HTTP API. The Admin owns it: Close closes it.
-func (a *Admin) Remoting() *remoting.Client { return a.rc }
+func (a *Admin) Remoting() *remoting.Client {
+	if a.r == nil {
+		return nil
+	}
+	return a.r.rc
+}
 
 // Option configures an Admin.
 type Option func(*options)
@@ -108,33 +115,34 @@ func New(endpoint string, opts ...Option) (*Admin, error) {
 	}
 	a := &Admin{timeout: o.requestTimeout}
 	if strings.HasPrefix(endpoint, "http://") || strings.HasPrefix(endpoint, "https://") {
-		a.base = strings.TrimRight(endpoint, "/")
-		a.hc = o.httpClient
-		if a.hc == nil {
-			a.hc = &http.Client{Timeout: o.requestTimeout}
+		hc := o.httpClient
+		if hc == nil {
+			hc = &http.Client{Timeout: o.requestTimeout}
 			if o.tls != nil {
 				tr := http.DefaultTransport.(*http.Transport).Clone()
 				tr.TLSClientConfig = o.tls
-				a.hc.Transport = tr
+				hc.Transport = tr
 			}
 		}
-		a.hc = httpapi.WithBasicAuth(a.hc, o.creds)
+		a.h = &httpAdmin{base: strings.TrimRight(endpoint, "/"), hc: httpapi.WithBasicAuth(hc, o.creds), timeout: o.requestTimeout}
 		return a, nil
 	}
+	var namesrvs []string
 	for _, s := range strings.FieldsFunc(endpoint, func(r rune) bool { return r == ';' || r == ',' || r == ' ' }) {
 		if !strings.Contains(s, ":") {
 			return nil, fmt.Errorf("client: name server %q: want ip:port", s)
 		}
-		a.namesrvs = append(a.namesrvs, s)
+		namesrvs = append(namesrvs, s)
 	}
-	a.rc = remoting.NewClient(remoting.ClientConfig{DialTimeout: o.dialTimeout, Credentials: o.creds, Authenticate: !o.signEach, TLS: o.tls})
+	a.r = &remotingAdmin{namesrvs: namesrvs, timeout: o.requestTimeout,
+		rc: remoting.NewClient(remoting.ClientConfig{DialTimeout: o.dialTimeout, Credentials: o.creds, Authenticate: !o.signEach, TLS: o.tls})}
 	return a, nil
 }
 
 // Close closes the connections.
 func (a *Admin) Close() error {
-	if a.rc != nil {
-		return a.rc.Close()
+	if a.r != nil {
+		return a.r.rc.Close()
 	}
 	return nil
 }
@@ -148,7 +156,7 @@ type adminBroker struct {
 }
 
 // adminInvoke sends one request to addr and checks the answer's code.
-func (a *Admin) adminInvoke(ctx context.Context, addr string, code int16, ext map[string]string, body []byte) (*remoting.Command, error) {
+func (a *remotingAdmin) invoke(ctx context.Context, addr string, code int16, ext map[string]string, body []byte) (*remoting.Command, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	resp, err := a.rc.Invoke(ctx, addr, remoting.NewRequest(code, ext, body))
@@ -162,8 +170,8 @@ func (a *Admin) adminInvoke(ctx context.Context, addr string, code int16, ext ma
 }
 
 // adminInvokeJSON is adminInvoke decoding the answer's body into out.
-func (a *Admin) adminInvokeJSON(ctx context.Context, addr string, code int16, ext map[string]string, body []byte, out any) error {
-	resp, err := a.adminInvoke(ctx, addr, code, ext, body)
+func (a *remotingAdmin) invokeJSON(ctx context.Context, addr string, code int16, ext map[string]string, body []byte, out any) error {
+	resp, err := a.invoke(ctx, addr, code, ext, body)
 	if err != nil {
 		return err
 	}
@@ -171,13 +179,13 @@ func (a *Admin) adminInvokeJSON(ctx context.Context, addr string, code int16, ex
 }
 
 // adminNamesrv sends a request to the first name server that answers.
-func (a *Admin) adminNamesrv(ctx context.Context, code int16, ext map[string]string) (*remoting.Command, error) {
+func (a *remotingAdmin) namesrv(ctx context.Context, code int16, ext map[string]string) (*remoting.Command, error) {
 	if len(a.namesrvs) == 0 {
 		return nil, client.ErrNotSupported
 	}
 	var errs []error
 	for _, ns := range a.namesrvs {
-		resp, err := a.adminInvoke(ctx, ns, code, ext, nil)
+		resp, err := a.invoke(ctx, ns, code, ext, nil)
 		var se *client.ServerError
 		if err == nil || errors.As(err, &se) {
 			return resp, err
@@ -192,8 +200,8 @@ func (a *Admin) adminNamesrv(ctx context.Context, code int16, ext map[string]str
 
 // adminBrokers lists every broker of every cluster, sorted by cluster,
 // name and id.
-func (a *Admin) adminBrokers(ctx context.Context) ([]adminBroker, error) {
-	resp, err := a.adminNamesrv(ctx, protocol.ReqGetBrokerClusterInfo, nil)
+func (a *remotingAdmin) brokers(ctx context.Context) ([]adminBroker, error) {
+	resp, err := a.namesrv(ctx, protocol.ReqGetBrokerClusterInfo, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -225,8 +233,8 @@ func (a *Admin) adminBrokers(ctx context.Context) ([]adminBroker, error) {
 
 // adminMasters lists the masters (broker id 0), filtered by sel: broker
 // names or addresses; empty selects all.
-func (a *Admin) adminMasters(ctx context.Context, sel []string) ([]adminBroker, error) {
-	all, err := a.adminBrokers(ctx)
+func (a *remotingAdmin) masters(ctx context.Context, sel []string) ([]adminBroker, error) {
+	all, err := a.brokers(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -4,9 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"github.com/ferrymq/ferry/client"
 	"sort"
 	"time"
+
+	"github.com/ferrymq/ferry/client"
 
 	"github.com/ferrymq/ferry/protocol"
 )
@@ -50,14 +51,14 @@ type BrokerStatus struct {
 // A broker that does not answer gets Error set; it is not a failure of the
 // call.
 func (a *Admin) Brokers(ctx context.Context, sample time.Duration) ([]BrokerStatus, error) {
-	if a.base != "" {
-		return a.httpBrokers(ctx, sample)
+	if a.h != nil {
+		return a.h.brokers(ctx, sample)
 	}
-	bs, err := a.adminBrokers(ctx)
+	bs, err := a.r.brokers(ctx)
 	if err != nil {
 		return nil, err
 	}
-	first := a.adminRuntimes(ctx, bs)
+	first := a.r.runtimes(ctx, bs)
 	if sample <= 0 {
 		for i := range first {
 			if up := first[i].UptimeSeconds; up > 0 {
@@ -72,7 +73,7 @@ func (a *Admin) Brokers(ctx context.Context, sample time.Duration) ([]BrokerStat
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	second := a.adminRuntimes(ctx, bs)
+	second := a.r.runtimes(ctx, bs)
 	secs := time.Since(t0).Seconds()
 	for i := range second {
 		if second[i].Error == "" && first[i].Error == "" {
@@ -83,10 +84,10 @@ func (a *Admin) Brokers(ctx context.Context, sample time.Duration) ([]BrokerStat
 	return second, nil
 }
 
-func (a *Admin) adminRuntimes(ctx context.Context, bs []adminBroker) []BrokerStatus {
+func (a *remotingAdmin) runtimes(ctx context.Context, bs []adminBroker) []BrokerStatus {
 	out := make([]BrokerStatus, len(bs))
 	for i, b := range bs {
-		s, err := a.adminRuntime(ctx, b)
+		s, err := a.runtime(ctx, b)
 		if err != nil {
 			s = BrokerStatus{Error: err.Error()}
 		}
@@ -103,9 +104,9 @@ func adminRole(id int64) string {
 	return "slave"
 }
 
-func (a *Admin) adminRuntime(ctx context.Context, b adminBroker) (BrokerStatus, error) {
+func (a *remotingAdmin) runtime(ctx context.Context, b adminBroker) (BrokerStatus, error) {
 	var r protocol.BrokerRuntime
-	err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetBrokerRuntimeInfo, nil, nil, &r)
+	err := a.invokeJSON(ctx, b.Addr, protocol.ReqGetBrokerRuntimeInfo, nil, nil, &r)
 	return brokerStatusOf(&r), err
 }
 
@@ -133,17 +134,17 @@ type BrokerConfig struct {
 // BrokerConfigs returns the configuration of the selected brokers (names or
 // addresses; none selects every master).
 func (a *Admin) BrokerConfigs(ctx context.Context, brokers ...string) ([]BrokerConfig, error) {
-	if a.base != "" {
-		return a.httpBrokerConfigs(ctx, brokers)
+	if a.h != nil {
+		return a.h.brokerConfigs(ctx, brokers)
 	}
-	bs, err := a.adminMasters(ctx, brokers)
+	bs, err := a.r.masters(ctx, brokers)
 	if err != nil {
 		return nil, err
 	}
 	var out []BrokerConfig
 	for _, b := range bs {
 		m := map[string]string{}
-		if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetBrokerConfig, nil, nil, &m); err != nil {
+		if err := a.r.invokeJSON(ctx, b.Addr, protocol.ReqGetBrokerConfig, nil, nil, &m); err != nil {
 			return nil, adminBrokerErr(b, err)
 		}
 		out = append(out, BrokerConfig{BrokerName: b.Name, Addr: b.Addr, Config: m})
@@ -155,19 +156,19 @@ func (a *Admin) BrokerConfigs(ctx context.Context, brokers ...string) ([]BrokerC
 // brokers (none selects every master). The broker refuses keys that need a
 // restart, naming the ones it can change.
 func (a *Admin) SetBrokerConfig(ctx context.Context, kv map[string]string, brokers ...string) error {
-	if a.base != "" {
-		return a.httpSetBrokerConfig(ctx, kv, brokers)
+	if a.h != nil {
+		return a.h.setBrokerConfig(ctx, kv, brokers)
 	}
 	body, err := json.Marshal(kv)
 	if err != nil {
 		return err
 	}
-	bs, err := a.adminMasters(ctx, brokers)
+	bs, err := a.r.masters(ctx, brokers)
 	if err != nil {
 		return err
 	}
 	for _, b := range bs {
-		if _, err := a.adminInvoke(ctx, b.Addr, protocol.ReqUpdateBrokerConfig, nil, body); err != nil {
+		if _, err := a.r.invoke(ctx, b.Addr, protocol.ReqUpdateBrokerConfig, nil, body); err != nil {
 			return adminBrokerErr(b, err)
 		}
 	}
@@ -178,28 +179,31 @@ func (a *Admin) SetBrokerConfig(ctx context.Context, kv map[string]string, broke
 // their queues read-only, so producers move elsewhere while consumers
 // empty them); Undrain resumes. None selects every master.
 func (a *Admin) Drain(ctx context.Context, brokers ...string) error {
-	return a.adminDrain(ctx, true, brokers)
+	if a.h != nil {
+		return a.h.drain(ctx, true, brokers)
+	}
+	return a.r.drain(ctx, true, brokers)
 }
 
 // Undrain resumes accepting sends on the selected brokers.
 func (a *Admin) Undrain(ctx context.Context, brokers ...string) error {
-	return a.adminDrain(ctx, false, brokers)
+	if a.h != nil {
+		return a.h.drain(ctx, false, brokers)
+	}
+	return a.r.drain(ctx, false, brokers)
 }
 
-func (a *Admin) adminDrain(ctx context.Context, on bool, brokers []string) error {
-	if a.base != "" {
-		return a.httpDrain(ctx, on, brokers)
-	}
+func (a *remotingAdmin) drain(ctx context.Context, on bool, brokers []string) error {
 	code := int16(protocol.ReqFerryUndrain)
 	if on {
 		code = protocol.ReqFerryDrain
 	}
-	bs, err := a.adminMasters(ctx, brokers)
+	bs, err := a.masters(ctx, brokers)
 	if err != nil {
 		return err
 	}
 	for _, b := range bs {
-		if _, err := a.adminInvoke(ctx, b.Addr, code, nil, nil); err != nil {
+		if _, err := a.invoke(ctx, b.Addr, code, nil, nil); err != nil {
 			return adminBrokerErr(b, err)
 		}
 	}

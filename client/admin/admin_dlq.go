@@ -3,9 +3,10 @@ package admin
 import (
 	"context"
 	"fmt"
-	"github.com/ferrymq/ferry/client"
 	"strconv"
 	"strings"
+
+	"github.com/ferrymq/ferry/client"
 
 	"github.com/ferrymq/ferry/protocol"
 )
@@ -36,14 +37,14 @@ type DeadLetter struct {
 // DeadLetters lists up to max dead letters of group (max <= 0: all) from
 // every broker that has the group; client.ErrGroupNotFound when none has.
 func (a *Admin) DeadLetters(ctx context.Context, group string, max int) ([]DeadLetter, error) {
-	if a.base != "" {
-		return a.httpDeadLetters(ctx, group, max)
+	if a.h != nil {
+		return a.h.deadLetters(ctx, group, max)
 	}
 	g, err := a.Group(ctx, group)
 	if err != nil {
 		return nil, err
 	}
-	bs, err := a.adminMasters(ctx, g.Brokers)
+	bs, err := a.r.masters(ctx, g.Brokers)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +58,7 @@ func (a *Admin) DeadLetters(ctx context.Context, group string, max int) ([]DeadL
 			}
 			ext := map[string]string{"group": group, "from": strconv.FormatInt(from, 10), "max": strconv.Itoa(page)}
 			var p protocol.DLQPage
-			if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqFerryDLQList, ext, nil, &p); err != nil {
+			if err := a.r.invokeJSON(ctx, b.Addr, protocol.ReqFerryDLQList, ext, nil, &p); err != nil {
 				return nil, adminBrokerErr(b, err)
 			}
 			for i := range p.DeadLetters {
@@ -110,8 +111,8 @@ func (a *Admin) ResendDeadLetters(ctx context.Context, r DLQResend) (*DLQResendR
 		return nil, fmt.Errorf("client: say which dead letters to resend (ids, or all)")
 	}
 	res := &DLQResendResult{Group: r.Group, Target: target}
-	if a.base != "" && len(r.IDs) == 0 {
-		return res, a.httpResendDeadLetters(ctx, r, target, nil, res)
+	if a.h != nil && len(r.IDs) == 0 {
+		return res, a.h.resendDeadLetters(ctx, r, target, nil, res)
 	}
 	dls, err := a.DeadLetters(ctx, r.Group, 0)
 	if err != nil {
@@ -152,14 +153,14 @@ func (a *Admin) ResendDeadLetters(ctx context.Context, r DLQResend) (*DLQResendR
 		}
 		total = len(dls)
 	}
-	if a.base != "" {
+	if a.h != nil {
 		var offs []int64
 		for _, b := range order {
 			offs = append(offs, byBroker[b]...)
 		}
-		return res, a.httpResendDeadLetters(ctx, r, target, offs, res)
+		return res, a.h.resendDeadLetters(ctx, r, target, offs, res)
 	}
-	bs, err := a.adminMasters(ctx, order)
+	bs, err := a.r.masters(ctx, order)
 	if len(order) == 0 {
 		return res, nil
 	}
@@ -176,7 +177,7 @@ func (a *Admin) ResendDeadLetters(ctx context.Context, r DLQResend) (*DLQResendR
 			}
 			var ans protocol.DLQResendResult
 			ext := map[string]string{"group": r.Group, "offsets": strings.Join(parts, ","), "target": target}
-			if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqFerryDLQResend, ext, nil, &ans); err != nil {
+			if err := a.r.invokeJSON(ctx, b.Addr, protocol.ReqFerryDLQResend, ext, nil, &ans); err != nil {
 				return res, adminBrokerErr(b, err)
 			}
 			res.Resent += ans.Resent

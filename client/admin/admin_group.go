@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/ferrymq/ferry/client"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ferrymq/ferry/client"
 
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
@@ -52,17 +53,17 @@ type GroupInfo struct {
 
 // Groups lists every group configured on any master, sorted by name.
 func (a *Admin) Groups(ctx context.Context) ([]GroupInfo, error) {
-	if a.base != "" {
-		return a.httpGroups(ctx)
+	if a.h != nil {
+		return a.h.groups(ctx)
 	}
-	bs, err := a.adminMasters(ctx, nil)
+	bs, err := a.r.masters(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	byName := map[string]*GroupInfo{}
 	for _, b := range bs {
 		var list []protocol.GroupState
-		if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqFerryGroupList, nil, nil, &list); err != nil {
+		if err := a.r.invokeJSON(ctx, b.Addr, protocol.ReqFerryGroupList, nil, nil, &list); err != nil {
 			return nil, adminBrokerErr(b, err)
 		}
 		for _, g := range list {
@@ -85,8 +86,8 @@ func (a *Admin) Groups(ctx context.Context) ([]GroupInfo, error) {
 
 // Group returns one group; client.ErrGroupNotFound when no broker has it.
 func (a *Admin) Group(ctx context.Context, group string) (*GroupInfo, error) {
-	if a.base != "" {
-		return a.httpGroup(ctx, group)
+	if a.h != nil {
+		return a.h.group(ctx, group)
 	}
 	gs, err := a.Groups(ctx)
 	if err != nil {
@@ -133,14 +134,14 @@ func (a *Admin) CreateGroup(ctx context.Context, spec GroupSpec) ([]string, erro
 	if err := adminCheckGroupName(spec.Group); err != nil {
 		return nil, err
 	}
-	if a.base != "" {
-		return a.httpCreateGroup(ctx, spec)
+	if a.h != nil {
+		return a.h.createGroup(ctx, spec)
 	}
 	gs, err := a.Groups(ctx)
 	if err != nil {
 		return nil, err
 	}
-	bs, err := a.adminMasters(ctx, spec.Brokers)
+	bs, err := a.r.masters(ctx, spec.Brokers)
 	if err != nil {
 		return nil, err
 	}
@@ -154,7 +155,7 @@ func (a *Admin) CreateGroup(ctx context.Context, spec GroupSpec) ([]string, erro
 			}
 		}
 	}
-	return a.adminPutGroup(ctx, bs, c)
+	return a.r.putGroup(ctx, bs, c)
 }
 
 func adminCheckGroupName(g string) error {
@@ -164,14 +165,14 @@ func adminCheckGroupName(g string) error {
 	return nil
 }
 
-func (a *Admin) adminPutGroup(ctx context.Context, bs []adminBroker, c GroupConfig) ([]string, error) {
+func (a *remotingAdmin) putGroup(ctx context.Context, bs []adminBroker, c GroupConfig) ([]string, error) {
 	body, err := json.Marshal(adminWire(c))
 	if err != nil {
 		return nil, err
 	}
 	var done []string
 	for _, b := range bs {
-		if _, err := a.adminInvoke(ctx, b.Addr, protocol.ReqUpdateAndCreateGroup, nil, body); err != nil {
+		if _, err := a.invoke(ctx, b.Addr, protocol.ReqUpdateAndCreateGroup, nil, body); err != nil {
 			return done, adminBrokerErr(b, err)
 		}
 		done = append(done, b.Name)
@@ -182,8 +183,8 @@ func (a *Admin) adminPutGroup(ctx context.Context, bs []adminBroker, c GroupConf
 // UpdateGroup changes the set fields of a group on every broker that has
 // it; client.ErrGroupNotFound when none has.
 func (a *Admin) UpdateGroup(ctx context.Context, spec GroupSpec) ([]string, error) {
-	if a.base != "" {
-		return a.httpUpdateGroup(ctx, spec)
+	if a.h != nil {
+		return a.h.updateGroup(ctx, spec)
 	}
 	g, err := a.Group(ctx, spec.Group)
 	if err != nil {
@@ -191,30 +192,30 @@ func (a *Admin) UpdateGroup(ctx context.Context, spec GroupSpec) ([]string, erro
 	}
 	c := g.GroupConfig
 	spec.apply(&c)
-	bs, err := a.adminMasters(ctx, g.Brokers)
+	bs, err := a.r.masters(ctx, g.Brokers)
 	if err != nil {
 		return nil, err
 	}
-	return a.adminPutGroup(ctx, bs, c)
+	return a.r.putGroup(ctx, bs, c)
 }
 
 // DeleteGroup deletes a group's config and committed offsets on every
 // broker that has it; client.ErrGroupNotFound when none has.
 func (a *Admin) DeleteGroup(ctx context.Context, group string) ([]string, error) {
-	if a.base != "" {
-		return a.httpDeleteGroup(ctx, group)
+	if a.h != nil {
+		return a.h.deleteGroup(ctx, group)
 	}
 	g, err := a.Group(ctx, group)
 	if err != nil {
 		return nil, err
 	}
-	bs, err := a.adminMasters(ctx, g.Brokers)
+	bs, err := a.r.masters(ctx, g.Brokers)
 	if err != nil {
 		return nil, err
 	}
 	var done []string
 	for _, b := range bs {
-		if _, err := a.adminInvoke(ctx, b.Addr, protocol.ReqDeleteSubscriptionGroup, map[string]string{"groupName": group}, nil); err != nil {
+		if _, err := a.r.invoke(ctx, b.Addr, protocol.ReqDeleteSubscriptionGroup, map[string]string{"groupName": group}, nil); err != nil {
 			return done, adminBrokerErr(b, err)
 		}
 		done = append(done, b.Name)
@@ -260,14 +261,14 @@ type adminConnList struct {
 // Clients lists a group's online clients on every broker, merged by client
 // id; client.ErrGroupNotFound when no broker has the group.
 func (a *Admin) Clients(ctx context.Context, group string) (*GroupClients, error) {
-	if a.base != "" {
-		return a.httpClients(ctx, group)
+	if a.h != nil {
+		return a.h.clients(ctx, group)
 	}
 	g, err := a.Group(ctx, group)
 	if err != nil {
 		return nil, err
 	}
-	bs, err := a.adminMasters(ctx, g.Brokers)
+	bs, err := a.r.masters(ctx, g.Brokers)
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +277,7 @@ func (a *Admin) Clients(ctx context.Context, group string) (*GroupClients, error
 	subs := map[string]Subscription{}
 	for _, b := range bs {
 		var cl adminConnList
-		if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetConsumerConnList, map[string]string{"consumerGroup": group}, nil, &cl); err != nil {
+		if err := a.r.invokeJSON(ctx, b.Addr, protocol.ReqGetConsumerConnList, map[string]string{"consumerGroup": group}, nil, &cl); err != nil {
 			return nil, adminBrokerErr(b, err)
 		}
 		for _, c := range cl.Clients {
@@ -339,21 +340,21 @@ type GroupLag struct {
 // dead-letter queue (its consumer offset is its first offset: the lag is
 // the number of dead letters) come only with includeRetry.
 func (a *Admin) Lag(ctx context.Context, group string, includeRetry bool) (*GroupLag, error) {
-	if a.base != "" {
-		return a.httpLag(ctx, group, includeRetry)
+	if a.h != nil {
+		return a.h.lag(ctx, group, includeRetry)
 	}
 	g, err := a.Group(ctx, group)
 	if err != nil {
 		return nil, err
 	}
-	bs, err := a.adminMasters(ctx, g.Brokers)
+	bs, err := a.r.masters(ctx, g.Brokers)
 	if err != nil {
 		return nil, err
 	}
 	out := &GroupLag{Group: group, Queues: []LagRow{}}
 	for _, b := range bs {
 		var st protocol.ConsumeStats
-		if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetConsumeStats, map[string]string{"consumerGroup": group}, nil, &st); err != nil {
+		if err := a.r.invokeJSON(ctx, b.Addr, protocol.ReqGetConsumeStats, map[string]string{"consumerGroup": group}, nil, &st); err != nil {
 			return nil, adminBrokerErr(b, err)
 		}
 		for _, q := range st.Queues {
@@ -363,13 +364,13 @@ func (a *Admin) Lag(ctx context.Context, group string, includeRetry bool) (*Grou
 			row := LagRow{Topic: q.Topic, Broker: b.Name, QueueID: q.QueueID, BrokerOffset: q.BrokerOffset,
 				ConsumerOffset: q.ConsumerOffset, Lag: q.Lag}
 			if q.ConsumerOffset > 0 {
-				row.LastConsumedMS = a.adminStoreTime(ctx, b, group, q.Topic, q.QueueID, q.ConsumerOffset-1)
+				row.LastConsumedMS = a.r.storeTime(ctx, b, group, q.Topic, q.QueueID, q.ConsumerOffset-1)
 			}
 			out.Queues = append(out.Queues, row)
 		}
 		if includeRetry {
 			dl := protocol.DLQTopic(group)
-			if qs, err := a.adminTopicStats(ctx, b, dl); err == nil {
+			if qs, err := a.r.topicStats(ctx, b, dl); err == nil {
 				for _, q := range qs {
 					out.Queues = append(out.Queues, LagRow{Topic: dl, Broker: b.Name, QueueID: q.QueueID,
 						BrokerOffset: q.MaxOffset, ConsumerOffset: q.MinOffset, Lag: q.MaxOffset - q.MinOffset, LastConsumedMS: 0})
@@ -450,8 +451,8 @@ func adminAssign(rows []LagRow, clients []string) {
 
 // adminStoreTime reads the store time of one message by pulling it with
 // the group's own name (no commit, no suspend); 0 when it cannot.
-func (a *Admin) adminStoreTime(ctx context.Context, b adminBroker, group, topic string, q int32, off int64) int64 {
-	recs, _, err := a.adminPull(ctx, b, group, topic, q, off, 1, 0)
+func (a *remotingAdmin) storeTime(ctx context.Context, b adminBroker, group, topic string, q int32, off int64) int64 {
+	recs, _, err := a.pull(ctx, b, group, topic, q, off, 1, 0)
 	if err != nil || len(recs) == 0 {
 		return 0
 	}
@@ -468,7 +469,7 @@ const (
 // adminPull pulls up to n messages of one queue from offset. It returns
 // the records (copies), the next offset, and an error; "nothing new" is no
 // error.
-func (a *Admin) adminPull(ctx context.Context, b adminBroker, group, topic string, q int32, off int64, n int, suspend time.Duration) ([]protocol.Record, int64, error) {
+func (a *remotingAdmin) pull(ctx context.Context, b adminBroker, group, topic string, q int32, off int64, n int, suspend time.Duration) ([]protocol.Record, int64, error) {
 	flag := adminPullSubscription
 	if suspend > 0 {
 		flag |= adminPullSuspend

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ferrymq/ferry/client"
@@ -29,6 +30,17 @@ import (
 
 // adminHTTPMaxBatch is the most messages or dead letters one request
 // carries (the API's limit).
+// httpAdmin is what an Admin does over one broker's HTTP API (an
+// http:// or https:// endpoint) instead of the remoting protocol.
+type httpAdmin struct {
+	base    string // the broker API's base URL, no trailing slash
+	hc      *http.Client
+	timeout time.Duration
+
+	selfMu sync.Mutex
+	self   *adminBroker // the broker behind base, once asked
+}
+
 const adminHTTPMaxBatch = 1000
 
 // adminProblem is the error an HTTP problem answer stands for: a
@@ -82,7 +94,7 @@ func adminPathEscape(s string) string { return url.PathEscape(s) }
 // adminHTTP does one request: body (if not nil) is sent as JSON and the
 // answer decoded into out (if not nil). An error answer whose code is a
 // not-found or already-exists one wraps the matching package error.
-func (a *Admin) adminHTTP(ctx context.Context, method, path string, query url.Values, body, out any) error {
+func (a *httpAdmin) do(ctx context.Context, method, path string, query url.Values, body, out any) error {
 	ctx, cancel := context.WithTimeout(ctx, a.timeout)
 	defer cancel()
 	ans, err := httpapi.Do(ctx, a.hc, a.base, method, path, query, body)
@@ -99,22 +111,22 @@ func (a *Admin) adminHTTP(ctx context.Context, method, path string, query url.Va
 	return ans.Decode(method, path, out)
 }
 
-func (a *Admin) adminHTTPStatus(ctx context.Context) (BrokerStatus, error) {
+func (a *httpAdmin) status(ctx context.Context) (BrokerStatus, error) {
 	var r protocol.BrokerRuntime
-	if err := a.adminHTTP(ctx, "GET", "/v1/broker", nil, nil, &r); err != nil {
+	if err := a.do(ctx, "GET", "/v1/broker", nil, nil, &r); err != nil {
 		return BrokerStatus{}, err
 	}
 	return brokerStatusOf(&r), nil
 }
 
 // adminHTTPSelf is the broker behind the HTTP endpoint, asked once.
-func (a *Admin) adminHTTPSelf(ctx context.Context) (adminBroker, error) {
+func (a *httpAdmin) selfBroker(ctx context.Context) (adminBroker, error) {
 	a.selfMu.Lock()
 	defer a.selfMu.Unlock()
 	if a.self != nil {
 		return *a.self, nil
 	}
-	s, err := a.adminHTTPStatus(ctx)
+	s, err := a.status(ctx)
 	if err != nil {
 		return adminBroker{}, err
 	}
@@ -124,8 +136,8 @@ func (a *Admin) adminHTTPSelf(ctx context.Context) (adminBroker, error) {
 
 // adminHTTPSelect checks a broker selection (names or addresses) against
 // the one broker the endpoint serves.
-func (a *Admin) adminHTTPSelect(ctx context.Context, sel []string) (adminBroker, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) selectBroker(ctx context.Context, sel []string) (adminBroker, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return self, err
 	}
@@ -137,15 +149,15 @@ func (a *Admin) adminHTTPSelect(ctx context.Context, sel []string) (adminBroker,
 	return self, nil
 }
 
-// adminNotOverHTTP is the error of an operation the HTTP API cannot serve.
-func (a *Admin) adminNotOverHTTP(what string) error {
+// notSupported is the error of an operation the HTTP API cannot serve.
+func (a *httpAdmin) notSupported(what string) error {
 	return fmt.Errorf("%w: %s over the HTTP API of %s; use the name-server endpoint (--namesrv ip:port)", client.ErrNotSupported, what, a.base)
 }
 
 // --- broker ---
 
-func (a *Admin) httpBrokers(ctx context.Context, sample time.Duration) ([]BrokerStatus, error) {
-	s, err := a.adminHTTPStatus(ctx)
+func (a *httpAdmin) brokers(ctx context.Context, sample time.Duration) ([]BrokerStatus, error) {
+	s, err := a.status(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -161,7 +173,7 @@ func (a *Admin) httpBrokers(ctx context.Context, sample time.Duration) ([]Broker
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	s2, err := a.adminHTTPStatus(ctx)
+	s2, err := a.status(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -170,34 +182,34 @@ func (a *Admin) httpBrokers(ctx context.Context, sample time.Duration) ([]Broker
 	return []BrokerStatus{s2}, nil
 }
 
-func (a *Admin) httpBrokerConfigs(ctx context.Context, sel []string) ([]BrokerConfig, error) {
-	self, err := a.adminHTTPSelect(ctx, sel)
+func (a *httpAdmin) brokerConfigs(ctx context.Context, sel []string) ([]BrokerConfig, error) {
+	self, err := a.selectBroker(ctx, sel)
 	if err != nil {
 		return nil, err
 	}
 	m := map[string]string{}
-	if err := a.adminHTTP(ctx, "GET", "/v1/broker/config", nil, nil, &m); err != nil {
+	if err := a.do(ctx, "GET", "/v1/broker/config", nil, nil, &m); err != nil {
 		return nil, err
 	}
 	return []BrokerConfig{{BrokerName: self.Name, Addr: self.Addr, Config: m}}, nil
 }
 
-func (a *Admin) httpSetBrokerConfig(ctx context.Context, kv map[string]string, sel []string) error {
-	if _, err := a.adminHTTPSelect(ctx, sel); err != nil {
+func (a *httpAdmin) setBrokerConfig(ctx context.Context, kv map[string]string, sel []string) error {
+	if _, err := a.selectBroker(ctx, sel); err != nil {
 		return err
 	}
-	return a.adminHTTP(ctx, "PUT", "/v1/broker/config", nil, kv, nil)
+	return a.do(ctx, "PUT", "/v1/broker/config", nil, kv, nil)
 }
 
-func (a *Admin) httpDrain(ctx context.Context, on bool, sel []string) error {
-	if _, err := a.adminHTTPSelect(ctx, sel); err != nil {
+func (a *httpAdmin) drain(ctx context.Context, on bool, sel []string) error {
+	if _, err := a.selectBroker(ctx, sel); err != nil {
 		return err
 	}
 	path := "/v1/broker/undrain"
 	if on {
 		path = "/v1/broker/drain"
 	}
-	return a.adminHTTP(ctx, "POST", path, nil, nil, nil)
+	return a.do(ctx, "POST", path, nil, nil, nil)
 }
 
 // --- topics ---

@@ -17,13 +17,13 @@ func httpGroupInfo(g *protocol.HTTPGroup, b adminBroker) GroupInfo {
 		RetryMaxTimes: g.RetryMaxTimes}, Brokers: []string{b.Name}, OnlineClients: g.OnlineClients, Broadcasting: g.Broadcast}
 }
 
-func (a *Admin) httpGroups(ctx context.Context) ([]GroupInfo, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) groups(ctx context.Context) ([]GroupInfo, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var list []protocol.HTTPGroup
-	if err := a.adminHTTP(ctx, "GET", "/v1/groups", nil, nil, &list); err != nil {
+	if err := a.do(ctx, "GET", "/v1/groups", nil, nil, &list); err != nil {
 		return nil, err
 	}
 	out := make([]GroupInfo, 0, len(list))
@@ -34,49 +34,49 @@ func (a *Admin) httpGroups(ctx context.Context) ([]GroupInfo, error) {
 	return out, nil
 }
 
-func (a *Admin) httpGroup(ctx context.Context, group string) (*GroupInfo, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) group(ctx context.Context, group string) (*GroupInfo, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var g protocol.HTTPGroup
-	if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group), nil, nil, &g); err != nil {
+	if err := a.do(ctx, "GET", "/v1/groups/"+adminPathEscape(group), nil, nil, &g); err != nil {
 		return nil, err
 	}
 	gi := httpGroupInfo(&g, self)
 	return &gi, nil
 }
 
-func (a *Admin) httpCreateGroup(ctx context.Context, spec GroupSpec) ([]string, error) {
-	self, err := a.adminHTTPSelect(ctx, spec.Brokers)
+func (a *httpAdmin) createGroup(ctx context.Context, spec GroupSpec) ([]string, error) {
+	self, err := a.selectBroker(ctx, spec.Brokers)
 	if err != nil {
 		return nil, err
 	}
 	in := protocol.HTTPGroupInput{Name: spec.Group, RetryMaxTimes: spec.RetryMaxTimes, ConsumeEnable: spec.ConsumeEnable, ConsumeBroadcastEnable: spec.Broadcast}
-	if err := a.adminHTTP(ctx, "POST", "/v1/groups", nil, in, nil); err != nil {
+	if err := a.do(ctx, "POST", "/v1/groups", nil, in, nil); err != nil {
 		return nil, err
 	}
 	return []string{self.Name}, nil
 }
 
-func (a *Admin) httpUpdateGroup(ctx context.Context, spec GroupSpec) ([]string, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) updateGroup(ctx context.Context, spec GroupSpec) ([]string, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, err
 	}
 	in := protocol.HTTPGroupInput{RetryMaxTimes: spec.RetryMaxTimes, ConsumeEnable: spec.ConsumeEnable, ConsumeBroadcastEnable: spec.Broadcast}
-	if err := a.adminHTTP(ctx, "PUT", "/v1/groups/"+adminPathEscape(spec.Group), nil, in, nil); err != nil {
+	if err := a.do(ctx, "PUT", "/v1/groups/"+adminPathEscape(spec.Group), nil, in, nil); err != nil {
 		return nil, err
 	}
 	return []string{self.Name}, nil
 }
 
-func (a *Admin) httpDeleteGroup(ctx context.Context, group string) ([]string, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) deleteGroup(ctx context.Context, group string) ([]string, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if err := a.adminHTTP(ctx, "DELETE", "/v1/groups/"+adminPathEscape(group), nil, nil, nil); err != nil {
+	if err := a.do(ctx, "DELETE", "/v1/groups/"+adminPathEscape(group), nil, nil, nil); err != nil {
 		return nil, err
 	}
 	return []string{self.Name}, nil
@@ -84,8 +84,8 @@ func (a *Admin) httpDeleteGroup(ctx context.Context, group string) ([]string, er
 
 // httpClients lists the group's online consumers. The API does not show
 // subscriptions, so Subscriptions stays empty.
-func (a *Admin) httpClients(ctx context.Context, group string) (*GroupClients, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) clients(ctx context.Context, group string) (*GroupClients, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -97,7 +97,7 @@ func (a *Admin) httpClients(ctx context.Context, group string) (*GroupClients, e
 		LastSeen   time.Time `json:"last_seen"`
 		IsConsumer bool      `json:"is_consumer"`
 	}
-	if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/clients", nil, nil, &list); err != nil {
+	if err := a.do(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/clients", nil, nil, &list); err != nil {
 		return nil, err
 	}
 	out := &GroupClients{Group: group, Clients: []ClientConn{}, Subscriptions: []Subscription{}}
@@ -112,17 +112,17 @@ func (a *Admin) httpClients(ctx context.Context, group string) (*GroupClients, e
 	return out, nil
 }
 
-func (a *Admin) httpLag(ctx context.Context, group string, includeRetry bool) (*GroupLag, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) lag(ctx context.Context, group string, includeRetry bool) (*GroupLag, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, err
 	}
-	g, err := a.httpGroup(ctx, group)
+	g, err := a.group(ctx, group)
 	if err != nil {
 		return nil, err
 	}
 	var ans protocol.HTTPLag
-	if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/lag", nil, nil, &ans); err != nil {
+	if err := a.do(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/lag", nil, nil, &ans); err != nil {
 		return nil, err
 	}
 	out := &GroupLag{Group: group, Queues: []LagRow{}}
@@ -134,13 +134,13 @@ func (a *Admin) httpLag(ctx context.Context, group string, includeRetry bool) (*
 		row := LagRow{Topic: r.Topic, Broker: self.Name, QueueID: r.QueueID, BrokerOffset: r.BrokerOffset,
 			ConsumerOffset: r.ConsumerOffset, Lag: r.Lag, Inflight: &inflight}
 		if r.ConsumerOffset > 0 {
-			row.LastConsumedMS = a.httpStoreTime(ctx, r.Topic, r.QueueID, r.ConsumerOffset-1)
+			row.LastConsumedMS = a.storeTime(ctx, r.Topic, r.QueueID, r.ConsumerOffset-1)
 		}
 		out.Queues = append(out.Queues, row)
 	}
 	if includeRetry {
 		dl := protocol.DLQTopic(group)
-		t, err := a.httpTopic(ctx, dl)
+		t, err := a.topic(ctx, dl)
 		switch {
 		case err == nil:
 			for _, q := range t.Queues {
@@ -152,7 +152,7 @@ func (a *Admin) httpLag(ctx context.Context, group string, includeRetry bool) (*
 		}
 	}
 	if !g.Broadcasting {
-		if cl, err := a.httpClients(ctx, group); err == nil {
+		if cl, err := a.clients(ctx, group); err == nil {
 			ids := make([]string, 0, len(cl.Clients))
 			for _, c := range cl.Clients {
 				ids = append(ids, c.ClientID)
@@ -165,8 +165,8 @@ func (a *Admin) httpLag(ctx context.Context, group string, includeRetry bool) (*
 }
 
 // httpStoreTime reads the store time of one message; 0 when it cannot.
-func (a *Admin) httpStoreTime(ctx context.Context, topic string, q int32, off int64) int64 {
-	ms, _, err := a.httpReadQueue(ctx, topic, q, off, 1, 0)
+func (a *httpAdmin) storeTime(ctx context.Context, topic string, q int32, off int64) int64 {
+	ms, _, err := a.readQueue(ctx, topic, q, off, 1, 0)
 	if err != nil || len(ms) == 0 || ms[0].QueueOffset != off {
 		return 0
 	}
@@ -175,14 +175,14 @@ func (a *Admin) httpStoreTime(ctx context.Context, topic string, q int32, off in
 
 // --- offsets ---
 
-func (a *Admin) httpResetOffsets(ctx context.Context, r OffsetReset) (*OffsetResetResult, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) resetOffsets(ctx context.Context, r OffsetReset) (*OffsetResetResult, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, err
 	}
 	body := protocol.HTTPOffsetReset{Topic: r.Topic, To: r.To, Value: r.Value, Execute: r.Execute}
 	var ans protocol.HTTPOffsetResetResult
-	if err := a.adminHTTP(ctx, "POST", "/v1/groups/"+adminPathEscape(r.Group)+"/offsets/reset", nil, body, &ans); err != nil {
+	if err := a.do(ctx, "POST", "/v1/groups/"+adminPathEscape(r.Group)+"/offsets/reset", nil, body, &ans); err != nil {
 		return nil, err
 	}
 	res := &OffsetResetResult{Group: r.Group, Topic: r.Topic, To: r.To, Value: r.Value, Executed: ans.Executed, Offsets: []OffsetChange{}}

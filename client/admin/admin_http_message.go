@@ -35,21 +35,21 @@ func messageView(h *protocol.HTTPMessage, broker string) (MessageView, error) {
 	return v, err
 }
 
-func (a *Admin) httpMessage(ctx context.Context, id string) (*MessageView, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) message(ctx context.Context, id string) (*MessageView, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var m protocol.HTTPMessage
-	if err := a.adminHTTP(ctx, "GET", "/v1/messages/"+adminPathEscape(id), nil, nil, &m); err != nil {
+	if err := a.do(ctx, "GET", "/v1/messages/"+adminPathEscape(id), nil, nil, &m); err != nil {
 		return nil, err
 	}
 	v, err := messageView(&m, self.Name)
 	return &v, err
 }
 
-func (a *Admin) httpQueryMessages(ctx context.Context, topic, key string, bms, ems int64, max int) ([]MessageView, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) queryMessages(ctx context.Context, topic, key string, bms, ems int64, max int) ([]MessageView, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -61,7 +61,7 @@ func (a *Admin) httpQueryMessages(ctx context.Context, topic, key string, bms, e
 		q.Set("end_ms", strconv.FormatInt(ems, 10))
 	}
 	var ans protocol.HTTPMessages
-	if err := a.adminHTTP(ctx, "GET", "/v1/topics/"+adminPathEscape(topic)+"/messages", q, nil, &ans); err != nil {
+	if err := a.do(ctx, "GET", "/v1/topics/"+adminPathEscape(topic)+"/messages", q, nil, &ans); err != nil {
 		return nil, err
 	}
 	out := make([]MessageView, 0, len(ans.Messages))
@@ -78,8 +78,8 @@ func (a *Admin) httpQueryMessages(ctx context.Context, topic, key string, bms, e
 
 // httpReadQueue reads up to n messages of one queue from off (a stateless
 // read); it returns them and the offset to read next.
-func (a *Admin) httpReadQueue(ctx context.Context, topic string, q int32, off int64, n int, wait time.Duration) ([]MessageView, int64, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) readQueue(ctx context.Context, topic string, q int32, off int64, n int, wait time.Duration) ([]MessageView, int64, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, off, err
 	}
@@ -92,7 +92,7 @@ func (a *Admin) httpReadQueue(ctx context.Context, topic string, q int32, off in
 	}
 	var ans protocol.HTTPQueueRead
 	path := "/v1/topics/" + adminPathEscape(topic) + "/queues/" + strconv.Itoa(int(q)) + "/messages"
-	if err := a.adminHTTP(ctx, "GET", path, query, nil, &ans); err != nil {
+	if err := a.do(ctx, "GET", path, query, nil, &ans); err != nil {
 		return nil, off, err
 	}
 	out := make([]MessageView, 0, len(ans.Messages))
@@ -109,8 +109,8 @@ func (a *Admin) httpReadQueue(ctx context.Context, topic string, q int32, off in
 // httpSend produces msgs in batches, to queue q (-1: one queue the broker
 // picks per batch); each message succeeds or fails on its own, and the
 // first failure ends the call.
-func (a *Admin) httpSend(ctx context.Context, topic string, msgs []OutMessage, q int32) ([]SendReceipt, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) send(ctx context.Context, topic string, msgs []OutMessage, q int32) ([]SendReceipt, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -131,7 +131,7 @@ func (a *Admin) httpSend(ctx context.Context, topic string, msgs []OutMessage, q
 		}
 		var ans protocol.HTTPProduceResponse
 		path := "/v1/topics/" + adminPathEscape(topic) + "/messages"
-		if err := a.adminHTTP(ctx, "POST", path, nil, req, &ans); err != nil {
+		if err := a.do(ctx, "POST", path, nil, req, &ans); err != nil {
 			return out, err
 		}
 		if len(ans.Results) != len(batch) {
@@ -156,8 +156,8 @@ func (a *Admin) httpSend(ctx context.Context, topic string, msgs []OutMessage, q
 
 // --- dead letters ---
 
-func (a *Admin) httpDeadLetters(ctx context.Context, group string, max int) ([]DeadLetter, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) deadLetters(ctx context.Context, group string, max int) ([]DeadLetter, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -170,7 +170,7 @@ func (a *Admin) httpDeadLetters(ctx context.Context, group string, max int) ([]D
 		}
 		q := url.Values{"from": {strconv.FormatInt(from, 10)}, "max": {strconv.Itoa(page)}}
 		var p protocol.DLQPage
-		if err := a.adminHTTP(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/dlq", q, nil, &p); err != nil {
+		if err := a.do(ctx, "GET", "/v1/groups/"+adminPathEscape(group)+"/dlq", q, nil, &p); err != nil {
 			return nil, err
 		}
 		for i := range p.DeadLetters {
@@ -186,11 +186,11 @@ func (a *Admin) httpDeadLetters(ctx context.Context, group string, max int) ([]D
 
 // httpResendOffsets resends the dead letters at offsets (all of them when
 // offsets is nil) in batches.
-func (a *Admin) httpResendDeadLetters(ctx context.Context, r DLQResend, target string, offsets []int64, res *DLQResendResult) error {
+func (a *httpAdmin) resendDeadLetters(ctx context.Context, r DLQResend, target string, offsets []int64, res *DLQResendResult) error {
 	path := "/v1/groups/" + adminPathEscape(r.Group) + "/dlq/resend"
 	var ans protocol.DLQResendResult
 	if offsets == nil {
-		if err := a.adminHTTP(ctx, "POST", path, nil, protocol.HTTPDLQResend{All: true, Target: target}, &ans); err != nil {
+		if err := a.do(ctx, "POST", path, nil, protocol.HTTPDLQResend{All: true, Target: target}, &ans); err != nil {
 			return err
 		}
 		res.Resent, res.Skipped = ans.Resent, ans.Skipped
@@ -202,7 +202,7 @@ func (a *Admin) httpResendDeadLetters(ctx context.Context, r DLQResend, target s
 	total := len(offsets)
 	for len(offsets) > 0 {
 		n := min(len(offsets), adminDLQBatch)
-		if err := a.adminHTTP(ctx, "POST", path, nil, protocol.HTTPDLQResend{Offsets: offsets[:n], Target: target}, &ans); err != nil {
+		if err := a.do(ctx, "POST", path, nil, protocol.HTTPDLQResend{Offsets: offsets[:n], Target: target}, &ans); err != nil {
 			return err
 		}
 		res.Resent += ans.Resent
@@ -219,14 +219,14 @@ func (a *Admin) httpResendDeadLetters(ctx context.Context, r DLQResend, target s
 // each queue's first offset, or the group's committed offset (the end when
 // it has none). With Commit it commits the offsets reached (PUT
 // /v1/groups/{group}/offsets) when it stops, as the remoting path does.
-func (a *Admin) httpConsume(ctx context.Context, spec ConsumeSpec, fn func(MessageView) error) (n int, err error) {
-	t, err := a.httpTopic(ctx, spec.Topic)
+func (a *httpAdmin) consume(ctx context.Context, spec ConsumeSpec, fn func(MessageView) error) (n int, err error) {
+	t, err := a.topic(ctx, spec.Topic)
 	if err != nil {
 		return 0, err
 	}
 	committed := map[int32]int64{}
 	if !spec.FromBeginning && spec.Group != "" {
-		l, err := a.httpLag(ctx, spec.Group, false)
+		l, err := a.lag(ctx, spec.Group, false)
 		if err != nil && !errors.Is(err, client.ErrGroupNotFound) {
 			return 0, err
 		}
@@ -265,12 +265,12 @@ func (a *Admin) httpConsume(ctx context.Context, spec ConsumeSpec, fn func(Messa
 			// The reads may have used up ctx (--follow until interrupted).
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
 			defer cancel()
-			err = a.adminHTTP(cctx, "PUT", "/v1/groups/"+adminPathEscape(spec.Group)+"/offsets", nil, offs, nil)
+			err = a.do(cctx, "PUT", "/v1/groups/"+adminPathEscape(spec.Group)+"/offsets", nil, offs, nil)
 		}()
 	}
 	// read reads one queue once; done reports that Max is reached.
 	read := func(c *cursor, wait time.Duration) (got int, done bool, err error) {
-		ms, next, err := a.httpReadQueue(ctx, spec.Topic, c.q, c.off, 32, wait)
+		ms, next, err := a.readQueue(ctx, spec.Topic, c.q, c.off, 32, wait)
 		if err != nil {
 			return 0, false, err
 		}

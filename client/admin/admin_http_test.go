@@ -44,7 +44,7 @@ func TestAdminHTTPProblems(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer a.Close()
-			err = a.adminHTTP(ctxT(t), "GET", c.path, nil, nil, nil)
+			err = a.h.do(ctxT(t), "GET", c.path, nil, nil, nil)
 			var p *client.ServerError
 			if !errors.As(err, &p) || p.Status != c.status {
 				t.Fatalf("%v: not a client.ServerError with status %d", err, c.status)

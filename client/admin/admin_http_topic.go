@@ -16,13 +16,13 @@ func topicBrokerConfig(t *protocol.HTTPTopic, b adminBroker) TopicBrokerConfig {
 		Perm: protocol.PermString(perm), Order: t.Order}
 }
 
-func (a *Admin) httpTopics(ctx context.Context, system bool) ([]TopicInfo, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) topics(ctx context.Context, system bool) ([]TopicInfo, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var list []protocol.HTTPTopicDetail
-	if err := a.adminHTTP(ctx, "GET", "/v1/topics", nil, nil, &list); err != nil {
+	if err := a.do(ctx, "GET", "/v1/topics", nil, nil, &list); err != nil {
 		return nil, err
 	}
 	out := make([]TopicInfo, 0, len(list))
@@ -33,8 +33,8 @@ func (a *Admin) httpTopics(ctx context.Context, system bool) ([]TopicInfo, error
 	return adminFilterTopics(out, system), nil
 }
 
-func (a *Admin) httpCreateTopic(ctx context.Context, spec TopicSpec, perm int32) ([]string, error) {
-	self, err := a.adminHTTPSelect(ctx, spec.Brokers)
+func (a *httpAdmin) createTopic(ctx context.Context, spec TopicSpec, perm int32) ([]string, error) {
+	self, err := a.selectBroker(ctx, spec.Brokers)
 	if err != nil {
 		return nil, err
 	}
@@ -46,14 +46,14 @@ func (a *Admin) httpCreateTopic(ctx context.Context, spec TopicSpec, perm int32)
 	if spec.DedupWindow > 0 {
 		in.DedupWindow = adminHTTPDuration(&spec.DedupWindow)
 	}
-	if err := a.adminHTTP(ctx, "POST", "/v1/topics", nil, in, nil); err != nil {
+	if err := a.do(ctx, "POST", "/v1/topics", nil, in, nil); err != nil {
 		return nil, err
 	}
 	return []string{self.Name}, nil
 }
 
-func (a *Admin) httpUpdateTopic(ctx context.Context, topic string, u TopicUpdate) ([]string, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) updateTopic(ctx context.Context, topic string, u TopicUpdate) ([]string, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -69,14 +69,14 @@ func (a *Admin) httpUpdateTopic(ctx context.Context, topic string, u TopicUpdate
 		}
 		in.Perm = &p
 	}
-	if err := a.adminHTTP(ctx, "PUT", "/v1/topics/"+adminPathEscape(topic), nil, in, nil); err != nil {
+	if err := a.do(ctx, "PUT", "/v1/topics/"+adminPathEscape(topic), nil, in, nil); err != nil {
 		return nil, err
 	}
 	return []string{self.Name}, nil
 }
 
-func (a *Admin) httpDeleteTopic(ctx context.Context, topic string) ([]string, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) deleteTopic(ctx context.Context, topic string) ([]string, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -86,25 +86,25 @@ func (a *Admin) httpDeleteTopic(ctx context.Context, topic string) ([]string, er
 	if protocol.IsDLQTopic(topic) {
 		path += "?confirm=" + url.QueryEscape(topic)
 	}
-	if err := a.adminHTTP(ctx, "DELETE", path, nil, nil, nil); err != nil {
+	if err := a.do(ctx, "DELETE", path, nil, nil, nil); err != nil {
 		return nil, err
 	}
 	return []string{self.Name}, nil
 }
 
 // httpTopic reads one topic's config and queues.
-func (a *Admin) httpTopic(ctx context.Context, topic string) (protocol.HTTPTopicDetail, error) {
+func (a *httpAdmin) topic(ctx context.Context, topic string) (protocol.HTTPTopicDetail, error) {
 	var t protocol.HTTPTopicDetail
-	err := a.adminHTTP(ctx, "GET", "/v1/topics/"+adminPathEscape(topic), nil, nil, &t)
+	err := a.do(ctx, "GET", "/v1/topics/"+adminPathEscape(topic), nil, nil, &t)
 	return t, err
 }
 
-func (a *Admin) httpDescribeTopic(ctx context.Context, topic string) (*TopicDescription, error) {
-	self, err := a.adminHTTPSelf(ctx)
+func (a *httpAdmin) describeTopic(ctx context.Context, topic string) (*TopicDescription, error) {
+	self, err := a.selfBroker(ctx)
 	if err != nil {
 		return nil, err
 	}
-	t, err := a.httpTopic(ctx, topic)
+	t, err := a.topic(ctx, topic)
 	if err != nil {
 		return nil, err
 	}

@@ -8,13 +8,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ferrymq/ferry/client"
 	"sort"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ferrymq/ferry/client"
 
 	"github.com/ferrymq/ferry/protocol"
 )
@@ -107,17 +108,17 @@ type AdminSender struct {
 // NewSender returns a sender for topic. A topic with no route goes to the
 // first broker, which creates it if its configuration allows.
 func (a *Admin) NewSender(ctx context.Context, topic string) (*AdminSender, error) {
-	if a.base != "" {
-		t, err := a.httpTopic(ctx, topic)
+	if a.h != nil {
+		t, err := a.h.topic(ctx, topic)
 		if err != nil && !errors.Is(err, client.ErrTopicNotFound) {
 			return nil, err
 		}
 		return &AdminSender{a: a, topic: topic, nq: t.WriteQueues}, nil
 	}
-	qs, err := a.adminTopicQueues(ctx, topic, true)
+	qs, err := a.r.topicQueues(ctx, topic, true)
 	if errors.Is(err, client.ErrTopicNotFound) {
 		// Let a broker auto-create it, if its configuration allows.
-		bs, berr := a.adminMasters(ctx, nil)
+		bs, berr := a.r.masters(ctx, nil)
 		if berr != nil {
 			return nil, berr
 		}
@@ -141,12 +142,12 @@ func adminNewUniqID() string {
 
 // Send sends one message.
 func (s *AdminSender) Send(ctx context.Context, m OutMessage) (SendReceipt, error) {
-	if s.a.base != "" {
+	if s.a.h != nil {
 		q := int32(-1)
 		if s.nq > 0 {
 			q = int32(s.next.Add(1)-1) % s.nq
 		}
-		rs, err := s.a.httpSend(ctx, s.topic, []OutMessage{m}, q)
+		rs, err := s.a.h.send(ctx, s.topic, []OutMessage{m}, q)
 		if err != nil {
 			return SendReceipt{}, err
 		}
@@ -172,7 +173,7 @@ func (s *AdminSender) Send(ctx context.Context, m OutMessage) (SendReceipt, erro
 		"flag": "0", "properties": string(protocol.EncodeProperties(props)), "reconsumeTimes": "0",
 		"unitMode": "false", "batch": "false", "bname": q.b.Name,
 	}
-	resp, err := s.a.adminInvoke(ctx, q.b.Addr, protocol.ReqSendMessage, ext, m.Body)
+	resp, err := s.a.r.invoke(ctx, q.b.Addr, protocol.ReqSendMessage, ext, m.Body)
 	if err != nil {
 		return SendReceipt{}, adminBrokerErr(q.b, err)
 	}
@@ -234,10 +235,10 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 	if spec.Group == "" && spec.Commit {
 		return 0, errors.New("client: consume can commit offsets only for a group")
 	}
-	if a.base != "" {
-		return a.httpConsume(ctx, spec, fn)
+	if a.h != nil {
+		return a.h.consume(ctx, spec, fn)
 	}
-	qs, err := a.adminTopicQueues(ctx, spec.Topic, false)
+	qs, err := a.r.topicQueues(ctx, spec.Topic, false)
 	if err != nil {
 		return 0, err
 	}
@@ -265,12 +266,12 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 		off := int64(-1)
 		switch {
 		case spec.FromBeginning:
-			off, err = a.adminQueueOffset(ctx, q, spec.Topic, protocol.ReqGetMinOffset, 0)
+			off, err = a.r.queueOffset(ctx, q, spec.Topic, protocol.ReqGetMinOffset, 0)
 		case committed:
-			off, err = a.adminCommitted(ctx, q, spec.Group, spec.Topic)
+			off, err = a.r.committed(ctx, q, spec.Group, spec.Topic)
 		}
 		if err == nil && off < 0 {
-			off, err = a.adminQueueOffset(ctx, q, spec.Topic, protocol.ReqGetMaxOffset, 0)
+			off, err = a.r.queueOffset(ctx, q, spec.Topic, protocol.ReqGetMaxOffset, 0)
 		}
 		if err != nil {
 			return 0, err
@@ -302,7 +303,7 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 		// Read every queue to its end, queue after queue.
 		for _, c := range cs {
 			for {
-				recs, next, err := a.adminPull(ctx, c.q.b, pullGroup, spec.Topic, c.q.id, c.off, 32, 0)
+				recs, next, err := a.r.pull(ctx, c.q.b, pullGroup, spec.Topic, c.q.id, c.off, 32, 0)
 				if err != nil {
 					return adminBrokerErr(c.q.b, err)
 				}
@@ -317,7 +318,7 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 		// Then, following, long-poll the queues in turn.
 		for spec.Follow {
 			for _, c := range cs {
-				recs, next, err := a.adminPull(ctx, c.q.b, pullGroup, spec.Topic, c.q.id, c.off, 32, time.Second)
+				recs, next, err := a.r.pull(ctx, c.q.b, pullGroup, spec.Topic, c.q.id, c.off, 32, time.Second)
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -344,7 +345,7 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 			}
 			ext := map[string]string{"consumerGroup": spec.Group, "topic": spec.Topic, "queueId": strconv.Itoa(int(c.q.id)),
 				"commitOffset": strconv.FormatInt(c.off, 10), "bname": c.q.b.Name}
-			if _, cerr := a.adminInvoke(cctx, c.q.b.Addr, protocol.ReqUpdateConsumerOffset, ext, nil); cerr != nil && err == nil {
+			if _, cerr := a.r.invoke(cctx, c.q.b.Addr, protocol.ReqUpdateConsumerOffset, ext, nil); cerr != nil && err == nil {
 				err = adminBrokerErr(c.q.b, cerr)
 			}
 		}
@@ -355,10 +356,10 @@ func (a *Admin) Consume(ctx context.Context, spec ConsumeSpec, fn func(MessageVi
 // Message finds a message by id (the producer's UNIQ_KEY or the broker's
 // offset id) on every master; client.ErrMessageNotFound when none has it.
 func (a *Admin) Message(ctx context.Context, id string) (*MessageView, error) {
-	if a.base != "" {
-		return a.httpMessage(ctx, id)
+	if a.h != nil {
+		return a.h.message(ctx, id)
 	}
-	bs, err := a.adminMasters(ctx, nil)
+	bs, err := a.r.masters(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -367,7 +368,7 @@ func (a *Admin) Message(ctx context.Context, id string) (*MessageView, error) {
 		sort.SliceStable(bs, func(i, j int) bool { return bs[i].Addr == host.String() && bs[j].Addr != host.String() })
 	}
 	for _, b := range bs {
-		resp, err := a.adminInvoke(ctx, b.Addr, protocol.ReqViewMessageByID, map[string]string{"msgId": id}, nil)
+		resp, err := a.r.invoke(ctx, b.Addr, protocol.ReqViewMessageByID, map[string]string{"msgId": id}, nil)
 		if err != nil {
 			var se *client.ServerError
 			if errors.As(err, &se) {
@@ -399,10 +400,10 @@ func (a *Admin) QueryMessages(ctx context.Context, topic, key string, begin, end
 	if !end.IsZero() {
 		ems = end.UnixMilli()
 	}
-	if a.base != "" {
-		return a.httpQueryMessages(ctx, topic, key, bms, ems, max)
+	if a.h != nil {
+		return a.h.queryMessages(ctx, topic, key, bms, ems, max)
 	}
-	qs, err := a.adminTopicQueues(ctx, topic, false)
+	qs, err := a.r.topicQueues(ctx, topic, false)
 	if err != nil {
 		return nil, err
 	}
@@ -415,7 +416,7 @@ func (a *Admin) QueryMessages(ctx context.Context, topic, key string, begin, end
 		seen[q.b.Name] = true
 		ext := map[string]string{"topic": topic, "key": key, "maxNum": strconv.Itoa(max),
 			"beginTimestamp": strconv.FormatInt(bms, 10), "endTimestamp": strconv.FormatInt(ems, 10)}
-		resp, err := a.adminInvoke(ctx, q.b.Addr, protocol.ReqQueryMessage, ext, nil)
+		resp, err := a.r.invoke(ctx, q.b.Addr, protocol.ReqQueryMessage, ext, nil)
 		if adminIsCode(err, protocol.RespQueryNotFound) {
 			continue
 		}

@@ -57,13 +57,13 @@ func (a *Admin) ResetOffsets(ctx context.Context, r OffsetReset) (*OffsetResetRe
 	default:
 		return nil, fmt.Errorf("client: reset target %q: want earliest, latest, time or offset", r.To)
 	}
-	if a.base != "" {
-		return a.httpResetOffsets(ctx, r)
+	if a.h != nil {
+		return a.h.resetOffsets(ctx, r)
 	}
 	if _, err := a.Group(ctx, r.Group); err != nil {
 		return nil, err
 	}
-	qs, err := a.adminTopicQueues(ctx, r.Topic, false)
+	qs, err := a.r.topicQueues(ctx, r.Topic, false)
 	if err != nil {
 		return nil, err
 	}
@@ -72,11 +72,11 @@ func (a *Admin) ResetOffsets(ctx context.Context, r OffsetReset) (*OffsetResetRe
 		res.Value = 0
 	}
 	for _, q := range qs {
-		cur, err := a.adminCommitted(ctx, q, r.Group, r.Topic)
+		cur, err := a.r.committed(ctx, q, r.Group, r.Topic)
 		if err != nil {
 			return nil, err
 		}
-		nw, err := a.adminOffsetAt(ctx, q, r.Topic, r.To, r.Value)
+		nw, err := a.r.offsetAt(ctx, q, r.Topic, r.To, r.Value)
 		if err != nil {
 			return nil, err
 		}
@@ -94,7 +94,7 @@ func (a *Admin) ResetOffsets(ctx context.Context, r OffsetReset) (*OffsetResetRe
 			Offsets map[string]int64 `json:"offsets"`
 		}
 		ext := map[string]string{"group": r.Group, "topic": r.Topic, "to": r.To, "value": strconv.FormatInt(r.Value, 10)}
-		if err := a.adminInvokeJSON(ctx, q.b.Addr, protocol.ReqResetOffset, ext, nil, &ans); err != nil {
+		if err := a.r.invokeJSON(ctx, q.b.Addr, protocol.ReqResetOffset, ext, nil, &ans); err != nil {
 			return nil, adminBrokerErr(q.b, err)
 		}
 		done[q.b.Name] = ans.Offsets
@@ -115,9 +115,9 @@ func (a *Admin) ResetOffsets(ctx context.Context, r OffsetReset) (*OffsetResetRe
 }
 
 // adminCommitted is the group's committed offset of a queue, -1 if none.
-func (a *Admin) adminCommitted(ctx context.Context, q adminQueue, group, topic string) (int64, error) {
+func (a *remotingAdmin) committed(ctx context.Context, q adminQueue, group, topic string) (int64, error) {
 	ext := map[string]string{"consumerGroup": group, "topic": topic, "queueId": strconv.Itoa(int(q.id)), "bname": q.b.Name}
-	resp, err := a.adminInvoke(ctx, q.b.Addr, protocol.ReqQueryConsumerOffset, ext, nil)
+	resp, err := a.invoke(ctx, q.b.Addr, protocol.ReqQueryConsumerOffset, ext, nil)
 	if adminIsCode(err, protocol.RespQueryNotFound) {
 		return -1, nil
 	}
@@ -129,12 +129,12 @@ func (a *Admin) adminCommitted(ctx context.Context, q adminQueue, group, topic s
 
 // adminQueueOffset asks a broker for a queue's min (31), max (30) or
 // by-time (29) offset.
-func (a *Admin) adminQueueOffset(ctx context.Context, q adminQueue, topic string, code int16, ts int64) (int64, error) {
+func (a *remotingAdmin) queueOffset(ctx context.Context, q adminQueue, topic string, code int16, ts int64) (int64, error) {
 	ext := map[string]string{"topic": topic, "queueId": strconv.Itoa(int(q.id)), "bname": q.b.Name}
 	if code == protocol.ReqSearchOffsetByTimestamp {
 		ext["timestamp"] = strconv.FormatInt(ts, 10)
 	}
-	resp, err := a.adminInvoke(ctx, q.b.Addr, code, ext, nil)
+	resp, err := a.invoke(ctx, q.b.Addr, code, ext, nil)
 	if err != nil {
 		return 0, adminBrokerErr(q.b, err)
 	}
@@ -143,20 +143,20 @@ func (a *Admin) adminQueueOffset(ctx context.Context, q adminQueue, topic string
 
 // adminOffsetAt computes the offset a reset target gives one queue, as the
 // broker would.
-func (a *Admin) adminOffsetAt(ctx context.Context, q adminQueue, topic, to string, value int64) (int64, error) {
+func (a *remotingAdmin) offsetAt(ctx context.Context, q adminQueue, topic, to string, value int64) (int64, error) {
 	switch to {
 	case ResetEarliest:
-		return a.adminQueueOffset(ctx, q, topic, protocol.ReqGetMinOffset, 0)
+		return a.queueOffset(ctx, q, topic, protocol.ReqGetMinOffset, 0)
 	case ResetLatest:
-		return a.adminQueueOffset(ctx, q, topic, protocol.ReqGetMaxOffset, 0)
+		return a.queueOffset(ctx, q, topic, protocol.ReqGetMaxOffset, 0)
 	case ResetTime:
-		return a.adminQueueOffset(ctx, q, topic, protocol.ReqSearchOffsetByTimestamp, value)
+		return a.queueOffset(ctx, q, topic, protocol.ReqSearchOffsetByTimestamp, value)
 	}
-	lo, err := a.adminQueueOffset(ctx, q, topic, protocol.ReqGetMinOffset, 0)
+	lo, err := a.queueOffset(ctx, q, topic, protocol.ReqGetMinOffset, 0)
 	if err != nil {
 		return 0, err
 	}
-	hi, err := a.adminQueueOffset(ctx, q, topic, protocol.ReqGetMaxOffset, 0)
+	hi, err := a.queueOffset(ctx, q, topic, protocol.ReqGetMaxOffset, 0)
 	if err != nil {
 		return 0, err
 	}

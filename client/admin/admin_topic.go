@@ -3,10 +3,11 @@ package admin
 import (
 	"context"
 	"fmt"
-	"github.com/ferrymq/ferry/client"
 	"sort"
 	"strconv"
 	"time"
+
+	"github.com/ferrymq/ferry/client"
 
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
@@ -31,16 +32,16 @@ type TopicInfo struct {
 // Topics lists every topic of every master, sorted by name. System topics
 // (retry, dead-letter, internal) are left out unless system is true.
 func (a *Admin) Topics(ctx context.Context, system bool) ([]TopicInfo, error) {
-	if a.base != "" {
-		return a.httpTopics(ctx, system)
+	if a.h != nil {
+		return a.h.topics(ctx, system)
 	}
-	bs, err := a.adminMasters(ctx, nil)
+	bs, err := a.r.masters(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	byName := map[string]*TopicInfo{}
 	for _, b := range bs {
-		tables, err := a.adminTopicConfigs(ctx, b)
+		tables, err := a.r.topicConfigs(ctx, b)
 		if err != nil {
 			return nil, err
 		}
@@ -78,9 +79,9 @@ func adminTopicBroker(b adminBroker, tc remoting.TopicConfig) TopicBrokerConfig 
 		Perm: protocol.PermString(tc.Perm), Order: tc.Order}
 }
 
-func (a *Admin) adminTopicConfigs(ctx context.Context, b adminBroker) (map[string]remoting.TopicConfig, error) {
+func (a *remotingAdmin) topicConfigs(ctx context.Context, b adminBroker) (map[string]remoting.TopicConfig, error) {
 	var w remoting.TopicConfigSerializeWrapper
-	if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetAllTopicConfig, nil, nil, &w); err != nil {
+	if err := a.invokeJSON(ctx, b.Addr, protocol.ReqGetAllTopicConfig, nil, nil, &w); err != nil {
 		return nil, adminBrokerErr(b, err)
 	}
 	return w.TopicConfigTable, nil
@@ -142,17 +143,17 @@ func (a *Admin) CreateTopic(ctx context.Context, spec TopicSpec) ([]string, erro
 	if spec.ReadQueues < 0 || spec.WriteQueues < 0 || spec.ReadQueues > 1024 || spec.WriteQueues > 1024 {
 		return nil, fmt.Errorf("client: queue counts must be 1 to 1024")
 	}
-	if a.base != "" {
-		return a.httpCreateTopic(ctx, spec, perm)
+	if a.h != nil {
+		return a.h.createTopic(ctx, spec, perm)
 	}
 	tc := remoting.TopicConfig{TopicName: spec.Topic, ReadQueueNums: spec.ReadQueues, WriteQueueNums: spec.WriteQueues, Perm: perm, Order: spec.Order,
 		DedupWindowMs: spec.DedupWindow.Milliseconds()}
-	bs, err := a.adminMasters(ctx, spec.Brokers)
+	bs, err := a.r.masters(ctx, spec.Brokers)
 	if err != nil {
 		return nil, err
 	}
 	for _, b := range bs {
-		tables, err := a.adminTopicConfigs(ctx, b)
+		tables, err := a.r.topicConfigs(ctx, b)
 		if err != nil {
 			return nil, err
 		}
@@ -162,7 +163,7 @@ func (a *Admin) CreateTopic(ctx context.Context, spec TopicSpec) ([]string, erro
 	}
 	var done []string
 	for _, b := range bs {
-		if err := a.adminPutTopic(ctx, b, tc); err != nil {
+		if err := a.r.putTopic(ctx, b, tc); err != nil {
 			return done, err
 		}
 		done = append(done, b.Name)
@@ -170,7 +171,7 @@ func (a *Admin) CreateTopic(ctx context.Context, spec TopicSpec) ([]string, erro
 	return done, nil
 }
 
-func (a *Admin) adminPutTopic(ctx context.Context, b adminBroker, tc remoting.TopicConfig) error {
+func (a *remotingAdmin) putTopic(ctx context.Context, b adminBroker, tc remoting.TopicConfig) error {
 	ext := map[string]string{
 		"topic": tc.TopicName, "defaultTopic": protocol.AutoCreateTopicTemplate,
 		"readQueueNums":  strconv.Itoa(int(tc.ReadQueueNums)),
@@ -179,7 +180,7 @@ func (a *Admin) adminPutTopic(ctx context.Context, b adminBroker, tc remoting.To
 		"topicSysFlag": "0", "order": strconv.FormatBool(tc.Order),
 		"dedupWindow": strconv.FormatInt(tc.DedupWindowMs, 10),
 	}
-	if _, err := a.adminInvoke(ctx, b.Addr, protocol.ReqUpdateAndCreateTopic, ext, nil); err != nil {
+	if _, err := a.invoke(ctx, b.Addr, protocol.ReqUpdateAndCreateTopic, ext, nil); err != nil {
 		return adminBrokerErr(b, err)
 	}
 	return nil
@@ -198,16 +199,16 @@ type TopicUpdate struct {
 // UpdateTopic changes a topic's configuration on every broker that has it
 // (client.ErrTopicNotFound when none has). It returns the brokers changed.
 func (a *Admin) UpdateTopic(ctx context.Context, topic string, u TopicUpdate) ([]string, error) {
-	if a.base != "" {
-		return a.httpUpdateTopic(ctx, topic, u)
+	if a.h != nil {
+		return a.h.updateTopic(ctx, topic, u)
 	}
-	bs, err := a.adminMasters(ctx, nil)
+	bs, err := a.r.masters(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	var done []string
 	for _, b := range bs {
-		tables, err := a.adminTopicConfigs(ctx, b)
+		tables, err := a.r.topicConfigs(ctx, b)
 		if err != nil {
 			return done, err
 		}
@@ -233,7 +234,7 @@ func (a *Admin) UpdateTopic(ctx context.Context, topic string, u TopicUpdate) ([
 			tc.DedupWindowMs = u.DedupWindow.Milliseconds()
 		}
 		tc.TopicName = topic
-		if err := a.adminPutTopic(ctx, b, tc); err != nil {
+		if err := a.r.putTopic(ctx, b, tc); err != nil {
 			return done, err
 		}
 		done = append(done, b.Name)
@@ -248,23 +249,23 @@ func (a *Admin) UpdateTopic(ctx context.Context, topic string, u TopicUpdate) ([
 // name server. Its messages stay in the commitlog until their segments
 // expire. client.ErrTopicNotFound when no broker has it.
 func (a *Admin) DeleteTopic(ctx context.Context, topic string) ([]string, error) {
-	if a.base != "" {
-		return a.httpDeleteTopic(ctx, topic)
+	if a.h != nil {
+		return a.h.deleteTopic(ctx, topic)
 	}
-	bs, err := a.adminMasters(ctx, nil)
+	bs, err := a.r.masters(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	var done []string
 	for _, b := range bs {
-		tables, err := a.adminTopicConfigs(ctx, b)
+		tables, err := a.r.topicConfigs(ctx, b)
 		if err != nil {
 			return done, err
 		}
 		if _, ok := tables[topic]; !ok {
 			continue
 		}
-		if _, err := a.adminInvoke(ctx, b.Addr, protocol.ReqDeleteTopicInBroker, map[string]string{"topic": topic}, nil); err != nil {
+		if _, err := a.r.invoke(ctx, b.Addr, protocol.ReqDeleteTopicInBroker, map[string]string{"topic": topic}, nil); err != nil {
 			return done, adminBrokerErr(b, err)
 		}
 		done = append(done, b.Name)
@@ -272,8 +273,8 @@ func (a *Admin) DeleteTopic(ctx context.Context, topic string) ([]string, error)
 	if len(done) == 0 {
 		return nil, fmt.Errorf("%w: %s", client.ErrTopicNotFound, topic)
 	}
-	for _, ns := range a.namesrvs {
-		if _, err := a.adminInvoke(ctx, ns, protocol.ReqDeleteTopicInNameServer, map[string]string{"topic": topic}, nil); err != nil {
+	for _, ns := range a.r.namesrvs {
+		if _, err := a.r.invoke(ctx, ns, protocol.ReqDeleteTopicInNameServer, map[string]string{"topic": topic}, nil); err != nil {
 			return done, fmt.Errorf("name server %s: %w", ns, err)
 		}
 	}
@@ -301,16 +302,16 @@ type TopicDescription struct {
 // DescribeTopic returns a topic's configuration and per-queue offsets on
 // every broker holding it; client.ErrTopicNotFound when none does.
 func (a *Admin) DescribeTopic(ctx context.Context, topic string) (*TopicDescription, error) {
-	if a.base != "" {
-		return a.httpDescribeTopic(ctx, topic)
+	if a.h != nil {
+		return a.h.describeTopic(ctx, topic)
 	}
-	bs, err := a.adminMasters(ctx, nil)
+	bs, err := a.r.masters(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	d := &TopicDescription{Topic: topic, Brokers: []TopicBrokerConfig{}, Queues: []TopicQueue{}}
 	for _, b := range bs {
-		tables, err := a.adminTopicConfigs(ctx, b)
+		tables, err := a.r.topicConfigs(ctx, b)
 		if err != nil {
 			return nil, err
 		}
@@ -319,7 +320,7 @@ func (a *Admin) DescribeTopic(ctx context.Context, topic string) (*TopicDescript
 			continue
 		}
 		d.Brokers = append(d.Brokers, adminTopicBroker(b, tc))
-		qs, err := a.adminTopicStats(ctx, b, topic)
+		qs, err := a.r.topicStats(ctx, b, topic)
 		if err != nil {
 			return nil, err
 		}
@@ -334,9 +335,9 @@ func (a *Admin) DescribeTopic(ctx context.Context, topic string) (*TopicDescript
 	return d, nil
 }
 
-func (a *Admin) adminTopicStats(ctx context.Context, b adminBroker, topic string) ([]TopicQueue, error) {
+func (a *remotingAdmin) topicStats(ctx context.Context, b adminBroker, topic string) ([]TopicQueue, error) {
 	var st protocol.TopicStats
-	if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqGetTopicStatsInfo, map[string]string{"topic": topic}, nil, &st); err != nil {
+	if err := a.invokeJSON(ctx, b.Addr, protocol.ReqGetTopicStatsInfo, map[string]string{"topic": topic}, nil, &st); err != nil {
 		return nil, adminBrokerErr(b, err)
 	}
 	out := make([]TopicQueue, 0, len(st.Queues))
@@ -372,10 +373,10 @@ type TopicRoute struct {
 // Route asks the name servers for a topic's route; client.ErrTopicNotFound when
 // they have none.
 func (a *Admin) Route(ctx context.Context, topic string) (*TopicRoute, error) {
-	if a.base != "" {
-		return nil, a.adminNotOverHTTP("topic routes come from the name servers, not")
+	if a.h != nil {
+		return nil, a.h.notSupported("topic routes come from the name servers, not")
 	}
-	rd, err := a.adminRoute(ctx, topic)
+	rd, err := a.r.route(ctx, topic)
 	if err != nil {
 		return nil, err
 	}
@@ -391,8 +392,8 @@ func (a *Admin) Route(ctx context.Context, topic string) (*TopicRoute, error) {
 	return r, nil
 }
 
-func (a *Admin) adminRoute(ctx context.Context, topic string) (*remoting.TopicRouteData, error) {
-	resp, err := a.adminNamesrv(ctx, protocol.ReqGetRouteInfoByTopic, map[string]string{"topic": topic})
+func (a *remotingAdmin) route(ctx context.Context, topic string) (*remoting.TopicRouteData, error) {
+	resp, err := a.namesrv(ctx, protocol.ReqGetRouteInfoByTopic, map[string]string{"topic": topic})
 	if adminIsCode(err, protocol.RespTopicNotExist) {
 		return nil, fmt.Errorf("%w: %s (the name servers have no route for it)", client.ErrTopicNotFound, topic)
 	}
@@ -410,8 +411,8 @@ type adminQueue struct {
 
 // adminTopicQueues lists a topic's queues from its route: read queues, or
 // writable ones when write is true.
-func (a *Admin) adminTopicQueues(ctx context.Context, topic string, write bool) ([]adminQueue, error) {
-	rd, err := a.adminRoute(ctx, topic)
+func (a *remotingAdmin) topicQueues(ctx context.Context, topic string, write bool) ([]adminQueue, error) {
+	rd, err := a.route(ctx, topic)
 	if err != nil {
 		return nil, err
 	}

@@ -23,26 +23,26 @@ func (a *Admin) Transactions(ctx context.Context) ([]TransactionInfo, error) {
 			out = append(out, TransactionInfo{OpenTransaction: t, Broker: name})
 		}
 	}
-	if a.base != "" {
-		self, err := a.adminHTTPSelf(ctx)
+	if a.h != nil {
+		self, err := a.h.selfBroker(ctx)
 		if err != nil {
 			return nil, err
 		}
 		var list []protocol.OpenTransaction
-		if err := a.adminHTTP(ctx, "GET", "/v1/transactions", nil, nil, &list); err != nil {
+		if err := a.h.do(ctx, "GET", "/v1/transactions", nil, nil, &list); err != nil {
 			return nil, err
 		}
 		add(self.Name, list)
 		return out, nil
 	}
-	bs, err := a.adminMasters(ctx, nil)
+	bs, err := a.r.masters(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	sort.Slice(bs, func(i, j int) bool { return bs[i].Name < bs[j].Name })
 	for _, b := range bs {
 		var list []protocol.OpenTransaction
-		if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqFerryTxList, nil, nil, &list); err != nil {
+		if err := a.r.invokeJSON(ctx, b.Addr, protocol.ReqFerryTxList, nil, nil, &list); err != nil {
 			return nil, adminBrokerErr(b, err)
 		}
 		add(b.Name, list)
@@ -85,26 +85,26 @@ func (a *Admin) Producers(ctx context.Context) ([]ProducerInfo, error) {
 			out = append(out, ProducerInfo{ProducerState: p, Broker: name})
 		}
 	}
-	if a.base != "" {
-		self, err := a.adminHTTPSelf(ctx)
+	if a.h != nil {
+		self, err := a.h.selfBroker(ctx)
 		if err != nil {
 			return nil, err
 		}
 		var list []protocol.ProducerState
-		if err := a.adminHTTP(ctx, "GET", "/v1/producers", nil, nil, &list); err != nil {
+		if err := a.h.do(ctx, "GET", "/v1/producers", nil, nil, &list); err != nil {
 			return nil, err
 		}
 		add(self.Name, list)
 		return out, nil
 	}
-	bs, err := a.adminMasters(ctx, nil)
+	bs, err := a.r.masters(ctx, nil)
 	if err != nil {
 		return nil, err
 	}
 	sort.Slice(bs, func(i, j int) bool { return bs[i].Name < bs[j].Name })
 	for _, b := range bs {
 		var list []protocol.ProducerState
-		if err := a.adminInvokeJSON(ctx, b.Addr, protocol.ReqFerryProducerList, nil, nil, &list); err != nil {
+		if err := a.r.invokeJSON(ctx, b.Addr, protocol.ReqFerryProducerList, nil, nil, &list); err != nil {
 			return nil, adminBrokerErr(b, err)
 		}
 		add(b.Name, list)
