@@ -47,7 +47,9 @@ import (
 // built when the append returns and parked on the offset it waits for
 // (pendingAcks, a heap by offset); the code that advances the commit point
 // sends every parked answer it covers, and fails them all once the lease
-// has lapsed (within the pump's tick).
+// has lapsed (within the pump's tick). Appends advance it on the appending
+// goroutine (followLog), ACKs on the stream's reading goroutine: no
+// goroutine is woken on the way to the answer but the stream's.
 //
 // The replica's address in the control plane is its replication address
 // (advertised host, replication port; or replication_advertise).
@@ -168,13 +170,19 @@ func (s *commitSource) VisibleOffset() int64 {
 	return v
 }
 
-// Watch signals when the log's visible end or the commit point advance
-// (replication's pump rings for both).
+// Watch signals when the log's visible end or the commit point advance.
 func (s *commitSource) Watch() (<-chan struct{}, func()) {
 	if !s.replicated {
 		return s.Log.Watch()
 	}
-	return s.bells.Watch()
+	ch := make(chan struct{}, 1)
+	stop := s.WatchFunc(func() {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	})
+	return ch, stop
 }
 
 // WatchFunc has fn called on the goroutine that advanced the visible end

@@ -192,17 +192,22 @@ func (r *replication) advance() {
 	moved := false
 	r.mu.Lock()
 	if r.role == RoleMaster {
+		// Acks count against the in-sync set, with the proposed one
+		// while a change is in flight.
 		c := r.b.clog.WrittenOffset()
-		for _, id := range r.membersLocked() {
-			if id == r.b.cfg.ReplicaID {
-				continue
+	members:
+		for _, set := range [2][]int64{r.inSync, r.proposed} {
+			for _, id := range set {
+				if id == r.b.cfg.ReplicaID {
+					continue
+				}
+				s := r.slaves[id]
+				if s == nil {
+					c = -1
+					break members
+				}
+				c = min(c, r.acked(s))
 			}
-			s := r.slaves[id]
-			if s == nil {
-				c = -1
-				break
-			}
-			c = min(c, r.acked(s))
 		}
 		if c >= 0 {
 			moved = r.moveCommit(c)
@@ -230,18 +235,6 @@ func (r *replication) advance() {
 	}
 }
 
-// membersLocked is the set acks count against: the in-sync set, with the
-// proposed one while a change is in flight.
-func (r *replication) membersLocked() []int64 {
-	m := slices.Clone(r.inSync)
-	for _, id := range r.proposed {
-		if !slices.Contains(m, id) {
-			m = append(m, id)
-		}
-	}
-	return m
-}
-
 // failParkedLocked answers every parked send with an error.
 func (r *replication) failParkedLocked(why string) {
 	for _, p := range r.parked {
@@ -250,24 +243,38 @@ func (r *replication) failParkedLocked(why string) {
 	r.parked = r.parked[:0]
 }
 
-// pump follows the log on the master: a write can move the commit point
-// (alone in the set, the master's own end is it) and wakes the dispatcher.
+// pump rings the commit bells every tick, so that those waiting for the
+// commit point see a lapsed lease (and parked answers fail) within one
+// tick. Appends are followed by followLog, on the appending goroutine.
 func (r *replication) pump() {
 	defer r.wg.Done()
-	wake, stop := r.b.clog.Watch()
-	defer stop()
+	defer r.followLog()()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
 		case <-r.ctx.Done():
 			return
-		case <-wake:
 		case <-tick.C:
 		}
 		r.advance()
 		r.src.bells.Ring()
 	}
+}
+
+// followLog has every append to the log advance the commit point, on the
+// goroutine that appended, until the returned function is called. Only a
+// master alone in its in-sync set moves it that way (its own end is the
+// commit point); otherwise the slaves' ACKs move it, and an append rings
+// no bell and wakes no goroutine: the streams to the slaves follow the
+// log themselves, and the commit bells ring only when the commit point
+// moves (advance) or the pump ticks.
+func (r *replication) followLog() func() {
+	return r.b.clog.WatchFunc(func() {
+		if r.masterEpoch.Load() >= 0 {
+			r.advance()
+		}
+	})
 }
 
 // inSyncLoop shrinks and grows the in-sync set on the master.

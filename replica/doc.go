@@ -26,7 +26,11 @@
 // history (an older term's bytes after a newer term's: ERROR stale-epoch);
 // the first bytes of a newer epoch add an entry to the history, durably,
 // before they are written. An idle frame must carry the stream's epoch.
-// ACKs follow every write (coalesced) and every ack interval. The flushed
+// ACKs follow every write (coalesced) and every ack interval. A COMMIT
+// read together with the DATA frames behind it (the master sends it in
+// the same write as the next frame) is applied once they are written and
+// acked: the ACK an acks=all send waits for does not wait for the slave's
+// dispatch of what was committed before. The flushed
 // offset is the log's, which only advances after an fsync; with flushed
 // acks required the receiver syncs before acking. A stream silent for the
 // dead timeout is dropped and dialled again.

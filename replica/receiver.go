@@ -73,9 +73,11 @@ type ReceiverConfig struct {
 	// what follows the slave's end (the broker stops dispatching past it,
 	// or drops its consume queues); an error ends the stream.
 	BeforeTruncate func(off int64) error
-	// OnCommit, if set, receives the commit offset of every COMMIT frame
+	// OnCommit, if set, receives the commit offset of the COMMIT frames
 	// (called from the receiving goroutine; it never passes the end of
-	// what was received).
+	// what was received). A COMMIT read together with DATA frames behind
+	// it is handed on once they are written and acked, and several such
+	// COMMITs as the largest.
 	OnCommit func(off int64)
 	Logger   zerolog.Logger
 }
@@ -355,9 +357,25 @@ func toHistory(h []commitlog.EpochEntry) History {
 
 // receive writes DATA frames into the log until the stream fails. last is
 // the epoch of the history's last entry.
+//
+// A COMMIT that arrives with more frames behind it (the master sends the
+// commit offset in the same write as the next DATA frame) is handed to
+// OnCommit only once the frames read with it are written and acked: the
+// slave's dispatch of committed records would otherwise run before the
+// write and the ACK that an acks=all send on the master is waiting for.
 func (s *session) receive(br *bufio.Reader, buf *[]byte, pos, last int64, bell chan<- struct{}) error {
 	log := s.r.log
+	commit := int64(-1) // a COMMIT not yet handed to OnCommit
+	takeCommit := func() {
+		if commit >= 0 && s.r.cfg.OnCommit != nil {
+			s.r.cfg.OnCommit(commit)
+		}
+		commit = -1
+	}
 	for {
+		if br.Buffered() == 0 {
+			takeCommit() // nothing more has arrived
+		}
 		f, err := s.read(br, buf)
 		if err != nil {
 			return err
@@ -369,9 +387,7 @@ func (s *session) receive(br *bufio.Reader, buf *[]byte, pos, last int64, bell c
 			case f.Offset > pos:
 				return s.fail(CodeProtocol, "COMMIT at %d beyond the received end %d", f.Offset, pos)
 			}
-			if s.r.cfg.OnCommit != nil {
-				s.r.cfg.OnCommit(f.Offset)
-			}
+			commit = max(commit, f.Offset)
 			continue
 		}
 		switch {
@@ -407,12 +423,16 @@ func (s *session) receive(br *bufio.Reader, buf *[]byte, pos, last int64, bell c
 			if err := s.ack(); err != nil {
 				return err
 			}
-			continue
+		} else {
+			select {
+			case bell <- struct{}{}:
+			default:
+			}
 		}
-		select {
-		case bell <- struct{}{}:
-		default:
-		}
+		// Acked (or handed to the acking goroutine): a COMMIT that came
+		// before these bytes is taken now, even if more frames wait, so
+		// that a steady stream does not hold the slave's dispatch back.
+		takeCommit()
 	}
 }
 

@@ -208,6 +208,22 @@ func TestReceiverRefusesAStaleMaster(t *testing.T) {
 	sameFiles(t, mfs, ml, sfs, sl)
 }
 
+// fakeHandshake is a fake master's side of the handshake: it reads HELLO,
+// answers that the slave keeps its log (EPOCH_END at 0 of its last epoch)
+// and reads FETCH.
+func fakeHandshake(conn net.Conn, br *bufio.Reader, buf *[]byte) error {
+	h, err := ReadFrame(br, buf)
+	if err != nil {
+		return err
+	}
+	b, _ := AppendFrame(nil, &Frame{Type: FrameEpochEnd, Epoch: h.LastEpoch, Offset: 0})
+	if _, err := conn.Write(b); err != nil {
+		return err
+	}
+	_, err = ReadFrame(br, buf)
+	return err
+}
+
 // fakeMaster serves one scripted stream per connection: it reads HELLO,
 // answers EPOCH_END(epoch, 0), reads FETCH, sends frames, then reads until
 // the slave hangs up and reports the ERROR frame the slave sent, if any.
@@ -229,15 +245,7 @@ func fakeMasterServer(t *testing.T, frames []Frame) (string, <-chan Frame) {
 				defer conn.Close()
 				br := bufio.NewReader(conn)
 				var buf []byte
-				h, err := ReadFrame(br, &buf)
-				if err != nil {
-					return
-				}
-				b, _ := AppendFrame(nil, &Frame{Type: FrameEpochEnd, Epoch: h.LastEpoch, Offset: 0})
-				if _, err := conn.Write(b); err != nil {
-					return
-				}
-				if _, err := ReadFrame(br, &buf); err != nil {
+				if fakeHandshake(conn, br, &buf) != nil {
 					return
 				}
 				for _, f := range frames {
@@ -542,5 +550,83 @@ func TestCommitFrames(t *testing.T) {
 	eventually(t, "the commit offset capped at the end", func() bool { return got.Load() == end })
 	if bad.Load() {
 		t.Fatal("a COMMIT went beyond the slave's log or backwards")
+	}
+}
+
+// TestCommitWaitsForTheAckOfTheFramesBehindIt: the master sends a COMMIT
+// in the same write as the next DATA frame. The slave writes and acks
+// that frame before it hands the COMMIT on (to its dispatch): the ACK an
+// acks=all send on the master waits for does not wait for the slave's
+// dispatch of what was committed before.
+func TestCommitWaitsForTheAckOfTheFramesBehindIt(t *testing.T) {
+	src, _, _ := newMaster(t, 3)
+	appendRandom(t, src, rand.New(rand.NewPCG(5, 5)), 3)
+	end := src.WrittenOffset()
+	data := make([]byte, end)
+	if err := src.ReadAt(data, 0); err != nil {
+		t.Fatal(err)
+	}
+	first := int64(protocol.RecordSize(data))
+	var burst []byte
+	for _, f := range []Frame{
+		{Type: FrameData, Epoch: 3, Data: data[:first]},
+		{Type: FrameCommit, Epoch: 3, Offset: first},
+		{Type: FrameData, Epoch: 3, Offset: first, Data: data[first:]},
+	} {
+		var err error
+		if burst, err = AppendFrame(burst, &f); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The master's end of a pipe: a single Write reaches the slave's
+	// reader whole, so the COMMIT and the DATA behind it are read together.
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	var rcv atomic.Pointer[Receiver]
+	started := make(chan struct{})
+	dial := func(context.Context, string) (net.Conn, error) {
+		<-started
+		slave, master := net.Pipe()
+		wg.Go(func() { // ends when the slave closes its end
+			defer master.Close()
+			br := bufio.NewReader(master)
+			var buf []byte
+			if fakeHandshake(master, br, &buf) != nil {
+				return
+			}
+			if _, err := master.Write(burst); err != nil {
+				return
+			}
+			for {
+				if _, err := ReadFrame(br, &buf); err != nil { // ACKs
+					return
+				}
+			}
+		})
+		return slave, nil
+	}
+	type seen struct{ commit, acked int64 }
+	commits := make(chan seen, 16)
+	sl := openLogOn(t, vfs.NewMem())
+	var epoch atomic.Int64
+	epoch.Store(3)
+	r := receive(t, sl, "master", &epoch, func(c *ReceiverConfig) {
+		c.Dial = dial
+		c.AckInterval = time.Hour
+		c.OnCommit = func(off int64) { commits <- seen{off, rcv.Load().Status().Written} }
+	})
+	rcv.Store(r)
+	close(started)
+	select {
+	case s := <-commits:
+		if s.commit != first {
+			t.Fatalf("COMMIT %d handed on, want %d", s.commit, first)
+		}
+		if s.acked != end {
+			t.Fatalf("COMMIT %d handed on with %d acked: the DATA frame read with it (to %d) was not written and acked first", s.commit, s.acked, end)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no COMMIT handed on")
 	}
 }
