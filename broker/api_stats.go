@@ -21,15 +21,6 @@ func (b *Broker) apiBrokerStats(ctx *fasthttp.RequestCtx, _ apiParams) {
 	})
 }
 
-// apiTopicStat is one topic in GET /v1/stats/topics.
-type apiTopicStat struct {
-	apiTopic
-	Kind     string  `json:"kind"` // "normal", "retry", "dlq" or "system"
-	Messages int64   `json:"messages"`
-	InRate   float64 `json:"in_per_s"`
-	OutRate  float64 `json:"out_per_s"`
-}
-
 func topicKind(t string) string {
 	switch {
 	case strings.HasPrefix(t, protocol.RetryTopicPrefix):
@@ -54,34 +45,25 @@ func (b *Broker) messagesIn(topic string, queues int32) int64 {
 
 func (b *Broker) apiTopicStats(ctx *fasthttp.RequestCtx, _ apiParams) {
 	rates := b.stats.topicRates()
-	out := []apiTopicStat{}
+	out := []protocol.HTTPTopicStat{}
 	for _, name := range b.topics.names() {
 		tc, ok := b.topics.get(name)
 		if !ok {
 			continue
 		}
 		r := rates[name]
-		out = append(out, apiTopicStat{apiTopic: topicOut(tc), Kind: topicKind(name),
+		out = append(out, protocol.HTTPTopicStat{HTTPTopic: topicOut(tc), Kind: topicKind(name),
 			Messages: b.messagesIn(name, max(tc.ReadQueueNums, tc.WriteQueueNums)), InRate: r.in, OutRate: r.out})
 	}
 	writeJSON(ctx, fasthttp.StatusOK, out)
 }
 
-// apiGroupStat is one group in GET /v1/stats/groups.
-type apiGroupStat struct {
-	apiGroup
-	Lag        int64   `json:"lag"`
-	LagHistory []int64 `json:"lag_history"` // total lag every 10 s, oldest first
-	Retry      int64   `json:"retry_messages"`
-	DLQ        int64   `json:"dlq_messages"`
-}
-
 func (b *Broker) apiGroupStats(ctx *fasthttp.RequestCtx, _ apiParams) {
 	committed := b.offsets.byGroup()
-	out := []apiGroupStat{}
+	out := []protocol.HTTPGroupStat{}
 	for _, gi := range b.Groups() {
 		g := gi.GroupName
-		s := apiGroupStat{apiGroup: groupOut(gi), Lag: b.lagOf(g, committed[g]), LagHistory: b.stats.lagHistory(g)}
+		s := protocol.HTTPGroupStat{HTTPGroup: groupOut(gi), Lag: b.lagOf(g, committed[g]), LagHistory: b.stats.lagHistory(g)}
 		for _, t := range []struct {
 			name string
 			n    *int64
@@ -98,13 +80,6 @@ func (b *Broker) apiGroupStats(ctx *fasthttp.RequestCtx, _ apiParams) {
 // maxTimerCount bounds the scan that counts pending timer messages.
 const maxTimerCount = 100_000
 
-type apiDelayLevel struct {
-	Level     int   `json:"level"`
-	DelayMs   int64 `json:"delay_ms"`
-	Pending   int64 `json:"pending"`
-	NextDueMs int64 `json:"next_due_ms,omitempty"`
-}
-
 // apiDelayed answers the backlog of scheduled messages: per delay level,
 // and for arbitrary delivery times.
 func (b *Broker) apiDelayed(ctx *fasthttp.RequestCtx, _ apiParams) {
@@ -112,10 +87,10 @@ func (b *Broker) apiDelayed(ctx *fasthttp.RequestCtx, _ apiParams) {
 		writeProblem(ctx, fmt.Errorf("%w: broker is starting or shutting down", errNotWritable))
 		return
 	}
-	levels := []apiDelayLevel{}
+	levels := []protocol.HTTPDelayLevel{}
 	for _, st := range b.delaySvc.LevelStats() {
 		d := b.delays[st.Level-1]
-		l := apiDelayLevel{Level: st.Level, DelayMs: d.Milliseconds(), Pending: st.Pending}
+		l := protocol.HTTPDelayLevel{Level: st.Level, DelayMs: d.Milliseconds(), Pending: st.Pending}
 		if st.HeadStoredMs > 0 {
 			l.NextDueMs = st.HeadStoredMs + d.Milliseconds()
 		}

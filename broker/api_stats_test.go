@@ -38,9 +38,9 @@ func TestAPIStats(t *testing.T) {
 		t.Fatalf("last point %+v", last)
 	}
 
-	var topics []apiTopicStat
+	var topics []protocol.HTTPTopicStat
 	a.ok("GET", "/v1/stats/topics", nil, 200, &topics)
-	var clicks *apiTopicStat
+	var clicks *protocol.HTTPTopicStat
 	kinds := map[string]string{}
 	for i := range topics {
 		kinds[topics[i].Name] = topics[i].Kind
@@ -55,7 +55,7 @@ func TestAPIStats(t *testing.T) {
 		t.Fatalf("kinds %v", kinds)
 	}
 
-	var groups []apiGroupStat
+	var groups []protocol.HTTPGroupStat
 	waitFor(t, 10*time.Second, "the lag of views", func() bool {
 		a.ok("GET", "/v1/stats/groups", nil, 200, &groups)
 		return len(groups) == 1 && groups[0].Lag == 50

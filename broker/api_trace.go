@@ -129,45 +129,14 @@ func (b *Broker) findOriginal(c protocol.Record) (protocol.Record, bool) {
 	return orig, found
 }
 
-// apiTraceCopy is a copy of the message in a retry or dead-letter topic.
-type apiTraceCopy struct {
-	Group          string `json:"group"`
-	Topic          string `json:"topic"`
-	QueueID        int32  `json:"queue_id"`
-	QueueOffset    int64  `json:"queue_offset"`
-	OffsetMsgID    string `json:"offset_msg_id"`
-	StoredAtMs     int64  `json:"stored_at_ms"`
-	ReconsumeTimes int32  `json:"reconsume_times"`
-}
-
-// apiTraceGroup is one group's progress past the message's queue.
-type apiTraceGroup struct {
-	Group           string `json:"group"`
-	CommittedOffset int64  `json:"committed_offset"`
-	Consumed        bool   `json:"consumed"`
-	Online          int    `json:"online_clients"`
-}
-
-// apiTrace is the life of a message.
-type apiTrace struct {
-	Message    apiMessage      `json:"message"`
-	Scheduled  *apiMessage     `json:"scheduled,omitempty"` // the copy waiting in the schedule or timer topic
-	Groups     []apiTraceGroup `json:"groups"`
-	Retries    []apiTraceCopy  `json:"retries"`
-	DeadLetter []apiTraceCopy  `json:"dead_letters"`
-	Resent     []apiTraceCopy  `json:"resent"` // later copies in the original topic (resent dead letters or messages)
-	Scanned    int             `json:"scanned"`
-	Truncated  bool            `json:"truncated"`
-}
-
 func (b *Broker) apiMessageTrace(ctx *fasthttp.RequestCtx, p apiParams) {
 	orig, _, err := b.originalRecord(p.get("msgId"))
 	if err != nil {
 		writeProblem(ctx, err)
 		return
 	}
-	t := apiTrace{Message: b.messageOut(orig), Groups: []apiTraceGroup{}, Retries: []apiTraceCopy{},
-		DeadLetter: []apiTraceCopy{}, Resent: []apiTraceCopy{}}
+	t := protocol.HTTPTrace{Message: b.messageOut(orig), Groups: []protocol.HTTPTraceGroup{}, Retries: []protocol.HTTPTraceCopy{},
+		DeadLetter: []protocol.HTTPTraceCopy{}, Resent: []protocol.HTTPTraceCopy{}}
 	topic := string(orig.Topic)
 	if topic == protocol.ScheduleTopic || topic == protocol.TimerTopic {
 		s := t.Message
@@ -184,7 +153,7 @@ func (b *Broker) apiMessageTrace(ctx *fasthttp.RequestCtx, p apiParams) {
 			if !ok {
 				continue
 			}
-			t.Groups = append(t.Groups, apiTraceGroup{Group: g, CommittedOffset: off, Consumed: off > orig.QueueOffset,
+			t.Groups = append(t.Groups, protocol.HTTPTraceGroup{Group: g, CommittedOffset: off, Consumed: off > orig.QueueOffset,
 				Online: len(b.clients.consumerIDs(g))})
 		}
 	}
@@ -193,7 +162,7 @@ func (b *Broker) apiMessageTrace(ctx *fasthttp.RequestCtx, p apiParams) {
 		id, _ := rec.Property(protocol.PropUniqKey)
 		return id == uniq && rec.PhysicalOffset != orig.PhysicalOffset
 	}
-	collect := func(group, topic string, dst *[]apiTraceCopy) {
+	collect := func(group, topic string, dst *[]protocol.HTTPTraceCopy) {
 		tc, ok := b.topics.get(topic)
 		if !ok {
 			return
@@ -205,7 +174,7 @@ func (b *Broker) apiMessageTrace(ctx *fasthttp.RequestCtx, p apiParams) {
 			}
 			n, _ := b.scanQueue(topic, q, from, budget, func(rec protocol.Record, qo int64) bool {
 				if same(rec) {
-					*dst = append(*dst, apiTraceCopy{Group: group, Topic: topic, QueueID: q, QueueOffset: qo,
+					*dst = append(*dst, protocol.HTTPTraceCopy{Group: group, Topic: topic, QueueID: q, QueueOffset: qo,
 						OffsetMsgID: protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
 						StoredAtMs:  rec.StoreTimestamp, ReconsumeTimes: rec.ReconsumeTimes})
 				}
@@ -227,13 +196,13 @@ func (b *Broker) apiMessageTrace(ctx *fasthttp.RequestCtx, p apiParams) {
 		// id index, newest first, so only the latest one is certain.
 		if raw, err := b.MessageByID(uniq); err == nil {
 			if rec, err := protocol.Decode(raw); err == nil && string(rec.Topic) == topic && rec.PhysicalOffset != orig.PhysicalOffset {
-				t.Resent = append(t.Resent, apiTraceCopy{Topic: topic, QueueID: rec.QueueID, QueueOffset: rec.QueueOffset,
+				t.Resent = append(t.Resent, protocol.HTTPTraceCopy{Topic: topic, QueueID: rec.QueueID, QueueOffset: rec.QueueOffset,
 					OffsetMsgID: protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
 					StoredAtMs:  rec.StoreTimestamp, ReconsumeTimes: rec.ReconsumeTimes})
 			}
 		}
 	}
-	byTime := func(c []apiTraceCopy) {
+	byTime := func(c []protocol.HTTPTraceCopy) {
 		sort.Slice(c, func(i, j int) bool { return c[i].StoredAtMs < c[j].StoredAtMs })
 	}
 	byTime(t.Retries)
