@@ -206,9 +206,9 @@ func (b *Broker) httpAdvertised() string {
 	if b.http == nil {
 		return ""
 	}
-	ap, err := netip.ParseAddrPort(b.http.addr)
+	ap, err := netip.ParseAddrPort(b.http.Addr())
 	if err != nil {
-		return b.http.addr
+		return b.http.Addr()
 	}
 	host := ap.Addr().Unmap()
 	if host.IsUnspecified() {

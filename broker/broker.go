@@ -99,10 +99,11 @@ type Broker struct {
 	clusterSecret string
 	ln            net.Listener
 	nsClient      *remoting.Client
-	http          *httpServer
-	api           apiState  // HTTP API state: receive leases, held long polls (api_consume.go)
-	holds         pullHolds // pulls held by long polling (hold.go)
-	stats         statsRing // the last 15 minutes of counters, for the console (stats.go)
+	httpMount     HTTPMount  // nil: no HTTP port (httpviews.go)
+	http          HTTPServer // nil: no HTTP port
+	api           apiState   // HTTP API state: receive leases, held long polls (api_consume.go)
+	holds         pullHolds  // pulls held by long polling (hold.go)
+	stats         statsRing  // the last 15 minutes of counters, for the console (stats.go)
 	peerOnce      sync.Once
 	peerHC        *http.Client // other brokers' HTTP APIs, for /v1/cluster (api_cluster.go)
 
@@ -346,23 +347,24 @@ func (b *Broker) Start() error {
 		IdleTimeout: b.cfg.IdleTimeout.D(), ReadTimeout: b.cfg.ReadTimeout.D(),
 		MaxConns: b.cfg.MaxConnections, MaxConnsPerAddr: b.cfg.MaxConnectionsPerAddr})
 	b.nsClient = remoting.NewClient(remoting.ClientConfig{Logger: zslog.New(b.log), Credentials: b.nsCredentials(), TLS: b.nsTLS})
-	if b.cfg.HTTPPort >= 0 {
-		if b.http, err = b.startHTTP(); err != nil {
+	if b.httpMount != nil && b.cfg.HTTPPort >= 0 {
+		if b.http, err = b.httpMount(b.httpViews()); err != nil {
+			b.http = nil
 			ln.Close()
-			return err
+			return fmt.Errorf("broker: %w", err)
 		}
 	}
 	if err := b.openDelay(); err != nil {
 		ln.Close()
 		if b.http != nil {
-			b.http.shutdown()
+			b.http.Shutdown()
 		}
 		return err
 	}
 	if err := b.repl.start(); err != nil {
 		ln.Close()
 		if b.http != nil {
-			b.http.shutdown()
+			b.http.Shutdown()
 		}
 		return err
 	}
@@ -389,7 +391,7 @@ func (b *Broker) Start() error {
 	ev := b.log.Info().Str("addr", b.addr).Str("listen", ln.Addr().String()).Str("flush", b.cfg.Flush).
 		Str("data_dir", b.cfg.DataDir).Int64("startup_ms", time.Since(b.startedAt).Milliseconds())
 	if b.http != nil {
-		ev = ev.Str("http", b.http.addr)
+		ev = ev.Str("http", b.http.Addr())
 	}
 	ev.Msg("broker ready")
 	return nil
@@ -398,12 +400,13 @@ func (b *Broker) Start() error {
 // Addr is the advertised address clients use ("ip:port").
 func (b *Broker) Addr() string { return b.addr }
 
-// HTTPAddr is the bound HTTP address, or "" when HTTP is off.
+// HTTPAddr is the bound HTTP address, or "" without HTTP (no WithHTTP,
+// or http_port -1).
 func (b *Broker) HTTPAddr() string {
 	if b.http == nil {
 		return ""
 	}
-	return b.http.addr
+	return b.http.Addr()
 }
 
 // Config returns the configuration in force.
@@ -431,7 +434,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			b.repl.stop()
 		}
 		if b.http != nil {
-			b.http.shutdown()
+			b.http.Shutdown()
 		}
 		b.wg.Wait()
 		if b.delaySvc != nil {

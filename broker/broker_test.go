@@ -34,6 +34,9 @@ func testBrokerWith(t *testing.T, dir string, mut func(*Config), opts ...Option)
 	if mut != nil {
 		mut(&cfg)
 	}
+	if cfg.HTTPPort >= 0 {
+		opts = append([]Option{WithHTTP(testHTTPMount)}, opts...)
+	}
 	b, err := New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)

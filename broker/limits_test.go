@@ -1,13 +1,10 @@
 package broker
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"syscall"
@@ -36,14 +33,13 @@ func (l *logSink) String() string {
 	return strings.Join(l.lines, "")
 }
 
-// loggedBroker starts a broker with HTTP whose log goes to the returned
-// buffer.
+// loggedBroker starts a broker whose log goes to the returned buffer.
 func loggedBroker(t *testing.T, mut func(*Config)) (*Broker, *logSink) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port = "127.0.0.1", "127.0.0.1", 0
-	cfg.HTTPHost, cfg.HTTPPort = "127.0.0.1", 0
+	cfg.HTTPPort = -1
 	cfg.SegmentSize, cfg.MaxMessageSize = 16<<20, 1<<20
 	mut(&cfg)
 	var logs logSink
@@ -80,97 +76,15 @@ func dial(t *testing.T, addr string) net.Conn {
 	return c
 }
 
-// fasthttp's own messages reach the broker's log as structured lines
-// without the request's contents.
-func TestFasthttpLogger(t *testing.T) {
-	b, logs := loggedBroker(t, func(c *Config) {})
-	for _, req := range []string{
-		"POST /v1/topics/T/messages HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\nsecret-payload",
-		"GET /livez HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: bogus\r\n\r\nsecret-payload",
-		"\x16\x03\x01secret-payload\r\n\r\n",
-	} {
-		c := dial(t, b.HTTPAddr())
-		if _, err := c.Write([]byte(req)); err != nil {
-			t.Fatal(err)
-		}
-		closedWithin(c, 5*time.Second)
-	}
-	waitFor(t, 5*time.Second, "fasthttp's lines", func() bool { return strings.Count(logs.String(), "http: connection error") == 3 })
-	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		var v map[string]any
-		if err := json.Unmarshal([]byte(line), &v); err != nil {
-			t.Fatalf("log line is not JSON: %q", line)
-		}
-		if strings.Contains(line, "secret") {
-			t.Fatalf("request contents in the log: %s", line)
-		}
-	}
-}
-
-// The HTTP port closes idle keep-alive connections and cuts off a client
-// that sends its request too slowly.
-func TestHTTPTimeouts(t *testing.T) {
-	b, _ := loggedBroker(t, func(c *Config) {
-		c.IdleTimeout, c.ReadTimeout = Duration(200*time.Millisecond), Duration(300*time.Millisecond)
-	})
-	c := dial(t, b.HTTPAddr())
-	if _, err := c.Write([]byte("GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("livez: %v %v", resp, err)
-	}
-	if d, closed := closedWithin(c, 5*time.Second); !closed || d < 150*time.Millisecond {
-		t.Fatalf("idle keep-alive connection: closed %v after %v, want closed after the 200 ms idle timeout", closed, d)
-	}
-
-	slow := dial(t, b.HTTPAddr())
-	cut := make(chan time.Duration, 1)
-	start := time.Now()
-	go func() {
-		closedWithin(slow, 10*time.Second)
-		cut <- time.Since(start)
-	}()
-	req := []byte("GET /livez HTTP/1.1\r\nHost: x\r\nUser-Agent: trickle\r\n\r\n")
-	tick := time.NewTicker(20 * time.Millisecond) // the client's pace: 50 bytes a second
-	defer tick.Stop()
-	for i := range req {
-		select {
-		case d := <-cut:
-			if d < 250*time.Millisecond {
-				t.Fatalf("cut off after %v, before the read timeout", d)
-			}
-			return
-		case <-tick.C:
-		}
-		if _, err := slow.Write(req[i : i+1]); err != nil {
-			break
-		}
-	}
-	t.Fatalf("a request trickled over %v went through a 300 ms read timeout", time.Since(start))
-}
-
 // Connections over max_connections_per_addr or max_connections are closed
-// at once on both ports, with a log line naming the limit.
+// at once on the remoting port, with a log line naming the limit (the
+// HTTP port's: package httpapi).
 func TestConnectionLimits(t *testing.T) {
 	b, logs := loggedBroker(t, func(c *Config) { c.MaxConnections, c.MaxConnectionsPerAddr = 3, 2 })
-	for _, port := range []struct{ name, addr string }{{"remoting", b.Addr()}, {"http", b.HTTPAddr()}} {
+	for _, port := range []struct{ name, addr string }{{"remoting", b.Addr()}} {
 		dial(t, port.addr)
 		dial(t, port.addr)
 		third := dial(t, port.addr)
-		if port.name == "http" {
-			_ = third.SetReadDeadline(time.Now().Add(5 * time.Second))
-			resp, err := http.ReadResponse(bufio.NewReader(third), nil)
-			if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
-				t.Fatalf("http: a third connection from one address: %v %v, want a 503", resp, err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			if !strings.Contains(string(body), "too many connections from one address") {
-				t.Fatalf("http: 503 body %q", body)
-			}
-		}
 		if _, closed := closedWithin(third, 5*time.Second); !closed {
 			t.Fatalf("%s: a third connection from one address was kept (limit 2)", port.name)
 		}

@@ -2,21 +2,20 @@ package broker
 
 import (
 	"context"
-	"encoding/json"
-	"github.com/ferrymq/ferry/protocol"
-	"sync"
-
 	"encoding/base64"
-	"github.com/rs/zerolog"
+	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/ferrymq/ferry/acl"
-	"github.com/ferrymq/ferry/certs"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -261,58 +260,6 @@ func TestAuditLog(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), "user-secret") || strings.Contains(logs.String(), "admin-secret") {
 		t.Fatal("a secret in the log")
-	}
-}
-
-// TestHTTPPlainTextOnTLSPort: a plain-text HTTP client on the TLS port
-// fails, and the broker's log says why.
-func TestHTTPPlainTextOnTLSPort(t *testing.T) {
-	dir := t.TempDir()
-	certFile, keyFile, err := certs.WriteDev(dir, nil, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvTLS, err := certs.Server(certFile, keyFile, "", zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port = "127.0.0.1", "127.0.0.1", 0
-	cfg.HTTPHost, cfg.HTTPPort = "127.0.0.1", 0
-	cfg.SegmentSize, cfg.MaxMessageSize = 16<<20, 1<<20
-	var logs lockedBuf
-	b, err := New(cfg, WithLogger(zerolog.New(&logs)), WithTLS(srvTLS))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Shutdown(context.Background())
-	hc := &http.Client{Timeout: 5 * time.Second}
-	if resp, err := hc.Get("http://" + b.HTTPAddr() + "/livez"); err == nil {
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			t.Fatal("plain text served on the TLS port")
-		}
-	}
-	waitFor(t, 5*time.Second, "the log line", func() bool {
-		return strings.Contains(logs.String(), "first record does not look like a TLS handshake")
-	})
-	cliTLS, err := certs.Client(certFile, false, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cliTLS}}
-	defer tc.CloseIdleConnections()
-	resp, err := tc.Get("https://" + b.HTTPAddr() + "/livez")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("https /livez: %d", resp.StatusCode)
 	}
 }
 

@@ -1,25 +1,29 @@
-package broker
+package httpapi
 
 import (
 	"context"
 	"encoding/json"
+	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/ferrymq/ferry/broker"
 )
 
 // BenchmarkHTTPProduce produces batches of 100 × 1 KiB messages over
 // HTTP (one keep-alive connection per parallel worker) and reports msgs/s.
 func BenchmarkHTTPProduce(b *testing.B) {
-	cfg := DefaultConfig()
+	cfg := broker.DefaultConfig()
 	cfg.DataDir = b.TempDir()
 	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port = "127.0.0.1", "127.0.0.1", 0
 	cfg.HTTPHost, cfg.HTTPPort = "127.0.0.1", 0
-	br, err := New(cfg)
+	br, err := broker.New(cfg, broker.WithHTTP(Mount()))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -67,15 +71,15 @@ func BenchmarkHTTPProduce(b *testing.B) {
 // FERRY_BENCH_HTTP_SECS seconds (default 10) from 16 connections, and
 // reports the request latency percentiles.
 //
-//	go test -run '^$' -bench BenchmarkHTTPProduceLatency -benchtime 1x ./broker/
+//	go test -run '^$' -bench BenchmarkHTTPProduceLatency -benchtime 1x ./httpapi/
 func BenchmarkHTTPProduceLatency(b *testing.B) {
 	rate := envInt(b, "FERRY_BENCH_HTTP_RATE", 2000)
 	secs := envInt(b, "FERRY_BENCH_HTTP_SECS", 10)
-	cfg := DefaultConfig()
+	cfg := broker.DefaultConfig()
 	cfg.DataDir = b.TempDir()
 	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port = "127.0.0.1", "127.0.0.1", 0
 	cfg.HTTPHost, cfg.HTTPPort = "127.0.0.1", 0
-	br, err := New(cfg)
+	br, err := broker.New(cfg, broker.WithHTTP(Mount()))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -131,4 +135,16 @@ func BenchmarkHTTPProduceLatency(b *testing.B) {
 		b.ReportMetric(us(0.99), "p99-µs")
 		b.ReportMetric(us(0.999), "p99.9-µs")
 	}
+}
+
+func envInt(b *testing.B, key string, def int) int {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive integer", key, v)
+	}
+	return n
 }
