@@ -46,7 +46,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
@@ -262,14 +261,14 @@ func receiptTag(key, b []byte) []byte {
 
 func decodeReceipt(s string, key []byte) (receipt, error) {
 	var r receipt
-	bad := fmt.Errorf("%w: %q", errReceiptInvalid, s)
+	bad := fmt.Errorf("%w: %q", protocol.ErrHTTPReceiptInvalid, s)
 	b, err := base64.RawURLEncoding.DecodeString(s)
 	if err != nil || len(b) < 10+receiptTagLen || b[0] != receiptVersion {
 		return r, bad
 	}
 	body, tag := b[:len(b)-receiptTagLen], b[len(b)-receiptTagLen:]
 	if !hmac.Equal(tag, receiptTag(key, body)) {
-		return r, fmt.Errorf("%w: %q was not issued by this broker", errReceiptInvalid, s)
+		return r, fmt.Errorf("%w: %q was not issued by this broker", protocol.ErrHTTPReceiptInvalid, s)
 	}
 	b = body
 	r.epoch = binary.BigEndian.Uint64(b[1:])
@@ -303,20 +302,19 @@ func (b *Broker) consumerGroup(group string) (GroupConfig, error) {
 		}
 	}
 	if !gc.ConsumeEnable {
-		return gc, fmt.Errorf("%w: consumer group %s may not consume (consume_enable is false)", errNoPermission, group)
+		return gc, fmt.Errorf("%w: consumer group %s may not consume (consume_enable is false)", ErrNoPermission, group)
 	}
 	return gc, nil
 }
 
-type apiReceiveRequest = protocol.HTTPReceive
+// HTTPConsumeView is leased consumption (receive, ack, nack) as the HTTP
+// API serves it.
+type HTTPConsumeView struct{ b *Broker }
 
-func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
-	group := p.get("group")
-	var in apiReceiveRequest
-	if err := decodeBody(ctx, &in); err != nil {
-		writeProblem(ctx, err)
-		return
-	}
+// Receive leases up to in.Max messages of in.Topic to group, waiting up
+// to in.WaitMs (at most long_poll_max) while there are none.
+func (v HTTPConsumeView) Receive(group string, in protocol.HTTPReceive) ([]protocol.HTTPMessage, error) {
+	b := v.b
 	maxMsgs := defaultReceiveMax
 	if in.Max != nil {
 		maxMsgs = *in.Max
@@ -327,35 +325,27 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 	}
 	switch {
 	case in.Topic == "":
-		writeProblem(ctx, fmt.Errorf("%w: topic is required", errBadInput))
-		return
+		return nil, fmt.Errorf("%w: topic is required", protocol.ErrHTTPBadInput)
 	case maxMsgs < 1 || maxMsgs > maxReceiveMax:
-		writeProblem(ctx, fmt.Errorf("%w: max %d must be 1 to %d (absent: %d)", errBadInput, maxMsgs, maxReceiveMax, defaultReceiveMax))
-		return
+		return nil, fmt.Errorf("%w: max %d must be 1 to %d (absent: %d)", protocol.ErrHTTPBadInput, maxMsgs, maxReceiveMax, defaultReceiveMax)
 	case vis < minVisibility || vis > maxVisibility:
-		writeProblem(ctx, fmt.Errorf("%w: visibility_ms %d must be %d to %d", errBadInput, in.VisibilityMs, minVisibility.Milliseconds(), maxVisibility.Milliseconds()))
-		return
+		return nil, fmt.Errorf("%w: visibility_ms %d must be %d to %d", protocol.ErrHTTPBadInput, in.VisibilityMs, minVisibility.Milliseconds(), maxVisibility.Milliseconds())
 	case in.WaitMs < 0:
-		writeProblem(ctx, fmt.Errorf("%w: wait_ms %d must not be negative", errBadInput, in.WaitMs))
-		return
+		return nil, fmt.Errorf("%w: wait_ms %d must not be negative", protocol.ErrHTTPBadInput, in.WaitMs)
 	}
 	if err := ValidateGroup(group); err != nil {
-		writeProblem(ctx, err)
-		return
+		return nil, err
 	}
 	gc, err := b.consumerGroup(group)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return nil, err
 	}
 	tc, ok := b.topics.get(in.Topic)
 	if !ok {
-		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, in.Topic))
-		return
+		return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, in.Topic)
 	}
 	if !protocol.PermReadable(tc.Perm) {
-		writeProblem(ctx, fmt.Errorf("%w: topic %s is not readable", errNoPermission, in.Topic))
-		return
+		return nil, fmt.Errorf("%w: topic %s is not readable", ErrNoPermission, in.Topic)
 	}
 	b.startLeaseSweeper()
 	filter, tags := apiTagFilter(in.Tag)
@@ -366,16 +356,13 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 		queues := b.receiveQueues(group, in.Topic)
 		msgs, err := b.receiveOnce(g, group, gc, queues, maxMsgs, vis, filter, tags)
 		if err != nil {
-			writeProblem(ctx, err)
-			return
+			return nil, err
 		}
 		if len(msgs) > 0 || poll.over() {
-			writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPMessages{Messages: msgs})
-			return
+			return msgs, nil
 		}
 		if err := poll.wait(receiveWaitKeys(group, queues)); err != nil {
-			writeProblem(ctx, err)
-			return
+			return nil, err
 		}
 	}
 }
@@ -571,39 +558,44 @@ func (b *Broker) sweepLeases() {
 	}
 }
 
-type apiHandlesRequest = protocol.HTTPReceiptHandles
+// ReceiptFailure is a receipt handle an ack or nack could not settle.
+type ReceiptFailure struct {
+	Handle string
+	Err    error
+}
 
-type apiHandleFailure struct {
-	ReceiptHandle string  `json:"receipt_handle"`
-	Error         problem `json:"error"`
+// Ack ends leases: the messages are consumed. It answers how many it
+// ended and the handles it could not.
+func (v HTTPConsumeView) Ack(group string, handles []string) (int, []ReceiptFailure, error) {
+	return v.b.settle(group, handles, func(string, GroupConfig, *lease) error { return nil })
+}
+
+// Nack sends the leased messages down the retry path.
+func (v HTTPConsumeView) Nack(group string, handles []string) (int, []ReceiptFailure, error) {
+	b := v.b
+	if err := b.checkWritable(); err != nil {
+		return 0, nil, err
+	}
+	return b.settle(group, handles, func(group string, gc GroupConfig, l *lease) error {
+		return b.retryLocked(group, gc, l.clogOff)
+	})
 }
 
 // settle runs fn on the lease of each handle under the group's lock;
-// fn returns false with an error to keep the lease.
-func (b *Broker) settle(ctx *fasthttp.RequestCtx, p apiParams, verb string, fn func(group string, gc GroupConfig, l *lease) error) {
-	group := p.get("group")
-	var in apiHandlesRequest
-	if err := decodeBody(ctx, &in); err != nil {
-		writeProblem(ctx, err)
-		return
+// fn returns an error to keep the lease.
+func (b *Broker) settle(group string, handles []string, fn func(group string, gc GroupConfig, l *lease) error) (int, []ReceiptFailure, error) {
+	if len(handles) == 0 {
+		return 0, nil, fmt.Errorf("%w: receipt_handles is empty", protocol.ErrHTTPBadInput)
 	}
-	if len(in.ReceiptHandles) == 0 {
-		writeProblem(ctx, fmt.Errorf("%w: receipt_handles is empty", errBadInput))
-		return
-	}
-	if len(in.ReceiptHandles) > maxReceiveMax {
-		writeProblem(ctx, fmt.Errorf("%w: %d receipt handles; at most %d per request", errBadInput, len(in.ReceiptHandles), maxReceiveMax))
-		return
+	if len(handles) > maxReceiveMax {
+		return 0, nil, fmt.Errorf("%w: %d receipt handles; at most %d per request", protocol.ErrHTTPBadInput, len(handles), maxReceiveMax)
 	}
 	gc, ok := b.groups.get(group)
 	if !ok {
-		writeProblem(ctx, fmt.Errorf("%w: %s", ErrGroupNotFound, group))
-		return
+		return 0, nil, fmt.Errorf("%w: %s", ErrGroupNotFound, group)
 	}
-	failed := []apiHandleFailure{}
-	fail := func(h string, err error) {
-		failed = append(failed, apiHandleFailure{ReceiptHandle: h, Error: problemOf(err)})
-	}
+	failed := []ReceiptFailure{}
+	fail := func(h string, err error) { failed = append(failed, ReceiptFailure{Handle: h, Err: err}) }
 	done := 0
 	g := b.api.leases.group(group, false)
 	if g != nil {
@@ -611,7 +603,7 @@ func (b *Broker) settle(ctx *fasthttp.RequestCtx, p apiParams, verb string, fn f
 		defer g.mu.Unlock()
 	}
 	touched := map[topicQueue]*leaseQueue{}
-	for _, h := range in.ReceiptHandles {
+	for _, h := range handles {
 		r, err := decodeReceipt(h, b.api.receiptKey)
 		if err != nil {
 			fail(h, err)
@@ -627,7 +619,7 @@ func (b *Broker) settle(ctx *fasthttp.RequestCtx, p apiParams, verb string, fn f
 			l = lq.inflight[r.qoff]
 		}
 		if l == nil || l.epoch != r.epoch {
-			fail(h, fmt.Errorf("%w: the lease ended (acked, nacked, or its visibility timeout passed and the message went to retry)", errReceiptExpired))
+			fail(h, fmt.Errorf("%w: the lease ended (acked, nacked, or its visibility timeout passed and the message went to retry)", protocol.ErrHTTPReceiptExpired))
 			continue
 		}
 		if err := fn(group, gc, l); err != nil {
@@ -641,23 +633,7 @@ func (b *Broker) settle(ctx *fasthttp.RequestCtx, p apiParams, verb string, fn f
 	for tq, lq := range touched {
 		b.commitLocked(group, tq, lq)
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{verb: done, "failed": failed})
-}
-
-// apiAck ends leases: the messages are consumed.
-func (b *Broker) apiAck(ctx *fasthttp.RequestCtx, p apiParams) {
-	b.settle(ctx, p, "acked", func(string, GroupConfig, *lease) error { return nil })
-}
-
-// apiNack sends the leased messages down the retry path.
-func (b *Broker) apiNack(ctx *fasthttp.RequestCtx, p apiParams) {
-	if err := b.checkWritable(); err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	b.settle(ctx, p, "nacked", func(group string, gc GroupConfig, l *lease) error {
-		return b.retryLocked(group, gc, l.clogOff)
-	})
+	return done, failed, nil
 }
 
 func isFlushTimeout(err error) bool { return errors.Is(err, commitlog.ErrFlushTimeout) }

@@ -6,19 +6,21 @@ package broker
 
 import (
 	"fmt"
-	"github.com/ferrymq/ferry/protocol"
 	"sort"
 	"strings"
 
-	"github.com/valyala/fasthttp"
+	"github.com/ferrymq/ferry/protocol"
 )
 
-// apiBrokerStats answers the rate history kept by sampleStats.
-func (b *Broker) apiBrokerStats(ctx *fasthttp.RequestCtx, _ apiParams) {
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{
+// HTTPStatsView is the broker's summaries as the HTTP API serves them.
+type HTTPStatsView struct{ b *Broker }
+
+// Broker is the rate history kept by sampleStats.
+func (v HTTPStatsView) Broker() map[string]any {
+	return map[string]any{
 		"interval_ms": statsInterval.Milliseconds(),
-		"points":      b.stats.statsPoints(),
-	})
+		"points":      v.b.stats.statsPoints(),
+	}
 }
 
 func topicKind(t string) string {
@@ -43,7 +45,9 @@ func (b *Broker) messagesIn(topic string, queues int32) int64 {
 	return n
 }
 
-func (b *Broker) apiTopicStats(ctx *fasthttp.RequestCtx, _ apiParams) {
+// Topics is every topic's message count and rates.
+func (v HTTPStatsView) Topics() []protocol.HTTPTopicStat {
+	b := v.b
 	rates := b.stats.topicRates()
 	out := []protocol.HTTPTopicStat{}
 	for _, name := range b.topics.names() {
@@ -55,10 +59,13 @@ func (b *Broker) apiTopicStats(ctx *fasthttp.RequestCtx, _ apiParams) {
 		out = append(out, protocol.HTTPTopicStat{HTTPTopic: topicOut(tc), Kind: topicKind(name),
 			Messages: b.messagesIn(name, max(tc.ReadQueueNums, tc.WriteQueueNums)), InRate: r.in, OutRate: r.out})
 	}
-	writeJSON(ctx, fasthttp.StatusOK, out)
+	return out
 }
 
-func (b *Broker) apiGroupStats(ctx *fasthttp.RequestCtx, _ apiParams) {
+// Groups is every group's lag with its trend and its retry and
+// dead-letter backlogs.
+func (v HTTPStatsView) Groups() []protocol.HTTPGroupStat {
+	b := v.b
 	committed := b.offsets.byGroup()
 	out := []protocol.HTTPGroupStat{}
 	for _, gi := range b.Groups() {
@@ -74,18 +81,18 @@ func (b *Broker) apiGroupStats(ctx *fasthttp.RequestCtx, _ apiParams) {
 		}
 		out = append(out, s)
 	}
-	writeJSON(ctx, fasthttp.StatusOK, out)
+	return out
 }
 
 // maxTimerCount bounds the scan that counts pending timer messages.
 const maxTimerCount = 100_000
 
-// apiDelayed answers the backlog of scheduled messages: per delay level,
-// and for arbitrary delivery times.
-func (b *Broker) apiDelayed(ctx *fasthttp.RequestCtx, _ apiParams) {
+// Delayed is the backlog of scheduled messages: per delay level, and for
+// arbitrary delivery times.
+func (v HTTPStatsView) Delayed() (map[string]any, error) {
+	b := v.b
 	if !b.ready.Load() { // the delay service starts after the HTTP server
-		writeProblem(ctx, fmt.Errorf("%w: broker is starting or shutting down", errNotWritable))
-		return
+		return nil, fmt.Errorf("%w: broker is starting or shutting down", ErrNotWritable)
 	}
 	levels := []protocol.HTTPDelayLevel{}
 	for _, st := range b.delaySvc.LevelStats() {
@@ -98,8 +105,7 @@ func (b *Broker) apiDelayed(ctx *fasthttp.RequestCtx, _ apiParams) {
 	}
 	ts, err := b.timerIdx.TimerStats(maxTimerCount)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return nil, err
 	}
 	next := ts.NextDueMs
 	for _, l := range levels {
@@ -108,10 +114,10 @@ func (b *Broker) apiDelayed(ctx *fasthttp.RequestCtx, _ apiParams) {
 		}
 	}
 	sort.Slice(levels, func(i, j int) bool { return levels[i].Level < levels[j].Level })
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{
+	return map[string]any{
 		"levels": levels,
 		"timer": map[string]any{"pending": ts.Pending, "capped": ts.Capped, "next_due_ms": ts.NextDueMs,
 			"count_limit": maxTimerCount},
 		"next_due_ms": next,
-	})
+	}, nil
 }

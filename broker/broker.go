@@ -1,5 +1,6 @@
 // Package broker is Ferry's message broker: it serves the RocketMQ 4.x
-// remoting protocol and an HTTP API over the shared commitlog and its
+// remoting protocol, and the HTTP API through the server package httpapi
+// mounts on it (WithHTTP, httpviews.go), over the shared commitlog and its
 // consume queues, keeps topic, group and offset metadata in pebble, tracks
 // producers and consumers, holds long-polling pulls, and registers itself
 // with the name servers.
@@ -14,9 +15,9 @@
 // # Goroutines
 //
 // Owned by the Broker and stopped by Shutdown: the remoting accept loop
-// (and the server's per-connection goroutines), the HTTP server, the name
-// server registration loop, the housekeeping loop (client expiry, offset
-// flush, retention). Held pulls have no goroutine: the consume queue's
+// (and the server's per-connection goroutines), the HTTP server the
+// WithHTTP mount started, the name server registration loop, the
+// housekeeping loop (client expiry, offset flush, retention). Held pulls have no goroutine: the consume queue's
 // dispatcher answers them (hold.go). The commitlog's flusher and the
 // consume queue's dispatcher are owned by those stores.
 //
@@ -32,7 +33,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -104,8 +104,6 @@ type Broker struct {
 	api           apiState   // HTTP API state: receive leases, held long polls (api_consume.go)
 	holds         pullHolds  // pulls held by long polling (hold.go)
 	stats         statsRing  // the last 15 minutes of counters, for the console (stats.go)
-	peerOnce      sync.Once
-	peerHC        *http.Client // other brokers' HTTP APIs, for /v1/cluster (api_cluster.go)
 
 	storeHost netip.AddrPort // advertised ip:port, also STOREHOST of records
 	addr      string         // storeHost as text
@@ -499,7 +497,7 @@ func (b *Broker) writable() string {
 	case !b.accepting.Load():
 		return "broker is shutting down"
 	case b.drained.Load():
-		return drainedReason
+		return protocol.DrainedReason
 	case b.diskFullNow():
 		return b.diskFullReason()
 	case b.clog.Err() != nil:

@@ -35,7 +35,10 @@ func testBrokerWith(t *testing.T, dir string, mut func(*Config), opts ...Option)
 		mut(&cfg)
 	}
 	if cfg.HTTPPort >= 0 {
-		opts = append([]Option{WithHTTP(testHTTPMount)}, opts...)
+		if testHTTP == nil {
+			t.Fatal("no HTTP server to mount")
+		}
+		opts = append([]Option{WithHTTP(testHTTP)}, opts...)
 	}
 	b, err := New(cfg, opts...)
 	if err != nil {

@@ -1,41 +1,9 @@
 package broker
 
-import (
-	"net"
-	"strconv"
+// testHTTP is the HTTP server a test broker with an HTTP port mounts:
+// package httpapi's, set by httpapi_mount_test.go. Package httpapi
+// imports this one, so only an external test package can name it.
+var testHTTP HTTPMount
 
-	"github.com/valyala/fasthttp"
-)
-
-// testHTTPServer serves the broker's HTTP handler on a bare fasthttp
-// server for this package's tests, which exercise the handler; the
-// server itself (connection limits, timeouts, TLS, its log) is package
-// httpapi's, which imports this one, and is tested there.
-type testHTTPServer struct {
-	srv  *fasthttp.Server
-	ln   net.Listener
-	done chan struct{}
-}
-
-func testHTTPMount(v HTTPViews) (HTTPServer, error) {
-	cfg := v.Host.Config()
-	ln, err := v.Host.Listen(net.JoinHostPort(cfg.HTTPHost, strconv.Itoa(cfg.HTTPPort)))
-	if err != nil {
-		return nil, err
-	}
-	s := &testHTTPServer{ln: ln, done: make(chan struct{}), srv: &fasthttp.Server{
-		Handler: v.API.Serve, ErrorHandler: v.API.ReadError, MaxRequestBodySize: cfg.MaxMessageSize*4 + 1<<20}}
-	go func() {
-		defer close(s.done)
-		_ = s.srv.Serve(ln)
-	}()
-	return s, nil
-}
-
-func (s *testHTTPServer) Addr() string { return s.ln.Addr().String() }
-
-func (s *testHTTPServer) Shutdown() {
-	_ = s.srv.Shutdown()
-	_ = s.ln.Close()
-	<-s.done
-}
+// SetTestHTTP sets the HTTP server test brokers mount.
+func SetTestHTTP(m HTTPMount) { testHTTP = m }

@@ -2,39 +2,17 @@ package broker
 
 import (
 	"context"
-	"errors"
-	"io"
-	"net"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/ferrymq/ferry/internal/apitest"
 )
 
-// logSink keeps a broker's log lines (zerolog writes one per Write).
-type logSink struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	l.lines = append(l.lines, string(p))
-	l.mu.Unlock()
-	return len(p), nil
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "")
-}
-
 // loggedBroker starts a broker whose log goes to the returned buffer.
-func loggedBroker(t *testing.T, mut func(*Config)) (*Broker, *logSink) {
+func loggedBroker(t *testing.T, mut func(*Config)) (*Broker, *apitest.LogSink) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
@@ -42,7 +20,7 @@ func loggedBroker(t *testing.T, mut func(*Config)) (*Broker, *logSink) {
 	cfg.HTTPPort = -1
 	cfg.SegmentSize, cfg.MaxMessageSize = 16<<20, 1<<20
 	mut(&cfg)
-	var logs logSink
+	var logs apitest.LogSink
 	b, err := New(cfg, WithLogger(zerolog.New(&logs)))
 	if err != nil {
 		t.Fatal(err)
@@ -54,60 +32,18 @@ func loggedBroker(t *testing.T, mut func(*Config)) (*Broker, *logSink) {
 	return b, &logs
 }
 
-// closedWithin reports whether the server closes c within d, and when.
-func closedWithin(c net.Conn, d time.Duration) (time.Duration, bool) {
-	start := time.Now()
-	_ = c.SetReadDeadline(start.Add(d))
-	for {
-		_, err := c.Read(make([]byte, 4096))
-		if err != nil {
-			return time.Since(start), errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
-		}
-	}
-}
-
-func dial(t *testing.T, addr string) net.Conn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-// Connections over max_connections_per_addr or max_connections are closed
-// at once on the remoting port, with a log line naming the limit (the
-// HTTP port's: package httpapi).
+// Connections over max_connections_per_addr are closed at once on the
+// remoting port, with a log line naming the limit (the HTTP port's:
+// package httpapi).
 func TestConnectionLimits(t *testing.T) {
 	b, logs := loggedBroker(t, func(c *Config) { c.MaxConnections, c.MaxConnectionsPerAddr = 3, 2 })
-	for _, port := range []struct{ name, addr string }{{"remoting", b.Addr()}} {
-		dial(t, port.addr)
-		dial(t, port.addr)
-		third := dial(t, port.addr)
-		if _, closed := closedWithin(third, 5*time.Second); !closed {
-			t.Fatalf("%s: a third connection from one address was kept (limit 2)", port.name)
-		}
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
-		other, err := d.Dial("tcp", port.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer other.Close()
-		if _, closed := closedWithin(other, 200*time.Millisecond); closed {
-			t.Fatalf("%s: a connection from another address was refused", port.name)
-		}
-		if !strings.Contains(logs.String(), `"port":"`+port.name+`"`) ||
-			!strings.Contains(logs.String(), "connection refused: too many connections from one address") {
-			t.Fatalf("%s: no refusal line:\n%s", port.name, logs.String())
-		}
-	}
+	apitest.CheckPerAddrLimit(t, b.Addr(), "remoting", logs, nil)
 }
 
 // The remoting port closes idle connections after idle_timeout.
 func TestRemotingIdleTimeout(t *testing.T) {
 	b, _ := loggedBroker(t, func(c *Config) { c.IdleTimeout = Duration(200 * time.Millisecond) })
-	if d, closed := closedWithin(dial(t, b.Addr()), 5*time.Second); !closed || d < 150*time.Millisecond {
+	if d, closed := apitest.ClosedWithin(apitest.Dial(t, b.Addr()), 5*time.Second); !closed || d < 150*time.Millisecond {
 		t.Fatalf("idle remoting connection: closed %v after %v, want closed after the 200 ms idle timeout", closed, d)
 	}
 }

@@ -1,11 +1,8 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
-	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,23 +11,19 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/broker"
+	"github.com/ferrymq/ferry/internal/apitest"
 )
+
+// benchConfig keeps the default segment and message sizes.
+func benchConfig(c *broker.Config) {
+	d := broker.DefaultConfig()
+	c.SegmentSize, c.MaxMessageSize = d.SegmentSize, d.MaxMessageSize
+}
 
 // BenchmarkHTTPProduce produces batches of 100 × 1 KiB messages over
 // HTTP (one keep-alive connection per parallel worker) and reports msgs/s.
 func BenchmarkHTTPProduce(b *testing.B) {
-	cfg := broker.DefaultConfig()
-	cfg.DataDir = b.TempDir()
-	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port = "127.0.0.1", "127.0.0.1", 0
-	cfg.HTTPHost, cfg.HTTPPort = "127.0.0.1", 0
-	br, err := broker.New(cfg, broker.WithHTTP(Mount()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := br.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer br.Shutdown(context.Background())
+	br, _ := startBroker(b, benchConfig)
 	msgs := make([]map[string]any, 100)
 	for i := range msgs {
 		msgs[i] = map[string]any{"body": strings.Repeat("x", 1024), "tags": "T"}
@@ -73,20 +66,9 @@ func BenchmarkHTTPProduce(b *testing.B) {
 //
 //	go test -run '^$' -bench BenchmarkHTTPProduceLatency -benchtime 1x ./httpapi/
 func BenchmarkHTTPProduceLatency(b *testing.B) {
-	rate := envInt(b, "FERRY_BENCH_HTTP_RATE", 2000)
-	secs := envInt(b, "FERRY_BENCH_HTTP_SECS", 10)
-	cfg := broker.DefaultConfig()
-	cfg.DataDir = b.TempDir()
-	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port = "127.0.0.1", "127.0.0.1", 0
-	cfg.HTTPHost, cfg.HTTPPort = "127.0.0.1", 0
-	br, err := broker.New(cfg, broker.WithHTTP(Mount()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := br.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer br.Shutdown(context.Background())
+	rate := apitest.EnvInt(b, "FERRY_BENCH_HTTP_RATE", 2000)
+	secs := apitest.EnvInt(b, "FERRY_BENCH_HTTP_SECS", 10)
+	br, _ := startBroker(b, benchConfig)
 	body := []byte(`{"messages":[{"body":"` + strings.Repeat("x", 1024) + `","tags":"T"}]}`)
 	url := "http://" + br.HTTPAddr() + "/v1/topics/latency/messages"
 	client := &fasthttp.Client{MaxConnsPerHost: 64}
@@ -135,16 +117,4 @@ func BenchmarkHTTPProduceLatency(b *testing.B) {
 		b.ReportMetric(us(0.99), "p99-µs")
 		b.ReportMetric(us(0.999), "p99.9-µs")
 	}
-}
-
-func envInt(b *testing.B, key string, def int) int {
-	v := os.Getenv(key)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		b.Fatalf("%s=%q: want a positive integer", key, v)
-	}
-	return n
 }

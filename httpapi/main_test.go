@@ -2,12 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"errors"
-	"io"
-	"net"
-	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -15,6 +9,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ferrymq/ferry/broker"
+	"github.com/ferrymq/ferry/internal/apitest"
 	"github.com/ferrymq/ferry/internal/poll"
 )
 
@@ -28,28 +23,9 @@ func TestMain(m *testing.M) {
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"))
 }
 
-// logSink keeps a broker's log lines (zerolog writes one per Write).
-type logSink struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	l.lines = append(l.lines, string(p))
-	l.mu.Unlock()
-	return len(p), nil
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "")
-}
-
 // startBroker starts a broker on 127.0.0.1 with its HTTP port served by
 // this package, both on free ports; its log goes to the returned sink.
-func startBroker(t *testing.T, mut func(*broker.Config), opts ...broker.Option) (*broker.Broker, *logSink) {
+func startBroker(t testing.TB, mut func(*broker.Config), opts ...broker.Option) (*broker.Broker, *apitest.LogSink) {
 	t.Helper()
 	cfg := broker.DefaultConfig()
 	cfg.DataDir = t.TempDir()
@@ -59,7 +35,7 @@ func startBroker(t *testing.T, mut func(*broker.Config), opts ...broker.Option) 
 	if mut != nil {
 		mut(&cfg)
 	}
-	var logs logSink
+	var logs apitest.LogSink
 	opts = append([]broker.Option{broker.WithLogger(zerolog.New(&logs)), broker.WithHTTP(Mount())}, opts...)
 	b, err := broker.New(cfg, opts...)
 	if err != nil {
@@ -77,26 +53,4 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	if err := poll.Until(context.Background(), timeout, 5*time.Millisecond, cond); err != nil {
 		t.Fatalf("timed out waiting for %s", what)
 	}
-}
-
-// closedWithin reports whether the server closes c within d, and when.
-func closedWithin(c net.Conn, d time.Duration) (time.Duration, bool) {
-	start := time.Now()
-	_ = c.SetReadDeadline(start.Add(d))
-	for {
-		_, err := c.Read(make([]byte, 4096))
-		if err != nil {
-			return time.Since(start), errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
-		}
-	}
-}
-
-func dial(t *testing.T, addr string) net.Conn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
 }

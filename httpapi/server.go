@@ -1,21 +1,6 @@
-// Package httpapi serves Ferry's HTTP port: the health endpoints, metrics,
-// the console and the HTTP API (JSON under /v1, described route by route
-// in docs/openapi.yaml).
-//
-// The broker does not import this package: it declares what it hands an
-// HTTP server (broker.HTTPViews, small views of itself) and the option that
-// starts one (broker.WithHTTP); Mount returns the function that option
-// takes. server.Run passes it, so `ferry server` serves HTTP; a broker
-// built without it serves no HTTP port.
-//
-// # Goroutines
-//
-// Start runs the fasthttp server's accept loop in one goroutine; Shutdown
-// stops it and waits for it. fasthttp's worker pool serves the requests.
 package httpapi
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,46 +10,13 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/valyala/fasthttp"
 
-	"github.com/ferrymq/ferry/broker"
 	"github.com/ferrymq/ferry/internal/zslog"
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// Host is the broker hosting the server: its configuration, its log and
-// its listener (TLS when the broker has a certificate).
-type Host interface {
-	Config() broker.Config
-	Logger() zerolog.Logger
-	Listen(addr string) (net.Listener, error)
-}
-
-// Handler serves the requests the server routes to the broker, and
-// answers a request the server could not read.
-type Handler interface {
-	Serve(ctx *fasthttp.RequestCtx)
-	ReadError(ctx *fasthttp.RequestCtx, err error)
-}
-
-// Backend is what the server needs of a broker.
-type Backend struct {
-	Host    Host
-	Handler Handler
-}
-
-// Mount returns the broker option's mount function: it starts a Server
-// over the broker's views.
-func Mount() broker.HTTPMount {
-	return func(v broker.HTTPViews) (broker.HTTPServer, error) {
-		s, err := Start(Backend{Host: v.Host, Handler: v.API})
-		if err != nil {
-			return nil, err // not a nil *Server in the interface
-		}
-		return s, nil
-	}
-}
-
 // Server is a running HTTP server.
 type Server struct {
+	api  *api
 	srv  *fasthttp.Server
 	ln   net.Listener
 	addr string
@@ -74,8 +26,8 @@ type Server struct {
 // Start listens on the host's http_host:http_port and serves until
 // Shutdown.
 func Start(be Backend) (*Server, error) {
-	if be.Host == nil || be.Handler == nil {
-		return nil, errors.New("httpapi: a backend needs a host and a handler")
+	if err := be.complete(); err != nil {
+		return nil, err
 	}
 	cfg := be.Host.Config()
 	log := be.Host.Logger()
@@ -89,11 +41,11 @@ func Start(be Backend) (*Server, error) {
 	// accepting.
 	ln = remoting.GuardListener(ln, remoting.ListenerLimits{MaxConns: cfg.MaxConnections,
 		MaxConnsPerAddr: cfg.MaxConnectionsPerAddr, Port: "http", Logger: zslog.New(log), Refuse: refuse})
-	s := &Server{ln: ln, addr: ln.Addr().String(), done: make(chan struct{})}
+	s := &Server{api: newAPI(be), ln: ln, addr: ln.Addr().String(), done: make(chan struct{})}
 	s.srv = &fasthttp.Server{
 		Name:               "ferry",
 		MaxRequestBodySize: cfg.MaxMessageSize*4 + 1<<20,
-		ErrorHandler:       be.Handler.ReadError,
+		ErrorHandler:       readError,
 		// Until a request's header and body are in, then between requests.
 		ReadTimeout:  cfg.ReadTimeout.D(),
 		IdleTimeout:  cfg.IdleTimeout.D(),
@@ -102,7 +54,7 @@ func Start(be Backend) (*Server, error) {
 		// without the request's contents, at most a burst every 10 s.
 		SecureErrorLogMessage: true,
 		Logger:                serverLogger{log.Sample(&zerolog.BurstSampler{Burst: 10, Period: 10 * time.Second})},
-		Handler:               be.Handler.Serve,
+		Handler:               s.api.serve,
 	}
 	go func() {
 		defer close(s.done)
@@ -124,6 +76,7 @@ func (s *Server) Shutdown() {
 	// listener yet; closing it ends that Serve too.
 	_ = s.ln.Close()
 	<-s.done
+	s.api.closePeers()
 }
 
 // refuse answers a connection over a limit with a 503 before it is

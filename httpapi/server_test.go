@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferrymq/ferry/broker"
 	"github.com/ferrymq/ferry/certs"
+	"github.com/ferrymq/ferry/internal/apitest"
 )
 
 // fasthttp's own messages reach the broker's log as structured lines
@@ -26,11 +27,11 @@ func TestFasthttpLogger(t *testing.T) {
 		"GET /livez HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: bogus\r\n\r\nsecret-payload",
 		"\x16\x03\x01secret-payload\r\n\r\n",
 	} {
-		c := dial(t, b.HTTPAddr())
+		c := apitest.Dial(t, b.HTTPAddr())
 		if _, err := c.Write([]byte(req)); err != nil {
 			t.Fatal(err)
 		}
-		closedWithin(c, 5*time.Second)
+		apitest.ClosedWithin(c, 5*time.Second)
 	}
 	waitFor(t, 5*time.Second, "fasthttp's lines", func() bool { return strings.Count(logs.String(), "http: connection error") == 3 })
 	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
@@ -50,7 +51,7 @@ func TestHTTPTimeouts(t *testing.T) {
 	b, _ := startBroker(t, func(c *broker.Config) {
 		c.IdleTimeout, c.ReadTimeout = broker.Duration(200*time.Millisecond), broker.Duration(300*time.Millisecond)
 	})
-	c := dial(t, b.HTTPAddr())
+	c := apitest.Dial(t, b.HTTPAddr())
 	if _, err := c.Write([]byte("GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
 		t.Fatal(err)
 	}
@@ -59,15 +60,15 @@ func TestHTTPTimeouts(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("livez: %v %v", resp, err)
 	}
-	if d, closed := closedWithin(c, 5*time.Second); !closed || d < 150*time.Millisecond {
+	if d, closed := apitest.ClosedWithin(c, 5*time.Second); !closed || d < 150*time.Millisecond {
 		t.Fatalf("idle keep-alive connection: closed %v after %v, want closed after the 200 ms idle timeout", closed, d)
 	}
 
-	slow := dial(t, b.HTTPAddr())
+	slow := apitest.Dial(t, b.HTTPAddr())
 	cut := make(chan time.Duration, 1)
 	start := time.Now()
 	go func() {
-		closedWithin(slow, 10*time.Second)
+		apitest.ClosedWithin(slow, 10*time.Second)
 		cut <- time.Since(start)
 	}()
 	req := []byte("GET /livez HTTP/1.1\r\nHost: x\r\nUser-Agent: trickle\r\n\r\n")
@@ -89,42 +90,21 @@ func TestHTTPTimeouts(t *testing.T) {
 	t.Fatalf("a request trickled over %v went through a 300 ms read timeout", time.Since(start))
 }
 
-// Connections over max_connections_per_addr or max_connections are closed
-// at once on the HTTP port with a 503, with a log line naming the limit.
+// Connections over max_connections_per_addr are closed at once on the
+// HTTP port, after a 503, with a log line naming the limit.
 func TestConnectionLimits(t *testing.T) {
 	b, logs := startBroker(t, func(c *broker.Config) { c.MaxConnections, c.MaxConnectionsPerAddr = 3, 2 })
-	for _, port := range []struct{ name, addr string }{{"http", b.HTTPAddr()}} {
-		dial(t, port.addr)
-		dial(t, port.addr)
-		third := dial(t, port.addr)
-		if port.name == "http" {
-			_ = third.SetReadDeadline(time.Now().Add(5 * time.Second))
-			resp, err := http.ReadResponse(bufio.NewReader(third), nil)
-			if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
-				t.Fatalf("http: a third connection from one address: %v %v, want a 503", resp, err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			if !strings.Contains(string(body), "too many connections from one address") {
-				t.Fatalf("http: 503 body %q", body)
-			}
+	apitest.CheckPerAddrLimit(t, b.HTTPAddr(), "http", logs, func(third net.Conn) {
+		_ = third.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(third), nil)
+		if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("http: a third connection from one address: %v %v, want a 503", resp, err)
 		}
-		if _, closed := closedWithin(third, 5*time.Second); !closed {
-			t.Fatalf("%s: a third connection from one address was kept (limit 2)", port.name)
+		body, _ := io.ReadAll(resp.Body)
+		if !strings.Contains(string(body), "too many connections from one address") {
+			t.Fatalf("http: 503 body %q", body)
 		}
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
-		other, err := d.Dial("tcp", port.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer other.Close()
-		if _, closed := closedWithin(other, 200*time.Millisecond); closed {
-			t.Fatalf("%s: a connection from another address was refused", port.name)
-		}
-		if !strings.Contains(logs.String(), `"port":"`+port.name+`"`) ||
-			!strings.Contains(logs.String(), "connection refused: too many connections from one address") {
-			t.Fatalf("%s: no refusal line:\n%s", port.name, logs.String())
-		}
-	}
+	})
 }
 
 // TestHTTPPlainTextOnTLSPort: a plain-text HTTP client on the TLS port
