@@ -123,5 +123,5 @@
 //
 // The HTTP API takes the same accounts as HTTP Basic credentials (access
 // key as user, secret key as password; use TLS) and applies the same
-// needs per route: see broker's api_acl.go.
+// needs per route: see the route table in package httpapi (router.go).
 package acl

@@ -47,7 +47,7 @@ func (b *Broker) replyErr(c *remoting.Conn, req *remoting.Command, err error) {
 		code = protocol.RespTopicNotExist
 	case errors.Is(err, ErrGroupNotFound):
 		code = protocol.RespSubscriptionGroupNotExist
-	case errors.Is(err, ErrTopicSystem), errors.Is(err, errNoPermission):
+	case errors.Is(err, ErrTopicSystem), errors.Is(err, ErrNoPermission):
 		code = protocol.RespNoPermission
 	case errors.Is(err, ErrDiskFull):
 		code = protocol.RespServiceNotAvailable

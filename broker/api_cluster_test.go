@@ -3,13 +3,15 @@ package broker
 import (
 	"net"
 	"testing"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // TestAPIClusterAlone: without name servers GET /v1/cluster is this broker
 // alone, with its own status; a drain shows; the group lag sums over it.
 func TestAPIClusterAlone(t *testing.T) {
 	b, api := testHTTPBroker(t, nil)
-	var got clusterAnswer
+	var got protocol.HTTPCluster
 	api.ok("GET", "/v1/cluster", nil, 200, &got)
 	if len(got.Brokers) != 1 || got.NamesrvError != "" {
 		t.Fatalf("cluster %+v", got)
@@ -20,9 +22,9 @@ func TestAPIClusterAlone(t *testing.T) {
 		t.Fatalf("broker %+v", x)
 	}
 	api.ok("POST", "/v1/broker/drain", nil, 200, nil)
-	got = clusterAnswer{}
+	got = protocol.HTTPCluster{}
 	api.ok("GET", "/v1/cluster", nil, 200, &got)
-	if x := got.Brokers[0]; !x.Drained || x.Writable || x.NotWritableReason != drainedReason {
+	if x := got.Brokers[0]; !x.Drained || x.Writable || x.NotWritableReason != protocol.DrainedReason {
 		t.Fatalf("drained: %+v", x)
 	}
 	api.ok("POST", "/v1/broker/undrain", nil, 200, nil)
@@ -31,7 +33,7 @@ func TestAPIClusterAlone(t *testing.T) {
 	api.ok("POST", "/v1/topics/T/messages", map[string]any{"messages": []map[string]any{{"body": "a"}, {"body": "b"}}}, 200, nil)
 	api.ok("POST", "/v1/groups", map[string]any{"name": "g"}, 201, nil)
 	api.ok("PUT", "/v1/groups/g/offsets", map[string]any{"offsets": []map[string]any{{"topic": "T", "queue_id": 0, "offset": 0}}}, 200, nil)
-	var cg clusterGroupsAnswer
+	var cg protocol.HTTPClusterGroups
 	api.ok("GET", "/v1/cluster/groups", nil, 200, &cg)
 	if len(cg.Groups) != 1 || cg.Groups[0].Name != "g" || cg.Groups[0].Lag != 2 || cg.Groups[0].ByBroker[b.cfg.BrokerName] != 2 ||
 		len(cg.Brokers) != 1 || !cg.Brokers[0].Self {
@@ -49,7 +51,7 @@ func TestAPIClusterNamesrvDown(t *testing.T) {
 	dead := ln.Addr().String()
 	ln.Close()
 	_, api := testHTTPBroker(t, func(c *Config) { c.NamesrvAddrs = []string{dead} })
-	var got clusterAnswer
+	var got protocol.HTTPCluster
 	api.ok("GET", "/v1/cluster", nil, 200, &got)
 	if len(got.Brokers) != 1 || !got.Brokers[0].Self || !got.Brokers[0].Reachable || got.NamesrvError == "" {
 		t.Fatalf("cluster with the name server down: %+v", got)

@@ -33,20 +33,12 @@ package broker
 // leases itself first.
 
 import (
-	"crypto/hmac"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2"
-	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
@@ -144,27 +136,6 @@ func (t *leaseTable) forgetTopic(topic string) {
 	}
 }
 
-// loadReceiptKey reads the key that signs receipt handles from the
-// metadata store (k/receipt), creating it on first start; kept, it makes a
-// handle from before a restart read as expired, not as forged.
-func (b *Broker) loadReceiptKey() error {
-	const name = prefixKey + "receipt"
-	v, closer, err := b.meta.db.Get([]byte(name))
-	if err == nil {
-		b.api.receiptKey = append([]byte(nil), v...)
-		return closer.Close()
-	}
-	if !errors.Is(err, pebble.ErrNotFound) {
-		return err
-	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return err
-	}
-	b.api.receiptKey = key
-	return b.meta.db.Set([]byte(name), key, pebble.Sync)
-}
-
 // nextEpoch returns a lease epoch unique across broker runs (seeded from
 // the clock), so a receipt handle from before a restart never matches.
 func (t *leaseTable) nextEpoch() uint64 {
@@ -223,72 +194,6 @@ func (b *Broker) commitLocked(group string, tq topicQueue, lq *leaseQueue) {
 	}
 }
 
-// receipt is what a receipt handle encodes.
-type receipt struct {
-	topic   string
-	queue   int32
-	qoff    int64
-	clogOff int64
-	epoch   uint64
-}
-
-const (
-	receiptVersion = 2
-	receiptTagLen  = 12 // bytes of HMAC-SHA256 kept
-)
-
-// encode: version 2 | epoch uint64 BE | uvarint queue offset | uvarint
-// commitlog offset | uvarint queue | topic | HMAC-SHA256 of all that
-// under the broker's receipt key, truncated to receiptTagLen; base64url
-// without padding. The tag tells a handle this broker issued (which may
-// have expired) from a forged or mangled one.
-func (r receipt) encode(key []byte) string {
-	b := make([]byte, 0, 9+3*binary.MaxVarintLen64+len(r.topic)+sha256.Size)
-	b = append(b, receiptVersion)
-	b = binary.BigEndian.AppendUint64(b, r.epoch)
-	b = binary.AppendUvarint(b, uint64(r.qoff))
-	b = binary.AppendUvarint(b, uint64(r.clogOff))
-	b = binary.AppendUvarint(b, uint64(r.queue))
-	b = append(b, r.topic...)
-	b = append(b, receiptTag(key, b)...)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func receiptTag(key, b []byte) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write(b)
-	return m.Sum(nil)[:receiptTagLen]
-}
-
-func decodeReceipt(s string, key []byte) (receipt, error) {
-	var r receipt
-	bad := fmt.Errorf("%w: %q", errReceiptInvalid, s)
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(b) < 10+receiptTagLen || b[0] != receiptVersion {
-		return r, bad
-	}
-	body, tag := b[:len(b)-receiptTagLen], b[len(b)-receiptTagLen:]
-	if !hmac.Equal(tag, receiptTag(key, body)) {
-		return r, fmt.Errorf("%w: %q was not issued by this broker", errReceiptInvalid, s)
-	}
-	b = body
-	r.epoch = binary.BigEndian.Uint64(b[1:])
-	b = b[9:]
-	var vals [3]uint64
-	for i := range vals {
-		v, n := binary.Uvarint(b)
-		if n <= 0 {
-			return r, bad
-		}
-		vals[i], b = v, b[n:]
-	}
-	if vals[0] > 1<<62 || vals[1] > 1<<62 || vals[2] > 1<<30 || ValidateTopic(string(b)) != nil {
-		return r, bad
-	}
-	r.qoff, r.clogOff, r.queue, r.topic = int64(vals[0]), int64(vals[1]), int32(vals[2]), string(b)
-	return r, nil
-}
-
 // consumerGroup returns group's config, creating it when auto-creation is
 // on, and refuses a group that may not consume.
 func (b *Broker) consumerGroup(group string) (GroupConfig, error) {
@@ -303,20 +208,19 @@ func (b *Broker) consumerGroup(group string) (GroupConfig, error) {
 		}
 	}
 	if !gc.ConsumeEnable {
-		return gc, fmt.Errorf("%w: consumer group %s may not consume (consume_enable is false)", errNoPermission, group)
+		return gc, fmt.Errorf("%w: consumer group %s may not consume (consume_enable is false)", ErrNoPermission, group)
 	}
 	return gc, nil
 }
 
-type apiReceiveRequest = protocol.HTTPReceive
+// HTTPConsumeView is leased consumption (receive, ack, nack) as the HTTP
+// API serves it.
+type HTTPConsumeView struct{ b *Broker }
 
-func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
-	group := p.get("group")
-	var in apiReceiveRequest
-	if err := decodeBody(ctx, &in); err != nil {
-		writeProblem(ctx, err)
-		return
-	}
+// Receive leases up to in.Max messages of in.Topic to group, waiting up
+// to in.WaitMs (at most long_poll_max) while there are none.
+func (v HTTPConsumeView) Receive(group string, in protocol.HTTPReceive) ([]protocol.HTTPMessage, error) {
+	b := v.b
 	maxMsgs := defaultReceiveMax
 	if in.Max != nil {
 		maxMsgs = *in.Max
@@ -327,35 +231,27 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 	}
 	switch {
 	case in.Topic == "":
-		writeProblem(ctx, fmt.Errorf("%w: topic is required", errBadInput))
-		return
+		return nil, fmt.Errorf("%w: topic is required", protocol.ErrHTTPBadInput)
 	case maxMsgs < 1 || maxMsgs > maxReceiveMax:
-		writeProblem(ctx, fmt.Errorf("%w: max %d must be 1 to %d (absent: %d)", errBadInput, maxMsgs, maxReceiveMax, defaultReceiveMax))
-		return
+		return nil, fmt.Errorf("%w: max %d must be 1 to %d (absent: %d)", protocol.ErrHTTPBadInput, maxMsgs, maxReceiveMax, defaultReceiveMax)
 	case vis < minVisibility || vis > maxVisibility:
-		writeProblem(ctx, fmt.Errorf("%w: visibility_ms %d must be %d to %d", errBadInput, in.VisibilityMs, minVisibility.Milliseconds(), maxVisibility.Milliseconds()))
-		return
+		return nil, fmt.Errorf("%w: visibility_ms %d must be %d to %d", protocol.ErrHTTPBadInput, in.VisibilityMs, minVisibility.Milliseconds(), maxVisibility.Milliseconds())
 	case in.WaitMs < 0:
-		writeProblem(ctx, fmt.Errorf("%w: wait_ms %d must not be negative", errBadInput, in.WaitMs))
-		return
+		return nil, fmt.Errorf("%w: wait_ms %d must not be negative", protocol.ErrHTTPBadInput, in.WaitMs)
 	}
 	if err := ValidateGroup(group); err != nil {
-		writeProblem(ctx, err)
-		return
+		return nil, err
 	}
 	gc, err := b.consumerGroup(group)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return nil, err
 	}
 	tc, ok := b.topics.get(in.Topic)
 	if !ok {
-		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, in.Topic))
-		return
+		return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, in.Topic)
 	}
 	if !protocol.PermReadable(tc.Perm) {
-		writeProblem(ctx, fmt.Errorf("%w: topic %s is not readable", errNoPermission, in.Topic))
-		return
+		return nil, fmt.Errorf("%w: topic %s is not readable", ErrNoPermission, in.Topic)
 	}
 	b.startLeaseSweeper()
 	filter, tags := apiTagFilter(in.Tag)
@@ -366,16 +262,13 @@ func (b *Broker) apiReceive(ctx *fasthttp.RequestCtx, p apiParams) {
 		queues := b.receiveQueues(group, in.Topic)
 		msgs, err := b.receiveOnce(g, group, gc, queues, maxMsgs, vis, filter, tags)
 		if err != nil {
-			writeProblem(ctx, err)
-			return
+			return nil, err
 		}
 		if len(msgs) > 0 || poll.over() {
-			writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPMessages{Messages: msgs})
-			return
+			return msgs, nil
 		}
 		if err := poll.wait(receiveWaitKeys(group, queues)); err != nil {
-			writeProblem(ctx, err)
-			return
+			return nil, err
 		}
 	}
 }
@@ -571,39 +464,44 @@ func (b *Broker) sweepLeases() {
 	}
 }
 
-type apiHandlesRequest = protocol.HTTPReceiptHandles
+// ReceiptFailure is a receipt handle an ack or nack could not settle.
+type ReceiptFailure struct {
+	Handle string
+	Err    error
+}
 
-type apiHandleFailure struct {
-	ReceiptHandle string  `json:"receipt_handle"`
-	Error         problem `json:"error"`
+// Ack ends leases: the messages are consumed. It answers how many it
+// ended and the handles it could not.
+func (v HTTPConsumeView) Ack(group string, handles []string) (int, []ReceiptFailure, error) {
+	return v.b.settle(group, handles, func(string, GroupConfig, *lease) error { return nil })
+}
+
+// Nack sends the leased messages down the retry path.
+func (v HTTPConsumeView) Nack(group string, handles []string) (int, []ReceiptFailure, error) {
+	b := v.b
+	if err := b.checkWritable(); err != nil {
+		return 0, nil, err
+	}
+	return b.settle(group, handles, func(group string, gc GroupConfig, l *lease) error {
+		return b.retryLocked(group, gc, l.clogOff)
+	})
 }
 
 // settle runs fn on the lease of each handle under the group's lock;
-// fn returns false with an error to keep the lease.
-func (b *Broker) settle(ctx *fasthttp.RequestCtx, p apiParams, verb string, fn func(group string, gc GroupConfig, l *lease) error) {
-	group := p.get("group")
-	var in apiHandlesRequest
-	if err := decodeBody(ctx, &in); err != nil {
-		writeProblem(ctx, err)
-		return
+// fn returns an error to keep the lease.
+func (b *Broker) settle(group string, handles []string, fn func(group string, gc GroupConfig, l *lease) error) (int, []ReceiptFailure, error) {
+	if len(handles) == 0 {
+		return 0, nil, fmt.Errorf("%w: receipt_handles is empty", protocol.ErrHTTPBadInput)
 	}
-	if len(in.ReceiptHandles) == 0 {
-		writeProblem(ctx, fmt.Errorf("%w: receipt_handles is empty", errBadInput))
-		return
-	}
-	if len(in.ReceiptHandles) > maxReceiveMax {
-		writeProblem(ctx, fmt.Errorf("%w: %d receipt handles; at most %d per request", errBadInput, len(in.ReceiptHandles), maxReceiveMax))
-		return
+	if len(handles) > maxReceiveMax {
+		return 0, nil, fmt.Errorf("%w: %d receipt handles; at most %d per request", protocol.ErrHTTPBadInput, len(handles), maxReceiveMax)
 	}
 	gc, ok := b.groups.get(group)
 	if !ok {
-		writeProblem(ctx, fmt.Errorf("%w: %s", ErrGroupNotFound, group))
-		return
+		return 0, nil, fmt.Errorf("%w: %s", ErrGroupNotFound, group)
 	}
-	failed := []apiHandleFailure{}
-	fail := func(h string, err error) {
-		failed = append(failed, apiHandleFailure{ReceiptHandle: h, Error: problemOf(err)})
-	}
+	failed := []ReceiptFailure{}
+	fail := func(h string, err error) { failed = append(failed, ReceiptFailure{Handle: h, Err: err}) }
 	done := 0
 	g := b.api.leases.group(group, false)
 	if g != nil {
@@ -611,7 +509,7 @@ func (b *Broker) settle(ctx *fasthttp.RequestCtx, p apiParams, verb string, fn f
 		defer g.mu.Unlock()
 	}
 	touched := map[topicQueue]*leaseQueue{}
-	for _, h := range in.ReceiptHandles {
+	for _, h := range handles {
 		r, err := decodeReceipt(h, b.api.receiptKey)
 		if err != nil {
 			fail(h, err)
@@ -627,7 +525,7 @@ func (b *Broker) settle(ctx *fasthttp.RequestCtx, p apiParams, verb string, fn f
 			l = lq.inflight[r.qoff]
 		}
 		if l == nil || l.epoch != r.epoch {
-			fail(h, fmt.Errorf("%w: the lease ended (acked, nacked, or its visibility timeout passed and the message went to retry)", errReceiptExpired))
+			fail(h, fmt.Errorf("%w: the lease ended (acked, nacked, or its visibility timeout passed and the message went to retry)", protocol.ErrHTTPReceiptExpired))
 			continue
 		}
 		if err := fn(group, gc, l); err != nil {
@@ -641,23 +539,7 @@ func (b *Broker) settle(ctx *fasthttp.RequestCtx, p apiParams, verb string, fn f
 	for tq, lq := range touched {
 		b.commitLocked(group, tq, lq)
 	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{verb: done, "failed": failed})
-}
-
-// apiAck ends leases: the messages are consumed.
-func (b *Broker) apiAck(ctx *fasthttp.RequestCtx, p apiParams) {
-	b.settle(ctx, p, "acked", func(string, GroupConfig, *lease) error { return nil })
-}
-
-// apiNack sends the leased messages down the retry path.
-func (b *Broker) apiNack(ctx *fasthttp.RequestCtx, p apiParams) {
-	if err := b.checkWritable(); err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	b.settle(ctx, p, "nacked", func(group string, gc GroupConfig, l *lease) error {
-		return b.retryLocked(group, gc, l.clogOff)
-	})
+	return done, failed, nil
 }
 
 func isFlushTimeout(err error) bool { return errors.Is(err, commitlog.ErrFlushTimeout) }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // fastDelays is a compressed delay table: every level is 20ms.
@@ -17,14 +19,17 @@ type received struct {
 }
 
 type settled struct {
-	Acked  int                `json:"acked"`
-	Nacked int                `json:"nacked"`
-	Failed []apiHandleFailure `json:"failed"`
+	Acked  int `json:"acked"`
+	Nacked int `json:"nacked"`
+	Failed []struct {
+		ReceiptHandle string  `json:"receipt_handle"`
+		Error         problem `json:"error"`
+	} `json:"failed"`
 }
 
 type lagAnswer struct {
-	Rows  []apiLagRow `json:"rows"`
-	Total int64       `json:"total"`
+	Rows  []protocol.HTTPLagRow `json:"rows"`
+	Total int64                 `json:"total"`
 }
 
 func (a *apiClient) receive(group string, req map[string]any) []apiMessage {

@@ -4,21 +4,12 @@ import (
 	"fmt"
 	"sort"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/ferrymq/ferry/dlq"
 	"github.com/ferrymq/ferry/protocol"
 )
 
-// apiGroup is a consumer group as the HTTP API shows it.
-type apiGroup = protocol.HTTPGroup
-
-// apiGroupInput is the body of POST /v1/groups and PUT /v1/groups/{group};
-// absent fields keep their current (or default) value.
-type apiGroupInput = protocol.HTTPGroupInput
-
 // applyGroupInput merges the input into gc.
-func applyGroupInput(in *apiGroupInput, gc *GroupConfig) {
+func applyGroupInput(in *protocol.HTTPGroupInput, gc *GroupConfig) {
 	if in.RetryMaxTimes != nil {
 		gc.RetryMaxTimes = *in.RetryMaxTimes
 	}
@@ -30,8 +21,8 @@ func applyGroupInput(in *apiGroupInput, gc *GroupConfig) {
 	}
 }
 
-func groupOut(gi GroupInfo) apiGroup {
-	return apiGroup{Name: gi.GroupName, ConsumeEnable: gi.ConsumeEnable, ConsumeBroadcastEnable: gi.ConsumeBroadcastEnable,
+func groupOut(gi GroupInfo) protocol.HTTPGroup {
+	return protocol.HTTPGroup{Name: gi.GroupName, ConsumeEnable: gi.ConsumeEnable, ConsumeBroadcastEnable: gi.ConsumeBroadcastEnable,
 		RetryMaxTimes: gi.RetryMaxTimes, OnlineClients: gi.Online, Broadcast: gi.Broadcast}
 }
 
@@ -54,148 +45,111 @@ func (b *Broker) needGroup(name string) (GroupConfig, error) {
 	return gc, nil
 }
 
-func (b *Broker) apiListGroups(ctx *fasthttp.RequestCtx, _ apiParams) {
-	out := []apiGroup{}
-	for _, gi := range b.Groups() {
+// HTTPGroupsView is the broker's consumer groups as the HTTP API serves
+// them.
+type HTTPGroupsView struct{ b *Broker }
+
+// List lists the groups.
+func (v HTTPGroupsView) List() []protocol.HTTPGroup {
+	out := []protocol.HTTPGroup{}
+	for _, gi := range v.b.Groups() {
 		out = append(out, groupOut(gi))
 	}
-	writeJSON(ctx, fasthttp.StatusOK, out)
+	return out
 }
 
-func (b *Broker) apiCreateGroup(ctx *fasthttp.RequestCtx, _ apiParams) {
-	var in apiGroupInput
-	if err := decodeBody(ctx, &in); err != nil {
-		writeProblem(ctx, err)
-		return
-	}
+// Create creates the group in.Name; absent fields take the defaults.
+func (v HTTPGroupsView) Create(in protocol.HTTPGroupInput) (protocol.HTTPGroup, error) {
+	b := v.b
 	if err := ValidateGroup(in.Name); err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.HTTPGroup{}, err
 	}
 	if _, ok := b.groups.get(in.Name); ok {
-		writeProblem(ctx, fmt.Errorf("%w: %s", errGroupExists, in.Name))
-		return
+		return protocol.HTTPGroup{}, fmt.Errorf("%w: %s", protocol.ErrHTTPGroupExists, in.Name)
 	}
 	gc := DefaultGroupConfig(in.Name, b.c().RetryMaxTimes)
 	applyGroupInput(&in, &gc)
 	if err := b.PutGroup(gc); err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.HTTPGroup{}, err
 	}
 	b.log.Info().Str("group", gc.GroupName).Msg("group created over HTTP")
-	gi, err := b.groupInfo(in.Name)
-	if err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	writeJSON(ctx, fasthttp.StatusCreated, groupOut(gi))
+	return v.Get(in.Name)
 }
 
-func (b *Broker) apiGetGroup(ctx *fasthttp.RequestCtx, p apiParams) {
-	gi, err := b.groupInfo(p.get("group"))
+// Get is one group.
+func (v HTTPGroupsView) Get(name string) (protocol.HTTPGroup, error) {
+	gi, err := v.b.groupInfo(name)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.HTTPGroup{}, err
 	}
-	writeJSON(ctx, fasthttp.StatusOK, groupOut(gi))
+	return groupOut(gi), nil
 }
 
-func (b *Broker) apiUpdateGroup(ctx *fasthttp.RequestCtx, p apiParams) {
-	name := p.get("group")
-	var in apiGroupInput
-	if err := decodeBody(ctx, &in); err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	if in.Name != "" && in.Name != name {
-		writeProblem(ctx, fmt.Errorf("%w: body names group %q, the path %q (groups cannot be renamed)", errBadInput, in.Name, name))
-		return
-	}
-	gc, err := b.needGroup(name)
+// Update changes the fields in sets.
+func (v HTTPGroupsView) Update(name string, in protocol.HTTPGroupInput) (protocol.HTTPGroup, error) {
+	gc, err := v.b.needGroup(name)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.HTTPGroup{}, err
 	}
 	applyGroupInput(&in, &gc)
-	if err := b.PutGroup(gc); err != nil {
-		writeProblem(ctx, err)
-		return
+	if err := v.b.PutGroup(gc); err != nil {
+		return protocol.HTTPGroup{}, err
 	}
-	gi, err := b.groupInfo(name)
-	if err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	writeJSON(ctx, fasthttp.StatusOK, groupOut(gi))
+	return v.Get(name)
 }
 
-func (b *Broker) apiDeleteGroup(ctx *fasthttp.RequestCtx, p apiParams) {
-	name := p.get("group")
-	if err := b.DeleteGroup(name); err != nil {
-		writeProblem(ctx, err)
-		return
+// Delete deletes a group and forgets its receive leases.
+func (v HTTPGroupsView) Delete(name string) error {
+	if err := v.b.DeleteGroup(name); err != nil {
+		return err
 	}
-	b.api.leases.forgetGroup(name)
-	b.log.Info().Str("group", name).Msg("group deleted over HTTP")
-	ctx.SetStatusCode(fasthttp.StatusNoContent)
+	v.b.api.leases.forgetGroup(name)
+	v.b.log.Info().Str("group", name).Msg("group deleted over HTTP")
+	return nil
 }
 
-type apiLagRow = protocol.HTTPLagRow
-
-func (b *Broker) apiGroupLag(ctx *fasthttp.RequestCtx, p apiParams) {
-	group := p.get("group")
+// Lag is a group's lag per queue, with the messages leased out.
+func (v HTTPGroupsView) Lag(group string) (protocol.HTTPLag, error) {
+	b := v.b
 	if _, err := b.needGroup(group); err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.HTTPLag{}, err
 	}
 	inflight := b.api.leases.inflight(group)
-	rows := []apiLagRow{}
+	rows := []protocol.HTTPLagRow{}
 	var total int64
 	for _, l := range b.ConsumeStats(group) {
-		rows = append(rows, apiLagRow{QueueLag: l, Inflight: inflight[topicQueue{l.Topic, l.QueueID}]})
+		rows = append(rows, protocol.HTTPLagRow{QueueLag: l, Inflight: inflight[topicQueue{l.Topic, l.QueueID}]})
 		total += l.Lag
 	}
-	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPLag{Rows: rows, Total: total})
+	return protocol.HTTPLag{Rows: rows, Total: total}, nil
 }
 
-func (b *Broker) apiGroupClients(ctx *fasthttp.RequestCtx, p apiParams) {
-	group := p.get("group")
-	if _, err := b.needGroup(group); err != nil {
-		writeProblem(ctx, err)
-		return
+// Clients lists a group's online consumers.
+func (v HTTPGroupsView) Clients(group string) ([]ClientInfo, error) {
+	if _, err := v.b.needGroup(group); err != nil {
+		return nil, err
 	}
-	out := b.GroupClients(group)
+	out := v.b.GroupClients(group)
 	if out == nil {
 		out = []ClientInfo{}
 	}
-	writeJSON(ctx, fasthttp.StatusOK, out)
+	return out, nil
 }
 
-type apiResetRequest = protocol.HTTPOffsetReset
-
-type apiOffsetChange = protocol.HTTPOffsetChange
-
-// apiResetOffsets computes (and with execute, commits) a group's offsets
+// ResetOffsets computes (and with in.Execute, commits) a group's offsets
 // of a topic. Executing refuses while the group has online consumers.
-func (b *Broker) apiResetOffsets(ctx *fasthttp.RequestCtx, p apiParams) {
-	group := p.get("group")
-	var in apiResetRequest
-	if err := decodeBody(ctx, &in); err != nil {
-		writeProblem(ctx, err)
-		return
-	}
+func (v HTTPGroupsView) ResetOffsets(group string, in protocol.HTTPOffsetReset) (protocol.HTTPOffsetResetResult, error) {
+	b := v.b
+	var none protocol.HTTPOffsetResetResult
 	if in.Topic == "" {
-		writeProblem(ctx, fmt.Errorf("%w: topic is required", errBadInput))
-		return
+		return none, fmt.Errorf("%w: topic is required", protocol.ErrHTTPBadInput)
 	}
 	if _, err := b.needGroup(group); err != nil {
-		writeProblem(ctx, err)
-		return
+		return none, err
 	}
 	tc, ok := b.topics.get(in.Topic)
 	if !ok {
-		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, in.Topic))
-		return
+		return none, fmt.Errorf("%w: %s", ErrTopicNotFound, in.Topic)
 	}
 	at := func(q int32) (int64, error) { return b.QueueOffsetAt(in.Topic, q, in.To, in.Value) }
 	old := map[int32]int64{}
@@ -207,96 +161,79 @@ func (b *Broker) apiResetOffsets(ctx *fasthttp.RequestCtx, p apiParams) {
 		}
 		off, err := at(q)
 		if err != nil {
-			writeProblem(ctx, err)
-			return
+			return none, err
 		}
 		target[q] = max(b.minOffset(in.Topic, q), min(off, b.cq.MaxOffset(in.Topic, q)))
 	}
 	if in.Execute {
 		res, err := b.ResetOffset(group, in.Topic, at)
 		if err != nil {
-			writeProblem(ctx, err)
-			return
+			return none, err
 		}
 		target = res
 		b.api.leases.forgetGroupTopic(group, in.Topic)
 		b.log.Info().Str("group", group).Str("topic", in.Topic).Str("to", in.To).Msg("offsets reset over HTTP")
 	}
-	out := make([]apiOffsetChange, 0, len(target))
+	out := make([]protocol.HTTPOffsetChange, 0, len(target))
 	for q, n := range target {
-		out = append(out, apiOffsetChange{QueueID: q, Old: old[q], New: n})
+		out = append(out, protocol.HTTPOffsetChange{QueueID: q, Old: old[q], New: n})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].QueueID < out[j].QueueID })
-	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPOffsetResetResult{Offsets: out, Executed: in.Execute})
+	return protocol.HTTPOffsetResetResult{Offsets: out, Executed: in.Execute}, nil
 }
 
-func (b *Broker) apiDLQList(ctx *fasthttp.RequestCtx, p apiParams) {
-	group := p.get("group")
-	if _, ok := b.groups.get(group); !ok {
-		if _, ok := b.topics.get(protocol.DLQTopic(group)); !ok {
-			writeProblem(ctx, fmt.Errorf("%w: %s", ErrGroupNotFound, group))
-			return
+// knownForDLQ checks that a group exists, or at least its dead-letter
+// topic.
+func (v HTTPGroupsView) knownForDLQ(group string) error {
+	if _, ok := v.b.groups.get(group); !ok {
+		if _, ok := v.b.topics.get(protocol.DLQTopic(group)); !ok {
+			return fmt.Errorf("%w: %s", ErrGroupNotFound, group)
 		}
 	}
-	from, err := queryIntIn(ctx, "from", 0, 0, 1<<62)
-	if err != nil {
-		writeProblem(ctx, err)
-		return
+	return nil
+}
+
+// DeadLetters lists up to n of a group's dead letters from offset from.
+func (v HTTPGroupsView) DeadLetters(group string, from int64, n int) (protocol.DLQPage, error) {
+	if err := v.knownForDLQ(group); err != nil {
+		return protocol.DLQPage{}, err
 	}
-	n, err := queryIntIn(ctx, "max", 100, 1, 1000)
+	list, next, err := v.b.DLQList(group, from, n)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	list, next, err := b.DLQList(group, from, int(n))
-	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.DLQPage{}, err
 	}
 	if list == nil {
 		list = []dlq.DeadLetter{}
 		next = max(next, from)
 	}
-	writeJSON(ctx, fasthttp.StatusOK, protocol.DLQPage{DeadLetters: list, Next: next})
+	return protocol.DLQPage{DeadLetters: list, Next: next}, nil
 }
 
-type apiResendRequest = protocol.HTTPDLQResend
-
-func (b *Broker) apiDLQResend(ctx *fasthttp.RequestCtx, p apiParams) {
-	group := p.get("group")
+// ResendDeadLetters sends a group's dead letters (those at in.Offsets, or
+// all) to their topic again, or to in.Target.
+func (v HTTPGroupsView) ResendDeadLetters(group string, in protocol.HTTPDLQResend) (protocol.DLQResendResult, error) {
+	b := v.b
+	var none protocol.DLQResendResult
 	if err := b.checkWritable(); err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	var in apiResendRequest
-	if err := decodeBody(ctx, &in); err != nil {
-		writeProblem(ctx, err)
-		return
+		return none, err
 	}
 	switch {
 	case in.All && len(in.Offsets) > 0:
-		writeProblem(ctx, fmt.Errorf("%w: give offsets or all, not both", errBadInput))
-		return
+		return none, fmt.Errorf("%w: give offsets or all, not both", protocol.ErrHTTPBadInput)
 	case !in.All && len(in.Offsets) == 0:
-		writeProblem(ctx, fmt.Errorf("%w: give the dead letters' offsets, or all: true", errBadInput))
-		return
+		return none, fmt.Errorf("%w: give the dead letters' offsets, or all: true", protocol.ErrHTTPBadInput)
 	}
 	target, err := dlq.ParseTarget(in.Target)
 	if err != nil {
-		writeProblem(ctx, fmt.Errorf("%w: %v", errBadInput, err))
-		return
+		return none, fmt.Errorf("%w: %v", protocol.ErrHTTPBadInput, err)
 	}
-	if _, ok := b.groups.get(group); !ok {
-		if _, ok := b.topics.get(protocol.DLQTopic(group)); !ok {
-			writeProblem(ctx, fmt.Errorf("%w: %s", ErrGroupNotFound, group))
-			return
-		}
+	if err := v.knownForDLQ(group); err != nil {
+		return none, err
 	}
 	offsets := in.Offsets
 	if in.All {
 		if _, ok := b.topics.get(protocol.DLQTopic(group)); !ok {
-			writeJSON(ctx, fasthttp.StatusOK, protocol.DLQResendResult{})
-			return
+			return none, nil
 		}
 		offsets = nil
 	}
@@ -305,8 +242,7 @@ func (b *Broker) apiDLQResend(ctx *fasthttp.RequestCtx, p apiParams) {
 		if n > 0 {
 			err = fmt.Errorf("%w (%d resent before it)", err, n)
 		}
-		writeProblem(ctx, err)
-		return
+		return none, err
 	}
-	writeJSON(ctx, fasthttp.StatusOK, protocol.DLQResendResult{Resent: n, Skipped: skipped})
+	return protocol.DLQResendResult{Resent: n, Skipped: skipped}, nil
 }

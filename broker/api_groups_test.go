@@ -12,16 +12,16 @@ import (
 
 func TestAPIGroups(t *testing.T) {
 	b, a := testHTTPBroker(t, nil)
-	var g apiGroup
+	var g protocol.HTTPGroup
 	a.ok("POST", "/v1/groups", map[string]any{"name": "g1", "retry_max_times": 3, "consume_broadcast_enable": false}, 201, &g)
-	if g != (apiGroup{Name: "g1", ConsumeEnable: true, RetryMaxTimes: 3}) {
+	if g != (protocol.HTTPGroup{Name: "g1", ConsumeEnable: true, RetryMaxTimes: 3}) {
 		t.Fatalf("created %+v", g)
 	}
 	a.fails("POST", "/v1/groups", map[string]any{"name": "g1"}, 409, 1007)
 	a.fails("POST", "/v1/groups", map[string]any{"name": "a b"}, 400, 1009)
 	a.fails("POST", "/v1/groups", map[string]any{"name": "g2", "retry_max_times": 5000}, 400, 1002)
 	a.fails("POST", "/v1/groups", map[string]any{"name": "g2", "retry": 1}, 400, 1002)
-	var list []apiGroup
+	var list []protocol.HTTPGroup
 	a.ok("GET", "/v1/groups", nil, 200, &list)
 	if len(list) != 1 || list[0].Name != "g1" {
 		t.Fatalf("list %+v", list)
@@ -65,16 +65,16 @@ func TestAPIGroups(t *testing.T) {
 	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("lagged", 0) == 5 })
 	var lag lagAnswer
 	a.ok("GET", "/v1/groups/g1/lag", nil, 200, &lag)
-	if len(lag.Rows) != 1 || lag.Rows[0] != (apiLagRow{QueueLag: protocol.QueueLag{Topic: "lagged", QueueID: 0, BrokerOffset: 5, ConsumerOffset: 0, Lag: 5}}) || lag.Total != 5 {
+	if len(lag.Rows) != 1 || lag.Rows[0] != (protocol.HTTPLagRow{QueueLag: protocol.QueueLag{Topic: "lagged", QueueID: 0, BrokerOffset: 5, ConsumerOffset: 0, Lag: 5}}) || lag.Total != 5 {
 		t.Fatalf("lag %+v", lag)
 	}
 	a.fails("GET", "/v1/groups/nope/lag", nil, 404, 26)
 	type offsets struct {
-		Offsets []apiOffsetChange `json:"offsets"`
+		Offsets []protocol.HTTPOffsetChange `json:"offsets"`
 	}
 	var o offsets
 	a.ok("POST", "/v1/groups/g1/offsets/reset", map[string]any{"topic": "lagged", "to": "latest"}, 200, &o)
-	if len(o.Offsets) != 1 || o.Offsets[0] != (apiOffsetChange{QueueID: 0, Old: -1, New: 5}) {
+	if len(o.Offsets) != 1 || o.Offsets[0] != (protocol.HTTPOffsetChange{QueueID: 0, Old: -1, New: 5}) {
 		t.Fatalf("dry run %+v", o)
 	}
 	a.ok("GET", "/v1/groups/g1/lag", nil, 200, &lag)
@@ -86,11 +86,11 @@ func TestAPIGroups(t *testing.T) {
 	c.c.Close()
 	waitFor(t, 5*time.Second, "the consumer to leave", func() bool { return len(b.GroupClients("g1")) == 0 })
 	a.ok("POST", "/v1/groups/g1/offsets/reset", map[string]any{"topic": "lagged", "to": "offset", "value": 3, "execute": true}, 200, &o)
-	if o.Offsets[0] != (apiOffsetChange{QueueID: 0, Old: -1, New: 3}) {
+	if o.Offsets[0] != (protocol.HTTPOffsetChange{QueueID: 0, Old: -1, New: 3}) {
 		t.Fatalf("executed %+v", o)
 	}
 	a.ok("POST", "/v1/groups/g1/offsets/reset", map[string]any{"topic": "lagged", "to": "earliest"}, 200, &o)
-	if o.Offsets[0] != (apiOffsetChange{QueueID: 0, Old: 3, New: 0}) {
+	if o.Offsets[0] != (protocol.HTTPOffsetChange{QueueID: 0, Old: 3, New: 0}) {
 		t.Fatalf("dry run to earliest %+v", o)
 	}
 	a.ok("POST", "/v1/groups/g1/offsets/reset", map[string]any{"topic": "lagged", "to": "time", "value": time.Now().Add(time.Hour).UnixMilli()}, 200, &o)

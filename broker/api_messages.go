@@ -7,14 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/netip"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
-
-	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/protocol"
@@ -79,69 +76,62 @@ const maxProduceBatch = 1000
 
 type apiProduceMsg = protocol.HTTPProduceMessage
 
-type apiProduceRequest = protocol.HTTPProduceRequest
-
-// apiProduce stores one or many messages: a JSON batch or one raw body.
-// Messages without a queue_id all go to one queue picked at random per
-// request (keeping their order); all valid messages of a request are
-// appended to the commitlog in one call.
-func (b *Broker) apiProduce(ctx *fasthttp.RequestCtx, p apiParams) {
-	b.produceHTTP(ctx, p.get("topic"), nil)
+// ProduceRequest is a produce request as the HTTP API read it.
+type ProduceRequest struct {
+	Topic    string
+	Messages []protocol.HTTPProduceMessage
+	// Raw, when not nil, is the body of the one message of a raw
+	// (application/octet-stream) request.
+	Raw []byte
+	// IdempotencyKey is the request's Idempotency-Key header; "" for none.
+	IdempotencyKey string
+	// Born is the client's address.
+	Born netip.AddrPort
 }
 
-// produceHTTP serves a produce request; with tx its messages are stored
-// as halves of that HTTP transaction (api_txhttp.go).
-func (b *Broker) produceHTTP(ctx *fasthttp.RequestCtx, topic string, tx *httpTx) {
+// Produce stores one or many messages: a JSON batch or one raw body.
+// Messages without a queue_id all go to one queue picked at random per
+// request (keeping their order); all valid messages of a request are
+// appended to the commitlog in one call. read reads the request once the
+// broker takes sends. The answer has one result per message; a message
+// refused alone has its error at its index in errs (nil otherwise).
+func (v HTTPMessagesView) Produce(read func() (ProduceRequest, error)) (protocol.HTTPProduceResponse, []error, error) {
+	return v.b.produce(read, nil)
+}
+
+// Writable is nil when the broker takes sends, else why not.
+func (v HTTPMessagesView) Writable() error { return v.b.checkWritable() }
+
+// produce serves a produce request; with tx its messages are stored as
+// halves of that HTTP transaction (api_txhttp.go).
+func (b *Broker) produce(read func() (ProduceRequest, error), tx *httpTx) (protocol.HTTPProduceResponse, []error, error) {
+	var none protocol.HTTPProduceResponse
 	if err := b.checkWritable(); err != nil {
-		writeProblem(ctx, err)
-		return
+		return none, nil, err
 	}
-	var in []apiProduceMsg
-	var raw [][]byte // bodies of a raw request (aliases the request body)
-	ct := string(ctx.Request.Header.ContentType())
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
-		ct = ct[:i]
+	req, err := read()
+	if err != nil {
+		return none, nil, err
 	}
-	switch ct = strings.TrimSpace(strings.ToLower(ct)); {
-	case ct == "application/octet-stream":
-		m, err := produceFromQuery(ctx)
-		if err != nil {
-			writeProblem(ctx, err)
-			return
-		}
-		in = []apiProduceMsg{m}
-		raw = [][]byte{ctx.PostBody()}
-	case ct == "" || ct == "application/json" || strings.HasSuffix(ct, "+json"):
-		var req apiProduceRequest
-		if err := decodeBody(ctx, &req); err != nil {
-			writeProblem(ctx, err)
-			return
-		}
-		in = req.Messages
-	default:
-		writeProblem(ctx, fmt.Errorf("%w: %q: send application/json or application/octet-stream", errUnsupportedMedia, ct))
-		return
-	}
+	in, raw, topic := req.Messages, req.Raw, req.Topic
 	if len(in) == 0 {
-		writeProblem(ctx, fmt.Errorf("%w: no messages", errBadInput))
-		return
+		return none, nil, fmt.Errorf("%w: no messages", protocol.ErrHTTPBadInput)
 	}
 	if len(in) > maxProduceBatch {
-		writeProblem(ctx, fmt.Errorf("%w: %d messages; at most %d per request", errBadInput, len(in), maxProduceBatch))
-		return
+		return none, nil, fmt.Errorf("%w: %d messages; at most %d per request", protocol.ErrHTTPBadInput, len(in), maxProduceBatch)
 	}
 	h := sendHeader{topic: topic, queueID: -1}
 	tc, err := b.resolveSendTopic(&h)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return none, nil, err
 	}
 	nq := max(tc.WriteQueueNums, tc.ReadQueueNums)
-	born := remoteAddrPort(ctx.RemoteAddr())
+	born := req.Born
 	now := time.Now().UnixMilli()
 	maxBody := b.c().MaxMessageSize
 
 	results := make([]protocol.HTTPProduceResult, len(in))
+	errs := make([]error, len(in))
 	msgs := make([]commitlog.Message, 0, len(in))
 	idx := make([]int, 0, len(in)) // results index of msgs[i]
 	realQ := make([]int32, 0, len(in))
@@ -150,12 +140,11 @@ func (b *Broker) produceHTTP(ctx *fasthttp.RequestCtx, topic string, tx *httpTx)
 	for i := range in {
 		var body []byte
 		if raw != nil {
-			body = raw[i]
+			body = raw
 		}
 		m, id, err := b.buildMessage(&in[i], body, topic, h.queueID, nq, born, now, maxBody)
 		if err != nil {
-			pr := problemOf(err)
-			results[i].Error = &pr.Problem
+			errs[i] = err
 			continue
 		}
 		q := m.QueueID
@@ -166,8 +155,7 @@ func (b *Broker) produceHTTP(ctx *fasthttp.RequestCtx, topic string, tx *httpTx)
 			err = b.routeSpecial(&m, &h)
 		}
 		if err != nil {
-			pr := problemOf(err)
-			results[i].Error = &pr.Problem
+			errs[i] = err
 			continue
 		}
 		msgs = append(msgs, m)
@@ -176,14 +164,12 @@ func (b *Broker) produceHTTP(ctx *fasthttp.RequestCtx, topic string, tx *httpTx)
 		uniq = append(uniq, id)
 		bytesIn += len(m.Body)
 	}
-	if err := setIdempotencyKeys(ctx, msgs, idx, len(in) > 1); err != nil {
-		writeProblem(ctx, err)
-		return
+	if err := setIdempotencyKeys(req.IdempotencyKey, msgs, idx, len(in) > 1); err != nil {
+		return none, nil, err
 	}
 	if len(msgs) > 0 {
 		if err := b.repl.checkAcks(topic); err != nil { // replication.go
-			writeProblem(ctx, fmt.Errorf("%w: %w", errNotWritable, err))
-			return
+			return none, nil, fmt.Errorf("%w: %w", ErrNotWritable, err)
 		}
 		var res []commitlog.AppendResult
 		var dups []dedupStored
@@ -195,8 +181,7 @@ func (b *Broker) produceHTTP(ctx *fasthttp.RequestCtx, topic string, tx *httpTx)
 		flushTimeout := errors.Is(err, commitlog.ErrFlushTimeout) && len(res) == len(msgs)
 		if err != nil && !flushTimeout {
 			b.log.Warn().Err(err).Str("topic", topic).Msg("HTTP produce failed")
-			writeProblem(ctx, err)
-			return
+			return none, nil, err
 		}
 		for j, r := range res {
 			out := &results[idx[j]]
@@ -225,46 +210,17 @@ func (b *Broker) produceHTTP(ctx *fasthttp.RequestCtx, topic string, tx *httpTx)
 				end = max(end, r.End())
 			}
 			if err := b.repl.awaitCommit(topic, end, httpAcksTimeout); err != nil {
-				writeProblem(ctx, fmt.Errorf("%w: %w", errNotWritable, err))
-				return
+				return none, nil, fmt.Errorf("%w: %w", ErrNotWritable, err)
 			}
 		}
 	}
-	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPProduceResponse{Results: results})
+	return protocol.HTTPProduceResponse{Results: results}, errs, nil
 }
 
 // httpAcksTimeout bounds how long an HTTP produce waits for the in-sync
 // replicas (a slave that stops acking leaves the set after
 // replica_lag_max, 5 s by default, and the commit point moves on).
 const httpAcksTimeout = 30 * time.Second
-
-// produceFromQuery reads a raw produce request's message attributes from
-// its query parameters.
-func produceFromQuery(ctx *fasthttp.RequestCtx) (apiProduceMsg, error) {
-	var m apiProduceMsg
-	args := ctx.QueryArgs()
-	m.Tags = string(args.Peek("tags"))
-	if k := string(args.Peek("keys")); k != "" {
-		m.Keys = strings.Split(k, ",")
-	}
-	if args.Has("queue_id") {
-		q, err := queryIntIn(ctx, "queue_id", 0, 0, 1<<31-1)
-		if err != nil {
-			return m, err
-		}
-		q32 := int32(q)
-		m.QueueID = &q32
-	}
-	dl, err := queryIntIn(ctx, "delay_level", 0, 0, 1<<31-1)
-	if err != nil {
-		return m, err
-	}
-	m.DelayLevel = int32(dl)
-	if m.DeliverAtMs, err = queryInt(ctx, "deliver_at_ms", 0); err != nil {
-		return m, err
-	}
-	return m, nil
-}
 
 // buildMessage validates one produce message and builds what is stored.
 // rawBody, when non-nil, is the body of a raw request.
@@ -277,10 +233,10 @@ func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, d
 		case "base64":
 			var err error
 			if body, err = base64.StdEncoding.DecodeString(in.Body); err != nil {
-				return commitlog.Message{}, "", fmt.Errorf("%w: body is not valid base64: %v", errMessageIllegal, err)
+				return commitlog.Message{}, "", fmt.Errorf("%w: body is not valid base64: %v", protocol.ErrHTTPMessageIllegal, err)
 			}
 		default:
-			return commitlog.Message{}, "", fmt.Errorf("%w: body_encoding %q: want utf8 or base64", errMessageIllegal, in.BodyEncoding)
+			return commitlog.Message{}, "", fmt.Errorf("%w: body_encoding %q: want utf8 or base64", protocol.ErrHTTPMessageIllegal, in.BodyEncoding)
 		}
 	}
 	if len(body) > maxBody {
@@ -289,27 +245,27 @@ func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, d
 	q := defQueue
 	if in.QueueID != nil {
 		if *in.QueueID < 0 || *in.QueueID >= nq {
-			return commitlog.Message{}, "", fmt.Errorf("%w: queue_id %d: topic %s has queues 0 to %d", errQueueIllegal, *in.QueueID, topic, nq-1)
+			return commitlog.Message{}, "", fmt.Errorf("%w: queue_id %d: topic %s has queues 0 to %d", ErrQueueIllegal, *in.QueueID, topic, nq-1)
 		}
 		q = *in.QueueID
 	}
 	props := make(map[string]string, len(in.Properties)+4)
 	for k, v := range in.Properties {
 		if k == "" || !protocol.ValidPropertyText(k) || !protocol.ValidPropertyText(v) {
-			return commitlog.Message{}, "", fmt.Errorf("%w: property %q: names must be non-empty and neither may contain \\x01 or \\x02", errMessageIllegal, k)
+			return commitlog.Message{}, "", fmt.Errorf("%w: property %q: names must be non-empty and neither may contain \\x01 or \\x02", protocol.ErrHTTPMessageIllegal, k)
 		}
 		props[k] = v
 	}
 	if in.Tags != "" {
 		if !protocol.ValidPropertyText(in.Tags) {
-			return commitlog.Message{}, "", fmt.Errorf("%w: tags may not contain \\x01 or \\x02", errMessageIllegal)
+			return commitlog.Message{}, "", fmt.Errorf("%w: tags may not contain \\x01 or \\x02", protocol.ErrHTTPMessageIllegal)
 		}
 		props[protocol.PropTags] = in.Tags
 	}
 	if len(in.Keys) > 0 {
 		for _, k := range in.Keys {
 			if k == "" || strings.ContainsAny(k, " \x01\x02") {
-				return commitlog.Message{}, "", fmt.Errorf("%w: key %q: keys must be non-empty and contain no spaces", errMessageIllegal, k)
+				return commitlog.Message{}, "", fmt.Errorf("%w: key %q: keys must be non-empty and contain no spaces", protocol.ErrHTTPMessageIllegal, k)
 			}
 		}
 		props[protocol.PropKeys] = strings.Join(in.Keys, " ")
@@ -341,68 +297,38 @@ func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, d
 	return m, id, nil
 }
 
-func remoteAddrPort(a net.Addr) netip.AddrPort {
-	if t, ok := a.(*net.TCPAddr); ok {
-		return t.AddrPort()
-	}
-	return parseAddrPort(a.String())
-}
-
 // --- reads ---
 
-func (b *Broker) apiMessageByID(ctx *fasthttp.RequestCtx, p apiParams) {
-	raw, err := b.MessageByID(p.get("msgId"))
+// HTTPMessagesView is the broker's message lookups as the HTTP API
+// serves them (and api_trace.go).
+type HTTPMessagesView struct{ b *Broker }
+
+// ByID is the message with a message id (client-made or broker-made).
+func (v HTTPMessagesView) ByID(id string) (protocol.HTTPMessage, error) {
+	raw, err := v.b.MessageByID(id)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.HTTPMessage{}, err
 	}
 	rec, err := protocol.Decode(raw)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.HTTPMessage{}, err
 	}
-	writeJSON(ctx, fasthttp.StatusOK, b.messageOut(rec))
+	return v.b.messageOut(rec), nil
 }
 
-func (b *Broker) apiMessagesByKey(ctx *fasthttp.RequestCtx, p apiParams) {
-	topic := p.get("topic")
+// Find is up to n messages of topic stored between begin and end (ms;
+// end 0: no end), with key unless key is "".
+func (v HTTPMessagesView) Find(topic, key string, begin, end int64, n int) ([]protocol.HTTPMessage, error) {
+	b := v.b
 	if _, ok := b.topics.get(topic); !ok {
-		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, topic))
-		return
-	}
-	key := string(ctx.QueryArgs().Peek("key"))
-	if key == "" && !ctx.QueryArgs().Has("begin_ms") {
-		writeProblem(ctx, fmt.Errorf("%w: query parameter key or begin_ms is required", errBadInput))
-		return
-	}
-	begin, err := queryInt(ctx, "begin_ms", 0)
-	if err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	end, err := queryInt(ctx, "end_ms", 0)
-	if err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	n, err := queryIntIn(ctx, "max", 32, 1, 1000)
-	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
 	}
 	if key == "" {
-		msgs, err := b.messagesByTime(topic, begin, end, int(n))
-		if err != nil {
-			writeProblem(ctx, err)
-			return
-		}
-		writeJSON(ctx, fasthttp.StatusOK, map[string]any{"messages": msgs})
-		return
+		return b.messagesByTime(topic, begin, end, n)
 	}
-	raws, err := b.MessagesByKey(topic, key, begin, end, int(n))
+	raws, err := b.MessagesByKey(topic, key, begin, end, n)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return nil, err
 	}
 	out := make([]apiMessage, 0, len(raws))
 	for _, r := range raws {
@@ -410,7 +336,7 @@ func (b *Broker) apiMessagesByKey(ctx *fasthttp.RequestCtx, p apiParams) {
 			out = append(out, b.messageOut(rec))
 		}
 	}
-	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPMessages{Messages: out})
+	return out, nil
 }
 
 // maxHTTPWaiters caps the long-polling HTTP requests held at once; past
@@ -429,44 +355,33 @@ func (b *Broker) apiWaitBegin() bool {
 
 func (b *Broker) apiWaitEnd() { b.api.waiters.Add(-1) }
 
-// apiReadQueue reads a queue from an offset, without any group state: the
-// caller keeps the offset (next_offset). An offset below the queue's first
-// kept message reads from there; one past the end answers no messages and
-// next_offset = max_offset.
-func (b *Broker) apiReadQueue(ctx *fasthttp.RequestCtx, p apiParams) {
-	topic := p.get("topic")
-	tc, ok := b.topics.get(topic)
+// Queue checks that topic exists and may be read and that queue names
+// one of its queues.
+func (v HTTPMessagesView) Queue(topic, queue string) (int32, error) {
+	tc, ok := v.b.topics.get(topic)
 	if !ok {
-		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, topic))
-		return
+		return 0, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
 	}
 	if !protocol.PermReadable(tc.Perm) {
-		writeProblem(ctx, fmt.Errorf("%w: topic %s is not readable", errNoPermission, topic))
-		return
+		return 0, fmt.Errorf("%w: topic %s is not readable", ErrNoPermission, topic)
 	}
-	q64, err := strconv.ParseInt(p.get("queue"), 10, 32)
+	q64, err := strconv.ParseInt(queue, 10, 32)
 	if err != nil || q64 < 0 || q64 >= int64(max(tc.ReadQueueNums, tc.WriteQueueNums)) {
-		writeProblem(ctx, fmt.Errorf("%w: queue %q of topic %s (queues 0 to %d)", errQueueInvalid, p.get("queue"), topic, max(tc.ReadQueueNums, tc.WriteQueueNums)-1))
-		return
+		return 0, fmt.Errorf("%w: queue %q of topic %s (queues 0 to %d)", protocol.ErrHTTPQueueInvalid, queue, topic, max(tc.ReadQueueNums, tc.WriteQueueNums)-1)
 	}
-	q := int32(q64)
-	offset, err := queryIntIn(ctx, "offset", 0, 0, 1<<62)
-	if err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	n, err := queryIntIn(ctx, "max", 32, 1, 1000)
-	if err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	waitMs, err := queryIntIn(ctx, "wait_ms", 0, 0, 1<<40)
-	if err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	filter, tags := apiTagFilter(string(ctx.QueryArgs().Peek("tag")))
-	poll := b.newHTTPPoll(time.Duration(waitMs) * time.Millisecond)
+	return int32(q64), nil
+}
+
+// ReadQueue reads up to n messages of a queue from offset, without any
+// group state: the caller keeps the offset (next_offset). An offset below
+// the queue's first kept message reads from there; one past the end
+// answers no messages and next_offset = max_offset. With nothing to read
+// it waits up to wait (at most long_poll_max) for messages. tag is a tag
+// expression ("" or "*": every message).
+func (v HTTPMessagesView) ReadQueue(topic string, q int32, offset int64, n int, wait time.Duration, tag string) (protocol.HTTPQueueRead, error) {
+	b := v.b
+	filter, tags := apiTagFilter(tag)
+	poll := b.newHTTPPoll(wait)
 	defer poll.end()
 	for {
 		minOff, maxOff := b.minOffset(topic, q), b.cq.MaxOffset(topic, q)
@@ -476,22 +391,20 @@ func (b *Broker) apiReadQueue(ctx *fasthttp.RequestCtx, p apiParams) {
 		}
 		var msgs []apiMessage
 		if offset < maxOff {
-			msgs, offset, err = b.readQueueOnce(topic, q, offset, int(n), filter, tags, maxOff)
+			var err error
+			msgs, offset, err = b.readQueueOnce(topic, q, offset, n, filter, tags, maxOff)
 			if err != nil {
-				writeProblem(ctx, err)
-				return
+				return protocol.HTTPQueueRead{}, err
 			}
 		}
 		if len(msgs) > 0 || poll.over() {
 			if msgs == nil {
 				msgs = []apiMessage{}
 			}
-			writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPQueueRead{Messages: msgs, NextOffset: offset, MinOffset: minOff, MaxOffset: maxOff})
-			return
+			return protocol.HTTPQueueRead{Messages: msgs, NextOffset: offset, MinOffset: minOff, MaxOffset: maxOff}, nil
 		}
 		if err := poll.wait([]holdKey{{topic, q}}); err != nil {
-			writeProblem(ctx, err)
-			return
+			return protocol.HTTPQueueRead{}, err
 		}
 	}
 }

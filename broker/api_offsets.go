@@ -5,23 +5,23 @@ import (
 	"sort"
 
 	"github.com/ferrymq/ferry/protocol"
-	"github.com/valyala/fasthttp"
 )
 
 // apiOffset is one queue's committed offset of a group.
 type apiOffset = protocol.HTTPOffset
 
-// apiGetOffsets answers a group's committed offsets, of one topic with
-// ?topic=T. A group that never committed has none (not an error).
-func (b *Broker) apiGetOffsets(ctx *fasthttp.RequestCtx, p apiParams) {
-	group := p.get("group")
+// HTTPOffsetsView is the broker's consumer offsets as the HTTP API serves
+// them.
+type HTTPOffsetsView struct{ b *Broker }
+
+// Get is a group's committed offsets, of topic only unless only is "". A
+// group that never committed has none (not an error).
+func (v HTTPOffsetsView) Get(group, only string) (protocol.HTTPOffsets, error) {
 	if err := ValidateGroup(group); err != nil {
-		writeProblem(ctx, fmt.Errorf("%w: %v", errBadInput, err))
-		return
+		return protocol.HTTPOffsets{}, fmt.Errorf("%w: %v", protocol.ErrHTTPBadInput, err)
 	}
-	only := string(ctx.QueryArgs().Peek("topic"))
 	out := []apiOffset{}
-	for topic, qs := range b.offsets.forGroup(group) {
+	for topic, qs := range v.b.offsets.forGroup(group) {
 		if only != "" && topic != only {
 			continue
 		}
@@ -35,58 +35,42 @@ func (b *Broker) apiGetOffsets(ctx *fasthttp.RequestCtx, p apiParams) {
 		}
 		return out[i].QueueID < out[j].QueueID
 	})
-	writeJSON(ctx, fasthttp.StatusOK, protocol.HTTPOffsets{Group: group, Offsets: out})
+	return protocol.HTTPOffsets{Group: group, Offsets: out}, nil
 }
 
-// apiCommitOffsets commits offsets for a group, as a consumer does with
-// UPDATE_CONSUMER_OFFSET: {"offsets":[{"topic","queue_id","offset"}]}.
-func (b *Broker) apiCommitOffsets(ctx *fasthttp.RequestCtx, p apiParams) {
-	group := p.get("group")
+// Commit commits offsets for a group, as a consumer does with
+// UPDATE_CONSUMER_OFFSET; the group is created if it may be.
+func (v HTTPOffsetsView) Commit(group string, in protocol.HTTPOffsets) error {
+	b := v.b
 	if err := ValidateGroup(group); err != nil {
-		writeProblem(ctx, fmt.Errorf("%w: %v", errBadInput, err))
-		return
-	}
-	var in protocol.HTTPOffsets
-	if err := decodeBody(ctx, &in); err != nil {
-		writeProblem(ctx, err)
-		return
+		return fmt.Errorf("%w: %v", protocol.ErrHTTPBadInput, err)
 	}
 	if len(in.Offsets) == 0 {
-		writeProblem(ctx, fmt.Errorf("%w: offsets must list at least one {topic, queue_id, offset}", errBadInput))
-		return
+		return fmt.Errorf("%w: offsets must list at least one {topic, queue_id, offset}", protocol.ErrHTTPBadInput)
 	}
 	for _, o := range in.Offsets {
 		tc, ok := b.topics.get(o.Topic)
 		if !ok {
-			writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, o.Topic))
-			return
+			return fmt.Errorf("%w: %s", ErrTopicNotFound, o.Topic)
 		}
 		if o.QueueID < 0 || o.QueueID >= tc.ReadQueueNums || o.Offset < 0 {
-			writeProblem(ctx, fmt.Errorf("%w: queue %d offset %d of %s (%d read queues)", errBadInput, o.QueueID, o.Offset, o.Topic, tc.ReadQueueNums))
-			return
+			return fmt.Errorf("%w: queue %d offset %d of %s (%d read queues)", protocol.ErrHTTPBadInput, o.QueueID, o.Offset, o.Topic, tc.ReadQueueNums)
 		}
 	}
 	if _, ok := b.groups.get(group); !ok {
 		if !b.c().AutoCreateGroup {
-			writeProblem(ctx, fmt.Errorf("%w: %s", ErrGroupNotFound, group))
-			return
+			return fmt.Errorf("%w: %s", ErrGroupNotFound, group)
 		}
 		if err := b.groups.put(DefaultGroupConfig(group, b.c().RetryMaxTimes)); err != nil {
-			writeProblem(ctx, err)
-			return
+			return err
 		}
 	}
 	if err := b.meta.writable(); err != nil {
-		writeProblem(ctx, err)
-		return
+		return err
 	}
 	cs := make([]offsetCommit, len(in.Offsets))
 	for i, o := range in.Offsets {
 		cs[i] = offsetCommit{o.Topic, o.QueueID, o.Offset}
 	}
-	if err := b.offsets.commit(group, cs); err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"committed": len(in.Offsets)})
+	return b.offsets.commit(group, cs)
 }

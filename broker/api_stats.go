@@ -6,28 +6,21 @@ package broker
 
 import (
 	"fmt"
-	"github.com/ferrymq/ferry/protocol"
 	"sort"
 	"strings"
 
-	"github.com/valyala/fasthttp"
+	"github.com/ferrymq/ferry/protocol"
 )
 
-// apiBrokerStats answers the rate history kept by sampleStats.
-func (b *Broker) apiBrokerStats(ctx *fasthttp.RequestCtx, _ apiParams) {
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{
-		"interval_ms": statsInterval.Milliseconds(),
-		"points":      b.stats.statsPoints(),
-	})
-}
+// HTTPStatsView is the broker's summaries as the HTTP API serves them.
+type HTTPStatsView struct{ b *Broker }
 
-// apiTopicStat is one topic in GET /v1/stats/topics.
-type apiTopicStat struct {
-	apiTopic
-	Kind     string  `json:"kind"` // "normal", "retry", "dlq" or "system"
-	Messages int64   `json:"messages"`
-	InRate   float64 `json:"in_per_s"`
-	OutRate  float64 `json:"out_per_s"`
+// Broker is the rate history kept by sampleStats.
+func (v HTTPStatsView) Broker() map[string]any {
+	return map[string]any{
+		"interval_ms": statsInterval.Milliseconds(),
+		"points":      v.b.stats.statsPoints(),
+	}
 }
 
 func topicKind(t string) string {
@@ -52,36 +45,32 @@ func (b *Broker) messagesIn(topic string, queues int32) int64 {
 	return n
 }
 
-func (b *Broker) apiTopicStats(ctx *fasthttp.RequestCtx, _ apiParams) {
+// Topics is every topic's message count and rates.
+func (v HTTPStatsView) Topics() []protocol.HTTPTopicStat {
+	b := v.b
 	rates := b.stats.topicRates()
-	out := []apiTopicStat{}
+	out := []protocol.HTTPTopicStat{}
 	for _, name := range b.topics.names() {
 		tc, ok := b.topics.get(name)
 		if !ok {
 			continue
 		}
 		r := rates[name]
-		out = append(out, apiTopicStat{apiTopic: topicOut(tc), Kind: topicKind(name),
+		out = append(out, protocol.HTTPTopicStat{HTTPTopic: topicOut(tc), Kind: topicKind(name),
 			Messages: b.messagesIn(name, max(tc.ReadQueueNums, tc.WriteQueueNums)), InRate: r.in, OutRate: r.out})
 	}
-	writeJSON(ctx, fasthttp.StatusOK, out)
+	return out
 }
 
-// apiGroupStat is one group in GET /v1/stats/groups.
-type apiGroupStat struct {
-	apiGroup
-	Lag        int64   `json:"lag"`
-	LagHistory []int64 `json:"lag_history"` // total lag every 10 s, oldest first
-	Retry      int64   `json:"retry_messages"`
-	DLQ        int64   `json:"dlq_messages"`
-}
-
-func (b *Broker) apiGroupStats(ctx *fasthttp.RequestCtx, _ apiParams) {
+// Groups is every group's lag with its trend and its retry and
+// dead-letter backlogs.
+func (v HTTPStatsView) Groups() []protocol.HTTPGroupStat {
+	b := v.b
 	committed := b.offsets.byGroup()
-	out := []apiGroupStat{}
+	out := []protocol.HTTPGroupStat{}
 	for _, gi := range b.Groups() {
 		g := gi.GroupName
-		s := apiGroupStat{apiGroup: groupOut(gi), Lag: b.lagOf(g, committed[g]), LagHistory: b.stats.lagHistory(g)}
+		s := protocol.HTTPGroupStat{HTTPGroup: groupOut(gi), Lag: b.lagOf(g, committed[g]), LagHistory: b.stats.lagHistory(g)}
 		for _, t := range []struct {
 			name string
 			n    *int64
@@ -92,30 +81,23 @@ func (b *Broker) apiGroupStats(ctx *fasthttp.RequestCtx, _ apiParams) {
 		}
 		out = append(out, s)
 	}
-	writeJSON(ctx, fasthttp.StatusOK, out)
+	return out
 }
 
 // maxTimerCount bounds the scan that counts pending timer messages.
 const maxTimerCount = 100_000
 
-type apiDelayLevel struct {
-	Level     int   `json:"level"`
-	DelayMs   int64 `json:"delay_ms"`
-	Pending   int64 `json:"pending"`
-	NextDueMs int64 `json:"next_due_ms,omitempty"`
-}
-
-// apiDelayed answers the backlog of scheduled messages: per delay level,
-// and for arbitrary delivery times.
-func (b *Broker) apiDelayed(ctx *fasthttp.RequestCtx, _ apiParams) {
+// Delayed is the backlog of scheduled messages: per delay level, and for
+// arbitrary delivery times.
+func (v HTTPStatsView) Delayed() (map[string]any, error) {
+	b := v.b
 	if !b.ready.Load() { // the delay service starts after the HTTP server
-		writeProblem(ctx, fmt.Errorf("%w: broker is starting or shutting down", errNotWritable))
-		return
+		return nil, fmt.Errorf("%w: broker is starting or shutting down", ErrNotWritable)
 	}
-	levels := []apiDelayLevel{}
+	levels := []protocol.HTTPDelayLevel{}
 	for _, st := range b.delaySvc.LevelStats() {
 		d := b.delays[st.Level-1]
-		l := apiDelayLevel{Level: st.Level, DelayMs: d.Milliseconds(), Pending: st.Pending}
+		l := protocol.HTTPDelayLevel{Level: st.Level, DelayMs: d.Milliseconds(), Pending: st.Pending}
 		if st.HeadStoredMs > 0 {
 			l.NextDueMs = st.HeadStoredMs + d.Milliseconds()
 		}
@@ -123,8 +105,7 @@ func (b *Broker) apiDelayed(ctx *fasthttp.RequestCtx, _ apiParams) {
 	}
 	ts, err := b.timerIdx.TimerStats(maxTimerCount)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return nil, err
 	}
 	next := ts.NextDueMs
 	for _, l := range levels {
@@ -133,10 +114,10 @@ func (b *Broker) apiDelayed(ctx *fasthttp.RequestCtx, _ apiParams) {
 		}
 	}
 	sort.Slice(levels, func(i, j int) bool { return levels[i].Level < levels[j].Level })
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{
+	return map[string]any{
 		"levels": levels,
 		"timer": map[string]any{"pending": ts.Pending, "capped": ts.Capped, "next_due_ms": ts.NextDueMs,
 			"count_limit": maxTimerCount},
 		"next_due_ms": next,
-	})
+	}, nil
 }

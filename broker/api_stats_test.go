@@ -1,11 +1,10 @@
 package broker
 
 import (
-	"github.com/ferrymq/ferry/protocol"
-	"net/http"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // TestAPIStats: the rate history, topic and group summaries follow
@@ -26,8 +25,8 @@ func TestAPIStats(t *testing.T) {
 	b.sampleStats(t0.Add(10 * time.Second))
 
 	var st struct {
-		IntervalMs int64        `json:"interval_ms"`
-		Points     []statsPoint `json:"points"`
+		IntervalMs int64                     `json:"interval_ms"`
+		Points     []protocol.HTTPStatsPoint `json:"points"`
 	}
 	a.ok("GET", "/v1/broker/stats", nil, 200, &st)
 	if st.IntervalMs != 10_000 || len(st.Points) == 0 {
@@ -38,9 +37,9 @@ func TestAPIStats(t *testing.T) {
 		t.Fatalf("last point %+v", last)
 	}
 
-	var topics []apiTopicStat
+	var topics []protocol.HTTPTopicStat
 	a.ok("GET", "/v1/stats/topics", nil, 200, &topics)
-	var clicks *apiTopicStat
+	var clicks *protocol.HTTPTopicStat
 	kinds := map[string]string{}
 	for i := range topics {
 		kinds[topics[i].Name] = topics[i].Kind
@@ -55,7 +54,7 @@ func TestAPIStats(t *testing.T) {
 		t.Fatalf("kinds %v", kinds)
 	}
 
-	var groups []apiGroupStat
+	var groups []protocol.HTTPGroupStat
 	waitFor(t, 10*time.Second, "the lag of views", func() bool {
 		a.ok("GET", "/v1/stats/groups", nil, 200, &groups)
 		return len(groups) == 1 && groups[0].Lag == 50
@@ -129,19 +128,4 @@ func TestAPIDelayed(t *testing.T) {
 	if d.Timer.NextDueMs != at || d.Timer.Capped || d.NextDueMs != at {
 		t.Fatalf("timer %+v next %d", d.Timer, d.NextDueMs)
 	}
-}
-
-// TestConsoleMounted: the broker's HTTP port serves the console, and /
-// leads there.
-func TestConsoleMounted(t *testing.T) {
-	_, a := testHTTPBroker(t, nil)
-	a.c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
-	if r := a.do("GET", "/", nil, ""); r.status != 302 || r.header.Get("Location") != "/console/" {
-		t.Fatalf("GET /: %d %v", r.status, r.header)
-	}
-	r := a.do("GET", "/console/groups/g1", nil, "")
-	if r.status != 200 || r.header.Get("Content-Type") != "text/html; charset=utf-8" || !strings.Contains(string(r.body), "/console/app.js") {
-		t.Fatalf("GET /console/groups/g1: %d %v", r.status, r.header)
-	}
-	a.ok("GET", "/v1/broker", nil, 200, nil) // the API is still the API
 }

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // testHTTPBroker starts a broker with the HTTP API on a free port.
@@ -27,6 +29,9 @@ func testHTTPBroker(t *testing.T, mut func(*Config)) (*Broker, *apiClient) {
 	t.Cleanup(hc.CloseIdleConnections)
 	return b, &apiClient{t: t, base: "http://" + b.HTTPAddr(), c: hc}
 }
+
+// problem is an error answer of the API.
+type problem = protocol.Problem
 
 type apiClient struct {
 	t    *testing.T
@@ -231,7 +236,7 @@ func TestAPITopics(t *testing.T) {
 	}
 
 	a.produce("orders", map[string]any{"body": "a", "queue_id": 1})
-	var d apiTopicDetail
+	var d protocol.HTTPTopicDetail
 	waitFor(t, 5*time.Second, "dispatch", func() bool {
 		a.ok("GET", "/v1/topics/orders", nil, 200, &d)
 		return len(d.Queues) == 2 && d.Queues[1].MaxOffset == 1

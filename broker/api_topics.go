@@ -2,10 +2,7 @@ package broker
 
 import (
 	"fmt"
-	"net/url"
 	"time"
-
-	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
@@ -13,13 +10,6 @@ import (
 
 // apiTopic is a topic's config as the HTTP API shows it.
 type apiTopic = protocol.HTTPTopic
-
-// apiTopicDetail adds the queues' offsets.
-type apiTopicDetail = protocol.HTTPTopicDetail
-
-// apiTopicInput is the body of POST /v1/topics and PUT /v1/topics/{topic}.
-// Absent fields keep their current (or default) value.
-type apiTopicInput = protocol.HTTPTopicInput
 
 func topicOut(tc TopicConfig) apiTopic {
 	return apiTopic{Name: tc.TopicName, ReadQueues: tc.ReadQueueNums, WriteQueues: tc.WriteQueueNums,
@@ -45,11 +35,11 @@ func parsePerm(s string, old int32) (int32, error) {
 	case "w":
 		return base | protocol.PermWrite, nil
 	}
-	return 0, fmt.Errorf("%w: perm %q: want rw, r or w", errBadInput, s)
+	return 0, fmt.Errorf("%w: perm %q: want rw, r or w", protocol.ErrHTTPBadInput, s)
 }
 
 // applyTopicInput merges the input into tc.
-func applyTopicInput(in *apiTopicInput, tc *TopicConfig) error {
+func applyTopicInput(in *protocol.HTTPTopicInput, tc *TopicConfig) error {
 	if in.ReadQueues != nil {
 		tc.ReadQueueNums = *in.ReadQueues
 	}
@@ -69,111 +59,90 @@ func applyTopicInput(in *apiTopicInput, tc *TopicConfig) error {
 	if in.DedupWindow != nil {
 		d, err := parseDuration(*in.DedupWindow)
 		if err != nil || d < 0 {
-			return fmt.Errorf("%w: dedup_window %q: want a duration such as 10m, or 0 for off", errBadInput, *in.DedupWindow)
+			return fmt.Errorf("%w: dedup_window %q: want a duration such as 10m, or 0 for off", protocol.ErrHTTPBadInput, *in.DedupWindow)
 		}
 		tc.DedupWindowMs = d.Milliseconds()
 	}
 	return nil
 }
 
-func (b *Broker) apiListTopics(ctx *fasthttp.RequestCtx, _ apiParams) {
-	out := []apiTopic{}
-	for _, name := range b.topics.names() {
-		if tc, ok := b.topics.get(name); ok {
+// HTTPTopicsView is the broker's topic administration as the HTTP API
+// serves it.
+type HTTPTopicsView struct{ b *Broker }
+
+// List lists the topics.
+func (v HTTPTopicsView) List() []protocol.HTTPTopic {
+	out := []protocol.HTTPTopic{}
+	for _, name := range v.b.topics.names() {
+		if tc, ok := v.b.topics.get(name); ok {
 			out = append(out, topicOut(tc))
 		}
 	}
-	writeJSON(ctx, fasthttp.StatusOK, out)
+	return out
 }
 
-func (b *Broker) apiCreateTopic(ctx *fasthttp.RequestCtx, _ apiParams) {
-	var in apiTopicInput
-	if err := decodeBody(ctx, &in); err != nil {
-		writeProblem(ctx, err)
-		return
-	}
+// Create creates the topic in.Name with the default queue count unless in
+// says otherwise.
+func (v HTTPTopicsView) Create(in protocol.HTTPTopicInput) (protocol.HTTPTopic, error) {
+	b := v.b
 	if err := ValidateTopic(in.Name); err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.HTTPTopic{}, err
 	}
 	if err := b.checkTopicAdmin(in.Name, false); err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.HTTPTopic{}, err
 	}
 	if _, ok := b.topics.get(in.Name); ok {
-		writeProblem(ctx, fmt.Errorf("%w: %s", errTopicExists, in.Name))
-		return
+		return protocol.HTTPTopic{}, fmt.Errorf("%w: %s", protocol.ErrHTTPTopicExists, in.Name)
 	}
 	n := b.c().DefaultTopicQueueNums
 	tc := TopicConfig{TopicName: in.Name, ReadQueueNums: n, WriteQueueNums: n,
 		Perm: protocol.PermRead | protocol.PermWrite, TopicFilterType: remoting.TopicFilterSingleTag}
 	if err := applyTopicInput(&in, &tc); err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.HTTPTopic{}, err
 	}
 	if err := b.CreateTopic(tc); err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.HTTPTopic{}, err
 	}
 	b.log.Info().Str("topic", tc.TopicName).Int32("queues", tc.WriteQueueNums).Msg("topic created over HTTP")
 	cur, _ := b.topics.get(tc.TopicName)
-	writeJSON(ctx, fasthttp.StatusCreated, topicOut(cur))
+	return topicOut(cur), nil
 }
 
-func (b *Broker) apiGetTopic(ctx *fasthttp.RequestCtx, p apiParams) {
-	name := p.get("topic")
-	tc, ok := b.topics.get(name)
+// Get is a topic with its queues' offsets.
+func (v HTTPTopicsView) Get(name string) (protocol.HTTPTopicDetail, error) {
+	tc, ok := v.b.topics.get(name)
 	if !ok {
-		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, name))
-		return
+		return protocol.HTTPTopicDetail{}, fmt.Errorf("%w: %s", ErrTopicNotFound, name)
 	}
-	st, err := b.TopicStats(name)
+	st, err := v.b.TopicStats(name)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.HTTPTopicDetail{}, err
 	}
-	writeJSON(ctx, fasthttp.StatusOK, apiTopicDetail{HTTPTopic: topicOut(tc), Queues: st})
+	return protocol.HTTPTopicDetail{HTTPTopic: topicOut(tc), Queues: st}, nil
 }
 
-func (b *Broker) apiUpdateTopic(ctx *fasthttp.RequestCtx, p apiParams) {
-	name := p.get("topic")
-	var in apiTopicInput
-	if err := decodeBody(ctx, &in); err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	if in.Name != "" && in.Name != name {
-		writeProblem(ctx, fmt.Errorf("%w: body names topic %q, the path %q (topics cannot be renamed)", errBadInput, in.Name, name))
-		return
-	}
-	tc, ok := b.topics.get(name)
+// Update changes the fields in sets.
+func (v HTTPTopicsView) Update(name string, in protocol.HTTPTopicInput) (protocol.HTTPTopic, error) {
+	tc, ok := v.b.topics.get(name)
 	if !ok {
-		writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, name))
-		return
+		return protocol.HTTPTopic{}, fmt.Errorf("%w: %s", ErrTopicNotFound, name)
 	}
 	if err := applyTopicInput(&in, &tc); err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.HTTPTopic{}, err
 	}
-	if err := b.CreateTopic(tc); err != nil {
-		writeProblem(ctx, err)
-		return
+	if err := v.b.CreateTopic(tc); err != nil {
+		return protocol.HTTPTopic{}, err
 	}
-	cur, _ := b.topics.get(name)
-	writeJSON(ctx, fasthttp.StatusOK, topicOut(cur))
+	cur, _ := v.b.topics.get(name)
+	return topicOut(cur), nil
 }
 
-func (b *Broker) apiDeleteTopic(ctx *fasthttp.RequestCtx, p apiParams) {
-	name := p.get("topic")
-	if protocol.IsDLQTopic(name) && string(ctx.QueryArgs().Peek("confirm")) != name {
-		writeProblem(ctx, fmt.Errorf("%w: deleting %s deletes its dead letters: repeat with ?confirm=%s", errBadInput, name, url.QueryEscape(name)))
-		return
+// Delete deletes a topic and forgets its receive leases.
+func (v HTTPTopicsView) Delete(name string) error {
+	if err := v.b.DeleteTopic(name); err != nil {
+		return err
 	}
-	if err := b.DeleteTopic(name); err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	b.api.leases.forgetTopic(name)
-	b.log.Info().Str("topic", name).Msg("topic deleted over HTTP")
-	ctx.SetStatusCode(fasthttp.StatusNoContent)
+	v.b.api.leases.forgetTopic(name)
+	v.b.log.Info().Str("topic", name).Msg("topic deleted over HTTP")
+	return nil
 }

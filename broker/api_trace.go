@@ -8,15 +8,13 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"github.com/ferrymq/ferry/protocol"
 	"math/rand/v2"
 	"sort"
-
-	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
 	"github.com/ferrymq/ferry/dlq"
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // maxTraceScan bounds the retry and dead-letter records one trace reads.
@@ -129,45 +127,16 @@ func (b *Broker) findOriginal(c protocol.Record) (protocol.Record, bool) {
 	return orig, found
 }
 
-// apiTraceCopy is a copy of the message in a retry or dead-letter topic.
-type apiTraceCopy struct {
-	Group          string `json:"group"`
-	Topic          string `json:"topic"`
-	QueueID        int32  `json:"queue_id"`
-	QueueOffset    int64  `json:"queue_offset"`
-	OffsetMsgID    string `json:"offset_msg_id"`
-	StoredAtMs     int64  `json:"stored_at_ms"`
-	ReconsumeTimes int32  `json:"reconsume_times"`
-}
-
-// apiTraceGroup is one group's progress past the message's queue.
-type apiTraceGroup struct {
-	Group           string `json:"group"`
-	CommittedOffset int64  `json:"committed_offset"`
-	Consumed        bool   `json:"consumed"`
-	Online          int    `json:"online_clients"`
-}
-
-// apiTrace is the life of a message.
-type apiTrace struct {
-	Message    apiMessage      `json:"message"`
-	Scheduled  *apiMessage     `json:"scheduled,omitempty"` // the copy waiting in the schedule or timer topic
-	Groups     []apiTraceGroup `json:"groups"`
-	Retries    []apiTraceCopy  `json:"retries"`
-	DeadLetter []apiTraceCopy  `json:"dead_letters"`
-	Resent     []apiTraceCopy  `json:"resent"` // later copies in the original topic (resent dead letters or messages)
-	Scanned    int             `json:"scanned"`
-	Truncated  bool            `json:"truncated"`
-}
-
-func (b *Broker) apiMessageTrace(ctx *fasthttp.RequestCtx, p apiParams) {
-	orig, _, err := b.originalRecord(p.get("msgId"))
+// Trace is the life of a message: the groups past it, its copies in
+// retry and dead-letter topics, resent copies.
+func (v HTTPMessagesView) Trace(id string) (protocol.HTTPTrace, error) {
+	b := v.b
+	orig, _, err := b.originalRecord(id)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.HTTPTrace{}, err
 	}
-	t := apiTrace{Message: b.messageOut(orig), Groups: []apiTraceGroup{}, Retries: []apiTraceCopy{},
-		DeadLetter: []apiTraceCopy{}, Resent: []apiTraceCopy{}}
+	t := protocol.HTTPTrace{Message: b.messageOut(orig), Groups: []protocol.HTTPTraceGroup{}, Retries: []protocol.HTTPTraceCopy{},
+		DeadLetter: []protocol.HTTPTraceCopy{}, Resent: []protocol.HTTPTraceCopy{}}
 	topic := string(orig.Topic)
 	if topic == protocol.ScheduleTopic || topic == protocol.TimerTopic {
 		s := t.Message
@@ -184,7 +153,7 @@ func (b *Broker) apiMessageTrace(ctx *fasthttp.RequestCtx, p apiParams) {
 			if !ok {
 				continue
 			}
-			t.Groups = append(t.Groups, apiTraceGroup{Group: g, CommittedOffset: off, Consumed: off > orig.QueueOffset,
+			t.Groups = append(t.Groups, protocol.HTTPTraceGroup{Group: g, CommittedOffset: off, Consumed: off > orig.QueueOffset,
 				Online: len(b.clients.consumerIDs(g))})
 		}
 	}
@@ -193,7 +162,7 @@ func (b *Broker) apiMessageTrace(ctx *fasthttp.RequestCtx, p apiParams) {
 		id, _ := rec.Property(protocol.PropUniqKey)
 		return id == uniq && rec.PhysicalOffset != orig.PhysicalOffset
 	}
-	collect := func(group, topic string, dst *[]apiTraceCopy) {
+	collect := func(group, topic string, dst *[]protocol.HTTPTraceCopy) {
 		tc, ok := b.topics.get(topic)
 		if !ok {
 			return
@@ -205,7 +174,7 @@ func (b *Broker) apiMessageTrace(ctx *fasthttp.RequestCtx, p apiParams) {
 			}
 			n, _ := b.scanQueue(topic, q, from, budget, func(rec protocol.Record, qo int64) bool {
 				if same(rec) {
-					*dst = append(*dst, apiTraceCopy{Group: group, Topic: topic, QueueID: q, QueueOffset: qo,
+					*dst = append(*dst, protocol.HTTPTraceCopy{Group: group, Topic: topic, QueueID: q, QueueOffset: qo,
 						OffsetMsgID: protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
 						StoredAtMs:  rec.StoreTimestamp, ReconsumeTimes: rec.ReconsumeTimes})
 				}
@@ -227,78 +196,62 @@ func (b *Broker) apiMessageTrace(ctx *fasthttp.RequestCtx, p apiParams) {
 		// id index, newest first, so only the latest one is certain.
 		if raw, err := b.MessageByID(uniq); err == nil {
 			if rec, err := protocol.Decode(raw); err == nil && string(rec.Topic) == topic && rec.PhysicalOffset != orig.PhysicalOffset {
-				t.Resent = append(t.Resent, apiTraceCopy{Topic: topic, QueueID: rec.QueueID, QueueOffset: rec.QueueOffset,
+				t.Resent = append(t.Resent, protocol.HTTPTraceCopy{Topic: topic, QueueID: rec.QueueID, QueueOffset: rec.QueueOffset,
 					OffsetMsgID: protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
 					StoredAtMs:  rec.StoreTimestamp, ReconsumeTimes: rec.ReconsumeTimes})
 			}
 		}
 	}
-	byTime := func(c []apiTraceCopy) {
+	byTime := func(c []protocol.HTTPTraceCopy) {
 		sort.Slice(c, func(i, j int) bool { return c[i].StoredAtMs < c[j].StoredAtMs })
 	}
 	byTime(t.Retries)
 	byTime(t.DeadLetter)
-	writeJSON(ctx, fasthttp.StatusOK, t)
+	return t, nil
 }
 
-// apiMessageResend stores a copy of a message again: into a group's retry
-// topic ({"group": G}: only that group receives it) or into its original
-// topic ({}: every subscribed group does).
-func (b *Broker) apiMessageResend(ctx *fasthttp.RequestCtx, p apiParams) {
+// Resend stores a copy of a message again: into a group's retry topic
+// (group set: only that group receives it) or into its original topic
+// (every subscribed group does).
+func (v HTTPMessagesView) Resend(id, group string) (map[string]any, error) {
+	b := v.b
 	if err := b.checkWritable(); err != nil {
-		writeProblem(ctx, err)
-		return
+		return nil, err
 	}
-	var in struct {
-		Group string `json:"group"`
-	}
-	if len(ctx.PostBody()) > 0 {
-		if err := decodeBody(ctx, &in); err != nil {
-			writeProblem(ctx, err)
-			return
-		}
-	}
-	orig, _, err := b.originalRecord(p.get("msgId"))
+	orig, _, err := b.originalRecord(id)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return nil, err
 	}
 	var m commitlog.Message
-	if in.Group != "" {
-		if _, err := b.needGroup(in.Group); err != nil {
-			writeProblem(ctx, err)
-			return
+	if group != "" {
+		if _, err := b.needGroup(group); err != nil {
+			return nil, err
 		}
-		if _, err := b.ensureGroupTopic(protocol.RetryTopic(in.Group)); err != nil {
-			writeProblem(ctx, err)
-			return
+		if _, err := b.ensureGroupTopic(protocol.RetryTopic(group)); err != nil {
+			return nil, err
 		}
-		m = dlq.ResendMessage(orig, in.Group, dlq.ToRetry, 0)
+		m = dlq.ResendMessage(orig, group, dlq.ToRetry, 0)
 	} else {
 		dest := dlq.OriginalTopic(orig)
 		tc, ok := b.topics.get(dest)
 		switch {
 		case !ok:
-			writeProblem(ctx, fmt.Errorf("%w: %s", ErrTopicNotFound, dest))
-			return
+			return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, dest)
 		case protocol.IsReservedTopic(dest) || isRetryOrDLQ(dest):
-			writeProblem(ctx, fmt.Errorf("%w: message %s is in %s; give the group to resend it to", errBadInput, p.get("msgId"), dest))
-			return
+			return nil, fmt.Errorf("%w: message %s is in %s; give the group to resend it to", protocol.ErrHTTPBadInput, id, dest)
 		case !protocol.PermWritable(tc.Perm) || tc.WriteQueueNums <= 0:
-			writeProblem(ctx, fmt.Errorf("%w: topic %s is not writable", errNoPermission, dest))
-			return
+			return nil, fmt.Errorf("%w: topic %s is not writable", ErrNoPermission, dest)
 		}
 		m = dlq.ResendMessage(orig, "", dlq.ToOriginalTopic, rand.Int32N(tc.WriteQueueNums))
 	}
 	m.StoreHost = b.storeHost
 	res, err := b.clog.Append([]commitlog.Message{m}, nil)
 	if err != nil && !(errors.Is(err, commitlog.ErrFlushTimeout) && len(res) == 1) {
-		writeProblem(ctx, err)
-		return
+		return nil, err
 	}
 	b.metrics.messagesIn(m.Topic, 1, len(m.Body))
-	writeJSON(ctx, fasthttp.StatusOK, map[string]any{"topic": m.Topic, "queue_id": m.QueueID, "queue_offset": res[0].QueueOffset,
-		"offset_msg_id": protocol.OffsetMsgID(b.storeHost, res[0].Offset)})
+	return map[string]any{"topic": m.Topic, "queue_id": m.QueueID, "queue_offset": res[0].QueueOffset,
+		"offset_msg_id": protocol.OffsetMsgID(b.storeHost, res[0].Offset)}, nil
 }
 
 // messagesByTime reads up to n messages of topic stored between begin and
@@ -313,7 +266,7 @@ func (b *Broker) messagesByTime(topic string, begin, end int64, n int) ([]apiMes
 		end = 1<<63 - 1
 	}
 	if end < begin {
-		return nil, fmt.Errorf("%w: end_ms %d is before begin_ms %d", errBadInput, end, begin)
+		return nil, fmt.Errorf("%w: end_ms %d is before begin_ms %d", protocol.ErrHTTPBadInput, end, begin)
 	}
 	var out []apiMessage
 	for q := int32(0); q < max(tc.ReadQueueNums, tc.WriteQueueNums); q++ {

@@ -25,7 +25,7 @@ func TestAPIMessageTrace(t *testing.T) {
 	// audit has consumed past it, billing's offset moved past it too.
 	a.ok("PUT", "/v1/groups/audit/offsets", map[string]any{"offsets": []map[string]any{{"topic": "pay", "queue_id": 0, "offset": 1}}}, 200, nil)
 
-	var tr apiTrace
+	var tr protocol.HTTPTrace
 	waitFor(t, 10*time.Second, "the dead letter in the trace", func() bool {
 		a.ok("GET", "/v1/messages/"+id+"/trace", nil, 200, &tr)
 		return len(tr.DeadLetter) == 1
@@ -40,7 +40,7 @@ func TestAPIMessageTrace(t *testing.T) {
 	if d := tr.DeadLetter[0]; d.Group != "billing" || d.Topic != "%DLQ%billing" || d.ReconsumeTimes != 3 {
 		t.Fatalf("dead letter %+v", d)
 	}
-	groups := map[string]apiTraceGroup{}
+	groups := map[string]protocol.HTTPTraceGroup{}
 	for _, g := range tr.Groups {
 		groups[g.Group] = g
 	}
@@ -51,7 +51,7 @@ func TestAPIMessageTrace(t *testing.T) {
 		t.Fatalf("trace %+v", tr)
 	}
 	// A dead letter's id leads to the same trace.
-	var tr2 apiTrace
+	var tr2 protocol.HTTPTrace
 	a.ok("GET", "/v1/messages/"+tr.DeadLetter[0].OffsetMsgID+"/trace", nil, 200, &tr2)
 	if tr2.Message.CommitlogOffset != tr.Message.CommitlogOffset || len(tr2.Retries) != 2 {
 		t.Fatalf("trace by dead-letter id %+v", tr2)
@@ -88,7 +88,7 @@ func TestAPITraceDelayed(t *testing.T) {
 	_, a := testHTTPBroker(t, nil)
 	a.ok("POST", "/v1/topics", map[string]any{"name": "later"}, 201, nil)
 	res := a.produce("later", map[string]any{"body": "x", "deliver_at_ms": time.Now().Add(time.Hour).UnixMilli()})
-	var tr apiTrace
+	var tr protocol.HTTPTrace
 	waitFor(t, 10*time.Second, "the message indexed", func() bool {
 		r := a.do("GET", "/v1/messages/"+res.Results[0].MsgID+"/trace", nil, "")
 		if r.status != 200 {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -41,16 +39,6 @@ func (b *Broker) handleTxList(c *remoting.Conn, req *remoting.Command) {
 		return
 	}
 	b.replyJSON(c, req, list)
-}
-
-// apiTransactions serves GET /v1/transactions.
-func (b *Broker) apiTransactions(ctx *fasthttp.RequestCtx, _ apiParams) {
-	list, err := b.Transactions()
-	if err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	writeJSON(ctx, fasthttp.StatusOK, list)
 }
 
 // handleProducerList serves FERRY_PRODUCER_LIST.

@@ -30,8 +30,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/protocol"
 )
@@ -51,8 +49,6 @@ const (
 	maxHTTPTxTimeout     = time.Hour
 	httpTxRemember       = 10 * time.Minute
 )
-
-var errTxEnded = &apiErr{409, protocol.ProblemTxEnded, "transaction-ended", "transaction already ended"}
 
 // Outcomes of an HTTP transaction.
 const (
@@ -94,33 +90,26 @@ type HTTPTxInfo struct {
 	Messages  int    `json:"messages,omitempty"`
 }
 
-func (b *Broker) apiTxBegin(ctx *fasthttp.RequestCtx, p apiParams) {
+// HTTPTxView is the broker's HTTP transactions.
+type HTTPTxView struct{ b *Broker }
+
+// Begin begins a transaction on topic that expires after timeout (a
+// duration; "" for DefaultHTTPTxTimeout).
+func (v HTTPTxView) Begin(topic, timeoutText string) (HTTPTxInfo, error) {
+	b := v.b
 	if err := b.checkWritable(); err != nil {
-		writeProblem(ctx, err)
-		return
-	}
-	topic := p.get("topic")
-	var in struct {
-		Timeout string `json:"timeout"`
-	}
-	if len(ctx.PostBody()) > 0 {
-		if err := decodeBody(ctx, &in); err != nil {
-			writeProblem(ctx, err)
-			return
-		}
+		return HTTPTxInfo{}, err
 	}
 	timeout := DefaultHTTPTxTimeout
-	if in.Timeout != "" {
-		d, err := parseDuration(in.Timeout)
+	if timeoutText != "" {
+		d, err := parseDuration(timeoutText)
 		if err != nil || d < minHTTPTxTimeout || d > maxHTTPTxTimeout {
-			writeProblem(ctx, fmt.Errorf("%w: timeout %q: want a duration from %v to %v", errBadInput, in.Timeout, minHTTPTxTimeout, maxHTTPTxTimeout))
-			return
+			return HTTPTxInfo{}, fmt.Errorf("%w: timeout %q: want a duration from %v to %v", protocol.ErrHTTPBadInput, timeoutText, minHTTPTxTimeout, maxHTTPTxTimeout)
 		}
 		timeout = d
 	}
 	if _, err := b.resolveSendTopic(&sendHeader{topic: topic, queueID: -1}); err != nil {
-		writeProblem(ctx, err)
-		return
+		return HTTPTxInfo{}, err
 	}
 	var raw [16]byte
 	_, _ = rand.Read(raw[:])
@@ -131,13 +120,13 @@ func (b *Broker) apiTxBegin(ctx *fasthttp.RequestCtx, p apiParams) {
 	}
 	b.txn.http[t.id] = t
 	b.txn.httpMu.Unlock()
-	writeJSON(ctx, fasthttp.StatusCreated, HTTPTxInfo{ID: t.id, Topic: topic, ExpiresMs: t.expires.UnixMilli(), State: "open"})
+	return HTTPTxInfo{ID: t.id, Topic: topic, ExpiresMs: t.expires.UnixMilli(), State: "open"}, nil
 }
 
 // httpTxOf finds the transaction id of topic: one this process knows, or
 // one whose halves the log holds.
 func (b *Broker) httpTxOf(topic, id string) (*httpTx, error) {
-	notFound := fmt.Errorf("%w: transaction %s of topic %s", errRouteNotFound, id, topic)
+	notFound := fmt.Errorf("%w: transaction %s of topic %s", protocol.ErrHTTPRouteNotFound, id, topic)
 	b.txn.httpMu.Lock()
 	t := b.txn.http[id]
 	b.txn.httpMu.Unlock()
@@ -182,11 +171,13 @@ func (t *httpTx) endedLocked(now time.Time) string {
 	return t.ended
 }
 
-func (b *Broker) apiTxSend(ctx *fasthttp.RequestCtx, p apiParams) {
-	t, err := b.httpTxOf(p.get("topic"), p.get("id"))
+// Send stores messages into transaction id of topic as Produce does;
+// read reads the request once the transaction is known to be open.
+func (v HTTPTxView) Send(topic, id string, read func() (ProduceRequest, error)) (protocol.HTTPProduceResponse, []error, error) {
+	b := v.b
+	t, err := b.httpTxOf(topic, id)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return protocol.HTTPProduceResponse{}, nil, err
 	}
 	t.send.RLock()
 	defer t.send.RUnlock()
@@ -194,32 +185,26 @@ func (b *Broker) apiTxSend(ctx *fasthttp.RequestCtx, p apiParams) {
 	ended := t.endedLocked(time.Now())
 	b.txn.httpMu.Unlock()
 	if ended != "" {
-		writeProblem(ctx, fmt.Errorf("%w: transaction %s is %s", errTxEnded, t.id, ended))
-		return
+		return protocol.HTTPProduceResponse{}, nil, fmt.Errorf("%w: transaction %s is %s", protocol.ErrHTTPTxEnded, t.id, ended)
 	}
-	b.produceHTTP(ctx, t.topic, t)
+	return b.produce(read, t)
 }
 
-func (b *Broker) apiTxCommit(ctx *fasthttp.RequestCtx, p apiParams) {
-	b.endHTTPTx(ctx, p, txCommitted)
-}
-
-func (b *Broker) apiTxAbort(ctx *fasthttp.RequestCtx, p apiParams) {
-	b.endHTTPTx(ctx, p, txAborted)
-}
-
-// endHTTPTx commits or aborts a transaction: its open halves are closed
-// in one append. Ending it again the same way answers the same; the
-// other way (or after it expired) is a conflict.
-func (b *Broker) endHTTPTx(ctx *fasthttp.RequestCtx, p apiParams, outcome string) {
+// End commits (commit) or aborts a transaction: its open halves are
+// closed in one append. Ending it again the same way answers the same;
+// the other way (or after it expired) is a conflict.
+func (v HTTPTxView) End(topic, id string, commit bool) (HTTPTxInfo, error) {
+	b := v.b
+	outcome := txAborted
+	if commit {
+		outcome = txCommitted
+	}
 	if err := b.checkWritable(); err != nil {
-		writeProblem(ctx, err)
-		return
+		return HTTPTxInfo{}, err
 	}
-	t, err := b.httpTxOf(p.get("topic"), p.get("id"))
+	t, err := b.httpTxOf(topic, id)
 	if err != nil {
-		writeProblem(ctx, err)
-		return
+		return HTTPTxInfo{}, err
 	}
 	t.send.Lock() // no send into t is under way from here on
 	defer t.send.Unlock()
@@ -229,12 +214,10 @@ func (b *Broker) endHTTPTx(ctx *fasthttp.RequestCtx, p apiParams, outcome string
 	b.txn.httpMu.Unlock()
 	if ended == outcome {
 		info.State = ended
-		writeJSON(ctx, fasthttp.StatusOK, info)
-		return
+		return info, nil
 	}
 	if ended != "" {
-		writeProblem(ctx, fmt.Errorf("%w: transaction %s is %s", errTxEnded, t.id, ended))
-		return
+		return HTTPTxInfo{}, fmt.Errorf("%w: transaction %s is %s", protocol.ErrHTTPTxEnded, t.id, ended)
 	}
 	op := protocol.TransactionOpCommit
 	if outcome == txAborted {
@@ -254,14 +237,13 @@ func (b *Broker) endHTTPTx(ctx *fasthttp.RequestCtx, p apiParams, outcome string
 	b.txn.mu.Unlock()
 	if err != nil {
 		b.log.Warn().Err(err).Str("transaction", t.id).Msg("end an HTTP transaction")
-		writeProblem(ctx, err)
-		return
+		return HTTPTxInfo{}, err
 	}
 	b.txn.httpMu.Lock()
 	t.ended, t.endedAt = outcome, time.Now()
 	b.txn.httpMu.Unlock()
 	info.State, info.Messages = outcome, len(halves)
-	writeJSON(ctx, fasthttp.StatusOK, info)
+	return info, nil
 }
 
 // expireHTTPTxLocked rolls back the halves of HTTP transactions whose

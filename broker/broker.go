@@ -1,5 +1,6 @@
 // Package broker is Ferry's message broker: it serves the RocketMQ 4.x
-// remoting protocol and an HTTP API over the shared commitlog and its
+// remoting protocol, and the HTTP API through the server package httpapi
+// mounts on it (WithHTTP, httpviews.go), over the shared commitlog and its
 // consume queues, keeps topic, group and offset metadata in pebble, tracks
 // producers and consumers, holds long-polling pulls, and registers itself
 // with the name servers.
@@ -14,9 +15,9 @@
 // # Goroutines
 //
 // Owned by the Broker and stopped by Shutdown: the remoting accept loop
-// (and the server's per-connection goroutines), the HTTP server, the name
-// server registration loop, the housekeeping loop (client expiry, offset
-// flush, retention). Held pulls have no goroutine: the consume queue's
+// (and the server's per-connection goroutines), the HTTP server the
+// WithHTTP mount started, the name server registration loop, the
+// housekeeping loop (client expiry, offset flush, retention). Held pulls have no goroutine: the consume queue's
 // dispatcher answers them (hold.go). The commitlog's flusher and the
 // consume queue's dispatcher are owned by those stores.
 //
@@ -32,7 +33,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"strconv"
 	"sync"
@@ -99,12 +99,11 @@ type Broker struct {
 	clusterSecret string
 	ln            net.Listener
 	nsClient      *remoting.Client
-	http          *httpServer
-	api           apiState  // HTTP API state: receive leases, held long polls (api_consume.go)
-	holds         pullHolds // pulls held by long polling (hold.go)
-	stats         statsRing // the last 15 minutes of counters, for the console (stats.go)
-	peerOnce      sync.Once
-	peerHC        *http.Client // other brokers' HTTP APIs, for /v1/cluster (api_cluster.go)
+	httpMount     HTTPMount  // nil: no HTTP port (httpviews.go)
+	http          HTTPServer // nil: no HTTP port
+	api           apiState   // HTTP API state: receive leases, held long polls (api_consume.go)
+	holds         pullHolds  // pulls held by long polling (hold.go)
+	stats         statsRing  // the last 15 minutes of counters, for the console (stats.go)
 
 	storeHost netip.AddrPort // advertised ip:port, also STOREHOST of records
 	addr      string         // storeHost as text
@@ -346,23 +345,24 @@ func (b *Broker) Start() error {
 		IdleTimeout: b.cfg.IdleTimeout.D(), ReadTimeout: b.cfg.ReadTimeout.D(),
 		MaxConns: b.cfg.MaxConnections, MaxConnsPerAddr: b.cfg.MaxConnectionsPerAddr})
 	b.nsClient = remoting.NewClient(remoting.ClientConfig{Logger: zslog.New(b.log), Credentials: b.nsCredentials(), TLS: b.nsTLS})
-	if b.cfg.HTTPPort >= 0 {
-		if b.http, err = b.startHTTP(); err != nil {
+	if b.httpMount != nil && b.cfg.HTTPPort >= 0 {
+		if b.http, err = b.httpMount(b.httpViews()); err != nil {
+			b.http = nil
 			ln.Close()
-			return err
+			return fmt.Errorf("broker: %w", err)
 		}
 	}
 	if err := b.openDelay(); err != nil {
 		ln.Close()
 		if b.http != nil {
-			b.http.shutdown()
+			b.http.Shutdown()
 		}
 		return err
 	}
 	if err := b.repl.start(); err != nil {
 		ln.Close()
 		if b.http != nil {
-			b.http.shutdown()
+			b.http.Shutdown()
 		}
 		return err
 	}
@@ -389,7 +389,7 @@ func (b *Broker) Start() error {
 	ev := b.log.Info().Str("addr", b.addr).Str("listen", ln.Addr().String()).Str("flush", b.cfg.Flush).
 		Str("data_dir", b.cfg.DataDir).Int64("startup_ms", time.Since(b.startedAt).Milliseconds())
 	if b.http != nil {
-		ev = ev.Str("http", b.http.addr)
+		ev = ev.Str("http", b.http.Addr())
 	}
 	ev.Msg("broker ready")
 	return nil
@@ -398,12 +398,13 @@ func (b *Broker) Start() error {
 // Addr is the advertised address clients use ("ip:port").
 func (b *Broker) Addr() string { return b.addr }
 
-// HTTPAddr is the bound HTTP address, or "" when HTTP is off.
+// HTTPAddr is the bound HTTP address, or "" without HTTP (no WithHTTP,
+// or http_port -1).
 func (b *Broker) HTTPAddr() string {
 	if b.http == nil {
 		return ""
 	}
-	return b.http.addr
+	return b.http.Addr()
 }
 
 // Config returns the configuration in force.
@@ -431,7 +432,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 			b.repl.stop()
 		}
 		if b.http != nil {
-			b.http.shutdown()
+			b.http.Shutdown()
 		}
 		b.wg.Wait()
 		if b.delaySvc != nil {
@@ -496,7 +497,7 @@ func (b *Broker) writable() string {
 	case !b.accepting.Load():
 		return "broker is shutting down"
 	case b.drained.Load():
-		return drainedReason
+		return protocol.DrainedReason
 	case b.diskFullNow():
 		return b.diskFullReason()
 	case b.clog.Err() != nil:

@@ -34,6 +34,12 @@ func testBrokerWith(t *testing.T, dir string, mut func(*Config), opts ...Option)
 	if mut != nil {
 		mut(&cfg)
 	}
+	if cfg.HTTPPort >= 0 {
+		if testHTTP == nil {
+			t.Fatal("no HTTP server to mount")
+		}
+		opts = append([]Option{WithHTTP(testHTTP)}, opts...)
+	}
 	b, err := New(cfg, opts...)
 	if err != nil {
 		t.Fatal(err)

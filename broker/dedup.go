@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/ferrymq/ferry/protocol"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,10 +12,10 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/idempotence"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -370,16 +369,15 @@ func (b *Broker) appendDedupResults(msgs []commitlog.Message, window time.Durati
 // maxIdempotencyKeyLen bounds HTTP's Idempotency-Key header.
 const maxIdempotencyKeyLen = 255
 
-// setIdempotencyKeys gives msgs the request's Idempotency-Key header as
-// their idempotency key: the key itself for a request of one message,
+// setIdempotencyKeys gives msgs an HTTP request's Idempotency-Key header
+// as their idempotency key: the key itself for a request of one message,
 // key#i for message i of a batch (idx[j] is msgs[j]'s place in it).
-func setIdempotencyKeys(ctx *fasthttp.RequestCtx, msgs []commitlog.Message, idx []int, batch bool) error {
-	key := string(ctx.Request.Header.Peek("Idempotency-Key"))
+func setIdempotencyKeys(key string, msgs []commitlog.Message, idx []int, batch bool) error {
 	if key == "" {
 		return nil
 	}
 	if len(key) > maxIdempotencyKeyLen || !protocol.ValidPropertyText(key) {
-		return fmt.Errorf("%w: Idempotency-Key must be 1 to %d bytes without \\x01 or \\x02", errBadInput, maxIdempotencyKeyLen)
+		return fmt.Errorf("%w: Idempotency-Key must be 1 to %d bytes without \\x01 or \\x02", protocol.ErrHTTPBadInput, maxIdempotencyKeyLen)
 	}
 	for i := range msgs {
 		k := key

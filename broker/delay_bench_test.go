@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ferrymq/ferry/internal/apitest"
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -23,8 +24,8 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkDelayedDelivery -benchtime 1x -timeout 30m ./broker/
 func BenchmarkDelayedDelivery(b *testing.B) {
-	pending := envInt(b, "FERRY_BENCH_DELAY_PENDING", 1_000_000)
-	burstSecs := envInt(b, "FERRY_BENCH_DELAY_BURST_S", 10)
+	pending := apitest.EnvInt(b, "FERRY_BENCH_DELAY_PENDING", 1_000_000)
+	burstSecs := apitest.EnvInt(b, "FERRY_BENCH_DELAY_BURST_S", 10)
 	const rate = 10_000
 	for i := 0; i < b.N; i++ {
 		dir := b.TempDir()
@@ -139,16 +140,4 @@ func BenchmarkDelayedDelivery(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-}
-
-func envInt(b *testing.B, key string, def int) int {
-	v := os.Getenv(key)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n <= 0 {
-		b.Fatalf("%s=%q: want a positive integer", key, v)
-	}
-	return n
 }

@@ -1,10 +1,6 @@
 package broker
 
-import (
-	"time"
-
-	"github.com/valyala/fasthttp"
-)
+import "time"
 
 // Disk space. Sends are refused while the data disk is fuller than
 // DiskMaxUsedRatio, or while a write found it full (the commitlog undoes
@@ -78,26 +74,21 @@ func (b *Broker) diskFullReason() string {
 	return "data disk is full"
 }
 
-// serveReadyz answers the readiness probe. Ready means able to serve: a
-// broker that refuses sends (drained, disk full) still serves reads, so
-// /readyz answers 200 and says why sends are refused; /readyz?send=1
-// answers 503 then, for a probe that should route only producers.
-func (b *Broker) serveReadyz(ctx *fasthttp.RequestCtx) {
+// readiness says whether the broker is ready to serve, with the text of
+// the readiness probe. Ready means able to serve: a broker that refuses
+// sends (drained, disk full) still serves reads, so it is ready and says
+// why sends are refused; asked about sends too (forSend), it is not ready
+// then, for a probe that should route only producers.
+func (b *Broker) readiness(forSend bool) (bool, string) {
 	if !b.ready.Load() || !b.accepting.Load() {
-		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-		ctx.SetBodyString("not ready: starting or shutting down\n")
-		return
+		return false, "not ready: starting or shutting down"
 	}
 	why := b.writable()
 	switch {
 	case why == "":
-		ctx.SetStatusCode(fasthttp.StatusOK)
-		ctx.SetBodyString("ok\n")
-	case string(ctx.QueryArgs().Peek("send")) == "1":
-		ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-		ctx.SetBodyString("not ready for sends: " + why + "\n")
-	default:
-		ctx.SetStatusCode(fasthttp.StatusOK)
-		ctx.SetBodyString("ok: serving reads; sends refused: " + why + "\n")
+		return true, "ok"
+	case forSend:
+		return false, "not ready for sends: " + why
 	}
+	return true, "ok: serving reads; sends refused: " + why
 }

@@ -198,7 +198,8 @@ func (b *Broker) parkPull(h *heldPull) {
 	}
 }
 
-// httpPoll is one HTTP request's long poll. Its handler loops:
+// httpPoll is one HTTP request's long poll. Its reader (ReadQueue,
+// Receive: package httpapi's handlers call them) loops:
 //
 //	for {
 //		read the queues
@@ -239,7 +240,7 @@ func (p *httpPoll) over() bool { return p.stopping || !time.Now().Before(p.deadl
 func (p *httpPoll) wait(keys []holdKey) error {
 	if !p.counted {
 		if !p.b.apiWaitBegin() {
-			return fmt.Errorf("%w: too many long-polling requests held", errBusy)
+			return fmt.Errorf("%w: too many long-polling requests held", protocol.ErrHTTPBusy)
 		}
 		p.counted = true
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ferrymq/ferry/protocol"
 	"hash/maphash"
 	"math"
 	"sort"
@@ -16,10 +15,10 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/valyala/fasthttp"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/idempotence"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -545,11 +544,6 @@ func (b *Broker) producerSnapshots() {
 			}
 		}
 	}
-}
-
-// apiProducer is an idempotent producer as GET /v1/producers shows it.
-func (b *Broker) apiProducers(ctx *fasthttp.RequestCtx, _ apiParams) {
-	writeJSON(ctx, fasthttp.StatusOK, b.producerStates())
 }
 
 // producerStates lists the idempotent producers for GET /v1/producers

@@ -1,52 +1,26 @@
 package broker
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
-	"io"
-	"net"
-	"net/http"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/ferrymq/ferry/internal/apitest"
 )
 
-// logSink keeps a broker's log lines (zerolog writes one per Write).
-type logSink struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logSink) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	l.lines = append(l.lines, string(p))
-	l.mu.Unlock()
-	return len(p), nil
-}
-
-func (l *logSink) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "")
-}
-
-// loggedBroker starts a broker with HTTP whose log goes to the returned
-// buffer.
-func loggedBroker(t *testing.T, mut func(*Config)) (*Broker, *logSink) {
+// loggedBroker starts a broker whose log goes to the returned buffer.
+func loggedBroker(t *testing.T, mut func(*Config)) (*Broker, *apitest.LogSink) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port = "127.0.0.1", "127.0.0.1", 0
-	cfg.HTTPHost, cfg.HTTPPort = "127.0.0.1", 0
+	cfg.HTTPPort = -1
 	cfg.SegmentSize, cfg.MaxMessageSize = 16<<20, 1<<20
 	mut(&cfg)
-	var logs logSink
+	var logs apitest.LogSink
 	b, err := New(cfg, WithLogger(zerolog.New(&logs)))
 	if err != nil {
 		t.Fatal(err)
@@ -58,142 +32,18 @@ func loggedBroker(t *testing.T, mut func(*Config)) (*Broker, *logSink) {
 	return b, &logs
 }
 
-// closedWithin reports whether the server closes c within d, and when.
-func closedWithin(c net.Conn, d time.Duration) (time.Duration, bool) {
-	start := time.Now()
-	_ = c.SetReadDeadline(start.Add(d))
-	for {
-		_, err := c.Read(make([]byte, 4096))
-		if err != nil {
-			return time.Since(start), errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET)
-		}
-	}
-}
-
-func dial(t *testing.T, addr string) net.Conn {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
-}
-
-// fasthttp's own messages reach the broker's log as structured lines
-// without the request's contents.
-func TestFasthttpLogger(t *testing.T) {
-	b, logs := loggedBroker(t, func(c *Config) {})
-	for _, req := range []string{
-		"POST /v1/topics/T/messages HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\nsecret-payload",
-		"GET /livez HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: bogus\r\n\r\nsecret-payload",
-		"\x16\x03\x01secret-payload\r\n\r\n",
-	} {
-		c := dial(t, b.HTTPAddr())
-		if _, err := c.Write([]byte(req)); err != nil {
-			t.Fatal(err)
-		}
-		closedWithin(c, 5*time.Second)
-	}
-	waitFor(t, 5*time.Second, "fasthttp's lines", func() bool { return strings.Count(logs.String(), "http: connection error") == 3 })
-	for _, line := range strings.Split(strings.TrimSpace(logs.String()), "\n") {
-		var v map[string]any
-		if err := json.Unmarshal([]byte(line), &v); err != nil {
-			t.Fatalf("log line is not JSON: %q", line)
-		}
-		if strings.Contains(line, "secret") {
-			t.Fatalf("request contents in the log: %s", line)
-		}
-	}
-}
-
-// The HTTP port closes idle keep-alive connections and cuts off a client
-// that sends its request too slowly.
-func TestHTTPTimeouts(t *testing.T) {
-	b, _ := loggedBroker(t, func(c *Config) {
-		c.IdleTimeout, c.ReadTimeout = Duration(200*time.Millisecond), Duration(300*time.Millisecond)
-	})
-	c := dial(t, b.HTTPAddr())
-	if _, err := c.Write([]byte("GET /livez HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
-		t.Fatal(err)
-	}
-	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("livez: %v %v", resp, err)
-	}
-	if d, closed := closedWithin(c, 5*time.Second); !closed || d < 150*time.Millisecond {
-		t.Fatalf("idle keep-alive connection: closed %v after %v, want closed after the 200 ms idle timeout", closed, d)
-	}
-
-	slow := dial(t, b.HTTPAddr())
-	cut := make(chan time.Duration, 1)
-	start := time.Now()
-	go func() {
-		closedWithin(slow, 10*time.Second)
-		cut <- time.Since(start)
-	}()
-	req := []byte("GET /livez HTTP/1.1\r\nHost: x\r\nUser-Agent: trickle\r\n\r\n")
-	tick := time.NewTicker(20 * time.Millisecond) // the client's pace: 50 bytes a second
-	defer tick.Stop()
-	for i := range req {
-		select {
-		case d := <-cut:
-			if d < 250*time.Millisecond {
-				t.Fatalf("cut off after %v, before the read timeout", d)
-			}
-			return
-		case <-tick.C:
-		}
-		if _, err := slow.Write(req[i : i+1]); err != nil {
-			break
-		}
-	}
-	t.Fatalf("a request trickled over %v went through a 300 ms read timeout", time.Since(start))
-}
-
-// Connections over max_connections_per_addr or max_connections are closed
-// at once on both ports, with a log line naming the limit.
+// Connections over max_connections_per_addr are closed at once on the
+// remoting port, with a log line naming the limit (the HTTP port's:
+// package httpapi).
 func TestConnectionLimits(t *testing.T) {
 	b, logs := loggedBroker(t, func(c *Config) { c.MaxConnections, c.MaxConnectionsPerAddr = 3, 2 })
-	for _, port := range []struct{ name, addr string }{{"remoting", b.Addr()}, {"http", b.HTTPAddr()}} {
-		dial(t, port.addr)
-		dial(t, port.addr)
-		third := dial(t, port.addr)
-		if port.name == "http" {
-			_ = third.SetReadDeadline(time.Now().Add(5 * time.Second))
-			resp, err := http.ReadResponse(bufio.NewReader(third), nil)
-			if err != nil || resp.StatusCode != http.StatusServiceUnavailable {
-				t.Fatalf("http: a third connection from one address: %v %v, want a 503", resp, err)
-			}
-			body, _ := io.ReadAll(resp.Body)
-			if !strings.Contains(string(body), "too many connections from one address") {
-				t.Fatalf("http: 503 body %q", body)
-			}
-		}
-		if _, closed := closedWithin(third, 5*time.Second); !closed {
-			t.Fatalf("%s: a third connection from one address was kept (limit 2)", port.name)
-		}
-		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}
-		other, err := d.Dial("tcp", port.addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer other.Close()
-		if _, closed := closedWithin(other, 200*time.Millisecond); closed {
-			t.Fatalf("%s: a connection from another address was refused", port.name)
-		}
-		if !strings.Contains(logs.String(), `"port":"`+port.name+`"`) ||
-			!strings.Contains(logs.String(), "connection refused: too many connections from one address") {
-			t.Fatalf("%s: no refusal line:\n%s", port.name, logs.String())
-		}
-	}
+	apitest.CheckPerAddrLimit(t, b.Addr(), "remoting", logs, nil)
 }
 
 // The remoting port closes idle connections after idle_timeout.
 func TestRemotingIdleTimeout(t *testing.T) {
 	b, _ := loggedBroker(t, func(c *Config) { c.IdleTimeout = Duration(200 * time.Millisecond) })
-	if d, closed := closedWithin(dial(t, b.Addr()), 5*time.Second); !closed || d < 150*time.Millisecond {
+	if d, closed := apitest.ClosedWithin(apitest.Dial(t, b.Addr()), 5*time.Second); !closed || d < 150*time.Millisecond {
 		t.Fatalf("idle remoting connection: closed %v after %v, want closed after the 200 ms idle timeout", closed, d)
 	}
 }

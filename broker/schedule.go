@@ -149,7 +149,7 @@ func (b *Broker) DLQResend(group string, offsets []int64, target dlq.Target) (se
 				return sent, skipped, fmt.Errorf("%w: original topic %s of dead letter %d does not exist", ErrTopicNotFound, dest, qo)
 			}
 			if !protocol.PermWritable(tc.Perm) {
-				return sent, skipped, fmt.Errorf("%w: topic %s is not writable", errNoPermission, dest)
+				return sent, skipped, fmt.Errorf("%w: topic %s is not writable", ErrNoPermission, dest)
 			}
 			queue = rand.Int32N(tc.WriteQueueNums)
 		} else if _, err := b.ensureGroupTopic(protocol.RetryTopic(group)); err != nil {

@@ -2,11 +2,12 @@ package broker
 
 import (
 	"context"
-	"github.com/ferrymq/ferry/protocol"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/ferrymq/ferry/internal/apitest"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
 
@@ -22,7 +23,7 @@ func BenchmarkBatchSendACL(b *testing.B) {
 			cfg.ListenHost, cfg.AdvertiseHost, cfg.Port, cfg.HTTPPort = "127.0.0.1", "127.0.0.1", 0, -1
 			rc := remoting.ClientConfig{}
 			if mode != "off" {
-				cfg.ACLFile = aclFile(b)
+				cfg.ACLFile = apitest.ACLFile(b)
 				rc.Credentials = remoting.Credentials{AccessKey: "user-key", SecretKey: "user-secret"}
 				rc.Authenticate = mode == "conn-auth"
 			}

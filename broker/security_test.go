@@ -3,42 +3,19 @@ package broker
 import (
 	"context"
 	"encoding/json"
-	"github.com/ferrymq/ferry/protocol"
-	"sync"
-
-	"encoding/base64"
-	"github.com/rs/zerolog"
-	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/ferrymq/ferry/acl"
-	"github.com/ferrymq/ferry/certs"
+	"github.com/ferrymq/ferry/internal/apitest"
+	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
-
-const brokerACL = `
-accounts:
-  - accessKey: admin-key
-    secretKey: admin-secret
-    admin: true
-  - accessKey: user-key
-    secretKey: user-secret
-    topicPerms: [T=PUB|SUB]
-    groupPerms: [G=SUB]
-`
-
-func aclFile(t testing.TB) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "plain_acl.yml")
-	if err := os.WriteFile(path, []byte(brokerACL), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
 
 // TestEveryCodeHasAPermission: each request code the broker serves has a
 // row in the permission table.
@@ -55,7 +32,7 @@ func TestEveryCodeHasAPermission(t *testing.T) {
 // NO_PERMISSION with a remark naming the check, and the same connection
 // then serves a signed request.
 func TestRemotingACL(t *testing.T) {
-	path := aclFile(t)
+	path := apitest.ACLFile(t)
 	b := testBroker(t, t.TempDir(), func(c *Config) { c.ACLFile = path })
 	c := newClient(t, b)
 	send := func(creds remoting.Credentials, topic string) *remoting.Command {
@@ -98,107 +75,6 @@ func TestRemotingACL(t *testing.T) {
 	}
 }
 
-// TestHTTPACL checks every API route: refused without credentials (401)
-// and for an account without the permission (403), not refused for an
-// admin; the health endpoints stay open.
-func TestHTTPACL(t *testing.T) {
-	path := aclFile(t)
-	_, api := testHTTPBroker(t, func(c *Config) { c.ACLFile = path })
-	basic := func(user, pass string) string {
-		return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
-	}
-	call := func(method, path, auth string) int {
-		req, err := http.NewRequest(method, api.base+path, strings.NewReader(`{"topic":"X"}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if auth != "" {
-			req.Header.Set("Authorization", auth)
-		}
-		resp, err := api.c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	for _, r := range apiRoutes {
-		if _, ok := httpNeeds[r.method+" "+r.path]; !ok {
-			t.Errorf("%s %s has no permission row", r.method, r.path)
-		}
-		p := strings.NewReplacer("{topic}", "X", "{group}", "Y", "{queue}", "0", "{msgId}", "00").Replace(r.path)
-		if got := call(r.method, p, ""); got != http.StatusUnauthorized {
-			t.Errorf("%s %s without credentials: %d", r.method, p, got)
-		}
-		if got := call(r.method, p, basic("user-key", "wrong-secret")); got != http.StatusUnauthorized {
-			t.Errorf("%s %s with a wrong secret: %d", r.method, p, got)
-		}
-		if got := call(r.method, p, basic("user-key", "user-secret")); got != http.StatusForbidden {
-			t.Errorf("%s %s without permission: %d", r.method, p, got)
-		}
-		if got := call(r.method, p, basic("admin-key", "admin-secret")); got == http.StatusUnauthorized || got == http.StatusForbidden {
-			t.Errorf("%s %s as admin: %d", r.method, p, got)
-		}
-	}
-	// The user's own topic and group are allowed.
-	if got := call("POST", "/v1/topics/T/messages", basic("user-key", "user-secret")); got == http.StatusForbidden || got == http.StatusUnauthorized {
-		t.Errorf("produce to T: %d", got)
-	}
-	if got := call("GET", "/v1/groups/G/offsets", basic("user-key", "user-secret")); got == http.StatusForbidden || got == http.StatusUnauthorized {
-		t.Errorf("offsets of G: %d", got)
-	}
-	for _, p := range []string{"/livez", "/readyz", "/metrics"} {
-		if got := call("GET", p, ""); got != http.StatusOK {
-			t.Errorf("%s: %d, want open", p, got)
-		}
-	}
-	if got := call("GET", "/debug/pprof/", basic("admin-key", "admin-secret")); got == http.StatusOK {
-		t.Errorf("pprof served while off")
-	}
-}
-
-func TestHTTPMetricsAuthAndPprof(t *testing.T) {
-	path := aclFile(t)
-	_, api := testHTTPBroker(t, func(c *Config) { c.ACLFile, c.MetricsAuth, c.Pprof = path, true, true })
-	get := func(path, user, pass string) int {
-		req, _ := http.NewRequest("GET", api.base+path, nil)
-		if user != "" {
-			req.SetBasicAuth(user, pass)
-		}
-		resp, err := api.c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
-	if got := get("/metrics", "", ""); got != http.StatusUnauthorized {
-		t.Errorf("/metrics without credentials: %d", got)
-	}
-	if got := get("/metrics", "user-key", "user-secret"); got != http.StatusOK {
-		t.Errorf("/metrics with an account: %d", got)
-	}
-	if got := get("/debug/pprof/", "user-key", "user-secret"); got != http.StatusForbidden {
-		t.Errorf("pprof for a non-admin: %d", got)
-	}
-	if got := get("/debug/pprof/", "admin-key", "admin-secret"); got != http.StatusOK {
-		t.Errorf("pprof for an admin: %d", got)
-	}
-}
-
-func TestPprofOffWithoutACL(t *testing.T) {
-	_, api := testHTTPBroker(t, nil)
-	resp, err := api.c.Get(api.base + "/debug/pprof/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode == http.StatusOK {
-		t.Fatal("pprof served by default")
-	}
-}
-
 type lockedBuf struct {
 	mu sync.Mutex
 	b  strings.Builder
@@ -223,7 +99,7 @@ func TestAuditLog(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port, cfg.HTTPPort = "127.0.0.1", "127.0.0.1", 0, -1
 	cfg.SegmentSize, cfg.MaxMessageSize = 16<<20, 1<<20
-	cfg.ACLFile = aclFile(t)
+	cfg.ACLFile = apitest.ACLFile(t)
 	var logs lockedBuf
 	b, err := New(cfg, WithLogger(zerolog.New(&logs)))
 	if err != nil {
@@ -264,64 +140,12 @@ func TestAuditLog(t *testing.T) {
 	}
 }
 
-// TestHTTPPlainTextOnTLSPort: a plain-text HTTP client on the TLS port
-// fails, and the broker's log says why.
-func TestHTTPPlainTextOnTLSPort(t *testing.T) {
-	dir := t.TempDir()
-	certFile, keyFile, err := certs.WriteDev(dir, nil, 1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srvTLS, err := certs.Server(certFile, keyFile, "", zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
-	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port = "127.0.0.1", "127.0.0.1", 0
-	cfg.HTTPHost, cfg.HTTPPort = "127.0.0.1", 0
-	cfg.SegmentSize, cfg.MaxMessageSize = 16<<20, 1<<20
-	var logs lockedBuf
-	b, err := New(cfg, WithLogger(zerolog.New(&logs)), WithTLS(srvTLS))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer b.Shutdown(context.Background())
-	hc := &http.Client{Timeout: 5 * time.Second}
-	if resp, err := hc.Get("http://" + b.HTTPAddr() + "/livez"); err == nil {
-		resp.Body.Close()
-		if resp.StatusCode == http.StatusOK {
-			t.Fatal("plain text served on the TLS port")
-		}
-	}
-	waitFor(t, 5*time.Second, "the log line", func() bool {
-		return strings.Contains(logs.String(), "first record does not look like a TLS handshake")
-	})
-	cliTLS, err := certs.Client(certFile, false, "", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cliTLS}}
-	defer tc.CloseIdleConnections()
-	resp, err := tc.Get("https://" + b.HTTPAddr() + "/livez")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("https /livez: %d", resp.StatusCode)
-	}
-}
-
 // TestRemotingConnAuthReload: a client that authenticated its connection
 // (FERRY_AUTH) sends unsigned; when a reload of the ACL file removes its
 // account, its next request is refused as revoked and the connection
 // closed, and the new connection it dials is refused for the unknown key.
 func TestRemotingConnAuthReload(t *testing.T) {
-	path := aclFile(t)
+	path := apitest.ACLFile(t)
 	b := testBroker(t, t.TempDir(), func(c *Config) { c.ACLFile = path })
 	cl := remoting.NewClient(remoting.ClientConfig{Authenticate: true,
 		Credentials: remoting.Credentials{AccessKey: "user-key", SecretKey: "user-secret"}})

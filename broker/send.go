@@ -194,22 +194,35 @@ func sendError(err error) (int16, string) {
 		return protocol.RespMessageIllegal, err.Error()
 	case errors.Is(err, ErrTopicNotFound):
 		return protocol.RespTopicNotExist, err.Error()
-	case errors.Is(err, errNoPermission), errors.Is(err, ErrTopicSystem):
+	case errors.Is(err, ErrNoPermission), errors.Is(err, ErrTopicSystem):
 		return protocol.RespNoPermission, err.Error()
-	case errors.Is(err, commitlog.ErrReadOnly), errors.Is(err, commitlog.ErrClosed), errors.Is(err, errNotWritable),
+	case errors.Is(err, commitlog.ErrReadOnly), errors.Is(err, commitlog.ErrClosed), errors.Is(err, ErrNotWritable),
 		errors.Is(err, commitlog.ErrNoSpace), errors.Is(err, ErrNotMaster), errors.Is(err, ErrNotEnoughReplicas):
 		return protocol.RespServiceNotAvailable, err.Error()
 	}
 	return protocol.RespSystemError, err.Error()
 }
 
+// Errors of a send (and of the other writes), which the remoting and HTTP
+// answers map to their codes.
 var (
-	errNoPermission = errors.New("broker: no permission")
-	errNotWritable  = errors.New("broker: not accepting messages")
-	// errQueueIllegal is answered SYSTEM_ERROR as RocketMQ does, which makes
+	// ErrNoPermission: the topic or the broker does not take the write.
+	ErrNoPermission = errors.New("broker: no permission")
+	// ErrNotWritable: the broker accepts no sends now (starting, shutting
+	// down, drained, disk full); the error says which.
+	ErrNotWritable = errors.New("broker: not accepting messages")
+	// ErrQueueIllegal is answered SYSTEM_ERROR as RocketMQ does, which makes
 	// the client retry on another queue.
-	errQueueIllegal = errors.New("broker: illegal queue")
+	ErrQueueIllegal = errors.New("broker: illegal queue")
 )
+
+// checkWritable refuses a write while the broker does not accept sends.
+func (b *Broker) checkWritable() error {
+	if why := b.writable(); why != "" {
+		return fmt.Errorf("%w: %s", ErrNotWritable, why)
+	}
+	return nil
+}
 
 // resolveSendTopic finds the topic a send goes to, creating it when
 // auto-creation allows, and checks the queue id.
@@ -253,13 +266,13 @@ func (b *Broker) resolveSendTopic(h *sendHeader) (TopicConfig, error) {
 		}
 	}
 	if !protocol.PermWritable(tc.Perm) {
-		return tc, fmt.Errorf("%w: the topic[%s] sending is forbidden", errNoPermission, h.topic)
+		return tc, fmt.Errorf("%w: the topic[%s] sending is forbidden", ErrNoPermission, h.topic)
 	}
 	nq := max(tc.WriteQueueNums, tc.ReadQueueNums)
 	if h.queueID < 0 {
 		h.queueID = rand.Int32N(tc.WriteQueueNums)
 	} else if h.queueID >= nq {
-		return tc, fmt.Errorf("%w: request queueId[%d] is illegal, topic %s has %d queues", errQueueIllegal, h.queueID, h.topic, nq)
+		return tc, fmt.Errorf("%w: request queueId[%d] is illegal, topic %s has %d queues", ErrQueueIllegal, h.queueID, h.topic, nq)
 	}
 	return tc, nil
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 const (
@@ -168,27 +170,18 @@ func (t *offsetTable) byGroup() map[string]map[string]map[int32]int64 {
 	return out
 }
 
-// statsPoint is one interval's rates, per second, ending at AtMs.
-type statsPoint struct {
-	AtMs         int64   `json:"at_ms"`
-	MsgInRate    float64 `json:"msg_in_per_s"`
-	MsgOutRate   float64 `json:"msg_out_per_s"`
-	BytesInRate  float64 `json:"bytes_in_per_s"`
-	BytesOutRate float64 `json:"bytes_out_per_s"`
-}
-
 // statsPoints returns the rates between consecutive samples, oldest first.
-func (r *statsRing) statsPoints() []statsPoint {
+func (r *statsRing) statsPoints() []protocol.HTTPStatsPoint {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	out := make([]statsPoint, 0, len(r.samples))
+	out := make([]protocol.HTTPStatsPoint, 0, len(r.samples))
 	for i := 1; i < len(r.samples); i++ {
 		a, z := r.samples[i-1], r.samples[i]
 		secs := float64(z.atMs-a.atMs) / 1000
 		if secs <= 0 {
 			continue
 		}
-		out = append(out, statsPoint{AtMs: z.atMs, MsgInRate: (z.msgIn - a.msgIn) / secs, MsgOutRate: (z.msgOut - a.msgOut) / secs,
+		out = append(out, protocol.HTTPStatsPoint{AtMs: z.atMs, MsgInRate: (z.msgIn - a.msgIn) / secs, MsgOutRate: (z.msgOut - a.msgOut) / secs,
 			BytesInRate: (z.bytesIn - a.bytesIn) / secs, BytesOutRate: (z.bytesOut - a.bytesOut) / secs})
 	}
 	return out

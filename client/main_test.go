@@ -10,6 +10,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ferrymq/ferry/broker"
+	"github.com/ferrymq/ferry/httpapi"
 	"github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/namesrv"
 	"github.com/ferrymq/ferry/remoting"
@@ -65,7 +66,7 @@ func newCluster(t testing.TB, n int, mut func(i int, cfg *broker.Config)) *clust
 		if mut != nil {
 			mut(i, &cfg)
 		}
-		b, err := broker.New(cfg)
+		b, err := broker.New(cfg, broker.WithHTTP(httpapi.Mount()))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ferrymq/ferry/broker"
 	"github.com/ferrymq/ferry/certs"
+	"github.com/ferrymq/ferry/httpapi"
 	"github.com/ferrymq/ferry/namesrv"
 )
 
@@ -62,7 +63,7 @@ func secureCluster(t *testing.T) (string, string, *tls.Config) {
 	cfg.SegmentSize, cfg.MaxMessageSize = 16<<20, 1<<20
 	cfg.NamesrvAddrs = []string{ns.Addr()}
 	cfg.ACLFile = aclPath
-	b, err := broker.New(cfg, broker.WithTLS(srvTLS), broker.WithNamesrvTLS(cliTLS), broker.WithClusterSecret(secret))
+	b, err := broker.New(cfg, broker.WithHTTP(httpapi.Mount()), broker.WithTLS(srvTLS), broker.WithNamesrvTLS(cliTLS), broker.WithClusterSecret(secret))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/ferrymq/ferry/broker"
+	"github.com/ferrymq/ferry/httpapi"
 	"github.com/ferrymq/ferry/namesrv"
 )
 
@@ -25,9 +26,10 @@ const DefaultShutdownTimeout = 30 * time.Second
 type Config struct {
 	// Namesrv, when not nil, runs a name server.
 	Namesrv *namesrv.Config
-	// Broker, when not nil, runs a broker with BrokerOptions. With a name
-	// server beside it, the broker registers with that one first (Run
-	// works on a copy: the caller's config is not changed).
+	// Broker, when not nil, runs a broker with BrokerOptions, its HTTP
+	// port served by package httpapi. With a name server beside it, the
+	// broker registers with that one first (Run works on a copy: the
+	// caller's config is not changed).
 	Broker        *broker.Config
 	BrokerOptions []broker.Option
 	// Logger receives the process's lifecycle lines ("name server ready",
@@ -86,7 +88,8 @@ func Run(ctx context.Context, cfg Config) error {
 			_, port, _ := net.SplitHostPort(ns.Addr())
 			bc.NamesrvAddrs = append([]string{"127.0.0.1:" + port}, cfg.Broker.NamesrvAddrs...)
 		}
-		br, err = broker.New(bc, cfg.BrokerOptions...)
+		opts := append([]broker.Option{broker.WithHTTP(httpapi.Mount())}, cfg.BrokerOptions...)
+		br, err = broker.New(bc, opts...)
 		if err == nil {
 			err = br.Start()
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ferrymq/ferry/broker"
 	"github.com/ferrymq/ferry/client"
+	"github.com/ferrymq/ferry/httpapi"
 	"github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/namesrv"
 )
@@ -96,7 +97,7 @@ func startBroker(t *testing.T) (*namesrv.Server, *broker.Broker) {
 	cfg.SegmentSize = 16 << 20
 	cfg.NamesrvAddrs = []string{ns.Addr()}
 	cfg.AutoCreateTopic, cfg.AutoCreateGroup = false, false
-	b, err := broker.New(cfg)
+	b, err := broker.New(cfg, broker.WithHTTP(httpapi.Mount()))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
-package broker
+package httpapi
 
 import (
-	"context"
 	"encoding/json"
 	"sort"
 	"strings"
@@ -10,23 +9,21 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/ferrymq/ferry/broker"
+	"github.com/ferrymq/ferry/internal/apitest"
 )
+
+// benchConfig keeps the default segment and message sizes.
+func benchConfig(c *broker.Config) {
+	d := broker.DefaultConfig()
+	c.SegmentSize, c.MaxMessageSize = d.SegmentSize, d.MaxMessageSize
+}
 
 // BenchmarkHTTPProduce produces batches of 100 × 1 KiB messages over
 // HTTP (one keep-alive connection per parallel worker) and reports msgs/s.
 func BenchmarkHTTPProduce(b *testing.B) {
-	cfg := DefaultConfig()
-	cfg.DataDir = b.TempDir()
-	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port = "127.0.0.1", "127.0.0.1", 0
-	cfg.HTTPHost, cfg.HTTPPort = "127.0.0.1", 0
-	br, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := br.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer br.Shutdown(context.Background())
+	br, _ := startBroker(b, benchConfig)
 	msgs := make([]map[string]any, 100)
 	for i := range msgs {
 		msgs[i] = map[string]any{"body": strings.Repeat("x", 1024), "tags": "T"}
@@ -67,22 +64,11 @@ func BenchmarkHTTPProduce(b *testing.B) {
 // FERRY_BENCH_HTTP_SECS seconds (default 10) from 16 connections, and
 // reports the request latency percentiles.
 //
-//	go test -run '^$' -bench BenchmarkHTTPProduceLatency -benchtime 1x ./broker/
+//	go test -run '^$' -bench BenchmarkHTTPProduceLatency -benchtime 1x ./httpapi/
 func BenchmarkHTTPProduceLatency(b *testing.B) {
-	rate := envInt(b, "FERRY_BENCH_HTTP_RATE", 2000)
-	secs := envInt(b, "FERRY_BENCH_HTTP_SECS", 10)
-	cfg := DefaultConfig()
-	cfg.DataDir = b.TempDir()
-	cfg.ListenHost, cfg.AdvertiseHost, cfg.Port = "127.0.0.1", "127.0.0.1", 0
-	cfg.HTTPHost, cfg.HTTPPort = "127.0.0.1", 0
-	br, err := New(cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := br.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer br.Shutdown(context.Background())
+	rate := apitest.EnvInt(b, "FERRY_BENCH_HTTP_RATE", 2000)
+	secs := apitest.EnvInt(b, "FERRY_BENCH_HTTP_SECS", 10)
+	br, _ := startBroker(b, benchConfig)
 	body := []byte(`{"messages":[{"body":"` + strings.Repeat("x", 1024) + `","tags":"T"}]}`)
 	url := "http://" + br.HTTPAddr() + "/v1/topics/latency/messages"
 	client := &fasthttp.Client{MaxConnsPerHost: 64}
