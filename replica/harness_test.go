@@ -191,3 +191,22 @@ func appendRandom(t testing.TB, l *commitlog.Log, rng *rand.Rand, n int) {
 		}
 	}
 }
+
+// keepAppending appends random records to ml on a goroutine of its own
+// until the returned function is called, which waits for it to stop.
+func keepAppending(t *testing.T, ml *commitlog.Log, rng *rand.Rand) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			appendRandom(t, ml, rng, 3)
+			runtimeYield()
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}

@@ -86,20 +86,7 @@ func powerLoss(t *testing.T, seed uint64) {
 	}
 	rcv := receive(t, sl, addr, &m.epoch, func(c *ReceiverConfig) { c.RequireFlushed = true })
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		wrng := rand.New(rand.NewPCG(seed, 11))
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			appendRandom(t, ml, wrng, 3)
-			runtimeYield()
-		}
-	})
+	stopAppending := keepAppending(t, ml, rand.New(rand.NewPCG(seed, 11)))
 	acked := func() int64 {
 		mu.Lock()
 		defer mu.Unlock()
@@ -153,8 +140,7 @@ func powerLoss(t *testing.T, seed uint64) {
 	back := holds(lost, final, "after the power loss")
 	recovered := back.WrittenOffset()
 	receive(t, back, addr, &m.epoch, func(c *ReceiverConfig) { c.RequireFlushed = true })
-	close(stop)
-	wg.Wait()
+	stopAppending()
 	eventually(t, "the restarted slave to catch up", func() bool { return back.WrittenOffset() == ml.WrittenOffset() })
 	eventually(t, "an ACK of the end", func() bool {
 		mu.Lock()
