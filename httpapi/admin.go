@@ -24,12 +24,12 @@ type Admin interface {
 	Transactions() ([]protocol.OpenTransaction, error)
 }
 
-func (a *api) runtime(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func brokerRuntime(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	httpjson.WriteJSON(ctx, fasthttp.StatusOK, a.be.Admin.Runtime())
 	return nil
 }
 
-func (a *api) getConfig(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func getConfig(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	httpjson.WriteJSON(ctx, fasthttp.StatusOK, a.be.Admin.ConfigMap())
 	return nil
 }
@@ -37,7 +37,7 @@ func (a *api) getConfig(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 // setConfig applies {"key": value, ...}; values may be JSON strings or
 // bare numbers and booleans. Keys apply in sorted order and the first
 // refused one stops the request (the ones before it stay applied).
-func (a *api) setConfig(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func setConfig(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	var kv map[string]json.RawMessage
 	if err := httpjson.DecodeBody(ctx, &kv); err != nil {
 		return err
@@ -67,26 +67,26 @@ func (a *api) setConfig(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	return nil
 }
 
-func (a *api) drain(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func drain(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	a.be.Admin.Drain(true)
 	httpjson.WriteJSON(ctx, fasthttp.StatusOK, map[string]bool{"drained": true})
 	return nil
 }
 
-func (a *api) undrain(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func undrain(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	a.be.Admin.Drain(false)
 	httpjson.WriteJSON(ctx, fasthttp.StatusOK, map[string]bool{"drained": false})
 	return nil
 }
 
 // producers lists the idempotent producers.
-func (a *api) producers(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func producers(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	httpjson.WriteJSON(ctx, fasthttp.StatusOK, a.be.Admin.Producers())
 	return nil
 }
 
 // transactions lists the open transactions, oldest first.
-func (a *api) transactions(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func transactions(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	list, err := a.be.Admin.Transactions()
 	return writeResult(ctx, fasthttp.StatusOK, list, err)
 }

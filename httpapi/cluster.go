@@ -106,7 +106,7 @@ func memberEntry(m broker.ClusterMember) protocol.HTTPClusterBroker {
 	return protocol.HTTPClusterBroker{Cluster: m.Cluster, BrokerName: m.Name, BrokerID: m.ID, Addr: m.Addr, HTTPAddr: m.HTTP, Role: role(m)}
 }
 
-func (a *api) cluster(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func cluster(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	c, cancel := context.WithTimeout(context.Background(), 2*peerTimeout+time.Second)
 	defer cancel()
 	members, nsErr := a.be.Cluster.Members(c)
@@ -232,7 +232,7 @@ func (a *api) peerGet(ctx context.Context, httpAddr, path, authz string, out any
 
 // clusterGroups sums each group's lag over every master of the cluster
 // (slaves hold copies of their master's queues and are left out).
-func (a *api) clusterGroups(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func clusterGroups(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	c, cancel := context.WithTimeout(context.Background(), 2*peerTimeout+time.Second)
 	defer cancel()
 	members, nsErr := a.be.Cluster.Members(c)

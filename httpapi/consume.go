@@ -23,7 +23,7 @@ type Consume interface {
 	Nack(group string, handles []string) (int, []broker.ReceiptFailure, error)
 }
 
-func (a *api) receive(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func receive(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	var in protocol.HTTPReceive
 	if err := httpjson.DecodeBody(ctx, &in); err != nil {
 		return err
@@ -33,7 +33,7 @@ func (a *api) receive(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 }
 
 // ack ends leases: the messages are consumed.
-func (a *api) ack(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func ack(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	var in protocol.HTTPReceiptHandles
 	if err := httpjson.DecodeBody(ctx, &in); err != nil {
 		return err
@@ -43,7 +43,7 @@ func (a *api) ack(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 }
 
 // nack sends the leased messages down the retry path.
-func (a *api) nack(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func nack(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	if err := a.be.Messages.Writable(); err != nil {
 		return err
 	}
@@ -77,7 +77,7 @@ func writeSettled(ctx *fasthttp.RequestCtx, verb string, done int, failed []brok
 
 // readQueue reads a queue from ?offset=, at most ?max= messages, waiting
 // up to ?wait_ms= while there are none; ?tag= filters by tag.
-func (a *api) readQueue(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func readQueue(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	topic := p.Get("topic")
 	q, err := a.be.Messages.Queue(topic, p.Get("queue"))
 	if err != nil {

@@ -26,12 +26,12 @@ type Groups interface {
 	ResendDeadLetters(group string, in protocol.HTTPDLQResend) (protocol.DLQResendResult, error)
 }
 
-func (a *api) listGroups(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func listGroups(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	httpjson.WriteJSON(ctx, fasthttp.StatusOK, a.be.Groups.List())
 	return nil
 }
 
-func (a *api) createGroup(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func createGroup(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	var in protocol.HTTPGroupInput
 	if err := httpjson.DecodeBody(ctx, &in); err != nil {
 		return err
@@ -40,12 +40,12 @@ func (a *api) createGroup(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	return writeResult(ctx, fasthttp.StatusCreated, g, err)
 }
 
-func (a *api) getGroup(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func getGroup(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	g, err := a.be.Groups.Get(p.Get("group"))
 	return writeResult(ctx, fasthttp.StatusOK, g, err)
 }
 
-func (a *api) updateGroup(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func updateGroup(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	name := p.Get("group")
 	var in protocol.HTTPGroupInput
 	if err := httpjson.DecodeBody(ctx, &in); err != nil {
@@ -58,7 +58,7 @@ func (a *api) updateGroup(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	return writeResult(ctx, fasthttp.StatusOK, g, err)
 }
 
-func (a *api) deleteGroup(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func deleteGroup(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	if err := a.be.Groups.Delete(p.Get("group")); err != nil {
 		return err
 	}
@@ -66,19 +66,19 @@ func (a *api) deleteGroup(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	return nil
 }
 
-func (a *api) groupLag(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func groupLag(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	lag, err := a.be.Groups.Lag(p.Get("group"))
 	return writeResult(ctx, fasthttp.StatusOK, lag, err)
 }
 
-func (a *api) groupClients(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func groupClients(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	cs, err := a.be.Groups.Clients(p.Get("group"))
 	return writeResult(ctx, fasthttp.StatusOK, cs, err)
 }
 
 // resetOffsets computes (and with execute, commits) a group's offsets of
 // a topic. Executing refuses while the group has online consumers.
-func (a *api) resetOffsets(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func resetOffsets(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	var in protocol.HTTPOffsetReset
 	if err := httpjson.DecodeBody(ctx, &in); err != nil {
 		return err
@@ -88,7 +88,7 @@ func (a *api) resetOffsets(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 }
 
 // deadLetters lists a group's dead letters: ?from=<offset>&max=<n>.
-func (a *api) deadLetters(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func deadLetters(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	from, err := httpjson.QueryIntIn(ctx, "from", 0, 0, 1<<62)
 	if err != nil {
 		return err
@@ -101,7 +101,7 @@ func (a *api) deadLetters(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	return writeResult(ctx, fasthttp.StatusOK, page, err)
 }
 
-func (a *api) resendDeadLetters(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func resendDeadLetters(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	var in protocol.HTTPDLQResend
 	if err := httpjson.DecodeBody(ctx, &in); err != nil {
 		return err

@@ -33,14 +33,14 @@ type Messages interface {
 	ReadQueue(topic string, q int32, offset int64, n int, wait time.Duration, tag string) (protocol.HTTPQueueRead, error)
 }
 
-func (a *api) messageByID(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func messageByID(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	m, err := a.be.Messages.ByID(p.Get("msgId"))
 	return writeResult(ctx, fasthttp.StatusOK, m, err)
 }
 
 // findMessages looks a topic's messages up by key (?key=) or by time
 // (?begin_ms=&end_ms=), at most ?max=.
-func (a *api) findMessages(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func findMessages(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	if _, err := a.be.Topics.Get(p.Get("topic")); err != nil {
 		return err // an unknown topic before a bad query
 	}
@@ -64,7 +64,7 @@ func (a *api) findMessages(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	return writeResult(ctx, fasthttp.StatusOK, protocol.HTTPMessages{Messages: msgs}, err)
 }
 
-func (a *api) traceMessage(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func traceMessage(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	t, err := a.be.Messages.Trace(p.Get("msgId"))
 	return writeResult(ctx, fasthttp.StatusOK, t, err)
 }
@@ -72,7 +72,7 @@ func (a *api) traceMessage(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 // resendMessage stores a copy of a message again: into a group's retry
 // topic ({"group": G}: only that group receives it) or into its original
 // topic ({} or no body: every subscribed group does).
-func (a *api) resendMessage(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func resendMessage(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	var in struct {
 		Group string `json:"group"`
 	}

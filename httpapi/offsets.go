@@ -18,14 +18,14 @@ type Offsets interface {
 
 // getOffsets answers a group's committed offsets, of one topic with
 // ?topic=T. A group that never committed has none (not an error).
-func (a *api) getOffsets(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func getOffsets(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	out, err := a.be.Offsets.Get(p.Get("group"), string(ctx.QueryArgs().Peek("topic")))
 	return writeResult(ctx, fasthttp.StatusOK, out, err)
 }
 
 // commitOffsets commits offsets for a group, as a consumer does with
 // UPDATE_CONSUMER_OFFSET: {"offsets":[{"topic","queue_id","offset"}]}.
-func (a *api) commitOffsets(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func commitOffsets(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	var in protocol.HTTPOffsets
 	if err := httpjson.DecodeBody(ctx, &in); err != nil {
 		return err

@@ -20,7 +20,7 @@ import (
 // stores it (Messages.Produce) and answers a result per message.
 
 // produce stores one or many messages.
-func (a *api) produce(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func produce(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	topic := p.Get("topic")
 	resp, errs, err := a.be.Messages.Produce(func() (broker.ProduceRequest, error) { return readProduce(ctx, topic) })
 	return writeProduced(ctx, resp, errs, err)

@@ -18,22 +18,22 @@ type Stats interface {
 	Delayed() (map[string]any, error)
 }
 
-func (a *api) brokerStats(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func brokerStats(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	httpjson.WriteJSON(ctx, fasthttp.StatusOK, a.be.Stats.Broker())
 	return nil
 }
 
-func (a *api) topicStats(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func topicStats(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	httpjson.WriteJSON(ctx, fasthttp.StatusOK, a.be.Stats.Topics())
 	return nil
 }
 
-func (a *api) groupStats(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func groupStats(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	httpjson.WriteJSON(ctx, fasthttp.StatusOK, a.be.Stats.Groups())
 	return nil
 }
 
-func (a *api) delayed(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func delayed(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	d, err := a.be.Stats.Delayed()
 	return writeResult(ctx, fasthttp.StatusOK, d, err)
 }

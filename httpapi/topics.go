@@ -22,12 +22,12 @@ type Topics interface {
 	Delete(name string) error
 }
 
-func (a *api) listTopics(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func listTopics(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	httpjson.WriteJSON(ctx, fasthttp.StatusOK, a.be.Topics.List())
 	return nil
 }
 
-func (a *api) createTopic(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
+func createTopic(a *api, ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	var in protocol.HTTPTopicInput
 	if err := httpjson.DecodeBody(ctx, &in); err != nil {
 		return err
@@ -36,12 +36,12 @@ func (a *api) createTopic(ctx *fasthttp.RequestCtx, _ httpjson.Params) error {
 	return writeResult(ctx, fasthttp.StatusCreated, t, err)
 }
 
-func (a *api) getTopic(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func getTopic(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	d, err := a.be.Topics.Get(p.Get("topic"))
 	return writeResult(ctx, fasthttp.StatusOK, d, err)
 }
 
-func (a *api) updateTopic(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func updateTopic(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	name := p.Get("topic")
 	var in protocol.HTTPTopicInput
 	if err := httpjson.DecodeBody(ctx, &in); err != nil {
@@ -56,7 +56,7 @@ func (a *api) updateTopic(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 
 // deleteTopic deletes a topic; a dead-letter topic only with
 // ?confirm=<its name>, since its messages go with it.
-func (a *api) deleteTopic(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func deleteTopic(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	name := p.Get("topic")
 	if protocol.IsDLQTopic(name) && string(ctx.QueryArgs().Peek("confirm")) != name {
 		return fmt.Errorf("%w: deleting %s deletes its dead letters: repeat with ?confirm=%s", protocol.ErrHTTPBadInput, name, url.QueryEscape(name))

@@ -26,7 +26,7 @@ type Tx interface {
 	End(topic, id string, commit bool) (broker.HTTPTxInfo, error)
 }
 
-func (a *api) txBegin(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func txBegin(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	if err := a.be.Messages.Writable(); err != nil {
 		return err
 	}
@@ -42,18 +42,18 @@ func (a *api) txBegin(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	return writeResult(ctx, fasthttp.StatusCreated, info, err)
 }
 
-func (a *api) txSend(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func txSend(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	topic := p.Get("topic")
 	resp, errs, err := a.be.Tx.Send(topic, p.Get("id"), func() (broker.ProduceRequest, error) { return readProduce(ctx, topic) })
 	return writeProduced(ctx, resp, errs, err)
 }
 
-func (a *api) txCommit(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func txCommit(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	info, err := a.be.Tx.End(p.Get("topic"), p.Get("id"), true)
 	return writeResult(ctx, fasthttp.StatusOK, info, err)
 }
 
-func (a *api) txAbort(ctx *fasthttp.RequestCtx, p httpjson.Params) error {
+func txAbort(a *api, ctx *fasthttp.RequestCtx, p httpjson.Params) error {
 	info, err := a.be.Tx.End(p.Get("topic"), p.Get("id"), false)
 	return writeResult(ctx, fasthttp.StatusOK, info, err)
 }
