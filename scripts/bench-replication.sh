@@ -3,6 +3,7 @@
 # that every ratio compares figures of the same hour on the same machine:
 #
 #   (a) a single broker (acks=1), batch sends: 4 producers x batches of 32, 1 KiB
+#       (BATCH_PRODUCERS=N for another number of producers, on both sides)
 #   (b) the same load against the master of a 3-replica group (acks=all); b/a
 #   (c) end to end at 5,000 msg/s (1 and 4 producers) on both
 #   (d) catch-up: a slave starting empty while the master holds CATCHUP_GIB,
@@ -27,6 +28,7 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 export PATH="$PATH:/usr/local/go/bin"
 dir=${1:-$(mktemp -d)}
+bp=${BATCH_PRODUCERS:-4}
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 rounds=${ROUNDS:-2}
@@ -123,19 +125,19 @@ b() {
 throughput_round() { # $1: single|cluster
   if [ "$1" = single ]; then
     single_up
-    echo "-- (a) single broker, acks=1: batch sends, 4 producers x 32"
-    b produce --topic Batch --producers 4 --batch 32
+    echo "-- (a) single broker, acks=1: batch sends, $bp producers x 32"
+    b produce --topic Batch --producers "$bp" --batch 32
     single_down
   else
     cluster_up
     local m; m=$(master)
-    echo "-- (b) 3-replica group, acks=all (master: replica $m; CPU below of replicas 1 2 3): batch sends, 4 producers x 32"
+    echo "-- (b) 3-replica group, acks=all (master: replica $m; CPU below of replicas 1 2 3): batch sends, $bp producers x 32"
     if [ -n "$profile" ]; then
       local s=$(( m % 3 + 1 ))
       cpu_profile "$m" "$dir/profiles/acksall-master-r$round.pb"
       cpu_profile "$s" "$dir/profiles/acksall-slave-r$round.pb"
     fi
-    b produce --topic Batch --producers 4 --batch 32
+    b produce --topic Batch --producers "$bp" --batch 32
     wait
     cluster_down
   fi
