@@ -91,6 +91,7 @@ type Broker struct {
 	cfgMu sync.Mutex
 
 	mux           *remoting.Mux
+	client        *clientHandlers // requests of producers and consumers (handlers.go)
 	server        *remoting.Server
 	acl           *acl.Watcher // nil: ACL off (security.go)
 	audit         *acl.Audit
@@ -163,6 +164,7 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 	}
 	b.repl = newReplication(b)
 	b.mux = remoting.NewMux()
+	b.client = &clientHandlers{b: b}
 	b.routes()
 	if err := b.openACL(); err != nil {
 		b.closeStores()
@@ -478,7 +480,7 @@ func (b *Broker) housekeeping() {
 			}
 		case now := <-scan.C:
 			for _, g := range b.clients.expire(now.Add(-b.cfg.ClientExpiry.D())) {
-				b.notifyGroupChanged(g)
+				b.client.notifyGroupChanged(g)
 			}
 			b.sampleStats(now)
 		case <-disk.C:

@@ -96,47 +96,47 @@ func splitTags(expr string) []string {
 
 func tagsCode(tag string) int64 { return consumequeue.TagsCode(tag) }
 
-func (b *Broker) handlePull(c *remoting.Conn, req *remoting.Command) {
+func (ch *clientHandlers) handlePull(c *remoting.Conn, req *remoting.Command) {
 	p, err := parsePull(req)
 	if err != nil {
-		b.reply(c, req, protocol.RespSystemError, err.Error())
+		ch.b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
-	resp, filter, hold := b.pullPrepare(&p, req)
+	resp, filter, hold := ch.pullPrepare(&p, req)
 	if resp != nil {
 		_ = c.Reply(resp)
 		return
 	}
-	resp, empty := b.pullOnce(req, &p, filter)
+	resp, empty := ch.b.pullOnce(req, &p, filter)
 	if !empty || !hold {
 		_ = c.Reply(resp)
 		return
 	}
 	// Nothing there: hold the request until the dispatcher appends to this
 	// queue or the suspend time ends (long polling; see hold.go).
-	b.holdPull(c, req, p, filter)
+	ch.b.holdPull(c, req, p, filter)
 }
 
 // pullPrepare validates a pull. It returns an immediate response for an
 // error, or the tag filter and whether the request may be held.
-func (b *Broker) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.Command, tagFilter, bool) {
+func (ch *clientHandlers) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.Command, tagFilter, bool) {
 	fail := func(code int16, format string, args ...any) (*remoting.Command, tagFilter, bool) {
 		return remoting.NewResponse(req, code, fmt.Sprintf(format, args...)), tagFilter{}, false
 	}
-	gc, ok := b.groups.get(p.group)
+	gc, ok := ch.b.groups.get(p.group)
 	switch {
 	case ok:
 	case p.group == protocol.ToolsConsumerGroup:
 		// Tools read without a group of their own: nothing is stored.
-		gc = DefaultGroupConfig(p.group, b.c().RetryMaxTimes)
+		gc = DefaultGroupConfig(p.group, ch.b.c().RetryMaxTimes)
 	default:
-		if !b.c().AutoCreateGroup {
+		if !ch.b.c().AutoCreateGroup {
 			return fail(protocol.RespSubscriptionGroupNotExist, "subscription group [%s] does not exist", p.group)
 		}
-		gc = DefaultGroupConfig(p.group, b.c().RetryMaxTimes)
+		gc = DefaultGroupConfig(p.group, ch.b.c().RetryMaxTimes)
 		// On a full disk the group is not stored (its record would not
 		// fit in the log), but reads go on with its default config.
-		if err := b.groups.put(gc); err != nil && !b.diskFullNow() {
+		if err := ch.b.groups.put(gc); err != nil && !ch.b.diskFullNow() {
 			return fail(protocol.RespSystemError, "%v", err)
 		}
 	}
@@ -145,9 +145,9 @@ func (b *Broker) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.C
 	}
 	p.whichSlow = gc.WhichBrokerWhenSlow
 	if g, ok := strings.CutPrefix(p.topic, protocol.RetryTopicPrefix); ok && g == p.group {
-		b.retryReaders.pull(g)
+		ch.b.retryReaders.pull(g)
 	}
-	tc, ok := b.topics.get(p.topic)
+	tc, ok := ch.b.topics.get(p.topic)
 	if !ok {
 		return fail(protocol.RespTopicNotExist, "topic[%s] not exist, apply first please!", p.topic)
 	}
@@ -168,7 +168,7 @@ func (b *Broker) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.C
 			filter = filterOf(newSubscription(remoting.SubscriptionData{Topic: p.topic, SubString: p.subscription}, time.Now()))
 		}
 	} else {
-		sub, model := b.clients.subscriptionOf(p.group, p.topic)
+		sub, model := ch.b.clients.subscriptionOf(p.group, p.topic)
 		if sub == nil {
 			return fail(protocol.RespSubscriptionNotExist, "the consumer's subscription not exist, group: %s topic: %s", p.group, p.topic)
 		}
@@ -181,7 +181,7 @@ func (b *Broker) pullPrepare(p *pullRequest, req *remoting.Command) (*remoting.C
 		filter = filterOf(sub)
 	}
 	if p.sysFlag&pullCommitOffset != 0 && p.commitOffset >= 0 && p.group != protocol.ToolsConsumerGroup {
-		b.offsets.set(p.group, p.topic, p.queueID, p.commitOffset)
+		ch.b.offsets.set(p.group, p.topic, p.queueID, p.commitOffset)
 	}
 	return nil, filter, p.sysFlag&pullSuspend != 0 && p.suspend > 0
 }

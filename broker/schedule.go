@@ -50,7 +50,7 @@ func (b *Broker) PutDue(msgs []commitlog.Message) error {
 		b.metrics.messagesIn(keep[i].Topic, 1, len(keep[i].Body))
 		if g, ok := strings.CutPrefix(keep[i].Topic, protocol.RetryTopicPrefix); ok && b.retryReaders.shouldTell(g, now) {
 			// Its consumers may not read the retry queue yet (retryreaders.go).
-			b.notifyGroupChanged(g)
+			b.client.notifyGroupChanged(g)
 		}
 	}
 	return nil

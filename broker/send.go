@@ -313,7 +313,7 @@ func (h sendHandler) ServeRemoting(c *remoting.Conn, req *remoting.Command) {
 
 func (h sendHandler) ServeBatch(c *remoting.Conn, reqs []*remoting.Command) {
 	start := time.Now()
-	h.b.handleSends(c, reqs)
+	h.b.client.handleSends(c, reqs)
 	ms := float64(time.Since(start).Microseconds()) / 1000
 	for range reqs {
 		h.obs.Observe(ms)
@@ -334,10 +334,10 @@ var spanPool = sync.Pool{New: func() any { s := make([]sendSpan, 0, 64); return 
 // handleSends stores the messages of send requests read together from c
 // with one append, in order, and answers each. A request that fails its
 // checks is answered alone and appends nothing.
-func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
-	if why := b.writable(); why != "" {
+func (ch *clientHandlers) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
+	if why := ch.b.writable(); why != "" {
 		for _, req := range reqs {
-			b.reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
+			ch.b.reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
 		}
 		return
 	}
@@ -351,7 +351,7 @@ func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 	for _, req := range reqs {
 		first := len(msgs)
 		var err error
-		msgs, err = b.prepareSend(req, msgs, born)
+		msgs, err = ch.prepareSend(req, msgs, born)
 		if err == nil && len(msgs) == first {
 			err = fmt.Errorf("%w: no message to send", ErrInvalidRequest)
 		}
@@ -359,27 +359,27 @@ func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 			clear(msgs[first:])
 			msgs = msgs[:first]
 			code, remark := sendError(err)
-			b.reply(c, req, code, remark)
+			ch.b.reply(c, req, code, remark)
 			continue
 		}
-		if err := b.repl.checkAcks(msgs[first].Topic); err != nil {
+		if err := ch.b.repl.checkAcks(msgs[first].Topic); err != nil {
 			clear(msgs[first:])
 			msgs = msgs[:first]
-			b.reply(c, req, protocol.RespServiceNotAvailable, err.Error())
+			ch.b.reply(c, req, protocol.RespServiceNotAvailable, err.Error())
 			continue
 		}
-		if b.sendIdempotent(c, req, msgs[first:]) { // idempotent.go
+		if ch.b.sendIdempotent(c, req, msgs[first:]) { // idempotent.go
 			msgs = msgs[:first]
 			continue
 		}
-		if w := b.dedupWindow(msgs[first:]); w > 0 {
-			msgs, spans = b.groupDedup(c, &g, req, msgs, spans, first, w) // dedup.go
+		if w := ch.b.dedupWindow(msgs[first:]); w > 0 {
+			msgs, spans = ch.b.groupDedup(c, &g, req, msgs, spans, first, w) // dedup.go
 			continue
 		}
 		spans = append(spans, sendSpan{req: req, first: first, size: len(msgs) - first})
 	}
 	*msgsp, *spansp = msgs, spans
-	b.appendGroup(c, &g, msgs, spans)
+	ch.appendGroup(c, &g, msgs, spans)
 }
 
 // sendGroup is what a group holding dedup spans holds until it is
@@ -390,15 +390,15 @@ type sendGroup struct {
 
 // appendGroup appends a group's messages, answers its requests and lets
 // go of what the group holds.
-func (b *Broker) appendGroup(c *remoting.Conn, g *sendGroup, msgs []commitlog.Message, spans []sendSpan) {
+func (ch *clientHandlers) appendGroup(c *remoting.Conn, g *sendGroup, msgs []commitlog.Message, spans []sendSpan) {
 	if len(spans) == 0 {
-		g.done(b, spans, false)
+		g.done(ch.b, spans, false)
 		return
 	}
 	answer := func(res []commitlog.AppendResult, err error) {
 		full := false
 		if g.snap && res != nil {
-			full = b.recordDedup(spans, res, msgs) // dedup.go
+			full = ch.b.recordDedup(spans, res, msgs) // dedup.go
 		}
 		for _, sp := range spans {
 			var r []commitlog.AppendResult
@@ -406,32 +406,32 @@ func (b *Broker) appendGroup(c *remoting.Conn, g *sendGroup, msgs []commitlog.Me
 				r = res[sp.first : sp.first+sp.size]
 			}
 			if sp.dd != nil {
-				b.answerDedup(c, sp, msgs, r, err) // dedup.go
+				ch.b.answerDedup(c, sp, msgs, r, err) // dedup.go
 				continue
 			}
-			resp := b.sendResponse(sp.req, msgs[sp.first:sp.first+sp.size], r, err)
+			resp := ch.b.sendResponse(sp.req, msgs[sp.first:sp.first+sp.size], r, err)
 			if r == nil {
 				_ = c.Reply(resp)
 				continue
 			}
-			b.repl.reply(c, sp.req, resp, msgs[sp.first].Topic, r[len(r)-1].End()) // replication.go
+			ch.b.repl.reply(c, sp.req, resp, msgs[sp.first].Topic, r[len(r)-1].End()) // replication.go
 		}
-		g.done(b, spans, full)
+		g.done(ch.b, spans, full)
 	}
 	if len(msgs) == 0 {
 		answer([]commitlog.AppendResult{}, nil) // only duplicates
 		return
 	}
-	b.appendMessages(msgs, answer)
+	ch.b.appendMessages(msgs, answer)
 }
 
 // prepareSend checks one send request and appends its messages to msgs.
-func (b *Broker) prepareSend(req *remoting.Command, msgs []commitlog.Message, born netip.AddrPort) ([]commitlog.Message, error) {
+func (ch *clientHandlers) prepareSend(req *remoting.Command, msgs []commitlog.Message, born netip.AddrPort) ([]commitlog.Message, error) {
 	h, err := parseSendHeader(req)
 	if err != nil {
 		return msgs, err
 	}
-	if _, err := b.resolveSendTopic(&h); err != nil {
+	if _, err := ch.b.resolveSendTopic(&h); err != nil {
 		return msgs, err
 	}
 	first := len(msgs)
@@ -441,28 +441,28 @@ func (b *Broker) prepareSend(req *remoting.Command, msgs []commitlog.Message, bo
 				return msgs, fmt.Errorf("%w: a batch message may not carry a delay level", ErrInvalidRequest)
 			}
 		}
-		if msgs, err = decodeBatch(req.Body, msgs, &h, born, b.storeHost); err != nil {
+		if msgs, err = decodeBatch(req.Body, msgs, &h, born, ch.b.storeHost); err != nil {
 			return msgs, err
 		}
 	} else {
 		msgs = append(msgs, commitlog.Message{
 			Topic: h.topic, QueueID: h.queueID, Flag: h.flag, SysFlag: h.sysFlag, Body: req.Body,
 			Properties: []byte(h.properties), BornTimestamp: h.bornTimestamp, BornHost: born,
-			StoreHost: b.storeHost, ReconsumeTimes: h.reconsumeTimes,
+			StoreHost: ch.b.storeHost, ReconsumeTimes: h.reconsumeTimes,
 		})
 	}
 	batch := req.Code == protocol.ReqSendBatchMessage || h.batch
 	for i := first; i < len(msgs); i++ {
-		if half, err := b.routeHalf(&msgs[i], &h, batch); err != nil { // transaction.go
+		if half, err := ch.b.routeHalf(&msgs[i], &h, batch); err != nil { // transaction.go
 			return msgs, err
 		} else if !half {
-			if err := b.routeSpecial(&msgs[i], &h); err != nil {
+			if err := ch.b.routeSpecial(&msgs[i], &h); err != nil {
 				return msgs, err
 			}
 		}
 		// Checked here so that one bad message fails its own request,
 		// not the whole group's append.
-		if _, err := msgs[i].EncodedSize(b.cfg.MaxMessageSize); err != nil {
+		if _, err := msgs[i].EncodedSize(ch.b.cfg.MaxMessageSize); err != nil {
 			return msgs, fmt.Errorf("message %d: %w", i-first, err)
 		}
 	}
