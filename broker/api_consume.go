@@ -390,7 +390,7 @@ func (b *Broker) retryLocked(group string, gc GroupConfig, clogOff int64) error 
 		return err
 	}
 	origin, _ := rec.Property(protocol.PropUniqKey)
-	m, err := b.sendBackMessage(rec, group, gc, origin, 0, -1)
+	m, err := b.sender.sendBackMessage(rec, group, gc, origin, 0, -1)
 	if err != nil {
 		return err
 	}
@@ -479,7 +479,7 @@ func (v HTTPConsumeView) Ack(group string, handles []string) (int, []ReceiptFail
 // Nack sends the leased messages down the retry path.
 func (v HTTPConsumeView) Nack(group string, handles []string) (int, []ReceiptFailure, error) {
 	b := v.b
-	if err := b.checkWritable(); err != nil {
+	if err := b.sender.checkWritable(); err != nil {
 		return 0, nil, err
 	}
 	return b.settle(group, handles, func(group string, gc GroupConfig, l *lease) error {

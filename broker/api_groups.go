@@ -214,7 +214,7 @@ func (v HTTPGroupsView) DeadLetters(group string, from int64, n int) (protocol.D
 func (v HTTPGroupsView) ResendDeadLetters(group string, in protocol.HTTPDLQResend) (protocol.DLQResendResult, error) {
 	b := v.b
 	var none protocol.DLQResendResult
-	if err := b.checkWritable(); err != nil {
+	if err := b.sender.checkWritable(); err != nil {
 		return none, err
 	}
 	switch {

@@ -74,6 +74,7 @@ type Broker struct {
 	clients             *clientRegistry
 	locks               *lockTable
 	metrics             *metrics
+	sender              *sender // what every path writes goes through it (sender.go)
 
 	retryReaders *retryReaders // groups whose consumers pull their retry queue
 	topicDrops   topicDrops    // topics the master deleted, to remove here (replica_topics.go)
@@ -162,6 +163,9 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		b.closeStores()
 		return nil, err
 	}
+	b.sender = &sender{cfg: b.c, log: b.log, clog: b.clog, topics: b.topics, groups: b.groups, metrics: b.metrics,
+		delayLevels: len(b.delays), storeHost: func() netip.AddrPort { return b.storeHost },
+		writable: b.writable, checkTopic: b.checkSendTopic}
 	b.repl = newReplication(b)
 	b.mux = remoting.NewMux()
 	b.client = &clientHandlers{b: b}

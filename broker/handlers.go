@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/commitlog"
-	"github.com/ferrymq/ferry/dlq"
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -366,69 +365,16 @@ func (ch *clientHandlers) handleSendBack(c *remoting.Conn, req *remoting.Command
 		ch.b.reply(c, req, protocol.RespSystemError, "look message by offset failed, "+strconv.FormatInt(off, 10)+": "+err.Error())
 		return
 	}
-	m, err := ch.b.sendBackMessage(rec, group, gc, req.StringOr("originMsgId", ""), delayLevel, maxTimes)
+	m, err := ch.b.sender.sendBackMessage(rec, group, gc, req.StringOr("originMsgId", ""), delayLevel, maxTimes)
 	if err != nil {
 		code, remark := sendError(err)
 		ch.b.reply(c, req, code, remark)
 		return
 	}
-	resp := ch.b.store(req, []commitlog.Message{m})
+	resp := ch.b.sender.store(req, []commitlog.Message{m})
 	_ = c.Reply(resp)
 	if resp.Code == protocol.RespSuccess && m.Topic == protocol.ScheduleTopic && ch.b.retryReaders.shouldTell(group, time.Now()) {
 		// Its consumers may not read the retry queue yet (retryreaders.go).
 		ch.notifyGroupChanged(group)
 	}
-}
-
-// sendBackMessage builds the retry (or dead-letter) copy of a consumed
-// record for group.
-func (b *Broker) sendBackMessage(rec protocol.Record, group string, gc GroupConfig, originMsgID string, delayLevel, maxTimes int32) (commitlog.Message, error) {
-	limit := gc.RetryMaxTimes
-	if maxTimes >= 0 {
-		limit = maxTimes
-	}
-	p := protocol.ParseProperties(rec.Properties)
-	topic := string(rec.Topic)
-	if _, ok := p[protocol.PropRetryTopic]; !ok {
-		p[protocol.PropRetryTopic] = topic
-	}
-	if _, ok := p[protocol.PropOriginMessageID]; !ok {
-		if originMsgID == "" {
-			originMsgID = protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset)
-		}
-		p[protocol.PropOriginMessageID] = originMsgID
-	}
-	delete(p, protocol.PropRealTopic)
-	delete(p, protocol.PropRealQueueID)
-	delete(p, protocol.PropTimerDeliverMS)
-	delete(p, protocol.PropTimerDelayMS)
-	delete(p, protocol.PropTimerDelaySec)
-	m := commitlog.Message{
-		Flag: rec.Flag, SysFlag: rec.SysFlag, Body: rec.Body, BornTimestamp: rec.BornTimestamp,
-		BornHost: rec.BornHost, StoreHost: b.storeHost, ReconsumeTimes: rec.ReconsumeTimes + 1,
-	}
-	d := dlq.Decide(rec.ReconsumeTimes, limit, delayLevel, len(b.delays))
-	if d.DLQ {
-		delete(p, protocol.PropDelayLevel)
-		dlqTopic := protocol.DLQTopic(group)
-		if _, err := b.ensureGroupTopic(dlqTopic); err != nil {
-			return m, err
-		}
-		m.Topic, m.QueueID = dlqTopic, 0
-		m.Properties = protocol.EncodeProperties(p)
-		b.log.Info().Str("group", group).Str("topic", topic).Int32("reconsume_times", rec.ReconsumeTimes).Msg("message moved to the dead-letter queue")
-		return m, nil
-	}
-	retry := protocol.RetryTopic(group)
-	if _, err := b.ensureGroupTopic(retry); err != nil {
-		return m, err
-	}
-	level := d.Level
-	p[protocol.PropDelayLevel] = strconv.Itoa(int(level))
-	// Stored straight into the schedule topic, due back on the retry topic.
-	p[protocol.PropRealTopic] = retry
-	p[protocol.PropRealQueueID] = "0"
-	m.Topic, m.QueueID = protocol.ScheduleTopic, level-1
-	m.Properties = protocol.EncodeProperties(p)
-	return m, nil
 }

@@ -23,10 +23,10 @@ func (b *Broker) PutDue(msgs []commitlog.Message) error {
 			var err error
 			switch {
 			case isRetryOrDLQ(m.Topic):
-				_, err = b.ensureGroupTopic(m.Topic)
+				_, err = b.sender.ensureGroupTopic(m.Topic)
 			case b.c().AutoCreateTopic:
 				h := sendHeader{topic: m.Topic, queueID: m.QueueID}
-				_, err = b.resolveSendTopic(&h)
+				_, err = b.sender.resolveSendTopic(&h)
 			default:
 				err = fmt.Errorf("%w: %s", ErrTopicNotFound, m.Topic)
 			}
@@ -152,7 +152,7 @@ func (b *Broker) DLQResend(group string, offsets []int64, target dlq.Target) (se
 				return sent, skipped, fmt.Errorf("%w: topic %s is not writable", ErrNoPermission, dest)
 			}
 			queue = rand.Int32N(tc.WriteQueueNums)
-		} else if _, err := b.ensureGroupTopic(protocol.RetryTopic(group)); err != nil {
+		} else if _, err := b.sender.ensureGroupTopic(protocol.RetryTopic(group)); err != nil {
 			return sent, skipped, err
 		}
 		m := dlq.ResendMessage(rec, group, target, queue)

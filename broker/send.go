@@ -3,10 +3,8 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -215,87 +213,7 @@ var (
 	ErrQueueIllegal = errors.New("broker: illegal queue")
 )
 
-// checkWritable refuses a write while the broker does not accept sends.
-func (b *Broker) checkWritable() error {
-	if why := b.writable(); why != "" {
-		return fmt.Errorf("%w: %s", ErrNotWritable, why)
-	}
-	return nil
-}
-
-// resolveSendTopic finds the topic a send goes to, creating it when
-// auto-creation allows, and checks the queue id.
-func (b *Broker) resolveSendTopic(h *sendHeader) (TopicConfig, error) {
-	if err := ValidateTopic(h.topic); err != nil {
-		return TopicConfig{}, err
-	}
-	if err := b.checkSendTopic(h.topic, h.properties); err != nil {
-		return TopicConfig{}, err
-	}
-	tc, ok := b.topics.get(h.topic)
-	if !ok {
-		var err error
-		switch {
-		case strings.HasPrefix(h.topic, protocol.RetryTopicPrefix):
-			tc, err = b.ensureGroupTopic(h.topic)
-		case b.c().AutoCreateTopic && !protocol.IsReservedTopic(h.topic):
-			tpl, ok := b.topics.get(orDefault(h.defaultTopic, protocol.AutoCreateTopicTemplate))
-			if !ok || !protocol.PermInheritable(tpl.Perm) {
-				tpl, _ = b.topics.get(protocol.AutoCreateTopicTemplate)
-			}
-			n := tpl.WriteQueueNums
-			if n <= 0 {
-				// No template yet: a replica that was just elected stores
-				// it after it takes writes. The template is made from this.
-				n = b.c().DefaultTopicQueueNums
-			}
-			if h.defaultQueueNums > 0 && h.defaultQueueNums < n {
-				n = h.defaultQueueNums
-			}
-			tc, err = b.topics.ensure(TopicConfig{TopicName: h.topic, ReadQueueNums: n, WriteQueueNums: n,
-				Perm: int32(protocol.PermRead | protocol.PermWrite)})
-			if err == nil {
-				b.log.Info().Str("topic", h.topic).Int32("queues", n).Msg("topic auto-created")
-			}
-		default:
-			return TopicConfig{}, fmt.Errorf("%w: topic[%s] not exist, apply first please", ErrTopicNotFound, h.topic)
-		}
-		if err != nil {
-			return TopicConfig{}, err
-		}
-	}
-	if !protocol.PermWritable(tc.Perm) {
-		return tc, fmt.Errorf("%w: the topic[%s] sending is forbidden", ErrNoPermission, h.topic)
-	}
-	nq := max(tc.WriteQueueNums, tc.ReadQueueNums)
-	if h.queueID < 0 {
-		h.queueID = rand.Int32N(tc.WriteQueueNums)
-	} else if h.queueID >= nq {
-		return tc, fmt.Errorf("%w: request queueId[%d] is illegal, topic %s has %d queues", ErrQueueIllegal, h.queueID, h.topic, nq)
-	}
-	return tc, nil
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-// ensureGroupTopic creates a %RETRY% or %DLQ% topic (one queue) on demand.
-func (b *Broker) ensureGroupTopic(topic string) (TopicConfig, error) {
-	return b.topics.ensure(groupTopicConfig(topic))
-}
-
-// groupTopicConfig is the config of a group's %RETRY% or %DLQ% topic.
-func groupTopicConfig(topic string) TopicConfig {
-	return TopicConfig{TopicName: topic, ReadQueueNums: 1, WriteQueueNums: 1,
-		Perm: int32(protocol.PermRead | protocol.PermWrite), TopicFilterType: remoting.TopicFilterSingleTag}
-}
-
 var msgPool = sync.Pool{New: func() any { s := make([]commitlog.Message, 0, 64); return &s }}
-var resPool = sync.Pool{New: func() any { s := make([]commitlog.AppendResult, 0, 64); return &s }}
 
 // sendHandler serves the send codes one at a time or, when a client
 // pipelines them on one connection, in groups: one append of every
@@ -409,7 +327,7 @@ func (ch *clientHandlers) appendGroup(c *remoting.Conn, g *sendGroup, msgs []com
 				ch.b.answerDedup(c, sp, msgs, r, err) // dedup.go
 				continue
 			}
-			resp := ch.b.sendResponse(sp.req, msgs[sp.first:sp.first+sp.size], r, err)
+			resp := ch.b.sender.sendResponse(sp.req, msgs[sp.first:sp.first+sp.size], r, err)
 			if r == nil {
 				_ = c.Reply(resp)
 				continue
@@ -422,7 +340,7 @@ func (ch *clientHandlers) appendGroup(c *remoting.Conn, g *sendGroup, msgs []com
 		answer([]commitlog.AppendResult{}, nil) // only duplicates
 		return
 	}
-	ch.b.appendMessages(msgs, answer)
+	ch.b.sender.appendMessages(msgs, answer)
 }
 
 // prepareSend checks one send request and appends its messages to msgs.
@@ -431,7 +349,7 @@ func (ch *clientHandlers) prepareSend(req *remoting.Command, msgs []commitlog.Me
 	if err != nil {
 		return msgs, err
 	}
-	if _, err := ch.b.resolveSendTopic(&h); err != nil {
+	if _, err := ch.b.sender.resolveSendTopic(&h); err != nil {
 		return msgs, err
 	}
 	first := len(msgs)
@@ -456,7 +374,7 @@ func (ch *clientHandlers) prepareSend(req *remoting.Command, msgs []commitlog.Me
 		if half, err := ch.b.routeHalf(&msgs[i], &h, batch); err != nil { // transaction.go
 			return msgs, err
 		} else if !half {
-			if err := ch.b.routeSpecial(&msgs[i], &h); err != nil {
+			if err := ch.b.sender.routeSpecial(&msgs[i], &h); err != nil {
 				return msgs, err
 			}
 		}
@@ -467,72 +385,6 @@ func (ch *clientHandlers) prepareSend(req *remoting.Command, msgs []commitlog.Me
 		}
 	}
 	return msgs, nil
-}
-
-// store appends msgs and builds the send response.
-func (b *Broker) store(req *remoting.Command, msgs []commitlog.Message) (resp *remoting.Command) {
-	b.appendMessages(msgs, func(res []commitlog.AppendResult, err error) {
-		resp = b.sendResponse(req, msgs, res, err)
-	})
-	return resp
-}
-
-// appendMessages appends msgs in one go, logs a failure, and calls answer
-// with their results (nil unless every message was appended) and the
-// error. The results come from a pool: answer must not keep them.
-func (b *Broker) appendMessages(msgs []commitlog.Message, answer func(res []commitlog.AppendResult, err error)) {
-	rp := resPool.Get().(*[]commitlog.AppendResult)
-	defer resPool.Put(rp)
-	res, err := b.clog.Append(msgs, (*rp)[:0])
-	*rp = res
-	if err != nil && !errors.Is(err, commitlog.ErrFlushTimeout) {
-		b.log.Warn().Err(err).Str("topic", msgs[0].Topic).Msg("send failed")
-	}
-	if len(res) != len(msgs) {
-		res = nil
-	}
-	answer(res, err)
-}
-
-// sendResponse answers a send whose msgs were appended as res (nil when
-// the append failed with err).
-func (b *Broker) sendResponse(req *remoting.Command, msgs []commitlog.Message, res []commitlog.AppendResult, err error) *remoting.Command {
-	code := int16(protocol.RespSuccess)
-	remark := ""
-	if err == nil && (len(msgs) == 0 || len(res) != len(msgs)) {
-		// handleSends never groups a request without messages, and a
-		// successful append answers every message: a broken invariant,
-		// answered as an error rather than a panic after the store.
-		err = fmt.Errorf("broker: %d messages appended as %d results", len(msgs), len(res))
-	}
-	if err != nil {
-		if errors.Is(err, commitlog.ErrFlushTimeout) && res != nil {
-			code, remark = protocol.RespFlushDiskTimeout, err.Error()
-		} else {
-			code, remark = sendError(err)
-			return remoting.NewResponse(req, code, remark)
-		}
-	}
-	out := remoting.NewResponse(req, code, remark)
-	var ids strings.Builder
-	for i, r := range res {
-		if i > 0 {
-			ids.WriteByte(',')
-		}
-		ids.WriteString(protocol.OffsetMsgID(b.storeHost, r.Offset))
-	}
-	rh := &remoting.SendResponseHeader{MsgID: ids.String(), QueueID: msgs[0].QueueID,
-		QueueOffset: res[0].QueueOffset, MsgRegion: "DefaultRegion", TraceOn: "true"}
-	if msgs[0].Topic == protocol.TransHalfTopic {
-		rh.TransactionID, _ = protocol.Property(msgs[0].Properties, protocol.PropUniqKey)
-	}
-	out.Header = rh
-	var bytes int
-	for i := range msgs {
-		bytes += len(msgs[i].Body)
-	}
-	b.metrics.messagesIn(msgs[0].Topic, len(msgs), bytes)
-	return out
 }
 
 func (b *Broker) reply(c *remoting.Conn, req *remoting.Command, code int16, remark string) {

@@ -73,7 +73,7 @@ func (ch *clientHandlers) handleSendMulti(c *remoting.Conn, req *remoting.Comman
 		st.at = append(st.at, i)
 	}
 	if len(st.msgs) > 0 {
-		ch.b.appendMessages(st.msgs, func(res []commitlog.AppendResult, err error) {
+		ch.b.sender.appendMessages(st.msgs, func(res []commitlog.AppendResult, err error) {
 			ch.multiResults(st, res, err)
 		})
 	}
@@ -111,7 +111,7 @@ func (ch *clientHandlers) handleSendMulti(c *remoting.Conn, req *remoting.Comman
 func (ch *clientHandlers) prepareMultiEntry(e *protocol.MultiEntry, group string, born netip.AddrPort) (commitlog.Message, error) {
 	h := sendHeader{producerGroup: group, topic: e.Topic, queueID: e.QueueID, flag: e.Flag,
 		bornTimestamp: e.BornTimestamp, properties: string(e.Properties)}
-	if _, err := ch.b.resolveSendTopic(&h); err != nil {
+	if _, err := ch.b.sender.resolveSendTopic(&h); err != nil {
 		return commitlog.Message{}, err
 	}
 	m := commitlog.Message{Topic: h.topic, QueueID: h.queueID, Flag: h.flag, Body: e.Body,
@@ -119,7 +119,7 @@ func (ch *clientHandlers) prepareMultiEntry(e *protocol.MultiEntry, group string
 	if _, err := ch.b.routeHalf(&m, &h, true); err != nil { // transaction.go: no halves in a batch
 		return commitlog.Message{}, err
 	}
-	if err := ch.b.routeSpecial(&m, &h); err != nil {
+	if err := ch.b.sender.routeSpecial(&m, &h); err != nil {
 		return commitlog.Message{}, err
 	}
 	if _, err := m.EncodedSize(ch.b.cfg.MaxMessageSize); err != nil {
