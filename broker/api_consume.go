@@ -176,7 +176,7 @@ func (b *Broker) queueLocked(g *groupLeases, group string, tq topicQueue, create
 	if ok {
 		lq.next, lq.committed = cur, cur
 	} else {
-		lq.next = b.minOffset(tq.topic, tq.queue)
+		lq.next = b.reader.minOffset(tq.topic, tq.queue)
 	}
 	g.queues[tq] = lq
 	return lq
@@ -328,7 +328,7 @@ func (b *Broker) receiveOnce(g *groupLeases, group string, gc GroupConfig, queue
 	for i := 0; i < len(queues) && len(out) < want; i++ {
 		tq := queues[(start+i)%len(queues)]
 		lq := b.queueLocked(g, group, tq, true)
-		minOff, maxOff := b.minOffset(tq.topic, tq.queue), b.cq.MaxOffset(tq.topic, tq.queue)
+		minOff, maxOff := b.reader.minOffset(tq.topic, tq.queue), b.cq.MaxOffset(tq.topic, tq.queue)
 		lq.next = min(max(lq.next, minOff), maxOff)
 	scan:
 		for len(out) < want && lq.next < maxOff {

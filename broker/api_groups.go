@@ -163,7 +163,7 @@ func (v HTTPGroupsView) ResetOffsets(group string, in protocol.HTTPOffsetReset) 
 		if err != nil {
 			return none, err
 		}
-		target[q] = max(b.minOffset(in.Topic, q), min(off, b.cq.MaxOffset(in.Topic, q)))
+		target[q] = max(b.reader.minOffset(in.Topic, q), min(off, b.cq.MaxOffset(in.Topic, q)))
 	}
 	if in.Execute {
 		res, err := b.ResetOffset(group, in.Topic, at)

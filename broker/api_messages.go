@@ -384,7 +384,7 @@ func (v HTTPMessagesView) ReadQueue(topic string, q int32, offset int64, n int, 
 	poll := b.newHTTPPoll(wait)
 	defer poll.end()
 	for {
-		minOff, maxOff := b.minOffset(topic, q), b.cq.MaxOffset(topic, q)
+		minOff, maxOff := b.reader.minOffset(topic, q), b.cq.MaxOffset(topic, q)
 		offset = max(offset, minOff)
 		if offset > maxOff {
 			offset = maxOff
@@ -413,7 +413,7 @@ func (v HTTPMessagesView) ReadQueue(topic string, q int32, offset int64, n int, 
 // the tag filter, returning them and the next offset.
 func (b *Broker) readQueueOnce(topic string, q int32, offset int64, n int, filter tagFilter, tags map[string]bool, maxOff int64) ([]apiMessage, int64, error) {
 	pr := pullRequest{topic: topic, queueID: q, offset: offset, maxMsgs: n}
-	body, _, next, err := b.readMessages(&pr, filter, maxOff)
+	body, _, next, err := b.reader.readMessages(&pr, filter, maxOff)
 	if err != nil {
 		return nil, offset, err
 	}

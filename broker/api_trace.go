@@ -28,7 +28,7 @@ func (b *Broker) scanQueue(topic string, q int32, from int64, limit int, fn func
 	var buf []byte
 	n := 0
 	maxOff := b.cq.MaxOffset(topic, q)
-	for off := max(from, b.minOffset(topic, q)); off < maxOff && n < limit; {
+	for off := max(from, b.reader.minOffset(topic, q)); off < maxOff && n < limit; {
 		var err error
 		es, err = b.cq.Get(topic, q, off, min(64, limit-n), es)
 		if err != nil {

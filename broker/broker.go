@@ -74,7 +74,8 @@ type Broker struct {
 	clients             *clientRegistry
 	locks               *lockTable
 	metrics             *metrics
-	sender              *sender // what every path writes goes through it (sender.go)
+	sender              *sender      // what every path writes goes through it (sender.go)
+	reader              *queueReader // what consumers read (queuereader.go)
 
 	retryReaders *retryReaders // groups whose consumers pull their retry queue
 	topicDrops   topicDrops    // topics the master deleted, to remove here (replica_topics.go)
@@ -167,6 +168,7 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		delayLevels: len(b.delays), storeHost: func() netip.AddrPort { return b.storeHost },
 		writable: b.writable, checkTopic: b.checkSendTopic}
 	b.repl = newReplication(b)
+	b.reader = &queueReader{cfg: b.c, log: b.log, clog: b.clog, cq: b.cq, metrics: b.metrics, suggest: b.repl.suggestBroker}
 	b.mux = remoting.NewMux()
 	b.client = &clientHandlers{b: b}
 	b.routes()

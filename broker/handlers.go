@@ -210,7 +210,7 @@ func (ch *clientHandlers) handleQueryOffset(c *remoting.Conn, req *remoting.Comm
 	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
 	if off, ok := ch.b.offsets.get(group, topic, q); ok {
 		resp.Set("offset", strconv.FormatInt(off, 10))
-	} else if ch.b.youngQueue(topic, q) {
+	} else if ch.b.reader.youngQueue(topic, q) {
 		// Like RocketMQ: a new group on a queue whose first message is
 		// still hot starts from the beginning whatever its policy says.
 		resp.Set("offset", "0")
@@ -218,22 +218,6 @@ func (ch *clientHandlers) handleQueryOffset(c *remoting.Conn, req *remoting.Comm
 		resp.Code, resp.Remark = protocol.RespQueryNotFound, "Not found, V3_0_6_SNAPSHOT maybe this group consumer boot first"
 	}
 	_ = c.Reply(resp)
-}
-
-// youngQueue reports a queue whose first entry is still at 0 and recent
-// enough to be in memory (within hotBytes of the log's end).
-func (b *Broker) youngQueue(topic string, q int32) bool {
-	if b.minOffset(topic, q) > 0 {
-		return false
-	}
-	if b.cq.MaxOffset(topic, q) == 0 {
-		return true
-	}
-	es, err := b.cq.Get(topic, q, 0, 1, nil)
-	if err != nil || len(es) == 0 {
-		return false
-	}
-	return b.clog.WrittenOffset()-es[0].Offset < hotBytes()
 }
 
 func (ch *clientHandlers) handleUpdateOffset(c *remoting.Conn, req *remoting.Command) {
@@ -269,16 +253,6 @@ func (ch *clientHandlers) handleMaxOffset(c *remoting.Conn, req *remoting.Comman
 
 func (ch *clientHandlers) handleMinOffset(c *remoting.Conn, req *remoting.Command) {
 	ch.answerOffset(c, req, ch.b.cq.MinOffset)
-}
-
-// minOffset is the queue's first offset still backed by the log; an index
-// read error is logged and counts as 0.
-func (b *Broker) minOffset(topic string, q int32) int64 {
-	off, err := b.cq.MinOffset(topic, q)
-	if err != nil {
-		b.log.Error().Err(err).Str("topic", topic).Int32("queue_id", q).Msg("min offset")
-	}
-	return off
 }
 
 func (ch *clientHandlers) handleSearchOffset(c *remoting.Conn, req *remoting.Command) {

@@ -98,7 +98,7 @@ func (b *Broker) DLQResend(group string, offsets []int64, target dlq.Target) (se
 		return 0, 0, fmt.Errorf("%w: group %s has no dead letters", ErrTopicNotFound, group)
 	}
 	if offsets == nil {
-		lo := b.minOffset(topic, 0)
+		lo := b.reader.minOffset(topic, 0)
 		for o := lo; o < b.cq.MaxOffset(topic, 0); o++ {
 			offsets = append(offsets, o)
 		}
