@@ -164,3 +164,27 @@ func TestClientHandlersSendBackUnknownGroup(t *testing.T) {
 		t.Fatalf("send-back for an unknown group: code %d (%s)", resp.Code, resp.Remark)
 	}
 }
+
+func TestClientHandlersSend(t *testing.T) {
+	b := testBroker(t, t.TempDir(), func(c *Config) { c.AutoCreateTopic = false })
+	h := sendHandler{ch: b.client, obs: b.metrics.rpcLatency.WithLabelValues(strconv.Itoa(protocol.ReqSendMessage))}
+	c := serveHandler(t, protocol.ReqSendMessage, h.ServeRemoting)
+	if resp := c.send("Unknown", 0, "x", nil); resp.Code != protocol.RespTopicNotExist {
+		t.Fatalf("a send to an unknown topic: code %d (%s)", resp.Code, resp.Remark)
+	}
+	if resp := c.send(protocol.ScheduleTopic, 0, "x", nil); resp.Code != protocol.RespNoPermission {
+		t.Fatalf("a send to the schedule topic: code %d (%s)", resp.Code, resp.Remark)
+	}
+	if _, err := b.topics.ensure(TopicConfig{TopicName: "known", ReadQueueNums: 1, WriteQueueNums: 1, Perm: int32(protocol.PermRead | protocol.PermWrite)}); err != nil {
+		t.Fatal(err)
+	}
+	resp := c.send("known", 0, "x", nil)
+	mustOK(t, resp)
+	if resp.StringOr("queueOffset", "") != "0" {
+		t.Fatalf("the first send got queue offset %q", resp.StringOr("queueOffset", ""))
+	}
+	b.drained.Store(true)
+	if resp := c.send("known", 0, "x", nil); resp.Code != protocol.RespServiceNotAvailable {
+		t.Fatalf("a send to a drained broker: code %d (%s)", resp.Code, resp.Remark)
+	}
+}

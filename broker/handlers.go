@@ -25,7 +25,7 @@ func (b *Broker) routes() {
 		m.Handle(code, b.metrics.instrument(code, f))
 	}
 	for _, code := range []int16{protocol.ReqSendMessage, protocol.ReqSendMessageV2, protocol.ReqSendBatchMessage} {
-		m.HandleBatch(code, sendHandler{b: b, obs: b.metrics.rpcLatency.WithLabelValues(strconv.Itoa(int(code)))})
+		m.HandleBatch(code, sendHandler{ch: b.client, obs: b.metrics.rpcLatency.WithLabelValues(strconv.Itoa(int(code)))})
 	}
 	b.client.routes(timed)
 	timed(protocol.ReqInitProducerID, b.handleInitProducerID)

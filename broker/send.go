@@ -220,7 +220,7 @@ var msgPool = sync.Pool{New: func() any { s := make([]commitlog.Message, 0, 64);
 // group's messages (one reservation, one wait for the write) and one
 // answer each.
 type sendHandler struct {
-	b   *Broker
+	ch  *clientHandlers
 	obs prometheus.Observer
 }
 
@@ -231,7 +231,7 @@ func (h sendHandler) ServeRemoting(c *remoting.Conn, req *remoting.Command) {
 
 func (h sendHandler) ServeBatch(c *remoting.Conn, reqs []*remoting.Command) {
 	start := time.Now()
-	h.b.client.handleSends(c, reqs)
+	h.ch.handleSends(c, reqs)
 	ms := float64(time.Since(start).Microseconds()) / 1000
 	for range reqs {
 		h.obs.Observe(ms)
