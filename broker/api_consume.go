@@ -176,7 +176,7 @@ func (b *Broker) queueLocked(g *groupLeases, group string, tq topicQueue, create
 	if ok {
 		lq.next, lq.committed = cur, cur
 	} else {
-		lq.next = b.minOffset(tq.topic, tq.queue)
+		lq.next = b.reader.minOffset(tq.topic, tq.queue)
 	}
 	g.queues[tq] = lq
 	return lq
@@ -328,7 +328,7 @@ func (b *Broker) receiveOnce(g *groupLeases, group string, gc GroupConfig, queue
 	for i := 0; i < len(queues) && len(out) < want; i++ {
 		tq := queues[(start+i)%len(queues)]
 		lq := b.queueLocked(g, group, tq, true)
-		minOff, maxOff := b.minOffset(tq.topic, tq.queue), b.cq.MaxOffset(tq.topic, tq.queue)
+		minOff, maxOff := b.reader.minOffset(tq.topic, tq.queue), b.cq.MaxOffset(tq.topic, tq.queue)
 		lq.next = min(max(lq.next, minOff), maxOff)
 	scan:
 		for len(out) < want && lq.next < maxOff {
@@ -390,7 +390,7 @@ func (b *Broker) retryLocked(group string, gc GroupConfig, clogOff int64) error 
 		return err
 	}
 	origin, _ := rec.Property(protocol.PropUniqKey)
-	m, err := b.sendBackMessage(rec, group, gc, origin, 0, -1)
+	m, err := b.sender.sendBackMessage(rec, group, gc, origin, 0, -1)
 	if err != nil {
 		return err
 	}
@@ -479,7 +479,7 @@ func (v HTTPConsumeView) Ack(group string, handles []string) (int, []ReceiptFail
 // Nack sends the leased messages down the retry path.
 func (v HTTPConsumeView) Nack(group string, handles []string) (int, []ReceiptFailure, error) {
 	b := v.b
-	if err := b.checkWritable(); err != nil {
+	if err := b.sender.checkWritable(); err != nil {
 		return 0, nil, err
 	}
 	return b.settle(group, handles, func(group string, gc GroupConfig, l *lease) error {

@@ -100,13 +100,13 @@ func (v HTTPMessagesView) Produce(read func() (ProduceRequest, error)) (protocol
 }
 
 // Writable is nil when the broker takes sends, else why not.
-func (v HTTPMessagesView) Writable() error { return v.b.checkWritable() }
+func (v HTTPMessagesView) Writable() error { return v.b.sender.checkWritable() }
 
 // produce serves a produce request; with tx its messages are stored as
 // halves of that HTTP transaction (api_txhttp.go).
 func (b *Broker) produce(read func() (ProduceRequest, error), tx *httpTx) (protocol.HTTPProduceResponse, []error, error) {
 	var none protocol.HTTPProduceResponse
-	if err := b.checkWritable(); err != nil {
+	if err := b.sender.checkWritable(); err != nil {
 		return none, nil, err
 	}
 	req, err := read()
@@ -121,7 +121,7 @@ func (b *Broker) produce(read func() (ProduceRequest, error), tx *httpTx) (proto
 		return none, nil, fmt.Errorf("%w: %d messages; at most %d per request", protocol.ErrHTTPBadInput, len(in), maxProduceBatch)
 	}
 	h := sendHeader{topic: topic, queueID: -1}
-	tc, err := b.resolveSendTopic(&h)
+	tc, err := b.sender.resolveSendTopic(&h)
 	if err != nil {
 		return none, nil, err
 	}
@@ -152,7 +152,7 @@ func (b *Broker) produce(read func() (ProduceRequest, error), tx *httpTx) (proto
 			tx.mark(&m)
 			_, err = b.routeHalf(&m, &h, false) // transaction.go
 		} else {
-			err = b.routeSpecial(&m, &h)
+			err = b.sender.routeSpecial(&m, &h)
 		}
 		if err != nil {
 			errs[i] = err
@@ -384,7 +384,7 @@ func (v HTTPMessagesView) ReadQueue(topic string, q int32, offset int64, n int, 
 	poll := b.newHTTPPoll(wait)
 	defer poll.end()
 	for {
-		minOff, maxOff := b.minOffset(topic, q), b.cq.MaxOffset(topic, q)
+		minOff, maxOff := b.reader.minOffset(topic, q), b.cq.MaxOffset(topic, q)
 		offset = max(offset, minOff)
 		if offset > maxOff {
 			offset = maxOff
@@ -413,7 +413,7 @@ func (v HTTPMessagesView) ReadQueue(topic string, q int32, offset int64, n int, 
 // the tag filter, returning them and the next offset.
 func (b *Broker) readQueueOnce(topic string, q int32, offset int64, n int, filter tagFilter, tags map[string]bool, maxOff int64) ([]apiMessage, int64, error) {
 	pr := pullRequest{topic: topic, queueID: q, offset: offset, maxMsgs: n}
-	body, _, next, err := b.readMessages(&pr, filter, maxOff)
+	body, _, next, err := b.reader.readMessages(&pr, filter, maxOff)
 	if err != nil {
 		return nil, offset, err
 	}

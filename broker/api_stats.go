@@ -40,7 +40,7 @@ func topicKind(t string) string {
 func (b *Broker) messagesIn(topic string, queues int32) int64 {
 	var n int64
 	for q := int32(0); q < queues; q++ {
-		n += max(0, b.cq.MaxOffset(topic, q)-b.minOffset(topic, q))
+		n += max(0, b.cq.MaxOffset(topic, q)-b.reader.minOffset(topic, q))
 	}
 	return n
 }

@@ -28,7 +28,7 @@ func (b *Broker) scanQueue(topic string, q int32, from int64, limit int, fn func
 	var buf []byte
 	n := 0
 	maxOff := b.cq.MaxOffset(topic, q)
-	for off := max(from, b.minOffset(topic, q)); off < maxOff && n < limit; {
+	for off := max(from, b.reader.minOffset(topic, q)); off < maxOff && n < limit; {
 		var err error
 		es, err = b.cq.Get(topic, q, off, min(64, limit-n), es)
 		if err != nil {
@@ -215,7 +215,7 @@ func (v HTTPMessagesView) Trace(id string) (protocol.HTTPTrace, error) {
 // (every subscribed group does).
 func (v HTTPMessagesView) Resend(id, group string) (map[string]any, error) {
 	b := v.b
-	if err := b.checkWritable(); err != nil {
+	if err := b.sender.checkWritable(); err != nil {
 		return nil, err
 	}
 	orig, _, err := b.originalRecord(id)
@@ -227,7 +227,7 @@ func (v HTTPMessagesView) Resend(id, group string) (map[string]any, error) {
 		if _, err := b.needGroup(group); err != nil {
 			return nil, err
 		}
-		if _, err := b.ensureGroupTopic(protocol.RetryTopic(group)); err != nil {
+		if _, err := b.sender.ensureGroupTopic(protocol.RetryTopic(group)); err != nil {
 			return nil, err
 		}
 		m = dlq.ResendMessage(orig, group, dlq.ToRetry, 0)

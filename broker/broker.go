@@ -74,6 +74,8 @@ type Broker struct {
 	clients             *clientRegistry
 	locks               *lockTable
 	metrics             *metrics
+	sender              *sender      // what every path writes goes through it (sender.go)
+	reader              *queueReader // what consumers read (queuereader.go)
 
 	retryReaders *retryReaders // groups whose consumers pull their retry queue
 	topicDrops   topicDrops    // topics the master deleted, to remove here (replica_topics.go)
@@ -91,6 +93,7 @@ type Broker struct {
 	cfgMu sync.Mutex
 
 	mux           *remoting.Mux
+	client        *clientHandlers // requests of producers and consumers (handlers.go)
 	server        *remoting.Server
 	acl           *acl.Watcher // nil: ACL off (security.go)
 	audit         *acl.Audit
@@ -161,8 +164,13 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		b.closeStores()
 		return nil, err
 	}
+	b.sender = &sender{cfg: b.c, log: b.log, clog: b.clog, topics: b.topics, groups: b.groups, metrics: b.metrics,
+		delayLevels: len(b.delays), storeHost: func() netip.AddrPort { return b.storeHost },
+		writable: b.writable, checkTopic: b.checkSendTopic}
 	b.repl = newReplication(b)
+	b.reader = &queueReader{cfg: b.c, log: b.log, clog: b.clog, cq: b.cq, metrics: b.metrics, suggest: b.repl.suggestBroker}
 	b.mux = remoting.NewMux()
+	b.client = &clientHandlers{b: b}
 	b.routes()
 	if err := b.openACL(); err != nil {
 		b.closeStores()
@@ -478,7 +486,7 @@ func (b *Broker) housekeeping() {
 			}
 		case now := <-scan.C:
 			for _, g := range b.clients.expire(now.Add(-b.cfg.ClientExpiry.D())) {
-				b.notifyGroupChanged(g)
+				b.client.notifyGroupChanged(g)
 			}
 			b.sampleStats(now)
 		case <-disk.C:

@@ -298,7 +298,7 @@ func (b *Broker) wakeHeld(topic string, queueID int32) {
 		if isClosed(h.c) {
 			continue
 		}
-		resp, empty := b.pullOnce(h.req, &h.p, h.filter)
+		resp, empty := b.reader.pullOnce(h.req, &h.p, h.filter)
 		if empty && time.Now().Before(h.deadline) {
 			b.parkPull(h)
 			continue
@@ -332,7 +332,7 @@ func (b *Broker) answerHeld(h *heldPull) {
 	if isClosed(h.c) {
 		return
 	}
-	resp, _ := b.pullOnce(h.req, &h.p, h.filter)
+	resp, _ := b.reader.pullOnce(h.req, &h.p, h.filter)
 	_ = h.c.Reply(resp)
 }
 

@@ -98,7 +98,7 @@ func (b *Broker) ResetOffset(group, topic string, offsetFor func(q int32) (int64
 		if err != nil {
 			return nil, err
 		}
-		off = max(b.minOffset(topic, q), min(off, b.cq.MaxOffset(topic, q)))
+		off = max(b.reader.minOffset(topic, q), min(off, b.cq.MaxOffset(topic, q)))
 		out[q] = off
 	}
 	if err := b.offsets.writable(); err != nil {
