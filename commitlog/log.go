@@ -198,11 +198,9 @@ type Log struct {
 	bufPool            sync.Pool
 
 	// Replication (replica.go, epochs.go).
-	flushMu      sync.Mutex // held by a flush round; Truncate takes it to keep rounds out
-	epochMu      sync.Mutex // guards the epoch history; taken after mu
-	epochs       []EpochEntry
-	epochsLoaded bool
-	appendGuard  atomic.Pointer[func() error] // SetAppendGuard
+	flushMu     sync.Mutex // held by a flush round; Truncate takes it to keep rounds out
+	epochs      epochHistory
+	appendGuard atomic.Pointer[func() error] // SetAppendGuard
 }
 
 // SetAppendGuard makes every later Append first call guard and fail with
@@ -234,6 +232,7 @@ func Open(opts Options) (*Log, error) {
 		flushBell: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
+		epochs:    epochHistory{fs: opts.FS, dir: opts.Dir},
 	}
 	l.writeIdle.L = &l.mu
 	if err := mkdirAllDurable(l.fs, opts.Dir); err != nil {

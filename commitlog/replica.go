@@ -197,7 +197,7 @@ func (l *Log) Reset(base int64) error {
 	if base%l.opts.SegmentSize != 0 || base < l.writePos {
 		return fmt.Errorf("%w: reset to %d: not a segment base at or past the end %d", ErrOutOfRange, base, l.writePos)
 	}
-	if err := l.truncateEpochs(math.MinInt64); err != nil {
+	if err := l.epochs.truncate(math.MinInt64); err != nil {
 		return err
 	}
 	if err := l.removeSegments(*l.segs.Load()); err != nil {
@@ -271,7 +271,7 @@ func (l *Log) Truncate(off int64) error {
 	}
 	// The history first: a crash after it leaves a tail that the next
 	// handshake cuts again, never an entry that points past the log.
-	if err := l.truncateEpochs(off); err != nil {
+	if err := l.epochs.truncate(off); err != nil {
 		return err
 	}
 	if off == l.writePos {
