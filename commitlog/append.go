@@ -116,7 +116,7 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 			marker := make([]byte, protocol.BlankMarkerSize)
 			putBlank(marker, next-pos)
 			items = append(items, pendingWrite{pos: pos, b: marker})
-			if _, err := l.createSegmentLocked(next); err != nil {
+			if _, err := l.segs.create(next); err != nil {
 				err = l.failLocked(err)
 				l.noSpace.Store(errors.Is(err, ErrNoSpace))
 				l.mu.Unlock()
@@ -271,30 +271,14 @@ func (l *Log) leadLocked() {
 func (l *Log) giveBackLocked() {
 	l.spaceErr = nil
 	l.reserved = l.writePos
-	segs := *l.segs.Load()
-	n := len(segs)
-	for n > 1 && segs[n-1].base > l.writePos {
-		n--
-	}
-	if n == len(segs) {
-		return
-	}
-	keep := append([]*segment(nil), segs[:n]...)
-	l.segs.Store(&keep)
-	for _, s := range segs[n:] {
-		s.file.Close()
-		if err := l.fs.Remove(s.name); err != nil {
-			// Harmless: the next roll creates it again, truncating it.
-			l.log.Warn().Err(err).Str("segment", s.name).Msg("commitlog: cannot remove a segment created for a write that found no space")
-		}
-	}
+	l.segs.dropAfter(l.writePos)
 }
 
 // writeItems writes queued chunks in order, joining adjacent ones of a
 // segment into one pwrite. Only the leader calls it.
 func (l *Log) writeItems(items []pendingWrite) error {
 	for i := 0; i < len(items); {
-		s := l.segmentAt(items[i].pos)
+		s := l.segs.at(items[i].pos)
 		if s == nil {
 			return fmt.Errorf("no segment for offset %d", items[i].pos)
 		}
@@ -318,7 +302,7 @@ func (l *Log) writeItems(items []pendingWrite) error {
 			if !errors.Is(err, syscall.ENOSPC) {
 				return err
 			}
-			if uerr := l.unwrite(items[:i], s, items[i].pos-s.base, n); uerr != nil {
+			if uerr := l.segs.unwrite(items[:i], s, items[i].pos-s.base, n); uerr != nil {
 				return fmt.Errorf("%w; undoing the partial write: %v", err, uerr)
 			}
 			return fmt.Errorf("%w: %w", ErrNoSpace, err)
@@ -336,7 +320,7 @@ func (l *Log) writeItems(items []pendingWrite) error {
 // first n bytes written at off in s. Recovery reads zeros as the end of
 // the log, so none of it can come back after a crash as a message that was
 // never acknowledged. Overwriting written bytes needs no new space.
-func (l *Log) unwrite(done []pendingWrite, s *segment, off int64, n int) error {
+func (ss *segmentSet) unwrite(done []pendingWrite, s *segment, off int64, n int) error {
 	zero := func(f vfs.File, off int64, n int) error {
 		z := make([]byte, min(n, 1<<20))
 		for n > 0 {
@@ -350,7 +334,7 @@ func (l *Log) unwrite(done []pendingWrite, s *segment, off int64, n int) error {
 		return nil
 	}
 	for _, it := range done {
-		ds := l.segmentAt(it.pos)
+		ds := ss.at(it.pos)
 		if ds == nil {
 			return fmt.Errorf("no segment for offset %d", it.pos)
 		}

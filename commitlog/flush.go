@@ -1,7 +1,6 @@
 package commitlog
 
 import (
-	"fmt"
 	"maps"
 	"time"
 )
@@ -61,7 +60,7 @@ func (l *Log) flushRound(final bool) {
 	from := l.flushed.Load()
 	advanced := false
 	if target > from && !failed {
-		if err := l.syncRange(from, target); err != nil {
+		if err := l.segs.syncRange(from, target); err != nil {
 			l.mu.Lock()
 			l.setStickyLocked(err)
 			l.mu.Unlock()
@@ -84,19 +83,6 @@ func (l *Log) flushRound(final bool) {
 		l.lastCheckpoint = now
 		l.checkpointedOffset = target
 	}
-}
-
-// syncRange fdatasyncs every segment holding bytes in [from, to).
-func (l *Log) syncRange(from, to int64) error {
-	for _, s := range *l.segs.Load() {
-		if s.base+l.opts.SegmentSize <= from || s.base >= to {
-			continue
-		}
-		if err := s.file.SyncData(); err != nil {
-			return fmt.Errorf("sync %s: %w", s.name, err)
-		}
-	}
-	return nil
 }
 
 // Sync forces a flush round and waits for it: everything appended before

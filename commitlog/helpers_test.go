@@ -25,7 +25,7 @@ func (l *Log) abandon() {
 	l.mu.Unlock()
 	close(l.stop)
 	<-l.done
-	l.closeFiles()
+	l.segs.closeAll()
 	l.lock.Close()
 }
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -134,12 +133,6 @@ type queueKey struct {
 	queue int32
 }
 
-type segment struct {
-	base int64
-	name string
-	file vfs.File
-}
-
 // Log is the shared commitlog. Append, the read methods and the offset
 // accessors are safe for concurrent use.
 //
@@ -153,7 +146,7 @@ type Log struct {
 	log  zerolog.Logger
 	lock io.Closer
 
-	segs atomic.Pointer[[]*segment] // sorted by base, copy-on-write
+	segs *segmentSet
 
 	mu           sync.Mutex
 	writePos     int64              // end of the published (written) records; equal to written
@@ -232,6 +225,7 @@ func Open(opts Options) (*Log, error) {
 		flushBell: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
+		segs:      newSegmentSet(&opts),
 		epochs:    epochHistory{fs: opts.FS, dir: opts.Dir},
 	}
 	l.writeIdle.L = &l.mu
@@ -244,7 +238,7 @@ func Open(opts Options) (*Log, error) {
 	}
 	l.lock = lock
 	if err := l.recover(); err != nil {
-		l.closeFiles()
+		l.segs.closeAll()
 		lock.Close()
 		return nil, err
 	}
@@ -272,13 +266,7 @@ func (l *Log) VisibleOffset() int64 {
 }
 
 // MinOffset is the offset of the first segment still kept.
-func (l *Log) MinOffset() int64 {
-	s := *l.segs.Load()
-	if len(s) == 0 {
-		return 0
-	}
-	return s[0].base
-}
+func (l *Log) MinOffset() int64 { return l.segs.minBase() }
 
 // Err returns the sticky error that made the log read-only, if any.
 func (l *Log) Err() error {
@@ -394,42 +382,6 @@ func (l *Log) putBuf(b *[]byte) {
 	}
 }
 
-func segmentName(base int64) string { return fmt.Sprintf("%020d", base) }
-
-// createSegmentLocked creates the segment starting at base, makes its
-// directory entry durable and publishes it.
-func (l *Log) createSegmentLocked(base int64) (*segment, error) {
-	name := l.fs.PathJoin(l.opts.Dir, segmentName(base))
-	f, err := l.fs.Create(name, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		if errors.Is(err, syscall.ENOSPC) {
-			return nil, fmt.Errorf("%w: create segment %s: %w", ErrNoSpace, name, err)
-		}
-		return nil, fmt.Errorf("commitlog: create segment %s: %w", name, err)
-	}
-	if !l.opts.NoPreallocate {
-		if err := f.Preallocate(0, l.opts.SegmentSize); err != nil {
-			l.log.Warn().Err(err).Str("segment", name).Msg("commitlog: preallocate failed")
-		}
-	}
-	if err := syncDir(l.fs, l.opts.Dir); err != nil {
-		f.Close()
-		return nil, err
-	}
-	s := &segment{base: base, name: name, file: f}
-	l.publishSegment(s)
-	return s, nil
-}
-
-func (l *Log) publishSegment(s *segment) {
-	var next []*segment
-	if old := l.segs.Load(); old != nil {
-		next = append(next, *old...)
-	}
-	next = append(next, s)
-	l.segs.Store(&next)
-}
-
 // mkdirAllDurable creates dir and any missing parents, and syncs the
 // parent of every directory it created so the new entries survive a crash.
 func mkdirAllDurable(fs vfs.FS, dir string) error {
@@ -485,41 +437,15 @@ func (l *Log) Close() error {
 	close(l.stop)
 	<-l.done
 	err := l.Err()
-	l.closeFiles()
+	l.segs.closeAll()
 	if cerr := l.lock.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	return err
 }
 
-func (l *Log) closeFiles() {
-	if s := l.segs.Load(); s != nil {
-		for _, seg := range *s {
-			seg.file.Close()
-		}
-	}
-}
-
-// SegmentInfo describes one kept segment.
-type SegmentInfo struct {
-	Base    int64
-	Name    string
-	ModTime time.Time
-}
-
 // Segments lists the kept segments, oldest first.
-func (l *Log) Segments() []SegmentInfo {
-	segs := *l.segs.Load()
-	out := make([]SegmentInfo, 0, len(segs))
-	for _, s := range segs {
-		si := SegmentInfo{Base: s.base, Name: s.name}
-		if fi, err := s.file.Stat(); err == nil {
-			si.ModTime = fi.ModTime()
-		}
-		out = append(out, si)
-	}
-	return out
-}
+func (l *Log) Segments() []SegmentInfo { return l.segs.infos() }
 
 // DeleteSegmentsBefore deletes every whole segment that ends at or before
 // off, never the active one, oldest first, and returns how many went.
@@ -530,24 +456,9 @@ func (l *Log) DeleteSegmentsBefore(off int64) (int, error) {
 	if l.closed {
 		return 0, ErrClosed
 	}
-	segs := *l.segs.Load()
-	n := 0
-	for n < len(segs)-1 && segs[n].base+l.opts.SegmentSize <= off {
-		n++
+	n, err := l.segs.deleteBefore(off)
+	if n > 0 {
+		l.minOffset = l.segs.minBase()
 	}
-	if n == 0 {
-		return 0, nil
-	}
-	gone := segs[:n]
-	keep := append([]*segment(nil), segs[n:]...)
-	l.segs.Store(&keep)
-	l.minOffset = keep[0].base
-	for _, s := range gone {
-		s.file.Close()
-		if err := l.fs.Remove(s.name); err != nil {
-			return n, fmt.Errorf("commitlog: delete segment %s: %w", s.name, err)
-		}
-		l.log.Info().Str("segment", s.name).Msg("commitlog: segment deleted")
-	}
-	return n, syncDir(l.fs, l.opts.Dir)
+	return n, err
 }

@@ -54,7 +54,7 @@ func (l *Log) AppendRaw(off int64, b []byte) error {
 		return fmt.Errorf("%w: bytes at %d, log ends at %d", ErrNotContiguous, off, end)
 	}
 	for _, base := range rolls {
-		if _, err := l.createSegmentLocked(base); err != nil {
+		if _, err := l.segs.create(base); err != nil {
 			err = l.setStickyLocked(err)
 			l.mu.Unlock()
 			return err
@@ -66,7 +66,7 @@ func (l *Log) AppendRaw(off int64, b []byte) error {
 	l.mu.Unlock()
 
 	l.tail.reset() // raw writes are not kept (readers of a replica read the files)
-	err = l.writeRaw(off, b)
+	err = l.segs.writeRaw(off, b)
 
 	l.mu.Lock()
 	if err != nil {
@@ -160,8 +160,8 @@ func (l *Log) checkRaw(off int64, b []byte) (rolls []int64, table map[queueKey]i
 }
 
 // writeRaw writes b at off with one pwrite per segment it touches.
-func (l *Log) writeRaw(off int64, b []byte) error {
-	seg := l.opts.SegmentSize
+func (ss *segmentSet) writeRaw(off int64, b []byte) error {
+	seg := ss.size
 	for len(b) > 0 {
 		// Up to and including a blank marker; the rest is the next segment's.
 		n, next := len(b), off+int64(len(b))
@@ -171,7 +171,7 @@ func (l *Log) writeRaw(off int64, b []byte) error {
 				break
 			}
 		}
-		s := l.segmentAt(off)
+		s := ss.at(off)
 		if s == nil {
 			return fmt.Errorf("no segment for offset %d", off)
 		}
@@ -200,15 +200,7 @@ func (l *Log) Reset(base int64) error {
 	if err := l.epochs.truncate(math.MinInt64); err != nil {
 		return err
 	}
-	if err := l.removeSegments(*l.segs.Load()); err != nil {
-		return err
-	}
-	none := []*segment{}
-	l.segs.Store(&none)
-	if err := syncDir(l.fs, l.opts.Dir); err != nil {
-		return l.setStickyLocked(err)
-	}
-	if _, err := l.createSegmentLocked(base); err != nil {
+	if err := l.segs.reset(base); err != nil {
 		return l.setStickyLocked(err)
 	}
 	l.writePos, l.reserved, l.minOffset = base, base, base
@@ -278,25 +270,11 @@ func (l *Log) Truncate(off int64) error {
 		return nil
 	}
 	if l.flushed.Load() < off {
-		if err := l.syncRange(l.flushed.Load(), off); err != nil {
+		if err := l.segs.syncRange(l.flushed.Load(), off); err != nil {
 			return l.setStickyLocked(err)
 		}
 	}
-	segs := *l.segs.Load()
-	keep := segs
-	for len(keep) > 1 && keep[len(keep)-1].base > off {
-		keep = keep[:len(keep)-1]
-	}
-	if err := l.removeSegments(segs[len(keep):]); err != nil {
-		return err
-	}
-	keep = append([]*segment(nil), keep...)
-	l.segs.Store(&keep)
-	last := keep[len(keep)-1]
-	if err := cutTail(last, off-last.base); err != nil {
-		return l.setStickyLocked(fmt.Errorf("cut %s at %d: %w", last.name, off-last.base, err))
-	}
-	if err := syncDir(l.fs, l.opts.Dir); err != nil {
+	if err := l.segs.truncate(off); err != nil {
 		return l.setStickyLocked(err)
 	}
 	l.writePos, l.reserved = off, off
@@ -341,19 +319,6 @@ func (l *Log) unlockRewrite() {
 	l.flushMu.Unlock()
 }
 
-// removeSegments deletes segs (the newest of the log), newest first, so a
-// crash midway leaves contiguous segments. Called under lockForRewrite.
-func (l *Log) removeSegments(segs []*segment) error {
-	for i := len(segs) - 1; i >= 0; i-- {
-		s := segs[i]
-		s.file.Close()
-		if err := l.fs.Remove(s.name); err != nil {
-			return l.setStickyLocked(fmt.Errorf("delete segment %s: %w", s.name, err))
-		}
-	}
-	return nil
-}
-
 // ReadRecords fills p with the whole records that start at off, within
 // off's segment and below limit (at most WrittenOffset), for shipping them
 // as they are: it returns how many bytes of p hold records and the offset
@@ -363,7 +328,7 @@ func (l *Log) removeSegments(segs []*segment) error {
 // larger p). off must be the start of a record.
 func (l *Log) ReadRecords(p []byte, off, limit int64) (n int, next int64, err error) {
 	limit = min(limit, l.written.Load())
-	s := l.segmentAt(off)
+	s := l.segs.at(off)
 	if s == nil || off >= limit {
 		return 0, off, fmt.Errorf("%w: no records at %d (min offset %d, limit %d)", ErrOutOfRange, off, l.MinOffset(), limit)
 	}
