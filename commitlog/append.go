@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/protocol"
@@ -177,8 +175,8 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 		return res[:0], round.err
 	}
 	if l.opts.Flush == FlushSync {
-		l.ringFlusher()
-		return res, l.waitRound(round.flush, pos)
+		l.flush.ring()
+		return res, l.flush.wait(round.flush, pos)
 	}
 	return res, nil
 }
@@ -249,9 +247,9 @@ func (l *Log) leadLocked() {
 		if err == nil && l.opts.Flush == FlushAsync {
 			l.mu.Unlock()
 			if end-l.flushed.Load() >= l.opts.FlushDirtyBytes {
-				l.ringFlusher()
+				l.flush.ring()
 			}
-			l.ringWatchers()
+			l.watchers.Ring()
 			l.mu.Lock()
 		}
 	}
@@ -343,40 +341,6 @@ func (ss *segmentSet) unwrite(done []pendingWrite, s *segment, off int64, n int)
 		}
 	}
 	return zero(s.file, off, n)
-}
-
-func (l *Log) ringFlusher() {
-	select {
-	case l.flushBell <- struct{}{}:
-	default:
-	}
-}
-
-var timerPool = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return t
-}}
-
-func (l *Log) waitRound(round chan struct{}, end int64) error {
-	t := timerPool.Get().(*time.Timer)
-	t.Reset(l.opts.SyncTimeout)
-	defer func() {
-		t.Stop()
-		timerPool.Put(t)
-	}()
-	select {
-	case <-round:
-	case <-t.C:
-		return ErrFlushTimeout
-	}
-	if l.flushed.Load() >= end {
-		return nil
-	}
-	if err := l.Err(); err != nil {
-		return err
-	}
-	return ErrClosed
 }
 
 func putBlank(b []byte, size int64) {

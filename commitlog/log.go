@@ -179,19 +179,13 @@ type Log struct {
 	sticky   atomic.Pointer[error]
 	noSpace  atomic.Bool // the last write failed with ErrNoSpace
 
-	flushBell chan struct{} // 1-slot doorbell for the flusher
-	watchers  Bells
-	tail      tailCache // the last bytes written, for readers of the log's end
+	flush    flusher
+	watchers Bells
+	tail     tailCache // the last bytes written, for readers of the log's end
 
-	stop chan struct{}
-	done chan struct{}
-
-	lastCheckpoint     time.Time
-	checkpointedOffset int64
-	bufPool            sync.Pool
+	bufPool sync.Pool
 
 	// Replication (replica.go, epochs.go).
-	flushMu     sync.Mutex // held by a flush round; Truncate takes it to keep rounds out
 	epochs      epochHistory
 	appendGuard atomic.Pointer[func() error] // SetAppendGuard
 }
@@ -222,12 +216,10 @@ func Open(opts Options) (*Log, error) {
 		pubQueues: make(map[queueKey]int64),
 		round:     make(chan struct{}),
 		wround:    &writeRound{done: make(chan struct{})},
-		flushBell: make(chan struct{}, 1),
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
 		segs:      newSegmentSet(&opts),
 		epochs:    epochHistory{fs: opts.FS, dir: opts.Dir},
 	}
+	l.flush = newFlusher(l)
 	l.writeIdle.L = &l.mu
 	if err := mkdirAllDurable(l.fs, opts.Dir); err != nil {
 		return nil, fmt.Errorf("commitlog: create %s: %w", opts.Dir, err)
@@ -242,7 +234,7 @@ func Open(opts Options) (*Log, error) {
 		lock.Close()
 		return nil, err
 	}
-	go l.flusher()
+	go l.flush.run()
 	return l, nil
 }
 
@@ -346,8 +338,6 @@ func (l *Log) Watch() (<-chan struct{}, func()) { return l.watchers.Watch() }
 // whose write the append would wait for).
 func (l *Log) WatchFunc(fn func()) func() { return l.watchers.WatchFunc(fn) }
 
-func (l *Log) ringWatchers() { l.watchers.Ring() }
-
 // failLocked makes err sticky unless it is ErrNoSpace, which only fails
 // the write at hand.
 func (l *Log) failLocked(err error) error {
@@ -434,8 +424,8 @@ func (l *Log) Close() error {
 		l.writeIdle.Wait()
 	}
 	l.mu.Unlock()
-	close(l.stop)
-	<-l.done
+	close(l.flush.stop)
+	<-l.flush.done
 	err := l.Err()
 	l.segs.closeAll()
 	if cerr := l.lock.Close(); err == nil && cerr != nil {

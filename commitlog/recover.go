@@ -157,8 +157,8 @@ func (l *Log) finishRecovery(end int64, table map[queueKey]int64, lastTs int64, 
 	if err := writeCheckpoint(l.fs, l.opts.Dir, checkpoint{offset: end, lastStoreTs: lastTs, queues: table}); err != nil {
 		return fmt.Errorf("commitlog: write checkpoint: %w", err)
 	}
-	l.checkpointedOffset = end
-	l.lastCheckpoint = l.opts.Now()
+	l.flush.checkpointedOffset = end
+	l.flush.lastCheckpoint = l.opts.Now()
 	l.log.Info().Int64("end", end).Int64("scanned_bytes", scanned).Int("queues", len(table)).
 		Int64("took_ms", time.Since(started).Milliseconds()).Msg("commitlog: recovered")
 	return nil

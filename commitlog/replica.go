@@ -93,10 +93,10 @@ func (l *Log) AppendRaw(off int64, b []byte) error {
 		return err
 	}
 	if l.opts.Flush == FlushSync || end-l.flushed.Load() >= l.opts.FlushDirtyBytes {
-		l.ringFlusher()
+		l.flush.ring()
 	}
 	if l.opts.Flush == FlushAsync {
-		l.ringWatchers()
+		l.watchers.Ring()
 	}
 	return nil
 }
@@ -212,7 +212,7 @@ func (l *Log) Reset(base int64) error {
 	if err := writeCheckpoint(l.fs, l.opts.Dir, checkpoint{offset: base, lastStoreTs: l.lastStoreTs, queues: l.queues}); err != nil {
 		l.log.Warn().Err(err).Msg("commitlog: checkpoint after reset failed")
 	} else {
-		l.checkpointedOffset = base
+		l.flush.checkpointedOffset = base
 	}
 	l.log.Warn().Int64("offset", base).Msg("commitlog: emptied to start over")
 	return nil
@@ -287,7 +287,7 @@ func (l *Log) Truncate(off int64) error {
 		// Recovery scans from further back instead; the cut stands.
 		l.log.Warn().Err(err).Msg("commitlog: checkpoint after truncation failed")
 	} else {
-		l.checkpointedOffset = off
+		l.flush.checkpointedOffset = off
 	}
 	l.log.Info().Int64("offset", off).Msg("commitlog: truncated")
 	return nil
@@ -297,7 +297,7 @@ func (l *Log) Truncate(off int64) error {
 // log (Truncate, Reset): no flush round can publish a flushed offset past
 // the rewrite, and no append is in flight. On an error both are released.
 func (l *Log) lockForRewrite(what string) error {
-	l.flushMu.Lock()
+	l.flush.mu.Lock()
 	l.mu.Lock()
 	var err error
 	switch {
@@ -316,7 +316,7 @@ func (l *Log) lockForRewrite(what string) error {
 
 func (l *Log) unlockRewrite() {
 	l.mu.Unlock()
-	l.flushMu.Unlock()
+	l.flush.mu.Unlock()
 }
 
 // ReadRecords fills p with the whole records that start at off, within
