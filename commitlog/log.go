@@ -187,6 +187,7 @@ type Log struct {
 
 	// Replication (replica.go, epochs.go).
 	epochs      epochHistory
+	replica     replicaWriter
 	appendGuard atomic.Pointer[func() error] // SetAppendGuard
 }
 
@@ -220,6 +221,7 @@ func Open(opts Options) (*Log, error) {
 		epochs:    epochHistory{fs: opts.FS, dir: opts.Dir},
 	}
 	l.flush = newFlusher(l)
+	l.replica = replicaWriter{l}
 	l.writeIdle.L = &l.mu
 	if err := mkdirAllDurable(l.fs, opts.Dir); err != nil {
 		return nil, fmt.Errorf("commitlog: create %s: %w", opts.Dir, err)

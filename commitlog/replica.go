@@ -3,20 +3,20 @@ package commitlog
 import (
 	"errors"
 	"fmt"
-	"github.com/ferrymq/ferry/protocol"
 	"maps"
 	"math"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
-// What a slave of a replicated broker group needs of its log: writing the
-// master's bytes at the offsets the master wrote them (AppendRaw), cutting
-// a tail the master never had (Truncate), and the epoch history (epochs.go).
-// A slave's log takes no local appends; the two kinds of writes are kept
-// apart by the append lock and refuse to interleave.
-
-// ErrNotContiguous is returned by AppendRaw when the bytes do not start at
-// the log's end.
-var ErrNotContiguous = errors.New("commitlog: raw append not at the end of the log")
+// replicaWriter is what a slave of a replicated broker group needs of its
+// log besides the epoch history (epochs.go): writing the master's bytes at
+// the offsets the master wrote them (AppendRaw), cutting a tail the master
+// never had (Truncate), starting over (Reset). A slave's log takes no
+// local appends; the two kinds of writes are kept apart by the append lock
+// and refuse to interleave. It works on the log's state under the log's
+// locks; the Log owns it and exposes its writes.
+type replicaWriter struct{ l *Log }
 
 // AppendRaw writes b, whole records as another log stored them (possibly
 // ending a segment with its blank marker, after which the next record
@@ -29,10 +29,41 @@ var ErrNotContiguous = errors.New("commitlog: raw append not at the end of the l
 // store time follow the records. AppendRaw returns once the bytes are
 // written (page cache); Sync makes them durable.
 func (l *Log) AppendRaw(off int64, b []byte) error {
+	return l.replica.appendRaw(off, b)
+}
+
+// Reset empties the log and starts it again at base, a multiple of the
+// segment size past its end: a slave too far behind its master starts
+// over from the master's oldest segment. Every segment, the epoch history
+// and the queue offsets go; it is durable when Reset returns. A crash
+// midway leaves a contiguous prefix of the old segments or none, from
+// which the slave starts over again.
+func (l *Log) Reset(base int64) error {
+	return l.replica.reset(base)
+}
+
+// Truncate cuts the log back to off, which must be the start of a record
+// (or a segment) between MinOffset and WrittenOffset: the segments after
+// it are deleted, the one holding it cut, the epoch history loses the
+// entries starting at or after it, and the next queue offsets become those
+// of the first record cut from each queue, so later appends continue
+// without a gap. The cut is durable when Truncate returns. Readers must not
+// be reading at or past off (a slave stops its dispatcher first).
+func (l *Log) Truncate(off int64) error {
+	return l.replica.truncate(off)
+}
+
+// ErrNotContiguous is returned by AppendRaw when the bytes do not start at
+// the log's end.
+var ErrNotContiguous = errors.New("commitlog: raw append not at the end of the log")
+
+// appendRaw is AppendRaw.
+func (w replicaWriter) appendRaw(off int64, b []byte) error {
+	l := w.l
 	if end := l.written.Load(); off != end {
 		return fmt.Errorf("%w: bytes at %d, log ends at %d", ErrNotContiguous, off, end)
 	}
-	rolls, table, lastTs, err := l.checkRaw(off, b)
+	rolls, table, lastTs, err := checkRaw(off, b, l.opts.SegmentSize)
 	if err != nil {
 		return err
 	}
@@ -118,11 +149,10 @@ func rawSpan(off int64, b []byte, segSize int64) int64 {
 	return pos - off
 }
 
-// checkRaw validates b as bytes to write at off and returns the segment
+// checkRaw validates b as bytes to write at off, in segments of seg bytes, and returns the segment
 // bases its markers roll to, the next queue offset of every queue it
 // holds and its largest store time.
-func (l *Log) checkRaw(off int64, b []byte) (rolls []int64, table map[queueKey]int64, lastTs int64, err error) {
-	seg := l.opts.SegmentSize
+func checkRaw(off int64, b []byte, seg int64) (rolls []int64, table map[queueKey]int64, lastTs int64, err error) {
 	table = map[queueKey]int64{}
 	pos, p := off, 0
 	for p < len(b) {
@@ -183,17 +213,13 @@ func (ss *segmentSet) writeRaw(off int64, b []byte) error {
 	return nil
 }
 
-// Reset empties the log and starts it again at base, a multiple of the
-// segment size past its end: a slave too far behind its master starts
-// over from the master's oldest segment. Every segment, the epoch history
-// and the queue offsets go; it is durable when Reset returns. A crash
-// midway leaves a contiguous prefix of the old segments or none, from
-// which the slave starts over again.
-func (l *Log) Reset(base int64) error {
-	if err := l.lockForRewrite("reset"); err != nil {
+// reset is Reset.
+func (w replicaWriter) reset(base int64) error {
+	l := w.l
+	if err := w.lockForRewrite("reset"); err != nil {
 		return err
 	}
-	defer l.unlockRewrite()
+	defer w.unlockRewrite()
 	if base%l.opts.SegmentSize != 0 || base < l.writePos {
 		return fmt.Errorf("%w: reset to %d: not a segment base at or past the end %d", ErrOutOfRange, base, l.writePos)
 	}
@@ -218,18 +244,13 @@ func (l *Log) Reset(base int64) error {
 	return nil
 }
 
-// Truncate cuts the log back to off, which must be the start of a record
-// (or a segment) between MinOffset and WrittenOffset: the segments after
-// it are deleted, the one holding it cut, the epoch history loses the
-// entries starting at or after it, and the next queue offsets become those
-// of the first record cut from each queue, so later appends continue
-// without a gap. The cut is durable when Truncate returns. Readers must not
-// be reading at or past off (a slave stops its dispatcher first).
-func (l *Log) Truncate(off int64) error {
-	if err := l.lockForRewrite("truncate"); err != nil {
+// truncate is Truncate.
+func (w replicaWriter) truncate(off int64) error {
+	l := w.l
+	if err := w.lockForRewrite("truncate"); err != nil {
 		return err
 	}
-	defer l.unlockRewrite()
+	defer w.unlockRewrite()
 	if off < l.minOffset || off > l.writePos {
 		return fmt.Errorf("%w: truncate to %d outside [%d, %d]", ErrOutOfRange, off, l.minOffset, l.writePos)
 	}
@@ -296,7 +317,8 @@ func (l *Log) Truncate(off int64) error {
 // lockForRewrite takes the flush and the append lock for rewriting the
 // log (Truncate, Reset): no flush round can publish a flushed offset past
 // the rewrite, and no append is in flight. On an error both are released.
-func (l *Log) lockForRewrite(what string) error {
+func (w replicaWriter) lockForRewrite(what string) error {
+	l := w.l
 	l.flush.mu.Lock()
 	l.mu.Lock()
 	var err error
@@ -309,12 +331,13 @@ func (l *Log) lockForRewrite(what string) error {
 		err = fmt.Errorf("commitlog: %s while appends are in flight", what)
 	}
 	if err != nil {
-		l.unlockRewrite()
+		w.unlockRewrite()
 	}
 	return err
 }
 
-func (l *Log) unlockRewrite() {
+func (w replicaWriter) unlockRewrite() {
+	l := w.l
 	l.mu.Unlock()
 	l.flush.mu.Unlock()
 }
