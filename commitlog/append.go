@@ -68,8 +68,8 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 			l.encoding.Add(-1)
 		}
 	}()
-	bufp := l.getBuf()
-	defer l.putBuf(bufp)
+	bufp := l.bufs.get()
+	defer l.bufs.put(bufp)
 	buf := *bufp
 	for i := range msgs {
 		size, err := msgs[i].EncodedSize(l.opts.MaxMessageSize)
@@ -254,22 +254,18 @@ func (l *Log) leadLocked() {
 		}
 	}
 	if l.spaceErr != nil {
-		l.giveBackLocked()
+		// Return the log to its last published end after writes that
+		// found no space, once none is queued: the reservations are
+		// released (their queue offsets were given back by each failed
+		// round) and the segments created for them are removed, so that
+		// the next append goes where the failed one went.
+		l.spaceErr = nil
+		l.reserved = l.writePos
+		l.segs.dropAfter(l.writePos)
 	}
 	l.writing = false
 	l.writeIdle.Broadcast()
 	l.mu.Unlock()
-}
-
-// giveBackLocked returns the log to its last published end after writes
-// that found no space, once none is queued: the reservations are
-// released (their queue offsets were given back by each failed round)
-// and the segments created for them are removed, so that the next append
-// goes where the failed one went.
-func (l *Log) giveBackLocked() {
-	l.spaceErr = nil
-	l.reserved = l.writePos
-	l.segs.dropAfter(l.writePos)
 }
 
 // writeItems writes queued chunks in order, joining adjacent ones of a

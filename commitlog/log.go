@@ -183,7 +183,7 @@ type Log struct {
 	watchers Bells
 	tail     tailCache // the last bytes written, for readers of the log's end
 
-	bufPool sync.Pool
+	bufs bufPool
 
 	// Replication (replica.go, epochs.go).
 	epochs      epochHistory
@@ -357,21 +357,6 @@ func (l *Log) setStickyLocked(err error) error {
 		l.log.Error().Err(err).Msg("commitlog: write failed; the log is read-only until restart")
 	}
 	return l.err
-}
-
-func (l *Log) getBuf() *[]byte {
-	if b, ok := l.bufPool.Get().(*[]byte); ok {
-		*b = (*b)[:0]
-		return b
-	}
-	b := make([]byte, 0, 64<<10)
-	return &b
-}
-
-func (l *Log) putBuf(b *[]byte) {
-	if cap(*b) <= 8<<20 {
-		l.bufPool.Put(b)
-	}
 }
 
 // mkdirAllDurable creates dir and any missing parents, and syncs the
