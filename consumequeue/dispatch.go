@@ -157,13 +157,7 @@ func (s *Store) drainLocked() error {
 			break
 		}
 	}
-	s.feedMu.Lock()
-	for _, l := range s.listeners {
-		for l.pos.Load() < s.pos && s.feedOnce(l, s.pos) {
-		}
-		s.syncListener(l, true)
-	}
-	s.feedMu.Unlock()
+	s.feed.drain(s.pos)
 	return nil
 }
 
@@ -196,7 +190,7 @@ func (s *Store) dispatchLocked(limit int64) (bool, error) {
 	s.dispatched.Store(next)
 	s.wakeProgress()
 	s.fed.Ring()
-	s.ringFeeder()
+	s.feed.ring(s.pos)
 	return next >= limit, nil
 }
 
@@ -227,25 +221,6 @@ func (s *Store) scanBatch(from, limit int64, bufp *[]byte, logBad bool, fn func(
 		err = nil
 	}
 	return next, err
-}
-
-// scanRecords reads one batch of records from from, below limit, into
-// s.recs for the listeners. It returns the offset after the batch. Called
-// with feedMu held.
-func (s *Store) scanRecords(from, limit int64) (int64, error) {
-	s.recs = s.recs[:0]
-	s.arena = s.arena[:0]
-	return s.scanBatch(from, limit, &s.fbuf, false, func(r protocol.Record, e Entry) error {
-		t := len(s.arena)
-		s.arena = append(s.arena, r.Topic...)
-		p := len(s.arena)
-		s.arena = append(s.arena, r.Properties...)
-		s.recs = append(s.recs, Record{
-			Entry: e, Topic: s.arena[t:p:p], QueueID: r.QueueID, StoreTimestamp: r.StoreTimestamp,
-			Properties: s.arena[p:len(s.arena):len(s.arena)],
-		})
-		return nil
-	})
 }
 
 // scanLocked reads one batch of records from from, below limit, and stages

@@ -143,7 +143,7 @@ func (s *Store) flushLocked(final bool) error {
 		delete(s.dirtyDirs, dir)
 	}
 	job.ck = checkpoint{queues: ckq, listeners: ckq}
-	for _, l := range s.listeners {
+	for _, l := range s.feed.listeners {
 		job.ck.listeners = min(job.ck.listeners, l.durable.Load())
 	}
 	var err error

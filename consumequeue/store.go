@@ -266,19 +266,7 @@ type Store struct {
 	failed     atomic.Pointer[error]
 	noSpace    atomic.Bool // dispatch waits for disk space
 
-	// feedMu serialises feeding the listeners (the feeder goroutine, and
-	// the drains at Open and Close) and guards the feeder's scratch space.
-	// It is never taken while holding mu or a queue lock; the drains take
-	// it under writeMu.
-	feedMu    sync.Mutex
-	listeners []*listenerState // the slice is fixed at Open
-	fbuf      []byte
-	recs      []Record
-	arena     []byte
-	feedBell  chan struct{} // 1 slot: the queues advanced
-	feedTimer *time.Timer   // rings feedBell feedDelay after it is armed
-	feedArmed atomic.Bool
-	feedDone  chan struct{}
+	feed *feeder
 
 	progMu sync.Mutex
 	progCh chan struct{} // closed when dispatched advances; nil unless waited on
@@ -312,9 +300,6 @@ func Open(opts Options) (*Store, error) {
 		log:       opts.Logger,
 		epf:       int64(opts.EntriesPerFile),
 		buf:       make([]byte, scanBufSize),
-		fbuf:      make([]byte, scanBufSize),
-		feedBell:  make(chan struct{}, 1),
-		feedDone:  make(chan struct{}),
 		dirtyDirs: make(map[string]struct{}),
 		topics:    make(map[string]*topic),
 		waiting:   make(map[queueKey]chan struct{}),
@@ -339,12 +324,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	ck := s.readCheckpoint()
 	s.pos, s.saved = ck.queues, ck
-	for _, l := range opts.Listeners {
-		ls := &listenerState{l: l}
-		ls.pos.Store(ck.listeners)
-		ls.durable.Store(ck.listeners)
-		s.listeners = append(s.listeners, ls)
-	}
+	s.feed = newFeeder(s, opts.Listeners, ck.listeners)
 	s.dispatched.Store(s.pos)
 	if fw, ok := s.src.(funcWatcher); ok {
 		bell := make(chan struct{}, 1)
@@ -353,12 +333,6 @@ func Open(opts Options) (*Store, error) {
 	} else {
 		s.watch, s.unwatch = s.src.Watch()
 	}
-	s.feedTimer = time.AfterFunc(time.Hour, func() {
-		s.feedArmed.Store(false)
-		s.ringFeederNow()
-	})
-	s.feedTimer.Stop()
-
 	s.writeMu.Lock()
 	from := s.pos
 	err := s.drainLocked()
@@ -376,7 +350,7 @@ func Open(opts Options) (*Store, error) {
 	s.syncJobs = make(chan syncJob, 4)
 	s.syncerDone = make(chan struct{})
 	go s.syncer()
-	go s.feeder()
+	go s.feed.run()
 	go s.run()
 	return s, nil
 }
@@ -433,9 +407,9 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	close(s.stop)
-	<-s.feedDone
+	<-s.feed.done
 	<-s.done
-	s.feedTimer.Stop() // the final drain may have armed it
+	s.feed.timer.Stop() // the final drain may have armed it
 	close(s.syncJobs)
 	<-s.syncerDone
 	s.unwatch()
