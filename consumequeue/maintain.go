@@ -21,7 +21,7 @@ func (s *Store) DeleteTopic(topic string) error {
 	if t == nil {
 		return nil
 	}
-	s.waitSyncerLocked()
+	s.syncer.barrier()
 	for _, q := range t.queues {
 		q.mu.Lock()
 		q.closeFiles()
@@ -68,7 +68,7 @@ func (s *Store) TrimBefore(logOffset int64) (int, error) {
 	if closed {
 		return 0, ErrClosed
 	}
-	s.waitSyncerLocked()
+	s.syncer.barrier()
 	removed := 0
 	for _, q := range qs {
 		for len(q.files) > 1 {

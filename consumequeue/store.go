@@ -246,7 +246,6 @@ type Store struct {
 	touched   []*queue
 	dirty     []*queue // queues with unsynced entries
 	dirtyDirs map[string]struct{}
-	saved     checkpoint // last checkpoint written (the syncer's while it runs)
 	lastFlush time.Time
 	last      *queue // the queue of the previous record
 	werr      error  // sticky write error
@@ -279,11 +278,7 @@ type Store struct {
 	stop    chan struct{}
 	done    chan struct{}
 
-	// syncJobs feeds the syncer goroutine (nil before it starts and after
-	// the final flush stopped it); syncErr is its first failure.
-	syncJobs   chan syncJob
-	syncerDone chan struct{}
-	syncErr    atomic.Pointer[error]
+	syncer syncer
 }
 
 // Open loads the queues in opts.Dir, drops entries that point past the
@@ -307,6 +302,7 @@ func Open(opts Options) (*Store, error) {
 		done:      make(chan struct{}),
 		lastFlush: time.Now(),
 		retry:     time.NewTimer(time.Hour),
+		syncer:    syncer{fs: opts.FS, dir: opts.Dir, log: opts.Logger},
 	}
 	s.retry.Stop()
 	if err := s.fs.MkdirAll(opts.Dir, 0o755); err != nil {
@@ -323,7 +319,7 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	ck := s.readCheckpoint()
-	s.pos, s.saved = ck.queues, ck
+	s.pos, s.syncer.saved = ck.queues, ck
 	s.feed = newFeeder(s, opts.Listeners, ck.listeners)
 	s.dispatched.Store(s.pos)
 	if fw, ok := s.src.(funcWatcher); ok {
@@ -347,9 +343,7 @@ func Open(opts Options) (*Store, error) {
 	}
 	s.log.Info().Int64("from", from).Int64("to", s.pos).Int("topics", len(s.topics)).
 		Int64("took_ms", time.Since(started).Milliseconds()).Msg("consumequeue: opened")
-	s.syncJobs = make(chan syncJob, 4)
-	s.syncerDone = make(chan struct{})
-	go s.syncer()
+	s.syncer.start()
 	go s.feed.run()
 	go s.run()
 	return s, nil
@@ -410,8 +404,7 @@ func (s *Store) Close() error {
 	<-s.feed.done
 	<-s.done
 	s.feed.timer.Stop() // the final drain may have armed it
-	close(s.syncJobs)
-	<-s.syncerDone
+	s.syncer.stop()
 	s.unwatch()
 	s.writeMu.Lock()
 	err := s.werr
