@@ -3,11 +3,8 @@ package consumequeue
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/ferrymq/ferry/protocol"
 )
@@ -231,9 +228,9 @@ func (s *Store) scanLocked(from, limit int64) (int64, error) {
 		if err != nil {
 			return err
 		}
-		return s.stageLocked(q, &e)
+		return s.writer.stage(q, &e)
 	})
-	if cerr := s.commitTouchedLocked(); err == nil {
+	if cerr := s.writer.commitTouched(); err == nil {
 		err = cerr
 	}
 	return next, err
@@ -260,8 +257,8 @@ func (s *Store) queueForLocked(topicName []byte, id int32, first int64) (*queue,
 		if err := s.fs.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("consumequeue: create %s: %w", dir, err)
 		}
-		s.dirtyDirs[s.opts.Dir] = struct{}{}
-		s.dirtyDirs[t.dir] = struct{}{}
+		s.writer.dirtyDirs[s.opts.Dir] = struct{}{}
+		s.writer.dirtyDirs[t.dir] = struct{}{}
 		q = &queue{topic: name, id: id, dir: dir, epf: s.epf, low: first, max: first, fileEnd: first, dirtyFrom: -1}
 		s.mu.Lock()
 		if newTopic {
@@ -277,193 +274,4 @@ func (s *Store) queueForLocked(topicName []byte, id int32, first int64) (*queue,
 	}
 	s.last = q
 	return q, nil
-}
-
-// stageLocked adds e to q's staged entries.
-func (s *Store) stageLocked(q *queue, e *Entry) error {
-	if len(q.stage) > 0 && (e.QueueOffset != q.stageFrom+int64(len(q.stage)/EntrySize) || len(q.stage) >= stageLimit) {
-		if err := s.commitStageLocked(q); err != nil {
-			return err
-		}
-	}
-	if len(q.stage) == 0 {
-		q.stageFrom = e.QueueOffset
-	}
-	if !q.touched {
-		q.touched = true
-		s.touched = append(s.touched, q)
-	}
-	q.stage = appendEntry(q.stage, e)
-	return nil
-}
-
-func (s *Store) commitTouchedLocked() error {
-	var first error
-	for i, q := range s.touched {
-		if err := s.commitStageLocked(q); err != nil && first == nil {
-			first = err
-		}
-		q.touched = false
-		s.touched[i] = nil
-	}
-	s.touched = s.touched[:0]
-	return first
-}
-
-// commitStageLocked makes q's staged entries visible: entries already in
-// the queue are rewritten in place (re-dispatch after a restart), new ones
-// are appended to the tail, waking q's waiters once.
-func (s *Store) commitStageLocked(q *queue) error {
-	b, at := q.stage, q.stageFrom
-	if len(b) == 0 {
-		return nil
-	}
-	q.stage = q.stage[:0]
-	logOff := decodeEntry(b, at).Offset
-	if at < q.low {
-		// Re-dispatch after a crash that lost the queue's first files.
-		q.mu.Lock()
-		q.low = at
-		q.mu.Unlock()
-	}
-	if at < q.fileEnd {
-		n := min(int64(len(b)/EntrySize), q.fileEnd-at)
-		if err := s.writeAtLocked(q, b[:n*EntrySize], at); err != nil {
-			return err
-		}
-		s.markDirtyLocked(q, logOff, int(n*EntrySize))
-		b, at = b[n*EntrySize:], at+n
-	}
-	if len(b) > 0 && at < q.max {
-		n := min(int64(len(b)/EntrySize), q.max-at)
-		q.mu.Lock()
-		copy(q.tail[(at-q.fileEnd)*EntrySize:], b[:n*EntrySize])
-		q.mu.Unlock()
-		s.markDirtyLocked(q, logOff, int(n*EntrySize))
-		b, at = b[n*EntrySize:], at+n
-	}
-	if len(b) == 0 {
-		return nil
-	}
-	if at > q.max {
-		// A gap: the entries in between were never written (the log lost
-		// them, or they expired before a rebuild). They read as holes.
-		if err := s.writeTailLocked(q); err != nil {
-			return err
-		}
-		q.mu.Lock()
-		if q.max == q.low {
-			q.low = at
-		}
-		q.max, q.fileEnd = at, at
-		q.mu.Unlock()
-	}
-	q.mu.Lock()
-	q.tail = append(q.tail, b...)
-	q.max += int64(len(b) / EntrySize)
-	ch := q.notify
-	q.notify = nil
-	q.mu.Unlock()
-	if ch != nil {
-		close(ch)
-		if s.opts.OnNotify != nil {
-			s.opts.OnNotify(q.topic, q.id)
-		}
-	}
-	s.markDirtyLocked(q, decodeEntry(b, at).Offset, len(b))
-	if len(q.tail) >= tailFlushBytes {
-		return s.writeTailLocked(q)
-	}
-	return nil
-}
-
-func (s *Store) markDirtyLocked(q *queue, logOff int64, n int) {
-	q.unsynced += n
-	if !q.inDirty {
-		q.inDirty = true
-		q.dirtyFrom = logOff
-		q.dirtySince = time.Now()
-		s.dirty = append(s.dirty, q)
-	} else if logOff < q.dirtyFrom {
-		q.dirtyFrom = logOff
-	}
-}
-
-// writeTailLocked writes q's tail to its files.
-func (s *Store) writeTailLocked(q *queue) error {
-	if len(q.tail) == 0 {
-		return nil
-	}
-	if err := s.writeAtLocked(q, q.tail, q.fileEnd); err != nil {
-		return err
-	}
-	q.mu.Lock()
-	q.fileEnd += int64(len(q.tail) / EntrySize)
-	q.tail = q.tail[:0]
-	q.mu.Unlock()
-	return nil
-}
-
-// writeAtLocked writes the entries b at entry number at, one write per file.
-func (s *Store) writeAtLocked(q *queue, b []byte, at int64) error {
-	for len(b) > 0 {
-		f, err := s.fileForLocked(q, at)
-		if err != nil {
-			return err
-		}
-		rel := at - f.first
-		n := min(len(b), int((s.epf-rel)*EntrySize))
-		if _, err := f.f.WriteAt(b[:n], rel*EntrySize); err != nil {
-			err = fmt.Errorf("consumequeue: write %s: %w", f.name, err)
-			if noSpace(err) {
-				if cerr := cutTorn(f); cerr != nil {
-					// Not a full-disk error any more: sticky.
-					return fmt.Errorf("%v; %w", err, cerr)
-				}
-			}
-			return err
-		}
-		if !f.dirty {
-			f.dirty = true
-			q.dirtyFiles = append(q.dirtyFiles, f)
-		}
-		b, at = b[n:], at+int64(n/EntrySize)
-	}
-	return nil
-}
-
-// cutTorn cuts f back to its last whole entry after a write that found
-// the disk full: a write can get part of its bytes onto the disk, and the
-// retry writes the whole entries again from where the queue's file ends.
-func cutTorn(f *qfile) error {
-	st, err := f.f.Stat()
-	if err != nil {
-		return fmt.Errorf("consumequeue: stat %s: %w", f.name, err)
-	}
-	if st.Size()%EntrySize == 0 {
-		return nil
-	}
-	return truncateFile(f, st.Size(), st.Size()-st.Size()%EntrySize)
-}
-
-// fileForLocked returns the file holding entry number at, creating it.
-func (s *Store) fileForLocked(q *queue, at int64) (*qfile, error) {
-	first := at - at%s.epf
-	i := sort.Search(len(q.files), func(i int) bool { return q.files[i].first >= first })
-	if i < len(q.files) && q.files[i].first == first {
-		return q.files[i], nil
-	}
-	name := s.fs.PathJoin(q.dir, fileName(first))
-	f, err := s.fs.OpenReadWrite(name, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return nil, fmt.Errorf("consumequeue: create %s: %w", name, err)
-	}
-	s.dirtyDirs[q.dir] = struct{}{}
-	qf := &qfile{first: first, name: name, f: f}
-	q.mu.Lock()
-	q.files = append(q.files, nil)
-	copy(q.files[i+1:], q.files[i:])
-	q.files[i] = qf
-	q.mu.Unlock()
-	return qf, nil
 }

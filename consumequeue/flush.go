@@ -145,15 +145,15 @@ func (s *Store) flushLocked(final bool) error {
 	now := time.Now()
 	s.lastFlush = now
 	ckq := s.pos
-	keep := s.dirty[:0]
+	keep := s.writer.dirty[:0]
 	var job syncJob
 	var werr error
-	for _, q := range s.dirty {
+	for _, q := range s.writer.dirty {
 		if q.gone {
 			continue
 		}
 		if werr == nil && (final || q.unsynced >= s.opts.SyncBytes || now.Sub(q.dirtySince) >= s.opts.MaxSyncDelay) {
-			if werr = s.writeTailLocked(q); werr == nil {
+			if werr = s.writer.writeTail(q); werr == nil {
 				job.files = append(job.files, q.dirtyFiles...)
 				markSyncedLocked(q)
 				continue
@@ -164,11 +164,11 @@ func (s *Store) flushLocked(final bool) error {
 		keep = append(keep, q)
 		ckq = min(ckq, q.dirtyFrom)
 	}
-	clear(s.dirty[len(keep):])
-	s.dirty = keep
-	for dir := range s.dirtyDirs {
+	clear(s.writer.dirty[len(keep):])
+	s.writer.dirty = keep
+	for dir := range s.writer.dirtyDirs {
 		job.dirs = append(job.dirs, dir)
-		delete(s.dirtyDirs, dir)
+		delete(s.writer.dirtyDirs, dir)
 	}
 	job.ck = checkpoint{queues: ckq, listeners: ckq}
 	for _, l := range s.feed.listeners {

@@ -198,8 +198,8 @@ type queue struct {
 	// Owned by the holder of Store.writeMu.
 	stage      []byte // entries not yet committed, contiguous from stageFrom
 	stageFrom  int64
-	touched    bool // in Store.touched
-	inDirty    bool // in Store.dirty
+	touched    bool // in queueWriter.touched
+	inDirty    bool // in queueWriter.dirty
 	dirtyFrom  int64
 	dirtySince time.Time
 	unsynced   int
@@ -220,11 +220,11 @@ type minCache struct{ srcMin, low, val int64 }
 
 type listenerState struct {
 	l       Listener
-	pos     atomic.Int64 // every record below it was accepted; written under feedMu
-	durable atomic.Int64 // every record below it is durable (≤ pos); written under feedMu
-	failed  bool         // the last call failed: retry at the next tick; feedMu
+	pos     atomic.Int64 // every record below it was accepted; written under feeder.mu
+	durable atomic.Int64 // every record below it is durable (≤ pos); written under feeder.mu
+	failed  bool         // the last call failed: retry at the next tick; feeder.mu
 	// dirtySince is when pos first passed durable after the last sync;
-	// feedMu.
+	// feeder.mu.
 	dirtySince time.Time
 }
 
@@ -243,9 +243,7 @@ type Store struct {
 	writeMu   sync.Mutex
 	pos       int64 // the queues hold every record below it
 	buf       []byte
-	touched   []*queue
-	dirty     []*queue // queues with unsynced entries
-	dirtyDirs map[string]struct{}
+	writer    queueWriter
 	lastFlush time.Time
 	last      *queue // the queue of the previous record
 	werr      error  // sticky write error
@@ -295,7 +293,7 @@ func Open(opts Options) (*Store, error) {
 		log:       opts.Logger,
 		epf:       int64(opts.EntriesPerFile),
 		buf:       make([]byte, scanBufSize),
-		dirtyDirs: make(map[string]struct{}),
+		writer:    queueWriter{fs: opts.FS, epf: int64(opts.EntriesPerFile), onNotify: opts.OnNotify, dirtyDirs: make(map[string]struct{})},
 		topics:    make(map[string]*topic),
 		waiting:   make(map[queueKey]chan struct{}),
 		stop:      make(chan struct{}),
