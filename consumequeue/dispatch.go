@@ -185,7 +185,7 @@ func (s *Store) dispatchLocked(limit int64) (bool, error) {
 	}
 	s.pos = next
 	s.dispatched.Store(next)
-	s.wakeProgress()
+	s.progress.wake()
 	s.fed.Ring()
 	s.feed.ring(s.pos)
 	return next >= limit, nil

@@ -101,7 +101,7 @@
 // # Concurrency
 //
 // Lock order: Store.writeMu, then feeder.mu, then Store.mu, then
-// queue.mu; Store.progMu is a leaf.
+// queue.mu; progress.mu is a leaf.
 //
 //   - writeMu serialises everything that changes files or the queue set:
 //     dispatch batches, flushes, DeleteTopic, TrimBefore, Close. It owns

@@ -247,18 +247,7 @@ func (s *Store) stickLocked(err error) error {
 		e := s.werr
 		s.failed.Store(&e)
 		s.log.Error().Err(err).Int64("offset", s.pos).Msg("consumequeue: dispatch failed; the queues stop growing until restart")
-		s.wakeProgress()
+		s.progress.wake()
 	}
 	return s.werr
-}
-
-// wakeProgress wakes WaitDispatched callers.
-func (s *Store) wakeProgress() {
-	s.progMu.Lock()
-	ch := s.progCh
-	s.progCh = nil
-	s.progMu.Unlock()
-	if ch != nil {
-		close(ch)
-	}
 }

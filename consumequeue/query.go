@@ -318,12 +318,7 @@ func (s *Store) WaitDispatched(ctx context.Context, off int64) error {
 		if err := s.Err(); err != nil {
 			return err
 		}
-		s.progMu.Lock()
-		if s.progCh == nil {
-			s.progCh = make(chan struct{})
-		}
-		ch := s.progCh
-		s.progMu.Unlock()
+		ch := s.progress.next()
 		if s.dispatched.Load() >= off {
 			return nil
 		}

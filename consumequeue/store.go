@@ -265,8 +265,7 @@ type Store struct {
 
 	feed *feeder
 
-	progMu sync.Mutex
-	progCh chan struct{} // closed when dispatched advances; nil unless waited on
+	progress progress // wakes WaitDispatched when dispatched advances
 
 	fed commitlog.Bells // rung when FedOffset may have advanced (fed.go)
 
@@ -408,7 +407,7 @@ func (s *Store) Close() error {
 	err := s.werr
 	s.closeFiles()
 	s.writeMu.Unlock()
-	s.wakeProgress()
+	s.progress.wake()
 	return err
 }
 
