@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/protocol"
+	"github.com/rs/zerolog"
 )
 
 // errBatchFull stops a Scan at the end of a batch.
@@ -192,21 +193,21 @@ func (s *Store) dispatchLocked(limit int64) (bool, error) {
 }
 
 // scanBatch reads one batch of records (at most batchRecords, or
-// batchBytes of log) from from, below limit, into bufp, and calls fn with
-// each record that decodes and its queue entry; with logBad it logs the
-// ones that do not (only the dispatcher does, so each is logged once). It
-// returns the offset after the batch.
-func (s *Store) scanBatch(from, limit int64, bufp *[]byte, logBad bool, fn func(r protocol.Record, e Entry) error) (int64, error) {
+// batchBytes of log) of src from from, below limit, into bufp, and calls
+// fn with each record that decodes and its queue entry; with a logger
+// (only the dispatcher passes one, so each is logged once) it logs the
+// ones that do not. It returns the offset after the batch.
+func scanBatch(src Source, logBad *zerolog.Logger, from, limit int64, bufp *[]byte, fn func(r protocol.Record, e Entry) error) (int64, error) {
 	count := 0
-	next, err := s.src.Scan(from, limit, bufp, func(off int64, b []byte) error {
+	next, err := src.Scan(from, limit, bufp, func(off int64, b []byte) error {
 		if count >= batchRecords || off-from >= batchBytes {
 			return errBatchFull
 		}
 		count++
 		r, err := protocol.Decode(b)
 		if err != nil || r.QueueOffset < 0 {
-			if logBad {
-				s.log.Error().Err(err).Int64("offset", off).Int64("queue_offset", r.QueueOffset).
+			if logBad != nil {
+				logBad.Error().Err(err).Int64("offset", off).Int64("queue_offset", r.QueueOffset).
 					Msg("consumequeue: skipping a record that does not decode")
 			}
 			return nil
@@ -223,7 +224,7 @@ func (s *Store) scanBatch(from, limit int64, bufp *[]byte, logBad bool, fn func(
 // scanLocked reads one batch of records from from, below limit, and stages
 // and commits their queue entries. It returns the offset after the batch.
 func (s *Store) scanLocked(from, limit int64) (int64, error) {
-	next, err := s.scanBatch(from, limit, &s.buf, true, func(r protocol.Record, e Entry) error {
+	next, err := scanBatch(s.src, &s.log, from, limit, &s.buf, func(r protocol.Record, e Entry) error {
 		q, err := s.queueForLocked(r.Topic, r.QueueID, r.QueueOffset)
 		if err != nil {
 			return err

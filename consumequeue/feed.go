@@ -180,7 +180,7 @@ func (f *feeder) feedOnce(l *listenerState, limit int64) bool {
 func (f *feeder) scanRecords(from, limit int64) (int64, error) {
 	f.recs = f.recs[:0]
 	f.arena = f.arena[:0]
-	return f.s.scanBatch(from, limit, &f.buf, false, func(r protocol.Record, e Entry) error {
+	return scanBatch(f.s.src, nil, from, limit, &f.buf, func(r protocol.Record, e Entry) error {
 		t := len(f.arena)
 		f.arena = append(f.arena, r.Topic...)
 		p := len(f.arena)
