@@ -136,8 +136,14 @@ type queueKey struct {
 // Log is the shared commitlog. Append, the read methods and the offset
 // accessors are safe for concurrent use.
 //
-// Concurrency: mu is the append lock. One flusher goroutine (owned by the
-// Log, stopped by Close) syncs and checkpoints. Readers never take mu: they
+// The Log owns its parts, as pebble's DB owns its log writer and version
+// set: segs, the segment files; flush, the goroutine that syncs and
+// checkpoints (started by Open, stopped by Close); epochs, the epoch
+// history; replica, the writes of a slave (raw appends, truncation,
+// reset).
+//
+// Concurrency: mu is the append lock; segs changes only under it. Lock
+// order: flush.mu, then mu, then epochs.mu. Readers never take mu: they
 // read below written, which only grows, from the segment list published in
 // segs.
 type Log struct {

@@ -230,6 +230,12 @@ type listenerState struct {
 
 // Store is the set of consume queues of one commitlog and the dispatcher
 // that builds them. All methods are safe for concurrent use.
+//
+// Besides the dispatcher goroutine (dispatch.go) it owns its parts:
+// writer, the queue file writes of the holder of writeMu; syncer, the
+// goroutine that makes flushed entries durable and writes the checkpoint;
+// feed, the goroutine that feeds the listeners; progress, the wake-up of
+// WaitDispatched.
 type Store struct {
 	opts Options
 	fs   vfs.FS
