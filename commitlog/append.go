@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sync"
 	"syscall"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/protocol"
@@ -70,8 +68,8 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 			l.encoding.Add(-1)
 		}
 	}()
-	bufp := l.getBuf()
-	defer l.putBuf(bufp)
+	bufp := l.bufs.get()
+	defer l.bufs.put(bufp)
 	buf := *bufp
 	for i := range msgs {
 		size, err := msgs[i].EncodedSize(l.opts.MaxMessageSize)
@@ -116,7 +114,7 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 			marker := make([]byte, protocol.BlankMarkerSize)
 			putBlank(marker, next-pos)
 			items = append(items, pendingWrite{pos: pos, b: marker})
-			if _, err := l.createSegmentLocked(next); err != nil {
+			if _, err := l.segs.create(next); err != nil {
 				err = l.failLocked(err)
 				l.noSpace.Store(errors.Is(err, ErrNoSpace))
 				l.mu.Unlock()
@@ -177,8 +175,8 @@ func (l *Log) Append(msgs []Message, res []AppendResult) ([]AppendResult, error)
 		return res[:0], round.err
 	}
 	if l.opts.Flush == FlushSync {
-		l.ringFlusher()
-		return res, l.waitRound(round.flush, pos)
+		l.flush.ring()
+		return res, l.flush.wait(round.flush, pos)
 	}
 	return res, nil
 }
@@ -249,52 +247,32 @@ func (l *Log) leadLocked() {
 		if err == nil && l.opts.Flush == FlushAsync {
 			l.mu.Unlock()
 			if end-l.flushed.Load() >= l.opts.FlushDirtyBytes {
-				l.ringFlusher()
+				l.flush.ring()
 			}
-			l.ringWatchers()
+			l.watchers.Ring()
 			l.mu.Lock()
 		}
 	}
 	if l.spaceErr != nil {
-		l.giveBackLocked()
+		// Return the log to its last published end after writes that
+		// found no space, once none is queued: the reservations are
+		// released (their queue offsets were given back by each failed
+		// round) and the segments created for them are removed, so that
+		// the next append goes where the failed one went.
+		l.spaceErr = nil
+		l.reserved = l.writePos
+		l.segs.dropAfter(l.writePos)
 	}
 	l.writing = false
 	l.writeIdle.Broadcast()
 	l.mu.Unlock()
 }
 
-// giveBackLocked returns the log to its last published end after writes
-// that found no space, once none is queued: the reservations are
-// released (their queue offsets were given back by each failed round)
-// and the segments created for them are removed, so that the next append
-// goes where the failed one went.
-func (l *Log) giveBackLocked() {
-	l.spaceErr = nil
-	l.reserved = l.writePos
-	segs := *l.segs.Load()
-	n := len(segs)
-	for n > 1 && segs[n-1].base > l.writePos {
-		n--
-	}
-	if n == len(segs) {
-		return
-	}
-	keep := append([]*segment(nil), segs[:n]...)
-	l.segs.Store(&keep)
-	for _, s := range segs[n:] {
-		s.file.Close()
-		if err := l.fs.Remove(s.name); err != nil {
-			// Harmless: the next roll creates it again, truncating it.
-			l.log.Warn().Err(err).Str("segment", s.name).Msg("commitlog: cannot remove a segment created for a write that found no space")
-		}
-	}
-}
-
 // writeItems writes queued chunks in order, joining adjacent ones of a
 // segment into one pwrite. Only the leader calls it.
 func (l *Log) writeItems(items []pendingWrite) error {
 	for i := 0; i < len(items); {
-		s := l.segmentAt(items[i].pos)
+		s := l.segs.at(items[i].pos)
 		if s == nil {
 			return fmt.Errorf("no segment for offset %d", items[i].pos)
 		}
@@ -318,7 +296,7 @@ func (l *Log) writeItems(items []pendingWrite) error {
 			if !errors.Is(err, syscall.ENOSPC) {
 				return err
 			}
-			if uerr := l.unwrite(items[:i], s, items[i].pos-s.base, n); uerr != nil {
+			if uerr := l.segs.unwrite(items[:i], s, items[i].pos-s.base, n); uerr != nil {
 				return fmt.Errorf("%w; undoing the partial write: %v", err, uerr)
 			}
 			return fmt.Errorf("%w: %w", ErrNoSpace, err)
@@ -336,7 +314,7 @@ func (l *Log) writeItems(items []pendingWrite) error {
 // first n bytes written at off in s. Recovery reads zeros as the end of
 // the log, so none of it can come back after a crash as a message that was
 // never acknowledged. Overwriting written bytes needs no new space.
-func (l *Log) unwrite(done []pendingWrite, s *segment, off int64, n int) error {
+func (ss *segmentSet) unwrite(done []pendingWrite, s *segment, off int64, n int) error {
 	zero := func(f vfs.File, off int64, n int) error {
 		z := make([]byte, min(n, 1<<20))
 		for n > 0 {
@@ -350,7 +328,7 @@ func (l *Log) unwrite(done []pendingWrite, s *segment, off int64, n int) error {
 		return nil
 	}
 	for _, it := range done {
-		ds := l.segmentAt(it.pos)
+		ds := ss.at(it.pos)
 		if ds == nil {
 			return fmt.Errorf("no segment for offset %d", it.pos)
 		}
@@ -359,40 +337,6 @@ func (l *Log) unwrite(done []pendingWrite, s *segment, off int64, n int) error {
 		}
 	}
 	return zero(s.file, off, n)
-}
-
-func (l *Log) ringFlusher() {
-	select {
-	case l.flushBell <- struct{}{}:
-	default:
-	}
-}
-
-var timerPool = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return t
-}}
-
-func (l *Log) waitRound(round chan struct{}, end int64) error {
-	t := timerPool.Get().(*time.Timer)
-	t.Reset(l.opts.SyncTimeout)
-	defer func() {
-		t.Stop()
-		timerPool.Put(t)
-	}()
-	select {
-	case <-round:
-	case <-t.C:
-		return ErrFlushTimeout
-	}
-	if l.flushed.Load() >= end {
-		return nil
-	}
-	if err := l.Err(); err != nil {
-		return err
-	}
-	return ErrClosed
 }
 
 func putBlank(b []byte, size int64) {

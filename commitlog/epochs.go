@@ -7,6 +7,9 @@ import (
 	"hash/crc32"
 	"os"
 	"slices"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // The epoch history of a replicated log: from each entry's StartOffset on,
@@ -79,77 +82,98 @@ func decodeEpochs(b []byte) ([]EpochEntry, error) {
 	return h, nil
 }
 
-// loadEpochsLocked reads the history file once. Called with epochMu held.
-func (l *Log) loadEpochsLocked() error {
-	if l.epochsLoaded {
+// epochHistory is the log's epoch history, loaded from its file on first
+// use. Its own mutex guards it; a caller holding the log's append lock
+// may take it (lock order: Log.mu, then epochHistory.mu).
+type epochHistory struct {
+	fs  vfs.FS
+	dir string
+
+	mu      sync.Mutex
+	entries []EpochEntry
+	loaded  bool
+}
+
+// loadLocked reads the history file once. Called with mu held.
+func (h *epochHistory) loadLocked() error {
+	if h.loaded {
 		return nil
 	}
-	b, err := ReadFile(l.fs, l.fs.PathJoin(l.opts.Dir, epochsName))
+	b, err := ReadFile(h.fs, h.fs.PathJoin(h.dir, epochsName))
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		l.epochs = nil
+		h.entries = nil
 	case err != nil:
 		return fmt.Errorf("commitlog: read the epoch history: %w", err)
 	default:
-		if l.epochs, err = decodeEpochs(b); err != nil {
+		if h.entries, err = decodeEpochs(b); err != nil {
 			return err
 		}
 	}
-	l.epochsLoaded = true
+	h.loaded = true
 	return nil
 }
 
-func (l *Log) storeEpochsLocked(h []EpochEntry) error {
-	if err := WriteFileAtomic(l.fs, l.opts.Dir, epochsName, encodeEpochs(h)); err != nil {
+func (h *epochHistory) storeLocked(entries []EpochEntry) error {
+	if err := WriteFileAtomic(h.fs, h.dir, epochsName, encodeEpochs(entries)); err != nil {
 		return fmt.Errorf("commitlog: write the epoch history: %w", err)
 	}
-	l.epochs = h
+	h.entries = entries
 	return nil
+}
+
+// get returns a copy of the history, oldest first.
+func (h *epochHistory) get() ([]EpochEntry, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.loadLocked(); err != nil {
+		return nil, err
+	}
+	return slices.Clone(h.entries), nil
+}
+
+// start appends the entry (epoch, start) durably; written is the log's
+// end, which start must not pass.
+func (h *epochHistory) start(epoch, start, written int64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.loadLocked(); err != nil {
+		return err
+	}
+	if n := len(h.entries); n > 0 {
+		if last := h.entries[n-1]; epoch <= last.Epoch || start < last.StartOffset {
+			return fmt.Errorf("commitlog: epoch %d at %d does not follow the last entry, epoch %d at %d", epoch, start, last.Epoch, last.StartOffset)
+		}
+	}
+	if start > written {
+		return fmt.Errorf("%w: epoch %d starts at %d, past the log's end %d", ErrOutOfRange, epoch, start, written)
+	}
+	return h.storeLocked(append(slices.Clone(h.entries), EpochEntry{Epoch: epoch, StartOffset: start}))
+}
+
+// truncate drops the entries starting at or after off.
+func (h *epochHistory) truncate(off int64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.loadLocked(); err != nil {
+		return err
+	}
+	n := len(h.entries)
+	for n > 0 && h.entries[n-1].StartOffset >= off {
+		n--
+	}
+	if n == len(h.entries) {
+		return nil
+	}
+	return h.storeLocked(slices.Clone(h.entries[:n]))
 }
 
 // Epochs returns the epoch history, oldest first.
-func (l *Log) Epochs() ([]EpochEntry, error) {
-	l.epochMu.Lock()
-	defer l.epochMu.Unlock()
-	if err := l.loadEpochsLocked(); err != nil {
-		return nil, err
-	}
-	return slices.Clone(l.epochs), nil
-}
+func (l *Log) Epochs() ([]EpochEntry, error) { return l.epochs.get() }
 
 // StartEpoch records durably that from start on the log holds what the
 // master of epoch writes. The epoch must be above the last one recorded,
 // and start neither before the last entry's start nor past the log's end.
 func (l *Log) StartEpoch(epoch, start int64) error {
-	l.epochMu.Lock()
-	defer l.epochMu.Unlock()
-	if err := l.loadEpochsLocked(); err != nil {
-		return err
-	}
-	if n := len(l.epochs); n > 0 {
-		if last := l.epochs[n-1]; epoch <= last.Epoch || start < last.StartOffset {
-			return fmt.Errorf("commitlog: epoch %d at %d does not follow the last entry, epoch %d at %d", epoch, start, last.Epoch, last.StartOffset)
-		}
-	}
-	if w := l.WrittenOffset(); start > w {
-		return fmt.Errorf("%w: epoch %d starts at %d, past the log's end %d", ErrOutOfRange, epoch, start, w)
-	}
-	return l.storeEpochsLocked(append(slices.Clone(l.epochs), EpochEntry{Epoch: epoch, StartOffset: start}))
-}
-
-// truncateEpochs drops the entries starting at or after off.
-func (l *Log) truncateEpochs(off int64) error {
-	l.epochMu.Lock()
-	defer l.epochMu.Unlock()
-	if err := l.loadEpochsLocked(); err != nil {
-		return err
-	}
-	n := len(l.epochs)
-	for n > 0 && l.epochs[n-1].StartOffset >= off {
-		n--
-	}
-	if n == len(l.epochs) {
-		return nil
-	}
-	return l.storeEpochsLocked(slices.Clone(l.epochs[:n]))
+	return l.epochs.start(epoch, start, l.WrittenOffset())
 }

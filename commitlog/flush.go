@@ -1,12 +1,13 @@
 package commitlog
 
 import (
-	"fmt"
 	"maps"
+	"sync"
 	"time"
 )
 
-// The flusher is one goroutine owned by the Log. In sync mode it runs group
+// flusher is one goroutine owned by the Log, started by Open and stopped
+// by Close. In sync mode it runs group
 // commits back to back:
 //
 //	appenders:  write ─┐ write ─┐ write ─┐            write ─┐ ...
@@ -19,8 +20,25 @@ import (
 // that waited on it: one fdatasync and one channel close per round, never
 // per message. In async mode the same round runs every FlushInterval, or
 // early when FlushDirtyBytes are waiting.
-func (l *Log) flusher() {
-	defer close(l.done)
+type flusher struct {
+	l    *Log
+	bell chan struct{} // 1-slot doorbell
+	stop chan struct{}
+	done chan struct{}
+
+	mu sync.Mutex // held by a round; Truncate and Reset take it to keep rounds out
+	// Guarded by mu (before run starts, owned by recovery).
+	lastCheckpoint     time.Time
+	checkpointedOffset int64
+}
+
+func newFlusher(l *Log) flusher {
+	return flusher{l: l, bell: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (f *flusher) run() {
+	l := f.l
+	defer close(f.done)
 	every := l.opts.FlushInterval
 	if l.opts.Flush == FlushSync {
 		every = l.opts.CheckpointInterval
@@ -29,27 +47,28 @@ func (l *Log) flusher() {
 	defer ticker.Stop()
 	for {
 		select {
-		case <-l.stop:
-			l.flushRound(true)
+		case <-f.stop:
+			f.round(true)
 			return
-		case <-l.flushBell:
+		case <-f.bell:
 		case <-ticker.C:
 		}
-		l.flushRound(false)
+		f.round(false)
 	}
 }
 
-func (l *Log) flushRound(final bool) {
-	l.flushMu.Lock()
-	defer l.flushMu.Unlock()
+func (f *flusher) round(final bool) {
+	l := f.l
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	now := l.opts.Now()
 	l.mu.Lock()
 	target := l.writePos
 	round := l.round
 	l.round = make(chan struct{})
 	failed := l.err != nil
-	ckpt := !failed && target != l.checkpointedOffset &&
-		(final || now.Sub(l.lastCheckpoint) >= l.opts.CheckpointInterval)
+	ckpt := !failed && target != f.checkpointedOffset &&
+		(final || now.Sub(f.lastCheckpoint) >= l.opts.CheckpointInterval)
 	var table map[queueKey]int64
 	var lastTs int64
 	if ckpt {
@@ -61,7 +80,7 @@ func (l *Log) flushRound(final bool) {
 	from := l.flushed.Load()
 	advanced := false
 	if target > from && !failed {
-		if err := l.syncRange(from, target); err != nil {
+		if err := l.segs.syncRange(from, target); err != nil {
 			l.mu.Lock()
 			l.setStickyLocked(err)
 			l.mu.Unlock()
@@ -73,7 +92,7 @@ func (l *Log) flushRound(final bool) {
 	}
 	close(round)
 	if advanced && l.opts.Flush == FlushSync {
-		l.ringWatchers()
+		l.watchers.Ring()
 	}
 	if ckpt {
 		if err := writeCheckpoint(l.fs, l.opts.Dir, checkpoint{offset: target, lastStoreTs: lastTs, queues: table}); err != nil {
@@ -81,22 +100,9 @@ func (l *Log) flushRound(final bool) {
 			l.log.Warn().Err(err).Msg("commitlog: checkpoint failed")
 			return
 		}
-		l.lastCheckpoint = now
-		l.checkpointedOffset = target
+		f.lastCheckpoint = now
+		f.checkpointedOffset = target
 	}
-}
-
-// syncRange fdatasyncs every segment holding bytes in [from, to).
-func (l *Log) syncRange(from, to int64) error {
-	for _, s := range *l.segs.Load() {
-		if s.base+l.opts.SegmentSize <= from || s.base >= to {
-			continue
-		}
-		if err := s.file.SyncData(); err != nil {
-			return fmt.Errorf("sync %s: %w", s.name, err)
-		}
-	}
-	return nil
 }
 
 // Sync forces a flush round and waits for it: everything appended before
@@ -110,8 +116,45 @@ func (l *Log) Sync() error {
 	round := l.round
 	end := l.writePos
 	l.mu.Unlock()
-	l.ringFlusher()
+	l.flush.ring()
 	<-round
+	if l.flushed.Load() >= end {
+		return nil
+	}
+	if err := l.Err(); err != nil {
+		return err
+	}
+	return ErrClosed
+}
+
+func (f *flusher) ring() {
+	select {
+	case f.bell <- struct{}{}:
+	default:
+	}
+}
+
+var timerPool = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
+// wait waits up to the sync timeout for round to end and reports whether
+// it made the log durable up to end.
+func (f *flusher) wait(round chan struct{}, end int64) error {
+	l := f.l
+	t := timerPool.Get().(*time.Timer)
+	t.Reset(l.opts.SyncTimeout)
+	defer func() {
+		t.Stop()
+		timerPool.Put(t)
+	}()
+	select {
+	case <-round:
+	case <-t.C:
+		return ErrFlushTimeout
+	}
 	if l.flushed.Load() >= end {
 		return nil
 	}

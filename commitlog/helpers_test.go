@@ -23,9 +23,9 @@ func (l *Log) abandon() {
 		l.err = errAbandoned // makes the flusher's last round skip sync and checkpoint
 	}
 	l.mu.Unlock()
-	close(l.stop)
-	<-l.done
-	l.closeFiles()
+	close(l.flush.stop)
+	<-l.flush.done
+	l.segs.closeAll()
 	l.lock.Close()
 }
 

@@ -6,7 +6,6 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -134,17 +133,17 @@ type queueKey struct {
 	queue int32
 }
 
-type segment struct {
-	base int64
-	name string
-	file vfs.File
-}
-
 // Log is the shared commitlog. Append, the read methods and the offset
 // accessors are safe for concurrent use.
 //
-// Concurrency: mu is the append lock. One flusher goroutine (owned by the
-// Log, stopped by Close) syncs and checkpoints. Readers never take mu: they
+// The Log owns its parts, as pebble's DB owns its log writer and version
+// set: segs, the segment files; flush, the goroutine that syncs and
+// checkpoints (started by Open, stopped by Close); epochs, the epoch
+// history; replica, the writes of a slave (raw appends, truncation,
+// reset).
+//
+// Concurrency: mu is the append lock; segs changes only under it. Lock
+// order: flush.mu, then mu, then epochs.mu. Readers never take mu: they
 // read below written, which only grows, from the segment list published in
 // segs.
 type Log struct {
@@ -153,7 +152,7 @@ type Log struct {
 	log  zerolog.Logger
 	lock io.Closer
 
-	segs atomic.Pointer[[]*segment] // sorted by base, copy-on-write
+	segs *segmentSet
 
 	mu           sync.Mutex
 	writePos     int64              // end of the published (written) records; equal to written
@@ -186,23 +185,16 @@ type Log struct {
 	sticky   atomic.Pointer[error]
 	noSpace  atomic.Bool // the last write failed with ErrNoSpace
 
-	flushBell chan struct{} // 1-slot doorbell for the flusher
-	watchers  Bells
-	tail      tailCache // the last bytes written, for readers of the log's end
+	flush    flusher
+	watchers Bells
+	tail     tailCache // the last bytes written, for readers of the log's end
 
-	stop chan struct{}
-	done chan struct{}
-
-	lastCheckpoint     time.Time
-	checkpointedOffset int64
-	bufPool            sync.Pool
+	bufs bufPool
 
 	// Replication (replica.go, epochs.go).
-	flushMu      sync.Mutex // held by a flush round; Truncate takes it to keep rounds out
-	epochMu      sync.Mutex // guards the epoch history; taken after mu
-	epochs       []EpochEntry
-	epochsLoaded bool
-	appendGuard  atomic.Pointer[func() error] // SetAppendGuard
+	epochs      epochHistory
+	replica     replicaWriter
+	appendGuard atomic.Pointer[func() error] // SetAppendGuard
 }
 
 // SetAppendGuard makes every later Append first call guard and fail with
@@ -231,10 +223,11 @@ func Open(opts Options) (*Log, error) {
 		pubQueues: make(map[queueKey]int64),
 		round:     make(chan struct{}),
 		wround:    &writeRound{done: make(chan struct{})},
-		flushBell: make(chan struct{}, 1),
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
+		segs:      newSegmentSet(&opts),
+		epochs:    epochHistory{fs: opts.FS, dir: opts.Dir},
 	}
+	l.flush = newFlusher(l)
+	l.replica = replicaWriter{l}
 	l.writeIdle.L = &l.mu
 	if err := mkdirAllDurable(l.fs, opts.Dir); err != nil {
 		return nil, fmt.Errorf("commitlog: create %s: %w", opts.Dir, err)
@@ -245,11 +238,11 @@ func Open(opts Options) (*Log, error) {
 	}
 	l.lock = lock
 	if err := l.recover(); err != nil {
-		l.closeFiles()
+		l.segs.closeAll()
 		lock.Close()
 		return nil, err
 	}
-	go l.flusher()
+	go l.flush.run()
 	return l, nil
 }
 
@@ -273,13 +266,7 @@ func (l *Log) VisibleOffset() int64 {
 }
 
 // MinOffset is the offset of the first segment still kept.
-func (l *Log) MinOffset() int64 {
-	s := *l.segs.Load()
-	if len(s) == 0 {
-		return 0
-	}
-	return s[0].base
-}
+func (l *Log) MinOffset() int64 { return l.segs.minBase() }
 
 // Err returns the sticky error that made the log read-only, if any.
 func (l *Log) Err() error {
@@ -359,8 +346,6 @@ func (l *Log) Watch() (<-chan struct{}, func()) { return l.watchers.Watch() }
 // whose write the append would wait for).
 func (l *Log) WatchFunc(fn func()) func() { return l.watchers.WatchFunc(fn) }
 
-func (l *Log) ringWatchers() { l.watchers.Ring() }
-
 // failLocked makes err sticky unless it is ErrNoSpace, which only fails
 // the write at hand.
 func (l *Log) failLocked(err error) error {
@@ -378,57 +363,6 @@ func (l *Log) setStickyLocked(err error) error {
 		l.log.Error().Err(err).Msg("commitlog: write failed; the log is read-only until restart")
 	}
 	return l.err
-}
-
-func (l *Log) getBuf() *[]byte {
-	if b, ok := l.bufPool.Get().(*[]byte); ok {
-		*b = (*b)[:0]
-		return b
-	}
-	b := make([]byte, 0, 64<<10)
-	return &b
-}
-
-func (l *Log) putBuf(b *[]byte) {
-	if cap(*b) <= 8<<20 {
-		l.bufPool.Put(b)
-	}
-}
-
-func segmentName(base int64) string { return fmt.Sprintf("%020d", base) }
-
-// createSegmentLocked creates the segment starting at base, makes its
-// directory entry durable and publishes it.
-func (l *Log) createSegmentLocked(base int64) (*segment, error) {
-	name := l.fs.PathJoin(l.opts.Dir, segmentName(base))
-	f, err := l.fs.Create(name, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		if errors.Is(err, syscall.ENOSPC) {
-			return nil, fmt.Errorf("%w: create segment %s: %w", ErrNoSpace, name, err)
-		}
-		return nil, fmt.Errorf("commitlog: create segment %s: %w", name, err)
-	}
-	if !l.opts.NoPreallocate {
-		if err := f.Preallocate(0, l.opts.SegmentSize); err != nil {
-			l.log.Warn().Err(err).Str("segment", name).Msg("commitlog: preallocate failed")
-		}
-	}
-	if err := syncDir(l.fs, l.opts.Dir); err != nil {
-		f.Close()
-		return nil, err
-	}
-	s := &segment{base: base, name: name, file: f}
-	l.publishSegment(s)
-	return s, nil
-}
-
-func (l *Log) publishSegment(s *segment) {
-	var next []*segment
-	if old := l.segs.Load(); old != nil {
-		next = append(next, *old...)
-	}
-	next = append(next, s)
-	l.segs.Store(&next)
 }
 
 // mkdirAllDurable creates dir and any missing parents, and syncs the
@@ -483,44 +417,18 @@ func (l *Log) Close() error {
 		l.writeIdle.Wait()
 	}
 	l.mu.Unlock()
-	close(l.stop)
-	<-l.done
+	close(l.flush.stop)
+	<-l.flush.done
 	err := l.Err()
-	l.closeFiles()
+	l.segs.closeAll()
 	if cerr := l.lock.Close(); err == nil && cerr != nil {
 		err = cerr
 	}
 	return err
 }
 
-func (l *Log) closeFiles() {
-	if s := l.segs.Load(); s != nil {
-		for _, seg := range *s {
-			seg.file.Close()
-		}
-	}
-}
-
-// SegmentInfo describes one kept segment.
-type SegmentInfo struct {
-	Base    int64
-	Name    string
-	ModTime time.Time
-}
-
 // Segments lists the kept segments, oldest first.
-func (l *Log) Segments() []SegmentInfo {
-	segs := *l.segs.Load()
-	out := make([]SegmentInfo, 0, len(segs))
-	for _, s := range segs {
-		si := SegmentInfo{Base: s.base, Name: s.name}
-		if fi, err := s.file.Stat(); err == nil {
-			si.ModTime = fi.ModTime()
-		}
-		out = append(out, si)
-	}
-	return out
-}
+func (l *Log) Segments() []SegmentInfo { return l.segs.infos() }
 
 // DeleteSegmentsBefore deletes every whole segment that ends at or before
 // off, never the active one, oldest first, and returns how many went.
@@ -531,24 +439,9 @@ func (l *Log) DeleteSegmentsBefore(off int64) (int, error) {
 	if l.closed {
 		return 0, ErrClosed
 	}
-	segs := *l.segs.Load()
-	n := 0
-	for n < len(segs)-1 && segs[n].base+l.opts.SegmentSize <= off {
-		n++
+	n, err := l.segs.deleteBefore(off)
+	if n > 0 {
+		l.minOffset = l.segs.minBase()
 	}
-	if n == 0 {
-		return 0, nil
-	}
-	gone := segs[:n]
-	keep := append([]*segment(nil), segs[n:]...)
-	l.segs.Store(&keep)
-	l.minOffset = keep[0].base
-	for _, s := range gone {
-		s.file.Close()
-		if err := l.fs.Remove(s.name); err != nil {
-			return n, fmt.Errorf("commitlog: delete segment %s: %w", s.name, err)
-		}
-		l.log.Info().Str("segment", s.name).Msg("commitlog: segment deleted")
-	}
-	return n, syncDir(l.fs, l.opts.Dir)
+	return n, err
 }

@@ -16,7 +16,7 @@ func (l *Log) ReadAt(p []byte, off int64) error {
 	if off < 0 || end > l.written.Load() {
 		return fmt.Errorf("%w: [%d, %d) beyond the written end %d", ErrOutOfRange, off, end, l.written.Load())
 	}
-	s := l.segmentAt(off)
+	s := l.segs.at(off)
 	if s == nil || end > s.base+l.opts.SegmentSize {
 		return fmt.Errorf("%w: [%d, %d) not within one kept segment (min offset %d)", ErrOutOfRange, off, end, l.MinOffset())
 	}
@@ -80,7 +80,7 @@ func (l *Log) Scan(from, limit int64, bufp *[]byte, fn func(off int64, rec []byt
 	}
 	pos := from
 	for pos < limit {
-		s := l.segmentAt(pos)
+		s := l.segs.at(pos)
 		if s == nil {
 			return pos, fmt.Errorf("%w: offset %d is in no kept segment (min offset %d)", ErrOutOfRange, pos, l.MinOffset())
 		}

@@ -5,11 +5,8 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"sort"
-	"strconv"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/protocol"
 )
 
@@ -17,43 +14,12 @@ import (
 // follows it. It runs before the flusher starts, so it owns the Log.
 func (l *Log) recover() error {
 	started := time.Now()
-	names, err := l.fs.List(l.opts.Dir)
+	bases, err := l.segs.open()
 	if err != nil {
-		return fmt.Errorf("commitlog: list %s: %w", l.opts.Dir, err)
-	}
-	var bases []int64
-	for _, n := range names {
-		if len(n) != 20 {
-			continue
-		}
-		b, err := strconv.ParseInt(n, 10, 64)
-		if err != nil {
-			continue
-		}
-		bases = append(bases, b)
-	}
-	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
-	size := l.opts.SegmentSize
-	for i, b := range bases {
-		if b%size != 0 {
-			return fmt.Errorf("commitlog: segment %s does not start at a multiple of the segment size %d (was the segment size changed?)", segmentName(b), size)
-		}
-		if i > 0 && b != bases[i-1]+size {
-			return fmt.Errorf("commitlog: segments %s and %s are not contiguous", segmentName(bases[i-1]), segmentName(b))
-		}
-	}
-	empty := []*segment{}
-	l.segs.Store(&empty)
-	for _, b := range bases {
-		name := l.fs.PathJoin(l.opts.Dir, segmentName(b))
-		f, err := l.fs.OpenReadWrite(name, vfs.WriteCategoryUnspecified)
-		if err != nil {
-			return fmt.Errorf("commitlog: open segment %s: %w", name, err)
-		}
-		l.publishSegment(&segment{base: b, name: name, file: f})
+		return err
 	}
 	if len(bases) == 0 {
-		if _, err := l.createSegmentLocked(0); err != nil {
+		if _, err := l.segs.create(0); err != nil {
 			return err
 		}
 		return l.finishRecovery(0, map[queueKey]int64{}, 0, started, 0)
@@ -64,7 +30,7 @@ func (l *Log) recover() error {
 	var lastTs int64
 	ck, err := readCheckpoint(l.fs, l.opts.Dir)
 	switch {
-	case err == nil && ck.offset >= bases[0] && ck.offset <= bases[len(bases)-1]+size && l.withinFile(ck.offset):
+	case err == nil && ck.offset >= bases[0] && ck.offset <= bases[len(bases)-1]+l.opts.SegmentSize && l.segs.within(ck.offset):
 		start, table, lastTs = ck.offset, ck.queues, ck.lastStoreTs
 	case err == nil:
 		l.log.Warn().Int64("checkpoint", ck.offset).Msg("commitlog: checkpoint outside the log; scanning all of it")
@@ -75,33 +41,21 @@ func (l *Log) recover() error {
 			l.log.Warn().Err(err).Msg("commitlog: no checkpoint; scanning the whole log")
 		}
 	}
-	end, err := l.scanValid(start, table, &lastTs)
+	end, err := l.segs.scanValid(start, table, &lastTs)
 	if err != nil {
 		return err
 	}
 	return l.finishRecovery(end, table, lastTs, started, end-start)
 }
 
-// withinFile reports whether off lies in a segment file, at most at its
-// end. A checkpoint past the end of what is in the files would make
-// recovery resume after a gap.
-func (l *Log) withinFile(off int64) bool {
-	s := l.segmentAt(off)
-	if s == nil {
-		return false
-	}
-	fi, err := s.file.Stat()
-	return err == nil && off-s.base <= fi.Size()
-}
-
 // scanValid walks records from start, updating table and lastTs, and
 // returns the end of the last valid record.
-func (l *Log) scanValid(start int64, table map[queueKey]int64, lastTs *int64) (int64, error) {
-	size := l.opts.SegmentSize
+func (ss *segmentSet) scanValid(start int64, table map[queueKey]int64, lastTs *int64) (int64, error) {
+	size := ss.size
 	buf := make([]byte, 4<<20)
 	pos := start
 	for {
-		s := l.segmentAt(pos)
+		s := ss.at(pos)
 		if s == nil {
 			return pos, nil // at a boundary past the last segment
 		}
@@ -110,7 +64,7 @@ func (l *Log) scanValid(start int64, table map[queueKey]int64, lastTs *int64) (i
 			return 0, fmt.Errorf("commitlog: stat %s: %w", s.name, err)
 		}
 		fileEnd := s.base + min(fi.Size(), size)
-		next, crossed, err := l.scanSegment(s, pos, fileEnd, &buf, table, lastTs)
+		next, crossed, err := ss.scanSegment(s, pos, fileEnd, &buf, table, lastTs)
 		if err != nil {
 			return 0, err
 		}
@@ -123,8 +77,8 @@ func (l *Log) scanValid(start int64, table map[queueKey]int64, lastTs *int64) (i
 
 // scanSegment scans s from pos to fileEnd. crossed reports a blank marker
 // (the log continues in the next segment).
-func (l *Log) scanSegment(s *segment, pos, fileEnd int64, bufp *[]byte, table map[queueKey]int64, lastTs *int64) (int64, bool, error) {
-	segEnd := s.base + l.opts.SegmentSize
+func (ss *segmentSet) scanSegment(s *segment, pos, fileEnd int64, bufp *[]byte, table map[queueKey]int64, lastTs *int64) (int64, bool, error) {
+	segEnd := s.base + ss.size
 	for pos < fileEnd {
 		buf := *bufp
 		n := int(min(int64(len(buf)), fileEnd-pos))
@@ -150,14 +104,14 @@ func (l *Log) scanSegment(s *segment, pos, fileEnd int64, bufp *[]byte, table ma
 				return segEnd, true, nil
 			}
 			if err != nil {
-				if sz > int64(len(rest)) && pos+int64(p)+sz <= fileEnd && sz < l.opts.SegmentSize {
+				if sz > int64(len(rest)) && pos+int64(p)+sz <= fileEnd && sz < ss.size {
 					break // the record continues past this chunk: read on
 				}
-				l.log.Warn().Err(err).Int64("offset", pos+int64(p)).Msg("commitlog: cutting the log at an invalid record")
+				ss.log.Warn().Err(err).Int64("offset", pos+int64(p)).Msg("commitlog: cutting the log at an invalid record")
 				return pos + int64(p), false, nil
 			}
 			if rec.PhysicalOffset != pos+int64(p) {
-				l.log.Warn().Int64("offset", pos+int64(p)).Int64("recorded", rec.PhysicalOffset).Msg("commitlog: cutting the log at a misplaced record")
+				ss.log.Warn().Int64("offset", pos+int64(p)).Int64("recorded", rec.PhysicalOffset).Msg("commitlog: cutting the log at a misplaced record")
 				return pos + int64(p), false, nil
 			}
 			k := queueKey{string(rec.Topic), rec.QueueID}
@@ -175,7 +129,7 @@ func (l *Log) scanSegment(s *segment, pos, fileEnd int64, bufp *[]byte, table ma
 			}
 			// Not even one record fits the buffer: grow it to the record.
 			need := int(protocol.RecordSize(chunk))
-			if need <= len(buf) || need > int(l.opts.SegmentSize) {
+			if need <= len(buf) || need > int(ss.size) {
 				return pos, false, nil
 			}
 			*bufp = make([]byte, need)
@@ -189,30 +143,7 @@ func (l *Log) scanSegment(s *segment, pos, fileEnd int64, bufp *[]byte, table ma
 // finishRecovery cuts everything after end, publishes the positions and
 // writes a fresh checkpoint.
 func (l *Log) finishRecovery(end int64, table map[queueKey]int64, lastTs int64, started time.Time, scanned int64) error {
-	size := l.opts.SegmentSize
-	segs := *l.segs.Load()
-	// Segments wholly after end were written after a gap: set them aside.
-	keep := segs[:0:0]
-	for _, s := range segs {
-		if s.base > end {
-			l.log.Warn().Str("segment", s.name).Msg("commitlog: segment follows a cut; renamed to .cut")
-			s.file.Close()
-			if err := l.fs.Rename(s.name, s.name+".cut"); err != nil {
-				return fmt.Errorf("commitlog: set aside %s: %w", s.name, err)
-			}
-			continue
-		}
-		keep = append(keep, s)
-	}
-	l.segs.Store(&keep)
-	if last := keep[len(keep)-1]; end == last.base+size {
-		if _, err := l.createSegmentLocked(end); err != nil {
-			return err
-		}
-	} else if err := cutTail(last, end-last.base); err != nil {
-		return fmt.Errorf("commitlog: cut %s at %d: %w", last.name, end-last.base, err)
-	}
-	if err := syncDir(l.fs, l.opts.Dir); err != nil {
+	if err := l.segs.cutAfter(end); err != nil {
 		return err
 	}
 	l.writePos = end
@@ -222,12 +153,12 @@ func (l *Log) finishRecovery(end int64, table map[queueKey]int64, lastTs int64, 
 	l.queues = table
 	l.pubQueues = maps.Clone(table)
 	l.lastStoreTs = lastTs
-	l.minOffset = keep[0].base
+	l.minOffset = l.segs.minBase()
 	if err := writeCheckpoint(l.fs, l.opts.Dir, checkpoint{offset: end, lastStoreTs: lastTs, queues: table}); err != nil {
 		return fmt.Errorf("commitlog: write checkpoint: %w", err)
 	}
-	l.checkpointedOffset = end
-	l.lastCheckpoint = l.opts.Now()
+	l.flush.checkpointedOffset = end
+	l.flush.lastCheckpoint = l.opts.Now()
 	l.log.Info().Int64("end", end).Int64("scanned_bytes", scanned).Int("queues", len(table)).
 		Int64("took_ms", time.Since(started).Milliseconds()).Msg("commitlog: recovered")
 	return nil
@@ -259,14 +190,4 @@ func cutTail(s *segment, off int64) error {
 		}
 	}
 	return s.file.Sync()
-}
-
-// segmentAt returns the segment holding off, or nil.
-func (l *Log) segmentAt(off int64) *segment {
-	segs := *l.segs.Load()
-	i := sort.Search(len(segs), func(i int) bool { return segs[i].base > off }) - 1
-	if i < 0 || off >= segs[i].base+l.opts.SegmentSize {
-		return nil
-	}
-	return segs[i]
 }

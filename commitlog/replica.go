@@ -3,20 +3,20 @@ package commitlog
 import (
 	"errors"
 	"fmt"
-	"github.com/ferrymq/ferry/protocol"
 	"maps"
 	"math"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
-// What a slave of a replicated broker group needs of its log: writing the
-// master's bytes at the offsets the master wrote them (AppendRaw), cutting
-// a tail the master never had (Truncate), and the epoch history (epochs.go).
-// A slave's log takes no local appends; the two kinds of writes are kept
-// apart by the append lock and refuse to interleave.
-
-// ErrNotContiguous is returned by AppendRaw when the bytes do not start at
-// the log's end.
-var ErrNotContiguous = errors.New("commitlog: raw append not at the end of the log")
+// replicaWriter is what a slave of a replicated broker group needs of its
+// log besides the epoch history (epochs.go): writing the master's bytes at
+// the offsets the master wrote them (AppendRaw), cutting a tail the master
+// never had (Truncate), starting over (Reset). A slave's log takes no
+// local appends; the two kinds of writes are kept apart by the append lock
+// and refuse to interleave. It works on the log's state under the log's
+// locks; the Log owns it and exposes its writes.
+type replicaWriter struct{ l *Log }
 
 // AppendRaw writes b, whole records as another log stored them (possibly
 // ending a segment with its blank marker, after which the next record
@@ -29,10 +29,41 @@ var ErrNotContiguous = errors.New("commitlog: raw append not at the end of the l
 // store time follow the records. AppendRaw returns once the bytes are
 // written (page cache); Sync makes them durable.
 func (l *Log) AppendRaw(off int64, b []byte) error {
+	return l.replica.appendRaw(off, b)
+}
+
+// Reset empties the log and starts it again at base, a multiple of the
+// segment size past its end: a slave too far behind its master starts
+// over from the master's oldest segment. Every segment, the epoch history
+// and the queue offsets go; it is durable when Reset returns. A crash
+// midway leaves a contiguous prefix of the old segments or none, from
+// which the slave starts over again.
+func (l *Log) Reset(base int64) error {
+	return l.replica.reset(base)
+}
+
+// Truncate cuts the log back to off, which must be the start of a record
+// (or a segment) between MinOffset and WrittenOffset: the segments after
+// it are deleted, the one holding it cut, the epoch history loses the
+// entries starting at or after it, and the next queue offsets become those
+// of the first record cut from each queue, so later appends continue
+// without a gap. The cut is durable when Truncate returns. Readers must not
+// be reading at or past off (a slave stops its dispatcher first).
+func (l *Log) Truncate(off int64) error {
+	return l.replica.truncate(off)
+}
+
+// ErrNotContiguous is returned by AppendRaw when the bytes do not start at
+// the log's end.
+var ErrNotContiguous = errors.New("commitlog: raw append not at the end of the log")
+
+// appendRaw is AppendRaw.
+func (w replicaWriter) appendRaw(off int64, b []byte) error {
+	l := w.l
 	if end := l.written.Load(); off != end {
 		return fmt.Errorf("%w: bytes at %d, log ends at %d", ErrNotContiguous, off, end)
 	}
-	rolls, table, lastTs, err := l.checkRaw(off, b)
+	rolls, table, lastTs, err := checkRaw(off, b, l.opts.SegmentSize)
 	if err != nil {
 		return err
 	}
@@ -54,7 +85,7 @@ func (l *Log) AppendRaw(off int64, b []byte) error {
 		return fmt.Errorf("%w: bytes at %d, log ends at %d", ErrNotContiguous, off, end)
 	}
 	for _, base := range rolls {
-		if _, err := l.createSegmentLocked(base); err != nil {
+		if _, err := l.segs.create(base); err != nil {
 			err = l.setStickyLocked(err)
 			l.mu.Unlock()
 			return err
@@ -66,7 +97,7 @@ func (l *Log) AppendRaw(off int64, b []byte) error {
 	l.mu.Unlock()
 
 	l.tail.reset() // raw writes are not kept (readers of a replica read the files)
-	err = l.writeRaw(off, b)
+	err = l.segs.writeRaw(off, b)
 
 	l.mu.Lock()
 	if err != nil {
@@ -93,10 +124,10 @@ func (l *Log) AppendRaw(off int64, b []byte) error {
 		return err
 	}
 	if l.opts.Flush == FlushSync || end-l.flushed.Load() >= l.opts.FlushDirtyBytes {
-		l.ringFlusher()
+		l.flush.ring()
 	}
 	if l.opts.Flush == FlushAsync {
-		l.ringWatchers()
+		l.watchers.Ring()
 	}
 	return nil
 }
@@ -118,11 +149,10 @@ func rawSpan(off int64, b []byte, segSize int64) int64 {
 	return pos - off
 }
 
-// checkRaw validates b as bytes to write at off and returns the segment
+// checkRaw validates b as bytes to write at off, in segments of seg bytes, and returns the segment
 // bases its markers roll to, the next queue offset of every queue it
 // holds and its largest store time.
-func (l *Log) checkRaw(off int64, b []byte) (rolls []int64, table map[queueKey]int64, lastTs int64, err error) {
-	seg := l.opts.SegmentSize
+func checkRaw(off int64, b []byte, seg int64) (rolls []int64, table map[queueKey]int64, lastTs int64, err error) {
 	table = map[queueKey]int64{}
 	pos, p := off, 0
 	for p < len(b) {
@@ -160,8 +190,8 @@ func (l *Log) checkRaw(off int64, b []byte) (rolls []int64, table map[queueKey]i
 }
 
 // writeRaw writes b at off with one pwrite per segment it touches.
-func (l *Log) writeRaw(off int64, b []byte) error {
-	seg := l.opts.SegmentSize
+func (ss *segmentSet) writeRaw(off int64, b []byte) error {
+	seg := ss.size
 	for len(b) > 0 {
 		// Up to and including a blank marker; the rest is the next segment's.
 		n, next := len(b), off+int64(len(b))
@@ -171,7 +201,7 @@ func (l *Log) writeRaw(off int64, b []byte) error {
 				break
 			}
 		}
-		s := l.segmentAt(off)
+		s := ss.at(off)
 		if s == nil {
 			return fmt.Errorf("no segment for offset %d", off)
 		}
@@ -183,32 +213,20 @@ func (l *Log) writeRaw(off int64, b []byte) error {
 	return nil
 }
 
-// Reset empties the log and starts it again at base, a multiple of the
-// segment size past its end: a slave too far behind its master starts
-// over from the master's oldest segment. Every segment, the epoch history
-// and the queue offsets go; it is durable when Reset returns. A crash
-// midway leaves a contiguous prefix of the old segments or none, from
-// which the slave starts over again.
-func (l *Log) Reset(base int64) error {
-	if err := l.lockForRewrite("reset"); err != nil {
+// reset is Reset.
+func (w replicaWriter) reset(base int64) error {
+	l := w.l
+	if err := w.lockForRewrite("reset"); err != nil {
 		return err
 	}
-	defer l.unlockRewrite()
+	defer w.unlockRewrite()
 	if base%l.opts.SegmentSize != 0 || base < l.writePos {
 		return fmt.Errorf("%w: reset to %d: not a segment base at or past the end %d", ErrOutOfRange, base, l.writePos)
 	}
-	if err := l.truncateEpochs(math.MinInt64); err != nil {
+	if err := l.epochs.truncate(math.MinInt64); err != nil {
 		return err
 	}
-	if err := l.removeSegments(*l.segs.Load()); err != nil {
-		return err
-	}
-	none := []*segment{}
-	l.segs.Store(&none)
-	if err := syncDir(l.fs, l.opts.Dir); err != nil {
-		return l.setStickyLocked(err)
-	}
-	if _, err := l.createSegmentLocked(base); err != nil {
+	if err := l.segs.reset(base); err != nil {
 		return l.setStickyLocked(err)
 	}
 	l.writePos, l.reserved, l.minOffset = base, base, base
@@ -220,24 +238,19 @@ func (l *Log) Reset(base int64) error {
 	if err := writeCheckpoint(l.fs, l.opts.Dir, checkpoint{offset: base, lastStoreTs: l.lastStoreTs, queues: l.queues}); err != nil {
 		l.log.Warn().Err(err).Msg("commitlog: checkpoint after reset failed")
 	} else {
-		l.checkpointedOffset = base
+		l.flush.checkpointedOffset = base
 	}
 	l.log.Warn().Int64("offset", base).Msg("commitlog: emptied to start over")
 	return nil
 }
 
-// Truncate cuts the log back to off, which must be the start of a record
-// (or a segment) between MinOffset and WrittenOffset: the segments after
-// it are deleted, the one holding it cut, the epoch history loses the
-// entries starting at or after it, and the next queue offsets become those
-// of the first record cut from each queue, so later appends continue
-// without a gap. The cut is durable when Truncate returns. Readers must not
-// be reading at or past off (a slave stops its dispatcher first).
-func (l *Log) Truncate(off int64) error {
-	if err := l.lockForRewrite("truncate"); err != nil {
+// truncate is Truncate.
+func (w replicaWriter) truncate(off int64) error {
+	l := w.l
+	if err := w.lockForRewrite("truncate"); err != nil {
 		return err
 	}
-	defer l.unlockRewrite()
+	defer w.unlockRewrite()
 	if off < l.minOffset || off > l.writePos {
 		return fmt.Errorf("%w: truncate to %d outside [%d, %d]", ErrOutOfRange, off, l.minOffset, l.writePos)
 	}
@@ -271,32 +284,18 @@ func (l *Log) Truncate(off int64) error {
 	}
 	// The history first: a crash after it leaves a tail that the next
 	// handshake cuts again, never an entry that points past the log.
-	if err := l.truncateEpochs(off); err != nil {
+	if err := l.epochs.truncate(off); err != nil {
 		return err
 	}
 	if off == l.writePos {
 		return nil
 	}
 	if l.flushed.Load() < off {
-		if err := l.syncRange(l.flushed.Load(), off); err != nil {
+		if err := l.segs.syncRange(l.flushed.Load(), off); err != nil {
 			return l.setStickyLocked(err)
 		}
 	}
-	segs := *l.segs.Load()
-	keep := segs
-	for len(keep) > 1 && keep[len(keep)-1].base > off {
-		keep = keep[:len(keep)-1]
-	}
-	if err := l.removeSegments(segs[len(keep):]); err != nil {
-		return err
-	}
-	keep = append([]*segment(nil), keep...)
-	l.segs.Store(&keep)
-	last := keep[len(keep)-1]
-	if err := cutTail(last, off-last.base); err != nil {
-		return l.setStickyLocked(fmt.Errorf("cut %s at %d: %w", last.name, off-last.base, err))
-	}
-	if err := syncDir(l.fs, l.opts.Dir); err != nil {
+	if err := l.segs.truncate(off); err != nil {
 		return l.setStickyLocked(err)
 	}
 	l.writePos, l.reserved = off, off
@@ -309,7 +308,7 @@ func (l *Log) Truncate(off int64) error {
 		// Recovery scans from further back instead; the cut stands.
 		l.log.Warn().Err(err).Msg("commitlog: checkpoint after truncation failed")
 	} else {
-		l.checkpointedOffset = off
+		l.flush.checkpointedOffset = off
 	}
 	l.log.Info().Int64("offset", off).Msg("commitlog: truncated")
 	return nil
@@ -318,8 +317,9 @@ func (l *Log) Truncate(off int64) error {
 // lockForRewrite takes the flush and the append lock for rewriting the
 // log (Truncate, Reset): no flush round can publish a flushed offset past
 // the rewrite, and no append is in flight. On an error both are released.
-func (l *Log) lockForRewrite(what string) error {
-	l.flushMu.Lock()
+func (w replicaWriter) lockForRewrite(what string) error {
+	l := w.l
+	l.flush.mu.Lock()
 	l.mu.Lock()
 	var err error
 	switch {
@@ -331,27 +331,15 @@ func (l *Log) lockForRewrite(what string) error {
 		err = fmt.Errorf("commitlog: %s while appends are in flight", what)
 	}
 	if err != nil {
-		l.unlockRewrite()
+		w.unlockRewrite()
 	}
 	return err
 }
 
-func (l *Log) unlockRewrite() {
+func (w replicaWriter) unlockRewrite() {
+	l := w.l
 	l.mu.Unlock()
-	l.flushMu.Unlock()
-}
-
-// removeSegments deletes segs (the newest of the log), newest first, so a
-// crash midway leaves contiguous segments. Called under lockForRewrite.
-func (l *Log) removeSegments(segs []*segment) error {
-	for i := len(segs) - 1; i >= 0; i-- {
-		s := segs[i]
-		s.file.Close()
-		if err := l.fs.Remove(s.name); err != nil {
-			return l.setStickyLocked(fmt.Errorf("delete segment %s: %w", s.name, err))
-		}
-	}
-	return nil
+	l.flush.mu.Unlock()
 }
 
 // ReadRecords fills p with the whole records that start at off, within
@@ -363,7 +351,7 @@ func (l *Log) removeSegments(segs []*segment) error {
 // larger p). off must be the start of a record.
 func (l *Log) ReadRecords(p []byte, off, limit int64) (n int, next int64, err error) {
 	limit = min(limit, l.written.Load())
-	s := l.segmentAt(off)
+	s := l.segs.at(off)
 	if s == nil || off >= limit {
 		return 0, off, fmt.Errorf("%w: no records at %d (min offset %d, limit %d)", ErrOutOfRange, off, l.MinOffset(), limit)
 	}

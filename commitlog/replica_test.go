@@ -68,8 +68,8 @@ func sameBytes(t testing.TB, a, b *Log) {
 		x, y := make([]byte, n), make([]byte, n)
 		// A finished segment is shorter than seg in the file: compare what
 		// is there.
-		ra, _ := a.segmentAt(base).file.ReadAt(x, 0)
-		rb, _ := b.segmentAt(base).file.ReadAt(y, 0)
+		ra, _ := a.segs.at(base).file.ReadAt(x, 0)
+		rb, _ := b.segs.at(base).file.ReadAt(y, 0)
 		if ra != rb || !bytes.Equal(x[:ra], y[:rb]) {
 			t.Fatalf("segment %d differs (%d and %d bytes)", base, ra, rb)
 		}

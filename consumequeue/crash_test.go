@@ -126,7 +126,7 @@ func crashOnce(t *testing.T, seed uint64) {
 		if err != nil || len(es) != 1 || es[0].Offset != a.r.Offset || es[0].Size != a.r.Size {
 			rec, _, rerr := l.ReadRecord(a.r.Offset, nil)
 			t.Fatalf("acknowledged %v %+v: got %+v, %v (log end %d, dispatched %d, checkpoint %+v; in log: %s/%d #%d %v)",
-				a.k, a.r, es, err, l.WrittenOffset(), s.DispatchedOffset(), s.saved, rec.Topic, rec.QueueID, rec.QueueOffset, rerr)
+				a.k, a.r, es, err, l.WrittenOffset(), s.DispatchedOffset(), s.syncer.saved, rec.Topic, rec.QueueID, rec.QueueOffset, rerr)
 		}
 	}
 	checkAgainstLog(t, s, l)

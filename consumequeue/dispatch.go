@@ -3,13 +3,11 @@ package consumequeue
 import (
 	"errors"
 	"fmt"
-	"sort"
 	"strconv"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-
 	"github.com/ferrymq/ferry/protocol"
+	"github.com/rs/zerolog"
 )
 
 // errBatchFull stops a Scan at the end of a batch.
@@ -157,13 +155,7 @@ func (s *Store) drainLocked() error {
 			break
 		}
 	}
-	s.feedMu.Lock()
-	for _, l := range s.listeners {
-		for l.pos.Load() < s.pos && s.feedOnce(l, s.pos) {
-		}
-		s.syncListener(l, true)
-	}
-	s.feedMu.Unlock()
+	s.feed.drain(s.pos)
 	return nil
 }
 
@@ -194,28 +186,28 @@ func (s *Store) dispatchLocked(limit int64) (bool, error) {
 	}
 	s.pos = next
 	s.dispatched.Store(next)
-	s.wakeProgress()
+	s.progress.wake()
 	s.fed.Ring()
-	s.ringFeeder()
+	s.feed.ring(s.pos)
 	return next >= limit, nil
 }
 
 // scanBatch reads one batch of records (at most batchRecords, or
-// batchBytes of log) from from, below limit, into bufp, and calls fn with
-// each record that decodes and its queue entry; with logBad it logs the
-// ones that do not (only the dispatcher does, so each is logged once). It
-// returns the offset after the batch.
-func (s *Store) scanBatch(from, limit int64, bufp *[]byte, logBad bool, fn func(r protocol.Record, e Entry) error) (int64, error) {
+// batchBytes of log) of src from from, below limit, into bufp, and calls
+// fn with each record that decodes and its queue entry; with a logger
+// (only the dispatcher passes one, so each is logged once) it logs the
+// ones that do not. It returns the offset after the batch.
+func scanBatch(src Source, logBad *zerolog.Logger, from, limit int64, bufp *[]byte, fn func(r protocol.Record, e Entry) error) (int64, error) {
 	count := 0
-	next, err := s.src.Scan(from, limit, bufp, func(off int64, b []byte) error {
+	next, err := src.Scan(from, limit, bufp, func(off int64, b []byte) error {
 		if count >= batchRecords || off-from >= batchBytes {
 			return errBatchFull
 		}
 		count++
 		r, err := protocol.Decode(b)
 		if err != nil || r.QueueOffset < 0 {
-			if logBad {
-				s.log.Error().Err(err).Int64("offset", off).Int64("queue_offset", r.QueueOffset).
+			if logBad != nil {
+				logBad.Error().Err(err).Int64("offset", off).Int64("queue_offset", r.QueueOffset).
 					Msg("consumequeue: skipping a record that does not decode")
 			}
 			return nil
@@ -229,36 +221,17 @@ func (s *Store) scanBatch(from, limit int64, bufp *[]byte, logBad bool, fn func(
 	return next, err
 }
 
-// scanRecords reads one batch of records from from, below limit, into
-// s.recs for the listeners. It returns the offset after the batch. Called
-// with feedMu held.
-func (s *Store) scanRecords(from, limit int64) (int64, error) {
-	s.recs = s.recs[:0]
-	s.arena = s.arena[:0]
-	return s.scanBatch(from, limit, &s.fbuf, false, func(r protocol.Record, e Entry) error {
-		t := len(s.arena)
-		s.arena = append(s.arena, r.Topic...)
-		p := len(s.arena)
-		s.arena = append(s.arena, r.Properties...)
-		s.recs = append(s.recs, Record{
-			Entry: e, Topic: s.arena[t:p:p], QueueID: r.QueueID, StoreTimestamp: r.StoreTimestamp,
-			Properties: s.arena[p:len(s.arena):len(s.arena)],
-		})
-		return nil
-	})
-}
-
 // scanLocked reads one batch of records from from, below limit, and stages
 // and commits their queue entries. It returns the offset after the batch.
 func (s *Store) scanLocked(from, limit int64) (int64, error) {
-	next, err := s.scanBatch(from, limit, &s.buf, true, func(r protocol.Record, e Entry) error {
+	next, err := scanBatch(s.src, &s.log, from, limit, &s.buf, func(r protocol.Record, e Entry) error {
 		q, err := s.queueForLocked(r.Topic, r.QueueID, r.QueueOffset)
 		if err != nil {
 			return err
 		}
-		return s.stageLocked(q, &e)
+		return s.writer.stage(q, &e)
 	})
-	if cerr := s.commitTouchedLocked(); err == nil {
+	if cerr := s.writer.commitTouched(); err == nil {
 		err = cerr
 	}
 	return next, err
@@ -285,8 +258,8 @@ func (s *Store) queueForLocked(topicName []byte, id int32, first int64) (*queue,
 		if err := s.fs.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("consumequeue: create %s: %w", dir, err)
 		}
-		s.dirtyDirs[s.opts.Dir] = struct{}{}
-		s.dirtyDirs[t.dir] = struct{}{}
+		s.writer.dirtyDirs[s.opts.Dir] = struct{}{}
+		s.writer.dirtyDirs[t.dir] = struct{}{}
 		q = &queue{topic: name, id: id, dir: dir, epf: s.epf, low: first, max: first, fileEnd: first, dirtyFrom: -1}
 		s.mu.Lock()
 		if newTopic {
@@ -302,193 +275,4 @@ func (s *Store) queueForLocked(topicName []byte, id int32, first int64) (*queue,
 	}
 	s.last = q
 	return q, nil
-}
-
-// stageLocked adds e to q's staged entries.
-func (s *Store) stageLocked(q *queue, e *Entry) error {
-	if len(q.stage) > 0 && (e.QueueOffset != q.stageFrom+int64(len(q.stage)/EntrySize) || len(q.stage) >= stageLimit) {
-		if err := s.commitStageLocked(q); err != nil {
-			return err
-		}
-	}
-	if len(q.stage) == 0 {
-		q.stageFrom = e.QueueOffset
-	}
-	if !q.touched {
-		q.touched = true
-		s.touched = append(s.touched, q)
-	}
-	q.stage = appendEntry(q.stage, e)
-	return nil
-}
-
-func (s *Store) commitTouchedLocked() error {
-	var first error
-	for i, q := range s.touched {
-		if err := s.commitStageLocked(q); err != nil && first == nil {
-			first = err
-		}
-		q.touched = false
-		s.touched[i] = nil
-	}
-	s.touched = s.touched[:0]
-	return first
-}
-
-// commitStageLocked makes q's staged entries visible: entries already in
-// the queue are rewritten in place (re-dispatch after a restart), new ones
-// are appended to the tail, waking q's waiters once.
-func (s *Store) commitStageLocked(q *queue) error {
-	b, at := q.stage, q.stageFrom
-	if len(b) == 0 {
-		return nil
-	}
-	q.stage = q.stage[:0]
-	logOff := decodeEntry(b, at).Offset
-	if at < q.low {
-		// Re-dispatch after a crash that lost the queue's first files.
-		q.mu.Lock()
-		q.low = at
-		q.mu.Unlock()
-	}
-	if at < q.fileEnd {
-		n := min(int64(len(b)/EntrySize), q.fileEnd-at)
-		if err := s.writeAtLocked(q, b[:n*EntrySize], at); err != nil {
-			return err
-		}
-		s.markDirtyLocked(q, logOff, int(n*EntrySize))
-		b, at = b[n*EntrySize:], at+n
-	}
-	if len(b) > 0 && at < q.max {
-		n := min(int64(len(b)/EntrySize), q.max-at)
-		q.mu.Lock()
-		copy(q.tail[(at-q.fileEnd)*EntrySize:], b[:n*EntrySize])
-		q.mu.Unlock()
-		s.markDirtyLocked(q, logOff, int(n*EntrySize))
-		b, at = b[n*EntrySize:], at+n
-	}
-	if len(b) == 0 {
-		return nil
-	}
-	if at > q.max {
-		// A gap: the entries in between were never written (the log lost
-		// them, or they expired before a rebuild). They read as holes.
-		if err := s.writeTailLocked(q); err != nil {
-			return err
-		}
-		q.mu.Lock()
-		if q.max == q.low {
-			q.low = at
-		}
-		q.max, q.fileEnd = at, at
-		q.mu.Unlock()
-	}
-	q.mu.Lock()
-	q.tail = append(q.tail, b...)
-	q.max += int64(len(b) / EntrySize)
-	ch := q.notify
-	q.notify = nil
-	q.mu.Unlock()
-	if ch != nil {
-		close(ch)
-		if s.opts.OnNotify != nil {
-			s.opts.OnNotify(q.topic, q.id)
-		}
-	}
-	s.markDirtyLocked(q, decodeEntry(b, at).Offset, len(b))
-	if len(q.tail) >= tailFlushBytes {
-		return s.writeTailLocked(q)
-	}
-	return nil
-}
-
-func (s *Store) markDirtyLocked(q *queue, logOff int64, n int) {
-	q.unsynced += n
-	if !q.inDirty {
-		q.inDirty = true
-		q.dirtyFrom = logOff
-		q.dirtySince = time.Now()
-		s.dirty = append(s.dirty, q)
-	} else if logOff < q.dirtyFrom {
-		q.dirtyFrom = logOff
-	}
-}
-
-// writeTailLocked writes q's tail to its files.
-func (s *Store) writeTailLocked(q *queue) error {
-	if len(q.tail) == 0 {
-		return nil
-	}
-	if err := s.writeAtLocked(q, q.tail, q.fileEnd); err != nil {
-		return err
-	}
-	q.mu.Lock()
-	q.fileEnd += int64(len(q.tail) / EntrySize)
-	q.tail = q.tail[:0]
-	q.mu.Unlock()
-	return nil
-}
-
-// writeAtLocked writes the entries b at entry number at, one write per file.
-func (s *Store) writeAtLocked(q *queue, b []byte, at int64) error {
-	for len(b) > 0 {
-		f, err := s.fileForLocked(q, at)
-		if err != nil {
-			return err
-		}
-		rel := at - f.first
-		n := min(len(b), int((s.epf-rel)*EntrySize))
-		if _, err := f.f.WriteAt(b[:n], rel*EntrySize); err != nil {
-			err = fmt.Errorf("consumequeue: write %s: %w", f.name, err)
-			if noSpace(err) {
-				if cerr := cutTorn(f); cerr != nil {
-					// Not a full-disk error any more: sticky.
-					return fmt.Errorf("%v; %w", err, cerr)
-				}
-			}
-			return err
-		}
-		if !f.dirty {
-			f.dirty = true
-			q.dirtyFiles = append(q.dirtyFiles, f)
-		}
-		b, at = b[n:], at+int64(n/EntrySize)
-	}
-	return nil
-}
-
-// cutTorn cuts f back to its last whole entry after a write that found
-// the disk full: a write can get part of its bytes onto the disk, and the
-// retry writes the whole entries again from where the queue's file ends.
-func cutTorn(f *qfile) error {
-	st, err := f.f.Stat()
-	if err != nil {
-		return fmt.Errorf("consumequeue: stat %s: %w", f.name, err)
-	}
-	if st.Size()%EntrySize == 0 {
-		return nil
-	}
-	return truncateFile(f, st.Size(), st.Size()-st.Size()%EntrySize)
-}
-
-// fileForLocked returns the file holding entry number at, creating it.
-func (s *Store) fileForLocked(q *queue, at int64) (*qfile, error) {
-	first := at - at%s.epf
-	i := sort.Search(len(q.files), func(i int) bool { return q.files[i].first >= first })
-	if i < len(q.files) && q.files[i].first == first {
-		return q.files[i], nil
-	}
-	name := s.fs.PathJoin(q.dir, fileName(first))
-	f, err := s.fs.OpenReadWrite(name, vfs.WriteCategoryUnspecified)
-	if err != nil {
-		return nil, fmt.Errorf("consumequeue: create %s: %w", name, err)
-	}
-	s.dirtyDirs[q.dir] = struct{}{}
-	qf := &qfile{first: first, name: name, f: f}
-	q.mu.Lock()
-	q.files = append(q.files, nil)
-	copy(q.files[i+1:], q.files[i:])
-	q.files[i] = qf
-	q.mu.Unlock()
-	return qf, nil
 }

@@ -100,14 +100,14 @@
 //
 // # Concurrency
 //
-// Lock order: Store.writeMu, then Store.feedMu, then Store.mu, then
-// queue.mu; Store.progMu is a leaf.
+// Lock order: Store.writeMu, then feeder.mu, then Store.mu, then
+// queue.mu; progress.mu is a leaf.
 //
 //   - writeMu serialises everything that changes files or the queue set:
 //     dispatch batches, flushes, DeleteTopic, TrimBefore, Close. It owns
-//     the dispatch position, the staging buffers and the dirty lists. It
-//     is released between batches.
-//   - feedMu serialises feeding the listeners: the feeder, and the drains
+//     the dispatch position and the queueWriter (the staging buffers and
+//     the dirty lists). It is released between batches.
+//   - feeder.mu serialises feeding the listeners: the feeder, and the drains
 //     at Open and Close (which hold writeMu too). It guards the feeder's
 //     scan buffers and the listeners' failed flags; their positions are
 //     atomic, so a flush reads them without waiting for a slow listener.

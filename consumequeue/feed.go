@@ -2,7 +2,11 @@ package consumequeue
 
 import (
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/ferrymq/ferry/protocol"
 )
 
 // Feeding the listeners is coalesced: the feeder is rung at once when
@@ -14,73 +18,120 @@ const (
 	feedDelay      = 5 * time.Millisecond
 )
 
-// ringFeeder tells the feeder that the queues advanced.
-func (s *Store) ringFeeder() {
-	if len(s.listeners) == 0 {
+// feeder is the goroutine (owned by the Store, stopped by Close) that
+// feeds the listeners the records the queues hold, a batch at a time, each
+// from its own position. It reads the log itself, so a slow listener (a
+// pebble commit waiting on its write-ahead log) holds up only the
+// listeners, never the queues and the pulls waiting on them. A listener
+// whose last call failed is retried at the next tick.
+type feeder struct {
+	s *Store
+
+	// mu serialises feeding the listeners (the feeder goroutine, and the
+	// drains at Open and Close) and guards the scratch space. It is never
+	// taken while holding Store.mu or a queue lock; the drains take it
+	// under Store.writeMu.
+	mu        sync.Mutex
+	listeners []*listenerState // the slice is fixed at Open
+	buf       []byte
+	recs      []Record
+	arena     []byte
+
+	bell  chan struct{} // 1 slot: the queues advanced
+	timer *time.Timer   // rings bell feedDelay after it is armed
+	armed atomic.Bool
+	done  chan struct{}
+}
+
+func newFeeder(s *Store, listeners []Listener, from int64) *feeder {
+	f := &feeder{s: s, buf: make([]byte, scanBufSize), bell: make(chan struct{}, 1), done: make(chan struct{})}
+	for _, l := range listeners {
+		ls := &listenerState{l: l}
+		ls.pos.Store(from)
+		ls.durable.Store(from)
+		f.listeners = append(f.listeners, ls)
+	}
+	f.timer = time.AfterFunc(time.Hour, func() {
+		f.armed.Store(false)
+		f.ringNow()
+	})
+	f.timer.Stop()
+	return f
+}
+
+// ring tells the feeder that the queues advanced to pos.
+func (f *feeder) ring(pos int64) {
+	if len(f.listeners) == 0 {
 		return
 	}
 	behind := int64(0)
-	for _, l := range s.listeners {
-		behind = max(behind, s.pos-l.pos.Load())
+	for _, l := range f.listeners {
+		behind = max(behind, pos-l.pos.Load())
 	}
 	if behind >= feedEagerBytes {
-		s.ringFeederNow()
+		f.ringNow()
 		return
 	}
-	if s.feedArmed.CompareAndSwap(false, true) {
-		s.feedTimer.Reset(feedDelay)
+	if f.armed.CompareAndSwap(false, true) {
+		f.timer.Reset(feedDelay)
 	}
 }
 
-func (s *Store) ringFeederNow() {
+func (f *feeder) ringNow() {
 	select {
-	case s.feedBell <- struct{}{}:
+	case f.bell <- struct{}{}:
 	default:
 	}
 }
 
-// The feeder goroutine (owned by the Store, stopped by Close) feeds the
-// listeners the records the queues hold, a batch at a time, each from its
-// own position. It reads the log itself, so a slow listener (a pebble
-// commit waiting on its write-ahead log) holds up only the listeners, never
-// the queues and the pulls waiting on them. A listener whose last call
-// failed is retried at the next tick.
-func (s *Store) feeder() {
-	defer close(s.feedDone)
-	if len(s.listeners) == 0 {
+func (f *feeder) run() {
+	s := f.s
+	defer close(f.done)
+	if len(f.listeners) == 0 {
 		return
 	}
 	ticker := time.NewTicker(min(s.opts.FlushInterval, s.opts.ListenerSyncInterval))
 	defer ticker.Stop()
-	defer s.feedTimer.Stop()
+	defer f.timer.Stop()
 	for {
 		tick := false
 		select {
 		case <-s.stop:
 			return
-		case <-s.feedBell:
+		case <-f.bell:
 		case <-ticker.C:
 			tick = true
 		}
-		s.feedMu.Lock()
-		for _, l := range s.listeners {
+		f.mu.Lock()
+		for _, l := range f.listeners {
 			if l.failed && !tick {
 				continue
 			}
-			for l.pos.Load() < s.dispatched.Load() && s.feedOnce(l, s.dispatched.Load()) {
-				if s.stopping() {
+			for l.pos.Load() < s.dispatched.Load() && f.feedOnce(l, s.dispatched.Load()) {
+				if f.stopping() {
 					break
 				}
 			}
-			s.syncListener(l, false)
+			f.syncListener(l, false)
 		}
-		s.feedMu.Unlock()
+		f.mu.Unlock()
 	}
 }
 
-func (s *Store) stopping() bool {
+// drain feeds every listener up to pos (until one fails) and syncs it.
+func (f *feeder) drain(pos int64) {
+	f.mu.Lock()
+	for _, l := range f.listeners {
+		for l.pos.Load() < pos && f.feedOnce(l, pos) {
+		}
+		f.syncListener(l, true)
+	}
+	f.mu.Unlock()
+}
+
+func (f *feeder) stopping() bool {
 	select {
-	case <-s.stop:
+	case <-f.s.stop:
 		return true
 	default:
 		return false
@@ -89,8 +140,9 @@ func (s *Store) stopping() bool {
 
 // feedOnce feeds listener l one batch of records between its position and
 // limit (at most the queues' position). It reports success. Called with
-// feedMu held.
-func (s *Store) feedOnce(l *listenerState, limit int64) bool {
+// mu held.
+func (f *feeder) feedOnce(l *listenerState, limit int64) bool {
+	s := f.s
 	pos := l.pos.Load()
 	if m := s.src.MinOffset(); pos < m {
 		s.log.Warn().Int64("offset", pos).Int64("min_offset", m).Msg("consumequeue: log records were deleted before a listener saw them")
@@ -101,12 +153,12 @@ func (s *Store) feedOnce(l *listenerState, limit int64) bool {
 	if pos >= limit {
 		return true
 	}
-	next, err := s.scanRecords(pos, limit)
+	next, err := f.scanRecords(pos, limit)
 	if err == nil && next == pos {
 		err = fmt.Errorf("consumequeue: no record at offset %d", pos)
 	}
 	if err == nil {
-		err = l.l.Dispatch(s.recs)
+		err = l.l.Dispatch(f.recs)
 	}
 	if err != nil {
 		s.log.Error().Err(err).Int64("offset", pos).Msg("consumequeue: listener failed; retrying later")
@@ -122,11 +174,31 @@ func (s *Store) feedOnce(l *listenerState, limit int64) bool {
 	return true
 }
 
+// scanRecords reads one batch of records from from, below limit, into
+// recs for the listeners. It returns the offset after the batch. Called
+// with mu held.
+func (f *feeder) scanRecords(from, limit int64) (int64, error) {
+	f.recs = f.recs[:0]
+	f.arena = f.arena[:0]
+	return scanBatch(f.s.src, nil, from, limit, &f.buf, func(r protocol.Record, e Entry) error {
+		t := len(f.arena)
+		f.arena = append(f.arena, r.Topic...)
+		p := len(f.arena)
+		f.arena = append(f.arena, r.Properties...)
+		f.recs = append(f.recs, Record{
+			Entry: e, Topic: f.arena[t:p:p], QueueID: r.QueueID, StoreTimestamp: r.StoreTimestamp,
+			Properties: f.arena[p:len(f.arena):len(f.arena)],
+		})
+		return nil
+	})
+}
+
 // syncListener syncs listener l when enough of the log, or log waiting
 // long enough, was dispatched to it since its last sync (always with
 // force), and then moves its durable point to its position. It reports
-// success. Called with feedMu held.
-func (s *Store) syncListener(l *listenerState, force bool) bool {
+// success. Called with mu held.
+func (f *feeder) syncListener(l *listenerState, force bool) bool {
+	s := f.s
 	pos := l.pos.Load()
 	if pos <= l.durable.Load() {
 		return true

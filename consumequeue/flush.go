@@ -4,10 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/rs/zerolog"
 )
 
 // syncfsThreshold is how many files must be due before one syncfs(2)
@@ -28,41 +31,66 @@ type syncJob struct {
 	barrier bool
 }
 
-// waitSyncerLocked returns once every job queued so far is done, so no
-// file the syncer might touch is closed under it.
-func (s *Store) waitSyncerLocked() {
-	if s.syncJobs == nil {
+// syncer is the goroutine (owned by the Store, started by Open, stopped
+// by Close) that runs flush jobs in order, so fdatasyncs never stall the
+// dispatcher: consumers keep getting entries while the previous second's
+// entries become durable. Its only shared state is saved (the syncer's
+// alone while it runs) and err, which the dispatcher turns into the
+// sticky error. Before it starts, the flush runs its jobs inline.
+type syncer struct {
+	fs  vfs.FS
+	dir string
+	log zerolog.Logger
+
+	saved checkpoint   // the last checkpoint written
+	jobs  chan syncJob // nil until start
+	done  chan struct{}
+	err   atomic.Pointer[error] // the first failure of a job nobody waited for
+}
+
+// start starts the goroutine.
+func (sy *syncer) start() {
+	sy.jobs = make(chan syncJob, 4)
+	sy.done = make(chan struct{})
+	go sy.run()
+}
+
+// stop lets the goroutine finish the jobs queued and waits for it.
+func (sy *syncer) stop() {
+	close(sy.jobs)
+	<-sy.done
+}
+
+// barrier returns once every job queued so far is done, so no file the
+// syncer might touch is closed under it. Called with Store.writeMu held.
+func (sy *syncer) barrier() {
+	if sy.jobs == nil {
 		return
 	}
 	done := make(chan error, 1)
-	s.syncJobs <- syncJob{barrier: true, done: done}
+	sy.jobs <- syncJob{barrier: true, done: done}
 	<-done
 }
 
-// The syncer goroutine (owned by the Store, stopped by Close) runs flush
-// jobs in order, so fdatasyncs never stall the dispatcher: consumers keep
-// getting entries while the previous second's entries become durable.
-// Its only shared state is s.saved (the syncer's alone while it runs) and
-// syncErr, which the dispatcher turns into the sticky error.
-func (s *Store) syncer() {
-	defer close(s.syncerDone)
-	for job := range s.syncJobs {
+func (sy *syncer) run() {
+	defer close(sy.done)
+	for job := range sy.jobs {
 		var err error
 		if !job.barrier {
-			err = s.runSyncJob(job)
+			err = sy.runJob(job)
 		}
 		if job.done != nil {
 			job.done <- err
 		} else if err != nil {
 			e := err
-			s.syncErr.CompareAndSwap(nil, &e)
+			sy.err.CompareAndSwap(nil, &e)
 		}
 	}
 }
 
-// runSyncJob syncs a job's files (one syncfs for many of them on a Linux
+// runJob syncs a job's files (one syncfs for many of them on a Linux
 // file system), then its directories, then writes its checkpoint.
-func (s *Store) runSyncJob(job syncJob) error {
+func (sy *syncer) runJob(job syncJob) error {
 	if synced, err := syncWholeFS(job.files); err != nil {
 		return err
 	} else if !synced {
@@ -75,19 +103,19 @@ func (s *Store) runSyncJob(job syncJob) error {
 		}
 	}
 	for _, dir := range job.dirs {
-		if err := syncDir(s.fs, dir); err != nil {
+		if err := syncDir(sy.fs, dir); err != nil {
 			return err
 		}
 	}
-	if job.ck == s.saved {
+	if job.ck == sy.saved {
 		return nil
 	}
-	if err := commitlog.WriteFileAtomic(s.fs, s.opts.Dir, checkpointName, encodeCheckpoint(job.ck)); err != nil {
+	if err := commitlog.WriteFileAtomic(sy.fs, sy.dir, checkpointName, encodeCheckpoint(job.ck)); err != nil {
 		// The queues are still correct; a restart re-dispatches more.
-		s.log.Warn().Err(err).Msg("consumequeue: checkpoint failed")
+		sy.log.Warn().Err(err).Msg("consumequeue: checkpoint failed")
 		return nil
 	}
-	s.saved = job.ck
+	sy.saved = job.ck
 	return nil
 }
 
@@ -110,22 +138,22 @@ func (s *Store) flushLocked(final bool) error {
 	if s.werr != nil {
 		return s.werr
 	}
-	if p := s.syncErr.Load(); p != nil {
+	if p := s.syncer.err.Load(); p != nil {
 		// A failed sync may have lost written pages: never retried.
 		return s.stickLocked(*p)
 	}
 	now := time.Now()
 	s.lastFlush = now
 	ckq := s.pos
-	keep := s.dirty[:0]
+	keep := s.writer.dirty[:0]
 	var job syncJob
 	var werr error
-	for _, q := range s.dirty {
+	for _, q := range s.writer.dirty {
 		if q.gone {
 			continue
 		}
 		if werr == nil && (final || q.unsynced >= s.opts.SyncBytes || now.Sub(q.dirtySince) >= s.opts.MaxSyncDelay) {
-			if werr = s.writeTailLocked(q); werr == nil {
+			if werr = s.writer.writeTail(q); werr == nil {
 				job.files = append(job.files, q.dirtyFiles...)
 				markSyncedLocked(q)
 				continue
@@ -136,26 +164,26 @@ func (s *Store) flushLocked(final bool) error {
 		keep = append(keep, q)
 		ckq = min(ckq, q.dirtyFrom)
 	}
-	clear(s.dirty[len(keep):])
-	s.dirty = keep
-	for dir := range s.dirtyDirs {
+	clear(s.writer.dirty[len(keep):])
+	s.writer.dirty = keep
+	for dir := range s.writer.dirtyDirs {
 		job.dirs = append(job.dirs, dir)
-		delete(s.dirtyDirs, dir)
+		delete(s.writer.dirtyDirs, dir)
 	}
 	job.ck = checkpoint{queues: ckq, listeners: ckq}
-	for _, l := range s.listeners {
+	for _, l := range s.feed.listeners {
 		job.ck.listeners = min(job.ck.listeners, l.durable.Load())
 	}
 	var err error
 	switch {
-	case s.syncJobs == nil:
-		err = s.runSyncJob(job)
+	case s.syncer.jobs == nil:
+		err = s.syncer.runJob(job)
 	case final:
 		job.done = make(chan error, 1)
-		s.syncJobs <- job
+		s.syncer.jobs <- job
 		err = <-job.done
 	default:
-		s.syncJobs <- job
+		s.syncer.jobs <- job
 	}
 	if err != nil {
 		return s.stickLocked(err)
@@ -219,18 +247,7 @@ func (s *Store) stickLocked(err error) error {
 		e := s.werr
 		s.failed.Store(&e)
 		s.log.Error().Err(err).Int64("offset", s.pos).Msg("consumequeue: dispatch failed; the queues stop growing until restart")
-		s.wakeProgress()
+		s.progress.wake()
 	}
 	return s.werr
-}
-
-// wakeProgress wakes WaitDispatched callers.
-func (s *Store) wakeProgress() {
-	s.progMu.Lock()
-	ch := s.progCh
-	s.progCh = nil
-	s.progMu.Unlock()
-	if ch != nil {
-		close(ch)
-	}
 }

@@ -21,7 +21,7 @@ func (s *Store) DeleteTopic(topic string) error {
 	if t == nil {
 		return nil
 	}
-	s.waitSyncerLocked()
+	s.syncer.barrier()
 	for _, q := range t.queues {
 		q.mu.Lock()
 		q.closeFiles()
@@ -36,15 +36,15 @@ func (s *Store) DeleteTopic(topic string) error {
 			s.last = nil
 		}
 	}
-	for dir := range s.dirtyDirs {
+	for dir := range s.writer.dirtyDirs {
 		if dir == t.dir || s.fs.PathDir(dir) == t.dir {
-			delete(s.dirtyDirs, dir)
+			delete(s.writer.dirtyDirs, dir)
 		}
 	}
 	if err := s.fs.RemoveAll(t.dir); err != nil {
 		return fmt.Errorf("consumequeue: remove %s: %w", t.dir, err)
 	}
-	s.dirtyDirs[s.opts.Dir] = struct{}{}
+	s.writer.dirtyDirs[s.opts.Dir] = struct{}{}
 	s.log.Info().Str("topic", topic).Int("queues", len(t.queues)).Msg("consumequeue: topic deleted")
 	return s.flushLocked(true)
 }
@@ -68,7 +68,7 @@ func (s *Store) TrimBefore(logOffset int64) (int, error) {
 	if closed {
 		return 0, ErrClosed
 	}
-	s.waitSyncerLocked()
+	s.syncer.barrier()
 	removed := 0
 	for _, q := range qs {
 		for len(q.files) > 1 {
@@ -97,7 +97,7 @@ func (s *Store) TrimBefore(logOffset int64) (int, error) {
 			if err := s.fs.Remove(f.name); err != nil {
 				return removed, fmt.Errorf("consumequeue: remove %s: %w", f.name, err)
 			}
-			s.dirtyDirs[q.dir] = struct{}{}
+			s.writer.dirtyDirs[q.dir] = struct{}{}
 			removed++
 		}
 	}

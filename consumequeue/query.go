@@ -303,7 +303,7 @@ func (s *Store) DispatchedOffset() int64 { return s.dispatched.Load() }
 // lag the queues by up to a few milliseconds, more while one fails.
 func (s *Store) FedOffset() int64 {
 	off := s.dispatched.Load()
-	for _, l := range s.listeners {
+	for _, l := range s.feed.listeners {
 		off = min(off, l.pos.Load())
 	}
 	return off
@@ -318,12 +318,7 @@ func (s *Store) WaitDispatched(ctx context.Context, off int64) error {
 		if err := s.Err(); err != nil {
 			return err
 		}
-		s.progMu.Lock()
-		if s.progCh == nil {
-			s.progCh = make(chan struct{})
-		}
-		ch := s.progCh
-		s.progMu.Unlock()
+		ch := s.progress.next()
 		if s.dispatched.Load() >= off {
 			return nil
 		}

@@ -198,8 +198,8 @@ type queue struct {
 	// Owned by the holder of Store.writeMu.
 	stage      []byte // entries not yet committed, contiguous from stageFrom
 	stageFrom  int64
-	touched    bool // in Store.touched
-	inDirty    bool // in Store.dirty
+	touched    bool // in queueWriter.touched
+	inDirty    bool // in queueWriter.dirty
 	dirtyFrom  int64
 	dirtySince time.Time
 	unsynced   int
@@ -220,16 +220,22 @@ type minCache struct{ srcMin, low, val int64 }
 
 type listenerState struct {
 	l       Listener
-	pos     atomic.Int64 // every record below it was accepted; written under feedMu
-	durable atomic.Int64 // every record below it is durable (≤ pos); written under feedMu
-	failed  bool         // the last call failed: retry at the next tick; feedMu
+	pos     atomic.Int64 // every record below it was accepted; written under feeder.mu
+	durable atomic.Int64 // every record below it is durable (≤ pos); written under feeder.mu
+	failed  bool         // the last call failed: retry at the next tick; feeder.mu
 	// dirtySince is when pos first passed durable after the last sync;
-	// feedMu.
+	// feeder.mu.
 	dirtySince time.Time
 }
 
 // Store is the set of consume queues of one commitlog and the dispatcher
 // that builds them. All methods are safe for concurrent use.
+//
+// Besides the dispatcher goroutine (dispatch.go) it owns its parts:
+// writer, the queue file writes of the holder of writeMu; syncer, the
+// goroutine that makes flushed entries durable and writes the checkpoint;
+// feed, the goroutine that feeds the listeners; progress, the wake-up of
+// WaitDispatched.
 type Store struct {
 	opts Options
 	fs   vfs.FS
@@ -243,10 +249,7 @@ type Store struct {
 	writeMu   sync.Mutex
 	pos       int64 // the queues hold every record below it
 	buf       []byte
-	touched   []*queue
-	dirty     []*queue // queues with unsynced entries
-	dirtyDirs map[string]struct{}
-	saved     checkpoint // last checkpoint written (the syncer's while it runs)
+	writer    queueWriter
 	lastFlush time.Time
 	last      *queue // the queue of the previous record
 	werr      error  // sticky write error
@@ -266,22 +269,9 @@ type Store struct {
 	failed     atomic.Pointer[error]
 	noSpace    atomic.Bool // dispatch waits for disk space
 
-	// feedMu serialises feeding the listeners (the feeder goroutine, and
-	// the drains at Open and Close) and guards the feeder's scratch space.
-	// It is never taken while holding mu or a queue lock; the drains take
-	// it under writeMu.
-	feedMu    sync.Mutex
-	listeners []*listenerState // the slice is fixed at Open
-	fbuf      []byte
-	recs      []Record
-	arena     []byte
-	feedBell  chan struct{} // 1 slot: the queues advanced
-	feedTimer *time.Timer   // rings feedBell feedDelay after it is armed
-	feedArmed atomic.Bool
-	feedDone  chan struct{}
+	feed *feeder
 
-	progMu sync.Mutex
-	progCh chan struct{} // closed when dispatched advances; nil unless waited on
+	progress progress // wakes WaitDispatched when dispatched advances
 
 	fed commitlog.Bells // rung when FedOffset may have advanced (fed.go)
 
@@ -291,11 +281,7 @@ type Store struct {
 	stop    chan struct{}
 	done    chan struct{}
 
-	// syncJobs feeds the syncer goroutine (nil before it starts and after
-	// the final flush stopped it); syncErr is its first failure.
-	syncJobs   chan syncJob
-	syncerDone chan struct{}
-	syncErr    atomic.Pointer[error]
+	syncer syncer
 }
 
 // Open loads the queues in opts.Dir, drops entries that point past the
@@ -312,16 +298,14 @@ func Open(opts Options) (*Store, error) {
 		log:       opts.Logger,
 		epf:       int64(opts.EntriesPerFile),
 		buf:       make([]byte, scanBufSize),
-		fbuf:      make([]byte, scanBufSize),
-		feedBell:  make(chan struct{}, 1),
-		feedDone:  make(chan struct{}),
-		dirtyDirs: make(map[string]struct{}),
+		writer:    queueWriter{fs: opts.FS, epf: int64(opts.EntriesPerFile), onNotify: opts.OnNotify, dirtyDirs: make(map[string]struct{})},
 		topics:    make(map[string]*topic),
 		waiting:   make(map[queueKey]chan struct{}),
 		stop:      make(chan struct{}),
 		done:      make(chan struct{}),
 		lastFlush: time.Now(),
 		retry:     time.NewTimer(time.Hour),
+		syncer:    syncer{fs: opts.FS, dir: opts.Dir, log: opts.Logger},
 	}
 	s.retry.Stop()
 	if err := s.fs.MkdirAll(opts.Dir, 0o755); err != nil {
@@ -338,13 +322,8 @@ func Open(opts Options) (*Store, error) {
 		return nil, err
 	}
 	ck := s.readCheckpoint()
-	s.pos, s.saved = ck.queues, ck
-	for _, l := range opts.Listeners {
-		ls := &listenerState{l: l}
-		ls.pos.Store(ck.listeners)
-		ls.durable.Store(ck.listeners)
-		s.listeners = append(s.listeners, ls)
-	}
+	s.pos, s.syncer.saved = ck.queues, ck
+	s.feed = newFeeder(s, opts.Listeners, ck.listeners)
 	s.dispatched.Store(s.pos)
 	if fw, ok := s.src.(funcWatcher); ok {
 		bell := make(chan struct{}, 1)
@@ -353,12 +332,6 @@ func Open(opts Options) (*Store, error) {
 	} else {
 		s.watch, s.unwatch = s.src.Watch()
 	}
-	s.feedTimer = time.AfterFunc(time.Hour, func() {
-		s.feedArmed.Store(false)
-		s.ringFeederNow()
-	})
-	s.feedTimer.Stop()
-
 	s.writeMu.Lock()
 	from := s.pos
 	err := s.drainLocked()
@@ -373,10 +346,8 @@ func Open(opts Options) (*Store, error) {
 	}
 	s.log.Info().Int64("from", from).Int64("to", s.pos).Int("topics", len(s.topics)).
 		Int64("took_ms", time.Since(started).Milliseconds()).Msg("consumequeue: opened")
-	s.syncJobs = make(chan syncJob, 4)
-	s.syncerDone = make(chan struct{})
-	go s.syncer()
-	go s.feeder()
+	s.syncer.start()
+	go s.feed.run()
 	go s.run()
 	return s, nil
 }
@@ -433,17 +404,16 @@ func (s *Store) Close() error {
 	s.closed = true
 	s.mu.Unlock()
 	close(s.stop)
-	<-s.feedDone
+	<-s.feed.done
 	<-s.done
-	s.feedTimer.Stop() // the final drain may have armed it
-	close(s.syncJobs)
-	<-s.syncerDone
+	s.feed.timer.Stop() // the final drain may have armed it
+	s.syncer.stop()
 	s.unwatch()
 	s.writeMu.Lock()
 	err := s.werr
 	s.closeFiles()
 	s.writeMu.Unlock()
-	s.wakeProgress()
+	s.progress.wake()
 	return err
 }
 
