@@ -117,9 +117,7 @@ type Broker struct {
 	diskFull  atomic.Bool  // sends refused for want of disk space (health.go)
 	diskSeen  atomic.Int64 // unix nanoseconds of the last look at the disk
 
-	registerNow chan struct{} // 1-slot: re-register with the name servers now
-	reg         regRounds     // registrations asked for and done (register.go)
-	registering atomic.Bool   // the registration loop runs
+	registrar   *registrar // the name server registration (register.go)
 	stop        chan struct{}
 	wg          sync.WaitGroup
 	shutdown    sync.Once
@@ -150,8 +148,6 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		locks:        newLockTable(),
 		retryReaders: newRetryReaders(),
 		topicDrops:   topicDrops{bell: make(chan struct{}, 1)},
-		registerNow:  make(chan struct{}, 1),
-		reg:          regRounds{wake: make(chan struct{})},
 		stop:         make(chan struct{}),
 	}
 	for _, o := range opts {
@@ -221,6 +217,7 @@ func (b *Broker) openStores() error {
 		return err
 	}
 	b.topics.mlog, b.groups.mlog, b.offsets.mlog = b.metaLog, b.metaLog, b.metaLog
+	b.registrar = newRegistrar(b)
 	b.metaLog.topics, b.metaLog.groups, b.metaLog.offsets = b.topics, b.groups, b.offsets
 	b.metaLog.onTopic = b.onReplicatedTopicChange
 	b.metaLog.onProducerEpoch = b.onProducerEpoch // eos_replica.go
@@ -266,7 +263,7 @@ func (b *Broker) openStores() error {
 	if err := b.openTxn(); err != nil {
 		return err
 	}
-	b.topics.changed = b.registerWait
+	b.topics.changed = b.registrar.wait
 	if err := b.loadReceiptKey(); err != nil {
 		return err
 	}
@@ -387,9 +384,8 @@ func (b *Broker) Start() error {
 	}()
 	// Ready means routable: clients that look the broker up right after
 	// find it.
-	b.registerAll()
-	b.registering.Store(true)
-	go b.registerLoop()
+	b.registrar.start(b.addr, b.nsClient)
+	go func() { defer b.wg.Done(); b.registrar.loop() }()
 	go b.housekeeping()
 	go b.producerSnapshots()
 	go b.transactionChecks()
@@ -435,7 +431,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 				b.log.Warn().Err(err).Msg("remoting server did not drain in time")
 			}
 		}
-		b.unregister(ctx)
+		b.registrar.unregister(ctx)
 		if b.repl != nil {
 			b.repl.stop()
 		}

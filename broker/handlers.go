@@ -131,7 +131,7 @@ func (ch *clientHandlers) ensureConsumerGroup(group string, clustering bool) err
 		return fmt.Errorf("broker: create group %q: %w", group, err)
 	}
 	if newTopic {
-		ch.b.registerWait()
+		ch.b.registrar.wait()
 	}
 	return nil
 }

@@ -46,7 +46,7 @@ func (b *Broker) checkDisk() {
 		} else {
 			b.log.Info().Float64("used_ratio", ratio).Uint64("avail_bytes", u.AvailBytes).Msg("data disk has room again: accepting sends")
 		}
-		b.triggerRegister()
+		b.registrar.trigger()
 	}
 }
 

@@ -41,7 +41,7 @@ func (b *Broker) opsRoutes(timed func(int16, func(*remoting.Conn, *remoting.Comm
 func (b *Broker) Drain(on bool) {
 	b.drained.Store(on)
 	b.log.Info().Bool("drained", on).Msg("drain state changed")
-	b.registerWait()
+	b.registrar.wait()
 }
 
 // GroupInfo is a group's config and whether clients are online.

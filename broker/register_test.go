@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -18,24 +17,7 @@ func TestChangesRoutableAtOnce(t *testing.T) {
 	ns := testNamesrv(t)
 	b := testBroker(t, t.TempDir(), func(c *Config) { c.NamesrvAddrs = []string{ns.Addr()} })
 	c := newClient(t, b)
-	cl := remoting.NewClient(remoting.ClientConfig{})
-	defer cl.Close()
-	route := func(topic string) (*remoting.TopicRouteData, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return remoting.GetRouteInfo(ctx, cl, ns.Addr(), topic)
-	}
-	perm := func(topic string) int32 {
-		t.Helper()
-		r, err := route(topic)
-		if err != nil {
-			t.Fatalf("route of %s: %v", topic, err)
-		}
-		if len(r.QueueDatas) != 1 {
-			t.Fatalf("route of %s: %+v", topic, r)
-		}
-		return r.QueueDatas[0].Perm
-	}
+	route, perm := nsRoutes(t, ns.Addr())
 
 	if err := b.CreateTopic(TopicConfig{TopicName: "Demo2", ReadQueueNums: 4, WriteQueueNums: 4}); err != nil {
 		t.Fatal(err)
