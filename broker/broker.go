@@ -114,8 +114,7 @@ type Broker struct {
 	accepting atomic.Bool // sends accepted (false while shutting down)
 	drained   atomic.Bool // an operator drained the broker
 	ready     atomic.Bool
-	diskFull  atomic.Bool  // sends refused for want of disk space (health.go)
-	diskSeen  atomic.Int64 // unix nanoseconds of the last look at the disk
+	disk      *diskGuard // the disk-full state (health.go)
 
 	registrar   *registrar // the name server registration (register.go)
 	stop        chan struct{}
@@ -256,7 +255,8 @@ func (b *Broker) openStores() error {
 		return err
 	}
 	// From here on metadata changes are refused while the disk is full.
-	b.meta.full = b.diskFullNow
+	b.disk = newDiskGuard(b)
+	b.meta.full = b.disk.fullNow
 	if err := b.loadProducers(); err != nil {
 		return err
 	}
@@ -486,7 +486,7 @@ func (b *Broker) housekeeping() {
 			}
 			b.sampleStats(now)
 		case <-disk.C:
-			b.checkDisk()
+			b.disk.check()
 		case <-b.topicDrops.bell:
 			b.dropDeletedTopics()
 		case now := <-expire.C:
@@ -502,8 +502,8 @@ func (b *Broker) writable() string {
 		return "broker is shutting down"
 	case b.drained.Load():
 		return protocol.DrainedReason
-	case b.diskFullNow():
-		return b.diskFullReason()
+	case b.disk.fullNow():
+		return b.disk.reason()
 	case b.clog.Err() != nil:
 		return b.clog.Err().Error()
 	}

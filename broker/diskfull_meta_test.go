@@ -40,7 +40,7 @@ func TestDiskFullRefusesMetadataChanges(t *testing.T) {
 	mustOK(t, commit(1))
 
 	fs.full.Store(true)
-	b.checkDisk()
+	b.disk.check()
 	if resp := commit(2); resp.Code != protocol.RespServiceNotAvailable || !strings.Contains(resp.Remark, "data disk is full") {
 		t.Fatalf("offset commit on a full disk: code %d %q, want SERVICE_NOT_AVAILABLE saying the disk is full", resp.Code, resp.Remark)
 	}
@@ -174,7 +174,7 @@ func TestDiskFullIndexWaits(t *testing.T) {
 	b := testBrokerWith(t, t.TempDir(), func(c *Config) { c.HTTPHost, c.HTTPPort = "127.0.0.1", 0 }, WithFS(fs))
 	c := newClient(t, b)
 	mustOK(t, c.send("before", 0, "a", nil))
-	b.checkDisk()
+	b.disk.check()
 	fs.full.Store(true)
 	mustOK(t, c.send("later", 0, "b", nil))
 	waitFor(t, 5*time.Second, "the consume queues waiting for space", b.cq.NoSpace)
