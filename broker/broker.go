@@ -87,10 +87,7 @@ type Broker struct {
 	dedup    dedupState // dedup windows' sends in flight (dedup.go)
 	txn      txnState   // open transactions (transaction.go)
 
-	// dyn is the configuration in force: cfg plus run-time changes
-	// (SetConfig, serialised by cfgMu). Read it with c().
-	dyn   atomic.Pointer[Config]
-	cfgMu sync.Mutex
+	conf *runtimeConfig // cfg plus run-time changes (runtimeconfig.go): read it with c()
 
 	mux           *remoting.Mux
 	client        *clientHandlers // requests of producers and consumers (handlers.go)
@@ -152,7 +149,7 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 	for _, o := range opts {
 		o(b)
 	}
-	b.dyn.Store(&cfg)
+	b.conf = newRuntimeConfig(cfg, b.log)
 	b.delays, _ = ParseDelayLevels(cfg.DelayLevels)
 	b.metrics = newMetrics(b)
 	if err := b.openStores(); err != nil {
@@ -267,7 +264,7 @@ func (b *Broker) openStores() error {
 	if err := b.loadReceiptKey(); err != nil {
 		return err
 	}
-	return b.loadKeptConfig()
+	return b.conf.open(b.meta)
 }
 
 // ensureMetadata stores the system topics and, for a data directory from
@@ -415,7 +412,7 @@ func (b *Broker) HTTPAddr() string {
 func (b *Broker) Config() Config { return *b.c() }
 
 // c returns the configuration in force (run-time changes included).
-func (b *Broker) c() *Config { return b.dyn.Load() }
+func (b *Broker) c() *Config { return b.conf.load() }
 
 // Shutdown stops gracefully: stop accepting sends, let in-flight requests
 // answer, unregister from the name servers, flush the log, persist

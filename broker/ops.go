@@ -3,13 +3,8 @@ package broker
 import (
 	"encoding/json"
 	"fmt"
-	"reflect"
-	"sort"
 	"strconv"
 	"strings"
-
-	"github.com/BurntSushi/toml"
-	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/ferrymq/ferry/dlq"
 	"github.com/ferrymq/ferry/protocol"
@@ -250,97 +245,13 @@ func (b *Broker) handleDLQResend(c *remoting.Conn, req *remoting.Command) {
 	b.replyJSON(c, req, protocol.DLQResendResult{Group: group, Resent: n, Skipped: skipped})
 }
 
-// dynamicKeys are the config keys `ferry broker config set` may change at
-// run time.
-var dynamicKeys = map[string]bool{
-	"auto_create_topic": true, "auto_create_group": true, "retry_max_times": true, "pull_max_messages": true,
-	"pull_max_bytes": true, "long_poll_max": true, "disk_max_used_ratio": true, "default_topic_queue_nums": true,
-}
-
 // ConfigMap returns the configuration in force as TOML key → value text.
-func (b *Broker) ConfigMap() map[string]string {
-	cfg := b.c()
-	out := map[string]string{}
-	v := reflect.ValueOf(*cfg)
-	for i := 0; i < v.NumField(); i++ {
-		key := v.Type().Field(i).Tag.Get("toml")
-		f := v.Field(i).Interface()
-		switch x := f.(type) {
-		case Duration:
-			out[key] = x.D().String()
-		case []string:
-			out[key] = strings.Join(x, ",")
-		default:
-			out[key] = fmt.Sprint(x)
-		}
-	}
-	return out
-}
+func (b *Broker) ConfigMap() map[string]string { return b.conf.asMap() }
 
-// SetConfig changes one run-time configurable key and keeps the change in
-// the metadata store (c/<key>), so that it survives a restart: a kept
-// change wins over the config file, the environment and the flags.
-func (b *Broker) SetConfig(key, value string) error {
-	b.cfgMu.Lock()
-	defer b.cfgMu.Unlock()
-	next, err := b.withConfigLocked(key, value)
-	if err != nil {
-		return err
-	}
-	if err := b.meta.writable(); err != nil {
-		return err
-	}
-	if err := b.meta.db.Set([]byte(prefixConfig+key), []byte(value), pebble.Sync); err != nil {
-		return fmt.Errorf("broker: keep %s = %s: %w", key, value, err)
-	}
-	b.dyn.Store(next)
-	b.log.Info().Str("key", key).Str("value", value).Msg("config changed (kept across restarts)")
-	return nil
-}
-
-// withConfigLocked is the configuration in force with key set to value,
-// or why it cannot be. Called with cfgMu held (or before Start).
-func (b *Broker) withConfigLocked(key, value string) (*Config, error) {
-	if !dynamicKeys[key] {
-		keys := make([]string, 0, len(dynamicKeys))
-		for k := range dynamicKeys {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		return nil, fmt.Errorf("%w: %s cannot change at run time (restart with it in the config file); changeable: %s", ErrInvalidRequest, key, strings.Join(keys, ", "))
-	}
-	next := *b.c()
-	var doc string
-	switch key {
-	case "long_poll_max":
-		doc = fmt.Sprintf("%s = %q", key, value)
-	default:
-		doc = key + " = " + value
-	}
-	if _, err := toml.Decode(doc, &next); err != nil {
-		return nil, fmt.Errorf("%w: %s = %s is not a value of its type: %v", ErrInvalidRequest, key, value, err)
-	}
-	if err := next.Validate(); err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalidRequest, err)
-	}
-	return &next, nil
-}
-
-// loadKeptConfig applies the run-time changes kept in the metadata store.
-// A kept value the configuration no longer accepts is logged and dropped.
-func (b *Broker) loadKeptConfig() error {
-	return b.meta.scan(prefixConfig, func(k, v []byte) error {
-		key, value := string(k[len(prefixConfig):]), string(v)
-		next, err := b.withConfigLocked(key, value)
-		if err != nil {
-			b.log.Warn().Err(err).Str("key", key).Msg("dropping a kept config change")
-			return b.meta.delete(string(k))
-		}
-		b.dyn.Store(next)
-		b.log.Info().Str("key", key).Str("value", value).Msg("config change kept from an earlier run")
-		return nil
-	})
-}
+// SetConfig changes one run-time configurable key and keeps the change
+// across restarts (a kept change wins over the config file, the
+// environment and the flags).
+func (b *Broker) SetConfig(key, value string) error { return b.conf.set(key, value) }
 
 func (b *Broker) handleGetConfig(c *remoting.Conn, req *remoting.Command) {
 	body, _ := json.Marshal(b.ConfigMap())
