@@ -114,6 +114,7 @@ type Broker struct {
 	disk      *diskGuard // the disk-full state (health.go)
 
 	registrar   *registrar // the name server registration (register.go)
+	admin       *Admin     // the administration API (admin.go)
 	stop        chan struct{}
 	wg          sync.WaitGroup
 	shutdown    sync.Once
@@ -161,6 +162,7 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		writable: b.writable, checkTopic: b.checkSendTopic}
 	b.repl = newReplication(b)
 	b.reader = &queueReader{cfg: b.c, log: b.log, clog: b.clog, cq: b.cq, metrics: b.metrics, suggest: b.repl.suggestBroker}
+	b.admin = newAdmin(b)
 	b.mux = remoting.NewMux()
 	b.client = &clientHandlers{b: b}
 	b.routes()

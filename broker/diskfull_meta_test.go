@@ -44,13 +44,13 @@ func TestDiskFullRefusesMetadataChanges(t *testing.T) {
 	if resp := commit(2); resp.Code != protocol.RespServiceNotAvailable || !strings.Contains(resp.Remark, "data disk is full") {
 		t.Fatalf("offset commit on a full disk: code %d %q, want SERVICE_NOT_AVAILABLE saying the disk is full", resp.Code, resp.Remark)
 	}
-	if err := b.CreateTopic(TopicConfig{TopicName: "new", ReadQueueNums: 1, WriteQueueNums: 1}); !errors.Is(err, ErrDiskFull) {
+	if err := b.Admin().CreateTopic(TopicConfig{TopicName: "new", ReadQueueNums: 1, WriteQueueNums: 1}); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("topic create on a full disk: %v, want ErrDiskFull", err)
 	}
-	if err := b.PutGroup(DefaultGroupConfig("g2", 16)); !errors.Is(err, ErrDiskFull) {
+	if err := b.Admin().PutGroup(DefaultGroupConfig("g2", 16)); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("group create on a full disk: %v, want ErrDiskFull", err)
 	}
-	if err := b.DeleteTopic("disk"); !errors.Is(err, ErrDiskFull) {
+	if err := b.Admin().DeleteTopic("disk"); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("topic delete on a full disk: %v, want ErrDiskFull", err)
 	}
 	if _, recs := c.pull("g", "disk", 0, 0, 0); len(recs) != 1 {
@@ -61,7 +61,7 @@ func TestDiskFullRefusesMetadataChanges(t *testing.T) {
 	waitFor(t, 3*time.Second, "offset commits accepted once space is freed", func() bool {
 		return commit(2).Code == protocol.RespSuccess
 	})
-	if err := b.CreateTopic(TopicConfig{TopicName: "new", ReadQueueNums: 1, WriteQueueNums: 1}); err != nil {
+	if err := b.Admin().CreateTopic(TopicConfig{TopicName: "new", ReadQueueNums: 1, WriteQueueNums: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if off, ok := b.offsets.get("g", "disk", 0); !ok || off != 2 {

@@ -19,7 +19,7 @@ func TestChangesRoutableAtOnce(t *testing.T) {
 	c := newClient(t, b)
 	route, perm := nsRoutes(t, ns.Addr())
 
-	if err := b.CreateTopic(TopicConfig{TopicName: "Demo2", ReadQueueNums: 4, WriteQueueNums: 4}); err != nil {
+	if err := b.Admin().CreateTopic(TopicConfig{TopicName: "Demo2", ReadQueueNums: 4, WriteQueueNums: 4}); err != nil {
 		t.Fatal(err)
 	}
 	if p := perm("Demo2"); p != protocol.PermRead|protocol.PermWrite {
@@ -28,17 +28,17 @@ func TestChangesRoutableAtOnce(t *testing.T) {
 	mustOK(t, c.send("Auto1", 0, "first", nil))
 	perm("Auto1")
 
-	if err := b.CreateTopic(TopicConfig{TopicName: "Demo2", ReadQueueNums: 4, WriteQueueNums: 4, Perm: protocol.PermRead}); err != nil {
+	if err := b.Admin().CreateTopic(TopicConfig{TopicName: "Demo2", ReadQueueNums: 4, WriteQueueNums: 4, Perm: protocol.PermRead}); err != nil {
 		t.Fatal(err)
 	}
 	if p := perm("Demo2"); p != protocol.PermRead {
 		t.Fatalf("after a change to read-only: perm %d", p)
 	}
-	b.Drain(true)
+	b.Admin().Drain(true)
 	if p := perm("Auto1"); protocol.PermWritable(p) {
 		t.Fatalf("drained: perm %d", p)
 	}
-	b.Drain(false)
+	b.Admin().Drain(false)
 	if p := perm("Auto1"); !protocol.PermWritable(p) {
 		t.Fatalf("undrained: perm %d", p)
 	}
@@ -53,7 +53,7 @@ func TestChangesRoutableAtOnce(t *testing.T) {
 	mustOK(t, c.invoke(remoting.NewRequest(protocol.ReqHeartBeat, nil, body)))
 	perm(protocol.RetryTopic("fresh"))
 
-	if err := b.DeleteTopic("Demo2"); err != nil {
+	if err := b.Admin().DeleteTopic("Demo2"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := route("Demo2"); err == nil {
