@@ -2,7 +2,6 @@ package broker
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -20,7 +19,6 @@ import (
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
 	"github.com/ferrymq/ferry/protocol"
-	"github.com/ferrymq/ferry/remoting"
 )
 
 // Admin is the broker's administration: topics, groups, consumer
@@ -64,81 +62,6 @@ func newAdmin(b *Broker) *Admin {
 
 // Admin is the broker's administration.
 func (b *Broker) Admin() *Admin { return b.admin }
-
-// adminHandler serves the administration request codes over an Admin
-// (the handlers are here and in ops.go).
-type adminHandler struct {
-	a    *Admin
-	msgs messageLookup // the key index (keyindex.go)
-}
-
-// messageLookup finds stored messages by key and by message id.
-type messageLookup interface {
-	MessagesByKey(topic, key string, begin, end int64, max int) ([][]byte, error)
-	MessageByID(id string) ([]byte, error)
-}
-
-// routes registers the administration codes, with timed.
-func (h adminHandler) routes(timed func(int16, func(*remoting.Conn, *remoting.Command))) {
-	timed(protocol.ReqUpdateAndCreateTopic, h.handleCreateTopic)
-	timed(protocol.ReqDeleteTopicInBroker, h.handleDeleteTopic)
-	timed(protocol.ReqGetAllTopicConfig, h.handleAllTopics)
-	timed(protocol.ReqGetAllSubscriptionGroupConfig, h.handleAllGroups)
-	timed(protocol.ReqUpdateAndCreateGroup, h.handleCreateGroup)
-	timed(protocol.ReqDeleteSubscriptionGroup, h.handleDeleteGroup)
-	timed(protocol.ReqGetBrokerRuntimeInfo, h.handleRuntimeInfo)
-	timed(protocol.ReqGetTopicStatsInfo, h.handleTopicStats)
-	timed(protocol.ReqGetConsumeStats, h.handleConsumeStats)
-	timed(protocol.ReqGetConsumerConnList, h.handleConsumerConns)
-	timed(protocol.ReqQueryMessage, h.handleQueryMessage)
-	timed(protocol.ReqViewMessageByID, h.handleViewMessage)
-	timed(protocol.ReqGetBrokerConfig, h.handleGetConfig)
-	timed(protocol.ReqUpdateBrokerConfig, h.handleSetConfig)
-	timed(protocol.ReqResetOffset, h.handleResetOffset)
-	timed(protocol.ReqFerryDLQList, h.handleDLQList)
-	timed(protocol.ReqFerryDLQResend, h.handleDLQResend)
-	timed(protocol.ReqFerryDrain, func(c *remoting.Conn, req *remoting.Command) {
-		h.a.Drain(true)
-		reply(c, req, protocol.RespSuccess, "")
-	})
-	timed(protocol.ReqFerryUndrain, func(c *remoting.Conn, req *remoting.Command) {
-		h.a.Drain(false)
-		reply(c, req, protocol.RespSuccess, "")
-	})
-	timed(protocol.ReqFerryGroupList, func(c *remoting.Conn, req *remoting.Command) { replyJSON(c, req, h.a.Groups()) })
-}
-
-// reply answers req with code and remark; replyJSON answers it with v
-// as the body, and replyErr with the code of err's class.
-func reply(c *remoting.Conn, req *remoting.Command, code int16, remark string) {
-	_ = c.Reply(remoting.NewResponse(req, code, remark))
-}
-
-func replyJSON(c *remoting.Conn, req *remoting.Command, v any) {
-	body, err := json.Marshal(v)
-	if err != nil {
-		reply(c, req, protocol.RespSystemError, err.Error())
-		return
-	}
-	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
-	resp.Body = body
-	_ = c.Reply(resp)
-}
-
-func replyErr(c *remoting.Conn, req *remoting.Command, err error) {
-	code := int16(protocol.RespSystemError)
-	switch {
-	case errors.Is(err, ErrTopicNotFound):
-		code = protocol.RespTopicNotExist
-	case errors.Is(err, ErrGroupNotFound):
-		code = protocol.RespSubscriptionGroupNotExist
-	case errors.Is(err, ErrTopicSystem), errors.Is(err, ErrNoPermission):
-		code = protocol.RespNoPermission
-	case errors.Is(err, ErrDiskFull):
-		code = protocol.RespServiceNotAvailable
-	}
-	reply(c, req, code, err.Error())
-}
 
 // CreateTopic creates or updates a topic.
 func (a *Admin) CreateTopic(tc TopicConfig) error {
@@ -185,80 +108,6 @@ func (a *Admin) DeleteTopic(name string) error {
 	return a.offsets.dropTopic(name)
 }
 
-func (h adminHandler) handleCreateTopic(c *remoting.Conn, req *remoting.Command) {
-	var tc TopicConfig
-	var err error
-	if tc.TopicName, err = req.String("topic"); err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	if tc.ReadQueueNums, err = req.Int32Or("readQueueNums", 8); err == nil {
-		if tc.WriteQueueNums, err = req.Int32Or("writeQueueNums", 8); err == nil {
-			if tc.Perm, err = req.Int32Or("perm", 6); err == nil {
-				tc.TopicSysFlag, err = req.Int32Or("topicSysFlag", 0)
-			}
-		}
-	}
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	tc.TopicFilterType = req.StringOr("topicFilterType", remoting.TopicFilterSingleTag)
-	tc.Order = req.StringOr("order", "false") == "true"
-	// Ferry's own field; RocketMQ's tools leave it out, which keeps it.
-	if s, ok := req.ExtFields["dedupWindow"]; ok {
-		if tc.DedupWindowMs, err = strconv.ParseInt(s, 10, 64); err != nil {
-			reply(c, req, protocol.RespSystemError, "dedupWindow "+strconv.Quote(s)+" is not a number of milliseconds")
-			return
-		}
-	} else if cur, ok := h.a.topics.get(tc.TopicName); ok {
-		tc.DedupWindowMs = cur.DedupWindowMs
-	}
-	if err := h.a.CreateTopic(tc); err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	reply(c, req, protocol.RespSuccess, "")
-}
-
-func (h adminHandler) handleDeleteTopic(c *remoting.Conn, req *remoting.Command) {
-	name, err := req.String("topic")
-	if err == nil {
-		err = h.a.DeleteTopic(name)
-	}
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	reply(c, req, protocol.RespSuccess, "")
-}
-
-func (h adminHandler) handleAllTopics(c *remoting.Conn, req *remoting.Command) {
-	m, v := h.a.topics.snapshot()
-	replyJSON(c, req, remoting.TopicConfigSerializeWrapper{TopicConfigTable: m, DataVersion: v})
-}
-
-func (h adminHandler) handleAllGroups(c *remoting.Conn, req *remoting.Command) {
-	table := map[string]GroupConfig{}
-	for _, g := range h.a.groups.all() {
-		table[g.GroupName] = g
-	}
-	replyJSON(c, req, map[string]any{"subscriptionGroupTable": table, "dataVersion": remoting.DataVersion{Timestamp: time.Now().UnixMilli()}})
-}
-
-func (h adminHandler) handleCreateGroup(c *remoting.Conn, req *remoting.Command) {
-	var gc GroupConfig
-	if err := json.Unmarshal(req.Body, &gc); err != nil {
-		reply(c, req, protocol.RespSystemError, "malformed group config: "+err.Error())
-		return
-	}
-	if err := h.a.PutGroup(gc); err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	reply(c, req, protocol.RespSuccess, "")
-}
-
 // DeleteGroup deletes a group's config and offsets.
 func (a *Admin) DeleteGroup(name string) error {
 	if err := a.meta.writable(); err != nil {
@@ -269,18 +118,6 @@ func (a *Admin) DeleteGroup(name string) error {
 	}
 	a.retryReaders.forget(name)
 	return a.offsets.dropGroup(name)
-}
-
-func (h adminHandler) handleDeleteGroup(c *remoting.Conn, req *remoting.Command) {
-	name, err := req.String("groupName")
-	if err == nil {
-		err = h.a.DeleteGroup(name)
-	}
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	reply(c, req, protocol.RespSuccess, "")
 }
 
 // RuntimeInfo is the broker's status for admin tools.
@@ -308,10 +145,6 @@ func (a *Admin) Runtime() RuntimeInfo {
 	return ri
 }
 
-func (h adminHandler) handleRuntimeInfo(c *remoting.Conn, req *remoting.Command) {
-	replyJSON(c, req, h.a.Runtime())
-}
-
 // QueueStat is one queue's offsets.
 type QueueStat = protocol.QueueStat
 
@@ -335,20 +168,6 @@ func (a *Admin) TopicStats(topic string) ([]QueueStat, error) {
 		out[q] = s
 	}
 	return out, nil
-}
-
-func (h adminHandler) handleTopicStats(c *remoting.Conn, req *remoting.Command) {
-	topic, err := req.String("topic")
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	st, err := h.a.TopicStats(topic)
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	replyJSON(c, req, protocol.TopicStats{Topic: topic, Queues: st})
 }
 
 // GroupLag is one queue's consumption by a group.
@@ -381,24 +200,6 @@ func (a *Admin) ConsumeStats(group string) []GroupLag {
 		}
 	}
 	return out
-}
-
-func (h adminHandler) handleConsumeStats(c *remoting.Conn, req *remoting.Command) {
-	group, err := req.String("consumerGroup")
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	replyJSON(c, req, protocol.ConsumeStats{Group: group, Queues: h.a.ConsumeStats(group)})
-}
-
-func (h adminHandler) handleConsumerConns(c *remoting.Conn, req *remoting.Command) {
-	group, err := req.String("consumerGroup")
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	replyJSON(c, req, map[string]any{"group": group, "clients": h.a.clients.clients(group), "subscriptions": h.a.clients.groupSubscriptions(group)})
 }
 
 func sortedKeys(m map[string]bool) []string {

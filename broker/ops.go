@@ -1,12 +1,8 @@
 package broker
 
 import (
-	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
 
-	"github.com/ferrymq/ferry/dlq"
 	"github.com/ferrymq/ferry/protocol"
 	"github.com/ferrymq/ferry/remoting"
 )
@@ -102,130 +98,6 @@ func (a *Admin) QueueOffsetAt(topic string, q int32, to string, value int64) (in
 	return 0, fmt.Errorf("%w: reset target %q: want earliest, latest, time or offset", ErrInvalidRequest, to)
 }
 
-func (h adminHandler) handleResetOffset(c *remoting.Conn, req *remoting.Command) {
-	group, err := req.String("group")
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	topic, err := req.String("topic")
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	to := req.StringOr("to", "time")
-	value, _ := req.Int64Or("value", 0)
-	if ts, err := req.Int64Or("timestamp", -1); err == nil && ts >= 0 && !req.Has("to") {
-		value = ts
-	}
-	res, err := h.a.ResetOffset(group, topic, func(q int32) (int64, error) { return h.a.QueueOffsetAt(topic, q, to, value) })
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	replyJSON(c, req, map[string]any{"group": group, "topic": topic, "offsets": res})
-}
-
-func (h adminHandler) handleQueryMessage(c *remoting.Conn, req *remoting.Command) {
-	topic, err := req.String("topic")
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	key, err := req.String("key")
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	maxNum, _ := req.Int32Or("maxNum", 32)
-	begin, _ := req.Int64Or("beginTimestamp", 0)
-	end, _ := req.Int64Or("endTimestamp", 0)
-	recs, err := h.msgs.MessagesByKey(topic, key, begin, end, int(maxNum))
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
-	if len(recs) == 0 {
-		resp.Code, resp.Remark = protocol.RespQueryNotFound, "can not find message, maybe time range not correct"
-	}
-	for _, r := range recs {
-		resp.Body = append(resp.Body, r...)
-	}
-	resp.Set("indexLastUpdateTimestamp", strconv.FormatInt(h.a.clog.WrittenOffset(), 10))
-	resp.Set("indexLastUpdatePhyoffset", strconv.FormatInt(h.a.cq.DispatchedOffset(), 10))
-	_ = c.Reply(resp)
-}
-
-func (h adminHandler) handleViewMessage(c *remoting.Conn, req *remoting.Command) {
-	var raw []byte
-	var err error
-	if id := req.StringOr("msgId", ""); id != "" {
-		raw, err = h.msgs.MessageByID(id)
-	} else {
-		var off int64
-		if off, err = req.Int64("offset"); err == nil {
-			_, raw, err = h.a.clog.ReadRecord(off, nil)
-		}
-	}
-	if err != nil {
-		reply(c, req, protocol.RespSystemError, err.Error())
-		return
-	}
-	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
-	resp.Body = raw
-	_ = c.Reply(resp)
-}
-
-func (h adminHandler) handleDLQList(c *remoting.Conn, req *remoting.Command) {
-	group, err := req.String("group")
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	from, _ := req.Int64Or("from", 0)
-	n, _ := req.Int32Or("max", 100)
-	list, next, err := h.a.DLQList(group, from, int(n))
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	if list == nil {
-		list = []dlq.DeadLetter{}
-	}
-	replyJSON(c, req, protocol.DLQPage{Group: group, DeadLetters: list, Next: next})
-}
-
-func (h adminHandler) handleDLQResend(c *remoting.Conn, req *remoting.Command) {
-	group, err := req.String("group")
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	target, err := dlq.ParseTarget(req.StringOr("target", "topic"))
-	if err != nil {
-		reply(c, req, protocol.RespSystemError, err.Error())
-		return
-	}
-	var offsets []int64
-	if s := req.StringOr("offsets", ""); s != "" {
-		for _, f := range strings.Split(s, ",") {
-			o, err := strconv.ParseInt(strings.TrimSpace(f), 10, 64)
-			if err != nil {
-				reply(c, req, protocol.RespSystemError, "offsets must be comma-separated integers")
-				return
-			}
-			offsets = append(offsets, o)
-		}
-	}
-	n, skipped, err := h.a.DLQResend(group, offsets, target)
-	if err != nil {
-		replyErr(c, req, err)
-		return
-	}
-	replyJSON(c, req, protocol.DLQResendResult{Group: group, Resent: n, Skipped: skipped})
-}
-
 // ConfigMap returns the configuration in force as TOML key → value text.
 func (a *Admin) ConfigMap() map[string]string { return a.conf.asMap() }
 
@@ -233,25 +105,3 @@ func (a *Admin) ConfigMap() map[string]string { return a.conf.asMap() }
 // across restarts (a kept change wins over the config file, the
 // environment and the flags).
 func (a *Admin) SetConfig(key, value string) error { return a.conf.set(key, value) }
-
-func (h adminHandler) handleGetConfig(c *remoting.Conn, req *remoting.Command) {
-	body, _ := json.Marshal(h.a.ConfigMap())
-	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
-	resp.Body = body
-	_ = c.Reply(resp)
-}
-
-func (h adminHandler) handleSetConfig(c *remoting.Conn, req *remoting.Command) {
-	var kv map[string]string
-	if err := json.Unmarshal(req.Body, &kv); err != nil {
-		reply(c, req, protocol.RespSystemError, "body must be a JSON object of key → value: "+err.Error())
-		return
-	}
-	for k, v := range kv {
-		if err := h.a.SetConfig(k, v); err != nil {
-			replyErr(c, req, err)
-			return
-		}
-	}
-	reply(c, req, protocol.RespSuccess, "")
-}
