@@ -28,7 +28,7 @@ func groupOut(gi GroupInfo) protocol.HTTPGroup {
 
 // groupInfo returns one group's GroupInfo.
 func (b *Broker) groupInfo(name string) (GroupInfo, error) {
-	for _, gi := range b.Groups() {
+	for _, gi := range b.Admin().Groups() {
 		if gi.GroupName == name {
 			return gi, nil
 		}
@@ -52,7 +52,7 @@ type HTTPGroupsView struct{ b *Broker }
 // List lists the groups.
 func (v HTTPGroupsView) List() []protocol.HTTPGroup {
 	out := []protocol.HTTPGroup{}
-	for _, gi := range v.b.Groups() {
+	for _, gi := range v.b.Admin().Groups() {
 		out = append(out, groupOut(gi))
 	}
 	return out
@@ -69,7 +69,7 @@ func (v HTTPGroupsView) Create(in protocol.HTTPGroupInput) (protocol.HTTPGroup, 
 	}
 	gc := DefaultGroupConfig(in.Name, b.c().RetryMaxTimes)
 	applyGroupInput(&in, &gc)
-	if err := b.PutGroup(gc); err != nil {
+	if err := b.Admin().PutGroup(gc); err != nil {
 		return protocol.HTTPGroup{}, err
 	}
 	b.log.Info().Str("group", gc.GroupName).Msg("group created over HTTP")
@@ -92,7 +92,7 @@ func (v HTTPGroupsView) Update(name string, in protocol.HTTPGroupInput) (protoco
 		return protocol.HTTPGroup{}, err
 	}
 	applyGroupInput(&in, &gc)
-	if err := v.b.PutGroup(gc); err != nil {
+	if err := v.b.Admin().PutGroup(gc); err != nil {
 		return protocol.HTTPGroup{}, err
 	}
 	return v.Get(name)
@@ -100,7 +100,7 @@ func (v HTTPGroupsView) Update(name string, in protocol.HTTPGroupInput) (protoco
 
 // Delete deletes a group and forgets its receive leases.
 func (v HTTPGroupsView) Delete(name string) error {
-	if err := v.b.DeleteGroup(name); err != nil {
+	if err := v.b.Admin().DeleteGroup(name); err != nil {
 		return err
 	}
 	v.b.api.leases.forgetGroup(name)
@@ -117,7 +117,7 @@ func (v HTTPGroupsView) Lag(group string) (protocol.HTTPLag, error) {
 	inflight := b.api.leases.inflight(group)
 	rows := []protocol.HTTPLagRow{}
 	var total int64
-	for _, l := range b.ConsumeStats(group) {
+	for _, l := range b.Admin().ConsumeStats(group) {
 		rows = append(rows, protocol.HTTPLagRow{QueueLag: l, Inflight: inflight[topicQueue{l.Topic, l.QueueID}]})
 		total += l.Lag
 	}
@@ -129,7 +129,7 @@ func (v HTTPGroupsView) Clients(group string) ([]ClientInfo, error) {
 	if _, err := v.b.needGroup(group); err != nil {
 		return nil, err
 	}
-	out := v.b.GroupClients(group)
+	out := v.b.Admin().GroupClients(group)
 	if out == nil {
 		out = []ClientInfo{}
 	}
@@ -151,7 +151,7 @@ func (v HTTPGroupsView) ResetOffsets(group string, in protocol.HTTPOffsetReset) 
 	if !ok {
 		return none, fmt.Errorf("%w: %s", ErrTopicNotFound, in.Topic)
 	}
-	at := func(q int32) (int64, error) { return b.QueueOffsetAt(in.Topic, q, in.To, in.Value) }
+	at := func(q int32) (int64, error) { return b.Admin().QueueOffsetAt(in.Topic, q, in.To, in.Value) }
 	old := map[int32]int64{}
 	target := map[int32]int64{}
 	for q := int32(0); q < tc.ReadQueueNums; q++ {
@@ -166,7 +166,7 @@ func (v HTTPGroupsView) ResetOffsets(group string, in protocol.HTTPOffsetReset) 
 		target[q] = max(b.reader.minOffset(in.Topic, q), min(off, b.cq.MaxOffset(in.Topic, q)))
 	}
 	if in.Execute {
-		res, err := b.ResetOffset(group, in.Topic, at)
+		res, err := b.Admin().ResetOffset(group, in.Topic, at)
 		if err != nil {
 			return none, err
 		}
@@ -198,7 +198,7 @@ func (v HTTPGroupsView) DeadLetters(group string, from int64, n int) (protocol.D
 	if err := v.knownForDLQ(group); err != nil {
 		return protocol.DLQPage{}, err
 	}
-	list, next, err := v.b.DLQList(group, from, n)
+	list, next, err := v.b.Admin().DLQList(group, from, n)
 	if err != nil {
 		return protocol.DLQPage{}, err
 	}
@@ -237,7 +237,7 @@ func (v HTTPGroupsView) ResendDeadLetters(group string, in protocol.HTTPDLQResen
 		}
 		offsets = nil
 	}
-	n, skipped, err := b.DLQResend(group, offsets, target)
+	n, skipped, err := b.Admin().DLQResend(group, offsets, target)
 	if err != nil {
 		if n > 0 {
 			err = fmt.Errorf("%w (%d resent before it)", err, n)

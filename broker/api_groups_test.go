@@ -84,7 +84,7 @@ func TestAPIGroups(t *testing.T) {
 	// Online consumers block an executed reset.
 	a.fails("POST", "/v1/groups/g1/offsets/reset", map[string]any{"topic": "lagged", "to": "latest", "execute": true}, 400, 1002)
 	c.c.Close()
-	waitFor(t, 5*time.Second, "the consumer to leave", func() bool { return len(b.GroupClients("g1")) == 0 })
+	waitFor(t, 5*time.Second, "the consumer to leave", func() bool { return len(b.Admin().GroupClients("g1")) == 0 })
 	a.ok("POST", "/v1/groups/g1/offsets/reset", map[string]any{"topic": "lagged", "to": "offset", "value": 3, "execute": true}, 200, &o)
 	if o.Offsets[0] != (protocol.HTTPOffsetChange{QueueID: 0, Old: -1, New: 3}) {
 		t.Fatalf("executed %+v", o)

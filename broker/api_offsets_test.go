@@ -4,7 +4,7 @@ import "testing"
 
 func TestAPICommitAndReadOffsets(t *testing.T) {
 	b, a := testHTTPBroker(t, nil)
-	if err := b.CreateTopic(TopicConfig{TopicName: "off", ReadQueueNums: 2, WriteQueueNums: 2}); err != nil {
+	if err := b.Admin().CreateTopic(TopicConfig{TopicName: "off", ReadQueueNums: 2, WriteQueueNums: 2}); err != nil {
 		t.Fatal(err)
 	}
 	var got struct {

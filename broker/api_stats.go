@@ -68,7 +68,7 @@ func (v HTTPStatsView) Groups() []protocol.HTTPGroupStat {
 	b := v.b
 	committed := b.offsets.byGroup()
 	out := []protocol.HTTPGroupStat{}
-	for _, gi := range b.Groups() {
+	for _, gi := range b.Admin().Groups() {
 		g := gi.GroupName
 		s := protocol.HTTPGroupStat{HTTPGroup: groupOut(gi), Lag: b.lagOf(g, committed[g]), LagHistory: b.stats.lagHistory(g)}
 		for _, t := range []struct {

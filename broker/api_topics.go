@@ -88,7 +88,7 @@ func (v HTTPTopicsView) Create(in protocol.HTTPTopicInput) (protocol.HTTPTopic, 
 	if err := ValidateTopic(in.Name); err != nil {
 		return protocol.HTTPTopic{}, err
 	}
-	if err := b.checkTopicAdmin(in.Name, false); err != nil {
+	if err := checkTopicAdmin(b.groups, in.Name, false); err != nil {
 		return protocol.HTTPTopic{}, err
 	}
 	if _, ok := b.topics.get(in.Name); ok {
@@ -100,7 +100,7 @@ func (v HTTPTopicsView) Create(in protocol.HTTPTopicInput) (protocol.HTTPTopic, 
 	if err := applyTopicInput(&in, &tc); err != nil {
 		return protocol.HTTPTopic{}, err
 	}
-	if err := b.CreateTopic(tc); err != nil {
+	if err := b.Admin().CreateTopic(tc); err != nil {
 		return protocol.HTTPTopic{}, err
 	}
 	b.log.Info().Str("topic", tc.TopicName).Int32("queues", tc.WriteQueueNums).Msg("topic created over HTTP")
@@ -114,7 +114,7 @@ func (v HTTPTopicsView) Get(name string) (protocol.HTTPTopicDetail, error) {
 	if !ok {
 		return protocol.HTTPTopicDetail{}, fmt.Errorf("%w: %s", ErrTopicNotFound, name)
 	}
-	st, err := v.b.TopicStats(name)
+	st, err := v.b.Admin().TopicStats(name)
 	if err != nil {
 		return protocol.HTTPTopicDetail{}, err
 	}
@@ -130,7 +130,7 @@ func (v HTTPTopicsView) Update(name string, in protocol.HTTPTopicInput) (protoco
 	if err := applyTopicInput(&in, &tc); err != nil {
 		return protocol.HTTPTopic{}, err
 	}
-	if err := v.b.CreateTopic(tc); err != nil {
+	if err := v.b.Admin().CreateTopic(tc); err != nil {
 		return protocol.HTTPTopic{}, err
 	}
 	cur, _ := v.b.topics.get(name)
@@ -139,7 +139,7 @@ func (v HTTPTopicsView) Update(name string, in protocol.HTTPTopicInput) (protoco
 
 // Delete deletes a topic and forgets its receive leases.
 func (v HTTPTopicsView) Delete(name string) error {
-	if err := v.b.DeleteTopic(name); err != nil {
+	if err := v.b.Admin().DeleteTopic(name); err != nil {
 		return err
 	}
 	v.b.api.leases.forgetTopic(name)

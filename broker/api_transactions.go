@@ -38,10 +38,10 @@ func (b *Broker) handleTxList(c *remoting.Conn, req *remoting.Command) {
 		b.reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
-	b.replyJSON(c, req, list)
+	replyJSON(c, req, list)
 }
 
 // handleProducerList serves FERRY_PRODUCER_LIST.
 func (b *Broker) handleProducerList(c *remoting.Conn, req *remoting.Command) {
-	b.replyJSON(c, req, b.producerStates())
+	replyJSON(c, req, b.producerStates())
 }

@@ -87,10 +87,7 @@ type Broker struct {
 	dedup    dedupState // dedup windows' sends in flight (dedup.go)
 	txn      txnState   // open transactions (transaction.go)
 
-	// dyn is the configuration in force: cfg plus run-time changes
-	// (SetConfig, serialised by cfgMu). Read it with c().
-	dyn   atomic.Pointer[Config]
-	cfgMu sync.Mutex
+	conf *runtimeConfig // cfg plus run-time changes (runtimeconfig.go): read it with c()
 
 	mux           *remoting.Mux
 	client        *clientHandlers // requests of producers and consumers (handlers.go)
@@ -114,12 +111,10 @@ type Broker struct {
 	accepting atomic.Bool // sends accepted (false while shutting down)
 	drained   atomic.Bool // an operator drained the broker
 	ready     atomic.Bool
-	diskFull  atomic.Bool  // sends refused for want of disk space (health.go)
-	diskSeen  atomic.Int64 // unix nanoseconds of the last look at the disk
+	disk      *diskGuard // the disk-full state (health.go)
 
-	registerNow chan struct{} // 1-slot: re-register with the name servers now
-	reg         regRounds     // registrations asked for and done (register.go)
-	registering atomic.Bool   // the registration loop runs
+	registrar   *registrar // the name server registration (register.go)
+	admin       *Admin     // the administration API (admin.go)
 	stop        chan struct{}
 	wg          sync.WaitGroup
 	shutdown    sync.Once
@@ -150,14 +145,12 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		locks:        newLockTable(),
 		retryReaders: newRetryReaders(),
 		topicDrops:   topicDrops{bell: make(chan struct{}, 1)},
-		registerNow:  make(chan struct{}, 1),
-		reg:          regRounds{wake: make(chan struct{})},
 		stop:         make(chan struct{}),
 	}
 	for _, o := range opts {
 		o(b)
 	}
-	b.dyn.Store(&cfg)
+	b.conf = newRuntimeConfig(cfg, b.log)
 	b.delays, _ = ParseDelayLevels(cfg.DelayLevels)
 	b.metrics = newMetrics(b)
 	if err := b.openStores(); err != nil {
@@ -169,6 +162,7 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		writable: b.writable, checkTopic: b.checkSendTopic}
 	b.repl = newReplication(b)
 	b.reader = &queueReader{cfg: b.c, log: b.log, clog: b.clog, cq: b.cq, metrics: b.metrics, suggest: b.repl.suggestBroker}
+	b.admin = newAdmin(b)
 	b.mux = remoting.NewMux()
 	b.client = &clientHandlers{b: b}
 	b.routes()
@@ -221,6 +215,7 @@ func (b *Broker) openStores() error {
 		return err
 	}
 	b.topics.mlog, b.groups.mlog, b.offsets.mlog = b.metaLog, b.metaLog, b.metaLog
+	b.registrar = newRegistrar(b)
 	b.metaLog.topics, b.metaLog.groups, b.metaLog.offsets = b.topics, b.groups, b.offsets
 	b.metaLog.onTopic = b.onReplicatedTopicChange
 	b.metaLog.onProducerEpoch = b.onProducerEpoch // eos_replica.go
@@ -259,18 +254,19 @@ func (b *Broker) openStores() error {
 		return err
 	}
 	// From here on metadata changes are refused while the disk is full.
-	b.meta.full = b.diskFullNow
+	b.disk = newDiskGuard(b)
+	b.meta.full = b.disk.fullNow
 	if err := b.loadProducers(); err != nil {
 		return err
 	}
 	if err := b.openTxn(); err != nil {
 		return err
 	}
-	b.topics.changed = b.registerWait
+	b.topics.changed = b.registrar.wait
 	if err := b.loadReceiptKey(); err != nil {
 		return err
 	}
-	return b.loadKeptConfig()
+	return b.conf.open(b.meta)
 }
 
 // ensureMetadata stores the system topics and, for a data directory from
@@ -387,9 +383,8 @@ func (b *Broker) Start() error {
 	}()
 	// Ready means routable: clients that look the broker up right after
 	// find it.
-	b.registerAll()
-	b.registering.Store(true)
-	go b.registerLoop()
+	b.registrar.start(b.addr, b.nsClient)
+	go func() { defer b.wg.Done(); b.registrar.loop() }()
 	go b.housekeeping()
 	go b.producerSnapshots()
 	go b.transactionChecks()
@@ -419,7 +414,7 @@ func (b *Broker) HTTPAddr() string {
 func (b *Broker) Config() Config { return *b.c() }
 
 // c returns the configuration in force (run-time changes included).
-func (b *Broker) c() *Config { return b.dyn.Load() }
+func (b *Broker) c() *Config { return b.conf.load() }
 
 // Shutdown stops gracefully: stop accepting sends, let in-flight requests
 // answer, unregister from the name servers, flush the log, persist
@@ -435,7 +430,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 				b.log.Warn().Err(err).Msg("remoting server did not drain in time")
 			}
 		}
-		b.unregister(ctx)
+		b.registrar.unregister(ctx)
 		if b.repl != nil {
 			b.repl.stop()
 		}
@@ -490,7 +485,7 @@ func (b *Broker) housekeeping() {
 			}
 			b.sampleStats(now)
 		case <-disk.C:
-			b.checkDisk()
+			b.disk.check()
 		case <-b.topicDrops.bell:
 			b.dropDeletedTopics()
 		case now := <-expire.C:
@@ -506,8 +501,8 @@ func (b *Broker) writable() string {
 		return "broker is shutting down"
 	case b.drained.Load():
 		return protocol.DrainedReason
-	case b.diskFullNow():
-		return b.diskFullReason()
+	case b.disk.fullNow():
+		return b.disk.reason()
 	case b.clog.Err() != nil:
 		return b.clog.Err().Error()
 	}

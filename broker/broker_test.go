@@ -156,7 +156,7 @@ func TestSendErrors(t *testing.T) {
 	if r := c.send("nope", 0, "x", nil); r.Code != protocol.RespTopicNotExist {
 		t.Fatalf("unknown topic: %d %s", r.Code, r.Remark)
 	}
-	if err := b.CreateTopic(TopicConfig{TopicName: "t", ReadQueueNums: 2, WriteQueueNums: 2}); err != nil {
+	if err := b.Admin().CreateTopic(TopicConfig{TopicName: "t", ReadQueueNums: 2, WriteQueueNums: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if r := c.send("t", 5, "x", nil); r.Code != protocol.RespSystemError || !strings.Contains(r.Remark, "queueId") {
@@ -324,7 +324,7 @@ func TestRetrySixteenTimesThenDLQ(t *testing.T) {
 	var dead []dlq.DeadLetter
 	waitFor(t, 5*time.Second, "dead letter", func() bool {
 		var err error
-		dead, _, err = b.DLQList("cg", 0, 10)
+		dead, _, err = b.Admin().DLQList("cg", 0, 10)
 		return err == nil && len(dead) == 1
 	})
 	if dead[0].Topic != "orders" || dead[0].MsgID != "P1" || dead[0].ReconsumeTimes != 17 {
@@ -334,18 +334,18 @@ func TestRetrySixteenTimesThenDLQ(t *testing.T) {
 		t.Fatalf("retry topic still delivering: %d", r.Code)
 	}
 	// Resend it to its original topic.
-	n, skipped, err := b.DLQResend("cg", nil, dlq.ToOriginalTopic)
+	n, skipped, err := b.Admin().DLQResend("cg", nil, dlq.ToOriginalTopic)
 	if err != nil || n != 1 || skipped != 0 {
 		t.Fatalf("resend: %d (%d skipped) %v", n, skipped, err)
 	}
 	// Resending again sends nothing: it is recorded, and listed as resent.
-	if n, skipped, err := b.DLQResend("cg", nil, dlq.ToOriginalTopic); err != nil || n != 0 || skipped != 1 {
+	if n, skipped, err := b.Admin().DLQResend("cg", nil, dlq.ToOriginalTopic); err != nil || n != 0 || skipped != 1 {
 		t.Fatalf("second resend: %d (%d skipped) %v", n, skipped, err)
 	}
-	if n, skipped, err := b.DLQResend("cg", []int64{dead[0].QueueOffset}, dlq.ToRetry); err != nil || n != 0 || skipped != 1 {
+	if n, skipped, err := b.Admin().DLQResend("cg", []int64{dead[0].QueueOffset}, dlq.ToRetry); err != nil || n != 0 || skipped != 1 {
 		t.Fatalf("resend by offset of a resent dead letter: %d (%d skipped) %v", n, skipped, err)
 	}
-	if listed, _, err := b.DLQList("cg", 0, 10); err != nil || len(listed) != 1 || listed[0].ResentTo != "topic" || listed[0].ResentAtMillis == 0 {
+	if listed, _, err := b.Admin().DLQList("cg", 0, 10); err != nil || len(listed) != 1 || listed[0].ResentTo != "topic" || listed[0].ResentAtMillis == 0 {
 		t.Fatalf("dead letters after a resend: %+v %v", listed, err)
 	}
 	found := false
@@ -380,7 +380,7 @@ func TestSucceedOnThirdTry(t *testing.T) {
 	if r.Code != protocol.RespPullNotFound {
 		t.Fatalf("unexpected redelivery: %d", r.Code)
 	}
-	if dead, _, _ := b.DLQList("cg3", 0, 10); len(dead) != 0 {
+	if dead, _, _ := b.Admin().DLQList("cg3", 0, 10); len(dead) != 0 {
 		t.Fatalf("dead letters: %+v", dead)
 	}
 }
@@ -410,25 +410,25 @@ func TestLookupAndOperatorOps(t *testing.T) {
 		t.Fatalf("by key: %d %v", len(got), err)
 	}
 	// Drain refuses sends with a clear error; undrain accepts again.
-	b.Drain(true)
+	b.Admin().Drain(true)
 	if r := c.send("shop", 0, "x", nil); r.Code != protocol.RespServiceNotAvailable || !strings.Contains(r.Remark, "drained") {
 		t.Fatalf("drained send: %d %s", r.Code, r.Remark)
 	}
-	b.Drain(false)
+	b.Admin().Drain(false)
 	mustOK(t, c.send("shop", 0, "x", nil))
 	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("shop", 0) == 3 })
 	// Run-time config.
-	if err := b.SetConfig("retry_max_times", "3"); err != nil || b.Config().RetryMaxTimes != 3 {
+	if err := b.Admin().SetConfig("retry_max_times", "3"); err != nil || b.Config().RetryMaxTimes != 3 {
 		t.Fatalf("set: %v", err)
 	}
-	if err := b.SetConfig("data_dir", "/elsewhere"); err == nil {
+	if err := b.Admin().SetConfig("data_dir", "/elsewhere"); err == nil {
 		t.Fatal("static key changed at run time")
 	}
-	if err := b.SetConfig("retry_max_times", "-5"); err == nil {
+	if err := b.Admin().SetConfig("retry_max_times", "-5"); err == nil {
 		t.Fatal("invalid value accepted")
 	}
 	// Offset reset of an idle group.
-	res, err := b.ResetOffset("g", "shop", func(q int32) (int64, error) { return b.QueueOffsetAt("shop", q, "latest", 0) })
+	res, err := b.Admin().ResetOffset("g", "shop", func(q int32) (int64, error) { return b.Admin().QueueOffsetAt("shop", q, "latest", 0) })
 	if err != nil || res[0] != 3 {
 		t.Fatalf("reset: %v %v", res, err)
 	}

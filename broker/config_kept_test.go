@@ -13,10 +13,10 @@ import (
 func TestConfigChangeKept(t *testing.T) {
 	dir := t.TempDir()
 	b := testBroker(t, dir, nil)
-	if err := b.SetConfig("retry_max_times", "5"); err != nil {
+	if err := b.Admin().SetConfig("retry_max_times", "5"); err != nil {
 		t.Fatal(err)
 	}
-	err := b.SetConfig("disk_max_used_ratio", "2")
+	err := b.Admin().SetConfig("disk_max_used_ratio", "2")
 	if !errors.Is(err, ErrInvalidRequest) || !strings.Contains(err.Error(), "disk_max_used_ratio 2 must be between 0 and 1") {
 		t.Fatalf("invalid value: %v", err)
 	}

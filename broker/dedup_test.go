@@ -215,7 +215,7 @@ func TestDedupIdempotencyKeyOverHTTP(t *testing.T) {
 func TestDedupWindowValidated(t *testing.T) {
 	b := testBroker(t, t.TempDir(), nil)
 	for _, ms := range []int64{-1, (8 * 24 * time.Hour).Milliseconds()} {
-		if err := b.CreateTopic(TopicConfig{TopicName: "t", ReadQueueNums: 1, WriteQueueNums: 1, DedupWindowMs: ms}); err == nil {
+		if err := b.Admin().CreateTopic(TopicConfig{TopicName: "t", ReadQueueNums: 1, WriteQueueNums: 1, DedupWindowMs: ms}); err == nil {
 			t.Errorf("window %d ms accepted", ms)
 		}
 	}

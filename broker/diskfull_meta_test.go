@@ -40,17 +40,17 @@ func TestDiskFullRefusesMetadataChanges(t *testing.T) {
 	mustOK(t, commit(1))
 
 	fs.full.Store(true)
-	b.checkDisk()
+	b.disk.check()
 	if resp := commit(2); resp.Code != protocol.RespServiceNotAvailable || !strings.Contains(resp.Remark, "data disk is full") {
 		t.Fatalf("offset commit on a full disk: code %d %q, want SERVICE_NOT_AVAILABLE saying the disk is full", resp.Code, resp.Remark)
 	}
-	if err := b.CreateTopic(TopicConfig{TopicName: "new", ReadQueueNums: 1, WriteQueueNums: 1}); !errors.Is(err, ErrDiskFull) {
+	if err := b.Admin().CreateTopic(TopicConfig{TopicName: "new", ReadQueueNums: 1, WriteQueueNums: 1}); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("topic create on a full disk: %v, want ErrDiskFull", err)
 	}
-	if err := b.PutGroup(DefaultGroupConfig("g2", 16)); !errors.Is(err, ErrDiskFull) {
+	if err := b.Admin().PutGroup(DefaultGroupConfig("g2", 16)); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("group create on a full disk: %v, want ErrDiskFull", err)
 	}
-	if err := b.DeleteTopic("disk"); !errors.Is(err, ErrDiskFull) {
+	if err := b.Admin().DeleteTopic("disk"); !errors.Is(err, ErrDiskFull) {
 		t.Fatalf("topic delete on a full disk: %v, want ErrDiskFull", err)
 	}
 	if _, recs := c.pull("g", "disk", 0, 0, 0); len(recs) != 1 {
@@ -61,7 +61,7 @@ func TestDiskFullRefusesMetadataChanges(t *testing.T) {
 	waitFor(t, 3*time.Second, "offset commits accepted once space is freed", func() bool {
 		return commit(2).Code == protocol.RespSuccess
 	})
-	if err := b.CreateTopic(TopicConfig{TopicName: "new", ReadQueueNums: 1, WriteQueueNums: 1}); err != nil {
+	if err := b.Admin().CreateTopic(TopicConfig{TopicName: "new", ReadQueueNums: 1, WriteQueueNums: 1}); err != nil {
 		t.Fatal(err)
 	}
 	if off, ok := b.offsets.get("g", "disk", 0); !ok || off != 2 {
@@ -174,7 +174,7 @@ func TestDiskFullIndexWaits(t *testing.T) {
 	b := testBrokerWith(t, t.TempDir(), func(c *Config) { c.HTTPHost, c.HTTPPort = "127.0.0.1", 0 }, WithFS(fs))
 	c := newClient(t, b)
 	mustOK(t, c.send("before", 0, "a", nil))
-	b.checkDisk()
+	b.disk.check()
 	fs.full.Store(true)
 	mustOK(t, c.send("later", 0, "b", nil))
 	waitFor(t, 5*time.Second, "the consume queues waiting for space", b.cq.NoSpace)

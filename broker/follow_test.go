@@ -17,7 +17,7 @@ func TestFollowingReplicaTakesNoOffsets(t *testing.T) {
 		metaTestConfig(cfg)
 		cfg.OffsetFlushInterval = Duration(time.Hour) // pull-carried offsets stay unstored
 	})
-	if err := b.CreateTopic(TopicConfig{TopicName: "real", ReadQueueNums: 2, WriteQueueNums: 2}); err != nil {
+	if err := b.Admin().CreateTopic(TopicConfig{TopicName: "real", ReadQueueNums: 2, WriteQueueNums: 2}); err != nil {
 		t.Fatal(err)
 	}
 	q0 := offsetID{"g", "real", 0}
@@ -41,7 +41,7 @@ func TestFollowingReplicaTakesNoOffsets(t *testing.T) {
 	if err := b.offsets.commit("g", []offsetCommit{{"real", 0, 100}}); !errors.Is(err, ErrNotMaster) {
 		t.Fatalf("commit on a following replica: %v, want ErrNotMaster", err)
 	}
-	if _, err := b.ResetOffset("g", "real", func(int32) (int64, error) { return 0, nil }); !errors.Is(err, ErrNotMaster) {
+	if _, err := b.Admin().ResetOffset("g", "real", func(int32) (int64, error) { return 0, nil }); !errors.Is(err, ErrNotMaster) {
 		t.Fatalf("offset reset on a following replica: %v, want ErrNotMaster", err)
 	}
 	// What the master's records bring is served.

@@ -32,8 +32,7 @@ func (b *Broker) routes() {
 	timed(protocol.ReqEndTransaction, b.handleEndTransaction)
 	timed(protocol.ReqFerryTxList, b.handleTxList)
 	timed(protocol.ReqFerryProducerList, b.handleProducerList) // api_transactions.go
-	b.adminRoutes(timed)
-	b.opsRoutes(timed)
+	adminHandler{a: b.admin, msgs: b}.routes(timed)
 	// Served on the connection's read goroutine (remoting.Inliner): a pull
 	// answers or parks at once; a send with async flush returns once its
 	// write is done (a sync-flush send waits for the group commit, and
@@ -131,7 +130,7 @@ func (ch *clientHandlers) ensureConsumerGroup(group string, clustering bool) err
 		return fmt.Errorf("broker: create group %q: %w", group, err)
 	}
 	if newTopic {
-		ch.b.registerWait()
+		ch.b.registrar.wait()
 	}
 	return nil
 }

@@ -104,7 +104,7 @@ func TestDiskFullThenRoom(t *testing.T) {
 
 	// The disk fills right after a periodic look at it: the failing write
 	// itself has the broker look again.
-	b.checkDisk()
+	b.disk.check()
 	fs.full.Store(true)
 	if resp := send(strings.Repeat("b", 4000)); resp.Code != protocol.RespServiceNotAvailable {
 		t.Fatalf("send on a full disk: code %d %q, want SERVICE_NOT_AVAILABLE", resp.Code, resp.Remark)

@@ -88,16 +88,16 @@ func (v HTTPAuthView) Audit() *acl.Audit { return v.b.audit }
 type HTTPAdminView struct{ b *Broker }
 
 // Runtime describes the running broker.
-func (v HTTPAdminView) Runtime() RuntimeInfo { return v.b.Runtime() }
+func (v HTTPAdminView) Runtime() RuntimeInfo { return v.b.Admin().Runtime() }
 
 // ConfigMap is the configuration in force, key by key.
-func (v HTTPAdminView) ConfigMap() map[string]string { return v.b.ConfigMap() }
+func (v HTTPAdminView) ConfigMap() map[string]string { return v.b.Admin().ConfigMap() }
 
 // SetConfig changes one key of the configuration at run time.
-func (v HTTPAdminView) SetConfig(key, value string) error { return v.b.SetConfig(key, value) }
+func (v HTTPAdminView) SetConfig(key, value string) error { return v.b.Admin().SetConfig(key, value) }
 
 // Drain stops (on) or resumes accepting sends.
-func (v HTTPAdminView) Drain(on bool) { v.b.Drain(on) }
+func (v HTTPAdminView) Drain(on bool) { v.b.Admin().Drain(on) }
 
 // Producers lists the idempotent producers.
 func (v HTTPAdminView) Producers() []protocol.ProducerState { return v.b.producerStates() }

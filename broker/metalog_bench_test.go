@@ -29,7 +29,7 @@ func BenchmarkProduceWithOffsetCommits(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer func() { _ = br.Shutdown(context.Background()) }()
-			if err := br.CreateTopic(TopicConfig{TopicName: "bench", ReadQueueNums: 1, WriteQueueNums: 1}); err != nil {
+			if err := br.Admin().CreateTopic(TopicConfig{TopicName: "bench", ReadQueueNums: 1, WriteQueueNums: 1}); err != nil {
 				b.Fatal(err)
 			}
 			stop, done := make(chan struct{}), make(chan int)

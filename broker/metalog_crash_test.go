@@ -32,7 +32,7 @@ func offsetCrashOnce(t *testing.T, seed uint64) {
 	rng := rand.New(rand.NewPCG(seed, 0x0FF))
 	fs := vfs.NewCrashableMem()
 	b := vfsBroker(t, fs)
-	if err := b.CreateTopic(TopicConfig{TopicName: "oc", ReadQueueNums: 4, WriteQueueNums: 4}); err != nil {
+	if err := b.Admin().CreateTopic(TopicConfig{TopicName: "oc", ReadQueueNums: 4, WriteQueueNums: 4}); err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex

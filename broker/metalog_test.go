@@ -98,22 +98,22 @@ func TestMetadataReplaysFromTheLog(t *testing.T) {
 		{TopicName: "orders", ReadQueueNums: 4, WriteQueueNums: 4},
 		{TopicName: "doomed", ReadQueueNums: 2, WriteQueueNums: 2},
 	} {
-		if err := a.CreateTopic(tc); err != nil {
+		if err := a.Admin().CreateTopic(tc); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := a.CreateTopic(TopicConfig{TopicName: "orders", ReadQueueNums: 6, WriteQueueNums: 6}); err != nil {
+	if err := a.Admin().CreateTopic(TopicConfig{TopicName: "orders", ReadQueueNums: 6, WriteQueueNums: 6}); err != nil {
 		t.Fatal(err)
 	}
 	gc := DefaultGroupConfig("billing", 16)
-	if err := a.PutGroup(gc); err != nil {
+	if err := a.Admin().PutGroup(gc); err != nil {
 		t.Fatal(err)
 	}
 	gc.RetryMaxTimes = 5
-	if err := a.PutGroup(gc); err != nil {
+	if err := a.Admin().PutGroup(gc); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.PutGroup(DefaultGroupConfig("gone", 16)); err != nil {
+	if err := a.Admin().PutGroup(DefaultGroupConfig("gone", 16)); err != nil {
 		t.Fatal(err)
 	}
 	for q := 0; q < 3; q++ {
@@ -134,7 +134,7 @@ func TestMetadataReplaysFromTheLog(t *testing.T) {
 	if err := a.offsets.flush(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.ResetOffset("billing", "orders", func(q int32) (int64, error) {
+	if _, err := a.Admin().ResetOffset("billing", "orders", func(q int32) (int64, error) {
 		if q == 1 {
 			return 0, nil
 		}
@@ -142,10 +142,10 @@ func TestMetadataReplaysFromTheLog(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.DeleteGroup("gone"); err != nil {
+	if err := a.Admin().DeleteGroup("gone"); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.DeleteTopic("doomed"); err != nil {
+	if err := a.Admin().DeleteTopic("doomed"); err != nil {
 		t.Fatal(err)
 	}
 	// Delay progress: a delayed message delivered.
@@ -194,7 +194,7 @@ func TestMetadataReplaysFromTheLog(t *testing.T) {
 	if off, ok := b.offsets.get("billing", "orders", 0); !ok || off != 1 {
 		t.Fatalf("B serves offset %d %v", off, ok)
 	}
-	if _, ok := b.Topic("orders"); !ok {
+	if _, ok := b.Admin().Topic("orders"); !ok {
 		t.Fatal("B does not serve topic orders")
 	}
 }
@@ -237,7 +237,7 @@ func TestMetadataUpgradeWritesSnapshot(t *testing.T) {
 	}
 
 	a2 := testBroker(t, dirA, metaTestConfig)
-	if _, ok := a2.Topic("legacy"); !ok {
+	if _, ok := a2.Admin().Topic("legacy"); !ok {
 		t.Fatal("the upgraded broker lost topic legacy")
 	}
 	if err := a2.Shutdown(context.Background()); err != nil {
@@ -265,10 +265,10 @@ func TestMetadataSurvivesRetention(t *testing.T) {
 		cfg.FileReservedTime = Duration(time.Millisecond)
 	})
 	c := newClient(t, a)
-	if err := a.CreateTopic(TopicConfig{TopicName: "kept", ReadQueueNums: 2, WriteQueueNums: 2}); err != nil {
+	if err := a.Admin().CreateTopic(TopicConfig{TopicName: "kept", ReadQueueNums: 2, WriteQueueNums: 2}); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.PutGroup(DefaultGroupConfig("g", 16)); err != nil {
+	if err := a.Admin().PutGroup(DefaultGroupConfig("g", 16)); err != nil {
 		t.Fatal(err)
 	}
 	mustOK(t, c.send("kept", 0, "x", nil))
@@ -304,7 +304,7 @@ func TestMetadataSurvivesRetention(t *testing.T) {
 // log comes back, and the tables serve the result.
 func TestRebuildMetadataFromLog(t *testing.T) {
 	b := testBroker(t, t.TempDir(), metaTestConfig)
-	if err := b.CreateTopic(TopicConfig{TopicName: "real", ReadQueueNums: 2, WriteQueueNums: 2}); err != nil {
+	if err := b.Admin().CreateTopic(TopicConfig{TopicName: "real", ReadQueueNums: 2, WriteQueueNums: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.offsets.commit("g", []offsetCommit{{"real", 1, 9}}); err != nil {
@@ -331,7 +331,7 @@ func TestRebuildMetadataFromLog(t *testing.T) {
 	if got := viewMeta(t, b); !reflect.DeepEqual(got, want) {
 		t.Fatalf("after rebuild:\n got %+v\nwant %+v", got, want)
 	}
-	if _, ok := b.Topic("phantom"); ok {
+	if _, ok := b.Admin().Topic("phantom"); ok {
 		t.Fatal("the table still serves a topic the log never had")
 	}
 	if off, ok := b.offsets.get("g", "real", 1); !ok || off != 9 {
@@ -347,10 +347,10 @@ func TestMetaTopicIsReserved(t *testing.T) {
 	if resp := c.send(protocol.MetaTopic, 0, "forged", nil); resp.Code == protocol.RespSuccess {
 		t.Fatal("a send to the metadata topic was accepted")
 	}
-	if err := b.CreateTopic(TopicConfig{TopicName: protocol.MetaTopic, ReadQueueNums: 1, WriteQueueNums: 1}); err == nil {
+	if err := b.Admin().CreateTopic(TopicConfig{TopicName: protocol.MetaTopic, ReadQueueNums: 1, WriteQueueNums: 1}); err == nil {
 		t.Fatal("the metadata topic was created by topic admin")
 	}
-	if err := b.DeleteTopic(protocol.MetaTopic); err == nil {
+	if err := b.Admin().DeleteTopic(protocol.MetaTopic); err == nil {
 		t.Fatal("the metadata topic was deleted by topic admin")
 	}
 	// The first record (offset 0) is a metadata record written before the

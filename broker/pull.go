@@ -135,7 +135,7 @@ func (ch *clientHandlers) pullPrepare(p *pullRequest, req *remoting.Command) (*r
 		gc = DefaultGroupConfig(p.group, ch.b.c().RetryMaxTimes)
 		// On a full disk the group is not stored (its record would not
 		// fit in the log), but reads go on with its default config.
-		if err := ch.b.groups.put(gc); err != nil && !ch.b.diskFullNow() {
+		if err := ch.b.groups.put(gc); err != nil && !ch.b.disk.fullNow() {
 			return fail(protocol.RespSystemError, "%v", err)
 		}
 	}

@@ -1,7 +1,6 @@
 package broker
 
 import (
-	"context"
 	"encoding/json"
 	"testing"
 	"time"
@@ -18,26 +17,9 @@ func TestChangesRoutableAtOnce(t *testing.T) {
 	ns := testNamesrv(t)
 	b := testBroker(t, t.TempDir(), func(c *Config) { c.NamesrvAddrs = []string{ns.Addr()} })
 	c := newClient(t, b)
-	cl := remoting.NewClient(remoting.ClientConfig{})
-	defer cl.Close()
-	route := func(topic string) (*remoting.TopicRouteData, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		return remoting.GetRouteInfo(ctx, cl, ns.Addr(), topic)
-	}
-	perm := func(topic string) int32 {
-		t.Helper()
-		r, err := route(topic)
-		if err != nil {
-			t.Fatalf("route of %s: %v", topic, err)
-		}
-		if len(r.QueueDatas) != 1 {
-			t.Fatalf("route of %s: %+v", topic, r)
-		}
-		return r.QueueDatas[0].Perm
-	}
+	route, perm := nsRoutes(t, ns.Addr())
 
-	if err := b.CreateTopic(TopicConfig{TopicName: "Demo2", ReadQueueNums: 4, WriteQueueNums: 4}); err != nil {
+	if err := b.Admin().CreateTopic(TopicConfig{TopicName: "Demo2", ReadQueueNums: 4, WriteQueueNums: 4}); err != nil {
 		t.Fatal(err)
 	}
 	if p := perm("Demo2"); p != protocol.PermRead|protocol.PermWrite {
@@ -46,17 +28,17 @@ func TestChangesRoutableAtOnce(t *testing.T) {
 	mustOK(t, c.send("Auto1", 0, "first", nil))
 	perm("Auto1")
 
-	if err := b.CreateTopic(TopicConfig{TopicName: "Demo2", ReadQueueNums: 4, WriteQueueNums: 4, Perm: protocol.PermRead}); err != nil {
+	if err := b.Admin().CreateTopic(TopicConfig{TopicName: "Demo2", ReadQueueNums: 4, WriteQueueNums: 4, Perm: protocol.PermRead}); err != nil {
 		t.Fatal(err)
 	}
 	if p := perm("Demo2"); p != protocol.PermRead {
 		t.Fatalf("after a change to read-only: perm %d", p)
 	}
-	b.Drain(true)
+	b.Admin().Drain(true)
 	if p := perm("Auto1"); protocol.PermWritable(p) {
 		t.Fatalf("drained: perm %d", p)
 	}
-	b.Drain(false)
+	b.Admin().Drain(false)
 	if p := perm("Auto1"); !protocol.PermWritable(p) {
 		t.Fatalf("undrained: perm %d", p)
 	}
@@ -71,7 +53,7 @@ func TestChangesRoutableAtOnce(t *testing.T) {
 	mustOK(t, c.invoke(remoting.NewRequest(protocol.ReqHeartBeat, nil, body)))
 	perm(protocol.RetryTopic("fresh"))
 
-	if err := b.DeleteTopic("Demo2"); err != nil {
+	if err := b.Admin().DeleteTopic("Demo2"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := route("Demo2"); err == nil {

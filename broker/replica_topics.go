@@ -38,7 +38,7 @@ func (b *Broker) onReplicatedTopicChange(kind uint8, name string) {
 		default:
 		}
 	}
-	b.triggerRegister()
+	b.registrar.trigger()
 }
 
 // dropDeletedTopics removes the consume queues and queue offsets of the

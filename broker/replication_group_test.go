@@ -329,7 +329,7 @@ func TestReplicaSuggestBroker(t *testing.T) {
 	for _, which := range []int64{s, m, 7} {
 		gc := DefaultGroupConfig("g-far", 16)
 		gc.WhichBrokerWhenSlow = which
-		if err := g.brokers[m].PutGroup(gc); err != nil {
+		if err := g.brokers[m].Admin().PutGroup(gc); err != nil {
 			t.Fatal(err)
 		}
 		// which = s: that slave; which = the master's own replica id or an
@@ -383,7 +383,7 @@ func TestReplicaTopicDelete(t *testing.T) {
 	m := g.master(2)
 	s := g.slave(m)
 	for _, topic := range []string{"doomed", "kept"} {
-		if err := g.brokers[m].CreateTopic(TopicConfig{TopicName: topic, ReadQueueNums: 2, WriteQueueNums: 2, Perm: 6}); err != nil {
+		if err := g.brokers[m].Admin().CreateTopic(TopicConfig{TopicName: topic, ReadQueueNums: 2, WriteQueueNums: 2, Perm: 6}); err != nil {
 			t.Fatal(err)
 		}
 		c := newClient(t, g.brokers[m])
@@ -396,7 +396,7 @@ func TestReplicaTopicDelete(t *testing.T) {
 	})
 	route := func(topic string) (*remoting.TopicRouteData, bool) { return g.ns.Registry().Route(topic) }
 	waitFor(t, 10*time.Second, "the route", func() bool { _, ok := route("doomed"); return ok })
-	if err := g.brokers[m].DeleteTopic("doomed"); err != nil {
+	if err := g.brokers[m].Admin().DeleteTopic("doomed"); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 10*time.Second, "the topic gone on the slave", func() bool {

@@ -153,7 +153,7 @@ func (r *replication) becomeMaster(rep controller.HeartbeatReply) {
 	r.b.log.Info().Int64("epoch", rep.Epoch).Int64("offset", end).Ints64("in_sync", rep.InSync).Str("reason", rep.Reason).
 		Msg("replication: this broker is master")
 	r.advance()
-	r.b.triggerRegister()
+	r.b.registrar.trigger()
 	// The system topics (and an old data directory's first snapshot) are
 	// metadata records: written by the master, stored once committed.
 	snapshot := r.b.pendingMetaSnapshot
@@ -308,7 +308,7 @@ func (r *replication) becomeSlave(rep controller.HeartbeatReply) {
 			}
 		}
 	}
-	r.b.triggerRegister()
+	r.b.registrar.trigger()
 }
 
 // refreshMasterEnd reads the master's end as it last reported it to the

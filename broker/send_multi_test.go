@@ -122,7 +122,7 @@ func TestSendMultiRefusals(t *testing.T) {
 // place and is not stored again.
 func TestSendMultiDedup(t *testing.T) {
 	b := testBroker(t, t.TempDir(), nil)
-	if err := b.CreateTopic(TopicConfig{TopicName: "DD", ReadQueueNums: 1, WriteQueueNums: 1, DedupWindowMs: 3600_000}); err != nil {
+	if err := b.Admin().CreateTopic(TopicConfig{TopicName: "DD", ReadQueueNums: 1, WriteQueueNums: 1, DedupWindowMs: 3600_000}); err != nil {
 		t.Fatal(err)
 	}
 	c := newClient(t, b)

@@ -35,7 +35,7 @@ func (b *Broker) checkSendTopic(topic, properties string) error {
 // system topic by topic administration. A dead-letter topic may be deleted
 // (the transports ask for a confirmation: the CLI's --yes, the HTTP API's
 // ?confirm=), and so may the retry topic of a group that no longer exists.
-func (b *Broker) checkTopicAdmin(topic string, deleting bool) error {
+func checkTopicAdmin(groups *groupTable, topic string, deleting bool) error {
 	if !protocol.IsReservedTopic(topic) {
 		return nil
 	}
@@ -46,7 +46,7 @@ func (b *Broker) checkTopicAdmin(topic string, deleting bool) error {
 		return nil
 	}
 	if group, ok := strings.CutPrefix(topic, protocol.RetryTopicPrefix); ok {
-		if _, exists := b.groups.get(group); !exists {
+		if _, exists := groups.get(group); !exists {
 			return nil
 		}
 		return fmt.Errorf("%w: %s is the retry topic of consumer group %s: delete the group first", ErrTopicSystem, topic, group)

@@ -43,7 +43,7 @@ func TestSystemTopicsRefuseSends(t *testing.T) {
 	if resp := c.send(protocol.RetryTopic("ghost"), 0, "x", sendBack); resp.Code != protocol.RespNoPermission || !strings.Contains(resp.Remark, "does not exist") {
 		t.Fatalf("send-back for a missing group: code %d %q", resp.Code, resp.Remark)
 	}
-	if err := b.PutGroup(GroupConfig{GroupName: "billing", RetryMaxTimes: 16, ConsumeEnable: true}); err != nil {
+	if err := b.Admin().PutGroup(GroupConfig{GroupName: "billing", RetryMaxTimes: 16, ConsumeEnable: true}); err != nil {
 		t.Fatal(err)
 	}
 	mustOK(t, c.send(protocol.RetryTopic("billing"), 0, "x", sendBack))
@@ -88,7 +88,7 @@ func TestSystemTopicsRefuseAdmin(t *testing.T) {
 	}
 
 	// Dead letters of a group, and its retry topic.
-	if err := b.PutGroup(GroupConfig{GroupName: "billing", RetryMaxTimes: 16, ConsumeEnable: true}); err != nil {
+	if err := b.Admin().PutGroup(GroupConfig{GroupName: "billing", RetryMaxTimes: 16, ConsumeEnable: true}); err != nil {
 		t.Fatal(err)
 	}
 	for _, topic := range []string{protocol.DLQTopic("billing"), protocol.RetryTopic("billing")} {
@@ -110,7 +110,7 @@ func TestSystemTopicsRefuseAdmin(t *testing.T) {
 	if p := a.fails("DELETE", retryPath, nil, 403, 16); !strings.Contains(p.Detail, "delete the group first") {
 		t.Fatalf("retry topic delete: %q", p.Detail)
 	}
-	if err := b.DeleteGroup("billing"); err != nil {
+	if err := b.Admin().DeleteGroup("billing"); err != nil {
 		t.Fatal(err)
 	}
 	a.ok("DELETE", retryPath, nil, 204, nil)

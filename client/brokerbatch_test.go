@@ -145,7 +145,7 @@ func TestBrokerBatchFailedRequest(t *testing.T) {
 	if _, err := p.tr.queues(ctxT(t), "split"); err != nil {
 		t.Fatal(err)
 	}
-	c.brokers[0].Drain(true)
+	c.brokers[0].Admin().Drain(true)
 	var msgs []*Message
 	for range 40 {
 		msgs = append(msgs, &Message{Topic: "split", Body: []byte("x")})
@@ -176,7 +176,7 @@ func TestBrokerBatchRetriesOnAnotherBroker(t *testing.T) {
 	if _, err := p.tr.queues(ctxT(t), "moves"); err != nil {
 		t.Fatal(err)
 	}
-	c.brokers[0].Drain(true)
+	c.brokers[0].Admin().Drain(true)
 	var msgs []*Message
 	for range 40 {
 		msgs = append(msgs, &Message{Topic: "moves", Body: []byte("x")})

@@ -25,7 +25,7 @@ func TestErrorModelPerTransport(t *testing.T) {
 	c.createTopic("open", 1)
 	setPerm := func(perm int32) {
 		t.Helper()
-		if err := c.brokers[0].CreateTopic(broker.TopicConfig{TopicName: "readonly", ReadQueueNums: 1, WriteQueueNums: 1,
+		if err := c.brokers[0].Admin().CreateTopic(broker.TopicConfig{TopicName: "readonly", ReadQueueNums: 1, WriteQueueNums: 1,
 			Perm: perm}); err != nil {
 			t.Fatal(err)
 		}
@@ -73,9 +73,9 @@ func TestErrorModelPerTransport(t *testing.T) {
 				t.Errorf("send to a read-only topic: %v is of more than one class", err)
 			}
 
-			c.brokers[0].Drain(true)
+			c.brokers[0].Admin().Drain(true)
 			_, err = p.Send(ctx, &Message{Topic: "open", Body: []byte("x")})
-			c.brokers[0].Drain(false)
+			c.brokers[0].Admin().Drain(false)
 			se = nil
 			if !errors.Is(err, ErrUnavailable) || !errors.As(err, &se) || se.Code != protocol.RespServiceNotAvailable {
 				t.Errorf("send to a drained broker: %v, want ErrUnavailable with code %d", err, protocol.RespServiceNotAvailable)

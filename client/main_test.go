@@ -84,7 +84,7 @@ func newCluster(t testing.TB, n int, mut func(i int, cfg *broker.Config)) *clust
 func (c *cluster) createTopic(topic string, queues int) {
 	c.t.Helper()
 	for _, b := range c.brokers {
-		if err := b.CreateTopic(broker.TopicConfig{TopicName: topic, ReadQueueNums: int32(queues), WriteQueueNums: int32(queues)}); err != nil {
+		if err := b.Admin().CreateTopic(broker.TopicConfig{TopicName: topic, ReadQueueNums: int32(queues), WriteQueueNums: int32(queues)}); err != nil {
 			c.t.Fatal(err)
 		}
 	}

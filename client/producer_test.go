@@ -207,7 +207,7 @@ func TestProducerRetriesOnAnotherBroker(t *testing.T) {
 	}
 	// broker-a stops accepting sends (SERVICE_NOT_AVAILABLE); the cached
 	// route still names it, so the next send tries it first.
-	c.brokers[0].Drain(true)
+	c.brokers[0].Admin().Drain(true)
 	r, err = p.Send(ctx, &Message{Topic: "retry-me", Body: []byte("moved")})
 	if err != nil {
 		t.Fatal(err)

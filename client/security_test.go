@@ -71,7 +71,7 @@ func secureCluster(t *testing.T) (string, string, *tls.Config) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
-	if err := b.CreateTopic(broker.TopicConfig{TopicName: "Sec", ReadQueueNums: 2, WriteQueueNums: 2}); err != nil {
+	if err := b.Admin().CreateTopic(broker.TopicConfig{TopicName: "Sec", ReadQueueNums: 2, WriteQueueNums: 2}); err != nil {
 		t.Fatal(err)
 	}
 	if ns.Registry().ClusterInfo() == nil || len(ns.Registry().ClusterInfo().BrokerAddrTable) == 0 {

@@ -33,7 +33,7 @@ func ctxT(t testing.TB) context.Context {
 // failure is the client's class sentinel on both.
 func TestErrorClassesPerTransport(t *testing.T) {
 	ns, b := startBroker(t)
-	if err := b.CreateTopic(broker.TopicConfig{TopicName: "open", ReadQueueNums: 1, WriteQueueNums: 1}); err != nil {
+	if err := b.Admin().CreateTopic(broker.TopicConfig{TopicName: "open", ReadQueueNums: 1, WriteQueueNums: 1}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -119,14 +119,14 @@ func TestAdminDedupWindow(t *testing.T) {
 		if _, err := a.CreateTopic(ctxT(t), TopicSpec{Topic: topic, ReadQueues: 1, WriteQueues: 1, DedupWindow: 10 * time.Minute}); err != nil {
 			t.Fatalf("%s: %v", ep, err)
 		}
-		if tc, _ := b.Topic(topic); tc.DedupWindowMs != (10 * time.Minute).Milliseconds() {
+		if tc, _ := b.Admin().Topic(topic); tc.DedupWindowMs != (10 * time.Minute).Milliseconds() {
 			t.Fatalf("%s: created with window %d ms", ep, tc.DedupWindowMs)
 		}
 		off := time.Duration(0)
 		if _, err := a.UpdateTopic(ctxT(t), topic, TopicUpdate{DedupWindow: &off}); err != nil {
 			t.Fatal(err)
 		}
-		if tc, _ := b.Topic(topic); tc.DedupWindowMs != 0 {
+		if tc, _ := b.Admin().Topic(topic); tc.DedupWindowMs != 0 {
 			t.Fatalf("%s: window after turning it off: %d ms", ep, tc.DedupWindowMs)
 		}
 		a.Close()
