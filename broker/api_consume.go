@@ -47,7 +47,6 @@ import (
 
 // apiState is the HTTP API's in-memory state, the Broker's api field.
 type apiState struct {
-	waiters    atomic.Int64 // long-polling requests held now
 	leases     leaseTable
 	receiptKey []byte // signs receipt handles (loadReceiptKey); set before Start
 }
@@ -256,7 +255,7 @@ func (v HTTPConsumeView) Receive(group string, in protocol.HTTPReceive) ([]proto
 	b.startLeaseSweeper()
 	filter, tags := apiTagFilter(in.Tag)
 	g := b.api.leases.group(group, true)
-	poll := b.newHTTPPoll(time.Duration(in.WaitMs) * time.Millisecond)
+	poll := b.holds.newHTTPPoll(time.Duration(in.WaitMs) * time.Millisecond)
 	defer poll.end()
 	for {
 		queues := b.receiveQueues(group, in.Topic)

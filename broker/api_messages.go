@@ -339,22 +339,6 @@ func (v HTTPMessagesView) Find(topic, key string, begin, end int64, n int) ([]pr
 	return out, nil
 }
 
-// maxHTTPWaiters caps the long-polling HTTP requests held at once; past
-// it a request that would wait is answered 429.
-const maxHTTPWaiters = 8192
-
-// apiWaitBegin counts a long-polling request in; false when too many are
-// held already.
-func (b *Broker) apiWaitBegin() bool {
-	if b.api.waiters.Add(1) > maxHTTPWaiters {
-		b.api.waiters.Add(-1)
-		return false
-	}
-	return true
-}
-
-func (b *Broker) apiWaitEnd() { b.api.waiters.Add(-1) }
-
 // Queue checks that topic exists and may be read and that queue names
 // one of its queues.
 func (v HTTPMessagesView) Queue(topic, queue string) (int32, error) {
@@ -381,7 +365,7 @@ func (v HTTPMessagesView) Queue(topic, queue string) (int32, error) {
 func (v HTTPMessagesView) ReadQueue(topic string, q int32, offset int64, n int, wait time.Duration, tag string) (protocol.HTTPQueueRead, error) {
 	b := v.b
 	filter, tags := apiTagFilter(tag)
-	poll := b.newHTTPPoll(wait)
+	poll := b.holds.newHTTPPoll(wait)
 	defer poll.end()
 	for {
 		minOff, maxOff := b.minOffset(topic, q), b.cq.MaxOffset(topic, q)

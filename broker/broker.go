@@ -102,7 +102,7 @@ type Broker struct {
 	httpMount     HTTPMount  // nil: no HTTP port (httpviews.go)
 	http          HTTPServer // nil: no HTTP port
 	api           apiState   // HTTP API state: receive leases, held long polls (api_consume.go)
-	holds         pullHolds  // pulls held by long polling (hold.go)
+	holds         *heldPulls // pulls and HTTP reads held by long polling (hold.go)
 	stats         statsRing  // the last 15 minutes of counters, for the console (stats.go)
 
 	storeHost netip.AddrPort // advertised ip:port, also STOREHOST of records
@@ -223,18 +223,19 @@ func (b *Broker) openStores() error {
 	if b.keys, err = newKeyIndex(b.meta.db); err != nil {
 		return err
 	}
-	b.holds.onExpire = b.expireHeld
+	b.holds = newHeldPulls(b.pullOnce, b.c, b.stop)
 	b.cq, err = consumequeue.Open(consumequeue.Options{
 		FS:        b.fs,
 		Dir:       b.fs.PathJoin(b.cfg.DataDir, "consumequeue"),
 		Source:    b.src,
 		Logger:    b.log,
 		Listeners: []consumequeue.Listener{b.timerIdx, b.keys, b.metaLog, b.idem.applier},
-		OnNotify:  b.wakeHeld,
+		OnNotify:  b.holds.wakeHeld,
 	})
 	if err != nil {
 		return err
 	}
+	b.holds.queues = b.cq
 	// A consume queue may know of more entries than the log's offset table
 	// (its checkpoint predates deleted segments): never reuse an offset.
 	for _, topic := range b.cq.Topics() {
@@ -421,7 +422,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		b.accepting.Store(false)
 		b.ready.Store(false)
 		close(b.stop)
-		b.releaseHeld()
+		b.holds.releaseHeld()
 		if b.server != nil {
 			if err := b.server.Shutdown(ctx); err != nil {
 				b.log.Warn().Err(err).Msg("remoting server did not drain in time")

@@ -195,7 +195,7 @@ func TestLongPollWakesOnSend(t *testing.T) {
 		done <- result{r, recs, time.Since(start)}
 	}()
 	// The pull is parked: nothing comes back while the queue is unchanged.
-	waitFor(t, 5*time.Second, "pull held", func() bool { return b.heldCount() == 1 })
+	waitFor(t, 5*time.Second, "pull held", func() bool { return b.holds.heldCount() == 1 })
 	select {
 	case r := <-done:
 		t.Fatalf("pull answered before any message: code %d", r.resp.Code)

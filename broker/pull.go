@@ -114,7 +114,7 @@ func (b *Broker) handlePull(c *remoting.Conn, req *remoting.Command) {
 	}
 	// Nothing there: hold the request until the dispatcher appends to this
 	// queue or the suspend time ends (long polling; see hold.go).
-	b.holdPull(c, req, p, filter)
+	b.holds.holdPull(c, req, p, filter)
 }
 
 // pullPrepare validates a pull. It returns an immediate response for an
