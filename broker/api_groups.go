@@ -103,7 +103,7 @@ func (v HTTPGroupsView) Delete(name string) error {
 	if err := v.b.DeleteGroup(name); err != nil {
 		return err
 	}
-	v.b.api.leases.forgetGroup(name)
+	v.b.leases.forgetGroup(name)
 	v.b.log.Info().Str("group", name).Msg("group deleted over HTTP")
 	return nil
 }
@@ -114,7 +114,7 @@ func (v HTTPGroupsView) Lag(group string) (protocol.HTTPLag, error) {
 	if _, err := b.needGroup(group); err != nil {
 		return protocol.HTTPLag{}, err
 	}
-	inflight := b.api.leases.inflight(group)
+	inflight := b.leases.inflight(group)
 	rows := []protocol.HTTPLagRow{}
 	var total int64
 	for _, l := range b.ConsumeStats(group) {
@@ -171,7 +171,7 @@ func (v HTTPGroupsView) ResetOffsets(group string, in protocol.HTTPOffsetReset) 
 			return none, err
 		}
 		target = res
-		b.api.leases.forgetGroupTopic(group, in.Topic)
+		b.leases.forgetGroupTopic(group, in.Topic)
 		b.log.Info().Str("group", group).Str("topic", in.Topic).Str("to", in.To).Msg("offsets reset over HTTP")
 	}
 	out := make([]protocol.HTTPOffsetChange, 0, len(target))

@@ -25,7 +25,7 @@ type apiMessage = protocol.HTTPMessage
 const maxInflatedBody = 64 << 20
 
 // messageOut converts a stored record.
-func (b *Broker) messageOut(rec protocol.Record) apiMessage {
+func messageOut(rec protocol.Record) apiMessage {
 	m := apiMessage{
 		Topic: string(rec.Topic), QueueID: rec.QueueID, QueueOffset: rec.QueueOffset,
 		CommitlogOffset: rec.PhysicalOffset, OffsetMsgID: protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
@@ -313,7 +313,7 @@ func (v HTTPMessagesView) ByID(id string) (protocol.HTTPMessage, error) {
 	if err != nil {
 		return protocol.HTTPMessage{}, err
 	}
-	return v.b.messageOut(rec), nil
+	return messageOut(rec), nil
 }
 
 // Find is up to n messages of topic stored between begin and end (ms;
@@ -333,7 +333,7 @@ func (v HTTPMessagesView) Find(topic, key string, begin, end int64, n int) ([]pr
 	out := make([]apiMessage, 0, len(raws))
 	for _, r := range raws {
 		if rec, err := protocol.Decode(r); err == nil {
-			out = append(out, b.messageOut(rec))
+			out = append(out, messageOut(rec))
 		}
 	}
 	return out, nil
@@ -413,7 +413,7 @@ func (b *Broker) readQueueOnce(topic string, q int32, offset int64, n int, filte
 				continue // a tag hash collision
 			}
 		}
-		out = append(out, b.messageOut(rec))
+		out = append(out, messageOut(rec))
 	}
 	return out, next, nil
 }

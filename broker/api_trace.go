@@ -135,7 +135,7 @@ func (v HTTPMessagesView) Trace(id string) (protocol.HTTPTrace, error) {
 	if err != nil {
 		return protocol.HTTPTrace{}, err
 	}
-	t := protocol.HTTPTrace{Message: b.messageOut(orig), Groups: []protocol.HTTPTraceGroup{}, Retries: []protocol.HTTPTraceCopy{},
+	t := protocol.HTTPTrace{Message: messageOut(orig), Groups: []protocol.HTTPTraceGroup{}, Retries: []protocol.HTTPTraceCopy{},
 		DeadLetter: []protocol.HTTPTraceCopy{}, Resent: []protocol.HTTPTraceCopy{}}
 	topic := string(orig.Topic)
 	if topic == protocol.ScheduleTopic || topic == protocol.TimerTopic {
@@ -279,7 +279,7 @@ func (b *Broker) messagesByTime(topic string, begin, end int64, n int) ([]apiMes
 				return false
 			}
 			if rec.StoreTimestamp >= begin {
-				out = append(out, b.messageOut(rec))
+				out = append(out, messageOut(rec))
 			}
 			return true
 		}); err != nil {
