@@ -305,7 +305,7 @@ type HTTPMessagesView struct{ b *Broker }
 
 // ByID is the message with a message id (client-made or broker-made).
 func (v HTTPMessagesView) ByID(id string) (protocol.HTTPMessage, error) {
-	raw, err := v.b.MessageByID(id)
+	raw, err := v.b.reader.byID(id)
 	if err != nil {
 		return protocol.HTTPMessage{}, err
 	}
@@ -324,9 +324,9 @@ func (v HTTPMessagesView) Find(topic, key string, begin, end int64, n int) ([]pr
 		return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
 	}
 	if key == "" {
-		return b.messagesByTime(topic, begin, end, n)
+		return b.reader.messagesByTime(topic, begin, end, n)
 	}
-	raws, err := b.MessagesByKey(topic, key, begin, end, n)
+	raws, err := b.reader.byKey(topic, key, begin, end, n)
 	if err != nil {
 		return nil, err
 	}
@@ -376,7 +376,7 @@ func (v HTTPMessagesView) ReadQueue(topic string, q int32, offset int64, n int, 
 		var msgs []apiMessage
 		if offset < maxOff {
 			var err error
-			msgs, offset, err = b.readQueueOnce(topic, q, offset, n, filter, tags, maxOff)
+			msgs, offset, err = b.reader.readQueueOnce(topic, q, offset, n, filter, tags, maxOff)
 			if err != nil {
 				return protocol.HTTPQueueRead{}, err
 			}
@@ -391,31 +391,6 @@ func (v HTTPMessagesView) ReadQueue(topic string, q int32, offset int64, n int, 
 			return protocol.HTTPQueueRead{}, err
 		}
 	}
-}
-
-// readQueueOnce reads up to n messages of (topic, q) from offset that pass
-// the tag filter, returning them and the next offset.
-func (b *Broker) readQueueOnce(topic string, q int32, offset int64, n int, filter tagFilter, tags map[string]bool, maxOff int64) ([]apiMessage, int64, error) {
-	pr := pullRequest{topic: topic, queueID: q, offset: offset, maxMsgs: n}
-	body, _, next, err := b.readMessages(&pr, filter, maxOff)
-	if err != nil {
-		return nil, offset, err
-	}
-	var out []apiMessage
-	for len(body) > 0 {
-		rec, err := protocol.Decode(body)
-		if err != nil {
-			return out, next, err
-		}
-		body = body[rec.Size:]
-		if tags != nil {
-			if t, _ := rec.Property(protocol.PropTags); !tags[t] {
-				continue // a tag hash collision
-			}
-		}
-		out = append(out, messageOut(rec))
-	}
-	return out, next, nil
 }
 
 // apiTagFilter parses a tag expression ("", "*", "A", "A || B") into the

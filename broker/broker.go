@@ -102,9 +102,10 @@ type Broker struct {
 	httpMount     HTTPMount  // nil: no HTTP port (httpviews.go)
 	http          HTTPServer // nil: no HTTP port
 
-	leases *leaseTable // HTTP receive leases (api_consume.go)
-	holds  *heldPulls  // pulls and HTTP reads held by long polling (hold.go)
-	stats  statsRing   // the last 15 minutes of counters, for the console (stats.go)
+	leases *leaseTable    // HTTP receive leases (api_consume.go)
+	holds  *heldPulls     // pulls and HTTP reads held by long polling (hold.go)
+	stats  statsRing      // the last 15 minutes of counters, for the console (stats.go)
+	reader *messageReader // stored messages read for the HTTP API and lookups (reader.go)
 
 	storeHost netip.AddrPort // advertised ip:port, also STOREHOST of records
 	addr      string         // storeHost as text
@@ -237,6 +238,7 @@ func (b *Broker) openStores() error {
 		return err
 	}
 	b.holds.queues = b.cq
+	b.reader = &messageReader{clog: b.clog, cq: b.cq, topics: b.topics, keys: b.keys, minOffset: b.minOffset, readMessages: b.readMessages}
 	b.leases = &leaseTable{offsets: b.offsets, groups: b.groups, topics: b.topics, cq: b.cq, clog: b.clog, holds: b.holds, metrics: b.metrics, log: b.log, cfg: b.c,
 		minOffset: b.minOffset, sendBack: b.sendBackMessage, checkWritable: b.checkWritable, now: time.Now, stop: b.stop, wg: &b.wg}
 	// A consume queue may know of more entries than the log's offset table

@@ -164,7 +164,7 @@ func (b *Broker) handleQueryMessage(c *remoting.Conn, req *remoting.Command) {
 	maxNum, _ := req.Int32Or("maxNum", 32)
 	begin, _ := req.Int64Or("beginTimestamp", 0)
 	end, _ := req.Int64Or("endTimestamp", 0)
-	recs, err := b.MessagesByKey(topic, key, begin, end, int(maxNum))
+	recs, err := b.reader.byKey(topic, key, begin, end, int(maxNum))
 	if err != nil {
 		b.replyErr(c, req, err)
 		return
@@ -185,7 +185,7 @@ func (b *Broker) handleViewMessage(c *remoting.Conn, req *remoting.Command) {
 	var raw []byte
 	var err error
 	if id := req.StringOr("msgId", ""); id != "" {
-		raw, err = b.MessageByID(id)
+		raw, err = b.reader.byID(id)
 	} else {
 		var off int64
 		if off, err = req.Int64("offset"); err == nil {
