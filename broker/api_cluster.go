@@ -37,7 +37,7 @@ func (v HTTPClusterView) Self() string { return v.b.addr }
 func (v HTTPClusterView) Points() []protocol.HTTPStatsPoint { return v.b.stats.statsPoints() }
 
 // GroupLags is every group's total lag on this broker.
-func (v HTTPClusterView) GroupLags() map[string]int64 { return v.b.groupLags() }
+func (v HTTPClusterView) GroupLags() map[string]int64 { return v.b.stats.groupLags() }
 
 // PeerTLS says whether the brokers of the cluster serve HTTPS (they share
 // this broker's setup), and what to trust then: what the name-server

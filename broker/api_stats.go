@@ -15,7 +15,7 @@ import (
 // HTTPStatsView is the broker's summaries as the HTTP API serves them.
 type HTTPStatsView struct{ b *Broker }
 
-// Broker is the rate history kept by sampleStats.
+// Broker is the rate history the stats ring keeps.
 func (v HTTPStatsView) Broker() map[string]any {
 	return map[string]any{
 		"interval_ms": statsInterval.Milliseconds(),
@@ -60,7 +60,7 @@ func (v HTTPStatsView) Groups() []protocol.HTTPGroupStat {
 	out := []protocol.HTTPGroupStat{}
 	for _, gi := range b.Groups() {
 		g := gi.GroupName
-		s := protocol.HTTPGroupStat{HTTPGroup: groupOut(gi), Lag: b.lagOf(g, committed[g]), LagHistory: b.stats.lagHistory(g)}
+		s := protocol.HTTPGroupStat{HTTPGroup: groupOut(gi), Lag: b.stats.lagOf(g, committed[g]), LagHistory: b.stats.lagHistory(g)}
 		for _, t := range []struct {
 			name string
 			n    *int64

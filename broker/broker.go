@@ -104,7 +104,7 @@ type Broker struct {
 
 	leases *leaseTable    // HTTP receive leases (api_consume.go)
 	holds  *heldPulls     // pulls and HTTP reads held by long polling (hold.go)
-	stats  statsRing      // the last 15 minutes of counters, for the console (stats.go)
+	stats  *statsRing     // the last 15 minutes of counters, for the console (stats.go)
 	reader *messageReader // stored messages read for the HTTP API and lookups (reader.go)
 
 	storeHost netip.AddrPort // advertised ip:port, also STOREHOST of records
@@ -238,6 +238,7 @@ func (b *Broker) openStores() error {
 		return err
 	}
 	b.holds.queues = b.cq
+	b.stats = &statsRing{metrics: b.metrics, offsets: b.offsets, groups: b.groups, topicConf: b.topics, cq: b.cq, clients: b.clients}
 	b.reader = &messageReader{clog: b.clog, cq: b.cq, topics: b.topics, keys: b.keys, minOffset: b.minOffset, readMessages: b.readMessages}
 	b.leases = &leaseTable{offsets: b.offsets, groups: b.groups, topics: b.topics, cq: b.cq, clog: b.clog, holds: b.holds, metrics: b.metrics, log: b.log, cfg: b.c,
 		minOffset: b.minOffset, sendBack: b.sendBackMessage, checkWritable: b.checkWritable, now: time.Now, stop: b.stop, wg: &b.wg}
@@ -473,7 +474,7 @@ func (b *Broker) housekeeping() {
 	defer disk.Stop()
 	expire := time.NewTicker(time.Minute)
 	defer expire.Stop()
-	b.sampleStats(time.Now())
+	b.stats.sample(time.Now())
 	for {
 		select {
 		case <-b.stop:
@@ -486,7 +487,7 @@ func (b *Broker) housekeeping() {
 			for _, g := range b.clients.expire(now.Add(-b.cfg.ClientExpiry.D())) {
 				b.notifyGroupChanged(g)
 			}
-			b.sampleStats(now)
+			b.stats.sample(now)
 		case <-disk.C:
 			b.checkDisk()
 		case <-b.topicDrops.bell:
