@@ -142,7 +142,7 @@ func (b *Broker) produce(read func() (ProduceRequest, error), tx *httpTx) (proto
 		if raw != nil {
 			body = raw
 		}
-		m, id, err := b.buildMessage(&in[i], body, topic, h.queueID, nq, born, now, maxBody)
+		m, id, err := buildMessage(&in[i], body, topic, h.queueID, nq, born, b.storeHost, now, maxBody)
 		if err != nil {
 			errs[i] = err
 			continue
@@ -222,9 +222,9 @@ func (b *Broker) produce(read func() (ProduceRequest, error), tx *httpTx) (proto
 // replica_lag_max, 5 s by default, and the commit point moves on).
 const httpAcksTimeout = 30 * time.Second
 
-// buildMessage validates one produce message and builds what is stored.
-// rawBody, when non-nil, is the body of a raw request.
-func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, defQueue, nq int32, born netip.AddrPort, now int64, maxBody int) (commitlog.Message, string, error) {
+// buildMessage validates one produce message and builds what is stored
+// by store; rawBody, when non-nil, is the body of a raw request.
+func buildMessage(in *apiProduceMsg, rawBody []byte, topic string, defQueue, nq int32, born, store netip.AddrPort, now int64, maxBody int) (commitlog.Message, string, error) {
 	body := rawBody
 	if body == nil {
 		switch in.BodyEncoding {
@@ -289,7 +289,7 @@ func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, d
 	}
 	m := commitlog.Message{
 		Topic: topic, QueueID: q, Body: body, Properties: protocol.EncodeProperties(props),
-		BornTimestamp: now, BornHost: born, StoreHost: b.storeHost,
+		BornTimestamp: now, BornHost: born, StoreHost: store,
 	}
 	if _, err := m.EncodedSize(maxBody); err != nil {
 		return commitlog.Message{}, "", err

@@ -116,7 +116,7 @@ func (v HTTPMessagesView) Resend(id, group string) (map[string]any, error) {
 	}
 	var m commitlog.Message
 	if group != "" {
-		if _, err := b.needGroup(group); err != nil {
+		if _, err := b.groups.need(group); err != nil {
 			return nil, err
 		}
 		if _, err := b.ensureGroupTopic(protocol.RetryTopic(group)); err != nil {
