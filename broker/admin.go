@@ -239,7 +239,7 @@ func (b *Broker) TopicStats(topic string) ([]QueueStat, error) {
 	n := max(tc.ReadQueueNums, tc.WriteQueueNums)
 	out := make([]QueueStat, n)
 	for q := int32(0); q < n; q++ {
-		s := QueueStat{QueueID: q, MinOffset: b.minOffset(topic, q), MaxOffset: b.cq.MaxOffset(topic, q)}
+		s := QueueStat{QueueID: q, MinOffset: b.reader.minOffset(topic, q), MaxOffset: b.cq.MaxOffset(topic, q)}
 		if s.MaxOffset > 0 {
 			if es, err := b.cq.Get(topic, q, s.MaxOffset-1, 1, nil); err == nil && len(es) == 1 {
 				if rec, _, err := b.clog.ReadRecord(es[0].Offset, nil); err == nil {

@@ -70,12 +70,12 @@ type leaseTable struct {
 	metrics *metrics
 	log     zerolog.Logger
 	cfg     func() *Config
-	// minOffset is a queue's first kept offset (handlers.go).
-	minOffset func(topic string, queue int32) int64
-	// sendBack builds the retry or dead-letter copy of a message
-	// (handlers.go, as CONSUMER_SEND_MSG_BACK).
-	sendBack func(rec protocol.Record, group string, gc GroupConfig, originMsgID string, delayLevel, maxTimes int32) (commitlog.Message, error)
-	// checkWritable says why the retry copies could not be stored now.
+	// The request path's functions, set by New once the queue reader and
+	// the sender exist: a queue's first kept offset (queuereader.go); the
+	// retry or dead-letter copy of a message, as CONSUMER_SEND_MSG_BACK
+	// builds it; why the retry copies could not be stored now (sender.go).
+	minOffset     func(topic string, queue int32) int64
+	sendBack      func(rec protocol.Record, group string, gc GroupConfig, originMsgID string, delayLevel, maxTimes int32) (commitlog.Message, error)
 	checkWritable func() error
 	now           func() time.Time
 	stop          <-chan struct{}

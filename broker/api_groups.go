@@ -163,7 +163,7 @@ func (v HTTPGroupsView) ResetOffsets(group string, in protocol.HTTPOffsetReset) 
 		if err != nil {
 			return none, err
 		}
-		target[q] = max(b.minOffset(in.Topic, q), min(off, b.cq.MaxOffset(in.Topic, q)))
+		target[q] = max(b.reader.minOffset(in.Topic, q), min(off, b.cq.MaxOffset(in.Topic, q)))
 	}
 	if in.Execute {
 		res, err := b.ResetOffset(group, in.Topic, at)
@@ -214,7 +214,7 @@ func (v HTTPGroupsView) DeadLetters(group string, from int64, n int) (protocol.D
 func (v HTTPGroupsView) ResendDeadLetters(group string, in protocol.HTTPDLQResend) (protocol.DLQResendResult, error) {
 	b := v.b
 	var none protocol.DLQResendResult
-	if err := b.checkWritable(); err != nil {
+	if err := b.sender.checkWritable(); err != nil {
 		return none, err
 	}
 	switch {

@@ -100,13 +100,13 @@ func (v HTTPMessagesView) Produce(read func() (ProduceRequest, error)) (protocol
 }
 
 // Writable is nil when the broker takes sends, else why not.
-func (v HTTPMessagesView) Writable() error { return v.b.checkWritable() }
+func (v HTTPMessagesView) Writable() error { return v.b.sender.checkWritable() }
 
 // produce serves a produce request; with tx its messages are stored as
 // halves of that HTTP transaction (api_txhttp.go).
 func (b *Broker) produce(read func() (ProduceRequest, error), tx *httpTx) (protocol.HTTPProduceResponse, []error, error) {
 	var none protocol.HTTPProduceResponse
-	if err := b.checkWritable(); err != nil {
+	if err := b.sender.checkWritable(); err != nil {
 		return none, nil, err
 	}
 	req, err := read()
@@ -121,7 +121,7 @@ func (b *Broker) produce(read func() (ProduceRequest, error), tx *httpTx) (proto
 		return none, nil, fmt.Errorf("%w: %d messages; at most %d per request", protocol.ErrHTTPBadInput, len(in), maxProduceBatch)
 	}
 	h := sendHeader{topic: topic, queueID: -1}
-	tc, err := b.resolveSendTopic(&h)
+	tc, err := b.sender.resolveSendTopic(&h)
 	if err != nil {
 		return none, nil, err
 	}
@@ -152,7 +152,7 @@ func (b *Broker) produce(read func() (ProduceRequest, error), tx *httpTx) (proto
 			tx.mark(&m)
 			_, err = b.routeHalf(&m, &h, false) // transaction.go
 		} else {
-			err = b.routeSpecial(&m, &h)
+			err = b.sender.routeSpecial(&m, &h)
 		}
 		if err != nil {
 			errs[i] = err
@@ -305,7 +305,7 @@ type HTTPMessagesView struct{ b *Broker }
 
 // ByID is the message with a message id (client-made or broker-made).
 func (v HTTPMessagesView) ByID(id string) (protocol.HTTPMessage, error) {
-	raw, err := v.b.reader.byID(id)
+	raw, err := v.b.messages.byID(id)
 	if err != nil {
 		return protocol.HTTPMessage{}, err
 	}
@@ -324,9 +324,9 @@ func (v HTTPMessagesView) Find(topic, key string, begin, end int64, n int) ([]pr
 		return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
 	}
 	if key == "" {
-		return b.reader.messagesByTime(topic, begin, end, n)
+		return b.messages.messagesByTime(topic, begin, end, n)
 	}
-	raws, err := b.reader.byKey(topic, key, begin, end, n)
+	raws, err := b.messages.byKey(topic, key, begin, end, n)
 	if err != nil {
 		return nil, err
 	}
@@ -368,7 +368,7 @@ func (v HTTPMessagesView) ReadQueue(topic string, q int32, offset int64, n int, 
 	poll := b.holds.newHTTPPoll(wait)
 	defer poll.end()
 	for {
-		minOff, maxOff := b.minOffset(topic, q), b.cq.MaxOffset(topic, q)
+		minOff, maxOff := b.reader.minOffset(topic, q), b.cq.MaxOffset(topic, q)
 		offset = max(offset, minOff)
 		if offset > maxOff {
 			offset = maxOff
@@ -376,7 +376,7 @@ func (v HTTPMessagesView) ReadQueue(topic string, q int32, offset int64, n int, 
 		var msgs []apiMessage
 		if offset < maxOff {
 			var err error
-			msgs, offset, err = b.reader.readQueueOnce(topic, q, offset, n, filter, tags, maxOff)
+			msgs, offset, err = b.messages.readQueueOnce(topic, q, offset, n, filter, tags, maxOff)
 			if err != nil {
 				return protocol.HTTPQueueRead{}, err
 			}

@@ -47,7 +47,7 @@ func (v HTTPStatsView) Topics() []protocol.HTTPTopicStat {
 		}
 		r := rates[name]
 		out = append(out, protocol.HTTPTopicStat{HTTPTopic: topicOut(tc), Kind: topicKind(name),
-			Messages: b.reader.messagesIn(name, max(tc.ReadQueueNums, tc.WriteQueueNums)), InRate: r.in, OutRate: r.out})
+			Messages: b.messages.messagesIn(name, max(tc.ReadQueueNums, tc.WriteQueueNums)), InRate: r.in, OutRate: r.out})
 	}
 	return out
 }
@@ -66,7 +66,7 @@ func (v HTTPStatsView) Groups() []protocol.HTTPGroupStat {
 			n    *int64
 		}{{protocol.RetryTopic(g), &s.Retry}, {protocol.DLQTopic(g), &s.DLQ}} {
 			if tc, ok := b.topics.get(t.name); ok {
-				*t.n = b.reader.messagesIn(t.name, max(tc.ReadQueueNums, tc.WriteQueueNums))
+				*t.n = b.messages.messagesIn(t.name, max(tc.ReadQueueNums, tc.WriteQueueNums))
 			}
 		}
 		out = append(out, s)

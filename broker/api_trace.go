@@ -23,7 +23,7 @@ const maxTraceScan = 20_000
 // retry and dead-letter topics, resent copies.
 func (v HTTPMessagesView) Trace(id string) (protocol.HTTPTrace, error) {
 	b := v.b
-	orig, _, err := b.reader.originalRecord(id)
+	orig, _, err := b.messages.originalRecord(id)
 	if err != nil {
 		return protocol.HTTPTrace{}, err
 	}
@@ -64,7 +64,7 @@ func (v HTTPMessagesView) Trace(id string) (protocol.HTTPTrace, error) {
 			if err != nil {
 				continue
 			}
-			n, _ := b.reader.scanQueue(topic, q, from, budget, func(rec protocol.Record, qo int64) bool {
+			n, _ := b.messages.scanQueue(topic, q, from, budget, func(rec protocol.Record, qo int64) bool {
 				if same(rec) {
 					*dst = append(*dst, protocol.HTTPTraceCopy{Group: group, Topic: topic, QueueID: q, QueueOffset: qo,
 						OffsetMsgID: protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
@@ -86,7 +86,7 @@ func (v HTTPMessagesView) Trace(id string) (protocol.HTTPTrace, error) {
 	if t.Scheduled == nil {
 		// Resent copies in the original topic: found through the message
 		// id index, newest first, so only the latest one is certain.
-		if raw, err := b.reader.byID(uniq); err == nil {
+		if raw, err := b.messages.byID(uniq); err == nil {
 			if rec, err := protocol.Decode(raw); err == nil && string(rec.Topic) == topic && rec.PhysicalOffset != orig.PhysicalOffset {
 				t.Resent = append(t.Resent, protocol.HTTPTraceCopy{Topic: topic, QueueID: rec.QueueID, QueueOffset: rec.QueueOffset,
 					OffsetMsgID: protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
@@ -107,10 +107,10 @@ func (v HTTPMessagesView) Trace(id string) (protocol.HTTPTrace, error) {
 // (every subscribed group does).
 func (v HTTPMessagesView) Resend(id, group string) (map[string]any, error) {
 	b := v.b
-	if err := b.checkWritable(); err != nil {
+	if err := b.sender.checkWritable(); err != nil {
 		return nil, err
 	}
-	orig, _, err := b.reader.originalRecord(id)
+	orig, _, err := b.messages.originalRecord(id)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +119,7 @@ func (v HTTPMessagesView) Resend(id, group string) (map[string]any, error) {
 		if _, err := b.groups.need(group); err != nil {
 			return nil, err
 		}
-		if _, err := b.ensureGroupTopic(protocol.RetryTopic(group)); err != nil {
+		if _, err := b.sender.ensureGroupTopic(protocol.RetryTopic(group)); err != nil {
 			return nil, err
 		}
 		m = dlq.ResendMessage(orig, group, dlq.ToRetry, 0)

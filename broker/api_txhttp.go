@@ -97,7 +97,7 @@ type HTTPTxView struct{ b *Broker }
 // duration; "" for DefaultHTTPTxTimeout).
 func (v HTTPTxView) Begin(topic, timeoutText string) (HTTPTxInfo, error) {
 	b := v.b
-	if err := b.checkWritable(); err != nil {
+	if err := b.sender.checkWritable(); err != nil {
 		return HTTPTxInfo{}, err
 	}
 	timeout := DefaultHTTPTxTimeout
@@ -108,7 +108,7 @@ func (v HTTPTxView) Begin(topic, timeoutText string) (HTTPTxInfo, error) {
 		}
 		timeout = d
 	}
-	if _, err := b.resolveSendTopic(&sendHeader{topic: topic, queueID: -1}); err != nil {
+	if _, err := b.sender.resolveSendTopic(&sendHeader{topic: topic, queueID: -1}); err != nil {
 		return HTTPTxInfo{}, err
 	}
 	var raw [16]byte
@@ -199,7 +199,7 @@ func (v HTTPTxView) End(topic, id string, commit bool) (HTTPTxInfo, error) {
 	if commit {
 		outcome = txCommitted
 	}
-	if err := b.checkWritable(); err != nil {
+	if err := b.sender.checkWritable(); err != nil {
 		return HTTPTxInfo{}, err
 	}
 	t, err := b.httpTxOf(topic, id)

@@ -16,7 +16,7 @@ func TestAutoCreateWithoutTemplate(t *testing.T) {
 		{topic: "NoTemplateYet", queueID: -1},
 		{topic: "NoTemplateYetDefault", defaultTopic: protocol.AutoCreateTopicTemplate, defaultQueueNums: 4, queueID: -1},
 	} {
-		tc, err := b.resolveSendTopic(h)
+		tc, err := b.sender.resolveSendTopic(h)
 		if err != nil {
 			t.Fatalf("%s: %v", h.topic, err)
 		}

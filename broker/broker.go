@@ -74,6 +74,8 @@ type Broker struct {
 	clients             *clientRegistry
 	locks               *lockTable
 	metrics             *metrics
+	sender              *sender      // what every path writes goes through it (sender.go)
+	reader              *queueReader // what consumers read (queuereader.go)
 
 	retryReaders *retryReaders // groups whose consumers pull their retry queue
 	topicDrops   topicDrops    // topics the master deleted, to remove here (replica_topics.go)
@@ -91,6 +93,7 @@ type Broker struct {
 	cfgMu sync.Mutex
 
 	mux           *remoting.Mux
+	client        *clientHandlers // requests of producers and consumers (handlers.go)
 	server        *remoting.Server
 	acl           *acl.Watcher // nil: ACL off (security.go)
 	audit         *acl.Audit
@@ -102,10 +105,10 @@ type Broker struct {
 	httpMount     HTTPMount  // nil: no HTTP port (httpviews.go)
 	http          HTTPServer // nil: no HTTP port
 
-	leases *leaseTable    // HTTP receive leases (api_consume.go)
-	holds  *heldPulls     // pulls and HTTP reads held by long polling (hold.go)
-	stats  *statsRing     // the last 15 minutes of counters, for the console (stats.go)
-	reader *messageReader // stored messages read for the HTTP API and lookups (reader.go)
+	leases   *leaseTable    // HTTP receive leases (api_consume.go)
+	holds    *heldPulls     // pulls and HTTP reads held by long polling (hold.go)
+	stats    *statsRing     // the last 15 minutes of counters, for the console (stats.go)
+	messages *messageReader // stored messages read for the HTTP API and lookups (reader.go)
 
 	storeHost netip.AddrPort // advertised ip:port, also STOREHOST of records
 	addr      string         // storeHost as text
@@ -163,8 +166,16 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		b.closeStores()
 		return nil, err
 	}
+	b.sender = &sender{cfg: b.c, log: b.log, clog: b.clog, topics: b.topics, groups: b.groups, metrics: b.metrics,
+		delayLevels: len(b.delays), storeHost: func() netip.AddrPort { return b.storeHost },
+		writable: b.writable, checkTopic: b.checkSendTopic}
 	b.repl = newReplication(b)
+	b.reader = &queueReader{cfg: b.c, log: b.log, clog: b.clog, cq: b.cq, metrics: b.metrics, suggest: b.repl.suggestBroker}
+	b.holds.pullOnce = b.reader.pullOnce
+	b.leases.minOffset, b.leases.sendBack, b.leases.checkWritable = b.reader.minOffset, b.sender.sendBackMessage, b.sender.checkWritable
+	b.messages = &messageReader{clog: b.clog, cq: b.cq, topics: b.topics, keys: b.keys, queues: b.reader}
 	b.mux = remoting.NewMux()
+	b.client = &clientHandlers{b: b}
 	b.routes()
 	if err := b.openACL(); err != nil {
 		b.closeStores()
@@ -225,7 +236,7 @@ func (b *Broker) openStores() error {
 	if b.keys, err = newKeyIndex(b.meta.db); err != nil {
 		return err
 	}
-	b.holds = newHeldPulls(b.pullOnce, b.c, b.stop)
+	b.holds = newHeldPulls(b.c, b.stop)
 	b.cq, err = consumequeue.Open(consumequeue.Options{
 		FS:        b.fs,
 		Dir:       b.fs.PathJoin(b.cfg.DataDir, "consumequeue"),
@@ -239,9 +250,8 @@ func (b *Broker) openStores() error {
 	}
 	b.holds.queues = b.cq
 	b.stats = &statsRing{metrics: b.metrics, offsets: b.offsets, groups: b.groups, topicConf: b.topics, cq: b.cq, clients: b.clients}
-	b.reader = &messageReader{clog: b.clog, cq: b.cq, topics: b.topics, keys: b.keys, minOffset: b.minOffset, readMessages: b.readMessages}
 	b.leases = &leaseTable{offsets: b.offsets, groups: b.groups, topics: b.topics, cq: b.cq, clog: b.clog, holds: b.holds, metrics: b.metrics, log: b.log, cfg: b.c,
-		minOffset: b.minOffset, sendBack: b.sendBackMessage, checkWritable: b.checkWritable, now: time.Now, stop: b.stop, wg: &b.wg}
+		now: time.Now, stop: b.stop, wg: &b.wg}
 	// A consume queue may know of more entries than the log's offset table
 	// (its checkpoint predates deleted segments): never reuse an offset.
 	for _, topic := range b.cq.Topics() {
@@ -485,7 +495,7 @@ func (b *Broker) housekeeping() {
 			}
 		case now := <-scan.C:
 			for _, g := range b.clients.expire(now.Add(-b.cfg.ClientExpiry.D())) {
-				b.notifyGroupChanged(g)
+				b.client.notifyGroupChanged(g)
 			}
 			b.stats.sample(now)
 		case <-disk.C:

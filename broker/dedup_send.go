@@ -191,7 +191,7 @@ func (b *Broker) groupDedup(c *remoting.Conn, g *sendGroup, req *remoting.Comman
 	}
 	d := &dedupSpan{topic: msgs[first].Topic, keys: dedupKeys(msgs[first:])}
 	if d.mine = b.dedup.tryClaim(d.keys); d.mine == nil {
-		b.appendGroup(c, g, msgs[:first], spans) // send.go
+		b.client.appendGroup(c, g, msgs[:first], spans) // send.go
 		n := copy(msgs, msgs[first:])
 		clear(msgs[n:])
 		msgs, first = msgs[:n], 0

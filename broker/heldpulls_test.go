@@ -69,8 +69,8 @@ func newHeldPullsRig(t *testing.T) *heldPullsRig {
 		}
 		return remoting.NewResponse(req, protocol.RespSuccess, "found"), false
 	}
-	r.hs = newHeldPulls(pullOnce, func() *Config { return &cfg }, r.stop)
-	r.hs.queues = r.queues
+	r.hs = newHeldPulls(func() *Config { return &cfg }, r.stop)
+	r.hs.queues, r.hs.pullOnce = r.queues, pullOnce
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -44,7 +44,8 @@ type heldPulls struct {
 	// before anything parks (the store's dispatcher calls wakeHeld).
 	queues heldQueues
 	// pullOnce reads a pull's queue and builds its answer; empty when
-	// nothing passed its filter (pull.go).
+	// nothing passed its filter (queuereader.go). Set once the reader
+	// exists, before Start.
 	pullOnce func(req *remoting.Command, p *pullRequest, filter tagFilter) (*remoting.Command, bool)
 	cfg      func() *Config
 	stop     <-chan struct{} // closed when the broker stops
@@ -69,8 +70,8 @@ type heldQueues interface {
 	MaxOffset(topic string, queueID int32) int64
 }
 
-func newHeldPulls(pullOnce func(*remoting.Command, *pullRequest, tagFilter) (*remoting.Command, bool), cfg func() *Config, stop <-chan struct{}) *heldPulls {
-	hs := &heldPulls{pullOnce: pullOnce, cfg: cfg, stop: stop}
+func newHeldPulls(cfg func() *Config, stop <-chan struct{}) *heldPulls {
+	hs := &heldPulls{cfg: cfg, stop: stop}
 	hs.onExpire = hs.expireHeld
 	return hs
 }

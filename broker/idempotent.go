@@ -254,7 +254,7 @@ func (b *Broker) storeIdempotent(req *remoting.Command, msgs []commitlog.Message
 		b.metrics.duplicates.WithLabelValues("idempotent").Add(float64(len(msgs)))
 		return b.resultResponse(req, q.ID, prev, true)
 	}
-	b.appendMessages(msgs, func(res []commitlog.AppendResult, err error) {
+	b.sender.appendMessages(msgs, func(res []commitlog.AppendResult, err error) {
 		if res != nil {
 			stored := make([]idempotence.Stored, len(res))
 			for i, r := range res {
@@ -264,7 +264,7 @@ func (b *Broker) storeIdempotent(req *remoting.Command, msgs []commitlog.Message
 			s.tab.Record(f.pid, f.epoch, q, f.seq, stored, time.Now().UnixMilli())
 			s.mu.Unlock()
 		}
-		resp = b.sendResponse(req, msgs, res, err)
+		resp = b.sender.sendResponse(req, msgs, res, err)
 	})
 	return resp
 }

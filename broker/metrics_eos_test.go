@@ -3,12 +3,14 @@ package broker
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/ferrymq/ferry/internal/poll"
 	"github.com/ferrymq/ferry/protocol"
 )
 
@@ -84,21 +86,15 @@ func TestExactlyOnceMetrics(t *testing.T) {
 		`ferry_transactions_total{outcome="parked"}`:          1,
 	}
 	var got map[string]float64
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	if err := poll.Until(context.Background(), 10*time.Second, 10*time.Millisecond, func() bool {
 		got = scrape(t, a, "ferry_")
-		ok := true
 		for k, v := range want {
 			if got[k] != v {
-				ok = false
+				return false
 			}
 		}
-		if ok {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("metrics %v, want %v", got, want)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return true
+	}); err != nil {
+		t.Fatalf("metrics %v, want %v", got, want)
 	}
 }

@@ -98,7 +98,7 @@ func (b *Broker) ResetOffset(group, topic string, offsetFor func(q int32) (int64
 		if err != nil {
 			return nil, err
 		}
-		off = max(b.minOffset(topic, q), min(off, b.cq.MaxOffset(topic, q)))
+		off = max(b.reader.minOffset(topic, q), min(off, b.cq.MaxOffset(topic, q)))
 		out[q] = off
 	}
 	if err := b.offsets.writable(); err != nil {
@@ -164,7 +164,7 @@ func (b *Broker) handleQueryMessage(c *remoting.Conn, req *remoting.Command) {
 	maxNum, _ := req.Int32Or("maxNum", 32)
 	begin, _ := req.Int64Or("beginTimestamp", 0)
 	end, _ := req.Int64Or("endTimestamp", 0)
-	recs, err := b.reader.byKey(topic, key, begin, end, int(maxNum))
+	recs, err := b.messages.byKey(topic, key, begin, end, int(maxNum))
 	if err != nil {
 		b.replyErr(c, req, err)
 		return
@@ -185,7 +185,7 @@ func (b *Broker) handleViewMessage(c *remoting.Conn, req *remoting.Command) {
 	var raw []byte
 	var err error
 	if id := req.StringOr("msgId", ""); id != "" {
-		raw, err = b.reader.byID(id)
+		raw, err = b.messages.byID(id)
 	} else {
 		var off int64
 		if off, err = req.Int64("offset"); err == nil {

@@ -16,16 +16,13 @@ import (
 	"github.com/ferrymq/ferry/protocol"
 )
 
-// messageReader reads stored messages, the Broker's reader field.
+// messageReader reads stored messages, the Broker's messages field.
 type messageReader struct {
 	clog   *commitlog.Log
 	cq     *consumequeue.Store
 	topics *topicTable
 	keys   *keyIndex
-	// minOffset is a queue's first kept offset (handlers.go).
-	minOffset func(topic string, queue int32) int64
-	// readMessages reads a pull's worth of a queue (pull.go).
-	readMessages func(p *pullRequest, filter tagFilter, maxOff int64) ([]byte, int, int64, error)
+	queues *queueReader // a queue's bounds and pull reads
 }
 
 // scanQueue calls fn for the records of (topic, q) from queue offset from,
@@ -36,7 +33,7 @@ func (rd *messageReader) scanQueue(topic string, q int32, from int64, limit int,
 	var buf []byte
 	n := 0
 	maxOff := rd.cq.MaxOffset(topic, q)
-	for off := max(from, rd.minOffset(topic, q)); off < maxOff && n < limit; {
+	for off := max(from, rd.queues.minOffset(topic, q)); off < maxOff && n < limit; {
 		var err error
 		es, err = rd.cq.Get(topic, q, off, min(64, limit-n), es)
 		if err != nil {
@@ -181,7 +178,7 @@ func (rd *messageReader) messagesByTime(topic string, begin, end int64, n int) (
 // the tag filter, returning them and the next offset.
 func (rd *messageReader) readQueueOnce(topic string, q int32, offset int64, n int, filter tagFilter, tags map[string]bool, maxOff int64) ([]apiMessage, int64, error) {
 	pr := pullRequest{topic: topic, queueID: q, offset: offset, maxMsgs: n}
-	body, _, next, err := rd.readMessages(&pr, filter, maxOff)
+	body, _, next, err := rd.queues.readMessages(&pr, filter, maxOff)
 	if err != nil {
 		return nil, offset, err
 	}
@@ -267,7 +264,7 @@ func (rd *messageReader) byKey(topic, key string, begin, end int64, max int) ([]
 func (rd *messageReader) messagesIn(topic string, queues int32) int64 {
 	var n int64
 	for q := int32(0); q < queues; q++ {
-		n += max(0, rd.cq.MaxOffset(topic, q)-rd.minOffset(topic, q))
+		n += max(0, rd.cq.MaxOffset(topic, q)-rd.queues.minOffset(topic, q))
 	}
 	return n
 }

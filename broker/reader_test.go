@@ -20,7 +20,7 @@ func readerRig(t *testing.T) (*Broker, *messageReader) {
 		mustOK(t, c.send("shop", 0, string(rune('a'+i)), map[string]string{"TAGS": tag, "UNIQ_KEY": "U" + strconv.Itoa(i)}))
 	}
 	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("shop", 0) == 3 })
-	return b, b.reader
+	return b, b.messages
 }
 
 func TestMessageReaderQueue(t *testing.T) {

@@ -23,10 +23,10 @@ func (b *Broker) PutDue(msgs []commitlog.Message) error {
 			var err error
 			switch {
 			case isRetryOrDLQ(m.Topic):
-				_, err = b.ensureGroupTopic(m.Topic)
+				_, err = b.sender.ensureGroupTopic(m.Topic)
 			case b.c().AutoCreateTopic:
 				h := sendHeader{topic: m.Topic, queueID: m.QueueID}
-				_, err = b.resolveSendTopic(&h)
+				_, err = b.sender.resolveSendTopic(&h)
 			default:
 				err = fmt.Errorf("%w: %s", ErrTopicNotFound, m.Topic)
 			}
@@ -50,7 +50,7 @@ func (b *Broker) PutDue(msgs []commitlog.Message) error {
 		b.metrics.messagesIn(keep[i].Topic, 1, len(keep[i].Body))
 		if g, ok := strings.CutPrefix(keep[i].Topic, protocol.RetryTopicPrefix); ok && b.retryReaders.shouldTell(g, now) {
 			// Its consumers may not read the retry queue yet (retryreaders.go).
-			b.notifyGroupChanged(g)
+			b.client.notifyGroupChanged(g)
 		}
 	}
 	return nil
@@ -98,7 +98,7 @@ func (b *Broker) DLQResend(group string, offsets []int64, target dlq.Target) (se
 		return 0, 0, fmt.Errorf("%w: group %s has no dead letters", ErrTopicNotFound, group)
 	}
 	if offsets == nil {
-		lo := b.minOffset(topic, 0)
+		lo := b.reader.minOffset(topic, 0)
 		for o := lo; o < b.cq.MaxOffset(topic, 0); o++ {
 			offsets = append(offsets, o)
 		}
@@ -152,7 +152,7 @@ func (b *Broker) DLQResend(group string, offsets []int64, target dlq.Target) (se
 				return sent, skipped, fmt.Errorf("%w: topic %s is not writable", ErrNoPermission, dest)
 			}
 			queue = rand.Int32N(tc.WriteQueueNums)
-		} else if _, err := b.ensureGroupTopic(protocol.RetryTopic(group)); err != nil {
+		} else if _, err := b.sender.ensureGroupTopic(protocol.RetryTopic(group)); err != nil {
 			return sent, skipped, err
 		}
 		m := dlq.ResendMessage(rec, group, target, queue)

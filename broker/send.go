@@ -3,10 +3,8 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/netip"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -215,94 +213,14 @@ var (
 	ErrQueueIllegal = errors.New("broker: illegal queue")
 )
 
-// checkWritable refuses a write while the broker does not accept sends.
-func (b *Broker) checkWritable() error {
-	if why := b.writable(); why != "" {
-		return fmt.Errorf("%w: %s", ErrNotWritable, why)
-	}
-	return nil
-}
-
-// resolveSendTopic finds the topic a send goes to, creating it when
-// auto-creation allows, and checks the queue id.
-func (b *Broker) resolveSendTopic(h *sendHeader) (TopicConfig, error) {
-	if err := ValidateTopic(h.topic); err != nil {
-		return TopicConfig{}, err
-	}
-	if err := b.checkSendTopic(h.topic, h.properties); err != nil {
-		return TopicConfig{}, err
-	}
-	tc, ok := b.topics.get(h.topic)
-	if !ok {
-		var err error
-		switch {
-		case strings.HasPrefix(h.topic, protocol.RetryTopicPrefix):
-			tc, err = b.ensureGroupTopic(h.topic)
-		case b.c().AutoCreateTopic && !protocol.IsReservedTopic(h.topic):
-			tpl, ok := b.topics.get(orDefault(h.defaultTopic, protocol.AutoCreateTopicTemplate))
-			if !ok || !protocol.PermInheritable(tpl.Perm) {
-				tpl, _ = b.topics.get(protocol.AutoCreateTopicTemplate)
-			}
-			n := tpl.WriteQueueNums
-			if n <= 0 {
-				// No template yet: a replica that was just elected stores
-				// it after it takes writes. The template is made from this.
-				n = b.c().DefaultTopicQueueNums
-			}
-			if h.defaultQueueNums > 0 && h.defaultQueueNums < n {
-				n = h.defaultQueueNums
-			}
-			tc, err = b.topics.ensure(TopicConfig{TopicName: h.topic, ReadQueueNums: n, WriteQueueNums: n,
-				Perm: int32(protocol.PermRead | protocol.PermWrite)})
-			if err == nil {
-				b.log.Info().Str("topic", h.topic).Int32("queues", n).Msg("topic auto-created")
-			}
-		default:
-			return TopicConfig{}, fmt.Errorf("%w: topic[%s] not exist, apply first please", ErrTopicNotFound, h.topic)
-		}
-		if err != nil {
-			return TopicConfig{}, err
-		}
-	}
-	if !protocol.PermWritable(tc.Perm) {
-		return tc, fmt.Errorf("%w: the topic[%s] sending is forbidden", ErrNoPermission, h.topic)
-	}
-	nq := max(tc.WriteQueueNums, tc.ReadQueueNums)
-	if h.queueID < 0 {
-		h.queueID = rand.Int32N(tc.WriteQueueNums)
-	} else if h.queueID >= nq {
-		return tc, fmt.Errorf("%w: request queueId[%d] is illegal, topic %s has %d queues", ErrQueueIllegal, h.queueID, h.topic, nq)
-	}
-	return tc, nil
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
-}
-
-// ensureGroupTopic creates a %RETRY% or %DLQ% topic (one queue) on demand.
-func (b *Broker) ensureGroupTopic(topic string) (TopicConfig, error) {
-	return b.topics.ensure(groupTopicConfig(topic))
-}
-
-// groupTopicConfig is the config of a group's %RETRY% or %DLQ% topic.
-func groupTopicConfig(topic string) TopicConfig {
-	return TopicConfig{TopicName: topic, ReadQueueNums: 1, WriteQueueNums: 1,
-		Perm: int32(protocol.PermRead | protocol.PermWrite), TopicFilterType: remoting.TopicFilterSingleTag}
-}
-
 var msgPool = sync.Pool{New: func() any { s := make([]commitlog.Message, 0, 64); return &s }}
-var resPool = sync.Pool{New: func() any { s := make([]commitlog.AppendResult, 0, 64); return &s }}
 
 // sendHandler serves the send codes one at a time or, when a client
 // pipelines them on one connection, in groups: one append of every
 // group's messages (one reservation, one wait for the write) and one
 // answer each.
 type sendHandler struct {
-	b   *Broker
+	ch  *clientHandlers
 	obs prometheus.Observer
 }
 
@@ -313,7 +231,7 @@ func (h sendHandler) ServeRemoting(c *remoting.Conn, req *remoting.Command) {
 
 func (h sendHandler) ServeBatch(c *remoting.Conn, reqs []*remoting.Command) {
 	start := time.Now()
-	h.b.handleSends(c, reqs)
+	h.ch.handleSends(c, reqs)
 	ms := float64(time.Since(start).Microseconds()) / 1000
 	for range reqs {
 		h.obs.Observe(ms)
@@ -334,10 +252,10 @@ var spanPool = sync.Pool{New: func() any { s := make([]sendSpan, 0, 64); return 
 // handleSends stores the messages of send requests read together from c
 // with one append, in order, and answers each. A request that fails its
 // checks is answered alone and appends nothing.
-func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
-	if why := b.writable(); why != "" {
+func (ch *clientHandlers) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
+	if why := ch.b.writable(); why != "" {
 		for _, req := range reqs {
-			b.reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
+			ch.b.reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
 		}
 		return
 	}
@@ -351,7 +269,7 @@ func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 	for _, req := range reqs {
 		first := len(msgs)
 		var err error
-		msgs, err = b.prepareSend(req, msgs, born)
+		msgs, err = ch.prepareSend(req, msgs, born)
 		if err == nil && len(msgs) == first {
 			err = fmt.Errorf("%w: no message to send", ErrInvalidRequest)
 		}
@@ -359,27 +277,27 @@ func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 			clear(msgs[first:])
 			msgs = msgs[:first]
 			code, remark := sendError(err)
-			b.reply(c, req, code, remark)
+			ch.b.reply(c, req, code, remark)
 			continue
 		}
-		if err := b.repl.checkAcks(msgs[first].Topic); err != nil {
+		if err := ch.b.repl.checkAcks(msgs[first].Topic); err != nil {
 			clear(msgs[first:])
 			msgs = msgs[:first]
-			b.reply(c, req, protocol.RespServiceNotAvailable, err.Error())
+			ch.b.reply(c, req, protocol.RespServiceNotAvailable, err.Error())
 			continue
 		}
-		if b.sendIdempotent(c, req, msgs[first:]) { // idempotent.go
+		if ch.b.sendIdempotent(c, req, msgs[first:]) { // idempotent.go
 			msgs = msgs[:first]
 			continue
 		}
-		if w := b.dedupWindow(msgs[first:]); w > 0 {
-			msgs, spans = b.groupDedup(c, &g, req, msgs, spans, first, w) // dedup.go
+		if w := ch.b.dedupWindow(msgs[first:]); w > 0 {
+			msgs, spans = ch.b.groupDedup(c, &g, req, msgs, spans, first, w) // dedup.go
 			continue
 		}
 		spans = append(spans, sendSpan{req: req, first: first, size: len(msgs) - first})
 	}
 	*msgsp, *spansp = msgs, spans
-	b.appendGroup(c, &g, msgs, spans)
+	ch.appendGroup(c, &g, msgs, spans)
 }
 
 // sendGroup is what a group holding dedup spans holds until it is
@@ -390,15 +308,15 @@ type sendGroup struct {
 
 // appendGroup appends a group's messages, answers its requests and lets
 // go of what the group holds.
-func (b *Broker) appendGroup(c *remoting.Conn, g *sendGroup, msgs []commitlog.Message, spans []sendSpan) {
+func (ch *clientHandlers) appendGroup(c *remoting.Conn, g *sendGroup, msgs []commitlog.Message, spans []sendSpan) {
 	if len(spans) == 0 {
-		g.done(b, spans, false)
+		g.done(ch.b, spans, false)
 		return
 	}
 	answer := func(res []commitlog.AppendResult, err error) {
 		full := false
 		if g.snap && res != nil {
-			full = b.recordDedup(spans, res, msgs) // dedup.go
+			full = ch.b.recordDedup(spans, res, msgs) // dedup.go
 		}
 		for _, sp := range spans {
 			var r []commitlog.AppendResult
@@ -406,32 +324,32 @@ func (b *Broker) appendGroup(c *remoting.Conn, g *sendGroup, msgs []commitlog.Me
 				r = res[sp.first : sp.first+sp.size]
 			}
 			if sp.dd != nil {
-				b.answerDedup(c, sp, msgs, r, err) // dedup.go
+				ch.b.answerDedup(c, sp, msgs, r, err) // dedup.go
 				continue
 			}
-			resp := b.sendResponse(sp.req, msgs[sp.first:sp.first+sp.size], r, err)
+			resp := ch.b.sender.sendResponse(sp.req, msgs[sp.first:sp.first+sp.size], r, err)
 			if r == nil {
 				_ = c.Reply(resp)
 				continue
 			}
-			b.repl.reply(c, sp.req, resp, msgs[sp.first].Topic, r[len(r)-1].End()) // replication.go
+			ch.b.repl.reply(c, sp.req, resp, msgs[sp.first].Topic, r[len(r)-1].End()) // replication.go
 		}
-		g.done(b, spans, full)
+		g.done(ch.b, spans, full)
 	}
 	if len(msgs) == 0 {
 		answer([]commitlog.AppendResult{}, nil) // only duplicates
 		return
 	}
-	b.appendMessages(msgs, answer)
+	ch.b.sender.appendMessages(msgs, answer)
 }
 
 // prepareSend checks one send request and appends its messages to msgs.
-func (b *Broker) prepareSend(req *remoting.Command, msgs []commitlog.Message, born netip.AddrPort) ([]commitlog.Message, error) {
+func (ch *clientHandlers) prepareSend(req *remoting.Command, msgs []commitlog.Message, born netip.AddrPort) ([]commitlog.Message, error) {
 	h, err := parseSendHeader(req)
 	if err != nil {
 		return msgs, err
 	}
-	if _, err := b.resolveSendTopic(&h); err != nil {
+	if _, err := ch.b.sender.resolveSendTopic(&h); err != nil {
 		return msgs, err
 	}
 	first := len(msgs)
@@ -441,98 +359,32 @@ func (b *Broker) prepareSend(req *remoting.Command, msgs []commitlog.Message, bo
 				return msgs, fmt.Errorf("%w: a batch message may not carry a delay level", ErrInvalidRequest)
 			}
 		}
-		if msgs, err = decodeBatch(req.Body, msgs, &h, born, b.storeHost); err != nil {
+		if msgs, err = decodeBatch(req.Body, msgs, &h, born, ch.b.storeHost); err != nil {
 			return msgs, err
 		}
 	} else {
 		msgs = append(msgs, commitlog.Message{
 			Topic: h.topic, QueueID: h.queueID, Flag: h.flag, SysFlag: h.sysFlag, Body: req.Body,
 			Properties: []byte(h.properties), BornTimestamp: h.bornTimestamp, BornHost: born,
-			StoreHost: b.storeHost, ReconsumeTimes: h.reconsumeTimes,
+			StoreHost: ch.b.storeHost, ReconsumeTimes: h.reconsumeTimes,
 		})
 	}
 	batch := req.Code == protocol.ReqSendBatchMessage || h.batch
 	for i := first; i < len(msgs); i++ {
-		if half, err := b.routeHalf(&msgs[i], &h, batch); err != nil { // transaction.go
+		if half, err := ch.b.routeHalf(&msgs[i], &h, batch); err != nil { // transaction.go
 			return msgs, err
 		} else if !half {
-			if err := b.routeSpecial(&msgs[i], &h); err != nil {
+			if err := ch.b.sender.routeSpecial(&msgs[i], &h); err != nil {
 				return msgs, err
 			}
 		}
 		// Checked here so that one bad message fails its own request,
 		// not the whole group's append.
-		if _, err := msgs[i].EncodedSize(b.cfg.MaxMessageSize); err != nil {
+		if _, err := msgs[i].EncodedSize(ch.b.cfg.MaxMessageSize); err != nil {
 			return msgs, fmt.Errorf("message %d: %w", i-first, err)
 		}
 	}
 	return msgs, nil
-}
-
-// store appends msgs and builds the send response.
-func (b *Broker) store(req *remoting.Command, msgs []commitlog.Message) (resp *remoting.Command) {
-	b.appendMessages(msgs, func(res []commitlog.AppendResult, err error) {
-		resp = b.sendResponse(req, msgs, res, err)
-	})
-	return resp
-}
-
-// appendMessages appends msgs in one go, logs a failure, and calls answer
-// with their results (nil unless every message was appended) and the
-// error. The results come from a pool: answer must not keep them.
-func (b *Broker) appendMessages(msgs []commitlog.Message, answer func(res []commitlog.AppendResult, err error)) {
-	rp := resPool.Get().(*[]commitlog.AppendResult)
-	defer resPool.Put(rp)
-	res, err := b.clog.Append(msgs, (*rp)[:0])
-	*rp = res
-	if err != nil && !errors.Is(err, commitlog.ErrFlushTimeout) {
-		b.log.Warn().Err(err).Str("topic", msgs[0].Topic).Msg("send failed")
-	}
-	if len(res) != len(msgs) {
-		res = nil
-	}
-	answer(res, err)
-}
-
-// sendResponse answers a send whose msgs were appended as res (nil when
-// the append failed with err).
-func (b *Broker) sendResponse(req *remoting.Command, msgs []commitlog.Message, res []commitlog.AppendResult, err error) *remoting.Command {
-	code := int16(protocol.RespSuccess)
-	remark := ""
-	if err == nil && (len(msgs) == 0 || len(res) != len(msgs)) {
-		// handleSends never groups a request without messages, and a
-		// successful append answers every message: a broken invariant,
-		// answered as an error rather than a panic after the store.
-		err = fmt.Errorf("broker: %d messages appended as %d results", len(msgs), len(res))
-	}
-	if err != nil {
-		if errors.Is(err, commitlog.ErrFlushTimeout) && res != nil {
-			code, remark = protocol.RespFlushDiskTimeout, err.Error()
-		} else {
-			code, remark = sendError(err)
-			return remoting.NewResponse(req, code, remark)
-		}
-	}
-	out := remoting.NewResponse(req, code, remark)
-	var ids strings.Builder
-	for i, r := range res {
-		if i > 0 {
-			ids.WriteByte(',')
-		}
-		ids.WriteString(protocol.OffsetMsgID(b.storeHost, r.Offset))
-	}
-	rh := &remoting.SendResponseHeader{MsgID: ids.String(), QueueID: msgs[0].QueueID,
-		QueueOffset: res[0].QueueOffset, MsgRegion: "DefaultRegion", TraceOn: "true"}
-	if msgs[0].Topic == protocol.TransHalfTopic {
-		rh.TransactionID, _ = protocol.Property(msgs[0].Properties, protocol.PropUniqKey)
-	}
-	out.Header = rh
-	var bytes int
-	for i := range msgs {
-		bytes += len(msgs[i].Body)
-	}
-	b.metrics.messagesIn(msgs[0].Topic, len(msgs), bytes)
-	return out
 }
 
 func (b *Broker) reply(c *remoting.Conn, req *remoting.Command, code int16, remark string) {

@@ -42,30 +42,30 @@ func (s *multiState) reset() {
 // handleSendMulti serves FERRY_SEND_MULTI (the protocol package documents
 // it): the messages that pass their checks are stored with one append, in
 // body order, and every message gets its own result.
-func (b *Broker) handleSendMulti(c *remoting.Conn, req *remoting.Command) {
-	if why := b.writable(); why != "" {
-		b.reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
+func (ch *clientHandlers) handleSendMulti(c *remoting.Conn, req *remoting.Command) {
+	if why := ch.b.writable(); why != "" {
+		ch.b.reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
 		return
 	}
 	st := multiPool.Get().(*multiState)
 	defer func() { st.reset(); multiPool.Put(st) }()
 	var err error
 	if st.entries, err = protocol.DecodeMulti(req.Body, st.entries); err != nil {
-		b.reply(c, req, protocol.RespMessageIllegal, err.Error())
+		ch.b.reply(c, req, protocol.RespMessageIllegal, err.Error())
 		return
 	}
 	born := parseAddrPort(c.RemoteAddr())
 	group := req.StringOr("a", "")
 	for i := range st.entries {
 		st.results = append(st.results, protocol.MultiResult{})
-		m, err := b.prepareMultiEntry(&st.entries[i], group, born)
+		m, err := ch.prepareMultiEntry(&st.entries[i], group, born)
 		if err != nil {
 			r := &st.results[i]
 			r.Code, r.Text = sendError(err)
 			r.QueueID = st.entries[i].QueueID
 			continue
 		}
-		if w := b.dedupWindow([]commitlog.Message{m}); w > 0 {
+		if w := ch.b.dedupWindow([]commitlog.Message{m}); w > 0 {
 			st.dedup = append(st.dedup, multiDedup{at: i, m: m, window: w})
 			continue
 		}
@@ -73,12 +73,12 @@ func (b *Broker) handleSendMulti(c *remoting.Conn, req *remoting.Command) {
 		st.at = append(st.at, i)
 	}
 	if len(st.msgs) > 0 {
-		b.appendMessages(st.msgs, func(res []commitlog.AppendResult, err error) {
-			b.multiResults(st, res, err)
+		ch.b.sender.appendMessages(st.msgs, func(res []commitlog.AppendResult, err error) {
+			ch.multiResults(st, res, err)
 		})
 	}
 	for _, d := range st.dedup {
-		b.appendDedup([]commitlog.Message{d.m}, d.window, func(out []dedupStored, flushErr, err error) {
+		ch.b.appendDedup([]commitlog.Message{d.m}, d.window, func(out []dedupStored, flushErr, err error) {
 			r := &st.results[d.at]
 			r.QueueID = d.m.QueueID
 			if err != nil {
@@ -90,9 +90,9 @@ func (b *Broker) handleSendMulti(c *remoting.Conn, req *remoting.Command) {
 				r.Code = protocol.RespFlushDiskTimeout
 			}
 			r.QueueID, r.QueueOffset = out[0].QueueID, out[0].QueueOffset
-			r.Text = protocol.OffsetMsgID(b.storeHost, out[0].CommitlogOffset)
+			r.Text = protocol.OffsetMsgID(ch.b.storeHost, out[0].CommitlogOffset)
 			if !out[0].Dup {
-				b.metrics.messagesIn(d.m.Topic, 1, len(d.m.Body))
+				ch.b.metrics.messagesIn(d.m.Topic, 1, len(d.m.Body))
 			}
 		})
 	}
@@ -103,33 +103,33 @@ func (b *Broker) handleSendMulti(c *remoting.Conn, req *remoting.Command) {
 	}
 	resp.Body = body
 	// A batch over several topics waits as the group's ack mode says.
-	b.repl.replyAfterWrite(c, req, resp, "") // replication.go
+	ch.b.repl.replyAfterWrite(c, req, resp, "") // replication.go
 }
 
 // prepareMultiEntry checks one message of a multi-queue batch as a single
 // send of it would be checked, and returns it ready to append.
-func (b *Broker) prepareMultiEntry(e *protocol.MultiEntry, group string, born netip.AddrPort) (commitlog.Message, error) {
+func (ch *clientHandlers) prepareMultiEntry(e *protocol.MultiEntry, group string, born netip.AddrPort) (commitlog.Message, error) {
 	h := sendHeader{producerGroup: group, topic: e.Topic, queueID: e.QueueID, flag: e.Flag,
 		bornTimestamp: e.BornTimestamp, properties: string(e.Properties)}
-	if _, err := b.resolveSendTopic(&h); err != nil {
+	if _, err := ch.b.sender.resolveSendTopic(&h); err != nil {
 		return commitlog.Message{}, err
 	}
 	m := commitlog.Message{Topic: h.topic, QueueID: h.queueID, Flag: h.flag, Body: e.Body,
-		Properties: e.Properties, BornTimestamp: h.bornTimestamp, BornHost: born, StoreHost: b.storeHost}
-	if _, err := b.routeHalf(&m, &h, true); err != nil { // transaction.go: no halves in a batch
+		Properties: e.Properties, BornTimestamp: h.bornTimestamp, BornHost: born, StoreHost: ch.b.storeHost}
+	if _, err := ch.b.routeHalf(&m, &h, true); err != nil { // transaction.go: no halves in a batch
 		return commitlog.Message{}, err
 	}
-	if err := b.routeSpecial(&m, &h); err != nil {
+	if err := ch.b.sender.routeSpecial(&m, &h); err != nil {
 		return commitlog.Message{}, err
 	}
-	if _, err := m.EncodedSize(b.cfg.MaxMessageSize); err != nil {
+	if _, err := m.EncodedSize(ch.b.cfg.MaxMessageSize); err != nil {
 		return commitlog.Message{}, err
 	}
 	return m, nil
 }
 
 // multiResults fills the results of the appended messages.
-func (b *Broker) multiResults(st *multiState, res []commitlog.AppendResult, err error) {
+func (ch *clientHandlers) multiResults(st *multiState, res []commitlog.AppendResult, err error) {
 	stored := len(res) == len(st.msgs) && (err == nil || errors.Is(err, commitlog.ErrFlushTimeout))
 	if !stored && err == nil {
 		err = fmt.Errorf("broker: %d messages appended as %d results", len(st.msgs), len(res))
@@ -150,9 +150,9 @@ func (b *Broker) multiResults(st *multiState, res []commitlog.AppendResult, err 
 			r.Code = protocol.RespFlushDiskTimeout
 		}
 		r.QueueOffset = res[k].QueueOffset
-		r.Text = protocol.OffsetMsgID(b.storeHost, res[k].Offset)
+		r.Text = protocol.OffsetMsgID(ch.b.storeHost, res[k].Offset)
 		if m.Topic != topic && n > 0 {
-			b.metrics.messagesIn(topic, n, bytes)
+			ch.b.metrics.messagesIn(topic, n, bytes)
 			n, bytes = 0, 0
 		}
 		topic = m.Topic
@@ -160,6 +160,6 @@ func (b *Broker) multiResults(st *multiState, res []commitlog.AppendResult, err 
 		bytes += len(m.Body)
 	}
 	if n > 0 {
-		b.metrics.messagesIn(topic, n, bytes)
+		ch.b.metrics.messagesIn(topic, n, bytes)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ferrymq/ferry/commitlog"
+	"github.com/ferrymq/ferry/dlq"
 	"github.com/ferrymq/ferry/protocol"
 )
 
@@ -25,21 +26,21 @@ var ErrDelayInvalid = errors.New("broker: invalid delay")
 // group's DLQ; a DELAY level goes to the schedule topic (queue level-1);
 // a TIMER_* delivery time goes to the timer topic. The real topic and
 // queue are kept in REAL_TOPIC / REAL_QID.
-func (b *Broker) routeSpecial(m *commitlog.Message, h *sendHeader) error {
+func (s *sender) routeSpecial(m *commitlog.Message, h *sendHeader) error {
 	if len(m.Properties) == 0 && !strings.HasPrefix(m.Topic, protocol.RetryTopicPrefix) {
 		return nil
 	}
 	if strings.HasPrefix(m.Topic, protocol.RetryTopicPrefix) {
 		group := strings.TrimPrefix(m.Topic, protocol.RetryTopicPrefix)
-		limit := b.c().RetryMaxTimes
-		if gc, ok := b.groups.get(group); ok {
+		limit := s.cfg().RetryMaxTimes
+		if gc, ok := s.groups.get(group); ok {
 			limit = gc.RetryMaxTimes
 		}
 		if h.hasMaxReconsume && h.maxReconsumeTimes > 0 {
 			limit = h.maxReconsumeTimes
 		}
 		if m.ReconsumeTimes >= limit {
-			return b.toDLQ(m, group)
+			return s.toDLQ(m, group)
 		}
 	}
 	if protocol.IsScheduledTopic(m.Topic) {
@@ -49,19 +50,19 @@ func (b *Broker) routeSpecial(m *commitlog.Message, h *sendHeader) error {
 	if v, ok := protocol.Property(props, protocol.PropDelayLevel); ok && v != "" && v != "0" {
 		level, err := strconv.Atoi(v)
 		if err != nil || level < 0 {
-			return fmt.Errorf("%w: DELAY %q is not a level 1 to %d", ErrDelayInvalid, v, len(b.delays))
+			return fmt.Errorf("%w: DELAY %q is not a level 1 to %d", ErrDelayInvalid, v, s.delayLevels)
 		}
-		if level > len(b.delays) {
-			level = len(b.delays)
+		if level > s.delayLevels {
+			level = s.delayLevels
 		}
-		return b.schedule(m, protocol.ScheduleTopic, int32(level-1), map[string]string{protocol.PropDelayLevel: strconv.Itoa(level)})
+		return schedule(m, protocol.ScheduleTopic, int32(level-1), map[string]string{protocol.PropDelayLevel: strconv.Itoa(level)})
 	}
 	deliverAt, ok, err := timerDeliverTime(props, time.Now())
 	if err != nil {
 		return err
 	}
 	if ok {
-		return b.schedule(m, protocol.TimerTopic, 0, map[string]string{protocol.PropTimerDeliverMS: strconv.FormatInt(deliverAt, 10)})
+		return schedule(m, protocol.TimerTopic, 0, map[string]string{protocol.PropTimerDeliverMS: strconv.FormatInt(deliverAt, 10)})
 	}
 	return nil
 }
@@ -112,7 +113,7 @@ func has(props []byte, key string) bool {
 }
 
 // schedule moves m to a scheduling topic, keeping its real destination.
-func (b *Broker) schedule(m *commitlog.Message, topic string, queue int32, set map[string]string) error {
+func schedule(m *commitlog.Message, topic string, queue int32, set map[string]string) error {
 	p := protocol.ParseProperties(m.Properties)
 	for k, v := range set {
 		p[k] = v
@@ -125,9 +126,9 @@ func (b *Broker) schedule(m *commitlog.Message, topic string, queue int32, set m
 }
 
 // toDLQ moves m to the group's dead-letter queue, delay cleared.
-func (b *Broker) toDLQ(m *commitlog.Message, group string) error {
+func (s *sender) toDLQ(m *commitlog.Message, group string) error {
 	dlq := protocol.DLQTopic(group)
-	if _, err := b.ensureGroupTopic(dlq); err != nil {
+	if _, err := s.ensureGroupTopic(dlq); err != nil {
 		return err
 	}
 	p := protocol.ParseProperties(m.Properties)
@@ -140,6 +141,59 @@ func (b *Broker) toDLQ(m *commitlog.Message, group string) error {
 	}
 	m.Properties = protocol.EncodeProperties(p)
 	m.Topic, m.QueueID = dlq, 0
-	b.log.Info().Str("group", group).Int32("reconsume_times", m.ReconsumeTimes).Msg("message moved to the dead-letter queue")
+	s.log.Info().Str("group", group).Int32("reconsume_times", m.ReconsumeTimes).Msg("message moved to the dead-letter queue")
 	return nil
+}
+
+// sendBackMessage builds the retry (or dead-letter) copy of a consumed
+// record for group.
+func (s *sender) sendBackMessage(rec protocol.Record, group string, gc GroupConfig, originMsgID string, delayLevel, maxTimes int32) (commitlog.Message, error) {
+	limit := gc.RetryMaxTimes
+	if maxTimes >= 0 {
+		limit = maxTimes
+	}
+	p := protocol.ParseProperties(rec.Properties)
+	topic := string(rec.Topic)
+	if _, ok := p[protocol.PropRetryTopic]; !ok {
+		p[protocol.PropRetryTopic] = topic
+	}
+	if _, ok := p[protocol.PropOriginMessageID]; !ok {
+		if originMsgID == "" {
+			originMsgID = protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset)
+		}
+		p[protocol.PropOriginMessageID] = originMsgID
+	}
+	delete(p, protocol.PropRealTopic)
+	delete(p, protocol.PropRealQueueID)
+	delete(p, protocol.PropTimerDeliverMS)
+	delete(p, protocol.PropTimerDelayMS)
+	delete(p, protocol.PropTimerDelaySec)
+	m := commitlog.Message{
+		Flag: rec.Flag, SysFlag: rec.SysFlag, Body: rec.Body, BornTimestamp: rec.BornTimestamp,
+		BornHost: rec.BornHost, StoreHost: s.storeHost(), ReconsumeTimes: rec.ReconsumeTimes + 1,
+	}
+	d := dlq.Decide(rec.ReconsumeTimes, limit, delayLevel, s.delayLevels)
+	if d.DLQ {
+		delete(p, protocol.PropDelayLevel)
+		dlqTopic := protocol.DLQTopic(group)
+		if _, err := s.ensureGroupTopic(dlqTopic); err != nil {
+			return m, err
+		}
+		m.Topic, m.QueueID = dlqTopic, 0
+		m.Properties = protocol.EncodeProperties(p)
+		s.log.Info().Str("group", group).Str("topic", topic).Int32("reconsume_times", rec.ReconsumeTimes).Msg("message moved to the dead-letter queue")
+		return m, nil
+	}
+	retry := protocol.RetryTopic(group)
+	if _, err := s.ensureGroupTopic(retry); err != nil {
+		return m, err
+	}
+	level := d.Level
+	p[protocol.PropDelayLevel] = strconv.Itoa(int(level))
+	// Stored straight into the schedule topic, due back on the retry topic.
+	p[protocol.PropRealTopic] = retry
+	p[protocol.PropRealQueueID] = "0"
+	m.Topic, m.QueueID = protocol.ScheduleTopic, level-1
+	m.Properties = protocol.EncodeProperties(p)
+	return m, nil
 }

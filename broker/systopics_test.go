@@ -92,7 +92,7 @@ func TestSystemTopicsRefuseAdmin(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, topic := range []string{protocol.DLQTopic("billing"), protocol.RetryTopic("billing")} {
-		if _, err := b.ensureGroupTopic(topic); err != nil {
+		if _, err := b.sender.ensureGroupTopic(topic); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -134,7 +134,7 @@ func (b *Broker) routeHalf(m *commitlog.Message, h *sendHeader, batch bool) (boo
 	if err := b.ensureTxnTopics(protocol.TransHalfTopic, protocol.TransOpHalfTopic); err != nil {
 		return true, err
 	}
-	return true, b.schedule(m, protocol.TransHalfTopic, 0, nil)
+	return true, schedule(m, protocol.TransHalfTopic, 0, nil)
 }
 
 // ensureTxnTopics creates transaction topics (one queue each) on first
@@ -277,7 +277,7 @@ func (b *Broker) closeHalvesLocked(halves []openHalf, op string) error {
 		}
 	}
 	var appendErr error
-	b.appendMessages(msgs, func(_ []commitlog.AppendResult, err error) { appendErr = err })
+	b.sender.appendMessages(msgs, func(_ []commitlog.AppendResult, err error) { appendErr = err })
 	if appendErr != nil && !errors.Is(appendErr, commitlog.ErrFlushTimeout) {
 		return appendErr
 	}
@@ -303,7 +303,7 @@ func (b *Broker) closeRecords(msgs []commitlog.Message, half openHalf, op string
 	switch op {
 	case protocol.TransactionOpCommit:
 		m := realMessage(&rec, protocol.SysFlagTransactionCommit)
-		if err := b.routeSpecial(&m, &sendHeader{}); err != nil {
+		if err := b.sender.routeSpecial(&m, &sendHeader{}); err != nil {
 			return msgs, err
 		}
 		msgs = append(msgs, m)

@@ -86,8 +86,10 @@ func BenchmarkHTTPProduceLatency(b *testing.B) {
 				defer fasthttp.ReleaseResponse(resp)
 				next := time.Now().Add(time.Duration(w) * interval / workers)
 				end := time.Now().Add(time.Duration(secs) * time.Second)
+				pace := time.NewTimer(time.Until(next)) // each worker sends at its own slot of the interval
+				defer pace.Stop()
 				for next.Before(end) {
-					time.Sleep(time.Until(next))
+					<-pace.C
 					req.SetRequestURI(url)
 					req.Header.SetMethod("POST")
 					req.Header.SetContentType("application/json")
@@ -99,6 +101,7 @@ func BenchmarkHTTPProduceLatency(b *testing.B) {
 					}
 					lat[w] = append(lat[w], time.Since(start))
 					next = next.Add(interval)
+					pace.Reset(time.Until(next))
 				}
 			}()
 		}

@@ -16,11 +16,15 @@ import (
 // TestMain checks that no goroutine outlives the test run: every broker a
 // test starts is shut down. The fasthttp server parks a worker-pool
 // janitor for a while after shutdown and keeps a process-wide date
-// updater.
+// updater; the benchmarks' fasthttp client likewise leaves its idle
+// connection and address-cache janitors sleeping for a while.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m,
 		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*workerPool).Start.func2"),
-		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"))
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.updateServerDate.func1"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*Client).mCleaner"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*HostClient).connsCleaner"),
+		goleak.IgnoreAnyFunction("github.com/valyala/fasthttp.(*TCPDialer).tcpAddrsClean"))
 }
 
 // startBroker starts a broker on 127.0.0.1 with its HTTP port served by
