@@ -299,13 +299,18 @@ func buildMessage(in *apiProduceMsg, rawBody []byte, topic string, defQueue, nq 
 
 // --- reads ---
 
-// HTTPMessagesView is the broker's message lookups as the HTTP API
-// serves them (and api_trace.go).
-type HTTPMessagesView struct{ b *Broker }
+// HTTPMessagesView is the broker's messages as the HTTP API serves them
+// (and api_trace.go): reads through the message reader, waits on the held
+// waits, and writes (produce, resend) through the broker.
+type HTTPMessagesView struct {
+	b        *Broker
+	messages *messageReader
+	holds    *heldPulls
+}
 
 // ByID is the message with a message id (client-made or broker-made).
 func (v HTTPMessagesView) ByID(id string) (protocol.HTTPMessage, error) {
-	raw, err := v.b.messages.byID(id)
+	raw, err := v.messages.byID(id)
 	if err != nil {
 		return protocol.HTTPMessage{}, err
 	}
@@ -319,14 +324,14 @@ func (v HTTPMessagesView) ByID(id string) (protocol.HTTPMessage, error) {
 // Find is up to n messages of topic stored between begin and end (ms;
 // end 0: no end), with key unless key is "".
 func (v HTTPMessagesView) Find(topic, key string, begin, end int64, n int) ([]protocol.HTTPMessage, error) {
-	b := v.b
-	if _, ok := b.topics.get(topic); !ok {
+	rd := v.messages
+	if _, ok := rd.topics.get(topic); !ok {
 		return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
 	}
 	if key == "" {
-		return b.messages.messagesByTime(topic, begin, end, n)
+		return rd.messagesByTime(topic, begin, end, n)
 	}
-	raws, err := b.messages.byKey(topic, key, begin, end, n)
+	raws, err := rd.byKey(topic, key, begin, end, n)
 	if err != nil {
 		return nil, err
 	}
@@ -342,7 +347,7 @@ func (v HTTPMessagesView) Find(topic, key string, begin, end int64, n int) ([]pr
 // Queue checks that topic exists and may be read and that queue names
 // one of its queues.
 func (v HTTPMessagesView) Queue(topic, queue string) (int32, error) {
-	tc, ok := v.b.topics.get(topic)
+	tc, ok := v.messages.topics.get(topic)
 	if !ok {
 		return 0, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
 	}
@@ -363,12 +368,12 @@ func (v HTTPMessagesView) Queue(topic, queue string) (int32, error) {
 // it waits up to wait (at most long_poll_max) for messages. tag is a tag
 // expression ("" or "*": every message).
 func (v HTTPMessagesView) ReadQueue(topic string, q int32, offset int64, n int, wait time.Duration, tag string) (protocol.HTTPQueueRead, error) {
-	b := v.b
+	rd := v.messages
 	filter, tags := apiTagFilter(tag)
-	poll := b.holds.newHTTPPoll(wait)
+	poll := v.holds.newHTTPPoll(wait)
 	defer poll.end()
 	for {
-		minOff, maxOff := b.reader.minOffset(topic, q), b.cq.MaxOffset(topic, q)
+		minOff, maxOff := rd.queues.minOffset(topic, q), rd.cq.MaxOffset(topic, q)
 		offset = max(offset, minOff)
 		if offset > maxOff {
 			offset = maxOff
@@ -376,7 +381,7 @@ func (v HTTPMessagesView) ReadQueue(topic string, q int32, offset int64, n int, 
 		var msgs []apiMessage
 		if offset < maxOff {
 			var err error
-			msgs, offset, err = b.messages.readQueueOnce(topic, q, offset, n, filter, tags, maxOff)
+			msgs, offset, err = rd.readQueueOnce(topic, q, offset, n, filter, tags, maxOff)
 			if err != nil {
 				return protocol.HTTPQueueRead{}, err
 			}
