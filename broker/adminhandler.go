@@ -16,13 +16,13 @@ import (
 // the remoting face of admin.go and ops.go.
 type adminHandler struct {
 	a    *Admin
-	msgs messageLookup // the key index (keyindex.go)
+	msgs messageLookup // the message reader (reader.go)
 }
 
 // messageLookup finds stored messages by key and by message id.
 type messageLookup interface {
-	MessagesByKey(topic, key string, begin, end int64, max int) ([][]byte, error)
-	MessageByID(id string) ([]byte, error)
+	byKey(topic, key string, begin, end int64, max int) ([][]byte, error)
+	byID(id string) ([]byte, error)
 }
 
 // routes registers the administration codes, with timed.
@@ -247,7 +247,7 @@ func (h adminHandler) handleQueryMessage(c *remoting.Conn, req *remoting.Command
 	maxNum, _ := req.Int32Or("maxNum", 32)
 	begin, _ := req.Int64Or("beginTimestamp", 0)
 	end, _ := req.Int64Or("endTimestamp", 0)
-	recs, err := h.msgs.MessagesByKey(topic, key, begin, end, int(maxNum))
+	recs, err := h.msgs.byKey(topic, key, begin, end, int(maxNum))
 	if err != nil {
 		replyErr(c, req, err)
 		return
@@ -268,7 +268,7 @@ func (h adminHandler) handleViewMessage(c *remoting.Conn, req *remoting.Command)
 	var raw []byte
 	var err error
 	if id := req.StringOr("msgId", ""); id != "" {
-		raw, err = h.msgs.MessageByID(id)
+		raw, err = h.msgs.byID(id)
 	} else {
 		var off int64
 		if off, err = req.Int64("offset"); err == nil {

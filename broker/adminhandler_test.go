@@ -13,16 +13,16 @@ import (
 
 // fakeLookup finds the messages it is given.
 type fakeLookup struct {
-	byKey map[string][][]byte
-	byID  map[string][]byte
+	keys map[string][][]byte
+	ids  map[string][]byte
 }
 
-func (f fakeLookup) MessagesByKey(topic, key string, _, _ int64, _ int) ([][]byte, error) {
-	return f.byKey[topic+"/"+key], nil
+func (f fakeLookup) byKey(topic, key string, _, _ int64, _ int) ([][]byte, error) {
+	return f.keys[topic+"/"+key], nil
 }
 
-func (f fakeLookup) MessageByID(id string) ([]byte, error) {
-	if raw, ok := f.byID[id]; ok {
+func (f fakeLookup) byID(id string) ([]byte, error) {
+	if raw, ok := f.ids[id]; ok {
 		return raw, nil
 	}
 	return nil, errors.New("no message " + id)
@@ -53,8 +53,8 @@ func serveAdmin(t *testing.T, a *Admin, msgs messageLookup) *tclient {
 func TestAdminHandlerCodes(t *testing.T) {
 	a := testBroker(t, t.TempDir(), nil).Admin()
 	c := serveAdmin(t, a, fakeLookup{
-		byKey: map[string][][]byte{"shop/k1": {[]byte("one"), []byte("two")}},
-		byID:  map[string][]byte{"ID1": []byte("raw")},
+		keys: map[string][][]byte{"shop/k1": {[]byte("one"), []byte("two")}},
+		ids:  map[string][]byte{"ID1": []byte("raw")},
 	})
 	req := func(code int16, fields map[string]string, body []byte) *remoting.Command {
 		return c.invoke(remoting.NewRequest(code, fields, body))

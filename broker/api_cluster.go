@@ -25,9 +25,9 @@ const peerTimeout = 2 * time.Second
 // HTTPClusterView is what the cluster view needs of this broker.
 type HTTPClusterView struct{ b *Broker }
 
-// Members lists every broker the name servers know (clusterMembers).
+// Members lists every broker the name servers know (members).
 func (v HTTPClusterView) Members(ctx context.Context) ([]ClusterMember, error) {
-	return v.b.clusterMembers(ctx)
+	return v.members(ctx)
 }
 
 // Self is this broker's remoting address, as Members lists it.
@@ -37,7 +37,7 @@ func (v HTTPClusterView) Self() string { return v.b.addr }
 func (v HTTPClusterView) Points() []protocol.HTTPStatsPoint { return v.b.stats.statsPoints() }
 
 // GroupLags is every group's total lag on this broker.
-func (v HTTPClusterView) GroupLags() map[string]int64 { return v.b.groupLags() }
+func (v HTTPClusterView) GroupLags() map[string]int64 { return v.b.stats.groupLags() }
 
 // PeerTLS says whether the brokers of the cluster serve HTTPS (they share
 // this broker's setup), and what to trust then: what the name-server
@@ -60,16 +60,17 @@ type ClusterMember struct {
 	HTTP          string // HTTP address; "" when it registered none
 }
 
-// clusterMembers lists every broker the name servers know, sorted by
+// members lists every broker the name servers know, sorted by
 // cluster, name and id, this broker included even before it is
 // registered. Without name servers it is this broker alone; when none
 // answers, too, with the error.
-func (b *Broker) clusterMembers(ctx context.Context) ([]ClusterMember, error) {
+func (v HTTPClusterView) members(ctx context.Context) ([]ClusterMember, error) {
+	b := v.b
 	self := ClusterMember{Cluster: b.cfg.ClusterName, Name: b.cfg.BrokerName, ID: b.cfg.BrokerID, Addr: b.addr, HTTP: b.httpAdvertised()}
 	if len(b.cfg.NamesrvAddrs) == 0 {
 		return []ClusterMember{self}, nil
 	}
-	ci, err := b.namesrvClusterInfo(ctx)
+	ci, err := v.namesrvClusterInfo(ctx)
 	if err != nil {
 		return []ClusterMember{self}, err
 	}
@@ -101,7 +102,8 @@ func (b *Broker) clusterMembers(ctx context.Context) ([]ClusterMember, error) {
 
 // namesrvClusterInfo asks the name servers in turn for the cluster info;
 // the first answer wins.
-func (b *Broker) namesrvClusterInfo(ctx context.Context) (*remoting.ClusterInfo, error) {
+func (v HTTPClusterView) namesrvClusterInfo(ctx context.Context) (*remoting.ClusterInfo, error) {
+	b := v.b
 	var errs []error
 	for _, ns := range b.cfg.NamesrvAddrs {
 		c, cancel := context.WithTimeout(ctx, peerTimeout)

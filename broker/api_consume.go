@@ -28,9 +28,9 @@ package broker
 // a nack (including the commitlog append of the retry copy). Lock order:
 // leaseTable.mu → groupLeases.mu → offsetTable.mu; commitlog and consume
 // queue calls are made under groupLeases.mu only. The expiry sweeper is a
-// goroutine owned by the Broker (b.wg), started by the first receive and
-// stopped by Shutdown (b.stop); each receive also expires its group's
-// leases itself first.
+// goroutine owned by the Broker (its wait group), started by the first
+// receive and stopped by Shutdown (the stop channel); each receive also
+// expires its group's leases itself first.
 
 import (
 	"errors"
@@ -40,17 +40,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
 	"github.com/ferrymq/ferry/protocol"
 )
-
-// apiState is the HTTP API's in-memory state, the Broker's api field.
-type apiState struct {
-	waiters    atomic.Int64 // long-polling requests held now
-	leases     leaseTable
-	receiptKey []byte // signs receipt handles (loadReceiptKey); set before Start
-}
 
 // Receive limits.
 const (
@@ -63,9 +58,32 @@ const (
 	expiryRetryDelay   = time.Second
 )
 
+// leaseTable is the HTTP consumers' receive leases, the Broker's leases
+// field.
 type leaseTable struct {
+	offsets *offsetTable
+	groups  *groupTable
+	topics  *topicTable
+	cq      *consumequeue.Store
+	clog    *commitlog.Log
+	holds   *heldPulls // receives wait there
+	metrics *metrics
+	log     zerolog.Logger
+	cfg     func() *Config
+	// The request path's functions, set by New once the queue reader and
+	// the sender exist: a queue's first kept offset (queuereader.go); the
+	// retry or dead-letter copy of a message, as CONSUMER_SEND_MSG_BACK
+	// builds it; why the retry copies could not be stored now (sender.go).
+	minOffset     func(topic string, queue int32) int64
+	sendBack      func(rec protocol.Record, group string, gc GroupConfig, originMsgID string, delayLevel, maxTimes int32) (commitlog.Message, error)
+	checkWritable func() error
+	now           func() time.Time
+	stop          <-chan struct{}
+	wg            *sync.WaitGroup // the sweeper's owner
+	receiptKey    []byte          // signs receipt handles (loadReceiptKey); set before Start
+
 	mu      sync.Mutex
-	groups  map[string]*groupLeases
+	byGroup map[string]*groupLeases
 	epoch   atomic.Uint64 // last lease epoch handed out
 	seeded  sync.Once
 	sweeper sync.Once
@@ -97,13 +115,13 @@ type lease struct {
 func (t *leaseTable) group(name string, create bool) *groupLeases {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	g := t.groups[name]
+	g := t.byGroup[name]
 	if g == nil && create {
-		if t.groups == nil {
-			t.groups = make(map[string]*groupLeases)
+		if t.byGroup == nil {
+			t.byGroup = make(map[string]*groupLeases)
 		}
 		g = &groupLeases{queues: make(map[topicQueue]*leaseQueue)}
-		t.groups[name] = g
+		t.byGroup[name] = g
 	}
 	return g
 }
@@ -111,8 +129,8 @@ func (t *leaseTable) group(name string, create bool) *groupLeases {
 func (t *leaseTable) all() map[string]*groupLeases {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make(map[string]*groupLeases, len(t.groups))
-	for k, v := range t.groups {
+	out := make(map[string]*groupLeases, len(t.byGroup))
+	for k, v := range t.byGroup {
 		out[k] = v
 	}
 	return out
@@ -120,7 +138,7 @@ func (t *leaseTable) all() map[string]*groupLeases {
 
 func (t *leaseTable) forgetGroup(name string) {
 	t.mu.Lock()
-	delete(t.groups, name)
+	delete(t.byGroup, name)
 	t.mu.Unlock()
 }
 
@@ -163,8 +181,8 @@ func (t *leaseTable) inflight(group string) map[topicQueue]int {
 // queueLocked returns the lease state of (group, tq), creating it at the
 // committed offset (the queue's first kept offset when none is committed),
 // or recreating it when the committed offset moved underneath.
-func (b *Broker) queueLocked(g *groupLeases, group string, tq topicQueue, create bool) *leaseQueue {
-	cur, ok := b.offsets.get(group, tq.topic, tq.queue)
+func (t *leaseTable) queueLocked(g *groupLeases, group string, tq topicQueue, create bool) *leaseQueue {
+	cur, ok := t.offsets.get(group, tq.topic, tq.queue)
 	lq := g.queues[tq]
 	if lq != nil && ((ok && cur == lq.committed) || (!ok && lq.committed < 0)) {
 		return lq
@@ -176,34 +194,34 @@ func (b *Broker) queueLocked(g *groupLeases, group string, tq topicQueue, create
 	if ok {
 		lq.next, lq.committed = cur, cur
 	} else {
-		lq.next = b.reader.minOffset(tq.topic, tq.queue)
+		lq.next = t.minOffset(tq.topic, tq.queue)
 	}
 	g.queues[tq] = lq
 	return lq
 }
 
 // commitLocked commits min(in flight) or next as the group's offset.
-func (b *Broker) commitLocked(group string, tq topicQueue, lq *leaseQueue) {
+func (t *leaseTable) commitLocked(group string, tq topicQueue, lq *leaseQueue) {
 	c := lq.next
 	for qo := range lq.inflight {
 		c = min(c, qo)
 	}
 	if c != lq.committed {
-		b.offsets.set(group, tq.topic, tq.queue, c)
+		t.offsets.set(group, tq.topic, tq.queue, c)
 		lq.committed = c
 	}
 }
 
 // consumerGroup returns group's config, creating it when auto-creation is
 // on, and refuses a group that may not consume.
-func (b *Broker) consumerGroup(group string) (GroupConfig, error) {
-	gc, ok := b.groups.get(group)
+func (t *leaseTable) consumerGroup(group string) (GroupConfig, error) {
+	gc, ok := t.groups.get(group)
 	if !ok {
-		if !b.c().AutoCreateGroup {
+		if !t.cfg().AutoCreateGroup {
 			return gc, fmt.Errorf("%w: %s", ErrGroupNotFound, group)
 		}
-		gc = DefaultGroupConfig(group, b.c().RetryMaxTimes)
-		if err := b.groups.put(gc); err != nil {
+		gc = DefaultGroupConfig(group, t.cfg().RetryMaxTimes)
+		if err := t.groups.put(gc); err != nil {
 			return gc, err
 		}
 	}
@@ -215,12 +233,12 @@ func (b *Broker) consumerGroup(group string) (GroupConfig, error) {
 
 // HTTPConsumeView is leased consumption (receive, ack, nack) as the HTTP
 // API serves it.
-type HTTPConsumeView struct{ b *Broker }
+type HTTPConsumeView struct{ leases *leaseTable }
 
 // Receive leases up to in.Max messages of in.Topic to group, waiting up
 // to in.WaitMs (at most long_poll_max) while there are none.
 func (v HTTPConsumeView) Receive(group string, in protocol.HTTPReceive) ([]protocol.HTTPMessage, error) {
-	b := v.b
+	t := v.leases
 	maxMsgs := defaultReceiveMax
 	if in.Max != nil {
 		maxMsgs = *in.Max
@@ -242,25 +260,25 @@ func (v HTTPConsumeView) Receive(group string, in protocol.HTTPReceive) ([]proto
 	if err := ValidateGroup(group); err != nil {
 		return nil, err
 	}
-	gc, err := b.consumerGroup(group)
+	gc, err := t.consumerGroup(group)
 	if err != nil {
 		return nil, err
 	}
-	tc, ok := b.topics.get(in.Topic)
+	tc, ok := t.topics.get(in.Topic)
 	if !ok {
 		return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, in.Topic)
 	}
 	if !protocol.PermReadable(tc.Perm) {
 		return nil, fmt.Errorf("%w: topic %s is not readable", ErrNoPermission, in.Topic)
 	}
-	b.startLeaseSweeper()
+	t.startSweeper()
 	filter, tags := apiTagFilter(in.Tag)
-	g := b.api.leases.group(group, true)
-	poll := b.newHTTPPoll(time.Duration(in.WaitMs) * time.Millisecond)
+	g := t.group(group, true)
+	poll := t.holds.newHTTPPoll(time.Duration(in.WaitMs) * time.Millisecond)
 	defer poll.end()
 	for {
-		queues := b.receiveQueues(group, in.Topic)
-		msgs, err := b.receiveOnce(g, group, gc, queues, maxMsgs, vis, filter, tags)
+		queues := t.receiveQueues(group, in.Topic)
+		msgs, err := t.receiveOnce(g, group, gc, queues, maxMsgs, vis, filter, tags)
 		if err != nil {
 			return nil, err
 		}
@@ -293,15 +311,15 @@ func receiveWaitKeys(group string, queues []topicQueue) []holdKey {
 
 // receiveQueues lists the queues a receive of topic by group reads: the
 // topic's read queues, then the group's retry queues.
-func (b *Broker) receiveQueues(group, topic string) []topicQueue {
+func (t *leaseTable) receiveQueues(group, topic string) []topicQueue {
 	var out []topicQueue
-	if tc, ok := b.topics.get(topic); ok {
+	if tc, ok := t.topics.get(topic); ok {
 		for q := int32(0); q < tc.ReadQueueNums; q++ {
 			out = append(out, topicQueue{topic, q})
 		}
 	}
 	retry := protocol.RetryTopic(group)
-	if tc, ok := b.topics.get(retry); ok && retry != topic {
+	if tc, ok := t.topics.get(retry); ok && retry != topic {
 		for q := int32(0); q < tc.ReadQueueNums; q++ {
 			out = append(out, topicQueue{retry, q})
 		}
@@ -311,11 +329,11 @@ func (b *Broker) receiveQueues(group, topic string) []topicQueue {
 
 // receiveOnce leases up to max messages from queues, first expiring the
 // group's overdue leases.
-func (b *Broker) receiveOnce(g *groupLeases, group string, gc GroupConfig, queues []topicQueue, want int, vis time.Duration, filter tagFilter, tags map[string]bool) ([]apiMessage, error) {
+func (t *leaseTable) receiveOnce(g *groupLeases, group string, gc GroupConfig, queues []topicQueue, want int, vis time.Duration, filter tagFilter, tags map[string]bool) ([]apiMessage, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	now := time.Now()
-	b.expireLocked(g, group, gc, now)
+	now := t.now()
+	t.expireLocked(g, group, gc, now)
 	out := []apiMessage{}
 	if len(queues) == 0 {
 		return out, nil
@@ -327,16 +345,16 @@ func (b *Broker) receiveOnce(g *groupLeases, group string, gc GroupConfig, queue
 	var bytesOut int
 	for i := 0; i < len(queues) && len(out) < want; i++ {
 		tq := queues[(start+i)%len(queues)]
-		lq := b.queueLocked(g, group, tq, true)
-		minOff, maxOff := b.reader.minOffset(tq.topic, tq.queue), b.cq.MaxOffset(tq.topic, tq.queue)
+		lq := t.queueLocked(g, group, tq, true)
+		minOff, maxOff := t.minOffset(tq.topic, tq.queue), t.cq.MaxOffset(tq.topic, tq.queue)
 		lq.next = min(max(lq.next, minOff), maxOff)
 	scan:
 		for len(out) < want && lq.next < maxOff {
 			var err error
-			entries, err = b.cq.Get(tq.topic, tq.queue, lq.next, min(2*(want-len(out)), 256), entries[:0])
+			entries, err = t.cq.Get(tq.topic, tq.queue, lq.next, min(2*(want-len(out)), 256), entries[:0])
 			if err != nil || len(entries) == 0 {
 				if err != nil {
-					b.log.Warn().Err(err).Str("group", group).Str("topic", tq.topic).Int32("queue_id", tq.queue).Msg("HTTP receive: read consume queue")
+					t.log.Warn().Err(err).Str("group", group).Str("topic", tq.topic).Int32("queue_id", tq.queue).Msg("HTTP receive: read consume queue")
 				}
 				break
 			}
@@ -349,69 +367,69 @@ func (b *Broker) receiveOnce(g *groupLeases, group string, gc GroupConfig, queue
 					continue
 				}
 				var rec protocol.Record
-				rec, buf, err = b.clog.ReadRecord(e.Offset, buf)
+				rec, buf, err = t.clog.ReadRecord(e.Offset, buf)
 				if err != nil {
-					b.log.Warn().Err(err).Str("group", group).Str("topic", tq.topic).Int64("offset", e.QueueOffset).Msg("HTTP receive: read message")
+					t.log.Warn().Err(err).Str("group", group).Str("topic", tq.topic).Int64("offset", e.QueueOffset).Msg("HTTP receive: read message")
 					break scan
 				}
 				lq.next = e.QueueOffset + 1
 				if tags != nil {
-					if t, _ := rec.Property(protocol.PropTags); !tags[t] {
+					if tag, _ := rec.Property(protocol.PropTags); !tags[tag] {
 						continue // a tag hash collision
 					}
 				}
-				l := &lease{epoch: b.api.leases.nextEpoch(), deadline: now.Add(vis), clogOff: e.Offset}
+				l := &lease{epoch: t.nextEpoch(), deadline: now.Add(vis), clogOff: e.Offset}
 				lq.inflight[e.QueueOffset] = l
-				m := b.messageOut(rec)
+				m := messageOut(rec)
 				if strings.HasPrefix(tq.topic, protocol.RetryTopicPrefix) {
 					m.StoredTopic = tq.topic
-					if t, ok := rec.Property(protocol.PropRetryTopic); ok && t != "" && !strings.HasPrefix(t, protocol.RetryTopicPrefix) {
-						m.Topic = t
+					if rt, ok := rec.Property(protocol.PropRetryTopic); ok && rt != "" && !strings.HasPrefix(rt, protocol.RetryTopicPrefix) {
+						m.Topic = rt
 					}
 				}
-				m.ReceiptHandle = receipt{topic: tq.topic, queue: tq.queue, qoff: e.QueueOffset, clogOff: e.Offset, epoch: l.epoch}.encode(b.api.receiptKey)
+				m.ReceiptHandle = receipt{topic: tq.topic, queue: tq.queue, qoff: e.QueueOffset, clogOff: e.Offset, epoch: l.epoch}.encode(t.receiptKey)
 				bytesOut += len(rec.Body)
 				out = append(out, m)
 			}
 		}
-		b.commitLocked(group, tq, lq)
+		t.commitLocked(group, tq, lq)
 	}
 	if len(out) > 0 {
-		b.metrics.messagesOut(queues[0].topic, group, len(out), bytesOut)
+		t.metrics.messagesOut(queues[0].topic, group, len(out), bytesOut)
 	}
 	return out, nil
 }
 
 // retryLocked sends the leased message at clogOff down the retry path:
 // %RETRY%<group> at the next delay level, or the DLQ past the limit.
-func (b *Broker) retryLocked(group string, gc GroupConfig, clogOff int64) error {
-	rec, _, err := b.clog.ReadRecord(clogOff, nil)
+func (t *leaseTable) retryLocked(group string, gc GroupConfig, clogOff int64) error {
+	rec, _, err := t.clog.ReadRecord(clogOff, nil)
 	if err != nil {
 		return err
 	}
 	origin, _ := rec.Property(protocol.PropUniqKey)
-	m, err := b.sender.sendBackMessage(rec, group, gc, origin, 0, -1)
+	m, err := t.sendBack(rec, group, gc, origin, 0, -1)
 	if err != nil {
 		return err
 	}
-	if _, err := b.clog.Append([]commitlog.Message{m}, nil); err != nil && !isFlushTimeout(err) {
+	if _, err := t.clog.Append([]commitlog.Message{m}, nil); err != nil && !isFlushTimeout(err) {
 		return err
 	}
-	b.metrics.messagesIn(m.Topic, 1, len(m.Body))
+	t.metrics.messagesIn(m.Topic, 1, len(m.Body))
 	return nil
 }
 
 // expireLocked nacks the group's leases past their deadline. A failed
 // retry is tried again a little later.
-func (b *Broker) expireLocked(g *groupLeases, group string, gc GroupConfig, now time.Time) {
+func (t *leaseTable) expireLocked(g *groupLeases, group string, gc GroupConfig, now time.Time) {
 	for tq, lq := range g.queues {
 		touched := false
 		for qo, l := range lq.inflight {
 			if l.deadline.After(now) {
 				continue
 			}
-			if err := b.retryLocked(group, gc, l.clogOff); err != nil {
-				b.log.Warn().Err(err).Str("group", group).Str("topic", tq.topic).Int64("offset", qo).Msg("HTTP lease expired; retry failed")
+			if err := t.retryLocked(group, gc, l.clogOff); err != nil {
+				t.log.Warn().Err(err).Str("group", group).Str("topic", tq.topic).Int64("offset", qo).Msg("HTTP lease expired; retry failed")
 				l.deadline = now.Add(expiryRetryDelay)
 				continue
 			}
@@ -419,48 +437,54 @@ func (b *Broker) expireLocked(g *groupLeases, group string, gc GroupConfig, now 
 			touched = true
 		}
 		if touched {
-			b.commitLocked(group, tq, lq)
+			t.commitLocked(group, tq, lq)
 		}
 	}
 }
 
-// startLeaseSweeper starts the goroutine that expires leases of every
-// group, once; it stops with the broker.
-func (b *Broker) startLeaseSweeper() {
-	b.api.leases.sweeper.Do(func() {
+// startSweeper starts the goroutine that expires leases of every group,
+// once; it stops with the broker.
+func (t *leaseTable) startSweeper() {
+	t.sweeper.Do(func() {
 		select {
-		case <-b.stop:
+		case <-t.stop:
 			return
 		default:
 		}
-		b.wg.Add(1)
-		go b.sweepLeases()
+		t.wg.Add(1)
+		go t.sweep()
 	})
 }
 
-func (b *Broker) sweepLeases() {
-	defer b.wg.Done()
-	t := time.NewTicker(leaseSweepInterval)
-	defer t.Stop()
+func (t *leaseTable) sweep() {
+	defer t.wg.Done()
+	tick := time.NewTicker(leaseSweepInterval)
+	defer tick.Stop()
 	for {
 		select {
-		case <-b.stop:
+		case <-t.stop:
 			return
-		case now := <-t.C:
-			for name, g := range b.api.leases.all() {
-				gc, ok := b.groups.get(name)
-				if !ok {
-					b.api.leases.forgetGroup(name)
-					continue
-				}
-				if b.writable() != "" {
-					continue // the retry copies could not be stored
-				}
-				g.mu.Lock()
-				b.expireLocked(g, name, gc, now)
-				g.mu.Unlock()
-			}
+		case now := <-tick.C:
+			t.expireAll(now)
 		}
+	}
+}
+
+// expireAll nacks the leases of every group past their deadline at now
+// and forgets the leases of deleted groups.
+func (t *leaseTable) expireAll(now time.Time) {
+	for name, g := range t.all() {
+		gc, ok := t.groups.get(name)
+		if !ok {
+			t.forgetGroup(name)
+			continue
+		}
+		if t.checkWritable() != nil {
+			continue // the retry copies could not be stored
+		}
+		g.mu.Lock()
+		t.expireLocked(g, name, gc, now)
+		g.mu.Unlock()
 	}
 }
 
@@ -473,44 +497,44 @@ type ReceiptFailure struct {
 // Ack ends leases: the messages are consumed. It answers how many it
 // ended and the handles it could not.
 func (v HTTPConsumeView) Ack(group string, handles []string) (int, []ReceiptFailure, error) {
-	return v.b.settle(group, handles, func(string, GroupConfig, *lease) error { return nil })
+	return v.leases.settle(group, handles, func(string, GroupConfig, *lease) error { return nil })
 }
 
 // Nack sends the leased messages down the retry path.
 func (v HTTPConsumeView) Nack(group string, handles []string) (int, []ReceiptFailure, error) {
-	b := v.b
-	if err := b.sender.checkWritable(); err != nil {
+	t := v.leases
+	if err := t.checkWritable(); err != nil {
 		return 0, nil, err
 	}
-	return b.settle(group, handles, func(group string, gc GroupConfig, l *lease) error {
-		return b.retryLocked(group, gc, l.clogOff)
+	return t.settle(group, handles, func(group string, gc GroupConfig, l *lease) error {
+		return t.retryLocked(group, gc, l.clogOff)
 	})
 }
 
 // settle runs fn on the lease of each handle under the group's lock;
 // fn returns an error to keep the lease.
-func (b *Broker) settle(group string, handles []string, fn func(group string, gc GroupConfig, l *lease) error) (int, []ReceiptFailure, error) {
+func (t *leaseTable) settle(group string, handles []string, fn func(group string, gc GroupConfig, l *lease) error) (int, []ReceiptFailure, error) {
 	if len(handles) == 0 {
 		return 0, nil, fmt.Errorf("%w: receipt_handles is empty", protocol.ErrHTTPBadInput)
 	}
 	if len(handles) > maxReceiveMax {
 		return 0, nil, fmt.Errorf("%w: %d receipt handles; at most %d per request", protocol.ErrHTTPBadInput, len(handles), maxReceiveMax)
 	}
-	gc, ok := b.groups.get(group)
+	gc, ok := t.groups.get(group)
 	if !ok {
 		return 0, nil, fmt.Errorf("%w: %s", ErrGroupNotFound, group)
 	}
 	failed := []ReceiptFailure{}
 	fail := func(h string, err error) { failed = append(failed, ReceiptFailure{Handle: h, Err: err}) }
 	done := 0
-	g := b.api.leases.group(group, false)
+	g := t.group(group, false)
 	if g != nil {
 		g.mu.Lock()
 		defer g.mu.Unlock()
 	}
 	touched := map[topicQueue]*leaseQueue{}
 	for _, h := range handles {
-		r, err := decodeReceipt(h, b.api.receiptKey)
+		r, err := decodeReceipt(h, t.receiptKey)
 		if err != nil {
 			fail(h, err)
 			continue
@@ -518,7 +542,7 @@ func (b *Broker) settle(group string, handles []string, fn func(group string, gc
 		tq := topicQueue{r.topic, r.queue}
 		var lq *leaseQueue
 		if g != nil {
-			lq = b.queueLocked(g, group, tq, false)
+			lq = t.queueLocked(g, group, tq, false)
 		}
 		var l *lease
 		if lq != nil {
@@ -537,7 +561,7 @@ func (b *Broker) settle(group string, handles []string, fn func(group string, gc
 		done++
 	}
 	for tq, lq := range touched {
-		b.commitLocked(group, tq, lq)
+		t.commitLocked(group, tq, lq)
 	}
 	return done, failed, nil
 }

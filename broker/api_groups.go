@@ -26,9 +26,9 @@ func groupOut(gi GroupInfo) protocol.HTTPGroup {
 		RetryMaxTimes: gi.RetryMaxTimes, OnlineClients: gi.Online, Broadcast: gi.Broadcast}
 }
 
-// groupInfo returns one group's GroupInfo.
-func (b *Broker) groupInfo(name string) (GroupInfo, error) {
-	for _, gi := range b.Admin().Groups() {
+// info returns one group's GroupInfo.
+func (v HTTPGroupsView) info(name string) (GroupInfo, error) {
+	for _, gi := range v.b.Admin().Groups() {
 		if gi.GroupName == name {
 			return gi, nil
 		}
@@ -36,9 +36,9 @@ func (b *Broker) groupInfo(name string) (GroupInfo, error) {
 	return GroupInfo{}, fmt.Errorf("%w: %s", ErrGroupNotFound, name)
 }
 
-// needGroup checks that a group exists.
-func (b *Broker) needGroup(name string) (GroupConfig, error) {
-	gc, ok := b.groups.get(name)
+// need checks that a group exists.
+func (t *groupTable) need(name string) (GroupConfig, error) {
+	gc, ok := t.get(name)
 	if !ok {
 		return gc, fmt.Errorf("%w: %s", ErrGroupNotFound, name)
 	}
@@ -78,7 +78,7 @@ func (v HTTPGroupsView) Create(in protocol.HTTPGroupInput) (protocol.HTTPGroup, 
 
 // Get is one group.
 func (v HTTPGroupsView) Get(name string) (protocol.HTTPGroup, error) {
-	gi, err := v.b.groupInfo(name)
+	gi, err := v.info(name)
 	if err != nil {
 		return protocol.HTTPGroup{}, err
 	}
@@ -87,7 +87,7 @@ func (v HTTPGroupsView) Get(name string) (protocol.HTTPGroup, error) {
 
 // Update changes the fields in sets.
 func (v HTTPGroupsView) Update(name string, in protocol.HTTPGroupInput) (protocol.HTTPGroup, error) {
-	gc, err := v.b.needGroup(name)
+	gc, err := v.b.groups.need(name)
 	if err != nil {
 		return protocol.HTTPGroup{}, err
 	}
@@ -103,7 +103,7 @@ func (v HTTPGroupsView) Delete(name string) error {
 	if err := v.b.Admin().DeleteGroup(name); err != nil {
 		return err
 	}
-	v.b.api.leases.forgetGroup(name)
+	v.b.leases.forgetGroup(name)
 	v.b.log.Info().Str("group", name).Msg("group deleted over HTTP")
 	return nil
 }
@@ -111,10 +111,10 @@ func (v HTTPGroupsView) Delete(name string) error {
 // Lag is a group's lag per queue, with the messages leased out.
 func (v HTTPGroupsView) Lag(group string) (protocol.HTTPLag, error) {
 	b := v.b
-	if _, err := b.needGroup(group); err != nil {
+	if _, err := b.groups.need(group); err != nil {
 		return protocol.HTTPLag{}, err
 	}
-	inflight := b.api.leases.inflight(group)
+	inflight := b.leases.inflight(group)
 	rows := []protocol.HTTPLagRow{}
 	var total int64
 	for _, l := range b.Admin().ConsumeStats(group) {
@@ -126,7 +126,7 @@ func (v HTTPGroupsView) Lag(group string) (protocol.HTTPLag, error) {
 
 // Clients lists a group's online consumers.
 func (v HTTPGroupsView) Clients(group string) ([]ClientInfo, error) {
-	if _, err := v.b.needGroup(group); err != nil {
+	if _, err := v.b.groups.need(group); err != nil {
 		return nil, err
 	}
 	out := v.b.Admin().GroupClients(group)
@@ -144,7 +144,7 @@ func (v HTTPGroupsView) ResetOffsets(group string, in protocol.HTTPOffsetReset) 
 	if in.Topic == "" {
 		return none, fmt.Errorf("%w: topic is required", protocol.ErrHTTPBadInput)
 	}
-	if _, err := b.needGroup(group); err != nil {
+	if _, err := b.groups.need(group); err != nil {
 		return none, err
 	}
 	tc, ok := b.topics.get(in.Topic)
@@ -171,7 +171,7 @@ func (v HTTPGroupsView) ResetOffsets(group string, in protocol.HTTPOffsetReset) 
 			return none, err
 		}
 		target = res
-		b.api.leases.forgetGroupTopic(group, in.Topic)
+		b.leases.forgetGroupTopic(group, in.Topic)
 		b.log.Info().Str("group", group).Str("topic", in.Topic).Str("to", in.To).Msg("offsets reset over HTTP")
 	}
 	out := make([]protocol.HTTPOffsetChange, 0, len(target))

@@ -145,7 +145,7 @@ func TestAPIShutdownEndsLongPolls(t *testing.T) {
 	go func() {
 		done <- a.do("GET", "/v1/topics/s/queues/0/messages?wait_ms=60000", nil, "").status
 	}()
-	waitFor(t, 5*time.Second, "two held polls", func() bool { return b.api.waiters.Load() == 2 })
+	waitFor(t, 5*time.Second, "two held polls", func() bool { return b.holds.waiters.Load() == 2 })
 	start := time.Now()
 	if err := b.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 )
 
 // parked is the number of requests of any kind in the held-wait table.
-func (hs *pullHolds) parked() int {
+func (hs *heldPulls) parked() int {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	return hs.table.Len()
@@ -63,7 +63,7 @@ func TestAPILongPollAnsweredPromptly(t *testing.T) {
 	if recvLatency > 2*time.Second || readLatency > 2*time.Second {
 		t.Fatalf("held polls answered %v / %v after the produce", recvLatency, readLatency)
 	}
-	waitFor(t, 5*time.Second, "waiters gone", func() bool { return b.api.waiters.Load() == 0 && b.holds.parked() == 0 })
+	waitFor(t, 5*time.Second, "waiters gone", func() bool { return b.holds.waiters.Load() == 0 && b.holds.parked() == 0 })
 }
 
 // TestAPILongPollTimesOut: held with nothing to read, a receive and a read
@@ -90,7 +90,7 @@ func TestAPILongPollTimesOut(t *testing.T) {
 	if len(empty.Messages) != 0 {
 		t.Fatalf("read %+v", empty)
 	}
-	if n, h := b.api.waiters.Load(), b.holds.parked(); n != 0 || h != 0 {
+	if n, h := b.holds.waiters.Load(), b.holds.parked(); n != 0 || h != 0 {
 		t.Fatalf("%d waiters counted, %d parked after the waits", n, h)
 	}
 }

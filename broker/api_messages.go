@@ -25,7 +25,7 @@ type apiMessage = protocol.HTTPMessage
 const maxInflatedBody = 64 << 20
 
 // messageOut converts a stored record.
-func (b *Broker) messageOut(rec protocol.Record) apiMessage {
+func messageOut(rec protocol.Record) apiMessage {
 	m := apiMessage{
 		Topic: string(rec.Topic), QueueID: rec.QueueID, QueueOffset: rec.QueueOffset,
 		CommitlogOffset: rec.PhysicalOffset, OffsetMsgID: protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
@@ -142,7 +142,7 @@ func (b *Broker) produce(read func() (ProduceRequest, error), tx *httpTx) (proto
 		if raw != nil {
 			body = raw
 		}
-		m, id, err := b.buildMessage(&in[i], body, topic, h.queueID, nq, born, now, maxBody)
+		m, id, err := buildMessage(&in[i], body, topic, h.queueID, nq, born, b.storeHost, now, maxBody)
 		if err != nil {
 			errs[i] = err
 			continue
@@ -222,9 +222,9 @@ func (b *Broker) produce(read func() (ProduceRequest, error), tx *httpTx) (proto
 // replica_lag_max, 5 s by default, and the commit point moves on).
 const httpAcksTimeout = 30 * time.Second
 
-// buildMessage validates one produce message and builds what is stored.
-// rawBody, when non-nil, is the body of a raw request.
-func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, defQueue, nq int32, born netip.AddrPort, now int64, maxBody int) (commitlog.Message, string, error) {
+// buildMessage validates one produce message and builds what is stored
+// by store; rawBody, when non-nil, is the body of a raw request.
+func buildMessage(in *apiProduceMsg, rawBody []byte, topic string, defQueue, nq int32, born, store netip.AddrPort, now int64, maxBody int) (commitlog.Message, string, error) {
 	body := rawBody
 	if body == nil {
 		switch in.BodyEncoding {
@@ -289,7 +289,7 @@ func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, d
 	}
 	m := commitlog.Message{
 		Topic: topic, QueueID: q, Body: body, Properties: protocol.EncodeProperties(props),
-		BornTimestamp: now, BornHost: born, StoreHost: b.storeHost,
+		BornTimestamp: now, BornHost: born, StoreHost: store,
 	}
 	if _, err := m.EncodedSize(maxBody); err != nil {
 		return commitlog.Message{}, "", err
@@ -299,13 +299,18 @@ func (b *Broker) buildMessage(in *apiProduceMsg, rawBody []byte, topic string, d
 
 // --- reads ---
 
-// HTTPMessagesView is the broker's message lookups as the HTTP API
-// serves them (and api_trace.go).
-type HTTPMessagesView struct{ b *Broker }
+// HTTPMessagesView is the broker's messages as the HTTP API serves them
+// (and api_trace.go): reads through the message reader, waits on the held
+// waits, and writes (produce, resend) through the broker.
+type HTTPMessagesView struct {
+	b        *Broker
+	messages *messageReader
+	holds    *heldPulls
+}
 
 // ByID is the message with a message id (client-made or broker-made).
 func (v HTTPMessagesView) ByID(id string) (protocol.HTTPMessage, error) {
-	raw, err := v.b.MessageByID(id)
+	raw, err := v.messages.byID(id)
 	if err != nil {
 		return protocol.HTTPMessage{}, err
 	}
@@ -313,52 +318,36 @@ func (v HTTPMessagesView) ByID(id string) (protocol.HTTPMessage, error) {
 	if err != nil {
 		return protocol.HTTPMessage{}, err
 	}
-	return v.b.messageOut(rec), nil
+	return messageOut(rec), nil
 }
 
 // Find is up to n messages of topic stored between begin and end (ms;
 // end 0: no end), with key unless key is "".
 func (v HTTPMessagesView) Find(topic, key string, begin, end int64, n int) ([]protocol.HTTPMessage, error) {
-	b := v.b
-	if _, ok := b.topics.get(topic); !ok {
+	rd := v.messages
+	if _, ok := rd.topics.get(topic); !ok {
 		return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
 	}
 	if key == "" {
-		return b.messagesByTime(topic, begin, end, n)
+		return rd.messagesByTime(topic, begin, end, n)
 	}
-	raws, err := b.MessagesByKey(topic, key, begin, end, n)
+	raws, err := rd.byKey(topic, key, begin, end, n)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]apiMessage, 0, len(raws))
 	for _, r := range raws {
 		if rec, err := protocol.Decode(r); err == nil {
-			out = append(out, b.messageOut(rec))
+			out = append(out, messageOut(rec))
 		}
 	}
 	return out, nil
 }
 
-// maxHTTPWaiters caps the long-polling HTTP requests held at once; past
-// it a request that would wait is answered 429.
-const maxHTTPWaiters = 8192
-
-// apiWaitBegin counts a long-polling request in; false when too many are
-// held already.
-func (b *Broker) apiWaitBegin() bool {
-	if b.api.waiters.Add(1) > maxHTTPWaiters {
-		b.api.waiters.Add(-1)
-		return false
-	}
-	return true
-}
-
-func (b *Broker) apiWaitEnd() { b.api.waiters.Add(-1) }
-
 // Queue checks that topic exists and may be read and that queue names
 // one of its queues.
 func (v HTTPMessagesView) Queue(topic, queue string) (int32, error) {
-	tc, ok := v.b.topics.get(topic)
+	tc, ok := v.messages.topics.get(topic)
 	if !ok {
 		return 0, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
 	}
@@ -379,12 +368,12 @@ func (v HTTPMessagesView) Queue(topic, queue string) (int32, error) {
 // it waits up to wait (at most long_poll_max) for messages. tag is a tag
 // expression ("" or "*": every message).
 func (v HTTPMessagesView) ReadQueue(topic string, q int32, offset int64, n int, wait time.Duration, tag string) (protocol.HTTPQueueRead, error) {
-	b := v.b
+	rd := v.messages
 	filter, tags := apiTagFilter(tag)
-	poll := b.newHTTPPoll(wait)
+	poll := v.holds.newHTTPPoll(wait)
 	defer poll.end()
 	for {
-		minOff, maxOff := b.reader.minOffset(topic, q), b.cq.MaxOffset(topic, q)
+		minOff, maxOff := rd.queues.minOffset(topic, q), rd.cq.MaxOffset(topic, q)
 		offset = max(offset, minOff)
 		if offset > maxOff {
 			offset = maxOff
@@ -392,7 +381,7 @@ func (v HTTPMessagesView) ReadQueue(topic string, q int32, offset int64, n int, 
 		var msgs []apiMessage
 		if offset < maxOff {
 			var err error
-			msgs, offset, err = b.readQueueOnce(topic, q, offset, n, filter, tags, maxOff)
+			msgs, offset, err = rd.readQueueOnce(topic, q, offset, n, filter, tags, maxOff)
 			if err != nil {
 				return protocol.HTTPQueueRead{}, err
 			}
@@ -407,31 +396,6 @@ func (v HTTPMessagesView) ReadQueue(topic string, q int32, offset int64, n int, 
 			return protocol.HTTPQueueRead{}, err
 		}
 	}
-}
-
-// readQueueOnce reads up to n messages of (topic, q) from offset that pass
-// the tag filter, returning them and the next offset.
-func (b *Broker) readQueueOnce(topic string, q int32, offset int64, n int, filter tagFilter, tags map[string]bool, maxOff int64) ([]apiMessage, int64, error) {
-	pr := pullRequest{topic: topic, queueID: q, offset: offset, maxMsgs: n}
-	body, _, next, err := b.reader.readMessages(&pr, filter, maxOff)
-	if err != nil {
-		return nil, offset, err
-	}
-	var out []apiMessage
-	for len(body) > 0 {
-		rec, err := protocol.Decode(body)
-		if err != nil {
-			return out, next, err
-		}
-		body = body[rec.Size:]
-		if tags != nil {
-			if t, _ := rec.Property(protocol.PropTags); !tags[t] {
-				continue // a tag hash collision
-			}
-		}
-		out = append(out, b.messageOut(rec))
-	}
-	return out, next, nil
 }
 
 // apiTagFilter parses a tag expression ("", "*", "A", "A || B") into the

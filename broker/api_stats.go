@@ -15,7 +15,7 @@ import (
 // HTTPStatsView is the broker's summaries as the HTTP API serves them.
 type HTTPStatsView struct{ b *Broker }
 
-// Broker is the rate history kept by sampleStats.
+// Broker is the rate history the stats ring keeps.
 func (v HTTPStatsView) Broker() map[string]any {
 	return map[string]any{
 		"interval_ms": statsInterval.Milliseconds(),
@@ -35,16 +35,6 @@ func topicKind(t string) string {
 	return "normal"
 }
 
-// messagesIn is how many messages a topic keeps: the sum over its queues
-// of max offset - min offset.
-func (b *Broker) messagesIn(topic string, queues int32) int64 {
-	var n int64
-	for q := int32(0); q < queues; q++ {
-		n += max(0, b.cq.MaxOffset(topic, q)-b.reader.minOffset(topic, q))
-	}
-	return n
-}
-
 // Topics is every topic's message count and rates.
 func (v HTTPStatsView) Topics() []protocol.HTTPTopicStat {
 	b := v.b
@@ -57,7 +47,7 @@ func (v HTTPStatsView) Topics() []protocol.HTTPTopicStat {
 		}
 		r := rates[name]
 		out = append(out, protocol.HTTPTopicStat{HTTPTopic: topicOut(tc), Kind: topicKind(name),
-			Messages: b.messagesIn(name, max(tc.ReadQueueNums, tc.WriteQueueNums)), InRate: r.in, OutRate: r.out})
+			Messages: b.messages.messagesIn(name, max(tc.ReadQueueNums, tc.WriteQueueNums)), InRate: r.in, OutRate: r.out})
 	}
 	return out
 }
@@ -70,13 +60,13 @@ func (v HTTPStatsView) Groups() []protocol.HTTPGroupStat {
 	out := []protocol.HTTPGroupStat{}
 	for _, gi := range b.Admin().Groups() {
 		g := gi.GroupName
-		s := protocol.HTTPGroupStat{HTTPGroup: groupOut(gi), Lag: b.lagOf(g, committed[g]), LagHistory: b.stats.lagHistory(g)}
+		s := protocol.HTTPGroupStat{HTTPGroup: groupOut(gi), Lag: b.stats.lagOf(g, committed[g]), LagHistory: b.stats.lagHistory(g)}
 		for _, t := range []struct {
 			name string
 			n    *int64
 		}{{protocol.RetryTopic(g), &s.Retry}, {protocol.DLQTopic(g), &s.DLQ}} {
 			if tc, ok := b.topics.get(t.name); ok {
-				*t.n = b.messagesIn(t.name, max(tc.ReadQueueNums, tc.WriteQueueNums))
+				*t.n = b.messages.messagesIn(t.name, max(tc.ReadQueueNums, tc.WriteQueueNums))
 			}
 		}
 		out = append(out, s)

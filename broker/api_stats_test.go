@@ -8,7 +8,7 @@ import (
 )
 
 // TestAPIStats: the rate history, topic and group summaries follow
-// sampleStats, and the ring keeps only 15 minutes.
+// the ring's samples, and it keeps only 15 minutes.
 func TestAPIStats(t *testing.T) {
 	b, a := testHTTPBroker(t, nil)
 	a.ok("POST", "/v1/topics", map[string]any{"name": "clicks", "read_queues": 2, "write_queues": 2}, 201, nil)
@@ -16,13 +16,13 @@ func TestAPIStats(t *testing.T) {
 	a.ok("PUT", "/v1/groups/views/offsets", map[string]any{"offsets": []map[string]any{{"topic": "clicks", "queue_id": 0, "offset": 0}}}, 200, nil)
 
 	t0 := time.Now()
-	b.sampleStats(t0)
+	b.stats.sample(t0)
 	msgs := make([]map[string]any, 50)
 	for i := range msgs {
 		msgs[i] = map[string]any{"body": "0123456789"}
 	}
 	a.produce("clicks", msgs...)
-	b.sampleStats(t0.Add(10 * time.Second))
+	b.stats.sample(t0.Add(10 * time.Second))
 
 	var st struct {
 		IntervalMs int64                     `json:"interval_ms"`
@@ -65,7 +65,7 @@ func TestAPIStats(t *testing.T) {
 
 	// 15 minutes: older samples fall out of the ring.
 	for i := 2; i < 200; i++ {
-		b.sampleStats(t0.Add(time.Duration(i) * 10 * time.Second))
+		b.stats.sample(t0.Add(time.Duration(i) * 10 * time.Second))
 	}
 	a.ok("GET", "/v1/broker/stats", nil, 200, &st)
 	if len(st.Points) != statsKeep {
@@ -75,7 +75,7 @@ func TestAPIStats(t *testing.T) {
 		t.Fatalf("lag history of %d samples", len(h))
 	}
 	a.ok("DELETE", "/v1/groups/views", nil, 204, nil)
-	b.sampleStats(t0.Add(2001 * time.Second))
+	b.stats.sample(t0.Add(2001 * time.Second))
 	if h := b.stats.lagHistory("views"); len(h) != 0 {
 		t.Fatalf("lag history of a deleted group: %v", h)
 	}

@@ -142,7 +142,7 @@ func (v HTTPTopicsView) Delete(name string) error {
 	if err := v.b.Admin().DeleteTopic(name); err != nil {
 		return err
 	}
-	v.b.api.leases.forgetTopic(name)
+	v.b.leases.forgetTopic(name)
 	v.b.log.Info().Str("topic", name).Msg("topic deleted over HTTP")
 	return nil
 }

@@ -12,7 +12,6 @@ import (
 	"sort"
 
 	"github.com/ferrymq/ferry/commitlog"
-	"github.com/ferrymq/ferry/consumequeue"
 	"github.com/ferrymq/ferry/dlq"
 	"github.com/ferrymq/ferry/protocol"
 )
@@ -20,122 +19,15 @@ import (
 // maxTraceScan bounds the retry and dead-letter records one trace reads.
 const maxTraceScan = 20_000
 
-// scanQueue calls fn for the records of (topic, q) from queue offset from,
-// up to limit of them or until fn returns false; it returns how many it
-// read.
-func (b *Broker) scanQueue(topic string, q int32, from int64, limit int, fn func(rec protocol.Record, queueOffset int64) bool) (int, error) {
-	var es []consumequeue.Entry
-	var buf []byte
-	n := 0
-	maxOff := b.cq.MaxOffset(topic, q)
-	for off := max(from, b.reader.minOffset(topic, q)); off < maxOff && n < limit; {
-		var err error
-		es, err = b.cq.Get(topic, q, off, min(64, limit-n), es)
-		if err != nil {
-			return n, err
-		}
-		if len(es) == 0 {
-			break
-		}
-		for _, e := range es {
-			off = e.QueueOffset + 1
-			if e.Size == 0 {
-				continue
-			}
-			var rec protocol.Record
-			if rec, buf, err = b.clog.ReadRecord(e.Offset, buf); err != nil {
-				continue // expired with its segment
-			}
-			n++
-			if !fn(rec, e.QueueOffset) {
-				return n, nil
-			}
-		}
-	}
-	return n, nil
-}
-
-// originalRecord finds the record a message id names and, when that is a
-// copy the broker made (a retry, a dead letter, a scheduled message), the
-// record it was copied from, when still stored.
-func (b *Broker) originalRecord(id string) (orig protocol.Record, found protocol.Record, err error) {
-	raw, err := b.MessageByID(id)
-	if err != nil {
-		return orig, found, err
-	}
-	if found, err = protocol.Decode(raw); err != nil {
-		return orig, found, err
-	}
-	orig = found
-	topic := string(found.Topic)
-	if real, ok := found.Property(protocol.PropRealTopic); ok && (topic == protocol.ScheduleTopic || topic == protocol.TimerTopic) {
-		topic = real // a retry waits in the schedule topic for its delay
-	}
-	if topic != protocol.ScheduleTopic && topic != protocol.TimerTopic {
-		if rec, ok := b.findOriginal(found); ok {
-			orig = rec
-		}
-	}
-	return orig, found, nil
-}
-
-// originSearch bounds the search for a copy's original: the original
-// topic's queues are read from a second before the copy's born time, at
-// most this many records each.
-const originSearch = 2000
-
-// findOriginal finds the record a copy (a retry, a dead letter, a resent
-// message) was made from: by its ORIGIN_MESSAGE_ID when that is an offset
-// id, else the first record with its UNIQ_KEY in the original topic
-// (RETRY_TOPIC, or its own), near the born time copies keep. A record
-// that is no copy is its own original.
-func (b *Broker) findOriginal(c protocol.Record) (protocol.Record, bool) {
-	if o, ok := c.Property(protocol.PropOriginMessageID); ok {
-		if _, off, err := protocol.ParseOffsetMsgID(o); err == nil {
-			if rec, _, err := b.clog.ReadRecord(off, nil); err == nil && rec.PhysicalOffset == off {
-				return rec, true
-			}
-		}
-	}
-	uniq, _ := c.Property(protocol.PropUniqKey)
-	topic := dlq.OriginalTopic(c)
-	tc, ok := b.topics.get(topic)
-	if uniq == "" || !ok || isRetryOrDLQ(topic) {
-		return protocol.Record{}, false
-	}
-	var orig protocol.Record
-	found := false
-	for q := int32(0); q < max(tc.ReadQueueNums, tc.WriteQueueNums); q++ {
-		from, err := b.cq.OffsetByTime(topic, q, c.BornTimestamp-1000)
-		if err != nil {
-			continue
-		}
-		_, _ = b.scanQueue(topic, q, from, originSearch, func(rec protocol.Record, _ int64) bool {
-			if rec.StoreTimestamp > c.StoreTimestamp || (found && rec.PhysicalOffset > orig.PhysicalOffset) {
-				return false
-			}
-			if id, _ := rec.Property(protocol.PropUniqKey); id == uniq {
-				// rec aliases the scan's buffer: read it again into its own.
-				if r, _, err := b.clog.ReadRecord(rec.PhysicalOffset, nil); err == nil {
-					orig, found = r, true
-				}
-				return false
-			}
-			return true
-		})
-	}
-	return orig, found
-}
-
 // Trace is the life of a message: the groups past it, its copies in
 // retry and dead-letter topics, resent copies.
 func (v HTTPMessagesView) Trace(id string) (protocol.HTTPTrace, error) {
 	b := v.b
-	orig, _, err := b.originalRecord(id)
+	orig, _, err := b.messages.originalRecord(id)
 	if err != nil {
 		return protocol.HTTPTrace{}, err
 	}
-	t := protocol.HTTPTrace{Message: b.messageOut(orig), Groups: []protocol.HTTPTraceGroup{}, Retries: []protocol.HTTPTraceCopy{},
+	t := protocol.HTTPTrace{Message: messageOut(orig), Groups: []protocol.HTTPTraceGroup{}, Retries: []protocol.HTTPTraceCopy{},
 		DeadLetter: []protocol.HTTPTraceCopy{}, Resent: []protocol.HTTPTraceCopy{}}
 	topic := string(orig.Topic)
 	if topic == protocol.ScheduleTopic || topic == protocol.TimerTopic {
@@ -172,7 +64,7 @@ func (v HTTPMessagesView) Trace(id string) (protocol.HTTPTrace, error) {
 			if err != nil {
 				continue
 			}
-			n, _ := b.scanQueue(topic, q, from, budget, func(rec protocol.Record, qo int64) bool {
+			n, _ := b.messages.scanQueue(topic, q, from, budget, func(rec protocol.Record, qo int64) bool {
 				if same(rec) {
 					*dst = append(*dst, protocol.HTTPTraceCopy{Group: group, Topic: topic, QueueID: q, QueueOffset: qo,
 						OffsetMsgID: protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
@@ -194,7 +86,7 @@ func (v HTTPMessagesView) Trace(id string) (protocol.HTTPTrace, error) {
 	if t.Scheduled == nil {
 		// Resent copies in the original topic: found through the message
 		// id index, newest first, so only the latest one is certain.
-		if raw, err := b.MessageByID(uniq); err == nil {
+		if raw, err := b.messages.byID(uniq); err == nil {
 			if rec, err := protocol.Decode(raw); err == nil && string(rec.Topic) == topic && rec.PhysicalOffset != orig.PhysicalOffset {
 				t.Resent = append(t.Resent, protocol.HTTPTraceCopy{Topic: topic, QueueID: rec.QueueID, QueueOffset: rec.QueueOffset,
 					OffsetMsgID: protocol.OffsetMsgID(rec.StoreHost, rec.PhysicalOffset),
@@ -218,13 +110,13 @@ func (v HTTPMessagesView) Resend(id, group string) (map[string]any, error) {
 	if err := b.sender.checkWritable(); err != nil {
 		return nil, err
 	}
-	orig, _, err := b.originalRecord(id)
+	orig, _, err := b.messages.originalRecord(id)
 	if err != nil {
 		return nil, err
 	}
 	var m commitlog.Message
 	if group != "" {
-		if _, err := b.needGroup(group); err != nil {
+		if _, err := b.groups.need(group); err != nil {
 			return nil, err
 		}
 		if _, err := b.sender.ensureGroupTopic(protocol.RetryTopic(group)); err != nil {
@@ -252,46 +144,4 @@ func (v HTTPMessagesView) Resend(id, group string) (map[string]any, error) {
 	b.metrics.messagesIn(m.Topic, 1, len(m.Body))
 	return map[string]any{"topic": m.Topic, "queue_id": m.QueueID, "queue_offset": res[0].QueueOffset,
 		"offset_msg_id": protocol.OffsetMsgID(b.storeHost, res[0].Offset)}, nil
-}
-
-// messagesByTime reads up to n messages of topic stored between begin and
-// end (ms, inclusive), oldest first: each queue is searched by time and
-// read forward.
-func (b *Broker) messagesByTime(topic string, begin, end int64, n int) ([]apiMessage, error) {
-	tc, ok := b.topics.get(topic)
-	if !ok {
-		return nil, fmt.Errorf("%w: %s", ErrTopicNotFound, topic)
-	}
-	if end <= 0 {
-		end = 1<<63 - 1
-	}
-	if end < begin {
-		return nil, fmt.Errorf("%w: end_ms %d is before begin_ms %d", protocol.ErrHTTPBadInput, end, begin)
-	}
-	var out []apiMessage
-	for q := int32(0); q < max(tc.ReadQueueNums, tc.WriteQueueNums); q++ {
-		from, err := b.cq.OffsetByTime(topic, q, begin)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := b.scanQueue(topic, q, from, n, func(rec protocol.Record, _ int64) bool {
-			if rec.StoreTimestamp > end {
-				return false
-			}
-			if rec.StoreTimestamp >= begin {
-				out = append(out, b.messageOut(rec))
-			}
-			return true
-		}); err != nil {
-			return nil, err
-		}
-	}
-	sort.SliceStable(out, func(i, j int) bool { return out[i].StoredAtMs < out[j].StoredAtMs })
-	if len(out) > n {
-		out = out[:n]
-	}
-	if out == nil {
-		out = []apiMessage{}
-	}
-	return out, nil
 }

@@ -101,9 +101,11 @@ type Broker struct {
 	nsClient      *remoting.Client
 	httpMount     HTTPMount  // nil: no HTTP port (httpviews.go)
 	http          HTTPServer // nil: no HTTP port
-	api           apiState   // HTTP API state: receive leases, held long polls (api_consume.go)
-	holds         pullHolds  // pulls held by long polling (hold.go)
-	stats         statsRing  // the last 15 minutes of counters, for the console (stats.go)
+
+	leases   *leaseTable    // HTTP receive leases (api_consume.go)
+	holds    *heldPulls     // pulls and HTTP reads held by long polling (hold.go)
+	stats    *statsRing     // the last 15 minutes of counters, for the console (stats.go)
+	messages *messageReader // stored messages read for the HTTP API and lookups (reader.go)
 
 	storeHost netip.AddrPort // advertised ip:port, also STOREHOST of records
 	addr      string         // storeHost as text
@@ -163,6 +165,9 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 	b.repl = newReplication(b)
 	b.reader = &queueReader{cfg: b.c, log: b.log, clog: b.clog, cq: b.cq, metrics: b.metrics, suggest: b.repl.suggestBroker}
 	b.admin = newAdmin(b)
+	b.holds.pullOnce = b.reader.pullOnce
+	b.leases.minOffset, b.leases.sendBack, b.leases.checkWritable = b.reader.minOffset, b.sender.sendBackMessage, b.sender.checkWritable
+	b.messages = &messageReader{clog: b.clog, cq: b.cq, topics: b.topics, keys: b.keys, queues: b.reader}
 	b.mux = remoting.NewMux()
 	b.client = &clientHandlers{b: b}
 	b.routes()
@@ -226,18 +231,22 @@ func (b *Broker) openStores() error {
 	if b.keys, err = newKeyIndex(b.meta.db); err != nil {
 		return err
 	}
-	b.holds.onExpire = b.expireHeld
+	b.holds = newHeldPulls(b.c, b.stop)
 	b.cq, err = consumequeue.Open(consumequeue.Options{
 		FS:        b.fs,
 		Dir:       b.fs.PathJoin(b.cfg.DataDir, "consumequeue"),
 		Source:    b.src,
 		Logger:    b.log,
 		Listeners: []consumequeue.Listener{b.timerIdx, b.keys, b.metaLog, b.idem.applier},
-		OnNotify:  b.wakeHeld,
+		OnNotify:  b.holds.wakeHeld,
 	})
 	if err != nil {
 		return err
 	}
+	b.holds.queues = b.cq
+	b.stats = &statsRing{metrics: b.metrics, offsets: b.offsets, groups: b.groups, topicConf: b.topics, cq: b.cq, clients: b.clients}
+	b.leases = &leaseTable{offsets: b.offsets, groups: b.groups, topics: b.topics, cq: b.cq, clog: b.clog, holds: b.holds, metrics: b.metrics, log: b.log, cfg: b.c,
+		now: time.Now, stop: b.stop, wg: &b.wg}
 	// A consume queue may know of more entries than the log's offset table
 	// (its checkpoint predates deleted segments): never reuse an offset.
 	for _, topic := range b.cq.Topics() {
@@ -424,7 +433,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		b.accepting.Store(false)
 		b.ready.Store(false)
 		close(b.stop)
-		b.releaseHeld()
+		b.holds.releaseHeld()
 		if b.server != nil {
 			if err := b.server.Shutdown(ctx); err != nil {
 				b.log.Warn().Err(err).Msg("remoting server did not drain in time")
@@ -470,7 +479,7 @@ func (b *Broker) housekeeping() {
 	defer disk.Stop()
 	expire := time.NewTicker(time.Minute)
 	defer expire.Stop()
-	b.sampleStats(time.Now())
+	b.stats.sample(time.Now())
 	for {
 		select {
 		case <-b.stop:
@@ -483,7 +492,7 @@ func (b *Broker) housekeeping() {
 			for _, g := range b.clients.expire(now.Add(-b.cfg.ClientExpiry.D())) {
 				b.client.notifyGroupChanged(g)
 			}
-			b.sampleStats(now)
+			b.stats.sample(now)
 		case <-disk.C:
 			b.disk.check()
 		case <-b.topicDrops.bell:

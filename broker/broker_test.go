@@ -195,7 +195,7 @@ func TestLongPollWakesOnSend(t *testing.T) {
 		done <- result{r, recs, time.Since(start)}
 	}()
 	// The pull is parked: nothing comes back while the queue is unchanged.
-	waitFor(t, 5*time.Second, "pull held", func() bool { return b.heldCount() == 1 })
+	waitFor(t, 5*time.Second, "pull held", func() bool { return b.holds.heldCount() == 1 })
 	select {
 	case r := <-done:
 		t.Fatalf("pull answered before any message: code %d", r.resp.Code)
@@ -394,7 +394,7 @@ func TestLookupAndOperatorOps(t *testing.T) {
 	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("shop", 0) == 2 })
 	waitFor(t, 5*time.Second, "key index", func() bool { return b.cq.FedOffset() == b.clog.WrittenOffset() })
 	for _, id := range []string{r.StringOr("msgId", ""), "UQ1"} {
-		raw, err := b.MessageByID(id)
+		raw, err := b.messages.byID(id)
 		if err != nil {
 			t.Fatalf("by id %s: %v", id, err)
 		}
@@ -402,10 +402,10 @@ func TestLookupAndOperatorOps(t *testing.T) {
 			t.Fatalf("by id %s: %q", id, rec.Body)
 		}
 	}
-	if _, err := b.MessageByID("NOPE"); err == nil {
+	if _, err := b.messages.byID("NOPE"); err == nil {
 		t.Fatal("unknown id found")
 	}
-	got, err := b.MessagesByKey("shop", "k2", 0, 0, 10)
+	got, err := b.messages.byKey("shop", "k2", 0, 0, 10)
 	if err != nil || len(got) != 2 {
 		t.Fatalf("by key: %d %v", len(got), err)
 	}
@@ -469,7 +469,7 @@ func TestRetentionDeletesExpiredSegments(t *testing.T) {
 	if _, _, ok, err := b.keys.lookupUniq("U-first"); ok || err != nil {
 		t.Fatalf("index entry of a deleted message kept (%v)", err)
 	}
-	if _, err := b.MessageByID("U-last"); err != nil {
+	if _, err := b.messages.byID("U-last"); err != nil {
 		t.Fatalf("kept message not found by id: %v", err)
 	}
 	r, _ := c.pull("g", "old", 0, 0, 0)

@@ -282,14 +282,14 @@ func checkSendsSurvived(t *testing.T, b *Broker, sends []ackedSend) {
 		if err != nil || string(rec.Body) != m.body {
 			t.Fatalf("acknowledged %s/%d #%d: the log holds %q (%v), want %q", m.topic, m.queue, m.queueOffset, rec.Body, err, m.body)
 		}
-		raw, err := b.MessageByID(m.uniq)
+		raw, err := b.messages.byID(m.uniq)
 		if err != nil {
 			t.Fatalf("acknowledged %s not found by id after the crash: %v", m.uniq, err)
 		}
 		if r, err := protocol.Decode(raw); err != nil || string(r.Body) != m.body {
 			t.Fatalf("message id %s finds %q (%v), want %q", m.uniq, r.Body, err, m.body)
 		}
-		byKey, err := b.MessagesByKey(m.topic, m.key, 0, 0, 1000)
+		byKey, err := b.messages.byKey(m.topic, m.key, 0, 0, 1000)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -407,7 +407,7 @@ func uniqKeysMissing(b *Broker, end int64) error {
 		if !ok {
 			return nil
 		}
-		got, err := b.MessageByID(uniq)
+		got, err := b.messages.byID(uniq)
 		if err != nil {
 			return fmt.Errorf("record at %d (%s) not found by its id: %w", off, uniq, err)
 		}

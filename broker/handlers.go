@@ -32,7 +32,7 @@ func (b *Broker) routes() {
 	timed(protocol.ReqEndTransaction, b.handleEndTransaction)
 	timed(protocol.ReqFerryTxList, b.handleTxList)
 	timed(protocol.ReqFerryProducerList, b.handleProducerList) // api_transactions.go
-	adminHandler{a: b.admin, msgs: b}.routes(timed)
+	adminHandler{a: b.admin, msgs: b.messages}.routes(timed)
 	// Served on the connection's read goroutine (remoting.Inliner): a pull
 	// answers or parks at once; a send with async flush returns once its
 	// write is done (a sync-flush send waits for the group commit, and

@@ -11,7 +11,7 @@ import (
 	"github.com/ferrymq/ferry/remoting"
 )
 
-// pullHolds parks the requests that found nothing (long polling) until
+// heldPulls parks the requests that found nothing (long polling) until
 // one of their queues grows, their wait ends or the broker stops: remoting
 // pulls (one queue each) and HTTP receives and queue reads (one or more
 // queues).
@@ -23,7 +23,7 @@ import (
 // and it is armed for the next one.
 //
 // No goroutine waits for a held pull. The consume queue's dispatcher calls
-// Broker.wakeHeld (through consumequeue.Options.OnNotify) for each armed
+// wakeHeld (through consumequeue.Options.OnNotify) for each armed
 // queue it appended to, and that queue's held pulls are read and their
 // answers queued on their connections right there, on the dispatcher's
 // goroutine: between an entry becoming visible and its pull's answer
@@ -38,13 +38,23 @@ import (
 // mu guards the table, the timer and closed; it is never held while a
 // pull is read or answered or a waiter's channel is closed (each waiter
 // comes off the table once, and only its taker answers it).
-type pullHolds struct {
+type heldPulls struct {
+	// queues is the consume-queue store: a held wait arms its queues'
+	// notifications and looks at their ends. Set once the store is open,
+	// before anything parks (the store's dispatcher calls wakeHeld).
+	queues heldQueues
+	// pullOnce reads a pull's queue and builds its answer; empty when
+	// nothing passed its filter (queuereader.go). Set once the reader
+	// exists, before Start.
+	pullOnce func(req *remoting.Command, p *pullRequest, filter tagFilter) (*remoting.Command, bool)
+	cfg      func() *Config
+	stop     <-chan struct{} // closed when the broker stops
 	// schedule is the delay scheduler, told of appends to the schedule
 	// topic's queues (it arms their notifications itself).
 	schedule atomic.Pointer[delay.Service]
-	// onExpire answers waiters whose wait ended; set when the broker is
-	// built, before anything parks.
+	// onExpire answers waiters whose wait ended (expireHeld).
 	onExpire func([]*waiter)
+	waiters  atomic.Int64 // HTTP long polls held now (maxHTTPWaiters)
 
 	mu      sync.Mutex
 	table   holdTable[*waiter]
@@ -52,6 +62,18 @@ type pullHolds struct {
 	timerAt time.Time   // zero: not armed
 	pulls   int         // remoting pulls parked (ferry_pulls_held)
 	closed  bool        // the broker is stopping: answer at once, hold nothing
+}
+
+// heldQueues is what held waits need of the consume queues.
+type heldQueues interface {
+	Notify(topic string, queueID int32) <-chan struct{}
+	MaxOffset(topic string, queueID int32) int64
+}
+
+func newHeldPulls(cfg func() *Config, stop <-chan struct{}) *heldPulls {
+	hs := &heldPulls{cfg: cfg, stop: stop}
+	hs.onExpire = hs.expireHeld
+	return hs
 }
 
 type holdKey struct {
@@ -77,7 +99,7 @@ type heldPull struct {
 
 // park puts w on keys until deadline and arms the timer if that deadline
 // is the earliest; false when the broker is stopping (w was not parked).
-func (hs *pullHolds) park(w *waiter, keys []holdKey, deadline time.Time) bool {
+func (hs *heldPulls) park(w *waiter, keys []holdKey, deadline time.Time) bool {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	if hs.closed {
@@ -91,7 +113,7 @@ func (hs *pullHolds) park(w *waiter, keys []holdKey, deadline time.Time) bool {
 }
 
 // wake takes the waiters parked on k.
-func (hs *pullHolds) wake(k holdKey) []*waiter {
+func (hs *heldPulls) wake(k holdKey) []*waiter {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	list := hs.table.Wake(k, nil)
@@ -102,7 +124,7 @@ func (hs *pullHolds) wake(k holdKey) []*waiter {
 }
 
 // remove takes w off the table; false when someone else took it.
-func (hs *pullHolds) remove(w *waiter) bool {
+func (hs *heldPulls) remove(w *waiter) bool {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	if !hs.table.Remove(w) {
@@ -114,7 +136,7 @@ func (hs *pullHolds) remove(w *waiter) bool {
 
 // expire takes the waiters whose deadline is at or before now and
 // re-arms the timer for the next deadline.
-func (hs *pullHolds) expire(now time.Time) []*waiter {
+func (hs *heldPulls) expire(now time.Time) []*waiter {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	hs.timerAt = time.Time{} // it fired
@@ -125,7 +147,7 @@ func (hs *pullHolds) expire(now time.Time) []*waiter {
 }
 
 // release takes every waiter and makes later parks fail.
-func (hs *pullHolds) release() []*waiter {
+func (hs *heldPulls) release() []*waiter {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	hs.closed = true
@@ -138,7 +160,7 @@ func (hs *pullHolds) release() []*waiter {
 	return list
 }
 
-func (hs *pullHolds) countOutLocked(list []*waiter) {
+func (hs *heldPulls) countOutLocked(list []*waiter) {
 	for _, w := range list {
 		if w.pull != nil {
 			hs.pulls--
@@ -148,7 +170,7 @@ func (hs *pullHolds) countOutLocked(list []*waiter) {
 
 // armLocked sets the timer for the table's earliest deadline unless it is
 // armed for that already or earlier (an early fire re-arms).
-func (hs *pullHolds) armLocked() {
+func (hs *heldPulls) armLocked() {
 	next, ok := hs.table.Next()
 	if !ok || (!hs.timerAt.IsZero() && !hs.timerAt.After(next)) {
 		return
@@ -163,38 +185,38 @@ func (hs *pullHolds) armLocked() {
 }
 
 // fire is the timer's callback.
-func (hs *pullHolds) fire() {
+func (hs *heldPulls) fire() {
 	if list := hs.expire(time.Now()); len(list) > 0 {
 		hs.onExpire(list)
 	}
 }
 
 // heldCount is the number of remoting pulls held now.
-func (hs *pullHolds) heldCount() int {
+func (hs *heldPulls) heldCount() int {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	return hs.pulls
 }
 
 // holdPull parks a pull that found its queue empty.
-func (b *Broker) holdPull(c *remoting.Conn, req *remoting.Command, p pullRequest, filter tagFilter) {
+func (hs *heldPulls) holdPull(c *remoting.Conn, req *remoting.Command, p pullRequest, filter tagFilter) {
 	h := &heldPull{c: c, req: req, p: p, filter: filter,
-		deadline: time.Now().Add(min(p.suspend, b.c().LongPollMax.D()))}
-	b.parkPull(h)
+		deadline: time.Now().Add(min(p.suspend, hs.cfg().LongPollMax.D()))}
+	hs.parkPull(h)
 }
 
 // parkPull parks h on its queue, then looks at the queue once more: an
 // append before the Notify below is seen by that look, one after it calls
 // wakeHeld.
-func (b *Broker) parkPull(h *heldPull) {
+func (hs *heldPulls) parkPull(h *heldPull) {
 	w := &waiter{pull: h}
-	if !b.holds.park(w, []holdKey{{h.p.topic, h.p.queueID}}, h.deadline) {
-		b.answerHeld(h)
+	if !hs.park(w, []holdKey{{h.p.topic, h.p.queueID}}, h.deadline) {
+		hs.answerHeld(h)
 		return
 	}
-	b.cq.Notify(h.p.topic, h.p.queueID)
-	if b.cq.MaxOffset(h.p.topic, h.p.queueID) > h.p.offset {
-		b.wakeHeld(h.p.topic, h.p.queueID)
+	hs.queues.Notify(h.p.topic, h.p.queueID)
+	if hs.queues.MaxOffset(h.p.topic, h.p.queueID) > h.p.offset {
+		hs.wakeHeld(h.p.topic, h.p.queueID)
 	}
 }
 
@@ -220,16 +242,32 @@ func (b *Broker) parkPull(h *heldPull) {
 // keep-alive. So the worker is parked on one channel, with no timer of
 // its own and no periodic wake-up, and maxHTTPWaiters bounds how many are.
 type httpPoll struct {
-	b        *Broker
+	hs       *heldPulls
 	deadline time.Time
 	w        *waiter // parked, not yet woken
-	counted  bool    // in b.api.waiters
+	counted  bool    // in hs.waiters
 	stopping bool
 }
 
-func (b *Broker) newHTTPPoll(wait time.Duration) *httpPoll {
-	return &httpPoll{b: b, deadline: time.Now().Add(min(wait, b.c().LongPollMax.D()))}
+func (hs *heldPulls) newHTTPPoll(wait time.Duration) *httpPoll {
+	return &httpPoll{hs: hs, deadline: time.Now().Add(min(wait, hs.cfg().LongPollMax.D()))}
 }
+
+// maxHTTPWaiters caps the long-polling HTTP requests held at once; past
+// it a request that would wait is answered 429.
+const maxHTTPWaiters = 8192
+
+// waitBegin counts a long-polling request in; false when too many are
+// held already.
+func (hs *heldPulls) waitBegin() bool {
+	if hs.waiters.Add(1) > maxHTTPWaiters {
+		hs.waiters.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (hs *heldPulls) waitEnd() { hs.waiters.Add(-1) }
 
 // over reports whether the poll must answer with what it read: its wait
 // passed or the broker is stopping.
@@ -239,28 +277,28 @@ func (p *httpPoll) over() bool { return p.stopping || !time.Now().Before(p.deadl
 // httpPoll. It fails when too many requests are held already.
 func (p *httpPoll) wait(keys []holdKey) error {
 	if !p.counted {
-		if !p.b.apiWaitBegin() {
+		if !p.hs.waitBegin() {
 			return fmt.Errorf("%w: too many long-polling requests held", protocol.ErrHTTPBusy)
 		}
 		p.counted = true
 	}
 	if p.w == nil {
 		w := &waiter{woken: make(chan struct{})}
-		if !p.b.holds.park(w, keys, p.deadline) {
+		if !p.hs.park(w, keys, p.deadline) {
 			p.stopping = true
 			return nil
 		}
 		for _, k := range keys {
-			p.b.cq.Notify(k.topic, k.queue)
+			p.hs.queues.Notify(k.topic, k.queue)
 		}
 		p.w = w
 		return nil
 	}
 	select {
 	case <-p.w.woken:
-	case <-p.b.stop:
+	case <-p.hs.stop:
 		p.stopping = true
-		p.b.holds.remove(p.w)
+		p.hs.remove(p.w)
 	}
 	p.w = nil
 	return nil
@@ -270,10 +308,10 @@ func (p *httpPoll) wait(keys []holdKey) error {
 // the count of held requests.
 func (p *httpPoll) end() {
 	if p.w != nil {
-		p.b.holds.remove(p.w)
+		p.hs.remove(p.w)
 	}
 	if p.counted {
-		p.b.apiWaitEnd()
+		p.hs.waitEnd()
 	}
 }
 
@@ -282,8 +320,7 @@ func (p *httpPoll) end() {
 // its suspend time. Pulls of closed connections are dropped. HTTP
 // requests held on the queue are woken. An append to the schedule topic
 // is passed on to the delay scheduler.
-func (b *Broker) wakeHeld(topic string, queueID int32) {
-	hs := &b.holds
+func (hs *heldPulls) wakeHeld(topic string, queueID int32) {
 	if topic == protocol.ScheduleTopic {
 		if s := hs.schedule.Load(); s != nil {
 			s.Wake(queueID)
@@ -298,9 +335,9 @@ func (b *Broker) wakeHeld(topic string, queueID int32) {
 		if isClosed(h.c) {
 			continue
 		}
-		resp, empty := b.reader.pullOnce(h.req, &h.p, h.filter)
+		resp, empty := hs.pullOnce(h.req, &h.p, h.filter)
 		if empty && time.Now().Before(h.deadline) {
-			b.parkPull(h)
+			hs.parkPull(h)
 			continue
 		}
 		_ = h.c.Reply(resp)
@@ -308,31 +345,28 @@ func (b *Broker) wakeHeld(topic string, queueID int32) {
 }
 
 // expireHeld answers waiters whose wait ended or that the broker released.
-func (b *Broker) expireHeld(list []*waiter) {
+func (hs *heldPulls) expireHeld(list []*waiter) {
 	for _, w := range list {
 		if w.pull == nil {
 			close(w.woken)
 			continue
 		}
-		b.answerHeld(w.pull)
+		hs.answerHeld(w.pull)
 	}
 }
 
 // releaseHeld answers every held request and makes later ones answer at
 // once; Shutdown calls it before it waits for in-flight requests.
-func (b *Broker) releaseHeld() {
-	b.expireHeld(b.holds.release())
+func (hs *heldPulls) releaseHeld() {
+	hs.expireHeld(hs.release())
 }
 
-// heldCount is the number of remoting pulls held now.
-func (b *Broker) heldCount() int { return b.holds.heldCount() }
-
 // answerHeld answers h with whatever its queue holds now.
-func (b *Broker) answerHeld(h *heldPull) {
+func (hs *heldPulls) answerHeld(h *heldPull) {
 	if isClosed(h.c) {
 		return
 	}
-	resp, _ := b.reader.pullOnce(h.req, &h.p, h.filter)
+	resp, _ := hs.pullOnce(h.req, &h.p, h.filter)
 	_ = h.c.Reply(resp)
 }
 

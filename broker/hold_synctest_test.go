@@ -16,7 +16,7 @@ func TestHoldExpiryOneTimer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		expiredAt := map[*waiter]time.Time{}
-		hs := &pullHolds{onExpire: func(list []*waiter) {
+		hs := &heldPulls{onExpire: func(list []*waiter) {
 			mu.Lock()
 			defer mu.Unlock()
 			for _, w := range list {
@@ -103,7 +103,7 @@ func TestHoldExpiryOneTimer(t *testing.T) {
 func TestHoldEarlierDeadlineRearms(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		got := make(chan time.Time, 2)
-		hs := &pullHolds{onExpire: func(list []*waiter) {
+		hs := &heldPulls{onExpire: func(list []*waiter) {
 			for range list {
 				got <- time.Now()
 			}

@@ -61,7 +61,7 @@ func TestHeldPullsWakeTogether(t *testing.T) {
 		answers = append(answers, pullAsync(newClient(t, b), "hold", 0, 1, 20*time.Second))
 	}
 	other := pullAsync(c, "hold", 1, 1, 20*time.Second)
-	waitFor(t, 5*time.Second, "pulls held", func() bool { return b.heldCount() == n+1 })
+	waitFor(t, 5*time.Second, "pulls held", func() bool { return b.holds.heldCount() == n+1 })
 
 	mustOK(t, c.send("hold", 0, "second", nil))
 	for i, ch := range answers {
@@ -83,7 +83,7 @@ func TestHeldPullsWakeTogether(t *testing.T) {
 		t.Fatalf("pull on queue 1 answered by an append to queue 0: code %d", resp.Code)
 	default:
 	}
-	if got := b.heldCount(); got != 1 {
+	if got := b.holds.heldCount(); got != 1 {
 		t.Fatalf("%d pulls held, want 1", got)
 	}
 }
@@ -97,7 +97,7 @@ func TestHeldPullSuspendEnds(t *testing.T) {
 	mustOK(t, c.send("quiet", 0, "only", nil))
 	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("quiet", 0) == 1 })
 	long := pullAsync(newClient(t, b), "quiet", 0, 1, 20*time.Second)
-	waitFor(t, 5*time.Second, "pull held", func() bool { return b.heldCount() == 1 })
+	waitFor(t, 5*time.Second, "pull held", func() bool { return b.holds.heldCount() == 1 })
 	start := time.Now()
 	resp := <-pullAsync(c, "quiet", 0, 1, 300*time.Millisecond)
 	if took := time.Since(start); took < 300*time.Millisecond {
@@ -107,14 +107,14 @@ func TestHeldPullSuspendEnds(t *testing.T) {
 		t.Fatalf("code %d (%s), want PULL_NOT_FOUND", resp.Code, protocol.ResponseName(resp.Code))
 	}
 	// The other pull on the queue is still held, and still woken.
-	if got := b.heldCount(); got != 1 {
+	if got := b.holds.heldCount(); got != 1 {
 		t.Fatalf("%d pulls held after one expired, want 1", got)
 	}
 	mustOK(t, c.send("quiet", 0, "next", nil))
 	if r := <-long; r.Code != protocol.RespSuccess || len(bodies(t, r)) != 1 {
 		t.Fatalf("remaining pull answered code %d", r.Code)
 	}
-	if got := b.heldCount(); got != 0 {
+	if got := b.holds.heldCount(); got != 0 {
 		t.Fatalf("%d pulls still held", got)
 	}
 }
@@ -129,12 +129,12 @@ func TestHeldPullOfClosedConnection(t *testing.T) {
 	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("cl", 0) == 1 })
 	_ = pullAsync(gone, "cl", 0, 1, 20*time.Second)
 	live := pullAsync(c, "cl", 0, 1, 20*time.Second)
-	waitFor(t, 5*time.Second, "pulls held", func() bool { return b.heldCount() == 2 })
+	waitFor(t, 5*time.Second, "pulls held", func() bool { return b.holds.heldCount() == 2 })
 	gone.c.Close()
 	mustOK(t, c.send("cl", 0, "second", nil))
 	resp := <-live
 	mustOK(t, resp)
-	waitFor(t, 5*time.Second, "held pulls gone", func() bool { return b.heldCount() == 0 })
+	waitFor(t, 5*time.Second, "held pulls gone", func() bool { return b.holds.heldCount() == 0 })
 }
 
 // TestShutdownAnswersHeldPulls: Shutdown answers held pulls at once instead
@@ -146,7 +146,7 @@ func TestShutdownAnswersHeldPulls(t *testing.T) {
 	mustOK(t, c.send("sd", 0, "only", nil))
 	waitFor(t, 5*time.Second, "dispatch", func() bool { return b.cq.MaxOffset("sd", 0) == 1 })
 	held := pullAsync(c, "sd", 0, 1, 30*time.Second)
-	waitFor(t, 5*time.Second, "pull held", func() bool { return b.heldCount() == 1 })
+	waitFor(t, 5*time.Second, "pull held", func() bool { return b.holds.heldCount() == 1 })
 	start := time.Now()
 	if err := b.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)

@@ -8,7 +8,7 @@ import (
 
 // holdTable is the held-wait table as a pure state machine: waiters
 // parked on one or more queues until a deadline. No goroutine, timer or
-// clock read is inside it; its driver (pullHolds, hold.go) steps it with
+// clock read is inside it; its driver (heldPulls, hold.go) steps it with
 // what happened (Park, Wake, Remove, Drain) and the time (Tick), and arms
 // one timer for Next.
 //

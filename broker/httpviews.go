@@ -48,8 +48,8 @@ type HTTPViews struct {
 
 func (b *Broker) httpViews() HTTPViews {
 	return HTTPViews{Host: HTTPHostView{b}, Auth: HTTPAuthView{b}, Admin: HTTPAdminView{b}, Topics: HTTPTopicsView{b},
-		Groups: HTTPGroupsView{b}, Messages: HTTPMessagesView{b}, Offsets: HTTPOffsetsView{b}, Stats: HTTPStatsView{b},
-		Cluster: HTTPClusterView{b}, Consume: HTTPConsumeView{b}, Tx: HTTPTxView{b}}
+		Groups: HTTPGroupsView{b}, Messages: HTTPMessagesView{b, b.messages, b.holds}, Offsets: HTTPOffsetsView{b}, Stats: HTTPStatsView{b},
+		Cluster: HTTPClusterView{b}, Consume: HTTPConsumeView{b.leases}, Tx: HTTPTxView{b}}
 }
 
 // HTTPHostView is the broker hosting an HTTP server.

@@ -32,10 +32,10 @@ func TestMessageByIDStaleEntry(t *testing.T) {
 	if err := b.keys.Dispatch([]consumequeue.Record{ghost}); err != nil {
 		t.Fatal(err)
 	}
-	if raw, err := b.MessageByID("U-LOST"); !errors.Is(err, ErrMessageNotFound) {
+	if raw, err := b.messages.byID("U-LOST"); !errors.Is(err, ErrMessageNotFound) {
 		t.Fatalf("a stale entry found %d bytes (%v)", len(raw), err)
 	}
-	if _, err := b.MessageByID("U-REAL"); err != nil {
+	if _, err := b.messages.byID("U-REAL"); err != nil {
 		t.Fatal(err)
 	}
 }

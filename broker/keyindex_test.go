@@ -139,11 +139,11 @@ func TestMessageByOffsetIDChecksHost(t *testing.T) {
 	resp := c.send("orders", 0, "first", nil)
 	mustOK(t, resp)
 	id := resp.StringOr("msgId", "")
-	if _, err := b.MessageByID(id); err != nil {
+	if _, err := b.messages.byID(id); err != nil {
 		t.Fatalf("by its offset id %s: %v", id, err)
 	}
 	for _, bad := range []string{strings.Repeat("0", 32), "7F00000100002A9F" + id[16:]} {
-		if _, err := b.MessageByID(bad); !errors.Is(err, ErrMessageNotFound) {
+		if _, err := b.messages.byID(bad); !errors.Is(err, ErrMessageNotFound) {
 			t.Errorf("by %s: %v, want not found", bad, err)
 		}
 	}

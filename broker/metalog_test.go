@@ -358,7 +358,7 @@ func TestMetaTopicIsReserved(t *testing.T) {
 	if rec, _, err := b.clog.ReadRecord(0, nil); err != nil || string(rec.Topic) != protocol.MetaTopic {
 		t.Fatalf("record 0: %v %s", err, rec.Topic)
 	}
-	if _, err := b.MessageByID(strings.Repeat("0", 32)); err == nil {
+	if _, err := b.messages.byID(strings.Repeat("0", 32)); err == nil {
 		t.Fatal("an offset id found the first metadata record")
 	}
 }

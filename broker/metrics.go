@@ -57,7 +57,7 @@ func newMetrics(b *Broker) *metrics {
 		gauge("rocketmq_consumer_group_number", "Consumer groups configured.", func() float64 { return float64(len(b.groups.all())) }),
 		gauge("rocketmq_producer_connections", "Producer client instances online.", func() float64 { p, _ := b.clients.counts(); return float64(p) }),
 		gauge("rocketmq_consumer_connections", "Consumer client instances online.", func() float64 { _, c := b.clients.counts(); return float64(c) }),
-		gauge("ferry_pulls_held", "Pulls held by long polling now.", func() float64 { return float64(b.heldCount()) }),
+		gauge("ferry_pulls_held", "Pulls held by long polling now.", func() float64 { return float64(b.holds.heldCount()) }),
 		gauge("rocketmq_storage_size", "Bytes of commitlog kept.", func() float64 { return float64(b.clog.WrittenOffset() - b.clog.MinOffset()) }),
 		gauge("rocketmq_storage_flush_behind_bytes", "Commitlog bytes written but not yet synced.", func() float64 {
 			return float64(b.clog.WrittenOffset() - b.clog.FlushedOffset())

@@ -113,7 +113,7 @@ func (ch *clientHandlers) handlePull(c *remoting.Conn, req *remoting.Command) {
 	}
 	// Nothing there: hold the request until the dispatcher appends to this
 	// queue or the suspend time ends (long polling; see hold.go).
-	ch.b.holdPull(c, req, p, filter)
+	ch.b.holds.holdPull(c, req, p, filter)
 }
 
 // pullPrepare validates a pull. It returns an immediate response for an

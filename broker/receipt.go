@@ -90,7 +90,7 @@ func (b *Broker) loadReceiptKey() error {
 	const name = prefixKey + "receipt"
 	v, closer, err := b.meta.db.Get([]byte(name))
 	if err == nil {
-		b.api.receiptKey = append([]byte(nil), v...)
+		b.leases.receiptKey = append([]byte(nil), v...)
 		return closer.Close()
 	}
 	if !errors.Is(err, pebble.ErrNotFound) {
@@ -100,6 +100,6 @@ func (b *Broker) loadReceiptKey() error {
 	if _, err := rand.Read(key); err != nil {
 		return err
 	}
-	b.api.receiptKey = key
+	b.leases.receiptKey = key
 	return b.meta.db.Set([]byte(name), key, pebble.Sync)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/ferrymq/ferry/consumequeue"
 	"github.com/ferrymq/ferry/protocol"
 )
 
@@ -30,8 +31,16 @@ type statsSample struct {
 // topicCounters are one topic's cumulative message counters.
 type topicCounters struct{ in, out float64 }
 
-// statsRing keeps the samples. mu guards every field.
+// statsRing keeps the samples, the Broker's stats field, and computes
+// the group lags they record. mu guards the samples.
 type statsRing struct {
+	metrics   *metrics
+	offsets   *offsetTable
+	groups    *groupTable
+	topicConf *topicTable
+	cq        *consumequeue.Store
+	clients   *clientRegistry
+
 	mu      sync.Mutex
 	samples []statsSample // oldest first, at most statsKeep+1
 	// per-topic counters at the last two samples, for rates
@@ -67,12 +76,12 @@ func sumCounters(c prometheus.Collector) (map[string]float64, float64) {
 	return out, total
 }
 
-// sampleStats records one sample at now.
-func (b *Broker) sampleStats(now time.Time) {
-	in, msgIn := sumCounters(b.metrics.msgIn)
-	out, msgOut := sumCounters(b.metrics.msgOut)
-	_, bytesIn := sumCounters(b.metrics.bytesIn)
-	_, bytesOut := sumCounters(b.metrics.bytesOut)
+// sample records one sample at now.
+func (r *statsRing) sample(now time.Time) {
+	in, msgIn := sumCounters(r.metrics.msgIn)
+	out, msgOut := sumCounters(r.metrics.msgOut)
+	_, bytesIn := sumCounters(r.metrics.bytesIn)
+	_, bytesOut := sumCounters(r.metrics.bytesOut)
 	topics := make(map[string]topicCounters, len(in))
 	for t, v := range in {
 		topics[t] = topicCounters{in: v}
@@ -82,9 +91,8 @@ func (b *Broker) sampleStats(now time.Time) {
 		c.out = v
 		topics[t] = c
 	}
-	lags := b.groupLags()
+	lags := r.groupLags()
 
-	r := &b.stats
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.samples = append(r.samples, statsSample{atMs: now.UnixMilli(), msgIn: msgIn, msgOut: msgOut, bytesIn: bytesIn, bytesOut: bytesOut})
@@ -112,19 +120,19 @@ func (b *Broker) sampleStats(now time.Time) {
 
 // groupLags returns every configured group's total lag, from one pass over
 // the committed offsets.
-func (b *Broker) groupLags() map[string]int64 {
-	committed := b.offsets.byGroup()
+func (r *statsRing) groupLags() map[string]int64 {
+	committed := r.offsets.byGroup()
 	out := map[string]int64{}
-	for _, gc := range b.groups.all() {
+	for _, gc := range r.groups.all() {
 		g := gc.GroupName
-		out[g] = b.lagOf(g, committed[g])
+		out[g] = r.lagOf(g, committed[g])
 	}
 	return out
 }
 
 // lagOf is a group's total lag over the topics it subscribes to or has
 // committed offsets on (ConsumeStats, summed).
-func (b *Broker) lagOf(group string, committed map[string]map[int32]int64) int64 {
+func (r *statsRing) lagOf(group string, committed map[string]map[int32]int64) int64 {
 	var total int64
 	seen := map[string]bool{}
 	add := func(t string) {
@@ -132,18 +140,18 @@ func (b *Broker) lagOf(group string, committed map[string]map[int32]int64) int64
 			return
 		}
 		seen[t] = true
-		tc, ok := b.topics.get(t)
+		tc, ok := r.topicConf.get(t)
 		if !ok {
 			return
 		}
 		for q := int32(0); q < tc.ReadQueueNums; q++ {
-			total += max(0, b.cq.MaxOffset(t, q)-committed[t][q])
+			total += max(0, r.cq.MaxOffset(t, q)-committed[t][q])
 		}
 	}
 	for t := range committed {
 		add(t)
 	}
-	for t := range b.clients.groupSubscriptions(group) {
+	for t := range r.clients.groupSubscriptions(group) {
 		add(t)
 	}
 	return total
