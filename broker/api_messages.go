@@ -173,8 +173,8 @@ func (b *Broker) produce(read func() (ProduceRequest, error), tx *httpTx) (proto
 		}
 		var res []commitlog.AppendResult
 		var dups []dedupStored
-		if w := b.dedupWindow(msgs); w > 0 {
-			res, dups, err = b.appendDedupResults(msgs, w) // dedup.go
+		if w := b.dedup.window(msgs); w > 0 {
+			res, dups, err = b.dedup.storeResults(msgs, w) // dedup.go
 		} else {
 			res, err = b.clog.Append(msgs, nil)
 		}

@@ -43,5 +43,5 @@ func (b *Broker) handleTxList(c *remoting.Conn, req *remoting.Command) {
 
 // handleProducerList serves FERRY_PRODUCER_LIST.
 func (b *Broker) handleProducerList(c *remoting.Conn, req *remoting.Command) {
-	b.replyJSON(c, req, b.producerStates())
+	b.replyJSON(c, req, b.idem.states())
 }

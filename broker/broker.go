@@ -81,9 +81,9 @@ type Broker struct {
 	timerIdx *delay.TimerIndex
 	delaySvc *delay.Service
 	keys     *keyIndex
-	idem     idemState  // idempotent producers (idempotent.go)
-	dedup    dedupState // dedup windows' sends in flight (dedup.go)
-	txn      txnState   // open transactions (transaction.go)
+	idem     *idempotentProducers // idempotent producers (idempotent.go)
+	dedup    *dedupWindows        // topics' dedup windows (dedup.go)
+	txn      txnState             // open transactions (transaction.go)
 
 	// dyn is the configuration in force: cfg plus run-time changes
 	// (SetConfig, serialised by cfgMu). Read it with c().
@@ -162,6 +162,7 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 		return nil, err
 	}
 	b.repl = newReplication(b)
+	b.idem.repl, b.dedup.repl = b.repl, b.repl
 	b.mux = remoting.NewMux()
 	b.routes()
 	if err := b.openACL(); err != nil {
@@ -215,8 +216,9 @@ func (b *Broker) openStores() error {
 	b.topics.mlog, b.groups.mlog, b.offsets.mlog = b.metaLog, b.metaLog, b.metaLog
 	b.metaLog.topics, b.metaLog.groups, b.metaLog.offsets = b.topics, b.groups, b.offsets
 	b.metaLog.onTopic = b.onReplicatedTopicChange
-	b.metaLog.onProducerEpoch = b.onProducerEpoch // eos_replica.go
-	b.idem.applier = &producerApplier{b: b}
+	b.dedup = &dedupWindows{topics: b.topics, meta: b.meta, clog: b.clog, metrics: b.metrics, log: b.log, host: b.metaLog.host}
+	b.idem = newIdempotentProducers(b.dedup, b.metaLog, b.c, b)
+	b.metaLog.onProducerEpoch = b.idem.raiseEpoch // eos_replica.go
 	if b.timerIdx, err = delay.NewTimerIndex(b.meta.db, protocol.TimerTopic, b.clog.WrittenOffset()); err != nil {
 		return err
 	}
@@ -252,7 +254,7 @@ func (b *Broker) openStores() error {
 	}
 	// From here on metadata changes are refused while the disk is full.
 	b.meta.full = b.diskFullNow
-	if err := b.loadProducers(); err != nil {
+	if err := b.idem.load(); err != nil {
 		return err
 	}
 	if err := b.openTxn(); err != nil {
@@ -313,8 +315,8 @@ func (b *Broker) closeStores() {
 			b.log.Error().Err(err).Msg("flush consumer offsets")
 		}
 	}
-	if b.meta != nil && b.idem.tab != nil {
-		if err := b.snapshotProducers(time.Now()); err != nil {
+	if b.meta != nil && b.idem != nil && b.idem.tab != nil {
+		if err := b.idem.snapshot(time.Now()); err != nil {
 			b.log.Error().Err(err).Msg("save producer state")
 		}
 	}
@@ -383,7 +385,7 @@ func (b *Broker) Start() error {
 	b.registering.Store(true)
 	go b.registerLoop()
 	go b.housekeeping()
-	go b.producerSnapshots()
+	go func() { defer b.wg.Done(); b.idem.snapshots(b.stop) }()
 	go b.transactionChecks()
 	b.ready.Store(true)
 	ev := b.log.Info().Str("addr", b.addr).Str("listen", ln.Addr().String()).Str("flush", b.cfg.Flush).

@@ -33,7 +33,7 @@ func (b *Broker) routes() {
 	timed(protocol.ReqLockBatchMQ, b.handleLock)
 	timed(protocol.ReqUnlockBatchMQ, b.handleUnlock)
 	timed(protocol.ReqConsumerSendMsgBack, b.handleSendBack)
-	timed(protocol.ReqInitProducerID, b.handleInitProducerID)
+	timed(protocol.ReqInitProducerID, b.idem.handleInitProducerID)
 	timed(protocol.ReqEndTransaction, b.handleEndTransaction)
 	timed(protocol.ReqFerryTxList, b.handleTxList)
 	timed(protocol.ReqFerryProducerList, b.handleProducerList) // api_transactions.go

@@ -331,7 +331,7 @@ func (r *replication) beforeTruncate(off int64) error {
 	if d := r.b.cq.DispatchedOffset(); d > off {
 		return fmt.Errorf("broker: the master's history would cut this replica's log to %d, below what it dispatched (%d)", off, d)
 	}
-	return r.b.rebuildProducers(off) // eos_replica.go
+	return r.b.idem.rebuild(off) // eos_replica.go
 }
 
 // onMasterCommit takes the commit point a slave's master sent.

@@ -368,12 +368,13 @@ func (b *Broker) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 			b.reply(c, req, protocol.RespServiceNotAvailable, err.Error())
 			continue
 		}
-		if b.sendIdempotent(c, req, msgs[first:]) { // idempotent.go
+		if b.idem.handleSend(c, req, msgs[first:]) { // idempotent.go
 			msgs = msgs[:first]
 			continue
 		}
-		if w := b.dedupWindow(msgs[first:]); w > 0 {
-			msgs, spans = b.groupDedup(c, &g, req, msgs, spans, first, w) // dedup.go
+		if w := b.dedup.window(msgs[first:]); w > 0 {
+			flush := func(m []commitlog.Message, s []sendSpan) { b.appendGroup(c, &g, m, s) }
+			msgs, spans = b.dedup.group(c, &g, req, msgs, spans, first, w, flush) // dedup.go
 			continue
 		}
 		spans = append(spans, sendSpan{req: req, first: first, size: len(msgs) - first})
@@ -392,13 +393,13 @@ type sendGroup struct {
 // go of what the group holds.
 func (b *Broker) appendGroup(c *remoting.Conn, g *sendGroup, msgs []commitlog.Message, spans []sendSpan) {
 	if len(spans) == 0 {
-		g.done(b, spans, false)
+		g.done(b.dedup, spans, false)
 		return
 	}
 	answer := func(res []commitlog.AppendResult, err error) {
 		full := false
 		if g.snap && res != nil {
-			full = b.recordDedup(spans, res, msgs) // dedup.go
+			full = b.dedup.record(spans, res, msgs) // dedup.go
 		}
 		for _, sp := range spans {
 			var r []commitlog.AppendResult
@@ -406,7 +407,7 @@ func (b *Broker) appendGroup(c *remoting.Conn, g *sendGroup, msgs []commitlog.Me
 				r = res[sp.first : sp.first+sp.size]
 			}
 			if sp.dd != nil {
-				b.answerDedup(c, sp, msgs, r, err) // dedup.go
+				b.dedup.answer(c, sp, msgs, r, err) // dedup.go
 				continue
 			}
 			resp := b.sendResponse(sp.req, msgs[sp.first:sp.first+sp.size], r, err)
@@ -416,7 +417,7 @@ func (b *Broker) appendGroup(c *remoting.Conn, g *sendGroup, msgs []commitlog.Me
 			}
 			b.repl.reply(c, sp.req, resp, msgs[sp.first].Topic, r[len(r)-1].End()) // replication.go
 		}
-		g.done(b, spans, full)
+		g.done(b.dedup, spans, full)
 	}
 	if len(msgs) == 0 {
 		answer([]commitlog.AppendResult{}, nil) // only duplicates

@@ -22,7 +22,7 @@ type multiState struct {
 }
 
 // multiDedup is a message of a topic with a dedup window, stored on its own
-// after the batch's append (appendDedup takes one topic at a time).
+// after the batch's append (the dedup windows store one topic at a time).
 type multiDedup struct {
 	at     int
 	m      commitlog.Message
@@ -65,7 +65,7 @@ func (b *Broker) handleSendMulti(c *remoting.Conn, req *remoting.Command) {
 			r.QueueID = st.entries[i].QueueID
 			continue
 		}
-		if w := b.dedupWindow([]commitlog.Message{m}); w > 0 {
+		if w := b.dedup.window([]commitlog.Message{m}); w > 0 {
 			st.dedup = append(st.dedup, multiDedup{at: i, m: m, window: w})
 			continue
 		}
@@ -78,7 +78,7 @@ func (b *Broker) handleSendMulti(c *remoting.Conn, req *remoting.Command) {
 		})
 	}
 	for _, d := range st.dedup {
-		b.appendDedup([]commitlog.Message{d.m}, d.window, func(out []dedupStored, flushErr, err error) {
+		b.dedup.store([]commitlog.Message{d.m}, d.window, func(out []dedupStored, flushErr, err error) {
 			r := &st.results[d.at]
 			r.QueueID = d.m.QueueID
 			if err != nil {
