@@ -150,7 +150,7 @@ func (b *Broker) produce(read func() (ProduceRequest, error), tx *httpTx) (proto
 		q := m.QueueID
 		if tx != nil {
 			tx.mark(&m)
-			_, err = b.routeHalf(&m, &h, false) // transaction.go
+			_, err = b.txn.routeHalf(&m, &h, false) // transaction.go
 		} else {
 			err = b.routeSpecial(&m, &h)
 		}

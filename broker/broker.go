@@ -83,7 +83,7 @@ type Broker struct {
 	keys     *keyIndex
 	idem     *idempotentProducers // idempotent producers (idempotent.go)
 	dedup    *dedupWindows        // topics' dedup windows (dedup.go)
-	txn      txnState             // open transactions (transaction.go)
+	txn      *txnService          // transactional messages (transaction.go)
 
 	// dyn is the configuration in force: cfg plus run-time changes
 	// (SetConfig, serialised by cfgMu). Read it with c().
@@ -257,7 +257,9 @@ func (b *Broker) openStores() error {
 	if err := b.idem.load(); err != nil {
 		return err
 	}
-	if err := b.openTxn(); err != nil {
+	b.txn = &txnService{clog: b.clog, cq: b.cq, meta: b.meta, topics: b.topics, clients: b.clients, log: b.log, cfg: b.c,
+		host: b.metaLog.host, writable: b.writable, send: b}
+	if err := b.txn.open(b.metrics.reg); err != nil {
 		return err
 	}
 	b.topics.changed = b.registerWait
@@ -386,7 +388,7 @@ func (b *Broker) Start() error {
 	go b.registerLoop()
 	go b.housekeeping()
 	go func() { defer b.wg.Done(); b.idem.snapshots(b.stop) }()
-	go b.transactionChecks()
+	go func() { defer b.wg.Done(); b.txn.checks(b.stop) }()
 	b.ready.Store(true)
 	ev := b.log.Info().Str("addr", b.addr).Str("listen", ln.Addr().String()).Str("flush", b.cfg.Flush).
 		Str("data_dir", b.cfg.DataDir).Int64("startup_ms", time.Since(b.startedAt).Milliseconds())

@@ -34,7 +34,7 @@ func (b *Broker) routes() {
 	timed(protocol.ReqUnlockBatchMQ, b.handleUnlock)
 	timed(protocol.ReqConsumerSendMsgBack, b.handleSendBack)
 	timed(protocol.ReqInitProducerID, b.idem.handleInitProducerID)
-	timed(protocol.ReqEndTransaction, b.handleEndTransaction)
+	timed(protocol.ReqEndTransaction, b.txn.handleEndTransaction)
 	timed(protocol.ReqFerryTxList, b.handleTxList)
 	timed(protocol.ReqFerryProducerList, b.handleProducerList) // api_transactions.go
 	b.adminRoutes(timed)

@@ -174,7 +174,7 @@ func (r *replication) becomeMaster(rep controller.HeartbeatReply) {
 // complete), and if it is still master of that term (termDone is that
 // term's).
 // The transaction check-back needs no start: each round runs only on a
-// writable master (checkTransactions).
+// writable master (txnService.checkRound).
 func (r *replication) startMasterWork(term uint64, termDone <-chan struct{}, end int64) {
 	defer r.wg.Done()
 	if !waitFed(r.ctx, r.b.cq, end, termDone) {

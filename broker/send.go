@@ -454,7 +454,7 @@ func (b *Broker) prepareSend(req *remoting.Command, msgs []commitlog.Message, bo
 	}
 	batch := req.Code == protocol.ReqSendBatchMessage || h.batch
 	for i := first; i < len(msgs); i++ {
-		if half, err := b.routeHalf(&msgs[i], &h, batch); err != nil { // transaction.go
+		if half, err := b.txn.routeHalf(&msgs[i], &h, batch); err != nil { // transaction.go
 			return msgs, err
 		} else if !half {
 			if err := b.routeSpecial(&msgs[i], &h); err != nil {

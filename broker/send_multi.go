@@ -116,7 +116,7 @@ func (b *Broker) prepareMultiEntry(e *protocol.MultiEntry, group string, born ne
 	}
 	m := commitlog.Message{Topic: h.topic, QueueID: h.queueID, Flag: h.flag, Body: e.Body,
 		Properties: e.Properties, BornTimestamp: h.bornTimestamp, BornHost: born, StoreHost: b.storeHost}
-	if _, err := b.routeHalf(&m, &h, true); err != nil { // transaction.go: no halves in a batch
+	if _, err := b.txn.routeHalf(&m, &h, true); err != nil { // transaction.go: no halves in a batch
 		return commitlog.Message{}, err
 	}
 	if err := b.routeSpecial(&m, &h); err != nil {
