@@ -150,7 +150,7 @@ func (b *Broker) produce(read func() (ProduceRequest, error), tx *httpTx) (proto
 		q := m.QueueID
 		if tx != nil {
 			tx.mark(&m)
-			_, err = b.routeHalf(&m, &h, false) // transaction.go
+			_, err = b.txn.routeHalf(&m, &h, false) // transaction.go
 		} else {
 			err = b.sender.routeSpecial(&m, &h)
 		}
@@ -173,8 +173,8 @@ func (b *Broker) produce(read func() (ProduceRequest, error), tx *httpTx) (proto
 		}
 		var res []commitlog.AppendResult
 		var dups []dedupStored
-		if w := b.dedupWindow(msgs); w > 0 {
-			res, dups, err = b.appendDedupResults(msgs, w) // dedup.go
+		if w := b.dedup.window(msgs); w > 0 {
+			res, dups, err = b.dedup.storeResults(msgs, w) // dedup.go
 		} else {
 			res, err = b.clog.Append(msgs, nil)
 		}

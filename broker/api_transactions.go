@@ -9,16 +9,19 @@ import (
 )
 
 // Transactions lists the open transactions, oldest first.
-func (b *Broker) Transactions() ([]protocol.OpenTransaction, error) {
-	b.txn.mu.Lock()
-	defer b.txn.mu.Unlock()
+func (b *Broker) Transactions() ([]protocol.OpenTransaction, error) { return b.txn.list() }
+
+// list lists the open transactions, oldest first.
+func (s *txnService) list() ([]protocol.OpenTransaction, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), txnWait)
 	defer cancel()
-	if err := b.syncTxnLocked(ctx, 0); err != nil {
+	if err := s.syncLocked(ctx, 0); err != nil {
 		return nil, err
 	}
 	now := time.Now()
-	open := b.txn.tab.list()
+	open := s.tab.list()
 	out := make([]protocol.OpenTransaction, len(open))
 	for i, h := range open {
 		out[i] = protocol.OpenTransaction{CommitLogOffset: h.Offset, QueueOffset: h.QueueOffset, ProducerGroup: h.Group,
@@ -43,5 +46,5 @@ func (b *Broker) handleTxList(c *remoting.Conn, req *remoting.Command) {
 
 // handleProducerList serves FERRY_PRODUCER_LIST.
 func (b *Broker) handleProducerList(c *remoting.Conn, req *remoting.Command) {
-	replyJSON(c, req, b.producerStates())
+	replyJSON(c, req, b.idem.states())
 }

@@ -60,7 +60,7 @@ const (
 // httpTx is one HTTP transaction. send holds it shared while a request
 // stores messages into it and exclusively while it ends, so a message is
 // either in the commit or refused. ended and endedAt are guarded by
-// txnState.httpMu.
+// txnService.httpMu.
 type httpTx struct {
 	id      string
 	topic   string
@@ -111,50 +111,57 @@ func (v HTTPTxView) Begin(topic, timeoutText string) (HTTPTxInfo, error) {
 	if _, err := b.sender.resolveSendTopic(&sendHeader{topic: topic, queueID: -1}); err != nil {
 		return HTTPTxInfo{}, err
 	}
+	t := b.txn.beginHTTP(topic, timeout)
+	return HTTPTxInfo{ID: t.id, Topic: topic, ExpiresMs: t.expires.UnixMilli(), State: "open"}, nil
+}
+
+// beginHTTP begins an HTTP transaction on topic that expires after
+// timeout.
+func (s *txnService) beginHTTP(topic string, timeout time.Duration) *httpTx {
 	var raw [16]byte
 	_, _ = rand.Read(raw[:])
 	t := &httpTx{id: strings.ToUpper(hex.EncodeToString(raw[:])), topic: topic, expires: time.Now().Add(timeout)}
-	b.txn.httpMu.Lock()
-	if b.txn.http == nil {
-		b.txn.http = make(map[string]*httpTx)
+	s.httpMu.Lock()
+	if s.http == nil {
+		s.http = make(map[string]*httpTx)
 	}
-	b.txn.http[t.id] = t
-	b.txn.httpMu.Unlock()
-	return HTTPTxInfo{ID: t.id, Topic: topic, ExpiresMs: t.expires.UnixMilli(), State: "open"}, nil
+	s.http[t.id] = t
+	s.httpMu.Unlock()
+	return t
 }
 
 // httpTxOf finds the transaction id of topic: one this process knows, or
 // one whose halves the log holds.
-func (b *Broker) httpTxOf(topic, id string) (*httpTx, error) {
+func (s *txnService) httpTxOf(topic, id string) (*httpTx, error) {
 	notFound := fmt.Errorf("%w: transaction %s of topic %s", protocol.ErrHTTPRouteNotFound, id, topic)
-	b.txn.httpMu.Lock()
-	t := b.txn.http[id]
-	b.txn.httpMu.Unlock()
+	s.httpMu.Lock()
+	t := s.http[id]
+	s.httpMu.Unlock()
 	if t == nil {
-		b.txn.mu.Lock()
+		s.mu.Lock()
 		ctx, cancel := context.WithTimeout(context.Background(), txnWait)
-		err := b.syncTxnLocked(ctx, 0)
+		err := s.syncLocked(ctx, 0)
 		cancel()
 		var halves []openHalf
 		if err == nil {
-			halves = b.txn.tab.httpTx(id)
+			halves = s.tab.httpTx(id)
 		}
-		b.txn.mu.Unlock()
+		s.mu.Unlock()
 		if err != nil {
 			return nil, err
 		}
 		if len(halves) == 0 {
 			return nil, notFound
 		}
-		b.txn.httpMu.Lock()
-		if t = b.txn.http[id]; t == nil {
-			if b.txn.http == nil {
-				b.txn.http = make(map[string]*httpTx)
+		s.httpMu.Lock()
+		if t = s.http[id]; t == nil {
+			if s.http == nil {
+				s.http = make(map[string]*httpTx)
 			}
 			t = &httpTx{id: id, topic: halves[0].Topic, expires: halves[0].Expires}
-			b.txn.http[id] = t
+			s.http[id] = t
 		}
-		b.txn.httpMu.Unlock()
+		s.httpMu.Unlock()
 	}
 	if t.topic != topic {
 		return nil, notFound
@@ -174,44 +181,48 @@ func (t *httpTx) endedLocked(now time.Time) string {
 // Send stores messages into transaction id of topic as Produce does;
 // read reads the request once the transaction is known to be open.
 func (v HTTPTxView) Send(topic, id string, read func() (ProduceRequest, error)) (protocol.HTTPProduceResponse, []error, error) {
-	b := v.b
-	t, err := b.httpTxOf(topic, id)
+	s := v.b.txn
+	t, err := s.httpTxOf(topic, id)
 	if err != nil {
 		return protocol.HTTPProduceResponse{}, nil, err
 	}
 	t.send.RLock()
 	defer t.send.RUnlock()
-	b.txn.httpMu.Lock()
+	s.httpMu.Lock()
 	ended := t.endedLocked(time.Now())
-	b.txn.httpMu.Unlock()
+	s.httpMu.Unlock()
 	if ended != "" {
 		return protocol.HTTPProduceResponse{}, nil, fmt.Errorf("%w: transaction %s is %s", protocol.ErrHTTPTxEnded, t.id, ended)
 	}
-	return b.produce(read, t)
+	return v.b.produce(read, t)
 }
 
 // End commits (commit) or aborts a transaction: its open halves are
 // closed in one append. Ending it again the same way answers the same;
 // the other way (or after it expired) is a conflict.
 func (v HTTPTxView) End(topic, id string, commit bool) (HTTPTxInfo, error) {
-	b := v.b
+	if err := v.b.sender.checkWritable(); err != nil {
+		return HTTPTxInfo{}, err
+	}
+	return v.b.txn.endHTTP(topic, id, commit)
+}
+
+// endHTTP ends HTTP transaction id of topic, as End.
+func (s *txnService) endHTTP(topic, id string, commit bool) (HTTPTxInfo, error) {
 	outcome := txAborted
 	if commit {
 		outcome = txCommitted
 	}
-	if err := b.sender.checkWritable(); err != nil {
-		return HTTPTxInfo{}, err
-	}
-	t, err := b.httpTxOf(topic, id)
+	t, err := s.httpTxOf(topic, id)
 	if err != nil {
 		return HTTPTxInfo{}, err
 	}
 	t.send.Lock() // no send into t is under way from here on
 	defer t.send.Unlock()
 	info := HTTPTxInfo{ID: t.id, Topic: t.topic, ExpiresMs: t.expires.UnixMilli()}
-	b.txn.httpMu.Lock()
+	s.httpMu.Lock()
 	ended := t.endedLocked(time.Now())
-	b.txn.httpMu.Unlock()
+	s.httpMu.Unlock()
 	if ended == outcome {
 		info.State = ended
 		return info, nil
@@ -223,44 +234,44 @@ func (v HTTPTxView) End(topic, id string, commit bool) (HTTPTxInfo, error) {
 	if outcome == txAborted {
 		op = protocol.TransactionOpRollback
 	}
-	b.txn.mu.Lock()
+	s.mu.Lock()
 	sctx, cancel := context.WithTimeout(context.Background(), txnWait)
-	err = b.syncTxnLocked(sctx, b.clog.WrittenOffset())
+	err = s.syncLocked(sctx, s.clog.WrittenOffset())
 	cancel()
 	var halves []openHalf
 	if err == nil {
-		halves = b.txn.tab.httpTx(t.id)
+		halves = s.tab.httpTx(t.id)
 		if len(halves) > 0 {
-			err = b.closeHalvesLocked(halves, op)
+			err = s.closeHalvesLocked(halves, op)
 		}
 	}
-	b.txn.mu.Unlock()
+	s.mu.Unlock()
 	if err != nil {
-		b.log.Warn().Err(err).Str("transaction", t.id).Msg("end an HTTP transaction")
+		s.log.Warn().Err(err).Str("transaction", t.id).Msg("end an HTTP transaction")
 		return HTTPTxInfo{}, err
 	}
-	b.txn.httpMu.Lock()
+	s.httpMu.Lock()
 	t.ended, t.endedAt = outcome, time.Now()
-	b.txn.httpMu.Unlock()
+	s.httpMu.Unlock()
 	info.State, info.Messages = outcome, len(halves)
 	return info, nil
 }
 
 // expireHTTPTxLocked rolls back the halves of HTTP transactions whose
-// time ran out and forgets transactions ended long ago; txn.mu is held.
-func (b *Broker) expireHTTPTxLocked(now time.Time) {
-	if exp := b.txn.tab.expired(now); len(exp) > 0 {
-		if err := b.closeHalvesLocked(exp, protocol.TransactionOpRollback); err != nil {
-			b.log.Warn().Err(err).Msg("roll back expired HTTP transactions")
+// time ran out and forgets transactions ended long ago; mu is held.
+func (s *txnService) expireHTTPTxLocked(now time.Time) {
+	if exp := s.tab.expired(now); len(exp) > 0 {
+		if err := s.closeHalvesLocked(exp, protocol.TransactionOpRollback); err != nil {
+			s.log.Warn().Err(err).Msg("roll back expired HTTP transactions")
 		} else {
-			b.log.Info().Int("messages", len(exp)).Msg("rolled back the messages of expired HTTP transactions")
+			s.log.Info().Int("messages", len(exp)).Msg("rolled back the messages of expired HTTP transactions")
 		}
 	}
-	b.txn.httpMu.Lock()
-	defer b.txn.httpMu.Unlock()
-	for id, t := range b.txn.http {
+	s.httpMu.Lock()
+	defer s.httpMu.Unlock()
+	for id, t := range s.http {
 		if t.endedLocked(now) != "" && now.Sub(t.endedAt) > httpTxRemember {
-			delete(b.txn.http, id)
+			delete(s.http, id)
 		}
 	}
 }

@@ -83,9 +83,9 @@ type Broker struct {
 	timerIdx *delay.TimerIndex
 	delaySvc *delay.Service
 	keys     *keyIndex
-	idem     idemState  // idempotent producers (idempotent.go)
-	dedup    dedupState // dedup windows' sends in flight (dedup.go)
-	txn      txnState   // open transactions (transaction.go)
+	idem     *idempotentProducers // idempotent producers (idempotent.go)
+	dedup    *dedupWindows        // topics' dedup windows (dedup.go)
+	txn      *txnService          // transactional messages (transaction.go)
 
 	conf *runtimeConfig // cfg plus run-time changes (runtimeconfig.go): read it with c()
 
@@ -168,6 +168,8 @@ func New(cfg Config, opts ...Option) (*Broker, error) {
 	b.holds.pullOnce = b.reader.pullOnce
 	b.leases.minOffset, b.leases.sendBack, b.leases.checkWritable = b.reader.minOffset, b.sender.sendBackMessage, b.sender.checkWritable
 	b.messages = &messageReader{clog: b.clog, cq: b.cq, topics: b.topics, keys: b.keys, queues: b.reader}
+	b.idem.repl, b.dedup.repl = b.repl, b.repl
+	b.idem.send, b.txn.send = b.sender, b.sender
 	b.mux = remoting.NewMux()
 	b.client = &clientHandlers{b: b}
 	b.routes()
@@ -223,8 +225,9 @@ func (b *Broker) openStores() error {
 	b.registrar = newRegistrar(b)
 	b.metaLog.topics, b.metaLog.groups, b.metaLog.offsets = b.topics, b.groups, b.offsets
 	b.metaLog.onTopic = b.onReplicatedTopicChange
-	b.metaLog.onProducerEpoch = b.onProducerEpoch // eos_replica.go
-	b.idem.applier = &producerApplier{b: b}
+	b.dedup = &dedupWindows{topics: b.topics, meta: b.meta, clog: b.clog, metrics: b.metrics, log: b.log, host: b.metaLog.host}
+	b.idem = newIdempotentProducers(b.dedup, b.metaLog, b.c)
+	b.metaLog.onProducerEpoch = b.idem.raiseEpoch // eos_replica.go
 	if b.timerIdx, err = delay.NewTimerIndex(b.meta.db, protocol.TimerTopic, b.clog.WrittenOffset()); err != nil {
 		return err
 	}
@@ -265,10 +268,12 @@ func (b *Broker) openStores() error {
 	// From here on metadata changes are refused while the disk is full.
 	b.disk = newDiskGuard(b)
 	b.meta.full = b.disk.fullNow
-	if err := b.loadProducers(); err != nil {
+	if err := b.idem.load(); err != nil {
 		return err
 	}
-	if err := b.openTxn(); err != nil {
+	b.txn = &txnService{clog: b.clog, cq: b.cq, meta: b.meta, topics: b.topics, clients: b.clients, log: b.log, cfg: b.c,
+		host: b.metaLog.host, writable: b.writable}
+	if err := b.txn.open(b.metrics.reg); err != nil {
 		return err
 	}
 	b.topics.changed = b.registrar.wait
@@ -326,8 +331,8 @@ func (b *Broker) closeStores() {
 			b.log.Error().Err(err).Msg("flush consumer offsets")
 		}
 	}
-	if b.meta != nil && b.idem.tab != nil {
-		if err := b.snapshotProducers(time.Now()); err != nil {
+	if b.meta != nil && b.idem != nil && b.idem.tab != nil {
+		if err := b.idem.snapshot(time.Now()); err != nil {
 			b.log.Error().Err(err).Msg("save producer state")
 		}
 	}
@@ -395,8 +400,8 @@ func (b *Broker) Start() error {
 	b.registrar.start(b.addr, b.nsClient)
 	go func() { defer b.wg.Done(); b.registrar.loop() }()
 	go b.housekeeping()
-	go b.producerSnapshots()
-	go b.transactionChecks()
+	go func() { defer b.wg.Done(); b.idem.snapshots(b.stop) }()
+	go func() { defer b.wg.Done(); b.txn.checks(b.stop) }()
 	b.ready.Store(true)
 	ev := b.log.Info().Str("addr", b.addr).Str("listen", ln.Addr().String()).Str("flush", b.cfg.Flush).
 		Str("data_dir", b.cfg.DataDir).Int64("startup_ms", time.Since(b.startedAt).Milliseconds())

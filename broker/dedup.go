@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/rs/zerolog"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/idempotence"
@@ -36,7 +38,22 @@ import (
 // two connections wait for each other instead of both being stored.
 // Lock order: snapMu, flushMu, mu; mu is never held while waiting,
 // appending or writing to the store.
-type dedupState struct {
+//
+// dedupWindows holds the keys, their journal and filter, and sweeps them.
+type dedupWindows struct {
+	topics  *topicTable
+	meta    *metaStore
+	clog    *commitlog.Log
+	metrics *metrics
+	log     zerolog.Logger
+	host    func() netip.AddrPort // the advertised address, of message ids
+	// snapMu is the producer snapshot's lock (idempotent.go), held for
+	// reading from a dedup send's lookup to the recording of its keys.
+	snapMu *sync.RWMutex
+	// repl answers stored sends and says when a new master's replicated
+	// state is applied (eos_replica.go); set once replication is built.
+	repl *replication
+
 	mu         sync.Mutex
 	pending    map[string]chan struct{} // dd key → closed when its send is answered; guarded by mu
 	mem        map[string]dedupValue    // the keys in their windows, up to memKeys; guarded by mu
@@ -91,18 +108,18 @@ func dedupTopic(m *commitlog.Message) string {
 	return m.Topic
 }
 
-// dedupWindow is the dedup window of msgs' topic, 0 when off.
-func (b *Broker) dedupWindow(msgs []commitlog.Message) time.Duration {
-	tc, ok := b.topics.get(dedupTopic(&msgs[0]))
+// window is the dedup window of msgs' topic, 0 when off.
+func (s *dedupWindows) window(msgs []commitlog.Message) time.Duration {
+	tc, ok := s.topics.get(dedupTopic(&msgs[0]))
 	if !ok {
 		return 0
 	}
 	return time.Duration(tc.DedupWindowMs) * time.Millisecond
 }
 
-// claimDedup registers keys as in flight, first waiting for any send of
+// claim registers keys as in flight, first waiting for any send of
 // one of them that is in flight already.
-func (s *dedupState) claim(keys []string) chan struct{} {
+func (s *dedupWindows) claim(keys []string) chan struct{} {
 	mine := make(chan struct{})
 	for {
 		s.mu.Lock()
@@ -130,7 +147,7 @@ func (s *dedupState) claim(keys []string) chan struct{} {
 	}
 }
 
-func (s *dedupState) release(keys []string, mine chan struct{}) {
+func (s *dedupWindows) release(keys []string, mine chan struct{}) {
 	s.mu.Lock()
 	for _, k := range keys {
 		if s.pending[k] == mine {
@@ -141,26 +158,26 @@ func (s *dedupState) release(keys []string, mine chan struct{}) {
 	close(mine)
 }
 
-// appendDedup appends the messages of msgs not stored within window and
+// store appends the messages of msgs not stored within window and
 // calls answer with where every message is (the earlier copy for a
 // duplicate), or with the error. flushErr is ErrFlushTimeout when the new
 // messages were stored but not synced in time. The new keys are in
 // memory before answer is called, while they are still claimed, so a
 // copy racing in finds them; they reach the metadata store with the
 // next batch of keys, written after answer returns.
-func (b *Broker) appendDedup(msgs []commitlog.Message, window time.Duration, answer func(out []dedupStored, flushErr, err error)) {
-	if err := b.producerStateReady(); err != nil { // eos_replica.go
+func (s *dedupWindows) store(msgs []commitlog.Message, window time.Duration, answer func(out []dedupStored, flushErr, err error)) {
+	if err := s.repl.producerStateReady(); err != nil { // eos_replica.go
 		answer(nil, nil, err)
 		return
 	}
 	d := &dedupSpan{topic: msgs[0].Topic, keys: dedupKeys(msgs)}
-	d.mine = b.dedup.claim(d.keys)
-	defer b.dedup.release(d.keys, d.mine)
+	d.mine = s.claim(d.keys)
+	defer s.release(d.keys, d.mine)
 	full := false
 	func() {
-		b.idem.snapMu.RLock()
-		defer b.idem.snapMu.RUnlock()
-		if err := b.checkDedup(d, window); err != nil {
+		s.snapMu.RLock()
+		defer s.snapMu.RUnlock()
+		if err := s.check(d, window); err != nil {
 			answer(nil, nil, err)
 			return
 		}
@@ -172,30 +189,29 @@ func (b *Broker) appendDedup(msgs []commitlog.Message, window time.Duration, ans
 		var flushErr error
 		if len(fresh) > 0 {
 			var err error
-			if res, err = b.clog.Append(fresh, nil); len(res) != len(fresh) {
+			if res, err = s.clog.Append(fresh, nil); len(res) != len(fresh) {
 				answer(nil, nil, err)
 				return
 			}
 			flushErr = err
 		}
-		full = b.recordDedup([]sendSpan{{size: len(fresh), dd: d}}, res, fresh)
+		full = s.record([]sendSpan{{size: len(fresh), dd: d}}, res, fresh)
 		d.resolveDups()
 		if n := len(msgs) - len(fresh); n > 0 {
-			b.metrics.duplicates.WithLabelValues("dedup_window").Add(float64(n))
+			s.metrics.duplicates.WithLabelValues("dedup_window").Add(float64(n))
 		}
 		answer(d.out, flushErr, nil)
 	}()
 	if full {
-		if err := b.flushDedup(); err != nil {
-			b.log.Warn().Err(err).Str("topic", d.topic).Msg("record dedup keys")
+		if err := s.flush(); err != nil {
+			s.log.Warn().Err(err).Str("topic", d.topic).Msg("record dedup keys")
 		}
 	}
 }
 
-// findDedup finds key stored since notBefore (unix ms): in memory, or,
+// find finds key stored since notBefore (unix ms): in memory, or,
 // unless the filter rules it out, in the metadata store.
-func (b *Broker) findDedup(key string, notBefore int64) (dedupStored, bool, error) {
-	s := &b.dedup
+func (s *dedupWindows) find(key string, notBefore int64) (dedupStored, bool, error) {
 	if v, ok := s.memLookup(key); ok {
 		st, ok := decodeDedupValue(v[:], notBefore)
 		return st, ok, nil
@@ -203,7 +219,7 @@ func (b *Broker) findDedup(key string, notBefore int64) (dedupStored, bool, erro
 	if !s.filter.mayContain(key) {
 		return dedupStored{}, false, nil
 	}
-	return b.lookupDedup(key, notBefore)
+	return s.lookup(key, notBefore)
 }
 
 func putDedupValue(v []byte, storeMs int64, st dedupStored) {
@@ -228,10 +244,10 @@ func decodeDedupValue(v []byte, notBefore int64) (dedupStored, bool) {
 		QueueID: int32(be.Uint32(v[8:])), Dup: true}, true
 }
 
-// lookupDedup finds key in the metadata store, stored since notBefore
+// lookup finds key in the metadata store, stored since notBefore
 // (unix ms).
-func (b *Broker) lookupDedup(key string, notBefore int64) (dedupStored, bool, error) {
-	v, closer, err := b.meta.db.Get([]byte(key))
+func (s *dedupWindows) lookup(key string, notBefore int64) (dedupStored, bool, error) {
+	v, closer, err := s.meta.db.Get([]byte(key))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return dedupStored{}, false, nil
 	}
@@ -243,18 +259,18 @@ func (b *Broker) lookupDedup(key string, notBefore int64) (dedupStored, bool, er
 	return st, ok, nil
 }
 
-// replayDedup records the key of a replayed record of a topic with a
+// replay records the key of a replayed record of a topic with a
 // dedup window, if the record is still inside it and memory does not
 // hold it already; it reports whether the keys in memory are due to be
 // written.
-func (b *Broker) replayDedup(rec *protocol.Record, off int64, now time.Time) bool {
+func (s *dedupWindows) replay(rec *protocol.Record, off int64, now time.Time) bool {
 	topic := string(rec.Topic)
 	if topic == protocol.ScheduleTopic || topic == protocol.TimerTopic {
 		if t, ok := protocol.Property(rec.Properties, protocol.PropRealTopic); ok {
 			topic = t
 		}
 	}
-	tc, ok := b.topics.get(topic)
+	tc, ok := s.topics.get(topic)
 	if !ok || tc.DedupWindowMs <= 0 || rec.StoreTimestamp < now.UnixMilli()-tc.DedupWindowMs {
 		return false
 	}
@@ -265,7 +281,6 @@ func (b *Broker) replayDedup(rec *protocol.Record, off int64, now time.Time) boo
 	var v dedupValue
 	putDedupValue(v[:], rec.StoreTimestamp, dedupStored{Stored: idempotence.Stored{CommitlogOffset: off, QueueOffset: rec.QueueOffset}, QueueID: rec.QueueID})
 	key := dedupKey(topic, k)
-	s := &b.dedup
 	s.mu.Lock()
 	have, inMem := s.mem[key]
 	s.mu.Unlock()
@@ -273,7 +288,7 @@ func (b *Broker) replayDedup(rec *protocol.Record, off int64, now time.Time) boo
 		return false // recorded by the send that stored it, or replayed before
 	}
 	if !inMem && s.filter != nil && s.filter.mayContain(key) {
-		if old, closer, err := b.meta.db.Get([]byte(key)); err == nil {
+		if old, closer, err := s.meta.db.Get([]byte(key)); err == nil {
 			same := string(old) == string(v[:])
 			closer.Close()
 			if same {
@@ -286,12 +301,11 @@ func (b *Broker) replayDedup(rec *protocol.Record, off int64, now time.Time) boo
 	return s.recordLocked(key, v, rec.StoreTimestamp+tc.DedupWindowMs)
 }
 
-// sweepDedup drops the keys older than their topic's window from memory,
+// sweep drops the keys older than their topic's window from memory,
 // the journal and the store. The key filter is rebuilt from the dd keys
 // kept.
-func (b *Broker) sweepDedup(now time.Time) error {
-	s := &b.dedup
-	if err := b.sweepDedupMem(now); err != nil { // dedupmem.go
+func (s *dedupWindows) sweep(now time.Time) error {
+	if err := s.sweepMem(now); err != nil { // dedupmem.go
 		return err
 	}
 	defer func() { s.flushMu.Lock(); s.written = nil; s.flushMu.Unlock() }()
@@ -303,10 +317,10 @@ func (b *Broker) sweepDedup(now time.Time) error {
 		s.flushMu.Lock()
 		s.written = make(map[string]bool)
 		s.flushMu.Unlock()
-		return b.meta.scan(dedupPrefix, func(k, v []byte) error {
+		return s.meta.scan(dedupPrefix, func(k, v []byte) error {
 			rest := string(k[len(dedupPrefix):])
 			topic, _, _ := strings.Cut(rest, "\x00")
-			tc, ok := b.topics.get(topic)
+			tc, ok := s.topics.get(topic)
 			if ok && len(v) == 28 && int64(binary.BigEndian.Uint64(v)) >= now.UnixMilli()-tc.DedupWindowMs {
 				add(string(k))
 				kept++
@@ -320,7 +334,7 @@ func (b *Broker) sweepDedup(now time.Time) error {
 		return err
 	}
 	s.kept.Store(int64(kept))
-	batch := b.meta.db.NewBatch()
+	batch := s.meta.db.NewBatch()
 	defer batch.Close()
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
@@ -332,29 +346,29 @@ func (b *Broker) sweepDedup(now time.Time) error {
 			return err
 		}
 	}
-	return b.meta.db.Apply(batch, pebble.NoSync)
+	return s.meta.db.Apply(batch, pebble.NoSync)
 }
 
-// loadDedupFilter builds the key filter from the keys in the store
+// loadFilter builds the key filter from the keys in the store
 // (after the replay of the log put back what a crash lost).
-func (b *Broker) loadDedupFilter() error {
+func (s *dedupWindows) loadFilter() error {
 	n := 0
-	if err := b.meta.scan(dedupPrefix, func(_, _ []byte) error { n++; return nil }); err != nil {
+	if err := s.meta.scan(dedupPrefix, func(_, _ []byte) error { n++; return nil }); err != nil {
 		return err
 	}
-	b.dedup.filter = newKeyFilter()
-	b.dedup.kept.Store(int64(n))
-	return b.dedup.filter.rebuild(n, func(add func(string)) error {
-		return b.meta.scan(dedupPrefix, func(k, _ []byte) error { add(string(k)); return nil })
+	s.filter = newKeyFilter()
+	s.kept.Store(int64(n))
+	return s.filter.rebuild(n, func(add func(string)) error {
+		return s.meta.scan(dedupPrefix, func(k, _ []byte) error { add(string(k)); return nil })
 	})
 }
 
-// appendDedupResults is appendDedup for the HTTP API: the results as
+// storeResults is store for the HTTP API: the results as
 // append results (the flush timeout as the error, as Append reports it).
-func (b *Broker) appendDedupResults(msgs []commitlog.Message, window time.Duration) ([]commitlog.AppendResult, []dedupStored, error) {
+func (s *dedupWindows) storeResults(msgs []commitlog.Message, window time.Duration) ([]commitlog.AppendResult, []dedupStored, error) {
 	var out []dedupStored
 	var flushErr, err error
-	b.appendDedup(msgs, window, func(o []dedupStored, f, e error) { out, flushErr, err = o, f, e })
+	s.store(msgs, window, func(o []dedupStored, f, e error) { out, flushErr, err = o, f, e })
 	if err != nil {
 		return nil, nil, err
 	}

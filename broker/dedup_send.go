@@ -25,7 +25,7 @@ type dedupSpan struct {
 }
 
 // tryClaim is claim without waiting: nil when a key is in flight.
-func (s *dedupState) tryClaim(keys []string) chan struct{} {
+func (s *dedupWindows) tryClaim(keys []string) chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, k := range keys {
@@ -57,9 +57,9 @@ func dedupKeys(msgs []commitlog.Message) []string {
 	return keys
 }
 
-// checkDedup looks up the claimed keys of d's messages and decides which
-// are new. The caller holds idem.snapMu for reading.
-func (b *Broker) checkDedup(d *dedupSpan, window time.Duration) error {
+// check looks up the claimed keys of d's messages and decides which
+// are new. The caller holds snapMu for reading.
+func (s *dedupWindows) check(d *dedupSpan, window time.Duration) error {
 	d.windowMs = window.Milliseconds()
 	notBefore := time.Now().UnixMilli() - d.windowMs
 	d.out = make([]dedupStored, len(d.keys))
@@ -77,7 +77,7 @@ func (b *Broker) checkDedup(d *dedupSpan, window time.Duration) error {
 				}
 				seen[k] = i
 			}
-			st, ok, err := b.findDedup(k, notBefore)
+			st, ok, err := s.find(k, notBefore)
 			if err != nil {
 				return err
 			}
@@ -91,12 +91,11 @@ func (b *Broker) checkDedup(d *dedupSpan, window time.Duration) error {
 	return nil
 }
 
-// recordDedup fills in where the new messages of the group's dedup spans
+// record fills in where the new messages of the group's dedup spans
 // went (res: the appended messages' results, starting at each span's
 // first) and puts their keys in memory. It reports whether the keys in
 // memory are due to be written.
-func (b *Broker) recordDedup(spans []sendSpan, res []commitlog.AppendResult, msgs []commitlog.Message) (full bool) {
-	s := &b.dedup
+func (s *dedupWindows) record(spans []sendSpan, res []commitlog.AppendResult, msgs []commitlog.Message) (full bool) {
 	some := false
 	for _, sp := range spans {
 		d := sp.dd
@@ -131,21 +130,21 @@ func (b *Broker) recordDedup(spans []sendSpan, res []commitlog.AppendResult, msg
 	return full
 }
 
-// answerDedup answers a dedup span of a group whose append gave res (the
+// answer answers a dedup span of a group whose append gave res (the
 // span's own results) and err.
-func (b *Broker) answerDedup(c *remoting.Conn, sp sendSpan, msgs []commitlog.Message, res []commitlog.AppendResult, err error) {
+func (s *dedupWindows) answer(c *remoting.Conn, sp sendSpan, msgs []commitlog.Message, res []commitlog.AppendResult, err error) {
 	d := sp.dd
 	if sp.size > 0 && (res == nil || (err != nil && !errors.Is(err, commitlog.ErrFlushTimeout))) {
 		if err == nil {
 			err = fmt.Errorf("broker: %d messages appended as %d results", sp.size, len(res))
 		}
 		code, remark := sendError(err)
-		b.reply(c, sp.req, code, remark)
+		_ = c.Reply(remoting.NewResponse(sp.req, code, remark))
 		return
 	}
 	d.resolveDups()
 	if dups := len(d.keys) - sp.size; dups > 0 {
-		b.metrics.duplicates.WithLabelValues("dedup_window").Add(float64(dups))
+		s.metrics.duplicates.WithLabelValues("dedup_window").Add(float64(dups))
 	}
 	stored := make([]idempotence.Stored, len(d.out))
 	allDup := true
@@ -153,7 +152,7 @@ func (b *Broker) answerDedup(c *remoting.Conn, sp sendSpan, msgs []commitlog.Mes
 		stored[i] = d.out[i].Stored
 		allDup = allDup && d.out[i].Dup
 	}
-	resp := b.resultResponse(sp.req, d.out[0].QueueID, stored, allDup)
+	resp := resultResponse(s.host(), sp.req, d.out[0].QueueID, stored, allDup)
 	if sp.size > 0 {
 		if err != nil {
 			resp.Code, resp.Remark = protocol.RespFlushDiskTimeout, err.Error()
@@ -162,9 +161,9 @@ func (b *Broker) answerDedup(c *remoting.Conn, sp sendSpan, msgs []commitlog.Mes
 		for _, m := range msgs[sp.first : sp.first+sp.size] {
 			bytes += len(m.Body)
 		}
-		b.metrics.messagesIn(d.topic, sp.size, bytes)
+		s.metrics.messagesIn(d.topic, sp.size, bytes)
 	}
-	b.repl.replyAfterWrite(c, sp.req, resp, d.topic) // replication.go
+	s.repl.replyAfterWrite(c, sp.req, resp, d.topic) // replication.go
 }
 
 // resolveDups gives each message whose key an earlier message of the
@@ -176,39 +175,40 @@ func (d *dedupSpan) resolveDups() {
 	}
 }
 
-// groupDedup adds the request whose messages are msgs[first:], to a topic
-// with a dedup window, to the group: it claims their keys, looks them up
+// group adds the request whose messages are msgs[first:], to a topic
+// with a dedup window, to the group g: it claims their keys, looks them up
 // and keeps only the new messages in msgs. A key in flight (maybe in this
-// very group) makes it answer the group so far first, then wait for the
-// key: it never waits holding the snapshot lock or keys.
-func (b *Broker) groupDedup(c *remoting.Conn, g *sendGroup, req *remoting.Command, msgs []commitlog.Message, spans []sendSpan,
-	first int, window time.Duration) ([]commitlog.Message, []sendSpan) {
-	if err := b.producerStateReady(); err != nil { // eos_replica.go
+// very group) makes it answer the group so far first (appendGroup, the
+// send path's), then wait for the key: it never waits holding the
+// snapshot lock or keys.
+func (s *dedupWindows) group(c *remoting.Conn, g *sendGroup, req *remoting.Command, msgs []commitlog.Message, spans []sendSpan,
+	first int, window time.Duration, appendGroup func(msgs []commitlog.Message, spans []sendSpan)) ([]commitlog.Message, []sendSpan) {
+	if err := s.repl.producerStateReady(); err != nil { // eos_replica.go
 		clear(msgs[first:])
 		code, remark := sendError(err)
-		b.reply(c, req, code, remark)
+		_ = c.Reply(remoting.NewResponse(req, code, remark))
 		return msgs[:first], spans
 	}
 	d := &dedupSpan{topic: msgs[first].Topic, keys: dedupKeys(msgs[first:])}
-	if d.mine = b.dedup.tryClaim(d.keys); d.mine == nil {
-		b.client.appendGroup(c, g, msgs[:first], spans) // send.go
+	if d.mine = s.tryClaim(d.keys); d.mine == nil {
+		appendGroup(msgs[:first], spans)
 		n := copy(msgs, msgs[first:])
 		clear(msgs[n:])
 		msgs, first = msgs[:n], 0
 		clear(spans)
 		spans = spans[:0]
-		d.mine = b.dedup.claim(d.keys)
+		d.mine = s.claim(d.keys)
 	}
 	if !g.snap {
-		b.idem.snapMu.RLock()
+		s.snapMu.RLock()
 		g.snap = true
 	}
-	if err := b.checkDedup(d, window); err != nil {
-		b.dedup.release(d.keys, d.mine)
+	if err := s.check(d, window); err != nil {
+		s.release(d.keys, d.mine)
 		clear(msgs[first:])
-		b.log.Warn().Err(err).Str("topic", d.topic).Msg("send failed")
+		s.log.Warn().Err(err).Str("topic", d.topic).Msg("send failed")
 		code, remark := sendError(err)
-		b.reply(c, req, code, remark)
+		_ = c.Reply(remoting.NewResponse(req, code, remark))
 		return msgs[:first], spans
 	}
 	j := first
@@ -223,19 +223,19 @@ func (b *Broker) groupDedup(c *remoting.Conn, g *sendGroup, req *remoting.Comman
 // done lets go of what the group holds once its requests are answered:
 // the keys of its dedup spans, the snapshot lock, and writes the keys in
 // memory when full says they are due.
-func (g *sendGroup) done(b *Broker, spans []sendSpan, full bool) {
+func (g *sendGroup) done(s *dedupWindows, spans []sendSpan, full bool) {
 	for _, sp := range spans {
 		if sp.dd != nil {
-			b.dedup.release(sp.dd.keys, sp.dd.mine)
+			s.release(sp.dd.keys, sp.dd.mine)
 		}
 	}
 	if g.snap {
-		b.idem.snapMu.RUnlock()
+		s.snapMu.RUnlock()
 		g.snap = false
 	}
 	if full {
-		if err := b.flushDedup(); err != nil {
-			b.log.Warn().Err(err).Msg("record dedup keys")
+		if err := s.flush(); err != nil {
+			s.log.Warn().Err(err).Msg("record dedup keys")
 		}
 	}
 }

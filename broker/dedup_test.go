@@ -77,7 +77,7 @@ func TestDedupKeysRebuiltFromLog(t *testing.T) {
 	c := newClient(t, b)
 	createDedupTopic(t, c, "d", time.Hour)
 	mustOK(t, c.send("d", 0, "a", map[string]string{protocol.PropUniqKey: "K1"}))
-	if err := b.flushDedup(); err != nil {
+	if err := b.dedup.flush(); err != nil {
 		t.Fatal(err)
 	}
 	if !hasPrefix(b.meta.db, dedupJournalPrefix) {
@@ -143,13 +143,13 @@ func TestDedupWindowExpires(t *testing.T) {
 	if last.ExtFields["queueOffset"] != "1" {
 		t.Fatalf("second copy at %v", last.ExtFields)
 	}
-	if err := b.flushDedup(); err != nil {
+	if err := b.dedup.flush(); err != nil {
 		t.Fatal(err)
 	}
 	if !hasPrefix(b.meta.db, dedupJournalPrefix) {
 		t.Fatal("no journal written")
 	}
-	if err := b.sweepDedup(time.Now().Add(time.Second)); err != nil {
+	if err := b.dedup.sweep(time.Now().Add(time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	if hasPrefix(b.meta.db, dedupPrefix) || hasPrefix(b.meta.db, dedupJournalPrefix) {
@@ -239,7 +239,7 @@ func TestDedupMemorySpillsToStore(t *testing.T) {
 		first[i] = c.send("d", 0, "m"+strconv.Itoa(i), map[string]string{protocol.PropUniqKey: "K" + strconv.Itoa(i)})
 		mustOK(t, first[i])
 	}
-	if err := b.flushDedup(); err != nil {
+	if err := b.dedup.flush(); err != nil {
 		t.Fatal(err)
 	}
 	b.dedup.mu.Lock()
@@ -293,7 +293,7 @@ func TestDedupJournalCorrupt(t *testing.T) {
 	if err := b.meta.db.Set(journalKey(7), []byte{40, 'd', 'd'}, nil); err != nil {
 		t.Fatal(err)
 	}
-	err := b.loadDedupJournal(time.Now())
+	err := b.dedup.loadJournal(time.Now())
 	if err == nil || !strings.Contains(err.Error(), "cut short") {
 		t.Fatalf("loading a cut journal: %v", err)
 	}

@@ -10,7 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// The keys of the dedup windows are held in memory (dedupState.mem), up
+// The keys of the dedup windows are held in memory (dedupWindows.mem), up
 // to dedupMemKeys of them, and made durable by a journal in the metadata
 // store: the keys recorded since its last write, packed into one value
 // (part of the format),
@@ -52,7 +52,7 @@ func journalKey(seq uint64) []byte {
 // recordLocked puts key, stored as v and deduplicated until expires
 // (unix ms), in memory and in the journal. It reports whether a write of
 // the journal (or of keys memory cannot hold) is due. The caller holds mu.
-func (s *dedupState) recordLocked(key string, v dedupValue, expires int64) bool {
+func (s *dedupWindows) recordLocked(key string, v dedupValue, expires int64) bool {
 	if s.mem == nil {
 		s.mem = make(map[string]dedupValue)
 	}
@@ -67,7 +67,7 @@ func (s *dedupState) recordLocked(key string, v dedupValue, expires int64) bool 
 }
 
 // capacity is how many keys memory holds.
-func (s *dedupState) capacity() int {
+func (s *dedupWindows) capacity() int {
 	if s.memKeys > 0 {
 		return s.memKeys
 	}
@@ -75,17 +75,16 @@ func (s *dedupState) capacity() int {
 }
 
 // memLookup finds key in memory.
-func (s *dedupState) memLookup(key string) (dedupValue, bool) {
+func (s *dedupWindows) memLookup(key string) (dedupValue, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	v, ok := s.mem[key]
 	return v, ok
 }
 
-// flushDedup writes the journal and moves the keys memory cannot hold
+// flush writes the journal and moves the keys memory cannot hold
 // to the store (without sync).
-func (b *Broker) flushDedup() error {
-	s := &b.dedup
+func (s *dedupWindows) flush() error {
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
 	type victim struct {
@@ -112,7 +111,7 @@ func (b *Broker) flushDedup() error {
 	if n == 0 && len(out) == 0 {
 		return nil
 	}
-	batch := b.meta.db.NewBatch()
+	batch := s.meta.db.NewBatch()
 	defer batch.Close()
 	var err error
 	var jv journalValue
@@ -130,7 +129,7 @@ func (b *Broker) flushDedup() error {
 		}
 	}
 	if err == nil {
-		err = b.meta.db.Apply(batch, pebble.NoSync)
+		err = s.meta.db.Apply(batch, pebble.NoSync)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -160,10 +159,9 @@ func topicOfDedupKey(k string) string {
 	return topic
 }
 
-// sweepDedupMem drops the keys past their window from memory and
+// sweepMem drops the keys past their window from memory and
 // deletes the journal values whose keys all are.
-func (b *Broker) sweepDedupMem(now time.Time) error {
-	s := &b.dedup
+func (s *dedupWindows) sweepMem(now time.Time) error {
 	nowMs := now.UnixMilli()
 	windows := map[string]int64{}
 	s.mu.Lock()
@@ -171,7 +169,7 @@ func (b *Broker) sweepDedupMem(now time.Time) error {
 		topic := topicOfDedupKey(k)
 		w, ok := windows[topic]
 		if !ok {
-			if tc, found := b.topics.get(topic); found {
+			if tc, found := s.topics.get(topic); found {
 				w = tc.DedupWindowMs
 			}
 			windows[topic] = w
@@ -191,7 +189,7 @@ func (b *Broker) sweepDedupMem(now time.Time) error {
 
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
-	batch := b.meta.db.NewBatch()
+	batch := s.meta.db.NewBatch()
 	defer batch.Close()
 	keep := s.journals[:0:0]
 	for _, j := range s.journals {
@@ -201,22 +199,21 @@ func (b *Broker) sweepDedupMem(now time.Time) error {
 			return err
 		}
 	}
-	if err := b.meta.db.Apply(batch, pebble.NoSync); err != nil {
+	if err := s.meta.db.Apply(batch, pebble.NoSync); err != nil {
 		return err
 	}
 	s.journals = keep
 	return nil
 }
 
-// loadDedupJournal puts the keys of the journal still in their windows
+// loadJournal puts the keys of the journal still in their windows
 // back in memory (at open, before the replay of the log records those
 // of the messages after the producer snapshot).
-func (b *Broker) loadDedupJournal(now time.Time) error {
-	s := &b.dedup
+func (s *dedupWindows) loadJournal(now time.Time) error {
 	nowMs := now.UnixMilli()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return b.meta.scan(dedupJournalPrefix, func(k, v []byte) error {
+	return s.meta.scan(dedupJournalPrefix, func(k, v []byte) error {
 		if len(k) != len(dedupJournalPrefix)+8 {
 			return fmt.Errorf("broker: dedup journal key %q", k)
 		}
@@ -230,7 +227,7 @@ func (b *Broker) loadDedupJournal(now time.Time) error {
 			var val dedupValue
 			copy(val[:], v[w+int(n):])
 			v = v[w+int(n)+28:]
-			tc, ok := b.topics.get(topicOfDedupKey(key))
+			tc, ok := s.topics.get(topicOfDedupKey(key))
 			if !ok || !strings.HasPrefix(key, dedupPrefix) {
 				continue
 			}
@@ -258,7 +255,7 @@ func (b *Broker) loadDedupJournal(now time.Time) error {
 // written, of messages stored at or past commitlog offset cut (a replica
 // whose log is cut back there). Keys already written to the store stay:
 // a copy of the message stored again later brings a newer value.
-func (s *dedupState) dropFrom(cut int64) {
+func (s *dedupWindows) dropFrom(cut int64) {
 	off := func(v []byte) int64 { return int64(binary.BigEndian.Uint64(v[20:])) }
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -38,7 +38,7 @@ import (
 // A replica whose log is cut back (it rejoins under a new master that
 // never had its tail) rebuilds the producer table from a snapshot at or
 // below the applied position plus the log up to it, and drops the dedup
-// keys of the messages cut (rebuildProducers).
+// keys of the messages cut (idempotentProducers.rebuild).
 
 // producerStateWait bounds how long a new master's idempotent or dedup
 // send waits for the replicated state to be applied.
@@ -52,7 +52,7 @@ const snapshotCommitWait = time.Second
 // producerApplier applies dispatched records to the producer table and
 // the dedup keys.
 type producerApplier struct {
-	b *Broker
+	p *idempotentProducers
 	// mu serialises Dispatch, the load at open and rebuilds.
 	mu  sync.Mutex
 	pos int64 // every record below it is in the table; guarded by mu
@@ -69,8 +69,7 @@ func (a *producerApplier) Dispatch(batch []consumequeue.Record) error {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	b := a.b
-	s := &b.idem
+	s := a.p
 	s.mu.Lock()
 	loaded := s.tab != nil
 	s.mu.Unlock()
@@ -86,7 +85,7 @@ func (a *producerApplier) Dispatch(batch []consumequeue.Record) error {
 		}
 		rec := protocol.Record{Topic: r.Topic, QueueID: r.QueueID, QueueOffset: r.QueueOffset,
 			StoreTimestamp: r.StoreTimestamp, Properties: r.Properties}
-		full = b.replayDedup(&rec, r.Offset, now) || full
+		full = s.dedup.replay(&rec, r.Offset, now) || full
 		f, topic, ok := producerRecord(&rec)
 		if !ok {
 			continue
@@ -99,7 +98,7 @@ func (a *producerApplier) Dispatch(batch []consumequeue.Record) error {
 	last := batch[len(batch)-1]
 	a.pos = max(a.pos, last.Offset+int64(last.Size))
 	if full {
-		return b.flushDedup()
+		return s.dedup.flush()
 	}
 	return nil
 }
@@ -133,23 +132,21 @@ func producerRecord(rec *protocol.Record) (producerFields, string, bool) {
 // producerStateReady waits, on a newly elected master, until the log it
 // held at its election is applied to the producer table and the dedup
 // keys; then the answer to an idempotent or dedup send is right.
-func (b *Broker) producerStateReady() error {
-	end := b.repl.eosEnd.Load()
-	if end <= 0 || b.cq.FedOffset() >= end {
+func (r *replication) producerStateReady() error {
+	end := r.eosEnd.Load()
+	if end <= 0 || r.b.cq.FedOffset() >= end {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), producerStateWait)
 	defer cancel()
-	if waitFed(ctx, b.cq, end, b.stop) {
+	if waitFed(ctx, r.b.cq, end, r.b.stop) {
 		return nil
 	}
 	return fmt.Errorf("%w: this new master is still applying the producer state it replicated (to offset %d)", ErrNotMaster, end)
 }
 
-// onProducerEpoch raises the table to an epoch the metadata applier
-// applied.
-func (b *Broker) onProducerEpoch(pid string, epoch int32) {
-	s := &b.idem
+// raiseEpoch raises the table to an epoch the metadata applier applied.
+func (s *idempotentProducers) raiseEpoch(pid string, epoch int32) {
 	s.mu.Lock()
 	if s.tab != nil {
 		s.tab.RaiseEpoch(pid, epoch, time.Now().UnixMilli())
@@ -157,19 +154,18 @@ func (b *Broker) onProducerEpoch(pid string, epoch int32) {
 	s.mu.Unlock()
 }
 
-// rebuildProducers is called before a replica's log is cut back to cut:
+// rebuild is called before a replica's log is cut back to cut:
 // the producer table is rebuilt from what stays (a snapshot at or below
 // the applied position, the epochs, and the log up to that position), and
 // the dedup keys of messages at or past cut are dropped. A snapshot past
 // the applied position is replaced by one of the rebuilt table.
-func (b *Broker) rebuildProducers(cut int64) error {
-	if cut >= b.clog.WrittenOffset() {
+func (s *idempotentProducers) rebuild(cut int64) error {
+	if cut >= s.clog.WrittenOffset() {
 		return nil
 	}
-	a := b.idem.applier
+	a := s.applier
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s := &b.idem
 	s.snapMu.Lock()
 	defer s.snapMu.Unlock()
 	s.mu.Lock()
@@ -180,9 +176,9 @@ func (b *Broker) rebuildProducers(cut int64) error {
 	}
 	upto := min(a.pos, cut)
 	table := idempotence.New()
-	from := b.clog.MinOffset()
+	from := s.clog.MinOffset()
 	stale := false
-	if v, closer, err := b.meta.db.Get([]byte(producerSnapKey)); err == nil {
+	if v, closer, err := s.meta.db.Get([]byte(producerSnapKey)); err == nil {
 		tab, covers, rerr := idempotence.Restore(v)
 		closer.Close()
 		if rerr == nil && covers <= upto {
@@ -193,13 +189,13 @@ func (b *Broker) rebuildProducers(cut int64) error {
 	} else if !errors.Is(err, pebble.ErrNotFound) {
 		return fmt.Errorf("broker: read producer snapshot: %w", err)
 	}
-	if err := b.raiseStoredEpochs(table); err != nil { // idempotent.go
+	if err := s.raiseStoredEpochs(table); err != nil { // idempotent.go
 		return err
 	}
-	if err := b.replayProducers(table, from, upto, false); err != nil {
+	if err := s.replay(table, from, upto, false); err != nil {
 		return err
 	}
-	b.dedup.dropFrom(cut) // dedupmem.go
+	s.dedup.dropFrom(cut) // dedupmem.go
 	s.mu.Lock()
 	s.tab = table
 	var data []byte
@@ -213,14 +209,14 @@ func (b *Broker) rebuildProducers(cut int64) error {
 		return err
 	}
 	if stale {
-		if err := b.flushDedup(); err != nil {
+		if err := s.dedup.flush(); err != nil {
 			return err
 		}
-		if err := b.meta.db.Set([]byte(producerSnapKey), data, pebble.Sync); err != nil {
+		if err := s.meta.db.Set([]byte(producerSnapKey), data, pebble.Sync); err != nil {
 			return fmt.Errorf("broker: save producer snapshot: %w", err)
 		}
 	}
-	b.log.Info().Int64("offset", cut).Int64("applied", upto).Msg("replication: producer state rebuilt before the log is cut back")
+	s.log.Info().Int64("offset", cut).Int64("applied", upto).Msg("replication: producer state rebuilt before the log is cut back")
 	return nil
 }
 

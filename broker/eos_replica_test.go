@@ -100,10 +100,10 @@ func TestProducerStateRebuiltBeforeCut(t *testing.T) {
 	mustOK(t, c.send("d", 0, "y", map[string]string{protocol.PropUniqKey: "K2"}))
 	end := b.clog.WrittenOffset()
 	waitFor(t, 10*time.Second, "the log applied", func() bool { return b.idem.applier.applied() >= end })
-	if err := b.snapshotProducers(time.Now()); err != nil { // covers the tail
+	if err := b.idem.snapshot(time.Now()); err != nil { // covers the tail
 		t.Fatal(err)
 	}
-	if err := b.rebuildProducers(cut); err != nil {
+	if err := b.idem.rebuild(cut); err != nil {
 		t.Fatal(err)
 	}
 	b.idem.mu.Lock()
@@ -114,10 +114,10 @@ func TestProducerStateRebuiltBeforeCut(t *testing.T) {
 		t.Fatalf("after the rebuild: seq 0 %v %v, seq 1 %v %v; want a duplicate and the next", dup, dupErr, next, nextErr)
 	}
 	notBefore := time.Now().Add(-time.Hour).UnixMilli()
-	if _, ok, err := b.findDedup(dedupKey("d", "K1"), notBefore); err != nil || !ok {
+	if _, ok, err := b.dedup.find(dedupKey("d", "K1"), notBefore); err != nil || !ok {
 		t.Fatalf("K1, stored before the cut: %v %v", ok, err)
 	}
-	if _, ok, err := b.findDedup(dedupKey("d", "K2"), notBefore); err != nil || ok {
+	if _, ok, err := b.dedup.find(dedupKey("d", "K2"), notBefore); err != nil || ok {
 		t.Fatalf("K2, stored past the cut, still known: %v %v", ok, err)
 	}
 	v, closer, err := b.meta.db.Get([]byte(producerSnapKey))

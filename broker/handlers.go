@@ -28,8 +28,8 @@ func (b *Broker) routes() {
 		m.HandleBatch(code, sendHandler{ch: b.client, obs: b.metrics.rpcLatency.WithLabelValues(strconv.Itoa(int(code)))})
 	}
 	b.client.routes(timed)
-	timed(protocol.ReqInitProducerID, b.handleInitProducerID)
-	timed(protocol.ReqEndTransaction, b.handleEndTransaction)
+	timed(protocol.ReqInitProducerID, b.idem.handleInitProducerID)
+	timed(protocol.ReqEndTransaction, b.txn.handleEndTransaction)
 	timed(protocol.ReqFerryTxList, b.handleTxList)
 	timed(protocol.ReqFerryProducerList, b.handleProducerList) // api_transactions.go
 	adminHandler{a: b.admin, msgs: b.messages}.routes(timed)

@@ -100,7 +100,7 @@ func (v HTTPAdminView) SetConfig(key, value string) error { return v.b.Admin().S
 func (v HTTPAdminView) Drain(on bool) { v.b.Admin().Drain(on) }
 
 // Producers lists the idempotent producers.
-func (v HTTPAdminView) Producers() []protocol.ProducerState { return v.b.producerStates() }
+func (v HTTPAdminView) Producers() []protocol.ProducerState { return v.b.idem.states() }
 
 // Transactions lists the open transactions, oldest first.
 func (v HTTPAdminView) Transactions() ([]protocol.OpenTransaction, error) { return v.b.Transactions() }

@@ -1,13 +1,12 @@
 package broker
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"math"
+	"net/netip"
 	"sort"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/rs/zerolog"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/idempotence"
@@ -42,7 +42,26 @@ import (
 // which the applier stores under producerEpochPrefix, because no message
 // may carry them yet. On a replica group every replica keeps the table
 // up to date from the replicated log (eos_replica.go).
-type idemState struct {
+//
+// # Goroutines
+//
+// snapshots, started by the Broker and stopped by its stop channel,
+// saves the table and sweeps the dedup keys every
+// ProducerSnapshotInterval.
+type idempotentProducers struct {
+	clog    *commitlog.Log
+	meta    *metaStore
+	metaLog *metaLog // INIT_PRODUCER_ID's epochs are metadata records
+	dedup   *dedupWindows
+	metrics *metrics
+	log     zerolog.Logger
+	cfg     func() *Config        // the configuration in force
+	host    func() netip.AddrPort // the advertised address, of message ids
+	send    idemSender            // the send path (send.go); set once it is built
+	// repl answers stored sends, and on a replica group bounds what a
+	// snapshot covers (eos_replica.go); set once replication is built.
+	repl *replication
+
 	stripes [64]sync.Mutex
 	seed    maphash.Seed
 	snapMu  sync.RWMutex
@@ -64,135 +83,31 @@ const maxProducerIDLen = 255
 
 var errIdempotent = errors.New("broker: idempotent send")
 
-func (s *idemState) stripe(pid string) *sync.Mutex {
+// idemSender is the send path as idempotent producers use it (send.go).
+type idemSender interface {
+	appendMessages(msgs []commitlog.Message, answer func(res []commitlog.AppendResult, err error))
+	sendResponse(req *remoting.Command, msgs []commitlog.Message, res []commitlog.AppendResult, err error) *remoting.Command
+}
+
+// newIdempotentProducers builds the producer table's keeper, with the
+// applier that keeps it up to date from the dispatched log, over the
+// dedup windows it shares its snapshot lock with; load fills the table.
+func newIdempotentProducers(dedup *dedupWindows, metaLog *metaLog, cfg func() *Config) *idempotentProducers {
+	s := &idempotentProducers{clog: dedup.clog, meta: dedup.meta, metaLog: metaLog, dedup: dedup, metrics: dedup.metrics,
+		log: dedup.log, cfg: cfg, host: dedup.host}
+	s.applier = &producerApplier{p: s}
+	dedup.snapMu = &s.snapMu
+	return s
+}
+
+func (s *idempotentProducers) stripe(pid string) *sync.Mutex {
 	return &s.stripes[maphash.String(s.seed, pid)%uint64(len(s.stripes))]
 }
 
-// producerFields are an idempotent message's producer properties.
-type producerFields struct {
-	pid   string
-	epoch int32
-	seq   int64
-}
-
-// parseProducerFields reads the producer properties of wire-form props;
-// ok is false when the message carries no producer id.
-func parseProducerFields(props []byte) (f producerFields, ok bool, err error) {
-	pid, es, ss, ok := producerProps(props)
-	if !ok {
-		return f, false, nil
-	}
-	if f.epoch, f.seq, err = checkProducerProps(pid, es, ss); err != nil {
-		return f, true, err
-	}
-	f.pid = string(pid)
-	return f, true, nil
-}
-
-// checkProducerProps checks the raw producer properties and returns the
-// epoch and sequence.
-func checkProducerProps(pid, es, ss []byte) (int32, int64, error) {
-	if len(pid) == 0 || len(pid) > maxProducerIDLen {
-		return 0, 0, fmt.Errorf("%w: %s must be 1 to %d bytes", errIdempotent, protocol.PropProducerID, maxProducerIDLen)
-	}
-	e, ok := parseNonNegative(es)
-	if !ok || e > math.MaxInt32 {
-		return 0, 0, fmt.Errorf("%w: %s %q is not an epoch (a non-negative integer)", errIdempotent, protocol.PropProducerEpoch, es)
-	}
-	seq, ok := parseNonNegative(ss)
-	if !ok {
-		return 0, 0, fmt.Errorf("%w: %s %q is not a sequence (a non-negative integer)", errIdempotent, protocol.PropProducerSeq, ss)
-	}
-	return int32(e), seq, nil
-}
-
-// producerProps finds the producer properties of wire-form props in one
-// pass (the first of each name, as protocol.Property does); ok is false
-// without a producer id.
-func producerProps(p []byte) (pid, epoch, seq []byte, ok bool) {
-	var haveEpoch, haveSeq bool
-	for i := 0; i < len(p); {
-		end := bytes.IndexByte(p[i:], protocol.PropertySep)
-		if end < 0 {
-			end = len(p)
-		} else {
-			end += i
-		}
-		item := p[i:end]
-		i = end + 1
-		sep := bytes.IndexByte(item, protocol.PropertyNameSep)
-		if sep <= 0 || item[0] != '_' {
-			continue
-		}
-		switch string(item[:sep]) {
-		case protocol.PropProducerID:
-			if !ok {
-				pid, ok = item[sep+1:], true
-			}
-		case protocol.PropProducerEpoch:
-			if !haveEpoch {
-				epoch, haveEpoch = item[sep+1:], true
-			}
-		case protocol.PropProducerSeq:
-			if !haveSeq {
-				seq, haveSeq = item[sep+1:], true
-			}
-		}
-	}
-	return pid, epoch, seq, ok
-}
-
-// parseNonNegative parses decimal digits into a non-negative int64.
-func parseNonNegative(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 19 {
-		return 0, false
-	}
-	var n int64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := int64(c - '0')
-		if n > (math.MaxInt64-d)/10 {
-			return 0, false
-		}
-		n = n*10 + d
-	}
-	return n, true
-}
-
-// batchProducerFields checks that msgs are all idempotent or all plain
-// and, when idempotent, share one producer and epoch with consecutive
-// sequences; it returns the first message's fields.
-func batchProducerFields(msgs []commitlog.Message) (producerFields, bool, error) {
-	first, ok, err := parseProducerFields(msgs[0].Properties)
-	if err != nil {
-		return first, true, err
-	}
-	for i := 1; i < len(msgs); i++ {
-		pid, es, ss, ok2 := producerProps(msgs[i].Properties)
-		if ok2 != ok {
-			return first, true, fmt.Errorf("%w: a batch mixes messages with and without %s", errIdempotent, protocol.PropProducerID)
-		}
-		if !ok {
-			continue
-		}
-		epoch, seq, err := checkProducerProps(pid, es, ss)
-		switch {
-		case err != nil:
-			return first, true, fmt.Errorf("message %d: %w", i, err)
-		case string(pid) != first.pid || epoch != first.epoch || seq != first.seq+int64(i):
-			return first, true, fmt.Errorf("%w: message %d of the batch is %s/%d/%d, want %s/%d/%d",
-				errIdempotent, i, pid, epoch, seq, first.pid, first.epoch, first.seq+int64(i))
-		}
-	}
-	return first, ok, nil
-}
-
-// sendIdempotent stores a send request's msgs if they come from an
+// handleSend stores a send request's msgs if they come from an
 // idempotent producer, answers it and returns true; it returns false for
 // plain messages, which it leaves alone.
-func (b *Broker) sendIdempotent(c *remoting.Conn, req *remoting.Command, msgs []commitlog.Message) bool {
+func (s *idempotentProducers) handleSend(c *remoting.Conn, req *remoting.Command, msgs []commitlog.Message) bool {
 	f, ok, err := batchProducerFields(msgs)
 	if !ok {
 		return false
@@ -205,35 +120,21 @@ func (b *Broker) sendIdempotent(c *remoting.Conn, req *remoting.Command, msgs []
 		err = fmt.Errorf("%w: an idempotent send must name its queue", errIdempotent)
 	}
 	if err != nil {
-		b.reply(c, req, protocol.RespMessageIllegal, err.Error())
+		_ = c.Reply(remoting.NewResponse(req, protocol.RespMessageIllegal, err.Error()))
 		return true
 	}
-	if err := b.producerStateReady(); err != nil { // eos_replica.go
+	if err := s.repl.producerStateReady(); err != nil { // eos_replica.go
 		code, remark := sendError(err)
-		b.reply(c, req, code, remark)
+		_ = c.Reply(remoting.NewResponse(req, code, remark))
 		return true
 	}
-	b.repl.replyAfterWrite(c, req, b.storeIdempotent(req, msgs, f), msgs[0].Topic) // replication.go
+	s.repl.replyAfterWrite(c, req, s.store(req, msgs, f), msgs[0].Topic) // replication.go
 	return true
 }
 
-// requestQueueID is the queue id a send request names (-1 when none).
-func requestQueueID(req *remoting.Command) int {
-	s, ok := req.Lookup("queueId")
-	if !ok {
-		s, _ = req.Lookup(v2Key["queueId"])
-	}
-	q, err := strconv.Atoi(s)
-	if err != nil {
-		return -1
-	}
-	return q
-}
-
-// storeIdempotent checks an idempotent batch, stores it when it is new,
+// store checks an idempotent batch, stores it when it is new,
 // and builds the answer.
-func (b *Broker) storeIdempotent(req *remoting.Command, msgs []commitlog.Message, f producerFields) (resp *remoting.Command) {
-	s := &b.idem
+func (s *idempotentProducers) store(req *remoting.Command, msgs []commitlog.Message, f producerFields) (resp *remoting.Command) {
 	lk := s.stripe(f.pid)
 	lk.Lock()
 	defer lk.Unlock()
@@ -251,10 +152,10 @@ func (b *Broker) storeIdempotent(req *remoting.Command, msgs []commitlog.Message
 	case err != nil:
 		return remoting.NewResponse(req, protocol.RespMessageIllegal, err.Error())
 	case d == idempotence.Duplicate:
-		b.metrics.duplicates.WithLabelValues("idempotent").Add(float64(len(msgs)))
-		return b.resultResponse(req, q.ID, prev, true)
+		s.metrics.duplicates.WithLabelValues("idempotent").Add(float64(len(msgs)))
+		return resultResponse(s.host(), req, q.ID, prev, true)
 	}
-	b.sender.appendMessages(msgs, func(res []commitlog.AppendResult, err error) {
+	s.send.appendMessages(msgs, func(res []commitlog.AppendResult, err error) {
 		if res != nil {
 			stored := make([]idempotence.Stored, len(res))
 			for i, r := range res {
@@ -264,18 +165,19 @@ func (b *Broker) storeIdempotent(req *remoting.Command, msgs []commitlog.Message
 			s.tab.Record(f.pid, f.epoch, q, f.seq, stored, time.Now().UnixMilli())
 			s.mu.Unlock()
 		}
-		resp = b.sender.sendResponse(req, msgs, res, err)
+		resp = s.send.sendResponse(req, msgs, res, err)
 	})
 	return resp
 }
 
-// resultResponse answers a send with where its messages were stored;
-// dup says all of them were stored by an earlier send.
-func (b *Broker) resultResponse(req *remoting.Command, queue int32, prev []idempotence.Stored, dup bool) *remoting.Command {
+// resultResponse answers a send with where its messages were stored
+// (message ids of broker address host); dup says all of them were stored
+// by an earlier send.
+func resultResponse(host netip.AddrPort, req *remoting.Command, queue int32, prev []idempotence.Stored, dup bool) *remoting.Command {
 	out := remoting.NewResponse(req, protocol.RespSuccess, "")
 	ids := make([]string, len(prev))
 	for i, p := range prev {
-		ids[i] = protocol.OffsetMsgID(b.storeHost, p.CommitlogOffset)
+		ids[i] = protocol.OffsetMsgID(host, p.CommitlogOffset)
 	}
 	out.Set("msgId", strings.Join(ids, ","))
 	out.Set("queueId", strconv.Itoa(int(queue)))
@@ -291,18 +193,17 @@ func (b *Broker) resultResponse(req *remoting.Command, queue int32, prev []idemp
 // handleInitProducerID serves INIT_PRODUCER_ID: a new epoch for the
 // producer id in the header, stored as a metadata record and applied
 // (on a replica group: committed) before it is answered.
-func (b *Broker) handleInitProducerID(c *remoting.Conn, req *remoting.Command) {
+func (s *idempotentProducers) handleInitProducerID(c *remoting.Conn, req *remoting.Command) {
+	reply := func(code int16, remark string) { _ = c.Reply(remoting.NewResponse(req, code, remark)) }
 	pid := req.StringOr("producerId", "")
 	if pid == "" || len(pid) > maxProducerIDLen || !protocol.ValidPropertyText(pid) {
-		b.reply(c, req, protocol.RespMessageIllegal, fmt.Sprintf("producerId must be 1 to %d bytes without \\x01 or \\x02", maxProducerIDLen))
+		reply(protocol.RespMessageIllegal, fmt.Sprintf("producerId must be 1 to %d bytes without \\x01 or \\x02", maxProducerIDLen))
 		return
 	}
-	if err := b.producerStateReady(); err != nil { // eos_replica.go
-		code, remark := sendError(err)
-		b.reply(c, req, code, remark)
+	if err := s.repl.producerStateReady(); err != nil { // eos_replica.go
+		reply(sendError(err))
 		return
 	}
-	s := &b.idem
 	lk := s.stripe(pid)
 	lk.Lock()
 	defer lk.Unlock()
@@ -312,12 +213,12 @@ func (b *Broker) handleInitProducerID(c *remoting.Conn, req *remoting.Command) {
 	s.mu.Lock()
 	epoch := s.tab.NextEpoch(pid)
 	s.mu.Unlock()
-	if err := b.metaLog.write([]metaChange{{Kind: metaProducerEpoch, Name: pid, Epoch: epoch}}, true); err != nil {
+	if err := s.metaLog.write([]metaChange{{Kind: metaProducerEpoch, Name: pid, Epoch: epoch}}, true); err != nil {
 		code, remark := sendError(err)
 		if code == protocol.RespSystemError {
 			remark = "persist producer epoch: " + remark
 		}
-		b.reply(c, req, code, remark)
+		reply(code, remark)
 		return
 	}
 	s.mu.Lock()
@@ -330,7 +231,7 @@ func (b *Broker) handleInitProducerID(c *remoting.Conn, req *remoting.Command) {
 	}
 	data, err := json.Marshal(body)
 	if err != nil {
-		b.reply(c, req, protocol.RespSystemError, err.Error())
+		reply(protocol.RespSystemError, err.Error())
 		return
 	}
 	out := remoting.NewResponse(req, protocol.RespSuccess, "")
@@ -340,35 +241,37 @@ func (b *Broker) handleInitProducerID(c *remoting.Conn, req *remoting.Command) {
 }
 
 // Producers lists the idempotent producers the broker knows.
-func (b *Broker) Producers() []idempotence.ProducerInfo {
-	b.idem.mu.Lock()
-	defer b.idem.mu.Unlock()
-	return b.idem.tab.Producers()
+func (b *Broker) Producers() []idempotence.ProducerInfo { return b.idem.producers() }
+
+// producers lists the idempotent producers the table holds.
+func (s *idempotentProducers) producers() []idempotence.ProducerInfo {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tab.Producers()
 }
 
-// loadProducers rebuilds the producer table: the last snapshot, the
+// load rebuilds the producer table: the last snapshot, the
 // epochs granted since, and the log written after the snapshot.
-func (b *Broker) loadProducers() error {
-	s := &b.idem
+func (s *idempotentProducers) load() error {
 	s.seed = maphash.MakeSeed()
 	// The applier takes the dispatched log from where the replay ends.
-	a := b.idem.applier
+	a := s.applier
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	// Built aside and published only when complete: a broker that fails
 	// to open must not save (at close) a partial table as covering the log.
 	table := idempotence.New()
-	from := b.clog.MinOffset()
-	if v, closer, err := b.meta.db.Get([]byte(producerSnapKey)); err == nil {
+	from := s.clog.MinOffset()
+	if v, closer, err := s.meta.db.Get([]byte(producerSnapKey)); err == nil {
 		tab, covers, rerr := idempotence.Restore(v)
 		closer.Close()
 		switch {
 		case rerr != nil:
-			b.log.Warn().Err(rerr).Msg("producer snapshot unreadable; rebuilding from the log")
-		case covers > b.clog.WrittenOffset():
+			s.log.Warn().Err(rerr).Msg("producer snapshot unreadable; rebuilding from the log")
+		case covers > s.clog.WrittenOffset():
 			// The log lost its tail since (a power loss in async flush):
 			// the snapshot may know of messages that are gone.
-			b.log.Warn().Int64("offset", covers).Msg("producer snapshot is past the end of the log; rebuilding from the log")
+			s.log.Warn().Int64("offset", covers).Msg("producer snapshot is past the end of the log; rebuilding from the log")
 		default:
 			table, from = tab, max(covers, from)
 		}
@@ -376,10 +279,10 @@ func (b *Broker) loadProducers() error {
 		// No snapshot yet (a new data directory, or one from before
 		// idempotent producers): nothing in the log carries producer
 		// fields, so start at its end instead of reading all of it.
-		from = b.clog.WrittenOffset()
+		from = s.clog.WrittenOffset()
 		data, err := table.Snapshot(from)
 		if err == nil {
-			err = b.meta.db.Set([]byte(producerSnapKey), data, pebble.Sync)
+			err = s.meta.db.Set([]byte(producerSnapKey), data, pebble.Sync)
 		}
 		if err != nil {
 			return fmt.Errorf("broker: save the first producer snapshot: %w", err)
@@ -387,21 +290,21 @@ func (b *Broker) loadProducers() error {
 	} else {
 		return fmt.Errorf("broker: read producer snapshot: %w", err)
 	}
-	if err := b.raiseStoredEpochs(table); err != nil {
+	if err := s.raiseStoredEpochs(table); err != nil {
 		return err
 	}
 	nowT := time.Now()
-	if err := b.loadDedupFilter(); err != nil { // dedup.go
+	if err := s.dedup.loadFilter(); err != nil { // dedup.go
 		return err
 	}
-	if err := b.loadDedupJournal(nowT); err != nil { // dedupmem.go
+	if err := s.dedup.loadJournal(nowT); err != nil { // dedupmem.go
 		return err
 	}
-	end := b.clog.WrittenOffset()
-	if err := b.replayProducers(table, from, end, true); err != nil {
+	end := s.clog.WrittenOffset()
+	if err := s.replay(table, from, end, true); err != nil {
 		return err
 	}
-	if err := b.flushDedup(); err != nil { // dedupmem.go: the keys replayed
+	if err := s.dedup.flush(); err != nil { // dedupmem.go: the keys replayed
 		return err
 	}
 	s.mu.Lock()
@@ -410,13 +313,13 @@ func (b *Broker) loadProducers() error {
 	a.pos = max(a.pos, end)
 	// An epoch the metadata applier stored while the table was built
 	// aside: from here on it raises the published table itself.
-	return b.raiseStoredEpochs(table)
+	return s.raiseStoredEpochs(table)
 }
 
 // raiseStoredEpochs raises table to the epochs in the metadata store.
-func (b *Broker) raiseStoredEpochs(table *idempotence.Table) error {
+func (s *idempotentProducers) raiseStoredEpochs(table *idempotence.Table) error {
 	now := time.Now().UnixMilli()
-	err := b.meta.scan(producerEpochPrefix, func(k, v []byte) error {
+	err := s.meta.scan(producerEpochPrefix, func(k, v []byte) error {
 		if len(v) == 4 {
 			table.RaiseEpoch(string(k[len(producerEpochPrefix):]), int32(binary.BigEndian.Uint32(v)), now)
 		}
@@ -428,21 +331,21 @@ func (b *Broker) raiseStoredEpochs(table *idempotence.Table) error {
 	return nil
 }
 
-// replayProducers applies the log from from to to to table and, with
+// replay applies the log from from to to to table and, with
 // dedup, to the dedup keys.
-func (b *Broker) replayProducers(table *idempotence.Table, from, to int64, dedup bool) error {
+func (s *idempotentProducers) replay(table *idempotence.Table, from, to int64, dedup bool) error {
 	if from >= to {
 		return nil
 	}
 	var buf []byte
 	now := time.Now()
-	_, err := b.clog.Scan(from, to, &buf, func(off int64, raw []byte) error {
+	_, err := s.clog.Scan(from, to, &buf, func(off int64, raw []byte) error {
 		rec, err := protocol.Decode(raw)
 		if err != nil {
 			return err
 		}
 		if dedup {
-			b.replayDedup(&rec, off, now) // dedup.go
+			s.dedup.replay(&rec, off, now) // dedup.go
 		}
 		if f, topic, ok := producerRecord(&rec); ok {
 			table.Apply(f.pid, f.epoch, idempotence.Queue{Topic: topic, ID: rec.QueueID}, f.seq,
@@ -456,47 +359,46 @@ func (b *Broker) replayProducers(table *idempotence.Table, from, to int64, dedup
 	return nil
 }
 
-// snapshotProducers drops expired producers and saves the table with the
+// snapshot drops expired producers and saves the table with the
 // log offset it covers. On a replica group the snapshot covers committed
 // data only: a slave's table is the log applied up to the applier's
 // position; a master's also holds its own sends, so it snapshots only
 // once the commit point has reached its log's end (and skips the round
 // otherwise).
-func (b *Broker) snapshotProducers(now time.Time) error {
-	s := &b.idem
-	expiry := b.c().ProducerIDExpiry.D()
+func (s *idempotentProducers) snapshot(now time.Time) error {
+	expiry := s.cfg().ProducerIDExpiry.D()
 	if expiry <= 0 {
 		expiry = idempotence.DefaultExpiry
 	}
 	// A slave's table is what its applier applied: hold the applier
 	// still (lock order: applier, snapMu). A master's is not waited on
 	// with the applier held, which would stall dispatch.
-	a := b.idem.applier
-	slave := b.repl.on && b.repl.isSlave()
+	a := s.applier
+	slave := s.repl.on && s.repl.isSlave()
 	if slave {
 		a.mu.Lock()
 		defer a.mu.Unlock()
 	}
 	s.snapMu.Lock()
-	covers := b.clog.WrittenOffset()
-	if b.repl.on {
+	covers := s.clog.WrittenOffset()
+	if s.repl.on {
 		switch {
-		case b.repl.isSlave() != slave:
+		case s.repl.isSlave() != slave:
 			s.snapMu.Unlock()
 			return nil // the role just changed: the next round
 		case slave:
 			covers = a.pos
-		case !b.repl.waitCommitted(covers, snapshotCommitWait): // eos_replica.go
+		case !s.repl.waitCommitted(covers, snapshotCommitWait): // eos_replica.go
 			// No idempotent or dedup send appends while snapMu is held,
 			// so the wait is short when the slaves keep up.
 			s.snapMu.Unlock()
-			b.log.Debug().Int64("offset", covers).Msg("producer snapshot skipped: the log's end is not committed yet")
+			s.log.Debug().Int64("offset", covers).Msg("producer snapshot skipped: the log's end is not committed yet")
 			return nil
 		}
 	}
 	// The snapshot's replay puts back only the keys of messages after
 	// it: those of earlier ones must be in the store first.
-	if err := b.flushDedup(); err != nil { // dedup.go
+	if err := s.dedup.flush(); err != nil { // dedup.go
 		s.snapMu.Unlock()
 		return err
 	}
@@ -508,7 +410,7 @@ func (b *Broker) snapshotProducers(now time.Time) error {
 	if err != nil {
 		return err
 	}
-	batch := b.meta.db.NewBatch()
+	batch := s.meta.db.NewBatch()
 	defer batch.Close()
 	for _, id := range gone {
 		if err := batch.Delete([]byte(producerEpochPrefix+id), nil); err != nil {
@@ -518,38 +420,26 @@ func (b *Broker) snapshotProducers(now time.Time) error {
 	if err := batch.Set([]byte(producerSnapKey), data, nil); err != nil {
 		return err
 	}
-	return b.meta.db.Apply(batch, pebble.Sync)
+	return s.meta.db.Apply(batch, pebble.Sync)
 }
 
-// producerSnapshots saves the producer table and sweeps expired dedup
-// keys periodically until stop.
-func (b *Broker) producerSnapshots() {
-	defer b.wg.Done()
-	every := b.cfg.ProducerSnapshotInterval.D()
-	if every <= 0 {
-		every = time.Minute
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.stop:
-			return
-		case now := <-t.C:
-			if err := b.snapshotProducers(now); err != nil {
-				b.log.Error().Err(err).Msg("save producer state")
-			}
-			if err := b.sweepDedup(now); err != nil {
-				b.log.Error().Err(err).Msg("sweep dedup keys")
-			}
+// snapshots saves the producer table and sweeps expired dedup keys
+// periodically until stop is closed.
+func (s *idempotentProducers) snapshots(stop <-chan struct{}) {
+	everyTick(stop, orDur(s.cfg().ProducerSnapshotInterval.D(), time.Minute), func(now time.Time) {
+		if err := s.snapshot(now); err != nil {
+			s.log.Error().Err(err).Msg("save producer state")
 		}
-	}
+		if err := s.dedup.sweep(now); err != nil {
+			s.log.Error().Err(err).Msg("sweep dedup keys")
+		}
+	})
 }
 
-// producerStates lists the idempotent producers for GET /v1/producers
-// and FERRY_PRODUCER_LIST.
-func (b *Broker) producerStates() []protocol.ProducerState {
-	ps := b.Producers()
+// states lists the idempotent producers for GET /v1/producers and
+// FERRY_PRODUCER_LIST.
+func (s *idempotentProducers) states() []protocol.ProducerState {
+	ps := s.producers()
 	out := make([]protocol.ProducerState, len(ps))
 	for i, p := range ps {
 		out[i] = protocol.ProducerState{ID: p.ID, Epoch: p.Epoch, LastSeenMs: p.LastSeen.UnixMilli(), Queues: []protocol.ProducerQueue{}}

@@ -174,7 +174,7 @@ func (r *replication) becomeMaster(rep controller.HeartbeatReply) {
 // complete), and if it is still master of that term (termDone is that
 // term's).
 // The transaction check-back needs no start: each round runs only on a
-// writable master (checkTransactions).
+// writable master (txnService.checkRound).
 func (r *replication) startMasterWork(term uint64, termDone <-chan struct{}, end int64) {
 	defer r.wg.Done()
 	if !waitFed(r.ctx, r.b.cq, end, termDone) {
@@ -331,7 +331,7 @@ func (r *replication) beforeTruncate(off int64) error {
 	if d := r.b.cq.DispatchedOffset(); d > off {
 		return fmt.Errorf("broker: the master's history would cut this replica's log to %d, below what it dispatched (%d)", off, d)
 	}
-	return r.b.rebuildProducers(off) // eos_replica.go
+	return r.b.idem.rebuild(off) // eos_replica.go
 }
 
 // onMasterCommit takes the commit point a slave's master sent.

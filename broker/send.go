@@ -286,12 +286,13 @@ func (ch *clientHandlers) handleSends(c *remoting.Conn, reqs []*remoting.Command
 			ch.b.reply(c, req, protocol.RespServiceNotAvailable, err.Error())
 			continue
 		}
-		if ch.b.sendIdempotent(c, req, msgs[first:]) { // idempotent.go
+		if ch.b.idem.handleSend(c, req, msgs[first:]) { // idempotent.go
 			msgs = msgs[:first]
 			continue
 		}
-		if w := ch.b.dedupWindow(msgs[first:]); w > 0 {
-			msgs, spans = ch.b.groupDedup(c, &g, req, msgs, spans, first, w) // dedup.go
+		if w := ch.b.dedup.window(msgs[first:]); w > 0 {
+			flush := func(m []commitlog.Message, s []sendSpan) { ch.appendGroup(c, &g, m, s) }
+			msgs, spans = ch.b.dedup.group(c, &g, req, msgs, spans, first, w, flush) // dedup.go
 			continue
 		}
 		spans = append(spans, sendSpan{req: req, first: first, size: len(msgs) - first})
@@ -310,13 +311,13 @@ type sendGroup struct {
 // go of what the group holds.
 func (ch *clientHandlers) appendGroup(c *remoting.Conn, g *sendGroup, msgs []commitlog.Message, spans []sendSpan) {
 	if len(spans) == 0 {
-		g.done(ch.b, spans, false)
+		g.done(ch.b.dedup, spans, false)
 		return
 	}
 	answer := func(res []commitlog.AppendResult, err error) {
 		full := false
 		if g.snap && res != nil {
-			full = ch.b.recordDedup(spans, res, msgs) // dedup.go
+			full = ch.b.dedup.record(spans, res, msgs) // dedup.go
 		}
 		for _, sp := range spans {
 			var r []commitlog.AppendResult
@@ -324,7 +325,7 @@ func (ch *clientHandlers) appendGroup(c *remoting.Conn, g *sendGroup, msgs []com
 				r = res[sp.first : sp.first+sp.size]
 			}
 			if sp.dd != nil {
-				ch.b.answerDedup(c, sp, msgs, r, err) // dedup.go
+				ch.b.dedup.answer(c, sp, msgs, r, err) // dedup.go
 				continue
 			}
 			resp := ch.b.sender.sendResponse(sp.req, msgs[sp.first:sp.first+sp.size], r, err)
@@ -334,7 +335,7 @@ func (ch *clientHandlers) appendGroup(c *remoting.Conn, g *sendGroup, msgs []com
 			}
 			ch.b.repl.reply(c, sp.req, resp, msgs[sp.first].Topic, r[len(r)-1].End()) // replication.go
 		}
-		g.done(ch.b, spans, full)
+		g.done(ch.b.dedup, spans, full)
 	}
 	if len(msgs) == 0 {
 		answer([]commitlog.AppendResult{}, nil) // only duplicates
@@ -371,7 +372,7 @@ func (ch *clientHandlers) prepareSend(req *remoting.Command, msgs []commitlog.Me
 	}
 	batch := req.Code == protocol.ReqSendBatchMessage || h.batch
 	for i := first; i < len(msgs); i++ {
-		if half, err := ch.b.routeHalf(&msgs[i], &h, batch); err != nil { // transaction.go
+		if half, err := ch.b.txn.routeHalf(&msgs[i], &h, batch); err != nil { // transaction.go
 			return msgs, err
 		} else if !half {
 			if err := ch.b.sender.routeSpecial(&msgs[i], &h); err != nil {

@@ -22,7 +22,7 @@ type multiState struct {
 }
 
 // multiDedup is a message of a topic with a dedup window, stored on its own
-// after the batch's append (appendDedup takes one topic at a time).
+// after the batch's append (the dedup windows store one topic at a time).
 type multiDedup struct {
 	at     int
 	m      commitlog.Message
@@ -65,7 +65,7 @@ func (ch *clientHandlers) handleSendMulti(c *remoting.Conn, req *remoting.Comman
 			r.QueueID = st.entries[i].QueueID
 			continue
 		}
-		if w := ch.b.dedupWindow([]commitlog.Message{m}); w > 0 {
+		if w := ch.b.dedup.window([]commitlog.Message{m}); w > 0 {
 			st.dedup = append(st.dedup, multiDedup{at: i, m: m, window: w})
 			continue
 		}
@@ -78,7 +78,7 @@ func (ch *clientHandlers) handleSendMulti(c *remoting.Conn, req *remoting.Comman
 		})
 	}
 	for _, d := range st.dedup {
-		ch.b.appendDedup([]commitlog.Message{d.m}, d.window, func(out []dedupStored, flushErr, err error) {
+		ch.b.dedup.store([]commitlog.Message{d.m}, d.window, func(out []dedupStored, flushErr, err error) {
 			r := &st.results[d.at]
 			r.QueueID = d.m.QueueID
 			if err != nil {
@@ -116,7 +116,7 @@ func (ch *clientHandlers) prepareMultiEntry(e *protocol.MultiEntry, group string
 	}
 	m := commitlog.Message{Topic: h.topic, QueueID: h.queueID, Flag: h.flag, Body: e.Body,
 		Properties: e.Properties, BornTimestamp: h.bornTimestamp, BornHost: born, StoreHost: ch.b.storeHost}
-	if _, err := ch.b.routeHalf(&m, &h, true); err != nil { // transaction.go: no halves in a batch
+	if _, err := ch.b.txn.routeHalf(&m, &h, true); err != nil { // transaction.go: no halves in a batch
 		return commitlog.Message{}, err
 	}
 	if err := ch.b.sender.routeSpecial(&m, &h); err != nil {

@@ -15,12 +15,12 @@ package broker
 // The open transactions are the halves without an op record: rebuilt on
 // the first use after a start by reading the op queue, then the half
 // queue, and kept up to date by this process (which writes every op
-// record while holding txnState.mu). The number of check-backs of each
+// record while holding txnService.mu). The number of check-backs of each
 // open half is kept in the metadata store (txck/<offset>).
 //
 // # Goroutines
 //
-// transactionChecks, owned by the Broker, stopped by Shutdown: every
+// checks, started by the Broker and stopped by its stop channel: every
 // transaction_check_interval it sends CHECK_TRANSACTION_STATE for the
 // halves older than transaction_timeout to a live producer of their group,
 // and after transaction_check_max checks parks the half in
@@ -30,12 +30,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/ferrymq/ferry/commitlog"
 	"github.com/ferrymq/ferry/consumequeue"
@@ -54,11 +55,23 @@ const (
 // index the half it names.
 const txnWait = 3 * time.Second
 
-// txnState is the broker's transaction state. mu guards every field and
-// is held across the appends of op records, so two END_TRANSACTIONs of
-// one half cannot both act. Lock order: mu → commitlog, consume queue,
-// metadata store.
-type txnState struct {
+// txnService keeps the transactions: it routes halves, ends them, checks
+// them back and serves the HTTP transactions (api_txhttp.go). mu guards
+// the state below it and is held across the appends of op records, so two
+// END_TRANSACTIONs of one half cannot both act. Lock order: mu →
+// commitlog, consume queue, metadata store.
+type txnService struct {
+	clog     *commitlog.Log
+	cq       *consumequeue.Store
+	meta     *metaStore
+	topics   *topicTable
+	clients  *clientRegistry // the producers a check goes to
+	log      zerolog.Logger
+	cfg      func() *Config        // the configuration in force
+	host     func() netip.AddrPort // the advertised address, of message ids
+	writable func() string         // why sends are refused, "" when they are not (broker.go)
+	send     txnSender             // the send path (send.go); set once it is built
+
 	mu        sync.Mutex
 	loaded    bool
 	startEnd  int64 // the log's end when the broker opened: what the load waits for
@@ -72,26 +85,33 @@ type txnState struct {
 	outcomes *prometheus.CounterVec // ferry_transactions_total by outcome
 }
 
+// txnSender is the send path as the transaction service uses it (send.go,
+// special.go).
+type txnSender interface {
+	appendMessages(msgs []commitlog.Message, answer func(res []commitlog.AppendResult, err error))
+	routeSpecial(m *commitlog.Message, h *sendHeader) error
+}
+
 // txnCheckKey is the metadata key of a half's check count.
 func txnCheckKey(off int64) string { return fmt.Sprintf("txck/%020d", off) }
 
-// openTxn prepares the transaction state at open; the open halves are
-// read on first use.
-func (b *Broker) openTxn() error {
-	b.txn.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_transactions_total",
+// open prepares the transaction state at open and registers its metrics
+// with reg; the open halves are read on first use.
+func (s *txnService) open(reg *prometheus.Registry) error {
+	s.outcomes = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ferry_transactions_total",
 		Help: "Transactions committed, rolled back and parked after their last check, and check-backs sent, by outcome."},
 		[]string{"outcome"})
-	if err := b.metrics.reg.Register(b.txn.outcomes); err != nil {
+	if err := reg.Register(s.outcomes); err != nil {
 		return err
 	}
-	b.txn.tab = newTxnTable()
-	b.txn.startEnd = b.clog.WrittenOffset()
-	b.txn.loadCheck = make(map[int64]int)
-	return b.meta.scan("txck/", func(k, v []byte) error {
+	s.tab = newTxnTable()
+	s.startEnd = s.clog.WrittenOffset()
+	s.loadCheck = make(map[int64]int)
+	return s.meta.scan("txck/", func(k, v []byte) error {
 		off, err1 := strconv.ParseInt(string(k[len("txck/"):]), 10, 64)
 		n, err2 := strconv.Atoi(string(v))
 		if err1 == nil && err2 == nil {
-			b.txn.loadCheck[off] = n
+			s.loadCheck[off] = n
 		}
 		return nil
 	})
@@ -108,7 +128,7 @@ func isHalf(m *commitlog.Message) bool {
 
 // routeHalf moves a half message to the half topic, keeping its real
 // topic and queue; it reports whether m is a half.
-func (b *Broker) routeHalf(m *commitlog.Message, h *sendHeader, batch bool) (bool, error) {
+func (s *txnService) routeHalf(m *commitlog.Message, h *sendHeader, batch bool) (bool, error) {
 	if !isHalf(m) {
 		return false, nil
 	}
@@ -131,18 +151,18 @@ func (b *Broker) routeHalf(m *commitlog.Message, h *sendHeader, batch bool) (boo
 	}
 	m.Properties = protocol.EncodeProperties(p)
 	m.SysFlag = m.SysFlag&^protocol.SysFlagTransactionMask | protocol.SysFlagTransactionPrepared
-	if err := b.ensureTxnTopics(protocol.TransHalfTopic, protocol.TransOpHalfTopic); err != nil {
+	if err := s.ensureTopics(protocol.TransHalfTopic, protocol.TransOpHalfTopic); err != nil {
 		return true, err
 	}
 	return true, schedule(m, protocol.TransHalfTopic, 0, nil)
 }
 
-// ensureTxnTopics creates transaction topics (one queue each) on first
+// ensureTopics creates transaction topics (one queue each) on first
 // use, as RocketMQ does: a broker without transactions lists none.
-func (b *Broker) ensureTxnTopics(topics ...string) error {
+func (s *txnService) ensureTopics(topics ...string) error {
 	perm := int32(protocol.PermRead | protocol.PermWrite)
 	for _, t := range topics {
-		if _, err := b.topics.ensure(TopicConfig{TopicName: t, ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm}); err != nil {
+		if _, err := s.topics.ensure(TopicConfig{TopicName: t, ReadQueueNums: 1, WriteQueueNums: 1, Perm: perm}); err != nil {
 			return err
 		}
 	}
@@ -194,47 +214,48 @@ func parseEndTxnHeader(req *remoting.Command) (endTxnHeader, error) {
 // errTxn marks END_TRANSACTIONs that name no half of theirs.
 var errTxn = errors.New("broker: transaction")
 
-func (b *Broker) handleEndTransaction(c *remoting.Conn, req *remoting.Command) {
+// handleEndTransaction serves END_TRANSACTION.
+func (s *txnService) handleEndTransaction(c *remoting.Conn, req *remoting.Command) {
+	reply := func(code int16, remark string) { _ = c.Reply(remoting.NewResponse(req, code, remark)) }
 	h, err := parseEndTxnHeader(req)
 	if err != nil {
-		b.reply(c, req, protocol.RespSystemError, err.Error())
+		reply(protocol.RespSystemError, err.Error())
 		return
 	}
 	if h.commitOrRollback == protocol.TransactionUnknown {
 		// The producer does not know yet: the half stays open for checks.
-		b.reply(c, req, protocol.RespSuccess, "")
+		reply(protocol.RespSuccess, "")
 		return
 	}
-	if why := b.writable(); why != "" {
-		b.reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
+	if why := s.writable(); why != "" {
+		reply(protocol.RespServiceNotAvailable, "service not available now: "+why)
 		return
 	}
-	done, err := b.endTransaction(h)
+	done, err := s.end(h)
 	switch {
 	case err != nil:
-		b.log.Warn().Err(err).Str("group", h.producerGroup).Int64("offset", h.commitLogOffset).Msg("end transaction")
-		code, remark := sendError(err)
-		b.reply(c, req, code, remark)
+		s.log.Warn().Err(err).Str("group", h.producerGroup).Int64("offset", h.commitLogOffset).Msg("end transaction")
+		reply(sendError(err))
 	case !done:
-		b.reply(c, req, protocol.RespSuccess, "transaction already ended")
+		reply(protocol.RespSuccess, "transaction already ended")
 	default:
-		b.reply(c, req, protocol.RespSuccess, "")
+		reply(protocol.RespSuccess, "")
 	}
 }
 
-// endTransaction commits or rolls back the half h names; it reports false
-// when an op record had already closed it.
-func (b *Broker) endTransaction(h endTxnHeader) (bool, error) {
-	b.txn.mu.Lock()
-	defer b.txn.mu.Unlock()
+// end commits or rolls back the half h names; it reports false when an
+// op record had already closed it.
+func (s *txnService) end(h endTxnHeader) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), txnWait)
 	defer cancel()
-	if err := b.syncTxnLocked(ctx, h.commitLogOffset+1); err != nil {
+	if err := s.syncLocked(ctx, h.commitLogOffset+1); err != nil {
 		return false, err
 	}
-	half, open := b.txn.tab.get(h.commitLogOffset)
+	half, open := s.tab.get(h.commitLogOffset)
 	if !open {
-		rec, _, err := b.clog.ReadRecord(h.commitLogOffset, nil)
+		rec, _, err := s.clog.ReadRecord(h.commitLogOffset, nil)
 		if err != nil || string(rec.Topic) != protocol.TransHalfTopic {
 			return false, fmt.Errorf("%w: no half message at commitlog offset %d", ErrInvalidRequest, h.commitLogOffset)
 		}
@@ -252,7 +273,7 @@ func (b *Broker) endTransaction(h endTxnHeader) (bool, error) {
 	if h.commitOrRollback == protocol.TransactionCommit {
 		op = protocol.TransactionOpCommit
 	}
-	if err := b.closeHalfLocked(half, op); err != nil {
+	if err := s.closeHalfLocked(half, op); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -263,52 +284,52 @@ var errTxnGroup = fmt.Errorf("%w: producer group wrong", ErrInvalidRequest)
 // closeHalfLocked appends, in one append, what op does with the half (a
 // commit: the real message; parked: a copy in the parking topic) and the
 // op record that closes it, then forgets the half.
-func (b *Broker) closeHalfLocked(half openHalf, op string) error {
-	return b.closeHalvesLocked([]openHalf{half}, op)
+func (s *txnService) closeHalfLocked(half openHalf, op string) error {
+	return s.closeHalvesLocked([]openHalf{half}, op)
 }
 
 // closeHalvesLocked closes several halves with op in one append.
-func (b *Broker) closeHalvesLocked(halves []openHalf, op string) error {
+func (s *txnService) closeHalvesLocked(halves []openHalf, op string) error {
 	msgs := make([]commitlog.Message, 0, 2*len(halves))
 	for _, half := range halves {
 		var err error
-		if msgs, err = b.closeRecords(msgs, half, op); err != nil {
+		if msgs, err = s.closeRecords(msgs, half, op); err != nil {
 			return err
 		}
 	}
 	var appendErr error
-	b.sender.appendMessages(msgs, func(_ []commitlog.AppendResult, err error) { appendErr = err })
+	s.send.appendMessages(msgs, func(_ []commitlog.AppendResult, err error) { appendErr = err })
 	if appendErr != nil && !errors.Is(appendErr, commitlog.ErrFlushTimeout) {
 		return appendErr
 	}
 	for _, half := range halves {
-		b.txn.tab.close(half.Offset)
+		s.tab.close(half.Offset)
 		if half.Checks > 0 {
-			if err := b.meta.delete(txnCheckKey(half.Offset)); err != nil {
-				b.log.Warn().Err(err).Int64("offset", half.Offset).Msg("forget a transaction's check count")
+			if err := s.meta.delete(txnCheckKey(half.Offset)); err != nil {
+				s.log.Warn().Err(err).Int64("offset", half.Offset).Msg("forget a transaction's check count")
 			}
 		}
-		b.txn.outcomes.WithLabelValues(op).Inc()
-		b.log.Debug().Str("group", half.Group).Str("topic", half.Topic).Int64("offset", half.Offset).Str("op", op).Msg("transaction ended")
+		s.outcomes.WithLabelValues(op).Inc()
+		s.log.Debug().Str("group", half.Group).Str("topic", half.Topic).Int64("offset", half.Offset).Str("op", op).Msg("transaction ended")
 	}
 	return nil
 }
 
 // closeRecords appends to msgs what closing half with op writes.
-func (b *Broker) closeRecords(msgs []commitlog.Message, half openHalf, op string) ([]commitlog.Message, error) {
-	rec, _, err := b.clog.ReadRecord(half.Offset, nil)
+func (s *txnService) closeRecords(msgs []commitlog.Message, half openHalf, op string) ([]commitlog.Message, error) {
+	rec, _, err := s.clog.ReadRecord(half.Offset, nil)
 	if err != nil {
 		return msgs, fmt.Errorf("read the half at %d: %w", half.Offset, err)
 	}
 	switch op {
 	case protocol.TransactionOpCommit:
 		m := realMessage(&rec, protocol.SysFlagTransactionCommit)
-		if err := b.sender.routeSpecial(&m, &sendHeader{}); err != nil {
+		if err := s.send.routeSpecial(&m, &sendHeader{}); err != nil {
 			return msgs, err
 		}
 		msgs = append(msgs, m)
 	case protocol.TransactionOpParked:
-		if err := b.ensureTxnTopics(protocol.TransCheckMaxTimeTopic); err != nil {
+		if err := s.ensureTopics(protocol.TransCheckMaxTimeTopic); err != nil {
 			return msgs, err
 		}
 		m := realMessage(&rec, 0)
@@ -326,7 +347,7 @@ func (b *Broker) closeRecords(msgs []commitlog.Message, half openHalf, op string
 			protocol.PropTags: protocol.TransactionOpTag, protocol.PropTransactionOp: op,
 			protocol.PropProducerGroup: half.Group,
 		}),
-		BornTimestamp: time.Now().UnixMilli(), BornHost: b.storeHost, StoreHost: b.storeHost,
+		BornTimestamp: time.Now().UnixMilli(), BornHost: s.host(), StoreHost: s.host(),
 	})
 	return msgs, nil
 }
@@ -350,89 +371,87 @@ func realMessage(rec *protocol.Record, txFlag int32) commitlog.Message {
 	}
 }
 
-// syncTxnLocked loads the transaction state on first use and reads the
+// syncLocked loads the transaction state on first use and reads the
 // halves indexed since, waiting until the dispatcher has indexed the log
 // up to upTo.
-func (b *Broker) syncTxnLocked(ctx context.Context, upTo int64) error {
-	t := &b.txn
-	if !t.loaded {
-		if err := b.cq.WaitDispatched(ctx, t.startEnd); err != nil {
+func (s *txnService) syncLocked(ctx context.Context, upTo int64) error {
+	if !s.loaded {
+		if err := s.cq.WaitDispatched(ctx, s.startEnd); err != nil {
 			return fmt.Errorf("broker: wait for the transaction topics to be indexed: %w", err)
 		}
-		if err := b.readQueue(protocol.TransOpHalfTopic, 0, func(r *protocol.Record) {
+		if err := s.readQueue(protocol.TransOpHalfTopic, 0, func(r *protocol.Record) {
 			if off, err := strconv.ParseInt(string(r.Body), 10, 64); err == nil {
-				t.tab.addOp(off)
+				s.tab.addOp(off)
 			}
 		}); err != nil {
 			return err
 		}
-		if err := b.readHalvesLocked(); err != nil {
+		if err := s.readHalvesLocked(); err != nil {
 			return err
 		}
 		// Every half older than an op record has been read now: the op
 		// records left over are of halves retention deleted. Check counts
 		// left over are of halves closed just before a crash.
-		clear(t.tab.closed)
-		for off := range t.loadCheck {
-			if err := b.meta.delete(txnCheckKey(off)); err != nil {
+		clear(s.tab.closed)
+		for off := range s.loadCheck {
+			if err := s.meta.delete(txnCheckKey(off)); err != nil {
 				return err
 			}
 		}
-		clear(t.loadCheck)
-		t.loaded = true
+		clear(s.loadCheck)
+		s.loaded = true
 	}
-	if upTo > b.cq.DispatchedOffset() {
-		if err := b.cq.WaitDispatched(ctx, min(upTo, b.clog.WrittenOffset())); err != nil {
+	if upTo > s.cq.DispatchedOffset() {
+		if err := s.cq.WaitDispatched(ctx, min(upTo, s.clog.WrittenOffset())); err != nil {
 			return fmt.Errorf("broker: wait for the half message to be indexed: %w", err)
 		}
 	}
-	return b.readHalvesLocked()
+	return s.readHalvesLocked()
 }
 
 // readHalvesLocked reads the halves indexed since the last call.
-func (b *Broker) readHalvesLocked() error {
-	t := &b.txn
-	if low, err := b.cq.MinOffset(protocol.TransHalfTopic, 0); err == nil && t.halfNext < low {
-		t.halfNext = low
+func (s *txnService) readHalvesLocked() error {
+	if low, err := s.cq.MinOffset(protocol.TransHalfTopic, 0); err == nil && s.halfNext < low {
+		s.halfNext = low
 	}
 	var next int64
-	err := b.readQueueFrom(protocol.TransHalfTopic, 0, t.halfNext, func(r *protocol.Record) {
+	err := s.readQueueFrom(protocol.TransHalfTopic, 0, s.halfNext, func(r *protocol.Record) {
 		next = r.QueueOffset + 1
 		p := protocol.ParseProperties(r.Properties)
 		qid, _ := strconv.Atoi(p[protocol.PropRealQueueID])
 		h := openHalf{Offset: r.PhysicalOffset, QueueOffset: r.QueueOffset, Group: p[protocol.PropProducerGroup],
 			Topic: p[protocol.PropRealTopic], QueueID: int32(qid), UniqKey: p[protocol.PropUniqKey],
-			StoredAt: time.UnixMilli(r.StoreTimestamp), Checks: t.loadCheck[r.PhysicalOffset],
+			StoredAt: time.UnixMilli(r.StoreTimestamp), Checks: s.loadCheck[r.PhysicalOffset],
 			HTTPTx: p[propHTTPTx]}
 		if ms, err := strconv.ParseInt(p[propHTTPTxExpires], 10, 64); err == nil {
 			h.Expires = time.UnixMilli(ms)
 		}
-		if t.tab.addHalf(h) {
-			delete(t.loadCheck, r.PhysicalOffset) // what is left is deleted after the load
+		if s.tab.addHalf(h) {
+			delete(s.loadCheck, r.PhysicalOffset) // what is left is deleted after the load
 		}
 	})
-	if next > t.halfNext {
-		t.halfNext = next
+	if next > s.halfNext {
+		s.halfNext = next
 	}
 	return err
 }
 
-func (b *Broker) readQueue(topic string, queue int32, fn func(r *protocol.Record)) error {
-	low, err := b.cq.MinOffset(topic, queue)
+func (s *txnService) readQueue(topic string, queue int32, fn func(r *protocol.Record)) error {
+	low, err := s.cq.MinOffset(topic, queue)
 	if err != nil {
 		low = 0
 	}
-	return b.readQueueFrom(topic, queue, low, fn)
+	return s.readQueueFrom(topic, queue, low, fn)
 }
 
 // readQueueFrom calls fn for each record of (topic, queue) from offset
 // from to the queue's end.
-func (b *Broker) readQueueFrom(topic string, queue int32, from int64, fn func(r *protocol.Record)) error {
+func (s *txnService) readQueueFrom(topic string, queue int32, from int64, fn func(r *protocol.Record)) error {
 	var entries []consumequeue.Entry
 	var buf []byte
 	for {
 		var err error
-		entries, err = b.cq.Get(topic, queue, from, 256, entries)
+		entries, err = s.cq.Get(topic, queue, from, 256, entries)
 		if err != nil {
 			return fmt.Errorf("broker: read %s/%d at %d: %w", topic, queue, from, err)
 		}
@@ -445,141 +464,11 @@ func (b *Broker) readQueueFrom(topic string, queue int32, from int64, fn func(r 
 				continue
 			}
 			var rec protocol.Record
-			rec, buf, err = b.clog.ReadRecord(e.Offset, buf[:0])
+			rec, buf, err = s.clog.ReadRecord(e.Offset, buf[:0])
 			if err != nil {
 				return fmt.Errorf("broker: read %s/%d entry %d: %w", topic, queue, e.QueueOffset, err)
 			}
 			fn(&rec)
 		}
 	}
-}
-
-// transactionChecks runs the check-backs until the broker stops.
-func (b *Broker) transactionChecks() {
-	defer b.wg.Done()
-	tick := time.NewTicker(b.txnCheckInterval())
-	defer tick.Stop()
-	for {
-		select {
-		case <-b.stop:
-			return
-		case now := <-tick.C:
-			b.checkTransactions(now)
-		}
-	}
-}
-
-func (b *Broker) txnCheckInterval() time.Duration {
-	return orDur(b.cfg.TransactionCheckInterval.D(), DefaultTransactionCheckInterval)
-}
-
-func orDur(d, def time.Duration) time.Duration {
-	if d <= 0 {
-		return def
-	}
-	return d
-}
-
-// checkTransactions runs one round of checks: parks the halves checked
-// transaction_check_max times and checks the other open halves older
-// than transaction_timeout.
-func (b *Broker) checkTransactions(now time.Time) {
-	if b.writable() != "" {
-		return
-	}
-	cfg := b.c()
-	timeout := orDur(cfg.TransactionTimeout.D(), DefaultTransactionTimeout)
-	maxChecks := cfg.TransactionCheckMax
-	if maxChecks <= 0 {
-		maxChecks = DefaultTransactionCheckMax
-	}
-	b.txn.mu.Lock()
-	defer b.txn.mu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), txnWait)
-	defer cancel()
-	if err := b.syncTxnLocked(ctx, 0); err != nil {
-		b.log.Warn().Err(err).Msg("transaction check: read the open transactions")
-		return
-	}
-	b.expireHTTPTxLocked(now) // api_txhttp.go
-	check, park := b.txn.tab.due(now, timeout, maxChecks)
-	for _, h := range park {
-		if err := b.closeHalfLocked(h, protocol.TransactionOpParked); err != nil {
-			b.log.Warn().Err(err).Int64("offset", h.Offset).Msg("park a transaction")
-			continue
-		}
-		b.log.Warn().Str("group", h.Group).Str("topic", h.Topic).Int64("offset", h.Offset).Int("checks", h.Checks).
-			Msg("transaction left open after its last check: parked in " + protocol.TransCheckMaxTimeTopic)
-	}
-	for _, h := range check {
-		b.checkHalfLocked(h)
-	}
-}
-
-// checkHalfLocked sends CHECK_TRANSACTION_STATE for h to one live producer
-// of its group and counts the check (sent or not, as RocketMQ does: a
-// group with no producer left runs out of checks too).
-func (b *Broker) checkHalfLocked(h openHalf) {
-	n := h.Checks + 1
-	b.txn.tab.setChecks(h.Offset, n)
-	if err := b.meta.db.Set([]byte(txnCheckKey(h.Offset)), []byte(strconv.Itoa(n)), nil); err != nil {
-		b.log.Warn().Err(err).Int64("offset", h.Offset).Msg("save a transaction's check count")
-	}
-	b.txn.outcomes.WithLabelValues("checked").Inc()
-	conns := b.clients.producerConns(h.Group)
-	if len(conns) == 0 {
-		b.log.Debug().Str("group", h.Group).Int64("offset", h.Offset).Msg("transaction check: no producer of the group is connected")
-		return
-	}
-	req, err := b.checkRequest(h)
-	if err != nil {
-		b.log.Warn().Err(err).Int64("offset", h.Offset).Msg("transaction check")
-		return
-	}
-	// Each check asks the next producer, so a dead one does not keep
-	// the half from being resolved by another.
-	c := conns[h.Checks%len(conns)]
-	if err := c.SendOneway(req); err != nil {
-		b.log.Debug().Err(err).Str("group", h.Group).Msg("transaction check: send")
-	}
-}
-
-// checkRequest builds CHECK_TRANSACTION_STATE for h: the half as a pull
-// would return it, with its real topic and queue, as RocketMQ sends it.
-func (b *Broker) checkRequest(h openHalf) (*remoting.Command, error) {
-	rec, _, err := b.clog.ReadRecord(h.Offset, nil)
-	if err != nil {
-		return nil, err
-	}
-	m := realMessage(&rec, protocol.SysFlagTransactionPrepared)
-	p := protocol.ParseProperties(rec.Properties)
-	p[protocol.PropTransactionCheckTimes] = strconv.Itoa(h.Checks + 1)
-	m.Properties = protocol.EncodeProperties(p)
-	size, err := m.EncodedSize(0)
-	if err != nil {
-		return nil, err
-	}
-	body := commitlog.AppendRecord(nil, &m, size)
-	protocol.SealRecord(body, rec.QueueOffset, rec.PhysicalOffset, rec.StoreTimestamp)
-	offID := protocol.OffsetMsgID(b.storeHost, h.Offset)
-	return remoting.NewRequest(protocol.ReqCheckTransactionState, map[string]string{
-		"tranStateTableOffset": strconv.FormatInt(h.QueueOffset, 10),
-		"commitLogOffset":      strconv.FormatInt(h.Offset, 10),
-		"msgId":                orDefault(h.UniqKey, offID),
-		"transactionId":        h.UniqKey,
-		"offsetMsgId":          offID,
-	}, body), nil
-}
-
-// producerConns returns the connections of a producer group's live
-// clients.
-func (r *clientRegistry) producerConns(group string) []*remoting.Conn {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []*remoting.Conn
-	for _, cc := range r.producers[group] {
-		out = append(out, cc.conn)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
-	return out
 }

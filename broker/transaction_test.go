@@ -56,11 +56,7 @@ func (c *tclient) endTxn(off, queueOff int64, uniq string, how int) *remoting.Co
 // dispatcher has indexed everything written.
 func visible(t *testing.T, b *Broker, c *tclient, topic string, queue int) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := b.cq.WaitDispatched(ctx, b.clog.WrittenOffset()); err != nil {
-		t.Fatal(err)
-	}
+	waitIndexed(t, b.cq, b.clog.WrittenOffset())
 	var out []string
 	for off := int64(0); ; {
 		_, recs := c.pull("g", topic, queue, off, 0)
@@ -83,7 +79,7 @@ func openTxns(t *testing.T, b *Broker) []openHalf {
 	defer b.txn.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := b.syncTxnLocked(ctx, b.clog.WrittenOffset()); err != nil {
+	if err := b.txn.syncLocked(ctx, b.clog.WrittenOffset()); err != nil {
 		t.Fatal(err)
 	}
 	return b.txn.tab.list()
@@ -273,7 +269,7 @@ func TestTransactionCheckBackAndParking(t *testing.T) {
 		t.Fatalf("open after parking: %+v", open)
 	}
 	var parked []protocol.Record
-	if err := b.readQueue(protocol.TransCheckMaxTimeTopic, 0, func(r *protocol.Record) {
+	if err := b.txn.readQueue(protocol.TransCheckMaxTimeTopic, 0, func(r *protocol.Record) {
 		parked = append(parked, *r)
 	}); err != nil {
 		t.Fatal(err)
@@ -318,7 +314,7 @@ func TestOpenTransactionSurvivesRestart(t *testing.T) {
 		t.Fatalf("open before restart: %+v", open)
 	}
 	b.txn.mu.Lock()
-	b.checkHalfLocked(open[0]) // no producer: counted all the same
+	b.txn.checkHalfLocked(open[0]) // no producer: counted all the same
 	b.txn.mu.Unlock()
 	// A count left behind by a crash between an op record and its
 	// deletion is dropped on load.
