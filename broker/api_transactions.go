@@ -38,7 +38,7 @@ func (s *txnService) list() ([]protocol.OpenTransaction, error) {
 func (b *Broker) handleTxList(c *remoting.Conn, req *remoting.Command) {
 	list, err := b.Transactions()
 	if err != nil {
-		b.reply(c, req, protocol.RespSystemError, err.Error())
+		reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	replyJSON(c, req, list)

@@ -67,11 +67,11 @@ func (ch *clientHandlers) routes(timed func(int16, func(*remoting.Conn, *remotin
 func (ch *clientHandlers) handleHeartbeat(c *remoting.Conn, req *remoting.Command) {
 	var hb remoting.HeartbeatData
 	if err := remoting.DecodeBody(req.Body, &hb); err != nil {
-		ch.b.reply(c, req, protocol.RespSystemError, "malformed heartbeat body: "+err.Error())
+		reply(c, req, protocol.RespSystemError, "malformed heartbeat body: "+err.Error())
 		return
 	}
 	if hb.ClientID == "" {
-		ch.b.reply(c, req, protocol.RespSystemError, "heartbeat without clientID")
+		reply(c, req, protocol.RespSystemError, "heartbeat without clientID")
 		return
 	}
 	now := time.Now()
@@ -79,11 +79,11 @@ func (ch *clientHandlers) handleHeartbeat(c *remoting.Conn, req *remoting.Comman
 	hook := false
 	for _, cd := range hb.ConsumerDataSet {
 		if err := ValidateGroup(cd.GroupName); err != nil {
-			ch.b.reply(c, req, protocol.RespSystemError, err.Error())
+			reply(c, req, protocol.RespSystemError, err.Error())
 			return
 		}
 		if err := ch.ensureConsumerGroup(cd.GroupName, cd.MessageModel != remoting.MessageModelBroadcast); err != nil {
-			ch.b.reply(c, req, protocol.RespSystemError, err.Error())
+			reply(c, req, protocol.RespSystemError, err.Error())
 			return
 		}
 		changed, newConn := ch.b.clients.registerConsumer(c, info, cd, now)
@@ -101,7 +101,7 @@ func (ch *clientHandlers) handleHeartbeat(c *remoting.Conn, req *remoting.Comman
 	if hook {
 		c.OnClose(func() { ch.connClosed(c, hb.ClientID) })
 	}
-	ch.b.reply(c, req, protocol.RespSuccess, "")
+	reply(c, req, protocol.RespSuccess, "")
 }
 
 // ensureConsumerGroup creates, on a group's first heartbeat, its config
@@ -166,13 +166,13 @@ func (ch *clientHandlers) handleUnregisterClient(c *remoting.Conn, req *remoting
 	if ch.b.clients.unregister(id, req.StringOr("producerGroup", ""), cg) {
 		ch.notifyGroupChanged(cg)
 	}
-	ch.b.reply(c, req, protocol.RespSuccess, "")
+	reply(c, req, protocol.RespSuccess, "")
 }
 
 func (ch *clientHandlers) handleConsumerList(c *remoting.Conn, req *remoting.Command) {
 	group, err := req.String("consumerGroup")
 	if err != nil {
-		ch.b.reply(c, req, protocol.RespSystemError, err.Error())
+		reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	ids := ch.b.clients.consumerIDs(group)
@@ -198,12 +198,12 @@ func requestQueue(req *remoting.Command) (string, int32, error) {
 func (ch *clientHandlers) handleQueryOffset(c *remoting.Conn, req *remoting.Command) {
 	group, err := req.String("consumerGroup")
 	if err != nil {
-		ch.b.reply(c, req, protocol.RespSystemError, err.Error())
+		reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	topic, q, err := requestQueue(req)
 	if err != nil {
-		ch.b.reply(c, req, protocol.RespSystemError, err.Error())
+		reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	resp := remoting.NewResponse(req, protocol.RespSuccess, "")
@@ -222,28 +222,28 @@ func (ch *clientHandlers) handleQueryOffset(c *remoting.Conn, req *remoting.Comm
 func (ch *clientHandlers) handleUpdateOffset(c *remoting.Conn, req *remoting.Command) {
 	group, err := req.String("consumerGroup")
 	if err != nil {
-		ch.b.reply(c, req, protocol.RespSystemError, err.Error())
+		reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	topic, q, err := requestQueue(req)
 	if err != nil {
-		ch.b.reply(c, req, protocol.RespSystemError, err.Error())
+		reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	off, err := req.Int64("commitOffset")
 	if err != nil || off < 0 {
-		ch.b.reply(c, req, protocol.RespSystemError, "commitOffset must be a non-negative integer")
+		reply(c, req, protocol.RespSystemError, "commitOffset must be a non-negative integer")
 		return
 	}
 	if err := ch.b.meta.writable(); err != nil {
-		ch.b.reply(c, req, protocol.RespServiceNotAvailable, err.Error())
+		reply(c, req, protocol.RespServiceNotAvailable, err.Error())
 		return
 	}
 	if err := ch.b.offsets.commit(group, []offsetCommit{{topic, q, off}}); err != nil {
-		ch.b.reply(c, req, protocol.RespSystemError, err.Error())
+		reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
-	ch.b.reply(c, req, protocol.RespSuccess, "")
+	reply(c, req, protocol.RespSuccess, "")
 }
 
 func (ch *clientHandlers) handleMaxOffset(c *remoting.Conn, req *remoting.Command) {
@@ -257,7 +257,7 @@ func (ch *clientHandlers) handleMinOffset(c *remoting.Conn, req *remoting.Comman
 func (ch *clientHandlers) handleSearchOffset(c *remoting.Conn, req *remoting.Command) {
 	ts, err := req.Int64("timestamp")
 	if err != nil {
-		ch.b.reply(c, req, protocol.RespSystemError, err.Error())
+		reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	ch.answerOffset(c, req, func(topic string, q int32) (int64, error) { return ch.b.cq.OffsetByTime(topic, q, ts) })
@@ -266,7 +266,7 @@ func (ch *clientHandlers) handleSearchOffset(c *remoting.Conn, req *remoting.Com
 func (ch *clientHandlers) answerOffset(c *remoting.Conn, req *remoting.Command, f func(string, int32) (int64, error)) {
 	topic, q, err := requestQueue(req)
 	if err != nil {
-		ch.b.reply(c, req, protocol.RespSystemError, err.Error())
+		reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	off, err := f(topic, q)
@@ -281,7 +281,7 @@ func (ch *clientHandlers) answerOffset(c *remoting.Conn, req *remoting.Command, 
 func (ch *clientHandlers) handleLock(c *remoting.Conn, req *remoting.Command) {
 	var body remoting.LockBatchRequestBody
 	if err := remoting.DecodeBody(req.Body, &body); err != nil {
-		ch.b.reply(c, req, protocol.RespSystemError, "malformed lock body: "+err.Error())
+		reply(c, req, protocol.RespSystemError, "malformed lock body: "+err.Error())
 		return
 	}
 	got := ch.b.locks.lock(body.ConsumerGroup, body.ClientID, body.MQSet, time.Now(), ch.b.cfg.QueueLockExpiry.D())
@@ -294,11 +294,11 @@ func (ch *clientHandlers) handleLock(c *remoting.Conn, req *remoting.Command) {
 func (ch *clientHandlers) handleUnlock(c *remoting.Conn, req *remoting.Command) {
 	var body remoting.LockBatchRequestBody
 	if err := remoting.DecodeBody(req.Body, &body); err != nil {
-		ch.b.reply(c, req, protocol.RespSystemError, "malformed unlock body: "+err.Error())
+		reply(c, req, protocol.RespSystemError, "malformed unlock body: "+err.Error())
 		return
 	}
 	ch.b.locks.unlock(body.ConsumerGroup, body.ClientID, body.MQSet)
-	ch.b.reply(c, req, protocol.RespSuccess, "")
+	reply(c, req, protocol.RespSuccess, "")
 }
 
 // handleSendBack implements CONSUMER_SEND_MSG_BACK: the failed message goes
@@ -306,17 +306,17 @@ func (ch *clientHandlers) handleUnlock(c *remoting.Conn, req *remoting.Command) 
 // reconsumeTimes + 1, or to the group's DLQ past the retry limit.
 func (ch *clientHandlers) handleSendBack(c *remoting.Conn, req *remoting.Command) {
 	if why := ch.b.writable(); why != "" {
-		ch.b.reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
+		reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
 		return
 	}
 	group, err := req.String("group")
 	if err != nil {
-		ch.b.reply(c, req, protocol.RespSystemError, err.Error())
+		reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	off, err := req.Int64("offset")
 	if err != nil {
-		ch.b.reply(c, req, protocol.RespSystemError, err.Error())
+		reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	delayLevel, _ := req.Int32Or("delayLevel", 0)
@@ -324,24 +324,24 @@ func (ch *clientHandlers) handleSendBack(c *remoting.Conn, req *remoting.Command
 	gc, ok := ch.b.groups.get(group)
 	if !ok {
 		if !ch.b.c().AutoCreateGroup {
-			ch.b.reply(c, req, protocol.RespSubscriptionGroupNotExist, "subscription group not exist, "+group)
+			reply(c, req, protocol.RespSubscriptionGroupNotExist, "subscription group not exist, "+group)
 			return
 		}
 		gc = DefaultGroupConfig(group, ch.b.c().RetryMaxTimes)
 		if err := ch.b.groups.put(gc); err != nil {
-			ch.b.reply(c, req, protocol.RespSystemError, err.Error())
+			reply(c, req, protocol.RespSystemError, err.Error())
 			return
 		}
 	}
 	rec, _, err := ch.b.clog.ReadRecord(off, nil)
 	if err != nil {
-		ch.b.reply(c, req, protocol.RespSystemError, "look message by offset failed, "+strconv.FormatInt(off, 10)+": "+err.Error())
+		reply(c, req, protocol.RespSystemError, "look message by offset failed, "+strconv.FormatInt(off, 10)+": "+err.Error())
 		return
 	}
 	m, err := ch.b.sender.sendBackMessage(rec, group, gc, req.StringOr("originMsgId", ""), delayLevel, maxTimes)
 	if err != nil {
 		code, remark := sendError(err)
-		ch.b.reply(c, req, code, remark)
+		reply(c, req, code, remark)
 		return
 	}
 	resp := ch.b.sender.store(req, []commitlog.Message{m})

@@ -98,7 +98,7 @@ func tagsCode(tag string) int64 { return consumequeue.TagsCode(tag) }
 func (ch *clientHandlers) handlePull(c *remoting.Conn, req *remoting.Command) {
 	p, err := parsePull(req)
 	if err != nil {
-		ch.b.reply(c, req, protocol.RespSystemError, err.Error())
+		reply(c, req, protocol.RespSystemError, err.Error())
 		return
 	}
 	resp, filter, hold := ch.pullPrepare(&p, req)

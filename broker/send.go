@@ -255,7 +255,7 @@ var spanPool = sync.Pool{New: func() any { s := make([]sendSpan, 0, 64); return 
 func (ch *clientHandlers) handleSends(c *remoting.Conn, reqs []*remoting.Command) {
 	if why := ch.b.writable(); why != "" {
 		for _, req := range reqs {
-			ch.b.reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
+			reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
 		}
 		return
 	}
@@ -277,13 +277,13 @@ func (ch *clientHandlers) handleSends(c *remoting.Conn, reqs []*remoting.Command
 			clear(msgs[first:])
 			msgs = msgs[:first]
 			code, remark := sendError(err)
-			ch.b.reply(c, req, code, remark)
+			reply(c, req, code, remark)
 			continue
 		}
 		if err := ch.b.repl.checkAcks(msgs[first].Topic); err != nil {
 			clear(msgs[first:])
 			msgs = msgs[:first]
-			ch.b.reply(c, req, protocol.RespServiceNotAvailable, err.Error())
+			reply(c, req, protocol.RespServiceNotAvailable, err.Error())
 			continue
 		}
 		if ch.b.idem.handleSend(c, req, msgs[first:]) { // idempotent.go
@@ -386,8 +386,4 @@ func (ch *clientHandlers) prepareSend(req *remoting.Command, msgs []commitlog.Me
 		}
 	}
 	return msgs, nil
-}
-
-func (b *Broker) reply(c *remoting.Conn, req *remoting.Command, code int16, remark string) {
-	_ = c.Reply(remoting.NewResponse(req, code, remark))
 }

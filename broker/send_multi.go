@@ -44,14 +44,14 @@ func (s *multiState) reset() {
 // body order, and every message gets its own result.
 func (ch *clientHandlers) handleSendMulti(c *remoting.Conn, req *remoting.Command) {
 	if why := ch.b.writable(); why != "" {
-		ch.b.reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
+		reply(c, req, protocol.RespServiceNotAvailable, "service not available now: "+why)
 		return
 	}
 	st := multiPool.Get().(*multiState)
 	defer func() { st.reset(); multiPool.Put(st) }()
 	var err error
 	if st.entries, err = protocol.DecodeMulti(req.Body, st.entries); err != nil {
-		ch.b.reply(c, req, protocol.RespMessageIllegal, err.Error())
+		reply(c, req, protocol.RespMessageIllegal, err.Error())
 		return
 	}
 	born := parseAddrPort(c.RemoteAddr())
